@@ -1,0 +1,55 @@
+# Postoffice: `make run` sets everything up and starts the server; `make test` sets up and runs the whole suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DATA   ?= data
+DOMAIN ?= example.test
+# Standard ports when root; otherwise every port + 10000 (10025, 10587, ...).
+PORT_OFFSET ?= $(shell [ "$$(id -u)" = 0 ] && echo 0 || echo 10000)
+# Debian packages the interop tests drive (installed idempotently when missing; needs root or sudo-less apt).
+DEBIAN_PACKAGES := swaks strace
+
+.PHONY: install deps run test test-unit test-integration lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+deps:
+	@missing=""; for pkg in $(DEBIAN_PACKAGES); do \
+		dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(DATA)/postoffice.toml: | install
+	$(BIN)/postoffice init --data-dir $(DATA) --domain $(DOMAIN) --hostname localhost \
+		--address 127.0.0.1 --port-offset $(PORT_OFFSET) --demo-user demo
+
+run: install $(DATA)/postoffice.toml
+	$(BIN)/postoffice --config $(DATA)/postoffice.toml ports
+	$(BIN)/postoffice --config $(DATA)/postoffice.toml run
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+test-unit: install
+	$(BIN)/pytest -q tests --ignore=tests/integration --ignore=tests/interop
+
+test-integration: install deps
+	$(BIN)/pytest -q tests/integration tests/interop
+
+test: lint test-unit test-integration
+
+bench: install deps
+	$(BIN)/python bench/smtp_load.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

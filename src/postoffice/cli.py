@@ -1,0 +1,731 @@
+"""The `postoffice` command line: set up a data directory, check the config, run the server,
+administer domains, accounts and aliases, and export mail.
+
+Implementation notes
+- `main(argv) -> int` never lets a traceback reach the terminal: every failure becomes one line on stderr
+  and an exit code: 0 ok, 2 config or usage problems, 1 anything else (POSTOFFICE_DEBUG=1 re-raises).
+- Every command reads the config named by --config, else $POSTOFFICE_CONFIG, else ./data/postoffice.toml;
+  the store-backed commands take the store path from it and refuse to create a store that is not there (a
+  typo in --config must not quietly create an empty store somewhere else).
+- Store-backed commands run one coroutine under `asyncio.run` and always close the store, also on errors.
+  Password hashing runs before the store is opened, so the store is open for the shortest time.
+- Export writes messages byte for byte as stored: mbox in the mboxrd variant (quoting `>*From ` lines so
+  that unquoting restores them exactly), Maildir with one file per message named after its internal date,
+  UID and UIDVALIDITY, with the flags in the Maildir info suffix (https://cr.yp.to/proto/maildir.html).
+- Addresses and domains are lowercased and non-ASCII domains IDNA-encoded before they reach the store, the
+  same way the recipient resolver normalises them at delivery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import ipaddress
+import os
+import re
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, TypeVar
+
+from postoffice import __version__
+from postoffice.config import (
+    POP2_NOTE,
+    Config,
+    ConfigError,
+    load_config,
+    render_default_config,
+)
+
+if TYPE_CHECKING:
+    from postoffice.store import MailboxInfo, MailStore, MessageInfo
+
+T = TypeVar("T")
+
+DEFAULT_CONFIG = Path("data") / "postoffice.toml"
+CONFIG_ENV = "POSTOFFICE_CONFIG"
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class CliError(Exception):
+    """A failure to report as one line on stderr, with the exit code to return."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# -- names ---------------------------------------------------------------------------------------------------
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# RFC 5322 atext, plus any non-ASCII character (RFC 6531 allows UTF-8 local parts).
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]"
+_DOT_ATOM = re.compile(rf"^{_ATEXT}+(\.{_ATEXT}+)*$")
+
+
+def normalize_domain(name: str) -> str:
+    """Lowercase, drop a trailing dot, IDNA-encode non-ASCII labels; CliError (usage) if not a domain."""
+    raw = name
+    name = name.strip().rstrip(".").lower()
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise CliError(f"not a valid domain name: {raw!r}", EXIT_USAGE) from None
+    if len(name) > 253 or not name or not all(_LABEL.match(label) for label in name.split(".")):
+        raise CliError(f"not a valid domain name: {raw!r}", EXIT_USAGE)
+    return name
+
+
+def normalize_localpart(local: str, original: str) -> str:
+    local = local.strip().lower()
+    if not local or len(local) > 64 or not _DOT_ATOM.match(local) or not local.isprintable():
+        raise CliError(f"not a valid address: {original!r}", EXIT_USAGE)
+    return local
+
+
+def normalize_address(address: str) -> str:
+    """`Local@Domain` -> `local@domain` (IDNA domain); raise CliError (usage) if it is not a plain address."""
+    local, sep, domain = address.strip().rpartition("@")
+    if not sep:
+        raise CliError(f"not a full address (local@domain): {address!r}", EXIT_USAGE)
+    return f"{normalize_localpart(local, address)}@{normalize_domain(domain)}"
+
+
+def normalize_alias_source(source: str) -> str:
+    """An address, or `@domain` for the domain's catch-all."""
+    if source.strip().startswith("@"):
+        return "@" + normalize_domain(source.strip()[1:])
+    return normalize_address(source)
+
+
+# -- config and store ----------------------------------------------------------------------------------------
+
+
+def config_path(args: argparse.Namespace) -> Path:
+    explicit = getattr(args, "config", None)
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get(CONFIG_ENV)
+    return Path(from_env) if from_env else DEFAULT_CONFIG
+
+
+def _print_problems(path: Path, error: ConfigError) -> None:
+    count = len(error.problems)
+    if count == 1 and error.problems[0].key in (str(path), path.name):  # the file itself: missing, bad TOML
+        print(f"postoffice: {error.problems[0]}", file=sys.stderr)
+        return
+    print(f"postoffice: {count} problem{'s' if count != 1 else ''} in {path}:", file=sys.stderr)
+    for problem in error.problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
+def load(args: argparse.Namespace) -> Config:
+    path = config_path(args)
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        _print_problems(path, exc)
+        raise CliError("", EXIT_USAGE) from None
+
+
+def with_store(args: argparse.Namespace, action: Callable[[MailStore], Awaitable[T]]) -> T:
+    """Open the store named by the config, run `action` on it, close it (also on failure)."""
+    config = load(args)
+    if not config.store.path.exists():
+        raise CliError(
+            f"no store at {config.store.path}; create one with "
+            f"`postoffice init --data-dir DIR --domain DOMAIN` or check --config ({config.path})"
+        )
+    from postoffice.store import open_store
+
+    async def run() -> T:
+        store = open_store(config.store.path)
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [[str(c) for c in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def read_password_stdin() -> str:
+    line = sys.stdin.readline()
+    password = line.rstrip("\r\n")
+    if not password:
+        raise CliError("no password on standard input (give it as one line)", EXIT_USAGE)
+    return password
+
+
+# -- init ----------------------------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from postoffice.directory.passwords import generate_password, hash_password
+    from postoffice.net.tls import generate_self_signed
+
+    domain = normalize_domain(args.domain)
+    hostname = normalize_domain(args.hostname) if args.hostname else f"mail.{domain}"
+    demo = normalize_address(f"{args.demo_user}@{domain}") if args.demo_user else None
+    try:
+        address = str(ipaddress.ip_address(args.address))
+    except ValueError:
+        raise CliError(
+            f"--address must be an IP address such as 0.0.0.0 or 127.0.0.1: {args.address!r}", EXIT_USAGE
+        ) from None
+    try:
+        text = render_default_config(hostname, domain, port_offset=args.port_offset, address=address)
+    except ValueError as exc:
+        raise CliError(f"--port-offset {args.port_offset}: {exc}", EXIT_USAGE) from None
+
+    data_dir = Path(args.data_dir).absolute()
+    config_file = data_dir / "postoffice.toml"
+    if config_file.exists() and not args.force:
+        raise CliError(f"{config_file} exists already; not overwriting it (use --force to replace it)")
+    if not data_dir.exists():
+        data_dir.mkdir(mode=0o700, parents=True)
+        data_dir.chmod(0o700)  # whatever the umask
+        print(f"created {data_dir} (mode 0700)")
+    elif not data_dir.is_dir():
+        raise CliError(f"{data_dir} exists and is not a directory")
+
+    # Paths come from the rendered file itself, so init creates exactly what the config names.
+    doc = tomllib.loads(text)
+    cert = data_dir / doc["tls"]["certificate"]
+    key = data_dir / doc["tls"]["private_key"]
+    store_path = data_dir / doc["store"]["path"]
+    spool = data_dir / doc["store"]["spool_dir"]
+
+    if args.force or not (cert.exists() and key.exists()):
+        generate_self_signed(hostname, cert, key)
+        print(f"wrote a self-signed certificate for {hostname}: {cert} (key {key}, mode 0600)")
+    else:
+        print(f"kept the existing certificate {cert}")
+
+    spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+    store_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    password = generate_password() if demo else None
+    password_hash = hash_password(password) if password else None
+
+    from postoffice.store import AlreadyExists, open_store
+
+    async def setup() -> None:
+        store = open_store(store_path)
+        try:
+            try:
+                await store.add_domain(domain)
+                print(f"created the store {store_path} serving {domain}")
+            except AlreadyExists:
+                print(f"the store {store_path} serves {domain} already")
+            if demo and password_hash:
+                if await store.get_account(demo) is None:
+                    await store.add_account(demo, password_hash)
+                else:
+                    await store.set_password(demo, password_hash)
+        finally:
+            await store.close()
+
+    asyncio.run(setup())
+    _write_file(config_file, text.encode(), 0o600)
+    print(f"wrote {config_file}")
+    if demo:
+        print(f"{demo} password: {password}")
+    try:
+        config = load_config(config_file)
+    except ConfigError as exc:  # a bug: the rendered file must always load
+        _print_problems(config_file, exc)
+        return EXIT_FAILURE
+    not_built = [lst.name for lst in config.listeners.values() if lst.status == "not built yet"]
+    if not_built:
+        print(f"not built yet in this version (will not start): {', '.join(not_built)}")
+    print(f"next: postoffice --config {config_file} ports   (then: run)")
+    return EXIT_OK
+
+
+def _write_file(path: Path, data: bytes, mode: int) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+# -- ports, check-config, run --------------------------------------------------------------------------------
+
+
+def cmd_ports(args: argparse.Namespace) -> int:
+    config = load(args)
+    rows = [
+        (
+            lst.name,
+            lst.address,
+            lst.port,
+            lst.protocol,
+            lst.tls,
+            "yes" if lst.enabled else "no",
+            lst.status,
+            lst.purpose,
+        )
+        for lst in config.listeners.values()
+    ]
+    print_table(("NAME", "ADDRESS", "PORT", "PROTOCOL", "TLS", "ENABLED", "STATUS", "PURPOSE"), rows)
+    if any(lst.protocol == "pop2" for lst in config.listeners.values()):
+        print()
+        print(f"pop2: {POP2_NOTE}.")
+    return EXIT_OK
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load(args)
+    print(f"configuration OK: {config.path}")
+    for warning in config.warnings:
+        print(f"warning: {warning}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load(args)
+    for warning in config.warnings:
+        if warning.key.startswith("listeners."):
+            continue  # the server logs each listener it does not start; do not say it twice
+        print(f"warning: {warning}", file=sys.stderr)
+    try:
+        from postoffice.server import run_server
+    except ImportError as exc:
+        raise CliError(f"the server cannot be loaded: {exc}") from None
+    result = run_server(config)
+    if inspect.isawaitable(result):  # tolerate an async run_server
+        result = asyncio.run(_await(result))
+    return int(result or 0)
+
+
+async def _await(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+# -- domains, users, aliases, mailboxes ----------------------------------------------------------------------
+
+
+def cmd_domain(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        domains = with_store(args, lambda store: store.list_domains())
+        for domain in domains:
+            print(domain.name)
+        return EXIT_OK
+    name = normalize_domain(args.name)
+    if args.action == "add":
+        with_store(args, lambda store: store.add_domain(name))
+        print(f"added domain {name}")
+    else:
+        with_store(args, lambda store: store.remove_domain(name))
+        print(f"removed domain {name}")
+    return EXIT_OK
+
+
+def _password_and_hash(args: argparse.Namespace) -> tuple[str | None, str]:
+    """(password to print or None, hash): from stdin with --password-stdin, else generated."""
+    from postoffice.directory.passwords import generate_password, hash_password
+
+    if args.password_stdin:
+        return None, hash_password(read_password_stdin())
+    password = generate_password()
+    return password, hash_password(password)
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        domain = normalize_domain(args.domain) if args.domain else None
+        accounts = with_store(args, lambda store: store.list_accounts(domain))
+        for account in accounts:
+            print(account.address)
+        return EXIT_OK
+    address = normalize_address(args.address)
+    if args.action == "add":
+        password, password_hash = _password_and_hash(args)
+        with_store(args, lambda store: store.add_account(address, password_hash))
+        print(f"added {address}")
+        if password:
+            print(f"{address} password: {password}")
+    elif args.action == "passwd":
+        password, password_hash = _password_and_hash(args)
+        with_store(args, lambda store: store.set_password(address, password_hash))
+        print(f"changed the password of {address}")
+        if password:
+            print(f"{address} password: {password}")
+    else:
+        with_store(args, lambda store: store.remove_account(address))
+        print(f"removed {address} with its mailboxes and messages")
+    return EXIT_OK
+
+
+def cmd_alias(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        aliases = with_store(args, lambda store: store.list_aliases())
+        for alias in aliases:
+            print(f"{alias.source} -> {', '.join(alias.targets)}")
+        return EXIT_OK
+    source = normalize_alias_source(args.source)
+    if args.action == "add":
+        targets = [normalize_address(t) for t in args.targets]
+        alias = with_store(args, lambda store: store.add_alias(source, targets))
+        print(f"added alias {alias.source} -> {', '.join(alias.targets)}")
+    else:
+        with_store(args, lambda store: store.remove_alias(source))
+        print(f"removed alias {source}")
+    return EXIT_OK
+
+
+async def _account_id(store: MailStore, address: str) -> int:
+    account = await store.get_account(address)
+    if account is None:
+        raise CliError(f"no account {address}")
+    return account.id
+
+
+def cmd_mailbox(args: argparse.Namespace) -> int:
+    address = normalize_address(args.address)
+
+    async def mailboxes(store: MailStore) -> list[MailboxInfo]:
+        return await store.list_mailboxes(await _account_id(store, address))
+
+    rows = [(m.name, m.messages, m.size) for m in with_store(args, mailboxes)]
+    print_table(("MAILBOX", "MESSAGES", "SIZE"), rows)
+    return EXIT_OK
+
+
+# -- export --------------------------------------------------------------------------------------------------
+
+#: IMAP system flag -> Maildir info letter; written in ASCII order of the letters (D F R S T).
+MAILDIR_FLAGS = {"\\draft": "D", "\\flagged": "F", "\\answered": "R", "\\seen": "S", "\\deleted": "T"}
+
+_FROM_LINE = re.compile(rb"^>*From ", re.MULTILINE)
+
+
+def maildir_info(flags: frozenset[str]) -> str:
+    """The Maildir info letters for the system flags; keywords have no letter and are left out."""
+    return "".join(sorted({MAILDIR_FLAGS[f.lower()] for f in flags if f.lower() in MAILDIR_FLAGS}))
+
+
+def maildir_filename(message: MessageInfo, uidvalidity: int) -> str:
+    return (
+        f"{int(message.internaldate)}.{message.uid}_{uidvalidity}.postoffice:2,{maildir_info(message.flags)}"
+    )
+
+
+def mailbox_directory(root: Path, name: str) -> Path:
+    """The export directory of a mailbox: hierarchy levels become directories; none may climb out."""
+    parts = []
+    for part in name.replace("\0", "_").split("/"):
+        parts.append("_" * max(len(part), 1) if part in ("", ".", "..") else part)
+    return root.joinpath(*parts)
+
+
+def envelope_sender(head: bytes) -> str:
+    """The sender for an mbox "From " line: Return-Path, else the From address, else MAILER-DAEMON."""
+    import email.parser
+    import email.policy
+    import email.utils
+
+    headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(head)
+    for name in ("Return-Path", "From"):
+        value = headers.get(name)
+        if value is None:
+            continue
+        address = email.utils.parseaddr(str(value))[1]
+        if address and "@" in address and not re.search(r"[\s\x00-\x1f\x7f]", address):
+            return address
+    return "MAILER-DAEMON"
+
+
+class MboxrdWriter:
+    """Writes one message body with mboxrd quoting: every line matching ^>*From gets one more '>' (so a
+    reader removes exactly one and gets the original back). Streams: memory use is bounded by the chunk size,
+    except for a line made only of '>' characters."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.tail = b""  # the incomplete last line, from its start
+        self.midline = False  # the current line started in an earlier chunk and was written already
+        self.last_byte = b""
+
+    def _write(self, data: bytes) -> None:
+        if data:
+            self.out.write(data)
+            self.last_byte = data[-1:]
+
+    def feed(self, chunk: bytes) -> None:
+        data = self.tail + chunk
+        self.tail = b""
+        start = 0
+        if self.midline:
+            newline = data.find(b"\n")
+            if newline < 0:
+                self._write(data)
+                return
+            self._write(data[: newline + 1])
+            start = newline + 1
+            self.midline = False
+        last = data.rfind(b"\n", start)
+        if last >= 0:
+            self._write(_FROM_LINE.sub(rb">\g<0>", data[start : last + 1]))
+            start = last + 1
+        rest = data[start:]
+        if len(rest.lstrip(b">")) >= len(b"From "):  # enough of the line to decide whether to quote it
+            self._write((b">" if _FROM_LINE.match(rest) else b"") + rest)
+            self.midline = True
+        else:
+            self.tail = rest
+
+    def finish(self) -> None:
+        self._write(self.tail)
+        self.tail = b""
+        if self.last_byte != b"\n":
+            self._write(b"\n")  # mbox needs a line end before the separating blank line
+
+
+async def _content_chunks(store: MailStore, content_id: int) -> AsyncGenerator[bytes, None]:
+    async for chunk in store.open_content(content_id):
+        yield chunk
+
+
+async def write_mbox_message(store: MailStore, message: MessageInfo, out: IO[bytes]) -> None:
+    chunks = _content_chunks(store, message.content_id)
+    try:
+        # Read just enough for the headers, to find the sender for the "From " line.
+        pending: list[bytes] = []
+        head = b""
+        async for chunk in chunks:
+            pending.append(chunk)
+            head += chunk
+            if b"\n\n" in head or b"\r\n\r\n" in head or len(head) >= 65536:
+                break
+        sender = envelope_sender(head.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0])
+        date = time.asctime(time.gmtime(message.internaldate))
+        out.write(f"From {sender} {date}\n".encode())
+        writer = MboxrdWriter(out)
+        for chunk in pending:
+            writer.feed(chunk)
+        async for chunk in chunks:
+            writer.feed(chunk)
+        writer.finish()
+        out.write(b"\n")
+    finally:
+        await chunks.aclose()
+
+
+async def write_maildir_message(
+    store: MailStore, message: MessageInfo, mailbox: MailboxInfo, folder: Path
+) -> None:
+    name = maildir_filename(message, mailbox.uidvalidity)
+    tmp = folder / "tmp" / name.split(":", 1)[0]
+    with open(tmp, "wb") as f:
+        async for chunk in store.open_content(message.content_id):
+            f.write(chunk)
+    final = folder / "cur" / name
+    os.replace(tmp, final)  # Maildir delivery: write in tmp/, then rename into place
+    os.utime(final, (message.internaldate, message.internaldate))
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    address = normalize_address(args.address)
+    if args.format == "maildir" and not args.output:
+        raise CliError("--format maildir needs --output DIR", EXIT_USAGE)
+
+    async def export(store: MailStore) -> int:
+        account_id = await _account_id(store, address)
+        if args.mailbox or args.format == "mbox":
+            name = args.mailbox or "INBOX"
+            mailbox = await store.get_mailbox(account_id, name)
+            if mailbox is None:
+                raise CliError(f"{address} has no mailbox {name!r}")
+            mailboxes = [mailbox]
+        else:
+            mailboxes = await store.list_mailboxes(account_id)
+        count = 0
+        if args.format == "mbox":
+            messages = await store.list_messages(mailboxes[0].id)
+            if args.output:
+                output = Path(args.output)
+                fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent.absolute())
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        for message in messages:
+                            await write_mbox_message(store, message, f)
+                    os.replace(tmp, output)
+                except BaseException:
+                    try:
+                        os.unlink(tmp)
+                    except FileNotFoundError:
+                        pass
+                    raise
+            else:
+                out = sys.stdout.buffer
+                for message in messages:
+                    await write_mbox_message(store, message, out)
+                out.flush()
+            return len(messages)
+        root = Path(args.output)
+        for mailbox in mailboxes:
+            folder = mailbox_directory(root, mailbox.name)
+            for sub in ("cur", "new", "tmp"):
+                (folder / sub).mkdir(parents=True, exist_ok=True)
+            for message in await store.list_messages(mailbox.id):
+                await write_maildir_message(store, message, mailbox, folder)
+                count += 1
+        return count
+
+    count = with_store(args, export)
+    if args.output:
+        print(
+            f"exported {count} message{'s' if count != 1 else ''} of {address} to {args.output}",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
+# -- argument parsing ----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help=f"config file (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG})",
+    )
+    parser = argparse.ArgumentParser(
+        prog="postoffice",
+        description="A mail server for one domain owner: SMTP, submission, POP3, IMAP and webmail.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"postoffice {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(
+        name: str,
+        handler: Callable[[argparse.Namespace], int],
+        help: str,
+        sub: argparse._SubParsersAction[argparse.ArgumentParser] | None = None,
+    ) -> argparse.ArgumentParser:
+        p = (sub or commands).add_parser(name, help=help, description=help, parents=[common])
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("init", cmd_init, "create a data directory: config, self-signed certificate, store")
+    p.add_argument("--data-dir", metavar="DIR", default="data", help="directory to create (default: ./data)")
+    p.add_argument("--domain", required=True, help="the mail domain to serve, e.g. example.test")
+    p.add_argument("--hostname", help="this server's host name (default: mail.DOMAIN)")
+    p.add_argument(
+        "--port-offset", type=int, default=0, metavar="N", help="add N to every port (10000: 10025...)"
+    )
+    p.add_argument("--address", default="0.0.0.0", help="address every listener binds (default: 0.0.0.0)")
+    p.add_argument(
+        "--demo-user", metavar="LOCALPART", help="also create LOCALPART@DOMAIN and print its password"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing config and certificate")
+
+    command("ports", cmd_ports, "show the listeners: address, port, protocol, TLS, status")
+    command("check-config", cmd_check_config, "validate the config file and report every problem")
+    command("run", cmd_run, "run the server")
+
+    p = command("domain", cmd_domain, "add, list or remove domains")
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    command("add", cmd_domain, "serve a domain", sub).add_argument("name", metavar="DOMAIN")
+    command("list", cmd_domain, "list the domains served", sub)
+    command(
+        "remove", cmd_domain, "stop serving a domain (it must have no accounts or aliases)", sub
+    ).add_argument("name", metavar="DOMAIN")
+
+    p = command("user", cmd_user, "add, list, change or remove accounts")
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = command("add", cmd_user, "create an account (prints a generated password)", sub)
+    q.add_argument("address", metavar="ADDRESS")
+    q.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    q = command("list", cmd_user, "list accounts", sub)
+    q.add_argument("--domain", help="only accounts of this domain")
+    q = command("passwd", cmd_user, "set a new password (prints a generated one)", sub)
+    q.add_argument("address", metavar="ADDRESS")
+    q.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    command("remove", cmd_user, "remove an account with all its mail", sub).add_argument(
+        "address", metavar="ADDRESS"
+    )
+
+    p = command("alias", cmd_alias, "add, list or remove aliases")
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = command("add", cmd_alias, "deliver mail for SOURCE (address or @domain) to the targets", sub)
+    q.add_argument("source", metavar="SOURCE")
+    q.add_argument("targets", metavar="TARGET", nargs="+")
+    command("list", cmd_alias, "list aliases", sub)
+    command("remove", cmd_alias, "remove an alias", sub).add_argument("source", metavar="SOURCE")
+
+    p = command("mailbox", cmd_mailbox, "show an account's mailboxes")
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    command("list", cmd_mailbox, "list mailboxes with message counts and sizes", sub).add_argument(
+        "address", metavar="ADDRESS"
+    )
+
+    p = command("export", cmd_export, "export an account's mail as mbox (mboxrd) or Maildir")
+    p.add_argument("address", metavar="ADDRESS")
+    p.add_argument(
+        "--mailbox", metavar="NAME", help="one mailbox (mbox default: INBOX; maildir default: all)"
+    )
+    p.add_argument("--format", choices=("mbox", "maildir"), default="mbox")
+    p.add_argument(
+        "--output", metavar="PATH", help="mbox: file (default: standard output); maildir: directory"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help, --version (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        return int(args.handler(args))
+    except CliError as exc:
+        if str(exc):
+            print(f"postoffice: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`postoffice export ... | head`); keep Python from complaining at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILURE
+    except Exception as exc:
+        if os.environ.get("POSTOFFICE_DEBUG"):
+            raise
+        from postoffice.store import StoreError
+
+        if isinstance(exc, StoreError):
+            print(f"postoffice: {exc}", file=sys.stderr)
+        elif isinstance(exc, OSError):
+            where = f": {exc.filename}" if exc.filename else ""
+            print(f"postoffice: {exc.strerror or exc}{where}", file=sys.stderr)
+        else:
+            print(f"postoffice: internal error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE

@@ -1,0 +1,7 @@
+"""The directory: domains, accounts and aliases as the protocols see them.
+
+- `passwords`: argon2id password hashes and generated passwords.
+- `resolver`: which accounts a recipient address delivers to (aliases, catch-alls, plus-addressing).
+
+The data itself lives in the store (`postoffice.store`); this package holds the rules applied to it.
+"""

@@ -1,0 +1,500 @@
+"""The structure splitter: one streaming pass that finds every MIME entity and its byte offsets.
+
+Implements RFC 2045 / RFC 2046 structure, RFC 5322 header blocks and RFC 3501 7.4.2 ENVELOPE, for IMAP
+BODYSTRUCTURE, BODY[section] and SEARCH (RFC 3501 6.4.4, 6.4.5, 7.4.2; RFC 9051 the same).
+
+Rules (each cited where it is implemented):
+- Header block: ends at the first empty line (RFC 5322 2.1), or at a boundary line of an enclosing multipart,
+  or at EOF. Lines in it that are neither fields nor continuations are skipped when a field line follows
+  them before that end; otherwise the first of them starts the body (the empty line is then part of the
+  body). So a garbage line amid the fields is ignored, while a part whose body follows its fields without
+  the empty line ("Content-Type: text/plain", "Hello") gets that body. If the entity's first line is neither
+  a field, a continuation nor an mbox "From " line, the entity has no header and its body starts at its
+  first byte (as the stdlib parser does).
+- Boundaries (RFC 2046 5.1.1): a delimiter line is "--" boundary, optionally "--" (close delimiter), then only
+  spaces/tabs (transport padding), at a line start. Boundaries of all enclosing multiparts are recognised
+  (innermost first), so an outer boundary ends every inner part. The line terminator before a delimiter line
+  belongs to the delimiter, not to the body before it. Preamble and epilogue are not parts; a multipart
+  that is never closed runs to the end of its enclosing body.
+- message/rfc822 and message/global (RFC 2046 5.2.1, RFC 6532 3.5) bodies are parsed as messages, recursively,
+  when their transfer encoding is 7bit/8bit/binary (an identity encoding, so offsets mean something).
+- Defaults (RFC 2045 5.2, RFC 2046 5.1.5): no Content-Type means text/plain; charset=us-ascii, or
+  message/rfc822 inside multipart/digest; an invalid Content-Type means text/plain; charset=us-ascii.
+
+Malformed input never raises; it is degraded so that the structure invariants of `model` hold:
+- multipart without a usable boundary parameter, or in whose body no delimiter line of its boundary occurs:
+  a text/plain; charset=us-ascii leaf (RFC 2045 5.2: the type is invalid for this body).
+- message/rfc822|global with another transfer encoding, and any multipart or message part beyond the depth or
+  part-count caps: an application/octet-stream leaf (its other fields kept).
+
+Caps (memory and time stay bounded whatever the input): header bytes kept per entity and in total, nesting
+depth, number of parts, addresses per message, search text and search headers; see the constants below.
+The message is read in chunks through `scanner.LineScanner`, never whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, BinaryIO
+
+from postoffice.message.addresses import Address, parse_address_list
+from postoffice.message.headers import (
+    decode_words,
+    is_field,
+    iter_fields,
+    parse_date,
+    parse_params,
+    starts_header,
+    unfold,
+)
+from postoffice.message.model import BodyPart, Params, ParsedMessage
+from postoffice.message.scanner import MAX_FRAGMENT, LineScanner, body_end_at
+from postoffice.message.text import part_text
+
+log = logging.getLogger(__name__)
+
+#: Header bytes of one entity used for parsing; the rest of a longer header is scanned but ignored.
+MAX_HEADER_BYTES = 1024 * 1024
+#: Header bytes used for parsing across all entities; later entities are parsed as if they had no fields.
+MAX_TOTAL_HEADER_BYTES = 8 * 1024 * 1024
+#: How far past a non-field line the header reader looks for a further field before taking that line as the
+#: start of the body.
+MAX_HEADER_LOOKAHEAD = 64 * 1024
+#: Nesting levels (each multipart child or embedded message is one level deeper than its parent).
+MAX_DEPTH = 50
+#: Body parts per message (every BodyPart counts, the root and embedded roots too).
+MAX_PARTS = 5000
+#: Addresses (group markers included) across all envelopes of a message.
+MAX_ADDRESSES = 5000
+#: Characters of decoded text kept for BODY/TEXT search.
+MAX_SEARCH_TEXT = 4 * 1024 * 1024
+#: Characters of decoded header text kept for HEADER/FROM/TO/... search.
+MAX_SEARCH_HEADERS = 1024 * 1024
+
+_WANTED = frozenset(
+    {
+        "content-type",
+        "content-transfer-encoding",
+        "content-id",
+        "content-description",
+        "content-md5",
+        "content-disposition",
+        "content-language",
+        "content-location",
+        "date",
+        "subject",
+        "from",
+        "sender",
+        "reply-to",
+        "to",
+        "cc",
+        "bcc",
+        "in-reply-to",
+        "message-id",
+    }
+)
+_TOKEN = r"[^\s()<>@,;:\\\"/\[\]?=]+"
+_MEDIA_TYPE = re.compile(rf"\s*({_TOKEN})\s*/\s*({_TOKEN})\s*")
+_COMMENT = re.compile(r"\([^()]*\)")
+_FIRST_TOKEN = re.compile(r"[^\s;()]+")
+_IDENTITY_ENCODINGS = frozenset({"7BIT", "8BIT", "BINARY"})
+_MESSAGE_SUBTYPES = frozenset({"rfc822", "global"})
+
+Fields = dict[str, tuple[str, str]]  # lowercased name -> (unfolded value, codec it was decoded with)
+
+
+def _text_plain() -> tuple[str, str, Params]:
+    return "text", "plain", [("charset", "us-ascii")]
+
+
+def _clamp(part: BodyPart, limit: int) -> None:
+    """Pull every offset of `part` and its descendants to at most `limit` (order is kept: min is monotone).
+
+    Needed only in the degenerate case of an empty entity right before a boundary whose preceding line
+    terminator is also the end of the entity's own delimiter or header (RFC 2046 5.1.1 gives it to the
+    boundary)."""
+    part.header_start = min(part.header_start, limit)
+    part.body_start = min(part.body_start, limit)
+    if part.body_end > limit:
+        part.body_end = limit
+        if part.body_start == part.body_end:
+            part.lines = 0
+    for child in part.parts:
+        _clamp(child, limit)
+    if part.embedded is not None:
+        _clamp(part.embedded, limit)
+
+
+class _StructureParser:
+    def __init__(self, fp: BinaryIO) -> None:
+        self.scan = LineScanner(fp)
+        self.boundaries: list[bytes] = []
+        self.parts = 0
+        self.header_budget = MAX_TOTAL_HEADER_BYTES
+        self.address_budget = MAX_ADDRESSES
+        self.root_header = b""
+
+    # -- lines -----------------------------------------------------------------------------------------------
+    def _boundary_at(self, frag: tuple[bytes, int]) -> tuple[int, bool] | None:
+        """(level, is close delimiter) if the current line is a delimiter of an enclosing multipart.
+
+        RFC 2046 5.1.1: "--" boundary ["--"] *LWSP-char, at a line start; innermost boundary first."""
+        content = frag[0]
+        if not self.boundaries or not self.scan.at_line_start or not content.startswith(b"--"):
+            return None
+        if len(content) >= MAX_FRAGMENT:
+            return None  # only part of a very long line
+        for level in range(len(self.boundaries) - 1, -1, -1):
+            boundary = self.boundaries[level]
+            if content.startswith(boundary, 2):
+                rest = content[2 + len(boundary) :]
+                close = rest.startswith(b"--")
+                if close:
+                    rest = rest[2:]
+                if not rest.strip(b" \t"):
+                    return level, close
+        return None
+
+    def _skip_to_boundary(self) -> None:
+        """Skip body lines up to a delimiter line of any enclosing multipart, or EOF."""
+        scan = self.scan
+        while True:
+            scan.skip_to_dash_line()
+            frag = scan.peek()
+            if frag is None or self._boundary_at(frag) is not None:
+                return
+            scan.advance()
+
+    def _read_header(self) -> bytes:
+        """Consume the header block (rules in the module docstring) and return its bytes, capped."""
+        scan = self.scan
+        cap = min(MAX_HEADER_BYTES, self.header_budget)
+        kept: list[bytes] = []
+        size = 0
+        first = True
+        # A line that is neither field nor continuation: where the body starts unless a field follows it.
+        body_here: tuple[tuple[int, int, bytes, bool], int, int] | None = None
+        while True:
+            frag = scan.peek()
+            if frag is None:
+                break
+            content, term = frag
+            if scan.at_line_start:
+                if term and not content:
+                    if body_here is None:
+                        scan.advance()  # the empty line ending the header block (RFC 5322 2.1)
+                    break
+                if self._boundary_at(frag) is not None:
+                    break
+                if first and not starts_header(content):
+                    break  # no header at all: the body starts here
+                if is_field(content):
+                    body_here = None
+                elif body_here is None and not first and content[:1] not in (b" ", b"\t"):
+                    body_here = (scan.save(), len(kept), size)
+                elif body_here is not None and scan.pos - body_here[0][0] > MAX_HEADER_LOOKAHEAD:
+                    break
+            first = False
+            if size < cap:
+                piece = content[: cap - size] + (b"\n" if term else b"")
+                kept.append(piece)
+                size += len(piece)
+            scan.advance()
+        if body_here is not None:
+            state, pieces, size = body_here
+            scan.restore(state)
+            del kept[pieces:]
+        self.header_budget -= size
+        return b"".join(kept)
+
+    # -- entities --------------------------------------------------------------------------------------------
+    def parse_entity(self, depth: int, default: tuple[str, str, Params]) -> tuple[BodyPart, Fields]:
+        scan = self.scan
+        self.parts += 1
+        part = BodyPart(header_start=scan.pos)
+        raw = self._read_header()
+        if depth == 0:
+            self.root_header = raw
+        fields: Fields = {}
+        for name, value, codec in iter_fields(raw):
+            key = name.lower()
+            if key in _WANTED and key not in fields:  # the first occurrence wins
+                fields[key] = (value, codec)
+        part.body_start = scan.pos
+        newlines_at_body = scan.newlines
+        boundary = self._describe(part, fields, default)
+        can_descend = depth < MAX_DEPTH and self.parts < MAX_PARTS
+
+        if part.type == "multipart":
+            if boundary is None:
+                part.type, part.subtype, part.params = _text_plain()  # RFC 2045 5.2
+                self._skip_to_boundary()
+            elif not can_descend:
+                part.type, part.subtype, part.params = "application", "octet-stream", []
+                self._skip_to_boundary()
+            else:
+                self._parse_multipart(part, boundary, depth)
+                if not part.parts:
+                    part.type, part.subtype, part.params = _text_plain()
+        elif part.type == "message" and part.subtype in _MESSAGE_SUBTYPES:
+            if can_descend and part.encoding in _IDENTITY_ENCODINGS:
+                embedded, embedded_fields = self.parse_entity(depth + 1, _text_plain())
+                part.embedded = embedded
+                part.envelope = self._envelope(embedded_fields)
+            else:
+                part.type, part.subtype, part.params = "application", "octet-stream", []
+                self._skip_to_boundary()
+        else:
+            self._skip_to_boundary()
+
+        at_boundary = scan.peek() is not None
+        end, part.lines = body_end_at(part.body_start, newlines_at_body, scan.mark(), at_boundary)
+        if end < part.body_start:
+            # An empty body right before a boundary: the terminator before the boundary line is the
+            # boundary's (RFC 2046 5.1.1), so the body starts (and ends) before it, but not before the header.
+            part.body_start = max(part.header_start, end)
+            end = part.body_start
+        part.body_end = end
+        for child in part.parts:
+            if child.body_end > part.body_end:
+                _clamp(child, part.body_end)
+        if part.embedded is not None and (
+            part.embedded.body_end > part.body_end or part.embedded.header_start != part.body_start
+        ):
+            _clamp(part.embedded, part.body_end)
+            part.embedded.header_start = part.body_start
+        return part, fields
+
+    def _parse_multipart(self, part: BodyPart, boundary: bytes, depth: int) -> None:
+        scan = self.scan
+        level = len(self.boundaries)
+        self.boundaries.append(boundary)
+        # RFC 2046 5.1.5: in a digest the default part type is message/rfc822.
+        default: tuple[str, str, Params] = (
+            ("message", "rfc822", []) if part.subtype == "digest" else _text_plain()
+        )
+        to_epilogue = False
+        while True:
+            scan.skip_to_dash_line()
+            frag = scan.peek()
+            if frag is None:
+                break
+            found = self._boundary_at(frag)
+            if found is None:
+                scan.advance()  # preamble
+                continue
+            found_level, close = found
+            if found_level != level:
+                break  # an enclosing boundary ends this multipart, closed or not
+            scan.advance()
+            if close or self.parts >= MAX_PARTS:
+                to_epilogue = True
+                break
+            child, _fields = self.parse_entity(depth + 1, default)
+            part.parts.append(child)
+        self.boundaries.pop()
+        if to_epilogue:
+            self._skip_to_boundary()  # the epilogue; only enclosing boundaries end it
+
+    def _describe(self, part: BodyPart, fields: Fields, default: tuple[str, str, Params]) -> bytes | None:
+        """Fill the RFC 2045 / 2183 / 3066 / 2557 fields of `part`; returns the multipart boundary, if any."""
+        boundary: bytes | None = None
+        content_type = fields.get("content-type")
+        if content_type is None:
+            part.type, part.subtype, part.params = default[0], default[1], list(default[2])
+        else:
+            main, params = parse_params(content_type[0])
+            m = _MEDIA_TYPE.fullmatch(_COMMENT.sub("", main))
+            if m is None:
+                part.type, part.subtype, part.params = _text_plain()  # RFC 2045 5.2
+            else:
+                part.type, part.subtype = m.group(1).lower(), m.group(2).lower()
+                part.params = params
+                if part.type == "text" and not params:
+                    part.params = [("charset", "us-ascii")]
+                if part.type == "multipart":
+                    boundary = _boundary_bytes(params, content_type[1])
+        encoding = fields.get("content-transfer-encoding")
+        if encoding is not None:
+            m = _FIRST_TOKEN.search(_COMMENT.sub("", encoding[0]))
+            if m is not None:
+                part.encoding = m.group(0).upper()
+        part.id = _simple(fields, "content-id")
+        part.description = _simple(fields, "content-description")
+        part.md5 = _simple(fields, "content-md5")
+        part.location = _simple(fields, "content-location")
+        disposition = fields.get("content-disposition")
+        if disposition is not None:
+            main, params = parse_params(disposition[0])
+            value = _COMMENT.sub("", main).strip().lower()
+            if value:
+                part.disposition = (value, params)
+        language = fields.get("content-language")
+        if language is not None:
+            tags = [t for t in re.split(r"[\s,]+", _COMMENT.sub("", language[0])) if t][:64]
+            part.language = tags or None
+        return boundary
+
+    def _envelope(self, fields: Fields) -> list[Any]:
+        """RFC 3501 7.4.2 ENVELOPE from the header fields of a message."""
+
+        def raw(name: str) -> str | None:
+            field = fields.get(name)
+            return None if field is None else unfold(field[0]).strip(" \t")
+
+        def addresses(name: str) -> list[Address] | None:
+            field = fields.get(name)
+            if field is None or self.address_budget <= 0:
+                return None
+            found = parse_address_list(field[0], self.address_budget)
+            self.address_budget -= len(found or ())
+            return found
+
+        from_ = addresses("from")
+        sender = addresses("sender")
+        reply_to = addresses("reply-to")
+        # RFC 3501 7.4.2: the server sets sender and reply-to to the value of from when absent (or empty).
+        if sender is None and from_ is not None:
+            sender = [list(a) for a in from_]
+        if reply_to is None and from_ is not None:
+            reply_to = [list(a) for a in from_]
+        return [
+            raw("date"),
+            raw("subject"),
+            from_,
+            sender,
+            reply_to,
+            addresses("to"),
+            addresses("cc"),
+            addresses("bcc"),
+            raw("in-reply-to"),
+            raw("message-id"),
+        ]
+
+
+def _simple(fields: Fields, name: str) -> str | None:
+    field = fields.get(name)
+    if field is None:
+        return None
+    value = unfold(field[0]).strip(" \t")
+    return value or None
+
+
+def _boundary_bytes(params: Params, codec: str) -> bytes | None:
+    value = next((v for k, v in params if k == "boundary"), None)
+    if value is None:
+        return None
+    value = value.rstrip(" \t")  # RFC 2046 5.1.1: a boundary cannot end in space; padding follows it
+    if not value:
+        return None
+    for encoding in (codec, "utf-8"):
+        try:
+            return value.encode(encoding)
+        except UnicodeEncodeError:
+            continue
+    return None
+
+
+def _text_leaves(part: BodyPart) -> list[BodyPart]:
+    leaves: list[BodyPart] = []
+    stack = [part]
+    while stack:
+        p = stack.pop()
+        if p.parts:
+            stack.extend(reversed(p.parts))
+        elif p.embedded is not None:
+            stack.append(p.embedded)
+        elif p.type == "text" and p.body_end > p.body_start:
+            leaves.append(p)
+    return leaves
+
+
+def _search_headers(raw: bytes) -> str:
+    out: list[str] = []
+    size = 0
+    for name, value, _codec in iter_fields(raw):
+        line = f"{name}: {decode_words(value).strip()}\n"
+        if size + len(line) > MAX_SEARCH_HEADERS:
+            out.append(line[: MAX_SEARCH_HEADERS - size])
+            break
+        out.append(line)
+        size += len(line)
+    return "".join(out)
+
+
+def parse_strict(fp: BinaryIO) -> ParsedMessage:
+    """`parse_message` without the safety net (for tests: a bug here must surface, not be papered over)."""
+    parser = _StructureParser(fp)
+    body, fields = parser.parse_entity(0, _text_plain())
+    size = parser.scan.pos
+    envelope = parser._envelope(fields)
+
+    date: float | None = None
+    sent_date: str | None = None
+    if "date" in fields:
+        date, sent_date = parse_date(fields["date"][0])
+    subject = decode_words(fields["subject"][0]).strip() if "subject" in fields else ""
+    from_display = decode_words(fields["from"][0]).strip() if "from" in fields else ""
+
+    texts: list[str] = []
+    left = MAX_SEARCH_TEXT
+    truncated = False
+    for leaf in _text_leaves(body):
+        if texts:
+            left -= 1  # the "\n" joining parts
+        if left <= 0:
+            truncated = True
+            break
+        text, cut = part_text(fp, leaf, left)
+        texts.append(text)
+        left -= len(text)
+        if cut:
+            truncated = True
+            break
+    return ParsedMessage(
+        size=size,
+        envelope=envelope,
+        body=body,
+        date=date,
+        sent_date=sent_date,
+        subject=subject,
+        from_display=from_display,
+        message_id=envelope[9],
+        search_headers=_search_headers(parser.root_header),
+        search_text="\n".join(texts),
+        search_truncated=truncated,
+    )
+
+
+def _opaque(fp: BinaryIO) -> ParsedMessage:
+    """The whole message as one text/plain leaf without header: the last resort of `parse_message`."""
+    fp.seek(0)
+    size = 0
+    newlines = 0
+    last = b""
+    while True:
+        chunk = fp.read(65536)
+        if not chunk:
+            break
+        joined = last + chunk
+        newlines += chunk.count(b"\n") + chunk.count(b"\r") - joined.count(b"\r\n")
+        size += len(chunk)
+        last = chunk[-1:]
+    lines = newlines + (1 if size and last not in (b"\r", b"\n") else 0)
+    body = BodyPart(params=[("charset", "us-ascii")], body_end=size, lines=lines)
+    return ParsedMessage(size=size, envelope=[None] * 10, body=body)
+
+
+def parse_message(fp: BinaryIO) -> ParsedMessage:
+    """Parse the message in `fp` (seekable; read from offset 0 to EOF) without ever raising for its content.
+
+    I/O errors of `fp` propagate. Should a bug in the parser raise, the message is stored as one opaque
+    text/plain part and the bug is logged, so that delivery never fails because of what a message contains."""
+    try:
+        return parse_strict(fp)
+    except (OSError, MemoryError):
+        raise
+    except Exception:
+        log.exception("MIME parser failed; storing the message as one opaque part")
+        return _opaque(fp)

@@ -1,0 +1,186 @@
+"""The server process: one event loop, every enabled listener, the store, signals and privilege drop.
+
+Implementation notes
+- Start-up order: check the config (the caller did), load TLS, open the store, bind every listener, then drop
+  privileges (when started as root with `server.user` set), then announce readiness. A listener that cannot bind
+  stops the start: a half-working server never runs.
+- SIGTERM / SIGINT: stop accepting, let sessions in a transaction finish for up to `server.shutdown_grace`
+  seconds (idle sessions are told 421 at once), then close the store cleanly (final WAL checkpoint).
+- SIGHUP: reload the TLS certificate and key (new connections get the new one). The account directory needs no
+  reload: every lookup reads the store, so `postoffice user add` takes effect at once.
+- Readiness: one line "postoffice ready: <name>=<address>:<port> ..." on stdout, flushed, once every listener
+  is bound (tests and service managers wait for it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import logging
+import os
+import pwd
+import signal
+import sys
+from pathlib import Path
+
+from postoffice.config import Config
+from postoffice.net.listener import Connection, ListenerGroup, ListenerSpec
+from postoffice.net.tls import TlsContexts, TlsError
+from postoffice.smtp.server import SmtpServerSettings, SmtpSession, refuse_connection
+from postoffice.store import MailStore, StoreError, open_store
+
+log = logging.getLogger("postoffice.server")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _chown_tree(path: Path, uid: int, gid: int) -> None:
+    if not path.exists():
+        return
+    os.chown(path, uid, gid)
+    if path.is_dir():
+        for child in path.rglob("*"):
+            with contextlib.suppress(OSError):
+                os.chown(child, uid, gid, follow_symlinks=False)
+
+
+def _preload_codecs() -> None:
+    """Import every text codec now: after the switch the Python installation may not be readable by the
+    unprivileged user, and MIME decoding and IDNA look codecs up lazily."""
+    import encodings
+    import encodings.aliases
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.iter_modules(encodings.__path__):
+        with contextlib.suppress(Exception):
+            importlib.import_module(f"encodings.{module.name}")
+
+
+def drop_privileges(user: str, group: str, writable: list[Path]) -> None:
+    """Switch to `user` (and `group`, default the user's primary group) after the ports are bound."""
+    entry = pwd.getpwnam(user)
+    _preload_codecs()
+    gid = grp.getgrnam(group).gr_gid if group else entry.pw_gid
+    for path in writable:
+        _chown_tree(path, entry.pw_uid, gid)
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(entry.pw_uid)
+    if os.getuid() == 0 or os.geteuid() == 0:
+        raise RuntimeError("failed to drop root privileges")
+    log.info("dropped privileges to user %s (uid %d, gid %d)", user, entry.pw_uid, gid)
+
+
+class Server:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.tls: TlsContexts | None = None
+        self.store: MailStore | None = None
+        self.listeners: ListenerGroup | None = None
+        self._stop = asyncio.Event()
+
+    def _smtp_handler(self, store: MailStore):  # type: ignore[no-untyped-def]
+        cfg = self.config
+        settings = SmtpServerSettings(
+            hostname=cfg.server.hostname,
+            spool_dir=cfg.store.spool_dir,
+            max_message_size=cfg.smtp.max_message_size,
+            max_recipients=cfg.smtp.max_recipients,
+            command_timeout=cfg.smtp.command_timeout,
+            data_timeout=cfg.smtp.data_timeout,
+            max_errors=cfg.smtp.max_errors,
+        )
+
+        async def handle(conn: Connection) -> None:
+            await SmtpSession(conn, settings, store).run()
+
+        return handle
+
+    async def start(self) -> None:
+        cfg = self.config
+        needs_tls = any(lst.tls != "none" for lst in cfg.enabled_listeners() if lst.built)
+        if needs_tls:
+            self.tls = TlsContexts.from_config(cfg.tls)
+        tls = self.tls
+        cfg.store.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.store = open_store(cfg.store.path)
+        self.listeners = ListenerGroup(
+            (lambda: tls.server_context) if tls is not None else (lambda: None),
+            max_connections=cfg.smtp.max_connections,
+            max_connections_per_ip=cfg.smtp.max_connections_per_ip,
+        )
+        for listener in cfg.enabled_listeners():
+            if not listener.built:
+                log.warning(
+                    "listener %s: protocol %s is not built yet in this version; not started",
+                    listener.name,
+                    listener.protocol,
+                )
+                continue
+            spec = ListenerSpec(listener.name, listener.protocol, listener.address, listener.port, listener.tls)
+            if listener.protocol == "smtp":
+                await self.listeners.bind(spec, self._smtp_handler(self.store), refuse_connection)
+        if cfg.server.user and os.geteuid() == 0:
+            # The TLS key goes to the service user too: the process holds it in memory anyway, and SIGHUP reloads
+            # must be able to read a renewed certificate after the switch (docs/decisions/0007).
+            drop_privileges(
+                cfg.server.user,
+                cfg.server.group,
+                [cfg.store.path.parent, cfg.store.spool_dir, cfg.tls.certificate.parent, cfg.tls.private_key],
+            )
+        bound = " ".join(f"{name}={addr}:{port}" for name, (addr, port) in self.listeners.bound.items())
+        print(f"postoffice ready: {bound}", flush=True)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def reload(self) -> None:
+        if self.tls is not None:
+            self.tls.reload()
+        log.info("reload done (the account directory is read from the store on every lookup)")
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        await self._stop.wait()
+        log.info("shutting down: no new connections; sessions in flight get %.0f s", self.config.server.shutdown_grace)
+
+    async def shutdown(self) -> None:
+        if self.listeners is not None:
+            self.listeners.stop_accepting()
+            await self.listeners.wait_closed(self.config.server.shutdown_grace)
+        if self.store is not None:
+            stats = " ".join(f"{k}={v}" for k, v in self.store.stats().items())
+            log.info("store stats: %s", stats)
+            await self.store.close()
+        log.info("stopped")
+
+
+async def _main(config: Config) -> int:
+    server = Server(config)
+    try:
+        await server.start()
+    except (OSError, StoreError, TlsError, KeyError, RuntimeError) as exc:
+        log.error("cannot start: %s", exc)
+        await server.shutdown()
+        return 1
+    try:
+        await server.serve()
+    finally:
+        await server.shutdown()
+    return 0
+
+
+def run_server(config: Config) -> int:
+    setup_logging(config.server.log_level)
+    return asyncio.run(_main(config))

@@ -1,0 +1,979 @@
+"""SMTP server protocol core, sans-IO: bytes in, events and bytes out.
+
+What it implements
+- RFC 5321 (SMTP): the command set, the command sequence, DATA with dot-unstuffing, replies and limits.
+- RFC 1870 SIZE, RFC 6152 8BITMIME (BODY=), RFC 6531 SMTPUTF8, RFC 2034/3463 enhanced status codes,
+  RFC 2920 PIPELINING, RFC 3030 CHUNKING (BDAT), RFC 3207 STARTTLS (the protocol part; TLS itself is the
+  glue's).
+- Not here: sockets, asyncio, TLS, timeouts, policy (who may send to whom), storage, AUTH (a later issue adds
+  RFC 4954; `SmtpSettings.auth_mechanisms` only controls what EHLO advertises), DSN, BINARYMIME, VRFY/EXPN
+  answers beyond "252"/"502".
+
+The event model
+    proto = SmtpServerProtocol(settings, tls_active=False)
+    proto.greeting()
+    loop:
+        send(proto.data_to_send())
+        proto.receive_data(read())           # b"" when the peer closed
+        while (event := proto.next_event()) is not None:
+            handle(event)                    # may call accept()/reject()/tls_started()
+        send(proto.data_to_send())
+        if proto.closed: close
+
+  `receive_data` only buffers; all parsing happens lazily in `next_event`, one event at a time. Events
+  that need a decision (`Hello`, `MailFrom`, `RcptTo`, `MessageComplete`, and `StartTls` which needs
+  `tls_started()`) are *pending*: until the glue answers, `next_event` returns None and no further input is
+  parsed, so replies to pipelined commands (RFC 2920) are always queued in command order. All other events
+  are informational.
+
+Decisions (the glue contract)
+- `Hello`      accept() -> "250" EHLO capability list or HELO line (the text, if given, follows the hostname);
+               reject() -> the given reply, the previous HELO/EHLO state is kept.
+- `MailFrom`   accept() -> "250 2.1.0"; reject() -> no transaction is started.
+- `RcptTo`     accept() -> "250 2.1.5", the recipient is added; reject() -> it is not (and does not count
+               towards max_recipients).
+- `MessageComplete` accept(text) -> "250 2.0.0 <text or OK>"; reject() -> the given reply. Either way the
+               transaction is over (RFC 5321 section 4.1.1.4). The glue must answer only after the message is
+               durably stored (architecture invariant), e.g. accept(f"OK queued as {queue_id}").
+- `StartTls`   the core has queued "220 2.0.0 Ready to start TLS" and discarded every byte received after the
+               STARTTLS line; it discards everything fed to it until `tls_started()`. The glue flushes
+               data_to_send(), throws away anything its own reader buffered, does the handshake, calls
+               tls_started(); on handshake failure it just closes the connection.
+- `close(code, enhanced, text)` lets the glue end the session itself (timeout, shutdown): it queues the reply,
+  aborts a message in progress and sets `closed`. accept()/reject() after that are ignored.
+
+Events the core decides alone (the glue only reacts)
+- `MessageStart` after DATA (the core already replied 354) or the first BDAT of a transaction (no reply).
+- `MessageData` bytes of the message: dot-unstuffed, every line end CRLF, at most DATA_CHUNK_SIZE + 2 octets.
+- `MessageAborted(reason)` the message will not complete (over SIZE: the core replies 552 5.3.4 itself; RSET,
+  QUIT, a new HELO/EHLO, 421 or a peer close in the middle of it). The glue discards its spool file.
+- `Reset` after RSET (always) and after an accepted HELO/EHLO that cleared an open transaction.
+- `Quit` (221 queued, then closed), `ConnectionClosed` (the peer closed; closed).
+A transaction (started by an accepted MailFrom) ends with: the answer to MessageComplete, MessageAborted,
+Reset, Quit or ConnectionClosed. `envelope` shows the accepted reverse path and recipients of the open
+transaction.
+
+Replies the core sends itself: greeting 220, NOOP 250, RSET 250, HELP 214, VRFY 252 2.5.0, EXPN 502 5.5.1,
+QUIT 221, 354 for DATA, 250 for a non-LAST BDAT chunk, STARTTLS 220 / 454 4.7.0 (not offered) / 503 5.5.1
+(already TLS, or inside a transaction); and the errors: 500 5.5.2 (unknown command, line too long, control
+characters, non-UTF-8 command verb), 501 (syntax: 5.5.4, address syntax and size: 5.1.7 sender / 5.1.3
+recipient, RFC 5321 section 4.5.3.1.9 "Path too long"), 503 5.5.1 (bad sequence), 554 5.5.1 (DATA/BDAT with no
+accepted recipient, RFC 5321 section 3.3), 555 5.5.4 (unknown MAIL/RCPT parameter, RFC 5321 section 4.1.1.11),
+552 5.3.4 (SIZE too big, message too big), 452 4.5.3 (max_recipients, RFC 5321 section 4.5.3.1.10), 550/553
+5.6.7 (non-ASCII address without SMTPUTF8 on MAIL/RCPT, RFC 6531 section 3.5), 421 4.7.0 (too many errors).
+
+Invariants every change must keep
+- The terminator of DATA is CRLF "." CRLF and nothing else; a bare LF or lone CR is never a line end for
+  finding the terminator or for dot-unstuffing (SMTP smuggling). Stored bytes have only CRLF line ends.
+  Policy and rationale: docs/decisions/0004-smtp-line-policy.md.
+- The output (events and reply bytes) does not depend on how the input was split across receive_data calls,
+  except for where MessageData chunks are cut.
+- Memory is bounded: while looking for a command line at most max_command_line octets are kept; in DATA at
+  most 2 octets are held back; BDAT octets are passed on as they arrive. Nothing buffers a whole line or
+  message.
+  (While a decision is pending the glue must not feed more data; it would be buffered unparsed.)
+- Every reply line matches `^\\d{3}[ -]` and ends with CRLF; every reply except the greeting, the HELO/EHLO
+  answer and 354 carries an enhanced status code (RFC 2034 section 3 exempts greeting and HELO/EHLO; 3xx has
+  no enhanced class in RFC 3463).
+- Nothing the peer sends raises: malformed input becomes an error reply. Only glue misuse (a decision with
+  none pending, a malformed reply code) raises `SmtpUsageError` / ValueError.
+- Errors that count towards max_errors are protocol errors made by the peer (5xx/4xx replies the core sends
+  for syntax, sequence, unknown commands); rejections by the glue, 452 too many recipients, 552 size and EXPN
+  do not count. The glue may call close() if it wants its own limit on rejections.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from postoffice.smtp.address import AddressSyntaxError, parse_forward_path, parse_reverse_path
+
+__all__ = [
+    "DATA_CHUNK_SIZE",
+    "ConnectionClosed",
+    "Envelope",
+    "Event",
+    "Hello",
+    "MailFrom",
+    "MessageAborted",
+    "MessageComplete",
+    "MessageData",
+    "MessageStart",
+    "Quit",
+    "RcptTo",
+    "Reset",
+    "SmtpServerProtocol",
+    "SmtpSettings",
+    "SmtpUsageError",
+    "StartTls",
+]
+
+DATA_CHUNK_SIZE = 64 * 1024
+"""Upper bound (plus 2 octets) of one MessageData chunk, and of the input octets looked at per step."""
+
+_MIN_COMMAND_LINE = 512  # RFC 5321 section 4.5.3.1.4: servers must accept at least this much
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    hostname: str
+    max_message_size: int = 50 * 1024 * 1024  # SIZE (RFC 1870)
+    max_recipients: int = 1000  # RFC 5321 section 4.5.3.1.8 requires at least 100
+    max_command_line: int = 512  # octets including CRLF (RFC 5321 section 4.5.3.1.4)
+    max_errors: int = 20  # after this many protocol errors: 421 and close
+    starttls_available: bool = True  # offer STARTTLS (only while not already TLS)
+    chunking: bool = True  # CHUNKING/BDAT (RFC 3030)
+    auth_mechanisms: tuple[str, ...] = ()  # advertised in EHLO when non-empty; AUTH itself is a later issue
+
+    def __post_init__(self) -> None:
+        if not self.hostname or not all(0x21 <= ord(c) <= 0x7E for c in self.hostname):
+            raise ValueError("hostname must be non-empty printable ASCII without spaces")
+        if self.max_message_size < 1:
+            raise ValueError("max_message_size must be positive")
+        if self.max_recipients < 1:
+            raise ValueError("max_recipients must be positive")
+        if self.max_command_line < _MIN_COMMAND_LINE:
+            raise ValueError(f"max_command_line must be at least {_MIN_COMMAND_LINE} (RFC 5321 4.5.3.1.4)")
+        if self.max_errors < 1:
+            raise ValueError("max_errors must be positive")
+        for mech in self.auth_mechanisms:
+            if not re.fullmatch(r"[A-Z0-9_-]{1,20}", mech):
+                raise ValueError(f"invalid SASL mechanism name {mech!r}")
+
+
+# ---------------------------------------------------------------------------------------------------- events
+
+
+class Event:
+    """Base class of everything next_event() returns."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True)
+class Hello(Event):
+    """HELO (extended=False) or EHLO (extended=True). Needs accept() or reject()."""
+
+    name: str
+    extended: bool
+
+
+@dataclass(frozen=True)
+class MailFrom(Event):
+    """MAIL FROM. `address` is "" for the null reverse path "<>". Needs accept() or reject().
+
+    `params` has upper-case keys; SIZE (digits, within the limit), BODY (7BIT or 8BITMIME, upper-cased) and
+    SMTPUTF8 (value None) are already validated.
+    """
+
+    address: str
+    params: dict[str, str | None]
+
+
+@dataclass(frozen=True)
+class RcptTo(Event):
+    """RCPT TO. `address` is "postmaster" for the domain-less "<Postmaster>". Needs accept() or reject()."""
+
+    address: str
+    params: dict[str, str | None]
+
+
+@dataclass(frozen=True)
+class MessageStart(Event):
+    """DATA was accepted (354 already sent) or the first BDAT chunk begins: prepare the spool."""
+
+
+@dataclass(frozen=True)
+class MessageData(Event):
+    """A chunk of message bytes: dot-unstuffed (DATA), line ends normalised to CRLF."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class MessageComplete(Event):
+    """End of data. `size` is the number of octets in the MessageData events. Needs accept() or reject()."""
+
+    size: int
+
+
+@dataclass(frozen=True)
+class MessageAborted(Event):
+    """The message in progress will not complete; the core sends any reply itself. Discard the spool."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class StartTls(Event):
+    """STARTTLS accepted: flush data_to_send(), do the TLS handshake, then call tls_started()."""
+
+
+@dataclass(frozen=True)
+class Reset(Event):
+    """The transaction (if any) was cleared by RSET or by an accepted HELO/EHLO."""
+
+
+@dataclass(frozen=True)
+class Quit(Event):
+    """QUIT: 221 is queued; close after flushing data_to_send()."""
+
+
+@dataclass(frozen=True)
+class ConnectionClosed(Event):
+    """The peer closed the connection (receive_data(b""))."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The open transaction: accepted reverse path, its parameters and the accepted recipients."""
+
+    mail_from: str
+    mail_params: dict[str, str | None]
+    recipients: tuple[str, ...]
+
+
+class SmtpUsageError(RuntimeError):
+    """The glue called a decision method when no such decision was pending."""
+
+
+# --------------------------------------------------------------------------------------------- internals
+
+
+class _Mode(Enum):
+    COMMAND = "command"
+    DATA = "data"
+    BDAT = "bdat"
+    CLOSED = "closed"
+
+
+class _ErrorReply(Exception):
+    """Raised while handling a command to answer it with an error reply."""
+
+    def __init__(self, code: int, enhanced: str, text: str, *, counts: bool = True) -> None:
+        super().__init__(text)
+        self.code = code
+        self.enhanced = enhanced
+        self.text = text
+        self.counts = counts
+
+
+# Any C0 control or DEL in a command line is refused: such names would end up in Received headers and logs.
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+_BDAT_ARGS = re.compile(r" *([0-9]+)(?: +(LAST))? *", re.IGNORECASE | re.ASCII)
+_ESMTP_KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
+_ENHANCED = re.compile(r"([245])\.[0-9]{1,3}\.[0-9]{1,3}")
+_SIZE_VALUE = re.compile(r"[0-9]{1,20}")
+
+_HELP_TEXT = "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY STARTTLS HELP"
+
+_Decision = Hello | MailFrom | RcptTo | MessageComplete | StartTls
+
+
+class SmtpServerProtocol:
+    """One SMTP server session. See the module docstring for the event model and the glue contract."""
+
+    def __init__(self, settings: SmtpSettings, *, tls_active: bool = False) -> None:
+        self._settings = settings
+        self._tls_active = tls_active
+        self._buffer = bytearray()
+        self._out = bytearray()
+        self._events: deque[Event] = deque()
+        self._pending: _Decision | None = None
+        self._mode = _Mode.COMMAND
+        self._eof = False
+        self._errors = 0
+        self._discarding_line = False  # after "line too long": skip to the next LF
+        # session
+        self._helo: str | None = None
+        self._extended = False
+        # transaction (RFC 5321 section 3.3: reverse-path, forward-path and mail data buffers)
+        self._mail_from: str | None = None
+        self._mail_params: dict[str, str | None] = {}
+        self._smtputf8 = False
+        self._recipients: list[str] = []
+        self._bdat_used = False
+        self._message_open = False  # MessageStart emitted; neither MessageComplete nor MessageAborted yet
+        self._message_size = 0
+        self._oversize = False
+        # DATA scanner
+        self._line_start = True
+        # BDAT chunk
+        self._bdat_remaining = 0
+        self._bdat_size = 0
+        self._bdat_last = False
+        self._bdat_error: _ErrorReply | None = None
+        self._pending_cr = False  # a CR at the end of BDAT data, not yet known to be part of CRLF
+        self._handlers: dict[str, Callable[[str], None]] = {
+            "EHLO": self._cmd_ehlo,
+            "HELO": self._cmd_helo,
+            "MAIL": self._cmd_mail,
+            "RCPT": self._cmd_rcpt,
+            "DATA": self._cmd_data,
+            "BDAT": self._cmd_bdat,
+            "RSET": self._cmd_rset,
+            "NOOP": self._cmd_noop,
+            "HELP": self._cmd_help,
+            "VRFY": self._cmd_vrfy,
+            "EXPN": self._cmd_expn,
+            "QUIT": self._cmd_quit,
+            "STARTTLS": self._cmd_starttls,
+            "AUTH": self._cmd_auth,
+        }
+
+    # ------------------------------------------------------------------------------------------ public API
+
+    @property
+    def settings(self) -> SmtpSettings:
+        return self._settings
+
+    @property
+    def closed(self) -> bool:
+        """True after QUIT (221), a 421, close() or a peer close: flush data_to_send(), then close."""
+        return self._mode is _Mode.CLOSED
+
+    @property
+    def should_close(self) -> bool:
+        """Alias of `closed`."""
+        return self._mode is _Mode.CLOSED
+
+    @property
+    def tls_active(self) -> bool:
+        return self._tls_active
+
+    @property
+    def helo_name(self) -> str | None:
+        """The name from the accepted HELO/EHLO, None before one (and again after STARTTLS)."""
+        return self._helo
+
+    @property
+    def extended(self) -> bool:
+        """True when the accepted greeting was EHLO (ESMTP), False for HELO or none."""
+        return self._extended
+
+    @property
+    def envelope(self) -> Envelope | None:
+        """The open transaction, or None when no MAIL command has been accepted."""
+        if self._mail_from is None:
+            return None
+        return Envelope(self._mail_from, dict(self._mail_params), tuple(self._recipients))
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Received octets not yet parsed (bounded as the module docstring describes)."""
+        return len(self._buffer)
+
+    def greeting(self) -> None:
+        """Queue the 220 greeting (RFC 5321 section 4.3.1)."""
+        self._reply(220, None, f"{self._settings.hostname} ESMTP Postoffice")
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed octets from the peer; b"" means the peer closed the connection."""
+        if self._mode is _Mode.CLOSED:
+            return
+        if not data:
+            self._eof = True
+            return
+        if isinstance(self._pending, StartTls):
+            # RFC 3207 section 4.2 / CVE-2011-0411: nothing sent in plaintext after STARTTLS may be acted on.
+            return
+        self._buffer += data
+
+    def next_event(self) -> Event | None:
+        """The next event, or None when more data is needed or a decision is pending."""
+        while True:
+            if self._events:
+                return self._events.popleft()
+            if self._mode is _Mode.CLOSED:
+                return None
+            if self._pending is not None:
+                if self._eof and isinstance(self._pending, StartTls):
+                    self._peer_closed()
+                    continue
+                return None
+            if not self._step():
+                return None
+
+    def data_to_send(self) -> bytes:
+        """All reply octets queued so far; the queue is emptied."""
+        data = bytes(self._out)
+        self._out.clear()
+        return data
+
+    def accept(self, text: str | None = None) -> None:
+        """Accept the pending Hello, MailFrom, RcptTo or MessageComplete; `text` replaces the default text."""
+        if self._mode is _Mode.CLOSED:
+            return
+        if text is not None:
+            _check_reply_text(text, multiline=not isinstance(self._pending, Hello))
+        event = self._take_pending()
+        if isinstance(event, Hello):
+            self._accept_hello(event, text)
+        elif isinstance(event, MailFrom):
+            self._mail_from = event.address
+            self._mail_params = dict(event.params)
+            self._smtputf8 = "SMTPUTF8" in event.params
+            self._reply(250, "2.1.0", text or "Sender OK")
+        elif isinstance(event, RcptTo):
+            self._recipients.append(event.address)
+            self._reply(250, "2.1.5", text or "Recipient OK")
+        else:  # MessageComplete
+            self._clear_transaction()
+            self._reply(250, "2.0.0", text or "OK")
+
+    def reject(self, code: int, enhanced: str, text: str) -> None:
+        """Reject the pending Hello, MailFrom, RcptTo or MessageComplete with a 4xx/5xx reply."""
+        if self._mode is _Mode.CLOSED:
+            return
+        _check_error_reply(code, enhanced, text)
+        event = self._take_pending()
+        if isinstance(event, MessageComplete):
+            self._clear_transaction()  # RFC 5321 section 4.1.1.4: the buffers are cleared either way
+        self._reply(code, enhanced, text)
+
+    def tls_started(self) -> None:
+        """The glue completed the TLS handshake that followed a StartTls event."""
+        if self._mode is _Mode.CLOSED:
+            return
+        if not isinstance(self._pending, StartTls):
+            raise SmtpUsageError("tls_started() without a pending StartTls event")
+        self._pending = None
+        self._tls_active = True
+        # RFC 3207 section 4.2: discard all knowledge obtained from the client; EHLO must come again.
+        self._buffer.clear()
+        self._helo = None
+        self._extended = False
+        self._clear_transaction()
+
+    def close(self, code: int = 421, enhanced: str = "4.3.2", text: str = "Service shutting down") -> None:
+        """End the session from the glue's side (timeout, shutdown): queue the reply and set `closed`.
+
+        The reply is "<code> <enhanced> <hostname> <text>"; a message in progress is aborted (MessageAborted).
+        """
+        if self._mode is _Mode.CLOSED:
+            return
+        _check_error_reply(code, enhanced, text)
+        self._shutdown(code, enhanced, text)
+
+    # --------------------------------------------------------------------------------------- input steps
+
+    def _step(self) -> bool:
+        """Parse what the buffer allows; False when nothing could be done without more input."""
+        if self._mode is _Mode.COMMAND:
+            progressed = self._step_command()
+        elif self._mode is _Mode.DATA:
+            progressed = self._step_data()
+        else:
+            progressed = self._step_bdat()
+        if not progressed and self._eof:
+            self._peer_closed()
+            return True
+        return progressed
+
+    def _step_command(self) -> bool:
+        buf = self._buffer
+        limit = self._settings.max_command_line
+        if self._discarding_line:
+            if not self._discard_to_line_end():
+                return False
+            self._discarding_line = False
+            return True
+        # RFC 5321 section 4.5.3.1.4: the limit counts the CRLF. LF alone is also taken as the end of a
+        # command line (see docs/decisions/0004-smtp-line-policy.md); it never is in DATA.
+        end = buf.find(b"\n", 0, limit)
+        if end < 0:
+            if len(buf) >= limit:
+                self._discarding_line = not self._discard_to_line_end()
+                self._send_error(_ErrorReply(500, "5.5.2", "Line too long"))
+                return True
+            return False
+        line = bytes(buf[:end])
+        del buf[: end + 1]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        try:
+            self._dispatch(line)
+        except _ErrorReply as error:
+            self._send_error(error)
+        return True
+
+    def _discard_to_line_end(self) -> bool:
+        """Drop octets up to and including the next LF; False (all dropped) when there is none yet."""
+        end = self._buffer.find(b"\n")
+        if end < 0:
+            self._buffer.clear()
+            return False
+        del self._buffer[: end + 1]
+        return True
+
+    def _step_data(self) -> bool:
+        before = len(self._buffer)
+        out, ended = self._scan_data()
+        self._add_message_data(out)
+        if ended:
+            self._mode = _Mode.COMMAND
+            self._finish_message()
+        return ended or len(self._buffer) != before
+
+    def _scan_data(self) -> tuple[bytes, bool]:
+        """Consume DATA octets from the buffer (RFC 5321 sections 4.1.1.4 and 4.5.2).
+
+        Returns the unstuffed, CRLF-normalised output (at most DATA_CHUNK_SIZE + 2 octets) and whether the
+        terminator CRLF "." CRLF was consumed. `self._line_start` is True after a real CRLF (or the DATA
+        command line): only there does a "." mean stuffing or the terminator.
+
+        How: a CRLF pair is a real line end wherever it occurs, so `find(CRLF ".")` cuts the input into
+        segments that each end with a real CRLF (or at the window end); inside a segment the only work left is
+        to turn bare LF and lone CR into CRLF (`_crlf_line_ends`, skipped when three C-speed counts show the
+        window has CRLF pairs only). Segments are never cut between the CR and the LF of a pair: a window end
+        is moved back before a CR, and a CR that is the last octet received is held back until the next one.
+        """
+        buf = self._buffer
+        n = len(buf)
+        i = 0
+        out = bytearray()
+        line_start = self._line_start
+        ended = False
+        window_end = 0
+        window_clean = False
+        while i < n and len(out) < DATA_CHUNK_SIZE:
+            if line_start:
+                if buf[i] == 0x2E:  # "." at the start of a line
+                    if i + 1 >= n:
+                        break  # hold back: "." alone may become ".\r\n"
+                    if buf[i + 1] == 0x0D:
+                        if i + 2 >= n:
+                            break  # hold back ".\r"
+                        if buf[i + 2] == 0x0A:
+                            i += 3
+                            ended = True
+                            break
+                    i += 1  # RFC 5321 section 4.5.2: delete the first "." of the line
+                line_start = False
+                continue
+            if i >= window_end:
+                room = DATA_CHUNK_SIZE - len(out)
+                window_end = min(n, i + room)
+                pairs = buf.count(b"\r\n", i, window_end)
+                window_clean = buf.count(b"\r", i, window_end) == pairs == buf.count(b"\n", i, window_end)
+                if not window_clean:
+                    window_end = min(n, i + max(1, room // 2))  # normalising may double the size
+                if window_end < n and buf[window_end - 1] == 0x0D:
+                    window_end -= 1  # never separate a CR from the LF that may follow it
+                    if window_end == i:
+                        break
+            dot = buf.find(b"\r\n.", i, window_end)
+            end = window_end if dot < 0 else dot + 2
+            if end == n and buf[end - 1] == 0x0D:
+                end -= 1  # hold back a final CR: it may be the start of CRLF
+                if end == i:
+                    break
+            segment = buf[i:end]
+            out += segment if window_clean else _crlf_line_ends(segment)
+            line_start = segment.endswith(b"\r\n")  # a real CRLF: a new line starts
+            i = end
+        del buf[:i]
+        self._line_start = line_start
+        return bytes(out), ended
+
+    def _step_bdat(self) -> bool:
+        buf = self._buffer
+        if self._bdat_remaining > 0:
+            if not buf:
+                return False
+            # Half a chunk of input: normalising bare LF / lone CR may double it (plus a held-back CR).
+            take = min(self._bdat_remaining, len(buf), DATA_CHUNK_SIZE // 2)
+            piece = bytes(buf[:take])
+            del buf[:take]
+            self._bdat_remaining -= take
+            if self._bdat_error is None:
+                self._add_message_data(self._normalise_bdat(piece))
+            return True
+        # The chunk is complete.
+        self._mode = _Mode.COMMAND
+        if self._bdat_error is not None:
+            # RFC 3030 section 2: the octets of a failed BDAT are read and discarded, then the error reply.
+            self._send_error(self._bdat_error)
+            self._bdat_error = None
+        elif self._bdat_last:
+            self._add_message_data(self._normalise_bdat(b"", final=True))
+            self._finish_message()
+        elif self._oversize:
+            self._finish_message()
+        else:
+            self._reply(250, "2.0.0", f"{self._bdat_size} octets received")
+        return True
+
+    def _normalise_bdat(self, piece: bytes, *, final: bool = False) -> bytes:
+        """Bare LF and lone CR become CRLF; a CR at the end is held until the next octet is known."""
+        data = b"\r" + piece if self._pending_cr else piece
+        self._pending_cr = False
+        if not final and data.endswith(b"\r"):
+            data = data[:-1]
+            self._pending_cr = True
+        return _crlf_line_ends(data)
+
+    def _peer_closed(self) -> None:
+        if self._message_open:
+            self._events.append(MessageAborted("connection closed"))
+        self._events.append(ConnectionClosed())
+        self._close()
+
+    # ------------------------------------------------------------------------------------------- commands
+
+    def _dispatch(self, line: bytes) -> None:
+        if _CONTROL.search(line):
+            raise _ErrorReply(500, "5.5.2", "Invalid character in command line")
+        verb_bytes, _, arg_bytes = line.partition(b" ")
+        try:
+            verb = verb_bytes.decode("ascii").upper()
+        except UnicodeDecodeError:
+            raise _ErrorReply(500, "5.5.2", "Command not recognized") from None
+        handler = self._handlers.get(verb)
+        if handler is None:
+            raise _ErrorReply(500, "5.5.2", "Command not recognized")
+        try:
+            arg = arg_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _ErrorReply(501, "5.5.4", "Invalid UTF-8 in command arguments") from None
+        handler(arg)
+
+    def _cmd_ehlo(self, arg: str) -> None:
+        self._hello(arg, extended=True)
+
+    def _cmd_helo(self, arg: str) -> None:
+        self._hello(arg, extended=False)
+
+    def _hello(self, arg: str, *, extended: bool) -> None:
+        # RFC 5321 section 4.1.1.1: the argument should be a domain or an address literal. Anything non-empty
+        # is taken (control characters were refused already); checking it is policy, not syntax.
+        name = arg.strip(" ")
+        if not name:
+            raise _ErrorReply(501, "5.5.4", f"Syntax: {'EHLO' if extended else 'HELO'} hostname")
+        self._decide(Hello(name, extended))
+
+    def _cmd_mail(self, arg: str) -> None:
+        if self._helo is None:
+            raise _ErrorReply(503, "5.5.1", "Send HELO/EHLO first")
+        if self._mail_from is not None:
+            raise _ErrorReply(503, "5.5.1", "Nested MAIL command")
+        if not arg[:5].isascii() or arg[:5].upper() != "FROM:":
+            raise _ErrorReply(501, "5.5.4", "Syntax: MAIL FROM:<address>")
+        text = arg[5:].lstrip(" ")  # tolerate "MAIL FROM: <address>"
+        try:
+            address, end = parse_reverse_path(text)
+        except AddressSyntaxError as error:
+            raise _ErrorReply(501, "5.1.7", f"Bad sender address: {error}") from None
+        params = self._parse_params(text[end:], utf8_allowed=True)
+        params = self._check_mail_params(params)
+        smtputf8 = "SMTPUTF8" in params
+        if not smtputf8:
+            if not address.isascii():
+                raise _ErrorReply(550, "5.6.7", "Non-ASCII sender address requires SMTPUTF8")
+            if any(v is not None and not v.isascii() for v in params.values()):
+                raise _ErrorReply(501, "5.5.4", "Non-ASCII parameter value requires SMTPUTF8")
+        self._decide(MailFrom(address, params))
+
+    def _check_mail_params(self, params: dict[str, str | None]) -> dict[str, str | None]:
+        if params and not self._extended:
+            raise _ErrorReply(555, "5.5.4", "MAIL parameters require EHLO")
+        checked: dict[str, str | None] = {}
+        for key, value in params.items():
+            if key == "SIZE":  # RFC 1870 section 6
+                if value is None or not _SIZE_VALUE.fullmatch(value):
+                    raise _ErrorReply(501, "5.5.4", "Syntax: SIZE=<octets>")
+                if int(value) > self._settings.max_message_size:
+                    raise _ErrorReply(
+                        552, "5.3.4", "Message size exceeds fixed maximum message size", counts=False
+                    )
+            elif key == "BODY":  # RFC 6152 section 3
+                if value is None or value.upper() not in ("7BIT", "8BITMIME"):
+                    raise _ErrorReply(501, "5.5.4", "Syntax: BODY=7BIT or BODY=8BITMIME")
+                value = value.upper()
+            elif key == "SMTPUTF8":  # RFC 6531 section 3.4: takes no value
+                if value is not None:
+                    raise _ErrorReply(501, "5.5.4", "SMTPUTF8 takes no value")
+            elif key == "AUTH" and self._settings.auth_mechanisms:  # RFC 4954 section 5
+                if value is None:
+                    raise _ErrorReply(501, "5.5.4", "Syntax: AUTH=<mailbox>")
+            else:
+                raise _ErrorReply(555, "5.5.4", f"Unsupported parameter {key}")
+            checked[key] = value
+        return checked
+
+    def _cmd_rcpt(self, arg: str) -> None:
+        if self._helo is None:
+            raise _ErrorReply(503, "5.5.1", "Send HELO/EHLO first")
+        if self._mail_from is None:
+            raise _ErrorReply(503, "5.5.1", "Need MAIL before RCPT")
+        if self._message_open:
+            raise _ErrorReply(503, "5.5.1", "RCPT not allowed after BDAT")
+        if not arg[:3].isascii() or arg[:3].upper() != "TO:":
+            raise _ErrorReply(501, "5.5.4", "Syntax: RCPT TO:<address>")
+        text = arg[3:].lstrip(" ")
+        try:
+            address, end = parse_forward_path(text)
+        except AddressSyntaxError as error:
+            raise _ErrorReply(501, "5.1.3", f"Bad recipient address: {error}") from None
+        params = self._parse_params(text[end:], utf8_allowed=self._smtputf8)
+        if params:
+            # No RCPT parameters are offered (no DSN): RFC 5321 section 4.1.1.11.
+            raise _ErrorReply(555, "5.5.4", f"Unsupported parameter {next(iter(params))}")
+        if not self._smtputf8 and not address.isascii():
+            raise _ErrorReply(553, "5.6.7", "Non-ASCII recipient address requires SMTPUTF8")
+        if len(self._recipients) >= self._settings.max_recipients:
+            raise _ErrorReply(452, "4.5.3", "Too many recipients", counts=False)
+        self._decide(RcptTo(address, params))
+
+    def _parse_params(self, rest: str, *, utf8_allowed: bool) -> dict[str, str | None]:
+        """Mail-parameters / Rcpt-parameters: esmtp-param *(SP esmtp-param) (RFC 5321 section 4.1.2)."""
+        if not rest.strip(" "):
+            return {}
+        if not rest.startswith(" "):
+            raise _ErrorReply(501, "5.5.4", "Syntax error after address")
+        params: dict[str, str | None] = {}
+        for token in rest.split(" "):
+            if not token:
+                continue  # lenient about repeated spaces
+            key, eq, raw_value = token.partition("=")
+            if not key.isascii() or not _ESMTP_KEYWORD.fullmatch(key):
+                raise _ErrorReply(501, "5.5.4", "Invalid parameter syntax")
+            value: str | None = None
+            if eq:
+                # esmtp-value = 1*(%d33-60 / %d62-126), =/ UTF8-non-ascii (RFC 6531 section 3.3)
+                if not raw_value or any(c == "=" or (c.isascii() and not c.isprintable()) for c in raw_value):
+                    raise _ErrorReply(501, "5.5.4", "Invalid parameter value")
+                if not utf8_allowed and not raw_value.isascii():
+                    raise _ErrorReply(501, "5.5.4", "Non-ASCII parameter value requires SMTPUTF8")
+                value = raw_value
+            key = key.upper()
+            if key in params:
+                raise _ErrorReply(501, "5.5.4", f"Duplicate parameter {key}")
+            params[key] = value
+        return params
+
+    def _cmd_data(self, arg: str) -> None:
+        if arg.strip(" "):
+            raise _ErrorReply(501, "5.5.4", "Syntax: DATA")
+        if self._mail_from is None:
+            raise _ErrorReply(503, "5.5.1", "Need MAIL command")
+        if self._bdat_used:
+            # RFC 3030 section 3: DATA and BDAT cannot be mixed in one transaction.
+            raise _ErrorReply(503, "5.5.1", "DATA not allowed after BDAT")
+        if not self._recipients:
+            raise _ErrorReply(554, "5.5.1", "No valid recipients")  # RFC 5321 section 3.3
+        self._reply(354, None, "End data with <CR><LF>.<CR><LF>")
+        self._mode = _Mode.DATA
+        self._line_start = True  # the CRLF of the DATA line counts as the first CRLF of CRLF "." CRLF
+        self._open_message()
+
+    def _cmd_bdat(self, arg: str) -> None:
+        if not self._settings.chunking:
+            raise _ErrorReply(502, "5.5.1", "BDAT not available")
+        match = _BDAT_ARGS.fullmatch(arg)
+        if match is None:
+            raise _ErrorReply(501, "5.5.4", "Syntax: BDAT <size> [LAST]")
+        size = int(match.group(1))
+        error: _ErrorReply | None = None
+        if self._mail_from is None:
+            error = _ErrorReply(503, "5.5.1", "Need MAIL command")
+        elif not self._recipients:
+            error = _ErrorReply(554, "5.5.1", "No valid recipients")
+        self._mode = _Mode.BDAT
+        self._bdat_remaining = size
+        self._bdat_size = size
+        self._bdat_last = match.group(2) is not None
+        self._bdat_error = error
+        if error is None and not self._message_open:
+            self._bdat_used = True
+            self._open_message()
+
+    def _cmd_rset(self, arg: str) -> None:
+        if arg.strip(" "):
+            raise _ErrorReply(501, "5.5.4", "Syntax: RSET")
+        if self._message_open:
+            self._events.append(MessageAborted("transaction reset"))
+        self._clear_transaction()
+        self._events.append(Reset())
+        self._reply(250, "2.0.0", "OK")
+
+    def _cmd_noop(self, arg: str) -> None:
+        self._reply(250, "2.0.0", "OK")
+
+    def _cmd_help(self, arg: str) -> None:
+        self._reply(214, "2.0.0", _HELP_TEXT)
+
+    def _cmd_vrfy(self, arg: str) -> None:
+        if not arg.strip(" "):
+            raise _ErrorReply(501, "5.5.4", "Syntax: VRFY <address>")
+        # RFC 5321 section 3.5.3: 252 when the server will not verify but will accept mail.
+        self._reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery")
+
+    def _cmd_expn(self, arg: str) -> None:
+        raise _ErrorReply(502, "5.5.1", "EXPN not available", counts=False)
+
+    def _cmd_quit(self, arg: str) -> None:
+        # Arguments are ignored: the client is leaving either way.
+        if self._message_open:
+            self._events.append(MessageAborted("client quit"))
+        self._reply(221, "2.0.0", f"{self._settings.hostname} closing connection")
+        self._events.append(Quit())
+        self._close()
+
+    def _cmd_starttls(self, arg: str) -> None:
+        if arg.strip(" "):
+            raise _ErrorReply(501, "5.5.4", "Syntax: STARTTLS")
+        if self._tls_active:
+            raise _ErrorReply(503, "5.5.1", "TLS already active")
+        if not self._settings.starttls_available:
+            raise _ErrorReply(454, "4.7.0", "TLS not available")
+        if self._mail_from is not None:
+            raise _ErrorReply(503, "5.5.1", "STARTTLS not allowed during a mail transaction")
+        self._reply(220, "2.0.0", "Ready to start TLS")
+        # CVE-2011-0411: octets pipelined after STARTTLS were sent in plaintext; they must not be executed
+        # as if they had arrived over TLS.
+        self._buffer.clear()
+        self._decide(StartTls())
+
+    def _cmd_auth(self, arg: str) -> None:
+        raise _ErrorReply(502, "5.5.1", "AUTH not available")
+
+    # ---------------------------------------------------------------------------------------- decisions
+
+    def _decide(self, event: _Decision) -> None:
+        self._pending = event
+        self._events.append(event)
+
+    def _take_pending(self) -> _Decision:
+        event = self._pending
+        if event is None or isinstance(event, StartTls):
+            raise SmtpUsageError("no accept()/reject() decision is pending")
+        self._pending = None
+        return event
+
+    def _accept_hello(self, event: Hello, text: str | None) -> None:
+        # RFC 5321 section 4.1.4: an accepted EHLO later in the session resets the state as RSET would.
+        had_transaction = self._mail_from is not None
+        if self._message_open:
+            self._events.append(MessageAborted("transaction reset by HELO/EHLO"))
+        self._clear_transaction()
+        if had_transaction:
+            self._events.append(Reset())
+        self._helo = event.name
+        self._extended = event.extended
+        first = self._settings.hostname + (f" {text}" if text else "")
+        if not event.extended:
+            self._reply(250, None, first)
+            return
+        settings = self._settings
+        lines = [first, "PIPELINING", f"SIZE {settings.max_message_size}", "8BITMIME", "SMTPUTF8"]
+        lines.append("ENHANCEDSTATUSCODES")
+        if settings.starttls_available and not self._tls_active:
+            lines.append("STARTTLS")  # RFC 3207 section 4.2: not offered again after the handshake
+        if settings.chunking:
+            lines.append("CHUNKING")
+        if settings.auth_mechanisms:
+            lines.append("AUTH " + " ".join(settings.auth_mechanisms))
+        self._reply(250, None, "\n".join(lines))
+
+    # ------------------------------------------------------------------------------------------ messages
+
+    def _open_message(self) -> None:
+        self._message_open = True
+        self._message_size = 0
+        self._oversize = False
+        self._pending_cr = False
+        self._events.append(MessageStart())
+
+    def _add_message_data(self, data: bytes) -> None:
+        """Emit message octets up to max_message_size; past it keep counting but emit nothing."""
+        if not data or self._oversize:
+            return
+        allowed = self._settings.max_message_size - self._message_size
+        if len(data) > allowed:
+            # Emit exactly the allowed prefix so that the events do not depend on how input was split.
+            self._oversize = True
+            data = data[:allowed]
+        if data:
+            self._events.append(MessageData(data))
+            self._message_size += len(data)
+
+    def _finish_message(self) -> None:
+        self._message_open = False
+        if self._oversize:
+            self._events.append(MessageAborted("message exceeds the maximum size"))
+            self._clear_transaction()
+            # RFC 1870 section 6.2 / RFC 5321 section 4.5.3.1.9
+            self._reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+            return
+        self._decide(MessageComplete(self._message_size))
+
+    def _clear_transaction(self) -> None:
+        self._mail_from = None
+        self._mail_params = {}
+        self._smtputf8 = False
+        self._recipients = []
+        self._bdat_used = False
+        self._message_open = False
+        self._message_size = 0
+        self._oversize = False
+        self._pending_cr = False
+
+    # ------------------------------------------------------------------------------------------- replies
+
+    def _reply(self, code: int, enhanced: str | None, text: str) -> None:
+        lines = text.split("\n")
+        prefix = f"{enhanced} " if enhanced else ""
+        for index, line in enumerate(lines):
+            sep = " " if index == len(lines) - 1 else "-"
+            body = f"{prefix}{line}".rstrip(" ")
+            self._out += f"{code}{sep}{body}\r\n".encode()
+
+    def _send_error(self, error: _ErrorReply) -> None:
+        self._reply(error.code, error.enhanced, error.text)
+        if error.counts:
+            self._errors += 1
+            if self._errors >= self._settings.max_errors:
+                self._shutdown(421, "4.7.0", "Too many errors, closing connection")
+
+    def _shutdown(self, code: int, enhanced: str, text: str) -> None:
+        if self._message_open:
+            self._events.append(MessageAborted("connection closing"))
+        self._reply(code, enhanced, f"{self._settings.hostname} {text}")
+        self._close()
+
+    def _close(self) -> None:
+        self._mode = _Mode.CLOSED
+        self._pending = None
+        self._buffer.clear()
+        self._clear_transaction()
+
+
+def _crlf_line_ends(data: bytes | bytearray) -> bytes:
+    """Every CRLF, lone CR and bare LF becomes one CRLF (docs/decisions/0004-smtp-line-policy.md).
+
+    After the first replace each CRLF pair is one LF and every remaining CR is a lone CR; so after the second
+    every line end, whatever its kind, is exactly one LF. Three C-speed passes, no per-line Python work.
+    """
+    return bytes(data).replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+
+
+def _check_reply_text(text: str, *, multiline: bool) -> None:
+    for ch in text:
+        if ch == "\n" and multiline:
+            continue
+        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+            raise ValueError("reply text must not contain control characters (use \\n for multi-line)")
+
+
+def _check_error_reply(code: int, enhanced: str, text: str) -> None:
+    if not 400 <= code <= 599:
+        raise ValueError(f"reply code {code} is not a 4xx/5xx error")
+    match = _ENHANCED.fullmatch(enhanced)
+    if match is None or int(match.group(1)) != code // 100:
+        raise ValueError(f"enhanced status {enhanced!r} does not match reply code {code} (RFC 3463)")
+    _check_reply_text(text, multiline=True)

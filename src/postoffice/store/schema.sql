@@ -1,0 +1,81 @@
+-- Postoffice store schema, version 1. Applied once, in one transaction, when the store is created.
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE domains (
+    id      INTEGER PRIMARY KEY,
+    name    TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL
+);
+
+CREATE TABLE accounts (
+    id             INTEGER PRIMARY KEY,
+    address        TEXT NOT NULL UNIQUE,          -- normalised: lowercased, IDNA domain
+    domain_id      INTEGER NOT NULL REFERENCES domains(id),
+    password_hash  TEXT NOT NULL,                 -- argon2id, never a plaintext password
+    created        REAL NOT NULL,
+    highest_modseq INTEGER NOT NULL DEFAULT 1     -- RFC 7162: per-account counter
+);
+
+CREATE TABLE aliases (
+    id        INTEGER PRIMARY KEY,
+    source    TEXT NOT NULL UNIQUE,               -- "user@domain" or "@domain" (catch-all)
+    domain_id INTEGER NOT NULL REFERENCES domains(id),
+    targets   TEXT NOT NULL                       -- JSON list of addresses
+);
+
+CREATE TABLE mailboxes (
+    id             INTEGER PRIMARY KEY,
+    account_id     INTEGER NOT NULL REFERENCES accounts(id),
+    name           TEXT NOT NULL,
+    special_use    TEXT,
+    uidvalidity    INTEGER NOT NULL UNIQUE,       -- from meta.next_uidvalidity, never reused
+    uidnext        INTEGER NOT NULL DEFAULT 1,
+    subscribed     INTEGER NOT NULL DEFAULT 1,
+    message_count  INTEGER NOT NULL DEFAULT 0,
+    total_size     INTEGER NOT NULL DEFAULT 0,
+    highest_modseq INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (account_id, name)
+);
+
+-- One row per distinct stored message, shared by every copy (recipients, COPY).
+CREATE TABLE contents (
+    id       INTEGER PRIMARY KEY,
+    size     INTEGER NOT NULL,
+    refcount INTEGER NOT NULL,
+    parsed   TEXT NOT NULL,                       -- postoffice.message.ParsedMessage JSON
+    created  REAL NOT NULL
+);
+
+-- The bytes, kept apart so that reading metadata never walks a large blob's overflow pages.
+CREATE TABLE content_data (
+    id   INTEGER PRIMARY KEY,                     -- = contents.id
+    data BLOB NOT NULL
+);
+
+CREATE TABLE messages (
+    id           INTEGER PRIMARY KEY,
+    mailbox_id   INTEGER NOT NULL REFERENCES mailboxes(id),
+    uid          INTEGER NOT NULL,
+    content_id   INTEGER NOT NULL REFERENCES contents(id),
+    flags        INTEGER NOT NULL DEFAULT 0,      -- bit mask of SYSTEM_FLAGS
+    keywords     TEXT NOT NULL DEFAULT '',        -- space-separated keywords
+    internaldate REAL NOT NULL,
+    size         INTEGER NOT NULL,
+    modseq       INTEGER NOT NULL,
+    UNIQUE (mailbox_id, uid)
+);
+CREATE INDEX messages_content ON messages(content_id);
+
+-- Expunged messages (RFC 7162 QRESYNC VANISHED (EARLIER)).
+CREATE TABLE tombstones (
+    mailbox_id INTEGER NOT NULL,
+    uid        INTEGER NOT NULL,
+    modseq     INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+
+-- Substring search (IMAP SEARCH semantics) over decoded headers and text: rowid = contents.id.
+CREATE VIRTUAL TABLE content_search USING fts5(headers, body, tokenize = 'trigram');

@@ -1,0 +1,859 @@
+"""SQLite backend of the mail store.
+
+Implementation notes
+- One database file in WAL mode with `synchronous = FULL`: a COMMIT returns after the WAL is fsynced, so a
+  committed write survives a crash or power loss. Message bytes live in the database too (table content_data), so
+  one commit makes a whole delivery durable with one fsync; see docs/decisions/0002-message-content-in-sqlite.md.
+- Group commit: every write is a function queued to one writer thread. The writer takes everything that has queued
+  up, runs each request inside its own SAVEPOINT (a failing request is rolled back alone), and COMMITs once for the
+  batch. While one batch is being fsynced the next one queues, so under concurrent load there are fewer commits
+  (fsyncs) than messages. A request's future resolves only after its batch committed.
+- Invariant: change notifications are published only after the commit that made the change, and before the
+  futures of that batch resolve.
+- Reads run on a small thread pool, each thread with its own read-only connection, inside a read transaction (a
+  consistent WAL snapshot). Large contents are streamed with incremental blob I/O on a connection of their own.
+- UIDVALIDITY values come from meta.next_uidvalidity, which only grows; UIDs come from mailboxes.uidnext, which
+  only grows; so neither is ever reused, not after expunge, mailbox deletion or a crash (the counters are written
+  in the same transaction as the rows that use them).
+- Nothing here blocks the event loop: every SQLite call happens on the writer thread or a reader thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from postoffice.directory.resolver import AddressLookup, Resolution, normalize_address, resolve
+from postoffice.message import ParsedMessage
+from postoffice.store.api import (
+    DEFAULT_MAILBOXES,
+    SYSTEM_FLAGS,
+    Account,
+    AlreadyExists,
+    Alias,
+    ChangeEvent,
+    DeliveredCopy,
+    Domain,
+    MailboxInfo,
+    MailStore,
+    MessageInfo,
+    NotFound,
+    PathLike,
+    StoreError,
+)
+
+log = logging.getLogger("postoffice.store")
+
+T = TypeVar("T")
+SCHEMA_VERSION = 1
+#: Largest batch the writer commits at once.
+MAX_BATCH = 256
+#: Contents up to this size are read in one go; larger ones are streamed with incremental blob I/O.
+STREAM_THRESHOLD = 1024 * 1024
+COPY_CHUNK = 1024 * 1024
+
+_FLAG_BITS = {name.lower(): 1 << i for i, name in enumerate(SYSTEM_FLAGS)}
+
+
+def flags_to_columns(flags: Iterable[str]) -> tuple[int, str]:
+    """Split IMAP flags into the system-flag bit mask and the sorted keyword string (\\Recent is not stored)."""
+    bits = 0
+    keywords: set[str] = set()
+    for flag in flags:
+        bit = _FLAG_BITS.get(flag.lower())
+        if bit is not None:
+            bits |= bit
+        elif not flag.startswith("\\"):
+            keywords.add(flag)
+    return bits, " ".join(sorted(keywords))
+
+
+def columns_to_flags(bits: int, keywords: str) -> frozenset[str]:
+    names = [name for i, name in enumerate(SYSTEM_FLAGS) if bits & (1 << i)]
+    if keywords:
+        names.extend(keywords.split(" "))
+    return frozenset(names)
+
+
+def _normalize_mailbox(name: str) -> str:
+    return "INBOX" if name.upper() == "INBOX" else name
+
+
+def _connect(path: Path, *, readonly: bool = False, check_same_thread: bool = True) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread, timeout=30.0)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = FULL")
+    if readonly:
+        conn.execute("PRAGMA query_only = 1")
+    return conn
+
+
+class _WriteRequest:
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection, list[ChangeEvent]], Any]) -> None:
+        self.fn = fn
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+
+class _Writer(threading.Thread):
+    """The single writer thread: group commit of everything that queued up."""
+
+    def __init__(self, path: Path, publish: Callable[[list[ChangeEvent]], None]) -> None:
+        super().__init__(name="postoffice-store-writer", daemon=True)
+        self._path = path
+        self._publish = publish
+        self._queue: queue.SimpleQueue[_WriteRequest | None] = queue.SimpleQueue()
+        self.commits = 0
+        self.requests = 0
+        self.failed_commits = 0
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+
+    def submit(self, fn: Callable[[sqlite3.Connection, list[ChangeEvent]], Any]) -> concurrent.futures.Future[Any]:
+        if not self.is_alive():
+            raise StoreError("the store is closed")
+        request = _WriteRequest(fn)
+        self._queue.put(request)
+        return request.future
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def run(self) -> None:
+        try:
+            conn = _connect(self._path)
+        except BaseException as exc:  # reported by the thread that waits for startup
+            self._startup_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            stopping = False
+            while not stopping:
+                first = self._queue.get()
+                if first is None:
+                    break
+                batch = [first]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stopping = True
+                        break
+                    batch.append(item)
+                self._run_batch(conn, batch)
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                log.warning("checkpoint at close failed: %s", exc)
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_WriteRequest]) -> None:
+        outcomes: list[tuple[_WriteRequest, Any, BaseException | None]] = []
+        events: list[ChangeEvent] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            for request in batch:
+                request.future.set_exception(StoreError(f"cannot begin a transaction: {exc}"))
+            return
+        for request in batch:
+            if not request.future.set_running_or_notify_cancel():
+                continue
+            own_events: list[ChangeEvent] = []
+            try:
+                conn.execute("SAVEPOINT request")
+            except sqlite3.Error as exc:
+                outcomes.append((request, None, exc))
+                continue
+            try:
+                result = request.fn(conn, own_events)
+            except BaseException as exc:
+                try:
+                    conn.execute("ROLLBACK TO request")
+                    conn.execute("RELEASE request")
+                except sqlite3.Error:
+                    log.exception("rollback to savepoint failed")
+                outcomes.append((request, None, exc))
+            else:
+                conn.execute("RELEASE request")
+                outcomes.append((request, result, None))
+                events.extend(own_events)
+        self.requests += len(batch)
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self.failed_commits += 1
+            log.error("commit failed, %d requests rolled back: %s", len(batch), exc)
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            for request, _result, _error in outcomes:
+                request.future.set_exception(StoreError(f"commit failed: {exc}"))
+            return
+        self.commits += 1
+        if events:
+            self._publish(events)
+        for request, result, error in outcomes:
+            if error is not None:
+                request.future.set_exception(error)
+            else:
+                request.future.set_result(result)
+
+
+class SqliteMailStore(MailStore):
+    def __init__(self, path: PathLike, *, reader_threads: int = 4) -> None:
+        self._path = Path(path)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._initialise()
+        self._subscribers: dict[int, list[Callable[[ChangeEvent], None]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._writer = _Writer(self._path, self._publish_from_writer)
+        self._writer.start()
+        self._writer._ready.wait()
+        if self._writer._startup_error is not None:
+            raise StoreError(f"cannot open the store: {self._writer._startup_error}")
+        self._local = threading.local()
+        self._reader_connections: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+        self._readers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=reader_threads, thread_name_prefix="postoffice-store-reader"
+        )
+        self._closed = False
+
+    # -- setup -----------------------------------------------------------------------------------------------
+    def _initialise(self) -> None:
+        conn = _connect(self._path)
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StoreError(f"the store at {self._path} cannot use WAL mode (got {mode})")
+            exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
+            if exists is None:
+                schema = resources.files("postoffice.store").joinpath("schema.sql").read_text()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in schema.split(";\n"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.executemany(
+                        "INSERT INTO meta (key, value) VALUES (?, ?)",
+                        [("schema_version", SCHEMA_VERSION), ("next_uidvalidity", int(time.time()))],
+                    )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            else:
+                version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if version is None or version[0] != SCHEMA_VERSION:
+                    raise StoreError(f"the store at {self._path} has schema {version}, expected {SCHEMA_VERSION}")
+        finally:
+            conn.close()
+        try:
+            os.chmod(self._path, 0o600)
+        except OSError:
+            pass
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.stop()
+        await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+        self._readers.shutdown(wait=True)
+        with self._reader_lock:
+            for conn in self._reader_connections:
+                conn.close()
+            self._reader_connections.clear()
+
+    # -- plumbing --------------------------------------------------------------------------------------------
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            # check_same_thread=False only so that close() can close it; it is used by this thread alone
+            conn = _connect(self._path, readonly=True, check_same_thread=False)
+            self._local.conn = conn
+            with self._reader_lock:
+                self._reader_connections.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise StoreError("the store is closed")
+
+        def run() -> T:
+            conn = self._reader()
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("COMMIT")
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, run)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection, list[ChangeEvent]], T]) -> T:
+        if self._closed:
+            raise StoreError("the store is closed")
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        future = self._writer.submit(fn)
+        try:
+            result: T = await asyncio.wrap_future(future, loop=loop)
+        except sqlite3.IntegrityError as exc:
+            raise AlreadyExists(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
+        return result
+
+    def _publish_from_writer(self, events: list[ChangeEvent]) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._dispatch, events)
+        except RuntimeError:
+            pass
+
+    def _dispatch(self, events: list[ChangeEvent]) -> None:
+        for event in events:
+            for callback in list(self._subscribers.get(event.account_id, ())):
+                try:
+                    callback(event)
+                except Exception:
+                    log.exception("change subscriber failed")
+
+    def subscribe(self, account_id: int, callback: Callable[[ChangeEvent], None]) -> Callable[[], None]:
+        self._subscribers.setdefault(account_id, []).append(callback)
+
+        def unsubscribe() -> None:
+            callbacks = self._subscribers.get(account_id, [])
+            if callback in callbacks:
+                callbacks.remove(callback)
+            if not callbacks:
+                self._subscribers.pop(account_id, None)
+
+        return unsubscribe
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "commits": self._writer.commits,
+            "write_requests": self._writer.requests,
+            "failed_commits": self._writer.failed_commits,
+        }
+
+    # -- directory -------------------------------------------------------------------------------------------
+    async def add_domain(self, name: str) -> Domain:
+        name = normalize_address("@" + name).lstrip("@")
+        if not name or "@" in name:
+            raise StoreError(f"not a domain name: {name!r}")
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> Domain:
+            if conn.execute("SELECT 1 FROM domains WHERE name = ?", (name,)).fetchone():
+                raise AlreadyExists(f"domain {name} exists already")
+            cur = conn.execute("INSERT INTO domains (name, created) VALUES (?, ?)", (name, time.time()))
+            return Domain(int(cur.lastrowid or 0), name)
+
+        return await self._write(tx)
+
+    async def remove_domain(self, name: str) -> None:
+        name = normalize_address("@" + name).lstrip("@")
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> None:
+            row = conn.execute("SELECT id FROM domains WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise NotFound(f"no domain {name}")
+            users = conn.execute("SELECT count(*) FROM accounts WHERE domain_id = ?", (row[0],)).fetchone()[0]
+            aliases = conn.execute("SELECT count(*) FROM aliases WHERE domain_id = ?", (row[0],)).fetchone()[0]
+            if users or aliases:
+                raise StoreError(
+                    f"domain {name} still has {users} account(s) and {aliases} alias(es); remove them first"
+                )
+            conn.execute("DELETE FROM domains WHERE id = ?", (row[0],))
+
+        await self._write(tx)
+
+    async def list_domains(self) -> list[Domain]:
+        def q(conn: sqlite3.Connection) -> list[Domain]:
+            return [Domain(r[0], r[1]) for r in conn.execute("SELECT id, name FROM domains ORDER BY name")]
+
+        return await self._read(q)
+
+    @staticmethod
+    def _domain_id(conn: sqlite3.Connection, domain: str) -> int:
+        row = conn.execute("SELECT id FROM domains WHERE name = ?", (domain,)).fetchone()
+        if row is None:
+            raise NotFound(f"domain {domain} is not served here; add it first (postoffice domain add {domain})")
+        return int(row[0])
+
+    @staticmethod
+    def _create_mailbox(conn: sqlite3.Connection, account_id: int, name: str, special_use: str | None) -> int:
+        uidvalidity = conn.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'next_uidvalidity' RETURNING value - 1"
+        ).fetchone()[0]
+        cur = conn.execute(
+            "INSERT INTO mailboxes (account_id, name, special_use, uidvalidity) VALUES (?, ?, ?, ?)",
+            (account_id, name, special_use, uidvalidity),
+        )
+        return int(cur.lastrowid or 0)
+
+    async def add_account(self, address: str, password_hash: str) -> Account:
+        address = normalize_address(address)
+        local, _, domain = address.rpartition("@")
+        if not local or not domain:
+            raise StoreError(f"not a full address: {address!r}")
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> Account:
+            domain_id = self._domain_id(conn, domain)
+            if conn.execute("SELECT 1 FROM accounts WHERE address = ?", (address,)).fetchone():
+                raise AlreadyExists(f"account {address} exists already")
+            created = time.time()
+            cur = conn.execute(
+                "INSERT INTO accounts (address, domain_id, password_hash, created) VALUES (?, ?, ?, ?)",
+                (address, domain_id, password_hash, created),
+            )
+            account_id = int(cur.lastrowid or 0)
+            for name, special_use in DEFAULT_MAILBOXES:
+                self._create_mailbox(conn, account_id, name, special_use)
+            return Account(account_id, address, domain, password_hash, created)
+
+        return await self._write(tx)
+
+    async def set_password(self, address: str, password_hash: str) -> None:
+        address = normalize_address(address)
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> None:
+            cur = conn.execute("UPDATE accounts SET password_hash = ? WHERE address = ?", (password_hash, address))
+            if cur.rowcount == 0:
+                raise NotFound(f"no account {address}")
+
+        await self._write(tx)
+
+    async def remove_account(self, address: str) -> None:
+        address = normalize_address(address)
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> None:
+            row = conn.execute("SELECT id FROM accounts WHERE address = ?", (address,)).fetchone()
+            if row is None:
+                raise NotFound(f"no account {address}")
+            account_id = row[0]
+            mailbox_ids = [r[0] for r in conn.execute("SELECT id FROM mailboxes WHERE account_id = ?", (account_id,))]
+            for mailbox_id in mailbox_ids:
+                self._delete_messages(conn, mailbox_id, None, tombstones=False)
+                conn.execute("DELETE FROM tombstones WHERE mailbox_id = ?", (mailbox_id,))
+            conn.execute("DELETE FROM mailboxes WHERE account_id = ?", (account_id,))
+            conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
+
+        await self._write(tx)
+
+    @staticmethod
+    def _account(row: Sequence[Any]) -> Account:
+        return Account(row[0], row[1], row[2], row[3], row[4])
+
+    _ACCOUNT_SQL = (
+        "SELECT a.id, a.address, d.name, a.password_hash, a.created FROM accounts a JOIN domains d ON d.id = a.domain_id"
+    )
+
+    async def get_account(self, address: str) -> Account | None:
+        address = normalize_address(address)
+
+        def q(conn: sqlite3.Connection) -> Account | None:
+            row = conn.execute(self._ACCOUNT_SQL + " WHERE a.address = ?", (address,)).fetchone()
+            return None if row is None else self._account(row)
+
+        return await self._read(q)
+
+    async def list_accounts(self, domain: str | None = None) -> list[Account]:
+        def q(conn: sqlite3.Connection) -> list[Account]:
+            if domain is None:
+                rows = conn.execute(self._ACCOUNT_SQL + " ORDER BY a.address")
+            else:
+                name = normalize_address("@" + domain).lstrip("@")
+                rows = conn.execute(self._ACCOUNT_SQL + " WHERE d.name = ? ORDER BY a.address", (name,))
+            return [self._account(r) for r in rows]
+
+        return await self._read(q)
+
+    async def add_alias(self, source: str, targets: Sequence[str]) -> Alias:
+        source = normalize_address(source)
+        local, sep, domain = source.rpartition("@")
+        if not sep or not domain:
+            raise StoreError(f"an alias source is an address or @domain, not {source!r}")
+        clean_targets = tuple(dict.fromkeys(normalize_address(t) for t in targets))
+        if not clean_targets:
+            raise StoreError("an alias needs at least one target")
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> Alias:
+            domain_id = self._domain_id(conn, domain)
+            for target in clean_targets:
+                t_local, _, t_domain = target.rpartition("@")
+                if not t_local or not t_domain:
+                    raise StoreError(f"alias target {target!r} is not a full address")
+                if conn.execute("SELECT 1 FROM domains WHERE name = ?", (t_domain,)).fetchone() is None:
+                    raise StoreError(
+                        f"alias target {target} is in a domain not served here; forwarding to other domains "
+                        "needs the outbound queue, which this version does not have yet"
+                    )
+            if conn.execute("SELECT 1 FROM aliases WHERE source = ?", (source,)).fetchone():
+                raise AlreadyExists(f"alias {source} exists already")
+            conn.execute(
+                "INSERT INTO aliases (source, domain_id, targets) VALUES (?, ?, ?)",
+                (source, domain_id, json.dumps(list(clean_targets))),
+            )
+            return Alias(source, clean_targets)
+
+        return await self._write(tx)
+
+    async def remove_alias(self, source: str) -> None:
+        source = normalize_address(source)
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> None:
+            if conn.execute("DELETE FROM aliases WHERE source = ?", (source,)).rowcount == 0:
+                raise NotFound(f"no alias {source}")
+
+        await self._write(tx)
+
+    async def list_aliases(self) -> list[Alias]:
+        def q(conn: sqlite3.Connection) -> list[Alias]:
+            rows = conn.execute("SELECT source, targets FROM aliases ORDER BY source")
+            return [Alias(r[0], tuple(json.loads(r[1]))) for r in rows]
+
+        return await self._read(q)
+
+    async def get_alias(self, source: str) -> Alias | None:
+        source = normalize_address(source)
+
+        def q(conn: sqlite3.Connection) -> Alias | None:
+            row = conn.execute("SELECT source, targets FROM aliases WHERE source = ?", (source,)).fetchone()
+            return None if row is None else Alias(row[0], tuple(json.loads(row[1])))
+
+        return await self._read(q)
+
+    async def resolve_recipient(self, address: str) -> Resolution:
+        def q(conn: sqlite3.Connection) -> Resolution:
+            def lookup(addr: str) -> AddressLookup:
+                _, _, domain = addr.rpartition("@")
+                if conn.execute("SELECT 1 FROM domains WHERE name = ?", (domain,)).fetchone() is None:
+                    return AddressLookup(domain_served=False)
+                account = conn.execute("SELECT id FROM accounts WHERE address = ?", (addr,)).fetchone()
+                alias = conn.execute("SELECT targets FROM aliases WHERE source = ?", (addr,)).fetchone()
+                return AddressLookup(
+                    domain_served=True,
+                    account_id=None if account is None else int(account[0]),
+                    alias_targets=None if alias is None else tuple(json.loads(alias[0])),
+                )
+
+            def first_domain() -> str | None:
+                row = conn.execute("SELECT name FROM domains ORDER BY id LIMIT 1").fetchone()
+                return None if row is None else str(row[0])
+
+            return resolve(address, lookup, first_domain)
+
+        return await self._read(q)
+
+    # -- mailboxes -------------------------------------------------------------------------------------------
+    _MAILBOX_SQL = (
+        "SELECT id, account_id, name, special_use, uidvalidity, uidnext, message_count, total_size, subscribed "
+        "FROM mailboxes"
+    )
+
+    @staticmethod
+    def _mailbox(row: Sequence[Any]) -> MailboxInfo:
+        return MailboxInfo(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], bool(row[8]))
+
+    async def list_mailboxes(self, account_id: int) -> list[MailboxInfo]:
+        def q(conn: sqlite3.Connection) -> list[MailboxInfo]:
+            rows = conn.execute(self._MAILBOX_SQL + " WHERE account_id = ? ORDER BY name != 'INBOX', name", (account_id,))
+            return [self._mailbox(r) for r in rows]
+
+        return await self._read(q)
+
+    async def get_mailbox(self, account_id: int, name: str) -> MailboxInfo | None:
+        name = _normalize_mailbox(name)
+
+        def q(conn: sqlite3.Connection) -> MailboxInfo | None:
+            row = conn.execute(self._MAILBOX_SQL + " WHERE account_id = ? AND name = ?", (account_id, name)).fetchone()
+            return None if row is None else self._mailbox(row)
+
+        return await self._read(q)
+
+    # -- messages ----------------------------------------------------------------------------------------------
+    async def deliver(
+        self,
+        source: IO[bytes],
+        parsed: ParsedMessage,
+        account_ids: Iterable[int],
+        mailbox: str = "INBOX",
+        flags: Iterable[str] = (),
+        internaldate: float | None = None,
+    ) -> list[DeliveredCopy]:
+        targets = list(dict.fromkeys(account_ids))
+        if not targets:
+            return []
+        mailbox = _normalize_mailbox(mailbox)
+        size = parsed.size
+        parsed_json = parsed.to_json()
+        bits, keywords = flags_to_columns(flags)
+        when = time.time() if internaldate is None else internaldate
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> list[DeliveredCopy]:
+            cur = conn.execute(
+                "INSERT INTO contents (size, refcount, parsed, created) VALUES (?, ?, ?, ?)",
+                (size, len(targets), parsed_json, time.time()),
+            )
+            content_id = int(cur.lastrowid or 0)
+            self._write_content(conn, content_id, source, size)
+            conn.execute(
+                "INSERT INTO content_search (rowid, headers, body) VALUES (?, ?, ?)",
+                (content_id, parsed.search_headers, parsed.search_text),
+            )
+            copies = []
+            for account_id in targets:
+                row = conn.execute(
+                    "SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, mailbox)
+                ).fetchone()
+                if row is None:
+                    raise NotFound(f"account {account_id} has no mailbox {mailbox}")
+                mailbox_id = int(row[0])
+                uid, modseq = self._append_row(conn, account_id, mailbox_id, content_id, bits, keywords, when, size)
+                copies.append(DeliveredCopy(account_id, mailbox_id, uid))
+                events.append(ChangeEvent("added", account_id, mailbox_id, (uid,), modseq))
+            return copies
+
+        return await self._write(tx)
+
+    @staticmethod
+    def _write_content(conn: sqlite3.Connection, content_id: int, source: IO[bytes], size: int) -> None:
+        source.seek(0)
+        if size <= COPY_CHUNK:
+            data = source.read(size)
+            if len(data) != size:
+                raise StoreError(f"message source is {len(data)} bytes, expected {size}")
+            conn.execute("INSERT INTO content_data (id, data) VALUES (?, ?)", (content_id, data))
+            return
+        conn.execute("INSERT INTO content_data (id, data) VALUES (?, zeroblob(?))", (content_id, size))
+        written = 0
+        with conn.blobopen("content_data", "data", content_id) as blob:
+            while written < size:
+                chunk = source.read(min(COPY_CHUNK, size - written))
+                if not chunk:
+                    raise StoreError(f"message source ended after {written} of {size} bytes")
+                blob.write(chunk)
+                written += len(chunk)
+
+    @staticmethod
+    def _append_row(
+        conn: sqlite3.Connection,
+        account_id: int,
+        mailbox_id: int,
+        content_id: int,
+        bits: int,
+        keywords: str,
+        internaldate: float,
+        size: int,
+    ) -> tuple[int, int]:
+        modseq = conn.execute(
+            "UPDATE accounts SET highest_modseq = highest_modseq + 1 WHERE id = ? RETURNING highest_modseq",
+            (account_id,),
+        ).fetchone()[0]
+        uid = conn.execute(
+            "UPDATE mailboxes SET uidnext = uidnext + 1, message_count = message_count + 1, "
+            "total_size = total_size + ?, highest_modseq = ? WHERE id = ? RETURNING uidnext - 1",
+            (size, modseq, mailbox_id),
+        ).fetchone()[0]
+        conn.execute(
+            "INSERT INTO messages (mailbox_id, uid, content_id, flags, keywords, internaldate, size, modseq) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (mailbox_id, uid, content_id, bits, keywords, internaldate, size, modseq),
+        )
+        return int(uid), int(modseq)
+
+    async def list_messages(self, mailbox_id: int) -> list[MessageInfo]:
+        def q(conn: sqlite3.Connection) -> list[MessageInfo]:
+            rows = conn.execute(
+                "SELECT id, mailbox_id, uid, flags, keywords, internaldate, size, modseq, content_id "
+                "FROM messages WHERE mailbox_id = ? ORDER BY uid",
+                (mailbox_id,),
+            )
+            return [
+                MessageInfo(r[0], r[1], r[2], columns_to_flags(r[3], r[4]), r[5], r[6], r[7], r[8]) for r in rows
+            ]
+
+        return await self._read(q)
+
+    async def get_parsed(self, content_id: int) -> ParsedMessage:
+        def q(conn: sqlite3.Connection) -> str:
+            row = conn.execute("SELECT parsed FROM contents WHERE id = ?", (content_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no content {content_id}")
+            return str(row[0])
+
+        return ParsedMessage.from_json(await self._read(q))
+
+    async def read_content(self, content_id: int) -> bytes:
+        def q(conn: sqlite3.Connection) -> bytes:
+            row = conn.execute("SELECT data FROM content_data WHERE id = ?", (content_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no content {content_id}")
+            return bytes(row[0])
+
+        return await self._read(q)
+
+    async def open_content(self, content_id: int, chunk_size: int = 65536) -> AsyncIterator[bytes]:  # type: ignore[override]
+        def size_of(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT size FROM contents WHERE id = ?", (content_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no content {content_id}")
+            return int(row[0])
+
+        size = await self._read(size_of)
+        if size <= STREAM_THRESHOLD:
+            data = await self.read_content(content_id)
+            for offset in range(0, len(data), chunk_size):
+                yield data[offset : offset + chunk_size]
+            return
+        loop = asyncio.get_running_loop()
+        conn = await loop.run_in_executor(
+            self._readers, lambda: _connect(self._path, readonly=True, check_same_thread=False)
+        )
+        try:
+            await loop.run_in_executor(self._readers, conn.execute, "BEGIN")
+            blob = await loop.run_in_executor(
+                self._readers, lambda: conn.blobopen("content_data", "data", content_id, readonly=True)
+            )
+            try:
+                while True:
+                    chunk = await loop.run_in_executor(self._readers, blob.read, chunk_size)
+                    if not chunk:
+                        break
+                    yield chunk
+            finally:
+                blob.close()
+        finally:
+            await loop.run_in_executor(self._readers, conn.close)
+
+    async def expunge(self, mailbox_id: int, uids: Iterable[int]) -> list[int]:
+        wanted = sorted(set(uids))
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> list[int]:
+            row = conn.execute("SELECT account_id FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            removed, modseq = self._delete_messages(conn, mailbox_id, wanted, tombstones=True)
+            if removed:
+                events.append(ChangeEvent("expunged", int(row[0]), mailbox_id, tuple(removed), modseq))
+            return removed
+
+        return await self._write(tx)
+
+    @staticmethod
+    def _delete_messages(
+        conn: sqlite3.Connection, mailbox_id: int, uids: list[int] | None, *, tombstones: bool
+    ) -> tuple[list[int], int]:
+        if uids is None:
+            rows = conn.execute(
+                "SELECT uid, content_id, size FROM messages WHERE mailbox_id = ? ORDER BY uid", (mailbox_id,)
+            ).fetchall()
+        else:
+            rows = []
+            for uid in uids:
+                r = conn.execute(
+                    "SELECT uid, content_id, size FROM messages WHERE mailbox_id = ? AND uid = ?", (mailbox_id, uid)
+                ).fetchone()
+                if r is not None:
+                    rows.append(r)
+        if not rows:
+            return [], 0
+        modseq = 0
+        if tombstones:
+            modseq = conn.execute(
+                "UPDATE accounts SET highest_modseq = highest_modseq + 1 "
+                "WHERE id = (SELECT account_id FROM mailboxes WHERE id = ?) RETURNING highest_modseq",
+                (mailbox_id,),
+            ).fetchone()[0]
+        total = 0
+        for uid, content_id, size in rows:
+            conn.execute("DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", (mailbox_id, uid))
+            if tombstones:
+                conn.execute(
+                    "INSERT OR REPLACE INTO tombstones (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+                    (mailbox_id, uid, modseq),
+                )
+            left = conn.execute(
+                "UPDATE contents SET refcount = refcount - 1 WHERE id = ? RETURNING refcount", (content_id,)
+            ).fetchone()[0]
+            if left <= 0:
+                conn.execute("DELETE FROM contents WHERE id = ?", (content_id,))
+                conn.execute("DELETE FROM content_data WHERE id = ?", (content_id,))
+                conn.execute("DELETE FROM content_search WHERE rowid = ?", (content_id,))
+            total += size
+        conn.execute(
+            "UPDATE mailboxes SET message_count = message_count - ?, total_size = total_size - ?, "
+            "highest_modseq = max(highest_modseq, ?) WHERE id = ?",
+            (len(rows), total, modseq, mailbox_id),
+        )
+        return [int(r[0]) for r in rows], int(modseq)
+
+    async def store_flags(self, mailbox_id: int, uids: Iterable[int], flags: Iterable[str], mode: str) -> int:
+        if mode not in ("add", "remove", "replace"):
+            raise ValueError(f"bad flag mode {mode!r}")
+        wanted = sorted(set(uids))
+        bits, keywords = flags_to_columns(flags)
+        new_keywords = set(keywords.split(" ")) if keywords else set()
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> int:
+            row = conn.execute("SELECT account_id FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            account_id = int(row[0])
+            changes: list[tuple[int, int, str]] = []
+            for uid in wanted:
+                r = conn.execute(
+                    "SELECT flags, keywords FROM messages WHERE mailbox_id = ? AND uid = ?", (mailbox_id, uid)
+                ).fetchone()
+                if r is None:
+                    continue
+                old_bits, old_kw = int(r[0]), set(r[1].split(" ")) if r[1] else set()
+                if mode == "add":
+                    nb, nk = old_bits | bits, old_kw | new_keywords
+                elif mode == "remove":
+                    nb, nk = old_bits & ~bits, old_kw - new_keywords
+                else:
+                    nb, nk = bits, set(new_keywords)
+                if nb != old_bits or nk != old_kw:
+                    changes.append((uid, nb, " ".join(sorted(nk))))
+            if not changes:
+                return int(
+                    conn.execute("SELECT highest_modseq FROM accounts WHERE id = ?", (account_id,)).fetchone()[0]
+                )
+            modseq = conn.execute(
+                "UPDATE accounts SET highest_modseq = highest_modseq + 1 WHERE id = ? RETURNING highest_modseq",
+                (account_id,),
+            ).fetchone()[0]
+            conn.executemany(
+                "UPDATE messages SET flags = ?, keywords = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
+                [(nb, nk, modseq, mailbox_id, uid) for uid, nb, nk in changes],
+            )
+            conn.execute("UPDATE mailboxes SET highest_modseq = ? WHERE id = ?", (modseq, mailbox_id))
+            events.append(ChangeEvent("flags", account_id, mailbox_id, tuple(u for u, _, _ in changes), modseq))
+            return int(modseq)
+
+        return await self._write(tx)

@@ -1,0 +1,84 @@
+"""ENVELOPE address lists (RFC 5322 3.4 / 4.4 -> RFC 3501 7.4.2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from postoffice.message.addresses import parse_address_list
+
+END = [None, None, None, None]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("alice@example.com", [[None, None, "alice", "example.com"]]),
+        ("Alice Example <alice@example.com>", [["Alice Example", None, "alice", "example.com"]]),
+        ('"Example, Alice" <alice@example.com>', [["Example, Alice", None, "alice", "example.com"]]),
+        ("John Q. Public <jqp@example.com>", [["John Q. Public", None, "jqp", "example.com"]]),
+        # encoded words stay raw in the envelope
+        ("=?utf-8?q?J=C3=B6rg?= <j@example.com>", [["=?utf-8?q?J=C3=B6rg?=", None, "j", "example.com"]]),
+        # a comment names an address that has no display name
+        ("bob@example.com (Bob (the) Builder)", [["Bob (the) Builder", None, "bob", "example.com"]]),
+        ("Bob <bob@example.com> (ignored)", [["Bob", None, "bob", "example.com"]]),
+        # quoted local parts keep their quotes; the split is at the last "@"
+        ('"john doe"@example.com', [[None, None, '"john doe"', "example.com"]]),
+        ('"a@b"@example.com', [[None, None, '"a@b"', "example.com"]]),
+        ("x@[192.0.2.1]", [[None, None, "x", "[192.0.2.1]"]]),
+        # obsolete source route (RFC 5322 4.4)
+        ("<@a.example,@b.example:c@d.example>", [[None, "@a.example,@b.example", "c", "d.example"]]),
+        # no domain: host is "" (None would mean group syntax)
+        ("postmaster", [[None, None, "postmaster", ""]]),
+        ("Name <>", [["Name", None, "", ""]]),
+        # lenient repairs
+        ("A <a@x.example> B <b@x.example>", [["A", None, "a", "x.example"], ["B", None, "b", "x.example"]]),
+        ("John Doe john@x.example", [["John Doe", None, "john", "x.example"]]),
+        ("a@x.example;b@x.example", [[None, None, "a", "x.example"], [None, None, "b", "x.example"]]),
+        (" , ,", None),
+        ("", None),
+        ("<a@x.example", [[None, None, "a", "x.example"]]),
+        # an unterminated quoted string runs to the end: one word, no "@" outside it
+        ('"unterminated <a@x.example>', [[None, None, '"unterminated <a@x.example>', ""]]),
+    ],
+)
+def test_mailboxes(value: str, expected: list[list[str | None]] | None) -> None:
+    assert parse_address_list(value) == expected
+
+
+def test_groups_including_empty_and_unterminated_ones() -> None:
+    value = "undisclosed-recipients:;, Team: a@x.example, B <b@x.example>; c@x.example, Open: d@x.example"
+    assert parse_address_list(value) == [
+        [None, None, "undisclosed-recipients", None],
+        END,
+        [None, None, "Team", None],
+        [None, None, "a", "x.example"],
+        ["B", None, "b", "x.example"],
+        END,
+        [None, None, "c", "x.example"],
+        [None, None, "Open", None],
+        [None, None, "d", "x.example"],
+        END,
+    ]
+
+
+def test_a_group_inside_a_group_closes_the_first() -> None:
+    assert parse_address_list("A: B: b@x.example;") == [
+        [None, None, "A", None],
+        END,
+        [None, None, "B", None],
+        [None, None, "b", "x.example"],
+        END,
+    ]
+
+
+def test_limit_keeps_group_markers_balanced() -> None:
+    value = "G: " + ", ".join(f"u{i}@x.example" for i in range(10)) + ";"
+    result = parse_address_list(value, limit=5)
+    assert result == [
+        [None, None, "G", None],
+        [None, None, "u0", "x.example"],
+        [None, None, "u1", "x.example"],
+        [None, None, "u2", "x.example"],
+        END,
+    ]
+    assert parse_address_list("a@x.example", limit=0) is None

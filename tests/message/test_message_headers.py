@@ -1,0 +1,117 @@
+"""Header semantics: unfolding, encoded words, parameters, field splitting, charsets."""
+
+from __future__ import annotations
+
+import pytest
+
+from postoffice.message import unfold
+from postoffice.message.headers import (
+    decode_charset,
+    decode_words,
+    iter_fields,
+    lookup_charset,
+    parse_params,
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("a\r\n b", "a b"),
+        ("a\r\n\tb", "a\tb"),
+        ("a\n b\r c", "a b c"),
+        ("a\r\nb", "a\r\nb"),  # not a fold: RFC 5322 2.2.3 removes only CRLF followed by WSP
+        ("plain", "plain"),
+    ],
+)
+def test_unfold_removes_line_ends_before_whitespace(value: str, expected: str) -> None:
+    assert unfold(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("=?utf-8?q?a?= =?utf-8?q?b?=", "ab"),  # RFC 2047 6.2: whitespace between encoded words is dropped
+        ("=?utf-8?q?a?=\r\n =?utf-8?q?b?=", "ab"),
+        ("x =?utf-8?q?a?= y", "x a y"),
+        ("=?utf-8?q?a_b?=", "a b"),
+        ("=?UTF-8?B?4oKs?=", "€"),
+        ("=?utf-8?b?4oI=?= =?utf-8?b?rA==?=", "€"),  # a character split across two words
+        ("=?iso-8859-1?q?caf=E9?= =?utf-8?q?=C3=A9?=", "caféé"),
+        ("=?utf-8*en?q?hi?=", "hi"),  # RFC 2231 language suffix
+        ("=?x-nonsense?q?caf=C3=A9?=", "café"),  # unknown charset: UTF-8 if valid
+        ("=?x-nonsense?q?caf=E9?=", "café"),  # ... else Latin-1
+        ("=?utf-8?q?bad=FFbyte?=", "bad\ufffdbyte"),
+        ("=?idna?q?x?=", "x"),
+        ("=?utf-8?x?unknown encoding?=", "=?utf-8?x?unknown encoding?="),
+        ("=?utf-8?q?unterminated", "=?utf-8?q?unterminated"),
+        ("=?utf-7?q?+2D0-?=", "\ufffd"),  # a lone surrogate from UTF-7 is replaced
+        ("no encoded words", "no encoded words"),
+    ],
+)
+def test_decode_words(value: str, expected: str) -> None:
+    assert decode_words(value) == expected
+
+
+def test_iter_fields_unfolds_skips_garbage_and_keeps_order() -> None:
+    block = b"A: 1\r\n  more\r\ngarbage\r\n continuation of garbage\r\nB : 2\nc:3\r\n\xff: x\r\nD: \xe9\r\n"
+    assert list(iter_fields(block)) == [
+        ("A", " 1  more", "utf-8"),
+        ("B", " 2", "utf-8"),
+        ("c", "3", "utf-8"),
+        ("D", " \xe9", "latin-1"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "main", "params"),
+    [
+        ("text/plain", "text/plain", []),
+        ("text/plain; charset=utf-8", "text/plain", [("charset", "utf-8")]),
+        ('a/b; x="semi;colon"; y="esc\\"aped"', "a/b", [("x", "semi;colon"), ("y", 'esc"aped')]),
+        ('a/b; x="unterminated; y=z', "a/b", [("x", "unterminated; y=z")]),
+        ("a/b;; ;x=1;", "a/b", [("x", "1")]),
+        ("a/b; BARE; X=Token Value", "a/b", [("bare", ""), ("x", "Token Value")]),
+        ("a/b; x*=utf-8''%E2%82%AC", "a/b", [("x", "€")]),
+        ("a/b; x*=x-unknown''%C3%A9", "a/b", [("x", "é")]),
+        ("a/b; x*=utf-8''%FF", "a/b", [("x", "\ufffd")]),
+        ("a/b; x*0=abc; x*1=def", "a/b", [("x", "abcdef")]),
+        ("a/b; x*1=def; x*0=abc", "a/b", [("x", "abcdef")]),
+        ("a/b; x*99999999999999999999999999=v", "a/b", [("x", "v")]),
+    ],
+)
+def test_parse_params(value: str, main: str, params: list[tuple[str, str]]) -> None:
+    assert parse_params(value) == (main, params)
+
+
+def test_huge_continuation_numbers_do_not_raise() -> None:
+    main, params = parse_params("a/b; x*" + "9" * 5000 + "=v; y=w")
+    assert main == "a/b"
+    assert ("y", "w") in params
+
+
+@pytest.mark.parametrize(
+    ("charset", "codec"),
+    [
+        ("utf-8", "utf-8"),
+        ("UTF8", "utf-8"),
+        ('"iso-8859-1"', "iso8859-1"),
+        ("us-ascii", None),
+        ("base64", None),  # not a text encoding
+        ("hex", None),
+        ("idna", None),
+        ("undefined", None),
+        ("nonsense", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_lookup_charset(charset: str | None, codec: str | None) -> None:
+    assert lookup_charset(charset) == codec
+
+
+def test_decode_charset_falls_back_to_utf8_then_latin1() -> None:
+    assert decode_charset("é".encode(), "us-ascii") == "é"
+    assert decode_charset(b"\xe9", "us-ascii") == "é"
+    assert decode_charset(b"\xe9", "utf-8") == "\ufffd"
+    assert decode_charset(b"\x82\xa0", "shift_jis") == "あ"

@@ -1,0 +1,607 @@
+"""The `postoffice` console script, run as a real process: exit codes, output, and what it leaves on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import re
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from postoffice.cli import MboxrdWriter, envelope_sender, mailbox_directory, maildir_info
+from postoffice.config import render_default_config
+from postoffice.net.tls import generate_self_signed
+
+POSTOFFICE = str(Path(sys.executable).parent / "postoffice")
+
+
+def run(
+    *args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k not in ("POSTOFFICE_CONFIG", "POSTOFFICE_DEBUG")}
+    environment.update(env or {})
+    return subprocess.run(
+        [POSTOFFICE, *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
+
+
+def run_bytes(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    environment = {k: v for k, v in os.environ.items() if k != "POSTOFFICE_CONFIG"}
+    return subprocess.run([POSTOFFICE, *args], cwd=cwd, capture_output=True, env=environment, timeout=120)
+
+
+def assert_no_traceback(proc: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture
+def config_only(tmp_path: Path) -> Path:
+    """A data directory with config and certificate but no store (for the commands that need no store)."""
+    root = tmp_path / "data"
+    generate_self_signed("mail.example.test", root / "tls" / "cert.pem", root / "tls" / "key.pem")
+    (root / "postoffice.toml").write_text(render_default_config("mail.example.test", "example.test"))
+    return root / "postoffice.toml"
+
+
+# -- commands without a store --------------------------------------------------------------------------------
+
+
+def test_check_config_accepts_a_good_config_and_prints_warnings(config_only: Path, tmp_path: Path) -> None:
+    proc = run("check-config", "--config", str(config_only), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "configuration OK" in proc.stdout
+    warning = 'listeners.imap: protocol "imap" is not built yet in this version; the listener will not start'
+    assert f"warning: {warning}" in proc.stdout
+
+
+def test_check_config_prints_every_problem_with_its_key_and_exits_2(
+    config_only: Path, tmp_path: Path
+) -> None:
+    text = config_only.read_text()
+    text = text.replace("max_recipients = 1000", "max_recipents = 1000").replace(
+        "port = 25\n", "port = 99999\n"
+    )
+    config_only.write_text(text)
+    proc = run("check-config", "--config", str(config_only), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert 'smtp.max_recipents: unknown setting (hint: did you mean "max_recipients"?)' in proc.stderr
+    assert "listeners.smtp.port: must be between 1 and 65535, got 99999" in proc.stderr
+    assert_no_traceback(proc)
+
+
+def test_a_toml_syntax_error_names_the_line_and_exits_2(config_only: Path, tmp_path: Path) -> None:
+    config_only.write_text("[server]\nhostname = mail.example.test\n")
+    proc = run("check-config", "--config", str(config_only), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "line 2" in proc.stderr
+    assert_no_traceback(proc)
+
+
+def test_a_missing_config_file_exits_2_with_a_hint(tmp_path: Path) -> None:
+    proc = run("ports", "--config", str(tmp_path / "nope.toml"), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "config file not found" in proc.stderr and "postoffice init" in proc.stderr
+
+
+def test_config_defaults_to_data_postoffice_toml_in_the_working_directory(
+    config_only: Path, tmp_path: Path
+) -> None:
+    proc = run("check-config", cwd=tmp_path)  # config_only is tmp_path/data/postoffice.toml
+    assert proc.returncode == 0, proc.stderr
+    assert str(config_only) in proc.stdout
+
+
+def test_config_comes_from_the_environment_variable(config_only: Path, tmp_path: Path) -> None:
+    moved = tmp_path / "elsewhere.toml"
+    config_only.rename(moved)
+    moved.write_text(moved.read_text().replace('"tls/', '"data/tls/'))
+    proc = run("check-config", cwd=tmp_path, env={"POSTOFFICE_CONFIG": str(moved)})
+    assert proc.returncode == 0, proc.stderr
+    assert str(moved) in proc.stdout
+
+
+def test_config_option_works_before_and_after_the_command(config_only: Path, tmp_path: Path) -> None:
+    assert run("--config", str(config_only), "ports", cwd=tmp_path).returncode == 0
+    assert run("ports", "--config", str(config_only), cwd=tmp_path).returncode == 0
+
+
+def test_ports_shows_every_listener_with_status_and_purpose(config_only: Path, tmp_path: Path) -> None:
+    proc = run("ports", "--config", str(config_only), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "ADDRESS", "PORT", "PROTOCOL", "TLS", "ENABLED", "STATUS", "PURPOSE"]
+    rows = {line.split()[0]: line for line in lines[1:11]}
+    assert re.search(
+        r"^smtp\s+0\.0\.0\.0\s+25\s+smtp\s+starttls\s+yes\s+ready\s+other mail servers", rows["smtp"]
+    )
+    assert re.search(r"465\s+submission\s+implicit\s+yes\s+not built yet\s+same, TLS", rows["submissions"])
+    assert re.search(r"109\s+pop2\s+none\s+no\s+disabled\s+the legacy protocol; off by default", rows["pop2"])
+    assert "redirects to https" in rows["http"]
+    assert "pop2: POP2 (RFC 937) has no TLS" in proc.stdout
+    assert "allow_plaintext_auth" in proc.stdout
+
+
+def test_run_with_a_bad_config_exits_2_without_starting(config_only: Path, tmp_path: Path) -> None:
+    config_only.write_text(config_only.read_text().replace('tls = "starttls"', 'tls = "sometimes"', 1))
+    proc = run("run", "--config", str(config_only), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "listeners.smtp.tls" in proc.stderr
+    assert_no_traceback(proc)
+
+
+def test_store_commands_refuse_a_store_that_does_not_exist(config_only: Path, tmp_path: Path) -> None:
+    proc = run("domain", "list", "--config", str(config_only), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "no store at" in proc.stderr
+    assert not (config_only.parent / "store").exists()
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    assert run(cwd=tmp_path).returncode == 2
+    assert run("frobnicate", cwd=tmp_path).returncode == 2
+    assert run("export", "--format", "tar", "a@b.test", cwd=tmp_path).returncode == 2
+
+
+def test_python_dash_m_postoffice_runs_the_same_cli(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "postoffice", "--version"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("postoffice ")
+
+
+# -- init ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """`postoffice init` in tmp_path/data; returns the config path."""
+    proc = run("init", "--data-dir", str(tmp_path / "data"), "--domain", "example.test", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    return tmp_path / "data" / "postoffice.toml"
+
+
+def po(config: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    proc = run("--config", str(config), *args, cwd=config.parent.parent, stdin=stdin)
+    assert_no_traceback(proc)
+    return proc
+
+
+def test_init_creates_the_data_directory(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    proc = run(
+        "init", "--data-dir", str(root), "--domain", "Example.TEST", "--demo-user", "demo", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    assert stat.S_IMODE((root / "tls" / "key.pem").stat().st_mode) == 0o600
+    assert (root / "tls" / "cert.pem").is_file()
+    assert (root / "store" / "mail.sqlite3").is_file()
+    assert (root / "spool").is_dir()
+    text = (root / "postoffice.toml").read_text()
+    assert 'hostname = "mail.example.test"' in text
+    match = re.search(r"^demo@example\.test password: (\S+)$", proc.stdout, re.MULTILINE)
+    assert match, proc.stdout
+    config = root / "postoffice.toml"
+    assert po(config, "check-config").returncode == 0
+    assert po(config, "domain", "list").stdout.split() == ["example.test"]
+    assert po(config, "user", "list").stdout.split() == ["demo@example.test"]
+    assert stored_password_matches(config, "demo@example.test", match.group(1))
+
+
+def test_init_refuses_to_overwrite_an_existing_config_unless_forced(data: Path, tmp_path: Path) -> None:
+    before = data.read_text()
+    proc = run("init", "--data-dir", str(data.parent), "--domain", "other.test", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "exists already" in proc.stderr and "--force" in proc.stderr
+    assert data.read_text() == before
+    proc = run("init", "--data-dir", str(data.parent), "--domain", "other.test", "--force", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert 'hostname = "mail.other.test"' in data.read_text()
+    assert po(data, "domain", "list").stdout.split() == ["example.test", "other.test"]
+
+
+def test_init_with_port_offset_and_address(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    proc = run(
+        "init",
+        "--data-dir",
+        str(root),
+        "--domain",
+        "example.test",
+        "--port-offset",
+        "10000",
+        "--address",
+        "127.0.0.1",
+        "--hostname",
+        "mx.example.test",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    ports = po(root / "postoffice.toml", "ports").stdout
+    found = sorted(int(m) for m in re.findall(r"^\S+\s+127\.0\.0\.1\s+(\d+)\s", ports, re.MULTILINE))
+    assert found == sorted([10025, 10587, 10465, 10110, 10995, 10143, 10993, 10109, 10080, 10443])
+    assert 'hostname = "mx.example.test"' in (root / "postoffice.toml").read_text()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--domain", "not a domain"],
+        ["--domain", "x.test", "--address", "any"],
+        ["--domain", "x.test", "--port-offset", "65000"],
+        ["--domain", "x.test", "--demo-user", "no body"],
+    ],
+)
+def test_init_rejects_bad_arguments_with_exit_2_and_creates_nothing(tmp_path: Path, extra: list[str]) -> None:
+    proc = run("init", "--data-dir", str(tmp_path / "data"), *extra, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert_no_traceback(proc)
+    assert not (tmp_path / "data").exists()
+
+
+# -- domains, users, aliases, mailboxes ----------------------------------------------------------------------
+
+
+def stored_password_matches(config: Path, address: str, password: str) -> bool:
+    from postoffice.config import load_config
+    from postoffice.directory.passwords import verify_password
+    from postoffice.store import open_store
+
+    async def check() -> bool:
+        store = open_store(load_config(config).store.path)
+        try:
+            account = await store.get_account(address)
+            assert account is not None
+            return verify_password(account.password_hash, password)
+        finally:
+            await store.close()
+
+    return asyncio.run(check())
+
+
+def test_domain_add_list_remove(data: Path) -> None:
+    assert po(data, "domain", "add", "Other.Test.").returncode == 0
+    assert po(data, "domain", "add", "bücher.example").returncode == 0
+    assert po(data, "domain", "list").stdout.split() == [
+        "example.test",
+        "other.test",
+        "xn--bcher-kva.example",
+    ]
+    duplicate = po(data, "domain", "add", "other.test")
+    assert duplicate.returncode == 1 and "exists already" in duplicate.stderr
+    assert po(data, "domain", "remove", "other.test").returncode == 0
+    assert "other.test" not in po(data, "domain", "list").stdout
+    assert po(data, "domain", "remove", "other.test").returncode == 1
+    assert po(data, "domain", "add", "bad_domain!").returncode == 2
+
+
+def test_domain_with_accounts_cannot_be_removed(data: Path) -> None:
+    assert po(data, "user", "add", "a@example.test").returncode == 0
+    proc = po(data, "domain", "remove", "example.test")
+    assert proc.returncode == 1
+    assert "example.test" in proc.stderr
+
+
+def test_user_add_prints_a_generated_password_once(data: Path) -> None:
+    proc = po(data, "user", "add", "Alice@Example.test")
+    assert proc.returncode == 0, proc.stderr
+    match = re.search(r"^alice@example\.test password: (\S{20})$", proc.stdout, re.MULTILINE)
+    assert match, proc.stdout
+    assert stored_password_matches(data, "alice@example.test", match.group(1))
+
+
+def test_user_add_reads_the_password_from_stdin(data: Path) -> None:
+    proc = po(data, "user", "add", "bob@example.test", "--password-stdin", stdin="s3cret pass\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "password:" not in proc.stdout
+    assert stored_password_matches(data, "bob@example.test", "s3cret pass")
+    assert po(data, "user", "add", "carol@example.test", "--password-stdin", stdin="").returncode == 2
+
+
+def test_user_add_in_a_domain_not_served_fails(data: Path) -> None:
+    proc = po(data, "user", "add", "x@elsewhere.test")
+    assert proc.returncode == 1
+    assert "elsewhere.test" in proc.stderr
+    assert po(data, "user", "add", "no-at-sign").returncode == 2
+    assert po(data, "user", "add", "a@example.test").returncode == 0
+    assert (
+        po(data, "user", "add", "A@example.test").returncode == 1
+    )  # exists (addresses are case-insensitive)
+
+
+def test_user_list_passwd_remove(data: Path) -> None:
+    po(data, "domain", "add", "other.test")
+    for address in ("b@example.test", "a@example.test", "c@other.test"):
+        assert po(data, "user", "add", address).returncode == 0
+    assert sorted(po(data, "user", "list").stdout.split()) == [
+        "a@example.test",
+        "b@example.test",
+        "c@other.test",
+    ]
+    assert po(data, "user", "list", "--domain", "other.test").stdout.split() == ["c@other.test"]
+    assert po(data, "user", "passwd", "a@example.test", "--password-stdin", stdin="new-pw\n").returncode == 0
+    assert stored_password_matches(data, "a@example.test", "new-pw")
+    proc = po(data, "user", "passwd", "a@example.test")
+    generated = re.search(r"password: (\S+)", proc.stdout)
+    assert generated and stored_password_matches(data, "a@example.test", generated.group(1))
+    assert po(data, "user", "remove", "a@example.test").returncode == 0
+    assert "a@example.test" not in po(data, "user", "list").stdout
+    assert po(data, "user", "remove", "a@example.test").returncode == 1
+    assert po(data, "user", "passwd", "nobody@example.test").returncode == 1
+
+
+def test_alias_add_list_remove_with_catch_all(data: Path) -> None:
+    po(data, "user", "add", "a@example.test")
+    po(data, "user", "add", "b@example.test")
+    assert (
+        po(data, "alias", "add", "Postmaster@example.test", "a@example.test", "B@example.test").returncode
+        == 0
+    )
+    assert po(data, "alias", "add", "@Example.test", "a@example.test").returncode == 0
+    listing = po(data, "alias", "list").stdout
+    assert "postmaster@example.test -> a@example.test, b@example.test" in listing
+    assert "@example.test -> a@example.test" in listing
+    assert po(data, "alias", "add", "@example.test", "b@example.test").returncode == 1  # exists
+    assert po(data, "alias", "add", "x@elsewhere.test", "a@example.test").returncode == 1
+    assert po(data, "alias", "remove", "@example.test").returncode == 0
+    assert "@example.test ->" not in po(data, "alias", "list").stdout.replace("postmaster@", "")
+    assert po(data, "alias", "remove", "@example.test").returncode == 1
+
+
+def test_mailbox_list_shows_the_default_mailboxes(data: Path) -> None:
+    po(data, "user", "add", "a@example.test")
+    proc = po(data, "mailbox", "list", "a@example.test")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["MAILBOX", "MESSAGES", "SIZE"]
+    assert {line.split()[0] for line in lines[1:]} == {"INBOX", "Drafts", "Sent", "Trash", "Junk", "Archive"}
+    assert all(line.split()[1:] == ["0", "0"] for line in lines[1:])
+    assert po(data, "mailbox", "list", "nobody@example.test").returncode == 1
+
+
+# -- export --------------------------------------------------------------------------------------------------
+
+MESSAGES = [
+    (
+        b"Return-Path: <sender@remote.test>\r\nFrom: Sender <sender@remote.test>\r\nTo: a@example.test\r\n"
+        b"Subject: one\r\n\r\nFrom the start of a line.\r\n>From quoted once.\r\n>>From twice.\r\n"
+        b"Not From here.\r\n\r\nFrom\r\n"
+    ),
+    b"From: Other <other@remote.test>\r\nSubject: two\r\n\r\nplain body\r\n",
+    b"Subject: no sender at all\r\n\r\nbody\r\n\r\n\r\n",
+]
+INTERNALDATES = [1_700_000_000, 1_700_000_100, 1_700_000_200]
+FLAGS: list[tuple[str, ...]] = [
+    ("\\Seen", "\\Flagged", "$Important"),
+    (),
+    ("\\Answered", "\\Deleted", "\\Draft"),
+]
+
+
+def deliver(
+    config: Path,
+    address: str,
+    mailbox: str = "INBOX",
+    messages: list[bytes] = MESSAGES,
+    dates: list[int] = INTERNALDATES,
+    flags: list[tuple[str, ...]] = FLAGS,
+) -> None:
+    """Deliver through the store API directly (no SMTP), parsed with postoffice.message.parse_message."""
+    message_module = pytest.importorskip("postoffice.message")
+    if not hasattr(message_module, "parse_message"):
+        pytest.skip("postoffice.message.parse_message is not written yet")
+    parse_message: Callable[[BinaryIO], Any] = message_module.parse_message
+    from postoffice.config import load_config
+    from postoffice.store import open_store
+
+    async def put() -> None:
+        store = open_store(load_config(config).store.path)
+        try:
+            account = await store.get_account(address)
+            assert account is not None
+            for raw, when, message_flags in zip(messages, dates, flags, strict=True):
+                source = io.BytesIO(raw)
+                parsed = parse_message(source)
+                await store.deliver(source, parsed, [account.id], mailbox, message_flags, when)
+        finally:
+            await store.close()
+
+    asyncio.run(put())
+
+
+def read_mboxrd(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(From line, message) pairs, unquoting >From lines; the blank separator line is left out."""
+    messages: list[tuple[bytes, list[bytes]]] = []
+    for line in data.splitlines(keepends=True):
+        if line.startswith(b"From "):  # mboxrd quotes every other line that starts so
+            if messages:
+                assert messages[-1][1].pop() == b"\n"  # the blank separator line
+            messages.append((line, []))
+            continue
+        if re.match(rb">+From ", line):
+            line = line[1:]
+        messages[-1][1].append(line)
+    if messages:
+        assert messages[-1][1].pop() == b"\n"
+    return [(from_line, b"".join(lines)) for from_line, lines in messages]
+
+
+@pytest.fixture
+def mail(data: Path) -> Path:
+    po(data, "user", "add", "a@example.test")
+    deliver(data, "a@example.test")
+    deliver(data, "a@example.test", "Archive")
+    return data
+
+
+def test_export_mbox_is_byte_exact_mboxrd(mail: Path, tmp_path: Path) -> None:
+    out = tmp_path / "inbox.mbox"
+    proc = po(mail, "export", "a@example.test", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    data = out.read_bytes()
+    assert b"\n>From the start of a line.\r\n>>From quoted once.\r\n>>>From twice.\r\n" in data
+    messages = read_mboxrd(data)
+    assert [m for _, m in messages] == MESSAGES
+    expected_senders = ["sender@remote.test", "other@remote.test", "MAILER-DAEMON"]
+    for (from_line, _), sender, when in zip(messages, expected_senders, INTERNALDATES, strict=True):
+        assert from_line == f"From {sender} {time.asctime(time.gmtime(when))}\n".encode()
+
+
+def test_export_mbox_to_stdout_equals_the_file(mail: Path, tmp_path: Path) -> None:
+    out = tmp_path / "inbox.mbox"
+    po(mail, "export", "a@example.test", "--mailbox", "Archive", "--output", str(out))
+    proc = run_bytes("--config", str(mail), "export", "a@example.test", "--mailbox", "Archive", cwd=tmp_path)
+    assert proc.returncode == 0
+    assert proc.stdout == out.read_bytes()
+
+
+def test_export_maildir_writes_every_mailbox_with_flags_and_dates(mail: Path, tmp_path: Path) -> None:
+    out = tmp_path / "maildir"
+    proc = po(mail, "export", "a@example.test", "--format", "maildir", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["INBOX", "Drafts", "Sent", "Trash", "Junk", "Archive"]
+    )
+    for name in ("INBOX", "Archive"):
+        for sub in ("cur", "new", "tmp"):
+            assert (out / name / sub).is_dir()
+        files = sorted((out / name / "cur").iterdir(), key=lambda p: p.stat().st_mtime)
+        assert [p.read_bytes() for p in files] == MESSAGES
+        assert [int(p.stat().st_mtime) for p in files] == INTERNALDATES
+        for path, when, info in zip(files, INTERNALDATES, ["FS", "", "DRT"], strict=True):
+            assert re.fullmatch(rf"{when}\.\d+_\d+\.postoffice:2,{info}", path.name), path.name
+        assert not list((out / name / "tmp").iterdir())
+    assert not list((out / "Sent" / "cur").iterdir())
+
+
+def test_export_streams_a_large_message_byte_exact(data: Path, tmp_path: Path) -> None:
+    """Over 1 MiB the store streams content in chunks; quoting must not depend on where chunks end."""
+    po(data, "user", "add", "a@example.test")
+    body = b"".join(
+        b"From line %d\r\n>From %d\r\n" % (i, i) + b"x" * (i % 997) + b"\r\n" for i in range(3000)
+    )
+    big = b"From: big@remote.test\r\nSubject: big\r\n\r\n" + body
+    assert len(big) > 1024 * 1024
+    deliver(data, "a@example.test", messages=[big], dates=[1_700_000_000], flags=[()])
+    out = tmp_path / "big.mbox"
+    assert po(data, "export", "a@example.test", "--output", str(out)).returncode == 0
+    assert read_mboxrd(out.read_bytes()) == [
+        (f"From big@remote.test {time.asctime(time.gmtime(1_700_000_000))}\n".encode(), big)
+    ]
+    maildir = tmp_path / "maildir"
+    assert (
+        po(data, "export", "a@example.test", "--format", "maildir", "--output", str(maildir)).returncode == 0
+    )
+    [path] = (maildir / "INBOX" / "cur").iterdir()
+    assert path.read_bytes() == big
+
+
+def test_export_one_mailbox_as_maildir(mail: Path, tmp_path: Path) -> None:
+    out = tmp_path / "maildir"
+    assert (
+        po(
+            mail,
+            "export",
+            "a@example.test",
+            "--format",
+            "maildir",
+            "--mailbox",
+            "Archive",
+            "--output",
+            str(out),
+        ).returncode
+        == 0
+    )
+    assert [p.name for p in out.iterdir()] == ["Archive"]
+
+
+def test_export_errors(data: Path, tmp_path: Path) -> None:
+    po(data, "user", "add", "a@example.test")
+    assert po(data, "export", "a@example.test", "--format", "maildir").returncode == 2  # needs --output
+    assert po(data, "export", "nobody@example.test").returncode == 1
+    proc = po(data, "export", "a@example.test", "--mailbox", "Nope", "--output", str(tmp_path / "x"))
+    assert proc.returncode == 1 and "Nope" in proc.stderr
+
+
+# -- export building blocks ----------------------------------------------------------------------------------
+
+
+def mboxrd(message: bytes, chunks: list[int]) -> bytes:
+    out = io.BytesIO()
+    writer = MboxrdWriter(out)
+    start = 0
+    for size in chunks:
+        writer.feed(message[start : start + size])
+        start += size
+    writer.feed(message[start:])
+    writer.finish()
+    return out.getvalue()
+
+
+def unquote(data: bytes) -> bytes:
+    return re.sub(rb"(?m)^>(>*From )", rb"\1", data)
+
+
+_lines = st.lists(
+    st.sampled_from(
+        [b"From x", b">From y", b">>From ", b"From", b">>>", b"Fro", b"text", b"", b" From z", b">"]
+    ),
+    max_size=12,
+)
+
+
+@given(
+    lines=_lines,
+    ending=st.sampled_from([b"\n", b"\r\n"]),
+    chunks=st.lists(st.integers(min_value=0, max_value=9), max_size=20),
+)
+def test_mboxrd_quoting_is_reversible_and_independent_of_chunking(
+    lines: list[bytes], ending: bytes, chunks: list[int]
+) -> None:
+    message = ending.join(lines) + ending if lines else b""
+    whole = mboxrd(message, [])
+    assert mboxrd(message, chunks) == whole
+    if message:
+        assert unquote(whole) == message
+    assert not re.search(rb"(?m)^From ", whole)
+
+
+def test_mboxrd_adds_a_final_newline_when_the_message_has_none() -> None:
+    assert mboxrd(b"Subject: x\r\n\r\nno newline", [3]) == b"Subject: x\r\n\r\nno newline\n"
+
+
+def test_envelope_sender_prefers_return_path_then_from() -> None:
+    assert envelope_sender(b"Return-Path: <a@b.test>\r\nFrom: c@d.test\r\n") == "a@b.test"
+    assert envelope_sender(b"Return-Path: <>\r\nFrom: C <c@d.test>\r\n") == "c@d.test"
+    assert envelope_sender(b"Subject: x\r\n") == "MAILER-DAEMON"
+    assert envelope_sender(b"From: undisclosed\r\n") == "MAILER-DAEMON"
+
+
+def test_maildir_info_letters_are_in_ascii_order_without_keywords() -> None:
+    flags = frozenset({"\\Seen", "\\Draft", "\\Answered", "\\Flagged", "\\Deleted", "$Junk", "\\Recent"})
+    assert maildir_info(flags) == "DFRST"
+    assert maildir_info(frozenset()) == ""
+
+
+def test_mailbox_directory_never_leaves_the_export_root(tmp_path: Path) -> None:
+    assert mailbox_directory(tmp_path, "INBOX") == tmp_path / "INBOX"
+    assert mailbox_directory(tmp_path, "Lists/python") == tmp_path / "Lists" / "python"
+    for name in ("..", "../etc", "a/../../b", "/abs"):
+        assert tmp_path in mailbox_directory(tmp_path, name).resolve().parents
