@@ -1,9 +1,10 @@
 """SMTP inbound load generator: N concurrent clients on persistent connections send fixed-size messages.
 
-Starts its own server (a fresh data directory in a temporary folder, loopback, ephemeral ports), runs the load for a
-bounded time, and prints: accepted messages/s (every accepted message is durable and visible in the mailbox, since
-Postoffice stores at accept time), p50/p99 transaction latency, server CPU milliseconds per message, and fsyncs per
-message (counted with `strace --seccomp-bpf -c` when strace is installed, else from the store's commit counter).
+Starts its own server (a fresh data directory in a temporary folder, loopback, ephemeral ports), runs the
+load for a bounded time, and prints: accepted messages/s (every accepted message is durable and visible in
+the mailbox, since Postoffice stores at accept time), p50/p99 transaction latency, server CPU milliseconds
+per message, and fsyncs per message (counted with `strace --seccomp-bpf -c` when strace is installed, else
+from the store's commit counter).
 
     .venv/bin/python bench/smtp_load.py [--clients 8] [--seconds 20] [--size 4096]
 """
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
 import sqlite3
 import statistics
 import sys
@@ -23,11 +25,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.integration.harness import ServerProcess, make_data_dir  # noqa: E402
+from tests.integration.harness import ServerProcess, make_data_dir
 
 
 def make_message(size: int, n: int) -> bytes:
-    head = f"From: bench@remote.test\r\nTo: demo@example.test\r\nSubject: bench {n}\r\nMessage-ID: <{n}@bench>\r\n\r\n"
+    head = (
+        f"From: bench@remote.test\r\nTo: demo@example.test\r\nSubject: bench {n}\r\n"
+        f"Message-ID: <{n}@bench>\r\n\r\n"
+    )
     line = b"The quick brown fox jumps over the lazy dog 0123456789.\r\n"
     body = (line * (size // len(line) + 1))[: max(0, size - len(head))]
     return head.encode() + body.rstrip(b"\r\n") + b"\r\n"
@@ -78,18 +83,33 @@ def child_pid(pid: int) -> int:
     return int(children[0]) if children else pid
 
 
-async def run(args: argparse.Namespace) -> None:
+async def measure(args: argparse.Namespace, count_fsyncs: bool) -> dict[str, float]:
+    """One run on a fresh data directory. With count_fsyncs the server runs under strace (which slows it
+    down), so throughput is measured in a run without it."""
     root = Path(tempfile.mkdtemp(prefix="postoffice-bench-"))
     try:
         data = make_data_dir(root / "data", users=("demo",))
-        strace = shutil.which("strace") if not args.no_strace else None
-        wrapper = [strace, "-f", "--seccomp-bpf", "-c", "-e", "trace=fsync,fdatasync", "-o", str(root / "strace.txt")]
-        server = ServerProcess(data, wrapper=wrapper if strace else None).start()
+        strace_out = root / "strace.txt"
+        wrapper = None
+        if count_fsyncs:
+            strace = shutil.which("strace")
+            if strace is None:
+                return {}
+            wrapper = [
+                strace,
+                "-f",
+                "--seccomp-bpf",
+                "-c",
+                "-e",
+                "trace=fsync,fdatasync",
+                "-o",
+                str(strace_out),
+            ]
+        server = ServerProcess(data, wrapper=wrapper).start()
         assert server.proc is not None
-        pid = child_pid(server.proc.pid) if strace else server.proc.pid
-        # warm-up: one message, outside the measurement
+        pid = child_pid(server.proc.pid) if wrapper else server.proc.pid
+        await client(server.port(), args.size, time.monotonic() + 0.5, [], 99)  # warm-up, not measured
         latencies: list[float] = []
-        await client(server.port(), args.size, time.monotonic() + 0.5, [], 99)
         cpu0 = cpu_seconds(pid)
         t0 = time.monotonic()
         deadline = t0 + args.seconds
@@ -98,35 +118,65 @@ async def run(args: argparse.Namespace) -> None:
         )
         elapsed = time.monotonic() - t0
         cpu = cpu_seconds(pid) - cpu0
+        if wrapper:
+            os.kill(pid, signal.SIGTERM)  # the server itself; strace then writes its summary and exits
+        exit_code = server.stop()
+        db = sqlite3.connect(data.root / "store" / "mail.sqlite3")
+        visible = db.execute("SELECT count(*) FROM messages").fetchone()[0]
+        db.close()
         total = sum(counts)
-        code = server.stop()
-        stored = sqlite3.connect(data.root / "store" / "mail.sqlite3").execute("SELECT count(*) FROM messages")
-        visible = stored.fetchone()[0]
         lat = sorted(latencies)
-        print(f"clients={args.clients} size={args.size} seconds={elapsed:.1f} server-exit={code}")
-        print(f"accepted: {total} messages, {total / elapsed:.0f} msg/s (stored and visible: {visible})")
-        print(
-            f"latency: p50 {statistics.median(lat) * 1000:.2f} ms, "
-            f"p99 {lat[int(len(lat) * 0.99) - 1] * 1000:.2f} ms"
-        )
-        print(f"server CPU: {cpu * 1000 / max(total, 1):.2f} ms/message")
-        log = server.log()
-        if strace:
+        result = {
+            "accepted": total,
+            "visible": visible,
+            "elapsed": elapsed,
+            "rate": total / elapsed,
+            "p50_ms": statistics.median(lat) * 1000,
+            "p99_ms": lat[max(0, int(len(lat) * 0.99) - 1)] * 1000,
+            "cpu_ms": cpu * 1000 / max(total, 1),
+            "exit": exit_code,
+        }
+        if wrapper:
             fsyncs = 0
-            for line in (root / "strace.txt").read_text().splitlines():
+            for line in strace_out.read_text().splitlines():
                 parts = line.split()
                 if parts and parts[-1] in ("fsync", "fdatasync"):
                     fsyncs += int(parts[3]) if len(parts) >= 6 else int(parts[-2])
-            print(f"fsyncs: {fsyncs} for {visible} messages = {fsyncs / max(visible, 1):.3f} per message (strace)")
-        for line in log.splitlines():
+            result["fsyncs"] = fsyncs
+        for line in server.log().splitlines():
             if "store stats" in line:
-                print(line.split(": ", 1)[-1])
+                for item in line.split(": ", 2)[-1].split():
+                    key, _, value = item.partition("=")
+                    if value.isdigit():
+                        result[key] = int(value)
+        return result
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
+async def run(args: argparse.Namespace) -> None:
+    r = await measure(args, count_fsyncs=False)
+    print(f"clients={args.clients} size={args.size} seconds={r['elapsed']:.1f} server-exit={r['exit']:.0f}")
+    print(
+        f"accepted: {r['accepted']:.0f} messages, {r['rate']:.0f} msg/s "
+        f"(stored and visible: {r['visible']:.0f})"
+    )
+    print(f"latency: p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms")
+    print(f"server CPU: {r['cpu_ms']:.2f} ms/message")
+    print(f"store commits: {r['commits']:.0f} for {r['visible']:.0f} messages")
+    if not args.no_strace:
+        f = await measure(args, count_fsyncs=True)
+        if f:
+            print(
+                f"fsyncs (second run, under strace, {f['rate']:.0f} msg/s): {f['fsyncs']:.0f} for "
+                f"{f['visible']:.0f} messages = {f['fsyncs'] / max(f['visible'], 1):.3f} per message"
+            )
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--size", type=int, default=4096)

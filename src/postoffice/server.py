@@ -2,8 +2,8 @@
 
 Implementation notes
 - Start-up order: check the config (the caller did), load TLS, open the store, bind every listener, then drop
-  privileges (when started as root with `server.user` set), then announce readiness. A listener that cannot bind
-  stops the start: a half-working server never runs.
+  privileges (when started as root with `server.user` set), then announce readiness. A listener that cannot
+  bind stops the start: a half-working server never runs.
 - SIGTERM / SIGINT: stop accepting, let sessions in a transaction finish for up to `server.shutdown_grace`
   seconds (idle sessions are told 421 at once), then close the store cleanly (final WAL checkpoint).
 - SIGHUP: reload the TLS certificate and key (new connections get the new one). The account directory needs no
@@ -125,12 +125,14 @@ class Server:
                     listener.protocol,
                 )
                 continue
-            spec = ListenerSpec(listener.name, listener.protocol, listener.address, listener.port, listener.tls)
+            spec = ListenerSpec(
+                listener.name, listener.protocol, listener.address, listener.port, listener.tls
+            )
             if listener.protocol == "smtp":
                 await self.listeners.bind(spec, self._smtp_handler(self.store), refuse_connection)
         if cfg.server.user and os.geteuid() == 0:
-            # The TLS key goes to the service user too: the process holds it in memory anyway, and SIGHUP reloads
-            # must be able to read a renewed certificate after the switch (docs/decisions/0007).
+            # The TLS key goes to the service user too: the process holds it in memory anyway, and SIGHUP
+            # reloads must be able to read a renewed certificate after the switch (docs/decisions/0007).
             drop_privileges(
                 cfg.server.user,
                 cfg.server.group,
@@ -153,7 +155,10 @@ class Server:
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         await self._stop.wait()
-        log.info("shutting down: no new connections; sessions in flight get %.0f s", self.config.server.shutdown_grace)
+        log.info(
+            "shutting down: no new connections; sessions in flight get %.0f s",
+            self.config.server.shutdown_grace,
+        )
 
     async def shutdown(self) -> None:
         if self.listeners is not None:

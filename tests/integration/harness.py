@@ -66,7 +66,9 @@ def make_data_dir(root: Path, domain: str = "example.test", users: tuple[str, ..
 
 
 class ServerProcess:
-    def __init__(self, data: DataDir, env: dict[str, str] | None = None, wrapper: list[str] | None = None) -> None:
+    def __init__(
+        self, data: DataDir, env: dict[str, str] | None = None, wrapper: list[str] | None = None
+    ) -> None:
         self.data = data
         self.env = env
         self.wrapper = wrapper or []

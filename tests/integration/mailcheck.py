@@ -1,4 +1,5 @@
-"""Independent checks of what the server stored: read the SQLite store directly (read-only), not via the server."""
+"""Independent checks of what the server stored: read the SQLite store directly (read-only), not via the
+server."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The durability contract: a 250 means on disk. kill -9, disk full, and a 50 MB message with bounded memory."""
+"""The durability contract: a 250 means on disk. kill -9, disk full, and a 50 MB message with bounded
+memory."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def message(tag: str, size: int = 2048) -> bytes:
-    head = f"From: s@remote.test\r\nTo: demo@example.test\r\nSubject: {tag}\r\nMessage-ID: <{tag}@remote.test>\r\n\r\n"
+    head = (
+        f"From: s@remote.test\r\nTo: demo@example.test\r\nSubject: {tag}\r\n"
+        f"Message-ID: <{tag}@remote.test>\r\n\r\n"
+    )
     line = (tag + " ").encode() * 8 + b"\r\n"
     body = (line * (size // len(line) + 1))[:size]
     return head.encode() + body.rstrip(b"\r\n") + b"\r\n"
@@ -27,7 +31,8 @@ def message(tag: str, size: int = 2048) -> bytes:
 
 def test_kill_9_under_load_loses_no_acknowledged_message_and_reuses_no_uid(data_dir: DataDir) -> None:
     """8 concurrent senders; the server is killed with SIGKILL mid-load; everything that got a 250 is stored
-    byte-exact exactly once per recipient after restart, the store opens without repair, UIDs are not reused."""
+    byte-exact exactly once per recipient after restart, the store opens without repair, UIDs are not
+    reused."""
     proc = ServerProcess(data_dir).start()
     port = proc.port()
     acknowledged: list[tuple[str, bytes]] = []  # (tag, raw) of messages that got 250, both recipients
@@ -80,7 +85,8 @@ def test_kill_9_under_load_loses_no_acknowledged_message_and_reuses_no_uid(data_
             by_tag.setdefault(tag, []).append(body)
         for tag, raw in promised.items():
             assert by_tag.get(tag) == [raw], f"{address}: {tag} missing, duplicated or changed"
-        # anything else stored was sent but not acknowledged (the kill came between commit and 250): allowed once
+        # anything else stored was sent but not acknowledged (the kill came between commit and 250): allowed
+        # once
         assert all(len(v) == 1 for v in by_tag.values())
 
     before_max = max(uid for uid, _ in inbox_messages(data_dir.root, "demo@example.test"))
@@ -103,7 +109,9 @@ def _rss_kib(pid: int, field: str) -> int:
     raise AssertionError(field)
 
 
-def test_a_50_mb_message_streams_into_the_store_with_bounded_memory(server: ServerProcess, data_dir: DataDir) -> None:
+def test_a_50_mb_message_streams_into_the_store_with_bounded_memory(
+    server: ServerProcess, data_dir: DataDir
+) -> None:
     assert server.proc is not None
     pid = server.proc.pid
     # warm up (imports, first connection) so that the baseline includes the steady state

@@ -56,18 +56,30 @@ class Raw:
         self.sock.close()
 
 
-def test_smtplib_delivers_to_the_inbox_byte_exact_with_trace_headers(server: ServerProcess, data_dir: DataDir) -> None:
+def test_smtplib_delivers_to_the_inbox_byte_exact_with_trace_headers(
+    server: ServerProcess, data_dir: DataDir
+) -> None:
     raw = raw_message("byte exact", body="Line one\r\n.dot line\r\n\r\nlast\r\n")
     with smtplib.SMTP("127.0.0.1", server.port(), local_hostname="client.remote.test") as smtp:
         code, _ = smtp.ehlo()
         assert code == 250
-        for ext in ("pipelining", "size", "8bitmime", "smtputf8", "enhancedstatuscodes", "starttls", "chunking"):
+        for ext in (
+            "pipelining",
+            "size",
+            "8bitmime",
+            "smtputf8",
+            "enhancedstatuscodes",
+            "starttls",
+            "chunking",
+        ):
             assert smtp.has_extn(ext), ext
         smtp.sendmail("sender@remote.test", ["demo@example.test"], raw)
     ((uid, stored),) = inbox_messages(data_dir.root, "demo@example.test")
     assert uid == 1
     assert body_after_trace(stored) == raw
-    assert stored.startswith(b"Return-Path: <sender@remote.test>\r\nReceived: from client.remote.test ([127.0.0.1])")
+    assert stored.startswith(
+        b"Return-Path: <sender@remote.test>\r\nReceived: from client.remote.test ([127.0.0.1])"
+    )
     assert b"for <demo@example.test>" in stored
 
 
@@ -87,7 +99,9 @@ def test_unknown_user_and_foreign_domain_are_refused_at_rcpt(server: ServerProce
 def test_aliases_catch_all_and_plus_addressing_store_one_copy_per_mailbox(
     server: ServerProcess, data_dir: DataDir
 ) -> None:
-    cli("alias", "add", "team@example.test", "demo@example.test", "other@example.test", config=data_dir.config)
+    cli(
+        "alias", "add", "team@example.test", "demo@example.test", "other@example.test", config=data_dir.config
+    )
     cli("alias", "add", "@example.test", "other@example.test", config=data_dir.config)
     raw = raw_message("fan out")
     with smtplib.SMTP("127.0.0.1", server.port()) as smtp:
@@ -105,7 +119,9 @@ def test_aliases_catch_all_and_plus_addressing_store_one_copy_per_mailbox(
     assert b"\tfor <" not in demo[0][1]
 
 
-def test_starttls_upgrade_is_recorded_in_the_received_header(server: ServerProcess, data_dir: DataDir) -> None:
+def test_starttls_upgrade_is_recorded_in_the_received_header(
+    server: ServerProcess, data_dir: DataDir
+) -> None:
     context = ssl.create_default_context(cafile=str(data_dir.root / "tls" / "cert.pem"))
     raw = raw_message("over tls")
     with smtplib.SMTP("localhost", server.port()) as smtp:
@@ -126,7 +142,8 @@ def test_pipelined_transaction_is_answered_in_order(server: ServerProcess, data_
     assert c.command("EHLO pipeline.test")[0] == 250
     body = raw_message("pipelined")
     c.send(
-        b"MAIL FROM:<s@remote.test>\r\nRCPT TO:<nobody@example.test>\r\nRCPT TO:<demo@example.test>\r\nDATA\r\n"
+        b"MAIL FROM:<s@remote.test>\r\nRCPT TO:<nobody@example.test>\r\n"
+        b"RCPT TO:<demo@example.test>\r\nDATA\r\n"
     )
     assert [c.reply()[0] for _ in range(4)] == [250, 550, 250, 354]
     c.send(body + b".\r\nQUIT\r\n")
@@ -169,7 +186,8 @@ def test_smtp_smuggling_sequences_never_end_the_message(
     c.send(
         b"Subject: first\r\n\r\nhello"
         + smuggle
-        + b"MAIL FROM:<evil@remote.test>\r\nRCPT TO:<other@example.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nx\r\n.\r\n"
+        + b"MAIL FROM:<evil@remote.test>\r\nRCPT TO:<other@example.test>\r\nDATA\r\n"
+        + b"Subject: smuggled\r\n\r\nx\r\n.\r\n"
     )
     code, _ = c.reply()
     assert code == 250
@@ -276,7 +294,14 @@ def test_a_transaction_log_line_names_id_client_sender_recipients_size_and_resul
     lines = [line for line in server.log().splitlines() if "smtp id=" in line]
     assert len(lines) == 1
     line = lines[0]
-    for part in ("client=127.0.0.1", "from=<s@remote.test>", "to=<demo@example.test>", "size=", "result=", "duration="):
+    for part in (
+        "client=127.0.0.1",
+        "from=<s@remote.test>",
+        "to=<demo@example.test>",
+        "size=",
+        "result=",
+        "duration=",
+    ):
         assert part in line, line
 
 
@@ -288,7 +313,7 @@ def test_concurrent_clients_all_get_their_mail_stored(server: ServerProcess, dat
             with smtplib.SMTP("127.0.0.1", server.port()) as smtp:
                 for i in range(10):
                     smtp.sendmail("s@remote.test", ["demo@example.test"], raw_message(f"c{n} m{i}"))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=sender, args=(n,)) for n in range(8)]

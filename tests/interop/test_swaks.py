@@ -21,8 +21,16 @@ def swaks(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_swaks_delivers_to_the_demo_inbox(server: ServerProcess, data_dir: DataDir) -> None:
     proc = swaks(
-        "--server", f"127.0.0.1:{server.port()}", "--to", "demo@example.test", "--from", "s@remote.test",
-        "--header", "Subject: from swaks", "--body", "swaks body",
+        "--server",
+        f"127.0.0.1:{server.port()}",
+        "--to",
+        "demo@example.test",
+        "--from",
+        "s@remote.test",
+        "--header",
+        "Subject: from swaks",
+        "--body",
+        "swaks body",
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ((_, stored),) = inbox_messages(data_dir.root, "demo@example.test")
@@ -31,8 +39,16 @@ def test_swaks_delivers_to_the_demo_inbox(server: ServerProcess, data_dir: DataD
 
 def test_swaks_with_starttls_and_pipelining(server: ServerProcess, data_dir: DataDir) -> None:
     proc = swaks(
-        "--server", f"127.0.0.1:{server.port()}", "--to", "other@example.test", "--from", "s@remote.test",
-        "--tls", "--pipeline", "--header", "Subject: swaks tls",
+        "--server",
+        f"127.0.0.1:{server.port()}",
+        "--to",
+        "other@example.test",
+        "--from",
+        "s@remote.test",
+        "--tls",
+        "--pipeline",
+        "--header",
+        "Subject: swaks tls",
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "TLS started" in proc.stdout
@@ -41,7 +57,9 @@ def test_swaks_with_starttls_and_pipelining(server: ServerProcess, data_dir: Dat
 
 
 def test_swaks_relay_attempt_is_refused(server: ServerProcess, data_dir: DataDir) -> None:
-    proc = swaks("--server", f"127.0.0.1:{server.port()}", "--to", "victim@elsewhere.test", "--from", "s@remote.test")
+    proc = swaks(
+        "--server", f"127.0.0.1:{server.port()}", "--to", "victim@elsewhere.test", "--from", "s@remote.test"
+    )
     assert proc.returncode != 0
     assert "554 5.7.1" in proc.stdout
     assert inbox_messages(data_dir.root, "demo@example.test") == []

@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import email
 import email.message
-import os
+import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import test.test_email
 
 from tests.message.message_invariants import check_invariants, parse_bytes, walk
 
-DATA = Path(os.path.dirname(test.test_email.__file__)) / "data"
+# CPython's test suite: Lib/test/test_email/data (installed with the interpreter here).
+DATA = Path(sysconfig.get_paths()["stdlib"]) / "test" / "test_email" / "data"
 MESSAGES = sorted(DATA.glob("msg_*.txt"))
 
 EXCEPTIONS = {
@@ -64,6 +64,7 @@ def _stdlib_walk(msg: email.message.Message) -> Iterator[tuple[str, email.messag
         return
     if msg.is_multipart():
         for sub in msg.get_payload():
+            assert isinstance(sub, email.message.Message)
             yield from _stdlib_walk(sub)
 
 

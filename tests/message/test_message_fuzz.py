@@ -92,9 +92,9 @@ def entity(draw: st.DrawFn, eol: bytes, depth: int, trailer: bytes) -> tuple[byt
         inner, inner_spec = draw(entity(eol, depth + 1, trailer))
         return header + inner, Spec("message", "rfc822", embedded=inner_spec)
     boundary = f"B{next(_counter)}{draw(st.text(alphabet='az09_.=+', max_size=8))}".encode()
-    subtype = draw(st.sampled_from([b"mixed", b"alternative", b"related"]))
+    multipart_subtype = draw(st.sampled_from([b"mixed", b"alternative", b"related"]))
     quoted = b'"' + boundary + b'"'
-    header = draw(_header(eol, b"multipart/" + subtype, [b"boundary=" + quoted]))
+    header = draw(_header(eol, b"multipart/" + multipart_subtype, [b"boundary=" + quoted]))
     out = header
     if draw(st.booleans()):
         out += draw(BODY_LINE) + eol  # preamble
@@ -107,7 +107,7 @@ def entity(draw: st.DrawFn, eol: bytes, depth: int, trailer: bytes) -> tuple[byt
     out += b"--" + boundary + b"--" + draw(st.sampled_from([b"", b" "]))
     if draw(st.booleans()):
         out += eol + draw(BODY_LINE)  # epilogue
-    return out + trailer, Spec("multipart", subtype.decode(), children=children)
+    return out + trailer, Spec("multipart", multipart_subtype.decode(), children=children)
 
 
 @st.composite

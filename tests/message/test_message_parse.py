@@ -661,3 +661,10 @@ def test_io_errors_propagate() -> None:
 
     with pytest.raises(OSError, match="disk"):
         parse_message(Failing(b"x"))
+
+
+def test_search_text_of_an_overlong_quoted_printable_line() -> None:
+    line = b"=C3=A9" * 40_000  # 240 KB without a line end: decoded in pieces, never splitting an escape
+    header = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+    raw = header + line
+    assert parse(raw).search_text == "é" * 40_000

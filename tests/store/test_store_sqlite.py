@@ -14,7 +14,9 @@ from postoffice.store import DEFAULT_MAILBOXES, AlreadyExists, ChangeEvent, NotF
 
 
 def message(subject: str = "hello", body: str = "body text\r\n", size_pad: int = 0) -> bytes:
-    text = f"From: a@example.org\r\nTo: demo@example.test\r\nSubject: {subject}\r\n\r\n{body}" + "x" * size_pad
+    text = (
+        f"From: a@example.org\r\nTo: demo@example.test\r\nSubject: {subject}\r\n\r\n{body}" + "x" * size_pad
+    )
     return text.encode()
 
 
@@ -33,7 +35,9 @@ async def setup_accounts(store, *names: str):
     return [await store.add_account(f"{n}@example.test", "hash") for n in names]
 
 
-def test_new_account_has_default_mailboxes_with_special_use_and_distinct_uidvalidity(store_path: Path) -> None:
+def test_new_account_has_default_mailboxes_with_special_use_and_distinct_uidvalidity(
+    store_path: Path,
+) -> None:
     async def main() -> None:
         store = open_store(store_path)
         try:
@@ -211,7 +215,7 @@ def test_large_content_streams_in_chunks_byte_exact(store_path: Path) -> None:
             (demo,) = await setup_accounts(store, "demo")
             raw = message("big", body="".join(f"line {i}\r\n" for i in range(400_000)))
             assert len(raw) > 3 * 1024 * 1024
-            (copy,) = await deliver(store, raw, [demo.id])
+            await deliver(store, raw, [demo.id])
             inbox = await store.get_mailbox(demo.id, "INBOX")
             assert inbox is not None
             (msg,) = await store.list_messages(inbox.id)

@@ -6,16 +6,16 @@ Rules, applied in this order to the lowercased address (local part and domain):
    postmaster@<the first domain we serve>.
 3. An alias for the exact address expands to its targets (aliases take precedence over an account of the same
    name, as in Postfix's virtual alias maps). Targets are resolved again, recursively, up to `MAX_ALIAS_DEPTH`
-   levels; an address already expanded is not expanded again (loops end), and a target that names an account is
-   delivered to that account.
+   levels; an address already expanded is not expanded again (loops end), and a target that names an account
+   is delivered to that account.
 4. An account with the exact address.
 5. Plus-addressing: `user+tag@domain` is tried as `user@domain` (steps 3 and 4).
 6. The domain's catch-all alias (`@domain`).
 7. Otherwise: `unknown` (550 5.1.1).
 
-Each account appears once in the result however many routes lead to it, so a message is stored once per mailbox.
-The algorithm is pure: the store backend passes a `lookup` function that answers from its own data, so the rules
-live here and the SQL stays in the backend.
+Each account appears once in the result however many routes lead to it, so a message is stored once per
+mailbox. The algorithm is pure: the store backend passes a `lookup` function that answers from its own data,
+so the rules live here and the SQL stays in the backend.
 """
 
 from __future__ import annotations

@@ -20,12 +20,11 @@ Output, per RFC 3501 7.4.2: each address is [name, adl, mailbox, host].
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 Address = list[str | None]
-
-_SPECIALS = '()<>[]:;@\\,."'
-_WSP = " \t\r\n"
 
 
 @dataclass(slots=True)
@@ -36,63 +35,70 @@ class _Token:
     space_before: bool
 
 
-def _tokenize(value: str) -> list[_Token]:
-    tokens: list[_Token] = []
+# One token at a time; comments are handled separately because they nest. Every alternative consumes at
+# least one character and none backtracks over more than its own token, so tokenizing is linear.
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>[ \t\r\n]+)
+    | "(?P<qs>(?:[^"\\]|\\.)*)(?:"|\\?$)
+    | (?P<dl>\[[^\]]*(?:\]|$))
+    | (?P<atom>[^ \t\r\n()<>\[\]:;@\\,."]+)
+    | (?P<comment>\()
+    | (?P<special>.)
+    """,
+    re.X | re.S,
+)
+_COMMENT_PIECE = re.compile(r"[^()\\]+|\\.?|[()]", re.S)
+_QUOTED_PAIR = re.compile(r"\\(.)", re.S)
+
+
+def _comment(value: str, i: int) -> tuple[str, int]:
+    """The text of the (nested) comment opening at value[i], and the index after it."""
+    depth = 0
+    pieces: list[str] = []
+    for m in _COMMENT_PIECE.finditer(value, i):
+        piece = m.group()
+        if piece == "(":
+            depth += 1
+            if depth == 1:
+                continue
+        elif piece == ")":
+            depth -= 1
+            if depth == 0:
+                return "".join(pieces).strip(), m.end()
+        elif piece[0] == "\\":
+            piece = piece[1:]
+        pieces.append(piece)
+    return "".join(pieces).strip(), len(value)
+
+
+def _tokenize(value: str) -> Iterator[_Token]:
     i, n = 0, len(value)
     space = False
     while i < n:
-        c = value[i]
-        if c in _WSP:
+        m = _TOKEN.match(value, i)
+        if m is None:  # unreachable: the last alternative matches any character
+            return
+        kind = m.lastgroup or "special"
+        if kind == "ws":
             space = True
-            i += 1
+            i = m.end()
             continue
-        start = i
-        if c == '"':
-            i += 1
-            chars: list[str] = []
-            while i < n and value[i] != '"':
-                if value[i] == "\\" and i + 1 < n:
-                    i += 1
-                chars.append(value[i])
-                i += 1
-            i += 1  # the closing quote (or past the end)
-            tokens.append(_Token("qs", "".join(chars), value[start:i], space))
-        elif c == "(":
-            depth = 0
-            chars = []
-            while i < n:
-                ch = value[i]
-                if ch == "\\" and i + 1 < n:
-                    chars.append(value[i + 1])
-                    i += 2
-                    continue
-                if ch == "(":
-                    depth += 1
-                    if depth > 1:
-                        chars.append(ch)
-                elif ch == ")":
-                    depth -= 1
-                    if depth == 0:
-                        i += 1
-                        break
-                    chars.append(ch)
-                else:
-                    chars.append(ch)
-                i += 1
-            tokens.append(_Token("comment", "".join(chars).strip(), value[start:i], space))
-        elif c == "[":
-            end = value.find("]", i)
-            i = n if end < 0 else end + 1
-            tokens.append(_Token("dl", value[start:i], value[start:i], space))
-        elif c in _SPECIALS:
-            i += 1
-            tokens.append(_Token(c, c, c, space))
+        raw = m.group()
+        if kind == "qs":
+            yield _Token("qs", _QUOTED_PAIR.sub(r"\1", m.group("qs")), raw, space)
+        elif kind == "comment":
+            text, end = _comment(value, i)
+            yield _Token("comment", text, value[i:end], space)
+            i = end
+            space = False
+            continue
+        elif kind == "special":
+            yield _Token(raw, raw, raw, space)
         else:
-            while i < n and value[i] not in _SPECIALS and value[i] not in _WSP:
-                i += 1
-            tokens.append(_Token("atom", value[start:i], value[start:i], space))
+            yield _Token(kind, raw, raw, space)
+        i = m.end()
         space = False
-    return tokens
 
 
 def _phrase(tokens: list[_Token]) -> str | None:
@@ -126,12 +132,12 @@ class _Builder:
         self.limit = limit
         self.in_group = False
 
-    def _room(self) -> bool:
+    def has_room(self) -> bool:
         # Inside a group one place stays reserved for the end marker.
         return len(self.out) < self.limit - (1 if self.in_group else 0)
 
     def add(self, address: Address) -> None:
-        if self._room():
+        if self.has_room():
             self.out.append(address)
 
     def open_group(self, name: str | None) -> None:
@@ -179,23 +185,24 @@ def _flush_angle(phrase: list[_Token], inner: list[_Token], builder: _Builder) -
 def parse_address_list(value: str, limit: int = 1000) -> list[Address] | None:
     """An address-list field value as ENVELOPE addresses; None when it holds no address and no group.
 
-    At most `limit` entries are returned (group markers included, a started group is always closed)."""
-    tokens = _tokenize(value)
+    At most `limit` entries are returned (group markers included, a started group is always closed);
+    tokenizing stops once the limit is reached."""
     builder = _Builder(max(limit, 0))
     current: list[_Token] = []
-    i, n = 0, len(tokens)
-    while i < n:
-        tok = tokens[i]
+    angle: list[_Token] | None = None  # tokens inside "<...>" while one is open
+    for tok in _tokenize(value):
+        if not builder.has_room():
+            break
         kind = tok.kind
-        if kind == "<":
-            j = i + 1
-            while j < n and tokens[j].kind != ">":
-                j += 1
-            _flush_angle(current, tokens[i + 1 : j], builder)
-            current = []
-            i = j + 1
-            continue
-        if kind == ",":
+        if angle is not None:
+            if kind == ">":
+                _flush_angle(current, angle, builder)
+                current, angle = [], None
+            else:
+                angle.append(tok)
+        elif kind == "<":
+            angle = []
+        elif kind == ",":
             _flush_plain(current, builder)
             current = []
         elif kind == ":":
@@ -207,7 +214,9 @@ def parse_address_list(value: str, limit: int = 1000) -> list[Address] | None:
             builder.close_group()
         elif kind != ">":
             current.append(tok)
-        i += 1
-    _flush_plain(current, builder)
+    if angle is not None:
+        _flush_angle(current, angle, builder)
+    else:
+        _flush_plain(current, builder)
     builder.close_group()
     return builder.out or None

@@ -128,6 +128,7 @@ class ParsedMessage:
                 "search_truncated": self.search_truncated,
             },
             separators=(",", ":"),
+            ensure_ascii=False,  # every string is valid Unicode (no surrogates), so the JSON is valid UTF-8
         )
 
     @classmethod

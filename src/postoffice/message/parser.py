@@ -22,21 +22,25 @@ Rules (each cited where it is implemented):
   message/rfc822 inside multipart/digest; an invalid Content-Type means text/plain; charset=us-ascii.
 
 Malformed input never raises; it is degraded so that the structure invariants of `model` hold:
-- multipart without a usable boundary parameter, or in whose body no delimiter line of its boundary occurs:
-  a text/plain; charset=us-ascii leaf (RFC 2045 5.2: the type is invalid for this body).
+- multipart without a usable boundary parameter (missing, empty, or longer than MAX_BOUNDARY), or in whose
+  body no delimiter line of its boundary occurs: a text/plain; charset=us-ascii leaf (RFC 2045 5.2: the
+  type is invalid for this body). Every delimiter line opens a part, so adjacent delimiter lines give an
+  empty part; a multipart that reuses an enclosing boundary claims its delimiter lines (innermost wins).
 - message/rfc822|global with another transfer encoding, and any multipart or message part beyond the depth or
   part-count caps: an application/octet-stream leaf (its other fields kept).
 
-Caps (memory and time stay bounded whatever the input): header bytes kept per entity and in total, nesting
-depth, number of parts, addresses per message, search text and search headers; see the constants below.
-The message is read in chunks through `scanner.LineScanner`, never whole.
+Caps (memory and time stay bounded whatever the input): header bytes kept per entity and in total (an entity
+past the total budget is parsed as if it had no fields), nesting depth, number of parts (further parts of a
+multipart are skipped like its epilogue), addresses per message, parameters per field, search text and search
+headers; see the constants below. The message is read in chunks through `scanner.LineScanner`, never whole;
+large bodies are skipped with C-level searches for the lines that can matter (delimiters, header ends).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from postoffice.message.addresses import Address, parse_address_list
 from postoffice.message.headers import (
@@ -49,7 +53,14 @@ from postoffice.message.headers import (
     unfold,
 )
 from postoffice.message.model import BodyPart, Params, ParsedMessage
-from postoffice.message.scanner import MAX_FRAGMENT, LineScanner, body_end_at
+from postoffice.message.scanner import (
+    MAX_FRAGMENT,
+    LinePattern,
+    LineScanner,
+    body_end_at,
+    delimiter_lines,
+    header_end_lines,
+)
 from postoffice.message.text import part_text
 
 log = logging.getLogger(__name__)
@@ -61,6 +72,8 @@ MAX_TOTAL_HEADER_BYTES = 8 * 1024 * 1024
 #: How far past a non-field line the header reader looks for a further field before taking that line as the
 #: start of the body.
 MAX_HEADER_LOOKAHEAD = 64 * 1024
+#: Longest boundary accepted (RFC 2046 5.1.1 allows 70 characters); a longer one counts as missing.
+MAX_BOUNDARY = 256
 #: Nesting levels (each multipart child or embedded message is one level deeper than its parent).
 MAX_DEPTH = 50
 #: Body parts per message (every BodyPart counts, the root and embedded roots too).
@@ -127,40 +140,55 @@ def _clamp(part: BodyPart, limit: int) -> None:
 
 
 class _StructureParser:
-    def __init__(self, fp: BinaryIO) -> None:
+    def __init__(self, fp: IO[bytes]) -> None:
         self.scan = LineScanner(fp)
         self.boundaries: list[bytes] = []
+        self._levels: dict[bytes, int] = {}
+        self._delimiters: LinePattern | None = None
+        self._header_ends = header_end_lines([])
         self.parts = 0
         self.header_budget = MAX_TOTAL_HEADER_BYTES
         self.address_budget = MAX_ADDRESSES
         self.root_header = b""
+        self.root_envelope: list[Any] = [None] * 10
 
     # -- lines -----------------------------------------------------------------------------------------------
+    def _push_boundary(self, boundary: bytes) -> int:
+        self.boundaries.append(boundary)
+        self._boundaries_changed()
+        return len(self.boundaries) - 1
+
+    def _pop_boundary(self) -> None:
+        self.boundaries.pop()
+        self._boundaries_changed()
+
+    def _boundaries_changed(self) -> None:
+        # The innermost level of a boundary wins when nested multiparts reuse one (enumerate order).
+        self._levels = {boundary: level for level, boundary in enumerate(self.boundaries)}
+        self._delimiters = delimiter_lines(self.boundaries)
+        self._header_ends = header_end_lines(self.boundaries)
+
     def _boundary_at(self, frag: tuple[bytes, int]) -> tuple[int, bool] | None:
         """(level, is close delimiter) if the current line is a delimiter of an enclosing multipart.
 
-        RFC 2046 5.1.1: "--" boundary ["--"] *LWSP-char, at a line start; innermost boundary first."""
+        RFC 2046 5.1.1: "--" boundary ["--"] *LWSP-char, at a line start; the innermost boundary wins."""
         content = frag[0]
-        if not self.boundaries or not self.scan.at_line_start or not content.startswith(b"--"):
+        if not self._levels or not self.scan.at_line_start or not content.startswith(b"--"):
             return None
         if len(content) >= MAX_FRAGMENT:
             return None  # only part of a very long line
-        for level in range(len(self.boundaries) - 1, -1, -1):
-            boundary = self.boundaries[level]
-            if content.startswith(boundary, 2):
-                rest = content[2 + len(boundary) :]
-                close = rest.startswith(b"--")
-                if close:
-                    rest = rest[2:]
-                if not rest.strip(b" \t"):
-                    return level, close
-        return None
+        core = content[2:].rstrip(b" \t")
+        level = self._levels.get(core, -1)
+        close_level = self._levels.get(core[:-2], -1) if core.endswith(b"--") else -1
+        if level < 0 and close_level < 0:
+            return None
+        return (level, False) if level > close_level else (close_level, True)
 
     def _skip_to_boundary(self) -> None:
         """Skip body lines up to a delimiter line of any enclosing multipart, or EOF."""
         scan = self.scan
         while True:
-            scan.skip_to_dash_line()
+            scan.skip_to(self._delimiters)
             frag = scan.peek()
             if frag is None or self._boundary_at(frag) is not None:
                 return
@@ -176,6 +204,12 @@ class _StructureParser:
         # A line that is neither field nor continuation: where the body starts unless a field follows it.
         body_here: tuple[tuple[int, int, bytes, bool], int, int] | None = None
         while True:
+            over = size >= cap and not first
+            if over:
+                # Past the cap only the end of the header block matters: find it in C, not line by line.
+                if body_here is not None:
+                    break
+                scan.skip_to(self._header_ends)
             frag = scan.peek()
             if frag is None:
                 break
@@ -189,14 +223,16 @@ class _StructureParser:
                     break
                 if first and not starts_header(content):
                     break  # no header at all: the body starts here
-                if is_field(content):
+                if over:
+                    pass
+                elif is_field(content):
                     body_here = None
                 elif body_here is None and not first and content[:1] not in (b" ", b"\t"):
                     body_here = (scan.save(), len(kept), size)
                 elif body_here is not None and scan.pos - body_here[0][0] > MAX_HEADER_LOOKAHEAD:
                     break
             first = False
-            if size < cap:
+            if not over:
                 piece = content[: cap - size] + (b"\n" if term else b"")
                 kept.append(piece)
                 size += len(piece)
@@ -214,13 +250,15 @@ class _StructureParser:
         self.parts += 1
         part = BodyPart(header_start=scan.pos)
         raw = self._read_header()
-        if depth == 0:
-            self.root_header = raw
         fields: Fields = {}
         for name, value, codec in iter_fields(raw):
             key = name.lower()
             if key in _WANTED and key not in fields:  # the first occurrence wins
                 fields[key] = (value, codec)
+        if depth == 0:
+            # Before any embedded message can use up the address budget.
+            self.root_header = raw
+            self.root_envelope = self._envelope(fields)
         part.body_start = scan.pos
         newlines_at_body = scan.newlines
         boundary = self._describe(part, fields, default)
@@ -268,15 +306,14 @@ class _StructureParser:
 
     def _parse_multipart(self, part: BodyPart, boundary: bytes, depth: int) -> None:
         scan = self.scan
-        level = len(self.boundaries)
-        self.boundaries.append(boundary)
+        level = self._push_boundary(boundary)
         # RFC 2046 5.1.5: in a digest the default part type is message/rfc822.
         default: tuple[str, str, Params] = (
             ("message", "rfc822", []) if part.subtype == "digest" else _text_plain()
         )
         to_epilogue = False
         while True:
-            scan.skip_to_dash_line()
+            scan.skip_to(self._delimiters)
             frag = scan.peek()
             if frag is None:
                 break
@@ -293,7 +330,7 @@ class _StructureParser:
                 break
             child, _fields = self.parse_entity(depth + 1, default)
             part.parts.append(child)
-        self.boundaries.pop()
+        self._pop_boundary()
         if to_epilogue:
             self._skip_to_boundary()  # the epilogue; only enclosing boundaries end it
 
@@ -386,7 +423,7 @@ def _boundary_bytes(params: Params, codec: str) -> bytes | None:
     if value is None:
         return None
     value = value.rstrip(" \t")  # RFC 2046 5.1.1: a boundary cannot end in space; padding follows it
-    if not value:
+    if not value or len(value) > MAX_BOUNDARY:
         return None
     for encoding in (codec, "utf-8"):
         try:
@@ -423,12 +460,12 @@ def _search_headers(raw: bytes) -> str:
     return "".join(out)
 
 
-def parse_strict(fp: BinaryIO) -> ParsedMessage:
+def parse_strict(fp: IO[bytes]) -> ParsedMessage:
     """`parse_message` without the safety net (for tests: a bug here must surface, not be papered over)."""
     parser = _StructureParser(fp)
     body, fields = parser.parse_entity(0, _text_plain())
     size = parser.scan.pos
-    envelope = parser._envelope(fields)
+    envelope = parser.root_envelope
 
     date: float | None = None
     sent_date: str | None = None
@@ -467,7 +504,7 @@ def parse_strict(fp: BinaryIO) -> ParsedMessage:
     )
 
 
-def _opaque(fp: BinaryIO) -> ParsedMessage:
+def _opaque(fp: IO[bytes]) -> ParsedMessage:
     """The whole message as one text/plain leaf without header: the last resort of `parse_message`."""
     fp.seek(0)
     size = 0
@@ -486,8 +523,9 @@ def _opaque(fp: BinaryIO) -> ParsedMessage:
     return ParsedMessage(size=size, envelope=[None] * 10, body=body)
 
 
-def parse_message(fp: BinaryIO) -> ParsedMessage:
-    """Parse the message in `fp` (seekable; read from offset 0 to EOF) without ever raising for its content.
+def parse_message(fp: IO[bytes]) -> ParsedMessage:
+    """Parse the message in `fp` (binary, seekable; read from offset 0 to EOF) without ever raising for its
+    content.
 
     I/O errors of `fp` propagate. Should a bug in the parser raise, the message is stored as one opaque
     text/plain part and the bug is logged, so that delivery never fails because of what a message contains."""

@@ -20,8 +20,9 @@ byte before it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 #: Bytes read from the file at a time.
 CHUNK_SIZE = 64 * 1024
@@ -29,8 +30,42 @@ CHUNK_SIZE = 64 * 1024
 MAX_FRAGMENT = 64 * 1024
 
 _EOL = re.compile(rb"[\r\n]")
-# A line start (after any terminator) followed by "--": the only lines that can be boundary delimiters.
-_DASH_LINE = re.compile(rb"(?:\r\n|\n|\r)--")
+
+
+@dataclass(frozen=True, slots=True)
+class LinePattern:
+    """Lines `LineScanner.skip_to` stops at: `at_line_start` matches such a line at its start (terminator
+    included), `after_terminator` finds a line terminator followed by one (the match ends at the line)."""
+
+    at_line_start: re.Pattern[bytes]
+    after_terminator: re.Pattern[bytes]
+
+
+# A line terminator that is followed by the line in question (a CR never matches as the half of a CRLF).
+_TERMINATOR = rb"(?:\r\n|\n|\r(?!\n))"
+
+
+def _delimiter(boundaries: Iterable[bytes]) -> bytes | None:
+    unique = sorted(set(boundaries), key=len, reverse=True)
+    if not unique:
+        return None
+    return rb"--(?:" + b"|".join(re.escape(b) for b in unique) + rb")(?:--)?[ \t]*(?=[\r\n])"
+
+
+def delimiter_lines(boundaries: Iterable[bytes]) -> LinePattern | None:
+    """Lines that may be delimiter lines of any of `boundaries` (RFC 2046 5.1.1): "--" boundary ["--"]
+    *(SP / HTAB), then a line terminator. None when there is no boundary."""
+    line = _delimiter(boundaries)
+    if line is None:
+        return None
+    return LinePattern(re.compile(line), re.compile(_TERMINATOR + rb"(?=" + line + rb")"))
+
+
+def header_end_lines(boundaries: Iterable[bytes]) -> LinePattern:
+    """Lines that may end a header block: an empty line (RFC 5322 2.1) or a delimiter line."""
+    delimiter = _delimiter(boundaries)
+    line = rb"[\r\n]" if delimiter is None else rb"(?:[\r\n]|" + delimiter + rb")"
+    return LinePattern(re.compile(line), re.compile(_TERMINATOR + rb"(?=" + line + rb")"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +83,7 @@ class Mark:
 class LineScanner:
     """Reads `fp` from offset 0 to EOF, line by line or in bulk, keeping track of offsets."""
 
-    def __init__(self, fp: BinaryIO) -> None:
+    def __init__(self, fp: IO[bytes]) -> None:
         self._fp = fp
         self._buf = b""
         self._i = 0  # index of the current position in _buf
@@ -140,10 +175,12 @@ class LineScanner:
             self.newlines += 1
         self._consume(self._i + len(content) + term, term)
 
-    def skip_to_dash_line(self) -> None:
-        """Consume whole lines until the current line starts with "--" (a possible boundary line) or EOF.
+    def skip_to(self, pattern: LinePattern | None) -> None:
+        """Consume whole lines until the current line may match `pattern`, or EOF (None: skip to EOF).
 
-        This is the fast path through large bodies: the searching happens in C over whole chunks."""
+        This is the fast path through large bodies: the searching and line counting happen in C over whole
+        chunks. It also stops at a last line without terminator and at lines longer than MAX_FRAGMENT, which
+        the caller examines through peek/advance like any other line."""
         while True:
             if not self.at_line_start:
                 if self.peek() is None:
@@ -154,28 +191,26 @@ class LineScanner:
             buf, i = self._buf, self._i
             if i >= len(buf):
                 return
-            if buf.startswith(b"--", i) or (len(buf) - i < 2 and not self._eof):
-                return
             if buf.endswith(b"\r") and not self._eof:
                 # A final CR may be the first half of a CRLF; decide once the next byte is here.
                 self._fill(len(buf) - i + 1)
                 continue
-            m = _DASH_LINE.search(buf, i)
-            if m is not None:
-                self._skip_lines(m.end() - 2)
-                continue
+            if pattern is not None:
+                if pattern.at_line_start.match(buf, i):
+                    return
+                m = pattern.after_terminator.search(buf, i)
+                if m is not None:
+                    self._skip_lines(m.end())
+                    return
             last = max(buf.rfind(b"\n", i), buf.rfind(b"\r", i))
-            if last >= 0:
+            if last >= i:
                 self._skip_lines(last + 1)
                 self._fill(MAX_FRAGMENT + 2)
-                if self._i >= len(self._buf):
-                    return
                 continue
-            # No terminator in the buffer: a long line (or the last one); let peek/advance deliver it.
-            if len(buf) - i <= MAX_FRAGMENT and not self._eof:
-                self._fill(MAX_FRAGMENT + 2)
-                continue
-            self.advance()
+            # Only part of a line is buffered: read on, unless it is the last line or too long to match.
+            if self._eof or len(buf) - i > MAX_FRAGMENT:
+                return
+            self._fill(len(buf) - i + 1)
 
     def _skip_lines(self, end: int) -> None:
         buf, i = self._buf, self._i

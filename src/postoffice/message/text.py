@@ -12,7 +12,7 @@ import binascii
 import codecs
 import re
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import IO
 
 from postoffice.message.headers import clean_text, lookup_charset
 from postoffice.message.model import BodyPart
@@ -21,7 +21,7 @@ READ_SIZE = 64 * 1024
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]+")
 
 
-def _read_range(fp: BinaryIO, start: int, end: int) -> Iterator[bytes]:
+def _read_range(fp: IO[bytes], start: int, end: int) -> Iterator[bytes]:
     fp.seek(start)
     left = end - start
     while left > 0:
@@ -52,7 +52,10 @@ def _qp_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
         data = rest + chunk
         cut = data.rfind(b"\n") + 1
         if cut == 0 and len(data) > READ_SIZE:
-            cut = len(data) - 2  # an overlong line: keep a possible "=XX" together
+            # An overlong line: cut it where no "=XX" escape is split.
+            cut = len(data) - 2
+            while b"=" in data[cut - 2 : cut]:
+                cut -= 1
         rest = data[cut:]
         if cut:
             yield binascii.a2b_qp(data[:cut])
@@ -88,7 +91,7 @@ def _decoder(charset: str | None) -> codecs.IncrementalDecoder | _FallbackDecode
     return _FallbackDecoder()
 
 
-def part_text(fp: BinaryIO, part: BodyPart, limit: int) -> tuple[str, bool]:
+def part_text(fp: IO[bytes], part: BodyPart, limit: int) -> tuple[str, bool]:
     """Decoded text of a leaf part, at most `limit` characters; returns (text, whether it was cut)."""
     chunks: Iterator[bytes] = _read_range(fp, part.body_start, part.body_end)
     encoding = part.encoding.lower()

@@ -3,13 +3,15 @@
 Implementation notes
 - Every listener accepts plain TCP; an implicit-TLS listener (RFC 8314) starts the TLS handshake at once with
   the *current* server context, so a certificate reloaded on SIGHUP applies to the next connection.
-- STARTTLS (RFC 3207, RFC 2595, RFC 9051): `Connection.start_tls()` first discards every byte that arrived before
-  the upgrade and has not been consumed (CVE-2011-0411: plaintext pipelined behind STARTTLS must never be read as
-  if it had come over TLS), then hands the socket to the TLS layer without yielding to the event loop in between.
-- Limits: a global cap and a per-client-IP cap on concurrent connections. A connection over a cap is handed to the
-  protocol's `refuse` callback (which sends its protocol's "too busy" reply) and closed.
-- Graceful shutdown: `stop_accepting()` closes the listening sockets; `shutting_down` is set so that idle sessions
-  end themselves at once while transactions in flight may finish; `wait_closed(grace)` then cancels what is left.
+- STARTTLS (RFC 3207, RFC 2595, RFC 9051): `Connection.start_tls()` first discards every byte that arrived
+  before the upgrade and has not been consumed (CVE-2011-0411: plaintext pipelined behind STARTTLS must never
+  be read as if it had come over TLS), then hands the socket to the TLS layer without yielding to the event
+  loop in between.
+- Limits: a global cap and a per-client-IP cap on concurrent connections. A connection over a cap is handed
+  to the protocol's `refuse` callback (which sends its protocol's "too busy" reply) and closed.
+- Graceful shutdown: `stop_accepting()` closes the listening sockets; `shutting_down` is set so that idle
+  sessions end themselves at once while transactions in flight may finish; `wait_closed(grace)` then cancels
+  what is left.
 """
 
 from __future__ import annotations
@@ -123,8 +125,9 @@ class Connection:
         context = self._context()
         if context is None:
             raise ConnectionClosedError("no TLS context")
-        # The StreamReader may hold plaintext the peer sent behind the upgrade command. Drop it; nothing yields to
-        # the event loop between this and the transport switch inside start_tls, so no new plaintext slips in.
+        # The StreamReader may hold plaintext the peer sent behind the upgrade command. Drop it; nothing
+        # yields to the event loop between this and the transport switch inside start_tls, so no new
+        # plaintext slips in.
         buffered = getattr(self.reader, "_buffer", None)
         if isinstance(buffered, bytearray) and buffered:
             log.info(
@@ -255,7 +258,7 @@ class ListenerGroup:
     async def wait_closed(self, grace: float) -> None:
         """Wait up to `grace` seconds for sessions to end, then cancel the rest."""
         if self._tasks:
-            done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in pending:
                 task.cancel()
             if pending:

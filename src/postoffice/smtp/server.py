@@ -1,16 +1,19 @@
 """SMTP glue: a connection, the sans-IO protocol core, the spool and the store (RFC 5321 inbound on port 25).
 
 Implementation notes
-- The protocol core (`postoffice.smtp.protocol`) decides everything about the wire format; this module only moves
-  bytes, answers the core's decisions (recipients, end of message) and stores mail.
-- Inbound policy (port 25): recipients are resolved at RCPT time: unknown local user 550 5.1.1, a domain we do not
-  serve 554 5.7.1 (never an open relay). Each account gets one copy, however many recipients resolve to it.
-- The message streams into a spool file (memory for the first MiB, then an unlinked temporary file in the spool
-  directory), with Return-Path and Received prepended (RFC 5321 section 4.4). At the end of data it is parsed once
-  and delivered to every recipient in one store transaction; the 250 is sent only after that commit (durable).
-- Any store failure (disk full, I/O error) answers 451 4.3.0 and leaves nothing half-written visible: the store
-  transaction is rolled back as a whole. The session and the server go on.
-- Replies are flushed when the core needs more input, so pipelined commands (RFC 2920) are answered in one write.
+- The protocol core (`postoffice.smtp.protocol`) decides everything about the wire format; this module only
+  moves bytes, answers the core's decisions (recipients, end of message) and stores mail.
+- Inbound policy (port 25): recipients are resolved at RCPT time: unknown local user 550 5.1.1, a domain we
+  do not serve 554 5.7.1 (never an open relay). Each account gets one copy, however many recipients resolve
+  to it.
+- The message streams into a spool file (memory for the first MiB, then an unlinked temporary file in the
+  spool directory), with Return-Path and Received prepended (RFC 5321 section 4.4). At the end of data it is
+  parsed once and delivered to every recipient in one store transaction; the 250 is sent only after that
+  commit (durable).
+- Any store failure (disk full, I/O error) answers 451 4.3.0 and leaves nothing half-written visible: the
+  store transaction is rolled back as a whole. The session and the server go on.
+- Replies are flushed when the core needs more input, so pipelined commands (RFC 2920) are answered in one
+  write.
 - One log line per transaction: id, client, TLS, sender, recipients, size, result, duration.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import itertools
 import logging
 import secrets
 import tempfile
@@ -35,7 +39,8 @@ log = logging.getLogger("postoffice.smtp")
 
 #: Messages up to this size stay in memory while being received; larger ones spill to the spool directory.
 SPOOL_MEMORY = 1024 * 1024
-#: Messages up to this size are parsed on the event loop (a few hundred microseconds); larger ones in a thread.
+#: Messages up to this size are parsed on the event loop (a few hundred microseconds); larger ones in a
+#: thread.
 PARSE_INLINE_LIMIT = 256 * 1024
 #: Received data is written to a spilled spool file in batches of this size, off the event loop.
 SPOOL_BATCH = 256 * 1024
@@ -67,8 +72,13 @@ class Transaction:
     failed: str | None = None
 
 
+_ID_PREFIX = f"{int(time.time()) & 0xFFFFFFFF:08X}{secrets.randbelow(0xFFF):03X}"
+_id_counter = itertools.count(1)
+
+
 def _new_id() -> str:
-    return secrets.token_hex(6).upper()
+    """A transaction id unique across restarts: start time and a random salt, then a counter."""
+    return f"{_ID_PREFIX}{next(_id_counter):06X}"
 
 
 class SmtpSession:
@@ -185,7 +195,9 @@ class SmtpSession:
         if resolution.status == "foreign":
             self.proto.reject(554, "5.7.1", f"<{event.address}>: Relay access denied")
         elif resolution.status != "local" or not resolution.account_ids:
-            self.proto.reject(550, "5.1.1", f"<{event.address}>: Recipient address rejected: no such user here")
+            self.proto.reject(
+                550, "5.1.1", f"<{event.address}>: Recipient address rejected: no such user here"
+            )
         else:
             txn.recipients.append(event.address)
             for account_id in resolution.account_ids:
@@ -215,7 +227,7 @@ class SmtpSession:
         txn = self.txn
         assert txn is not None
         self.in_data = True
-        txn.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, dir=self.settings.spool_dir)  # noqa: SIM115
+        txn.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, dir=str(self.settings.spool_dir))  # noqa: SIM115
         header = self._trace_headers(txn)
         txn.spool.write(header)
         txn.size = len(header)
@@ -267,7 +279,9 @@ class SmtpSession:
             log.error("smtp %s: delivery failed: %s", txn.id, exc)
             txn.failed = str(exc)
         if txn.failed is not None:
-            self.proto.reject(451, "4.3.0", "Local error in processing, message not accepted; try again later")
+            self.proto.reject(
+                451, "4.3.0", "Local error in processing, message not accepted; try again later"
+            )
             self._end_transaction("failed", result=f"451 {txn.failed}")
         else:
             self.proto.accept(f"OK queued as {txn.id}")

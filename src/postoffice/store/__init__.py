@@ -1,8 +1,9 @@
 """The one mailbox-store API that SMTP, POP3, IMAP, the web UI and the CLI use.
 
 Implementation notes
-- Protocol code imports only this module: `open_store`, `MailStore` and the dataclasses below. SQLite specifics
-  live in `postoffice.store.sqlite` so that another backend (PostgreSQL) can be added behind the same API.
+- Protocol code imports only this module: `open_store`, `MailStore` and the dataclasses below. SQLite
+  specifics live in `postoffice.store.sqlite` so that another backend (PostgreSQL) can be added behind the
+  same API.
 - Every method is a coroutine; blocking work runs off the event loop.
 - Writes are durable when the coroutine returns (group commit, fsync of the WAL).
 - Errors: `StoreError` (and subclasses) for anything a caller should map to a protocol reply.
@@ -12,24 +13,25 @@ from __future__ import annotations
 
 from postoffice.store.api import (
     DEFAULT_MAILBOXES,
+    SYSTEM_FLAGS,
     Account,
     Alias,
+    AlreadyExists,
     ChangeEvent,
     DeliveredCopy,
     Domain,
     MailboxInfo,
     MailStore,
     MessageInfo,
-    AlreadyExists,
     NotFound,
     PathLike,
     StoreError,
-    SYSTEM_FLAGS,
 )
 
 
 def open_store(path: PathLike) -> MailStore:
-    """Open (creating schema when missing) the SQLite store at `path`. Call `await store.close()` when done."""
+    """Open (creating schema when missing) the SQLite store at `path`. Call `await store.close()` when
+    done."""
     from postoffice.store.sqlite import SqliteMailStore
 
     return SqliteMailStore(path)
@@ -39,8 +41,8 @@ __all__ = [
     "DEFAULT_MAILBOXES",
     "SYSTEM_FLAGS",
     "Account",
-    "AlreadyExists",
     "Alias",
+    "AlreadyExists",
     "ChangeEvent",
     "DeliveredCopy",
     "Domain",

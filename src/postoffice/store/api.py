@@ -8,7 +8,8 @@ Data model (designed for IMAP, RFC 9051 / RFC 3501 / RFC 7162):
 - A mailbox has a UIDVALIDITY taken from one store-wide counter (never reused, also not after delete and
   re-create) and a UIDNEXT that only grows.
 - A message has a UID, system flags, keywords, an internal date, a size, and a MODSEQ taken from its account's
-  counter, which increases with every change (RFC 7162). Expunged messages leave tombstones (mailbox, uid, modseq).
+  counter, which increases with every change (RFC 7162). Expunged messages leave tombstones (mailbox, uid,
+  modseq).
 - Message content is stored once however many recipients share it, with its parsed structure (see
   `postoffice.message`), so that reads never re-parse.
 """
@@ -170,7 +171,8 @@ class MailStore(abc.ABC):
     async def resolve_recipient(self, address: str) -> Resolution:
         """Apply `postoffice.directory.resolver.resolve` to the current directory data, in one read."""
 
-    # -- mailboxes ---------------------------------------------------------------------------------------------
+    # -- mailboxes
+    # ---------------------------------------------------------------------------------------------
     @abc.abstractmethod
     async def list_mailboxes(self, account_id: int) -> list[MailboxInfo]: ...
 
@@ -178,7 +180,8 @@ class MailStore(abc.ABC):
     async def get_mailbox(self, account_id: int, name: str) -> MailboxInfo | None:
         """INBOX is matched case-insensitively, other names exactly."""
 
-    # -- messages ------------------------------------------------------------------------------------------------
+    # -- messages
+    # ------------------------------------------------------------------------------------------------
     @abc.abstractmethod
     async def deliver(
         self,
@@ -190,7 +193,8 @@ class MailStore(abc.ABC):
         internaldate: float | None = None,
     ) -> list[DeliveredCopy]:
         """Store the message read from `source` (from offset 0, `parsed.size` bytes) into `mailbox` of each
-        account (each account once, however often it is named). Durable when it returns; all copies or none."""
+        account (each account once, however often it is named). Durable when it returns; all copies or
+        none."""
 
     @abc.abstractmethod
     async def list_messages(self, mailbox_id: int) -> list[MessageInfo]:
@@ -218,9 +222,11 @@ class MailStore(abc.ABC):
     # -- change notifications --------------------------------------------------------------------------------
     @abc.abstractmethod
     def subscribe(self, account_id: int, callback: Callable[[ChangeEvent], None]) -> Callable[[], None]:
-        """Call `callback` on the event loop after each committed change of the account; returns unsubscribe."""
+        """Call `callback` on the event loop after each committed change of the account; returns
+        unsubscribe."""
 
-    # -- statistics (benchmarks) -----------------------------------------------------------------------------------
+    # -- statistics (benchmarks)
+    # -----------------------------------------------------------------------------------
     @abc.abstractmethod
     def stats(self) -> dict[str, int]:
         """Counters such as commits and write requests, for benchmarks and logs."""

@@ -78,4 +78,4 @@ CREATE TABLE tombstones (
 ) WITHOUT ROWID;
 
 -- Substring search (IMAP SEARCH semantics) over decoded headers and text: rowid = contents.id.
-CREATE VIRTUAL TABLE content_search USING fts5(headers, body, tokenize = 'trigram');
+CREATE VIRTUAL TABLE content_search USING fts5(headers, body, tokenize = 'trigram', detail = none);

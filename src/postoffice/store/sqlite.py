@@ -2,19 +2,21 @@
 
 Implementation notes
 - One database file in WAL mode with `synchronous = FULL`: a COMMIT returns after the WAL is fsynced, so a
-  committed write survives a crash or power loss. Message bytes live in the database too (table content_data), so
-  one commit makes a whole delivery durable with one fsync; see docs/decisions/0002-message-content-in-sqlite.md.
-- Group commit: every write is a function queued to one writer thread. The writer takes everything that has queued
-  up, runs each request inside its own SAVEPOINT (a failing request is rolled back alone), and COMMITs once for the
-  batch. While one batch is being fsynced the next one queues, so under concurrent load there are fewer commits
-  (fsyncs) than messages. A request's future resolves only after its batch committed.
+  committed write survives a crash or power loss. Message bytes live in the database too (table
+  content_data), so one commit makes a whole delivery durable with one fsync; see
+  docs/decisions/0002-message-content-in-sqlite.md.
+- Group commit: every write is a function queued to one writer thread. The writer takes everything that has
+  queued up, runs each request inside its own SAVEPOINT (a failing request is rolled back alone), and COMMITs
+  once for the batch. While one batch is being fsynced the next one queues, so under concurrent load there
+  are fewer commits (fsyncs) than messages. A request's future resolves only after its batch committed.
 - Invariant: change notifications are published only after the commit that made the change, and before the
   futures of that batch resolve.
-- Reads run on a small thread pool, each thread with its own read-only connection, inside a read transaction (a
-  consistent WAL snapshot). Large contents are streamed with incremental blob I/O on a connection of their own.
-- UIDVALIDITY values come from meta.next_uidvalidity, which only grows; UIDs come from mailboxes.uidnext, which
-  only grows; so neither is ever reused, not after expunge, mailbox deletion or a crash (the counters are written
-  in the same transaction as the rows that use them).
+- Reads run on a small thread pool, each thread with its own read-only connection, inside a read transaction
+  (a consistent WAL snapshot). Large contents are streamed with incremental blob I/O on a connection of their
+  own.
+- UIDVALIDITY values come from meta.next_uidvalidity, which only grows; UIDs come from mailboxes.uidnext,
+  which only grows; so neither is ever reused, not after expunge, mailbox deletion or a crash (the counters
+  are written in the same transaction as the rows that use them).
 - Nothing here blocks the event loop: every SQLite call happens on the writer thread or a reader thread.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import json
 import logging
 import os
@@ -40,8 +43,8 @@ from postoffice.store.api import (
     DEFAULT_MAILBOXES,
     SYSTEM_FLAGS,
     Account,
-    AlreadyExists,
     Alias,
+    AlreadyExists,
     ChangeEvent,
     DeliveredCopy,
     Domain,
@@ -67,7 +70,8 @@ _FLAG_BITS = {name.lower(): 1 << i for i, name in enumerate(SYSTEM_FLAGS)}
 
 
 def flags_to_columns(flags: Iterable[str]) -> tuple[int, str]:
-    """Split IMAP flags into the system-flag bit mask and the sorted keyword string (\\Recent is not stored)."""
+    """Split IMAP flags into the system-flag bit mask and the sorted keyword string (\\Recent is not
+    stored)."""
     bits = 0
     keywords: set[str] = set()
     for flag in flags:
@@ -95,6 +99,9 @@ def _connect(path: Path, *, readonly: bool = False, check_same_thread: bool = Tr
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(
+        "PRAGMA cache_size = -32768"
+    )  # 32 MiB: FTS segment merges and hot mailbox pages stay in memory
     if readonly:
         conn.execute("PRAGMA query_only = 1")
     return conn
@@ -122,7 +129,9 @@ class _Writer(threading.Thread):
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
 
-    def submit(self, fn: Callable[[sqlite3.Connection, list[ChangeEvent]], Any]) -> concurrent.futures.Future[Any]:
+    def submit(
+        self, fn: Callable[[sqlite3.Connection, list[ChangeEvent]], Any]
+    ) -> concurrent.futures.Future[Any]:
         if not self.is_alive():
             raise StoreError("the store is closed")
         request = _WriteRequest(fn)
@@ -218,6 +227,27 @@ class _Writer(threading.Thread):
                 request.future.set_result(result)
 
 
+class _DirectorySnapshot:
+    """Domains, accounts and aliases held in memory, so that resolving a recipient costs no I/O."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.domains = [str(r[0]) for r in conn.execute("SELECT name FROM domains ORDER BY id")]
+        self.domain_set = set(self.domains)
+        self.accounts = {str(r[0]): int(r[1]) for r in conn.execute("SELECT address, id FROM accounts")}
+        self.aliases = {
+            str(r[0]): tuple(json.loads(r[1])) for r in conn.execute("SELECT source, targets FROM aliases")
+        }
+
+    def lookup(self, addr: str) -> AddressLookup:
+        domain = addr.rpartition("@")[2]
+        if domain not in self.domain_set:
+            return AddressLookup(domain_served=False)
+        return AddressLookup(True, self.accounts.get(addr), self.aliases.get(addr))
+
+    def first_domain(self) -> str | None:
+        return self.domains[0] if self.domains else None
+
+
 class SqliteMailStore(MailStore):
     def __init__(self, path: PathLike, *, reader_threads: int = 4) -> None:
         self._path = Path(path)
@@ -237,6 +267,11 @@ class SqliteMailStore(MailStore):
             max_workers=reader_threads, thread_name_prefix="postoffice-store-reader"
         )
         self._closed = False
+        self._directory_marker = self._path.with_name(self._path.name + ".directory")
+        self._directory_key: tuple[int, int] | None = None
+        self._directory: _DirectorySnapshot | None = None
+        if not self._directory_marker.exists():
+            self._touch_directory_marker()
 
     # -- setup -----------------------------------------------------------------------------------------------
     def _initialise(self) -> None:
@@ -264,7 +299,9 @@ class SqliteMailStore(MailStore):
             else:
                 version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
                 if version is None or version[0] != SCHEMA_VERSION:
-                    raise StoreError(f"the store at {self._path} has schema {version}, expected {SCHEMA_VERSION}")
+                    raise StoreError(
+                        f"the store at {self._path} has schema {version}, expected {SCHEMA_VERSION}"
+                    )
         finally:
             conn.close()
         try:
@@ -372,7 +409,7 @@ class SqliteMailStore(MailStore):
             cur = conn.execute("INSERT INTO domains (name, created) VALUES (?, ?)", (name, time.time()))
             return Domain(int(cur.lastrowid or 0), name)
 
-        return await self._write(tx)
+        return await self._write_directory(tx)
 
     async def remove_domain(self, name: str) -> None:
         name = normalize_address("@" + name).lstrip("@")
@@ -382,14 +419,16 @@ class SqliteMailStore(MailStore):
             if row is None:
                 raise NotFound(f"no domain {name}")
             users = conn.execute("SELECT count(*) FROM accounts WHERE domain_id = ?", (row[0],)).fetchone()[0]
-            aliases = conn.execute("SELECT count(*) FROM aliases WHERE domain_id = ?", (row[0],)).fetchone()[0]
+            aliases = conn.execute("SELECT count(*) FROM aliases WHERE domain_id = ?", (row[0],)).fetchone()[
+                0
+            ]
             if users or aliases:
                 raise StoreError(
                     f"domain {name} still has {users} account(s) and {aliases} alias(es); remove them first"
                 )
             conn.execute("DELETE FROM domains WHERE id = ?", (row[0],))
 
-        await self._write(tx)
+        await self._write_directory(tx)
 
     async def list_domains(self) -> list[Domain]:
         def q(conn: sqlite3.Connection) -> list[Domain]:
@@ -401,7 +440,9 @@ class SqliteMailStore(MailStore):
     def _domain_id(conn: sqlite3.Connection, domain: str) -> int:
         row = conn.execute("SELECT id FROM domains WHERE name = ?", (domain,)).fetchone()
         if row is None:
-            raise NotFound(f"domain {domain} is not served here; add it first (postoffice domain add {domain})")
+            raise NotFound(
+                f"domain {domain} is not served here; add it first (postoffice domain add {domain})"
+            )
         return int(row[0])
 
     @staticmethod
@@ -435,17 +476,19 @@ class SqliteMailStore(MailStore):
                 self._create_mailbox(conn, account_id, name, special_use)
             return Account(account_id, address, domain, password_hash, created)
 
-        return await self._write(tx)
+        return await self._write_directory(tx)
 
     async def set_password(self, address: str, password_hash: str) -> None:
         address = normalize_address(address)
 
         def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> None:
-            cur = conn.execute("UPDATE accounts SET password_hash = ? WHERE address = ?", (password_hash, address))
+            cur = conn.execute(
+                "UPDATE accounts SET password_hash = ? WHERE address = ?", (password_hash, address)
+            )
             if cur.rowcount == 0:
                 raise NotFound(f"no account {address}")
 
-        await self._write(tx)
+        await self._write_directory(tx)
 
     async def remove_account(self, address: str) -> None:
         address = normalize_address(address)
@@ -455,21 +498,24 @@ class SqliteMailStore(MailStore):
             if row is None:
                 raise NotFound(f"no account {address}")
             account_id = row[0]
-            mailbox_ids = [r[0] for r in conn.execute("SELECT id FROM mailboxes WHERE account_id = ?", (account_id,))]
+            mailbox_ids = [
+                r[0] for r in conn.execute("SELECT id FROM mailboxes WHERE account_id = ?", (account_id,))
+            ]
             for mailbox_id in mailbox_ids:
                 self._delete_messages(conn, mailbox_id, None, tombstones=False)
                 conn.execute("DELETE FROM tombstones WHERE mailbox_id = ?", (mailbox_id,))
             conn.execute("DELETE FROM mailboxes WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
 
-        await self._write(tx)
+        await self._write_directory(tx)
 
     @staticmethod
     def _account(row: Sequence[Any]) -> Account:
         return Account(row[0], row[1], row[2], row[3], row[4])
 
     _ACCOUNT_SQL = (
-        "SELECT a.id, a.address, d.name, a.password_hash, a.created FROM accounts a JOIN domains d ON d.id = a.domain_id"
+        "SELECT a.id, a.address, d.name, a.password_hash, a.created "
+        "FROM accounts a JOIN domains d ON d.id = a.domain_id"
     )
 
     async def get_account(self, address: str) -> Account | None:
@@ -494,7 +540,7 @@ class SqliteMailStore(MailStore):
 
     async def add_alias(self, source: str, targets: Sequence[str]) -> Alias:
         source = normalize_address(source)
-        local, sep, domain = source.rpartition("@")
+        _, sep, domain = source.rpartition("@")
         if not sep or not domain:
             raise StoreError(f"an alias source is an address or @domain, not {source!r}")
         clean_targets = tuple(dict.fromkeys(normalize_address(t) for t in targets))
@@ -520,7 +566,7 @@ class SqliteMailStore(MailStore):
             )
             return Alias(source, clean_targets)
 
-        return await self._write(tx)
+        return await self._write_directory(tx)
 
     async def remove_alias(self, source: str) -> None:
         source = normalize_address(source)
@@ -529,7 +575,7 @@ class SqliteMailStore(MailStore):
             if conn.execute("DELETE FROM aliases WHERE source = ?", (source,)).rowcount == 0:
                 raise NotFound(f"no alias {source}")
 
-        await self._write(tx)
+        await self._write_directory(tx)
 
     async def list_aliases(self) -> list[Alias]:
         def q(conn: sqlite3.Connection) -> list[Alias]:
@@ -548,31 +594,39 @@ class SqliteMailStore(MailStore):
         return await self._read(q)
 
     async def resolve_recipient(self, address: str) -> Resolution:
-        def q(conn: sqlite3.Connection) -> Resolution:
-            def lookup(addr: str) -> AddressLookup:
-                _, _, domain = addr.rpartition("@")
-                if conn.execute("SELECT 1 FROM domains WHERE name = ?", (domain,)).fetchone() is None:
-                    return AddressLookup(domain_served=False)
-                account = conn.execute("SELECT id FROM accounts WHERE address = ?", (addr,)).fetchone()
-                alias = conn.execute("SELECT targets FROM aliases WHERE source = ?", (addr,)).fetchone()
-                return AddressLookup(
-                    domain_served=True,
-                    account_id=None if account is None else int(account[0]),
-                    alias_targets=None if alias is None else tuple(json.loads(alias[0])),
-                )
+        """Resolved in memory from a directory snapshot. The snapshot is reloaded when the directory marker
+        file (replaced after every committed directory change, by this process or another, e.g. the CLI)
+        changes, so changes apply to the next lookup; a stat() per lookup is the whole cost."""
+        snapshot = await self._directory_snapshot()
+        return resolve(address, snapshot.lookup, snapshot.first_domain)
 
-            def first_domain() -> str | None:
-                row = conn.execute("SELECT name FROM domains ORDER BY id LIMIT 1").fetchone()
-                return None if row is None else str(row[0])
+    async def _directory_snapshot(self) -> _DirectorySnapshot:
+        try:
+            st = os.stat(self._directory_marker)
+            key: tuple[int, int] | None = (st.st_ino, st.st_mtime_ns)
+        except OSError:
+            key = None
+        if self._directory is None or key is None or key != self._directory_key:
+            self._directory = await self._read(_DirectorySnapshot)
+            self._directory_key = key
+        return self._directory
 
-            return resolve(address, lookup, first_domain)
+    def _touch_directory_marker(self) -> None:
+        tmp = self._directory_marker.with_name(self._directory_marker.name + ".tmp")
+        tmp.write_text(f"{time.time_ns()}\n")
+        os.replace(tmp, self._directory_marker)
 
-        return await self._read(q)
+    async def _write_directory(self, fn: Callable[[sqlite3.Connection, list[ChangeEvent]], T]) -> T:
+        """A directory change: after its commit, replace the marker so every process reloads its snapshot."""
+        try:
+            return await self._write(fn)
+        finally:
+            await asyncio.get_running_loop().run_in_executor(self._readers, self._touch_directory_marker)
 
     # -- mailboxes -------------------------------------------------------------------------------------------
     _MAILBOX_SQL = (
-        "SELECT id, account_id, name, special_use, uidvalidity, uidnext, message_count, total_size, subscribed "
-        "FROM mailboxes"
+        "SELECT id, account_id, name, special_use, uidvalidity, uidnext, message_count, total_size, "
+        "subscribed FROM mailboxes"
     )
 
     @staticmethod
@@ -581,7 +635,9 @@ class SqliteMailStore(MailStore):
 
     async def list_mailboxes(self, account_id: int) -> list[MailboxInfo]:
         def q(conn: sqlite3.Connection) -> list[MailboxInfo]:
-            rows = conn.execute(self._MAILBOX_SQL + " WHERE account_id = ? ORDER BY name != 'INBOX', name", (account_id,))
+            rows = conn.execute(
+                self._MAILBOX_SQL + " WHERE account_id = ? ORDER BY name != 'INBOX', name", (account_id,)
+            )
             return [self._mailbox(r) for r in rows]
 
         return await self._read(q)
@@ -590,12 +646,15 @@ class SqliteMailStore(MailStore):
         name = _normalize_mailbox(name)
 
         def q(conn: sqlite3.Connection) -> MailboxInfo | None:
-            row = conn.execute(self._MAILBOX_SQL + " WHERE account_id = ? AND name = ?", (account_id, name)).fetchone()
+            row = conn.execute(
+                self._MAILBOX_SQL + " WHERE account_id = ? AND name = ?", (account_id, name)
+            ).fetchone()
             return None if row is None else self._mailbox(row)
 
         return await self._read(q)
 
-    # -- messages ----------------------------------------------------------------------------------------------
+    # -- messages
+    # ----------------------------------------------------------------------------------------------
     async def deliver(
         self,
         source: IO[bytes],
@@ -610,7 +669,8 @@ class SqliteMailStore(MailStore):
             return []
         mailbox = _normalize_mailbox(mailbox)
         size = parsed.size
-        parsed_json = parsed.to_json()
+        # the search text lives in the FTS table only; the stored structure omits it
+        parsed_json = dataclasses.replace(parsed, search_headers="", search_text="").to_json()
         bits, keywords = flags_to_columns(flags)
         when = time.time() if internaldate is None else internaldate
 
@@ -633,7 +693,9 @@ class SqliteMailStore(MailStore):
                 if row is None:
                     raise NotFound(f"account {account_id} has no mailbox {mailbox}")
                 mailbox_id = int(row[0])
-                uid, modseq = self._append_row(conn, account_id, mailbox_id, content_id, bits, keywords, when, size)
+                uid, modseq = self._append_row(
+                    conn, account_id, mailbox_id, content_id, bits, keywords, when, size
+                )
                 copies.append(DeliveredCopy(account_id, mailbox_id, uid))
                 events.append(ChangeEvent("added", account_id, mailbox_id, (uid,), modseq))
             return copies
@@ -694,7 +756,8 @@ class SqliteMailStore(MailStore):
                 (mailbox_id,),
             )
             return [
-                MessageInfo(r[0], r[1], r[2], columns_to_flags(r[3], r[4]), r[5], r[6], r[7], r[8]) for r in rows
+                MessageInfo(r[0], r[1], r[2], columns_to_flags(r[3], r[4]), r[5], r[6], r[7], r[8])
+                for r in rows
             ]
 
         return await self._read(q)
@@ -717,7 +780,7 @@ class SqliteMailStore(MailStore):
 
         return await self._read(q)
 
-    async def open_content(self, content_id: int, chunk_size: int = 65536) -> AsyncIterator[bytes]:  # type: ignore[override]
+    async def open_content(self, content_id: int, chunk_size: int = 65536) -> AsyncIterator[bytes]:
         def size_of(conn: sqlite3.Connection) -> int:
             row = conn.execute("SELECT size FROM contents WHERE id = ?", (content_id,)).fetchone()
             if row is None:
@@ -776,7 +839,8 @@ class SqliteMailStore(MailStore):
             rows = []
             for uid in uids:
                 r = conn.execute(
-                    "SELECT uid, content_id, size FROM messages WHERE mailbox_id = ? AND uid = ?", (mailbox_id, uid)
+                    "SELECT uid, content_id, size FROM messages WHERE mailbox_id = ? AND uid = ?",
+                    (mailbox_id, uid),
                 ).fetchone()
                 if r is not None:
                     rows.append(r)
@@ -842,10 +906,13 @@ class SqliteMailStore(MailStore):
                     changes.append((uid, nb, " ".join(sorted(nk))))
             if not changes:
                 return int(
-                    conn.execute("SELECT highest_modseq FROM accounts WHERE id = ?", (account_id,)).fetchone()[0]
+                    conn.execute(
+                        "SELECT highest_modseq FROM accounts WHERE id = ?", (account_id,)
+                    ).fetchone()[0]
                 )
             modseq = conn.execute(
-                "UPDATE accounts SET highest_modseq = highest_modseq + 1 WHERE id = ? RETURNING highest_modseq",
+                "UPDATE accounts SET highest_modseq = highest_modseq + 1 WHERE id = ? "
+                "RETURNING highest_modseq",
                 (account_id,),
             ).fetchone()[0]
             conn.executemany(
@@ -853,7 +920,9 @@ class SqliteMailStore(MailStore):
                 [(nb, nk, modseq, mailbox_id, uid) for uid, nb, nk in changes],
             )
             conn.execute("UPDATE mailboxes SET highest_modseq = ? WHERE id = ?", (modseq, mailbox_id))
-            events.append(ChangeEvent("flags", account_id, mailbox_id, tuple(u for u, _, _ in changes), modseq))
+            events.append(
+                ChangeEvent("flags", account_id, mailbox_id, tuple(u for u, _, _ in changes), modseq)
+            )
             return int(modseq)
 
         return await self._write(tx)
