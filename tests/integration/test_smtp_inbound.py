@@ -326,3 +326,29 @@ def test_concurrent_clients_all_get_their_mail_stored(server: ServerProcess, dat
     assert [uid for uid, _ in stored] == list(range(1, 81))
     subjects = sorted(body_after_trace(s).split(b"\r\n")[2] for _, s in stored)
     assert subjects == sorted(f"Subject: c{n} m{i}".encode() for n in range(8) for i in range(10))
+
+
+def test_smtputf8_addresses_and_8bit_headers_are_delivered_intact(
+    server: ServerProcess, data_dir: DataDir
+) -> None:
+    data_dir.add_user("jürgen@example.test", "jürgen-secret-pw")
+    raw = (
+        "From: José Müller <josé@remote.test>\r\nTo: jürgen@example.test\r\nSubject: Grüße aus Köln ☕\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nSchöne Grüße!\r\n"
+    ).encode()
+    c = Raw(server.port())
+    c.reply()
+    c.command("EHLO utf8.test")
+    assert c.command("MAIL FROM:<josé@remote.test> SMTPUTF8 BODY=8BITMIME")[0] == 250
+    assert c.command("RCPT TO:<jürgen@example.test>")[0] == 250
+    assert c.command("DATA")[0] == 354
+    c.send(raw + b".\r\n")
+    assert c.reply()[0] == 250
+    # without SMTPUTF8 a non-ASCII address is refused (RFC 6531 section 3.5)
+    assert c.command("MAIL FROM:<josé@remote.test>")[0] == 550
+    c.command("QUIT")
+    c.close()
+    ((_, stored),) = inbox_messages(data_dir.root, "jürgen@example.test")
+    assert body_after_trace(stored) == raw
+    assert stored.startswith("Return-Path: <josé@remote.test>\r\n".encode())
+    assert b"with UTF8SMTP" in stored

@@ -99,9 +99,8 @@ def _connect(path: Path, *, readonly: bool = False, check_same_thread: bool = Tr
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA synchronous = FULL")
-    conn.execute(
-        "PRAGMA cache_size = -32768"
-    )  # 32 MiB: FTS segment merges and hot mailbox pages stay in memory
+    # 8 MiB page cache per connection: bounded whatever the message sizes (a 50 MB blob passes through it)
+    conn.execute("PRAGMA cache_size = -8192")
     if readonly:
         conn.execute("PRAGMA query_only = 1")
     return conn
