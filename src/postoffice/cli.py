@@ -233,6 +233,11 @@ def cmd_init(args: argparse.Namespace) -> int:
                     await store.add_account(demo, password_hash)
                 else:
                     await store.set_password(demo, password_hash)
+                # RFC 5321 section 4.5.1: every domain must accept mail for postmaster
+                postmaster = f"postmaster@{domain}"
+                if demo != postmaster and await store.get_alias(postmaster) is None:
+                    await store.add_alias(postmaster, [demo])
+                    print(f"{postmaster} -> {demo} (alias)")
         finally:
             await store.close()
 
