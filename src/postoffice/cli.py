@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, TypeVar
 
 from postoffice import __version__
+from postoffice.atomicfile import write_atomically
 from postoffice.config import (
     POP2_NOTE,
     Config,
@@ -242,7 +243,7 @@ def cmd_init(args: argparse.Namespace) -> int:
             await store.close()
 
     asyncio.run(setup())
-    _write_file(config_file, text.encode(), 0o600)
+    write_atomically(config_file, text.encode(), 0o600)
     print(f"wrote {config_file}")
     if demo:
         print(f"{demo} password: {password}")
@@ -256,23 +257,6 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"not built yet in this version (will not start): {', '.join(not_built)}")
     print(f"next: postoffice --config {config_file} ports   (then: run)")
     return EXIT_OK
-
-
-def _write_file(path: Path, data: bytes, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 # -- ports, check-config, run --------------------------------------------------------------------------------

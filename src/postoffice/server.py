@@ -6,8 +6,9 @@ Implementation notes
   bind stops the start: a half-working server never runs.
 - SIGTERM / SIGINT: stop accepting, let sessions in a transaction finish for up to `server.shutdown_grace`
   seconds (idle sessions are told 421 at once), then close the store cleanly (final WAL checkpoint).
-- SIGHUP: reload the TLS certificate and key (new connections get the new one). The account directory needs no
-  reload: every lookup reads the store, so `postoffice user add` takes effect at once.
+- SIGHUP: reload the TLS certificate and key (new connections get the new one) and drop the directory
+  snapshot. The snapshot also reloads by itself after any directory change (the store's marker file), so
+  `postoffice user add` takes effect at once without a signal.
 - Readiness: one line "postoffice ready: <name>=<address>:<port> ..." on stdout, flushed, once every listener
   is bound (tests and service managers wait for it).
 """
@@ -147,7 +148,9 @@ class Server:
     def reload(self) -> None:
         if self.tls is not None:
             self.tls.reload()
-        log.info("reload done (the account directory is read from the store on every lookup)")
+        if self.store is not None:
+            self.store.invalidate_caches()
+        log.info("reload done: certificate, and the account directory is read again from the store")
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()

@@ -352,3 +352,63 @@ def test_smtputf8_addresses_and_8bit_headers_are_delivered_intact(
     assert body_after_trace(stored) == raw
     assert stored.startswith("Return-Path: <josé@remote.test>\r\n".encode())
     assert b"with UTF8SMTP" in stored
+
+
+def test_a_silent_client_is_told_421_at_the_timeout_and_nothing_half_received_is_stored(
+    data_dir: DataDir,
+) -> None:
+    text = data_dir.config.read_text()
+    text = text.replace("command_timeout = 300", "command_timeout = 0.5").replace(
+        "data_timeout = 180", "data_timeout = 0.5"
+    )
+    data_dir.config.write_text(text)
+    proc = ServerProcess(data_dir).start()
+    try:
+        idle = Raw(proc.port())
+        idle.reply()
+        idle.command("EHLO slow.test")
+        code, lines = idle.reply()  # nothing sent: the server speaks first when its timer runs out
+        assert code == 421 and lines[0].startswith("421 4.4.2"), lines
+        assert idle.sock.recv(10) == b""
+        idle.close()
+
+        mid_data = Raw(proc.port())
+        mid_data.reply()
+        mid_data.command("EHLO slow.test")
+        mid_data.command("MAIL FROM:<s@remote.test>")
+        mid_data.command("RCPT TO:<demo@example.test>")
+        assert mid_data.command("DATA")[0] == 354
+        mid_data.send(b"Subject: never finished\r\n\r\npart of a body")
+        code, _ = mid_data.reply()
+        assert code == 421
+        mid_data.close()
+    finally:
+        assert proc.stop() == 0
+    assert inbox_messages(data_dir.root, "demo@example.test") == []
+
+
+def test_helo_clients_and_malformed_mime_are_accepted_and_stored_byte_exact(
+    server: ServerProcess, data_dir: DataDir
+) -> None:
+    raw = (
+        b"From: old@remote.test\r\nTo: demo@example.test\r\nSubject: broken mime\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="never-closed"\r\nContent-Type: also/duplicated\r\n'
+        b"garbage header line without colon\r\n\r\n"
+        b"--never-closed\r\nContent-Type: text/plain; charset=klingon\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n--never-closed\r\n"
+        b"Content-Type: message/rfc822\r\n\r\n\xff\xfe binary junk \x00 with a NUL\r\n"
+    )
+    c = Raw(server.port())
+    c.reply()
+    code, lines = c.command("HELO old-client.test")
+    assert code == 250 and len(lines) == 1
+    assert c.command("MAIL FROM:<old@remote.test>")[0] == 250
+    assert c.command("RCPT TO:<demo@example.test>")[0] == 250
+    assert c.command("DATA")[0] == 354
+    c.send(raw + b".\r\n")
+    assert c.reply()[0] == 250
+    c.command("QUIT")
+    c.close()
+    ((_, stored),) = inbox_messages(data_dir.root, "demo@example.test")
+    assert body_after_trace(stored) == raw
+    assert b"with SMTP id" in stored

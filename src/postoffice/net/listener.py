@@ -37,6 +37,10 @@ class ConnectionClosedError(Exception):
     """The peer went away, or the connection timed out."""
 
 
+class ReadTimeout(ConnectionClosedError):
+    """The peer sent nothing for the protocol's timeout; the session may say goodbye before closing."""
+
+
 class ShutdownRequested(Exception):
     """The server is shutting down and the session was idle: say goodbye and close."""
 
@@ -99,7 +103,7 @@ class Connection:
         except TimeoutError as exc:
             if idle and self.shutting_down.is_set():
                 raise ShutdownRequested() from exc
-            raise ConnectionClosedError("timeout") from exc
+            raise ReadTimeout("timeout") from exc
         except (ConnectionError, ssl.SSLError, OSError) as exc:
             raise ConnectionClosedError(str(exc)) from exc
 

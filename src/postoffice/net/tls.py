@@ -23,9 +23,10 @@ import ipaddress
 import logging
 import os
 import ssl
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+
+from postoffice.atomicfile import write_atomically
 
 if TYPE_CHECKING:
     from postoffice.config import TlsConfig
@@ -40,30 +41,6 @@ class TlsError(Exception):
 
 
 # -- self-signed certificates --------------------------------------------------------------------------------
-
-
-def _write_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Write `data` to `path` through a temporary file in the same directory: fsync, rename, fsync the
-    directory. The temporary file has `mode` before any byte is written (mkstemp creates it 0600)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def generate_self_signed(
@@ -132,8 +109,8 @@ def generate_self_signed(
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    _write_atomically(key_path, key_pem, 0o600)
-    _write_atomically(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomically(key_path, key_pem, 0o600)
+    write_atomically(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
 # -- server contexts -----------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO
 
 from postoffice.message import parse_message
-from postoffice.net.listener import Connection, ConnectionClosedError, ShutdownRequested
+from postoffice.net.listener import Connection, ConnectionClosedError, ReadTimeout, ShutdownRequested
 from postoffice.smtp import protocol as p
 from postoffice.store import MailStore, StoreError
 
@@ -133,6 +133,14 @@ class SmtpSession:
                 timeout = self.settings.data_timeout if self.in_data else self.settings.command_timeout
                 try:
                     data = await self.conn.read(timeout, idle=idle)
+                except ReadTimeout:
+                    # RFC 5321 section 4.5.3.2: the server may close after its timeout; say why first
+                    log.info("smtp client %s: timeout after %.0f s", self.conn.peer_ip, timeout)
+                    proto.close(
+                        421, "4.4.2", f"{self.settings.hostname} Timeout exceeded, closing connection"
+                    )
+                    await self._say_goodbye()
+                    return
                 except ConnectionClosedError:
                     if self.in_data or self.txn is not None:
                         log.info("smtp client %s: timeout or reset in a transaction", self.conn.peer_ip)

@@ -225,6 +225,9 @@ class MailStore(abc.ABC):
         """Call `callback` on the event loop after each committed change of the account; returns
         unsubscribe."""
 
+    def invalidate_caches(self) -> None:  # noqa: B027 - a no-op is right for a backend without caches
+        """Drop in-memory caches (SIGHUP); they are rebuilt from the store on the next use."""
+
     # -- statistics (benchmarks)
     # -----------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -610,6 +610,10 @@ class SqliteMailStore(MailStore):
             self._directory_key = key
         return self._directory
 
+    def invalidate_caches(self) -> None:
+        self._directory = None
+        self._directory_key = None
+
     def _touch_directory_marker(self) -> None:
         tmp = self._directory_marker.with_name(self._directory_marker.name + ".tmp")
         tmp.write_text(f"{time.time_ns()}\n")
