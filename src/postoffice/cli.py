@@ -25,7 +25,6 @@ import ipaddress
 import os
 import re
 import sys
-import tempfile
 import time
 import tomllib
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, TypeVar
 
 from postoffice import __version__
-from postoffice.atomicfile import write_atomically
+from postoffice.atomicfile import atomic_output, write_atomically
 from postoffice.config import (
     POP2_NOTE,
     Config,
@@ -554,19 +553,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.format == "mbox":
             messages = await store.list_messages(mailboxes[0].id)
             if args.output:
-                output = Path(args.output)
-                fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent.absolute())
-                try:
-                    with os.fdopen(fd, "wb") as f:
-                        for message in messages:
-                            await write_mbox_message(store, message, f)
-                    os.replace(tmp, output)
-                except BaseException:
-                    try:
-                        os.unlink(tmp)
-                    except FileNotFoundError:
-                        pass
-                    raise
+                with atomic_output(Path(args.output), 0o600) as f:
+                    for message in messages:
+                        await write_mbox_message(store, message, f)
             else:
                 out = sys.stdout.buffer
                 for message in messages:
