@@ -130,6 +130,19 @@ class SmtpConfig:
 @dataclass(frozen=True)
 class AuthConfig:
     allow_plaintext_auth: bool
+    failure_delay: float = 1.0
+    ip_max_failures: int = 10
+    account_max_failures: int = 10
+    failure_window: float = 900.0
+    lockout: float = 900.0
+
+
+@dataclass(frozen=True)
+class Pop3Config:
+    max_connections: int = 500
+    max_connections_per_ip: int = 10
+    autologout: float = 600.0
+    max_errors: int = 20
 
 
 @dataclass(frozen=True)
@@ -178,6 +191,7 @@ class Config:
     store: StoreConfig
     smtp: SmtpConfig
     auth: AuthConfig
+    pop3: Pop3Config
     listeners: Mapping[str, Listener]
     warnings: tuple[ConfigProblem, ...] = field(default=())
 
@@ -264,6 +278,43 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
             "bool",
             False,
             "allow passwords over connections without TLS (needed for pop2 off loopback)",
+        ),
+        Setting(
+            "failure_delay", "number", 1.0, "seconds every failed login waits before its answer", minimum=0
+        ),
+        Setting(
+            "ip_max_failures",
+            "int",
+            10,
+            "failed logins from one client IP within failure_window before that IP is locked out",
+            positive=True,
+        ),
+        Setting(
+            "account_max_failures",
+            "int",
+            10,
+            "failed logins for one account within failure_window before it is locked for other IPs",
+            positive=True,
+        ),
+        Setting(
+            "failure_window", "number", 900, "seconds over which failed logins are counted", positive=True
+        ),
+        Setting("lockout", "number", 900, "seconds a lockout lasts", positive=True),
+    ),
+    "pop3": (
+        Setting(
+            "max_connections", "int", 500, "simultaneous POP3 and POP2 connections in total", positive=True
+        ),
+        Setting("max_connections_per_ip", "int", 10, "simultaneous connections per client IP", positive=True),
+        Setting(
+            "autologout",
+            "number",
+            600,
+            "seconds of client silence before the session ends (RFC 1939 section 3: at least 600)",
+            minimum=600,
+        ),
+        Setting(
+            "max_errors", "int", 20, "protocol errors before the server closes the connection", positive=True
         ),
     ),
 }
@@ -661,6 +712,7 @@ def _build(doc: dict[str, Any], path: Path) -> Config:
     store = _read_section(doc, "store", out)
     smtp = _read_section(doc, "smtp", out)
     auth = _read_section(doc, "auth", out)
+    pop3 = _read_section(doc, "pop3", out)
     listeners = _read_listeners(doc, out)
 
     raw_server = doc.get("server")
@@ -726,7 +778,20 @@ def _build(doc: dict[str, Any], path: Path) -> Config:
             data_timeout=float(smtp["data_timeout"]),
             max_errors=smtp["max_errors"],
         ),
-        auth=AuthConfig(allow_plaintext_auth=auth["allow_plaintext_auth"]),
+        auth=AuthConfig(
+            allow_plaintext_auth=auth["allow_plaintext_auth"],
+            failure_delay=float(auth["failure_delay"]),
+            ip_max_failures=auth["ip_max_failures"],
+            account_max_failures=auth["account_max_failures"],
+            failure_window=float(auth["failure_window"]),
+            lockout=float(auth["lockout"]),
+        ),
+        pop3=Pop3Config(
+            max_connections=pop3["max_connections"],
+            max_connections_per_ip=pop3["max_connections_per_ip"],
+            autologout=float(pop3["autologout"]),
+            max_errors=pop3["max_errors"],
+        ),
         listeners=listeners,
         warnings=tuple(out.warnings),
     )

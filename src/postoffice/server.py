@@ -25,13 +25,21 @@ import signal
 import sys
 from pathlib import Path
 
+from postoffice.auth import Authenticator
 from postoffice.config import Config
-from postoffice.net.listener import Connection, ListenerGroup, ListenerSpec
+from postoffice.net.listener import Connection, ConnectionLimits, ListenerGroup, ListenerSpec
 from postoffice.net.tls import TlsContexts, TlsError
+from postoffice.pop3.locks import MaildropLocks
 from postoffice.smtp.server import SmtpServerSettings, SmtpSession, refuse_connection
 from postoffice.store import MailStore, StoreError, open_store
 
 log = logging.getLogger("postoffice.server")
+
+
+async def refuse_pop_connection(conn: Connection, reason: str) -> None:
+    """Over the connection caps: one negative greeting line (RFC 2449 [SYS/TEMP]; POP2 clients read "-")."""
+    with contextlib.suppress(Exception):
+        await conn.write(f"-ERR [SYS/TEMP] {reason}, try again later\r\n".encode())
 
 
 def setup_logging(level: str) -> None:
@@ -87,6 +95,7 @@ class Server:
         self.store: MailStore | None = None
         self.listeners: ListenerGroup | None = None
         self._stop = asyncio.Event()
+        self.maildrop_locks = MaildropLocks()
 
     def _smtp_handler(self, store: MailStore):  # type: ignore[no-untyped-def]
         cfg = self.config
@@ -105,6 +114,27 @@ class Server:
 
         return handle
 
+    def _pop_handler(self, protocol: str, store: MailStore, authenticator: Authenticator):  # type: ignore[no-untyped-def]
+        """POP3 and POP2 share the maildrop locks, the authenticator and the [pop3] settings."""
+        cfg = self.config
+        if protocol == "pop3":
+            from postoffice.pop3.server import serve_pop3 as serve
+        else:
+            from postoffice.pop2.server import serve_pop2 as serve
+
+        async def handle(conn: Connection) -> None:
+            await serve(
+                conn,
+                hostname=cfg.server.hostname,
+                store=store,
+                authenticator=authenticator,
+                config=cfg.pop3,
+                allow_plaintext_auth=cfg.auth.allow_plaintext_auth,
+                locks=self.maildrop_locks,
+            )
+
+        return handle
+
     async def start(self) -> None:
         cfg = self.config
         needs_tls = any(lst.tls != "none" for lst in cfg.enabled_listeners() if lst.built)
@@ -113,11 +143,10 @@ class Server:
         tls = self.tls
         cfg.store.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = open_store(cfg.store.path)
-        self.listeners = ListenerGroup(
-            (lambda: tls.server_context) if tls is not None else (lambda: None),
-            max_connections=cfg.smtp.max_connections,
-            max_connections_per_ip=cfg.smtp.max_connections_per_ip,
-        )
+        self.listeners = ListenerGroup((lambda: tls.server_context) if tls is not None else (lambda: None))
+        smtp_limits = ConnectionLimits("smtp", cfg.smtp.max_connections, cfg.smtp.max_connections_per_ip)
+        pop_limits = ConnectionLimits("pop", cfg.pop3.max_connections, cfg.pop3.max_connections_per_ip)
+        authenticator = Authenticator(self.store, cfg.auth)
         for listener in cfg.enabled_listeners():
             if not listener.built:
                 log.warning(
@@ -130,7 +159,16 @@ class Server:
                 listener.name, listener.protocol, listener.address, listener.port, listener.tls
             )
             if listener.protocol == "smtp":
-                await self.listeners.bind(spec, self._smtp_handler(self.store), refuse_connection)
+                await self.listeners.bind(
+                    spec, self._smtp_handler(self.store), refuse_connection, smtp_limits
+                )
+            elif listener.protocol in ("pop3", "pop2"):
+                await self.listeners.bind(
+                    spec,
+                    self._pop_handler(listener.protocol, self.store, authenticator),
+                    refuse_pop_connection,
+                    pop_limits,
+                )
         if cfg.server.user and os.geteuid() == 0:
             # The TLS key goes to the service user too: the process holds it in memory anyway, and SIGHUP
             # reloads must be able to read a renewed certificate after the switch (docs/decisions/0007).

@@ -162,6 +162,33 @@ class ListenerSpec:
     tls: str  # "none" | "starttls" | "implicit"
 
 
+class ConnectionLimits:
+    """Caps shared by the listeners of one service (e.g. smtp: port 25; pop: 110, 995 and 109)."""
+
+    def __init__(self, name: str, max_connections: int, max_connections_per_ip: int) -> None:
+        self.name = name
+        self.max_connections = max_connections
+        self.max_connections_per_ip = max_connections_per_ip
+        self.total = 0
+        self.per_ip: dict[str, int] = {}
+
+    def enter(self, ip: str) -> str | None:
+        """Count the connection in; the reason it is over a cap, or None."""
+        self.total += 1
+        self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
+        if self.total > self.max_connections:
+            return "too many connections"
+        if self.per_ip[ip] > self.max_connections_per_ip:
+            return "too many connections from your address"
+        return None
+
+    def leave(self, ip: str) -> None:
+        self.total -= 1
+        self.per_ip[ip] -= 1
+        if not self.per_ip[ip]:
+            del self.per_ip[ip]
+
+
 Handler = Callable[[Connection], Awaitable[None]]
 Refuser = Callable[[Connection, str], Awaitable[None]]
 
@@ -169,19 +196,10 @@ Refuser = Callable[[Connection, str], Awaitable[None]]
 class ListenerGroup:
     """All listening sockets of the server, with shared connection accounting."""
 
-    def __init__(
-        self,
-        tls_context: Callable[[], ssl.SSLContext | None],
-        *,
-        max_connections: int = 1000,
-        max_connections_per_ip: int = 20,
-    ) -> None:
+    def __init__(self, tls_context: Callable[[], ssl.SSLContext | None]) -> None:
         self._tls_context = tls_context
-        self.max_connections = max_connections
-        self.max_connections_per_ip = max_connections_per_ip
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._per_ip: dict[str, int] = {}
         self._connections: set[Connection] = set()
         self.shutting_down = asyncio.Event()
         self.bound: dict[str, tuple[str, int]] = {}
@@ -190,7 +208,9 @@ class ListenerGroup:
     def active_connections(self) -> int:
         return len(self._tasks)
 
-    async def bind(self, spec: ListenerSpec, handler: Handler, refuse: Refuser) -> None:
+    async def bind(
+        self, spec: ListenerSpec, handler: Handler, refuse: Refuser, limits: ConnectionLimits
+    ) -> None:
         """Bind the socket now (so privileges can be dropped afterwards) and start accepting."""
         listener_spec = spec
 
@@ -202,7 +222,7 @@ class ListenerGroup:
                 reader, writer, listener_spec, self._context_for(listener_spec), self.shutting_down
             )
             ip = conn.peer_ip
-            self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
+            over_limit = limits.enter(ip)
             self._connections.add(conn)
             try:
                 if listener_spec.tls == "implicit":
@@ -211,10 +231,9 @@ class ListenerGroup:
                     except ConnectionClosedError as exc:
                         log.info("%s: TLS handshake with %s failed: %s", listener_spec.name, ip, exc)
                         return
-                if len(self._tasks) > self.max_connections:
-                    await refuse(conn, "too many connections")
-                elif self._per_ip[ip] > self.max_connections_per_ip:
-                    await refuse(conn, "too many connections from your address")
+                if over_limit is not None:
+                    log.info("%s: refused %s: %s", listener_spec.name, ip, over_limit)
+                    await refuse(conn, over_limit)
                 else:
                     await handler(conn)
             except (ConnectionClosedError, ShutdownRequested):
@@ -225,9 +244,7 @@ class ListenerGroup:
                 log.exception("%s: session with %s failed", listener_spec.name, ip)
             finally:
                 await conn.close()
-                self._per_ip[ip] -= 1
-                if not self._per_ip[ip]:
-                    del self._per_ip[ip]
+                limits.leave(ip)
                 self._tasks.discard(task)
                 self._connections.discard(conn)
 
