@@ -412,3 +412,27 @@ def test_helo_clients_and_malformed_mime_are_accepted_and_stored_byte_exact(
     ((_, stored),) = inbox_messages(data_dir.root, "demo@example.test")
     assert body_after_trace(stored) == raw
     assert b"with SMTP id" in stored
+
+
+def test_a_message_over_the_size_limit_gets_552_and_the_session_goes_on(data_dir: DataDir) -> None:
+    text = data_dir.config.read_text().replace("max_message_size = 52428800", "max_message_size = 10000")
+    data_dir.config.write_text(text)
+    proc = ServerProcess(data_dir).start()
+    try:
+        with smtplib.SMTP("127.0.0.1", proc.port()) as smtp:
+            smtp.ehlo()
+            assert smtp.esmtp_features["size"] == "10000"
+            with pytest.raises(smtplib.SMTPSenderRefused) as declared:
+                # smtplib declares SIZE= itself when the server offers SIZE
+                smtp.sendmail("s@remote.test", ["demo@example.test"], raw_message(body="x" * 20000))
+            assert declared.value.smtp_code == 552
+            # undeclared: the data is read to its end and refused
+            smtp.mail("s@remote.test")
+            smtp.rcpt("demo@example.test")
+            code, msg = smtp.data(raw_message(body="y" * 20000))
+            assert code == 552 and msg.startswith(b"5.3.4")
+            smtp.sendmail("s@remote.test", ["demo@example.test"], raw_message("small"))
+    finally:
+        assert proc.stop() == 0
+    ((_, stored),) = inbox_messages(data_dir.root, "demo@example.test")
+    assert body_after_trace(stored) == raw_message("small")
