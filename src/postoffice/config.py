@@ -135,6 +135,7 @@ class AuthConfig:
     account_max_failures: int = 10
     failure_window: float = 900.0
     lockout: float = 900.0
+    verified_cache_ttl: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -300,6 +301,13 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
             "failure_window", "number", 900, "seconds over which failed logins are counted", positive=True
         ),
         Setting("lockout", "number", 900, "seconds a lockout lasts", positive=True),
+        Setting(
+            "verified_cache_ttl",
+            "number",
+            300,
+            "seconds a verified password is recognised without a new argon2 run (0 = never)",
+            minimum=0,
+        ),
     ),
     "pop3": (
         Setting(
@@ -785,6 +793,7 @@ def _build(doc: dict[str, Any], path: Path) -> Config:
             account_max_failures=auth["account_max_failures"],
             failure_window=float(auth["failure_window"]),
             lockout=float(auth["lockout"]),
+            verified_cache_ttl=float(auth["verified_cache_ttl"]),
         ),
         pop3=Pop3Config(
             max_connections=pop3["max_connections"],

@@ -401,3 +401,37 @@ def test_plaintext_allowed() -> None:
     assert not strict.plaintext_allowed(False)
     lax = Authenticator(store, AuthConfig(allow_plaintext_auth=True))
     assert lax.plaintext_allowed(False)
+
+
+def test_a_recently_verified_password_skips_argon2_until_the_password_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    real_verify = passwords.verify_password_async
+
+    async def counting_verify(stored: str, password: str) -> bool:
+        calls.append(password)
+        return await real_verify(stored, password)
+
+    monkeypatch.setattr(passwords, "verify_password_async", counting_verify)
+
+    async def main() -> None:
+        store = open_store(tmp_path / "s.sqlite3")
+        try:
+            await store.add_domain("example.test")
+            await store.add_account("demo@example.test", passwords.hash_password("right"))
+            auth = Authenticator(store, AuthConfig(allow_plaintext_auth=False, failure_delay=0))
+            kw = {"protocol": "pop3", "client_ip": "127.0.0.1", "mechanism": "USER", "tls": True}
+            assert (await auth.login(username="demo@example.test", password="right", **kw)).ok
+            assert (await auth.login(username="DEMO@example.test", password="right", **kw)).ok
+            assert calls == ["right"]  # the second login was recognised from the cache
+            assert not (await auth.login(username="demo@example.test", password="wrong", **kw)).ok
+            assert calls == ["right", "wrong"]  # failures always cost a real verification
+            await store.set_password("demo@example.test", passwords.hash_password("new"))
+            assert not (await auth.login(username="demo@example.test", password="right", **kw)).ok
+            assert (await auth.login(username="demo@example.test", password="new", **kw)).ok
+            assert calls == ["right", "wrong", "right", "new"]
+        finally:
+            await store.close()
+
+    asyncio.run(main())

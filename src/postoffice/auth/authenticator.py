@@ -12,6 +12,9 @@ Order of a login (docs/decisions/0008-authentication.md)
    login names: `store.get_account`, never `resolve_recipient`.
 3. The password is verified against the argon2id hash in a worker thread. For a name without an account a
    dummy verification runs instead, so the time taken does not reveal which accounts exist.
+   A password verified for this account within `verified_cache_ttl` seconds is recognised from an in-memory
+   HMAC instead (see `VerifiedCache`), so clients that log in every minute do not cost an argon2 run each
+   time.
 4. Failure: `record_failure`, wait `failure_delay` (about 1 s; slows online guessing on one connection),
    "bad-credentials". Success: `record_success`; when the hash was made with older parameters a fresh hash is
    stored, and a failure to store it never fails the login.
@@ -35,8 +38,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import hmac
 import logging
 import os
+import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -55,6 +62,46 @@ MAX_CONCURRENT_VERIFICATIONS = max(2, os.cpu_count() or 2)
 BAD_CREDENTIALS_REASON = "authentication failed"
 PROXY_REASON = "authentication failed: authorization as another user is not supported"
 UNAVAILABLE_REASON = "authentication is temporarily unavailable, try again later"
+
+
+class VerifiedCache:
+    """Passwords verified recently, per account, as HMAC-SHA256 under a random per-process key.
+
+    An entry is used only while the account's stored hash is the one it was verified against (a password
+    change invalidates it) and for `ttl` seconds; only successes are cached, so guessing still costs an
+    argon2 run per attempt. The cost: someone who can read the server's memory could test guesses against an
+    entry at HMAC speed; such a reader also has the TLS key and the mail, and Dovecot's auth cache makes the
+    same trade.
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._key = secrets.token_bytes(32)
+        self._entries: dict[str, tuple[str, bytes, float]] = {}
+
+    def _mac(self, password: str) -> bytes:
+        return hmac.new(self._key, password.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+
+    def matches(self, name: str, stored_hash: str, password: str) -> bool:
+        entry = self._entries.get(name)
+        if entry is None or self.ttl <= 0:
+            return False
+        cached_hash, mac, expires = entry
+        if expires < self._clock() or cached_hash != stored_hash:
+            del self._entries[name]
+            return False
+        return hmac.compare_digest(mac, self._mac(password))
+
+    def remember(self, name: str, stored_hash: str, password: str) -> None:
+        if self.ttl <= 0:
+            return
+        self._entries.pop(name, None)
+        if len(self._entries) >= self.MAX_ENTRIES:
+            del self._entries[next(iter(self._entries))]  # the oldest
+        self._entries[name] = (stored_hash, self._mac(password), self._clock() + self.ttl)
 
 
 @dataclass(frozen=True)
@@ -81,6 +128,7 @@ class Authenticator:
         self.guard = guard if guard is not None else LoginGuard(config)
         self._sleep = sleep
         self._slots: asyncio.Semaphore | None = None
+        self.verified = VerifiedCache(config.verified_cache_ttl)
 
     def plaintext_allowed(self, tls_active: bool) -> bool:
         """May a password be sent over this connection? Always with TLS; without only when configured."""
@@ -139,17 +187,21 @@ class Authenticator:
             log.error("login account lookup failed: %s", exc)
             return done(AuthResult(False, "unavailable", None, UNAVAILABLE_REASON))
 
-        async with self._verification_slot():
-            if account is None:
-                await asyncio.to_thread(passwords.verify_dummy_password, password)
-                verified = False
-            else:
-                verified = await passwords.verify_password_async(account.password_hash, password)
+        if account is not None and self.verified.matches(name, account.password_hash, password):
+            verified = True
+        else:
+            async with self._verification_slot():
+                if account is None:
+                    await asyncio.to_thread(passwords.verify_dummy_password, password)
+                    verified = False
+                else:
+                    verified = await passwords.verify_password_async(account.password_hash, password)
         if account is None or not verified:
             return done(await self._fail(client_ip, name, BAD_CREDENTIALS_REASON))
 
         self.guard.record_success(client_ip, name)
         account = await self._rehash_if_needed(account, password)
+        self.verified.remember(name, account.password_hash, password)
         return done(AuthResult(True, "ok", account))
 
     async def _fail(self, client_ip: str, name: str, reason: str) -> AuthResult:

@@ -51,8 +51,8 @@ APPEND streaming (docs/decisions/0011-imap-parser.md)
   and, when the command line ends correctly, `Append(tag, mailbox, messages)`; a syntax error after a message
   literal gives ParseError instead (the server throws its spooled messages away: MULTIAPPEND is atomic,
   RFC 3502 section 6.3.11). The server may give up on an APPEND at any time: `refuse_literal()` right after
-  NeedContinuation, `discard_command()` after AppendMessageStart of a non-synchronizing literal or in the
-  middle of the data.
+  AppendMessageStart of a synchronizing literal or after its NeedContinuation; `discard_command()` after
+  AppendMessageStart of a non-synchronizing literal or in the middle of the data.
   Chunks are cut at fixed offsets (not where reads happened to end), so the events do not depend on how the
   input was split.
 
@@ -65,6 +65,10 @@ Implementation notes
   command and for every literal of APPEND (the prefix is parsed then); for later literals of other commands,
   when the command is complete. APPEND keeps a checkpoint after each message literal, so MULTIAPPEND stays
   linear however many messages it has.
+- Limits: `max_line` bounds the whole command except APPEND message literals (its lines and its small
+  literals together; RFC 9051 section 4 asks for at least 8192 octets per line); a message literal may have
+  up to `max_literal` octets; with literal_plus=False (LITERAL-, RFC 7888 section 4) a non-synchronizing
+  literal may have up to LITERAL_MINUS_LIMIT octets; lists, NOT and OR nest at most MAX_NESTING deep.
 - Lines end with CRLF; a bare LF is accepted as well (lenient, like the SMTP core, docs/decisions/0004). A CR,
   NUL or other control character inside a line is a syntax error, never a line end. Empty lines between
   commands are ignored.
@@ -1113,6 +1117,8 @@ class _Scanner:
 
 def _mailbox_name(sc: _Scanner, value: bytes, *, inbox: bool, what: str = "mailbox name") -> MailboxName:
     raw = sc.text(value, what)
+    if _CONTROL.search(raw):
+        raise _Syntax(f"control character in {what}")
     if sc.utf8:
         name = raw
     else:
@@ -1337,6 +1343,13 @@ def _modseq(sc: _Scanner, what: str) -> int:
 # ---------------------------------------------------------------------------------------------- search
 
 
+_SEARCH_KEYS_WITH_ARGUMENTS = (
+    SearchText.NAMES
+    | SearchDate.NAMES
+    | {"LARGER", "SMALLER", "HEADER", "KEYWORD", "UNKEYWORD", "UID", "NOT", "OR", "MODSEQ"}
+)
+
+
 def _search_key(sc: _Scanner, depth: int) -> SearchKey:
     if depth > MAX_NESTING:
         raise _Syntax("search keys nested too deeply")
@@ -1353,6 +1366,8 @@ def _search_key(sc: _Scanner, depth: int) -> SearchKey:
     word = sc.atom("a search key").upper()
     if word in SearchFlag.NAMES:
         return SearchFlag(word)
+    if word not in _SEARCH_KEYS_WITH_ARGUMENTS:
+        raise _Syntax(f"unknown search key {word}")
     sc.sp()
     if word in SearchText.NAMES:
         return SearchText(word, sc.text(sc.astring()))
@@ -1786,7 +1801,7 @@ def _command_head(sc: _Scanner) -> tuple[str, str]:
         raise _Syntax("missing or invalid tag")
     tag = token.decode("ascii")
     if not sc.take(b" "):
-        raise _Syntax("missing command")
+        raise _Syntax("missing command" if sc.peek() is None else "invalid tag")
     name = sc.atom("a command name").upper()
     if name == "UID":
         sc.sp()

@@ -243,8 +243,8 @@ class ListenerGroup:
             except Exception:
                 log.exception("%s: session with %s failed", listener_spec.name, ip)
             finally:
+                limits.leave(ip)  # the session is over; closing the socket may still take a moment
                 await conn.close()
-                limits.leave(ip)
                 self._tasks.discard(task)
                 self._connections.discard(conn)
 

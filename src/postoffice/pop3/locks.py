@@ -1,7 +1,7 @@
 """Exclusive maildrop access for POP3 and POP2 (RFC 1939 section 8: one session per maildrop).
 
-The lock is process state, not store state: a crash releases it, which is right since a crashed session removed
-nothing (deletions happen only in the UPDATE state, after QUIT).
+The lock is process state, not store state: a crash releases it, which is right since a crashed session
+removed nothing (deletions happen only in the UPDATE state, after QUIT).
 """
 
 from __future__ import annotations

@@ -14,8 +14,10 @@ Implementation notes
   are notified) and only after it returned "+OK". A store failure answers "-ERR [SYS/TEMP]" and nothing is
   claimed. A dropped connection, the autologout timer, a shutdown or too many errors remove nothing.
 - RETR/TOP stream the stored octets (CRLF lines) through the core's dot-stuffer: messages up to
-  `INLINE_RETRIEVE_LIMIT` are read in one store call, larger ones in chunks from `open_content`, and output is
-  flushed whenever `FLUSH_THRESHOLD` octets are queued, so memory does not grow with the message size.
+  `INLINE_RETRIEVE_LIMIT` are read in one store call, which also reads ahead the small messages that follow
+  (up to `READ_AHEAD_BYTES`: clients retrieve in order, and a store call is a thread hop); larger ones are
+  streamed in chunks from `open_content`. Output is flushed whenever `FLUSH_THRESHOLD` octets are queued, so
+  memory does not grow with the message size.
 - Replies are written when the core needs more input (or the queue passes FLUSH_THRESHOLD), so pipelined
   commands (RFC 2449) are answered in few writes.
 - Every read waits at most `[pop3] autologout` seconds (RFC 1939 section 3: at least 10 minutes); then the
@@ -45,6 +47,10 @@ INLINE_RETRIEVE_LIMIT = 256 * 1024
 FLUSH_THRESHOLD = 256 * 1024
 #: Chunk size when streaming a large message from the store.
 STREAM_CHUNK = 64 * 1024
+#: Read-ahead for clients that retrieve message after message: small messages following the one asked for
+#: are fetched in the same store call, up to this many octets and messages (memory per session stays bounded).
+READ_AHEAD_BYTES = 1024 * 1024
+READ_AHEAD_MESSAGES = 64
 
 
 async def serve_pop3(
@@ -90,6 +96,8 @@ class Pop3Session:
         self.account: str = "-"
         self.locked_account: int | None = None
         self.inbox: MailboxInfo | None = None
+        self._maildrop: list[p.MaildropMessage] = []
+        self._read_ahead: dict[int, bytes] = {}
         self.deleted = 0
         self.result = "connection closed"
         self.started = time.monotonic()
@@ -233,9 +241,10 @@ class Pop3Session:
         self.locked_account = account.id
         self.account = account.address
         self.inbox = inbox
-        proto.login_accepted(
-            [p.MaildropMessage(i.uid, i.size, f"{inbox.uidvalidity}.{i.uid}", i.content_id) for i in infos]
-        )
+        self._maildrop = [
+            p.MaildropMessage(i.uid, i.size, f"{inbox.uidvalidity}.{i.uid}", i.content_id) for i in infos
+        ]
+        proto.login_accepted(self._maildrop)
 
     # -------------------------------------------------------------------------------------- retrieval
 
@@ -249,7 +258,7 @@ class Pop3Session:
             if event.top_lines is not None:
                 body_start = (await self.store.get_parsed(message.content_id)).body.body_start
             if message.size <= INLINE_RETRIEVE_LIMIT:
-                first = await self.store.read_content(message.content_id)
+                first = await self._small_content(event.number, message)
             else:
                 stream = self.store.open_content(message.content_id, STREAM_CHUNK)
                 first = await anext(stream, b"")  # a missing message fails here, before "+OK"
@@ -284,6 +293,27 @@ class Pop3Session:
         proto.retrieve_end()
 
     # ----------------------------------------------------------------------------------------- update
+
+    async def _small_content(self, number: int, message: p.MaildropMessage) -> bytes:
+        """The message bytes, from the read-ahead cache or from one store call that also fetches the small
+        messages after it (clients such as fetchmail and getmail retrieve in order)."""
+        cached = self._read_ahead.pop(message.content_id, None)
+        if cached is not None:
+            return cached
+        self._read_ahead.clear()
+        wanted = [message.content_id]
+        total = message.size
+        for following in self._maildrop[number : number + READ_AHEAD_MESSAGES - 1]:
+            if following.size > INLINE_RETRIEVE_LIMIT or total + following.size > READ_AHEAD_BYTES:
+                break
+            wanted.append(following.content_id)
+            total += following.size
+        found = await self.store.read_contents(wanted)
+        if message.content_id not in found:
+            raise NotFound(f"content {message.content_id}")
+        first = found.pop(message.content_id)
+        self._read_ahead = found
+        return first
 
     async def _update(self, event: p.Update) -> None:
         inbox = self.inbox

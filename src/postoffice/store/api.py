@@ -212,6 +212,10 @@ class MailStore(abc.ABC):
         """The whole message; for small messages and tests. Prefer `open_content` for streaming."""
 
     @abc.abstractmethod
+    async def read_contents(self, content_ids: Sequence[int]) -> dict[int, bytes]:
+        """Several whole messages in one read (read-ahead for small messages); missing ids are left out."""
+
+    @abc.abstractmethod
     async def expunge(self, mailbox_id: int, uids: Iterable[int]) -> list[int]:
         """Remove messages durably, leaving tombstones; returns the UIDs removed."""
 

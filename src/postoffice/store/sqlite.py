@@ -783,6 +783,24 @@ class SqliteMailStore(MailStore):
 
         return await self._read(q)
 
+    async def read_contents(self, content_ids: Sequence[int]) -> dict[int, bytes]:
+        wanted = list(dict.fromkeys(content_ids))
+        if not wanted:
+            return {}
+
+        def q(conn: sqlite3.Connection) -> dict[int, bytes]:
+            found: dict[int, bytes] = {}
+            for start in range(0, len(wanted), 500):  # stay below SQLite's bound-parameter limit
+                batch = wanted[start : start + 500]
+                marks = ",".join("?" * len(batch))
+                for cid, data in conn.execute(
+                    f"SELECT id, data FROM content_data WHERE id IN ({marks})", batch
+                ):
+                    found[int(cid)] = bytes(data)
+            return found
+
+        return await self._read(q)
+
     async def open_content(self, content_id: int, chunk_size: int = 65536) -> AsyncIterator[bytes]:
         def size_of(conn: sqlite3.Connection) -> int:
             row = conn.execute("SELECT size FROM contents WHERE id = ?", (content_id,)).fetchone()
