@@ -3,10 +3,12 @@ memory."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import smtplib
 import socket
+import ssl
 import subprocess
 import threading
 from pathlib import Path
@@ -102,6 +104,11 @@ def test_kill_9_under_load_loses_no_acknowledged_message_and_reuses_no_uid(data_
     assert integrity_ok(data_dir.root)
 
 
+def _reset_peak_rss(pid: int) -> None:
+    """Start VmHWM afresh (Linux >= 4.0): an earlier peak (argon2 takes 64 MiB at login) must not count."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
 def _rss_kib(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -117,13 +124,24 @@ def test_a_50_mb_message_streams_into_the_store_with_bounded_memory(
     # warm up (imports, first connection) so that the baseline includes the steady state
     with smtplib.SMTP("127.0.0.1", server.port()) as smtp:
         smtp.sendmail("s@remote.test", ["other@example.test"], message("warm-up"))
+    _reset_peak_rss(pid)
     baseline = _rss_kib(pid, "VmRSS")
 
-    size = 50 * 1000 * 1000
+    expected = send_generated_message(server.port(), 50 * 1000 * 1000)
+    peak_growth_mib = (_rss_kib(pid, "VmHWM") - baseline) / 1024
+    assert peak_growth_mib < 40, f"server memory grew by {peak_growth_mib:.1f} MiB for a 50 MB message"
+    ((_, stored),) = inbox_messages(data_dir.root, "demo@example.test")
+    assert len(body_after_trace(stored)) == len(expected)
+    assert body_after_trace(stored) == expected
+
+
+def send_generated_message(port: int, size: int) -> bytes:
+    """Send a plain-text message of about `size` octets over a raw SMTP connection, block by block, so the
+    test itself never holds it whole; returns the expected message bytes."""
     head = b"From: s@remote.test\r\nTo: demo@example.test\r\nSubject: big\r\nContent-Type: text/plain\r\n\r\n"
     line = b"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n"
     count = (size - len(head)) // len(line)
-    sock = socket.create_connection(("127.0.0.1", server.port()), timeout=120)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=120)
     f = sock.makefile("rb")
 
     def reply() -> int:
@@ -147,12 +165,50 @@ def test_a_50_mb_message_streams_into_the_store_with_bounded_memory(
     sock.sendall(b"QUIT\r\n")
     assert reply() == 221
     sock.close()
+    return head + line * count
 
-    peak_growth_mib = (_rss_kib(pid, "VmHWM") - baseline) / 1024
-    assert peak_growth_mib < 40, f"server memory grew by {peak_growth_mib:.1f} MiB for a 50 MB message"
+
+def test_a_50_mb_message_is_retrieved_over_pop3s_with_bounded_memory(data_dir: DataDir) -> None:
+    first = ServerProcess(data_dir).start()
+    try:
+        expected = send_generated_message(first.port(), 50 * 1000 * 1000)
+    finally:
+        assert first.stop() == 0
+    server = ServerProcess(data_dir).start()  # a fresh process: its peak is the retrieval's
+    try:
+        assert server.proc is not None
+        context = ssl.create_default_context(cafile=str(data_dir.root / "tls" / "cert.pem"))
+        raw = socket.create_connection(("127.0.0.1", server.port("pop3s")), timeout=120)
+        sock = context.wrap_socket(raw, server_hostname="localhost")
+        f = sock.makefile("rb")
+        assert f.readline().startswith(b"+OK")
+        sock.sendall(b"USER demo@example.test\r\nPASS demo-secret-pw\r\nSTAT\r\n")
+        assert f.readline().startswith(b"+OK")
+        assert f.readline().startswith(b"+OK")
+        assert f.readline().startswith(b"+OK 1 ")
+        _reset_peak_rss(server.proc.pid)
+        baseline = _rss_kib(server.proc.pid, "VmRSS")
+        sock.sendall(b"RETR 1\r\n")
+        assert f.readline().startswith(b"+OK")
+        digest = hashlib.sha256()
+        received = 0
+        while True:
+            line = f.readline()
+            if line == b".\r\n":
+                break
+            if line.startswith(b"."):
+                line = line[1:]
+            received += len(line)
+            digest.update(line)
+        sock.sendall(b"QUIT\r\n")
+        assert f.readline().startswith(b"+OK")
+        sock.close()
+        peak_growth_mib = (_rss_kib(server.proc.pid, "VmHWM") - baseline) / 1024
+    finally:
+        assert server.stop() == 0
+    assert peak_growth_mib < 40, f"server memory grew by {peak_growth_mib:.1f} MiB to send a 50 MB message"
     ((_, stored),) = inbox_messages(data_dir.root, "demo@example.test")
-    expected = head + line * count
-    assert len(body_after_trace(stored)) == len(expected)
+    assert received == len(stored) and digest.digest() == hashlib.sha256(stored).digest()
     assert body_after_trace(stored) == expected
 
 
