@@ -87,6 +87,18 @@ class MailboxInfo:
 
 
 @dataclass(frozen=True)
+class MailboxStatus:
+    """What SELECT and STATUS report (RFC 9051 sections 6.3.2 and 6.3.11)."""
+
+    mailbox: MailboxInfo
+    unseen: int
+    first_unseen_uid: int | None
+    highest_modseq: int
+    recent: int  # messages no session has been told about as \Recent yet
+    keywords: tuple[str, ...]  # keywords in use in the mailbox
+
+
+@dataclass(frozen=True)
 class MessageInfo:
     id: int
     mailbox_id: int
@@ -171,8 +183,7 @@ class MailStore(abc.ABC):
     async def resolve_recipient(self, address: str) -> Resolution:
         """Apply `postoffice.directory.resolver.resolve` to the current directory data, in one read."""
 
-    # -- mailboxes
-    # ---------------------------------------------------------------------------------------------
+    # -- mailboxes ----------------------------------------------------------------------------------------
     @abc.abstractmethod
     async def list_mailboxes(self, account_id: int) -> list[MailboxInfo]: ...
 
@@ -180,8 +191,36 @@ class MailStore(abc.ABC):
     async def get_mailbox(self, account_id: int, name: str) -> MailboxInfo | None:
         """INBOX is matched case-insensitively, other names exactly."""
 
-    # -- messages
-    # ------------------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_mailbox(self, account_id: int, name: str, special_use: str | None = None) -> MailboxInfo:
+        """A new mailbox with a UIDVALIDITY never used before. AlreadyExists when the name (or the special
+        use) is taken. Names are paths with "/" as the hierarchy separator; a trailing "/" is dropped."""
+
+    @abc.abstractmethod
+    async def delete_mailbox(self, account_id: int, name: str) -> None:
+        """Remove the mailbox and its messages (not its children: "a/b" survives deleting "a"). Not INBOX."""
+
+    @abc.abstractmethod
+    async def rename_mailbox(self, account_id: int, old_name: str, new_name: str) -> None:
+        """Rename with every mailbox below it, keeping UIDVALIDITY. Renaming INBOX moves its messages to a new
+        mailbox and leaves INBOX empty (RFC 9051 section 6.3.6)."""
+
+    @abc.abstractmethod
+    async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
+        """Subscriptions are names; they may name mailboxes that do not exist."""
+
+    @abc.abstractmethod
+    async def list_subscriptions(self, account_id: int) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def mailbox_status(self, mailbox_id: int) -> MailboxStatus: ...
+
+    @abc.abstractmethod
+    async def claim_recent(self, mailbox_id: int) -> int:
+        """RFC 3501 \\Recent: returns the lowest UID that is recent for the calling session (all existing UIDs
+        at or above it); no later call gets those UIDs again."""
+
+    # -- messages -----------------------------------------------------------------------------------------
     @abc.abstractmethod
     async def deliver(
         self,
@@ -195,6 +234,24 @@ class MailStore(abc.ABC):
         """Store the message read from `source` (from offset 0, `parsed.size` bytes) into `mailbox` of each
         account (each account once, however often it is named). Durable when it returns; all copies or
         none."""
+
+    @abc.abstractmethod
+    async def append(
+        self,
+        mailbox_id: int,
+        source: IO[bytes],
+        parsed: ParsedMessage,
+        flags: Iterable[str] = (),
+        internaldate: float | None = None,
+    ) -> DeliveredCopy:
+        """IMAP APPEND: one message into one mailbox; durable when it returns."""
+
+    @abc.abstractmethod
+    async def copy_messages(
+        self, source_mailbox_id: int, uids: Iterable[int], target_mailbox_id: int, *, move: bool = False
+    ) -> list[tuple[int, int]]:
+        """COPY / MOVE: (source UID, new UID) pairs in source UID order, flags and internal dates kept; a move
+        expunges the sources in the same transaction (RFC 6851)."""
 
     @abc.abstractmethod
     async def list_messages(self, mailbox_id: int) -> list[MessageInfo]:
@@ -232,8 +289,7 @@ class MailStore(abc.ABC):
     def invalidate_caches(self) -> None:  # noqa: B027 - a no-op is right for a backend without caches
         """Drop in-memory caches (SIGHUP); they are rebuilt from the store on the next use."""
 
-    # -- statistics (benchmarks)
-    # -----------------------------------------------------------------------------------
+    # -- statistics (benchmarks) --------------------------------------------------------------------------
     @abc.abstractmethod
     def stats(self) -> dict[str, int]:
         """Counters such as commits and write requests, for benchmarks and logs."""

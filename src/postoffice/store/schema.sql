@@ -1,4 +1,5 @@
--- Postoffice store schema, version 1. Applied once, in one transaction, when the store is created.
+-- Postoffice store schema, the current version (sqlite.SCHEMA_VERSION). Applied once, in one transaction, when
+-- the store is created; older stores are brought up to date by sqlite.MIGRATIONS.
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -33,12 +34,20 @@ CREATE TABLE mailboxes (
     special_use    TEXT,
     uidvalidity    INTEGER NOT NULL UNIQUE,       -- from meta.next_uidvalidity, never reused
     uidnext        INTEGER NOT NULL DEFAULT 1,
-    subscribed     INTEGER NOT NULL DEFAULT 1,
+    subscribed     INTEGER NOT NULL DEFAULT 1,    -- unused since version 2: see subscriptions
     message_count  INTEGER NOT NULL DEFAULT 0,
     total_size     INTEGER NOT NULL DEFAULT 0,
     highest_modseq INTEGER NOT NULL DEFAULT 0,
+    recent_uid     INTEGER NOT NULL DEFAULT 0,    -- RFC 3501 \Recent: UIDs above it are new to the next session
     UNIQUE (account_id, name)
 );
+
+-- IMAP subscriptions are names, and may name mailboxes that do not exist (RFC 9051 section 6.3.7).
+CREATE TABLE subscriptions (
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    name       TEXT NOT NULL,
+    PRIMARY KEY (account_id, name)
+) WITHOUT ROWID;
 
 -- One row per distinct stored message, shared by every copy (recipients, COPY).
 CREATE TABLE contents (

@@ -49,6 +49,7 @@ from postoffice.store.api import (
     DeliveredCopy,
     Domain,
     MailboxInfo,
+    MailboxStatus,
     MailStore,
     MessageInfo,
     NotFound,
@@ -58,8 +59,21 @@ from postoffice.store.api import (
 
 log = logging.getLogger("postoffice.store")
 
+#: IMAP hierarchy separator (RFC 9051 section 5.1): mailbox names are paths like "Archive/2026".
+HIERARCHY_SEPARATOR = "/"
+
 T = TypeVar("T")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Statements that bring a store from version N to N + 1, applied in one transaction at open.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 0",
+        "CREATE TABLE subscriptions (account_id INTEGER NOT NULL REFERENCES accounts(id), "
+        "name TEXT NOT NULL, PRIMARY KEY (account_id, name)) WITHOUT ROWID",
+        "INSERT INTO subscriptions (account_id, name) "
+        "SELECT account_id, name FROM mailboxes WHERE subscribed = 1",
+    ),
+}
 #: Largest batch the writer commits at once.
 MAX_BATCH = 256
 #: Contents up to this size are read in one go; larger ones are streamed with incremental blob I/O.
@@ -296,17 +310,36 @@ class SqliteMailStore(MailStore):
                     conn.execute("ROLLBACK")
                     raise
             else:
-                version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-                if version is None or version[0] != SCHEMA_VERSION:
-                    raise StoreError(
-                        f"the store at {self._path} has schema {version}, expected {SCHEMA_VERSION}"
-                    )
+                self._migrate(conn)
         finally:
             conn.close()
         try:
             os.chmod(self._path, 0o600)
         except OSError:
             pass
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = None if row is None else int(row[0])
+        if version == SCHEMA_VERSION:
+            return
+        if version is None or version > SCHEMA_VERSION or version not in MIGRATIONS:
+            raise StoreError(
+                f"the store at {self._path} has schema version {version}; this Postoffice knows "
+                f"versions up to {SCHEMA_VERSION}"
+            )
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            while version < SCHEMA_VERSION:
+                for statement in MIGRATIONS[version]:
+                    conn.execute(statement)
+                version += 1
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (version,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        log.info("store %s migrated to schema version %d", self._path, version)
 
     async def close(self) -> None:
         if self._closed:
@@ -473,6 +506,7 @@ class SqliteMailStore(MailStore):
             account_id = int(cur.lastrowid or 0)
             for name, special_use in DEFAULT_MAILBOXES:
                 self._create_mailbox(conn, account_id, name, special_use)
+                conn.execute("INSERT INTO subscriptions (account_id, name) VALUES (?, ?)", (account_id, name))
             return Account(account_id, address, domain, password_hash, created)
 
         return await self._write_directory(tx)
@@ -503,6 +537,7 @@ class SqliteMailStore(MailStore):
             for mailbox_id in mailbox_ids:
                 self._delete_messages(conn, mailbox_id, None, tombstones=False)
                 conn.execute("DELETE FROM tombstones WHERE mailbox_id = ?", (mailbox_id,))
+            conn.execute("DELETE FROM subscriptions WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM mailboxes WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
 
@@ -629,7 +664,8 @@ class SqliteMailStore(MailStore):
     # -- mailboxes -------------------------------------------------------------------------------------------
     _MAILBOX_SQL = (
         "SELECT id, account_id, name, special_use, uidvalidity, uidnext, message_count, total_size, "
-        "subscribed FROM mailboxes"
+        "EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mailboxes.account_id AND s.name = "
+        "mailboxes.name) FROM mailboxes"
     )
 
     @staticmethod
@@ -656,8 +692,278 @@ class SqliteMailStore(MailStore):
 
         return await self._read(q)
 
-    # -- messages
-    # ----------------------------------------------------------------------------------------------
+    async def create_mailbox(self, account_id: int, name: str, special_use: str | None = None) -> MailboxInfo:
+        name = _normalize_mailbox(name)
+        if not name or name.startswith(HIERARCHY_SEPARATOR) or HIERARCHY_SEPARATOR * 2 in name:
+            raise StoreError(f"not a valid mailbox name: {name!r}")
+        name = name.rstrip(HIERARCHY_SEPARATOR)
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> MailboxInfo:
+            if conn.execute(
+                "SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, name)
+            ).fetchone():
+                raise AlreadyExists(f"mailbox {name} exists already")
+            if (
+                special_use is not None
+                and conn.execute(
+                    "SELECT 1 FROM mailboxes WHERE account_id = ? AND special_use = ?",
+                    (account_id, special_use),
+                ).fetchone()
+            ):
+                raise AlreadyExists(f"another mailbox has the special use {special_use}")
+            mailbox_id = self._create_mailbox(conn, account_id, name, special_use)
+            events.append(ChangeEvent("mailbox", account_id, mailbox_id, extra={"created": name}))
+            row = conn.execute(self._MAILBOX_SQL + " WHERE id = ?", (mailbox_id,)).fetchone()
+            return self._mailbox(row)
+
+        return await self._write(tx)
+
+    async def delete_mailbox(self, account_id: int, name: str) -> None:
+        name = _normalize_mailbox(name)
+        if name == "INBOX":
+            raise StoreError("INBOX cannot be deleted")
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> None:
+            row = conn.execute(
+                "SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, name)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no mailbox {name}")
+            mailbox_id = int(row[0])
+            self._delete_messages(conn, mailbox_id, None, tombstones=False)
+            conn.execute("DELETE FROM tombstones WHERE mailbox_id = ?", (mailbox_id,))
+            conn.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
+            events.append(ChangeEvent("mailbox", account_id, mailbox_id, extra={"deleted": name}))
+
+        await self._write(tx)
+
+    async def rename_mailbox(self, account_id: int, old_name: str, new_name: str) -> None:
+        old_name, new_name = (
+            _normalize_mailbox(old_name),
+            _normalize_mailbox(new_name).rstrip(HIERARCHY_SEPARATOR),
+        )
+        if not new_name or new_name == "INBOX" or HIERARCHY_SEPARATOR * 2 in new_name:
+            raise StoreError(f"cannot rename to {new_name!r}")
+        if new_name == old_name or new_name.startswith(old_name + HIERARCHY_SEPARATOR):
+            raise StoreError("a mailbox cannot be renamed to itself or below itself")
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> None:
+            source = conn.execute(
+                "SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, old_name)
+            ).fetchone()
+            if source is None:
+                raise NotFound(f"no mailbox {old_name}")
+            if conn.execute(
+                "SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, new_name)
+            ).fetchone():
+                raise AlreadyExists(f"mailbox {new_name} exists already")
+            if old_name == "INBOX":
+                # RFC 9051 section 6.3.6: the messages move to a new mailbox, INBOX stays (empty), and
+                # INBOX's inferiors are not renamed.
+                target = self._create_mailbox(conn, account_id, new_name, None)
+                self._move_all(conn, int(source[0]), target)
+                events.append(ChangeEvent("mailbox", account_id, target, extra={"created": new_name}))
+                return
+            prefix = old_name + HIERARCHY_SEPARATOR
+            rows = conn.execute(
+                "SELECT id, name FROM mailboxes "
+                "WHERE account_id = ? AND (name = ? OR substr(name, 1, ?) = ?)",
+                (account_id, old_name, len(prefix), prefix),
+            ).fetchall()
+            for mailbox_id, name in rows:
+                renamed = new_name + name[len(old_name) :]
+                if (
+                    renamed != new_name
+                    and conn.execute(
+                        "SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, renamed)
+                    ).fetchone()
+                ):
+                    raise AlreadyExists(f"mailbox {renamed} exists already")
+                conn.execute("UPDATE mailboxes SET name = ? WHERE id = ?", (renamed, mailbox_id))
+                events.append(
+                    ChangeEvent("mailbox", account_id, int(mailbox_id), extra={"renamed": (name, renamed)})
+                )
+
+        await self._write(tx)
+
+    def _move_all(self, conn: sqlite3.Connection, source_id: int, target_id: int) -> None:
+        """Every message of source into target (new UIDs, same contents and flags), source left empty."""
+        uids = [
+            int(r[0]) for r in conn.execute("SELECT uid FROM messages WHERE mailbox_id = ?", (source_id,))
+        ]
+        self._copy_rows(conn, source_id, uids, target_id)
+        self._delete_messages(conn, source_id, uids, tombstones=True)
+
+    async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
+        name = _normalize_mailbox(name)
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> None:
+            if subscribed:
+                conn.execute(
+                    "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)", (account_id, name)
+                )
+            else:
+                conn.execute(
+                    "DELETE FROM subscriptions WHERE account_id = ? AND name = ?", (account_id, name)
+                )
+
+        await self._write(tx)
+
+    async def list_subscriptions(self, account_id: int) -> list[str]:
+        def q(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT name FROM subscriptions WHERE account_id = ? ORDER BY name", (account_id,)
+            )
+            return [str(r[0]) for r in rows]
+
+        return await self._read(q)
+
+    async def mailbox_status(self, mailbox_id: int) -> MailboxStatus:
+        def q(conn: sqlite3.Connection) -> MailboxStatus:
+            row = conn.execute(self._MAILBOX_SQL + " WHERE id = ?", (mailbox_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            mailbox = self._mailbox(row)
+            seen = _FLAG_BITS["\\seen"]
+            unseen, first_unseen = conn.execute(
+                "SELECT count(*), min(uid) FROM messages WHERE mailbox_id = ? AND flags & ? = 0",
+                (mailbox_id, seen),
+            ).fetchone()
+            modseq, recent_uid = conn.execute(
+                "SELECT highest_modseq, recent_uid FROM mailboxes WHERE id = ?", (mailbox_id,)
+            ).fetchone()
+            recent = conn.execute(
+                "SELECT count(*) FROM messages WHERE mailbox_id = ? AND uid > ?", (mailbox_id, recent_uid)
+            ).fetchone()[0]
+            keywords: set[str] = set()
+            for (kw,) in conn.execute(
+                "SELECT DISTINCT keywords FROM messages WHERE mailbox_id = ? AND keywords != ''",
+                (mailbox_id,),
+            ):
+                keywords.update(kw.split(" "))
+            return MailboxStatus(
+                mailbox, int(unseen), first_unseen, int(modseq), int(recent), tuple(sorted(keywords))
+            )
+
+        return await self._read(q)
+
+    async def claim_recent(self, mailbox_id: int) -> int:
+        """RFC 3501 \\Recent goes to exactly one session: returns the lowest UID that is recent for the
+        caller (every UID at or above it that exists now), and marks everything below UIDNEXT as claimed."""
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> int:
+            row = conn.execute(
+                "SELECT recent_uid, uidnext FROM mailboxes WHERE id = ?", (mailbox_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            recent_uid, uidnext = int(row[0]), int(row[1])
+            conn.execute("UPDATE mailboxes SET recent_uid = ? WHERE id = ?", (uidnext - 1, mailbox_id))
+            return recent_uid + 1
+
+        return await self._write(tx)
+
+    async def append(
+        self,
+        mailbox_id: int,
+        source: IO[bytes],
+        parsed: ParsedMessage,
+        flags: Iterable[str] = (),
+        internaldate: float | None = None,
+    ) -> DeliveredCopy:
+        """IMAP APPEND: one message into one mailbox, durable when it returns."""
+        size = parsed.size
+        parsed_json = dataclasses.replace(parsed, search_headers="", search_text="").to_json()
+        bits, keywords = flags_to_columns(flags)
+        when = time.time() if internaldate is None else internaldate
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> DeliveredCopy:
+            row = conn.execute("SELECT account_id FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            account_id = int(row[0])
+            content_id = self._insert_content(conn, source, parsed, parsed_json, 1)
+            uid, modseq = self._append_row(
+                conn, account_id, mailbox_id, content_id, bits, keywords, when, size
+            )
+            events.append(ChangeEvent("added", account_id, mailbox_id, (uid,), modseq))
+            return DeliveredCopy(account_id, mailbox_id, uid)
+
+        return await self._write(tx)
+
+    async def copy_messages(
+        self, source_mailbox_id: int, uids: Iterable[int], target_mailbox_id: int, *, move: bool = False
+    ) -> list[tuple[int, int]]:
+        """COPY / MOVE (RFC 6851): (source uid, new uid) pairs in source UID order; flags, keywords and
+        internal dates are kept, the content is shared. A move expunges the sources in the same
+        transaction."""
+        wanted = sorted(set(uids))
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> list[tuple[int, int]]:
+            accounts = {
+                int(mid): int(aid)
+                for mid, aid in conn.execute(
+                    "SELECT id, account_id FROM mailboxes WHERE id IN (?, ?)",
+                    (source_mailbox_id, target_mailbox_id),
+                )
+            }
+            if source_mailbox_id not in accounts or target_mailbox_id not in accounts:
+                raise NotFound("no such mailbox")
+            pairs = self._copy_rows(conn, source_mailbox_id, wanted, target_mailbox_id)
+            if pairs:
+                new_uids = tuple(new for _, new in pairs)
+                modseq = int(
+                    conn.execute(
+                        "SELECT highest_modseq FROM mailboxes WHERE id = ?", (target_mailbox_id,)
+                    ).fetchone()[0]
+                )
+                events.append(
+                    ChangeEvent("added", accounts[target_mailbox_id], target_mailbox_id, new_uids, modseq)
+                )
+            if move and pairs:
+                removed, modseq = self._delete_messages(
+                    conn, source_mailbox_id, [old for old, _ in pairs], tombstones=True
+                )
+                events.append(
+                    ChangeEvent(
+                        "expunged", accounts[source_mailbox_id], source_mailbox_id, tuple(removed), modseq
+                    )
+                )
+            return pairs
+
+        return await self._write(tx)
+
+    def _copy_rows(
+        self, conn: sqlite3.Connection, source_id: int, uids: list[int], target_id: int
+    ) -> list[tuple[int, int]]:
+        account_id = int(
+            conn.execute("SELECT account_id FROM mailboxes WHERE id = ?", (target_id,)).fetchone()[0]
+        )
+        pairs: list[tuple[int, int]] = []
+        for uid in uids:
+            row = conn.execute(
+                "SELECT content_id, flags, keywords, internaldate, size FROM messages "
+                "WHERE mailbox_id = ? AND uid = ?",
+                (source_id, uid),
+            ).fetchone()
+            if row is None:
+                continue
+            content_id, bits, keywords, internaldate, size = row
+            conn.execute("UPDATE contents SET refcount = refcount + 1 WHERE id = ?", (content_id,))
+            new_uid, _ = self._append_row(
+                conn,
+                account_id,
+                target_id,
+                int(content_id),
+                int(bits),
+                str(keywords),
+                float(internaldate),
+                int(size),
+            )
+            pairs.append((uid, new_uid))
+        return pairs
+
+    # -- messages -----------------------------------------------------------------------------------------
     async def deliver(
         self,
         source: IO[bytes],
@@ -678,16 +984,7 @@ class SqliteMailStore(MailStore):
         when = time.time() if internaldate is None else internaldate
 
         def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> list[DeliveredCopy]:
-            cur = conn.execute(
-                "INSERT INTO contents (size, refcount, parsed, created) VALUES (?, ?, ?, ?)",
-                (size, len(targets), parsed_json, time.time()),
-            )
-            content_id = int(cur.lastrowid or 0)
-            self._write_content(conn, content_id, source, size)
-            conn.execute(
-                "INSERT INTO content_search (rowid, headers, body) VALUES (?, ?, ?)",
-                (content_id, parsed.search_headers, parsed.search_text),
-            )
+            content_id = self._insert_content(conn, source, parsed, parsed_json, len(targets))
             copies = []
             for account_id in targets:
                 row = conn.execute(
@@ -704,6 +1001,27 @@ class SqliteMailStore(MailStore):
             return copies
 
         return await self._write(tx)
+
+    def _insert_content(
+        self,
+        conn: sqlite3.Connection,
+        source: IO[bytes],
+        parsed: ParsedMessage,
+        parsed_json: str,
+        refcount: int,
+    ) -> int:
+        """The message bytes, its parsed structure and its search text, shared by `refcount` message rows."""
+        cur = conn.execute(
+            "INSERT INTO contents (size, refcount, parsed, created) VALUES (?, ?, ?, ?)",
+            (parsed.size, refcount, parsed_json, time.time()),
+        )
+        content_id = int(cur.lastrowid or 0)
+        self._write_content(conn, content_id, source, parsed.size)
+        conn.execute(
+            "INSERT INTO content_search (rowid, headers, body) VALUES (?, ?, ?)",
+            (content_id, parsed.search_headers, parsed.search_text),
+        )
+        return content_id
 
     @staticmethod
     def _write_content(conn: sqlite3.Connection, content_id: int, source: IO[bytes], size: int) -> None:
