@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.integration.harness import DataDir, ServerProcess, make_data_dir
+
+# Property tests: no per-example deadline (timings are never pass/fail here, and CI machines are shared).
+# On CI (CI=true) the examples are derandomized, so a run is reproducible; locally they stay random.
+settings.register_profile("default", deadline=None)
+settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 
 @pytest.fixture

@@ -147,6 +147,15 @@ class Pop3Config:
 
 
 @dataclass(frozen=True)
+class ImapConfig:
+    max_connections: int = 500
+    max_connections_per_ip: int = 20
+    autologout: float = 1800.0
+    idle_timeout: float = 3600.0
+    append_limit: int = 52428800
+
+
+@dataclass(frozen=True)
 class Listener:
     name: str
     protocol: str
@@ -195,6 +204,7 @@ class Config:
     pop3: Pop3Config
     listeners: Mapping[str, Listener]
     warnings: tuple[ConfigProblem, ...] = field(default=())
+    imap: ImapConfig = field(default_factory=ImapConfig)
 
     def enabled_listeners(self) -> list[Listener]:
         return [listener for listener in self.listeners.values() if listener.enabled]
@@ -323,6 +333,31 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
         ),
         Setting(
             "max_errors", "int", 20, "protocol errors before the server closes the connection", positive=True
+        ),
+    ),
+    "imap": (
+        Setting("max_connections", "int", 500, "simultaneous IMAP connections in total", positive=True),
+        Setting("max_connections_per_ip", "int", 20, "simultaneous connections per client IP", positive=True),
+        Setting(
+            "autologout",
+            "number",
+            1800,
+            "seconds of client silence before the session ends (RFC 9051 section 5.4: at least 1800)",
+            minimum=1800,
+        ),
+        Setting(
+            "idle_timeout",
+            "number",
+            3600,
+            "seconds an IDLE command may wait for DONE (clients renew IDLE every 29 minutes)",
+            minimum=1800,
+        ),
+        Setting(
+            "append_limit",
+            "int",
+            52428800,
+            "largest message APPEND accepts, in octets (advertised as APPENDLIMIT, RFC 7889)",
+            positive=True,
         ),
     ),
 }
@@ -721,6 +756,7 @@ def _build(doc: dict[str, Any], path: Path) -> Config:
     smtp = _read_section(doc, "smtp", out)
     auth = _read_section(doc, "auth", out)
     pop3 = _read_section(doc, "pop3", out)
+    imap = _read_section(doc, "imap", out)
     listeners = _read_listeners(doc, out)
 
     raw_server = doc.get("server")
@@ -800,6 +836,13 @@ def _build(doc: dict[str, Any], path: Path) -> Config:
             max_connections_per_ip=pop3["max_connections_per_ip"],
             autologout=float(pop3["autologout"]),
             max_errors=pop3["max_errors"],
+        ),
+        imap=ImapConfig(
+            max_connections=imap["max_connections"],
+            max_connections_per_ip=imap["max_connections_per_ip"],
+            autologout=float(imap["autologout"]),
+            idle_timeout=float(imap["idle_timeout"]),
+            append_limit=imap["append_limit"],
         ),
         listeners=listeners,
         warnings=tuple(out.warnings),

@@ -135,6 +135,24 @@ class Server:
 
         return handle
 
+    def _imap_handler(self, store: MailStore, authenticator: Authenticator):  # type: ignore[no-untyped-def]
+        from postoffice.imap.session import ImapSettings, serve_imap
+
+        cfg = self.config
+        settings = ImapSettings(
+            hostname=cfg.server.hostname,
+            autologout=cfg.imap.autologout,
+            idle_timeout=cfg.imap.idle_timeout,
+            append_limit=cfg.imap.append_limit,
+            allow_plaintext_auth=cfg.auth.allow_plaintext_auth,
+            spool_dir=cfg.store.spool_dir,
+        )
+
+        async def handle(conn: Connection) -> None:
+            await serve_imap(conn, store=store, authenticator=authenticator, settings=settings)
+
+        return handle
+
     async def start(self) -> None:
         cfg = self.config
         needs_tls = any(lst.tls != "none" for lst in cfg.enabled_listeners() if lst.built)
@@ -146,6 +164,7 @@ class Server:
         self.listeners = ListenerGroup((lambda: tls.server_context) if tls is not None else (lambda: None))
         smtp_limits = ConnectionLimits("smtp", cfg.smtp.max_connections, cfg.smtp.max_connections_per_ip)
         pop_limits = ConnectionLimits("pop", cfg.pop3.max_connections, cfg.pop3.max_connections_per_ip)
+        imap_limits = ConnectionLimits("imap", cfg.imap.max_connections, cfg.imap.max_connections_per_ip)
         authenticator = Authenticator(self.store, cfg.auth)
         for listener in cfg.enabled_listeners():
             if not listener.built:
@@ -168,6 +187,12 @@ class Server:
                     self._pop_handler(listener.protocol, self.store, authenticator),
                     refuse_pop_connection,
                     pop_limits,
+                )
+            elif listener.protocol == "imap":
+                from postoffice.imap.session import refuse_imap_connection
+
+                await self.listeners.bind(
+                    spec, self._imap_handler(self.store, authenticator), refuse_imap_connection, imap_limits
                 )
         if cfg.server.user and os.geteuid() == 0:
             # The TLS key goes to the service user too: the process holds it in memory anyway, and SIGHUP

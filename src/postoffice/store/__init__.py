@@ -28,6 +28,7 @@ from postoffice.store.api import (
     PathLike,
     StoreError,
 )
+from postoffice.store.criteria import All, And, Criteria, Date, HasFlag, Not, Or, Size, Text, UidIn
 
 
 def open_store(path: PathLike) -> MailStore:
@@ -43,15 +44,25 @@ __all__ = [
     "SYSTEM_FLAGS",
     "Account",
     "Alias",
+    "All",
     "AlreadyExists",
+    "And",
     "ChangeEvent",
+    "Criteria",
+    "Date",
     "DeliveredCopy",
     "Domain",
+    "HasFlag",
     "MailStore",
     "MailboxInfo",
     "MailboxStatus",
     "MessageInfo",
+    "Not",
     "NotFound",
+    "Or",
+    "Size",
     "StoreError",
+    "Text",
+    "UidIn",
     "open_store",
 ]

@@ -25,6 +25,7 @@ from typing import IO, TYPE_CHECKING
 if TYPE_CHECKING:
     from postoffice.directory.resolver import Resolution
     from postoffice.message import ParsedMessage
+    from postoffice.store.criteria import Criteria
 
 #: Mailboxes every account has from creation, with their RFC 6154 special-use attribute.
 DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
@@ -256,6 +257,12 @@ class MailStore(abc.ABC):
     @abc.abstractmethod
     async def list_messages(self, mailbox_id: int) -> list[MessageInfo]:
         """Messages of a mailbox in UID order."""
+
+    @abc.abstractmethod
+    async def search(self, mailbox_id: int, criteria: Criteria) -> list[int]:
+        """IMAP SEARCH (RFC 9051 6.4.4): UIDs of the mailbox's messages matching `criteria`, ascending, from
+        one consistent snapshot. Matching rules: `postoffice.store.criteria`. NotFound for an unknown
+        mailbox; ValueError for a criterion the store cannot answer (\\Recent)."""
 
     @abc.abstractmethod
     async def get_parsed(self, content_id: int) -> ParsedMessage: ...

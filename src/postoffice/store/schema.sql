@@ -55,8 +55,11 @@ CREATE TABLE contents (
     size     INTEGER NOT NULL,
     refcount INTEGER NOT NULL,
     parsed   TEXT NOT NULL,                       -- postoffice.message.ParsedMessage JSON
-    created  REAL NOT NULL
+    created  REAL NOT NULL,
+    sent_date TEXT,                               -- Date header's calendar date in its own zone (SENTON)
+    search_truncated INTEGER NOT NULL DEFAULT 0   -- 1: content_search holds only the first part of the text
 );
+CREATE INDEX contents_search_truncated ON contents(search_truncated) WHERE search_truncated = 1;
 
 -- The bytes, kept apart so that reading metadata never walks a large blob's overflow pages.
 CREATE TABLE content_data (
@@ -86,5 +89,6 @@ CREATE TABLE tombstones (
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 
--- Substring search (IMAP SEARCH semantics) over decoded headers and text: rowid = contents.id.
+-- Substring search (IMAP SEARCH semantics) over decoded headers and text: rowid = contents.id. NUL is
+-- stored as U+FFFD (SQLite's LIKE stops at a NUL).
 CREATE VIRTUAL TABLE content_search USING fts5(headers, body, tokenize = 'trigram', detail = none);

@@ -56,6 +56,8 @@ from postoffice.store.api import (
     PathLike,
     StoreError,
 )
+from postoffice.store.criteria import Criteria
+from postoffice.store.search import register_functions, run_search
 
 log = logging.getLogger("postoffice.store")
 
@@ -63,15 +65,52 @@ log = logging.getLogger("postoffice.store")
 HIERARCHY_SEPARATOR = "/"
 
 T = TypeVar("T")
-SCHEMA_VERSION = 2
-#: Statements that bring a store from version N to N + 1, applied in one transaction at open.
-MIGRATIONS: dict[int, tuple[str, ...]] = {
+SCHEMA_VERSION = 3
+
+
+def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
+    """ALTER TABLE ADD COLUMN unless the column exists (SQLite has no IF NOT EXISTS for columns), so that a
+    migration also applies to a store whose tables already have it."""
+
+    def step(conn: sqlite3.Connection) -> None:
+        if not any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})")):
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+    return step
+
+
+def _replace_nul_in_search_text(conn: sqlite3.Connection) -> None:
+    """U+0000 -> U+FFFD in content_search (SQL's replace() cannot take a NUL pattern)."""
+    rows = conn.execute(
+        "SELECT rowid, headers, body FROM content_search "
+        "WHERE instr(headers, char(0)) > 0 OR instr(body, char(0)) > 0"
+    ).fetchall()
+    conn.executemany(
+        "UPDATE content_search SET headers = ?, body = ? WHERE rowid = ?",
+        [(str(h).replace("\x00", "\ufffd"), str(b).replace("\x00", "\ufffd"), rowid) for rowid, h, b in rows],
+    )
+
+
+#: Steps that bring a store from version N to N + 1 (SQL statements, or functions of the connection),
+#: applied in one transaction at open.
+MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = {
     1: (
         "ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 0",
         "CREATE TABLE subscriptions (account_id INTEGER NOT NULL REFERENCES accounts(id), "
         "name TEXT NOT NULL, PRIMARY KEY (account_id, name)) WITHOUT ROWID",
         "INSERT INTO subscriptions (account_id, name) "
         "SELECT account_id, name FROM mailboxes WHERE subscribed = 1",
+    ),
+    # SEARCH (docs/decisions/0014): SENT* dates and the truncated-text flag as columns, backfilled from the
+    # stored structure; NUL in the search text as U+FFFD (SQLite's LIKE stops at a NUL).
+    2: (
+        _add_column("contents", "sent_date", "TEXT"),
+        _add_column("contents", "search_truncated", "INTEGER NOT NULL DEFAULT 0"),
+        "UPDATE contents SET sent_date = json_extract(parsed, '$.sent_date'), "
+        "search_truncated = coalesce(json_extract(parsed, '$.search_truncated'), 0)",
+        "CREATE INDEX IF NOT EXISTS contents_search_truncated ON contents(search_truncated) "
+        "WHERE search_truncated = 1",
+        _replace_nul_in_search_text,
     ),
 }
 #: Largest batch the writer commits at once.
@@ -332,7 +371,10 @@ class SqliteMailStore(MailStore):
         try:
             while version < SCHEMA_VERSION:
                 for statement in MIGRATIONS[version]:
-                    conn.execute(statement)
+                    if isinstance(statement, str):
+                        conn.execute(statement)
+                    else:
+                        statement(conn)
                 version += 1
             conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (version,))
             conn.execute("COMMIT")
@@ -359,6 +401,7 @@ class SqliteMailStore(MailStore):
         if conn is None:
             # check_same_thread=False only so that close() can close it; it is used by this thread alone
             conn = _connect(self._path, readonly=True, check_same_thread=False)
+            register_functions(conn)
             self._local.conn = conn
             with self._reader_lock:
                 self._reader_connections.append(conn)
@@ -1012,14 +1055,20 @@ class SqliteMailStore(MailStore):
     ) -> int:
         """The message bytes, its parsed structure and its search text, shared by `refcount` message rows."""
         cur = conn.execute(
-            "INSERT INTO contents (size, refcount, parsed, created) VALUES (?, ?, ?, ?)",
-            (parsed.size, refcount, parsed_json, time.time()),
+            "INSERT INTO contents (size, refcount, parsed, created, sent_date, search_truncated) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (parsed.size, refcount, parsed_json, time.time(), parsed.sent_date, int(parsed.search_truncated)),
         )
         content_id = int(cur.lastrowid or 0)
         self._write_content(conn, content_id, source, parsed.size)
+        # SQLite's LIKE stops at a NUL; no search string can contain one (postoffice.store.criteria)
         conn.execute(
             "INSERT INTO content_search (rowid, headers, body) VALUES (?, ?, ?)",
-            (content_id, parsed.search_headers, parsed.search_text),
+            (
+                content_id,
+                parsed.search_headers.replace("\x00", "\ufffd"),
+                parsed.search_text.replace("\x00", "\ufffd"),
+            ),
         )
         return content_id
 
@@ -1080,6 +1129,17 @@ class SqliteMailStore(MailStore):
                 MessageInfo(r[0], r[1], r[2], columns_to_flags(r[3], r[4]), r[5], r[6], r[7], r[8])
                 for r in rows
             ]
+
+        return await self._read(q)
+
+    async def search(self, mailbox_id: int, criteria: Criteria) -> list[int]:
+        """Answered by one SQL query from the columns and the FTS5 index (`postoffice.store.search`)."""
+
+        def q(conn: sqlite3.Connection) -> list[int]:
+            uids = run_search(conn, mailbox_id, criteria)
+            if uids is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            return uids
 
         return await self._read(q)
 

@@ -1,0 +1,289 @@
+"""IMAP mailbox commands: SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB,
+STATUS (RFC 9051 sections 6.3.2-6.3.11, RFC 3501 6.3.1-6.3.10), with CHILDREN (RFC 3348), SPECIAL-USE and
+CREATE-SPECIAL-USE (RFC 6154), STATUS=SIZE (RFC 8438) and APPENDLIMIT (RFC 7889).
+
+Implementation notes
+- The namespace is personal only, hierarchy separator "/" (NAMESPACE answers (("" "/")) NIL NIL). INBOX is
+  case-insensitive (the parser normalises it); every other name is compared exactly.
+- Names are sent in modified UTF-7 (RFC 3501 5.1.3) unless the client enabled UTF8=ACCEPT (RFC 6855) or
+  IMAP4rev2, then as UTF-8.
+- LIST: "*" matches any characters, "%" any but "/" (RFC 9051 6.3.9). A name that exists only as the parent
+  of other mailboxes ("a" for "a/b") is listed with \\Noselect when the pattern matches it, and DELETE of such
+  a name is NO (6.3.4). Special-use attributes and \\HasChildren / \\HasNoChildren are always sent. The
+  LIST-EXTENDED forms (selection and return options, several patterns) are not supported yet: BAD.
+- DELETE of a mailbox that has children deletes only that mailbox; the children stay (RFC 9051 6.3.4).
+  INBOX cannot be deleted. RENAME of INBOX moves its messages to the new name and leaves INBOX empty.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from postoffice.imap import parser as p
+from postoffice.imap.mailbox_view import MailboxView
+from postoffice.imap.session import Done, State, bad, no
+from postoffice.store import SYSTEM_FLAGS, AlreadyExists, MailboxInfo, NotFound
+
+if TYPE_CHECKING:
+    from postoffice.imap.session import ImapSession
+
+SEPARATOR = "/"
+
+
+def _account_id(session: ImapSession) -> int:
+    assert session.account is not None
+    return session.account.id
+
+
+def _is_inbox(name: str) -> bool:
+    return name.upper() == "INBOX"
+
+
+def _normalise(name: str) -> str:
+    """INBOX in any case is INBOX, also as the first level of a path; a trailing separator is dropped."""
+    if name.endswith(SEPARATOR):
+        name = name.rstrip(SEPARATOR)
+    head, sep, rest = name.partition(SEPARATOR)
+    if _is_inbox(head):
+        return "INBOX" + sep + rest
+    return name
+
+
+def _check_name(name: str) -> None:
+    if not name or name.startswith(SEPARATOR) or (SEPARATOR * 2) in name:
+        raise bad("Invalid mailbox name")
+
+
+# ------------------------------------------------------------------------------------------- SELECT
+
+
+async def select(session: ImapSession, command: p.Select | p.Examine) -> Done:
+    read_only = isinstance(command, p.Examine)
+    if command.params:
+        raise bad("SELECT parameters (CONDSTORE, QRESYNC) are not supported")
+    if session.view is not None:
+        # RFC 9051 section 6.3.2: the current mailbox is closed first, also when the new one fails.
+        session.close_view()
+        if session.rev2:
+            session.untagged("OK [CLOSED] Previous mailbox closed")
+    name = _normalise(command.mailbox.name)
+    store = session.store
+    info = await store.get_mailbox(_account_id(session), name)
+    if info is None:
+        raise no("Mailbox does not exist", "NONEXISTENT")
+    messages = await store.list_messages(info.id)
+    status = await store.mailbox_status(info.id)
+    recent: list[int] = []
+    if not session.rev2 and not read_only:
+        first_recent = await store.claim_recent(info.id)
+        recent = [m.uid for m in messages if m.uid >= first_recent]
+    view = MailboxView(info, messages, read_only=read_only, recent=recent)
+    flags = " ".join(SYSTEM_FLAGS + tuple(sorted(status.keywords)))
+    session.untagged(f"FLAGS ({flags})")
+    if read_only:
+        session.untagged("OK [PERMANENTFLAGS ()] No permanent flags in a read-only mailbox")
+    else:
+        session.untagged(f"OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted")
+    session.untagged(f"{view.exists} EXISTS")
+    if not session.rev2:
+        session.untagged(f"{len(recent)} RECENT")
+        first_unseen = next((i + 1 for i, m in enumerate(messages) if "\\Seen" not in m.flags), None)
+        if first_unseen is not None:
+            session.untagged(f"OK [UNSEEN {first_unseen}] First unseen message")
+    session.untagged(f"OK [UIDVALIDITY {info.uidvalidity}] UIDs valid")
+    session.untagged(f"OK [UIDNEXT {info.uidnext}] Predicted next UID")
+    if session.rev2:
+        session.untagged(b"LIST () " + b'"/" ' + session.mailbox_name(info.name))
+    session.view = view
+    session.state = State.SELECTED
+    return Done(f"{command.NAME} completed", "READ-ONLY" if read_only else "READ-WRITE")
+
+
+# ------------------------------------------------------------------------------- CREATE DELETE RENAME
+
+
+async def create(session: ImapSession, command: p.Create) -> Done:
+    name = _normalise(command.mailbox.name)
+    _check_name(name)
+    if command.params:
+        raise bad("CREATE parameters other than USE are not supported")
+    if len(command.special_use) > 1:
+        raise no("Only one special-use attribute per mailbox", "USEATTR")
+    account = _account_id(session)
+    if _is_inbox(name) or await session.store.get_mailbox(account, name) is not None:
+        raise no("Mailbox already exists", "ALREADYEXISTS")
+    special = command.special_use[0] if command.special_use else None
+    try:
+        await session.store.create_mailbox(account, name, special)
+    except AlreadyExists:
+        if special is not None:
+            raise no(f"Another mailbox has {special} already", "USEATTR") from None
+        raise no("Mailbox already exists", "ALREADYEXISTS") from None
+    return Done("CREATE completed")
+
+
+async def delete(session: ImapSession, command: p.Delete) -> Done:
+    name = _normalise(command.mailbox.name)
+    if _is_inbox(name):
+        raise no("INBOX cannot be deleted", "CANNOT")
+    account = _account_id(session)
+    if await session.store.get_mailbox(account, name) is None:
+        raise no("Mailbox does not exist", "NONEXISTENT")
+    try:
+        await session.store.delete_mailbox(account, name)
+    except NotFound:
+        raise no("Mailbox does not exist", "NONEXISTENT") from None
+    return Done("DELETE completed")
+
+
+async def rename(session: ImapSession, command: p.Rename) -> Done:
+    old = _normalise(command.mailbox.name)
+    new = _normalise(command.new_name.name)
+    _check_name(new)
+    account = _account_id(session)
+    store = session.store
+    if await store.get_mailbox(account, old) is None:
+        raise no("Mailbox does not exist", "NONEXISTENT")
+    if _is_inbox(new) or await store.get_mailbox(account, new) is not None:
+        raise no("Target mailbox already exists", "ALREADYEXISTS")
+    if new.startswith(old + SEPARATOR):
+        raise no("A mailbox cannot be renamed into itself", "CANNOT")
+    try:
+        await store.rename_mailbox(account, old, new)
+    except AlreadyExists:
+        raise no("Target mailbox already exists", "ALREADYEXISTS") from None
+    except NotFound:
+        raise no("Mailbox does not exist", "NONEXISTENT") from None
+    return Done("RENAME completed")
+
+
+async def subscribe(session: ImapSession, command: p.Subscribe | p.Unsubscribe) -> Done:
+    name = _normalise(command.mailbox.name)
+    await session.store.set_subscribed(_account_id(session), name, isinstance(command, p.Subscribe))
+    return Done(f"{command.NAME} completed")
+
+
+# --------------------------------------------------------------------------------------- LIST LSUB
+
+
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """RFC 9051 section 6.3.9: "*" matches zero or more characters, "%" the same without the separator."""
+    out = []
+    for char in pattern:
+        if char == "*":
+            out.append(".*")
+        elif char == "%":
+            out.append(f"[^{re.escape(SEPARATOR)}]*")
+        else:
+            out.append(re.escape(char))
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _matches(regex: re.Pattern[str], name: str) -> bool:
+    if regex.fullmatch(name):
+        return True
+    # INBOX is case-insensitive, also as the first level of a pattern ("inbox", "Inbox/%").
+    head, sep, rest = name.partition(SEPARATOR)
+    if head == "INBOX":
+        return any(regex.fullmatch(variant + sep + rest) for variant in ("inbox", "Inbox"))
+    return False
+
+
+def _mailbox_tree(mailboxes: list[MailboxInfo]) -> tuple[dict[str, MailboxInfo], set[str], set[str]]:
+    """Existing mailboxes by name, names with children, and names that exist only as parents."""
+    existing = {m.name: m for m in mailboxes}
+    parents: set[str] = set()
+    for name in existing:
+        parts = name.split(SEPARATOR)
+        for i in range(1, len(parts)):
+            parents.add(SEPARATOR.join(parts[:i]))
+    return existing, parents, parents - existing.keys()
+
+
+async def list_mailboxes(session: ImapSession, command: p.List) -> Done:
+    if command.extended or command.select_options or command.return_options or len(command.patterns) != 1:
+        raise bad("LIST-EXTENDED is not supported")
+    reference = command.reference.name
+    pattern = command.patterns[0].name
+    if pattern == "":
+        # RFC 9051 6.3.9: the hierarchy delimiter and the root of the reference.
+        root = reference.split(SEPARATOR, 1)[0] + SEPARATOR if SEPARATOR in reference else ""
+        session.untagged(b'LIST (\\Noselect) "/" ' + session.mailbox_name(root))
+        return Done("LIST completed")
+    regex = pattern_regex(reference + pattern)
+    mailboxes = await session.store.list_mailboxes(_account_id(session))
+    existing, parents, implied = _mailbox_tree(mailboxes)
+    for name in sorted(existing.keys() | implied, key=lambda n: (n != "INBOX", n)):
+        if not _matches(regex, name):
+            continue
+        attributes = []
+        if name in implied:
+            attributes.append("\\Noselect")
+        attributes.append("\\HasChildren" if name in parents else "\\HasNoChildren")
+        info = existing.get(name)
+        if info is not None and info.special_use:
+            attributes.append(info.special_use)
+        session.untagged(f"LIST ({' '.join(attributes)}) ".encode() + b'"/" ' + session.mailbox_name(name))
+    return Done("LIST completed")
+
+
+async def lsub(session: ImapSession, command: p.Lsub) -> Done:
+    regex = pattern_regex(command.reference.name + command.pattern.name)
+    account = _account_id(session)
+    subscribed = await session.store.list_subscriptions(account)
+    existing = {m.name for m in await session.store.list_mailboxes(account)}
+    for name in sorted(subscribed):
+        if _matches(regex, name):
+            attributes = "" if name in existing else "\\Noselect"
+            session.untagged(f"LSUB ({attributes}) ".encode() + b'"/" ' + session.mailbox_name(name))
+    return Done("LSUB completed")
+
+
+# ------------------------------------------------------------------------------------------- STATUS
+
+
+async def status(session: ImapSession, command: p.Status) -> Done:
+    unsupported = {"HIGHESTMODSEQ", "MAILBOXID"} & set(command.items)
+    if unsupported:
+        raise bad(f"STATUS {' '.join(sorted(unsupported))} is not supported")
+    name = _normalise(command.mailbox.name)
+    info = await session.store.get_mailbox(_account_id(session), name)
+    if info is None:
+        raise no("Mailbox does not exist", "NONEXISTENT")
+    state = await session.store.mailbox_status(info.id)
+    deleted = 0
+    if "DELETED" in command.items:
+        deleted = sum(1 for m in await session.store.list_messages(info.id) if "\\Deleted" in m.flags)
+    values: dict[str, int] = {
+        "MESSAGES": state.mailbox.messages,
+        "RECENT": state.recent,
+        "UIDNEXT": state.mailbox.uidnext,
+        "UIDVALIDITY": state.mailbox.uidvalidity,
+        "UNSEEN": state.unseen,
+        "DELETED": deleted,
+        "SIZE": state.mailbox.size,
+        "APPENDLIMIT": session.settings.append_limit,
+    }
+    if session.rev2:
+        values.pop("RECENT")
+    items = " ".join(f"{item} {values[item]}" for item in command.items if item in values)
+    session.untagged(b"STATUS " + session.mailbox_name(info.name) + f" ({items})".encode())
+    return Done("STATUS completed")
+
+
+Handler = Callable[["ImapSession", Any], Awaitable[Done]]
+
+HANDLERS: dict[type[p.Command], Handler] = {
+    p.Select: select,
+    p.Examine: select,
+    p.Create: create,
+    p.Delete: delete,
+    p.Rename: rename,
+    p.Subscribe: subscribe,
+    p.Unsubscribe: subscribe,
+    p.List: list_mailboxes,
+    p.Lsub: lsub,
+    p.Status: status,
+}

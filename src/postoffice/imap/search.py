@@ -1,0 +1,263 @@
+"""IMAP SEARCH: parsed search keys -> store criteria, and the SEARCH / ESEARCH responses. Sans-IO.
+
+Implements RFC 9051 6.4.4 and RFC 3501 6.4.4 (search keys), RFC 4731 (ESEARCH: RETURN MIN MAX ALL COUNT),
+RFC 5182 (SEARCHRES: SAVE and `$`) and RFC 9051 7.3.4 / RFC 3501 7.2.5 (the SEARCH response). Matching
+itself is the store's business (`MailStore.search`, rules in `postoffice.store.criteria`); nothing here reads
+mail.
+
+How the session uses it (a [UID] SEARCH command `cmd` in the selected mailbox)
+1. `criteria = to_criteria(cmd.keys, uids_by_seq=..., saved=..., recent=..., charset=cmd.charset)`
+   - `uids_by_seq`: the session's view, the UID of message sequence number i at index i - 1 (ascending);
+   - `saved`: the UIDs saved by the last SEARCH ... RETURN (SAVE) (RFC 5182), None when there is none (then
+     `$` is the empty set);
+   - `recent`: the UIDs that are \\Recent in this session (claimed with `MailStore.claim_recent`), None or
+     empty when none is;
+   - raises `SearchBad` (answer "tag BAD <message>") or `SearchBadCharset` (answer
+     "tag NO [BADCHARSET (UTF-8 US-ASCII)] ...").
+2. `uids = await store.search(mailbox_id, criteria)`: matching UIDs, ascending (ValueError cannot happen for
+   criteria from step 1).
+3. `numbers = result_numbers(uids, uids_by_seq, uid=cmd.uid)`: restricted to the session's view (messages
+   not yet announced with EXISTS are left out) and, for SEARCH without UID, turned into sequence numbers.
+4. Reply: `cmd.return_options is None` -> `search_response(numbers)` ("* SEARCH 2 5"); else
+   `esearch_response(cmd.tag, numbers, cmd.return_options, cmd.uid)` (may be b"" for RETURN (SAVE)). With
+   SAVE among the options, store `saved_result(uids_in_view, cmd.return_options)` (UIDs, not sequence
+   numbers: they survive expunges) as the new saved result, or the empty list when the search failed.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Collection, Sequence
+
+from postoffice.imap.parser import (
+    SearchAnd,
+    SearchDate,
+    SearchFlag,
+    SearchHeader,
+    SearchKey,
+    SearchKeyword,
+    SearchModSeq,
+    SearchNot,
+    SearchOr,
+    SearchSequence,
+    SearchSize,
+    SearchText,
+    SearchUid,
+)
+from postoffice.imap.sequence import SequenceSet, format_sequence_set
+from postoffice.store.criteria import (
+    All,
+    And,
+    Criteria,
+    Date,
+    DateField,
+    DateOp,
+    HasFlag,
+    Not,
+    Or,
+    Size,
+    Text,
+    UidIn,
+)
+
+__all__ = [
+    "SearchBad",
+    "SearchBadCharset",
+    "esearch_response",
+    "result_numbers",
+    "saved_result",
+    "search_response",
+    "to_criteria",
+]
+
+#: RFC 9051 6.4.4: UTF-8 must be supported; US-ASCII is its subset.
+CHARSETS = ("UTF-8", "US-ASCII")
+
+_FLAG_KEYS = {
+    "ANSWERED": ("\\Answered", True),
+    "DELETED": ("\\Deleted", True),
+    "DRAFT": ("\\Draft", True),
+    "FLAGGED": ("\\Flagged", True),
+    "SEEN": ("\\Seen", True),
+    "UNANSWERED": ("\\Answered", False),
+    "UNDELETED": ("\\Deleted", False),
+    "UNDRAFT": ("\\Draft", False),
+    "UNFLAGGED": ("\\Flagged", False),
+    "UNSEEN": ("\\Seen", False),
+}
+_DATE_KEYS: dict[str, tuple[DateField, DateOp]] = {
+    "BEFORE": ("internal", "before"),
+    "ON": ("internal", "on"),
+    "SINCE": ("internal", "since"),
+    "SENTBEFORE": ("sent", "before"),
+    "SENTON": ("sent", "on"),
+    "SENTSINCE": ("sent", "since"),
+}
+
+
+class SearchBad(ValueError):
+    """The command cannot be carried out as sent: answer "tag BAD <str(exc)>"."""
+
+
+class SearchBadCharset(ValueError):
+    """A CHARSET we do not support: answer "tag NO [BADCHARSET (UTF-8 US-ASCII)] <str(exc)>"."""
+
+
+def to_criteria(
+    keys: Sequence[SearchKey],
+    *,
+    uids_by_seq: Sequence[int],
+    saved: Sequence[int] | None,
+    recent: Collection[int] | None,
+    charset: str | None,
+) -> Criteria:
+    """The store criteria for the search keys of one command (ANDed, RFC 9051 6.4.4); see the module
+    docstring for the arguments."""
+    if charset is not None and charset.upper() not in CHARSETS:
+        raise SearchBadCharset(f"charset {charset} is not supported")
+    translator = _Translator(uids_by_seq, saved, recent)
+    terms = [translator.key(k) for k in keys]
+    return terms[0] if len(terms) == 1 else And(tuple(terms))
+
+
+class _Translator:
+    def __init__(
+        self, uids_by_seq: Sequence[int], saved: Sequence[int] | None, recent: Collection[int] | None
+    ) -> None:
+        self.uids_by_seq = uids_by_seq
+        self.saved = saved
+        self.recent: Criteria = UidIn.of(sorted(recent)) if recent else Not(All())
+
+    def key(self, k: SearchKey) -> Criteria:
+        if isinstance(k, SearchFlag):
+            return self.flag(k.name)
+        if isinstance(k, SearchText):
+            if k.field == "BODY":
+                return Text("body", k.value)
+            if k.field == "TEXT":
+                return Text("text", k.value)
+            return Text(("header", k.field.lower()), k.value)  # BCC CC FROM SUBJECT TO
+        if isinstance(k, SearchHeader):
+            return Text(("header", k.name), k.value)
+        if isinstance(k, SearchKeyword):
+            return HasFlag(k.keyword, k.present)
+        if isinstance(k, SearchDate):
+            field, op = _DATE_KEYS[k.field]
+            return Date(field, op, k.date)
+        if isinstance(k, SearchSize):
+            return Size("larger" if k.field == "LARGER" else "smaller", k.size)
+        if isinstance(k, SearchSequence):
+            return self.sequence(k.sequence)
+        if isinstance(k, SearchUid):
+            return self.uid(k.sequence)
+        if isinstance(k, SearchNot):
+            return Not(self.key(k.key))
+        if isinstance(k, SearchOr):
+            return Or(self.key(k.left), self.key(k.right))
+        if isinstance(k, SearchAnd):
+            return And(tuple(self.key(sub) for sub in k.keys))
+        if isinstance(k, SearchModSeq):
+            raise SearchBad("MODSEQ needs CONDSTORE, which this server does not offer")
+        raise SearchBad(f"unsupported search key {k!r}")
+
+    def flag(self, name: str) -> Criteria:
+        if name == "ALL":
+            return All()
+        if name in _FLAG_KEYS:
+            flag, present = _FLAG_KEYS[name]
+            return HasFlag(flag, present)
+        if name == "RECENT":
+            return self.recent
+        if name == "NEW":  # RFC 3501 6.4.4: (RECENT UNSEEN)
+            return And((self.recent, HasFlag("\\Seen", False)))
+        if name == "OLD":  # NOT RECENT
+            return Not(self.recent)
+        raise SearchBad(f"unknown search key {name}")
+
+    def saved_uids(self) -> Criteria:
+        return UidIn.of(self.saved or ())  # RFC 5182 2.1: no saved result is the empty set
+
+    def sequence(self, seq: SequenceSet) -> Criteria:
+        if seq.saved:
+            return self.saved_uids()
+        count = len(self.uids_by_seq)
+        # RFC 3501 9: a message sequence number above the message count is an error (BAD); a range with "*"
+        # is not ("10:*" among 5 messages is 5:10, RFC 9051 9), so "1:*" in an empty mailbox finds nothing.
+        if any(r.start is not None and r.end is not None and max(r.start, r.end) > count for r in seq.ranges):
+            raise SearchBad("message sequence number out of range")
+        uids: list[int] = []
+        for low, high in seq.resolve(count):
+            uids.extend(self.uids_by_seq[low - 1 : high])
+        return UidIn.of(uids)
+
+    def uid(self, seq: SequenceSet) -> Criteria:
+        if seq.saved:
+            return self.saved_uids()
+        largest = self.uids_by_seq[-1] if self.uids_by_seq else 0  # "*" is the largest UID in use
+        return UidIn(tuple(seq.resolve(largest)))
+
+
+def result_numbers(uids: Sequence[int], uids_by_seq: Sequence[int], *, uid: bool) -> list[int]:
+    """The matching UIDs (ascending) restricted to the session's view: as UIDs for UID SEARCH, else as
+    message sequence numbers. `uids_by_seq` must be ascending (it is: UIDs grow with sequence numbers)."""
+    out: list[int] = []
+    for u in uids:
+        i = bisect.bisect_left(uids_by_seq, u)
+        if i < len(uids_by_seq) and uids_by_seq[i] == u:
+            out.append(u if uid else i + 1)
+    return out
+
+
+def search_response(numbers: Sequence[int]) -> bytes:
+    """`* SEARCH 2 3 5` (RFC 9051 7.3.4); `* SEARCH` when nothing matched."""
+    return b"".join([b"* SEARCH", *(b" %d" % n for n in numbers), b"\r\n"])
+
+
+def _effective_options(return_options: Sequence[str]) -> set[str]:
+    options = {o.upper() for o in return_options}
+    if not options:
+        return {"ALL"}  # RFC 4731 3.1: RETURN () is RETURN (ALL)
+    return options
+
+
+def esearch_response(
+    tag: str, uids_or_seqs: Sequence[int], return_options: Sequence[str], uid: bool
+) -> bytes:
+    """The ESEARCH response (RFC 4731 3.1 and 3.2) for SEARCH RETURN (...), with the `(TAG "x")`
+    correlator and `UID` for UID SEARCH. `uids_or_seqs`: what `result_numbers` gave (ascending).
+
+    MIN, MAX and ALL are left out when nothing matched; COUNT is always sent when asked for. RETURN (SAVE)
+    alone gives no ESEARCH response (RFC 5182 2.1): b""."""
+    options = _effective_options(return_options)
+    if options == {"SAVE"}:
+        return b""
+    quoted = tag.replace("\\", "\\\\").replace('"', '\\"')
+    out = [f'* ESEARCH (TAG "{quoted}")']
+    if uid:
+        out.append("UID")
+    numbers = sorted(set(uids_or_seqs))
+    if numbers:
+        if "MIN" in options:
+            out.append(f"MIN {numbers[0]}")
+        if "MAX" in options:
+            out.append(f"MAX {numbers[-1]}")
+        if "ALL" in options:
+            out.append(f"ALL {format_sequence_set(numbers)}")
+    if "COUNT" in options:
+        out.append(f"COUNT {len(numbers)}")
+    return (" ".join(out) + "\r\n").encode("ascii")
+
+
+def saved_result(uids: Sequence[int], return_options: Sequence[str]) -> list[int]:
+    """What RETURN (... SAVE ...) saves (RFC 5182 2.4): every match, or only the minimum and/or maximum when
+    SAVE comes with MIN and/or MAX but without ALL or COUNT. Pass UIDs."""
+    options = _effective_options(return_options)
+    ordered = sorted(set(uids))
+    if not ordered or options & {"ALL", "COUNT"} or not options & {"MIN", "MAX"}:
+        return ordered
+    picked = set()
+    if "MIN" in options:
+        picked.add(ordered[0])
+    if "MAX" in options:
+        picked.add(ordered[-1])
+    return sorted(picked)

@@ -1,0 +1,663 @@
+"""IMAP session: the state machine of RFC 9051 / RFC 3501 around `CommandReader`, and its connection glue.
+
+What it implements (docs/decisions/0013-imap-session.md)
+- States (RFC 9051 section 3): not authenticated -> authenticated -> selected -> logout. A command in the
+  wrong state is answered BAD; every parse error is answered BAD with the reader's reason (RFC 9051 section
+  7.1.5), never with a disconnect, until `MAX_ERRORS` of them (then BYE).
+- Any state: CAPABILITY, NOOP, LOGOUT, ID (RFC 2971). Not authenticated: STARTTLS (section 6.2.1), LOGIN
+  (6.2.3), AUTHENTICATE PLAIN/LOGIN with SASL-IR (6.2.2, RFC 4959), all through `auth.Authenticator`.
+  Authenticated: ENABLE (RFC 5161: UTF8=ACCEPT, RFC 6855; IMAP4rev2 only when advertised), NAMESPACE, IDLE
+  (RFC 2177) and the mailbox commands of `postoffice.imap.commands_mailbox`. Selected: the message commands of
+  `postoffice.imap.commands_message`.
+- Untagged updates (RFC 9051 section 5.2, 7.5.1): the store's change notifications mark the selected view
+  dirty; at the end of every command in the selected state the view is read back and EXISTS / RECENT / FETCH
+  (FLAGS) are sent before the tagged reply. EXPUNGE responses are held back during FETCH, STORE and SEARCH
+  (not their UID forms) and sent at the end of the next command that allows them; IDLE sends them at once.
+
+Implementation notes
+- One place maps failures to replies (`_run_command`): `CommandFailed` gives the tagged NO/BAD it carries, a
+  `StoreError` "NO [UNAVAILABLE]", anything else is logged with its traceback and answered "NO [SERVERBUG]";
+  the peer never sees a traceback.
+- Output is queued and written when the reader needs more input, and whenever `FLUSH_THRESHOLD` octets are
+  queued (the write waits for the socket to drain). Input is only read when the reader has no complete
+  command left, so a client that pipelines without reading its responses stops being read (bounded
+  pipelining): the session holds at most `max_line` octets of commands plus `FLUSH_THRESHOLD` of responses.
+- Timeouts: every wait between commands is `autologout` (RFC 9051 section 5.4: at least 30 minutes), then
+  "* BYE"; IDLE waits `idle_timeout` instead. At shutdown an idle session gets "* BYE" at once.
+- STARTTLS: the reader drops everything buffered after the STARTTLS line, and `Connection.start_tls` drops
+  what its own buffer holds (CVE-2011-0411).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import IO, Literal
+
+from postoffice.auth import Authenticator
+from postoffice.auth.sasl import Challenge, Credentials, create_mechanism, decode_response, encode_challenge
+from postoffice.imap import parser as p
+from postoffice.imap import wire
+from postoffice.imap.mailbox_view import InvalidSequence, MailboxView
+from postoffice.net.listener import Connection, ConnectionClosedError, ReadTimeout, ShutdownRequested
+from postoffice.store import Account, ChangeEvent, MailboxInfo, MailStore, StoreError
+
+log = logging.getLogger("postoffice.imap")
+
+#: Queued response octets are written once they reach this size.
+FLUSH_THRESHOLD = 256 * 1024
+#: Syntax errors after which the server says BYE (a client this confused is not an IMAP client).
+MAX_ERRORS = 50
+#: APPEND messages are spooled in memory up to this size, then in a temporary file.
+SPOOL_MEMORY = 1024 * 1024
+#: Messages up to this size are parsed on the event loop (like SMTP); larger ones in a thread.
+PARSE_INLINE_LIMIT = 256 * 1024
+
+
+class State(Enum):
+    NOT_AUTHENTICATED = "not authenticated"
+    AUTHENTICATED = "authenticated"
+    SELECTED = "selected"
+    LOGOUT = "logout"
+
+
+class CommandFailed(Exception):
+    """A command's outcome other than OK: `status` "NO" or "BAD", an optional response code (RFC 9051 7.1)."""
+
+    def __init__(self, status: str, text: str, code: str | None = None) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+        self.code = code
+
+
+def no(text: str, code: str | None = None) -> CommandFailed:
+    return CommandFailed("NO", text, code)
+
+
+def bad(text: str, code: str | None = None) -> CommandFailed:
+    return CommandFailed("BAD", text, code)
+
+
+@dataclass(frozen=True)
+class Done:
+    """A command's tagged OK."""
+
+    text: str
+    code: str | None = None
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    hostname: str = "localhost"
+    autologout: float = 1800.0
+    idle_timeout: float = 3600.0
+    append_limit: int = 50 * 1024 * 1024
+    allow_plaintext_auth: bool = False
+    max_line: int = 64 * 1024
+    spool_dir: Path | None = None
+    #: Advertise IMAP4rev2 (and act on ENABLE IMAP4rev2). Off until ESEARCH, SEARCHRES, BINARY, LIST-EXTENDED
+    #: and LIST-STATUS exist; the rev2 behaviour that is built (no \\Recent, CLOSED) can be tested with it.
+    imap4rev2: bool = False
+
+
+_ANY_STATE = (State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED)
+_AUTHENTICATED = (State.AUTHENTICATED, State.SELECTED)
+_ALLOWED: dict[type[p.Command], tuple[State, ...]] = {
+    p.Capability: _ANY_STATE,
+    p.Noop: _ANY_STATE,
+    p.Logout: _ANY_STATE,
+    p.Id: _ANY_STATE,
+    p.StartTls: (State.NOT_AUTHENTICATED,),
+    p.Login: (State.NOT_AUTHENTICATED,),
+    p.Authenticate: (State.NOT_AUTHENTICATED,),
+    p.Enable: (State.AUTHENTICATED,),  # RFC 5161 section 3.1
+    p.Namespace: _AUTHENTICATED,
+    p.Idle: _AUTHENTICATED,
+    p.Select: _AUTHENTICATED,
+    p.Examine: _AUTHENTICATED,
+    p.Create: _AUTHENTICATED,
+    p.Delete: _AUTHENTICATED,
+    p.Rename: _AUTHENTICATED,
+    p.Subscribe: _AUTHENTICATED,
+    p.Unsubscribe: _AUTHENTICATED,
+    p.List: _AUTHENTICATED,
+    p.Lsub: _AUTHENTICATED,
+    p.Status: _AUTHENTICATED,
+    p.Append: _AUTHENTICATED,
+    p.Check: (State.SELECTED,),
+    p.Close: (State.SELECTED,),
+    p.Unselect: (State.SELECTED,),
+    p.Expunge: (State.SELECTED,),
+    p.UidExpunge: (State.SELECTED,),
+    p.Search: (State.SELECTED,),
+    p.Fetch: (State.SELECTED,),
+    p.Store: (State.SELECTED,),
+    p.Copy: (State.SELECTED,),
+    p.Move: (State.SELECTED,),
+}
+
+
+def _expunge_allowed(command: p.Command) -> bool:
+    """RFC 9051 section 7.5.1: no EXPUNGE while responding to FETCH, STORE or SEARCH; their UID forms may."""
+    if isinstance(command, p.Fetch | p.Store | p.Search):
+        return command.uid
+    return True
+
+
+@dataclass
+class _AppendInProgress:
+    tag: str
+    mailbox: MailboxInfo
+    message: p.AppendMessage
+    spool: IO[bytes]
+    received: int = 0
+
+
+class ImapSession:
+    def __init__(
+        self,
+        conn: Connection,
+        *,
+        store: MailStore,
+        authenticator: Authenticator,
+        settings: ImapSettings,
+    ) -> None:
+        self.conn = conn
+        self.store = store
+        self.authenticator = authenticator
+        self.settings = settings
+        self.reader = p.CommandReader(max_line=settings.max_line, max_literal=settings.append_limit)
+        self.state = State.NOT_AUTHENTICATED
+        self.account: Account | None = None
+        self.view: MailboxView | None = None
+        self.rev2 = False
+        self.utf8 = False  # UTF8=ACCEPT or IMAP4rev2 enabled: mailbox names and strings in UTF-8
+        self.errors = 0
+        self.result = "connection closed"
+        self.started = time.monotonic()
+        self._out = bytearray()
+        self._wakeup = asyncio.Event()
+        self._unsubscribe: Callable[[], None] | None = None
+        self._append: _AppendInProgress | None = None
+
+    # ------------------------------------------------------------------------------------------ output
+
+    def send(self, data: bytes) -> None:
+        """Complete response lines (CRLF included), queued as they are."""
+        self._out += data
+
+    def untagged(self, text: str | bytes) -> None:
+        self._out += b"* " + (text.encode() if isinstance(text, str) else text) + b"\r\n"
+
+    def _tagged(self, tag: str, status: str, text: str, code: str | None = None) -> None:
+        code_part = f"[{code}] " if code else ""
+        self._out += f"{tag} {status} {code_part}{text}\r\n".encode()
+
+    async def flush(self) -> None:
+        if self._out:
+            data = bytes(self._out)
+            self._out.clear()
+            await self.conn.write(data)
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self.flush()
+        except ConnectionClosedError:
+            pass
+
+    def mailbox_name(self, name: str) -> bytes:
+        """A mailbox name for a response: UTF-8 after UTF8=ACCEPT / IMAP4rev2, else modified UTF-7."""
+        from postoffice.imap.mutf7 import encode_mutf7
+
+        if self.utf8:
+            return wire.quoted(name, utf8=True)
+        return wire.quoted(encode_mutf7(name))
+
+    # ------------------------------------------------------------------------------------ capabilities
+
+    def plaintext_allowed(self) -> bool:
+        tls = self.conn.tls_active
+        return self.authenticator.plaintext_allowed(tls) and (tls or self.settings.allow_plaintext_auth)
+
+    def capabilities(self) -> str:
+        caps = ["IMAP4rev1"]
+        if self.settings.imap4rev2:
+            caps.append("IMAP4rev2")
+        if self.state is State.NOT_AUTHENTICATED:
+            if self.conn.starttls_available:
+                caps.append("STARTTLS")
+            if self.plaintext_allowed():
+                caps += ["AUTH=PLAIN", "AUTH=LOGIN"]
+            else:
+                caps.append("LOGINDISABLED")
+        caps += [
+            "SASL-IR",
+            "LITERAL+",
+            "ENABLE",
+            "ID",
+            "IDLE",
+            "NAMESPACE",
+            "UNSELECT",
+            "CHILDREN",
+            "SPECIAL-USE",
+            "CREATE-SPECIAL-USE",
+            "UIDPLUS",
+            "MOVE",
+            "ESEARCH",
+            "STATUS=SIZE",
+            f"APPENDLIMIT={self.settings.append_limit}",
+            "UTF8=ACCEPT",
+        ]
+        return " ".join(caps)
+
+    # ---------------------------------------------------------------------------------------- the loop
+
+    async def run(self) -> None:
+        self.untagged(f"OK [CAPABILITY {self.capabilities()}] Postoffice ready")
+        try:
+            await self._loop()
+        except ShutdownRequested:
+            self.result = "server shutdown"
+            self.untagged("BYE [UNAVAILABLE] Server shutting down")
+            await self._flush_quietly()
+        except ReadTimeout:
+            self.result = "autologout"
+            self.untagged("BYE Autologout; idle for too long")
+            await self._flush_quietly()
+        except ConnectionClosedError as exc:
+            self.result = f"connection lost ({exc})" if str(exc) else "connection lost"
+        except Exception:
+            # The one place an unexpected failure ends a session: logged here, never sent to the peer.
+            log.exception("imap client %s: session failed", self.conn.peer_ip)
+            self.result = "internal error"
+            self._out.clear()
+            self.untagged("BYE [SERVERBUG] Internal server error")
+            await self._flush_quietly()
+        finally:
+            self._discard_append()
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+                self._unsubscribe = None
+            log.info(
+                "imap session client=%s account=%s tls=%s result=%r duration=%.3fs",
+                self.conn.peer_ip,
+                self.account.address if self.account else "-",
+                self.conn.tls_info or "no",
+                self.result,
+                time.monotonic() - self.started,
+            )
+
+    async def next_event(self, timeout: float) -> p.ReaderEvent | None:
+        """The next reader event, reading as needed; None when the client closed the connection."""
+        while True:
+            event = self.reader.next()
+            if event is not None:
+                return event
+            await self.flush()
+            # Between commands the wait is idle (a shutdown ends it); inside one, the client owes us octets.
+            data = await self.conn.read(timeout, idle=not self.reader.in_command)
+            if not data:
+                return None
+            self.reader.feed(data)
+
+    async def _loop(self) -> None:
+        while self.state is not State.LOGOUT:
+            event = await self.next_event(self.settings.autologout)
+            if event is None:
+                self.result = "closed by client"
+                return
+            await self._event(event)
+            if len(self._out) >= FLUSH_THRESHOLD:
+                await self.flush()
+        self.result = "LOGOUT"
+        await self.flush()
+
+    async def _event(self, event: p.ReaderEvent) -> None:
+        if isinstance(event, p.Command):
+            await self._run_command(event)
+        elif isinstance(event, p.NeedContinuation):
+            self._out += b"+ Ready for literal data\r\n"
+        elif isinstance(event, p.AppendMessageStart):
+            await self._append_start(event)
+        elif isinstance(event, p.AppendData):
+            if self._append is not None:
+                self._append.spool.write(event.data)
+                self._append.received += len(event.data)
+        elif isinstance(event, p.LiteralTooLarge):
+            self._discard_append()
+            status = "NO" if event.limit == self.reader.max_literal else "BAD"
+            text = f"Literal of {event.size} octets is over the limit of {event.limit}"
+            self._reply(event.tag, status, text, "TOOBIG")
+        elif isinstance(event, p.ParseError):
+            self._discard_append()
+            self._reply(event.tag, "BAD", event.message)
+            self.errors += 1
+            if self.errors >= MAX_ERRORS:
+                self.untagged("BYE Too many invalid commands")
+                self.result = "too many errors"
+                self.state = State.LOGOUT
+        elif isinstance(event, p.UnsupportedCharset):
+            self._reply(event.tag, "NO", "Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
+        else:  # IdleDone or AuthenticateResponse out of their exchange: the reader never gives them so
+            self._reply(None, "BAD", "Unexpected input")
+
+    def _reply(self, tag: str | None, status: str, text: str, code: str | None = None) -> None:
+        if tag is None:
+            code_part = f"[{code}] " if code else ""
+            self.untagged(f"{status} {code_part}{text}")
+        else:
+            self._tagged(tag, status, text, code)
+
+    async def _run_command(self, command: p.Command) -> None:
+        """Run one command and send its tagged reply: the one place failures become replies."""
+        allowed = _ALLOWED.get(type(command), ())
+        if self.state not in allowed:
+            self._discard_append()
+            where = ", ".join(s.value for s in allowed) or "no"
+            self._tagged(command.tag, "BAD", f"{command.name} is only valid in the {where} state")
+            return
+        try:
+            done = await self._dispatch(command)
+        except CommandFailed as failure:
+            if self.state is State.SELECTED and self.view is not None:
+                await self.sync(_expunge_allowed(command))
+            self._tagged(command.tag, failure.status, failure.text, failure.code)
+            return
+        except StoreError as exc:
+            log.error("imap client %s: %s failed: %s", self.conn.peer_ip, command.name, exc)
+            self._tagged(command.tag, "NO", "Temporary failure, try again", "UNAVAILABLE")
+            return
+        except (ConnectionClosedError, ShutdownRequested):
+            raise
+        except Exception:
+            log.exception("imap client %s: %s failed", self.conn.peer_ip, command.name)
+            self._tagged(command.tag, "NO", "Internal server error", "SERVERBUG")
+            return
+        finally:
+            self._discard_append()
+        if done is None:
+            return  # the command wrote its own tagged reply (LOGOUT, STARTTLS, IDLE)
+        if self.state is State.SELECTED and self.view is not None:
+            await self.sync(_expunge_allowed(command))
+        self._tagged(command.tag, "OK", done.text, done.code)
+
+    async def _dispatch(self, command: p.Command) -> Done | None:
+        from postoffice.imap import commands_mailbox as mbx
+        from postoffice.imap import commands_message as msg
+
+        if isinstance(command, p.Capability):
+            self.untagged(f"CAPABILITY {self.capabilities()}")
+            return Done("CAPABILITY completed")
+        if isinstance(command, p.Noop):
+            return Done("NOOP completed")
+        if isinstance(command, p.Check):
+            return Done("CHECK completed")
+        if isinstance(command, p.Logout):
+            self.untagged("BYE Logging out")
+            self._tagged(command.tag, "OK", "LOGOUT completed")
+            self.state = State.LOGOUT
+            return None
+        if isinstance(command, p.Id):
+            self.untagged('ID ("name" "Postoffice")')
+            return Done("ID completed")
+        if isinstance(command, p.StartTls):
+            return await self._starttls(command)
+        if isinstance(command, p.Login):
+            return await self._login(command)
+        if isinstance(command, p.Authenticate):
+            return await self._authenticate(command)
+        if isinstance(command, p.Enable):
+            return self._enable(command)
+        if isinstance(command, p.Namespace):
+            self.untagged('NAMESPACE (("" "/")) NIL NIL')
+            return Done("NAMESPACE completed")
+        if isinstance(command, p.Idle):
+            await self._idle(command)
+            return None
+        handler = mbx.HANDLERS.get(type(command)) or msg.HANDLERS.get(type(command))
+        if handler is None:
+            raise bad(f"{command.name} is not implemented")
+        return await handler(self, command)
+
+    # ------------------------------------------------------------------------------- not authenticated
+
+    async def _starttls(self, command: p.StartTls) -> Done | None:
+        if not self.conn.starttls_available:
+            raise bad("TLS is already active" if self.conn.tls_active else "STARTTLS is not available here")
+        self._tagged(command.tag, "OK", "Begin TLS negotiation now")
+        await self.flush()
+        await self.conn.start_tls()  # drops plaintext its buffer holds; the reader dropped its own
+        return None
+
+    async def _login(self, command: p.Login) -> Done:
+        if not self.plaintext_allowed():
+            raise no("Plaintext authentication is disabled; use STARTTLS first", "PRIVACYREQUIRED")
+        result = await self.authenticator.login(
+            protocol="imap",
+            client_ip=self.conn.peer_ip,
+            username=command.username,
+            password=command.password,
+            mechanism="LOGIN",
+            tls=self.conn.tls_active,
+        )
+        return self._logged_in(result)
+
+    async def _authenticate(self, command: p.Authenticate) -> Done:
+        mechanism = create_mechanism(command.mechanism)
+        if mechanism is None:
+            raise no(f"Unsupported authentication mechanism {command.mechanism}", "CANNOT")
+        if not self.plaintext_allowed():
+            raise no("Plaintext authentication is disabled; use STARTTLS first", "PRIVACYREQUIRED")
+        step = mechanism.start(command.initial_response)
+        while isinstance(step, Challenge):
+            self._out += f"+ {encode_challenge(step.data)}\r\n".encode()
+            self.reader.expect_authenticate_response()
+            event = await self.next_event(self.settings.autologout)
+            if event is None:
+                raise ConnectionClosedError("closed during AUTHENTICATE")
+            if isinstance(event, p.ParseError):
+                raise bad(event.message)
+            if not isinstance(event, p.AuthenticateResponse):
+                raise bad("Expected an authentication response")
+            if event.cancelled:
+                raise bad("Authentication cancelled")
+            decoded = decode_response(event.line.decode("ascii", "replace"))
+            if decoded is None:
+                raise bad("Invalid base64 in the authentication response")
+            step = mechanism.step(decoded)
+        if not isinstance(step, Credentials):
+            raise no("Authentication failed", "AUTHENTICATIONFAILED")
+        result = await self.authenticator.login_sasl(
+            protocol="imap",
+            client_ip=self.conn.peer_ip,
+            credentials=step,
+            mechanism=command.mechanism.upper(),
+            tls=self.conn.tls_active,
+        )
+        return self._logged_in(result)
+
+    def _logged_in(self, result: object) -> Done:
+        from postoffice.auth import AuthResult
+
+        assert isinstance(result, AuthResult)
+        if result.status == "locked-out":
+            raise no("Too many failed logins; try later", "UNAVAILABLE")
+        if result.status == "unavailable":
+            raise no("Authentication temporarily unavailable, try again later", "UNAVAILABLE")
+        if not result.ok or result.account is None:
+            raise no("Authentication failed", "AUTHENTICATIONFAILED")
+        self.account = result.account
+        self.state = State.AUTHENTICATED
+        self._unsubscribe = self.store.subscribe(result.account.id, self._on_change)
+        return Done("Logged in", f"CAPABILITY {self.capabilities()}")
+
+    # ---------------------------------------------------------------------------------- authenticated
+
+    def _enable(self, command: p.Enable) -> Done:
+        enabled: list[str] = []
+        for capability in command.capabilities:
+            name = capability.upper()
+            if name == "UTF8=ACCEPT" or (name == "IMAP4REV2" and self.settings.imap4rev2):
+                if name == "IMAP4REV2":
+                    self.rev2 = True
+                self.utf8 = True
+                self.reader.utf8 = True
+                enabled.append("IMAP4rev2" if name == "IMAP4REV2" else "UTF8=ACCEPT")
+        self.untagged("ENABLED" + "".join(" " + e for e in enabled))
+        return Done("ENABLE completed")
+
+    async def _idle(self, command: p.Idle) -> None:
+        """RFC 2177 / RFC 9051 section 6.3.13: report changes as they happen until DONE."""
+        self._out += b"+ idling\r\n"
+        self.reader.expect_idle_done()
+        read: asyncio.Task[bytes] | None = None
+        wake: asyncio.Task[Literal[True]] | None = None
+        try:
+            while True:
+                event = self.reader.next()
+                if event is not None:
+                    if isinstance(event, p.IdleDone):
+                        if self.view is not None:
+                            await self.sync(True)
+                        self._tagged(command.tag, "OK", "IDLE terminated")
+                    else:
+                        self._tagged(command.tag, "BAD", "Expected DONE to end IDLE")
+                    return
+                if self.view is not None:
+                    await self.sync(True)
+                await self.flush()
+                if read is None:
+                    read = asyncio.create_task(self.conn.read(self.settings.idle_timeout, idle=True))
+                self._wakeup.clear()
+                waker = asyncio.ensure_future(self._wakeup.wait())
+                wake = waker
+                await asyncio.wait((read, waker), return_when=asyncio.FIRST_COMPLETED)
+                waker.cancel()
+                if read.done():
+                    data = read.result()
+                    read = None
+                    if not data:
+                        raise ConnectionClosedError("closed during IDLE")
+                    self.reader.feed(data)
+        finally:
+            if wake is not None:
+                wake.cancel()
+            if read is not None:
+                read.cancel()
+
+    # ---------------------------------------------------------------------------------------- updates
+
+    def _on_change(self, event: ChangeEvent) -> None:
+        view = self.view
+        if view is not None and event.mailbox_id == view.mailbox_id and event.kind != "mailbox":
+            view.dirty = True
+            self._wakeup.set()
+
+    async def sync(self, allow_expunge: bool) -> None:
+        """Send the untagged updates of the selected mailbox (RFC 9051 section 5.2); EXPUNGE only when
+        `allow_expunge` (section 7.5.1)."""
+        view = self.view
+        if view is None:
+            return
+        if view.dirty:
+            new = view.refresh(await self.store.list_messages(view.mailbox_id))
+            if new and not self.rev2 and not view.read_only:
+                first_recent = await self.store.claim_recent(view.mailbox_id)
+                view.recent.update(uid for uid in new if uid >= first_recent)
+        if allow_expunge:
+            for seq in view.take_expunges():
+                self.untagged(f"{seq} EXPUNGE")
+        for uid in sorted(view.flag_updates):
+            number = view.seq_of(uid)
+            if number is not None and uid not in view.gone:
+                flags = " ".join(view.flags_of(uid, with_recent=not self.rev2))
+                self.untagged(f"{number} FETCH (FLAGS ({flags}))")
+        view.flag_updates.clear()
+        if view.exists != view.reported_exists:
+            view.reported_exists = view.exists
+            self.untagged(f"{view.exists} EXISTS")
+            if not self.rev2:
+                view.reported_recent = len(view.recent)
+                self.untagged(f"{view.reported_recent} RECENT")
+
+    def resolve(self, sequence: object, *, uid: bool) -> list[int]:
+        from postoffice.imap.sequence import SequenceSet
+
+        assert isinstance(sequence, SequenceSet) and self.view is not None
+        if sequence.saved:
+            raise bad("$ needs SEARCHRES, which is not supported")
+        try:
+            return self.view.resolve(sequence, uid=uid)
+        except InvalidSequence as exc:
+            raise bad(f"Invalid message sequence number: {exc}") from None
+
+    def close_view(self) -> None:
+        self.view = None
+        if self.state is State.SELECTED:
+            self.state = State.AUTHENTICATED
+
+    # ------------------------------------------------------------------------------------------ APPEND
+
+    async def _append_start(self, event: p.AppendMessageStart) -> None:
+        def refuse(status: str, text: str, code: str | None = None) -> None:
+            if event.synchronizing:
+                self.reader.refuse_literal()
+            else:
+                self.reader.discard_command()
+            self._discard_append()
+            self._tagged(event.tag, status, text, code)
+
+        if self.state not in _AUTHENTICATED or self.account is None:
+            refuse("BAD", "APPEND is only valid in the authenticated or selected state")
+            return
+        if event.index > 0:
+            refuse("NO", "MULTIAPPEND is not supported", "CANNOT")
+            return
+        try:
+            mailbox = await self.store.get_mailbox(self.account.id, event.mailbox.name)
+        except StoreError as exc:
+            log.error("imap client %s: APPEND lookup failed: %s", self.conn.peer_ip, exc)
+            refuse("NO", "Temporary failure, try again", "UNAVAILABLE")
+            return
+        if mailbox is None:
+            refuse("NO", "Mailbox does not exist", "TRYCREATE")
+            return
+        spool: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by _discard_append
+            max_size=SPOOL_MEMORY,
+            dir=str(self.settings.spool_dir) if self.settings.spool_dir is not None else None,
+        )
+        self._append = _AppendInProgress(event.tag, mailbox, event.message, spool)
+
+    def take_append(self, tag: str) -> _AppendInProgress | None:
+        append = self._append
+        if append is None or append.tag != tag:
+            return None
+        self._append = None
+        return append
+
+    def _discard_append(self) -> None:
+        if self._append is not None:
+            self._append.spool.close()
+            self._append = None
+
+
+async def serve_imap(
+    conn: Connection, *, store: MailStore, authenticator: Authenticator, settings: ImapSettings
+) -> None:
+    """Run one IMAP session on `conn` (port 143 with STARTTLS, 993 with implicit TLS) until it ends."""
+    await ImapSession(conn, store=store, authenticator=authenticator, settings=settings).run()
+
+
+async def refuse_imap_connection(conn: Connection, reason: str) -> None:
+    """Over the connection caps: an untagged BYE as the greeting (RFC 9051 section 7.1.5)."""
+    try:
+        await conn.write(f"* BYE [UNAVAILABLE] {reason}, try again later\r\n".encode())
+    except ConnectionClosedError:
+        pass

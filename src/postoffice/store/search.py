@@ -1,0 +1,303 @@
+"""SQLite compilation of search criteria (`postoffice.store.criteria`) for `MailStore.search`.
+
+Implements the matching rules of RFC 9051 / RFC 3501 section 6.4.4 as documented in `criteria`, answered from
+the store's columns and its FTS5 trigram index; see docs/decisions/0014-imap-search.md.
+
+Implementation notes
+- The whole tree becomes one WHERE clause on `messages` (alias m) of the mailbox; every atom is 0 or 1, never
+  NULL, so NOT and OR are exact (a NULL would make NOT(x) drop the row too).
+- Text atoms. SQLite's LIKE folds ASCII only; the trigram index folds Unicode. So the needle becomes a LIKE
+  pattern of the same length in which every character that an ASCII-only comparison cannot decide (non-ASCII,
+  the ASCII letters that a non-ASCII letter folds to: k and s, and the wildcards % and _ themselves) is the
+  one-character wildcard `_`. No ESCAPE clause: with one, FTS5 does not use the index. Such a pattern
+  matches a superset of the real matches (`criteria.fold` is one code point to one code point), which the
+  SQL function `po_contains` (Python, `fold` on both sides) then narrows to the exact set; a pattern of plain
+  ASCII is exact by itself and needs no Python. Header-field atoms always run `po_header_contains`, which
+  looks for the needle in the named fields only.
+- Index or scan: a pattern with a run of 3 or more literal characters goes to the trigram index as an
+  uncorrelated `m.content_id IN (SELECT rowid FROM content_search WHERE col LIKE ...)` (evaluated once, over
+  the whole store); a shorter one cannot use trigrams, and is checked per message of the mailbox
+  (`EXISTS (... WHERE rowid = m.content_id ...)`).
+- Truncated search text: when the parser cut a message's text (`contents.search_truncated`, rare: more than
+  `postoffice.message.MAX_SEARCH_TEXT` characters), body needles are looked for in the text decoded again from
+  the stored bytes with `postoffice.message.text.part_text`, leaf by leaf (memory: one leaf's text), before
+  the query runs; those content ids are ORed into the body atom.
+- Limits: header search sees `search_headers`, which the parser caps (MAX_SEARCH_HEADERS). A decoded header
+  value containing a line break followed by "Name: " reads as two fields.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import sqlite3
+from collections.abc import Iterator
+from typing import IO, cast
+
+from postoffice.message import BodyPart, ParsedMessage
+from postoffice.message.text import part_text
+from postoffice.store.api import SYSTEM_FLAGS
+from postoffice.store.criteria import (
+    All,
+    And,
+    Criteria,
+    Date,
+    HasFlag,
+    Not,
+    Or,
+    Size,
+    Text,
+    UidIn,
+    ascii_with_non_ascii_variants,
+    fold,
+)
+
+#: Needle characters used for the LIKE pattern; longer needles are matched on this prefix, then verified
+#: (SQLite refuses LIKE patterns over 50,000 bytes).
+MAX_PATTERN_CHARS = 1000
+#: UID ranges at most this wide are listed one by one (json_each); wider ones become BETWEEN terms.
+_LIST_RANGE_WIDTH = 64
+_SYSTEM_BITS = {name.lower(): 1 << i for i, name in enumerate(SYSTEM_FLAGS)}
+_HEADER_LINE = re.compile(r"([\x21-\x39\x3b-\x7e]+): ?(.*)", re.DOTALL)
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    """The SQL functions search queries use; call once per connection that runs them."""
+    conn.create_function("po_contains", 2, _sql_contains, deterministic=True)
+    conn.create_function("po_header_contains", 3, _sql_header_contains, deterministic=True)
+
+
+def _sql_contains(haystack: str | None, folded_needle: str) -> int:
+    return 1 if haystack is not None and folded_needle in fold(haystack) else 0
+
+
+def _sql_header_contains(headers: str | None, lower_name: str, folded_needle: str) -> int:
+    if headers is None:
+        return 0
+    for name, value in header_fields(headers):
+        if name.lower() == lower_name and folded_needle in fold(value):
+            return 1
+    return 0
+
+
+def header_fields(search_headers: str) -> Iterator[tuple[str, str]]:
+    """(name, decoded value) of each field in `ParsedMessage.search_headers` ("Name: value" lines); a line
+    that does not start a field continues the value before it."""
+    name: str | None = None
+    value = ""
+    for line in search_headers.removesuffix("\n").split("\n"):
+        m = _HEADER_LINE.fullmatch(line)
+        if m is not None:
+            if name is not None:
+                yield name, value
+            name, value = m.group(1), m.group(2)
+        elif name is not None:
+            value += "\n" + line
+    if name is not None:
+        yield name, value
+
+
+def like_pattern(needle: str) -> tuple[str, bool, bool]:
+    """(LIKE pattern without the enclosing %, exact, indexable) for a case-insensitive substring search.
+
+    exact: the LIKE alone decides (the pattern has no substituted character); indexable: it has a run of 3+
+    literal characters, from which FTS5 takes trigrams."""
+    unsafe = ascii_with_non_ascii_variants()
+    exact = len(needle) <= MAX_PATTERN_CHARS
+    out: list[str] = []
+    run = longest = 0
+    for ch in needle[:MAX_PATTERN_CHARS]:
+        if ch.isascii() and ch not in unsafe and ch not in "%_":
+            out.append(ch)
+            run += 1
+            longest = max(longest, run)
+        else:
+            out.append("_")
+            exact = False
+            run = 0
+    return "".join(out), exact, longest >= 3
+
+
+def text_leaves(part: BodyPart) -> list[BodyPart]:
+    """The text/* leaves whose decoded text is the search text, in order (as the parser walks them)."""
+    leaves: list[BodyPart] = []
+    stack = [part]
+    while stack:
+        p = stack.pop()
+        if p.parts:
+            stack.extend(reversed(p.parts))
+        elif p.embedded is not None:
+            stack.append(p.embedded)
+        elif p.type == "text" and p.body_end > p.body_start:
+            leaves.append(p)
+    return leaves
+
+
+def _full_text_matches(conn: sqlite3.Connection, content_id: int, needles: set[str]) -> set[str]:
+    """Which of the folded `needles` occur in the complete decoded text of the content (parts joined by
+    "\\n", as `ParsedMessage.search_text`), decoded again from the stored bytes."""
+    row = conn.execute("SELECT parsed FROM contents WHERE id = ?", (content_id,)).fetchone()
+    if row is None:
+        return set()
+    parsed = ParsedMessage.from_json(str(row[0]))
+    keep = max(len(n) for n in needles) - 1
+    found: set[str] = set()
+    carry: str | None = None
+    with conn.blobopen("content_data", "data", content_id, readonly=True) as blob:
+        for leaf in text_leaves(parsed.body):
+            # sqlite3.Blob has the read/seek that part_text uses
+            text, _cut = part_text(cast(IO[bytes], blob), leaf, 2 * leaf.size + 16)
+            window = fold(text) if carry is None else carry + "\n" + fold(text)
+            found.update(n for n in needles if n not in found and n in window)
+            if len(found) == len(needles):
+                break
+            carry = window[len(window) - keep :] if keep > 0 else ""
+    return found
+
+
+class _Compiler:
+    def __init__(self, conn: sqlite3.Connection, mailbox_id: int, uidnext: int) -> None:
+        self.conn = conn
+        self.mailbox_id = mailbox_id
+        self.uidnext = uidnext
+        self.params: list[object] = []
+        self._fallback: dict[str, set[int]] | None = None
+
+    def compile(self, c: Criteria) -> str:
+        if isinstance(c, All):
+            return "1"
+        if isinstance(c, And):
+            return self._join([self.compile(t) for t in c.terms], "AND", "1")
+        if isinstance(c, Or):
+            return f"({self.compile(c.left)} OR {self.compile(c.right)})"
+        if isinstance(c, Not):
+            return f"NOT {self.compile(c.criterion)}"
+        if isinstance(c, UidIn):
+            return self._uids(c)
+        if isinstance(c, HasFlag):
+            return self._flag(c)
+        if isinstance(c, Size):
+            self.params.append(c.n)
+            return "(m.size > ?)" if c.op == "larger" else "(m.size < ?)"
+        if isinstance(c, Date):
+            return self._date(c)
+        if isinstance(c, Text):
+            return self._text(c)
+        raise TypeError(f"not a search criterion: {c!r}")
+
+    @staticmethod
+    def _join(parts: list[str], op: str, empty: str) -> str:
+        """Balanced, so that a long list stays within SQLite's expression depth limit."""
+        if not parts:
+            return empty
+        if len(parts) == 1:
+            return parts[0]
+        half = len(parts) // 2
+        return f"({_Compiler._join(parts[:half], op, empty)} {op} {_Compiler._join(parts[half:], op, empty)})"
+
+    def _uids(self, c: UidIn) -> str:
+        singles: list[int] = []
+        terms: list[str] = []
+        for low, high in c.ranges:
+            low, high = max(low, 1), min(high, self.uidnext - 1)
+            if low > high:
+                continue
+            if high - low < _LIST_RANGE_WIDTH:
+                singles.extend(range(low, high + 1))
+            else:
+                terms.append(f"(m.uid BETWEEN {int(low)} AND {int(high)})")
+        if singles:
+            terms.append("(m.uid IN (SELECT value FROM json_each(?)))")
+            self.params.append(json.dumps(singles))
+        return self._join(terms, "OR", "0")
+
+    def _flag(self, c: HasFlag) -> str:
+        lowered = c.flag.lower()
+        if lowered == "\\recent":
+            raise ValueError("\\Recent is session state; search it with UidIn")
+        bit = _SYSTEM_BITS.get(lowered)
+        if bit is not None:
+            return f"((m.flags & {bit}) {'!=' if c.present else '='} 0)"
+        if c.flag.startswith("\\") or not c.flag or " " in c.flag:
+            return "0" if c.present else "1"  # never stored
+        self.params.append(f" {c.flag} ")
+        return f"(instr(' ' || m.keywords || ' ', ?) {'>' if c.present else '='} 0)"
+
+    def _date(self, c: Date) -> str:
+        if c.field == "internal":
+            start = datetime.datetime.combine(c.date, datetime.time(), datetime.UTC).timestamp()
+            if c.op == "before":
+                self.params.append(start)
+                return "(m.internaldate < ?)"
+            if c.op == "since":
+                self.params.append(start)
+                return "(m.internaldate >= ?)"
+            self.params.extend([start, start + 86400.0])
+            return "(m.internaldate >= ? AND m.internaldate < ?)"
+        op = {"before": "<", "on": "=", "since": ">="}[c.op]
+        self.params.append(c.date.isoformat())
+        return f"coalesce((SELECT c.sent_date {op} ? FROM contents c WHERE c.id = m.content_id), 0)"
+
+    def _text(self, c: Text) -> str:
+        folded = fold(c.needle)
+        if isinstance(c.field, tuple):
+            name = c.field[1]
+            name_pattern, _, _ = like_pattern(name)
+            pattern, _, indexable = like_pattern(c.needle)
+            like = "%" + name_pattern + ":%" + (pattern + "%" if c.needle else "")
+            self.params.extend([like, name.lower(), folded])
+            return self._fts("headers LIKE ? AND po_header_contains(headers, ?, ?)", indexable)
+        if not c.needle:
+            return "1"
+        pattern, exact, indexable = like_pattern(c.needle)
+        like = "%" + pattern + "%"
+        terms: list[str] = []
+        columns = {"headers": ("headers",), "body": ("body",), "text": ("headers", "body")}[c.field]
+        for column in columns:
+            self.params.append(like)
+            cond = f"{column} LIKE ?"
+            if not exact:
+                cond += f" AND po_contains({column}, ?)"
+                self.params.append(folded)
+            terms.append(self._fts(cond, indexable))
+        if "body" in columns:
+            ids = self._fallback_ids(folded)
+            if ids:
+                terms.append("(m.content_id IN (SELECT value FROM json_each(?)))")
+                self.params.append(json.dumps(sorted(ids)))
+        return self._join(terms, "OR", "0")
+
+    @staticmethod
+    def _fts(cond: str, indexable: bool) -> str:
+        if indexable:
+            return f"(m.content_id IN (SELECT rowid FROM content_search WHERE {cond}))"
+        return f"EXISTS (SELECT 1 FROM content_search WHERE rowid = m.content_id AND {cond})"
+
+    def _fallback_ids(self, folded: str) -> set[int]:
+        """Contents of this mailbox whose search text was cut and whose full text contains `folded`."""
+        if self._fallback is None:
+            self._fallback = {}
+        if folded not in self._fallback:
+            ids = set()
+            for (content_id,) in self.conn.execute(
+                "SELECT DISTINCT m.content_id FROM contents c JOIN messages m ON m.content_id = c.id "
+                "WHERE c.search_truncated = 1 AND m.mailbox_id = ?",
+                (self.mailbox_id,),
+            ).fetchall():
+                if _full_text_matches(self.conn, int(content_id), {folded}):
+                    ids.add(int(content_id))
+            self._fallback[folded] = ids
+        return self._fallback[folded]
+
+
+def run_search(conn: sqlite3.Connection, mailbox_id: int, criteria: Criteria) -> list[int] | None:
+    """UIDs of the mailbox's messages matching `criteria`, ascending; None when the mailbox does not exist.
+    Runs inside the caller's read transaction; the connection needs `register_functions`."""
+    row = conn.execute("SELECT uidnext FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+    if row is None:
+        return None
+    compiler = _Compiler(conn, mailbox_id, int(row[0]))
+    where = compiler.compile(criteria)
+    sql = f"SELECT m.uid FROM messages m WHERE m.mailbox_id = ? AND {where} ORDER BY m.uid"
+    return [int(r[0]) for r in conn.execute(sql, [mailbox_id, *compiler.params])]

@@ -1,0 +1,98 @@
+"""FETCH (attributes, sections, \\Seen rules), STORE, COPY and MOVE with COPYUID, SEARCH not yet."""
+
+from __future__ import annotations
+
+import imaplib
+from typing import Any, cast
+
+from tests.imap.conftest import DEMO, ImapServer, Raw, message
+
+
+def flat(resp: Any) -> bytes:
+    """imaplib's FETCH data as one byte string (literal octets in place)."""
+    out = b""
+    for part in resp:
+        if isinstance(part, tuple):
+            out += b"".join(p for p in part if isinstance(p, bytes))
+        elif isinstance(part, bytes):
+            out += part
+    return out
+
+
+def test_fetch_items_and_peek(imap_server: ImapServer) -> None:
+    data = message("fetch me", "Body line.\r\n")
+    imap_server.deliver(DEMO, data)
+    client = imap_server.imaps()
+    client.select("INBOX")
+    typ, resp = client.fetch("1", "(UID RFC822.SIZE FLAGS ENVELOPE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert typ == "OK"
+    head, literal = cast(Any, resp[0])
+    assert isinstance(head, bytes) and isinstance(literal, bytes)
+    assert b"UID 1" in head and b"RFC822.SIZE %d" % len(data) in head and b'"fetch me"' in head
+    assert literal == b"Subject: fetch me\r\n\r\n"
+    typ, resp = client.fetch("1", "(FLAGS)")
+    assert b"\\Seen" not in flat(resp)  # PEEK did not set \Seen
+    typ, resp = client.fetch("1", "(BODY[TEXT])")
+    head, literal = cast(Any, resp[0])
+    assert literal == b"Body line.\r\n" and b"FLAGS (\\Seen" in flat(resp)  # \Seen set and reported
+    typ, resp = client.uid("FETCH", "1", "(BODY.PEEK[]<0.4> INTERNALDATE BODYSTRUCTURE)")
+    assert cast(Any, resp[0])[1] == data[:4]
+    assert b"BODY[]<0>" in flat(resp) and b'BODYSTRUCTURE ("TEXT" "PLAIN"' in flat(resp)
+    client.logout()
+
+
+def test_fetch_bad_sequence_and_unsupported_items(imap_server: ImapServer) -> None:
+    imap_server.deliver(DEMO, message("one"))
+    raw = Raw(imap_server)
+    raw.login()
+    raw.command("s1", "SELECT INBOX")
+    assert raw.command("f1", "FETCH 5 FLAGS")[-1].startswith("f1 BAD")
+    assert raw.command("f2", "UID FETCH 5:9 FLAGS") == ["f2 OK UID FETCH completed"]
+    assert raw.command("f3", "FETCH 1 BINARY[1]")[-1].startswith("f3 BAD")
+    assert raw.command("f4", "SEARCH ALL")[-1].startswith("f4 NO [CANNOT]")
+
+
+def test_store_modes(imap_server: ImapServer) -> None:
+    imap_server.deliver(DEMO, message("one"))
+    raw = Raw(imap_server)
+    raw.login()
+    raw.command("s1", "SELECT INBOX")
+    assert (
+        raw.command("t1", "STORE 1 +FLAGS (\\Flagged $Work)")[0]
+        == "* 1 FETCH (FLAGS ($Work \\Flagged \\Recent))"
+    )
+    assert (
+        raw.command("t2", "UID STORE 1 -FLAGS ($Work)")[0] == "* 1 FETCH (FLAGS (\\Flagged \\Recent) UID 1)"
+    )
+    assert raw.command("t3", "STORE 1 FLAGS.SILENT (\\Answered)") == ["t3 OK STORE completed"]
+    messages = imap_server.call(imap_server.store.list_messages(imap_server.mailbox_id(DEMO, "INBOX")))
+    assert messages[0].flags == frozenset({"\\Answered"})
+
+
+def test_copy_and_move_with_copyuid(imap_server: ImapServer) -> None:
+    for subject in ("one", "two"):
+        imap_server.deliver(DEMO, message(subject))
+    archive = imap_server.call(imap_server.store.get_mailbox(imap_server.account_ids[DEMO], "Archive"))
+    assert archive is not None
+    raw = Raw(imap_server)
+    raw.login()
+    raw.command("s1", "SELECT INBOX")
+    reply = raw.command("c1", "COPY 1:2 Archive")
+    assert reply[-1] == f"c1 OK [COPYUID {archive.uidvalidity} 1:2 1:2] COPY completed"
+    assert raw.command("c2", "COPY 1 Nope")[-1].startswith("c2 NO [TRYCREATE]")
+    reply = raw.command("m1", "MOVE 1 Trash")
+    assert reply[0].startswith("* OK [COPYUID ") and reply[1] == "* 1 EXPUNGE"
+    assert reply[-1] == "m1 OK MOVE completed"
+    inbox = imap_server.call(imap_server.store.list_messages(imap_server.mailbox_id(DEMO, "INBOX")))
+    assert [m.uid for m in inbox] == [2]
+
+
+def test_imaplib_copy_round_trip(imap_server: ImapServer) -> None:
+    imap_server.deliver(DEMO, message("one"))
+    client = imap_server.imaps()
+    client.select("INBOX")
+    assert client.copy("1", "Sent")[0] == "OK"
+    with_error = client.select("Sent", readonly=True)
+    assert with_error == ("OK", [b"1"])
+    client.logout()
+    assert isinstance(client, imaplib.IMAP4_SSL)

@@ -1,0 +1,101 @@
+"""LIST, LSUB, CREATE, DELETE, RENAME, SUBSCRIBE/UNSUBSCRIBE and STATUS, checked against the store."""
+
+from __future__ import annotations
+
+from tests.imap.conftest import DEMO, ImapServer, Raw, message
+
+
+def names(server: ImapServer) -> set[str]:
+    return {m.name for m in server.call(server.store.list_mailboxes(server.account_ids[DEMO]))}
+
+
+def test_list_all_has_special_use_and_children_attributes(imap_server: ImapServer) -> None:
+    raw = Raw(imap_server)
+    raw.login()
+    assert raw.command("c1", "CREATE Work/Projects")[-1].startswith("c1 OK")
+    reply = raw.command("l1", 'LIST "" "*"')
+    assert reply[0] == '* LIST (\\HasNoChildren) "/" "INBOX"'
+    assert '* LIST (\\HasNoChildren \\Sent) "/" "Sent"' in reply
+    assert '* LIST (\\Noselect \\HasChildren) "/" "Work"' in reply
+    assert '* LIST (\\HasNoChildren) "/" "Work/Projects"' in reply
+    reply = raw.command("l2", 'LIST "" "%"')
+    assert '* LIST (\\Noselect \\HasChildren) "/" "Work"' in reply
+    assert not any("Work/Projects" in line for line in reply)
+    reply = raw.command("l3", 'LIST "Work/" "%"')
+    assert reply[:-1] == ['* LIST (\\HasNoChildren) "/" "Work/Projects"']
+    assert raw.command("l4", 'LIST "" ""')[0] == '* LIST (\\Noselect) "/" ""'
+    assert raw.command("l5", 'LIST "" "inbox"')[0] == '* LIST (\\HasNoChildren) "/" "INBOX"'
+
+
+def test_create_delete_rename_with_hierarchy(imap_server: ImapServer) -> None:
+    raw = Raw(imap_server)
+    raw.login()
+    assert raw.command("c1", "CREATE a")[-1].startswith("c1 OK")
+    assert raw.command("c2", "CREATE a/b")[-1].startswith("c2 OK")
+    assert raw.command("c3", "CREATE a")[-1].startswith("c3 NO [ALREADYEXISTS]")
+    assert raw.command("c4", "CREATE inbox")[-1].startswith("c4 NO [ALREADYEXISTS]")
+    # RFC 9051 6.3.4: a mailbox with children may be deleted; the children stay.
+    assert raw.command("d1", "DELETE a")[-1].startswith("d1 OK")
+    assert "a/b" in names(imap_server) and "a" not in names(imap_server)
+    assert '* LIST (\\Noselect \\HasChildren) "/" "a"' in raw.command("l1", 'LIST "" "a*"')
+    assert raw.command("d2", "DELETE a")[-1].startswith("d2 NO [NONEXISTENT]")
+    assert raw.command("d3", "DELETE INBOX")[-1].startswith("d3 NO")
+    assert raw.command("r1", "RENAME a/b x/y")[-1].startswith("r1 OK")
+    assert {"x/y"} <= names(imap_server) and "a/b" not in names(imap_server)
+    assert raw.command("r2", "RENAME nothere z")[-1].startswith("r2 NO [NONEXISTENT]")
+    assert raw.command("r3", "RENAME x/y Sent")[-1].startswith("r3 NO [ALREADYEXISTS]")
+
+
+def test_rename_inbox_moves_its_messages(imap_server: ImapServer) -> None:
+    imap_server.deliver(DEMO, message("one"))
+    raw = Raw(imap_server)
+    raw.login()
+    assert raw.command("r1", "RENAME INBOX Old")[-1].startswith("r1 OK")
+    reply = raw.command("s1", "STATUS INBOX (MESSAGES)")
+    assert reply[0] == '* STATUS "INBOX" (MESSAGES 0)'
+    assert raw.command("s2", "STATUS Old (MESSAGES)")[0] == '* STATUS "Old" (MESSAGES 1)'
+
+
+def test_create_special_use(imap_server: ImapServer) -> None:
+    raw = Raw(imap_server)
+    raw.login()
+    assert raw.command("d1", "DELETE Junk")[-1].startswith("d1 OK")
+    assert raw.command("c1", "CREATE Spam (USE (\\Junk))")[-1].startswith("c1 OK")
+    assert '* LIST (\\HasNoChildren \\Junk) "/" "Spam"' in raw.command("l1", 'LIST "" "Spam"')
+    assert raw.command("c2", "CREATE Spam2 (USE (\\Junk))")[-1].startswith("c2 NO [USEATTR]")
+
+
+def test_subscribe_and_lsub(imap_server: ImapServer) -> None:
+    raw = Raw(imap_server)
+    raw.login()
+    assert raw.command("s1", "SUBSCRIBE Sent")[-1].startswith("s1 OK")
+    assert raw.command("s2", "SUBSCRIBE Gone")[-1].startswith("s2 OK")
+    reply = raw.command("l1", 'LSUB "" "*"')
+    assert '* LSUB () "/" "Sent"' in reply and '* LSUB (\\Noselect) "/" "Gone"' in reply
+    assert raw.command("u1", "UNSUBSCRIBE Sent")[-1].startswith("u1 OK")
+    assert "Sent" not in imap_server.call(imap_server.store.list_subscriptions(imap_server.account_ids[DEMO]))
+
+
+def test_status_items(imap_server: ImapServer) -> None:
+    imap_server.deliver(DEMO, message("one"), flags=("\\Seen", "\\Deleted"))
+    imap_server.deliver(DEMO, message("two"))
+    info = imap_server.call(imap_server.store.get_mailbox(imap_server.account_ids[DEMO], "INBOX"))
+    assert info is not None
+    raw = Raw(imap_server)
+    raw.login()
+    reply = raw.command("s1", "STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY UNSEEN DELETED SIZE RECENT)")
+    assert reply[0] == (
+        f'* STATUS "INBOX" (MESSAGES 2 UIDNEXT {info.uidnext} UIDVALIDITY {info.uidvalidity} UNSEEN 1 '
+        f"DELETED 1 SIZE {info.size} RECENT 2)"
+    )
+    assert raw.command("s2", "STATUS Nope (MESSAGES)")[-1].startswith("s2 NO [NONEXISTENT]")
+
+
+def test_mutf7_names_and_utf8_after_enable(imap_server: ImapServer) -> None:
+    raw = Raw(imap_server)
+    raw.login()
+    assert raw.command("c1", "CREATE &ZeVnLIqe-")[-1].startswith("c1 OK")  # 日本語
+    assert "日本語" in names(imap_server)
+    assert '* LIST (\\HasNoChildren) "/" "&ZeVnLIqe-"' in raw.command("l1", 'LIST "" "*"')
+    raw.command("e1", "ENABLE UTF8=ACCEPT")
+    assert '* LIST (\\HasNoChildren) "/" "日本語"' in raw.command("l2", 'LIST "" "*"')

@@ -1,0 +1,60 @@
+"""SEARCH / UID SEARCH / ESEARCH through a live session (evaluation: tests/store/test_store_search.py)."""
+
+from __future__ import annotations
+
+from tests.imap.conftest import DEMO, ImapServer, Raw
+
+
+def mail(sender: str, subject: str, body: str) -> bytes:
+    return (
+        f"From: {sender}\r\nTo: demo@example.test\r\nSubject: {subject}\r\n"
+        f"Date: Mon, 2 Mar 2026 10:00:00 +0100\r\n\r\n{body}\r\n"
+    ).encode()
+
+
+def test_search_from_the_index_with_sequence_numbers_uids_and_esearch(imap_server: ImapServer) -> None:
+    imap_server.deliver(
+        DEMO, mail("alice@example.org", "Quarterly report", "numbers inside"), flags=("\\Seen",)
+    )
+    imap_server.deliver(DEMO, mail("bob@example.org", "Lunch?", "the report can wait"))
+    imap_server.deliver(DEMO, mail("Alice <alice@example.org>", "Re: lunch", "yes"))
+    raw = Raw(imap_server)
+    raw.login()
+    raw.command("s", "SELECT INBOX")
+    assert raw.command("a", "SEARCH FROM alice")[0] == "* SEARCH 1 3"
+    assert raw.command("b", "SEARCH TEXT report")[0] == "* SEARCH 1 2"
+    assert raw.command("c", "SEARCH SUBJECT LUNCH NOT FROM bob")[0] == "* SEARCH 3"
+    assert raw.command("d", "SEARCH UNSEEN")[0] == "* SEARCH 2 3"
+    assert raw.command("e", "SEARCH OR SEEN BODY yes")[0] == "* SEARCH 1 3"
+    assert raw.command("f", "SEARCH SENTON 2-Mar-2026 2:3")[0] == "* SEARCH 2 3"
+    assert raw.command("g", "SEARCH CHARSET UTF-8 SUBJECT lunch")[0] == "* SEARCH 2 3"
+    reply = raw.command("h", "UID SEARCH RETURN (MIN MAX COUNT) FROM alice")
+    assert reply[0] == '* ESEARCH (TAG "h") UID MIN 1 MAX 3 COUNT 2'
+    assert raw.command("i", "SEARCH NOTHING")[-1].startswith("i BAD")
+    assert raw.command("j", "SEARCH CHARSET KOI8-R FROM x")[-1].startswith(
+        "j NO [BADCHARSET (UTF-8 US-ASCII)]"
+    )
+    assert raw.command("k", "SEARCH 9")[-1].startswith("k BAD")
+    assert raw.command("l", "SEARCH RETURN (SAVE) ALL")[-1].startswith("l BAD")
+    # \Recent belongs to this session: all three are NEW until seen
+    assert raw.command("m", "SEARCH NEW")[0] == "* SEARCH 2 3"
+    raw.close()
+
+
+def test_search_does_not_report_an_expunge_from_another_session(imap_server: ImapServer) -> None:
+    imap_server.deliver(DEMO, mail("a@example.org", "one", "x"))
+    imap_server.deliver(DEMO, mail("a@example.org", "two", "x"))
+    first, second = Raw(imap_server), Raw(imap_server)
+    first.login()
+    second.login()
+    first.command("s", "SELECT INBOX")
+    second.command("s", "SELECT INBOX")
+    second.command("d", "STORE 1 +FLAGS.SILENT (\\Deleted)")
+    second.command("x", "EXPUNGE")
+    reply = first.command("a", "SEARCH ALL")
+    assert not any("EXPUNGE" in line for line in reply)  # RFC 9051 7.5.1: not during SEARCH
+    assert reply[0] == "* SEARCH 2"  # the expunged message no longer matches, numbers did not shift
+    assert "* 1 EXPUNGE" in first.command("n", "NOOP")
+    assert first.command("b", "SEARCH ALL")[0] == "* SEARCH 1"
+    first.close()
+    second.close()

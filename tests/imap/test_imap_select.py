@@ -1,0 +1,56 @@
+"""SELECT / EXAMINE responses, \\Recent for exactly one session, CLOSED (IMAP4rev2)."""
+
+from __future__ import annotations
+
+from tests.imap.conftest import DEMO, ImapServer, Raw, message
+
+
+def test_select_responses(imap_server: ImapServer) -> None:
+    imap_server.deliver(DEMO, message("one"), flags=("\\Seen",))
+    imap_server.deliver(DEMO, message("two"))
+    info = imap_server.call(imap_server.store.get_mailbox(imap_server.account_ids[DEMO], "INBOX"))
+    assert info is not None
+    raw = Raw(imap_server)
+    raw.login()
+    reply = raw.command("s1", "SELECT INBOX")
+    assert reply[0] == "* FLAGS (\\Seen \\Answered \\Flagged \\Deleted \\Draft)"
+    assert (
+        "* OK [PERMANENTFLAGS (\\Seen \\Answered \\Flagged \\Deleted \\Draft \\*)] Flags permitted" in reply
+    )
+    assert "* 2 EXISTS" in reply and "* 2 RECENT" in reply
+    assert "* OK [UNSEEN 2] First unseen message" in reply
+    assert f"* OK [UIDVALIDITY {info.uidvalidity}] UIDs valid" in reply
+    assert f"* OK [UIDNEXT {info.uidnext}] Predicted next UID" in reply
+    assert reply[-1] == "s1 OK [READ-WRITE] SELECT completed"
+    reply = raw.command("s2", "EXAMINE inbox")
+    assert "* OK [PERMANENTFLAGS ()] No permanent flags in a read-only mailbox" in reply
+    assert reply[-1] == "s2 OK [READ-ONLY] EXAMINE completed"
+    assert raw.command("s3", "SELECT Nope")[-1].startswith("s3 NO [NONEXISTENT]")
+    assert raw.command("s4", "FETCH 1 FLAGS")[-1].startswith("s4 BAD")  # the failed SELECT deselected
+
+
+def test_recent_goes_to_exactly_one_session(imap_server: ImapServer) -> None:
+    imap_server.deliver(DEMO, message("one"))
+    first, second = Raw(imap_server), Raw(imap_server)
+    first.login()
+    second.login()
+    assert "* 1 RECENT" in first.command("s1", "SELECT INBOX")
+    assert "* 0 RECENT" in second.command("s1", "SELECT INBOX")
+    assert "\\Recent" in first.command("f1", "FETCH 1 FLAGS")[0]
+    assert "\\Recent" not in second.command("f1", "FETCH 1 FLAGS")[0]
+    imap_server.deliver(DEMO, message("two"))
+    reply_first = first.command("n1", "NOOP")
+    reply_second = second.command("n1", "NOOP")
+    assert "* 2 EXISTS" in reply_first and "* 2 EXISTS" in reply_second
+    assert "* 2 RECENT" in reply_first and "* 0 RECENT" in reply_second
+
+
+def test_rev2_select_has_no_recent_and_sends_closed(rev2_server: ImapServer) -> None:
+    raw = Raw(rev2_server)
+    raw.login()
+    raw.command("e1", "ENABLE IMAP4rev2")
+    reply = raw.command("s1", "SELECT INBOX")
+    assert not any("RECENT" in line for line in reply)
+    assert '* LIST () "/" "INBOX"' in reply
+    reply = raw.command("s2", "SELECT Sent")
+    assert reply[0] == "* OK [CLOSED] Previous mailbox closed"
