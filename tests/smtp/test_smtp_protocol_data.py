@@ -533,7 +533,7 @@ class ConsistencyChecker:
 
     def check_state(self) -> None:
         envelope = self.proto.envelope
-        if self.ended:
+        if self.ended or self.proto.closed:  # e.g. 421 after too many errors: nothing is open any more
             return
         if self.transaction:
             assert envelope is not None and len(envelope.recipients) == self.recipients
