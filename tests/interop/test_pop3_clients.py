@@ -28,7 +28,7 @@ DEMO_PW = "demo-secret-pw"
 def need(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
-        pytest.skip(f"{tool} is not installed (make deps)")
+        pytest.fail(f"{tool} is not installed: `make deps` installs it")
     return path
 
 
