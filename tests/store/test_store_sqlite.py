@@ -252,7 +252,13 @@ def test_directory_rules_domains_accounts_aliases(store_path: Path) -> None:
             assert (await store.resolve_recipient("x@elsewhere.test")).status == "foreign"
             await store.remove_alias("@example.test")
             assert (await store.resolve_recipient("nobody@example.test")).status == "unknown"
-            assert [a.source for a in await store.list_aliases()] == ["team@example.test"]
+            assert [a.source for a in await store.list_aliases()] == [
+                "postmaster@example.test",
+                "team@example.test",
+            ]
+            # RFC 5321 4.5.1: the domain's first account got postmaster; bare "postmaster" means the same
+            assert (await store.get_alias("postmaster@example.test")).targets == ("demo@example.test",)
+            assert (await store.resolve_recipient("Postmaster")).account_ids == [demo.id]
         finally:
             await store.close()
 

@@ -550,6 +550,17 @@ class SqliteMailStore(MailStore):
             for name, special_use in DEFAULT_MAILBOXES:
                 self._create_mailbox(conn, account_id, name, special_use)
                 conn.execute("INSERT INTO subscriptions (account_id, name) VALUES (?, ?)", (account_id, name))
+            # RFC 5321 section 4.5.1: every domain accepts mail for postmaster. The first account of a domain
+            # receives it, unless postmaster is an account or an alias already (change it with `alias`).
+            postmaster = f"postmaster@{domain}"
+            if address != postmaster and not conn.execute(
+                "SELECT 1 FROM accounts WHERE address = ? UNION SELECT 1 FROM aliases WHERE source = ?",
+                (postmaster, postmaster),
+            ).fetchone():
+                conn.execute(
+                    "INSERT INTO aliases (source, domain_id, targets) VALUES (?, ?, ?)",
+                    (postmaster, domain_id, json.dumps([address])),
+                )
             return Account(account_id, address, domain, password_hash, created)
 
         return await self._write_directory(tx)
