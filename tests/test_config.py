@@ -447,23 +447,26 @@ def test_enabled_listener_of_a_protocol_not_built_is_a_warning_not_an_error(writ
     config = load_config(write(""))
     messages = [str(w) for w in config.warnings]
     assert (
-        'listeners.imap: protocol "imap" is not built yet in this version; the listener will not start'
-        in messages
+        'listeners.submission: protocol "submission" is not built yet in this version; '
+        "the listener will not start" in messages
     )
     assert not any(w.key == "listeners.smtp" for w in config.warnings)
+    assert not any(w.key == "listeners.imap" for w in config.warnings)
     assert not any(w.key == "listeners.pop2" for w in config.warnings)  # disabled: nothing to warn about
     assert config.listeners["smtp"].status == "ready"
-    assert config.listeners["imap"].status == "not built yet"
+    assert config.listeners["imap"].status == "ready"
+    assert config.listeners["imaps"].status == "ready"
+    assert config.listeners["submission"].status == "not built yet"
     assert config.listeners["pop2"].status == "disabled"
 
 
 def test_a_protocol_added_to_built_protocols_is_ready(
     write: WriteConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(config_module, "BUILT_PROTOCOLS", {*BUILT_PROTOCOLS, "imap"})
+    monkeypatch.setattr(config_module, "BUILT_PROTOCOLS", {*BUILT_PROTOCOLS, "http"})
     config = load_config(write(""))
-    assert not any(w.key == "listeners.imap" for w in config.warnings)
-    assert config.listeners["imap"].status == "ready"
+    assert not any(w.key == "listeners.http" for w in config.warnings)
+    assert config.listeners["http"].status == "ready"
 
 
 # -- the default file ----------------------------------------------------------------------------------------

@@ -247,3 +247,9 @@ def small_limit_server(tmp_path: Path, certificate: tuple[Path, Path]) -> Iterat
 def rev2_server(tmp_path: Path, certificate: tuple[Path, Path]) -> Iterator[ImapServer]:
     settings = ImapSettings(hostname="localhost", spool_dir=tmp_path, imap4rev2=True)
     yield from _server(tmp_path, certificate, settings)
+
+
+@pytest.fixture
+def rev1_server(tmp_path: Path, certificate: tuple[Path, Path]) -> Iterator[ImapServer]:
+    settings = ImapSettings(hostname="localhost", spool_dir=tmp_path, imap4rev2=False)
+    yield from _server(tmp_path, certificate, settings)

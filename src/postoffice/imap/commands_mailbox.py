@@ -9,8 +9,14 @@ Implementation notes
   IMAP4rev2, then as UTF-8.
 - LIST: "*" matches any characters, "%" any but "/" (RFC 9051 6.3.9). A name that exists only as the parent
   of other mailboxes ("a" for "a/b") is listed with \\Noselect when the pattern matches it, and DELETE of such
-  a name is NO (6.3.4). Special-use attributes and \\HasChildren / \\HasNoChildren are always sent. The
-  LIST-EXTENDED forms (selection and return options, several patterns) are not supported yet: BAD.
+  a name is NO (6.3.4). Special-use attributes and \\HasChildren / \\HasNoChildren are always sent (RFC
+  5258 and RFC 6154 allow them without the CHILDREN / SPECIAL-USE return options).
+- LIST-EXTENDED (RFC 5258): several patterns (a name is listed once if any matches); selection options
+  SUBSCRIBED (subscribed names, also those that do not exist: \\NonExistent), SPECIAL-USE, REMOTE (no
+  effect: there are no remote mailboxes) and RECURSIVEMATCH (with SUBSCRIBED: the matching parent of a
+  subscribed name the pattern does not match is listed with ("CHILDINFO" ("SUBSCRIBED"))); return options
+  SUBSCRIBED (\\Subscribed), CHILDREN, SPECIAL-USE. LIST-STATUS (RFC 5819): RETURN (STATUS (...)) sends a
+  STATUS response after the LIST response of each selectable mailbox.
 - DELETE of a mailbox that has children deletes only that mailbox; the children stay (RFC 9051 6.3.4).
   INBOX cannot be deleted. RENAME of INBOX moves its messages to the new name and leaves INBOX empty.
 """
@@ -202,30 +208,81 @@ def _mailbox_tree(mailboxes: list[MailboxInfo]) -> tuple[dict[str, MailboxInfo],
     return existing, parents, parents - existing.keys()
 
 
+_SELECT_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
+_RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"})
+
+
 async def list_mailboxes(session: ImapSession, command: p.List) -> Done:
-    if command.extended or command.select_options or command.return_options or len(command.patterns) != 1:
-        raise bad("LIST-EXTENDED is not supported")
+    """LIST, with LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819) and the SPECIAL-USE options (RFC 6154)."""
+    select = {option.name for option in command.select_options}
+    returns = {option.name for option in command.return_options}
+    unknown = (select - _SELECT_OPTIONS) | (returns - _RETURN_OPTIONS)
+    if unknown:
+        raise bad(f"Unsupported LIST option {' '.join(sorted(unknown))}")
+    if "RECURSIVEMATCH" in select and not select - {"RECURSIVEMATCH", "REMOTE"}:
+        raise bad("RECURSIVEMATCH needs another selection option")  # RFC 5258 section 3
+    status_items = command.return_status
+    if status_items is not None:
+        _check_status_items(status_items)
     reference = command.reference.name
-    pattern = command.patterns[0].name
-    if pattern == "":
+    patterns = [pattern.name for pattern in command.patterns]
+    if patterns == [""] and not select:
         # RFC 9051 6.3.9: the hierarchy delimiter and the root of the reference.
         root = reference.split(SEPARATOR, 1)[0] + SEPARATOR if SEPARATOR in reference else ""
         session.untagged(b'LIST (\\Noselect) "/" ' + session.mailbox_name(root))
         return Done("LIST completed")
-    regex = pattern_regex(reference + pattern)
-    mailboxes = await session.store.list_mailboxes(_account_id(session))
-    existing, parents, implied = _mailbox_tree(mailboxes)
-    for name in sorted(existing.keys() | implied, key=lambda n: (n != "INBOX", n)):
-        if not _matches(regex, name):
-            continue
-        attributes = []
-        if name in implied:
-            attributes.append("\\Noselect")
-        attributes.append("\\HasChildren" if name in parents else "\\HasNoChildren")
+    regexes = [pattern_regex(reference + pattern) for pattern in patterns if pattern]
+    account = _account_id(session)
+    existing, parents, implied = _mailbox_tree(await session.store.list_mailboxes(account))
+    subscribed: set[str] = set()
+    by_subscription = "SUBSCRIBED" in select
+    if by_subscription or "SUBSCRIBED" in returns:
+        subscribed = {_normalise(name) for name in await session.store.list_subscriptions(account)}
+    by_special_use = "SPECIAL-USE" in select
+
+    def matches(name: str) -> bool:
+        return any(_matches(regex, name) for regex in regexes)
+
+    def selected(name: str) -> bool:
+        """RFC 5258 section 3: the selection criteria, ANDed; without any, every name is selected."""
+        if by_subscription and name not in subscribed:
+            return False
+        if by_special_use:
+            info = existing.get(name)
+            return info is not None and info.special_use is not None
+        return True
+
+    # Candidates: every name that exists (or is a parent of one) and, with SUBSCRIBED, every subscribed one.
+    names = existing.keys() | implied | (subscribed if by_subscription else set())
+    listed: dict[str, bool] = {name: False for name in names if matches(name) and selected(name)}
+    if "RECURSIVEMATCH" in select and by_subscription:
+        # RFC 5258 section 3.5: the nearest matching parent of a selected name that the pattern does not match
+        # is listed too (whatever its own subscription), with CHILDINFO ("SUBSCRIBED").
+        for name in names:
+            if not selected(name) or matches(name):
+                continue
+            parts = name.split(SEPARATOR)
+            for i in range(len(parts) - 1, 0, -1):
+                ancestor = SEPARATOR.join(parts[:i])
+                if matches(ancestor):
+                    listed[ancestor] = True
+                    break
+    for name in sorted(listed, key=lambda n: (n != "INBOX", n)):
         info = existing.get(name)
+        attributes = []
+        if info is None:
+            attributes.append("\\Noselect" if name in parents else "\\NonExistent")
+        attributes.append("\\HasChildren" if name in parents else "\\HasNoChildren")
         if info is not None and info.special_use:
             attributes.append(info.special_use)
-        session.untagged(f"LIST ({' '.join(attributes)}) ".encode() + b'"/" ' + session.mailbox_name(name))
+        if name in subscribed:
+            attributes.append("\\Subscribed")
+        line = f"LIST ({' '.join(attributes)}) ".encode() + b'"/" ' + session.mailbox_name(name)
+        if listed[name]:
+            line += b' ("CHILDINFO" ("SUBSCRIBED"))'
+        session.untagged(line)
+        if status_items is not None and info is not None:
+            await _send_status(session, info, status_items)  # RFC 5819: right after its LIST response
     return Done("LIST completed")
 
 
@@ -244,17 +301,26 @@ async def lsub(session: ImapSession, command: p.Lsub) -> Done:
 # ------------------------------------------------------------------------------------------- STATUS
 
 
-async def status(session: ImapSession, command: p.Status) -> Done:
-    unsupported = {"HIGHESTMODSEQ", "MAILBOXID"} & set(command.items)
+def _check_status_items(items: tuple[str, ...]) -> None:
+    unsupported = {"HIGHESTMODSEQ", "MAILBOXID"} & set(items)
     if unsupported:
         raise bad(f"STATUS {' '.join(sorted(unsupported))} is not supported")
+
+
+async def status(session: ImapSession, command: p.Status) -> Done:
+    _check_status_items(command.items)
     name = _normalise(command.mailbox.name)
     info = await session.store.get_mailbox(_account_id(session), name)
     if info is None:
         raise no("Mailbox does not exist", "NONEXISTENT")
+    await _send_status(session, info, command.items)
+    return Done("STATUS completed")
+
+
+async def _send_status(session: ImapSession, info: MailboxInfo, items: tuple[str, ...]) -> None:
     state = await session.store.mailbox_status(info.id)
     deleted = 0
-    if "DELETED" in command.items:
+    if "DELETED" in items:
         deleted = sum(1 for m in await session.store.list_messages(info.id) if "\\Deleted" in m.flags)
     values: dict[str, int] = {
         "MESSAGES": state.mailbox.messages,
@@ -268,9 +334,8 @@ async def status(session: ImapSession, command: p.Status) -> Done:
     }
     if session.rev2:
         values.pop("RECENT")
-    items = " ".join(f"{item} {values[item]}" for item in command.items if item in values)
-    session.untagged(b"STATUS " + session.mailbox_name(info.name) + f" ({items})".encode())
-    return Done("STATUS completed")
+    text = " ".join(f"{item} {values[item]}" for item in items if item in values)
+    session.untagged(b"STATUS " + session.mailbox_name(info.name) + f" ({text})".encode())
 
 
 Handler = Callable[["ImapSession", Any], Awaitable[Done]]

@@ -6,19 +6,26 @@ Implementation notes
 - APPEND streams the literal into a SpooledTemporaryFile (memory up to SPOOL_MEMORY, then a file), parses it
   once (`message.parse_message`, in a thread when large) and stores it with `store.append`; the tagged OK
   carries APPENDUID (RFC 4315) and is sent only after the store's commit. A missing mailbox is refused before
-  any literal octet is read: "NO [TRYCREATE]". MULTIAPPEND is not offered (its atomicity needs a store call
-  for several messages).
+  any literal octet is read: "NO [TRYCREATE]". MULTIAPPEND (RFC 3502): the messages are spooled one by one
+  and stored in order when the command line ends; if one fails, the ones already stored are expunged again
+  (the store has no multi-message append transaction), so the command is all or nothing as far as the
+  client can tell, though another session may see them come and go. APPENDUID then has a UID set.
 - FETCH renders from the stored parse (`postoffice.imap.fetch`); a body section without .PEEK (and RFC822,
   RFC822.TEXT) sets \\Seen in a read-write mailbox before the data is sent, and FLAGS is then included in the
   response (RFC 9051 6.4.5). Messages expunged by another session but not reported yet are left out of FETCH
   responses (RFC 2180 4.1.3 allows it). Message bytes are read whole per message: streaming of large sections
-  is future work. BINARY, MODSEQ and CHANGEDSINCE are refused with BAD (not advertised).
+  is future work. MODSEQ and CHANGEDSINCE are refused with BAD (not advertised).
+- BINARY[part]<partial>, BINARY.PEEK and BINARY.SIZE (RFC 3516, RFC 9051 6.4.5) decode the part's transfer
+  encoding (`fetch.binary_section`); the data goes as a literal8 `~{n}` only when it contains NUL. An encoding
+  we cannot decode answers the command "NO [UNKNOWN-CTE]" (responses for earlier messages may have gone).
 - STORE reads the mailbox back after the change and reports the resulting FLAGS (unless .SILENT); \\Recent
   cannot be stored and is ignored (RFC 9051 6.4.6).
 - EXPUNGE / UID EXPUNGE / CLOSE remove only messages that carry \\Deleted in the store at that moment.
 - MOVE sends "* OK [COPYUID ...]" untagged, then the EXPUNGE responses, then the tagged OK (RFC 6851 4.3).
 - SEARCH / UID SEARCH evaluate in the store's index (`postoffice.imap.search` -> `MailStore.search`); RETURN
-  gives ESEARCH (RFC 4731, MIN MAX COUNT ALL); SEARCHRES ($, SAVE) is not offered yet.
+  gives ESEARCH (RFC 4731, MIN MAX COUNT ALL), as does every SEARCH of an IMAP4rev2 client (RFC 9051 6.4.4).
+  SEARCHRES (RFC 5182): RETURN (SAVE) keeps the result as UIDs in the session (`saved_result`); `$` in any
+  sequence set is that result minus the messages expunged since (`ImapSession.saved_uids`).
 """
 
 from __future__ import annotations
@@ -62,26 +69,36 @@ def _storable(flags: tuple[str, ...]) -> list[str]:
 
 async def append(session: ImapSession, command: p.Append) -> Done:
     pending = session.take_append(command.tag)
-    if pending is None:
+    if pending is None or len(pending.messages) != len(command.messages):
+        if pending is not None:
+            pending.close()
         raise bad("APPEND message data missing")
+    mailbox_id = pending.mailbox.id
+    uids: list[int] = []
     try:
-        spool = pending.spool
-        spool.flush()
-        spool.seek(0)
-        if pending.received <= PARSE_INLINE_LIMIT:
-            parsed = parse_message(spool)
-        else:
-            parsed = await asyncio.to_thread(parse_message, spool)
-        message = command.messages[0]
-        when = message.internal_date.timestamp() if message.internal_date is not None else None
-        spool.seek(0)
-        copy = await session.store.append(pending.mailbox.id, spool, parsed, _storable(message.flags), when)
+        for item, message in zip(pending.messages, command.messages, strict=True):
+            spool = item.spool
+            spool.flush()
+            spool.seek(0)
+            if item.received <= PARSE_INLINE_LIMIT:
+                parsed = parse_message(spool)
+            else:
+                parsed = await asyncio.to_thread(parse_message, spool)
+            when = message.internal_date.timestamp() if message.internal_date is not None else None
+            spool.seek(0)
+            copy = await session.store.append(mailbox_id, spool, parsed, _storable(message.flags), when)
+            uids.append(copy.uid)
+    except Exception:
+        # MULTIAPPEND is all or nothing (RFC 3502 section 6.3.11): the messages already stored go again.
+        if uids:
+            await session.store.expunge(mailbox_id, uids)
+        raise
     finally:
-        pending.spool.close()
+        pending.close()
     view = session.view
-    if view is not None and view.mailbox_id == pending.mailbox.id:
+    if view is not None and view.mailbox_id == mailbox_id:
         view.dirty = True
-    return Done("APPEND completed", f"APPENDUID {pending.mailbox.uidvalidity} {copy.uid}")
+    return Done("APPEND completed", f"APPENDUID {pending.mailbox.uidvalidity} {format_sequence_set(uids)}")
 
 
 # -------------------------------------------------------------------------- CLOSE UNSELECT EXPUNGE
@@ -133,7 +150,7 @@ def _spec(section: p.Section) -> f.SectionSpec:
 
 
 def _sets_seen(item: p.FetchItem) -> bool:
-    if isinstance(item, p.FetchBody):
+    if isinstance(item, p.FetchBody | p.FetchBinary):
         return not item.peek
     return isinstance(item, p.FetchAttribute) and item.name in _SEEN_ITEMS
 
@@ -142,8 +159,6 @@ async def fetch(session: ImapSession, command: p.Fetch) -> Done:
     if command.changed_since is not None:
         raise bad("CHANGEDSINCE needs CONDSTORE, which is not supported")
     for item in command.items:
-        if isinstance(item, p.FetchBinary | p.FetchBinarySize):
-            raise bad("BINARY is not supported")
         if isinstance(item, p.FetchAttribute) and item.name == "MODSEQ":
             raise bad("MODSEQ needs CONDSTORE, which is not supported")
     view = _view(session)
@@ -162,7 +177,8 @@ async def fetch(session: ImapSession, command: p.Fetch) -> Done:
         not isinstance(i, p.FetchAttribute) or i.name in _PARSED_ITEMS + _CONTENT_ITEMS for i in items
     )
     needs_content = any(
-        isinstance(i, p.FetchBody) or (isinstance(i, p.FetchAttribute) and i.name in _CONTENT_ITEMS)
+        isinstance(i, p.FetchBody | p.FetchBinary | p.FetchBinarySize)
+        or (isinstance(i, p.FetchAttribute) and i.name in _CONTENT_ITEMS)
         for i in items
     )
     for uid in uids:
@@ -228,7 +244,33 @@ async def _render(
             if item.partial is not None:
                 label += b"<%d>" % item.partial.origin
             out.append(label + b" " + wire.literal(data))
+        elif isinstance(item, p.FetchBinary):
+            assert parsed is not None
+            partial = (item.partial.origin, item.partial.length) if item.partial is not None else None
+            decoded = f.binary_section(content, parsed, item.part, partial)
+            if decoded is None:
+                raise _unknown_cte(item.part)
+            label = b"BINARY[" + _part_label(item.part) + b"]"
+            if item.partial is not None:
+                label += b"<%d>" % item.partial.origin
+            # RFC 3516 4.2: literal8 only when the decoded data needs it (NUL); a plain literal otherwise.
+            out.append(label + b" " + wire.literal(decoded, binary=b"\x00" in decoded))
+        elif isinstance(item, p.FetchBinarySize):
+            assert parsed is not None
+            size = f.binary_size(content, parsed, item.part)
+            if size is None:
+                raise _unknown_cte(item.part)
+            out.append(b"BINARY.SIZE[" + _part_label(item.part) + b"] %d" % size)
     return out
+
+
+def _part_label(part: tuple[int, ...]) -> bytes:
+    return ".".join(str(n) for n in part).encode()
+
+
+def _unknown_cte(part: tuple[int, ...]) -> Exception:
+    """RFC 3516 4.3 / RFC 9051 7.1: a transfer encoding the server cannot decode."""
+    return no(f"Unknown Content-Transfer-Encoding in part {_part_label(part).decode()}", "UNKNOWN-CTE")
 
 
 # -------------------------------------------------------------------------------------------- STORE
@@ -296,13 +338,15 @@ async def search(session: ImapSession, command: p.Search) -> Done:
     """SEARCH / UID SEARCH (RFC 9051 6.4.4), answered from the store's index (`postoffice.imap.search`);
     with RETURN (...) the answer is ESEARCH (RFC 4731). Expunges are not sent during SEARCH (7.5.1)."""
     view = _view(session)
-    if command.return_options is not None and "SAVE" in {o.upper() for o in command.return_options}:
-        raise bad("RETURN (SAVE) needs SEARCHRES, which is not offered")
+    save = command.return_options is not None and "SAVE" in {o.upper() for o in command.return_options}
+    saved = session.saved_uids()  # `$` in this command is the result saved before it (RFC 5182 2.1)
+    if save:
+        session.saved_result = []  # RFC 5182 2.1: a SEARCH ... SAVE that fails leaves the empty result
     try:
         criteria = search_mod.to_criteria(
             command.keys,
             uids_by_seq=view.uids,
-            saved=None,
+            saved=saved,
             recent=view.recent if not session.rev2 else None,
             charset=command.charset,
         )
@@ -313,10 +357,16 @@ async def search(session: ImapSession, command: p.Search) -> Done:
     uids = await session.store.search(view.mailbox_id, criteria)
     live = [u for u in uids if u not in view.gone]
     numbers = search_mod.result_numbers(live, view.uids, uid=command.uid)
-    if command.return_options is None:
+    return_options = command.return_options
+    if return_options is None and session.rev2:
+        return_options = ("ALL",)  # RFC 9051 6.4.4: IMAP4rev2 answers SEARCH with ESEARCH, never SEARCH
+    if return_options is None:
         session.send(search_mod.search_response(numbers))
     else:
-        session.send(search_mod.esearch_response(command.tag, numbers, command.return_options, command.uid))
+        session.send(search_mod.esearch_response(command.tag, numbers, return_options, command.uid))
+    if save:
+        in_view = search_mod.result_numbers(live, view.uids, uid=True)
+        session.saved_result = search_mod.saved_result(in_view, return_options or ())
     return Done(f"{command.name} completed")
 
 

@@ -102,9 +102,9 @@ class ImapSettings:
     allow_plaintext_auth: bool = False
     max_line: int = 64 * 1024
     spool_dir: Path | None = None
-    #: Advertise IMAP4rev2 (and act on ENABLE IMAP4rev2). Off until ESEARCH, SEARCHRES, BINARY, LIST-EXTENDED
-    #: and LIST-STATUS exist; the rev2 behaviour that is built (no \\Recent, CLOSED) can be tested with it.
-    imap4rev2: bool = False
+    #: Advertise IMAP4rev2 (RFC 9051) and act on ENABLE IMAP4rev2; clients that do not enable it keep the
+    #: IMAP4rev1 behaviour (\\Recent, SEARCH responses, modified UTF-7 names).
+    imap4rev2: bool = True
 
 
 _ANY_STATE = (State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED)
@@ -152,12 +152,29 @@ def _expunge_allowed(command: p.Command) -> bool:
 
 
 @dataclass
-class _AppendInProgress:
-    tag: str
-    mailbox: MailboxInfo
+class AppendSpool:
+    """One message of an APPEND, spooled."""
+
     message: p.AppendMessage
     spool: IO[bytes]
     received: int = 0
+
+
+@dataclass
+class _AppendInProgress:
+    """The messages of one APPEND command (several with MULTIAPPEND, RFC 3502), in order."""
+
+    tag: str
+    mailbox: MailboxInfo
+    messages: list[AppendSpool]
+
+    @property
+    def current(self) -> AppendSpool:
+        return self.messages[-1]
+
+    def close(self) -> None:
+        for item in self.messages:
+            item.spool.close()
 
 
 class ImapSession:
@@ -186,6 +203,8 @@ class ImapSession:
         self._wakeup = asyncio.Event()
         self._unsubscribe: Callable[[], None] | None = None
         self._append: _AppendInProgress | None = None
+        #: RFC 5182: the UIDs saved by the last SEARCH RETURN (SAVE); None when there is none (`$` is empty).
+        self.saved_result: list[int] | None = None
 
     # ------------------------------------------------------------------------------------------ output
 
@@ -251,6 +270,11 @@ class ImapSession:
             "UIDPLUS",
             "MOVE",
             "ESEARCH",
+            "SEARCHRES",
+            "BINARY",
+            "MULTIAPPEND",
+            "LIST-EXTENDED",
+            "LIST-STATUS",
             "STATUS=SIZE",
             f"APPENDLIMIT={self.settings.append_limit}",
             "UTF8=ACCEPT",
@@ -328,8 +352,9 @@ class ImapSession:
             await self._append_start(event)
         elif isinstance(event, p.AppendData):
             if self._append is not None:
-                self._append.spool.write(event.data)
-                self._append.received += len(event.data)
+                current = self._append.current
+                current.spool.write(event.data)
+                current.received += len(event.data)
         elif isinstance(event, p.LiteralTooLarge):
             self._discard_append()
             status = "NO" if event.limit == self.reader.max_literal else "BAD"
@@ -592,14 +617,23 @@ class ImapSession:
 
         assert isinstance(sequence, SequenceSet) and self.view is not None
         if sequence.saved:
-            raise bad("$ needs SEARCHRES, which is not supported")
+            # RFC 5182 2.1: "$" is the saved result (empty when there is none); expunged UIDs drop out.
+            return self.saved_uids()
         try:
             return self.view.resolve(sequence, uid=uid)
         except InvalidSequence as exc:
             raise bad(f"Invalid message sequence number: {exc}") from None
 
+    def saved_uids(self) -> list[int]:
+        """The saved search result (RFC 5182) restricted to the messages still in the view, ascending."""
+        view = self.view
+        if view is None or not self.saved_result:
+            return []
+        return [uid for uid in self.saved_result if uid in view.messages and uid not in view.gone]
+
     def close_view(self) -> None:
         self.view = None
+        self.saved_result = None  # RFC 5182 2.1: SELECT, EXAMINE, CLOSE and UNSELECT reset it
         if self.state is State.SELECTED:
             self.state = State.AUTHENTICATED
 
@@ -617,8 +651,13 @@ class ImapSession:
         if self.state not in _AUTHENTICATED or self.account is None:
             refuse("BAD", "APPEND is only valid in the authenticated or selected state")
             return
-        if event.index > 0:
-            refuse("NO", "MULTIAPPEND is not supported", "CANNOT")
+        if event.message.utf8 and not self.utf8:
+            refuse("BAD", "APPEND UTF8 needs ENABLE UTF8=ACCEPT first (RFC 6855 section 4)")
+            return
+        pending = self._append
+        if event.index > 0 and pending is not None and pending.tag == event.tag:
+            # MULTIAPPEND (RFC 3502): the next message of the same command, same mailbox.
+            pending.messages.append(AppendSpool(event.message, self._new_spool(pending)))
             return
         try:
             mailbox = await self.store.get_mailbox(self.account.id, event.mailbox.name)
@@ -629,11 +668,18 @@ class ImapSession:
         if mailbox is None:
             refuse("NO", "Mailbox does not exist", "TRYCREATE")
             return
-        spool: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by _discard_append
-            max_size=SPOOL_MEMORY,
+        self._discard_append()
+        first = AppendSpool(event.message, self._new_spool(None))
+        self._append = _AppendInProgress(event.tag, mailbox, [first])
+
+    def _new_spool(self, pending: _AppendInProgress | None) -> IO[bytes]:
+        # The messages of one command share SPOOL_MEMORY in memory; past that they go to files at once
+        # (max_size 1: a SpooledTemporaryFile with max_size 0 would never roll over).
+        used = sum(item.received for item in pending.messages) if pending is not None else 0
+        return tempfile.SpooledTemporaryFile(  # closed by _discard_append
+            max_size=max(SPOOL_MEMORY - used, 1),
             dir=str(self.settings.spool_dir) if self.settings.spool_dir is not None else None,
         )
-        self._append = _AppendInProgress(event.tag, mailbox, event.message, spool)
 
     def take_append(self, tag: str) -> _AppendInProgress | None:
         append = self._append
@@ -644,7 +690,7 @@ class ImapSession:
 
     def _discard_append(self) -> None:
         if self._append is not None:
-            self._append.spool.close()
+            self._append.close()
             self._append = None
 
 

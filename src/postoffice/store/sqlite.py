@@ -553,10 +553,13 @@ class SqliteMailStore(MailStore):
             # RFC 5321 section 4.5.1: every domain accepts mail for postmaster. The first account of a domain
             # receives it, unless postmaster is an account or an alias already (change it with `alias`).
             postmaster = f"postmaster@{domain}"
-            if address != postmaster and not conn.execute(
-                "SELECT 1 FROM accounts WHERE address = ? UNION SELECT 1 FROM aliases WHERE source = ?",
-                (postmaster, postmaster),
-            ).fetchone():
+            if (
+                address != postmaster
+                and not conn.execute(
+                    "SELECT 1 FROM accounts WHERE address = ? UNION SELECT 1 FROM aliases WHERE source = ?",
+                    (postmaster, postmaster),
+                ).fetchone()
+            ):
                 conn.execute(
                     "INSERT INTO aliases (source, domain_id, targets) VALUES (?, ?, ?)",
                     (postmaster, domain_id, json.dumps([address])),

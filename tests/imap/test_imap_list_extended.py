@@ -1,0 +1,77 @@
+"""LIST-EXTENDED (RFC 5258) and LIST-STATUS (RFC 5819): selection and return options, several patterns."""
+
+from __future__ import annotations
+
+from tests.imap.conftest import ImapServer, Raw
+
+
+def _client(imap_server: ImapServer) -> Raw:
+    raw = Raw(imap_server)
+    caps = raw.greeting.split()
+    assert "LIST-EXTENDED" in caps and "LIST-STATUS" in caps
+    raw.login()
+    for tag, name in (("c1", "Fruit"), ("c2", "Fruit/Apple"), ("c3", "Fruit/Banana"), ("c4", "Veg/Peas")):
+        assert raw.command(tag, f"CREATE {name}")[-1].startswith(f"{tag} OK")
+    return raw
+
+
+def _ours(reply: list[str]) -> list[str]:
+    """The LIST responses for the mailboxes the test made (not the default ones)."""
+    return [line for line in reply if '"Fruit' in line or '"Gone"' in line or '"Veg' in line]
+
+
+def test_several_patterns_and_return_subscribed(imap_server: ImapServer) -> None:
+    raw = _client(imap_server)
+    raw.command("u1", "SUBSCRIBE Fruit/Apple")
+    reply = raw.command("l1", 'LIST "" ("Fruit" "Veg/*" "Fruit") RETURN (SUBSCRIBED CHILDREN)')
+    assert reply[:-1] == [
+        '* LIST (\\HasChildren) "/" "Fruit"',
+        '* LIST (\\HasNoChildren) "/" "Veg/Peas"',
+    ]
+    reply = raw.command("l2", 'LIST () "" "Fruit/%" RETURN (SUBSCRIBED)')
+    assert '* LIST (\\HasNoChildren \\Subscribed) "/" "Fruit/Apple"' in reply
+    assert '* LIST (\\HasNoChildren) "/" "Fruit/Banana"' in reply
+    # a parent that exists only as a parent is \Noselect
+    assert '* LIST (\\Noselect \\HasChildren) "/" "Veg"' in raw.command("l3", 'LIST () "" (Veg)')
+    raw.close()
+
+
+def test_subscribed_selection_shows_nonexistent_names_and_childinfo(imap_server: ImapServer) -> None:
+    raw = _client(imap_server)
+    raw.command("u1", "SUBSCRIBE Fruit/Banana")
+    raw.command("u2", "SUBSCRIBE Gone")
+    reply = raw.command("l1", 'LIST (SUBSCRIBED) "" "*"')
+    assert _ours(reply) == [
+        '* LIST (\\HasNoChildren \\Subscribed) "/" "Fruit/Banana"',
+        '* LIST (\\NonExistent \\HasNoChildren \\Subscribed) "/" "Gone"',
+    ]
+    reply = raw.command("l2", 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"')
+    assert _ours(reply) == [
+        '* LIST (\\HasChildren) "/" "Fruit" ("CHILDINFO" ("SUBSCRIBED"))',
+        '* LIST (\\NonExistent \\HasNoChildren \\Subscribed) "/" "Gone"',
+    ]
+    assert raw.command("l3", 'LIST (RECURSIVEMATCH) "" "%"')[-1].startswith("l3 BAD")
+    assert raw.command("l4", 'LIST (BOGUS) "" "%"')[-1].startswith("l4 BAD")
+    raw.close()
+
+
+def test_special_use_selection(imap_server: ImapServer) -> None:
+    raw = _client(imap_server)
+    reply = raw.command("l1", 'LIST (SPECIAL-USE) "" "*" RETURN (SPECIAL-USE)')
+    assert reply[-1].startswith("l1 OK")
+    names = [line for line in reply[:-1]]
+    assert names and all("\\HasNoChildren \\" in line for line in names)
+    assert not any('"Fruit' in line for line in names)
+    raw.close()
+
+
+def test_list_status_sends_status_after_each_selectable_mailbox(imap_server: ImapServer) -> None:
+    raw = _client(imap_server)
+    reply = raw.command("l1", 'LIST "" "Veg*" RETURN (STATUS (MESSAGES UIDNEXT))')
+    assert reply[:-1] == [
+        '* LIST (\\Noselect \\HasChildren) "/" "Veg"',
+        '* LIST (\\HasNoChildren) "/" "Veg/Peas"',
+        '* STATUS "Veg/Peas" (MESSAGES 0 UIDNEXT 1)',
+    ]
+    assert raw.command("l2", 'LIST "" "%" RETURN (STATUS (HIGHESTMODSEQ))')[-1].startswith("l2 BAD")
+    raw.close()

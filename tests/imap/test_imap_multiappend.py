@@ -1,0 +1,84 @@
+"""MULTIAPPEND (RFC 3502): several messages in one APPEND, all or nothing, APPENDUID with a UID set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from postoffice.store import StoreError
+from tests.imap.conftest import DEMO, ImapServer, Raw, message
+
+
+def _uids(imap_server: ImapServer, mailbox: str) -> list[int]:
+    messages = imap_server.call(imap_server.store.list_messages(imap_server.mailbox_id(DEMO, mailbox)))
+    return [m.uid for m in messages]
+
+
+def test_multiappend_stores_every_message_and_reports_a_uid_set(imap_server: ImapServer) -> None:
+    raw = Raw(imap_server)
+    assert "MULTIAPPEND" in raw.greeting.split()
+    raw.login()
+    one, two, three = message("one"), message("two"), message("three")
+    raw.send(b"a1 APPEND Drafts (\\Draft) {%d}\r\n" % len(one))
+    assert raw.line().startswith("+ ")
+    raw.send(
+        one + b' (\\Seen) "01-Jan-2024 10:00:00 +0000" {%d+}\r\n%s {%d}\r\n' % (len(two), two, len(three))
+    )
+    assert raw.line().startswith("+ ")
+    raw.send(three + b"\r\n")
+    reply = raw.until_tagged("a1")
+    info = imap_server.call(imap_server.store.get_mailbox(imap_server.account_ids[DEMO], "Drafts"))
+    assert info is not None
+    assert reply[-1] == f"a1 OK [APPENDUID {info.uidvalidity} 1:3] APPEND completed"
+    messages = imap_server.call(imap_server.store.list_messages(info.id))
+    assert [m.flags for m in messages] == [frozenset({"\\Draft"}), frozenset({"\\Seen"}), frozenset()]
+    contents = [imap_server.call(imap_server.store.read_content(m.content_id)) for m in messages]
+    assert contents == [one, two, three]
+    raw.close()
+
+
+def test_multiappend_with_a_bad_second_message_keeps_nothing(imap_server: ImapServer) -> None:
+    raw = Raw(imap_server)
+    raw.login()
+    one = message("one")
+    # a syntax error after the first message: the whole command fails, nothing is stored
+    raw.send(b"a1 APPEND INBOX {%d+}\r\n%s (\\Seen) BOGUS {3+}\r\nabc\r\n" % (len(one), one))
+    assert raw.until_tagged("a1")[-1].startswith("a1 BAD")
+    assert _uids(imap_server, "INBOX") == []
+    raw.close()
+
+
+def test_multiappend_over_the_limit_refuses_all(small_limit_server: ImapServer) -> None:
+    raw = Raw(small_limit_server)
+    raw.login()
+    one = message("one")
+    raw.send(b"a1 APPEND INBOX {%d+}\r\n%s {5000}\r\n" % (len(one), one))
+    assert raw.until_tagged("a1")[-1].startswith("a1 NO [TOOBIG]")
+    assert raw.command("a2", "NOOP")[-1].startswith("a2 OK")
+    assert _uids(small_limit_server, "INBOX") == []
+    raw.close()
+
+
+def test_multiappend_store_failure_on_a_later_message_removes_the_earlier_ones(
+    imap_server: ImapServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = imap_server.store
+    real_append = store.append
+    calls = 0
+
+    async def failing_append(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise StoreError("disk full")
+        return await real_append(*args, **kwargs)
+
+    monkeypatch.setattr(store, "append", failing_append)
+    raw = Raw(imap_server)
+    raw.login()
+    one, two = message("one"), message("two")
+    raw.send(b"a1 APPEND INBOX {%d+}\r\n%s {%d+}\r\n%s\r\n" % (len(one), one, len(two), two))
+    assert raw.until_tagged("a1")[-1].startswith("a1 NO [UNAVAILABLE]")
+    assert _uids(imap_server, "INBOX") == []
+    raw.close()

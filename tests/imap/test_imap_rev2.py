@@ -1,0 +1,63 @@
+"""IMAP4rev2 (RFC 9051) for clients that ENABLE it, IMAP4rev1 for the others; UTF8=ACCEPT (RFC 6855)."""
+
+from __future__ import annotations
+
+from tests.imap.conftest import DEMO, ImapServer, Raw, message
+
+
+def caps(raw: Raw) -> list[str]:
+    return raw.greeting.split("[CAPABILITY ")[1].split("]")[0].split()
+
+
+def test_rev2_is_advertised_by_default(imap_server: ImapServer) -> None:
+    advertised = caps(Raw(imap_server))
+    for cap in ("IMAP4rev1", "IMAP4rev2", "ESEARCH", "SEARCHRES", "BINARY", "LIST-EXTENDED", "LIST-STATUS"):
+        assert cap in advertised
+
+
+def test_rev2_can_be_turned_off(rev1_server: ImapServer) -> None:
+    raw = Raw(rev1_server)
+    assert "IMAP4rev2" not in caps(raw)
+    raw.login()
+    assert raw.command("e", "ENABLE IMAP4rev2")[0] == "* ENABLED"
+
+
+def test_rev2_client_gets_esearch_and_no_recent_while_rev1_client_keeps_both(imap_server: ImapServer) -> None:
+    imap_server.deliver(DEMO, message("one"))
+    imap_server.deliver(DEMO, message("two"), flags=("\\Seen",))
+    rev1, rev2 = Raw(imap_server), Raw(imap_server)
+    rev1.login()
+    rev2.login()
+    assert rev2.command("e", "ENABLE IMAP4rev2")[0] == "* ENABLED IMAP4rev2"
+    reply = rev2.command("s", "SELECT INBOX")
+    assert not any("RECENT" in line or "UNSEEN" in line for line in reply)
+    assert '* LIST () "/" "INBOX"' in reply
+    assert rev2.command("a", "SEARCH UNSEEN")[0] == '* ESEARCH (TAG "a") ALL 1'
+    assert rev2.command("b", "UID SEARCH ALL")[0] == '* ESEARCH (TAG "b") UID ALL 1:2'
+    assert rev2.command("c", "SEARCH SUBJECT nothing")[0] == '* ESEARCH (TAG "c")'
+    assert rev2.command("d", "FETCH 1 FLAGS")[0] == "* 1 FETCH (FLAGS ())"
+    assert "RECENT" not in rev2.command("f", "STATUS Drafts (MESSAGES RECENT)")[0]
+    reply = rev1.command("s", "SELECT INBOX")
+    assert "* 2 RECENT" in reply  # the rev2 session did not claim \\Recent; this rev1 one does
+    assert rev1.command("a", "SEARCH UNSEEN")[0] == "* SEARCH 1"
+    rev1.close()
+    rev2.close()
+
+
+def test_utf8_accept_names_strings_and_append_utf8(imap_server: ImapServer) -> None:
+    raw = Raw(imap_server)
+    assert "UTF8=ACCEPT" in caps(raw)
+    raw.login()
+    data = "Subject: café\r\nFrom: josé@exämple.test\r\n\r\nhi\r\n".encode()
+    # APPEND UTF8 before ENABLE is refused without reading the literal
+    raw.send(b"a0 APPEND INBOX UTF8 (~{%d}\r\n" % len(data))
+    assert raw.line().startswith("a0 BAD")
+    assert raw.command("e", "ENABLE UTF8=ACCEPT")[0] == "* ENABLED UTF8=ACCEPT"
+    assert raw.command("c", 'CREATE "Ünïcode"')[-1].startswith("c OK")
+    assert '* LIST (\\HasNoChildren) "/" "Ünïcode"' in raw.command("l", 'LIST "" "Ü*"')
+    raw.send(b'a1 APPEND "\xc3\x9cn\xc3\xafcode" UTF8 (~{%d+}\r\n%s)\r\n' % (len(data), data))
+    assert raw.until_tagged("a1")[-1].startswith("a1 OK [APPENDUID ")
+    raw.command("s", 'SELECT "Ünïcode"')
+    assert raw.command("f", 'SEARCH SUBJECT "café"')[0] == "* SEARCH 1"
+    assert '"café"' in raw.command("g", "FETCH 1 ENVELOPE")[0]
+    raw.close()

@@ -1,0 +1,553 @@
+"""Real IMAP clients from Debian (`make deps` installs them) and from PyPI against a real `postoffice run`:
+curl (STARTTLS on the imap port, implicit TLS on imaps), mbsync (isync), neomutt, getmail6, offlineimap3,
+imapclient and imaplib. Mail arrives over SMTP; every test checks the effect independently, in the store's
+database file (read-only) or the client's local Maildir, never only through the client that made it."""
+
+from __future__ import annotations
+
+import email
+import imaplib
+import os
+import re
+import shutil
+import smtplib
+import sqlite3
+import ssl
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from imapclient import IMAPClient
+
+from postoffice.store import SYSTEM_FLAGS
+from tests.integration.harness import DataDir, ServerProcess
+from tests.integration.mailcheck import inbox_messages, store_path
+
+pytestmark = pytest.mark.interop
+
+DEMO = "demo@example.test"
+DEMO_PW = "demo-secret-pw"
+CLIENT_TIMEOUT = 120
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.skip(f"{tool} is not installed (make deps)")
+    return path
+
+
+def cacert(data: DataDir) -> str:
+    return str(data.root / "tls" / "cert.pem")
+
+
+def tls_context(data: DataDir) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=cacert(data))
+
+
+def deliver(server: ServerProcess, *subjects: str) -> None:
+    """One message per subject over SMTP to demo; the 250 comes only after the store's commit."""
+    with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=60) as smtp:
+        for n, subject in enumerate(subjects):
+            smtp.sendmail(
+                "sender@remote.test",
+                [DEMO],
+                f"From: {subject.replace(' ', '-')}@remote.test\r\nTo: {DEMO}\r\nSubject: {subject}\r\n"
+                f"Date: Mon, 0{n + 1} Jun 2026 10:00:00 +0000\r\n"
+                f"Message-ID: <{subject.replace(' ', '.')}@remote.test>\r\n\r\n"
+                f"body of {subject}\r\n.leading dot\r\n".encode(),
+            )
+
+
+@dataclass(frozen=True)
+class Stored:
+    uid: int
+    subject: str
+    flags: frozenset[str]
+    data: bytes
+
+
+def store_state(data: DataDir, address: str = DEMO) -> dict[str, list[Stored]]:
+    """Every mailbox of the account with its messages (UID order), straight from the database file."""
+    conn = sqlite3.connect(f"file:{store_path(data.root)}?mode=ro", uri=True)
+    try:
+        boxes = conn.execute(
+            "SELECT b.id, b.name FROM mailboxes b JOIN accounts a ON a.id = b.account_id WHERE a.address = ?",
+            (address,),
+        ).fetchall()
+        state: dict[str, list[Stored]] = {}
+        for box_id, name in boxes:
+            rows = conn.execute(
+                "SELECT m.uid, m.flags, m.keywords, d.data FROM messages m "
+                "JOIN content_data d ON d.id = m.content_id WHERE m.mailbox_id = ? ORDER BY m.uid",
+                (box_id,),
+            ).fetchall()
+            state[name] = [
+                Stored(
+                    int(uid),
+                    str(email.message_from_bytes(bytes(blob))["Subject"]),
+                    frozenset([f for i, f in enumerate(SYSTEM_FLAGS) if bits & (1 << i)] + keywords.split()),
+                    bytes(blob),
+                )
+                for uid, bits, keywords, blob in rows
+            ]
+        return state
+    finally:
+        conn.close()
+
+
+def without_tuid(data: bytes) -> bytes:
+    """mbsync marks the copies it makes with an X-TUID header line to find them again (isync docs)."""
+    return re.sub(rb"(?m)^X-TUID: [^\r\n]*\r?\n", b"", data, count=1)
+
+
+def by_subject(messages: list[Stored]) -> dict[str, Stored]:
+    return {m.subject: m for m in messages}
+
+
+def as_crlf(data: bytes) -> bytes:
+    """Maildir files hold LF line ends; the store holds CRLF."""
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+@dataclass(frozen=True)
+class MaildirMessage:
+    path: Path
+    subject: str
+    flags: str  # the Maildir info letters, "" for a message in new/ or without info
+
+    @property
+    def data(self) -> bytes:
+        return self.path.read_bytes()
+
+
+def maildir_messages(folder: Path) -> dict[str, MaildirMessage]:
+    """The messages of one Maildir folder by subject."""
+    out = {}
+    for sub in ("new", "cur"):
+        if not (folder / sub).is_dir():
+            continue
+        for path in (folder / sub).iterdir():
+            info = path.name.partition(":2,")[2] if ":2," in path.name else ""
+            subject = str(email.message_from_bytes(path.read_bytes())["Subject"])
+            out[subject] = MaildirMessage(path, subject, info)
+    return out
+
+
+def set_maildir_flags(message: MaildirMessage, flags: str) -> None:
+    """What a Maildir mail reader does when the user changes flags: rename into cur/ with new info."""
+    base = message.path.name.partition(":2,")[0]
+    message.path.rename(message.path.parent.parent / "cur" / f"{base}:2,{''.join(sorted(flags))}")
+
+
+def write_maildir_message(folder: Path, name: str, flags: str, text: str) -> None:
+    for sub in ("cur", "new", "tmp"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    (folder / "cur" / f"{name}:2,{flags}").write_bytes(text.encode())
+
+
+def run_client(args: list[str], home: Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, HOME=str(home))
+    return subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        timeout=CLIENT_TIMEOUT,
+        env=env,
+        **kwargs,  # type: ignore[call-overload]
+    )
+
+
+@pytest.fixture
+def admin(server: ServerProcess, data_dir: DataDir) -> Iterator[imaplib.IMAP4_SSL]:
+    """A second, independent IMAP connection (imaplib over imaps) for server-side changes."""
+    conn = imaplib.IMAP4_SSL("localhost", server.port("imaps"), ssl_context=tls_context(data_dir), timeout=60)
+    conn.login(DEMO, DEMO_PW)
+    try:
+        yield conn
+    finally:
+        conn.logout()
+
+
+def ok(result: tuple[str, list[object]]) -> list[object]:
+    status, data = result
+    assert status == "OK", data
+    return data
+
+
+# ---------------------------------------------------------------------------------------------------- curl
+
+
+def curl(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [need("curl"), "-sS", "-u", f"{DEMO}:{DEMO_PW}", "--connect-to", "localhost::127.0.0.1:", *args],
+        capture_output=True,
+        timeout=CLIENT_TIMEOUT,
+    )
+
+
+@pytest.mark.parametrize("scheme", ["imap", "imaps"])
+def test_curl_lists_examines_fetches_and_searches(
+    scheme: str, server: ServerProcess, data_dir: DataDir
+) -> None:
+    deliver(server, "curl one", "curl two")
+    stored = [data for _, data in inbox_messages(data_dir.root, DEMO)]
+    base = f"{scheme}://localhost:{server.port(scheme)}/"
+    tls = ["--ssl-reqd", "--cacert", cacert(data_dir)] if scheme == "imap" else ["--cacert", cacert(data_dir)]
+
+    listing = curl(*tls, "-v", base)
+    assert listing.returncode == 0, listing.stderr
+    if scheme == "imap":
+        assert b"STARTTLS" in listing.stderr
+    lines = listing.stdout.decode().splitlines()
+    assert '* LIST (\\HasNoChildren) "/" "INBOX"' in lines
+    assert '* LIST (\\HasNoChildren \\Trash) "/" "Trash"' in lines
+
+    examined = curl(*tls, "-X", "EXAMINE INBOX", base)
+    assert examined.returncode == 0, examined.stderr
+    assert "* 2 EXISTS" in examined.stdout.decode().splitlines()
+
+    for uid, expected in enumerate(stored, 1):
+        got = curl(*tls, f"{base}INBOX;UID={uid}")
+        assert got.returncode == 0, got.stderr
+        assert got.stdout == expected
+
+    found = curl(*tls, "-X", "SEARCH FROM curl-two", f"{base}INBOX")
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.decode().splitlines() == ["* SEARCH 2"]
+    assert curl(*tls, "-X", "SEARCH SUBJECT nothing-like-this", f"{base}INBOX").stdout == b"* SEARCH\r\n"
+
+    # curl fetched the messages with BODY[] in a selected (read-write) mailbox: both are \Seen now.
+    assert [m.flags for m in store_state(data_dir)["INBOX"]] == [frozenset({"\\Seen"})] * 2
+
+
+def test_curl_sends_no_password_before_starttls(server: ServerProcess, data_dir: DataDir) -> None:
+    deliver(server, "curl plain")
+    got = curl("-v", f"imap://localhost:{server.port('imap')}/INBOX;UID=1")
+    assert got.returncode != 0
+    assert b"LOGIN" not in got.stderr.split(b"LOGINDISABLED")[-1]
+    assert b"AUTHENTICATE" not in got.stderr
+    assert store_state(data_dir)["INBOX"][0].flags == frozenset()
+
+
+# -------------------------------------------------------------------------------------------------- mbsync
+
+
+def mbsync(server: ServerProcess, data: DataDir, home: Path) -> str:
+    binary = need("mbsync")
+    local = home / "mail"
+    local.mkdir(parents=True, exist_ok=True)
+    rc = home / "mbsyncrc"
+    rc.write_text(
+        "IMAPAccount demo\n"
+        f"Host localhost\nPort {server.port('imaps')}\nUser {DEMO}\nPass {DEMO_PW}\n"
+        f"SSLType IMAPS\nCertificateFile {cacert(data)}\n\n"
+        "IMAPStore remote\nAccount demo\n\n"
+        f"MaildirStore local\nPath {local}/\nInbox {local}/INBOX\nSubFolders Verbatim\n\n"
+        "Channel demo\nFar :remote:\nNear :local:\nPatterns *\n"
+        "Create Both\nRemove None\nExpunge Both\nSyncState *\n"
+    )
+    proc = run_client([binary, "-V", "-c", str(rc), "-a"], home)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def test_mbsync_two_way_sync_of_folders_flags_and_deletions(
+    server: ServerProcess, data_dir: DataDir, admin: imaplib.IMAP4_SSL, tmp_path: Path
+) -> None:
+    deliver(server, "sync zero", "sync one", "sync two")
+    ok(admin.create("Work"))
+    ok(admin.append("Work", "", None, b"From: a@b.test\r\nSubject: work keep\r\n\r\nkeep\r\n"))
+    ok(admin.append("Work", "", None, b"From: a@b.test\r\nSubject: work drop\r\n\r\ndrop\r\n"))
+
+    home = tmp_path / "mbsync"
+    mbsync(server, data_dir, home)
+    local = home / "mail"
+    inbox = maildir_messages(local / "INBOX")
+    assert set(inbox) == {"sync zero", "sync one", "sync two"}
+    stored = by_subject(store_state(data_dir)["INBOX"])
+    for subject, message in inbox.items():
+        assert without_tuid(as_crlf(message.data)) == stored[subject].data
+    assert set(maildir_messages(local / "Work")) == {"work keep", "work drop"}
+    assert (local / "Trash").is_dir() and (local / "Sent").is_dir()
+
+    # Near-side changes: a new folder with a flagged message, flags on one message, another deleted.
+    write_maildir_message(
+        local / "Projects", "1.local", "F", "From: me@example.test\nSubject: local note\n\nlocal body\n"
+    )
+    set_maildir_flags(inbox["sync one"], "FS")
+    inbox["sync two"].path.unlink()
+    # Far-side changes through another connection: a new nested folder, flags, a deletion.
+    ok(admin.create("Work/Reports"))
+    ok(admin.append("Work/Reports", "(\\Answered)", None, b"From: a@b.test\r\nSubject: report\r\n\r\nr\r\n"))
+    ok(admin.select("INBOX"))
+    ok(admin.uid("STORE", str(stored["sync zero"].uid), "+FLAGS", "(\\Seen $Label1)"))
+    ok(admin.select("Work"))
+    [numbers] = ok(admin.search(None, "SUBJECT", '"work drop"'))
+    assert numbers == b"2"
+    ok(admin.store("2", "+FLAGS", "\\Deleted"))
+    ok(admin.expunge())
+    ok(admin.close())
+
+    mbsync(server, data_dir, home)
+    state = store_state(data_dir)
+    inbox_now = by_subject(state["INBOX"])
+    assert set(inbox_now) == {"sync zero", "sync one"}
+    assert inbox_now["sync one"].flags == {"\\Seen", "\\Flagged"}
+    assert "\\Seen" in inbox_now["sync zero"].flags
+    [note] = state["Projects"]
+    assert note.subject == "local note" and note.flags == {"\\Flagged"}
+    assert without_tuid(note.data) == b"From: me@example.test\r\nSubject: local note\r\n\r\nlocal body\r\n"
+    assert [m.subject for m in state["Work"]] == ["work keep"]
+
+    local_inbox = maildir_messages(local / "INBOX")
+    assert set(local_inbox) == {"sync zero", "sync one"}
+    assert "S" in local_inbox["sync zero"].flags
+    assert set(maildir_messages(local / "Work")) == {"work keep"}
+    [report] = maildir_messages(local / "Work" / "Reports").values()
+    assert report.subject == "report" and report.flags == "R"
+
+    # A third run has nothing left to do and changes nothing.
+    mbsync(server, data_dir, home)
+    assert store_state(data_dir) == state
+
+
+# ------------------------------------------------------------------------------------------------- neomutt
+
+
+def test_neomutt_reads_flags_and_deletes_in_batch(
+    server: ServerProcess, data_dir: DataDir, tmp_path: Path
+) -> None:
+    binary = need("neomutt")
+    script = need("script")  # neomutt needs a terminal; script(1) gives it a pseudo-terminal
+    deliver(server, "mutt zero", "mutt one", "mutt two", "mutt three")
+    home = tmp_path / "mutt"
+    home.mkdir()
+    muttrc = home / "muttrc"
+    muttrc.write_text(
+        f'set folder = "imaps://demo%40example.test@localhost:{server.port("imaps")}/"\n'
+        'set spoolfile = "+INBOX"\n'
+        f'set imap_user = "{DEMO}"\nset imap_pass = "{DEMO_PW}"\n'
+        f'set ssl_ca_certificates_file = "{cacert(data_dir)}"\nset ssl_force_tls = yes\n'
+        f'set certificate_file = "{home}/certs"\n'
+        'set header_cache = ""\nset message_cachedir = ""\n'
+        "set mail_check = 0\nset timeout = 1\nset wait_key = no\nset mark_old = no\n"
+        "set delete = yes\nset quit = yes\nset move = no\nset sort = date\n"
+    )
+    keys = (
+        "<search>mutt one<enter><display-message><exit>"
+        "<search>mutt two<enter><flag-message>"
+        "<search>mutt zero<enter><delete-message>"
+        # Saving to a folder that does not exist: COPY gets NO [TRYCREATE], neomutt asks, CREATEs, retries.
+        "<search>mutt three<enter><save-message>=Saved/Mutt<enter>y"
+        "<sync-mailbox><quit>"
+    )
+    command = f"{binary} -n -F {muttrc} -e 'push \"{keys}\"'"
+    proc = subprocess.run(
+        [script, "-qec", command, "/dev/null"],
+        capture_output=True,
+        timeout=CLIENT_TIMEOUT,
+        env=dict(os.environ, HOME=str(home), TERM="dumb"),
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    state = store_state(data_dir)
+    inbox = by_subject(state["INBOX"])
+    assert set(inbox) == {"mutt one", "mutt two"}
+    assert inbox["mutt one"].flags == {"\\Seen"}
+    assert inbox["mutt two"].flags == {"\\Flagged"}
+    assert [m.subject for m in state["Saved/Mutt"]] == ["mutt three"]
+
+
+# ------------------------------------------------------------------------------------------------ getmail6
+
+
+@pytest.fixture
+def world_writable_dir() -> Iterator[Path]:
+    """getmail refuses to deliver as root; it delivers as `nobody` then, who must be able to write here."""
+    path = Path(tempfile.mkdtemp(prefix="imap-interop-"))
+    path.chmod(0o777)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def getmail(server: ServerProcess, data: DataDir, home: Path, *, delete: bool) -> list[bytes]:
+    binary = need("getmail")
+    maildir = home / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    for path in [home, *home.rglob("*")]:
+        path.chmod(0o777)
+    user = "user = nobody\n" if os.geteuid() == 0 else ""
+    rc = home / "getmailrc"
+    rc.write_text(
+        "[retriever]\n"
+        f"type = SimpleIMAPSSLRetriever\nserver = localhost\nport = {server.port('imaps')}\n"
+        f'username = {DEMO}\npassword = {DEMO_PW}\nca_certs = {cacert(data)}\nmailboxes = ("INBOX",)\n'
+        "record_mailbox = false\n"
+        f"\n[destination]\ntype = Maildir\npath = {maildir}/\n{user}"
+        f"\n[options]\ndelete = {'true' if delete else 'false'}\nread_all = true\n"
+        "delivered_to = false\nreceived = false\nverbose = 2\n"
+    )
+    proc = run_client([binary, "--rcfile", str(rc), "--getmaildir", str(home)], home)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return sorted(as_crlf(path.read_bytes()) for path in (maildir / "new").iterdir())
+
+
+@pytest.mark.parametrize("delete", [False, True])
+def test_getmail_over_imaps(
+    delete: bool, server: ServerProcess, data_dir: DataDir, world_writable_dir: Path
+) -> None:
+    deliver(server, "getmail one", "getmail two")
+    stored = [data for _, data in inbox_messages(data_dir.root, DEMO)]
+    assert getmail(server, data_dir, world_writable_dir, delete=delete) == sorted(stored)
+    after = store_state(data_dir)["INBOX"]
+    if delete:
+        assert after == []
+    else:
+        assert [m.data for m in after] == stored
+
+
+# -------------------------------------------------------------------------------------------- offlineimap
+
+
+def offlineimap(server: ServerProcess, data: DataDir, home: Path) -> None:
+    binary = need("offlineimap")
+    rc = home / "offlineimaprc"
+    rc.write_text(
+        "[general]\naccounts = demo\n"
+        f"metadata = {home}/meta\nui = basic\n\n"
+        "[Account demo]\nlocalrepository = local\nremoterepository = remote\n\n"
+        f"[Repository local]\ntype = Maildir\nlocalfolders = {home}/mail\n\n"
+        "[Repository remote]\ntype = IMAP\nremotehost = localhost\n"
+        f"remoteport = {server.port('imaps')}\nremoteuser = {DEMO}\nremotepass = {DEMO_PW}\n"
+        f"ssl = yes\nsslcacertfile = {cacert(data)}\n"
+    )
+    proc = run_client([binary, "-c", str(rc), "-o", "-u", "basic"], home)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "ERROR" not in output, output
+
+
+def test_offlineimap_syncs_to_a_maildir_and_back(
+    server: ServerProcess, data_dir: DataDir, admin: imaplib.IMAP4_SSL, tmp_path: Path
+) -> None:
+    deliver(server, "oi zero", "oi one", "oi two")
+    ok(admin.create("Lists"))
+    ok(admin.append("Lists", "(\\Flagged)", None, b"From: l@b.test\r\nSubject: list post\r\n\r\npost\r\n"))
+    home = tmp_path / "oi"
+    home.mkdir()
+    offlineimap(server, data_dir, home)
+    local = home / "mail"
+    inbox = maildir_messages(local / "INBOX")
+    stored = by_subject(store_state(data_dir)["INBOX"])
+    assert set(inbox) == {"oi zero", "oi one", "oi two"}
+    for subject, message in inbox.items():
+        assert as_crlf(message.data) == stored[subject].data
+    [post] = maildir_messages(local / "Lists").values()
+    assert post.subject == "list post" and "F" in post.flags
+
+    # Back to the server: a flag change, a deletion and a new message in the local Maildir.
+    set_maildir_flags(inbox["oi one"], "RS")
+    inbox["oi two"].path.unlink()
+    write_maildir_message(
+        local / "INBOX", "1.local", "S", "From: me@example.test\nSubject: oi local\n\nwritten offline\n"
+    )
+    offlineimap(server, data_dir, home)
+    after = by_subject(store_state(data_dir)["INBOX"])
+    assert set(after) == {"oi zero", "oi one", "oi local"}
+    assert after["oi one"].flags == {"\\Seen", "\\Answered"}
+    assert after["oi local"].flags == {"\\Seen"}
+    assert b"written offline\r\n" in after["oi local"].data
+    assert set(maildir_messages(local / "INBOX")) == {"oi zero", "oi one", "oi local"}
+
+
+# -------------------------------------------------------------------------------------- imapclient, imaplib
+
+
+def test_imapclient_fetch_store_copy_move_expunge(server: ServerProcess, data_dir: DataDir) -> None:
+    deliver(server, "ic zero", "ic one", "ic two", "ic three")
+    stored = inbox_messages(data_dir.root, DEMO)
+    with IMAPClient("localhost", server.port("imaps"), ssl_context=tls_context(data_dir), timeout=60) as c:
+        c.login(DEMO, DEMO_PW)
+        selected = c.select_folder("INBOX")
+        assert selected[b"EXISTS"] == 4
+        fetched = c.fetch([uid for uid, _ in stored], ["BODY.PEEK[]", "RFC822.SIZE", "FLAGS"])
+        for uid, data in stored:
+            assert fetched[uid][b"BODY[]"] == data
+            assert fetched[uid][b"RFC822.SIZE"] == len(data)
+            assert fetched[uid][b"FLAGS"] == (b"\\Recent",)
+        uids = [uid for uid, _ in stored]
+        c.add_flags(uids[1], [b"\\Flagged", b"$Important"])
+        c.set_flags(uids[2], [b"\\Answered"])
+        assert c.search(["FLAGGED"]) == [uids[1]]
+        c.copy(uids[1], "Archive")
+        c.move(uids[2], "Trash")
+        c.delete_messages(uids[0])
+        c.expunge()
+        assert c.search(["ALL"]) == [uids[1], uids[3]]
+
+    state = store_state(data_dir)
+    assert [m.subject for m in state["INBOX"]] == ["ic one", "ic three"]
+    assert state["INBOX"][0].flags == {"\\Flagged", "$Important"}
+    [archived] = state["Archive"]
+    assert archived.subject == "ic one" and archived.flags == {"\\Flagged", "$Important"}
+    assert archived.data == stored[1][1]
+    [trashed] = state["Trash"]
+    assert trashed.subject == "ic two" and trashed.flags == {"\\Answered"}
+
+
+def test_imapclient_idle_reports_a_delivery_within_a_second(server: ServerProcess, data_dir: DataDir) -> None:
+    deliver(server, "before idle")
+    with IMAPClient("localhost", server.port("imaps"), ssl_context=tls_context(data_dir), timeout=60) as c:
+        c.login(DEMO, DEMO_PW)
+        assert c.select_folder("INBOX")[b"EXISTS"] == 1
+        c.idle()
+        deliver(server, "during idle")  # returns after the server's 250, that is after the commit
+        deadline = time.monotonic() + 1.0
+        seen: list[tuple[object, ...]] = []
+        while not any(r[1:2] == (b"EXISTS",) for r in seen):
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no EXISTS within 1 s of the delivery; got {seen}"
+            seen += c.idle_check(timeout=remaining)
+        assert (2, b"EXISTS") in seen
+        c.idle_done()
+        fetched = c.fetch([2], ["ENVELOPE"])
+        assert fetched[2][b"ENVELOPE"].subject == b"during idle"
+    assert len(inbox_messages(data_dir.root, DEMO)) == 2
+
+
+def test_imaplib_over_starttls(server: ServerProcess, data_dir: DataDir) -> None:
+    deliver(server, "lib zero", "lib one", "lib two")
+    stored = inbox_messages(data_dir.root, DEMO)
+    conn = imaplib.IMAP4("localhost", server.port("imap"), timeout=60)
+    try:
+        assert "LOGINDISABLED" in conn.capabilities
+        ok(conn.starttls(tls_context(data_dir)))
+        ok(conn.login(DEMO, DEMO_PW))
+        assert ok(conn.select("INBOX")) == [b"3"]
+        data = ok(conn.uid("FETCH", str(stored[0][0]), "(BODY[])"))
+        assert isinstance(data[0], tuple) and data[0][1] == stored[0][1]
+        ok(conn.uid("STORE", str(stored[1][0]), "+FLAGS.SILENT", "(\\Draft)"))
+        ok(conn.copy("2:3", "Drafts"))
+        ok(conn.uid("MOVE", str(stored[2][0]), "Junk"))
+        ok(conn.store("2", "+FLAGS", "(\\Deleted)"))
+        # imaplib hands back every EXPUNGE it has collected: MOVE's (3), then EXPUNGE's own (2).
+        assert ok(conn.expunge()) == [b"3", b"2"]
+        assert conn.logout()[0] == "BYE"
+    finally:
+        if conn.state != "LOGOUT":
+            conn.shutdown()
+    state = store_state(data_dir)
+    inbox = state["INBOX"]
+    assert [(m.subject, m.flags) for m in inbox] == [("lib zero", {"\\Seen"})]
+    assert [(m.subject, m.flags) for m in state["Drafts"]] == [
+        ("lib one", {"\\Draft"}),
+        ("lib two", frozenset()),
+    ]
+    assert [m.subject for m in state["Junk"]] == ["lib two"]
