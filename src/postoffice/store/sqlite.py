@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -136,7 +137,9 @@ def flags_to_columns(flags: Iterable[str]) -> tuple[int, str]:
     return bits, " ".join(sorted(keywords))
 
 
+@functools.lru_cache(maxsize=4096)
 def columns_to_flags(bits: int, keywords: str) -> frozenset[str]:
+    """Cached: a mailbox has few distinct flag combinations, and listing 10,000 messages builds one each."""
     names = [name for i, name in enumerate(SYSTEM_FLAGS) if bits & (1 << i)]
     if keywords:
         names.extend(keywords.split(" "))
@@ -915,7 +918,8 @@ class SqliteMailStore(MailStore):
             if row is None:
                 raise NotFound(f"no mailbox {mailbox_id}")
             recent_uid, uidnext = int(row[0]), int(row[1])
-            conn.execute("UPDATE mailboxes SET recent_uid = ? WHERE id = ?", (uidnext - 1, mailbox_id))
+            if recent_uid != uidnext - 1:  # nothing new: no write, so the commit has nothing to sync
+                conn.execute("UPDATE mailboxes SET recent_uid = ? WHERE id = ?", (uidnext - 1, mailbox_id))
             return recent_uid + 1
 
         return await self._write(tx)
