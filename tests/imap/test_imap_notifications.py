@@ -60,3 +60,52 @@ def test_deliver_while_selected_is_seen_on_check(imap_server: ImapServer) -> Non
     raw.command("s1", "SELECT INBOX")
     imap_server.deliver(DEMO, message("later"))
     assert "* 1 EXISTS" in raw.command("c1", "CHECK")
+
+
+def test_many_messages_flag_change_and_expunge_are_read_as_changes_only(imap_server: ImapServer) -> None:
+    """A selected session reads back only what changed (`changes_since`), never the whole mailbox, and still
+    reports the flag change, the new message and (when allowed) the expunge made by another session."""
+    for i in range(300):
+        imap_server.deliver(DEMO, message(f"m{i}"))
+    watcher, other = Raw(imap_server), Raw(imap_server)
+    watcher.login()
+    other.login()
+    assert "* 300 EXISTS" in watcher.command("s1", "SELECT INBOX")
+    other.command("s1", "SELECT INBOX")
+    store = imap_server.store
+    full_reads: list[int] = []
+    list_messages = store.list_messages
+
+    async def counting(mailbox_id: int):  # type: ignore[no-untyped-def]
+        full_reads.append(mailbox_id)
+        return await list_messages(mailbox_id)
+
+    store.list_messages = counting  # type: ignore[method-assign]
+
+    other.command("t1", "STORE 150 +FLAGS.SILENT (\\Flagged)")
+    reply = watcher.command("n1", "NOOP")
+    assert [line for line in reply if "FETCH" in line] == ["* 150 FETCH (FLAGS (\\Flagged \\Recent))"]
+
+    other.command("t2", "STORE 200 +FLAGS.SILENT (\\Deleted)")
+    assert other.command("x1", "EXPUNGE")[0] == "* 200 EXPUNGE"
+    imap_server.deliver(DEMO, message("late"))
+    full_reads.clear()  # the other session's EXPUNGE looks for \Deleted in the whole mailbox
+
+    reply = watcher.command("f1", "FETCH 200 (UID)")
+    assert not any("EXPUNGE" in line for line in reply)
+    assert "* 200 FETCH (UID 200)" in reply and "* 301 EXISTS" in reply
+    assert "* 301 RECENT" in reply  # the 300 this session was first to see, and the new one
+    reply = watcher.command("n2", "NOOP")
+    assert "* 200 EXPUNGE" in reply and not any("EXISTS" in line for line in reply)
+    assert watcher.command("f2", "FETCH 300 (UID FLAGS)")[0] == "* 300 FETCH (UID 301 FLAGS (\\Recent))"
+    assert watcher.command("f3", "FETCH 200 (UID)")[0] == "* 200 FETCH (UID 201)"
+
+    # The session's own STORE and a FETCH that sets \Seen read back the change only, too.
+    reply = watcher.command("t3", "STORE 1 +FLAGS (\\Answered)")
+    assert reply[0] == "* 1 FETCH (FLAGS (\\Answered \\Recent))"
+    reply = watcher.command("f4", "FETCH 2 (BODY[HEADER.FIELDS (SUBJECT)])")
+    assert any("FLAGS (\\Seen \\Recent)" in line for line in reply)
+    reply = other.command("n3", "NOOP")
+    assert "* 1 FETCH (FLAGS (\\Answered))" in reply and "* 2 FETCH (FLAGS (\\Seen))" in reply
+    assert full_reads == []
+    assert imap_server.failures() == []

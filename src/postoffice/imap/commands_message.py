@@ -169,7 +169,7 @@ async def fetch(session: ImapSession, command: p.Fetch) -> Done:
         unseen = [u for u in uids if "\\Seen" not in view.messages[u].flags]
         if unseen:
             await store.store_flags(view.mailbox_id, unseen, ["\\Seen"], "add")
-            view.refresh(await store.list_messages(view.mailbox_id))
+            await session.read_back(view)
             uids = [u for u in uids if u not in view.gone]
             if not any(isinstance(i, p.FetchAttribute) and i.name == "FLAGS" for i in items):
                 items.append(p.FetchAttribute("FLAGS"))
@@ -284,7 +284,7 @@ async def store(session: ImapSession, command: p.Store) -> Done:
     mode = _STORE_MODES[command.mode]
     if uids:
         await session.store.store_flags(view.mailbox_id, uids, _storable(command.flags), mode)
-        view.refresh(await session.store.list_messages(view.mailbox_id))
+        await session.read_back(view)
     for uid in uids:
         if uid in view.gone:
             continue

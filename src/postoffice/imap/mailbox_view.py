@@ -2,7 +2,8 @@
 
 Implements the session-side bookkeeping of RFC 9051 sections 2.3.1.2 (message sequence numbers), 5.2 (mailbox
 size and message status updates) and 7.5.1 (EXPUNGE), and RFC 3501 section 2.3.2 (\\Recent). Sans-IO: the
-session gives it the store's message lists; it answers with what to tell the client.
+session gives it the store's message list at SELECT and then what changed after the highest MODSEQ it has read
+(`MailStore.changes_since`, applied by `apply`); it answers with what to tell the client.
 
 Invariants
 - `uids` is the mailbox as the client knows it, in sequence-number order (sequence number n is `uids[n-1]`);
@@ -21,6 +22,7 @@ from collections.abc import Iterable
 
 from postoffice.imap.sequence import SequenceSet
 from postoffice.store import MailboxInfo, MessageInfo
+from postoffice.store.api import MailboxChanges
 
 
 class InvalidSequence(ValueError):
@@ -42,6 +44,9 @@ class MailboxView:
         self.reported_recent = len(self.recent)
         self.flag_updates: set[int] = set()  # UIDs whose FLAGS the client has yet to be told
         self.dirty = False  # the store reported a change not yet read back
+        # The highest MODSEQ read back: every change up to it is in `uids`, `messages` and `gone`, so the next
+        # read asks the store only for what changed after it (`apply`).
+        self.modseq = max((m.modseq for m in messages), default=0)
 
     # -- lookups -----------------------------------------------------------------------------------------
     @property
@@ -100,6 +105,33 @@ class MailboxView:
         for uid in new:
             self.uids.append(uid)
             self.messages[uid] = current[uid]
+        self.modseq = max(self.modseq, max((m.modseq for m in messages), default=0))
+        return new
+
+    def apply(self, changes: MailboxChanges) -> list[int]:
+        """Take what changed in the store after `modseq` (`MailStore.changes_since`), with the same outcome
+        as `refresh` with the whole list, at a cost in proportion to the changes. Returns the new UIDs."""
+        self.dirty = False
+        for uid in changes.expunged:
+            if uid in self.messages:
+                self.gone.add(uid)
+                self.flag_updates.discard(uid)
+        last = self.uids[-1] if self.uids else 0
+        new: list[int] = []
+        for message in changes.messages:  # UID order
+            uid = message.uid
+            before = self.messages.get(uid)
+            if before is not None:
+                if uid in self.gone:
+                    continue
+                if before.flags != message.flags:
+                    self.flag_updates.add(uid)
+                self.messages[uid] = message
+            elif uid > last:
+                self.uids.append(uid)
+                self.messages[uid] = message
+                new.append(uid)
+        self.modseq = max(self.modseq, changes.highest_modseq)
         return new
 
     def mark_gone(self, uids: Iterable[int]) -> None:

@@ -10,9 +10,10 @@ What it implements (docs/decisions/0013-imap-session.md)
   (RFC 2177) and the mailbox commands of `postoffice.imap.commands_mailbox`. Selected: the message commands of
   `postoffice.imap.commands_message`.
 - Untagged updates (RFC 9051 section 5.2, 7.5.1): the store's change notifications mark the selected view
-  dirty; at the end of every command in the selected state the view is read back and EXISTS / RECENT / FETCH
-  (FLAGS) are sent before the tagged reply. EXPUNGE responses are held back during FETCH, STORE and SEARCH
-  (not their UID forms) and sent at the end of the next command that allows them; IDLE sends them at once.
+  dirty; at the end of every command in the selected state the view is read back (only what changed after the
+  highest MODSEQ it has seen, `MailStore.changes_since`) and EXISTS / RECENT / FETCH (FLAGS) are sent before
+  the tagged reply. EXPUNGE responses are held back during FETCH, STORE and SEARCH (not their UID forms) and
+  sent at the end of the next command that allows them; IDLE sends them at once.
 
 Implementation notes
 - One place maps failures to replies (`_run_command`): `CommandFailed` gives the tagged NO/BAD it carries, a
@@ -46,7 +47,7 @@ from postoffice.imap import parser as p
 from postoffice.imap import wire
 from postoffice.imap.mailbox_view import InvalidSequence, MailboxView
 from postoffice.net.listener import Connection, ConnectionClosedError, ReadTimeout, ShutdownRequested
-from postoffice.store import Account, ChangeEvent, MailboxInfo, MailStore, StoreError
+from postoffice.store import Account, ChangeEvent, MailboxInfo, MailStore, NotFound, StoreError
 
 log = logging.getLogger("postoffice.imap")
 
@@ -592,7 +593,7 @@ class ImapSession:
         if view is None:
             return
         if view.dirty:
-            new = view.refresh(await self.store.list_messages(view.mailbox_id))
+            new = await self.read_back(view)
             if new and not self.rev2 and not view.read_only:
                 first_recent = await self.store.claim_recent(view.mailbox_id)
                 view.recent.update(uid for uid in new if uid >= first_recent)
@@ -611,6 +612,15 @@ class ImapSession:
             if not self.rev2:
                 view.reported_recent = len(view.recent)
                 self.untagged(f"{view.reported_recent} RECENT")
+
+    async def read_back(self, view: MailboxView) -> list[int]:
+        """Bring `view` up to date with the store: only what changed after the MODSEQ it has seen (the whole
+        list only when the mailbox no longer exists, so that every message is gone). Returns the new UIDs."""
+        try:
+            changes = await self.store.changes_since(view.mailbox_id, view.modseq)
+        except NotFound:
+            return view.refresh(await self.store.list_messages(view.mailbox_id))
+        return view.apply(changes)
 
     def resolve(self, sequence: object, *, uid: bool) -> list[int]:
         from postoffice.imap.sequence import SequenceSet

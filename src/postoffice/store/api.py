@@ -112,6 +112,15 @@ class MessageInfo:
 
 
 @dataclass(frozen=True)
+class MailboxChanges:
+    """What changed in a mailbox after a MODSEQ (`MailStore.changes_since`), from one consistent read."""
+
+    messages: list[MessageInfo]  # messages added or changed (flags) after the MODSEQ, in UID order
+    expunged: list[int]  # UIDs expunged after the MODSEQ, ascending
+    highest_modseq: int  # the mailbox's highest MODSEQ at the time of the read
+
+
+@dataclass(frozen=True)
 class DeliveredCopy:
     account_id: int
     mailbox_id: int
@@ -257,6 +266,13 @@ class MailStore(abc.ABC):
     @abc.abstractmethod
     async def list_messages(self, mailbox_id: int) -> list[MessageInfo]:
         """Messages of a mailbox in UID order."""
+
+    @abc.abstractmethod
+    async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges:
+        """The messages with a MODSEQ above `modseq` (new or with changed flags), the UIDs expunged with a
+        MODSEQ above it (from the tombstones) and the mailbox's highest MODSEQ, in one read transaction: a
+        session that has seen everything up to `modseq` is up to date after applying them. NotFound for an
+        unknown mailbox."""
 
     @abc.abstractmethod
     async def search(self, mailbox_id: int, criteria: Criteria) -> list[int]:

@@ -80,6 +80,8 @@ CREATE TABLE messages (
     UNIQUE (mailbox_id, uid)
 );
 CREATE INDEX messages_content ON messages(content_id);
+-- changes_since (version 4): the messages changed after a MODSEQ.
+CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
 
 -- Expunged messages (RFC 7162 QRESYNC VANISHED (EARLIER)).
 CREATE TABLE tombstones (
@@ -88,6 +90,7 @@ CREATE TABLE tombstones (
     modseq     INTEGER NOT NULL,
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
+CREATE INDEX tombstones_modseq ON tombstones(mailbox_id, modseq);
 
 -- Substring search (IMAP SEARCH semantics) over decoded headers and text: rowid = contents.id. NUL is
 -- stored as U+FFFD (SQLite's LIKE stops at a NUL).

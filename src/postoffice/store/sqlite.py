@@ -49,6 +49,7 @@ from postoffice.store.api import (
     ChangeEvent,
     DeliveredCopy,
     Domain,
+    MailboxChanges,
     MailboxInfo,
     MailboxStatus,
     MailStore,
@@ -66,7 +67,7 @@ log = logging.getLogger("postoffice.store")
 HIERARCHY_SEPARATOR = "/"
 
 T = TypeVar("T")
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -112,6 +113,11 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
         "CREATE INDEX IF NOT EXISTS contents_search_truncated ON contents(search_truncated) "
         "WHERE search_truncated = 1",
         _replace_nul_in_search_text,
+    ),
+    # Incremental mailbox sync (changes_since): the messages changed after a MODSEQ, without a full scan.
+    3: (
+        "CREATE INDEX IF NOT EXISTS messages_modseq ON messages(mailbox_id, modseq)",
+        "CREATE INDEX IF NOT EXISTS tombstones_modseq ON tombstones(mailbox_id, modseq)",
     ),
 }
 #: Largest batch the writer commits at once.
@@ -1135,6 +1141,32 @@ class SqliteMailStore(MailStore):
             (mailbox_id, uid, content_id, bits, keywords, internaldate, size, modseq),
         )
         return int(uid), int(modseq)
+
+    async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges:
+        def q(conn: sqlite3.Connection) -> MailboxChanges:
+            row = conn.execute("SELECT highest_modseq FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            rows = conn.execute(
+                "SELECT id, mailbox_id, uid, flags, keywords, internaldate, size, modseq, content_id "
+                "FROM messages WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+                (mailbox_id, modseq),
+            )
+            messages = [
+                MessageInfo(r[0], r[1], r[2], columns_to_flags(r[3], r[4]), r[5], r[6], r[7], r[8])
+                for r in rows
+            ]
+            expunged = [
+                int(r[0])
+                for r in conn.execute(
+                    "SELECT uid FROM tombstones WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+                    (mailbox_id, modseq),
+                )
+            ]
+            highest = max([int(row[0]), *(m.modseq for m in messages)])
+            return MailboxChanges(messages, expunged, highest)
+
+        return await self._read(q)
 
     async def list_messages(self, mailbox_id: int) -> list[MessageInfo]:
         def q(conn: sqlite3.Connection) -> list[MessageInfo]:
