@@ -109,3 +109,30 @@ def test_many_messages_flag_change_and_expunge_are_read_as_changes_only(imap_ser
     assert "* 1 FETCH (FLAGS (\\Answered))" in reply and "* 2 FETCH (FLAGS (\\Seen))" in reply
     assert full_reads == []
     assert imap_server.failures() == []
+
+
+def test_a_new_keyword_is_announced_with_flags_before_the_fetch_that_shows_it(
+    imap_server: ImapServer,
+) -> None:
+    imap_server.deliver(DEMO, message("one"))
+    first, second = Raw(imap_server), Raw(imap_server)
+    first.login()
+    second.login()
+    assert first.command("s", "SELECT INBOX")[0] == "* FLAGS (\\Seen \\Answered \\Flagged \\Deleted \\Draft)"
+    second.command("s", "SELECT INBOX")
+    reply = second.command("k", "STORE 1 +FLAGS ($Important)")
+    flags_line = "* FLAGS (\\Seen \\Answered \\Flagged \\Deleted \\Draft $Important)"
+    assert reply[0] == flags_line
+    assert reply[1].startswith(
+        "* OK [PERMANENTFLAGS (\\Seen \\Answered \\Flagged \\Deleted \\Draft $Important \\*)]"
+    )
+    assert reply[2].startswith("* 1 FETCH (FLAGS (") and "$Important" in reply[2]
+    seen_by_first = first.command("n", "NOOP")
+    assert seen_by_first.index(flags_line) < next(
+        i for i, line in enumerate(seen_by_first) if "FETCH" in line
+    )
+    # announced once: a second keyword change with the same keyword sends no new FLAGS
+    second.command("k2", "STORE 1 -FLAGS ($Important)")
+    assert not any(line.startswith("* FLAGS") for line in second.command("k3", "STORE 1 +FLAGS ($Important)"))
+    first.close()
+    second.close()

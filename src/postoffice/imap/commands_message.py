@@ -285,6 +285,7 @@ async def store(session: ImapSession, command: p.Store) -> Done:
     if uids:
         await session.store.store_flags(view.mailbox_id, uids, _storable(command.flags), mode)
         await session.read_back(view)
+    session.announce_keywords(view, uids)
     for uid in uids:
         if uid in view.gone:
             continue

@@ -47,6 +47,17 @@ class MailboxView:
         # The highest MODSEQ read back: every change up to it is in `uids`, `messages` and `gone`, so the next
         # read asks the store only for what changed after it (`apply`).
         self.modseq = max((m.modseq for m in messages), default=0)
+        # Keywords the client was told about in FLAGS / PERMANENTFLAGS (RFC 9051 section 7.3.5)
+        self.keywords: set[str] = {f for m in messages for f in m.flags if not f.startswith("\\")}
+
+    def unannounced_keywords(self, uids: Iterable[int]) -> set[str]:
+        """Keywords on these messages that the client has not been told about in a FLAGS response yet."""
+        found: set[str] = set()
+        for uid in uids:
+            message = self.messages.get(uid)
+            if message is not None:
+                found.update(f for f in message.flags if not f.startswith("\\") and f not in self.keywords)
+        return found
 
     # -- lookups -----------------------------------------------------------------------------------------
     @property

@@ -47,7 +47,7 @@ from postoffice.imap import parser as p
 from postoffice.imap import wire
 from postoffice.imap.mailbox_view import InvalidSequence, MailboxView
 from postoffice.net.listener import Connection, ConnectionClosedError, ReadTimeout, ShutdownRequested
-from postoffice.store import Account, ChangeEvent, MailboxInfo, MailStore, NotFound, StoreError
+from postoffice.store import SYSTEM_FLAGS, Account, ChangeEvent, MailboxInfo, MailStore, NotFound, StoreError
 
 log = logging.getLogger("postoffice.imap")
 
@@ -600,6 +600,7 @@ class ImapSession:
         if allow_expunge:
             for seq in view.take_expunges():
                 self.untagged(f"{seq} EXPUNGE")
+        self.announce_keywords(view, [*view.flag_updates, *view.uids[view.reported_exists :]])
         for uid in sorted(view.flag_updates):
             number = view.seq_of(uid)
             if number is not None and uid not in view.gone:
@@ -612,6 +613,18 @@ class ImapSession:
             if not self.rev2:
                 view.reported_recent = len(view.recent)
                 self.untagged(f"{view.reported_recent} RECENT")
+
+    def announce_keywords(self, view: MailboxView, uids: list[int]) -> None:
+        """A keyword new to the mailbox is announced with FLAGS (and PERMANENTFLAGS when writable) before any
+        FETCH response that shows it (RFC 9051 sections 7.3.5 and 7.1), so clients can cache the flag list."""
+        new = view.unannounced_keywords(uids)
+        if not new:
+            return
+        view.keywords |= new
+        flags = " ".join((*SYSTEM_FLAGS, *sorted(view.keywords)))
+        self.untagged(f"FLAGS ({flags})")
+        if not view.read_only:
+            self.untagged(f"OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted")
 
     async def read_back(self, view: MailboxView) -> list[int]:
         """Bring `view` up to date with the store: only what changed after the MODSEQ it has seen (the whole
