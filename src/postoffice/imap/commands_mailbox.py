@@ -95,7 +95,8 @@ async def select(session: ImapSession, command: p.Select | p.Examine) -> Done:
     session.untagged(f"{view.exists} EXISTS")
     if not session.rev2:
         session.untagged(f"{len(recent)} RECENT")
-        first_unseen = next((i + 1 for i, m in enumerate(messages) if "\\Seen" not in m.flags), None)
+        # the store found it already (mailbox_status): no scan of the message list here
+        first_unseen = None if status.first_unseen_uid is None else view.seq_of(status.first_unseen_uid)
         if first_unseen is not None:
             session.untagged(f"OK [UNSEEN {first_unseen}] First unseen message")
     session.untagged(f"OK [UIDVALIDITY {info.uidvalidity}] UIDs valid")

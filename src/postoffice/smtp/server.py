@@ -245,11 +245,9 @@ class SmtpSession:
         if txn is None or txn.spool is None or txn.failed:
             return
         txn.size += len(data)
-        spool = txn.spool
-        rolled = getattr(spool, "_rolled", True)
         try:
-            if not rolled and txn.size <= SPOOL_MEMORY:
-                spool.write(data)
+            if txn.size <= SPOOL_MEMORY:  # still in memory: the spool spills to disk only past SPOOL_MEMORY
+                txn.spool.write(data)
                 return
             txn.pending.append(data)
             txn.pending_size += len(data)

@@ -722,10 +722,9 @@ class SqliteMailStore(MailStore):
 
     async def _write_directory(self, fn: Callable[[sqlite3.Connection, list[ChangeEvent]], T]) -> T:
         """A directory change: after its commit, replace the marker so every process reloads its snapshot."""
-        try:
-            return await self._write(fn)
-        finally:
-            await asyncio.get_running_loop().run_in_executor(self._readers, self._touch_directory_marker)
+        result = await self._write(fn)  # a failed change changed nothing: no marker, no reloads
+        await asyncio.get_running_loop().run_in_executor(self._readers, self._touch_directory_marker)
+        return result
 
     # -- mailboxes -------------------------------------------------------------------------------------------
     _MAILBOX_SQL = (
