@@ -23,6 +23,7 @@ Implementation notes
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -79,14 +80,16 @@ async def select(session: ImapSession, command: p.Select | p.Examine) -> Done:
     info = await store.get_mailbox(_account_id(session), name)
     if info is None:
         raise no("Mailbox does not exist", "NONEXISTENT")
-    messages = await store.list_messages(info.id)
-    status = await store.mailbox_status(info.id)
+    changes_seen = session.changes_seen
+    snapshot = await store.snapshot(info.id)  # shared and cached: no read of every message (decision 0016)
     recent: list[int] = []
     if not session.rev2 and not read_only:
         first_recent = await store.claim_recent(info.id)
-        recent = [m.uid for m in messages if m.uid >= first_recent]
-    view = MailboxView(info, messages, read_only=read_only, recent=recent)
-    flags = " ".join(SYSTEM_FLAGS + tuple(sorted(status.keywords)))
+        uids = snapshot.uids
+        recent = list(uids[bisect.bisect_left(uids, first_recent) :])
+    view = MailboxView(snapshot, read_only=read_only, recent=recent)
+    view.dirty = session.changes_seen != changes_seen
+    flags = " ".join(SYSTEM_FLAGS + tuple(sorted(snapshot.keywords)))
     session.untagged(f"FLAGS ({flags})")
     if read_only:
         session.untagged("OK [PERMANENTFLAGS ()] No permanent flags in a read-only mailbox")
@@ -95,12 +98,12 @@ async def select(session: ImapSession, command: p.Select | p.Examine) -> Done:
     session.untagged(f"{view.exists} EXISTS")
     if not session.rev2:
         session.untagged(f"{len(recent)} RECENT")
-        # the store found it already (mailbox_status): no scan of the message list here
-        first_unseen = None if status.first_unseen_uid is None else view.seq_of(status.first_unseen_uid)
+        first = snapshot.first_unseen_uid
+        first_unseen = None if first is None else view.seq_of(first)
         if first_unseen is not None:
             session.untagged(f"OK [UNSEEN {first_unseen}] First unseen message")
-    session.untagged(f"OK [UIDVALIDITY {info.uidvalidity}] UIDs valid")
-    session.untagged(f"OK [UIDNEXT {info.uidnext}] Predicted next UID")
+    session.untagged(f"OK [UIDVALIDITY {snapshot.mailbox.uidvalidity}] UIDs valid")
+    session.untagged(f"OK [UIDNEXT {snapshot.mailbox.uidnext}] Predicted next UID")
     if session.rev2:
         session.untagged(b"LIST () " + b'"/" ' + session.mailbox_name(info.name))
     session.view = view
@@ -322,7 +325,8 @@ async def _send_status(session: ImapSession, info: MailboxInfo, items: tuple[str
     state = await session.store.mailbox_status(info.id)
     deleted = 0
     if "DELETED" in items:
-        deleted = sum(1 for m in await session.store.list_messages(info.id) if "\\Deleted" in m.flags)
+        snapshot = await session.store.snapshot(info.id)
+        deleted = sum(1 for flags in snapshot.flags if "\\Deleted" in flags)
     values: dict[str, int] = {
         "MESSAGES": state.mailbox.messages,
         "RECENT": state.recent,

@@ -31,17 +31,19 @@ Implementation notes
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from postoffice.imap import fetch as f
 from postoffice.imap import parser as p
 from postoffice.imap import search as search_mod
 from postoffice.imap import wire
+from postoffice.imap.mailbox_view import Entry, flags_text
 from postoffice.imap.sequence import format_sequence_set
-from postoffice.imap.session import PARSE_INLINE_LIMIT, Done, bad, no
-from postoffice.message import parse_message
-from postoffice.store import MessageInfo
+from postoffice.imap.session import FLUSH_THRESHOLD, PARSE_INLINE_LIMIT, Done, bad, no
+from postoffice.message import ParsedMessage, parse_message
+from postoffice.store.api import ImapRendering
 
 if TYPE_CHECKING:
     from postoffice.imap.mailbox_view import MailboxView
@@ -106,11 +108,9 @@ async def append(session: ImapSession, command: p.Append) -> Done:
 
 async def _expunge_deleted(session: ImapSession, only: set[int] | None) -> list[int]:
     view = _writable(session)
-    messages = await session.store.list_messages(view.mailbox_id)
-    doomed = [m.uid for m in messages if "\\Deleted" in m.flags and (only is None or m.uid in only)]
-    if not doomed:
+    if only is not None and not only:
         return []
-    return await session.store.expunge(view.mailbox_id, doomed)
+    return await session.store.expunge_deleted(view.mailbox_id, only)
 
 
 async def close(session: ImapSession, command: p.Close) -> Done:
@@ -140,7 +140,6 @@ async def expunge(session: ImapSession, command: p.Expunge | p.UidExpunge) -> Do
 # -------------------------------------------------------------------------------------------- FETCH
 
 _SEEN_ITEMS = ("RFC822", "RFC822.TEXT")
-_PARSED_ITEMS = ("ENVELOPE", "BODY", "BODYSTRUCTURE")
 _CONTENT_ITEMS = ("RFC822", "RFC822.HEADER", "RFC822.TEXT")
 
 
@@ -155,6 +154,40 @@ def _sets_seen(item: p.FetchItem) -> bool:
     return isinstance(item, p.FetchAttribute) and item.name in _SEEN_ITEMS
 
 
+#: FETCH reads the store in batches of this many messages (one read for all their renderings or parses) ...
+FETCH_BATCH = 500
+#: ... and, when message bytes are needed, of at most this many octets (a larger message is read alone).
+FETCH_BATCH_OCTETS = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class _FetchPlan:
+    """What one FETCH command needs from the store, decided once for all its messages."""
+
+    renderings: bool  # ENVELOPE / BODYSTRUCTURE: the renderings made at delivery
+    parse: bool  # BODY, RFC822.HEADER/TEXT, sections with a part or a kind, BINARY: the stored parse
+    content: bool  # message bytes
+
+    @classmethod
+    def of(cls, items: list[p.FetchItem]) -> _FetchPlan:
+        renderings = parse = content = False
+        for item in items:
+            if isinstance(item, p.FetchAttribute):
+                if item.name in ("ENVELOPE", "BODYSTRUCTURE"):
+                    renderings = True
+                elif item.name == "BODY":
+                    parse = True
+                elif item.name in _CONTENT_ITEMS:
+                    content = True
+                    parse = parse or item.name != "RFC822"
+            elif isinstance(item, p.FetchBody):
+                content = True
+                parse = parse or bool(item.section.part) or item.section.text is not None
+            else:  # BINARY[...] and BINARY.SIZE[...]
+                content = parse = True
+        return cls(renderings, parse, content)
+
+
 async def fetch(session: ImapSession, command: p.Fetch) -> Done:
     if command.changed_since is not None:
         raise bad("CHANGEDSINCE needs CONDSTORE, which is not supported")
@@ -166,69 +199,155 @@ async def fetch(session: ImapSession, command: p.Fetch) -> Done:
     store = session.store
     items = list(command.items)
     if not view.read_only and any(_sets_seen(item) for item in items):
-        unseen = [u for u in uids if "\\Seen" not in view.messages[u].flags]
+        unseen = [u for u in uids if "\\Seen" not in view.flags(u)]
         if unseen:
             await store.store_flags(view.mailbox_id, unseen, ["\\Seen"], "add")
             await session.read_back(view)
             uids = [u for u in uids if u not in view.gone]
-            if not any(isinstance(i, p.FetchAttribute) and i.name == "FLAGS" for i in items):
+            if not _has_flags(items):
                 items.append(p.FetchAttribute("FLAGS"))
-    needs_parse = any(
-        not isinstance(i, p.FetchAttribute) or i.name in _PARSED_ITEMS + _CONTENT_ITEMS for i in items
-    )
-    needs_content = any(
-        isinstance(i, p.FetchBody | p.FetchBinary | p.FetchBinarySize)
-        or (isinstance(i, p.FetchAttribute) and i.name in _CONTENT_ITEMS)
-        for i in items
-    )
-    for uid in uids:
-        info = view.messages[uid]
-        seq = view.seq_of(uid)
-        parts = await _render(session, info, items, command.uid, needs_parse, needs_content)
-        if _has_flags(items):
-            view.flag_updates.discard(uid)  # the client has just been told
-        session.untagged(f"{seq} FETCH (".encode() + b" ".join(parts) + b")")
+    if command.uid and not any(isinstance(i, p.FetchAttribute) and i.name == "UID" for i in items):
+        items.insert(0, p.FetchAttribute("UID"))  # RFC 9051 6.4.9: UID FETCH always includes UID
+    plan = _FetchPlan.of(items)
+    with_flags = _has_flags(items)
+    if not plan.renderings and not plan.parse and not plan.content:
+        _fetch_metadata(session, view, uids, items)
+    else:
+        for batch in _batches(view.entries(uids), plan.content):
+            await _fetch_batch(session, view, batch, items, plan)
+            if session.pending_output() >= FLUSH_THRESHOLD:
+                await session.flush()
+    if with_flags:
+        view.flag_updates.difference_update(uids)  # the client has just been told
     return Done(f"{command.name} completed")
+
+
+def _batches(entries: Iterator[Entry], content: bool) -> Iterator[list[Entry]]:
+    batch: list[Entry] = []
+    octets = 0
+    for entry in entries:
+        size = entry[4] if content else 0
+        if batch and (len(batch) >= FETCH_BATCH or octets + size > FETCH_BATCH_OCTETS):
+            yield batch
+            batch, octets = [], 0
+        batch.append(entry)
+        octets += size
+    if batch:
+        yield batch
 
 
 def _has_flags(items: list[p.FetchItem]) -> bool:
     return any(isinstance(i, p.FetchAttribute) and i.name == "FLAGS" for i in items)
 
 
-async def _render(
+def _fetch_metadata(
+    session: ImapSession, view: MailboxView, uids: list[int], items: list[p.FetchItem]
+) -> None:
+    """FETCH of UID, FLAGS, RFC822.SIZE and INTERNALDATE only: from the view, no store read, one formatted
+    line per message (the common sync request `UID FETCH 1:* (UID FLAGS)`)."""
+    names = [item.name for item in items if isinstance(item, p.FetchAttribute)]
+    recent = not session.rev2
+    out = bytearray()
+    if names in (["UID", "FLAGS"], ["FLAGS", "UID"], ["FLAGS"]):
+        if names == ["FLAGS"]:
+            template = "* %d FETCH (FLAGS (%s))\r\n"
+        elif names[0] == "UID":
+            template = "* %d FETCH (UID %d FLAGS (%s))\r\n"
+        else:
+            template = "* %d FETCH (FLAGS (%s) UID %d)\r\n"
+        uid_first = names[0] == "UID"
+        texts: dict[frozenset[str], str] = {}  # flag list per combination, this command's cache
+        lines: list[str] = []
+        for seq, uid, flags in view.positions(uids):
+            if recent and uid in view.recent:
+                text = flags_text(flags, True)
+            else:
+                text = texts.get(flags)  # type: ignore[assignment]
+                if text is None:
+                    text = texts[flags] = flags_text(flags)
+            if uid_first:
+                lines.append(template % (seq, uid, text))
+            elif len(names) == 2:
+                lines.append(template % (seq, text, uid))
+            else:
+                lines.append(template % (seq, text))
+        session.send("".join(lines).encode())
+        return
+    for entry in view.entries(uids):
+        out += b"* %d FETCH (%s)\r\n" % (
+            entry[0],
+            b" ".join(_render(session, view, entry, items, None, None, b"")),
+        )
+    session.send(bytes(out))
+
+
+async def _fetch_batch(
+    session: ImapSession, view: MailboxView, entries: list[Entry], items: list[p.FetchItem], plan: _FetchPlan
+) -> None:
+    store = session.store
+    content_ids = [entry[3] for entry in entries]
+    renderings = await store.imap_renderings(content_ids) if plan.renderings else {}
+    need_parse = content_ids if plan.parse else [cid for cid in content_ids if cid not in renderings]
+    parses = await store.get_parsed_many(need_parse) if need_parse and (plan.parse or plan.renderings) else {}
+    contents = await store.read_contents(content_ids) if plan.content else {}
+    out = bytearray()
+    for entry in entries:
+        cid = entry[3]
+        if (
+            (plan.content and cid not in contents)
+            or (plan.parse and cid not in parses)
+            or (plan.renderings and cid not in renderings and cid not in parses)
+        ):
+            continue  # expunged (by another session) since the view was read: nothing left to show
+        rendering, parsed = renderings.get(cid), parses.get(cid)
+        parts = _render(session, view, entry, items, rendering, parsed, contents.get(cid, b""))
+        out += b"* %d FETCH (%s)\r\n" % (entry[0], b" ".join(parts))
+    session.send(bytes(out))
+
+
+def _render(
     session: ImapSession,
-    info: MessageInfo,
+    view: MailboxView,
+    entry: Entry,
     items: list[p.FetchItem],
-    uid_command: bool,
-    needs_parse: bool,
-    needs_content: bool,
+    rendering: ImapRendering | None,
+    parsed: ParsedMessage | None,
+    content: bytes,
 ) -> list[bytes]:
-    view = _view(session)
     utf8 = session.utf8
-    parsed = await session.store.get_parsed(info.content_id) if needs_parse else None
-    content = await session.store.read_content(info.content_id) if needs_content else b""
+    _, uid, flags, _, size, internaldate = entry
     out: list[bytes] = []
-    if uid_command and not any(isinstance(i, p.FetchAttribute) and i.name == "UID" for i in items):
-        out.append(b"UID %d" % info.uid)
     for item in items:
         if isinstance(item, p.FetchAttribute):
             name = item.name
             if name == "UID":
-                out.append(b"UID %d" % info.uid)
+                out.append(b"UID %d" % uid)
             elif name == "FLAGS":
-                flags = " ".join(view.flags_of(info.uid, with_recent=not session.rev2))
-                out.append(f"FLAGS ({flags})".encode())
+                recent = not session.rev2 and uid in view.recent
+                out.append(b"FLAGS (%s)" % flags_text(flags, recent).encode())
             elif name == "RFC822.SIZE":
-                out.append(b"RFC822.SIZE %d" % info.size)
+                out.append(b"RFC822.SIZE %d" % size)
             elif name == "INTERNALDATE":
-                out.append(b"INTERNALDATE " + wire.date_time(info.internaldate))
+                out.append(b"INTERNALDATE " + wire.date_time(internaldate))
             elif name == "ENVELOPE":
+                if rendering is not None:
+                    env = rendering.envelope_utf8 if utf8 and rendering.envelope_utf8 else rendering.envelope
+                else:
+                    assert parsed is not None
+                    env = f.envelope(parsed.envelope, utf8=utf8)
+                out.append(b"ENVELOPE " + env)
+            elif name == "BODYSTRUCTURE":
+                if rendering is not None:
+                    body = rendering.bodystructure
+                    if utf8 and rendering.bodystructure_utf8:
+                        body = rendering.bodystructure_utf8
+                else:
+                    assert parsed is not None
+                    body = f.bodystructure(parsed.body, extended=True, utf8=utf8)
+                out.append(b"BODYSTRUCTURE " + body)
+            elif name == "BODY":
                 assert parsed is not None
-                out.append(b"ENVELOPE " + f.envelope(parsed.envelope, utf8=utf8))
-            elif name in ("BODY", "BODYSTRUCTURE"):
-                assert parsed is not None
-                extended = name == "BODYSTRUCTURE"
-                out.append(name.encode() + b" " + f.bodystructure(parsed.body, extended=extended, utf8=utf8))
+                out.append(b"BODY " + f.bodystructure(parsed.body, extended=False, utf8=utf8))
             elif name == "RFC822":
                 out.append(b"RFC822 " + wire.literal(content))
             elif name in ("RFC822.HEADER", "RFC822.TEXT"):
@@ -236,10 +355,12 @@ async def _render(
                 spec = f.SectionSpec((), "HEADER" if name == "RFC822.HEADER" else "TEXT")
                 out.append(name.encode() + b" " + wire.literal(f.section_bytes(content, parsed, spec)))
         elif isinstance(item, p.FetchBody):
-            assert parsed is not None
             spec = _spec(item.section)
             partial = (item.partial.origin, item.partial.length) if item.partial is not None else None
-            data = f.section_bytes(content, parsed, spec, partial)
+            if parsed is None:  # BODY[] of the whole message: no structure needed
+                data = f.apply_partial(content, partial)
+            else:
+                data = f.section_bytes(content, parsed, spec, partial)
             label = b"BODY[" + f.section_label(spec) + b"]"
             if item.partial is not None:
                 label += b"<%d>" % item.partial.origin
@@ -257,10 +378,10 @@ async def _render(
             out.append(label + b" " + wire.literal(decoded, binary=b"\x00" in decoded))
         elif isinstance(item, p.FetchBinarySize):
             assert parsed is not None
-            size = f.binary_size(content, parsed, item.part)
-            if size is None:
+            decoded_size = f.binary_size(content, parsed, item.part)
+            if decoded_size is None:
                 raise _unknown_cte(item.part)
-            out.append(b"BINARY.SIZE[" + _part_label(item.part) + b"] %d" % size)
+            out.append(b"BINARY.SIZE[" + _part_label(item.part) + b"] %d" % decoded_size)
     return out
 
 
@@ -292,7 +413,7 @@ async def store(session: ImapSession, command: p.Store) -> Done:
         view.flag_updates.discard(uid)
         if command.silent:
             continue
-        flags = " ".join(view.flags_of(uid, with_recent=not session.rev2))
+        flags = view.flags_of(uid, with_recent=not session.rev2)
         uid_part = f" UID {uid}" if command.uid else ""
         session.untagged(f"{view.seq_of(uid)} FETCH (FLAGS ({flags}){uid_part})")
     return Done(f"{command.name} completed")

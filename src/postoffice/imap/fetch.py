@@ -50,6 +50,7 @@ from typing import Any, Literal
 
 from postoffice.imap.wire import NIL, astring, fmt_list, nstring, number, string
 from postoffice.message.model import BodyPart, Params, ParsedMessage
+from postoffice.store.api import ImapRendering
 
 #: `read(offset, length) -> bytes`: up to `length` bytes of the stored message from `offset`.
 ReadAt = Callable[[int, int], bytes]
@@ -464,3 +465,14 @@ def binary_size(source: Source, parsed: ParsedMessage, part: tuple[int, ...]) ->
         return _length(found)[1]
     data = binary_section(source, parsed, part)
     return None if data is None else len(data)
+
+
+# -- the renderings the store keeps (MailStore.imap_renderings) ----------------------------------------------
+def render_for_store(parsed: ParsedMessage) -> ImapRendering:
+    """ENVELOPE and BODYSTRUCTURE of a message, rendered once at delivery so that FETCH of many envelopes
+    reads bytes instead of decoding and rendering each stored parse (docs/decisions/0016)."""
+    env = envelope(parsed.envelope, utf8=False)
+    env8 = envelope(parsed.envelope, utf8=True)
+    body = bodystructure(parsed.body, extended=True, utf8=False)
+    body8 = bodystructure(parsed.body, extended=True, utf8=True)
+    return ImapRendering(env, body, None if env8 == env else env8, None if body8 == body else body8)

@@ -2,7 +2,8 @@
 
 Implements the session-side bookkeeping of RFC 9051 sections 2.3.1.2 (message sequence numbers), 5.2 (mailbox
 size and message status updates) and 7.5.1 (EXPUNGE), and RFC 3501 section 2.3.2 (\\Recent). Sans-IO: the
-session gives it the store's message list at SELECT and then what changed after the highest MODSEQ it has read
+session gives it the store's snapshot at SELECT (`MailStore.snapshot`, shared with every other session that
+selected the mailbox at the same MODSEQ) and then what changed after the highest MODSEQ it has read
 (`MailStore.changes_since`, applied by `apply`); it answers with what to tell the client.
 
 Invariants
@@ -11,143 +12,194 @@ Invariants
 - A message expunged by anyone stays in `uids` (and is in `gone`) until the session may report it
   (`take_expunges`): sequence numbers never shift under a command that uses them (RFC 9051 section 7.5.1).
 - New messages are only appended at the end, so EXISTS never decreases without EXPUNGE responses before it.
-- `messages` holds the flags the client was last told (or is about to be told, `flag_updates`), so each flag
+- The flags held are those the client was last told (or is about to be told, `flag_updates`), so each flag
   change is reported once.
+- Copy on write: `uids` and the flags column are the snapshot's own until the first change, so sessions that
+  only read a mailbox share one copy (an idle session costs a few hundred octets, not 12 per message).
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+import functools
+import itertools
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 
 from postoffice.imap.sequence import SequenceSet
 from postoffice.store import MailboxInfo, MessageInfo
-from postoffice.store.api import MailboxChanges
+from postoffice.store.api import MailboxChanges, MailboxSnapshot
+
+#: What FETCH needs of one message: (sequence number, UID, flags, content id, size, internal date).
+Entry = tuple[int, int, frozenset[str], int, int, float]
 
 
 class InvalidSequence(ValueError):
     """A message sequence number above the number of messages (the client must get BAD)."""
 
 
+@functools.lru_cache(maxsize=1024)
+def flags_text(flags: frozenset[str], recent: bool = False) -> str:
+    """The flag-list contents of a FETCH FLAGS response, cached per flag combination (interned by the
+    store): sorted, with \\Recent last when `recent`."""
+    names = sorted(flags)
+    if recent:
+        names.append("\\Recent")
+    return " ".join(names)
+
+
 class MailboxView:
-    def __init__(
-        self, info: MailboxInfo, messages: list[MessageInfo], *, read_only: bool, recent: Iterable[int] = ()
-    ) -> None:
-        self.info = info
-        self.mailbox_id = info.id
+    def __init__(self, snapshot: MailboxSnapshot, *, read_only: bool, recent: Iterable[int] = ()) -> None:
+        self.info: MailboxInfo = snapshot.mailbox
+        self.mailbox_id = snapshot.mailbox.id
         self.read_only = read_only
-        self.uids: list[int] = [m.uid for m in messages]
-        self.messages: dict[int, MessageInfo] = {m.uid: m for m in messages}
+        self._base = snapshot
+        self.uids: array[int] = snapshot.uids  # the snapshot's until `_own` copies it
+        self._flags: Sequence[frozenset[str]] = snapshot.flags
+        self._owned = False
+        self._added: dict[int, MessageInfo] = {}  # messages that are not in the snapshot
         self.gone: set[int] = set()
         self.recent: set[int] = set(recent)
         self.reported_exists = len(self.uids)
         self.reported_recent = len(self.recent)
         self.flag_updates: set[int] = set()  # UIDs whose FLAGS the client has yet to be told
         self.dirty = False  # the store reported a change not yet read back
-        # The highest MODSEQ read back: every change up to it is in `uids`, `messages` and `gone`, so the next
+        # The highest MODSEQ read back: every change up to it is in `uids`, the flags and `gone`, so the next
         # read asks the store only for what changed after it (`apply`).
-        self.modseq = max((m.modseq for m in messages), default=0)
+        self.modseq = snapshot.modseq
         # Keywords the client was told about in FLAGS / PERMANENTFLAGS (RFC 9051 section 7.3.5)
-        self.keywords: set[str] = {f for m in messages for f in m.flags if not f.startswith("\\")}
+        self.keywords: set[str] = set(snapshot.keywords)
 
-    def unannounced_keywords(self, uids: Iterable[int]) -> set[str]:
-        """Keywords on these messages that the client has not been told about in a FLAGS response yet."""
-        found: set[str] = set()
-        for uid in uids:
-            message = self.messages.get(uid)
-            if message is not None:
-                found.update(f for f in message.flags if not f.startswith("\\") and f not in self.keywords)
-        return found
+    def _own(self) -> list[frozenset[str]]:
+        if not self._owned:
+            self.uids = self.uids[:]
+            self._flags = list(self._flags)
+            self._owned = True
+        assert isinstance(self._flags, list)
+        return self._flags
 
     # -- lookups -----------------------------------------------------------------------------------------
     @property
     def exists(self) -> int:
         return len(self.uids)
 
-    def seq_of(self, uid: int) -> int | None:
+    def _index(self, uid: int) -> int | None:
         i = bisect.bisect_left(self.uids, uid)
-        return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
+        return i if i < len(self.uids) and self.uids[i] == uid else None
+
+    def seq_of(self, uid: int) -> int | None:
+        i = self._index(uid)
+        return None if i is None else i + 1
+
+    def __contains__(self, uid: int) -> bool:
+        return self._index(uid) is not None
+
+    def flags(self, uid: int) -> frozenset[str]:
+        i = self._index(uid)
+        return self._flags[i] if i is not None else frozenset()
+
+    def message(self, uid: int) -> MessageInfo:
+        """UID, size, internal date and content of a message in the view (KeyError if it is not)."""
+        added = self._added.get(uid)
+        if added is not None:
+            return added
+        i = self._base.index(uid)
+        if i is None:
+            raise KeyError(uid)
+        return self._base.message(i)
+
+    def unannounced_keywords(self, uids: Iterable[int]) -> set[str]:
+        """Keywords on these messages that the client has not been told about in a FLAGS response yet."""
+        found: set[str] = set()
+        for uid in uids:
+            found.update(f for f in self.flags(uid) if not f.startswith("\\") and f not in self.keywords)
+        return found
 
     def resolve(self, sequence: SequenceSet, *, uid: bool) -> list[int]:
         """The UIDs a sequence set names, ascending. Message numbers above EXISTS raise InvalidSequence (BAD,
         RFC 9051 section 9 `seq-number`); UIDs that do not exist are silently left out (section 6.4.9)."""
+        uids = self.uids
+        out: list[int] = []
         if uid:
-            largest = self.uids[-1] if self.uids else 0
-            out: list[int] = []
+            largest = uids[-1] if uids else 0
             for low, high in sequence.resolve(largest):
-                start = bisect.bisect_left(self.uids, low)
-                stop = bisect.bisect_right(self.uids, high)
-                out.extend(self.uids[start:stop])
+                start = bisect.bisect_left(uids, low)
+                stop = bisect.bisect_right(uids, high)
+                out.extend(uids[start:stop])
             return out
-        if sequence.exceeds(len(self.uids)):
+        if sequence.exceeds(len(uids)):
             raise InvalidSequence("message sequence number out of range")
-        result: list[int] = []
-        for low, high in sequence.resolve(len(self.uids)):
-            result.extend(self.uids[low - 1 : high])
-        return result
+        for low, high in sequence.resolve(len(uids)):
+            out.extend(uids[low - 1 : high])
+        return out
 
-    def flags_of(self, uid: int, *, with_recent: bool) -> list[str]:
-        message = self.messages.get(uid)
-        flags = sorted(message.flags) if message is not None else []
-        if with_recent and uid in self.recent:
-            flags.append("\\Recent")
-        return flags
+    def positions(self, uids: list[int]) -> Iterator[tuple[int, int, frozenset[str]]]:
+        """(sequence number, UID, flags) of `uids` (ascending, all in the view), walking the view once."""
+        column, flags = self.uids, self._flags
+        i = bisect.bisect_left(column, uids[0]) if uids else 0
+        for uid in uids:
+            if column[i] != uid:
+                i = bisect.bisect_left(column, uid, i)
+            yield i + 1, uid, flags[i]
+            i += 1
+
+    def entries(self, uids: list[int]) -> Iterator[Entry]:
+        """(sequence number, UID, flags, content id, size, internal date) of `uids` (ascending, all in the
+        view), walking the view and the snapshot once each."""
+        base = self._base
+        base_uids = base.uids
+        content_ids, sizes, dates = base.content_ids, base.sizes, base.internaldates
+        j = 0
+        for seq, uid, flags in self.positions(uids):
+            added = self._added.get(uid) if self._added else None
+            if added is not None:
+                yield seq, uid, flags, added.content_id, added.size, added.internaldate
+                continue
+            if j >= len(base_uids) or base_uids[j] != uid:
+                j = bisect.bisect_left(base_uids, uid, j)
+            yield seq, uid, flags, content_ids[j], sizes[j], dates[j]
+            j += 1
+
+    def flags_of(self, uid: int, *, with_recent: bool) -> str:
+        """The contents of the FLAGS list to send for `uid`."""
+        return flags_text(self.flags(uid), with_recent and uid in self.recent)
 
     # -- updates -----------------------------------------------------------------------------------------
-    def refresh(self, messages: list[MessageInfo]) -> list[int]:
-        """Take the store's current list: note expunged messages as `gone`, flag changes in `flag_updates`,
-        and append new messages. Returns the new UIDs."""
+    def vanish(self) -> None:
+        """The mailbox no longer exists: every message is gone."""
         self.dirty = False
-        current = {m.uid: m for m in messages}
-        for uid in self.uids:
-            if uid in self.gone:
-                continue
-            now = current.get(uid)
-            if now is None:
-                self.gone.add(uid)
-                self.flag_updates.discard(uid)
-                continue
-            before = self.messages.get(uid)
-            if before is None or before.flags != now.flags:
-                self.flag_updates.add(uid)
-            self.messages[uid] = now
-        last = self.uids[-1] if self.uids else 0
-        new = [m.uid for m in messages if m.uid > last]
-        for uid in new:
-            self.uids.append(uid)
-            self.messages[uid] = current[uid]
-        self.modseq = max(self.modseq, max((m.modseq for m in messages), default=0))
-        return new
+        self.gone.update(self.uids)
+        self.flag_updates.clear()
 
     def apply(self, changes: MailboxChanges) -> list[int]:
-        """Take what changed in the store after `modseq` (`MailStore.changes_since`), with the same outcome
-        as `refresh` with the whole list, at a cost in proportion to the changes. Returns the new UIDs."""
+        """Take what changed in the store after `modseq` (`MailStore.changes_since`), at a cost in proportion
+        to the changes. Returns the new UIDs."""
         self.dirty = False
         for uid in changes.expunged:
-            if uid in self.messages:
+            if uid in self:
                 self.gone.add(uid)
                 self.flag_updates.discard(uid)
         last = self.uids[-1] if self.uids else 0
         new: list[int] = []
         for message in changes.messages:  # UID order
             uid = message.uid
-            before = self.messages.get(uid)
-            if before is not None:
-                if uid in self.gone:
+            i = self._index(uid) if uid <= last else None
+            if i is not None:
+                if uid in self.gone or self._flags[i] == message.flags:
                     continue
-                if before.flags != message.flags:
-                    self.flag_updates.add(uid)
-                self.messages[uid] = message
+                self._own()[i] = message.flags
+                self.flag_updates.add(uid)
             elif uid > last:
+                self._own().append(message.flags)
                 self.uids.append(uid)
-                self.messages[uid] = message
+                self._added[uid] = message
                 new.append(uid)
         self.modseq = max(self.modseq, changes.highest_modseq)
         return new
 
     def mark_gone(self, uids: Iterable[int]) -> None:
         for uid in uids:
-            if uid in self.messages:
+            if uid in self:
                 self.gone.add(uid)
                 self.flag_updates.discard(uid)
 
@@ -156,11 +208,15 @@ class MailboxView:
         valid at the moment it is sent: highest first, so no number shifts under a later one)."""
         if not self.gone:
             return []
-        seqs = [i + 1 for i, uid in enumerate(self.uids) if uid in self.gone]
-        self.uids = [uid for uid in self.uids if uid not in self.gone]
-        for uid in self.gone:
-            self.messages.pop(uid, None)
+        gone = self.gone
+        keep = [uid not in gone for uid in self.uids]
+        seqs = [i + 1 for i, kept in enumerate(keep) if not kept]
+        self.uids = array(self.uids.typecode, itertools.compress(self.uids, keep))
+        self._flags = list(itertools.compress(self._flags, keep))
+        self._owned = True
+        for uid in gone:
+            self._added.pop(uid, None)
             self.recent.discard(uid)
-        self.gone.clear()
+        self.gone = set()
         self.reported_exists -= len(seqs)
-        return sorted(seqs, reverse=True)
+        return seqs[::-1]

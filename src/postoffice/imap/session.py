@@ -206,12 +206,18 @@ class ImapSession:
         self._append: _AppendInProgress | None = None
         #: RFC 5182: the UIDs saved by the last SEARCH RETURN (SAVE); None when there is none (`$` is empty).
         self.saved_result: list[int] | None = None
+        #: Change notifications received; SELECT compares it before and after reading, so that a change
+        #: committed while the view was being built is read back at once.
+        self.changes_seen = 0
 
     # ------------------------------------------------------------------------------------------ output
 
     def send(self, data: bytes) -> None:
         """Complete response lines (CRLF included), queued as they are."""
         self._out += data
+
+    def pending_output(self) -> int:
+        return len(self._out)
 
     def untagged(self, text: str | bytes) -> None:
         self._out += b"* " + (text.encode() if isinstance(text, str) else text) + b"\r\n"
@@ -581,6 +587,7 @@ class ImapSession:
     # ---------------------------------------------------------------------------------------- updates
 
     def _on_change(self, event: ChangeEvent) -> None:
+        self.changes_seen += 1
         view = self.view
         if view is not None and event.mailbox_id == view.mailbox_id and event.kind != "mailbox":
             view.dirty = True
@@ -604,8 +611,7 @@ class ImapSession:
         for uid in sorted(view.flag_updates):
             number = view.seq_of(uid)
             if number is not None and uid not in view.gone:
-                flags = " ".join(view.flags_of(uid, with_recent=not self.rev2))
-                self.untagged(f"{number} FETCH (FLAGS ({flags}))")
+                self.untagged(f"{number} FETCH (FLAGS ({view.flags_of(uid, with_recent=not self.rev2)}))")
         view.flag_updates.clear()
         if view.exists != view.reported_exists:
             view.reported_exists = view.exists
@@ -627,12 +633,13 @@ class ImapSession:
             self.untagged(f"OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted")
 
     async def read_back(self, view: MailboxView) -> list[int]:
-        """Bring `view` up to date with the store: only what changed after the MODSEQ it has seen (the whole
-        list only when the mailbox no longer exists, so that every message is gone). Returns the new UIDs."""
+        """Bring `view` up to date with the store: only what changed after the MODSEQ it has seen (every
+        message is gone when the mailbox no longer exists). Returns the new UIDs."""
         try:
             changes = await self.store.changes_since(view.mailbox_id, view.modseq)
         except NotFound:
-            return view.refresh(await self.store.list_messages(view.mailbox_id))
+            view.vanish()
+            return []
         return view.apply(changes)
 
     def resolve(self, sequence: object, *, uid: bool) -> list[int]:
@@ -652,7 +659,7 @@ class ImapSession:
         view = self.view
         if view is None or not self.saved_result:
             return []
-        return [uid for uid in self.saved_result if uid in view.messages and uid not in view.gone]
+        return [uid for uid in self.saved_result if uid in view and uid not in view.gone]
 
     def close_view(self) -> None:
         self.view = None

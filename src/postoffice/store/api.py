@@ -17,10 +17,14 @@ Data model (designed for IMAP, RFC 9051 / RFC 3501 / RFC 7162):
 from __future__ import annotations
 
 import abc
+import bisect
+import dataclasses
+import itertools
 import os
+from array import array
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from postoffice.directory.resolver import Resolution
@@ -118,6 +122,55 @@ class MailboxChanges:
     messages: list[MessageInfo]  # messages added or changed (flags) after the MODSEQ, in UID order
     expunged: list[int]  # UIDs expunged after the MODSEQ, ascending
     highest_modseq: int  # the mailbox's highest MODSEQ at the time of the read
+
+
+@dataclass(frozen=True, eq=False)
+class MailboxSnapshot:
+    """The messages of a mailbox at one MODSEQ, column by column (`MailStore.snapshot`).
+
+    Immutable and shared: a backend may hand the same snapshot to every session that selects the mailbox, so
+    nobody may change its columns. Index i of every column describes the message with the i-th lowest UID.
+    Flags are interned frozensets (a mailbox has few distinct combinations), so a snapshot costs about 36
+    octets per message however many sessions hold it."""
+
+    mailbox: MailboxInfo
+    modseq: int  # every change up to this MODSEQ is in the columns, none after it
+    uids: array[int]  # ascending
+    flags: tuple[frozenset[str], ...]
+    content_ids: array[int]
+    sizes: array[int]
+    internaldates: array[float]
+    unseen: int
+    first_unseen_uid: int | None
+    keywords: frozenset[str]  # keywords in use
+
+    def index(self, uid: int) -> int | None:
+        i = bisect.bisect_left(self.uids, uid)
+        return i if i < len(self.uids) and self.uids[i] == uid else None
+
+    def message(self, i: int) -> MessageInfo:
+        """Column i as a MessageInfo (id and MODSEQ are not kept in a snapshot: 0)."""
+        return MessageInfo(
+            0,
+            self.mailbox.id,
+            self.uids[i],
+            self.flags[i],
+            self.internaldates[i],
+            self.sizes[i],
+            0,
+            self.content_ids[i],
+        )
+
+
+class ImapRendering(NamedTuple):
+    """ENVELOPE and BODYSTRUCTURE of a stored message as IMAP sends them (RFC 9051 section 7.5.2), rendered
+    once at delivery; the `_utf8` forms are for UTF8=ACCEPT / IMAP4rev2 sessions, None when the same. (A
+    NamedTuple: FETCH reads thousands at a time.)"""
+
+    envelope: bytes
+    bodystructure: bytes
+    envelope_utf8: bytes | None = None
+    bodystructure_utf8: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -267,6 +320,14 @@ class MailStore(abc.ABC):
     async def list_messages(self, mailbox_id: int) -> list[MessageInfo]:
         """Messages of a mailbox in UID order."""
 
+    async def snapshot(self, mailbox_id: int) -> MailboxSnapshot:
+        """The mailbox's messages now, as one consistent `MailboxSnapshot` (NotFound for an unknown mailbox).
+        Backends may cache it and bring it up to date from `changes_since`, so that selecting a large
+        mailbox again costs in proportion to what changed."""
+        status = await self.mailbox_status(mailbox_id)
+        messages = await self.list_messages(mailbox_id)
+        return build_snapshot(status.mailbox, max((m.modseq for m in messages), default=0), messages)
+
     @abc.abstractmethod
     async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges:
         """The messages with a MODSEQ above `modseq` (new or with changed flags), the UIDs expunged with a
@@ -282,6 +343,25 @@ class MailStore(abc.ABC):
 
     @abc.abstractmethod
     async def get_parsed(self, content_id: int) -> ParsedMessage: ...
+
+    async def get_parsed_many(self, content_ids: Sequence[int]) -> dict[int, ParsedMessage]:
+        """Several parsed structures in one read; missing ids are left out."""
+        found: dict[int, ParsedMessage] = {}
+        for content_id in dict.fromkeys(content_ids):
+            try:
+                found[content_id] = await self.get_parsed(content_id)
+            except NotFound:
+                pass
+        return found
+
+    @abc.abstractmethod
+    async def imap_renderings(self, content_ids: Sequence[int]) -> dict[int, ImapRendering]:
+        """ENVELOPE and BODYSTRUCTURE of several messages as rendered at delivery, in one read."""
+
+    @abc.abstractmethod
+    async def expunge_deleted(self, mailbox_id: int, only: Iterable[int] | None = None) -> list[int]:
+        """EXPUNGE / CLOSE (RFC 9051 6.4.3, 6.4.2): remove durably the messages that carry \\Deleted now (of
+        `only`, when given: UID EXPUNGE), in one transaction; returns the UIDs removed, ascending."""
 
     @abc.abstractmethod
     def open_content(self, content_id: int, chunk_size: int = 65536) -> AsyncIterator[bytes]:
@@ -316,6 +396,104 @@ class MailStore(abc.ABC):
     @abc.abstractmethod
     def stats(self) -> dict[str, int]:
         """Counters such as commits and write requests, for benchmarks and logs."""
+
+
+def build_snapshot(info: MailboxInfo, modseq: int, messages: Iterable[MessageInfo]) -> MailboxSnapshot:
+    """A snapshot from messages in UID order (`MailStore.snapshot` for backends without a cache)."""
+    uids: array[int] = array("I")
+    content_ids: array[int] = array("q")
+    sizes: array[int] = array("q")
+    dates: array[float] = array("d")
+    flags: list[frozenset[str]] = []
+    unseen = 0
+    first_unseen: int | None = None
+    keywords: set[str] = set()
+    interned: dict[frozenset[str], frozenset[str]] = {}
+    for m in messages:
+        uids.append(m.uid)
+        content_ids.append(m.content_id)
+        sizes.append(m.size)
+        dates.append(m.internaldate)
+        flags.append(interned.setdefault(m.flags, m.flags))
+        if "\\Seen" not in m.flags:
+            unseen += 1
+            if first_unseen is None:
+                first_unseen = m.uid
+    for combination in interned:
+        keywords.update(f for f in combination if not f.startswith("\\"))
+    return MailboxSnapshot(
+        info, modseq, uids, tuple(flags), content_ids, sizes, dates, unseen, first_unseen, frozenset(keywords)
+    )
+
+
+def advance_snapshot(base: MailboxSnapshot, info: MailboxInfo, changes: MailboxChanges) -> MailboxSnapshot:
+    """`base` brought up to date with what changed after its MODSEQ (`MailStore.changes_since`, read in the
+    same transaction as `info`), at the cost of copying its columns once. Keywords only accumulate (as in
+    Dovecot's index): a keyword no message carries any more stays announced until the snapshot is rebuilt."""
+    if not changes.messages and not changes.expunged:
+        return dataclasses.replace(base, mailbox=info, modseq=max(base.modseq, changes.highest_modseq))
+    uids, content_ids, sizes, dates = base.uids, base.content_ids, base.sizes, base.internaldates
+    flags = list(base.flags)
+    unseen, first_unseen = base.unseen, base.first_unseen_uid
+    rescan = False
+    keywords = set(base.keywords)
+    last = uids[-1] if uids else 0
+    new = [m for m in changes.messages if m.uid > last]
+    for m in changes.messages:
+        if m.uid > last:
+            break
+        i = base.index(m.uid)
+        if i is None:
+            continue  # added and expunged again after the base's MODSEQ
+        before, after = flags[i], m.flags
+        flags[i] = after
+        keywords.update(f for f in after if not f.startswith("\\"))
+        was_unseen, is_unseen = "\\Seen" not in before, "\\Seen" not in after
+        unseen += is_unseen - was_unseen
+        if is_unseen and (first_unseen is None or m.uid < first_unseen):
+            first_unseen = m.uid
+        elif was_unseen and not is_unseen and m.uid == first_unseen:
+            rescan = True
+    if changes.expunged:
+        gone = set(changes.expunged)
+        keep = [uid not in gone for uid in uids]
+        for i, kept in enumerate(keep):
+            if not kept:
+                unseen -= "\\Seen" not in flags[i]
+                if uids[i] == first_unseen:
+                    rescan = True
+        uids = array(uids.typecode, itertools.compress(uids, keep))
+        content_ids = array(content_ids.typecode, itertools.compress(content_ids, keep))
+        sizes = array(sizes.typecode, itertools.compress(sizes, keep))
+        dates = array(dates.typecode, itertools.compress(dates, keep))
+        flags = list(itertools.compress(flags, keep))
+    elif new:
+        uids, content_ids, sizes, dates = uids[:], content_ids[:], sizes[:], dates[:]
+    for m in new:
+        uids.append(m.uid)
+        content_ids.append(m.content_id)
+        sizes.append(m.size)
+        dates.append(m.internaldate)
+        flags.append(m.flags)
+        keywords.update(f for f in m.flags if not f.startswith("\\"))
+        if "\\Seen" not in m.flags:
+            unseen += 1
+            if first_unseen is None:
+                first_unseen = m.uid
+    if rescan:
+        first_unseen = next((uids[i] for i, f in enumerate(flags) if "\\Seen" not in f), None)
+    return MailboxSnapshot(
+        info,
+        max(base.modseq, changes.highest_modseq),
+        uids,
+        tuple(flags),
+        content_ids,
+        sizes,
+        dates,
+        unseen,
+        first_unseen,
+        frozenset(keywords),
+    )
 
 
 PathLike = str | os.PathLike[str]

@@ -67,6 +67,16 @@ CREATE TABLE content_data (
     data BLOB NOT NULL
 );
 
+-- ENVELOPE and BODYSTRUCTURE as IMAP sends them, rendered at delivery (version 5, docs/decisions/0016);
+-- the _utf8 forms only where UTF8=ACCEPT sessions get different octets.
+CREATE TABLE content_imap (
+    id                 INTEGER PRIMARY KEY,       -- = contents.id
+    envelope           BLOB NOT NULL,
+    bodystructure      BLOB NOT NULL,
+    envelope_utf8      BLOB,
+    bodystructure_utf8 BLOB
+);
+
 CREATE TABLE messages (
     id           INTEGER PRIMARY KEY,
     mailbox_id   INTEGER NOT NULL REFERENCES mailboxes(id),

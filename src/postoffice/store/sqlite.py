@@ -23,6 +23,7 @@ Implementation notes
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import dataclasses
 import functools
@@ -49,14 +50,18 @@ from postoffice.store.api import (
     ChangeEvent,
     DeliveredCopy,
     Domain,
+    ImapRendering,
     MailboxChanges,
     MailboxInfo,
+    MailboxSnapshot,
     MailboxStatus,
     MailStore,
     MessageInfo,
     NotFound,
     PathLike,
     StoreError,
+    advance_snapshot,
+    build_snapshot,
 )
 from postoffice.store.criteria import Criteria
 from postoffice.store.search import register_functions, run_search
@@ -67,7 +72,7 @@ log = logging.getLogger("postoffice.store")
 HIERARCHY_SEPARATOR = "/"
 
 T = TypeVar("T")
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -91,6 +96,47 @@ def _replace_nul_in_search_text(conn: sqlite3.Connection) -> None:
         "UPDATE content_search SET headers = ?, body = ? WHERE rowid = ?",
         [(str(h).replace("\x00", "\ufffd"), str(b).replace("\x00", "\ufffd"), rowid) for rowid, h, b in rows],
     )
+
+
+_CREATE_CONTENT_IMAP = (
+    "CREATE TABLE IF NOT EXISTS content_imap (id INTEGER PRIMARY KEY, envelope BLOB NOT NULL, "
+    "bodystructure BLOB NOT NULL, envelope_utf8 BLOB, bodystructure_utf8 BLOB)"
+)
+
+
+def _render_for_imap(parsed: ParsedMessage) -> ImapRendering | None:
+    """The IMAP renderings kept with a content (None if rendering fails: FETCH then renders from the parse,
+    and a delivery never fails for it)."""
+    from postoffice.imap.fetch import render_for_store  # the store keeps what IMAP renders, as Dovecot does
+
+    try:
+        return render_for_store(parsed)
+    except Exception:  # pragma: no cover - the renderer takes any parse; this guards delivery regardless
+        log.exception("cannot render the IMAP summary of a message")
+        return None
+
+
+def _insert_rendering(conn: sqlite3.Connection, content_id: int, rendering: ImapRendering | None) -> None:
+    if rendering is not None:
+        conn.execute(
+            "INSERT OR REPLACE INTO content_imap (id, envelope, bodystructure, envelope_utf8, "
+            "bodystructure_utf8) VALUES (?, ?, ?, ?, ?)",
+            (
+                content_id,
+                rendering.envelope,
+                rendering.bodystructure,
+                rendering.envelope_utf8,
+                rendering.bodystructure_utf8,
+            ),
+        )
+
+
+def _backfill_content_imap(conn: sqlite3.Connection) -> None:
+    rows = conn.execute(
+        "SELECT id, parsed FROM contents WHERE id NOT IN (SELECT id FROM content_imap)"
+    ).fetchall()
+    for content_id, parsed in rows:
+        _insert_rendering(conn, int(content_id), _render_for_imap(ParsedMessage.from_json(str(parsed))))
 
 
 #: Steps that bring a store from version N to N + 1 (SQL statements, or functions of the connection),
@@ -119,7 +165,11 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
         "CREATE INDEX IF NOT EXISTS messages_modseq ON messages(mailbox_id, modseq)",
         "CREATE INDEX IF NOT EXISTS tombstones_modseq ON tombstones(mailbox_id, modseq)",
     ),
+    # FETCH ENVELOPE / BODYSTRUCTURE from renderings made once (docs/decisions/0016), backfilled here.
+    4: (_CREATE_CONTENT_IMAP, _backfill_content_imap),
 }
+#: Mailbox snapshots kept for SELECT, in messages over all mailboxes (about 36 octets each).
+SNAPSHOT_CACHE_MESSAGES = 1_000_000
 #: Largest batch the writer commits at once.
 MAX_BATCH = 256
 #: Contents up to this size are read in one go; larger ones are streamed with incremental blob I/O.
@@ -331,6 +381,8 @@ class SqliteMailStore(MailStore):
         self._directory_marker = self._path.with_name(self._path.name + ".directory")
         self._directory_key: tuple[int, int] | None = None
         self._directory: _DirectorySnapshot | None = None
+        # mailbox id -> the newest snapshot read (LRU, bounded by SNAPSHOT_CACHE_MESSAGES in all)
+        self._snapshots: collections.OrderedDict[int, MailboxSnapshot] = collections.OrderedDict()
         if not self._directory_marker.exists():
             self._touch_directory_marker()
 
@@ -714,6 +766,7 @@ class SqliteMailStore(MailStore):
     def invalidate_caches(self) -> None:
         self._directory = None
         self._directory_key = None
+        self._snapshots.clear()
 
     def _touch_directory_marker(self) -> None:
         tmp = self._directory_marker.with_name(self._directory_marker.name + ".tmp")
@@ -1084,6 +1137,7 @@ class SqliteMailStore(MailStore):
         )
         content_id = int(cur.lastrowid or 0)
         self._write_content(conn, content_id, source, parsed.size)
+        _insert_rendering(conn, content_id, _render_for_imap(parsed))
         # SQLite's LIKE stops at a NUL; no search string can contain one (postoffice.store.criteria)
         conn.execute(
             "INSERT INTO content_search (rowid, headers, body) VALUES (?, ?, ?)",
@@ -1141,31 +1195,132 @@ class SqliteMailStore(MailStore):
         )
         return int(uid), int(modseq)
 
+    @staticmethod
+    def _changes(conn: sqlite3.Connection, mailbox_id: int, modseq: int, highest: int) -> MailboxChanges:
+        rows = conn.execute(
+            "SELECT id, mailbox_id, uid, flags, keywords, internaldate, size, modseq, content_id "
+            "FROM messages WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+            (mailbox_id, modseq),
+        )
+        messages = [
+            MessageInfo(r[0], r[1], r[2], columns_to_flags(r[3], r[4]), r[5], r[6], r[7], r[8]) for r in rows
+        ]
+        expunged = [
+            int(r[0])
+            for r in conn.execute(
+                "SELECT uid FROM tombstones WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+                (mailbox_id, modseq),
+            )
+        ]
+        return MailboxChanges(messages, expunged, max([highest, *(m.modseq for m in messages)]))
+
     async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges:
         def q(conn: sqlite3.Connection) -> MailboxChanges:
             row = conn.execute("SELECT highest_modseq FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no mailbox {mailbox_id}")
-            rows = conn.execute(
-                "SELECT id, mailbox_id, uid, flags, keywords, internaldate, size, modseq, content_id "
-                "FROM messages WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
-                (mailbox_id, modseq),
-            )
-            messages = [
-                MessageInfo(r[0], r[1], r[2], columns_to_flags(r[3], r[4]), r[5], r[6], r[7], r[8])
-                for r in rows
-            ]
-            expunged = [
-                int(r[0])
-                for r in conn.execute(
-                    "SELECT uid FROM tombstones WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
-                    (mailbox_id, modseq),
-                )
-            ]
-            highest = max([int(row[0]), *(m.modseq for m in messages)])
-            return MailboxChanges(messages, expunged, highest)
+            return self._changes(conn, mailbox_id, modseq, int(row[0]))
 
         return await self._read(q)
+
+    _SNAPSHOT_SQL = (
+        "SELECT uid, flags, keywords, content_id, size, internaldate, modseq FROM messages "
+        "WHERE mailbox_id = ? ORDER BY uid"
+    )
+
+    async def snapshot(self, mailbox_id: int) -> MailboxSnapshot:
+        """From the cache when nothing changed; else the cached snapshot advanced by `changes_since` (cost in
+        proportion to the changes, plus copying the columns); a full read only the first time."""
+        base = self._snapshots.get(mailbox_id)
+
+        def q(conn: sqlite3.Connection) -> MailboxSnapshot:
+            row = conn.execute(self._MAILBOX_SQL + " WHERE id = ?", (mailbox_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            info = self._mailbox(row)
+            highest = int(
+                conn.execute("SELECT highest_modseq FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()[0]
+            )
+            if base is not None and base.mailbox.uidvalidity == info.uidvalidity:  # ids can be reused
+                if base.modseq == highest:
+                    return base if base.mailbox == info else dataclasses.replace(base, mailbox=info)
+                return advance_snapshot(base, info, self._changes(conn, mailbox_id, base.modseq, highest))
+            messages = [
+                MessageInfo(0, mailbox_id, r[0], columns_to_flags(r[1], r[2]), r[5], r[4], r[6], r[3])
+                for r in conn.execute(self._SNAPSHOT_SQL, (mailbox_id,))
+            ]
+            return build_snapshot(info, max([highest, *(m.modseq for m in messages)]), messages)
+
+        snapshot = await self._read(q)
+        current = self._snapshots.get(mailbox_id)
+        if current is None or current.modseq <= snapshot.modseq:
+            self._snapshots[mailbox_id] = snapshot
+            self._snapshots.move_to_end(mailbox_id)
+            total = sum(len(s.uids) for s in self._snapshots.values())
+            while total > SNAPSHOT_CACHE_MESSAGES and len(self._snapshots) > 1:
+                _, evicted = self._snapshots.popitem(last=False)
+                total -= len(evicted.uids)
+        return snapshot
+
+    async def imap_renderings(self, content_ids: Sequence[int]) -> dict[int, ImapRendering]:
+        wanted = list(dict.fromkeys(content_ids))
+
+        def q(conn: sqlite3.Connection) -> dict[int, ImapRendering]:
+            found: dict[int, ImapRendering] = {}
+            for start in range(0, len(wanted), 500):  # stay below SQLite's bound-parameter limit
+                batch = wanted[start : start + 500]
+                marks = ",".join("?" * len(batch))
+                for cid, env, body, env8, body8 in conn.execute(
+                    "SELECT id, envelope, bodystructure, envelope_utf8, bodystructure_utf8 FROM content_imap "
+                    f"WHERE id IN ({marks})",
+                    batch,
+                ):
+                    found[int(cid)] = ImapRendering(env, body, env8, body8)
+            return found
+
+        return await self._read(q) if wanted else {}
+
+    async def get_parsed_many(self, content_ids: Sequence[int]) -> dict[int, ParsedMessage]:
+        wanted = list(dict.fromkeys(content_ids))
+
+        def q(conn: sqlite3.Connection) -> dict[int, str]:
+            found: dict[int, str] = {}
+            for start in range(0, len(wanted), 500):
+                batch = wanted[start : start + 500]
+                marks = ",".join("?" * len(batch))
+                for cid, parsed in conn.execute(
+                    f"SELECT id, parsed FROM contents WHERE id IN ({marks})", batch
+                ):
+                    found[int(cid)] = str(parsed)
+            return found
+
+        raw = await self._read(q) if wanted else {}
+        return {cid: ParsedMessage.from_json(text) for cid, text in raw.items()}
+
+    async def expunge_deleted(self, mailbox_id: int, only: Iterable[int] | None = None) -> list[int]:
+        allowed = None if only is None else set(only)
+        deleted_bit = _FLAG_BITS["\\deleted"]
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> list[int]:
+            row = conn.execute("SELECT account_id FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            doomed = [
+                int(uid)
+                for (uid,) in conn.execute(
+                    "SELECT uid FROM messages WHERE mailbox_id = ? AND flags & ? != 0 ORDER BY uid",
+                    (mailbox_id, deleted_bit),
+                )
+                if allowed is None or uid in allowed
+            ]
+            if not doomed:
+                return []
+            removed, modseq = self._delete_messages(conn, mailbox_id, doomed, tombstones=True)
+            if removed:
+                events.append(ChangeEvent("expunged", int(row[0]), mailbox_id, tuple(removed), modseq))
+            return removed
+
+        return await self._write(tx)
 
     async def list_messages(self, mailbox_id: int) -> list[MessageInfo]:
         def q(conn: sqlite3.Connection) -> list[MessageInfo]:
@@ -1315,6 +1470,7 @@ class SqliteMailStore(MailStore):
             if left <= 0:
                 conn.execute("DELETE FROM contents WHERE id = ?", (content_id,))
                 conn.execute("DELETE FROM content_data WHERE id = ?", (content_id,))
+                conn.execute("DELETE FROM content_imap WHERE id = ?", (content_id,))
                 conn.execute("DELETE FROM content_search WHERE rowid = ?", (content_id,))
             total += size
         conn.execute(
