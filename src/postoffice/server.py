@@ -11,6 +11,10 @@ Implementation notes
   `postoffice user add` takes effect at once without a signal.
 - Readiness: one line "postoffice ready: <name>=<address>:<port> ..." on stdout, flushed, once every listener
   is bound (tests and service managers wait for it).
+- File descriptors: every connection is one (two while a session spools to a file), and an IMAP client keeps
+  its IDLE connection open for hours, so before anything binds the soft RLIMIT_NOFILE is raised to the hard
+  limit (the usual soft limit, 1024, would cap the server below a thousand connections). Failing to raise it
+  is logged, not fatal: the server then holds fewer connections, and accept errors say why.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import grp
 import logging
 import os
 import pwd
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -34,6 +39,38 @@ from postoffice.smtp.server import SmtpServerSettings, SmtpSession, refuse_conne
 from postoffice.store import MailStore, StoreError, open_store
 
 log = logging.getLogger("postoffice.server")
+
+#: The soft descriptor limit aimed for when the hard limit is "unlimited" (Linux refuses more than
+#: fs.nr_open, whose default is this).
+NOFILE_WHEN_UNLIMITED = 1 << 20
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; the soft limit in force afterwards.
+
+    Never raises: when the limit cannot be raised it stays as it was, with a warning in the log."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read the file descriptor limit: %s", exc)
+        return -1
+    unlimited = resource.RLIM_INFINITY
+    target = NOFILE_WHEN_UNLIMITED if hard == unlimited else hard
+    if soft == unlimited or soft >= target:
+        log.info("file descriptor limit: %s", "unlimited" if soft == unlimited else soft)
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (OSError, ValueError) as exc:
+        log.warning(
+            "file descriptor limit stays at %d (hard limit %s): %s; each connection needs one",
+            soft,
+            "unlimited" if hard == unlimited else hard,
+            exc,
+        )
+        return soft
+    log.info("file descriptor limit raised from %d to %d", soft, target)
+    return target
 
 
 async def refuse_pop_connection(conn: Connection, reason: str) -> None:
@@ -254,4 +291,5 @@ async def _main(config: Config) -> int:
 
 def run_server(config: Config) -> int:
     setup_logging(config.server.log_level)
+    raise_fd_limit()
     return asyncio.run(_main(config))

@@ -12,6 +12,14 @@ Implementation notes
 - Graceful shutdown: `stop_accepting()` closes the listening sockets; `shutting_down` is set so that idle
   sessions end themselves at once while transactions in flight may finish; `wait_closed(grace)` then cancels
   what is left.
+- Memory per connection: asyncio's TLS layer (`asyncio.sslproto.SSLProtocol`, CPython 3.11+) gives every
+  connection its own 256 KiB bytearray that the socket is read into (see cpython issue #109534), which made an
+  idle IMAP connection over TLS cost about 290 KiB instead of under 40 KiB. On a selector event loop the bytes
+  are copied out of that buffer (into the connection's incoming `ssl.MemoryBIO`) in the same call that read
+  them, so after the handshake the connection is switched to one buffer shared by every connection of the
+  thread (`_share_tls_read_buffer`). Each handshake in flight still has its own (asyncio allocates it first);
+  docs/benchmarks.md "IMAP: idle connections" has the numbers. Other event loops, and asyncio versions without
+  those attributes, are left as they are.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import ipaddress
 import logging
 import socket
 import ssl
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -31,6 +40,34 @@ log = logging.getLogger("postoffice.net")
 
 HANDSHAKE_TIMEOUT = 30.0
 READ_CHUNK = 65536
+
+
+class _TlsReadBuffer(threading.local):
+    """The read buffer of every TLS connection of this thread's event loop (see the module notes). Per thread:
+    `recv_into` releases the GIL, so loops in two threads must not read into the same buffer."""
+
+    buffer: bytearray | None = None
+    view: memoryview | None = None
+
+
+_tls_read_buffer = _TlsReadBuffer()
+
+
+def _share_tls_read_buffer(writer: asyncio.StreamWriter) -> None:
+    """Replace the TLS connection's own read buffer with the thread's shared one, where that is safe: on a
+    selector event loop, which reads into the buffer and hands the bytes to the TLS layer in one call."""
+    if not isinstance(asyncio.get_running_loop(), asyncio.selector_events.BaseSelectorEventLoop):
+        return
+    protocol = getattr(writer.transport, "_ssl_protocol", None)
+    own = getattr(protocol, "_ssl_buffer", None)
+    if not isinstance(own, bytearray) or not hasattr(protocol, "_ssl_buffer_view"):
+        return
+    shared = _tls_read_buffer
+    if shared.buffer is None or len(shared.buffer) < len(own):
+        shared.buffer = bytearray(len(own))
+        shared.view = memoryview(shared.buffer)
+    protocol._ssl_buffer = shared.buffer  # type: ignore[union-attr]
+    protocol._ssl_buffer_view = shared.view  # type: ignore[union-attr]
 
 
 class ConnectionClosedError(Exception):
@@ -142,6 +179,7 @@ class Connection:
             await self.writer.start_tls(context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
         except (ConnectionError, ssl.SSLError, OSError, TimeoutError) as exc:
             raise ConnectionClosedError(f"TLS handshake failed: {exc}") from exc
+        _share_tls_read_buffer(self.writer)
         self.tls_active = True
         self.tls_info = describe_tls(self.writer.get_extra_info("ssl_object"))
 
