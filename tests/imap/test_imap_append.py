@@ -54,3 +54,15 @@ def test_append_into_selected_mailbox_reports_exists(imap_server: ImapServer) ->
     raw.send(b"a1 APPEND INBOX (\\Seen) {%d+}\r\n%s\r\n" % (len(data), data))
     reply = raw.until_tagged("a1")
     assert "* 1 EXISTS" in reply and reply[-1].startswith("a1 OK [APPENDUID")
+
+
+def test_a_zero_length_message_is_refused_and_cancels_a_multiappend(imap_server: ImapServer) -> None:
+    """RFC 3502 6.3.11: a zero-length message literal is an error (NO), and nothing of the command stays."""
+    raw = Raw(imap_server)
+    raw.login()
+    assert raw.command("a1", "APPEND INBOX {0+}\r\n")[-1].startswith("a1 NO")
+    raw.send(b"a2 APPEND INBOX {5+}\r\nhello {0+}\r\n\r\n")
+    assert raw.until_tagged("a2")[-1].startswith("a2 NO")
+    assert imap_server.call(imap_server.store.list_messages(imap_server.mailbox_id(DEMO, "INBOX"))) == []
+    assert raw.command("n", "NOOP")[-1] == "n OK NOOP completed"  # the connection is in step
+    raw.close()

@@ -74,3 +74,21 @@ def test_append_literal8_keeps_binary_octets(imap_server: ImapServer) -> None:
     raw.send(b"f1 FETCH 1 BINARY.PEEK[1]\r\n")
     assert b"BINARY[1] ~{10}\r\n\x00\x01\x02 body\r\n" in _read_response(raw, "f1")
     raw.close()
+
+
+def test_binary_of_a_text_part_has_crlf_line_ends_and_a_matching_size(imap_server: ImapServer) -> None:
+    """RFC 9051 7.5.2: textual sections go with CRLF, also when the decoded text had bare LF or CR."""
+    body = base64.encodebytes(b"line1\nline2\rline3\r\n").replace(b"\n", b"\r\n")
+    imap_server.deliver(
+        DEMO,
+        b"From: a@remote.test\r\nSubject: lf\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + body,
+    )
+    raw = Raw(imap_server)
+    raw.login()
+    raw.command("s", "SELECT INBOX")
+    raw.send(b"f FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[1])\r\n")
+    data = _read_response(raw, "f")
+    assert b"BINARY[1] {21}\r\nline1\r\nline2\r\nline3\r\n" in data
+    assert b"BINARY.SIZE[1] 21" in data
+    raw.close()

@@ -29,9 +29,9 @@ def test_expunge_and_flags_from_other_session_during_idle(imap_server: ImapServe
     idler.send(b"i1 IDLE\r\n")
     assert idler.line() == "+ idling"
     other.command("t1", "STORE 2 +FLAGS (\\Seen)")
-    assert idler.line().startswith("* 2 FETCH (FLAGS (\\Seen")
+    assert idler.line().startswith("* 2 FETCH (UID 2 FLAGS (\\Seen")
     other.command("t2", "STORE 1 +FLAGS (\\Deleted)")
-    assert idler.line().startswith("* 1 FETCH (FLAGS (\\Deleted")
+    assert idler.line().startswith("* 1 FETCH (UID 1 FLAGS (\\Deleted")
     other.command("x1", "EXPUNGE")
     assert idler.line() == "* 1 EXPUNGE"
     idler.send(b"DONE\r\n")

@@ -12,6 +12,8 @@ def _client(imap_server: ImapServer) -> Raw:
     raw.login()
     for tag, name in (("c1", "Fruit"), ("c2", "Fruit/Apple"), ("c3", "Fruit/Banana"), ("c4", "Veg/Peas")):
         assert raw.command(tag, f"CREATE {name}")[-1].startswith(f"{tag} OK")
+    # CREATE made "Veg" too (RFC 9051 6.3.4); deleting it leaves a name that exists only as a parent
+    assert raw.command("d1", "DELETE Veg")[-1].startswith("d1 OK")
     return raw
 
 
@@ -74,4 +76,16 @@ def test_list_status_sends_status_after_each_selectable_mailbox(imap_server: Ima
         '* STATUS "Veg/Peas" (MESSAGES 0 UIDNEXT 1)',
     ]
     assert raw.command("l2", 'LIST "" "%" RETURN (STATUS (HIGHESTMODSEQ))')[-1].startswith("l2 BAD")
+    raw.close()
+
+
+def test_list_status_is_not_sent_for_a_parent_listed_only_for_childinfo(imap_server: ImapServer) -> None:
+    """RFC 9051 6.3.9.2: STATUS follows only the names that match the selection criteria."""
+    raw = _client(imap_server)
+    raw.command("u1", "SUBSCRIBE Fruit/Apple")
+    reply = raw.command("l1", 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%" RETURN (STATUS (MESSAGES))')
+    assert '* LIST (\\HasChildren) "/" "Fruit" ("CHILDINFO" ("SUBSCRIBED"))' in reply
+    assert not any(line.startswith('* STATUS "Fruit"') for line in reply)
+    # the extended syntax with an empty pattern lists nothing (not the hierarchy delimiter)
+    assert raw.command("l2", 'LIST "" "" RETURN (CHILDREN)') == ["l2 OK LIST completed"]
     raw.close()

@@ -13,6 +13,7 @@ def test_list_all_has_special_use_and_children_attributes(imap_server: ImapServe
     raw = Raw(imap_server)
     raw.login()
     assert raw.command("c1", "CREATE Work/Projects")[-1].startswith("c1 OK")
+    assert raw.command("d1", "DELETE Work")[-1].startswith("d1 OK")  # CREATE made it; now only a parent
     reply = raw.command("l1", 'LIST "" "*"')
     assert reply[0] == '* LIST (\\HasNoChildren) "/" "INBOX"'
     assert '* LIST (\\HasNoChildren \\Sent) "/" "Sent"' in reply
@@ -38,11 +39,23 @@ def test_create_delete_rename_with_hierarchy(imap_server: ImapServer) -> None:
     assert raw.command("d1", "DELETE a")[-1].startswith("d1 OK")
     assert "a/b" in names(imap_server) and "a" not in names(imap_server)
     assert '* LIST (\\Noselect \\HasChildren) "/" "a"' in raw.command("l1", 'LIST "" "a*"')
-    assert raw.command("d2", "DELETE a")[-1].startswith("d2 NO [NONEXISTENT]")
+    # RFC 9051 6.3.5: a \Noselect name with inferiors cannot be deleted
+    assert raw.command("d2", "DELETE a")[-1].startswith("d2 NO [HASCHILDREN]")
     assert raw.command("d3", "DELETE INBOX")[-1].startswith("d3 NO")
+    assert raw.command("d4", "DELETE nothere")[-1].startswith("d4 NO [NONEXISTENT]")
+    # RENAME and CREATE make the missing superior names (RFC 9051 6.3.4, 6.3.6)
     assert raw.command("r1", "RENAME a/b x/y")[-1].startswith("r1 OK")
-    assert {"x/y"} <= names(imap_server) and "a/b" not in names(imap_server)
+    assert {"x", "x/y"} <= names(imap_server) and "a/b" not in names(imap_server)
     assert raw.command("r2", "RENAME nothere z")[-1].startswith("r2 NO [NONEXISTENT]")
+    assert raw.command("c5", "CREATE p/q/r")[-1].startswith("c5 OK")
+    assert {"p", "p/q", "p/q/r"} <= names(imap_server)
+    # Renaming INBOX to one of its inferiors is allowed: the messages move, INBOX stays (6.3.6)
+    imap_server.deliver(DEMO, b"Subject: old\r\n\r\nold\r\n")
+    assert raw.command("r3", "RENAME INBOX INBOX/old")[-1].startswith("r3 OK")
+    assert "INBOX/old" in names(imap_server)
+    assert "* STATUS" in raw.command("s1", "STATUS INBOX/old (MESSAGES)")[0]
+    assert raw.command("s2", "STATUS INBOX/old (MESSAGES)")[0].endswith("(MESSAGES 1)")
+    assert raw.command("s3", "STATUS INBOX (MESSAGES)")[0].endswith("(MESSAGES 0)")
     assert raw.command("r3", "RENAME x/y Sent")[-1].startswith("r3 NO [ALREADYEXISTS]")
 
 
@@ -99,3 +112,37 @@ def test_mutf7_names_and_utf8_after_enable(imap_server: ImapServer) -> None:
     assert '* LIST (\\HasNoChildren) "/" "&ZeVnLIqe-"' in raw.command("l1", 'LIST "" "*"')
     raw.command("e1", "ENABLE UTF8=ACCEPT")
     assert '* LIST (\\HasNoChildren) "/" "日本語"' in raw.command("l2", 'LIST "" "*"')
+
+
+def test_mailbox_names_in_another_unicode_form_name_the_same_mailbox(rev2_server: ImapServer) -> None:
+    """RFC 9051 5.1: names are Net-Unicode (NFC); the decomposed form of a name is the same mailbox."""
+    raw = Raw(rev2_server)
+    raw.login()
+    raw.command("e", "ENABLE IMAP4rev2")
+    assert raw.command("c", 'CREATE "Cafe\u0301"')[-1].startswith("c OK")
+    assert "Caf\u00e9" in names(rev2_server)
+    assert raw.command("s", 'SELECT "Caf\u00e9"')[-1].startswith("s OK")
+    assert raw.command("c2", 'CREATE "Caf\u00e9"')[-1].startswith("c2 NO [ALREADYEXISTS]")
+    raw.close()
+
+
+def test_lsub_percent_lists_an_unsubscribed_parent_as_noselect(imap_server: ImapServer) -> None:
+    """RFC 3501 6.3.9: with "a/b/c" subscribed, LSUB "" "%" returns "a" flagged \\Noselect."""
+    raw = Raw(imap_server)
+    raw.login()
+    raw.command("c", "CREATE a/b/c")
+    raw.command("u", "SUBSCRIBE a/b/c")
+    reply = raw.command("l1", 'LSUB "" "%"')
+    assert '* LSUB (\\Noselect) "/" "a"' in reply
+    assert not any('"a/b' in line for line in reply)
+    assert '* LSUB () "/" "a/b/c"' in raw.command("l2", 'LSUB "" "*"')
+    raw.close()
+
+
+def test_enable_reports_only_what_it_newly_enabled(rev2_server: ImapServer) -> None:
+    raw = Raw(rev2_server)
+    raw.login()
+    assert raw.command("e1", "ENABLE IMAP4rev2 IMAP4rev2")[0] == "* ENABLED IMAP4rev2"
+    assert raw.command("e2", "ENABLE IMAP4rev2 UTF8=ACCEPT")[0] == "* ENABLED UTF8=ACCEPT"
+    assert raw.command("e3", "ENABLE IMAP4rev2")[0] == "* ENABLED"
+    raw.close()

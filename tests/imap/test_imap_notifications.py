@@ -47,7 +47,7 @@ def test_uid_fetch_may_report_expunges_and_flag_changes_are_fetch_flags(imap_ser
     watcher.command("s1", "SELECT INBOX")
     other.command("s1", "SELECT INBOX")
     other.command("t1", "STORE 2 +FLAGS.SILENT (\\Flagged)")
-    assert "* 2 FETCH (FLAGS (\\Flagged \\Recent))" in watcher.command("n1", "NOOP")
+    assert "* 2 FETCH (UID 2 FLAGS (\\Flagged \\Recent))" in watcher.command("n1", "NOOP")
     other.command("t2", "STORE 1 +FLAGS.SILENT (\\Deleted)")
     other.command("x1", "EXPUNGE")
     reply = watcher.command("f1", "UID FETCH 1:* (FLAGS)")
@@ -84,7 +84,7 @@ def test_many_messages_flag_change_and_expunge_are_read_as_changes_only(imap_ser
 
     other.command("t1", "STORE 150 +FLAGS.SILENT (\\Flagged)")
     reply = watcher.command("n1", "NOOP")
-    assert [line for line in reply if "FETCH" in line] == ["* 150 FETCH (FLAGS (\\Flagged \\Recent))"]
+    assert [line for line in reply if "FETCH" in line] == ["* 150 FETCH (UID 150 FLAGS (\\Flagged \\Recent))"]
 
     other.command("t2", "STORE 200 +FLAGS.SILENT (\\Deleted)")
     assert other.command("x1", "EXPUNGE")[0] == "* 200 EXPUNGE"
@@ -106,7 +106,7 @@ def test_many_messages_flag_change_and_expunge_are_read_as_changes_only(imap_ser
     reply = watcher.command("f4", "FETCH 2 (BODY[HEADER.FIELDS (SUBJECT)])")
     assert any("FLAGS (\\Seen \\Recent)" in line for line in reply)
     reply = other.command("n3", "NOOP")
-    assert "* 1 FETCH (FLAGS (\\Answered))" in reply and "* 2 FETCH (FLAGS (\\Seen))" in reply
+    assert "* 1 FETCH (UID 1 FLAGS (\\Answered))" in reply and "* 2 FETCH (UID 2 FLAGS (\\Seen))" in reply
     assert full_reads == []
     assert imap_server.failures() == []
 

@@ -31,7 +31,7 @@ def test_rev2_client_gets_esearch_and_no_recent_while_rev1_client_keeps_both(ima
     assert rev2.command("e", "ENABLE IMAP4rev2")[0] == "* ENABLED IMAP4rev2"
     reply = rev2.command("s", "SELECT INBOX")
     assert not any("RECENT" in line or "UNSEEN" in line for line in reply)
-    assert '* LIST () "/" "INBOX"' in reply
+    assert '* LIST (\\HasNoChildren) "/" "INBOX"' in reply
     assert rev2.command("a", "SEARCH UNSEEN")[0] == '* ESEARCH (TAG "a") ALL 1'
     assert rev2.command("b", "UID SEARCH ALL")[0] == '* ESEARCH (TAG "b") UID ALL 1:2'
     assert rev2.command("c", "SEARCH SUBJECT nothing")[0] == '* ESEARCH (TAG "c")'
@@ -61,3 +61,19 @@ def test_utf8_accept_names_strings_and_append_utf8(imap_server: ImapServer) -> N
     assert raw.command("f", 'SEARCH SUBJECT "café"')[0] == "* SEARCH 1"
     assert '"café"' in raw.command("g", "FETCH 1 ENVELOPE")[0]
     raw.close()
+
+
+def test_search_with_a_charset_after_utf8_accept_is_bad(imap_server: ImapServer) -> None:
+    """RFC 6855 3 (erratum 4029): after ENABLE UTF8=ACCEPT a SEARCH must not name a charset; an IMAP4rev2
+    client may still say CHARSET UTF-8 (RFC 9051 6.4.4)."""
+    imap_server.deliver(DEMO, message("one"))
+    utf8, rev2 = Raw(imap_server), Raw(imap_server)
+    for raw in (utf8, rev2):
+        raw.login()
+    utf8.command("e", "ENABLE UTF8=ACCEPT")
+    rev2.command("e", "ENABLE IMAP4rev2")
+    for raw in (utf8, rev2):
+        raw.command("s", "SELECT INBOX")
+    assert utf8.command("a", "SEARCH CHARSET UTF-8 ALL")[-1].startswith("a BAD")
+    assert utf8.command("b", "SEARCH ALL")[0] == "* SEARCH 1"
+    assert rev2.command("a", "SEARCH CHARSET UTF-8 ALL")[0] == '* ESEARCH (TAG "a") ALL 1'

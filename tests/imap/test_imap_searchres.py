@@ -43,8 +43,12 @@ def test_saved_result_is_reset_by_select_unselect_and_failed_search(imap_server:
     assert raw.command("a", "FETCH $ (UID)") == ["a OK FETCH completed"]
     raw.command("b", "SEARCH RETURN (SAVE) ALL")
     assert len(raw.command("c", "FETCH $ (UID)")) == 5
+    # RFC 9051 6.4.4.1: a SEARCH answered BAD leaves the saved result as it was ...
     assert raw.command("d", "SEARCH RETURN (SAVE) 99")[-1].startswith("d BAD")
-    assert raw.command("e", "FETCH $ (UID)") == ["e OK FETCH completed"]
+    assert len(raw.command("e", "FETCH $ (UID)")) == 5
+    # ... one answered NO (an unknown charset) empties it
+    assert raw.command("d2", "SEARCH RETURN (SAVE) CHARSET KOI8-R ALL")[-1].startswith("d2 NO [BADCHARSET")
+    assert raw.command("e2", "FETCH $ (UID)") == ["e2 OK FETCH completed"]
     raw.command("f", "SEARCH RETURN (SAVE) ALL")
     raw.command("g", "EXAMINE INBOX")
     assert raw.command("h", "FETCH $ (UID)") == ["h OK FETCH completed"]

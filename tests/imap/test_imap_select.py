@@ -51,6 +51,6 @@ def test_rev2_select_has_no_recent_and_sends_closed(rev2_server: ImapServer) -> 
     raw.command("e1", "ENABLE IMAP4rev2")
     reply = raw.command("s1", "SELECT INBOX")
     assert not any("RECENT" in line for line in reply)
-    assert '* LIST () "/" "INBOX"' in reply
+    assert '* LIST (\\HasNoChildren) "/" "INBOX"' in reply  # accurate attributes (RFC 9051 6.3.2)
     reply = raw.command("s2", "SELECT Sent")
     assert reply[0] == "* OK [CLOSED] Previous mailbox closed"

@@ -105,7 +105,10 @@ async def select(session: ImapSession, command: p.Select | p.Examine) -> Done:
     session.untagged(f"OK [UIDVALIDITY {snapshot.mailbox.uidvalidity}] UIDs valid")
     session.untagged(f"OK [UIDNEXT {snapshot.mailbox.uidnext}] Predicted next UID")
     if session.rev2:
-        session.untagged(b"LIST () " + b'"/" ' + session.mailbox_name(info.name))
+        # RFC 9051 6.3.2: a LIST response with the name, and its attributes accurate
+        existing, parents, _ = _mailbox_tree(await store.list_mailboxes(_account_id(session)))
+        attributes = " ".join(_attributes(info.name, existing, parents, set()))
+        session.untagged(f"LIST ({attributes}) ".encode() + b'"/" ' + session.mailbox_name(info.name))
     session.view = view
     session.state = State.SELECTED
     return Done(f"{command.NAME} completed", "READ-ONLY" if read_only else "READ-WRITE")
@@ -125,6 +128,7 @@ async def create(session: ImapSession, command: p.Create) -> Done:
     if _is_inbox(name) or await session.store.get_mailbox(account, name) is not None:
         raise no("Mailbox already exists", "ALREADYEXISTS")
     special = command.special_use[0] if command.special_use else None
+    await _create_superiors(session, account, name)
     try:
         await session.store.create_mailbox(account, name, special)
     except AlreadyExists:
@@ -134,12 +138,29 @@ async def create(session: ImapSession, command: p.Create) -> Done:
     return Done("CREATE completed")
 
 
+async def _create_superiors(session: ImapSession, account: int, name: str) -> None:
+    """RFC 9051 6.3.4 / 6.3.6: CREATE "a/b/c" (and RENAME to it) SHOULD create "a" and "a/b" if missing."""
+    parts = name.split(SEPARATOR)
+    for i in range(1, len(parts)):
+        superior = SEPARATOR.join(parts[:i])
+        if _is_inbox(superior) or await session.store.get_mailbox(account, superior) is not None:
+            continue
+        try:
+            await session.store.create_mailbox(account, superior)
+        except AlreadyExists:
+            pass  # created meanwhile by another session
+
+
 async def delete(session: ImapSession, command: p.Delete) -> Done:
     name = _normalise(command.mailbox.name)
     if _is_inbox(name):
         raise no("INBOX cannot be deleted", "CANNOT")
     account = _account_id(session)
     if await session.store.get_mailbox(account, name) is None:
+        _, parents, _ = _mailbox_tree(await session.store.list_mailboxes(account))
+        if name in parents:
+            # RFC 9051 6.3.5: a \Noselect name with inferiors cannot be deleted
+            raise no("The name has child mailboxes and is not a mailbox itself", "HASCHILDREN")
         raise no("Mailbox does not exist", "NONEXISTENT")
     try:
         await session.store.delete_mailbox(account, name)
@@ -158,8 +179,10 @@ async def rename(session: ImapSession, command: p.Rename) -> Done:
         raise no("Mailbox does not exist", "NONEXISTENT")
     if _is_inbox(new) or await store.get_mailbox(account, new) is not None:
         raise no("Target mailbox already exists", "ALREADYEXISTS")
-    if new.startswith(old + SEPARATOR):
+    if new.startswith(old + SEPARATOR) and old != "INBOX":
+        # (renaming INBOX moves its messages only; its inferiors stay, RFC 9051 6.3.6)
         raise no("A mailbox cannot be renamed into itself", "CANNOT")
+    await _create_superiors(session, account, new)
     try:
         await store.rename_mailbox(account, old, new)
     except AlreadyExists:
@@ -212,6 +235,22 @@ def _mailbox_tree(mailboxes: list[MailboxInfo]) -> tuple[dict[str, MailboxInfo],
     return existing, parents, parents - existing.keys()
 
 
+def _attributes(
+    name: str, existing: dict[str, MailboxInfo], parents: set[str], subscribed: set[str]
+) -> list[str]:
+    """The mailbox attributes of a LIST response (RFC 9051 7.3.1, RFC 5258, RFC 6154)."""
+    info = existing.get(name)
+    attributes = []
+    if info is None:
+        attributes.append("\\Noselect" if name in parents else "\\NonExistent")
+    attributes.append("\\HasChildren" if name in parents else "\\HasNoChildren")
+    if info is not None and info.special_use:
+        attributes.append(info.special_use)
+    if name in subscribed:
+        attributes.append("\\Subscribed")
+    return attributes
+
+
 _SELECT_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
 _RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"})
 
@@ -230,7 +269,7 @@ async def list_mailboxes(session: ImapSession, command: p.List) -> Done:
         _check_status_items(status_items)
     reference = command.reference.name
     patterns = [pattern.name for pattern in command.patterns]
-    if patterns == [""] and not select:
+    if patterns == [""] and not command.extended:
         # RFC 9051 6.3.9: the hierarchy delimiter and the root of the reference.
         root = reference.split(SEPARATOR, 1)[0] + SEPARATOR if SEPARATOR in reference else ""
         session.untagged(b'LIST (\\Noselect) "/" ' + session.mailbox_name(root))
@@ -273,20 +312,15 @@ async def list_mailboxes(session: ImapSession, command: p.List) -> Done:
                     break
     for name in sorted(listed, key=lambda n: (n != "INBOX", n)):
         info = existing.get(name)
-        attributes = []
-        if info is None:
-            attributes.append("\\Noselect" if name in parents else "\\NonExistent")
-        attributes.append("\\HasChildren" if name in parents else "\\HasNoChildren")
-        if info is not None and info.special_use:
-            attributes.append(info.special_use)
-        if name in subscribed:
-            attributes.append("\\Subscribed")
+        attributes = _attributes(name, existing, parents, subscribed)
         line = f"LIST ({' '.join(attributes)}) ".encode() + b'"/" ' + session.mailbox_name(name)
         if listed[name]:
             line += b' ("CHILDINFO" ("SUBSCRIBED"))'
         session.untagged(line)
-        if status_items is not None and info is not None:
-            await _send_status(session, info, status_items)  # RFC 5819: right after its LIST response
+        if status_items is not None and info is not None and selected(name):
+            # RFC 5819 / RFC 9051 6.3.9.2: right after its LIST response, only for a name that was selected
+            # (not for a parent listed only for CHILDINFO)
+            await _send_status(session, info, status_items)
     return Done("LIST completed")
 
 
@@ -295,10 +329,20 @@ async def lsub(session: ImapSession, command: p.Lsub) -> Done:
     account = _account_id(session)
     subscribed = await session.store.list_subscriptions(account)
     existing = {m.name for m in await session.store.list_mailboxes(account)}
-    for name in sorted(subscribed):
+    listed: dict[str, str] = {}
+    for name in subscribed:
         if _matches(regex, name):
-            attributes = "" if name in existing else "\\Noselect"
-            session.untagged(f"LSUB ({attributes}) ".encode() + b'"/" ' + session.mailbox_name(name))
+            listed[name] = "" if name in existing else "\\Noselect"
+            continue
+        # RFC 3501 6.3.9: "%" that matches a parent of a subscribed name lists the parent, as \Noselect
+        parts = name.split(SEPARATOR)
+        for i in range(len(parts) - 1, 0, -1):
+            ancestor = SEPARATOR.join(parts[:i])
+            if _matches(regex, ancestor):
+                listed.setdefault(ancestor, "\\Noselect")
+                break
+    for name in sorted(listed, key=lambda n: (n != "INBOX", n)):
+        session.untagged(f"LSUB ({listed[name]}) ".encode() + b'"/" ' + session.mailbox_name(name))
     return Done("LSUB completed")
 
 

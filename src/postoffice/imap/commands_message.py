@@ -460,10 +460,14 @@ async def search(session: ImapSession, command: p.Search) -> Done:
     """SEARCH / UID SEARCH (RFC 9051 6.4.4), answered from the store's index (`postoffice.imap.search`);
     with RETURN (...) the answer is ESEARCH (RFC 4731). Expunges are not sent during SEARCH (7.5.1)."""
     view = _view(session)
+    if command.charset is not None and session.utf8 and not session.rev2:
+        # RFC 6855 3 (erratum 4029): after ENABLE UTF8=ACCEPT a client must not name a charset
+        raise bad("SEARCH CHARSET is not allowed after ENABLE UTF8=ACCEPT")
     save = command.return_options is not None and "SAVE" in {o.upper() for o in command.return_options}
     saved = session.saved_uids()  # `$` in this command is the result saved before it (RFC 5182 2.1)
+    previous = session.saved_result
     if save:
-        session.saved_result = []  # RFC 5182 2.1: a SEARCH ... SAVE that fails leaves the empty result
+        session.saved_result = []  # RFC 5182 2.1: a SEARCH ... SAVE answered NO leaves the empty result
     try:
         criteria = search_mod.to_criteria(
             command.keys,
@@ -475,6 +479,7 @@ async def search(session: ImapSession, command: p.Search) -> Done:
     except search_mod.SearchBadCharset as exc:
         raise no(str(exc), "BADCHARSET (UTF-8 US-ASCII)") from None
     except search_mod.SearchBad as exc:
+        session.saved_result = previous  # RFC 9051 6.4.4.1: a SEARCH answered BAD leaves `$` as it was
         raise bad(str(exc)) from None
     uids = await session.store.search(view.mailbox_id, criteria)
     live = [u for u in uids if u not in view.gone]

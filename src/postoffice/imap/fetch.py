@@ -422,6 +422,9 @@ def decode_transfer_encoding(data: bytes, encoding: str) -> bytes | None:
     return None
 
 
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
 def _binary_encoding(part: BodyPart) -> str:
     return "BINARY" if part.type == "multipart" else part.encoding
 
@@ -446,7 +449,12 @@ def binary_section(
     if encoding.strip().upper() in _IDENTITY:
         return _read_range(read, *_span(found.body_start, found.body_end), partial)
     decoded = decode_transfer_encoding(read(*_length(found)), encoding)
-    return None if decoded is None else apply_partial(decoded, partial)
+    if decoded is None:
+        return None
+    if found.type == "text":
+        # RFC 9051 7.5.2: textual sections always go with CRLF line ends, also when decoding gave bare ones
+        decoded = _LINE_END.sub(b"\r\n", decoded)
+    return apply_partial(decoded, partial)
 
 
 def _length(part: BodyPart) -> tuple[int, int]:

@@ -113,6 +113,7 @@ import base64
 import binascii
 import datetime
 import re
+import unicodedata
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -545,10 +546,12 @@ class ParseError(ReaderEvent):
 
 @dataclass(frozen=True)
 class UnsupportedCharset(ReaderEvent):
-    """SEARCH with a CHARSET other than SEARCH_CHARSETS: answer NO [BADCHARSET (UTF-8 US-ASCII)]."""
+    """SEARCH with a CHARSET other than SEARCH_CHARSETS: answer NO [BADCHARSET (UTF-8 US-ASCII)]; with
+    `save` (RETURN (SAVE)) the saved search result becomes empty (RFC 5182 section 2.1)."""
 
     tag: str
     charset: str
+    save: bool = False
 
 
 @dataclass(frozen=True)
@@ -883,9 +886,10 @@ class _Syntax(Exception):
 
 
 class _BadCharset(Exception):
-    def __init__(self, charset: str) -> None:
+    def __init__(self, charset: str, save: bool = False) -> None:
         super().__init__(charset)
         self.charset = charset
+        self.save = save  # the command had RETURN (SAVE): its NO empties the saved result (RFC 5182 2.1)
 
 
 class _LiteralPending(Exception):
@@ -1128,6 +1132,9 @@ def _mailbox_name(sc: _Scanner, value: bytes, *, inbox: bool, what: str = "mailb
             raise _Syntax(f"{what} is not valid modified UTF-7: {exc}") from None
     if _CONTROL.search(name):
         raise _Syntax(f"control character in {what}")
+    if not name.isascii():
+        # RFC 9051 5.1 / 6.3.4: names are Net-Unicode (NFC); a name in another form means the same mailbox
+        name = unicodedata.normalize("NFC", name)
     if inbox and name.upper() == "INBOX":
         name = "INBOX"
     return MailboxName(name, raw)
@@ -1430,7 +1437,7 @@ def _search(sc: _Scanner, tag: str, uid: bool) -> Search:
         sc.sp()
         charset = (sc.text(sc.quoted()) if sc.peek() == 0x22 else sc.atom("a charset")).upper()
         if charset not in SEARCH_CHARSETS:
-            raise _BadCharset(charset)
+            raise _BadCharset(charset, save="SAVE" in (return_options or ()))
         sc.sp()
     keys = [_search_key(sc, 1)]
     while not sc.at_end():
@@ -2126,7 +2133,7 @@ class CommandReader:
             return
         except _BadCharset as exc:
             assert cmd.tag is not None
-            self._events.append(UnsupportedCharset(cmd.tag, exc.charset))
+            self._events.append(UnsupportedCharset(cmd.tag, exc.charset, exc.save))
             return
         except (_LiteralPending, _MessagePending):
             # Only possible when a line ends with a marker, which _step_line handles; defensive.
@@ -2161,7 +2168,7 @@ class CommandReader:
             except _BadCharset as exc:
                 self._discard_rest(sync, size)
                 assert cmd.tag is not None
-                self._events.append(UnsupportedCharset(cmd.tag, exc.charset))
+                self._events.append(UnsupportedCharset(cmd.tag, exc.charset, exc.save))
                 return
         assert cmd.tag is not None  # a valid prefix or a literal marker after the first line needs a tag
         limit = self.max_literal if message is not None else self.max_line - cmd.size

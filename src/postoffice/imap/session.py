@@ -197,6 +197,7 @@ class ImapSession:
         self.view: MailboxView | None = None
         self.rev2 = False
         self.utf8 = False  # UTF8=ACCEPT or IMAP4rev2 enabled: mailbox names and strings in UTF-8
+        self._utf8_enabled = False  # UTF8=ACCEPT itself was enabled (RFC 6855)
         self.errors = 0
         self.result = "connection closed"
         self.started = time.monotonic()
@@ -376,6 +377,8 @@ class ImapSession:
                 self.result = "too many errors"
                 self.state = State.LOGOUT
         elif isinstance(event, p.UnsupportedCharset):
+            if event.save and self.state is State.SELECTED:
+                self.saved_result = []  # RFC 5182 2.1: a SEARCH ... SAVE answered NO empties `$`
             self._reply(event.tag, "NO", "Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
         else:  # IdleDone or AuthenticateResponse out of their exchange: the reader never gives them so
             self._reply(None, "BAD", "Unexpected input")
@@ -536,12 +539,17 @@ class ImapSession:
         enabled: list[str] = []
         for capability in command.capabilities:
             name = capability.upper()
-            if name == "UTF8=ACCEPT" or (name == "IMAP4REV2" and self.settings.imap4rev2):
-                if name == "IMAP4REV2":
-                    self.rev2 = True
-                self.utf8 = True
-                self.reader.utf8 = True
-                enabled.append("IMAP4rev2" if name == "IMAP4REV2" else "UTF8=ACCEPT")
+            # RFC 5161 3.1 / RFC 9051 6.3.1: ENABLED lists only what this command newly enabled
+            if name == "IMAP4REV2" and self.settings.imap4rev2 and not self.rev2:
+                self.rev2 = True
+                enabled.append("IMAP4rev2")
+            elif name == "UTF8=ACCEPT" and not self._utf8_enabled:
+                self._utf8_enabled = True
+                enabled.append("UTF8=ACCEPT")
+            else:
+                continue
+            self.utf8 = True
+            self.reader.utf8 = True
         self.untagged("ENABLED" + "".join(" " + e for e in enabled))
         return Done("ENABLE completed")
 
@@ -611,7 +619,9 @@ class ImapSession:
         for uid in sorted(view.flag_updates):
             number = view.seq_of(uid)
             if number is not None and uid not in view.gone:
-                self.untagged(f"{number} FETCH (FLAGS ({view.flags_of(uid, with_recent=not self.rev2)}))")
+                # RFC 9051 7.5.2: an unsolicited FETCH MUST include UID (harmless for IMAP4rev1 clients)
+                flags = view.flags_of(uid, with_recent=not self.rev2)
+                self.untagged(f"{number} FETCH (UID {uid} FLAGS ({flags}))")
         view.flag_updates.clear()
         if view.exists != view.reported_exists:
             view.reported_exists = view.exists
@@ -683,6 +693,10 @@ class ImapSession:
             return
         if event.message.utf8 and not self.utf8:
             refuse("BAD", "APPEND UTF8 needs ENABLE UTF8=ACCEPT first (RFC 6855 section 4)")
+            return
+        if event.message.size == 0:
+            # RFC 3502 6.3.11: a zero-length message literal is an error (NO) and cancels the whole command
+            refuse("NO", "An empty message cannot be appended; the APPEND is cancelled")
             return
         pending = self._append
         if event.index > 0 and pending is not None and pending.tag == event.tag:

@@ -862,7 +862,8 @@ class SqliteMailStore(MailStore):
         )
         if not new_name or new_name == "INBOX" or HIERARCHY_SEPARATOR * 2 in new_name:
             raise StoreError(f"cannot rename to {new_name!r}")
-        if new_name == old_name or new_name.startswith(old_name + HIERARCHY_SEPARATOR):
+        below = new_name.startswith(old_name + HIERARCHY_SEPARATOR) and old_name != "INBOX"  # INBOX: see tx
+        if new_name == old_name or below:
             raise StoreError("a mailbox cannot be renamed to itself or below itself")
 
         def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> None:
