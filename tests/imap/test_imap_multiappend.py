@@ -60,25 +60,39 @@ def test_multiappend_over_the_limit_refuses_all(small_limit_server: ImapServer) 
     raw.close()
 
 
-def test_multiappend_store_failure_on_a_later_message_removes_the_earlier_ones(
+def test_multiappend_store_failure_on_a_later_message_rolls_back_the_whole_command(
     imap_server: ImapServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """One store transaction for all messages: when writing the second message's bytes fails, the first one
+    is rolled back with it, and a session watching the mailbox never sees it come and go."""
     store = imap_server.store
-    real_append = store.append
+    real_write = store._write_content  # type: ignore[attr-defined]
     calls = 0
 
-    async def failing_append(*args: Any, **kwargs: Any) -> Any:
+    def failing_write(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 2:
             raise StoreError("disk full")
-        return await real_append(*args, **kwargs)
+        return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(store, "append", failing_append)
+    monkeypatch.setattr(store, "_write_content", failing_write)
+    watcher = Raw(imap_server)
+    watcher.login()
+    watcher.command("s", "SELECT INBOX")
     raw = Raw(imap_server)
     raw.login()
     one, two = message("one"), message("two")
     raw.send(b"a1 APPEND INBOX {%d+}\r\n%s {%d+}\r\n%s\r\n" % (len(one), one, len(two), two))
     assert raw.until_tagged("a1")[-1].startswith("a1 NO [UNAVAILABLE]")
+    assert calls == 2
     assert _uids(imap_server, "INBOX") == []
+    assert watcher.command("n", "NOOP") == ["n OK NOOP completed"]  # no EXISTS, no EXPUNGE
+    monkeypatch.setattr(store, "_write_content", real_write)
+    raw.send(b"a2 APPEND INBOX {%d+}\r\n%s\r\n" % (len(one), one))
+    info = imap_server.call(store.get_mailbox(imap_server.account_ids[DEMO], "INBOX"))
+    assert info is not None
+    # the failed command used no UID: UIDs are allocated in the transaction that was rolled back
+    assert raw.until_tagged("a2")[-1] == f"a2 OK [APPENDUID {info.uidvalidity} 1] APPEND completed"
     raw.close()
+    watcher.close()

@@ -3,6 +3,8 @@ with EXPUNGE held back during FETCH, STORE and SEARCH (RFC 9051 section 7.5.1)."
 
 from __future__ import annotations
 
+import pytest
+
 from tests.imap.conftest import DEMO, ImapServer, Raw, message
 
 
@@ -136,3 +138,58 @@ def test_a_new_keyword_is_announced_with_flags_before_the_fetch_that_shows_it(
     assert not any(line.startswith("* FLAGS") for line in second.command("k3", "STORE 1 +FLAGS ($Important)"))
     first.close()
     second.close()
+
+
+def test_a_session_whose_selected_mailbox_is_deleted_gets_bye(imap_server: ImapServer) -> None:
+    """RFC 2180 3.3: DELETE by another session is allowed; the session that has the mailbox selected is told
+    with an untagged BYE and disconnected (on its next command, or at once while it IDLEs)."""
+    raw = Raw(imap_server)
+    raw.login()
+    raw.command("c", "CREATE Work")
+    imap_server.deliver(DEMO, message("w"), mailbox="Work")
+    watcher, idler = Raw(imap_server), Raw(imap_server)
+    for session in (watcher, idler):
+        session.login()
+        assert "* 1 EXISTS" in session.command("s", "SELECT Work")
+    idler.send(b"i IDLE\r\n")
+    assert idler.line() == "+ idling"
+    assert raw.command("d", "DELETE Work")[-1] == "d OK DELETE completed"
+    assert idler.line().startswith("* BYE ")
+    with pytest.raises(ConnectionError):
+        idler.line()
+    reply = watcher.command("n", "NOOP")
+    assert reply[0].startswith("* BYE ") and reply[-1] == "n OK NOOP completed"
+    with pytest.raises(ConnectionError):
+        watcher.line()
+
+
+def test_deleting_its_own_selected_mailbox_leaves_the_selected_state(rev2_server: ImapServer) -> None:
+    raw = Raw(rev2_server)
+    raw.login()
+    raw.command("e", "ENABLE IMAP4rev2")
+    raw.command("c", "CREATE Work")
+    raw.command("s", "SELECT Work")
+    reply = raw.command("d", "DELETE Work")
+    assert reply == ["* OK [CLOSED] The selected mailbox is being deleted", "d OK DELETE completed"]
+    assert raw.command("f", "FETCH 1 (UID)")[-1].startswith("f BAD")  # no longer in the selected state
+    assert raw.command("n", "NOOP")[-1] == "n OK NOOP completed"
+
+
+def test_renames_under_a_selected_session(imap_server: ImapServer) -> None:
+    """A renamed mailbox keeps its UIDVALIDITY and messages: the selected session goes on. Renaming INBOX
+    moves its messages out: a session with INBOX selected sees them expunged."""
+    imap_server.deliver(DEMO, message("one"))
+    imap_server.deliver(DEMO, message("two"))
+    raw, inbox_watcher, work_watcher = Raw(imap_server), Raw(imap_server), Raw(imap_server)
+    for session in (raw, inbox_watcher, work_watcher):
+        session.login()
+    raw.command("c", "CREATE Work")
+    imap_server.deliver(DEMO, message("w"), mailbox="Work")
+    inbox_watcher.command("s", "SELECT INBOX")
+    work_watcher.command("s", "SELECT Work")
+    assert raw.command("r1", "RENAME Work Play")[-1] == "r1 OK RENAME completed"
+    assert work_watcher.command("f", "FETCH 1 (UID)")[0] == "* 1 FETCH (UID 1)"
+    assert raw.command("r2", "RENAME INBOX Old")[-1] == "r2 OK RENAME completed"
+    reply = inbox_watcher.command("n", "NOOP")
+    assert reply[:2] == ["* 2 EXPUNGE", "* 1 EXPUNGE"]
+    assert "* 0 EXISTS" not in reply  # EXPUNGE responses already say it

@@ -156,12 +156,19 @@ async def delete(session: ImapSession, command: p.Delete) -> Done:
     if _is_inbox(name):
         raise no("INBOX cannot be deleted", "CANNOT")
     account = _account_id(session)
-    if await session.store.get_mailbox(account, name) is None:
+    info = await session.store.get_mailbox(account, name)
+    if info is None:
         _, parents, _ = _mailbox_tree(await session.store.list_mailboxes(account))
         if name in parents:
             # RFC 9051 6.3.5: a \Noselect name with inferiors cannot be deleted
             raise no("The name has child mailboxes and is not a mailbox itself", "HASCHILDREN")
         raise no("Mailbox does not exist", "NONEXISTENT")
+    if session.view is not None and session.view.mailbox_id == info.id:
+        # Deleting the selected mailbox: this session leaves the selected state first (other sessions that
+        # have it selected get BYE, `ImapSession.sync`).
+        session.close_view()
+        if session.rev2:
+            session.untagged("OK [CLOSED] The selected mailbox is being deleted")
     try:
         await session.store.delete_mailbox(account, name)
     except NotFound:

@@ -7,9 +7,9 @@ Implementation notes
   once (`message.parse_message`, in a thread when large) and stores it with `store.append`; the tagged OK
   carries APPENDUID (RFC 4315) and is sent only after the store's commit. A missing mailbox is refused before
   any literal octet is read: "NO [TRYCREATE]". MULTIAPPEND (RFC 3502): the messages are spooled one by one
-  and stored in order when the command line ends; if one fails, the ones already stored are expunged again
-  (the store has no multi-message append transaction), so the command is all or nothing as far as the
-  client can tell, though another session may see them come and go. APPENDUID then has a UID set.
+  and stored in order, in one store transaction (`MailStore.append_many`), when the command line ends: all
+  or nothing, and no other session sees a part of them. APPENDUID then has a UID set. A zero-length
+  message is NO and cancels the command (RFC 3502 6.3.11).
 - FETCH renders from the stored parse (`postoffice.imap.fetch`); a body section without .PEEK (and RFC822,
   RFC822.TEXT) sets \\Seen in a read-write mailbox before the data is sent, and FLAGS is then included in the
   response (RFC 9051 6.4.5). Messages expunged by another session but not reported yet are left out of FETCH
@@ -43,7 +43,7 @@ from postoffice.imap.mailbox_view import Entry, flags_text
 from postoffice.imap.sequence import format_sequence_set
 from postoffice.imap.session import FLUSH_THRESHOLD, PARSE_INLINE_LIMIT, Done, bad, no
 from postoffice.message import ParsedMessage, parse_message
-from postoffice.store.api import ImapRendering
+from postoffice.store.api import AppendItem, ImapRendering
 
 if TYPE_CHECKING:
     from postoffice.imap.mailbox_view import MailboxView
@@ -76,8 +76,8 @@ async def append(session: ImapSession, command: p.Append) -> Done:
             pending.close()
         raise bad("APPEND message data missing")
     mailbox_id = pending.mailbox.id
-    uids: list[int] = []
     try:
+        items: list[AppendItem] = []
         for item, message in zip(pending.messages, command.messages, strict=True):
             spool = item.spool
             spool.flush()
@@ -87,16 +87,12 @@ async def append(session: ImapSession, command: p.Append) -> Done:
             else:
                 parsed = await asyncio.to_thread(parse_message, spool)
             when = message.internal_date.timestamp() if message.internal_date is not None else None
-            spool.seek(0)
-            copy = await session.store.append(mailbox_id, spool, parsed, _storable(message.flags), when)
-            uids.append(copy.uid)
-    except Exception:
-        # MULTIAPPEND is all or nothing (RFC 3502 section 6.3.11): the messages already stored go again.
-        if uids:
-            await session.store.expunge(mailbox_id, uids)
-        raise
+            items.append(AppendItem(spool, parsed, _storable(message.flags), when))
+        # MULTIAPPEND is all or nothing (RFC 3502 section 6.3.11): one store transaction for every message
+        copies = await session.store.append_many(mailbox_id, items)
     finally:
         pending.close()
+    uids = [copy.uid for copy in copies]
     view = session.view
     if view is not None and view.mailbox_id == mailbox_id:
         view.dirty = True

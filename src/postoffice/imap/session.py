@@ -210,6 +210,8 @@ class ImapSession:
         #: Change notifications received; SELECT compares it before and after reading, so that a change
         #: committed while the view was being built is read back at once.
         self.changes_seen = 0
+        #: Another session deleted the selected mailbox (`sync` ends the session).
+        self.selected_deleted = False
 
     # ------------------------------------------------------------------------------------------ output
 
@@ -572,6 +574,8 @@ class ImapSession:
                     return
                 if self.view is not None:
                     await self.sync(True)
+                if self.state is State.LOGOUT:  # the selected mailbox was deleted: BYE, no more IDLE
+                    return
                 await self.flush()
                 if read is None:
                     read = asyncio.create_task(self.conn.read(self.settings.idle_timeout, idle=True))
@@ -597,8 +601,13 @@ class ImapSession:
     def _on_change(self, event: ChangeEvent) -> None:
         self.changes_seen += 1
         view = self.view
-        if view is not None and event.mailbox_id == view.mailbox_id and event.kind != "mailbox":
+        if view is None or event.mailbox_id != view.mailbox_id:
+            return
+        if event.kind != "mailbox":
             view.dirty = True
+            self._wakeup.set()
+        elif "deleted" in event.extra:
+            self.selected_deleted = True
             self._wakeup.set()
 
     async def sync(self, allow_expunge: bool) -> None:
@@ -606,6 +615,14 @@ class ImapSession:
         `allow_expunge` (section 7.5.1)."""
         view = self.view
         if view is None:
+            return
+        if self.selected_deleted:
+            # RFC 2180 3.3: the mailbox was deleted under this session; like Dovecot, say so and disconnect
+            # (the session cannot go on: its messages are gone and its sequence numbers mean nothing).
+            self.untagged("BYE The selected mailbox was deleted by another session")
+            self.result = "selected mailbox deleted"
+            self.close_view()
+            self.state = State.LOGOUT
             return
         if view.dirty:
             new = await self.read_back(view)
@@ -673,6 +690,7 @@ class ImapSession:
 
     def close_view(self) -> None:
         self.view = None
+        self.selected_deleted = False
         self.saved_result = None  # RFC 5182 2.1: SELECT, EXAMINE, CLOSE and UNSELECT reset it
         if self.state is State.SELECTED:
             self.state = State.AUTHENTICATED

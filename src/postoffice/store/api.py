@@ -173,6 +173,15 @@ class ImapRendering(NamedTuple):
     bodystructure_utf8: bytes | None = None
 
 
+class AppendItem(NamedTuple):
+    """One message of `MailStore.append_many`."""
+
+    source: IO[bytes]
+    parsed: ParsedMessage
+    flags: Iterable[str] = ()
+    internaldate: float | None = None
+
+
 @dataclass(frozen=True)
 class DeliveredCopy:
     account_id: int
@@ -308,6 +317,12 @@ class MailStore(abc.ABC):
         internaldate: float | None = None,
     ) -> DeliveredCopy:
         """IMAP APPEND: one message into one mailbox; durable when it returns."""
+
+    async def append_many(self, mailbox_id: int, messages: Sequence[AppendItem]) -> list[DeliveredCopy]:
+        """IMAP MULTIAPPEND (RFC 3502): several messages into one mailbox, all or none, in order (ascending
+        UIDs); durable when it returns. Backends should do it in one transaction; this fallback is not
+        atomic."""
+        return [await self.append(mailbox_id, *item) for item in messages]
 
     @abc.abstractmethod
     async def copy_messages(

@@ -47,6 +47,7 @@ from postoffice.store.api import (
     Account,
     Alias,
     AlreadyExists,
+    AppendItem,
     ChangeEvent,
     DeliveredCopy,
     Domain,
@@ -880,7 +881,7 @@ class SqliteMailStore(MailStore):
                 # RFC 9051 section 6.3.6: the messages move to a new mailbox, INBOX stays (empty), and
                 # INBOX's inferiors are not renamed.
                 target = self._create_mailbox(conn, account_id, new_name, None)
-                self._move_all(conn, int(source[0]), target)
+                events.extend(self._move_all(conn, account_id, int(source[0]), target))
                 events.append(ChangeEvent("mailbox", account_id, target, extra={"created": new_name}))
                 return
             prefix = old_name + HIERARCHY_SEPARATOR
@@ -905,13 +906,17 @@ class SqliteMailStore(MailStore):
 
         await self._write(tx)
 
-    def _move_all(self, conn: sqlite3.Connection, source_id: int, target_id: int) -> None:
-        """Every message of source into target (new UIDs, same contents and flags), source left empty."""
+    def _move_all(
+        self, conn: sqlite3.Connection, account_id: int, source_id: int, target_id: int
+    ) -> list[ChangeEvent]:
+        """Every message of source into target (new UIDs, same contents and flags), source left empty; the
+        expunge from the source as an event (sessions that have it selected must see the messages go)."""
         uids = [
             int(r[0]) for r in conn.execute("SELECT uid FROM messages WHERE mailbox_id = ?", (source_id,))
         ]
         self._copy_rows(conn, source_id, uids, target_id)
-        self._delete_messages(conn, source_id, uids, tombstones=True)
+        removed, modseq = self._delete_messages(conn, source_id, uids, tombstones=True)
+        return [ChangeEvent("expunged", account_id, source_id, tuple(removed), modseq)] if removed else []
 
     async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
         name = _normalize_mailbox(name)
@@ -992,22 +997,32 @@ class SqliteMailStore(MailStore):
         internaldate: float | None = None,
     ) -> DeliveredCopy:
         """IMAP APPEND: one message into one mailbox, durable when it returns."""
-        size = parsed.size
-        parsed_json = dataclasses.replace(parsed, search_headers="", search_text="").to_json()
-        bits, keywords = flags_to_columns(flags)
-        when = time.time() if internaldate is None else internaldate
+        (copy,) = await self.append_many(mailbox_id, [AppendItem(source, parsed, flags, internaldate)])
+        return copy
 
-        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> DeliveredCopy:
+    async def append_many(self, mailbox_id: int, messages: Sequence[AppendItem]) -> list[DeliveredCopy]:
+        """APPEND / MULTIAPPEND: every message in one transaction (RFC 3502: all or none)."""
+        prepared = []
+        for item in messages:
+            parsed_json = dataclasses.replace(item.parsed, search_headers="", search_text="").to_json()
+            bits, keywords = flags_to_columns(item.flags)
+            when = time.time() if item.internaldate is None else item.internaldate
+            prepared.append((item.source, item.parsed, parsed_json, bits, keywords, when))
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> list[DeliveredCopy]:
             row = conn.execute("SELECT account_id FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no mailbox {mailbox_id}")
             account_id = int(row[0])
-            content_id = self._insert_content(conn, source, parsed, parsed_json, 1)
-            uid, modseq = self._append_row(
-                conn, account_id, mailbox_id, content_id, bits, keywords, when, size
-            )
-            events.append(ChangeEvent("added", account_id, mailbox_id, (uid,), modseq))
-            return DeliveredCopy(account_id, mailbox_id, uid)
+            copies: list[DeliveredCopy] = []
+            for source, parsed, parsed_json, bits, keywords, when in prepared:
+                content_id = self._insert_content(conn, source, parsed, parsed_json, 1)
+                uid, modseq = self._append_row(
+                    conn, account_id, mailbox_id, content_id, bits, keywords, when, parsed.size
+                )
+                events.append(ChangeEvent("added", account_id, mailbox_id, (uid,), modseq))
+                copies.append(DeliveredCopy(account_id, mailbox_id, uid))
+            return copies
 
         return await self._write(tx)
 
