@@ -1,5 +1,5 @@
-"""`MailStore.snapshot` (the shared, cached column view SELECT uses), `advance_snapshot`, the ENVELOPE /
-BODYSTRUCTURE renderings kept at delivery (schema version 5) and `expunge_deleted`."""
+"""`MailStore.snapshot` (the shared, cached column view SELECT uses), `advance_snapshot`, `read_range`, the
+ENVELOPE / BODYSTRUCTURE renderings kept at delivery (schema version 5) and `expunge_deleted`."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import io
 import sqlite3
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from postoffice.imap import fetch
 from postoffice.message import parse_message
-from postoffice.store import MailStore, open_store
+from postoffice.store import MailStore, NotFound, open_store
 from postoffice.store.api import MailboxSnapshot, build_snapshot
 from postoffice.store.sqlite import SCHEMA_VERSION
 from tests.store.test_store_mailboxes import append, run
@@ -206,3 +207,20 @@ def test_a_version_4_store_gets_its_renderings_backfilled(tmp_path: Path) -> Non
         assert version == SCHEMA_VERSION >= 5
     finally:
         conn.close()
+
+
+def test_read_range_returns_part_of_a_message(tmp_path: Path) -> None:
+    async def scenario(store: MailStore, account_id: int) -> None:
+        inbox = await store.get_mailbox(account_id, "INBOX")
+        assert inbox is not None
+        await append(store, inbox.id, "ranged")
+        (message,) = await store.list_messages(inbox.id)
+        whole = await store.read_content(message.content_id)
+        assert await store.read_range(message.content_id, 6, 10) == whole[6:16]
+        assert await store.read_range(message.content_id, len(whole) - 3, 100) == whole[-3:]
+        assert await store.read_range(message.content_id, len(whole) + 5, 10) == b""
+        assert await store.read_range(message.content_id, 0, 0) == b""
+        with pytest.raises(NotFound):
+            await store.read_range(999_999, 0, 10)
+
+    run(tmp_path / "s.sqlite3", scenario)

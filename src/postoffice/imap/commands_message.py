@@ -154,6 +154,10 @@ def _sets_seen(item: p.FetchItem) -> bool:
 FETCH_BATCH = 500
 #: ... and, when message bytes are needed, of at most this many octets (a larger message is read alone).
 FETCH_BATCH_OCTETS = 1024 * 1024
+#: A message larger than this is never read whole by FETCH: its sections are streamed in chunks of
+#: STREAM_CHUNK octets (`_fetch_large`).
+STREAM_OCTETS = 1024 * 1024
+STREAM_CHUNK = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -210,7 +214,10 @@ async def fetch(session: ImapSession, command: p.Fetch) -> Done:
         _fetch_metadata(session, view, uids, items)
     else:
         for batch in _batches(view.entries(uids), plan.content):
-            await _fetch_batch(session, view, batch, items, plan)
+            if plan.content and len(batch) == 1 and batch[0][4] > STREAM_OCTETS:
+                await _fetch_large(session, view, batch[0], items)
+            else:
+                await _fetch_batch(session, view, batch, items, plan)
             if session.pending_output() >= FLUSH_THRESHOLD:
                 await session.flush()
     if with_flags:
@@ -301,6 +308,93 @@ async def _fetch_batch(
     session.send(bytes(out))
 
 
+async def _fetch_large(
+    session: ImapSession, view: MailboxView, entry: Entry, items: list[p.FetchItem]
+) -> None:
+    """One message too large to read whole: byte ranges (BODY[...] without a header filter, RFC822,
+    RFC822.TEXT, BINARY[] of the whole message) go out as literals streamed from the store in chunks; every
+    other item reads only the range it needs (a header block, one part), so memory stays bounded."""
+    store = session.store
+    content_id = entry[3]
+    parsed = (await store.get_parsed_many([content_id])).get(content_id)
+    if parsed is None:
+        return  # expunged since the view was read
+    rendering = (await store.imap_renderings([content_id])).get(content_id)
+    session.send(b"* %d FETCH (" % entry[0])
+    for n, item in enumerate(items):
+        if n:
+            session.send(b" ")
+        span = _streamed_span(item, parsed)
+        if span is not None:
+            label, start, end = span
+            binary = isinstance(item, p.FetchBinary)  # literal8: NUL may be in the data (RFC 3516 4.2)
+            session.send(label + (b" ~{%d}\r\n" if binary else b" {%d}\r\n") % (end - start))
+            for offset in range(start, end, STREAM_CHUNK):
+                chunk = await store.read_range(content_id, offset, min(STREAM_CHUNK, end - offset))
+                # a plain literal cannot carry NUL: 0x80 instead, same length (as `wire.literal`)
+                session.send(chunk if binary or b"\x00" not in chunk else chunk.replace(b"\x00", b"\x80"))
+                if session.pending_output() >= FLUSH_THRESHOLD:
+                    await session.flush()
+            continue
+        start, end = _needed_range(item, parsed)
+        data = await store.read_range(content_id, start, end - start) if end > start else b""
+
+        def read(offset: int, length: int, data: bytes = data, start: int = start) -> bytes:
+            return data[offset - start : offset - start + length]
+
+        (part,) = _render(session, view, entry, [item], rendering, parsed, read)
+        session.send(part)
+    session.send(b")\r\n")
+
+
+def _streamed_span(item: p.FetchItem, parsed: ParsedMessage) -> tuple[bytes, int, int] | None:
+    """(label, start, end) when the item's data is a plain byte range of the stored message."""
+    if isinstance(item, p.FetchAttribute):
+        if item.name == "RFC822":
+            return b"RFC822", 0, parsed.size
+        if item.name == "RFC822.TEXT":
+            location = f.locate_section(parsed, f.SectionSpec((), "TEXT"))
+            return None if location is None else (b"RFC822.TEXT", location.start, location.end)
+        return None
+    if isinstance(item, p.FetchBinary) and not item.part:
+        label = b"BINARY[]"
+        start, end = 0, parsed.size
+    elif isinstance(item, p.FetchBody):
+        spec = _spec(item.section)
+        location = f.locate_section(parsed, spec)
+        if location is None or location.fields is not None:
+            return None  # an empty section, or a header filter: rendered from the header block
+        label = b"BODY[" + f.section_label(spec) + b"]"
+        start, end = location.start, location.end
+    else:
+        return None
+    partial = item.partial
+    if partial is not None:
+        label += b"<%d>" % partial.origin
+        start = min(start + max(partial.origin, 0), end)
+        if partial.length is not None:
+            end = min(end, start + max(partial.length, 0))
+    return label, start, end
+
+
+def _needed_range(item: p.FetchItem, parsed: ParsedMessage) -> tuple[int, int]:
+    """The range of the stored message that rendering `item` reads (the whole message when unsure)."""
+    spec: f.SectionSpec | None = None
+    if isinstance(item, p.FetchBody):
+        spec = _spec(item.section)
+    elif isinstance(item, p.FetchAttribute):
+        if item.name == "RFC822.HEADER":
+            spec = f.SectionSpec((), "HEADER")
+        elif item.name not in _CONTENT_ITEMS:
+            return 0, 0  # needs no message bytes
+    elif isinstance(item, p.FetchBinary | p.FetchBinarySize) and item.part:
+        spec = f.SectionSpec(item.part)
+    if spec is None:
+        return 0, parsed.size
+    location = f.locate_section(parsed, spec)
+    return (0, 0) if location is None else (location.start, location.end)
+
+
 def _render(
     session: ImapSession,
     view: MailboxView,
@@ -308,7 +402,7 @@ def _render(
     items: list[p.FetchItem],
     rendering: ImapRendering | None,
     parsed: ParsedMessage | None,
-    content: bytes,
+    content: f.Source,
 ) -> list[bytes]:
     utf8 = session.utf8
     _, uid, flags, _, size, internaldate = entry
@@ -345,6 +439,7 @@ def _render(
                 assert parsed is not None
                 out.append(b"BODY " + f.bodystructure(parsed.body, extended=False, utf8=utf8))
             elif name == "RFC822":
+                assert isinstance(content, bytes)  # a large message goes through `_fetch_large`
                 out.append(b"RFC822 " + wire.literal(content))
             elif name in ("RFC822.HEADER", "RFC822.TEXT"):
                 assert parsed is not None
@@ -354,6 +449,7 @@ def _render(
             spec = _spec(item.section)
             partial = (item.partial.origin, item.partial.length) if item.partial is not None else None
             if parsed is None:  # BODY[] of the whole message: no structure needed
+                assert isinstance(content, bytes)
                 data = f.apply_partial(content, partial)
             else:
                 data = f.section_bytes(content, parsed, spec, partial)

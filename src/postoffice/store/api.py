@@ -386,6 +386,11 @@ class MailStore(abc.ABC):
     async def read_content(self, content_id: int) -> bytes:
         """The whole message; for small messages and tests. Prefer `open_content` for streaming."""
 
+    async def read_range(self, content_id: int, offset: int, length: int) -> bytes:
+        """`length` octets of a message from `offset` (fewer at the end), without reading the rest of it.
+        This fallback reads the whole message; backends should override it."""
+        return (await self.read_content(content_id))[max(offset, 0) : max(offset, 0) + max(length, 0)]
+
     @abc.abstractmethod
     async def read_contents(self, content_ids: Sequence[int]) -> dict[int, bytes]:
         """Several whole messages in one read (read-ahead for small messages); missing ids are left out."""

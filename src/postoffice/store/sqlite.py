@@ -1399,6 +1399,23 @@ class SqliteMailStore(MailStore):
 
         return await self._read(q)
 
+    async def read_range(self, content_id: int, offset: int, length: int) -> bytes:
+        """Incremental blob I/O: only the pages that hold the range are read."""
+        offset, length = max(offset, 0), max(length, 0)
+
+        def q(conn: sqlite3.Connection) -> bytes:
+            try:
+                blob = conn.blobopen("content_data", "data", content_id, readonly=True)
+            except sqlite3.OperationalError:
+                raise NotFound(f"no content {content_id}") from None
+            with blob:
+                if offset >= len(blob):
+                    return b""
+                blob.seek(offset)
+                return blob.read(length)
+
+        return await self._read(q) if length else b""
+
     async def open_content(self, content_id: int, chunk_size: int = 65536) -> AsyncIterator[bytes]:
         def size_of(conn: sqlite3.Connection) -> int:
             row = conn.execute("SELECT size FROM contents WHERE id = ?", (content_id,)).fetchone()
