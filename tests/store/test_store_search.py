@@ -37,6 +37,7 @@ from postoffice.store import (
     open_store,
 )
 from postoffice.store.criteria import fold
+from postoffice.store.search import _sql_header_contains, header_fields
 from postoffice.store.sqlite import SCHEMA_VERSION
 
 #: The corpus is delivered with this cap on search text, so that every longer text is truncated in the index
@@ -560,3 +561,29 @@ def test_a_version_2_store_is_migrated_and_backfilled(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA table_info(contents)").fetchall() == columns
     assert conn.execute("PRAGMA index_list(contents)").fetchall() == indexes
     conn.close()
+
+
+_LINES = st.lists(
+    st.one_of(
+        st.builds(
+            lambda name, value: f"{name}:{value}",
+            st.sampled_from(["From", "from", "To", "Subject", "X-A", "FROM", "Fro", "From "]),
+            st.text(st.sampled_from("ab Xx:@.\u212a"), max_size=8),
+        ),
+        st.text(st.sampled_from("ab x:@.\t "), max_size=8),  # continuations and junk
+    ),
+    max_size=8,
+)
+
+
+@given(
+    lines=_LINES,
+    name=st.sampled_from(["from", "to", "x-a", "fro", "from ", "fröm", ""]),
+    needle=st.text(st.sampled_from("abx@.\u212a "), max_size=3),
+)
+def test_header_contains_agrees_with_parsing_every_field(lines: list[str], name: str, needle: str) -> None:
+    """The SQL function parses only the named fields; the answer is that of `header_fields` over all."""
+    headers = "\n".join(lines) + "\n"
+    folded = fold(needle)
+    expected = any(n.lower() == name and folded in fold(v) for n, v in header_fields(headers))
+    assert _sql_header_contains(headers, name, folded) == int(expected)

@@ -83,7 +83,9 @@ async def select(session: ImapSession, command: p.Select | p.Examine) -> Done:
     changes_seen = session.changes_seen
     snapshot = await store.snapshot(info.id)  # shared and cached: no read of every message (decision 0016)
     recent: list[int] = []
-    if not session.rev2 and not read_only:
+    mailbox = snapshot.mailbox
+    if not session.rev2 and not read_only and mailbox.recent_uid < mailbox.uidnext - 1:
+        # (when every UID was claimed already there is nothing to claim: no write for this SELECT)
         first_recent = await store.claim_recent(info.id)
         uids = snapshot.uids
         recent = list(uids[bisect.bisect_left(uids, first_recent) :])

@@ -89,6 +89,8 @@ class MailboxInfo:
     messages: int
     size: int
     subscribed: bool
+    #: RFC 3501 \\Recent: every UID up to this one has been claimed by a session (`claim_recent`)
+    recent_uid: int = 0
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ MAX_PATTERN_CHARS = 1000
 _LIST_RANGE_WIDTH = 64
 _SYSTEM_BITS = {name.lower(): 1 << i for i, name in enumerate(SYSTEM_FLAGS)}
 _HEADER_LINE = re.compile(r"([\x21-\x39\x3b-\x7e]+): ?(.*)", re.DOTALL)
+_FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x40\x5b-\x7e]+")  # lower case: no A-Z
 
 
 def register_functions(conn: sqlite3.Connection) -> None:
@@ -73,10 +74,22 @@ def _sql_contains(haystack: str | None, folded_needle: str) -> int:
 
 
 def _sql_header_contains(headers: str | None, lower_name: str, folded_needle: str) -> int:
-    if headers is None:
-        return 0
-    for name, value in header_fields(headers):
-        if name.lower() == lower_name and folded_needle in fold(value):
+    """`header_fields` semantics, but only the fields named `lower_name` are parsed: a line that starts with
+    "name:" always starts a field, and only what follows it can be its continuation."""
+    if headers is None or not _FIELD_NAME.fullmatch(lower_name):
+        return 0  # `header_fields` never yields such a name
+    prefix = lower_name + ":"
+    lines = headers.removesuffix("\n").split("\n")
+    for i, line in enumerate(lines):
+        if line[: len(prefix)].lower() != prefix:
+            continue
+        value = line[len(prefix) :]
+        value = value[1:] if value.startswith(" ") else value
+        for continuation in lines[i + 1 :]:
+            if _HEADER_LINE.fullmatch(continuation):
+                break
+            value += "\n" + continuation
+        if folded_needle in fold(value):
             return 1
     return 0
 
@@ -117,6 +130,21 @@ def like_pattern(needle: str) -> tuple[str, bool, bool]:
             exact = False
             run = 0
     return "".join(out), exact, longest >= 3
+
+
+def candidate_pattern(needle: str) -> tuple[str, bool]:
+    """(LIKE pattern, indexable) by which the trigram index finds the candidates for a substring search.
+
+    For an address ("local@domain") only the part up to the "@": domains are shared by many messages, so
+    their trigrams have long document lists that cost more to intersect than they exclude (SEARCH FROM of a
+    full address: 4 ms -> 1 ms on 10,000 messages); the whole pattern is then checked on the candidates."""
+    pattern, _, indexable = like_pattern(needle)
+    local, at, _ = needle.rpartition("@")
+    if at and local:
+        local_pattern, _, local_indexable = like_pattern(local + "@")
+        if local_indexable:
+            return "%" + local_pattern + "%", True
+    return "%" + pattern + "%", indexable
 
 
 def text_leaves(part: BodyPart) -> list[BodyPart]:
@@ -243,20 +271,32 @@ class _Compiler:
         folded = fold(c.needle)
         if isinstance(c.field, tuple):
             name = c.field[1]
-            name_pattern, _, _ = like_pattern(name)
-            pattern, _, indexable = like_pattern(c.needle)
-            like = "%" + name_pattern + ":%" + (pattern + "%" if c.needle else "")
-            self.params.extend([like, name.lower(), folded])
-            return self._fts("headers LIKE ? AND po_header_contains(headers, ?, ?)", indexable)
+            name_pattern, _, name_indexable = like_pattern(name)
+            like = "%" + name_pattern + ":%"
+            if not c.needle:
+                self.params.extend([like, name.lower(), folded])
+                return self._fts("headers LIKE ? AND po_header_contains(headers, ?, ?)", name_indexable)
+            pattern, _, _ = like_pattern(c.needle)
+            candidates, indexable = candidate_pattern(c.needle)
+            # the index finds candidates by the needle (every message has a From: the field name would only
+            # add trigrams that are in every document); the unindexed LIKE and the exact check follow
+            self.params.extend([candidates, like + pattern + "%", name.lower(), folded])
+            return self._fts(
+                "headers LIKE ? AND +headers LIKE ? AND po_header_contains(headers, ?, ?)", indexable
+            )
         if not c.needle:
             return "1"
-        pattern, exact, indexable = like_pattern(c.needle)
+        pattern, exact, _ = like_pattern(c.needle)
         like = "%" + pattern + "%"
+        candidates, indexable = candidate_pattern(c.needle)
         terms: list[str] = []
         columns = {"headers": ("headers",), "body": ("body",), "text": ("headers", "body")}[c.field]
         for column in columns:
-            self.params.append(like)
             cond = f"{column} LIKE ?"
+            self.params.append(candidates)
+            if candidates != like:
+                cond += f" AND +{column} LIKE ?"
+                self.params.append(like)
             if not exact:
                 cond += f" AND po_contains({column}, ?)"
                 self.params.append(folded)
@@ -291,6 +331,18 @@ class _Compiler:
         return self._fallback[folded]
 
 
+def _driven_by_index(c: Criteria) -> bool:
+    """A header-field search (or a conjunction with one) whose needle the trigram index can look up."""
+    if isinstance(c, And):
+        return any(_driven_by_index(term) for term in c.terms)
+    return (
+        isinstance(c, Text)
+        and isinstance(c.field, tuple)
+        and bool(c.needle)
+        and candidate_pattern(c.needle)[1]
+    )
+
+
 def run_search(conn: sqlite3.Connection, mailbox_id: int, criteria: Criteria) -> list[int] | None:
     """UIDs of the mailbox's messages matching `criteria`, ascending; None when the mailbox does not exist.
     Runs inside the caller's read transaction; the connection needs `register_functions`."""
@@ -299,5 +351,9 @@ def run_search(conn: sqlite3.Connection, mailbox_id: int, criteria: Criteria) ->
         return None
     compiler = _Compiler(conn, mailbox_id, int(row[0]))
     where = compiler.compile(criteria)
-    sql = f"SELECT m.uid FROM messages m WHERE m.mailbox_id = ? AND {where} ORDER BY m.uid"
+    # A header search that the trigram index answers selectively is driven by its candidates (looked up by
+    # content id) instead of by a scan of every message of the mailbox: "+" keeps SQLite off the mailbox
+    # index (SEARCH FROM of an address on 10,000 messages: 2.0 -> 0.9 ms).
+    mailbox = "+m.mailbox_id" if _driven_by_index(criteria) else "m.mailbox_id"
+    sql = f"SELECT m.uid FROM messages m WHERE {mailbox} = ? AND {where} ORDER BY m.uid"
     return [int(r[0]) for r in conn.execute(sql, [mailbox_id, *compiler.params])]

@@ -784,12 +784,14 @@ class SqliteMailStore(MailStore):
     _MAILBOX_SQL = (
         "SELECT id, account_id, name, special_use, uidvalidity, uidnext, message_count, total_size, "
         "EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mailboxes.account_id AND s.name = "
-        "mailboxes.name) FROM mailboxes"
+        "mailboxes.name), recent_uid FROM mailboxes"
     )
 
     @staticmethod
     def _mailbox(row: Sequence[Any]) -> MailboxInfo:
-        return MailboxInfo(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], bool(row[8]))
+        return MailboxInfo(
+            row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], bool(row[8]), row[9]
+        )
 
     async def list_mailboxes(self, account_id: int) -> list[MailboxInfo]:
         def q(conn: sqlite3.Connection) -> list[MailboxInfo]:
