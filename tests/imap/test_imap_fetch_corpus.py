@@ -81,13 +81,14 @@ EXPECTED: dict[str, dict[str, bytes]] = {
         "body": b'(("TEXT" "PLAIN" ("charset" "utf-8") NIL NIL "QUOTED-PRINTABLE" 60 3)'
         b'("APPLICATION" "OCTET-STREAM" ("name" "very-long-file-name.bin") "<part2@example.com>" '
         b'"Binary data" "BASE64" 24) "MIXED")',
-        # RFC 2231 continuations joined and the charset decoded: the 8-bit filename is a literal for a client
-        # without UTF8=ACCEPT. Multipart extension: params, disposition, language, location.
+        # RFC 2231 continuations joined ("name"); a charset-encoded value converted to UTF-8 and returned as
+        # "filename*" (RFC 9051 7.5.2): an extended value, ASCII for every client. Multipart extension:
+        # params, disposition, language, location.
         "bodystructure": b'(("TEXT" "PLAIN" ("charset" "utf-8") NIL NIL "QUOTED-PRINTABLE" 60 3 '
         b'NIL NIL ("de" "en-GB") NIL)'
         b'("APPLICATION" "OCTET-STREAM" ("name" "very-long-file-name.bin") "<part2@example.com>" '
         b'"Binary data" "BASE64" 24 "Q2hlY2sgSW50ZWdyaXR5IQ==" '
-        b'("ATTACHMENT" ("filename" {13}\r\n\xe2\x82\xac-rates.bin)) NIL "http://example.com/rates.bin") '
+        b'("ATTACHMENT" ("filename*" "utf-8\'\'%E2%82%AC-rates.bin")) NIL "http://example.com/rates.bin") '
         b'"MIXED" ("boundary" "outer-boundary" "foo" "bar") NIL ("en") NIL)',
     },
     "nested.eml": {
@@ -200,10 +201,13 @@ def test_utf8_headers_are_quoted_utf8_for_utf8_clients() -> None:
     )
 
 
-def test_rfc2231_filename_is_quoted_utf8_for_utf8_clients() -> None:
+def test_rfc2231_filename_is_the_same_utf8_extended_value_for_every_client() -> None:
+    """RFC 9051 7.5.2: "foo*" with the value converted to UTF-8; as an RFC 2231 extended value it is ASCII,
+    so UTF8=ACCEPT clients get the same octets."""
     _raw, parsed = load("attachments.eml")
-    rendered = bodystructure(parsed.body, extended=True, utf8=True)
-    assert b'("ATTACHMENT" ("filename" "\xe2\x82\xac-rates.bin"))' in rendered
+    expected = b'("ATTACHMENT" ("filename*" "utf-8\'\'%E2%82%AC-rates.bin"))'
+    assert expected in bodystructure(parsed.body, extended=True, utf8=True)
+    assert expected in bodystructure(parsed.body, extended=True, utf8=False)
 
 
 def test_embedded_message_envelope_is_the_bodypart_envelope() -> None:

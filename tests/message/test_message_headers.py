@@ -72,9 +72,14 @@ def test_iter_fields_unfolds_skips_garbage_and_keeps_order() -> None:
         ('a/b; x="unterminated; y=z', "a/b", [("x", "unterminated; y=z")]),
         ("a/b;; ;x=1;", "a/b", [("x", "1")]),
         ("a/b; BARE; X=Token Value", "a/b", [("bare", ""), ("x", "Token Value")]),
-        ("a/b; x*=utf-8''%E2%82%AC", "a/b", [("x", "€")]),
-        ("a/b; x*=x-unknown''%C3%A9", "a/b", [("x", "é")]),
-        ("a/b; x*=utf-8''%FF", "a/b", [("x", "\ufffd")]),
+        ("a/b; x*=utf-8''%E2%82%AC", "a/b", [("x*", "€")]),  # charset-encoded: name keeps "*"
+        ("a/b; x*=x-unknown''%C3%A9", "a/b", [("x*", "é")]),
+        ("a/b; x*=utf-8''%FF", "a/b", [("x*", "\ufffd")]),
+        (
+            "a/b; charset*=us-ascii''utf-8; x*0*=utf-8''a%C3%A9; x*1=b",
+            "a/b",
+            [("charset", "utf-8"), ("x*", "aéb")],
+        ),
         ("a/b; x*0=abc; x*1=def", "a/b", [("x", "abcdef")]),
         ("a/b; x*1=def; x*0=abc", "a/b", [("x", "abcdef")]),
         ("a/b; x*99999999999999999999999999=v", "a/b", [("x", "v")]),

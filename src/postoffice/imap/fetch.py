@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import binascii
 import re
+import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -131,11 +132,19 @@ def _upper(value: str) -> str:
     return value.upper() if value.isascii() else value
 
 
+#: RFC 2231 attribute-char besides letters and digits (no "*", "'", "%", space, CTLs or tspecials)
+_ATTRIBUTE_CHARS = "!#$&+-.^_`|~"
+
+
 def _params(params: Params, utf8: bool) -> bytes:
     if not params:
         return NIL
     items: list[bytes] = []
     for name, value in params:
+        if name.endswith("*"):
+            # RFC 9051 7.5.2: a charset-encoded parameter (RFC 2231) goes out as "name*", converted to
+            # UTF-8 and joined: an extended value (RFC 2231 section 4), so it stays ASCII for every client
+            value = "utf-8''" + urllib.parse.quote(value.encode("utf-8", "replace"), safe=_ATTRIBUTE_CHARS)
         items.append(string(name, utf8=utf8))
         items.append(string(value, utf8=utf8))
     return fmt_list(items)

@@ -232,11 +232,17 @@ def _base_name(name: str) -> str:
     return name.split("*", 1)[0]
 
 
+#: Parameters the MIME parser reads by name: never marked with "*" (see parse_params).
+_PLAIN_NAMES = frozenset({"charset", "boundary"})
+
+
 def parse_params(text: str) -> tuple[str, list[tuple[str, str]]]:
     """Split a Content-Type / Content-Disposition value into (main value, parameters).
 
-    Names are lowercased; values are unquoted, RFC 2231 continuations joined and charset-decoded. The order
-    is that of each parameter's first appearance."""
+    Names are lowercased; values are unquoted, RFC 2231 continuations joined and charset-decoded. A value that
+    was charset-encoded (`name*=utf-8''...`, `name*0*=...`) keeps a "*" after its name ("name*") and is
+    decoded to text: IMAP renders it back as a UTF-8 extended value (RFC 9051 7.5.2). The order is that of
+    each parameter's first appearance."""
     text = unfold(text)[:MAX_PARAM_VALUE]
     main, _, rest = text.partition(";")
     raw = _split_params(rest)
@@ -251,18 +257,21 @@ def parse_params(text: str) -> tuple[str, list[tuple[str, str]]]:
         if isinstance(value, tuple):
             charset, _language, text_value = value
             text_value = _unquote(text_value)
+            # RFC 9051 7.5.2: a charset-encoded value is returned, decoded to UTF-8 and joined, as "name*";
+            # the name keeps the "*" (charset and boundary excepted: the parser reads them by name)
+            marked = name if name in _PLAIN_NAMES else name + "*"
             try:
                 data = text_value.encode("latin-1")
             except UnicodeEncodeError:
-                params.append((name, clean_text(text_value)))
+                params.append((marked, clean_text(text_value)))
                 continue
-            params.append((name, decode_charset(data, charset)))
+            params.append((marked, decode_charset(data, charset)))
         else:
             params.append((name, clean_text(_unquote(value))))
     order: dict[str, int] = {}
     for index, (name, _value) in enumerate(raw):
         order.setdefault(_base_name(name), index)
-    params.sort(key=lambda p: order.get(p[0], len(order)))
+    params.sort(key=lambda p: order.get(p[0].removesuffix("*"), len(order)))
     return main, params
 
 
