@@ -139,7 +139,10 @@ def test_ports_shows_every_listener_with_status_and_purpose(config_only: Path, t
 
 
 def test_run_with_a_bad_config_exits_2_without_starting(config_only: Path, tmp_path: Path) -> None:
-    config_only.write_text(config_only.read_text().replace('tls = "starttls"', 'tls = "sometimes"', 1))
+    text = config_only.read_text()
+    start = text.index("[listeners.smtp]")
+    bad = text[:start] + text[start:].replace('tls = "starttls"', 'tls = "sometimes"', 1)
+    config_only.write_text(bad)
     proc = run("run", "--config", str(config_only), cwd=tmp_path)
     assert proc.returncode == 2
     assert "listeners.smtp.tls" in proc.stderr

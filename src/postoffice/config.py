@@ -128,6 +128,39 @@ class SmtpConfig:
 
 
 @dataclass(frozen=True)
+class SubmissionConfig:
+    """Ports 587/465 (RFC 6409, RFC 8314): what an authenticated user may send."""
+
+    max_messages_per_hour: int = 500
+    max_recipients_per_message: int = 100
+    received_client_address: bool = False
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """Outbound delivery and the durable queue (docs/decisions/0017, 0018)."""
+
+    first_retry: float = 300.0
+    max_retry_interval: float = 14400.0
+    max_age: float = 432000.0
+    delay_warning_after: float = 14400.0
+    max_deliveries: int = 20
+    max_per_destination: int = 4
+    delivery_port: int = 25
+    tls: str = "opportunistic"
+    connect_timeout: float = 30.0
+    command_timeout: float = 300.0
+    nameservers: tuple[str, ...] = ()
+    dns_port: int = 53
+    smarthost: str = ""
+    smarthost_port: int = 587
+    smarthost_tls: str = "starttls"
+    smarthost_username: str = ""
+    smarthost_password: str = ""
+    trusted_networks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class AuthConfig:
     allow_plaintext_auth: bool
     failure_delay: float = 1.0
@@ -205,6 +238,8 @@ class Config:
     listeners: Mapping[str, Listener]
     warnings: tuple[ConfigProblem, ...] = field(default=())
     imap: ImapConfig = field(default_factory=ImapConfig)
+    submission: SubmissionConfig = field(default_factory=SubmissionConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
 
     def enabled_listeners(self) -> list[Listener]:
         return [listener for listener in self.listeners.values() if listener.enabled]
@@ -225,7 +260,7 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class Setting:
     name: str
-    kind: str  # "str" | "path" | "choice" | "int" | "number" | "bool"
+    kind: str  # "str" | "path" | "choice" | "int" | "number" | "bool" | "list" (of strings)
     default: Any
     help: str
     choices: tuple[str, ...] = ()
@@ -281,6 +316,93 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
         Setting("data_timeout", "number", 180, "seconds per data block, RFC 5321 4.5.3.2.5/6", positive=True),
         Setting(
             "max_errors", "int", 20, "protocol errors before the server closes the connection", positive=True
+        ),
+    ),
+    "submission": (
+        Setting(
+            "max_messages_per_hour",
+            "int",
+            500,
+            "messages one account may send per hour (a stolen password is not a spam cannon)",
+            positive=True,
+        ),
+        Setting("max_recipients_per_message", "int", 100, "recipients per submitted message", positive=True),
+        Setting(
+            "received_client_address",
+            "bool",
+            False,
+            "name the client's IP address in the Received header of submitted mail (privacy: off)",
+        ),
+    ),
+    "queue": (
+        Setting(
+            "first_retry",
+            "number",
+            300,
+            "seconds before the first retry of a temporary failure",
+            positive=True,
+        ),
+        Setting(
+            "max_retry_interval", "number", 14400, "seconds; retries back off (x2) up to this", positive=True
+        ),
+        Setting(
+            "max_age",
+            "number",
+            432000,
+            "seconds a message is retried before it bounces (5 days)",
+            positive=True,
+        ),
+        Setting(
+            "delay_warning_after",
+            "number",
+            14400,
+            "seconds after which the sender is told of a delay, once (0 = never)",
+            minimum=0,
+        ),
+        Setting("max_deliveries", "int", 20, "outbound SMTP connections at once", positive=True),
+        Setting("max_per_destination", "int", 4, "outbound connections at once to one domain", positive=True),
+        Setting(
+            "delivery_port",
+            "int",
+            25,
+            "TCP port of remote mail servers (25; other values for tests)",
+            positive=True,
+        ),
+        Setting(
+            "tls",
+            "choice",
+            "opportunistic",
+            '"opportunistic" (STARTTLS whenever offered) | "required" | "none"',
+            choices=("opportunistic", "required", "none"),
+        ),
+        Setting(
+            "connect_timeout", "number", 30, "seconds to wait for a remote server to answer", positive=True
+        ),
+        Setting(
+            "command_timeout", "number", 300, "seconds per SMTP command (RFC 5321 4.5.3.2)", positive=True
+        ),
+        Setting(
+            "nameservers", "list", [], 'DNS servers for MX lookups, e.g. ["127.0.0.1"] ([] = the system\'s)'
+        ),
+        Setting("dns_port", "int", 53, "UDP/TCP port of those nameservers", positive=True),
+        Setting(
+            "smarthost", "str", "", 'send all outbound mail through this host ("" = deliver directly by MX)'
+        ),
+        Setting("smarthost_port", "int", 587, "the smarthost's port", positive=True),
+        Setting(
+            "smarthost_tls",
+            "choice",
+            "starttls",
+            '"starttls" | "implicit" | "none" (certificates are verified)',
+            choices=("starttls", "implicit", "none"),
+        ),
+        Setting("smarthost_username", "str", "", 'AUTH user at the smarthost ("" = no AUTH)'),
+        Setting("smarthost_password", "str", "", "AUTH password at the smarthost"),
+        Setting(
+            "trusted_networks",
+            "list",
+            [],
+            'networks that may relay through port 25 without AUTH, e.g. ["192.0.2.0/24"] (default: none)',
         ),
     ),
     "auth": (
@@ -427,6 +549,11 @@ def _check_value(setting: Setting, key: str, value: Any, out: _Collector) -> boo
             close = _did_you_mean(value, setting.choices)
             options = " | ".join(f'"{c}"' for c in setting.choices)
             out.problem(key, f'"{value}" is not one of {options}', close or f"use one of {options}")
+            return False
+        return True
+    if kind == "list":
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            out.problem(key, f"expected a list of strings, got {_type_name(value)}", 'write ["a", "b"]')
             return False
         return True
     if kind == "bool":
@@ -757,7 +884,23 @@ def _build(doc: dict[str, Any], path: Path) -> Config:
     auth = _read_section(doc, "auth", out)
     pop3 = _read_section(doc, "pop3", out)
     imap = _read_section(doc, "imap", out)
+    submission = _read_section(doc, "submission", out)
+    queue = _read_section(doc, "queue", out)
     listeners = _read_listeners(doc, out)
+    for index, network in enumerate(queue["trusted_networks"] or ()):
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            out.problem(
+                f"queue.trusted_networks[{index}]", f'"{network}" is not a network', 'write "192.0.2.0/24"'
+            )
+    for index, server_ip in enumerate(queue["nameservers"] or ()):
+        try:
+            ipaddress.ip_address(server_ip)
+        except ValueError:
+            out.problem(
+                f"queue.nameservers[{index}]", f'"{server_ip}" is not an IP address', 'write "192.0.2.53"'
+            )
 
     raw_server = doc.get("server")
     explicit_hostname = isinstance(raw_server, dict) and "hostname" in raw_server
@@ -844,6 +987,31 @@ def _build(doc: dict[str, Any], path: Path) -> Config:
             idle_timeout=float(imap["idle_timeout"]),
             append_limit=imap["append_limit"],
         ),
+        submission=SubmissionConfig(
+            max_messages_per_hour=submission["max_messages_per_hour"],
+            max_recipients_per_message=submission["max_recipients_per_message"],
+            received_client_address=submission["received_client_address"],
+        ),
+        queue=QueueConfig(
+            first_retry=float(queue["first_retry"]),
+            max_retry_interval=float(queue["max_retry_interval"]),
+            max_age=float(queue["max_age"]),
+            delay_warning_after=float(queue["delay_warning_after"]),
+            max_deliveries=queue["max_deliveries"],
+            max_per_destination=queue["max_per_destination"],
+            delivery_port=queue["delivery_port"],
+            tls=queue["tls"],
+            connect_timeout=float(queue["connect_timeout"]),
+            command_timeout=float(queue["command_timeout"]),
+            nameservers=tuple(queue["nameservers"]),
+            dns_port=queue["dns_port"],
+            smarthost=queue["smarthost"],
+            smarthost_port=queue["smarthost_port"],
+            smarthost_tls=queue["smarthost_tls"],
+            smarthost_username=queue["smarthost_username"],
+            smarthost_password=queue["smarthost_password"],
+            trusted_networks=tuple(queue["trusted_networks"]),
+        ),
         listeners=listeners,
         warnings=tuple(out.warnings),
     )
@@ -867,6 +1035,8 @@ def _toml_value(value: object) -> str:
         return str(value)
     if isinstance(value, str):
         return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return json.dumps(value)  # a JSON array of strings is a valid TOML array
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
