@@ -108,7 +108,7 @@ def test_full_esmtp_session_transcript() -> None:
         (
             b"EHLO client.example\r\n",
             "250-mx.example.test\r\n250-PIPELINING\r\n250-SIZE 52428800\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
-            "250-ENHANCEDSTATUSCODES\r\n250-STARTTLS\r\n250 CHUNKING\r\n",
+            "250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250-STARTTLS\r\n250 CHUNKING\r\n",
         ),
         (b"MAIL FROM:<alice@example.org>\r\n", "250 2.1.0 Sender OK\r\n"),
         (b"RCPT TO:<bob@example.test>\r\n", "250 2.1.5 Recipient OK\r\n"),
@@ -145,7 +145,7 @@ def test_ehlo_capabilities_follow_settings_and_tls_state() -> None:
     replies = s.send(b"EHLO c\r\n")
     assert replies == (
         "250-mx.example.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
-        "250-ENHANCEDSTATUSCODES\r\n250 AUTH PLAIN LOGIN\r\n"
+        "250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250 AUTH PLAIN LOGIN\r\n"
     )
     assert "STARTTLS" not in session(starttls_available=False).send(b"EHLO c\r\n")
 
@@ -178,7 +178,7 @@ def test_second_ehlo_resets_the_transaction() -> None:
 def test_commands_are_case_insensitive() -> None:
     s = session()
     replies = s.send(b"ehlo c\r\nmail from:<a@example.org>\r\nRcPt To:<b@example.test>\r\nnoop\r\nrset\r\n")
-    assert codes(replies) == ["250"] * 8 + ["250", "250", "250", "250"]
+    assert codes(replies) == ["250"] * 9 + ["250", "250", "250", "250"]
     assert s.kinds() == [Hello, MailFrom, RcptTo, Reset]
 
 
@@ -221,7 +221,7 @@ def test_core_parses_nothing_past_a_pending_decision() -> None:
     assert proto.next_event() is None
     proto.reject(451, "4.3.0", "Try later")
     assert proto.next_event() is None
-    assert codes(proto.data_to_send().decode()) == ["250"] * 8 + ["451", "250"]
+    assert codes(proto.data_to_send().decode()) == ["250"] * 9 + ["451", "250"]
 
 
 # ------------------------------------------------------------------------------------ sequence and errors
@@ -370,7 +370,7 @@ def test_too_long_line_followed_by_pipelined_commands_in_the_same_read() -> None
 
 def test_command_lines_may_end_in_bare_lf() -> None:
     s = session()
-    assert codes(s.send(b"EHLO c\nMAIL FROM:<a@example.org>\nRCPT TO:<b@example.test>\n")) == ["250"] * 10
+    assert codes(s.send(b"EHLO c\nMAIL FROM:<a@example.org>\nRCPT TO:<b@example.test>\n")) == ["250"] * 11
 
 
 def test_peer_close_discards_a_partial_line() -> None:
@@ -438,7 +438,7 @@ def test_mail_parameters_are_validated_and_passed_on() -> None:
         (b"SIZE", "501 5.5.4 Syntax: SIZE=<octets>"),
         (b"BODY=BINARYMIME", "501 5.5.4 Syntax: BODY=7BIT or BODY=8BITMIME"),
         (b"SMTPUTF8=yes", "501 5.5.4 SMTPUTF8 takes no value"),
-        (b"RET=HDRS", "555 5.5.4 Unsupported parameter RET"),
+        (b"BY=120;R", "555 5.5.4 Unsupported parameter BY"),
         (b"AUTH=<>", "555 5.5.4 Unsupported parameter AUTH"),
         (b"SIZE=1 SIZE=2", "501 5.5.4 Duplicate parameter SIZE"),
         (b"=x", "501 5.5.4 Invalid parameter syntax"),
@@ -456,9 +456,7 @@ def test_parameters_need_ehlo_and_rcpt_has_none() -> None:
     s.send(b"HELO old\r\n")
     assert s.send(b"MAIL FROM:<a@example.org> SIZE=10\r\n") == "555 5.5.4 MAIL parameters require EHLO\r\n"
     s = in_transaction()
-    assert (
-        s.send(b"RCPT TO:<c@example.test> NOTIFY=NEVER\r\n") == "555 5.5.4 Unsupported parameter NOTIFY\r\n"
-    )
+    assert s.send(b"RCPT TO:<c@example.test> FOO=BAR\r\n") == "555 5.5.4 Unsupported parameter FOO\r\n"
     assert s.send(b"RCPT TO:<c@example.test>NOTIFY=NEVER\r\n") == "501 5.5.4 Syntax error after address\r\n"
 
 

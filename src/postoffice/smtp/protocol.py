@@ -5,9 +5,34 @@ What it implements
 - RFC 1870 SIZE, RFC 6152 8BITMIME (BODY=), RFC 6531 SMTPUTF8, RFC 2034/3463 enhanced status codes,
   RFC 2920 PIPELINING, RFC 3030 CHUNKING (BDAT), RFC 3207 STARTTLS (the protocol part; TLS itself is the
   glue's).
-- Not here: sockets, asyncio, TLS, timeouts, policy (who may send to whom), storage, AUTH (a later issue adds
-  RFC 4954; `SmtpSettings.auth_mechanisms` only controls what EHLO advertises), DSN, BINARYMIME, VRFY/EXPN
-  answers beyond "252"/"502".
+- RFC 4954 AUTH: the SASL exchange (mechanisms from `postoffice.auth.sasl`), and the AUTH= parameter of
+  MAIL. Verifying the credentials is the glue's (`Authenticate`).
+- RFC 3461 DSN, the parameters only: RET and ENVID on MAIL, NOTIFY and ORCPT on RCPT are validated and
+  passed on as sent (xtext: `postoffice.smtp.xtext`; decoded values: `parse_notify`, `parse_orcpt`,
+  `parse_mail_auth`). Generating DSNs is the queue's.
+- Not here: sockets, asyncio, TLS, timeouts, policy (who may send to whom, whether a submission port requires
+  AUTH), storage, credential checks, BINARYMIME, VRFY/EXPN answers beyond "252"/"502".
+
+AUTH (RFC 4954) decisions
+- AUTH is offered in EHLO, and accepted, only when `auth_mechanisms` is non-empty and TLS is active or
+  `auth_requires_tls` is off. Before STARTTLS with TLS required it is not advertised (a client must not be
+  invited to send a password in clear, as RFC 3207 section 4.2 and RFC 4954 section 4 intend), and an AUTH
+  sent anyway gets 538 5.7.11 "Encryption required for requested authentication mechanism" (RFC 4954
+  section 6). With no mechanisms configured AUTH is 502 5.5.1: the command is not implemented (RFC 5321
+  section 4.2.4).
+- 503 5.5.1: before EHLO (after HELO too: AUTH is a service extension), after a successful AUTH and inside a
+  mail transaction (RFC 4954 section 4). 504 5.5.4 unknown mechanism; 501 5.5.4 syntax; 501 5.5.2 a line that
+  is not base64; 501 5.0.0 the client cancelled with "*" (not counted as an error); 535 5.7.8 a malformed
+  SASL message (RFC 4422 section 3.6); 500 5.5.6 a response line over `max_auth_line`.
+- The initial response "=" is an empty one. Challenges are "334 <base64>" (no enhanced code: it would be
+  read as base64). While an exchange waits for the client, the next line is its response whatever it looks
+  like, so a client that pipelines AUTH with its responses is served in order.
+- An accepted AUTH lasts until STARTTLS (RFC 3207 section 4.2 discards it with the EHLO state) or the end of
+  the session; a new EHLO or RSET keeps it (`authenticated`).
+- Line lengths (RFC 5321 section 4.5.3.1.4 lets extensions raise the 512-octet limit): an AUTH command line
+  and every SASL response line may be `max_auth_line` octets (12288, RFC 4954 section 4); a MAIL line 500
+  more with AUTH offered (RFC 4954 section 3) and 100 more with DSN, a RCPT line 500 more with DSN
+  (RFC 3461). The limit is chosen from the first five octets of the line.
 
 The event model
     proto = SmtpServerProtocol(settings, tls_active=False)
@@ -21,20 +46,28 @@ The event model
         if proto.closed: close
 
   `receive_data` only buffers; all parsing happens lazily in `next_event`, one event at a time. Events
-  that need a decision (`Hello`, `MailFrom`, `RcptTo`, `MessageComplete`, and `StartTls` which needs
-  `tls_started()`) are *pending*: until the glue answers, `next_event` returns None and no further input is
-  parsed, so replies to pipelined commands (RFC 2920) are always queued in command order. All other events
-  are informational.
+  that need a decision (`Hello`, `MailFrom`, `RcptTo`, `MessageComplete`, `Authenticate`, and `StartTls`
+  which needs `tls_started()`) are *pending*: until the glue answers, `next_event` returns None and no
+  further input is parsed, so replies to pipelined commands (RFC 2920) are always queued in command order.
+  All other events are informational.
 
 Decisions (the glue contract)
 - `Hello`      accept() -> "250" EHLO capability list or HELO line (the text, if given, follows the hostname);
                reject() -> the given reply, the previous HELO/EHLO state is kept.
-- `MailFrom`   accept() -> "250 2.1.0"; reject() -> no transaction is started.
+- `MailFrom`   accept() -> "250 2.1.0"; reject() -> no transaction is started. Policy such as "530 5.7.0
+               Authentication required" on a submission port is the glue's (look at `authenticated`). The
+               AUTH= parameter must be treated as AUTH=<> unless the client is authenticated and trusted to
+               vouch for the submitter (RFC 4954 section 5).
 - `RcptTo`     accept() -> "250 2.1.5", the recipient is added; reject() -> it is not (and does not count
                towards max_recipients).
 - `MessageComplete` accept(text) -> "250 2.0.0 <text or OK>"; reject() -> the given reply. Either way the
                transaction is over (RFC 5321 section 4.1.1.4). The glue must answer only after the message is
                durably stored (architecture invariant), e.g. accept(f"OK queued as {queue_id}").
+- `Authenticate(mechanism, credentials)` the SASL exchange is complete. The glue verifies the credentials
+               (`Authenticator.login_sasl`, off the event loop) and calls accept() -> "235 2.7.0
+               Authentication successful", `authenticated` becomes True; or reject(), e.g. 535 5.7.8
+               "Authentication credentials invalid", 454 4.7.0 "Temporary authentication failure" (RFC 4954
+               section 6). The glue keeps the account it authenticated; it forgets it on StartTls.
 - `StartTls`   the core has queued "220 2.0.0 Ready to start TLS" and discarded every byte received after the
                STARTTLS line; it discards everything fed to it until `tls_started()`. The glue flushes
                data_to_send(), throws away anything its own reader buffered, does the handshake, calls
@@ -55,12 +88,14 @@ transaction.
 
 Replies the core sends itself: greeting 220, NOOP 250, RSET 250, HELP 214, VRFY 252 2.5.0, EXPN 502 5.5.1,
 QUIT 221, 354 for DATA, 250 for a non-LAST BDAT chunk, STARTTLS 220 / 454 4.7.0 (not offered) / 503 5.5.1
-(already TLS, or inside a transaction); and the errors: 500 5.5.2 (unknown command, line too long, control
-characters, non-UTF-8 command verb), 501 (syntax: 5.5.4, address syntax and size: 5.1.7 sender / 5.1.3
-recipient, RFC 5321 section 4.5.3.1.9 "Path too long"), 503 5.5.1 (bad sequence), 554 5.5.1 (DATA/BDAT with no
-accepted recipient, RFC 5321 section 3.3), 555 5.5.4 (unknown MAIL/RCPT parameter, RFC 5321 section 4.1.1.11),
-552 5.3.4 (SIZE too big, message too big), 452 4.5.3 (max_recipients, RFC 5321 section 4.5.3.1.10), 550/553
-5.6.7 (non-ASCII address without SMTPUTF8 on MAIL/RCPT, RFC 6531 section 3.5), 421 4.7.0 (too many errors).
+(already TLS, or inside a transaction), AUTH 334 and its errors (above); and the errors: 500 5.5.2 (unknown
+command, line too long, control characters, non-UTF-8 command verb), 501 (syntax: 5.5.4, address syntax and
+size: 5.1.7 sender / 5.1.3 recipient, RFC 5321 section 4.5.3.1.9 "Path too long"; a malformed parameter
+value: 5.5.4), 503 5.5.1 (bad sequence), 554 5.5.1 (DATA/BDAT with no accepted recipient, RFC 5321 section
+3.3), 555 5.5.4 (unknown MAIL/RCPT parameter, RFC 5321 section 4.1.1.11; also DSN parameters while `dsn` is
+off and AUTH= while no mechanism is configured), 552 5.3.4 (SIZE too big, message too big), 452 4.5.3
+(max_recipients, RFC 5321 section 4.5.3.1.10), 550/553 5.6.7 (non-ASCII address without SMTPUTF8 on
+MAIL/RCPT, RFC 6531 section 3.5), 421 4.7.0 (too many errors).
 
 Invariants every change must keep
 - The terminator of DATA is CRLF "." CRLF and nothing else; a bare LF or lone CR is never a line end for
@@ -68,18 +103,19 @@ Invariants every change must keep
   Policy and rationale: docs/decisions/0004-smtp-line-policy.md.
 - The output (events and reply bytes) does not depend on how the input was split across receive_data calls,
   except for where MessageData chunks are cut.
-- Memory is bounded: while looking for a command line at most max_command_line octets are kept; in DATA at
-  most 2 octets are held back; BDAT octets are passed on as they arrive. Nothing buffers a whole line or
-  message.
+- Memory is bounded: while looking for a command line at most its limit is kept (max_command_line; up to 600
+  more for MAIL and RCPT; max_auth_line for AUTH and SASL responses, see above); in DATA at most 2 octets are
+  held back; BDAT octets are passed on as they arrive. Nothing buffers a whole message.
   (While a decision is pending the glue must not feed more data; it would be buffered unparsed.)
 - Every reply line matches `^\\d{3}[ -]` and ends with CRLF; every reply except the greeting, the HELO/EHLO
-  answer and 354 carries an enhanced status code (RFC 2034 section 3 exempts greeting and HELO/EHLO; 3xx has
-  no enhanced class in RFC 3463).
+  answer, 354 and 334 carries an enhanced status code (RFC 2034 section 3 exempts greeting and HELO/EHLO; 3xx
+  has no enhanced class in RFC 3463).
 - Nothing the peer sends raises: malformed input becomes an error reply. Only glue misuse (a decision with
   none pending, a malformed reply code) raises `SmtpUsageError` / ValueError.
 - Errors that count towards max_errors are protocol errors made by the peer (5xx/4xx replies the core sends
-  for syntax, sequence, unknown commands); rejections by the glue, 452 too many recipients, 552 size and EXPN
-  do not count. The glue may call close() if it wants its own limit on rejections.
+  for syntax, sequence, unknown commands, malformed AUTH exchanges); rejections by the glue (a wrong password
+  included: the login guard counts those), 452 too many recipients, 552 size, EXPN and a cancelled AUTH do
+  not count. The glue may call close() if it wants its own limit on rejections.
 """
 
 from __future__ import annotations
@@ -87,13 +123,29 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
+from postoffice.auth.sasl import (
+    CANCEL,
+    Challenge,
+    Credentials,
+    SaslFailure,
+    SaslMechanism,
+    SaslStep,
+    create_mechanism,
+    decode_response,
+    encode_challenge,
+    mechanism_names,
+)
 from postoffice.smtp.address import AddressSyntaxError, parse_forward_path, parse_reverse_path
+from postoffice.smtp.xtext import decode_xtext, is_xchar
 
 __all__ = [
+    "AUTH_LINE_LIMIT",
     "DATA_CHUNK_SIZE",
+    "ENVID_MAX_CHARS",
+    "Authenticate",
     "ConnectionClosed",
     "Envelope",
     "Event",
@@ -110,12 +162,29 @@ __all__ = [
     "SmtpSettings",
     "SmtpUsageError",
     "StartTls",
+    "parse_mail_auth",
+    "parse_notify",
+    "parse_orcpt",
 ]
 
 DATA_CHUNK_SIZE = 64 * 1024
 """Upper bound (plus 2 octets) of one MessageData chunk, and of the input octets looked at per step."""
 
 _MIN_COMMAND_LINE = 512  # RFC 5321 section 4.5.3.1.4: servers must accept at least this much
+
+AUTH_LINE_LIMIT = 12288
+"""Default longest AUTH command line and SASL response line, CRLF included (RFC 4954 section 4: "12288 octets
+is considered to be a sufficient line length limit for handling of deployed authentication mechanisms")."""
+
+ENVID_MAX_CHARS = 100
+"""Longest ENVID (RFC 3461 section 4.4), counted after xtext decoding (the lenient reading)."""
+
+# Octets that ESMTP parameters add to the 512-octet limit of a MAIL/RCPT command line (RFC 5321 section
+# 4.5.3.1.4 lets extensions raise it): AUTH= on MAIL 500 (RFC 4954 section 3), RET and ENVID on MAIL 100,
+# NOTIFY and ORCPT on RCPT 500 (RFC 3461).
+_MAIL_AUTH_EXTRA = 500
+_MAIL_DSN_EXTRA = 100
+_RCPT_DSN_EXTRA = 500
 
 
 @dataclass(frozen=True)
@@ -127,7 +196,10 @@ class SmtpSettings:
     max_errors: int = 20  # after this many protocol errors: 421 and close
     starttls_available: bool = True  # offer STARTTLS (only while not already TLS)
     chunking: bool = True  # CHUNKING/BDAT (RFC 3030)
-    auth_mechanisms: tuple[str, ...] = ()  # advertised in EHLO when non-empty; AUTH itself is a later issue
+    auth_mechanisms: tuple[str, ...] = ()  # SASL mechanisms for AUTH (RFC 4954); () = no AUTH
+    auth_requires_tls: bool = True  # AUTH only over TLS (offered and accepted only after STARTTLS)
+    max_auth_line: int = AUTH_LINE_LIMIT  # AUTH command and SASL response lines, octets including CRLF
+    dsn: bool = True  # DSN (RFC 3461): RET and ENVID on MAIL, NOTIFY and ORCPT on RCPT
 
     def __post_init__(self) -> None:
         if not self.hostname or not all(0x21 <= ord(c) <= 0x7E for c in self.hostname):
@@ -140,9 +212,23 @@ class SmtpSettings:
             raise ValueError(f"max_command_line must be at least {_MIN_COMMAND_LINE} (RFC 5321 4.5.3.1.4)")
         if self.max_errors < 1:
             raise ValueError("max_errors must be positive")
+        if self.max_auth_line < self.max_command_line:
+            raise ValueError("max_auth_line must be at least max_command_line")
         for mech in self.auth_mechanisms:
             if not re.fullmatch(r"[A-Z0-9_-]{1,20}", mech):
                 raise ValueError(f"invalid SASL mechanism name {mech!r}")
+            if mech not in mechanism_names():
+                raise ValueError(f"SASL mechanism {mech} is not implemented (postoffice.auth.sasl)")
+        if len(set(self.auth_mechanisms)) != len(self.auth_mechanisms):
+            raise ValueError("auth_mechanisms lists a mechanism twice")
+
+    @property
+    def max_buffered_line(self) -> int:
+        """The most octets the core keeps while looking for the end of a command or SASL response line."""
+        mail = self.max_command_line + (_MAIL_DSN_EXTRA if self.dsn else 0)
+        mail += _MAIL_AUTH_EXTRA if self.auth_mechanisms else 0
+        rcpt = self.max_command_line + (_RCPT_DSN_EXTRA if self.dsn else 0)
+        return max(mail, rcpt, self.max_auth_line if self.auth_mechanisms else 0)
 
 
 # ---------------------------------------------------------------------------------------------------- events
@@ -166,8 +252,10 @@ class Hello(Event):
 class MailFrom(Event):
     """MAIL FROM. `address` is "" for the null reverse path "<>". Needs accept() or reject().
 
-    `params` has upper-case keys; SIZE (digits, within the limit), BODY (7BIT or 8BITMIME, upper-cased) and
-    SMTPUTF8 (value None) are already validated.
+    `params` has upper-case keys; every value is validated: SIZE (digits, within the limit), BODY (7BIT or
+    8BITMIME, upper-cased), SMTPUTF8 (value None), AUTH (RFC 4954 section 5: "<>" or xtext, see
+    `parse_mail_auth`), RET (FULL or HDRS, upper-cased) and ENVID (xtext, see `decode_xtext`). Values other
+    than BODY and RET are as the client sent them, so that they can be passed on unchanged.
     """
 
     address: str
@@ -176,10 +264,27 @@ class MailFrom(Event):
 
 @dataclass(frozen=True)
 class RcptTo(Event):
-    """RCPT TO. `address` is "postmaster" for the domain-less "<Postmaster>". Needs accept() or reject()."""
+    """RCPT TO. `address` is "postmaster" for the domain-less "<Postmaster>". Needs accept() or reject().
+
+    `params` has upper-case keys; with DSN: NOTIFY (upper-cased, see `parse_notify`) and ORCPT (as sent, see
+    `parse_orcpt`), both validated.
+    """
 
     address: str
     params: dict[str, str | None]
+
+
+@dataclass(frozen=True)
+class Authenticate(Event):
+    """AUTH (RFC 4954): the SASL exchange yielded credentials. Needs accept() (235 2.7.0, the session is
+    authenticated) or reject() (e.g. 535 5.7.8 wrong credentials, 454 4.7.0 temporary failure).
+
+    `mechanism` is the upper-case name ("PLAIN"). The repr leaves the credentials out: the event may be
+    logged.
+    """
+
+    mechanism: str
+    credentials: Credentials = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -269,9 +374,12 @@ _ESMTP_KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 _ENHANCED = re.compile(r"([245])\.[0-9]{1,3}\.[0-9]{1,3}")
 _SIZE_VALUE = re.compile(r"[0-9]{1,20}")
 
-_HELP_TEXT = "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY STARTTLS HELP"
+_HELP_TEXT = "Commands: EHLO HELO AUTH MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY STARTTLS HELP"
+_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+", re.ASCII)  # RFC 5322 section 3.2.3 atext
+_EMBEDDED_UNICODE = re.compile(r"\\x\{([0-9A-F]{2,6})\}")  # RFC 6533 section 3 EmbeddedUnicodeChar
+_NOTIFY_KEYWORDS = frozenset({"SUCCESS", "FAILURE", "DELAY"})
 
-_Decision = Hello | MailFrom | RcptTo | MessageComplete | StartTls
+_Decision = Hello | MailFrom | RcptTo | MessageComplete | StartTls | Authenticate
 
 
 class SmtpServerProtocol:
@@ -291,6 +399,8 @@ class SmtpServerProtocol:
         # session
         self._helo: str | None = None
         self._extended = False
+        self._authenticated = False
+        self._sasl: SaslMechanism | None = None  # an AUTH exchange waiting for the client's next line
         # transaction (RFC 5321 section 3.3: reverse-path, forward-path and mail data buffers)
         self._mail_from: str | None = None
         self._mail_params: dict[str, str | None] = {}
@@ -356,6 +466,17 @@ class SmtpServerProtocol:
         return self._extended
 
     @property
+    def authenticated(self) -> bool:
+        """True after an accepted Authenticate (AUTH, RFC 4954), until STARTTLS or the end of the session."""
+        return self._authenticated
+
+    @property
+    def auth_available(self) -> bool:
+        """True when AUTH is offered now: mechanisms are configured and TLS is active or not required."""
+        settings = self._settings
+        return bool(settings.auth_mechanisms) and (self._tls_active or not settings.auth_requires_tls)
+
+    @property
     def envelope(self) -> Envelope | None:
         """The open transaction, or None when no MAIL command has been accepted."""
         if self._mail_from is None:
@@ -405,7 +526,8 @@ class SmtpServerProtocol:
         return data
 
     def accept(self, text: str | None = None) -> None:
-        """Accept the pending Hello, MailFrom, RcptTo or MessageComplete; `text` replaces the default text."""
+        """Accept the pending Hello, MailFrom, RcptTo, MessageComplete or Authenticate; `text` replaces the
+        default text."""
         if self._mode is _Mode.CLOSED:
             return
         if text is not None:
@@ -421,12 +543,15 @@ class SmtpServerProtocol:
         elif isinstance(event, RcptTo):
             self._recipients.append(event.address)
             self._reply(250, "2.1.5", text or "Recipient OK")
+        elif isinstance(event, Authenticate):
+            self._authenticated = True
+            self._reply(235, "2.7.0", text or "Authentication successful")  # RFC 4954 section 6
         else:  # MessageComplete
             self._clear_transaction()
             self._reply(250, "2.0.0", text or "OK")
 
     def reject(self, code: int, enhanced: str, text: str) -> None:
-        """Reject the pending Hello, MailFrom, RcptTo or MessageComplete with a 4xx/5xx reply."""
+        """Reject the pending Hello, MailFrom, RcptTo, MessageComplete or Authenticate: a 4xx/5xx reply."""
         if self._mode is _Mode.CLOSED:
             return
         _check_error_reply(code, enhanced, text)
@@ -443,10 +568,13 @@ class SmtpServerProtocol:
             raise SmtpUsageError("tls_started() without a pending StartTls event")
         self._pending = None
         self._tls_active = True
-        # RFC 3207 section 4.2: discard all knowledge obtained from the client; EHLO must come again.
+        # RFC 3207 section 4.2: discard all knowledge obtained from the client; EHLO must come again, and
+        # an authentication from before the handshake no longer counts (RFC 4954 section 4 allows AUTH again).
         self._buffer.clear()
         self._helo = None
         self._extended = False
+        self._authenticated = False
+        self._sasl = None
         self._clear_transaction()
 
     def close(self, code: int = 421, enhanced: str = "4.3.2", text: str = "Service shutting down") -> None:
@@ -476,7 +604,6 @@ class SmtpServerProtocol:
 
     def _step_command(self) -> bool:
         buf = self._buffer
-        limit = self._settings.max_command_line
         if self._discarding_line:
             if not self._discard_to_line_end():
                 return False
@@ -484,11 +611,16 @@ class SmtpServerProtocol:
             return True
         # RFC 5321 section 4.5.3.1.4: the limit counts the CRLF. LF alone is also taken as the end of a
         # command line (see docs/decisions/0004-smtp-line-policy.md); it never is in DATA.
+        limit = self._line_limit()
         end = buf.find(b"\n", 0, limit)
         if end < 0:
             if len(buf) >= limit:
                 self._discarding_line = not self._discard_to_line_end()
-                self._send_error(_ErrorReply(500, "5.5.2", "Line too long"))
+                if self._sasl is not None:
+                    self._sasl = None  # RFC 4954 section 4: the AUTH command fails with 500 5.5.6
+                    self._send_error(_ErrorReply(500, "5.5.6", "Authentication exchange line is too long"))
+                else:
+                    self._send_error(_ErrorReply(500, "5.5.2", "Line too long"))
                 return True
             return False
         line = bytes(buf[:end])
@@ -496,10 +628,36 @@ class SmtpServerProtocol:
         if line.endswith(b"\r"):
             line = line[:-1]
         try:
-            self._dispatch(line)
+            if self._sasl is not None:
+                self._sasl_line(line)
+            else:
+                self._dispatch(line)
         except _ErrorReply as error:
             self._send_error(error)
         return True
+
+    def _line_limit(self) -> int:
+        """The longest line, CRLF included, that the next command (or SASL response) may be.
+
+        Decided from the first 5 octets, which are always present when the limit matters (it is at least
+        512), so the outcome does not depend on how the input was split.
+        """
+        settings = self._settings
+        if self._sasl is not None:
+            return settings.max_auth_line  # RFC 4954 section 4
+        verb = bytes(self._buffer[:5]).upper()
+        if verb == b"AUTH " and settings.auth_mechanisms:
+            # RFC 4954 section 4 keeps the AUTH line within the SMTP limit; clients that send a long initial
+            # response anyway are served, the buffer stays bounded.
+            return settings.max_auth_line
+        if verb == b"MAIL ":
+            extra = (_MAIL_DSN_EXTRA if settings.dsn else 0) + (
+                _MAIL_AUTH_EXTRA if settings.auth_mechanisms else 0
+            )
+            return settings.max_command_line + extra
+        if verb == b"RCPT " and settings.dsn:
+            return settings.max_command_line + _RCPT_DSN_EXTRA
+        return settings.max_command_line
 
     def _discard_to_line_end(self) -> bool:
         """Drop octets up to and including the next LF; False (all dropped) when there is none yet."""
@@ -668,14 +826,14 @@ class SmtpServerProtocol:
             address, end = parse_reverse_path(text)
         except AddressSyntaxError as error:
             raise _ErrorReply(501, "5.1.7", f"Bad sender address: {error}") from None
+        # SMTPUTF8 may come after the parameter that needs it: parse all, then check (RFC 6531 section 3.4).
         params = self._parse_params(text[end:], utf8_allowed=True)
-        params = self._check_mail_params(params)
         smtputf8 = "SMTPUTF8" in params
-        if not smtputf8:
-            if not address.isascii():
-                raise _ErrorReply(550, "5.6.7", "Non-ASCII sender address requires SMTPUTF8")
-            if any(v is not None and not v.isascii() for v in params.values()):
-                raise _ErrorReply(501, "5.5.4", "Non-ASCII parameter value requires SMTPUTF8")
+        if not smtputf8 and any(v is not None and not v.isascii() for v in params.values()):
+            raise _ErrorReply(501, "5.5.4", "Non-ASCII parameter value requires SMTPUTF8")
+        params = self._check_mail_params(params)
+        if not smtputf8 and not address.isascii():
+            raise _ErrorReply(550, "5.6.7", "Non-ASCII sender address requires SMTPUTF8")
         self._decide(MailFrom(address, params))
 
     def _check_mail_params(self, params: dict[str, str | None]) -> dict[str, str | None]:
@@ -698,8 +856,19 @@ class SmtpServerProtocol:
                 if value is not None:
                     raise _ErrorReply(501, "5.5.4", "SMTPUTF8 takes no value")
             elif key == "AUTH" and self._settings.auth_mechanisms:  # RFC 4954 section 5
-                if value is None:
+                if value is None or not _valid(parse_mail_auth, value):
                     raise _ErrorReply(501, "5.5.4", "Syntax: AUTH=<mailbox>")
+            elif key == "RET" and self._settings.dsn:  # RFC 3461 section 4.3
+                if value is None or value.upper() not in ("FULL", "HDRS"):
+                    raise _ErrorReply(501, "5.5.4", "Syntax: RET=FULL or RET=HDRS")
+                value = value.upper()
+            elif key == "ENVID" and self._settings.dsn:  # RFC 3461 section 4.4
+                if value is None or not _valid(_parse_envid, value):
+                    raise _ErrorReply(
+                        501,
+                        "5.5.4",
+                        f"Syntax: ENVID=<xtext of at most {ENVID_MAX_CHARS} printable characters>",
+                    )
             else:
                 raise _ErrorReply(555, "5.5.4", f"Unsupported parameter {key}")
             checked[key] = value
@@ -719,15 +888,32 @@ class SmtpServerProtocol:
             address, end = parse_forward_path(text)
         except AddressSyntaxError as error:
             raise _ErrorReply(501, "5.1.3", f"Bad recipient address: {error}") from None
-        params = self._parse_params(text[end:], utf8_allowed=self._smtputf8)
-        if params:
-            # No RCPT parameters are offered (no DSN): RFC 5321 section 4.1.1.11.
-            raise _ErrorReply(555, "5.5.4", f"Unsupported parameter {next(iter(params))}")
+        params = self._check_rcpt_params(self._parse_params(text[end:], utf8_allowed=self._smtputf8))
         if not self._smtputf8 and not address.isascii():
             raise _ErrorReply(553, "5.6.7", "Non-ASCII recipient address requires SMTPUTF8")
         if len(self._recipients) >= self._settings.max_recipients:
             raise _ErrorReply(452, "4.5.3", "Too many recipients", counts=False)
         self._decide(RcptTo(address, params))
+
+    def _check_rcpt_params(self, params: dict[str, str | None]) -> dict[str, str | None]:
+        if params and not self._extended:
+            raise _ErrorReply(555, "5.5.4", "RCPT parameters require EHLO")
+        checked: dict[str, str | None] = {}
+        for key, value in params.items():
+            if key == "NOTIFY" and self._settings.dsn:  # RFC 3461 section 4.1
+                if value is None or not _valid(parse_notify, value):
+                    raise _ErrorReply(
+                        501, "5.5.4", "Syntax: NOTIFY=NEVER or NOTIFY=SUCCESS,FAILURE,DELAY (one or more)"
+                    )
+                value = value.upper()
+            elif key == "ORCPT" and self._settings.dsn:  # RFC 3461 section 4.2
+                if value is None or not _valid(parse_orcpt, value):
+                    raise _ErrorReply(501, "5.5.4", "Syntax: ORCPT=<addr-type>;<xtext address>")
+            else:
+                # RFC 5321 section 4.1.1.11: a parameter that was not offered.
+                raise _ErrorReply(555, "5.5.4", f"Unsupported parameter {key}")
+            checked[key] = value
+        return checked
 
     def _parse_params(self, rest: str, *, utf8_allowed: bool) -> dict[str, str | None]:
         """Mail-parameters / Rcpt-parameters: esmtp-param *(SP esmtp-param) (RFC 5321 section 4.1.2)."""
@@ -840,7 +1026,62 @@ class SmtpServerProtocol:
         self._decide(StartTls())
 
     def _cmd_auth(self, arg: str) -> None:
-        raise _ErrorReply(502, "5.5.1", "AUTH not available")
+        settings = self._settings
+        if not settings.auth_mechanisms:
+            raise _ErrorReply(502, "5.5.1", "AUTH not available")  # RFC 5321 section 4.2.4: not implemented
+        if not self._extended:
+            # AUTH is a service extension: only a client that saw it in the EHLO answer may use it.
+            raise _ErrorReply(503, "5.5.1", "Send EHLO first")
+        # RFC 4954 section 4: no AUTH after a successful one, nor during a mail transaction.
+        if self._authenticated:
+            raise _ErrorReply(503, "5.5.1", "Already authenticated")
+        if self._mail_from is not None:
+            raise _ErrorReply(503, "5.5.1", "AUTH not allowed during a mail transaction")
+        if not self.auth_available:
+            # RFC 4954 section 6; the client should have used STARTTLS (AUTH was not in the EHLO answer).
+            raise _ErrorReply(538, "5.7.11", "Encryption required for requested authentication mechanism")
+        words = [word for word in arg.split(" ") if word]
+        if not 1 <= len(words) <= 2:
+            raise _ErrorReply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]")
+        name = words[0].upper()
+        mechanism = create_mechanism(name) if name in settings.auth_mechanisms else None
+        if mechanism is None:
+            raise _ErrorReply(504, "5.5.4", "Unrecognized authentication type")  # RFC 4954 section 4
+        initial: bytes | None = None
+        if len(words) == 2:
+            initial = decode_response(words[1])  # "=" is an empty initial response (RFC 4954 section 4)
+            if initial is None:
+                raise _ErrorReply(501, "5.5.2", "Cannot Base64-decode client response")
+        self._sasl_result(mechanism, mechanism.start(initial))
+
+    def _sasl_line(self, line: bytes) -> None:
+        """The client's line during an AUTH exchange: base64, or "*" to cancel (RFC 4954 section 4)."""
+        mechanism = self._sasl
+        assert mechanism is not None
+        self._sasl = None  # any outcome but a new challenge ends the exchange
+        try:
+            text = line.decode("ascii").strip(" ")
+        except UnicodeDecodeError:
+            raise _ErrorReply(501, "5.5.2", "Cannot Base64-decode client response") from None
+        if text == CANCEL:
+            # RFC 4954 section 4: the server MUST reject the AUTH command with 501. The client's choice, not
+            # an error: it does not count towards max_errors.
+            raise _ErrorReply(501, "5.0.0", "Authentication cancelled", counts=False)
+        response = decode_response(text)
+        if response is None:
+            raise _ErrorReply(501, "5.5.2", "Cannot Base64-decode client response")
+        self._sasl_result(mechanism, mechanism.step(response))
+
+    def _sasl_result(self, mechanism: SaslMechanism, result: SaslStep) -> None:
+        if isinstance(result, Challenge):
+            self._sasl = mechanism
+            # RFC 4954 section 4: "334" SP base64; no enhanced status code (3xx has none, RFC 3463).
+            self._reply(334, None, encode_challenge(result.data))
+        elif isinstance(result, SaslFailure):
+            # RFC 4422 section 3.6: a malformed exchange fails like bad credentials.
+            raise _ErrorReply(535, "5.7.8", f"Authentication failed: {result.reason}")
+        else:
+            self._decide(Authenticate(mechanism.name, result))
 
     # ---------------------------------------------------------------------------------------- decisions
 
@@ -872,11 +1113,14 @@ class SmtpServerProtocol:
         settings = self._settings
         lines = [first, "PIPELINING", f"SIZE {settings.max_message_size}", "8BITMIME", "SMTPUTF8"]
         lines.append("ENHANCEDSTATUSCODES")
+        if settings.dsn:
+            lines.append("DSN")
         if settings.starttls_available and not self._tls_active:
             lines.append("STARTTLS")  # RFC 3207 section 4.2: not offered again after the handshake
         if settings.chunking:
             lines.append("CHUNKING")
-        if settings.auth_mechanisms:
+        if self.auth_available:
+            # Not before TLS when TLS is required: a client must not be invited to send a password in clear.
             lines.append("AUTH " + " ".join(settings.auth_mechanisms))
         self._reply(250, None, "\n".join(lines))
 
@@ -949,8 +1193,107 @@ class SmtpServerProtocol:
     def _close(self) -> None:
         self._mode = _Mode.CLOSED
         self._pending = None
+        self._sasl = None
         self._buffer.clear()
         self._clear_transaction()
+
+
+# ------------------------------------------------------------------------------------ parameter values
+
+
+def parse_mail_auth(value: str) -> str | None:
+    """The AUTH parameter of MAIL (RFC 4954 section 5): None for "<>" (no authenticated submitter), else the
+    decoded mailbox. ValueError when malformed.
+
+    RFC 4954 section 5: a server that does not trust the client (not authenticated, or not trusted to
+    vouch for the submitter) must act as if AUTH=<> had been given.
+    """
+    if value == "<>":
+        return None
+    mailbox = decode_xtext(value)
+    if not mailbox.strip(" ") or any(_is_control(ch) for ch in mailbox):
+        raise ValueError("AUTH mailbox must be non-empty, without control characters")
+    return mailbox
+
+
+def parse_notify(value: str) -> frozenset[str]:
+    """The NOTIFY parameter of RCPT (RFC 3461 section 4.1): "NEVER" alone, or one or more of SUCCESS, FAILURE
+    and DELAY separated by commas, case-insensitive. Returns the upper-case keywords (frozenset({"NEVER"})
+    for NEVER). ValueError when malformed."""
+    keywords = value.upper().split(",")
+    found = frozenset(keywords)
+    if found == {"NEVER"} and len(keywords) == 1:
+        return found
+    if not found <= _NOTIFY_KEYWORDS:
+        raise ValueError("NOTIFY is NEVER or a list of SUCCESS, FAILURE and DELAY")
+    return found
+
+
+def parse_orcpt(value: str) -> tuple[str, str]:
+    """The ORCPT parameter of RCPT (RFC 3461 section 4.2): addr-type ";" xtext. Returns the addr-type as sent
+    (compare it case-insensitively: "rfc822", "utf-8") and the decoded address. ValueError when malformed.
+
+    - The address must be printable US-ASCII (RFC 3461 section 4.2), except for the "utf-8" addr-type
+      (RFC 6533 section 3): there it is utf-8-addr-xtext or, in an SMTPUTF8 transaction, utf-8-addr-unitext:
+      any character but "+", "=", "\\", space and controls, and "\\x{HEX}" for the others, decoded here.
+    - No control characters survive decoding (the value is destined for a DSN header field).
+    """
+    addr_type, semicolon, encoded = value.partition(";")
+    if not semicolon or not _ATOM.fullmatch(addr_type) or not encoded:
+        raise ValueError("ORCPT is addr-type;xtext")
+    if addr_type.lower() == "utf-8":
+        address = _decode_utf8_addr(encoded)
+    else:
+        address = decode_xtext(encoded)
+        if not address.isascii():
+            raise ValueError("ORCPT address must be US-ASCII")
+    if not address.strip(" ") or any(_is_control(ch) for ch in address):
+        raise ValueError("ORCPT address must be printable")
+    return addr_type, address
+
+
+def _decode_utf8_addr(encoded: str) -> str:
+    """utf-8-addr-xtext / utf-8-addr-unitext (RFC 6533 section 3): QCHAR, non-ASCII characters (the core
+    lets them through only in SMTPUTF8 transactions) and EmbeddedUnicodeChar "\\x{HEX}"."""
+    out: list[str] = []
+    pos = 0
+    for match in _EMBEDDED_UNICODE.finditer(encoded):
+        out.append(_check_unitext(encoded[pos : match.start()]))
+        code = int(match.group(1), 16)
+        if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+            raise ValueError("invalid code point in ORCPT")
+        out.append(chr(code))
+        pos = match.end()
+    out.append(_check_unitext(encoded[pos:]))
+    return "".join(out)
+
+
+def _check_unitext(text: str) -> str:
+    for ch in text:
+        if ch == "\\" or not (is_xchar(ch) or ord(ch) > 0x7F):
+            raise ValueError("invalid character in utf-8 ORCPT")
+    return text
+
+
+def _parse_envid(value: str) -> str:
+    """ENVID (RFC 3461 section 4.4): xtext of printable US-ASCII, at most ENVID_MAX_CHARS when decoded."""
+    envid = decode_xtext(value)
+    if not envid or len(envid) > ENVID_MAX_CHARS or not all(0x20 <= ord(ch) <= 0x7E for ch in envid):
+        raise ValueError("ENVID must be 1 to 100 printable US-ASCII characters")
+    return envid
+
+
+def _is_control(ch: str) -> bool:
+    """C0, DEL and C1 (Unicode category Cc): never in a value that may end up in a header field or a log."""
+    return ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F
+
+
+def _valid(parse: Callable[[str], object], value: str) -> bool:
+    try:
+        parse(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _crlf_line_ends(data: bytes | bytearray) -> bytes:
