@@ -7,12 +7,17 @@ Implementation notes
 - Every method is a coroutine; blocking work runs off the event loop.
 - Writes are durable when the coroutine returns (group commit, fsync of the WAL).
 - Errors: `StoreError` (and subclasses) for anything a caller should map to a protocol reply.
+- The outbound queue (docs/decisions/0017) lives in the same database: `submit` stores the local copies and
+  the queued message in one transaction; `queue_record` stores delivery results with the DSNs they cause in
+  one.
 """
 
 from __future__ import annotations
 
 from postoffice.store.api import (
     DEFAULT_MAILBOXES,
+    FINAL_STATUSES,
+    QUEUE_STATUSES,
     SYSTEM_FLAGS,
     Account,
     Alias,
@@ -20,14 +25,22 @@ from postoffice.store.api import (
     ChangeEvent,
     DeliveredCopy,
     Domain,
+    GeneratedMessage,
     MailboxChanges,
     MailboxInfo,
     MailboxStatus,
     MailStore,
     MessageInfo,
     NotFound,
+    OutboundMessage,
+    OutboundRecipient,
     PathLike,
+    QueuedMessage,
+    QueuedRecipient,
+    QueueStats,
+    RecipientResult,
     StoreError,
+    SubmitResult,
 )
 from postoffice.store.criteria import All, And, Criteria, Date, HasFlag, Not, Or, Size, Text, UidIn
 
@@ -42,6 +55,8 @@ def open_store(path: PathLike) -> MailStore:
 
 __all__ = [
     "DEFAULT_MAILBOXES",
+    "FINAL_STATUSES",
+    "QUEUE_STATUSES",
     "SYSTEM_FLAGS",
     "Account",
     "Alias",
@@ -53,6 +68,7 @@ __all__ = [
     "Date",
     "DeliveredCopy",
     "Domain",
+    "GeneratedMessage",
     "HasFlag",
     "MailStore",
     "MailboxChanges",
@@ -62,8 +78,15 @@ __all__ = [
     "Not",
     "NotFound",
     "Or",
+    "OutboundMessage",
+    "OutboundRecipient",
+    "QueueStats",
+    "QueuedMessage",
+    "QueuedRecipient",
+    "RecipientResult",
     "Size",
     "StoreError",
+    "SubmitResult",
     "Text",
     "UidIn",
     "open_store",

@@ -18,6 +18,12 @@ Implementation notes
   which only grows; so neither is ever reused, not after expunge, mailbox deletion or a crash (the counters
   are written in the same transaction as the rows that use them).
 - Nothing here blocks the event loop: every SQLite call happens on the writer thread or a reader thread.
+- The outbound queue (docs/decisions/0017): queue_messages, queue_recipients, and the bytes in queue_data
+  (written and streamed like content_data). `submit` writes the local copies and the queued message in one
+  request, so in one savepoint: all or nothing. `queue_record` writes delivery results and the DSNs they
+  caused in one request, and removes a message whose recipients are all final in that same request. A final
+  recipient status never changes again (`queue_record` refuses the whole request), so results applied twice
+  cannot queue a DSN twice. Queue subscribers are called after the commit, like change subscribers.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import functools
+import io
 import json
 import logging
 import os
@@ -37,12 +44,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 
 from postoffice.directory.resolver import AddressLookup, Resolution, normalize_address, resolve
 from postoffice.message import ParsedMessage
 from postoffice.store.api import (
     DEFAULT_MAILBOXES,
+    FINAL_STATUSES,
+    QUEUE_STATUSES,
     SYSTEM_FLAGS,
     Account,
     Alias,
@@ -51,6 +60,7 @@ from postoffice.store.api import (
     ChangeEvent,
     DeliveredCopy,
     Domain,
+    GeneratedMessage,
     ImapRendering,
     MailboxChanges,
     MailboxInfo,
@@ -59,8 +69,14 @@ from postoffice.store.api import (
     MailStore,
     MessageInfo,
     NotFound,
+    OutboundMessage,
     PathLike,
+    QueuedMessage,
+    QueuedRecipient,
+    QueueStats,
+    RecipientResult,
     StoreError,
+    SubmitResult,
     advance_snapshot,
     build_snapshot,
 )
@@ -73,7 +89,7 @@ log = logging.getLogger("postoffice.store")
 HIERARCHY_SEPARATOR = "/"
 
 T = TypeVar("T")
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -140,6 +156,23 @@ def _backfill_content_imap(conn: sqlite3.Connection) -> None:
         _insert_rendering(conn, int(content_id), _render_for_imap(ParsedMessage.from_json(str(parsed))))
 
 
+_CREATE_QUEUE = (
+    "CREATE TABLE IF NOT EXISTS queue_messages (id INTEGER PRIMARY KEY, sender TEXT NOT NULL, envid TEXT, "
+    "ret TEXT, account_id INTEGER REFERENCES accounts(id) ON DELETE SET NULL, created REAL NOT NULL, "
+    "size INTEGER NOT NULL, smtputf8 INTEGER NOT NULL DEFAULT 0, eight_bit INTEGER NOT NULL DEFAULT 0)",
+    "CREATE INDEX IF NOT EXISTS queue_messages_created ON queue_messages(created)",
+    "CREATE TABLE IF NOT EXISTS queue_data (id INTEGER PRIMARY KEY, data BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS queue_recipients (id INTEGER PRIMARY KEY, "
+    "message_id INTEGER NOT NULL REFERENCES queue_messages(id), address TEXT NOT NULL, orcpt TEXT, "
+    "notify TEXT, status TEXT NOT NULL DEFAULT 'pending' "
+    "CHECK (status IN ('pending', 'delivered', 'failed', 'expired')), attempts INTEGER NOT NULL DEFAULT 0, "
+    "next_attempt REAL NOT NULL, first_attempt REAL, last_attempt REAL, last_code INTEGER, "
+    "last_enhanced TEXT, last_text TEXT, remote_mta TEXT, delay_warned INTEGER NOT NULL DEFAULT 0)",
+    "CREATE INDEX IF NOT EXISTS queue_recipients_message ON queue_recipients(message_id)",
+    "CREATE INDEX IF NOT EXISTS queue_recipients_due ON queue_recipients(next_attempt) "
+    "WHERE status = 'pending'",
+)
+
 #: Steps that bring a store from version N to N + 1 (SQL statements, or functions of the connection),
 #: applied in one transaction at open.
 MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = {
@@ -168,6 +201,8 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
     ),
     # FETCH ENVELOPE / BODYSTRUCTURE from renderings made once (docs/decisions/0016), backfilled here.
     4: (_CREATE_CONTENT_IMAP, _backfill_content_imap),
+    # The outbound queue (docs/decisions/0017): new tables only.
+    5: _CREATE_QUEUE,
 }
 #: Mailbox snapshots kept for SELECT, in messages over all mailboxes (about 36 octets each).
 SNAPSHOT_CACHE_MESSAGES = 1_000_000
@@ -217,6 +252,104 @@ def _connect(path: Path, *, readonly: bool = False, check_same_thread: bool = Tr
     if readonly:
         conn.execute("PRAGMA query_only = 1")
     return conn
+
+
+def _write_blob(conn: sqlite3.Connection, table: str, rowid: int, source: IO[bytes], size: int) -> None:
+    """`size` bytes of `source` (from offset 0) into `table`.data at `rowid`; large ones in chunks with
+    incremental blob I/O, so memory stays bounded whatever the size. A short source raises (and the request's
+    savepoint rolls everything back)."""
+    source.seek(0)
+    if size <= COPY_CHUNK:
+        data = source.read(size)
+        if len(data) != size:
+            raise StoreError(f"message source is {len(data)} bytes, expected {size}")
+        conn.execute(f"INSERT INTO {table} (id, data) VALUES (?, ?)", (rowid, data))
+        return
+    conn.execute(f"INSERT INTO {table} (id, data) VALUES (?, zeroblob(?))", (rowid, size))
+    written = 0
+    with conn.blobopen(table, "data", rowid) as blob:
+        while written < size:
+            chunk = source.read(min(COPY_CHUNK, size - written))
+            if not chunk:
+                raise StoreError(f"message source ended after {written} of {size} bytes")
+            blob.write(chunk)
+            written += len(chunk)
+
+
+@dataclasses.dataclass(frozen=True)
+class _LocalDelivery:
+    """What `deliver` and `submit` prepare on the event loop before their transaction."""
+
+    source: IO[bytes]
+    parsed: ParsedMessage
+    parsed_json: str
+    targets: list[int]
+    mailbox: str
+    bits: int
+    keywords: str
+    internaldate: float
+
+    @classmethod
+    def prepare(
+        cls,
+        source: IO[bytes],
+        parsed: ParsedMessage,
+        account_ids: Iterable[int],
+        mailbox: str,
+        flags: Iterable[str],
+        internaldate: float | None,
+    ) -> _LocalDelivery:
+        targets = list(dict.fromkeys(account_ids))
+        # the search text lives in the FTS table only; the stored structure omits it
+        parsed_json = (
+            dataclasses.replace(parsed, search_headers="", search_text="").to_json() if targets else ""
+        )
+        bits, keywords = flags_to_columns(flags)
+        when = time.time() if internaldate is None else internaldate
+        return cls(source, parsed, parsed_json, targets, _normalize_mailbox(mailbox), bits, keywords, when)
+
+
+def _check_outbound(outbound: OutboundMessage) -> None:
+    if not outbound.recipients:
+        raise ValueError("a queued message needs at least one recipient")
+    if outbound.ret is not None and outbound.ret.upper() not in ("FULL", "HDRS"):
+        raise ValueError(f"RET must be FULL or HDRS, not {outbound.ret!r}")
+
+
+def _queued_recipient(r: Sequence[Any]) -> QueuedRecipient:
+    """From a row of SqliteMailStore._QUEUE_RECIPIENT_SQL (message_id first)."""
+    return QueuedRecipient(
+        id=int(r[1]),
+        address=r[2],
+        orcpt=r[3],
+        notify=r[4],
+        status=r[5],
+        attempts=int(r[6]),
+        next_attempt=float(r[7]),
+        first_attempt=r[8],
+        last_attempt=r[9],
+        last_code=r[10],
+        last_enhanced=r[11],
+        last_text=r[12],
+        remote_mta=r[13],
+        delay_warned=bool(r[14]),
+    )
+
+
+def _queued_message(row: Sequence[Any], recipients: Iterable[QueuedRecipient]) -> QueuedMessage:
+    """From a row of SqliteMailStore._QUEUE_MESSAGE_SQL."""
+    return QueuedMessage(
+        id=int(row[0]),
+        sender=row[1],
+        envid=row[2],
+        ret=row[3],
+        account_id=row[4],
+        created=float(row[5]),
+        size=int(row[6]),
+        smtputf8=bool(row[7]),
+        eight_bit=bool(row[8]),
+        recipients=tuple(recipients),
+    )
 
 
 class _WriteRequest:
@@ -366,6 +499,7 @@ class SqliteMailStore(MailStore):
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._initialise()
         self._subscribers: dict[int, list[Callable[[ChangeEvent], None]]] = {}
+        self._queue_subscribers: list[Callable[[], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer = _Writer(self._path, self._publish_from_writer)
         self._writer.start()
@@ -508,12 +642,22 @@ class SqliteMailStore(MailStore):
             pass
 
     def _dispatch(self, events: list[ChangeEvent]) -> None:
+        queue_changed = False
         for event in events:
+            if event.kind == "queue":  # not an account's change: for `subscribe_queue` only
+                queue_changed = True
+                continue
             for callback in list(self._subscribers.get(event.account_id, ())):
                 try:
                     callback(event)
                 except Exception:
                     log.exception("change subscriber failed")
+        if queue_changed:
+            for queue_callback in list(self._queue_subscribers):
+                try:
+                    queue_callback()
+                except Exception:
+                    log.exception("queue subscriber failed")
 
     def subscribe(self, account_id: int, callback: Callable[[ChangeEvent], None]) -> Callable[[], None]:
         self._subscribers.setdefault(account_id, []).append(callback)
@@ -1110,34 +1254,60 @@ class SqliteMailStore(MailStore):
         flags: Iterable[str] = (),
         internaldate: float | None = None,
     ) -> list[DeliveredCopy]:
-        targets = list(dict.fromkeys(account_ids))
-        if not targets:
+        delivery = _LocalDelivery.prepare(source, parsed, account_ids, mailbox, flags, internaldate)
+        if not delivery.targets:
             return []
-        mailbox = _normalize_mailbox(mailbox)
-        size = parsed.size
-        # the search text lives in the FTS table only; the stored structure omits it
-        parsed_json = dataclasses.replace(parsed, search_headers="", search_text="").to_json()
-        bits, keywords = flags_to_columns(flags)
-        when = time.time() if internaldate is None else internaldate
 
         def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> list[DeliveredCopy]:
-            content_id = self._insert_content(conn, source, parsed, parsed_json, len(targets))
-            copies = []
-            for account_id in targets:
-                row = conn.execute(
-                    "SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, mailbox)
-                ).fetchone()
-                if row is None:
-                    raise NotFound(f"account {account_id} has no mailbox {mailbox}")
-                mailbox_id = int(row[0])
-                uid, modseq = self._append_row(
-                    conn, account_id, mailbox_id, content_id, bits, keywords, when, size
-                )
-                copies.append(DeliveredCopy(account_id, mailbox_id, uid))
-                events.append(ChangeEvent("added", account_id, mailbox_id, (uid,), modseq))
-            return copies
+            return self._deliver_rows(conn, events, delivery)
 
         return await self._write(tx)
+
+    async def submit(
+        self,
+        source: IO[bytes],
+        parsed: ParsedMessage,
+        account_ids: Iterable[int],
+        outbound: OutboundMessage | None,
+        mailbox: str = "INBOX",
+    ) -> SubmitResult:
+        """Local copies (exactly as `deliver`) and the queued message in one request, so one transaction:
+        a failure anywhere leaves neither."""
+        delivery = _LocalDelivery.prepare(source, parsed, account_ids, mailbox, (), None)
+        if outbound is not None:
+            _check_outbound(outbound)
+        if not delivery.targets and outbound is None:
+            return SubmitResult([], None)
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> SubmitResult:
+            copies = self._deliver_rows(conn, events, delivery) if delivery.targets else []
+            queue_id = None
+            if outbound is not None:
+                queue_id = self._enqueue_rows(conn, events, source, parsed.size, outbound)
+            return SubmitResult(copies, queue_id)
+
+        return await self._write(tx)
+
+    def _deliver_rows(
+        self, conn: sqlite3.Connection, events: list[ChangeEvent], delivery: _LocalDelivery
+    ) -> list[DeliveredCopy]:
+        """One content shared by a message row in the mailbox of each target account (deliver, submit)."""
+        d = delivery
+        content_id = self._insert_content(conn, d.source, d.parsed, d.parsed_json, len(d.targets))
+        copies = []
+        for account_id in d.targets:
+            row = conn.execute(
+                "SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, d.mailbox)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"account {account_id} has no mailbox {d.mailbox}")
+            mailbox_id = int(row[0])
+            uid, modseq = self._append_row(
+                conn, account_id, mailbox_id, content_id, d.bits, d.keywords, d.internaldate, d.parsed.size
+            )
+            copies.append(DeliveredCopy(account_id, mailbox_id, uid))
+            events.append(ChangeEvent("added", account_id, mailbox_id, (uid,), modseq))
+        return copies
 
     def _insert_content(
         self,
@@ -1169,22 +1339,7 @@ class SqliteMailStore(MailStore):
 
     @staticmethod
     def _write_content(conn: sqlite3.Connection, content_id: int, source: IO[bytes], size: int) -> None:
-        source.seek(0)
-        if size <= COPY_CHUNK:
-            data = source.read(size)
-            if len(data) != size:
-                raise StoreError(f"message source is {len(data)} bytes, expected {size}")
-            conn.execute("INSERT INTO content_data (id, data) VALUES (?, ?)", (content_id, data))
-            return
-        conn.execute("INSERT INTO content_data (id, data) VALUES (?, zeroblob(?))", (content_id, size))
-        written = 0
-        with conn.blobopen("content_data", "data", content_id) as blob:
-            while written < size:
-                chunk = source.read(min(COPY_CHUNK, size - written))
-                if not chunk:
-                    raise StoreError(f"message source ended after {written} of {size} bytes")
-                blob.write(chunk)
-                written += len(chunk)
+        _write_blob(conn, "content_data", content_id, source, size)
 
     @staticmethod
     def _append_row(
@@ -1431,15 +1586,24 @@ class SqliteMailStore(MailStore):
             for offset in range(0, len(data), chunk_size):
                 yield data[offset : offset + chunk_size]
             return
+        async for chunk in self._stream_blob("content_data", content_id, chunk_size):
+            yield chunk
+
+    async def _stream_blob(self, table: str, rowid: int, chunk_size: int) -> AsyncIterator[bytes]:
+        """A large blob in chunks, with incremental blob I/O on a connection of its own (one read
+        transaction, so the bytes are consistent however long the consumer takes)."""
         loop = asyncio.get_running_loop()
         conn = await loop.run_in_executor(
             self._readers, lambda: _connect(self._path, readonly=True, check_same_thread=False)
         )
         try:
             await loop.run_in_executor(self._readers, conn.execute, "BEGIN")
-            blob = await loop.run_in_executor(
-                self._readers, lambda: conn.blobopen("content_data", "data", content_id, readonly=True)
-            )
+            try:
+                blob = await loop.run_in_executor(
+                    self._readers, lambda: conn.blobopen(table, "data", rowid, readonly=True)
+                )
+            except sqlite3.OperationalError:
+                raise NotFound(f"no {table} row {rowid}") from None
             try:
                 while True:
                     chunk = await loop.run_in_executor(self._readers, blob.read, chunk_size)
@@ -1565,3 +1729,260 @@ class SqliteMailStore(MailStore):
             return int(modseq)
 
         return await self._write(tx)
+
+    # -- the outbound queue ----------------------------------------------------------------------------------
+    async def enqueue(self, source: IO[bytes] | bytes, size: int, outbound: OutboundMessage) -> int:
+        _check_outbound(outbound)
+        stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> int:
+            return self._enqueue_rows(conn, events, stream, size, outbound)
+
+        return await self._write(tx)
+
+    @staticmethod
+    def _enqueue_rows(
+        conn: sqlite3.Connection,
+        events: list[ChangeEvent],
+        source: IO[bytes],
+        size: int,
+        outbound: OutboundMessage,
+        now: float | None = None,
+    ) -> int:
+        """The message, its bytes and one row per recipient; a "queue" event for the runner."""
+        now = time.time() if now is None else now
+        due = now if outbound.next_attempt is None else outbound.next_attempt
+        queue_id = int(
+            conn.execute(
+                "INSERT INTO queue_messages (sender, envid, ret, account_id, created, size, smtputf8, "
+                "eight_bit) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (
+                    outbound.sender,
+                    outbound.envid,
+                    None if outbound.ret is None else outbound.ret.upper(),
+                    outbound.account_id,
+                    now,
+                    size,
+                    int(outbound.smtputf8),
+                    int(outbound.eight_bit),
+                ),
+            ).fetchone()[0]
+        )
+        _write_blob(conn, "queue_data", queue_id, source, size)
+        conn.executemany(
+            "INSERT INTO queue_recipients (message_id, address, orcpt, notify, next_attempt) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(queue_id, r.address, r.orcpt, r.notify, due) for r in outbound.recipients],
+        )
+        events.append(ChangeEvent("queue", 0, 0, (queue_id,)))
+        return queue_id
+
+    _QUEUE_MESSAGE_SQL = (
+        "SELECT id, sender, envid, ret, account_id, created, size, smtputf8, eight_bit FROM queue_messages"
+    )
+    _QUEUE_RECIPIENT_SQL = (
+        "SELECT message_id, id, address, orcpt, notify, status, attempts, next_attempt, first_attempt, "
+        "last_attempt, last_code, last_enhanced, last_text, remote_mta, delay_warned FROM queue_recipients"
+    )
+
+    @classmethod
+    def _queued_messages(cls, conn: sqlite3.Connection, ids: Sequence[int]) -> list[QueuedMessage]:
+        """The messages with these ids (those that exist), in the order given, with all their recipients."""
+        rows: dict[int, Sequence[Any]] = {}
+        recipients: dict[int, list[QueuedRecipient]] = {}
+        for start in range(0, len(ids), 500):  # stay below SQLite's bound-parameter limit
+            batch = list(ids[start : start + 500])
+            marks = ",".join("?" * len(batch))
+            for row in conn.execute(cls._QUEUE_MESSAGE_SQL + f" WHERE id IN ({marks})", batch):
+                rows[int(row[0])] = row
+            for r in conn.execute(
+                cls._QUEUE_RECIPIENT_SQL + f" WHERE message_id IN ({marks}) ORDER BY id", batch
+            ):
+                recipients.setdefault(int(r[0]), []).append(_queued_recipient(r))
+        return [
+            _queued_message(row, recipients.get(queue_id, []))
+            for queue_id in ids
+            if (row := rows.get(queue_id)) is not None
+        ]
+
+    async def queue_due(self, now: float, limit: int) -> list[QueuedMessage]:
+        def q(conn: sqlite3.Connection) -> list[QueuedMessage]:
+            ids = [
+                int(r[0])
+                for r in conn.execute(
+                    "SELECT id FROM queue_messages WHERE id IN (SELECT message_id FROM queue_recipients "
+                    "WHERE status = 'pending' AND next_attempt <= ?) ORDER BY created, id LIMIT ?",
+                    (now, max(limit, 0)),
+                )
+            ]
+            return self._queued_messages(conn, ids)
+
+        return await self._read(q)
+
+    async def queue_get(self, queue_id: int) -> QueuedMessage | None:
+        def q(conn: sqlite3.Connection) -> QueuedMessage | None:
+            found = self._queued_messages(conn, [queue_id])
+            return found[0] if found else None
+
+        return await self._read(q)
+
+    async def queue_list(self) -> list[QueuedMessage]:
+        def q(conn: sqlite3.Connection) -> list[QueuedMessage]:
+            ids = [int(r[0]) for r in conn.execute("SELECT id FROM queue_messages ORDER BY created, id")]
+            return self._queued_messages(conn, ids)
+
+        return await self._read(q)
+
+    async def queue_read(self, queue_id: int) -> bytes:
+        def q(conn: sqlite3.Connection) -> bytes:
+            row = conn.execute("SELECT data FROM queue_data WHERE id = ?", (queue_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no queued message {queue_id}")
+            return bytes(row[0])
+
+        return await self._read(q)
+
+    async def queue_open(self, queue_id: int, chunk_size: int = 65536) -> AsyncIterator[bytes]:
+        def size_of(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT size FROM queue_messages WHERE id = ?", (queue_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no queued message {queue_id}")
+            return int(row[0])
+
+        size = await self._read(size_of)
+        if size <= STREAM_THRESHOLD:
+            data = await self.queue_read(queue_id)
+            for offset in range(0, len(data), chunk_size):
+                yield data[offset : offset + chunk_size]
+            return
+        async for chunk in self._stream_blob("queue_data", queue_id, chunk_size):
+            yield chunk
+
+    async def queue_record(
+        self,
+        queue_id: int,
+        results: Sequence[RecipientResult],
+        *,
+        bounces: Sequence[GeneratedMessage] = (),
+        keep: bool = False,
+    ) -> QueuedMessage:
+        for result in results:
+            if result.status not in QUEUE_STATUSES:
+                raise ValueError(f"not a queue status: {result.status!r}")
+            if result.status == "pending" and result.next_attempt is None:
+                raise ValueError("a recipient that stays pending needs its next attempt time")
+        for bounce in bounces:
+            _check_outbound(bounce.outbound)
+            # RFC 3461 section 6.1 / RFC 5321 section 4.5.5: a DSN goes out from the null sender, so that no
+            # DSN is ever sent about it (no loops).
+            if bounce.outbound.sender != "":
+                raise ValueError("a generated DSN must have the null sender")
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> QueuedMessage:
+            row = conn.execute("SELECT sender FROM queue_messages WHERE id = ?", (queue_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no queued message {queue_id}")
+            if bounces and row[0] == "":
+                raise StoreError(f"queued message {queue_id} has the null sender: it gets no DSN")
+            for r in results:
+                current = conn.execute(
+                    "SELECT status FROM queue_recipients WHERE id = ? AND message_id = ?",
+                    (r.recipient_id, queue_id),
+                ).fetchone()
+                if current is None:
+                    raise NotFound(f"queued message {queue_id} has no recipient {r.recipient_id}")
+                if current[0] in FINAL_STATUSES:
+                    raise StoreError(
+                        f"recipient {r.recipient_id} of queued message {queue_id} is {current[0]} already"
+                    )
+                attempted = r.attempted_at is not None
+                conn.execute(
+                    "UPDATE queue_recipients SET status = ?, attempts = attempts + ?, "
+                    "first_attempt = coalesce(first_attempt, ?), last_attempt = coalesce(?, last_attempt), "
+                    "next_attempt = coalesce(?, next_attempt), delay_warned = coalesce(?, delay_warned), "
+                    # a new attempt replaces the last reply (even with "none"); else only what is given
+                    "last_code = CASE WHEN ? THEN ? ELSE coalesce(?, last_code) END, "
+                    "last_enhanced = CASE WHEN ? THEN ? ELSE coalesce(?, last_enhanced) END, "
+                    "last_text = CASE WHEN ? THEN ? ELSE coalesce(?, last_text) END, "
+                    "remote_mta = CASE WHEN ? THEN ? ELSE coalesce(?, remote_mta) END "
+                    "WHERE id = ?",
+                    (
+                        r.status,
+                        int(attempted),
+                        r.attempted_at,
+                        r.attempted_at,
+                        r.next_attempt,
+                        None if r.delay_warned is None else int(r.delay_warned),
+                        *(attempted, r.code, r.code),
+                        *(attempted, r.enhanced, r.enhanced),
+                        *(attempted, r.text, r.text),
+                        *(attempted, r.remote_mta, r.remote_mta),
+                        r.recipient_id,
+                    ),
+                )
+            now = time.time()
+            for bounce in bounces:
+                self._enqueue_rows(
+                    conn, events, io.BytesIO(bounce.data), len(bounce.data), bounce.outbound, now
+                )
+            (recorded,) = self._queued_messages(conn, [queue_id])
+            if not keep and not recorded.pending:
+                self._delete_queued(conn, queue_id)
+            return recorded
+
+        return await self._write(tx)
+
+    @staticmethod
+    def _delete_queued(conn: sqlite3.Connection, queue_id: int) -> bool:
+        conn.execute("DELETE FROM queue_recipients WHERE message_id = ?", (queue_id,))
+        conn.execute("DELETE FROM queue_data WHERE id = ?", (queue_id,))
+        return conn.execute("DELETE FROM queue_messages WHERE id = ?", (queue_id,)).rowcount > 0
+
+    async def queue_delete(self, queue_id: int) -> bool:
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> bool:
+            return self._delete_queued(conn, queue_id)
+
+        return await self._write(tx)
+
+    async def queue_retry(self, queue_id: int | None = None) -> int:
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> int:
+            now = time.time()
+            scope, params = "", cast(tuple[int, ...], ())
+            if queue_id is not None:
+                if conn.execute("SELECT 1 FROM queue_messages WHERE id = ?", (queue_id,)).fetchone() is None:
+                    raise NotFound(f"no queued message {queue_id}")
+                scope, params = " AND message_id = ?", (queue_id,)
+            conn.execute(
+                f"UPDATE queue_recipients SET next_attempt = ? WHERE status = 'pending' AND next_attempt > ?"
+                f"{scope}",
+                (now, now, *params),
+            )
+            due = int(
+                conn.execute(
+                    f"SELECT count(*) FROM queue_recipients WHERE status = 'pending'{scope}", params
+                ).fetchone()[0]
+            )
+            if due:
+                events.append(ChangeEvent("queue", 0, 0, () if queue_id is None else (queue_id,)))
+            return due
+
+        return await self._write(tx)
+
+    async def queue_stats(self) -> QueueStats:
+        def q(conn: sqlite3.Connection) -> QueueStats:
+            messages, oldest = conn.execute("SELECT count(*), min(created) FROM queue_messages").fetchone()
+            pending = conn.execute(
+                "SELECT count(*) FROM queue_recipients WHERE status = 'pending'"
+            ).fetchone()[0]
+            return QueueStats(int(messages), int(pending), None if oldest is None else float(oldest))
+
+        return await self._read(q)
+
+    def subscribe_queue(self, callback: Callable[[], None]) -> Callable[[], None]:
+        self._queue_subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._queue_subscribers:
+                self._queue_subscribers.remove(callback)
+
+        return unsubscribe
