@@ -64,10 +64,7 @@ def test_check_config_accepts_a_good_config_and_prints_warnings(config_only: Pat
     proc = run("check-config", "--config", str(config_only), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "configuration OK" in proc.stdout
-    warning = (
-        'listeners.submission: protocol "submission" is not built yet in this version; '
-        "the listener will not start"
-    )
+    warning = 'listeners.http: protocol "http" is not built yet in this version; the listener will not start'
     assert f"warning: {warning}" in proc.stdout
 
 
@@ -131,7 +128,8 @@ def test_ports_shows_every_listener_with_status_and_purpose(config_only: Path, t
     assert re.search(
         r"^smtp\s+0\.0\.0\.0\s+25\s+smtp\s+starttls\s+yes\s+ready\s+other mail servers", rows["smtp"]
     )
-    assert re.search(r"465\s+submission\s+implicit\s+yes\s+not built yet\s+same, TLS", rows["submissions"])
+    assert re.search(r"465\s+submission\s+implicit\s+yes\s+ready\s+same, TLS", rows["submissions"])
+    assert re.search(r"443\s+http\s+implicit\s+yes\s+not built yet", rows["https"])
     assert re.search(r"109\s+pop2\s+none\s+no\s+disabled\s+the legacy protocol; off by default", rows["pop2"])
     assert "redirects to https" in rows["http"]
     assert "pop2: POP2 (RFC 937) has no TLS" in proc.stdout

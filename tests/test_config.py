@@ -447,8 +447,8 @@ def test_enabled_listener_of_a_protocol_not_built_is_a_warning_not_an_error(writ
     config = load_config(write(""))
     messages = [str(w) for w in config.warnings]
     assert (
-        'listeners.submission: protocol "submission" is not built yet in this version; '
-        "the listener will not start" in messages
+        'listeners.http: protocol "http" is not built yet in this version; the listener will not start'
+        in messages
     )
     assert not any(w.key == "listeners.smtp" for w in config.warnings)
     assert not any(w.key == "listeners.imap" for w in config.warnings)
@@ -456,7 +456,8 @@ def test_enabled_listener_of_a_protocol_not_built_is_a_warning_not_an_error(writ
     assert config.listeners["smtp"].status == "ready"
     assert config.listeners["imap"].status == "ready"
     assert config.listeners["imaps"].status == "ready"
-    assert config.listeners["submission"].status == "not built yet"
+    assert config.listeners["submission"].status == "ready"
+    assert config.listeners["https"].status == "not built yet"
     assert config.listeners["pop2"].status == "disabled"
 
 

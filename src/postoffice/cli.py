@@ -390,6 +390,68 @@ async def _account_id(store: MailStore, address: str) -> int:
     return account.id
 
 
+def _age(seconds: float) -> str:
+    """45s, 7m30s, 5h12m, 2d03h."""
+    seconds = max(int(seconds), 0)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    """The outbound queue: list, show, retry, delete (the running server picks changes up within seconds)."""
+    now = time.time()
+    if args.action == "list":
+        messages = with_store(args, lambda store: store.queue_list())
+        rows = []
+        for m in messages:
+            pending = [r for r in m.recipients if r.status == "pending"]
+            next_try = min((r.next_attempt for r in pending), default=None)
+            rows.append(
+                (
+                    m.id,
+                    _age(now - m.created),
+                    m.size,
+                    f"<{m.sender}>",
+                    f"{len(pending)}/{len(m.recipients)}",
+                    "-" if next_try is None else ("now" if next_try <= now else f"in {_age(next_try - now)}"),
+                )
+            )
+        print_table(("ID", "AGE", "SIZE", "SENDER", "PENDING", "NEXT"), rows)
+        stats = with_store(args, lambda store: store.queue_stats())
+        oldest = "-" if stats.oldest_created is None else _age(now - stats.oldest_created)
+        print(f"{stats.messages} messages, {stats.recipients_pending} recipients pending, oldest {oldest}")
+        return EXIT_OK
+    if args.action == "show":
+        message = with_store(args, lambda store: store.queue_get(args.id))
+        if message is None:
+            raise CliError(f"no queued message {args.id}")
+        print(f"id:        {message.id}")
+        print(f"sender:    <{message.sender}>")
+        print(f"created:   {time.strftime('%Y-%m-%d %H:%M:%S %z', time.localtime(message.created))}")
+        print(f"size:      {message.size}")
+        for r in message.recipients:
+            last = f"{r.last_code or ''} {r.last_text or ''}".strip() or "-"
+            when = "-" if r.status != "pending" else time.strftime("%H:%M:%S", time.localtime(r.next_attempt))
+            print(f"  <{r.address}> {r.status} attempts={r.attempts} next={when} last: {last}")
+        return EXIT_OK
+    if args.action == "retry":
+        count = with_store(args, lambda store: store.queue_retry(args.id))
+        print(f"{count} recipients due now")
+        return EXIT_OK
+    if not with_store(args, lambda store: store.queue_delete(args.id)):
+        raise CliError(f"no queued message {args.id}")
+    print(f"deleted queued message {args.id} (no notice is sent to its sender)")
+    return EXIT_OK
+
+
 def cmd_mailbox(args: argparse.Namespace) -> int:
     address = normalize_address(args.address)
 
@@ -661,6 +723,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     command("list", cmd_mailbox, "list mailboxes with message counts and sizes", sub).add_argument(
         "address", metavar="ADDRESS"
+    )
+
+    p = command("queue", cmd_queue, "the outbound queue: list, show, retry or delete messages")
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    command("list", cmd_queue, "list queued messages with age, sender and pending recipients", sub)
+    command("show", cmd_queue, "show one queued message and its recipients", sub).add_argument("id", type=int)
+    command("retry", cmd_queue, "make one message (or all) due for delivery now", sub).add_argument(
+        "id", type=int, nargs="?"
+    )
+    command("delete", cmd_queue, "remove a queued message without notifying its sender", sub).add_argument(
+        "id", type=int
     )
 
     p = command("export", cmd_export, "export an account's mail as mbox (mboxrd) or Maildir")

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 #: Protocols whose server is part of this build. Later work adds to this set as protocols are implemented.
-BUILT_PROTOCOLS: set[str] = {"smtp", "pop2", "pop3", "imap"}
+BUILT_PROTOCOLS: set[str] = {"smtp", "submission", "pop2", "pop3", "imap"}
 
 #: Every protocol a listener may speak.
 PROTOCOLS: tuple[str, ...] = ("smtp", "submission", "pop3", "imap", "pop2", "http")

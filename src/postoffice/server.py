@@ -35,7 +35,9 @@ from postoffice.config import Config
 from postoffice.net.listener import Connection, ConnectionLimits, ListenerGroup, ListenerSpec
 from postoffice.net.tls import TlsContexts, TlsError
 from postoffice.pop3.locks import MaildropLocks
+from postoffice.smtp.queue import QueueRunner
 from postoffice.smtp.server import SmtpServerSettings, SmtpSession, refuse_connection
+from postoffice.smtp.submission import SendingLimiter
 from postoffice.store import MailStore, StoreError, open_store
 
 log = logging.getLogger("postoffice.server")
@@ -133,8 +135,11 @@ class Server:
         self.listeners: ListenerGroup | None = None
         self._stop = asyncio.Event()
         self.maildrop_locks = MaildropLocks()
+        self.limiter: SendingLimiter | None = None
+        self.queue_runner: QueueRunner | None = None
 
-    def _smtp_handler(self, store: MailStore):  # type: ignore[no-untyped-def]
+    def _smtp_handler(self, store: MailStore, authenticator: Authenticator, mode: str):  # type: ignore[no-untyped-def]
+        """Port 25 ("mx") and submission (587/465); the submission listeners share one sending limiter."""
         cfg = self.config
         settings = SmtpServerSettings(
             hostname=cfg.server.hostname,
@@ -144,10 +149,19 @@ class Server:
             command_timeout=cfg.smtp.command_timeout,
             data_timeout=cfg.smtp.data_timeout,
             max_errors=cfg.smtp.max_errors,
+            mode=mode,
+            allow_plaintext_auth=cfg.auth.allow_plaintext_auth,
+            max_messages_per_hour=cfg.submission.max_messages_per_hour,
+            max_recipients_per_message=cfg.submission.max_recipients_per_message,
+            received_client_address=cfg.submission.received_client_address,
+            trusted_networks=cfg.queue.trusted_networks,
         )
+        if self.limiter is None:
+            self.limiter = SendingLimiter(cfg.submission.max_messages_per_hour)
+        limiter = self.limiter
 
         async def handle(conn: Connection) -> None:
-            await SmtpSession(conn, settings, store).run()
+            await SmtpSession(conn, settings, store, authenticator=authenticator, limiter=limiter).run()
 
         return handle
 
@@ -214,9 +228,10 @@ class Server:
             spec = ListenerSpec(
                 listener.name, listener.protocol, listener.address, listener.port, listener.tls
             )
-            if listener.protocol == "smtp":
+            if listener.protocol in ("smtp", "submission"):
+                mode = "mx" if listener.protocol == "smtp" else "submission"
                 await self.listeners.bind(
-                    spec, self._smtp_handler(self.store), refuse_connection, smtp_limits
+                    spec, self._smtp_handler(self.store, authenticator, mode), refuse_connection, smtp_limits
                 )
             elif listener.protocol in ("pop3", "pop2"):
                 await self.listeners.bind(
@@ -239,6 +254,8 @@ class Server:
                 cfg.server.group,
                 [cfg.store.path.parent, cfg.store.spool_dir, cfg.tls.certificate.parent, cfg.tls.private_key],
             )
+        self.queue_runner = QueueRunner(self.store, hostname=cfg.server.hostname, config=cfg.queue)
+        self.queue_runner.start()
         bound = " ".join(f"{name}={addr}:{port}" for name, (addr, port) in self.listeners.bound.items())
         print(f"postoffice ready: {bound}", flush=True)
 
@@ -264,6 +281,8 @@ class Server:
         )
 
     async def shutdown(self) -> None:
+        if self.queue_runner is not None:
+            await self.queue_runner.stop()  # deliveries in flight are cut; their recipients stay pending
         if self.listeners is not None:
             self.listeners.stop_accepting()
             await self.listeners.wait_closed(self.config.server.shutdown_grace)

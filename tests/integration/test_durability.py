@@ -225,7 +225,7 @@ def test_disk_full_answers_451_keeps_running_and_shows_nothing_half_written(tmp_
             accepted: list[bytes] = []
             with smtplib.SMTP("127.0.0.1", proc.port()) as smtp:
                 # fill the disk until the store cannot commit
-                with open(filler, "wb") as f:
+                with open(filler, "wb", buffering=0) as f:  # unbuffered: close() has nothing to flush
                     try:
                         while True:
                             f.write(b"\0" * 65536)

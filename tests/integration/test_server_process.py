@@ -56,8 +56,10 @@ def test_sighup_reloads_the_certificate_for_new_connections(server: ServerProces
 
 
 def test_a_bad_config_never_starts_a_server(data_dir: DataDir) -> None:
-    text = data_dir.config.read_text().replace('tls = "starttls"', 'tls = "sometimes"', 1)
-    data_dir.config.write_text(text)
+    text = data_dir.config.read_text()
+    start = text.index("[listeners.")
+    listeners = text[start:].replace('tls = "starttls"', 'tls = "sometimes"', 1)
+    data_dir.config.write_text(text[:start] + listeners)
     proc = subprocess.run(
         [POSTOFFICE, "--config", str(data_dir.config), "run"], capture_output=True, text=True, timeout=60
     )

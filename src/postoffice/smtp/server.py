@@ -1,4 +1,5 @@
-"""SMTP glue: a connection, the sans-IO protocol core, the spool and the store (RFC 5321 inbound on port 25).
+"""SMTP glue: a connection, the sans-IO protocol core, the spool and the store: inbound mail on port 25
+(RFC 5321) and submission on ports 587 and 465 (RFC 6409, RFC 8314).
 
 Implementation notes
 - The protocol core (`postoffice.smtp.protocol`) decides everything about the wire format; this module only
@@ -15,12 +16,22 @@ Implementation notes
 - Replies are flushed when the core needs more input, so pipelined commands (RFC 2920) are answered in one
   write.
 - One log line per transaction: id, client, TLS, sender, recipients, size, result, duration.
+- Submission (`mode = "submission"`, docs/decisions/0019): AUTH PLAIN/LOGIN through the shared
+  `Authenticator` (offered after TLS only, unless plaintext is allowed); MAIL needs AUTH (530 5.7.0); the
+  envelope sender and the From addresses must be the account's own (553 5.7.1, `smtp.submission.owns`); the
+  per-account hourly limit (450 4.7.1) and recipients per message (452 4.5.3). Recipients in our domains are
+  resolved at RCPT (550 5.1.1 for unknown users) and get their copy in the same store transaction that queues
+  the message for the remote recipients (`MailStore.submit`), with their DSN parameters (RFC 3461). Date and
+  Message-ID are added when missing; the Received header names the client's address only when configured.
+- Port 25 relays for `trusted_networks` only (empty by default): their remote recipients are queued as in
+  submission, without the ownership checks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import ipaddress
 import itertools
 import logging
 import secrets
@@ -30,10 +41,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from postoffice.message import parse_message
+from postoffice.auth import Authenticator
+from postoffice.auth.sasl import mechanism_names
+from postoffice.message import ParsedMessage, parse_message
 from postoffice.net.listener import Connection, ConnectionClosedError, ReadTimeout, ShutdownRequested
 from postoffice.smtp import protocol as p
-from postoffice.store import MailStore, StoreError
+from postoffice.smtp import submission as policy
+from postoffice.store import Account, MailStore, StoreError
+from postoffice.store.api import OutboundMessage, OutboundRecipient
 
 log = logging.getLogger("postoffice.smtp")
 
@@ -55,6 +70,20 @@ class SmtpServerSettings:
     command_timeout: float = 300.0
     data_timeout: float = 180.0
     max_errors: int = 20
+    #: "mx": port 25, mail for our domains (and relay for `trusted_networks`); "submission": 587/465
+    mode: str = "mx"
+    allow_plaintext_auth: bool = False
+    max_messages_per_hour: int = 500
+    max_recipients_per_message: int = 100
+    received_client_address: bool = False
+    trusted_networks: tuple[str, ...] = ()
+
+    def trusts(self, ip: str) -> bool:
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in ipaddress.ip_network(net, strict=False) for net in self.trusted_networks)
 
 
 @dataclass
@@ -65,6 +94,7 @@ class Transaction:
     params: dict[str, str | None]
     recipients: list[str] = field(default_factory=list)
     account_ids: list[int] = field(default_factory=list)
+    remote: list[OutboundRecipient] = field(default_factory=list)
     spool: IO[bytes] | None = None
     pending: list[bytes] = field(default_factory=list)
     pending_size: int = 0
@@ -82,10 +112,23 @@ def _new_id() -> str:
 
 
 class SmtpSession:
-    def __init__(self, conn: Connection, settings: SmtpServerSettings, store: MailStore) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        settings: SmtpServerSettings,
+        store: MailStore,
+        *,
+        authenticator: Authenticator | None = None,
+        limiter: policy.SendingLimiter | None = None,
+    ) -> None:
         self.conn = conn
         self.settings = settings
         self.store = store
+        self.authenticator = authenticator
+        self.limiter = limiter
+        self.submission = settings.mode == "submission"
+        self.relay = self.submission or settings.trusts(conn.peer_ip)
+        self.account: Account | None = None
         self.helo = ""
         self.extended = False
         self.txn: Transaction | None = None
@@ -97,6 +140,11 @@ class SmtpSession:
                 max_recipients=settings.max_recipients,
                 max_errors=settings.max_errors,
                 starttls_available=conn.starttls_available,
+                auth_mechanisms=mechanism_names() if self.submission and authenticator is not None else (),
+                auth_requires_tls=not settings.allow_plaintext_auth,
+                # DSN is offered where the queue honours it: submission and relaying. Port 25 delivers
+                # locally and sends no success reports, so it does not advertise DSN (RFC 3461 section 5).
+                dsn=self.relay,
             ),
             tls_active=conn.tls_active,
         )
@@ -167,8 +215,12 @@ class SmtpSession:
             self.extended = event.extended
             self._end_transaction("new EHLO")
             proto.accept()
+        elif isinstance(event, p.Authenticate):
+            await self._authenticate(event)
         elif isinstance(event, p.MailFrom):
             self._end_transaction("new MAIL")
+            if await self._sender_refused(event):
+                return
             self.txn = Transaction(_new_id(), time.monotonic(), event.address, dict(event.params))
             proto.accept()
         elif isinstance(event, p.RcptTo):
@@ -184,12 +236,56 @@ class SmtpSession:
             await self.conn.write(out)
             await self.conn.start_tls()
             self.helo = ""
+            self.account = None  # RFC 3207 4.2: everything from before TLS is forgotten
             self._end_transaction("STARTTLS")
             proto.tls_started()
         elif isinstance(event, p.Reset):
             self._end_transaction("RSET")
         elif isinstance(event, (p.Quit, p.ConnectionClosed)):
             self._end_transaction("connection closed" if isinstance(event, p.ConnectionClosed) else "QUIT")
+
+    async def _authenticate(self, event: p.Authenticate) -> None:
+        """RFC 4954 through the shared login path (lockouts and delays as for IMAP and POP3)."""
+        assert self.authenticator is not None, "AUTH is only offered with an authenticator"
+        result = await self.authenticator.login_sasl(
+            protocol="smtp",
+            client_ip=self.conn.peer_ip,
+            credentials=event.credentials,
+            mechanism=event.mechanism,
+            tls=self.conn.tls_active,
+        )
+        if result.ok and result.account is not None:
+            self.account = result.account
+            self.proto.accept()
+        elif result.status in ("locked-out", "unavailable"):
+            self.proto.reject(454, "4.7.0", "Temporary authentication failure, try again later")
+        else:
+            self.proto.reject(535, "5.7.8", "Authentication credentials invalid")
+
+    async def _sender_refused(self, event: p.MailFrom) -> bool:
+        """Submission policy at MAIL (RFC 6409): AUTH first, the account's own sender, the hourly limit.
+        True when the command was rejected."""
+        if not self.submission:
+            return False
+        account = self.account
+        if account is None:
+            self.proto.reject(530, "5.7.0", "Authentication required")
+            return True
+        if self.limiter is not None and not self.limiter.allowed(account.id):
+            log.warning("smtp submission: account %s is over its hourly sending limit", account.address)
+            self.proto.reject(450, "4.7.1", "Sending limit reached, try again later")
+            return True
+        try:
+            owned = await policy.owns(self.store, account.id, event.address)
+        except StoreError as exc:
+            log.error("smtp submission: sender lookup failed: %s", exc)
+            self.proto.reject(451, "4.3.0", "Temporary local problem, try again later")
+            return True
+        if not owned:
+            text = f"<{event.address}>: Sender address not owned by {account.address}"
+            self.proto.reject(553, "5.7.1", text)
+            return True
+        return False
 
     async def _recipient(self, event: p.RcptTo) -> None:
         txn = self.txn
@@ -200,7 +296,17 @@ class SmtpSession:
             log.error("smtp %s: recipient lookup failed: %s", txn.id, exc)
             self.proto.reject(451, "4.3.0", "Temporary local problem, try again later")
             return
-        if resolution.status == "foreign":
+        if self.submission and len(txn.recipients) >= self.settings.max_recipients_per_message:
+            self.proto.reject(452, "4.5.3", "Too many recipients for one message")
+            return
+        if resolution.status == "foreign" and self.relay:
+            # submission or a trusted network: queued for delivery to the recipient's server
+            txn.recipients.append(event.address)
+            txn.remote.append(
+                OutboundRecipient(event.address, event.params.get("ORCPT"), event.params.get("NOTIFY"))
+            )
+            self.proto.accept()
+        elif resolution.status == "foreign":
             self.proto.reject(554, "5.7.1", f"<{event.address}>: Relay access denied")
         elif resolution.status != "local" or not resolution.account_ids:
             self.proto.reject(
@@ -220,15 +326,25 @@ class SmtpSession:
             protocol = "UTF8SMTP"
         if conn.tls_active:
             protocol += "S"
+        if self.account is not None:
+            protocol += "A"  # RFC 3848: authenticated
         helo = self.helo or "unknown"
         tls = f"\r\n\t(using {conn.tls_info})" if conn.tls_active else ""
         recipient = f"\r\n\tfor <{txn.recipients[0]}>" if len(txn.recipients) == 1 else ""
         date = email.utils.format_datetime(email.utils.localtime())
+        if self.submission and not self.settings.received_client_address:
+            # RFC 6409 8 / privacy: a submitted message does not carry the user's address or HELO name
+            source = "Received: from authenticated user"
+        else:
+            source = f"Received: from {helo} ([{conn.peer_ip}])"
         received = (
-            f"Received: from {helo} ([{conn.peer_ip}])\r\n"
+            f"{source}\r\n"
             f"\tby {self.settings.hostname} (Postoffice) with {protocol} id {txn.id}{tls}{recipient};\r\n"
             f"\t{date}\r\n"
         )
+        if self.relay and txn.remote:
+            # Return-Path is for final delivery (RFC 5321 4.4): not on a message that leaves through the queue
+            return received.encode("utf-8", "surrogateescape")
         return f"Return-Path: <{txn.sender}>\r\n".encode() + received.encode("utf-8", "surrogateescape")
 
     def _start_message(self) -> None:
@@ -276,11 +392,15 @@ class SmtpSession:
                 await self._flush_spool(txn)
                 spool = txn.spool
                 spool.flush()
-                if txn.size <= PARSE_INLINE_LIMIT:
-                    parsed = parse_message(spool)
+                parsed = await self._parse(spool, txn.size)
+                if self.relay and (txn.remote or self.submission):
+                    refused = await self._submit(txn, spool, parsed)
+                    if refused is not None:
+                        self.proto.reject(*refused)
+                        self._end_transaction("refused", result=f"{refused[0]} {refused[2]}")
+                        return
                 else:
-                    parsed = await asyncio.to_thread(parse_message, spool)
-                await self.store.deliver(spool, parsed, txn.account_ids)
+                    await self.store.deliver(spool, parsed, txn.account_ids)
         except (StoreError, OSError) as exc:
             log.error("smtp %s: delivery failed: %s", txn.id, exc)
             txn.failed = str(exc)
@@ -292,6 +412,72 @@ class SmtpSession:
         else:
             self.proto.accept(f"OK queued as {txn.id}")
             self._end_transaction("delivered", result="250 delivered")
+
+    @staticmethod
+    async def _parse(spool: IO[bytes], size: int) -> ParsedMessage:
+        spool.seek(0)
+        if size <= PARSE_INLINE_LIMIT:
+            return parse_message(spool)
+        return await asyncio.to_thread(parse_message, spool)
+
+    async def _submit(
+        self, txn: Transaction, spool: IO[bytes], parsed: ParsedMessage
+    ) -> tuple[int, str, str] | None:
+        """Submission / relay at the end of data: the From check, missing Date and Message-ID, then local
+        copies and the queue entry in one store transaction. Returns the rejection, or None when stored."""
+        account = self.account
+        if self.submission and account is not None:
+            for address in policy.from_addresses(parsed):
+                if not await policy.owns(self.store, account.id, address):
+                    return 553, "5.7.1", f"From address <{address}> not owned by {account.address}"
+        extra = policy.missing_headers(parsed, self.settings.hostname) if self.submission else b""
+        if extra:
+            spool, parsed = await self._prepend(spool, extra)
+        outbound = None
+        if txn.remote:
+            smtputf8 = "SMTPUTF8" in txn.params
+            outbound = OutboundMessage(
+                sender=txn.sender,
+                recipients=list(txn.remote),
+                envid=txn.params.get("ENVID"),
+                ret=txn.params.get("RET"),
+                account_id=account.id if account is not None else None,
+                smtputf8=smtputf8,
+                eight_bit=(txn.params.get("BODY") or "").upper() == "8BITMIME" or smtputf8,
+            )
+        try:
+            await self.store.submit(spool, parsed, txn.account_ids, outbound)
+        finally:
+            if extra:
+                spool.close()
+        if account is not None and self.limiter is not None:
+            self.limiter.record(account.id)
+        return None
+
+    @staticmethod
+    async def _prepend(spool: IO[bytes], extra: bytes) -> tuple[IO[bytes], ParsedMessage]:
+        """A new spool with `extra` header fields after the trace fields, and its parse (the copy runs in a
+        thread: a large spool is a file)."""
+
+        def copy() -> IO[bytes]:
+            spool.seek(0)
+            head = spool.read(64 * 1024)
+            # after our own Return-Path/Received lines (they start the spool), before the message's header
+            cut = 0
+            while head.startswith((b"Return-Path:", b"Received:", b"\t", b" "), cut):
+                end = head.find(b"\r\n", cut)
+                if end < 0:
+                    break
+                cut = end + 2
+            out = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115 - the caller closes it
+            out.write(head[:cut] + extra + head[cut:])
+            while chunk := spool.read(1024 * 1024):
+                out.write(chunk)
+            out.flush()
+            return out
+
+        out = await asyncio.to_thread(copy)
+        return out, await SmtpSession._parse(out, out.tell())
 
     def _end_transaction(self, why: str, result: str | None = None) -> None:
         txn = self.txn

@@ -1,0 +1,452 @@
+"""The outbound queue runner: delivers what `MailStore.submit` / `enqueue` queued, retries, bounces.
+
+Implementation notes (docs/decisions/0017 the queue, 0018 delivery, 0020 this runner)
+- One task on the event loop. It wakes when something is queued (`MailStore.subscribe_queue`) and at least
+  every POLL_INTERVAL seconds, asks the store for the messages that are due (`queue_due`), groups their due
+  recipients by domain and starts one delivery task per domain and batch (one SMTP connection carries every
+  message of the batch, RFC 5321 section 5's "one connection per destination"), at most `max_deliveries` at
+  once and `max_per_destination` per domain. A message in flight is not started again.
+- Routing: a recipient in a domain we serve is delivered to its mailbox through the store (bounces to our
+  own users); every other domain goes to its MX hosts (`smtp.mx`), or all of them to the smarthost.
+- Results (`queue_record`, one transaction per message and batch): 2xx delivered; 5xx (and a permanent DNS
+  answer: null MX, no such domain) failed; 4xx and connection failures stay pending with the next attempt
+  after first_retry * 2^(attempts - 1), at most max_retry_interval; a recipient still failing temporarily
+  after max_age expires (status 4.4.7).
+- DSNs (RFC 3461, RFC 3464 via `smtp.dsn`): never for a message from the null sender (RFC 5321 4.5.5); on
+  failure or expiry unless NOTIFY=NEVER or NOTIFY without FAILURE; one "delayed" notice after
+  delay_warning_after when NOTIFY allows DELAY (or has no NOTIFY); a success notice for NOTIFY=SUCCESS when
+  the remote did not take the DSN request over itself ("relayed" then, RFC 3461 6.2.3.1, else "delivered"
+  for local delivery). The DSN is queued in the same transaction as the result that caused it, so a crash
+  neither loses nor duplicates it; it is addressed from the null sender.
+- Stopping cancels deliveries in flight; their recipients stay pending and are tried again after a restart.
+  A remote server that accepted a message whose result was not recorded yet gets it again then (RFC 5321
+  section 6.1 accepts such duplicates; nothing acknowledged is lost).
+- Logs: one line per recipient and attempt; the queue's length and oldest age every STATS_INTERVAL seconds
+  while it is not empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import io
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+
+from postoffice.config import QueueConfig
+from postoffice.message import parse_message
+from postoffice.smtp import dsn as dsn_mod
+from postoffice.smtp.delivery import (
+    OutgoingMessage,
+    OutgoingRecipient,
+    RecipientOutcome,
+    deliver,
+    outcomes_for_dns_error,
+)
+from postoffice.smtp.mx import DnsError, Host, MxResolver, to_a_label
+from postoffice.smtp.protocol import parse_notify, parse_orcpt
+from postoffice.smtp.xtext import decode_xtext
+from postoffice.store import MailStore, StoreError
+from postoffice.store.api import (
+    GeneratedMessage,
+    OutboundMessage,
+    OutboundRecipient,
+    QueuedMessage,
+    QueuedRecipient,
+    RecipientResult,
+)
+
+log = logging.getLogger("postoffice.queue")
+
+#: Seconds between looks at the queue when nothing wakes the runner.
+POLL_INTERVAL = 5.0
+#: Seconds between log lines about the queue's length and age.
+STATS_INTERVAL = 300.0
+#: Messages asked from the store per look.
+DUE_BATCH = 500
+#: Messages sent over one connection at most.
+MESSAGES_PER_CONNECTION = 50
+#: A DSN includes the whole original (RET=FULL) only up to this size; the header otherwise.
+DSN_FULL_LIMIT = 1024 * 1024
+
+
+@dataclass
+class _Item:
+    message: QueuedMessage
+    recipients: list[QueuedRecipient]
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+def _notify(recipient: QueuedRecipient) -> frozenset[str] | None:
+    if not recipient.notify:
+        return None
+    try:
+        return parse_notify(recipient.notify)
+    except ValueError:
+        return None
+
+
+def _wants(recipient: QueuedRecipient, what: str) -> bool:
+    """RFC 3461 4.1: without NOTIFY, failures (and, at our choice, delays) are reported; NEVER nothing."""
+    notify = _notify(recipient)
+    if notify is None:
+        return what in ("FAILURE", "DELAY")
+    return what in notify
+
+
+class QueueRunner:
+    def __init__(
+        self,
+        store: MailStore,
+        *,
+        hostname: str,
+        config: QueueConfig,
+        resolver: MxResolver | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.hostname = hostname
+        self.config = config
+        self.resolver = resolver or MxResolver(
+            list(config.nameservers) or None, port=config.dns_port, local_names=[hostname]
+        )
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._jobs: set[asyncio.Task[None]] = set()
+        self._in_flight: set[tuple[int, str]] = set()
+        self._slots = asyncio.Semaphore(config.max_deliveries)
+        self._per_domain: dict[str, asyncio.Semaphore] = collections.defaultdict(
+            lambda: asyncio.Semaphore(config.max_per_destination)
+        )
+        self._unsubscribe: Callable[[], None] | None = None
+        self._last_stats = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._unsubscribe = self.store.subscribe_queue(self.wake)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="queue-runner")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        tasks = [t for t in (self._task, *self._jobs) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._task = None
+
+    async def idle(self) -> None:
+        """Wait until no delivery is in flight (tests and benchmarks)."""
+        while self._jobs:
+            await asyncio.gather(*list(self._jobs), return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.run_once()
+                await self._log_stats()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("queue runner: a pass failed; trying again shortly")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
+
+    async def _log_stats(self) -> None:
+        now = self.clock()
+        if now - self._last_stats < STATS_INTERVAL:
+            return
+        self._last_stats = now
+        stats = await self.store.queue_stats()
+        if stats.messages:
+            oldest = now - (stats.oldest_created or now)
+            log.info(
+                "queue: %d messages, %d recipients pending, oldest %.0f s",
+                stats.messages,
+                stats.recipients_pending,
+                oldest,
+            )
+
+    # -- one pass --------------------------------------------------------------------------------------------
+    async def run_once(self) -> int:
+        """Start deliveries for everything due now; returns how many delivery tasks were started."""
+        now = self.clock()
+        due = await self.store.queue_due(now, DUE_BATCH)
+        by_domain: dict[str, list[_Item]] = collections.defaultdict(list)
+        for message in due:
+            groups: dict[str, list[QueuedRecipient]] = collections.defaultdict(list)
+            for recipient in message.pending:
+                if recipient.next_attempt <= now:
+                    groups[_domain(recipient.address)].append(recipient)
+            for domain, recipients in groups.items():
+                if (message.id, domain) in self._in_flight:
+                    continue
+                self._in_flight.add((message.id, domain))
+                by_domain[domain].append(_Item(message, recipients))
+        started = 0
+        for domain, items in by_domain.items():
+            for start in range(0, len(items), MESSAGES_PER_CONNECTION):
+                batch = items[start : start + MESSAGES_PER_CONNECTION]
+                task = asyncio.get_running_loop().create_task(self._deliver_batch(domain, batch))
+                self._jobs.add(task)
+                task.add_done_callback(self._jobs.discard)
+                started += 1
+        return started
+
+    async def _deliver_batch(self, domain: str, items: list[_Item]) -> None:
+        try:
+            async with self._slots, self._per_domain[domain]:
+                resolution = await self.store.resolve_recipient(items[0].recipients[0].address)
+                if resolution.status != "foreign":
+                    for item in items:
+                        await self._deliver_locally(item)
+                else:
+                    await self._deliver_remote(domain, items)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("queue: delivery to %s failed unexpectedly; the recipients stay pending", domain)
+        finally:
+            for item in items:
+                self._in_flight.discard((item.message.id, domain))
+
+    async def _deliver_remote(self, domain: str, items: list[_Item]) -> None:
+        cfg = self.config
+        messages = [self._outgoing(item) for item in items]
+        auth = None
+        try:
+            if cfg.smarthost:
+                hosts = [Host(cfg.smarthost, 0, await self._smarthost_addresses())]
+                port, tls = cfg.smarthost_port, ("none" if cfg.smarthost_tls == "none" else "required")
+                if cfg.smarthost_username:
+                    auth = (cfg.smarthost_username, cfg.smarthost_password)
+            else:
+                hosts = await self.resolver.destinations(domain)
+                port, tls = cfg.delivery_port, cfg.tls
+        except DnsError as error:
+            outcomes = [outcomes_for_dns_error(m, error) for m in messages]
+        else:
+            outcomes = await deliver(
+                hosts,
+                messages,
+                helo_name=self.hostname,
+                port=port,
+                tls=tls,  # type: ignore[arg-type]
+                connect_timeout=cfg.connect_timeout,
+                command_timeout=cfg.command_timeout,
+                data_timeout=max(cfg.command_timeout, 600.0),
+                auth=auth,
+            )
+        for item, results in zip(items, outcomes, strict=True):
+            await self._record(item, results)
+
+    async def _smarthost_addresses(self) -> list[str]:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(self.config.smarthost, self.config.smarthost_port, proto=6)
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+    def _outgoing(self, item: _Item) -> OutgoingMessage:
+        message = item.message
+        store = self.store
+
+        def chunks() -> AsyncIterator[bytes]:
+            return store.queue_open(message.id)
+
+        envid = None
+        if message.envid:
+            with contextlib.suppress(ValueError):
+                envid = decode_xtext(message.envid)
+        recipients = []
+        for r in item.recipients:
+            orcpt = None
+            if r.orcpt:
+                with contextlib.suppress(ValueError):
+                    kind, address = parse_orcpt(r.orcpt)
+                    orcpt = f"{kind};{address}"
+            recipients.append(OutgoingRecipient(r.address, r.notify, orcpt))
+        return OutgoingMessage(
+            sender=message.sender,
+            recipients=recipients,
+            data=chunks,
+            size=message.size,
+            eight_bit=message.eight_bit,
+            smtputf8=message.smtputf8,
+            envid=envid,
+            ret=message.ret,
+        )
+
+    async def _deliver_locally(self, item: _Item) -> None:
+        """Recipients in our own domains (bounces to our users, relayed mail for them)."""
+        data = await self.store.queue_read(item.message.id)
+        parsed = parse_message(io.BytesIO(data))
+        outcomes: list[RecipientOutcome] = []
+        for recipient in item.recipients:
+            resolution = await self.store.resolve_recipient(recipient.address)
+            if resolution.status == "local" and resolution.account_ids:
+                try:
+                    await self.store.deliver(io.BytesIO(data), parsed, resolution.account_ids)
+                except StoreError as exc:
+                    outcome = RecipientOutcome(
+                        recipient.address, "temporary", 451, "4.3.0", str(exc), self.hostname
+                    )
+                else:
+                    outcome = RecipientOutcome(
+                        recipient.address, "delivered", 250, "2.0.0", "delivered to mailbox", self.hostname
+                    )
+            else:
+                outcome = RecipientOutcome(
+                    recipient.address, "permanent", 550, "5.1.1", "no such user here", self.hostname
+                )
+            outcomes.append(outcome)
+        await self._record(item, outcomes, local=True)
+
+    # -- results and DSNs ------------------------------------------------------------------------------------
+    def _next_attempt(self, now: float, attempts: int) -> float:
+        cfg = self.config
+        return now + min(cfg.first_retry * 2 ** max(attempts - 1, 0), cfg.max_retry_interval)
+
+    async def _record(
+        self, item: _Item, outcomes: Sequence[RecipientOutcome], *, local: bool = False
+    ) -> None:
+        cfg = self.config
+        message = item.message
+        now = self.clock()
+        results: list[RecipientResult] = []
+        reports: list[dsn_mod.DsnRecipient] = []
+        for recipient, outcome in zip(item.recipients, outcomes, strict=True):
+            diagnostic = f"smtp; {outcome.code} {outcome.enhanced or ''} {outcome.text}".replace("  ", " ")
+            common = {
+                "recipient_id": recipient.id,
+                "code": outcome.code,
+                "enhanced": outcome.enhanced,
+                "text": outcome.text,
+                "remote_mta": outcome.remote_mta,
+                "attempted_at": now,
+            }
+            status = outcome.status
+            if status == "delivered":
+                results.append(RecipientResult(status="delivered", **common))  # type: ignore[arg-type]
+                if _wants(recipient, "SUCCESS") and not outcome.remote_dsn:
+                    action = "delivered" if local else "relayed"
+                    reports.append(self._report(recipient, action, "2.0.0", outcome, diagnostic, now))
+            elif status == "permanent":
+                results.append(RecipientResult(status="failed", **common))  # type: ignore[arg-type]
+                if _wants(recipient, "FAILURE"):
+                    code = outcome.enhanced or "5.0.0"
+                    reports.append(self._report(recipient, "failed", code, outcome, diagnostic, now))
+            elif now - message.created >= cfg.max_age:
+                results.append(RecipientResult(status="expired", **common))  # type: ignore[arg-type]
+                if _wants(recipient, "FAILURE"):
+                    reports.append(self._report(recipient, "failed", "4.4.7", outcome, diagnostic, now))
+            else:
+                warn = (
+                    cfg.delay_warning_after > 0
+                    and not recipient.delay_warned
+                    and now - message.created >= cfg.delay_warning_after
+                    and _wants(recipient, "DELAY")
+                    and bool(message.sender)
+                )
+                results.append(
+                    RecipientResult(
+                        status="pending",
+                        next_attempt=self._next_attempt(now, recipient.attempts + 1),
+                        delay_warned=True if warn else None,
+                        **common,  # type: ignore[arg-type]
+                    )
+                )
+                if warn:
+                    report = self._report(
+                        recipient, "delayed", outcome.enhanced or "4.0.0", outcome, diagnostic, now
+                    )
+                    reports.append(report)
+            log.info(
+                "queue id=%d from=<%s> to=<%s> relay=%s result=%s (%s %s)",
+                message.id,
+                message.sender,
+                recipient.address,
+                outcome.remote_mta or "-",
+                results[-1].status,
+                outcome.code,
+                outcome.text,
+            )
+        bounces: list[GeneratedMessage] = []
+        if reports and message.sender:
+            bounces.append(await self._dsn(message, reports, now))
+        await self.store.queue_record(message.id, results, bounces=bounces)
+
+    def _report(
+        self,
+        recipient: QueuedRecipient,
+        action: str,
+        status: str,
+        outcome: RecipientOutcome,
+        diagnostic: str,
+        now: float,
+    ) -> dsn_mod.DsnRecipient:
+        return dsn_mod.DsnRecipient(
+            final_recipient=recipient.address,
+            original_recipient=recipient.orcpt,
+            action=action,
+            status=status,
+            diagnostic_code=diagnostic if outcome.code else None,
+            remote_mta=outcome.remote_mta,
+            last_attempt_date=now,
+            will_retry_until=(now + self.config.max_age) if action == "delayed" else None,
+        )
+
+    async def _dsn(
+        self, message: QueuedMessage, reports: list[dsn_mod.DsnRecipient], now: float
+    ) -> GeneratedMessage:
+        if message.size <= DSN_FULL_LIMIT:
+            original = await self.store.queue_read(message.id)
+        else:
+            original = await self._head(message.id)
+        data = dsn_mod.build_dsn(
+            reporting_mta=self.hostname,
+            original_sender=message.sender,
+            original=original,
+            envid=message.envid,
+            ret=message.ret,
+            arrival_date=message.created,
+            recipients=reports,
+            now=now,
+            message_id_domain=self.hostname,
+            smtputf8=message.smtputf8,
+        )
+        outbound = OutboundMessage(
+            sender="",  # RFC 3461 6.2 / RFC 5321 4.5.5: a DSN comes from the null sender
+            recipients=[OutboundRecipient(message.sender, notify="NEVER")],
+            smtputf8=not message.sender.isascii(),
+            eight_bit=not data.isascii(),
+        )
+        return GeneratedMessage(data, outbound)
+
+    async def _head(self, queue_id: int) -> bytes:
+        """The header of a large queued message (enough for a DSN with RET=HDRS)."""
+        head = bytearray()
+        async for chunk in self.store.queue_open(queue_id):
+            head += chunk
+            end = head.find(b"\r\n\r\n")
+            if end >= 0:
+                return bytes(head[: end + 4])
+            if len(head) > DSN_FULL_LIMIT:
+                break
+        return bytes(head)
+
+
+def domains_of(addresses: Sequence[str]) -> set[str]:
+    return {to_a_label(_domain(a)) for a in addresses}

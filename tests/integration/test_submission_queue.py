@@ -1,0 +1,338 @@
+"""Submission (587/465) and outbound delivery through the durable queue, against the internet rebuilt on
+loopback: a real DNS server (tests/support/dns_server.py) and "remote" mail servers on 127.0.0.2,
+127.0.0.3, ... (tests/support/smtp_peer.py), with a real `postoffice run` process.
+
+Every wait polls an observable effect (a peer's received list, the queue, a mailbox) up to a deadline; none
+is a fixed sleep."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import smtplib
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import DataDir, ServerProcess, cli, make_data_dir
+from tests.integration.mailcheck import inbox_messages
+from tests.support.dns_server import DnsServer, Zones
+from tests.support.smtp_peer import Script, SmtpPeer
+
+pytestmark = pytest.mark.integration
+
+DEMO = "demo@example.test"
+PASSWORD = "demo-secret-pw"
+DEADLINE = 30.0
+
+
+def wait_for(what: str, check: Callable[[], object], deadline: float = DEADLINE) -> object:
+    """Poll `check` until it returns something true (bounded); the value."""
+    end = time.monotonic() + deadline
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def free_port_on(*hosts: str) -> int:
+    """A TCP port number free on every one of these loopback addresses."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind((hosts[0], 0))
+            port = probe.getsockname()[1]
+        try:
+            for host in hosts:
+                with socket.socket() as sock:
+                    sock.bind((host, port))
+            return port
+        except OSError:
+            continue
+    raise AssertionError("no common free port")
+
+
+class Internet:
+    """DNS zones and peers; the Postoffice config points its resolver and delivery port here."""
+
+    def __init__(self) -> None:
+        self.zones = Zones(
+            [
+                ("remote.test.", "MX", "10 mx1.remote.test."),
+                ("remote.test.", "MX", "20 mx2.remote.test."),
+                ("mx1.remote.test.", "A", "127.0.0.2"),  # nothing listens there: connection refused
+                ("mx2.remote.test.", "A", "127.0.0.3"),
+                ("nomx.test.", "A", "127.0.0.4"),
+                ("nullmx.test.", "MX", "0 ."),
+                ("fails.test.", "MX", "10 mx.fails.test."),
+                ("mx.fails.test.", "A", "127.0.0.5"),
+            ]
+        )
+        self.dns = DnsServer(self.zones).start()
+        self.port = free_port_on("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
+        self.mx2 = SmtpPeer("127.0.0.3", self.port, tls_context=_peer_tls()).start()
+        self.nomx = SmtpPeer("127.0.0.4", self.port).start()
+        self.fails = SmtpPeer("127.0.0.5", self.port, Script(rcpt_replies={})).start()
+
+    def stop(self) -> None:
+        for peer in (self.mx2, self.nomx, self.fails):
+            peer.stop()
+        self.dns.stop()
+
+
+_TLS: ssl.SSLContext | None = None
+
+
+def _peer_tls() -> ssl.SSLContext:
+    global _TLS
+    if _TLS is None:
+        from postoffice.net.tls import generate_self_signed
+
+        directory = Path(__file__).parent / ".peer-tls"
+        directory.mkdir(exist_ok=True)
+        cert, key = directory / "cert.pem", directory / "key.pem"
+        if not cert.exists():
+            generate_self_signed("mx2.remote.test", cert, key)
+        _TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        _TLS.load_cert_chain(cert, key)
+    return _TLS
+
+
+@pytest.fixture
+def internet() -> Iterator[Internet]:
+    net = Internet()
+    try:
+        yield net
+    finally:
+        net.stop()
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(f'"{v}"' for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f'"{value}"' if isinstance(value, str) else str(value)
+
+
+def configure(data: DataDir, internet: Internet, **queue: object) -> None:
+    settings = {
+        "nameservers": ["127.0.0.1"],
+        "dns_port": internet.dns.port,
+        "delivery_port": internet.port,
+        "first_retry": 1,
+        "max_retry_interval": 2,
+        "connect_timeout": 5,
+        "command_timeout": 10,
+        **queue,
+    }
+    text = data.config.read_text()
+    for key, value in settings.items():
+        rendered = _toml(value)
+        text, count = re.subn(rf"(?m)^{key} = .*$", f"{key} = {rendered}", text, count=1)
+        assert count == 1, key
+    data.config.write_text(text)
+
+
+@pytest.fixture
+def server(tmp_path: Path, internet: Internet, request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    data = make_data_dir(tmp_path / "data", users=("demo", "other"))
+    configure(data, internet, **getattr(request, "param", {}))
+    proc = ServerProcess(data).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def submit(
+    server: ServerProcess,
+    recipients: list[str],
+    *,
+    subject: str = "hello",
+    sender: str = DEMO,
+    header_from: str | None = None,
+    extra: str = "",
+    mail_options: tuple[str, ...] = (),
+    rcpt_options: tuple[str, ...] = (),
+) -> None:
+    body = (
+        f"From: {header_from or sender}\r\nTo: {', '.join(recipients)}\r\nSubject: {subject}\r\n{extra}\r\n"
+        f"Body of {subject}.\r\n"
+    )
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with smtplib.SMTP("127.0.0.1", server.port("submission"), timeout=30) as smtp:
+        smtp.starttls(context=context)
+        smtp.login(DEMO, PASSWORD)
+        smtp.sendmail(sender, recipients, body.encode(), mail_options, rcpt_options)
+
+
+def queue_empty(server: ServerProcess) -> bool:
+    return "0 messages" in cli("queue", "list", config=server.data.config)
+
+
+def inbox(server: ServerProcess, address: str = DEMO) -> list[bytes]:
+    return [raw for _, raw in inbox_messages(server.data.root, address)]
+
+
+# -- submission and delivery by MX ---------------------------------------------------------------------------
+
+
+def test_submission_delivers_locally_and_to_the_next_mx_over_starttls(
+    server: ServerProcess, internet: Internet
+) -> None:
+    submit(server, ["other@example.test", "bob@remote.test"], subject="mixed")
+    [local] = wait_for("the local copy", lambda: inbox(server, "other@example.test"))
+    received = wait_for("delivery to mx2", lambda: internet.mx2.received)
+    [message] = received  # mx1 refused the connection: the next MX by preference took it
+    assert message.recipients == ["bob@remote.test"] and message.mail_from == DEMO
+    assert message.tls  # STARTTLS whenever offered
+    for raw in (local, message.data):
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        assert parsed["Subject"] == "mixed"
+        assert parsed["Message-ID"] and parsed["Date"]  # added: the client sent neither
+        assert "127.0.0.1" not in str(parsed["Received"])  # no client address in the trace
+    assert b"Return-Path" not in message.data.split(b"\r\n\r\n")[0]
+    wait_for("an empty queue", lambda: queue_empty(server))
+
+
+def test_a_domain_without_mx_is_delivered_to_its_address(server: ServerProcess, internet: Internet) -> None:
+    submit(server, ["carol@nomx.test"], subject="implicit mx")
+    [message] = wait_for("delivery by A record", lambda: internet.nomx.received)
+    assert message.recipients == ["carol@nomx.test"]
+
+
+def _report(raw: bytes) -> email.message.EmailMessage:
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed.get_content_type() == "multipart/report"
+    assert parsed.get_param("report-type") == "delivery-status"
+    return parsed  # type: ignore[return-value]
+
+
+def _status_fields(report: email.message.EmailMessage) -> str:
+    part = next(p for p in report.walk() if p.get_content_type() == "message/delivery-status")
+    return "\n".join(str(sub) for sub in part.get_payload())  # type: ignore[union-attr]
+
+
+def test_a_permanent_failure_bounces_to_the_sender(server: ServerProcess, internet: Internet) -> None:
+    internet.fails.script.rcpt_replies["nobody@fails.test"] = "550 5.1.1 no such user"
+    submit(server, ["nobody@fails.test"], subject="doomed")
+    [bounce] = wait_for("the bounce", lambda: inbox(server))
+    report = _report(bounce)
+    assert report["From"].addresses[0].username == "MAILER-DAEMON"
+    assert report["Auto-Submitted"] == "auto-replied"
+    fields = _status_fields(report)
+    assert "Final-Recipient: rfc822; nobody@fails.test" in fields
+    assert "Action: failed" in fields and "Status: 5.1.1" in fields
+    assert "550 5.1.1 no such user" in fields
+    assert "Subject: doomed" in bounce.decode()  # the original header comes back
+    wait_for("an empty queue", lambda: queue_empty(server))
+
+
+def test_a_null_mx_bounces_at_once(server: ServerProcess, internet: Internet) -> None:
+    submit(server, ["x@nullmx.test"], subject="null mx")
+    [bounce] = wait_for("the bounce", lambda: inbox(server))
+    assert "Action: failed" in _status_fields(_report(bounce))
+
+
+def test_a_temporary_failure_is_retried_until_it_succeeds(server: ServerProcess, internet: Internet) -> None:
+    internet.fails.script.rcpt_replies["later@fails.test"] = "451 4.3.0 try again later"
+    submit(server, ["later@fails.test"], subject="retried")
+    wait_for(
+        "a first, failed attempt",
+        lambda: "attempts=1" in cli("queue", "show", "1", config=server.data.config),
+    )
+    del internet.fails.script.rcpt_replies["later@fails.test"]
+    [message] = wait_for("the retry's delivery", lambda: internet.fails.received)
+    assert message.recipients == ["later@fails.test"]
+    wait_for("an empty queue", lambda: queue_empty(server))
+    assert inbox(server) == []  # no bounce, no delay notice
+
+
+@pytest.mark.parametrize("server", [{"max_age": 2}], indirect=True)
+def test_a_message_that_keeps_failing_expires_and_bounces(server: ServerProcess, internet: Internet) -> None:
+    internet.fails.script.rcpt_replies["stuck@fails.test"] = "451 4.3.0 try again later"
+    submit(server, ["stuck@fails.test"], subject="expires")
+    [bounce] = wait_for("the expiry bounce", lambda: inbox(server))
+    fields = _status_fields(_report(bounce))
+    assert "Action: failed" in fields and "Status: 4.4.7" in fields
+    wait_for("an empty queue", lambda: queue_empty(server))
+
+
+@pytest.mark.parametrize("server", [{"trusted_networks": ["127.0.0.1/32"]}], indirect=True)
+def test_no_bounce_for_a_message_from_the_null_sender(server: ServerProcess, internet: Internet) -> None:
+    """Relayed from a trusted network on port 25 with MAIL FROM:<>: the failure is dropped, not bounced."""
+    internet.fails.script.rcpt_replies["nobody@fails.test"] = "550 5.1.1 no such user"
+    with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=30) as smtp:
+        smtp.sendmail("<>", ["nobody@fails.test"], b"Subject: from nobody\r\n\r\nbody\r\n")
+    wait_for("an empty queue", lambda: queue_empty(server))
+    assert inbox(server) == [] and inbox(server, "other@example.test") == []
+    assert "result=failed" in server.log()
+
+
+def test_notify_success_gets_a_relayed_report(server: ServerProcess, internet: Internet) -> None:
+    submit(server, ["carol@nomx.test"], subject="tell me", rcpt_options=("NOTIFY=SUCCESS",))
+    wait_for("the delivery", lambda: internet.nomx.received)
+    [report] = wait_for("the success report", lambda: inbox(server))
+    fields = _status_fields(_report(report))
+    assert "Action: relayed" in fields and "Status: 2.0.0" in fields
+
+
+# -- submission policy ---------------------------------------------------------------------------------------
+
+
+def test_submission_enforces_auth_sender_and_from(server: ServerProcess, internet: Internet) -> None:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with smtplib.SMTP("127.0.0.1", server.port("submission"), timeout=30) as smtp:
+        smtp.ehlo()
+        assert "auth" not in smtp.esmtp_features  # no AUTH before TLS
+        smtp.starttls(context=context)
+        smtp.ehlo()
+        assert "PLAIN" in smtp.esmtp_features["auth"] and "dsn" in smtp.esmtp_features
+        assert smtp.mail(DEMO)[0] == 530  # authentication required
+        smtp.rset()
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            smtp.login(DEMO, "wrong password")
+        smtp.login(DEMO, PASSWORD)
+        code, text = smtp.mail("other@example.test")
+        assert (code, text[:5]) == (553, b"5.7.1")
+        smtp.rset()
+        assert smtp.mail(DEMO)[0] == 250 and smtp.rcpt("bob@remote.test")[0] == 250
+        code, text = smtp.data(b"From: other@example.test\r\nSubject: spoof\r\n\r\nx\r\n")
+        assert (code, text[:5]) == (553, b"5.7.1")
+    # port 25 is not a relay
+    with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=30) as smtp:
+        smtp.ehlo()
+        smtp.mail("someone@elsewhere.test")
+        code, _ = smtp.rcpt("bob@remote.test")
+        assert code == 554
+    assert internet.mx2.received == []
+
+
+@pytest.mark.parametrize("server", [{"max_messages_per_hour": 2}], indirect=True)
+def test_sending_limits_per_account(server: ServerProcess, internet: Internet) -> None:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with smtplib.SMTP("127.0.0.1", server.port("submission"), timeout=30) as smtp:
+        smtp.starttls(context=context)
+        smtp.login(DEMO, PASSWORD)
+        smtp.mail(DEMO)
+        codes = [smtp.rcpt(f"r{i}@remote.test")[0] for i in range(101)]
+        assert codes[:100] == [250] * 100 and codes[100] == 452  # recipients per message (default 100)
+        smtp.rset()
+        for n in range(2):
+            smtp.sendmail(DEMO, ["carol@nomx.test"], f"Subject: {n}\r\n\r\nx\r\n".encode())
+        code, text = smtp.mail(DEMO)  # the third message within the hour
+        assert (code, text[:5]) == (450, b"4.7.1")
