@@ -13,6 +13,7 @@ import re
 import smtplib
 import socket
 import ssl
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -73,10 +74,12 @@ class Internet:
                 ("nullmx.test.", "MX", "0 ."),
                 ("fails.test.", "MX", "10 mx.fails.test."),
                 ("mx.fails.test.", "A", "127.0.0.5"),
+                ("other.test.", "MX", "10 mx.other.test."),
+                ("mx.other.test.", "A", "127.0.0.6"),  # a second Postoffice instance
             ]
         )
         self.dns = DnsServer(self.zones).start()
-        self.port = free_port_on("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
+        self.port = free_port_on("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6")
         self.mx2 = SmtpPeer("127.0.0.3", self.port, tls_context=_peer_tls()).start()
         self.nomx = SmtpPeer("127.0.0.4", self.port).start()
         self.fails = SmtpPeer("127.0.0.5", self.port, Script(rcpt_replies={})).start()
@@ -91,17 +94,15 @@ _TLS: ssl.SSLContext | None = None
 
 
 def _peer_tls() -> ssl.SSLContext:
+    """The "remote" server's certificate (self-signed: opportunistic TLS does not verify it)."""
     global _TLS
     if _TLS is None:
         from postoffice.net.tls import generate_self_signed
 
-        directory = Path(__file__).parent / ".peer-tls"
-        directory.mkdir(exist_ok=True)
-        cert, key = directory / "cert.pem", directory / "key.pem"
-        if not cert.exists():
-            generate_self_signed("mx2.remote.test", cert, key)
+        directory = Path(tempfile.mkdtemp(prefix="postoffice-peer-tls-"))
+        generate_self_signed("mx2.remote.test", directory / "cert.pem", directory / "key.pem")
         _TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        _TLS.load_cert_chain(cert, key)
+        _TLS.load_cert_chain(directory / "cert.pem", directory / "key.pem")
     return _TLS
 
 
@@ -336,3 +337,71 @@ def test_sending_limits_per_account(server: ServerProcess, internet: Internet) -
             smtp.sendmail(DEMO, ["carol@nomx.test"], f"Subject: {n}\r\n\r\nx\r\n".encode())
         code, text = smtp.mail(DEMO)  # the third message within the hour
         assert (code, text[:5]) == (450, b"4.7.1")
+
+
+# -- delay notices, a crash with mail in the queue, a second Postoffice as the remote ------------------------
+
+
+@pytest.mark.parametrize("server", [{"delay_warning_after": 1}], indirect=True)
+def test_a_delay_notice_goes_out_once_and_delivery_goes_on(server: ServerProcess, internet: Internet) -> None:
+    internet.fails.script.rcpt_replies["slow@fails.test"] = "451 4.7.0 greylisted"
+    submit(server, ["slow@fails.test"], subject="slow")
+    [notice] = wait_for("the delay notice", lambda: inbox(server))
+    fields = _status_fields(_report(notice))
+    assert "Action: delayed" in fields and "Will-Retry-Until:" in fields
+    wait_for("more attempts", lambda: "attempts=3" in cli("queue", "show", "1", config=server.data.config))
+    del internet.fails.script.rcpt_replies["slow@fails.test"]
+    wait_for("the delivery", lambda: internet.fails.received)
+    wait_for("an empty queue", lambda: queue_empty(server))
+    assert len(inbox(server)) == 1  # one notice, no failure report
+
+
+def test_kill_9_with_mail_in_the_queue_loses_and_duplicates_nothing(
+    server: ServerProcess, internet: Internet
+) -> None:
+    """The remote stalls before its greeting, so every message is in the queue (acknowledged to the client
+    with 250) while the server is killed; after the restart each arrives exactly once, byte for byte."""
+    internet.fails.script.replies["connect"] = "stall"
+    subjects = [f"crash {n}" for n in range(8)]
+    for subject in subjects:
+        submit(server, [f"{subject.replace(' ', '')}@fails.test"], subject=subject)
+    wait_for("a stalled delivery", lambda: internet.fails.connections > 0)
+    server.kill()  # SIGKILL
+    internet.fails.script.replies.clear()
+    internet.fails.release.set()
+    restarted = ServerProcess(server.data).start()
+    try:
+        wait_for("every message delivered", lambda: len(internet.fails.received) >= len(subjects))
+        wait_for("an empty queue", lambda: queue_empty(restarted))
+    finally:
+        restarted.stop()
+    by_subject = {
+        email.message_from_bytes(r.data, policy=email.policy.default)["Subject"]: r.data
+        for r in internet.fails.received
+    }
+    assert sorted(by_subject) == sorted(subjects) and len(internet.fails.received) == len(subjects)  # once
+    for subject, data in by_subject.items():
+        assert data.endswith(f"\r\n\r\nBody of {subject}.\r\n".encode())  # intact
+
+
+def test_delivery_to_a_second_postoffice_instance(
+    server: ServerProcess, internet: Internet, tmp_path: Path
+) -> None:
+    remote = make_data_dir(tmp_path / "remote", domain="other.test", users=("zoe",))
+    text = remote.config.read_text()
+    start = text.index("[listeners.smtp]")
+    end = text.index("[listeners.", start + 1)
+    block = text[start:end].replace('address = "127.0.0.1"', 'address = "127.0.0.6"')
+    block = re.sub(r"(?m)^port = 0$", f"port = {internet.port}", block)
+    remote.config.write_text(text[:start] + block + text[end:])
+    peer = ServerProcess(remote).start()
+    try:
+        submit(server, ["zoe@other.test"], subject="between two postoffices")
+        [raw] = wait_for("the other instance's mailbox", lambda: inbox(peer, "zoe@other.test"))
+    finally:
+        peer.stop()
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["Subject"] == "between two postoffices"
+    assert parsed["Return-Path"] == f"<{DEMO}>"
+    assert "with ESMTPS" in str(parsed.get_all("Received")[0])  # STARTTLS between the two
+    wait_for("an empty queue", lambda: queue_empty(server))

@@ -16,6 +16,7 @@ import pytest
 from postoffice.message import parse_message
 from postoffice.store import (
     GeneratedMessage,
+    LocalCopy,
     MailStore,
     NotFound,
     OutboundMessage,
@@ -546,3 +547,39 @@ def test_a_version_5_store_gets_the_queue_tables(tmp_path: Path) -> None:
         assert {"queue_recipients_due", "queue_recipients_message", "queue_messages_created"} <= indexes
     finally:
         conn.close()
+
+
+def test_a_local_copy_is_delivered_in_the_transaction_that_records_it(tmp_path: Path) -> None:
+    """Queued mail for our own users (bounces): the mailbox copy and the result commit together, so a crash
+    between them cannot deliver it twice; a record that fails delivers nothing."""
+
+    async def scenario(store: MailStore) -> None:
+        account_id = await demo_account(store)
+        raw = message("bounce for a local user")
+        queue_id = await store.enqueue(raw, len(raw), outbound("demo@example.test", sender=""))
+        queued = await store.queue_get(queue_id)
+        assert queued is not None
+        (recipient,) = queued.recipients
+        copy = LocalCopy(io.BytesIO(raw), parse_message(io.BytesIO(raw)), [account_id])
+        done = [RecipientResult(recipient.id, "delivered", 250, "2.0.0", "ok", attempted_at=time.time())]
+        await store.queue_record(queue_id, done, local_copy=copy)
+        inbox = await store.get_mailbox(account_id, "INBOX")
+        assert inbox is not None
+        (stored,) = await store.list_messages(inbox.id)
+        assert await store.read_content(stored.content_id) == raw
+        assert await store.queue_get(queue_id) is None
+        # again: the recipient is final, the call fails as a whole, no second copy appears
+        again = await store.enqueue(raw, len(raw), outbound("demo@example.test", sender=""))
+        other = await store.queue_get(again)
+        assert other is not None
+        final = [
+            RecipientResult(other.recipients[0].id, "failed", 550, "5.1.1", "x", attempted_at=time.time())
+        ]
+        await store.queue_record(again, final, keep=True)
+        with pytest.raises(StoreError):
+            await store.queue_record(
+                again, [RecipientResult(other.recipients[0].id, "delivered")], local_copy=copy
+            )
+        assert len(await store.list_messages(inbox.id)) == 1
+
+    run(tmp_path / "s.sqlite3", scenario)

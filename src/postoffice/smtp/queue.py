@@ -49,9 +49,10 @@ from postoffice.smtp.delivery import (
 from postoffice.smtp.mx import DnsError, Host, MxResolver, to_a_label
 from postoffice.smtp.protocol import parse_notify, parse_orcpt
 from postoffice.smtp.xtext import decode_xtext
-from postoffice.store import MailStore, StoreError
+from postoffice.store import MailStore
 from postoffice.store.api import (
     GeneratedMessage,
+    LocalCopy,
     OutboundMessage,
     OutboundRecipient,
     QueuedMessage,
@@ -290,29 +291,26 @@ class QueueRunner:
         )
 
     async def _deliver_locally(self, item: _Item) -> None:
-        """Recipients in our own domains (bounces to our users, relayed mail for them)."""
+        """Recipients in our own domains (bounces to our users, relayed mail for them): the copies and the
+        results go into one store transaction (`LocalCopy`), so a crash cannot deliver a message twice."""
         data = await self.store.queue_read(item.message.id)
         parsed = parse_message(io.BytesIO(data))
         outcomes: list[RecipientOutcome] = []
+        account_ids: list[int] = []
         for recipient in item.recipients:
             resolution = await self.store.resolve_recipient(recipient.address)
             if resolution.status == "local" and resolution.account_ids:
-                try:
-                    await self.store.deliver(io.BytesIO(data), parsed, resolution.account_ids)
-                except StoreError as exc:
-                    outcome = RecipientOutcome(
-                        recipient.address, "temporary", 451, "4.3.0", str(exc), self.hostname
-                    )
-                else:
-                    outcome = RecipientOutcome(
-                        recipient.address, "delivered", 250, "2.0.0", "delivered to mailbox", self.hostname
-                    )
+                account_ids.extend(resolution.account_ids)
+                outcome = RecipientOutcome(
+                    recipient.address, "delivered", 250, "2.0.0", "delivered to mailbox", self.hostname
+                )
             else:
                 outcome = RecipientOutcome(
                     recipient.address, "permanent", 550, "5.1.1", "no such user here", self.hostname
                 )
             outcomes.append(outcome)
-        await self._record(item, outcomes, local=True)
+        local_copy = LocalCopy(io.BytesIO(data), parsed, account_ids) if account_ids else None
+        await self._record(item, outcomes, local_copy=local_copy)
 
     # -- results and DSNs ------------------------------------------------------------------------------------
     def _next_attempt(self, now: float, attempts: int) -> float:
@@ -320,8 +318,9 @@ class QueueRunner:
         return now + min(cfg.first_retry * 2 ** max(attempts - 1, 0), cfg.max_retry_interval)
 
     async def _record(
-        self, item: _Item, outcomes: Sequence[RecipientOutcome], *, local: bool = False
+        self, item: _Item, outcomes: Sequence[RecipientOutcome], *, local_copy: LocalCopy | None = None
     ) -> None:
+        local = local_copy is not None
         cfg = self.config
         message = item.message
         now = self.clock()
@@ -386,7 +385,7 @@ class QueueRunner:
         bounces: list[GeneratedMessage] = []
         if reports and message.sender:
             bounces.append(await self._dsn(message, reports, now))
-        await self.store.queue_record(message.id, results, bounces=bounces)
+        await self.store.queue_record(message.id, results, bounces=bounces, local_copy=local_copy)
 
     def _report(
         self,

@@ -238,6 +238,16 @@ class GeneratedMessage:
 
 
 @dataclass(frozen=True)
+class LocalCopy:
+    """A queued message delivered to local mailboxes by `MailStore.queue_record`, in the same transaction as
+    the results that say so (a crash cannot deliver it twice)."""
+
+    source: IO[bytes]
+    parsed: ParsedMessage
+    account_ids: Sequence[int]
+
+
+@dataclass(frozen=True)
 class SubmitResult:
     """What `MailStore.submit` stored: the local copies and the queued message's id (None: nothing queued)."""
 
@@ -581,11 +591,14 @@ class MailStore(abc.ABC):
         *,
         bounces: Sequence[GeneratedMessage] = (),
         keep: bool = False,
+        local_copy: LocalCopy | None = None,
     ) -> QueuedMessage:
         """Record delivery results durably and queue the DSNs they caused (`bounces`) in the same
-        transaction, so that a crash neither loses nor duplicates a DSN. A recipient that is final already
-        cannot change (StoreError: the whole call changes nothing). When every recipient is final the message
-        and its bytes are removed in that transaction, unless `keep`. Returns the message as recorded."""
+        transaction, so that a crash neither loses nor duplicates a DSN; `local_copy` delivers the message to
+        local mailboxes in that transaction too (queued mail for our own users, such as bounces). A
+        recipient that is final already cannot change (StoreError: the whole call changes nothing). When
+        every recipient is final the message and its bytes are removed in that transaction, unless `keep`.
+        Returns the message as recorded."""
 
     @abc.abstractmethod
     async def queue_delete(self, queue_id: int) -> bool:

@@ -62,6 +62,7 @@ from postoffice.store.api import (
     Domain,
     GeneratedMessage,
     ImapRendering,
+    LocalCopy,
     MailboxChanges,
     MailboxInfo,
     MailboxSnapshot,
@@ -1865,7 +1866,13 @@ class SqliteMailStore(MailStore):
         *,
         bounces: Sequence[GeneratedMessage] = (),
         keep: bool = False,
+        local_copy: LocalCopy | None = None,
     ) -> QueuedMessage:
+        delivery = None
+        if local_copy is not None and local_copy.account_ids:
+            delivery = _LocalDelivery.prepare(
+                local_copy.source, local_copy.parsed, local_copy.account_ids, "INBOX", (), None
+            )
         for result in results:
             if result.status not in QUEUE_STATUSES:
                 raise ValueError(f"not a queue status: {result.status!r}")
@@ -1920,6 +1927,8 @@ class SqliteMailStore(MailStore):
                         r.recipient_id,
                     ),
                 )
+            if delivery is not None:
+                self._deliver_rows(conn, events, delivery)
             now = time.time()
             for bounce in bounces:
                 self._enqueue_rows(
