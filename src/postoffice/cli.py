@@ -438,7 +438,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
         print(f"created:   {time.strftime('%Y-%m-%d %H:%M:%S %z', time.localtime(message.created))}")
         print(f"size:      {message.size}")
         for r in message.recipients:
-            last = f"{r.last_code or ''} {r.last_text or ''}".strip() or "-"
+            last = " ".join(str(x) for x in (r.last_code, r.last_enhanced, r.last_text) if x) or "-"
             when = "-" if r.status != "pending" else time.strftime("%H:%M:%S", time.localtime(r.next_attempt))
             print(f"  <{r.address}> {r.status} attempts={r.attempts} next={when} last: {last}")
         return EXIT_OK

@@ -405,3 +405,24 @@ def test_delivery_to_a_second_postoffice_instance(
     assert parsed["Return-Path"] == f"<{DEMO}>"
     assert "with ESMTPS" in str(parsed.get_all("Received")[0])  # STARTTLS between the two
     wait_for("an empty queue", lambda: queue_empty(server))
+
+
+@pytest.mark.parametrize("server", [{"first_retry": 3600, "max_retry_interval": 3600}], indirect=True)
+def test_queue_cli_lists_shows_retries_and_deletes(server: ServerProcess, internet: Internet) -> None:
+    internet.fails.script.rcpt_replies["a@fails.test"] = "451 4.3.0 not now"
+    internet.fails.script.rcpt_replies["b@fails.test"] = "451 4.3.0 not now"
+    submit(server, ["a@fails.test"], subject="first")
+    submit(server, ["b@fails.test"], subject="second")
+    config = server.data.config
+    wait_for("both tried once", lambda: cli("queue", "list", config=config).count(" in ") >= 2)
+    listing = cli("queue", "list", config=config)
+    assert "2 messages, 2 recipients pending" in listing and f"<{DEMO}>" in listing
+    assert "last: 451 4.3.0 not now" in cli("queue", "show", "1", config=config)
+    del internet.fails.script.rcpt_replies["a@fails.test"]
+    assert "1 recipients due now" in cli("queue", "retry", "1", config=config)  # instead of in an hour
+    [message] = wait_for("the retried delivery", lambda: internet.fails.received)
+    assert message.recipients == ["a@fails.test"]
+    assert "deleted queued message 2" in cli("queue", "delete", "2", config=config)
+    wait_for("an empty queue", lambda: queue_empty(server))
+    assert inbox(server) == []  # deleting sends nothing
+    assert "queue id=1" in server.log() and "result=pending" in server.log()
