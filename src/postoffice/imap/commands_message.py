@@ -154,6 +154,8 @@ def _sets_seen(item: p.FetchItem) -> bool:
 FETCH_BATCH = 500
 #: ... and, when message bytes are needed, of at most this many octets (a larger message is read alone).
 FETCH_BATCH_OCTETS = 1024 * 1024
+#: Messages per slice of a metadata-only FETCH (about 20 KiB of responses).
+METADATA_SLICE = 500
 #: A message larger than this is never read whole by FETCH: its sections are streamed in chunks of
 #: STREAM_CHUNK octets (`_fetch_large`).
 STREAM_OCTETS = 1024 * 1024
@@ -211,7 +213,12 @@ async def fetch(session: ImapSession, command: p.Fetch) -> Done:
     plan = _FetchPlan.of(items)
     with_flags = _has_flags(items)
     if not plan.renderings and not plan.parse and not plan.content:
-        _fetch_metadata(session, view, uids, items)
+        # In slices, each written at once: the client reads one while the next is formatted (two cores
+        # work on a `UID FETCH 1:* (FLAGS)` instead of one after the other).
+        for start in range(0, len(uids), METADATA_SLICE):
+            _fetch_metadata(session, view, uids[start : start + METADATA_SLICE], items)
+            if start + METADATA_SLICE < len(uids):
+                await session.flush()
     else:
         for batch in _batches(view.entries(uids), plan.content):
             if plan.content and len(batch) == 1 and batch[0][4] > STREAM_OCTETS:
