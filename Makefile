@@ -50,6 +50,7 @@ test: lint test-unit test-integration
 
 bench: install deps
 	$(BIN)/python bench/smtp_load.py
+	$(BIN)/python bench/submission_load.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

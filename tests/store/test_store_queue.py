@@ -583,3 +583,14 @@ def test_a_local_copy_is_delivered_in_the_transaction_that_records_it(tmp_path: 
         assert len(await store.list_messages(inbox.id)) == 1
 
     run(tmp_path / "s.sqlite3", scenario)
+
+
+def test_queue_due_leaves_out_the_messages_in_flight(tmp_path: Path) -> None:
+    async def scenario(store: MailStore) -> None:
+        await demo_account(store)
+        ids = [await store.enqueue(message(f"m{n}"), len(message(f"m{n}")), outbound()) for n in range(3)]
+        due = await store.queue_due(time.time() + 1, 10, exclude=[ids[1]])
+        assert [m.id for m in due] == [ids[0], ids[2]]
+        assert [m.id for m in await store.queue_due(time.time() + 1, 1, exclude=[ids[0]])] == [ids[1]]
+
+    run(tmp_path / "s.sqlite3", scenario)

@@ -1,8 +1,9 @@
 """The outbound queue runner: delivers what `MailStore.submit` / `enqueue` queued, retries, bounces.
 
 Implementation notes (docs/decisions/0017 the queue, 0018 delivery, 0020 this runner)
-- One task on the event loop. It wakes when something is queued (`MailStore.subscribe_queue`) and at least
-  every POLL_INTERVAL seconds, asks the store for the messages that are due (`queue_due`), groups their due
+- One task on the event loop. It wakes when something is queued (`MailStore.subscribe_queue`), when a
+  delivery finishes, and at least every POLL_INTERVAL seconds (at most one pass per PASS_GAP), asks the store
+  for the messages that are due and not in flight (`queue_due`), groups their due
   recipients by domain and starts one delivery task per domain and batch (one SMTP connection carries every
   message of the batch, RFC 5321 section 5's "one connection per destination"), at most `max_deliveries` at
   once and `max_per_destination` per domain. A message in flight is not started again.
@@ -49,7 +50,7 @@ from postoffice.smtp.delivery import (
 from postoffice.smtp.mx import DnsError, Host, MxResolver, to_a_label
 from postoffice.smtp.protocol import parse_notify, parse_orcpt
 from postoffice.smtp.xtext import decode_xtext
-from postoffice.store import MailStore
+from postoffice.store import MailStore, NotFound
 from postoffice.store.api import (
     GeneratedMessage,
     LocalCopy,
@@ -64,6 +65,8 @@ log = logging.getLogger("postoffice.queue")
 
 #: Seconds between looks at the queue when nothing wakes the runner.
 POLL_INTERVAL = 5.0
+#: Seconds between two passes at least (wake-ups in between are folded into the next pass).
+PASS_GAP = 0.05
 #: Seconds between log lines about the queue's length and age.
 STATS_INTERVAL = 300.0
 #: Messages asked from the store per look.
@@ -128,6 +131,9 @@ class QueueRunner:
         )
         self._unsubscribe: Callable[[], None] | None = None
         self._last_stats = 0.0
+        # (message, domain) -> when its delivery finished: a pass whose read of the queue began before that
+        # must not start it again (the read may still show it pending)
+        self._finished: dict[tuple[int, str], float] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -166,6 +172,9 @@ class QueueRunner:
                 log.exception("queue runner: a pass failed; trying again shortly")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
+            # Wake-ups come with every submission: one pass per PASS_GAP at most, so a busy submission
+            # listener does not make the runner read the queue for each message.
+            await asyncio.sleep(PASS_GAP)
 
     async def _log_stats(self) -> None:
         now = self.clock()
@@ -186,7 +195,10 @@ class QueueRunner:
     async def run_once(self) -> int:
         """Start deliveries for everything due now; returns how many delivery tasks were started."""
         now = self.clock()
-        due = await self.store.queue_due(now, DUE_BATCH)
+        read_started = time.monotonic()
+        in_flight = {message_id for message_id, _ in self._in_flight}
+        due = await self.store.queue_due(now, DUE_BATCH, exclude=in_flight)
+        self._finished = {k: t for k, t in self._finished.items() if t > read_started - 60.0}
         by_domain: dict[str, list[_Item]] = collections.defaultdict(list)
         for message in due:
             groups: dict[str, list[QueuedRecipient]] = collections.defaultdict(list)
@@ -194,8 +206,9 @@ class QueueRunner:
                 if recipient.next_attempt <= now:
                     groups[_domain(recipient.address)].append(recipient)
             for domain, recipients in groups.items():
-                if (message.id, domain) in self._in_flight:
-                    continue
+                key = (message.id, domain)
+                if key in self._in_flight or self._finished.get(key, 0.0) > read_started:
+                    continue  # in flight, or finished after this read began: the read is out of date
                 self._in_flight.add((message.id, domain))
                 by_domain[domain].append(_Item(message, recipients))
         started = 0
@@ -219,11 +232,16 @@ class QueueRunner:
                     await self._deliver_remote(domain, items)
         except asyncio.CancelledError:
             raise
+        except NotFound as exc:  # deleted meanwhile (`postoffice queue delete`)
+            log.info("queue: delivery to %s: %s", domain, exc)
         except Exception:
             log.exception("queue: delivery to %s failed unexpectedly; the recipients stay pending", domain)
         finally:
+            finished = time.monotonic()
             for item in items:
                 self._in_flight.discard((item.message.id, domain))
+                self._finished[(item.message.id, domain)] = finished
+            self.wake()  # more may be due (a pass takes at most DUE_BATCH messages)
 
     async def _deliver_remote(self, domain: str, items: list[_Item]) -> None:
         cfg = self.config

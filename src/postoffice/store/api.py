@@ -26,7 +26,7 @@ import dataclasses
 import itertools
 import os
 from array import array
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, NamedTuple
 
@@ -564,9 +564,9 @@ class MailStore(abc.ABC):
 
     # -- the outbound queue ----------------------------------------------------------------------------------
     @abc.abstractmethod
-    async def queue_due(self, now: float, limit: int) -> list[QueuedMessage]:
+    async def queue_due(self, now: float, limit: int, exclude: Collection[int] = ()) -> list[QueuedMessage]:
         """Up to `limit` messages with at least one pending recipient whose next attempt is at or before
-        `now`, oldest first, each with all of its recipients."""
+        `now`, oldest first, each with all of its recipients; not the ids in `exclude` (in flight)."""
 
     @abc.abstractmethod
     async def queue_get(self, queue_id: int) -> QueuedMessage | None: ...

@@ -41,7 +41,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import IO, Any, TypeVar, cast
@@ -1806,14 +1806,17 @@ class SqliteMailStore(MailStore):
             if (row := rows.get(queue_id)) is not None
         ]
 
-    async def queue_due(self, now: float, limit: int) -> list[QueuedMessage]:
+    async def queue_due(self, now: float, limit: int, exclude: Collection[int] = ()) -> list[QueuedMessage]:
+        skip = json.dumps(sorted(exclude))
+
         def q(conn: sqlite3.Connection) -> list[QueuedMessage]:
             ids = [
                 int(r[0])
                 for r in conn.execute(
                     "SELECT id FROM queue_messages WHERE id IN (SELECT message_id FROM queue_recipients "
-                    "WHERE status = 'pending' AND next_attempt <= ?) ORDER BY created, id LIMIT ?",
-                    (now, max(limit, 0)),
+                    "WHERE status = 'pending' AND next_attempt <= ?) "
+                    "AND id NOT IN (SELECT value FROM json_each(?)) ORDER BY created, id LIMIT ?",
+                    (now, skip, max(limit, 0)),
                 )
             ]
             return self._queued_messages(conn, ids)
