@@ -21,9 +21,8 @@ from postoffice.smtp.dsn import (
     build_dsn,
     unitext_decode,
     unitext_encode,
-    xtext_decode,
-    xtext_encode,
 )
+from postoffice.smtp.xtext import decode_xtext, encode_xtext
 
 NOW = 1_790_000_000.0
 ARRIVED = NOW - 3 * 86400
@@ -361,14 +360,14 @@ def test_envid_and_orcpt_are_xtext_decoded_and_re_encoded_when_they_are_not_plai
 
 def test_xtext_and_unitext_round_trip() -> None:
     for text in ["plain", "a+b=c", "sp ace", "tab\there", "ü€𝄞"]:
-        assert xtext_decode(xtext_encode(text)) == text
+        assert decode_xtext(encode_xtext(text)) == text
         assert unitext_decode(unitext_encode(text)) == text
-        assert xtext_encode(text).isascii() and unitext_encode(text).isascii()
-    assert xtext_encode("a+b=c") == "a+2Bb+3Dc"
+        assert encode_xtext(text).isascii() and unitext_encode(text).isascii()
+    assert encode_xtext("a+b=c") == "a+2Bb+3Dc"
     assert unitext_encode("a\\b ü") == "a\\x{5C}b\\x{20}\\x{FC}"
     for bad in ["a+", "a+2b", "a=b", "a b"]:
         with pytest.raises(ValueError):
-            xtext_decode(bad)
+            decode_xtext(bad)
 
 
 def test_no_report_to_the_null_sender_and_no_report_without_recipients() -> None:

@@ -41,6 +41,8 @@ from datetime import UTC, datetime
 from email import quoprimime
 from email.utils import format_datetime
 
+from postoffice.smtp.xtext import decode_xtext, encode_xtext
+
 #: RFC 3464 section 2.3.3.
 ACTIONS = ("failed", "delayed", "delivered", "relayed", "expanded")
 #: A larger message is returned with its header only, whatever RET asked.
@@ -48,7 +50,6 @@ DEFAULT_MAX_FULL_SIZE = 1024 * 1024
 
 _STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 _DEFAULT_STATUS = {"failed": "5.0.0", "delayed": "4.0.0"}
-_XTEXT_HEX = re.compile(r"\+([0-9A-F]{2})")
 _UNITEXT = re.compile(r"\\x\{([0-9A-Fa-f]{1,6})\}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _LINE_ENDS = re.compile(rb"\r\n|\r|\n")
@@ -69,24 +70,6 @@ class DsnRecipient:
     remote_mta: str | None = None  # host name of the server that answered
     last_attempt_date: float | None = None
     will_retry_until: float | None = None  # for "delayed"
-
-
-def xtext_decode(text: str) -> str:
-    """RFC 3461 section 4: "+" and two upper-case hex digits stand for one octet (decoded as UTF-8).
-    ValueError when `text` is not xtext."""
-    if any(ch < "!" or ch > "~" or ch == "=" for ch in text):
-        raise ValueError(f"not xtext: {text!r}")
-    if "+" in _XTEXT_HEX.sub("", text):
-        raise ValueError(f"not xtext: {text!r}")
-    raw = _XTEXT_HEX.sub(lambda m: chr(int(m.group(1), 16)), text)
-    return raw.encode("latin-1").decode("utf-8", errors="replace")
-
-
-def xtext_encode(text: str) -> str:
-    """RFC 3461 section 4: every octet outside "!".."~", and "+" and "=", as "+" HEX HEX (UTF-8 octets)."""
-    return "".join(
-        chr(b) if 0x21 <= b <= 0x7E and b not in (0x2B, 0x3D) else f"+{b:02X}" for b in text.encode("utf-8")
-    )
 
 
 def unitext_decode(text: str) -> str:
@@ -306,12 +289,12 @@ def _envelope_id(wire: str) -> str:
     """ENVID is xtext in MAIL (RFC 3461 section 4.4); the report carries the text itself (RFC 3464 section
     2.2.1: envelope-id = *text), re-encoded as xtext when that text is not printable ASCII."""
     try:
-        decoded = xtext_decode(wire)
+        decoded = decode_xtext(wire)
     except ValueError:
         decoded = wire
     if decoded.isascii() and not _CONTROL.search(decoded):
         return decoded
-    return xtext_encode(decoded)
+    return encode_xtext(decoded)
 
 
 def _original_recipient(wire: str, utf8: bool) -> str:
@@ -322,7 +305,7 @@ def _original_recipient(wire: str, utf8: bool) -> str:
     addr_type, value = addr_type.strip(), value.strip()
     if addr_type.lower() == "rfc822":
         try:
-            return _address_field("rfc822", xtext_decode(value), utf8)
+            return _address_field("rfc822", decode_xtext(value), utf8)
         except ValueError:
             return _address_field("rfc822", value, utf8)
     if addr_type.lower() == "utf-8":
@@ -334,7 +317,7 @@ def _address_field(addr_type: str, address: str, utf8: bool) -> str:
     """ "rfc822; addr", or the "utf-8" type of RFC 6533 section 3 for a non-ASCII address: raw in an SMTPUTF8
     report (utf-8-address), \\x{HEX}-escaped in a 7-bit one (utf-8-addr-xtext)."""
     if address.isascii():
-        return f"{addr_type}; {address if not _CONTROL.search(address) else xtext_encode(address)}"
+        return f"{addr_type}; {address if not _CONTROL.search(address) else encode_xtext(address)}"
     return f"utf-8; {_CONTROL.sub(' ', address) if utf8 else unitext_encode(address)}"
 
 
