@@ -155,6 +155,7 @@ class QueueConfig:
     smarthost: str = ""
     smarthost_port: int = 587
     smarthost_tls: str = "starttls"
+    smarthost_ca_file: str = ""
     smarthost_username: str = ""
     smarthost_password: str = ""
     trusted_networks: tuple[str, ...] = ()
@@ -393,8 +394,11 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
             "smarthost_tls",
             "choice",
             "starttls",
-            '"starttls" | "implicit" | "none" (certificates are verified)',
-            choices=("starttls", "implicit", "none"),
+            '"starttls" (certificate verified; implicit TLS on 465 is not supported) | "none"',
+            choices=("starttls", "none"),
+        ),
+        Setting(
+            "smarthost_ca_file", "str", "", 'PEM file of CAs to trust for the smarthost ("" = the system\'s)'
         ),
         Setting("smarthost_username", "str", "", 'AUTH user at the smarthost ("" = no AUTH)'),
         Setting("smarthost_password", "str", "", "AUTH password at the smarthost"),
@@ -1008,6 +1012,9 @@ def _build(doc: dict[str, Any], path: Path) -> Config:
             smarthost=queue["smarthost"],
             smarthost_port=queue["smarthost_port"],
             smarthost_tls=queue["smarthost_tls"],
+            smarthost_ca_file=str(_resolve(base_dir, queue["smarthost_ca_file"]))
+            if queue["smarthost_ca_file"]
+            else "",
             smarthost_username=queue["smarthost_username"],
             smarthost_password=queue["smarthost_password"],
             trusted_networks=tuple(queue["trusted_networks"]),

@@ -426,3 +426,35 @@ def test_queue_cli_lists_shows_retries_and_deletes(server: ServerProcess, intern
     wait_for("an empty queue", lambda: queue_empty(server))
     assert inbox(server) == []  # deleting sends nothing
     assert "queue id=1" in server.log() and "result=pending" in server.log()
+
+
+def test_everything_through_a_smarthost_with_starttls_and_auth(tmp_path: Path, internet: Internet) -> None:
+    """The smarthost is a second Postoffice: the runner connects to its submission port, verifies its
+    certificate against the configured CA file, authenticates, and the smarthost delivers."""
+    relay = make_data_dir(tmp_path / "relay", users=("demo",))  # the same account exists at the smarthost
+    cli("domain", "add", "other.test", config=relay.config)
+    relay.add_user("zoe@other.test", "zoe-secret-pw")
+    smarthost = ServerProcess(relay).start()
+    try:
+        data = make_data_dir(tmp_path / "data", users=("demo",))
+        configure(
+            data,
+            internet,
+            smarthost="localhost",
+            smarthost_port=smarthost.port("submission"),
+            smarthost_username=DEMO,
+            smarthost_password=PASSWORD,
+            smarthost_ca_file=str(relay.root / "tls" / "cert.pem"),
+        )
+        server = ServerProcess(data).start()
+        try:
+            submit(server, ["zoe@other.test"], subject="via the smarthost")
+            [raw] = wait_for("delivery by the smarthost", lambda: inbox(smarthost, "zoe@other.test"))
+            wait_for("an empty queue", lambda: queue_empty(server))
+        finally:
+            server.stop()
+    finally:
+        smarthost.stop()
+    received = email.message_from_bytes(raw, policy=email.policy.default).get_all("Received")
+    assert "with ESMTPSA" in str(received[0])  # the smarthost saw TLS and AUTH
+    assert "result=delivered" in server.log() and "relay=localhost" in server.log()

@@ -33,6 +33,7 @@ import collections
 import contextlib
 import io
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -247,12 +248,17 @@ class QueueRunner:
         cfg = self.config
         messages = [self._outgoing(item) for item in items]
         auth = None
+        context = None
         try:
             if cfg.smarthost:
                 hosts = [Host(cfg.smarthost, 0, await self._smarthost_addresses())]
                 port, tls = cfg.smarthost_port, ("none" if cfg.smarthost_tls == "none" else "required")
                 if cfg.smarthost_username:
                     auth = (cfg.smarthost_username, cfg.smarthost_password)
+                if cfg.smarthost_ca_file:  # verified against these CAs instead of the system's
+                    context = await asyncio.to_thread(
+                        ssl.create_default_context, cafile=cfg.smarthost_ca_file
+                    )
             else:
                 hosts = await self.resolver.destinations(domain)
                 port, tls = cfg.delivery_port, cfg.tls
@@ -265,6 +271,7 @@ class QueueRunner:
                 helo_name=self.hostname,
                 port=port,
                 tls=tls,  # type: ignore[arg-type]
+                tls_context=context,
                 connect_timeout=cfg.connect_timeout,
                 command_timeout=cfg.command_timeout,
                 data_timeout=max(cfg.command_timeout, 600.0),
