@@ -454,8 +454,7 @@ class SmtpSession:
             self.limiter.record(account.id)
         return None
 
-    @staticmethod
-    async def _prepend(spool: IO[bytes], extra: bytes) -> tuple[IO[bytes], ParsedMessage]:
+    async def _prepend(self, spool: IO[bytes], extra: bytes) -> tuple[IO[bytes], ParsedMessage]:
         """A new spool with `extra` header fields after the trace fields, and its parse (the copy runs in a
         thread: a large spool is a file)."""
 
@@ -469,7 +468,9 @@ class SmtpSession:
                 if end < 0:
                     break
                 cut = end + 2
-            out = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115 - the caller closes it
+            out = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - the caller closes it
+                max_size=SPOOL_MEMORY, dir=str(self.settings.spool_dir)
+            )
             out.write(head[:cut] + extra + head[cut:])
             while chunk := spool.read(1024 * 1024):
                 out.write(chunk)
