@@ -215,7 +215,7 @@ def resolve(dns_port: int, domain: str, **kwargs: Any) -> list[Host]:
 def test_mx_order_on_port_25_skips_a_refusing_host_and_a_421_greeting(dns_port: int) -> None:
     """The real shape: MX lookup, then port 25 on three "hosts" (127.0.18.2-4)."""
     if not all(can_bind(f"127.0.18.{i}") for i in (2, 3, 4)) or not free_port_elsewhere("127.0.18.2", 25):
-        pytest.skip("127.0.18.x:25 not usable here")
+        pytest.fail("127.0.18.2-4 port 25 must be bindable (tests run as root on Linux)")
     try:
         context = peers(
             Script(replies={"connect": "421 4.3.2 busy, try later"}),
@@ -226,7 +226,7 @@ def test_mx_order_on_port_25_skips_a_refusing_host_and_a_421_greeting(dns_port: 
         )
         running = context.__enter__()
     except OSError:
-        pytest.skip("port 25 on 127.0.18.3-4 is taken")
+        pytest.fail("port 25 on 127.0.18.3-4 is taken by another process")
     try:
         busy, good = running
         hosts = resolve(dns_port, "dest.test")
@@ -288,7 +288,7 @@ def test_delivery_over_ipv6_to_an_aaaa_address(dns_port: int, monkeypatch: pytes
         with socket.socket(socket.AF_INET6) as sock:
             sock.bind(("::1", 0))
     except OSError:
-        pytest.skip("no IPv6 loopback here")
+        pytest.fail("this test needs the IPv6 loopback address ::1")
 
     class Server6(smtp_peer._Server):
         address_family = socket.AF_INET6
