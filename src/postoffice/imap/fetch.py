@@ -489,7 +489,14 @@ def render_for_store(parsed: ParsedMessage) -> ImapRendering:
     """ENVELOPE and BODYSTRUCTURE of a message, rendered once at delivery so that FETCH of many envelopes
     reads bytes instead of decoding and rendering each stored parse (docs/decisions/0016)."""
     env = envelope(parsed.envelope, utf8=False)
-    env8 = envelope(parsed.envelope, utf8=True)
     body = bodystructure(parsed.body, extended=True, utf8=False)
-    body8 = bodystructure(parsed.body, extended=True, utf8=True)
+    env8 = envelope(parsed.envelope, utf8=True) if _has_literal(env) else env
+    body8 = bodystructure(parsed.body, extended=True, utf8=True) if _has_literal(body) else body
     return ImapRendering(env, body, None if env8 == env else env8, None if body8 == body else body8)
+
+
+def _has_literal(rendered: bytes) -> bool:
+    """Only a string sent as a literal can differ in the UTF8=ACCEPT form (every quoted string is ASCII,
+    the same in both), and only a literal holds CRLF: without one the second rendering is skipped (most
+    messages, so a delivery renders each item once)."""
+    return b"\r\n" in rendered

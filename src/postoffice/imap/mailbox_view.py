@@ -98,16 +98,6 @@ class MailboxView:
         i = self._index(uid)
         return self._flags[i] if i is not None else frozenset()
 
-    def message(self, uid: int) -> MessageInfo:
-        """UID, size, internal date and content of a message in the view (KeyError if it is not)."""
-        added = self._added.get(uid)
-        if added is not None:
-            return added
-        i = self._base.index(uid)
-        if i is None:
-            raise KeyError(uid)
-        return self._base.message(i)
-
     def unannounced_keywords(self, uids: Iterable[int]) -> set[str]:
         """Keywords on these messages that the client has not been told about in a FLAGS response yet."""
         found: set[str] = set()

@@ -48,7 +48,7 @@ from postoffice.smtp.delivery import (
     deliver,
     outcomes_for_dns_error,
 )
-from postoffice.smtp.mx import DnsError, Host, MxResolver, to_a_label
+from postoffice.smtp.mx import DnsError, Host, MxResolver
 from postoffice.smtp.protocol import parse_notify, parse_orcpt
 from postoffice.smtp.xtext import decode_xtext
 from postoffice.store import MailStore, NotFound
@@ -470,7 +470,3 @@ class QueueRunner:
             if len(head) > DSN_FULL_LIMIT:
                 break
         return bytes(head)
-
-
-def domains_of(addresses: Sequence[str]) -> set[str]:
-    return {to_a_label(_domain(a)) for a in addresses}

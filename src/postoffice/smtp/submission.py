@@ -19,7 +19,7 @@ import collections
 import email.utils
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from postoffice.directory.resolver import normalize_address
@@ -84,7 +84,3 @@ def missing_headers(parsed: ParsedMessage, hostname: str, now: float | None = No
     if not message_id:
         lines.append(f"Message-ID: <{int(time.time())}.{secrets.token_hex(8)}@{hostname}>")
     return "".join(line + "\r\n" for line in lines).encode()
-
-
-def unowned(addresses: Iterable[str], owned: set[str]) -> list[str]:
-    return [a for a in addresses if normalize_address(a) not in owned]

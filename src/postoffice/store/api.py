@@ -154,19 +154,6 @@ class MailboxSnapshot:
         i = bisect.bisect_left(self.uids, uid)
         return i if i < len(self.uids) and self.uids[i] == uid else None
 
-    def message(self, i: int) -> MessageInfo:
-        """Column i as a MessageInfo (id and MODSEQ are not kept in a snapshot: 0)."""
-        return MessageInfo(
-            0,
-            self.mailbox.id,
-            self.uids[i],
-            self.flags[i],
-            self.internaldates[i],
-            self.sizes[i],
-            0,
-            self.content_ids[i],
-        )
-
 
 class ImapRendering(NamedTuple):
     """ENVELOPE and BODYSTRUCTURE of a stored message as IMAP sends them (RFC 9051 section 7.5.2), rendered
