@@ -9,13 +9,20 @@ PORT_OFFSET ?= $(shell [ "$$(id -u)" = 0 ] && echo 0 || echo 10000)
 # Debian packages the interop tests drive (installed idempotently when missing; needs root or sudo-less apt).
 DEBIAN_PACKAGES := swaks strace fetchmail getmail6 curl isync neomutt offlineimap3 msmtp s-nail
 
-.PHONY: install deps run test test-unit test-integration lint bench clean
+.PHONY: runtime install deps run test test-unit test-integration lint bench clean
 
-$(VENV)/.installed: pyproject.toml
+# `make run` needs only the server's own dependencies; the test tools come with `make test` (or `make install`).
+$(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.runtime pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
+
+runtime: $(VENV)/.runtime
 
 install: $(VENV)/.installed
 
@@ -27,11 +34,11 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(DATA)/postoffice.toml: | install
+$(DATA)/postoffice.toml: | runtime
 	$(BIN)/postoffice init --data-dir $(DATA) --domain $(DOMAIN) --hostname localhost \
-		--address 127.0.0.1 --port-offset $(PORT_OFFSET) --demo-user demo
+		--address 127.0.0.1 --port-offset $(PORT_OFFSET) --demo-user demo --no-hint
 
-run: install $(DATA)/postoffice.toml
+run: runtime $(DATA)/postoffice.toml
 	$(BIN)/postoffice --config $(DATA)/postoffice.toml ports
 	$(BIN)/postoffice --config $(DATA)/postoffice.toml run
 
@@ -40,8 +47,11 @@ lint: install
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
+# Both cores: pytest-xdist; tests of one module stay on one worker so module-scoped servers start once.
+XDIST ?= -n auto --dist loadscope
+
 test-unit: install
-	$(BIN)/pytest -q tests --ignore=tests/integration --ignore=tests/interop
+	$(BIN)/pytest -q $(XDIST) tests --ignore=tests/integration --ignore=tests/interop
 
 test-integration: install deps
 	$(BIN)/pytest -q tests/integration tests/interop

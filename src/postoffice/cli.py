@@ -254,7 +254,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     not_built = [lst.name for lst in config.listeners.values() if lst.status == "not built yet"]
     if not_built:
         print(f"not built yet in this version (will not start): {', '.join(not_built)}")
-    print(f"next: postoffice --config {config_file} ports   (then: run)")
+    if demo:
+        print(f"(shown only now; `postoffice user passwd {demo}` sets a new one)")
+    if not args.no_hint:
+        print(f"to start the server: postoffice --config {config_file} run")
     return EXIT_OK
 
 
@@ -684,6 +687,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo-user", metavar="LOCALPART", help="also create LOCALPART@DOMAIN and print its password"
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing config and certificate")
+    p.add_argument(
+        "--no-hint", action="store_true", help="do not print the next command to run (`make run` runs it itself)"
+    )
 
     command("ports", cmd_ports, "show the listeners: address, port, protocol, TLS, status")
     command("check-config", cmd_check_config, "validate the config file and report every problem")
