@@ -2,7 +2,8 @@
 
 Implementation notes
 - One file, parsed with `tomllib`, turned into frozen dataclasses. Every setting has a default, so an empty
-  file is a valid configuration (all standard listeners enabled on their standard ports, except pop2).
+  file is a valid configuration (all standard listeners enabled on their standard ports, except pop2 and
+  those whose protocol is not built yet, which could not start).
 - Validation never stops at the first problem: `load_config` collects every problem it can find (unknown keys
   with a "did you mean" hint, wrong types, out-of-range values, port clashes, certificate files that are
   missing or do not load, users and groups that do not exist) and raises one `ConfigError` holding all of
@@ -89,6 +90,12 @@ STANDARD_LISTENERS: dict[str, StandardListener] = {
 }
 
 DEFAULT_ADDRESS = "0.0.0.0"
+
+
+def default_enabled(standard: StandardListener) -> bool:
+    """Whether a standard listener is on when the config does not say: never one whose protocol is not built
+    (it could not start; docs/decisions/0006)."""
+    return standard.enabled and standard.protocol in BUILT_PROTOCOLS
 
 
 # -- the configuration ---------------------------------------------------------------------------------------
@@ -690,7 +697,7 @@ def _read_listeners(doc: Mapping[str, Any], out: _Collector) -> dict[str, Listen
         else:
             purpose = PROTOCOL_PURPOSES.get(protocol, "")
         tls = good.get("tls", standard.tls if standard and protocol == standard.protocol else "none")
-        enabled = good.get("enabled", standard.enabled if standard else True)
+        enabled = good.get("enabled", default_enabled(standard) if standard else True)
         if ("tls" in table and "tls" not in good) or ("enabled" in table and "enabled" not in good):
             continue
         listeners[name] = Listener(name, protocol, enabled, address, port, tls, purpose)
@@ -1084,8 +1091,10 @@ def render_default_config(
                 "# POP2 (RFC 937) has no TLS and sends passwords in clear; enabling it on an address",
                 "# other than loopback also needs [auth] allow_plaintext_auth = true",
             ]
+        if standard.protocol not in BUILT_PROTOCOLS:
+            lines.append(f"# {standard.protocol} is not built in this version: the listener could not start")
         lines += [
-            f"enabled = {_toml_value(standard.enabled)}",
+            f"enabled = {_toml_value(default_enabled(standard))}",
             f"address = {_toml_value(address)}",
             f"port = {standard.port + port_offset}",
             f"tls = {_toml_value(standard.tls)}",
