@@ -124,6 +124,14 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    """Every listener: how long a client may take to log in, how slowly it may send (docs/decisions/0028)."""
+
+    login_timeout: float = 60.0
+    min_data_rate: float = 500.0
+
+
+@dataclass(frozen=True)
 class SmtpConfig:
     max_message_size: int
     max_recipients: int
@@ -248,6 +256,7 @@ class Config:
     imap: ImapConfig = field(default_factory=ImapConfig)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     def enabled_listeners(self) -> list[Listener]:
         return [listener for listener in self.listeners.values() if listener.enabled]
@@ -313,15 +322,49 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
         Setting("path", "path", "store/mail.sqlite3", "the SQLite mail store (WAL files live beside it)"),
         Setting("spool_dir", "path", "spool", "temporary files for messages being received"),
     ),
+    "limits": (
+        Setting(
+            "login_timeout",
+            "number",
+            60,
+            "seconds from connecting to a successful login (IMAP, POP3, POP2, submission); then closed",
+            positive=True,
+        ),
+        Setting(
+            "min_data_rate",
+            "number",
+            500,
+            "bytes/s that extend a command's deadline by 1 s: slower clients meet it (0 = never extend)",
+            minimum=0,
+        ),
+    ),
     "smtp": (
         Setting(
             "max_message_size", "int", 52428800, "bytes; announced in EHLO SIZE (RFC 1870)", positive=True
         ),
         Setting("max_recipients", "int", 1000, "RCPT TO per transaction (RFC 5321 4.5.3.1.8)", positive=True),
         Setting("max_connections", "int", 500, "simultaneous SMTP connections in total", positive=True),
-        Setting("max_connections_per_ip", "int", 20, "simultaneous connections per client IP", positive=True),
-        Setting("command_timeout", "number", 300, "seconds; RFC 5321 4.5.3.2.7: 5 minutes", positive=True),
-        Setting("data_timeout", "number", 180, "seconds per data block, RFC 5321 4.5.3.2.5/6", positive=True),
+        Setting(
+            "max_connections_per_ip",
+            "int",
+            20,
+            "simultaneous connections per client IP (IPv6: per /64)",
+            positive=True,
+        ),
+        Setting(
+            "command_timeout",
+            "number",
+            300,
+            "seconds for each command to arrive in full (RFC 5321 4.5.3.2.7: 5 minutes)",
+            positive=True,
+        ),
+        Setting(
+            "data_timeout",
+            "number",
+            180,
+            "seconds message data may stall; [limits] min_data_rate bounds trickling (RFC 5321 4.5.3.2.5/6)",
+            positive=True,
+        ),
         Setting(
             "max_errors", "int", 20, "protocol errors before the server closes the connection", positive=True
         ),
@@ -456,12 +499,18 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
         Setting(
             "max_connections", "int", 500, "simultaneous POP3 and POP2 connections in total", positive=True
         ),
-        Setting("max_connections_per_ip", "int", 10, "simultaneous connections per client IP", positive=True),
+        Setting(
+            "max_connections_per_ip",
+            "int",
+            10,
+            "simultaneous connections per client IP (IPv6: per /64)",
+            positive=True,
+        ),
         Setting(
             "autologout",
             "number",
             600,
-            "seconds of client silence before the session ends (RFC 1939 section 3: at least 600)",
+            "seconds the server waits for each command (RFC 1939 section 3: at least 600)",
             minimum=600,
         ),
         Setting(
@@ -470,12 +519,18 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
     ),
     "imap": (
         Setting("max_connections", "int", 500, "simultaneous IMAP connections in total", positive=True),
-        Setting("max_connections_per_ip", "int", 20, "simultaneous connections per client IP", positive=True),
+        Setting(
+            "max_connections_per_ip",
+            "int",
+            20,
+            "simultaneous connections per client IP (IPv6: per /64)",
+            positive=True,
+        ),
         Setting(
             "autologout",
             "number",
             1800,
-            "seconds of client silence before the session ends (RFC 9051 section 5.4: at least 1800)",
+            "seconds the server waits for each command (RFC 9051 section 5.4: at least 1800)",
             minimum=1800,
         ),
         Setting(
@@ -897,6 +952,7 @@ def _build(doc: dict[str, Any], path: Path) -> Config:
     imap = _read_section(doc, "imap", out)
     submission = _read_section(doc, "submission", out)
     queue = _read_section(doc, "queue", out)
+    limits = _read_section(doc, "limits", out)
     listeners = _read_listeners(doc, out)
     for index, network in enumerate(queue["trusted_networks"] or ()):
         try:
@@ -1025,6 +1081,10 @@ def _build(doc: dict[str, Any], path: Path) -> Config:
             smarthost_username=queue["smarthost_username"],
             smarthost_password=queue["smarthost_password"],
             trusted_networks=tuple(queue["trusted_networks"]),
+        ),
+        limits=LimitsConfig(
+            login_timeout=float(limits["login_timeout"]),
+            min_data_rate=float(limits["min_data_rate"]),
         ),
         listeners=listeners,
         warnings=tuple(out.warnings),
