@@ -61,10 +61,11 @@ def config_only(tmp_path: Path) -> Path:
 
 
 def test_check_config_accepts_a_good_config_and_prints_warnings(config_only: Path, tmp_path: Path) -> None:
+    config_only.write_text(config_only.read_text() + '\n[listeners.web]\nprotocol = "http"\nport = 8080\n')
     proc = run("check-config", "--config", str(config_only), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "configuration OK" in proc.stdout
-    warning = 'listeners.http: protocol "http" is not built yet in this version; the listener will not start'
+    warning = 'listeners.web: protocol "http" is not built yet in this version; the listener will not start'
     assert f"warning: {warning}" in proc.stdout
 
 
@@ -129,7 +130,7 @@ def test_ports_shows_every_listener_with_status_and_purpose(config_only: Path, t
         r"^smtp\s+0\.0\.0\.0\s+25\s+smtp\s+starttls\s+yes\s+ready\s+other mail servers", rows["smtp"]
     )
     assert re.search(r"465\s+submission\s+implicit\s+yes\s+ready\s+same, TLS", rows["submissions"])
-    assert re.search(r"443\s+http\s+implicit\s+yes\s+not built yet", rows["https"])
+    assert re.search(r"443\s+http\s+implicit\s+no\s+disabled", rows["https"])
     assert re.search(r"109\s+pop2\s+none\s+no\s+disabled\s+the legacy protocol; off by default", rows["pop2"])
     assert "redirects to https" in rows["http"]
     assert "pop2: POP2 (RFC 937) has no TLS" in proc.stdout
@@ -205,6 +206,17 @@ def test_init_creates_the_data_directory(tmp_path: Path) -> None:
     assert po(config, "domain", "list").stdout.split() == ["example.test"]
     assert po(config, "user", "list").stdout.split() == ["demo@example.test"]
     assert stored_password_matches(config, "demo@example.test", match.group(1))
+
+
+def test_a_fresh_init_checks_without_a_warning(data: Path) -> None:
+    """Issue 9: the default config enabled the http and https listeners, which are not built, so every
+    check-config and run printed two warnings."""
+    proc = po(data, "check-config")
+    assert proc.returncode == 0, proc.stderr
+    assert "configuration OK" in proc.stdout
+    assert "warning" not in proc.stdout + proc.stderr
+    text = data.read_text()
+    assert text.count("# http is not built in this version: the listener could not start") == 2
 
 
 def test_init_refuses_to_overwrite_an_existing_config_unless_forced(data: Path, tmp_path: Path) -> None:

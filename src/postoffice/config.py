@@ -2,7 +2,8 @@
 
 Implementation notes
 - One file, parsed with `tomllib`, turned into frozen dataclasses. Every setting has a default, so an empty
-  file is a valid configuration (all standard listeners enabled on their standard ports, except pop2).
+  file is a valid configuration (all standard listeners enabled on their standard ports, except pop2 and
+  those whose protocol is not built yet, which could not start).
 - Validation never stops at the first problem: `load_config` collects every problem it can find (unknown keys
   with a "did you mean" hint, wrong types, out-of-range values, port clashes, certificate files that are
   missing or do not load, users and groups that do not exist) and raises one `ConfigError` holding all of
@@ -91,6 +92,12 @@ STANDARD_LISTENERS: dict[str, StandardListener] = {
 DEFAULT_ADDRESS = "0.0.0.0"
 
 
+def default_enabled(standard: StandardListener) -> bool:
+    """Whether a standard listener is on when the config does not say: never one whose protocol is not built
+    (it could not start; docs/decisions/0006)."""
+    return standard.enabled and standard.protocol in BUILT_PROTOCOLS
+
+
 # -- the configuration ---------------------------------------------------------------------------------------
 
 
@@ -114,6 +121,14 @@ class TlsConfig:
 class StoreConfig:
     path: Path
     spool_dir: Path
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Every listener: how long a client may take to log in, how slowly it may send (docs/decisions/0028)."""
+
+    login_timeout: float = 60.0
+    min_data_rate: float = 500.0
 
 
 @dataclass(frozen=True)
@@ -241,6 +256,7 @@ class Config:
     imap: ImapConfig = field(default_factory=ImapConfig)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     def enabled_listeners(self) -> list[Listener]:
         return [listener for listener in self.listeners.values() if listener.enabled]
@@ -306,15 +322,49 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
         Setting("path", "path", "store/mail.sqlite3", "the SQLite mail store (WAL files live beside it)"),
         Setting("spool_dir", "path", "spool", "temporary files for messages being received"),
     ),
+    "limits": (
+        Setting(
+            "login_timeout",
+            "number",
+            60,
+            "seconds from connecting to a successful login (IMAP, POP3, POP2, submission); then closed",
+            positive=True,
+        ),
+        Setting(
+            "min_data_rate",
+            "number",
+            500,
+            "bytes/s that extend a command's deadline by 1 s: slower clients meet it (0 = never extend)",
+            minimum=0,
+        ),
+    ),
     "smtp": (
         Setting(
             "max_message_size", "int", 52428800, "bytes; announced in EHLO SIZE (RFC 1870)", positive=True
         ),
         Setting("max_recipients", "int", 1000, "RCPT TO per transaction (RFC 5321 4.5.3.1.8)", positive=True),
         Setting("max_connections", "int", 500, "simultaneous SMTP connections in total", positive=True),
-        Setting("max_connections_per_ip", "int", 20, "simultaneous connections per client IP", positive=True),
-        Setting("command_timeout", "number", 300, "seconds; RFC 5321 4.5.3.2.7: 5 minutes", positive=True),
-        Setting("data_timeout", "number", 180, "seconds per data block, RFC 5321 4.5.3.2.5/6", positive=True),
+        Setting(
+            "max_connections_per_ip",
+            "int",
+            20,
+            "simultaneous connections per client IP (IPv6: per /64)",
+            positive=True,
+        ),
+        Setting(
+            "command_timeout",
+            "number",
+            300,
+            "seconds for each command to arrive in full (RFC 5321 4.5.3.2.7: 5 minutes)",
+            positive=True,
+        ),
+        Setting(
+            "data_timeout",
+            "number",
+            180,
+            "seconds message data may stall; [limits] min_data_rate bounds trickling (RFC 5321 4.5.3.2.5/6)",
+            positive=True,
+        ),
         Setting(
             "max_errors", "int", 20, "protocol errors before the server closes the connection", positive=True
         ),
@@ -449,12 +499,18 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
         Setting(
             "max_connections", "int", 500, "simultaneous POP3 and POP2 connections in total", positive=True
         ),
-        Setting("max_connections_per_ip", "int", 10, "simultaneous connections per client IP", positive=True),
+        Setting(
+            "max_connections_per_ip",
+            "int",
+            10,
+            "simultaneous connections per client IP (IPv6: per /64)",
+            positive=True,
+        ),
         Setting(
             "autologout",
             "number",
             600,
-            "seconds of client silence before the session ends (RFC 1939 section 3: at least 600)",
+            "seconds the server waits for each command (RFC 1939 section 3: at least 600)",
             minimum=600,
         ),
         Setting(
@@ -463,12 +519,18 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
     ),
     "imap": (
         Setting("max_connections", "int", 500, "simultaneous IMAP connections in total", positive=True),
-        Setting("max_connections_per_ip", "int", 20, "simultaneous connections per client IP", positive=True),
+        Setting(
+            "max_connections_per_ip",
+            "int",
+            20,
+            "simultaneous connections per client IP (IPv6: per /64)",
+            positive=True,
+        ),
         Setting(
             "autologout",
             "number",
             1800,
-            "seconds of client silence before the session ends (RFC 9051 section 5.4: at least 1800)",
+            "seconds the server waits for each command (RFC 9051 section 5.4: at least 1800)",
             minimum=1800,
         ),
         Setting(
@@ -690,7 +752,7 @@ def _read_listeners(doc: Mapping[str, Any], out: _Collector) -> dict[str, Listen
         else:
             purpose = PROTOCOL_PURPOSES.get(protocol, "")
         tls = good.get("tls", standard.tls if standard and protocol == standard.protocol else "none")
-        enabled = good.get("enabled", standard.enabled if standard else True)
+        enabled = good.get("enabled", default_enabled(standard) if standard else True)
         if ("tls" in table and "tls" not in good) or ("enabled" in table and "enabled" not in good):
             continue
         listeners[name] = Listener(name, protocol, enabled, address, port, tls, purpose)
@@ -890,6 +952,7 @@ def _build(doc: dict[str, Any], path: Path) -> Config:
     imap = _read_section(doc, "imap", out)
     submission = _read_section(doc, "submission", out)
     queue = _read_section(doc, "queue", out)
+    limits = _read_section(doc, "limits", out)
     listeners = _read_listeners(doc, out)
     for index, network in enumerate(queue["trusted_networks"] or ()):
         try:
@@ -1019,6 +1082,10 @@ def _build(doc: dict[str, Any], path: Path) -> Config:
             smarthost_password=queue["smarthost_password"],
             trusted_networks=tuple(queue["trusted_networks"]),
         ),
+        limits=LimitsConfig(
+            login_timeout=float(limits["login_timeout"]),
+            min_data_rate=float(limits["min_data_rate"]),
+        ),
         listeners=listeners,
         warnings=tuple(out.warnings),
     )
@@ -1084,8 +1151,10 @@ def render_default_config(
                 "# POP2 (RFC 937) has no TLS and sends passwords in clear; enabling it on an address",
                 "# other than loopback also needs [auth] allow_plaintext_auth = true",
             ]
+        if standard.protocol not in BUILT_PROTOCOLS:
+            lines.append(f"# {standard.protocol} is not built in this version: the listener could not start")
         lines += [
-            f"enabled = {_toml_value(standard.enabled)}",
+            f"enabled = {_toml_value(default_enabled(standard))}",
             f"address = {_toml_value(address)}",
             f"port = {standard.port + port_offset}",
             f"tls = {_toml_value(standard.tls)}",

@@ -212,7 +212,11 @@ class Server:
         tls = self.tls
         cfg.store.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = open_store(cfg.store.path)
-        self.listeners = ListenerGroup((lambda: tls.server_context) if tls is not None else (lambda: None))
+        self.listeners = ListenerGroup(
+            (lambda: tls.server_context) if tls is not None else (lambda: None),
+            min_data_rate=cfg.limits.min_data_rate,
+        )
+        login_timeout = cfg.limits.login_timeout
         smtp_limits = ConnectionLimits("smtp", cfg.smtp.max_connections, cfg.smtp.max_connections_per_ip)
         pop_limits = ConnectionLimits("pop", cfg.pop3.max_connections, cfg.pop3.max_connections_per_ip)
         imap_limits = ConnectionLimits("imap", cfg.imap.max_connections, cfg.imap.max_connections_per_ip)
@@ -231,7 +235,11 @@ class Server:
             if listener.protocol in ("smtp", "submission"):
                 mode = "mx" if listener.protocol == "smtp" else "submission"
                 await self.listeners.bind(
-                    spec, self._smtp_handler(self.store, authenticator, mode), refuse_connection, smtp_limits
+                    spec,
+                    self._smtp_handler(self.store, authenticator, mode),
+                    refuse_connection,
+                    smtp_limits,
+                    login_timeout=None if mode == "mx" else login_timeout,  # port 25 has no login
                 )
             elif listener.protocol in ("pop3", "pop2"):
                 await self.listeners.bind(
@@ -239,12 +247,17 @@ class Server:
                     self._pop_handler(listener.protocol, self.store, authenticator),
                     refuse_pop_connection,
                     pop_limits,
+                    login_timeout=login_timeout,
                 )
             elif listener.protocol == "imap":
                 from postoffice.imap.session import refuse_imap_connection
 
                 await self.listeners.bind(
-                    spec, self._imap_handler(self.store, authenticator), refuse_imap_connection, imap_limits
+                    spec,
+                    self._imap_handler(self.store, authenticator),
+                    refuse_imap_connection,
+                    imap_limits,
+                    login_timeout=login_timeout,
                 )
         if cfg.server.user and os.geteuid() == 0:
             # The TLS key goes to the service user too: the process holds it in memory anyway, and SIGHUP

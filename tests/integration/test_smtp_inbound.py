@@ -262,7 +262,11 @@ def test_sigterm_lets_a_transaction_in_flight_finish_and_tells_idle_sessions_421
     idle.close()
 
 
-def test_too_many_connections_from_one_address_get_421(data_dir: DataDir) -> None:
+def test_a_connection_over_the_per_address_cap_closes_that_address_oldest_idle_one_with_421(
+    data_dir: DataDir,
+) -> None:
+    """Over the cap, the address's oldest connection waiting for a command makes room (docs/decisions/0028);
+    a refusal (421 instead of the greeting) is left for when no connection can make room."""
     text = data_dir.config.read_text().replace("max_connections_per_ip = 20", "max_connections_per_ip = 2")
     data_dir.config.write_text(text)
     proc = ServerProcess(data_dir).start()
@@ -271,8 +275,11 @@ def test_too_many_connections_from_one_address_get_421(data_dir: DataDir) -> Non
         for c in keep:
             assert c.reply()[0] == 220
         extra = Raw(proc.port())
-        code, lines = extra.reply()
-        assert code == 421, lines
+        assert extra.reply()[0] == 220
+        code, lines = keep[0].reply()
+        assert code == 421 and lines[0].startswith("421 4.7.0 "), lines
+        assert keep[1].command("NOOP")[0] == 250
+        assert extra.command("NOOP")[0] == 250
         extra.close()
         for c in keep:
             c.close()

@@ -80,7 +80,10 @@ def test_regenerating_replaces_the_files(tmp_path: Path) -> None:
 
 
 def handshake(
-    server_context: ssl.SSLContext, cafile: Path, server_hostname: str = "localhost"
+    server_context: ssl.SSLContext,
+    cafile: Path,
+    server_hostname: str = "localhost",
+    client: ssl.SSLContext | None = None,
 ) -> tuple[str, str]:
     """A real TLS handshake over 127.0.0.1; returns (client's describe_tls, server's describe_tls)."""
     listener = socket.create_server(("127.0.0.1", 0))
@@ -99,8 +102,9 @@ def handshake(
     thread = threading.Thread(target=serve)
     thread.start()
     try:
-        client = ssl.create_default_context(cafile=str(cafile))
-        client.verify_flags |= ssl.VERIFY_X509_STRICT
+        if client is None:
+            client = ssl.create_default_context(cafile=str(cafile))
+            client.verify_flags |= ssl.VERIFY_X509_STRICT
         with (
             socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
             client.wrap_socket(raw, server_hostname=server_hostname) as tls,
@@ -137,6 +141,45 @@ def test_min_version_tls13_is_applied(pair: tuple[Path, Path]) -> None:
     assert context.options & ssl.OP_NO_COMPRESSION
     client_side, _ = handshake(context, pair[0])
     assert "version=TLSv1.3" in client_side
+
+
+def tls12_client(cafile: Path, ciphers: str) -> ssl.SSLContext:
+    """A TLS 1.2 client that offers only `ciphers`."""
+    client = ssl.create_default_context(cafile=str(cafile))
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    client.set_ciphers(ciphers)
+    return client
+
+
+def test_tls12_offers_only_ecdhe_with_aead(pair: tuple[Path, Path]) -> None:
+    offered = [c for c in build_server_context(*pair).get_ciphers() if c["protocol"] == "TLSv1.2"]
+    names = {c["name"] for c in offered}
+    assert {
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    } <= names
+    not_aead = [c["name"] for c in offered if not c["aead"] or c["kea"] != "kx-ecdhe"]
+    assert not_aead == []
+
+
+@pytest.mark.parametrize(
+    "ciphers",
+    ["ECDHE-RSA-AES128-SHA256", "ECDHE-RSA-AES256-SHA384", "ECDHE-RSA-AES128-SHA256:ECDHE-RSA-AES256-SHA384"],
+)
+def test_a_tls12_client_offering_only_cbc_suites_is_refused(pair: tuple[Path, Path], ciphers: str) -> None:
+    cert, key = pair
+    with pytest.raises(ssl.SSLError):
+        handshake(build_server_context(cert, key), cert, client=tls12_client(cert, ciphers))
+
+
+@pytest.mark.parametrize(
+    "cipher", ["ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-CHACHA20-POLY1305"]
+)
+def test_a_tls12_client_gets_each_aead_suite_it_offers(pair: tuple[Path, Path], cipher: str) -> None:
+    cert, key = pair
+    client_side, _ = handshake(build_server_context(cert, key), cert, client=tls12_client(cert, cipher))
+    assert f"version=TLSv1.2 cipher={cipher} " in client_side
 
 
 def test_building_a_context_from_missing_files_raises_tls_error(tmp_path: Path) -> None:

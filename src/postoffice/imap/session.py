@@ -23,8 +23,11 @@ Implementation notes
   queued (the write waits for the socket to drain). Input is only read when the reader has no complete
   command left, so a client that pipelines without reading its responses stops being read (bounded
   pipelining): the session holds at most `max_line` octets of commands plus `FLUSH_THRESHOLD` of responses.
-- Timeouts: every wait between commands is `autologout` (RFC 9051 section 5.4: at least 30 minutes), then
-  "* BYE"; IDLE waits `idle_timeout` instead. At shutdown an idle session gets "* BYE" at once.
+- Timeouts: each command (and the wait for it) has `autologout` (RFC 9051 section 5.4: at least 30
+  minutes), a deadline per command rather than per read (`Connection.read`, docs/decisions/0028), then
+  "* BYE"; IDLE waits `idle_timeout` instead. Before login the client has `[limits] login_timeout` in all
+  ("* BYE Autologout; login took too long"); a pre-login session closed to make room for a new connection
+  gets "* BYE [UNAVAILABLE]". At shutdown an idle session gets "* BYE" at once.
 - STARTTLS: the reader drops everything buffered after the STARTTLS line, and `Connection.start_tls` drops
   what its own buffer holds (CVE-2011-0411).
 """
@@ -46,7 +49,14 @@ from postoffice.auth.sasl import Challenge, Credentials, create_mechanism, decod
 from postoffice.imap import parser as p
 from postoffice.imap import wire
 from postoffice.imap.mailbox_view import InvalidSequence, MailboxView
-from postoffice.net.listener import Connection, ConnectionClosedError, ReadTimeout, ShutdownRequested
+from postoffice.net.listener import (
+    Connection,
+    ConnectionClosedError,
+    Evicted,
+    LoginTimeout,
+    ReadTimeout,
+    ShutdownRequested,
+)
 from postoffice.store import SYSTEM_FLAGS, Account, ChangeEvent, MailboxInfo, MailStore, NotFound, StoreError
 
 log = logging.getLogger("postoffice.imap")
@@ -301,6 +311,14 @@ class ImapSession:
             self.result = "server shutdown"
             self.untagged("BYE [UNAVAILABLE] Server shutting down")
             await self._flush_quietly()
+        except Evicted:
+            self.result = "closed to make room"
+            self.untagged("BYE [UNAVAILABLE] Too many connections, closing this one; try again later")
+            await self._flush_quietly()
+        except LoginTimeout:
+            self.result = "login timeout"
+            self.untagged("BYE Autologout; login took too long")
+            await self._flush_quietly()
         except ReadTimeout:
             self.result = "autologout"
             self.untagged("BYE Autologout; idle for too long")
@@ -532,6 +550,7 @@ class ImapSession:
             raise no("Authentication failed", "AUTHENTICATIONFAILED")
         self.account = result.account
         self.state = State.AUTHENTICATED
+        self.conn.mark_logged_in()
         self._unsubscribe = self.store.subscribe(result.account.id, self._on_change)
         return Done("Logged in", f"CAPABILITY {self.capabilities()}")
 

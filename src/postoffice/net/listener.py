@@ -7,8 +7,24 @@ Implementation notes
   before the upgrade and has not been consumed (CVE-2011-0411: plaintext pipelined behind STARTTLS must never
   be read as if it had come over TLS), then hands the socket to the TLS layer without yielding to the event
   loop in between.
-- Limits: a global cap and a per-client-IP cap on concurrent connections. A connection over a cap is handed
-  to the protocol's `refuse` callback (which sends its protocol's "too busy" reply) and closed.
+- Limits (docs/decisions/0028): per service (smtp, pop, imap), a global cap and a per-client cap on
+  concurrent connections; a client is an IPv4 address or an IPv6 /64, as the login guard counts them
+  (`auth.guard.client_key`). A connection that has not logged in is "pre-login" (every port-25 session is);
+  one that has, never counts as a candidate for eviction. When a new connection finds a cap reached, a
+  pre-login connection that is waiting on its client (a read, a write, a TLS handshake) is closed to make
+  room: for the per-client cap, that client's oldest; for the global cap, the oldest of the client holding
+  the most pre-login connections. The evicted session says its protocol's goodbye (`Evicted`). Only when no
+  such connection exists is the new one handed to the protocol's `refuse` callback (which sends its "too
+  busy" reply) and closed. So idle connections from a few addresses cannot lock everybody out, and
+  sessions that logged in are never touched.
+- Deadlines (RFC 5321 section 4.5.3.2: timeouts are per command): a read waits at most until the current
+  command's deadline, which starts at the first read after the server's last write (its reply to the
+  previous command, or the greeting) and lies `timeout` seconds later. Later reads of the same command keep
+  it, except that every byte received moves it 1/`min_data_rate` seconds later, never to more than
+  `timeout` from now (Postfix's smtpd_per_request_deadline and smtpd_min_data_rate): a client sending one
+  byte every few seconds cannot hold a connection, a slow but steady upload is not cut. Before login, reads,
+  writes and the TLS handshake also end at the login deadline (`login_timeout` after the connection
+  opened; none on port 25, which has no login): `LoginTimeout`.
 - Graceful shutdown: `stop_accepting()` closes the listening sockets; `shutting_down` is set so that idle
   sessions end themselves at once while transactions in flight may finish; `wait_closed(grace)` then cancels
   what is left.
@@ -31,15 +47,20 @@ import logging
 import socket
 import ssl
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
+from postoffice.auth.guard import client_key
 from postoffice.net.tls import describe_tls
 
 log = logging.getLogger("postoffice.net")
 
 HANDSHAKE_TIMEOUT = 30.0
 READ_CHUNK = 65536
+#: Bytes per second that move a command's deadline by one second ([limits] min_data_rate's default).
+DEFAULT_MIN_DATA_RATE = 500.0
+#: Seconds an evicted connection's goodbye may take to be written.
+GOODBYE_TIMEOUT = 5.0
 
 
 class _TlsReadBuffer(threading.local):
@@ -75,7 +96,16 @@ class ConnectionClosedError(Exception):
 
 
 class ReadTimeout(ConnectionClosedError):
-    """The peer sent nothing for the protocol's timeout; the session may say goodbye before closing."""
+    """The command's deadline passed; the session may say goodbye before closing."""
+
+
+class LoginTimeout(ReadTimeout):
+    """The client did not log in within the listener's login timeout; the session may say goodbye."""
+
+
+class Evicted(ConnectionClosedError):
+    """The connection had not logged in and was closed to make room for a new one (module notes); the
+    session may say goodbye (a write then waits at most GOODBYE_TIMEOUT)."""
 
 
 class ShutdownRequested(Exception):
@@ -92,6 +122,9 @@ class Connection:
         listener: ListenerSpec,
         context: Callable[[], ssl.SSLContext | None],
         shutting_down: asyncio.Event,
+        *,
+        login_timeout: float | None = None,
+        min_data_rate: float = DEFAULT_MIN_DATA_RATE,
     ) -> None:
         self.reader = reader
         self.writer = writer
@@ -106,7 +139,20 @@ class Connection:
         self.local_port: int = int(sock[1]) if len(sock) > 1 else 0
         self.tls_active = False
         self.tls_info = ""
-        self._idle_timeout: asyncio.Timeout | None = None
+        self._loop = asyncio.get_running_loop()
+        self.opened = self._loop.time()
+        #: Loop time by which the client must have logged in; None on port 25 and after the login.
+        self.login_deadline: float | None = None if login_timeout is None else self.opened + login_timeout
+        self.logged_in = False
+        self.evicted = False
+        self.min_data_rate = min_data_rate
+        #: The current command's deadline (loop time); None until the first read after a write.
+        self._command_deadline: float | None = None
+        # The waits in progress, so that a shutdown or an eviction can end them at once.
+        self._read_wait: asyncio.Timeout | None = None
+        self._read_idle = False
+        self._other_wait: asyncio.Timeout | None = None  # a write or a TLS handshake
+        self._handshake_failed = False
 
     @property
     def peer_ip(self) -> str:
@@ -123,40 +169,96 @@ class Connection:
     def starttls_available(self) -> bool:
         return not self.tls_active and self._context() is not None
 
-    async def read(self, timeout: float, *, idle: bool = False) -> bytes:
-        """Up to READ_CHUNK bytes; b"" when the peer closed. Raises ConnectionClosedError on timeout/reset.
+    def mark_logged_in(self) -> None:
+        """The client logged in: no login deadline any more, and the connection is never evicted."""
+        self.logged_in = True
+        self.login_deadline = None
 
-        `idle` marks a wait between transactions: a shutdown interrupts it at once (ShutdownRequested)."""
+    @property
+    def evictable(self) -> bool:
+        """Pre-login and waiting on the client (not in the middle of our own work, such as a delivery)."""
+        waiting = self._read_wait is not None or self._other_wait is not None
+        return waiting and not self.logged_in and not self.evicted
+
+    def evict(self) -> None:
+        """Close this pre-login connection to make room: the wait it is in ends now with `Evicted`."""
+        self.evicted = True
+        for wait in (self._read_wait, self._other_wait):
+            if wait is not None:
+                wait.reschedule(self._loop.time())
+
+    def _until(self, when: float) -> tuple[float, bool]:
+        """`when`, or the login deadline if that comes first; and whether it does."""
+        login = self.login_deadline
+        if login is not None and login < when:
+            return login, True
+        return when, False
+
+    async def read(self, timeout: float, *, idle: bool = False) -> bytes:
+        """Up to READ_CHUNK bytes; b"" when the peer closed.
+
+        `timeout` is per command, not per read (module notes): the first read after a write starts the
+        deadline; bytes received move it later at `min_data_rate`, never beyond `timeout` from now. Raises
+        ReadTimeout (LoginTimeout when the login deadline came first), Evicted, or ConnectionClosedError on
+        a reset. `idle` marks a wait between transactions: a shutdown interrupts it at once
+        (ShutdownRequested)."""
+        if self.evicted:
+            raise Evicted("evicted")
         if idle and self.shutting_down.is_set():
             raise ShutdownRequested()
+        if self._command_deadline is None:
+            self._command_deadline = self._loop.time() + timeout
+        when, login_first = self._until(self._command_deadline)
         try:
-            async with asyncio.timeout(timeout) as deadline:
-                if idle:
-                    self._idle_timeout = deadline
+            async with asyncio.timeout_at(when) as deadline:
+                self._read_wait, self._read_idle = deadline, idle
                 try:
-                    return await self.reader.read(READ_CHUNK)
+                    data = await self.reader.read(READ_CHUNK)
                 finally:
-                    self._idle_timeout = None
+                    self._read_wait = None
         except TimeoutError as exc:
+            if self.evicted:
+                raise Evicted("evicted") from exc
             if idle and self.shutting_down.is_set():
                 raise ShutdownRequested() from exc
+            if login_first:
+                raise LoginTimeout("login timeout") from exc
             raise ReadTimeout("timeout") from exc
         except (ConnectionError, ssl.SSLError, OSError) as exc:
             raise ConnectionClosedError(str(exc)) from exc
+        # A write may have ended the command meanwhile (IMAP IDLE writes while a read is pending).
+        if data and self.min_data_rate > 0 and self._command_deadline is not None:
+            earned = self._command_deadline + len(data) / self.min_data_rate
+            self._command_deadline = min(earned, self._loop.time() + timeout)
+        return data
 
     def interrupt_idle(self) -> None:
         """Called at shutdown: end an idle wait now (the session then says goodbye)."""
-        if self._idle_timeout is not None:
-            self._idle_timeout.reschedule(asyncio.get_running_loop().time())
+        if self._read_wait is not None and self._read_idle:
+            self._read_wait.reschedule(self._loop.time())
 
     async def write(self, data: bytes, timeout: float = 300.0) -> None:
+        """Send `data`, waiting at most `timeout` for the peer to take it (less before login, see `read`).
+        A write answers the client, so the next read starts a new command deadline."""
         if not data:
             return
+        self._command_deadline = None
+        when, login_first = self._until(
+            self._loop.time() + (min(timeout, GOODBYE_TIMEOUT) if self.evicted else timeout)
+        )
         try:
             self.writer.write(data)
-            async with asyncio.timeout(timeout):
-                await self.writer.drain()
+            async with asyncio.timeout_at(when) as deadline:
+                self._other_wait = deadline
+                try:
+                    await self.writer.drain()
+                finally:
+                    self._other_wait = None
         except TimeoutError as exc:
+            if self.evicted:
+                raise Evicted("evicted while writing") from exc
+            if login_first:
+                raise LoginTimeout("login timeout while writing") from exc
             raise ConnectionClosedError("write timeout") from exc
         except (ConnectionError, ssl.SSLError, OSError, RuntimeError) as exc:
             raise ConnectionClosedError(str(exc)) from exc
@@ -175,9 +277,23 @@ class Connection:
                 "discarding %d bytes pipelined before the TLS upgrade from %s", len(buffered), self.peer_ip
             )
             buffered.clear()
+        when, _ = self._until(self._loop.time() + HANDSHAKE_TIMEOUT)
         try:
-            await self.writer.start_tls(context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
-        except (ConnectionError, ssl.SSLError, OSError, TimeoutError) as exc:
+            async with asyncio.timeout_at(when) as deadline:
+                self._other_wait = deadline
+                try:
+                    await self.writer.start_tls(context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+                except BaseException:
+                    # asyncio closed the socket under the TLS layer: the stream never learns it is closed
+                    self._handshake_failed = True
+                    raise
+                finally:
+                    self._other_wait = None
+        except TimeoutError as exc:
+            if self.evicted:
+                raise Evicted("evicted during the TLS handshake") from exc
+            raise ConnectionClosedError("TLS handshake timed out") from exc
+        except (ConnectionError, ssl.SSLError, OSError) as exc:
             raise ConnectionClosedError(f"TLS handshake failed: {exc}") from exc
         _share_tls_read_buffer(self.writer)
         self.tls_active = True
@@ -186,6 +302,8 @@ class Connection:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             self.writer.close()
+        if self._handshake_failed:
+            return  # nothing to wait for (and wait_closed would wait its full 5 s)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
                 await self.writer.wait_closed()
@@ -201,30 +319,76 @@ class ListenerSpec:
 
 
 class ConnectionLimits:
-    """Caps shared by the listeners of one service (e.g. smtp: port 25; pop: 110, 995 and 109)."""
+    """Caps shared by the listeners of one service (e.g. smtp: ports 25, 587 and 465; pop: 110, 995 and 109),
+    with room made by evicting pre-login connections (module notes, docs/decisions/0028)."""
 
     def __init__(self, name: str, max_connections: int, max_connections_per_ip: int) -> None:
         self.name = name
         self.max_connections = max_connections
         self.max_connections_per_ip = max_connections_per_ip
         self.total = 0
-        self.per_ip: dict[str, int] = {}
+        #: Per client (IPv4 address or IPv6 /64): its connections, oldest first.
+        self.clients: dict[str, dict[Connection, None]] = {}
+        self.evictions = 0
 
-    def enter(self, ip: str) -> str | None:
-        """Count the connection in; the reason it is over a cap, or None."""
+    def admit(self, conn: Connection) -> str | None:
+        """Count `conn` in, evicting a pre-login connection when a cap is reached; the reason it is refused
+        (over a cap with nothing to evict), or None. Either way `leave(conn)` must follow."""
+        key = client_key(conn.peer_ip)
+        mine = self.clients.setdefault(key, {})
+        reason = None
+        # `_evict` makes room and says whether it could (short-circuit: only when a cap is reached)
+        full = len(mine) >= self.max_connections_per_ip
+        if full and not self._evict(self._victim([key]), "too many connections from the client"):
+            reason = "too many connections from your address"
+        full = self.total >= self.max_connections
+        if reason is None and full and not self._evict(self._victim(self.clients), "too many connections"):
+            reason = "too many connections"
+        mine[conn] = None
         self.total += 1
-        self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
-        if self.total > self.max_connections:
-            return "too many connections"
-        if self.per_ip[ip] > self.max_connections_per_ip:
-            return "too many connections from your address"
-        return None
+        return reason
 
-    def leave(self, ip: str) -> None:
+    def leave(self, conn: Connection) -> None:
+        """Count `conn` out (idempotent: an evicted connection was counted out when it was chosen)."""
+        key = client_key(conn.peer_ip)
+        mine = self.clients.get(key)
+        if mine is None or conn not in mine:
+            return
+        del mine[conn]
         self.total -= 1
-        self.per_ip[ip] -= 1
-        if not self.per_ip[ip]:
-            del self.per_ip[ip]
+        if not mine:
+            del self.clients[key]
+
+    def _victim(self, keys: Iterable[str]) -> Connection | None:
+        """The evictable connection of the client (among `keys`) with the most pre-login connections; of
+        that client's, the oldest."""
+        best: Connection | None = None
+        best_rank: tuple[int, float] | None = None
+        for key in keys:
+            conns = self.clients[key]
+            candidates = [conn for conn in conns if conn.evictable]
+            if not candidates:
+                continue
+            pre_login = sum(1 for conn in conns if not conn.logged_in)
+            rank = (-pre_login, candidates[0].opened)
+            if best_rank is None or rank < best_rank:
+                best, best_rank = candidates[0], rank
+        return best
+
+    def _evict(self, victim: Connection | None, why: str) -> bool:
+        if victim is None:
+            return False
+        log.info(
+            "%s: %s; closing a connection from %s that has not logged in (open %.0f s)",
+            self.name,
+            why,
+            victim.peer_ip,
+            asyncio.get_running_loop().time() - victim.opened,
+        )
+        self.leave(victim)
+        victim.evict()
+        self.evictions += 1
+        return True
 
 
 Handler = Callable[[Connection], Awaitable[None]]
@@ -234,8 +398,14 @@ Refuser = Callable[[Connection, str], Awaitable[None]]
 class ListenerGroup:
     """All listening sockets of the server, with shared connection accounting."""
 
-    def __init__(self, tls_context: Callable[[], ssl.SSLContext | None]) -> None:
+    def __init__(
+        self,
+        tls_context: Callable[[], ssl.SSLContext | None],
+        *,
+        min_data_rate: float = DEFAULT_MIN_DATA_RATE,
+    ) -> None:
         self._tls_context = tls_context
+        self.min_data_rate = min_data_rate
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._connections: set[Connection] = set()
@@ -247,9 +417,17 @@ class ListenerGroup:
         return len(self._tasks)
 
     async def bind(
-        self, spec: ListenerSpec, handler: Handler, refuse: Refuser, limits: ConnectionLimits
+        self,
+        spec: ListenerSpec,
+        handler: Handler,
+        refuse: Refuser,
+        limits: ConnectionLimits,
+        *,
+        login_timeout: float | None = None,
     ) -> None:
-        """Bind the socket now (so privileges can be dropped afterwards) and start accepting."""
+        """Bind the socket now (so privileges can be dropped afterwards) and start accepting.
+
+        `login_timeout`: seconds a client has from connecting to logging in (None: no login, port 25)."""
         listener_spec = spec
 
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -257,10 +435,16 @@ class ListenerGroup:
             assert task is not None
             self._tasks.add(task)
             conn = Connection(
-                reader, writer, listener_spec, self._context_for(listener_spec), self.shutting_down
+                reader,
+                writer,
+                listener_spec,
+                self._context_for(listener_spec),
+                self.shutting_down,
+                login_timeout=login_timeout,
+                min_data_rate=self.min_data_rate,
             )
             ip = conn.peer_ip
-            over_limit = limits.enter(ip)
+            over_limit = limits.admit(conn)
             self._connections.add(conn)
             try:
                 if listener_spec.tls == "implicit":
@@ -281,7 +465,7 @@ class ListenerGroup:
             except Exception:
                 log.exception("%s: session with %s failed", listener_spec.name, ip)
             finally:
-                limits.leave(ip)  # the session is over; closing the socket may still take a moment
+                limits.leave(conn)  # the session is over; closing the socket may still take a moment
                 await conn.close()
                 self._tasks.discard(task)
                 self._connections.discard(conn)

@@ -6,9 +6,12 @@ Implementation notes
   swaps in a new context for new connections while connections in flight keep the one they started with.
 - A reload only swaps when the new certificate and key loaded; on failure the old context stays in service and
   the error is returned and logged. A server must not lose TLS because a renewal left a half-written file.
-- The cipher list is OpenSSL's/Python's default for PROTOCOL_TLS_SERVER (AEAD, forward secrecy, no SHA-1 or
-  RC4). We do not narrow it further: on port 25 TLS is opportunistic (RFC 7435), and a sender that cannot
-  negotiate falls back to plaintext, which is worse than a weaker cipher.
+- TLS 1.2 cipher suites: ECDHE with AES-GCM or ChaCha20-Poly1305 only (`TLS12_CIPHERS`;
+  docs/decisions/0029), the RFC 9325 section 4.2 recommendations: forward secrecy and AEAD, no CBC suites
+  (Python's default list for servers still offers ECDHE-RSA-AES128-SHA256 and -AES256-SHA384, CBC with
+  MAC-then-encrypt, and DHE with the client's choice of group). Every TLS 1.2 implementation since OpenSSL
+  1.0.1 has these suites, so the narrower list costs no real client, on port 25 either. TLS 1.3 suites are
+  all AEAD; OpenSSL's defaults stay.
 - Self-signed certificates use RSA 2048, not ECDSA P-256: ECDSA is smaller and faster, but older mail
   programs and embedded MTAs still lack ECDSA cipher suites, and a first-run certificate should work with
   every client. The handshake cost of RSA 2048 is negligible at one-domain scale.
@@ -34,6 +37,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("postoffice.net.tls")
 
 _TLS_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+
+#: The TLS 1.2 suites a server offers (OpenSSL cipher string): ECDHE key exchange, AEAD encryption.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
 class TlsError(Exception):
@@ -126,6 +132,7 @@ def build_server_context(
     context.minimum_version = _TLS_VERSIONS[min_version]
     # No TLS compression (CRIME); no client-initiated renegotiation (a cheap CPU DoS, and TLS 1.3 has none).
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    context.set_ciphers(TLS12_CIPHERS)  # TLS 1.2 only; TLS 1.3 suites (all AEAD) are set apart by OpenSSL
     try:
         context.load_cert_chain(certificate, private_key)
     except FileNotFoundError as exc:

@@ -17,7 +17,9 @@ Implementation notes
   chunk, never the whole message in memory. If the store cannot deliver exactly that many octets (the message
   was expunged by another protocol meanwhile, a store error) the framing is lost: the connection is closed
   without another reply.
-- Limits: `[pop3] autologout` seconds without a command ends the session ("- autologout"); `[pop3]
+- Limits: `[pop3] autologout` seconds for a command ends the session ("- autologout"; a deadline per
+  command, not per read: docs/decisions/0028); without HELO within `[limits] login_timeout` it ends with
+  "- login took too long", and a pre-login session closed to make room says so; `[pop3]
   max_errors` protocol errors end it; a server shutdown ends an idle session at once ("- server shutting
   down"). Commands are never interrupted halfway: ACKD's expunge and RETR's transfer finish first.
 - One log line per session end: client, account, folder, retrieved, deleted, how it ended, duration.
@@ -31,7 +33,14 @@ import time
 
 from postoffice.auth import Authenticator, AuthResult
 from postoffice.config import Pop3Config
-from postoffice.net.listener import Connection, ConnectionClosedError, ReadTimeout, ShutdownRequested
+from postoffice.net.listener import (
+    Connection,
+    ConnectionClosedError,
+    Evicted,
+    LoginTimeout,
+    ReadTimeout,
+    ShutdownRequested,
+)
 from postoffice.pop2 import protocol as p
 from postoffice.pop3.locks import MaildropLocks
 from postoffice.store import Account, MailboxInfo, MailStore, MessageInfo, StoreError
@@ -144,6 +153,18 @@ class Pop2Session:
                     # Every wait is between commands (POP2 clients send nothing else), so a shutdown may
                     # interrupt any of them.
                     data = await self.conn.read(self.config.autologout, idle=True)
+                except Evicted:
+                    self.ended = "closed to make room"
+                    log.info("pop2 client %s: closed to make room for other clients", self.conn.peer_ip)
+                    proto.close("too many connections, closing this one; try again later")
+                    await self._flush_quietly()
+                    return
+                except LoginTimeout:
+                    self.ended = "login timeout"
+                    log.info("pop2 client %s: no login within the login timeout", self.conn.peer_ip)
+                    proto.close("login took too long")
+                    await self._flush_quietly()
+                    return
                 except ReadTimeout:
                     self.ended = "autologout"
                     log.info(
@@ -207,6 +228,7 @@ class Pop2Session:
             proto.reject("maildrop in use")
             return
         self.locked_account_id = account.id
+        self.conn.mark_logged_in()
         try:
             mailbox = await self.store.get_mailbox(account.id, "INBOX")
             messages = await self.store.list_messages(mailbox.id) if mailbox is not None else []

@@ -20,9 +20,12 @@ Implementation notes
   memory does not grow with the message size.
 - Replies are written when the core needs more input (or the queue passes FLUSH_THRESHOLD), so pipelined
   commands (RFC 2449) are answered in few writes.
-- Every read waits at most `[pop3] autologout` seconds (RFC 1939 section 3: at least 10 minutes); then the
-  connection is closed without a reply, as section 3 says. At shutdown an idle session is told
-  "-ERR [SYS/TEMP] server shutting down"; a retrieval or UPDATE in progress finishes first.
+- Each command has `[pop3] autologout` seconds (RFC 1939 section 3: at least 10 minutes), a deadline per
+  command, not per read (`Connection.read`, docs/decisions/0028); then the connection is closed without a
+  reply, as section 3 says. Before login the client has `[limits] login_timeout` in all, then
+  "-ERR [SYS/TEMP]"; so does a pre-login session closed to make room for a new connection. At shutdown
+  an idle session is told "-ERR [SYS/TEMP] server shutting down"; a retrieval or UPDATE in progress
+  finishes first.
 - One log line per session: client, account, TLS, messages retrieved, messages deleted, result, duration.
 """
 
@@ -34,7 +37,14 @@ from collections.abc import AsyncIterator
 
 from postoffice.auth import Authenticator
 from postoffice.config import Pop3Config
-from postoffice.net.listener import Connection, ConnectionClosedError, ReadTimeout, ShutdownRequested
+from postoffice.net.listener import (
+    Connection,
+    ConnectionClosedError,
+    Evicted,
+    LoginTimeout,
+    ReadTimeout,
+    ShutdownRequested,
+)
 from postoffice.pop3 import protocol as p
 from postoffice.pop3.locks import MaildropLocks
 from postoffice.store import MailboxInfo, MailStore, NotFound, StoreError
@@ -155,6 +165,18 @@ class Pop3Session:
                 try:
                     # Every wait for a command is idle: POP3 has no multi-command transaction to protect.
                     data = await self.conn.read(self.config.autologout, idle=True)
+                except Evicted:
+                    log.info("pop3 client %s: closed to make room for other clients", self.conn.peer_ip)
+                    self.result = "closed to make room"
+                    proto.close("too many connections, closing this one; try again later", "SYS/TEMP")
+                    await self._flush_quietly()
+                    return
+                except LoginTimeout:
+                    log.info("pop3 client %s: no login within the login timeout", self.conn.peer_ip)
+                    self.result = "login timeout"
+                    proto.close("login took too long", "SYS/TEMP")  # nothing to remove before login
+                    await self._flush_quietly()
+                    return
                 except ReadTimeout:
                     log.info(
                         "pop3 client %s: autologout after %.0f s", self.conn.peer_ip, self.config.autologout
@@ -239,6 +261,7 @@ class Pop3Session:
             proto.login_rejected("SYS/TEMP", "Maildrop temporarily unavailable, try again later")
             return
         self.locked_account = account.id
+        self.conn.mark_logged_in()
         self.account = account.address
         self.inbox = inbox
         self._maildrop = [

@@ -206,7 +206,9 @@ class _Broken(Exception):
 @functools.cache
 def _opportunistic_context() -> ssl.SSLContext:
     """Encryption without authentication (RFC 7435 opportunistic security): any certificate is accepted, as
-    an MX host's certificate is seldom verifiable and plaintext would be the alternative."""
+    an MX host's certificate is seldom verifiable and plaintext would be the alternative. For the same
+    reason the cipher list stays Python's default, CBC suites included (docs/decisions/0029); our own
+    listeners offer AEAD only."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE

@@ -23,6 +23,10 @@ Implementation notes
   resolved at RCPT (550 5.1.1 for unknown users) and get their copy in the same store transaction that queues
   the message for the remote recipients (`MailStore.submit`), with their DSN parameters (RFC 3461). Date and
   Message-ID are added when missing; the Received header names the client's address only when configured.
+- Timeouts (docs/decisions/0028): `command_timeout` is a deadline per command line and `data_timeout` one
+  for the message data that bytes received extend at `[limits] min_data_rate` (`Connection.read`), so a
+  client trickling a byte at a time is cut off with 421 4.4.2. Submission must log in within
+  `[limits] login_timeout` (421 4.4.2); a pre-login session closed to make room gets 421 4.7.0.
 - Port 25 relays for `trusted_networks` only (empty by default): their remote recipients are queued as in
   submission, without the ownership checks.
 """
@@ -44,7 +48,14 @@ from typing import IO
 from postoffice.auth import Authenticator
 from postoffice.auth.sasl import mechanism_names
 from postoffice.message import ParsedMessage, parse_message
-from postoffice.net.listener import Connection, ConnectionClosedError, ReadTimeout, ShutdownRequested
+from postoffice.net.listener import (
+    Connection,
+    ConnectionClosedError,
+    Evicted,
+    LoginTimeout,
+    ReadTimeout,
+    ShutdownRequested,
+)
 from postoffice.smtp import protocol as p
 from postoffice.smtp import submission as policy
 from postoffice.store import Account, MailStore, StoreError
@@ -180,13 +191,22 @@ class SmtpSession:
                 idle = self.txn is None and not self.in_data
                 timeout = self.settings.data_timeout if self.in_data else self.settings.command_timeout
                 try:
+                    # A deadline per command (and for the message data), not per read: net.listener
                     data = await self.conn.read(timeout, idle=idle)
+                except Evicted:
+                    log.info("smtp client %s: closed to make room for other clients", self.conn.peer_ip)
+                    proto.close(421, "4.7.0", "Too many connections, closing this one; try again later")
+                    await self._say_goodbye()
+                    return
+                except LoginTimeout:
+                    log.info("smtp client %s: no login within the login timeout", self.conn.peer_ip)
+                    proto.close(421, "4.4.2", "Login took too long, closing connection")
+                    await self._say_goodbye()
+                    return
                 except ReadTimeout:
                     # RFC 5321 section 4.5.3.2: the server may close after its timeout; say why first
                     log.info("smtp client %s: timeout after %.0f s", self.conn.peer_ip, timeout)
-                    proto.close(
-                        421, "4.4.2", f"{self.settings.hostname} Timeout exceeded, closing connection"
-                    )
+                    proto.close(421, "4.4.2", "Timeout exceeded, closing connection")
                     await self._say_goodbye()
                     return
                 except ConnectionClosedError:
@@ -256,6 +276,7 @@ class SmtpSession:
         )
         if result.ok and result.account is not None:
             self.account = result.account
+            self.conn.mark_logged_in()
             self.proto.accept()
         elif result.status in ("locked-out", "unavailable"):
             self.proto.reject(454, "4.7.0", "Temporary authentication failure, try again later")
