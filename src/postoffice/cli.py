@@ -12,8 +12,9 @@ Implementation notes
 - Export writes messages byte for byte as stored: mbox in the mboxrd variant (quoting `>*From ` lines so
   that unquoting restores them exactly), Maildir with one file per message named after its internal date,
   UID and UIDVALIDITY, with the flags in the Maildir info suffix (https://cr.yp.to/proto/maildir.html).
-- Addresses and domains are lowercased and non-ASCII domains IDNA-encoded before they reach the store, the
-  same way the recipient resolver normalises them at delivery.
+- Addresses and domains are brought to the one canonical form (`postoffice.directory.address`: lowercase,
+  NFC local part, IDNA domain without a trailing dot) and validated before they reach the store, so the CLI
+  names exactly the keys that delivery, logins and the login guard use.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from postoffice.config import (
     load_config,
     render_default_config,
 )
+from postoffice.directory.address import AddressError, parse_address, parse_domain
 
 if TYPE_CHECKING:
     from postoffice.store import MailboxInfo, MailStore, MessageInfo
@@ -61,39 +63,25 @@ class CliError(Exception):
 
 # -- names ---------------------------------------------------------------------------------------------------
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-# RFC 5322 atext, plus any non-ASCII character (RFC 6531 allows UTF-8 local parts).
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]"
-_DOT_ATOM = re.compile(rf"^{_ATEXT}+(\.{_ATEXT}+)*$")
+
+def _usage(error: AddressError) -> CliError:
+    return CliError(str(error), EXIT_USAGE)
 
 
 def normalize_domain(name: str) -> str:
-    """Lowercase, drop a trailing dot, IDNA-encode non-ASCII labels; CliError (usage) if not a domain."""
-    raw = name
-    name = name.strip().rstrip(".").lower()
-    if not name.isascii():
-        try:
-            name = name.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise CliError(f"not a valid domain name: {raw!r}", EXIT_USAGE) from None
-    if len(name) > 253 or not name or not all(_LABEL.match(label) for label in name.split(".")):
-        raise CliError(f"not a valid domain name: {raw!r}", EXIT_USAGE)
-    return name
-
-
-def normalize_localpart(local: str, original: str) -> str:
-    local = local.strip().lower()
-    if not local or len(local) > 64 or not _DOT_ATOM.match(local) or not local.isprintable():
-        raise CliError(f"not a valid address: {original!r}", EXIT_USAGE)
-    return local
+    """The canonical domain (directory/address.py); CliError (usage) if it is not a domain name."""
+    try:
+        return parse_domain(name)
+    except AddressError as exc:
+        raise _usage(exc) from None
 
 
 def normalize_address(address: str) -> str:
-    """`Local@Domain` -> `local@domain` (IDNA domain); raise CliError (usage) if it is not a plain address."""
-    local, sep, domain = address.strip().rpartition("@")
-    if not sep:
-        raise CliError(f"not a full address (local@domain): {address!r}", EXIT_USAGE)
-    return f"{normalize_localpart(local, address)}@{normalize_domain(domain)}"
+    """The canonical `local@domain` (directory/address.py); CliError (usage) if it is not a plain address."""
+    try:
+        return parse_address(address)
+    except AddressError as exc:
+        raise _usage(exc) from None
 
 
 def normalize_alias_source(source: str) -> str:
