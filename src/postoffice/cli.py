@@ -1,5 +1,5 @@
 """The `postoffice` command line: set up a data directory, check the config, run the server,
-administer domains, accounts and aliases, and export mail.
+administer domains, accounts, aliases and login lockouts, and export mail.
 
 Implementation notes
 - `main(argv) -> int` never lets a traceback reach the terminal: every failure becomes one line on stderr
@@ -440,6 +440,57 @@ def cmd_queue(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_auth(args: argparse.Namespace) -> int:
+    """The login guard's lockouts: list them, or lift those of an address or a client (docs/decisions/0027).
+    The running server lifts them from memory on the next attempt that hits them."""
+    from postoffice.auth.guard import parse_client_key
+    from postoffice.directory.address import normalize_address as canonical
+    from postoffice.store import LOGIN_LOCKOUT_KINDS
+
+    now = time.time()
+    if args.action == "lockouts":
+        entries = with_store(args, lambda store: store.login_guard_entries(now))
+        rows = [
+            (
+                e.kind,
+                e.client or "-",
+                e.account or "-",
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.since)),
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.until)),
+                _age(e.until - now),
+            )
+            for e in entries
+            if e.kind in LOGIN_LOCKOUT_KINDS
+        ]
+        if not rows:
+            print("no lockouts")
+            return EXIT_OK
+        print_table(("LOCKED", "CLIENT", "ACCOUNT", "SINCE", "UNTIL", "LEFT"), rows)
+        print(f"{len(rows)} lockout{'s' if len(rows) != 1 else ''} (IPv6 clients are locked per /64 network)")
+        return EXIT_OK
+    target: str = args.target
+    client = parse_client_key(target)
+    if client is not None:
+        lifted = with_store(args, lambda store: store.login_guard_unlock(client=client))
+        what = f"client {client}"
+    else:
+        account = canonical(target)  # the guard's key: any login name, also one without an account
+        if not account:
+            raise CliError("unlock what? give a login name or an IP address", EXIT_USAGE)
+        lifted = with_store(args, lambda store: store.login_guard_unlock(account=account))
+        what = f"account {account}"
+    if not lifted:
+        raise CliError(f"no lockout for {what}")
+    for e in lifted:
+        if e.kind == "client":
+            print(f"lifted the lockout of client {e.client}")
+        elif e.kind == "account":
+            print(f"lifted the lockout of account {e.account}")
+        else:
+            print(f"lifted the lockout of account {e.account} from client {e.client}")
+    return EXIT_OK
+
+
 def cmd_mailbox(args: argparse.Namespace) -> int:
     address = normalize_address(args.address)
 
@@ -723,6 +774,13 @@ def build_parser() -> argparse.ArgumentParser:
     command("delete", cmd_queue, "remove a queued message without notifying its sender", sub).add_argument(
         "id", type=int
     )
+
+    p = command("auth", cmd_auth, "login lockouts: list them, or lift one")
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    command("lockouts", cmd_auth, "list the clients and accounts locked out after failed logins", sub)
+    command(
+        "unlock", cmd_auth, "lift the lockout of a login name or a client (IP address, or IPv6 /64)", sub
+    ).add_argument("target", metavar="ADDRESS|IP")
 
     p = command("export", cmd_export, "export an account's mail as mbox (mboxrd) or Maildir")
     p.add_argument("address", metavar="ADDRESS")
