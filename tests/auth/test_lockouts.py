@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from postoffice.auth import lockouts as lockouts_module
 from postoffice.auth.authenticator import Authenticator, AuthResult
 from postoffice.auth.guard import ACCOUNT_LOCKED_REASON, IP_LOCKED_REASON, LoginGuard, parse_client_key
 from postoffice.auth.lockouts import LockoutJournal
@@ -259,6 +260,24 @@ def test_a_version_6_store_gets_the_login_guard_table(tmp_path: Path) -> None:
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == 7
     finally:
         conn.close()
+
+
+def test_the_record_of_written_lockouts_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lockouts_module, "MAX_ENTRIES", 4)  # limit 12, pruned down to 9
+
+    async def main() -> None:
+        store = open_store(tmp_path / "mail.sqlite3")
+        try:
+            journal = LockoutJournal(store, LoginGuard(CONFIG))
+            for i in range(13):
+                journal.record([LoginGuardEntry("client", f"192.0.2.{i}", "", 9e9, 1.0)])
+                await journal.flush()
+            assert journal.tracked() == 9
+            assert len(await store.login_guard_entries(0)) == 13  # the store keeps every one
+        finally:
+            await store.close()
+
+    asyncio.run(main())
 
 
 @pytest.mark.parametrize(

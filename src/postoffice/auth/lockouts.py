@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from postoffice.auth.guard import LoginGuard, printable_for_log
+from postoffice.auth.guard import MAX_ENTRIES, LoginGuard, printable_for_log
 from postoffice.store import LOGIN_LOCKOUT_KINDS, LoginGuardEntry, MailStore, StoreError
 
 log = logging.getLogger("postoffice.auth")
@@ -86,7 +86,22 @@ class LockoutJournal:
                 continue
             for entry in batch:
                 if entry.kind in LOGIN_LOCKOUT_KINDS:
+                    self._written.pop(_key(entry), None)  # re-inserted: the dict stays in write order
                     self._written[_key(entry)] = entry.until
+            self._bound_written()
+
+    def _bound_written(self) -> None:
+        """Keep the record of written lockouts within the guard's own bound (three tables of MAX_ENTRIES):
+        ended ones go first, then the oldest (the guard drops its oldest too), down to three quarters so that
+        the scan is rare."""
+        limit = 3 * MAX_ENTRIES
+        if len(self._written) <= limit:
+            return
+        now = self._wall_clock()
+        for key in [key for key, until in self._written.items() if until <= now]:
+            del self._written[key]
+        while len(self._written) > limit * 3 // 4:
+            del self._written[next(iter(self._written))]
 
     async def refresh(self) -> bool:
         """After a lockout hit: when an unlock happened since the last look, lift in memory what it lifted
@@ -123,6 +138,10 @@ class LockoutJournal:
                             printable_for_log(account or "-"),
                         )
             return lifted > 0
+
+    def tracked(self) -> int:
+        """Written lockouts remembered for `refresh` (for tests and diagnostics)."""
+        return len(self._written)
 
     async def close(self) -> None:
         await self.flush()
