@@ -1,5 +1,5 @@
 """The `postoffice` command line: set up a data directory, check the config, run the server,
-administer domains, accounts and aliases, and export mail.
+administer domains, accounts, aliases and login lockouts, and export mail.
 
 Implementation notes
 - `main(argv) -> int` never lets a traceback reach the terminal: every failure becomes one line on stderr
@@ -12,8 +12,9 @@ Implementation notes
 - Export writes messages byte for byte as stored: mbox in the mboxrd variant (quoting `>*From ` lines so
   that unquoting restores them exactly), Maildir with one file per message named after its internal date,
   UID and UIDVALIDITY, with the flags in the Maildir info suffix (https://cr.yp.to/proto/maildir.html).
-- Addresses and domains are lowercased and non-ASCII domains IDNA-encoded before they reach the store, the
-  same way the recipient resolver normalises them at delivery.
+- Addresses and domains are brought to the one canonical form (`postoffice.directory.address`: lowercase,
+  NFC local part, IDNA domain without a trailing dot) and validated before they reach the store, so the CLI
+  names exactly the keys that delivery, logins and the login guard use.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from postoffice.config import (
     load_config,
     render_default_config,
 )
+from postoffice.directory.address import AddressError, parse_address, parse_domain
 
 if TYPE_CHECKING:
     from postoffice.store import MailboxInfo, MailStore, MessageInfo
@@ -61,39 +63,25 @@ class CliError(Exception):
 
 # -- names ---------------------------------------------------------------------------------------------------
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-# RFC 5322 atext, plus any non-ASCII character (RFC 6531 allows UTF-8 local parts).
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]"
-_DOT_ATOM = re.compile(rf"^{_ATEXT}+(\.{_ATEXT}+)*$")
+
+def _usage(error: AddressError) -> CliError:
+    return CliError(str(error), EXIT_USAGE)
 
 
 def normalize_domain(name: str) -> str:
-    """Lowercase, drop a trailing dot, IDNA-encode non-ASCII labels; CliError (usage) if not a domain."""
-    raw = name
-    name = name.strip().rstrip(".").lower()
-    if not name.isascii():
-        try:
-            name = name.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise CliError(f"not a valid domain name: {raw!r}", EXIT_USAGE) from None
-    if len(name) > 253 or not name or not all(_LABEL.match(label) for label in name.split(".")):
-        raise CliError(f"not a valid domain name: {raw!r}", EXIT_USAGE)
-    return name
-
-
-def normalize_localpart(local: str, original: str) -> str:
-    local = local.strip().lower()
-    if not local or len(local) > 64 or not _DOT_ATOM.match(local) or not local.isprintable():
-        raise CliError(f"not a valid address: {original!r}", EXIT_USAGE)
-    return local
+    """The canonical domain (directory/address.py); CliError (usage) if it is not a domain name."""
+    try:
+        return parse_domain(name)
+    except AddressError as exc:
+        raise _usage(exc) from None
 
 
 def normalize_address(address: str) -> str:
-    """`Local@Domain` -> `local@domain` (IDNA domain); raise CliError (usage) if it is not a plain address."""
-    local, sep, domain = address.strip().rpartition("@")
-    if not sep:
-        raise CliError(f"not a full address (local@domain): {address!r}", EXIT_USAGE)
-    return f"{normalize_localpart(local, address)}@{normalize_domain(domain)}"
+    """The canonical `local@domain` (directory/address.py); CliError (usage) if it is not a plain address."""
+    try:
+        return parse_address(address)
+    except AddressError as exc:
+        raise _usage(exc) from None
 
 
 def normalize_alias_source(source: str) -> str:
@@ -455,6 +443,57 @@ def cmd_queue(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_auth(args: argparse.Namespace) -> int:
+    """The login guard's lockouts: list them, or lift those of an address or a client (docs/decisions/0027).
+    The running server lifts them from memory on the next attempt that hits them."""
+    from postoffice.auth.guard import parse_client_key
+    from postoffice.directory.address import normalize_address as canonical
+    from postoffice.store import LOGIN_LOCKOUT_KINDS
+
+    now = time.time()
+    if args.action == "lockouts":
+        entries = with_store(args, lambda store: store.login_guard_entries(now))
+        rows = [
+            (
+                e.kind,
+                e.client or "-",
+                e.account or "-",
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.since)),
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.until)),
+                _age(e.until - now),
+            )
+            for e in entries
+            if e.kind in LOGIN_LOCKOUT_KINDS
+        ]
+        if not rows:
+            print("no lockouts")
+            return EXIT_OK
+        print_table(("LOCKED", "CLIENT", "ACCOUNT", "SINCE", "UNTIL", "LEFT"), rows)
+        print(f"{len(rows)} lockout{'s' if len(rows) != 1 else ''} (IPv6 clients are locked per /64 network)")
+        return EXIT_OK
+    target: str = args.target
+    client = parse_client_key(target)
+    if client is not None:
+        lifted = with_store(args, lambda store: store.login_guard_unlock(client=client))
+        what = f"client {client}"
+    else:
+        account = canonical(target)  # the guard's key: any login name, also one without an account
+        if not account:
+            raise CliError("unlock what? give a login name or an IP address", EXIT_USAGE)
+        lifted = with_store(args, lambda store: store.login_guard_unlock(account=account))
+        what = f"account {account}"
+    if not lifted:
+        raise CliError(f"no lockout for {what}")
+    for e in lifted:
+        if e.kind == "client":
+            print(f"lifted the lockout of client {e.client}")
+        elif e.kind == "account":
+            print(f"lifted the lockout of account {e.account}")
+        else:
+            print(f"lifted the lockout of account {e.account} from client {e.client}")
+    return EXIT_OK
+
+
 def cmd_mailbox(args: argparse.Namespace) -> int:
     address = normalize_address(args.address)
 
@@ -741,6 +780,13 @@ def build_parser() -> argparse.ArgumentParser:
     command("delete", cmd_queue, "remove a queued message without notifying its sender", sub).add_argument(
         "id", type=int
     )
+
+    p = command("auth", cmd_auth, "login lockouts: list them, or lift one")
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    command("lockouts", cmd_auth, "list the clients and accounts locked out after failed logins", sub)
+    command(
+        "unlock", cmd_auth, "lift the lockout of a login name or a client (IP address, or IPv6 /64)", sub
+    ).add_argument("target", metavar="ADDRESS|IP")
 
     p = command("export", cmd_export, "export an account's mail as mbox (mboxrd) or Maildir")
     p.add_argument("address", metavar="ADDRESS")

@@ -185,6 +185,7 @@ class AuthConfig:
     failure_window: float = 900.0
     lockout: float = 900.0
     verified_cache_ttl: float = 300.0
+    max_pending_verifications: int = 64
 
 
 @dataclass(frozen=True)
@@ -493,6 +494,13 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
             300,
             "seconds a verified password is recognised without a new argon2 run (0 = never)",
             minimum=0,
+        ),
+        Setting(
+            "max_pending_verifications",
+            "int",
+            64,
+            "distinct password verifications running or waiting at once; more get a temporary failure",
+            positive=True,
         ),
     ),
     "pop3": (
@@ -1040,6 +1048,7 @@ def _build(doc: dict[str, Any], path: Path) -> Config:
             failure_window=float(auth["failure_window"]),
             lockout=float(auth["lockout"]),
             verified_cache_ttl=float(auth["verified_cache_ttl"]),
+            max_pending_verifications=auth["max_pending_verifications"],
         ),
         pop3=Pop3Config(
             max_connections=pop3["max_connections"],

@@ -137,6 +137,7 @@ class Server:
         self.maildrop_locks = MaildropLocks()
         self.limiter: SendingLimiter | None = None
         self.queue_runner: QueueRunner | None = None
+        self.authenticator: Authenticator | None = None
 
     def _smtp_handler(self, store: MailStore, authenticator: Authenticator, mode: str):  # type: ignore[no-untyped-def]
         """Port 25 ("mx") and submission (587/465); the submission listeners share one sending limiter."""
@@ -220,7 +221,8 @@ class Server:
         smtp_limits = ConnectionLimits("smtp", cfg.smtp.max_connections, cfg.smtp.max_connections_per_ip)
         pop_limits = ConnectionLimits("pop", cfg.pop3.max_connections, cfg.pop3.max_connections_per_ip)
         imap_limits = ConnectionLimits("imap", cfg.imap.max_connections, cfg.imap.max_connections_per_ip)
-        authenticator = Authenticator(self.store, cfg.auth)
+        authenticator = self.authenticator = Authenticator(self.store, cfg.auth)
+        await authenticator.start()  # lockouts kept across restarts (docs/decisions/0027)
         for listener in cfg.enabled_listeners():
             if not listener.built:
                 log.warning(
@@ -299,6 +301,8 @@ class Server:
         if self.listeners is not None:
             self.listeners.stop_accepting()
             await self.listeners.wait_closed(self.config.server.shutdown_grace)
+        if self.authenticator is not None:
+            await self.authenticator.close()  # lockouts still being written reach the store
         if self.store is not None:
             stats = " ".join(f"{k}={v}" for k, v in self.store.stats().items())
             log.info("store stats: %s", stats)

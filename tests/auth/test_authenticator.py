@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -67,7 +69,9 @@ def dummy(monkeypatch: pytest.MonkeyPatch) -> Counter:
 @pytest.fixture
 def verify(monkeypatch: pytest.MonkeyPatch) -> Counter:
     counter = Counter(passwords.verify_password)
-    monkeypatch.setattr(passwords, "verify_password", counter)  # verify_password_async calls it in a thread
+    monkeypatch.setattr(
+        passwords, "verify_password", counter
+    )  # the authenticator calls it in its argon2 pool
     return counter
 
 
@@ -81,7 +85,11 @@ def run(tmp_path: Path, password_hash: str, sleep: FakeSleep, scenario: Scenario
             await store.add_domain("example.test")
             await store.add_account("demo@example.test", password_hash)
             await store.add_alias("info@example.test", ["demo@example.test"])
-            await scenario(store, Authenticator(store, CONFIG, sleep=sleep))
+            auth = Authenticator(store, CONFIG, sleep=sleep)
+            try:
+                await scenario(store, auth)
+            finally:
+                await auth.close()
         finally:
             await store.close()
 
@@ -407,13 +415,13 @@ def test_a_recently_verified_password_skips_argon2_until_the_password_changes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    real_verify = passwords.verify_password_async
+    real_verify = passwords.verify_password
 
-    async def counting_verify(stored: str, password: str) -> bool:
+    def counting_verify(stored: str, password: str) -> bool:
         calls.append(password)
-        return await real_verify(stored, password)
+        return real_verify(stored, password)
 
-    monkeypatch.setattr(passwords, "verify_password_async", counting_verify)
+    monkeypatch.setattr(passwords, "verify_password", counting_verify)  # called in the argon2 pool
 
     async def main() -> None:
         store = open_store(tmp_path / "s.sqlite3")
@@ -435,3 +443,165 @@ def test_a_recently_verified_password_skips_argon2_until_the_password_changes(
             await store.close()
 
     asyncio.run(main())
+
+
+# -- one canonical login name (issue 9, item 3) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "demo@example.test\u3002",  # ideographic full stop
+        "demo@example.test\uff0e",  # fullwidth full stop
+        "demo@example.test\uff61",  # halfwidth ideographic full stop
+        "demo@example.test.",
+        "DEMO@Example.TEST",
+        "  demo@example.test\t",
+        "\u3000demo@example.test\u3002",
+    ],
+)
+def test_a_locked_account_stays_locked_under_every_spelling_of_its_name(
+    tmp_path: Path, password_hash: str, sleep: FakeSleep, verify: Counter, spelling: str
+) -> None:
+    """The lockout and the account lookup use one key: normalising it again must not give another."""
+
+    async def scenario(store: MailStore, auth: Authenticator) -> None:
+        for i in range(CONFIG.account_max_failures):  # from different addresses: an account lockout only
+            await pop3_login(auth, "demo@example.test", "wrong", client_ip=f"192.0.2.{i + 1}")
+        calls = verify.calls
+        result = await pop3_login(auth, spelling, PASSWORD, client_ip="198.51.100.7")
+        assert result.status == "locked-out" and not result.ok
+        assert verify.calls == calls  # no password check while locked
+
+    run(tmp_path, password_hash, sleep, scenario)
+
+
+# -- simultaneous logins share one verification (issue 9, item 6) --------------------------------------------
+
+
+class Gate:
+    """Stands in for passwords.verify_password in the argon2 pool: counts calls, tells when one has started
+    and holds it until released (threading events: the pool runs in other threads)."""
+
+    def __init__(self) -> None:
+        self.real = passwords.verify_password
+        self.calls = 0
+        self.entered = threading.Event()
+        self.released = threading.Event()
+
+    def __call__(self, stored: str, password: str) -> bool:
+        self.calls += 1
+        self.entered.set()
+        self.released.wait(60)
+        return self.real(stored, password)
+
+    async def wait_entered(self) -> None:
+        assert await asyncio.to_thread(self.entered.wait, 60)
+
+
+def run_with(tmp_path: Path, password_hash: str, config: AuthConfig, scenario: Scenario) -> None:
+    async def main() -> None:
+        store = open_store(tmp_path / "mail.sqlite3")
+        try:
+            await store.add_domain("example.test")
+            await store.add_account("demo@example.test", password_hash)
+            await store.add_account("other@example.test", password_hash)
+            auth = Authenticator(store, config, sleep=FakeSleep())
+            try:
+                await scenario(store, auth)
+            finally:
+                await auth.close()
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+LENIENT = AuthConfig(
+    allow_plaintext_auth=False, failure_delay=1.0, ip_max_failures=1000, account_max_failures=1000
+)
+
+
+def test_simultaneous_logins_with_the_right_password_run_argon2_once(
+    tmp_path: Path, password_hash: str, verify: Counter
+) -> None:
+    async def scenario(store: MailStore, auth: Authenticator) -> None:
+        results = await asyncio.gather(
+            *(
+                pop3_login(auth, "demo@example.test", PASSWORD, client_ip=f"10.0.{i // 250}.{i % 250}")
+                for i in range(200)
+            )
+        )
+        assert all(r.ok and r.account is not None for r in results)
+        assert verify.calls == 1
+
+    run_with(tmp_path, password_hash, LENIENT, scenario)
+
+
+def test_wrong_passwords_never_share_the_right_passwords_verification(
+    tmp_path: Path, password_hash: str, verify: Counter
+) -> None:
+    async def scenario(store: MailStore, auth: Authenticator) -> None:
+        attempts = [("demo@example.test", PASSWORD if i % 2 else "guess") for i in range(100)]
+        attempts += [("other@example.test", "guess")] * 20  # the same guess for another account
+        results = await asyncio.gather(*(pop3_login(auth, user, pw) for user, pw in attempts))
+        for (user, pw), result in zip(attempts, results, strict=True):
+            assert result.ok == (pw == PASSWORD), (user, pw, result)
+            if result.ok:
+                assert result.account is not None and result.account.address == user
+        assert verify.calls == 3  # demo right, demo "guess", other "guess"
+        assert auth.guard.table_sizes()["account_failures"] == 2  # every wrong attempt still counted
+
+    run_with(tmp_path, password_hash, LENIENT, scenario)
+
+
+def test_beyond_max_pending_verifications_a_login_gets_a_temporary_failure(
+    tmp_path: Path,
+    password_hash: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gate = Gate()
+    monkeypatch.setattr(passwords, "verify_password", gate)
+    config = dataclasses.replace(LENIENT, max_pending_verifications=1)
+
+    async def scenario(store: MailStore, auth: Authenticator) -> None:
+        first = asyncio.create_task(pop3_login(auth, "demo@example.test", PASSWORD))
+        await gate.wait_entered()
+        refused = await pop3_login(auth, "other@example.test", PASSWORD)
+        assert refused.status == "unavailable" and not refused.ok and refused.reason
+        wrong = await pop3_login(auth, "demo@example.test", "guess")  # another verification: refused too
+        assert wrong.status == "unavailable"
+        assert auth.guard.table_sizes()["account_failures"] == 0  # not counted as failed logins
+        joined = asyncio.create_task(pop3_login(auth, "demo@example.test", PASSWORD))  # shares the first
+        gate.released.set()
+        assert (await first).ok and (await joined).ok
+        assert gate.calls == 1
+        assert (await pop3_login(auth, "other@example.test", PASSWORD)).ok  # room again
+
+    with caplog.at_level(logging.INFO, logger="postoffice.auth"):
+        run_with(tmp_path, password_hash, config, scenario)
+    assert "login verification queue full" in caplog.text
+    assert sum(line.endswith("result=unavailable") for line in login_lines(caplog)) == 2
+
+
+def test_a_client_that_gives_up_does_not_cancel_a_shared_verification(
+    tmp_path: Path, password_hash: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = Gate()
+    monkeypatch.setattr(passwords, "verify_password", gate)
+
+    async def scenario(store: MailStore, auth: Authenticator) -> None:
+        first = asyncio.create_task(pop3_login(auth, "demo@example.test", PASSWORD))
+        await gate.wait_entered()
+        second = asyncio.create_task(pop3_login(auth, "demo@example.test", PASSWORD))
+        while auth.waiting < 2:  # until the second waits for the same verification (event-loop turns)
+            await asyncio.sleep(0)
+        first.cancel()  # the first client's connection closed
+        gate.released.set()
+        assert (await second).ok
+        assert gate.calls == 1
+        with pytest.raises(asyncio.CancelledError):
+            await first
+
+    run_with(tmp_path, password_hash, LENIENT, scenario)

@@ -8,6 +8,7 @@ import pytest
 
 from postoffice.auth.guard import ACCOUNT_LOCKED_REASON, IP_LOCKED_REASON, LoginGuard, client_key
 from postoffice.config import AuthConfig
+from postoffice.store import LoginGuardEntry
 
 CONFIG = AuthConfig(
     allow_plaintext_auth=False,
@@ -200,3 +201,84 @@ def test_failure_lists_are_bounded(guard: LoginGuard, clock: FakeClock) -> None:
     assert all(len(times) <= CONFIG.ip_max_failures for times in guard._ip_failures.values())
     assert all(len(times) <= CONFIG.account_max_failures for times in guard._account_failures.values())
     assert all(len(t.failures) <= CONFIG.account_max_failures for t in guard._trusted.values())
+
+
+# -- lockouts kept in the store: what the guard hands its journal, restore and lift -------------------------
+
+
+class Journal:
+    def __init__(self) -> None:
+        self.entries: list[LoginGuardEntry] = []
+
+    def __call__(self, entries: list[LoginGuardEntry]) -> None:
+        self.entries.extend(entries)
+
+
+def journaled(clock: FakeClock) -> tuple[LoginGuard, Journal]:
+    journal = Journal()
+    # the wall clock runs 1,000,000 s ahead of the monotonic one: entries carry Unix times
+    return LoginGuard(CONFIG, clock, wall_clock=lambda: clock.now + 1e6, journal=journal), journal
+
+
+def test_lockouts_that_begin_are_handed_to_the_journal_in_unix_time(clock: FakeClock) -> None:
+    guard, journal = journaled(clock)
+    guard.record_success("203.0.113.5", "demo@example.test")  # trusted before the account lockout
+    clock.advance(10)
+    fail_accounts(guard, "192.0.2.1", 5)
+    assert [(e.kind, e.client, e.until, e.since) for e in journal.entries] == [
+        ("client", "192.0.2.1", clock.now + 1e6 + CONFIG.lockout, clock.now + 1e6)
+    ]
+    journal.entries.clear()
+    for i in range(3):
+        guard.record_failure(f"198.51.100.{i}", "demo@example.test")
+    start = 1000.0 + 1e6  # the success
+    assert journal.entries == [
+        LoginGuardEntry(
+            "account", "", "demo@example.test", clock.now + 1e6 + CONFIG.lockout, clock.now + 1e6
+        ),
+        LoginGuardEntry("trust", "203.0.113.5", "demo@example.test", start + CONFIG.lockout, start),
+    ]
+    journal.entries.clear()
+    guard.record_success("203.0.113.5", "demo@example.test")  # a fresh login while the account is locked
+    assert [(e.kind, e.client) for e in journal.entries] == [("trust", "203.0.113.5")]
+    journal.entries.clear()
+    for _ in range(3):  # the trusted pair's own failures lock it
+        guard.record_failure("203.0.113.5", "demo@example.test")
+    assert ("pair", "203.0.113.5", "demo@example.test") in [
+        (e.kind, e.client, e.account) for e in journal.entries
+    ]
+
+
+def test_restore_takes_what_has_not_ended(clock: FakeClock) -> None:
+    wall = clock.now + 1e6
+    guard = LoginGuard(CONFIG, clock, wall_clock=lambda: clock.now + 1e6)
+    guard.restore(
+        [
+            LoginGuardEntry("client", "192.0.2.1", "", wall + 100, wall - 800),
+            LoginGuardEntry("client", "192.0.2.2", "", wall - 1, wall - 901),  # ended
+            LoginGuardEntry("account", "", "demo@example.test", wall + 300, wall - 600),
+            LoginGuardEntry("trust", "203.0.113.5", "demo@example.test", wall + 500, wall - 400),
+            LoginGuardEntry("pair", "203.0.113.6", "demo@example.test", wall + 50, wall - 850),
+        ]
+    )
+    assert guard.check("192.0.2.1", "x@example.test") == IP_LOCKED_REASON
+    assert guard.check("192.0.2.2", "x@example.test") is None
+    assert guard.check("198.51.100.1", "demo@example.test") == ACCOUNT_LOCKED_REASON
+    assert guard.check("203.0.113.5", "demo@example.test") is None  # trusted
+    assert guard.check("203.0.113.6", "demo@example.test") == ACCOUNT_LOCKED_REASON  # its own lockout
+    clock.advance(100)
+    assert guard.check("192.0.2.1", "x@example.test") is None  # it ends when it would have
+    assert guard.check("203.0.113.6", "demo@example.test") == ACCOUNT_LOCKED_REASON  # the account's lockout
+
+
+def test_lift_ends_a_lockout_and_its_failure_count(guard: LoginGuard) -> None:
+    fail_accounts(guard, "192.0.2.1", 5)
+    for i in range(3):
+        guard.record_failure(f"198.51.100.{i}", "demo@example.test")
+    assert guard.lift("client", "192.0.2.1", "")
+    assert not guard.lift("client", "192.0.2.1", "")
+    assert guard.check("192.0.2.1", "x@example.test") is None
+    assert guard.check("192.0.2.9", "demo@example.test") == ACCOUNT_LOCKED_REASON
+    assert guard.lift("account", "", "demo@example.test")
+    guard.record_failure("192.0.2.9", "demo@example.test")  # the count starts from zero
+    assert guard.check("192.0.2.9", "demo@example.test") is None

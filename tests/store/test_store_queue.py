@@ -541,8 +541,10 @@ def test_a_version_5_store_gets_the_queue_tables(tmp_path: Path) -> None:
     run(path, check)
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == 6
-        assert SCHEMA_VERSION == 6
+        assert (
+            conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+            == SCHEMA_VERSION
+        )
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert {"queue_recipients_due", "queue_recipients_message", "queue_messages_created"} <= indexes
     finally:

@@ -6,18 +6,25 @@ submission (RFC 4954) and the web UI. Protocols parse their commands and SASL ex
 replies.
 
 Order of a login (docs/decisions/0008-authentication.md)
-1. `LoginGuard.check`: when the client address or the account is locked out, no password is verified at all;
-   the answer still waits `failure_delay` and is "locked-out".
-2. The account is looked up by its full address, case-insensitively (`normalize_address`). Aliases are not
-   login names: `store.get_account`, never `resolve_recipient`.
-3. The password is verified against the argon2id hash in a worker thread. For a name without an account a
-   dummy verification runs instead, so the time taken does not reveal which accounts exist.
+1. The login name is brought to its canonical form once (`postoffice.directory.address.normalize_address`):
+   that one string is the guard's key and the account lookup's, so no spelling of a name (a trailing
+   "。", capitals, spaces) reaches the account while missing its lockout.
+2. `LoginGuard.check`: when the client address or the account is locked out, no password is verified at all;
+   the answer still waits `failure_delay` and is "locked-out". A lockout hit first asks the `LockoutJournal`
+   whether an administrator lifted lockouts (`postoffice auth unlock`; docs/decisions/0027).
+3. The account is looked up by that name (`store.get_account`; aliases are not login names, never
+   `resolve_recipient`).
+4. The password is verified against the argon2id hash in the argon2 thread pool. For a name without an
+   account a dummy verification runs instead, so the time taken does not reveal which accounts exist.
    A password verified for this account within `verified_cache_ttl` seconds is recognised from an in-memory
    HMAC instead (see `VerifiedCache`), so clients that log in every minute do not cost an argon2 run each
-   time.
-4. Failure: `record_failure`, wait `failure_delay` (about 1 s; slows online guessing on one connection),
+   time. Simultaneous attempts with the same name, stored hash and password share one verification (keyed
+   by an HMAC of the password, never the password); at most `max_pending_verifications` distinct ones run or
+   wait at once, and an attempt beyond that is answered "unavailable" (a temporary failure) at once, after
+   `failure_delay`, without being counted as a failed login (docs/decisions/0027).
+5. Failure: `record_failure`, wait `failure_delay` (about 1 s; slows online guessing on one connection),
    "bad-credentials". Success: `record_success`; when the hash was made with older parameters a fresh hash is
-   stored, and a failure to store it never fails the login.
+   stored (once for a shared verification), and a failure to store it never fails the login.
 
 Invariants
 - Every attempt logs exactly one INFO line on "postoffice.auth":
@@ -27,9 +34,11 @@ Invariants
 - The reply text never says whether the name or the password was wrong.
 - No proxy authorization: an authzid other than "" or the login name itself is refused (RFC 4616 section 2
   leaves the policy to the server).
-- Password hashing never runs on the event loop, and at most `MAX_CONCURRENT_VERIFICATIONS` argon2
-  computations (64 MiB each) run at once, so a flood of logins cannot exhaust memory.
-- A store error answers "unavailable" and is logged; it is not counted as a failed login.
+- Password hashing never runs on the event loop, and at most `ARGON2_THREADS` argon2 computations (64 MiB
+  each) run at once, in their own thread pool, so a flood of logins cannot exhaust memory; the number
+  waiting for them is bounded by `max_pending_verifications`.
+- A store error or a full verification queue answers "unavailable" and is logged; neither is counted as a
+  failed login.
 - Whether plaintext passwords are acceptable on a connection is the protocol's question to ask first
   (`plaintext_allowed`, RFC 8314 / RFC 2595 section 3.1); `login` does not know about the connection.
 """
@@ -37,6 +46,7 @@ Invariants
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import hashlib
 import hmac
@@ -48,16 +58,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from postoffice.auth.guard import LoginGuard, printable_for_log
+from postoffice.auth.lockouts import LockoutJournal
 from postoffice.auth.sasl import Credentials
 from postoffice.config import AuthConfig
 from postoffice.directory import passwords
-from postoffice.directory.resolver import normalize_address
+from postoffice.directory.address import normalize_address
 from postoffice.store import Account, MailStore, StoreError
 
 log = logging.getLogger("postoffice.auth")
 
-#: argon2 verifications running at once (each holds 64 MiB for about 50 ms).
-MAX_CONCURRENT_VERIFICATIONS = max(2, os.cpu_count() or 2)
+#: argon2 computations running at once (each holds 64 MiB for about 50 ms of CPU): one per CPU, at least 2.
+ARGON2_THREADS = max(2, os.cpu_count() or 2)
+
+#: Seconds between two warnings that the verification queue is full.
+BUSY_WARNING_INTERVAL = 60.0
 
 BAD_CREDENTIALS_REASON = "authentication failed"
 PROXY_REASON = "authentication failed: authorization as another user is not supported"
@@ -82,26 +96,27 @@ class VerifiedCache:
         self._key = secrets.token_bytes(32)
         self._entries: dict[str, tuple[str, bytes, float]] = {}
 
-    def _mac(self, password: str) -> bytes:
+    def mac(self, password: str) -> bytes:
+        """HMAC-SHA256 of the password under this process's random key: what is kept instead of it."""
         return hmac.new(self._key, password.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
 
-    def matches(self, name: str, stored_hash: str, password: str) -> bool:
+    def matches(self, name: str, stored_hash: str, mac: bytes) -> bool:
         entry = self._entries.get(name)
         if entry is None or self.ttl <= 0:
             return False
-        cached_hash, mac, expires = entry
+        cached_hash, cached_mac, expires = entry
         if expires < self._clock() or cached_hash != stored_hash:
             del self._entries[name]
             return False
-        return hmac.compare_digest(mac, self._mac(password))
+        return hmac.compare_digest(cached_mac, mac)
 
-    def remember(self, name: str, stored_hash: str, password: str) -> None:
+    def remember(self, name: str, stored_hash: str, mac: bytes) -> None:
         if self.ttl <= 0:
             return
         self._entries.pop(name, None)
         if len(self._entries) >= self.MAX_ENTRIES:
             del self._entries[next(iter(self._entries))]  # the oldest
-        self._entries[name] = (stored_hash, self._mac(password), self._clock() + self.ttl)
+        self._entries[name] = (stored_hash, mac, self._clock() + self.ttl)
 
 
 @dataclass(frozen=True)
@@ -110,6 +125,14 @@ class AuthResult:
     status: str  # "ok" | "bad-credentials" | "locked-out" | "unavailable"
     account: Account | None  # the account when ok
     reason: str = ""  # human text for the protocol reply on failure
+
+
+@dataclass(frozen=True)
+class _Verified:
+    """The outcome of one (possibly shared) verification."""
+
+    ok: bool
+    account: Account | None  # with the fresh hash when it was replaced
 
 
 class Authenticator:
@@ -126,9 +149,26 @@ class Authenticator:
         self._store = store
         self._config = config
         self.guard = guard if guard is not None else LoginGuard(config)
+        self.lockouts = LockoutJournal(store, self.guard)
         self._sleep = sleep
-        self._slots: asyncio.Semaphore | None = None
         self.verified = VerifiedCache(config.verified_cache_ttl)
+        self._argon2: concurrent.futures.ThreadPoolExecutor | None = None
+        #: verifications running or waiting for a thread: (name, stored hash, HMAC of the password) -> task
+        self._pending: dict[tuple[str, str, bytes], asyncio.Task[_Verified]] = {}
+        self._busy_warned = -BUSY_WARNING_INTERVAL
+        #: logins waiting for a verification now (for tests and diagnostics)
+        self.waiting = 0
+
+    async def start(self) -> None:
+        """Restore the lockouts kept in the store (server start)."""
+        await self.lockouts.load()
+
+    async def close(self) -> None:
+        """Write the lockouts still queued; stop the argon2 threads (queued verifications are dropped)."""
+        await self.lockouts.close()
+        if self._argon2 is not None:
+            self._argon2.shutdown(wait=False, cancel_futures=True)
+            self._argon2 = None
 
     def plaintext_allowed(self, tls_active: bool) -> bool:
         """May a password be sent over this connection? Always with TLS; without only when configured."""
@@ -159,7 +199,7 @@ class Authenticator:
         tls: bool,
         authzid: str = "",
     ) -> AuthResult:
-        name = normalize_address(username)
+        name = normalize_address(username)  # the one key for the guard and the account lookup
 
         def done(result: AuthResult) -> AuthResult:
             log.info(
@@ -174,6 +214,8 @@ class Authenticator:
             return result
 
         locked = self.guard.check(client_ip, name)
+        if locked is not None and await self.lockouts.refresh():
+            locked = self.guard.check(client_ip, name)
         if locked is not None:
             await self._sleep(self._config.failure_delay)
             return done(AuthResult(False, "locked-out", None, locked))
@@ -187,22 +229,76 @@ class Authenticator:
             log.error("login account lookup failed: %s", exc)
             return done(AuthResult(False, "unavailable", None, UNAVAILABLE_REASON))
 
-        if account is not None and self.verified.matches(name, account.password_hash, password):
-            verified = True
+        mac = self.verified.mac(password)
+        if account is not None and self.verified.matches(name, account.password_hash, mac):
+            outcome = _Verified(True, account)
         else:
-            async with self._verification_slot():
-                if account is None:
-                    await asyncio.to_thread(passwords.verify_dummy_password, password)
-                    verified = False
-                else:
-                    verified = await passwords.verify_password_async(account.password_hash, password)
-        if account is None or not verified:
+            shared = self._verification(name, account, password, mac)
+            if shared is None:
+                self._warn_busy()
+                await self._sleep(self._config.failure_delay)
+                return done(AuthResult(False, "unavailable", None, UNAVAILABLE_REASON))
+            self.waiting += 1
+            try:
+                # shield: a client that hangs up does not cancel the verification others wait for
+                outcome = await asyncio.shield(shared)
+            except Exception as exc:  # the argon2 pool was shut down, or a bug: never a traceback to a peer
+                log.error("password verification failed: %s", exc)
+                return done(AuthResult(False, "unavailable", None, UNAVAILABLE_REASON))
+            finally:
+                self.waiting -= 1
+        if not outcome.ok or outcome.account is None:
             return done(await self._fail(client_ip, name, BAD_CREDENTIALS_REASON))
 
         self.guard.record_success(client_ip, name)
-        account = await self._rehash_if_needed(account, password)
-        self.verified.remember(name, account.password_hash, password)
-        return done(AuthResult(True, "ok", account))
+        self.verified.remember(name, outcome.account.password_hash, mac)
+        return done(AuthResult(True, "ok", outcome.account))
+
+    def _verification(
+        self, name: str, account: Account | None, password: str, mac: bytes
+    ) -> asyncio.Task[_Verified] | None:
+        """The verification of this password for this name, shared with every attempt that asks for the same
+        one while it runs; None when `max_pending_verifications` others are running or waiting."""
+        key = (name, "" if account is None else account.password_hash, mac)
+        task = self._pending.get(key)
+        if task is not None:
+            return task
+        if len(self._pending) >= self._config.max_pending_verifications:
+            return None
+        task = asyncio.get_running_loop().create_task(self._verify(account, password))
+        self._pending[key] = task
+
+        def finished(done: asyncio.Task[_Verified]) -> None:
+            if self._pending.get(key) is done:
+                del self._pending[key]
+            if not done.cancelled():
+                done.exception()  # retrieved here: every waiter may have gone
+
+        task.add_done_callback(finished)
+        return task
+
+    async def _verify(self, account: Account | None, password: str) -> _Verified:
+        """argon2 in the pool; on success with an old hash, a fresh hash stored (once, for every waiter)."""
+        loop = asyncio.get_running_loop()
+        if account is None:
+            await loop.run_in_executor(self._pool(), passwords.verify_dummy_password, password)
+            return _Verified(False, None)
+        ok = await loop.run_in_executor(
+            self._pool(), passwords.verify_password, account.password_hash, password
+        )
+        if not ok:
+            return _Verified(False, None)
+        return _Verified(True, await self._rehash_if_needed(account, password))
+
+    def _warn_busy(self) -> None:
+        now = time.monotonic()
+        if now - self._busy_warned >= BUSY_WARNING_INTERVAL:
+            self._busy_warned = now
+            log.warning(
+                "login verification queue full (%d running or waiting, [auth] max_pending_verifications); "
+                "answering a temporary failure",
+                len(self._pending),
+            )
 
     async def _fail(self, client_ip: str, name: str, reason: str) -> AuthResult:
         self.guard.record_failure(client_ip, name)
@@ -214,16 +310,19 @@ class Authenticator:
         if not passwords.needs_rehash(account.password_hash):
             return account
         try:
-            async with self._verification_slot():
-                fresh = await passwords.hash_password_async(password)
+            loop = asyncio.get_running_loop()
+            fresh = await loop.run_in_executor(self._pool(), passwords.hash_password, password)
             await self._store.set_password(account.address, fresh)
         except Exception as exc:  # the login has succeeded; a stale hash is only a missed upgrade
             log.warning("password rehash for %s failed: %s", printable_for_log(account.address), exc)
             return account
         return dataclasses.replace(account, password_hash=fresh)
 
-    def _verification_slot(self) -> asyncio.Semaphore:
-        # Created lazily so that the semaphore belongs to the loop that runs the logins.
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(MAX_CONCURRENT_VERIFICATIONS)
-        return self._slots
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        # Its own threads: argon2 memory is bounded by their number, and a login storm does not occupy the
+        # default executor that other work (DNS, file I/O) uses.
+        if self._argon2 is None:
+            self._argon2 = concurrent.futures.ThreadPoolExecutor(
+                max_workers=ARGON2_THREADS, thread_name_prefix="postoffice-argon2"
+            )
+        return self._argon2

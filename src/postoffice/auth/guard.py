@@ -23,6 +23,11 @@ Invariants
 - No I/O and no sleeping: time comes from the injected `clock` (time.monotonic by default), so tests use a
   fake clock. The guard is used from the event loop only (not thread-safe).
 - Starting a lockout logs one WARNING line `lockout ...` on the "postoffice.auth" logger.
+- Lockouts outlive a restart (docs/decisions/0027): when one begins, the guard hands a `LoginGuardEntry` (Unix
+  times) to its `journal`, which writes it to the store off the event loop (`auth.lockouts`); so do the
+  trusted pairs of an account whose lockout begins, and a trusted pair's fresh login while its account is
+  locked (without them a restart would lock real users out of their own mailbox). `restore` loads them at
+  start, `lift` removes one (`postoffice auth unlock`). Failure counts below a threshold stay in memory only.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from postoffice.config import AuthConfig
+from postoffice.store import LoginGuardEntry
 
 log = logging.getLogger("postoffice.auth")
 
@@ -59,6 +65,28 @@ def client_key(client_ip: str) -> str:
         address = ipaddress.ip_address(client_ip.strip())
     except ValueError:
         return client_ip
+    return _key_of(address)
+
+
+def parse_client_key(text: str) -> str | None:
+    """The client key an administrator means by `text`: an IPv4 or IPv6 address, or the key itself (an IPv6
+    network of prefix length 64 or longer, e.g. "2001:db8:1:2::/64", or an IPv4 address with "/32"). None
+    when `text` is not an address (then it names an account)."""
+    text = text.strip()
+    try:
+        return _key_of(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+    if network.prefixlen < (32 if network.version == 4 else 64):
+        return None  # a wider network is no one client key
+    return _key_of(network.network_address)
+
+
+def _key_of(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return str(address.ipv4_mapped)
@@ -85,9 +113,14 @@ class LoginGuard:
         clock: Callable[[], float] = time.monotonic,
         *,
         max_entries: int = MAX_ENTRIES,
+        wall_clock: Callable[[], float] = time.time,
+        journal: Callable[[list[LoginGuardEntry]], None] | None = None,
     ) -> None:
         self._config = config
         self._clock = clock
+        self._wall_clock = wall_clock
+        #: called (on the event loop) with the lockouts that begin; set by `auth.lockouts.LockoutJournal`
+        self.journal = journal
         self._max_entries = max_entries
         self._ip_failures: dict[str, deque[float]] = {}
         self._ip_locked_until: dict[str, float] = {}
@@ -116,6 +149,7 @@ class LoginGuard:
         now = self._tick()
         key = client_key(client_ip)
         config = self._config
+        begun: list[LoginGuardEntry] = []
         if self._count(self._ip_failures, self._ip_locked_until, key, now, config.ip_max_failures):
             log.warning(
                 "lockout client=%s duration=%gs failures=%d window=%gs",
@@ -124,6 +158,7 @@ class LoginGuard:
                 config.ip_max_failures,
                 config.failure_window,
             )
+            begun.append(self._entry("client", key, "", now + config.lockout, now))
         if self._count(
             self._account_failures, self._account_locked_until, account, now, config.account_max_failures
         ):
@@ -134,6 +169,17 @@ class LoginGuard:
                 config.account_max_failures,
                 config.failure_window,
             )
+            begun.append(self._entry("account", "", account, now + config.lockout, now))
+            if self.journal is not None:
+                # The pairs this lockout spares must still be spared after a restart. A scan of the trust
+                # table, but only when an account lockout begins (each costs an attacker 10 argon2 runs).
+                begun.extend(
+                    self._entry(
+                        "trust", pair[0], account, trust.success_at + config.lockout, trust.success_at
+                    )
+                    for pair, trust in self._trusted.items()
+                    if pair[1] == account and trust.success_at + config.lockout > now
+                )
         trust = self._live_trust(key, account, now)
         if trust is not None:
             self._expire(trust.failures, now)
@@ -149,13 +195,78 @@ class LoginGuard:
                     config.account_max_failures,
                     config.failure_window,
                 )
+                begun.append(self._entry("pair", key, account, trust.locked_until, now))
+        if begun and self.journal is not None:
+            self.journal(begun)
 
     def record_success(self, client_ip: str, account: str) -> None:
         now = self._tick()
+        key = client_key(client_ip)
         trust = _Trust(success_at=now, failures=deque(maxlen=self._config.account_max_failures))
-        self._touch(self._trusted, (client_key(client_ip), account), trust)
+        self._touch(self._trusted, (key, account), trust)
+        if self.journal is not None and self._account_locked_until.get(account, 0.0) > now:
+            self.journal([self._entry("trust", key, account, now + self._config.lockout, now)])
+
+    def restore(self, entries: list[LoginGuardEntry]) -> None:
+        """Take the lockouts and trusted pairs kept in the store (at start); ended entries are skipped."""
+        now = self._tick()
+        wall = self._wall_clock()
+        lockout = self._config.lockout
+        for entry in entries:
+            remaining = entry.until - wall
+            if remaining <= 0:
+                continue
+            until = now + remaining
+            if entry.kind == "client":
+                self._touch(
+                    self._ip_locked_until,
+                    entry.client,
+                    max(until, self._ip_locked_until.get(entry.client, 0)),
+                )
+            elif entry.kind == "account":
+                locks = self._account_locked_until
+                self._touch(locks, entry.account, max(until, locks.get(entry.account, 0)))
+            elif entry.kind in ("pair", "trust"):
+                pair = (entry.client, entry.account)
+                trust = self._trusted.get(pair)
+                if trust is None:
+                    # success_at so far back that a pair restored for its lockout alone is not trusted
+                    trust = _Trust(
+                        success_at=now - lockout, failures=deque(maxlen=self._config.account_max_failures)
+                    )
+                    self._touch(self._trusted, pair, trust)
+                if entry.kind == "pair":
+                    trust.locked_until = max(trust.locked_until, until)
+                else:
+                    trust.success_at = max(trust.success_at, until - lockout)
+
+    def lift(self, kind: str, client: str, account: str) -> bool:
+        """End one lockout now (kind "client", "account" or "pair", as in `LoginGuardEntry`) and forget the
+        failures that led to it. True when there was one."""
+        now = self._tick()
+        if kind == "client":
+            self._ip_failures.pop(client, None)
+            return self._ip_locked_until.pop(client, 0.0) > now
+        if kind == "account":
+            self._account_failures.pop(account, None)
+            return self._account_locked_until.pop(account, 0.0) > now
+        if kind == "pair":
+            trust = self._trusted.get((client, account))
+            if trust is None:
+                return False
+            locked = trust.locked_until > now
+            trust.locked_until = 0.0
+            trust.failures.clear()
+            self._live_trust(client, account, now)  # drops it when its trust has ended too
+            return locked
+        return False
 
     # -- internals -----------------------------------------------------------------------------------------
+
+    def _entry(self, kind: str, client: str, account: str, until: float, since: float) -> LoginGuardEntry:
+        """An entry for the store: the guard's clock (monotonic) turned into Unix time."""
+        offset = self._wall_clock() - self._clock()
+        return LoginGuardEntry(kind, client, account, until + offset, since + offset)
 
     def _tick(self) -> float:
         now = self._clock()

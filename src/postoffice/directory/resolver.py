@@ -1,6 +1,7 @@
 """Recipient resolution: which accounts does a mail address deliver to?
 
-Rules, applied in this order to the lowercased address (local part and domain):
+Rules, applied in this order to the address in its canonical form (`postoffice.directory.address`: lowercased,
+NFC local part, IDNA domain without a trailing dot):
 1. A domain we do not serve: `foreign` (port 25 refuses it: never an open relay).
 2. `postmaster` without a domain (RFC 5321 section 4.5.1 requires it to be accepted) is read as
    postmaster@<the first domain we serve>.
@@ -23,6 +24,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+# The one canonical form of addresses (directory/address.py); re-exported for the store and the protocols.
+from postoffice.directory.address import normalize_address, split_address
+
+__all__ = ["AddressLookup", "Resolution", "normalize_address", "resolve", "split_address"]
+
 MAX_ALIAS_DEPTH = 10
 
 
@@ -41,24 +47,6 @@ class Resolution:
     account_ids: list[int] = field(default_factory=list)
     #: targets outside our domains reached through aliases (forwarding needs the outbound queue)
     remote: list[str] = field(default_factory=list)
-
-
-def split_address(address: str) -> tuple[str, str]:
-    """Split at the last '@'; the domain is lowercased and IDNA-encoded when possible."""
-    local, sep, domain = address.rpartition("@")
-    if not sep:
-        return address.lower(), ""
-    domain = domain.lower().rstrip(".")
-    try:
-        domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        pass
-    return local.lower(), domain
-
-
-def normalize_address(address: str) -> str:
-    local, domain = split_address(address.strip())
-    return f"{local}@{domain}" if domain else local
 
 
 def resolve(

@@ -17,6 +17,8 @@ from __future__ import annotations
 from postoffice.store.api import (
     DEFAULT_MAILBOXES,
     FINAL_STATUSES,
+    LOGIN_GUARD_KINDS,
+    LOGIN_LOCKOUT_KINDS,
     QUEUE_STATUSES,
     SYSTEM_FLAGS,
     Account,
@@ -27,6 +29,7 @@ from postoffice.store.api import (
     Domain,
     GeneratedMessage,
     LocalCopy,
+    LoginGuardEntry,
     MailboxChanges,
     MailboxInfo,
     MailboxStatus,
@@ -57,6 +60,8 @@ def open_store(path: PathLike) -> MailStore:
 __all__ = [
     "DEFAULT_MAILBOXES",
     "FINAL_STATUSES",
+    "LOGIN_GUARD_KINDS",
+    "LOGIN_LOCKOUT_KINDS",
     "QUEUE_STATUSES",
     "SYSTEM_FLAGS",
     "Account",
@@ -72,6 +77,7 @@ __all__ = [
     "GeneratedMessage",
     "HasFlag",
     "LocalCopy",
+    "LoginGuardEntry",
     "MailStore",
     "MailboxChanges",
     "MailboxInfo",

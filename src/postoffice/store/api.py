@@ -318,6 +318,24 @@ class QueueStats:
     oldest_created: float | None  # None: the queue is empty
 
 
+#: Kinds of login-guard entries: lockouts of a client (IPv4 address or IPv6 /64), of an account name, of one
+#: (client, account) pair that had logged in; and "trust", a pair's recent successful login that lets it past
+#: an account lockout caused by others (docs/decisions/0008, 0027).
+LOGIN_GUARD_KINDS = ("client", "account", "pair", "trust")
+LOGIN_LOCKOUT_KINDS = ("client", "account", "pair")
+
+
+@dataclass(frozen=True)
+class LoginGuardEntry:
+    """A lockout (or a trusted pair) of the login guard as the store keeps it across restarts."""
+
+    kind: str  # one of LOGIN_GUARD_KINDS
+    client: str  # client key ("192.0.2.1", "2001:db8:1:2::/64"); "" for kind "account"
+    account: str  # canonical login name; "" for kind "client"
+    until: float  # Unix time the lockout (or the trust) ends
+    since: float  # Unix time it began
+
+
 @dataclass(frozen=True)
 class ChangeEvent:
     """Published to subscribers after the commit that made the change (never before)."""
@@ -608,6 +626,28 @@ class MailStore(abc.ABC):
     def subscribe(self, account_id: int, callback: Callable[[ChangeEvent], None]) -> Callable[[], None]:
         """Call `callback` on the event loop after each committed change of the account; returns
         unsubscribe."""
+
+    # -- login guard (docs/decisions/0027) ---------------------------------------------------------------
+    @abc.abstractmethod
+    async def login_guard_entries(self, now: float) -> list[LoginGuardEntry]:
+        """Every entry that has not ended at Unix time `now` (lockouts and trusted pairs)."""
+
+    @abc.abstractmethod
+    async def login_guard_save(self, entries: Sequence[LoginGuardEntry], now: float) -> None:
+        """Insert or replace `entries` (one per kind, client and account) and delete every entry that has
+        ended at `now`, in one transaction."""
+
+    @abc.abstractmethod
+    async def login_guard_unlock(
+        self, *, client: str | None = None, account: str | None = None
+    ) -> list[LoginGuardEntry]:
+        """Delete the lockouts of `client` (its own and its pairs') or of `account` (likewise); trusted pairs
+        stay. Returns what was deleted. After the commit `login_guard_generation` changes, so a server
+        running on this store (another process) lifts them from memory on its next lockout hit."""
+
+    @abc.abstractmethod
+    def login_guard_generation(self) -> object:
+        """A value that changes after every `login_guard_unlock` by any process (cheap: one stat())."""
 
     def invalidate_caches(self) -> None:  # noqa: B027 - a no-op is right for a backend without caches
         """Drop in-memory caches (SIGHUP); they are rebuilt from the store on the next use."""

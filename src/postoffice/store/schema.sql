@@ -148,3 +148,16 @@ CREATE TABLE queue_recipients (
 );
 CREATE INDEX queue_recipients_message ON queue_recipients(message_id);
 CREATE INDEX queue_recipients_due ON queue_recipients(next_attempt) WHERE status = 'pending';
+
+-- The login guard's lockouts, kept across restarts (docs/decisions/0027). The server holds them in memory and
+-- writes each one here when it begins; `postoffice auth unlock` deletes rows and replaces the marker file
+-- <store>.lockouts, and the server lifts what is gone on its next lockout hit. Rows that have ended are
+-- deleted with every write.
+CREATE TABLE login_guard (
+    kind    TEXT NOT NULL CHECK (kind IN ('client', 'account', 'pair', 'trust')),
+    client  TEXT NOT NULL DEFAULT '',             -- "192.0.2.1" or "2001:db8:1:2::/64"; '' for 'account'
+    account TEXT NOT NULL DEFAULT '',             -- canonical login name; '' for 'client'
+    until   REAL NOT NULL,                        -- Unix time the lockout (or the trust) ends
+    since   REAL NOT NULL,                        -- Unix time it began
+    PRIMARY KEY (kind, client, account)
+) WITHOUT ROWID;

@@ -51,6 +51,7 @@ from postoffice.message import ParsedMessage
 from postoffice.store.api import (
     DEFAULT_MAILBOXES,
     FINAL_STATUSES,
+    LOGIN_GUARD_KINDS,
     QUEUE_STATUSES,
     SYSTEM_FLAGS,
     Account,
@@ -63,6 +64,7 @@ from postoffice.store.api import (
     GeneratedMessage,
     ImapRendering,
     LocalCopy,
+    LoginGuardEntry,
     MailboxChanges,
     MailboxInfo,
     MailboxSnapshot,
@@ -90,7 +92,7 @@ log = logging.getLogger("postoffice.store")
 HIERARCHY_SEPARATOR = "/"
 
 T = TypeVar("T")
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -174,6 +176,13 @@ _CREATE_QUEUE = (
     "WHERE status = 'pending'",
 )
 
+_CREATE_LOGIN_GUARD = (
+    "CREATE TABLE IF NOT EXISTS login_guard (kind TEXT NOT NULL "
+    "CHECK (kind IN ('client', 'account', 'pair', 'trust')), client TEXT NOT NULL DEFAULT '', "
+    "account TEXT NOT NULL DEFAULT '', until REAL NOT NULL, since REAL NOT NULL, "
+    "PRIMARY KEY (kind, client, account)) WITHOUT ROWID",
+)
+
 #: Steps that bring a store from version N to N + 1 (SQL statements, or functions of the connection),
 #: applied in one transaction at open.
 MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = {
@@ -204,6 +213,8 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
     4: (_CREATE_CONTENT_IMAP, _backfill_content_imap),
     # The outbound queue (docs/decisions/0017): new tables only.
     5: _CREATE_QUEUE,
+    # Lockouts kept across restarts (docs/decisions/0027): a new table only.
+    6: _CREATE_LOGIN_GUARD,
 }
 #: Mailbox snapshots kept for SELECT, in messages over all mailboxes (about 36 octets each).
 SNAPSHOT_CACHE_MESSAGES = 1_000_000
@@ -924,6 +935,75 @@ class SqliteMailStore(MailStore):
         result = await self._write(fn)  # a failed change changed nothing: no marker, no reloads
         await asyncio.get_running_loop().run_in_executor(self._readers, self._touch_directory_marker)
         return result
+
+    # -- login guard (docs/decisions/0027) -------------------------------------------------------------------
+    @property
+    def _lockouts_marker(self) -> Path:
+        return self._path.with_name(self._path.name + ".lockouts")
+
+    async def login_guard_entries(self, now: float) -> list[LoginGuardEntry]:
+        def q(conn: sqlite3.Connection) -> list[LoginGuardEntry]:
+            rows = conn.execute(
+                "SELECT kind, client, account, until, since FROM login_guard WHERE until > ? "
+                "ORDER BY kind, client, account",
+                (now,),
+            )
+            return [LoginGuardEntry(r[0], r[1], r[2], float(r[3]), float(r[4])) for r in rows]
+
+        return await self._read(q)
+
+    async def login_guard_save(self, entries: Sequence[LoginGuardEntry], now: float) -> None:
+        rows = [(e.kind, e.client, e.account, e.until, e.since) for e in entries]
+        for entry in entries:
+            if entry.kind not in LOGIN_GUARD_KINDS:
+                raise ValueError(f"not a login guard kind: {entry.kind!r}")
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> None:
+            conn.execute("DELETE FROM login_guard WHERE until <= ?", (now,))
+            conn.executemany(
+                "INSERT OR REPLACE INTO login_guard (kind, client, account, until, since) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [row for row in rows if row[3] > now],
+            )
+
+        await self._write(tx)
+
+    async def login_guard_unlock(
+        self, *, client: str | None = None, account: str | None = None
+    ) -> list[LoginGuardEntry]:
+        if (client is None) == (account is None):
+            raise ValueError("unlock a client or an account")
+        column, kind, value = (
+            ("client", "client", client) if client is not None else ("account", "account", account)
+        )
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> list[LoginGuardEntry]:
+            rows = conn.execute(
+                f"DELETE FROM login_guard WHERE kind IN (?, 'pair') AND {column} = ? "
+                "RETURNING kind, client, account, until, since",
+                (kind, value),
+            ).fetchall()
+            now = time.time()  # rows that had ended are cleaned up too, but were no lockout to report
+            entries = [LoginGuardEntry(r[0], r[1], r[2], float(r[3]), float(r[4])) for r in rows]
+            return sorted((e for e in entries if e.until > now), key=lambda e: (e.kind, e.client, e.account))
+
+        deleted = await self._write(tx)
+        if deleted:
+            await asyncio.get_running_loop().run_in_executor(self._readers, self._touch_lockouts_marker)
+        return deleted
+
+    def _touch_lockouts_marker(self) -> None:
+        marker = self._lockouts_marker
+        tmp = marker.with_name(marker.name + ".tmp")
+        tmp.write_text(f"{time.time_ns()}\n")
+        os.replace(tmp, marker)
+
+    def login_guard_generation(self) -> object:
+        try:
+            st = os.stat(self._lockouts_marker)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns)
 
     # -- mailboxes -------------------------------------------------------------------------------------------
     _MAILBOX_SQL = (
