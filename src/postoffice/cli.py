@@ -727,7 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing config and certificate")
     p.add_argument(
-        "--no-hint", action="store_true", help="do not print the next command to run (`make run` runs it itself)"
+        "--no-hint", action="store_true", help="do not print how to start the server (make run starts it)"
     )
 
     command("ports", cmd_ports, "show the listeners: address, port, protocol, TLS, status")
