@@ -211,7 +211,9 @@ class Server:
             self.tls = TlsContexts.from_config(cfg.tls)
         tls = self.tls
         cfg.store.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.store = open_store(cfg.store.path)
+        self.store = open_store(
+            cfg.store.path, min_free_space=cfg.store.min_free_space, disk_reserve=cfg.store.disk_reserve
+        )
         self.listeners = ListenerGroup((lambda: tls.server_context) if tls is not None else (lambda: None))
         smtp_limits = ConnectionLimits("smtp", cfg.smtp.max_connections, cfg.smtp.max_connections_per_ip)
         pop_limits = ConnectionLimits("pop", cfg.pop3.max_connections, cfg.pop3.max_connections_per_ip)
