@@ -24,6 +24,7 @@ from postoffice.store import (
     open_store,
 )
 from postoffice.store.api import AppendItem
+from postoffice.store.sqlite import WAL_SIZE_LIMIT
 from tests.support.small_disk import small_disk
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -171,5 +172,30 @@ def test_the_reserve_is_made_at_open_resized_with_the_setting_and_removed_at_zer
                 assert reserve.stat().st_blocks * 512 >= size  # allocated, not a sparse file
             else:
                 assert not reserve.exists()
+
+    asyncio.run(main())
+
+
+def test_the_wal_is_cut_back_after_a_large_delivery(tmp_path: Path) -> None:
+    """A 24 MB message passes through the WAL; once the WAL is reset, it is truncated to WAL_SIZE_LIMIT
+    instead of keeping 24 MB until the store closes."""
+
+    async def main() -> None:
+        path = tmp_path / "store" / "mail.sqlite3"
+        store = open_store(path, min_free_space=0)
+        try:
+            await store.add_domain("example.test")
+            demo = await store.add_account("demo@example.test", "hash")
+            line = b"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n"
+            big = raw_message("big") + line * (24_000_000 // len(line))
+            await store.deliver(io.BytesIO(big), parse_message(io.BytesIO(big)), [demo.id])
+            wal = path.with_name("mail.sqlite3-wal")
+            assert wal.stat().st_size > 24_000_000
+            for i in range(3):  # the first commits checkpoint the WAL, the next one starts it afresh
+                small = raw_message(f"small-{i}")
+                await store.deliver(io.BytesIO(small), parse_message(io.BytesIO(small)), [demo.id])
+            assert wal.stat().st_size <= WAL_SIZE_LIMIT
+        finally:
+            await store.close()
 
     asyncio.run(main())

@@ -32,7 +32,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from postoffice.store.api import StoreFull
+from postoffice.store.api import StoreError, StoreFull
 
 log = logging.getLogger("postoffice.store")
 
@@ -82,7 +82,10 @@ class DiskSpace:
     # -- the file system -------------------------------------------------------------------------------------
     def free(self) -> int:
         """Bytes an unprivileged process may still allocate on the store's filesystem."""
-        st = os.statvfs(self.db_path.parent)
+        try:
+            st = os.statvfs(self.db_path.parent)
+        except OSError as exc:
+            raise StoreError(f"cannot measure the free space of {self.db_path.parent}: {exc}") from exc
         return st.f_bavail * st.f_frsize
 
     def checkpoint_debt(self, conn: sqlite3.Connection) -> int:

@@ -216,6 +216,8 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
 }
 #: Mailbox snapshots kept for SELECT, in messages over all mailboxes (about 36 octets each).
 SNAPSHOT_CACHE_MESSAGES = 1_000_000
+#: The WAL is truncated to this size when it is reset after a checkpoint (PRAGMA journal_size_limit).
+WAL_SIZE_LIMIT = 16 * 1024 * 1024
 #: Largest batch the writer commits at once.
 MAX_BATCH = 256
 #: Octets a COPY/MOVE row counts as for admission (decision 0030): the row and its index entries (the content
@@ -264,6 +266,9 @@ def _connect(path: Path, *, readonly: bool = False, check_same_thread: bool = Tr
     # deletion then writes a few pages, not the whole message again, so it fits a full disk's reserve
     # (decision 0030). Deleted bytes stay in free pages until reused, as on a filesystem.
     conn.execute("PRAGMA secure_delete = FAST")
+    # After a large transaction (a 50 MB message) the WAL is cut back to this size when it is next reset,
+    # instead of keeping its largest size until the store closes (decision 0030).
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
     # 8 MiB page cache per connection: bounded whatever the message sizes (a 50 MB blob passes through it)
     conn.execute("PRAGMA cache_size = -8192")
     if readonly:
