@@ -51,7 +51,7 @@ def fill(directory: Path, leave: int = 0) -> Path:
             try:
                 while True:
                     st = os.statvfs(directory)
-                    if st.f_bavail * st.f_frsize <= leave + len(block):
+                    if st.f_bavail * st.f_frsize < leave + len(block):
                         break
                     f.write(block)
             except OSError:
@@ -212,7 +212,30 @@ async def lost_transaction(directory: Path) -> dict[str, Any]:
     }
 
 
+async def directory_change_on_a_full_disk(directory: Path) -> dict[str, Any]:
+    """The CLI removes an alias on a full disk: the commit goes through on the reserve, and the directory
+    marker (how the server learns of the change) moves on although no new marker file can be written."""
+    db = directory / "store" / "mail.sqlite3"
+    marker = db.with_name("mail.sqlite3.directory")
+    store = open_store(db, min_free_space=0, disk_reserve=1 * MIB)
+    await setup(store)
+    await store.add_alias("info@example.test", ["demo@example.test"])
+    before = marker.stat()
+    fill(directory)
+    seen: dict[str, Any] = {"remove_alias": await result(store.remove_alias("info@example.test"))}
+    # the reserve's space went to the commit's WAL frames... and what is left to another program
+    fill(directory, leave=0)
+    seen["free"] = free(directory)
+    seen["touch"] = await result(asyncio.to_thread(store._touch_directory_marker))  # type: ignore[attr-defined]
+    after = marker.stat()
+    seen["marker_changed"] = (after.st_ino, after.st_mtime_ns) != (before.st_ino, before.st_mtime_ns)
+    seen["aliases"] = [a.source for a in await store.list_aliases()]
+    await store.close()
+    return seen
+
+
 SCENARIOS = {
+    "directory_change_on_a_full_disk": directory_change_on_a_full_disk,
     "filled_by_another_program": filled_by_another_program,
     "filled_by_mail": filled_by_mail,
     "lost_transaction": lost_transaction,

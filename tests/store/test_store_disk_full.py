@@ -95,6 +95,15 @@ def test_a_request_rolled_back_by_sqlite_with_its_batch_is_never_told_otherwise(
     assert seen["stats"]["reserve_releases"] == 1
 
 
+def test_a_directory_change_on_a_full_disk_still_moves_the_marker_on(tmp_path: Path) -> None:
+    seen = run_scenario("directory_change_on_a_full_disk", tmp_path)
+    assert seen["remove_alias"] is None
+    assert seen["free"] == 0
+    assert seen["touch"] is None  # no OSError: the marker's mtime was set instead of writing a new file
+    assert seen["marker_changed"] is True
+    assert "info@example.test" not in seen["aliases"]
+
+
 # -- on the real disk ----------------------------------------------------------------------------------------
 
 NO_DISK_HAS_THIS = 2**62
