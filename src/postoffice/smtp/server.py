@@ -13,8 +13,9 @@ Implementation notes
   commit (durable).
 - Any store failure (I/O error) answers 451 4.3.0 and leaves nothing half-written visible: the store
   transaction is rolled back as a whole. The session and the server go on. Short of disk space
-  (docs/decisions/0030) the answer is 452 4.3.1 (RFC 5321 section 4.5.3.1.10, RFC 3463 "mail system
-  full"), at MAIL already when the store says it has no room for the declared SIZE.
+  (docs/decisions/0030) the answer is 452 4.3.1 (RFC 5321 section 4.2.3 "insufficient system storage",
+  RFC 3463 X.3.1 "mail system full"), at MAIL already when the store says it has no room for the declared
+  SIZE (RFC 1870 section 6.1).
 - Replies are flushed when the core needs more input, so pipelined commands (RFC 2920) are answered in one
   write.
 - One log line per transaction: id, client, TLS, sender, recipients, size, result, duration.
@@ -290,9 +291,9 @@ class SmtpSession:
         return False
 
     async def _no_room(self, event: p.MailFrom) -> bool:
-        """452 4.3.1 at MAIL when the store would refuse the message for lack of disk space (RFC 5321 section
-        4.5.3.1.10, RFC 1870 SIZE; decision 0030): the client keeps it and tries again later, before it sends
-        the bytes. True when the command was rejected."""
+        """452 4.3.1 at MAIL when the store would refuse the message for lack of disk space (RFC 1870 section
+        6.1: a temporary lack of storage for the declared SIZE; decision 0030): the client keeps it and tries
+        again later, before it sends the bytes. True when the command was rejected."""
         size = event.params.get("SIZE") or "0"
         try:
             room = await self.store.has_room(int(size))
