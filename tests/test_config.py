@@ -81,6 +81,8 @@ def test_file_without_settings_gives_every_default(write: WriteConfig) -> None:
     assert config.tls.min_version == "TLSv1.2"
     assert config.store.path == config.base_dir / "store" / "mail.sqlite3"
     assert config.store.spool_dir == config.base_dir / "spool"
+    assert config.store.min_free_space == 100 * 1024 * 1024
+    assert config.store.disk_reserve == 16 * 1024 * 1024
 
 
 def test_standard_listeners_have_their_standard_ports_and_tls_modes(write: WriteConfig) -> None:
@@ -238,6 +240,9 @@ def test_listener_address_must_be_an_ip_address(write: WriteConfig) -> None:
         ("[smtp]\ndata_timeout = -1.5\n", "smtp.data_timeout"),
         ("[smtp]\nmax_errors = 0\n", "smtp.max_errors"),
         ("[server]\nshutdown_grace = -1\n", "server.shutdown_grace"),
+        ("[store]\nmin_free_space = -1\n", "store.min_free_space"),
+        ("[store]\ndisk_reserve = -1\n", "store.disk_reserve"),
+        ("[store]\ndisk_reserve = 1.5\n", "store.disk_reserve"),
     ],
 )
 def test_sizes_and_timeouts_must_be_positive(write: WriteConfig, text: str, key: str) -> None:
@@ -246,6 +251,11 @@ def test_sizes_and_timeouts_must_be_positive(write: WriteConfig, text: str, key:
 
 def test_zero_shutdown_grace_means_close_at_once_and_is_allowed(write: WriteConfig) -> None:
     assert load_config(write("[server]\nshutdown_grace = 0\n")).server.shutdown_grace == 0
+
+
+def test_zero_free_space_and_zero_reserve_turn_the_disk_space_checks_off(write: WriteConfig) -> None:
+    store = load_config(write("[store]\nmin_free_space = 0\ndisk_reserve = 0\n")).store
+    assert (store.min_free_space, store.disk_reserve) == (0, 0)
 
 
 def test_choices_are_checked(write: WriteConfig, cert_dir: Path) -> None:

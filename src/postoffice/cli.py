@@ -132,7 +132,11 @@ def with_store(args: argparse.Namespace, action: Callable[[MailStore], Awaitable
     from postoffice.store import open_store
 
     async def run() -> T:
-        store = open_store(config.store.path)
+        store = open_store(
+            config.store.path,
+            min_free_space=config.store.min_free_space,
+            disk_reserve=config.store.disk_reserve,
+        )
         try:
             return await action(store)
         finally:

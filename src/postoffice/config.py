@@ -121,6 +121,8 @@ class TlsConfig:
 class StoreConfig:
     path: Path
     spool_dir: Path
+    min_free_space: int = 100 * 1024 * 1024
+    disk_reserve: int = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -322,6 +324,20 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
     "store": (
         Setting("path", "path", "store/mail.sqlite3", "the SQLite mail store (WAL files live beside it)"),
         Setting("spool_dir", "path", "spool", "temporary files for messages being received"),
+        Setting(
+            "min_free_space",
+            "int",
+            104857600,
+            "bytes; new mail is refused (SMTP 452 4.3.1) before it leaves less free on the store's disk",
+            minimum=0,
+        ),
+        Setting(
+            "disk_reserve",
+            "int",
+            16777216,
+            "bytes kept in <store>.reserve, given back when the disk fills so that deleting mail works",
+            minimum=0,
+        ),
     ),
     "limits": (
         Setting(
@@ -1029,7 +1045,10 @@ def _build(doc: dict[str, Any], path: Path) -> Config:
         ),
         tls=TlsConfig(certificate=certificate, private_key=private_key, min_version=tls["min_version"]),
         store=StoreConfig(
-            path=_resolve(base_dir, store["path"]), spool_dir=_resolve(base_dir, store["spool_dir"])
+            path=_resolve(base_dir, store["path"]),
+            spool_dir=_resolve(base_dir, store["spool_dir"]),
+            min_free_space=store["min_free_space"],
+            disk_reserve=store["disk_reserve"],
         ),
         smtp=SmtpConfig(
             max_message_size=smtp["max_message_size"],

@@ -1,22 +1,25 @@
-"""The durability contract: a 250 means on disk. kill -9, disk full, and a 50 MB message with bounded
-memory."""
+"""The durability contract: a 250 means on disk. kill -9, disk full (runs everywhere: a tmpfs in a user
+namespace, no root needed), and a 50 MB message with bounded memory."""
 
 from __future__ import annotations
 
 import hashlib
-import os
+import imaplib
+import json
+import poplib
+import re
 import shutil
 import smtplib
 import socket
 import ssl
-import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import DataDir, ServerProcess, make_data_dir
+from tests.integration.harness import POSTOFFICE, DataDir, ServerProcess, make_data_dir
 from tests.integration.mailcheck import body_after_trace, inbox_messages, integrity_ok
+from tests.support.small_disk import SmallDisk, small_disk
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -212,48 +215,196 @@ def test_a_50_mb_message_is_retrieved_over_pop3s_with_bounded_memory(data_dir: D
     assert body_after_trace(stored) == expected
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
-def test_disk_full_answers_451_keeps_running_and_shows_nothing_half_written(tmp_path: Path) -> None:
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], check=True)
-    try:
-        data = make_data_dir(mount / "data", users=("demo",))
-        filler = mount / "filler"
-        proc = ServerProcess(data).start()
+# -- a full disk (docs/decisions/0030) -----------------------------------------------------------------------
+# The store and the spool live on a small tmpfs of their own (tests/support/small_disk.py: no root needed);
+# the config, the certificate and the server's log stay outside, so that only mail takes the space.
+
+MIB = 1024 * 1024
+
+
+def set_option(text: str, section: str, key: str, value: str) -> str:
+    """`key = value` in `[section]` of the config `postoffice init` wrote (it names every key)."""
+    pattern = re.compile(rf"(?ms)^(\[{re.escape(section)}\]\n.*?^){re.escape(key)} = [^\n]*$")
+    text, count = pattern.subn(rf"\g<1>{key} = {value}", text, count=1)
+    assert count == 1, f"no {key} in [{section}]"
+    return text
+
+
+def data_dir_on(disk: SmallDisk, root: Path, reserve: int = MIB) -> DataDir:
+    """A data directory whose store and spool are on `disk`, with 1 MiB of minimum free space and of
+    reserve (the defaults, 100 and 16 MiB, are for real disks)."""
+    data = make_data_dir(root / "data", users=("demo", "other"))
+    (disk.outside / "store").mkdir()
+    (disk.outside / "spool").mkdir()
+    shutil.copy2(data.root / "store" / "mail.sqlite3", disk.outside / "store" / "mail.sqlite3")
+    text = data.config.read_text()
+    text = set_option(text, "store", "path", json.dumps(str(disk.mount / "store" / "mail.sqlite3")))
+    text = set_option(text, "store", "spool_dir", json.dumps(str(disk.mount / "spool")))
+    text = set_option(text, "store", "min_free_space", str(MIB))
+    text = set_option(text, "store", "disk_reserve", str(reserve))
+    data.config.write_text(text)
+    return data
+
+
+def stored_copy(disk: SmallDisk, root: Path) -> Path:
+    """A copy of the stopped server's store, for mailcheck (SQLite cannot open it inside the namespace)."""
+    copy = root / "stored"
+    (copy / "store").mkdir(parents=True)
+    for name in ("mail.sqlite3", "mail.sqlite3-wal"):
+        if (disk.outside / "store" / name).exists():
+            shutil.copy2(disk.outside / "store" / name, copy / "store" / name)
+    return copy
+
+
+def send(port: int, raw: bytes, to: str = "demo@example.test") -> tuple[int, bytes] | None:
+    """None when accepted, else the refusal (code, text), whether at MAIL or after the data."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
+        try:
+            smtp.sendmail("s@remote.test", [to], raw)
+        except smtplib.SMTPSenderRefused as exc:
+            return exc.smtp_code, exc.smtp_error
+        except smtplib.SMTPDataError as exc:
+            return exc.smtp_code, exc.smtp_error
+    return None
+
+
+def imap_login(data: DataDir, server: ServerProcess) -> imaplib.IMAP4_SSL:
+    context = ssl.create_default_context(cafile=str(data.root / "tls" / "cert.pem"))
+    imap = imaplib.IMAP4_SSL("127.0.0.1", server.port("imaps"), ssl_context=context, timeout=60)
+    imap.login("demo@example.test", "demo-secret-pw")
+    return imap
+
+
+def pop3_delete(data: DataDir, server: ServerProcess, numbers: list[int]) -> bytes:
+    """DELE each of `numbers`, then QUIT; the QUIT reply (the UPDATE state's verdict)."""
+    context = ssl.create_default_context(cafile=str(data.root / "tls" / "cert.pem"))
+    pop = poplib.POP3_SSL("127.0.0.1", server.port("pop3s"), context=context, timeout=60)
+    pop.user("demo@example.test")
+    pop.pass_("demo-secret-pw")
+    for number in numbers:
+        assert pop.dele(number).startswith(b"+OK")
+    return pop.quit()
+
+
+def test_mail_filling_the_disk_gets_452_while_select_expunge_and_pop3_quit_still_work(tmp_path: Path) -> None:
+    """The outside testers' case: deliveries fill the disk. They are refused (452 4.3.1) while the minimum
+    free space is left; SELECT (which claims \\Recent, a write), STORE + EXPUNGE and POP3 DELE + QUIT work;
+    the deleted mail's space takes new mail again; nothing acknowledged is lost."""
+    with small_disk(tmp_path / "small", "24m") as disk:
+        data = data_dir_on(disk, tmp_path)
+        server = ServerProcess(data, wrapper=disk.wrapper).start()
         try:
             accepted: list[bytes] = []
-            with smtplib.SMTP("127.0.0.1", proc.port()) as smtp:
-                # fill the disk until the store cannot commit
-                with open(filler, "wb", buffering=0) as f:  # unbuffered: close() has nothing to flush
-                    try:
-                        while True:
-                            f.write(b"\0" * 65536)
-                    except OSError:
-                        pass
-                got_451 = False
-                for i in range(50):
-                    raw = message(f"full-{i}", size=200_000)
-                    try:
-                        smtp.sendmail("s@remote.test", ["demo@example.test"], raw)
-                        accepted.append(raw)
-                    except smtplib.SMTPDataError as exc:
-                        assert exc.smtp_code == 451, exc
-                        assert exc.smtp_error.startswith(b"4.3.0")
-                        got_451 = True
-                        break
-                assert got_451, "the disk never filled up"
-                # the server and this very session go on
-                assert smtp.noop()[0] == 250
-                filler.unlink()
-                later = message("after-space-freed")
-                smtp.sendmail("s@remote.test", ["demo@example.test"], later)
-                accepted.append(later)
+            refusal = None
+            for i in range(500):
+                raw = message(f"fill-{i}", size=200_000)
+                refusal = send(server.port(), raw)
+                if refusal is not None:
+                    break
+                accepted.append(raw)
+            assert refusal is not None, "the disk never filled up"
+            assert refusal[0] == 452 and refusal[1].startswith(b"4.3.1"), refusal
+            assert len(accepted) >= 10
+            assert disk.free() >= MIB  # refused while the minimum free space was left
+
+            imap = imap_login(data, server)
+            typ, exists = imap.select("INBOX")
+            assert typ == "OK" and int(exists[0]) == len(accepted)
+            assert imap.response("RECENT")[1] == [str(len(accepted)).encode()]
+            assert imap.store("1:3", "+FLAGS", "(\\Deleted)")[0] == "OK"
+            typ, expunged = imap.expunge()
+            assert typ == "OK" and len(expunged) == 3
+            imap.logout()
+
+            assert pop3_delete(data, server, [1, 2]).startswith(b"+OK")
+
+            again = [message(f"again-{i}", size=200_000) for i in range(3)]
+            for raw in again:
+                assert send(server.port(), raw) is None
         finally:
-            assert proc.stop() == 0
-        stored = [body_after_trace(raw) for _, raw in inbox_messages(data.root, "demo@example.test")]
-        assert stored == accepted
-        assert integrity_ok(data.root)
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-        shutil.rmtree(mount, ignore_errors=True)
+            assert server.stop() == 0, server.log()
+        copy = stored_copy(disk, tmp_path)
+    assert integrity_ok(copy)
+    stored = [body_after_trace(raw) for _, raw in inbox_messages(copy, "demo@example.test")]
+    assert stored == accepted[5:] + again
+
+
+def test_a_disk_filled_by_another_program_keeps_deleting_working_on_the_reserve(tmp_path: Path) -> None:
+    """Another program takes every free byte. New mail gets 452 4.3.1 at MAIL and the server goes on; the
+    first write that finds no space (SELECT's \\Recent claim) releases the reserve, and on its space SELECT,
+    EXPUNGE, POP3 QUIT and the CLI removing an account all work; new mail stays refused until space is
+    back, then is stored. Nothing half-written is visible, nothing acknowledged is lost."""
+    with small_disk(tmp_path / "small", "24m") as disk:
+        data = data_dir_on(disk, tmp_path)
+        server = ServerProcess(data, wrapper=disk.wrapper).start()
+        try:
+            accepted = [message(f"before-{i}", size=100_000) for i in range(4)]
+            for raw in accepted:
+                assert send(server.port(), raw) is None
+            assert send(server.port(), message("for-other"), to="other@example.test") is None
+            filler = disk.fill()
+            with smtplib.SMTP("127.0.0.1", server.port(), timeout=60) as smtp:
+                smtp.ehlo()
+                code, text = smtp.mail("s@remote.test")
+                assert code == 452 and text.startswith(b"4.3.1"), (code, text)
+                assert smtp.noop()[0] == 250  # the session and the server go on
+
+            imap = imap_login(data, server)
+            typ, exists = imap.select("INBOX")
+            assert typ == "OK" and exists == [b"4"]
+            assert imap.response("RECENT")[1] == [b"4"]  # the claim went through, on the reserve
+            assert "released the 1048576-byte reserve" in server.log()
+            typ, answer = imap.append("INBOX", None, None, message("appended"))
+            assert (typ, answer) == ("NO", [b"[OVERQUOTA] Not enough disk space"])
+            assert imap.store("1:2", "+FLAGS", "(\\Deleted)")[0] == "OK"
+            typ, expunged = imap.expunge()
+            assert typ == "OK" and len(expunged) == 2
+            imap.logout()
+
+            assert pop3_delete(data, server, [1]).startswith(b"+OK")
+
+            removed = disk.run_inside(
+                POSTOFFICE, "--config", str(data.config), "user", "remove", "other@example.test"
+            )
+            assert removed.returncode == 0, removed.stdout + removed.stderr
+
+            assert send(server.port(), message("still-full")) == (
+                452,
+                b"4.3.1 Insufficient system storage, try again later",
+            )
+            filler.unlink()
+            later = message("after-space-freed", size=100_000)
+            assert send(server.port(), later) is None
+        finally:
+            assert server.stop() == 0, server.log()
+        copy = stored_copy(disk, tmp_path)
+    assert integrity_ok(copy)
+    stored = [body_after_trace(raw) for _, raw in inbox_messages(copy, "demo@example.test")]
+    assert stored == [accepted[3], later]
+    assert inbox_messages(copy, "other@example.test") == []
+
+
+def test_select_opens_the_mailbox_when_not_one_byte_can_be_written(tmp_path: Path) -> None:
+    """No reserve and no free byte: SELECT cannot claim \\Recent, and opens the mailbox all the same; the new
+    messages are not \\Recent to it and stay \\Recent for the next session that can claim them."""
+    with small_disk(tmp_path / "small", "24m") as disk:
+        data = data_dir_on(disk, tmp_path, reserve=0)
+        server = ServerProcess(data, wrapper=disk.wrapper).start()
+        try:
+            for i in range(2):
+                assert send(server.port(), message(f"new-{i}")) is None
+            filler = disk.fill()
+            imap = imap_login(data, server)
+            typ, exists = imap.select("INBOX")
+            assert typ == "OK" and exists == [b"2"]
+            assert imap.response("RECENT")[1] == [b"0"]
+            assert imap.noop()[0] == "OK"
+            imap.logout()
+            assert "Recent not claimed" in server.log()
+            filler.unlink()
+            imap = imap_login(data, server)
+            assert imap.select("INBOX")[0] == "OK"
+            assert imap.response("RECENT")[1] == [b"2"]
+            imap.logout()
+        finally:
+            assert server.stop() == 0, server.log()

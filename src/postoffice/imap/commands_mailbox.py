@@ -86,7 +86,7 @@ async def select(session: ImapSession, command: p.Select | p.Examine) -> Done:
     mailbox = snapshot.mailbox
     if not session.rev2 and not read_only and mailbox.recent_uid < mailbox.uidnext - 1:
         # (when every UID was claimed already there is nothing to claim: no write for this SELECT)
-        first_recent = await store.claim_recent(info.id)
+        first_recent = await session.claim_recent(info.id)  # no write, no claim: decision 0030
         uids = snapshot.uids
         recent = list(uids[bisect.bisect_left(uids, first_recent) :])
     view = MailboxView(snapshot, read_only=read_only, recent=recent)

@@ -17,8 +17,8 @@ What it implements (docs/decisions/0013-imap-session.md)
 
 Implementation notes
 - One place maps failures to replies (`_run_command`): `CommandFailed` gives the tagged NO/BAD it carries, a
-  `StoreError` "NO [UNAVAILABLE]", anything else is logged with its traceback and answered "NO [SERVERBUG]";
-  the peer never sees a traceback.
+  `StoreFull` "NO [OVERQUOTA]" (as Dovecot answers a full disk), another `StoreError` "NO [UNAVAILABLE]",
+  anything else is logged with its traceback and answered "NO [SERVERBUG]"; the peer never sees a traceback.
 - Output is queued and written when the reader needs more input, and whenever `FLUSH_THRESHOLD` octets are
   queued (the write waits for the socket to drain). Input is only read when the reader has no complete
   command left, so a client that pipelines without reading its responses stops being read (bounded
@@ -57,9 +57,21 @@ from postoffice.net.listener import (
     ReadTimeout,
     ShutdownRequested,
 )
-from postoffice.store import SYSTEM_FLAGS, Account, ChangeEvent, MailboxInfo, MailStore, NotFound, StoreError
+from postoffice.store import (
+    SYSTEM_FLAGS,
+    Account,
+    ChangeEvent,
+    MailboxInfo,
+    MailStore,
+    NotFound,
+    StoreError,
+    StoreFull,
+)
 
 log = logging.getLogger("postoffice.imap")
+
+#: Above every UID (RFC 9051 section 2.3.1.1: UIDs are 32-bit).
+NO_UID = 2**32
 
 #: Queued response octets are written once they reach this size.
 FLUSH_THRESHOLD = 256 * 1024
@@ -425,6 +437,10 @@ class ImapSession:
                 await self.sync(_expunge_allowed(command))
             self._tagged(command.tag, failure.status, failure.text, failure.code)
             return
+        except StoreFull as exc:
+            log.error("imap client %s: %s refused: %s", self.conn.peer_ip, command.name, exc)
+            self._tagged(command.tag, "NO", "Not enough disk space", "OVERQUOTA")
+            return
         except StoreError as exc:
             log.error("imap client %s: %s failed: %s", self.conn.peer_ip, command.name, exc)
             self._tagged(command.tag, "NO", "Temporary failure, try again", "UNAVAILABLE")
@@ -646,7 +662,7 @@ class ImapSession:
         if view.dirty:
             new = await self.read_back(view)
             if new and not self.rev2 and not view.read_only:
-                first_recent = await self.store.claim_recent(view.mailbox_id)
+                first_recent = await self.claim_recent(view.mailbox_id)
                 view.recent.update(uid for uid in new if uid >= first_recent)
         if allow_expunge:
             for seq in view.take_expunges():
@@ -677,6 +693,18 @@ class ImapSession:
         self.untagged(f"FLAGS ({flags})")
         if not view.read_only:
             self.untagged(f"OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted")
+
+    async def claim_recent(self, mailbox_id: int) -> int:
+        """`MailStore.claim_recent`, except that a claim the store cannot write (a full disk) claims nothing:
+        the mailbox opens all the same, and the messages stay \\Recent for the next session
+        (docs/decisions/0030). Returns the first UID that is \\Recent here."""
+        try:
+            return await self.store.claim_recent(mailbox_id)
+        except NotFound:
+            raise
+        except StoreError as exc:
+            log.warning("imap client %s: \\Recent not claimed: %s", self.conn.peer_ip, exc)
+            return NO_UID
 
     async def read_back(self, view: MailboxView) -> list[int]:
         """Bring `view` up to date with the store: only what changed after the MODSEQ it has seen (every

@@ -11,8 +11,11 @@ Implementation notes
   spool directory), with Return-Path and Received prepended (RFC 5321 section 4.4). At the end of data it is
   parsed once and delivered to every recipient in one store transaction; the 250 is sent only after that
   commit (durable).
-- Any store failure (disk full, I/O error) answers 451 4.3.0 and leaves nothing half-written visible: the
-  store transaction is rolled back as a whole. The session and the server go on.
+- Any store failure (I/O error) answers 451 4.3.0 and leaves nothing half-written visible: the store
+  transaction is rolled back as a whole. The session and the server go on. Short of disk space
+  (docs/decisions/0030) the answer is 452 4.3.1 (RFC 5321 section 4.2.3 "insufficient system storage",
+  RFC 3463 X.3.1 "mail system full"), at MAIL already when the store says it has no room for the declared
+  SIZE (RFC 1870 section 6.1).
 - Replies are flushed when the core needs more input, so pipelined commands (RFC 2920) are answered in one
   write.
 - One log line per transaction: id, client, TLS, sender, recipients, size, result, duration.
@@ -58,7 +61,7 @@ from postoffice.net.listener import (
 )
 from postoffice.smtp import protocol as p
 from postoffice.smtp import submission as policy
-from postoffice.store import Account, MailStore, StoreError
+from postoffice.store import Account, MailStore, StoreError, StoreFull
 from postoffice.store.api import OutboundMessage, OutboundRecipient
 
 log = logging.getLogger("postoffice.smtp")
@@ -239,7 +242,7 @@ class SmtpSession:
             await self._authenticate(event)
         elif isinstance(event, p.MailFrom):
             self._end_transaction("new MAIL")
-            if await self._sender_refused(event):
+            if await self._sender_refused(event) or await self._no_room(event):
                 return
             self.txn = Transaction(_new_id(), time.monotonic(), event.address, dict(event.params))
             proto.accept()
@@ -307,6 +310,22 @@ class SmtpSession:
             self.proto.reject(553, "5.7.1", text)
             return True
         return False
+
+    async def _no_room(self, event: p.MailFrom) -> bool:
+        """452 4.3.1 at MAIL when the store would refuse the message for lack of disk space (RFC 1870 section
+        6.1: a temporary lack of storage for the declared SIZE; decision 0030): the client keeps it and tries
+        again later, before it sends the bytes. True when the command was rejected."""
+        size = event.params.get("SIZE") or "0"
+        try:
+            room = await self.store.has_room(int(size))
+        except StoreError as exc:  # the check is a hint; the delivery itself decides
+            log.warning("smtp: free space check failed: %s", exc)
+            return False
+        if room:
+            return False
+        log.warning("smtp client %s: MAIL refused, the store is short of disk space", self.conn.peer_ip)
+        self.proto.reject(452, "4.3.1", "Insufficient system storage, try again later")
+        return True
 
     async def _recipient(self, event: p.RcptTo) -> None:
         txn = self.txn
@@ -422,6 +441,11 @@ class SmtpSession:
                         return
                 else:
                     await self.store.deliver(spool, parsed, txn.account_ids)
+        except StoreFull as exc:  # decision 0030: nothing was stored
+            log.error("smtp %s: not stored, disk space: %s", txn.id, exc)
+            self.proto.reject(452, "4.3.1", "Insufficient system storage, try again later")
+            self._end_transaction("failed", result=f"452 {exc}")
+            return
         except (StoreError, OSError) as exc:
             log.error("smtp %s: delivery failed: %s", txn.id, exc)
             txn.failed = str(exc)

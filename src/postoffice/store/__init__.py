@@ -44,17 +44,25 @@ from postoffice.store.api import (
     QueueStats,
     RecipientResult,
     StoreError,
+    StoreFull,
     SubmitResult,
 )
 from postoffice.store.criteria import All, And, Criteria, Date, HasFlag, Not, Or, Size, Text, UidIn
 
 
-def open_store(path: PathLike) -> MailStore:
+def open_store(
+    path: PathLike, *, min_free_space: int | None = None, disk_reserve: int | None = None
+) -> MailStore:
     """Open (creating schema when missing) the SQLite store at `path`. Call `await store.close()` when
-    done."""
+    done. `min_free_space` and `disk_reserve` (bytes, None: the defaults): docs/decisions/0030."""
+    from postoffice.store.space import DEFAULT_MIN_FREE, DEFAULT_RESERVE
     from postoffice.store.sqlite import SqliteMailStore
 
-    return SqliteMailStore(path)
+    return SqliteMailStore(
+        path,
+        min_free_space=DEFAULT_MIN_FREE if min_free_space is None else min_free_space,
+        disk_reserve=DEFAULT_RESERVE if disk_reserve is None else disk_reserve,
+    )
 
 
 __all__ = [
@@ -94,6 +102,7 @@ __all__ = [
     "RecipientResult",
     "Size",
     "StoreError",
+    "StoreFull",
     "SubmitResult",
     "Text",
     "UidIn",

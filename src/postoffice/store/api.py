@@ -61,6 +61,11 @@ class AlreadyExists(StoreError):
     """The domain, account, alias or mailbox exists already."""
 
 
+class StoreFull(StoreError):
+    """Not enough disk space for this write; it changed nothing. Deleting mail still works (decision 0030).
+    SMTP answers 452 4.3.1, IMAP NO [OVERQUOTA]."""
+
+
 @dataclass(frozen=True)
 class Domain:
     id: int
@@ -651,6 +656,12 @@ class MailStore(abc.ABC):
 
     def invalidate_caches(self) -> None:  # noqa: B027 - a no-op is right for a backend without caches
         """Drop in-memory caches (SIGHUP); they are rebuilt from the store on the next use."""
+
+    # -- disk space ------------------------------------------------------------------------------------------
+    async def has_room(self, size: int) -> bool:
+        """Whether a message of `size` octets would be stored now, by the free disk space (decision 0030):
+        a hint for refusing early (SMTP MAIL), the store decides again when the message is written."""
+        return True
 
     # -- statistics (benchmarks) --------------------------------------------------------------------------
     @abc.abstractmethod

@@ -79,12 +79,21 @@ from postoffice.store.api import (
     QueueStats,
     RecipientResult,
     StoreError,
+    StoreFull,
     SubmitResult,
     advance_snapshot,
     build_snapshot,
 )
 from postoffice.store.criteria import Criteria
 from postoffice.store.search import register_functions, run_search
+from postoffice.store.space import (
+    DEFAULT_MIN_FREE,
+    DEFAULT_RESERVE,
+    Admission,
+    DiskSpace,
+    cost,
+    is_disk_full,
+)
 
 log = logging.getLogger("postoffice.store")
 
@@ -218,8 +227,13 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
 }
 #: Mailbox snapshots kept for SELECT, in messages over all mailboxes (about 36 octets each).
 SNAPSHOT_CACHE_MESSAGES = 1_000_000
+#: The WAL is truncated to this size when it is reset after a checkpoint (PRAGMA journal_size_limit).
+WAL_SIZE_LIMIT = 16 * 1024 * 1024
 #: Largest batch the writer commits at once.
 MAX_BATCH = 256
+#: Octets a COPY/MOVE row counts as for admission (decision 0030): the row and its index entries (the content
+#: is shared).
+COPY_ROW_SIZE = 256
 #: Contents up to this size are read in one go; larger ones are streamed with incremental blob I/O.
 STREAM_THRESHOLD = 1024 * 1024
 COPY_CHUNK = 1024 * 1024
@@ -259,6 +273,13 @@ def _connect(path: Path, *, readonly: bool = False, check_same_thread: bool = Tr
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA synchronous = FULL")
+    # Deleted pages are not zeroed where that costs writes (Debian builds SQLite with secure_delete on): a
+    # deletion then writes a few pages, not the whole message again, so it fits a full disk's reserve
+    # (decision 0030). Deleted bytes stay in free pages until reused, as on a filesystem.
+    conn.execute("PRAGMA secure_delete = FAST")
+    # After a large transaction (a 50 MB message) the WAL is cut back to this size when it is next reset,
+    # instead of keeping its largest size until the store closes (decision 0030).
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
     # 8 MiB page cache per connection: bounded whatever the message sizes (a 50 MB blob passes through it)
     conn.execute("PRAGMA cache_size = -8192")
     if readonly:
@@ -365,33 +386,47 @@ def _queued_message(row: Sequence[Any], recipients: Iterable[QueuedRecipient]) -
 
 
 class _WriteRequest:
-    __slots__ = ("fn", "future")
+    __slots__ = ("fn", "future", "grows")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection, list[ChangeEvent]], Any]) -> None:
+    def __init__(self, fn: Callable[[sqlite3.Connection, list[ChangeEvent]], Any], grows: int | None) -> None:
         self.fn = fn
         self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        #: message octets the request adds (admitted against the free space first), None: it adds none
+        self.grows = grows
+
+
+@dataclasses.dataclass
+class _Attempt:
+    """One transaction over some requests: what each request gave, and whether the commit happened."""
+
+    outcomes: list[tuple[_WriteRequest, Any, BaseException | None]]
+    #: the requests that failed for lack of disk space (SQLITE_FULL), all of them when the transaction was
+    #: lost: worth running again once the reserve has given its space back
+    out_of_space: list[_WriteRequest]
 
 
 class _Writer(threading.Thread):
     """The single writer thread: group commit of everything that queued up."""
 
-    def __init__(self, path: Path, publish: Callable[[list[ChangeEvent]], None]) -> None:
+    def __init__(self, path: Path, publish: Callable[[list[ChangeEvent]], None], space: DiskSpace) -> None:
         super().__init__(name="postoffice-store-writer", daemon=True)
         self._path = path
         self._publish = publish
+        self._space = space
         self._queue: queue.SimpleQueue[_WriteRequest | None] = queue.SimpleQueue()
         self.commits = 0
         self.requests = 0
         self.failed_commits = 0
+        self.reserve_releases = 0
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
 
     def submit(
-        self, fn: Callable[[sqlite3.Connection, list[ChangeEvent]], Any]
+        self, fn: Callable[[sqlite3.Connection, list[ChangeEvent]], Any], grows: int | None = None
     ) -> concurrent.futures.Future[Any]:
         if not self.is_alive():
             raise StoreError("the store is closed")
-        request = _WriteRequest(fn)
+        request = _WriteRequest(fn, grows)
         self._queue.put(request)
         return request.future
 
@@ -431,57 +466,114 @@ class _Writer(threading.Thread):
             conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_WriteRequest]) -> None:
-        outcomes: list[tuple[_WriteRequest, Any, BaseException | None]] = []
-        events: list[ChangeEvent] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            for request in batch:
-                request.future.set_exception(StoreError(f"cannot begin a transaction: {exc}"))
-            return
-        for request in batch:
-            if not request.future.set_running_or_notify_cancel():
-                continue
-            own_events: list[ChangeEvent] = []
-            try:
-                conn.execute("SAVEPOINT request")
-            except sqlite3.Error as exc:
-                outcomes.append((request, None, exc))
-                continue
-            try:
-                result = request.fn(conn, own_events)
-            except BaseException as exc:
-                try:
-                    conn.execute("ROLLBACK TO request")
-                    conn.execute("RELEASE request")
-                except sqlite3.Error:
-                    log.exception("rollback to savepoint failed")
-                outcomes.append((request, None, exc))
-            else:
-                conn.execute("RELEASE request")
-                outcomes.append((request, result, None))
-                events.extend(own_events)
+        batch = [request for request in batch if request.future.set_running_or_notify_cancel()]
         self.requests += len(batch)
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self.failed_commits += 1
-            log.error("commit failed, %d requests rolled back: %s", len(batch), exc)
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            for request, _result, _error in outcomes:
-                request.future.set_exception(StoreError(f"commit failed: {exc}"))
-            return
-        self.commits += 1
-        if events:
-            self._publish(events)
-        for request, result, error in outcomes:
+        results: dict[int, tuple[Any, BaseException | None]] = {}
+        attempt = self._attempt(conn, batch)
+        for request, result, error in attempt.outcomes:
+            results[id(request)] = (result, error)
+        if attempt.out_of_space:
+            self._space.tight = True
+        if attempt.out_of_space and self._space.release_reserve():
+            # Decision 0030: the reserve makes room for what frees space; growing writes are refused from
+            # now until the disk has room for the reserve again (Admission remakes it then).
+            self.reserve_releases += 1
+            log.error(
+                "the disk holding %s is full: released the %d-byte reserve %s so that deletions can go on; "
+                "new mail is refused until there is free space again",
+                self._path,
+                self._space.reserve,
+                self._space.reserve_path,
+            )
+            # one transaction each: a request that fails again (larger than the reserve) fails alone
+            for retry in attempt.out_of_space:
+                for request, result, error in self._attempt(conn, [retry]).outcomes:
+                    results[id(request)] = (result, error)
+        if self._space.tight:
+            self._truncate_wal(conn)
+        for request in batch:
+            result, error = results[id(request)]
             if error is not None:
                 request.future.set_exception(error)
             else:
                 request.future.set_result(result)
+
+    def _attempt(self, conn: sqlite3.Connection, requests: list[_WriteRequest]) -> _Attempt:
+        """Run `requests` in one transaction, each in its own savepoint; commit; publish the events."""
+        outcomes: list[tuple[_WriteRequest, Any, BaseException | None]] = []
+        events: list[ChangeEvent] = []
+        out_of_space: list[_WriteRequest] = []
+
+        def void(exc: BaseException, why: str) -> _Attempt:
+            """Nothing of the transaction is stored: every request fails with `exc`'s reason."""
+            self.failed_commits += 1
+            log.error("%s, %d requests rolled back: %s", why, len(requests), exc)
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            full = is_disk_full(exc)
+            error: StoreError = (StoreFull if full else StoreError)(f"{why}: {exc}")
+            error.__cause__ = exc
+            return _Attempt([(r, None, error) for r in requests], list(requests) if full else [])
+
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            return void(exc, "cannot begin a transaction")
+        admission = Admission(self._space, conn)
+        for request in requests:
+            own_events: list[ChangeEvent] = []
+            try:
+                conn.execute("SAVEPOINT request")
+            except sqlite3.Error as exc:
+                return void(exc, "cannot open a savepoint")
+            try:
+                if request.grows is not None:
+                    admission.admit(request.grows)
+                result = request.fn(conn, own_events)
+            except BaseException as exc:
+                if not conn.in_transaction:
+                    # SQLite rolled the whole transaction back (it does for SQLITE_FULL, IOERR and NOMEM
+                    # outside a statement journal): the requests before this one are gone too.
+                    return void(exc, "transaction rolled back by SQLite")
+                try:
+                    conn.execute("ROLLBACK TO request")
+                    conn.execute("RELEASE request")
+                except sqlite3.Error as rollback_error:
+                    return void(rollback_error, "rollback to a savepoint failed")
+                outcomes.append((request, None, exc))
+                if is_disk_full(exc):
+                    out_of_space.append(request)
+            else:
+                try:
+                    conn.execute("RELEASE request")
+                except sqlite3.Error as exc:
+                    return void(exc, "cannot release a savepoint")
+                outcomes.append((request, result, None))
+                events.extend(own_events)
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            return void(exc, "commit failed")
+        self.commits += 1
+        if events:
+            self._publish(events)
+        return _Attempt(outcomes, out_of_space)
+
+    def _truncate_wal(self, conn: sqlite3.Connection) -> None:
+        """While space is tight: copy the WAL into the database and truncate it, so that freed pages are
+        reusable and the WAL's size is back on the filesystem. Readers are not waited for (busy_timeout 0):
+        a checkpoint that cannot finish now finishes after a later commit."""
+        try:
+            conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                conn.execute("PRAGMA busy_timeout = 30000")
+        except sqlite3.Error as exc:
+            log.debug("checkpoint while space is tight: %s", exc)
 
 
 class _DirectorySnapshot:
@@ -506,14 +598,28 @@ class _DirectorySnapshot:
 
 
 class SqliteMailStore(MailStore):
-    def __init__(self, path: PathLike, *, reader_threads: int = 4) -> None:
+    def __init__(
+        self,
+        path: PathLike,
+        *,
+        reader_threads: int = 4,
+        min_free_space: int = DEFAULT_MIN_FREE,
+        disk_reserve: int = DEFAULT_RESERVE,
+    ) -> None:
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._initialise()
+        self._space = DiskSpace(self._path, min_free=min_free_space, reserve=disk_reserve)
+        if not self._space.make_reserve():  # opening never depends on free space (decision 0030)
+            log.warning(
+                "no room for the %d-byte disk reserve %s: new mail is refused until there is",
+                disk_reserve,
+                self._space.reserve_path,
+            )
         self._subscribers: dict[int, list[Callable[[ChangeEvent], None]]] = {}
         self._queue_subscribers: list[Callable[[], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._writer = _Writer(self._path, self._publish_from_writer)
+        self._writer = _Writer(self._path, self._publish_from_writer, self._space)
         self._writer.start()
         self._writer._ready.wait()
         if self._writer._startup_error is not None:
@@ -531,7 +637,10 @@ class SqliteMailStore(MailStore):
         # mailbox id -> the newest snapshot read (LRU, bounded by SNAPSHOT_CACHE_MESSAGES in all)
         self._snapshots: collections.OrderedDict[int, MailboxSnapshot] = collections.OrderedDict()
         if not self._directory_marker.exists():
-            self._touch_directory_marker()
+            try:
+                self._touch_directory_marker()
+            except OSError as exc:
+                log.warning("cannot create the directory marker %s: %s", self._directory_marker, exc)
 
     # -- setup -----------------------------------------------------------------------------------------------
     def _initialise(self) -> None:
@@ -630,19 +739,34 @@ class SqliteMailStore(MailStore):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, run)
 
-    async def _write(self, fn: Callable[[sqlite3.Connection, list[ChangeEvent]], T]) -> T:
+    async def _write(
+        self, fn: Callable[[sqlite3.Connection, list[ChangeEvent]], T], *, grows: int | None = None
+    ) -> T:
+        """Run `fn` in the writer's next transaction. `grows`: the message octets it adds, admitted against
+        the free disk space first (docs/decisions/0030); None for writes that add no message."""
         if self._closed:
             raise StoreError("the store is closed")
         loop = asyncio.get_running_loop()
         self._loop = loop
-        future = self._writer.submit(fn)
+        future = self._writer.submit(fn, grows)
         try:
             result: T = await asyncio.wrap_future(future, loop=loop)
         except sqlite3.IntegrityError as exc:
             raise AlreadyExists(str(exc)) from exc
         except sqlite3.Error as exc:
+            if is_disk_full(exc):
+                raise StoreFull(str(exc)) from exc
             raise StoreError(str(exc)) from exc
         return result
+
+    async def has_room(self, size: int) -> bool:
+        """Whether a message of `size` octets would be admitted now (SMTP asks at MAIL, RFC 1870 SIZE)."""
+
+        def q(conn: sqlite3.Connection) -> bool:
+            room, free_pages = self._space.room(conn, remake=False)
+            return cost(size, free_pages)[0] <= room
+
+        return await self._read(q)
 
     def _publish_from_writer(self, events: list[ChangeEvent]) -> None:
         loop = self._loop
@@ -688,6 +812,7 @@ class SqliteMailStore(MailStore):
             "commits": self._writer.commits,
             "write_requests": self._writer.requests,
             "failed_commits": self._writer.failed_commits,
+            "reserve_releases": self._writer.reserve_releases,
         }
 
     # -- directory -------------------------------------------------------------------------------------------
@@ -927,8 +1052,15 @@ class SqliteMailStore(MailStore):
 
     def _touch_directory_marker(self) -> None:
         tmp = self._directory_marker.with_name(self._directory_marker.name + ".tmp")
-        tmp.write_text(f"{time.time_ns()}\n")
-        os.replace(tmp, self._directory_marker)
+        try:
+            tmp.write_text(f"{time.time_ns()}\n")
+            os.replace(tmp, self._directory_marker)
+        except OSError as exc:
+            if not is_disk_full(exc) or not self._directory_marker.exists():
+                raise
+            # a full disk (decision 0030): a new mtime needs no space, and every reader compares it too
+            tmp.unlink(missing_ok=True)
+            os.utime(self._directory_marker)
 
     async def _write_directory(self, fn: Callable[[sqlite3.Connection, list[ChangeEvent]], T]) -> T:
         """A directory change: after its commit, replace the marker so every process reloads its snapshot."""
@@ -1251,7 +1383,7 @@ class SqliteMailStore(MailStore):
                 copies.append(DeliveredCopy(account_id, mailbox_id, uid))
             return copies
 
-        return await self._write(tx)
+        return await self._write(tx, grows=sum(item.parsed.size for item in messages))
 
     async def copy_messages(
         self, source_mailbox_id: int, uids: Iterable[int], target_mailbox_id: int, *, move: bool = False
@@ -1293,7 +1425,7 @@ class SqliteMailStore(MailStore):
                 )
             return pairs
 
-        return await self._write(tx)
+        return await self._write(tx, grows=COPY_ROW_SIZE * len(wanted))
 
     def _copy_rows(
         self, conn: sqlite3.Connection, source_id: int, uids: list[int], target_id: int
@@ -1342,7 +1474,7 @@ class SqliteMailStore(MailStore):
         def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> list[DeliveredCopy]:
             return self._deliver_rows(conn, events, delivery)
 
-        return await self._write(tx)
+        return await self._write(tx, grows=parsed.size)
 
     async def submit(
         self,
@@ -1367,7 +1499,7 @@ class SqliteMailStore(MailStore):
                 queue_id = self._enqueue_rows(conn, events, source, parsed.size, outbound)
             return SubmitResult(copies, queue_id)
 
-        return await self._write(tx)
+        return await self._write(tx, grows=parsed.size * (bool(delivery.targets) + (outbound is not None)))
 
     def _deliver_rows(
         self, conn: sqlite3.Connection, events: list[ChangeEvent], delivery: _LocalDelivery
@@ -1819,7 +1951,7 @@ class SqliteMailStore(MailStore):
         def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> int:
             return self._enqueue_rows(conn, events, stream, size, outbound)
 
-        return await self._write(tx)
+        return await self._write(tx, grows=size)
 
     @staticmethod
     def _enqueue_rows(
@@ -2022,6 +2154,8 @@ class SqliteMailStore(MailStore):
                 self._delete_queued(conn, queue_id)
             return recorded
 
+        # Never refused for space (decision 0030), not even with a DSN or a local copy: the delivery it
+        # records has happened, and a result that is not recorded means the same delivery again.
         return await self._write(tx)
 
     @staticmethod
