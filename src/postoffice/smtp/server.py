@@ -196,7 +196,15 @@ class SmtpSession:
                     continue
                 proto.receive_data(data)
                 continue
-            await self._handle(event)
+            try:
+                await self._handle(event)
+            except ConnectionClosedError:
+                raise
+            except Exception:
+                log.exception(
+                    "smtp client %s: internal error handling %s", self.conn.peer_ip, type(event).__name__
+                )
+                self._internal_error()
             if isinstance(event, (p.Quit, p.ConnectionClosed)):
                 out = proto.data_to_send()
                 if out:
@@ -243,6 +251,22 @@ class SmtpSession:
             self._end_transaction("RSET")
         elif isinstance(event, (p.Quit, p.ConnectionClosed)):
             self._end_transaction("connection closed" if isinstance(event, p.ConnectionClosed) else "QUIT")
+
+    def _internal_error(self) -> None:
+        """The one place where an unexpected exception becomes a reply (the traceback goes to the log only):
+        451 4.3.0 to the decision the client waits for, so it tries again later; with none pending (or in a
+        STARTTLS handshake) the session's state is unknown, so 421 and close."""
+        proto = self.proto
+        pending = proto.pending
+        if pending is not None and not isinstance(pending, p.StartTls):
+            proto.reject(451, "4.3.0", "Local error in processing, try again later")
+            if isinstance(pending, p.MessageComplete):
+                self._end_transaction("internal error", result="451 internal error")
+            elif isinstance(pending, p.MailFrom):
+                self._end_transaction("internal error")  # the core started no transaction either
+        else:
+            proto.close(421, "4.3.0", "Local error in processing, closing connection")
+            self._end_transaction("internal error", result="421 internal error")
 
     async def _authenticate(self, event: p.Authenticate) -> None:
         """RFC 4954 through the shared login path (lockouts and delays as for IMAP and POP3)."""
