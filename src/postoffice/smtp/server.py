@@ -18,8 +18,9 @@ Implementation notes
 - One log line per transaction: id, client, TLS, sender, recipients, size, result, duration.
 - Submission (`mode = "submission"`, docs/decisions/0019): AUTH PLAIN/LOGIN through the shared
   `Authenticator` (offered after TLS only, unless plaintext is allowed); MAIL needs AUTH (530 5.7.0); the
-  envelope sender and the From addresses must be the account's own (553 5.7.1, `smtp.submission.owns`); the
-  per-account hourly limit (450 4.7.1) and recipients per message (452 4.5.3). Recipients in our domains are
+  envelope sender and the From, Sender and Resent-* addresses must be the account's own (553 5.7.1,
+  `smtp.submission`, `smtp.originator`, docs/decisions/0024); the per-account hourly limit (450 4.7.1) and
+  recipients per message (452 4.5.3). Recipients in our domains are
   resolved at RCPT (550 5.1.1 for unknown users) and get their copy in the same store transaction that queues
   the message for the remote recipients (`MailStore.submit`), with their DSN parameters (RFC 3461). Date and
   Message-ID are added when missing; the Received header names the client's address only when configured.
@@ -45,6 +46,8 @@ from postoffice.auth import Authenticator
 from postoffice.auth.sasl import mechanism_names
 from postoffice.message import ParsedMessage, parse_message
 from postoffice.net.listener import Connection, ConnectionClosedError, ReadTimeout, ShutdownRequested
+from postoffice.net.tls import received_tls_comment
+from postoffice.smtp import originator
 from postoffice.smtp import protocol as p
 from postoffice.smtp import submission as policy
 from postoffice.store import Account, MailStore, StoreError
@@ -99,6 +102,8 @@ class Transaction:
     pending: list[bytes] = field(default_factory=list)
     pending_size: int = 0
     size: int = 0
+    #: where the client's message starts in the spool (after the trace fields we prepend)
+    message_start: int = 0
     failed: str | None = None
 
 
@@ -353,7 +358,9 @@ class SmtpSession:
         if self.account is not None:
             protocol += "A"  # RFC 3848: authenticated
         helo = self.helo or "unknown"
-        tls = f"\r\n\t(using {conn.tls_info})" if conn.tls_active else ""
+        # RFC 8314 4.3: the TLS version and cipher, in the comment form Postfix writes
+        comment = received_tls_comment(conn.writer.get_extra_info("ssl_object")) if conn.tls_active else ""
+        tls = f"\r\n\t{comment}" if comment else ""
         recipient = f"\r\n\tfor <{txn.recipients[0]}>" if len(txn.recipients) == 1 else ""
         date = email.utils.format_datetime(email.utils.localtime())
         if self.submission and not self.settings.received_client_address:
@@ -378,7 +385,7 @@ class SmtpSession:
         txn.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, dir=str(self.settings.spool_dir))  # noqa: SIM115
         header = self._trace_headers(txn)
         txn.spool.write(header)
-        txn.size = len(header)
+        txn.size = txn.message_start = len(header)
 
     async def _spool(self, data: bytes) -> None:
         txn = self.txn
@@ -451,9 +458,9 @@ class SmtpSession:
         copies and the queue entry in one store transaction. Returns the rejection, or None when stored."""
         account = self.account
         if self.submission and account is not None:
-            for address in policy.from_addresses(parsed):
-                if not await policy.owns(self.store, account.id, address):
-                    return 553, "5.7.1", f"From address <{address}> not owned by {account.address}"
+            refused = await self._originators_refused(txn, spool, account)
+            if refused is not None:
+                return refused
         extra = policy.missing_headers(parsed, self.settings.hostname) if self.submission else b""
         if extra:
             spool, parsed = await self._prepend(spool, extra)
@@ -477,6 +484,23 @@ class SmtpSession:
         if account is not None and self.limiter is not None:
             self.limiter.record(account.id)
         return None
+
+    async def _originators_refused(
+        self, txn: Transaction, spool: IO[bytes], account: Account
+    ) -> tuple[int, str, str] | None:
+        """From, Sender and Resent-* must be the account's own (docs/decisions/0024); the header is read in a
+        thread when the message is large (its header block may be too)."""
+        smtputf8 = "SMTPUTF8" in txn.params
+        try:
+            if txn.size <= PARSE_INLINE_LIMIT:
+                claims = originator.read_claims(spool, txn.message_start, smtputf8=smtputf8)
+            else:
+                claims = await asyncio.to_thread(
+                    originator.read_claims, spool, txn.message_start, smtputf8=smtputf8
+                )
+        except originator.OriginatorRefused as refusal:
+            return refusal.reply
+        return await policy.unowned_claim(self.store, account, claims)
 
     async def _prepend(self, spool: IO[bytes], extra: bytes) -> tuple[IO[bytes], ParsedMessage]:
         """A new spool with `extra` header fields after the trace fields, and its parse (the copy runs in a
