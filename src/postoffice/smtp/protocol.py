@@ -142,6 +142,7 @@ from postoffice.auth.sasl import (
     encode_challenge,
     mechanism_names,
 )
+from postoffice.plural import counted
 from postoffice.smtp.address import (
     AddressSyntaxError,
     disallowed_character,
@@ -781,7 +782,7 @@ class SmtpServerProtocol:
         elif self._oversize:
             self._finish_message()
         else:
-            self._reply(250, "2.0.0", f"{self._bdat_size} octets received")
+            self._reply(250, "2.0.0", f"{counted(self._bdat_size, 'octet')} received")
         return True
 
     def _normalise_bdat(self, piece: bytes, *, final: bool = False) -> bytes:

@@ -15,7 +15,9 @@ Implementation notes
   store transaction is rolled back as a whole. The session and the server go on.
 - Replies are flushed when the core needs more input, so pipelined commands (RFC 2920) are answered in one
   write.
-- One log line per transaction: id, client, TLS, sender, recipients, size, result, duration.
+- One log line per transaction: id, client, TLS, sender, recipients, size, result, duration. The result of
+  a message handed to the queue says so, with the queue id ("250 queued (queue id=17)"); the queue stores
+  this transaction's id with the message and logs it with every delivery attempt.
 - Submission (`mode = "submission"`, docs/decisions/0019): AUTH PLAIN/LOGIN through the shared
   `Authenticator` (offered after TLS only, unless plaintext is allowed); MAIL needs AUTH (530 5.7.0); the
   envelope sender and the From, Sender and Resent-* addresses must be the account's own (553 5.7.1,
@@ -104,6 +106,8 @@ class Transaction:
     size: int = 0
     #: where the client's message starts in the spool (after the trace fields we prepend)
     message_start: int = 0
+    #: the id of the queued message for the remote recipients, once stored
+    queue_id: int | None = None
     failed: str | None = None
 
 
@@ -442,7 +446,12 @@ class SmtpSession:
             self._end_transaction("failed", result=f"451 {txn.failed}")
         else:
             self.proto.accept(f"OK queued as {txn.id}")
-            self._end_transaction("delivered", result="250 delivered")
+            if txn.queue_id is None:
+                outcome = "250 delivered"
+            else:  # the queue's own log lines carry "queue id=N" and this transaction's id
+                local = "delivered locally, " if txn.account_ids else ""
+                outcome = f"250 {local}queued (queue id={txn.queue_id})"
+            self._end_transaction("delivered", result=outcome)
 
     @staticmethod
     async def _parse(spool: IO[bytes], size: int) -> ParsedMessage:
@@ -475,9 +484,11 @@ class SmtpSession:
                 account_id=account.id if account is not None else None,
                 smtputf8=smtputf8,
                 eight_bit=(txn.params.get("BODY") or "").upper() == "8BITMIME" or smtputf8,
+                smtp_id=txn.id,
             )
         try:
-            await self.store.submit(spool, parsed, txn.account_ids, outbound)
+            stored = await self.store.submit(spool, parsed, txn.account_ids, outbound)
+            txn.queue_id = stored.queue_id
         finally:
             if extra:
                 spool.close()

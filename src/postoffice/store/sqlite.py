@@ -24,6 +24,10 @@ Implementation notes
   caused in one request, and removes a message whose recipients are all final in that same request. A final
   recipient status never changes again (`queue_record` refuses the whole request), so results applied twice
   cannot queue a DSN twice. Queue subscribers are called after the commit, like change subscribers.
+- Queue ids come from meta.next_queue_id (version 7), which only grows, so an id names one message for the
+  life of the installation (an INTEGER PRIMARY KEY alone would reuse the highest id once it is deleted,
+  and an emptied queue would start again at 1). A queued message keeps the id of the SMTP transaction that
+  submitted it (`smtp_id`), so its delivery can be followed from the submission's log line.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from typing import IO, Any, TypeVar, cast
 
 from postoffice.directory.resolver import AddressLookup, Resolution, normalize_address, resolve
 from postoffice.message import ParsedMessage
+from postoffice.plural import counted
 from postoffice.store.api import (
     DEFAULT_MAILBOXES,
     FINAL_STATUSES,
@@ -90,7 +95,7 @@ log = logging.getLogger("postoffice.store")
 HIERARCHY_SEPARATOR = "/"
 
 T = TypeVar("T")
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -204,6 +209,14 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
     4: (_CREATE_CONTENT_IMAP, _backfill_content_imap),
     # The outbound queue (docs/decisions/0017): new tables only.
     5: _CREATE_QUEUE,
+    # Queue ids unique for the life of the installation (meta.next_queue_id, continuing after the highest id
+    # in the queue: ids used before this version and deleted since cannot be known), and the submission's
+    # SMTP transaction id.
+    6: (
+        _add_column("queue_messages", "smtp_id", "TEXT"),
+        "INSERT OR IGNORE INTO meta (key, value) "
+        "SELECT 'next_queue_id', coalesce(max(id), 0) + 1 FROM queue_messages",
+    ),
 }
 #: Mailbox snapshots kept for SELECT, in messages over all mailboxes (about 36 octets each).
 SNAPSHOT_CACHE_MESSAGES = 1_000_000
@@ -263,7 +276,7 @@ def _write_blob(conn: sqlite3.Connection, table: str, rowid: int, source: IO[byt
     if size <= COPY_CHUNK:
         data = source.read(size)
         if len(data) != size:
-            raise StoreError(f"message source is {len(data)} bytes, expected {size}")
+            raise StoreError(f"message source is {counted(len(data), 'byte')}, expected {size}")
         conn.execute(f"INSERT INTO {table} (id, data) VALUES (?, ?)", (rowid, data))
         return
     conn.execute(f"INSERT INTO {table} (id, data) VALUES (?, zeroblob(?))", (rowid, size))
@@ -272,7 +285,7 @@ def _write_blob(conn: sqlite3.Connection, table: str, rowid: int, source: IO[byt
         while written < size:
             chunk = source.read(min(COPY_CHUNK, size - written))
             if not chunk:
-                raise StoreError(f"message source ended after {written} of {size} bytes")
+                raise StoreError(f"message source ended after {written} of {counted(size, 'byte')}")
             blob.write(chunk)
             written += len(chunk)
 
@@ -350,6 +363,7 @@ def _queued_message(row: Sequence[Any], recipients: Iterable[QueuedRecipient]) -
         smtputf8=bool(row[7]),
         eight_bit=bool(row[8]),
         recipients=tuple(recipients),
+        smtp_id=row[9],
     )
 
 
@@ -455,7 +469,7 @@ class _Writer(threading.Thread):
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self.failed_commits += 1
-            log.error("commit failed, %d requests rolled back: %s", len(batch), exc)
+            log.error("commit failed, %s rolled back: %s", counted(len(batch), "request"), exc)
             try:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
@@ -539,7 +553,11 @@ class SqliteMailStore(MailStore):
                             conn.execute(statement)
                     conn.executemany(
                         "INSERT INTO meta (key, value) VALUES (?, ?)",
-                        [("schema_version", SCHEMA_VERSION), ("next_uidvalidity", int(time.time()))],
+                        [
+                            ("schema_version", SCHEMA_VERSION),
+                            ("next_uidvalidity", int(time.time())),
+                            ("next_queue_id", 1),
+                        ],
                     )
                     conn.execute("COMMIT")
                 except BaseException:
@@ -706,7 +724,8 @@ class SqliteMailStore(MailStore):
             ]
             if users or aliases:
                 raise StoreError(
-                    f"domain {name} still has {users} account(s) and {aliases} alias(es); remove them first"
+                    f"domain {name} still has {counted(users, 'account')} and "
+                    f"{counted(aliases, 'alias', 'aliases')}; remove them first"
                 )
             conn.execute("DELETE FROM domains WHERE id = ?", (row[0],))
 
@@ -1753,11 +1772,17 @@ class SqliteMailStore(MailStore):
         """The message, its bytes and one row per recipient; a "queue" event for the runner."""
         now = time.time() if now is None else now
         due = now if outbound.next_attempt is None else outbound.next_attempt
+        counter = conn.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'next_queue_id' RETURNING value - 1"
+        ).fetchone()
+        if counter is None:
+            raise StoreError("the store has no queue id counter (meta.next_queue_id)")
         queue_id = int(
             conn.execute(
-                "INSERT INTO queue_messages (sender, envid, ret, account_id, created, size, smtputf8, "
-                "eight_bit) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "INSERT INTO queue_messages (id, sender, envid, ret, account_id, created, size, smtputf8, "
+                "eight_bit, smtp_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
+                    int(counter[0]),
                     outbound.sender,
                     outbound.envid,
                     None if outbound.ret is None else outbound.ret.upper(),
@@ -1766,6 +1791,7 @@ class SqliteMailStore(MailStore):
                     size,
                     int(outbound.smtputf8),
                     int(outbound.eight_bit),
+                    outbound.smtp_id,
                 ),
             ).fetchone()[0]
         )
@@ -1779,7 +1805,8 @@ class SqliteMailStore(MailStore):
         return queue_id
 
     _QUEUE_MESSAGE_SQL = (
-        "SELECT id, sender, envid, ret, account_id, created, size, smtputf8, eight_bit FROM queue_messages"
+        "SELECT id, sender, envid, ret, account_id, created, size, smtputf8, eight_bit, smtp_id "
+        "FROM queue_messages"
     )
     _QUEUE_RECIPIENT_SQL = (
         "SELECT message_id, id, address, orcpt, notify, status, attempts, next_attempt, first_attempt, "
