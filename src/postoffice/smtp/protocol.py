@@ -1237,8 +1237,8 @@ def parse_mail_auth(value: str) -> str | None:
     if value == "<>":
         return None
     mailbox = decode_xtext(value)
-    if not mailbox.strip(" ") or any(_is_control(ch) for ch in mailbox):
-        raise ValueError("AUTH mailbox must be non-empty, without control characters")
+    if not mailbox.strip(" ") or disallowed_character(mailbox) is not None:
+        raise ValueError("AUTH mailbox must be non-empty, without control or invisible characters")
     return mailbox
 
 
@@ -1262,7 +1262,8 @@ def parse_orcpt(value: str) -> tuple[str, str]:
     - The address must be printable US-ASCII (RFC 3461 section 4.2), except for the "utf-8" addr-type
       (RFC 6533 section 3): there it is utf-8-addr-xtext or, in an SMTPUTF8 transaction, utf-8-addr-unitext:
       any character but "+", "=", "\\", space and controls, and "\\x{HEX}" for the others, decoded here.
-    - No control characters survive decoding (the value is destined for a DSN header field).
+    - No control or invisible character survives decoding (`smtp.address.disallowed_character`: the value is
+      destined for a DSN header field).
     """
     addr_type, semicolon, encoded = value.partition(";")
     if not semicolon or not _ATOM.fullmatch(addr_type) or not encoded:
@@ -1273,8 +1274,8 @@ def parse_orcpt(value: str) -> tuple[str, str]:
         address = decode_xtext(encoded)
         if not address.isascii():
             raise ValueError("ORCPT address must be US-ASCII")
-    if not address.strip(" ") or any(_is_control(ch) for ch in address):
-        raise ValueError("ORCPT address must be printable")
+    if not address.strip(" ") or disallowed_character(address) is not None:
+        raise ValueError("ORCPT address must be printable")  # it goes into DSN fields (decision 0025)
     return addr_type, address
 
 
@@ -1314,11 +1315,6 @@ _DISALLOWED = "a control, invisible, private-use or unassigned character"
 
 def _code_point(ch: str) -> str:
     return f"U+{ord(ch):04X}"
-
-
-def _is_control(ch: str) -> bool:
-    """C0, DEL and C1 (Unicode category Cc): never in a value that may end up in a header field or a log."""
-    return ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F
 
 
 def _valid(parse: Callable[[str], object], value: str) -> bool:
