@@ -18,6 +18,7 @@ from postoffice.auth.lockouts import LockoutJournal
 from postoffice.config import AuthConfig
 from postoffice.directory import passwords
 from postoffice.store import LoginGuardEntry, open_store
+from postoffice.store.sqlite import SCHEMA_VERSION
 
 PASSWORD = "correct horse battery staple"
 CONFIG = AuthConfig(
@@ -257,7 +258,7 @@ def test_a_version_6_store_gets_the_login_guard_table(tmp_path: Path) -> None:
     asyncio.run(check())
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == 7
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == SCHEMA_VERSION
     finally:
         conn.close()
 

@@ -334,7 +334,7 @@ def test_sending_limits_per_account(server: ServerProcess, internet: Internet) -
         assert codes[:100] == [250] * 100 and codes[100] == 452  # recipients per message (default 100)
         smtp.rset()
         for n in range(2):
-            smtp.sendmail(DEMO, ["carol@nomx.test"], f"Subject: {n}\r\n\r\nx\r\n".encode())
+            smtp.sendmail(DEMO, ["carol@nomx.test"], f"From: {DEMO}\r\nSubject: {n}\r\n\r\nx\r\n".encode())
         code, text = smtp.mail(DEMO)  # the third message within the hour
         assert (code, text[:5]) == (450, b"4.7.1")
 
@@ -407,6 +407,31 @@ def test_delivery_to_a_second_postoffice_instance(
     wait_for("an empty queue", lambda: queue_empty(server))
 
 
+def test_queue_ids_are_unique_and_lead_back_to_the_submission(
+    server: ServerProcess, internet: Internet
+) -> None:
+    """Issue 9 items 15 and 16: the submission was logged "250 delivered" when it was queued, and the queue
+    gave id 1 again once it was empty; nothing linked a delivery to its submission."""
+    submissions: list[tuple[str, str]] = []
+    for n in range(2):
+        submit(server, [f"carol{n}@nomx.test"], subject=f"one by one {n}")
+        wait_for("the delivery", lambda n=n: len(internet.nomx.received) > n)
+        wait_for("an empty queue", lambda: queue_empty(server))
+        log = server.log()
+        submissions = re.findall(r"smtp id=(\w+) .*result='250 queued \(queue id=(\d+)\)'", log)
+        assert len(submissions) == n + 1, log
+    (smtp1, queue1), (smtp2, queue2) = submissions
+    assert queue1 != queue2 and smtp1 != smtp2
+    deliveries = re.findall(
+        r"queue id=(\d+) smtp_id=(\w+) from=<[^>]*> to=<([^>]*)> .*result=delivered", server.log()
+    )
+    assert deliveries == [(queue1, smtp1, "carol0@nomx.test"), (queue2, smtp2, "carol1@nomx.test")]
+    # a message for local recipients only is delivered, not queued
+    submit(server, ["other@example.test"], subject="local only")
+    wait_for("the local copy", lambda: inbox(server, "other@example.test"))
+    assert re.search(r"to=<other@example.test> .*result='250 delivered'", server.log())
+
+
 @pytest.mark.parametrize("server", [{"first_retry": 3600, "max_retry_interval": 3600}], indirect=True)
 def test_queue_cli_lists_shows_retries_and_deletes(server: ServerProcess, internet: Internet) -> None:
     internet.fails.script.rcpt_replies["a@fails.test"] = "451 4.3.0 not now"
@@ -417,9 +442,12 @@ def test_queue_cli_lists_shows_retries_and_deletes(server: ServerProcess, intern
     wait_for("both tried once", lambda: cli("queue", "list", config=config).count(" in ") >= 2)
     listing = cli("queue", "list", config=config)
     assert "2 messages, 2 recipients pending" in listing and f"<{DEMO}>" in listing
-    assert "last: 451 4.3.0 not now" in cli("queue", "show", "1", config=config)
+    smtp_ids = re.findall(r"smtp id=(\w+) .*queue id=", server.log())
+    assert len(smtp_ids) == 2 and all(smtp_id in listing for smtp_id in smtp_ids)
+    shown = cli("queue", "show", "1", config=config)
+    assert "last: 451 4.3.0 not now" in shown and f"smtp id:   {smtp_ids[0]}" in shown
     del internet.fails.script.rcpt_replies["a@fails.test"]
-    assert "1 recipients due now" in cli("queue", "retry", "1", config=config)  # instead of in an hour
+    assert "1 recipient due now" in cli("queue", "retry", "1", config=config)  # instead of in an hour
     [message] = wait_for("the retried delivery", lambda: internet.fails.received)
     assert message.recipients == ["a@fails.test"]
     assert "deleted queued message 2" in cli("queue", "delete", "2", config=config)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import shutil
 import socket
 import ssl
 import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from postoffice.net.tls import TlsContexts, TlsError, build_server_context, describe_tls, generate_self_signed
+from postoffice.net.tls import (
+    TlsContexts,
+    TlsError,
+    build_server_context,
+    describe_tls,
+    generate_self_signed,
+    received_tls_comment,
+)
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +93,9 @@ def handshake(
     cafile: Path,
     server_hostname: str = "localhost",
     client: ssl.SSLContext | None = None,
+    describe: Callable[[ssl.SSLSocket], str] = describe_tls,
 ) -> tuple[str, str]:
-    """A real TLS handshake over 127.0.0.1; returns (client's describe_tls, server's describe_tls)."""
+    """A real TLS handshake over 127.0.0.1; returns (client's, server's) `describe` of the connection."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     result: dict[str, str] = {}
@@ -94,7 +104,7 @@ def handshake(
         conn, _ = listener.accept()
         try:
             with server_context.wrap_socket(conn, server_side=True) as tls:
-                result["server"] = describe_tls(tls)
+                result["server"] = describe(tls)
                 tls.sendall(b"ok")
         except (ssl.SSLError, OSError) as exc:
             result["error"] = str(exc)
@@ -110,7 +120,7 @@ def handshake(
             client.wrap_socket(raw, server_hostname=server_hostname) as tls,
         ):
             assert tls.recv(2) == b"ok"
-            client_side = describe_tls(tls)
+            client_side = describe(tls)
     finally:
         thread.join(timeout=10)
         listener.close()
@@ -122,6 +132,21 @@ def test_tls_handshake_verifies_the_generated_certificate_by_localhost(pair: tup
     client_side, server_side = handshake(build_server_context(cert, key), cert)
     assert client_side == server_side
     assert client_side.startswith("(version=TLSv1.")
+
+
+def test_the_received_comment_has_the_usual_form(pair: tuple[Path, Path]) -> None:
+    """Issue 9 item 17: it read "(using (version=TLSv1.3 cipher=... bits=256))"."""
+    cert, key = pair
+    client_side, server_side = handshake(build_server_context(cert, key), cert, describe=received_tls_comment)
+    assert client_side == server_side
+    assert re.fullmatch(r"\(using TLSv1\.[23] with cipher [A-Z0-9_-]+ \((\d+)/(\d+) bits\)\)", server_side), (
+        server_side
+    )
+    assert received_tls_comment(None) == "" and received_tls_comment(FakeTls(None, None)) == ""
+    fake = FakeTls("TLSv1.2", ("ECDHE-RSA-AES128-GCM-SHA256", "TLSv1.2", 128))
+    assert (
+        received_tls_comment(fake) == "(using TLSv1.2 with cipher ECDHE-RSA-AES128-GCM-SHA256 (128/128 bits))"
+    )
 
 
 def test_tls_handshake_verifies_the_generated_certificate_by_hostname(pair: tuple[Path, Path]) -> None:

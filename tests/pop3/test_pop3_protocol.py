@@ -305,6 +305,26 @@ def test_peer_close_while_tls_is_pending() -> None:
 # ------------------------------------------------------------------------------------------ transaction
 
 
+def test_counts_of_one_are_singular() -> None:
+    """Issue 9 item 19: "maildrop has 1 messages (1 octets)"."""
+    proto = Pop3ServerProtocol(Pop3Settings(HOST), tls_active=True)
+    proto.greeting()
+    proto.data_to_send()
+    proto.receive_data(b"USER demo@example.test\r\nPASS secret\r\n")
+    while not isinstance(proto.next_event(), Login):
+        pass
+    proto.login_accepted([MaildropMessage(11, 1, "7.11", 11)])
+    assert proto.data_to_send() == b"+OK Send PASS\r\n+OK Logged in, maildrop has 1 message (1 octet)\r\n"
+    proto.receive_data(b"LIST\r\nLIST 2\r\nRSET\r\n")
+    while proto.next_event() is not None:
+        pass
+    assert proto.data_to_send() == (
+        b"+OK 1 message (1 octet)\r\n1 1\r\n.\r\n"
+        b"-ERR No such message, only 1 message in maildrop\r\n"
+        b"+OK Maildrop has 1 message (1 octet)\r\n"
+    )
+
+
 def test_stat_list_uidl() -> None:
     session = logged_in()
     sizes = [len(m) for m in MESSAGES.values()]

@@ -337,7 +337,7 @@ def test_mail_arriving_during_a_session_shows_in_the_next(
     server: ServerProcess, data_dir: DataDir, raw_tls: Raw
 ) -> None:
     deliver(server, message("before"))
-    assert raw_tls.login().startswith("+OK Logged in, maildrop has 1 messages")
+    assert raw_tls.login().startswith("+OK Logged in, maildrop has 1 message")
     deliver(server, message("during"))
     assert raw_tls.command("STAT").startswith("+OK 1 ")
     assert raw_tls.command("RETR 2").startswith("-ERR No such message")

@@ -225,6 +225,8 @@ def test_utf8_orcpt_without_smtputf8_must_be_ascii() -> None:
         b"utf-8;\\x{110000}",
         b"utf-8;\\x{0A}",
         b"utf-8;\\x{85}",
+        b"utf-8;bob\\x{202E}@example.test",  # decision 0025: no bidi controls in an address
+        b"utf-8;bob\\x{2028}@example.test",
     ],
 )
 def test_malformed_orcpt_is_501(value: bytes) -> None:

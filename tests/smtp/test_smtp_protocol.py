@@ -3,11 +3,14 @@ envelope addresses. DATA/BDAT framing and the fuzz tests are in test_smtp_protoc
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from postoffice.smtp.address import AddressSyntaxError, parse_forward_path, parse_reverse_path
 from postoffice.smtp.protocol import (
@@ -598,6 +601,78 @@ def test_smtputf8_addresses_need_the_smtputf8_parameter() -> None:
     assert s.events == [MailFrom("jörg@exämple.org", {"SMTPUTF8": None}), RcptTo("用户@例子.广告", {})]
 
 
+DISALLOWED = {
+    "\u0085": "NEL (Cc)",
+    "\u2028": "line separator (Zl)",
+    "\u2029": "paragraph separator (Zp)",
+    "\u202e": "right-to-left override (Cf)",
+    "\u200e": "left-to-right mark (Cf)",
+    "\u2067": "right-to-left isolate (Cf)",
+    "\u200b": "zero width space (Cf)",
+    "\u200d": "zero width joiner (Cf)",
+    "\ufeff": "byte order mark (Cf)",
+    "\u00ad": "soft hyphen (Cf)",
+    "\u00a0": "no-break space (Zs)",
+    "\u3000": "ideographic space (Zs)",
+    "\ue000": "private use (Co)",
+    "\U000e0041": "tag latin capital letter a (Cf)",
+    "\ufe0f": "variation selector 16",
+    "\u3164": "Hangul filler",
+    "\u1100": "old Hangul jamo",
+    "\ufdd0": "noncharacter (Cn)",
+    "\U000e0080": "unassigned (Cn)",
+}
+
+
+@pytest.mark.parametrize("char", list(DISALLOWED), ids=list(DISALLOWED.values()))
+def test_addresses_with_control_invisible_or_unassigned_characters_are_refused(char: str) -> None:
+    """Issue 9 item 9: U+0085, U+2028 and U+202E were accepted and ended up in Return-Path."""
+    s = ready()
+    code = f"U+{ord(char):04X}"
+    assert s.send(f"MAIL FROM:<bob{char}@example.org> SMTPUTF8\r\n".encode()).startswith(
+        f"553 5.1.7 Sender address contains {code}, a control, invisible"
+    )
+    assert s.send(f"MAIL FROM:<bob@exam{char}ple.org> SMTPUTF8\r\n".encode()).startswith("553 5.1.7 ")
+    assert s.send(b"MAIL FROM:<bob@example.org> SMTPUTF8\r\n") == "250 2.1.0 Sender OK\r\n"
+    assert s.send(f'RCPT TO:<"de mo{char}"@example.org>\r\n'.encode()).startswith(
+        f"553 5.1.3 Recipient address contains {code}"
+    )
+    assert [type(e) for e in s.events] == [MailFrom]
+
+
+def test_letters_marks_symbols_and_the_ascii_space_stay_allowed_in_addresses() -> None:
+    s = ready()
+    for address in (
+        "jörg@exämple.org",
+        "用户@例子.广告",
+        "δοκιμή@παράδειγμα.δοκιμή",
+        "हिन्दी@उदाहरण.भारत",
+        '"a b"@x.org',
+    ):
+        assert s.send(f"MAIL FROM:<{address}> SMTPUTF8\r\n".encode()) == "250 2.1.0 Sender OK\r\n", address
+        assert s.send(f"RCPT TO:<{address}>\r\n".encode()) == "250 2.1.5 Recipient OK\r\n", address
+        s.send(b"RSET\r\n")
+
+
+_REFUSED_CATEGORIES = {"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"}
+
+
+@settings(max_examples=500)
+@given(local=st.text(min_size=1, max_size=30))
+def test_no_accepted_address_holds_a_control_format_separator_or_unassigned_character(local: str) -> None:
+    s = ready()
+    line = "MAIL FROM:<" + local.replace(">", "") + "@example.org> SMTPUTF8\r\n"
+    reply = s.send(line.encode("utf-8", "surrogatepass"))
+    assert reply[:3] in ("250", "501", "553", "500"), reply
+    if reply.startswith("250"):
+        address = s.proto.envelope.mail_from if s.proto.envelope else ""
+        assert all(
+            unicodedata.category(c) not in _REFUSED_CATEGORIES
+            and (c == " " or unicodedata.category(c) != "Zs")
+            for c in address
+        ), address
+
+
 # ------------------------------------------------------------------------------------- glue decisions
 
 
@@ -612,12 +687,55 @@ def test_decision_methods_refuse_misuse() -> None:
     for code, enhanced in [(250, "2.0.0"), (550, "4.1.1"), (550, "5.1"), (650, "6.0.0")]:
         with pytest.raises(ValueError):
             proto.reject(code, enhanced, "text")
-    with pytest.raises(ValueError):
-        proto.reject(550, "5.7.1", "injected\r\n250 OK")
-    with pytest.raises(ValueError):
-        proto.accept("two\nlines")  # EHLO greeting text is one line
     proto.reject(550, "5.7.1", "first line\nsecond line")  # the pending decision survived the errors
     assert proto.data_to_send() == b"550-5.7.1 first line\r\n550 5.7.1 second line\r\n"
+
+
+def test_reply_text_quoting_the_client_is_escaped_and_never_raises() -> None:
+    """Issue 9 item 4: a control character in a submitted From made the reply builder raise ValueError and
+    the session died without a reply. Any text is now written as printable ASCII."""
+    s = in_transaction()
+    s.decide = lambda e: (
+        (553, "5.7.1", "From <demo@example.test\x01> not owned") if isinstance(e, MessageComplete) else None
+    )
+    assert s.send(b"DATA\r\nx\r\n.\r\n").endswith("553 5.7.1 From <demo@example.test\\x{1}> not owned\r\n")
+    proto = SmtpServerProtocol(SmtpSettings(HOST))
+    proto.receive_data(b"EHLO c\r\n")
+    proto.next_event()
+    proto.reject(550, "5.7.1", "injected\r\n250 OK b\u00f6b \u202e\x00")
+    assert proto.data_to_send() == (
+        b"550-5.7.1 injected\\x{D}\r\n550 5.7.1 250 OK b\\x{F6}b \\x{202E}\\x{0}\r\n"
+    )
+    proto.receive_data(b"EHLO c\r\n")
+    proto.next_event()
+    proto.accept("two\nlines\x7f")  # the EHLO greeting text stays one line
+    assert proto.data_to_send().startswith(b"250-mx.example.test two lines\\x{7F}\r\n")
+    proto.receive_data(b"MAIL FROM:<a@b>\r\n")
+    proto.next_event()
+    proto.reject(553, "5.7.1", "\u00e9" * 1000)
+    [line] = proto.data_to_send().split(b"\r\n")[:-1]
+    assert len(line) + 2 <= 512 and line.endswith(b"...") and line.isascii()
+
+
+@settings(max_examples=300)
+@given(text=st.text(), code=st.sampled_from([(451, "4.3.0"), (553, "5.7.1")]), closing=st.booleans())
+def test_any_reply_text_makes_well_formed_reply_lines(
+    text: str, code: tuple[int, str], closing: bool
+) -> None:
+    proto = SmtpServerProtocol(SmtpSettings(HOST))
+    proto.receive_data(b"EHLO c\r\n")
+    proto.next_event()
+    if closing:
+        proto.close(code[0], code[1], text)
+    else:
+        proto.reject(code[0], code[1], text)
+    out = proto.data_to_send()
+    assert out.endswith(b"\r\n")
+    lines = out[:-2].split(b"\r\n")
+    for index, line in enumerate(lines):
+        sep = b" " if index == len(lines) - 1 else b"-"
+        assert line.startswith(str(code[0]).encode() + sep + code[1].encode()), line
+        assert len(line) + 2 <= 512 and all(0x20 <= b <= 0x7E for b in line), line
 
 
 def test_message_complete_answer_carries_the_glue_text_and_ends_the_transaction() -> None:

@@ -263,6 +263,11 @@ def test_peer_close_in_data_aborts_then_closes() -> None:
 # ---------------------------------------------------------------------------------------------------- BDAT
 
 
+def test_a_one_octet_chunk_is_one_octet() -> None:
+    d = Driver().feed(ENVELOPE, b"BDAT 1\r\nx", b"BDAT 0 LAST\r\n")
+    assert d.reply_lines()[-2:] == ["250 2.0.0 1 octet received", "250 2.0.0 OK"]
+
+
 def test_bdat_chunks_are_answered_and_last_completes() -> None:
     d = Driver().feed(ENVELOPE, b"BDAT 6\r\nhello\r", b"BDAT 6\r\n\nworld", b"BDAT 2 LAST\r\n\r\n")
     assert d.reply_lines()[-3:] == [

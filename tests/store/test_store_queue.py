@@ -27,7 +27,7 @@ from postoffice.store import (
     SubmitResult,
     open_store,
 )
-from postoffice.store.sqlite import SCHEMA_VERSION
+from postoffice.store.sqlite import MIGRATIONS, SCHEMA_VERSION
 
 
 def message(subject: str = "hello", body: str = "body text\r\n") -> bytes:
@@ -40,10 +40,16 @@ def outbound(
     next_attempt: float | None = None,
     account_id: int | None = None,
     eight_bit: bool = False,
+    smtp_id: str | None = None,
 ) -> OutboundMessage:
     recipients = [OutboundRecipient(a) for a in addresses or ("x@remote.example",)]
     return OutboundMessage(
-        sender, recipients, account_id=account_id, eight_bit=eight_bit, next_attempt=next_attempt
+        sender,
+        recipients,
+        account_id=account_id,
+        eight_bit=eight_bit,
+        next_attempt=next_attempt,
+        smtp_id=smtp_id,
     )
 
 
@@ -549,6 +555,77 @@ def test_a_version_5_store_gets_the_queue_tables(tmp_path: Path) -> None:
         assert {"queue_recipients_due", "queue_recipients_message", "queue_messages_created"} <= indexes
     finally:
         conn.close()
+
+
+def test_queue_ids_are_never_reused_not_even_once_the_queue_is_empty(tmp_path: Path) -> None:
+    """Issue 9 item 16: an INTEGER PRIMARY KEY alone gave id 1 again to the next message once the queue was
+    empty. Ids now come from a counter that only grows, across restarts too."""
+    path = tmp_path / "ids.sqlite3"
+    ids: list[int] = []
+
+    async def first(store: MailStore) -> None:
+        for _ in range(2):
+            raw = message("one at a time")
+            queue_id = await store.enqueue(raw, len(raw), outbound(smtp_id="6B15704DA1E00012C"))
+            queued = await store.queue_get(queue_id)
+            assert queued is not None and queued.smtp_id == "6B15704DA1E00012C"
+            assert await store.queue_delete(queue_id)
+            assert await store.queue_stats() == QueueStats(0, 0, None)
+            ids.append(queue_id)
+
+    async def after_restart(store: MailStore) -> None:
+        raw = message("after a restart")
+        ids.append(await store.enqueue(raw, len(raw), outbound()))
+        queued = await store.queue_get(ids[-1])
+        assert queued is not None and queued.smtp_id is None  # e.g. a DSN the server generated
+
+    run(path, first)
+    run(path, after_restart)
+    assert ids == sorted(set(ids)) and len(ids) == 3
+
+
+def test_a_version_7_store_continues_queue_ids_after_its_highest(tmp_path: Path) -> None:
+    """The version 8 migration: the counter starts after the highest id in the queue, the column is added."""
+    path = tmp_path / "v7.sqlite3"
+
+    async def fill(store: MailStore) -> None:
+        await demo_account(store)
+
+    run(path, fill)
+    conn = sqlite3.connect(path)
+    for table in ("queue_recipients", "queue_data", "queue_messages"):
+        conn.execute(f"DROP TABLE {table}")
+    for statement in MIGRATIONS[5]:  # the queue tables as version 6 had them
+        assert isinstance(statement, str)
+        conn.execute(statement)
+    for queue_id in (2, 3):  # id 1 was delivered and deleted
+        conn.execute(
+            "INSERT INTO queue_messages (id, sender, created, size) VALUES (?, 'demo@example.test', 0, 1)",
+            (queue_id,),
+        )
+        conn.execute("INSERT INTO queue_data (id, data) VALUES (?, x'41')", (queue_id,))
+        conn.execute(
+            "INSERT INTO queue_recipients (message_id, address, next_attempt) "
+            "VALUES (?, 'x@remote.example', 0)",
+            (queue_id,),
+        )
+    conn.execute("DELETE FROM meta WHERE key = 'next_queue_id'")
+    conn.execute("UPDATE meta SET value = 7 WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+
+    async def check(store: MailStore) -> None:
+        assert [(m.id, m.smtp_id) for m in await store.queue_list()] == [(2, None), (3, None)]
+        raw = message("new")
+        new_id = await store.enqueue(raw, len(raw), outbound(smtp_id="ABC"))
+        assert new_id == 4
+        queued = await store.queue_get(new_id)
+        assert queued is not None and queued.smtp_id == "ABC"
+        for queue_id in (2, 3, 4):
+            await store.queue_delete(queue_id)
+        assert await store.enqueue(raw, len(raw), outbound()) == 5
+
+    run(path, check)
 
 
 def test_a_local_copy_is_delivered_in_the_transaction_that_records_it(tmp_path: Path) -> None:

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 
 from postoffice.auth.guard import client_key
 from postoffice.net.tls import describe_tls
+from postoffice.plural import counted
 
 log = logging.getLogger("postoffice.net")
 
@@ -274,7 +275,9 @@ class Connection:
         buffered = getattr(self.reader, "_buffer", None)
         if isinstance(buffered, bytearray) and buffered:
             log.info(
-                "discarding %d bytes pipelined before the TLS upgrade from %s", len(buffered), self.peer_ip
+                "discarding %s pipelined before the TLS upgrade from %s",
+                counted(len(buffered), "byte"),
+                self.peer_ip,
             )
             buffered.clear()
         when, _ = self._until(self._loop.time() + HANDSHAKE_TIMEOUT)
@@ -505,7 +508,9 @@ class ListenerGroup:
             for task in pending:
                 task.cancel()
             if pending:
-                log.warning("cancelled %d sessions still running after %.0f s", len(pending), grace)
+                log.warning(
+                    "cancelled %s still running after %.0f s", counted(len(pending), "session"), grace
+                )
                 await asyncio.wait(pending, timeout=5)
         for server in self._servers:
             with contextlib.suppress(Exception):

@@ -193,12 +193,8 @@ class _HasTlsState(Protocol):
 
 
 def describe_tls(ssl_object: _HasTlsState | None) -> str:
-    """The TLS parameters of a connection as a Received header comment (RFC 5321 4.4 allows comments in the
-    trace fields; RFC 8314 4.3 asks that the TLS cipher suite be recorded), e.g.
-    "(version=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 bits=256)". Empty string when there is no TLS.
-
-    The cipher name is OpenSSL's: for TLS 1.3 it is the IANA name, for TLS 1.2 OpenSSL's short form
-    (ECDHE-RSA-AES128-GCM-SHA256), which is why this is a comment and not RFC 8314's `tls` clause."""
+    """The TLS parameters of a connection for log lines, e.g.
+    "(version=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 bits=256)". Empty string when there is no TLS."""
     if ssl_object is None:
         return ""
     cipher = ssl_object.cipher()
@@ -207,3 +203,29 @@ def describe_tls(ssl_object: _HasTlsState | None) -> str:
     name, protocol, bits = cipher
     version = ssl_object.version() or protocol
     return f"(version={version} cipher={name} bits={bits})"
+
+
+def received_tls_comment(ssl_object: _HasTlsState | None) -> str:
+    """The TLS parameters of a connection as a Received header comment in the form Postfix writes and log
+    and spam-filter parsers read, e.g. "(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))":
+    secret bits / bits of the cipher algorithm. One nested comment, which RFC 5322 3.2.2 allows. Empty
+    string when there is no TLS.
+
+    A comment, not RFC 8314's `tls` clause (section 7.4): the cipher name is OpenSSL's, which for TLS 1.2
+    is its short form (ECDHE-RSA-AES128-GCM-SHA256), not the IANA name that clause takes; and RFC 8314 4.3
+    asks only that the cipher suite be recorded."""
+    if ssl_object is None:
+        return ""
+    cipher = ssl_object.cipher()
+    if cipher is None:
+        return ""
+    name, protocol, bits = cipher
+    version = ssl_object.version() or protocol
+    algorithm_bits = bits
+    context = getattr(ssl_object, "context", None)
+    if isinstance(context, ssl.SSLContext):
+        for known in context.get_ciphers():
+            if known.get("name") == name and isinstance(known.get("alg_bits"), int):
+                algorithm_bits = known["alg_bits"]
+                break
+    return f"(using {version} with cipher {name} ({bits}/{algorithm_bits} bits))"

@@ -41,6 +41,7 @@ from postoffice.net.listener import (
     ReadTimeout,
     ShutdownRequested,
 )
+from postoffice.plural import counted
 from postoffice.pop2 import protocol as p
 from postoffice.pop3.locks import MaildropLocks
 from postoffice.store import Account, MailboxInfo, MailStore, MessageInfo, StoreError
@@ -281,7 +282,7 @@ class Pop2Session:
             if aclose is not None:
                 await aclose()  # releases the store's read transaction at once, also after a break
         if not problem and sent != event.size:
-            problem = f"sent {sent} of {event.size} octets"
+            problem = f"sent {sent} of {counted(event.size, 'octet')}"
         if problem:
             log.error("pop2 %s: RETR of uid %d failed: %s; closing", self._who(), info.uid, problem)
             self.ended = "RETR failed"

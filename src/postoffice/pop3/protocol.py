@@ -83,6 +83,7 @@ from postoffice.auth.sasl import (
     encode_challenge,
     mechanism_names,
 )
+from postoffice.plural import counted
 
 __all__ = [
     "AUTH_LINE_LIMIT",
@@ -437,7 +438,7 @@ class Pop3ServerProtocol:
         self._deleted = set()
         self._state = _State.TRANSACTION
         count, octets = self._totals()
-        self._ok(f"Logged in, maildrop has {count} messages ({octets} octets)")
+        self._ok(f"Logged in, maildrop has {counted(count, 'message')} ({counted(octets, 'octet')})")
 
     def login_rejected(self, code: str | None, text: str) -> None:
         """ "-ERR [code] text"; the session stays in AUTHORIZATION (RFC 1939 section 7, RFC 5034 section 4).
@@ -477,7 +478,7 @@ class Pop3ServerProtocol:
             limiter = TopLimiter(body_start, event.top_lines)
             self._ok("Top of message follows")
         else:
-            self._ok(f"{event.message.size} octets")
+            self._ok(counted(event.message.size, "octet"))
         self._retrieval = _Retrieval(event, DotStuffer(), limiter)
 
     @property
@@ -761,7 +762,7 @@ class Pop3ServerProtocol:
             return
         count, octets = self._totals()
         lines = [f"{i + 1} {m.size}" for i, m in enumerate(self._messages) if i not in self._deleted]
-        self._multiline(f"{count} messages ({octets} octets)", lines)
+        self._multiline(f"{counted(count, 'message')} ({counted(octets, 'octet')})", lines)
 
     def _cmd_uidl(self, arg: str) -> None:
         words = self._words(arg, 0, 1, "UIDL [message]")
@@ -798,7 +799,7 @@ class Pop3ServerProtocol:
         self._no_args(arg, "RSET")
         self._deleted.clear()
         count, octets = self._totals()
-        self._ok(f"Maildrop has {count} messages ({octets} octets)")
+        self._ok(f"Maildrop has {counted(count, 'message')} ({counted(octets, 'octet')})")
 
     # ----------------------------------------------------------------------------------- command helpers
 
@@ -819,7 +820,7 @@ class Pop3ServerProtocol:
             raise _ErrorReply("Invalid message number")
         number = int(word)
         if not 1 <= number <= len(self._messages):
-            raise _ErrorReply(f"No such message, only {len(self._messages)} messages in maildrop")
+            raise _ErrorReply(f"No such message, only {counted(len(self._messages), 'message')} in maildrop")
         if number - 1 in self._deleted:
             raise _ErrorReply(f"Message {number} already deleted")
         return number, self._messages[number - 1]

@@ -15,17 +15,30 @@ Implementation notes
   path 256 octets including the angle brackets (4.5.3.1.3). Octets are counted in UTF-8.
 - Address literals: IPv4 and IPv6 (RFC 5321 section 4.1.3). General address literals with other standardized
   tags are rejected: none has been registered.
+- Characters no address may hold (`disallowed_character`, docs/decisions/0025): RFC 6531 lets any non-ASCII
+  character into an address, but an address ends up in Return-Path, Received, logs and reply texts, and is
+  read by people. Refused, after the FreeformClass of RFC 8264 (section 4.3, derived properties of section
+  9): controls (Cc: NEL U+0085 and the other C1 controls), format characters (Cf: the bidi marks, embeddings,
+  overrides and isolates U+200E/F, U+202A-E, U+2066-9, zero-width characters, the BOM), line and paragraph
+  separators (Zl, Zp), private use (Co), surrogates (Cs), unassigned code points and noncharacters (Cn, as
+  of the Unicode version of this Python), other Default_Ignorable_Code_Points (variation selectors, Hangul
+  fillers, tags) and old Hangul jamo; and, as the IdentifierClass does, spaces other than the ASCII space
+  (Zs: U+00A0, U+3000, ...), which look like nothing. The protocol core answers 553 5.1.7 (MAIL) / 553
+  5.1.3 (RCPT): the address is well-formed but not an allowed mailbox name (RFC 5321 section 4.2.2, RFC
+  3463 X.1.7 / X.1.3).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import unicodedata
 
 __all__ = [
     "MAX_DOMAIN_OCTETS",
     "MAX_LOCAL_PART_OCTETS",
     "MAX_PATH_OCTETS",
     "AddressSyntaxError",
+    "disallowed_character",
     "parse_forward_path",
     "parse_reverse_path",
 ]
@@ -38,6 +51,41 @@ MAX_PATH_OCTETS = 256  # RFC 5321 section 4.5.3.1.3, including "<" and ">"
 _ATEXT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~")
 _LET_DIG = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _DOMAIN_CHARS = _LET_DIG | frozenset("-.")
+
+
+#: Unicode general categories no address may hold (see the module notes; RFC 8264 sections 9.11-9.14).
+_DISALLOWED_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
+#: Default_Ignorable_Code_Point (Unicode DerivedCoreProperties.txt) outside the categories above, and old
+#: Hangul jamo (RFC 8264 section 9.9: Hangul_Syllable_Type L, V, T): inclusive ranges.
+_DISALLOWED_RANGES = (
+    (0x034F, 0x034F),  # combining grapheme joiner
+    (0x115F, 0x1160),  # Hangul fillers (inside the jamo below too)
+    (0x1100, 0x11FF),  # Hangul jamo
+    (0x17B4, 0x17B5),  # Khmer inherent vowels
+    (0x180B, 0x180F),  # Mongolian free variation selectors
+    (0x3164, 0x3164),  # Hangul filler
+    (0xA960, 0xA97F),  # Hangul jamo extended-A
+    (0xD7B0, 0xD7FF),  # Hangul jamo extended-B
+    (0xFE00, 0xFE0F),  # variation selectors
+    (0xFFA0, 0xFFA0),  # halfwidth Hangul filler
+    (0xE0100, 0xE01EF),  # variation selectors supplement
+)
+
+
+def disallowed_character(text: str) -> str | None:
+    """The first character of `text` that no address may hold (see the module notes), or None."""
+    if text.isascii() and text.isprintable():
+        return None
+    for ch in text:
+        if " " <= ch <= "~":
+            continue
+        category = unicodedata.category(ch)
+        if category in _DISALLOWED_CATEGORIES or category == "Zs":
+            return ch
+        code = ord(ch)
+        if any(low <= code <= high for low, high in _DISALLOWED_RANGES):
+            return ch
+    return None
 
 
 class AddressSyntaxError(ValueError):

@@ -95,7 +95,8 @@ value: 5.5.4), 503 5.5.1 (bad sequence), 554 5.5.1 (DATA/BDAT with no accepted r
 3.3), 555 5.5.4 (unknown MAIL/RCPT parameter, RFC 5321 section 4.1.1.11; also DSN parameters while `dsn` is
 off and AUTH= while no mechanism is configured), 552 5.3.4 (SIZE too big, message too big), 452 4.5.3
 (max_recipients, RFC 5321 section 4.5.3.1.10), 550/553 5.6.7 (non-ASCII address without SMTPUTF8 on
-MAIL/RCPT, RFC 6531 section 3.5), 421 4.7.0 (too many errors).
+MAIL/RCPT, RFC 6531 section 3.5), 553 5.1.7 / 5.1.3 (a sender / recipient address holding a character no
+address may hold: `smtp.address.disallowed_character`), 421 4.7.0 (too many errors).
 
 Invariants every change must keep
 - The terminator of DATA is CRLF "." CRLF and nothing else; a bare LF or lone CR is never a line end for
@@ -107,11 +108,14 @@ Invariants every change must keep
   more for MAIL and RCPT; max_auth_line for AUTH and SASL responses, see above); in DATA at most 2 octets are
   held back; BDAT octets are passed on as they arrive. Nothing buffers a whole message.
   (While a decision is pending the glue must not feed more data; it would be buffered unparsed.)
-- Every reply line matches `^\\d{3}[ -]` and ends with CRLF; every reply except the greeting, the HELO/EHLO
-  answer, 354 and 334 carries an enhanced status code (RFC 2034 section 3 exempts greeting and HELO/EHLO; 3xx
-  has no enhanced class in RFC 3463).
+- Every reply line matches `^\\d{3}[ -]`, is printable US-ASCII (RFC 5321 section 4.2 textstring), at most
+  MAX_REPLY_LINE octets and ends with CRLF, whatever text the glue passes: the reply builder escapes
+  anything else as "\\x{HEX}" (`reply_text`), so a reply may quote what the client sent (an address) and
+  never breaks. Every reply except the greeting, the HELO/EHLO answer, 354 and 334 carries an enhanced
+  status code (RFC 2034 section 3 exempts greeting and HELO/EHLO; 3xx has no enhanced class in RFC 3463).
 - Nothing the peer sends raises: malformed input becomes an error reply. Only glue misuse (a decision with
-  none pending, a malformed reply code) raises `SmtpUsageError` / ValueError.
+  none pending, a reply code that does not match its enhanced code) raises `SmtpUsageError` / ValueError;
+  the text of a reply never does.
 - Errors that count towards max_errors are protocol errors made by the peer (5xx/4xx replies the core sends
   for syntax, sequence, unknown commands, malformed AUTH exchanges); rejections by the glue (a wrong password
   included: the login guard counts those), 452 too many recipients, 552 size, EXPN and a cancelled AUTH do
@@ -138,13 +142,20 @@ from postoffice.auth.sasl import (
     encode_challenge,
     mechanism_names,
 )
-from postoffice.smtp.address import AddressSyntaxError, parse_forward_path, parse_reverse_path
+from postoffice.plural import counted
+from postoffice.smtp.address import (
+    AddressSyntaxError,
+    disallowed_character,
+    parse_forward_path,
+    parse_reverse_path,
+)
 from postoffice.smtp.xtext import decode_xtext, is_xchar
 
 __all__ = [
     "AUTH_LINE_LIMIT",
     "DATA_CHUNK_SIZE",
     "ENVID_MAX_CHARS",
+    "MAX_REPLY_LINE",
     "Authenticate",
     "ConnectionClosed",
     "Envelope",
@@ -165,6 +176,7 @@ __all__ = [
     "parse_mail_auth",
     "parse_notify",
     "parse_orcpt",
+    "reply_text",
 ]
 
 DATA_CHUNK_SIZE = 64 * 1024
@@ -175,6 +187,9 @@ _MIN_COMMAND_LINE = 512  # RFC 5321 section 4.5.3.1.4: servers must accept at le
 AUTH_LINE_LIMIT = 12288
 """Default longest AUTH command line and SASL response line, CRLF included (RFC 4954 section 4: "12288 octets
 is considered to be a sufficient line length limit for handling of deployed authentication mechanisms")."""
+
+MAX_REPLY_LINE = 512
+"""Longest reply line, code and CRLF included (RFC 5321 section 4.5.3.1.5)."""
 
 ENVID_MAX_CHARS = 100
 """Longest ENVID (RFC 3461 section 4.4), counted after xtext decoding (the lenient reading)."""
@@ -477,6 +492,11 @@ class SmtpServerProtocol:
         return bool(settings.auth_mechanisms) and (self._tls_active or not settings.auth_requires_tls)
 
     @property
+    def pending(self) -> Event | None:
+        """The event waiting for the glue's decision (accept()/reject(), or tls_started() for StartTls)."""
+        return self._pending
+
+    @property
     def envelope(self) -> Envelope | None:
         """The open transaction, or None when no MAIL command has been accepted."""
         if self._mail_from is None:
@@ -530,11 +550,10 @@ class SmtpServerProtocol:
         default text."""
         if self._mode is _Mode.CLOSED:
             return
-        if text is not None:
-            _check_reply_text(text, multiline=not isinstance(self._pending, Hello))
         event = self._take_pending()
         if isinstance(event, Hello):
-            self._accept_hello(event, text)
+            # the first line of the EHLO answer: one line, whatever the glue passed
+            self._accept_hello(event, None if text is None else text.replace("\n", " "))
         elif isinstance(event, MailFrom):
             self._mail_from = event.address
             self._mail_params = dict(event.params)
@@ -554,7 +573,7 @@ class SmtpServerProtocol:
         """Reject the pending Hello, MailFrom, RcptTo, MessageComplete or Authenticate: a 4xx/5xx reply."""
         if self._mode is _Mode.CLOSED:
             return
-        _check_error_reply(code, enhanced, text)
+        _check_error_reply(code, enhanced)
         event = self._take_pending()
         if isinstance(event, MessageComplete):
             self._clear_transaction()  # RFC 5321 section 4.1.1.4: the buffers are cleared either way
@@ -584,7 +603,7 @@ class SmtpServerProtocol:
         """
         if self._mode is _Mode.CLOSED:
             return
-        _check_error_reply(code, enhanced, text)
+        _check_error_reply(code, enhanced)
         self._shutdown(code, enhanced, text)
 
     # --------------------------------------------------------------------------------------- input steps
@@ -763,7 +782,7 @@ class SmtpServerProtocol:
         elif self._oversize:
             self._finish_message()
         else:
-            self._reply(250, "2.0.0", f"{self._bdat_size} octets received")
+            self._reply(250, "2.0.0", f"{counted(self._bdat_size, 'octet')} received")
         return True
 
     def _normalise_bdat(self, piece: bytes, *, final: bool = False) -> bytes:
@@ -834,6 +853,8 @@ class SmtpServerProtocol:
         params = self._check_mail_params(params)
         if not smtputf8 and not address.isascii():
             raise _ErrorReply(550, "5.6.7", "Non-ASCII sender address requires SMTPUTF8")
+        if (bad := disallowed_character(address)) is not None:
+            raise _ErrorReply(553, "5.1.7", f"Sender address contains {_code_point(bad)}, {_DISALLOWED}")
         self._decide(MailFrom(address, params))
 
     def _check_mail_params(self, params: dict[str, str | None]) -> dict[str, str | None]:
@@ -891,6 +912,8 @@ class SmtpServerProtocol:
         params = self._check_rcpt_params(self._parse_params(text[end:], utf8_allowed=self._smtputf8))
         if not self._smtputf8 and not address.isascii():
             raise _ErrorReply(553, "5.6.7", "Non-ASCII recipient address requires SMTPUTF8")
+        if (bad := disallowed_character(address)) is not None:
+            raise _ErrorReply(553, "5.1.3", f"Recipient address contains {_code_point(bad)}, {_DISALLOWED}")
         if len(self._recipients) >= self._settings.max_recipients:
             raise _ErrorReply(452, "4.5.3", "Too many recipients", counts=False)
         self._decide(RcptTo(address, params))
@@ -1170,12 +1193,15 @@ class SmtpServerProtocol:
     # ------------------------------------------------------------------------------------------- replies
 
     def _reply(self, code: int, enhanced: str | None, text: str) -> None:
+        """Queue a reply; "\n" in `text` separates the lines of a multi-line reply. Each line is made a valid
+        RFC 5321 reply line whatever `text` holds (it may quote the client): see `reply_text`."""
         lines = text.split("\n")
         prefix = f"{enhanced} " if enhanced else ""
+        room = MAX_REPLY_LINE - len("250 \r\n") - len(prefix)
         for index, line in enumerate(lines):
             sep = " " if index == len(lines) - 1 else "-"
-            body = f"{prefix}{line}".rstrip(" ")
-            self._out += f"{code}{sep}{body}\r\n".encode()
+            body = f"{prefix}{reply_text(line, room)}".rstrip(" ")
+            self._out += f"{code}{sep}{body}\r\n".encode("ascii")
 
     def _send_error(self, error: _ErrorReply) -> None:
         self._reply(error.code, error.enhanced, error.text)
@@ -1211,8 +1237,8 @@ def parse_mail_auth(value: str) -> str | None:
     if value == "<>":
         return None
     mailbox = decode_xtext(value)
-    if not mailbox.strip(" ") or any(_is_control(ch) for ch in mailbox):
-        raise ValueError("AUTH mailbox must be non-empty, without control characters")
+    if not mailbox.strip(" ") or disallowed_character(mailbox) is not None:
+        raise ValueError("AUTH mailbox must be non-empty, without control or invisible characters")
     return mailbox
 
 
@@ -1236,7 +1262,8 @@ def parse_orcpt(value: str) -> tuple[str, str]:
     - The address must be printable US-ASCII (RFC 3461 section 4.2), except for the "utf-8" addr-type
       (RFC 6533 section 3): there it is utf-8-addr-xtext or, in an SMTPUTF8 transaction, utf-8-addr-unitext:
       any character but "+", "=", "\\", space and controls, and "\\x{HEX}" for the others, decoded here.
-    - No control characters survive decoding (the value is destined for a DSN header field).
+    - No control or invisible character survives decoding (`smtp.address.disallowed_character`: the value is
+      destined for a DSN header field).
     """
     addr_type, semicolon, encoded = value.partition(";")
     if not semicolon or not _ATOM.fullmatch(addr_type) or not encoded:
@@ -1247,8 +1274,8 @@ def parse_orcpt(value: str) -> tuple[str, str]:
         address = decode_xtext(encoded)
         if not address.isascii():
             raise ValueError("ORCPT address must be US-ASCII")
-    if not address.strip(" ") or any(_is_control(ch) for ch in address):
-        raise ValueError("ORCPT address must be printable")
+    if not address.strip(" ") or disallowed_character(address) is not None:
+        raise ValueError("ORCPT address must be printable")  # it goes into DSN fields (decision 0025)
     return addr_type, address
 
 
@@ -1283,9 +1310,11 @@ def _parse_envid(value: str) -> str:
     return envid
 
 
-def _is_control(ch: str) -> bool:
-    """C0, DEL and C1 (Unicode category Cc): never in a value that may end up in a header field or a log."""
-    return ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F
+_DISALLOWED = "a control, invisible, private-use or unassigned character"
+
+
+def _code_point(ch: str) -> str:
+    return f"U+{ord(ch):04X}"
 
 
 def _valid(parse: Callable[[str], object], value: str) -> bool:
@@ -1305,18 +1334,31 @@ def _crlf_line_ends(data: bytes | bytearray) -> bytes:
     return bytes(data).replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
 
 
-def _check_reply_text(text: str, *, multiline: bool) -> None:
+def reply_text(text: str, limit: int = MAX_REPLY_LINE) -> str:
+    """`text` as one line of reply text (RFC 5321 section 4.2 textstring): printable US-ASCII and space kept;
+    every other character (controls, CR, LF, DEL, anything non-ASCII) written as "\\x{HEX}", the notation of
+    RFC 6533 section 3, so client octets quoted in a reply can neither end the line nor inject one, and a
+    reply is ASCII even in an SMTPUTF8 session. Longer than `limit` characters: cut, ending in "...".
+    Never raises."""
+    if text.isascii() and text.isprintable() and len(text) <= limit:
+        return text
+    out: list[str] = []
+    size = 0
     for ch in text:
-        if ch == "\n" and multiline:
-            continue
-        if ord(ch) < 0x20 or ord(ch) == 0x7F:
-            raise ValueError("reply text must not contain control characters (use \\n for multi-line)")
+        piece = ch if " " <= ch <= "~" else f"\\x{{{ord(ch):X}}}"
+        if size + len(piece) > limit - 3:
+            out.append("...")
+            break
+        out.append(piece)
+        size += len(piece)
+    return "".join(out)
 
 
-def _check_error_reply(code: int, enhanced: str, text: str) -> None:
+def _check_error_reply(code: int, enhanced: str) -> None:
+    """The glue's reply code and enhanced status code (constants in its code: a mismatch is a bug there). The
+    text needs no check: `_reply` makes any text safe."""
     if not 400 <= code <= 599:
         raise ValueError(f"reply code {code} is not a 4xx/5xx error")
     match = _ENHANCED.fullmatch(enhanced)
     if match is None or int(match.group(1)) != code // 100:
         raise ValueError(f"enhanced status {enhanced!r} does not match reply code {code} (RFC 3463)")
-    _check_reply_text(text, multiline=True)

@@ -22,8 +22,9 @@ Implementation notes (docs/decisions/0017 the queue, 0018 delivery, 0020 this ru
 - Stopping cancels deliveries in flight; their recipients stay pending and are tried again after a restart.
   A remote server that accepted a message whose result was not recorded yet gets it again then (RFC 5321
   section 6.1 accepts such duplicates; nothing acknowledged is lost).
-- Logs: one line per recipient and attempt; the queue's length and oldest age every STATS_INTERVAL seconds
-  while it is not empty.
+- Logs: one line per recipient and attempt, with the queue id and the id of the SMTP transaction that
+  submitted the message (`smtp_id`, the `id=` of the submission's log line); the queue's length and oldest
+  age every STATS_INTERVAL seconds while it is not empty.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from dataclasses import dataclass
 
 from postoffice.config import QueueConfig
 from postoffice.message import parse_message
+from postoffice.plural import counted
 from postoffice.smtp import dsn as dsn_mod
 from postoffice.smtp.delivery import (
     OutgoingMessage,
@@ -186,9 +188,9 @@ class QueueRunner:
         if stats.messages:
             oldest = now - (stats.oldest_created or now)
             log.info(
-                "queue: %d messages, %d recipients pending, oldest %.0f s",
-                stats.messages,
-                stats.recipients_pending,
+                "queue: %s, %s pending, oldest %.0f s",
+                counted(stats.messages, "message"),
+                counted(stats.recipients_pending, "recipient"),
                 oldest,
             )
 
@@ -398,8 +400,9 @@ class QueueRunner:
                     )
                     reports.append(report)
             log.info(
-                "queue id=%d from=<%s> to=<%s> relay=%s result=%s (%s %s)",
+                "queue id=%d smtp_id=%s from=<%s> to=<%s> relay=%s result=%s (%s %s)",
                 message.id,
+                message.smtp_id or "-",
                 message.sender,
                 recipient.address,
                 outcome.remote_mta or "-",

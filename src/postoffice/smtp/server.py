@@ -18,11 +18,14 @@ Implementation notes
   SIZE (RFC 1870 section 6.1).
 - Replies are flushed when the core needs more input, so pipelined commands (RFC 2920) are answered in one
   write.
-- One log line per transaction: id, client, TLS, sender, recipients, size, result, duration.
+- One log line per transaction: id, client, TLS, sender, recipients, size, result, duration. The result of
+  a message handed to the queue says so, with the queue id ("250 queued (queue id=17)"); the queue stores
+  this transaction's id with the message and logs it with every delivery attempt.
 - Submission (`mode = "submission"`, docs/decisions/0019): AUTH PLAIN/LOGIN through the shared
   `Authenticator` (offered after TLS only, unless plaintext is allowed); MAIL needs AUTH (530 5.7.0); the
-  envelope sender and the From addresses must be the account's own (553 5.7.1, `smtp.submission.owns`); the
-  per-account hourly limit (450 4.7.1) and recipients per message (452 4.5.3). Recipients in our domains are
+  envelope sender and the From, Sender and Resent-* addresses must be the account's own (553 5.7.1,
+  `smtp.submission`, `smtp.originator`, docs/decisions/0024); the per-account hourly limit (450 4.7.1) and
+  recipients per message (452 4.5.3). Recipients in our domains are
   resolved at RCPT (550 5.1.1 for unknown users) and get their copy in the same store transaction that queues
   the message for the remote recipients (`MailStore.submit`), with their DSN parameters (RFC 3461). Date and
   Message-ID are added when missing; the Received header names the client's address only when configured.
@@ -59,6 +62,8 @@ from postoffice.net.listener import (
     ReadTimeout,
     ShutdownRequested,
 )
+from postoffice.net.tls import received_tls_comment
+from postoffice.smtp import originator
 from postoffice.smtp import protocol as p
 from postoffice.smtp import submission as policy
 from postoffice.store import Account, MailStore, StoreError, StoreFull
@@ -113,6 +118,10 @@ class Transaction:
     pending: list[bytes] = field(default_factory=list)
     pending_size: int = 0
     size: int = 0
+    #: where the client's message starts in the spool (after the trace fields we prepend)
+    message_start: int = 0
+    #: the id of the queued message for the remote recipients, once stored
+    queue_id: int | None = None
     failed: str | None = None
 
 
@@ -219,7 +228,15 @@ class SmtpSession:
                     continue
                 proto.receive_data(data)
                 continue
-            await self._handle(event)
+            try:
+                await self._handle(event)
+            except ConnectionClosedError:
+                raise
+            except Exception:
+                log.exception(
+                    "smtp client %s: internal error handling %s", self.conn.peer_ip, type(event).__name__
+                )
+                self._internal_error()
             if isinstance(event, (p.Quit, p.ConnectionClosed)):
                 out = proto.data_to_send()
                 if out:
@@ -266,6 +283,22 @@ class SmtpSession:
             self._end_transaction("RSET")
         elif isinstance(event, (p.Quit, p.ConnectionClosed)):
             self._end_transaction("connection closed" if isinstance(event, p.ConnectionClosed) else "QUIT")
+
+    def _internal_error(self) -> None:
+        """The one place where an unexpected exception becomes a reply (the traceback goes to the log only):
+        451 4.3.0 to the decision the client waits for, so it tries again later; with none pending (or in a
+        STARTTLS handshake) the session's state is unknown, so 421 and close."""
+        proto = self.proto
+        pending = proto.pending
+        if pending is not None and not isinstance(pending, p.StartTls):
+            proto.reject(451, "4.3.0", "Local error in processing, try again later")
+            if isinstance(pending, p.MessageComplete):
+                self._end_transaction("internal error", result="451 internal error")
+            elif isinstance(pending, p.MailFrom):
+                self._end_transaction("internal error")  # the core started no transaction either
+        else:
+            proto.close(421, "4.3.0", "Local error in processing, closing connection")
+            self._end_transaction("internal error", result="421 internal error")
 
     async def _authenticate(self, event: p.Authenticate) -> None:
         """RFC 4954 through the shared login path (lockouts and delays as for IMAP and POP3)."""
@@ -369,7 +402,9 @@ class SmtpSession:
         if self.account is not None:
             protocol += "A"  # RFC 3848: authenticated
         helo = self.helo or "unknown"
-        tls = f"\r\n\t(using {conn.tls_info})" if conn.tls_active else ""
+        # RFC 8314 4.3: the TLS version and cipher, in the comment form Postfix writes
+        comment = received_tls_comment(conn.writer.get_extra_info("ssl_object")) if conn.tls_active else ""
+        tls = f"\r\n\t{comment}" if comment else ""
         recipient = f"\r\n\tfor <{txn.recipients[0]}>" if len(txn.recipients) == 1 else ""
         date = email.utils.format_datetime(email.utils.localtime())
         if self.submission and not self.settings.received_client_address:
@@ -394,7 +429,7 @@ class SmtpSession:
         txn.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, dir=str(self.settings.spool_dir))  # noqa: SIM115
         header = self._trace_headers(txn)
         txn.spool.write(header)
-        txn.size = len(header)
+        txn.size = txn.message_start = len(header)
 
     async def _spool(self, data: bytes) -> None:
         txn = self.txn
@@ -456,7 +491,12 @@ class SmtpSession:
             self._end_transaction("failed", result=f"451 {txn.failed}")
         else:
             self.proto.accept(f"OK queued as {txn.id}")
-            self._end_transaction("delivered", result="250 delivered")
+            if txn.queue_id is None:
+                outcome = "250 delivered"
+            else:  # the queue's own log lines carry "queue id=N" and this transaction's id
+                local = "delivered locally, " if txn.account_ids else ""
+                outcome = f"250 {local}queued (queue id={txn.queue_id})"
+            self._end_transaction("delivered", result=outcome)
 
     @staticmethod
     async def _parse(spool: IO[bytes], size: int) -> ParsedMessage:
@@ -472,9 +512,9 @@ class SmtpSession:
         copies and the queue entry in one store transaction. Returns the rejection, or None when stored."""
         account = self.account
         if self.submission and account is not None:
-            for address in policy.from_addresses(parsed):
-                if not await policy.owns(self.store, account.id, address):
-                    return 553, "5.7.1", f"From address <{address}> not owned by {account.address}"
+            refused = await self._originators_refused(txn, spool, account)
+            if refused is not None:
+                return refused
         extra = policy.missing_headers(parsed, self.settings.hostname) if self.submission else b""
         if extra:
             spool, parsed = await self._prepend(spool, extra)
@@ -489,15 +529,34 @@ class SmtpSession:
                 account_id=account.id if account is not None else None,
                 smtputf8=smtputf8,
                 eight_bit=(txn.params.get("BODY") or "").upper() == "8BITMIME" or smtputf8,
+                smtp_id=txn.id,
             )
         try:
-            await self.store.submit(spool, parsed, txn.account_ids, outbound)
+            stored = await self.store.submit(spool, parsed, txn.account_ids, outbound)
+            txn.queue_id = stored.queue_id
         finally:
             if extra:
                 spool.close()
         if account is not None and self.limiter is not None:
             self.limiter.record(account.id)
         return None
+
+    async def _originators_refused(
+        self, txn: Transaction, spool: IO[bytes], account: Account
+    ) -> tuple[int, str, str] | None:
+        """From, Sender and Resent-* must be the account's own (docs/decisions/0024); the header is read in a
+        thread when the message is large (its header block may be too)."""
+        smtputf8 = "SMTPUTF8" in txn.params
+        try:
+            if txn.size <= PARSE_INLINE_LIMIT:
+                claims = originator.read_claims(spool, txn.message_start, smtputf8=smtputf8)
+            else:
+                claims = await asyncio.to_thread(
+                    originator.read_claims, spool, txn.message_start, smtputf8=smtputf8
+                )
+        except originator.OriginatorRefused as refusal:
+            return refusal.reply
+        return await policy.unowned_claim(self.store, account, claims)
 
     async def _prepend(self, spool: IO[bytes], extra: bytes) -> tuple[IO[bytes], ParsedMessage]:
         """A new spool with `extra` header fields after the trace fields, and its parse (the copy runs in a

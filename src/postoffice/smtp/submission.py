@@ -1,10 +1,13 @@
 """Submission policy (RFC 6409 on port 587, RFC 8314 on port 465): what an authenticated user may send.
 
-Implementation notes (docs/decisions/0019-submission-policy.md)
-- Sender ownership: the envelope sender and every From address must be addresses the account owns: an
-  address that the directory resolves to this account and to no other (its own address, plus-addressing of
-  it, an alias or a catch-all whose only target it is). A list alias with several targets is owned by none of
-  them. Otherwise 553 5.7.1 (RFC 6409 section 6.1 lets the MSA refuse a sender it cannot authorise).
+Implementation notes (docs/decisions/0019-submission-policy.md, 0024-submission-originator-fields.md)
+- Sender ownership: the envelope sender, and every address of the From, Sender, Resent-From and
+  Resent-Sender fields (read strictly by `smtp.originator`, including addresses written in their display
+  names and comments), must be addresses the account owns: an address that the directory resolves to this
+  account and to no other (its own address, plus-addressing of it, an alias or a catch-all whose only target
+  it is). A list alias with several targets is owned by none of them. Otherwise 553 5.7.1 (RFC 6409 section
+  6.1 lets the MSA refuse a sender it cannot authorise); so is a message without exactly one From, or whose
+  originator fields cannot be parsed.
 - Sending limits per account, in this process's memory: messages per hour (a sliding window of 3,600 s) and
   recipients per message. A restart forgets the window; that is accepted (the limit is a brake against a
   stolen password, not accounting).
@@ -24,7 +27,8 @@ from typing import Any
 
 from postoffice.directory.resolver import normalize_address
 from postoffice.message import ParsedMessage
-from postoffice.store import MailStore
+from postoffice.smtp.originator import Claim
+from postoffice.store import Account, MailStore
 
 
 class SendingLimiter:
@@ -60,16 +64,26 @@ async def owns(store: MailStore, account_id: int, address: str) -> bool:
     return resolution.status == "local" and resolution.account_ids == [account_id] and not resolution.remote
 
 
-def from_addresses(parsed: ParsedMessage) -> list[str]:
-    """The addresses of the From header (from the stored ENVELOPE: [name, adl, mailbox, host] entries; group
-    markers have no host)."""
-    envelope: list[Any] = parsed.envelope if isinstance(parsed.envelope, list) else []
-    found: list[str] = []
-    entries = envelope[2] if len(envelope) > 2 and isinstance(envelope[2], list) else []
-    for entry in entries:
-        if isinstance(entry, list) and len(entry) == 4 and entry[2] and entry[3]:
-            found.append(f"{entry[2]}@{entry[3]}")
-    return found
+async def unowned_claim(
+    store: MailStore, account: Account, claims: list[Claim]
+) -> tuple[int, str, str] | None:
+    """The refusal for the first claim (`smtp.originator.read_claims`) the account does not own, or None."""
+    checked: dict[str, bool] = {}
+    for claim in claims:
+        key = normalize_address(claim.address)
+        if key not in checked:
+            checked[key] = await owns(store, account.id, claim.address)
+        if checked[key]:
+            continue
+        if claim.mentioned:
+            text = (
+                f"{claim.field} header field shows <{claim.address}> in a display name or comment; "
+                f"that address is not owned by {account.address}"
+            )
+        else:
+            text = f"{claim.field} address <{claim.address}> not owned by {account.address}"
+        return 553, "5.7.1", text
+    return None
 
 
 def missing_headers(parsed: ParsedMessage, hostname: str, now: float | None = None) -> bytes:

@@ -110,7 +110,7 @@ CREATE VIRTUAL TABLE content_search USING fts5(headers, body, tokenize = 'trigra
 -- DSNs the server generated. Written in the same transaction as the local copies of a submission, and the
 -- DSNs in the same transaction as the delivery results that caused them.
 CREATE TABLE queue_messages (
-    id          INTEGER PRIMARY KEY,
+    id          INTEGER PRIMARY KEY,              -- from meta.next_queue_id: never reused (version 8)
     sender      TEXT NOT NULL,                    -- envelope sender, '' = the null sender
     envid       TEXT,                             -- RFC 3461 ENVID as received (xtext)
     ret         TEXT,                             -- RFC 3461 RET: 'FULL' or 'HDRS' or NULL
@@ -118,7 +118,8 @@ CREATE TABLE queue_messages (
     created     REAL NOT NULL,
     size        INTEGER NOT NULL,
     smtputf8    INTEGER NOT NULL DEFAULT 0,       -- 1: needs SMTPUTF8 (RFC 6531)
-    eight_bit   INTEGER NOT NULL DEFAULT 0        -- 1: 8-bit body (8BITMIME, RFC 6152)
+    eight_bit   INTEGER NOT NULL DEFAULT 0,       -- 1: 8-bit body (8BITMIME, RFC 6152)
+    smtp_id     TEXT                              -- id of the SMTP transaction that submitted it (version 8)
 );
 CREATE INDEX queue_messages_created ON queue_messages(created);
 

@@ -24,6 +24,10 @@ Implementation notes
   caused in one request, and removes a message whose recipients are all final in that same request. A final
   recipient status never changes again (`queue_record` refuses the whole request), so results applied twice
   cannot queue a DSN twice. Queue subscribers are called after the commit, like change subscribers.
+- Queue ids come from meta.next_queue_id (version 8), which only grows, so an id names one message for the
+  life of the installation (an INTEGER PRIMARY KEY alone would reuse the highest id once it is deleted,
+  and an emptied queue would start again at 1). A queued message keeps the id of the SMTP transaction that
+  submitted it (`smtp_id`), so its delivery can be followed from the submission's log line.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from typing import IO, Any, TypeVar, cast
 
 from postoffice.directory.resolver import AddressLookup, Resolution, normalize_address, resolve
 from postoffice.message import ParsedMessage
+from postoffice.plural import counted
 from postoffice.store.api import (
     DEFAULT_MAILBOXES,
     FINAL_STATUSES,
@@ -101,7 +106,7 @@ log = logging.getLogger("postoffice.store")
 HIERARCHY_SEPARATOR = "/"
 
 T = TypeVar("T")
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -224,6 +229,14 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
     5: _CREATE_QUEUE,
     # Lockouts kept across restarts (docs/decisions/0027): a new table only.
     6: _CREATE_LOGIN_GUARD,
+    # Queue ids unique for the life of the installation (meta.next_queue_id, continuing after the highest id
+    # in the queue: ids used before this version and deleted since cannot be known), and the submission's
+    # SMTP transaction id.
+    7: (
+        _add_column("queue_messages", "smtp_id", "TEXT"),
+        "INSERT OR IGNORE INTO meta (key, value) "
+        "SELECT 'next_queue_id', coalesce(max(id), 0) + 1 FROM queue_messages",
+    ),
 }
 #: Mailbox snapshots kept for SELECT, in messages over all mailboxes (about 36 octets each).
 SNAPSHOT_CACHE_MESSAGES = 1_000_000
@@ -295,7 +308,7 @@ def _write_blob(conn: sqlite3.Connection, table: str, rowid: int, source: IO[byt
     if size <= COPY_CHUNK:
         data = source.read(size)
         if len(data) != size:
-            raise StoreError(f"message source is {len(data)} bytes, expected {size}")
+            raise StoreError(f"message source is {counted(len(data), 'byte')}, expected {size}")
         conn.execute(f"INSERT INTO {table} (id, data) VALUES (?, ?)", (rowid, data))
         return
     conn.execute(f"INSERT INTO {table} (id, data) VALUES (?, zeroblob(?))", (rowid, size))
@@ -304,7 +317,7 @@ def _write_blob(conn: sqlite3.Connection, table: str, rowid: int, source: IO[byt
         while written < size:
             chunk = source.read(min(COPY_CHUNK, size - written))
             if not chunk:
-                raise StoreError(f"message source ended after {written} of {size} bytes")
+                raise StoreError(f"message source ended after {written} of {counted(size, 'byte')}")
             blob.write(chunk)
             written += len(chunk)
 
@@ -382,6 +395,7 @@ def _queued_message(row: Sequence[Any], recipients: Iterable[QueuedRecipient]) -
         smtputf8=bool(row[7]),
         eight_bit=bool(row[8]),
         recipients=tuple(recipients),
+        smtp_id=row[9],
     )
 
 
@@ -507,7 +521,7 @@ class _Writer(threading.Thread):
         def void(exc: BaseException, why: str) -> _Attempt:
             """Nothing of the transaction is stored: every request fails with `exc`'s reason."""
             self.failed_commits += 1
-            log.error("%s, %d requests rolled back: %s", why, len(requests), exc)
+            log.error("%s, %s rolled back: %s", why, counted(len(requests), "request"), exc)
             if conn.in_transaction:
                 try:
                     conn.execute("ROLLBACK")
@@ -659,7 +673,11 @@ class SqliteMailStore(MailStore):
                             conn.execute(statement)
                     conn.executemany(
                         "INSERT INTO meta (key, value) VALUES (?, ?)",
-                        [("schema_version", SCHEMA_VERSION), ("next_uidvalidity", int(time.time()))],
+                        [
+                            ("schema_version", SCHEMA_VERSION),
+                            ("next_uidvalidity", int(time.time())),
+                            ("next_queue_id", 1),
+                        ],
                     )
                     conn.execute("COMMIT")
                 except BaseException:
@@ -842,7 +860,8 @@ class SqliteMailStore(MailStore):
             ]
             if users or aliases:
                 raise StoreError(
-                    f"domain {name} still has {users} account(s) and {aliases} alias(es); remove them first"
+                    f"domain {name} still has {counted(users, 'account')} and "
+                    f"{counted(aliases, 'alias', 'aliases')}; remove them first"
                 )
             conn.execute("DELETE FROM domains WHERE id = ?", (row[0],))
 
@@ -1965,11 +1984,17 @@ class SqliteMailStore(MailStore):
         """The message, its bytes and one row per recipient; a "queue" event for the runner."""
         now = time.time() if now is None else now
         due = now if outbound.next_attempt is None else outbound.next_attempt
+        counter = conn.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'next_queue_id' RETURNING value - 1"
+        ).fetchone()
+        if counter is None:
+            raise StoreError("the store has no queue id counter (meta.next_queue_id)")
         queue_id = int(
             conn.execute(
-                "INSERT INTO queue_messages (sender, envid, ret, account_id, created, size, smtputf8, "
-                "eight_bit) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "INSERT INTO queue_messages (id, sender, envid, ret, account_id, created, size, smtputf8, "
+                "eight_bit, smtp_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
+                    int(counter[0]),
                     outbound.sender,
                     outbound.envid,
                     None if outbound.ret is None else outbound.ret.upper(),
@@ -1978,6 +2003,7 @@ class SqliteMailStore(MailStore):
                     size,
                     int(outbound.smtputf8),
                     int(outbound.eight_bit),
+                    outbound.smtp_id,
                 ),
             ).fetchone()[0]
         )
@@ -1991,7 +2017,8 @@ class SqliteMailStore(MailStore):
         return queue_id
 
     _QUEUE_MESSAGE_SQL = (
-        "SELECT id, sender, envid, ret, account_id, created, size, smtputf8, eight_bit FROM queue_messages"
+        "SELECT id, sender, envid, ret, account_id, created, size, smtputf8, eight_bit, smtp_id "
+        "FROM queue_messages"
     )
     _QUEUE_RECIPIENT_SQL = (
         "SELECT message_id, id, address, orcpt, notify, status, attempts, next_attempt, first_attempt, "
