@@ -258,7 +258,8 @@ def test_a_version_6_store_gets_the_login_guard_table(tmp_path: Path) -> None:
     asyncio.run(check())
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == SCHEMA_VERSION
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+        assert version == SCHEMA_VERSION
     finally:
         conn.close()
 
