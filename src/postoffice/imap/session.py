@@ -106,6 +106,11 @@ class ImapSettings:
     #: Advertise IMAP4rev2 (RFC 9051) and act on ENABLE IMAP4rev2; clients that do not enable it keep the
     #: IMAP4rev1 behaviour (\\Recent, SEARCH responses, modified UTF-7 names).
     imap4rev2: bool = True
+    #: Mailboxes (and subscriptions) per account, and the longest and deepest mailbox name (octets of its
+    #: UTF-8 form, levels): CREATE / RENAME / SUBSCRIBE over them are NO [LIMIT] (docs/decisions/0021).
+    max_mailboxes: int = 1000
+    max_mailbox_name_length: int = 1024
+    max_mailbox_depth: int = 32
 
 
 _ANY_STATE = (State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED)
