@@ -15,6 +15,9 @@ Implementation notes
   per "*" took 32 s for 50 "*"); the patterns of one command (each after its reference) may have at most
   twice `max_mailbox_name_length` characters together, else NO [LIMIT], and the listing yields to the event
   loop every `LIST_BATCH` names (docs/decisions/0020).
+- A name that is not valid modified UTF-7 (`MailboxName.valid`, RFC 3501 5.1.3) names no mailbox: NO
+  [NONEXISTENT] where a mailbox must exist, NO [CANNOT] where one would be created or subscribed; a LIST
+  pattern of that kind matches what it looks like (the parser decodes it leniently).
 - Limits (docs/decisions/0021): at most `max_mailboxes` mailboxes and as many subscriptions per account,
   names of at most `max_mailbox_name_length` octets (UTF-8) and `max_mailbox_depth` levels; CREATE, RENAME
   (every renamed inferior counts) and SUBSCRIBE over them are NO [LIMIT] (RFC 5530). The count is checked
@@ -72,12 +75,16 @@ def _check_name(name: str) -> None:
 
 
 def _existing(mailbox: p.MailboxName) -> str:
-    """The name of a mailbox that must exist."""
+    """The name of a mailbox that must exist; a name that is not modified UTF-7 cannot (NO, not BAD)."""
+    if not mailbox.valid:
+        raise no("Mailbox does not exist (the name is not valid modified UTF-7)", "NONEXISTENT")
     return _normalise(mailbox.name)
 
 
 def _new(session: ImapSession, mailbox: p.MailboxName) -> str:
     """The name of a mailbox to be created (or subscribed), checked against the name limits."""
+    if not mailbox.valid:
+        raise no("The name is not valid modified UTF-7 (RFC 3501 section 5.1.3)", "CANNOT")
     name = _normalise(mailbox.name)
     _check_name(name)
     _check_limits(session, name)
@@ -130,10 +137,13 @@ async def select(session: ImapSession, command: p.Select | p.Examine) -> Done:
     snapshot = await store.snapshot(info.id)  # shared and cached: no read of every message (decision 0016)
     recent: list[int] = []
     mailbox = snapshot.mailbox
-    if not session.rev2 and not read_only and mailbox.recent_uid < mailbox.uidnext - 1:
+    uids = snapshot.uids
+    if not session.rev2 and read_only:
+        # RFC 3501 2.3.2: a read-only session sees \Recent but does not claim it; a later SELECT still does
+        recent = list(uids[bisect.bisect_right(uids, mailbox.recent_uid) :])
+    elif not session.rev2 and mailbox.recent_uid < mailbox.uidnext - 1:
         # (when every UID was claimed already there is nothing to claim: no write for this SELECT)
         first_recent = await store.claim_recent(info.id)
-        uids = snapshot.uids
         recent = list(uids[bisect.bisect_left(uids, first_recent) :])
     view = MailboxView(snapshot, read_only=read_only, recent=recent)
     view.dirty = session.changes_seen != changes_seen
