@@ -85,6 +85,27 @@ def test_file_without_settings_gives_every_default(write: WriteConfig) -> None:
     assert config.store.disk_reserve == 16 * 1024 * 1024
 
 
+def test_imap_mailbox_limits_have_defaults_and_can_be_set(write: WriteConfig) -> None:
+    """docs/decisions/0021."""
+    imap = load_config(write("")).imap
+    assert (imap.max_mailboxes, imap.max_mailbox_name_length, imap.max_mailbox_depth) == (1000, 1024, 32)
+    text = "[imap]\nmax_mailboxes = 5000\nmax_mailbox_name_length = 255\nmax_mailbox_depth = 8\n"
+    imap = load_config(write(text)).imap
+    assert (imap.max_mailboxes, imap.max_mailbox_name_length, imap.max_mailbox_depth) == (5000, 255, 8)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[imap]\nmax_mailboxes = 0\n", "imap.max_mailboxes"),
+        ("[imap]\nmax_mailbox_name_length = 63\n", "imap.max_mailbox_name_length"),
+        ("[imap]\nmax_mailbox_depth = 0\n", "imap.max_mailbox_depth"),
+    ],
+)
+def test_imap_mailbox_limits_have_a_floor(write: WriteConfig, text: str, key: str) -> None:
+    assert keys_of(write(text)) == [key]
+
+
 def test_standard_listeners_have_their_standard_ports_and_tls_modes(write: WriteConfig) -> None:
     listeners = load_config(write("")).listeners
     expected = {

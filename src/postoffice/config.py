@@ -205,6 +205,9 @@ class ImapConfig:
     autologout: float = 1800.0
     idle_timeout: float = 3600.0
     append_limit: int = 52428800
+    max_mailboxes: int = 1000
+    max_mailbox_name_length: int = 1024
+    max_mailbox_depth: int = 32
 
 
 @dataclass(frozen=True)
@@ -569,6 +572,27 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
             "int",
             52428800,
             "largest message APPEND accepts, in octets (advertised as APPENDLIMIT, RFC 7889)",
+            positive=True,
+        ),
+        Setting(
+            "max_mailboxes",
+            "int",
+            1000,
+            "mailboxes (and subscriptions) one account may have; CREATE beyond is NO [LIMIT]",
+            positive=True,
+        ),
+        Setting(
+            "max_mailbox_name_length",
+            "int",
+            1024,
+            "longest mailbox name, in octets of its UTF-8 form with its parents' names",
+            minimum=64,
+        ),
+        Setting(
+            "max_mailbox_depth",
+            "int",
+            32,
+            "hierarchy levels of a mailbox name ('a/b/c' has 3)",
             positive=True,
         ),
     ),
@@ -1081,6 +1105,9 @@ def _build(doc: dict[str, Any], path: Path) -> Config:
             autologout=float(imap["autologout"]),
             idle_timeout=float(imap["idle_timeout"]),
             append_limit=imap["append_limit"],
+            max_mailboxes=imap["max_mailboxes"],
+            max_mailbox_name_length=imap["max_mailbox_name_length"],
+            max_mailbox_depth=imap["max_mailbox_depth"],
         ),
         submission=SubmissionConfig(
             max_messages_per_hour=submission["max_messages_per_hour"],

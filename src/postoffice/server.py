@@ -196,6 +196,9 @@ class Server:
             autologout=cfg.imap.autologout,
             idle_timeout=cfg.imap.idle_timeout,
             append_limit=cfg.imap.append_limit,
+            max_mailboxes=cfg.imap.max_mailboxes,
+            max_mailbox_name_length=cfg.imap.max_mailbox_name_length,
+            max_mailbox_depth=cfg.imap.max_mailbox_depth,
             allow_plaintext_auth=cfg.auth.allow_plaintext_auth,
             spool_dir=cfg.store.spool_dir,
         )

@@ -34,7 +34,7 @@ def test_search_from_the_index_with_sequence_numbers_uids_and_esearch(imap_serve
     assert raw.command("j", "SEARCH CHARSET KOI8-R FROM x")[-1].startswith(
         "j NO [BADCHARSET (UTF-8 US-ASCII)]"
     )
-    assert raw.command("k", "SEARCH 9")[-1].startswith("k BAD")
+    assert raw.command("k", "SEARCH 9") == ["* SEARCH", "k OK SEARCH completed"]  # beyond: matches nothing
     # \Recent belongs to this session: all three are NEW until seen
     assert raw.command("m", "SEARCH NEW")[0] == "* SEARCH 2 3"
     raw.close()

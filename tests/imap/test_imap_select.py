@@ -45,6 +45,30 @@ def test_recent_goes_to_exactly_one_session(imap_server: ImapServer) -> None:
     assert "* 2 RECENT" in reply_first and "* 0 RECENT" in reply_second
 
 
+def test_examine_reports_recent_without_claiming_it(imap_server: ImapServer) -> None:
+    """RFC 3501 2.3.2: \\Recent is cleared for later sessions only by a read-write session; EXAMINE shows the
+    count (and the flag) and a SELECT after it still sees the messages as recent."""
+    imap_server.deliver(DEMO, message("one"))
+    imap_server.deliver(DEMO, message("two"))
+    examiner, selector = Raw(imap_server), Raw(imap_server)
+    examiner.login()
+    selector.login()
+    reply = examiner.command("e1", "EXAMINE INBOX")
+    assert "* 2 RECENT" in reply
+    assert "\\Recent" in examiner.command("f1", "FETCH 1 FLAGS")[0]
+    assert examiner.command("s1", "SEARCH RECENT")[0] == "* SEARCH 1 2"
+    assert "* 2 RECENT" in examiner.command("e2", "EXAMINE INBOX")  # still nobody's
+    # a message arriving while examined is recent in the read-only session, and still unclaimed
+    imap_server.deliver(DEMO, message("three"))
+    reply = examiner.command("n1", "NOOP")
+    assert "* 3 EXISTS" in reply and "* 3 RECENT" in reply
+    assert "* 3 RECENT" in selector.command("s2", "SELECT INBOX")
+    assert "* 0 RECENT" in examiner.command("e3", "EXAMINE INBOX")  # claimed by the SELECT now
+    assert "* 0 RECENT" in selector.command("s3", "SELECT INBOX")
+    imap_server.deliver(DEMO, message("four"))
+    assert "* 1 RECENT" in examiner.command("e4", "EXAMINE INBOX")
+
+
 def test_rev2_select_has_no_recent_and_sends_closed(rev2_server: ImapServer) -> None:
     raw = Raw(rev2_server)
     raw.login()

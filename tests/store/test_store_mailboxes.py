@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from postoffice.message import parse_message
-from postoffice.store import AlreadyExists, ChangeEvent, NotFound, StoreError, open_store
+from postoffice.store import AlreadyExists, ChangeEvent, LimitExceeded, NotFound, StoreError, open_store
 from postoffice.store.sqlite import SCHEMA_VERSION
 
 
@@ -113,6 +113,34 @@ def test_subscriptions_are_names(tmp_path: Path) -> None:
         assert "Not/There" in subs and "Junk" not in subs
         junk = await store.get_mailbox(account_id, "Junk")
         assert junk is not None and junk.subscribed is False
+
+    run(tmp_path / "s.sqlite3", scenario)
+
+
+def test_mailbox_and_subscription_limits_are_checked_in_the_transaction(tmp_path: Path) -> None:
+    """docs/decisions/0021: the count is read in the transaction that adds, so concurrent CREATEs cannot go
+    over it; without a limit nothing is counted."""
+
+    async def scenario(store, account_id: int) -> None:  # type: ignore[no-untyped-def]
+        # a new account has 6 mailboxes (INBOX, Drafts, Sent, Trash, Junk, Archive), all subscribed
+        results = await asyncio.gather(
+            *(store.create_mailbox(account_id, f"m{i}", max_mailboxes=8) for i in range(5)),
+            return_exceptions=True,
+        )
+        assert sum(not isinstance(r, BaseException) for r in results) == 2
+        assert all(isinstance(r, LimitExceeded) for r in results if isinstance(r, BaseException))
+        assert len(await store.list_mailboxes(account_id)) == 8
+        with pytest.raises(LimitExceeded, match="at most 8 mailboxes"):
+            await store.rename_mailbox(account_id, "INBOX", "Old", max_mailboxes=8)  # would make a mailbox
+        await store.rename_mailbox(account_id, "Junk", "Spam", max_mailboxes=8)  # makes none
+        await store.create_mailbox(account_id, "m9")  # no limit given: none applies
+        await store.set_subscribed(account_id, "x", True, max_subscriptions=7)
+        with pytest.raises(LimitExceeded, match="at most 7 subscriptions"):
+            await store.set_subscribed(account_id, "y", True, max_subscriptions=7)
+        await store.set_subscribed(account_id, "x", True, max_subscriptions=7)  # already there: no change
+        await store.set_subscribed(account_id, "x", False, max_subscriptions=7)
+        await store.set_subscribed(account_id, "y", True, max_subscriptions=7)
+        assert len(await store.list_subscriptions(account_id)) == 7
 
     run(tmp_path / "s.sqlite3", scenario)
 

@@ -11,6 +11,17 @@ Implementation notes
   of other mailboxes ("a" for "a/b") is listed with \\Noselect when the pattern matches it, and DELETE of such
   a name is NO (6.3.4). Special-use attributes and \\HasChildren / \\HasNoChildren are always sent (RFC
   5258 and RFC 6154 allow them without the CHILDREN / SPECIAL-USE return options).
+- Patterns are matched by `ListPattern` in one pass over each name, never by backtracking (a regex with ".*"
+  per "*" took 32 s for 50 "*"); the patterns of one command (each after its reference) may have at most
+  twice `max_mailbox_name_length` characters together, else NO [LIMIT], and the listing yields to the event
+  loop every `LIST_BATCH` names (docs/decisions/0020).
+- A name that is not valid modified UTF-7 (`MailboxName.valid`, RFC 3501 5.1.3) names no mailbox: NO
+  [NONEXISTENT] where a mailbox must exist, NO [CANNOT] where one would be created or subscribed; a LIST
+  pattern of that kind matches what it looks like (the parser decodes it leniently).
+- Limits (docs/decisions/0021): at most `max_mailboxes` mailboxes and as many subscriptions per account,
+  names of at most `max_mailbox_name_length` octets (UTF-8) and `max_mailbox_depth` levels; CREATE, RENAME
+  (every renamed inferior counts) and SUBSCRIBE over them are NO [LIMIT] (RFC 5530). The count is checked
+  again in the store's transaction, so concurrent sessions cannot go over it.
 - LIST-EXTENDED (RFC 5258): several patterns (a name is listed once if any matches); selection options
   SUBSCRIBED (subscribed names, also those that do not exist: \\NonExistent), SPECIAL-USE, REMOTE (no
   effect: there are no remote mailboxes) and RECURSIVEMATCH (with SUBSCRIBED: the matching parent of a
@@ -23,15 +34,15 @@ Implementation notes
 
 from __future__ import annotations
 
+import asyncio
 import bisect
-import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from postoffice.imap import parser as p
 from postoffice.imap.mailbox_view import MailboxView
-from postoffice.imap.session import Done, State, bad, no
-from postoffice.store import SYSTEM_FLAGS, AlreadyExists, MailboxInfo, NotFound
+from postoffice.imap.session import CommandFailed, Done, State, bad, no
+from postoffice.store import SYSTEM_FLAGS, AlreadyExists, LimitExceeded, MailboxInfo, NotFound
 
 if TYPE_CHECKING:
     from postoffice.imap.session import ImapSession
@@ -63,6 +74,48 @@ def _check_name(name: str) -> None:
         raise bad("Invalid mailbox name")
 
 
+def _existing(mailbox: p.MailboxName) -> str:
+    """The name of a mailbox that must exist; a name that is not modified UTF-7 cannot (NO, not BAD)."""
+    if not mailbox.valid:
+        raise no("Mailbox does not exist (the name is not valid modified UTF-7)", "NONEXISTENT")
+    return _normalise(mailbox.name)
+
+
+def _new(session: ImapSession, mailbox: p.MailboxName) -> str:
+    """The name of a mailbox to be created (or subscribed), checked against the name limits."""
+    if not mailbox.valid:
+        raise no("The name is not valid modified UTF-7 (RFC 3501 section 5.1.3)", "CANNOT")
+    name = _normalise(mailbox.name)
+    _check_name(name)
+    _check_limits(session, name)
+    return name
+
+
+def _check_limits(session: ImapSession, name: str) -> None:
+    settings = session.settings
+    if len(name.encode("utf-8", "surrogatepass")) > settings.max_mailbox_name_length:
+        raise no(f"Mailbox names are limited to {settings.max_mailbox_name_length} octets", "LIMIT")
+    if name.count(SEPARATOR) >= settings.max_mailbox_depth:
+        raise no(f"Mailbox names are limited to {settings.max_mailbox_depth} levels", "LIMIT")
+
+
+def _missing_superiors(name: str, existing: Iterable[str]) -> list[str]:
+    """RFC 9051 6.3.4 / 6.3.6: CREATE "a/b/c" (and RENAME to it) SHOULD create "a" and "a/b" if missing."""
+    have = set(existing)
+    parts = name.split(SEPARATOR)
+    superiors = (SEPARATOR.join(parts[:i]) for i in range(1, len(parts)))
+    return [s for s in superiors if not _is_inbox(s) and s not in have]
+
+
+def _check_count(session: ImapSession, existing: int, adding: int) -> None:
+    if existing + adding > session.settings.max_mailboxes:
+        raise _too_many(session)
+
+
+def _too_many(session: ImapSession, what: str = "mailboxes") -> CommandFailed:
+    return no(f"An account may have at most {session.settings.max_mailboxes} {what}", "LIMIT")
+
+
 # ------------------------------------------------------------------------------------------- SELECT
 
 
@@ -75,7 +128,7 @@ async def select(session: ImapSession, command: p.Select | p.Examine) -> Done:
         session.close_view()
         if session.rev2:
             session.untagged("OK [CLOSED] Previous mailbox closed")
-    name = _normalise(command.mailbox.name)
+    name = _existing(command.mailbox)
     store = session.store
     info = await store.get_mailbox(_account_id(session), name)
     if info is None:
@@ -84,10 +137,13 @@ async def select(session: ImapSession, command: p.Select | p.Examine) -> Done:
     snapshot = await store.snapshot(info.id)  # shared and cached: no read of every message (decision 0016)
     recent: list[int] = []
     mailbox = snapshot.mailbox
-    if not session.rev2 and not read_only and mailbox.recent_uid < mailbox.uidnext - 1:
+    uids = snapshot.uids
+    if not session.rev2 and read_only:
+        # RFC 3501 2.3.2: a read-only session sees \Recent but does not claim it; a later SELECT still does
+        recent = list(uids[bisect.bisect_right(uids, mailbox.recent_uid) :])
+    elif not session.rev2 and mailbox.recent_uid < mailbox.uidnext - 1:
         # (when every UID was claimed already there is nothing to claim: no write for this SELECT)
         first_recent = await session.claim_recent(info.id)  # no write, no claim: decision 0030
-        uids = snapshot.uids
         recent = list(uids[bisect.bisect_left(uids, first_recent) :])
     view = MailboxView(snapshot, read_only=read_only, recent=recent)
     view.dirty = session.changes_seen != changes_seen
@@ -120,41 +176,46 @@ async def select(session: ImapSession, command: p.Select | p.Examine) -> Done:
 
 
 async def create(session: ImapSession, command: p.Create) -> Done:
-    name = _normalise(command.mailbox.name)
-    _check_name(name)
     if command.params:
         raise bad("CREATE parameters other than USE are not supported")
+    name = _new(session, command.mailbox)
     if len(command.special_use) > 1:
         raise no("Only one special-use attribute per mailbox", "USEATTR")
     account = _account_id(session)
-    if _is_inbox(name) or await session.store.get_mailbox(account, name) is not None:
+    existing = {m.name for m in await session.store.list_mailboxes(account)}
+    if _is_inbox(name) or name in existing:
         raise no("Mailbox already exists", "ALREADYEXISTS")
     special = command.special_use[0] if command.special_use else None
-    await _create_superiors(session, account, name)
+    superiors = _missing_superiors(name, existing)
+    _check_count(session, len(existing), len(superiors) + 1)
+    await _create_superiors(session, account, superiors)
     try:
-        await session.store.create_mailbox(account, name, special)
+        await session.store.create_mailbox(
+            account, name, special, max_mailboxes=session.settings.max_mailboxes
+        )
     except AlreadyExists:
         if special is not None:
             raise no(f"Another mailbox has {special} already", "USEATTR") from None
         raise no("Mailbox already exists", "ALREADYEXISTS") from None
+    except LimitExceeded:  # another session created some meanwhile
+        raise _too_many(session) from None
     return Done("CREATE completed")
 
 
-async def _create_superiors(session: ImapSession, account: int, name: str) -> None:
-    """RFC 9051 6.3.4 / 6.3.6: CREATE "a/b/c" (and RENAME to it) SHOULD create "a" and "a/b" if missing."""
-    parts = name.split(SEPARATOR)
-    for i in range(1, len(parts)):
-        superior = SEPARATOR.join(parts[:i])
-        if _is_inbox(superior) or await session.store.get_mailbox(account, superior) is not None:
-            continue
+async def _create_superiors(session: ImapSession, account: int, superiors: list[str]) -> None:
+    for superior in superiors:
         try:
-            await session.store.create_mailbox(account, superior)
+            await session.store.create_mailbox(
+                account, superior, max_mailboxes=session.settings.max_mailboxes
+            )
         except AlreadyExists:
             pass  # created meanwhile by another session
+        except LimitExceeded:
+            raise _too_many(session) from None
 
 
 async def delete(session: ImapSession, command: p.Delete) -> Done:
-    name = _normalise(command.mailbox.name)
+    name = _existing(command.mailbox)
     if _is_inbox(name):
         raise no("INBOX cannot be deleted", "CANNOT")
     account = _account_id(session)
@@ -179,58 +240,160 @@ async def delete(session: ImapSession, command: p.Delete) -> Done:
 
 
 async def rename(session: ImapSession, command: p.Rename) -> Done:
-    old = _normalise(command.mailbox.name)
-    new = _normalise(command.new_name.name)
-    _check_name(new)
+    old = _existing(command.mailbox)
+    new = _new(session, command.new_name)
     account = _account_id(session)
     store = session.store
-    if await store.get_mailbox(account, old) is None:
+    existing = {m.name for m in await store.list_mailboxes(account)}
+    if old not in existing:
         raise no("Mailbox does not exist", "NONEXISTENT")
-    if _is_inbox(new) or await store.get_mailbox(account, new) is not None:
+    if _is_inbox(new) or new in existing:
         raise no("Target mailbox already exists", "ALREADYEXISTS")
     if new.startswith(old + SEPARATOR) and old != "INBOX":
         # (renaming INBOX moves its messages only; its inferiors stay, RFC 9051 6.3.6)
         raise no("A mailbox cannot be renamed into itself", "CANNOT")
-    await _create_superiors(session, account, new)
+    if old != "INBOX":
+        # the inferiors move with it (RFC 9051 6.3.6): their new names must be within the limits too
+        below = old + SEPARATOR
+        for name in existing:
+            if name.startswith(below):
+                _check_limits(session, new + name[len(old) :])
+    superiors = _missing_superiors(new, existing)
+    # renaming INBOX makes a new mailbox for its messages
+    _check_count(session, len(existing), len(superiors) + (old == "INBOX"))
+    await _create_superiors(session, account, superiors)
     try:
-        await store.rename_mailbox(account, old, new)
+        await store.rename_mailbox(account, old, new, max_mailboxes=session.settings.max_mailboxes)
     except AlreadyExists:
         raise no("Target mailbox already exists", "ALREADYEXISTS") from None
     except NotFound:
         raise no("Mailbox does not exist", "NONEXISTENT") from None
+    except LimitExceeded:
+        raise _too_many(session) from None
     return Done("RENAME completed")
 
 
 async def subscribe(session: ImapSession, command: p.Subscribe | p.Unsubscribe) -> Done:
-    name = _normalise(command.mailbox.name)
-    await session.store.set_subscribed(_account_id(session), name, isinstance(command, p.Subscribe))
-    return Done(f"{command.NAME} completed")
+    account = _account_id(session)
+    if isinstance(command, p.Unsubscribe):
+        await session.store.set_subscribed(account, _existing(command.mailbox), False)
+        return Done("UNSUBSCRIBE completed")
+    name = _new(session, command.mailbox)
+    try:
+        await session.store.set_subscribed(
+            account, name, True, max_subscriptions=session.settings.max_mailboxes
+        )
+    except LimitExceeded:
+        raise _too_many(session, "subscriptions") from None
+    return Done("SUBSCRIBE completed")
 
 
 # --------------------------------------------------------------------------------------- LIST LSUB
 
 
-def pattern_regex(pattern: str) -> re.Pattern[str]:
-    """RFC 9051 section 6.3.9: "*" matches zero or more characters, "%" the same without the separator."""
-    out = []
-    for char in pattern:
-        if char == "*":
-            out.append(".*")
-        elif char == "%":
-            out.append(f"[^{re.escape(SEPARATOR)}]*")
-        else:
-            out.append(re.escape(char))
-    return re.compile("".join(out), re.DOTALL)
+#: Names matched between two yields to the event loop: a LIST over an account of long names must not keep
+#: every other session waiting.
+LIST_BATCH = 128
 
 
-def _matches(regex: re.Pattern[str], name: str) -> bool:
-    if regex.fullmatch(name):
-        return True
-    # INBOX is case-insensitive, also as the first level of a pattern ("inbox", "Inbox/%").
-    head, sep, rest = name.partition(SEPARATOR)
-    if head == "INBOX":
-        return any(regex.fullmatch(variant + sep + rest) for variant in ("inbox", "Inbox"))
-    return False
+class ListPattern:
+    """One or more LIST / LSUB patterns (RFC 9051 section 6.3.9), matched in one pass over a name.
+
+    "*" matches zero or more characters, "%" the same without the hierarchy separator; every other character
+    matches itself, except that the first level of a name that is INBOX matches case-insensitively ("inbox",
+    "Inbox/%"). The patterns run as one nondeterministic automaton whose states are the bits of an int (the
+    "shift-and" method): pattern position i is bit i, each character of the name costs a few operations on
+    that int, and nothing backtracks, so a match takes time linear in the length of the name (times the
+    patterns' total length in machine words). Runs of wildcards are collapsed first ("**" or "%*" is "*",
+    "%%" is "%"), so after a wildcard's position comes a literal one or the end.
+
+    Several patterns share the int: pattern k takes positions off_k .. off_k + len_k, and its accepting bit
+    off_k + len_k is in no mask, so no transition leaves it (nothing leaks into pattern k + 1)."""
+
+    __slots__ = ("_accept", "_everything", "_literals", "_prefixes", "_star", "_start", "_wild")
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        literals: dict[str, int] = {}
+        star = percent = start = accept = 0
+        prefixes: list[str] = []
+        offset = 0
+        self._everything = False  # one of the patterns is "*" (the most common LIST of all)
+        for pattern in patterns:
+            tokens: list[str] = []
+            for char in pattern:
+                if char in "*%" and tokens and tokens[-1] in "*%":
+                    if char == "*":
+                        tokens[-1] = "*"
+                    continue
+                tokens.append(char)
+            self._everything |= tokens == ["*"]
+            first_wildcard = next((i for i, t in enumerate(tokens) if t in "*%"), len(tokens))
+            prefixes.append("".join(tokens[:first_wildcard]))
+            for i, token in enumerate(tokens):
+                bit = 1 << (offset + i)
+                if token == "*":
+                    star |= bit
+                elif token == "%":
+                    percent |= bit
+                else:
+                    literals[token] = literals.get(token, 0) | bit
+            start |= 1 << offset
+            accept |= 1 << (offset + len(tokens))
+            offset += len(tokens) + 1
+        self._literals = literals
+        self._star = star  # "*" positions: stay on any character
+        self._wild = star | percent  # "%" positions too: stay on any character but the separator
+        self._start = start | ((start & self._wild) << 1)
+        self._accept = accept
+        # A name can only match a pattern it starts with the literal beginning of (INBOX aside): a cheap
+        # test that skips most names for the usual patterns ("INBOX/%", "Archive/*").
+        self._prefixes = tuple(prefixes)
+
+    def matches(self, name: str) -> bool:
+        return self._run(name, ancestors=False) is True
+
+    def deepest_ancestor(self, name: str) -> str | None:
+        """The longest superior name of `name` ("a/b" of "a/b/c") that matches, if any."""
+        found = self._run(name, ancestors=True)
+        return found if isinstance(found, str) else None
+
+    def _run(self, name: str, *, ancestors: bool) -> bool | str | None:
+        """Whether `name` matches; with `ancestors`, the deepest matching superior name instead (or None)."""
+        if self._everything:
+            if ancestors:
+                return name.rpartition(SEPARATOR)[0] if SEPARATOR in name else None
+            return True
+        inbox = name[:5] == "INBOX" and name[5:6] in ("", SEPARATOR)
+        if not inbox and not name.startswith(self._prefixes):
+            return None if ancestors else False
+        literals, star, wild, accept = self._literals, self._star, self._wild, self._accept
+        states = self._start
+        found: str | None = None
+        for i, char in enumerate(name):
+            step = literals.get(char, 0)
+            if char == SEPARATOR:
+                if ancestors and states & accept:
+                    found = name[:i]
+                moved = ((states & step) << 1) | (states & star)
+            else:
+                if inbox and i < 5:
+                    step |= literals.get(char.lower(), 0)
+                moved = ((states & step) << 1) | (states & wild)
+            # a wildcard matches nothing too: reaching its position reaches the next one (never a wildcard)
+            states = moved | ((moved & wild) << 1)
+            if not states:
+                break
+        if ancestors:
+            return found
+        return bool(states & accept)
+
+
+def _check_patterns(session: ImapSession, patterns: list[str]) -> None:
+    """Bound the matching work of one command: its patterns (each after its reference) together may have
+    twice as many characters as the longest name (enough to spell any name with wildcards between)."""
+    limit = 2 * session.settings.max_mailbox_name_length
+    if sum(len(pattern) for pattern in patterns) > limit:
+        raise no(f"The patterns of one command are limited to {limit} characters", "LIMIT")
 
 
 def _mailbox_tree(mailboxes: list[MailboxInfo]) -> tuple[dict[str, MailboxInfo], set[str], set[str]]:
@@ -283,7 +446,9 @@ async def list_mailboxes(session: ImapSession, command: p.List) -> Done:
         root = reference.split(SEPARATOR, 1)[0] + SEPARATOR if SEPARATOR in reference else ""
         session.untagged(b'LIST (\\Noselect) "/" ' + session.mailbox_name(root))
         return Done("LIST completed")
-    regexes = [pattern_regex(reference + pattern) for pattern in patterns if pattern]
+    full = [reference + pattern for pattern in patterns if pattern]
+    _check_patterns(session, full)
+    pattern = ListPattern(full)
     account = _account_id(session)
     existing, parents, implied = _mailbox_tree(await session.store.list_mailboxes(account))
     subscribed: set[str] = set()
@@ -291,9 +456,6 @@ async def list_mailboxes(session: ImapSession, command: p.List) -> Done:
     if by_subscription or "SUBSCRIBED" in returns:
         subscribed = {_normalise(name) for name in await session.store.list_subscriptions(account)}
     by_special_use = "SPECIAL-USE" in select
-
-    def matches(name: str) -> bool:
-        return any(_matches(regex, name) for regex in regexes)
 
     def selected(name: str) -> bool:
         """RFC 5258 section 3: the selection criteria, ANDed; without any, every name is selected."""
@@ -306,19 +468,21 @@ async def list_mailboxes(session: ImapSession, command: p.List) -> Done:
 
     # Candidates: every name that exists (or is a parent of one) and, with SUBSCRIBED, every subscribed one.
     names = existing.keys() | implied | (subscribed if by_subscription else set())
-    listed: dict[str, bool] = {name: False for name in names if matches(name) and selected(name)}
-    if "RECURSIVEMATCH" in select and by_subscription:
-        # RFC 5258 section 3.5: the nearest matching parent of a selected name that the pattern does not match
-        # is listed too (whatever its own subscription), with CHILDINFO ("SUBSCRIBED").
-        for name in names:
-            if not selected(name) or matches(name):
-                continue
-            parts = name.split(SEPARATOR)
-            for i in range(len(parts) - 1, 0, -1):
-                ancestor = SEPARATOR.join(parts[:i])
-                if matches(ancestor):
-                    listed[ancestor] = True
-                    break
+    recursive = "RECURSIVEMATCH" in select and by_subscription
+    listed: dict[str, bool] = {}
+    for count, name in enumerate(names, 1):
+        if count % LIST_BATCH == 0:
+            await asyncio.sleep(0)  # let other sessions run (see LIST_BATCH)
+        if not selected(name):
+            continue
+        if pattern.matches(name):
+            listed.setdefault(name, False)
+        elif recursive:
+            # RFC 5258 section 3.5: the nearest matching parent of a selected name that the pattern does not
+            # match is listed too (whatever its own subscription), with CHILDINFO ("SUBSCRIBED").
+            ancestor = pattern.deepest_ancestor(name)
+            if ancestor is not None:
+                listed[ancestor] = True
     for name in sorted(listed, key=lambda n: (n != "INBOX", n)):
         info = existing.get(name)
         attributes = _attributes(name, existing, parents, subscribed)
@@ -334,22 +498,23 @@ async def list_mailboxes(session: ImapSession, command: p.List) -> Done:
 
 
 async def lsub(session: ImapSession, command: p.Lsub) -> Done:
-    regex = pattern_regex(command.reference.name + command.pattern.name)
+    full = command.reference.name + command.pattern.name
+    _check_patterns(session, [full])
+    pattern = ListPattern([full])
     account = _account_id(session)
     subscribed = await session.store.list_subscriptions(account)
     existing = {m.name for m in await session.store.list_mailboxes(account)}
     listed: dict[str, str] = {}
-    for name in subscribed:
-        if _matches(regex, name):
+    for count, name in enumerate(subscribed, 1):
+        if count % LIST_BATCH == 0:
+            await asyncio.sleep(0)  # let other sessions run (see LIST_BATCH)
+        if pattern.matches(name):
             listed[name] = "" if name in existing else "\\Noselect"
             continue
         # RFC 3501 6.3.9: "%" that matches a parent of a subscribed name lists the parent, as \Noselect
-        parts = name.split(SEPARATOR)
-        for i in range(len(parts) - 1, 0, -1):
-            ancestor = SEPARATOR.join(parts[:i])
-            if _matches(regex, ancestor):
-                listed.setdefault(ancestor, "\\Noselect")
-                break
+        ancestor = pattern.deepest_ancestor(name)
+        if ancestor is not None:
+            listed.setdefault(ancestor, "\\Noselect")
     for name in sorted(listed, key=lambda n: (n != "INBOX", n)):
         session.untagged(f"LSUB ({listed[name]}) ".encode() + b'"/" ' + session.mailbox_name(name))
     return Done("LSUB completed")
@@ -366,7 +531,7 @@ def _check_status_items(items: tuple[str, ...]) -> None:
 
 async def status(session: ImapSession, command: p.Status) -> Done:
     _check_status_items(command.items)
-    name = _normalise(command.mailbox.name)
+    name = _existing(command.mailbox)
     info = await session.store.get_mailbox(_account_id(session), name)
     if info is None:
         raise no("Mailbox does not exist", "NONEXISTENT")

@@ -529,6 +529,8 @@ async def copy(session: ImapSession, command: p.Copy | p.Move) -> Done:
     view = _writable(session) if move else _view(session)
     assert session.account is not None
     uids = [u for u in session.resolve(command.sequence, uid=command.uid) if u not in view.gone]
+    if not command.mailbox.valid:  # not modified UTF-7: no mailbox has that name (decision 0020)
+        raise no("Mailbox does not exist (the name is not valid modified UTF-7)", "NONEXISTENT")
     target = await session.store.get_mailbox(session.account.id, command.mailbox.name)
     if target is None:
         raise no("Mailbox does not exist", "TRYCREATE")

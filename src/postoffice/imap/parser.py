@@ -79,8 +79,10 @@ Implementation notes
 - Mailbox names (`MailboxName`): `raw` is the string as sent, `name` the Unicode name: decoded from modified
   UTF-7 (strictly, see `postoffice.imap.mutf7`) unless `utf8` is set, when the name is the UTF-8 string itself
   (RFC 6855 section 3, RFC 9051 section 5.1). "INBOX" in any case is normalised to "INBOX" (RFC 9051 section
-  5.1); other names and LIST patterns are kept as sent. A name that is not canonical modified UTF-7 or that
-  contains control characters is a syntax error.
+  5.1); other names and LIST patterns are kept as sent. A name that contains control characters is a syntax
+  error; one that is not canonical modified UTF-7 is not (it is a valid astring): it comes with
+  `valid=False` and the server answers NO, and a LIST pattern or reference in that case is decoded
+  leniently, so it matches what it looks like (docs/decisions/0020).
 - Flags: system flags (\\Seen, \\Answered, \\Flagged, \\Deleted, \\Draft, \\Recent) are normalised to that
   spelling; keywords and other \\flags are kept as sent (their comparison is the store's business).
 - Keywords of the grammar (command names, fetch items, search keys, options) are case-insensitive and are
@@ -221,10 +223,15 @@ _MAX_NUMBER64 = 2**63 - 1  # number64: signed 63-bit, non-negative (RFC 9051 sec
 
 @dataclass(frozen=True)
 class MailboxName:
-    """A mailbox name or LIST pattern: `name` decoded (see the module docstring), `raw` as sent."""
+    """A mailbox name or LIST pattern: `name` decoded (see the module docstring), `raw` as sent.
+
+    `valid` is False for a name that is not canonical modified UTF-7 (then `name` is `raw`): no mailbox has
+    such a name, so the server answers NO, not BAD (docs/decisions/0020). A pattern or reference name is
+    decoded leniently instead (`decode_mutf7(strict=False)`) and `valid` only says whether that was needed."""
 
     name: str
     raw: str
+    valid: bool = True
 
 
 ExtValue: TypeAlias = "str | tuple[ExtValue, ...]"
@@ -1119,17 +1126,24 @@ class _Scanner:
 # ------------------------------------------------------------------------------------------ grammar parts
 
 
-def _mailbox_name(sc: _Scanner, value: bytes, *, inbox: bool, what: str = "mailbox name") -> MailboxName:
+def _mailbox_name(
+    sc: _Scanner, value: bytes, *, inbox: bool, what: str = "mailbox name", pattern: bool = False
+) -> MailboxName:
     raw = sc.text(value, what)
     if _CONTROL.search(raw):
         raise _Syntax(f"control character in {what}")
+    valid = True
     if sc.utf8:
         name = raw
     else:
         try:
             name = decode_mutf7(raw)
-        except MUtf7Error as exc:
-            raise _Syntax(f"{what} is not valid modified UTF-7: {exc}") from None
+        except MUtf7Error:
+            # Not a syntax error (the string is a valid astring): a name nobody can have (NO), or a pattern
+            # that matches what it looks like (docs/decisions/0020).
+            if not pattern:
+                return MailboxName(raw, raw, valid=False)
+            name, valid = decode_mutf7(raw, strict=False), False
     if _CONTROL.search(name):
         raise _Syntax(f"control character in {what}")
     if not name.isascii():
@@ -1137,11 +1151,16 @@ def _mailbox_name(sc: _Scanner, value: bytes, *, inbox: bool, what: str = "mailb
         name = unicodedata.normalize("NFC", name)
     if inbox and name.upper() == "INBOX":
         name = "INBOX"
-    return MailboxName(name, raw)
+    return MailboxName(name, raw, valid)
 
 
 def _mailbox(sc: _Scanner) -> MailboxName:
     return _mailbox_name(sc, sc.astring("a mailbox name"), inbox=True)
+
+
+def _reference(sc: _Scanner) -> MailboxName:
+    value = sc.astring("a reference name")
+    return _mailbox_name(sc, value, inbox=False, what="reference name", pattern=True)
 
 
 def _list_mailbox(sc: _Scanner) -> MailboxName:
@@ -1153,7 +1172,7 @@ def _list_mailbox(sc: _Scanner) -> MailboxName:
         if token is None:
             raise _Syntax(f"expected a mailbox pattern but found {sc._near()}")
         value = token
-    return _mailbox_name(sc, value, inbox=False, what="mailbox pattern")
+    return _mailbox_name(sc, value, inbox=False, what="mailbox pattern", pattern=True)
 
 
 def _sequence_set(sc: _Scanner) -> SequenceSet:
@@ -1577,7 +1596,7 @@ def _list(sc: _Scanner, tag: str) -> Command:
         select = _list_options(sc)
         extended = True
         sc.sp()
-    reference = _mailbox_name(sc, sc.astring("a reference name"), inbox=False, what="reference name")
+    reference = _reference(sc)
     sc.sp()
     if sc.take(b"("):
         extended = True
@@ -1603,7 +1622,7 @@ def _list(sc: _Scanner, tag: str) -> Command:
 
 def _lsub(sc: _Scanner, tag: str) -> Command:
     sc.sp()
-    reference = _mailbox_name(sc, sc.astring("a reference name"), inbox=False, what="reference name")
+    reference = _reference(sc)
     sc.sp()
     return Lsub(tag, reference, _list_mailbox(sc))
 

@@ -181,10 +181,9 @@ class _Translator:
         if seq.saved:
             return self.saved_uids()
         count = len(self.uids_by_seq)
-        # RFC 3501 9: a message sequence number above the message count is an error (BAD); a range with "*"
-        # is not ("10:*" among 5 messages is 5:10, RFC 9051 9), so "1:*" in an empty mailbox finds nothing.
-        if any(r.start is not None and r.end is not None and max(r.start, r.end) > count for r in seq.ranges):
-            raise SearchBad("message sequence number out of range")
+        # In SEARCH a sequence set is a criterion, not a reference to messages (RFC 9051 6.4.4): numbers above
+        # the message count match nothing ("1000" among 5 messages finds nothing, "3:1000" finds 3 to 5), and
+        # "1:*" in an empty mailbox finds nothing. (FETCH, STORE and COPY answer BAD for them, RFC 9051 9.)
         uids: list[int] = []
         for low, high in seq.resolve(count):
             uids.extend(self.uids_by_seq[low - 1 : high])

@@ -3,7 +3,8 @@
 What it implements (docs/decisions/0013-imap-session.md)
 - States (RFC 9051 section 3): not authenticated -> authenticated -> selected -> logout. A command in the
   wrong state is answered BAD; every parse error is answered BAD with the reader's reason (RFC 9051 section
-  7.1.5), never with a disconnect, until `MAX_ERRORS` of them (then BYE).
+  7.1.5). A BAD never ends a session: only `MAX_ERRORS` BAD replies in a row, with no command completing
+  (OK or NO) between them, do, announced with BYE (docs/decisions/0020).
 - Any state: CAPABILITY, NOOP, LOGOUT, ID (RFC 2971). Not authenticated: STARTTLS (section 6.2.1), LOGIN
   (6.2.3), AUTHENTICATE PLAIN/LOGIN with SASL-IR (6.2.2, RFC 4959), all through `auth.Authenticator`.
   Authenticated: ENABLE (RFC 5161: UTF8=ACCEPT, RFC 6855; IMAP4rev2 only when advertised), NAMESPACE, IDLE
@@ -75,12 +76,22 @@ NO_UID = 2**32
 
 #: Queued response octets are written once they reach this size.
 FLUSH_THRESHOLD = 256 * 1024
-#: Syntax errors after which the server says BYE (a client this confused is not an IMAP client).
+#: BAD replies in a row (no command completed between them) after which the server says BYE: a client
+#: this confused is not an IMAP client. Like Dovecot's "bad commands in a row"; a command that completes
+#: with OK or NO starts the count again, so a long session is never ended by BADs spread over it.
 MAX_ERRORS = 50
 #: APPEND messages are spooled in memory up to this size, then in a temporary file.
 SPOOL_MEMORY = 1024 * 1024
 #: Messages up to this size are parsed on the event loop (like SMTP); larger ones in a thread.
 PARSE_INLINE_LIMIT = 256 * 1024
+
+
+def _text(text: str, utf8: bool) -> str:
+    """Response text is ASCII unless the client enabled UTF-8 (RFC 9051 section 9 `text`, RFC 6855): text
+    that quotes client input (a parse error near 8-bit octets) is escaped, so a strict client can parse it."""
+    if utf8 or text.isascii():
+        return text
+    return text.encode("ascii", "backslashreplace").decode("ascii")
 
 
 class State(Enum):
@@ -128,6 +139,11 @@ class ImapSettings:
     #: Advertise IMAP4rev2 (RFC 9051) and act on ENABLE IMAP4rev2; clients that do not enable it keep the
     #: IMAP4rev1 behaviour (\\Recent, SEARCH responses, modified UTF-7 names).
     imap4rev2: bool = True
+    #: Mailboxes (and subscriptions) per account, and the longest and deepest mailbox name (octets of its
+    #: UTF-8 form, levels): CREATE / RENAME / SUBSCRIBE over them are NO [LIMIT] (docs/decisions/0021).
+    max_mailboxes: int = 1000
+    max_mailbox_name_length: int = 1024
+    max_mailbox_depth: int = 32
 
 
 _ANY_STATE = (State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED)
@@ -248,8 +264,9 @@ class ImapSession:
         self._out += b"* " + (text.encode() if isinstance(text, str) else text) + b"\r\n"
 
     def _tagged(self, tag: str, status: str, text: str, code: str | None = None) -> None:
+        self.errors = self.errors + 1 if status == "BAD" else 0  # a run of BADs (MAX_ERRORS)
         code_part = f"[{code}] " if code else ""
-        self._out += f"{tag} {status} {code_part}{text}\r\n".encode()
+        self._out += f"{tag} {status} {code_part}{_text(text, self.utf8)}\r\n".encode()
 
     async def flush(self) -> None:
         if self._out:
@@ -378,6 +395,10 @@ class ImapSession:
                 self.result = "closed by client"
                 return
             await self._event(event)
+            if self.errors >= MAX_ERRORS and self.state is not State.LOGOUT:
+                self.untagged("BYE Too many invalid commands")
+                self.result = "too many errors"
+                self.state = State.LOGOUT
             if len(self._out) >= FLUSH_THRESHOLD:
                 await self.flush()
         self.result = "LOGOUT"
@@ -403,11 +424,6 @@ class ImapSession:
         elif isinstance(event, p.ParseError):
             self._discard_append()
             self._reply(event.tag, "BAD", event.message)
-            self.errors += 1
-            if self.errors >= MAX_ERRORS:
-                self.untagged("BYE Too many invalid commands")
-                self.result = "too many errors"
-                self.state = State.LOGOUT
         elif isinstance(event, p.UnsupportedCharset):
             if event.save and self.state is State.SELECTED:
                 self.saved_result = []  # RFC 5182 2.1: a SEARCH ... SAVE answered NO empties `$`
@@ -417,8 +433,10 @@ class ImapSession:
 
     def _reply(self, tag: str | None, status: str, text: str, code: str | None = None) -> None:
         if tag is None:
+            if status == "BAD":
+                self.errors += 1
             code_part = f"[{code}] " if code else ""
-            self.untagged(f"{status} {code_part}{text}")
+            self.untagged(f"{status} {code_part}{_text(text, self.utf8)}")
         else:
             self._tagged(tag, status, text, code)
 
@@ -661,7 +679,10 @@ class ImapSession:
             return
         if view.dirty:
             new = await self.read_back(view)
-            if new and not self.rev2 and not view.read_only:
+            if new and not self.rev2 and view.read_only:
+                # RFC 3501 2.3.2: a read-only session sees \Recent without claiming it (for a later SELECT)
+                view.recent.update(new)
+            elif new and not self.rev2:
                 first_recent = await self.claim_recent(view.mailbox_id)
                 view.recent.update(uid for uid in new if uid >= first_recent)
         if allow_expunge:
@@ -767,6 +788,9 @@ class ImapSession:
         if event.index > 0 and pending is not None and pending.tag == event.tag:
             # MULTIAPPEND (RFC 3502): the next message of the same command, same mailbox.
             pending.messages.append(AppendSpool(event.message, self._new_spool(pending)))
+            return
+        if not event.mailbox.valid:
+            refuse("NO", "Mailbox does not exist (the name is not valid modified UTF-7)", "NONEXISTENT")
             return
         try:
             mailbox = await self.store.get_mailbox(self.account.id, event.mailbox.name)

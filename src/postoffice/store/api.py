@@ -66,6 +66,11 @@ class StoreFull(StoreError):
     SMTP answers 452 4.3.1, IMAP NO [OVERQUOTA]."""
 
 
+class LimitExceeded(StoreError):
+    """The change would take an account over a limit the caller set (mailboxes, subscriptions); the message
+    says which and may be shown to the account's user."""
+
+
 @dataclass(frozen=True)
 class Domain:
     id: int
@@ -419,22 +424,31 @@ class MailStore(abc.ABC):
         """INBOX is matched case-insensitively, other names exactly."""
 
     @abc.abstractmethod
-    async def create_mailbox(self, account_id: int, name: str, special_use: str | None = None) -> MailboxInfo:
+    async def create_mailbox(
+        self, account_id: int, name: str, special_use: str | None = None, *, max_mailboxes: int | None = None
+    ) -> MailboxInfo:
         """A new mailbox with a UIDVALIDITY never used before. AlreadyExists when the name (or the special
-        use) is taken. Names are paths with "/" as the hierarchy separator; a trailing "/" is dropped."""
+        use) is taken; LimitExceeded when the account has `max_mailboxes` already (checked in the same
+        transaction). Names are paths with "/" as the hierarchy separator; a trailing "/" is dropped."""
 
     @abc.abstractmethod
     async def delete_mailbox(self, account_id: int, name: str) -> None:
         """Remove the mailbox and its messages (not its children: "a/b" survives deleting "a"). Not INBOX."""
 
     @abc.abstractmethod
-    async def rename_mailbox(self, account_id: int, old_name: str, new_name: str) -> None:
+    async def rename_mailbox(
+        self, account_id: int, old_name: str, new_name: str, *, max_mailboxes: int | None = None
+    ) -> None:
         """Rename with every mailbox below it, keeping UIDVALIDITY. Renaming INBOX moves its messages to a new
-        mailbox and leaves INBOX empty (RFC 9051 section 6.3.6)."""
+        mailbox and leaves INBOX empty (RFC 9051 section 6.3.6); that new mailbox counts against
+        `max_mailboxes` (LimitExceeded)."""
 
     @abc.abstractmethod
-    async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
-        """Subscriptions are names; they may name mailboxes that do not exist."""
+    async def set_subscribed(
+        self, account_id: int, name: str, subscribed: bool, *, max_subscriptions: int | None = None
+    ) -> None:
+        """Subscriptions are names; they may name mailboxes that do not exist. A new subscription beyond
+        `max_subscriptions` is LimitExceeded."""
 
     @abc.abstractmethod
     async def list_subscriptions(self, account_id: int) -> list[str]: ...

@@ -68,6 +68,7 @@ from postoffice.store.api import (
     Domain,
     GeneratedMessage,
     ImapRendering,
+    LimitExceeded,
     LocalCopy,
     LoginGuardEntry,
     MailboxChanges,
@@ -883,6 +884,16 @@ class SqliteMailStore(MailStore):
         return int(row[0])
 
     @staticmethod
+    def _check_mailbox_count(conn: sqlite3.Connection, account_id: int, limit: int | None) -> None:
+        if limit is None:
+            return
+        (count,) = conn.execute(
+            "SELECT count(*) FROM mailboxes WHERE account_id = ?", (account_id,)
+        ).fetchone()
+        if count >= limit:
+            raise LimitExceeded(f"an account may have at most {limit} mailboxes")
+
+    @staticmethod
     def _create_mailbox(conn: sqlite3.Connection, account_id: int, name: str, special_use: str | None) -> int:
         uidvalidity = conn.execute(
             "UPDATE meta SET value = value + 1 WHERE key = 'next_uidvalidity' RETURNING value - 1"
@@ -1189,7 +1200,9 @@ class SqliteMailStore(MailStore):
 
         return await self._read(q)
 
-    async def create_mailbox(self, account_id: int, name: str, special_use: str | None = None) -> MailboxInfo:
+    async def create_mailbox(
+        self, account_id: int, name: str, special_use: str | None = None, *, max_mailboxes: int | None = None
+    ) -> MailboxInfo:
         name = _normalize_mailbox(name)
         if not name or name.startswith(HIERARCHY_SEPARATOR) or HIERARCHY_SEPARATOR * 2 in name:
             raise StoreError(f"not a valid mailbox name: {name!r}")
@@ -1208,6 +1221,7 @@ class SqliteMailStore(MailStore):
                 ).fetchone()
             ):
                 raise AlreadyExists(f"another mailbox has the special use {special_use}")
+            self._check_mailbox_count(conn, account_id, max_mailboxes)
             mailbox_id = self._create_mailbox(conn, account_id, name, special_use)
             events.append(ChangeEvent("mailbox", account_id, mailbox_id, extra={"created": name}))
             row = conn.execute(self._MAILBOX_SQL + " WHERE id = ?", (mailbox_id,)).fetchone()
@@ -1234,7 +1248,9 @@ class SqliteMailStore(MailStore):
 
         await self._write(tx)
 
-    async def rename_mailbox(self, account_id: int, old_name: str, new_name: str) -> None:
+    async def rename_mailbox(
+        self, account_id: int, old_name: str, new_name: str, *, max_mailboxes: int | None = None
+    ) -> None:
         old_name, new_name = (
             _normalize_mailbox(old_name),
             _normalize_mailbox(new_name).rstrip(HIERARCHY_SEPARATOR),
@@ -1258,6 +1274,7 @@ class SqliteMailStore(MailStore):
             if old_name == "INBOX":
                 # RFC 9051 section 6.3.6: the messages move to a new mailbox, INBOX stays (empty), and
                 # INBOX's inferiors are not renamed.
+                self._check_mailbox_count(conn, account_id, max_mailboxes)
                 target = self._create_mailbox(conn, account_id, new_name, None)
                 events.extend(self._move_all(conn, account_id, int(source[0]), target))
                 events.append(ChangeEvent("mailbox", account_id, target, extra={"created": new_name}))
@@ -1296,11 +1313,24 @@ class SqliteMailStore(MailStore):
         removed, modseq = self._delete_messages(conn, source_id, uids, tombstones=True)
         return [ChangeEvent("expunged", account_id, source_id, tuple(removed), modseq)] if removed else []
 
-    async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
+    async def set_subscribed(
+        self, account_id: int, name: str, subscribed: bool, *, max_subscriptions: int | None = None
+    ) -> None:
         name = _normalize_mailbox(name)
 
         def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> None:
             if subscribed:
+                if (
+                    max_subscriptions is not None
+                    and not conn.execute(
+                        "SELECT 1 FROM subscriptions WHERE account_id = ? AND name = ?", (account_id, name)
+                    ).fetchone()
+                ):
+                    (count,) = conn.execute(
+                        "SELECT count(*) FROM subscriptions WHERE account_id = ?", (account_id,)
+                    ).fetchone()
+                    if count >= max_subscriptions:
+                        raise LimitExceeded(f"an account may have at most {max_subscriptions} subscriptions")
                 conn.execute(
                     "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)", (account_id, name)
                 )

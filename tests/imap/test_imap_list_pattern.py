@@ -1,0 +1,181 @@
+"""LIST / LSUB pattern matching (RFC 9051 section 6.3.9): `ListPattern` against a definition-based reference,
+its cost on the inputs that used to freeze the server (a regex with ".*" per "*" backtracked: 50 "*" took
+32 s, `*a*a*a*a*a*ab` on a 150-character name minutes), the pattern length limit, and the same over a real
+IMAP connection (docs/decisions/0020).
+
+The wall-clock bounds are generous by orders of magnitude (the matcher takes milliseconds where the old one
+took seconds to minutes): they prove "not pathological", they do not measure speed."""
+
+from __future__ import annotations
+
+import functools
+import time
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from postoffice.imap.commands_mailbox import ListPattern
+from tests.imap.conftest import ImapServer, Raw
+
+SLOW = 1.0  # seconds: far above what a linear matcher needs, far below what the backtracking one took
+
+
+def reference(pattern: str, name: str) -> bool:
+    """RFC 9051 6.3.9 spelled out: "*" matches zero or more characters, "%" the same without "/"; the first
+    level of a name that is INBOX compares case-insensitively (the pattern's character may be the lower-case
+    form of the name's)."""
+    inbox = name[:5] == "INBOX" and name[5:6] in ("", "/")
+
+    @functools.cache
+    def match(i: int, j: int) -> bool:  # does pattern[i:] match name[j:]?
+        if i == len(pattern):
+            return j == len(name)
+        char = pattern[i]
+        if char == "*":
+            return match(i + 1, j) or (j < len(name) and match(i, j + 1))
+        if char == "%":
+            return match(i + 1, j) or (j < len(name) and name[j] != "/" and match(i, j + 1))
+        if j == len(name):
+            return False
+        same = char == name[j] or (inbox and j < 5 and char == name[j].lower())
+        return same and match(i + 1, j + 1)
+
+    return match(0, 0)
+
+
+def reference_ancestor(patterns: list[str], name: str) -> str | None:
+    parts = name.split("/")
+    for i in range(len(parts) - 1, 0, -1):
+        ancestor = "/".join(parts[:i])
+        if any(reference(p, ancestor) for p in patterns):
+            return ancestor
+    return None
+
+
+_PATTERN = st.text(alphabet="ab/*%iI", max_size=10)
+_NAME = st.builds(
+    lambda head, rest: head + rest,
+    st.sampled_from(["", "INBOX", "INBOX/", "inbox/", "INBOXa"]),
+    st.text(alphabet="ab/I", max_size=10),
+)
+
+
+@settings(max_examples=1000)
+@given(patterns=st.lists(_PATTERN, min_size=1, max_size=3), name=_NAME)
+@example(patterns=["%"], name="a/b")
+@example(patterns=["*"], name="/")
+@example(patterns=["**", "b"], name="a//")
+@example(patterns=["%*"], name="a/b/c")
+@example(patterns=["*"], name="a/b")
+@example(patterns=["a%*%b"], name="a/b")
+@example(patterns=["inbox"], name="INBOX")
+@example(patterns=["Inbox/%"], name="INBOX/a")
+@example(patterns=["inbox*"], name="INBOXa")  # not INBOX: exact
+@example(patterns=["a", "b"], name="b")
+@example(patterns=["a*", ""], name="")
+def test_list_pattern_agrees_with_the_reference(patterns: list[str], name: str) -> None:
+    pattern = ListPattern(patterns)
+    assert pattern.matches(name) == any(reference(p, name) for p in patterns)
+    assert pattern.deepest_ancestor(name) == reference_ancestor(patterns, name)
+
+
+def test_percent_stops_at_the_separator_and_inbox_is_case_insensitive() -> None:
+    assert ListPattern(["%"]).matches("Work") and not ListPattern(["%"]).matches("Work/Projects")
+    assert ListPattern(["*"]).matches("Work/Projects")
+    assert ListPattern(["Work/%"]).matches("Work/Projects")
+    assert ListPattern(["iNbOx/%"]).matches("INBOX/Sent")
+    assert not ListPattern(["inbox"]).matches("INBOXES")
+    assert ListPattern(["%"]).deepest_ancestor("a/b/c") == "a"
+    assert ListPattern(["a/%"]).deepest_ancestor("a/b/c") == "a/b"
+    assert ListPattern(["x/%"]).deepest_ancestor("a/b/c") is None
+
+
+def _timed(pattern: list[str], names: list[str]) -> tuple[float, list[bool]]:
+    started = time.perf_counter()
+    compiled = ListPattern(pattern)
+    results = [compiled.matches(name) for name in names]
+    return time.perf_counter() - started, results
+
+
+def test_the_inputs_that_froze_the_server_take_no_time() -> None:
+    """40 "*" took 7 s, 50 took 32 s; `*a*a*a*a*a*ab` against a 150-character name over two minutes."""
+    names = ["INBOX", "Sent", "Drafts", "Junk", "Trash", "Archive", "a" * 150, "a" * 149 + "b"]
+    for pattern, expected in (
+        ("*" * 40 + "x", [True] + [False] * 7),  # INBOX: "inbox" ends with "x"
+        ("*" * 50 + "x", [True] + [False] * 7),
+        ("*a*a*a*a*a*ab", [False] * 7 + [True]),
+        ("%a%a%a%a%a%ab", [False] * 7 + [True]),
+        ("*%" * 200 + "b", [False] * 7 + [True]),
+    ):
+        elapsed, results = _timed([pattern], names)
+        assert results == expected, pattern
+        assert elapsed < SLOW, (pattern, elapsed)
+
+
+def test_longest_patterns_against_a_full_account_stay_linear() -> None:
+    """The worst an account can hold within the default limits (1000 names of 1024 characters) against the
+    longest patterns a command may send (2048 characters): one pass per name, no backtracking."""
+    names = ["a" * 1023 + str(i % 10) for i in range(1000)]
+    for pattern in ("*a" * 1023 + "*b", "%a" * 1023 + "%b"):
+        elapsed, results = _timed([pattern], names)
+        assert results == [False] * 1000
+        assert elapsed < 20 * SLOW, elapsed  # about 0.3 s; the regex would not finish in a lifetime
+
+
+@settings(max_examples=200)
+@given(
+    pattern=st.text(alphabet="a*%/", min_size=1, max_size=60),
+    name=st.text(alphabet="a/b", max_size=300),
+)
+@example(pattern="*a*a*a*a*a*ab", name="a" * 300)
+@example(pattern="*" * 50 + "x", name="a" * 300)
+def test_every_match_call_is_fast(pattern: str, name: str) -> None:
+    started = time.perf_counter()
+    ListPattern([pattern]).matches(name)
+    ListPattern([pattern]).deepest_ancestor(name)
+    assert time.perf_counter() - started < SLOW
+
+
+# -- over a real connection -------------------------------------------------------------------------------
+
+
+def _timed_command(raw: Raw, tag: str, text: str) -> tuple[float, list[str]]:
+    started = time.perf_counter()
+    reply = raw.command(tag, text)
+    return time.perf_counter() - started, reply
+
+
+def test_list_with_fifty_stars_answers_at_once(imap_server: ImapServer) -> None:
+    raw = Raw(imap_server)
+    raw.login()
+    long_name = "a" * 150
+    assert raw.command("c1", f"CREATE {long_name}")[-1].startswith("c1 OK")
+    assert raw.command("c2", f"SUBSCRIBE {long_name}")[-1].startswith("c2 OK")
+    everything = ["INBOX", "Archive", "Drafts", "Junk", "Sent", "Trash", long_name]
+    for tag, command, listed in (
+        ("l1", 'LIST "" "' + "*" * 50 + 'x"', ["INBOX"]),  # INBOX is case-insensitive: "inbox"
+        ("l2", 'LIST "" "' + "*" * 50 + '"', everything),
+        ("l3", 'LIST "" "*a*a*a*a*a*ab"', []),
+        ("l4", 'LIST "" ("*a*a*a*a*a*ab" "%a%a%a%a%a%ab" "' + "*" * 50 + 'a")', [long_name]),
+        ("l5", 'LSUB "" "*a*a*a*a*a*ab"', []),
+        ("l6", 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "*a*a*a*a*a*ab"', []),
+    ):
+        elapsed, reply = _timed_command(raw, tag, command)
+        assert reply[-1].startswith(f"{tag} OK"), reply
+        assert elapsed < 5 * SLOW, (command, elapsed)
+        assert [line.rsplit(" ", 1)[-1].strip('"') for line in reply[:-1]] == listed, (command, reply)
+    raw.close()
+
+
+def test_list_patterns_over_the_limit_are_no_limit_and_the_session_goes_on(imap_server: ImapServer) -> None:
+    """The patterns of one command may have twice `max_mailbox_name_length` (1024) characters together."""
+    raw = Raw(imap_server)
+    raw.login()
+    assert raw.command("l1", 'LIST "" "' + "*" * 2048 + '"')[-1].startswith("l1 OK")
+    reply = raw.command("l2", 'LIST "" "' + "*" * 2049 + '"')
+    assert reply == ["l2 NO [LIMIT] The patterns of one command are limited to 2048 characters"]
+    reply = raw.command("l3", 'LIST "' + "a" * 1000 + '" ("' + "%" * 1000 + '" "x")')
+    assert reply[-1].startswith("l3 NO [LIMIT]")
+    assert raw.command("l4", 'LSUB "" "' + "%" * 2049 + '"')[-1].startswith("l4 NO [LIMIT]")
+    assert raw.command("n1", "NOOP")[-1] == "n1 OK NOOP completed"
+    raw.close()
