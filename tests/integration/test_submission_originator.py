@@ -301,7 +301,10 @@ def test_arbitrary_octets_in_originator_fields_get_well_formed_replies(
 ) -> None:
     conn = connections[1]
     try:
-        assert conn.command(b"MAIL FROM:<demo@example.test>") == 250
+        code = conn.command(b"MAIL FROM:<demo@example.test>")
+        if code == 421:  # the previous examples' refusals reached max_errors: a new connection
+            code = conn.command(b"MAIL FROM:<demo@example.test>")
+        assert code == 250
         assert conn.command(b"RCPT TO:<demo@example.test>") == 250
         header = b"".join(name + b":" + value + b"\r\n" for name, value in fields)
         assert conn.data(header + b"\r\n" + body) in (250, 553, 554)
