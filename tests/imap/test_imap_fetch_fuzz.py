@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import re
 import sysconfig
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from postoffice.imap.fetch import (
     binary_section,
     binary_size,
     bodystructure,
+    decode_base64,
     decode_quoted_printable,
     envelope,
     filter_header,
@@ -279,3 +281,18 @@ def test_quoted_printable_with_long_runs_of_blanks_is_linear(blank: bytes, after
     data = blank * (400_000 // len(blank)) + after
     decoded = bounded(CALL_BOUND, decode_quoted_printable, data)
     assert decoded == reference_quoted_printable(data)
+
+
+def test_base64_full_of_padding_is_decoded_in_linear_time_and_memory() -> None:
+    """Every "=" used to split the body into a Python object: 6 MB of "A=" made a list of three million."""
+    data = b"QUJD" + b"A=" * 3_000_000
+    tracemalloc.start()
+    try:
+        decoded = bounded(CALL_BOUND, decode_base64, data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert decoded.startswith(b"ABC")
+    assert peak < 4 * len(data)
+    # a few padded blocks are still decoded one by one
+    assert decode_base64(b"QQ==\r\nQkM=\r\nRA") == b"ABCD"
