@@ -404,10 +404,11 @@ def section_label(section: SectionSpec) -> bytes:
 # -- BINARY (RFC 3516) ---------------------------------------------------------------------------------------
 _B64_KEEP = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 _B64_DELETE = bytes(sorted(set(range(256)) - set(_B64_KEEP)))
-# Only at the start of a run of blanks, and possessive: a long run not at a line end is passed over once
-# (with a plain `[ \t]+` every position of the run would start a new attempt: quadratic).
-_QP_TRAILING_SPACE = re.compile(rb"(?<![ \t])[ \t]++(?=\r\n|\r|\n|\Z)")
-_QP_ESCAPE = re.compile(rb"=(?:[0-9A-Fa-f]{2}|\r\n|\r|\n|\Z)")
+# One pass: "=XX" (an octet), "=" before a line end or the end of the data, with transport padding between
+# (a soft line break), and blanks before a line end or the end (transport padding). Blanks only match at the
+# start of their run and possessively, so a long run not at a line end is passed over once (a plain
+# `[ \t]+(?=...)` retried it from every position: quadratic).
+_QP_TOKEN = re.compile(rb"=(?:[0-9A-Fa-f]{2}|[ \t]*+(?:\r\n|\r|\n|\Z))|(?<![ \t])[ \t]++(?=\r\n|\r|\n|\Z)")
 _QP_OCTETS = {
     b"=" + (a + b).encode("ascii"): bytes([int(a + b, 16)])
     for a in "0123456789ABCDEFabcdef"
@@ -448,9 +449,9 @@ def decode_quoted_printable(data: bytes) -> bytes:
     """Quoted-printable (RFC 2045 6.7): whitespace at the end of a line is transport padding and removed
     (rule 3); "=" at the end of a line is a soft line break; "=XX" (either case of hex digits) is an octet;
     an "=" not followed by two hex digits stays as it is. Line ends are kept as stored."""
-    # binascii.a2b_qp loses the rest of a line after "=" + bare CR, so the escapes are decoded here.
-    data = _QP_TRAILING_SPACE.sub(b"", data)
-    return _QP_ESCAPE.sub(lambda m: _QP_OCTETS.get(m.group(), b""), data)
+    # binascii.a2b_qp loses the rest of a line after "=" + bare CR, so the escapes are decoded here. One
+    # pass, so that removing padding cannot join a bare CR and a bare LF into one soft line break.
+    return _QP_TOKEN.sub(lambda m: _QP_OCTETS.get(m.group(), b""), data)
 
 
 def decode_transfer_encoding(data: bytes, encoding: str) -> bytes | None:
