@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import re
 
-from postoffice.message.addresses import parse_address_list
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from postoffice.message.addresses import address_text, parse_address_list
+from tests.support.bounds import CALL_BOUND, bounded
 
 END = [None, None, None, None]
 
@@ -82,3 +87,67 @@ def test_limit_keeps_group_markers_balanced() -> None:
         END,
     ]
     assert parse_address_list("a@x.example", limit=0) is None
+
+
+# -- address_text: the field as SEARCH reads its addresses (issue 9 item 13) -------------------------------
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("<user-from (comment)@ (comment) domain.org>", "<user-from@domain.org>"),
+        ("Folded <folded-user @example.org>", "Folded <folded-user@example.org>"),
+        ("(lead) carol(c) @ (d) example.com (trail)", "carol@example.com"),
+        ("team: a (x) @ b.example, c@d.example;", "team: a@b.example, c@d.example;"),
+        ('"Some  One" <some . one @ example (x) . net>', '"Some  One" <some.one@example.net>'),
+        ("John (Jr.) Doe <j@x>", "John Doe <j@x>"),
+        ("a(c)b@x", "a b@x"),  # words never join: a piece without space, "@" or "." stays as written
+        ("(nested (comment) here) x@y", "x@y"),
+        ('"unterminated', '"unterminated'),
+        ("", ""),
+    ],
+)
+def test_address_text_drops_comments_and_the_cfws_around_at_and_dot(value: str, expected: str) -> None:
+    assert address_text(value) == expected
+
+
+_TOKENS = st.sampled_from(
+    [
+        "a",
+        "bc",
+        "Ü",
+        "@",
+        ".",
+        " ",
+        "\t",
+        "(c)",
+        "(",
+        ")",
+        "\\",
+        '"',
+        '"q w"',
+        "[1.2]",
+        "<",
+        ">",
+        ",",
+        ":",
+        ";",
+    ]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_TOKENS, max_size=20).map("".join))
+def test_address_text_pieces_are_in_the_value(value: str) -> None:
+    """What the search index relies on: every piece of the result between spaces, "@" and "." is a
+    substring of the value, in order."""
+    text = bounded(CALL_BOUND, address_text, value)
+    position = 0
+    for piece in re.split(r"[ @.]+", text):
+        found = value.find(piece, position)
+        assert found >= 0, (value, text, piece)
+        position = found + len(piece)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.sampled_from(["(", "((((a)", "a (b) @ (c) d . ", '"\\', "\\(", "<a@b>, ", "x" * 999 + " "]))
+def test_address_text_is_linear_on_long_fields(unit: str) -> None:
+    bounded(CALL_BOUND, address_text, unit * (250_000 // len(unit)))

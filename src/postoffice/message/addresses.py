@@ -16,6 +16,10 @@ Output, per RFC 3501 7.4.2: each address is [name, adl, mailbox, host].
   An unterminated group is closed at the end of the field.
 - Lenient repairs: a missing "," between "a <x@y> b <z@w>" splits after ">"; words before a bare addr-spec
   ("John Doe john@x") become its display name; ";" outside a group acts as ",".
+
+`address_text` is the other view of a field, for SEARCH FROM/TO/CC/BCC: the field with comments removed
+and the CFWS around "@" and "." gone (RFC 5322 3.2.2 and 3.4.1 allow CFWS between the tokens of an
+addr-spec): `<user (c)@ (c) example.org>` reads `<user@example.org>`.
 """
 
 from __future__ import annotations
@@ -220,3 +224,29 @@ def parse_address_list(value: str, limit: int = 1000) -> list[Address] | None:
         _flush_plain(current, builder)
     builder.close_group()
     return builder.out or None
+
+
+#: Tokens that an address joins without space: CFWS around them is not part of the address (RFC 5322 3.4.1).
+_TIGHT = frozenset({"@", "."})
+
+
+def address_text(value: str) -> str:
+    """An address field as its addresses read without comments and folding: the tokens of `value` (unfolded)
+    in order, comments left out, joined by one space where the source had whitespace or a comment between
+    them, and by nothing around "@" and "." (and where the source had nothing).
+
+    So a substring of the result that has no space, "@" or "." is a substring of `value` too: the search
+    index can look for the pieces of a needle in the stored header text. Linear; never raises."""
+    out: list[str] = []
+    gap = False
+    previous = ""
+    for tok in _tokenize(value):
+        if tok.kind == "comment":
+            gap = True
+            continue
+        if out and (gap or tok.space_before) and tok.kind not in _TIGHT and previous not in _TIGHT:
+            out.append(" ")
+        out.append(tok.raw)
+        previous = tok.kind
+        gap = False
+    return "".join(out)
