@@ -695,3 +695,14 @@ def test_address_patterns_never_exclude_a_match(value: str, data: st.DataObject)
     finally:
         conn.close()
     assert like == (1, 1), (value, needle, candidates, full)
+
+
+def test_many_uid_terms_are_merged_into_one(box: Mailbox) -> None:
+    """And/Or of thousands of UID sets (what a long SEARCH line of sequence sets gives) costs one term."""
+    many_and = And(tuple(UidIn(((1, 30 - i % 7),)) for i in range(10_000)))
+    assert bounded(CALL_BOUND, box.search, many_and) == box.expected(many_and)
+    chain: Criteria = UidIn(((1, 1),))
+    for i in range(2, 40):
+        chain = Or(UidIn(((i, i),)), chain)
+    assert bounded(CALL_BOUND, box.search, chain) == box.expected(chain)
+    assert check(box, And((UidIn(((1, 5),)), UidIn(((7, 9),)), HasFlag("\\Seen")))) == []

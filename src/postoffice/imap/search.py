@@ -185,10 +185,13 @@ class _Translator:
         # is not ("10:*" among 5 messages is 5:10, RFC 9051 9), so "1:*" in an empty mailbox finds nothing.
         if any(r.start is not None and r.end is not None and max(r.start, r.end) > count for r in seq.ranges):
             raise SearchBad("message sequence number out of range")
-        uids: list[int] = []
-        for low, high in seq.resolve(count):
-            uids.extend(self.uids_by_seq[low - 1 : high])
-        return UidIn.of(uids)
+        # Each range of sequence numbers is the range of UIDs from its first message to its last: the store
+        # has no other message between them (UIDs only grow, and later messages have larger ones), and the
+        # result is restricted to the view anyway (`result_numbers`). O(ranges), not O(messages): a line of
+        # 2,000 "1:*" keys on 100,000 messages listed 200 million UIDs on the event loop (25 s).
+        by_seq = self.uids_by_seq
+        ranges = [(max(low, 1), min(high, count)) for low, high in seq.resolve(count)]
+        return UidIn(tuple((by_seq[low - 1], by_seq[high - 1]) for low, high in ranges if low <= high))
 
     def uid(self, seq: SequenceSet) -> Criteria:
         if seq.saved:
