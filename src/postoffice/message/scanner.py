@@ -31,9 +31,9 @@ CHUNK_SIZE = 64 * 1024
 MAX_FRAGMENT = 64 * 1024
 
 _EOL = re.compile(rb"[\r\n]")
-# A complete line of at most MAX_FRAGMENT bytes: content (group 1) and terminator. Bounded, so a long line
-# fails after MAX_FRAGMENT bytes instead of being scanned to its end from every position.
-_BUFFERED_LINE = re.compile(rb"([^\r\n]{0,%d})(?:\r\n|\r|\n)" % MAX_FRAGMENT)
+# A complete line shorter than MAX_FRAGMENT bytes (a longer one is handed out in fragments, by `peek`):
+# content (group 1) and terminator. Bounded, so a long line fails after MAX_FRAGMENT bytes.
+_BUFFERED_LINE = re.compile(rb"([^\r\n]{0,%d})(?:\r\n|\r|\n)" % (MAX_FRAGMENT - 1))
 
 
 class LinePattern:
