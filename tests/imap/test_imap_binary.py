@@ -76,19 +76,83 @@ def test_append_literal8_keeps_binary_octets(imap_server: ImapServer) -> None:
     raw.close()
 
 
-def test_binary_of_a_text_part_has_crlf_line_ends_and_a_matching_size(imap_server: ImapServer) -> None:
-    """RFC 9051 7.5.2: textual sections go with CRLF, also when the decoded text had bare LF or CR."""
-    body = base64.encodebytes(b"line1\nline2\rline3\r\n").replace(b"\n", b"\r\n")
-    imap_server.deliver(
-        DEMO,
-        b"From: a@remote.test\r\nSubject: lf\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n"
-        b"Content-Transfer-Encoding: base64\r\n\r\n" + body,
+#: 30 octets with a bare LF, a bare CR and a CRLF in the middle (the outside tester's case: BINARY.SIZE 32)
+TEXT = b"first line\nsecond\rthird\r\nend!!"
+assert len(TEXT) == 30
+
+
+def _odd_lines(data: bytes, width: int = 10) -> bytes:
+    """Base64 in lines of `width` characters (not a multiple of 4), CRLF after each."""
+    encoded = base64.b64encode(data)
+    return b"".join(encoded[i : i + width] + b"\r\n" for i in range(0, len(encoded), width))
+
+
+def _text_parts(filler: bytes = b"") -> bytes:
+    """Part 1: text/plain in base64 with odd line lengths; part 2: the same text in quoted-printable with a
+    soft line break and escaped line ends; part 3 (optional): a large filler."""
+    qp = b"first line=0Asecond=0Dthird=\r\n=0D=0Aend!!"
+    out = (
+        b"From: a@remote.test\r\nSubject: text\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + _odd_lines(TEXT)
+        + b"--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        + qp
+        + b"\r\n"
     )
+    if filler:
+        out += b"--b\r\nContent-Type: application/octet-stream\r\n\r\n" + filler + b"\r\n"
+    return out + b"--b--\r\n"
+
+
+def _check_decoded_text(imap_server: ImapServer) -> None:
     raw = Raw(imap_server)
     raw.login()
     raw.command("s", "SELECT INBOX")
-    raw.send(b"f FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[1])\r\n")
+    for part in (1, 2):
+        raw.send(
+            b"f FETCH 1 (BINARY.SIZE[%d] BINARY.PEEK[%d] BINARY.PEEK[%d]<5.14>)\r\n" % (part, part, part)
+        )
+        data = _read_response(raw, "f")
+        # the decoded octets exactly, as a literal (a quoted string cannot hold CR or LF, RFC 9051 4.3)
+        assert b"BINARY.SIZE[%d] 30 " % part in data
+        assert b"BINARY[%d] {30}\r\n" % part + TEXT + b" " in data
+        assert b"BINARY[%d]<5> {14}\r\n" % part + TEXT[5:19] + b")" in data
+    raw.close()
+
+
+def test_binary_of_a_base64_text_part_with_odd_lines_is_the_decoded_octets(imap_server: ImapServer) -> None:
+    """A text part decoded from base64 (lines not a multiple of 4 characters) or quoted-printable is sent
+    as decoded: no line end is added or rewritten, and BINARY.SIZE and partial ranges agree with it."""
+    imap_server.deliver(DEMO, _text_parts())
+    _check_decoded_text(imap_server)
+
+
+def test_binary_of_a_large_message_is_the_decoded_octets_too(imap_server: ImapServer) -> None:
+    """The same parts in a message over STREAM_OCTETS, whose sections are read by range from the store."""
+    from postoffice.imap import commands_message
+
+    data = _text_parts(filler=(b"y" * 78 + b"\r\n") * (commands_message.STREAM_OCTETS // 80 + 10))
+    assert len(data) > commands_message.STREAM_OCTETS
+    imap_server.deliver(DEMO, data)
+    _check_decoded_text(imap_server)
+
+
+def test_binary_with_nul_is_a_literal8_and_without_nul_a_plain_literal(imap_server: ImapServer) -> None:
+    """RFC 3516 4.2 / RFC 9051 4.3: NUL needs a literal8 (~{n}); CR and LF need a literal (never quoted)."""
+    body = b"From: a@remote.test\r\nSubject: nul\r\nMIME-Version: 1.0\r\n"
+    body += b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+    for payload in (b"a\x00b", b"\r", b"\n", b"ok"):
+        body += b"--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        body += base64.b64encode(payload) + b"\r\n"
+    imap_server.deliver(DEMO, body + b"--b--\r\n")
+    raw = Raw(imap_server)
+    raw.login()
+    raw.command("s", "SELECT INBOX")
+    raw.send(b"f FETCH 1 (BINARY.PEEK[1] BINARY.PEEK[2] BINARY.PEEK[3] BINARY.PEEK[4])\r\n")
     data = _read_response(raw, "f")
-    assert b"BINARY[1] {21}\r\nline1\r\nline2\r\nline3\r\n" in data
-    assert b"BINARY.SIZE[1] 21" in data
+    assert b"BINARY[1] ~{3}\r\na\x00b " in data
+    assert b"BINARY[2] {1}\r\n\r " in data
+    assert b"BINARY[3] {1}\r\n\n " in data
+    assert b"BINARY[4] {2}\r\nok)" in data
     raw.close()

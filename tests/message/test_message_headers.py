@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-import pytest
+import email.utils
+import re
 
-from postoffice.message import unfold
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from postoffice.message import headers, unfold
 from postoffice.message.headers import (
     decode_charset,
     decode_words,
     iter_fields,
     lookup_charset,
     parse_params,
+    unquote_pairs,
 )
+from tests.support.bounds import CALL_BOUND, bounded
 
 
 @pytest.mark.parametrize(
@@ -120,3 +127,77 @@ def test_decode_charset_falls_back_to_utf8_then_latin1() -> None:
     assert decode_charset(b"\xe9", "us-ascii") == "é"
     assert decode_charset(b"\xe9", "utf-8") == "\ufffd"
     assert decode_charset(b"\x82\xa0", "shift_jis") == "あ"
+
+
+# -- the fast paths agree with the stdlib and with the straightforward versions (issue 9 item 1) -------------
+# as `_ENCODED_WORD` captures it: anything but "?"
+_WORD_TEXT = st.text(alphabet="aZ09+/=_ \t\x00é€\n\x0b\u2028-.", max_size=12)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.sampled_from(["utf-8", "iso-8859-1", "x-unknown", ""]), st.sampled_from("qQbB"), _WORD_TEXT)
+def test_encoded_word_decoding_agrees_with_the_stdlib(charset: str, encoding: str, text: str) -> None:
+    """`_decode_word` does what `email.header.decode_header` does for one word, without its overhead."""
+    assert headers._decode_word(charset, encoding, text) == headers._decode_word_stdlib(
+        charset, encoding, text
+    )
+
+
+_QUOTED_PAIR = re.compile(r"\\(.)", re.S)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet='ab\\"\uffff\ufffe\U0010ffff\n', max_size=16))
+def test_unquote_pairs_agrees_with_the_regular_expression(text: str) -> None:
+    assert unquote_pairs(text) == _QUOTED_PAIR.sub(r"\1", text)
+
+
+def reference_parse_params(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """`parse_params` always through `email.utils.decode_params` (the implementation before its fast path)."""
+    text = unfold(text)[: headers.MAX_PARAM_VALUE]
+    main, _, rest = text.partition(";")
+    raw = [(name, '"' + email.utils.quote(value) + '"') for name, value in headers._split_params(rest)]
+    if not raw:
+        return main, []
+    try:
+        decoded = email.utils.decode_params([(main, ""), *raw])[1:]
+    except Exception:
+        decoded = [(name, value) for name, value in raw if "*" not in name]
+    params: list[tuple[str, str]] = []
+    for name, value in decoded:
+        if isinstance(value, tuple):
+            charset, _language, text_value = value
+            text_value = headers._unquote(text_value)
+            marked = name if name in ("charset", "boundary") else name + "*"
+            try:
+                data = text_value.encode("latin-1")
+            except UnicodeEncodeError:
+                params.append((marked, headers.clean_text(text_value)))
+                continue
+            params.append((marked, headers.decode_charset(data, charset)))
+        else:
+            params.append((name, headers.clean_text(headers._unquote(value))))
+    order: dict[str, int] = {}
+    for index, (name, _value) in enumerate(raw):
+        order.setdefault(name.split("*", 1)[0], index)
+    params.sort(key=lambda p: order.get(p[0].removesuffix("*"), len(order)))
+    return main, params
+
+
+_PARAM_PIECES = st.sampled_from(
+    ["text/plain", ";", " ", "a", "b", "=", '"', "\\", "x y", "a*", "*0", "*1*", "utf-8''", "%41", "<", ">"]
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(_PARAM_PIECES, max_size=14).map("".join))
+def test_parse_params_agrees_with_the_reference(text: str) -> None:
+    assert parse_params(text) == reference_parse_params(text)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.sampled_from(["=?utf-8?q?a?= ", "=?utf-8?b?w6k=?=", "=?x?q?=41=42?=", "=?", "\\\\\\"]))
+def test_decode_words_and_unquoting_are_linear(unit: str) -> None:
+    value = unit * (1_000_000 // len(unit))
+    bounded(CALL_BOUND, decode_words, value)
+    bounded(CALL_BOUND, unquote_pairs, value)

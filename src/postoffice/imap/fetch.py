@@ -36,13 +36,16 @@ Implementation notes
 - BINARY (RFC 3516, RFC 9051 6.4.5): identity encodings (7BIT, 8BIT, BINARY) give the bytes as stored;
   BASE64 and QUOTED-PRINTABLE are decoded leniently (`decode_base64`, `decode_quoted_printable`); any other
   encoding gives None, for the server's NO [UNKNOWN-CTE]. A multipart part is never decoded (RFC 2045 6.4
-  allows it only identity encodings). The decoded part is built in memory (about three times its size at the
-  peak for base64).
+  allows it only identity encodings). The decoded octets are sent as they are, for text/* parts too: no line
+  end is added or rewritten, so BINARY.SIZE is the decoded length and partial ranges count decoded octets
+  (docs/decisions/0022-binary-is-the-decoded-octets.md). The decoded part is built in memory (about three
+  times its size at the peak for base64).
 """
 
 from __future__ import annotations
 
 import binascii
+import functools
 import re
 import urllib.parse
 from collections.abc import Callable, Iterable
@@ -274,9 +277,23 @@ def locate_section(parsed: ParsedMessage, section: SectionSpec) -> SectionLocati
 
 
 # RFC 5322 2.2 field name (printable US-ASCII but ":"), with the obsolete WSP before ":" (RFC 5322 4.5).
-_FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
-_LINES = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
-_BLANK = frozenset({b"\r\n", b"\n", b"\r"})
+_NAME_CHARS = rb"[\x21-\x39\x3b-\x7e]"
+_VALID_NAME = re.compile(_NAME_CHARS + rb"+")
+# The rest of a field after its name: its line and every continuation line (RFC 5322 2.2.3), with the line
+# end of the last one. Every repetition starts at a line end, so matching is linear (no backtracking).
+_FIELD_REST = rb"[ \t]*:[^\r\n]*(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*(?:\r\n|\r|\n)?"
+# Any field at a line start (a position after CR or LF, or the start); group 1 is its name. A position
+# between the CR and LF of a CRLF is followed by LF, which no name starts with.
+_ANY_FIELD = re.compile(rb"(?<![^\r\n])(" + _NAME_CHARS + rb"+)" + _FIELD_REST)
+#: HEADER.FIELDS with up to this many names looks for those fields only (a pattern per name set, cached);
+#: more names, and HEADER.FIELDS.NOT, visit every field.
+_MAX_PATTERN_NAMES = 32
+
+
+@functools.lru_cache(maxsize=128)
+def _named_fields(names: frozenset[bytes]) -> re.Pattern[bytes]:
+    alternatives = b"|".join(re.escape(name) for name in sorted(names))
+    return re.compile(rb"(?<![^\r\n])(?:" + alternatives + rb")" + _FIELD_REST, re.IGNORECASE)
 
 
 def filter_header(block: bytes, names: frozenset[bytes], *, exclude: bool, body_follows: bool) -> bytes:
@@ -284,20 +301,24 @@ def filter_header(block: bytes, names: frozenset[bytes], *, exclude: bool, body_
 
     `names` are lowercased field names. Lines that are neither fields nor continuations are left out, and so
     are continuations after them (as the parser ignores them). The last kept line gets a CRLF if it had no
-    line end. The block's ending empty line is appended, or CRLF if there was none but `body_follows`."""
-    lines = _LINES.findall(block)
-    blank = lines.pop() if lines and lines[-1] in _BLANK else b""
-    out: list[bytes] = []
-    keep = False
-    for line in lines:
-        if line[:1] in (b" ", b"\t"):
-            if keep:
-                out.append(line)
-            continue
-        m = _FIELD_NAME.match(line)
-        keep = m is not None and (m.group(1).lower() in names) != exclude
-        if keep:
-            out.append(line)
+    line end. The block's ending empty line is appended, or CRLF if there was none but `body_follows`.
+
+    The fields are found by regular expressions over the whole block (linear, in C): a header of millions
+    of lines costs no Python work per line that is not sent."""
+    blank = b""
+    for end in (b"\r\n", b"\n", b"\r"):
+        if block.endswith(end):
+            # the ending empty line: a line end that follows another line end (or stands alone)
+            if len(block) == len(end) or block[-len(end) - 1] in b"\r\n":
+                blank = end
+            break
+    body = block[: len(block) - len(blank)]
+    valid = frozenset(name for name in names if _VALID_NAME.fullmatch(name))
+    out: list[bytes]
+    if not exclude and len(valid) <= _MAX_PATTERN_NAMES:
+        out = _named_fields(valid).findall(body) if valid else []
+    else:
+        out = [m.group() for m in _ANY_FIELD.finditer(body) if (m.group(1).lower() in valid) != exclude]
     if out and not out[-1].endswith((b"\n", b"\r")):
         out[-1] += b"\r\n"
     if blank:
@@ -383,8 +404,11 @@ def section_label(section: SectionSpec) -> bytes:
 # -- BINARY (RFC 3516) ---------------------------------------------------------------------------------------
 _B64_KEEP = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 _B64_DELETE = bytes(sorted(set(range(256)) - set(_B64_KEEP)))
-_QP_TRAILING_SPACE = re.compile(rb"[ \t]+(?=\r\n|\r|\n|\Z)")
-_QP_ESCAPE = re.compile(rb"=(?:[0-9A-Fa-f]{2}|\r\n|\r|\n|\Z)")
+# One pass: "=XX" (an octet), "=" before a line end or the end of the data, with transport padding between
+# (a soft line break), and blanks before a line end or the end (transport padding). Blanks only match at the
+# start of their run and possessively, so a long run not at a line end is passed over once (a plain
+# `[ \t]+(?=...)` retried it from every position: quadratic).
+_QP_TOKEN = re.compile(rb"=(?:[0-9A-Fa-f]{2}|[ \t]*+(?:\r\n|\r|\n|\Z))|(?<![ \t])[ \t]++(?=\r\n|\r|\n|\Z)")
 _QP_OCTETS = {
     b"=" + (a + b).encode("ascii"): bytes([int(a + b, 16)])
     for a in "0123456789ABCDEFabcdef"
@@ -392,14 +416,25 @@ _QP_OCTETS = {
 }
 
 
+#: More "=" than this in a base64 body (junk, or thousands of padded blocks) and padding is ignored: the
+#: characters are decoded as one stream, in C. Fewer, and each padded block is decoded on its own.
+MAX_PADDED_BLOCKS = 256
+
+
 def decode_base64(data: bytes) -> bytes:
     """Lenient base64 (RFC 2045 6.8): characters outside the alphabet are skipped (line breaks, spaces and
-    garbage alike, as RFC 2045 6.8 tells decoders to ignore them); "=" ends a 4-character group, and decoding
-    continues after it (concatenated padded blocks); a final group of 2 or 3 characters gives 1 or 2 bytes,
-    a lone final character is dropped."""
+    garbage alike, as RFC 2045 6.8 tells decoders to ignore them), so encoded lines of any length join up;
+    "=" ends a 4-character group, and decoding continues after it (concatenated padded blocks); a final
+    group of 2 or 3 characters gives 1 or 2 bytes, a lone final character is dropped. A body with more than
+    MAX_PADDED_BLOCKS "=" is decoded with every "=" skipped too (time and memory stay linear: splitting at
+    every "=" of a megabyte of "A=" took 44 ms and a list of half a million objects)."""
     cleaned = data.translate(None, _B64_DELETE)
+    if cleaned.count(b"=") > MAX_PADDED_BLOCKS:
+        segments = [cleaned.replace(b"=", b"")]
+    else:
+        segments = cleaned.split(b"=")
     out: list[bytes] = []
-    for segment in cleaned.split(b"="):
+    for segment in segments:
         rest = len(segment) % 4
         if rest == 1:
             segment = segment[:-1]
@@ -414,9 +449,9 @@ def decode_quoted_printable(data: bytes) -> bytes:
     """Quoted-printable (RFC 2045 6.7): whitespace at the end of a line is transport padding and removed
     (rule 3); "=" at the end of a line is a soft line break; "=XX" (either case of hex digits) is an octet;
     an "=" not followed by two hex digits stays as it is. Line ends are kept as stored."""
-    # binascii.a2b_qp loses the rest of a line after "=" + bare CR, so the escapes are decoded here.
-    data = _QP_TRAILING_SPACE.sub(b"", data)
-    return _QP_ESCAPE.sub(lambda m: _QP_OCTETS.get(m.group(), b""), data)
+    # binascii.a2b_qp loses the rest of a line after "=" + bare CR, so the escapes are decoded here. One
+    # pass, so that removing padding cannot join a bare CR and a bare LF into one soft line break.
+    return _QP_TOKEN.sub(lambda m: _QP_OCTETS.get(m.group(), b""), data)
 
 
 def decode_transfer_encoding(data: bytes, encoding: str) -> bytes | None:
@@ -429,9 +464,6 @@ def decode_transfer_encoding(data: bytes, encoding: str) -> bytes | None:
     if name == "QUOTED-PRINTABLE":
         return decode_quoted_printable(data)
     return None
-
-
-_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 def _binary_encoding(part: BodyPart) -> str:
@@ -458,12 +490,9 @@ def binary_section(
     if encoding.strip().upper() in _IDENTITY:
         return _read_range(read, *_span(found.body_start, found.body_end), partial)
     decoded = decode_transfer_encoding(read(*_length(found)), encoding)
-    if decoded is None:
-        return None
-    if found.type == "text":
-        # RFC 9051 7.5.2: textual sections always go with CRLF line ends, also when decoding gave bare ones
-        decoded = _LINE_END.sub(b"\r\n", decoded)
-    return apply_partial(decoded, partial)
+    # The decoded octets exactly, whatever the media type (docs/decisions/0022): a base64 or quoted-printable
+    # body is what the sender encoded, not a storage representation whose line ends could be rewritten.
+    return None if decoded is None else apply_partial(decoded, partial)
 
 
 def _length(part: BodyPart) -> tuple[int, int]:

@@ -68,7 +68,8 @@ Implementation notes
 - Limits: `max_line` bounds the whole command except APPEND message literals (its lines and its small
   literals together; RFC 9051 section 4 asks for at least 8192 octets per line); a message literal may have
   up to `max_literal` octets; with literal_plus=False (LITERAL-, RFC 7888 section 4) a non-synchronizing
-  literal may have up to LITERAL_MINUS_LIMIT octets; lists, NOT and OR nest at most MAX_NESTING deep.
+  literal may have up to LITERAL_MINUS_LIMIT octets; lists, NOT and OR nest at most MAX_NESTING deep; a
+  SEARCH has at most MAX_SEARCH_KEYS keys.
 - Lines end with CRLF; a bare LF is accepted as well (lenient, like the SMTP core, docs/decisions/0004). A CR,
   NUL or other control character inside a line is a syntax error, never a line end. Empty lines between
   commands are ignored.
@@ -129,6 +130,7 @@ __all__ = [
     "APPEND_CHUNK_SIZE",
     "LITERAL_MINUS_LIMIT",
     "MAX_NESTING",
+    "MAX_SEARCH_KEYS",
     "SEARCH_CHARSETS",
     "Append",
     "AppendData",
@@ -209,6 +211,10 @@ LITERAL_MINUS_LIMIT = 4096
 
 MAX_NESTING = 64
 """Deepest nesting of parenthesised lists, NOT and OR in one command."""
+
+MAX_SEARCH_KEYS = 512
+"""Most search keys in one SEARCH (every key counts, NOT, OR and parenthesised lists too). Each is work for
+every message searched; a 64 KiB line holds 30,000 of them, which took seconds to evaluate."""
 
 SEARCH_CHARSETS = ("UTF-8", "US-ASCII")
 """The charsets SEARCH accepts; others give UnsupportedCharset (NO [BADCHARSET (UTF-8 US-ASCII)])."""
@@ -952,11 +958,12 @@ class _Scanner:
     """Cursor over a framed command: `segments[i]` is line text, `literals[i]` the literal that follows it
     (None for a streamed APPEND message). A literal marker is only valid at the very end of a segment."""
 
-    __slots__ = ("i", "literals", "pos", "segments", "utf8")
+    __slots__ = ("i", "keys", "literals", "pos", "segments", "utf8")
 
     def __init__(
         self, segments: list[bytes], literals: list[bytes | None], utf8: bool, i: int = 0, pos: int = 0
     ) -> None:
+        self.keys = 0  # search keys read so far (MAX_SEARCH_KEYS)
         self.segments = segments
         self.literals = literals
         self.utf8 = utf8
@@ -1379,6 +1386,9 @@ _SEARCH_KEYS_WITH_ARGUMENTS = (
 def _search_key(sc: _Scanner, depth: int) -> SearchKey:
     if depth > MAX_NESTING:
         raise _Syntax("search keys nested too deeply")
+    sc.keys += 1
+    if sc.keys > MAX_SEARCH_KEYS:
+        raise _Syntax(f"too many search keys (at most {MAX_SEARCH_KEYS})")
     c = sc.peek()
     if c == 0x28:  # (
         sc.pos += 1

@@ -184,10 +184,13 @@ class _Translator:
         # In SEARCH a sequence set is a criterion, not a reference to messages (RFC 9051 6.4.4): numbers above
         # the message count match nothing ("1000" among 5 messages finds nothing, "3:1000" finds 3 to 5), and
         # "1:*" in an empty mailbox finds nothing. (FETCH, STORE and COPY answer BAD for them, RFC 9051 9.)
-        uids: list[int] = []
-        for low, high in seq.resolve(count):
-            uids.extend(self.uids_by_seq[low - 1 : high])
-        return UidIn.of(uids)
+        # Each range of sequence numbers is the range of UIDs from its first message to its last: the store
+        # has no other message between them (UIDs only grow, and later messages have larger ones), and the
+        # result is restricted to the view anyway (`result_numbers`). O(ranges), not O(messages): a line of
+        # 2,000 "1:*" keys on 100,000 messages listed 200 million UIDs on the event loop (25 s).
+        by_seq = self.uids_by_seq
+        ranges = [(max(low, 1), min(high, count)) for low, high in seq.resolve(count)]
+        return UidIn(tuple((by_seq[low - 1], by_seq[high - 1]) for low, high in ranges if low <= high))
 
     def uid(self, seq: SequenceSet) -> Criteria:
         if seq.saved:

@@ -36,9 +36,11 @@ Invariants every change must keep (tested for every parsed message, including fu
 from postoffice.message.headers import unfold
 from postoffice.message.model import BodyPart, ParsedMessage
 from postoffice.message.parser import (
+    MAX_ADDRESS_TOKENS,
     MAX_ADDRESSES,
     MAX_DEPTH,
     MAX_HEADER_BYTES,
+    MAX_HEADER_LINES,
     MAX_PARTS,
     MAX_SEARCH_HEADERS,
     MAX_SEARCH_TEXT,
@@ -48,8 +50,10 @@ from postoffice.message.parser import (
 
 __all__ = [
     "MAX_ADDRESSES",
+    "MAX_ADDRESS_TOKENS",
     "MAX_DEPTH",
     "MAX_HEADER_BYTES",
+    "MAX_HEADER_LINES",
     "MAX_PARTS",
     "MAX_SEARCH_HEADERS",
     "MAX_SEARCH_TEXT",

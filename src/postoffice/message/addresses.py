@@ -16,6 +16,10 @@ Output, per RFC 3501 7.4.2: each address is [name, adl, mailbox, host].
   An unterminated group is closed at the end of the field.
 - Lenient repairs: a missing "," between "a <x@y> b <z@w>" splits after ">"; words before a bare addr-spec
   ("John Doe john@x") become its display name; ";" outside a group acts as ",".
+
+`address_text` is the other view of a field, for SEARCH FROM/TO/CC/BCC: the field with comments removed
+and the CFWS around "@" and "." gone (RFC 5322 3.2.2 and 3.4.1 allow CFWS between the tokens of an
+addr-spec): `<user (c)@ (c) example.org>` reads `<user@example.org>`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from postoffice.message.headers import unquote_pairs
 
 Address = list[str | None]
 
@@ -48,34 +54,56 @@ _TOKEN = re.compile(
     """,
     re.X | re.S,
 )
-_COMMENT_PIECE = re.compile(r"[^()\\]+|\\.?|[()]", re.S)
-_QUOTED_PAIR = re.compile(r"\\(.)", re.S)
+# Comment text, an escaped character, a run of "(" or a run of ")": a run is one step however long it is.
+_COMMENT_PIECE = re.compile(r"[^()\\]+|\\.?|\(+|\)+", re.S)
 
 
-def _comment(value: str, i: int) -> tuple[str, int]:
-    """The text of the (nested) comment opening at value[i], and the index after it."""
+class TokenBudget:
+    """Tokens (and pieces of comments) that `parse_address_list` calls sharing this object may still read:
+    a per-message cap on the Python work of address parsing."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+
+def _comment(value: str, i: int, budget: TokenBudget | None) -> tuple[str, int]:
+    """The text of the (nested) comment opening at value[i], and the index after it. A comment that the
+    budget does not cover runs to the end of the value."""
     depth = 0
     pieces: list[str] = []
     for m in _COMMENT_PIECE.finditer(value, i):
+        if budget is not None:
+            budget.left -= 1
+            if budget.left < 0:
+                break
         piece = m.group()
-        if piece == "(":
-            depth += 1
-            if depth == 1:
-                continue
-        elif piece == ")":
-            depth -= 1
+        if piece[0] == "(":
             if depth == 0:
-                return "".join(pieces).strip(), m.end()
+                piece = piece[1:]  # the opening parenthesis is not text; nested ones are
+            depth += len(m.group())
+        elif piece[0] == ")":
+            if len(piece) >= depth:
+                pieces.append(piece[: depth - 1])
+                return "".join(pieces).strip(), m.start() + depth
+            depth -= len(piece)
         elif piece[0] == "\\":
             piece = piece[1:]
         pieces.append(piece)
     return "".join(pieces).strip(), len(value)
 
 
-def _tokenize(value: str) -> Iterator[_Token]:
+def _tokenize(value: str, budget: TokenBudget | None = None) -> Iterator[_Token]:
+    """The tokens of `value`; with a budget, each token and comment piece uses one, and tokenizing stops
+    when none is left."""
     i, n = 0, len(value)
     space = False
     while i < n:
+        if budget is not None:
+            budget.left -= 1
+            if budget.left < 0:
+                return
         m = _TOKEN.match(value, i)
         if m is None:  # unreachable: the last alternative matches any character
             return
@@ -86,9 +114,9 @@ def _tokenize(value: str) -> Iterator[_Token]:
             continue
         raw = m.group()
         if kind == "qs":
-            yield _Token("qs", _QUOTED_PAIR.sub(r"\1", m.group("qs")), raw, space)
+            yield _Token("qs", unquote_pairs(m.group("qs")), raw, space)
         elif kind == "comment":
-            text, end = _comment(value, i)
+            text, end = _comment(value, i, budget)
             yield _Token("comment", text, value[i:end], space)
             i = end
             space = False
@@ -182,15 +210,18 @@ def _flush_angle(phrase: list[_Token], inner: list[_Token], builder: _Builder) -
     builder.add([_phrase(phrase), adl, mailbox, host])
 
 
-def parse_address_list(value: str, limit: int = 1000) -> list[Address] | None:
+def parse_address_list(
+    value: str, limit: int = 1000, *, budget: TokenBudget | None = None
+) -> list[Address] | None:
     """An address-list field value as ENVELOPE addresses; None when it holds no address and no group.
 
     At most `limit` entries are returned (group markers included, a started group is always closed);
-    tokenizing stops once the limit is reached."""
+    tokenizing stops once the limit is reached, or once `budget` has no tokens left (the field is then read
+    as if it ended there)."""
     builder = _Builder(max(limit, 0))
     current: list[_Token] = []
     angle: list[_Token] | None = None  # tokens inside "<...>" while one is open
-    for tok in _tokenize(value):
+    for tok in _tokenize(value, budget):
         if not builder.has_room():
             break
         kind = tok.kind
@@ -220,3 +251,29 @@ def parse_address_list(value: str, limit: int = 1000) -> list[Address] | None:
         _flush_plain(current, builder)
     builder.close_group()
     return builder.out or None
+
+
+#: Tokens that an address joins without space: CFWS around them is not part of the address (RFC 5322 3.4.1).
+_TIGHT = frozenset({"@", "."})
+
+
+def address_text(value: str) -> str:
+    """An address field as its addresses read without comments and folding: the tokens of `value` (unfolded)
+    in order, comments left out, joined by one space where the source had whitespace or a comment between
+    them, and by nothing around "@" and "." (and where the source had nothing).
+
+    So a substring of the result that has no space, "@" or "." is a substring of `value` too: the search
+    index can look for the pieces of a needle in the stored header text. Linear; never raises."""
+    out: list[str] = []
+    gap = False
+    previous = ""
+    for tok in _tokenize(value):
+        if tok.kind == "comment":
+            gap = True
+            continue
+        if out and (gap or tok.space_before) and tok.kind not in _TIGHT and previous not in _TIGHT:
+            out.append(" ")
+        out.append(tok.raw)
+        previous = tok.kind
+        gap = False
+    return "".join(out)

@@ -29,11 +29,13 @@ Malformed input never raises; it is degraded so that the structure invariants of
 - message/rfc822|global with another transfer encoding, and any multipart or message part beyond the depth or
   part-count caps: an application/octet-stream leaf (its other fields kept).
 
-Caps (memory and time stay bounded whatever the input): header bytes kept per entity and in total (an entity
-past the total budget is parsed as if it had no fields), nesting depth, number of parts (further parts of a
-multipart are skipped like its epilogue), addresses per message, parameters per field, search text and search
-headers; see the constants below. The message is read in chunks through `scanner.LineScanner`, never whole;
-large bodies are skipped with C-level searches for the lines that can matter (delimiters, header ends).
+Caps (memory and time stay bounded whatever the input): header bytes kept per entity and in total, and
+header lines in total (an entity past a total budget is parsed as if it had no fields), nesting depth,
+number of parts (further parts of a multipart are skipped like its epilogue), addresses and address tokens
+per message, parameters per field, search text and search headers; see the constants below. So the Python
+work per message is bounded whatever its size (bench/pathological_mime.py measures the worst shapes found).
+The message is read in chunks through `scanner.LineScanner`, never whole; large bodies are skipped with
+C-level searches for the lines that can matter (delimiters, header ends).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import logging
 import re
 from typing import IO, Any
 
-from postoffice.message.addresses import Address, parse_address_list
+from postoffice.message.addresses import Address, TokenBudget, parse_address_list
 from postoffice.message.headers import (
     decode_words,
     is_field,
@@ -55,6 +57,7 @@ from postoffice.message.headers import (
 from postoffice.message.model import BodyPart, Params, ParsedMessage
 from postoffice.message.scanner import (
     MAX_FRAGMENT,
+    CompileBudget,
     LinePattern,
     LineScanner,
     body_end_at,
@@ -76,10 +79,17 @@ MAX_HEADER_LOOKAHEAD = 64 * 1024
 MAX_BOUNDARY = 256
 #: Nesting levels (each multipart child or embedded message is one level deeper than its parent).
 MAX_DEPTH = 50
-#: Body parts per message (every BodyPart counts, the root and embedded roots too).
-MAX_PARTS = 5000
+#: Body parts per message (every BodyPart counts, the root and embedded roots too). Each costs about 20 us of
+#: Python; further parts of a multipart are skipped like its epilogue (their bytes are kept, as ever).
+MAX_PARTS = 1000
+#: Header lines kept for parsing across all entities (about 2.5 us each); later header blocks are read like
+#: those past MAX_HEADER_BYTES: their end is found in C and their fields are ignored.
+MAX_HEADER_LINES = 10_000
 #: Addresses (group markers included) across all envelopes of a message.
 MAX_ADDRESSES = 5000
+#: Address tokens read across all envelopes of a message (Postfix's header_address_token_limit); a field
+#: is read up to where the budget ends.
+MAX_ADDRESS_TOKENS = 10_240
 #: Characters of decoded text kept for BODY/TEXT search.
 MAX_SEARCH_TEXT = 4 * 1024 * 1024
 #: Characters of decoded header text kept for HEADER/FROM/TO/... search.
@@ -144,12 +154,18 @@ class _StructureParser:
         self.scan = LineScanner(fp)
         self.boundaries: list[bytes] = []
         self._levels: dict[bytes, int] = {}
+        self._budget = CompileBudget()
+        # The line patterns of each boundary stack seen, kept so that a pattern's "--" line count (which
+        # decides whether it compiles an expression) survives leaving and re-entering the stack.
+        self._patterns: dict[tuple[bytes, ...], tuple[LinePattern | None, LinePattern]] = {}
         self._delimiters: LinePattern | None = None
-        self._header_ends = header_end_lines([])
+        self._header_ends = header_end_lines([], self._budget)
         self.parts = 0
         self.header_budget = MAX_TOTAL_HEADER_BYTES
         self.address_budget = MAX_ADDRESSES
-        self.root_header = b""
+        self.token_budget = TokenBudget(MAX_ADDRESS_TOKENS)
+        self.header_lines = MAX_HEADER_LINES
+        self.root_fields: list[tuple[str, str, str]] = []
         self.root_envelope: list[Any] = [None] * 10
 
     # -- lines -----------------------------------------------------------------------------------------------
@@ -165,8 +181,16 @@ class _StructureParser:
     def _boundaries_changed(self) -> None:
         # The innermost level of a boundary wins when nested multiparts reuse one (enumerate order).
         self._levels = {boundary: level for level, boundary in enumerate(self.boundaries)}
-        self._delimiters = delimiter_lines(self.boundaries)
-        self._header_ends = header_end_lines(self.boundaries)
+        key = tuple(self.boundaries)
+        patterns = self._patterns.get(key)
+        if patterns is None:
+            if len(self._patterns) >= MAX_PARTS:
+                self._patterns.clear()  # bounded memory; only the "--" line counts start again
+            patterns = self._patterns[key] = (
+                delimiter_lines(key, self._budget),
+                header_end_lines(key, self._budget),
+            )
+        self._delimiters, self._header_ends = patterns
 
     def _boundary_at(self, frag: tuple[bytes, int]) -> tuple[int, bool] | None:
         """(level, is close delimiter) if the current line is a delimiter of an enclosing multipart.
@@ -202,43 +226,57 @@ class _StructureParser:
         size = 0
         first = True
         # A line that is neither field nor continuation: where the body starts unless a field follows it.
-        body_here: tuple[tuple[int, int, bytes, bool], int, int] | None = None
-        while True:
-            over = size >= cap and not first
+        body_here: tuple[tuple[int, int, bytes, bool], int, int, int] | None = None
+        done = False
+        ahead = 4  # lines read per batch: few for the short headers of parts, more for long headers
+        while not done:
+            over = (size >= cap or self.header_lines <= 0) and not first
             if over:
-                # Past the cap only the end of the header block matters: find it in C, not line by line.
+                # Past a cap only the end of the header block matters: find it in C, not line by line.
                 if body_here is not None:
                     break
                 scan.skip_to(self._header_ends)
-            frag = scan.peek()
-            if frag is None:
+                frag = scan.peek()
+                batch = [] if frag is None else [frag]
+            else:
+                batch = scan.lines_ahead(ahead)
+                ahead = min(ahead * 4, 256)
+            if not batch:
                 break
-            content, term = frag
-            if scan.at_line_start:
-                if term and not content:
-                    if body_here is None:
-                        scan.advance()  # the empty line ending the header block (RFC 5322 2.1)
-                    break
-                if self._boundary_at(frag) is not None:
-                    break
-                if first and not starts_header(content):
-                    break  # no header at all: the body starts here
-                if over:
-                    pass
-                elif is_field(content):
-                    body_here = None
-                elif body_here is None and not first and content[:1] not in (b" ", b"\t"):
-                    body_here = (scan.save(), len(kept), size)
-                elif body_here is not None and scan.pos - body_here[0][0] > MAX_HEADER_LOOKAHEAD:
-                    break
-            first = False
-            if not over:
-                piece = content[: cap - size] + (b"\n" if term else b"")
-                kept.append(piece)
-                size += len(piece)
-            scan.advance()
+            for frag in batch:
+                content, term = frag
+                if scan.at_line_start:
+                    if term and not content:
+                        if body_here is None:
+                            scan.step(0, term)  # the empty line ending the header block (RFC 5322 2.1)
+                        done = True
+                        break
+                    if content[:2] == b"--" and self._boundary_at(frag) is not None:
+                        done = True
+                        break
+                    if first and not starts_header(content):
+                        done = True
+                        break  # no header at all: the body starts here
+                    if over:
+                        pass
+                    elif is_field(content):
+                        body_here = None
+                    elif body_here is None and not first and content[:1] not in (b" ", b"\t"):
+                        body_here = (scan.save(), len(kept), size, self.header_lines)
+                    elif body_here is not None and scan.pos - body_here[0][0] > MAX_HEADER_LOOKAHEAD:
+                        done = True
+                        break
+                first = False
+                if not over:
+                    piece = content[: cap - size] + (b"\n" if term else b"")
+                    kept.append(piece)
+                    size += len(piece)
+                    self.header_lines -= 1
+                scan.step(len(content), term)
+                if not over and (size >= cap or self.header_lines <= 0):
+                    break  # on in the loop above, past a cap
         if body_here is not None:
-            state, pieces, size = body_here
+            state, pieces, size, self.header_lines = body_here
             scan.restore(state)
             del kept[pieces:]
         self.header_budget -= size
@@ -251,13 +289,14 @@ class _StructureParser:
         part = BodyPart(header_start=scan.pos)
         raw = self._read_header()
         fields: Fields = {}
-        for name, value, codec in iter_fields(raw):
+        all_fields = list(iter_fields(raw)) if raw else []
+        for name, value, codec in all_fields:
             key = name.lower()
             if key in _WANTED and key not in fields:  # the first occurrence wins
                 fields[key] = (value, codec)
         if depth == 0:
             # Before any embedded message can use up the address budget.
-            self.root_header = raw
+            self.root_fields = all_fields
             self.root_envelope = self._envelope(fields)
         part.body_start = scan.pos
         newlines_at_body = scan.newlines
@@ -384,7 +423,7 @@ class _StructureParser:
             field = fields.get(name)
             if field is None or self.address_budget <= 0:
                 return None
-            found = parse_address_list(field[0], self.address_budget)
+            found = parse_address_list(field[0], self.address_budget, budget=self.token_budget)
             self.address_budget -= len(found or ())
             return found
 
@@ -447,11 +486,14 @@ def _text_leaves(part: BodyPart) -> list[BodyPart]:
     return leaves
 
 
-def _search_headers(raw: bytes) -> str:
+def _search_headers(fields: list[tuple[str, str, str]], decoded: dict[str, str]) -> str:
     out: list[str] = []
     size = 0
-    for name, value, _codec in iter_fields(raw):
-        line = f"{name}: {decode_words(value).strip()}\n"
+    for name, value, _codec in fields:
+        text = decoded.get(value)
+        if text is None:
+            text = decoded[value] = decode_words(value).strip()
+        line = f"{name}: {text}\n"
         if size + len(line) > MAX_SEARCH_HEADERS:
             out.append(line[: MAX_SEARCH_HEADERS - size])
             break
@@ -471,8 +513,16 @@ def parse_strict(fp: IO[bytes]) -> ParsedMessage:
     sent_date: str | None = None
     if "date" in fields:
         date, sent_date = parse_date(fields["date"][0])
-    subject = decode_words(fields["subject"][0]).strip() if "subject" in fields else ""
-    from_display = decode_words(fields["from"][0]).strip() if "from" in fields else ""
+    # Decoded once each: the subject and sender are root fields, whose values the search headers decode too.
+    decoded: dict[str, str] = {}
+    search_headers = _search_headers(parser.root_fields, decoded)
+
+    def decode(value: str) -> str:
+        text = decoded.get(value)
+        return decode_words(value).strip() if text is None else text
+
+    subject = decode(fields["subject"][0]) if "subject" in fields else ""
+    from_display = decode(fields["from"][0]) if "from" in fields else ""
 
     texts: list[str] = []
     left = MAX_SEARCH_TEXT
@@ -498,7 +548,7 @@ def parse_strict(fp: IO[bytes]) -> ParsedMessage:
         subject=subject,
         from_display=from_display,
         message_id=envelope[9],
-        search_headers=_search_headers(parser.root_header),
+        search_headers=search_headers,
         search_text="\n".join(texts),
         search_truncated=truncated,
     )

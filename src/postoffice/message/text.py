@@ -52,10 +52,14 @@ def _qp_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
         data = rest + chunk
         cut = data.rfind(b"\n") + 1
         if cut == 0 and len(data) > READ_SIZE:
-            # An overlong line: cut it where no "=XX" escape is split.
+            # An overlong line: cut it where no "=XX" escape is split (no "=" among the two octets before the
+            # cut), looking back a few octets only. Garbage without such a place ("=4=4...") is cut anyway:
+            # searching further was a loop per octet back to the line's start, for every chunk.
             cut = len(data) - 2
-            while b"=" in data[cut - 2 : cut]:
-                cut -= 1
+            for place in range(cut, cut - 8, -1):
+                if data[place - 1] != 0x3D and data[place - 2] != 0x3D:
+                    cut = place
+                    break
         rest = data[cut:]
         if cut:
             yield binascii.a2b_qp(data[:cut])

@@ -24,7 +24,11 @@ Semantics every backend must keep (the oracle test in tests/store/test_store_sea
   text of the text/* parts (`search_text`, complete even when the parser cut it); "text" is headers or
   body; ("header", name) matches when some field called `name` (ASCII case-insensitive) of the top-level
   header has a decoded value containing the needle; with an empty needle, when the field is present
-  (RFC 9051 6.4.4 HEADER). An empty needle matches every message for the other fields.
+  (RFC 9051 6.4.4 HEADER). For the address fields (`ADDRESS_FIELDS`: FROM, TO, CC, BCC and Sender,
+  Reply-To) the value also matches when its addresses without comments and folding contain the needle
+  (`postoffice.message.addresses.address_text`): FROM user@example.org finds
+  "From: <user (comment)@ (comment) example.org>". `header_value_matches` is this rule for one field.
+  An empty needle matches every message for the other fields.
   A U+0000 in message text is searched as U+FFFD (no IMAP string can contain NUL).
 """
 
@@ -32,11 +36,16 @@ from __future__ import annotations
 
 import datetime
 import functools
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
+from postoffice.message.addresses import address_text
+
 __all__ = [
+    "ADDRESS_FIELDS",
+    "ADDRESS_SEPARATORS",
     "All",
     "And",
     "Criteria",
@@ -48,6 +57,8 @@ __all__ = [
     "Text",
     "UidIn",
     "fold",
+    "header_value_matches",
+    "needle_pieces",
 ]
 
 DateField = Literal["internal", "sent"]
@@ -151,6 +162,35 @@ class And:
 
 
 Criteria: TypeAlias = All | UidIn | HasFlag | Date | Size | Text | Not | Or | And
+
+#: Header fields (lowercased names) whose values are also searched as addresses (RFC 5322 3.6.2, 3.6.3).
+ADDRESS_FIELDS = frozenset({"from", "sender", "reply-to", "to", "cc", "bcc"})
+
+
+#: Where `address_text` may differ from the text it was made from (comments and CFWS removed around them).
+ADDRESS_SEPARATORS = re.compile(r"[ @.]+")
+
+
+def needle_pieces(name: str, folded_needle: str) -> list[str]:
+    """Substrings that the folded value of every field `name` matching `folded_needle` contains: the needle
+    itself, or for an address field its pieces between spaces, "@" and "." (`address_text` keeps the text
+    between those as it was written, so a match in the address text has them in the value too)."""
+    if name.lower() in ADDRESS_FIELDS:
+        return [piece for piece in ADDRESS_SEPARATORS.split(folded_needle) if piece]
+    return [folded_needle]
+
+
+def header_value_matches(name: str, value: str, folded_needle: str) -> bool:
+    """Whether a field `name` with the decoded `value` matches a header search for `folded_needle` (already
+    `fold`ed): the value contains it, or, for an address field, its `address_text` does."""
+    folded = fold(value)
+    if folded_needle in folded:
+        return True
+    if name.lower() not in ADDRESS_FIELDS:
+        return False
+    if not all(piece in folded for piece in needle_pieces(name, folded_needle)):
+        return False  # ruled out without tokenizing the value
+    return folded_needle in fold(address_text(value))
 
 
 # -- case folding ------------------------------------------------------------------------------------------
