@@ -121,7 +121,7 @@ def test_sequence_sets_are_resolved_to_uids_with_the_sessions_view() -> None:
     assert criteria(b"a SEARCH 1:*", uids=[]) == UidIn(())
     # only 7 messages: in SEARCH a number beyond them is a criterion that matches nothing, not BAD
     assert criteria(b"a SEARCH 8") == UidIn(())
-    assert criteria(b"a SEARCH 6:1000") == UidIn(((11, 11), (20, 20)))
+    assert criteria(b"a SEARCH 6:1000") == UidIn(((11, 20),))  # UIDs 11 to 20: messages 6 and 7
 
 
 def test_uid_sets_use_the_largest_uid_for_star_and_keep_unknown_uids() -> None:
