@@ -4,9 +4,8 @@ same structure."""
 
 from __future__ import annotations
 
-import unicodedata
-
 import datetime
+import unicodedata
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
