@@ -41,8 +41,8 @@ from postoffice.imap import search as search_mod
 from postoffice.imap import wire
 from postoffice.imap.mailbox_view import Entry, flags_text
 from postoffice.imap.sequence import format_sequence_set
-from postoffice.imap.session import FLUSH_THRESHOLD, PARSE_INLINE_LIMIT, Done, bad, no
-from postoffice.message import ParsedMessage, parse_message
+from postoffice.imap.session import FLUSH_THRESHOLD, Done, bad, no
+from postoffice.message import PARSE_INLINE_LIMIT, ParsedMessage, parse_message
 from postoffice.store.api import AppendItem, ImapRendering
 
 if TYPE_CHECKING:

@@ -82,8 +82,6 @@ FLUSH_THRESHOLD = 256 * 1024
 MAX_ERRORS = 50
 #: APPEND messages are spooled in memory up to this size, then in a temporary file.
 SPOOL_MEMORY = 1024 * 1024
-#: Messages up to this size are parsed on the event loop (like SMTP); larger ones in a thread.
-PARSE_INLINE_LIMIT = 256 * 1024
 
 
 def _text(text: str, utf8: bool) -> str:

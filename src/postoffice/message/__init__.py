@@ -45,6 +45,7 @@ from postoffice.message.parser import (
     MAX_SEARCH_HEADERS,
     MAX_SEARCH_TEXT,
     MAX_TOTAL_HEADER_BYTES,
+    PARSE_INLINE_LIMIT,
     parse_message,
 )
 
@@ -58,6 +59,7 @@ __all__ = [
     "MAX_SEARCH_HEADERS",
     "MAX_SEARCH_TEXT",
     "MAX_TOTAL_HEADER_BYTES",
+    "PARSE_INLINE_LIMIT",
     "BodyPart",
     "ParsedMessage",
     "parse_message",

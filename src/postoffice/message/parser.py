@@ -68,6 +68,10 @@ from postoffice.message.text import part_text
 
 log = logging.getLogger(__name__)
 
+#: Messages up to this size may be parsed on the event loop (about 20 us per KiB for ordinary mail, at most
+#: a few milliseconds for the costliest shapes the caps below allow, docs/decisions/0023); larger ones are
+#: parsed in a thread by every caller (SMTP, IMAP APPEND, the queue's local copies).
+PARSE_INLINE_LIMIT = 64 * 1024
 #: Header bytes of one entity used for parsing; the rest of a longer header is scanned but ignored.
 MAX_HEADER_BYTES = 1024 * 1024
 #: Header bytes used for parsing across all entities; later entities are parsed as if they had no fields.

@@ -40,7 +40,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from postoffice.config import QueueConfig
-from postoffice.message import parse_message
+from postoffice.message import PARSE_INLINE_LIMIT, parse_message
 from postoffice.plural import counted
 from postoffice.smtp import dsn as dsn_mod
 from postoffice.smtp.delivery import (
@@ -321,7 +321,12 @@ class QueueRunner:
         """Recipients in our own domains (bounces to our users, relayed mail for them): the copies and the
         results go into one store transaction (`LocalCopy`), so a crash cannot deliver a message twice."""
         data = await self.store.queue_read(item.message.id)
-        parsed = parse_message(io.BytesIO(data))
+        # a message of any size may come back (a bounce with RET=FULL, relayed mail): parse it off the loop
+        # unless it is small, as the SMTP glue does
+        if len(data) <= PARSE_INLINE_LIMIT:
+            parsed = parse_message(io.BytesIO(data))
+        else:
+            parsed = await asyncio.to_thread(parse_message, io.BytesIO(data))
         outcomes: list[RecipientOutcome] = []
         account_ids: list[int] = []
         for recipient in item.recipients:

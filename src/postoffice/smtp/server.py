@@ -53,7 +53,7 @@ from typing import IO
 
 from postoffice.auth import Authenticator
 from postoffice.auth.sasl import mechanism_names
-from postoffice.message import ParsedMessage, parse_message
+from postoffice.message import PARSE_INLINE_LIMIT, ParsedMessage, parse_message
 from postoffice.net.listener import (
     Connection,
     ConnectionClosedError,
@@ -73,9 +73,6 @@ log = logging.getLogger("postoffice.smtp")
 
 #: Messages up to this size stay in memory while being received; larger ones spill to the spool directory.
 SPOOL_MEMORY = 1024 * 1024
-#: Messages up to this size are parsed on the event loop (a few hundred microseconds); larger ones in a
-#: thread.
-PARSE_INLINE_LIMIT = 256 * 1024
 #: Received data is written to a spilled spool file in batches of this size, off the event loop.
 SPOOL_BATCH = 256 * 1024
 

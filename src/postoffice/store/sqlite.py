@@ -1718,19 +1718,20 @@ class SqliteMailStore(MailStore):
     async def get_parsed_many(self, content_ids: Sequence[int]) -> dict[int, ParsedMessage]:
         wanted = list(dict.fromkeys(content_ids))
 
-        def q(conn: sqlite3.Connection) -> dict[int, str]:
-            found: dict[int, str] = {}
+        def q(conn: sqlite3.Connection) -> dict[int, ParsedMessage]:
+            # decoded in the reader thread: a batch of large structures is milliseconds of JSON work that
+            # must not run on the event loop
+            found: dict[int, ParsedMessage] = {}
             for start in range(0, len(wanted), 500):
                 batch = wanted[start : start + 500]
                 marks = ",".join("?" * len(batch))
                 for cid, parsed in conn.execute(
                     f"SELECT id, parsed FROM contents WHERE id IN ({marks})", batch
                 ):
-                    found[int(cid)] = str(parsed)
+                    found[int(cid)] = ParsedMessage.from_json(str(parsed))
             return found
 
-        raw = await self._read(q) if wanted else {}
-        return {cid: ParsedMessage.from_json(text) for cid, text in raw.items()}
+        return await self._read(q) if wanted else {}
 
     async def expunge_deleted(self, mailbox_id: int, only: Iterable[int] | None = None) -> list[int]:
         allowed = None if only is None else set(only)
