@@ -156,3 +156,37 @@ def test_binary_with_nul_is_a_literal8_and_without_nul_a_plain_literal(imap_serv
     assert b"BINARY[3] {1}\r\n\n " in data
     assert b"BINARY[4] {2}\r\nok)" in data
     raw.close()
+
+
+def test_a_fetch_repeating_a_section_is_written_as_it_is_rendered(imap_server: ImapServer) -> None:
+    """A command line of 64 KiB can name the body of a message thousands of times; the response (here 200
+    copies of a 500 KB message, 100 MB) must be written item by item, not built whole in memory first."""
+    import tracemalloc
+
+    body = b"".join(b"line %06d of a long message body\r\n" % n for n in range(15_000))
+    raw_message = b"From: a@remote.test\r\nSubject: big\r\n\r\n" + body
+    assert 400_000 < len(raw_message) < 1024 * 1024  # below the streamed path: the batch renderer is tested
+    imap_server.deliver(DEMO, raw_message)
+    raw = Raw(imap_server)
+    try:
+        raw.login()
+        raw.command("S", "SELECT INBOX")
+        copies = 200
+        tracemalloc.start()
+        try:
+            raw.send(b"F FETCH 1 (" + b" ".join([b"BODY.PEEK[TEXT]"] * copies) + b")\r\n")
+            received = 0
+            tail = b""
+            while not tail.endswith(b"\r\nF OK FETCH completed\r\n"):
+                chunk = raw.sock.recv(1 << 20)
+                assert chunk
+                received += len(chunk)
+                tail = (tail + chunk)[-64:]
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert received > copies * len(body)
+        # the old renderer held every copy (and their join) at once: more than 200 MB
+        assert peak < 40 * 1024 * 1024, f"peak {peak / 2**20:.0f} MiB while writing the response"
+    finally:
+        raw.close()

@@ -300,7 +300,7 @@ async def _fetch_batch(
     need_parse = content_ids if plan.parse else [cid for cid in content_ids if cid not in renderings]
     parses = await store.get_parsed_many(need_parse) if need_parse and (plan.parse or plan.renderings) else {}
     contents = await store.read_contents(content_ids) if plan.content else {}
-    out = bytearray()
+    binary_parts = [item.part for item in items if isinstance(item, (p.FetchBinary, p.FetchBinarySize))]
     for entry in entries:
         cid = entry[3]
         if (
@@ -310,9 +310,20 @@ async def _fetch_batch(
         ):
             continue  # expunged (by another session) since the view was read: nothing left to show
         rendering, parsed = renderings.get(cid), parses.get(cid)
-        parts = _render(session, view, entry, items, rendering, parsed, contents.get(cid, b""))
-        out += b"* %d FETCH (%s)\r\n" % (entry[0], b" ".join(parts))
-    session.send(bytes(out))
+        if parsed is not None:
+            for part in binary_parts:
+                if not f.binary_decodable(parsed, part):
+                    raise _unknown_cte(part)  # before any of this message's response is queued
+        # Item by item, written whenever enough is queued: a FETCH naming the same section thousands of times
+        # (the command line allows it) must not build thousands of copies of a message in memory.
+        session.send(b"* %d FETCH (" % entry[0])
+        for index, part_bytes in enumerate(
+            _render(session, view, entry, items, rendering, parsed, contents.get(cid, b""))
+        ):
+            session.send(b" " + part_bytes if index else part_bytes)
+            if session.pending_output() >= FLUSH_THRESHOLD:
+                await session.flush()
+        session.send(b")\r\n")
 
 
 async def _fetch_large(
@@ -327,6 +338,9 @@ async def _fetch_large(
     if parsed is None:
         return  # expunged since the view was read
     rendering = (await store.imap_renderings([content_id])).get(content_id)
+    for item in items:
+        if isinstance(item, (p.FetchBinary, p.FetchBinarySize)) and not f.binary_decodable(parsed, item.part):
+            raise _unknown_cte(item.part)  # before any of the response is queued
     session.send(b"* %d FETCH (" % entry[0])
     for n, item in enumerate(items):
         if n:
@@ -410,29 +424,29 @@ def _render(
     rendering: ImapRendering | None,
     parsed: ParsedMessage | None,
     content: f.Source,
-) -> list[bytes]:
+) -> Iterator[bytes]:
+    """Each item's response, one at a time (so that a caller can write them as they come)."""
     utf8 = session.utf8
     _, uid, flags, _, size, internaldate = entry
-    out: list[bytes] = []
     for item in items:
         if isinstance(item, p.FetchAttribute):
             name = item.name
             if name == "UID":
-                out.append(b"UID %d" % uid)
+                yield (b"UID %d" % uid)
             elif name == "FLAGS":
                 recent = not session.rev2 and uid in view.recent
-                out.append(b"FLAGS (%s)" % flags_text(flags, recent).encode())
+                yield (b"FLAGS (%s)" % flags_text(flags, recent).encode())
             elif name == "RFC822.SIZE":
-                out.append(b"RFC822.SIZE %d" % size)
+                yield (b"RFC822.SIZE %d" % size)
             elif name == "INTERNALDATE":
-                out.append(b"INTERNALDATE " + wire.date_time(internaldate))
+                yield (b"INTERNALDATE " + wire.date_time(internaldate))
             elif name == "ENVELOPE":
                 if rendering is not None:
                     env = rendering.envelope_utf8 if utf8 and rendering.envelope_utf8 else rendering.envelope
                 else:
                     assert parsed is not None
                     env = f.envelope(parsed.envelope, utf8=utf8)
-                out.append(b"ENVELOPE " + env)
+                yield (b"ENVELOPE " + env)
             elif name == "BODYSTRUCTURE":
                 if rendering is not None:
                     body = rendering.bodystructure
@@ -441,17 +455,17 @@ def _render(
                 else:
                     assert parsed is not None
                     body = f.bodystructure(parsed.body, extended=True, utf8=utf8)
-                out.append(b"BODYSTRUCTURE " + body)
+                yield (b"BODYSTRUCTURE " + body)
             elif name == "BODY":
                 assert parsed is not None
-                out.append(b"BODY " + f.bodystructure(parsed.body, extended=False, utf8=utf8))
+                yield (b"BODY " + f.bodystructure(parsed.body, extended=False, utf8=utf8))
             elif name == "RFC822":
                 assert isinstance(content, bytes)  # a large message goes through `_fetch_large`
-                out.append(b"RFC822 " + wire.literal(content))
+                yield (b"RFC822 " + wire.literal(content))
             elif name in ("RFC822.HEADER", "RFC822.TEXT"):
                 assert parsed is not None
                 spec = f.SectionSpec((), "HEADER" if name == "RFC822.HEADER" else "TEXT")
-                out.append(name.encode() + b" " + wire.literal(f.section_bytes(content, parsed, spec)))
+                yield (name.encode() + b" " + wire.literal(f.section_bytes(content, parsed, spec)))
         elif isinstance(item, p.FetchBody):
             spec = _spec(item.section)
             partial = (item.partial.origin, item.partial.length) if item.partial is not None else None
@@ -463,7 +477,7 @@ def _render(
             label = b"BODY[" + f.section_label(spec) + b"]"
             if item.partial is not None:
                 label += b"<%d>" % item.partial.origin
-            out.append(label + b" " + wire.literal(data))
+            yield (label + b" " + wire.literal(data))
         elif isinstance(item, p.FetchBinary):
             assert parsed is not None
             partial = (item.partial.origin, item.partial.length) if item.partial is not None else None
@@ -474,14 +488,13 @@ def _render(
             if item.partial is not None:
                 label += b"<%d>" % item.partial.origin
             # RFC 3516 4.2: literal8 only when the decoded data needs it (NUL); a plain literal otherwise.
-            out.append(label + b" " + wire.literal(decoded, binary=b"\x00" in decoded))
+            yield (label + b" " + wire.literal(decoded, binary=b"\x00" in decoded))
         elif isinstance(item, p.FetchBinarySize):
             assert parsed is not None
             decoded_size = f.binary_size(content, parsed, item.part)
             if decoded_size is None:
                 raise _unknown_cte(item.part)
-            out.append(b"BINARY.SIZE[" + _part_label(item.part) + b"] %d" % decoded_size)
-    return out
+            yield (b"BINARY.SIZE[" + _part_label(item.part) + b"] %d" % decoded_size)
 
 
 def _part_label(part: tuple[int, ...]) -> bytes:

@@ -470,6 +470,16 @@ def _binary_encoding(part: BodyPart) -> str:
     return "BINARY" if part.type == "multipart" else part.encoding
 
 
+def binary_decodable(parsed: ParsedMessage, part: tuple[int, ...]) -> bool:
+    """False when BINARY[part] would meet a transfer encoding this server cannot decode (NO [UNKNOWN-CTE]);
+    known without decoding anything, so a response can be refused before any of it is sent."""
+    found = find_part(parsed.body, part) if part else None
+    if found is None:
+        return True
+    name = _binary_encoding(found).strip().upper()
+    return name in _IDENTITY or name in ("BASE64", "QUOTED-PRINTABLE")
+
+
 def binary_section(
     source: Source,
     parsed: ParsedMessage,
