@@ -1,9 +1,9 @@
 """`Authenticator.login`: the one place every protocol turns a login name and password into an account.
 
-Used by POP3 (USER/PASS and AUTH, RFC 1939 section 7 and RFC 5034), POP2 (HELO, RFC 937), and later IMAP,
-submission (RFC 4954) and the web UI. Protocols parse their commands and SASL exchanges
-(`postoffice.auth.sasl`, RFC 4422) and hand the credentials here; they map `AuthResult.status` to their own
-replies.
+Used by POP3 (USER/PASS and AUTH, RFC 1939 section 7 and RFC 5034), POP2 (HELO, RFC 937), IMAP (LOGIN and
+AUTHENTICATE, RFC 9051 6.2) and SMTP submission (AUTH, RFC 4954); later the web UI. Protocols parse their
+commands and SASL exchanges (`postoffice.auth.sasl`, RFC 4422) and hand the credentials here; they map
+`AuthResult.status` to their own replies.
 
 Order of a login (docs/decisions/0008-authentication.md)
 1. The login name is brought to its canonical form once (`postoffice.directory.address.normalize_address`):

@@ -27,12 +27,10 @@ Invariants and choices
   first because a small server's IPv6 address rarely has the reverse DNS that large receivers demand (they
   answer 5xx, which is final, where an unreachable IPv6 network would just fall through to IPv4). `(6, 4)`
   prefers IPv6; `(4,)` never asks for AAAA. Within a family the DNS order is kept.
-- No cache: dnspython's resolver is used without its cache, and the system's resolver (or a local caching
-  resolver, which every mail host should run) does the caching with real TTLs. A queue runner that delivers
-  many messages to one domain groups them per domain and resolves once per attempt.
-- IDNA: dnspython's codec converts U-labels. Without the `idna` package that is IDNA 2003, which maps the four
-  "deviation" characters (ß, ς, ZWJ, ZWNJ) to something else than IDNA 2008 does (straße -> strasse): such a
-  domain would be looked up as a different domain, so without IDNA 2008 support it is refused (5.1.2).
+- DNS itself is asked through `net.dns.DnsResolver` (the resolver settings, NXDOMAIN / NODATA / temporary
+  failure, no cache of its own: the system's resolver caches). A queue runner that delivers many messages to
+  one domain groups them per domain and resolves once per attempt.
+- IDNA: `net.dns.a_label`; a domain that cannot be converted faithfully is refused (5.1.2).
 """
 
 from __future__ import annotations
@@ -43,11 +41,10 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import dns.asyncresolver
-import dns.exception
 import dns.name
 import dns.rdatatype
-import dns.resolver
+
+from postoffice.net.dns import BadDomainName, DnsResolver, DnsTemporaryFailure, NoSuchDomain, a_label
 
 __all__ = [
     "DnsError",
@@ -57,9 +54,6 @@ __all__ = [
     "TemporaryDnsError",
     "to_a_label",
 ]
-
-# Characters whose IDNA 2003 mapping differs from IDNA 2008 (RFC 5892 / UTS 46 "deviations").
-_IDNA_DEVIATIONS = frozenset("\u00df\u03c2\u200c\u200d")
 
 
 @dataclass
@@ -101,22 +95,10 @@ def _nxdomain(domain: str) -> PermanentDnsError:
 
 def to_a_label(domain: str) -> str:
     """The domain in ASCII (A-labels), without a trailing dot. Raises PermanentDnsError on bad syntax."""
-    domain = domain.rstrip(".")
-    if domain.isascii():
-        try:
-            dns.name.from_text(domain)  # label and name length checks
-        except dns.exception.DNSException as exc:
-            raise PermanentDnsError(501, "5.1.2", f"bad domain name {domain!r}: {exc}") from None
-        return domain
-    if not dns.name.have_idna_2008 and _IDNA_DEVIATIONS.intersection(domain):
-        raise PermanentDnsError(
-            501, "5.1.2", f"cannot convert {domain!r} to A-labels without IDNA 2008 (the idna package)"
-        )
     try:
-        name = dns.name.from_unicode(domain)
-    except (dns.exception.DNSException, UnicodeError) as exc:
-        raise PermanentDnsError(501, "5.1.2", f"bad domain name {domain!r}: {exc}") from None
-    return name.to_text(omit_final_dot=True)
+        return a_label(domain)
+    except BadDomainName as exc:
+        raise PermanentDnsError(501, "5.1.2", str(exc)) from None
 
 
 def _address_literal(domain: str) -> Host:
@@ -141,7 +123,8 @@ class MxResolver:
     `nameservers` (IP addresses) and `port` replace the system's resolver configuration (tests, or a chosen
     recursive resolver); without them /etc/resolv.conf is read. `timeout` bounds one query to one server,
     `lifetime` one whole lookup (all retries and servers). `local_names` are this host's own names, for the
-    MX loop rule. `rng` orders equal preferences (tests pass a seeded one)."""
+    MX loop rule. `rng` orders equal preferences (tests pass a seeded one). `resolver`, when given, is used
+    instead of one made from the first four settings (one resolver shared by every DNS user)."""
 
     def __init__(
         self,
@@ -154,20 +137,11 @@ class MxResolver:
         max_hosts: int = 10,
         local_names: Iterable[str] = (),
         rng: random.Random | None = None,
+        resolver: DnsResolver | None = None,
     ) -> None:
         if not ip_versions or any(v not in (4, 6) for v in ip_versions):
             raise ValueError("ip_versions must name 4 and/or 6")
-        if nameservers is not None:
-            self._resolver = dns.asyncresolver.Resolver(configure=False)
-            self._resolver.port = port
-            self._resolver.nameservers = list(nameservers)
-        else:
-            self._resolver = dns.asyncresolver.Resolver()
-            if port != 53:
-                self._resolver.port = port
-        self._resolver.timeout = timeout
-        self._resolver.lifetime = lifetime
-        self._resolver.cache = None
+        self._resolver = resolver or DnsResolver(nameservers, port=port, timeout=timeout, lifetime=lifetime)
         self.ip_versions = tuple(ip_versions)
         self.max_hosts = max_hosts
         self.local_names = {to_a_label(n).lower() for n in local_names}
@@ -181,13 +155,13 @@ class MxResolver:
         name = dns.name.from_text(ascii_domain)
         try:
             mx_records = await self._query(name, "MX")
-        except dns.resolver.NXDOMAIN:
+        except NoSuchDomain:
             raise _nxdomain(ascii_domain) from None
 
         if mx_records is None:  # NODATA: implicit MX, RFC 5321 section 5.1
             try:
                 addresses, failed = await self._addresses(name)
-            except dns.resolver.NXDOMAIN:
+            except NoSuchDomain:
                 raise _nxdomain(ascii_domain) from None
             if addresses:
                 return [Host(ascii_domain, 0, addresses)]
@@ -237,7 +211,7 @@ class MxResolver:
         """An MX host and its addresses; the text of a temporary failure, "" if none."""
         try:
             addresses, failed = await self._addresses(dns.name.from_text(target))
-        except dns.resolver.NXDOMAIN:
+        except NoSuchDomain:
             return Host(target, preference, []), ""
         return Host(target, preference, addresses), failed
 
@@ -252,7 +226,7 @@ class MxResolver:
         failures: list[str] = []
         nxdomain: BaseException | None = None
         for result in results:
-            if isinstance(result, dns.resolver.NXDOMAIN):
+            if isinstance(result, NoSuchDomain):
                 nxdomain = result
             elif isinstance(result, TemporaryDnsError):
                 failures.append(result.text)
@@ -266,23 +240,16 @@ class MxResolver:
 
     async def _query(self, name: dns.name.Name, rdtype: str) -> list[tuple[int, str]] | None:
         """The answer's records as (preference or 0, text without trailing dot; "" for the root); None for
-        NODATA. NXDOMAIN is raised as dnspython's exception; every other failure as TemporaryDnsError."""
-        what = f"{rdtype} lookup for {name.to_text(omit_final_dot=True)}"
+        NODATA. NXDOMAIN is raised as NoSuchDomain; every other failure as TemporaryDnsError."""
         try:
-            answer = await self._resolver.resolve(name, rdtype, raise_on_no_answer=False, search=False)
-        except dns.resolver.NXDOMAIN:
-            raise
-        except dns.resolver.LifetimeTimeout:
-            raise _temporary(f"{what} timed out") from None
-        except dns.resolver.NoNameservers:
-            raise _temporary(f"{what} failed: no nameserver answered (SERVFAIL or refused)") from None
-        except dns.exception.DNSException as exc:
-            raise _temporary(f"{what} failed: {exc.__class__.__name__}: {exc}") from None
-        if answer.rrset is None:
+            rrset = await self._resolver.query(name, rdtype)
+        except DnsTemporaryFailure as exc:
+            raise _temporary(exc.text) from None
+        if rrset is None:
             return None
         records: list[tuple[int, str]] = []
         kind = dns.rdatatype.from_text(rdtype)
-        for rdata in answer.rrset:
+        for rdata in rrset:
             if kind == dns.rdatatype.MX:
                 exchange = rdata.exchange
                 target = "" if exchange == dns.name.root else exchange.to_text(omit_final_dot=True)

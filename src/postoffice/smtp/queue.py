@@ -1,6 +1,6 @@
 """The outbound queue runner: delivers what `MailStore.submit` / `enqueue` queued, retries, bounces.
 
-Implementation notes (docs/decisions/0017 the queue, 0018 delivery, 0020 this runner)
+Implementation notes (docs/decisions/0017 the queue, 0018 delivery, 0019 this runner)
 - One task on the event loop. It wakes when something is queued (`MailStore.subscribe_queue`), when a
   delivery finishes, and at least every POLL_INTERVAL seconds (at most one pass per PASS_GAP), asks the store
   for the messages that are due and not in flight (`queue_due`), groups their due

@@ -1,6 +1,7 @@
 """Submission policy (RFC 6409 on port 587, RFC 8314 on port 465): what an authenticated user may send.
 
-Implementation notes (docs/decisions/0019-submission-policy.md, 0024-submission-originator-fields.md)
+Implementation notes (docs/decisions/0019-submission-and-queue-runner.md,
+0024-submission-originator-fields.md)
 - Sender ownership: the envelope sender, and every address of the From, Sender, Resent-From and
   Resent-Sender fields (read strictly by `smtp.originator`, including addresses written in their display
   names and comments), must be addresses the account owns: an address that the directory resolves to this

@@ -1,0 +1,110 @@
+"""DNS lookups for everything that asks DNS: MX resolution today; SPF, DKIM, DMARC, MTA-STS and DANE next.
+
+Implementation notes
+- One `DnsResolver` wraps dnspython's asyncio resolver with the server's settings: `nameservers` (IP
+  addresses) and `port` replace /etc/resolv.conf (tests, or a chosen recursive resolver); `timeout` bounds one
+  query to one server, `lifetime` one whole lookup (all retries and servers). The `search` list of
+  resolv.conf is never used: every name asked is absolute.
+- Three outcomes, the ones every DNS-based check needs to tell apart (RFC 7208 section 5 "void lookups" and
+  temperror, RFC 5321 section 5.1, RFC 7489/9989 DNS failures): an answer (the RRset); NODATA (None: the name
+  exists, without records of that type); `NoSuchDomain` (NXDOMAIN). Everything else (SERVFAIL, REFUSED,
+  timeouts, no reachable server, malformed answers) is `DnsTemporaryFailure`, with a text saying which.
+- No cache here: the system's resolver (or a local caching resolver, which every mail host should run) caches
+  with the records' real TTLs. A cache, when one is wanted, goes into this class and every user shares it.
+- `a_label` turns a domain into A-labels (RFC 5890) as dnspython does. Without the `idna` package that is IDNA
+  2003, which maps the four "deviation" characters (ß, ς, ZWJ, ZWNJ) differently from IDNA 2008 (straße ->
+  strasse): such a domain would be looked up as another domain, so it is refused (`BadDomainName`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dns.asyncresolver
+import dns.exception
+import dns.name
+import dns.resolver
+import dns.rrset
+
+__all__ = ["BadDomainName", "DnsResolver", "DnsTemporaryFailure", "NoSuchDomain", "a_label"]
+
+# Characters whose IDNA 2003 mapping differs from IDNA 2008 (RFC 5892 / UTS 46 "deviations").
+_IDNA_DEVIATIONS = frozenset("\u00df\u03c2\u200c\u200d")
+
+
+class NoSuchDomain(Exception):
+    """NXDOMAIN: the name does not exist."""
+
+
+class DnsTemporaryFailure(Exception):
+    """DNS gave no usable answer now (SERVFAIL, REFUSED, timeout, no server); `text` says which."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class BadDomainName(ValueError):
+    """Not a name DNS can be asked about (label or name too long, empty label, unconvertible Unicode)."""
+
+
+def a_label(domain: str) -> str:
+    """The domain in ASCII (A-labels), without a trailing dot; BadDomainName when it is not a valid name."""
+    domain = domain.rstrip(".")
+    if domain.isascii():
+        try:
+            dns.name.from_text(domain)  # label and name length checks
+        except dns.exception.DNSException as exc:
+            raise BadDomainName(f"bad domain name {domain!r}: {exc}") from None
+        return domain
+    if not dns.name.have_idna_2008 and _IDNA_DEVIATIONS.intersection(domain):
+        raise BadDomainName(f"cannot convert {domain!r} to A-labels without IDNA 2008 (the idna package)")
+    try:
+        name = dns.name.from_unicode(domain)
+    except (dns.exception.DNSException, UnicodeError) as exc:
+        raise BadDomainName(f"bad domain name {domain!r}: {exc}") from None
+    return name.to_text(omit_final_dot=True)
+
+
+class DnsResolver:
+    """Asks DNS with the server's resolver settings (see the module docstring)."""
+
+    def __init__(
+        self,
+        nameservers: Sequence[str] | None = None,
+        *,
+        port: int = 53,
+        timeout: float = 3.0,
+        lifetime: float = 10.0,
+    ) -> None:
+        if nameservers is not None:
+            self._resolver = dns.asyncresolver.Resolver(configure=False)
+            self._resolver.port = port
+            self._resolver.nameservers = list(nameservers)
+        else:
+            self._resolver = dns.asyncresolver.Resolver()
+            if port != 53:
+                self._resolver.port = port
+        self._resolver.timeout = timeout
+        self._resolver.lifetime = lifetime
+        self._resolver.cache = None
+
+    async def query(self, name: dns.name.Name | str, rdtype: str) -> dns.rrset.RRset | None:
+        """The records of type `rdtype` at `name`; None for NODATA. NoSuchDomain for NXDOMAIN, and
+        DnsTemporaryFailure for every other failure."""
+        if isinstance(name, str):
+            name = dns.name.from_text(name)
+        what = f"{rdtype} lookup for {name.to_text(omit_final_dot=True)}"
+        try:
+            answer = await self._resolver.resolve(name, rdtype, raise_on_no_answer=False, search=False)
+        except dns.resolver.NXDOMAIN:
+            raise NoSuchDomain(what) from None
+        except dns.resolver.LifetimeTimeout:
+            raise DnsTemporaryFailure(f"{what} timed out") from None
+        except dns.resolver.NoNameservers:
+            raise DnsTemporaryFailure(
+                f"{what} failed: no nameserver answered (SERVFAIL or refused)"
+            ) from None
+        except dns.exception.DNSException as exc:
+            raise DnsTemporaryFailure(f"{what} failed: {exc.__class__.__name__}: {exc}") from None
+        return answer.rrset

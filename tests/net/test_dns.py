@@ -1,0 +1,60 @@
+"""`net.dns.DnsResolver` against a real DNS server on loopback: the three outcomes every DNS-based check
+needs (an answer, NODATA, NXDOMAIN) and a temporary failure for everything else."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+from postoffice.net.dns import BadDomainName, DnsResolver, DnsTemporaryFailure, NoSuchDomain, a_label
+from tests.support.dns_server import DnsServer, Zones
+
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def dns_port() -> Iterator[int]:
+    zones = Zones(
+        [
+            ("example.org.", "MX", "10 mx.example.org."),
+            ("mx.example.org.", "A", "192.0.2.1"),
+            ("example.org.", "TXT", '"v=spf1 -all"'),
+        ]
+    )
+    with DnsServer(zones) as server:
+        yield server.port
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(asyncio.wait_for(coro, 10))
+
+
+def test_an_answer_nodata_and_nxdomain_are_told_apart(dns_port: int) -> None:
+    resolver = DnsResolver(["127.0.0.1"], port=dns_port, timeout=2, lifetime=4)
+    answer = run(resolver.query("example.org", "TXT"))
+    assert answer is not None and [r.to_text() for r in answer] == ['"v=spf1 -all"']
+    assert run(resolver.query("example.org", "AAAA")) is None  # the name exists, without AAAA records
+    with pytest.raises(NoSuchDomain):
+        run(resolver.query("nothing.example.org", "A"))
+
+
+def test_a_server_that_does_not_answer_is_a_temporary_failure() -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # bound, never answers
+    silent.bind(("127.0.0.1", 0))
+    try:
+        resolver = DnsResolver(["127.0.0.1"], port=silent.getsockname()[1], timeout=0.2, lifetime=0.5)
+        with pytest.raises(DnsTemporaryFailure, match="timed out"):
+            run(resolver.query("example.org", "MX"))
+    finally:
+        silent.close()
+
+
+def test_a_labels() -> None:
+    assert a_label("Bücher.example.") == "xn--bcher-kva.example"
+    assert a_label("example.org") == "example.org"
+    with pytest.raises(BadDomainName):
+        a_label("a" * 64 + ".example")
