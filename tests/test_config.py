@@ -412,6 +412,15 @@ def test_user_and_group_that_do_not_exist_are_reported(write: WriteConfig) -> No
     assert keys_of(path) == ["server.user", "server.group"]
 
 
+def test_user_and_group_with_a_nul_character_are_problems_not_a_crash(write: WriteConfig) -> None:
+    """pwd.getpwnam raises ValueError for them: it reached the command line as an internal error."""
+    path = write('[server]\nuser = "a\\u0000b"\ngroup = "\\u0000"\n')
+    assert [(p.key, p.message) for p in problems_of(path)] == [
+        ("server.user", 'no such user "a\x00b"'),
+        ("server.group", 'no such group "\x00"'),
+    ]
+
+
 def test_existing_user_is_accepted(write: WriteConfig) -> None:
     assert load_config(write('[server]\nuser = "root"\n')).server.user == "root"
 

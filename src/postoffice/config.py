@@ -117,7 +117,7 @@ def _user_problem(value: str) -> tuple[str, str] | None:
     if value:
         try:
             pwd.getpwnam(value)
-        except KeyError:
+        except (KeyError, ValueError):  # ValueError: a NUL character in the name
             return f'no such user "{value}"', 'create it, or leave user = "" to not drop privileges'
     return None
 
@@ -126,7 +126,7 @@ def _group_problem(value: str) -> tuple[str, str] | None:
     if value:
         try:
             grp.getgrnam(value)
-        except KeyError:
+        except (KeyError, ValueError):  # ValueError: a NUL character in the name
             return f'no such group "{value}"', 'create it, or leave group = ""'
     return None
 

@@ -305,7 +305,22 @@ def toml_value(value: object) -> str:
     if isinstance(value, Path):
         value = str(value)
     if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
+        return _toml_string(value)
     if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
-        return json.dumps(list(value))  # a JSON array of strings is a valid TOML array
+        return "[" + ", ".join(_toml_string(item) for item in value) + "]"
     raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string (TOML 1.0 "String"): quote, backslash and control characters other than tab
+    escaped; everything else as it is (JSON's \\uXXXX surrogate pairs are not valid TOML)."""
+    out = ['"']
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif (char < " " and char != "\t") or char == "\x7f":
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    out.append('"')
+    return "".join(out)
