@@ -677,3 +677,20 @@ def test_each_section_is_its_declared_dataclass(write: WriteConfig) -> None:
         assert isinstance(config.section(spec.cls), spec.cls)
     assert config.smtp is config.section(type(config.smtp))
     assert isinstance(config, Config)
+
+
+# -- the protocol registry -----------------------------------------------------------------------------------
+
+
+def test_every_registered_service_is_complete_and_its_listener_names_are_unique() -> None:
+    names = [port.name for service in SERVICES.values() for port in service.ports]
+    assert len(names) == len(set(names))
+    for name, service in SERVICES.items():
+        assert service.name == name and service.purpose
+        assert all(port.tls in service.tls_modes for port in service.ports), name
+        if service.built:
+            assert service.settings is not None and service.refuse is not None, name
+            assert service.pool and service.caps is not None, name
+            pool = [other.caps for other in SERVICES.values() if other.pool == service.pool]
+            assert set(pool) == {service.caps}, f"pool {service.pool} has one set of caps"
+    assert [name for name, service in SERVICES.items() if not service.built] == ["http"]
