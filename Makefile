@@ -9,7 +9,7 @@ PORT_OFFSET ?= $(shell [ "$$(id -u)" = 0 ] && echo 0 || echo 10000)
 # Debian packages the interop tests drive (installed idempotently when missing; needs root or sudo-less apt).
 DEBIAN_PACKAGES := swaks strace fetchmail getmail6 curl isync neomutt offlineimap3 msmtp s-nail
 
-.PHONY: runtime install deps run test test-unit test-integration lint bench clean
+.PHONY: runtime install deps run test test-unit test-integration lint config-doc bench clean
 
 # `make run` needs only the server's own dependencies; the test tools come with `make test` (or `make install`).
 $(VENV)/.runtime: pyproject.toml
@@ -46,6 +46,10 @@ lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+
+# The tables of docs/configuration.md come from the setting declarations (docs/decisions/0033).
+config-doc: install
+	$(BIN)/python -m postoffice.config_doc docs/configuration.md
 
 # Both cores: pytest-xdist; tests of one module stay on one worker so module-scoped servers start once.
 XDIST ?= -n auto --dist loadscope

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from postoffice.cli import MboxrdWriter, envelope_sender, mailbox_directory, maildir_info
-from postoffice.config import render_default_config
+from postoffice.config import config_sections, render_default_config, standard_listeners
 from postoffice.net.tls import generate_self_signed
 
 POSTOFFICE = str(Path(sys.executable).parent / "postoffice")
@@ -137,6 +138,47 @@ def test_ports_shows_every_listener_with_status_and_purpose(config_only: Path, t
     assert "allow_plaintext_auth" in proc.stdout
 
 
+PORTS_OF_THE_DEFAULT_CONFIG = """\
+NAME         ADDRESS  PORT  PROTOCOL    TLS       ENABLED  STATUS    PURPOSE
+smtp         0.0.0.0  25    smtp        starttls  yes      ready     other mail servers deliver mail to us
+submission   0.0.0.0  587   submission  starttls  yes      ready     users' mail programs send mail
+submissions  0.0.0.0  465   submission  implicit  yes      ready     same, TLS from the first byte (RFC 8314)
+pop3         0.0.0.0  110   pop3        starttls  yes      ready     mail programs download mail
+pop3s        0.0.0.0  995   pop3        implicit  yes      ready     same, TLS from the first byte (RFC 8314)
+imap         0.0.0.0  143   imap        starttls  yes      ready     mail programs read and organise mail \
+on the server
+imaps        0.0.0.0  993   imap        implicit  yes      ready     same, TLS from the first byte (RFC 8314)
+pop2         0.0.0.0  109   pop2        none      no       disabled  the legacy protocol; off by default
+http         0.0.0.0  80    http        none      no       disabled  webmail and admin (redirects to https)
+https        0.0.0.0  443   http        implicit  no       disabled  webmail and admin in a browser
+
+pop2: POP2 (RFC 937) has no TLS and sends passwords in clear, so it is off by default; enabling it on an \
+address other than loopback also needs [auth] allow_plaintext_auth = true.
+"""
+
+
+def test_ports_output_is_what_it_was_before_the_protocol_registry(config_only: Path, tmp_path: Path) -> None:
+    """Issue 10: the listener table now comes from the registered services (postoffice.protocols); the
+    output, recorded before that change, stays the same to the byte."""
+    proc = run("ports", "--config", str(config_only), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == PORTS_OF_THE_DEFAULT_CONFIG
+
+
+def test_check_config_warns_about_a_renamed_setting_and_accepts_it(config_only: Path, tmp_path: Path) -> None:
+    text = config_only.read_text()
+    text = text.replace("relay_networks = []\n", "").replace(
+        "[queue]\n", '[queue]\ntrusted_networks = ["10.0.0.0/8"]\n'
+    )
+    config_only.write_text(text)
+    proc = run("check-config", "--config", str(config_only), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "warning: queue.trusted_networks: renamed to relay_networks in [smtp]; the old name still works "
+        "(hint: write it as relay_networks in [smtp] instead)" in proc.stdout
+    )
+
+
 def test_run_with_a_bad_config_exits_2_without_starting(config_only: Path, tmp_path: Path) -> None:
     text = config_only.read_text()
     start = text.index("[listeners.smtp]")
@@ -217,6 +259,14 @@ def test_a_fresh_init_checks_without_a_warning(data: Path) -> None:
     assert "warning" not in proc.stdout + proc.stderr
     text = data.read_text()
     assert text.count("# http is not built in this version: the listener could not start") == 2
+
+
+def test_init_writes_every_declared_setting_and_listener(data: Path) -> None:
+    doc = tomllib.loads(data.read_text())
+    assert {name: set(table) for name, table in doc.items() if name != "listeners"} == {
+        spec.name: {item.name for item in spec.settings} for spec in config_sections()
+    }
+    assert set(doc["listeners"]) == set(standard_listeners())
 
 
 def test_init_refuses_to_overwrite_an_existing_config_unless_forced(data: Path, tmp_path: Path) -> None:

@@ -34,15 +34,10 @@ from typing import IO, TYPE_CHECKING, TypeVar
 
 from postoffice import __version__
 from postoffice.atomicfile import atomic_output, write_atomically
-from postoffice.config import (
-    POP2_NOTE,
-    Config,
-    ConfigError,
-    load_config,
-    render_default_config,
-)
+from postoffice.config import Config, ConfigError, load_config, render_default_config
 from postoffice.directory.address import AddressError, parse_address, parse_domain
 from postoffice.plural import counted
+from postoffice.protocols import SERVICES
 
 if TYPE_CHECKING:
     from postoffice.store import MailboxInfo, MailStore, MessageInfo
@@ -273,9 +268,10 @@ def cmd_ports(args: argparse.Namespace) -> int:
         for lst in config.listeners.values()
     ]
     print_table(("NAME", "ADDRESS", "PORT", "PROTOCOL", "TLS", "ENABLED", "STATUS", "PURPOSE"), rows)
-    if any(lst.protocol == "pop2" for lst in config.listeners.values()):
-        print()
-        print(f"pop2: {POP2_NOTE}.")
+    for service in SERVICES.values():
+        if service.note and any(lst.protocol == service.name for lst in config.listeners.values()):
+            print()
+            print(f"{service.name}: {service.note}.")
     return EXIT_OK
 
 

@@ -30,14 +30,13 @@ import signal
 import sys
 from pathlib import Path
 
-from postoffice.auth import Authenticator
+from postoffice.auth.authenticator import Authenticator
 from postoffice.config import Config
-from postoffice.net.listener import Connection, ConnectionLimits, ListenerGroup, ListenerSpec
+from postoffice.net.listener import ConnectionLimits, ListenerGroup, ListenerSpec
+from postoffice.net.service import ServiceContext
 from postoffice.net.tls import TlsContexts, TlsError
-from postoffice.pop3.locks import MaildropLocks
+from postoffice.protocols import SERVICES
 from postoffice.smtp.queue import QueueRunner
-from postoffice.smtp.server import SmtpServerSettings, SmtpSession, refuse_connection
-from postoffice.smtp.submission import SendingLimiter
 from postoffice.store import MailStore, StoreError, open_store
 
 log = logging.getLogger("postoffice.server")
@@ -73,12 +72,6 @@ def raise_fd_limit() -> int:
         return soft
     log.info("file descriptor limit raised from %d to %d", soft, target)
     return target
-
-
-async def refuse_pop_connection(conn: Connection, reason: str) -> None:
-    """Over the connection caps: one negative greeting line (RFC 2449 [SYS/TEMP]; POP2 clients read "-")."""
-    with contextlib.suppress(Exception):
-        await conn.write(f"-ERR [SYS/TEMP] {reason}, try again later\r\n".encode())
 
 
 def setup_logging(level: str) -> None:
@@ -134,79 +127,8 @@ class Server:
         self.store: MailStore | None = None
         self.listeners: ListenerGroup | None = None
         self._stop = asyncio.Event()
-        self.maildrop_locks = MaildropLocks()
-        self.limiter: SendingLimiter | None = None
         self.queue_runner: QueueRunner | None = None
         self.authenticator: Authenticator | None = None
-
-    def _smtp_handler(self, store: MailStore, authenticator: Authenticator, mode: str):  # type: ignore[no-untyped-def]
-        """Port 25 ("mx") and submission (587/465); the submission listeners share one sending limiter."""
-        cfg = self.config
-        settings = SmtpServerSettings(
-            hostname=cfg.server.hostname,
-            spool_dir=cfg.store.spool_dir,
-            max_message_size=cfg.smtp.max_message_size,
-            max_recipients=cfg.smtp.max_recipients,
-            command_timeout=cfg.smtp.command_timeout,
-            data_timeout=cfg.smtp.data_timeout,
-            max_errors=cfg.smtp.max_errors,
-            mode=mode,
-            allow_plaintext_auth=cfg.auth.allow_plaintext_auth,
-            max_messages_per_hour=cfg.submission.max_messages_per_hour,
-            max_recipients_per_message=cfg.submission.max_recipients_per_message,
-            received_client_address=cfg.submission.received_client_address,
-            trusted_networks=cfg.queue.trusted_networks,
-        )
-        if self.limiter is None:
-            self.limiter = SendingLimiter(cfg.submission.max_messages_per_hour)
-        limiter = self.limiter
-
-        async def handle(conn: Connection) -> None:
-            await SmtpSession(conn, settings, store, authenticator=authenticator, limiter=limiter).run()
-
-        return handle
-
-    def _pop_handler(self, protocol: str, store: MailStore, authenticator: Authenticator):  # type: ignore[no-untyped-def]
-        """POP3 and POP2 share the maildrop locks, the authenticator and the [pop3] settings."""
-        cfg = self.config
-        if protocol == "pop3":
-            from postoffice.pop3.server import serve_pop3 as serve
-        else:
-            from postoffice.pop2.server import serve_pop2 as serve
-
-        async def handle(conn: Connection) -> None:
-            await serve(
-                conn,
-                hostname=cfg.server.hostname,
-                store=store,
-                authenticator=authenticator,
-                config=cfg.pop3,
-                allow_plaintext_auth=cfg.auth.allow_plaintext_auth,
-                locks=self.maildrop_locks,
-            )
-
-        return handle
-
-    def _imap_handler(self, store: MailStore, authenticator: Authenticator):  # type: ignore[no-untyped-def]
-        from postoffice.imap.session import ImapSettings, serve_imap
-
-        cfg = self.config
-        settings = ImapSettings(
-            hostname=cfg.server.hostname,
-            autologout=cfg.imap.autologout,
-            idle_timeout=cfg.imap.idle_timeout,
-            append_limit=cfg.imap.append_limit,
-            max_mailboxes=cfg.imap.max_mailboxes,
-            max_mailbox_name_length=cfg.imap.max_mailbox_name_length,
-            max_mailbox_depth=cfg.imap.max_mailbox_depth,
-            allow_plaintext_auth=cfg.auth.allow_plaintext_auth,
-            spool_dir=cfg.store.spool_dir,
-        )
-
-        async def handle(conn: Connection) -> None:
-            await serve_imap(conn, store=store, authenticator=authenticator, settings=settings)
-
-        return handle
 
     async def start(self) -> None:
         cfg = self.config
@@ -222,50 +144,9 @@ class Server:
             (lambda: tls.server_context) if tls is not None else (lambda: None),
             min_data_rate=cfg.limits.min_data_rate,
         )
-        login_timeout = cfg.limits.login_timeout
-        smtp_limits = ConnectionLimits("smtp", cfg.smtp.max_connections, cfg.smtp.max_connections_per_ip)
-        pop_limits = ConnectionLimits("pop", cfg.pop3.max_connections, cfg.pop3.max_connections_per_ip)
-        imap_limits = ConnectionLimits("imap", cfg.imap.max_connections, cfg.imap.max_connections_per_ip)
         authenticator = self.authenticator = Authenticator(self.store, cfg.auth)
         await authenticator.start()  # lockouts kept across restarts (docs/decisions/0027)
-        for listener in cfg.enabled_listeners():
-            if not listener.built:
-                log.warning(
-                    "listener %s: protocol %s is not built yet in this version; not started",
-                    listener.name,
-                    listener.protocol,
-                )
-                continue
-            spec = ListenerSpec(
-                listener.name, listener.protocol, listener.address, listener.port, listener.tls
-            )
-            if listener.protocol in ("smtp", "submission"):
-                mode = "mx" if listener.protocol == "smtp" else "submission"
-                await self.listeners.bind(
-                    spec,
-                    self._smtp_handler(self.store, authenticator, mode),
-                    refuse_connection,
-                    smtp_limits,
-                    login_timeout=None if mode == "mx" else login_timeout,  # port 25 has no login
-                )
-            elif listener.protocol in ("pop3", "pop2"):
-                await self.listeners.bind(
-                    spec,
-                    self._pop_handler(listener.protocol, self.store, authenticator),
-                    refuse_pop_connection,
-                    pop_limits,
-                    login_timeout=login_timeout,
-                )
-            elif listener.protocol == "imap":
-                from postoffice.imap.session import refuse_imap_connection
-
-                await self.listeners.bind(
-                    spec,
-                    self._imap_handler(self.store, authenticator),
-                    refuse_imap_connection,
-                    imap_limits,
-                    login_timeout=login_timeout,
-                )
+        await self._bind_listeners(ServiceContext(cfg, self.store, authenticator))
         if cfg.server.user and os.geteuid() == 0:
             # The TLS key goes to the service user too: the process holds it in memory anyway, and SIGHUP
             # reloads must be able to read a renewed certificate after the switch (docs/decisions/0007).
@@ -278,6 +159,37 @@ class Server:
         self.queue_runner.start()
         bound = " ".join(f"{name}={addr}:{port}" for name, (addr, port) in self.listeners.bound.items())
         print(f"postoffice ready: {bound}", flush=True)
+
+    async def _bind_listeners(self, context: ServiceContext) -> None:
+        """Bind every enabled listener of a built protocol, each with its service's handler, refusal,
+        connection-cap pool and login deadline (docs/decisions/0032)."""
+        assert self.listeners is not None
+        cfg = self.config
+        pools: dict[str, ConnectionLimits] = {}
+        for listener in cfg.enabled_listeners():
+            service = SERVICES[listener.protocol]
+            if service.factory is None:
+                log.warning(
+                    "listener %s: protocol %s is not built yet in this version; not started",
+                    listener.name,
+                    listener.protocol,
+                )
+                continue
+            # A built service names its refusal and its caps (postoffice.net.service); a registration error
+            assert service.refuse is not None and service.caps is not None, service.name
+            limits = pools.get(service.pool)
+            if limits is None:
+                caps = cfg.section(service.caps)
+                limits = pools[service.pool] = ConnectionLimits(
+                    service.pool, caps.max_connections, caps.max_connections_per_ip
+                )
+            await self.listeners.bind(
+                ListenerSpec(listener.name, listener.protocol, listener.address, listener.port, listener.tls),
+                service.factory(cfg.section(service.settings) if service.settings else None, context),
+                service.refuse,
+                limits,
+                login_timeout=cfg.limits.login_timeout if service.login else None,
+            )
 
     def request_stop(self) -> None:
         self._stop.set()

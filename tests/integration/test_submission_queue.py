@@ -269,9 +269,9 @@ def test_a_message_that_keeps_failing_expires_and_bounces(server: ServerProcess,
     wait_for("an empty queue", lambda: queue_empty(server))
 
 
-@pytest.mark.parametrize("server", [{"trusted_networks": ["127.0.0.1/32"]}], indirect=True)
+@pytest.mark.parametrize("server", [{"relay_networks": ["127.0.0.1/32"]}], indirect=True)
 def test_no_bounce_for_a_message_from_the_null_sender(server: ServerProcess, internet: Internet) -> None:
-    """Relayed from a trusted network on port 25 with MAIL FROM:<>: the failure is dropped, not bounced."""
+    """Relayed on port 25 from a relay network with MAIL FROM:<>: the failure is dropped, not bounced."""
     internet.fails.script.rcpt_replies["nobody@fails.test"] = "550 5.1.1 no such user"
     with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=30) as smtp:
         smtp.sendmail("<>", ["nobody@fails.test"], b"Subject: from nobody\r\n\r\nbody\r\n")

@@ -8,13 +8,40 @@
   logs one line per attempt.
 
 Decisions and their reasons: docs/decisions/0008-authentication.md.
+
+The names below are loaded when first used (PEP 562): `postoffice.auth.settings` and `postoffice.auth.sasl`
+are imported by the config and the protocol cores, which must not pay for the authenticator (argon2, the
+store) on every command-line call.
 """
 
 from __future__ import annotations
 
-from postoffice.auth.authenticator import Authenticator, AuthResult
-from postoffice.auth.guard import LoginGuard
-from postoffice.auth.sasl import Challenge, Credentials, SaslFailure, create_mechanism, mechanism_names
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from postoffice.auth.authenticator import Authenticator, AuthResult
+    from postoffice.auth.guard import LoginGuard
+    from postoffice.auth.sasl import Challenge, Credentials, SaslFailure, create_mechanism, mechanism_names
+
+_HOMES = {
+    "Authenticator": "authenticator",
+    "AuthResult": "authenticator",
+    "LoginGuard": "guard",
+    "Challenge": "sasl",
+    "Credentials": "sasl",
+    "SaslFailure": "sasl",
+    "create_mechanism": "sasl",
+    "mechanism_names": "sasl",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+
 
 __all__ = [
     "AuthResult",

@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from postoffice.auth.guard import LoginGuard, printable_for_log
 from postoffice.auth.lockouts import LockoutJournal
 from postoffice.auth.sasl import Credentials
-from postoffice.config import AuthConfig
+from postoffice.auth.settings import AuthConfig
 from postoffice.directory import passwords
 from postoffice.directory.address import normalize_address
 from postoffice.store import Account, MailStore, StoreError

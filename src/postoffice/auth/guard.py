@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from postoffice.config import AuthConfig
+from postoffice.auth.settings import AuthConfig
 from postoffice.store import LoginGuardEntry
 
 log = logging.getLogger("postoffice.auth")

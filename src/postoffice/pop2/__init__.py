@@ -14,20 +14,25 @@ Implementation notes
   by exact name (INBOX case-insensitively), there is no folder listing in the protocol.
 """
 
-from postoffice.pop2.protocol import (
-    ConnectionClosed,
-    Delete,
-    Event,
-    Kept,
-    Login,
-    Pop2ServerProtocol,
-    Pop2Settings,
-    Pop2UsageError,
-    Quit,
-    Retrieve,
-    SelectFolder,
-    State,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from postoffice.pop2.protocol import (
+        ConnectionClosed,
+        Delete,
+        Event,
+        Kept,
+        Login,
+        Pop2ServerProtocol,
+        Pop2Settings,
+        Pop2UsageError,
+        Quit,
+        Retrieve,
+        SelectFolder,
+        State,
+    )
 
 __all__ = [
     "ConnectionClosed",
@@ -43,3 +48,13 @@ __all__ = [
     "SelectFolder",
     "State",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The protocol core's names, imported on first use (PEP 562): the config imports
+    postoffice.pop2.service, which must not load the protocol core."""
+    if name in __all__:
+        from postoffice.pop2 import protocol
+
+        return getattr(protocol, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

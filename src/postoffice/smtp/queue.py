@@ -39,7 +39,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-from postoffice.config import QueueConfig
 from postoffice.message import PARSE_INLINE_LIMIT, parse_message
 from postoffice.plural import counted
 from postoffice.smtp import dsn as dsn_mod
@@ -52,6 +51,7 @@ from postoffice.smtp.delivery import (
 )
 from postoffice.smtp.mx import DnsError, Host, MxResolver
 from postoffice.smtp.protocol import parse_notify, parse_orcpt
+from postoffice.smtp.settings import QueueConfig
 from postoffice.smtp.xtext import decode_xtext
 from postoffice.store import MailStore, NotFound
 from postoffice.store.api import (

@@ -1,0 +1,80 @@
+"""The `[imap]` section: IMAP (143 with STARTTLS, 993 with implicit TLS).
+
+Declarations only (`postoffice.settings`): imported by `postoffice.config`, so nothing heavy is imported here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from postoffice.settings import section, setting
+
+
+@section("imap")
+@dataclass(frozen=True)
+class ImapConfig:
+    max_connections: int = setting(
+        500,
+        "simultaneous IMAP connections in total",
+        doc="Simultaneous IMAP connections in total; see `[limits]` for what happens at the cap.",
+        positive=True,
+    )
+    max_connections_per_ip: int = setting(
+        20,
+        "simultaneous connections per client IP (IPv6: per /64)",
+        doc=(
+            "Simultaneous connections from one client address (IPv6: one /64; phones and laptops keep "
+            "several open)."
+        ),
+        positive=True,
+    )
+    autologout: float = setting(
+        1800,
+        "seconds the server waits for each command (RFC 9051 section 5.4: at least 1800)",
+        doc=(
+            "Seconds the server waits for each command to arrive in full (a deadline per command, see "
+            "`[limits] min_data_rate`) before the session ends (RFC 9051 section 5.4: at least 30 minutes; "
+            "smaller values are refused). Before login, `[limits] login_timeout` applies."
+        ),
+        minimum=1800,
+    )
+    idle_timeout: float = setting(
+        3600,
+        "seconds an IDLE command may wait for DONE (clients renew IDLE every 29 minutes)",
+        doc="Seconds an IDLE may wait for DONE; clients renew IDLE every 29 minutes (at least 1800).",
+        minimum=1800,
+    )
+    append_limit: int = setting(
+        52428800,
+        "largest message APPEND accepts, in octets (advertised as APPENDLIMIT, RFC 7889)",
+        doc=(
+            "Largest message APPEND accepts, in octets, advertised as APPENDLIMIT (RFC 7889); a larger "
+            "literal is refused before it is read."
+        ),
+        positive=True,
+    )
+    max_mailboxes: int = setting(
+        1000,
+        "mailboxes (and subscriptions) one account may have; CREATE beyond is NO [LIMIT]",
+        doc=(
+            "Mailboxes one account may have, and as many subscriptions; CREATE, RENAME (of INBOX, or making "
+            "superiors) and SUBSCRIBE beyond are `NO [LIMIT]`. See docs/decisions/0021."
+        ),
+        positive=True,
+    )
+    max_mailbox_name_length: int = setting(
+        1024,
+        "longest mailbox name, in octets of its UTF-8 form with its parents' names",
+        doc=(
+            'Longest mailbox name, in octets of its UTF-8 form including its superiors ("a/b/c" is 5); at '
+            "least 64. The patterns of one LIST or LSUB command may have twice this many characters "
+            "together (docs/decisions/0020)."
+        ),
+        minimum=64,
+    )
+    max_mailbox_depth: int = setting(
+        32,
+        "hierarchy levels of a mailbox name ('a/b/c' has 3)",
+        doc='Hierarchy levels of a mailbox name ("a/b/c" has 3); RENAME checks every inferior it moves.',
+        positive=True,
+    )

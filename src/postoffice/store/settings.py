@@ -1,0 +1,51 @@
+"""The `[store]` section: where the mail store and the spool live, and the disk space they keep free
+(docs/decisions/0030).
+
+Declarations only (`postoffice.settings`): imported by `postoffice.config`, so nothing heavy is imported here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from postoffice.settings import section, setting
+
+
+@section("store")
+@dataclass(frozen=True)
+class StoreConfig:
+    path: Path = setting(
+        Path("store/mail.sqlite3"),
+        "the SQLite mail store (WAL files live beside it)",
+        doc="The SQLite mail store. Its `-wal` and `-shm` files live beside it.",
+    )
+    spool_dir: Path = setting(
+        Path("spool"),
+        "temporary files for messages being received",
+        doc="Temporary files for messages being received; each is removed when its transaction ends.",
+    )
+    min_free_space: int = setting(
+        104857600,
+        "bytes; new mail is refused (SMTP 452 4.3.1) before it leaves less free on the store's disk",
+        doc=(
+            "Bytes (100 MiB) that new mail must leave free on the store's filesystem. A delivery, "
+            "submission, APPEND or COPY that could leave less is refused: SMTP `452 4.3.1` (at `MAIL` "
+            "already when the declared `SIZE` does not fit), IMAP `NO [OVERQUOTA]`. Reading, flag changes "
+            "and deleting mail are never refused for space. Free pages inside the store count as free: "
+            "deleted mail makes room for new mail. `0` = refuse only when the disk is actually full."
+        ),
+        minimum=0,
+    )
+    disk_reserve: int = setting(
+        16777216,
+        "bytes kept in <store>.reserve, given back when the disk fills so that deleting mail works",
+        doc=(
+            "Bytes (16 MiB) kept allocated in the file `<path>.reserve` (e.g. "
+            "`store/mail.sqlite3.reserve`). When the disk fills up anyway (another program, or a larger "
+            "write than estimated), the store deletes this file so that deletions, flag changes and the "
+            "`\\Recent` bookkeeping still work, logs an error, and refuses new mail until there is room to "
+            "make the reserve again (twice its size free, on top of `min_free_space`). `0` = no reserve."
+        ),
+        minimum=0,
+    )
