@@ -151,7 +151,6 @@ class Server:
             data_timeout=cfg.smtp.data_timeout,
             max_errors=cfg.smtp.max_errors,
             mode=mode,
-            allow_plaintext_auth=cfg.auth.allow_plaintext_auth,
             max_messages_per_hour=cfg.submission.max_messages_per_hour,
             max_recipients_per_message=cfg.submission.max_recipients_per_message,
             received_client_address=cfg.submission.received_client_address,
@@ -181,7 +180,6 @@ class Server:
                 store=store,
                 authenticator=authenticator,
                 config=cfg.pop3,
-                allow_plaintext_auth=cfg.auth.allow_plaintext_auth,
                 locks=self.maildrop_locks,
             )
 
@@ -199,7 +197,6 @@ class Server:
             max_mailboxes=cfg.imap.max_mailboxes,
             max_mailbox_name_length=cfg.imap.max_mailbox_name_length,
             max_mailbox_depth=cfg.imap.max_mailbox_depth,
-            allow_plaintext_auth=cfg.auth.allow_plaintext_auth,
             spool_dir=cfg.store.spool_dir,
         )
 
