@@ -59,7 +59,7 @@ async def serve(args: argparse.Namespace, loop_profiler: cProfile.Profile | None
     tls = TlsContexts(args.cert, args.key)
     group = ListenerGroup(lambda: tls.server_context)
     authenticator = Authenticator(store, AuthConfig(allow_plaintext_auth=True))
-    settings = ImapSettings(hostname="localhost", allow_plaintext_auth=True, spool_dir=args.store.parent)
+    settings = ImapSettings(hostname="localhost", spool_dir=args.store.parent)
     limits = ConnectionLimits("imap", 500, 100)
 
     async def handle(conn: Connection) -> None:

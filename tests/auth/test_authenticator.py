@@ -411,6 +411,27 @@ def test_plaintext_allowed() -> None:
     assert lax.plaintext_allowed(False)
 
 
+@pytest.mark.parametrize(
+    ("allow", "client", "tls_offered", "allowed"),
+    [
+        (False, "127.0.0.1", False, True),  # POP2 from loopback: the password stays on the host
+        (False, "::1", False, True),
+        (False, "192.0.2.7", False, False),  # POP2 from elsewhere needs allow_plaintext_auth
+        (True, "192.0.2.7", False, True),
+        (False, "127.0.0.1", True, False),  # a protocol with TLS gets no loopback exception
+        (False, "not an address", False, False),
+    ],
+)
+def test_plaintext_allowed_from_loopback_only_for_protocols_without_tls(
+    allow: bool, client: str, tls_offered: bool, allowed: bool
+) -> None:
+    """Decision 0035: the one place that decides, POP2's loopback rule included."""
+    store: MailStore = None  # type: ignore[assignment]  # not used by plaintext_allowed
+    auth = Authenticator(store, AuthConfig(allow_plaintext_auth=allow))
+    assert auth.plaintext_allowed(False, client_ip=client, tls_offered=tls_offered) is allowed
+    assert auth.plaintext_allowed(True, client_ip=client, tls_offered=tls_offered)
+
+
 def test_a_recently_verified_password_skips_argon2_until_the_password_changes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

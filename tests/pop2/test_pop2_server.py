@@ -352,7 +352,11 @@ class GlueRig:
         account = await store.add_account(DEMO, hash_password(PASSWORD))
         for message in messages:
             await store.deliver(io.BytesIO(message), parse_message(io.BytesIO(message)), [account.id])
-        authenticator = Authenticator(store, AuthConfig(allow_plaintext_auth=False, failure_delay=0.0))
+        # the decision is the authenticator's (decision 0035): one strict, one that allows plaintext
+        authenticators = {
+            allow: Authenticator(store, AuthConfig(allow_plaintext_auth=allow, failure_delay=0.0))
+            for allow in (False, True)
+        }
         locks = MaildropLocks()
         spec = ListenerSpec("pop2", "pop2", "127.0.0.1", 0, "none")
 
@@ -365,9 +369,8 @@ class GlueRig:
                     conn,
                     hostname="localhost",
                     store=self.wrap_store(store),
-                    authenticator=authenticator,
+                    authenticator=authenticators[self.allow_plaintext_auth],
                     config=self.config,
-                    allow_plaintext_auth=self.allow_plaintext_auth,
                     locks=locks,
                 )
             finally:

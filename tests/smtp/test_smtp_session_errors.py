@@ -49,9 +49,7 @@ def submission(tmp_path: Path) -> Iterator[tuple[int, BrokenClock]]:
         await store.add_domain("example.test")
         await store.add_account("demo@example.test", hash_password(PASSWORD))
         authenticator = Authenticator(store, AuthConfig(allow_plaintext_auth=True, failure_delay=0))
-        settings = SmtpServerSettings(
-            hostname="mx.example.test", spool_dir=tmp_path, mode="submission", allow_plaintext_auth=True
-        )
+        settings = SmtpServerSettings(hostname="mx.example.test", spool_dir=tmp_path, mode="submission")
         spec = ListenerSpec("submission", "submission", "127.0.0.1", 0, "none")
         shutting_down = asyncio.Event()
 

@@ -39,8 +39,10 @@ Invariants
   waiting for them is bounded by `max_pending_verifications`.
 - A store error or a full verification queue answers "unavailable" and is logged; neither is counted as a
   failed login.
-- Whether plaintext passwords are acceptable on a connection is the protocol's question to ask first
-  (`plaintext_allowed`, RFC 8314 / RFC 2595 section 3.1); `login` does not know about the connection.
+- Whether a password may be sent over a connection is decided here and only here (`plaintext_allowed`,
+  RFC 8314 section 4.1 / RFC 2595 section 3.1 / RFC 3207 section 4.2, docs/decisions/0035): every protocol
+  (SMTP AUTH, IMAP LOGINDISABLED / LOGIN / AUTHENTICATE, POP3 USER/PASS/AUTH, POP2 HELO) asks before it
+  offers or accepts a password; `login` does not know about the connection.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import hmac
+import ipaddress
 import logging
 import os
 import secrets
@@ -76,6 +79,13 @@ BUSY_WARNING_INTERVAL = 60.0
 BAD_CREDENTIALS_REASON = "authentication failed"
 PROXY_REASON = "authentication failed: authorization as another user is not supported"
 UNAVAILABLE_REASON = "authentication is temporarily unavailable, try again later"
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 class VerifiedCache:
@@ -170,9 +180,18 @@ class Authenticator:
             self._argon2.shutdown(wait=False, cancel_futures=True)
             self._argon2 = None
 
-    def plaintext_allowed(self, tls_active: bool) -> bool:
-        """May a password be sent over this connection? Always with TLS; without only when configured."""
-        return tls_active or self._config.allow_plaintext_auth
+    def plaintext_allowed(
+        self, tls_active: bool, *, client_ip: str | None = None, tls_offered: bool = True
+    ) -> bool:
+        """May a password be sent over this connection (module notes)?
+
+        Always over TLS; without TLS when `[auth] allow_plaintext_auth` is set; and, for a protocol that
+        offers no TLS at all (`tls_offered=False`: POP2, RFC 937), from a loopback `client_ip` too: the
+        password never leaves the host, and such a client has no other way in. A protocol that offers TLS
+        gets no loopback exception: its clients can use TLS."""
+        if tls_active or self._config.allow_plaintext_auth:
+            return True
+        return not tls_offered and client_ip is not None and _is_loopback(client_ip)
 
     async def login_sasl(
         self, *, protocol: str, client_ip: str, credentials: Credentials, mechanism: str, tls: bool

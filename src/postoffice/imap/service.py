@@ -29,7 +29,6 @@ def _factory(imap: ImapConfig, ctx: ServiceContext) -> Handler:
         max_mailboxes=imap.max_mailboxes,
         max_mailbox_name_length=imap.max_mailbox_name_length,
         max_mailbox_depth=imap.max_mailbox_depth,
-        allow_plaintext_auth=cfg.auth.allow_plaintext_auth,
         spool_dir=cfg.store.spool_dir,
     )
     store, authenticator = ctx.store, ctx.authenticator

@@ -131,7 +131,6 @@ class ImapSettings:
     autologout: float = 1800.0
     idle_timeout: float = 3600.0
     append_limit: int = 50 * 1024 * 1024
-    allow_plaintext_auth: bool = False
     max_line: int = 64 * 1024
     spool_dir: Path | None = None
     #: Advertise IMAP4rev2 (RFC 9051) and act on ENABLE IMAP4rev2; clients that do not enable it keep the
@@ -289,8 +288,7 @@ class ImapSession:
     # ------------------------------------------------------------------------------------ capabilities
 
     def plaintext_allowed(self) -> bool:
-        tls = self.conn.tls_active
-        return self.authenticator.plaintext_allowed(tls) and (tls or self.settings.allow_plaintext_auth)
+        return self.authenticator.plaintext_allowed(self.conn.tls_active)  # decision 0035
 
     def capabilities(self) -> str:
         caps = ["IMAP4rev1"]

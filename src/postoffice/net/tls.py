@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Protocol
 from postoffice.atomicfile import write_atomically
 
 if TYPE_CHECKING:
-    from postoffice.config import TlsConfig
+    from postoffice.net.settings import TlsConfig
 
 log = logging.getLogger("postoffice.net.tls")
 

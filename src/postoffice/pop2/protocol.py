@@ -26,6 +26,8 @@ The event model (the same shape as `postoffice.smtp.protocol`)
         send(proto.data_to_send())
         if proto.closed: close
 
+  The buffer, line reading and decisions are the shared skeleton's (`postoffice.net.lineproto`,
+  docs/decisions/0034); the loop above is `postoffice.net.driver`'s.
   `receive_data` only buffers; lines are parsed lazily in `next_event`, one at a time. `Login`,
   `SelectFolder`, `Retrieve` and `Delete` are *pending* decisions: until the glue answers, `next_event`
   returns None and nothing further is parsed, so replies to pipelined commands stay in command order.
@@ -71,11 +73,12 @@ Invariants every change must keep
 from __future__ import annotations
 
 import re
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
+
+from postoffice.net.lineproto import LINE_TOO_LONG, LineProtocol, LineUsageError, split_command
 
 __all__ = [
     "ConnectionClosed",
@@ -180,7 +183,7 @@ class ConnectionClosed(Event):
     """The peer closed the connection (receive_data(b""))."""
 
 
-class Pop2UsageError(RuntimeError):
+class Pop2UsageError(LineUsageError):
     """The glue answered a decision that is not pending."""
 
 
@@ -193,25 +196,20 @@ class _ErrorReply(Exception):
         self.text = text
 
 
-_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 _NUMBER = re.compile(r"[0-9]{1,9}")
-_Decision = Login | SelectFolder | Retrieve | Delete
 _D = TypeVar("_D", Login, SelectFolder, Retrieve, Delete)
 
 
-class Pop2ServerProtocol:
-    """One POP2 server session. See the module docstring for the states and the glue contract."""
+class Pop2ServerProtocol(LineProtocol[Event]):
+    """One POP2 server session. See the module docstring for the states and the glue contract; the input
+    buffer, line reading and decisions are `postoffice.net.lineproto`'s."""
+
+    _usage_error = Pop2UsageError
 
     def __init__(self, settings: Pop2Settings) -> None:
+        super().__init__(max_errors=settings.max_errors)
         self._settings = settings
         self._state = State.AUTH
-        self._buffer = bytearray()
-        self._out = bytearray()
-        self._events: deque[Event] = deque()
-        self._pending: _Decision | None = None
-        self._eof = False
-        self._errors = 0
-        self._discarding_line = False
         self._folder = ""
         self._sizes: list[int] = []
         self._deleted: set[int] = set()
@@ -238,11 +236,6 @@ class Pop2ServerProtocol:
         return self._state
 
     @property
-    def closed(self) -> bool:
-        """True after QUIT, a failed HELO, too many errors, close(), abort() or a peer close."""
-        return self._state is State.DONE
-
-    @property
     def folder(self) -> str:
         """The selected folder ("" before HELO)."""
         return self._folder
@@ -261,39 +254,9 @@ class Pop2ServerProtocol:
     def deleted_numbers(self) -> frozenset[int]:
         return frozenset(self._deleted)
 
-    @property
-    def buffered_bytes(self) -> int:
-        """Received octets not yet parsed (bounded as the module docstring describes)."""
-        return len(self._buffer)
-
     def greeting(self) -> None:
         """Queue the greeting; the session is then in the AUTH state."""
         self._reply("+", f"POP2 {self._settings.hostname} server ready")
-
-    def receive_data(self, data: bytes) -> None:
-        """Feed octets from the peer; b"" means the peer closed the connection."""
-        if self._state is State.DONE:
-            return
-        if not data:
-            self._eof = True
-            return
-        self._buffer += data
-
-    def next_event(self) -> Event | None:
-        """The next event, or None when more data is needed or a decision is pending."""
-        while True:
-            if self._events:
-                return self._events.popleft()
-            if self._state is State.DONE or self._pending is not None:
-                return None
-            if not self._step():
-                return None
-
-    def data_to_send(self) -> bytes:
-        """All reply octets queued so far; the queue is emptied."""
-        data = bytes(self._out)
-        self._out.clear()
-        return data
 
     def accept_login(self, sizes: Sequence[int], folder: str = "INBOX") -> None:
         """HELO succeeded: `folder` (INBOX) is selected with these message sizes; "#n" is queued."""
@@ -323,7 +286,7 @@ class Pop2ServerProtocol:
 
     def reject(self, text: str) -> None:
         """Refuse the pending Login (then the session closes), SelectFolder or Delete with "- text"."""
-        if self._state is State.DONE:
+        if self._closed:
             return
         event = self._pending
         if event is None or isinstance(event, Retrieve):
@@ -340,7 +303,7 @@ class Pop2ServerProtocol:
 
     def close(self, text: str = "server shutting down") -> None:
         """End the session from the glue's side (autologout, shutdown): "- text", then closed."""
-        if self._state is State.DONE:
+        if self._closed:
             return
         _check_text(text)
         self._reply("-", text)
@@ -350,52 +313,32 @@ class Pop2ServerProtocol:
 
     def _step(self) -> bool:
         """Parse one line if the buffer holds one; False when nothing can be done without more input."""
-        buf = self._buffer
-        limit = self._settings.max_line
-        if self._discarding_line:
-            if self._discard_to_line_end():
-                self._discarding_line = False
-                return True
-        else:
-            end = buf.find(b"\n", 0, limit)
-            if end >= 0:
-                line = bytes(buf[:end])
-                del buf[: end + 1]
-                if line.endswith(b"\r"):
-                    line = line[:-1]
-                try:
-                    self._dispatch(line)
-                except _ErrorReply as error:
-                    self._error(error.text)
-                return True
-            if len(buf) >= limit:
-                self._discarding_line = not self._discard_to_line_end()
-                self._error("line too long")
-                return True
-        if self._eof:
-            self._events.append(ConnectionClosed())
-            self._close()
-            return True
-        return False
-
-    def _discard_to_line_end(self) -> bool:
-        end = self._buffer.find(b"\n")
-        if end < 0:
-            self._buffer.clear()
+        line = self._next_line()
+        if line is None:
             return False
-        del self._buffer[: end + 1]
+        if line is LINE_TOO_LONG:
+            self._error("line too long")
+            return True
+        try:
+            self._dispatch(line)
+        except _ErrorReply as error:
+            self._error(error.text)
         return True
+
+    def _line_limit(self) -> int:
+        return self._settings.max_line
+
+    def _peer_closed(self) -> None:
+        self._events.append(ConnectionClosed())
+        self._close()
 
     # ------------------------------------------------------------------------------------------- commands
 
     def _dispatch(self, line: bytes) -> None:
-        if _CONTROL.search(line):
+        command = split_command(line)
+        if command is None:
             raise _ErrorReply("invalid character in command line")
-        verb_bytes, _, arg_bytes = line.partition(b" ")
-        try:
-            verb = verb_bytes.decode("ascii").upper()
-        except UnicodeDecodeError:
-            raise _ErrorReply("unknown command") from None
+        verb, arg_bytes = command
         handler = self._handlers.get(verb)
         if handler is None:
             raise _ErrorReply("unknown command")
@@ -523,13 +466,9 @@ class Pop2ServerProtocol:
         count = len(checked)
         self._reply("#", f"message{'' if count == 1 else 's'} in {folder}", value=count)
 
-    def _decide(self, event: _Decision) -> None:
-        self._pending = event
-        self._events.append(event)
-
     def _take(self, kind: type[_D]) -> _D | None:
         """The pending decision of this kind; None when the session is already closed."""
-        if self._state is State.DONE:
+        if self._closed:
             return None
         event = self._pending
         if not isinstance(event, kind):
@@ -543,15 +482,13 @@ class Pop2ServerProtocol:
 
     def _error(self, text: str) -> None:
         self._reply("-", text)
-        self._errors += 1
-        if self._errors >= self._settings.max_errors:
+        if self._count_error():
             self._reply("-", "too many errors, closing connection")
             self._close()
 
     def _close(self) -> None:
+        super()._close()
         self._state = State.DONE
-        self._pending = None
-        self._buffer.clear()
 
 
 def _check_text(text: str) -> None:

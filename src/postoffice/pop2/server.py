@@ -7,7 +7,9 @@ Implementation notes
   `MailStore.open_content`, ACKD by `MailStore.expunge`.
 - Plaintext only: POP2 has no TLS. Passwords are taken from loopback clients, and from others only with
   `[auth] allow_plaintext_auth = true` (the config refuses a non-loopback pop2 listener without it; this is
-  the same rule applied per connection, in case the listener is bound to a wildcard address).
+  the same rule applied per connection, in case the listener is bound to a wildcard address); the
+  authenticator decides (`Authenticator.plaintext_allowed`, decision 0035).
+- The connection loop is `net.driver.LineSession`'s (shared with SMTP and POP3).
 - One session per maildrop, shared with POP3 (`postoffice.pop3.locks.MaildropLocks`): taken right after a
   successful login, before "#n"; a second session gets "- maildrop in use" and is closed. Released in
   `finally`, however the session ends.
@@ -27,20 +29,13 @@ Implementation notes
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 
 from postoffice.auth import Authenticator, AuthResult
-from postoffice.config import Pop3Config
-from postoffice.net.listener import (
-    Connection,
-    ConnectionClosedError,
-    Evicted,
-    LoginTimeout,
-    ReadTimeout,
-    ShutdownRequested,
-)
+from postoffice.pop3.settings import Pop3Config
+from postoffice.net.driver import Ending, LineSession
+from postoffice.net.listener import Connection, ConnectionClosedError
 from postoffice.plural import counted
 from postoffice.pop2 import protocol as p
 from postoffice.pop3.locks import MaildropLocks
@@ -62,7 +57,6 @@ async def serve_pop2(
     store: MailStore,
     authenticator: Authenticator,
     config: Pop3Config,
-    allow_plaintext_auth: bool,
     locks: MaildropLocks,
 ) -> None:
     """Run one POP2 session on `conn` until QUIT, an error limit, a timeout, shutdown or the peer's close."""
@@ -72,17 +66,9 @@ async def serve_pop2(
         store=store,
         authenticator=authenticator,
         config=config,
-        allow_plaintext_auth=allow_plaintext_auth,
         locks=locks,
     )
     await session.run()
-
-
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
 
 
 def _reply_text(text: str) -> str:
@@ -90,7 +76,10 @@ def _reply_text(text: str) -> str:
     return "".join(ch if 0x20 <= ord(ch) != 0x7F else " " for ch in text)
 
 
-class Pop2Session:
+class Pop2Session(LineSession[p.Pop2ServerProtocol]):
+    """One POP2 session: the connection loop is `net.driver.LineSession`'s; this class answers the core's
+    events and says the protocol's goodbyes."""
+
     def __init__(
         self,
         conn: Connection,
@@ -99,14 +88,12 @@ class Pop2Session:
         store: MailStore,
         authenticator: Authenticator,
         config: Pop3Config,
-        allow_plaintext_auth: bool,
         locks: MaildropLocks,
     ) -> None:
         self.conn = conn
         self.store = store
         self.authenticator = authenticator
         self.config = config
-        self.allow_plaintext_auth = allow_plaintext_auth
         self.locks = locks
         self.proto = p.Pop2ServerProtocol(p.Pop2Settings(hostname=hostname, max_errors=config.max_errors))
         self.account: Account | None = None
@@ -121,11 +108,7 @@ class Pop2Session:
     async def run(self) -> None:
         self.proto.greeting()
         try:
-            await self._loop()
-        except ShutdownRequested:
-            self.ended = "shutdown"
-            self.proto.close("server shutting down")
-            await self._flush_quietly()
+            await self.drive()
         except ConnectionClosedError:
             self.ended = "connection lost"
         finally:
@@ -134,58 +117,31 @@ class Pop2Session:
                 self.locked_account_id = None
             self._log_end()
 
-    async def _flush_quietly(self) -> None:
-        try:
-            await self.conn.write(self.proto.data_to_send())
-        except ConnectionClosedError:
-            pass
+    # ------------------------------------------------------------------------------- net.driver hooks
 
-    async def _loop(self) -> None:
-        proto = self.proto
-        while True:
-            event = proto.next_event()
-            if event is None:
-                out = proto.data_to_send()
-                if out:
-                    await self.conn.write(out)
-                if proto.closed:
-                    return
-                try:
-                    # Every wait is between commands (POP2 clients send nothing else), so a shutdown may
-                    # interrupt any of them.
-                    data = await self.conn.read(self.config.autologout, idle=True)
-                except Evicted:
-                    self.ended = "closed to make room"
-                    log.info("pop2 client %s: closed to make room for other clients", self.conn.peer_ip)
-                    proto.close("too many connections, closing this one; try again later")
-                    await self._flush_quietly()
-                    return
-                except LoginTimeout:
-                    self.ended = "login timeout"
-                    log.info("pop2 client %s: no login within the login timeout", self.conn.peer_ip)
-                    proto.close("login took too long")
-                    await self._flush_quietly()
-                    return
-                except ReadTimeout:
-                    self.ended = "autologout"
-                    log.info(
-                        "pop2 client %s: autologout after %.0f s", self.conn.peer_ip, self.config.autologout
-                    )
-                    proto.close(f"autologout: no command for {self.config.autologout:.0f} seconds")
-                    await self._flush_quietly()
-                    return
-                except ConnectionClosedError:
-                    proto.receive_data(b"")
-                    continue
-                proto.receive_data(data)
-                continue
-            await self._handle(event)
-            if isinstance(event, (p.Quit, p.ConnectionClosed)):
-                self.ended = "QUIT" if isinstance(event, p.Quit) else "client closed"
-                await self._flush_quietly()
-                return
+    def read_timeout(self) -> tuple[float, bool]:
+        # Every wait is between commands (POP2 clients send nothing else), so a shutdown may interrupt any.
+        return self.config.autologout, True
 
-    async def _handle(self, event: p.Event) -> None:
+    def goodbye(self, ending: Ending, timeout: float) -> None:
+        ip = self.conn.peer_ip
+        if ending is Ending.SHUTDOWN:
+            self.ended = "shutdown"
+            self.proto.close("server shutting down")
+        elif ending is Ending.EVICTED:
+            self.ended = "closed to make room"
+            log.info("pop2 client %s: closed to make room for other clients", ip)
+            self.proto.close("too many connections, closing this one; try again later")
+        elif ending is Ending.LOGIN_TIMEOUT:
+            self.ended = "login timeout"
+            log.info("pop2 client %s: no login within the login timeout", ip)
+            self.proto.close("login took too long")
+        else:
+            self.ended = "autologout"
+            log.info("pop2 client %s: autologout after %.0f s", ip, timeout)
+            self.proto.close(f"autologout: no command for {timeout:.0f} seconds")
+
+    async def handle(self, event: p.Event) -> None:
         if isinstance(event, p.Login):
             await self._login(event)
         elif isinstance(event, p.SelectFolder):
@@ -196,13 +152,18 @@ class Pop2Session:
             await self._delete(event)
         elif isinstance(event, p.Kept):
             await self._keep(event)
+        elif isinstance(event, p.Quit):
+            self.ended = "QUIT"
+        elif isinstance(event, p.ConnectionClosed):
+            self.ended = "client closed"
 
     # ------------------------------------------------------------------------------------------ HELO
 
     async def _login(self, event: p.Login) -> None:
         proto = self.proto
         ip = self.conn.peer_ip
-        if not (self.allow_plaintext_auth or _is_loopback(ip)):
+        # POP2 has no TLS: the authenticator allows a password from loopback, or with allow_plaintext_auth
+        if not self.authenticator.plaintext_allowed(False, client_ip=ip, tls_offered=False):
             # RFC 8314 / RFC 2595 section 3.1 spirit: no cleartext passwords unless the administrator says so.
             log.info("pop2 client %s: HELO refused, plaintext passwords are not allowed", ip)
             self.ended = "plaintext refused"

@@ -21,7 +21,6 @@ def _factory(settings: Pop3Config, ctx: ServiceContext) -> Handler:
     from postoffice.pop2.server import serve_pop2
 
     hostname = ctx.config.server.hostname
-    allow_plaintext_auth = ctx.config.auth.allow_plaintext_auth
     store, authenticator, locks = ctx.store, ctx.authenticator, maildrop_locks(ctx)
 
     async def handle(conn: Connection) -> None:
@@ -31,7 +30,6 @@ def _factory(settings: Pop3Config, ctx: ServiceContext) -> Handler:
             store=store,
             authenticator=authenticator,
             config=settings,
-            allow_plaintext_auth=allow_plaintext_auth,
             locks=locks,
         )
 

@@ -26,6 +26,8 @@ The event model (as `postoffice.smtp.protocol`)
         send(proto.data_to_send())
         if proto.closed: close
 
+  The buffer, line reading, decisions and the STLS discard are the shared skeleton's
+  (`postoffice.net.lineproto`, docs/decisions/0034); the loop above is `postoffice.net.driver`'s.
   `receive_data` only buffers; parsing happens lazily in `next_event`. Events that need a decision (`Login`,
   `Retrieve`, `Update`, `StartTls`) are *pending*: until the glue answers, `next_event` returns None and no
   further input is parsed, so replies to pipelined commands (RFC 2449 PIPELINING) are queued in command order.
@@ -65,7 +67,6 @@ Invariants every change must keep
 from __future__ import annotations
 
 import re
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -83,6 +84,7 @@ from postoffice.auth.sasl import (
     encode_challenge,
     mechanism_names,
 )
+from postoffice.net.lineproto import LINE_TOO_LONG, LineProtocol, LineUsageError, TlsUpgrade, split_command
 from postoffice.plural import counted
 
 __all__ = [
@@ -115,7 +117,6 @@ PLAINTEXT_DISALLOWED = (
 )
 
 _CRLF = b"\r\n"
-_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 _NUMBER = re.compile(r"[0-9]{1,10}")
 _RESP_CODE = re.compile(r"[A-Z0-9-]+(?:/[A-Z0-9-]+)*")  # RFC 2449 section 8: resp-level *("/" resp-level)
 
@@ -195,7 +196,7 @@ class Update(Event):
 
 
 @dataclass(frozen=True)
-class StartTls(Event):
+class StartTls(Event, TlsUpgrade):
     """STLS accepted: flush data_to_send(), do the TLS handshake, then call tls_started()."""
 
 
@@ -209,7 +210,7 @@ class ConnectionClosed(Event):
     """The peer closed the connection (receive_data(b"")). Nothing is removed."""
 
 
-class Pop3UsageError(RuntimeError):
+class Pop3UsageError(LineUsageError):
     """The glue called a decision method when no such decision was pending."""
 
 
@@ -304,8 +305,7 @@ class _Retrieval:
     limiter: TopLimiter | None
 
 
-_Decision = Login | Retrieve | Update | StartTls
-_D = TypeVar("_D", Login, Retrieve, Update, StartTls)
+_D = TypeVar("_D", Login, Retrieve, Update)
 
 _AUTHORIZATION_COMMANDS = frozenset({"USER", "PASS", "AUTH", "APOP", "CAPA", "STLS", "QUIT"})
 _TRANSACTION_COMMANDS = frozenset(
@@ -313,20 +313,16 @@ _TRANSACTION_COMMANDS = frozenset(
 )
 
 
-class Pop3ServerProtocol:
-    """One POP3 server session. See the module docstring for the event model and the glue contract."""
+class Pop3ServerProtocol(LineProtocol[Event]):
+    """One POP3 server session. See the module docstring for the event model and the glue contract; the
+    input buffer, line reading, decisions and the STLS discard are `postoffice.net.lineproto`'s."""
+
+    _usage_error = Pop3UsageError
 
     def __init__(self, settings: Pop3Settings, *, tls_active: bool = False) -> None:
+        super().__init__(max_errors=settings.max_errors, tls_active=tls_active)
         self._settings = settings
-        self._tls_active = tls_active
-        self._buffer = bytearray()
-        self._out = bytearray()
-        self._events: deque[Event] = deque()
-        self._pending: _Decision | None = None
         self._state = _State.AUTHORIZATION
-        self._eof = False
-        self._errors = 0
-        self._discarding_line = False  # after "line too long": skip to the next LF
         self._user: str | None = None  # name from USER, waiting for PASS
         self._sasl: SaslMechanism | None = None  # an AUTH exchange waiting for the client's next line
         self._messages: list[MaildropMessage] = []
@@ -358,15 +354,6 @@ class Pop3ServerProtocol:
         return self._settings
 
     @property
-    def closed(self) -> bool:
-        """True after QUIT, too many errors, close() or a peer close: flush data_to_send(), then close."""
-        return self._state is _State.CLOSED
-
-    @property
-    def tls_active(self) -> bool:
-        return self._tls_active
-
-    @property
     def in_transaction(self) -> bool:
         return self._state is _State.TRANSACTION
 
@@ -380,58 +367,15 @@ class Pop3ServerProtocol:
         """Messages currently marked as deleted."""
         return len(self._deleted)
 
-    @property
-    def buffered_bytes(self) -> int:
-        """Received octets not yet parsed (bounded as the module docstring describes)."""
-        return len(self._buffer)
-
-    @property
-    def output_size(self) -> int:
-        """Octets queued in data_to_send(); the glue flushes during long retrievals when this grows."""
-        return len(self._out)
-
     def greeting(self) -> None:
         """The greeting (RFC 1939 section 4). No APOP timestamp: APOP is not offered."""
         self._ok("Postoffice POP3 server ready")
-
-    def receive_data(self, data: bytes) -> None:
-        """Feed octets from the peer; b"" means the peer closed the connection."""
-        if self._state is _State.CLOSED:
-            return
-        if not data:
-            self._eof = True
-            return
-        if isinstance(self._pending, StartTls):
-            # RFC 2595 section 4 / CVE-2011-0411: nothing sent in plaintext after STLS may be acted on.
-            return
-        self._buffer += data
-
-    def next_event(self) -> Event | None:
-        """The next event, or None when more data is needed or a decision is pending."""
-        while True:
-            if self._events:
-                return self._events.popleft()
-            if self._state is _State.CLOSED:
-                return None
-            if self._pending is not None:
-                if self._eof and isinstance(self._pending, StartTls):
-                    self._peer_closed()
-                    continue
-                return None
-            if not self._step():
-                return None
-
-    def data_to_send(self) -> bytes:
-        """All reply octets queued so far; the queue is emptied."""
-        data = bytes(self._out)
-        self._out.clear()
-        return data
 
     # -- decisions: Login
 
     def login_accepted(self, messages: Sequence[MaildropMessage]) -> None:
         """The credentials are good and the glue holds the maildrop lock: enter TRANSACTION."""
-        if self._state is _State.CLOSED:
+        if self._closed:
             return
         self._take_pending(Login)
         self._messages = list(messages)
@@ -445,7 +389,7 @@ class Pop3ServerProtocol:
 
         Counts towards max_errors like a protocol error, so one connection cannot try passwords for ever.
         """
-        if self._state is _State.CLOSED:
+        if self._closed:
             return
         _check_reply(code, text)
         self._take_pending(Login)
@@ -455,7 +399,7 @@ class Pop3ServerProtocol:
 
     def retrieve_failed(self, code: str | None, text: str) -> None:
         """The message cannot be read (before anything was sent for it): "-ERR [code] text"."""
-        if self._state is _State.CLOSED:
+        if self._closed:
             return
         _check_reply(code, text)
         if self._retrieval is not None:
@@ -466,7 +410,7 @@ class Pop3ServerProtocol:
     def retrieve_begin(self, body_start: int | None = None) -> None:
         """Queue the "+OK" line; `body_start` (the offset just after the header's blank line) is needed for
         TOP."""
-        if self._state is _State.CLOSED:
+        if self._closed:
             return
         event = self._pending
         if not isinstance(event, Retrieve) or self._retrieval is not None:
@@ -490,7 +434,7 @@ class Pop3ServerProtocol:
     def message_data(self, chunk: bytes) -> bool:
         """Queue the next stored octets of the message being retrieved; returns retrieve_wants_more."""
         retrieval = self._retrieval
-        if self._state is _State.CLOSED:
+        if self._closed:
             return False
         if retrieval is None:
             raise Pop3UsageError("message_data() outside retrieve_begin() ... retrieve_end()")
@@ -504,7 +448,7 @@ class Pop3ServerProtocol:
     def retrieve_end(self) -> None:
         """The message is complete: queue the terminating "." line."""
         retrieval = self._retrieval
-        if self._state is _State.CLOSED:
+        if self._closed:
             return
         if retrieval is None:
             raise Pop3UsageError("retrieve_end() without retrieve_begin()")
@@ -523,7 +467,7 @@ class Pop3ServerProtocol:
 
     def update_done(self) -> None:
         """The marked messages are removed durably: "+OK", and the session is over (RFC 1939 section 6)."""
-        if self._state is _State.CLOSED:
+        if self._closed:
             return
         event = self._take_pending(Update)
         count = len(event.uids)
@@ -534,29 +478,23 @@ class Pop3ServerProtocol:
 
     def update_failed(self, text: str) -> None:
         """Removing failed and nothing was removed: "-ERR [SYS/TEMP] text"; the session is over."""
-        if self._state is _State.CLOSED:
+        if self._closed:
             return
         _check_reply(None, text)
         self._take_pending(Update)
         self._error("SYS/TEMP", text)
         self._close()
 
-    # -- decisions: StartTls
+    # -- decisions: StartTls (tls_started() is net.lineproto's)
 
-    def tls_started(self) -> None:
-        """The glue completed the TLS handshake that followed a StartTls event."""
-        if self._state is _State.CLOSED:
-            return
-        self._take_pending(StartTls)
-        self._tls_active = True
+    def _tls_reset(self) -> None:
         # RFC 2595 section 4: the client discards what it knew; we forget a USER given before the upgrade.
-        self._buffer.clear()
         self._user = None
 
     def close(self, text: str | None = None, code: str | None = None) -> None:
         """End the session from the glue's side: "-ERR [code] text", or no reply when `text` is None
         (autologout, RFC 1939 section 3). Never enters UPDATE."""
-        if self._state is _State.CLOSED:
+        if self._closed:
             return
         if text is not None:
             _check_reply(code, text)
@@ -567,33 +505,13 @@ class Pop3ServerProtocol:
 
     def _step(self) -> bool:
         """Parse one line if the buffer holds one; False when nothing could be done without more input."""
-        buf = self._buffer
-        if self._discarding_line:
-            end = buf.find(b"\n")
-            if end < 0:
-                buf.clear()
-                return self._at_eof()
-            del buf[: end + 1]
-            self._discarding_line = False
-            return True
-        limit = self._line_limit()
-        end = buf.find(b"\n", 0, limit)
-        if end < 0:
-            if len(buf) < limit:
-                return self._at_eof()
-            end = buf.find(b"\n", limit)
-            if end < 0:
-                buf.clear()
-                self._discarding_line = True
-            else:
-                del buf[: end + 1]
+        line = self._next_line()
+        if line is None:
+            return False
+        if line is LINE_TOO_LONG:
             self._sasl = None  # a too-long line ends an exchange in progress
             self._send_error(_ErrorReply("Line too long"))
             return True
-        line = bytes(buf[:end])
-        del buf[: end + 1]
-        if line.endswith(b"\r"):
-            line = line[:-1]
         try:
             if self._sasl is not None:
                 self._sasl_line(line)
@@ -602,12 +520,6 @@ class Pop3ServerProtocol:
         except _ErrorReply as error:
             self._send_error(error)
         return True
-
-    def _at_eof(self) -> bool:
-        if self._eof:
-            self._peer_closed()
-            return True
-        return False
 
     def _line_limit(self) -> int:
         if self._sasl is not None or self._buffer[:5].upper() == b"AUTH ":
@@ -621,13 +533,10 @@ class Pop3ServerProtocol:
     # ------------------------------------------------------------------------------------------- commands
 
     def _dispatch(self, line: bytes) -> None:
-        if _CONTROL.search(line):
+        command = split_command(line)
+        if command is None:
             raise _ErrorReply("Invalid character in command line")
-        verb_bytes, _, arg_bytes = line.partition(b" ")
-        try:
-            verb = verb_bytes.decode("ascii").upper()
-        except UnicodeDecodeError:
-            raise _ErrorReply("Unknown command") from None
+        verb, arg_bytes = command
         handler = self._handlers.get(verb)
         if handler is None:
             raise _ErrorReply("Unknown command")  # RFC 2449 section 4 (no distinction from bad syntax)
@@ -736,9 +645,9 @@ class Pop3ServerProtocol:
             raise _ErrorReply("STLS is not available on this port")
         self._user = None
         self._ok("Begin TLS negotiation")
-        # CVE-2011-0411: octets pipelined after STLS arrived in plaintext; they must never run as if over TLS.
-        self._buffer.clear()
-        self._decide(StartTls())
+        # CVE-2011-0411: octets pipelined after STLS arrived in plaintext; they must never run as if over TLS
+        # (net.lineproto drops them, and all until tls_started()).
+        self._begin_tls(StartTls())
 
     def _cmd_quit(self, arg: str) -> None:
         if self._state is _State.TRANSACTION:
@@ -835,10 +744,6 @@ class Pop3ServerProtocol:
 
     # ---------------------------------------------------------------------------------------- decisions
 
-    def _decide(self, event: _Decision) -> None:
-        self._pending = event
-        self._events.append(event)
-
     def _take_pending(self, kind: type[_D]) -> _D:
         event = self._pending
         if not isinstance(event, kind) or self._retrieval is not None:
@@ -864,20 +769,17 @@ class Pop3ServerProtocol:
 
     def _send_error(self, error: _ErrorReply) -> None:
         text = error.text
-        if error.counts:
-            self._errors += 1
-            if self._errors >= self._settings.max_errors:
-                self._error(error.code, f"{text} (too many errors, closing connection)")
-                self._close()
-                return
+        if error.counts and self._count_error():
+            self._error(error.code, f"{text} (too many errors, closing connection)")
+            self._close()
+            return
         self._error(error.code, text)
 
     def _close(self) -> None:
+        super()._close()
         self._state = _State.CLOSED
-        self._pending = None
         self._sasl = None
         self._retrieval = None
-        self._buffer.clear()
 
 
 def _printable(text: str) -> str:

@@ -18,8 +18,9 @@ Implementation notes
   (up to `READ_AHEAD_BYTES`: clients retrieve in order, and a store call is a thread hop); larger ones are
   streamed in chunks from `open_content`. Output is flushed whenever `FLUSH_THRESHOLD` octets are queued, so
   memory does not grow with the message size.
-- Replies are written when the core needs more input (or the queue passes FLUSH_THRESHOLD), so pipelined
-  commands (RFC 2449) are answered in few writes.
+- The connection loop is `net.driver.LineSession`'s (shared with SMTP and POP2: reads with the deadlines,
+  STLS with the plaintext drop, shutdown, eviction): replies are written when the core needs more input (or
+  the queue passes FLUSH_THRESHOLD), so pipelined commands (RFC 2449) are answered in few writes.
 - Each command has `[pop3] autologout` seconds (RFC 1939 section 3: at least 10 minutes), a deadline per
   command, not per read (`Connection.read`, docs/decisions/0028); then the connection is closed without a
   reply, as section 3 says. Before login the client has `[limits] login_timeout` in all, then
@@ -36,15 +37,9 @@ import time
 from collections.abc import AsyncIterator
 
 from postoffice.auth import Authenticator
-from postoffice.config import Pop3Config
-from postoffice.net.listener import (
-    Connection,
-    ConnectionClosedError,
-    Evicted,
-    LoginTimeout,
-    ReadTimeout,
-    ShutdownRequested,
-)
+from postoffice.pop3.settings import Pop3Config
+from postoffice.net.driver import FLUSH_THRESHOLD, Ending, LineSession
+from postoffice.net.listener import Connection, ConnectionClosedError
 from postoffice.pop3 import protocol as p
 from postoffice.pop3.locks import MaildropLocks
 from postoffice.store import MailboxInfo, MailStore, NotFound, StoreError
@@ -53,8 +48,6 @@ log = logging.getLogger("postoffice.pop3")
 
 #: Messages up to this size are read with one store call (one thread hop); larger ones are streamed.
 INLINE_RETRIEVE_LIMIT = 256 * 1024
-#: Queued reply octets are written out once they reach this size (and always before waiting for input).
-FLUSH_THRESHOLD = 256 * 1024
 #: Chunk size when streaming a large message from the store.
 STREAM_CHUNK = 64 * 1024
 #: Read-ahead for clients that retrieve message after message: small messages following the one asked for
@@ -70,7 +63,6 @@ async def serve_pop3(
     store: MailStore,
     authenticator: Authenticator,
     config: Pop3Config,
-    allow_plaintext_auth: bool,
     locks: MaildropLocks,
 ) -> None:
     """Run one POP3 session on `conn` (ports 110 with STLS and 995 with implicit TLS) until it ends."""
@@ -80,13 +72,15 @@ async def serve_pop3(
         store=store,
         authenticator=authenticator,
         config=config,
-        allow_plaintext_auth=allow_plaintext_auth,
         locks=locks,
     )
     await session.run()
 
 
-class Pop3Session:
+class Pop3Session(LineSession[p.Pop3ServerProtocol]):
+    """One POP3 session: the connection loop is `net.driver.LineSession`'s; this class answers the core's
+    events and says the protocol's goodbyes."""
+
     def __init__(
         self,
         conn: Connection,
@@ -95,7 +89,6 @@ class Pop3Session:
         store: MailStore,
         authenticator: Authenticator,
         config: Pop3Config,
-        allow_plaintext_auth: bool,
         locks: MaildropLocks,
     ) -> None:
         self.conn = conn
@@ -111,8 +104,8 @@ class Pop3Session:
         self.deleted = 0
         self.result = "connection closed"
         self.started = time.monotonic()
-        # Both must agree: the config flag the server was given and the authenticator's own policy.
-        plaintext = allow_plaintext_auth and authenticator.plaintext_allowed(False)
+        # USER/PASS and AUTH before TLS only where the authenticator allows it (decision 0035)
+        plaintext = authenticator.plaintext_allowed(False)
         self.proto = p.Pop3ServerProtocol(
             p.Pop3Settings(
                 hostname=hostname,
@@ -126,11 +119,7 @@ class Pop3Session:
     async def run(self) -> None:
         self.proto.greeting()
         try:
-            await self._loop()
-        except ShutdownRequested:
-            self.result = "server shutdown"
-            self.proto.close("server shutting down", "SYS/TEMP")
-            await self._flush_quietly()
+            await self.drive()
         except ConnectionClosedError as exc:
             self.result = f"connection lost ({exc})" if str(exc) else "connection lost"
         except Exception:
@@ -154,56 +143,37 @@ class Pop3Session:
                 time.monotonic() - self.started,
             )
 
-    async def _loop(self) -> None:
-        proto = self.proto
-        while True:
-            event = proto.next_event()
-            if event is None:
-                await self._flush()
-                if proto.closed:
-                    return
-                try:
-                    # Every wait for a command is idle: POP3 has no multi-command transaction to protect.
-                    data = await self.conn.read(self.config.autologout, idle=True)
-                except Evicted:
-                    log.info("pop3 client %s: closed to make room for other clients", self.conn.peer_ip)
-                    self.result = "closed to make room"
-                    proto.close("too many connections, closing this one; try again later", "SYS/TEMP")
-                    await self._flush_quietly()
-                    return
-                except LoginTimeout:
-                    log.info("pop3 client %s: no login within the login timeout", self.conn.peer_ip)
-                    self.result = "login timeout"
-                    proto.close("login took too long", "SYS/TEMP")  # nothing to remove before login
-                    await self._flush_quietly()
-                    return
-                except ReadTimeout:
-                    log.info(
-                        "pop3 client %s: autologout after %.0f s", self.conn.peer_ip, self.config.autologout
-                    )
-                    self.result = "autologout"
-                    proto.close()  # RFC 1939 section 3: close without a response, nothing removed
-                    return
-                except ConnectionClosedError:
-                    proto.receive_data(b"")
-                    continue
-                proto.receive_data(data)
-                continue
-            await self._handle(event)
-            if proto.output_size >= FLUSH_THRESHOLD:
-                await self._flush()
+    # ------------------------------------------------------------------------------- net.driver hooks
 
-    async def _handle(self, event: p.Event) -> None:
+    def read_timeout(self) -> tuple[float, bool]:
+        # Every wait for a command is idle: POP3 has no multi-command transaction to protect.
+        return self.config.autologout, True
+
+    def goodbye(self, ending: Ending, timeout: float) -> None:
+        ip = self.conn.peer_ip
+        if ending is Ending.SHUTDOWN:
+            self.result = "server shutdown"
+            self.proto.close("server shutting down", "SYS/TEMP")
+        elif ending is Ending.EVICTED:
+            log.info("pop3 client %s: closed to make room for other clients", ip)
+            self.result = "closed to make room"
+            self.proto.close("too many connections, closing this one; try again later", "SYS/TEMP")
+        elif ending is Ending.LOGIN_TIMEOUT:
+            log.info("pop3 client %s: no login within the login timeout", ip)
+            self.result = "login timeout"
+            self.proto.close("login took too long", "SYS/TEMP")  # nothing to remove before login
+        else:
+            log.info("pop3 client %s: autologout after %.0f s", ip, timeout)
+            self.result = "autologout"
+            self.proto.close()  # RFC 1939 section 3: close without a response, nothing removed
+
+    async def handle(self, event: p.Event) -> None:
         if isinstance(event, p.Login):
             await self._login(event)
         elif isinstance(event, p.Retrieve):
             await self._retrieve(event)
         elif isinstance(event, p.Update):
             await self._update(event)
-        elif isinstance(event, p.StartTls):
-            await self._flush()
-            await self.conn.start_tls()  # discards plaintext the reader buffered (CVE-2011-0411)
-            self.proto.tls_started()
         elif isinstance(event, p.Quit):
             self.result = "QUIT"
         elif isinstance(event, p.ConnectionClosed):
@@ -359,12 +329,6 @@ class Pop3Session:
         out = self.proto.data_to_send()
         if out:
             await self.conn.write(out)
-
-    async def _flush_quietly(self) -> None:
-        try:
-            await self._flush()
-        except ConnectionClosedError:
-            pass
 
     async def _say_quietly(self, data: bytes) -> None:
         try:

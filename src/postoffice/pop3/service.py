@@ -32,7 +32,6 @@ def _factory(settings: Pop3Config, ctx: ServiceContext) -> Handler:
     from postoffice.pop3.server import serve_pop3
 
     hostname = ctx.config.server.hostname
-    allow_plaintext_auth = ctx.config.auth.allow_plaintext_auth
     store, authenticator, locks = ctx.store, ctx.authenticator, maildrop_locks(ctx)
 
     async def handle(conn: Connection) -> None:
@@ -42,7 +41,6 @@ def _factory(settings: Pop3Config, ctx: ServiceContext) -> Handler:
             store=store,
             authenticator=authenticator,
             config=settings,
-            allow_plaintext_auth=allow_plaintext_auth,
             locks=locks,
         )
 

@@ -45,6 +45,8 @@ The event model
         send(proto.data_to_send())
         if proto.closed: close
 
+  The buffer, line reading, decisions and the STARTTLS discard are the shared skeleton's
+  (`postoffice.net.lineproto`, docs/decisions/0034); the loop above is `postoffice.net.driver`'s.
   `receive_data` only buffers; all parsing happens lazily in `next_event`, one event at a time. Events
   that need a decision (`Hello`, `MailFrom`, `RcptTo`, `MessageComplete`, `Authenticate`, and `StartTls`
   which needs `tls_started()`) are *pending*: until the glue answers, `next_event` returns None and no
@@ -125,7 +127,6 @@ Invariants every change must keep
 from __future__ import annotations
 
 import re
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -142,6 +143,7 @@ from postoffice.auth.sasl import (
     encode_challenge,
     mechanism_names,
 )
+from postoffice.net.lineproto import LINE_TOO_LONG, LineProtocol, LineUsageError, TlsUpgrade, split_command
 from postoffice.plural import counted
 from postoffice.smtp.address import (
     AddressSyntaxError,
@@ -329,7 +331,7 @@ class MessageAborted(Event):
 
 
 @dataclass(frozen=True)
-class StartTls(Event):
+class StartTls(Event, TlsUpgrade):
     """STARTTLS accepted: flush data_to_send(), do the TLS handshake, then call tls_started()."""
 
 
@@ -357,7 +359,7 @@ class Envelope:
     recipients: tuple[str, ...]
 
 
-class SmtpUsageError(RuntimeError):
+class SmtpUsageError(LineUsageError):
     """The glue called a decision method when no such decision was pending."""
 
 
@@ -368,7 +370,6 @@ class _Mode(Enum):
     COMMAND = "command"
     DATA = "data"
     BDAT = "bdat"
-    CLOSED = "closed"
 
 
 class _ErrorReply(Exception):
@@ -382,8 +383,6 @@ class _ErrorReply(Exception):
         self.counts = counts
 
 
-# Any C0 control or DEL in a command line is refused: such names would end up in Received headers and logs.
-_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 _BDAT_ARGS = re.compile(r" *([0-9]+)(?: +(LAST))? *", re.IGNORECASE | re.ASCII)
 _ESMTP_KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 _ENHANCED = re.compile(r"([245])\.[0-9]{1,3}\.[0-9]{1,3}")
@@ -394,23 +393,21 @@ _ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+", re.ASCII)  # RFC 5322 sec
 _EMBEDDED_UNICODE = re.compile(r"\\x\{([0-9A-F]{2,6})\}")  # RFC 6533 section 3 EmbeddedUnicodeChar
 _NOTIFY_KEYWORDS = frozenset({"SUCCESS", "FAILURE", "DELAY"})
 
-_Decision = Hello | MailFrom | RcptTo | MessageComplete | StartTls | Authenticate
+_Decision = Hello | MailFrom | RcptTo | MessageComplete | Authenticate
+# StartTls is answered by tls_started(), not by accept()/reject()
+_ANSWERABLE = (Hello, MailFrom, RcptTo, MessageComplete, Authenticate)
 
 
-class SmtpServerProtocol:
-    """One SMTP server session. See the module docstring for the event model and the glue contract."""
+class SmtpServerProtocol(LineProtocol[Event]):
+    """One SMTP server session. See the module docstring for the event model and the glue contract; the
+    input buffer, line reading, decisions and the STARTTLS discard are `postoffice.net.lineproto`'s."""
+
+    _usage_error = SmtpUsageError
 
     def __init__(self, settings: SmtpSettings, *, tls_active: bool = False) -> None:
+        super().__init__(max_errors=settings.max_errors, tls_active=tls_active)
         self._settings = settings
-        self._tls_active = tls_active
-        self._buffer = bytearray()
-        self._out = bytearray()
-        self._events: deque[Event] = deque()
-        self._pending: _Decision | None = None
         self._mode = _Mode.COMMAND
-        self._eof = False
-        self._errors = 0
-        self._discarding_line = False  # after "line too long": skip to the next LF
         # session
         self._helo: str | None = None
         self._extended = False
@@ -457,18 +454,9 @@ class SmtpServerProtocol:
         return self._settings
 
     @property
-    def closed(self) -> bool:
-        """True after QUIT (221), a 421, close() or a peer close: flush data_to_send(), then close."""
-        return self._mode is _Mode.CLOSED
-
-    @property
     def should_close(self) -> bool:
-        """Alias of `closed`."""
-        return self._mode is _Mode.CLOSED
-
-    @property
-    def tls_active(self) -> bool:
-        return self._tls_active
+        """Alias of `closed` (True after QUIT (221), a 421, close() or a peer close)."""
+        return self._closed
 
     @property
     def helo_name(self) -> str | None:
@@ -503,52 +491,14 @@ class SmtpServerProtocol:
             return None
         return Envelope(self._mail_from, dict(self._mail_params), tuple(self._recipients))
 
-    @property
-    def buffered_bytes(self) -> int:
-        """Received octets not yet parsed (bounded as the module docstring describes)."""
-        return len(self._buffer)
-
     def greeting(self) -> None:
         """Queue the 220 greeting (RFC 5321 section 4.3.1)."""
         self._reply(220, None, f"{self._settings.hostname} ESMTP Postoffice")
 
-    def receive_data(self, data: bytes) -> None:
-        """Feed octets from the peer; b"" means the peer closed the connection."""
-        if self._mode is _Mode.CLOSED:
-            return
-        if not data:
-            self._eof = True
-            return
-        if isinstance(self._pending, StartTls):
-            # RFC 3207 section 4.2 / CVE-2011-0411: nothing sent in plaintext after STARTTLS may be acted on.
-            return
-        self._buffer += data
-
-    def next_event(self) -> Event | None:
-        """The next event, or None when more data is needed or a decision is pending."""
-        while True:
-            if self._events:
-                return self._events.popleft()
-            if self._mode is _Mode.CLOSED:
-                return None
-            if self._pending is not None:
-                if self._eof and isinstance(self._pending, StartTls):
-                    self._peer_closed()
-                    continue
-                return None
-            if not self._step():
-                return None
-
-    def data_to_send(self) -> bytes:
-        """All reply octets queued so far; the queue is emptied."""
-        data = bytes(self._out)
-        self._out.clear()
-        return data
-
     def accept(self, text: str | None = None) -> None:
         """Accept the pending Hello, MailFrom, RcptTo, MessageComplete or Authenticate; `text` replaces the
         default text."""
-        if self._mode is _Mode.CLOSED:
+        if self._closed:
             return
         event = self._take_pending()
         if isinstance(event, Hello):
@@ -571,7 +521,7 @@ class SmtpServerProtocol:
 
     def reject(self, code: int, enhanced: str, text: str) -> None:
         """Reject the pending Hello, MailFrom, RcptTo, MessageComplete or Authenticate: a 4xx/5xx reply."""
-        if self._mode is _Mode.CLOSED:
+        if self._closed:
             return
         _check_error_reply(code, enhanced)
         event = self._take_pending()
@@ -579,17 +529,9 @@ class SmtpServerProtocol:
             self._clear_transaction()  # RFC 5321 section 4.1.1.4: the buffers are cleared either way
         self._reply(code, enhanced, text)
 
-    def tls_started(self) -> None:
-        """The glue completed the TLS handshake that followed a StartTls event."""
-        if self._mode is _Mode.CLOSED:
-            return
-        if not isinstance(self._pending, StartTls):
-            raise SmtpUsageError("tls_started() without a pending StartTls event")
-        self._pending = None
-        self._tls_active = True
+    def _tls_reset(self) -> None:
         # RFC 3207 section 4.2: discard all knowledge obtained from the client; EHLO must come again, and
         # an authentication from before the handshake no longer counts (RFC 4954 section 4 allows AUTH again).
-        self._buffer.clear()
         self._helo = None
         self._extended = False
         self._authenticated = False
@@ -601,7 +543,7 @@ class SmtpServerProtocol:
 
         The reply is "<code> <enhanced> <hostname> <text>"; a message in progress is aborted (MessageAborted).
         """
-        if self._mode is _Mode.CLOSED:
+        if self._closed:
             return
         _check_error_reply(code, enhanced)
         self._shutdown(code, enhanced, text)
@@ -610,42 +552,26 @@ class SmtpServerProtocol:
 
     def _step(self) -> bool:
         """Parse what the buffer allows; False when nothing could be done without more input."""
-        if self._mode is _Mode.COMMAND:
-            progressed = self._step_command()
-        elif self._mode is _Mode.DATA:
-            progressed = self._step_data()
-        else:
-            progressed = self._step_bdat()
-        if not progressed and self._eof:
-            self._peer_closed()
-            return True
-        return progressed
+        mode = self._mode
+        if mode is _Mode.COMMAND:
+            return self._step_command()
+        if mode is _Mode.DATA:
+            return self._step_data()
+        return self._step_bdat()
 
     def _step_command(self) -> bool:
-        buf = self._buffer
-        if self._discarding_line:
-            if not self._discard_to_line_end():
-                return False
-            self._discarding_line = False
-            return True
         # RFC 5321 section 4.5.3.1.4: the limit counts the CRLF. LF alone is also taken as the end of a
         # command line (see docs/decisions/0004-smtp-line-policy.md); it never is in DATA.
-        limit = self._line_limit()
-        end = buf.find(b"\n", 0, limit)
-        if end < 0:
-            if len(buf) >= limit:
-                self._discarding_line = not self._discard_to_line_end()
-                if self._sasl is not None:
-                    self._sasl = None  # RFC 4954 section 4: the AUTH command fails with 500 5.5.6
-                    self._send_error(_ErrorReply(500, "5.5.6", "Authentication exchange line is too long"))
-                else:
-                    self._send_error(_ErrorReply(500, "5.5.2", "Line too long"))
-                return True
+        line = self._next_line()
+        if line is None:
             return False
-        line = bytes(buf[:end])
-        del buf[: end + 1]
-        if line.endswith(b"\r"):
-            line = line[:-1]
+        if line is LINE_TOO_LONG:
+            if self._sasl is not None:
+                self._sasl = None  # RFC 4954 section 4: the AUTH command fails with 500 5.5.6
+                self._send_error(_ErrorReply(500, "5.5.6", "Authentication exchange line is too long"))
+            else:
+                self._send_error(_ErrorReply(500, "5.5.2", "Line too long"))
+            return True
         try:
             if self._sasl is not None:
                 self._sasl_line(line)
@@ -677,15 +603,6 @@ class SmtpServerProtocol:
         if verb == b"RCPT " and settings.dsn:
             return settings.max_command_line + _RCPT_DSN_EXTRA
         return settings.max_command_line
-
-    def _discard_to_line_end(self) -> bool:
-        """Drop octets up to and including the next LF; False (all dropped) when there is none yet."""
-        end = self._buffer.find(b"\n")
-        if end < 0:
-            self._buffer.clear()
-            return False
-        del self._buffer[: end + 1]
-        return True
 
     def _step_data(self) -> bool:
         before = len(self._buffer)
@@ -803,13 +720,11 @@ class SmtpServerProtocol:
     # ------------------------------------------------------------------------------------------- commands
 
     def _dispatch(self, line: bytes) -> None:
-        if _CONTROL.search(line):
+        command = split_command(line)
+        if command is None:
+            # such names would end up in Received headers and logs
             raise _ErrorReply(500, "5.5.2", "Invalid character in command line")
-        verb_bytes, _, arg_bytes = line.partition(b" ")
-        try:
-            verb = verb_bytes.decode("ascii").upper()
-        except UnicodeDecodeError:
-            raise _ErrorReply(500, "5.5.2", "Command not recognized") from None
+        verb, arg_bytes = command
         handler = self._handlers.get(verb)
         if handler is None:
             raise _ErrorReply(500, "5.5.2", "Command not recognized")
@@ -1044,9 +959,8 @@ class SmtpServerProtocol:
             raise _ErrorReply(503, "5.5.1", "STARTTLS not allowed during a mail transaction")
         self._reply(220, "2.0.0", "Ready to start TLS")
         # CVE-2011-0411: octets pipelined after STARTTLS were sent in plaintext; they must not be executed
-        # as if they had arrived over TLS.
-        self._buffer.clear()
-        self._decide(StartTls())
+        # as if they had arrived over TLS (net.lineproto drops them, and all until tls_started()).
+        self._begin_tls(StartTls())
 
     def _cmd_auth(self, arg: str) -> None:
         settings = self._settings
@@ -1108,13 +1022,9 @@ class SmtpServerProtocol:
 
     # ---------------------------------------------------------------------------------------- decisions
 
-    def _decide(self, event: _Decision) -> None:
-        self._pending = event
-        self._events.append(event)
-
     def _take_pending(self) -> _Decision:
         event = self._pending
-        if event is None or isinstance(event, StartTls):
+        if not isinstance(event, _ANSWERABLE):
             raise SmtpUsageError("no accept()/reject() decision is pending")
         self._pending = None
         return event
@@ -1205,10 +1115,8 @@ class SmtpServerProtocol:
 
     def _send_error(self, error: _ErrorReply) -> None:
         self._reply(error.code, error.enhanced, error.text)
-        if error.counts:
-            self._errors += 1
-            if self._errors >= self._settings.max_errors:
-                self._shutdown(421, "4.7.0", "Too many errors, closing connection")
+        if error.counts and self._count_error():
+            self._shutdown(421, "4.7.0", "Too many errors, closing connection")
 
     def _shutdown(self, code: int, enhanced: str, text: str) -> None:
         if self._message_open:
@@ -1217,10 +1125,8 @@ class SmtpServerProtocol:
         self._close()
 
     def _close(self) -> None:
-        self._mode = _Mode.CLOSED
-        self._pending = None
+        super()._close()
         self._sasl = None
-        self._buffer.clear()
         self._clear_transaction()
 
 

@@ -16,8 +16,9 @@ Implementation notes
   (docs/decisions/0030) the answer is 452 4.3.1 (RFC 5321 section 4.2.3 "insufficient system storage",
   RFC 3463 X.3.1 "mail system full"), at MAIL already when the store says it has no room for the declared
   SIZE (RFC 1870 section 6.1).
-- Replies are flushed when the core needs more input, so pipelined commands (RFC 2920) are answered in one
-  write.
+- The connection loop is `net.driver.LineSession`'s (shared with POP3 and POP2, docs/decisions/0034): replies
+  are flushed when the core needs more input, so pipelined commands (RFC 2920) are answered in one write;
+  STARTTLS drops plaintext pipelined behind it (CVE-2011-0411).
 - One log line per transaction: id, client, TLS, sender, recipients, size, result, duration. The result of
   a message handed to the queue says so, with the queue id ("250 queued (queue id=17)"); the queue stores
   this transaction's id with the message and logs it with every delivery attempt.
@@ -54,14 +55,8 @@ from typing import IO
 from postoffice.auth import Authenticator
 from postoffice.auth.sasl import mechanism_names
 from postoffice.message import PARSE_INLINE_LIMIT, ParsedMessage, parse_message
-from postoffice.net.listener import (
-    Connection,
-    ConnectionClosedError,
-    Evicted,
-    LoginTimeout,
-    ReadTimeout,
-    ShutdownRequested,
-)
+from postoffice.net.driver import Ending, LineSession
+from postoffice.net.listener import Connection, ConnectionClosedError
 from postoffice.net.tls import received_tls_comment
 from postoffice.smtp import originator
 from postoffice.smtp import protocol as p
@@ -88,7 +83,6 @@ class SmtpServerSettings:
     max_errors: int = 20
     #: "mx": port 25, mail for our domains (and relay for `trusted_networks`); "submission": 587/465
     mode: str = "mx"
-    allow_plaintext_auth: bool = False
     max_messages_per_hour: int = 500
     max_recipients_per_message: int = 100
     received_client_address: bool = False
@@ -131,7 +125,10 @@ def _new_id() -> str:
     return f"{_ID_PREFIX}{next(_id_counter):06X}"
 
 
-class SmtpSession:
+class SmtpSession(LineSession[p.SmtpServerProtocol]):
+    """One SMTP session: the connection loop is `net.driver.LineSession`'s; this class answers the core's
+    events and says the protocol's goodbyes."""
+
     def __init__(
         self,
         conn: Connection,
@@ -153,6 +150,8 @@ class SmtpSession:
         self.extended = False
         self.txn: Transaction | None = None
         self.in_data = False
+        # AUTH before TLS only where the authenticator allows passwords without TLS (decision 0035)
+        plaintext = authenticator is not None and authenticator.plaintext_allowed(False)
         self.proto = p.SmtpServerProtocol(
             p.SmtpSettings(
                 hostname=settings.hostname,
@@ -161,7 +160,7 @@ class SmtpSession:
                 max_errors=settings.max_errors,
                 starttls_available=conn.starttls_available,
                 auth_mechanisms=mechanism_names() if self.submission and authenticator is not None else (),
-                auth_requires_tls=not settings.allow_plaintext_auth,
+                auth_requires_tls=not plaintext,
                 # DSN is offered where the queue honours it: submission and relaying. Port 25 delivers
                 # locally and sends no success reports, so it does not advertise DSN (RFC 3461 section 5).
                 dsn=self.relay,
@@ -172,78 +171,54 @@ class SmtpSession:
     async def run(self) -> None:
         self.proto.greeting()
         try:
-            await self._loop()
-        except ShutdownRequested:
-            self.proto.close(421, "4.3.2", "Service shutting down, try again later")
-            await self._say_goodbye()
+            await self.drive()
         except ConnectionClosedError:
             pass
         finally:
             self._end_transaction("connection closed")
 
-    async def _say_goodbye(self) -> None:
-        try:
-            await self.conn.write(self.proto.data_to_send())
-        except ConnectionClosedError:
-            pass
+    # ------------------------------------------------------------------------------- net.driver hooks
 
-    async def _loop(self) -> None:
-        proto = self.proto
-        while True:
-            event = proto.next_event()
-            if event is None:
-                out = proto.data_to_send()
-                if out:
-                    await self.conn.write(out)
-                if proto.closed:
-                    return
-                idle = self.txn is None and not self.in_data
-                timeout = self.settings.data_timeout if self.in_data else self.settings.command_timeout
-                try:
-                    # A deadline per command (and for the message data), not per read: net.listener
-                    data = await self.conn.read(timeout, idle=idle)
-                except Evicted:
-                    log.info("smtp client %s: closed to make room for other clients", self.conn.peer_ip)
-                    proto.close(421, "4.7.0", "Too many connections, closing this one; try again later")
-                    await self._say_goodbye()
-                    return
-                except LoginTimeout:
-                    log.info("smtp client %s: no login within the login timeout", self.conn.peer_ip)
-                    proto.close(421, "4.4.2", "Login took too long, closing connection")
-                    await self._say_goodbye()
-                    return
-                except ReadTimeout:
-                    # RFC 5321 section 4.5.3.2: the server may close after its timeout; say why first
-                    log.info("smtp client %s: timeout after %.0f s", self.conn.peer_ip, timeout)
-                    proto.close(421, "4.4.2", "Timeout exceeded, closing connection")
-                    await self._say_goodbye()
-                    return
-                except ConnectionClosedError:
-                    if self.in_data or self.txn is not None:
-                        log.info("smtp client %s: timeout or reset in a transaction", self.conn.peer_ip)
-                    proto.receive_data(b"")
-                    continue
-                proto.receive_data(data)
-                continue
-            try:
-                await self._handle(event)
-            except ConnectionClosedError:
-                raise
-            except Exception:
-                log.exception(
-                    "smtp client %s: internal error handling %s", self.conn.peer_ip, type(event).__name__
-                )
-                self._internal_error()
-            if isinstance(event, (p.Quit, p.ConnectionClosed)):
-                out = proto.data_to_send()
-                if out:
-                    try:
-                        await self.conn.write(out)
-                    except ConnectionClosedError:
-                        pass
-                return
+    def read_timeout(self) -> tuple[float, bool]:
+        # A deadline per command (and for the message data), not per read: net.listener
+        if self.in_data:
+            return self.settings.data_timeout, False
+        return self.settings.command_timeout, self.txn is None
 
-    async def _handle(self, event: p.Event) -> None:
+    def goodbye(self, ending: Ending, timeout: float) -> None:
+        ip = self.conn.peer_ip
+        if ending is Ending.SHUTDOWN:
+            self.proto.close(421, "4.3.2", "Service shutting down, try again later")
+        elif ending is Ending.EVICTED:
+            log.info("smtp client %s: closed to make room for other clients", ip)
+            self.proto.close(421, "4.7.0", "Too many connections, closing this one; try again later")
+        elif ending is Ending.LOGIN_TIMEOUT:
+            log.info("smtp client %s: no login within the login timeout", ip)
+            self.proto.close(421, "4.4.2", "Login took too long, closing connection")
+        else:
+            # RFC 5321 section 4.5.3.2: the server may close after its timeout; say why first
+            log.info("smtp client %s: timeout after %.0f s", ip, timeout)
+            self.proto.close(421, "4.4.2", "Timeout exceeded, closing connection")
+
+    def connection_lost(self) -> None:
+        if self.in_data or self.txn is not None:
+            log.info("smtp client %s: timeout or reset in a transaction", self.conn.peer_ip)
+
+    def tls_started(self) -> None:
+        self.helo = ""
+        self.account = None  # RFC 3207 4.2: everything from before TLS is forgotten
+        self._end_transaction("STARTTLS")
+
+    async def internal_error(self, event: p.Event, exc: Exception) -> None:
+        log.error(
+            "smtp client %s: internal error handling %s",
+            self.conn.peer_ip,
+            type(event).__name__,
+            exc_info=exc,
+        )
+        self._internal_error()
+
+    async def handle(self, event: p.Event) -> None:
         proto = self.proto
         if isinstance(event, p.MessageData):
             await self._spool(event.data)
@@ -268,14 +243,6 @@ class SmtpSession:
             await self._complete()
         elif isinstance(event, p.MessageAborted):
             self._end_transaction(f"aborted: {event.reason}", result=event.reason)
-        elif isinstance(event, p.StartTls):
-            out = proto.data_to_send()
-            await self.conn.write(out)
-            await self.conn.start_tls()
-            self.helo = ""
-            self.account = None  # RFC 3207 4.2: everything from before TLS is forgotten
-            self._end_transaction("STARTTLS")
-            proto.tls_started()
         elif isinstance(event, p.Reset):
             self._end_transaction("RSET")
         elif isinstance(event, (p.Quit, p.ConnectionClosed)):

@@ -35,7 +35,6 @@ def _handler(ctx: ServiceContext, mode: str) -> Handler:
         data_timeout=smtp.data_timeout,
         max_errors=smtp.max_errors,
         mode=mode,
-        allow_plaintext_auth=cfg.auth.allow_plaintext_auth,
         max_messages_per_hour=submission.max_messages_per_hour,
         max_recipients_per_message=submission.max_recipients_per_message,
         received_client_address=submission.received_client_address,
