@@ -33,12 +33,12 @@ import logging
 import time
 
 from postoffice.auth import Authenticator, AuthResult
-from postoffice.pop3.settings import Pop3Config
 from postoffice.net.driver import Ending, LineSession
 from postoffice.net.listener import Connection, ConnectionClosedError
 from postoffice.plural import counted
 from postoffice.pop2 import protocol as p
 from postoffice.pop3.locks import MaildropLocks
+from postoffice.pop3.settings import Pop3Config
 from postoffice.store import Account, MailboxInfo, MailStore, MessageInfo, StoreError
 
 log = logging.getLogger("postoffice.pop2")

@@ -37,11 +37,11 @@ import time
 from collections.abc import AsyncIterator
 
 from postoffice.auth import Authenticator
-from postoffice.pop3.settings import Pop3Config
 from postoffice.net.driver import FLUSH_THRESHOLD, Ending, LineSession
 from postoffice.net.listener import Connection, ConnectionClosedError
 from postoffice.pop3 import protocol as p
 from postoffice.pop3.locks import MaildropLocks
+from postoffice.pop3.settings import Pop3Config
 from postoffice.store import MailboxInfo, MailStore, NotFound, StoreError
 
 log = logging.getLogger("postoffice.pop3")
