@@ -83,6 +83,24 @@ def test_smtplib_delivers_to_the_inbox_byte_exact_with_trace_headers(
     assert b"for <demo@example.test>" in stored
 
 
+def test_a_helo_name_that_is_not_a_domain_cannot_forge_a_trace_hop(
+    server: ServerProcess, data_dir: DataDir
+) -> None:
+    """RFC 5321 4.4: the From-domain of Received is a domain or address literal; an EHLO argument carrying
+    header structure is not copied into it (it made "from x) by evil.example (...); Mon, 1 Jan 2001 ...")."""
+    forged = "x) by evil.example (via [1.2.3.4]); Mon, 1 Jan 2001"
+    raw = raw_message("forged hop")
+    with smtplib.SMTP("127.0.0.1", server.port(), local_hostname=forged) as smtp:
+        smtp.sendmail("sender@remote.test", ["demo@example.test"], raw)
+    stored = next(m for _, m in inbox_messages(data_dir.root, "demo@example.test") if b"forged hop" in m)
+    received = stored.split(b"\r\n\tby ", 1)[0].split(b"\r\n")[-1]
+    assert (
+        received
+        == b"Received: from [127.0.0.1] ([127.0.0.1] helo=x??by?evil.example??via?[1.2.3.4]???Mon??1?Jan?2001)"
+    )
+    assert stored.count(b"\tby ") == 1 and b"evil.example (" not in stored
+
+
 def test_unknown_user_and_foreign_domain_are_refused_at_rcpt(server: ServerProcess) -> None:
     with smtplib.SMTP("127.0.0.1", server.port()) as smtp:
         smtp.ehlo()

@@ -132,6 +132,39 @@ def _is_domain_char(ch: str) -> bool:
     return ch in _DOMAIN_CHARS or ord(ch) > 0x7F
 
 
+_HELO_LABEL_CHARS = _LET_DIG | frozenset("-_")
+
+
+def trace_helo(name: str) -> str | None:
+    """`name` (a HELO/EHLO argument) as it may stand in a Received header's From-domain, or None.
+
+    RFC 5321 4.4: `From-domain = "FROM" FWS Extended-Domain`, where Extended-Domain is a Domain or an
+    address-literal. The argument is taken as given at HELO time (checking it is policy, 4.1.1.1), so only a
+    syntactically valid one may be copied into the header: anything else could forge trace information
+    (`EHLO x) by evil.example (...); date`). Underscores are tolerated in labels (Windows host names)."""
+    if name.startswith("["):
+        if not name.endswith("]"):
+            return None
+        inner = name[1:-1]
+        try:
+            if inner[:5].lower() == "ipv6:":
+                ipaddress.IPv6Address(inner[5:])
+            else:
+                ipaddress.IPv4Address(inner)
+        except ValueError:
+            return None
+        return name
+    domain = name[:-1] if name.endswith(".") else name
+    if not domain or len(domain) > 253:
+        return None
+    for label in domain.split("."):
+        if not label or len(label) > 63 or not set(label) <= _HELO_LABEL_CHARS:
+            return None
+        if label[0] == "-" or label[-1] == "-":
+            return None
+    return name
+
+
 class _PathParser:
     """Recursive-descent parser over one path; `pos` moves forward only."""
 

@@ -61,6 +61,7 @@ from postoffice.net.tls import received_tls_comment
 from postoffice.smtp import originator
 from postoffice.smtp import protocol as p
 from postoffice.smtp import submission as policy
+from postoffice.smtp.address import trace_helo
 from postoffice.store import Account, MailStore, StoreError, StoreFull
 from postoffice.store.api import OutboundMessage, OutboundRecipient
 
@@ -375,7 +376,18 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
             # RFC 6409 8 / privacy: a submitted message does not carry the user's address or HELO name
             source = "Received: from authenticated user"
         else:
-            source = f"Received: from {helo} ([{conn.peer_ip}])"
+            # a HELO name that is not a domain or address literal is not copied into the header (it could
+            # forge a hop: "EHLO x) by evil (...; date"); its address then stands as the From-domain
+            shown = trace_helo(helo)
+            if shown is not None:
+                source = f"Received: from {shown} ([{conn.peer_ip}])"
+            else:
+                ip = conn.peer_ip
+                literal = f"[IPv6:{ip}]" if ":" in ip else f"[{ip}]"
+                hint = "".join(
+                    c if c.isascii() and (c.isalnum() or c in ".-_:[]") else "?" for c in helo[:64]
+                )
+                source = f"Received: from {literal} ([{ip}] helo={hint})"
         received = (
             f"{source}\r\n"
             f"\tby {self.settings.hostname} (Postoffice) with {protocol} id {txn.id}{tls}{recipient};\r\n"
