@@ -94,10 +94,8 @@ def test_a_helo_name_that_is_not_a_domain_cannot_forge_a_trace_hop(
         smtp.sendmail("sender@remote.test", ["demo@example.test"], raw)
     stored = next(m for _, m in inbox_messages(data_dir.root, "demo@example.test") if b"forged hop" in m)
     received = stored.split(b"\r\n\tby ", 1)[0].split(b"\r\n")[-1]
-    assert (
-        received
-        == b"Received: from [127.0.0.1] ([127.0.0.1] helo=x??by?evil.example??via?[1.2.3.4]???Mon??1?Jan?2001)"
-    )
+    hint = b"x??by?evil.example??via?[1.2.3.4]???Mon??1?Jan?2001"
+    assert received == b"Received: from [127.0.0.1] ([127.0.0.1] helo=" + hint + b")"
     assert stored.count(b"\tby ") == 1 and b"evil.example (" not in stored
 
 
