@@ -30,6 +30,10 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable, Seque
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, NamedTuple
 
+# The ENVELOPE / BODYSTRUCTURE forms kept with each content are a function of the parse, defined with it
+# (docs/decisions/0036); named here too because callers of `imap_renderings` import it from the store API.
+from postoffice.message.imap_forms import ImapRendering as ImapRendering
+
 if TYPE_CHECKING:
     from postoffice.directory.resolver import Resolution
     from postoffice.message import ParsedMessage
@@ -163,17 +167,6 @@ class MailboxSnapshot:
     def index(self, uid: int) -> int | None:
         i = bisect.bisect_left(self.uids, uid)
         return i if i < len(self.uids) and self.uids[i] == uid else None
-
-
-class ImapRendering(NamedTuple):
-    """ENVELOPE and BODYSTRUCTURE of a stored message as IMAP sends them (RFC 9051 section 7.5.2), rendered
-    once at delivery; the `_utf8` forms are for UTF8=ACCEPT / IMAP4rev2 sessions, None when the same. (A
-    NamedTuple: FETCH reads thousands at a time.)"""
-
-    envelope: bytes
-    bodystructure: bytes
-    envelope_utf8: bytes | None = None
-    bodystructure_utf8: bytes | None = None
 
 
 class AppendItem(NamedTuple):

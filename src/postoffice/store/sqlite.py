@@ -52,6 +52,7 @@ from typing import IO, Any, TypeVar, cast
 
 from postoffice.directory.resolver import AddressLookup, Resolution, normalize_address, resolve
 from postoffice.message import ParsedMessage
+from postoffice.message.imap_forms import ImapRendering, render_imap_forms
 from postoffice.plural import counted
 from postoffice.store.api import (
     DEFAULT_MAILBOXES,
@@ -67,7 +68,6 @@ from postoffice.store.api import (
     DeliveredCopy,
     Domain,
     GeneratedMessage,
-    ImapRendering,
     LimitExceeded,
     LocalCopy,
     LoginGuardEntry,
@@ -141,11 +141,10 @@ _CREATE_CONTENT_IMAP = (
 
 def _render_for_imap(parsed: ParsedMessage) -> ImapRendering | None:
     """The IMAP renderings kept with a content (None if rendering fails: FETCH then renders from the parse,
-    and a delivery never fails for it)."""
-    from postoffice.imap.fetch import render_for_store  # the store keeps what IMAP renders, as Dovecot does
-
+    and a delivery never fails for it). Kept as Dovecot keeps imap.envelope and imap.bodystructure in its
+    cache; rendered by `postoffice.message.imap_forms`, so the store needs no protocol package."""
     try:
-        return render_for_store(parsed)
+        return render_imap_forms(parsed)
     except Exception:  # pragma: no cover - the renderer takes any parse; this guards delivery regardless
         log.exception("cannot render the IMAP summary of a message")
         return None
