@@ -406,7 +406,10 @@ class MailStore(abc.ABC):
 
     @abc.abstractmethod
     async def resolve_recipient(self, address: str) -> Resolution:
-        """Apply `postoffice.directory.resolver.resolve` to the current directory data, in one read."""
+        """Apply `postoffice.directory.resolver.resolve` to the current directory data, in one read: every
+        directory change committed before the call, by this store object or any other on the same store
+        (another process, e.g. the CLI), is seen. Backends may cache the directory in memory if they notice
+        such changes (the SQLite backend stats a marker file; another could LISTEN)."""
 
     # -- mailboxes ----------------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -639,8 +642,9 @@ class MailStore(abc.ABC):
     # -- change notifications --------------------------------------------------------------------------------
     @abc.abstractmethod
     def subscribe(self, account_id: int, callback: Callable[[ChangeEvent], None]) -> Callable[[], None]:
-        """Call `callback` on the event loop after each committed change of the account; returns
-        unsubscribe."""
+        """Call `callback` on the event loop after each committed change of the account made through this
+        store object, in commit order (a read from the callback sees the change); returns unsubscribe.
+        `postoffice.store.changes.ChangeBus` implements the delivery for any backend."""
 
     # -- login guard (docs/decisions/0027) ---------------------------------------------------------------
     @abc.abstractmethod
@@ -662,7 +666,8 @@ class MailStore(abc.ABC):
 
     @abc.abstractmethod
     def login_guard_generation(self) -> object:
-        """A value that changes after every `login_guard_unlock` by any process (cheap: one stat())."""
+        """A value that changes after every `login_guard_unlock` by any process (cheap and not a coroutine:
+        the SQLite backend stats a marker file)."""
 
     def invalidate_caches(self) -> None:  # noqa: B027 - a no-op is right for a backend without caches
         """Drop in-memory caches (SIGHUP); they are rebuilt from the store on the next use."""

@@ -35,12 +35,27 @@ Implementation notes
   submitted it (`smtp_id`), so its delivery can be followed from the submission's log line.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from postoffice.store.sqlite.columns import HIERARCHY_SEPARATOR, columns_to_flags, flags_to_columns
 from postoffice.store.sqlite.connection import COPY_CHUNK, STREAM_THRESHOLD, WAL_SIZE_LIMIT
 from postoffice.store.sqlite.messages import COPY_ROW_SIZE, SNAPSHOT_CACHE_MESSAGES
 from postoffice.store.sqlite.migrations import MIGRATIONS, SCHEMA_VERSION
 from postoffice.store.sqlite.store import SqliteMailStore
 from postoffice.store.sqlite.writer import MAX_BATCH
+
+if TYPE_CHECKING:
+    from postoffice.store.backends import StoreSettings
+
+
+def open_backend(settings: StoreSettings) -> SqliteMailStore:
+    """`postoffice.store.backends` entry: the store at `settings.path` (created when missing)."""
+    return SqliteMailStore(
+        settings.path, min_free_space=settings.min_free_space, disk_reserve=settings.disk_reserve
+    )
+
 
 __all__ = [
     "COPY_CHUNK",
@@ -55,4 +70,5 @@ __all__ = [
     "SqliteMailStore",
     "columns_to_flags",
     "flags_to_columns",
+    "open_backend",
 ]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import logging
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +23,7 @@ from postoffice.store.api import (
     StoreError,
     StoreFull,
 )
+from postoffice.store.changes import ChangeBus
 from postoffice.store.search import register_functions
 from postoffice.store.space import DiskSpace, cost, is_disk_full
 from postoffice.store.sqlite.connection import connect
@@ -32,16 +32,15 @@ from postoffice.store.sqlite.writer import Writer
 if TYPE_CHECKING:
     from postoffice.store.sqlite.messages import LocalDelivery
 
-log = logging.getLogger("postoffice.store")
 
 T = TypeVar("T")
 
 
 class SqliteBase(MailStore):
     """What every part of the SQLite store shares: the writer thread, the reader threads with their read-only
-    connections, and the change subscribers. The parts (`directory`, `login_guard`, `mailboxes`, `messages`,
-    `queue`) are mixins of this class, assembled into `SqliteMailStore` (`store`), which sets these
-    attributes when it opens."""
+    connections, and the change subscribers (a `ChangeBus`). The parts (`directory`, `login_guard`,
+    `mailboxes`, `messages`, `queue`) are mixins of this class, assembled into `SqliteMailStore` (`store`),
+    which sets these attributes when it opens."""
 
     _path: Path
     _space: DiskSpace
@@ -51,9 +50,8 @@ class SqliteBase(MailStore):
     _reader_connections: list[sqlite3.Connection]
     _reader_lock: threading.Lock
     _closed: bool
-    _loop: asyncio.AbstractEventLoop | None
-    _subscribers: dict[int, list[Callable[[ChangeEvent], None]]]
-    _queue_subscribers: list[Callable[[], None]]
+    #: the subscribers; the writer hands it each commit's events (`ChangeBus.publish_threadsafe`)
+    _change_bus: ChangeBus
 
     if TYPE_CHECKING:
         # `messages` writes local copies; `queue` writes them too (submit, queue_record) in its own requests.
@@ -107,7 +105,7 @@ class SqliteBase(MailStore):
         if self._closed:
             raise StoreError("the store is closed")
         loop = asyncio.get_running_loop()
-        self._loop = loop
+        self._change_bus.loop = loop
         future = self._writer.submit(fn, grows)
         try:
             result: T = await asyncio.wrap_future(future, loop=loop)
@@ -128,53 +126,11 @@ class SqliteBase(MailStore):
 
         return await self._read(q)
 
-    def _publish_from_writer(self, events: list[ChangeEvent]) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        try:
-            loop.call_soon_threadsafe(self._dispatch, events)
-        except RuntimeError:
-            pass
-
-    def _dispatch(self, events: list[ChangeEvent]) -> None:
-        queue_changed = False
-        for event in events:
-            if event.kind == "queue":  # not an account's change: for `subscribe_queue` only
-                queue_changed = True
-                continue
-            for callback in list(self._subscribers.get(event.account_id, ())):
-                try:
-                    callback(event)
-                except Exception:
-                    log.exception("change subscriber failed")
-        if queue_changed:
-            for queue_callback in list(self._queue_subscribers):
-                try:
-                    queue_callback()
-                except Exception:
-                    log.exception("queue subscriber failed")
-
     def subscribe(self, account_id: int, callback: Callable[[ChangeEvent], None]) -> Callable[[], None]:
-        self._subscribers.setdefault(account_id, []).append(callback)
-
-        def unsubscribe() -> None:
-            callbacks = self._subscribers.get(account_id, [])
-            if callback in callbacks:
-                callbacks.remove(callback)
-            if not callbacks:
-                self._subscribers.pop(account_id, None)
-
-        return unsubscribe
+        return self._change_bus.subscribe(account_id, callback)
 
     def subscribe_queue(self, callback: Callable[[], None]) -> Callable[[], None]:
-        self._queue_subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            if callback in self._queue_subscribers:
-                self._queue_subscribers.remove(callback)
-
-        return unsubscribe
+        return self._change_bus.subscribe_queue(callback)
 
     def stats(self) -> dict[str, int]:
         return {

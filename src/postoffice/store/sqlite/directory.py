@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from postoffice.directory.resolver import AddressLookup, Resolution, normalize_address, resolve
@@ -30,11 +27,9 @@ from postoffice.store.api import (
     NotFound,
     StoreError,
 )
-from postoffice.store.space import is_disk_full
 from postoffice.store.sqlite.base import SqliteBase, T
+from postoffice.store.sqlite.markers import ChangeMarker
 from postoffice.store.sqlite.rows import create_mailbox_row, delete_messages
-
-log = logging.getLogger("postoffice.store")
 
 
 class DirectorySnapshot:
@@ -59,7 +54,7 @@ class DirectorySnapshot:
 
 
 class DirectoryMixin(SqliteBase):
-    _directory_marker: Path
+    _directory_marker: ChangeMarker
     _directory_key: tuple[int, int] | None
     _directory: DirectorySnapshot | None
 
@@ -272,27 +267,14 @@ class DirectoryMixin(SqliteBase):
         return resolve(address, snapshot.lookup, snapshot.first_domain)
 
     async def _directory_snapshot(self) -> DirectorySnapshot:
-        try:
-            st = os.stat(self._directory_marker)
-            key: tuple[int, int] | None = (st.st_ino, st.st_mtime_ns)
-        except OSError:
-            key = None
+        key = self._directory_marker.generation()
         if self._directory is None or key is None or key != self._directory_key:
             self._directory = await self._read(DirectorySnapshot)
             self._directory_key = key
         return self._directory
 
     def _touch_directory_marker(self) -> None:
-        tmp = self._directory_marker.with_name(self._directory_marker.name + ".tmp")
-        try:
-            tmp.write_text(f"{time.time_ns()}\n")
-            os.replace(tmp, self._directory_marker)
-        except OSError as exc:
-            if not is_disk_full(exc) or not self._directory_marker.exists():
-                raise
-            # a full disk (decision 0030): a new mtime needs no space, and every reader compares it too
-            tmp.unlink(missing_ok=True)
-            os.utime(self._directory_marker)
+        self._directory_marker.touch()
 
     async def _write_directory(self, fn: Callable[[sqlite3.Connection, list[ChangeEvent]], T]) -> T:
         """A directory change: after its commit, replace the marker so every process reloads its snapshot."""

@@ -6,20 +6,17 @@ running on the store (another process) notices an unlock on its next lockout hit
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from postoffice.store.api import LOGIN_GUARD_KINDS, ChangeEvent, LoginGuardEntry
 from postoffice.store.sqlite.base import SqliteBase
+from postoffice.store.sqlite.markers import ChangeMarker
 
 
 class LoginGuardMixin(SqliteBase):
-    @property
-    def _lockouts_marker(self) -> Path:
-        return self._path.with_name(self._path.name + ".lockouts")
+    _lockouts_marker: ChangeMarker
 
     async def login_guard_entries(self, now: float) -> list[LoginGuardEntry]:
         def q(conn: sqlite3.Connection) -> list[LoginGuardEntry]:
@@ -73,14 +70,7 @@ class LoginGuardMixin(SqliteBase):
         return deleted
 
     def _touch_lockouts_marker(self) -> None:
-        marker = self._lockouts_marker
-        tmp = marker.with_name(marker.name + ".tmp")
-        tmp.write_text(f"{time.time_ns()}\n")
-        os.replace(tmp, marker)
+        self._lockouts_marker.touch()
 
     def login_guard_generation(self) -> object:
-        try:
-            st = os.stat(self._lockouts_marker)
-        except OSError:
-            return None
-        return (st.st_ino, st.st_mtime_ns)
+        return self._lockouts_marker.generation()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -45,8 +44,6 @@ from postoffice.store.sqlite.rows import (
     mailbox_info,
     render_kept_forms,
 )
-
-log = logging.getLogger("postoffice.store")
 
 #: Mailbox snapshots kept for SELECT, in messages over all mailboxes (about 36 octets each).
 SNAPSHOT_CACHE_MESSAGES = 1_000_000

@@ -11,10 +11,12 @@ import threading
 from pathlib import Path
 
 from postoffice.store.api import PathLike, StoreError
+from postoffice.store.changes import ChangeBus
 from postoffice.store.space import DEFAULT_MIN_FREE, DEFAULT_RESERVE, DiskSpace
 from postoffice.store.sqlite.directory import DirectoryMixin
 from postoffice.store.sqlite.login_guard import LoginGuardMixin
 from postoffice.store.sqlite.mailboxes import MailboxesMixin
+from postoffice.store.sqlite.markers import ChangeMarker
 from postoffice.store.sqlite.messages import MessagesMixin
 from postoffice.store.sqlite.migrations import initialise
 from postoffice.store.sqlite.queue import QueueMixin
@@ -44,10 +46,8 @@ class SqliteMailStore(DirectoryMixin, LoginGuardMixin, MailboxesMixin, MessagesM
                 disk_reserve,
                 self._space.reserve_path,
             )
-        self._subscribers = {}
-        self._queue_subscribers = []
-        self._loop = None
-        self._writer = Writer(self._path, self._publish_from_writer, self._space)
+        self._change_bus = ChangeBus()
+        self._writer = Writer(self._path, self._change_bus.publish_threadsafe, self._space)
         self._writer.start()
         self._writer._ready.wait()
         if self._writer._startup_error is not None:
@@ -59,15 +59,18 @@ class SqliteMailStore(DirectoryMixin, LoginGuardMixin, MailboxesMixin, MessagesM
             max_workers=reader_threads, thread_name_prefix="postoffice-store-reader"
         )
         self._closed = False
-        self._directory_marker = self._path.with_name(self._path.name + ".directory")
+        self._directory_marker = ChangeMarker(
+            self._path.with_name(self._path.name + ".directory"), utime_on_full_disk=True
+        )
+        self._lockouts_marker = ChangeMarker(self._path.with_name(self._path.name + ".lockouts"))
         self._directory_key = None
         self._directory = None
         self._snapshots = collections.OrderedDict()
-        if not self._directory_marker.exists():
+        if not self._directory_marker.path.exists():
             try:
                 self._touch_directory_marker()
             except OSError as exc:
-                log.warning("cannot create the directory marker %s: %s", self._directory_marker, exc)
+                log.warning("cannot create the directory marker %s: %s", self._directory_marker.path, exc)
 
     def invalidate_caches(self) -> None:
         self._directory = None
