@@ -10,8 +10,9 @@ store's `login_guard` table:
 - `postoffice auth unlock` (another process) deletes rows, after which the store's
   `login_guard_generation()` changes (how is the backend's business: SQLite replaces a marker file). On a
   lockout hit the authenticator calls `refresh()`: the generation is compared (one stat() with SQLite), and
-  only when it changed is the table read. A lockout this journal wrote whose row is gone has been lifted: the guard forgets it.
-  A lockout whose row is still queued is never lifted this way (the unlock cannot have seen it).
+  only when it changed is the table read. A lockout this journal wrote whose row is gone has been lifted:
+  the guard forgets it. A lockout whose row is still queued is never lifted this way (the unlock cannot
+  have seen it).
 
 Invariants
 - Nothing here runs on a login that is not locked out, except queueing the entries of a lockout that begins.
