@@ -1,9 +1,11 @@
 """SQLite backend of the mail store.
 
-Modules: `store` (SqliteMailStore, assembled from the parts and opened), `base` (reads, writes, change
-notifications), `writer` (the group-commit writer thread), `migrations` (schema versions), `connection`
-(connections, blob I/O), `columns` (flags and mailbox names as stored), `rows` (row-level steps several
-writes share), and the parts: `directory`, `login_guard`, `mailboxes`, `messages`, `queue`.
+Modules: `store` (SqliteMailStore, assembled from the parts and opened; `open_backend` below is the
+`postoffice.store.backends` entry), `base` (reads, writes, change notifications through
+`postoffice.store.changes.ChangeBus`), `writer` (the group-commit writer thread), `migrations` (schema
+versions), `connection` (connections, blob I/O), `columns` (flags and mailbox names as stored), `rows`
+(row-level steps several writes share), `markers` (cross-process change detection with marker files), and
+the parts: `directory`, `login_guard`, `mailboxes`, `messages`, `queue`.
 
 Implementation notes
 - One database file in WAL mode with `synchronous = FULL`: a COMMIT returns after the WAL is fsynced, so a
