@@ -128,11 +128,7 @@ def with_store(args: argparse.Namespace, action: Callable[[MailStore], Awaitable
     from postoffice.store import open_store
 
     async def run() -> T:
-        store = open_store(
-            config.store.path,
-            min_free_space=config.store.min_free_space,
-            disk_reserve=config.store.disk_reserve,
-        )
+        store = open_store(config.store)
         try:
             return await action(store)
         finally:

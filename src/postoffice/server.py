@@ -137,9 +137,7 @@ class Server:
             self.tls = TlsContexts.from_config(cfg.tls)
         tls = self.tls
         cfg.store.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.store = open_store(
-            cfg.store.path, min_free_space=cfg.store.min_free_space, disk_reserve=cfg.store.disk_reserve
-        )
+        self.store = open_store(cfg.store)
         self.listeners = ListenerGroup(
             (lambda: tls.server_context) if tls is not None else (lambda: None),
             min_data_rate=cfg.limits.min_data_rate,

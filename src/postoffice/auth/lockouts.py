@@ -7,10 +7,12 @@ store's `login_guard` table:
 - The guard hands every lockout that begins to `record`, which only queues it; one task writes the queue to
   the store (the store's writer thread, off the event loop), batching what arrives while a write is running.
   A store error is logged; the lockout still holds in memory.
-- `postoffice auth unlock` (another process) deletes rows and replaces the marker file `<store>.lockouts`.
-  On a lockout hit the authenticator calls `refresh()`: one stat() of the marker, and only when it changed a
-  read of the table. A lockout this journal wrote whose row is gone has been lifted: the guard forgets it.
-  A lockout whose row is still queued is never lifted this way (the unlock cannot have seen it).
+- `postoffice auth unlock` (another process) deletes rows, after which the store's
+  `login_guard_generation()` changes (how is the backend's business: SQLite replaces a marker file). On a
+  lockout hit the authenticator calls `refresh()`: the generation is compared (one stat() with SQLite), and
+  only when it changed is the table read. A lockout this journal wrote whose row is gone has been lifted:
+  the guard forgets it. A lockout whose row is still queued is never lifted this way (the unlock cannot
+  have seen it).
 
 Invariants
 - Nothing here runs on a login that is not locked out, except queueing the entries of a lockout that begins.

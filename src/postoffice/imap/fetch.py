@@ -10,19 +10,9 @@ Implementation notes
   message (`bytes`). `locate_section` says which byte range a section is (and whether a header filter
   applies), so a server can stream a large section's range from the store and read only the part a partial
   fetch asks for; `section_bytes` does read + filter + partial in one call.
-- Case (docs/decisions/0012-imap-fetch.md): media type, subtype and disposition type are sent uppercase
-  ("TEXT" "PLAIN", "ATTACHMENT"), as in the RFC examples; parameter names and values, the transfer encoding
-  (the parser stores it uppercase), ids, descriptions, languages and locations are sent as stored.
-- Strings: every value goes through `wire.string` / `wire.nstring` with the caller's `utf8` flag, so 8-bit
-  header text (RFC 6532) is a quoted UTF-8 string for IMAP4rev2 / UTF8=ACCEPT clients and a literal otherwise.
-  ENVELOPE strings are raw (encoded words not decoded) as RFC 3501 7.4.2 wants; the parser stores them so.
-- Lists: `body-type-mpart = 1*body SP media-subtype` and `env-from = "(" 1*address ")"` have no separator
-  between the bodies or addresses: `((...)(...) "MIXED")`. Empty parameter lists, dispositions, languages and
-  address lists are NIL. One language tag or several are always sent as a list.
-- Robustness: the renderers never raise for any `ParsedMessage` (also one read back from old JSON). A
-  multipart without children (the parser never makes one) gets one empty text/plain child, because the
-  grammar needs `1*body`; a message/rfc822 part without an embedded message is sent as
-  APPLICATION/OCTET-STREAM, as the parser itself degrades such parts.
+- ENVELOPE and BODY/BODYSTRUCTURE are rendered by `postoffice.message.imap_forms` (its notes give the rules:
+  case, strings, lists, robustness), re-exported here as `envelope` and `bodystructure`: the store keeps the
+  top-level ones rendered at delivery, and FETCH renders the others with the same functions.
 - Part numbers (RFC 9051 6.4.5): a message's parts are the children of its body when that is a multipart,
   else its body alone is part 1. The children of a multipart part are numbered inside it; a message/rfc822
   or message/global part has the parts of its embedded message. Any other leaf has no sub-parts. HEADER,
@@ -47,14 +37,15 @@ from __future__ import annotations
 import binascii
 import functools
 import re
-import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from postoffice.imap.wire import NIL, astring, fmt_list, nstring, number, string
-from postoffice.message.model import BodyPart, Params, ParsedMessage
-from postoffice.store.api import ImapRendering
+from postoffice.imap.wire import astring, fmt_list
+from postoffice.message.imap_forms import MESSAGE_SUBTYPES
+from postoffice.message.imap_forms import bodystructure as bodystructure
+from postoffice.message.imap_forms import envelope as envelope
+from postoffice.message.model import BodyPart, ParsedMessage
 
 #: `read(offset, length) -> bytes`: up to `length` bytes of the stored message from `offset`.
 ReadAt = Callable[[int, int], bytes]
@@ -63,7 +54,6 @@ Source = bytes | bytearray | memoryview | ReadAt
 
 SectionKind = Literal["HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"]
 _HEADER_KINDS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT"})
-_MESSAGE_SUBTYPES = frozenset({"rfc822", "global"})
 _IDENTITY = frozenset({"7BIT", "8BIT", "BINARY"})
 
 
@@ -100,113 +90,6 @@ class SectionLocation:
         return filter_header(data, self.fields, exclude=self.exclude, body_follows=self.body_follows)
 
 
-# -- ENVELOPE ------------------------------------------------------------------------------------------------
-def _env_string(value: Any, utf8: bool) -> bytes:
-    return string(value, utf8=utf8) if isinstance(value, str) else NIL
-
-
-def _address_list(value: Any, utf8: bool) -> bytes:
-    if not isinstance(value, list):
-        return NIL
-    rendered = [
-        fmt_list(_env_string(item, utf8) for item in address)
-        for address in value
-        if isinstance(address, list) and len(address) == 4
-    ]
-    return fmt_list(rendered, b"") if rendered else NIL
-
-
-def envelope(env: list[Any] | None, *, utf8: bool) -> bytes:
-    """The ENVELOPE (RFC 3501 7.4.2, RFC 9051 7.5.2) from `ParsedMessage.envelope` or `BodyPart.envelope`:
-    (date subject from sender reply-to to cc bcc in-reply-to message-id).
-
-    Addresses are (name adl mailbox host); group syntax comes as stored: a start marker (NIL NIL name NIL)
-    and an end marker (NIL NIL NIL NIL). Missing or malformed entries are NIL."""
-    fields = list(env) if isinstance(env, list) else []
-    fields = (fields + [None] * 10)[:10]
-    items = [_env_string(fields[0], utf8), _env_string(fields[1], utf8)]
-    items += [_address_list(fields[i], utf8) for i in range(2, 8)]
-    items += [_env_string(fields[8], utf8), _env_string(fields[9], utf8)]
-    return fmt_list(items)
-
-
-# -- BODY / BODYSTRUCTURE ------------------------------------------------------------------------------------
-def _upper(value: str) -> str:
-    return value.upper() if value.isascii() else value
-
-
-#: RFC 2231 attribute-char besides letters and digits (no "*", "'", "%", space, CTLs or tspecials)
-_ATTRIBUTE_CHARS = "!#$&+-.^_`|~"
-
-
-def _params(params: Params, utf8: bool) -> bytes:
-    if not params:
-        return NIL
-    items: list[bytes] = []
-    for name, value in params:
-        if name.endswith("*"):
-            # RFC 9051 7.5.2: a charset-encoded parameter (RFC 2231) goes out as "name*", converted to
-            # UTF-8 and joined: an extended value (RFC 2231 section 4), so it stays ASCII for every client
-            value = "utf-8''" + urllib.parse.quote(value.encode("utf-8", "replace"), safe=_ATTRIBUTE_CHARS)
-        items.append(string(name, utf8=utf8))
-        items.append(string(value, utf8=utf8))
-    return fmt_list(items)
-
-
-def _extension(part: BodyPart, utf8: bool) -> list[bytes]:
-    """body-fld-dsp SP body-fld-lang SP body-fld-loc (shared by single-part and multipart extension data)."""
-    if part.disposition is None:
-        disposition = NIL
-    else:
-        kind, params = part.disposition
-        disposition = fmt_list([string(_upper(kind), utf8=utf8), _params(params, utf8)])
-    language = fmt_list(string(tag, utf8=utf8) for tag in part.language) if part.language else NIL
-    return [disposition, language, nstring(part.location, utf8=utf8)]
-
-
-def _empty_text() -> BodyPart:
-    return BodyPart(params=[("charset", "us-ascii")])
-
-
-def _body(part: BodyPart, extended: bool, utf8: bool) -> bytes:
-    if part.type == "multipart":
-        children = part.parts or [_empty_text()]
-        out = b"(" + b"".join(_body(child, extended, utf8) for child in children)
-        out += b" " + string(_upper(part.subtype), utf8=utf8)
-        if extended:
-            out += b" " + b" ".join([_params(part.params, utf8), *_extension(part, utf8)])
-        return out + b")"
-    is_message = part.type == "message" and part.subtype in _MESSAGE_SUBTYPES
-    embedded = part.embedded if is_message else None
-    if is_message and embedded is None:
-        media, subtype, params = "APPLICATION", "OCTET-STREAM", []
-    else:
-        media, subtype, params = _upper(part.type), _upper(part.subtype), part.params
-    items = [
-        string(media, utf8=utf8),
-        string(subtype, utf8=utf8),
-        _params(params, utf8),
-        nstring(part.id, utf8=utf8),
-        nstring(part.description, utf8=utf8),
-        string(part.encoding, utf8=utf8),
-        number(part.size),
-    ]
-    if embedded is not None:
-        # RFC 9051 7.5.2: message/rfc822 and message/global add envelope, body structure and lines.
-        items += [envelope(part.envelope, utf8=utf8), _body(embedded, extended, utf8), number(part.lines)]
-    elif part.type == "text":
-        items.append(number(part.lines))
-    if extended:
-        items += [nstring(part.md5, utf8=utf8), *_extension(part, utf8)]
-    return fmt_list(items)
-
-
-def bodystructure(part: BodyPart, *, extended: bool, utf8: bool) -> bytes:
-    """BODY (`extended=False`, no extension data) or BODYSTRUCTURE (`extended=True`) of `part`, usually
-    `ParsedMessage.body` (RFC 9051 7.5.2, RFC 3501 7.4.2)."""
-    return _body(part, extended, utf8)
-
-
 # -- sections ------------------------------------------------------------------------------------------------
 def _message_parts(root: BodyPart) -> list[BodyPart]:
     """The numbered parts of a message whose top entity is `root` (RFC 9051 6.4.5)."""
@@ -222,7 +105,7 @@ def find_part(body: BodyPart, path: Iterable[int]) -> BodyPart | None:
             children = _message_parts(body)
         elif part.type == "multipart":
             children = part.parts
-        elif part.embedded is not None and part.type == "message" and part.subtype in _MESSAGE_SUBTYPES:
+        elif part.embedded is not None and part.type == "message" and part.subtype in MESSAGE_SUBTYPES:
             children = _message_parts(part.embedded)
         else:
             return None
@@ -257,7 +140,7 @@ def locate_section(parsed: ParsedMessage, section: SectionSpec) -> SectionLocati
             return SectionLocation(*_span(part.body_start, part.body_end))
         if kind == "MIME":
             return SectionLocation(*_span(part.header_start, part.body_start))
-        if part.embedded is None or part.type != "message" or part.subtype not in _MESSAGE_SUBTYPES:
+        if part.embedded is None or part.type != "message" or part.subtype not in MESSAGE_SUBTYPES:
             return None  # HEADER/TEXT/HEADER.FIELDS need a message/rfc822 part (RFC 9051 6.4.5)
         message = part.embedded
     if kind not in _HEADER_KINDS:
@@ -521,21 +404,3 @@ def binary_size(source: Source, parsed: ParsedMessage, part: tuple[int, ...]) ->
         return _length(found)[1]
     data = binary_section(source, parsed, part)
     return None if data is None else len(data)
-
-
-# -- the renderings the store keeps (MailStore.imap_renderings) ----------------------------------------------
-def render_for_store(parsed: ParsedMessage) -> ImapRendering:
-    """ENVELOPE and BODYSTRUCTURE of a message, rendered once at delivery so that FETCH of many envelopes
-    reads bytes instead of decoding and rendering each stored parse (docs/decisions/0016)."""
-    env = envelope(parsed.envelope, utf8=False)
-    body = bodystructure(parsed.body, extended=True, utf8=False)
-    env8 = envelope(parsed.envelope, utf8=True) if _has_literal(env) else env
-    body8 = bodystructure(parsed.body, extended=True, utf8=True) if _has_literal(body) else body
-    return ImapRendering(env, body, None if env8 == env else env8, None if body8 == body else body8)
-
-
-def _has_literal(rendered: bytes) -> bool:
-    """Only a string sent as a literal can differ in the UTF8=ACCEPT form (every quoted string is ASCII,
-    the same in both), and only a literal holds CRLF: without one the second rendering is skipped (most
-    messages, so a delivery renders each item once)."""
-    return b"\r\n" in rendered

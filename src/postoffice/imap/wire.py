@@ -6,6 +6,8 @@ and `date-time` (INTERNALDATE).
 
 Implementation notes
 - Every function returns bytes ready to be written to the connection; nothing here knows about sockets.
+- Strings, literals, lists and numbers (the two rules below) are defined in `postoffice.message.imap_forms`,
+  because the ENVELOPE and BODYSTRUCTURE forms the store keeps are written in them too, and re-exported here.
 - Quoted or literal (RFC 9051 4.3): a value goes out as a quoted string when the grammar allows it: no CR,
   LF or NUL (TEXT-CHAR excludes CR and LF, CHAR excludes NUL), `"` and `\\` escaped, and 8-bit bytes only
   when `utf8` is set and the bytes are valid UTF-8 (IMAP4rev2 / UTF8=ACCEPT, RFC 9051 4.3 and RFC 6855 3:
@@ -21,103 +23,40 @@ Implementation notes
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TypeVar
+
+# The string syntax is shared with the ENVELOPE and BODYSTRUCTURE forms that the store keeps, so it lives
+# beside them in `postoffice.message.imap_forms` (docs/decisions/0036); responses use it from here.
+from postoffice.message.imap_forms import (
+    MAX_QUOTED,
+    NIL,
+    astring,
+    fmt_list,
+    literal,
+    nstring,
+    number,
+    quoted,
+    string,
+)
+
+__all__ = [
+    "MAX_QUOTED",
+    "NIL",
+    "astring",
+    "date_time",
+    "fmt_list",
+    "literal",
+    "nil_or",
+    "nstring",
+    "number",
+    "quoted",
+    "string",
+]
 
 _T = TypeVar("_T")
 
-#: The NIL atom.
-NIL = b"NIL"
-#: Values longer than this many bytes are sent as literals even when they could be quoted, so response
-#: lines stay short for clients with line-length limits (RFC 9051 leaves the choice to the server).
-MAX_QUOTED = 1024
-
-# RFC 9051 9: atom-specials = "(" / ")" / "{" / SP / CTL / list-wildcards / quoted-specials / resp-specials.
-_ATOM_SPECIALS = frozenset(b'(){ %*"\\]') | frozenset(range(0x20)) | {0x7F}
-# ASTRING-CHAR = ATOM-CHAR / resp-specials: "]" is allowed in an astring's atom form.
-_ASTRING_SPECIALS = _ATOM_SPECIALS - {ord("]")}
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def _to_bytes(value: str | bytes) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    try:
-        return value.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "replace")
-
-
-def _quotable(data: bytes, utf8: bool) -> bool:
-    if b"\r" in data or b"\n" in data or b"\x00" in data:
-        return False
-    if data.isascii():
-        return True
-    if not utf8:
-        return False
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _quote(data: bytes) -> bytes:
-    return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
-
-
-def literal(data: bytes, *, binary: bool = False) -> bytes:
-    """A synchronizing literal `{n}\\r\\n` + data, or a literal8 `~{n}\\r\\n` + data when `binary`.
-
-    A plain literal cannot carry NUL (RFC 9051 4.3, CHAR8 is %x01-ff): each NUL becomes 0x80, same length."""
-    if not binary and b"\x00" in data:
-        data = data.replace(b"\x00", b"\x80")
-    return b"%s{%d}\r\n%s" % (b"~" if binary else b"", len(data), data)
-
-
-def quoted(value: str | bytes, *, utf8: bool = False) -> bytes:
-    """`value` as a quoted string when the grammar allows (see the module notes), else as a literal."""
-    data = _to_bytes(value)
-    if _quotable(data, utf8):
-        return _quote(data)
-    return literal(data)
-
-
-def string(value: str | bytes, *, utf8: bool) -> bytes:
-    """An IMAP string for a header-derived value: quoted when possible and short, else a literal.
-
-    NUL characters are dropped (they are representable neither quoted nor in a literal). `utf8`: the client
-    accepts UTF-8 in quoted strings (IMAP4rev2 or UTF8=ACCEPT); without it 8-bit values go as literals."""
-    data = _to_bytes(value)
-    if b"\x00" in data:
-        data = data.replace(b"\x00", b"")
-    if len(data) <= MAX_QUOTED and _quotable(data, utf8):
-        return _quote(data)
-    return literal(data)
-
-
-def nstring(value: str | bytes | None, *, utf8: bool = False) -> bytes:
-    """NIL for None, else `string(value)`."""
-    return NIL if value is None else string(value, utf8=utf8)
-
-
-def astring(value: str | bytes, *, utf8: bool = False) -> bytes:
-    """An atom when every byte is an ASTRING-CHAR (and the value is not empty), else `string(value)`."""
-    data = _to_bytes(value)
-    if data and data.isascii() and not any(b in _ASTRING_SPECIALS for b in data):
-        return data
-    return string(data, utf8=utf8)
-
-
-def number(value: int) -> bytes:
-    """An IMAP number (never negative: clamped to 0)."""
-    return b"%d" % max(int(value), 0)
-
-
-def fmt_list(items: Iterable[bytes], sep: bytes = b" ") -> bytes:
-    """A parenthesized list of already encoded items: `(a b c)`; `sep=b""` gives `(ab)` (RFC 9051 `1*body`,
-    `1*address`)."""
-    return b"(" + sep.join(items) + b")"
 
 
 def nil_or(value: _T | None, render: Callable[[_T], bytes]) -> bytes:

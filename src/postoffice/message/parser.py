@@ -64,7 +64,7 @@ from postoffice.message.scanner import (
     delimiter_lines,
     header_end_lines,
 )
-from postoffice.message.text import part_text
+from postoffice.message.text import part_text, text_leaves
 
 log = logging.getLogger(__name__)
 
@@ -476,20 +476,6 @@ def _boundary_bytes(params: Params, codec: str) -> bytes | None:
     return None
 
 
-def _text_leaves(part: BodyPart) -> list[BodyPart]:
-    leaves: list[BodyPart] = []
-    stack = [part]
-    while stack:
-        p = stack.pop()
-        if p.parts:
-            stack.extend(reversed(p.parts))
-        elif p.embedded is not None:
-            stack.append(p.embedded)
-        elif p.type == "text" and p.body_end > p.body_start:
-            leaves.append(p)
-    return leaves
-
-
 def _search_headers(fields: list[tuple[str, str, str]], decoded: dict[str, str]) -> str:
     out: list[str] = []
     size = 0
@@ -531,7 +517,7 @@ def parse_strict(fp: IO[bytes]) -> ParsedMessage:
     texts: list[str] = []
     left = MAX_SEARCH_TEXT
     truncated = False
-    for leaf in _text_leaves(body):
+    for leaf in text_leaves(body):
         if texts:
             left -= 1  # the "\n" joining parts
         if left <= 0:

@@ -1,4 +1,9 @@
-"""Search text of the text/* leaf parts: transfer decoding and charset decoding, streamed and capped.
+"""Search text of the text/* leaf parts: which leaves (`text_leaves`), transfer decoding and charset decoding,
+streamed and capped.
+
+The parser (the search text stored at delivery) and the store's search (the text decoded again from the stored
+bytes when the stored one was cut) both walk the leaves with `text_leaves` and decode them with `part_text`,
+so the two texts agree by construction.
 
 Implements RFC 2045 6.7 (quoted-printable) and 6.8 (base64) decoding incrementally, so a part is never held in
 memory whole, and charset decoding with `codecs` incremental decoders (errors replaced; unknown charsets and
@@ -19,6 +24,22 @@ from postoffice.message.model import BodyPart
 
 READ_SIZE = 64 * 1024
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]+")
+
+
+def text_leaves(part: BodyPart) -> list[BodyPart]:
+    """The non-empty text/* leaves of `part`, in message order, descending into multiparts and embedded
+    messages: the parts whose decoded text, joined with "\\n", is the search text."""
+    leaves: list[BodyPart] = []
+    stack = [part]
+    while stack:
+        p = stack.pop()
+        if p.parts:
+            stack.extend(reversed(p.parts))
+        elif p.embedded is not None:
+            stack.append(p.embedded)
+        elif p.type == "text" and p.body_end > p.body_start:
+            leaves.append(p)
+    return leaves
 
 
 def _read_range(fp: IO[bytes], start: int, end: int) -> Iterator[bytes]:

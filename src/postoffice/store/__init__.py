@@ -1,9 +1,14 @@
 """The one mailbox-store API that SMTP, POP3, IMAP, the web UI and the CLI use.
 
 Implementation notes
-- Protocol code imports only this module: `open_store`, `MailStore` and the dataclasses below. SQLite
-  specifics live in `postoffice.store.sqlite` so that another backend (PostgreSQL) can be added behind the
-  same API.
+- Protocol code imports only this module: `open_store`, `MailStore` and the dataclasses below. Backends
+  live in their own packages (`postoffice.store.sqlite`; registry: `postoffice.store.backends`), so that
+  another backend (PostgreSQL) is added behind the same API; tests/store/contract is the suite every
+  backend passes (docs/decisions/0037).
+- Cross-process changes (the CLI adding an account, lifting a lockout) are the backend's business behind the
+  API: `resolve_recipient` sees every committed directory change, `login_guard_generation` changes after
+  every unlock. Change notifications (`subscribe`, `subscribe_queue`) reach subscribers on the event loop
+  after the commit, in commit order (`postoffice.store.changes.ChangeBus` does it for any backend).
 - Every method is a coroutine; blocking work runs off the event loop.
 - Writes are durable when the coroutine returns (group commit, fsync of the WAL).
 - Errors: `StoreError` (and subclasses) for anything a caller should map to a protocol reply.
@@ -13,6 +18,10 @@ Implementation notes
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from postoffice.store.api import (
     DEFAULT_MAILBOXES,
@@ -49,21 +58,30 @@ from postoffice.store.api import (
     SubmitResult,
 )
 from postoffice.store.criteria import All, And, Criteria, Date, HasFlag, Not, Or, Size, Text, UidIn
+from postoffice.store.space import DEFAULT_MIN_FREE, DEFAULT_RESERVE
+
+if TYPE_CHECKING:
+    from postoffice.store.backends import StoreSettings
 
 
 def open_store(
-    path: PathLike, *, min_free_space: int | None = None, disk_reserve: int | None = None
+    settings: StoreSettings | PathLike, *, min_free_space: int | None = None, disk_reserve: int | None = None
 ) -> MailStore:
-    """Open (creating schema when missing) the SQLite store at `path`. Call `await store.close()` when
-    done. `min_free_space` and `disk_reserve` (bytes, None: the defaults): docs/decisions/0030."""
-    from postoffice.store.space import DEFAULT_MIN_FREE, DEFAULT_RESERVE
-    from postoffice.store.sqlite import SqliteMailStore
+    """Open the store (creating its schema when missing) with the backend the settings name (`backend`,
+    default "sqlite"; `postoffice.store.backends`). `settings` is the `[store]` section (`config.store`), or
+    a path: the SQLite store at that path, with `min_free_space` and `disk_reserve` in bytes (None: the
+    defaults; docs/decisions/0030). Call `await store.close()` when done."""
+    from postoffice.store.backends import PathSettings, open_backend
 
-    return SqliteMailStore(
-        path,
-        min_free_space=DEFAULT_MIN_FREE if min_free_space is None else min_free_space,
-        disk_reserve=DEFAULT_RESERVE if disk_reserve is None else disk_reserve,
-    )
+    if isinstance(settings, str | os.PathLike):
+        settings = PathSettings(
+            Path(settings),
+            min_free_space=DEFAULT_MIN_FREE if min_free_space is None else min_free_space,
+            disk_reserve=DEFAULT_RESERVE if disk_reserve is None else disk_reserve,
+        )
+    elif min_free_space is not None or disk_reserve is not None:
+        raise TypeError("min_free_space and disk_reserve go with a path; settings carry their own")
+    return open_backend(settings)
 
 
 __all__ = [

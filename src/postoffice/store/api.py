@@ -30,6 +30,10 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable, Seque
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, NamedTuple
 
+# The ENVELOPE / BODYSTRUCTURE forms kept with each content are a function of the parse, defined with it
+# (docs/decisions/0036); named here too because callers of `imap_renderings` import it from the store API.
+from postoffice.message.imap_forms import ImapRendering as ImapRendering
+
 if TYPE_CHECKING:
     from postoffice.directory.resolver import Resolution
     from postoffice.message import ParsedMessage
@@ -163,17 +167,6 @@ class MailboxSnapshot:
     def index(self, uid: int) -> int | None:
         i = bisect.bisect_left(self.uids, uid)
         return i if i < len(self.uids) and self.uids[i] == uid else None
-
-
-class ImapRendering(NamedTuple):
-    """ENVELOPE and BODYSTRUCTURE of a stored message as IMAP sends them (RFC 9051 section 7.5.2), rendered
-    once at delivery; the `_utf8` forms are for UTF8=ACCEPT / IMAP4rev2 sessions, None when the same. (A
-    NamedTuple: FETCH reads thousands at a time.)"""
-
-    envelope: bytes
-    bodystructure: bytes
-    envelope_utf8: bytes | None = None
-    bodystructure_utf8: bytes | None = None
 
 
 class AppendItem(NamedTuple):
@@ -413,7 +406,10 @@ class MailStore(abc.ABC):
 
     @abc.abstractmethod
     async def resolve_recipient(self, address: str) -> Resolution:
-        """Apply `postoffice.directory.resolver.resolve` to the current directory data, in one read."""
+        """Apply `postoffice.directory.resolver.resolve` to the current directory data, in one read: every
+        directory change committed before the call, by this store object or any other on the same store
+        (another process, e.g. the CLI), is seen. Backends may cache the directory in memory if they notice
+        such changes (the SQLite backend stats a marker file; another could LISTEN)."""
 
     # -- mailboxes ----------------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -646,8 +642,9 @@ class MailStore(abc.ABC):
     # -- change notifications --------------------------------------------------------------------------------
     @abc.abstractmethod
     def subscribe(self, account_id: int, callback: Callable[[ChangeEvent], None]) -> Callable[[], None]:
-        """Call `callback` on the event loop after each committed change of the account; returns
-        unsubscribe."""
+        """Call `callback` on the event loop after each committed change of the account made through this
+        store object, in commit order (a read from the callback sees the change); returns unsubscribe.
+        `postoffice.store.changes.ChangeBus` implements the delivery for any backend."""
 
     # -- login guard (docs/decisions/0027) ---------------------------------------------------------------
     @abc.abstractmethod
@@ -669,7 +666,8 @@ class MailStore(abc.ABC):
 
     @abc.abstractmethod
     def login_guard_generation(self) -> object:
-        """A value that changes after every `login_guard_unlock` by any process (cheap: one stat())."""
+        """A value that changes after every `login_guard_unlock` by any process (cheap and not a coroutine:
+        the SQLite backend stats a marker file)."""
 
     def invalidate_caches(self) -> None:  # noqa: B027 - a no-op is right for a backend without caches
         """Drop in-memory caches (SIGHUP); they are rebuilt from the store on the next use."""

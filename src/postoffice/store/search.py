@@ -38,8 +38,8 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import IO, cast
 
-from postoffice.message import BodyPart, ParsedMessage
-from postoffice.message.text import part_text
+from postoffice.message import ParsedMessage
+from postoffice.message.text import part_text, text_leaves
 from postoffice.store.api import SYSTEM_FLAGS
 from postoffice.store.criteria import (
     ADDRESS_FIELDS,
@@ -193,21 +193,6 @@ def candidate_pattern(needle: str) -> tuple[str, bool]:
         if local_indexable:
             return "%" + local_pattern + "%", True
     return "%" + pattern + "%", indexable
-
-
-def text_leaves(part: BodyPart) -> list[BodyPart]:
-    """The text/* leaves whose decoded text is the search text, in order (as the parser walks them)."""
-    leaves: list[BodyPart] = []
-    stack = [part]
-    while stack:
-        p = stack.pop()
-        if p.parts:
-            stack.extend(reversed(p.parts))
-        elif p.embedded is not None:
-            stack.append(p.embedded)
-        elif p.type == "text" and p.body_end > p.body_start:
-            leaves.append(p)
-    return leaves
 
 
 def _full_text_matches(conn: sqlite3.Connection, content_id: int, needles: set[str]) -> set[str]:

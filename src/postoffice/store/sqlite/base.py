@@ -1,0 +1,167 @@
+"""The plumbing every part of the SQLite store shares: reads on a small thread pool (each thread with its own
+read-only connection, inside a read transaction: a consistent WAL snapshot), writes through the writer
+thread (`writer`), large blobs streamed on a connection of their own, and change notifications published
+on the event loop after the commit that made the change (`subscribe`, `subscribe_queue`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from postoffice.store.api import (
+    AlreadyExists,
+    ChangeEvent,
+    DeliveredCopy,
+    MailStore,
+    NotFound,
+    StoreError,
+    StoreFull,
+)
+from postoffice.store.changes import ChangeBus
+from postoffice.store.search import register_functions
+from postoffice.store.space import DiskSpace, cost, is_disk_full
+from postoffice.store.sqlite.connection import connect
+from postoffice.store.sqlite.writer import Writer
+
+if TYPE_CHECKING:
+    from postoffice.store.sqlite.messages import LocalDelivery
+
+
+T = TypeVar("T")
+
+
+class SqliteBase(MailStore):
+    """What every part of the SQLite store shares: the writer thread, the reader threads with their read-only
+    connections, and the change subscribers (a `ChangeBus`). The parts (`directory`, `login_guard`,
+    `mailboxes`, `messages`, `queue`) are mixins of this class, assembled into `SqliteMailStore` (`store`),
+    which sets these attributes when it opens."""
+
+    _path: Path
+    _space: DiskSpace
+    _writer: Writer
+    _readers: concurrent.futures.ThreadPoolExecutor
+    _local: threading.local
+    _reader_connections: list[sqlite3.Connection]
+    _reader_lock: threading.Lock
+    _closed: bool
+    #: the subscribers; the writer hands it each commit's events (`ChangeBus.publish_threadsafe`)
+    _change_bus: ChangeBus
+
+    if TYPE_CHECKING:
+        # `messages` writes local copies; `queue` writes them too (submit, queue_record) in its own requests.
+        def _deliver_rows(
+            self, conn: sqlite3.Connection, events: list[ChangeEvent], delivery: LocalDelivery
+        ) -> list[DeliveredCopy]: ...
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.stop()
+        await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+        self._readers.shutdown(wait=True)
+        with self._reader_lock:
+            for conn in self._reader_connections:
+                conn.close()
+            self._reader_connections.clear()
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            # check_same_thread=False only so that close() can close it; it is used by this thread alone
+            conn = connect(self._path, readonly=True, check_same_thread=False)
+            register_functions(conn)
+            self._local.conn = conn
+            with self._reader_lock:
+                self._reader_connections.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise StoreError("the store is closed")
+
+        def run() -> T:
+            conn = self._reader()
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("COMMIT")
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, run)
+
+    async def _write(
+        self, fn: Callable[[sqlite3.Connection, list[ChangeEvent]], T], *, grows: int | None = None
+    ) -> T:
+        """Run `fn` in the writer's next transaction. `grows`: the message octets it adds, admitted against
+        the free disk space first (docs/decisions/0030); None for writes that add no message."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        loop = asyncio.get_running_loop()
+        self._change_bus.loop = loop
+        future = self._writer.submit(fn, grows)
+        try:
+            result: T = await asyncio.wrap_future(future, loop=loop)
+        except sqlite3.IntegrityError as exc:
+            raise AlreadyExists(str(exc)) from exc
+        except sqlite3.Error as exc:
+            if is_disk_full(exc):
+                raise StoreFull(str(exc)) from exc
+            raise StoreError(str(exc)) from exc
+        return result
+
+    async def has_room(self, size: int) -> bool:
+        """Whether a message of `size` octets would be admitted now (SMTP asks at MAIL, RFC 1870 SIZE)."""
+
+        def q(conn: sqlite3.Connection) -> bool:
+            room, free_pages = self._space.room(conn, remake=False)
+            return cost(size, free_pages)[0] <= room
+
+        return await self._read(q)
+
+    def subscribe(self, account_id: int, callback: Callable[[ChangeEvent], None]) -> Callable[[], None]:
+        return self._change_bus.subscribe(account_id, callback)
+
+    def subscribe_queue(self, callback: Callable[[], None]) -> Callable[[], None]:
+        return self._change_bus.subscribe_queue(callback)
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "commits": self._writer.commits,
+            "write_requests": self._writer.requests,
+            "failed_commits": self._writer.failed_commits,
+            "reserve_releases": self._writer.reserve_releases,
+        }
+
+    async def _stream_blob(self, table: str, rowid: int, chunk_size: int) -> AsyncIterator[bytes]:
+        """A large blob in chunks, with incremental blob I/O on a connection of its own (one read
+        transaction, so the bytes are consistent however long the consumer takes)."""
+        loop = asyncio.get_running_loop()
+        conn = await loop.run_in_executor(
+            self._readers, lambda: connect(self._path, readonly=True, check_same_thread=False)
+        )
+        try:
+            await loop.run_in_executor(self._readers, conn.execute, "BEGIN")
+            try:
+                blob = await loop.run_in_executor(
+                    self._readers, lambda: conn.blobopen(table, "data", rowid, readonly=True)
+                )
+            except sqlite3.OperationalError:
+                raise NotFound(f"no {table} row {rowid}") from None
+            try:
+                while True:
+                    chunk = await loop.run_in_executor(self._readers, blob.read, chunk_size)
+                    if not chunk:
+                        break
+                    yield chunk
+            finally:
+                blob.close()
+        finally:
+            await loop.run_in_executor(self._readers, conn.close)

@@ -1,0 +1,258 @@
+"""Mailboxes of an account in the SQLite store (RFC 9051 6.3): create, delete, rename (INBOX's messages move,
+6.3.6), subscriptions (names, which may name no mailbox), STATUS/SELECT counts and the \\Recent claim.
+
+UIDVALIDITY values come from meta.next_uidvalidity, which only grows; UIDs come from mailboxes.uidnext, which
+only grows; so neither is ever reused, not after expunge, mailbox deletion or a crash (the counters are
+written in the same transaction as the rows that use them).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from postoffice.store.api import (
+    AlreadyExists,
+    ChangeEvent,
+    LimitExceeded,
+    MailboxInfo,
+    MailboxStatus,
+    NotFound,
+    StoreError,
+)
+from postoffice.store.sqlite.base import SqliteBase
+from postoffice.store.sqlite.columns import FLAG_BITS, HIERARCHY_SEPARATOR, normalize_mailbox
+from postoffice.store.sqlite.rows import (
+    MAILBOX_SQL,
+    copy_rows,
+    create_mailbox_row,
+    delete_messages,
+    mailbox_info,
+)
+
+
+class MailboxesMixin(SqliteBase):
+    @staticmethod
+    def _check_mailbox_count(conn: sqlite3.Connection, account_id: int, limit: int | None) -> None:
+        if limit is None:
+            return
+        (count,) = conn.execute(
+            "SELECT count(*) FROM mailboxes WHERE account_id = ?", (account_id,)
+        ).fetchone()
+        if count >= limit:
+            raise LimitExceeded(f"an account may have at most {limit} mailboxes")
+
+    async def list_mailboxes(self, account_id: int) -> list[MailboxInfo]:
+        def q(conn: sqlite3.Connection) -> list[MailboxInfo]:
+            rows = conn.execute(
+                MAILBOX_SQL + " WHERE account_id = ? ORDER BY name != 'INBOX', name", (account_id,)
+            )
+            return [mailbox_info(r) for r in rows]
+
+        return await self._read(q)
+
+    async def get_mailbox(self, account_id: int, name: str) -> MailboxInfo | None:
+        name = normalize_mailbox(name)
+
+        def q(conn: sqlite3.Connection) -> MailboxInfo | None:
+            row = conn.execute(
+                MAILBOX_SQL + " WHERE account_id = ? AND name = ?", (account_id, name)
+            ).fetchone()
+            return None if row is None else mailbox_info(row)
+
+        return await self._read(q)
+
+    async def create_mailbox(
+        self, account_id: int, name: str, special_use: str | None = None, *, max_mailboxes: int | None = None
+    ) -> MailboxInfo:
+        name = normalize_mailbox(name)
+        if not name or name.startswith(HIERARCHY_SEPARATOR) or HIERARCHY_SEPARATOR * 2 in name:
+            raise StoreError(f"not a valid mailbox name: {name!r}")
+        name = name.rstrip(HIERARCHY_SEPARATOR)
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> MailboxInfo:
+            if conn.execute(
+                "SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, name)
+            ).fetchone():
+                raise AlreadyExists(f"mailbox {name} exists already")
+            if (
+                special_use is not None
+                and conn.execute(
+                    "SELECT 1 FROM mailboxes WHERE account_id = ? AND special_use = ?",
+                    (account_id, special_use),
+                ).fetchone()
+            ):
+                raise AlreadyExists(f"another mailbox has the special use {special_use}")
+            self._check_mailbox_count(conn, account_id, max_mailboxes)
+            mailbox_id = create_mailbox_row(conn, account_id, name, special_use)
+            events.append(ChangeEvent("mailbox", account_id, mailbox_id, extra={"created": name}))
+            row = conn.execute(MAILBOX_SQL + " WHERE id = ?", (mailbox_id,)).fetchone()
+            return mailbox_info(row)
+
+        return await self._write(tx)
+
+    async def delete_mailbox(self, account_id: int, name: str) -> None:
+        name = normalize_mailbox(name)
+        if name == "INBOX":
+            raise StoreError("INBOX cannot be deleted")
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> None:
+            row = conn.execute(
+                "SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, name)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no mailbox {name}")
+            mailbox_id = int(row[0])
+            delete_messages(conn, mailbox_id, None, tombstones=False)
+            conn.execute("DELETE FROM tombstones WHERE mailbox_id = ?", (mailbox_id,))
+            conn.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
+            events.append(ChangeEvent("mailbox", account_id, mailbox_id, extra={"deleted": name}))
+
+        await self._write(tx)
+
+    async def rename_mailbox(
+        self, account_id: int, old_name: str, new_name: str, *, max_mailboxes: int | None = None
+    ) -> None:
+        old_name, new_name = (
+            normalize_mailbox(old_name),
+            normalize_mailbox(new_name).rstrip(HIERARCHY_SEPARATOR),
+        )
+        if not new_name or new_name == "INBOX" or HIERARCHY_SEPARATOR * 2 in new_name:
+            raise StoreError(f"cannot rename to {new_name!r}")
+        below = new_name.startswith(old_name + HIERARCHY_SEPARATOR) and old_name != "INBOX"  # INBOX: see tx
+        if new_name == old_name or below:
+            raise StoreError("a mailbox cannot be renamed to itself or below itself")
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> None:
+            source = conn.execute(
+                "SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, old_name)
+            ).fetchone()
+            if source is None:
+                raise NotFound(f"no mailbox {old_name}")
+            if conn.execute(
+                "SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, new_name)
+            ).fetchone():
+                raise AlreadyExists(f"mailbox {new_name} exists already")
+            if old_name == "INBOX":
+                # RFC 9051 section 6.3.6: the messages move to a new mailbox, INBOX stays (empty), and
+                # INBOX's inferiors are not renamed.
+                self._check_mailbox_count(conn, account_id, max_mailboxes)
+                target = create_mailbox_row(conn, account_id, new_name, None)
+                events.extend(self._move_all(conn, account_id, int(source[0]), target))
+                events.append(ChangeEvent("mailbox", account_id, target, extra={"created": new_name}))
+                return
+            prefix = old_name + HIERARCHY_SEPARATOR
+            rows = conn.execute(
+                "SELECT id, name FROM mailboxes "
+                "WHERE account_id = ? AND (name = ? OR substr(name, 1, ?) = ?)",
+                (account_id, old_name, len(prefix), prefix),
+            ).fetchall()
+            for mailbox_id, name in rows:
+                renamed = new_name + name[len(old_name) :]
+                if (
+                    renamed != new_name
+                    and conn.execute(
+                        "SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, renamed)
+                    ).fetchone()
+                ):
+                    raise AlreadyExists(f"mailbox {renamed} exists already")
+                conn.execute("UPDATE mailboxes SET name = ? WHERE id = ?", (renamed, mailbox_id))
+                events.append(
+                    ChangeEvent("mailbox", account_id, int(mailbox_id), extra={"renamed": (name, renamed)})
+                )
+
+        await self._write(tx)
+
+    def _move_all(
+        self, conn: sqlite3.Connection, account_id: int, source_id: int, target_id: int
+    ) -> list[ChangeEvent]:
+        """Every message of source into target (new UIDs, same contents and flags), source left empty; the
+        expunge from the source as an event (sessions that have it selected must see the messages go)."""
+        uids = [
+            int(r[0]) for r in conn.execute("SELECT uid FROM messages WHERE mailbox_id = ?", (source_id,))
+        ]
+        copy_rows(conn, source_id, uids, target_id)
+        removed, modseq = delete_messages(conn, source_id, uids, tombstones=True)
+        return [ChangeEvent("expunged", account_id, source_id, tuple(removed), modseq)] if removed else []
+
+    async def set_subscribed(
+        self, account_id: int, name: str, subscribed: bool, *, max_subscriptions: int | None = None
+    ) -> None:
+        name = normalize_mailbox(name)
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> None:
+            if subscribed:
+                if (
+                    max_subscriptions is not None
+                    and not conn.execute(
+                        "SELECT 1 FROM subscriptions WHERE account_id = ? AND name = ?", (account_id, name)
+                    ).fetchone()
+                ):
+                    (count,) = conn.execute(
+                        "SELECT count(*) FROM subscriptions WHERE account_id = ?", (account_id,)
+                    ).fetchone()
+                    if count >= max_subscriptions:
+                        raise LimitExceeded(f"an account may have at most {max_subscriptions} subscriptions")
+                conn.execute(
+                    "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)", (account_id, name)
+                )
+            else:
+                conn.execute(
+                    "DELETE FROM subscriptions WHERE account_id = ? AND name = ?", (account_id, name)
+                )
+
+        await self._write(tx)
+
+    async def list_subscriptions(self, account_id: int) -> list[str]:
+        def q(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT name FROM subscriptions WHERE account_id = ? ORDER BY name", (account_id,)
+            )
+            return [str(r[0]) for r in rows]
+
+        return await self._read(q)
+
+    async def mailbox_status(self, mailbox_id: int) -> MailboxStatus:
+        def q(conn: sqlite3.Connection) -> MailboxStatus:
+            row = conn.execute(MAILBOX_SQL + " WHERE id = ?", (mailbox_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            mailbox = mailbox_info(row)
+            seen = FLAG_BITS["\\seen"]
+            unseen, first_unseen = conn.execute(
+                "SELECT count(*), min(uid) FROM messages WHERE mailbox_id = ? AND flags & ? = 0",
+                (mailbox_id, seen),
+            ).fetchone()
+            modseq, recent_uid = conn.execute(
+                "SELECT highest_modseq, recent_uid FROM mailboxes WHERE id = ?", (mailbox_id,)
+            ).fetchone()
+            recent = conn.execute(
+                "SELECT count(*) FROM messages WHERE mailbox_id = ? AND uid > ?", (mailbox_id, recent_uid)
+            ).fetchone()[0]
+            keywords: set[str] = set()
+            for (kw,) in conn.execute(
+                "SELECT DISTINCT keywords FROM messages WHERE mailbox_id = ? AND keywords != ''",
+                (mailbox_id,),
+            ):
+                keywords.update(kw.split(" "))
+            return MailboxStatus(
+                mailbox, int(unseen), first_unseen, int(modseq), int(recent), tuple(sorted(keywords))
+            )
+
+        return await self._read(q)
+
+    async def claim_recent(self, mailbox_id: int) -> int:
+        """RFC 3501 \\Recent goes to exactly one session: returns the lowest UID that is recent for the
+        caller (every UID at or above it that exists now), and marks everything below UIDNEXT as claimed."""
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> int:
+            row = conn.execute(
+                "SELECT recent_uid, uidnext FROM mailboxes WHERE id = ?", (mailbox_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            recent_uid, uidnext = int(row[0]), int(row[1])
+            if recent_uid != uidnext - 1:  # nothing new: no write, so the commit has nothing to sync
+                conn.execute("UPDATE mailboxes SET recent_uid = ? WHERE id = ?", (uidnext - 1, mailbox_id))
+            return recent_uid + 1
+
+        return await self._write(tx)

@@ -1,0 +1,529 @@
+"""Messages in the SQLite store: delivery, APPEND, COPY/MOVE, flags, expunge, reads, SEARCH, and the
+mailbox snapshots SELECT shares (docs/decisions/0016).
+
+Message bytes live in the database (content_data), once per distinct message however many recipients share
+it (docs/decisions/0002), with the parsed structure (contents.parsed, without the search text), the search
+text in the FTS5 table (content_search) and the kept ENVELOPE / BODYSTRUCTURE (content_imap), all written in
+the delivery's transaction. MODSEQ is per account and grows with every change of any of its messages
+(RFC 7162); expunged messages leave tombstones (mailbox, uid, modseq) for `changes_since`.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import IO
+
+from postoffice.message import ParsedMessage
+from postoffice.message.imap_forms import ImapRendering
+from postoffice.store.api import (
+    AppendItem,
+    ChangeEvent,
+    DeliveredCopy,
+    MailboxChanges,
+    MailboxSnapshot,
+    MessageInfo,
+    NotFound,
+    advance_snapshot,
+    build_snapshot,
+)
+from postoffice.store.criteria import Criteria
+from postoffice.store.search import run_search
+from postoffice.store.sqlite.base import SqliteBase
+from postoffice.store.sqlite.columns import FLAG_BITS, columns_to_flags, flags_to_columns, normalize_mailbox
+from postoffice.store.sqlite.connection import STREAM_THRESHOLD, write_blob
+from postoffice.store.sqlite.rows import (
+    MAILBOX_SQL,
+    append_row,
+    copy_rows,
+    delete_messages,
+    insert_kept_forms,
+    mailbox_info,
+    render_kept_forms,
+)
+
+#: Mailbox snapshots kept for SELECT, in messages over all mailboxes (about 36 octets each).
+SNAPSHOT_CACHE_MESSAGES = 1_000_000
+
+#: Octets a COPY/MOVE row counts as for admission (decision 0030): the row and its index entries (the content
+#: is shared).
+COPY_ROW_SIZE = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalDelivery:
+    """What `deliver` and `submit` prepare on the event loop before their transaction."""
+
+    source: IO[bytes]
+    parsed: ParsedMessage
+    parsed_json: str
+    targets: list[int]
+    mailbox: str
+    bits: int
+    keywords: str
+    internaldate: float
+
+    @classmethod
+    def prepare(
+        cls,
+        source: IO[bytes],
+        parsed: ParsedMessage,
+        account_ids: Iterable[int],
+        mailbox: str,
+        flags: Iterable[str],
+        internaldate: float | None,
+    ) -> LocalDelivery:
+        targets = list(dict.fromkeys(account_ids))
+        # the search text lives in the FTS table only; the stored structure omits it
+        parsed_json = (
+            dataclasses.replace(parsed, search_headers="", search_text="").to_json() if targets else ""
+        )
+        bits, keywords = flags_to_columns(flags)
+        when = time.time() if internaldate is None else internaldate
+        return cls(source, parsed, parsed_json, targets, normalize_mailbox(mailbox), bits, keywords, when)
+
+
+class MessagesMixin(SqliteBase):
+    #: mailbox id -> the newest snapshot read (LRU, bounded by SNAPSHOT_CACHE_MESSAGES in all)
+    _snapshots: collections.OrderedDict[int, MailboxSnapshot]
+
+    async def append(
+        self,
+        mailbox_id: int,
+        source: IO[bytes],
+        parsed: ParsedMessage,
+        flags: Iterable[str] = (),
+        internaldate: float | None = None,
+    ) -> DeliveredCopy:
+        """IMAP APPEND: one message into one mailbox, durable when it returns."""
+        (copy,) = await self.append_many(mailbox_id, [AppendItem(source, parsed, flags, internaldate)])
+        return copy
+
+    async def append_many(self, mailbox_id: int, messages: Sequence[AppendItem]) -> list[DeliveredCopy]:
+        """APPEND / MULTIAPPEND: every message in one transaction (RFC 3502: all or none)."""
+        prepared = []
+        for item in messages:
+            parsed_json = dataclasses.replace(item.parsed, search_headers="", search_text="").to_json()
+            bits, keywords = flags_to_columns(item.flags)
+            when = time.time() if item.internaldate is None else item.internaldate
+            prepared.append((item.source, item.parsed, parsed_json, bits, keywords, when))
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> list[DeliveredCopy]:
+            row = conn.execute("SELECT account_id FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            account_id = int(row[0])
+            copies: list[DeliveredCopy] = []
+            for source, parsed, parsed_json, bits, keywords, when in prepared:
+                content_id = self._insert_content(conn, source, parsed, parsed_json, 1)
+                uid, modseq = append_row(
+                    conn, account_id, mailbox_id, content_id, bits, keywords, when, parsed.size
+                )
+                events.append(ChangeEvent("added", account_id, mailbox_id, (uid,), modseq))
+                copies.append(DeliveredCopy(account_id, mailbox_id, uid))
+            return copies
+
+        return await self._write(tx, grows=sum(item.parsed.size for item in messages))
+
+    async def copy_messages(
+        self, source_mailbox_id: int, uids: Iterable[int], target_mailbox_id: int, *, move: bool = False
+    ) -> list[tuple[int, int]]:
+        """COPY / MOVE (RFC 6851): (source uid, new uid) pairs in source UID order; flags, keywords and
+        internal dates are kept, the content is shared. A move expunges the sources in the same
+        transaction."""
+        wanted = sorted(set(uids))
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> list[tuple[int, int]]:
+            accounts = {
+                int(mid): int(aid)
+                for mid, aid in conn.execute(
+                    "SELECT id, account_id FROM mailboxes WHERE id IN (?, ?)",
+                    (source_mailbox_id, target_mailbox_id),
+                )
+            }
+            if source_mailbox_id not in accounts or target_mailbox_id not in accounts:
+                raise NotFound("no such mailbox")
+            pairs = copy_rows(conn, source_mailbox_id, wanted, target_mailbox_id)
+            if pairs:
+                new_uids = tuple(new for _, new in pairs)
+                modseq = int(
+                    conn.execute(
+                        "SELECT highest_modseq FROM mailboxes WHERE id = ?", (target_mailbox_id,)
+                    ).fetchone()[0]
+                )
+                events.append(
+                    ChangeEvent("added", accounts[target_mailbox_id], target_mailbox_id, new_uids, modseq)
+                )
+            if move and pairs:
+                removed, modseq = delete_messages(
+                    conn, source_mailbox_id, [old for old, _ in pairs], tombstones=True
+                )
+                events.append(
+                    ChangeEvent(
+                        "expunged", accounts[source_mailbox_id], source_mailbox_id, tuple(removed), modseq
+                    )
+                )
+            return pairs
+
+        return await self._write(tx, grows=COPY_ROW_SIZE * len(wanted))
+
+    async def deliver(
+        self,
+        source: IO[bytes],
+        parsed: ParsedMessage,
+        account_ids: Iterable[int],
+        mailbox: str = "INBOX",
+        flags: Iterable[str] = (),
+        internaldate: float | None = None,
+    ) -> list[DeliveredCopy]:
+        delivery = LocalDelivery.prepare(source, parsed, account_ids, mailbox, flags, internaldate)
+        if not delivery.targets:
+            return []
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> list[DeliveredCopy]:
+            return self._deliver_rows(conn, events, delivery)
+
+        return await self._write(tx, grows=parsed.size)
+
+    def _deliver_rows(
+        self, conn: sqlite3.Connection, events: list[ChangeEvent], delivery: LocalDelivery
+    ) -> list[DeliveredCopy]:
+        """One content shared by a message row in the mailbox of each target account (deliver, submit)."""
+        d = delivery
+        content_id = self._insert_content(conn, d.source, d.parsed, d.parsed_json, len(d.targets))
+        copies = []
+        for account_id in d.targets:
+            row = conn.execute(
+                "SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, d.mailbox)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"account {account_id} has no mailbox {d.mailbox}")
+            mailbox_id = int(row[0])
+            uid, modseq = append_row(
+                conn, account_id, mailbox_id, content_id, d.bits, d.keywords, d.internaldate, d.parsed.size
+            )
+            copies.append(DeliveredCopy(account_id, mailbox_id, uid))
+            events.append(ChangeEvent("added", account_id, mailbox_id, (uid,), modseq))
+        return copies
+
+    def _insert_content(
+        self,
+        conn: sqlite3.Connection,
+        source: IO[bytes],
+        parsed: ParsedMessage,
+        parsed_json: str,
+        refcount: int,
+    ) -> int:
+        """The message bytes, its parsed structure and its search text, shared by `refcount` message rows."""
+        cur = conn.execute(
+            "INSERT INTO contents (size, refcount, parsed, created, sent_date, search_truncated) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (parsed.size, refcount, parsed_json, time.time(), parsed.sent_date, int(parsed.search_truncated)),
+        )
+        content_id = int(cur.lastrowid or 0)
+        self._write_content(conn, content_id, source, parsed.size)
+        insert_kept_forms(conn, content_id, render_kept_forms(parsed))
+        # SQLite's LIKE stops at a NUL; no search string can contain one (postoffice.store.criteria)
+        conn.execute(
+            "INSERT INTO content_search (rowid, headers, body) VALUES (?, ?, ?)",
+            (
+                content_id,
+                parsed.search_headers.replace("\x00", "\ufffd"),
+                parsed.search_text.replace("\x00", "\ufffd"),
+            ),
+        )
+        return content_id
+
+    @staticmethod
+    def _write_content(conn: sqlite3.Connection, content_id: int, source: IO[bytes], size: int) -> None:
+        write_blob(conn, "content_data", content_id, source, size)
+
+    @staticmethod
+    def _changes(conn: sqlite3.Connection, mailbox_id: int, modseq: int, highest: int) -> MailboxChanges:
+        rows = conn.execute(
+            "SELECT id, mailbox_id, uid, flags, keywords, internaldate, size, modseq, content_id "
+            "FROM messages WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+            (mailbox_id, modseq),
+        )
+        messages = [
+            MessageInfo(r[0], r[1], r[2], columns_to_flags(r[3], r[4]), r[5], r[6], r[7], r[8]) for r in rows
+        ]
+        expunged = [
+            int(r[0])
+            for r in conn.execute(
+                "SELECT uid FROM tombstones WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+                (mailbox_id, modseq),
+            )
+        ]
+        return MailboxChanges(messages, expunged, max([highest, *(m.modseq for m in messages)]))
+
+    async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges:
+        def q(conn: sqlite3.Connection) -> MailboxChanges:
+            row = conn.execute("SELECT highest_modseq FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            return self._changes(conn, mailbox_id, modseq, int(row[0]))
+
+        return await self._read(q)
+
+    _SNAPSHOT_SQL = (
+        "SELECT uid, flags, keywords, content_id, size, internaldate, modseq FROM messages "
+        "WHERE mailbox_id = ? ORDER BY uid"
+    )
+
+    async def snapshot(self, mailbox_id: int) -> MailboxSnapshot:
+        """From the cache when nothing changed; else the cached snapshot advanced by `changes_since` (cost in
+        proportion to the changes, plus copying the columns); a full read only the first time."""
+        base = self._snapshots.get(mailbox_id)
+
+        def q(conn: sqlite3.Connection) -> MailboxSnapshot:
+            row = conn.execute(MAILBOX_SQL + " WHERE id = ?", (mailbox_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            info = mailbox_info(row)
+            highest = int(
+                conn.execute("SELECT highest_modseq FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()[0]
+            )
+            if base is not None and base.mailbox.uidvalidity == info.uidvalidity:  # ids can be reused
+                if base.modseq == highest:
+                    return base if base.mailbox == info else dataclasses.replace(base, mailbox=info)
+                return advance_snapshot(base, info, self._changes(conn, mailbox_id, base.modseq, highest))
+            messages = [
+                MessageInfo(0, mailbox_id, r[0], columns_to_flags(r[1], r[2]), r[5], r[4], r[6], r[3])
+                for r in conn.execute(self._SNAPSHOT_SQL, (mailbox_id,))
+            ]
+            return build_snapshot(info, max([highest, *(m.modseq for m in messages)]), messages)
+
+        snapshot = await self._read(q)
+        current = self._snapshots.get(mailbox_id)
+        if current is None or current.modseq <= snapshot.modseq:
+            self._snapshots[mailbox_id] = snapshot
+            self._snapshots.move_to_end(mailbox_id)
+            total = sum(len(s.uids) for s in self._snapshots.values())
+            while total > SNAPSHOT_CACHE_MESSAGES and len(self._snapshots) > 1:
+                _, evicted = self._snapshots.popitem(last=False)
+                total -= len(evicted.uids)
+        return snapshot
+
+    async def imap_renderings(self, content_ids: Sequence[int]) -> dict[int, ImapRendering]:
+        wanted = list(dict.fromkeys(content_ids))
+
+        def q(conn: sqlite3.Connection) -> dict[int, ImapRendering]:
+            found: dict[int, ImapRendering] = {}
+            for start in range(0, len(wanted), 500):  # stay below SQLite's bound-parameter limit
+                batch = wanted[start : start + 500]
+                marks = ",".join("?" * len(batch))
+                for cid, env, body, env8, body8 in conn.execute(
+                    "SELECT id, envelope, bodystructure, envelope_utf8, bodystructure_utf8 FROM content_imap "
+                    f"WHERE id IN ({marks})",
+                    batch,
+                ):
+                    found[int(cid)] = ImapRendering(env, body, env8, body8)
+            return found
+
+        return await self._read(q) if wanted else {}
+
+    async def get_parsed_many(self, content_ids: Sequence[int]) -> dict[int, ParsedMessage]:
+        wanted = list(dict.fromkeys(content_ids))
+
+        def q(conn: sqlite3.Connection) -> dict[int, ParsedMessage]:
+            # decoded in the reader thread: a batch of large structures is milliseconds of JSON work that
+            # must not run on the event loop
+            found: dict[int, ParsedMessage] = {}
+            for start in range(0, len(wanted), 500):
+                batch = wanted[start : start + 500]
+                marks = ",".join("?" * len(batch))
+                for cid, parsed in conn.execute(
+                    f"SELECT id, parsed FROM contents WHERE id IN ({marks})", batch
+                ):
+                    found[int(cid)] = ParsedMessage.from_json(str(parsed))
+            return found
+
+        return await self._read(q) if wanted else {}
+
+    async def expunge_deleted(self, mailbox_id: int, only: Iterable[int] | None = None) -> list[int]:
+        allowed = None if only is None else set(only)
+        deleted_bit = FLAG_BITS["\\deleted"]
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> list[int]:
+            row = conn.execute("SELECT account_id FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            doomed = [
+                int(uid)
+                for (uid,) in conn.execute(
+                    "SELECT uid FROM messages WHERE mailbox_id = ? AND flags & ? != 0 ORDER BY uid",
+                    (mailbox_id, deleted_bit),
+                )
+                if allowed is None or uid in allowed
+            ]
+            if not doomed:
+                return []
+            removed, modseq = delete_messages(conn, mailbox_id, doomed, tombstones=True)
+            if removed:
+                events.append(ChangeEvent("expunged", int(row[0]), mailbox_id, tuple(removed), modseq))
+            return removed
+
+        return await self._write(tx)
+
+    async def list_messages(self, mailbox_id: int) -> list[MessageInfo]:
+        def q(conn: sqlite3.Connection) -> list[MessageInfo]:
+            rows = conn.execute(
+                "SELECT id, mailbox_id, uid, flags, keywords, internaldate, size, modseq, content_id "
+                "FROM messages WHERE mailbox_id = ? ORDER BY uid",
+                (mailbox_id,),
+            )
+            return [
+                MessageInfo(r[0], r[1], r[2], columns_to_flags(r[3], r[4]), r[5], r[6], r[7], r[8])
+                for r in rows
+            ]
+
+        return await self._read(q)
+
+    async def search(self, mailbox_id: int, criteria: Criteria) -> list[int]:
+        """Answered by one SQL query from the columns and the FTS5 index (`postoffice.store.search`)."""
+
+        def q(conn: sqlite3.Connection) -> list[int]:
+            uids = run_search(conn, mailbox_id, criteria)
+            if uids is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            return uids
+
+        return await self._read(q)
+
+    async def get_parsed(self, content_id: int) -> ParsedMessage:
+        def q(conn: sqlite3.Connection) -> str:
+            row = conn.execute("SELECT parsed FROM contents WHERE id = ?", (content_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no content {content_id}")
+            return str(row[0])
+
+        return ParsedMessage.from_json(await self._read(q))
+
+    async def read_content(self, content_id: int) -> bytes:
+        def q(conn: sqlite3.Connection) -> bytes:
+            row = conn.execute("SELECT data FROM content_data WHERE id = ?", (content_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no content {content_id}")
+            return bytes(row[0])
+
+        return await self._read(q)
+
+    async def read_contents(self, content_ids: Sequence[int]) -> dict[int, bytes]:
+        wanted = list(dict.fromkeys(content_ids))
+        if not wanted:
+            return {}
+
+        def q(conn: sqlite3.Connection) -> dict[int, bytes]:
+            found: dict[int, bytes] = {}
+            for start in range(0, len(wanted), 500):  # stay below SQLite's bound-parameter limit
+                batch = wanted[start : start + 500]
+                marks = ",".join("?" * len(batch))
+                for cid, data in conn.execute(
+                    f"SELECT id, data FROM content_data WHERE id IN ({marks})", batch
+                ):
+                    found[int(cid)] = bytes(data)
+            return found
+
+        return await self._read(q)
+
+    async def read_range(self, content_id: int, offset: int, length: int) -> bytes:
+        """Incremental blob I/O: only the pages that hold the range are read."""
+        offset, length = max(offset, 0), max(length, 0)
+
+        def q(conn: sqlite3.Connection) -> bytes:
+            try:
+                blob = conn.blobopen("content_data", "data", content_id, readonly=True)
+            except sqlite3.OperationalError:
+                raise NotFound(f"no content {content_id}") from None
+            with blob:
+                if offset >= len(blob):
+                    return b""
+                blob.seek(offset)
+                return blob.read(length)
+
+        return await self._read(q) if length else b""
+
+    async def open_content(self, content_id: int, chunk_size: int = 65536) -> AsyncIterator[bytes]:
+        def size_of(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT size FROM contents WHERE id = ?", (content_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no content {content_id}")
+            return int(row[0])
+
+        size = await self._read(size_of)
+        if size <= STREAM_THRESHOLD:
+            data = await self.read_content(content_id)
+            for offset in range(0, len(data), chunk_size):
+                yield data[offset : offset + chunk_size]
+            return
+        async for chunk in self._stream_blob("content_data", content_id, chunk_size):
+            yield chunk
+
+    async def expunge(self, mailbox_id: int, uids: Iterable[int]) -> list[int]:
+        wanted = sorted(set(uids))
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> list[int]:
+            row = conn.execute("SELECT account_id FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            removed, modseq = delete_messages(conn, mailbox_id, wanted, tombstones=True)
+            if removed:
+                events.append(ChangeEvent("expunged", int(row[0]), mailbox_id, tuple(removed), modseq))
+            return removed
+
+        return await self._write(tx)
+
+    async def store_flags(self, mailbox_id: int, uids: Iterable[int], flags: Iterable[str], mode: str) -> int:
+        if mode not in ("add", "remove", "replace"):
+            raise ValueError(f"bad flag mode {mode!r}")
+        wanted = sorted(set(uids))
+        bits, keywords = flags_to_columns(flags)
+        new_keywords = set(keywords.split(" ")) if keywords else set()
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> int:
+            row = conn.execute("SELECT account_id FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            account_id = int(row[0])
+            changes: list[tuple[int, int, str]] = []
+            for uid in wanted:
+                r = conn.execute(
+                    "SELECT flags, keywords FROM messages WHERE mailbox_id = ? AND uid = ?", (mailbox_id, uid)
+                ).fetchone()
+                if r is None:
+                    continue
+                old_bits, old_kw = int(r[0]), set(r[1].split(" ")) if r[1] else set()
+                if mode == "add":
+                    nb, nk = old_bits | bits, old_kw | new_keywords
+                elif mode == "remove":
+                    nb, nk = old_bits & ~bits, old_kw - new_keywords
+                else:
+                    nb, nk = bits, set(new_keywords)
+                if nb != old_bits or nk != old_kw:
+                    changes.append((uid, nb, " ".join(sorted(nk))))
+            if not changes:
+                return int(
+                    conn.execute(
+                        "SELECT highest_modseq FROM accounts WHERE id = ?", (account_id,)
+                    ).fetchone()[0]
+                )
+            modseq = conn.execute(
+                "UPDATE accounts SET highest_modseq = highest_modseq + 1 WHERE id = ? "
+                "RETURNING highest_modseq",
+                (account_id,),
+            ).fetchone()[0]
+            conn.executemany(
+                "UPDATE messages SET flags = ?, keywords = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
+                [(nb, nk, modseq, mailbox_id, uid) for uid, nb, nk in changes],
+            )
+            conn.execute("UPDATE mailboxes SET highest_modseq = ? WHERE id = ?", (modseq, mailbox_id))
+            events.append(
+                ChangeEvent("flags", account_id, mailbox_id, tuple(u for u, _, _ in changes), modseq)
+            )
+            return int(modseq)
+
+        return await self._write(tx)

@@ -1,0 +1,193 @@
+"""The schema of the SQLite store (`postoffice/store/schema.sql`, version SCHEMA_VERSION) and the steps
+that bring an older store up to it, applied in one transaction when the store is opened.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+from postoffice.message import ParsedMessage
+from postoffice.store.api import StoreError
+from postoffice.store.sqlite.connection import connect
+from postoffice.store.sqlite.rows import insert_kept_forms, render_kept_forms
+
+log = logging.getLogger("postoffice.store")
+
+SCHEMA_VERSION = 8
+
+
+def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
+    """ALTER TABLE ADD COLUMN unless the column exists (SQLite has no IF NOT EXISTS for columns), so that a
+    migration also applies to a store whose tables already have it."""
+
+    def step(conn: sqlite3.Connection) -> None:
+        if not any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})")):
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+    return step
+
+
+def _replace_nul_in_search_text(conn: sqlite3.Connection) -> None:
+    """U+0000 -> U+FFFD in content_search (SQL's replace() cannot take a NUL pattern)."""
+    rows = conn.execute(
+        "SELECT rowid, headers, body FROM content_search "
+        "WHERE instr(headers, char(0)) > 0 OR instr(body, char(0)) > 0"
+    ).fetchall()
+    conn.executemany(
+        "UPDATE content_search SET headers = ?, body = ? WHERE rowid = ?",
+        [(str(h).replace("\x00", "\ufffd"), str(b).replace("\x00", "\ufffd"), rowid) for rowid, h, b in rows],
+    )
+
+
+_CREATE_CONTENT_IMAP = (
+    "CREATE TABLE IF NOT EXISTS content_imap (id INTEGER PRIMARY KEY, envelope BLOB NOT NULL, "
+    "bodystructure BLOB NOT NULL, envelope_utf8 BLOB, bodystructure_utf8 BLOB)"
+)
+
+
+def _backfill_content_imap(conn: sqlite3.Connection) -> None:
+    rows = conn.execute(
+        "SELECT id, parsed FROM contents WHERE id NOT IN (SELECT id FROM content_imap)"
+    ).fetchall()
+    for content_id, parsed in rows:
+        insert_kept_forms(conn, int(content_id), render_kept_forms(ParsedMessage.from_json(str(parsed))))
+
+
+_CREATE_QUEUE = (
+    "CREATE TABLE IF NOT EXISTS queue_messages (id INTEGER PRIMARY KEY, sender TEXT NOT NULL, envid TEXT, "
+    "ret TEXT, account_id INTEGER REFERENCES accounts(id) ON DELETE SET NULL, created REAL NOT NULL, "
+    "size INTEGER NOT NULL, smtputf8 INTEGER NOT NULL DEFAULT 0, eight_bit INTEGER NOT NULL DEFAULT 0)",
+    "CREATE INDEX IF NOT EXISTS queue_messages_created ON queue_messages(created)",
+    "CREATE TABLE IF NOT EXISTS queue_data (id INTEGER PRIMARY KEY, data BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS queue_recipients (id INTEGER PRIMARY KEY, "
+    "message_id INTEGER NOT NULL REFERENCES queue_messages(id), address TEXT NOT NULL, orcpt TEXT, "
+    "notify TEXT, status TEXT NOT NULL DEFAULT 'pending' "
+    "CHECK (status IN ('pending', 'delivered', 'failed', 'expired')), attempts INTEGER NOT NULL DEFAULT 0, "
+    "next_attempt REAL NOT NULL, first_attempt REAL, last_attempt REAL, last_code INTEGER, "
+    "last_enhanced TEXT, last_text TEXT, remote_mta TEXT, delay_warned INTEGER NOT NULL DEFAULT 0)",
+    "CREATE INDEX IF NOT EXISTS queue_recipients_message ON queue_recipients(message_id)",
+    "CREATE INDEX IF NOT EXISTS queue_recipients_due ON queue_recipients(next_attempt) "
+    "WHERE status = 'pending'",
+)
+
+
+_CREATE_LOGIN_GUARD = (
+    "CREATE TABLE IF NOT EXISTS login_guard (kind TEXT NOT NULL "
+    "CHECK (kind IN ('client', 'account', 'pair', 'trust')), client TEXT NOT NULL DEFAULT '', "
+    "account TEXT NOT NULL DEFAULT '', until REAL NOT NULL, since REAL NOT NULL, "
+    "PRIMARY KEY (kind, client, account)) WITHOUT ROWID",
+)
+
+
+#: Steps that bring a store from version N to N + 1 (SQL statements, or functions of the connection),
+#: applied in one transaction at open.
+MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = {
+    1: (
+        "ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 0",
+        "CREATE TABLE subscriptions (account_id INTEGER NOT NULL REFERENCES accounts(id), "
+        "name TEXT NOT NULL, PRIMARY KEY (account_id, name)) WITHOUT ROWID",
+        "INSERT INTO subscriptions (account_id, name) "
+        "SELECT account_id, name FROM mailboxes WHERE subscribed = 1",
+    ),
+    # SEARCH (docs/decisions/0014): SENT* dates and the truncated-text flag as columns, backfilled from the
+    # stored structure; NUL in the search text as U+FFFD (SQLite's LIKE stops at a NUL).
+    2: (
+        _add_column("contents", "sent_date", "TEXT"),
+        _add_column("contents", "search_truncated", "INTEGER NOT NULL DEFAULT 0"),
+        "UPDATE contents SET sent_date = json_extract(parsed, '$.sent_date'), "
+        "search_truncated = coalesce(json_extract(parsed, '$.search_truncated'), 0)",
+        "CREATE INDEX IF NOT EXISTS contents_search_truncated ON contents(search_truncated) "
+        "WHERE search_truncated = 1",
+        _replace_nul_in_search_text,
+    ),
+    # Incremental mailbox sync (changes_since): the messages changed after a MODSEQ, without a full scan.
+    3: (
+        "CREATE INDEX IF NOT EXISTS messages_modseq ON messages(mailbox_id, modseq)",
+        "CREATE INDEX IF NOT EXISTS tombstones_modseq ON tombstones(mailbox_id, modseq)",
+    ),
+    # FETCH ENVELOPE / BODYSTRUCTURE from renderings made once (docs/decisions/0016), backfilled here.
+    4: (_CREATE_CONTENT_IMAP, _backfill_content_imap),
+    # The outbound queue (docs/decisions/0017): new tables only.
+    5: _CREATE_QUEUE,
+    # Lockouts kept across restarts (docs/decisions/0027): a new table only.
+    6: _CREATE_LOGIN_GUARD,
+    # Queue ids unique for the life of the installation (meta.next_queue_id, continuing after the highest id
+    # in the queue: ids used before this version and deleted since cannot be known), and the submission's
+    # SMTP transaction id.
+    7: (
+        _add_column("queue_messages", "smtp_id", "TEXT"),
+        "INSERT OR IGNORE INTO meta (key, value) "
+        "SELECT 'next_queue_id', coalesce(max(id), 0) + 1 FROM queue_messages",
+    ),
+}
+
+
+def initialise(path: Path) -> None:
+    """Create the schema in a new store, or migrate an existing one; WAL mode; the file mode 0600."""
+    conn = connect(path)
+    try:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise StoreError(f"the store at {path} cannot use WAL mode (got {mode})")
+        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
+        if exists is None:
+            schema = resources.files("postoffice.store").joinpath("schema.sql").read_text()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in schema.split(";\n"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [
+                        ("schema_version", SCHEMA_VERSION),
+                        ("next_uidvalidity", int(time.time())),
+                        ("next_queue_id", 1),
+                    ],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        else:
+            migrate(conn, path)
+    finally:
+        conn.close()
+    try:
+        os.chmod(path, 0o600)
+    except OSError:
+        pass
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring the store at `path` from its schema version to SCHEMA_VERSION, in one transaction."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    version = None if row is None else int(row[0])
+    if version == SCHEMA_VERSION:
+        return
+    if version is None or version > SCHEMA_VERSION or version not in MIGRATIONS:
+        raise StoreError(
+            f"the store at {path} has schema version {version}; this Postoffice knows "
+            f"versions up to {SCHEMA_VERSION}"
+        )
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        while version < SCHEMA_VERSION:
+            for statement in MIGRATIONS[version]:
+                if isinstance(statement, str):
+                    conn.execute(statement)
+                else:
+                    statement(conn)
+            version += 1
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (version,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    log.info("store %s migrated to schema version %d", path, version)

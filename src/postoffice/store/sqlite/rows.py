@@ -1,0 +1,181 @@
+"""Row-level steps that several writes share, run inside the caller's transaction: a new mailbox (with a
+UIDVALIDITY from the store-wide counter), a message row (UID from the mailbox, MODSEQ from the account),
+copies that share a content, deletions that leave tombstones and free a content with its last reference,
+and the ENVELOPE / BODYSTRUCTURE forms kept with each content (docs/decisions/0016, 0036).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from postoffice.message import ParsedMessage
+from postoffice.message.imap_forms import ImapRendering, render_imap_forms
+from postoffice.store.api import MailboxInfo
+
+log = logging.getLogger("postoffice.store")
+
+
+def render_kept_forms(parsed: ParsedMessage) -> ImapRendering | None:
+    """The IMAP renderings kept with a content (None if rendering fails: FETCH then renders from the parse,
+    and a delivery never fails for it). Kept as Dovecot keeps imap.envelope and imap.bodystructure in its
+    cache; rendered by `postoffice.message.imap_forms`, so the store needs no protocol package."""
+    try:
+        return render_imap_forms(parsed)
+    except Exception:  # pragma: no cover - the renderer takes any parse; this guards delivery regardless
+        log.exception("cannot render the IMAP summary of a message")
+        return None
+
+
+def insert_kept_forms(conn: sqlite3.Connection, content_id: int, rendering: ImapRendering | None) -> None:
+    if rendering is not None:
+        conn.execute(
+            "INSERT OR REPLACE INTO content_imap (id, envelope, bodystructure, envelope_utf8, "
+            "bodystructure_utf8) VALUES (?, ?, ?, ?, ?)",
+            (
+                content_id,
+                rendering.envelope,
+                rendering.bodystructure,
+                rendering.envelope_utf8,
+                rendering.bodystructure_utf8,
+            ),
+        )
+
+
+def create_mailbox_row(conn: sqlite3.Connection, account_id: int, name: str, special_use: str | None) -> int:
+    """A new mailbox with the next UIDVALIDITY of the store-wide counter (never reused); returns its id."""
+    uidvalidity = conn.execute(
+        "UPDATE meta SET value = value + 1 WHERE key = 'next_uidvalidity' RETURNING value - 1"
+    ).fetchone()[0]
+    cur = conn.execute(
+        "INSERT INTO mailboxes (account_id, name, special_use, uidvalidity) VALUES (?, ?, ?, ?)",
+        (account_id, name, special_use, uidvalidity),
+    )
+    return int(cur.lastrowid or 0)
+
+
+MAILBOX_SQL = (
+    "SELECT id, account_id, name, special_use, uidvalidity, uidnext, message_count, total_size, "
+    "EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mailboxes.account_id AND s.name = "
+    "mailboxes.name), recent_uid FROM mailboxes"
+)
+
+
+def mailbox_info(row: Sequence[Any]) -> MailboxInfo:
+    return MailboxInfo(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], bool(row[8]), row[9])
+
+
+def append_row(
+    conn: sqlite3.Connection,
+    account_id: int,
+    mailbox_id: int,
+    content_id: int,
+    bits: int,
+    keywords: str,
+    internaldate: float,
+    size: int,
+) -> tuple[int, int]:
+    """A message row for `content_id` with the mailbox's next UID and the account's next MODSEQ; returns
+    (uid, modseq)."""
+    modseq = conn.execute(
+        "UPDATE accounts SET highest_modseq = highest_modseq + 1 WHERE id = ? RETURNING highest_modseq",
+        (account_id,),
+    ).fetchone()[0]
+    uid = conn.execute(
+        "UPDATE mailboxes SET uidnext = uidnext + 1, message_count = message_count + 1, "
+        "total_size = total_size + ?, highest_modseq = ? WHERE id = ? RETURNING uidnext - 1",
+        (size, modseq, mailbox_id),
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO messages (mailbox_id, uid, content_id, flags, keywords, internaldate, size, modseq) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (mailbox_id, uid, content_id, bits, keywords, internaldate, size, modseq),
+    )
+    return int(uid), int(modseq)
+
+
+def copy_rows(
+    conn: sqlite3.Connection, source_id: int, uids: list[int], target_id: int
+) -> list[tuple[int, int]]:
+    """COPY: the messages `uids` of the source into the target with new UIDs, flags and internal dates kept,
+    the content shared; returns (source uid, new uid) pairs, leaving out UIDs that do not exist."""
+    account_id = int(
+        conn.execute("SELECT account_id FROM mailboxes WHERE id = ?", (target_id,)).fetchone()[0]
+    )
+    pairs: list[tuple[int, int]] = []
+    for uid in uids:
+        row = conn.execute(
+            "SELECT content_id, flags, keywords, internaldate, size FROM messages "
+            "WHERE mailbox_id = ? AND uid = ?",
+            (source_id, uid),
+        ).fetchone()
+        if row is None:
+            continue
+        content_id, bits, keywords, internaldate, size = row
+        conn.execute("UPDATE contents SET refcount = refcount + 1 WHERE id = ?", (content_id,))
+        new_uid, _ = append_row(
+            conn,
+            account_id,
+            target_id,
+            int(content_id),
+            int(bits),
+            str(keywords),
+            float(internaldate),
+            int(size),
+        )
+        pairs.append((uid, new_uid))
+    return pairs
+
+
+def delete_messages(
+    conn: sqlite3.Connection, mailbox_id: int, uids: list[int] | None, *, tombstones: bool
+) -> tuple[list[int], int]:
+    """Remove the messages `uids` (None: all) of a mailbox, with tombstones at one new MODSEQ when asked;
+    a content goes with its last reference. Returns (the UIDs removed, the MODSEQ, 0 without tombstones)."""
+    if uids is None:
+        rows = conn.execute(
+            "SELECT uid, content_id, size FROM messages WHERE mailbox_id = ? ORDER BY uid", (mailbox_id,)
+        ).fetchall()
+    else:
+        rows = []
+        for uid in uids:
+            r = conn.execute(
+                "SELECT uid, content_id, size FROM messages WHERE mailbox_id = ? AND uid = ?",
+                (mailbox_id, uid),
+            ).fetchone()
+            if r is not None:
+                rows.append(r)
+    if not rows:
+        return [], 0
+    modseq = 0
+    if tombstones:
+        modseq = conn.execute(
+            "UPDATE accounts SET highest_modseq = highest_modseq + 1 "
+            "WHERE id = (SELECT account_id FROM mailboxes WHERE id = ?) RETURNING highest_modseq",
+            (mailbox_id,),
+        ).fetchone()[0]
+    total = 0
+    for uid, content_id, size in rows:
+        conn.execute("DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", (mailbox_id, uid))
+        if tombstones:
+            conn.execute(
+                "INSERT OR REPLACE INTO tombstones (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+                (mailbox_id, uid, modseq),
+            )
+        left = conn.execute(
+            "UPDATE contents SET refcount = refcount - 1 WHERE id = ? RETURNING refcount", (content_id,)
+        ).fetchone()[0]
+        if left <= 0:
+            conn.execute("DELETE FROM contents WHERE id = ?", (content_id,))
+            conn.execute("DELETE FROM content_data WHERE id = ?", (content_id,))
+            conn.execute("DELETE FROM content_imap WHERE id = ?", (content_id,))
+            conn.execute("DELETE FROM content_search WHERE rowid = ?", (content_id,))
+        total += size
+    conn.execute(
+        "UPDATE mailboxes SET message_count = message_count - ?, total_size = total_size - ?, "
+        "highest_modseq = max(highest_modseq, ?) WHERE id = ?",
+        (len(rows), total, modseq, mailbox_id),
+    )
+    return [int(r[0]) for r in rows], int(modseq)

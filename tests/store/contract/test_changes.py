@@ -1,0 +1,150 @@
+"""Contract: change notifications (`subscribe`, `subscribe_queue`): every committed change of an account
+reaches its subscribers on the event loop, after the commit (a read from the callback sees it), before the
+write that made it returns, in commit order; nothing for a write that failed; unsubscribe stops them; one
+failing subscriber does not keep the event from the others."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from postoffice.store import ChangeEvent, MailStore, NotFound, OutboundMessage, OutboundRecipient
+from tests.store.contract.harness import Backend, accounts, append, covers, deliver, inbox_of, message
+
+S = MailStore
+
+
+@covers(S.subscribe)
+def test_every_change_of_an_account_is_published_in_commit_order(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        demo, other = await accounts(store, "demo", "other")
+        events: list[ChangeEvent] = []
+        store.subscribe(demo, events.append)
+        inbox, archive = await inbox_of(store, demo), await inbox_of(store, demo, "Archive")
+
+        def kinds() -> list[tuple[str, int, tuple[int, ...]]]:
+            return [(e.kind, e.mailbox_id, e.uids) for e in events]
+
+        await deliver(store, message("1"), [demo, other])
+        assert kinds() == [("added", inbox, (1,))]  # before the write returned; not other's copy
+        await append(store, inbox, "2")
+        await store.store_flags(inbox, [1, 2], ["\\Seen"], "add")
+        await store.store_flags(inbox, [1], ["\\Seen"], "add")  # no change, no event
+        await store.copy_messages(inbox, [1], archive, move=True)
+        await store.expunge(inbox, [2])
+        work = await store.create_mailbox(demo, "Work")
+        await store.rename_mailbox(demo, "Work", "Play")
+        await store.delete_mailbox(demo, "Play")
+        assert kinds() == [
+            ("added", inbox, (1,)),
+            ("added", inbox, (2,)),
+            ("flags", inbox, (1, 2)),
+            ("added", archive, (1,)),
+            ("expunged", inbox, (1,)),
+            ("expunged", inbox, (2,)),
+            ("mailbox", work.id, ()),
+            ("mailbox", work.id, ()),
+            ("mailbox", work.id, ()),
+        ]
+        assert [e.extra for e in events[-3:]] == [
+            {"created": "Work"},
+            {"renamed": ("Work", "Play")},
+            {"deleted": "Play"},
+        ]
+        message_events = [e for e in events if e.kind != "mailbox"]
+        assert all(e.account_id == demo for e in events)
+        assert [e.modseq for e in message_events] == sorted(e.modseq for e in message_events)
+        assert len({e.modseq for e in message_events}) == len(message_events)
+        count = len(events)
+        with pytest.raises(NotFound):
+            await store.store_flags(999_999, [1], ["\\Seen"], "add")
+        with pytest.raises(NotFound):
+            await deliver(store, message(), [demo], mailbox="Nope")
+        assert len(events) == count  # a failed write publishes nothing
+
+    backend.run(scenario)
+
+
+@covers(S.subscribe)
+def test_a_subscriber_reading_the_store_sees_the_change_it_is_told_of(backend: Backend) -> None:
+    """Published after the commit: another store object (another connection, another process's view)
+    already reads the new message when the subscriber runs."""
+
+    async def scenario(store: MailStore) -> None:
+        (demo,) = await accounts(store, "demo")
+        inbox = await inbox_of(store, demo)
+        reader = backend.open()
+        seen: list[asyncio.Task[list[int]]] = []
+
+        async def read_uids() -> list[int]:
+            return [m.uid for m in await reader.list_messages(inbox)]
+
+        # the read starts from the callback, as an IDLE session's does; it is awaited before the next write
+        store.subscribe(demo, lambda event: seen.append(asyncio.ensure_future(read_uids())))
+        try:
+            for n in range(1, 4):
+                await deliver(store, message(str(n)), [demo])
+                assert len(seen) == n
+                assert await seen[-1] == list(range(1, n + 1))
+        finally:
+            await reader.close()
+
+    backend.run(scenario)
+
+
+@covers(S.subscribe, S.subscribe_queue)
+def test_unsubscribe_stops_and_a_failing_subscriber_does_not_stop_the_others(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        (demo,) = await accounts(store, "demo")
+        inbox = await inbox_of(store, demo)
+        first: list[int] = []
+        second: list[int] = []
+
+        def broken(event: ChangeEvent) -> None:
+            raise RuntimeError("a subscriber's bug")
+
+        store.subscribe(demo, broken)
+        stop_first = store.subscribe(demo, lambda e: first.append(e.uids[0]))
+        store.subscribe(demo, lambda e: second.append(e.uids[0]))
+        await append(store, inbox, "a")
+        stop_first()
+        stop_first()  # twice is harmless
+        await append(store, inbox, "b")
+        assert (first, second) == ([1], [1, 2])
+        woken: list[str] = []
+        stop_queue = store.subscribe_queue(lambda: woken.append("queue"))
+        store.subscribe_queue(lambda: (_ for _ in ()).throw(RuntimeError("bug")))
+        store.subscribe_queue(lambda: woken.append("other"))
+        out = OutboundMessage("demo@example.test", [OutboundRecipient("x@remote.example")])
+        await store.enqueue(b"data\r\n", 6, out)
+        stop_queue()
+        await store.enqueue(b"data\r\n", 6, out)
+        assert woken == ["queue", "other", "other"]
+
+    backend.run(scenario)
+
+
+@covers(S.subscribe_queue)
+def test_the_queue_runner_is_woken_by_what_queues_or_makes_due_and_only_by_that(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        (demo,) = await accounts(store, "demo")
+        woken: list[int] = []
+        store.subscribe_queue(lambda: woken.append(len(woken)))
+        account_events: list[ChangeEvent] = []
+        store.subscribe(demo, account_events.append)
+        later = OutboundMessage(
+            "demo@example.test", [OutboundRecipient("x@remote.example")], next_attempt=time.time() + 3600
+        )
+        queue_id = await store.enqueue(b"data\r\n", 6, later)
+        assert len(woken) == 1 and account_events == []  # a queue change is no account's change
+        await deliver(store, message(), [demo])
+        assert len(woken) == 1
+        assert await store.queue_retry(queue_id) == 1
+        assert len(woken) == 2
+        await store.queue_delete(queue_id)
+        assert await store.queue_retry() == 0  # nothing became due: no wake-up
+        assert len(woken) == 2
+
+    backend.run(scenario)

@@ -1,0 +1,142 @@
+"""Contract: domains, accounts, aliases and recipient resolution (`postoffice.directory.resolver` rules on
+the store's data), including changes made through another store object (another process, e.g. the CLI)."""
+
+from __future__ import annotations
+
+import pytest
+
+from postoffice.store import DEFAULT_MAILBOXES, AlreadyExists, MailStore, NotFound, StoreError
+from tests.store.contract.harness import Backend, accounts, covers, deliver, message
+
+S = MailStore
+
+
+@covers(
+    S.add_domain,
+    S.remove_domain,
+    S.list_domains,
+    S.add_account,
+    S.get_account,
+    S.list_accounts,
+    S.add_alias,
+    S.remove_alias,
+    S.list_aliases,
+    S.get_alias,
+    S.resolve_recipient,
+)
+def test_domains_accounts_and_aliases_follow_the_directory_rules(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        demo, other = await accounts(store, "demo", "other")
+        await store.add_domain("Other.Example")
+        assert [d.name for d in await store.list_domains()] == ["example.test", "other.example"]
+        with pytest.raises(AlreadyExists):
+            await store.add_domain("EXAMPLE.test")
+        with pytest.raises(AlreadyExists):
+            await store.add_account("Demo@Example.Test", "h")
+        with pytest.raises(NotFound):
+            await store.add_account("x@unknown.test", "h")
+        with pytest.raises(StoreError):
+            await store.add_account("no-domain", "h")
+        with pytest.raises(StoreError):
+            await store.add_alias("team@example.test", ["someone@elsewhere.test"])
+        with pytest.raises(StoreError):
+            await store.add_alias("team@example.test", [])
+        await store.add_alias("team@example.test", ["demo@example.test", "OTHER@example.test"])
+        await store.add_alias("@example.test", ["demo@example.test"])
+        with pytest.raises(AlreadyExists):
+            await store.add_alias("Team@example.test", ["demo@example.test"])
+        account = await store.get_account("DEMO@example.TEST")
+        assert account is not None and (account.id, account.address, account.domain) == (
+            demo,
+            "demo@example.test",
+            "example.test",
+        )
+        assert account.password_hash == "hash"
+        assert await store.get_account("nobody@example.test") is None
+        assert [a.address for a in await store.list_accounts()] == ["demo@example.test", "other@example.test"]
+        assert [a.address for a in await store.list_accounts("EXAMPLE.test")] == [
+            "demo@example.test",
+            "other@example.test",
+        ]
+        assert await store.list_accounts("other.example") == []
+        with pytest.raises(StoreError):
+            await store.remove_domain("example.test")  # accounts and aliases still use it
+        assert (await store.resolve_recipient("team@example.test")).account_ids == [demo, other]
+        assert (await store.resolve_recipient("Other+tag@Example.test")).account_ids == [other]
+        assert (await store.resolve_recipient("nobody@example.test")).account_ids == [demo]
+        assert (await store.resolve_recipient("x@elsewhere.test")).status == "foreign"
+        await store.remove_alias("@example.test")
+        with pytest.raises(NotFound):
+            await store.remove_alias("@example.test")
+        assert (await store.resolve_recipient("nobody@example.test")).status == "unknown"
+        assert [a.source for a in await store.list_aliases()] == [
+            "postmaster@example.test",
+            "team@example.test",
+        ]
+        team = await store.get_alias("TEAM@example.test")
+        assert team is not None and team.targets == ("demo@example.test", "other@example.test")
+        assert await store.get_alias("@example.test") is None
+        # RFC 5321 4.5.1: the domain's first account got postmaster; bare "postmaster" means the same
+        postmaster = await store.get_alias("postmaster@example.test")
+        assert postmaster is not None and postmaster.targets == ("demo@example.test",)
+        assert (await store.resolve_recipient("Postmaster")).account_ids == [demo]
+        await store.remove_domain("other.example")
+        with pytest.raises(NotFound):
+            await store.remove_domain("other.example")
+        assert [d.name for d in await store.list_domains()] == ["example.test"]
+
+    backend.run(scenario)
+
+
+@covers(S.add_account, S.set_password, S.remove_account, S.list_mailboxes)
+def test_an_account_gets_default_mailboxes_a_new_password_and_goes_with_its_mail(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        (demo,) = await accounts(store, "demo")
+        boxes = await store.list_mailboxes(demo)
+        assert [(b.name, b.special_use) for b in boxes] == sorted(
+            DEFAULT_MAILBOXES, key=lambda m: (m[0] != "INBOX", m[0])
+        )
+        assert all(b.uidnext == 1 and b.messages == 0 and b.subscribed for b in boxes)
+        assert len({b.uidvalidity for b in boxes}) == len(boxes)
+        await store.set_password("Demo@example.test", "new hash")
+        account = await store.get_account("demo@example.test")
+        assert account is not None and account.password_hash == "new hash"
+        with pytest.raises(NotFound):
+            await store.set_password("nobody@example.test", "x")
+        await deliver(store, message(), [demo])
+        await store.remove_account("demo@example.test")
+        assert await store.get_account("demo@example.test") is None
+        assert await store.list_mailboxes(demo) == []
+        assert (await store.resolve_recipient("demo@example.test")).status == "unknown"
+        with pytest.raises(NotFound):
+            await store.remove_account("demo@example.test")
+        await store.remove_alias("postmaster@example.test")
+        await store.remove_domain("example.test")  # nothing uses it any more
+
+    backend.run(scenario)
+
+
+@covers(S.resolve_recipient, S.invalidate_caches)
+def test_directory_changes_through_another_store_object_apply_to_the_next_lookup(backend: Backend) -> None:
+    """The CLI adds an account or an alias while the server runs: the server's next lookup sees it."""
+
+    async def scenario(server: MailStore) -> None:
+        (demo,) = await accounts(server, "demo")
+        assert (await server.resolve_recipient("new@example.test")).status == "unknown"
+        cli = backend.open()
+        try:
+            new = await cli.add_account("new@example.test", "hash")
+            assert (await server.resolve_recipient("new@example.test")).account_ids == [new.id]
+            await cli.add_alias("list@example.test", ["demo@example.test", "new@example.test"])
+            assert (await server.resolve_recipient("list@example.test")).account_ids == [demo, new.id]
+            await cli.remove_alias("list@example.test")
+            assert (await server.resolve_recipient("list@example.test")).status == "unknown"
+            await cli.add_domain("later.example")
+            assert (await server.resolve_recipient("x@later.example")).status == "unknown"  # served now
+        finally:
+            await cli.close()
+        server.invalidate_caches()  # SIGHUP: dropped caches are rebuilt from the store, answers stay
+        assert (await server.resolve_recipient("new@example.test")).account_ids == [new.id]
+        assert (await server.resolve_recipient("x@elsewhere.example")).status == "foreign"
+
+    backend.run(scenario)

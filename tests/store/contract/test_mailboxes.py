@@ -1,0 +1,172 @@
+"""Contract: mailboxes of an account (RFC 9051 6.3): create, delete, rename with the hierarchy (INBOX moves
+its messages, 6.3.6), subscriptions, the limits checked in the transaction (docs/decisions/0021), STATUS
+counts and the \\Recent claim."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from postoffice.store import AlreadyExists, LimitExceeded, MailStore, NotFound, StoreError
+from tests.store.contract.harness import Backend, accounts, append, covers, inbox_of, message
+
+S = MailStore
+
+
+@covers(S.create_mailbox, S.delete_mailbox, S.get_mailbox, S.list_mailboxes)
+def test_create_and_delete_mailboxes(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        (account,) = await accounts(store, "demo")
+        work = await store.create_mailbox(account, "Work/")
+        assert work.name == "Work" and work.uidnext == 1 and work.subscribed is False
+        assert await store.get_mailbox(account, "Work") == work
+        assert (await store.get_mailbox(account, "inbox")) == await store.get_mailbox(account, "INBOX")
+        assert await store.get_mailbox(account, "work") is None  # only INBOX is case-insensitive
+        with pytest.raises(AlreadyExists):
+            await store.create_mailbox(account, "Work")
+        with pytest.raises(AlreadyExists):
+            await store.create_mailbox(account, "Other Sent", special_use="\\Sent")
+        for bad in ("a//b", "/lead", ""):
+            with pytest.raises(StoreError):
+                await store.create_mailbox(account, bad)
+        child = await store.create_mailbox(account, "Work/2026")
+        await append(store, work.id, "one")
+        assert [m.name for m in await store.list_mailboxes(account)][:1] == ["INBOX"]  # INBOX first
+        await store.delete_mailbox(account, "Work")
+        assert await store.get_mailbox(account, "Work") is None
+        assert await store.get_mailbox(account, "Work/2026") == child  # children survive
+        with pytest.raises(StoreError):
+            await store.delete_mailbox(account, "inbox")
+        with pytest.raises(NotFound):
+            await store.delete_mailbox(account, "Nope")
+
+    backend.run(scenario)
+
+
+@covers(S.rename_mailbox)
+def test_rename_moves_the_hierarchy_and_keeps_uidvalidity(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        (account,) = await accounts(store, "demo")
+        a = await store.create_mailbox(account, "A")
+        ab = await store.create_mailbox(account, "A/B")
+        await store.create_mailbox(account, "AB")  # not below A
+        await append(store, ab.id, "kept")
+        await store.rename_mailbox(account, "A", "Z")
+        names = {m.name for m in await store.list_mailboxes(account)}
+        assert {"Z", "Z/B", "AB"} <= names and "A" not in names and "A/B" not in names
+        zb = await store.get_mailbox(account, "Z/B")
+        assert zb is not None and zb.uidvalidity == ab.uidvalidity and zb.messages == 1 and zb.id == ab.id
+        z = await store.get_mailbox(account, "Z")
+        assert z is not None and z.uidvalidity == a.uidvalidity
+        with pytest.raises(AlreadyExists):
+            await store.rename_mailbox(account, "Z", "AB")
+        with pytest.raises(StoreError):
+            await store.rename_mailbox(account, "Z", "Z/B/C")
+        with pytest.raises(StoreError):
+            await store.rename_mailbox(account, "Z", "INBOX")
+        with pytest.raises(NotFound):
+            await store.rename_mailbox(account, "Nope", "Other")
+
+    backend.run(scenario)
+
+
+@covers(S.rename_mailbox)
+def test_renaming_inbox_moves_its_messages_and_leaves_it_empty(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        (account,) = await accounts(store, "demo")
+        inbox = await store.get_mailbox(account, "INBOX")
+        assert inbox is not None
+        await append(store, inbox.id, "one", ["\\Seen"], 1_600_000_000.0)
+        await append(store, inbox.id, "two")
+        await store.rename_mailbox(account, "INBOX", "Old Inbox")
+        old = await store.get_mailbox(account, "Old Inbox")
+        emptied = await store.get_mailbox(account, "INBOX")
+        assert emptied is not None and emptied.messages == 0 and emptied.uidnext == 3
+        assert old is not None and old.messages == 2 and old.uidvalidity != inbox.uidvalidity
+        first, second = await store.list_messages(old.id)
+        assert first.flags == {"\\Seen"} and first.internaldate == 1_600_000_000.0
+        assert await store.read_content(second.content_id) == message("two", "body two\r\n")
+        assert (await store.changes_since(inbox.id, 0)).expunged == [1, 2]
+
+    backend.run(scenario)
+
+
+@covers(S.set_subscribed, S.list_subscriptions)
+def test_subscriptions_are_names(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        (account,) = await accounts(store, "demo")
+        assert await store.list_subscriptions(account) == sorted(
+            ["INBOX", "Drafts", "Sent", "Trash", "Junk", "Archive"]
+        )
+        await store.set_subscribed(account, "Not/There", True)
+        await store.set_subscribed(account, "Junk", False)
+        await store.set_subscribed(account, "Junk", False)
+        await store.set_subscribed(account, "inbox", True)  # INBOX once, whatever the case
+        subs = await store.list_subscriptions(account)
+        assert "Not/There" in subs and "Junk" not in subs and subs.count("INBOX") == 1
+        junk = await store.get_mailbox(account, "Junk")
+        assert junk is not None and junk.subscribed is False
+
+    backend.run(scenario)
+
+
+@covers(S.create_mailbox, S.rename_mailbox, S.set_subscribed)
+def test_mailbox_and_subscription_limits_are_checked_in_the_transaction(backend: Backend) -> None:
+    """docs/decisions/0021: the count is read in the transaction that adds, so concurrent CREATEs cannot go
+    over it; without a limit nothing is counted."""
+
+    async def scenario(store: MailStore) -> None:
+        (account,) = await accounts(store, "demo")
+        # a new account has 6 mailboxes (INBOX, Drafts, Sent, Trash, Junk, Archive), all subscribed
+        results = await asyncio.gather(
+            *(store.create_mailbox(account, f"m{i}", max_mailboxes=8) for i in range(5)),
+            return_exceptions=True,
+        )
+        assert sum(not isinstance(r, BaseException) for r in results) == 2
+        assert all(isinstance(r, LimitExceeded) for r in results if isinstance(r, BaseException))
+        assert len(await store.list_mailboxes(account)) == 8
+        with pytest.raises(LimitExceeded, match="at most 8 mailboxes"):
+            await store.rename_mailbox(account, "INBOX", "Old", max_mailboxes=8)  # would make a mailbox
+        await store.rename_mailbox(account, "Junk", "Spam", max_mailboxes=8)  # makes none
+        await store.create_mailbox(account, "m9")  # no limit given: none applies
+        await store.set_subscribed(account, "x", True, max_subscriptions=7)
+        with pytest.raises(LimitExceeded, match="at most 7 subscriptions"):
+            await store.set_subscribed(account, "y", True, max_subscriptions=7)
+        await store.set_subscribed(account, "x", True, max_subscriptions=7)  # already there: no change
+        await store.set_subscribed(account, "x", False, max_subscriptions=7)
+        await store.set_subscribed(account, "y", True, max_subscriptions=7)
+        assert len(await store.list_subscriptions(account)) == 7
+
+    backend.run(scenario)
+
+
+@covers(S.mailbox_status, S.claim_recent)
+def test_status_counts_unseen_recent_and_keywords(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        (account,) = await accounts(store, "demo")
+        inbox = await inbox_of(store, account)
+        await append(store, inbox, "seen", ["\\Seen", "$Work"])
+        await append(store, inbox, "new", ["$Later"])
+        await append(store, inbox, "new2")
+        status = await store.mailbox_status(inbox)
+        assert (status.mailbox.messages, status.unseen, status.first_unseen_uid, status.recent) == (
+            3,
+            2,
+            2,
+            3,
+        )
+        assert status.keywords == ("$Later", "$Work")
+        assert status.highest_modseq > 0
+        assert await store.claim_recent(inbox) == 1  # the first session gets all three as \Recent
+        assert await store.claim_recent(inbox) == 4  # the next one gets none of them
+        await append(store, inbox, "later")
+        assert (await store.mailbox_status(inbox)).recent == 1
+        assert await store.claim_recent(inbox) == 4
+        assert (await store.mailbox_status(inbox)).recent == 0
+        with pytest.raises(NotFound):
+            await store.mailbox_status(999_999)
+        with pytest.raises(NotFound):
+            await store.claim_recent(999_999)
+
+    backend.run(scenario)

@@ -1,0 +1,426 @@
+"""Contract: messages: delivery and APPEND (byte-exact, all copies or none), flags, COPY/MOVE, EXPUNGE,
+reads (whole, chunked, ranges, batches), the parsed structure and the ENVELOPE / BODYSTRUCTURE kept with it,
+`changes_since` and the shared mailbox snapshots (docs/decisions/0016)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from postoffice.message import imap_forms
+from postoffice.store import MailStore, NotFound, StoreError
+from postoffice.store.api import AppendItem, MailboxSnapshot, build_snapshot
+from tests.store.contract.harness import (
+    BACKEND_NAMES,
+    Backend,
+    accounts,
+    append,
+    covers,
+    deliver,
+    inbox_of,
+    message,
+    parse,
+)
+
+S = MailStore
+
+
+@covers(S.deliver, S.list_messages, S.read_content, S.get_parsed)
+def test_delivery_is_byte_exact_once_per_account_with_increasing_uids_and_modseq(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        demo, other = await accounts(store, "demo", "other")
+        raw1, raw2 = message("one"), message("two", body="\u00e9t\u00e9\r\n")
+        copies = await deliver(store, raw1, [demo, other, demo])
+        assert [(c.account_id, c.uid) for c in copies] == [(demo, 1), (other, 1)]
+        await deliver(store, raw2, [demo], flags=["\\Seen", "$Label1"], internaldate=1_700_000_000.0)
+        inbox = await store.get_mailbox(demo, "INBOX")
+        assert inbox is not None and inbox.messages == 2 and inbox.uidnext == 3
+        assert inbox.size == len(raw1) + len(raw2)
+        msgs = await store.list_messages(inbox.id)
+        assert [m.uid for m in msgs] == [1, 2] and [m.size for m in msgs] == [len(raw1), len(raw2)]
+        assert msgs[0].modseq < msgs[1].modseq
+        assert msgs[1].flags == frozenset({"\\Seen", "$Label1"})
+        assert msgs[1].internaldate == 1_700_000_000.0
+        assert await store.read_content(msgs[0].content_id) == raw1
+        assert await store.read_content(msgs[1].content_id) == raw2
+        parsed = await store.get_parsed(msgs[1].content_id)
+        assert parsed.size == len(raw2) and parsed.subject == "two"
+        assert await deliver(store, raw1, []) == []
+        with pytest.raises(NotFound):
+            await store.get_parsed(999_999)
+        with pytest.raises(NotFound):
+            await store.read_content(999_999)
+
+    backend.run(scenario)
+
+
+@covers(S.deliver)
+def test_a_delivery_that_fails_for_one_account_stores_no_copy(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        demo, other = await accounts(store, "demo", "other")
+        await store.create_mailbox(demo, "Work")
+        with pytest.raises(NotFound):
+            await deliver(store, message(), [demo, other], mailbox="Work")  # other has no Work
+        work = await store.get_mailbox(demo, "Work")
+        assert work is not None and work.messages == 0 and work.uidnext == 1
+        raw = message("short", "x" * 5000)
+        with pytest.raises(StoreError):  # the source ends before parsed.size
+            await store.deliver(io.BytesIO(raw[:-100]), parse(raw), [demo])
+        assert await store.list_messages(await inbox_of(store, demo)) == []
+
+    backend.run(scenario)
+
+
+@covers(S.append, S.append_many)
+def test_append_many_stores_all_in_order_or_none(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        (demo,) = await accounts(store, "demo")
+        inbox = await inbox_of(store, demo)
+        raws = [message(f"m{i}") for i in range(3)]
+        items = [
+            AppendItem(io.BytesIO(r), parse(r), ["\\Draft"] if i else [], 1_600_000_000.0 + i)
+            for i, r in enumerate(raws)
+        ]
+        copies = await store.append_many(inbox, items)
+        assert [c.uid for c in copies] == [1, 2, 3]
+        listed = await store.list_messages(inbox)
+        assert [await store.read_content(m.content_id) for m in listed] == raws
+        assert [m.internaldate for m in listed] == [1_600_000_000.0, 1_600_000_001.0, 1_600_000_002.0]
+        assert [m.flags for m in listed] == [frozenset(), frozenset({"\\Draft"}), frozenset({"\\Draft"})]
+        bad = message("bad", "x" * 5000)
+        with pytest.raises(StoreError):
+            await store.append_many(
+                inbox,
+                [
+                    AppendItem(io.BytesIO(raws[0]), parse(raws[0])),
+                    AppendItem(io.BytesIO(bad[:-10]), parse(bad)),
+                ],
+            )
+        assert len(await store.list_messages(inbox)) == 3  # the first of the failed call is not there
+        single = await store.append(inbox, io.BytesIO(raws[0]), parse(raws[0]))
+        assert single.uid > 3  # a failed call may use UIDs, but never makes one appear twice
+        with pytest.raises(NotFound):
+            await store.append(999_999, io.BytesIO(raws[0]), parse(raws[0]))
+
+    backend.run(scenario)
+
+
+@covers(S.expunge, S.read_content)
+def test_expunge_frees_a_content_with_its_last_copy_and_never_reuses_uids(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        demo, other = await accounts(store, "demo", "other")
+        await deliver(store, message("shared"), [demo, other])
+        inbox, other_inbox = await inbox_of(store, demo), await inbox_of(store, other)
+        (msg,) = await store.list_messages(inbox)
+        assert await store.expunge(inbox, [1, 99]) == [1]
+        assert await store.expunge(inbox, [1]) == []
+        (other_msg,) = await store.list_messages(other_inbox)
+        assert await store.read_content(other_msg.content_id) == message("shared")  # still has a reference
+        await store.expunge(other_inbox, [1])
+        with pytest.raises(NotFound):
+            await store.read_content(msg.content_id)
+        assert (await deliver(store, message("next"), [demo]))[0].uid == 2
+        refreshed = await store.get_mailbox(demo, "INBOX")
+        assert refreshed is not None and refreshed.messages == 1
+        assert (await store.changes_since(inbox, msg.modseq)).expunged == [1]
+        with pytest.raises(NotFound):
+            await store.expunge(999_999, [1])
+
+    backend.run(scenario)
+
+
+@covers(S.store_flags)
+def test_store_flags_add_remove_replace_and_each_change_has_a_new_modseq(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        (demo,) = await accounts(store, "demo")
+        inbox = await inbox_of(store, demo)
+        await deliver(store, message(), [demo])
+        await deliver(store, message(), [demo])
+        modseq = await store.store_flags(inbox, [1], ["\\Flagged", "work", "\\Recent"], "add")
+        first, second = await store.list_messages(inbox)
+        assert first.flags == {"\\Flagged", "work"} and first.modseq == modseq > second.modseq
+        again = await store.store_flags(inbox, [1], ["\\Flagged"], "add")  # nothing changes
+        assert again == modseq and (await store.list_messages(inbox))[0].modseq == modseq
+        removed = await store.store_flags(inbox, [1, 2], ["work", "\\SEEN"], "remove")  # only 1 changes
+        first, second = await store.list_messages(inbox)
+        assert removed > modseq and first.flags == {"\\Flagged"} and first.modseq == removed
+        assert second.modseq < modseq
+        replaced = await store.store_flags(inbox, [1, 2, 3], ["\\Seen", "$X"], "replace")
+        assert replaced > removed
+        assert [m.flags for m in await store.list_messages(inbox)] == [frozenset({"\\Seen", "$X"})] * 2
+        with pytest.raises(ValueError):
+            await store.store_flags(inbox, [1], ["\\Seen"], "toggle")
+        with pytest.raises(NotFound):
+            await store.store_flags(999_999, [1], ["\\Seen"], "add")
+
+    backend.run(scenario)
+
+
+@covers(S.open_content, S.read_contents, S.read_range)
+def test_contents_are_read_whole_in_chunks_in_batches_and_in_ranges(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        (demo,) = await accounts(store, "demo")
+        inbox = await inbox_of(store, demo)
+        big = message("big", body="".join(f"line {i}\r\n" for i in range(400_000)))
+        assert len(big) > 3 * 1024 * 1024
+        small = message("small")
+        await deliver(store, big, [demo])
+        await deliver(store, small, [demo])
+        large, little = await store.list_messages(inbox)
+        chunks = [chunk async for chunk in store.open_content(large.content_id, chunk_size=65536)]
+        assert max(len(c) for c in chunks) <= 65536 and b"".join(chunks) == big
+        assert [c async for c in store.open_content(little.content_id, chunk_size=7)] == [
+            small[i : i + 7] for i in range(0, len(small), 7)
+        ]
+        with pytest.raises(NotFound):
+            async for _ in store.open_content(999_999):
+                pass
+        both = await store.read_contents([little.content_id, 999_999, large.content_id, little.content_id])
+        assert both == {little.content_id: small, large.content_id: big}
+        assert await store.read_contents([]) == {}
+        for cid, whole in ((little.content_id, small), (large.content_id, big)):
+            assert await store.read_range(cid, 6, 10) == whole[6:16]
+            assert await store.read_range(cid, len(whole) - 3, 100) == whole[-3:]
+            assert await store.read_range(cid, len(whole) + 5, 10) == b""
+            assert await store.read_range(cid, 0, 0) == b""
+        assert await store.read_range(large.content_id, 2_000_000, 5) == big[2_000_000:2_000_005]
+        with pytest.raises(NotFound):
+            await store.read_range(999_999, 0, 10)
+
+    backend.run(scenario)
+
+
+HARD = (
+    b"From: =?utf-8?q?J=C3=B6rg?= <j@example.org>\r\nTo: undisclosed-recipients:;\r\n"
+    b"Subject: caf\xc3\xa9\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+    b"Content-Type: text/plain; name*0*=utf-8''caf%C3%A9; name*1=.txt\r\n\r\nhi\r\n--b--\r\n"
+)
+
+
+@covers(S.imap_renderings, S.get_parsed_many, S.get_parsed)
+def test_the_parse_and_its_imap_forms_are_kept_with_the_content_and_go_with_it(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        (demo,) = await accounts(store, "demo")
+        inbox = await inbox_of(store, demo)
+        parsed = parse(HARD)
+        await store.append(inbox, io.BytesIO(HARD), parsed)
+        await deliver(store, message("plain"), [demo])
+        hard, plain = await store.list_messages(inbox)
+        stored = await store.get_parsed(hard.content_id)
+        assert stored.body == parsed.body and stored.envelope == parsed.envelope
+        assert stored.search_text == ""  # the search text lives in the store's index, not in the parse
+        many = await store.get_parsed_many([plain.content_id, 999_999, hard.content_id])
+        assert sorted(many) == sorted([plain.content_id, hard.content_id])
+        assert many[hard.content_id] == stored
+        assert await store.get_parsed_many([]) == {}
+        forms = await store.imap_renderings([hard.content_id, 999_999, plain.content_id])
+        assert sorted(forms) == sorted([hard.content_id, plain.content_id])
+        assert forms[hard.content_id] == imap_forms.render_imap_forms(parsed)
+        # 8-bit header text: quoted in UTF-8 for UTF8=ACCEPT sessions, a literal otherwise
+        assert forms[hard.content_id].envelope_utf8 == imap_forms.envelope(parsed.envelope, utf8=True)
+        assert forms[plain.content_id].envelope_utf8 is None  # the same in both forms
+        assert await store.imap_renderings([]) == {}
+        await store.store_flags(inbox, [hard.uid], ["\\Deleted"], "add")
+        assert await store.expunge_deleted(inbox) == [hard.uid]
+        assert await store.imap_renderings([hard.content_id]) == {}  # went with the content
+        assert await store.get_parsed_many([hard.content_id]) == {}
+
+    backend.run(scenario)
+
+
+@covers(S.copy_messages, S.subscribe)
+def test_copy_and_move_keep_flags_share_content_and_notify(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        (account,) = await accounts(store, "demo")
+        events: list[tuple[str, int, tuple[int, ...]]] = []
+        store.subscribe(account, lambda e: events.append((e.kind, e.mailbox_id, e.uids)))
+        inbox, archive = await inbox_of(store, account), await inbox_of(store, account, "Archive")
+        await append(store, inbox, "a", ["\\Flagged", "$X"], 1_500_000_000.0)
+        await append(store, inbox, "b")
+        await append(store, inbox, "c")
+        assert await store.copy_messages(inbox, [3, 1, 99], archive) == [(1, 1), (3, 2)]
+        copied = await store.list_messages(archive)
+        assert copied[0].flags == {"\\Flagged", "$X"} and copied[0].internaldate == 1_500_000_000.0
+        originals = await store.list_messages(inbox)
+        assert len(originals) == 3 and copied[0].content_id == originals[0].content_id
+        assert await store.copy_messages(inbox, [2], archive, move=True) == [(2, 3)]
+        assert [m.uid for m in await store.list_messages(inbox)] == [1, 3]
+        await store.expunge(inbox, [1])
+        assert await store.read_content(copied[0].content_id) == message("a", "body a\r\n")  # shared, kept
+        assert ("added", archive, (1, 2)) in events
+        assert ("expunged", inbox, (2,)) in events
+        assert await store.copy_messages(inbox, [42], archive) == []
+        with pytest.raises(NotFound):
+            await store.copy_messages(inbox, [3], 999_999)
+
+    backend.run(scenario)
+
+
+@covers(S.expunge_deleted)
+def test_expunge_deleted_removes_only_deleted_messages_of_the_given_uids(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        (account,) = await accounts(store, "demo")
+        inbox = await inbox_of(store, account)
+        for i in range(6):
+            await append(store, inbox, f"m{i}", ["\\Deleted"] if i % 2 == 0 else [])
+        assert await store.expunge_deleted(inbox, [1, 2, 3, 4]) == [1, 3]
+        assert [m.uid for m in await store.list_messages(inbox)] == [2, 4, 5, 6]
+        assert await store.expunge_deleted(inbox, []) == []
+        assert await store.expunge_deleted(inbox) == [5]
+        assert (await store.changes_since(inbox, 0)).expunged == [1, 3, 5]
+        with pytest.raises(NotFound):
+            await store.expunge_deleted(999_999)
+
+    backend.run(scenario)
+
+
+@covers(S.changes_since)
+def test_changes_since_reports_new_changed_and_expunged_messages(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        (account,) = await accounts(store, "demo")
+        inbox, other = await inbox_of(store, account), await inbox_of(store, account, "Archive")
+        for i in range(20):
+            await append(store, inbox, f"m{i}")
+        everything = await store.changes_since(inbox, 0)
+        assert [m.uid for m in everything.messages] == list(range(1, 21))
+        assert everything.expunged == []
+        assert everything.highest_modseq == max(m.modseq for m in everything.messages)
+        assert everything.messages == await store.list_messages(inbox)
+        base = everything.highest_modseq
+
+        nothing = await store.changes_since(inbox, base)
+        assert nothing.messages == [] and nothing.expunged == [] and nothing.highest_modseq == base
+
+        await store.store_flags(inbox, [7, 3], ["\\Flagged"], "add")
+        await append(store, other, "elsewhere")  # another mailbox: not a change of INBOX
+        await store.expunge(inbox, [5, 12])
+        await append(store, inbox, "new", ["\\Seen"])
+        changes = await store.changes_since(inbox, base)
+        assert [(m.uid, m.flags) for m in changes.messages] == [
+            (3, frozenset({"\\Flagged"})),
+            (7, frozenset({"\\Flagged"})),
+            (21, frozenset({"\\Seen"})),
+        ]
+        assert changes.expunged == [5, 12]
+        listed = await store.list_messages(inbox)
+        assert changes.highest_modseq == max(m.modseq for m in listed)
+        assert all(m in listed for m in changes.messages)
+
+        # Only what came after the MODSEQ: the expunge is older than the last append.
+        later = await store.changes_since(inbox, changes.highest_modseq - 1)
+        assert [m.uid for m in later.messages] == [21] and later.expunged == []
+
+        # A flag change back to what it was is still a change (a new MODSEQ); a no-op STORE is not.
+        await store.store_flags(inbox, [3], ["\\Flagged"], "remove")
+        await store.store_flags(inbox, [4], ["\\Flagged"], "remove")
+        again = await store.changes_since(inbox, changes.highest_modseq)
+        assert [(m.uid, m.flags) for m in again.messages] == [(3, frozenset())]
+        assert again.highest_modseq > changes.highest_modseq
+
+        # MOVE out of the mailbox is an expunge of the source; the target sees new messages.
+        pairs = await store.copy_messages(inbox, [1, 2], other, move=True)
+        moved = await store.changes_since(inbox, again.highest_modseq)
+        assert moved.messages == [] and moved.expunged == [1, 2]
+        target = await store.changes_since(other, again.highest_modseq)
+        assert [m.uid for m in target.messages] == [new for _, new in pairs]
+
+        with pytest.raises(NotFound):
+            await store.changes_since(999_999, 0)
+
+    backend.run(scenario)
+
+
+# -- snapshots ---------------------------------------------------------------------------------------------
+def columns(snapshot: MailboxSnapshot) -> tuple[object, ...]:
+    return (
+        list(snapshot.uids),
+        list(snapshot.flags),
+        list(snapshot.content_ids),
+        list(snapshot.sizes),
+        list(snapshot.internaldates),
+        snapshot.unseen,
+        snapshot.first_unseen_uid,
+        snapshot.mailbox.messages,
+        snapshot.mailbox.uidnext,
+    )
+
+
+async def fresh(store: MailStore, mailbox_id: int) -> MailboxSnapshot:
+    status = await store.mailbox_status(mailbox_id)
+    return build_snapshot(status.mailbox, 0, await store.list_messages(mailbox_id))
+
+
+FLAG_SETS = st.lists(st.sampled_from(["\\Seen", "\\Deleted", "\\Flagged", "$Work", "$Later"]), max_size=3)
+OPERATIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("append"), FLAG_SETS),
+        st.tuples(
+            st.just("flags"),
+            st.lists(st.integers(1, 40), max_size=5),
+            FLAG_SETS,
+            st.sampled_from(["add", "remove", "replace"]),
+        ),
+        st.tuples(st.just("expunge"), st.lists(st.integers(1, 40), max_size=5)),
+        st.tuples(st.just("move"), st.lists(st.integers(1, 40), max_size=3)),
+        st.tuples(st.just("snapshot")),
+    ),
+    max_size=25,
+)
+
+
+@covers(S.snapshot)
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+@settings(max_examples=40)
+@given(operations=OPERATIONS)
+def test_a_snapshot_equals_one_read_from_scratch_after_any_changes(
+    make_backend: Callable[[str], Backend], name: str, operations: list[tuple[object, ...]]
+) -> None:
+    async def scenario(store: MailStore) -> None:
+        (account,) = await accounts(store, "demo")
+        inbox, archive = await inbox_of(store, account), await inbox_of(store, account, "Archive")
+        for i in range(5):
+            await append(store, inbox, f"start {i}", ["\\Seen"] if i % 2 else [])
+        held = [await store.snapshot(inbox)]
+        before = [columns(held[0])]
+        for n, op in enumerate(operations):
+            if op[0] == "append":
+                await append(store, inbox, f"m{n}", op[1])  # type: ignore[arg-type]
+            elif op[0] == "flags":
+                await store.store_flags(inbox, op[1], op[2], op[3])  # type: ignore[arg-type]
+            elif op[0] == "expunge":
+                await store.expunge(inbox, op[1])  # type: ignore[arg-type]
+            elif op[0] == "move":
+                await store.copy_messages(inbox, op[1], archive, move=True)  # type: ignore[arg-type]
+            else:
+                held.append(await store.snapshot(inbox))
+                before.append(columns(held[-1]))
+        current = await store.snapshot(inbox)
+        assert columns(current) == columns(await fresh(store, inbox))
+        keywords = {f for flags in current.flags for f in flags if not f.startswith("\\")}
+        assert keywords <= current.keywords  # keywords only accumulate
+        # Snapshots handed out earlier never change (sessions share them).
+        assert [columns(s) for s in held] == before
+
+    make_backend(name).run(scenario)
+
+
+@covers(S.snapshot)
+def test_a_deleted_and_recreated_mailbox_is_not_served_from_the_old_snapshot(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        (account,) = await accounts(store, "demo")
+        work = await store.create_mailbox(account, "Work")
+        await append(store, work.id, "old")
+        old = await store.snapshot(work.id)
+        await store.delete_mailbox(account, "Work")
+        again = await store.create_mailbox(account, "Work")
+        snapshot = await store.snapshot(again.id)
+        assert snapshot.mailbox.uidvalidity != old.mailbox.uidvalidity
+        assert list(snapshot.uids) == [] and list(old.uids) == [1]
+        with pytest.raises(NotFound):
+            await store.snapshot(999_999)
+
+    backend.run(scenario)
