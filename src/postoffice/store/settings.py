@@ -15,6 +15,16 @@ from postoffice.settings import section, setting
 @section("store")
 @dataclass(frozen=True)
 class StoreConfig:
+    backend: str = setting(
+        "sqlite",
+        "the store's database: sqlite (embedded, nothing to install)",
+        doc=(
+            "Which database holds the mail store. `sqlite` (the default) is embedded in the server: "
+            "nothing to install or run beside it. Other backends come with their own settings "
+            "(docs/decisions/0037)."
+        ),
+        choices=("sqlite",),  # the names of store.backends.BACKENDS (a test keeps them equal)
+    )
     path: Path = setting(
         Path("store/mail.sqlite3"),
         "the SQLite mail store (WAL files live beside it)",
