@@ -175,11 +175,7 @@ class ImapProtocol:
         *,
         wake: Callable[[], None] | None = None,
     ) -> None:
-        self.session = (
-            SessionState(store, settings, transport)
-            if wake is None
-            else SessionState(store, settings, transport, wake=wake)
-        )
+        self.session = SessionState(store, settings, transport, wake=wake)
         self.authenticator = authenticator
         self.settings = settings
         self.transport = transport

@@ -137,13 +137,13 @@ class SessionState:
         settings: ImapSettings,
         transport: Transport,
         *,
-        wake: Callable[[], None] = _nothing,
+        wake: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.transport = transport
         #: Called when a change to the selected mailbox arrives (the glue's IDLE waits for it).
-        self.wake = wake
+        self.wake = wake if wake is not None else _nothing
         self.state = State.NOT_AUTHENTICATED
         self.account: Account | None = None
         self.view: MailboxView | None = None
