@@ -1,10 +1,12 @@
 """Transcript tests for the IMAP core: bytes in, bytes out, no sockets (docs/decisions/0038).
 
-`run(core, data)` feeds `data` to an `ImapProtocol` and drives it as the connection glue does
-(`postoffice.imap.session`) until it needs more input, and returns every octet it sent:
+`await run(core, data)` feeds `data` to an `ImapProtocol` and drives it as the connection glue does
+(`postoffice.imap.session`) until it needs more input, and returns every octet it sent; `ImapHarness.run` is
+the same from a (synchronous) test:
 
-    core = harness.core()
-    assert run_sync(core, b"a LOGIN demo@example.test secret\\r\\nb SELECT INBOX\\r\\n").endswith(b"b OK ...")
+    core = imap.core()                                   # the greeting is queued
+    out = imap.run(core, b'a LOGIN demo@example.test "correct horse battery"\\r\\nb SELECT INBOX\\r\\n')
+    assert out.endswith(b"b OK [READ-WRITE] SELECT completed\\r\\n")
 
 `ImapHarness` surrounds cores with real parts: a real store in the test's temporary directory, a real
 `Authenticator` with the accounts DEMO and OTHER, and an event loop run in the test's own thread. Its
