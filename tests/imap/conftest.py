@@ -1,9 +1,13 @@
-"""An IMAP server in-process on real sockets: `ListenerGroup` on 127.0.0.1 (ephemeral ports: "imap" with
-STARTTLS, "imaps" with implicit TLS), a real self-signed certificate, a real store and a real Authenticator.
+"""Two ways to reach an IMAP session, both with a real store and a real Authenticator:
 
-The event loop runs in a background thread, so the tests use blocking clients (imaplib, raw sockets) and
-reach the store through `ImapServer.call(coro)`. Nothing sleeps: tests wait for responses with socket
-timeouts.
+- `imap`, `imap_rev1`, `imap_small_limit`, `imap_harness(settings)`: the protocol core driven from
+  transcripts, no sockets (tests/imap/transcript.py). Most tests use these.
+- `imap_server` and its variants: the whole server in-process on real sockets: `ListenerGroup` on 127.0.0.1
+  (ephemeral ports: "imap" with STARTTLS, "imaps" with implicit TLS), a real self-signed certificate. Its
+  event loop runs in a background thread, so the tests use blocking clients (imaplib, raw sockets) and reach
+  the store through `ImapServer.call(coro)`. Nothing sleeps: tests wait for responses with socket timeouts.
+  For what only a connection shows: STARTTLS, deadlines, IDLE woken by another connection, streaming to a
+  client, limits.
 """
 
 from __future__ import annotations
@@ -25,18 +29,17 @@ import pytest
 
 from postoffice.auth import Authenticator
 from postoffice.config import AuthConfig
-from postoffice.directory.passwords import hash_password
 from postoffice.imap.session import ImapSettings, refuse_imap_connection, serve_imap
 from postoffice.message import parse_message
 from postoffice.net.listener import Connection, ConnectionLimits, ListenerGroup, ListenerSpec
 from postoffice.net.tls import TlsContexts, generate_self_signed
 from postoffice.store import MailStore, open_store
+from tests.imap.transcript import DEMO, OTHER, PASSWORD, VERIFIED, ImapHarness, password_hash
 
 T = TypeVar("T")
 
-DEMO = "demo@example.test"
-OTHER = "other@example.test"
-PASSWORD = "correct horse battery"
+__all__ = ["DEMO", "OTHER", "PASSWORD", "TIMEOUT", "ImapHarness", "ImapServer", "Raw", "message"]
+
 TIMEOUT = 20.0
 
 
@@ -73,6 +76,7 @@ class ImapServer:
         tls = self.tls
         self.group = ListenerGroup(lambda: tls.server_context)
         authenticator = Authenticator(store, AuthConfig(allow_plaintext_auth=False, failure_delay=0.05))
+        authenticator.verified = VERIFIED  # one argon2 run per test process (tests/imap/transcript.py)
         limits = ConnectionLimits("imap", 100, 50)
         settings = self.settings
 
@@ -85,7 +89,7 @@ class ImapServer:
         return store
 
     async def _add_account(self, address: str) -> int:
-        account = await self.store.add_account(address, hash_password(PASSWORD))
+        account = await self.store.add_account(address, password_hash())
         return account.id
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -243,13 +247,25 @@ def small_limit_server(tmp_path: Path, certificate: tuple[Path, Path]) -> Iterat
     yield from _server(tmp_path, certificate, settings)
 
 
-@pytest.fixture
-def rev2_server(tmp_path: Path, certificate: tuple[Path, Path]) -> Iterator[ImapServer]:
-    settings = ImapSettings(hostname="localhost", spool_dir=tmp_path, imap4rev2=True)
-    yield from _server(tmp_path, certificate, settings)
+def _harness(tmp_path: Path, settings: ImapSettings) -> Iterator[ImapHarness]:
+    harness = ImapHarness(tmp_path, settings)
+    try:
+        yield harness
+    finally:
+        harness.stop()
 
 
 @pytest.fixture
-def rev1_server(tmp_path: Path, certificate: tuple[Path, Path]) -> Iterator[ImapServer]:
-    settings = ImapSettings(hostname="localhost", spool_dir=tmp_path, imap4rev2=False)
-    yield from _server(tmp_path, certificate, settings)
+def imap(tmp_path: Path) -> Iterator[ImapHarness]:
+    yield from _harness(tmp_path, ImapSettings(hostname="localhost", spool_dir=tmp_path))
+
+
+@pytest.fixture
+def imap_rev1(tmp_path: Path) -> Iterator[ImapHarness]:
+    yield from _harness(tmp_path, ImapSettings(hostname="localhost", spool_dir=tmp_path, imap4rev2=False))
+
+
+@pytest.fixture
+def imap_small_limit(tmp_path: Path) -> Iterator[ImapHarness]:
+    settings = ImapSettings(hostname="localhost", spool_dir=tmp_path, append_limit=2000, max_line=2048)
+    yield from _harness(tmp_path, settings)

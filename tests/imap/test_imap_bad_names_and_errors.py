@@ -6,20 +6,21 @@ from __future__ import annotations
 import pytest
 
 from postoffice.imap.session import MAX_ERRORS
-from tests.imap.conftest import DEMO, ImapServer, Raw, message
+from tests.imap.conftest import DEMO, message
+from tests.imap.transcript import ImapHarness, Transcript
 
 #: The outside tester's name: every printable ASCII special, with a bare "&" (modified UTF-7 wants "&-").
 ODD = "!#$&'+,-.0123456789:;<=>?@^_`|[}"
 ODD_MUTF7 = ODD.replace("&", "&-")
 
 
-def _client(server: ImapServer) -> Raw:
-    raw = Raw(server)
+def _client(server: ImapHarness) -> Transcript:
+    raw = server.connect()
     raw.login()
     return raw
 
 
-def _alive(raw: Raw, tag: str) -> None:
+def _alive(raw: Transcript, tag: str) -> None:
     assert raw.command(tag, "NOOP")[-1] == f"{tag} OK NOOP completed"
 
 
@@ -39,22 +40,22 @@ NOT_MUTF7 = [
 ]
 
 
-def test_a_name_that_is_not_modified_utf7_is_no_and_the_session_goes_on(imap_server: ImapServer) -> None:
-    raw = _client(imap_server)
+def test_a_name_that_is_not_modified_utf7_is_no_and_the_session_goes_on(imap: ImapHarness) -> None:
+    raw = _client(imap)
     for i, (command, reply) in enumerate(NOT_MUTF7):
         answer = raw.command(f"t{i}", command)
         assert answer[-1].startswith(f"t{i} {reply}"), answer
         _alive(raw, f"n{i}")
-    account = imap_server.account_ids[DEMO]
-    names = {m.name for m in imap_server.call(imap_server.store.list_mailboxes(account))}
+    account = imap.account_ids[DEMO]
+    names = {m.name for m in imap.call(imap.store.list_mailboxes(account))}
     assert names == {"INBOX", "Drafts", "Sent", "Trash", "Junk", "Archive"}
-    assert ODD not in imap_server.call(imap_server.store.list_subscriptions(account))
+    assert ODD not in imap.call(imap.store.list_subscriptions(account))
     raw.close()
 
 
-def test_copy_and_move_to_a_name_that_is_not_modified_utf7_are_no(imap_server: ImapServer) -> None:
-    imap_server.deliver(DEMO, message("one"))
-    raw = _client(imap_server)
+def test_copy_and_move_to_a_name_that_is_not_modified_utf7_are_no(imap: ImapHarness) -> None:
+    imap.deliver(DEMO, message("one"))
+    raw = _client(imap)
     raw.command("s1", "SELECT INBOX")
     assert raw.command("c1", f'COPY 1 "{ODD}"')[-1].startswith("c1 NO [NONEXISTENT]")
     assert raw.command("c2", f'UID MOVE 1 "{ODD}"')[-1].startswith("c2 NO [NONEXISTENT]")
@@ -62,8 +63,8 @@ def test_copy_and_move_to_a_name_that_is_not_modified_utf7_are_no(imap_server: I
     raw.close()
 
 
-def test_a_list_pattern_that_is_not_modified_utf7_lists_what_matches(imap_server: ImapServer) -> None:
-    raw = _client(imap_server)
+def test_a_list_pattern_that_is_not_modified_utf7_lists_what_matches(imap: ImapHarness) -> None:
+    raw = _client(imap)
     assert raw.command("c1", f'CREATE "{ODD_MUTF7}"')[-1].startswith("c1 OK")
     assert raw.command("s1", f'SELECT "{ODD_MUTF7}"')[-1].startswith("s1 OK")
     listed = f'* LIST (\\HasNoChildren) "/" "{ODD_MUTF7}"'
@@ -78,10 +79,10 @@ def test_a_list_pattern_that_is_not_modified_utf7_lists_what_matches(imap_server
     raw.close()
 
 
-def test_bad_replies_spread_over_a_session_never_end_it(imap_server: ImapServer) -> None:
+def test_bad_replies_spread_over_a_session_never_end_it(imap: ImapHarness) -> None:
     """More BADs than MAX_ERRORS, of every kind, each followed by a command that works: all answered."""
-    imap_server.deliver(DEMO, message("one"))
-    raw = _client(imap_server)
+    imap.deliver(DEMO, message("one"))
+    raw = _client(imap)
     bad_commands = [
         "FOO",  # unknown command
         "FETCH 1 FLAGS",  # wrong state (not selected)
@@ -112,8 +113,8 @@ def test_bad_replies_spread_over_a_session_never_end_it(imap_server: ImapServer)
     raw.close()
 
 
-def test_a_run_of_bad_commands_ends_with_bye(imap_server: ImapServer) -> None:
-    raw = _client(imap_server)
+def test_a_run_of_bad_commands_ends_with_bye(imap: ImapHarness) -> None:
+    raw = _client(imap)
     for i in range(MAX_ERRORS - 1):
         assert raw.command(f"b{i}", "FOO")[-1].startswith(f"b{i} BAD")
     _alive(raw, "n1")  # a command that completes starts the count again
@@ -127,9 +128,9 @@ def test_a_run_of_bad_commands_ends_with_bye(imap_server: ImapServer) -> None:
     raw.close()
 
 
-def test_bad_text_quoting_8bit_input_is_ascii(imap_server: ImapServer) -> None:
+def test_bad_text_quoting_8bit_input_is_ascii(imap: ImapHarness) -> None:
     """RFC 9051 section 9: response text is ASCII unless the client enabled UTF-8."""
-    raw = _client(imap_server)
+    raw = _client(imap)
     raw.send("b1 SELECT \u00e9t\u00e9\r\n".encode())
     (line,) = raw.until_tagged("b1")  # (decoded as UTF-8: 8-bit octets would be non-ASCII characters)
     assert line.startswith("b1 BAD ") and line.isascii(), line

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 
-from tests.imap.conftest import DEMO, ImapServer, Raw
+from tests.imap.conftest import DEMO
+from tests.imap.transcript import ImapHarness
 
 PAYLOAD = b"\x00\x01binary\x00data\xff" * 3
 
@@ -24,37 +25,25 @@ def _mime() -> bytes:
     )
 
 
-def _read_response(raw: Raw, tag: str) -> bytes:
-    """Everything up to the tagged line, as bytes (literal8 data may hold NUL and CRLF)."""
-    data = raw.buf
-    while (b"\r\n" + tag.encode() + b" ") not in data:
-        chunk = raw.sock.recv(65536)
-        assert chunk
-        data += chunk
-    end = data.index(b"\r\n", data.index(b"\r\n" + tag.encode() + b" ") + 2) + 2
-    raw.buf = data[end:]
-    return data[:end]
-
-
-def test_fetch_binary_decodes_and_uses_literal8_only_for_nul(imap_server: ImapServer) -> None:
-    imap_server.deliver(DEMO, _mime())
-    raw = Raw(imap_server)
+def test_fetch_binary_decodes_and_uses_literal8_only_for_nul(imap: ImapHarness) -> None:
+    imap.deliver(DEMO, _mime())
+    raw = imap.connect()
     assert "BINARY" in raw.greeting.split()
     raw.login()
     raw.command("s", "SELECT INBOX")
     raw.send(b"f1 FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[1] BINARY.SIZE[2])\r\n")
-    out = _read_response(raw, "f1")
+    out = raw.response("f1")
     assert b"BINARY[1] {11}\r\n" + "café latte".encode() in out
     assert b"BINARY.SIZE[1] 11" in out and b"BINARY.SIZE[2] %d" % len(PAYLOAD) in out
     assert b"f1 OK" in out
     raw.send(b"f2 FETCH 1 (BINARY.PEEK[2] BINARY.PEEK[2]<2.6>)\r\n")
-    out = _read_response(raw, "f2")
+    out = raw.response("f2")
     assert b"BINARY[2] ~{%d}\r\n" % len(PAYLOAD) + PAYLOAD in out
     assert b"BINARY[2]<2> {6}\r\nbinary" in out
     # PEEK did not set \Seen; BINARY without PEEK does, and reports FLAGS
     assert "\\Seen" not in raw.command("f3", "FETCH 1 (FLAGS)")[0]
     raw.send(b"f4 FETCH 1 (BINARY[1])\r\n")
-    out = _read_response(raw, "f4")
+    out = raw.response("f4")
     assert b"\\Seen" in out
     # an encoding the server cannot decode: NO [UNKNOWN-CTE]
     assert raw.command("f5", "FETCH 1 (BINARY.PEEK[3])")[-1].startswith("f5 NO [UNKNOWN-CTE]")
@@ -62,17 +51,17 @@ def test_fetch_binary_decodes_and_uses_literal8_only_for_nul(imap_server: ImapSe
     raw.close()
 
 
-def test_append_literal8_keeps_binary_octets(imap_server: ImapServer) -> None:
+def test_append_literal8_keeps_binary_octets(imap: ImapHarness) -> None:
     data = b"Subject: raw\r\nContent-Transfer-Encoding: binary\r\n\r\n\x00\x01\x02 body\r\n"
-    raw = Raw(imap_server)
+    raw = imap.connect()
     raw.login()
     raw.send(b"a1 APPEND INBOX ~{%d+}\r\n%s\r\n" % (len(data), data))
     assert raw.until_tagged("a1")[-1].startswith("a1 OK [APPENDUID ")
-    messages = imap_server.call(imap_server.store.list_messages(imap_server.mailbox_id(DEMO, "INBOX")))
-    assert imap_server.call(imap_server.store.read_content(messages[0].content_id)) == data
+    messages = imap.call(imap.store.list_messages(imap.mailbox_id(DEMO, "INBOX")))
+    assert imap.call(imap.store.read_content(messages[0].content_id)) == data
     raw.command("s", "SELECT INBOX")
     raw.send(b"f1 FETCH 1 BINARY.PEEK[1]\r\n")
-    assert b"BINARY[1] ~{10}\r\n\x00\x01\x02 body\r\n" in _read_response(raw, "f1")
+    assert b"BINARY[1] ~{10}\r\n\x00\x01\x02 body\r\n" in raw.response("f1")
     raw.close()
 
 
@@ -105,15 +94,15 @@ def _text_parts(filler: bytes = b"") -> bytes:
     return out + b"--b--\r\n"
 
 
-def _check_decoded_text(imap_server: ImapServer) -> None:
-    raw = Raw(imap_server)
+def _check_decoded_text(imap: ImapHarness) -> None:
+    raw = imap.connect()
     raw.login()
     raw.command("s", "SELECT INBOX")
     for part in (1, 2):
         raw.send(
             b"f FETCH 1 (BINARY.SIZE[%d] BINARY.PEEK[%d] BINARY.PEEK[%d]<5.14>)\r\n" % (part, part, part)
         )
-        data = _read_response(raw, "f")
+        data = raw.response("f")
         # the decoded octets exactly, as a literal (a quoted string cannot hold CR or LF, RFC 9051 4.3)
         assert b"BINARY.SIZE[%d] 30 " % part in data
         assert b"BINARY[%d] {30}\r\n" % part + TEXT + b" " in data
@@ -121,72 +110,38 @@ def _check_decoded_text(imap_server: ImapServer) -> None:
     raw.close()
 
 
-def test_binary_of_a_base64_text_part_with_odd_lines_is_the_decoded_octets(imap_server: ImapServer) -> None:
+def test_binary_of_a_base64_text_part_with_odd_lines_is_the_decoded_octets(imap: ImapHarness) -> None:
     """A text part decoded from base64 (lines not a multiple of 4 characters) or quoted-printable is sent
     as decoded: no line end is added or rewritten, and BINARY.SIZE and partial ranges agree with it."""
-    imap_server.deliver(DEMO, _text_parts())
-    _check_decoded_text(imap_server)
+    imap.deliver(DEMO, _text_parts())
+    _check_decoded_text(imap)
 
 
-def test_binary_of_a_large_message_is_the_decoded_octets_too(imap_server: ImapServer) -> None:
+def test_binary_of_a_large_message_is_the_decoded_octets_too(imap: ImapHarness) -> None:
     """The same parts in a message over STREAM_OCTETS, whose sections are read by range from the store."""
     from postoffice.imap import commands_message
 
     data = _text_parts(filler=(b"y" * 78 + b"\r\n") * (commands_message.STREAM_OCTETS // 80 + 10))
     assert len(data) > commands_message.STREAM_OCTETS
-    imap_server.deliver(DEMO, data)
-    _check_decoded_text(imap_server)
+    imap.deliver(DEMO, data)
+    _check_decoded_text(imap)
 
 
-def test_binary_with_nul_is_a_literal8_and_without_nul_a_plain_literal(imap_server: ImapServer) -> None:
+def test_binary_with_nul_is_a_literal8_and_without_nul_a_plain_literal(imap: ImapHarness) -> None:
     """RFC 3516 4.2 / RFC 9051 4.3: NUL needs a literal8 (~{n}); CR and LF need a literal (never quoted)."""
     body = b"From: a@remote.test\r\nSubject: nul\r\nMIME-Version: 1.0\r\n"
     body += b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
     for payload in (b"a\x00b", b"\r", b"\n", b"ok"):
         body += b"--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n"
         body += base64.b64encode(payload) + b"\r\n"
-    imap_server.deliver(DEMO, body + b"--b--\r\n")
-    raw = Raw(imap_server)
+    imap.deliver(DEMO, body + b"--b--\r\n")
+    raw = imap.connect()
     raw.login()
     raw.command("s", "SELECT INBOX")
     raw.send(b"f FETCH 1 (BINARY.PEEK[1] BINARY.PEEK[2] BINARY.PEEK[3] BINARY.PEEK[4])\r\n")
-    data = _read_response(raw, "f")
+    data = raw.response("f")
     assert b"BINARY[1] ~{3}\r\na\x00b " in data
     assert b"BINARY[2] {1}\r\n\r " in data
     assert b"BINARY[3] {1}\r\n\n " in data
     assert b"BINARY[4] {2}\r\nok)" in data
     raw.close()
-
-
-def test_a_fetch_repeating_a_section_is_written_as_it_is_rendered(imap_server: ImapServer) -> None:
-    """A command line of 64 KiB can name the body of a message thousands of times; the response (here 200
-    copies of a 500 KB message, 100 MB) must be written item by item, not built whole in memory first."""
-    import tracemalloc
-
-    body = b"".join(b"line %06d of a long message body\r\n" % n for n in range(15_000))
-    raw_message = b"From: a@remote.test\r\nSubject: big\r\n\r\n" + body
-    assert 400_000 < len(raw_message) < 1024 * 1024  # below the streamed path: the batch renderer is tested
-    imap_server.deliver(DEMO, raw_message)
-    raw = Raw(imap_server)
-    try:
-        raw.login()
-        raw.command("S", "SELECT INBOX")
-        copies = 200
-        tracemalloc.start()
-        try:
-            raw.send(b"F FETCH 1 (" + b" ".join([b"BODY.PEEK[TEXT]"] * copies) + b")\r\n")
-            received = 0
-            tail = b""
-            while not tail.endswith(b"\r\nF OK FETCH completed\r\n"):
-                chunk = raw.sock.recv(1 << 20)
-                assert chunk
-                received += len(chunk)
-                tail = (tail + chunk)[-64:]
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
-        assert received > copies * len(body)
-        # the old renderer held every copy (and their join) at once: more than 200 MB
-        assert peak < 40 * 1024 * 1024, f"peak {peak / 2**20:.0f} MiB while writing the response"
-    finally:
-        raw.close()

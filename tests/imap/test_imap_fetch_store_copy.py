@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import base64
-import imaplib
 from typing import Any, cast
 
 import pytest
 
-from tests.imap.conftest import DEMO, ImapServer, Raw, message
+from tests.imap.conftest import DEMO, message
+from tests.imap.transcript import ImapHarness
 
 
 def flat(resp: Any) -> bytes:
@@ -22,10 +22,10 @@ def flat(resp: Any) -> bytes:
     return out
 
 
-def test_fetch_items_and_peek(imap_server: ImapServer) -> None:
+def test_fetch_items_and_peek(imap: ImapHarness) -> None:
     data = message("fetch me", "Body line.\r\n")
-    imap_server.deliver(DEMO, data)
-    client = imap_server.imaps()
+    imap.deliver(DEMO, data)
+    client = imap.imaps()
     client.select("INBOX")
     typ, resp = client.fetch("1", "(UID RFC822.SIZE FLAGS ENVELOPE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
     assert typ == "OK"
@@ -44,9 +44,9 @@ def test_fetch_items_and_peek(imap_server: ImapServer) -> None:
     client.logout()
 
 
-def test_fetch_bad_sequence_and_unsupported_items(imap_server: ImapServer) -> None:
-    imap_server.deliver(DEMO, message("one"))
-    raw = Raw(imap_server)
+def test_fetch_bad_sequence_and_unsupported_items(imap: ImapHarness) -> None:
+    imap.deliver(DEMO, message("one"))
+    raw = imap.connect()
     raw.login()
     raw.command("s1", "SELECT INBOX")
     assert raw.command("f1", "FETCH 5 FLAGS")[-1].startswith("f1 BAD")
@@ -55,9 +55,9 @@ def test_fetch_bad_sequence_and_unsupported_items(imap_server: ImapServer) -> No
     assert raw.command("f4", "SEARCH ALL")[-1] == "f4 OK SEARCH completed"
 
 
-def test_store_modes(imap_server: ImapServer) -> None:
-    imap_server.deliver(DEMO, message("one"))
-    raw = Raw(imap_server)
+def test_store_modes(imap: ImapHarness) -> None:
+    imap.deliver(DEMO, message("one"))
+    raw = imap.connect()
     raw.login()
     raw.command("s1", "SELECT INBOX")
     reply = raw.command("t1", "STORE 1 +FLAGS (\\Flagged $Work)")
@@ -67,16 +67,16 @@ def test_store_modes(imap_server: ImapServer) -> None:
         raw.command("t2", "UID STORE 1 -FLAGS ($Work)")[0] == "* 1 FETCH (FLAGS (\\Flagged \\Recent) UID 1)"
     )
     assert raw.command("t3", "STORE 1 FLAGS.SILENT (\\Answered)") == ["t3 OK STORE completed"]
-    messages = imap_server.call(imap_server.store.list_messages(imap_server.mailbox_id(DEMO, "INBOX")))
+    messages = imap.call(imap.store.list_messages(imap.mailbox_id(DEMO, "INBOX")))
     assert messages[0].flags == frozenset({"\\Answered"})
 
 
-def test_copy_and_move_with_copyuid(imap_server: ImapServer) -> None:
+def test_copy_and_move_with_copyuid(imap: ImapHarness) -> None:
     for subject in ("one", "two"):
-        imap_server.deliver(DEMO, message(subject))
-    archive = imap_server.call(imap_server.store.get_mailbox(imap_server.account_ids[DEMO], "Archive"))
+        imap.deliver(DEMO, message(subject))
+    archive = imap.call(imap.store.get_mailbox(imap.account_ids[DEMO], "Archive"))
     assert archive is not None
-    raw = Raw(imap_server)
+    raw = imap.connect()
     raw.login()
     raw.command("s1", "SELECT INBOX")
     reply = raw.command("c1", "COPY 1:2 Archive")
@@ -85,19 +85,18 @@ def test_copy_and_move_with_copyuid(imap_server: ImapServer) -> None:
     reply = raw.command("m1", "MOVE 1 Trash")
     assert reply[0].startswith("* OK [COPYUID ") and reply[1] == "* 1 EXPUNGE"
     assert reply[-1] == "m1 OK MOVE completed"
-    inbox = imap_server.call(imap_server.store.list_messages(imap_server.mailbox_id(DEMO, "INBOX")))
+    inbox = imap.call(imap.store.list_messages(imap.mailbox_id(DEMO, "INBOX")))
     assert [m.uid for m in inbox] == [2]
 
 
-def test_imaplib_copy_round_trip(imap_server: ImapServer) -> None:
-    imap_server.deliver(DEMO, message("one"))
-    client = imap_server.imaps()
+def test_imaplib_copy_round_trip(imap: ImapHarness) -> None:
+    imap.deliver(DEMO, message("one"))
+    client = imap.imaps()
     client.select("INBOX")
     assert client.copy("1", "Sent")[0] == "OK"
     with_error = client.select("Sent", readonly=True)
     assert with_error == ("OK", [b"1"])
     client.logout()
-    assert isinstance(client, imaplib.IMAP4_SSL)
 
 
 def _large_message() -> bytes:
@@ -121,7 +120,7 @@ LARGE_ITEMS = (
 
 
 def test_fetch_of_a_large_message_streams_ranges_and_sends_the_same_octets(
-    imap_server: ImapServer, monkeypatch: pytest.MonkeyPatch
+    imap: ImapHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A message over STREAM_OCTETS is never read whole (ranges are streamed from the store in chunks), and
     the response is octet for octet what the whole-message path sends."""
@@ -129,8 +128,8 @@ def test_fetch_of_a_large_message_streams_ranges_and_sends_the_same_octets(
 
     data = _large_message()
     assert len(data) > commands_message.STREAM_OCTETS
-    imap_server.deliver(DEMO, data)
-    store = imap_server.store
+    imap.deliver(DEMO, data)
+    store = imap.store
     whole_reads: list[object] = []
     real_contents = store.read_contents
 
@@ -141,15 +140,12 @@ def test_fetch_of_a_large_message_streams_ranges_and_sends_the_same_octets(
     monkeypatch.setattr(store, "read_contents", spying)
 
     def fetch_bytes(tag: str) -> bytes:
-        raw = Raw(imap_server)
+        raw = imap.connect()
         raw.login()
         raw.command("s", "EXAMINE INBOX")
         raw.send(f"{tag} FETCH 1 ({LARGE_ITEMS})\r\n".encode())
-        out = raw.buf
-        while b"\r\n" + tag.encode() + b" OK" not in out:
-            chunk = raw.sock.recv(1 << 20)
-            assert chunk
-            out += chunk
+        out = raw.response(tag)
+        assert out.endswith(f"\r\n{tag} OK FETCH completed\r\n".encode())
         raw.close()
         return out
 

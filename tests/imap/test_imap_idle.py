@@ -1,4 +1,5 @@
-"""IDLE (RFC 2177, RFC 9051 6.3.13): changes are reported while idling; DONE ends it."""
+"""IDLE (RFC 2177, RFC 9051 6.3.13) on real connections: a delivery or another connection wakes the idler,
+which reports the change at once; DONE ends it. (IDLE as a state of the core: test_imap_core.py.)"""
 
 from __future__ import annotations
 

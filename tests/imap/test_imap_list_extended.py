@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from tests.imap.conftest import ImapServer, Raw
+from tests.imap.transcript import ImapHarness, Transcript
 
 
-def _client(imap_server: ImapServer) -> Raw:
-    raw = Raw(imap_server)
+def _client(imap: ImapHarness) -> Transcript:
+    raw = imap.connect()
     caps = raw.greeting.split()
     assert "LIST-EXTENDED" in caps and "LIST-STATUS" in caps
     raw.login()
@@ -22,8 +22,8 @@ def _ours(reply: list[str]) -> list[str]:
     return [line for line in reply if '"Fruit' in line or '"Gone"' in line or '"Veg' in line]
 
 
-def test_several_patterns_and_return_subscribed(imap_server: ImapServer) -> None:
-    raw = _client(imap_server)
+def test_several_patterns_and_return_subscribed(imap: ImapHarness) -> None:
+    raw = _client(imap)
     raw.command("u1", "SUBSCRIBE Fruit/Apple")
     reply = raw.command("l1", 'LIST "" ("Fruit" "Veg/*" "Fruit") RETURN (SUBSCRIBED CHILDREN)')
     assert reply[:-1] == [
@@ -38,8 +38,8 @@ def test_several_patterns_and_return_subscribed(imap_server: ImapServer) -> None
     raw.close()
 
 
-def test_subscribed_selection_shows_nonexistent_names_and_childinfo(imap_server: ImapServer) -> None:
-    raw = _client(imap_server)
+def test_subscribed_selection_shows_nonexistent_names_and_childinfo(imap: ImapHarness) -> None:
+    raw = _client(imap)
     raw.command("u1", "SUBSCRIBE Fruit/Banana")
     raw.command("u2", "SUBSCRIBE Gone")
     reply = raw.command("l1", 'LIST (SUBSCRIBED) "" "*"')
@@ -57,8 +57,8 @@ def test_subscribed_selection_shows_nonexistent_names_and_childinfo(imap_server:
     raw.close()
 
 
-def test_special_use_selection(imap_server: ImapServer) -> None:
-    raw = _client(imap_server)
+def test_special_use_selection(imap: ImapHarness) -> None:
+    raw = _client(imap)
     reply = raw.command("l1", 'LIST (SPECIAL-USE) "" "*" RETURN (SPECIAL-USE)')
     assert reply[-1].startswith("l1 OK")
     names = [line for line in reply[:-1]]
@@ -67,8 +67,8 @@ def test_special_use_selection(imap_server: ImapServer) -> None:
     raw.close()
 
 
-def test_list_status_sends_status_after_each_selectable_mailbox(imap_server: ImapServer) -> None:
-    raw = _client(imap_server)
+def test_list_status_sends_status_after_each_selectable_mailbox(imap: ImapHarness) -> None:
+    raw = _client(imap)
     reply = raw.command("l1", 'LIST "" "Veg*" RETURN (STATUS (MESSAGES UIDNEXT))')
     assert reply[:-1] == [
         '* LIST (\\Noselect \\HasChildren) "/" "Veg"',
@@ -79,9 +79,9 @@ def test_list_status_sends_status_after_each_selectable_mailbox(imap_server: Ima
     raw.close()
 
 
-def test_list_status_is_not_sent_for_a_parent_listed_only_for_childinfo(imap_server: ImapServer) -> None:
+def test_list_status_is_not_sent_for_a_parent_listed_only_for_childinfo(imap: ImapHarness) -> None:
     """RFC 9051 6.3.9.2: STATUS follows only the names that match the selection criteria."""
-    raw = _client(imap_server)
+    raw = _client(imap)
     raw.command("u1", "SUBSCRIBE Fruit/Apple")
     reply = raw.command("l1", 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%" RETURN (STATUS (MESSAGES))')
     assert '* LIST (\\HasChildren) "/" "Fruit" ("CHILDINFO" ("SUBSCRIBED"))' in reply

@@ -15,7 +15,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from postoffice.imap.commands_mailbox import ListPattern
-from tests.imap.conftest import ImapServer, Raw
+from tests.imap.transcript import ImapHarness, Transcript
 
 SLOW = 1.0  # seconds: far above what a linear matcher needs, far below what the backtracking one took
 
@@ -136,17 +136,17 @@ def test_every_match_call_is_fast(pattern: str, name: str) -> None:
     assert time.process_time() - started < SLOW
 
 
-# -- over a real connection -------------------------------------------------------------------------------
+# -- through a session (tests/imap/transcript.py) ------------------------------------------------------
 
 
-def _timed_command(raw: Raw, tag: str, text: str) -> tuple[float, list[str]]:
+def _timed_command(raw: Transcript, tag: str, text: str) -> tuple[float, list[str]]:
     started = time.process_time()
     reply = raw.command(tag, text)
     return time.process_time() - started, reply
 
 
-def test_list_with_fifty_stars_answers_at_once(imap_server: ImapServer) -> None:
-    raw = Raw(imap_server)
+def test_list_with_fifty_stars_answers_at_once(imap: ImapHarness) -> None:
+    raw = imap.connect()
     raw.login()
     long_name = "a" * 150
     assert raw.command("c1", f"CREATE {long_name}")[-1].startswith("c1 OK")
@@ -167,9 +167,9 @@ def test_list_with_fifty_stars_answers_at_once(imap_server: ImapServer) -> None:
     raw.close()
 
 
-def test_list_patterns_over_the_limit_are_no_limit_and_the_session_goes_on(imap_server: ImapServer) -> None:
+def test_list_patterns_over_the_limit_are_no_limit_and_the_session_goes_on(imap: ImapHarness) -> None:
     """The patterns of one command may have twice `max_mailbox_name_length` (1024) characters together."""
-    raw = Raw(imap_server)
+    raw = imap.connect()
     raw.login()
     assert raw.command("l1", 'LIST "" "' + "*" * 2048 + '"')[-1].startswith("l1 OK")
     reply = raw.command("l2", 'LIST "" "' + "*" * 2049 + '"')

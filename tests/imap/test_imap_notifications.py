@@ -1,15 +1,15 @@
 """Changes made by another session (or by delivery) reach a selected session: EXISTS, FETCH FLAGS, EXPUNGE,
-with EXPUNGE held back during FETCH, STORE and SEARCH (RFC 9051 section 7.5.1)."""
+with EXPUNGE held back during FETCH, STORE and SEARCH (RFC 9051 section 7.5.1). A selected mailbox deleted
+under an IDLE session: test_imap_connection.py."""
 
 from __future__ import annotations
 
-import pytest
+from tests.imap.conftest import DEMO, message
+from tests.imap.transcript import ImapHarness
 
-from tests.imap.conftest import DEMO, ImapServer, Raw, message
 
-
-def test_append_in_one_session_shows_exists_in_the_other_on_noop(imap_server: ImapServer) -> None:
-    watcher, writer = Raw(imap_server), Raw(imap_server)
+def test_append_in_one_session_shows_exists_in_the_other_on_noop(imap: ImapHarness) -> None:
+    watcher, writer = imap.connect(), imap.connect()
     watcher.login()
     writer.login()
     assert "* 0 EXISTS" in watcher.command("s1", "SELECT INBOX")
@@ -22,10 +22,10 @@ def test_append_in_one_session_shows_exists_in_the_other_on_noop(imap_server: Im
     assert "* 1 EXISTS" in reply and "* 1 RECENT" in reply
 
 
-def test_expunge_from_other_session_is_not_reported_during_fetch_but_on_noop(imap_server: ImapServer) -> None:
+def test_expunge_from_other_session_is_not_reported_during_fetch_but_on_noop(imap: ImapHarness) -> None:
     for subject in ("one", "two", "three"):
-        imap_server.deliver(DEMO, message(subject))
-    watcher, other = Raw(imap_server), Raw(imap_server)
+        imap.deliver(DEMO, message(subject))
+    watcher, other = imap.connect(), imap.connect()
     watcher.login()
     other.login()
     watcher.command("s1", "SELECT INBOX")
@@ -40,10 +40,10 @@ def test_expunge_from_other_session_is_not_reported_during_fetch_but_on_noop(ima
     assert watcher.command("f2", "FETCH 2 (UID)")[0] == "* 2 FETCH (UID 3)"
 
 
-def test_uid_fetch_may_report_expunges_and_flag_changes_are_fetch_flags(imap_server: ImapServer) -> None:
+def test_uid_fetch_may_report_expunges_and_flag_changes_are_fetch_flags(imap: ImapHarness) -> None:
     for subject in ("one", "two"):
-        imap_server.deliver(DEMO, message(subject))
-    watcher, other = Raw(imap_server), Raw(imap_server)
+        imap.deliver(DEMO, message(subject))
+    watcher, other = imap.connect(), imap.connect()
     watcher.login()
     other.login()
     watcher.command("s1", "SELECT INBOX")
@@ -56,25 +56,25 @@ def test_uid_fetch_may_report_expunges_and_flag_changes_are_fetch_flags(imap_ser
     assert "* 1 EXPUNGE" in reply
 
 
-def test_deliver_while_selected_is_seen_on_check(imap_server: ImapServer) -> None:
-    raw = Raw(imap_server)
+def test_deliver_while_selected_is_seen_on_check(imap: ImapHarness) -> None:
+    raw = imap.connect()
     raw.login()
     raw.command("s1", "SELECT INBOX")
-    imap_server.deliver(DEMO, message("later"))
+    imap.deliver(DEMO, message("later"))
     assert "* 1 EXISTS" in raw.command("c1", "CHECK")
 
 
-def test_many_messages_flag_change_and_expunge_are_read_as_changes_only(imap_server: ImapServer) -> None:
+def test_many_messages_flag_change_and_expunge_are_read_as_changes_only(imap: ImapHarness) -> None:
     """A selected session reads back only what changed (`changes_since`), never the whole mailbox, and still
     reports the flag change, the new message and (when allowed) the expunge made by another session."""
     for i in range(300):
-        imap_server.deliver(DEMO, message(f"m{i}"))
-    watcher, other = Raw(imap_server), Raw(imap_server)
+        imap.deliver(DEMO, message(f"m{i}"))
+    watcher, other = imap.connect(), imap.connect()
     watcher.login()
     other.login()
     assert "* 300 EXISTS" in watcher.command("s1", "SELECT INBOX")
     other.command("s1", "SELECT INBOX")
-    store = imap_server.store
+    store = imap.store
     full_reads: list[int] = []
     list_messages = store.list_messages
 
@@ -90,7 +90,7 @@ def test_many_messages_flag_change_and_expunge_are_read_as_changes_only(imap_ser
 
     other.command("t2", "STORE 200 +FLAGS.SILENT (\\Deleted)")
     assert other.command("x1", "EXPUNGE")[0] == "* 200 EXPUNGE"
-    imap_server.deliver(DEMO, message("late"))
+    imap.deliver(DEMO, message("late"))
     full_reads.clear()  # the other session's EXPUNGE looks for \Deleted in the whole mailbox
 
     reply = watcher.command("f1", "FETCH 200 (UID)")
@@ -110,14 +110,14 @@ def test_many_messages_flag_change_and_expunge_are_read_as_changes_only(imap_ser
     reply = other.command("n3", "NOOP")
     assert "* 1 FETCH (UID 1 FLAGS (\\Answered))" in reply and "* 2 FETCH (UID 2 FLAGS (\\Seen))" in reply
     assert full_reads == []
-    assert imap_server.failures() == []
+    assert imap.failures() == []
 
 
 def test_a_new_keyword_is_announced_with_flags_before_the_fetch_that_shows_it(
-    imap_server: ImapServer,
+    imap: ImapHarness,
 ) -> None:
-    imap_server.deliver(DEMO, message("one"))
-    first, second = Raw(imap_server), Raw(imap_server)
+    imap.deliver(DEMO, message("one"))
+    first, second = imap.connect(), imap.connect()
     first.login()
     second.login()
     assert first.command("s", "SELECT INBOX")[0] == "* FLAGS (\\Seen \\Answered \\Flagged \\Deleted \\Draft)"
@@ -140,31 +140,8 @@ def test_a_new_keyword_is_announced_with_flags_before_the_fetch_that_shows_it(
     second.close()
 
 
-def test_a_session_whose_selected_mailbox_is_deleted_gets_bye(imap_server: ImapServer) -> None:
-    """RFC 2180 3.3: DELETE by another session is allowed; the session that has the mailbox selected is told
-    with an untagged BYE and disconnected (on its next command, or at once while it IDLEs)."""
-    raw = Raw(imap_server)
-    raw.login()
-    raw.command("c", "CREATE Work")
-    imap_server.deliver(DEMO, message("w"), mailbox="Work")
-    watcher, idler = Raw(imap_server), Raw(imap_server)
-    for session in (watcher, idler):
-        session.login()
-        assert "* 1 EXISTS" in session.command("s", "SELECT Work")
-    idler.send(b"i IDLE\r\n")
-    assert idler.line() == "+ idling"
-    assert raw.command("d", "DELETE Work")[-1] == "d OK DELETE completed"
-    assert idler.line().startswith("* BYE ")
-    with pytest.raises(ConnectionError):
-        idler.line()
-    reply = watcher.command("n", "NOOP")
-    assert reply[0].startswith("* BYE ") and reply[-1] == "n OK NOOP completed"
-    with pytest.raises(ConnectionError):
-        watcher.line()
-
-
-def test_deleting_its_own_selected_mailbox_leaves_the_selected_state(rev2_server: ImapServer) -> None:
-    raw = Raw(rev2_server)
+def test_deleting_its_own_selected_mailbox_leaves_the_selected_state(imap: ImapHarness) -> None:
+    raw = imap.connect()
     raw.login()
     raw.command("e", "ENABLE IMAP4rev2")
     raw.command("c", "CREATE Work")
@@ -175,16 +152,16 @@ def test_deleting_its_own_selected_mailbox_leaves_the_selected_state(rev2_server
     assert raw.command("n", "NOOP")[-1] == "n OK NOOP completed"
 
 
-def test_renames_under_a_selected_session(imap_server: ImapServer) -> None:
+def test_renames_under_a_selected_session(imap: ImapHarness) -> None:
     """A renamed mailbox keeps its UIDVALIDITY and messages: the selected session goes on. Renaming INBOX
     moves its messages out: a session with INBOX selected sees them expunged."""
-    imap_server.deliver(DEMO, message("one"))
-    imap_server.deliver(DEMO, message("two"))
-    raw, inbox_watcher, work_watcher = Raw(imap_server), Raw(imap_server), Raw(imap_server)
+    imap.deliver(DEMO, message("one"))
+    imap.deliver(DEMO, message("two"))
+    raw, inbox_watcher, work_watcher = imap.connect(), imap.connect(), imap.connect()
     for session in (raw, inbox_watcher, work_watcher):
         session.login()
     raw.command("c", "CREATE Work")
-    imap_server.deliver(DEMO, message("w"), mailbox="Work")
+    imap.deliver(DEMO, message("w"), mailbox="Work")
     inbox_watcher.command("s", "SELECT INBOX")
     work_watcher.command("s", "SELECT Work")
     assert raw.command("r1", "RENAME Work Play")[-1] == "r1 OK RENAME completed"

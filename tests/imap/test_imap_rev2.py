@@ -2,30 +2,31 @@
 
 from __future__ import annotations
 
-from tests.imap.conftest import DEMO, ImapServer, Raw, message
+from tests.imap.conftest import DEMO, message
+from tests.imap.transcript import ImapHarness, Transcript
 
 
-def caps(raw: Raw) -> list[str]:
+def caps(raw: Transcript) -> list[str]:
     return raw.greeting.split("[CAPABILITY ")[1].split("]")[0].split()
 
 
-def test_rev2_is_advertised_by_default(imap_server: ImapServer) -> None:
-    advertised = caps(Raw(imap_server))
+def test_rev2_is_advertised_by_default(imap: ImapHarness) -> None:
+    advertised = caps(imap.connect())
     for cap in ("IMAP4rev1", "IMAP4rev2", "ESEARCH", "SEARCHRES", "BINARY", "LIST-EXTENDED", "LIST-STATUS"):
         assert cap in advertised
 
 
-def test_rev2_can_be_turned_off(rev1_server: ImapServer) -> None:
-    raw = Raw(rev1_server)
+def test_rev2_can_be_turned_off(imap_rev1: ImapHarness) -> None:
+    raw = imap_rev1.connect()
     assert "IMAP4rev2" not in caps(raw)
     raw.login()
     assert raw.command("e", "ENABLE IMAP4rev2")[0] == "* ENABLED"
 
 
-def test_rev2_client_gets_esearch_and_no_recent_while_rev1_client_keeps_both(imap_server: ImapServer) -> None:
-    imap_server.deliver(DEMO, message("one"))
-    imap_server.deliver(DEMO, message("two"), flags=("\\Seen",))
-    rev1, rev2 = Raw(imap_server), Raw(imap_server)
+def test_rev2_client_gets_esearch_and_no_recent_while_rev1_client_keeps_both(imap: ImapHarness) -> None:
+    imap.deliver(DEMO, message("one"))
+    imap.deliver(DEMO, message("two"), flags=("\\Seen",))
+    rev1, rev2 = imap.connect(), imap.connect()
     rev1.login()
     rev2.login()
     assert rev2.command("e", "ENABLE IMAP4rev2")[0] == "* ENABLED IMAP4rev2"
@@ -44,8 +45,8 @@ def test_rev2_client_gets_esearch_and_no_recent_while_rev1_client_keeps_both(ima
     rev2.close()
 
 
-def test_utf8_accept_names_strings_and_append_utf8(imap_server: ImapServer) -> None:
-    raw = Raw(imap_server)
+def test_utf8_accept_names_strings_and_append_utf8(imap: ImapHarness) -> None:
+    raw = imap.connect()
     assert "UTF8=ACCEPT" in caps(raw)
     raw.login()
     data = "Subject: café\r\nFrom: josé@exämple.test\r\n\r\nhi\r\n".encode()
@@ -63,11 +64,11 @@ def test_utf8_accept_names_strings_and_append_utf8(imap_server: ImapServer) -> N
     raw.close()
 
 
-def test_search_with_a_charset_after_utf8_accept_is_bad(imap_server: ImapServer) -> None:
+def test_search_with_a_charset_after_utf8_accept_is_bad(imap: ImapHarness) -> None:
     """RFC 6855 3 (erratum 4029): after ENABLE UTF8=ACCEPT a SEARCH must not name a charset; an IMAP4rev2
     client may still say CHARSET UTF-8 (RFC 9051 6.4.4)."""
-    imap_server.deliver(DEMO, message("one"))
-    utf8, rev2 = Raw(imap_server), Raw(imap_server)
+    imap.deliver(DEMO, message("one"))
+    utf8, rev2 = imap.connect(), imap.connect()
     for raw in (utf8, rev2):
         raw.login()
     utf8.command("e", "ENABLE UTF8=ACCEPT")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.imap.conftest import DEMO, ImapServer, Raw
+from tests.imap.conftest import DEMO
+from tests.imap.transcript import ImapHarness
 from tests.support.bounds import CALL_BOUND, bounded
 
 
@@ -13,13 +14,11 @@ def mail(sender: str, subject: str, body: str) -> bytes:
     ).encode()
 
 
-def test_search_from_the_index_with_sequence_numbers_uids_and_esearch(imap_server: ImapServer) -> None:
-    imap_server.deliver(
-        DEMO, mail("alice@example.org", "Quarterly report", "numbers inside"), flags=("\\Seen",)
-    )
-    imap_server.deliver(DEMO, mail("bob@example.org", "Lunch?", "the report can wait"))
-    imap_server.deliver(DEMO, mail("Alice <alice@example.org>", "Re: lunch", "yes"))
-    raw = Raw(imap_server)
+def test_search_from_the_index_with_sequence_numbers_uids_and_esearch(imap: ImapHarness) -> None:
+    imap.deliver(DEMO, mail("alice@example.org", "Quarterly report", "numbers inside"), flags=("\\Seen",))
+    imap.deliver(DEMO, mail("bob@example.org", "Lunch?", "the report can wait"))
+    imap.deliver(DEMO, mail("Alice <alice@example.org>", "Re: lunch", "yes"))
+    raw = imap.connect()
     raw.login()
     raw.command("s", "SELECT INBOX")
     assert raw.command("a", "SEARCH FROM alice")[0] == "* SEARCH 1 3"
@@ -41,10 +40,10 @@ def test_search_from_the_index_with_sequence_numbers_uids_and_esearch(imap_serve
     raw.close()
 
 
-def test_search_does_not_report_an_expunge_from_another_session(imap_server: ImapServer) -> None:
-    imap_server.deliver(DEMO, mail("a@example.org", "one", "x"))
-    imap_server.deliver(DEMO, mail("a@example.org", "two", "x"))
-    first, second = Raw(imap_server), Raw(imap_server)
+def test_search_does_not_report_an_expunge_from_another_session(imap: ImapHarness) -> None:
+    imap.deliver(DEMO, mail("a@example.org", "one", "x"))
+    imap.deliver(DEMO, mail("a@example.org", "two", "x"))
+    first, second = imap.connect(), imap.connect()
     first.login()
     second.login()
     first.command("s", "SELECT INBOX")
@@ -60,19 +59,19 @@ def test_search_does_not_report_an_expunge_from_another_session(imap_server: Ima
     second.close()
 
 
-def test_address_searches_ignore_comments_and_folding_in_addresses(imap_server: ImapServer) -> None:
+def test_address_searches_ignore_comments_and_folding_in_addresses(imap: ImapHarness) -> None:
     """Issue 9 item 13: FROM/TO/CC/BCC match the addresses with comments and CFWS removed, as well as the
     header text as written."""
-    imap_server.deliver(
+    imap.deliver(
         DEMO,
         b"From: <user-from (comment)@ (comment) domain.org>\r\n"
         b"To: Someone <some . one @ example (x) . net>\r\n"
         b"Cc: (lead) carol(c) @ (d) example.com (trail)\r\n"
         b"Bcc: Folded\r\n <folded-user\r\n @example.org>\r\nSubject: obfuscated\r\n\r\nbody\r\n",
     )
-    imap_server.deliver(DEMO, mail("user-from@domain.org", "plain", "x"))
-    imap_server.deliver(DEMO, mail("other@domain.org", "unrelated", "user-from@domain.org in the body"))
-    raw = Raw(imap_server)
+    imap.deliver(DEMO, mail("user-from@domain.org", "plain", "x"))
+    imap.deliver(DEMO, mail("other@domain.org", "unrelated", "user-from@domain.org in the body"))
+    raw = imap.connect()
     raw.login()
     raw.command("s", "SELECT INBOX")
     assert raw.command("a", "SEARCH FROM user-from@domain.org")[0] == "* SEARCH 1 2"
@@ -87,12 +86,12 @@ def test_address_searches_ignore_comments_and_folding_in_addresses(imap_server: 
     raw.close()
 
 
-def test_a_search_with_too_many_keys_is_bad_and_many_equal_keys_are_cheap(imap_server: ImapServer) -> None:
+def test_a_search_with_too_many_keys_is_bad_and_many_equal_keys_are_cheap(imap: ImapHarness) -> None:
     """A 60 KB line of 30,000 keys took 9 s (a subquery per key per message); now more than
     MAX_SEARCH_KEYS keys is BAD at once, and equal or UID-set keys are merged before they reach SQL."""
     for i in range(3):
-        imap_server.deliver(DEMO, mail("a@example.org", f"s{i}", "x"))
-    raw = Raw(imap_server)
+        imap.deliver(DEMO, mail("a@example.org", f"s{i}", "x"))
+    raw = imap.connect()
     raw.login()
     raw.command("s", "SELECT INBOX")
     reply = bounded(CALL_BOUND, raw.command, "a", "SEARCH " + " ".join(["1"] * 30_000))

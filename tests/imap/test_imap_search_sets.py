@@ -4,13 +4,14 @@ section 9, `seq-number`)."""
 
 from __future__ import annotations
 
-from tests.imap.conftest import DEMO, ImapServer, Raw, message
+from tests.imap.conftest import DEMO, message
+from tests.imap.transcript import ImapHarness
 
 
-def test_search_beyond_the_mailbox_matches_nothing(imap_server: ImapServer) -> None:
+def test_search_beyond_the_mailbox_matches_nothing(imap: ImapHarness) -> None:
     for subject in ("one", "two", "three"):
-        imap_server.deliver(DEMO, message(subject))
-    raw = Raw(imap_server)
+        imap.deliver(DEMO, message(subject))
+    raw = imap.connect()
     raw.login()
     raw.command("s", "SELECT INBOX")
     assert raw.command("a1", "SEARCH RETURN () 1000") == ['* ESEARCH (TAG "a1")', "a1 OK SEARCH completed"]
@@ -29,8 +30,8 @@ def test_search_beyond_the_mailbox_matches_nothing(imap_server: ImapServer) -> N
     raw.close()
 
 
-def test_search_in_an_empty_mailbox_finds_nothing(imap_server: ImapServer) -> None:
-    raw = Raw(imap_server)
+def test_search_in_an_empty_mailbox_finds_nothing(imap: ImapHarness) -> None:
+    raw = imap.connect()
     raw.login()
     raw.command("s", "SELECT Trash")
     assert raw.command("a1", "SEARCH 1") == ["* SEARCH", "a1 OK SEARCH completed"]

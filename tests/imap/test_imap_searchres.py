@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from tests.imap.conftest import DEMO, ImapServer, Raw, message
+from tests.imap.conftest import DEMO, message
+from tests.imap.transcript import ImapHarness, Transcript
 
 
-def _setup(imap_server: ImapServer, count: int = 4) -> Raw:
+def _setup(imap: ImapHarness, count: int = 4) -> Transcript:
     for i in range(count):
-        imap_server.deliver(DEMO, message(f"msg {i}"), flags=("\\Flagged",) if i % 2 else ())
-    raw = Raw(imap_server)
+        imap.deliver(DEMO, message(f"msg {i}"), flags=("\\Flagged",) if i % 2 else ())
+    raw = imap.connect()
     assert "SEARCHRES" in raw.greeting
     raw.login()
     raw.command("s", "SELECT INBOX")
     return raw
 
 
-def test_saved_result_is_used_by_fetch_store_copy_and_search(imap_server: ImapServer) -> None:
-    raw = _setup(imap_server)
+def test_saved_result_is_used_by_fetch_store_copy_and_search(imap: ImapHarness) -> None:
+    raw = _setup(imap)
     # SAVE alone sends no ESEARCH response (RFC 5182 2.1)
     assert raw.command("a", "SEARCH RETURN (SAVE) FLAGGED") == ["a OK SEARCH completed"]
     reply = raw.command("b", "FETCH $ (UID)")
@@ -37,8 +38,8 @@ def test_saved_result_is_used_by_fetch_store_copy_and_search(imap_server: ImapSe
     raw.close()
 
 
-def test_saved_result_is_reset_by_select_unselect_and_failed_search(imap_server: ImapServer) -> None:
-    raw = _setup(imap_server)
+def test_saved_result_is_reset_by_select_unselect_and_failed_search(imap: ImapHarness) -> None:
+    raw = _setup(imap)
     # Without a saved result "$" is the empty set
     assert raw.command("a", "FETCH $ (UID)") == ["a OK FETCH completed"]
     raw.command("b", "SEARCH RETURN (SAVE) ALL")
@@ -59,9 +60,9 @@ def test_saved_result_is_reset_by_select_unselect_and_failed_search(imap_server:
     raw.close()
 
 
-def test_expunge_by_another_session_drops_out_of_the_saved_result(imap_server: ImapServer) -> None:
-    raw = _setup(imap_server, 3)
-    other = Raw(imap_server)
+def test_expunge_by_another_session_drops_out_of_the_saved_result(imap: ImapHarness) -> None:
+    raw = _setup(imap, 3)
+    other = imap.connect()
     other.login()
     other.command("s", "SELECT INBOX")
     raw.command("a", "SEARCH RETURN (SAVE) ALL")

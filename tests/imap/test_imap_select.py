@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from tests.imap.conftest import DEMO, ImapServer, Raw, message
+from tests.imap.conftest import DEMO, message
+from tests.imap.transcript import ImapHarness
 
 
-def test_select_responses(imap_server: ImapServer) -> None:
-    imap_server.deliver(DEMO, message("one"), flags=("\\Seen",))
-    imap_server.deliver(DEMO, message("two"))
-    info = imap_server.call(imap_server.store.get_mailbox(imap_server.account_ids[DEMO], "INBOX"))
+def test_select_responses(imap: ImapHarness) -> None:
+    imap.deliver(DEMO, message("one"), flags=("\\Seen",))
+    imap.deliver(DEMO, message("two"))
+    info = imap.call(imap.store.get_mailbox(imap.account_ids[DEMO], "INBOX"))
     assert info is not None
-    raw = Raw(imap_server)
+    raw = imap.connect()
     raw.login()
     reply = raw.command("s1", "SELECT INBOX")
     assert reply[0] == "* FLAGS (\\Seen \\Answered \\Flagged \\Deleted \\Draft)"
@@ -29,28 +30,28 @@ def test_select_responses(imap_server: ImapServer) -> None:
     assert raw.command("s4", "FETCH 1 FLAGS")[-1].startswith("s4 BAD")  # the failed SELECT deselected
 
 
-def test_recent_goes_to_exactly_one_session(imap_server: ImapServer) -> None:
-    imap_server.deliver(DEMO, message("one"))
-    first, second = Raw(imap_server), Raw(imap_server)
+def test_recent_goes_to_exactly_one_session(imap: ImapHarness) -> None:
+    imap.deliver(DEMO, message("one"))
+    first, second = imap.connect(), imap.connect()
     first.login()
     second.login()
     assert "* 1 RECENT" in first.command("s1", "SELECT INBOX")
     assert "* 0 RECENT" in second.command("s1", "SELECT INBOX")
     assert "\\Recent" in first.command("f1", "FETCH 1 FLAGS")[0]
     assert "\\Recent" not in second.command("f1", "FETCH 1 FLAGS")[0]
-    imap_server.deliver(DEMO, message("two"))
+    imap.deliver(DEMO, message("two"))
     reply_first = first.command("n1", "NOOP")
     reply_second = second.command("n1", "NOOP")
     assert "* 2 EXISTS" in reply_first and "* 2 EXISTS" in reply_second
     assert "* 2 RECENT" in reply_first and "* 0 RECENT" in reply_second
 
 
-def test_examine_reports_recent_without_claiming_it(imap_server: ImapServer) -> None:
+def test_examine_reports_recent_without_claiming_it(imap: ImapHarness) -> None:
     """RFC 3501 2.3.2: \\Recent is cleared for later sessions only by a read-write session; EXAMINE shows the
     count (and the flag) and a SELECT after it still sees the messages as recent."""
-    imap_server.deliver(DEMO, message("one"))
-    imap_server.deliver(DEMO, message("two"))
-    examiner, selector = Raw(imap_server), Raw(imap_server)
+    imap.deliver(DEMO, message("one"))
+    imap.deliver(DEMO, message("two"))
+    examiner, selector = imap.connect(), imap.connect()
     examiner.login()
     selector.login()
     reply = examiner.command("e1", "EXAMINE INBOX")
@@ -59,18 +60,18 @@ def test_examine_reports_recent_without_claiming_it(imap_server: ImapServer) -> 
     assert examiner.command("s1", "SEARCH RECENT")[0] == "* SEARCH 1 2"
     assert "* 2 RECENT" in examiner.command("e2", "EXAMINE INBOX")  # still nobody's
     # a message arriving while examined is recent in the read-only session, and still unclaimed
-    imap_server.deliver(DEMO, message("three"))
+    imap.deliver(DEMO, message("three"))
     reply = examiner.command("n1", "NOOP")
     assert "* 3 EXISTS" in reply and "* 3 RECENT" in reply
     assert "* 3 RECENT" in selector.command("s2", "SELECT INBOX")
     assert "* 0 RECENT" in examiner.command("e3", "EXAMINE INBOX")  # claimed by the SELECT now
     assert "* 0 RECENT" in selector.command("s3", "SELECT INBOX")
-    imap_server.deliver(DEMO, message("four"))
+    imap.deliver(DEMO, message("four"))
     assert "* 1 RECENT" in examiner.command("e4", "EXAMINE INBOX")
 
 
-def test_rev2_select_has_no_recent_and_sends_closed(rev2_server: ImapServer) -> None:
-    raw = Raw(rev2_server)
+def test_rev2_select_has_no_recent_and_sends_closed(imap: ImapHarness) -> None:
+    raw = imap.connect()
     raw.login()
     raw.command("e1", "ENABLE IMAP4rev2")
     reply = raw.command("s1", "SELECT INBOX")

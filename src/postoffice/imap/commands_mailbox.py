@@ -37,20 +37,17 @@ from __future__ import annotations
 import asyncio
 import bisect
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from postoffice.imap import parser as p
 from postoffice.imap.mailbox_view import MailboxView
-from postoffice.imap.session import CommandFailed, Done, State, bad, no
+from postoffice.imap.state import CommandFailed, Done, SessionState, State, bad, no
 from postoffice.store import SYSTEM_FLAGS, AlreadyExists, LimitExceeded, MailboxInfo, NotFound
-
-if TYPE_CHECKING:
-    from postoffice.imap.session import ImapSession
 
 SEPARATOR = "/"
 
 
-def _account_id(session: ImapSession) -> int:
+def _account_id(session: SessionState) -> int:
     assert session.account is not None
     return session.account.id
 
@@ -81,7 +78,7 @@ def _existing(mailbox: p.MailboxName) -> str:
     return _normalise(mailbox.name)
 
 
-def _new(session: ImapSession, mailbox: p.MailboxName) -> str:
+def _new(session: SessionState, mailbox: p.MailboxName) -> str:
     """The name of a mailbox to be created (or subscribed), checked against the name limits."""
     if not mailbox.valid:
         raise no("The name is not valid modified UTF-7 (RFC 3501 section 5.1.3)", "CANNOT")
@@ -91,7 +88,7 @@ def _new(session: ImapSession, mailbox: p.MailboxName) -> str:
     return name
 
 
-def _check_limits(session: ImapSession, name: str) -> None:
+def _check_limits(session: SessionState, name: str) -> None:
     settings = session.settings
     if len(name.encode("utf-8", "surrogatepass")) > settings.max_mailbox_name_length:
         raise no(f"Mailbox names are limited to {settings.max_mailbox_name_length} octets", "LIMIT")
@@ -107,19 +104,19 @@ def _missing_superiors(name: str, existing: Iterable[str]) -> list[str]:
     return [s for s in superiors if not _is_inbox(s) and s not in have]
 
 
-def _check_count(session: ImapSession, existing: int, adding: int) -> None:
+def _check_count(session: SessionState, existing: int, adding: int) -> None:
     if existing + adding > session.settings.max_mailboxes:
         raise _too_many(session)
 
 
-def _too_many(session: ImapSession, what: str = "mailboxes") -> CommandFailed:
+def _too_many(session: SessionState, what: str = "mailboxes") -> CommandFailed:
     return no(f"An account may have at most {session.settings.max_mailboxes} {what}", "LIMIT")
 
 
 # ------------------------------------------------------------------------------------------- SELECT
 
 
-async def select(session: ImapSession, command: p.Select | p.Examine) -> Done:
+async def select(session: SessionState, command: p.Select | p.Examine) -> Done:
     read_only = isinstance(command, p.Examine)
     if command.params:
         raise bad("SELECT parameters (CONDSTORE, QRESYNC) are not supported")
@@ -175,7 +172,7 @@ async def select(session: ImapSession, command: p.Select | p.Examine) -> Done:
 # ------------------------------------------------------------------------------- CREATE DELETE RENAME
 
 
-async def create(session: ImapSession, command: p.Create) -> Done:
+async def create(session: SessionState, command: p.Create) -> Done:
     if command.params:
         raise bad("CREATE parameters other than USE are not supported")
     name = _new(session, command.mailbox)
@@ -202,7 +199,7 @@ async def create(session: ImapSession, command: p.Create) -> Done:
     return Done("CREATE completed")
 
 
-async def _create_superiors(session: ImapSession, account: int, superiors: list[str]) -> None:
+async def _create_superiors(session: SessionState, account: int, superiors: list[str]) -> None:
     for superior in superiors:
         try:
             await session.store.create_mailbox(
@@ -214,7 +211,7 @@ async def _create_superiors(session: ImapSession, account: int, superiors: list[
             raise _too_many(session) from None
 
 
-async def delete(session: ImapSession, command: p.Delete) -> Done:
+async def delete(session: SessionState, command: p.Delete) -> Done:
     name = _existing(command.mailbox)
     if _is_inbox(name):
         raise no("INBOX cannot be deleted", "CANNOT")
@@ -228,7 +225,7 @@ async def delete(session: ImapSession, command: p.Delete) -> Done:
         raise no("Mailbox does not exist", "NONEXISTENT")
     if session.view is not None and session.view.mailbox_id == info.id:
         # Deleting the selected mailbox: this session leaves the selected state first (other sessions that
-        # have it selected get BYE, `ImapSession.sync`).
+        # have it selected get BYE, `SessionState.sync`).
         session.close_view()
         if session.rev2:
             session.untagged("OK [CLOSED] The selected mailbox is being deleted")
@@ -239,7 +236,7 @@ async def delete(session: ImapSession, command: p.Delete) -> Done:
     return Done("DELETE completed")
 
 
-async def rename(session: ImapSession, command: p.Rename) -> Done:
+async def rename(session: SessionState, command: p.Rename) -> Done:
     old = _existing(command.mailbox)
     new = _new(session, command.new_name)
     account = _account_id(session)
@@ -273,7 +270,7 @@ async def rename(session: ImapSession, command: p.Rename) -> Done:
     return Done("RENAME completed")
 
 
-async def subscribe(session: ImapSession, command: p.Subscribe | p.Unsubscribe) -> Done:
+async def subscribe(session: SessionState, command: p.Subscribe | p.Unsubscribe) -> Done:
     account = _account_id(session)
     if isinstance(command, p.Unsubscribe):
         await session.store.set_subscribed(account, _existing(command.mailbox), False)
@@ -388,7 +385,7 @@ class ListPattern:
         return bool(states & accept)
 
 
-def _check_patterns(session: ImapSession, patterns: list[str]) -> None:
+def _check_patterns(session: SessionState, patterns: list[str]) -> None:
     """Bound the matching work of one command: its patterns (each after its reference) together may have
     twice as many characters as the longest name (enough to spell any name with wildcards between)."""
     limit = 2 * session.settings.max_mailbox_name_length
@@ -427,7 +424,7 @@ _SELECT_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-
 _RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"})
 
 
-async def list_mailboxes(session: ImapSession, command: p.List) -> Done:
+async def list_mailboxes(session: SessionState, command: p.List) -> Done:
     """LIST, with LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819) and the SPECIAL-USE options (RFC 6154)."""
     select = {option.name for option in command.select_options}
     returns = {option.name for option in command.return_options}
@@ -497,7 +494,7 @@ async def list_mailboxes(session: ImapSession, command: p.List) -> Done:
     return Done("LIST completed")
 
 
-async def lsub(session: ImapSession, command: p.Lsub) -> Done:
+async def lsub(session: SessionState, command: p.Lsub) -> Done:
     full = command.reference.name + command.pattern.name
     _check_patterns(session, [full])
     pattern = ListPattern([full])
@@ -529,7 +526,7 @@ def _check_status_items(items: tuple[str, ...]) -> None:
         raise bad(f"STATUS {' '.join(sorted(unsupported))} is not supported")
 
 
-async def status(session: ImapSession, command: p.Status) -> Done:
+async def status(session: SessionState, command: p.Status) -> Done:
     _check_status_items(command.items)
     name = _existing(command.mailbox)
     info = await session.store.get_mailbox(_account_id(session), name)
@@ -539,7 +536,7 @@ async def status(session: ImapSession, command: p.Status) -> Done:
     return Done("STATUS completed")
 
 
-async def _send_status(session: ImapSession, info: MailboxInfo, items: tuple[str, ...]) -> None:
+async def _send_status(session: SessionState, info: MailboxInfo, items: tuple[str, ...]) -> None:
     state = await session.store.mailbox_status(info.id)
     deleted = 0
     if "DELETED" in items:
@@ -561,7 +558,7 @@ async def _send_status(session: ImapSession, info: MailboxInfo, items: tuple[str
     session.untagged(b"STATUS " + session.mailbox_name(info.name) + f" ({text})".encode())
 
 
-Handler = Callable[["ImapSession", Any], Awaitable[Done]]
+Handler = Callable[[SessionState, Any], Awaitable[Done]]
 
 HANDLERS: dict[type[p.Command], Handler] = {
     p.Select: select,

@@ -25,7 +25,7 @@ Implementation notes
 - SEARCH / UID SEARCH evaluate in the store's index (`postoffice.imap.search` -> `MailStore.search`); RETURN
   gives ESEARCH (RFC 4731, MIN MAX COUNT ALL), as does every SEARCH of an IMAP4rev2 client (RFC 9051 6.4.4).
   SEARCHRES (RFC 5182): RETURN (SAVE) keeps the result as UIDs in the session (`saved_result`); `$` in any
-  sequence set is that result minus the messages expunged since (`ImapSession.saved_uids`).
+  sequence set is that result minus the messages expunged since (`SessionState.saved_uids`).
 """
 
 from __future__ import annotations
@@ -41,21 +41,20 @@ from postoffice.imap import search as search_mod
 from postoffice.imap import wire
 from postoffice.imap.mailbox_view import Entry, flags_text
 from postoffice.imap.sequence import format_sequence_set
-from postoffice.imap.session import FLUSH_THRESHOLD, Done, bad, no
+from postoffice.imap.state import FLUSH_THRESHOLD, Done, SessionState, bad, no
 from postoffice.message import PARSE_INLINE_LIMIT, ParsedMessage, parse_message
 from postoffice.store.api import AppendItem, ImapRendering
 
 if TYPE_CHECKING:
     from postoffice.imap.mailbox_view import MailboxView
-    from postoffice.imap.session import ImapSession
 
 
-def _view(session: ImapSession) -> MailboxView:
+def _view(session: SessionState) -> MailboxView:
     assert session.view is not None
     return session.view
 
 
-def _writable(session: ImapSession) -> MailboxView:
+def _writable(session: SessionState) -> MailboxView:
     view = _view(session)
     if view.read_only:
         raise no("The mailbox is read-only", "READ-ONLY")
@@ -69,7 +68,7 @@ def _storable(flags: tuple[str, ...]) -> list[str]:
 # ------------------------------------------------------------------------------------------- APPEND
 
 
-async def append(session: ImapSession, command: p.Append) -> Done:
+async def append(session: SessionState, command: p.Append) -> Done:
     pending = session.take_append(command.tag)
     if pending is None or len(pending.messages) != len(command.messages):
         if pending is not None:
@@ -102,14 +101,14 @@ async def append(session: ImapSession, command: p.Append) -> Done:
 # -------------------------------------------------------------------------- CLOSE UNSELECT EXPUNGE
 
 
-async def _expunge_deleted(session: ImapSession, only: set[int] | None) -> list[int]:
+async def _expunge_deleted(session: SessionState, only: set[int] | None) -> list[int]:
     view = _writable(session)
     if only is not None and not only:
         return []
     return await session.store.expunge_deleted(view.mailbox_id, only)
 
 
-async def close(session: ImapSession, command: p.Close) -> Done:
+async def close(session: SessionState, command: p.Close) -> Done:
     view = _view(session)
     if not view.read_only:
         await _expunge_deleted(session, None)  # silently: no EXPUNGE responses (RFC 9051 6.4.1)
@@ -117,12 +116,12 @@ async def close(session: ImapSession, command: p.Close) -> Done:
     return Done("CLOSE completed")
 
 
-async def unselect(session: ImapSession, command: p.Unselect) -> Done:
+async def unselect(session: SessionState, command: p.Unselect) -> Done:
     session.close_view()
     return Done("UNSELECT completed")
 
 
-async def expunge(session: ImapSession, command: p.Expunge | p.UidExpunge) -> Done:
+async def expunge(session: SessionState, command: p.Expunge | p.UidExpunge) -> Done:
     only = None
     if isinstance(command, p.UidExpunge):
         only = set(session.resolve(command.sequence, uid=True))
@@ -190,7 +189,7 @@ class _FetchPlan:
         return cls(renderings, parse, content)
 
 
-async def fetch(session: ImapSession, command: p.Fetch) -> Done:
+async def fetch(session: SessionState, command: p.Fetch) -> Done:
     if command.changed_since is not None:
         raise bad("CHANGEDSINCE needs CONDSTORE, which is not supported")
     for item in command.items:
@@ -251,7 +250,7 @@ def _has_flags(items: list[p.FetchItem]) -> bool:
 
 
 def _fetch_metadata(
-    session: ImapSession, view: MailboxView, uids: list[int], items: list[p.FetchItem]
+    session: SessionState, view: MailboxView, uids: list[int], items: list[p.FetchItem]
 ) -> None:
     """FETCH of UID, FLAGS, RFC822.SIZE and INTERNALDATE only: from the view, no store read, one formatted
     line per message (the common sync request `UID FETCH 1:* (UID FLAGS)`)."""
@@ -292,7 +291,7 @@ def _fetch_metadata(
 
 
 async def _fetch_batch(
-    session: ImapSession, view: MailboxView, entries: list[Entry], items: list[p.FetchItem], plan: _FetchPlan
+    session: SessionState, view: MailboxView, entries: list[Entry], items: list[p.FetchItem], plan: _FetchPlan
 ) -> None:
     store = session.store
     content_ids = [entry[3] for entry in entries]
@@ -327,7 +326,7 @@ async def _fetch_batch(
 
 
 async def _fetch_large(
-    session: ImapSession, view: MailboxView, entry: Entry, items: list[p.FetchItem]
+    session: SessionState, view: MailboxView, entry: Entry, items: list[p.FetchItem]
 ) -> None:
     """One message too large to read whole: byte ranges (BODY[...] without a header filter, RFC822,
     RFC822.TEXT, BINARY[] of the whole message) go out as literals streamed from the store in chunks; every
@@ -417,7 +416,7 @@ def _needed_range(item: p.FetchItem, parsed: ParsedMessage) -> tuple[int, int]:
 
 
 def _render(
-    session: ImapSession,
+    session: SessionState,
     view: MailboxView,
     entry: Entry,
     items: list[p.FetchItem],
@@ -509,7 +508,7 @@ def _unknown_cte(part: tuple[int, ...]) -> Exception:
 # -------------------------------------------------------------------------------------------- STORE
 
 
-async def store(session: ImapSession, command: p.Store) -> Done:
+async def store(session: SessionState, command: p.Store) -> Done:
     if command.unchanged_since is not None:
         raise bad("UNCHANGEDSINCE needs CONDSTORE, which is not supported")
     view = _writable(session)
@@ -537,7 +536,7 @@ _STORE_MODES = {p.StoreMode.ADD: "add", p.StoreMode.REMOVE: "remove", p.StoreMod
 # ---------------------------------------------------------------------------------------- COPY MOVE
 
 
-async def copy(session: ImapSession, command: p.Copy | p.Move) -> Done:
+async def copy(session: SessionState, command: p.Copy | p.Move) -> Done:
     move = isinstance(command, p.Move)
     view = _writable(session) if move else _view(session)
     assert session.account is not None
@@ -570,7 +569,7 @@ async def copy(session: ImapSession, command: p.Copy | p.Move) -> Done:
 # ------------------------------------------------------------------------------------------- SEARCH
 
 
-async def search(session: ImapSession, command: p.Search) -> Done:
+async def search(session: SessionState, command: p.Search) -> Done:
     """SEARCH / UID SEARCH (RFC 9051 6.4.4), answered from the store's index (`postoffice.imap.search`);
     with RETURN (...) the answer is ESEARCH (RFC 4731). Expunges are not sent during SEARCH (7.5.1)."""
     view = _view(session)
@@ -611,7 +610,7 @@ async def search(session: ImapSession, command: p.Search) -> Done:
     return Done(f"{command.name} completed")
 
 
-Handler = Callable[["ImapSession", Any], Awaitable[Done]]
+Handler = Callable[[SessionState, Any], Awaitable[Done]]
 
 
 HANDLERS: dict[type[p.Command], Handler] = {

@@ -1,4 +1,5 @@
-"""The `[imap]` section: IMAP (143 with STARTTLS, 993 with implicit TLS).
+"""The `[imap]` section (IMAP on 143 with STARTTLS, 993 with implicit TLS), and `ImapSettings`, what one IMAP
+session is configured with (built from the section and the server's hostname by imap/service.py).
 
 Declarations only (`postoffice.settings`): imported by `postoffice.config`, so nothing heavy is imported here.
 """
@@ -6,6 +7,7 @@ Declarations only (`postoffice.settings`): imported by `postoffice.config`, so n
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from postoffice.settings import section, setting
 
@@ -78,3 +80,21 @@ class ImapConfig:
         doc='Hierarchy levels of a mailbox name ("a/b/c" has 3); RENAME checks every inferior it moves.',
         positive=True,
     )
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    hostname: str = "localhost"
+    autologout: float = 1800.0
+    idle_timeout: float = 3600.0
+    append_limit: int = 50 * 1024 * 1024
+    max_line: int = 64 * 1024
+    spool_dir: Path | None = None
+    #: Advertise IMAP4rev2 (RFC 9051) and act on ENABLE IMAP4rev2; clients that do not enable it keep the
+    #: IMAP4rev1 behaviour (\\Recent, SEARCH responses, modified UTF-7 names).
+    imap4rev2: bool = True
+    #: Mailboxes (and subscriptions) per account, and the longest and deepest mailbox name (octets of its
+    #: UTF-8 form, levels): CREATE / RENAME / SUBSCRIBE over them are NO [LIMIT] (docs/decisions/0021).
+    max_mailboxes: int = 1000
+    max_mailbox_name_length: int = 1024
+    max_mailbox_depth: int = 32

@@ -1,0 +1,83 @@
+"""What the IMAP core needs of the mail store: `MailAccess`, the store calls of IMAP behind one interface.
+
+Like Dovecot's mail-storage API, the IMAP session reaches mail only through this interface, never through a
+backend (docs/decisions/0038). It is a structural `Protocol` over a part of `postoffice.store.MailStore`:
+every store backend is a `MailAccess` as it is, and mypy checks that where the server hands its store to an
+IMAP session. The methods and their meaning are `MailStore`'s (see `postoffice.store.api`): the mailbox
+tree, the selected mailbox as a snapshot advanced by `changes_since` (docs/decisions/0016), flags, copies,
+expunges, search in the store's index, the renderings and parses made at delivery, message bytes by range,
+and the change notifications that drive untagged updates and IDLE.
+
+Invariants the core relies on (the store's, restated): a write returns after its commit; notifications are
+published on the event loop after the commit that made the change; UIDs in a mailbox only increase.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from postoffice.message import ParsedMessage
+    from postoffice.store import ChangeEvent, Criteria, DeliveredCopy, MailboxInfo, MailboxStatus
+    from postoffice.store.api import AppendItem, ImapRendering, MailboxChanges, MailboxSnapshot
+
+
+class MailAccess(Protocol):
+    """The store calls of the IMAP commands (a subset of `postoffice.store.MailStore`)."""
+
+    # -- the mailbox tree (SELECT, CREATE, DELETE, RENAME, SUBSCRIBE, LIST, LSUB, STATUS, APPEND, COPY)
+    async def list_mailboxes(self, account_id: int) -> list[MailboxInfo]: ...
+
+    async def get_mailbox(self, account_id: int, name: str) -> MailboxInfo | None: ...
+
+    async def create_mailbox(
+        self, account_id: int, name: str, special_use: str | None = None, *, max_mailboxes: int | None = None
+    ) -> MailboxInfo: ...
+
+    async def delete_mailbox(self, account_id: int, name: str) -> None: ...
+
+    async def rename_mailbox(
+        self, account_id: int, old_name: str, new_name: str, *, max_mailboxes: int | None = None
+    ) -> None: ...
+
+    async def set_subscribed(
+        self, account_id: int, name: str, subscribed: bool, *, max_subscriptions: int | None = None
+    ) -> None: ...
+
+    async def list_subscriptions(self, account_id: int) -> list[str]: ...
+
+    async def mailbox_status(self, mailbox_id: int) -> MailboxStatus: ...
+
+    # -- the selected mailbox (docs/decisions/0016)
+    async def snapshot(self, mailbox_id: int) -> MailboxSnapshot: ...
+
+    async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges: ...
+
+    async def claim_recent(self, mailbox_id: int) -> int: ...
+
+    def subscribe(self, account_id: int, callback: Callable[[ChangeEvent], None]) -> Callable[[], None]: ...
+
+    # -- messages (APPEND, STORE, COPY, MOVE, EXPUNGE, SEARCH)
+    async def append_many(self, mailbox_id: int, messages: Sequence[AppendItem]) -> list[DeliveredCopy]: ...
+
+    async def store_flags(
+        self, mailbox_id: int, uids: Iterable[int], flags: Iterable[str], mode: str
+    ) -> int: ...
+
+    async def copy_messages(
+        self, source_mailbox_id: int, uids: Iterable[int], target_mailbox_id: int, *, move: bool = False
+    ) -> list[tuple[int, int]]: ...
+
+    async def expunge_deleted(self, mailbox_id: int, only: Iterable[int] | None = None) -> list[int]: ...
+
+    async def search(self, mailbox_id: int, criteria: Criteria) -> list[int]: ...
+
+    # -- what FETCH reads
+    async def imap_renderings(self, content_ids: Sequence[int]) -> dict[int, ImapRendering]: ...
+
+    async def get_parsed_many(self, content_ids: Sequence[int]) -> dict[int, ParsedMessage]: ...
+
+    async def read_contents(self, content_ids: Sequence[int]) -> dict[int, bytes]: ...
+
+    async def read_range(self, content_id: int, offset: int, length: int) -> bytes: ...

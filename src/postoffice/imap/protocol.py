@@ -1,0 +1,579 @@
+"""The IMAP protocol core: the state machine of RFC 9051 / RFC 3501 around `CommandReader`, without I/O of
+its own (docs/decisions/0013, 0038).
+
+What it implements
+- States (RFC 9051 section 3): not authenticated -> authenticated -> selected -> logout. A command in the
+  wrong state is answered BAD; every parse error is answered BAD with the reader's reason (RFC 9051 section
+  7.1.5). A BAD never ends a session: only `MAX_ERRORS` BAD replies in a row, with no command completing
+  (OK or NO) between them, do, announced with BYE (docs/decisions/0020).
+- Any state: CAPABILITY, NOOP, LOGOUT, ID (RFC 2971). Not authenticated: STARTTLS (section 6.2.1), LOGIN
+  (6.2.3), AUTHENTICATE PLAIN/LOGIN with SASL-IR (6.2.2, RFC 4959), all through `auth.Authenticator`.
+  Authenticated: ENABLE (RFC 5161: UTF8=ACCEPT, RFC 6855; IMAP4rev2 only when advertised), NAMESPACE, IDLE
+  (RFC 2177) and the mailbox commands of `postoffice.imap.commands_mailbox`. Selected: the message commands of
+  `postoffice.imap.commands_message`.
+- Untagged updates (RFC 9051 section 5.2, 7.5.1): at the end of every command in the selected state the
+  view is brought up to date (`SessionState.sync`) and EXISTS / RECENT / FETCH (FLAGS) are sent before the
+  tagged reply. EXPUNGE responses are held back during FETCH, STORE and SEARCH (not their UID forms) and sent
+  at the end of the next command that allows them; IDLE sends them at once.
+
+How it is driven (bytes in, bytes out)
+    core = ImapProtocol(store, authenticator, settings, transport, wake=...)
+    core.greeting()
+    loop:
+        need = await core.process()      # runs every complete command that is buffered
+        Need.INPUT: flush, read from the client (`in_command` says whether a command is under way),
+                    core.receive_data(data)
+        Need.TLS:   flush, start TLS on the connection (the reader dropped what it had buffered)
+        Need.IDLE:  flush, wait for input or for `wake` (a change to the selected mailbox), feed any input
+        Need.CLOSE: flush and close: LOGOUT, BYE, or the selected mailbox was deleted
+  `process` awaits the store (`MailAccess`) and the authenticator, and writes through the transport only
+  when `FLUSH_THRESHOLD` octets are queued in the middle of a command. It never reads and never waits for
+  the client: the exchanges that span several client lines (AUTHENTICATE challenges, IDLE ... DONE) are
+  states of the core, continued by the next `process`. Reading, timeouts, TLS and the IDLE wait are the
+  glue's (`postoffice.imap.session`); the transcript tests (tests/imap/transcript.py) drive the core the
+  same way with no sockets.
+
+Implementation notes
+- One place maps failures to replies (`_run_command`): `CommandFailed` gives the tagged NO/BAD it carries, a
+  `StoreFull` "NO [OVERQUOTA]" (as Dovecot answers a full disk), another `StoreError` "NO [UNAVAILABLE]",
+  anything else is logged with its traceback and answered "NO [SERVERBUG]"; the peer never sees a traceback.
+  An exception from the transport is not a command's failure: it goes to the glue, which ends the session.
+- Output is queued and written when the core needs more input, and whenever `FLUSH_THRESHOLD` octets are
+  queued. Input is only fed when the reader has no complete command left, so a client that pipelines
+  without reading its responses stops being read (bounded pipelining): the session holds at most
+  `max_line` octets of commands plus `FLUSH_THRESHOLD` of responses.
+- STARTTLS: the reader drops everything buffered after the STARTTLS line, and `Connection.start_tls` drops
+  what its own buffer holds (CVE-2011-0411).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import IO
+
+from postoffice.auth import Authenticator, AuthResult
+from postoffice.auth.sasl import (
+    Challenge,
+    Credentials,
+    SaslMechanism,
+    SaslStep,
+    create_mechanism,
+    decode_response,
+    encode_challenge,
+)
+from postoffice.imap import commands_mailbox, commands_message
+from postoffice.imap import parser as p
+from postoffice.imap.access import MailAccess
+from postoffice.imap.settings import ImapSettings
+from postoffice.imap.state import (
+    FLUSH_THRESHOLD,
+    AppendInProgress,
+    AppendSpool,
+    CommandFailed,
+    Done,
+    SessionState,
+    State,
+    Transport,
+    bad,
+    no,
+)
+from postoffice.store import StoreError, StoreFull
+
+log = logging.getLogger("postoffice.imap")
+
+#: BAD replies in a row (no command completed between them) after which the server says BYE: a client
+#: this confused is not an IMAP client. Like Dovecot's "bad commands in a row"; a command that completes
+#: with OK or NO starts the count again, so a long session is never ended by BADs spread over it.
+MAX_ERRORS = 50
+#: APPEND messages are spooled in memory up to this size, then in a temporary file.
+SPOOL_MEMORY = 1024 * 1024
+
+
+class Need(Enum):
+    """What the core needs from its driver before `process` can go on (see the module docstring)."""
+
+    INPUT = "input"
+    TLS = "tls"
+    IDLE = "idle"
+    CLOSE = "close"
+
+
+def _text(text: str, utf8: bool) -> str:
+    """Response text is ASCII unless the client enabled UTF-8 (RFC 9051 section 9 `text`, RFC 6855): text
+    that quotes client input (a parse error near 8-bit octets) is escaped, so a strict client can parse it."""
+    if utf8 or text.isascii():
+        return text
+    return text.encode("ascii", "backslashreplace").decode("ascii")
+
+
+_ANY_STATE = (State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED)
+_AUTHENTICATED = (State.AUTHENTICATED, State.SELECTED)
+_ALLOWED: dict[type[p.Command], tuple[State, ...]] = {
+    p.Capability: _ANY_STATE,
+    p.Noop: _ANY_STATE,
+    p.Logout: _ANY_STATE,
+    p.Id: _ANY_STATE,
+    p.StartTls: (State.NOT_AUTHENTICATED,),
+    p.Login: (State.NOT_AUTHENTICATED,),
+    p.Authenticate: (State.NOT_AUTHENTICATED,),
+    p.Enable: (State.AUTHENTICATED,),  # RFC 5161 section 3.1
+    p.Namespace: _AUTHENTICATED,
+    p.Idle: _AUTHENTICATED,
+    p.Select: _AUTHENTICATED,
+    p.Examine: _AUTHENTICATED,
+    p.Create: _AUTHENTICATED,
+    p.Delete: _AUTHENTICATED,
+    p.Rename: _AUTHENTICATED,
+    p.Subscribe: _AUTHENTICATED,
+    p.Unsubscribe: _AUTHENTICATED,
+    p.List: _AUTHENTICATED,
+    p.Lsub: _AUTHENTICATED,
+    p.Status: _AUTHENTICATED,
+    p.Append: _AUTHENTICATED,
+    p.Check: (State.SELECTED,),
+    p.Close: (State.SELECTED,),
+    p.Unselect: (State.SELECTED,),
+    p.Expunge: (State.SELECTED,),
+    p.UidExpunge: (State.SELECTED,),
+    p.Search: (State.SELECTED,),
+    p.Fetch: (State.SELECTED,),
+    p.Store: (State.SELECTED,),
+    p.Copy: (State.SELECTED,),
+    p.Move: (State.SELECTED,),
+}
+
+_HANDLERS = {**commands_mailbox.HANDLERS, **commands_message.HANDLERS}
+
+
+def _expunge_allowed(command: p.Command) -> bool:
+    """RFC 9051 section 7.5.1: no EXPUNGE while responding to FETCH, STORE or SEARCH; their UID forms may."""
+    if isinstance(command, p.Fetch | p.Store | p.Search):
+        return command.uid
+    return True
+
+
+@dataclass
+class _SaslExchange:
+    """An AUTHENTICATE waiting for the client's response to a challenge (RFC 9051 section 6.2.2)."""
+
+    command: p.Authenticate
+    mechanism: SaslMechanism
+
+
+class ImapProtocol:
+    def __init__(
+        self,
+        store: MailAccess,
+        authenticator: Authenticator,
+        settings: ImapSettings,
+        transport: Transport,
+        *,
+        wake: Callable[[], None] | None = None,
+    ) -> None:
+        self.session = SessionState(store, settings, transport, wake=wake)
+        self.authenticator = authenticator
+        self.settings = settings
+        self.transport = transport
+        self.reader = p.CommandReader(max_line=settings.max_line, max_literal=settings.append_limit)
+        self.errors = 0
+        self._utf8_enabled = False  # UTF8=ACCEPT itself was enabled (RFC 6855)
+        self._sasl: _SaslExchange | None = None
+        self._idling: p.Idle | None = None
+        self._tls_requested = False
+
+    # ------------------------------------------------------------------------------------ the interface
+
+    def greeting(self) -> None:
+        self.session.untagged(f"OK [CAPABILITY {self.capabilities()}] Postoffice ready")
+
+    def receive_data(self, data: bytes) -> None:
+        self.reader.feed(data)
+
+    @property
+    def in_command(self) -> bool:
+        """A command has been started and not completed: the client owes octets (not an idle wait)."""
+        return self.reader.in_command
+
+    @property
+    def exchange(self) -> str | None:
+        """The multi-line exchange under way ("AUTHENTICATE", "IDLE"), for the log when the client leaves."""
+        if self._sasl is not None:
+            return "AUTHENTICATE"
+        if self._idling is not None:
+            return "IDLE"
+        return None
+
+    async def flush(self) -> None:
+        await self.session.flush()
+
+    async def process(self) -> Need:
+        """Handle everything the client has sent that can be handled now; what is needed to go on."""
+        session = self.session
+        while session.state is not State.LOGOUT:
+            if self._idling is not None:
+                await self._run_command(self._idling, self._idle_turn)
+                if self._idling is not None:
+                    return Need.IDLE
+            else:
+                event = self.reader.next()
+                if event is None:
+                    return Need.INPUT
+                if self._sasl is not None:
+                    step = functools.partial(self._authenticate_step, self._sasl, event)
+                    await self._run_command(self._sasl.command, step)
+                else:
+                    await self._event(event)
+            if self.errors >= MAX_ERRORS and session.state is not State.LOGOUT:
+                session.untagged("BYE Too many invalid commands")
+                session.end_reason = "too many errors"
+                session.state = State.LOGOUT
+            if self._tls_requested:
+                self._tls_requested = False
+                return Need.TLS
+            if session.pending_output() >= FLUSH_THRESHOLD:
+                await session.flush()
+        return Need.CLOSE
+
+    def close(self) -> None:
+        """The connection is gone: spooled APPEND data and the change subscription go."""
+        self.session.close()
+
+    # ------------------------------------------------------------------------------------------ output
+
+    def _tagged(self, tag: str, status: str, text: str, code: str | None = None) -> None:
+        self.errors = self.errors + 1 if status == "BAD" else 0  # a run of BADs (MAX_ERRORS)
+        code_part = f"[{code}] " if code else ""
+        self.session.send(f"{tag} {status} {code_part}{_text(text, self.session.utf8)}\r\n".encode())
+
+    def _reply(self, tag: str | None, status: str, text: str, code: str | None = None) -> None:
+        if tag is None:
+            if status == "BAD":
+                self.errors += 1
+            code_part = f"[{code}] " if code else ""
+            self.session.untagged(f"{status} {code_part}{_text(text, self.session.utf8)}")
+        else:
+            self._tagged(tag, status, text, code)
+
+    # ------------------------------------------------------------------------------------ capabilities
+
+    def plaintext_allowed(self) -> bool:
+        return self.authenticator.plaintext_allowed(self.transport.tls_active)  # decision 0035
+
+    def capabilities(self) -> str:
+        caps = ["IMAP4rev1"]
+        if self.settings.imap4rev2:
+            caps.append("IMAP4rev2")
+        if self.session.state is State.NOT_AUTHENTICATED:
+            if self.transport.starttls_available:
+                caps.append("STARTTLS")
+            if self.plaintext_allowed():
+                caps += ["AUTH=PLAIN", "AUTH=LOGIN"]
+            else:
+                caps.append("LOGINDISABLED")
+        caps += [
+            "SASL-IR",
+            "LITERAL+",
+            "ENABLE",
+            "ID",
+            "IDLE",
+            "NAMESPACE",
+            "UNSELECT",
+            "CHILDREN",
+            "SPECIAL-USE",
+            "CREATE-SPECIAL-USE",
+            "UIDPLUS",
+            "MOVE",
+            "ESEARCH",
+            "SEARCHRES",
+            "BINARY",
+            "MULTIAPPEND",
+            "LIST-EXTENDED",
+            "LIST-STATUS",
+            "STATUS=SIZE",
+            f"APPENDLIMIT={self.settings.append_limit}",
+            "UTF8=ACCEPT",
+        ]
+        return " ".join(caps)
+
+    # ---------------------------------------------------------------------------------------- events
+
+    async def _event(self, event: p.ReaderEvent) -> None:
+        session = self.session
+        if isinstance(event, p.Command):
+            allowed = _ALLOWED.get(type(event), ())
+            if session.state not in allowed:
+                session.discard_append()
+                where = ", ".join(s.value for s in allowed) or "no"
+                self._tagged(event.tag, "BAD", f"{event.name} is only valid in the {where} state")
+                return
+            await self._run_command(event, lambda: self._dispatch(event))
+        elif isinstance(event, p.NeedContinuation):
+            session.send(b"+ Ready for literal data\r\n")
+        elif isinstance(event, p.AppendMessageStart):
+            await self._append_start(event)
+        elif isinstance(event, p.AppendData):
+            if session.pending_append is not None:
+                current = session.pending_append.current
+                current.spool.write(event.data)
+                current.received += len(event.data)
+        elif isinstance(event, p.LiteralTooLarge):
+            session.discard_append()
+            status = "NO" if event.limit == self.reader.max_literal else "BAD"
+            text = f"Literal of {event.size} octets is over the limit of {event.limit}"
+            self._reply(event.tag, status, text, "TOOBIG")
+        elif isinstance(event, p.ParseError):
+            session.discard_append()
+            self._reply(event.tag, "BAD", event.message)
+        elif isinstance(event, p.UnsupportedCharset):
+            if event.save and session.state is State.SELECTED:
+                session.saved_result = []  # RFC 5182 2.1: a SEARCH ... SAVE answered NO empties `$`
+            self._reply(event.tag, "NO", "Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
+        else:  # IdleDone or AuthenticateResponse out of their exchange: the reader never gives them so
+            self._reply(None, "BAD", "Unexpected input")
+
+    async def _run_command(self, command: p.Command, run: Callable[[], Awaitable[Done | None]]) -> None:
+        """Run (a step of) one command and send its tagged reply: the one place failures become replies."""
+        session = self.session
+        try:
+            done = await run()
+        except CommandFailed as failure:
+            if session.state is State.SELECTED and session.view is not None:
+                await session.sync(_expunge_allowed(command))
+            self._tagged(command.tag, failure.status, failure.text, failure.code)
+            return
+        except StoreFull as exc:
+            log.error("imap client %s: %s refused: %s", self.transport.peer_ip, command.name, exc)
+            self._tagged(command.tag, "NO", "Not enough disk space", "OVERQUOTA")
+            return
+        except StoreError as exc:
+            log.error("imap client %s: %s failed: %s", self.transport.peer_ip, command.name, exc)
+            self._tagged(command.tag, "NO", "Temporary failure, try again", "UNAVAILABLE")
+            return
+        except Exception as exc:
+            if exc is session.transport_error:
+                raise  # the connection failed: the glue ends the session
+            log.exception("imap client %s: %s failed", self.transport.peer_ip, command.name)
+            self._tagged(command.tag, "NO", "Internal server error", "SERVERBUG")
+            return
+        finally:
+            session.discard_append()
+        if done is None:
+            return  # the command wrote its own tagged reply (LOGOUT, STARTTLS, IDLE), or is not over yet
+        if session.state is State.SELECTED and session.view is not None:
+            await session.sync(_expunge_allowed(command))
+        self._tagged(command.tag, "OK", done.text, done.code)
+
+    async def _dispatch(self, command: p.Command) -> Done | None:
+        session = self.session
+        if isinstance(command, p.Capability):
+            session.untagged(f"CAPABILITY {self.capabilities()}")
+            return Done("CAPABILITY completed")
+        if isinstance(command, p.Noop):
+            return Done("NOOP completed")
+        if isinstance(command, p.Check):
+            return Done("CHECK completed")
+        if isinstance(command, p.Logout):
+            session.untagged("BYE Logging out")
+            self._tagged(command.tag, "OK", "LOGOUT completed")
+            session.state = State.LOGOUT
+            return None
+        if isinstance(command, p.Id):
+            session.untagged('ID ("name" "Postoffice")')
+            return Done("ID completed")
+        if isinstance(command, p.StartTls):
+            return self._starttls(command)
+        if isinstance(command, p.Login):
+            return await self._login(command)
+        if isinstance(command, p.Authenticate):
+            return await self._authenticate(command)
+        if isinstance(command, p.Enable):
+            return self._enable(command)
+        if isinstance(command, p.Namespace):
+            session.untagged('NAMESPACE (("" "/")) NIL NIL')
+            return Done("NAMESPACE completed")
+        if isinstance(command, p.Idle):
+            self._idle(command)
+            return None
+        handler = _HANDLERS.get(type(command))
+        if handler is None:
+            raise bad(f"{command.name} is not implemented")
+        return await handler(session, command)
+
+    # ------------------------------------------------------------------------------- not authenticated
+
+    def _starttls(self, command: p.StartTls) -> Done | None:
+        transport = self.transport
+        if not transport.starttls_available:
+            raise bad("TLS is already active" if transport.tls_active else "STARTTLS is not available here")
+        self._tagged(command.tag, "OK", "Begin TLS negotiation now")
+        self._tls_requested = True  # the reader has dropped what it had buffered after this line
+        return None
+
+    async def _login(self, command: p.Login) -> Done:
+        if not self.plaintext_allowed():
+            raise no("Plaintext authentication is disabled; use STARTTLS first", "PRIVACYREQUIRED")
+        result = await self.authenticator.login(
+            protocol="imap",
+            client_ip=self.transport.peer_ip,
+            username=command.username,
+            password=command.password,
+            mechanism="LOGIN",
+            tls=self.transport.tls_active,
+        )
+        return self._logged_in(result)
+
+    async def _authenticate(self, command: p.Authenticate) -> Done | None:
+        mechanism = create_mechanism(command.mechanism)
+        if mechanism is None:
+            raise no(f"Unsupported authentication mechanism {command.mechanism}", "CANNOT")
+        if not self.plaintext_allowed():
+            raise no("Plaintext authentication is disabled; use STARTTLS first", "PRIVACYREQUIRED")
+        exchange = _SaslExchange(command, mechanism)
+        return await self._authenticate_next(exchange, mechanism.start(command.initial_response))
+
+    async def _authenticate_step(self, exchange: _SaslExchange, event: p.ReaderEvent) -> Done | None:
+        """The client's response to a challenge (any reader event: the reader expected a response line)."""
+        self._sasl = None
+        if isinstance(event, p.ParseError):
+            raise bad(event.message)
+        if not isinstance(event, p.AuthenticateResponse):
+            raise bad("Expected an authentication response")
+        if event.cancelled:
+            raise bad("Authentication cancelled")
+        decoded = decode_response(event.line.decode("ascii", "replace"))
+        if decoded is None:
+            raise bad("Invalid base64 in the authentication response")
+        return await self._authenticate_next(exchange, exchange.mechanism.step(decoded))
+
+    async def _authenticate_next(self, exchange: _SaslExchange, step: SaslStep) -> Done | None:
+        if isinstance(step, Challenge):
+            self.session.send(f"+ {encode_challenge(step.data)}\r\n".encode())
+            self.reader.expect_authenticate_response()
+            self._sasl = exchange
+            return None  # continued by `_authenticate_step` with the client's next line
+        if not isinstance(step, Credentials):
+            raise no("Authentication failed", "AUTHENTICATIONFAILED")
+        result = await self.authenticator.login_sasl(
+            protocol="imap",
+            client_ip=self.transport.peer_ip,
+            credentials=step,
+            mechanism=exchange.command.mechanism.upper(),
+            tls=self.transport.tls_active,
+        )
+        return self._logged_in(result)
+
+    def _logged_in(self, result: AuthResult) -> Done:
+        if result.status == "locked-out":
+            raise no("Too many failed logins; try later", "UNAVAILABLE")
+        if result.status == "unavailable":
+            raise no("Authentication temporarily unavailable, try again later", "UNAVAILABLE")
+        if not result.ok or result.account is None:
+            raise no("Authentication failed", "AUTHENTICATIONFAILED")
+        self.session.logged_in(result.account)
+        self.transport.mark_logged_in()
+        return Done("Logged in", f"CAPABILITY {self.capabilities()}")
+
+    # ---------------------------------------------------------------------------------- authenticated
+
+    def _enable(self, command: p.Enable) -> Done:
+        session = self.session
+        enabled: list[str] = []
+        for capability in command.capabilities:
+            name = capability.upper()
+            # RFC 5161 3.1 / RFC 9051 6.3.1: ENABLED lists only what this command newly enabled
+            if name == "IMAP4REV2" and self.settings.imap4rev2 and not session.rev2:
+                session.rev2 = True
+                enabled.append("IMAP4rev2")
+            elif name == "UTF8=ACCEPT" and not self._utf8_enabled:
+                self._utf8_enabled = True
+                enabled.append("UTF8=ACCEPT")
+            else:
+                continue
+            session.utf8 = True
+            self.reader.utf8 = True
+        session.untagged("ENABLED" + "".join(" " + e for e in enabled))
+        return Done("ENABLE completed")
+
+    def _idle(self, command: p.Idle) -> None:
+        """RFC 2177 / RFC 9051 section 6.3.13: report changes as they happen until DONE (`_idle_turn`)."""
+        self.session.send(b"+ idling\r\n")
+        self.reader.expect_idle_done()
+        self._idling = command
+
+    async def _idle_turn(self) -> None:
+        """One turn of IDLE: DONE (or anything else) ends it; else the changes so far are sent and the core
+        waits (Need.IDLE) for input or a wake-up. A failure ends IDLE too (`_idling` is cleared first)."""
+        command, self._idling = self._idling, None
+        assert command is not None
+        session = self.session
+        event = self.reader.next()
+        if event is not None:
+            if isinstance(event, p.IdleDone):
+                if session.view is not None:
+                    await session.sync(True)
+                self._tagged(command.tag, "OK", "IDLE terminated")
+            else:
+                self._tagged(command.tag, "BAD", "Expected DONE to end IDLE")
+            return
+        if session.view is not None:
+            await session.sync(True)
+        if session.state is not State.LOGOUT:  # the selected mailbox was deleted: BYE, no more IDLE
+            self._idling = command
+
+    # ------------------------------------------------------------------------------------------ APPEND
+
+    async def _append_start(self, event: p.AppendMessageStart) -> None:
+        session = self.session
+
+        def refuse(status: str, text: str, code: str | None = None) -> None:
+            if event.synchronizing:
+                self.reader.refuse_literal()
+            else:
+                self.reader.discard_command()
+            session.discard_append()
+            self._tagged(event.tag, status, text, code)
+
+        if session.state not in _AUTHENTICATED or session.account is None:
+            refuse("BAD", "APPEND is only valid in the authenticated or selected state")
+            return
+        if event.message.utf8 and not session.utf8:
+            refuse("BAD", "APPEND UTF8 needs ENABLE UTF8=ACCEPT first (RFC 6855 section 4)")
+            return
+        if event.message.size == 0:
+            # RFC 3502 6.3.11: a zero-length message literal is an error (NO) and cancels the whole command
+            refuse("NO", "An empty message cannot be appended; the APPEND is cancelled")
+            return
+        pending = session.pending_append
+        if event.index > 0 and pending is not None and pending.tag == event.tag:
+            # MULTIAPPEND (RFC 3502): the next message of the same command, same mailbox.
+            pending.messages.append(AppendSpool(event.message, self._new_spool(pending)))
+            return
+        if not event.mailbox.valid:
+            refuse("NO", "Mailbox does not exist (the name is not valid modified UTF-7)", "NONEXISTENT")
+            return
+        try:
+            mailbox = await session.store.get_mailbox(session.account.id, event.mailbox.name)
+        except StoreError as exc:
+            log.error("imap client %s: APPEND lookup failed: %s", self.transport.peer_ip, exc)
+            refuse("NO", "Temporary failure, try again", "UNAVAILABLE")
+            return
+        if mailbox is None:
+            refuse("NO", "Mailbox does not exist", "TRYCREATE")
+            return
+        session.discard_append()
+        first = AppendSpool(event.message, self._new_spool(None))
+        session.pending_append = AppendInProgress(event.tag, mailbox, [first])
+
+    def _new_spool(self, pending: AppendInProgress | None) -> IO[bytes]:
+        # The messages of one command share SPOOL_MEMORY in memory; past that they go to files at once
+        # (max_size 1: a SpooledTemporaryFile with max_size 0 would never roll over).
+        used = sum(item.received for item in pending.messages) if pending is not None else 0
+        return tempfile.SpooledTemporaryFile(  # closed by SessionState.discard_append
+            max_size=max(SPOOL_MEMORY - used, 1),
+            dir=str(self.settings.spool_dir) if self.settings.spool_dir is not None else None,
+        )

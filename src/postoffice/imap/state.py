@@ -1,0 +1,337 @@
+"""The state of one IMAP session, and everything the command modules see of it. Sans-IO: no asyncio, no
+listener, no store backend (docs/decisions/0038).
+
+`SessionState` is a plain object: the protocol state (RFC 9051 section 3), the logged-in account, the
+selected mailbox as this session sees it (`MailboxView`), the IMAP4rev2 / UTF-8 modes, the saved search
+result (RFC 5182), the queued response octets and the APPEND in progress. The protocol core
+(`postoffice.imap.protocol`) owns one and hands it to the command handlers (`imap.commands_mailbox`,
+`imap.commands_message`), which import this module and never the core or the connection glue.
+It reaches mail through `MailAccess` (`postoffice.imap.access`) and the client through `Transport`, which
+it only asks to write (the connection glue in `postoffice.imap.session` reads).
+
+Untagged updates (RFC 9051 sections 5.2, 7.5.1; docs/decisions/0013)
+- The store's change notifications (`on_change`) mark the selected view dirty and call `wake` (IDLE waits
+  on it); `sync` reads back only what changed after the view's MODSEQ (`MailAccess.changes_since`) and
+  queues EXISTS / RECENT / FETCH (FLAGS), and EXPUNGE only when the command allows it: the view holds
+  expunged messages back (`MailboxView.gone`) so that sequence numbers never shift under FETCH, STORE or
+  SEARCH.
+- A keyword new to the mailbox is announced with FLAGS (and PERMANENTFLAGS) before any FETCH that shows it.
+- \\Recent (RFC 3501 2.3.2) is claimed through the store, one session per message; IMAP4rev2 sessions
+  neither claim nor show it.
+
+Output: `send` and `untagged` queue complete response lines; `flush` hands them to the transport. An
+exception raised by the transport's write is kept in `transport_error`: it ends the session and is never
+taken for a command's failure.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import IO, Protocol
+
+from postoffice.imap import parser as p
+from postoffice.imap import wire
+from postoffice.imap.access import MailAccess
+from postoffice.imap.mailbox_view import InvalidSequence, MailboxView
+from postoffice.imap.mutf7 import encode_mutf7
+from postoffice.imap.sequence import SequenceSet
+from postoffice.imap.settings import ImapSettings
+from postoffice.store import SYSTEM_FLAGS, Account, ChangeEvent, MailboxInfo, NotFound, StoreError
+
+log = logging.getLogger("postoffice.imap")
+
+#: Above every UID (RFC 9051 section 2.3.1.1: UIDs are 32-bit).
+NO_UID = 2**32
+
+#: Queued response octets are written once they reach this size.
+FLUSH_THRESHOLD = 256 * 1024
+
+
+class State(Enum):
+    NOT_AUTHENTICATED = "not authenticated"
+    AUTHENTICATED = "authenticated"
+    SELECTED = "selected"
+    LOGOUT = "logout"
+
+
+class CommandFailed(Exception):
+    """A command's outcome other than OK: `status` "NO" or "BAD", an optional response code (RFC 9051 7.1)."""
+
+    def __init__(self, status: str, text: str, code: str | None = None) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+        self.code = code
+
+
+def no(text: str, code: str | None = None) -> CommandFailed:
+    return CommandFailed("NO", text, code)
+
+
+def bad(text: str, code: str | None = None) -> CommandFailed:
+    return CommandFailed("BAD", text, code)
+
+
+@dataclass(frozen=True)
+class Done:
+    """A command's tagged OK."""
+
+    text: str
+    code: str | None = None
+
+
+class Transport(Protocol):
+    """The client connection as the core sees it: written to, never read (`postoffice.net.listener.Connection`
+    is one; the transcript tests use one in memory)."""
+
+    tls_active: bool
+
+    @property
+    def peer_ip(self) -> str: ...
+
+    @property
+    def starttls_available(self) -> bool: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    def mark_logged_in(self) -> None: ...
+
+
+@dataclass
+class AppendSpool:
+    """One message of an APPEND, spooled."""
+
+    message: p.AppendMessage
+    spool: IO[bytes]
+    received: int = 0
+
+
+@dataclass
+class AppendInProgress:
+    """The messages of one APPEND command (several with MULTIAPPEND, RFC 3502), in order."""
+
+    tag: str
+    mailbox: MailboxInfo
+    messages: list[AppendSpool]
+
+    @property
+    def current(self) -> AppendSpool:
+        return self.messages[-1]
+
+    def close(self) -> None:
+        for item in self.messages:
+            item.spool.close()
+
+
+def _nothing() -> None:
+    pass
+
+
+class SessionState:
+    def __init__(
+        self,
+        store: MailAccess,
+        settings: ImapSettings,
+        transport: Transport,
+        *,
+        wake: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.transport = transport
+        #: Called when a change to the selected mailbox arrives (the glue's IDLE waits for it).
+        self.wake = wake if wake is not None else _nothing
+        self.state = State.NOT_AUTHENTICATED
+        self.account: Account | None = None
+        self.view: MailboxView | None = None
+        self.rev2 = False
+        self.utf8 = False  # UTF8=ACCEPT or IMAP4rev2 enabled: mailbox names and strings in UTF-8
+        #: RFC 5182: the UIDs saved by the last SEARCH RETURN (SAVE); None when there is none (`$` is empty).
+        self.saved_result: list[int] | None = None
+        #: Change notifications received; SELECT compares it before and after reading, so that a change
+        #: committed while the view was being built is read back at once.
+        self.changes_seen = 0
+        #: Another session deleted the selected mailbox (`sync` ends the session).
+        self.selected_deleted = False
+        #: Why the session is ending, when the core ends it (for the log line).
+        self.end_reason: str | None = None
+        self.pending_append: AppendInProgress | None = None
+        #: The exception the transport's write raised: it ends the session (see the module docstring).
+        self.transport_error: BaseException | None = None
+        self._out = bytearray()
+        self._unsubscribe: Callable[[], None] | None = None
+
+    # ------------------------------------------------------------------------------------------ output
+
+    def send(self, data: bytes) -> None:
+        """Complete response lines (CRLF included), queued as they are."""
+        self._out += data
+
+    def pending_output(self) -> int:
+        return len(self._out)
+
+    def untagged(self, text: str | bytes) -> None:
+        self._out += b"* " + (text.encode() if isinstance(text, str) else text) + b"\r\n"
+
+    def discard_output(self) -> None:
+        self._out.clear()
+
+    async def flush(self) -> None:
+        """Hand the queued octets to the transport (nothing happens when none are queued)."""
+        if self._out:
+            data = bytes(self._out)
+            self._out.clear()
+            try:
+                await self.transport.write(data)
+            except BaseException as exc:
+                self.transport_error = exc
+                raise
+
+    def mailbox_name(self, name: str) -> bytes:
+        """A mailbox name for a response: UTF-8 after UTF8=ACCEPT / IMAP4rev2, else modified UTF-7."""
+        if self.utf8:
+            return wire.quoted(name, utf8=True)
+        return wire.quoted(encode_mutf7(name))
+
+    # ------------------------------------------------------------------------------- login and logout
+
+    def logged_in(self, account: Account) -> None:
+        self.account = account
+        self.state = State.AUTHENTICATED
+        self._unsubscribe = self.store.subscribe(account.id, self.on_change)
+
+    def close(self) -> None:
+        """The session is over: spooled APPEND data and the change subscription go."""
+        self.discard_append()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    # ---------------------------------------------------------------------------------------- updates
+
+    def on_change(self, event: ChangeEvent) -> None:
+        self.changes_seen += 1
+        view = self.view
+        if view is None or event.mailbox_id != view.mailbox_id:
+            return
+        if event.kind != "mailbox":
+            view.dirty = True
+            self.wake()
+        elif "deleted" in event.extra:
+            self.selected_deleted = True
+            self.wake()
+
+    async def sync(self, allow_expunge: bool) -> None:
+        """Send the untagged updates of the selected mailbox (RFC 9051 section 5.2); EXPUNGE only when
+        `allow_expunge` (section 7.5.1)."""
+        view = self.view
+        if view is None:
+            return
+        if self.selected_deleted:
+            # RFC 2180 3.3: the mailbox was deleted under this session; like Dovecot, say so and disconnect
+            # (the session cannot go on: its messages are gone and its sequence numbers mean nothing).
+            self.untagged("BYE The selected mailbox was deleted by another session")
+            self.end_reason = "selected mailbox deleted"
+            self.close_view()
+            self.state = State.LOGOUT
+            return
+        if view.dirty:
+            new = await self.read_back(view)
+            if new and not self.rev2 and view.read_only:
+                # RFC 3501 2.3.2: a read-only session sees \Recent without claiming it (for a later SELECT)
+                view.recent.update(new)
+            elif new and not self.rev2:
+                first_recent = await self.claim_recent(view.mailbox_id)
+                view.recent.update(uid for uid in new if uid >= first_recent)
+        if allow_expunge:
+            for seq in view.take_expunges():
+                self.untagged(f"{seq} EXPUNGE")
+        self.announce_keywords(view, [*view.flag_updates, *view.uids[view.reported_exists :]])
+        for uid in sorted(view.flag_updates):
+            number = view.seq_of(uid)
+            if number is not None and uid not in view.gone:
+                # RFC 9051 7.5.2: an unsolicited FETCH MUST include UID (harmless for IMAP4rev1 clients)
+                flags = view.flags_of(uid, with_recent=not self.rev2)
+                self.untagged(f"{number} FETCH (UID {uid} FLAGS ({flags}))")
+        view.flag_updates.clear()
+        if view.exists != view.reported_exists:
+            view.reported_exists = view.exists
+            self.untagged(f"{view.exists} EXISTS")
+            if not self.rev2:
+                view.reported_recent = len(view.recent)
+                self.untagged(f"{view.reported_recent} RECENT")
+
+    def announce_keywords(self, view: MailboxView, uids: list[int]) -> None:
+        """A keyword new to the mailbox is announced with FLAGS (and PERMANENTFLAGS when writable) before any
+        FETCH response that shows it (RFC 9051 sections 7.3.5 and 7.1), so clients can cache the flag list."""
+        new = view.unannounced_keywords(uids)
+        if not new:
+            return
+        view.keywords |= new
+        flags = " ".join((*SYSTEM_FLAGS, *sorted(view.keywords)))
+        self.untagged(f"FLAGS ({flags})")
+        if not view.read_only:
+            self.untagged(f"OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted")
+
+    async def claim_recent(self, mailbox_id: int) -> int:
+        """`MailStore.claim_recent`, except that a claim the store cannot write (a full disk) claims nothing:
+        the mailbox opens all the same, and the messages stay \\Recent for the next session
+        (docs/decisions/0030). Returns the first UID that is \\Recent here."""
+        try:
+            return await self.store.claim_recent(mailbox_id)
+        except NotFound:
+            raise
+        except StoreError as exc:
+            log.warning("imap client %s: \\Recent not claimed: %s", self.transport.peer_ip, exc)
+            return NO_UID
+
+    async def read_back(self, view: MailboxView) -> list[int]:
+        """Bring `view` up to date with the store: only what changed after the MODSEQ it has seen (every
+        message is gone when the mailbox no longer exists). Returns the new UIDs."""
+        try:
+            changes = await self.store.changes_since(view.mailbox_id, view.modseq)
+        except NotFound:
+            view.vanish()
+            return []
+        return view.apply(changes)
+
+    def resolve(self, sequence: SequenceSet, *, uid: bool) -> list[int]:
+        assert self.view is not None
+        if sequence.saved:
+            # RFC 5182 2.1: "$" is the saved result (empty when there is none); expunged UIDs drop out.
+            return self.saved_uids()
+        try:
+            return self.view.resolve(sequence, uid=uid)
+        except InvalidSequence as exc:
+            raise bad(f"Invalid message sequence number: {exc}") from None
+
+    def saved_uids(self) -> list[int]:
+        """The saved search result (RFC 5182) restricted to the messages still in the view, ascending."""
+        view = self.view
+        if view is None or not self.saved_result:
+            return []
+        return [uid for uid in self.saved_result if uid in view and uid not in view.gone]
+
+    def close_view(self) -> None:
+        self.view = None
+        self.selected_deleted = False
+        self.saved_result = None  # RFC 5182 2.1: SELECT, EXAMINE, CLOSE and UNSELECT reset it
+        if self.state is State.SELECTED:
+            self.state = State.AUTHENTICATED
+
+    # ------------------------------------------------------------------------------------------ APPEND
+
+    def take_append(self, tag: str) -> AppendInProgress | None:
+        append = self.pending_append
+        if append is None or append.tag != tag:
+            return None
+        self.pending_append = None
+        return append
+
+    def discard_append(self) -> None:
+        if self.pending_append is not None:
+            self.pending_append.close()
+            self.pending_append = None
