@@ -58,7 +58,7 @@ test-unit: install
 	$(BIN)/pytest -q $(XDIST) tests --ignore=tests/integration --ignore=tests/interop
 
 test-integration: install deps
-	$(BIN)/pytest -q tests/integration tests/interop
+	$(BIN)/pytest -q $(XDIST) tests/integration tests/interop
 
 test: lint test-unit test-integration
 
