@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import smtplib
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import DataDir, ServerProcess, make_data_dir
+from tests.support.mail import send_smtp
 
 pytestmark = pytest.mark.integration
 
@@ -68,13 +68,11 @@ def server_rss_kib(server: ServerProcess) -> int:
 
 
 def deliver(port: int, count: int, first: int = 0) -> None:
-    with smtplib.SMTP("127.0.0.1", port, timeout=STEP_TIMEOUT) as smtp:
-        for n in range(first, first + count):
-            smtp.sendmail(
-                "sender@remote.test",
-                [USER],
-                f"From: sender@remote.test\r\nTo: {USER}\r\nSubject: idle {n}\r\n\r\nMessage {n}.\r\n",
-            )
+    messages = [
+        f"From: sender@remote.test\r\nTo: {USER}\r\nSubject: idle {n}\r\n\r\nMessage {n}.\r\n"
+        for n in range(first, first + count)
+    ]
+    send_smtp(port, *messages, to=USER, timeout=STEP_TIMEOUT)
 
 
 class IdleClient:

@@ -10,7 +10,6 @@ import imaplib
 import os
 import re
 import shutil
-import smtplib
 import sqlite3
 import ssl
 import subprocess
@@ -26,6 +25,7 @@ from imapclient import IMAPClient
 from postoffice.store import SYSTEM_FLAGS
 from tests.integration.harness import DataDir, ServerProcess
 from tests.integration.mailcheck import inbox_messages, store_path
+from tests.support.mail import send_smtp, text_message
 
 pytestmark = pytest.mark.interop
 
@@ -51,16 +51,16 @@ def tls_context(data: DataDir) -> ssl.SSLContext:
 
 def deliver(server: ServerProcess, *subjects: str) -> None:
     """One message per subject over SMTP to demo; the 250 comes only after the store's commit."""
-    with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=60) as smtp:
-        for n, subject in enumerate(subjects):
-            smtp.sendmail(
-                "sender@remote.test",
-                [DEMO],
-                f"From: {subject.replace(' ', '-')}@remote.test\r\nTo: {DEMO}\r\nSubject: {subject}\r\n"
-                f"Date: Mon, 0{n + 1} Jun 2026 10:00:00 +0000\r\n"
-                f"Message-ID: <{subject.replace(' ', '.')}@remote.test>\r\n\r\n"
-                f"body of {subject}\r\n.leading dot\r\n".encode(),
-            )
+    messages = [
+        text_message(
+            subject,
+            f"body of {subject}\r\n.leading dot\r\n",
+            sender=f"{subject.replace(' ', '-')}@remote.test",
+            date=f"Mon, 0{n + 1} Jun 2026 10:00:00 +0000",
+        )
+        for n, subject in enumerate(subjects)
+    ]
+    send_smtp(server.port("smtp"), *messages)
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,15 @@ needs (an answer, NODATA, NXDOMAIN) and a temporary failure for everything else.
 
 from __future__ import annotations
 
-import asyncio
 import socket
-from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import TypeVar
 
 import pytest
 
 from postoffice.net.dns import BadDomainName, DnsResolver, DnsTemporaryFailure, NoSuchDomain, a_label
 from tests.support.dns_server import DnsServer, Zones
+from tests.support.mail import run_bounded
 
 T = TypeVar("T")
 
@@ -29,8 +29,7 @@ def dns_port() -> Iterator[int]:
         yield server.port
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(asyncio.wait_for(coro, 10))
+run = run_bounded
 
 
 def test_an_answer_nodata_and_nxdomain_are_told_apart(dns_port: int) -> None:

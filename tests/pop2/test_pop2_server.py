@@ -7,7 +7,6 @@ import asyncio
 import io
 import re
 import signal
-import smtplib
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -26,6 +25,7 @@ from postoffice.pop3.locks import MaildropLocks
 from postoffice.store import MailStore, StoreError, open_store
 from tests.integration.harness import DataDir, ServerProcess, cli
 from tests.integration.mailcheck import body_after_trace, inbox_messages, integrity_ok
+from tests.support.mail import send_smtp, text_message
 
 pytestmark = pytest.mark.integration
 
@@ -52,17 +52,11 @@ def pop2_server(data_dir: DataDir) -> Iterator[ServerProcess]:
             proc.kill()
 
 
-def raw_message(subject: str, body: str = "Hello.\r\n") -> bytes:
-    return (
-        f"From: sender@remote.test\r\nTo: {DEMO}\r\nSubject: {subject}\r\n"
-        f"Message-ID: <{subject.replace(' ', '.')}@remote.test>\r\n\r\n{body}"
-    ).encode()
+raw_message = text_message
 
 
 def deliver(server: ServerProcess, *messages: bytes) -> None:
-    with smtplib.SMTP("127.0.0.1", server.port("smtp"), local_hostname="client.remote.test") as smtp:
-        for message in messages:
-            smtp.sendmail("sender@remote.test", [DEMO], message)
+    send_smtp(server.port("smtp"), *messages, helo="client.remote.test")
 
 
 class Pop2Client:

@@ -7,7 +7,6 @@ import base64
 import poplib
 import re
 import signal
-import smtplib
 import socket
 import ssl
 import time
@@ -18,6 +17,7 @@ import pytest
 
 from tests.integration.harness import DataDir, ServerProcess
 from tests.integration.mailcheck import body_after_trace, inbox_messages
+from tests.support.mail import send_smtp, text_message
 
 pytestmark = pytest.mark.integration
 
@@ -25,17 +25,11 @@ DEMO = "demo@example.test"
 DEMO_PW = "demo-secret-pw"
 
 
-def message(subject: str, body: str = "Hello.\r\n") -> bytes:
-    return (
-        f"From: sender@remote.test\r\nTo: {DEMO}\r\nSubject: {subject}\r\n"
-        f"Message-ID: <{subject.replace(' ', '.')}@remote.test>\r\n\r\n{body}"
-    ).encode()
+message = text_message
 
 
 def deliver(server: ServerProcess, *messages: bytes, to: str = DEMO) -> None:
-    with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=60) as smtp:
-        for data in messages:
-            smtp.sendmail("sender@remote.test", [to], data)
+    send_smtp(server.port("smtp"), *messages, to=to)
 
 
 def tls_context(data: DataDir) -> ssl.SSLContext:

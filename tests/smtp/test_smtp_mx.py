@@ -4,11 +4,10 @@ makes of them."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 import socket
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import dns.message
@@ -17,6 +16,7 @@ import pytest
 
 from postoffice.smtp.mx import Host, MxResolver, PermanentDnsError, TemporaryDnsError, to_a_label
 from tests.support.dns_server import DnsServer, Zones
+from tests.support.mail import run_bounded
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -104,11 +104,7 @@ def dns_port() -> Iterator[int]:
         yield server.port
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, 10)
-
-    return asyncio.run(bounded())
+run = run_bounded
 
 
 def resolver(port: int, **kwargs: Any) -> MxResolver:
