@@ -42,7 +42,7 @@ from typing import Any
 from postoffice.imap import parser as p
 from postoffice.imap.mailbox_view import MailboxView
 from postoffice.imap.state import CommandFailed, Done, SessionState, State, bad, no
-from postoffice.store import SYSTEM_FLAGS, AlreadyExists, LimitExceeded, MailboxInfo, NotFound
+from postoffice.store import AlreadyExists, LimitExceeded, MailboxInfo, NotFound
 
 SEPARATOR = "/"
 
@@ -144,12 +144,12 @@ async def select(session: SessionState, command: p.Select | p.Examine) -> Done:
         recent = list(uids[bisect.bisect_left(uids, first_recent) :])
     view = MailboxView(snapshot, read_only=read_only, recent=recent)
     view.dirty = session.changes_seen != changes_seen
-    flags = " ".join(SYSTEM_FLAGS + tuple(sorted(snapshot.keywords)))
+    flags, permanent = session.flag_lists(snapshot.keywords)
     session.untagged(f"FLAGS ({flags})")
     if read_only:
         session.untagged("OK [PERMANENTFLAGS ()] No permanent flags in a read-only mailbox")
     else:
-        session.untagged(f"OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted")
+        session.untagged(f"OK [PERMANENTFLAGS ({permanent})] Flags permitted")
     session.untagged(f"{view.exists} EXISTS")
     if not session.rev2:
         session.untagged(f"{len(recent)} RECENT")
