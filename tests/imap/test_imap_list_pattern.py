@@ -21,10 +21,12 @@ SLOW = 1.0  # seconds: far above what a linear matcher needs, far below what the
 
 
 def reference(pattern: str, name: str) -> bool:
-    """RFC 9051 6.3.9 spelled out: "*" matches zero or more characters, "%" the same without "/"; the first
-    level of a name that is INBOX compares case-insensitively (the pattern's character may be the lower-case
-    form of the name's)."""
-    inbox = name[:5] == "INBOX" and name[5:6] in ("", "/")
+    """RFC 9051 6.3.9 spelled out: "*" matches zero or more characters, "%" the same without "/"; a pattern
+    that begins with INBOX in any case, followed by its end, "/" or a wildcard, matches the first level of a
+    name that is INBOX case-insensitively (its character may be the lower-case form of the name's); any other
+    pattern matches INBOX as the upper-case string (decision 0043)."""
+    inboxcase = pattern[:5].upper() == "INBOX" and pattern[5:6] in ("", "/", "*", "%")
+    inbox = inboxcase and name[:5] == "INBOX" and name[5:6] in ("", "/")
 
     @functools.cache
     def match(i: int, j: int) -> bool:  # does pattern[i:] match name[j:]?
@@ -52,7 +54,11 @@ def reference_ancestor(patterns: list[str], name: str) -> str | None:
     return None
 
 
-_PATTERN = st.text(alphabet="ab/*%iI", max_size=10)
+_PATTERN = st.builds(
+    lambda head, rest: head + rest,
+    st.sampled_from(["", "", "inbox", "INBOX", "iNbOx", "inbo", "inboxe"]),
+    st.text(alphabet="ab/*%iIxX", max_size=10),
+)
 _NAME = st.builds(
     lambda head, rest: head + rest,
     st.sampled_from(["", "INBOX", "INBOX/", "inbox/", "INBOXa"]),
@@ -71,6 +77,11 @@ _NAME = st.builds(
 @example(patterns=["inbox"], name="INBOX")
 @example(patterns=["Inbox/%"], name="INBOX/a")
 @example(patterns=["inbox*"], name="INBOXa")  # not INBOX: exact
+@example(patterns=["*x"], name="INBOX")  # INBOX is the upper-case string here: no
+@example(patterns=["*X"], name="INBOX")
+@example(patterns=["%x", "i*"], name="INBOX/x")
+@example(patterns=["inbox%"], name="INBOX")
+@example(patterns=["inboxes"], name="INBOXes")
 @example(patterns=["a", "b"], name="b")
 @example(patterns=["a*", ""], name="")
 def test_list_pattern_agrees_with_the_reference(patterns: list[str], name: str) -> None:
@@ -85,6 +96,19 @@ def test_percent_stops_at_the_separator_and_inbox_is_case_insensitive() -> None:
     assert ListPattern(["Work/%"]).matches("Work/Projects")
     assert ListPattern(["iNbOx/%"]).matches("INBOX/Sent")
     assert not ListPattern(["inbox"]).matches("INBOXES")
+
+
+def test_inbox_is_case_insensitive_only_where_the_pattern_begins_with_it() -> None:
+    """The tester's `LIST "" "*x"` listed INBOX: its "x" matched the name's "X". RFC 9051 6.3.9 lists INBOX
+    when the upper-case string matches the pattern; INBOX in any case names INBOX (5.1) where the pattern
+    begins with it (as Dovecot does for such patterns)."""
+    for pattern in ("inbox", "Inbox", "inbox*", "inbox%", "INBOX", "*X", "%", "I*", "*B*"):
+        assert ListPattern([pattern]).matches("INBOX"), pattern
+    for pattern in ("*x", "%x", "i*", "*b*", "inboxes", "inbo*", "%nbox", "in%"):
+        assert not ListPattern([pattern]).matches("INBOX"), pattern
+    assert ListPattern(["inbox/*"]).matches("INBOX/a/b") and not ListPattern(["*x/a"]).matches("INBOX/a")
+    assert ListPattern(["*x", "inbox"]).matches("INBOX")  # either pattern may name it
+    assert not ListPattern(["inbox*"]).matches("INBOXa")  # not INBOX: compared exactly
     assert ListPattern(["%"]).deepest_ancestor("a/b/c") == "a"
     assert ListPattern(["a/%"]).deepest_ancestor("a/b/c") == "a/b"
     assert ListPattern(["x/%"]).deepest_ancestor("a/b/c") is None
@@ -101,8 +125,8 @@ def test_the_inputs_that_froze_the_server_take_no_time() -> None:
     """40 "*" took 7 s, 50 took 32 s; `*a*a*a*a*a*ab` against a 150-character name over two minutes."""
     names = ["INBOX", "Sent", "Drafts", "Junk", "Trash", "Archive", "a" * 150, "a" * 149 + "b"]
     for pattern, expected in (
-        ("*" * 40 + "x", [True] + [False] * 7),  # INBOX: "inbox" ends with "x"
-        ("*" * 50 + "x", [True] + [False] * 7),
+        ("*" * 40 + "x", [False] * 8),  # INBOX is matched as the upper-case string
+        ("*" * 50 + "X", [True] + [False] * 7),
         ("*a*a*a*a*a*ab", [False] * 7 + [True]),
         ("%a%a%a%a%a%ab", [False] * 7 + [True]),
         ("*%" * 200 + "b", [False] * 7 + [True]),
@@ -153,7 +177,8 @@ def test_list_with_fifty_stars_answers_at_once(imap: ImapHarness) -> None:
     assert raw.command("c2", f"SUBSCRIBE {long_name}")[-1].startswith("c2 OK")
     everything = ["INBOX", "Archive", "Drafts", "Junk", "Sent", "Trash", long_name]
     for tag, command, listed in (
-        ("l1", 'LIST "" "' + "*" * 50 + 'x"', ["INBOX"]),  # INBOX is case-insensitive: "inbox"
+        ("l1", 'LIST "" "' + "*" * 50 + 'X"', ["INBOX"]),
+        ("l1b", 'LIST "" "' + "*" * 50 + 'x"', []),  # INBOX is matched as the upper-case string
         ("l2", 'LIST "" "' + "*" * 50 + '"', everything),
         ("l3", 'LIST "" "*a*a*a*a*a*ab"', []),
         ("l4", 'LIST "" ("*a*a*a*a*a*ab" "%a%a%a%a%a%ab" "' + "*" * 50 + 'a")', [long_name]),
@@ -179,3 +204,4 @@ def test_list_patterns_over_the_limit_are_no_limit_and_the_session_goes_on(imap:
     assert raw.command("l4", 'LSUB "" "' + "%" * 2049 + '"')[-1].startswith("l4 NO [LIMIT]")
     assert raw.command("n1", "NOOP")[-1] == "n1 OK NOOP completed"
     raw.close()
+

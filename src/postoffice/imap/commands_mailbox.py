@@ -7,7 +7,9 @@ Implementation notes
   case-insensitive (the parser normalises it); every other name is compared exactly.
 - Names are sent in modified UTF-7 (RFC 3501 5.1.3) unless the client enabled UTF8=ACCEPT (RFC 6855) or
   IMAP4rev2, then as UTF-8.
-- LIST: "*" matches any characters, "%" any but "/" (RFC 9051 6.3.9). A name that exists only as the parent
+- LIST: "*" matches any characters, "%" any but "/" (RFC 9051 6.3.9); a pattern names INBOX in any case only
+  where it begins with INBOX ("inbox/%"), elsewhere INBOX is matched as the upper-case string (decision
+  0043). A name that exists only as the parent
   of other mailboxes ("a" for "a/b") is listed with \\Noselect when the pattern matches it, and DELETE of such
   a name is NO (6.3.4). Special-use attributes and \\HasChildren / \\HasNoChildren are always sent (RFC
   5258 and RFC 6154 allow them without the CHILDREN / SPECIAL-USE return options).
@@ -297,21 +299,25 @@ class ListPattern:
     """One or more LIST / LSUB patterns (RFC 9051 section 6.3.9), matched in one pass over a name.
 
     "*" matches zero or more characters, "%" the same without the hierarchy separator; every other character
-    matches itself, except that the first level of a name that is INBOX matches case-insensitively ("inbox",
-    "Inbox/%"). The patterns run as one nondeterministic automaton whose states are the bits of an int (the
-    "shift-and" method): pattern position i is bit i, each character of the name costs a few operations on
-    that int, and nothing backtracks, so a match takes time linear in the length of the name (times the
-    patterns' total length in machine words). Runs of wildcards are collapsed first ("**" or "%*" is "*",
-    "%%" is "%"), so after a wildcard's position comes a literal one or the end.
+    matches itself. INBOX (RFC 9051 sections 5.1 and 6.3.9): a pattern that begins with INBOX in any case,
+    followed by its end, the separator or a wildcard ("inbox", "Inbox/%", "INBOX*") names INBOX there, so
+    those five characters match the first level of a name that is INBOX whatever their case; every other
+    pattern matches INBOX as the upper-case string it is ("*X" lists it, "*x" does not; decision 0043).
+
+    The patterns run as one nondeterministic automaton whose states are the bits of an int (the "shift-and"
+    method): pattern position i is bit i, each character of the name costs a few operations on that int, and
+    nothing backtracks, so a match takes time linear in the length of the name (times the patterns' total
+    length in machine words). Runs of wildcards are collapsed first ("**" or "%*" is "*", "%%" is "%"), so
+    after a wildcard's position comes a literal one or the end.
 
     Several patterns share the int: pattern k takes positions off_k .. off_k + len_k, and its accepting bit
     off_k + len_k is in no mask, so no transition leaves it (nothing leaks into pattern k + 1)."""
 
-    __slots__ = ("_accept", "_everything", "_literals", "_prefixes", "_star", "_start", "_wild")
+    __slots__ = ("_accept", "_everything", "_inboxcase", "_literals", "_prefixes", "_star", "_start", "_wild")
 
     def __init__(self, patterns: Iterable[str]) -> None:
         literals: dict[str, int] = {}
-        star = percent = start = accept = 0
+        star = percent = start = accept = inboxcase = 0
         prefixes: list[str] = []
         offset = 0
         self._everything = False  # one of the patterns is "*" (the most common LIST of all)
@@ -325,7 +331,10 @@ class ListPattern:
                 tokens.append(char)
             self._everything |= tokens == ["*"]
             first_wildcard = next((i for i, t in enumerate(tokens) if t in "*%"), len(tokens))
-            prefixes.append("".join(tokens[:first_wildcard]))
+            prefix = "".join(tokens[:first_wildcard])
+            if prefix[:5].upper() == "INBOX" and pattern[5:6] in ("", SEPARATOR, "*", "%"):
+                inboxcase |= 0b11111 << offset  # its first five positions take INBOX in any case
+            prefixes.append(prefix)
             for i, token in enumerate(tokens):
                 bit = 1 << (offset + i)
                 if token == "*":
@@ -342,6 +351,7 @@ class ListPattern:
         self._wild = star | percent  # "%" positions too: stay on any character but the separator
         self._start = start | ((start & self._wild) << 1)
         self._accept = accept
+        self._inboxcase = inboxcase
         # A name can only match a pattern it starts with the literal beginning of (INBOX aside): a cheap
         # test that skips most names for the usual patterns ("INBOX/%", "Archive/*").
         self._prefixes = tuple(prefixes)
@@ -364,6 +374,7 @@ class ListPattern:
         if not inbox and not name.startswith(self._prefixes):
             return None if ancestors else False
         literals, star, wild, accept = self._literals, self._star, self._wild, self._accept
+        inboxcase = self._inboxcase if inbox else 0
         states = self._start
         found: str | None = None
         for i, char in enumerate(name):
@@ -373,8 +384,8 @@ class ListPattern:
                     found = name[:i]
                 moved = ((states & step) << 1) | (states & star)
             else:
-                if inbox and i < 5:
-                    step |= literals.get(char.lower(), 0)
+                if inboxcase and i < 5:
+                    step |= literals.get(char.lower(), 0) & inboxcase
                 moved = ((states & step) << 1) | (states & wild)
             # a wildcard matches nothing too: reaching its position reaches the next one (never a wildcard)
             states = moved | ((moved & wild) << 1)
