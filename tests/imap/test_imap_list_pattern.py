@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import functools
 import time
+import unicodedata
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from postoffice.imap.commands_mailbox import ListPattern
+from postoffice.imap import wire
+from postoffice.imap.commands_mailbox import ListPattern, NamePatterns
+from postoffice.imap.mutf7 import MUtf7Error, decode_mutf7, encode_mutf7
+from postoffice.imap.parser import CommandReader, List
 from tests.imap.transcript import ImapHarness, Transcript
 
 SLOW = 1.0  # seconds: far above what a linear matcher needs, far below what the backtracking one took
@@ -205,3 +209,93 @@ def test_list_patterns_over_the_limit_are_no_limit_and_the_session_goes_on(imap:
     assert raw.command("n1", "NOOP")[-1] == "n1 OK NOOP completed"
     raw.close()
 
+
+# -- patterns in modified UTF-7 (decisions 0020, 0043) ------------------------------------------------------
+
+
+def _list_patterns(reference: str, pattern: str, *, utf8: bool = False) -> NamePatterns:
+    """The patterns of `LIST reference pattern` as the parser gives them to the LIST command."""
+    reader = CommandReader()
+    reader.utf8 = utf8
+    reader.feed(
+        b"a LIST " + wire.quoted(reference, utf8=True) + b" " + wire.quoted(pattern, utf8=True) + b"\r\n"
+    )
+    command = reader.next()
+    assert isinstance(command, List), command
+    return NamePatterns(command.reference, command.patterns, utf8=utf8, max_chars=10_000)
+
+
+def test_a_pattern_cut_inside_an_encoded_run_matches_the_names_it_was_cut_from() -> None:
+    """The tester's case: `*&Jjo-*` listed `&Jjo-x` (U+263A then "x") and `*&Jjo*` did not. A pattern that is
+    not modified UTF-7 is also matched as written against the names' modified UTF-7 form."""
+    smiley = "\u263ax"  # "&Jjo-x"
+    assert _list_patterns("", "*&Jjo-*").matches(smiley)
+    assert _list_patterns("", "*&Jjo*").matches(smiley)
+    assert _list_patterns("", "&Jjo").matches(smiley) is False  # a whole name: "&Jjo" is not "&Jjo-x"
+    assert _list_patterns("", "&Jj%").matches(smiley)
+    assert _list_patterns("&Jj", "*").matches("\u263a/a")  # the reference too
+    assert _list_patterns("", "&Jjo%/%").deepest_ancestor("\u263ax/a/b") == "\u263ax/a"
+    assert not _list_patterns("", "*Jjo*").matches(smiley)  # valid: the letters "Jjo", not a fragment
+    assert not _list_patterns("", "*k*").matches("\u00e9")  # "&AOk-": letters of a run are not the name's
+    assert not _list_patterns("", "*&Jjo*", utf8=True).matches(smiley)  # UTF-8 names: "&" is "&"
+    assert _list_patterns("", "*&*").matches("a&b") and _list_patterns("", "*&*").matches(smiley)
+
+
+_UNICODE_NAME = st.text(alphabet="ab/&\u00e9\u263a\U0001f600", min_size=1, max_size=8)
+
+
+@settings(max_examples=300)
+@given(name=_UNICODE_NAME, data=st.data())
+def test_every_fragment_of_a_names_encoding_that_is_not_modified_utf7_finds_it(
+    name: str, data: st.DataObject
+) -> None:
+    encoded = encode_mutf7(name)
+    start = data.draw(st.integers(0, len(encoded) - 1))
+    fragment = encoded[start : data.draw(st.integers(start + 1, len(encoded)))]
+    try:
+        decode_mutf7(fragment)
+    except MUtf7Error:
+        assert _list_patterns("", f"*{fragment}*").matches(name), (fragment, encoded)
+
+
+@settings(max_examples=500)
+@given(
+    raw=st.text(alphabet="&-Jjo,+*%/a", max_size=10),
+    base=st.sampled_from(["", "&", "&Jjo-/", "a/"]),
+    name=_UNICODE_NAME,
+)
+def test_name_patterns_agree_with_their_definition(raw: str, base: str, name: str) -> None:
+    """Decoded (strictly, else leniently) and matched against the name; when the reference or the pattern is
+    not modified UTF-7, also matched as written against the name's modified UTF-7 form."""
+    patterns = _list_patterns(base, raw)
+
+    def decoded(text: str) -> tuple[str, bool]:
+        try:
+            return decode_mutf7(text), True
+        except MUtf7Error:
+            return decode_mutf7(text, strict=False), False
+
+    (ref, ref_valid), (pat, pat_valid) = decoded(base), decoded(raw)
+    full = unicodedata.normalize("NFC", ref + pat)
+    expected = reference(full, name) or (
+        not (ref_valid and pat_valid) and reference(base + raw, encode_mutf7(name))
+    )
+    assert patterns.matches(name) == expected
+
+
+def test_list_and_lsub_with_a_fragment_of_an_encoded_name(imap: ImapHarness) -> None:
+    raw = imap.connect()
+    raw.login()
+    assert raw.command("c1", "CREATE &Jjo-x/&AOk-t&AOk-")[-1].startswith("c1 OK")
+    assert raw.command("s1", "SUBSCRIBE &Jjo-x/&AOk-t&AOk-")[-1].startswith("s1 OK")
+    parent = '* LIST (\\HasChildren) "/" "&Jjo-x"'  # CREATE made it
+    child = '* LIST (\\HasNoChildren) "/" "&Jjo-x/&AOk-t&AOk-"'
+    assert raw.command("l1", 'LIST "" "*&Jjo*"') == [parent, child, "l1 OK LIST completed"]
+    assert raw.command("l2", 'LIST "" "&Jjo-*"') == [parent, child, "l2 OK LIST completed"]
+    assert raw.command("l3", 'LIST "" "%/*t&AOk*"') == [child, "l3 OK LIST completed"]
+    assert raw.command("l4", 'LIST "" "*Jjo*"') == ["l4 OK LIST completed"]  # valid: the letters only
+    assert raw.command("l5", 'LSUB "" "&Jjo%"') == [
+        '* LSUB (\\Noselect) "/" "&Jjo-x"',
+        "l5 OK LSUB completed",
+    ]
+    raw.close()

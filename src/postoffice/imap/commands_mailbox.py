@@ -19,7 +19,8 @@ Implementation notes
   loop every `LIST_BATCH` names (docs/decisions/0020).
 - A name that is not valid modified UTF-7 (`MailboxName.valid`, RFC 3501 5.1.3) names no mailbox: NO
   [NONEXISTENT] where a mailbox must exist, NO [CANNOT] where one would be created or subscribed; a LIST
-  pattern of that kind matches what it looks like (the parser decodes it leniently).
+  pattern of that kind matches what it looks like, decoded leniently or as written against the names'
+  modified UTF-7 form (`NamePatterns`, decisions 0020 and 0043).
 - Limits (docs/decisions/0021): at most `max_mailboxes` mailboxes and as many subscriptions per account,
   names of at most `max_mailbox_name_length` octets (UTF-8) and `max_mailbox_depth` levels; CREATE, RENAME
   (every renamed inferior counts) and SUBSCRIBE over them are NO [LIMIT] (RFC 5530). The count is checked
@@ -43,6 +44,7 @@ from typing import Any
 
 from postoffice.imap import parser as p
 from postoffice.imap.mailbox_view import MailboxView
+from postoffice.imap.mutf7 import MUtf7Error, decode_mutf7, encode_mutf7
 from postoffice.imap.state import CommandFailed, Done, SessionState, State, bad, no
 from postoffice.store import AlreadyExists, LimitExceeded, MailboxInfo, NotFound
 
@@ -396,12 +398,68 @@ class ListPattern:
         return bool(states & accept)
 
 
-def _check_patterns(session: SessionState, patterns: list[str]) -> None:
+def _check_patterns(patterns: list[str], limit: int) -> None:
     """Bound the matching work of one command: its patterns (each after its reference) together may have
-    twice as many characters as the longest name (enough to spell any name with wildcards between)."""
-    limit = 2 * session.settings.max_mailbox_name_length
+    `limit` characters, twice as many as the longest name (enough to spell any name with wildcards between),
+    else NO [LIMIT]."""
     if sum(len(pattern) for pattern in patterns) > limit:
         raise no(f"The patterns of one command are limited to {limit} characters", "LIMIT")
+
+
+def _pattern_chars(session: SessionState) -> int:
+    return 2 * session.settings.max_mailbox_name_length
+
+
+class NamePatterns:
+    """The patterns of one LIST or LSUB, each after its reference (RFC 9051 section 6.3.9), as the client
+    meant them.
+
+    A pattern is matched against the mailbox names (Unicode) after decoding from modified UTF-7. One that is
+    not valid modified UTF-7 (`MailboxName.valid`) is decoded leniently (decision 0020), and is also matched
+    as written against each name's modified UTF-7 form: a client that cut an encoded run with a wildcard
+    (`*&Jjo*`, a fragment of `&Jjo-` = U+263A) is searching the names as it sees them, so `&Jjo-x` is listed
+    (decision 0043). Only such patterns are matched that way: a valid one like `*k*` must not match the
+    letters of an encoded run (`&AOk-` is "é")."""
+
+    __slots__ = ("_decoded", "_encoded")
+
+    def __init__(
+        self, reference: p.MailboxName, patterns: Iterable[p.MailboxName], *, utf8: bool, max_chars: int
+    ) -> None:
+        decoded: list[str] = []
+        encoded: list[str] = []
+        for pattern in patterns:
+            decoded.append(reference.name + pattern.name)
+            if not (reference.valid and pattern.valid) and not utf8:
+                encoded.append(reference.raw + pattern.raw)
+        _check_patterns(decoded, max_chars)  # (see _check_patterns)
+        _check_patterns(encoded, max_chars)
+        self._decoded = ListPattern(decoded)
+        self._encoded = ListPattern(encoded) if encoded else None
+
+    def matches(self, name: str) -> bool:
+        if self._decoded.matches(name):
+            return True
+        return self._encoded is not None and self._encoded.matches(_encoded(name))
+
+    def deepest_ancestor(self, name: str) -> str | None:
+        """The deepest superior name of `name` that a pattern matches, if any."""
+        found = self._decoded.deepest_ancestor(name)
+        if self._encoded is not None:
+            other = self._encoded.deepest_ancestor(_encoded(name))
+            if other is not None:
+                # an encoded run never spans the separator: a prefix that ends at one decodes alone
+                other = decode_mutf7(other)
+                if found is None or other.count(SEPARATOR) > found.count(SEPARATOR):
+                    found = other
+        return found
+
+
+def _encoded(name: str) -> str:
+    try:
+        return encode_mutf7(name)
+    except MUtf7Error:  # a lone surrogate: no client could have written it
+        return ""
 
 
 def _mailbox_tree(mailboxes: list[MailboxInfo]) -> tuple[dict[str, MailboxInfo], set[str], set[str]]:
@@ -448,15 +506,13 @@ async def list_mailboxes(session: SessionState, command: p.List) -> Done:
     if status_items is not None:
         _check_status_items(status_items)
     reference = command.reference.name
-    patterns = [pattern.name for pattern in command.patterns]
-    if patterns == [""] and not command.extended:
+    if [pt.name for pt in command.patterns] == [""] and not command.extended:
         # RFC 9051 6.3.9: the hierarchy delimiter and the root of the reference.
         root = reference.split(SEPARATOR, 1)[0] + SEPARATOR if SEPARATOR in reference else ""
         session.untagged(b'LIST (\\Noselect) "/" ' + session.mailbox_name(root))
         return Done("LIST completed")
-    full = [reference + pattern for pattern in patterns if pattern]
-    _check_patterns(session, full)
-    pattern = ListPattern(full)
+    given = [pt for pt in command.patterns if pt.name]
+    pattern = NamePatterns(command.reference, given, utf8=session.utf8, max_chars=_pattern_chars(session))
     account = _account_id(session)
     existing, parents, implied = _mailbox_tree(await session.store.list_mailboxes(account))
     subscribed: set[str] = set()
@@ -506,9 +562,9 @@ async def list_mailboxes(session: SessionState, command: p.List) -> Done:
 
 
 async def lsub(session: SessionState, command: p.Lsub) -> Done:
-    full = command.reference.name + command.pattern.name
-    _check_patterns(session, [full])
-    pattern = ListPattern([full])
+    pattern = NamePatterns(
+        command.reference, [command.pattern], utf8=session.utf8, max_chars=_pattern_chars(session)
+    )
     account = _account_id(session)
     subscribed = await session.store.list_subscriptions(account)
     existing = {m.name for m in await session.store.list_mailboxes(account)}
