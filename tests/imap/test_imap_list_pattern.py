@@ -10,21 +10,27 @@ from __future__ import annotations
 
 import functools
 import time
+import unicodedata
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from postoffice.imap.commands_mailbox import ListPattern
+from postoffice.imap import wire
+from postoffice.imap.commands_mailbox import ListPattern, NamePatterns
+from postoffice.imap.mutf7 import MUtf7Error, decode_mutf7, encode_mutf7
+from postoffice.imap.parser import CommandReader, List
 from tests.imap.transcript import ImapHarness, Transcript
 
 SLOW = 1.0  # seconds: far above what a linear matcher needs, far below what the backtracking one took
 
 
 def reference(pattern: str, name: str) -> bool:
-    """RFC 9051 6.3.9 spelled out: "*" matches zero or more characters, "%" the same without "/"; the first
-    level of a name that is INBOX compares case-insensitively (the pattern's character may be the lower-case
-    form of the name's)."""
-    inbox = name[:5] == "INBOX" and name[5:6] in ("", "/")
+    """RFC 9051 6.3.9 spelled out: "*" matches zero or more characters, "%" the same without "/"; a pattern
+    that begins with INBOX in any case, followed by its end, "/" or a wildcard, matches the first level of a
+    name that is INBOX case-insensitively (its character may be the lower-case form of the name's); any other
+    pattern matches INBOX as the upper-case string (decision 0043)."""
+    inboxcase = pattern[:5].upper() == "INBOX" and pattern[5:6] in ("", "/", "*", "%")
+    inbox = inboxcase and name[:5] == "INBOX" and name[5:6] in ("", "/")
 
     @functools.cache
     def match(i: int, j: int) -> bool:  # does pattern[i:] match name[j:]?
@@ -52,7 +58,11 @@ def reference_ancestor(patterns: list[str], name: str) -> str | None:
     return None
 
 
-_PATTERN = st.text(alphabet="ab/*%iI", max_size=10)
+_PATTERN = st.builds(
+    lambda head, rest: head + rest,
+    st.sampled_from(["", "", "inbox", "INBOX", "iNbOx", "inbo", "inboxe"]),
+    st.text(alphabet="ab/*%iIxX", max_size=10),
+)
 _NAME = st.builds(
     lambda head, rest: head + rest,
     st.sampled_from(["", "INBOX", "INBOX/", "inbox/", "INBOXa"]),
@@ -71,6 +81,11 @@ _NAME = st.builds(
 @example(patterns=["inbox"], name="INBOX")
 @example(patterns=["Inbox/%"], name="INBOX/a")
 @example(patterns=["inbox*"], name="INBOXa")  # not INBOX: exact
+@example(patterns=["*x"], name="INBOX")  # INBOX is the upper-case string here: no
+@example(patterns=["*X"], name="INBOX")
+@example(patterns=["%x", "i*"], name="INBOX/x")
+@example(patterns=["inbox%"], name="INBOX")
+@example(patterns=["inboxes"], name="INBOXes")
 @example(patterns=["a", "b"], name="b")
 @example(patterns=["a*", ""], name="")
 def test_list_pattern_agrees_with_the_reference(patterns: list[str], name: str) -> None:
@@ -85,6 +100,19 @@ def test_percent_stops_at_the_separator_and_inbox_is_case_insensitive() -> None:
     assert ListPattern(["Work/%"]).matches("Work/Projects")
     assert ListPattern(["iNbOx/%"]).matches("INBOX/Sent")
     assert not ListPattern(["inbox"]).matches("INBOXES")
+
+
+def test_inbox_is_case_insensitive_only_where_the_pattern_begins_with_it() -> None:
+    """The tester's `LIST "" "*x"` listed INBOX: its "x" matched the name's "X". RFC 9051 6.3.9 lists INBOX
+    when the upper-case string matches the pattern; INBOX in any case names INBOX (5.1) where the pattern
+    begins with it (as Dovecot does for such patterns)."""
+    for pattern in ("inbox", "Inbox", "inbox*", "inbox%", "INBOX", "*X", "%", "I*", "*B*"):
+        assert ListPattern([pattern]).matches("INBOX"), pattern
+    for pattern in ("*x", "%x", "i*", "*b*", "inboxes", "inbo*", "%nbox", "in%"):
+        assert not ListPattern([pattern]).matches("INBOX"), pattern
+    assert ListPattern(["inbox/*"]).matches("INBOX/a/b") and not ListPattern(["*x/a"]).matches("INBOX/a")
+    assert ListPattern(["*x", "inbox"]).matches("INBOX")  # either pattern may name it
+    assert not ListPattern(["inbox*"]).matches("INBOXa")  # not INBOX: compared exactly
     assert ListPattern(["%"]).deepest_ancestor("a/b/c") == "a"
     assert ListPattern(["a/%"]).deepest_ancestor("a/b/c") == "a/b"
     assert ListPattern(["x/%"]).deepest_ancestor("a/b/c") is None
@@ -101,8 +129,8 @@ def test_the_inputs_that_froze_the_server_take_no_time() -> None:
     """40 "*" took 7 s, 50 took 32 s; `*a*a*a*a*a*ab` against a 150-character name over two minutes."""
     names = ["INBOX", "Sent", "Drafts", "Junk", "Trash", "Archive", "a" * 150, "a" * 149 + "b"]
     for pattern, expected in (
-        ("*" * 40 + "x", [True] + [False] * 7),  # INBOX: "inbox" ends with "x"
-        ("*" * 50 + "x", [True] + [False] * 7),
+        ("*" * 40 + "x", [False] * 8),  # INBOX is matched as the upper-case string
+        ("*" * 50 + "X", [True] + [False] * 7),
         ("*a*a*a*a*a*ab", [False] * 7 + [True]),
         ("%a%a%a%a%a%ab", [False] * 7 + [True]),
         ("*%" * 200 + "b", [False] * 7 + [True]),
@@ -153,7 +181,8 @@ def test_list_with_fifty_stars_answers_at_once(imap: ImapHarness) -> None:
     assert raw.command("c2", f"SUBSCRIBE {long_name}")[-1].startswith("c2 OK")
     everything = ["INBOX", "Archive", "Drafts", "Junk", "Sent", "Trash", long_name]
     for tag, command, listed in (
-        ("l1", 'LIST "" "' + "*" * 50 + 'x"', ["INBOX"]),  # INBOX is case-insensitive: "inbox"
+        ("l1", 'LIST "" "' + "*" * 50 + 'X"', ["INBOX"]),
+        ("l1b", 'LIST "" "' + "*" * 50 + 'x"', []),  # INBOX is matched as the upper-case string
         ("l2", 'LIST "" "' + "*" * 50 + '"', everything),
         ("l3", 'LIST "" "*a*a*a*a*a*ab"', []),
         ("l4", 'LIST "" ("*a*a*a*a*a*ab" "%a%a%a%a%a%ab" "' + "*" * 50 + 'a")', [long_name]),
@@ -178,4 +207,95 @@ def test_list_patterns_over_the_limit_are_no_limit_and_the_session_goes_on(imap:
     assert reply[-1].startswith("l3 NO [LIMIT]")
     assert raw.command("l4", 'LSUB "" "' + "%" * 2049 + '"')[-1].startswith("l4 NO [LIMIT]")
     assert raw.command("n1", "NOOP")[-1] == "n1 OK NOOP completed"
+    raw.close()
+
+
+# -- patterns in modified UTF-7 (decisions 0020, 0043) ------------------------------------------------------
+
+
+def _list_patterns(reference: str, pattern: str, *, utf8: bool = False) -> NamePatterns:
+    """The patterns of `LIST reference pattern` as the parser gives them to the LIST command."""
+    reader = CommandReader()
+    reader.utf8 = utf8
+    reader.feed(
+        b"a LIST " + wire.quoted(reference, utf8=True) + b" " + wire.quoted(pattern, utf8=True) + b"\r\n"
+    )
+    command = reader.next()
+    assert isinstance(command, List), command
+    return NamePatterns(command.reference, command.patterns, utf8=utf8, max_chars=10_000)
+
+
+def test_a_pattern_cut_inside_an_encoded_run_matches_the_names_it_was_cut_from() -> None:
+    """The tester's case: `*&Jjo-*` listed `&Jjo-x` (U+263A then "x") and `*&Jjo*` did not. A pattern that is
+    not modified UTF-7 is also matched as written against the names' modified UTF-7 form."""
+    smiley = "\u263ax"  # "&Jjo-x"
+    assert _list_patterns("", "*&Jjo-*").matches(smiley)
+    assert _list_patterns("", "*&Jjo*").matches(smiley)
+    assert _list_patterns("", "&Jjo").matches(smiley) is False  # a whole name: "&Jjo" is not "&Jjo-x"
+    assert _list_patterns("", "&Jj%").matches(smiley)
+    assert _list_patterns("&Jj", "*").matches("\u263a/a")  # the reference too
+    assert _list_patterns("", "&Jjo%/%").deepest_ancestor("\u263ax/a/b") == "\u263ax/a"
+    assert not _list_patterns("", "*Jjo*").matches(smiley)  # valid: the letters "Jjo", not a fragment
+    assert not _list_patterns("", "*k*").matches("\u00e9")  # "&AOk-": letters of a run are not the name's
+    assert not _list_patterns("", "*&Jjo*", utf8=True).matches(smiley)  # UTF-8 names: "&" is "&"
+    assert _list_patterns("", "*&*").matches("a&b") and _list_patterns("", "*&*").matches(smiley)
+
+
+_UNICODE_NAME = st.text(alphabet="ab/&\u00e9\u263a\U0001f600", min_size=1, max_size=8)
+
+
+@settings(max_examples=300)
+@given(name=_UNICODE_NAME, data=st.data())
+def test_every_fragment_of_a_names_encoding_that_is_not_modified_utf7_finds_it(
+    name: str, data: st.DataObject
+) -> None:
+    encoded = encode_mutf7(name)
+    start = data.draw(st.integers(0, len(encoded) - 1))
+    fragment = encoded[start : data.draw(st.integers(start + 1, len(encoded)))]
+    try:
+        decode_mutf7(fragment)
+    except MUtf7Error:
+        assert _list_patterns("", f"*{fragment}*").matches(name), (fragment, encoded)
+
+
+@settings(max_examples=500)
+@given(
+    raw=st.text(alphabet="&-Jjo,+*%/a", max_size=10),
+    base=st.sampled_from(["", "&", "&Jjo-/", "a/"]),
+    name=_UNICODE_NAME,
+)
+def test_name_patterns_agree_with_their_definition(raw: str, base: str, name: str) -> None:
+    """Decoded (strictly, else leniently) and matched against the name; when the reference or the pattern is
+    not modified UTF-7, also matched as written against the name's modified UTF-7 form."""
+    patterns = _list_patterns(base, raw)
+
+    def decoded(text: str) -> tuple[str, bool]:
+        try:
+            return decode_mutf7(text), True
+        except MUtf7Error:
+            return decode_mutf7(text, strict=False), False
+
+    (ref, ref_valid), (pat, pat_valid) = decoded(base), decoded(raw)
+    full = unicodedata.normalize("NFC", ref + pat)
+    expected = reference(full, name) or (
+        not (ref_valid and pat_valid) and reference(base + raw, encode_mutf7(name))
+    )
+    assert patterns.matches(name) == expected
+
+
+def test_list_and_lsub_with_a_fragment_of_an_encoded_name(imap: ImapHarness) -> None:
+    raw = imap.connect()
+    raw.login()
+    assert raw.command("c1", "CREATE &Jjo-x/&AOk-t&AOk-")[-1].startswith("c1 OK")
+    assert raw.command("s1", "SUBSCRIBE &Jjo-x/&AOk-t&AOk-")[-1].startswith("s1 OK")
+    parent = '* LIST (\\HasChildren) "/" "&Jjo-x"'  # CREATE made it
+    child = '* LIST (\\HasNoChildren) "/" "&Jjo-x/&AOk-t&AOk-"'
+    assert raw.command("l1", 'LIST "" "*&Jjo*"') == [parent, child, "l1 OK LIST completed"]
+    assert raw.command("l2", 'LIST "" "&Jjo-*"') == [parent, child, "l2 OK LIST completed"]
+    assert raw.command("l3", 'LIST "" "%/*t&AOk*"') == [child, "l3 OK LIST completed"]
+    assert raw.command("l4", 'LIST "" "*Jjo*"') == ["l4 OK LIST completed"]  # valid: the letters only
+    assert raw.command("l5", 'LSUB "" "&Jjo%"') == [
+        '* LSUB (\\Noselect) "/" "&Jjo-x"',
+        "l5 OK LSUB completed",
+    ]
     raw.close()

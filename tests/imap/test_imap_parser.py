@@ -31,6 +31,7 @@ from postoffice.imap.parser import (
     Id,
     Idle,
     List,
+    LiteralTooLarge,
     Login,
     Logout,
     Lsub,
@@ -656,3 +657,56 @@ def test_section_validity_rules() -> None:
         Section((0,))
     assert str(Section((1, 2), SectionText.HEADER_FIELDS_NOT, ("A", "B"))) == "[1.2.HEADER.FIELDS.NOT (A B)]"
     assert str(FetchBody(Section(), Partial(0, 10), peek=True)) == "BODY.PEEK[]<0.10>"
+
+
+# -- numbers at the bounds of their grammar (RFC 9051 section 9; docs/decisions/0043) --------------------
+N32, N64 = 2**32 - 1, 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    ("line", "accepted"),
+    [
+        # partial = "<" number64 "." nz-number64 ">" (RFC 9051; RFC 3501 had 32-bit `number`): the tester's
+        # <0.4294967296> is valid IMAP4rev2, and clipped to the message like any other length
+        (b"A1 FETCH 1 BODY.PEEK[]<0.4294967296>", True),
+        (b"A1 FETCH 1 BODY.PEEK[]<%d.%d>" % (N64, N64), True),
+        (b"A1 FETCH 1 BODY.PEEK[]<%d.1>" % (N64 + 1), False),
+        (b"A1 FETCH 1 BODY.PEEK[]<0.%d>" % (N64 + 1), False),
+        (b"A1 FETCH 1 BINARY.PEEK[1]<0.%d>" % (N64 + 1), False),
+        (b"A1 FETCH 1 BODY[]<0.0>", False),  # nz-number64
+        # section-part = nz-number *("." nz-number): 32-bit
+        (b"A1 FETCH 1 BODY[%d]" % N32, True),
+        (b"A1 FETCH 1 BODY[%d]" % (N32 + 1), False),
+        (b"A1 FETCH 1 BINARY.SIZE[1.%d]" % (N32 + 1), False),
+        # seq-number = nz-number / "*": message numbers and UIDs are 32-bit
+        (b"A1 FETCH %d FLAGS" % N32, True),
+        (b"A1 FETCH %d FLAGS" % (N32 + 1), False),
+        (b"A1 UID FETCH 1:%d FLAGS" % (N32 + 1), False),
+        (b"A1 UID STORE %d +FLAGS (a)" % (N32 + 1), False),
+        (b"A1 UID COPY %d INBOX" % (N32 + 1), False),
+        (b"A1 UID EXPUNGE %d" % (N32 + 1), False),
+        (b"A1 SEARCH UID %d" % (N32 + 1), False),
+        (b"A1 SEARCH %d" % (N32 + 1), False),
+        (b"A1 FETCH 1" + b"0" * 5000 + b" FLAGS", False),  # more digits than int() converts
+        # LARGER / SMALLER number64 (RFC 9051)
+        (b"A1 SEARCH LARGER %d" % N64, True),
+        (b"A1 SEARCH SMALLER %d" % (N64 + 1), False),
+    ],
+)
+def test_numbers_beyond_their_grammar_are_bad(line: bytes, accepted: bool) -> None:
+    event = parse_one(line)
+    assert isinstance(event, ParseError) != accepted, event
+
+
+def test_a_literal_size_beyond_number64_is_bad_not_toobig() -> None:
+    """literal = "{" number64 ["+"] "}" (RFC 9051 section 9): a larger size is a syntax error (BAD), where a
+    size within number64 above the limit is LiteralTooLarge (NO [TOOBIG] for APPEND)."""
+    for line in (b"A1 APPEND INBOX {%d}\r\n" % (N64 + 1), b"A1 LOGIN {%d}\r\n" % (N64 + 1)):
+        reader = CommandReader()
+        reader.feed(line + b"A2 NOOP\r\n")
+        first = reader.next()
+        assert isinstance(first, ParseError) and "number64" in first.message, first
+        assert reader.next() == Noop("A2")  # a synchronizing literal was never sent: the session goes on
+    reader = CommandReader()
+    reader.feed(b"A1 APPEND INBOX {%d}\r\n" % N64)
+    assert isinstance(reader.next(), LiteralTooLarge)

@@ -67,8 +67,8 @@ def test_imap_limits_from_the_config_apply(limited_server: ServerProcess) -> Non
 def test_a_pathological_list_pattern_does_not_stop_the_server(limited_server: ServerProcess) -> None:
     client, other = _client(limited_server), _client(limited_server)
     started = time.monotonic()
-    status, data = client.list('""', '"' + "*" * 50 + 'x"')
-    assert status == "OK" and data == [b'(\\HasNoChildren) "/" "INBOX"']  # "inbox" ends with x
+    status, data = client.list('""', '"' + "*" * 50 + 'X"')
+    assert status == "OK" and data == [b'(\\HasNoChildren) "/" "INBOX"']  # "INBOX" ends with X
     status, data = client.list('""', '"*a*a*a*a*a*ab"')
     assert status == "OK" and data == [None]
     assert other.noop()[0] == "OK"

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from postoffice.message import ParsedMessage
     from postoffice.store import ChangeEvent, Criteria, DeliveredCopy, MailboxInfo, MailboxStatus
-    from postoffice.store.api import AppendItem, ImapRendering, MailboxChanges, MailboxSnapshot
+    from postoffice.store.api import AppendItem, ImapRendering, KeywordLimits, MailboxChanges, MailboxSnapshot
 
 
 class MailAccess(Protocol):
@@ -59,14 +59,28 @@ class MailAccess(Protocol):
     def subscribe(self, account_id: int, callback: Callable[[ChangeEvent], None]) -> Callable[[], None]: ...
 
     # -- messages (APPEND, STORE, COPY, MOVE, EXPUNGE, SEARCH)
-    async def append_many(self, mailbox_id: int, messages: Sequence[AppendItem]) -> list[DeliveredCopy]: ...
+    async def append_many(
+        self, mailbox_id: int, messages: Sequence[AppendItem], *, keyword_limits: KeywordLimits | None = None
+    ) -> list[DeliveredCopy]: ...
 
     async def store_flags(
-        self, mailbox_id: int, uids: Iterable[int], flags: Iterable[str], mode: str
+        self,
+        mailbox_id: int,
+        uids: Iterable[int],
+        flags: Iterable[str],
+        mode: str,
+        *,
+        keyword_limits: KeywordLimits | None = None,
     ) -> int: ...
 
     async def copy_messages(
-        self, source_mailbox_id: int, uids: Iterable[int], target_mailbox_id: int, *, move: bool = False
+        self,
+        source_mailbox_id: int,
+        uids: Iterable[int],
+        target_mailbox_id: int,
+        *,
+        move: bool = False,
+        keyword_limits: KeywordLimits | None = None,
     ) -> list[tuple[int, int]]: ...
 
     async def expunge_deleted(self, mailbox_id: int, only: Iterable[int] | None = None) -> list[int]: ...

@@ -7,7 +7,9 @@ Implementation notes
   case-insensitive (the parser normalises it); every other name is compared exactly.
 - Names are sent in modified UTF-7 (RFC 3501 5.1.3) unless the client enabled UTF8=ACCEPT (RFC 6855) or
   IMAP4rev2, then as UTF-8.
-- LIST: "*" matches any characters, "%" any but "/" (RFC 9051 6.3.9). A name that exists only as the parent
+- LIST: "*" matches any characters, "%" any but "/" (RFC 9051 6.3.9); a pattern names INBOX in any case only
+  where it begins with INBOX ("inbox/%"), elsewhere INBOX is matched as the upper-case string (decision
+  0043). A name that exists only as the parent
   of other mailboxes ("a" for "a/b") is listed with \\Noselect when the pattern matches it, and DELETE of such
   a name is NO (6.3.4). Special-use attributes and \\HasChildren / \\HasNoChildren are always sent (RFC
   5258 and RFC 6154 allow them without the CHILDREN / SPECIAL-USE return options).
@@ -17,7 +19,8 @@ Implementation notes
   loop every `LIST_BATCH` names (docs/decisions/0020).
 - A name that is not valid modified UTF-7 (`MailboxName.valid`, RFC 3501 5.1.3) names no mailbox: NO
   [NONEXISTENT] where a mailbox must exist, NO [CANNOT] where one would be created or subscribed; a LIST
-  pattern of that kind matches what it looks like (the parser decodes it leniently).
+  pattern of that kind matches what it looks like, decoded leniently or as written against the names'
+  modified UTF-7 form (`NamePatterns`, decisions 0020 and 0043).
 - Limits (docs/decisions/0021): at most `max_mailboxes` mailboxes and as many subscriptions per account,
   names of at most `max_mailbox_name_length` octets (UTF-8) and `max_mailbox_depth` levels; CREATE, RENAME
   (every renamed inferior counts) and SUBSCRIBE over them are NO [LIMIT] (RFC 5530). The count is checked
@@ -41,8 +44,9 @@ from typing import Any
 
 from postoffice.imap import parser as p
 from postoffice.imap.mailbox_view import MailboxView
+from postoffice.imap.mutf7 import MUtf7Error, decode_mutf7, encode_mutf7
 from postoffice.imap.state import CommandFailed, Done, SessionState, State, bad, no
-from postoffice.store import SYSTEM_FLAGS, AlreadyExists, LimitExceeded, MailboxInfo, NotFound
+from postoffice.store import AlreadyExists, LimitExceeded, MailboxInfo, NotFound
 
 SEPARATOR = "/"
 
@@ -144,12 +148,12 @@ async def select(session: SessionState, command: p.Select | p.Examine) -> Done:
         recent = list(uids[bisect.bisect_left(uids, first_recent) :])
     view = MailboxView(snapshot, read_only=read_only, recent=recent)
     view.dirty = session.changes_seen != changes_seen
-    flags = " ".join(SYSTEM_FLAGS + tuple(sorted(snapshot.keywords)))
+    flags, permanent = session.flag_lists(snapshot.keywords)
     session.untagged(f"FLAGS ({flags})")
     if read_only:
         session.untagged("OK [PERMANENTFLAGS ()] No permanent flags in a read-only mailbox")
     else:
-        session.untagged(f"OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted")
+        session.untagged(f"OK [PERMANENTFLAGS ({permanent})] Flags permitted")
     session.untagged(f"{view.exists} EXISTS")
     if not session.rev2:
         session.untagged(f"{len(recent)} RECENT")
@@ -297,21 +301,25 @@ class ListPattern:
     """One or more LIST / LSUB patterns (RFC 9051 section 6.3.9), matched in one pass over a name.
 
     "*" matches zero or more characters, "%" the same without the hierarchy separator; every other character
-    matches itself, except that the first level of a name that is INBOX matches case-insensitively ("inbox",
-    "Inbox/%"). The patterns run as one nondeterministic automaton whose states are the bits of an int (the
-    "shift-and" method): pattern position i is bit i, each character of the name costs a few operations on
-    that int, and nothing backtracks, so a match takes time linear in the length of the name (times the
-    patterns' total length in machine words). Runs of wildcards are collapsed first ("**" or "%*" is "*",
-    "%%" is "%"), so after a wildcard's position comes a literal one or the end.
+    matches itself. INBOX (RFC 9051 sections 5.1 and 6.3.9): a pattern that begins with INBOX in any case,
+    followed by its end, the separator or a wildcard ("inbox", "Inbox/%", "INBOX*") names INBOX there, so
+    those five characters match the first level of a name that is INBOX whatever their case; every other
+    pattern matches INBOX as the upper-case string it is ("*X" lists it, "*x" does not; decision 0043).
+
+    The patterns run as one nondeterministic automaton whose states are the bits of an int (the "shift-and"
+    method): pattern position i is bit i, each character of the name costs a few operations on that int, and
+    nothing backtracks, so a match takes time linear in the length of the name (times the patterns' total
+    length in machine words). Runs of wildcards are collapsed first ("**" or "%*" is "*", "%%" is "%"), so
+    after a wildcard's position comes a literal one or the end.
 
     Several patterns share the int: pattern k takes positions off_k .. off_k + len_k, and its accepting bit
     off_k + len_k is in no mask, so no transition leaves it (nothing leaks into pattern k + 1)."""
 
-    __slots__ = ("_accept", "_everything", "_literals", "_prefixes", "_star", "_start", "_wild")
+    __slots__ = ("_accept", "_everything", "_inboxcase", "_literals", "_prefixes", "_star", "_start", "_wild")
 
     def __init__(self, patterns: Iterable[str]) -> None:
         literals: dict[str, int] = {}
-        star = percent = start = accept = 0
+        star = percent = start = accept = inboxcase = 0
         prefixes: list[str] = []
         offset = 0
         self._everything = False  # one of the patterns is "*" (the most common LIST of all)
@@ -325,7 +333,10 @@ class ListPattern:
                 tokens.append(char)
             self._everything |= tokens == ["*"]
             first_wildcard = next((i for i, t in enumerate(tokens) if t in "*%"), len(tokens))
-            prefixes.append("".join(tokens[:first_wildcard]))
+            prefix = "".join(tokens[:first_wildcard])
+            if prefix[:5].upper() == "INBOX" and pattern[5:6] in ("", SEPARATOR, "*", "%"):
+                inboxcase |= 0b11111 << offset  # its first five positions take INBOX in any case
+            prefixes.append(prefix)
             for i, token in enumerate(tokens):
                 bit = 1 << (offset + i)
                 if token == "*":
@@ -342,6 +353,7 @@ class ListPattern:
         self._wild = star | percent  # "%" positions too: stay on any character but the separator
         self._start = start | ((start & self._wild) << 1)
         self._accept = accept
+        self._inboxcase = inboxcase
         # A name can only match a pattern it starts with the literal beginning of (INBOX aside): a cheap
         # test that skips most names for the usual patterns ("INBOX/%", "Archive/*").
         self._prefixes = tuple(prefixes)
@@ -364,6 +376,7 @@ class ListPattern:
         if not inbox and not name.startswith(self._prefixes):
             return None if ancestors else False
         literals, star, wild, accept = self._literals, self._star, self._wild, self._accept
+        inboxcase = self._inboxcase if inbox else 0
         states = self._start
         found: str | None = None
         for i, char in enumerate(name):
@@ -373,8 +386,8 @@ class ListPattern:
                     found = name[:i]
                 moved = ((states & step) << 1) | (states & star)
             else:
-                if inbox and i < 5:
-                    step |= literals.get(char.lower(), 0)
+                if inboxcase and i < 5:
+                    step |= literals.get(char.lower(), 0) & inboxcase
                 moved = ((states & step) << 1) | (states & wild)
             # a wildcard matches nothing too: reaching its position reaches the next one (never a wildcard)
             states = moved | ((moved & wild) << 1)
@@ -385,12 +398,68 @@ class ListPattern:
         return bool(states & accept)
 
 
-def _check_patterns(session: SessionState, patterns: list[str]) -> None:
+def _check_patterns(patterns: list[str], limit: int) -> None:
     """Bound the matching work of one command: its patterns (each after its reference) together may have
-    twice as many characters as the longest name (enough to spell any name with wildcards between)."""
-    limit = 2 * session.settings.max_mailbox_name_length
+    `limit` characters, twice as many as the longest name (enough to spell any name with wildcards between),
+    else NO [LIMIT]."""
     if sum(len(pattern) for pattern in patterns) > limit:
         raise no(f"The patterns of one command are limited to {limit} characters", "LIMIT")
+
+
+def _pattern_chars(session: SessionState) -> int:
+    return 2 * session.settings.max_mailbox_name_length
+
+
+class NamePatterns:
+    """The patterns of one LIST or LSUB, each after its reference (RFC 9051 section 6.3.9), as the client
+    meant them.
+
+    A pattern is matched against the mailbox names (Unicode) after decoding from modified UTF-7. One that is
+    not valid modified UTF-7 (`MailboxName.valid`) is decoded leniently (decision 0020), and is also matched
+    as written against each name's modified UTF-7 form: a client that cut an encoded run with a wildcard
+    (`*&Jjo*`, a fragment of `&Jjo-` = U+263A) is searching the names as it sees them, so `&Jjo-x` is listed
+    (decision 0043). Only such patterns are matched that way: a valid one like `*k*` must not match the
+    letters of an encoded run (`&AOk-` is "é")."""
+
+    __slots__ = ("_decoded", "_encoded")
+
+    def __init__(
+        self, reference: p.MailboxName, patterns: Iterable[p.MailboxName], *, utf8: bool, max_chars: int
+    ) -> None:
+        decoded: list[str] = []
+        encoded: list[str] = []
+        for pattern in patterns:
+            decoded.append(reference.name + pattern.name)
+            if not (reference.valid and pattern.valid) and not utf8:
+                encoded.append(reference.raw + pattern.raw)
+        _check_patterns(decoded, max_chars)  # (see _check_patterns)
+        _check_patterns(encoded, max_chars)
+        self._decoded = ListPattern(decoded)
+        self._encoded = ListPattern(encoded) if encoded else None
+
+    def matches(self, name: str) -> bool:
+        if self._decoded.matches(name):
+            return True
+        return self._encoded is not None and self._encoded.matches(_encoded(name))
+
+    def deepest_ancestor(self, name: str) -> str | None:
+        """The deepest superior name of `name` that a pattern matches, if any."""
+        found = self._decoded.deepest_ancestor(name)
+        if self._encoded is not None:
+            other = self._encoded.deepest_ancestor(_encoded(name))
+            if other is not None:
+                # an encoded run never spans the separator: a prefix that ends at one decodes alone
+                other = decode_mutf7(other)
+                if found is None or other.count(SEPARATOR) > found.count(SEPARATOR):
+                    found = other
+        return found
+
+
+def _encoded(name: str) -> str:
+    try:
+        return encode_mutf7(name)
+    except MUtf7Error:  # a lone surrogate: no client could have written it
+        return ""
 
 
 def _mailbox_tree(mailboxes: list[MailboxInfo]) -> tuple[dict[str, MailboxInfo], set[str], set[str]]:
@@ -437,15 +506,13 @@ async def list_mailboxes(session: SessionState, command: p.List) -> Done:
     if status_items is not None:
         _check_status_items(status_items)
     reference = command.reference.name
-    patterns = [pattern.name for pattern in command.patterns]
-    if patterns == [""] and not command.extended:
+    if [pt.name for pt in command.patterns] == [""] and not command.extended:
         # RFC 9051 6.3.9: the hierarchy delimiter and the root of the reference.
         root = reference.split(SEPARATOR, 1)[0] + SEPARATOR if SEPARATOR in reference else ""
         session.untagged(b'LIST (\\Noselect) "/" ' + session.mailbox_name(root))
         return Done("LIST completed")
-    full = [reference + pattern for pattern in patterns if pattern]
-    _check_patterns(session, full)
-    pattern = ListPattern(full)
+    given = [pt for pt in command.patterns if pt.name]
+    pattern = NamePatterns(command.reference, given, utf8=session.utf8, max_chars=_pattern_chars(session))
     account = _account_id(session)
     existing, parents, implied = _mailbox_tree(await session.store.list_mailboxes(account))
     subscribed: set[str] = set()
@@ -495,9 +562,9 @@ async def list_mailboxes(session: SessionState, command: p.List) -> Done:
 
 
 async def lsub(session: SessionState, command: p.Lsub) -> Done:
-    full = command.reference.name + command.pattern.name
-    _check_patterns(session, [full])
-    pattern = ListPattern([full])
+    pattern = NamePatterns(
+        command.reference, [command.pattern], utf8=session.utf8, max_chars=_pattern_chars(session)
+    )
     account = _account_id(session)
     subscribed = await session.store.list_subscriptions(account)
     existing = {m.name for m in await session.store.list_mailboxes(account)}

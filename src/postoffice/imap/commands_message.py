@@ -20,6 +20,10 @@ Implementation notes
   we cannot decode answers the command "NO [UNKNOWN-CTE]" (responses for earlier messages may have gone).
 - STORE reads the mailbox back after the change and reports the resulting FLAGS (unless .SILENT); \\Recent
   cannot be stored and is ignored (RFC 9051 6.4.6).
+- Keyword limits (docs/decisions/0043): STORE and APPEND that would give the mailbox a new keyword longer
+  than `max_keyword_length`, or more than `max_mailbox_keywords` keywords, are NO [LIMIT] (RFC 5530) and
+  change nothing; COPY and MOVE are never refused for keywords: the copies leave out those that do not fit.
+  The store decides, in the transaction of the change (`KeywordLimits`).
 - EXPUNGE / UID EXPUNGE / CLOSE remove only messages that carry \\Deleted in the store at that moment.
 - MOVE sends "* OK [COPYUID ...]" untagged, then the EXPUNGE responses, then the tagged OK (RFC 6851 4.3).
 - SEARCH / UID SEARCH evaluate in the store's index (`postoffice.imap.search` -> `MailStore.search`); RETURN
@@ -43,6 +47,7 @@ from postoffice.imap.mailbox_view import Entry, flags_text
 from postoffice.imap.sequence import format_sequence_set
 from postoffice.imap.state import FLUSH_THRESHOLD, Done, SessionState, bad, no
 from postoffice.message import PARSE_INLINE_LIMIT, ParsedMessage, parse_message
+from postoffice.store import LimitExceeded
 from postoffice.store.api import AppendItem, ImapRendering
 
 if TYPE_CHECKING:
@@ -63,6 +68,12 @@ def _writable(session: SessionState) -> MailboxView:
 
 def _storable(flags: tuple[str, ...]) -> list[str]:
     return [flag for flag in flags if flag != "\\Recent"]
+
+
+def _limit(exc: LimitExceeded) -> Exception:
+    """A keyword limit of the store (docs/decisions/0043): NO [LIMIT] (RFC 5530), nothing changed."""
+    text = str(exc)
+    return no(text[:1].upper() + text[1:], "LIMIT")
 
 
 # ------------------------------------------------------------------------------------------- APPEND
@@ -88,7 +99,10 @@ async def append(session: SessionState, command: p.Append) -> Done:
             when = message.internal_date.timestamp() if message.internal_date is not None else None
             items.append(AppendItem(spool, parsed, _storable(message.flags), when))
         # MULTIAPPEND is all or nothing (RFC 3502 section 6.3.11): one store transaction for every message
-        copies = await session.store.append_many(mailbox_id, items)
+        try:
+            copies = await session.store.append_many(mailbox_id, items, keyword_limits=session.keyword_limits)
+        except LimitExceeded as exc:
+            raise _limit(exc) from None
     finally:
         pending.close()
     uids = [copy.uid for copy in copies]
@@ -515,7 +529,13 @@ async def store(session: SessionState, command: p.Store) -> Done:
     uids = [u for u in session.resolve(command.sequence, uid=command.uid) if u not in view.gone]
     mode = _STORE_MODES[command.mode]
     if uids:
-        await session.store.store_flags(view.mailbox_id, uids, _storable(command.flags), mode)
+        limits = session.keyword_limits
+        try:
+            await session.store.store_flags(
+                view.mailbox_id, uids, _storable(command.flags), mode, keyword_limits=limits
+            )
+        except LimitExceeded as exc:
+            raise _limit(exc) from None
         await session.read_back(view)
     session.announce_keywords(view, uids)
     for uid in uids:
@@ -548,7 +568,9 @@ async def copy(session: SessionState, command: p.Copy | p.Move) -> Done:
         raise no("Mailbox does not exist", "TRYCREATE")
     if not uids:
         return Done(f"{command.name} completed, nothing to do")
-    pairs = await session.store.copy_messages(view.mailbox_id, uids, target.id, move=move)
+    pairs = await session.store.copy_messages(
+        view.mailbox_id, uids, target.id, move=move, keyword_limits=session.keyword_limits
+    )
     code = None
     if pairs:
         sources = format_sequence_set([s for s, _ in pairs], sort=False)

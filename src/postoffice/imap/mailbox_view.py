@@ -21,7 +21,6 @@ Invariants
 from __future__ import annotations
 
 import bisect
-import functools
 import itertools
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
@@ -38,14 +37,32 @@ class InvalidSequence(ValueError):
     """A message sequence number above the number of messages (the client must get BAD)."""
 
 
-@functools.lru_cache(maxsize=1024)
+#: `flags_text` keeps the texts of at most this many flag combinations, of at most FLAGS_TEXT_CHARS
+#: characters together: the keywords in them are client data (docs/decisions/0043).
+FLAGS_TEXT_ENTRIES = 1024
+FLAGS_TEXT_CHARS = 1 << 20
+_flags_texts: dict[tuple[frozenset[str], bool], str] = {}
+_flags_text_chars = [0]
+
+
 def flags_text(flags: frozenset[str], recent: bool = False) -> str:
     """The flag-list contents of a FETCH FLAGS response, cached per flag combination (interned by the
     store): sorted, with \\Recent last when `recent`."""
+    key = (flags, recent)
+    text = _flags_texts.get(key)
+    if text is not None:
+        return text
     names = sorted(flags)
     if recent:
         names.append("\\Recent")
-    return " ".join(names)
+    text = " ".join(names)
+    if len(text) <= FLAGS_TEXT_CHARS:
+        if len(_flags_texts) >= FLAGS_TEXT_ENTRIES or _flags_text_chars[0] + len(text) > FLAGS_TEXT_CHARS:
+            _flags_texts.clear()
+            _flags_text_chars[0] = 0
+        _flags_texts[key] = text
+        _flags_text_chars[0] += len(text)
+    return text
 
 
 class MailboxView:

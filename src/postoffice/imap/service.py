@@ -29,6 +29,8 @@ def _factory(imap: ImapConfig, ctx: ServiceContext) -> Handler:
         max_mailboxes=imap.max_mailboxes,
         max_mailbox_name_length=imap.max_mailbox_name_length,
         max_mailbox_depth=imap.max_mailbox_depth,
+        max_keyword_length=imap.max_keyword_length,
+        max_mailbox_keywords=imap.max_mailbox_keywords,
         spool_dir=cfg.store.spool_dir,
     )
     store, authenticator = ctx.store, ctx.authenticator

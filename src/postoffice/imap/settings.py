@@ -80,6 +80,27 @@ class ImapConfig:
         doc='Hierarchy levels of a mailbox name ("a/b/c" has 3); RENAME checks every inferior it moves.',
         positive=True,
     )
+    max_keyword_length: int = setting(
+        128,
+        "longest keyword (a flag such as $Forwarded) a client may create, in characters",
+        doc=(
+            "Longest keyword (a flag without a backslash, such as `$Forwarded`) STORE or APPEND may give "
+            "a mailbox, in characters (keywords are ASCII atoms); longer is `NO [LIMIT]`, and COPY and MOVE "
+            "leave it out. Keywords a mailbox has already are never refused. At least 32. See "
+            "docs/decisions/0043."
+        ),
+        minimum=32,
+    )
+    max_mailbox_keywords: int = setting(
+        256,
+        "distinct keywords one mailbox may have; STORE or APPEND of another is NO [LIMIT]",
+        doc=(
+            "Distinct keywords the messages of one mailbox may carry together; STORE and APPEND of a new "
+            "keyword beyond are `NO [LIMIT]` and PERMANENTFLAGS stops offering `\\*`; COPY and MOVE leave "
+            "out the keywords that do not fit. At least 32. See docs/decisions/0043."
+        ),
+        minimum=32,
+    )
 
 
 @dataclass(frozen=True)
@@ -98,3 +119,7 @@ class ImapSettings:
     max_mailboxes: int = 1000
     max_mailbox_name_length: int = 1024
     max_mailbox_depth: int = 32
+    #: Keywords (docs/decisions/0043): the longest a client may create (characters), and the most one
+    #: mailbox's messages may carry together; beyond either, STORE and APPEND are NO [LIMIT].
+    max_keyword_length: int = 128
+    max_mailbox_keywords: int = 256

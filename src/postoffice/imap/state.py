@@ -16,6 +16,7 @@ Untagged updates (RFC 9051 sections 5.2, 7.5.1; docs/decisions/0013)
   expunged messages back (`MailboxView.gone`) so that sequence numbers never shift under FETCH, STORE or
   SEARCH.
 - A keyword new to the mailbox is announced with FLAGS (and PERMANENTFLAGS) before any FETCH that shows it.
+  PERMANENTFLAGS offers \\* only while the mailbox may have more keywords (`flag_lists`, decision 0043).
 - \\Recent (RFC 3501 2.3.2) is claimed through the store, one session per message; IMAP4rev2 sessions
   neither claim nor show it.
 
@@ -27,7 +28,7 @@ taken for a command's failure.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import Enum
 from typing import IO, Protocol
@@ -40,6 +41,7 @@ from postoffice.imap.mutf7 import encode_mutf7
 from postoffice.imap.sequence import SequenceSet
 from postoffice.imap.settings import ImapSettings
 from postoffice.store import SYSTEM_FLAGS, Account, ChangeEvent, MailboxInfo, NotFound, StoreError
+from postoffice.store.api import KeywordLimits
 
 log = logging.getLogger("postoffice.imap")
 
@@ -271,10 +273,24 @@ class SessionState:
         if not new:
             return
         view.keywords |= new
-        flags = " ".join((*SYSTEM_FLAGS, *sorted(view.keywords)))
+        flags, permanent = self.flag_lists(view.keywords)
         self.untagged(f"FLAGS ({flags})")
         if not view.read_only:
-            self.untagged(f"OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted")
+            self.untagged(f"OK [PERMANENTFLAGS ({permanent})] Flags permitted")
+
+    def flag_lists(self, keywords: Collection[str]) -> tuple[str, str]:
+        """The contents of FLAGS and of PERMANENTFLAGS for a mailbox with these keywords. PERMANENTFLAGS has
+        \\* (new keywords may be created) only while the mailbox has fewer than `max_mailbox_keywords`: a
+        server that cannot create more omits it (RFC 9051 section 7.1, docs/decisions/0043)."""
+        flags = " ".join((*SYSTEM_FLAGS, *sorted(keywords)))
+        if len(keywords) < self.settings.max_mailbox_keywords:
+            return flags, flags + " \\*"
+        return flags, flags
+
+    @property
+    def keyword_limits(self) -> KeywordLimits:
+        """The store checks these when a command gives a mailbox new keywords (docs/decisions/0043)."""
+        return KeywordLimits(self.settings.max_mailbox_keywords, self.settings.max_keyword_length)
 
     async def claim_recent(self, mailbox_id: int) -> int:
         """`MailStore.claim_recent`, except that a claim the store cannot write (a full disk) claims nothing:

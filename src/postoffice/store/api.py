@@ -76,6 +76,16 @@ class LimitExceeded(StoreError):
 
 
 @dataclass(frozen=True)
+class KeywordLimits:
+    """What keywords a change may bring to a mailbox (docs/decisions/0043): none longer than `max_length`
+    characters, and no more than `max_keywords` distinct keywords on the mailbox's messages together. Only
+    keywords new to the mailbox are checked: those it has already are never refused."""
+
+    max_keywords: int
+    max_length: int
+
+
+@dataclass(frozen=True)
 class Domain:
     id: int
     name: str
@@ -483,18 +493,29 @@ class MailStore(abc.ABC):
     ) -> DeliveredCopy:
         """IMAP APPEND: one message into one mailbox; durable when it returns."""
 
-    async def append_many(self, mailbox_id: int, messages: Sequence[AppendItem]) -> list[DeliveredCopy]:
+    async def append_many(
+        self, mailbox_id: int, messages: Sequence[AppendItem], *, keyword_limits: KeywordLimits | None = None
+    ) -> list[DeliveredCopy]:
         """IMAP MULTIAPPEND (RFC 3502): several messages into one mailbox, all or none, in order (ascending
-        UIDs); durable when it returns. Backends should do it in one transaction; this fallback is not
-        atomic."""
+        UIDs); durable when it returns. LimitExceeded (nothing is stored) when their keywords break
+        `keyword_limits` (docs/decisions/0043). Backends should do it in one transaction; this fallback is
+        not atomic and does not check `keyword_limits`."""
         return [await self.append(mailbox_id, *item) for item in messages]
 
     @abc.abstractmethod
     async def copy_messages(
-        self, source_mailbox_id: int, uids: Iterable[int], target_mailbox_id: int, *, move: bool = False
+        self,
+        source_mailbox_id: int,
+        uids: Iterable[int],
+        target_mailbox_id: int,
+        *,
+        move: bool = False,
+        keyword_limits: KeywordLimits | None = None,
     ) -> list[tuple[int, int]]:
         """COPY / MOVE: (source UID, new UID) pairs in source UID order, flags and internal dates kept; a move
-        expunges the sources in the same transaction (RFC 6851)."""
+        expunges the sources in the same transaction (RFC 6851). With `keyword_limits`, the copies leave out
+        the keywords new to the target that break them (too long, or beyond the count: the first in sorted
+        order are kept); a copy is never refused for its keywords (docs/decisions/0043)."""
 
     @abc.abstractmethod
     async def list_messages(self, mailbox_id: int) -> list[MessageInfo]:
@@ -565,8 +586,19 @@ class MailStore(abc.ABC):
         """Remove messages durably, leaving tombstones; returns the UIDs removed."""
 
     @abc.abstractmethod
-    async def store_flags(self, mailbox_id: int, uids: Iterable[int], flags: Iterable[str], mode: str) -> int:
-        """mode: "add" | "remove" | "replace". Returns the new MODSEQ."""
+    async def store_flags(
+        self,
+        mailbox_id: int,
+        uids: Iterable[int],
+        flags: Iterable[str],
+        mode: str,
+        *,
+        keyword_limits: KeywordLimits | None = None,
+    ) -> int:
+        """mode: "add" | "remove" | "replace". Returns the new MODSEQ. LimitExceeded (nothing changes) when
+        the change gives a message a keyword no message of the mailbox has that breaks `keyword_limits`
+        (too long, or one more than the mailbox may have); keywords the mailbox has already are never
+        refused (docs/decisions/0043)."""
 
     @abc.abstractmethod
     async def submit(

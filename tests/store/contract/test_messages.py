@@ -4,6 +4,7 @@ reads (whole, chunked, ranges, batches), the parsed structure and the ENVELOPE /
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Callable
 
@@ -12,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from postoffice.message import imap_forms
-from postoffice.store import MailStore, NotFound, StoreError
-from postoffice.store.api import AppendItem, MailboxSnapshot, build_snapshot
+from postoffice.store import LimitExceeded, MailStore, NotFound, StoreError
+from postoffice.store.api import AppendItem, KeywordLimits, MailboxSnapshot, build_snapshot
 from tests.store.contract.harness import (
     BACKEND_NAMES,
     Backend,
@@ -424,3 +425,150 @@ def test_a_deleted_and_recreated_mailbox_is_not_served_from_the_old_snapshot(bac
             await store.snapshot(999_999)
 
     backend.run(scenario)
+
+
+@covers(S.store_flags, S.append_many, S.copy_messages)
+def test_keyword_limits_refuse_only_keywords_new_to_the_mailbox(backend: Backend) -> None:
+    """docs/decisions/0043: STORE and APPEND of a keyword new to the mailbox that is too long, or one more
+    than the mailbox may have, are LimitExceeded and change nothing; keywords it has already are never
+    refused; COPY / MOVE leave out what does not fit (the first new keywords in sorted order are kept)."""
+    limits = KeywordLimits(max_keywords=3, max_length=8)
+
+    async def scenario(store: MailStore) -> None:
+        (demo,) = await accounts(store, "demo")
+        inbox, archive = await inbox_of(store, demo), await inbox_of(store, demo, "Archive")
+        for i in range(3):
+            await append(store, inbox, f"m{i}")
+        assert await store.store_flags(inbox, [1], ["a", "b"], "add", keyword_limits=limits)
+        with pytest.raises(LimitExceeded, match="8 characters"):
+            await store.store_flags(inbox, [2], ["\\Seen", "toolong12"], "add", keyword_limits=limits)
+        await store.store_flags(inbox, [2], ["exactly8"], "add", keyword_limits=limits)  # three now
+        before = await store.list_messages(inbox)
+        with pytest.raises(LimitExceeded, match="at most 3 keywords"):
+            await store.store_flags(inbox, [3], ["\\Seen", "d"], "add", keyword_limits=limits)
+        with pytest.raises(LimitExceeded):
+            await store.store_flags(inbox, [1, 2, 3], ["a", "d"], "replace", keyword_limits=limits)
+        assert await store.list_messages(inbox) == before  # nothing changed, \Seen neither
+        await store.store_flags(inbox, [3], ["a", "b", "exactly8"], "replace", keyword_limits=limits)
+        await store.store_flags(inbox, [2], ["a"], "add", keyword_limits=limits)
+        raw = message("new")
+        with pytest.raises(LimitExceeded):
+            await store.append_many(
+                inbox,
+                [
+                    AppendItem(io.BytesIO(raw), parse(raw), ["a"]),
+                    AppendItem(io.BytesIO(raw), parse(raw), ["z"]),
+                ],
+                keyword_limits=limits,
+            )
+        assert len(await store.list_messages(inbox)) == 3  # all or nothing
+        await store.append_many(
+            inbox, [AppendItem(io.BytesIO(raw), parse(raw), ["b"])], keyword_limits=limits
+        )
+        # over the limit already (stored without limits): what the mailbox has stays usable
+        await store.store_flags(inbox, [4], ["longer-than-8", "x", "y"], "add")
+        await store.store_flags(inbox, [1], ["longer-than-8", "x"], "add", keyword_limits=limits)
+        with pytest.raises(LimitExceeded):
+            await store.store_flags(inbox, [1], ["w"], "add", keyword_limits=limits)
+        await store.store_flags(
+            inbox, [1, 2, 3, 4], ["longer-than-8", "x", "y"], "remove", keyword_limits=limits
+        )
+        # COPY / MOVE: the target has "k"; of the new ones "a" and "b" fit, "exactly8" does not
+        await append(store, archive, "there", ["k"])
+        await store.store_flags(inbox, [1], ["longer-than-8"], "add")
+        pairs = await store.copy_messages(inbox, [1, 2, 3], archive, keyword_limits=limits)
+        copied = {m.uid: m.flags for m in await store.list_messages(archive)}
+        assert [copied[new] for _, new in pairs] == [{"a", "b"}, {"a"}, {"a", "b"}]
+        moved = await store.copy_messages(inbox, [4], archive, move=True, keyword_limits=limits)
+        assert [m.flags for m in await store.list_messages(archive) if m.uid == moved[0][1]] == [{"b"}]
+        assert len(await store.list_messages(inbox)) == 3
+        assert await store.copy_messages(inbox, [1], archive) != []  # without limits: everything
+        assert (await store.list_messages(archive))[-1].flags == {"a", "b", "longer-than-8"}
+
+    backend.run(scenario)
+
+
+@covers(S.store_flags)
+def test_the_keyword_count_holds_for_concurrent_changes_from_two_store_objects(backend: Backend) -> None:
+    """The count is checked in the transaction of the change: twenty new keywords stored at once through
+    two store objects on one store (two sessions, or two processes) give the mailbox exactly the limit."""
+    limits = KeywordLimits(max_keywords=5, max_length=64)
+
+    async def scenario(first: MailStore) -> None:
+        (demo,) = await accounts(first, "demo")
+        inbox = await inbox_of(first, demo)
+        await append(first, inbox, "m")
+        second = backend.open()
+        try:
+            results = await asyncio.gather(
+                *(
+                    (first, second)[i % 2].store_flags(inbox, [1], [f"k{i}"], "add", keyword_limits=limits)
+                    for i in range(20)
+                ),
+                return_exceptions=True,
+            )
+        finally:
+            await second.close()
+        refused = [r for r in results if isinstance(r, BaseException)]
+        assert len(refused) == 15 and all(isinstance(r, LimitExceeded) for r in refused)
+        (stored,) = await first.list_messages(inbox)
+        assert len(stored.flags) == 5
+
+    backend.run(scenario)
+
+
+KEYWORD_NAMES = st.sampled_from(["a", "b", "c", "d", "e", "long-keyword", "\\Seen", "\\Flagged"])
+KEYWORD_OPERATIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("append"), st.lists(KEYWORD_NAMES, max_size=3)),
+        st.tuples(
+            st.just("flags"),
+            st.lists(st.integers(1, 6), min_size=1, max_size=3),
+            st.lists(KEYWORD_NAMES, max_size=3),
+            st.sampled_from(["add", "remove", "replace"]),
+        ),
+        st.tuples(st.just("copy"), st.lists(st.integers(1, 6), min_size=1, max_size=3)),
+    ),
+    max_size=20,
+)
+
+
+@covers(S.store_flags, S.append_many, S.copy_messages)
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+@settings(max_examples=40)
+@given(operations=KEYWORD_OPERATIONS)
+def test_keyword_limits_hold_after_any_changes_and_a_refused_change_changes_nothing(
+    make_backend: Callable[[str], Backend], name: str, operations: list[tuple[object, ...]]
+) -> None:
+    """Starting from mailboxes within the limits, no sequence of limited changes takes one over them; each
+    change applies whole or is refused (LimitExceeded) and changes nothing; a copy is never refused."""
+    limits = KeywordLimits(max_keywords=3, max_length=8)
+
+    async def keywords(store: MailStore, mailbox: int) -> set[str]:
+        return {f for m in await store.list_messages(mailbox) for f in m.flags if not f.startswith("\\")}
+
+    async def scenario(store: MailStore) -> None:
+        (account,) = await accounts(store, "demo")
+        inbox, archive = await inbox_of(store, account), await inbox_of(store, account, "Archive")
+        for i in range(3):
+            await append(store, inbox, f"start {i}")
+        await append(store, archive, "there", ["e"])
+        for op in operations:
+            before = await store.list_messages(inbox)
+            try:
+                if op[0] == "append":
+                    raw = message("m")
+                    item = AppendItem(io.BytesIO(raw), parse(raw), op[1])  # type: ignore[arg-type]
+                    await store.append_many(inbox, [item], keyword_limits=limits)
+                elif op[0] == "flags":
+                    await store.store_flags(inbox, op[1], op[2], op[3], keyword_limits=limits)  # type: ignore[arg-type]
+                else:
+                    await store.copy_messages(inbox, op[1], archive, keyword_limits=limits)  # type: ignore[arg-type]
+            except LimitExceeded:
+                assert op[0] != "copy"
+                assert await store.list_messages(inbox) == before
+            for mailbox in (inbox, archive):
+                found = await keywords(store, mailbox)
+                assert len(found) <= 3 and all(len(k) <= 8 for k in found), found
+
+    make_backend(name).run(scenario)

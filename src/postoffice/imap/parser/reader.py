@@ -59,7 +59,8 @@ Implementation notes
   literals together; RFC 9051 section 4 asks for at least 8192 octets per line); a message literal may have
   up to `max_literal` octets; with literal_plus=False (LITERAL-, RFC 7888 section 4) a non-synchronizing
   literal may have up to LITERAL_MINUS_LIMIT octets; lists, NOT and OR nest at most MAX_NESTING deep; a
-  SEARCH has at most MAX_SEARCH_KEYS keys.
+  SEARCH has at most MAX_SEARCH_KEYS keys. A literal size above MAX_LITERAL_SIZE (number64) is a syntax
+  error.
 - Lines end with CRLF; a bare LF is accepted as well (lenient, like the SMTP core, docs/decisions/0004). A CR,
   NUL or other control character inside a line is a syntax error, never a line end. Empty lines between
   commands are ignored.
@@ -121,6 +122,10 @@ APPEND_CHUNK_SIZE = 64 * 1024
 
 LITERAL_MINUS_LIMIT = 4096
 """Largest non-synchronizing literal with LITERAL- (RFC 7888 section 4), i.e. literal_plus=False."""
+
+MAX_LITERAL_SIZE = 2**63 - 1
+"""RFC 9051 section 9: literal = "{" number64 ["+"] "}" (and literal8); a larger size is a syntax error (BAD),
+not a literal over a limit (NO [TOOBIG])."""
 
 _MARKER_AT_END = re.compile(rb"(~?)\{([0-9]{1,30})(\+?)\}\Z")
 
@@ -433,6 +438,12 @@ class CommandReader:
                 self._events.append(UnsupportedCharset(cmd.tag, exc.charset, exc.save))
                 return
         assert cmd.tag is not None  # a valid prefix or a literal marker after the first line needs a tag
+        if size > MAX_LITERAL_SIZE:
+            self._discard_rest(sync, size)
+            self._events.append(
+                ParseError(cmd.tag, f"literal size {marker.group(2).decode()} is not a number64")
+            )
+            return
         limit = self.max_literal if message is not None else self.max_line - cmd.size
         if not sync and not self.literal_plus:
             limit = min(limit, LITERAL_MINUS_LIMIT)

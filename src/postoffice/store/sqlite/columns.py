@@ -5,7 +5,6 @@ INBOX matched case-insensitively (`normalize_mailbox`).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 
 from postoffice.store.api import SYSTEM_FLAGS
@@ -30,13 +29,37 @@ def flags_to_columns(flags: Iterable[str]) -> tuple[int, str]:
     return bits, " ".join(sorted(keywords))
 
 
-@functools.lru_cache(maxsize=4096)
+#: `columns_to_flags` keeps at most this many flag combinations, holding at most FLAG_CACHE_CHARS keyword
+#: characters together: keywords are client data, and a cache keyed by them must not keep megabytes alive
+#: (an lru_cache of 4096 combinations grew by the whole keyword list at every STORE of a new keyword, to
+#: gigabytes; docs/decisions/0043).
+FLAG_CACHE_ENTRIES = 4096
+FLAG_CACHE_CHARS = 1 << 20
+
+
+_flag_sets: dict[tuple[int, str], frozenset[str]] = {}
+_flag_chars = [0]  # keyword characters held by _flag_sets
+
+
 def columns_to_flags(bits: int, keywords: str) -> frozenset[str]:
-    """Cached: a mailbox has few distinct flag combinations, and listing 10,000 messages builds one each."""
+    """Cached (see FLAG_CACHE_ENTRIES): a mailbox has few distinct flag combinations, and listing 10,000
+    messages builds one each, so identical combinations share one frozenset. The reader threads share the
+    cache; a race between them can only cost a rebuild."""
+    try:
+        return _flag_sets[bits, keywords]
+    except KeyError:
+        pass
     names = [name for i, name in enumerate(SYSTEM_FLAGS) if bits & (1 << i)]
     if keywords:
         names.extend(keywords.split(" "))
-    return frozenset(names)
+    flags = frozenset(names)
+    if len(keywords) <= FLAG_CACHE_CHARS:
+        if len(_flag_sets) >= FLAG_CACHE_ENTRIES or _flag_chars[0] + len(keywords) > FLAG_CACHE_CHARS:
+            _flag_sets.clear()
+            _flag_chars[0] = 0
+        _flag_sets[bits, keywords] = flags
+        _flag_chars[0] += len(keywords)
+    return flags
 
 
 def normalize_mailbox(name: str) -> str:

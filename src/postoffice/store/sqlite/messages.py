@@ -23,6 +23,7 @@ from postoffice.store.api import (
     AppendItem,
     ChangeEvent,
     DeliveredCopy,
+    KeywordLimits,
     MailboxChanges,
     MailboxSnapshot,
     MessageInfo,
@@ -35,6 +36,7 @@ from postoffice.store.search import run_search
 from postoffice.store.sqlite.base import SqliteBase
 from postoffice.store.sqlite.columns import FLAG_BITS, columns_to_flags, flags_to_columns, normalize_mailbox
 from postoffice.store.sqlite.connection import STREAM_THRESHOLD, write_blob
+from postoffice.store.sqlite.keywords import check_keyword_room, keywords_of, keywords_that_fit
 from postoffice.store.sqlite.rows import (
     MAILBOX_SQL,
     append_row,
@@ -102,12 +104,16 @@ class MessagesMixin(SqliteBase):
         (copy,) = await self.append_many(mailbox_id, [AppendItem(source, parsed, flags, internaldate)])
         return copy
 
-    async def append_many(self, mailbox_id: int, messages: Sequence[AppendItem]) -> list[DeliveredCopy]:
+    async def append_many(
+        self, mailbox_id: int, messages: Sequence[AppendItem], *, keyword_limits: KeywordLimits | None = None
+    ) -> list[DeliveredCopy]:
         """APPEND / MULTIAPPEND: every message in one transaction (RFC 3502: all or none)."""
         prepared = []
+        adding: set[str] = set()
         for item in messages:
             parsed_json = dataclasses.replace(item.parsed, search_headers="", search_text="").to_json()
             bits, keywords = flags_to_columns(item.flags)
+            adding.update(keywords.split(" ") if keywords else ())
             when = time.time() if item.internaldate is None else item.internaldate
             prepared.append((item.source, item.parsed, parsed_json, bits, keywords, when))
 
@@ -116,6 +122,7 @@ class MessagesMixin(SqliteBase):
             if row is None:
                 raise NotFound(f"no mailbox {mailbox_id}")
             account_id = int(row[0])
+            check_keyword_room(conn, mailbox_id, adding, keyword_limits)
             copies: list[DeliveredCopy] = []
             for source, parsed, parsed_json, bits, keywords, when in prepared:
                 content_id = self._insert_content(conn, source, parsed, parsed_json, 1)
@@ -129,11 +136,17 @@ class MessagesMixin(SqliteBase):
         return await self._write(tx, grows=sum(item.parsed.size for item in messages))
 
     async def copy_messages(
-        self, source_mailbox_id: int, uids: Iterable[int], target_mailbox_id: int, *, move: bool = False
+        self,
+        source_mailbox_id: int,
+        uids: Iterable[int],
+        target_mailbox_id: int,
+        *,
+        move: bool = False,
+        keyword_limits: KeywordLimits | None = None,
     ) -> list[tuple[int, int]]:
         """COPY / MOVE (RFC 6851): (source uid, new uid) pairs in source UID order; flags, keywords and
-        internal dates are kept, the content is shared. A move expunges the sources in the same
-        transaction."""
+        internal dates are kept (keywords only as far as `keyword_limits` allow in the target), the content is
+        shared. A move expunges the sources in the same transaction."""
         wanted = sorted(set(uids))
 
         def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> list[tuple[int, int]]:
@@ -146,7 +159,11 @@ class MessagesMixin(SqliteBase):
             }
             if source_mailbox_id not in accounts or target_mailbox_id not in accounts:
                 raise NotFound("no such mailbox")
-            pairs = copy_rows(conn, source_mailbox_id, wanted, target_mailbox_id)
+            allowed = None
+            if keyword_limits is not None:
+                copied = keywords_of(conn, source_mailbox_id, wanted)
+                allowed = keywords_that_fit(conn, target_mailbox_id, copied, keyword_limits)
+            pairs = copy_rows(conn, source_mailbox_id, wanted, target_mailbox_id, allowed)
             if pairs:
                 new_uids = tuple(new for _, new in pairs)
                 modseq = int(
@@ -477,7 +494,15 @@ class MessagesMixin(SqliteBase):
 
         return await self._write(tx)
 
-    async def store_flags(self, mailbox_id: int, uids: Iterable[int], flags: Iterable[str], mode: str) -> int:
+    async def store_flags(
+        self,
+        mailbox_id: int,
+        uids: Iterable[int],
+        flags: Iterable[str],
+        mode: str,
+        *,
+        keyword_limits: KeywordLimits | None = None,
+    ) -> int:
         if mode not in ("add", "remove", "replace"):
             raise ValueError(f"bad flag mode {mode!r}")
         wanted = sorted(set(uids))
@@ -490,6 +515,7 @@ class MessagesMixin(SqliteBase):
                 raise NotFound(f"no mailbox {mailbox_id}")
             account_id = int(row[0])
             changes: list[tuple[int, int, str]] = []
+            added: set[str] = set()
             for uid in wanted:
                 r = conn.execute(
                     "SELECT flags, keywords FROM messages WHERE mailbox_id = ? AND uid = ?", (mailbox_id, uid)
@@ -505,6 +531,8 @@ class MessagesMixin(SqliteBase):
                     nb, nk = bits, set(new_keywords)
                 if nb != old_bits or nk != old_kw:
                     changes.append((uid, nb, " ".join(sorted(nk))))
+                    added |= nk - old_kw
+            check_keyword_room(conn, mailbox_id, added, keyword_limits)
             if not changes:
                 return int(
                     conn.execute(

@@ -14,6 +14,7 @@ from typing import Any
 from postoffice.message import ParsedMessage
 from postoffice.message.imap_forms import ImapRendering, render_imap_forms
 from postoffice.store.api import MailboxInfo
+from postoffice.store.sqlite.keywords import keep_keywords
 
 log = logging.getLogger("postoffice.store")
 
@@ -97,10 +98,15 @@ def append_row(
 
 
 def copy_rows(
-    conn: sqlite3.Connection, source_id: int, uids: list[int], target_id: int
+    conn: sqlite3.Connection,
+    source_id: int,
+    uids: list[int],
+    target_id: int,
+    allowed_keywords: set[str] | None = None,
 ) -> list[tuple[int, int]]:
     """COPY: the messages `uids` of the source into the target with new UIDs, flags and internal dates kept,
-    the content shared; returns (source uid, new uid) pairs, leaving out UIDs that do not exist."""
+    the content shared; returns (source uid, new uid) pairs, leaving out UIDs that do not exist. With
+    `allowed_keywords`, the copies keep only those keywords (the target's keyword limit, keywords.py)."""
     account_id = int(
         conn.execute("SELECT account_id FROM mailboxes WHERE id = ?", (target_id,)).fetchone()[0]
     )
@@ -121,7 +127,7 @@ def copy_rows(
             target_id,
             int(content_id),
             int(bits),
-            str(keywords),
+            keep_keywords(str(keywords), allowed_keywords),
             float(internaldate),
             int(size),
         )
