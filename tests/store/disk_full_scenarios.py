@@ -11,7 +11,9 @@ import asyncio
 import io
 import json
 import os
+import random
 import sqlite3
+import string
 import sys
 import threading
 from collections.abc import Awaitable, Callable
@@ -26,14 +28,24 @@ KIB = 1024
 MIB = 1024 * 1024
 
 
-def message(i: int, size: int) -> bytes:
+def message(i: int, size: int, varied: bool = False) -> bytes:
+    """One line repeated, or (`varied`) text of random words, whose search index is realistic."""
     head = f"From: a@example.org\r\nTo: demo@example.test\r\nSubject: m{i}\r\n\r\n".encode()
-    line = f"message {i} line of text\r\n".encode()
-    return head + line * (size // len(line))
+    if not varied:
+        line = f"message {i} line of text\r\n".encode()
+        return head + line * (size // len(line))
+    rng = random.Random(i)
+    body = bytearray()
+    while len(body) < size:
+        words = ("".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 9))) for _ in range(10))
+        body += " ".join(words).encode() + b"\r\n"
+    return head + bytes(body)
 
 
-async def deliver(store: MailStore, account_id: int, i: int, size: int = 100 * KIB) -> str:
-    raw = message(i, size)
+async def deliver(
+    store: MailStore, account_id: int, i: int, size: int = 100 * KIB, varied: bool = False
+) -> str:
+    raw = message(i, size, varied)
     try:
         await store.deliver(io.BytesIO(raw), parse_message(io.BytesIO(raw)), [account_id])
     except StoreFull:
@@ -43,9 +55,9 @@ async def deliver(store: MailStore, account_id: int, i: int, size: int = 100 * K
     return "ok"
 
 
-def fill(directory: Path, leave: int = 0) -> Path:
+def fill(directory: Path, leave: int = 0, name: str = "filler") -> Path:
     """Take the free space of the filesystem but about `leave` bytes."""
-    path = directory / "filler"
+    path = directory / name
     with open(path, "wb", buffering=0) as f:
         for block in (b"\0" * 65536, b"\0" * 4096):
             try:
@@ -234,11 +246,139 @@ async def directory_change_on_a_full_disk(directory: Path) -> dict[str, Any]:
     return seen
 
 
+async def full_again_and_again(directory: Path) -> dict[str, Any]:
+    """Another program fills the disk three times, nothing freed in between: after each event the reserve
+    is made again (in part: there is less room than before), so flags, expunge and the removal of a mailbox
+    work every time. Then the filler goes: the reserve is whole again and a tiny message is stored."""
+    db = directory / "store" / "mail.sqlite3"
+    reserve = db.with_name("mail.sqlite3.reserve")
+    store = open_store(db, min_free_space=256 * KIB, disk_reserve=1 * MIB)
+    account_id, inbox_id = await setup(store)
+    for name in ("Empty0", "Empty1", "Empty2"):
+        await store.create_mailbox(account_id, name)
+    seen: dict[str, Any] = {
+        "delivered": [await deliver(store, account_id, i) for i in range(8)],
+        "events": [],
+    }
+    fillers = []
+    for event in range(3):
+        fillers.append(fill(directory, name=f"filler{event}"))
+        uid = 2 * event + 1
+        seen["events"].append(
+            {
+                "free": free(directory),
+                "reserve": file_size(reserve),
+                "deliver": await deliver(store, account_id, 100 + event),
+                "flag": await result(store.store_flags(inbox_id, [uid], ["\\Deleted"], "add")) is not None,
+                "expunge_deleted": await result(store.expunge_deleted(inbox_id)),
+                "unflag": await result(store.store_flags(inbox_id, [8], ["\\Seen"], "remove")) is not None,
+                "delete_mailbox": await result(store.delete_mailbox(account_id, f"Empty{event}")),
+                "expunge": await result(store.expunge(inbox_id, [uid + 1])),
+                "reserve_after": file_size(reserve),
+            }
+        )
+    seen["has_room_while_full"] = await store.has_room(30)
+    for filler in fillers:
+        filler.unlink()
+    # any write makes the reserve whole again, before mail asks for room
+    await store.store_flags(inbox_id, [8], ["\\Seen"], "add")
+    seen["reserve_after"] = file_size(reserve)
+    seen["has_room_after"] = await store.has_room(30)
+    seen["tiny"] = await deliver(store, account_id, 999, size=0)  # the header alone: 68 octets
+    seen["stats"] = store.stats()
+    seen["mailboxes"] = [m.name for m in await store.list_mailboxes(account_id)]
+    await store.close()
+    seen.update(check(db))
+    return seen
+
+
+async def wal_gives_room_without_reserve(directory: Path) -> dict[str, Any]:
+    """No reserve; a reader held the WAL back, so it holds committed frames no checkpoint could take. The
+    disk fills; an expunge fails for space, the WAL is checkpointed and truncated, and the expunge runs
+    again on the space that gave back."""
+    db = directory / "store" / "mail.sqlite3"
+    store = open_store(db, min_free_space=0, disk_reserve=0)
+    account_id, inbox_id = await setup(store)
+    for i in range(4):
+        await deliver(store, account_id, i)
+    reader = sqlite3.connect(db, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM messages").fetchone()  # a snapshot no checkpoint may overwrite
+    for i in range(100):
+        await store.store_flags(inbox_id, [1, 2, 3, 4], ["\\Seen"], "remove" if i % 2 else "add")
+    wal = db.with_name("mail.sqlite3-wal")
+    seen: dict[str, Any] = {"wal_held": file_size(wal)}
+    reader.execute("COMMIT")
+    reader.close()
+    fill(directory)
+    seen["free"] = free(directory)
+    seen["expunge"] = await result(store.expunge(inbox_id, [1]))
+    seen["wal_after"] = file_size(wal)
+    seen["stats"] = store.stats()
+    await store.close()
+    seen.update(check(db))
+    return seen
+
+
+async def expunge_in_steps(directory: Path) -> dict[str, Any]:
+    """One EXPUNGE that needs more WAL than the reserve and the free space: removed in several transactions,
+    every message of it."""
+    db = directory / "store" / "mail.sqlite3"
+    store = open_store(db, min_free_space=0, disk_reserve=2 * MIB)
+    account_id, inbox_id = await setup(store)
+    seen: dict[str, Any] = {
+        "delivered": [await deliver(store, account_id, i, varied=True) for i in range(24)]
+    }
+    await store.store_flags(inbox_id, range(1, 25), ["\\Deleted"], "add")
+    fill(directory)
+    seen["expunged"] = await result(store.expunge_deleted(inbox_id))
+    seen["stats"] = store.stats()
+    await store.close()
+    seen.update(check(db))
+    return seen
+
+
+async def expunge_stops_at_a_message_too_large(directory: Path) -> dict[str, Any]:
+    """An expunge in steps reaches a message whose removal alone needs more than the disk gives: it fails,
+    the messages removed before it stay removed, and their change events say so."""
+    db = directory / "store" / "mail.sqlite3"
+    store = open_store(db, min_free_space=0, disk_reserve=256 * KIB)
+    account_id, inbox_id = await setup(store)
+    seen: dict[str, Any] = {
+        "delivered": [await deliver(store, account_id, i, size=2 * KIB) for i in range(3)]
+    }
+    # Latin-1 letters at random: about as many distinct trigrams as characters, so removing it from the
+    # search index writes megabytes of delete entries
+    rng = random.Random(3)
+    noise = bytes(rng.randrange(0xC0, 0x100) for _ in range(512 * KIB))
+    raw = b"From: a@example.org\r\nSubject: noise\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\n"
+    raw += b"\r\n".join(noise[i : i + 76] for i in range(0, len(noise), 76)) + b"\r\n"
+    try:
+        await store.deliver(io.BytesIO(raw), parse_message(io.BytesIO(raw)), [account_id])
+        seen["delivered"].append("ok")
+    except StoreError as exc:
+        seen["delivered"].append(repr(exc))
+    events: list[Any] = []
+    store.subscribe(account_id, events.append)
+    fill(directory)
+    seen["expunge"] = await result(store.expunge(inbox_id, [1, 2, 3, 4]))
+    # (each step's events were dispatched on the loop before its write returned)
+    seen["events"] = [list(e.uids) for e in events if e.kind == "expunged"]
+    seen["stats"] = store.stats()
+    await store.close()
+    seen.update(check(db))
+    return seen
+
+
 SCENARIOS = {
     "directory_change_on_a_full_disk": directory_change_on_a_full_disk,
     "filled_by_another_program": filled_by_another_program,
+    "expunge_in_steps": expunge_in_steps,
+    "expunge_stops_at_a_message_too_large": expunge_stops_at_a_message_too_large,
     "filled_by_mail": filled_by_mail,
+    "full_again_and_again": full_again_and_again,
     "lost_transaction": lost_transaction,
+    "wal_gives_room_without_reserve": wal_gives_room_without_reserve,
 }
 
 

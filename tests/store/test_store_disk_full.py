@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import random
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,10 @@ from postoffice.store import (
     open_store,
 )
 from postoffice.store.api import AppendItem
+from postoffice.store.space import growth_bytes, wal_bytes
 from postoffice.store.sqlite import WAL_SIZE_LIMIT
+from tests.store.disk_full_scenarios import deliver
+from tests.store.disk_full_scenarios import message as scenario_message
 from tests.support.small_disk import small_disk
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -48,10 +53,12 @@ def test_a_disk_filled_by_another_program_still_lets_recent_flags_and_expunge_th
     # new mail is refused, with the reason
     assert seen["deliver_when_full"] == "full"
     assert seen["has_room_when_full"] is False
-    # the \Recent claim hit SQLITE_FULL, released the reserve and went through
+    # the \Recent claim hit SQLITE_FULL, released the reserve and went through; the reserve was made again
+    # at once from the space the claim did not keep, less a margin for small writes: the next full disk
+    # finds one too
     assert seen["claim_recent"] == 1
-    assert seen["reserve_after_claim"] is None
-    assert seen["stats"]["reserve_releases"] == 1
+    assert 0 < seen["reserve_after_claim"] < 1024 * 1024
+    assert seen["stats"]["reserve_releases"] >= 1
     # deleting works on the space the reserve gave back
     assert seen["store_flags"] is True
     assert seen["expunge_deleted"] == [1, 2]
@@ -208,3 +215,136 @@ def test_the_wal_is_cut_back_after_a_large_delivery(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(main())
+
+
+def test_every_full_disk_finds_a_reserve_again_and_freed_space_lets_mail_in(tmp_path: Path) -> None:
+    """Before the fix only the first full disk worked: the reserve was made again only with twice its size
+    free, which a disk filled by another program never has; the second event found no reserve and every
+    write, deletions included, failed for good."""
+    seen = run_scenario("full_again_and_again", tmp_path)
+    assert seen["delivered"] == ["ok"] * 8
+    for number, event in enumerate(seen["events"]):
+        uid = 2 * number + 1
+        assert event["free"] < 64 * 1024, number
+        assert event["reserve"] is not None and event["reserve"] > 0, number  # made again, at least in part
+        assert event["deliver"] == "full", number
+        assert event["flag"] is True, number
+        assert event["expunge_deleted"] == [uid], number
+        assert event["unflag"] is True, number
+        assert event["delete_mailbox"] is None, number
+        assert event["expunge"] == [uid + 1], number
+        assert event["reserve_after"] is not None and event["reserve_after"] > 0, number
+    assert seen["stats"]["reserve_releases"] >= 3
+    # mail waits until the reserve is whole; once the filler is gone, a tiny message gets in
+    assert seen["has_room_while_full"] is False
+    assert seen["has_room_after"] is True
+    assert seen["reserve_after"] == 1024 * 1024
+    assert seen["tiny"] == "ok"
+    assert not [name for name in seen["mailboxes"] if name.startswith("Empty")]
+    assert seen["integrity"] == "ok"
+    assert seen["uids"] == [7, 8, 9]
+
+
+def test_a_checkpoint_gives_a_failed_deletion_room_when_there_is_no_reserve(tmp_path: Path) -> None:
+    """A reader held the WAL back (it holds committed frames), no reserve is configured: the failed expunge
+    runs again after the WAL was checkpointed and truncated."""
+    seen = run_scenario("wal_gives_room_without_reserve", tmp_path)
+    assert seen["wal_held"] > 1024 * 1024
+    assert seen["free"] < 64 * 1024
+    assert seen["expunge"] == [1]
+    assert seen["stats"]["checkpoint_retries"] == 1
+    assert seen["stats"]["reserve_releases"] == 0
+    assert seen["integrity"] == "ok"
+    assert seen["uids"] == [2, 3, 4]
+
+
+def test_an_expunge_larger_than_the_reserve_goes_through_in_steps(tmp_path: Path) -> None:
+    """Before: NO [OVERQUOTA] and nothing removed (decision 0030's old limit). Now every message goes, in
+    several committed transactions."""
+    seen = run_scenario("expunge_in_steps", tmp_path)
+    assert seen["delivered"] == ["ok"] * 24
+    assert seen["expunged"] == list(range(1, 25))
+    assert seen["stats"]["commits"] < seen["stats"]["write_requests"] + 24  # not one message at a time
+    assert seen["integrity"] == "ok"
+    assert seen["uids"] == []
+
+
+def test_an_expunge_in_steps_stops_at_a_message_the_disk_cannot_take(tmp_path: Path) -> None:
+    seen = run_scenario("expunge_stops_at_a_message_too_large", tmp_path)
+    assert seen["delivered"] == ["ok"] * 4
+    assert seen["expunge"] == "StoreFull"
+    assert sorted(uid for uids in seen["events"] for uid in uids) == [1, 2, 3]  # told what went
+    assert seen["integrity"] == "ok"
+    assert seen["uids"] == [4]
+
+
+def test_the_admission_estimates_bound_what_deliveries_write(tmp_path: Path) -> None:
+    """What deliveries write to the WAL (every page they change) and add to the database file stays under
+    `wal_bytes` and `growth_bytes`: for a message of a header alone, and summed over a run of messages from
+    a header alone to 1 MB, of repeated lines, random words and random Latin-1 letters (a single commit may
+    go over: FTS5 merges index segments in bursts; min_free_space and the reserve take those). Before, one
+    estimate of 3 x size + 32 KiB stood for both, and the WAL of a tiny message (about 60 KB, 15 pages) was
+    almost twice that."""
+
+    async def main() -> None:
+        path = tmp_path / "store" / "mail.sqlite3"
+        wal = path.with_name("mail.sqlite3-wal")
+        store = open_store(path, min_free_space=0, disk_reserve=0)
+        try:
+            await store.add_domain("example.test")
+            demo = await store.add_account("demo@example.test", "hash")
+            for i in range(3):
+                await deliver(store, demo.id, i, size=20 * 1024, varied=True)
+            # a snapshot held open: no checkpoint resets the WAL, so each commit's frames are appended
+            reader = sqlite3.connect(path, isolation_level=None)
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM messages").fetchone()
+            written = grown = wal_estimate = growth_estimate = 0
+            try:
+                for i, raw in enumerate(estimate_corpus()):
+                    wal_before, pages_before = wal.stat().st_size, page_bytes(path)
+                    await store.deliver(io.BytesIO(raw), parse_message(io.BytesIO(raw)), [demo.id])
+                    if i == 0:
+                        assert wal.stat().st_size - wal_before <= wal_bytes(len(raw))
+                        assert page_bytes(path) - pages_before <= growth_bytes(len(raw))
+                    written += wal.stat().st_size - wal_before
+                    grown += page_bytes(path) - pages_before
+                    wal_estimate += wal_bytes(len(raw))
+                    growth_estimate += growth_bytes(len(raw))
+            finally:
+                reader.execute("COMMIT")
+                reader.close()
+            assert written <= wal_estimate
+            assert grown <= growth_estimate
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def estimate_corpus() -> list[bytes]:
+    """A header alone, then messages of 500 octets to 1 MB: one line repeated, random words, random Latin-1
+    letters (about as many distinct trigrams as characters: the search index's worst case)."""
+    corpus = [scenario_message(100, 0)]
+    for i, size in enumerate((500, 2_000, 5_000, 20_000, 50_000, 200_000, 1_000_000)):
+        corpus.append(scenario_message(200 + i, size))
+        corpus.append(scenario_message(300 + i, size, varied=True))
+    rng = random.Random(0)
+    for size in (2_000, 20_000, 200_000):
+        noise = bytes(rng.randrange(0xC0, 0x100) for _ in range(size))
+        corpus.append(
+            b"From: a@example.org\r\nSubject: noise\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\n"
+            + b"\r\n".join(noise[i : i + 76] for i in range(0, size, 76))
+            + b"\r\n"
+        )
+    return corpus
+
+
+def page_bytes(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("PRAGMA page_count").fetchone()[0]) * int(
+            conn.execute("PRAGMA page_size").fetchone()[0]
+        )
+    finally:
+        conn.close()

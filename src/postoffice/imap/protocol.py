@@ -348,6 +348,9 @@ class ImapProtocol:
             return
         except StoreFull as exc:
             log.error("imap client %s: %s refused: %s", self.transport.peer_ip, command.name, exc)
+            if session.state is State.SELECTED and session.view is not None:
+                # an EXPUNGE that removed some messages before the disk stopped it says which (decision 0030)
+                await session.sync(_expunge_allowed(command))
             self._tagged(command.tag, "NO", "Not enough disk space", "OVERQUOTA")
             return
         except StoreError as exc:

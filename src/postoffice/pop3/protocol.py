@@ -43,7 +43,7 @@ Decisions (the glue contract)
               message size. A failure after retrieve_begin cannot be reported in-band: the glue calls abort()
               and drops the connection (the client never sees the terminator, so it knows).
 - `Update`    (QUIT in TRANSACTION) the glue removes `uids` durably, then update_done() -> "+OK"; or
-              update_failed(text) -> "-ERR [SYS/TEMP] text" (nothing removed). Either way the session closes.
+              update_failed(text) -> "-ERR [SYS/TEMP] text" (not all removed). Either way the session closes.
 - `StartTls`  the core has queued "+OK Begin TLS negotiation" and discarded every byte received after the
               STLS line; it discards everything fed to it until tls_started(). On handshake failure the glue
               closes.
@@ -477,7 +477,7 @@ class Pop3ServerProtocol(LineProtocol[Event]):
         self._close()
 
     def update_failed(self, text: str) -> None:
-        """Removing failed and nothing was removed: "-ERR [SYS/TEMP] text"; the session is over."""
+        """Removing failed, for some or all of them: "-ERR [SYS/TEMP] text"; the session is over."""
         if self._closed:
             return
         _check_reply(None, text)

@@ -11,8 +11,9 @@ Implementation notes
 - One session per maildrop (`MaildropLocks`, shared with POP2): the lock is taken after the credentials were
   accepted ([IN-USE] when held, RFC 2449 section 8.1.1) and released whenever the session ends.
 - Only QUIT in the TRANSACTION state removes anything: `store.expunge` (durable, tombstones, IMAP sessions
-  are notified) and only after it returned "+OK". A store failure answers "-ERR [SYS/TEMP]" and nothing is
-  claimed. A dropped connection, the autologout timer, a shutdown or too many errors remove nothing.
+  are notified) and only after it returned "+OK". A store failure answers "-ERR [SYS/TEMP]" (on a full disk
+  the store may have removed some of them in steps, decision 0030: RFC 1939's "some deleted messages not
+  removed"). A dropped connection, the autologout timer, a shutdown or too many errors remove nothing.
 - RETR/TOP stream the stored octets (CRLF lines) through the core's dot-stuffer: messages up to
   `INLINE_RETRIEVE_LIMIT` are read in one store call, which also reads ahead the small messages that follow
   (up to `READ_AHEAD_BYTES`: clients retrieve in order, and a store call is a thread hop); larger ones are
@@ -317,7 +318,9 @@ class Pop3Session(LineSession[p.Pop3ServerProtocol]):
         except StoreError as exc:
             log.error("pop3 client %s: UPDATE of %s failed: %s", self.conn.peer_ip, self.account, exc)
             self.result = "QUIT, update failed"
-            self.proto.update_failed("Could not remove the deleted messages; none was removed, try again")
+            # RFC 1939 6: "-ERR some deleted messages not removed". On a full disk the store removes what it
+            # can in steps (decision 0030), so some may be gone: the next session's listing tells.
+            self.proto.update_failed("Some deleted messages were not removed, try again")
             return
         self.deleted = len(event.uids)
         self.result = "QUIT"

@@ -562,7 +562,9 @@ class MailStore(abc.ABC):
     @abc.abstractmethod
     async def expunge_deleted(self, mailbox_id: int, only: Iterable[int] | None = None) -> list[int]:
         """EXPUNGE / CLOSE (RFC 9051 6.4.3, 6.4.2): remove durably the messages that carry \\Deleted now (of
-        `only`, when given: UID EXPUNGE), in one transaction; returns the UIDs removed, ascending."""
+        `only`, when given: UID EXPUNGE), in one transaction (on a full disk in several: StoreFull when one
+        message cannot be removed, after the others before it were, decision 0030); returns the UIDs removed,
+        ascending."""
 
     @abc.abstractmethod
     def open_content(self, content_id: int, chunk_size: int = 65536) -> AsyncIterator[bytes]:
@@ -583,7 +585,8 @@ class MailStore(abc.ABC):
 
     @abc.abstractmethod
     async def expunge(self, mailbox_id: int, uids: Iterable[int]) -> list[int]:
-        """Remove messages durably, leaving tombstones; returns the UIDs removed."""
+        """Remove messages durably, leaving tombstones; returns the UIDs removed. On a full disk in several
+        transactions, like `expunge_deleted`."""
 
     @abc.abstractmethod
     async def store_flags(

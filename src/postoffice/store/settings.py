@@ -43,7 +43,8 @@ class StoreConfig:
             "submission, APPEND or COPY that could leave less is refused: SMTP `452 4.3.1` (at `MAIL` "
             "already when the declared `SIZE` does not fit), IMAP `NO [OVERQUOTA]`. Reading, flag changes "
             "and deleting mail are never refused for space. Free pages inside the store count as free: "
-            "deleted mail makes room for new mail. `0` = refuse only when the disk is actually full."
+            "deleted mail makes room for new mail (the journal's frames of a commit may use this margin "
+            "for the moment of the commit). `0` = refuse only when the disk is actually full."
         ),
         minimum=0,
     )
@@ -53,9 +54,10 @@ class StoreConfig:
         doc=(
             "Bytes (16 MiB) kept allocated in the file `<path>.reserve` (e.g. "
             "`store/mail.sqlite3.reserve`). When the disk fills up anyway (another program, or a larger "
-            "write than estimated), the store deletes this file so that deletions, flag changes and the "
-            "`\\Recent` bookkeeping still work, logs an error, and refuses new mail until there is room to "
-            "make the reserve again (twice its size free, on top of `min_free_space`). `0` = no reserve."
+            "write than estimated), the store gives its space back so that deletions, flag changes and the "
+            "`\\Recent` bookkeeping still work, logs an error, and makes the reserve again as soon as there "
+            "is room for it (in part while there is less: every full disk finds one). New mail is refused "
+            "until the reserve is whole and `min_free_space` is left besides. `0` = no reserve."
         ),
         minimum=0,
     )

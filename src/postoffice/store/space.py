@@ -1,23 +1,33 @@
 """Disk space for the SQLite store: refuse new mail before the disk is full, and keep a reserve so that
-deleting mail works when it fills up anyway (docs/decisions/0030-disk-full.md).
+deleting mail works whenever it fills up anyway, every time (docs/decisions/0030-disk-full.md).
 
 Implementation notes
 - Two kinds of writes. Growing writes add message bytes (delivery, submission, APPEND, COPY/MOVE, the
   outbound queue, DSNs); every other write (flags, \\Recent, expunge, mailbox and account removal, queue
   results) is small or frees space and is never refused for space: a user must always be able to delete.
-- Admission: a growing write is refused (`StoreFull`) when what it may add would leave less than `min_free`
-  bytes free on the store's filesystem. What it may add is counted twice (its pages go to the WAL first and
-  to the database file at the next checkpoint) at `FOOTPRINT_FACTOR` times the message size (the bytes, the
-  search text and its trigram index), less what free pages inside the database absorb at the checkpoint.
-  The growth the next checkpoint owes the database file (pages committed to the WAL beyond the file's end)
-  is counted as used: a checkpoint must always have room, or the WAL can never be reset and every later
-  write, deletions included, needs new space (seen: a 6 MiB disk with a 4 MiB WAL stuck for good).
-- The reserve: a file of `reserve` bytes (`<store>.reserve`, fully allocated) made at open. When a write
+- What a growing write takes, per message of `size` octets (measured, see the decision): its WAL frames
+  (`wal_bytes`: every page it changes, about 20 pages for the rows and indexes of even the smallest
+  message), for the moment of the commit, and its lasting growth of the database file (`growth_bytes`: the
+  bytes, the search text, its trigram index), less what free pages inside the database absorb.
+- Admission: a growing write is refused (`StoreFull`) unless the reserve is whole, its lasting growth
+  leaves `min_free` bytes free on the store's filesystem, and its WAL frames and growth together fit what
+  is free. The WAL is transient (while space is tight it is truncated after every commit), like the spool:
+  it may use the `min_free` margin for the moment of a commit. The growth the next checkpoint owes the
+  database file (pages committed to the WAL beyond the file's end) is counted as used: a checkpoint must
+  always have room, or the WAL can never be reset and every later write, deletions included, needs new
+  space (seen: a 6 MiB disk with a 4 MiB WAL stuck for good).
+- The reserve: a file of up to `reserve` bytes (`<store>.reserve`, allocated, not sparse). When a write
   fails with SQLITE_FULL all the same (another program filled the disk, or an estimate was low), the writer
-  deletes the reserve, logs an error, and runs each failed request once more in a transaction of its own:
-  growing ones are refused now (the reserve is remade only when the filesystem has room for it twice over
-  and for `min_free` besides), the others use the space the reserve gave back. The file is the state, so
-  the CLI and the server share it.
+  checkpoints the WAL, gives back all of the reserve but a quarter (kept for the checkpoint after the
+  retry: a deletion can grow the database file), logs an error, and runs each failed request once more in
+  a transaction of its own: growing ones are refused now, the others use the space given back. The
+  reserve is made again as soon as the filesystem has room (after every batch of writes, at every
+  admission question, and every `RESERVE_RETRY_SECONDS` while it is short): whole when its size and a
+  margin (`RESERVE_MARGIN`, or a 16th of the reserve when less) are free, else in part from what is free
+  above the margin, grown to its size later. So a second, third... full disk finds a reserve again, even
+  when nothing was freed in between: a deletion frees pages inside the database, and the WAL space it used
+  comes back when the WAL is truncated. New mail waits until the reserve is whole: the reserve comes
+  before mail. The file is the state, so the CLI and the server share it.
 - Free pages inside the database count as room for new mail: SQLite reuses them before it grows the file.
   While space is tight the writer truncates the WAL after each commit (`PRAGMA wal_checkpoint(TRUNCATE)`,
   without waiting for readers), so that the space a deletion frees reaches the free pages and the WAL's own
@@ -26,10 +36,12 @@ Implementation notes
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
 import sqlite3
+import threading
 from pathlib import Path
 
 from postoffice.store.api import StoreError, StoreFull
@@ -38,13 +50,22 @@ log = logging.getLogger("postoffice.store")
 
 #: SQLite's primary result code for "database or disk is full".
 SQLITE_FULL = 13
-#: Estimated bytes a stored message adds per byte of its size: the message itself, its search text and the
-#: trigram index of that text (measured: about 2x for large messages, up to 5x for small ones of plain text).
+#: Estimated bytes a stored message adds per byte of its size, to the WAL and to the database file alike:
+#: the message itself, its search text and the trigram index of that text (measured 2.1x for 1 MB of
+#: varied text, 2.5x for 200 KB, 2.6x for 20 KB, before the fixed part below).
 FOOTPRINT_FACTOR = 3
-#: Added to every estimate: rows, index entries, the IMAP renderings.
-FOOTPRINT_OVERHEAD = 32 * 1024
+#: WAL frames of a delivery whatever its size: the pages of the rows and indexes it changes (measured 78 to
+#: 82 KB for a message of 39 octets, 20 pages of 4 KiB).
+WAL_OVERHEAD = 96 * 1024
+#: Lasting growth of the database file whatever the size: rows and index entries (measured 0 to 12 KiB).
+GROWTH_OVERHEAD = 16 * 1024
 #: Below this much room (after `min_free`), space is tight: the WAL is truncated after every commit.
 TIGHT_ROOM = 32 * 1024 * 1024
+#: Free bytes a reserve made again in part leaves on the filesystem (at most; a 16th of the reserve when that
+#: is less): the small writes (flags, \\Recent) go through on them without taking the reserve.
+RESERVE_MARGIN = 256 * 1024
+#: While the reserve is short, the writer tries to make it whole at least this often (seconds).
+RESERVE_RETRY_SECONDS = 1.0
 DEFAULT_MIN_FREE = 100 * 1024 * 1024
 DEFAULT_RESERVE = 16 * 1024 * 1024
 _CHUNK = 1024 * 1024
@@ -58,13 +79,57 @@ def is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-def footprint(size: int) -> int:
-    """Estimated bytes a message of `size` octets adds to the database."""
-    return FOOTPRINT_FACTOR * max(size, 0) + FOOTPRINT_OVERHEAD
+def wal_bytes(size: int) -> int:
+    """Estimated WAL bytes the commit of a message of `size` octets writes."""
+    return FOOTPRINT_FACTOR * max(size, 0) + WAL_OVERHEAD
+
+
+def growth_bytes(size: int) -> int:
+    """Estimated bytes of database pages a message of `size` octets takes for good (free pages or new)."""
+    return FOOTPRINT_FACTOR * max(size, 0) + GROWTH_OVERHEAD
+
+
+@dataclasses.dataclass(frozen=True)
+class Cost:
+    """What a message takes from the filesystem: `peak` bytes for the moment of its commit (the WAL's
+    frames and the file's growth), `lasting` bytes for good, and `reused` bytes of free database pages."""
+
+    peak: int
+    lasting: int
+    reused: int
+
+
+def cost(size: int, free_pages: int) -> Cost:
+    """What a message of `size` octets takes, free pages of `free_pages` bytes absorbing its growth first:
+    its pages go to the WAL, and at the checkpoint into free pages or onto the end of the database file."""
+    growth = growth_bytes(size)
+    reused = min(growth, max(free_pages, 0))
+    lasting = growth - reused
+    return Cost(wal_bytes(size) + lasting, lasting, reused)
+
+
+@dataclasses.dataclass
+class Room:
+    """What growing writes may still take: `peak` bytes of the filesystem for the moment of a commit,
+    `lasting` bytes of it for good (what leaves `min_free`), and `free_pages` bytes of free database pages.
+    Negative: none."""
+
+    peak: int
+    lasting: int
+    free_pages: int
+
+    def fits(self, needed: Cost) -> bool:
+        return needed.peak <= self.peak and needed.lasting <= self.lasting
+
+    def take(self, needed: Cost) -> None:
+        self.peak -= needed.peak  # the frames of one transaction are all in the WAL until its commit
+        self.lasting -= needed.lasting
+        self.free_pages -= needed.reused
 
 
 class DiskSpace:
-    """The space policy of one store file; thread-safe in the sense that its only state is on disk."""
+    """The space policy of one store file. Its state is on disk (the reserve file); a lock keeps the
+    threads of one process (the writer, a reader answering `has_room`) from changing that file at once."""
 
     def __init__(
         self, db_path: Path, *, min_free: int = DEFAULT_MIN_FREE, reserve: int = DEFAULT_RESERVE
@@ -78,6 +143,12 @@ class DiskSpace:
         #: the room was small, or a write failed for lack of space: the writer truncates the WAL after each
         #: commit (written by the writer thread only; cleared when a growing write finds ample room)
         self.tight = False
+        self._lock = threading.Lock()
+        #: set by the writer while the failed requests run again on the space the reserve gave back: the
+        #: reserve is not made again meanwhile (not even by a reader thread answering `has_room`)
+        self.retrying = False
+        #: the reserve was short when last looked at: its coming back whole is logged
+        self._short = False
 
     # -- the file system -------------------------------------------------------------------------------------
     def free(self) -> int:
@@ -88,8 +159,10 @@ class DiskSpace:
             raise StoreError(f"cannot measure the free space of {self.db_path.parent}: {exc}") from exc
         return st.f_bavail * st.f_frsize
 
-    def checkpoint_debt(self, conn: sqlite3.Connection) -> int:
+    def checkpoint_debt(self, conn: sqlite3.Connection | None) -> int:
         """Bytes the next checkpoint adds to the database file: committed pages beyond its current end."""
+        if conn is None:
+            return 0
         page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
         pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
         try:
@@ -105,54 +178,107 @@ class DiskSpace:
         return int(conn.execute("PRAGMA freelist_count").fetchone()[0]) * page_size
 
     # -- the reserve -----------------------------------------------------------------------------------------
-    def reserve_held(self) -> bool:
-        """The reserve file is there, at the configured size (a changed setting makes it anew)."""
-        if self.reserve == 0:
-            return True
+    def reserve_size(self) -> int:
+        """Bytes of the reserve file as it is (0: there is none)."""
         try:
-            return os.stat(self.reserve_path).st_size == self.reserve
+            return os.stat(self.reserve_path).st_size
         except OSError:
-            return False
+            return 0
 
-    def make_reserve(self) -> bool:
-        """Allocate the reserve file (blocks, not a sparse file); False when there is no room for it."""
-        if self.reserve == 0:
-            self.release_reserve_file()  # the setting went to 0: a reserve of an earlier size goes
-            return True
-        if self.reserve_held():
-            return True
-        self.release_reserve_file()  # one of another size (a changed setting): its space counts
-        tmp = self.reserve_path.with_name(self.reserve_path.name + ".tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
+    def reserve_held(self) -> bool:
+        """The reserve file is there, whole, at the configured size."""
+        return self.reserve == 0 or self.reserve_size() == self.reserve
+
+    def make_reserve(self, conn: sqlite3.Connection | None = None) -> bool:
+        """Make the reserve whole, or as large as the filesystem allows above the margin (and above what
+        the next checkpoint owes the database, when `conn` tells); True when it is whole. A reserve of
+        another size (a changed setting) is cut down to size; at a setting of 0 it is removed."""
+        with self._lock:
+            if self.reserve == 0:
+                self.release_reserve_file()
+                return True
+            have = self.reserve_size()
+            if self.retrying:
+                return have == self.reserve
+            if have > self.reserve:
                 try:
-                    os.posix_fallocate(fd, 0, self.reserve)
+                    os.truncate(self.reserve_path, self.reserve)
                 except OSError as exc:
-                    if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-                        raise
-                    # no fallocate here: write the bytes (random, so that a compressing filesystem
-                    # allocates them too)
-                    written = 0
-                    while written < self.reserve:
-                        written += os.write(fd, os.urandom(min(_CHUNK, self.reserve - written)))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.reserve_path)
+                    log.warning("cannot resize the disk reserve %s: %s", self.reserve_path, exc)
+                    return False
+                return True
+            if have < self.reserve:
+                margin = min(RESERVE_MARGIN, self.reserve // 16)
+                available = self.free() - self.checkpoint_debt(conn) - margin
+                target = min(self.reserve, have + max(available, 0))
+                if target > have and not self._grow_reserve(have, target):
+                    target = have
+                if target < self.reserve:
+                    if not self._short:
+                        log.debug(
+                            "disk reserve %s at %d of %d bytes", self.reserve_path, target, self.reserve
+                        )
+                    self._short = True
+                    return False
+                if self._short:
+                    log.warning(
+                        "disk space is back: the %d-byte reserve %s is whole again",
+                        self.reserve,
+                        self.reserve_path,
+                    )
+            self._short = False
+            return True
+
+    def _grow_reserve(self, have: int, target: int) -> bool:
+        """Allocate the reserve file from `have` to `target` bytes (blocks, not a sparse file); on failure it
+        is left at `have`."""
+        try:
+            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT, 0o600)
         except OSError as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
             if not is_disk_full(exc):
                 log.warning("cannot create the disk reserve %s: %s", self.reserve_path, exc)
             return False
+        try:
+            try:
+                os.posix_fallocate(fd, have, target - have)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                # no fallocate here: write the bytes (random, so that a compressing filesystem allocates
+                # them too)
+                os.lseek(fd, have, os.SEEK_SET)
+                written = have
+                while written < target:
+                    written += os.write(fd, os.urandom(min(_CHUNK, target - written)))
+            os.fsync(fd)
+        except OSError as exc:
+            try:
+                os.ftruncate(fd, have)  # give back what a failed allocation took
+            except OSError:
+                pass
+            if not is_disk_full(exc):
+                log.warning("cannot allocate the disk reserve %s: %s", self.reserve_path, exc)
+            return False
+        finally:
+            os.close(fd)
         return True
 
-    def release_reserve(self) -> bool:
-        """Delete the reserve; True when there was one to give back."""
-        return self.reserve > 0 and self.release_reserve_file()
+    def release_reserve(self, keep: int = 0) -> int:
+        """Give back the reserve but `keep` bytes of it (0: delete the file); the bytes given back."""
+        with self._lock:
+            have = self.reserve_size()
+            if have <= keep:
+                return 0
+            try:
+                if keep > 0:
+                    os.truncate(self.reserve_path, keep)
+                elif not self.release_reserve_file():
+                    return 0
+            except OSError as exc:
+                log.error("cannot release the disk reserve %s: %s", self.reserve_path, exc)
+                return 0
+            self._short = True
+            return have - keep
 
     def release_reserve_file(self) -> bool:
         try:
@@ -165,31 +291,18 @@ class DiskSpace:
         return True
 
     # -- admission -------------------------------------------------------------------------------------------
-    def room(self, conn: sqlite3.Connection, *, remake: bool = True) -> tuple[int, int]:
-        """(bytes growing writes may still take from the filesystem, bytes of free pages in the database).
-        Without the reserve, its size is kept free first, and with `remake` the reserve is made again when
-        there is room for it. Negative: no room at all."""
-        room = self.free() - self.checkpoint_debt(conn) - self.min_free
-        if not self.reserve_held():
-            # twice its size: remaking it must not take back at once the space its release gave
-            if room < 2 * self.reserve or (remake and not self.make_reserve()):
-                return -1, 0
-            if remake:
-                log.warning(
-                    "disk space is back: the %d-byte reserve %s is in place again",
-                    self.reserve,
-                    self.reserve_path,
-                )
-            room -= self.reserve
-        return room, self.free_pages(conn)
+    def room(self, conn: sqlite3.Connection) -> Room:
+        """What growing writes may take now. The reserve comes first: it is made again (whole or in part)
+        when there is room, and while it is not whole there is no room for mail."""
+        if not self.reserve_held() and not self.make_reserve(conn):
+            return Room(-1, -1, 0)
+        free = self.free() - self.checkpoint_debt(conn)
+        return Room(free, free - self.min_free, self.free_pages(conn))
 
-
-def cost(size: int, free_pages: int) -> tuple[int, int]:
-    """(bytes of filesystem, bytes of free database pages) a message of `size` octets takes: its pages go
-    to the WAL, and at the checkpoint into free pages or onto the end of the database file."""
-    need = footprint(size)
-    reused = min(need, max(free_pages, 0))
-    return need + (need - reused), reused
+    def fits(self, conn: sqlite3.Connection, size: int) -> bool:
+        """Whether a message of `size` octets would be admitted now."""
+        room = self.room(conn)
+        return room.fits(cost(size, room.free_pages))
 
 
 class Admission:
@@ -198,20 +311,21 @@ class Admission:
     def __init__(self, space: DiskSpace, conn: sqlite3.Connection) -> None:
         self._space = space
         self._conn = conn
-        self._room: int | None = None
-        self._free_pages = 0
+        self._room: Room | None = None
 
     def admit(self, size: int) -> None:
         """Raise StoreFull unless a write of a message of `size` octets fits."""
         if self._room is None:
-            self._room, self._free_pages = self._space.room(self._conn)
-            self._space.tight = self._room < TIGHT_ROOM
-        needed, reused = cost(size, self._free_pages)
-        if needed > self._room:
+            self._room = self._space.room(self._conn)
+            self._space.tight = self._room.lasting < TIGHT_ROOM
+        needed = cost(size, self._room.free_pages)
+        if not self._room.fits(needed):
             self._space.tight = True
+            if not self._space.reserve_held():
+                raise StoreFull("not enough disk space: the disk reserve is not whole")
             raise StoreFull(
-                f"not enough disk space: {max(self._room, 0)} bytes of room above the "
-                f"{self._space.min_free}-byte minimum, this write may need {needed}"
+                f"not enough disk space: {max(self._room.lasting, 0)} bytes of room above the "
+                f"{self._space.min_free}-byte minimum and {max(self._room.peak, 0)} free, this write may "
+                f"need {needed.lasting} for good and {needed.peak} while it commits"
             )
-        self._room -= needed
-        self._free_pages -= reused
+        self._room.take(needed)

@@ -25,7 +25,7 @@ from postoffice.store.api import (
 )
 from postoffice.store.changes import ChangeBus
 from postoffice.store.search import register_functions
-from postoffice.store.space import DiskSpace, cost, is_disk_full
+from postoffice.store.space import DiskSpace, is_disk_full
 from postoffice.store.sqlite.connection import connect
 from postoffice.store.sqlite.writer import Writer
 
@@ -121,8 +121,7 @@ class SqliteBase(MailStore):
         """Whether a message of `size` octets would be admitted now (SMTP asks at MAIL, RFC 1870 SIZE)."""
 
         def q(conn: sqlite3.Connection) -> bool:
-            room, free_pages = self._space.room(conn, remake=False)
-            return cost(size, free_pages)[0] <= room
+            return self._space.fits(conn, size)  # makes the reserve again first when there is room
 
         return await self._read(q)
 
@@ -138,6 +137,7 @@ class SqliteBase(MailStore):
             "write_requests": self._writer.requests,
             "failed_commits": self._writer.failed_commits,
             "reserve_releases": self._writer.reserve_releases,
+            "checkpoint_retries": self._writer.checkpoint_retries,
         }
 
     async def _stream_blob(self, table: str, rowid: int, chunk_size: int) -> AsyncIterator[bytes]:

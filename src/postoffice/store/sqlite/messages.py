@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import IO
 
 from postoffice.message import ParsedMessage
 from postoffice.message.imap_forms import ImapRendering
+from postoffice.plural import counted
 from postoffice.store.api import (
     AppendItem,
     ChangeEvent,
@@ -28,6 +30,7 @@ from postoffice.store.api import (
     MailboxSnapshot,
     MessageInfo,
     NotFound,
+    StoreFull,
     advance_snapshot,
     build_snapshot,
 )
@@ -46,6 +49,8 @@ from postoffice.store.sqlite.rows import (
     mailbox_info,
     render_kept_forms,
 )
+
+log = logging.getLogger("postoffice.store")
 
 #: Mailbox snapshots kept for SELECT, in messages over all mailboxes (about 36 octets each).
 SNAPSHOT_CACHE_MESSAGES = 1_000_000
@@ -362,29 +367,7 @@ class MessagesMixin(SqliteBase):
         return await self._read(q) if wanted else {}
 
     async def expunge_deleted(self, mailbox_id: int, only: Iterable[int] | None = None) -> list[int]:
-        allowed = None if only is None else set(only)
-        deleted_bit = FLAG_BITS["\\deleted"]
-
-        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> list[int]:
-            row = conn.execute("SELECT account_id FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
-            if row is None:
-                raise NotFound(f"no mailbox {mailbox_id}")
-            doomed = [
-                int(uid)
-                for (uid,) in conn.execute(
-                    "SELECT uid FROM messages WHERE mailbox_id = ? AND flags & ? != 0 ORDER BY uid",
-                    (mailbox_id, deleted_bit),
-                )
-                if allowed is None or uid in allowed
-            ]
-            if not doomed:
-                return []
-            removed, modseq = delete_messages(conn, mailbox_id, doomed, tombstones=True)
-            if removed:
-                events.append(ChangeEvent("expunged", int(row[0]), mailbox_id, tuple(removed), modseq))
-            return removed
-
-        return await self._write(tx)
+        return await self._expunge_in_steps(mailbox_id, None if only is None else sorted(set(only)), True)
 
     async def list_messages(self, mailbox_id: int) -> list[MessageInfo]:
         def q(conn: sqlite3.Connection) -> list[MessageInfo]:
@@ -481,18 +464,70 @@ class MessagesMixin(SqliteBase):
             yield chunk
 
     async def expunge(self, mailbox_id: int, uids: Iterable[int]) -> list[int]:
-        wanted = sorted(set(uids))
+        return await self._expunge_in_steps(mailbox_id, sorted(set(uids)), False)
+
+    async def _expunge_in_steps(
+        self, mailbox_id: int, uids: list[int] | None, deleted_only: bool
+    ) -> list[int]:
+        """Remove the messages `uids` (None: every one; with `deleted_only`, those of them that carry
+        \\Deleted) in one transaction. When the disk cannot take that transaction (StoreFull: it needs more
+        than the free space and the reserve, decision 0030), in two halves, each on its own the same way
+        and committed: the expunge makes progress down to single messages. A message that cannot be
+        removed alone raises StoreFull; what was removed before it stays removed (its change events are
+        published, so sessions report it)."""
+        try:
+            return await self._write(self._expunge_tx(mailbox_id, uids, deleted_only))
+        except StoreFull:
+            if uids is None:
+                uids = await self._read(lambda conn: self._expunge_candidates(conn, mailbox_id, deleted_only))
+            if len(uids) <= 1:
+                raise
+        log.warning(
+            "not enough disk space to expunge %s of mailbox %d in one transaction: in steps",
+            counted(len(uids), "message"),
+            mailbox_id,
+        )
+        half = len(uids) // 2
+        removed = await self._expunge_in_steps(mailbox_id, uids[:half], deleted_only)
+        return removed + await self._expunge_in_steps(mailbox_id, uids[half:], deleted_only)
+
+    @staticmethod
+    def _expunge_candidates(conn: sqlite3.Connection, mailbox_id: int, deleted_only: bool) -> list[int]:
+        if deleted_only:
+            rows = conn.execute(
+                "SELECT uid FROM messages WHERE mailbox_id = ? AND flags & ? != 0 ORDER BY uid",
+                (mailbox_id, FLAG_BITS["\\deleted"]),
+            )
+        else:
+            rows = conn.execute("SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", (mailbox_id,))
+        return [int(uid) for (uid,) in rows]
+
+    @classmethod
+    def _expunge_tx(
+        cls, mailbox_id: int, uids: list[int] | None, deleted_only: bool
+    ) -> Callable[[sqlite3.Connection, list[ChangeEvent]], list[int]]:
+        allowed = None if uids is None else set(uids)
 
         def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> list[int]:
             row = conn.execute("SELECT account_id FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no mailbox {mailbox_id}")
-            removed, modseq = delete_messages(conn, mailbox_id, wanted, tombstones=True)
+            if deleted_only or uids is None:
+                doomed = [
+                    uid
+                    for uid in cls._expunge_candidates(conn, mailbox_id, deleted_only)
+                    if allowed is None or uid in allowed
+                ]
+            else:
+                doomed = uids
+            if not doomed:
+                return []
+            removed, modseq = delete_messages(conn, mailbox_id, doomed, tombstones=True)
             if removed:
                 events.append(ChangeEvent("expunged", int(row[0]), mailbox_id, tuple(removed), modseq))
             return removed
 
-        return await self._write(tx)
+        return tx
 
     async def store_flags(
         self,

@@ -5,7 +5,10 @@ MAX_BATCH), runs each request inside its own SAVEPOINT (a failing request is rol
 once for the batch. While one batch is being fsynced the next one queues, so under concurrent load there are
 fewer commits (fsyncs) than messages. A request's future resolves only after its batch committed, and the
 change events of a batch are published after its COMMIT and before its futures resolve. A full disk
-(docs/decisions/0030): the reserve is released and the requests that failed for space run again, alone.
+(docs/decisions/0030): the WAL is checkpointed and truncated, most of the reserve is given back, and the
+requests that failed for space run again, alone (those that add mail stay refused); after every batch (and
+every `RESERVE_RETRY_SECONDS` while idle) the reserve is made again as far as the filesystem has room, so
+that the next full disk finds one too.
 """
 
 from __future__ import annotations
@@ -22,13 +25,16 @@ from typing import Any
 
 from postoffice.plural import counted
 from postoffice.store.api import ChangeEvent, StoreError, StoreFull
-from postoffice.store.space import Admission, DiskSpace, is_disk_full
+from postoffice.store.space import RESERVE_RETRY_SECONDS, Admission, DiskSpace, is_disk_full
 from postoffice.store.sqlite.connection import connect
 
 log = logging.getLogger("postoffice.store")
 
 #: Largest batch the writer commits at once.
 MAX_BATCH = 256
+#: When a write finds the disk full, all of the reserve but this part of it goes to running it again; the
+#: part is for the checkpoint after it (given when that fails for space).
+CHECKPOINT_SHARE = 4
 
 
 class _WriteRequest:
@@ -57,6 +63,7 @@ class Writer(threading.Thread):
     def __init__(self, path: Path, publish: Callable[[list[ChangeEvent]], None], space: DiskSpace) -> None:
         super().__init__(name="postoffice-store-writer", daemon=True)
         self._path = path
+        self._wal = path.with_name(path.name + "-wal")
         self._publish = publish
         self._space = space
         self._queue: queue.SimpleQueue[_WriteRequest | None] = queue.SimpleQueue()
@@ -64,6 +71,8 @@ class Writer(threading.Thread):
         self.requests = 0
         self.failed_commits = 0
         self.reserve_releases = 0
+        #: requests run again after a checkpoint gave back WAL space, with no reserve to release
+        self.checkpoint_retries = 0
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
 
@@ -90,7 +99,15 @@ class Writer(threading.Thread):
         try:
             stopping = False
             while not stopping:
-                first = self._queue.get()
+                try:
+                    # while the reserve is short, look for room for it now and then even when nothing is
+                    # written: the next full disk must find it
+                    first = self._queue.get(
+                        timeout=None if self._space.reserve_held() else RESERVE_RETRY_SECONDS
+                    )
+                except queue.Empty:
+                    self._make_reserve(conn)
+                    continue
                 if first is None:
                     break
                 batch = [first]
@@ -104,10 +121,8 @@ class Writer(threading.Thread):
                         break
                     batch.append(item)
                 self._run_batch(conn, batch)
-            try:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error as exc:
-                log.warning("checkpoint at close failed: %s", exc)
+            if not self._truncate_wal(conn, wait=True) and _size(self._wal) > 0:
+                log.warning("checkpoint at close did not finish: the WAL stays until the next open")
         finally:
             conn.close()
 
@@ -120,23 +135,32 @@ class Writer(threading.Thread):
             results[id(request)] = (result, error)
         if attempt.out_of_space:
             self._space.tight = True
-        if attempt.out_of_space and self._space.release_reserve():
-            # Decision 0030: the reserve makes room for what frees space; growing writes are refused from
-            # now until the disk has room for the reserve again (Admission remakes it then).
-            self.reserve_releases += 1
-            log.error(
-                "the disk holding %s is full: released the %d-byte reserve %s so that deletions can go on; "
-                "new mail is refused until there is free space again",
-                self._path,
-                self._space.reserve,
-                self._space.reserve_path,
-            )
-            # one transaction each: a request that fails again (larger than the reserve) fails alone
-            for retry in attempt.out_of_space:
-                for request, result, error in self._attempt(conn, [retry]).outcomes:
-                    results[id(request)] = (result, error)
+            # Decision 0030: a WAL that a checkpoint can cut back makes room (the rolled-back frames of the
+            # failed attempt, committed frames a reader held back), and so does the reserve, for what frees
+            # space (growing writes are refused until it is whole again). A part of the reserve is kept for
+            # the checkpoint after the retry: a deletion can grow the database file (FTS5 writes its merged
+            # segments before it frees the old ones), and a checkpoint without room for that growth can
+            # never reset the WAL.
+            # Growing requests are not run again: that space is for deletions (they stay refused).
+            retries = [request for request in attempt.out_of_space if request.grows is None]
+            wal_freed = self._truncate_wal(conn)
+            if retries:
+                self._space.retrying = True
+                try:
+                    released = self._release_reserve(keep=self._space.reserve_size() // CHECKPOINT_SHARE)
+                    if not released and wal_freed:
+                        self.checkpoint_retries += 1
+                    if released or wal_freed:
+                        # one transaction each: a request that fails again (larger than the space) fails alone
+                        for retry in retries:
+                            for request, result, error in self._attempt(conn, [retry]).outcomes:
+                                results[id(request)] = (result, error)
+                finally:
+                    self._space.retrying = False
         if self._space.tight:
             self._truncate_wal(conn)
+        if not self._space.reserve_held():
+            self._make_reserve(conn)
         for request in batch:
             result, error = results[id(request)]
             if error is not None:
@@ -208,15 +232,50 @@ class Writer(threading.Thread):
             self._publish(events)
         return _Attempt(outcomes, out_of_space)
 
-    def _truncate_wal(self, conn: sqlite3.Connection) -> None:
-        """While space is tight: copy the WAL into the database and truncate it, so that freed pages are
-        reusable and the WAL's size is back on the filesystem. Readers are not waited for (busy_timeout 0):
-        a checkpoint that cannot finish now finishes after a later commit."""
+    def _release_reserve(self, keep: int = 0) -> bool:
+        released = self._space.release_reserve(keep)
+        if released:
+            self.reserve_releases += 1
+            log.error(
+                "the disk holding %s is full: released %d bytes of the reserve %s so that deletions can go "
+                "on; new mail is refused until there is free space again",
+                self._path,
+                released,
+                self._space.reserve_path,
+            )
+        return released > 0
+
+    def _make_reserve(self, conn: sqlite3.Connection) -> None:
         try:
-            conn.execute("PRAGMA busy_timeout = 0")
+            self._space.make_reserve(conn)
+        except (StoreError, sqlite3.Error) as exc:  # cannot measure: the next batch tries again
+            log.warning("cannot make the disk reserve again: %s", exc)
+
+    def _truncate_wal(self, conn: sqlite3.Connection, *, wait: bool = False) -> bool:
+        """Copy the WAL into the database and truncate it, so that freed pages are reusable and the WAL's
+        size is back on the filesystem (while space is tight, and at close). Readers are not waited for
+        unless `wait` (busy_timeout 0): a checkpoint that cannot finish now finishes after a later commit.
+        A checkpoint that finds no room for the database file's growth gets the reserve's. True when the
+        WAL got smaller."""
+        before = _size(self._wal)
+        for attempt in range(2):
             try:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-            finally:
-                conn.execute("PRAGMA busy_timeout = 30000")
-        except sqlite3.Error as exc:
-            log.debug("checkpoint while space is tight: %s", exc)
+                if not wait:
+                    conn.execute("PRAGMA busy_timeout = 0")
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                finally:
+                    conn.execute("PRAGMA busy_timeout = 30000")
+            except sqlite3.Error as exc:
+                if attempt == 0 and is_disk_full(exc) and self._release_reserve():
+                    continue
+                log.debug("checkpoint: %s", exc)
+            break
+        return _size(self._wal) < before
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
