@@ -36,8 +36,7 @@ import io
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, cast
+from typing import IO, TYPE_CHECKING, NamedTuple, cast
 
 from postoffice.delivery.plan import (
     DeliveryPlan,
@@ -81,14 +80,13 @@ class DeliveryError(Exception):
     """A stage failed: the delivery as a whole failed temporarily and stored nothing."""
 
 
-@dataclass(frozen=True)
-class DeliveryOutcome:
+class DeliveryOutcome(NamedTuple):
     """What a delivery did. `refusal`: nothing was stored, and this is the answer for the whole message
     (every recipient refused, or one refused temporarily). Otherwise the copies, the id of the queued
     message for remote recipients, and how many refused recipients a DSN queued with it reports."""
 
     refusal: Refusal | None = None
-    copies: list[DeliveredCopy] = field(default_factory=list)
+    copies: Sequence[DeliveredCopy] = ()
     queue_id: int | None = None
     reported: int = 0
     recorded: QueuedMessage | None = None
@@ -169,7 +167,7 @@ class DeliveryPipeline:
         """Write the plan (every kept copy, the queue entry for `plan.outbound`), `generated` messages and
         `record` with one `MailStore.commit_delivery` call: one transaction, all or nothing."""
         texts = [MessageText(message.source, message.parsed)]
-        by_prefix: dict[bytes, int] = {b"": 0}
+        by_prefix: dict[bytes, int] = {}
         copies: list[NewCopy] = []
         for recipient in plan.recipients:
             if recipient.action != "deliver":
@@ -274,6 +272,8 @@ def shared_pipeline(context: ServiceContext) -> DeliveryPipeline:
 
 
 def _copy(recipient: RecipientPlan, text: int) -> NewCopy:
+    if recipient.mailbox == "INBOX" and recipient.special_use is None and not recipient.flags:
+        return NewCopy(recipient.account_id, text)  # what no stage changed: the common case, kept cheap
     # a target a stage chose falls back to INBOX when it does not exist (RFC 5228 section 4.1)
     chosen = recipient.special_use is not None or recipient.mailbox.upper() != "INBOX"
     return NewCopy(

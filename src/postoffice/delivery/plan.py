@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING, Literal, NamedTuple
 
 from postoffice.store import OutboundRecipient
 
@@ -64,16 +64,15 @@ class Refusal:
         return self.code, self.enhanced, self.text
 
 
-@dataclass(frozen=True)
-class Message:
-    """The message being delivered: `parsed.size` bytes from offset 0 of `source`, and their parse."""
+class Message(NamedTuple):
+    """The message being delivered: `parsed.size` bytes from offset 0 of `source`, and their parse. (This
+    and the other types made for every message are named tuples: cheaper than frozen dataclasses.)"""
 
     source: IO[bytes]
     parsed: ParsedMessage
 
 
-@dataclass(frozen=True)
-class Envelope:
+class Envelope(NamedTuple):
     """The SMTP envelope (RFC 5321 section 2.3.1) with the DSN and transport parameters the queue keeps:
     `sender` "" is the null sender; `envid` and `ret` as received (RFC 3461 sections 4.3, 4.4)."""
 
@@ -84,8 +83,7 @@ class Envelope:
     eight_bit: bool = False
 
 
-@dataclass(frozen=True)
-class Origin:
+class Origin(NamedTuple):
     """Who hands the message over: the kind of delivery and what the stages may judge it by."""
 
     kind: Kind
@@ -98,8 +96,7 @@ class Origin:
     id: str | None = None
 
 
-@dataclass(frozen=True)
-class Recipient:
+class Recipient(NamedTuple):
     """An envelope recipient, resolved: local (`account_ids`, the accounts it reaches) or remote (none: the
     queue delivers it). `orcpt` and `notify` are its DSN parameters as received (RFC 3461 section 4)."""
 
@@ -113,7 +110,7 @@ class Recipient:
         return not self.account_ids
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class RecipientPlan:
     """What happens to the copy of one local account (see the module notes)."""
 
@@ -187,7 +184,7 @@ class RecipientOutcome:
     refusal: Refusal | None = None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class DeliveryPlan:
     """One delivery's plan: the `envelope` and `origin` it was made for, `recipients` (one per local account,
     in the order the envelope first reached them) and `outbound` (remote recipients the queue delivers).

@@ -14,7 +14,6 @@ import dataclasses
 import io
 import sqlite3
 import time
-from collections import Counter
 
 from postoffice.store.api import ChangeEvent, DeliveredCopy, Delivery, DeliveryResult, NotFound, QueuedMessage
 from postoffice.store.sqlite.base import SqliteBase
@@ -28,7 +27,9 @@ class DeliveryMixin(SqliteBase):
         if delivery.empty:
             return DeliveryResult([])
         # prepared on the event loop, as before: JSON of the structures, flag columns
-        uses = Counter(copy.text for copy in delivery.copies)
+        uses: dict[int, int] = {}
+        for copy in delivery.copies:
+            uses[copy.text] = uses.get(copy.text, 0) + 1
         stored = {
             index: dataclasses.replace(
                 delivery.texts[index].parsed, search_headers="", search_text=""
