@@ -1,0 +1,98 @@
+"""Property tests of what the pipeline writes for one recipient: a header field a stage prepends
+(`plan.header_field`) is either refused with ValueError or is exactly one well-formed field that every
+reader sees on top of an unchanged message; and the prefixed text (`pipeline.PrefixedSource`) reads, in any
+pattern of seeks and reads, as the prefix followed by the message."""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import io
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from postoffice.delivery.pipeline import PrefixedSource
+from postoffice.delivery.plan import MAX_LINE_OCTETS, RecipientPlan, header_field
+from postoffice.message import parse_message
+
+SETTINGS = settings(max_examples=500, deadline=None)
+
+MESSAGE = b"From: a@example.org\r\nTo: b@example.test\r\nSubject: base\r\n\r\nBody line.\r\n"
+
+NAME_CHARS = st.sampled_from([*"ABCXYZaz09-_:;. \t\x00\x7f\u00e9\r\n"])
+VALUE_CHARS = st.sampled_from([*"abc ;=\t\r\n\x00\u00e9\u2028:"])
+
+
+@SETTINGS
+@given(
+    st.text(NAME_CHARS, min_size=0, max_size=12),
+    st.one_of(st.text(VALUE_CHARS, max_size=40), st.text(max_size=20), st.just("x" * 1200)),
+)
+@example("X-Test", "folded\r\n\tline")
+@example("X-Test", "bad\r\nnot folded")
+@example("X-Test", "trailing\r\n")
+@example("X-Test", "only\r\n \t")
+@example("X Test", "name with a space")
+@example("Authentication-Results", "mx.example.test; spf=pass smtp.mailfrom=a@example.org")
+def test_a_header_field_is_refused_or_one_well_formed_field_on_top(name: str, value: str) -> None:
+    try:
+        field = header_field(name, value)
+    except ValueError:
+        return
+    assert field.endswith(b"\r\n")
+    lines = field[:-2].split(b"\r\n")
+    assert all(len(line) <= MAX_LINE_OCTETS for line in lines)
+    assert all(line[:1] in (b" ", b"\t") for line in lines[1:])
+    assert (
+        b"\x00" not in field
+        and b"\r" not in field.replace(b"\r\n", b"")
+        and b"\n" not in field.replace(b"\r\n", b"")
+    )
+    text = field + MESSAGE
+    parsed = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(text)
+    names = [key for key, _ in parsed.items()]
+    assert names == [name, "From", "To", "Subject"]  # one field, on top; the others unchanged
+    assert parsed.get_payload() == "Body line.\r\n"
+    ours = parse_message(io.BytesIO(text))
+    assert ours.subject == "base" and ours.size == len(text)
+
+
+def test_prepended_fields_go_on_top_of_those_before_them() -> None:
+    plan = RecipientPlan(1, ["a@example.test"])
+    plan.prepend_header("X-First", "1")
+    plan.prepend_header("X-Second", "2")
+    assert plan.prefix == b"X-Second: 2\r\nX-First: 1\r\n"
+    with pytest.raises(ValueError):
+        plan.prepend_header("Bad:Name", "x")
+    assert plan.prefix == b"X-Second: 2\r\nX-First: 1\r\n"  # nothing half-added
+
+
+@SETTINGS
+@given(
+    st.binary(max_size=300),
+    st.binary(max_size=3000),
+    st.lists(st.tuples(st.integers(-5, 3500), st.integers(-1, 700)), max_size=12),
+    st.integers(0, 40),
+)
+def test_a_prefixed_source_reads_as_the_prefix_then_the_message(
+    prefix: bytes, base: bytes, steps: list[tuple[int, int]], wander: int
+) -> None:
+    spool = io.BytesIO(b"garbage past the end" if not base else base + b"garbage past the end")
+    source = PrefixedSource(prefix, spool, len(base))
+    whole = prefix + base
+    assert source.read() == whole
+    for position, size in steps:
+        spool.seek(wander)  # another reader moved the shared spool meanwhile
+        if position < 0:
+            with pytest.raises(ValueError):
+                source.seek(position)
+            continue
+        assert source.seek(position) == position == source.tell()
+        got = source.read(size) if size >= 0 else source.read()
+        expected = whole[position:] if size < 0 else whole[position : position + size]
+        assert got == expected
+        assert source.tell() == min(position + len(got), max(position, len(whole)))
+    source.seek(0)
+    assert parse_message(source).size == len(whole)
