@@ -1,18 +1,21 @@
-"""SMTP glue: a connection, the sans-IO protocol core, the spool and the store: inbound mail on port 25
-(RFC 5321) and submission on ports 587 and 465 (RFC 6409, RFC 8314).
+"""SMTP glue: a connection, the sans-IO protocol core, the spool and the delivery pipeline: inbound mail on
+port 25 (RFC 5321) and submission on ports 587 and 465 (RFC 6409, RFC 8314).
 
 Implementation notes
 - The protocol core (`postoffice.smtp.protocol`) decides everything about the wire format; this module only
-  moves bytes, answers the core's decisions (recipients, end of message) and stores mail.
-- Inbound policy (port 25): recipients are resolved at RCPT time: unknown local user 550 5.1.1, a domain we
-  do not serve 554 5.7.1 (never an open relay). Each account gets one copy, however many recipients resolve
-  to it.
+  moves bytes, answers the core's decisions (recipients, end of message) and hands mail to the delivery
+  pipeline (`postoffice.delivery`, docs/decisions/0040), which every path that adds mail shares.
+- Inbound policy (port 25): recipients are resolved at RCPT time by the pipeline (`DeliveryPipeline.resolve`):
+  unknown local user 550 5.1.1, a domain we do not serve 554 5.7.1 (never an open relay). Each account gets
+  one copy, however many recipients resolve to it.
 - The message streams into a spool file (memory for the first MiB, then an unlinked temporary file in the
   spool directory), with Return-Path and Received prepended (RFC 5321 section 4.4). At the end of data it is
-  parsed once and delivered to every recipient in one store transaction; the 250 is sent only after that
-  commit (durable).
-- Any store failure (I/O error) answers 451 4.3.0 and leaves nothing half-written visible: the store
-  transaction is rolled back as a whole. The session and the server go on. Short of disk space
+  parsed once and handed to the pipeline, which runs the delivery stages and commits every copy (and the
+  queue entry for remote recipients) in one store transaction; the 250 is sent only after that commit
+  (durable). A refusal the stages make for every recipient, or a temporary one for any, is the reply
+  instead, and nothing is stored; recipients refused while others are accepted get a DSN (decision 0040).
+- Any store failure (I/O error) or failing stage answers 451 4.3.0 and leaves nothing half-written visible:
+  the store transaction is rolled back as a whole. The session and the server go on. Short of disk space
   (docs/decisions/0030) the answer is 452 4.3.1 (RFC 5321 section 4.2.3 "insufficient system storage",
   RFC 3463 X.3.1 "mail system full"), at MAIL already when the store says it has no room for the declared
   SIZE (RFC 1870 section 6.1).
@@ -23,19 +26,21 @@ Implementation notes
   a message handed to the queue says so, with the queue id ("250 queued (queue id=17)"); the queue stores
   this transaction's id with the message and logs it with every delivery attempt.
 - Submission (`mode = "submission"`, docs/decisions/0019): AUTH PLAIN/LOGIN through the shared
-  `Authenticator` (offered after TLS only, unless plaintext is allowed); MAIL needs AUTH (530 5.7.0); the
-  envelope sender and the From, Sender and Resent-* addresses must be the account's own (553 5.7.1,
-  `smtp.submission`, `smtp.originator`, docs/decisions/0024); the per-account hourly limit (450 4.7.1) and
-  recipients per message (452 4.5.3). Recipients in our domains are
-  resolved at RCPT (550 5.1.1 for unknown users) and get their copy in the same store transaction that queues
-  the message for the remote recipients (`MailStore.submit`), with their DSN parameters (RFC 3461). Date and
-  Message-ID are added when missing; the Received header names the client's address only when configured.
+  `Authenticator` (offered after TLS only, unless plaintext is allowed); MAIL needs AUTH (530 5.7.0). The
+  rest is the submission policy service (`postoffice.delivery.submission`, docs/decisions/0024, 0041),
+  asked at each step so that the client learns early: at MAIL the per-account hourly limit (450 4.7.1) and
+  the envelope sender's ownership (553 5.7.1), at RCPT the recipients per message (452 4.5.3), at the end
+  of data the From, Sender and Resent-* addresses (553 5.7.1) and the Date and Message-ID fields to add
+  when missing; its refusals are sent as they are. Recipients in our domains are resolved at RCPT (550
+  5.1.1 for unknown users) and get their copy in the same store transaction that queues the message for
+  the remote recipients, with their DSN parameters (RFC 3461). The Received header names the client's
+  address only when configured.
 - Timeouts (docs/decisions/0028): `command_timeout` is a deadline per command line and `data_timeout` one
   for the message data that bytes received extend at `[limits] min_data_rate` (`Connection.read`), so a
   client trickling a byte at a time is cut off with 421 4.4.2. Submission must log in within
   `[limits] login_timeout` (421 4.4.2); a pre-login session closed to make room gets 421 4.7.0.
-- Port 25 relays for `trusted_networks` only (empty by default): their remote recipients are queued as in
-  submission, without the ownership checks.
+- Port 25 relays for `[smtp] relay_networks` only (`trusted_networks` here; empty by default): their
+  remote recipients are queued as in submission, without the ownership checks.
 """
 
 from __future__ import annotations

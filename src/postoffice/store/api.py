@@ -11,11 +11,15 @@ Data model (designed for IMAP, RFC 9051 / RFC 3501 / RFC 7162):
   counter, which increases with every change (RFC 7162). Expunged messages leave tombstones (mailbox, uid,
   modseq).
 - Message content is stored once however many recipients share it, with its parsed structure (see
-  `postoffice.message`), so that reads never re-parse.
+  `postoffice.message`), so that reads never re-parse. A copy whose bytes differ (header fields a delivery
+  stage added for that recipient only) has a content of its own: a content is one exact text, so every
+  read by content id (FETCH, RETR, sizes, the kept BODYSTRUCTURE) serves the copy's own bytes
+  (docs/decisions/0040).
+- A delivery is written whole by `commit_delivery` (`Delivery`: copies, queue entry, DSNs, results of a
+  queued message; one transaction); `deliver`, `submit` and `queue_record` are forms of it.
 - The outbound queue (docs/decisions/0017): messages for other servers, with per-recipient status
-  ("pending" until "delivered", "failed" or "expired": final states never change), stored by `submit`
-  together with the local copies, and DSNs stored by `queue_record` together with the results that caused
-  them.
+  ("pending" until "delivered", "failed" or "expired": final states never change), stored together with
+  the local copies, and DSNs stored together with the results that caused them.
 """
 
 from __future__ import annotations
