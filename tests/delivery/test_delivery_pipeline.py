@@ -388,3 +388,16 @@ def test_stages_run_in_order_and_a_later_one_sees_what_an_earlier_one_planned(ma
     assert h.content(junk) == b"X-Spam: yes\r\n" + raw
     parsed = parse_message(io.BytesIO(h.content(inbox)))
     assert parsed.subject == "ordered"
+
+
+def test_the_submission_policy_applies_to_submission_sessions_only(make: type[Harness]) -> None:
+    """The listeners share one policy object; port 25 must not take its recipient limit (nor anything else)."""
+    h = make()
+    h.policy.max_recipients = 2
+    with smtplib.SMTP("127.0.0.1", h.smtp("mx"), timeout=30) as client:
+        assert client.sendmail("someone@remote.example", [DEMO, OTHER, THIRD], message("many")) == {}
+    with smtplib.SMTP("127.0.0.1", h.smtp("submission"), timeout=30) as client:
+        client.login(DEMO, PASSWORD)
+        client.mail(DEMO)
+        assert client.rcpt(DEMO)[0] == 250 and client.rcpt(OTHER)[0] == 250
+        assert client.rcpt(THIRD) == (452, b"4.5.3 Too many recipients for one message")

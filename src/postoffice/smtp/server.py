@@ -153,9 +153,10 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
         self.authenticator = authenticator
         self.pipeline = pipeline or DeliveryPipeline(store, hostname=settings.hostname)
         self.submission = settings.mode == "submission"
-        self.policy = policy
-        if self.submission and policy is None:
-            self.policy = SubmissionPolicy(
+        # the submission policy (decision 0041) is for submission sessions only, even when shared
+        self.policy: SubmissionPolicy | None = None
+        if self.submission:
+            self.policy = policy or SubmissionPolicy(
                 store,
                 hostname=settings.hostname,
                 limiter=limiter,
