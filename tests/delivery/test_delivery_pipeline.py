@@ -391,7 +391,7 @@ def test_stages_run_in_order_and_a_later_one_sees_what_an_earlier_one_planned(ma
 
 
 def test_the_submission_policy_applies_to_submission_sessions_only(make: type[Harness]) -> None:
-    """The listeners share one policy object; port 25 must not take its recipient limit (nor anything else)."""
+    """The listeners share one policy object; port 25 must not take its recipient limit (or anything)."""
     h = make()
     h.policy.max_recipients = 2
     with smtplib.SMTP("127.0.0.1", h.smtp("mx"), timeout=30) as client:
