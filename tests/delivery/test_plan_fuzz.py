@@ -1,21 +1,34 @@
 """Property tests of what the pipeline writes for one recipient: a header field a stage prepends
 (`plan.header_field`) is either refused with ValueError or is exactly one well-formed field that every
-reader sees on top of an unchanged message; and the prefixed text (`pipeline.PrefixedSource`) reads, in any
-pattern of seeks and reads, as the prefix followed by the message."""
+reader sees on top of an unchanged message; a flag a stage sets (`plan.flag`) is refused or stored as given;
+and the prefixed text (`pipeline.PrefixedSource`) reads, in any pattern of seeks and reads, as the prefix
+followed by the message."""
 
 from __future__ import annotations
 
+import asyncio
 import email.parser
 import email.policy
 import io
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from postoffice.delivery.pipeline import PrefixedSource
-from postoffice.delivery.plan import MAX_LINE_OCTETS, RecipientPlan, header_field
+from postoffice.delivery.pipeline import DeliveryPipeline, PrefixedSource
+from postoffice.delivery.plan import (
+    MAX_LINE_OCTETS,
+    DeliveryPlan,
+    Envelope,
+    Message,
+    Origin,
+    RecipientPlan,
+    header_field,
+)
 from postoffice.message import parse_message
+from postoffice.store import SYSTEM_FLAGS, MailStore, open_store
 
 SETTINGS = settings(max_examples=500, deadline=None)
 
@@ -96,3 +109,64 @@ def test_a_prefixed_source_reads_as_the_prefix_then_the_message(
         assert source.tell() == min(position + len(got), max(position, len(whole)))
     source.seek(0)
     assert parse_message(source).size == len(whole)
+
+
+class FlagStore:
+    """One real store for every example: an account, a pipeline, a loop."""
+
+    def __init__(self, path: Path) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.store: MailStore = open_store(path)
+        self.account = self.loop.run_until_complete(self._account())
+        self.pipeline = DeliveryPipeline(self.store, hostname="mx.example.test")
+
+    async def _account(self) -> int:
+        await self.store.add_domain("example.test")
+        return (await self.store.add_account("demo@example.test", "hash")).id
+
+    def stored_flags(self, plan: RecipientPlan) -> frozenset[str]:
+        async def deliver() -> frozenset[str]:
+            message = Message(io.BytesIO(MESSAGE), parse_message(io.BytesIO(MESSAGE)))
+            whole = DeliveryPlan(Envelope("a@example.org"), Origin("mx"), [plan], [])
+            (copy,) = (await self.pipeline.commit(message, whole)).copies
+            listed = await self.store.list_messages(copy.mailbox_id)
+            return next(m.flags for m in listed if m.uid == copy.uid)
+
+        return self.loop.run_until_complete(deliver())
+
+
+@pytest.fixture(scope="module")
+def flag_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlagStore]:
+    fs = FlagStore(tmp_path_factory.mktemp("flags") / "mail.sqlite3")
+    try:
+        yield fs
+    finally:
+        fs.loop.run_until_complete(fs.store.close())
+        fs.loop.close()
+
+
+FLAGGY = st.one_of(
+    st.text(st.sampled_from([*'\\$abcAB09 ()]{%*"\x00\x7f\u00e9-_.']), max_size=10),
+    st.sampled_from(["\\Seen", "\\SEEN", "\\flagged", "\\Recent", "\\Junk", "$Label1", "NonJunk", ""]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(FLAGGY, max_size=4))
+@example(["\\seen", "$Label1"])
+@example(["a b"])
+@example(["\\Recent"])
+def test_a_flag_a_stage_sets_is_refused_or_stored_as_imap_will_show_it(
+    flag_store: FlagStore, flags: list[str]
+) -> None:
+    plan = RecipientPlan(flag_store.account, ["demo@example.test"])
+    try:
+        plan.add_flags(flags)
+    except ValueError:
+        assert plan.flags == set()  # all or nothing
+        return
+    for name in plan.flags:
+        assert name in SYSTEM_FLAGS or (
+            name and all("\x21" <= c <= "\x7e" and c not in '(){%*"\\]' for c in name)
+        )
+    assert flag_store.stored_flags(plan) == frozenset(plan.flags)

@@ -8,7 +8,8 @@ Implementation notes
   envelope recipient that reached it, for the stages (Sieve's envelope "to") and for reports.
 - A plan starts as "deliver to INBOX, no flags, no header fields" for every account, and "queue" for every
   remote recipient. Stages change a recipient's target mailbox (a name, or a special-use attribute such as
-  \\Junk, RFC 6154), add flags and keywords, prepend header fields for that recipient only, reject it with a
+  \\Junk, RFC 6154), add flags and keywords (stored system flags, or IMAP atoms: RFC 9051 sections 2.3.2
+  and 9; anything else is a ValueError), prepend header fields for that recipient only, reject it with a
   `Refusal`, or discard it.
 - Header fields a stage prepends (RFC 5322 section 2.2, 3.6): a name of printable ASCII but ":", a value
   whose lines all end in CRLF, continuation lines starting with white space and holding more than white
@@ -27,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Literal, NamedTuple
 
-from postoffice.store import OutboundRecipient
+from postoffice.store import SYSTEM_FLAGS, OutboundRecipient
 
 if TYPE_CHECKING:
     from postoffice.message import ParsedMessage
@@ -42,6 +43,8 @@ Action = Literal["deliver", "reject", "discard"]
 MAX_LINE_OCTETS = 998
 
 _FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
+#: RFC 9051 section 9: atom-specials other than SP and CTL (excluded by the printable range)
+_ATOM_SPECIALS = frozenset('(){%*"\\]')
 
 
 @dataclass(frozen=True)
@@ -131,8 +134,9 @@ class RecipientPlan:
         self.special_use = special_use
 
     def add_flags(self, flags: Iterable[str]) -> None:
-        """System flags (\\Seen, ...) and keywords (RFC 9051 section 2.3.2) the copy starts with."""
-        self.flags.update(flags)
+        """System flags (\\Seen, ...) and keywords (RFC 9051 section 2.3.2) the copy starts with; ValueError
+        for anything else (`flag`), adding none of them."""
+        self.flags.update([flag(f) for f in flags])
 
     def prepend_header(self, name: str, value: str) -> None:
         """Put the field `name: value` on top of this account's copy (ValueError for one that is not a
@@ -155,6 +159,21 @@ class RecipientPlan:
     @property
     def prefix(self) -> bytes:
         return b"".join(self.header_fields)
+
+
+def flag(name: str) -> str:
+    """A flag a copy may start with, in its canonical spelling: a stored system flag (RFC 9051 section
+    2.3.2; not \\Recent, which is a session's), or a keyword: an IMAP atom (printable ASCII without
+    atom-specials, section 9), so that IMAP can send it back and the store can keep it. ValueError
+    otherwise."""
+    if name.startswith("\\"):
+        for system in SYSTEM_FLAGS:
+            if system.lower() == name.lower():
+                return system
+        raise ValueError(f"not a system flag a copy can start with: {name!r}")
+    if not name or any(c in _ATOM_SPECIALS or not "\x21" <= c <= "\x7e" for c in name):
+        raise ValueError(f"not an IMAP keyword: {name!r}")
+    return name
 
 
 def header_field(name: str, value: str) -> bytes:
