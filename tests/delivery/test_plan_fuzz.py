@@ -20,11 +20,13 @@ from hypothesis import strategies as st
 from postoffice.delivery.pipeline import DeliveryPipeline, PrefixedSource
 from postoffice.delivery.plan import (
     MAX_LINE_OCTETS,
+    REFUSED,
     DeliveryPlan,
     Envelope,
     Message,
     Origin,
     RecipientPlan,
+    Refusal,
     header_field,
 )
 from postoffice.message import parse_message
@@ -170,3 +172,19 @@ def test_a_flag_a_stage_sets_is_refused_or_stored_as_imap_will_show_it(
             name and all("\x21" <= c <= "\x7e" and c not in '(){%*"\\]' for c in name)
         )
     assert flag_store.stored_flags(plan) == frozenset(plan.flags)
+
+
+@pytest.mark.parametrize(
+    ("code", "enhanced"),
+    [(250, "2.0.0"), (550, "4.7.1"), (452, "5.2.2"), (600, "5.0.0"), (550, "5.7"), (550, "5.٧.1")],
+)
+def test_a_refusal_is_a_4xx_or_5xx_reply_with_a_matching_enhanced_status(code: int, enhanced: str) -> None:
+    with pytest.raises(ValueError):
+        Refusal(code, enhanced, "text")
+    assert Refusal(452, "4.2.2", "full").permanent is False and Refusal(550, "5.7.1", "no").permanent
+
+
+def test_a_copy_rejected_without_a_reason_answers_a_plain_refusal() -> None:
+    plan = RecipientPlan(1, ["a@example.test"])
+    plan.reject()
+    assert plan.refusal == REFUSED and (REFUSED.code, REFUSED.enhanced) == (550, "5.7.1")

@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING, NamedTuple, cast
 
 from postoffice.delivery.plan import (
+    REFUSED,
     DeliveryPlan,
     Envelope,
     Message,
@@ -149,7 +150,7 @@ class DeliveryPipeline:
             if temporary is not None:
                 return DeliveryOutcome(temporary)
             if len(refused) == len(plan.recipients) and not plan.outbound:
-                return DeliveryOutcome(refused[0].refusal)
+                return DeliveryOutcome(refused[0].refusal or REFUSED)
             report = await self._refusal_report(message, plan, refused)
             if report is not None:
                 generated, reported = (report[0],), report[1]
@@ -209,8 +210,7 @@ class DeliveryPipeline:
         params = {r.address: r for r in plan.envelope_recipients}
         reports: list[dsn_mod.DsnRecipient] = []
         for recipient in refused:
-            refusal = recipient.refusal
-            assert refusal is not None, "a rejected copy has its refusal"
+            refusal = recipient.refusal or REFUSED
             address = recipient.addresses[0]
             rcpt = params.get(address)
             log.info(

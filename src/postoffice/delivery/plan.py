@@ -43,6 +43,7 @@ Action = Literal["deliver", "reject", "discard"]
 MAX_LINE_OCTETS = 998
 
 _FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
+_ENHANCED = re.compile(r"([45])\.[0-9]{1,3}\.[0-9]{1,3}")
 #: RFC 9051 section 9: atom-specials other than SP and CTL (excluded by the printable range)
 _ATOM_SPECIALS = frozenset('(){%*"\\]')
 
@@ -58,6 +59,12 @@ class Refusal:
     text: str
     reason: str = ""
 
+    def __post_init__(self) -> None:
+        # a refusal is a 4xx or 5xx reply whose enhanced status has the same class (RFC 3463 section 2)
+        match = _ENHANCED.fullmatch(self.enhanced)
+        if not 400 <= self.code <= 599 or match is None or int(match.group(1)) != self.code // 100:
+            raise ValueError(f"not a refusal: {self.code} {self.enhanced}")
+
     @property
     def permanent(self) -> bool:
         return self.code >= 500
@@ -65,6 +72,10 @@ class Refusal:
     @property
     def reply(self) -> tuple[int, str, str]:
         return self.code, self.enhanced, self.text
+
+
+#: What a rejected copy answers when its stage gave no reason.
+REFUSED = Refusal(550, "5.7.1", "Delivery to this recipient was refused", "rejected")
 
 
 class Message(NamedTuple):
@@ -143,7 +154,7 @@ class RecipientPlan:
         well-formed header field: see the module notes). `value` may be folded ("...\\r\\n\\t...")."""
         self.header_fields.insert(0, header_field(name, value))
 
-    def reject(self, refusal: Refusal) -> None:
+    def reject(self, refusal: Refusal = REFUSED) -> None:
         self.action = "reject"
         self.refusal = refusal
 
@@ -244,7 +255,7 @@ class DeliveryPlan:
             if any(p.action == "deliver" for p in plans):
                 found.append(RecipientOutcome(recipient.address, "delivered"))
             elif plans and all(p.action == "reject" for p in plans):
-                found.append(RecipientOutcome(recipient.address, "rejected", plans[0].refusal))
+                found.append(RecipientOutcome(recipient.address, "rejected", plans[0].refusal or REFUSED))
             else:
                 found.append(RecipientOutcome(recipient.address, "discarded"))
         return found
