@@ -401,3 +401,20 @@ def test_the_submission_policy_applies_to_submission_sessions_only(make: type[Ha
         client.mail(DEMO)
         assert client.rcpt(DEMO)[0] == 250 and client.rcpt(OTHER)[0] == 250
         assert client.rcpt(THIRD) == (452, b"4.5.3 Too many recipients for one message")
+
+
+def test_a_queued_message_whose_stage_fails_stays_pending_with_backoff(make: type[Harness]) -> None:
+    h = make()
+
+    def broken(message: Message, plan: DeliveryPlan) -> None:
+        raise RuntimeError("spam scorer unreachable")
+
+    h.pipeline.stages = (FunctionStage("spam", broken),)
+    raw = message("retry", sender=DEMO)
+    queue_id = h.call(h.store.enqueue(raw, len(raw), OutboundMessage(DEMO, [OutboundRecipient(OTHER)])))
+    h.run_queue()
+    queued = h.call(h.store.queue_get(queue_id))
+    assert queued is not None and h.messages(OTHER) == []
+    (recipient,) = queued.recipients
+    assert (recipient.status, recipient.attempts, recipient.last_code) == ("pending", 1, 451)
+    assert recipient.next_attempt > recipient.last_attempt  # not again at once

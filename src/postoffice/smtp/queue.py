@@ -40,8 +40,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-from postoffice.delivery.pipeline import DeliveryPipeline
-from postoffice.delivery.plan import Envelope, Message, Origin, Recipient
+from postoffice.delivery.pipeline import DeliveryError, DeliveryPipeline
+from postoffice.delivery.plan import Envelope, Message, Origin, Recipient, Refusal, initial_plan
 from postoffice.message import PARSE_INLINE_LIMIT, parse_message
 from postoffice.plural import counted
 from postoffice.smtp import dsn as dsn_mod
@@ -81,6 +81,8 @@ DUE_BATCH = 500
 MESSAGES_PER_CONNECTION = 50
 #: A DSN includes the whole original (RET=FULL) only up to this size; the header otherwise.
 DSN_FULL_LIMIT = 1024 * 1024
+#: The result of a local delivery whose stages failed (the delivery pipeline logs why).
+STAGE_FAILED = Refusal(451, "4.3.0", "Local delivery failed, will try again", "temporary")
 
 
 @dataclass
@@ -347,9 +349,14 @@ class QueueRunner:
             queued.sender, queued.envid, queued.ret, smtputf8=queued.smtputf8, eight_bit=queued.eight_bit
         )
         origin = Origin("queue", id=queued.smtp_id)
-        plan = await self.pipeline.plan(message, envelope, list(local.values()), origin)
+        try:
+            plan = await self.pipeline.plan(message, envelope, list(local.values()), origin)
+        except DeliveryError:  # a stage failed: a temporary failure, tried again with the usual backoff
+            plan = initial_plan(envelope, origin, [])
+            deferred: Refusal | None = STAGE_FAILED
+        else:
+            deferred = plan.temporary_refusal()
         refused = {o.address: o.refusal for o in plan.outcomes() if o.result == "rejected"}
-        deferred = plan.temporary_refusal()
         outcomes: list[RecipientOutcome] = []
         for recipient in item.recipients:
             address = recipient.address
