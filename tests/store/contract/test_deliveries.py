@@ -206,7 +206,9 @@ def test_a_recorded_result_and_its_copies_commit_together_and_a_final_recipient_
         assert len(await store.list_messages(inbox)) == 1
         # every recipient final and not kept: the queued message goes in the same transaction
         second = await store.enqueue(raw, len(raw), remote("demo@example.test"))
-        (only,) = (await store.queue_get(second) or queued).recipients
+        again = await store.queue_get(second)
+        assert again is not None
+        (only,) = again.recipients
         done = await store.commit_delivery(
             Delivery(
                 [text(raw)],
