@@ -32,6 +32,7 @@ from pathlib import Path
 
 from postoffice.auth.authenticator import Authenticator
 from postoffice.config import Config
+from postoffice.delivery.pipeline import shared_pipeline
 from postoffice.net.listener import ConnectionLimits, ListenerGroup, ListenerSpec
 from postoffice.net.service import ServiceContext
 from postoffice.net.tls import TlsContexts, TlsError
@@ -144,7 +145,8 @@ class Server:
         )
         authenticator = self.authenticator = Authenticator(self.store, cfg.auth)
         await authenticator.start()  # lockouts kept across restarts (docs/decisions/0027)
-        await self._bind_listeners(ServiceContext(cfg, self.store, authenticator))
+        context = ServiceContext(cfg, self.store, authenticator)
+        await self._bind_listeners(context)
         if cfg.server.user and os.geteuid() == 0:
             # The TLS key goes to the service user too: the process holds it in memory anyway, and SIGHUP
             # reloads must be able to read a renewed certificate after the switch (docs/decisions/0007).
@@ -153,7 +155,9 @@ class Server:
                 cfg.server.group,
                 [cfg.store.path.parent, cfg.store.spool_dir, cfg.tls.certificate.parent, cfg.tls.private_key],
             )
-        self.queue_runner = QueueRunner(self.store, hostname=cfg.server.hostname, config=cfg.queue)
+        self.queue_runner = QueueRunner(
+            self.store, hostname=cfg.server.hostname, config=cfg.queue, pipeline=shared_pipeline(context)
+        )
         self.queue_runner.start()
         bound = " ".join(f"{name}={addr}:{port}" for name, (addr, port) in self.listeners.bound.items())
         print(f"postoffice ready: {bound}", flush=True)

@@ -1,7 +1,8 @@
-"""The originator check of submission (smtp.originator, smtp.submission.unowned_claim) on the shared corpus,
-against a real store; and property tests: arbitrary field values never raise anything but a refusal, and
-whatever a lenient reader (the store's ENVELOPE, the stdlib `email` package) shows as an author of an
-accepted message is among the addresses the account had to own."""
+"""The originator check of submission (delivery.originator, through the submission policy service
+delivery.submission.SubmissionPolicy.check_message) on the shared corpus, against a real store; and property
+tests: arbitrary field values never raise anything but a refusal, and whatever a lenient reader (the
+store's ENVELOPE, the stdlib `email` package) shows as an author of an accepted message is among the
+addresses the account had to own."""
 
 from __future__ import annotations
 
@@ -17,15 +18,15 @@ import pytest
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
-from postoffice.message import parse_message
-from postoffice.smtp.originator import (
+from postoffice.delivery.originator import (
     MAX_ADDRESSES,
     Claim,
     OriginatorRefused,
     mentions,
     read_claims,
 )
-from postoffice.smtp.submission import unowned_claim
+from postoffice.delivery.submission import SubmissionPolicy, unowned_claim
+from postoffice.message import parse_message
 from postoffice.store import Account, MailStore, open_store
 from tests.smtp.originator_corpus import CORPUS
 
@@ -61,13 +62,13 @@ class Directory:
 
     def verdict(self, header: bytes, *, smtputf8: bool = False) -> bytes:
         """What the session answers at the end of data, as "code enhanced"."""
-        try:
-            found = claims(header, smtputf8=smtputf8)
-        except OriginatorRefused as refusal:
-            code, enhanced, _ = refusal.reply
-            return f"{code} {enhanced}".encode()
-        refused = self.loop.run_until_complete(unowned_claim(self.store, self.demo, found))
-        return b"250 2.0.0" if refused is None else f"{refused[0]} {refused[1]}".encode()
+        spool = spooled(header)
+        policy = SubmissionPolicy(self.store, hostname="mx.example.test")
+        decision = self.loop.run_until_complete(
+            policy.check_message(self.demo, spool, parse_message(spool), start=len(TRACE), smtputf8=smtputf8)
+        )
+        refused = decision.refusal
+        return b"250 2.0.0" if refused is None else f"{refused.code} {refused.enhanced}".encode()
 
     def close(self) -> None:
         self.loop.run_until_complete(self.store.close())
@@ -100,7 +101,7 @@ def test_refusals_say_what_is_wrong_without_quoting_raw_octets(directory: Direct
             directory.store, directory.demo, claims(b'From: "other@example.test" <demo@example.test>\r\n')
         )
     )
-    assert reply == (
+    assert reply is not None and reply.reply == (
         553,
         "5.7.1",
         "From header field shows <other@example.test> in a display name or comment; "

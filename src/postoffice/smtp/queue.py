@@ -7,8 +7,9 @@ Implementation notes (docs/decisions/0017 the queue, 0018 delivery, 0019 this ru
   recipients by domain and starts one delivery task per domain and batch (one SMTP connection carries every
   message of the batch, RFC 5321 section 5's "one connection per destination"), at most `max_deliveries` at
   once and `max_per_destination` per domain. A message in flight is not started again.
-- Routing: a recipient in a domain we serve is delivered to its mailbox through the store (bounces to our
-  own users); every other domain goes to its MX hosts (`smtp.mx`), or all of them to the smarthost.
+- Routing: a recipient in a domain we serve is delivered to its mailbox through the delivery pipeline
+  (`postoffice.delivery`: bounces to our own users; the copies commit with the results); every other
+  domain goes to its MX hosts (`smtp.mx`), or all of them to the smarthost.
 - Results (`queue_record`, one transaction per message and batch): 2xx delivered; 5xx (and a permanent DNS
   answer: null MX, no such domain) failed; 4xx and connection failures stay pending with the next attempt
   after first_retry * 2^(attempts - 1), at most max_retry_interval; a recipient still failing temporarily
@@ -39,6 +40,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
+from postoffice.delivery.pipeline import DeliveryError, DeliveryPipeline
+from postoffice.delivery.plan import Envelope, Message, Origin, Recipient, Refusal, initial_plan
 from postoffice.message import PARSE_INLINE_LIMIT, parse_message
 from postoffice.plural import counted
 from postoffice.smtp import dsn as dsn_mod
@@ -56,11 +59,11 @@ from postoffice.smtp.xtext import decode_xtext
 from postoffice.store import MailStore, NotFound
 from postoffice.store.api import (
     GeneratedMessage,
-    LocalCopy,
     OutboundMessage,
     OutboundRecipient,
     QueuedMessage,
     QueuedRecipient,
+    QueueUpdate,
     RecipientResult,
 )
 
@@ -78,6 +81,8 @@ DUE_BATCH = 500
 MESSAGES_PER_CONNECTION = 50
 #: A DSN includes the whole original (RET=FULL) only up to this size; the header otherwise.
 DSN_FULL_LIMIT = 1024 * 1024
+#: The result of a local delivery whose stages failed (the delivery pipeline logs why).
+STAGE_FAILED = Refusal(451, "4.3.0", "Local delivery failed, will try again", "temporary")
 
 
 @dataclass
@@ -116,9 +121,11 @@ class QueueRunner:
         config: QueueConfig,
         resolver: MxResolver | None = None,
         clock: Callable[[], float] = time.time,
+        pipeline: DeliveryPipeline | None = None,
     ) -> None:
         self.store = store
         self.hostname = hostname
+        self.pipeline = pipeline or DeliveryPipeline(store, hostname=hostname)
         self.config = config
         self.resolver = resolver or MxResolver(
             list(config.nameservers) or None, port=config.dns_port, local_names=[hostname]
@@ -318,41 +325,81 @@ class QueueRunner:
         )
 
     async def _deliver_locally(self, item: _Item) -> None:
-        """Recipients in our own domains (bounces to our users, relayed mail for them): the copies and the
-        results go into one store transaction (`LocalCopy`), so a crash cannot deliver a message twice."""
-        data = await self.store.queue_read(item.message.id)
+        """Recipients in our own domains (bounces to our users, relayed mail for them), through the delivery
+        pipeline: the copies and the results go into one store transaction, so a crash cannot deliver a
+        message twice. A stage's permanent refusal fails its recipient (a DSN says why); a temporary one
+        leaves every local recipient of the message pending, nothing stored (docs/decisions/0040)."""
+        queued = item.message
+        data = await self.store.queue_read(queued.id)
         # a message of any size may come back (a bounce with RET=FULL, relayed mail): parse it off the loop
         # unless it is small, as the SMTP glue does
         if len(data) <= PARSE_INLINE_LIMIT:
             parsed = parse_message(io.BytesIO(data))
         else:
             parsed = await asyncio.to_thread(parse_message, io.BytesIO(data))
-        outcomes: list[RecipientOutcome] = []
-        account_ids: list[int] = []
+        message = Message(io.BytesIO(data), parsed)
+        local: dict[int, Recipient] = {}
         for recipient in item.recipients:
-            resolution = await self.store.resolve_recipient(recipient.address)
-            if resolution.status == "local" and resolution.account_ids:
-                account_ids.extend(resolution.account_ids)
+            resolved = await self.pipeline.resolve(
+                recipient.address, relay=True, orcpt=recipient.orcpt, notify=recipient.notify
+            )
+            if isinstance(resolved, Recipient) and not resolved.remote:
+                local[recipient.id] = resolved
+        envelope = Envelope(
+            queued.sender, queued.envid, queued.ret, smtputf8=queued.smtputf8, eight_bit=queued.eight_bit
+        )
+        origin = Origin("queue", id=queued.smtp_id)
+        try:
+            plan = await self.pipeline.plan(message, envelope, list(local.values()), origin)
+        except DeliveryError:  # a stage failed: a temporary failure, tried again with the usual backoff
+            plan = initial_plan(envelope, origin, [])
+            deferred: Refusal | None = STAGE_FAILED
+        else:
+            deferred = plan.temporary_refusal()
+        refused = {o.address: o.refusal for o in plan.outcomes() if o.result == "rejected"}
+        outcomes: list[RecipientOutcome] = []
+        for recipient in item.recipients:
+            address = recipient.address
+            refusal = deferred if recipient.id in local and deferred is not None else refused.get(address)
+            if recipient.id not in local:
                 outcome = RecipientOutcome(
-                    recipient.address, "delivered", 250, "2.0.0", "delivered to mailbox", self.hostname
+                    address, "permanent", 550, "5.1.1", "no such user here", self.hostname
+                )
+            elif refusal is not None:
+                outcome = RecipientOutcome(
+                    address,
+                    "permanent" if refusal.permanent else "temporary",
+                    refusal.code,
+                    refusal.enhanced,
+                    refusal.text,
+                    self.hostname,
                 )
             else:
                 outcome = RecipientOutcome(
-                    recipient.address, "permanent", 550, "5.1.1", "no such user here", self.hostname
+                    address, "delivered", 250, "2.0.0", "delivered to mailbox", self.hostname
                 )
             outcomes.append(outcome)
-        local_copy = LocalCopy(io.BytesIO(data), parsed, account_ids) if account_ids else None
-        await self._record(item, outcomes, local_copy=local_copy)
+        if deferred is not None:  # nothing is stored: every local recipient is tried again later
+            await self._record(item, outcomes)
+            return
+        results, bounces = await self._results(item, outcomes, local=bool(local))
+        await self.pipeline.commit(message, plan, generated=bounces, record=QueueUpdate(queued.id, results))
 
     # -- results and DSNs ------------------------------------------------------------------------------------
     def _next_attempt(self, now: float, attempts: int) -> float:
         cfg = self.config
         return now + min(cfg.first_retry * 2 ** max(attempts - 1, 0), cfg.max_retry_interval)
 
-    async def _record(
-        self, item: _Item, outcomes: Sequence[RecipientOutcome], *, local_copy: LocalCopy | None = None
-    ) -> None:
-        local = local_copy is not None
+    async def _record(self, item: _Item, outcomes: Sequence[RecipientOutcome]) -> None:
+        """Record the results of a remote delivery attempt, with the DSNs they cause, in one transaction."""
+        results, bounces = await self._results(item, outcomes, local=False)
+        await self.store.queue_record(item.message.id, results, bounces=bounces)
+
+    async def _results(
+        self, item: _Item, outcomes: Sequence[RecipientOutcome], *, local: bool
+    ) -> tuple[list[RecipientResult], list[GeneratedMessage]]:
+        """The queue's results for one attempt at `item` and the DSNs they cause (`local`: delivered to our
+        own mailboxes, so a success report says "delivered" rather than "relayed")."""
         cfg = self.config
         message = item.message
         now = self.clock()
@@ -418,7 +465,7 @@ class QueueRunner:
         bounces: list[GeneratedMessage] = []
         if reports and message.sender:
             bounces.append(await self._dsn(message, reports, now))
-        await self.store.queue_record(message.id, results, bounces=bounces, local_copy=local_copy)
+        return results, bounces
 
     def _report(
         self,

@@ -1,18 +1,21 @@
-"""SMTP glue: a connection, the sans-IO protocol core, the spool and the store: inbound mail on port 25
-(RFC 5321) and submission on ports 587 and 465 (RFC 6409, RFC 8314).
+"""SMTP glue: a connection, the sans-IO protocol core, the spool and the delivery pipeline: inbound mail on
+port 25 (RFC 5321) and submission on ports 587 and 465 (RFC 6409, RFC 8314).
 
 Implementation notes
 - The protocol core (`postoffice.smtp.protocol`) decides everything about the wire format; this module only
-  moves bytes, answers the core's decisions (recipients, end of message) and stores mail.
-- Inbound policy (port 25): recipients are resolved at RCPT time: unknown local user 550 5.1.1, a domain we
-  do not serve 554 5.7.1 (never an open relay). Each account gets one copy, however many recipients resolve
-  to it.
+  moves bytes, answers the core's decisions (recipients, end of message) and hands mail to the delivery
+  pipeline (`postoffice.delivery`, docs/decisions/0040), which every path that adds mail shares.
+- Inbound policy (port 25): recipients are resolved at RCPT time by the pipeline (`DeliveryPipeline.resolve`):
+  unknown local user 550 5.1.1, a domain we do not serve 554 5.7.1 (never an open relay). Each account gets
+  one copy, however many recipients resolve to it.
 - The message streams into a spool file (memory for the first MiB, then an unlinked temporary file in the
   spool directory), with Return-Path and Received prepended (RFC 5321 section 4.4). At the end of data it is
-  parsed once and delivered to every recipient in one store transaction; the 250 is sent only after that
-  commit (durable).
-- Any store failure (I/O error) answers 451 4.3.0 and leaves nothing half-written visible: the store
-  transaction is rolled back as a whole. The session and the server go on. Short of disk space
+  parsed once and handed to the pipeline, which runs the delivery stages and commits every copy (and the
+  queue entry for remote recipients) in one store transaction; the 250 is sent only after that commit
+  (durable). A refusal the stages make for every recipient, or a temporary one for any, is the reply
+  instead, and nothing is stored; recipients refused while others are accepted get a DSN (decision 0040).
+- Any store failure (I/O error) or failing stage answers 451 4.3.0 and leaves nothing half-written visible:
+  the store transaction is rolled back as a whole. The session and the server go on. Short of disk space
   (docs/decisions/0030) the answer is 452 4.3.1 (RFC 5321 section 4.2.3 "insufficient system storage",
   RFC 3463 X.3.1 "mail system full"), at MAIL already when the store says it has no room for the declared
   SIZE (RFC 1870 section 6.1).
@@ -23,19 +26,21 @@ Implementation notes
   a message handed to the queue says so, with the queue id ("250 queued (queue id=17)"); the queue stores
   this transaction's id with the message and logs it with every delivery attempt.
 - Submission (`mode = "submission"`, docs/decisions/0019): AUTH PLAIN/LOGIN through the shared
-  `Authenticator` (offered after TLS only, unless plaintext is allowed); MAIL needs AUTH (530 5.7.0); the
-  envelope sender and the From, Sender and Resent-* addresses must be the account's own (553 5.7.1,
-  `smtp.submission`, `smtp.originator`, docs/decisions/0024); the per-account hourly limit (450 4.7.1) and
-  recipients per message (452 4.5.3). Recipients in our domains are
-  resolved at RCPT (550 5.1.1 for unknown users) and get their copy in the same store transaction that queues
-  the message for the remote recipients (`MailStore.submit`), with their DSN parameters (RFC 3461). Date and
-  Message-ID are added when missing; the Received header names the client's address only when configured.
+  `Authenticator` (offered after TLS only, unless plaintext is allowed); MAIL needs AUTH (530 5.7.0). The
+  rest is the submission policy service (`postoffice.delivery.submission`, docs/decisions/0024, 0041),
+  asked at each step so that the client learns early: at MAIL the per-account hourly limit (450 4.7.1) and
+  the envelope sender's ownership (553 5.7.1), at RCPT the recipients per message (452 4.5.3), at the end
+  of data the From, Sender and Resent-* addresses (553 5.7.1) and the Date and Message-ID fields to add
+  when missing; its refusals are sent as they are. Recipients in our domains are resolved at RCPT (550
+  5.1.1 for unknown users) and get their copy in the same store transaction that queues the message for
+  the remote recipients, with their DSN parameters (RFC 3461). The Received header names the client's
+  address only when configured.
 - Timeouts (docs/decisions/0028): `command_timeout` is a deadline per command line and `data_timeout` one
   for the message data that bytes received extend at `[limits] min_data_rate` (`Connection.read`), so a
   client trickling a byte at a time is cut off with 421 4.4.2. Submission must log in within
   `[limits] login_timeout` (421 4.4.2); a pre-login session closed to make room gets 421 4.7.0.
-- Port 25 relays for `trusted_networks` only (empty by default): their remote recipients are queued as in
-  submission, without the ownership checks.
+- Port 25 relays for `[smtp] relay_networks` only (`trusted_networks` here; empty by default): their
+  remote recipients are queued as in submission, without the ownership checks.
 """
 
 from __future__ import annotations
@@ -54,16 +59,16 @@ from typing import IO
 
 from postoffice.auth import Authenticator
 from postoffice.auth.sasl import mechanism_names
+from postoffice.delivery.pipeline import DeliveryError, DeliveryOutcome, DeliveryPipeline
+from postoffice.delivery.plan import Envelope, Kind, Message, Origin, Recipient, Refusal
+from postoffice.delivery.submission import SendingLimiter, SubmissionPolicy
 from postoffice.message import PARSE_INLINE_LIMIT, ParsedMessage, parse_message
 from postoffice.net.driver import Ending, LineSession
 from postoffice.net.listener import Connection, ConnectionClosedError
 from postoffice.net.tls import received_tls_comment
-from postoffice.smtp import originator
 from postoffice.smtp import protocol as p
-from postoffice.smtp import submission as policy
 from postoffice.smtp.address import trace_helo
 from postoffice.store import Account, MailStore, StoreError, StoreFull
-from postoffice.store.api import OutboundMessage, OutboundRecipient
 
 log = logging.getLogger("postoffice.smtp")
 
@@ -104,8 +109,9 @@ class Transaction:
     sender: str
     params: dict[str, str | None]
     recipients: list[str] = field(default_factory=list)
-    account_ids: list[int] = field(default_factory=list)
-    remote: list[OutboundRecipient] = field(default_factory=list)
+    #: the accepted recipients as the delivery pipeline resolved them (local accounts, or remote)
+    targets: list[Recipient] = field(default_factory=list)
+    remote: bool = False  # some recipient is remote (queued)
     spool: IO[bytes] | None = None
     pending: list[bytes] = field(default_factory=list)
     pending_size: int = 0
@@ -137,15 +143,27 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
         store: MailStore,
         *,
         authenticator: Authenticator | None = None,
-        limiter: policy.SendingLimiter | None = None,
+        limiter: SendingLimiter | None = None,
+        pipeline: DeliveryPipeline | None = None,
+        policy: SubmissionPolicy | None = None,
     ) -> None:
         self.conn = conn
         self.settings = settings
         self.store = store
         self.authenticator = authenticator
-        self.limiter = limiter
+        self.pipeline = pipeline or DeliveryPipeline(store, hostname=settings.hostname)
         self.submission = settings.mode == "submission"
+        # the submission policy (decision 0041) is for submission sessions only, even when shared
+        self.policy: SubmissionPolicy | None = None
+        if self.submission:
+            self.policy = policy or SubmissionPolicy(
+                store,
+                hostname=settings.hostname,
+                limiter=limiter,
+                max_recipients=settings.max_recipients_per_message,
+            )
         self.relay = self.submission or settings.trusts(conn.peer_ip)
+        self.origin_kind: Kind = "submission" if self.submission else "relay" if self.relay else "mx"
         self.account: Account | None = None
         self.helo = ""
         self.extended = False
@@ -285,7 +303,7 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
             self.proto.reject(535, "5.7.8", "Authentication credentials invalid")
 
     async def _sender_refused(self, event: p.MailFrom) -> bool:
-        """Submission policy at MAIL (RFC 6409): AUTH first, the account's own sender, the hourly limit.
+        """Submission policy at MAIL (RFC 6409): AUTH first, then the policy's limit and sender ownership.
         True when the command was rejected."""
         if not self.submission:
             return False
@@ -293,19 +311,15 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
         if account is None:
             self.proto.reject(530, "5.7.0", "Authentication required")
             return True
-        if self.limiter is not None and not self.limiter.allowed(account.id):
-            log.warning("smtp submission: account %s is over its hourly sending limit", account.address)
-            self.proto.reject(450, "4.7.1", "Sending limit reached, try again later")
-            return True
+        assert self.policy is not None, "a submission session has its policy"
         try:
-            owned = await policy.owns(self.store, account.id, event.address)
+            refusal = await self.policy.check_sender(account, event.address)
         except StoreError as exc:
             log.error("smtp submission: sender lookup failed: %s", exc)
             self.proto.reject(451, "4.3.0", "Temporary local problem, try again later")
             return True
-        if not owned:
-            text = f"<{event.address}>: Sender address not owned by {account.address}"
-            self.proto.reject(553, "5.7.1", text)
+        if refusal is not None:
+            self.proto.reject(*refusal.reply)
             return True
         return False
 
@@ -328,33 +342,24 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
     async def _recipient(self, event: p.RcptTo) -> None:
         txn = self.txn
         assert txn is not None, "the protocol core only asks about RCPT inside a transaction"
+        params = event.params
         try:
-            resolution = await self.store.resolve_recipient(event.address)
+            # submission or a trusted network may relay: a foreign recipient is queued for its server
+            resolved = await self.pipeline.resolve(
+                event.address, relay=self.relay, orcpt=params.get("ORCPT"), notify=params.get("NOTIFY")
+            )
         except StoreError as exc:
             log.error("smtp %s: recipient lookup failed: %s", txn.id, exc)
             self.proto.reject(451, "4.3.0", "Temporary local problem, try again later")
             return
-        if self.submission and len(txn.recipients) >= self.settings.max_recipients_per_message:
-            self.proto.reject(452, "4.5.3", "Too many recipients for one message")
-            return
-        if resolution.status == "foreign" and self.relay:
-            # submission or a trusted network: queued for delivery to the recipient's server
-            txn.recipients.append(event.address)
-            txn.remote.append(
-                OutboundRecipient(event.address, event.params.get("ORCPT"), event.params.get("NOTIFY"))
-            )
-            self.proto.accept()
-        elif resolution.status == "foreign":
-            self.proto.reject(554, "5.7.1", f"<{event.address}>: Relay access denied")
-        elif resolution.status != "local" or not resolution.account_ids:
-            self.proto.reject(
-                550, "5.1.1", f"<{event.address}>: Recipient address rejected: no such user here"
-            )
+        if self.policy is not None and (refusal := self.policy.check_recipients(len(txn.recipients))):
+            self.proto.reject(*refusal.reply)
+        elif isinstance(resolved, Refusal):
+            self.proto.reject(resolved.code, resolved.enhanced, f"<{event.address}>: {resolved.text}")
         else:
             txn.recipients.append(event.address)
-            for account_id in resolution.account_ids:
-                if account_id not in txn.account_ids:
-                    txn.account_ids.append(account_id)
+            txn.targets.append(resolved)
+            txn.remote = txn.remote or resolved.remote
             self.proto.accept()
 
     def _trace_headers(self, txn: Transaction) -> bytes:
@@ -438,41 +443,41 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
         if txn is None or txn.spool is None:
             self.proto.reject(451, "4.3.0", "Local error in processing")
             return
+        outcome = None
         try:
             if txn.failed is None:
                 await self._flush_spool(txn)
                 spool = txn.spool
                 spool.flush()
                 parsed = await self._parse(spool, txn.size)
-                if self.relay and (txn.remote or self.submission):
-                    refused = await self._submit(txn, spool, parsed)
-                    if refused is not None:
-                        self.proto.reject(*refused)
-                        self._end_transaction("refused", result=f"{refused[0]} {refused[2]}")
-                        return
-                else:
-                    await self.store.deliver(spool, parsed, txn.account_ids)
+                refusal, outcome = await self._deliver(txn, spool, parsed)
+                if refusal is not None:
+                    self.proto.reject(*refusal.reply)
+                    self._end_transaction("refused", result=f"{refusal.code} {refusal.text}")
+                    return
         except StoreFull as exc:  # decision 0030: nothing was stored
             log.error("smtp %s: not stored, disk space: %s", txn.id, exc)
             self.proto.reject(452, "4.3.1", "Insufficient system storage, try again later")
             self._end_transaction("failed", result=f"452 {exc}")
             return
-        except (StoreError, OSError) as exc:
+        except (StoreError, DeliveryError, OSError) as exc:
             log.error("smtp %s: delivery failed: %s", txn.id, exc)
             txn.failed = str(exc)
-        if txn.failed is not None:
+        if txn.failed is not None or outcome is None:
             self.proto.reject(
                 451, "4.3.0", "Local error in processing, message not accepted; try again later"
             )
             self._end_transaction("failed", result=f"451 {txn.failed}")
         else:
             self.proto.accept(f"OK queued as {txn.id}")
-            if txn.queue_id is None:
-                outcome = "250 delivered"
+            if outcome.queue_id is None:
+                result = "250 delivered"
             else:  # the queue's own log lines carry "queue id=N" and this transaction's id
-                local = "delivered locally, " if txn.account_ids else ""
-                outcome = f"250 {local}queued (queue id={txn.queue_id})"
-            self._end_transaction("delivered", result=outcome)
+                local = "delivered locally, " if outcome.copies else ""
+                result = f"250 {local}queued (queue id={outcome.queue_id})"
+            if outcome.reported:
+                result += f", {outcome.reported} refused (reported to the sender)"
+            self._end_transaction("delivered", result=result)
 
     @staticmethod
     async def _parse(spool: IO[bytes], size: int) -> ParsedMessage:
@@ -481,58 +486,47 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
             return parse_message(spool)
         return await asyncio.to_thread(parse_message, spool)
 
-    async def _submit(
+    async def _deliver(
         self, txn: Transaction, spool: IO[bytes], parsed: ParsedMessage
-    ) -> tuple[int, str, str] | None:
-        """Submission / relay at the end of data: the From check, missing Date and Message-ID, then local
-        copies and the queue entry in one store transaction. Returns the rejection, or None when stored."""
+    ) -> tuple[Refusal | None, DeliveryOutcome | None]:
+        """The end of data: for submission the policy's verdict on the message (its originator fields; Date
+        and Message-ID when missing), then the delivery pipeline (local copies and the queue entry for the
+        remote recipients in one store transaction). Returns the refusal, or the delivery's outcome."""
         account = self.account
+        params = txn.params
+        smtputf8 = "SMTPUTF8" in params
+        extra = b""
         if self.submission and account is not None:
-            refused = await self._originators_refused(txn, spool, account)
-            if refused is not None:
-                return refused
-        extra = policy.missing_headers(parsed, self.settings.hostname) if self.submission else b""
+            assert self.policy is not None, "a submission session has its policy"
+            decision = await self.policy.check_message(
+                account, spool, parsed, start=txn.message_start, smtputf8=smtputf8
+            )
+            if decision.refusal is not None:
+                return decision.refusal, None
+            extra = decision.header_fields
         if extra:
             spool, parsed = await self._prepend(spool, extra)
-        outbound = None
-        if txn.remote:
-            smtputf8 = "SMTPUTF8" in txn.params
-            outbound = OutboundMessage(
-                sender=txn.sender,
-                recipients=list(txn.remote),
-                envid=txn.params.get("ENVID"),
-                ret=txn.params.get("RET"),
-                account_id=account.id if account is not None else None,
-                smtputf8=smtputf8,
-                eight_bit=(txn.params.get("BODY") or "").upper() == "8BITMIME" or smtputf8,
-                smtp_id=txn.id,
-            )
+        envelope = Envelope(
+            txn.sender,
+            envid=params.get("ENVID"),
+            ret=params.get("RET"),
+            smtputf8=smtputf8,
+            eight_bit=(params.get("BODY") or "").upper() == "8BITMIME" or smtputf8,
+        )
+        conn = self.conn
+        origin = Origin(self.origin_kind, conn.peer_ip, self.helo, conn.tls_active, account, txn.id)
         try:
-            stored = await self.store.submit(spool, parsed, txn.account_ids, outbound)
-            txn.queue_id = stored.queue_id
+            outcome = await self.pipeline.deliver(Message(spool, parsed), envelope, txn.targets, origin)
         finally:
             if extra:
                 spool.close()
-        if account is not None and self.limiter is not None:
-            self.limiter.record(account.id)
-        return None
-
-    async def _originators_refused(
-        self, txn: Transaction, spool: IO[bytes], account: Account
-    ) -> tuple[int, str, str] | None:
-        """From, Sender and Resent-* must be the account's own (docs/decisions/0024); the header is read in a
-        thread when the message is large (its header block may be too)."""
-        smtputf8 = "SMTPUTF8" in txn.params
-        try:
-            if txn.size <= PARSE_INLINE_LIMIT:
-                claims = originator.read_claims(spool, txn.message_start, smtputf8=smtputf8)
-            else:
-                claims = await asyncio.to_thread(
-                    originator.read_claims, spool, txn.message_start, smtputf8=smtputf8
-                )
-        except originator.OriginatorRefused as refusal:
-            return refusal.reply
-        return await policy.unowned_claim(self.store, account, claims)
+        if outcome.refusal is not None:
+            return outcome.refusal, None
+        txn.queue_id = outcome.queue_id
+        if self.submission and account is not None:
+            assert self.policy is not None
+            self.policy.sent(account)
+        return None, outcome
 
     async def _prepend(self, spool: IO[bytes], extra: bytes) -> tuple[IO[bytes], ParsedMessage]:
         """A new spool with `extra` header fields after the trace fields, and its parse (the copy runs in a

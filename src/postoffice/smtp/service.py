@@ -21,8 +21,9 @@ _SAME_WITH_TLS = "same, TLS from the first byte (RFC 8314)"
 
 
 def _handler(ctx: ServiceContext, mode: str) -> Handler:
+    from postoffice.delivery.pipeline import shared_pipeline
+    from postoffice.delivery.submission import SendingLimiter, SubmissionPolicy
     from postoffice.smtp.server import SmtpServerSettings, SmtpSession
-    from postoffice.smtp.submission import SendingLimiter
 
     cfg = ctx.config
     smtp, submission = cfg.smtp, cfg.submission
@@ -40,11 +41,22 @@ def _handler(ctx: ServiceContext, mode: str) -> Handler:
         received_client_address=submission.received_client_address,
         trusted_networks=smtp.relay_networks,
     )
-    limiter = ctx.shared("smtp.sending_limiter", lambda: SendingLimiter(submission.max_messages_per_hour))
     store, authenticator = ctx.store, ctx.authenticator
+    pipeline = shared_pipeline(ctx)
+    policy = ctx.shared(
+        "delivery.submission_policy",
+        lambda: SubmissionPolicy(
+            store,
+            hostname=cfg.server.hostname,
+            limiter=SendingLimiter(submission.max_messages_per_hour),
+            max_recipients=submission.max_recipients_per_message,
+        ),
+    )
 
     async def handle(conn: Connection) -> None:
-        await SmtpSession(conn, settings, store, authenticator=authenticator, limiter=limiter).run()
+        await SmtpSession(
+            conn, settings, store, authenticator=authenticator, pipeline=pipeline, policy=policy
+        ).run()
 
     return handle
 

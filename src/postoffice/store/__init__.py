@@ -12,9 +12,12 @@ Implementation notes
 - Every method is a coroutine; blocking work runs off the event loop.
 - Writes are durable when the coroutine returns (group commit, fsync of the WAL).
 - Errors: `StoreError` (and subclasses) for anything a caller should map to a protocol reply.
-- The outbound queue (docs/decisions/0017) lives in the same database: `submit` stores the local copies and
-  the queued message in one transaction; `queue_record` stores delivery results with the DSNs they cause in
-  one.
+- Deliveries (docs/decisions/0040): `commit_delivery` writes a whole delivery in one transaction: mailbox
+  copies, each with its own text, mailbox, flags and keywords; the queue entry for remote recipients;
+  generated DSNs; the results of the queued message it completes. `deliver`, `submit` and `queue_record`
+  are forms of it; `postoffice.delivery` is the pipeline that plans what it writes.
+- The outbound queue (docs/decisions/0017) lives in the same database: the local copies and the queued
+  message commit in one transaction; delivery results commit with the DSNs they cause.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from postoffice.store.api import (
     AlreadyExists,
     ChangeEvent,
     DeliveredCopy,
+    Delivery,
+    DeliveryResult,
     Domain,
     GeneratedMessage,
     LimitExceeded,
@@ -45,6 +50,8 @@ from postoffice.store.api import (
     MailboxStatus,
     MailStore,
     MessageInfo,
+    MessageText,
+    NewCopy,
     NotFound,
     OutboundMessage,
     OutboundRecipient,
@@ -52,6 +59,7 @@ from postoffice.store.api import (
     QueuedMessage,
     QueuedRecipient,
     QueueStats,
+    QueueUpdate,
     RecipientResult,
     StoreError,
     StoreFull,
@@ -100,6 +108,8 @@ __all__ = [
     "Criteria",
     "Date",
     "DeliveredCopy",
+    "Delivery",
+    "DeliveryResult",
     "Domain",
     "GeneratedMessage",
     "HasFlag",
@@ -111,12 +121,15 @@ __all__ = [
     "MailboxInfo",
     "MailboxStatus",
     "MessageInfo",
+    "MessageText",
+    "NewCopy",
     "Not",
     "NotFound",
     "Or",
     "OutboundMessage",
     "OutboundRecipient",
     "QueueStats",
+    "QueueUpdate",
     "QueuedMessage",
     "QueuedRecipient",
     "RecipientResult",

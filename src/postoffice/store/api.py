@@ -11,11 +11,15 @@ Data model (designed for IMAP, RFC 9051 / RFC 3501 / RFC 7162):
   counter, which increases with every change (RFC 7162). Expunged messages leave tombstones (mailbox, uid,
   modseq).
 - Message content is stored once however many recipients share it, with its parsed structure (see
-  `postoffice.message`), so that reads never re-parse.
+  `postoffice.message`), so that reads never re-parse. A copy whose bytes differ (header fields a delivery
+  stage added for that recipient only) has a content of its own: a content is one exact text, so every
+  read by content id (FETCH, RETR, sizes, the kept BODYSTRUCTURE) serves the copy's own bytes
+  (docs/decisions/0040).
+- A delivery is written whole by `commit_delivery` (`Delivery`: copies, queue entry, DSNs, results of a
+  queued message; one transaction); `deliver`, `submit` and `queue_record` are forms of it.
 - The outbound queue (docs/decisions/0017): messages for other servers, with per-recipient status
-  ("pending" until "delivered", "failed" or "expired": final states never change), stored by `submit`
-  together with the local copies, and DSNs stored by `queue_record` together with the results that caused
-  them.
+  ("pending" until "delivered", "failed" or "expired": final states never change), stored together with
+  the local copies, and DSNs stored together with the results that caused them.
 """
 
 from __future__ import annotations
@@ -327,6 +331,123 @@ class RecipientResult:
     delay_warned: bool | None = None
 
 
+class MessageText(NamedTuple):
+    """One distinct text of a message in a `Delivery`: `parsed.size` bytes read from offset 0 of `source`,
+    and their parse. Recipients whose copies have the same bytes share one text (one stored content).
+    (The delivery types are named tuples: made for every message on the SMTP path, they cost a third of a
+    frozen dataclass.)"""
+
+    source: IO[bytes]
+    parsed: ParsedMessage
+
+
+class NewCopy(NamedTuple):
+    """One message row a `Delivery` adds: the text `texts[text]` in one mailbox of `account_id`, with its
+    own flags and keywords.
+
+    The mailbox: with `special_use` ("\\Junk", RFC 6154), the account's mailbox with that attribute, whatever
+    its name; otherwise, or when the account has none, the mailbox named `mailbox` (INBOX matched
+    case-insensitively). When that does not exist: INBOX if `or_inbox` (what a filter's target falls back
+    to, RFC 5228 section 4.1), else the whole delivery fails with NotFound."""
+
+    account_id: int
+    text: int = 0
+    mailbox: str = "INBOX"
+    special_use: str | None = None
+    flags: tuple[str, ...] = ()
+    or_inbox: bool = False
+
+
+class QueueUpdate(NamedTuple):
+    """Delivery results of a queued message recorded by a `Delivery` (as `MailStore.queue_record`)."""
+
+    queue_id: int
+    results: Sequence[RecipientResult]
+    keep: bool = False
+
+
+class Delivery(NamedTuple):
+    """Everything one delivery adds, written by `MailStore.commit_delivery` in one transaction.
+
+    - `texts`: the distinct texts; `texts[0]` is the message as received (the one queued for `outbound`),
+      others are variants of it for some recipients (header fields prepended for them). A text no copy
+      names is not stored.
+    - `copies`: the mailbox copies, in order.
+    - `outbound`: queue `texts[0]` for remote recipients (submission, relaying).
+    - `generated`: messages the server made (DSNs), queued too; each from the null sender.
+    - `record`: results of a queued message that this delivery completes (the queue's local deliveries:
+      the copies and the results that say so commit together, so a crash cannot deliver twice). A
+      delivery with `record` is never refused for disk space (docs/decisions/0030): what it records has
+      happened. Without `record`, the octets it adds are admitted against the free space first.
+    - `internaldate`: of every copy (None: now)."""
+
+    texts: Sequence[MessageText]
+    copies: Sequence[NewCopy] = ()
+    outbound: OutboundMessage | None = None
+    generated: Sequence[GeneratedMessage] = ()
+    record: QueueUpdate | None = None
+    internaldate: float | None = None
+
+    def check(self) -> None:
+        """ValueError for a delivery no backend may write (backends call this before writing)."""
+        for copy in self.copies:
+            if not 0 <= copy.text < len(self.texts):
+                raise ValueError(f"a copy names text {copy.text} of {len(self.texts)}")
+        if self.outbound is not None:
+            if not self.texts:
+                raise ValueError("a queued message needs its text")
+            check_outbound(self.outbound)
+        for message in self.generated:
+            check_outbound(message.outbound)
+            # RFC 3461 section 6.1 / RFC 5321 section 4.5.5: a DSN goes out from the null sender, so that no
+            # DSN is ever sent about it (no loops).
+            if message.outbound.sender != "":
+                raise ValueError("a generated DSN must have the null sender")
+        if self.record is not None:
+            for result in self.record.results:
+                if result.status not in QUEUE_STATUSES:
+                    raise ValueError(f"not a queue status: {result.status!r}")
+                if result.status == "pending" and result.next_attempt is None:
+                    raise ValueError("a recipient that stays pending needs its next attempt time")
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to write (no copy, nothing queued, nothing recorded)."""
+        return not self.copies and self.outbound is None and not self.generated and self.record is None
+
+    def grows(self) -> int | None:
+        """The message octets it adds, for admission against the free space (None: never refused)."""
+        if self.record is not None:
+            return None
+        size = 0
+        used: set[int] = set()
+        for copy in self.copies:
+            if copy.text not in used:
+                used.add(copy.text)
+                size += self.texts[copy.text].parsed.size
+        if self.outbound is not None:
+            size += self.texts[0].parsed.size
+        for message in self.generated:
+            size += len(message.data)
+        return size
+
+
+class DeliveryResult(NamedTuple):
+    """What `MailStore.commit_delivery` wrote: the copies (in the order of `Delivery.copies`), the id of the
+    queued message (None: nothing queued) and, for a `record`, the queued message as recorded."""
+
+    copies: list[DeliveredCopy]
+    queue_id: int | None = None
+    recorded: QueuedMessage | None = None
+
+
+def check_outbound(outbound: OutboundMessage) -> None:
+    if not outbound.recipients:
+        raise ValueError("a queued message needs at least one recipient")
+    if outbound.ret is not None and outbound.ret.upper() not in ("FULL", "HDRS"):
+        raise ValueError(f"RET must be FULL or HDRS, not {outbound.ret!r}")
+
+
 @dataclass(frozen=True)
 class QueueStats:
     messages: int
@@ -469,6 +590,16 @@ class MailStore(abc.ABC):
 
     # -- messages -----------------------------------------------------------------------------------------
     @abc.abstractmethod
+    async def commit_delivery(self, delivery: Delivery) -> DeliveryResult:
+        """Write a whole delivery in one transaction (`Delivery`: the mailbox copies, each with its own
+        text, mailbox, flags and keywords; the queue entry for remote recipients; generated DSNs; the
+        results of the queued message it completes): durable when it returns, all or nothing. Every write
+        that adds mail to mailboxes from outside (SMTP, the queue's local deliveries; `postoffice.delivery`)
+        comes here; `deliver`, `submit` and `queue_record` are forms of it. ValueError for what
+        `Delivery.check` refuses; NotFound for a mailbox that does not exist (see `NewCopy`) or an unknown
+        queued message; StoreError when a recorded recipient is final already or a DSN would report on a
+        message from the null sender; StoreFull when the disk has no room for what it adds."""
+
     async def deliver(
         self,
         source: IO[bytes],
@@ -480,7 +611,14 @@ class MailStore(abc.ABC):
     ) -> list[DeliveredCopy]:
         """Store the message read from `source` (from offset 0, `parsed.size` bytes) into `mailbox` of each
         account (each account once, however often it is named). Durable when it returns; all copies or
-        none."""
+        none. A form of `commit_delivery`."""
+        targets = list(dict.fromkeys(account_ids))
+        if not targets:
+            return []
+        kept = tuple(flags)
+        copies = tuple(NewCopy(account_id, 0, mailbox, flags=kept) for account_id in targets)
+        delivery = Delivery((MessageText(source, parsed),), copies, internaldate=internaldate)
+        return (await self.commit_delivery(delivery)).copies
 
     @abc.abstractmethod
     async def append(
@@ -603,7 +741,6 @@ class MailStore(abc.ABC):
         (too long, or one more than the mailbox may have); keywords the mailbox has already are never
         refused (docs/decisions/0043)."""
 
-    @abc.abstractmethod
     async def submit(
         self,
         source: IO[bytes],
@@ -614,7 +751,16 @@ class MailStore(abc.ABC):
     ) -> SubmitResult:
         """Deliver a copy to `mailbox` of each local account (as `deliver`) and, when `outbound` is given,
         queue the same bytes (`parsed.size` of them from `source`) for its remote recipients, all in one
-        transaction: durable when it returns, all or nothing. Either part may be empty."""
+        transaction: durable when it returns, all or nothing. Either part may be empty. A form of
+        `commit_delivery`."""
+        if outbound is not None:
+            check_outbound(outbound)
+        targets = list(dict.fromkeys(account_ids))
+        if not targets and outbound is None:
+            return SubmitResult([], None)
+        copies = tuple(NewCopy(account_id, 0, mailbox) for account_id in targets)
+        result = await self.commit_delivery(Delivery((MessageText(source, parsed),), copies, outbound))
+        return SubmitResult(result.copies, result.queue_id)
 
     @abc.abstractmethod
     async def enqueue(self, source: IO[bytes] | bytes, size: int, outbound: OutboundMessage) -> int:
@@ -641,7 +787,6 @@ class MailStore(abc.ABC):
     def queue_open(self, queue_id: int, chunk_size: int = 65536) -> AsyncIterator[bytes]:
         """Stream the queued message's bytes in chunks (memory bounded, whatever the size)."""
 
-    @abc.abstractmethod
     async def queue_record(
         self,
         queue_id: int,
@@ -656,7 +801,16 @@ class MailStore(abc.ABC):
         local mailboxes in that transaction too (queued mail for our own users, such as bounces). A
         recipient that is final already cannot change (StoreError: the whole call changes nothing). When
         every recipient is final the message and its bytes are removed in that transaction, unless `keep`.
-        Returns the message as recorded."""
+        Returns the message as recorded. A form of `commit_delivery`."""
+        texts: tuple[MessageText, ...] = ()
+        copies: tuple[NewCopy, ...] = ()
+        if local_copy is not None and local_copy.account_ids:
+            texts = (MessageText(local_copy.source, local_copy.parsed),)
+            copies = tuple(NewCopy(account_id) for account_id in dict.fromkeys(local_copy.account_ids))
+        record = QueueUpdate(queue_id, tuple(results), keep)
+        result = await self.commit_delivery(Delivery(texts, copies, generated=tuple(bounces), record=record))
+        assert result.recorded is not None, "a delivery with a record returns the message as recorded"
+        return result.recorded
 
     @abc.abstractmethod
     async def queue_delete(self, queue_id: int) -> bool:

@@ -13,10 +13,14 @@ from dataclasses import dataclass
 import pytest
 
 from postoffice.store import (
+    Delivery,
     LoginGuardEntry,
     MailStore,
+    MessageText,
+    NewCopy,
     OutboundMessage,
     OutboundRecipient,
+    QueueUpdate,
     RecipientResult,
 )
 from postoffice.store.api import AppendItem
@@ -186,6 +190,22 @@ CASES: list[tuple[Callable[..., object], Write, Check]] = [
         lambda s, w: _has(s.list_messages(w.inbox), lambda ms: ms[0].flags == {"\\Flagged", "$Done"}),
     ),
     (
+        S.commit_delivery,
+        lambda s, w: s.commit_delivery(
+            Delivery(
+                [MessageText(io.BytesIO(RAW), parse(RAW))],
+                [NewCopy(w.demo, mailbox="Work", flags=("$Kept",))],
+                _outbound(),
+                record=QueueUpdate(w.queue_id, [RecipientResult(w.recipient_id, "delivered")]),
+            )
+        ),
+        lambda s, w: _both(
+            s.list_messages(w.work),
+            s.queue_list(),
+            lambda ms, q: [m.flags for m in ms] == [{"$Kept"}] and [m.id for m in q] != [w.queue_id] != [],
+        ),
+    ),
+    (
         S.submit,
         lambda s, w: s.submit(io.BytesIO(RAW), parse(RAW), [w.other], _outbound()),
         lambda s, w: _has(s.queue_stats(), lambda q: q.messages == 2),
@@ -276,6 +296,7 @@ def test_every_write_method_has_a_durability_case() -> None:
         "rename_mailbox",
         "set_subscribed",
         "claim_recent",
+        "commit_delivery",
         "deliver",
         "append",
         "append_many",

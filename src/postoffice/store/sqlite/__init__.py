@@ -5,7 +5,7 @@ Modules: `store` (SqliteMailStore, assembled from the parts and opened; `open_ba
 `postoffice.store.changes.ChangeBus`), `writer` (the group-commit writer thread), `migrations` (schema
 versions), `connection` (connections, blob I/O), `columns` (flags and mailbox names as stored), `rows`
 (row-level steps several writes share), `markers` (cross-process change detection with marker files), and
-the parts: `directory`, `login_guard`, `mailboxes`, `messages`, `queue`.
+the parts: `directory`, `login_guard`, `mailboxes`, `messages`, `queue`, `delivery` (`commit_delivery`).
 
 Implementation notes
 - One database file in WAL mode with `synchronous = FULL`: a COMMIT returns after the WAL is fsynced, so a
@@ -25,10 +25,12 @@ Implementation notes
   which only grows; so neither is ever reused, not after expunge, mailbox deletion or a crash (the counters
   are written in the same transaction as the rows that use them).
 - Nothing here blocks the event loop: every SQLite call happens on the writer thread or a reader thread.
+- Deliveries (docs/decisions/0040): `commit_delivery` writes the whole delivery in one request, so in one
+  savepoint: all or nothing; one content per distinct text, shared by the copies that name it.
 - The outbound queue (docs/decisions/0017): queue_messages, queue_recipients, and the bytes in queue_data
-  (written and streamed like content_data). `submit` writes the local copies and the queued message in one
-  request, so in one savepoint: all or nothing. `queue_record` writes delivery results and the DSNs they
-  caused in one request, and removes a message whose recipients are all final in that same request. A final
+  (written and streamed like content_data). The local copies and the queued message are one request
+  (`commit_delivery`, of which `submit` is a form); so are delivery results and the DSNs they caused
+  (`queue_record`), which also removes a message whose recipients are all final. A final
   recipient status never changes again (`queue_record` refuses the whole request), so results applied twice
   cannot queue a DSN twice. Queue subscribers are called after the commit, like change subscribers.
 - Queue ids come from meta.next_queue_id (version 8), which only grows, so an id names one message for the

@@ -10,14 +10,13 @@ import asyncio
 import concurrent.futures
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
 from postoffice.store.api import (
     AlreadyExists,
     ChangeEvent,
-    DeliveredCopy,
     MailStore,
     NotFound,
     StoreError,
@@ -30,7 +29,8 @@ from postoffice.store.sqlite.connection import connect
 from postoffice.store.sqlite.writer import Writer
 
 if TYPE_CHECKING:
-    from postoffice.store.sqlite.messages import LocalDelivery
+    from postoffice.message import ParsedMessage
+    from postoffice.store.api import OutboundMessage, QueuedMessage, RecipientResult
 
 
 T = TypeVar("T")
@@ -54,10 +54,37 @@ class SqliteBase(MailStore):
     _change_bus: ChangeBus
 
     if TYPE_CHECKING:
-        # `messages` writes local copies; `queue` writes them too (submit, queue_record) in its own requests.
-        def _deliver_rows(
-            self, conn: sqlite3.Connection, events: list[ChangeEvent], delivery: LocalDelivery
-        ) -> list[DeliveredCopy]: ...
+        # `delivery` (commit_delivery) writes contents with the row steps of `messages` and queue rows with
+        # those of `queue`, inside its own request.
+        def _insert_content(
+            self,
+            conn: sqlite3.Connection,
+            source: IO[bytes],
+            parsed: ParsedMessage,
+            parsed_json: str,
+            refcount: int,
+        ) -> int: ...
+
+        @staticmethod
+        def _enqueue_rows(
+            conn: sqlite3.Connection,
+            events: list[ChangeEvent],
+            source: IO[bytes],
+            size: int,
+            outbound: OutboundMessage,
+            now: float | None = None,
+        ) -> int: ...
+
+        @classmethod
+        def _record_rows(
+            cls, conn: sqlite3.Connection, queue_id: int, results: Sequence[RecipientResult], *, bounces: bool
+        ) -> None: ...
+
+        @classmethod
+        def _queued_messages(cls, conn: sqlite3.Connection, ids: Sequence[int]) -> list[QueuedMessage]: ...
+
+        @staticmethod
+        def _delete_queued(conn: sqlite3.Connection, queue_id: int) -> bool: ...
 
     async def close(self) -> None:
         if self._closed:

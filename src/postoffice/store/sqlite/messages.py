@@ -37,7 +37,7 @@ from postoffice.store.api import (
 from postoffice.store.criteria import Criteria
 from postoffice.store.search import run_search
 from postoffice.store.sqlite.base import SqliteBase
-from postoffice.store.sqlite.columns import FLAG_BITS, columns_to_flags, flags_to_columns, normalize_mailbox
+from postoffice.store.sqlite.columns import FLAG_BITS, columns_to_flags, flags_to_columns
 from postoffice.store.sqlite.connection import STREAM_THRESHOLD, write_blob
 from postoffice.store.sqlite.keywords import check_keyword_room, keywords_of, keywords_that_fit
 from postoffice.store.sqlite.rows import (
@@ -58,39 +58,6 @@ SNAPSHOT_CACHE_MESSAGES = 1_000_000
 #: Octets a COPY/MOVE row counts as for admission (decision 0030): the row and its index entries (the content
 #: is shared).
 COPY_ROW_SIZE = 256
-
-
-@dataclasses.dataclass(frozen=True)
-class LocalDelivery:
-    """What `deliver` and `submit` prepare on the event loop before their transaction."""
-
-    source: IO[bytes]
-    parsed: ParsedMessage
-    parsed_json: str
-    targets: list[int]
-    mailbox: str
-    bits: int
-    keywords: str
-    internaldate: float
-
-    @classmethod
-    def prepare(
-        cls,
-        source: IO[bytes],
-        parsed: ParsedMessage,
-        account_ids: Iterable[int],
-        mailbox: str,
-        flags: Iterable[str],
-        internaldate: float | None,
-    ) -> LocalDelivery:
-        targets = list(dict.fromkeys(account_ids))
-        # the search text lives in the FTS table only; the stored structure omits it
-        parsed_json = (
-            dataclasses.replace(parsed, search_headers="", search_text="").to_json() if targets else ""
-        )
-        bits, keywords = flags_to_columns(flags)
-        when = time.time() if internaldate is None else internaldate
-        return cls(source, parsed, parsed_json, targets, normalize_mailbox(mailbox), bits, keywords, when)
 
 
 class MessagesMixin(SqliteBase):
@@ -192,45 +159,6 @@ class MessagesMixin(SqliteBase):
 
         return await self._write(tx, grows=COPY_ROW_SIZE * len(wanted))
 
-    async def deliver(
-        self,
-        source: IO[bytes],
-        parsed: ParsedMessage,
-        account_ids: Iterable[int],
-        mailbox: str = "INBOX",
-        flags: Iterable[str] = (),
-        internaldate: float | None = None,
-    ) -> list[DeliveredCopy]:
-        delivery = LocalDelivery.prepare(source, parsed, account_ids, mailbox, flags, internaldate)
-        if not delivery.targets:
-            return []
-
-        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> list[DeliveredCopy]:
-            return self._deliver_rows(conn, events, delivery)
-
-        return await self._write(tx, grows=parsed.size)
-
-    def _deliver_rows(
-        self, conn: sqlite3.Connection, events: list[ChangeEvent], delivery: LocalDelivery
-    ) -> list[DeliveredCopy]:
-        """One content shared by a message row in the mailbox of each target account (deliver, submit)."""
-        d = delivery
-        content_id = self._insert_content(conn, d.source, d.parsed, d.parsed_json, len(d.targets))
-        copies = []
-        for account_id in d.targets:
-            row = conn.execute(
-                "SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, d.mailbox)
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"account {account_id} has no mailbox {d.mailbox}")
-            mailbox_id = int(row[0])
-            uid, modseq = append_row(
-                conn, account_id, mailbox_id, content_id, d.bits, d.keywords, d.internaldate, d.parsed.size
-            )
-            copies.append(DeliveredCopy(account_id, mailbox_id, uid))
-            events.append(ChangeEvent("added", account_id, mailbox_id, (uid,), modseq))
-        return copies
-
     def _insert_content(
         self,
         conn: sqlite3.Connection,
@@ -239,7 +167,8 @@ class MessagesMixin(SqliteBase):
         parsed_json: str,
         refcount: int,
     ) -> int:
-        """The message bytes, its parsed structure and its search text, shared by `refcount` message rows."""
+        """The message bytes, its parsed structure (`parsed_json`: without the search text, which lives in the
+        FTS table only) and its search text, shared by `refcount` message rows."""
         cur = conn.execute(
             "INSERT INTO contents (size, refcount, parsed, created, sent_date, search_truncated) "
             "VALUES (?, ?, ?, ?, ?, ?)",

@@ -1,11 +1,11 @@
 """The outbound queue in the SQLite store (docs/decisions/0017): queue_messages, queue_recipients, and the
 bytes in queue_data (written and streamed like content_data).
 
-- `submit` writes the local copies and the queued message in one request, so in one savepoint: all or
-  nothing. `queue_record` writes delivery results and the DSNs they caused in one request, and removes a
-  message whose recipients are all final in that same request. A final recipient status never changes again
-  (`queue_record` refuses the whole request), so results applied twice cannot queue a DSN twice. Queue
-  subscribers are called after the commit, like change subscribers.
+- The rows of a queued message (`_enqueue_rows`) and of its delivery results (`_record_rows`) are written
+  inside the requests of `enqueue` and of `commit_delivery` (`delivery.py`: local copies, the queue entry,
+  results and the DSNs they caused in one request, so in one savepoint: all or nothing). A final recipient
+  status never changes again (the whole request is refused), so results applied twice cannot queue a DSN
+  twice. Queue subscribers are called after the commit, like change subscribers.
 - Queue ids come from meta.next_queue_id (version 8), which only grows, so an id names one message for the
   life of the installation (an INTEGER PRIMARY KEY alone would reuse the highest id once it is deleted,
   and an emptied queue would start again at 1). A queued message keeps the id of the SMTP transaction that
@@ -21,13 +21,9 @@ import time
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from typing import IO, Any, cast
 
-from postoffice.message import ParsedMessage
 from postoffice.store.api import (
     FINAL_STATUSES,
-    QUEUE_STATUSES,
     ChangeEvent,
-    GeneratedMessage,
-    LocalCopy,
     NotFound,
     OutboundMessage,
     QueuedMessage,
@@ -35,18 +31,10 @@ from postoffice.store.api import (
     QueueStats,
     RecipientResult,
     StoreError,
-    SubmitResult,
+    check_outbound,
 )
 from postoffice.store.sqlite.base import SqliteBase
 from postoffice.store.sqlite.connection import STREAM_THRESHOLD, write_blob
-from postoffice.store.sqlite.messages import LocalDelivery
-
-
-def _check_outbound(outbound: OutboundMessage) -> None:
-    if not outbound.recipients:
-        raise ValueError("a queued message needs at least one recipient")
-    if outbound.ret is not None and outbound.ret.upper() not in ("FULL", "HDRS"):
-        raise ValueError(f"RET must be FULL or HDRS, not {outbound.ret!r}")
 
 
 def _queued_recipient(r: Sequence[Any]) -> QueuedRecipient:
@@ -87,33 +75,8 @@ def _queued_message(row: Sequence[Any], recipients: Iterable[QueuedRecipient]) -
 
 
 class QueueMixin(SqliteBase):
-    async def submit(
-        self,
-        source: IO[bytes],
-        parsed: ParsedMessage,
-        account_ids: Iterable[int],
-        outbound: OutboundMessage | None,
-        mailbox: str = "INBOX",
-    ) -> SubmitResult:
-        """Local copies (exactly as `deliver`) and the queued message in one request, so one transaction:
-        a failure anywhere leaves neither."""
-        delivery = LocalDelivery.prepare(source, parsed, account_ids, mailbox, (), None)
-        if outbound is not None:
-            _check_outbound(outbound)
-        if not delivery.targets and outbound is None:
-            return SubmitResult([], None)
-
-        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> SubmitResult:
-            copies = self._deliver_rows(conn, events, delivery) if delivery.targets else []
-            queue_id = None
-            if outbound is not None:
-                queue_id = self._enqueue_rows(conn, events, source, parsed.size, outbound)
-            return SubmitResult(copies, queue_id)
-
-        return await self._write(tx, grows=parsed.size * (bool(delivery.targets) + (outbound is not None)))
-
     async def enqueue(self, source: IO[bytes] | bytes, size: int, outbound: OutboundMessage) -> int:
-        _check_outbound(outbound)
+        check_outbound(outbound)
         stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
 
         def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> int:
@@ -251,89 +214,53 @@ class QueueMixin(SqliteBase):
         async for chunk in self._stream_blob("queue_data", queue_id, chunk_size):
             yield chunk
 
-    async def queue_record(
-        self,
-        queue_id: int,
-        results: Sequence[RecipientResult],
-        *,
-        bounces: Sequence[GeneratedMessage] = (),
-        keep: bool = False,
-        local_copy: LocalCopy | None = None,
-    ) -> QueuedMessage:
-        delivery = None
-        if local_copy is not None and local_copy.account_ids:
-            delivery = LocalDelivery.prepare(
-                local_copy.source, local_copy.parsed, local_copy.account_ids, "INBOX", (), None
+    @classmethod
+    def _record_rows(
+        cls, conn: sqlite3.Connection, queue_id: int, results: Sequence[RecipientResult], *, bounces: bool
+    ) -> None:
+        """Delivery results of a queued message (`Delivery.record`): a final status never changes again, so
+        results applied twice cannot queue a DSN twice (the whole request fails)."""
+        row = conn.execute("SELECT sender FROM queue_messages WHERE id = ?", (queue_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no queued message {queue_id}")
+        if bounces and row[0] == "":
+            raise StoreError(f"queued message {queue_id} has the null sender: it gets no DSN")
+        for r in results:
+            current = conn.execute(
+                "SELECT status FROM queue_recipients WHERE id = ? AND message_id = ?",
+                (r.recipient_id, queue_id),
+            ).fetchone()
+            if current is None:
+                raise NotFound(f"queued message {queue_id} has no recipient {r.recipient_id}")
+            if current[0] in FINAL_STATUSES:
+                raise StoreError(
+                    f"recipient {r.recipient_id} of queued message {queue_id} is {current[0]} already"
+                )
+            attempted = r.attempted_at is not None
+            conn.execute(
+                "UPDATE queue_recipients SET status = ?, attempts = attempts + ?, "
+                "first_attempt = coalesce(first_attempt, ?), last_attempt = coalesce(?, last_attempt), "
+                "next_attempt = coalesce(?, next_attempt), delay_warned = coalesce(?, delay_warned), "
+                # a new attempt replaces the last reply (even with "none"); else only what is given
+                "last_code = CASE WHEN ? THEN ? ELSE coalesce(?, last_code) END, "
+                "last_enhanced = CASE WHEN ? THEN ? ELSE coalesce(?, last_enhanced) END, "
+                "last_text = CASE WHEN ? THEN ? ELSE coalesce(?, last_text) END, "
+                "remote_mta = CASE WHEN ? THEN ? ELSE coalesce(?, remote_mta) END "
+                "WHERE id = ?",
+                (
+                    r.status,
+                    int(attempted),
+                    r.attempted_at,
+                    r.attempted_at,
+                    r.next_attempt,
+                    None if r.delay_warned is None else int(r.delay_warned),
+                    *(attempted, r.code, r.code),
+                    *(attempted, r.enhanced, r.enhanced),
+                    *(attempted, r.text, r.text),
+                    *(attempted, r.remote_mta, r.remote_mta),
+                    r.recipient_id,
+                ),
             )
-        for result in results:
-            if result.status not in QUEUE_STATUSES:
-                raise ValueError(f"not a queue status: {result.status!r}")
-            if result.status == "pending" and result.next_attempt is None:
-                raise ValueError("a recipient that stays pending needs its next attempt time")
-        for bounce in bounces:
-            _check_outbound(bounce.outbound)
-            # RFC 3461 section 6.1 / RFC 5321 section 4.5.5: a DSN goes out from the null sender, so that no
-            # DSN is ever sent about it (no loops).
-            if bounce.outbound.sender != "":
-                raise ValueError("a generated DSN must have the null sender")
-
-        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> QueuedMessage:
-            row = conn.execute("SELECT sender FROM queue_messages WHERE id = ?", (queue_id,)).fetchone()
-            if row is None:
-                raise NotFound(f"no queued message {queue_id}")
-            if bounces and row[0] == "":
-                raise StoreError(f"queued message {queue_id} has the null sender: it gets no DSN")
-            for r in results:
-                current = conn.execute(
-                    "SELECT status FROM queue_recipients WHERE id = ? AND message_id = ?",
-                    (r.recipient_id, queue_id),
-                ).fetchone()
-                if current is None:
-                    raise NotFound(f"queued message {queue_id} has no recipient {r.recipient_id}")
-                if current[0] in FINAL_STATUSES:
-                    raise StoreError(
-                        f"recipient {r.recipient_id} of queued message {queue_id} is {current[0]} already"
-                    )
-                attempted = r.attempted_at is not None
-                conn.execute(
-                    "UPDATE queue_recipients SET status = ?, attempts = attempts + ?, "
-                    "first_attempt = coalesce(first_attempt, ?), last_attempt = coalesce(?, last_attempt), "
-                    "next_attempt = coalesce(?, next_attempt), delay_warned = coalesce(?, delay_warned), "
-                    # a new attempt replaces the last reply (even with "none"); else only what is given
-                    "last_code = CASE WHEN ? THEN ? ELSE coalesce(?, last_code) END, "
-                    "last_enhanced = CASE WHEN ? THEN ? ELSE coalesce(?, last_enhanced) END, "
-                    "last_text = CASE WHEN ? THEN ? ELSE coalesce(?, last_text) END, "
-                    "remote_mta = CASE WHEN ? THEN ? ELSE coalesce(?, remote_mta) END "
-                    "WHERE id = ?",
-                    (
-                        r.status,
-                        int(attempted),
-                        r.attempted_at,
-                        r.attempted_at,
-                        r.next_attempt,
-                        None if r.delay_warned is None else int(r.delay_warned),
-                        *(attempted, r.code, r.code),
-                        *(attempted, r.enhanced, r.enhanced),
-                        *(attempted, r.text, r.text),
-                        *(attempted, r.remote_mta, r.remote_mta),
-                        r.recipient_id,
-                    ),
-                )
-            if delivery is not None:
-                self._deliver_rows(conn, events, delivery)
-            now = time.time()
-            for bounce in bounces:
-                self._enqueue_rows(
-                    conn, events, io.BytesIO(bounce.data), len(bounce.data), bounce.outbound, now
-                )
-            (recorded,) = self._queued_messages(conn, [queue_id])
-            if not keep and not recorded.pending:
-                self._delete_queued(conn, queue_id)
-            return recorded
-
-        # Never refused for space (decision 0030), not even with a DSN or a local copy: the delivery it
-        # records has happened, and a result that is not recorded means the same delivery again.
-        return await self._write(tx)
 
     @staticmethod
     def _delete_queued(conn: sqlite3.Connection, queue_id: int) -> bool:

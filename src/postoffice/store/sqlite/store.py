@@ -13,6 +13,7 @@ from pathlib import Path
 from postoffice.store.api import PathLike, StoreError
 from postoffice.store.changes import ChangeBus
 from postoffice.store.space import DEFAULT_MIN_FREE, DEFAULT_RESERVE, DiskSpace
+from postoffice.store.sqlite.delivery import DeliveryMixin
 from postoffice.store.sqlite.directory import DirectoryMixin
 from postoffice.store.sqlite.login_guard import LoginGuardMixin
 from postoffice.store.sqlite.mailboxes import MailboxesMixin
@@ -25,7 +26,9 @@ from postoffice.store.sqlite.writer import Writer
 log = logging.getLogger("postoffice.store")
 
 
-class SqliteMailStore(DirectoryMixin, LoginGuardMixin, MailboxesMixin, MessagesMixin, QueueMixin):
+class SqliteMailStore(
+    DirectoryMixin, LoginGuardMixin, MailboxesMixin, MessagesMixin, QueueMixin, DeliveryMixin
+):
     """The SQLite mail store: its parts assembled (see `postoffice.store.sqlite`)."""
 
     def __init__(

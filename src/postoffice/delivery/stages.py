@@ -1,0 +1,60 @@
+"""Delivery stages: what may amend a delivery's plan between the recipients and the commit
+(docs/decisions/0040), and the registry of the stages this server has.
+
+Implementation notes
+- A stage is an object with a `name` and `async run(message, plan)`; it reads the message (its parse,
+  or its bytes through `message.source`, which it must leave at any position: the pipeline seeks before
+  it reads) and the envelope and origin in the plan, and changes the plan: a recipient's target mailbox,
+  flags, keywords, header fields, rejection or discarding, the remote recipients. It stores nothing:
+  the pipeline commits the plan after the last stage, in one store transaction, so a stage that raises
+  leaves nothing behind (the delivery fails as a whole, temporarily: SMTP 451).
+- The order is the registry's, fixed by the server and not by the config: authentication results first
+  (every later stage may read them), then spam scoring, then the user's filters (Sieve), then quota (it
+  must see where the copies go). A stage that is switched off by its own settings is left out when the
+  chain is built (`make` returns None), so an unused stage costs nothing per message.
+- Adding a stage: its package (its code, its settings section if it has one) and one line in `STAGES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from postoffice.delivery.plan import DeliveryPlan, Message
+    from postoffice.store import MailStore
+
+
+class Stage(Protocol):
+    """One step of the delivery pipeline (see the module notes)."""
+
+    name: str
+
+    async def run(self, message: Message, plan: DeliveryPlan) -> None: ...
+
+
+@dataclass(frozen=True)
+class StageRegistration:
+    """A stage the server has: `make(config, store)` builds it from the configuration, None when its settings
+    switch it off."""
+
+    name: str
+    make: Callable[[Any, MailStore], Stage | None]
+
+
+#: Every delivery stage, in the order they run (authentication results, spam scoring, Sieve, quota): none
+#: yet.
+STAGES: tuple[StageRegistration, ...] = ()
+
+
+def build_stages(
+    config: Any, store: MailStore, registry: Sequence[StageRegistration] = STAGES
+) -> tuple[Stage, ...]:
+    """The chain for this configuration: each registered stage its settings switch on, in registry order."""
+    chain: list[Stage] = []
+    for registration in registry:
+        stage = registration.make(config, store)
+        if stage is not None:
+            chain.append(stage)
+    return tuple(chain)

@@ -1,0 +1,107 @@
+"""Deliveries in the SQLite store: `commit_delivery` writes a whole `Delivery` in one write request, so in one
+savepoint of the writer's transaction (all or nothing): the distinct texts (one content each, shared by the
+copies that name it), the message rows with their own mailbox, flags and keywords, the queue entry for
+remote recipients, generated DSNs, and the delivery results of a queued message that the delivery completes.
+
+The order inside the request is that of the queue's own bookkeeping before this part existed: results
+first (a recipient that is final already fails the request before anything is written), then the copies,
+then what is queued, then the recorded message is read back and removed when every recipient is final.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import sqlite3
+import time
+
+from postoffice.store.api import ChangeEvent, DeliveredCopy, Delivery, DeliveryResult, NotFound, QueuedMessage
+from postoffice.store.sqlite.base import SqliteBase
+from postoffice.store.sqlite.columns import flags_to_columns, normalize_mailbox
+from postoffice.store.sqlite.rows import append_row
+
+
+class DeliveryMixin(SqliteBase):
+    async def commit_delivery(self, delivery: Delivery) -> DeliveryResult:
+        delivery.check()
+        if delivery.empty:
+            return DeliveryResult([])
+        # prepared on the event loop, as before: JSON of the structures, flag columns
+        uses: dict[int, int] = {}
+        for copy in delivery.copies:
+            uses[copy.text] = uses.get(copy.text, 0) + 1
+        stored = {
+            index: dataclasses.replace(
+                delivery.texts[index].parsed, search_headers="", search_text=""
+            ).to_json()
+            for index in uses
+        }
+        columns = {copy.flags: flags_to_columns(copy.flags) for copy in delivery.copies}
+        when = time.time() if delivery.internaldate is None else delivery.internaldate
+        record = delivery.record
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> DeliveryResult:
+            if record is not None:
+                self._record_rows(conn, record.queue_id, record.results, bounces=bool(delivery.generated))
+            contents: dict[int, int] = {}
+            for index, parsed_json in stored.items():
+                text = delivery.texts[index]
+                contents[index] = self._insert_content(
+                    conn, text.source, text.parsed, parsed_json, uses[index]
+                )
+            copies: list[DeliveredCopy] = []
+            for copy in delivery.copies:
+                mailbox_id = _target_mailbox(
+                    conn, copy.account_id, copy.mailbox, copy.special_use, copy.or_inbox
+                )
+                bits, keywords = columns[copy.flags]
+                size = delivery.texts[copy.text].parsed.size
+                uid, modseq = append_row(
+                    conn, copy.account_id, mailbox_id, contents[copy.text], bits, keywords, when, size
+                )
+                copies.append(DeliveredCopy(copy.account_id, mailbox_id, uid))
+                events.append(ChangeEvent("added", copy.account_id, mailbox_id, (uid,), modseq))
+            queue_id = None
+            if delivery.outbound is not None:
+                first = delivery.texts[0]
+                queue_id = self._enqueue_rows(
+                    conn, events, first.source, first.parsed.size, delivery.outbound
+                )
+            now = time.time()
+            for generated in delivery.generated:
+                self._enqueue_rows(
+                    conn, events, io.BytesIO(generated.data), len(generated.data), generated.outbound, now
+                )
+            recorded: QueuedMessage | None = None
+            if record is not None:
+                (recorded,) = self._queued_messages(conn, [record.queue_id])
+                if not record.keep and not recorded.pending:
+                    self._delete_queued(conn, record.queue_id)
+            return DeliveryResult(copies, queue_id, recorded)
+
+        return await self._write(tx, grows=delivery.grows())
+
+
+def _target_mailbox(
+    conn: sqlite3.Connection, account_id: int, name: str, special_use: str | None, or_inbox: bool
+) -> int:
+    """The mailbox of a copy (`NewCopy`): by special use, else by name, else INBOX when allowed."""
+    if special_use is not None:
+        row = conn.execute(
+            "SELECT id FROM mailboxes WHERE account_id = ? AND special_use = ? COLLATE NOCASE "
+            "ORDER BY id LIMIT 1",
+            (account_id, special_use),
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+    mailbox = normalize_mailbox(name)
+    row = conn.execute(
+        "SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, mailbox)
+    ).fetchone()
+    if row is None and or_inbox and mailbox != "INBOX":
+        row = conn.execute(
+            "SELECT id FROM mailboxes WHERE account_id = ? AND name = 'INBOX'", (account_id,)
+        ).fetchone()
+    if row is None:
+        raise NotFound(f"account {account_id} has no mailbox {mailbox}")
+    return int(row[0])
