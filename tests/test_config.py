@@ -79,7 +79,8 @@ def test_file_without_settings_gives_every_default(write: WriteConfig) -> None:
     assert config.auth.allow_plaintext_auth is False
     assert config.server.log_level == "info"
     assert config.server.shutdown_grace == 30
-    assert config.server.user == "" and config.server.group == ""
+    assert config.server.user == ""
+    assert config.server.group == ""
     assert config.server.hostname  # the machine's name
     assert config.tls.min_version == "TLSv1.2"
     assert config.store.path == config.base_dir / "store" / "mail.sqlite3"
@@ -479,7 +480,8 @@ def test_pop2_on_loopback_is_allowed(write: WriteConfig) -> None:
 
 def test_pop2_on_a_public_address_is_allowed_with_plaintext_auth(write: WriteConfig) -> None:
     config = load_config(write("[auth]\nallow_plaintext_auth = true\n[listeners.pop2]\nenabled = true\n"))
-    assert config.listeners["pop2"].enabled and config.auth.allow_plaintext_auth
+    assert config.listeners["pop2"].enabled
+    assert config.auth.allow_plaintext_auth
 
 
 def test_pop2_cannot_use_tls(write: WriteConfig) -> None:
@@ -660,7 +662,8 @@ def test_the_old_and_the_new_name_together_are_a_problem(write: WriteConfig) -> 
     text = '[smtp]\nrelay_networks = ["192.0.2.0/24"]\n[queue]\ntrusted_networks = ["198.51.100.0/24"]\n'
     [problem] = problems_of(write(text))
     assert problem.key == "queue.trusted_networks"
-    assert "set too" in problem.message and problem.hint == "remove queue.trusted_networks"
+    assert "set too" in problem.message
+    assert problem.hint == "remove queue.trusted_networks"
 
 
 def test_a_setting_unknown_under_either_name_is_still_unknown(write: WriteConfig) -> None:
@@ -686,11 +689,14 @@ def test_every_registered_service_is_complete_and_its_listener_names_are_unique(
     names = [port.name for service in SERVICES.values() for port in service.ports]
     assert len(names) == len(set(names))
     for name, service in SERVICES.items():
-        assert service.name == name and service.purpose
+        assert service.name == name
+        assert service.purpose
         assert all(port.tls in service.tls_modes for port in service.ports), name
         if service.built:
-            assert service.settings is not None and service.refuse is not None, name
-            assert service.pool and service.caps is not None, name
+            assert service.settings is not None, name
+            assert service.refuse is not None, name
+            assert service.pool, name
+            assert service.caps is not None, name
             pool = [other.caps for other in SERVICES.values() if other.pool == service.pool]
             assert set(pool) == {service.caps}, f"pool {service.pool} has one set of caps"
     assert [name for name, service in SERVICES.items() if not service.built] == ["http"]

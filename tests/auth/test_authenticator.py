@@ -120,8 +120,11 @@ def test_the_right_password_logs_in(
 ) -> None:
     async def scenario(store: MailStore, auth: Authenticator) -> None:
         result = await pop3_login(auth, "demo@example.test", PASSWORD)
-        assert result.ok and result.status == "ok" and result.reason == ""
-        assert result.account is not None and result.account.address == "demo@example.test"
+        assert result.ok
+        assert result.status == "ok"
+        assert result.reason == ""
+        assert result.account is not None
+        assert result.account.address == "demo@example.test"
 
     with caplog.at_level(logging.INFO, logger="postoffice.auth"):
         run(tmp_path, password_hash, sleep, scenario)
@@ -185,7 +188,8 @@ def test_login_names_are_case_insensitive(tmp_path: Path, password_hash: str, sl
     async def scenario(store: MailStore, auth: Authenticator) -> None:
         result = await pop3_login(auth, " Demo@EXAMPLE.test", PASSWORD)
         assert result.status == "ok"
-        assert result.account is not None and result.account.address == "demo@example.test"
+        assert result.account is not None
+        assert result.account.address == "demo@example.test"
 
     run(tmp_path, password_hash, sleep, scenario)
 
@@ -306,7 +310,8 @@ def test_authzid_must_be_the_login_name(
         if accepted:
             assert result.ok
         else:
-            assert result.status == "bad-credentials" and result.account is None
+            assert result.status == "bad-credentials"
+            assert result.account is None
             assert sleep.calls == [CONFIG.failure_delay]
 
     run(tmp_path, password_hash, sleep, scenario)
@@ -324,7 +329,8 @@ def test_an_old_hash_is_replaced_after_a_successful_login(
         assert stored is not None
         assert stored.password_hash != password_hash
         assert passwords.verify_password(stored.password_hash, PASSWORD)
-        assert result.account is not None and result.account.password_hash == stored.password_hash
+        assert result.account is not None
+        assert result.account.password_hash == stored.password_hash
 
     run(tmp_path, password_hash, sleep, scenario)
 
@@ -333,7 +339,8 @@ def test_no_rehash_when_the_hash_is_current(tmp_path: Path, password_hash: str, 
     async def scenario(store: MailStore, auth: Authenticator) -> None:
         assert (await pop3_login(auth, "demo@example.test", PASSWORD)).ok
         stored = await store.get_account("demo@example.test")
-        assert stored is not None and stored.password_hash == password_hash
+        assert stored is not None
+        assert stored.password_hash == password_hash
 
     run(tmp_path, password_hash, sleep, scenario)
 
@@ -356,7 +363,8 @@ def test_a_failed_rehash_does_not_fail_the_login(
 
         monkeypatch.setattr(store, "set_password", broken_set_password)
         result = await pop3_login(auth, "demo@example.test", PASSWORD)
-        assert result.ok and calls == ["demo@example.test"]
+        assert result.ok
+        assert calls == ["demo@example.test"]
 
     with caplog.at_level(logging.INFO, logger="postoffice.auth"):
         run(tmp_path, password_hash, sleep, scenario)
@@ -377,7 +385,9 @@ def test_a_store_error_answers_unavailable(
 
         monkeypatch.setattr(store, "get_account", broken_get_account)
         result = await pop3_login(auth, "demo@example.test", PASSWORD)
-        assert result.status == "unavailable" and not result.ok and result.reason
+        assert result.status == "unavailable"
+        assert not result.ok
+        assert result.reason
         assert auth.guard.table_sizes()["account_failures"] == 0  # not counted as a failed login
 
     with caplog.at_level(logging.INFO, logger="postoffice.auth"):
@@ -398,7 +408,8 @@ def test_a_login_name_cannot_forge_log_lines(
     with caplog.at_level(logging.INFO, logger="postoffice.auth"):
         run(tmp_path, password_hash, sleep, scenario)
     (line,) = login_lines(caplog)
-    assert "\n" not in line and "\r" not in line
+    assert "\n" not in line
+    assert "\r" not in line
     assert line.endswith("result=bad-credentials")
 
 
@@ -491,7 +502,8 @@ def test_a_locked_account_stays_locked_under_every_spelling_of_its_name(
             await pop3_login(auth, "demo@example.test", "wrong", client_ip=f"192.0.2.{i + 1}")
         calls = verify.calls
         result = await pop3_login(auth, spelling, PASSWORD, client_ip="198.51.100.7")
-        assert result.status == "locked-out" and not result.ok
+        assert result.status == "locked-out"
+        assert not result.ok
         assert verify.calls == calls  # no password check while locked
 
     run(tmp_path, password_hash, sleep, scenario)
@@ -569,7 +581,8 @@ def test_wrong_passwords_never_share_the_right_passwords_verification(
         for (user, pw), result in zip(attempts, results, strict=True):
             assert result.ok == (pw == PASSWORD), (user, pw, result)
             if result.ok:
-                assert result.account is not None and result.account.address == user
+                assert result.account is not None
+                assert result.account.address == user
         assert verify.calls == 3  # demo right, demo "guess", other "guess"
         assert auth.guard.table_sizes()["account_failures"] == 2  # every wrong attempt still counted
 
@@ -590,13 +603,16 @@ def test_beyond_max_pending_verifications_a_login_gets_a_temporary_failure(
         first = asyncio.create_task(pop3_login(auth, "demo@example.test", PASSWORD))
         await gate.wait_entered()
         refused = await pop3_login(auth, "other@example.test", PASSWORD)
-        assert refused.status == "unavailable" and not refused.ok and refused.reason
+        assert refused.status == "unavailable"
+        assert not refused.ok
+        assert refused.reason
         wrong = await pop3_login(auth, "demo@example.test", "guess")  # another verification: refused too
         assert wrong.status == "unavailable"
         assert auth.guard.table_sizes()["account_failures"] == 0  # not counted as failed logins
         joined = asyncio.create_task(pop3_login(auth, "demo@example.test", PASSWORD))  # shares the first
         gate.released.set()
-        assert (await first).ok and (await joined).ok
+        assert (await first).ok
+        assert (await joined).ok
         assert gate.calls == 1
         assert (await pop3_login(auth, "other@example.test", PASSWORD)).ok  # room again
 

@@ -60,18 +60,17 @@ def test_a_header_field_is_refused_or_one_well_formed_field_on_top(name: str, va
     lines = field[:-2].split(b"\r\n")
     assert all(len(line) <= MAX_LINE_OCTETS for line in lines)
     assert all(line[:1] in (b" ", b"\t") for line in lines[1:])
-    assert (
-        b"\x00" not in field
-        and b"\r" not in field.replace(b"\r\n", b"")
-        and b"\n" not in field.replace(b"\r\n", b"")
-    )
+    assert b"\x00" not in field
+    assert b"\r" not in field.replace(b"\r\n", b"")
+    assert b"\n" not in field.replace(b"\r\n", b"")
     text = field + MESSAGE
     parsed = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(text)
     names = [key for key, _ in parsed.items()]
     assert names == [name, "From", "To", "Subject"]  # one field, on top; the others unchanged
     assert parsed.get_payload() == "Body line.\r\n"
     ours = parse_message(io.BytesIO(text))
-    assert ours.subject == "base" and ours.size == len(text)
+    assert ours.subject == "base"
+    assert ours.size == len(text)
 
 
 def test_prepended_fields_go_on_top_of_those_before_them() -> None:
@@ -181,10 +180,12 @@ def test_a_flag_a_stage_sets_is_refused_or_stored_as_imap_will_show_it(
 def test_a_refusal_is_a_4xx_or_5xx_reply_with_a_matching_enhanced_status(code: int, enhanced: str) -> None:
     with pytest.raises(ValueError):
         Refusal(code, enhanced, "text")
-    assert Refusal(452, "4.2.2", "full").permanent is False and Refusal(550, "5.7.1", "no").permanent
+    assert Refusal(452, "4.2.2", "full").permanent is False
+    assert Refusal(550, "5.7.1", "no").permanent
 
 
 def test_a_copy_rejected_without_a_reason_answers_a_plain_refusal() -> None:
     plan = RecipientPlan(1, ["a@example.test"])
     plan.reject()
-    assert plan.refusal == REFUSED and (REFUSED.code, REFUSED.enhanced) == (550, "5.7.1")
+    assert plan.refusal == REFUSED
+    assert (REFUSED.code, REFUSED.enhanced) == (550, "5.7.1")

@@ -512,7 +512,8 @@ def test_append_rfc_example_streams_the_message() -> None:
         events[2],
         Append("A003", mb("saved-messages"), (spec,)),
     ]
-    assert events[0].mailbox == mb("saved-messages") and events[0].message == spec  # type: ignore[attr-defined]
+    assert events[0].mailbox == mb("saved-messages")
+    assert events[0].message == spec
     assert events[2].data == message  # type: ignore[attr-defined]
 
 
@@ -626,7 +627,8 @@ def test_syntax_errors_give_parse_error_with_reason(line: bytes, tag: str | None
 
 def test_quoted_control_characters_in_mailbox_names_are_refused() -> None:
     event = parse_one(b'A1 SELECT "a\tb"')
-    assert isinstance(event, ParseError) and "control character" in event.message
+    assert isinstance(event, ParseError)
+    assert "control character" in event.message
 
 
 def test_unsupported_search_charset_is_a_typed_error() -> None:
@@ -636,7 +638,8 @@ def test_unsupported_search_charset_is_a_typed_error() -> None:
 
 def test_search_literal_must_be_utf8() -> None:
     event = parse(b"A1 SEARCH TEXT {2}\r\n\xff\xfe\r\n")[0]
-    assert isinstance(event, ParseError) and "UTF-8" in event.message
+    assert isinstance(event, ParseError)
+    assert "UTF-8" in event.message
 
 
 def test_command_names_and_uid_variants_report_their_name() -> None:
@@ -705,7 +708,8 @@ def test_a_literal_size_beyond_number64_is_bad_not_toobig() -> None:
         reader = CommandReader()
         reader.feed(line + b"A2 NOOP\r\n")
         first = reader.next()
-        assert isinstance(first, ParseError) and "number64" in first.message, first
+        assert isinstance(first, ParseError), first
+        assert "number64" in first.message, first
         assert reader.next() == Noop("A2")  # a synchronizing literal was never sent: the session goes on
     reader = CommandReader()
     reader.feed(b"A1 APPEND INBOX {%d}\r\n" % N64)

@@ -26,7 +26,9 @@ def test_parse_keeps_the_set_as_written() -> None:
 
 def test_saved_result_marker() -> None:
     s = SequenceSet.parse("$")
-    assert s is SequenceSet.SAVED and s.saved and str(s) == "$"
+    assert s is SequenceSet.SAVED
+    assert s.saved
+    assert str(s) == "$"
     with pytest.raises(ValueError):
         s.resolve(10)
 
@@ -67,8 +69,10 @@ def test_resolve(text: str, largest: int, intervals: list[tuple[int, int]]) -> N
 def test_contains_numbers_and_exceeds() -> None:
     s = SequenceSet.parse("2:4,10:*")
     assert list(s.numbers(6)) == [2, 3, 4, 6, 7, 8, 9, 10]  # 10:* is 6:10
-    assert s.contains(6, 6) and not s.contains(5, 6)
-    assert s.exceeds(6) and not SequenceSet.parse("1:*").exceeds(6)
+    assert s.contains(6, 6)
+    assert not s.contains(5, 6)
+    assert s.exceeds(6)
+    assert not SequenceSet.parse("1:*").exceeds(6)
 
 
 @pytest.mark.parametrize(

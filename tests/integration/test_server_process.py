@@ -64,7 +64,8 @@ def test_a_bad_config_never_starts_a_server(data_dir: DataDir) -> None:
         [POSTOFFICE, "--config", str(data_dir.config), "run"], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 2
-    assert "listeners." in proc.stdout + proc.stderr and ".tls" in proc.stdout + proc.stderr
+    assert "listeners." in proc.stdout + proc.stderr
+    assert ".tls" in proc.stdout + proc.stderr
 
 
 def test_a_port_in_use_stops_the_start_with_an_error(data_dir: DataDir) -> None:

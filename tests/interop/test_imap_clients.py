@@ -273,7 +273,8 @@ def test_mbsync_two_way_sync_of_folders_flags_and_deletions(
     for subject, message in inbox.items():
         assert without_tuid(as_crlf(message.data)) == stored[subject].data
     assert set(maildir_messages(local / "Work")) == {"work keep", "work drop"}
-    assert (local / "Trash").is_dir() and (local / "Sent").is_dir()
+    assert (local / "Trash").is_dir()
+    assert (local / "Sent").is_dir()
 
     # Near-side changes: a new folder with a flagged message, flags on one message, another deleted.
     write_maildir_message(
@@ -300,7 +301,8 @@ def test_mbsync_two_way_sync_of_folders_flags_and_deletions(
     assert inbox_now["sync one"].flags == {"\\Seen", "\\Flagged"}
     assert "\\Seen" in inbox_now["sync zero"].flags
     [note] = state["Projects"]
-    assert note.subject == "local note" and note.flags == {"\\Flagged"}
+    assert note.subject == "local note"
+    assert note.flags == {"\\Flagged"}
     assert without_tuid(note.data) == b"From: me@example.test\r\nSubject: local note\r\n\r\nlocal body\r\n"
     assert [m.subject for m in state["Work"]] == ["work keep"]
 
@@ -309,7 +311,8 @@ def test_mbsync_two_way_sync_of_folders_flags_and_deletions(
     assert "S" in local_inbox["sync zero"].flags
     assert set(maildir_messages(local / "Work")) == {"work keep"}
     [report] = maildir_messages(local / "Work" / "Reports").values()
-    assert report.subject == "report" and report.flags == "R"
+    assert report.subject == "report"
+    assert report.flags == "R"
 
     # A third run has nothing left to do and changes nothing.
     mbsync(server, data_dir, home)
@@ -431,7 +434,8 @@ def offlineimap(server: ServerProcess, data: DataDir, home: Path) -> None:
     )
     proc = run_client([binary, "-c", str(rc), "-o", "-u", "basic"], home)
     output = proc.stdout + proc.stderr
-    assert proc.returncode == 0 and "ERROR" not in output, output
+    assert proc.returncode == 0, output
+    assert "ERROR" not in output, output
 
 
 def test_offlineimap_syncs_to_a_maildir_and_back(
@@ -450,7 +454,8 @@ def test_offlineimap_syncs_to_a_maildir_and_back(
     for subject, message in inbox.items():
         assert as_crlf(message.data) == stored[subject].data
     [post] = maildir_messages(local / "Lists").values()
-    assert post.subject == "list post" and "F" in post.flags
+    assert post.subject == "list post"
+    assert "F" in post.flags
 
     # Back to the server: a flag change, a deletion and a new message in the local Maildir.
     set_maildir_flags(inbox["oi one"], "RS")
@@ -496,10 +501,12 @@ def test_imapclient_fetch_store_copy_move_expunge(server: ServerProcess, data_di
     assert [m.subject for m in state["INBOX"]] == ["ic one", "ic three"]
     assert state["INBOX"][0].flags == {"\\Flagged", "$Important"}
     [archived] = state["Archive"]
-    assert archived.subject == "ic one" and archived.flags == {"\\Flagged", "$Important"}
+    assert archived.subject == "ic one"
+    assert archived.flags == {"\\Flagged", "$Important"}
     assert archived.data == stored[1][1]
     [trashed] = state["Trash"]
-    assert trashed.subject == "ic two" and trashed.flags == {"\\Answered"}
+    assert trashed.subject == "ic two"
+    assert trashed.flags == {"\\Answered"}
 
 
 def test_imapclient_idle_reports_a_delivery_within_a_second(server: ServerProcess, data_dir: DataDir) -> None:
@@ -532,7 +539,8 @@ def test_imaplib_over_starttls(server: ServerProcess, data_dir: DataDir) -> None
         ok(conn.login(DEMO, DEMO_PW))
         assert ok(conn.select("INBOX")) == [b"3"]
         data = ok(conn.uid("FETCH", str(stored[0][0]), "(BODY[])"))
-        assert isinstance(data[0], tuple) and data[0][1] == stored[0][1]
+        assert isinstance(data[0], tuple)
+        assert data[0][1] == stored[0][1]
         ok(conn.uid("STORE", str(stored[1][0]), "+FLAGS.SILENT", "(\\Draft)"))
         ok(conn.copy("2:3", "Drafts"))
         ok(conn.uid("MOVE", str(stored[2][0]), "Junk"))

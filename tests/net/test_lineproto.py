@@ -183,9 +183,11 @@ def test_after_the_end_nothing_more_is_parsed_or_kept() -> None:
     proto = Lines()
     proto.receive_data(b"QUIT\r\nafter\r\n")
     assert drain(proto) == [Quit()]
-    assert proto.closed and proto.buffered_bytes == 0
+    assert proto.closed
+    assert proto.buffered_bytes == 0
     proto.receive_data(b"more\r\n")
-    assert drain(proto) == [] and proto.buffered_bytes == 0
+    assert drain(proto) == []
+    assert proto.buffered_bytes == 0
 
 
 # -- STARTTLS: the plaintext drop (CVE-2011-0411) ------------------------------------------------------------
@@ -197,7 +199,8 @@ def test_octets_after_the_upgrade_command_are_never_parsed_before_or_after_the_h
     assert drain(proto) == [Upgrade()]
     assert proto.data_to_send() == b"+go ahead\r\n"
     proto.receive_data(b"also injected\r\n")  # fed before tls_started(): still plaintext
-    assert drain(proto) == [] and proto.buffered_bytes == 0
+    assert drain(proto) == []
+    assert proto.buffered_bytes == 0
     proto.tls_started()
     assert proto.tls_active
     proto.receive_data(b"over tls\r\n")
@@ -247,9 +250,11 @@ def test_every_core_drops_commands_pipelined_behind_its_upgrade(
     assert isinstance(events[-1], TlsUpgrade)
     assert proto.data_to_send().endswith(go_ahead)
     proto.receive_data(b"QUIT\r\n")  # still before the handshake
-    assert drain(proto) == [] and not proto.closed
+    assert drain(proto) == []
+    assert not proto.closed
     proto.tls_started()
-    assert proto.tls_active and not proto.closed  # neither QUIT ran
+    assert proto.tls_active
+    assert not proto.closed
     proto.receive_data(b"QUIT\r\n")
     drain(proto)
     assert proto.closed

@@ -145,7 +145,8 @@ def test_helo_password_is_the_rest_of_the_line() -> None:
 def test_helo_without_password_is_a_syntax_error(line: str) -> None:
     session = Session()
     assert session.line(line) == "- syntax: HELO user password\r\n"
-    assert session.proto.state is State.AUTH and not session.events
+    assert session.proto.state is State.AUTH
+    assert not session.events
 
 
 def test_login_repr_hides_the_password() -> None:
@@ -162,7 +163,8 @@ def test_commands_before_helo_are_refused(command: str) -> None:
 def test_quit_before_helo() -> None:
     session = Session()
     assert session.line("QUIT") == f"+ POP2 {HOST} signing off\r\n"
-    assert session.proto.closed and isinstance(session.events[-1], Quit)
+    assert session.proto.closed
+    assert isinstance(session.events[-1], Quit)
 
 
 def test_helo_twice_is_refused() -> None:
@@ -182,7 +184,8 @@ def test_helo_reports_one_message_in_the_singular() -> None:
 def test_read_with_number_selects_that_message() -> None:
     session = logged_in()
     assert session.line("READ 2") == "=234 octets in message 2\r\n"
-    assert session.proto.current == 2 and session.proto.state is State.ITEM
+    assert session.proto.current == 2
+    assert session.proto.state is State.ITEM
     assert session.line("READ") == "=234 octets in message 2\r\n"  # no number: the current one
 
 
@@ -211,7 +214,8 @@ def test_fold_selects_another_folder_and_restarts_numbering() -> None:
     session.line("READ 2")
     assert session.line("FOLD Archive") == "#3 messages in Archive\r\n"
     assert session.events[-1] == SelectFolder("Archive")
-    assert session.proto.state is State.MBOX and session.proto.current == 1
+    assert session.proto.state is State.MBOX
+    assert session.proto.current == 1
     assert session.line("READ") == "=100 octets in message 1\r\n"
     assert session.line("READ 3") == "=300 octets in message 3\r\n"
 
@@ -226,7 +230,8 @@ def test_fold_store_failure_keeps_the_previous_folder() -> None:
     session = logged_in(decide=lambda e: "folder unavailable" if isinstance(e, SelectFolder) else None)
     session.line("READ 2")
     assert session.line("FOLD Archive") == "- folder unavailable\r\n"
-    assert session.proto.folder == "INBOX" and session.proto.state is State.ITEM
+    assert session.proto.folder == "INBOX"
+    assert session.proto.state is State.ITEM
     assert session.line("READ") == "=234 octets in message 2\r\n"
 
 
@@ -244,7 +249,8 @@ def test_acks_keeps_the_message_and_moves_on() -> None:
     session.line("RETR")
     assert session.proto.state is State.NEXT
     assert session.line("ACKS") == "=234 octets in message 2\r\n"
-    assert session.proto.state is State.ITEM and not session.proto.deleted_numbers
+    assert session.proto.state is State.ITEM
+    assert not session.proto.deleted_numbers
     assert session.events[-1] == Kept(1)
     assert not any(isinstance(e, Delete) for e in session.events)
 
@@ -254,7 +260,8 @@ def test_nack_keeps_the_same_message() -> None:
     session.line("READ")
     session.line("RETR")
     assert session.line("NACK") == "=537 octets in message 1\r\n"
-    assert session.proto.current == 1 and session.proto.state is State.ITEM
+    assert session.proto.current == 1
+    assert session.proto.state is State.ITEM
     assert session.line("RETR") == "<message 1: 537 octets>\r\n"
 
 
@@ -283,7 +290,8 @@ def test_ackd_failure_keeps_the_message_and_stays_in_next() -> None:
     session.line("READ")
     session.line("RETR")
     assert session.line("ACKD") == "- could not delete\r\n"
-    assert session.proto.state is State.NEXT and not session.proto.deleted_numbers
+    assert session.proto.state is State.NEXT
+    assert not session.proto.deleted_numbers
     assert session.line("NACK") == "=537 octets in message 1\r\n"
 
 
@@ -309,7 +317,8 @@ def test_quit_in_next_keeps_the_unacknowledged_message() -> None:
     session.line("READ")
     session.line("RETR")
     assert session.line("QUIT").startswith("+ ")
-    assert session.proto.closed and not session.proto.deleted_numbers
+    assert session.proto.closed
+    assert not session.proto.deleted_numbers
 
 
 @pytest.mark.parametrize("command", ["RETR 1", "ACKS x", "ACKD 1", "NACK 2"])
@@ -387,7 +396,8 @@ def test_peer_close_is_an_event() -> None:
     session = logged_in()
     session.send(b"READ")  # an unfinished line is dropped
     session.send(b"")
-    assert isinstance(session.events[-1], ConnectionClosed) and session.proto.closed
+    assert isinstance(session.events[-1], ConnectionClosed)
+    assert session.proto.closed
 
 
 def test_close_from_the_glue() -> None:

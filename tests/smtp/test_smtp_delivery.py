@@ -233,9 +233,13 @@ def test_mx_order_on_port_25_skips_a_refusing_host_and_a_421_greeting(dns_port: 
         assert [h.name for h in hosts] == ["mx1.dest.test", "mx2.dest.test", "mx3.dest.test"]
         (outcomes,) = send(hosts, [message("bob@dest.test")], port=25)
         (outcome,) = outcomes
-        assert outcome.status == "delivered" and outcome.code == 250 and outcome.enhanced == "2.0.0"
-        assert outcome.remote_mta == "mx3.dest.test" and outcome.remote_reply
-        assert busy.connections == 1 and busy.received == []
+        assert outcome.status == "delivered"
+        assert outcome.code == 250
+        assert outcome.enhanced == "2.0.0"
+        assert outcome.remote_mta == "mx3.dest.test"
+        assert outcome.remote_reply
+        assert busy.connections == 1
+        assert busy.received == []
         assert [r.recipients for r in good.received] == [["bob@dest.test"]]
         assert good.received[0].helo == HELO
     finally:
@@ -254,10 +258,13 @@ def test_when_every_address_fails_all_recipients_are_temporary_with_the_last_err
     assert [(o.status, o.code, o.enhanced, o.text) for o in outcomes] == [
         ("temporary", 554, "4.7.1", "go away"),  # deferred, so the class follows the status
     ] * 2
-    assert outcomes[0].remote_mta == "mx2.peer.test" and outcomes[0].remote_reply
+    assert outcomes[0].remote_mta == "mx2.peer.test"
+    assert outcomes[0].remote_reply
     (outcomes,) = send([refusing], [message("a@peer.test")], hostile.port)
-    assert outcomes[0].status == "temporary" and outcomes[0].enhanced == "4.4.1"
-    assert "connect to mx1.peer.test[127.0.19.9]" in outcomes[0].text and not outcomes[0].remote_reply
+    assert outcomes[0].status == "temporary"
+    assert outcomes[0].enhanced == "4.4.1"
+    assert "connect to mx1.peer.test[127.0.19.9]" in outcomes[0].text
+    assert not outcomes[0].remote_reply
     (outcomes,) = send([], [message("a@peer.test")], 25)
     assert outcomes[0].status == "temporary"
 
@@ -272,7 +279,8 @@ def test_a_stalled_greeting_times_out_and_the_next_address_is_tried() -> None:
             connect_timeout=0.5,
         )
         assert time.monotonic() - started < 3
-    assert outcomes[0].status == "delivered" and len(good.received) == 1
+    assert outcomes[0].status == "delivered"
+    assert len(good.received) == 1
 
 
 def test_without_mx_the_domains_own_address_is_used(dns_port: int) -> None:
@@ -280,7 +288,8 @@ def test_without_mx_the_domains_own_address_is_used(dns_port: int) -> None:
         hosts = resolve(dns_port, "implicit.test")
         assert hosts == [Host("implicit.test", 0, ["127.0.19.40"])]
         (outcomes,) = send(hosts, [message("x@implicit.test")], peer.port)
-    assert outcomes[0].status == "delivered" and outcomes[0].remote_mta == "implicit.test"
+    assert outcomes[0].status == "delivered"
+    assert outcomes[0].remote_mta == "implicit.test"
 
 
 def test_delivery_over_ipv6_to_an_aaaa_address(dns_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -298,7 +307,8 @@ def test_delivery_over_ipv6_to_an_aaaa_address(dns_port: int, monkeypatch: pytes
     assert hosts == [Host("mx.six.test", 10, ["::1"])]
     with peers(Script(), net="::", first=1) as (peer,):
         (outcomes,) = send(hosts, [message("v6@six.test")], peer.port)
-    assert outcomes[0].status == "delivered" and len(peer.received) == 1
+    assert outcomes[0].status == "delivered"
+    assert len(peer.received) == 1
 
 
 def test_local_address_is_the_source_of_the_connection() -> None:
@@ -313,7 +323,8 @@ def test_helo_is_used_when_ehlo_is_refused() -> None:
         peer.intercept["EHLO"] = "502 5.5.1 EHLO not implemented"  # type: ignore[attr-defined]
         (outcomes,) = send([host_for(peer)], [message("a@peer.test")], peer.port)
         assert commands(peer, "HELO") == [f"HELO {HELO}"]
-    assert outcomes[0].status == "delivered" and peer.received[0].helo == HELO
+    assert outcomes[0].status == "delivered"
+    assert peer.received[0].helo == HELO
 
 
 # -- TLS -----------------------------------------------------------------------------------------------------
@@ -334,7 +345,8 @@ def test_plaintext_when_starttls_is_not_offered_or_tls_is_none(server_tls: ssl.S
         (outcomes,) = send([host_for(plain)], [message("a@peer.test")], plain.port)
         (outcomes2,) = send([host_for(offering)], [message("a@peer.test")], offering.port, tls="none")
     assert outcomes[0].status == outcomes2[0].status == "delivered"
-    assert not plain.received[0].tls and not offering.received[0].tls
+    assert not plain.received[0].tls
+    assert not offering.received[0].tls
 
 
 def test_a_failed_handshake_falls_back_to_plaintext_on_a_new_connection(server_tls: ssl.SSLContext) -> None:
@@ -345,7 +357,8 @@ def test_a_failed_handshake_falls_back_to_plaintext_on_a_new_connection(server_t
     with peers(Script(), tls=server_tls) as (peer,):
         (outcomes,) = send([host_for(peer)], [message("a@peer.test")], peer.port, tls_context=client)
     assert outcomes[0].status == "delivered"
-    assert peer.connections == 2 and not peer.received[0].tls
+    assert peer.connections == 2
+    assert not peer.received[0].tls
 
 
 def test_required_tls_verifies_the_certificate_and_never_falls_back(
@@ -365,11 +378,13 @@ def test_required_tls_verifies_the_certificate_and_never_falls_back(
             tls_context=trusting,
         )
         (no_tls,) = send([host_for(plain)], [message("d@peer.test")], plain.port, tls="required")
-    assert ok[0].status == "delivered" and peer.received[0].tls
+    assert ok[0].status == "delivered"
+    assert peer.received[0].tls
     assert [r.recipients for r in peer.received] == [["a@peer.test"]]
     assert (untrusted[0].status, untrusted[0].enhanced) == ("temporary", "4.7.5")
     assert (wrong_name[0].status, wrong_name[0].enhanced) == ("temporary", "4.7.5")
-    assert (no_tls[0].status, no_tls[0].enhanced) == ("temporary", "4.7.4") and plain.received == []
+    assert (no_tls[0].status, no_tls[0].enhanced) == ("temporary", "4.7.4")
+    assert plain.received == []
 
 
 def test_smarthost_auth_only_over_tls(server_tls: ssl.SSLContext) -> None:
@@ -389,7 +404,8 @@ def test_smarthost_auth_only_over_tls(server_tls: ssl.SSLContext) -> None:
         assert len(commands(tls_peer, "AUTH")) == 1
         assert commands(plain_peer, "AUTH") == []
     assert ok[0].status == "delivered"
-    assert refused[0].status == "temporary" and "without TLS" in refused[0].text
+    assert refused[0].status == "temporary"
+    assert "without TLS" in refused[0].text
 
 
 # -- replies per stage ---------------------------------------------------------------------------------------
@@ -408,14 +424,16 @@ def test_rcpt_4xx_and_5xx_apply_to_that_recipient_only() -> None:
         ("busy@peer.test", "temporary", 451, "4.2.1"),
         ("gone@peer.test", "permanent", 550, "5.1.1"),
     ]
-    assert outcomes[2].text == "no such user" and outcomes[2].remote_reply
+    assert outcomes[2].text == "no such user"
+    assert outcomes[2].remote_reply
     assert [r.recipients for r in peer.received] == [["ok@peer.test"]]
 
 
 def test_no_data_when_no_recipient_was_accepted() -> None:
     with peers(Script(replies={"rcpt": "550 5.1.1 nobody here"})) as (peer,):
         (outcomes,) = send([host_for(peer)], [message("a@peer.test", "b@peer.test")], peer.port)
-        assert b"RSET\r\n" in peer.lines and b"DATA\r\n" not in peer.lines  # type: ignore[attr-defined]
+        assert b"RSET\r\n" in peer.lines
+        assert b"DATA\r\n" not in peer.lines
     assert [o.status for o in outcomes] == ["permanent", "permanent"]
 
 
@@ -456,8 +474,10 @@ def test_a_connection_dropped_mid_transaction_leaves_open_recipients_temporary(s
         )
     assert first[0].status == "permanent"
     assert (first[1].status, first[1].code, first[1].enhanced) == ("temporary", 421, "4.4.2")
-    assert "lost connection with peer.test" in first[1].text and not first[1].remote_reply
-    assert second[0].status == "temporary" and peer.connections == 1
+    assert "lost connection with peer.test" in first[1].text
+    assert not first[1].remote_reply
+    assert second[0].status == "temporary"
+    assert peer.connections == 1
 
 
 def test_a_stalled_reply_times_out() -> None:
@@ -465,7 +485,8 @@ def test_a_stalled_reply_times_out() -> None:
         started = time.monotonic()
         (outcomes,) = send([host_for(peer)], [message("a@peer.test")], peer.port, data_timeout=0.5)
         assert time.monotonic() - started < 3
-    assert outcomes[0].status == "temporary" and "timed out" in outcomes[0].text
+    assert outcomes[0].status == "temporary"
+    assert "timed out" in outcomes[0].text
 
 
 def test_421_on_rcpt_ends_the_session() -> None:
@@ -476,7 +497,8 @@ def test_421_on_rcpt_ends_the_session() -> None:
             peer.port,
         )
     assert [(o.status, o.code) for o in first] == [("temporary", 421)] * 3
-    assert second[0].status == "temporary" and peer.received == []
+    assert second[0].status == "temporary"
+    assert peer.received == []
 
 
 # -- extensions ----------------------------------------------------------------------------------------------
@@ -489,7 +511,8 @@ def test_size_over_the_announced_limit_is_permanent_without_sending() -> None:
         big_outcomes, small_outcomes = send([host_for(peer)], [big, small], peer.port)
         assert commands(peer, "MAIL") == [f"MAIL FROM:<alice@sender.test> SIZE={small.size}"]
     assert statuses(big_outcomes) == [("a@peer.test", "permanent", 552, "5.3.4")]
-    assert "exceeds the size limit 1000" in big_outcomes[0].text and not big_outcomes[0].remote_reply
+    assert "exceeds the size limit 1000" in big_outcomes[0].text
+    assert not big_outcomes[0].remote_reply
     assert small_outcomes[0].status == "delivered"
 
 
@@ -501,8 +524,10 @@ def test_8bit_content_needs_8bitmime() -> None:
         assert commands(with_8bit, "MAIL")[0].endswith(" BODY=8BITMIME")
     assert statuses(refused) == [("a@peer.test", "permanent", 554, "5.6.3")]
     assert "8BITMIME" in refused[0].text
-    assert plain[0].status == "delivered" and [r.recipients for r in without.received] == [["b@peer.test"]]
-    assert accepted[0].status == "delivered" and with_8bit.received[0].data == eight.data
+    assert plain[0].status == "delivered"
+    assert [r.recipients for r in without.received] == [["b@peer.test"]]
+    assert accepted[0].status == "delivered"
+    assert with_8bit.received[0].data == eight.data
 
 
 def test_smtputf8_is_required_for_non_ascii_addresses_and_utf8_headers() -> None:
@@ -601,7 +626,8 @@ def test_a_streamed_message_is_dot_stuffed_and_arrives_intact() -> None:
     with peers(Script()) as (peer,):
         (outcomes,) = send([host_for(peer)], [streamed], peer.port)
     assert outcomes[0].status == "delivered"
-    assert peer.received[0].data == body and len(produced) == len(pieces)
+    assert peer.received[0].data == body
+    assert len(produced) == len(pieces)
 
 
 def test_a_failing_message_source_aborts_the_connection_and_defers() -> None:
@@ -612,8 +638,10 @@ def test_a_failing_message_source_aborts_the_connection_and_defers() -> None:
     failing = OutgoingMessage("alice@sender.test", [OutgoingRecipient("a@peer.test")], broken, 100)
     with peers(Script()) as (peer,):
         first, second = send([host_for(peer)], [failing, message("b@peer.test")], peer.port)
-    assert (first[0].status, first[0].enhanced) == ("temporary", "4.3.0") and "disk on fire" in first[0].text
-    assert second[0].status == "temporary" and peer.received == []
+    assert (first[0].status, first[0].enhanced) == ("temporary", "4.3.0")
+    assert "disk on fire" in first[0].text
+    assert second[0].status == "temporary"
+    assert peer.received == []
 
 
 @given(st.lists(st.lists(st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n"]), max_size=20).map(b"".join)))
@@ -629,7 +657,8 @@ def test_dot_stuffing_over_any_chunking_round_trips(chunks: list[bytes]) -> None
     assert all(not line.startswith(b".") or line.startswith(b"..") for line in lines)
     unstuffed = b"\r\n".join(line[1:] if line.startswith(b".") else line for line in lines)
     assert unstuffed == normalized
-    assert b"\r" not in wire.replace(b"\r\n", b"") and b"\n" not in wire.replace(b"\r\n", b"")
+    assert b"\r" not in wire.replace(b"\r\n", b"")
+    assert b"\n" not in wire.replace(b"\r\n", b"")
 
 
 def test_dns_errors_become_outcomes_for_every_recipient() -> None:

@@ -107,7 +107,8 @@ def test_mail_ret_full() -> None:
 def test_malformed_mail_dsn_parameters_are_501(params: bytes, reply: str) -> None:
     s = Session()
     assert s.send(MAIL + b" " + params + b"\r\n") == reply + "\r\n"
-    assert s.events == [] and s.proto.envelope is None
+    assert s.events == []
+    assert s.proto.envelope is None
 
 
 def test_envid_length_counts_decoded_characters() -> None:
@@ -260,7 +261,8 @@ def test_rcpt_parameters_reach_the_glue_in_the_event_only() -> None:
     s = in_transaction()
     s.send(RCPT + b" NOTIFY=SUCCESS\r\n")
     envelope = s.proto.envelope
-    assert envelope is not None and envelope.recipients == ("b@example.test",)
+    assert envelope is not None
+    assert envelope.recipients == ("b@example.test",)
     assert s.events == [RcptTo("b@example.test", {"NOTIFY": "SUCCESS"})]
 
 

@@ -137,7 +137,8 @@ def test_writes_that_add_mail_are_refused_below_the_minimum_and_deleting_still_w
         try:
             inbox = await store.get_mailbox(demo.id, "INBOX")
             archive = await store.get_mailbox(demo.id, "Archive")
-            assert inbox is not None and archive is not None
+            assert inbox is not None
+            assert archive is not None
             assert await store.has_room(0) is False
             new = raw_message("new")
             parsed = parse_message(io.BytesIO(new))
@@ -226,14 +227,16 @@ def test_every_full_disk_finds_a_reserve_again_and_freed_space_lets_mail_in(tmp_
     for number, event in enumerate(seen["events"]):
         uid = 2 * number + 1
         assert event["free"] < 64 * 1024, number
-        assert event["reserve"] is not None and event["reserve"] > 0, number  # made again, at least in part
+        assert event["reserve"] is not None, number
+        assert event["reserve"] > 0, number
         assert event["deliver"] == "full", number
         assert event["flag"] is True, number
         assert event["expunge_deleted"] == [uid], number
         assert event["unflag"] is True, number
         assert event["delete_mailbox"] is None, number
         assert event["expunge"] == [uid + 1], number
-        assert event["reserve_after"] is not None and event["reserve_after"] > 0, number
+        assert event["reserve_after"] is not None, number
+        assert event["reserve_after"] > 0, number
     assert seen["stats"]["reserve_releases"] >= 3
     # mail waits until the reserve is whole; once the filler is gone, a tiny message gets in
     assert seen["has_room_while_full"] is False

@@ -64,7 +64,8 @@ def test_a_version_1_store_is_migrated_on_open(tmp_path: Path) -> None:
         try:
             assert await store.list_subscriptions(1) == ["INBOX"]
             inbox = await store.get_mailbox(1, "INBOX")
-            assert inbox is not None and (await store.mailbox_status(inbox.id)).recent == 0
+            assert inbox is not None
+            assert (await store.mailbox_status(inbox.id)).recent == 0
         finally:
             await store.close()
 
