@@ -127,7 +127,7 @@ def test_standard_listeners_have_their_standard_ports_and_tls_modes(write: Write
     assert {
         name: (lst.protocol, lst.port, lst.tls, lst.enabled) for name, lst in listeners.items()
     } == expected
-    assert all(lst.address == "0.0.0.0" for lst in listeners.values())
+    assert all(lst.address == "0.0.0.0" for lst in listeners.values())  # noqa: S104 - the default checked
     assert listeners["smtp"].purpose == "other mail servers deliver mail to us"
     assert listeners["submissions"].purpose == "same, TLS from the first byte (RFC 8314)"
     assert listeners["pop2"].purpose == "the legacy protocol; off by default"
@@ -571,7 +571,7 @@ def test_default_config_with_port_offset_and_address(tmp_path: Path, cert_dir: P
 
 
 def test_default_config_refuses_an_offset_beyond_the_port_range() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"puts a port outside 1\.\.65535"):
         render_default_config("mail.example.test", "example.test", port_offset=65000)
 
 

@@ -35,9 +35,11 @@ def test_every_cited_decision_exists_under_the_cited_name() -> None:
         for match in CITATION.finditer(path.read_text(encoding="utf-8")):
             number = match.group("num") or match.group("bare")
             cited = [number] + ([match.group("to")] if match.group("to") else [])
-            for num in cited:
-                if num not in DECISIONS:
-                    problems.append(f"{path.relative_to(ROOT)}: {match.group(0)!r} does not exist")
+            problems.extend(
+                f"{path.relative_to(ROOT)}: {match.group(0)!r} does not exist"
+                for num in cited
+                if num not in DECISIONS
+            )
             slug = match.group("slug")
             if slug and not DECISIONS.get(number, "").startswith(number + slug):
                 problems.append(f"{path.relative_to(ROOT)}: {match.group(0)!r} is {DECISIONS.get(number)}")

@@ -8,6 +8,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ from postoffice.auth.authenticator import Authenticator, AuthResult
 from postoffice.auth.guard import IP_LOCKED_REASON, LoginGuard
 from postoffice.config import AuthConfig
 from postoffice.directory import passwords
-from postoffice.store import MailStore, StoreError, open_store
+from postoffice.store import Account, MailStore, StoreError, open_store
 
 PASSWORD = "correct horse battery staple"
 CONFIG = AuthConfig(
@@ -629,11 +630,21 @@ def test_a_client_that_gives_up_does_not_cancel_a_shared_verification(
     monkeypatch.setattr(passwords, "verify_password", gate)
 
     async def scenario(store: MailStore, auth: Authenticator) -> None:
+        share = auth._verification
+        second_joined = asyncio.Event()
+
+        def joining(name: str, account: Account | None, password: str, mac: bytes) -> Any:
+            shared = share(name, account, password, mac)
+            if auth.waiting == 1:  # the first login waits for this verification: this is the second
+                second_joined.set()
+            return shared
+
+        monkeypatch.setattr(auth, "_verification", joining)
         first = asyncio.create_task(pop3_login(auth, "demo@example.test", PASSWORD))
         await gate.wait_entered()
         second = asyncio.create_task(pop3_login(auth, "demo@example.test", PASSWORD))
-        while auth.waiting < 2:  # until the second waits for the same verification (event-loop turns)
-            await asyncio.sleep(0)
+        await second_joined.wait()  # the second goes on to wait for the shared verification before this
+        assert auth.waiting == 2
         first.cancel()  # the first client's connection closed
         gate.released.set()
         assert (await second).ok

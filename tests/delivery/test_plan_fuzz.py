@@ -78,7 +78,7 @@ def test_prepended_fields_go_on_top_of_those_before_them() -> None:
     plan.prepend_header("X-First", "1")
     plan.prepend_header("X-Second", "2")
     assert plan.prefix == b"X-Second: 2\r\nX-First: 1\r\n"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a header field name"):
         plan.prepend_header("Bad:Name", "x")
     assert plan.prefix == b"X-Second: 2\r\nX-First: 1\r\n"  # nothing half-added
 
@@ -100,7 +100,7 @@ def test_a_prefixed_source_reads_as_the_prefix_then_the_message(
     for position, size in steps:
         spool.seek(wander)  # another reader moved the shared spool meanwhile
         if position < 0:
-            with pytest.raises(ValueError):
+            with pytest.raises(ValueError, match="negative seek position"):
                 source.seek(position)
             continue
         assert source.seek(position) == position == source.tell()
@@ -178,7 +178,7 @@ def test_a_flag_a_stage_sets_is_refused_or_stored_as_imap_will_show_it(
     [(250, "2.0.0"), (550, "4.7.1"), (452, "5.2.2"), (600, "5.0.0"), (550, "5.7"), (550, "5.٧.1")],
 )
 def test_a_refusal_is_a_4xx_or_5xx_reply_with_a_matching_enhanced_status(code: int, enhanced: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a refusal"):
         Refusal(code, enhanced, "text")
     assert Refusal(452, "4.2.2", "full").permanent is False
     assert Refusal(550, "5.7.1", "no").permanent

@@ -650,13 +650,13 @@ def test_command_names_and_uid_variants_report_their_name() -> None:
 
 
 def test_section_validity_rules() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="MIME needs a part number"):
         Section((), SectionText.MIME)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"HEADER\.FIELDS\[\.NOT\] needs at least one field name"):
         Section((), SectionText.HEADER_FIELDS)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"only they take fields"):
         Section((), SectionText.TEXT, ("Date",))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="section part numbers are positive"):
         Section((0,))
     assert str(Section((1, 2), SectionText.HEADER_FIELDS_NOT, ("A", "B"))) == "[1.2.HEADER.FIELDS.NOT (A B)]"
     assert str(FetchBody(Section(), Partial(0, 10), peek=True)) == "BODY.PEEK[]<0.10>"

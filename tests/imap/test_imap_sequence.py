@@ -29,7 +29,7 @@ def test_saved_result_marker() -> None:
     assert s is SequenceSet.SAVED
     assert s.saved
     assert str(s) == "$"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"'\$' must be replaced by the saved search result"):
         s.resolve(10)
 
 
@@ -37,7 +37,7 @@ def test_saved_result_marker() -> None:
     "text", ["", "0", "1,", ",1", "1::2", "1:0", "01", "a", "1 2", "$,1", "1:$", "4294967296", "12345678901"]
 )
 def test_invalid_sets(text: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="sequence set"):
         SequenceSet.parse(text)
 
 

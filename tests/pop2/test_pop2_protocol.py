@@ -413,9 +413,9 @@ def test_glue_misuse_raises() -> None:
         proto.accept_login([1])
     with pytest.raises(Pop2UsageError):
         proto.reject("no")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="hostname must be non-empty printable ASCII"):
         Pop2Settings("bad host")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_line must be at least 512"):
         Pop2Settings(HOST, max_line=100)
 
 
@@ -423,7 +423,7 @@ def test_zero_sizes_are_refused_from_the_glue() -> None:
     proto = Pop2ServerProtocol(Pop2Settings(HOST))
     proto.receive_data(b"HELO a b\r\n")
     assert isinstance(proto.next_event(), Login)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="message sizes must be positive"):
         proto.accept_login([0])
 
 

@@ -490,7 +490,7 @@ def test_decisions_without_a_pending_event_are_usage_errors() -> None:
         proto.retrieve_begin()
     with pytest.raises(Pop3UsageError):
         proto.update_done()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="invalid response code"):
         proto.close("x", "bad code")
 
 

@@ -371,7 +371,7 @@ def test_authenticate_decision_misuse_raises() -> None:
         proto.accept()
     proto.receive_data(b"AUTH PLAIN " + PLAIN_RESPONSE + b"\r\n")
     assert isinstance(proto.next_event(), Authenticate)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="does not match reply code 535"):
         proto.reject(535, "4.7.8", "class mismatch")
     proto.reject(535, "5.7.8", "Authentication credentials invalid")
     assert proto.data_to_send() == b"535 5.7.8 Authentication credentials invalid\r\n"
@@ -386,17 +386,20 @@ def test_authenticate_repr_does_not_show_the_password() -> None:
 
 
 @pytest.mark.parametrize(
-    "overrides",
+    ("overrides", "problem"),
     [
-        {"auth_mechanisms": ("CRAM-MD5",)},
-        {"auth_mechanisms": ("PLAIN", "PLAIN")},
-        {"auth_mechanisms": ("plain",)},
-        {"max_auth_line": 511},
-        {"max_command_line": 2000, "max_auth_line": 1999},
+        ({"auth_mechanisms": ("CRAM-MD5",)}, "CRAM-MD5 is not implemented"),
+        ({"auth_mechanisms": ("PLAIN", "PLAIN")}, "lists a mechanism twice"),
+        ({"auth_mechanisms": ("plain",)}, "invalid SASL mechanism name 'plain'"),
+        ({"max_auth_line": 511}, "max_auth_line must be at least max_command_line"),
+        (
+            {"max_command_line": 2000, "max_auth_line": 1999},
+            "max_auth_line must be at least max_command_line",
+        ),
     ],
 )
-def test_auth_settings_are_validated(overrides: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+def test_auth_settings_are_validated(overrides: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
         SmtpSettings(HOST, **overrides)
 
 

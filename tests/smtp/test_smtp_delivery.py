@@ -668,9 +668,9 @@ def test_dns_errors_become_outcomes_for_every_recipient() -> None:
 
 
 def test_bad_arguments_raise() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="helo_name must be an ASCII host name"):
         run(deliver([], [message("a@x.test")], helo_name="bad name"))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="tls must be"):
         run(deliver([], [message("a@x.test")], helo_name=HELO, tls="sometimes"))  # type: ignore[arg-type]
 
 

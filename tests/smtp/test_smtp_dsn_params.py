@@ -165,7 +165,7 @@ def test_malformed_notify_is_501(value: bytes) -> None:
         "501 5.5.4 Syntax: NOTIFY=NEVER or NOTIFY=SUCCESS,FAILURE,DELAY (one or more)\r\n"
     )
     assert s.events == []
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="NOTIFY is NEVER or a list"):
         parse_notify(value.decode())
 
 
@@ -237,7 +237,7 @@ def test_malformed_orcpt_is_501(value: bytes) -> None:
         == "501 5.5.4 Syntax: ORCPT=<addr-type>;<xtext address>\r\n"
     )
     assert s.events == []
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"ORCPT|xtext"):
         parse_orcpt(value.decode())
 
 
@@ -310,7 +310,7 @@ def test_decode_xtext(encoded: str, decoded: str) -> None:
 
 @pytest.mark.parametrize("bad", ["+", "+2", "+2b", "+g0", "a b", "a=b", "é", "\x00", "+FF", "+C3"])
 def test_decode_xtext_refuses_what_is_not_xtext(bad: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="xtext"):
         decode_xtext(bad)
 
 

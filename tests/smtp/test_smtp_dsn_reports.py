@@ -221,7 +221,7 @@ def test_delivery_status_fields_per_message_and_per_recipient() -> None:
 
 
 @pytest.mark.parametrize(
-    "recipients, subject",
+    ("recipients", "subject"),
     [
         ([FAILED], "Undelivered Mail Returned to Sender"),
         ([DELAYED], "Delivery Status Notification (Delay)"),
@@ -248,7 +248,7 @@ def test_ret_full_returns_the_whole_message_in_a_failure_report() -> None:
 
 
 @pytest.mark.parametrize(
-    "ret, recipients",
+    ("ret", "recipients"),
     [("HDRS", [FAILED]), (None, [FAILED]), ("FULL", [DELAYED]), ("FULL", [DELIVERED]), ("full", [DELIVERED])],
     ids=["hdrs", "unspecified", "full-but-only-delayed", "full-but-only-delivered", "full-lower-case"],
 )
@@ -369,14 +369,14 @@ def test_xtext_and_unitext_round_trip() -> None:
     assert encode_xtext("a+b=c") == "a+2Bb+3Dc"
     assert unitext_encode("a\\b ü") == "a\\x{5C}b\\x{20}\\x{FC}"
     for bad in ["a+", "a+2b", "a=b", "a b"]:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="xtext"):
             decode_xtext(bad)
 
 
 def test_no_report_to_the_null_sender_and_no_report_without_recipients() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="null sender"):
         dsn(sender="")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one recipient"):
         build_dsn(
             reporting_mta="mail.example.test",
             original_sender="demo@example.test",
@@ -388,7 +388,7 @@ def test_no_report_to_the_null_sender_and_no_report_without_recipients() -> None
             now=NOW,
             message_id_domain="example.test",
         )
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a DSN action"):
         dsn([DsnRecipient(final_recipient="x@remote.example", action="bounced", status="5.0.0")])
 
 

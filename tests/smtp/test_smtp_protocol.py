@@ -689,8 +689,13 @@ def test_decision_methods_refuse_misuse() -> None:
         proto.tls_started()
     proto.receive_data(b"EHLO c\r\n")
     assert isinstance(proto.next_event(), Hello)
-    for code, enhanced in [(250, "2.0.0"), (550, "4.1.1"), (550, "5.1"), (650, "6.0.0")]:
-        with pytest.raises(ValueError):
+    for code, enhanced, problem in [
+        (250, "2.0.0", "reply code 250 is not a 4xx/5xx error"),
+        (550, "4.1.1", "enhanced status '4.1.1' does not match reply code 550"),
+        (550, "5.1", "enhanced status '5.1' does not match reply code 550"),
+        (650, "6.0.0", "reply code 650 is not a 4xx/5xx error"),
+    ]:
+        with pytest.raises(ValueError, match=problem):
             proto.reject(code, enhanced, "text")
     proto.reject(550, "5.7.1", "first line\nsecond line")  # the pending decision survived the errors
     assert proto.data_to_send() == b"550-5.7.1 first line\r\n550 5.7.1 second line\r\n"
@@ -781,15 +786,15 @@ def test_quit_ignores_everything_after_it() -> None:
 
 
 def test_settings_are_validated() -> None:
-    bad_settings: list[dict[str, Any]] = [
-        {"hostname": ""},
-        {"hostname": "has space"},
-        {"hostname": "h", "max_command_line": 100},
-        {"hostname": "h", "max_message_size": 0},
-        {"hostname": "h", "max_recipients": 0},
-        {"hostname": "h", "max_errors": 0},
-        {"hostname": "h", "auth_mechanisms": ("bad mech",)},
+    bad_settings: list[tuple[dict[str, Any], str]] = [
+        ({"hostname": ""}, "hostname must be non-empty printable ASCII"),
+        ({"hostname": "has space"}, "hostname must be non-empty printable ASCII"),
+        ({"hostname": "h", "max_command_line": 100}, "max_command_line must be at least 512"),
+        ({"hostname": "h", "max_message_size": 0}, "max_message_size must be positive"),
+        ({"hostname": "h", "max_recipients": 0}, "max_recipients must be positive"),
+        ({"hostname": "h", "max_errors": 0}, "max_errors must be positive"),
+        ({"hostname": "h", "auth_mechanisms": ("bad mech",)}, "invalid SASL mechanism name 'bad mech'"),
     ]
-    for bad in bad_settings:
-        with pytest.raises(ValueError):
+    for bad, problem in bad_settings:
+        with pytest.raises(ValueError, match=problem):
             SmtpSettings(**bad)

@@ -258,7 +258,7 @@ async def _both(a: Awaitable[object], b: Awaitable[object], holds: Callable[[obj
 
 
 @covers(*{method for method, _, _ in CASES})
-@pytest.mark.parametrize("method, write, check", CASES, ids=[m.__name__ for m, _, _ in CASES])
+@pytest.mark.parametrize(("method", "write", "check"), CASES, ids=[m.__name__ for m, _, _ in CASES])
 def test_a_write_is_visible_to_another_store_object_and_after_reopening_once_it_returns(
     backend: Backend, method: Callable[..., object], write: Write, check: Check
 ) -> None:

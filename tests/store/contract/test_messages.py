@@ -164,7 +164,7 @@ def test_store_flags_add_remove_replace_and_each_change_has_a_new_modseq(backend
         replaced = await store.store_flags(inbox, [1, 2, 3], ["\\Seen", "$X"], "replace")
         assert replaced > removed
         assert [m.flags for m in await store.list_messages(inbox)] == [frozenset({"\\Seen", "$X"})] * 2
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="bad flag mode"):
             await store.store_flags(inbox, [1], ["\\Seen"], "toggle")
         with pytest.raises(NotFound):
             await store.store_flags(999_999, [1], ["\\Seen"], "add")

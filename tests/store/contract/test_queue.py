@@ -123,7 +123,7 @@ def test_submit_with_only_local_or_only_remote_recipients(backend: Backend) -> N
         nothing = await submit(store, message("nothing"), [], None)
         assert nothing.copies == []
         assert nothing.queue_id is None
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="at least one recipient"):
             await submit(store, message("no recipients"), [], OutboundMessage("demo@example.test", []))
 
     backend.run(scenario)
@@ -145,7 +145,7 @@ class ShortOnSecondRead(io.BytesIO):
 
 @covers(S.submit, S.queue_stats)
 @pytest.mark.parametrize(
-    "local, source_kind",
+    ("local", "source_kind"),
     [(True, "short"), (True, "short-for-the-queue"), (False, "short")],
     ids=["local-and-remote", "local-written-then-queue-fails", "remote-only"],
 )
@@ -331,9 +331,11 @@ def test_a_final_recipient_never_changes_and_a_refused_record_changes_nothing(ba
             await store.queue_record(queue_id, [RecipientResult(10**9, "delivered")])
         with pytest.raises(NotFound):
             await store.queue_record(10**9, [])
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="not a queue status"):
             await store.queue_record(queue_id, [RecipientResult(b.id, "bounced")])
-        with pytest.raises(ValueError):  # pending needs its next attempt time
+        with pytest.raises(
+            ValueError, match="needs its next attempt time"
+        ):  # pending needs its next attempt time
             await store.queue_record(queue_id, [RecipientResult(b.id, "pending")])
         after = await store.queue_get(queue_id)
         assert after is not None
@@ -398,7 +400,7 @@ def test_a_dsn_is_queued_in_the_same_transaction_as_the_failure_that_caused_it(b
         assert len(await store.queue_list()) == 1
 
         # a DSN never has a sender, and a message with the null sender (the DSN itself) gets none
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="must have the null sender"):
             await store.queue_record(
                 bounce.id, [], bounces=[GeneratedMessage(b"x", outbound(sender="postmaster@example.test"))]
             )

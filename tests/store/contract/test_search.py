@@ -81,7 +81,7 @@ def test_system_flags_and_keywords(box: Mailbox) -> None:
     assert check(box, HasFlag("$Label1")) == [box.uid_of("multipart"), box.uid_of("long text")]
     assert check(box, HasFlag("\\Unknown")) == []
     assert len(check(box, HasFlag("\\Unknown", False))) == len(CORPUS)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"\\Recent is session state"):
         box.search(HasFlag("\\Recent"))
 
 
