@@ -229,7 +229,7 @@ class ImapProtocol:
                     await self._run_command(self._sasl.command, step)
                 else:
                     await self._event(event)
-            if self.errors >= MAX_ERRORS and session.state is not State.LOGOUT:
+            if self.errors >= MAX_ERRORS and not session.ended:  # the command may have ended the session
                 session.untagged("BYE Too many invalid commands")
                 session.end_reason = "too many errors"
                 session.state = State.LOGOUT

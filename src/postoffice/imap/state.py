@@ -216,6 +216,11 @@ class SessionState:
             raise RuntimeError("a command of the selected state ran with no mailbox selected")
         return view
 
+    @property
+    def ended(self) -> bool:
+        """LOGOUT, a BYE or too many errors: the core reads no more commands."""
+        return self.state is State.LOGOUT
+
     def logged_in(self, account: Account) -> None:
         self.account = account
         self.state = State.AUTHENTICATED
