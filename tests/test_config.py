@@ -358,19 +358,21 @@ def test_an_expired_certificate_is_a_warning(write: WriteConfig, tmp_path: Path,
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = serialization.load_pem_private_key((cert_dir / "key.pem").read_bytes(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)  # as `init` makes them
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "mail.example.test")])
     now = datetime.datetime.now(datetime.UTC)
     expired = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
-        .public_key(key.public_key())  # type: ignore[arg-type]
+        .public_key(key.public_key())
         .serial_number(1)
         .not_valid_before(now - datetime.timedelta(days=30))
         .not_valid_after(now - datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())  # type: ignore[arg-type]
+        .sign(key, hashes.SHA256())
     )
     (tmp_path / "expired.pem").write_bytes(expired.public_bytes(serialization.Encoding.PEM))
     config = load_config(
@@ -588,7 +590,7 @@ def test_default_config_writes_every_declared_default(tmp_path: Path, cert_dir: 
             s.name: convert(s, "mail.example.test" if s.name == "hostname" else s.default, config.base_dir)
             for s in spec.settings
         }
-        assert dataclasses.asdict(config.section(spec.cls)) == expected  # type: ignore[call-overload]
+        assert dataclasses.asdict(config.section(spec.cls)) == expected
 
 
 # -- the documentation ---------------------------------------------------------------------------------------

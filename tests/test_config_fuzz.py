@@ -141,7 +141,7 @@ def test_accepted_values_load_as_declared_and_the_rest_keep_their_defaults(
     config = load_config(path)
     assert config.warnings == ()
     for spec in config_sections():
-        values = config.section(spec.cls)
+        values: object = config.section(spec.cls)
         for item in spec.settings:
             if f"{spec.name}.{item.name}" in _FIXED:
                 continue

@@ -28,7 +28,7 @@ def test_decision_files_are_numbered_once() -> None:
 
 
 def test_every_cited_decision_exists_under_the_cited_name() -> None:
-    problems = []
+    problems: list[str] = []
     for path in _texts():
         if path == Path(__file__).resolve():
             continue

@@ -57,7 +57,7 @@ def test_raise_fd_limit_keeps_the_old_limit_when_the_system_refuses(
     def refuse(which: int, limits: tuple[int, int]) -> None:
         raise OSError(1, "Operation not permitted")
 
-    monkeypatch.setattr(server.resource, "setrlimit", refuse)
+    monkeypatch.setattr(resource, "setrlimit", refuse)  # the module postoffice.server imported
     with caplog.at_level(logging.WARNING, logger="postoffice.server"):
         assert server.raise_fd_limit() == 128
     assert "file descriptor limit stays at 128" in caplog.text

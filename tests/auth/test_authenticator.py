@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -414,8 +415,16 @@ def test_a_login_name_cannot_forge_log_lines(
     assert line.endswith("result=bad-credentials")
 
 
-def test_plaintext_allowed() -> None:
-    store: MailStore = None  # type: ignore[assignment]  # not used by plaintext_allowed
+@pytest.fixture
+def unused_store(tmp_path: Path) -> Iterator[MailStore]:
+    """A real store that the test never touches (plaintext_allowed does not read it)."""
+    store = open_store(tmp_path / "mail.sqlite3")
+    yield store
+    asyncio.run(store.close())
+
+
+def test_plaintext_allowed(unused_store: MailStore) -> None:
+    store = unused_store
     strict = Authenticator(store, CONFIG)
     assert strict.plaintext_allowed(True)
     assert not strict.plaintext_allowed(False)
@@ -435,11 +444,10 @@ def test_plaintext_allowed() -> None:
     ],
 )
 def test_plaintext_allowed_from_loopback_only_for_protocols_without_tls(
-    allow: bool, client: str, tls_offered: bool, allowed: bool
+    unused_store: MailStore, allow: bool, client: str, tls_offered: bool, allowed: bool
 ) -> None:
     """Decision 0035: the one place that decides, POP2's loopback rule included."""
-    store: MailStore = None  # type: ignore[assignment]  # not used by plaintext_allowed
-    auth = Authenticator(store, AuthConfig(allow_plaintext_auth=allow))
+    auth = Authenticator(unused_store, AuthConfig(allow_plaintext_auth=allow))
     assert auth.plaintext_allowed(False, client_ip=client, tls_offered=tls_offered) is allowed
     assert auth.plaintext_allowed(True, client_ip=client, tls_offered=tls_offered)
 
@@ -462,15 +470,17 @@ def test_a_recently_verified_password_skips_argon2_until_the_password_changes(
             await store.add_domain("example.test")
             await store.add_account("demo@example.test", passwords.hash_password("right"))
             auth = Authenticator(store, AuthConfig(allow_plaintext_auth=False, failure_delay=0))
-            kw = {"protocol": "pop3", "client_ip": "127.0.0.1", "mechanism": "USER", "tls": True}
-            assert (await auth.login(username="demo@example.test", password="right", **kw)).ok
-            assert (await auth.login(username="DEMO@example.test", password="right", **kw)).ok
+            login = functools.partial(
+                auth.login, protocol="pop3", client_ip="127.0.0.1", mechanism="USER", tls=True
+            )
+            assert (await login(username="demo@example.test", password="right")).ok
+            assert (await login(username="DEMO@example.test", password="right")).ok
             assert calls == ["right"]  # the second login was recognised from the cache
-            assert not (await auth.login(username="demo@example.test", password="wrong", **kw)).ok
+            assert not (await login(username="demo@example.test", password="wrong")).ok
             assert calls == ["right", "wrong"]  # failures always cost a real verification
             await store.set_password("demo@example.test", passwords.hash_password("new"))
-            assert not (await auth.login(username="demo@example.test", password="right", **kw)).ok
-            assert (await auth.login(username="demo@example.test", password="new", **kw)).ok
+            assert not (await login(username="demo@example.test", password="right")).ok
+            assert (await login(username="demo@example.test", password="new")).ok
             assert calls == ["right", "wrong", "right", "new"]
         finally:
             await store.close()

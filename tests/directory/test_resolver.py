@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from postoffice.directory.resolver import AddressLookup, resolve
 
 DOMAINS = {"example.test", "other.test"}
 
 
-def make_lookup(accounts: dict[str, int], aliases: dict[str, tuple[str, ...]]):
+def make_lookup(
+    accounts: dict[str, int], aliases: dict[str, tuple[str, ...]]
+) -> Callable[[str], AddressLookup]:
     def lookup(addr: str) -> AddressLookup:
         domain = addr.rpartition("@")[2]
         if domain not in DOMAINS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from typing import Any, cast
 
 import pytest
@@ -139,7 +140,7 @@ def test_fetch_of_a_large_message_streams_ranges_and_sends_the_same_octets(
     whole_reads: list[object] = []
     real_contents = store.read_contents
 
-    async def spying(content_ids):  # type: ignore[no-untyped-def]
+    async def spying(content_ids: Sequence[int]) -> dict[int, bytes]:
         whole_reads.append(list(content_ids))
         return await real_contents(content_ids)
 

@@ -4,6 +4,9 @@ under an IDLE session: test_imap_connection.py."""
 
 from __future__ import annotations
 
+import pytest
+
+from postoffice.store import MessageInfo
 from tests.imap.conftest import DEMO, message
 from tests.imap.transcript import ImapHarness
 
@@ -66,7 +69,9 @@ def test_deliver_while_selected_is_seen_on_check(imap: ImapHarness) -> None:
     assert "* 1 EXISTS" in raw.command("c1", "CHECK")
 
 
-def test_many_messages_flag_change_and_expunge_are_read_as_changes_only(imap: ImapHarness) -> None:
+def test_many_messages_flag_change_and_expunge_are_read_as_changes_only(
+    imap: ImapHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A selected session reads back only what changed (`changes_since`), never the whole mailbox, and still
     reports the flag change, the new message and (when allowed) the expunge made by another session."""
     for i in range(300):
@@ -80,11 +85,11 @@ def test_many_messages_flag_change_and_expunge_are_read_as_changes_only(imap: Im
     full_reads: list[int] = []
     list_messages = store.list_messages
 
-    async def counting(mailbox_id: int):  # type: ignore[no-untyped-def]
+    async def counting(mailbox_id: int) -> list[MessageInfo]:
         full_reads.append(mailbox_id)
         return await list_messages(mailbox_id)
 
-    store.list_messages = counting  # type: ignore[method-assign]
+    monkeypatch.setattr(store, "list_messages", counting)
 
     other.command("t1", "STORE 150 +FLAGS.SILENT (\\Flagged)")
     reply = watcher.command("n1", "NOOP")

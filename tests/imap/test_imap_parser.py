@@ -10,11 +10,14 @@ import pytest
 
 from postoffice.imap.parser import (
     Append,
+    AppendData,
     AppendMessage,
+    AppendMessageStart,
     Authenticate,
     Capability,
     Check,
     Close,
+    Command,
     CommandReader,
     Copy,
     Create,
@@ -512,9 +515,12 @@ def test_append_rfc_example_streams_the_message() -> None:
         events[2],
         Append("A003", mb("saved-messages"), (spec,)),
     ]
-    assert events[0].mailbox == mb("saved-messages")
-    assert events[0].message == spec
-    assert events[2].data == message  # type: ignore[attr-defined]
+    start, chunk = events[0], events[2]
+    assert isinstance(start, AppendMessageStart)
+    assert start.mailbox == mb("saved-messages")
+    assert start.message == spec
+    assert isinstance(chunk, AppendData)
+    assert chunk.data == message
 
 
 def test_append_with_date_time_multiappend_binary_and_utf8() -> None:
@@ -643,10 +649,15 @@ def test_search_literal_must_be_utf8() -> None:
 
 
 def test_command_names_and_uid_variants_report_their_name() -> None:
-    assert parse_one(b"a uid fetch 1 uid").name == "UID FETCH"  # type: ignore[attr-defined]
-    assert parse_one(b"a fetch 1 uid").name == "FETCH"  # type: ignore[attr-defined]
-    assert parse_one(b"a uid expunge 1").name == "UID EXPUNGE"  # type: ignore[attr-defined]
-    assert parse_one(b"a Expunge").name == "EXPUNGE"  # type: ignore[attr-defined]
+    def name(line: bytes) -> str:
+        command = parse_one(line)
+        assert isinstance(command, Command)
+        return command.name
+
+    assert name(b"a uid fetch 1 uid") == "UID FETCH"
+    assert name(b"a fetch 1 uid") == "FETCH"
+    assert name(b"a uid expunge 1") == "UID EXPUNGE"
+    assert name(b"a Expunge") == "EXPUNGE"
 
 
 def test_section_validity_rules() -> None:

@@ -265,10 +265,9 @@ def send(port: int, raw: bytes, to: str = "demo@example.test") -> tuple[int, byt
     with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
         try:
             smtp.sendmail("s@remote.test", [to], raw)
-        except smtplib.SMTPSenderRefused as exc:
-            return exc.smtp_code, exc.smtp_error
-        except smtplib.SMTPDataError as exc:
-            return exc.smtp_code, exc.smtp_error
+        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+            text = exc.smtp_error  # bytes from smtplib; typeshed allows str
+            return exc.smtp_code, text if isinstance(text, bytes) else text.encode()
     return None
 
 
@@ -315,7 +314,9 @@ def test_mail_filling_the_disk_gets_452_while_select_expunge_and_pop3_quit_still
             imap = imap_login(data, server)
             typ, exists = imap.select("INBOX")
             assert typ == "OK"
-            assert int(exists[0]) == len(accepted)
+            count = exists[0]
+            assert count is not None
+            assert int(count) == len(accepted)
             assert imap.response("RECENT")[1] == [str(len(accepted)).encode()]
             assert imap.store("1:3", "+FLAGS", "(\\Deleted)")[0] == "OK"
             typ, expunged = imap.expunge()
@@ -553,7 +554,9 @@ def test_an_expunge_stopped_by_the_disk_reports_what_it_removed_before_no(tmp_pa
             typ, left = imap.fetch("1:*", "(FLAGS)")
             assert typ == "OK"
             assert len(left) == 1
-            assert b"\\Deleted" in left[0]
+            flags = left[0]
+            assert isinstance(flags, bytes)
+            assert b"\\Deleted" in flags
             imap.logout()
         finally:
             assert server.stop() == 0, server.log()

@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -30,9 +31,10 @@ pytestmark = pytest.mark.integration
 DEMO = "demo@example.test"
 PASSWORD = "demo-secret-pw"
 DEADLINE = 30.0
+T = TypeVar("T")
 
 
-def wait_for(what: str, check: Callable[[], object], deadline: float = DEADLINE) -> object:
+def wait_for(what: str, check: Callable[[], T], deadline: float = DEADLINE) -> T:
     """Poll `check` until it returns something true (bounded); the value."""
     end = time.monotonic() + deadline
     while True:
@@ -49,7 +51,7 @@ def free_port_on(*hosts: str) -> int:
     for _ in range(50):
         with socket.socket() as probe:
             probe.bind((hosts[0], 0))
-            port = probe.getsockname()[1]
+            port: int = probe.getsockname()[1]
         try:
             for host in hosts:
                 with socket.socket() as sock:
@@ -218,12 +220,12 @@ def _report(raw: bytes) -> email.message.EmailMessage:
     parsed = email.message_from_bytes(raw, policy=email.policy.default)
     assert parsed.get_content_type() == "multipart/report"
     assert parsed.get_param("report-type") == "delivery-status"
-    return parsed  # type: ignore[return-value]
+    return parsed
 
 
 def _status_fields(report: email.message.EmailMessage) -> str:
     part = next(p for p in report.walk() if p.get_content_type() == "message/delivery-status")
-    return "\n".join(str(sub) for sub in part.get_payload())  # type: ignore[union-attr]
+    return "\n".join(str(sub) for sub in part.get_payload())
 
 
 def test_a_permanent_failure_bounces_to_the_sender(server: ServerProcess, internet: Internet) -> None:
@@ -414,7 +416,9 @@ def test_delivery_to_a_second_postoffice_instance(
     parsed = email.message_from_bytes(raw, policy=email.policy.default)
     assert parsed["Subject"] == "between two postoffices"
     assert parsed["Return-Path"] == f"<{DEMO}>"
-    assert "with ESMTPS" in str(parsed.get_all("Received")[0])  # STARTTLS between the two
+    received = parsed.get_all("Received")
+    assert received is not None
+    assert "with ESMTPS" in str(received[0])  # STARTTLS between the two
     wait_for("an empty queue", lambda: queue_empty(server))
 
 
@@ -426,7 +430,11 @@ def test_queue_ids_are_unique_and_lead_back_to_the_submission(
     submissions: list[tuple[str, str]] = []
     for n in range(2):
         submit(server, [f"carol{n}@nomx.test"], subject=f"one by one {n}")
-        wait_for("the delivery", lambda n=n: len(internet.nomx.received) > n)
+
+        def delivered(count: int = n + 1) -> bool:
+            return len(internet.nomx.received) >= count
+
+        wait_for("the delivery", delivered)
         wait_for("an empty queue", lambda: queue_empty(server))
         log = server.log()
         submissions = re.findall(r"smtp id=(\w+) .*result='250 queued \(queue id=(\d+)\)'", log)
@@ -500,6 +508,7 @@ def test_everything_through_a_smarthost_with_starttls_and_auth(tmp_path: Path, i
     finally:
         smarthost.stop()
     received = email.message_from_bytes(raw, policy=email.policy.default).get_all("Received")
+    assert received is not None
     assert "with ESMTPSA" in str(received[0])  # the smarthost saw TLS and AUTH
     assert "result=delivered" in server.log()
     assert "relay=localhost" in server.log()

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from imapclient import IMAPClient
@@ -32,6 +33,7 @@ pytestmark = pytest.mark.interop
 DEMO = "demo@example.test"
 DEMO_PW = "demo-secret-pw"
 CLIENT_TIMEOUT = 120
+T = TypeVar("T")
 
 
 def need(tool: str) -> str:
@@ -150,16 +152,9 @@ def write_maildir_message(folder: Path, name: str, flags: str, text: str) -> Non
     (folder / "cur" / f"{name}:2,{flags}").write_bytes(text.encode())
 
 
-def run_client(args: list[str], home: Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def run_client(args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, HOME=str(home))
-    return subprocess.run(
-        args,
-        capture_output=True,
-        text=True,
-        timeout=CLIENT_TIMEOUT,
-        env=env,
-        **kwargs,  # type: ignore[call-overload]
-    )
+    return subprocess.run(args, capture_output=True, text=True, timeout=CLIENT_TIMEOUT, env=env)
 
 
 @pytest.fixture
@@ -173,7 +168,7 @@ def admin(server: ServerProcess, data_dir: DataDir) -> Iterator[imaplib.IMAP4_SS
         conn.logout()
 
 
-def ok(result: tuple[str, list[object]]) -> list[object]:
+def ok(result: tuple[str, list[T]]) -> list[T]:
     status, data = result
     assert status == "OK", data
     return data
@@ -553,9 +548,9 @@ def test_imaplib_over_starttls(server: ServerProcess, data_dir: DataDir) -> None
             conn.shutdown()
     state = store_state(data_dir)
     inbox = state["INBOX"]
-    assert [(m.subject, m.flags) for m in inbox] == [("lib zero", {"\\Seen"})]
+    assert [(m.subject, m.flags) for m in inbox] == [("lib zero", frozenset({"\\Seen"}))]
     assert [(m.subject, m.flags) for m in state["Drafts"]] == [
-        ("lib one", {"\\Draft"}),
+        ("lib one", frozenset({"\\Draft"})),
         ("lib two", frozenset()),
     ]
     assert [m.subject for m in state["Junk"]] == ["lib two"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from hypothesis import example, given, settings
@@ -223,7 +224,7 @@ def test_tls_started_without_an_upgrade_is_glue_misuse() -> None:
 
 
 # (real core, upgrade command, a command that would answer if it ran, the answer of the first TLS command)
-UPGRADES: list[tuple[str, Callable[[], LineProtocol[object]], bytes, bytes]] = [
+UPGRADES: list[tuple[str, Callable[[], LineProtocol[Any]], bytes, bytes]] = [
     (
         "smtp",
         lambda: smtp.SmtpServerProtocol(smtp.SmtpSettings("mx.example.test")),
@@ -241,7 +242,7 @@ UPGRADES: list[tuple[str, Callable[[], LineProtocol[object]], bytes, bytes]] = [
 
 @pytest.mark.parametrize(("name", "make", "upgrade", "go_ahead"), UPGRADES, ids=[u[0] for u in UPGRADES])
 def test_every_core_drops_commands_pipelined_behind_its_upgrade(
-    name: str, make: Callable[[], LineProtocol[object]], upgrade: bytes, go_ahead: bytes
+    name: str, make: Callable[[], LineProtocol[Any]], upgrade: bytes, go_ahead: bytes
 ) -> None:
     proto = make()
     proto.data_to_send()  # no greeting asked for; nothing queued
@@ -376,7 +377,7 @@ def answer_pop2(proto: pop2.Pop2ServerProtocol, event: object) -> None:
         proto.deleted()
 
 
-CORES: dict[str, tuple[Callable[[], LineProtocol[object]], Callable[..., None], list[bytes]]] = {
+CORES: dict[str, tuple[Callable[[], LineProtocol[Any]], Callable[..., None], list[bytes]]] = {
     "smtp": (
         lambda: smtp.SmtpServerProtocol(smtp.SmtpSettings("mx.example.test", auth_mechanisms=("PLAIN",))),
         answer_smtp,

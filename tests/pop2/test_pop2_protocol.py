@@ -83,8 +83,10 @@ class Session:
         return out + self.proto.data_to_send().decode()
 
 
-def logged_in(**kwargs: object) -> Session:
-    session = Session(**kwargs)  # type: ignore[arg-type]
+def logged_in(
+    decide: Callable[[Event], Answer] = lambda event: None, folders: dict[str, list[int]] | None = None
+) -> Session:
+    session = Session(decide=decide, folders=dict(FOLDERS) if folders is None else folders)
     assert session.line("HELO demo@example.test secret").startswith(f"#{len(session.folders['INBOX'])} ")
     return session
 
@@ -247,9 +249,9 @@ def test_acks_keeps_the_message_and_moves_on() -> None:
     session = logged_in()
     session.line("READ")
     session.line("RETR")
-    assert session.proto.state is State.NEXT
+    before = session.proto.state
     assert session.line("ACKS") == "=234 octets in message 2\r\n"
-    assert session.proto.state is State.ITEM
+    assert (before, session.proto.state) == (State.NEXT, State.ITEM)
     assert not session.proto.deleted_numbers
     assert session.events[-1] == Kept(1)
     assert not any(isinstance(e, Delete) for e in session.events)

@@ -99,7 +99,8 @@ def new_session(
     plaintext: bool = False,
     starttls: bool = True,
     max_errors: int = 20,
-    **kw: object,
+    login: Callable[[Login], tuple[str | None, str] | None] = lambda event: None,
+    update_fails: bool = False,
 ) -> Session:
     proto = Pop3ServerProtocol(
         Pop3Settings(
@@ -108,13 +109,13 @@ def new_session(
         tls_active=tls,
     )
     proto.greeting()
-    session = Session(proto, **kw)  # type: ignore[arg-type]
+    session = Session(proto, login=login, update_fails=update_fails)
     assert proto.data_to_send() == b"+OK Postoffice POP3 server ready\r\n"
     return session
 
 
-def logged_in(**kw: object) -> Session:
-    session = new_session(tls=True, **kw)
+def logged_in(*, update_fails: bool = False) -> Session:
+    session = new_session(tls=True, update_fails=update_fails)
     assert session.send(b"USER demo@example.test\r\nPASS secret\r\n").startswith(
         "+OK Send PASS\r\n+OK Logged in"
     )

@@ -12,8 +12,9 @@ import time
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from io import BufferedIOBase
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given
@@ -45,22 +46,33 @@ NO_8BITMIME = ("PIPELINING", "SIZE 10485760", "SMTPUTF8", "ENHANCEDSTATUSCODES")
 # -- the stand-ins -------------------------------------------------------------------------------------------
 
 
+class RecordingPeer(SmtpPeer):
+    """A scripted peer that keeps every line the client sent (`lines`) and the clients' addresses
+    (`clients`), and answers the verbs in `intercept` itself (see RecordingFile)."""
+
+    def __init__(self, host: str, port: int, script: Script, tls_context: ssl.SSLContext | None) -> None:
+        super().__init__(host, port, script, tls_context)
+        self.lines: list[bytes] = []
+        self.clients: list[str] = []
+        self.intercept: dict[str, str] = {}
+
+
 class RecordingFile:
     """The peer handler's rfile: records every line the client sent (commands and data) and answers the
     verbs in `peer.intercept` itself (AUTH, or a refused EHLO), which the scripted peer does not know."""
 
-    def __init__(self, raw: BinaryIO, handler: RecordingHandler) -> None:
+    def __init__(self, raw: BufferedIOBase, handler: RecordingHandler) -> None:
         self._raw = raw
         self._handler = handler
 
     def readline(self, limit: int = -1) -> bytes:
-        peer = self._handler.peer
+        peer = self._handler.recording_peer
         while True:
             line = self._raw.readline(limit)
             with peer.lock:
-                peer.lines.append(line)  # type: ignore[attr-defined]
+                peer.lines.append(line)
             verb = line.split(b" ", 1)[0].strip().upper().decode("ascii", "replace")
-            reply = peer.intercept.get(verb)  # type: ignore[attr-defined]
+            reply = peer.intercept.get(verb)
             if reply is None:
                 return line
             self._handler._send(reply)
@@ -73,23 +85,30 @@ class RecordingHandler(smtp_peer._Handler):
     """The scripted peer's handler, with every received line recorded (MAIL/RCPT parameters) and the client's
     source address kept. The STARTTLS branch assigns a new rfile: the property wraps that one too."""
 
-    @property  # type: ignore[override]
+    @property
     def rfile(self) -> Any:
         return self._recording_rfile
 
     @rfile.setter
-    def rfile(self, raw: BinaryIO) -> None:
+    def rfile(self, raw: BufferedIOBase) -> None:
         self._recording_rfile = RecordingFile(raw, self)
+
+    @property
+    def recording_peer(self) -> RecordingPeer:
+        peer = self.peer
+        assert isinstance(peer, RecordingPeer)  # `peers` makes only those
+        return peer
 
     def setup(self) -> None:
         super().setup()
-        with self.peer.lock:
-            self.peer.clients.append(self.client_address[0])  # type: ignore[attr-defined]
+        peer = self.recording_peer
+        with peer.lock:
+            peer.clients.append(self.client_address[0])
 
 
-def commands(peer: SmtpPeer, verb: str) -> list[str]:
+def commands(peer: RecordingPeer, verb: str) -> list[str]:
     with peer.lock:
-        lines = list(peer.lines)  # type: ignore[attr-defined]
+        lines = list(peer.lines)
     return [
         line.decode("utf-8").rstrip("\r\n") for line in lines if line.upper().startswith(verb.encode() + b" ")
     ]
@@ -98,14 +117,14 @@ def commands(peer: SmtpPeer, verb: str) -> list[str]:
 @contextmanager
 def peers(
     *scripts: Script, port: int = 0, tls: ssl.SSLContext | None = None, first: int = 2, net: str = NET
-) -> Iterator[list[SmtpPeer]]:
+) -> Iterator[list[RecordingPeer]]:
     """Peers on net+first, net+first+1, ... all on one port (`deliver` takes one port for all hosts)."""
     for _ in range(20):
-        created: list[SmtpPeer] = []
+        created: list[RecordingPeer] = []
         try:
             bind_port = port
             for i, script in enumerate(scripts):
-                peer = SmtpPeer(f"{net}{first + i}", bind_port, script, tls)
+                peer = RecordingPeer(f"{net}{first + i}", bind_port, script, tls)
                 created.append(peer)
                 bind_port = peer.port
         except OSError:
@@ -119,9 +138,6 @@ def peers(
         raise OSError("no common free port")
     for peer in created:
         peer._server.RequestHandlerClass = RecordingHandler
-        peer.lines = []  # type: ignore[attr-defined]
-        peer.clients = []  # type: ignore[attr-defined]
-        peer.intercept = {}  # type: ignore[attr-defined]
         peer.start()
     try:
         yield created
@@ -315,12 +331,12 @@ def test_local_address_is_the_source_of_the_connection() -> None:
     with peers(Script()) as (peer,):
         (outcomes,) = send([host_for(peer)], [message("a@peer.test")], peer.port, local_address=f"{NET}77")
         assert outcomes[0].status == "delivered"
-        assert peer.clients == [f"{NET}77"]  # type: ignore[attr-defined]
+        assert peer.clients == [f"{NET}77"]
 
 
 def test_helo_is_used_when_ehlo_is_refused() -> None:
     with peers(Script()) as (peer,):
-        peer.intercept["EHLO"] = "502 5.5.1 EHLO not implemented"  # type: ignore[attr-defined]
+        peer.intercept["EHLO"] = "502 5.5.1 EHLO not implemented"
         (outcomes,) = send([host_for(peer)], [message("a@peer.test")], peer.port)
         assert commands(peer, "HELO") == [f"HELO {HELO}"]
     assert outcomes[0].status == "delivered"
@@ -396,7 +412,7 @@ def test_smarthost_auth_only_over_tls(server_tls: ssl.SSLContext) -> None:
         plain_peer,
     ):
         for peer in (tls_peer, plain_peer):
-            peer.intercept["AUTH"] = "235 2.7.0 authenticated"  # type: ignore[attr-defined]
+            peer.intercept["AUTH"] = "235 2.7.0 authenticated"
         (ok,) = send([host_for(tls_peer)], [message("a@peer.test")], tls_peer.port, auth=("relay", "s3cret"))
         (refused,) = send(
             [host_for(plain_peer)], [message("a@peer.test")], plain_peer.port, auth=("relay", "pw")
@@ -600,8 +616,8 @@ def test_several_messages_share_one_connection_with_rset_after_an_abandoned_one(
     batch = [message("a@peer.test"), message("gone@peer.test"), message("b@peer.test", "c@peer.test")]
     with peers(script) as (peer,):
         results = send([host_for(peer)], batch, peer.port)
-        assert peer.lines.count(b"RSET\r\n") == 1  # type: ignore[attr-defined]
-        assert b"QUIT\r\n" in peer.lines  # type: ignore[attr-defined]
+        assert peer.lines.count(b"RSET\r\n") == 1
+        assert b"QUIT\r\n" in peer.lines
     assert [[o.status for o in outcomes] for outcomes in results] == [
         ["delivered"],
         ["permanent"],
@@ -671,7 +687,7 @@ def test_bad_arguments_raise() -> None:
     with pytest.raises(ValueError, match="helo_name must be an ASCII host name"):
         run(deliver([], [message("a@x.test")], helo_name="bad name"))
     with pytest.raises(ValueError, match="tls must be"):
-        run(deliver([], [message("a@x.test")], helo_name=HELO, tls="sometimes"))  # type: ignore[arg-type]
+        run(deliver([], [message("a@x.test")], helo_name=HELO, tls="sometimes"))  # type: ignore[arg-type]  # wrong on purpose
 
 
 def test_the_aiosmtplib_internals_we_rely_on_are_there() -> None:

@@ -11,6 +11,7 @@ import json
 import random
 import sqlite3
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,7 @@ def test_writes_that_add_mail_are_refused_below_the_minimum_and_deleting_still_w
             assert await store.has_room(0) is False
             new = raw_message("new")
             parsed = parse_message(io.BytesIO(new))
-            refused = {  # each made when awaited
+            refused: dict[str, Callable[[], Awaitable[object]]] = {  # each made when awaited
                 "deliver": lambda: store.deliver(io.BytesIO(new), parsed, [demo.id]),
                 "submit": lambda: store.submit(io.BytesIO(new), parsed, [demo.id], None),
                 "append": lambda: store.append_many(inbox.id, [AppendItem(io.BytesIO(new), parsed)]),
@@ -162,7 +163,9 @@ def test_writes_that_add_mail_are_refused_below_the_minimum_and_deleting_still_w
             assert await store.claim_recent(inbox.id) == 1
             (message,) = await store.list_messages(inbox.id)
             assert await store.store_flags(inbox.id, [1], ["\\Deleted"], "add") > message.modseq
-            (recipient,) = (await store.queue_get(queued)).recipients  # type: ignore[union-attr]
+            queued_now = await store.queue_get(queued)
+            assert queued_now is not None
+            (recipient,) = queued_now.recipients
             bounce = LocalCopy(io.BytesIO(new), parsed, [demo.id])
             await store.queue_record(
                 queued,

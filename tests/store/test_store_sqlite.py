@@ -28,8 +28,8 @@ def message(subject: str = "hello", body: str = "body text\r\n") -> bytes:
     return f"From: a@example.org\r\nTo: demo@example.test\r\nSubject: {subject}\r\n\r\n{body}".encode()
 
 
-async def deliver(store: MailStore, raw: bytes, account_ids: list[int], **kw: object) -> object:
-    return await store.deliver(io.BytesIO(raw), parse_message(io.BytesIO(raw)), account_ids, **kw)  # type: ignore[arg-type]
+async def deliver(store: MailStore, raw: bytes, account_ids: list[int], mailbox: str = "INBOX") -> object:
+    return await store.deliver(io.BytesIO(raw), parse_message(io.BytesIO(raw)), account_ids, mailbox)
 
 
 @pytest.fixture

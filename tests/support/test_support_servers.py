@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dns.resolver
 import pytest
 
@@ -42,7 +44,7 @@ def test_mx_a_null_mx_nodata_and_nxdomain() -> None:
         assert ("example.org.", "MX") in zones.queries
 
 
-def test_the_scripted_peer_accepts_over_starttls_and_misbehaves_on_demand(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_scripted_peer_accepts_over_starttls_and_misbehaves_on_demand(tmp_path: Path) -> None:
     import smtplib
     import ssl
 

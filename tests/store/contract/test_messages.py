@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import given, settings
@@ -374,19 +375,50 @@ async def fresh(store: MailStore, mailbox_id: int) -> MailboxSnapshot:
     return build_snapshot(status.mailbox, 0, await store.list_messages(mailbox_id))
 
 
+# The changes the property tests make, in any order.
+@dataclass(frozen=True)
+class AppendOp:
+    flags: list[str]
+
+
+@dataclass(frozen=True)
+class FlagsOp:
+    uids: list[int]
+    flags: list[str]
+    mode: str
+
+
+@dataclass(frozen=True)
+class ExpungeOp:
+    uids: list[int]
+
+
+@dataclass(frozen=True)
+class CopyOp:
+    uids: list[int]
+    move: bool
+
+
+@dataclass(frozen=True)
+class SnapshotOp:
+    pass
+
+
+Operation = AppendOp | FlagsOp | ExpungeOp | CopyOp | SnapshotOp
+
 FLAG_SETS = st.lists(st.sampled_from(["\\Seen", "\\Deleted", "\\Flagged", "$Work", "$Later"]), max_size=3)
 OPERATIONS = st.lists(
     st.one_of(
-        st.tuples(st.just("append"), FLAG_SETS),
-        st.tuples(
-            st.just("flags"),
+        st.builds(AppendOp, FLAG_SETS),
+        st.builds(
+            FlagsOp,
             st.lists(st.integers(1, 40), max_size=5),
             FLAG_SETS,
             st.sampled_from(["add", "remove", "replace"]),
         ),
-        st.tuples(st.just("expunge"), st.lists(st.integers(1, 40), max_size=5)),
-        st.tuples(st.just("move"), st.lists(st.integers(1, 40), max_size=3)),
-        st.tuples(st.just("snapshot")),
+        st.builds(ExpungeOp, st.lists(st.integers(1, 40), max_size=5)),
+        st.builds(CopyOp, st.lists(st.integers(1, 40), max_size=3), st.just(True)),
+        st.just(SnapshotOp()),
     ),
     max_size=25,
 )
@@ -397,7 +429,7 @@ OPERATIONS = st.lists(
 @settings(max_examples=40)
 @given(operations=OPERATIONS)
 def test_a_snapshot_equals_one_read_from_scratch_after_any_changes(
-    make_backend: Callable[[str], Backend], name: str, operations: list[tuple[object, ...]]
+    make_backend: Callable[[str], Backend], name: str, operations: list[Operation]
 ) -> None:
     async def scenario(store: MailStore) -> None:
         (account,) = await accounts(store, "demo")
@@ -407,14 +439,14 @@ def test_a_snapshot_equals_one_read_from_scratch_after_any_changes(
         held = [await store.snapshot(inbox)]
         before = [columns(held[0])]
         for n, op in enumerate(operations):
-            if op[0] == "append":
-                await append(store, inbox, f"m{n}", op[1])  # type: ignore[arg-type]
-            elif op[0] == "flags":
-                await store.store_flags(inbox, op[1], op[2], op[3])  # type: ignore[arg-type]
-            elif op[0] == "expunge":
-                await store.expunge(inbox, op[1])  # type: ignore[arg-type]
-            elif op[0] == "move":
-                await store.copy_messages(inbox, op[1], archive, move=True)  # type: ignore[arg-type]
+            if isinstance(op, AppendOp):
+                await append(store, inbox, f"m{n}", op.flags)
+            elif isinstance(op, FlagsOp):
+                await store.store_flags(inbox, op.uids, op.flags, op.mode)
+            elif isinstance(op, ExpungeOp):
+                await store.expunge(inbox, op.uids)
+            elif isinstance(op, CopyOp):
+                await store.copy_messages(inbox, op.uids, archive, move=op.move)
             else:
                 held.append(await store.snapshot(inbox))
                 before.append(columns(held[-1]))
@@ -541,14 +573,14 @@ def test_the_keyword_count_holds_for_concurrent_changes_from_two_store_objects(b
 KEYWORD_NAMES = st.sampled_from(["a", "b", "c", "d", "e", "long-keyword", "\\Seen", "\\Flagged"])
 KEYWORD_OPERATIONS = st.lists(
     st.one_of(
-        st.tuples(st.just("append"), st.lists(KEYWORD_NAMES, max_size=3)),
-        st.tuples(
-            st.just("flags"),
+        st.builds(AppendOp, st.lists(KEYWORD_NAMES, max_size=3)),
+        st.builds(
+            FlagsOp,
             st.lists(st.integers(1, 6), min_size=1, max_size=3),
             st.lists(KEYWORD_NAMES, max_size=3),
             st.sampled_from(["add", "remove", "replace"]),
         ),
-        st.tuples(st.just("copy"), st.lists(st.integers(1, 6), min_size=1, max_size=3)),
+        st.builds(CopyOp, st.lists(st.integers(1, 6), min_size=1, max_size=3), st.just(False)),
     ),
     max_size=20,
 )
@@ -559,7 +591,7 @@ KEYWORD_OPERATIONS = st.lists(
 @settings(max_examples=40)
 @given(operations=KEYWORD_OPERATIONS)
 def test_keyword_limits_hold_after_any_changes_and_a_refused_change_changes_nothing(
-    make_backend: Callable[[str], Backend], name: str, operations: list[tuple[object, ...]]
+    make_backend: Callable[[str], Backend], name: str, operations: list[AppendOp | FlagsOp | CopyOp]
 ) -> None:
     """Starting from mailboxes within the limits, no sequence of limited changes takes one over them; each
     change applies whole or is refused (LimitExceeded) and changes nothing; a copy is never refused."""
@@ -577,16 +609,16 @@ def test_keyword_limits_hold_after_any_changes_and_a_refused_change_changes_noth
         for op in operations:
             before = await store.list_messages(inbox)
             try:
-                if op[0] == "append":
+                if isinstance(op, AppendOp):
                     raw = message("m")
-                    item = AppendItem(io.BytesIO(raw), parse(raw), op[1])  # type: ignore[arg-type]
+                    item = AppendItem(io.BytesIO(raw), parse(raw), op.flags)
                     await store.append_many(inbox, [item], keyword_limits=limits)
-                elif op[0] == "flags":
-                    await store.store_flags(inbox, op[1], op[2], op[3], keyword_limits=limits)  # type: ignore[arg-type]
+                elif isinstance(op, FlagsOp):
+                    await store.store_flags(inbox, op.uids, op.flags, op.mode, keyword_limits=limits)
                 else:
-                    await store.copy_messages(inbox, op[1], archive, keyword_limits=limits)  # type: ignore[arg-type]
+                    await store.copy_messages(inbox, op.uids, archive, move=op.move, keyword_limits=limits)
             except LimitExceeded:
-                assert op[0] != "copy"
+                assert not isinstance(op, CopyOp)
                 assert await store.list_messages(inbox) == before
             for mailbox in (inbox, archive):
                 found = await keywords(store, mailbox)

@@ -188,7 +188,11 @@ def test_no_sequence_of_changes_and_restarts_reuses_an_identifier(
     chunk: list[tuple[object, ...]] = []
     for op in [*operations, ("restart",)]:
         if op[0] == "restart":
-            backend.run(lambda store, ops=tuple(chunk): run(store, list(ops)))
+
+            async def replay(store: MailStore, ops: list[tuple[object, ...]] = chunk) -> None:
+                await run(store, ops)
+
+            backend.run(replay)
             chunk = []
         else:
             chunk.append(op)
