@@ -216,11 +216,16 @@ class DovecotServer(load.Server):
     async def stop(self) -> int:
         children = {pid: command for pid, (command, _) in process_tree(self.proc.pid).items()}
         code = await super().stop()
-        for pid, command in children.items():  # left over only if the master had to be killed
-            with contextlib.suppress(OSError):
-                if pid != self.proc.pid and Path(f"/proc/{pid}/comm").read_text().strip() == command:
-                    os.kill(pid, signal.SIGKILL)
+        kill_leftovers(children, self.proc.pid)
         return code
+
+
+def kill_leftovers(children: dict[int, str], master: int) -> None:
+    """Kill the children still running the same command (left over only if the master had to be killed)."""
+    for pid, command in children.items():
+        with contextlib.suppress(OSError):
+            if pid != master and Path(f"/proc/{pid}/comm").read_text().strip() == command:
+                os.kill(pid, signal.SIGKILL)
 
 
 async def wait_until_ready(server: DovecotServer, port: int, context: ssl.SSLContext | None) -> None:
@@ -349,7 +354,8 @@ async def run(args: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix="postoffice-dovecot-bench-"))
     server: DovecotServer | None = None
     try:
-        root.chmod(0o755)  # the mail processes (nobody) reach the home directory through it
+        # the mail processes (nobody) reach the home directory through it; set up before any client runs
+        root.chmod(0o755)  # noqa: ASYNC240
         home = root / "home"
         started = time.perf_counter()
         total, _ = write_maildir(home / "Maildir", args.messages, args.size)

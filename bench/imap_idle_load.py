@@ -169,7 +169,8 @@ class Server:
         self.snapshot.unlink(missing_ok=True)
         self.proc.send_signal(signal.SIGUSR2)
         async with asyncio.timeout(PHASE_TIMEOUT):
-            while not self.snapshot.exists():  # the server writes it in its own time
+            # The server process writes it in its own time: no event crosses processes, so poll the file
+            while not self.snapshot.exists():  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
         kept = self.snapshot.with_name(name)
         self.snapshot.replace(kept)

@@ -522,6 +522,11 @@ async def profile_item(
         exit_code = await server.stop()
     if exit_code != 0:
         raise RuntimeError(f"profiled server exit {exit_code}:\n{server.log.read_text()[-2000:]}")
+    print_profile(label, path, limit)
+
+
+def print_profile(label: str, path: Path, limit: int) -> None:
+    """The profiles the stopped server wrote: CPU by thread, top functions."""
     print(f"\n== profile: {label} (server CPU by thread, cProfile with time.thread_time) ==")
     loop_path, threads_path = Path(f"{path}.loop"), Path(f"{path}.threads")
     for name, stats_path in (("event loop thread", loop_path), ("store threads", threads_path)):

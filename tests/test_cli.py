@@ -96,7 +96,8 @@ def test_a_toml_syntax_error_names_the_line_and_exits_2(config_only: Path, tmp_p
 def test_a_missing_config_file_exits_2_with_a_hint(tmp_path: Path) -> None:
     proc = run("ports", "--config", str(tmp_path / "nope.toml"), cwd=tmp_path)
     assert proc.returncode == 2
-    assert "config file not found" in proc.stderr and "postoffice init" in proc.stderr
+    assert "config file not found" in proc.stderr
+    assert "postoffice init" in proc.stderr
 
 
 def test_config_defaults_to_data_postoffice_toml_in_the_working_directory(
@@ -273,7 +274,8 @@ def test_init_refuses_to_overwrite_an_existing_config_unless_forced(data: Path, 
     before = data.read_text()
     proc = run("init", "--data-dir", str(data.parent), "--domain", "other.test", cwd=tmp_path)
     assert proc.returncode == 1
-    assert "exists already" in proc.stderr and "--force" in proc.stderr
+    assert "exists already" in proc.stderr
+    assert "--force" in proc.stderr
     assert data.read_text() == before
     proc = run("init", "--data-dir", str(data.parent), "--domain", "other.test", "--force", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -349,7 +351,8 @@ def test_domain_add_list_remove(data: Path) -> None:
         "xn--bcher-kva.example",
     ]
     duplicate = po(data, "domain", "add", "other.test")
-    assert duplicate.returncode == 1 and "exists already" in duplicate.stderr
+    assert duplicate.returncode == 1
+    assert "exists already" in duplicate.stderr
     assert po(data, "domain", "remove", "other.test").returncode == 0
     assert "other.test" not in po(data, "domain", "list").stdout
     assert po(data, "domain", "remove", "other.test").returncode == 1
@@ -404,7 +407,8 @@ def test_user_list_passwd_remove(data: Path) -> None:
     assert stored_password_matches(data, "a@example.test", "new-pw")
     proc = po(data, "user", "passwd", "a@example.test")
     generated = re.search(r"password: (\S+)", proc.stdout)
-    assert generated and stored_password_matches(data, "a@example.test", generated.group(1))
+    assert generated
+    assert stored_password_matches(data, "a@example.test", generated.group(1))
     assert po(data, "user", "remove", "a@example.test").returncode == 0
     assert "a@example.test" not in po(data, "user", "list").stdout
     assert po(data, "user", "remove", "a@example.test").returncode == 1
@@ -598,7 +602,8 @@ def test_export_errors(data: Path, tmp_path: Path) -> None:
     assert po(data, "export", "a@example.test", "--format", "maildir").returncode == 2  # needs --output
     assert po(data, "export", "nobody@example.test").returncode == 1
     proc = po(data, "export", "a@example.test", "--mailbox", "Nope", "--output", str(tmp_path / "x"))
-    assert proc.returncode == 1 and "Nope" in proc.stderr
+    assert proc.returncode == 1
+    assert "Nope" in proc.stderr
 
 
 # -- export building blocks ----------------------------------------------------------------------------------

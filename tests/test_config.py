@@ -79,7 +79,8 @@ def test_file_without_settings_gives_every_default(write: WriteConfig) -> None:
     assert config.auth.allow_plaintext_auth is False
     assert config.server.log_level == "info"
     assert config.server.shutdown_grace == 30
-    assert config.server.user == "" and config.server.group == ""
+    assert config.server.user == ""
+    assert config.server.group == ""
     assert config.server.hostname  # the machine's name
     assert config.tls.min_version == "TLSv1.2"
     assert config.store.path == config.base_dir / "store" / "mail.sqlite3"
@@ -126,7 +127,7 @@ def test_standard_listeners_have_their_standard_ports_and_tls_modes(write: Write
     assert {
         name: (lst.protocol, lst.port, lst.tls, lst.enabled) for name, lst in listeners.items()
     } == expected
-    assert all(lst.address == "0.0.0.0" for lst in listeners.values())
+    assert all(lst.address == "0.0.0.0" for lst in listeners.values())  # noqa: S104 - the default checked
     assert listeners["smtp"].purpose == "other mail servers deliver mail to us"
     assert listeners["submissions"].purpose == "same, TLS from the first byte (RFC 8314)"
     assert listeners["pop2"].purpose == "the legacy protocol; off by default"
@@ -357,19 +358,21 @@ def test_an_expired_certificate_is_a_warning(write: WriteConfig, tmp_path: Path,
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = serialization.load_pem_private_key((cert_dir / "key.pem").read_bytes(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)  # as `init` makes them
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "mail.example.test")])
     now = datetime.datetime.now(datetime.UTC)
     expired = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
-        .public_key(key.public_key())  # type: ignore[arg-type]
+        .public_key(key.public_key())
         .serial_number(1)
         .not_valid_before(now - datetime.timedelta(days=30))
         .not_valid_after(now - datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())  # type: ignore[arg-type]
+        .sign(key, hashes.SHA256())
     )
     (tmp_path / "expired.pem").write_bytes(expired.public_bytes(serialization.Encoding.PEM))
     config = load_config(
@@ -479,7 +482,8 @@ def test_pop2_on_loopback_is_allowed(write: WriteConfig) -> None:
 
 def test_pop2_on_a_public_address_is_allowed_with_plaintext_auth(write: WriteConfig) -> None:
     config = load_config(write("[auth]\nallow_plaintext_auth = true\n[listeners.pop2]\nenabled = true\n"))
-    assert config.listeners["pop2"].enabled and config.auth.allow_plaintext_auth
+    assert config.listeners["pop2"].enabled
+    assert config.auth.allow_plaintext_auth
 
 
 def test_pop2_cannot_use_tls(write: WriteConfig) -> None:
@@ -569,7 +573,7 @@ def test_default_config_with_port_offset_and_address(tmp_path: Path, cert_dir: P
 
 
 def test_default_config_refuses_an_offset_beyond_the_port_range() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"puts a port outside 1\.\.65535"):
         render_default_config("mail.example.test", "example.test", port_offset=65000)
 
 
@@ -586,7 +590,7 @@ def test_default_config_writes_every_declared_default(tmp_path: Path, cert_dir: 
             s.name: convert(s, "mail.example.test" if s.name == "hostname" else s.default, config.base_dir)
             for s in spec.settings
         }
-        assert dataclasses.asdict(config.section(spec.cls)) == expected  # type: ignore[call-overload]
+        assert dataclasses.asdict(config.section(spec.cls)) == expected
 
 
 # -- the documentation ---------------------------------------------------------------------------------------
@@ -660,7 +664,8 @@ def test_the_old_and_the_new_name_together_are_a_problem(write: WriteConfig) -> 
     text = '[smtp]\nrelay_networks = ["192.0.2.0/24"]\n[queue]\ntrusted_networks = ["198.51.100.0/24"]\n'
     [problem] = problems_of(write(text))
     assert problem.key == "queue.trusted_networks"
-    assert "set too" in problem.message and problem.hint == "remove queue.trusted_networks"
+    assert "set too" in problem.message
+    assert problem.hint == "remove queue.trusted_networks"
 
 
 def test_a_setting_unknown_under_either_name_is_still_unknown(write: WriteConfig) -> None:
@@ -686,11 +691,14 @@ def test_every_registered_service_is_complete_and_its_listener_names_are_unique(
     names = [port.name for service in SERVICES.values() for port in service.ports]
     assert len(names) == len(set(names))
     for name, service in SERVICES.items():
-        assert service.name == name and service.purpose
+        assert service.name == name
+        assert service.purpose
         assert all(port.tls in service.tls_modes for port in service.ports), name
         if service.built:
-            assert service.settings is not None and service.refuse is not None, name
-            assert service.pool and service.caps is not None, name
+            assert service.settings is not None, name
+            assert service.refuse is not None, name
+            assert service.pool, name
+            assert service.caps is not None, name
             pool = [other.caps for other in SERVICES.values() if other.pool == service.pool]
             assert set(pool) == {service.caps}, f"pool {service.pool} has one set of caps"
     assert [name for name, service in SERVICES.items() if not service.built] == ["http"]

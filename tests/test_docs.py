@@ -28,16 +28,18 @@ def test_decision_files_are_numbered_once() -> None:
 
 
 def test_every_cited_decision_exists_under_the_cited_name() -> None:
-    problems = []
+    problems: list[str] = []
     for path in _texts():
         if path == Path(__file__).resolve():
             continue
         for match in CITATION.finditer(path.read_text(encoding="utf-8")):
             number = match.group("num") or match.group("bare")
             cited = [number] + ([match.group("to")] if match.group("to") else [])
-            for num in cited:
-                if num not in DECISIONS:
-                    problems.append(f"{path.relative_to(ROOT)}: {match.group(0)!r} does not exist")
+            problems.extend(
+                f"{path.relative_to(ROOT)}: {match.group(0)!r} does not exist"
+                for num in cited
+                if num not in DECISIONS
+            )
             slug = match.group("slug")
             if slug and not DECISIONS.get(number, "").startswith(number + slug):
                 problems.append(f"{path.relative_to(ROOT)}: {match.group(0)!r} is {DECISIONS.get(number)}")

@@ -57,7 +57,7 @@ def test_raise_fd_limit_keeps_the_old_limit_when_the_system_refuses(
     def refuse(which: int, limits: tuple[int, int]) -> None:
         raise OSError(1, "Operation not permitted")
 
-    monkeypatch.setattr(server.resource, "setrlimit", refuse)
+    monkeypatch.setattr(resource, "setrlimit", refuse)  # the module postoffice.server imported
     with caplog.at_level(logging.WARNING, logger="postoffice.server"):
         assert server.raise_fd_limit() == 128
     assert "file descriptor limit stays at 128" in caplog.text
@@ -145,7 +145,8 @@ def test_a_registered_service_is_configured_listed_and_served(
     assert config.section(EchoConfig).greeting == "hi"
 
     async def scenario(server: Server) -> None:
-        assert server.listeners is not None and list(server.listeners.bound) == ["echo"]
+        assert server.listeners is not None
+        assert list(server.listeners.bound) == ["echo"]
         port = server.listeners.bound["echo"][1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         assert await _line(reader) == b"hi from mail.example.test, login deadline\r\n"
@@ -168,7 +169,8 @@ def test_a_service_without_a_factory_is_listed_but_not_started(
     assert config.listeners["http"].status == "not built yet"
 
     async def scenario(server: Server) -> None:
-        assert server.listeners is not None and server.listeners.bound == {}
+        assert server.listeners is not None
+        assert server.listeners.bound == {}
 
     with caplog.at_level(logging.WARNING, logger="postoffice.server"):
         asyncio.run(_running(config, scenario))

@@ -34,7 +34,7 @@ from typing import IO, TYPE_CHECKING, TypeVar
 
 from postoffice import __version__
 from postoffice.atomicfile import atomic_output, write_atomically
-from postoffice.config import Config, ConfigError, load_config, render_default_config
+from postoffice.config import DEFAULT_ADDRESS, Config, ConfigError, load_config, render_default_config
 from postoffice.directory.address import AddressError, parse_address, parse_domain
 from postoffice.plural import counted
 from postoffice.protocols import SERVICES
@@ -526,9 +526,10 @@ def maildir_filename(message: MessageInfo, uidvalidity: int) -> str:
 
 def mailbox_directory(root: Path, name: str) -> Path:
     """The export directory of a mailbox: hierarchy levels become directories; none may climb out."""
-    parts = []
-    for part in name.replace("\0", "_").split("/"):
-        parts.append("_" * max(len(part), 1) if part in ("", ".", "..") else part)
+    parts = [
+        "_" * max(len(part), 1) if part in ("", ".", "..") else part
+        for part in name.replace("\0", "_").split("/")
+    ]
     return root.joinpath(*parts)
 
 
@@ -630,7 +631,8 @@ async def write_maildir_message(
 ) -> None:
     name = maildir_filename(message, mailbox.uidvalidity)
     tmp = folder / "tmp" / name.split(":", 1)[0]
-    with open(tmp, "wb") as f:
+    # `postoffice export` runs its own loop for this one job: a blocking write holds up no client
+    with open(tmp, "wb") as f:  # noqa: ASYNC230
         async for chunk in store.open_content(message.content_id):
             f.write(chunk)
     final = folder / "cur" / name
@@ -721,7 +723,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--port-offset", type=int, default=0, metavar="N", help="add N to every port (10000: 10025...)"
     )
-    p.add_argument("--address", default="0.0.0.0", help="address every listener binds (default: 0.0.0.0)")
+    p.add_argument(
+        "--address",
+        default=DEFAULT_ADDRESS,
+        help=f"address every listener binds (default: {DEFAULT_ADDRESS})",
+    )
     p.add_argument(
         "--demo-user", metavar="LOCALPART", help="also create LOCALPART@DOMAIN and print its password"
     )

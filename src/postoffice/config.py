@@ -94,7 +94,8 @@ __all__ = [
 S = TypeVar("S")
 
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
-DEFAULT_ADDRESS = "0.0.0.0"
+# A mail server answers the world: every interface unless the config names one (`init --address`).
+DEFAULT_ADDRESS = "0.0.0.0"  # noqa: S104
 
 
 # -- [server] ------------------------------------------------------------------------------------------------
@@ -335,7 +336,8 @@ class Config:
     def section(self, cls: type[S]) -> S:
         """The settings of the section declared by `cls` (a protocol's factory gets its own this way)."""
         value = self.sections[cls]
-        assert isinstance(value, cls)
+        if not isinstance(value, cls):  # only a Config assembled by hand can pair a class with another value
+            raise TypeError(f"section {cls.__name__} holds a {type(value).__name__}")
         return value
 
     @property
@@ -495,10 +497,12 @@ def _read_listeners(doc: Mapping[str, Any], out: Collector) -> dict[str, Listene
                     "unknown setting",
                     did_you_mean(k, setting_names) or f"known: {', '.join(setting_names)}",
                 )
-        good: dict[str, Any] = {}
-        for k, value in table.items():
-            if k in by_name and check_value(by_name[k], f"{key}.{k}", value, out):
-                good[k] = value
+        # check_value reports each bad value to `out`: every value is checked, in the file's order
+        good: dict[str, Any] = {
+            k: value
+            for k, value in table.items()
+            if k in by_name and check_value(by_name[k], f"{key}.{k}", value, out)
+        }
         standard = standards.get(name)
         if standard is None and "protocol" not in table:
             close = did_you_mean(name, list(standards))

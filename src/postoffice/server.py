@@ -139,14 +139,14 @@ class Server:
         tls = self.tls
         cfg.store.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = open_store(cfg.store)
-        self.listeners = ListenerGroup(
+        listeners = self.listeners = ListenerGroup(
             (lambda: tls.server_context) if tls is not None else (lambda: None),
             min_data_rate=cfg.limits.min_data_rate,
         )
         authenticator = self.authenticator = Authenticator(self.store, cfg.auth)
         await authenticator.start()  # lockouts kept across restarts (docs/decisions/0027)
         context = ServiceContext(cfg, self.store, authenticator)
-        await self._bind_listeners(context)
+        await self._bind_listeners(listeners, context)
         if cfg.server.user and os.geteuid() == 0:
             # The TLS key goes to the service user too: the process holds it in memory anyway, and SIGHUP
             # reloads must be able to read a renewed certificate after the switch (docs/decisions/0007).
@@ -162,10 +162,9 @@ class Server:
         bound = " ".join(f"{name}={addr}:{port}" for name, (addr, port) in self.listeners.bound.items())
         print(f"postoffice ready: {bound}", flush=True)
 
-    async def _bind_listeners(self, context: ServiceContext) -> None:
+    async def _bind_listeners(self, listeners: ListenerGroup, context: ServiceContext) -> None:
         """Bind every enabled listener of a built protocol, each with its service's handler, refusal,
         connection-cap pool and login deadline (docs/decisions/0032)."""
-        assert self.listeners is not None
         cfg = self.config
         pools: dict[str, ConnectionLimits] = {}
         for listener in cfg.enabled_listeners():
@@ -177,18 +176,19 @@ class Server:
                     listener.protocol,
                 )
                 continue
-            # A built service names its refusal and its caps (postoffice.net.service); a registration error
-            assert service.refuse is not None and service.caps is not None, service.name
+            refuse, caps_section = service.refuse, service.caps
+            if refuse is None or caps_section is None:  # a built service names both (postoffice.net.service)
+                raise RuntimeError(f"service {service.name} has a factory but no refusal or connection caps")
             limits = pools.get(service.pool)
             if limits is None:
-                caps = cfg.section(service.caps)
+                caps = cfg.section(caps_section)
                 limits = pools[service.pool] = ConnectionLimits(
                     service.pool, caps.max_connections, caps.max_connections_per_ip
                 )
-            await self.listeners.bind(
+            await listeners.bind(
                 ListenerSpec(listener.name, listener.protocol, listener.address, listener.port, listener.tls),
                 service.factory(cfg.section(service.settings) if service.settings else None, context),
-                service.refuse,
+                refuse,
                 limits,
                 login_timeout=cfg.limits.login_timeout if service.login else None,
             )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +18,7 @@ from postoffice.auth.authenticator import Authenticator, AuthResult
 from postoffice.auth.guard import IP_LOCKED_REASON, LoginGuard
 from postoffice.config import AuthConfig
 from postoffice.directory import passwords
-from postoffice.store import MailStore, StoreError, open_store
+from postoffice.store import Account, MailStore, StoreError, open_store
 
 PASSWORD = "correct horse battery staple"
 CONFIG = AuthConfig(
@@ -120,8 +122,11 @@ def test_the_right_password_logs_in(
 ) -> None:
     async def scenario(store: MailStore, auth: Authenticator) -> None:
         result = await pop3_login(auth, "demo@example.test", PASSWORD)
-        assert result.ok and result.status == "ok" and result.reason == ""
-        assert result.account is not None and result.account.address == "demo@example.test"
+        assert result.ok
+        assert result.status == "ok"
+        assert result.reason == ""
+        assert result.account is not None
+        assert result.account.address == "demo@example.test"
 
     with caplog.at_level(logging.INFO, logger="postoffice.auth"):
         run(tmp_path, password_hash, sleep, scenario)
@@ -185,7 +190,8 @@ def test_login_names_are_case_insensitive(tmp_path: Path, password_hash: str, sl
     async def scenario(store: MailStore, auth: Authenticator) -> None:
         result = await pop3_login(auth, " Demo@EXAMPLE.test", PASSWORD)
         assert result.status == "ok"
-        assert result.account is not None and result.account.address == "demo@example.test"
+        assert result.account is not None
+        assert result.account.address == "demo@example.test"
 
     run(tmp_path, password_hash, sleep, scenario)
 
@@ -306,7 +312,8 @@ def test_authzid_must_be_the_login_name(
         if accepted:
             assert result.ok
         else:
-            assert result.status == "bad-credentials" and result.account is None
+            assert result.status == "bad-credentials"
+            assert result.account is None
             assert sleep.calls == [CONFIG.failure_delay]
 
     run(tmp_path, password_hash, sleep, scenario)
@@ -324,7 +331,8 @@ def test_an_old_hash_is_replaced_after_a_successful_login(
         assert stored is not None
         assert stored.password_hash != password_hash
         assert passwords.verify_password(stored.password_hash, PASSWORD)
-        assert result.account is not None and result.account.password_hash == stored.password_hash
+        assert result.account is not None
+        assert result.account.password_hash == stored.password_hash
 
     run(tmp_path, password_hash, sleep, scenario)
 
@@ -333,7 +341,8 @@ def test_no_rehash_when_the_hash_is_current(tmp_path: Path, password_hash: str, 
     async def scenario(store: MailStore, auth: Authenticator) -> None:
         assert (await pop3_login(auth, "demo@example.test", PASSWORD)).ok
         stored = await store.get_account("demo@example.test")
-        assert stored is not None and stored.password_hash == password_hash
+        assert stored is not None
+        assert stored.password_hash == password_hash
 
     run(tmp_path, password_hash, sleep, scenario)
 
@@ -356,7 +365,8 @@ def test_a_failed_rehash_does_not_fail_the_login(
 
         monkeypatch.setattr(store, "set_password", broken_set_password)
         result = await pop3_login(auth, "demo@example.test", PASSWORD)
-        assert result.ok and calls == ["demo@example.test"]
+        assert result.ok
+        assert calls == ["demo@example.test"]
 
     with caplog.at_level(logging.INFO, logger="postoffice.auth"):
         run(tmp_path, password_hash, sleep, scenario)
@@ -377,7 +387,9 @@ def test_a_store_error_answers_unavailable(
 
         monkeypatch.setattr(store, "get_account", broken_get_account)
         result = await pop3_login(auth, "demo@example.test", PASSWORD)
-        assert result.status == "unavailable" and not result.ok and result.reason
+        assert result.status == "unavailable"
+        assert not result.ok
+        assert result.reason
         assert auth.guard.table_sizes()["account_failures"] == 0  # not counted as a failed login
 
     with caplog.at_level(logging.INFO, logger="postoffice.auth"):
@@ -398,12 +410,21 @@ def test_a_login_name_cannot_forge_log_lines(
     with caplog.at_level(logging.INFO, logger="postoffice.auth"):
         run(tmp_path, password_hash, sleep, scenario)
     (line,) = login_lines(caplog)
-    assert "\n" not in line and "\r" not in line
+    assert "\n" not in line
+    assert "\r" not in line
     assert line.endswith("result=bad-credentials")
 
 
-def test_plaintext_allowed() -> None:
-    store: MailStore = None  # type: ignore[assignment]  # not used by plaintext_allowed
+@pytest.fixture
+def unused_store(tmp_path: Path) -> Iterator[MailStore]:
+    """A real store that the test never touches (plaintext_allowed does not read it)."""
+    store = open_store(tmp_path / "mail.sqlite3")
+    yield store
+    asyncio.run(store.close())
+
+
+def test_plaintext_allowed(unused_store: MailStore) -> None:
+    store = unused_store
     strict = Authenticator(store, CONFIG)
     assert strict.plaintext_allowed(True)
     assert not strict.plaintext_allowed(False)
@@ -423,11 +444,10 @@ def test_plaintext_allowed() -> None:
     ],
 )
 def test_plaintext_allowed_from_loopback_only_for_protocols_without_tls(
-    allow: bool, client: str, tls_offered: bool, allowed: bool
+    unused_store: MailStore, allow: bool, client: str, tls_offered: bool, allowed: bool
 ) -> None:
     """Decision 0035: the one place that decides, POP2's loopback rule included."""
-    store: MailStore = None  # type: ignore[assignment]  # not used by plaintext_allowed
-    auth = Authenticator(store, AuthConfig(allow_plaintext_auth=allow))
+    auth = Authenticator(unused_store, AuthConfig(allow_plaintext_auth=allow))
     assert auth.plaintext_allowed(False, client_ip=client, tls_offered=tls_offered) is allowed
     assert auth.plaintext_allowed(True, client_ip=client, tls_offered=tls_offered)
 
@@ -450,15 +470,17 @@ def test_a_recently_verified_password_skips_argon2_until_the_password_changes(
             await store.add_domain("example.test")
             await store.add_account("demo@example.test", passwords.hash_password("right"))
             auth = Authenticator(store, AuthConfig(allow_plaintext_auth=False, failure_delay=0))
-            kw = {"protocol": "pop3", "client_ip": "127.0.0.1", "mechanism": "USER", "tls": True}
-            assert (await auth.login(username="demo@example.test", password="right", **kw)).ok
-            assert (await auth.login(username="DEMO@example.test", password="right", **kw)).ok
+            login = functools.partial(
+                auth.login, protocol="pop3", client_ip="127.0.0.1", mechanism="USER", tls=True
+            )
+            assert (await login(username="demo@example.test", password="right")).ok
+            assert (await login(username="DEMO@example.test", password="right")).ok
             assert calls == ["right"]  # the second login was recognised from the cache
-            assert not (await auth.login(username="demo@example.test", password="wrong", **kw)).ok
+            assert not (await login(username="demo@example.test", password="wrong")).ok
             assert calls == ["right", "wrong"]  # failures always cost a real verification
             await store.set_password("demo@example.test", passwords.hash_password("new"))
-            assert not (await auth.login(username="demo@example.test", password="right", **kw)).ok
-            assert (await auth.login(username="demo@example.test", password="new", **kw)).ok
+            assert not (await login(username="demo@example.test", password="right")).ok
+            assert (await login(username="demo@example.test", password="new")).ok
             assert calls == ["right", "wrong", "right", "new"]
         finally:
             await store.close()
@@ -491,7 +513,8 @@ def test_a_locked_account_stays_locked_under_every_spelling_of_its_name(
             await pop3_login(auth, "demo@example.test", "wrong", client_ip=f"192.0.2.{i + 1}")
         calls = verify.calls
         result = await pop3_login(auth, spelling, PASSWORD, client_ip="198.51.100.7")
-        assert result.status == "locked-out" and not result.ok
+        assert result.status == "locked-out"
+        assert not result.ok
         assert verify.calls == calls  # no password check while locked
 
     run(tmp_path, password_hash, sleep, scenario)
@@ -569,7 +592,8 @@ def test_wrong_passwords_never_share_the_right_passwords_verification(
         for (user, pw), result in zip(attempts, results, strict=True):
             assert result.ok == (pw == PASSWORD), (user, pw, result)
             if result.ok:
-                assert result.account is not None and result.account.address == user
+                assert result.account is not None
+                assert result.account.address == user
         assert verify.calls == 3  # demo right, demo "guess", other "guess"
         assert auth.guard.table_sizes()["account_failures"] == 2  # every wrong attempt still counted
 
@@ -590,13 +614,16 @@ def test_beyond_max_pending_verifications_a_login_gets_a_temporary_failure(
         first = asyncio.create_task(pop3_login(auth, "demo@example.test", PASSWORD))
         await gate.wait_entered()
         refused = await pop3_login(auth, "other@example.test", PASSWORD)
-        assert refused.status == "unavailable" and not refused.ok and refused.reason
+        assert refused.status == "unavailable"
+        assert not refused.ok
+        assert refused.reason
         wrong = await pop3_login(auth, "demo@example.test", "guess")  # another verification: refused too
         assert wrong.status == "unavailable"
         assert auth.guard.table_sizes()["account_failures"] == 0  # not counted as failed logins
         joined = asyncio.create_task(pop3_login(auth, "demo@example.test", PASSWORD))  # shares the first
         gate.released.set()
-        assert (await first).ok and (await joined).ok
+        assert (await first).ok
+        assert (await joined).ok
         assert gate.calls == 1
         assert (await pop3_login(auth, "other@example.test", PASSWORD)).ok  # room again
 
@@ -613,11 +640,21 @@ def test_a_client_that_gives_up_does_not_cancel_a_shared_verification(
     monkeypatch.setattr(passwords, "verify_password", gate)
 
     async def scenario(store: MailStore, auth: Authenticator) -> None:
+        share = auth._verification
+        second_joined = asyncio.Event()
+
+        def joining(name: str, account: Account | None, password: str, mac: bytes) -> Any:
+            shared = share(name, account, password, mac)
+            if auth.waiting == 1:  # the first login waits for this verification: this is the second
+                second_joined.set()
+            return shared
+
+        monkeypatch.setattr(auth, "_verification", joining)
         first = asyncio.create_task(pop3_login(auth, "demo@example.test", PASSWORD))
         await gate.wait_entered()
         second = asyncio.create_task(pop3_login(auth, "demo@example.test", PASSWORD))
-        while auth.waiting < 2:  # until the second waits for the same verification (event-loop turns)
-            await asyncio.sleep(0)
+        await second_joined.wait()  # the second goes on to wait for the shared verification before this
+        assert auth.waiting == 2
         first.cancel()  # the first client's connection closed
         gate.released.set()
         assert (await second).ok

@@ -89,7 +89,8 @@ def test_an_account_lockout_survives_a_restart(tmp_path: Path, password_hash: st
             assert (await login(auth, "demo@example.test", PASSWORD, "198.51.100.1")).status == "locked-out"
         async with Process(path) as auth:
             result = await login(auth, "demo@example.test", PASSWORD, "198.51.100.1")
-            assert result.status == "locked-out" and result.reason == ACCOUNT_LOCKED_REASON
+            assert result.status == "locked-out"
+            assert result.reason == ACCOUNT_LOCKED_REASON
             # and under another spelling of the name (one canonical key, also in the store)
             assert (
                 await login(auth, "DEMO@example.test\u3002", PASSWORD, "198.51.100.2")
@@ -113,7 +114,8 @@ def test_a_client_lockout_survives_a_restart_and_ipv6_counts_per_64(
         assert [(e.kind, e.client, e.account) for e in entries] == [("client", "2001:db8:1:2::/64", "")]
         async with Process(path) as auth:
             result = await login(auth, "demo@example.test", PASSWORD, "2001:db8:1:2::99")
-            assert result.status == "locked-out" and result.reason == IP_LOCKED_REASON
+            assert result.status == "locked-out"
+            assert result.reason == IP_LOCKED_REASON
             assert (await login(auth, "demo@example.test", PASSWORD, "2001:db8:1:3::1")).ok
 
     run(tmp_path, password_hash, scenario)

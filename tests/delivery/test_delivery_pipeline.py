@@ -40,17 +40,20 @@ from tests.delivery.harness import (
 
 REFUSED = Refusal(550, "5.7.1", "Rejected by the recipient's filter: go away", "sieve")
 
+#: A new harness in its own directory, stopped at the end of the test.
+MakeHarness = Callable[[], Harness]
+
 
 @pytest.fixture
-def make(tmp_path: Path) -> Iterator[type[Harness]]:
+def make(tmp_path: Path) -> Iterator[MakeHarness]:
     made: list[Harness] = []
 
-    class Made(Harness):
-        def __init__(self, stages: list[FunctionStage] | tuple[()] = ()) -> None:
-            super().__init__(tmp_path / f"h{len(made)}", stages)
-            made.append(self)
+    def new() -> Harness:
+        harness = Harness(tmp_path / f"h{len(made)}")
+        made.append(harness)
+        return harness
 
-    yield Made
+    yield new
     for harness in made:
         harness.stop()
 
@@ -67,7 +70,7 @@ def only(account_id: int, action: Callable[[RecipientPlan], object]) -> Function
 
 
 def test_a_stage_files_one_recipient_into_a_folder_with_a_keyword_and_a_header_field_of_its_own(
-    make: type[Harness],
+    make: MakeHarness,
 ) -> None:
     h = make()
     other = h.ids[OTHER]
@@ -88,14 +91,17 @@ def test_a_stage_files_one_recipient_into_a_folder_with_a_keyword_and_a_header_f
     assert h.messages(OTHER) == []
     (to_other,) = h.messages(OTHER, "Lists/dev")
     assert to_demo.content_id == to_third.content_id != to_other.content_id  # one content per text
-    assert not to_demo.flags and to_other.flags == {"$Filed", "\\Flagged"}
+    assert not to_demo.flags
+    assert to_other.flags == {"$Filed", "\\Flagged"}
     shared, own = h.content(to_demo), h.content(to_other)
     assert own == b"X-Filed: by a test\r\n\tstage\r\n" + shared
-    assert shared.endswith(raw) and b"X-Filed" not in shared
+    assert shared.endswith(raw)
+    assert b"X-Filed" not in shared
     assert to_other.size == len(own)
     assert message_from_bytes(own)["X-Filed"] == "by a test\r\n\tstage"
     parsed = h.call(h.store.get_parsed(to_other.content_id))
-    assert parsed.size == len(own) and parsed.subject == "filed"
+    assert parsed.size == len(own)
+    assert parsed.subject == "filed"
 
 
 def test_the_header_field_of_one_recipient_is_what_imap_fetch_serves_for_that_copy(tmp_path: Path) -> None:
@@ -133,14 +139,16 @@ def test_the_header_field_of_one_recipient_is_what_imap_fetch_serves_for_that_co
             assert parts[b"BODY[]"] == expected
             assert parts[b"BODY[HEADER]"] == expected[: expected.index(b"\r\n\r\n") + 4]
             assert parts[b"BODY[TEXT]"] == b"body of fetched\r\n"
-            assert f"RFC822.SIZE {len(expected)}".encode() in data[0][0]
+            first = data[0]
+            assert isinstance(first, tuple)
+            assert f"RFC822.SIZE {len(expected)}".encode() in first[0]
             client.logout()
     finally:
         imap.stop()
 
 
 def test_a_stage_rejects_one_recipient_the_others_get_the_message_and_the_sender_a_dsn(
-    make: type[Harness],
+    make: MakeHarness,
 ) -> None:
     """After DATA there is one reply: accepted (the others are delivered) and a DSN for the refused recipient,
     queued in the same transaction (decision 0040, as Postfix does)."""
@@ -149,22 +157,29 @@ def test_a_stage_rejects_one_recipient_the_others_get_the_message_and_the_sender
     port = h.smtp("mx")
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
         assert client.sendmail("someone@remote.example", [DEMO, OTHER], message("half")) == {}
-    assert len(h.messages(DEMO)) == 1 and h.messages(OTHER) == []
+    assert len(h.messages(DEMO)) == 1
+    assert h.messages(OTHER) == []
     (dsn,) = h.call(h.store.queue_list())
-    assert dsn.sender == "" and [r.address for r in dsn.recipients] == ["someone@remote.example"]
+    assert dsn.sender == ""
+    assert [r.address for r in dsn.recipients] == ["someone@remote.example"]
     report = h.call(h.store.queue_read(dsn.id))
     assert b"Final-Recipient: rfc822; other@example.test" in report
-    assert b"Action: failed" in report and b"Status: 5.7.1" in report
+    assert b"Action: failed" in report
+    assert b"Status: 5.7.1" in report
     assert b"Rejected by the recipient's filter: go away" in report
     assert b"Subject: half" in report  # the original's header (RET=HDRS by default)
 
 
 def test_when_every_recipient_is_refused_the_reply_is_the_refusal_and_nothing_is_stored(
-    make: type[Harness],
+    make: MakeHarness,
 ) -> None:
     h = make()
-    reject = FunctionStage("reject all", lambda m, plan: [r.reject(REFUSED) for r in plan.recipients])
-    h.pipeline.stages = (reject,)
+
+    def reject_all(message: Message, plan: DeliveryPlan) -> None:
+        for recipient in plan.recipients:
+            recipient.reject(REFUSED)
+
+    h.pipeline.stages = (FunctionStage("reject all", reject_all),)
     port = h.smtp("mx")
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
         client.ehlo()
@@ -172,11 +187,12 @@ def test_when_every_recipient_is_refused_the_reply_is_the_refusal_and_nothing_is
         client.rcpt(DEMO)
         client.rcpt(OTHER)
         assert client.data(message("nobody")) == (550, b"5.7.1 Rejected by the recipient's filter: go away")
-    assert h.messages(DEMO) == [] and h.messages(OTHER) == []
+    assert h.messages(DEMO) == []
+    assert h.messages(OTHER) == []
     assert h.call(h.store.queue_list()) == []  # the client was told: no DSN
 
 
-def test_a_temporary_refusal_of_one_recipient_defers_the_whole_message(make: type[Harness]) -> None:
+def test_a_temporary_refusal_of_one_recipient_defers_the_whole_message(make: MakeHarness) -> None:
     """Nothing is stored, so the client's retry cannot give the others a second copy."""
     h = make()
     full = Refusal(452, "4.2.2", "Mailbox full, try again later", "quota")
@@ -188,19 +204,22 @@ def test_a_temporary_refusal_of_one_recipient_defers_the_whole_message(make: typ
         client.rcpt(DEMO)
         client.rcpt(OTHER)
         assert client.data(message("later")) == (452, b"4.2.2 Mailbox full, try again later")
-    assert h.messages(DEMO) == [] and h.messages(OTHER) == [] and h.call(h.store.queue_list()) == []
+    assert h.messages(DEMO) == []
+    assert h.messages(OTHER) == []
+    assert h.call(h.store.queue_list()) == []
 
 
-def test_a_discarded_copy_is_accepted_silently(make: type[Harness]) -> None:
+def test_a_discarded_copy_is_accepted_silently(make: MakeHarness) -> None:
     h = make()
     h.pipeline.stages = (only(h.ids[DEMO], lambda r: r.discard()),)
     port = h.smtp("mx")
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
         assert client.sendmail("someone@remote.example", [DEMO], message("gone")) == {}
-    assert h.messages(DEMO) == [] and h.call(h.store.queue_list()) == []
+    assert h.messages(DEMO) == []
+    assert h.call(h.store.queue_list()) == []
 
 
-def test_a_failing_stage_fails_the_whole_delivery_and_stores_nothing(make: type[Harness]) -> None:
+def test_a_failing_stage_fails_the_whole_delivery_and_stores_nothing(make: MakeHarness) -> None:
     h = make()
 
     def broken(message: Message, plan: DeliveryPlan) -> None:
@@ -214,9 +233,11 @@ def test_a_failing_stage_fails_the_whole_delivery_and_stores_nothing(make: type[
         client.mail("someone@remote.example")
         client.rcpt(DEMO)
         code, text = client.data(message("broken"))
-        assert code == 451 and text.startswith(b"4.3.0")
+        assert code == 451
+        assert text.startswith(b"4.3.0")
         assert client.noop()[0] == 250  # the session goes on
-    assert broken_stage.calls and h.messages(DEMO) == []
+    assert broken_stage.calls
+    assert h.messages(DEMO) == []
     with pytest.raises(DeliveryError, match="stage spam failed"):
         h.call(
             h.pipeline.deliver(
@@ -229,7 +250,7 @@ def test_a_failing_stage_fails_the_whole_delivery_and_stores_nothing(make: type[
     assert h.messages(DEMO) == []
 
 
-def test_a_commit_that_fails_leaves_neither_the_copies_nor_the_queue_entry(make: type[Harness]) -> None:
+def test_a_commit_that_fails_leaves_neither_the_copies_nor_the_queue_entry(make: MakeHarness) -> None:
     """A real store error in the one transaction (the account removed between planning and commit): the
     other recipient's copy and the queued message for the remote recipient are rolled back with it."""
     h = make()
@@ -255,11 +276,12 @@ def test_a_commit_that_fails_leaves_neither_the_copies_nor_the_queue_entry(make:
                 Origin("submission"),
             )
         )
-    assert h.messages(OTHER) == [] and h.call(h.store.queue_list()) == []
+    assert h.messages(OTHER) == []
+    assert h.call(h.store.queue_list()) == []
 
 
 @pytest.mark.parametrize("kind", ["mx", "submission", "relay", "queue"])
-def test_every_path_that_adds_mail_goes_through_the_stages(make: type[Harness], kind: str) -> None:
+def test_every_path_that_adds_mail_goes_through_the_stages(make: MakeHarness, kind: str) -> None:
     """Port 25, submission (local copy and the queue entry in one commit), relaying for relay_networks,
     and the queue's local deliveries all run the chain and commit what it planned."""
     h = make()
@@ -286,11 +308,12 @@ def test_every_path_that_adds_mail_goes_through_the_stages(make: type[Harness], 
             (queued,) = h.call(h.store.queue_list())
             assert [r.address for r in queued.recipients] == ["x@remote.example"]
     (copy,) = h.messages(OTHER)
-    assert copy.flags == {"$Staged"} and h.content(copy).endswith(raw)
+    assert copy.flags == {"$Staged"}
+    assert h.content(copy).endswith(raw)
     assert [o.kind for o in stage.calls] == [kind]
 
 
-def test_a_queued_message_refused_by_a_stage_fails_that_recipient_with_a_dsn(make: type[Harness]) -> None:
+def test_a_queued_message_refused_by_a_stage_fails_that_recipient_with_a_dsn(make: MakeHarness) -> None:
     h = make()
     h.pipeline.stages = (only(h.ids[OTHER], lambda r: r.reject(REFUSED)),)
     raw = message("queued", sender=DEMO)
@@ -300,15 +323,18 @@ def test_a_queued_message_refused_by_a_stage_fails_that_recipient_with_a_dsn(mak
         )
     )
     h.run_queue()
-    assert h.messages(OTHER) == [] and len(h.messages(THIRD)) == 1
+    assert h.messages(OTHER) == []
+    assert len(h.messages(THIRD)) == 1
     (dsn,) = h.call(h.store.queue_list())  # the original is gone (all final), its DSN is queued
-    assert dsn.sender == "" and [r.address for r in dsn.recipients] == [DEMO]
+    assert dsn.sender == ""
+    assert [r.address for r in dsn.recipients] == [DEMO]
     report = h.call(h.store.queue_read(dsn.id))
-    assert b"Final-Recipient: rfc822; other@example.test" in report and b"go away" in report
+    assert b"Final-Recipient: rfc822; other@example.test" in report
+    assert b"go away" in report
 
 
 def test_a_queued_message_refused_temporarily_stays_pending_and_nothing_is_stored(
-    make: type[Harness],
+    make: MakeHarness,
 ) -> None:
     h = make()
     full = Refusal(452, "4.2.2", "Mailbox full", "quota")
@@ -320,15 +346,17 @@ def test_a_queued_message_refused_temporarily_stays_pending_and_nothing_is_store
         )
     )
     h.run_queue()
-    assert h.messages(OTHER) == [] and h.messages(THIRD) == []
+    assert h.messages(OTHER) == []
+    assert h.messages(THIRD) == []
     queued = h.call(h.store.queue_get(queue_id))
     assert queued is not None
     assert [(r.status, r.attempts, r.last_code) for r in queued.recipients] == [("pending", 1, 452)] * 2
 
 
-def test_the_empty_chain_delivers_the_message_as_received_once_per_account(make: type[Harness]) -> None:
+def test_the_empty_chain_delivers_the_message_as_received_once_per_account(make: MakeHarness) -> None:
     h = make()
-    assert STAGES == () and build_stages(object(), h.store) == ()
+    assert STAGES == ()
+    assert build_stages(object(), h.store) == ()
     assert h.pipeline.stages == ()
     raw = message("plain")
     outcome = h.call(
@@ -339,13 +367,17 @@ def test_the_empty_chain_delivers_the_message_as_received_once_per_account(make:
             Origin("mx"),
         )
     )
-    assert outcome.refusal is None and outcome.queue_id is None and outcome.reported == 0
+    assert outcome.refusal is None
+    assert outcome.queue_id is None
+    assert outcome.reported == 0
     assert [c.account_id for c in outcome.copies] == [h.ids[DEMO], h.ids[OTHER]]
     (a,), (b,) = h.messages(DEMO), h.messages(OTHER)
-    assert h.content(a) == h.content(b) == raw and a.content_id == b.content_id and not a.flags
+    assert h.content(a) == h.content(b) == raw
+    assert a.content_id == b.content_id
+    assert not a.flags
 
 
-def test_the_chain_is_the_registry_in_order_without_the_stages_switched_off(make: type[Harness]) -> None:
+def test_the_chain_is_the_registry_in_order_without_the_stages_switched_off(make: MakeHarness) -> None:
     h = make()
     first, third = FunctionStage("first", lambda m, p: None), FunctionStage("third", lambda m, p: None)
     registry = [
@@ -357,7 +389,7 @@ def test_the_chain_is_the_registry_in_order_without_the_stages_switched_off(make
     assert build_stages("off", h.store, registry) == (first,)
 
 
-def test_stages_run_in_order_and_a_later_one_sees_what_an_earlier_one_planned(make: type[Harness]) -> None:
+def test_stages_run_in_order_and_a_later_one_sees_what_an_earlier_one_planned(make: MakeHarness) -> None:
     h = make()
     seen: list[str] = []
 
@@ -390,7 +422,7 @@ def test_stages_run_in_order_and_a_later_one_sees_what_an_earlier_one_planned(ma
     assert parsed.subject == "ordered"
 
 
-def test_the_submission_policy_applies_to_submission_sessions_only(make: type[Harness]) -> None:
+def test_the_submission_policy_applies_to_submission_sessions_only(make: MakeHarness) -> None:
     """The listeners share one policy object; port 25 must not take its recipient limit (or anything)."""
     h = make()
     h.policy.max_recipients = 2
@@ -399,11 +431,12 @@ def test_the_submission_policy_applies_to_submission_sessions_only(make: type[Ha
     with smtplib.SMTP("127.0.0.1", h.smtp("submission"), timeout=30) as client:
         client.login(DEMO, PASSWORD)
         client.mail(DEMO)
-        assert client.rcpt(DEMO)[0] == 250 and client.rcpt(OTHER)[0] == 250
+        assert client.rcpt(DEMO)[0] == 250
+        assert client.rcpt(OTHER)[0] == 250
         assert client.rcpt(THIRD) == (452, b"4.5.3 Too many recipients for one message")
 
 
-def test_a_queued_message_whose_stage_fails_stays_pending_with_backoff(make: type[Harness]) -> None:
+def test_a_queued_message_whose_stage_fails_stays_pending_with_backoff(make: MakeHarness) -> None:
     h = make()
 
     def broken(message: Message, plan: DeliveryPlan) -> None:
@@ -414,7 +447,9 @@ def test_a_queued_message_whose_stage_fails_stays_pending_with_backoff(make: typ
     queue_id = h.call(h.store.enqueue(raw, len(raw), OutboundMessage(DEMO, [OutboundRecipient(OTHER)])))
     h.run_queue()
     queued = h.call(h.store.queue_get(queue_id))
-    assert queued is not None and h.messages(OTHER) == []
+    assert queued is not None
+    assert h.messages(OTHER) == []
     (recipient,) = queued.recipients
     assert (recipient.status, recipient.attempts, recipient.last_code) == ("pending", 1, 451)
+    assert recipient.last_attempt is not None
     assert recipient.next_attempt > recipient.last_attempt  # not again at once

@@ -78,15 +78,19 @@ COMPLETE = header("From: Demo <me@example.test>", "Date: Mon, 1 Jan 2024 00:00:0
 
 def test_an_owned_complete_message_is_accepted_as_it_is(world: World) -> None:
     decision = world.check(COMPLETE)
-    assert decision.accepted and decision.refusal is None and decision.header_fields == b""
+    assert decision.accepted
+    assert decision.refusal is None
+    assert decision.header_fields == b""
 
 
 def test_date_and_message_id_are_the_fields_to_add_when_missing(world: World) -> None:
     decision = world.check(header("From: demo@example.test", "Subject: bare"))
     assert decision.accepted
     fields = decision.header_fields.decode().split("\r\n")
-    assert fields[0].startswith("Date: ") and fields[1].startswith("Message-ID: <")
-    assert fields[1].endswith("@mx.example.test>") and fields[2] == ""
+    assert fields[0].startswith("Date: ")
+    assert fields[1].startswith("Message-ID: <")
+    assert fields[1].endswith("@mx.example.test>")
+    assert fields[2] == ""
 
 
 @pytest.mark.parametrize(
@@ -118,25 +122,29 @@ def test_refusals_say_why_in_terms_every_front_end_maps(
     world: World, raw: bytes, sender: str, expected: tuple[int, str, str]
 ) -> None:
     refusal = world.check(raw, sender=sender).refusal
-    assert isinstance(refusal, Refusal) and refusal.permanent
+    assert isinstance(refusal, Refusal)
+    assert refusal.permanent
     assert (refusal.code, refusal.enhanced, refusal.reason) == expected
     assert refusal.text  # says which field or address
 
 
 def test_too_many_recipients_and_the_hourly_limit(world: World) -> None:
     refusal = world.check(COMPLETE, recipients=4).refusal
-    assert refusal is not None and (refusal.code, refusal.enhanced, refusal.reason) == (
+    assert refusal is not None
+    assert (refusal.code, refusal.enhanced, refusal.reason) == (
         452,
         "4.5.3",
         TOO_MANY_RECIPIENTS,
     )
-    assert world.policy.check_recipients(2) is None and world.policy.check_recipients(3) is not None
+    assert world.policy.check_recipients(2) is None
+    assert world.policy.check_recipients(3) is not None
     assert world.check(COMPLETE, recipients=3).accepted
     world.policy.sent(world.demo)
     assert world.check(COMPLETE).accepted  # checking counts nothing: only a stored message does
     world.policy.sent(world.demo)
     refusal = world.check(COMPLETE).refusal
-    assert refusal is not None and not refusal.permanent
+    assert refusal is not None
+    assert not refusal.permanent
     assert (refusal.code, refusal.enhanced, refusal.reason) == (450, "4.7.1", FORBIDDEN_TO_SEND)
     world.clock += 3601  # the window slides
     assert world.check(COMPLETE).accepted

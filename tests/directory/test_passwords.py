@@ -85,7 +85,7 @@ def test_generated_passwords_are_20_unambiguous_characters() -> None:
 
 def test_generated_password_length_can_be_chosen_but_not_too_short() -> None:
     assert len(generate_password(32)) == 32
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least 8 characters"):
         generate_password(4)
 
 

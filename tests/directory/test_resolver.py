@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from postoffice.directory.resolver import AddressLookup, resolve
 
 DOMAINS = {"example.test", "other.test"}
 
 
-def make_lookup(accounts: dict[str, int], aliases: dict[str, tuple[str, ...]]):
+def make_lookup(
+    accounts: dict[str, int], aliases: dict[str, tuple[str, ...]]
+) -> Callable[[str], AddressLookup]:
     def lookup(addr: str) -> AddressLookup:
         domain = addr.rpartition("@")[2]
         if domain not in DOMAINS:
@@ -31,7 +35,8 @@ def test_exact_account_and_unknown_and_foreign() -> None:
 def test_plus_addressing_goes_to_the_base_account() -> None:
     lookup = make_lookup({"demo@example.test": 1}, {})
     r = resolve("demo+lists@example.test", lookup, first)
-    assert r.status == "local" and r.account_ids == [1]
+    assert r.status == "local"
+    assert r.account_ids == [1]
     assert resolve("+x@example.test", lookup, first).status == "unknown"
 
 
@@ -44,7 +49,8 @@ def test_alias_fans_out_once_per_account_and_loops_end() -> None:
         },
     )
     r = resolve("team@example.test", lookup, first)
-    assert r.status == "local" and r.account_ids == [1, 2]
+    assert r.status == "local"
+    assert r.account_ids == [1, 2]
 
 
 def test_alias_to_itself_keeps_the_account_copy() -> None:
@@ -72,4 +78,5 @@ def test_bare_postmaster_resolves_in_the_first_domain() -> None:
 def test_remote_alias_targets_are_reported_separately() -> None:
     lookup = make_lookup({"a@example.test": 1}, {"fw@example.test": ("a@example.test", "x@far.test")})
     r = resolve("fw@example.test", lookup, first)
-    assert r.account_ids == [1] and r.remote == ["x@far.test"]
+    assert r.account_ids == [1]
+    assert r.remote == ["x@far.test"]

@@ -34,7 +34,8 @@ def test_append_into_selected_mailbox_reports_exists(imap: ImapHarness) -> None:
     data = message("self")
     raw.send(b"a1 APPEND INBOX (\\Seen) {%d+}\r\n%s\r\n" % (len(data), data))
     reply = raw.until_tagged("a1")
-    assert "* 1 EXISTS" in reply and reply[-1].startswith("a1 OK [APPENDUID")
+    assert "* 1 EXISTS" in reply
+    assert reply[-1].startswith("a1 OK [APPENDUID")
 
 
 def test_a_zero_length_message_is_refused_and_cancels_a_multiappend(imap: ImapHarness) -> None:

@@ -79,13 +79,15 @@ def test_parse_errors_are_bad_and_the_session_continues(imap: ImapHarness) -> No
 def test_id_namespace_enable_logout(imap: ImapHarness) -> None:
     raw = imap.connect()
     reply = raw.command("a1", 'ID ("name" "test")')
-    assert reply[0] == '* ID ("name" "Postoffice")' and reply[-1].startswith("a1 OK")
+    assert reply[0] == '* ID ("name" "Postoffice")'
+    assert reply[-1].startswith("a1 OK")
     raw.login()
     assert raw.command("a2", "NAMESPACE")[0] == '* NAMESPACE (("" "/")) NIL NIL'
     reply = raw.command("a3", "ENABLE UTF8=ACCEPT IMAP4rev2 CONDSTORE")
     assert reply[0] == "* ENABLED UTF8=ACCEPT IMAP4rev2"  # CONDSTORE is not advertised
     reply = raw.command("a4", "LOGOUT")
-    assert reply[0].startswith("* BYE") and reply[-1].startswith("a4 OK")
+    assert reply[0].startswith("* BYE")
+    assert reply[-1].startswith("a4 OK")
     with pytest.raises((ConnectionError, OSError, ssl.SSLError)):
         raw.line()
 

@@ -133,6 +133,7 @@ def test_bad_text_quoting_8bit_input_is_ascii(imap: ImapHarness) -> None:
     raw = _client(imap)
     raw.send("b1 SELECT \u00e9t\u00e9\r\n".encode())
     (line,) = raw.until_tagged("b1")  # (decoded as UTF-8: 8-bit octets would be non-ASCII characters)
-    assert line.startswith("b1 BAD ") and line.isascii(), line
+    assert line.startswith("b1 BAD "), line
+    assert line.isascii(), line
     _alive(raw, "n1")
     raw.close()

@@ -22,7 +22,8 @@ def test_greeting_has_capabilities_and_logindisabled_before_tls(imap_server: Ima
     assert raw.greeting.startswith("* OK [CAPABILITY IMAP4rev1 ")
     assert raw.greeting.endswith("Postoffice ready")
     caps = raw.greeting.split("[CAPABILITY ")[1].split("]")[0].split()
-    assert "STARTTLS" in caps and "LOGINDISABLED" in caps
+    assert "STARTTLS" in caps
+    assert "LOGINDISABLED" in caps
     assert not any(c.startswith("AUTH=") for c in caps)
     assert "IMAP4rev2" in caps  # for clients that ENABLE it (tests/imap/test_imap_rev2.py)
     reply = raw.command("a1", f'LOGIN "{DEMO}" "{PASSWORD}"')
@@ -38,9 +39,12 @@ def test_starttls_then_login_with_imaplib(imap_server: ImapServer) -> None:
     client = imaplib.IMAP4("127.0.0.1", imap_server.ports["imap"], timeout=TIMEOUT)
     client.starttls(ssl_context=imap_server.client_context())
     caps = client.capability()[1][0].decode().split()
-    assert "AUTH=PLAIN" in caps and "STARTTLS" not in caps and "LOGINDISABLED" not in caps
+    assert "AUTH=PLAIN" in caps
+    assert "STARTTLS" not in caps
+    assert "LOGINDISABLED" not in caps
     typ, data = client.login(DEMO, PASSWORD)
-    assert typ == "OK" and b"CAPABILITY" in data[0]
+    assert typ == "OK"
+    assert b"CAPABILITY" in data[0]
     assert client.logout()[0] == "BYE"
 
 
@@ -143,6 +147,7 @@ def test_a_session_whose_selected_mailbox_is_deleted_gets_bye(imap_server: ImapS
     with pytest.raises(ConnectionError):
         idler.line()
     reply = watcher.command("n", "NOOP")
-    assert reply[0].startswith("* BYE ") and reply[-1] == "n OK NOOP completed"
+    assert reply[0].startswith("* BYE ")
+    assert reply[-1] == "n OK NOOP completed"
     with pytest.raises(ConnectionError):
         watcher.line()

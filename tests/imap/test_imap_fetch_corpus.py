@@ -213,7 +213,8 @@ def test_rfc2231_filename_is_the_same_utf8_extended_value_for_every_client() -> 
 def test_embedded_message_envelope_is_the_bodypart_envelope() -> None:
     _raw, parsed = load("rfc822_nested.eml")
     part = find_part(parsed.body, (2, 2))
-    assert part is not None and part.envelope is not None
+    assert part is not None
+    assert part.envelope is not None
     assert envelope(part.envelope, utf8=False) == (
         b'("Sat, 5 Jul 2003 11:00:00 +0000" "Inner" ((NIL NIL "inner" "example.com")) '
         b'((NIL NIL "inner" "example.com")) ((NIL NIL "inner" "example.com")) NIL NIL NIL NIL NIL)'
@@ -306,7 +307,8 @@ def test_message_rfc822_sections_refer_to_the_embedded_message() -> None:
         b"From: inner@example.com\r\nSubject: Inner\r\nDate: Sat, 5 Jul 2003 11:00:00 +0000\r\n\r\n"
     )
     part2 = body(raw, SectionSpec(part=(2,)))
-    assert part2.startswith(middle_header) and part2.endswith(b"line 2\r\n--b2--")
+    assert part2.startswith(middle_header)
+    assert part2.endswith(b"line 2\r\n--b2--")
     assert len(part2) == 378
     assert body(raw, SectionSpec(part=(2,), kind="MIME")) == (
         b"Content-Type: message/rfc822\r\nContent-Description: forwarded message\r\n\r\n"

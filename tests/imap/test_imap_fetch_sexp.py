@@ -110,20 +110,23 @@ def read_sexp(data: bytes, *, utf8: bool = True) -> Sexp:
 
 def check_envelope(value: Sexp) -> None:
     """The RFC 9051 envelope shape: 10 fields, nstrings and address lists of 4 nstrings each."""
-    assert isinstance(value, list) and len(value) == 10
+    assert isinstance(value, list)
+    assert len(value) == 10
     for i in (0, 1, 8, 9):
         assert value[i] is None or isinstance(value[i], bytes)
     for i in range(2, 8):
         addresses = value[i]
         assert addresses is None or (isinstance(addresses, list) and addresses)
         for address in addresses or []:
-            assert isinstance(address, list) and len(address) == 4
+            assert isinstance(address, list)
+            assert len(address) == 4
             assert all(v is None or isinstance(v, bytes) for v in address)
 
 
 def check_body(value: Sexp, extended: bool) -> int:
     """The RFC 9051 body shape; returns the number of parts (every body, multipart and embedded included)."""
-    assert isinstance(value, list) and value
+    assert isinstance(value, list)
+    assert value
     if isinstance(value[0], list):  # multipart: 1*body SP subtype [ext]
         count = 1
         index = 0
@@ -140,11 +143,13 @@ def check_body(value: Sexp, extended: bool) -> int:
         return count
     assert len(value) >= 7
     media, subtype, params, id_, description, encoding, size = value[:7]
-    assert isinstance(media, bytes) and isinstance(subtype, bytes)
+    assert isinstance(media, bytes)
+    assert isinstance(subtype, bytes)
     _check_params(params)
     assert id_ is None or isinstance(id_, bytes)
     assert description is None or isinstance(description, bytes)
-    assert isinstance(encoding, bytes) and isinstance(size, int)
+    assert isinstance(encoding, bytes)
+    assert isinstance(size, int)
     rest = value[7:]
     count = 1
     if (media.upper(), subtype.upper()) in ((b"MESSAGE", b"RFC822"), (b"MESSAGE", b"GLOBAL")):
@@ -170,7 +175,8 @@ def _check_params(params: Sexp) -> None:
 def _check_extension(values: list[Sexp]) -> None:
     disposition, language, location = values
     if disposition is not None:
-        assert isinstance(disposition, list) and len(disposition) == 2
+        assert isinstance(disposition, list)
+        assert len(disposition) == 2
         assert isinstance(disposition[0], bytes)
         _check_params(disposition[1])
     assert language is None or isinstance(language, bytes) or (isinstance(language, list) and language)

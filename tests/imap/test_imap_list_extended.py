@@ -8,7 +8,8 @@ from tests.imap.transcript import ImapHarness, Transcript
 def _client(imap: ImapHarness) -> Transcript:
     raw = imap.connect()
     caps = raw.greeting.split()
-    assert "LIST-EXTENDED" in caps and "LIST-STATUS" in caps
+    assert "LIST-EXTENDED" in caps
+    assert "LIST-STATUS" in caps
     raw.login()
     for tag, name in (("c1", "Fruit"), ("c2", "Fruit/Apple"), ("c3", "Fruit/Banana"), ("c4", "Veg/Peas")):
         assert raw.command(tag, f"CREATE {name}")[-1].startswith(f"{tag} OK")
@@ -62,7 +63,8 @@ def test_special_use_selection(imap: ImapHarness) -> None:
     reply = raw.command("l1", 'LIST (SPECIAL-USE) "" "*" RETURN (SPECIAL-USE)')
     assert reply[-1].startswith("l1 OK")
     names = [line for line in reply[:-1]]
-    assert names and all("\\HasNoChildren \\" in line for line in names)
+    assert names
+    assert all("\\HasNoChildren \\" in line for line in names)
     assert not any('"Fruit' in line for line in names)
     raw.close()
 

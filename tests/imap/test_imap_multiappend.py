@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from postoffice.store import StoreError
+from postoffice.store.sqlite.store import SqliteMailStore
 from tests.imap.conftest import DEMO, message
 from tests.imap.transcript import ImapHarness
 
@@ -67,7 +68,8 @@ def test_multiappend_store_failure_on_a_later_message_rolls_back_the_whole_comma
     """One store transaction for all messages: when writing the second message's bytes fails, the first one
     is rolled back with it, and a session watching the mailbox never sees it come and go."""
     store = imap.store
-    real_write = store._write_content  # type: ignore[attr-defined]
+    assert isinstance(store, SqliteMailStore)  # the backend's own write step fails
+    real_write = store._write_content
     calls = 0
 
     def failing_write(*args: Any, **kwargs: Any) -> Any:

@@ -77,7 +77,8 @@ names = st.text(st.characters(exclude_categories=["Cs"]))
 @given(names)
 def test_round_trip(name: str) -> None:
     encoded = encode_mutf7(name)
-    assert encoded.isascii() and all(0x20 <= ord(c) <= 0x7E for c in encoded)
+    assert encoded.isascii()
+    assert all(0x20 <= ord(c) <= 0x7E for c in encoded)
     assert decode_mutf7(encoded) == name
 
 

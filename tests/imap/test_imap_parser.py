@@ -10,11 +10,14 @@ import pytest
 
 from postoffice.imap.parser import (
     Append,
+    AppendData,
     AppendMessage,
+    AppendMessageStart,
     Authenticate,
     Capability,
     Check,
     Close,
+    Command,
     CommandReader,
     Copy,
     Create,
@@ -512,8 +515,12 @@ def test_append_rfc_example_streams_the_message() -> None:
         events[2],
         Append("A003", mb("saved-messages"), (spec,)),
     ]
-    assert events[0].mailbox == mb("saved-messages") and events[0].message == spec  # type: ignore[attr-defined]
-    assert events[2].data == message  # type: ignore[attr-defined]
+    start, chunk = events[0], events[2]
+    assert isinstance(start, AppendMessageStart)
+    assert start.mailbox == mb("saved-messages")
+    assert start.message == spec
+    assert isinstance(chunk, AppendData)
+    assert chunk.data == message
 
 
 def test_append_with_date_time_multiappend_binary_and_utf8() -> None:
@@ -626,7 +633,8 @@ def test_syntax_errors_give_parse_error_with_reason(line: bytes, tag: str | None
 
 def test_quoted_control_characters_in_mailbox_names_are_refused() -> None:
     event = parse_one(b'A1 SELECT "a\tb"')
-    assert isinstance(event, ParseError) and "control character" in event.message
+    assert isinstance(event, ParseError)
+    assert "control character" in event.message
 
 
 def test_unsupported_search_charset_is_a_typed_error() -> None:
@@ -636,24 +644,30 @@ def test_unsupported_search_charset_is_a_typed_error() -> None:
 
 def test_search_literal_must_be_utf8() -> None:
     event = parse(b"A1 SEARCH TEXT {2}\r\n\xff\xfe\r\n")[0]
-    assert isinstance(event, ParseError) and "UTF-8" in event.message
+    assert isinstance(event, ParseError)
+    assert "UTF-8" in event.message
 
 
 def test_command_names_and_uid_variants_report_their_name() -> None:
-    assert parse_one(b"a uid fetch 1 uid").name == "UID FETCH"  # type: ignore[attr-defined]
-    assert parse_one(b"a fetch 1 uid").name == "FETCH"  # type: ignore[attr-defined]
-    assert parse_one(b"a uid expunge 1").name == "UID EXPUNGE"  # type: ignore[attr-defined]
-    assert parse_one(b"a Expunge").name == "EXPUNGE"  # type: ignore[attr-defined]
+    def name(line: bytes) -> str:
+        command = parse_one(line)
+        assert isinstance(command, Command)
+        return command.name
+
+    assert name(b"a uid fetch 1 uid") == "UID FETCH"
+    assert name(b"a fetch 1 uid") == "FETCH"
+    assert name(b"a uid expunge 1") == "UID EXPUNGE"
+    assert name(b"a Expunge") == "EXPUNGE"
 
 
 def test_section_validity_rules() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="MIME needs a part number"):
         Section((), SectionText.MIME)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"HEADER\.FIELDS\[\.NOT\] needs at least one field name"):
         Section((), SectionText.HEADER_FIELDS)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"only they take fields"):
         Section((), SectionText.TEXT, ("Date",))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="section part numbers are positive"):
         Section((0,))
     assert str(Section((1, 2), SectionText.HEADER_FIELDS_NOT, ("A", "B"))) == "[1.2.HEADER.FIELDS.NOT (A B)]"
     assert str(FetchBody(Section(), Partial(0, 10), peek=True)) == "BODY.PEEK[]<0.10>"
@@ -705,7 +719,8 @@ def test_a_literal_size_beyond_number64_is_bad_not_toobig() -> None:
         reader = CommandReader()
         reader.feed(line + b"A2 NOOP\r\n")
         first = reader.next()
-        assert isinstance(first, ParseError) and "number64" in first.message, first
+        assert isinstance(first, ParseError), first
+        assert "number64" in first.message, first
         assert reader.next() == Noop("A2")  # a synchronizing literal was never sent: the session goes on
     reader = CommandReader()
     reader.feed(b"A1 APPEND INBOX {%d}\r\n" % N64)

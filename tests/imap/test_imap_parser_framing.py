@@ -157,7 +157,8 @@ def test_refuse_literal_right_after_append_start_or_continuation() -> None:
     reader = CommandReader()
     reader.feed(b"A1 APPEND Nope {100}\r\n")
     start = reader.next()
-    assert isinstance(start, AppendMessageStart) and start.synchronizing
+    assert isinstance(start, AppendMessageStart)
+    assert start.synchronizing
     reader.refuse_literal()  # the server answers NO [TRYCREATE] instead of "+"
     assert drain(reader, b"A2 NOOP\r\n") == [Noop("A2")]
     reader.feed(b"A3 LOGIN {3}\r\n")
@@ -181,7 +182,8 @@ def test_append_utf8_data_extension_needs_literal8() -> None:
     events = drain(CommandReader(), b"A1 APPEND INBOX UTF8 (~{2}\r\nhi)\r\n")
     assert events[-1] == Append("A1", INBOX, (AppendMessage((), None, 2, binary=True, utf8=True),))
     events = drain(CommandReader(), b"A1 APPEND INBOX UTF8 (~{2+}\r\nhi\r\nA2 NOOP\r\n")
-    assert isinstance(events[-2], ParseError) and events[-1] == Noop("A2")
+    assert isinstance(events[-2], ParseError)
+    assert events[-1] == Noop("A2")
 
 
 # ------------------------------------------------------------------------------------- errors and resync
@@ -232,7 +234,8 @@ def test_authenticate_continuation_lines() -> None:
     assert reader.next() == AuthenticateResponse(b"AGZyZWQAZmF0IG1hbg==")
     reader.expect_authenticate_response()
     response = reader.next()
-    assert isinstance(response, AuthenticateResponse) and response.cancelled
+    assert isinstance(response, AuthenticateResponse)
+    assert response.cancelled
     assert reader.next() == Noop("A2")
 
 

@@ -95,7 +95,8 @@ def test_a_search_with_too_many_keys_is_bad_and_many_equal_keys_are_cheap(imap: 
     raw.login()
     raw.command("s", "SELECT INBOX")
     reply = bounded(CALL_BOUND, raw.command, "a", "SEARCH " + " ".join(["1"] * 30_000))
-    assert reply[-1].startswith("a BAD") and "too many search keys" in reply[-1]
+    assert reply[-1].startswith("a BAD")
+    assert "too many search keys" in reply[-1]
     keys = " ".join(["1:*", "2:3", "NOT 3", "OR 2 1", "UID 1:*"] * 50)
     assert bounded(CALL_BOUND, raw.command, "b", "SEARCH " + keys)[0] == "* SEARCH 2"
     raw.close()

@@ -229,6 +229,8 @@ def test_uid_ranges_of_sequence_sets_select_exactly_the_messages_numbered(
 def test_many_sequence_set_keys_on_a_large_mailbox_are_cheap() -> None:
     """2,000 keys of "1:*" on 100,000 messages listed 200 million UIDs (25 s on the event loop)."""
     keys = [SearchSequence(SequenceSet.parse("1:*"))] * 2000  # more than a command may have: the translator
-    kwargs = {"uids_by_seq": range(1, 100_001), "saved": None, "recent": None, "charset": None}
-    c = bounded(CALL_BOUND, to_criteria, keys, **kwargs)
-    assert isinstance(c, And) and c.terms[0] == UidIn(((1, 100_000),))
+    c = bounded(
+        CALL_BOUND, to_criteria, keys, uids_by_seq=range(1, 100_001), saved=None, recent=None, charset=None
+    )
+    assert isinstance(c, And)
+    assert c.terms[0] == UidIn(((1, 100_000),))

@@ -28,7 +28,8 @@ def test_saved_result_is_used_by_fetch_store_copy_and_search(imap: ImapHarness) 
     assert raw.command("f", "SEARCH $ SEEN")[0] == "* SEARCH 2 4"
     assert raw.command("g", "SEARCH UID $")[0] == "* SEARCH 2 4"
     reply = raw.command("h", "COPY $ Archive")
-    assert reply[-1].startswith("h OK [COPYUID ") and " 2,4 1:2]" in reply[-1]
+    assert reply[-1].startswith("h OK [COPYUID ")
+    assert " 2,4 1:2]" in reply[-1]
     # SAVE with MIN keeps only the minimum (RFC 5182 2.4), and ESEARCH is sent for MIN
     assert raw.command("i", "UID SEARCH RETURN (SAVE MIN) ALL")[0] == '* ESEARCH (TAG "i") UID MIN 1'
     assert raw.command("j", "FETCH $ (UID)")[0] == "* 1 FETCH (UID 1)"

@@ -26,8 +26,10 @@ def test_parse_keeps_the_set_as_written() -> None:
 
 def test_saved_result_marker() -> None:
     s = SequenceSet.parse("$")
-    assert s is SequenceSet.SAVED and s.saved and str(s) == "$"
-    with pytest.raises(ValueError):
+    assert s is SequenceSet.SAVED
+    assert s.saved
+    assert str(s) == "$"
+    with pytest.raises(ValueError, match=r"'\$' must be replaced by the saved search result"):
         s.resolve(10)
 
 
@@ -35,7 +37,7 @@ def test_saved_result_marker() -> None:
     "text", ["", "0", "1,", ",1", "1::2", "1:0", "01", "a", "1 2", "$,1", "1:$", "4294967296", "12345678901"]
 )
 def test_invalid_sets(text: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="sequence set"):
         SequenceSet.parse(text)
 
 
@@ -67,8 +69,10 @@ def test_resolve(text: str, largest: int, intervals: list[tuple[int, int]]) -> N
 def test_contains_numbers_and_exceeds() -> None:
     s = SequenceSet.parse("2:4,10:*")
     assert list(s.numbers(6)) == [2, 3, 4, 6, 7, 8, 9, 10]  # 10:* is 6:10
-    assert s.contains(6, 6) and not s.contains(5, 6)
-    assert s.exceeds(6) and not SequenceSet.parse("1:*").exceeds(6)
+    assert s.contains(6, 6)
+    assert not s.contains(5, 6)
+    assert s.exceeds(6)
+    assert not SequenceSet.parse("1:*").exceeds(6)
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ import logging
 import re
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from postoffice.auth import Authenticator
 from postoffice.auth.authenticator import VerifiedCache
@@ -41,6 +41,9 @@ from postoffice.imap.protocol import ImapProtocol, Need
 from postoffice.imap.settings import ImapSettings
 from postoffice.message import parse_message
 from postoffice.store import MailStore, open_store
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 T = TypeVar("T")
 
@@ -309,8 +312,8 @@ class CoreIMAP4(imaplib.IMAP4):
         line, transcript.buf = transcript.buf[:end], transcript.buf[end:]
         return line
 
-    def send(self, data: bytes) -> None:
-        self._transcript.send(data)
+    def send(self, data: Buffer) -> None:
+        self._transcript.send(bytes(data))
 
     def shutdown(self) -> None:
         self._transcript.close()

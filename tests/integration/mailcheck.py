@@ -41,6 +41,7 @@ def body_after_trace(stored: bytes) -> bytes:
 def integrity_ok(data_root: Path) -> bool:
     conn = sqlite3.connect(f"file:{store_path(data_root)}?mode=ro", uri=True)
     try:
-        return conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        result: str = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        return result == "ok"
     finally:
         conn.close()

@@ -195,7 +195,8 @@ def test_clients_that_do_not_log_in_in_time_are_told_and_closed_but_port_25_and_
     clients = {name: Line(server.port(name)) for name in ("imap", "pop3", "pop2", "submission")}
     try:
         assert user.login(USER, PASSWORD)[0] == "OK"
-        assert mx.until(b"220") and mx.until(b"250 ", b"EHLO mx.remote.test\r\n")
+        assert mx.until(b"220")
+        assert mx.until(b"250 ", b"EHLO mx.remote.test\r\n")
         greetings = {"imap": b"* OK", "pop3": b"+OK", "pop2": b"+ POP2", "submission": b"220"}
         for name, client in clients.items():
             assert client.line().startswith(greetings[name])

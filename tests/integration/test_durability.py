@@ -214,7 +214,8 @@ def test_a_50_mb_message_is_retrieved_over_pop3s_with_bounded_memory(data_dir: D
         assert server.stop() == 0
     assert peak_growth_mib < 40, f"server memory grew by {peak_growth_mib:.1f} MiB to send a 50 MB message"
     ((_, stored),) = inbox_messages(data_dir.root, "demo@example.test")
-    assert received == len(stored) and digest.digest() == hashlib.sha256(stored).digest()
+    assert received == len(stored)
+    assert digest.digest() == hashlib.sha256(stored).digest()
     assert body_after_trace(stored) == expected
 
 
@@ -264,10 +265,9 @@ def send(port: int, raw: bytes, to: str = "demo@example.test") -> tuple[int, byt
     with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
         try:
             smtp.sendmail("s@remote.test", [to], raw)
-        except smtplib.SMTPSenderRefused as exc:
-            return exc.smtp_code, exc.smtp_error
-        except smtplib.SMTPDataError as exc:
-            return exc.smtp_code, exc.smtp_error
+        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+            text = exc.smtp_error  # bytes from smtplib; typeshed allows str
+            return exc.smtp_code, text if isinstance(text, bytes) else text.encode()
     return None
 
 
@@ -306,17 +306,22 @@ def test_mail_filling_the_disk_gets_452_while_select_expunge_and_pop3_quit_still
                     break
                 accepted.append(raw)
             assert refusal is not None, "the disk never filled up"
-            assert refusal[0] == 452 and refusal[1].startswith(b"4.3.1"), refusal
+            assert refusal[0] == 452, refusal
+            assert refusal[1].startswith(b"4.3.1"), refusal
             assert len(accepted) >= 10
             assert disk.free() >= MIB  # refused while the minimum free space was left
 
             imap = imap_login(data, server)
             typ, exists = imap.select("INBOX")
-            assert typ == "OK" and int(exists[0]) == len(accepted)
+            assert typ == "OK"
+            count = exists[0]
+            assert count is not None
+            assert int(count) == len(accepted)
             assert imap.response("RECENT")[1] == [str(len(accepted)).encode()]
             assert imap.store("1:3", "+FLAGS", "(\\Deleted)")[0] == "OK"
             typ, expunged = imap.expunge()
-            assert typ == "OK" and len(expunged) == 3
+            assert typ == "OK"
+            assert len(expunged) == 3
             imap.logout()
 
             assert pop3_delete(data, server, [1, 2]).startswith(b"+OK")
@@ -349,19 +354,22 @@ def test_a_disk_filled_by_another_program_keeps_deleting_working_on_the_reserve(
             with smtplib.SMTP("127.0.0.1", server.port(), timeout=60) as smtp:
                 smtp.ehlo()
                 code, text = smtp.mail("s@remote.test")
-                assert code == 452 and text.startswith(b"4.3.1"), (code, text)
+                assert code == 452, (code, text)
+                assert text.startswith(b"4.3.1"), (code, text)
                 assert smtp.noop()[0] == 250  # the session and the server go on
 
             imap = imap_login(data, server)
             typ, exists = imap.select("INBOX")
-            assert typ == "OK" and exists == [b"4"]
+            assert typ == "OK"
+            assert exists == [b"4"]
             assert imap.response("RECENT")[1] == [b"4"]  # the claim went through, on the reserve
             assert "bytes of the reserve" in server.log()  # released
             typ, answer = imap.append("INBOX", None, None, message("appended"))
             assert (typ, answer) == ("NO", [b"[OVERQUOTA] Not enough disk space"])
             assert imap.store("1:2", "+FLAGS", "(\\Deleted)")[0] == "OK"
             typ, expunged = imap.expunge()
-            assert typ == "OK" and len(expunged) == 2
+            assert typ == "OK"
+            assert len(expunged) == 2
             imap.logout()
 
             assert pop3_delete(data, server, [1]).startswith(b"+OK")
@@ -399,7 +407,8 @@ def test_select_opens_the_mailbox_when_not_one_byte_can_be_written(tmp_path: Pat
             filler = disk.fill()
             imap = imap_login(data, server)
             typ, exists = imap.select("INBOX")
-            assert typ == "OK" and exists == [b"2"]
+            assert typ == "OK"
+            assert exists == [b"2"]
             assert imap.response("RECENT")[1] == [b"0"]
             assert imap.noop()[0] == "OK"
             imap.logout()
@@ -454,7 +463,8 @@ def test_every_full_disk_event_leaves_deleting_working_and_freed_space_lets_mail
                 if refusal is not None:
                     break
                 kept.append(raw)
-            assert refusal is not None and refusal[0] == 452, refusal
+            assert refusal is not None, refusal
+            assert refusal[0] == 452, refusal
             assert len(kept) >= 10
 
             fillers = []
@@ -542,7 +552,11 @@ def test_an_expunge_stopped_by_the_disk_reports_what_it_removed_before_no(tmp_pa
                 del left_after[int(number) - 1]
             assert left_after == [4]
             typ, left = imap.fetch("1:*", "(FLAGS)")
-            assert typ == "OK" and len(left) == 1 and b"\\Deleted" in left[0]
+            assert typ == "OK"
+            assert len(left) == 1
+            flags = left[0]
+            assert isinstance(flags, bytes)
+            assert b"\\Deleted" in flags
             imap.logout()
         finally:
             assert server.stop() == 0, server.log()

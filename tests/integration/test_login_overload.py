@@ -88,7 +88,8 @@ def overloaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessSe
         patch.setattr(passwords, "verify_password", gate)
         try:
             asyncio.run_coroutine_threadsafe(server.start(), loop).result(60)
-            assert server.listeners is not None and "pop2" in server.listeners.bound
+            assert server.listeners is not None
+            assert "pop2" in server.listeners.bound
             yield InProcessServer(data, server, gate)
         finally:
             gate.released.set()

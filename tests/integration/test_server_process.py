@@ -64,7 +64,8 @@ def test_a_bad_config_never_starts_a_server(data_dir: DataDir) -> None:
         [POSTOFFICE, "--config", str(data_dir.config), "run"], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 2
-    assert "listeners." in proc.stdout + proc.stderr and ".tls" in proc.stdout + proc.stderr
+    assert "listeners." in proc.stdout + proc.stderr
+    assert ".tls" in proc.stdout + proc.stderr
 
 
 def test_a_port_in_use_stops_the_start_with_an_error(data_dir: DataDir) -> None:
@@ -95,10 +96,10 @@ def test_started_as_root_it_binds_then_runs_as_the_configured_user_requires_root
         )
     # a directory the unprivileged user can traverse (pytest's tmp_path is private to root)
     root = Path(tempfile.mkdtemp(prefix="postoffice-privdrop-"))
-    os.chmod(root, 0o755)
+    os.chmod(root, 0o755)  # noqa: S103 - traversable by `nobody`, which is the point
     try:
         data = make_data_dir(root / "data", users=("demo",))
-        os.chmod(data.root, 0o755)
+        os.chmod(data.root, 0o755)  # noqa: S103 - the same
         text = data.config.read_text().replace('user = ""', 'user = "nobody"', 1)
         data.config.write_text(text)
         proc = ServerProcess(data).start()

@@ -96,7 +96,8 @@ def test_a_helo_name_that_is_not_a_domain_cannot_forge_a_trace_hop(
     received = stored.split(b"\r\n\tby ", 1)[0].split(b"\r\n")[-1]
     hint = b"x??by?evil.example??via?[1.2.3.4]???Mon??1?Jan?2001"
     assert received == b"Received: from [127.0.0.1] ([127.0.0.1] helo=" + hint + b")"
-    assert stored.count(b"\tby ") == 1 and b"evil.example (" not in stored
+    assert stored.count(b"\tby ") == 1
+    assert b"evil.example (" not in stored
 
 
 def test_unknown_user_and_foreign_domain_are_refused_at_rcpt(server: ServerProcess) -> None:
@@ -104,9 +105,11 @@ def test_unknown_user_and_foreign_domain_are_refused_at_rcpt(server: ServerProce
         smtp.ehlo()
         smtp.mail("sender@remote.test")
         code, msg = smtp.rcpt("nobody@example.test")
-        assert code == 550 and msg.startswith(b"5.1.1")
+        assert code == 550
+        assert msg.startswith(b"5.1.1")
         code, msg = smtp.rcpt("victim@elsewhere.test")
-        assert code == 554 and msg.startswith(b"5.7.1")
+        assert code == 554
+        assert msg.startswith(b"5.7.1")
         assert b"Relay" in msg
         code, _ = smtp.rcpt("demo@example.test")
         assert code == 250
@@ -129,7 +132,8 @@ def test_aliases_catch_all_and_plus_addressing_store_one_copy_per_mailbox(
         assert refused == {}
     demo = inbox_messages(data_dir.root, "demo@example.test")
     other = inbox_messages(data_dir.root, "other@example.test")
-    assert len(demo) == 1 and len(other) == 1
+    assert len(demo) == 1
+    assert len(other) == 1
     assert body_after_trace(demo[0][1]) == raw
     # several recipients: the Received header does not name one
     assert b"\tfor <" not in demo[0][1]
@@ -144,7 +148,8 @@ def test_starttls_upgrade_is_recorded_in_the_received_header(
         smtp.ehlo()
         smtp.starttls(context=context)
         code, _ = smtp.ehlo()
-        assert code == 250 and not smtp.has_extn("starttls")
+        assert code == 250
+        assert not smtp.has_extn("starttls")
         smtp.sendmail("sender@remote.test", ["demo@example.test"], raw)
     ((_, stored),) = inbox_messages(data_dir.root, "demo@example.test")
     assert b"with ESMTPS" in stored
@@ -293,7 +298,8 @@ def test_a_connection_over_the_per_address_cap_closes_that_address_oldest_idle_o
         extra = Raw(proc.port())
         assert extra.reply()[0] == 220
         code, lines = keep[0].reply()
-        assert code == 421 and lines[0].startswith("421 4.7.0 "), lines
+        assert code == 421, lines
+        assert lines[0].startswith("421 4.7.0 "), lines
         assert keep[1].command("NOOP")[0] == 250
         assert extra.command("NOOP")[0] == 250
         extra.close()
@@ -391,7 +397,8 @@ def test_a_silent_client_is_told_421_at_the_timeout_and_nothing_half_received_is
         idle.reply()
         idle.command("EHLO slow.test")
         code, lines = idle.reply()  # nothing sent: the server speaks first when its timer runs out
-        assert code == 421 and lines[0].startswith("421 4.4.2"), lines
+        assert code == 421, lines
+        assert lines[0].startswith("421 4.4.2"), lines
         assert idle.sock.recv(10) == b""
         idle.close()
 
@@ -424,7 +431,8 @@ def test_helo_clients_and_malformed_mime_are_accepted_and_stored_byte_exact(
     c = Raw(server.port())
     c.reply()
     code, lines = c.command("HELO old-client.test")
-    assert code == 250 and len(lines) == 1
+    assert code == 250
+    assert len(lines) == 1
     assert c.command("MAIL FROM:<old@remote.test>")[0] == 250
     assert c.command("RCPT TO:<demo@example.test>")[0] == 250
     assert c.command("DATA")[0] == 354
@@ -453,7 +461,8 @@ def test_a_message_over_the_size_limit_gets_552_and_the_session_goes_on(data_dir
             smtp.mail("s@remote.test")
             smtp.rcpt("demo@example.test")
             code, msg = smtp.data(raw_message(body="y" * 20000))
-            assert code == 552 and msg.startswith(b"5.3.4")
+            assert code == 552
+            assert msg.startswith(b"5.3.4")
             smtp.sendmail("s@remote.test", ["demo@example.test"], raw_message("small"))
     finally:
         assert proc.stop() == 0

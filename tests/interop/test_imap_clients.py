@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from imapclient import IMAPClient
@@ -32,6 +33,7 @@ pytestmark = pytest.mark.interop
 DEMO = "demo@example.test"
 DEMO_PW = "demo-secret-pw"
 CLIENT_TIMEOUT = 120
+T = TypeVar("T")
 
 
 def need(tool: str) -> str:
@@ -150,16 +152,9 @@ def write_maildir_message(folder: Path, name: str, flags: str, text: str) -> Non
     (folder / "cur" / f"{name}:2,{flags}").write_bytes(text.encode())
 
 
-def run_client(args: list[str], home: Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def run_client(args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, HOME=str(home))
-    return subprocess.run(
-        args,
-        capture_output=True,
-        text=True,
-        timeout=CLIENT_TIMEOUT,
-        env=env,
-        **kwargs,  # type: ignore[call-overload]
-    )
+    return subprocess.run(args, capture_output=True, text=True, timeout=CLIENT_TIMEOUT, env=env)
 
 
 @pytest.fixture
@@ -173,7 +168,7 @@ def admin(server: ServerProcess, data_dir: DataDir) -> Iterator[imaplib.IMAP4_SS
         conn.logout()
 
 
-def ok(result: tuple[str, list[object]]) -> list[object]:
+def ok(result: tuple[str, list[T]]) -> list[T]:
     status, data = result
     assert status == "OK", data
     return data
@@ -273,7 +268,8 @@ def test_mbsync_two_way_sync_of_folders_flags_and_deletions(
     for subject, message in inbox.items():
         assert without_tuid(as_crlf(message.data)) == stored[subject].data
     assert set(maildir_messages(local / "Work")) == {"work keep", "work drop"}
-    assert (local / "Trash").is_dir() and (local / "Sent").is_dir()
+    assert (local / "Trash").is_dir()
+    assert (local / "Sent").is_dir()
 
     # Near-side changes: a new folder with a flagged message, flags on one message, another deleted.
     write_maildir_message(
@@ -300,7 +296,8 @@ def test_mbsync_two_way_sync_of_folders_flags_and_deletions(
     assert inbox_now["sync one"].flags == {"\\Seen", "\\Flagged"}
     assert "\\Seen" in inbox_now["sync zero"].flags
     [note] = state["Projects"]
-    assert note.subject == "local note" and note.flags == {"\\Flagged"}
+    assert note.subject == "local note"
+    assert note.flags == {"\\Flagged"}
     assert without_tuid(note.data) == b"From: me@example.test\r\nSubject: local note\r\n\r\nlocal body\r\n"
     assert [m.subject for m in state["Work"]] == ["work keep"]
 
@@ -309,7 +306,8 @@ def test_mbsync_two_way_sync_of_folders_flags_and_deletions(
     assert "S" in local_inbox["sync zero"].flags
     assert set(maildir_messages(local / "Work")) == {"work keep"}
     [report] = maildir_messages(local / "Work" / "Reports").values()
-    assert report.subject == "report" and report.flags == "R"
+    assert report.subject == "report"
+    assert report.flags == "R"
 
     # A third run has nothing left to do and changes nothing.
     mbsync(server, data_dir, home)
@@ -431,7 +429,8 @@ def offlineimap(server: ServerProcess, data: DataDir, home: Path) -> None:
     )
     proc = run_client([binary, "-c", str(rc), "-o", "-u", "basic"], home)
     output = proc.stdout + proc.stderr
-    assert proc.returncode == 0 and "ERROR" not in output, output
+    assert proc.returncode == 0, output
+    assert "ERROR" not in output, output
 
 
 def test_offlineimap_syncs_to_a_maildir_and_back(
@@ -450,7 +449,8 @@ def test_offlineimap_syncs_to_a_maildir_and_back(
     for subject, message in inbox.items():
         assert as_crlf(message.data) == stored[subject].data
     [post] = maildir_messages(local / "Lists").values()
-    assert post.subject == "list post" and "F" in post.flags
+    assert post.subject == "list post"
+    assert "F" in post.flags
 
     # Back to the server: a flag change, a deletion and a new message in the local Maildir.
     set_maildir_flags(inbox["oi one"], "RS")
@@ -496,10 +496,12 @@ def test_imapclient_fetch_store_copy_move_expunge(server: ServerProcess, data_di
     assert [m.subject for m in state["INBOX"]] == ["ic one", "ic three"]
     assert state["INBOX"][0].flags == {"\\Flagged", "$Important"}
     [archived] = state["Archive"]
-    assert archived.subject == "ic one" and archived.flags == {"\\Flagged", "$Important"}
+    assert archived.subject == "ic one"
+    assert archived.flags == {"\\Flagged", "$Important"}
     assert archived.data == stored[1][1]
     [trashed] = state["Trash"]
-    assert trashed.subject == "ic two" and trashed.flags == {"\\Answered"}
+    assert trashed.subject == "ic two"
+    assert trashed.flags == {"\\Answered"}
 
 
 def test_imapclient_idle_reports_a_delivery_within_a_second(server: ServerProcess, data_dir: DataDir) -> None:
@@ -532,7 +534,8 @@ def test_imaplib_over_starttls(server: ServerProcess, data_dir: DataDir) -> None
         ok(conn.login(DEMO, DEMO_PW))
         assert ok(conn.select("INBOX")) == [b"3"]
         data = ok(conn.uid("FETCH", str(stored[0][0]), "(BODY[])"))
-        assert isinstance(data[0], tuple) and data[0][1] == stored[0][1]
+        assert isinstance(data[0], tuple)
+        assert data[0][1] == stored[0][1]
         ok(conn.uid("STORE", str(stored[1][0]), "+FLAGS.SILENT", "(\\Draft)"))
         ok(conn.copy("2:3", "Drafts"))
         ok(conn.uid("MOVE", str(stored[2][0]), "Junk"))
@@ -545,9 +548,9 @@ def test_imaplib_over_starttls(server: ServerProcess, data_dir: DataDir) -> None
             conn.shutdown()
     state = store_state(data_dir)
     inbox = state["INBOX"]
-    assert [(m.subject, m.flags) for m in inbox] == [("lib zero", {"\\Seen"})]
+    assert [(m.subject, m.flags) for m in inbox] == [("lib zero", frozenset({"\\Seen"}))]
     assert [(m.subject, m.flags) for m in state["Drafts"]] == [
-        ("lib one", {"\\Draft"}),
+        ("lib one", frozenset({"\\Draft"})),
         ("lib two", frozenset()),
     ]
     assert [m.subject for m in state["Junk"]] == ["lib two"]

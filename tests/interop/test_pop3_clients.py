@@ -179,7 +179,8 @@ def test_getmail_without_tls_is_refused_by_default_and_works_when_allowed(
         delete=True,
         check=False,
     )
-    assert got == [] and "Plaintext authentication disallowed" in output
+    assert got == []
+    assert "Plaintext authentication disallowed" in output
     assert len(inbox_messages(data_dir.root, DEMO)) == 2
 
     plain = make_data_dir(tmp_path / "plain")
@@ -246,5 +247,7 @@ def test_curl_sends_no_password_before_stls(server: ServerProcess, data_dir: Dat
     deliver_two(server, data_dir)
     got = curl("-v", f"pop3://127.0.0.1:{server.port('pop3')}/1")
     assert got.returncode != 0
-    assert b"> USER" not in got.stderr and b"> AUTH" not in got.stderr and b"> PASS" not in got.stderr
+    assert b"> USER" not in got.stderr
+    assert b"> AUTH" not in got.stderr
+    assert b"> PASS" not in got.stderr
     assert len(inbox_messages(data_dir.root, DEMO)) == 2

@@ -50,7 +50,7 @@ def closed_port() -> int:
     for _ in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
             udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
+            port: int = udp.getsockname()[1]
             try:
                 tcp.bind(("127.0.0.1", port))
             except OSError:

@@ -38,10 +38,12 @@ def walk(part: BodyPart) -> Iterator[BodyPart]:
 def _check_address_list(value: object) -> None:
     if value is None:
         return
-    assert isinstance(value, list) and value
+    assert isinstance(value, list)
+    assert value
     depth = 0
     for address in value:
-        assert isinstance(address, list) and len(address) == 4
+        assert isinstance(address, list)
+        assert len(address) == 4
         assert all(v is None or isinstance(v, str) for v in address)
         if address[3] is None:  # group syntax marker (RFC 3501 7.4.2)
             if address[2] is None:
@@ -55,7 +57,8 @@ def _check_address_list(value: object) -> None:
 
 
 def check_envelope(envelope: object) -> None:
-    assert isinstance(envelope, list) and len(envelope) == 10
+    assert isinstance(envelope, list)
+    assert len(envelope) == 10
     for index in (0, 1, 8, 9):
         assert envelope[index] is None or isinstance(envelope[index], str)
     for index in range(2, 8):
@@ -65,20 +68,24 @@ def check_envelope(envelope: object) -> None:
 def _check_part(raw: bytes, part: BodyPart, low: int, high: int) -> None:
     assert low <= part.header_start <= part.body_start <= part.body_end <= high, (part, low, high)
     assert part.lines == count_lines(raw[part.body_start : part.body_end])
-    assert part.type == part.type.lower() and part.subtype == part.subtype.lower()
-    assert part.type and part.subtype
+    assert part.type == part.type.lower()
+    assert part.subtype == part.subtype.lower()
+    assert part.type
+    assert part.subtype
     assert part.encoding == part.encoding.upper()
     if part.type == "multipart":
         assert part.parts, "a multipart has at least one part"
     else:
         assert not part.parts
     if part.type == "message" and part.subtype in ("rfc822", "global"):
-        assert part.embedded is not None and part.envelope is not None
+        assert part.embedded is not None
+        assert part.envelope is not None
         assert part.embedded.header_start == part.body_start
         assert part.embedded.body_end == part.body_end
         check_envelope(part.envelope)
     else:
-        assert part.embedded is None and part.envelope is None
+        assert part.embedded is None
+        assert part.envelope is None
     previous_end = part.body_start
     for child in part.parts:
         _check_part(raw, child, previous_end, part.body_end)

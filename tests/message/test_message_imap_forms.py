@@ -16,7 +16,8 @@ from tests.message.test_message_fuzz import NOISE, message
 
 def test_imap_uses_the_forms_and_strings_defined_with_the_message() -> None:
     """One implementation: what the store keeps and what IMAP sends cannot drift apart."""
-    assert fetch.envelope is forms.envelope and fetch.bodystructure is forms.bodystructure
+    assert fetch.envelope is forms.envelope
+    assert fetch.bodystructure is forms.bodystructure
     assert (wire.string, wire.nstring, wire.literal, wire.fmt_list) == (
         forms.string,
         forms.nstring,

@@ -315,7 +315,8 @@ def test_message_rfc822_inside_multipart_inside_message_rfc822() -> None:
     ]
     assert parsed.envelope[1] == "outer"
     root = parsed.body
-    assert root.envelope is not None and root.embedded is not None
+    assert root.envelope is not None
+    assert root.embedded is not None
     assert root.envelope[1] == "middle"
     assert root.envelope[2] == [[None, None, "middle", "example.com"]]
     assert root.body_start == raw.index(b"From: middle") == root.embedded.header_start
@@ -324,7 +325,8 @@ def test_message_rfc822_inside_multipart_inside_message_rfc822() -> None:
     middle = root.embedded
     text, inner = middle.parts
     assert body_of(raw, text) == b"middle text"
-    assert inner.envelope is not None and inner.embedded is not None
+    assert inner.envelope is not None
+    assert inner.embedded is not None
     assert inner.envelope[1] == "=?utf-8?q?inner_=C3=A9?="
     assert inner.envelope[9] == "<inner@example.com>"
     assert body_of(raw, inner) == (
@@ -400,7 +402,8 @@ def test_digest_parts_default_to_message_rfc822() -> None:
     assert types(parsed) == ["multipart/digest", "message/rfc822", "text/plain", "text/plain"]
     digest_message = parsed.body.parts[0]
     assert digest_message.params == []
-    assert digest_message.envelope is not None and digest_message.envelope[1] == "one"
+    assert digest_message.envelope is not None
+    assert digest_message.envelope[1] == "one"
     assert digest_message.embedded is not None
     assert body_of(raw, digest_message.embedded) == b"first"
 

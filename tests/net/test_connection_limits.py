@@ -35,12 +35,12 @@ WAIT = 10.0  # the longest any step may take; the deadlines under test are far s
 # -- a line server on a real ListenerGroup -------------------------------------------------------------------
 
 
-async def line_session(conn: Connection, timeout: float) -> None:
+async def line_session(conn: Connection, command_timeout: float) -> None:
     """Answers every line "ok <line>"; "login" logs in, "flood" writes 32 MiB. Says why it stopped."""
     buffer = b""
     try:
         while True:
-            data = await conn.read(timeout)
+            data = await conn.read(command_timeout)
             if not data:
                 return
             buffer += data
@@ -60,7 +60,7 @@ async def line_session(conn: Connection, timeout: float) -> None:
 
 @contextlib.asynccontextmanager
 async def line_server(
-    timeout: float,
+    command_timeout: float,
     *,
     login_timeout: float | None = None,
     min_data_rate: float = 500.0,
@@ -73,7 +73,7 @@ async def line_server(
 
     async def handle(conn: Connection) -> None:
         try:
-            await line_session(conn, timeout)
+            await line_session(conn, command_timeout)
         except BaseException as exc:
             if ended is not None:
                 ended.append(exc)

@@ -69,20 +69,20 @@ async def served(
     tls_pair: tuple[Path, Path],
     protocol: str,
     *,
-    timeout: float = 60.0,
+    command_timeout: float = 60.0,
     login_timeout: float | None = None,
     per_client: int = 50,
 ) -> AsyncIterator[tuple[ListenerGroup, int]]:
     """One listener of `protocol` (SMTP in submission mode: it has a login) with STARTTLS where the protocol
-    has it; `timeout` is the command deadline (SMTP command_timeout, [pop3] autologout)."""
+    has it; `command_timeout` is the command deadline (SMTP command_timeout, [pop3] autologout)."""
     store = open_store(tmp_path / "mail.sqlite3")
     authenticator = Authenticator(store, AuthConfig(allow_plaintext_auth=False, failure_delay=0))
     tls = TlsContexts(*tls_pair)
     group = ListenerGroup(lambda: tls.server_context)
     locks = MaildropLocks()
-    pop_config = Pop3Config(autologout=timeout)
+    pop_config = Pop3Config(autologout=command_timeout)
     smtp_settings = SmtpServerSettings(
-        hostname="localhost", spool_dir=tmp_path, mode="submission", command_timeout=timeout
+        hostname="localhost", spool_dir=tmp_path, mode="submission", command_timeout=command_timeout
     )
 
     async def handle(conn: Connection) -> None:
@@ -154,7 +154,7 @@ def test_a_silent_client_gets_the_protocols_timeout_goodbye(
     tmp_path: Path, tls_pair: tuple[Path, Path], protocol: str
 ) -> None:
     async def scenario() -> None:
-        async with served(tmp_path, tls_pair, protocol, timeout=0.3) as (_, port):
+        async with served(tmp_path, tls_pair, protocol, command_timeout=0.3) as (_, port):
             reader, writer = await connect(port, protocol)
             assert await rest(reader) == GOODBYES["timeout"][protocol]
             writer.close()

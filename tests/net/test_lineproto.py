@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from hypothesis import example, given, settings
@@ -183,9 +184,11 @@ def test_after_the_end_nothing_more_is_parsed_or_kept() -> None:
     proto = Lines()
     proto.receive_data(b"QUIT\r\nafter\r\n")
     assert drain(proto) == [Quit()]
-    assert proto.closed and proto.buffered_bytes == 0
+    assert proto.closed
+    assert proto.buffered_bytes == 0
     proto.receive_data(b"more\r\n")
-    assert drain(proto) == [] and proto.buffered_bytes == 0
+    assert drain(proto) == []
+    assert proto.buffered_bytes == 0
 
 
 # -- STARTTLS: the plaintext drop (CVE-2011-0411) ------------------------------------------------------------
@@ -197,7 +200,8 @@ def test_octets_after_the_upgrade_command_are_never_parsed_before_or_after_the_h
     assert drain(proto) == [Upgrade()]
     assert proto.data_to_send() == b"+go ahead\r\n"
     proto.receive_data(b"also injected\r\n")  # fed before tls_started(): still plaintext
-    assert drain(proto) == [] and proto.buffered_bytes == 0
+    assert drain(proto) == []
+    assert proto.buffered_bytes == 0
     proto.tls_started()
     assert proto.tls_active
     proto.receive_data(b"over tls\r\n")
@@ -220,7 +224,7 @@ def test_tls_started_without_an_upgrade_is_glue_misuse() -> None:
 
 
 # (real core, upgrade command, a command that would answer if it ran, the answer of the first TLS command)
-UPGRADES: list[tuple[str, Callable[[], LineProtocol[object]], bytes, bytes]] = [
+UPGRADES: list[tuple[str, Callable[[], LineProtocol[Any]], bytes, bytes]] = [
     (
         "smtp",
         lambda: smtp.SmtpServerProtocol(smtp.SmtpSettings("mx.example.test")),
@@ -238,7 +242,7 @@ UPGRADES: list[tuple[str, Callable[[], LineProtocol[object]], bytes, bytes]] = [
 
 @pytest.mark.parametrize(("name", "make", "upgrade", "go_ahead"), UPGRADES, ids=[u[0] for u in UPGRADES])
 def test_every_core_drops_commands_pipelined_behind_its_upgrade(
-    name: str, make: Callable[[], LineProtocol[object]], upgrade: bytes, go_ahead: bytes
+    name: str, make: Callable[[], LineProtocol[Any]], upgrade: bytes, go_ahead: bytes
 ) -> None:
     proto = make()
     proto.data_to_send()  # no greeting asked for; nothing queued
@@ -247,9 +251,11 @@ def test_every_core_drops_commands_pipelined_behind_its_upgrade(
     assert isinstance(events[-1], TlsUpgrade)
     assert proto.data_to_send().endswith(go_ahead)
     proto.receive_data(b"QUIT\r\n")  # still before the handshake
-    assert drain(proto) == [] and not proto.closed
+    assert drain(proto) == []
+    assert not proto.closed
     proto.tls_started()
-    assert proto.tls_active and not proto.closed  # neither QUIT ran
+    assert proto.tls_active
+    assert not proto.closed
     proto.receive_data(b"QUIT\r\n")
     drain(proto)
     assert proto.closed
@@ -371,7 +377,7 @@ def answer_pop2(proto: pop2.Pop2ServerProtocol, event: object) -> None:
         proto.deleted()
 
 
-CORES: dict[str, tuple[Callable[[], LineProtocol[object]], Callable[..., None], list[bytes]]] = {
+CORES: dict[str, tuple[Callable[[], LineProtocol[Any]], Callable[..., None], list[bytes]]] = {
     "smtp": (
         lambda: smtp.SmtpServerProtocol(smtp.SmtpSettings("mx.example.test", auth_mechanisms=("PLAIN",))),
         answer_smtp,

@@ -55,14 +55,18 @@ def test_certificate_for_localhost_has_no_duplicate_names(tmp_path: Path) -> Non
 def test_certificate_is_a_server_certificate_and_not_a_ca(pair: tuple[Path, Path]) -> None:
     cert = load(pair[0])
     constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints)
-    assert constraints.critical and constraints.value.ca is False
+    assert constraints.critical
+    assert constraints.value.ca is False
     usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    assert usage.digital_signature and usage.key_encipherment and not usage.key_cert_sign
+    assert usage.digital_signature
+    assert usage.key_encipherment
+    assert not usage.key_cert_sign
     assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
         ExtendedKeyUsageOID.SERVER_AUTH
     ]
     public_key = cert.public_key()
-    assert isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size == 2048
+    assert isinstance(public_key, rsa.RSAPublicKey)
+    assert public_key.key_size == 2048
     assert cert.issuer == cert.subject
 
 
@@ -142,7 +146,8 @@ def test_the_received_comment_has_the_usual_form(pair: tuple[Path, Path]) -> Non
     assert re.fullmatch(r"\(using TLSv1\.[23] with cipher [A-Z0-9_-]+ \((\d+)/(\d+) bits\)\)", server_side), (
         server_side
     )
-    assert received_tls_comment(None) == "" and received_tls_comment(FakeTls(None, None)) == ""
+    assert received_tls_comment(None) == ""
+    assert received_tls_comment(FakeTls(None, None)) == ""
     fake = FakeTls("TLSv1.2", ("ECDHE-RSA-AES128-GCM-SHA256", "TLSv1.2", 128))
     assert (
         received_tls_comment(fake) == "(using TLSv1.2 with cipher ECDHE-RSA-AES128-GCM-SHA256 (128/128 bits))"
@@ -238,7 +243,8 @@ def test_reload_keeps_the_old_context_when_the_new_files_are_bad(
     old_context = contexts.server_context
     key.write_text("-----BEGIN PRIVATE KEY-----\nhalf written\n")
     error = contexts.reload()
-    assert error and "key" in error
+    assert error
+    assert "key" in error
     assert contexts.server_context is old_context
     assert contexts.generation == 1
     handshake(contexts.server_context, cert)  # still serving with the old certificate

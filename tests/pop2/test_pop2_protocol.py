@@ -83,8 +83,10 @@ class Session:
         return out + self.proto.data_to_send().decode()
 
 
-def logged_in(**kwargs: object) -> Session:
-    session = Session(**kwargs)  # type: ignore[arg-type]
+def logged_in(
+    decide: Callable[[Event], Answer] = lambda event: None, folders: dict[str, list[int]] | None = None
+) -> Session:
+    session = Session(decide=decide, folders=dict(FOLDERS) if folders is None else folders)
     assert session.line("HELO demo@example.test secret").startswith(f"#{len(session.folders['INBOX'])} ")
     return session
 
@@ -145,7 +147,8 @@ def test_helo_password_is_the_rest_of_the_line() -> None:
 def test_helo_without_password_is_a_syntax_error(line: str) -> None:
     session = Session()
     assert session.line(line) == "- syntax: HELO user password\r\n"
-    assert session.proto.state is State.AUTH and not session.events
+    assert session.proto.state is State.AUTH
+    assert not session.events
 
 
 def test_login_repr_hides_the_password() -> None:
@@ -162,7 +165,8 @@ def test_commands_before_helo_are_refused(command: str) -> None:
 def test_quit_before_helo() -> None:
     session = Session()
     assert session.line("QUIT") == f"+ POP2 {HOST} signing off\r\n"
-    assert session.proto.closed and isinstance(session.events[-1], Quit)
+    assert session.proto.closed
+    assert isinstance(session.events[-1], Quit)
 
 
 def test_helo_twice_is_refused() -> None:
@@ -182,7 +186,8 @@ def test_helo_reports_one_message_in_the_singular() -> None:
 def test_read_with_number_selects_that_message() -> None:
     session = logged_in()
     assert session.line("READ 2") == "=234 octets in message 2\r\n"
-    assert session.proto.current == 2 and session.proto.state is State.ITEM
+    assert session.proto.current == 2
+    assert session.proto.state is State.ITEM
     assert session.line("READ") == "=234 octets in message 2\r\n"  # no number: the current one
 
 
@@ -211,7 +216,8 @@ def test_fold_selects_another_folder_and_restarts_numbering() -> None:
     session.line("READ 2")
     assert session.line("FOLD Archive") == "#3 messages in Archive\r\n"
     assert session.events[-1] == SelectFolder("Archive")
-    assert session.proto.state is State.MBOX and session.proto.current == 1
+    assert session.proto.state is State.MBOX
+    assert session.proto.current == 1
     assert session.line("READ") == "=100 octets in message 1\r\n"
     assert session.line("READ 3") == "=300 octets in message 3\r\n"
 
@@ -226,7 +232,8 @@ def test_fold_store_failure_keeps_the_previous_folder() -> None:
     session = logged_in(decide=lambda e: "folder unavailable" if isinstance(e, SelectFolder) else None)
     session.line("READ 2")
     assert session.line("FOLD Archive") == "- folder unavailable\r\n"
-    assert session.proto.folder == "INBOX" and session.proto.state is State.ITEM
+    assert session.proto.folder == "INBOX"
+    assert session.proto.state is State.ITEM
     assert session.line("READ") == "=234 octets in message 2\r\n"
 
 
@@ -242,9 +249,10 @@ def test_acks_keeps_the_message_and_moves_on() -> None:
     session = logged_in()
     session.line("READ")
     session.line("RETR")
-    assert session.proto.state is State.NEXT
+    before = session.proto.state
     assert session.line("ACKS") == "=234 octets in message 2\r\n"
-    assert session.proto.state is State.ITEM and not session.proto.deleted_numbers
+    assert (before, session.proto.state) == (State.NEXT, State.ITEM)
+    assert not session.proto.deleted_numbers
     assert session.events[-1] == Kept(1)
     assert not any(isinstance(e, Delete) for e in session.events)
 
@@ -254,7 +262,8 @@ def test_nack_keeps_the_same_message() -> None:
     session.line("READ")
     session.line("RETR")
     assert session.line("NACK") == "=537 octets in message 1\r\n"
-    assert session.proto.current == 1 and session.proto.state is State.ITEM
+    assert session.proto.current == 1
+    assert session.proto.state is State.ITEM
     assert session.line("RETR") == "<message 1: 537 octets>\r\n"
 
 
@@ -283,7 +292,8 @@ def test_ackd_failure_keeps_the_message_and_stays_in_next() -> None:
     session.line("READ")
     session.line("RETR")
     assert session.line("ACKD") == "- could not delete\r\n"
-    assert session.proto.state is State.NEXT and not session.proto.deleted_numbers
+    assert session.proto.state is State.NEXT
+    assert not session.proto.deleted_numbers
     assert session.line("NACK") == "=537 octets in message 1\r\n"
 
 
@@ -309,7 +319,8 @@ def test_quit_in_next_keeps_the_unacknowledged_message() -> None:
     session.line("READ")
     session.line("RETR")
     assert session.line("QUIT").startswith("+ ")
-    assert session.proto.closed and not session.proto.deleted_numbers
+    assert session.proto.closed
+    assert not session.proto.deleted_numbers
 
 
 @pytest.mark.parametrize("command", ["RETR 1", "ACKS x", "ACKD 1", "NACK 2"])
@@ -387,7 +398,8 @@ def test_peer_close_is_an_event() -> None:
     session = logged_in()
     session.send(b"READ")  # an unfinished line is dropped
     session.send(b"")
-    assert isinstance(session.events[-1], ConnectionClosed) and session.proto.closed
+    assert isinstance(session.events[-1], ConnectionClosed)
+    assert session.proto.closed
 
 
 def test_close_from_the_glue() -> None:
@@ -403,9 +415,9 @@ def test_glue_misuse_raises() -> None:
         proto.accept_login([1])
     with pytest.raises(Pop2UsageError):
         proto.reject("no")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="hostname must be non-empty printable ASCII"):
         Pop2Settings("bad host")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_line must be at least 512"):
         Pop2Settings(HOST, max_line=100)
 
 
@@ -413,7 +425,7 @@ def test_zero_sizes_are_refused_from_the_glue() -> None:
     proto = Pop2ServerProtocol(Pop2Settings(HOST))
     proto.receive_data(b"HELO a b\r\n")
     assert isinstance(proto.next_event(), Login)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="message sizes must be positive"):
         proto.accept_login([0])
 
 

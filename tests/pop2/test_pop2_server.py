@@ -34,7 +34,8 @@ DEMO = "demo@example.test"
 
 def enable_pop2(data_dir: DataDir) -> None:
     head, marker, tail = data_dir.config.read_text().partition("\n[listeners.pop2]\n")
-    assert marker and "enabled = false" in tail.split("\n[", 1)[0], tail
+    assert marker, tail
+    assert "enabled = false" in tail.split("\n[", 1)[0], tail
     data_dir.config.write_text(head + marker + tail.replace("enabled = false", "enabled = true", 1))
 
 
@@ -162,7 +163,8 @@ def test_helo_read_retr_are_byte_exact_and_acks_nack_keep_messages(
     assert reply == f"={len(stored[0])} octets in message 1"
     client.send(b"RETR\r\n")
     data = client.read_exact(size_of(reply))
-    assert data == stored[0] and body_after_trace(data) == first  # no dot-stuffing, no terminator
+    assert data == stored[0]
+    assert body_after_trace(data) == first
 
     reply = client.command("ACKS")
     assert reply == f"={len(stored[1])} octets in message 2"
@@ -203,7 +205,8 @@ def test_ackd_deletes_durably_before_the_reply(pop2_server: ServerProcess, data_
     code = pop2_server.stop()
     assert code == 0, pop2_server.log()
     assert [uid for uid, _ in inbox_messages(data_dir.root, DEMO)] == [uid2]
-    assert uid1 != uid2 and integrity_ok(data_dir.root)
+    assert uid1 != uid2
+    assert integrity_ok(data_dir.root)
 
 
 def test_dropped_connection_removes_nothing_and_releases_the_maildrop(
@@ -472,11 +475,13 @@ def test_message_that_cannot_be_streamed_closes_without_a_reply(tmp_path: Path) 
             size = int((await _command(reader, writer, "READ"))[1:].split()[0])
             writer.write(b"RETR\r\n")
             data = await asyncio.wait_for(reader.read(), 10)
-            assert data == b"Return-Path: <" and len(data) < size
+            assert data == b"Return-Path: <"
+            assert len(data) < size
             writer.close()
             assert rig.store is not None
             inbox = await rig.store.get_mailbox(1, "INBOX")
-            assert inbox is not None and inbox.messages == 1  # nothing deleted
+            assert inbox is not None
+            assert inbox.messages == 1
         finally:
             await rig.stop()
 

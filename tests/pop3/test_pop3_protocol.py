@@ -99,7 +99,8 @@ def new_session(
     plaintext: bool = False,
     starttls: bool = True,
     max_errors: int = 20,
-    **kw: object,
+    login: Callable[[Login], tuple[str | None, str] | None] = lambda event: None,
+    update_fails: bool = False,
 ) -> Session:
     proto = Pop3ServerProtocol(
         Pop3Settings(
@@ -108,13 +109,13 @@ def new_session(
         tls_active=tls,
     )
     proto.greeting()
-    session = Session(proto, **kw)  # type: ignore[arg-type]
+    session = Session(proto, login=login, update_fails=update_fails)
     assert proto.data_to_send() == b"+OK Postoffice POP3 server ready\r\n"
     return session
 
 
-def logged_in(**kw: object) -> Session:
-    session = new_session(tls=True, **kw)
+def logged_in(*, update_fails: bool = False) -> Session:
+    session = new_session(tls=True, update_fails=update_fails)
     assert session.send(b"USER demo@example.test\r\nPASS secret\r\n").startswith(
         "+OK Send PASS\r\n+OK Logged in"
     )
@@ -179,13 +180,17 @@ def test_plaintext_auth_is_refused_without_tls() -> None:
     assert session.send(b"AUTH PLAIN\r\n") == refused
     assert session.send(b"AUTH\r\n") == refused
     capa = session.send(b"CAPA\r\n")
-    assert "STLS\r\n" in capa and "USER" not in capa and "SASL" not in capa
+    assert "STLS\r\n" in capa
+    assert "USER" not in capa
+    assert "SASL" not in capa
 
 
 def test_plaintext_auth_allowed_by_configuration() -> None:
     session = new_session(plaintext=True)
     capa = session.send(b"CAPA\r\n")
-    assert "USER\r\n" in capa and "SASL PLAIN LOGIN\r\n" in capa and "STLS\r\n" in capa
+    assert "USER\r\n" in capa
+    assert "SASL PLAIN LOGIN\r\n" in capa
+    assert "STLS\r\n" in capa
     assert session.send(b"USER demo\r\n") == "+OK Send PASS\r\n"
 
 
@@ -199,8 +204,11 @@ def test_capa_lists_the_capabilities_and_ends_with_a_dot() -> None:
 
 def test_capa_after_login_has_no_authorization_capabilities() -> None:
     capa = logged_in().send(b"CAPA\r\n")
-    assert "TOP\r\n" in capa and "UIDL\r\n" in capa
-    assert "USER" not in capa and "SASL" not in capa and "STLS" not in capa
+    assert "TOP\r\n" in capa
+    assert "UIDL\r\n" in capa
+    assert "USER" not in capa
+    assert "SASL" not in capa
+    assert "STLS" not in capa
 
 
 def test_apop_is_not_offered() -> None:
@@ -217,7 +225,9 @@ def test_auth_plain_with_initial_response() -> None:
     reply = session.send(f"AUTH PLAIN {plain('demo@example.test', 'pw')}\r\n".encode())
     assert reply.startswith("+OK Logged in")
     login = session.events[0]
-    assert isinstance(login, Login) and login.mechanism == "PLAIN" and login.credentials is not None
+    assert isinstance(login, Login)
+    assert login.mechanism == "PLAIN"
+    assert login.credentials is not None
     assert (login.username, login.password) == ("demo@example.test", "pw")
 
 
@@ -233,7 +243,8 @@ def test_auth_login_asks_for_username_then_password() -> None:
     assert session.send(f"{b64(b'demo')}\r\n".encode()) == f"+ {b64(b'Password:')}\r\n"
     assert session.send(f"{b64(b'pw')}\r\n".encode()).startswith("+OK Logged in")
     login = session.events[0]
-    assert isinstance(login, Login) and (login.username, login.password, login.mechanism) == (
+    assert isinstance(login, Login)
+    assert (login.username, login.password, login.mechanism) == (
         "demo",
         "pw",
         "LOGIN",
@@ -276,7 +287,8 @@ def test_stls_discards_pipelined_plaintext_and_changes_capa() -> None:
     assert session.proto.tls_active
     assert not any(isinstance(e, Login) for e in session.events)
     capa = session.send(b"CAPA\r\n")
-    assert "STLS" not in capa and "USER\r\n" in capa
+    assert "STLS" not in capa
+    assert "USER\r\n" in capa
     assert session.send(b"STLS\r\n") == "-ERR TLS is already active\r\n"
 
 
@@ -375,7 +387,8 @@ def test_dele_marks_rset_unmarks_and_quit_updates() -> None:
     session.send(b"DELE 1\r\nDELE 3\r\n")
     assert session.send(b"QUIT\r\n") == f"+OK {HOST} POP3 server signing off (2 messages deleted, 1 left)\r\n"
     update = session.events[-1]
-    assert isinstance(update, Update) and update.uids == (11, 15)
+    assert isinstance(update, Update)
+    assert update.uids == (11, 15)
     assert session.proto.closed
 
 
@@ -383,7 +396,8 @@ def test_quit_without_deletions_is_an_empty_update() -> None:
     session = logged_in()
     assert session.send(b"QUIT\r\n").startswith("+OK")
     update = session.events[-1]
-    assert isinstance(update, Update) and update.uids == ()
+    assert isinstance(update, Update)
+    assert update.uids == ()
 
 
 def test_failed_update_says_so() -> None:
@@ -465,7 +479,8 @@ def test_close_from_the_glue() -> None:
     assert session.proto.data_to_send() == b"-ERR [SYS/TEMP] server shutting down\r\n"
     session = logged_in()
     session.proto.close()
-    assert session.proto.closed and session.proto.data_to_send() == b""
+    assert session.proto.closed
+    assert session.proto.data_to_send() == b""
 
 
 def test_decisions_without_a_pending_event_are_usage_errors() -> None:
@@ -476,7 +491,7 @@ def test_decisions_without_a_pending_event_are_usage_errors() -> None:
         proto.retrieve_begin()
     with pytest.raises(Pop3UsageError):
         proto.update_done()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="invalid response code"):
         proto.close("x", "bad code")
 
 

@@ -132,9 +132,11 @@ def test_poplib_with_stls_lists_retrieves_and_deletes(server: ServerProcess, dat
     deliver(server, *sent)
     stored = inbox_messages(data_dir.root, DEMO)
     client = poplib.POP3("127.0.0.1", server.port("pop3"), timeout=60)
-    assert "STLS" in client.capa() and "USER" not in client.capa()
+    assert "STLS" in client.capa()
+    assert "USER" not in client.capa()
     client.stls(tls_context(data_dir))
-    assert "USER" in client.capa() and "STLS" not in client.capa()
+    assert "USER" in client.capa()
+    assert "STLS" not in client.capa()
     client.user(DEMO)
     client.pass_(DEMO_PW)
     assert client.stat() == (2, sum(len(data) for _, data in stored))
@@ -147,7 +149,9 @@ def test_poplib_with_stls_lists_retrieves_and_deletes(server: ServerProcess, dat
     assert b"\r\n".join(lines) + b"\r\n" == stored[0][1]
     assert body_after_trace(b"\r\n".join(lines) + b"\r\n") == sent[0]
     _, top, _ = client.top(2, 0)
-    assert top[-1] == b"" and b"Subject: second" in top and b"two" not in top
+    assert top[-1] == b""
+    assert b"Subject: second" in top
+    assert b"two" not in top
     client.dele(1)
     client.quit()
     assert [uid for uid, _ in inbox_messages(data_dir.root, DEMO)] == [uids[1]]
@@ -208,7 +212,8 @@ def test_dele_quit_removes_durably_and_unique_ids_survive_a_restart(
     client.dele(2)
     assert client.quit().startswith(b"+OK")
     remaining = inbox_messages(data_dir.root, DEMO)
-    assert len(remaining) == 2 and b"Subject: b\r\n" not in b"".join(data for _, data in remaining)
+    assert len(remaining) == 2
+    assert b"Subject: b\r\n" not in b"".join(data for _, data in remaining)
     server.stop()
     restarted = ServerProcess(data_dir).start()
     try:
@@ -263,9 +268,12 @@ def test_plaintext_login_is_refused_before_stls(server: ServerProcess, data_dir:
     raw.send(b"CAPA\r\n")
     assert raw.line().startswith("+OK")
     capa = raw.multiline()
-    assert "STLS" in capa and "USER" not in capa and not any(c.startswith("SASL") for c in capa)
+    assert "STLS" in capa
+    assert "USER" not in capa
+    assert not any(c.startswith("SASL") for c in capa)
     refused = raw.command(f"USER {DEMO}")
-    assert refused.startswith("-ERR [AUTH] Plaintext authentication disallowed") and "STLS" in refused
+    assert refused.startswith("-ERR [AUTH] Plaintext authentication disallowed")
+    assert "STLS" in refused
     assert raw.command("AUTH PLAIN").startswith("-ERR [AUTH] Plaintext")
     raw.stls(tls_context(data_dir))
     assert raw.login().startswith("+OK Logged in")

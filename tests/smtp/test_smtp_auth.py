@@ -146,7 +146,8 @@ def test_plain_with_initial_response_asks_the_glue_and_235_on_accept() -> None:
 def test_plain_without_initial_response_gets_an_empty_challenge() -> None:
     s = session()
     assert s.send(b"AUTH PLAIN\r\n") == "334 \r\n"  # RFC 4954 section 4: "334" SP, empty base64
-    assert s.events == [] and not s.proto.authenticated
+    assert s.events == []
+    assert not s.proto.authenticated
     assert s.send(PLAIN_RESPONSE + b"\r\n") == "235 2.7.0 Authentication successful\r\n"
     assert s.events == [Authenticate("PLAIN", CREDENTIALS)]
 
@@ -211,7 +212,8 @@ def test_malformed_sasl_message_fails_with_535() -> None:
     assert s.send(b"AUTH PLAIN " + b64("no nul here") + b"\r\n") == (
         "535 5.7.8 Authentication failed: message must be [authzid] NUL authcid NUL password\r\n"
     )
-    assert s.events == [] and not s.proto.authenticated
+    assert s.events == []
+    assert not s.proto.authenticated
 
 
 def test_cancel_with_star_is_501_and_does_not_count_as_an_error() -> None:
@@ -295,7 +297,8 @@ def test_auth_before_tls_when_tls_is_required_is_538() -> None:
     assert s.send(b"AUTH PLAIN " + PLAIN_RESPONSE + b"\r\n") == (
         "538 5.7.11 Encryption required for requested authentication mechanism\r\n"
     )
-    assert s.events == [] and not s.proto.authenticated
+    assert s.events == []
+    assert not s.proto.authenticated
 
 
 def test_second_auth_after_success_is_503() -> None:
@@ -317,7 +320,8 @@ def test_starttls_resets_authentication() -> None:
     s.send(b"AUTH PLAIN " + PLAIN_RESPONSE + b"\r\n")
     assert s.proto.authenticated
     assert s.send(b"STARTTLS\r\n") == "220 2.0.0 Ready to start TLS\r\n"
-    assert s.proto.tls_active and not s.proto.authenticated
+    assert s.proto.tls_active
+    assert not s.proto.authenticated
     assert s.send(b"AUTH PLAIN " + PLAIN_RESPONSE + b"\r\n") == "503 5.5.1 Send EHLO first\r\n"
     s.send(b"EHLO c\r\n")
     assert s.send(b"AUTH PLAIN " + PLAIN_RESPONSE + b"\r\n") == "235 2.7.0 Authentication successful\r\n"
@@ -367,7 +371,7 @@ def test_authenticate_decision_misuse_raises() -> None:
         proto.accept()
     proto.receive_data(b"AUTH PLAIN " + PLAIN_RESPONSE + b"\r\n")
     assert isinstance(proto.next_event(), Authenticate)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="does not match reply code 535"):
         proto.reject(535, "4.7.8", "class mismatch")
     proto.reject(535, "5.7.8", "Authentication credentials invalid")
     assert proto.data_to_send() == b"535 5.7.8 Authentication credentials invalid\r\n"
@@ -375,23 +379,27 @@ def test_authenticate_decision_misuse_raises() -> None:
 
 def test_authenticate_repr_does_not_show_the_password() -> None:
     event = Authenticate("PLAIN", CREDENTIALS)
-    assert PASSWORD not in repr(event) and "PLAIN" in repr(event)
+    assert PASSWORD not in repr(event)
+    assert "PLAIN" in repr(event)
     assert event == Authenticate("PLAIN", Credentials("", USER, PASSWORD))
     assert event != Authenticate("PLAIN", Credentials("", USER, "other"))
 
 
 @pytest.mark.parametrize(
-    "overrides",
+    ("overrides", "problem"),
     [
-        {"auth_mechanisms": ("CRAM-MD5",)},
-        {"auth_mechanisms": ("PLAIN", "PLAIN")},
-        {"auth_mechanisms": ("plain",)},
-        {"max_auth_line": 511},
-        {"max_command_line": 2000, "max_auth_line": 1999},
+        ({"auth_mechanisms": ("CRAM-MD5",)}, "CRAM-MD5 is not implemented"),
+        ({"auth_mechanisms": ("PLAIN", "PLAIN")}, "lists a mechanism twice"),
+        ({"auth_mechanisms": ("plain",)}, "invalid SASL mechanism name 'plain'"),
+        ({"max_auth_line": 511}, "max_auth_line must be at least max_command_line"),
+        (
+            {"max_command_line": 2000, "max_auth_line": 1999},
+            "max_auth_line must be at least max_command_line",
+        ),
     ],
 )
-def test_auth_settings_are_validated(overrides: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+def test_auth_settings_are_validated(overrides: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
         SmtpSettings(HOST, **overrides)
 
 
@@ -632,7 +640,8 @@ def test_auth_sessions_do_not_depend_on_the_split(atoms: list[bytes], cuts: list
     assert pieces.proto.authenticated == whole.proto.authenticated
     bytewise = Driver().feed(*[stream[i : i + 1] for i in range(min(len(stream), 1000))])
     prefix = Driver().feed(*split(stream[:1000], []))
-    assert bytewise.replies == prefix.replies and bytewise.events == prefix.events
+    assert bytewise.replies == prefix.replies
+    assert bytewise.events == prefix.events
 
 
 @given(

@@ -12,8 +12,9 @@ import time
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from io import BufferedIOBase
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given
@@ -45,22 +46,33 @@ NO_8BITMIME = ("PIPELINING", "SIZE 10485760", "SMTPUTF8", "ENHANCEDSTATUSCODES")
 # -- the stand-ins -------------------------------------------------------------------------------------------
 
 
+class RecordingPeer(SmtpPeer):
+    """A scripted peer that keeps every line the client sent (`lines`) and the clients' addresses
+    (`clients`), and answers the verbs in `intercept` itself (see RecordingFile)."""
+
+    def __init__(self, host: str, port: int, script: Script, tls_context: ssl.SSLContext | None) -> None:
+        super().__init__(host, port, script, tls_context)
+        self.lines: list[bytes] = []
+        self.clients: list[str] = []
+        self.intercept: dict[str, str] = {}
+
+
 class RecordingFile:
     """The peer handler's rfile: records every line the client sent (commands and data) and answers the
     verbs in `peer.intercept` itself (AUTH, or a refused EHLO), which the scripted peer does not know."""
 
-    def __init__(self, raw: BinaryIO, handler: RecordingHandler) -> None:
+    def __init__(self, raw: BufferedIOBase, handler: RecordingHandler) -> None:
         self._raw = raw
         self._handler = handler
 
     def readline(self, limit: int = -1) -> bytes:
-        peer = self._handler.peer
+        peer = self._handler.recording_peer
         while True:
             line = self._raw.readline(limit)
             with peer.lock:
-                peer.lines.append(line)  # type: ignore[attr-defined]
+                peer.lines.append(line)
             verb = line.split(b" ", 1)[0].strip().upper().decode("ascii", "replace")
-            reply = peer.intercept.get(verb)  # type: ignore[attr-defined]
+            reply = peer.intercept.get(verb)
             if reply is None:
                 return line
             self._handler._send(reply)
@@ -73,23 +85,30 @@ class RecordingHandler(smtp_peer._Handler):
     """The scripted peer's handler, with every received line recorded (MAIL/RCPT parameters) and the client's
     source address kept. The STARTTLS branch assigns a new rfile: the property wraps that one too."""
 
-    @property  # type: ignore[override]
+    @property
     def rfile(self) -> Any:
         return self._recording_rfile
 
     @rfile.setter
-    def rfile(self, raw: BinaryIO) -> None:
+    def rfile(self, raw: BufferedIOBase) -> None:
         self._recording_rfile = RecordingFile(raw, self)
+
+    @property
+    def recording_peer(self) -> RecordingPeer:
+        peer = self.peer
+        assert isinstance(peer, RecordingPeer)  # `peers` makes only those
+        return peer
 
     def setup(self) -> None:
         super().setup()
-        with self.peer.lock:
-            self.peer.clients.append(self.client_address[0])  # type: ignore[attr-defined]
+        peer = self.recording_peer
+        with peer.lock:
+            peer.clients.append(self.client_address[0])
 
 
-def commands(peer: SmtpPeer, verb: str) -> list[str]:
+def commands(peer: RecordingPeer, verb: str) -> list[str]:
     with peer.lock:
-        lines = list(peer.lines)  # type: ignore[attr-defined]
+        lines = list(peer.lines)
     return [
         line.decode("utf-8").rstrip("\r\n") for line in lines if line.upper().startswith(verb.encode() + b" ")
     ]
@@ -98,14 +117,14 @@ def commands(peer: SmtpPeer, verb: str) -> list[str]:
 @contextmanager
 def peers(
     *scripts: Script, port: int = 0, tls: ssl.SSLContext | None = None, first: int = 2, net: str = NET
-) -> Iterator[list[SmtpPeer]]:
+) -> Iterator[list[RecordingPeer]]:
     """Peers on net+first, net+first+1, ... all on one port (`deliver` takes one port for all hosts)."""
     for _ in range(20):
-        created: list[SmtpPeer] = []
+        created: list[RecordingPeer] = []
         try:
             bind_port = port
             for i, script in enumerate(scripts):
-                peer = SmtpPeer(f"{net}{first + i}", bind_port, script, tls)
+                peer = RecordingPeer(f"{net}{first + i}", bind_port, script, tls)
                 created.append(peer)
                 bind_port = peer.port
         except OSError:
@@ -119,9 +138,6 @@ def peers(
         raise OSError("no common free port")
     for peer in created:
         peer._server.RequestHandlerClass = RecordingHandler
-        peer.lines = []  # type: ignore[attr-defined]
-        peer.clients = []  # type: ignore[attr-defined]
-        peer.intercept = {}  # type: ignore[attr-defined]
         peer.start()
     try:
         yield created
@@ -233,9 +249,13 @@ def test_mx_order_on_port_25_skips_a_refusing_host_and_a_421_greeting(dns_port: 
         assert [h.name for h in hosts] == ["mx1.dest.test", "mx2.dest.test", "mx3.dest.test"]
         (outcomes,) = send(hosts, [message("bob@dest.test")], port=25)
         (outcome,) = outcomes
-        assert outcome.status == "delivered" and outcome.code == 250 and outcome.enhanced == "2.0.0"
-        assert outcome.remote_mta == "mx3.dest.test" and outcome.remote_reply
-        assert busy.connections == 1 and busy.received == []
+        assert outcome.status == "delivered"
+        assert outcome.code == 250
+        assert outcome.enhanced == "2.0.0"
+        assert outcome.remote_mta == "mx3.dest.test"
+        assert outcome.remote_reply
+        assert busy.connections == 1
+        assert busy.received == []
         assert [r.recipients for r in good.received] == [["bob@dest.test"]]
         assert good.received[0].helo == HELO
     finally:
@@ -254,10 +274,13 @@ def test_when_every_address_fails_all_recipients_are_temporary_with_the_last_err
     assert [(o.status, o.code, o.enhanced, o.text) for o in outcomes] == [
         ("temporary", 554, "4.7.1", "go away"),  # deferred, so the class follows the status
     ] * 2
-    assert outcomes[0].remote_mta == "mx2.peer.test" and outcomes[0].remote_reply
+    assert outcomes[0].remote_mta == "mx2.peer.test"
+    assert outcomes[0].remote_reply
     (outcomes,) = send([refusing], [message("a@peer.test")], hostile.port)
-    assert outcomes[0].status == "temporary" and outcomes[0].enhanced == "4.4.1"
-    assert "connect to mx1.peer.test[127.0.19.9]" in outcomes[0].text and not outcomes[0].remote_reply
+    assert outcomes[0].status == "temporary"
+    assert outcomes[0].enhanced == "4.4.1"
+    assert "connect to mx1.peer.test[127.0.19.9]" in outcomes[0].text
+    assert not outcomes[0].remote_reply
     (outcomes,) = send([], [message("a@peer.test")], 25)
     assert outcomes[0].status == "temporary"
 
@@ -272,7 +295,8 @@ def test_a_stalled_greeting_times_out_and_the_next_address_is_tried() -> None:
             connect_timeout=0.5,
         )
         assert time.monotonic() - started < 3
-    assert outcomes[0].status == "delivered" and len(good.received) == 1
+    assert outcomes[0].status == "delivered"
+    assert len(good.received) == 1
 
 
 def test_without_mx_the_domains_own_address_is_used(dns_port: int) -> None:
@@ -280,7 +304,8 @@ def test_without_mx_the_domains_own_address_is_used(dns_port: int) -> None:
         hosts = resolve(dns_port, "implicit.test")
         assert hosts == [Host("implicit.test", 0, ["127.0.19.40"])]
         (outcomes,) = send(hosts, [message("x@implicit.test")], peer.port)
-    assert outcomes[0].status == "delivered" and outcomes[0].remote_mta == "implicit.test"
+    assert outcomes[0].status == "delivered"
+    assert outcomes[0].remote_mta == "implicit.test"
 
 
 def test_delivery_over_ipv6_to_an_aaaa_address(dns_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -298,22 +323,24 @@ def test_delivery_over_ipv6_to_an_aaaa_address(dns_port: int, monkeypatch: pytes
     assert hosts == [Host("mx.six.test", 10, ["::1"])]
     with peers(Script(), net="::", first=1) as (peer,):
         (outcomes,) = send(hosts, [message("v6@six.test")], peer.port)
-    assert outcomes[0].status == "delivered" and len(peer.received) == 1
+    assert outcomes[0].status == "delivered"
+    assert len(peer.received) == 1
 
 
 def test_local_address_is_the_source_of_the_connection() -> None:
     with peers(Script()) as (peer,):
         (outcomes,) = send([host_for(peer)], [message("a@peer.test")], peer.port, local_address=f"{NET}77")
         assert outcomes[0].status == "delivered"
-        assert peer.clients == [f"{NET}77"]  # type: ignore[attr-defined]
+        assert peer.clients == [f"{NET}77"]
 
 
 def test_helo_is_used_when_ehlo_is_refused() -> None:
     with peers(Script()) as (peer,):
-        peer.intercept["EHLO"] = "502 5.5.1 EHLO not implemented"  # type: ignore[attr-defined]
+        peer.intercept["EHLO"] = "502 5.5.1 EHLO not implemented"
         (outcomes,) = send([host_for(peer)], [message("a@peer.test")], peer.port)
         assert commands(peer, "HELO") == [f"HELO {HELO}"]
-    assert outcomes[0].status == "delivered" and peer.received[0].helo == HELO
+    assert outcomes[0].status == "delivered"
+    assert peer.received[0].helo == HELO
 
 
 # -- TLS -----------------------------------------------------------------------------------------------------
@@ -334,7 +361,8 @@ def test_plaintext_when_starttls_is_not_offered_or_tls_is_none(server_tls: ssl.S
         (outcomes,) = send([host_for(plain)], [message("a@peer.test")], plain.port)
         (outcomes2,) = send([host_for(offering)], [message("a@peer.test")], offering.port, tls="none")
     assert outcomes[0].status == outcomes2[0].status == "delivered"
-    assert not plain.received[0].tls and not offering.received[0].tls
+    assert not plain.received[0].tls
+    assert not offering.received[0].tls
 
 
 def test_a_failed_handshake_falls_back_to_plaintext_on_a_new_connection(server_tls: ssl.SSLContext) -> None:
@@ -345,7 +373,8 @@ def test_a_failed_handshake_falls_back_to_plaintext_on_a_new_connection(server_t
     with peers(Script(), tls=server_tls) as (peer,):
         (outcomes,) = send([host_for(peer)], [message("a@peer.test")], peer.port, tls_context=client)
     assert outcomes[0].status == "delivered"
-    assert peer.connections == 2 and not peer.received[0].tls
+    assert peer.connections == 2
+    assert not peer.received[0].tls
 
 
 def test_required_tls_verifies_the_certificate_and_never_falls_back(
@@ -365,11 +394,13 @@ def test_required_tls_verifies_the_certificate_and_never_falls_back(
             tls_context=trusting,
         )
         (no_tls,) = send([host_for(plain)], [message("d@peer.test")], plain.port, tls="required")
-    assert ok[0].status == "delivered" and peer.received[0].tls
+    assert ok[0].status == "delivered"
+    assert peer.received[0].tls
     assert [r.recipients for r in peer.received] == [["a@peer.test"]]
     assert (untrusted[0].status, untrusted[0].enhanced) == ("temporary", "4.7.5")
     assert (wrong_name[0].status, wrong_name[0].enhanced) == ("temporary", "4.7.5")
-    assert (no_tls[0].status, no_tls[0].enhanced) == ("temporary", "4.7.4") and plain.received == []
+    assert (no_tls[0].status, no_tls[0].enhanced) == ("temporary", "4.7.4")
+    assert plain.received == []
 
 
 def test_smarthost_auth_only_over_tls(server_tls: ssl.SSLContext) -> None:
@@ -381,7 +412,7 @@ def test_smarthost_auth_only_over_tls(server_tls: ssl.SSLContext) -> None:
         plain_peer,
     ):
         for peer in (tls_peer, plain_peer):
-            peer.intercept["AUTH"] = "235 2.7.0 authenticated"  # type: ignore[attr-defined]
+            peer.intercept["AUTH"] = "235 2.7.0 authenticated"
         (ok,) = send([host_for(tls_peer)], [message("a@peer.test")], tls_peer.port, auth=("relay", "s3cret"))
         (refused,) = send(
             [host_for(plain_peer)], [message("a@peer.test")], plain_peer.port, auth=("relay", "pw")
@@ -389,7 +420,8 @@ def test_smarthost_auth_only_over_tls(server_tls: ssl.SSLContext) -> None:
         assert len(commands(tls_peer, "AUTH")) == 1
         assert commands(plain_peer, "AUTH") == []
     assert ok[0].status == "delivered"
-    assert refused[0].status == "temporary" and "without TLS" in refused[0].text
+    assert refused[0].status == "temporary"
+    assert "without TLS" in refused[0].text
 
 
 # -- replies per stage ---------------------------------------------------------------------------------------
@@ -408,14 +440,16 @@ def test_rcpt_4xx_and_5xx_apply_to_that_recipient_only() -> None:
         ("busy@peer.test", "temporary", 451, "4.2.1"),
         ("gone@peer.test", "permanent", 550, "5.1.1"),
     ]
-    assert outcomes[2].text == "no such user" and outcomes[2].remote_reply
+    assert outcomes[2].text == "no such user"
+    assert outcomes[2].remote_reply
     assert [r.recipients for r in peer.received] == [["ok@peer.test"]]
 
 
 def test_no_data_when_no_recipient_was_accepted() -> None:
     with peers(Script(replies={"rcpt": "550 5.1.1 nobody here"})) as (peer,):
         (outcomes,) = send([host_for(peer)], [message("a@peer.test", "b@peer.test")], peer.port)
-        assert b"RSET\r\n" in peer.lines and b"DATA\r\n" not in peer.lines  # type: ignore[attr-defined]
+        assert b"RSET\r\n" in peer.lines
+        assert b"DATA\r\n" not in peer.lines
     assert [o.status for o in outcomes] == ["permanent", "permanent"]
 
 
@@ -456,8 +490,10 @@ def test_a_connection_dropped_mid_transaction_leaves_open_recipients_temporary(s
         )
     assert first[0].status == "permanent"
     assert (first[1].status, first[1].code, first[1].enhanced) == ("temporary", 421, "4.4.2")
-    assert "lost connection with peer.test" in first[1].text and not first[1].remote_reply
-    assert second[0].status == "temporary" and peer.connections == 1
+    assert "lost connection with peer.test" in first[1].text
+    assert not first[1].remote_reply
+    assert second[0].status == "temporary"
+    assert peer.connections == 1
 
 
 def test_a_stalled_reply_times_out() -> None:
@@ -465,7 +501,8 @@ def test_a_stalled_reply_times_out() -> None:
         started = time.monotonic()
         (outcomes,) = send([host_for(peer)], [message("a@peer.test")], peer.port, data_timeout=0.5)
         assert time.monotonic() - started < 3
-    assert outcomes[0].status == "temporary" and "timed out" in outcomes[0].text
+    assert outcomes[0].status == "temporary"
+    assert "timed out" in outcomes[0].text
 
 
 def test_421_on_rcpt_ends_the_session() -> None:
@@ -476,7 +513,8 @@ def test_421_on_rcpt_ends_the_session() -> None:
             peer.port,
         )
     assert [(o.status, o.code) for o in first] == [("temporary", 421)] * 3
-    assert second[0].status == "temporary" and peer.received == []
+    assert second[0].status == "temporary"
+    assert peer.received == []
 
 
 # -- extensions ----------------------------------------------------------------------------------------------
@@ -489,7 +527,8 @@ def test_size_over_the_announced_limit_is_permanent_without_sending() -> None:
         big_outcomes, small_outcomes = send([host_for(peer)], [big, small], peer.port)
         assert commands(peer, "MAIL") == [f"MAIL FROM:<alice@sender.test> SIZE={small.size}"]
     assert statuses(big_outcomes) == [("a@peer.test", "permanent", 552, "5.3.4")]
-    assert "exceeds the size limit 1000" in big_outcomes[0].text and not big_outcomes[0].remote_reply
+    assert "exceeds the size limit 1000" in big_outcomes[0].text
+    assert not big_outcomes[0].remote_reply
     assert small_outcomes[0].status == "delivered"
 
 
@@ -501,8 +540,10 @@ def test_8bit_content_needs_8bitmime() -> None:
         assert commands(with_8bit, "MAIL")[0].endswith(" BODY=8BITMIME")
     assert statuses(refused) == [("a@peer.test", "permanent", 554, "5.6.3")]
     assert "8BITMIME" in refused[0].text
-    assert plain[0].status == "delivered" and [r.recipients for r in without.received] == [["b@peer.test"]]
-    assert accepted[0].status == "delivered" and with_8bit.received[0].data == eight.data
+    assert plain[0].status == "delivered"
+    assert [r.recipients for r in without.received] == [["b@peer.test"]]
+    assert accepted[0].status == "delivered"
+    assert with_8bit.received[0].data == eight.data
 
 
 def test_smtputf8_is_required_for_non_ascii_addresses_and_utf8_headers() -> None:
@@ -575,8 +616,8 @@ def test_several_messages_share_one_connection_with_rset_after_an_abandoned_one(
     batch = [message("a@peer.test"), message("gone@peer.test"), message("b@peer.test", "c@peer.test")]
     with peers(script) as (peer,):
         results = send([host_for(peer)], batch, peer.port)
-        assert peer.lines.count(b"RSET\r\n") == 1  # type: ignore[attr-defined]
-        assert b"QUIT\r\n" in peer.lines  # type: ignore[attr-defined]
+        assert peer.lines.count(b"RSET\r\n") == 1
+        assert b"QUIT\r\n" in peer.lines
     assert [[o.status for o in outcomes] for outcomes in results] == [
         ["delivered"],
         ["permanent"],
@@ -601,7 +642,8 @@ def test_a_streamed_message_is_dot_stuffed_and_arrives_intact() -> None:
     with peers(Script()) as (peer,):
         (outcomes,) = send([host_for(peer)], [streamed], peer.port)
     assert outcomes[0].status == "delivered"
-    assert peer.received[0].data == body and len(produced) == len(pieces)
+    assert peer.received[0].data == body
+    assert len(produced) == len(pieces)
 
 
 def test_a_failing_message_source_aborts_the_connection_and_defers() -> None:
@@ -612,8 +654,10 @@ def test_a_failing_message_source_aborts_the_connection_and_defers() -> None:
     failing = OutgoingMessage("alice@sender.test", [OutgoingRecipient("a@peer.test")], broken, 100)
     with peers(Script()) as (peer,):
         first, second = send([host_for(peer)], [failing, message("b@peer.test")], peer.port)
-    assert (first[0].status, first[0].enhanced) == ("temporary", "4.3.0") and "disk on fire" in first[0].text
-    assert second[0].status == "temporary" and peer.received == []
+    assert (first[0].status, first[0].enhanced) == ("temporary", "4.3.0")
+    assert "disk on fire" in first[0].text
+    assert second[0].status == "temporary"
+    assert peer.received == []
 
 
 @given(st.lists(st.lists(st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n"]), max_size=20).map(b"".join)))
@@ -629,7 +673,8 @@ def test_dot_stuffing_over_any_chunking_round_trips(chunks: list[bytes]) -> None
     assert all(not line.startswith(b".") or line.startswith(b"..") for line in lines)
     unstuffed = b"\r\n".join(line[1:] if line.startswith(b".") else line for line in lines)
     assert unstuffed == normalized
-    assert b"\r" not in wire.replace(b"\r\n", b"") and b"\n" not in wire.replace(b"\r\n", b"")
+    assert b"\r" not in wire.replace(b"\r\n", b"")
+    assert b"\n" not in wire.replace(b"\r\n", b"")
 
 
 def test_dns_errors_become_outcomes_for_every_recipient() -> None:
@@ -639,10 +684,10 @@ def test_dns_errors_become_outcomes_for_every_recipient() -> None:
 
 
 def test_bad_arguments_raise() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="helo_name must be an ASCII host name"):
         run(deliver([], [message("a@x.test")], helo_name="bad name"))
-    with pytest.raises(ValueError):
-        run(deliver([], [message("a@x.test")], helo_name=HELO, tls="sometimes"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="tls must be"):
+        run(deliver([], [message("a@x.test")], helo_name=HELO, tls="sometimes"))  # type: ignore[arg-type]  # wrong on purpose
 
 
 def test_the_aiosmtplib_internals_we_rely_on_are_there() -> None:

@@ -107,7 +107,8 @@ def test_mail_ret_full() -> None:
 def test_malformed_mail_dsn_parameters_are_501(params: bytes, reply: str) -> None:
     s = Session()
     assert s.send(MAIL + b" " + params + b"\r\n") == reply + "\r\n"
-    assert s.events == [] and s.proto.envelope is None
+    assert s.events == []
+    assert s.proto.envelope is None
 
 
 def test_envid_length_counts_decoded_characters() -> None:
@@ -164,7 +165,7 @@ def test_malformed_notify_is_501(value: bytes) -> None:
         "501 5.5.4 Syntax: NOTIFY=NEVER or NOTIFY=SUCCESS,FAILURE,DELAY (one or more)\r\n"
     )
     assert s.events == []
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="NOTIFY is NEVER or a list"):
         parse_notify(value.decode())
 
 
@@ -236,7 +237,7 @@ def test_malformed_orcpt_is_501(value: bytes) -> None:
         == "501 5.5.4 Syntax: ORCPT=<addr-type>;<xtext address>\r\n"
     )
     assert s.events == []
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"ORCPT|xtext"):
         parse_orcpt(value.decode())
 
 
@@ -260,7 +261,8 @@ def test_rcpt_parameters_reach_the_glue_in_the_event_only() -> None:
     s = in_transaction()
     s.send(RCPT + b" NOTIFY=SUCCESS\r\n")
     envelope = s.proto.envelope
-    assert envelope is not None and envelope.recipients == ("b@example.test",)
+    assert envelope is not None
+    assert envelope.recipients == ("b@example.test",)
     assert s.events == [RcptTo("b@example.test", {"NOTIFY": "SUCCESS"})]
 
 
@@ -308,7 +310,7 @@ def test_decode_xtext(encoded: str, decoded: str) -> None:
 
 @pytest.mark.parametrize("bad", ["+", "+2", "+2b", "+g0", "a b", "a=b", "é", "\x00", "+FF", "+C3"])
 def test_decode_xtext_refuses_what_is_not_xtext(bad: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="xtext"):
         decode_xtext(bad)
 
 

@@ -101,7 +101,8 @@ def test_refusals_say_what_is_wrong_without_quoting_raw_octets(directory: Direct
             directory.store, directory.demo, claims(b'From: "other@example.test" <demo@example.test>\r\n')
         )
     )
-    assert reply is not None and reply.reply == (
+    assert reply is not None
+    assert reply.reply == (
         553,
         "5.7.1",
         "From header field shows <other@example.test> in a display name or comment; "
@@ -273,7 +274,8 @@ def test_what_readers_show_as_author_is_always_checked(fields: list[tuple[str, s
     except OriginatorRefused as refusal:
         code, enhanced, text = refusal.reply
         assert (code, enhanced) in ((553, "5.7.1"), (554, "5.6.0"))
-        assert text.isascii() and text.isprintable()
+        assert text.isascii()
+        assert text.isprintable()
         event("refused: " + text.split(":")[0][:40])
         return
     event("accepted")
@@ -292,5 +294,7 @@ def test_arbitrary_octets_give_claims_or_a_refusal(header: bytes, smtputf8: bool
         return
     for claim in found:
         local, at, domain = claim.address.rpartition("@")
-        assert at and local and domain
+        assert at
+        assert local
+        assert domain
         assert smtputf8 or claim.address.isascii()

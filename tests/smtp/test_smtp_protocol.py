@@ -127,7 +127,8 @@ def test_full_esmtp_session_transcript() -> None:
     assert s.events[2] == RcptTo("bob@example.test", {})
     assert s.message() == b"Subject: hi\r\n\r\nHello Bob.\r\n"
     assert s.events[5] == MessageComplete(size=len(s.message()))
-    assert s.proto.closed and s.proto.should_close
+    assert s.proto.closed
+    assert s.proto.should_close
 
 
 def test_helo_gets_a_plain_250_without_extensions() -> None:
@@ -397,13 +398,15 @@ def test_starttls_discards_pipelined_plaintext_and_requires_ehlo_again() -> None
     with pytest.raises(SmtpUsageError):
         s.proto.accept()
     s.proto.tls_started()
-    assert s.proto.tls_active and s.proto.helo_name is None
+    assert s.proto.tls_active
+    assert s.proto.helo_name is None
     s.pump()
     assert s.kinds() == [StartTls]
     assert s.proto.data_to_send() == b""
     assert s.send(b"MAIL FROM:<a@example.org>\r\n") == "503 5.5.1 Send HELO/EHLO first\r\n"
     ehlo = s.send(b"EHLO c\r\n")
-    assert ehlo.startswith("250-mx.example.test\r\n") and "STARTTLS" not in ehlo
+    assert ehlo.startswith("250-mx.example.test\r\n")
+    assert "STARTTLS" not in ehlo
 
 
 def test_starttls_refusals() -> None:
@@ -451,7 +454,8 @@ def test_mail_parameters_are_validated_and_passed_on() -> None:
 def test_bad_mail_parameters(params: bytes, reply: str) -> None:
     s = ready(max_message_size=1000)
     assert s.send(b"MAIL FROM:<a@example.org> " + params + b"\r\n") == reply + "\r\n"
-    assert s.events == [] and s.proto.envelope is None
+    assert s.events == []
+    assert s.proto.envelope is None
 
 
 def test_parameters_need_ehlo_and_rcpt_has_none() -> None:
@@ -582,7 +586,8 @@ def test_mailbox_size_limits_of_rfc5321_4_5_3_1() -> None:
     )
     assert s.send(b"RCPT TO:<a@" + domain + b"x>\r\n").startswith("501 5.1.3 Bad recipient address: domain")
     envelope = s.proto.envelope
-    assert envelope is not None and len(envelope.recipients) == 2
+    assert envelope is not None
+    assert len(envelope.recipients) == 2
 
 
 def test_smtputf8_addresses_need_the_smtputf8_parameter() -> None:
@@ -684,8 +689,13 @@ def test_decision_methods_refuse_misuse() -> None:
         proto.tls_started()
     proto.receive_data(b"EHLO c\r\n")
     assert isinstance(proto.next_event(), Hello)
-    for code, enhanced in [(250, "2.0.0"), (550, "4.1.1"), (550, "5.1"), (650, "6.0.0")]:
-        with pytest.raises(ValueError):
+    for code, enhanced, problem in [
+        (250, "2.0.0", "reply code 250 is not a 4xx/5xx error"),
+        (550, "4.1.1", "enhanced status '4.1.1' does not match reply code 550"),
+        (550, "5.1", "enhanced status '5.1' does not match reply code 550"),
+        (650, "6.0.0", "reply code 650 is not a 4xx/5xx error"),
+    ]:
+        with pytest.raises(ValueError, match=problem):
             proto.reject(code, enhanced, "text")
     proto.reject(550, "5.7.1", "first line\nsecond line")  # the pending decision survived the errors
     assert proto.data_to_send() == b"550-5.7.1 first line\r\n550 5.7.1 second line\r\n"
@@ -714,7 +724,9 @@ def test_reply_text_quoting_the_client_is_escaped_and_never_raises() -> None:
     proto.next_event()
     proto.reject(553, "5.7.1", "\u00e9" * 1000)
     [line] = proto.data_to_send().split(b"\r\n")[:-1]
-    assert len(line) + 2 <= 512 and line.endswith(b"...") and line.isascii()
+    assert len(line) + 2 <= 512
+    assert line.endswith(b"...")
+    assert line.isascii()
 
 
 @settings(max_examples=300)
@@ -735,7 +747,8 @@ def test_any_reply_text_makes_well_formed_reply_lines(
     for index, line in enumerate(lines):
         sep = b" " if index == len(lines) - 1 else b"-"
         assert line.startswith(str(code[0]).encode() + sep + code[1].encode()), line
-        assert len(line) + 2 <= 512 and all(0x20 <= b <= 0x7E for b in line), line
+        assert len(line) + 2 <= 512, line
+        assert all(0x20 <= b <= 0x7E for b in line), line
 
 
 def test_message_complete_answer_carries_the_glue_text_and_ends_the_transaction() -> None:
@@ -756,7 +769,8 @@ def test_close_from_the_glue_aborts_a_message_in_progress() -> None:
     s.proto.close(421, "4.4.2", "Timeout waiting for data")
     s.pump()
     assert s.proto.data_to_send() == b"421 4.4.2 mx.example.test Timeout waiting for data\r\n"
-    assert s.kinds()[-1] == MessageAborted and s.proto.closed
+    assert s.kinds()[-1] == MessageAborted
+    assert s.proto.closed
     s.proto.close()  # idempotent
     s.proto.accept()  # decisions are ignored once closed (the glue may race with a timeout)
     s.proto.reject(550, "5.7.1", "late")
@@ -772,15 +786,15 @@ def test_quit_ignores_everything_after_it() -> None:
 
 
 def test_settings_are_validated() -> None:
-    bad_settings: list[dict[str, Any]] = [
-        {"hostname": ""},
-        {"hostname": "has space"},
-        {"hostname": "h", "max_command_line": 100},
-        {"hostname": "h", "max_message_size": 0},
-        {"hostname": "h", "max_recipients": 0},
-        {"hostname": "h", "max_errors": 0},
-        {"hostname": "h", "auth_mechanisms": ("bad mech",)},
+    bad_settings: list[tuple[dict[str, Any], str]] = [
+        ({"hostname": ""}, "hostname must be non-empty printable ASCII"),
+        ({"hostname": "has space"}, "hostname must be non-empty printable ASCII"),
+        ({"hostname": "h", "max_command_line": 100}, "max_command_line must be at least 512"),
+        ({"hostname": "h", "max_message_size": 0}, "max_message_size must be positive"),
+        ({"hostname": "h", "max_recipients": 0}, "max_recipients must be positive"),
+        ({"hostname": "h", "max_errors": 0}, "max_errors must be positive"),
+        ({"hostname": "h", "auth_mechanisms": ("bad mech",)}, "invalid SASL mechanism name 'bad mech'"),
     ]
-    for bad in bad_settings:
-        with pytest.raises(ValueError):
+    for bad, problem in bad_settings:
+        with pytest.raises(ValueError, match=problem):
             SmtpSettings(**bad)

@@ -206,7 +206,8 @@ def test_terminator_is_found_when_fed_one_octet_at_a_time() -> None:
 def test_rset_and_quit_inside_data_are_content() -> None:
     d = data_session(b"RSET\r\nQUIT\r\n.\r\n")
     assert d.message() == b"RSET\r\nQUIT\r\n"
-    assert Quit not in d.kinds() and Reset not in d.kinds()
+    assert Quit not in d.kinds()
+    assert Reset not in d.kinds()
 
 
 def test_long_lines_stream_in_bounded_chunks() -> None:
@@ -319,7 +320,8 @@ def test_bdat_without_recipients_consumes_its_octets_before_refusing() -> None:
     assert d.reply_lines()[-2:] == ["503 5.5.1 Need MAIL command", "250 2.0.0 OK"]
     d.feed(b"MAIL FROM:<a@example.org>\r\nBDAT 6 LAST\r\nRSET\r\n")
     assert d.reply_lines()[-1] == "554 5.5.1 No valid recipients"
-    assert MessageStart not in d.kinds() and Reset not in d.kinds()
+    assert MessageStart not in d.kinds()
+    assert Reset not in d.kinds()
 
 
 def test_data_after_bdat_in_one_transaction_is_503_and_a_new_transaction_may_use_data() -> None:
@@ -493,14 +495,19 @@ class ConsistencyChecker:
         if isinstance(event, Hello):
             pass
         elif isinstance(event, MailFrom):
-            assert self.helo and not self.transaction
+            assert self.helo
+            assert not self.transaction
         elif isinstance(event, RcptTo):
-            assert self.transaction and not self.message
+            assert self.transaction
+            assert not self.message
         elif isinstance(event, MessageStart):
-            assert self.transaction and self.recipients > 0 and not self.message
+            assert self.transaction
+            assert self.recipients > 0
+            assert not self.message
             self.message = True
         elif isinstance(event, MessageData):
-            assert self.message and event.data
+            assert self.message
+            assert event.data
             assert len(event.data) <= DATA_CHUNK_SIZE + 2
         elif isinstance(event, MessageComplete):
             assert self.message
@@ -541,7 +548,8 @@ class ConsistencyChecker:
         if self.ended or self.proto.closed:  # e.g. 421 after too many errors: nothing is open any more
             return
         if self.transaction:
-            assert envelope is not None and len(envelope.recipients) == self.recipients
+            assert envelope is not None
+            assert len(envelope.recipients) == self.recipients
             assert self.recipients <= self.proto.settings.max_recipients
         elif not self.message:
             assert envelope is None

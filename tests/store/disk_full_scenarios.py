@@ -23,6 +23,7 @@ from typing import Any
 from postoffice.message import parse_message
 from postoffice.store import MailStore, StoreError, StoreFull, open_store
 from postoffice.store.space import is_disk_full
+from postoffice.store.sqlite.store import SqliteMailStore
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -196,7 +197,8 @@ async def lost_transaction(directory: Path) -> dict[str, Any]:
         # one row, no statement journal: SQLITE_FULL rolls back the transaction, not just the statement
         conn.execute("INSERT INTO content_data (id, data) VALUES (999999, zeroblob(?))", (64 * MIB,))
 
-    writer = store._writer  # type: ignore[attr-defined]  # the writer thread itself, to batch raw requests
+    assert isinstance(store, SqliteMailStore)
+    writer = store._writer  # the writer thread itself, to batch raw requests
     # queued while the writer waits in `blocker`: "a", huge and "c" share a batch (with "first", or after it)
     futures = [writer.submit(fn) for fn in (blocker, subscribe("a"), huge, subscribe("c"))]
     go.set()
@@ -238,7 +240,8 @@ async def directory_change_on_a_full_disk(directory: Path) -> dict[str, Any]:
     # the reserve's space went to the commit's WAL frames... and what is left to another program
     fill(directory, leave=0)
     seen["free"] = free(directory)
-    seen["touch"] = await result(asyncio.to_thread(store._touch_directory_marker))  # type: ignore[attr-defined]
+    assert isinstance(store, SqliteMailStore)
+    seen["touch"] = await result(asyncio.to_thread(store._touch_directory_marker))
     after = marker.stat()
     seen["marker_changed"] = (after.st_ino, after.st_mtime_ns) != (before.st_ino, before.st_mtime_ns)
     seen["aliases"] = [a.source for a in await store.list_aliases()]

@@ -7,7 +7,7 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-from postoffice.store import open_store
+from postoffice.store import MailStore, open_store
 from postoffice.store.sqlite import SCHEMA_VERSION
 from tests.store.test_store_mailboxes import append, run
 
@@ -15,8 +15,9 @@ from tests.store.test_store_mailboxes import append, run
 def test_changes_since_uses_the_modseq_index(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite3"
 
-    async def scenario(store, account_id: int) -> None:  # type: ignore[no-untyped-def]
+    async def scenario(store: MailStore, account_id: int) -> None:
         inbox = await store.get_mailbox(account_id, "INBOX")
+        assert inbox is not None
         await append(store, inbox.id, "one")
 
     run(path, scenario)
@@ -40,8 +41,9 @@ def test_changes_since_uses_the_modseq_index(tmp_path: Path) -> None:
 def test_a_version_3_store_gets_the_modseq_index(tmp_path: Path) -> None:
     path = tmp_path / "v3.sqlite3"
 
-    async def scenario(store, account_id: int) -> None:  # type: ignore[no-untyped-def]
+    async def scenario(store: MailStore, account_id: int) -> None:
         inbox = await store.get_mailbox(account_id, "INBOX")
+        assert inbox is not None
         await append(store, inbox.id, "one")
 
     run(path, scenario)
@@ -51,8 +53,9 @@ def test_a_version_3_store_gets_the_modseq_index(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
 
-    async def check(store, account_id: int) -> None:  # type: ignore[no-untyped-def]
+    async def check(store: MailStore, account_id: int) -> None:
         inbox = await store.get_mailbox(account_id, "INBOX")
+        assert inbox is not None
         changes = await store.changes_since(inbox.id, 0)
         assert [m.uid for m in changes.messages] == [1]
 
@@ -60,6 +63,7 @@ def test_a_version_3_store_gets_the_modseq_index(tmp_path: Path) -> None:
         store = open_store(path)
         try:
             account = await store.get_account("demo@example.test")
+            assert account is not None
             await check(store, account.id)
         finally:
             await store.close()

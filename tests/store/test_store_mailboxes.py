@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import io
 import sqlite3
+from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
 from pathlib import Path
 
 from postoffice.message import parse_message
-from postoffice.store import open_store
+from postoffice.store import DeliveredCopy, MailStore, open_store
 from postoffice.store.sqlite import SCHEMA_VERSION
 
 
@@ -18,7 +19,7 @@ def raw(subject: str) -> bytes:
     return f"From: a@example.org\r\nSubject: {subject}\r\n\r\nbody {subject}\r\n".encode()
 
 
-def run(path: Path, scenario) -> None:  # type: ignore[no-untyped-def]
+def run(path: Path, scenario: Callable[[MailStore, int], Awaitable[None]]) -> None:
     async def main() -> None:
         store = open_store(path)
         try:
@@ -31,7 +32,13 @@ def run(path: Path, scenario) -> None:  # type: ignore[no-untyped-def]
     asyncio.run(main())
 
 
-async def append(store, mailbox_id: int, subject: str, flags=(), when=None):  # type: ignore[no-untyped-def]
+async def append(
+    store: MailStore,
+    mailbox_id: int,
+    subject: str,
+    flags: Iterable[str] = (),
+    when: float | None = None,
+) -> DeliveredCopy:
     data = raw(subject)
     return await store.append(mailbox_id, io.BytesIO(data), parse_message(io.BytesIO(data)), flags, when)
 
@@ -64,7 +71,8 @@ def test_a_version_1_store_is_migrated_on_open(tmp_path: Path) -> None:
         try:
             assert await store.list_subscriptions(1) == ["INBOX"]
             inbox = await store.get_mailbox(1, "INBOX")
-            assert inbox is not None and (await store.mailbox_status(inbox.id)).recent == 0
+            assert inbox is not None
+            assert (await store.mailbox_status(inbox.id)).recent == 0
         finally:
             await store.close()
 

@@ -86,10 +86,12 @@ def test_a_version_5_store_gets_the_queue_tables(tmp_path: Path) -> None:
         account = await store.get_account("demo@example.test")
         assert account is not None
         inbox = await store.get_mailbox(account.id, "INBOX")
-        assert inbox is not None and inbox.messages == 1
+        assert inbox is not None
+        assert inbox.messages == 1
         assert await store.queue_stats() == QueueStats(0, 0, None)
         result = await submit(store, message("new mail"), [account.id], outbound(account_id=account.id))
-        assert result.queue_id is not None and len(await store.queue_due(time.time(), 10)) == 1
+        assert result.queue_id is not None
+        assert len(await store.queue_due(time.time(), 10)) == 1
 
     run(path, check)
     conn = sqlite3.connect(path)
@@ -140,7 +142,8 @@ def test_a_version_7_store_continues_queue_ids_after_its_highest(tmp_path: Path)
         new_id = await store.enqueue(raw, len(raw), outbound(smtp_id="ABC"))
         assert new_id == 4
         queued = await store.queue_get(new_id)
-        assert queued is not None and queued.smtp_id == "ABC"
+        assert queued is not None
+        assert queued.smtp_id == "ABC"
         for queue_id in (2, 3, 4):
             await store.queue_delete(queue_id)
         assert await store.enqueue(raw, len(raw), outbound()) == 5

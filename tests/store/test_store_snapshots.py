@@ -24,9 +24,12 @@ def test_an_unchanged_mailbox_gives_the_same_snapshot_object(tmp_path: Path) -> 
         assert await store.snapshot(inbox.id) is first
         await store.store_flags(inbox.id, [2], ["\\Seen"], "add")
         second = await store.snapshot(inbox.id)
-        assert second is not first and second.unseen == 2 and second.first_unseen_uid == 1
+        assert second is not first
+        assert second.unseen == 2
+        assert second.first_unseen_uid == 1
         assert first.unseen == 3  # the old one is untouched
-        assert list(second.uids) == [1, 2, 3] and second.modseq > first.modseq
+        assert list(second.uids) == [1, 2, 3]
+        assert second.modseq > first.modseq
 
     run(tmp_path / "s.sqlite3", scenario)
 

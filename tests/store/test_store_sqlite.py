@@ -28,8 +28,8 @@ def message(subject: str = "hello", body: str = "body text\r\n") -> bytes:
     return f"From: a@example.org\r\nTo: demo@example.test\r\nSubject: {subject}\r\n\r\n{body}".encode()
 
 
-async def deliver(store: MailStore, raw: bytes, account_ids: list[int], **kw: object) -> object:
-    return await store.deliver(io.BytesIO(raw), parse_message(io.BytesIO(raw)), account_ids, **kw)  # type: ignore[arg-type]
+async def deliver(store: MailStore, raw: bytes, account_ids: list[int], mailbox: str = "INBOX") -> object:
+    return await store.deliver(io.BytesIO(raw), parse_message(io.BytesIO(raw)), account_ids, mailbox)
 
 
 @pytest.fixture
@@ -73,7 +73,8 @@ def test_submit_and_a_recorded_failure_with_its_dsn_are_one_commit_each(store_pa
             commits = store.stats()["commits"]
             result = await store.submit(io.BytesIO(raw), parse_message(io.BytesIO(raw)), [demo], out)
             assert store.stats()["commits"] == commits + 1
-            assert result.queue_id is not None and len(result.copies) == 1
+            assert result.queue_id is not None
+            assert len(result.copies) == 1
             queued = await store.queue_get(result.queue_id)
             assert queued is not None
             dsn = GeneratedMessage(
@@ -98,7 +99,8 @@ def test_expunge_leaves_tombstone_rows_at_a_later_modseq(store_path: Path) -> No
                 await store.get_mailbox(demo, "INBOX"),
                 await store.get_mailbox(other, "INBOX"),
             )
-            assert inbox is not None and other_inbox is not None
+            assert inbox is not None
+            assert other_inbox is not None
             (msg,) = await store.list_messages(inbox.id)
             await store.expunge(inbox.id, [1])
             await store.expunge(other_inbox.id, [1])

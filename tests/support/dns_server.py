@@ -73,7 +73,9 @@ class Zones:
 class _Udp(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         data, sock = self.request
-        reply = self.server.zones.answer(data)  # type: ignore[attr-defined]
+        server = self.server
+        assert isinstance(server, _UdpServer)
+        reply = server.zones.answer(data)
         if reply:
             sock.sendto(reply, self.client_address)
 
@@ -88,7 +90,9 @@ class _Tcp(socketserver.BaseRequestHandler):
                 return
             (length,) = struct.unpack("!H", header)
             data = conn.recv(length, socket.MSG_WAITALL)
-            reply = self.server.zones.answer(data)  # type: ignore[attr-defined]
+            server = self.server
+            assert isinstance(server, _TcpServer)
+            reply = server.zones.answer(data)
             if reply:
                 conn.sendall(struct.pack("!H", len(reply)) + reply)
         except OSError:
@@ -99,10 +103,18 @@ class _UdpServer(socketserver.ThreadingUDPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def __init__(self, address: tuple[str, int], zones: Zones) -> None:
+        self.zones = zones
+        super().__init__(address, _Udp)
+
 
 class _TcpServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], zones: Zones) -> None:
+        self.zones = zones
+        super().__init__(address, _Tcp)
 
 
 class DnsServer:
@@ -113,18 +125,16 @@ class DnsServer:
         self.host = host
         # bind UDP first on an ephemeral port, then TCP on the same number (retry on the rare clash)
         for _ in range(20):
-            udp = _UdpServer((host, 0), _Udp)
+            udp = _UdpServer((host, 0), zones)
             port = udp.server_address[1]
             try:
-                tcp = _TcpServer((host, port), _Tcp)
+                tcp = _TcpServer((host, port), zones)
             except OSError:
                 udp.server_close()
                 continue
             break
         else:
             raise OSError("no free port for the test DNS server")
-        udp.zones = zones  # type: ignore[attr-defined]
-        tcp.zones = zones  # type: ignore[attr-defined]
         self.port = port
         self._servers = (udp, tcp)
         self._threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in self._servers]

@@ -85,7 +85,8 @@ def small_disk(where: Path, size: str) -> Iterator[SmallDisk]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert holder.stdout is not None and holder.stdin is not None
+    assert holder.stdout is not None
+    assert holder.stdin is not None
     if holder.stdout.readline().strip() == "mounted":
         try:
             # nsenter joins the user namespace as its owner: no privilege needed

@@ -49,7 +49,9 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.peer: SmtpPeer = self.server.peer  # type: ignore[attr-defined]
+        server = self.server
+        assert isinstance(server, _Server)
+        self.peer = server.peer
         self.tls = False
 
     def _send(self, line: str) -> None:
@@ -167,6 +169,10 @@ class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def __init__(self, address: tuple[str, int], peer: SmtpPeer) -> None:
+        self.peer = peer  # what the handlers answer from
+        super().__init__(address, _Handler)
+
 
 class SmtpPeer:
     """`with SmtpPeer("127.0.0.2", 0, script) as peer: ... peer.port, peer.received`"""
@@ -185,8 +191,7 @@ class SmtpPeer:
         self.lock = threading.Lock()
         self.release = threading.Event()
         self.delivered = threading.Event()
-        self._server = _Server((host, port), _Handler)
-        self._server.peer = self  # type: ignore[attr-defined]
+        self._server = _Server((host, port), self)
         self.host = host
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

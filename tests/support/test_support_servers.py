@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dns.resolver
 import pytest
 
@@ -33,7 +35,8 @@ def test_mx_a_null_mx_nodata_and_nxdomain() -> None:
         assert [rr.address for rr in r.resolve("mx1.example.org", "A")] == ["127.0.0.2"]
         assert [rr.address for rr in r.resolve("mx2.example.org", "AAAA", tcp=True)] == ["::1"]
         (null,) = r.resolve("nullmx.test", "MX")
-        assert null.preference == 0 and null.exchange.to_text() == "."
+        assert null.preference == 0
+        assert null.exchange.to_text() == "."
         with pytest.raises(dns.resolver.NoAnswer):
             r.resolve("mx1.example.org", "MX")
         with pytest.raises(dns.resolver.NXDOMAIN):
@@ -41,7 +44,7 @@ def test_mx_a_null_mx_nodata_and_nxdomain() -> None:
         assert ("example.org.", "MX") in zones.queries
 
 
-def test_the_scripted_peer_accepts_over_starttls_and_misbehaves_on_demand(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_scripted_peer_accepts_over_starttls_and_misbehaves_on_demand(tmp_path: Path) -> None:
     import smtplib
     import ssl
 
@@ -64,7 +67,9 @@ def test_the_scripted_peer_accepts_over_starttls_and_misbehaves_on_demand(tmp_pa
             )
         assert refused == {"busy@peer.test": (451, b"4.2.1 later")}
         (got,) = peer.received
-        assert got.tls and got.recipients == ["ok@peer.test"] and got.data == b"Subject: x\r\n\r\n.hi\r\n"
+        assert got.tls
+        assert got.recipients == ["ok@peer.test"]
+        assert got.data == b"Subject: x\r\n\r\n.hi\r\n"
     with SmtpPeer("127.0.0.3", 0, Script(replies={"dot": "554 5.7.1 no"})) as peer:
         with smtplib.SMTP(peer.host, peer.port) as smtp, pytest.raises(smtplib.SMTPDataError):
             smtp.sendmail("a@example.test", ["x@peer.test"], b"Subject: y\r\n\r\nz\r\n")

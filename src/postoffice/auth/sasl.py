@@ -133,12 +133,14 @@ class PlainMechanism(SaslMechanism):
         if len(parts) != 3:
             return SaslFailure("message must be [authzid] NUL authcid NUL password")
         authzid = _text_field(parts[0], "authorization identity", allow_empty=True)
+        if isinstance(authzid, SaslFailure):
+            return authzid
         authcid = _text_field(parts[1], "authentication identity")
+        if isinstance(authcid, SaslFailure):
+            return authcid
         password = _text_field(parts[2], "password")
-        for value in (authzid, authcid, password):
-            if isinstance(value, SaslFailure):
-                return value
-        assert isinstance(authzid, str) and isinstance(authcid, str) and isinstance(password, str)
+        if isinstance(password, SaslFailure):
+            return password
         return Credentials(authzid=authzid, authcid=authcid, password=password)
 
 

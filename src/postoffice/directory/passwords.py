@@ -24,7 +24,7 @@ import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 #: Letters and digits without the look-alikes 0 O o 1 l I: a password copied by hand survives.
-PASSWORD_ALPHABET = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+PASSWORD_ALPHABET = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # noqa: S105 - symbols, not a secret
 PASSWORD_LENGTH = 20  # 56 symbols ** 20 ~ 2**116
 
 _hasher = argon2.PasswordHasher(type=argon2.Type.ID)

@@ -52,8 +52,7 @@ SEPARATOR = "/"
 
 
 def _account_id(session: SessionState) -> int:
-    assert session.account is not None
-    return session.account.id
+    return session.logged_in_account.id
 
 
 def _is_inbox(name: str) -> bool:
@@ -337,14 +336,14 @@ class ListPattern:
             if prefix[:5].upper() == "INBOX" and pattern[5:6] in ("", SEPARATOR, "*", "%"):
                 inboxcase |= 0b11111 << offset  # its first five positions take INBOX in any case
             prefixes.append(prefix)
-            for i, token in enumerate(tokens):
+            for i, symbol in enumerate(tokens):  # each a character or a wildcard: the automaton's alphabet
                 bit = 1 << (offset + i)
-                if token == "*":
+                if symbol == "*":
                     star |= bit
-                elif token == "%":
+                elif symbol == "%":
                     percent |= bit
                 else:
-                    literals[token] = literals.get(token, 0) | bit
+                    literals[symbol] = literals.get(symbol, 0) | bit
             start |= 1 << offset
             accept |= 1 << (offset + len(tokens))
             offset += len(tokens) + 1

@@ -55,8 +55,7 @@ if TYPE_CHECKING:
 
 
 def _view(session: SessionState) -> MailboxView:
-    assert session.view is not None
-    return session.view
+    return session.selected_view
 
 
 def _writable(session: SessionState) -> MailboxView:
@@ -456,34 +455,40 @@ def _render(
             elif name == "ENVELOPE":
                 if rendering is not None:
                     env = rendering.envelope_utf8 if utf8 and rendering.envelope_utf8 else rendering.envelope
-                else:
-                    assert parsed is not None
+                elif parsed is not None:
                     env = f.envelope(parsed.envelope, utf8=utf8)
+                else:
+                    raise _unplanned(item)
                 yield (b"ENVELOPE " + env)
             elif name == "BODYSTRUCTURE":
                 if rendering is not None:
                     body = rendering.bodystructure
                     if utf8 and rendering.bodystructure_utf8:
                         body = rendering.bodystructure_utf8
-                else:
-                    assert parsed is not None
+                elif parsed is not None:
                     body = f.bodystructure(parsed.body, extended=True, utf8=utf8)
+                else:
+                    raise _unplanned(item)
                 yield (b"BODYSTRUCTURE " + body)
             elif name == "BODY":
-                assert parsed is not None
+                if parsed is None:
+                    raise _unplanned(item)
                 yield (b"BODY " + f.bodystructure(parsed.body, extended=False, utf8=utf8))
             elif name == "RFC822":
-                assert isinstance(content, bytes)  # a large message goes through `_fetch_large`
+                if not isinstance(content, bytes):  # a large message goes through `_fetch_large`
+                    raise _unplanned(item)
                 yield (b"RFC822 " + wire.literal(content))
             elif name in ("RFC822.HEADER", "RFC822.TEXT"):
-                assert parsed is not None
+                if parsed is None:
+                    raise _unplanned(item)
                 spec = f.SectionSpec((), "HEADER" if name == "RFC822.HEADER" else "TEXT")
                 yield (name.encode() + b" " + wire.literal(f.section_bytes(content, parsed, spec)))
         elif isinstance(item, p.FetchBody):
             spec = _spec(item.section)
             partial = (item.partial.origin, item.partial.length) if item.partial is not None else None
             if parsed is None:  # BODY[] of the whole message: no structure needed
-                assert isinstance(content, bytes)
+                if not isinstance(content, bytes):
+                    raise _unplanned(item)
                 data = f.apply_partial(content, partial)
             else:
                 data = f.section_bytes(content, parsed, spec, partial)
@@ -492,7 +497,8 @@ def _render(
                 label += b"<%d>" % item.partial.origin
             yield (label + b" " + wire.literal(data))
         elif isinstance(item, p.FetchBinary):
-            assert parsed is not None
+            if parsed is None:
+                raise _unplanned(item)
             partial = (item.partial.origin, item.partial.length) if item.partial is not None else None
             decoded = f.binary_section(content, parsed, item.part, partial)
             if decoded is None:
@@ -503,11 +509,17 @@ def _render(
             # RFC 3516 4.2: literal8 only when the decoded data needs it (NUL); a plain literal otherwise.
             yield (label + b" " + wire.literal(decoded, binary=b"\x00" in decoded))
         elif isinstance(item, p.FetchBinarySize):
-            assert parsed is not None
+            if parsed is None:
+                raise _unplanned(item)
             decoded_size = f.binary_size(content, parsed, item.part)
             if decoded_size is None:
                 raise _unknown_cte(item.part)
             yield (b"BINARY.SIZE[" + _part_label(item.part) + b"] %d" % decoded_size)
+
+
+def _unplanned(item: p.FetchItem) -> RuntimeError:
+    """`_FetchPlan.of` did not ask for what `item` needs (a bug): the command fails, NO [SERVERBUG]."""
+    return RuntimeError(f"FETCH item {item!r} rendered without the data it needs")
 
 
 def _part_label(part: tuple[int, ...]) -> bytes:
@@ -559,11 +571,11 @@ _STORE_MODES = {p.StoreMode.ADD: "add", p.StoreMode.REMOVE: "remove", p.StoreMod
 async def copy(session: SessionState, command: p.Copy | p.Move) -> Done:
     move = isinstance(command, p.Move)
     view = _writable(session) if move else _view(session)
-    assert session.account is not None
+    account = session.logged_in_account
     uids = [u for u in session.resolve(command.sequence, uid=command.uid) if u not in view.gone]
     if not command.mailbox.valid:  # not modified UTF-7: no mailbox has that name (decision 0020)
         raise no("Mailbox does not exist (the name is not valid modified UTF-7)", "NONEXISTENT")
-    target = await session.store.get_mailbox(session.account.id, command.mailbox.name)
+    target = await session.store.get_mailbox(account.id, command.mailbox.name)
     if target is None:
         raise no("Mailbox does not exist", "TRYCREATE")
     if not uids:

@@ -88,12 +88,14 @@ class MailboxView:
         self.keywords: set[str] = set(snapshot.keywords)
 
     def _own(self) -> list[frozenset[str]]:
-        if not self._owned:
-            self.uids = self.uids[:]
-            self._flags = list(self._flags)
-            self._owned = True
-        assert isinstance(self._flags, list)
-        return self._flags
+        """The columns, copied from the snapshot (which other sessions share) before the first change."""
+        flags = self._flags
+        if self._owned and isinstance(flags, list):
+            return flags
+        self.uids = self.uids[:]
+        owned = self._flags = list(flags)
+        self._owned = True
+        return owned
 
     # -- lookups -----------------------------------------------------------------------------------------
     @property

@@ -215,8 +215,9 @@ class ImapProtocol:
         """Handle everything the client has sent that can be handled now; what is needed to go on."""
         session = self.session
         while session.state is not State.LOGOUT:
-            if self._idling is not None:
-                await self._run_command(self._idling, self._idle_turn)
+            idling = self._idling
+            if idling is not None:
+                await self._run_command(idling, functools.partial(self._idle_turn, idling))
                 if self._idling is not None:
                     return Need.IDLE
             else:
@@ -228,7 +229,7 @@ class ImapProtocol:
                     await self._run_command(self._sasl.command, step)
                 else:
                     await self._event(event)
-            if self.errors >= MAX_ERRORS and session.state is not State.LOGOUT:
+            if self.errors >= MAX_ERRORS and not session.ended:  # the command may have ended the session
                 session.untagged("BYE Too many invalid commands")
                 session.end_reason = "too many errors"
                 session.state = State.LOGOUT
@@ -508,11 +509,10 @@ class ImapProtocol:
         self.reader.expect_idle_done()
         self._idling = command
 
-    async def _idle_turn(self) -> None:
+    async def _idle_turn(self, command: p.Idle) -> None:
         """One turn of IDLE: DONE (or anything else) ends it; else the changes so far are sent and the core
         waits (Need.IDLE) for input or a wake-up. A failure ends IDLE too (`_idling` is cleared first)."""
-        command, self._idling = self._idling, None
-        assert command is not None
+        self._idling = None
         session = self.session
         event = self.reader.next()
         if event is not None:

@@ -200,6 +200,27 @@ class SessionState:
 
     # ------------------------------------------------------------------------------- login and logout
 
+    @property
+    def logged_in_account(self) -> Account:
+        """The account of a logged-in session (the core runs such commands only after a login)."""
+        account = self.account
+        if account is None:
+            raise RuntimeError("a command of the authenticated state ran before a login")
+        return account
+
+    @property
+    def selected_view(self) -> MailboxView:
+        """The selected mailbox (the core runs such commands only in the selected state)."""
+        view = self.view
+        if view is None:
+            raise RuntimeError("a command of the selected state ran with no mailbox selected")
+        return view
+
+    @property
+    def ended(self) -> bool:
+        """LOGOUT, a BYE or too many errors: the core reads no more commands."""
+        return self.state is State.LOGOUT
+
     def logged_in(self, account: Account) -> None:
         self.account = account
         self.state = State.AUTHENTICATED
@@ -315,12 +336,12 @@ class SessionState:
         return view.apply(changes)
 
     def resolve(self, sequence: SequenceSet, *, uid: bool) -> list[int]:
-        assert self.view is not None
+        view = self.selected_view
         if sequence.saved:
             # RFC 5182 2.1: "$" is the saved result (empty when there is none); expunged UIDs drop out.
             return self.saved_uids()
         try:
-            return self.view.resolve(sequence, uid=uid)
+            return view.resolve(sequence, uid=uid)
         except InvalidSequence as exc:
             raise bad(f"Invalid message sequence number: {exc}") from None
 

@@ -141,11 +141,15 @@ def lookup_charset(charset: str | None) -> str | None:
 def decode_charset(data: bytes, charset: str | None) -> str:
     """Decode bytes in a MIME charset with errors replaced; unknown charsets as UTF-8, else Latin-1."""
     codec = lookup_charset(charset)
-    if codec is not None:
-        try:
-            return clean_text(data.decode(codec, "replace"))
-        except Exception:
-            pass
+    if codec is None:
+        return _utf8_else_latin1(data)
+    try:
+        return clean_text(data.decode(codec, "replace"))
+    except Exception:  # a codec that refuses "replace" or fails on odd input: decoded as if unknown
+        return _utf8_else_latin1(data)
+
+
+def _utf8_else_latin1(data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

@@ -121,7 +121,7 @@ _WANTED = frozenset(
         "message-id",
     }
 )
-_TOKEN = r"[^\s()<>@,;:\\\"/\[\]?=]+"
+_TOKEN = r"[^\s()<>@,;:\\\"/\[\]?=]+"  # noqa: S105 - an RFC 2045 token, not a credential
 _MEDIA_TYPE = re.compile(rf"\s*({_TOKEN})\s*/\s*({_TOKEN})\s*")
 _COMMENT = re.compile(r"\([^()]*\)")
 _FIRST_TOKEN = re.compile(r"[^\s;()]+")

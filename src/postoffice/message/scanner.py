@@ -78,7 +78,8 @@ class LinePattern:
     def find(self, buf: bytes, i: int) -> int:
         """The start of the first line that may match, among the lines after a terminator at or after
         `buf[i]` (terminator buffered); -1 if there is none."""
-        if self._compiled is None:
+        compiled = self._compiled
+        if compiled is None:
             lines = _EMPTY_OR_DASH_LINE if self._empty else _DASH_LINE_AFTER
             for m in lines.finditer(buf, i):
                 rest = m.group(2)
@@ -86,13 +87,12 @@ class LinePattern:
                     return m.end(1)
                 self._misses += 1
                 if self._misses >= self.MISSES and self._budget.take():
-                    self._compiled = _compiled_lines(self._boundaries, self._empty)
+                    compiled = self._compiled = _compiled_lines(self._boundaries, self._empty)
                     i = m.end(1)
                     break
             else:
                 return -1
-            assert self._compiled is not None
-        m2 = self._compiled[1].search(buf, i)
+        m2 = compiled[1].search(buf, i)
         return -1 if m2 is None else m2.end()
 
 

@@ -108,12 +108,12 @@ class _FallbackDecoder:
 
 def _decoder(charset: str | None) -> codecs.IncrementalDecoder | _FallbackDecoder:
     codec = lookup_charset(charset)
-    if codec is not None:
-        try:
-            return codecs.getincrementaldecoder(codec)("replace")
-        except Exception:
-            pass
-    return _FallbackDecoder()
+    if codec is None:
+        return _FallbackDecoder()
+    try:
+        return codecs.getincrementaldecoder(codec)("replace")
+    except Exception:  # a codec without an incremental decoder, or one that refuses "replace": as if unknown
+        return _FallbackDecoder()
 
 
 def part_text(fp: IO[bytes], part: BodyPart, limit: int) -> tuple[str, bool]:

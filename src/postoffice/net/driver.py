@@ -152,8 +152,8 @@ class LineSession(Generic[ProtocolT]):
         self.tls_started()
         self.proto.tls_started()
 
-    async def _end(self, ending: Ending, timeout: float) -> None:
-        self.goodbye(ending, timeout)
+    async def _end(self, ending: Ending, read_timeout: float) -> None:
+        self.goodbye(ending, read_timeout)
         await self._write_quietly(self.proto.data_to_send())
 
     async def _write_quietly(self, data: bytes) -> None:

@@ -195,7 +195,8 @@ class Connection:
             return login, True
         return when, False
 
-    async def read(self, timeout: float, *, idle: bool = False) -> bytes:
+    # `timeout` is the command's budget, kept across reads: no caller's asyncio.timeout could say it
+    async def read(self, timeout: float, *, idle: bool = False) -> bytes:  # noqa: ASYNC109
         """Up to READ_CHUNK bytes; b"" when the peer closed.
 
         `timeout` is per command, not per read (module notes): the first read after a write starts the
@@ -238,7 +239,8 @@ class Connection:
         if self._read_wait is not None and self._read_idle:
             self._read_wait.reschedule(self._loop.time())
 
-    async def write(self, data: bytes, timeout: float = 300.0) -> None:
+    # `timeout` is combined with the login deadline and eviction, which decide the error: not a caller's
+    async def write(self, data: bytes, timeout: float = 300.0) -> None:  # noqa: ASYNC109
         """Send `data`, waiting at most `timeout` for the peer to take it (less before login, see `read`).
         A write answers the client, so the next read starts a new command deadline."""
         if not data:
@@ -435,7 +437,8 @@ class ListenerGroup:
 
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
-            assert task is not None
+            if task is None:  # asyncio runs start_server's coroutine callback as a task: never
+                raise RuntimeError("a connection callback ran outside a task")
             self._tasks.add(task)
             conn = Connection(
                 reader,

@@ -207,7 +207,8 @@ class Pop2Session(LineSession[p.Pop2ServerProtocol]):
 
     async def _select_folder(self, event: p.SelectFolder) -> None:
         account = self.account
-        assert account is not None, "the core asks about FOLD only after HELO"
+        if account is None:
+            raise RuntimeError("FOLD before HELO: the core asks about FOLD only after HELO")
         try:
             mailbox = await self.store.get_mailbox(account.id, event.name)
             messages = await self.store.list_messages(mailbox.id) if mailbox is not None else []
@@ -257,7 +258,8 @@ class Pop2Session(LineSession[p.Pop2ServerProtocol]):
     async def _delete(self, event: p.Delete) -> None:
         mailbox = self.mailbox
         info = self.messages[event.number - 1]
-        assert mailbox is not None, "ACKD follows a RETR, which needs a message in a mailbox"
+        if mailbox is None:
+            raise RuntimeError("ACKD without a mailbox: it follows a RETR, which needs a message in one")
         try:
             # Durable before the reply: expunge returns after the store's commit.
             await self.store.expunge(mailbox.id, [info.uid])
@@ -274,7 +276,8 @@ class Pop2Session(LineSession[p.Pop2ServerProtocol]):
         """ACKS: the client has the message and it stays; mark it \\Seen (UW ipop2d did the same)."""
         mailbox = self.mailbox
         info = self.messages[event.number - 1]
-        assert mailbox is not None, "ACKS follows a RETR, which needs a message in a mailbox"
+        if mailbox is None:
+            raise RuntimeError("ACKS without a mailbox: it follows a RETR, which needs a message in one")
         try:
             await self.store.store_flags(mailbox.id, [info.uid], ["\\Seen"], "add")
         except StoreError as exc:  # the message is kept either way; a missing flag is not worth failing

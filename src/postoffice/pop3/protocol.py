@@ -513,8 +513,9 @@ class Pop3ServerProtocol(LineProtocol[Event]):
             self._send_error(_ErrorReply("Line too long"))
             return True
         try:
-            if self._sasl is not None:
-                self._sasl_line(line)
+            mechanism = self._sasl
+            if mechanism is not None:
+                self._sasl_line(mechanism, line)
             else:
                 self._dispatch(line)
         except _ErrorReply as error:
@@ -599,9 +600,7 @@ class Pop3ServerProtocol(LineProtocol[Event]):
                 raise _ErrorReply("Invalid base64 in the initial response")
         self._sasl_result(mechanism, mechanism.start(initial))
 
-    def _sasl_line(self, line: bytes) -> None:
-        mechanism = self._sasl
-        assert mechanism is not None
+    def _sasl_line(self, mechanism: SaslMechanism, line: bytes) -> None:
         self._sasl = None
         try:
             text = line.decode("ascii").strip(" ")

@@ -311,7 +311,8 @@ class Pop3Session(LineSession[p.Pop3ServerProtocol]):
 
     async def _update(self, event: p.Update) -> None:
         inbox = self.inbox
-        assert inbox is not None, "UPDATE only follows a login"
+        if inbox is None:
+            raise RuntimeError("UPDATE without a login: the core enters UPDATE only after one")
         try:
             if event.uids:
                 await self.store.expunge(inbox.id, event.uids)  # durable when it returns

@@ -573,8 +573,9 @@ class SmtpServerProtocol(LineProtocol[Event]):
                 self._send_error(_ErrorReply(500, "5.5.2", "Line too long"))
             return True
         try:
-            if self._sasl is not None:
-                self._sasl_line(line)
+            mechanism = self._sasl
+            if mechanism is not None:
+                self._sasl_line(mechanism, line)
             else:
                 self._dispatch(line)
         except _ErrorReply as error:
@@ -991,10 +992,8 @@ class SmtpServerProtocol(LineProtocol[Event]):
                 raise _ErrorReply(501, "5.5.2", "Cannot Base64-decode client response")
         self._sasl_result(mechanism, mechanism.start(initial))
 
-    def _sasl_line(self, line: bytes) -> None:
+    def _sasl_line(self, mechanism: SaslMechanism, line: bytes) -> None:
         """The client's line during an AUTH exchange: base64, or "*" to cancel (RFC 4954 section 4)."""
-        mechanism = self._sasl
-        assert mechanism is not None
         self._sasl = None  # any outcome but a new challenge ends the exchange
         try:
             text = line.decode("ascii").strip(" ")

@@ -388,7 +388,8 @@ class QueueRunner:
     # -- results and DSNs ------------------------------------------------------------------------------------
     def _next_attempt(self, now: float, attempts: int) -> float:
         cfg = self.config
-        return now + min(cfg.first_retry * 2 ** max(attempts - 1, 0), cfg.max_retry_interval)
+        doubling: int = 2 ** max(attempts - 1, 0)  # typeshed: int ** int is Any (a negative power is a float)
+        return now + min(cfg.first_retry * doubling, cfg.max_retry_interval)
 
     async def _record(self, item: _Item, outcomes: Sequence[RecipientOutcome]) -> None:
         """Record the results of a remote delivery attempt, with the DSNs they cause, in one transaction."""

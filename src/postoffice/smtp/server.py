@@ -283,10 +283,19 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
             proto.close(421, "4.3.0", "Local error in processing, closing connection")
             self._end_transaction("internal error", result="421 internal error")
 
+    def _policy(self) -> SubmissionPolicy:
+        """The submission policy, which every submission session has (`__init__`)."""
+        policy = self.policy
+        if policy is None:
+            raise RuntimeError("a submission session without its submission policy")
+        return policy
+
     async def _authenticate(self, event: p.Authenticate) -> None:
         """RFC 4954 through the shared login path (lockouts and delays as for IMAP and POP3)."""
-        assert self.authenticator is not None, "AUTH is only offered with an authenticator"
-        result = await self.authenticator.login_sasl(
+        authenticator = self.authenticator
+        if authenticator is None:
+            raise RuntimeError("AUTH in a session without an authenticator, which offers no AUTH")
+        result = await authenticator.login_sasl(
             protocol="smtp",
             client_ip=self.conn.peer_ip,
             credentials=event.credentials,
@@ -311,9 +320,9 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
         if account is None:
             self.proto.reject(530, "5.7.0", "Authentication required")
             return True
-        assert self.policy is not None, "a submission session has its policy"
+        policy = self._policy()
         try:
-            refusal = await self.policy.check_sender(account, event.address)
+            refusal = await policy.check_sender(account, event.address)
         except StoreError as exc:
             log.error("smtp submission: sender lookup failed: %s", exc)
             self.proto.reject(451, "4.3.0", "Temporary local problem, try again later")
@@ -341,7 +350,8 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
 
     async def _recipient(self, event: p.RcptTo) -> None:
         txn = self.txn
-        assert txn is not None, "the protocol core only asks about RCPT inside a transaction"
+        if txn is None:
+            raise RuntimeError("RCPT outside a transaction: the protocol core asks only inside one")
         params = event.params
         try:
             # submission or a trusted network may relay: a foreign recipient is queued for its server
@@ -405,7 +415,8 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
 
     def _start_message(self) -> None:
         txn = self.txn
-        assert txn is not None
+        if txn is None:
+            raise RuntimeError("DATA outside a transaction: the protocol core starts one only after RCPT")
         self.in_data = True
         txn.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, dir=str(self.settings.spool_dir))  # noqa: SIM115
         header = self._trace_headers(txn)
@@ -497,8 +508,7 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
         smtputf8 = "SMTPUTF8" in params
         extra = b""
         if self.submission and account is not None:
-            assert self.policy is not None, "a submission session has its policy"
-            decision = await self.policy.check_message(
+            decision = await self._policy().check_message(
                 account, spool, parsed, start=txn.message_start, smtputf8=smtputf8
             )
             if decision.refusal is not None:
@@ -524,8 +534,7 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
             return outcome.refusal, None
         txn.queue_id = outcome.queue_id
         if self.submission and account is not None:
-            assert self.policy is not None
-            self.policy.sent(account)
+            self._policy().sent(account)
         return None, outcome
 
     async def _prepend(self, spool: IO[bytes], extra: bytes) -> tuple[IO[bytes], ParsedMessage]:

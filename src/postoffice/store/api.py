@@ -809,7 +809,8 @@ class MailStore(abc.ABC):
             copies = tuple(NewCopy(account_id) for account_id in dict.fromkeys(local_copy.account_ids))
         record = QueueUpdate(queue_id, tuple(results), keep)
         result = await self.commit_delivery(Delivery(texts, copies, generated=tuple(bounces), record=record))
-        assert result.recorded is not None, "a delivery with a record returns the message as recorded"
+        if result.recorded is None:  # the backend broke commit_delivery's contract (after its commit)
+            raise RuntimeError(f"commit_delivery recorded queued message {queue_id} but returned no record")
         return result.recorded
 
     @abc.abstractmethod

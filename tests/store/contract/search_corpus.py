@@ -328,7 +328,7 @@ criteria_trees = st.recursive(
     lambda inner: st.one_of(
         inner.map(Not),
         st.builds(Or, inner, inner),
-        st.lists(inner, max_size=3).map(And),
+        st.lists(inner, max_size=3).map(lambda terms: And(tuple(terms))),
     ),
     max_leaves=8,
 )

@@ -62,25 +62,30 @@ def test_each_copy_has_its_own_text_mailbox_flags_and_keywords_and_shared_texts_
         )
         lists = await store.get_mailbox(demo, "Lists/dev")
         junk = await store.get_mailbox(other, "Junk")
-        assert lists is not None and junk is not None
+        assert lists is not None
+        assert junk is not None
         third_inbox = await inbox_of(store, third)
         assert [(c.account_id, c.mailbox_id, c.uid) for c in result.copies] == [
             (demo, lists.id, 1),
             (other, junk.id, 1),
             (third, third_inbox, 1),
         ]
-        assert result.queue_id is None and result.recorded is None
+        assert result.queue_id is None
+        assert result.recorded is None
         (in_lists,) = await store.list_messages(lists.id)
         (in_junk,) = await store.list_messages(junk.id)
         (in_inbox,) = await store.list_messages(third_inbox)
-        assert in_lists.flags == {"\\Flagged", "$label1"} and in_junk.flags == {"Junk"} and not in_inbox.flags
+        assert in_lists.flags == {"\\Flagged", "$label1"}
+        assert in_junk.flags == {"Junk"}
+        assert not in_inbox.flags
         assert {m.internaldate for m in (in_lists, in_junk, in_inbox)} == {1_700_000_000.0}
         assert await store.read_content(in_lists.content_id) == raw
         assert await store.read_content(in_junk.content_id) == prefixed
         assert (in_lists.size, in_junk.size) == (len(raw), len(prefixed))
         assert in_lists.content_id == in_inbox.content_id != in_junk.content_id  # one content per text
         parsed = await store.get_parsed(in_junk.content_id)
-        assert parsed.size == len(prefixed) and parsed.subject == "shared"
+        assert parsed.size == len(prefixed)
+        assert parsed.subject == "shared"
         assert [(e.kind, e.account_id, e.uids) for e in events] == [
             ("added", demo, (1,)),
             ("added", other, (1,)),
@@ -135,7 +140,8 @@ def test_copies_the_queue_entry_and_generated_messages_commit_together_or_not_at
         result = await store.commit_delivery(
             Delivery([text(raw), text(variant)], [NewCopy(demo, 1)], remote("x@remote.example"), [dsn])
         )
-        assert result.queue_id is not None and woken
+        assert result.queue_id is not None
+        assert woken
         assert await store.queue_read(result.queue_id) == raw  # texts[0] is what leaves
         (stored,) = await store.list_messages(await inbox_of(store, demo))
         assert await store.read_content(stored.content_id) == variant
@@ -198,7 +204,8 @@ def test_a_recorded_result_and_its_copies_commit_together_and_a_final_recipient_
                     [text(raw)], [NewCopy(demo)], generated=[dsn], record=QueueUpdate(first, results[:1])
                 )
             )
-        assert len(await store.list_messages(inbox)) == 1 and len(await store.queue_list()) == 2
+        assert len(await store.list_messages(inbox)) == 1
+        assert len(await store.queue_list()) == 2
         with pytest.raises(NotFound):
             await store.commit_delivery(
                 Delivery([text(raw)], [NewCopy(demo)], record=QueueUpdate(999_999, []))
@@ -216,8 +223,10 @@ def test_a_recorded_result_and_its_copies_commit_together_and_a_final_recipient_
                 record=QueueUpdate(second, [RecipientResult(only.id, "delivered")]),
             )
         )
-        assert done.recorded is not None and done.recorded.id == second
-        assert await store.queue_get(second) is None and len(await store.list_messages(inbox)) == 2
+        assert done.recorded is not None
+        assert done.recorded.id == second
+        assert await store.queue_get(second) is None
+        assert len(await store.list_messages(inbox)) == 2
 
     backend.run(scenario)
 

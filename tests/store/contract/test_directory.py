@@ -46,7 +46,8 @@ def test_domains_accounts_and_aliases_follow_the_directory_rules(backend: Backen
         with pytest.raises(AlreadyExists):
             await store.add_alias("Team@example.test", ["demo@example.test"])
         account = await store.get_account("DEMO@example.TEST")
-        assert account is not None and (account.id, account.address, account.domain) == (
+        assert account is not None
+        assert (account.id, account.address, account.domain) == (
             demo,
             "demo@example.test",
             "example.test",
@@ -74,11 +75,13 @@ def test_domains_accounts_and_aliases_follow_the_directory_rules(backend: Backen
             "team@example.test",
         ]
         team = await store.get_alias("TEAM@example.test")
-        assert team is not None and team.targets == ("demo@example.test", "other@example.test")
+        assert team is not None
+        assert team.targets == ("demo@example.test", "other@example.test")
         assert await store.get_alias("@example.test") is None
         # RFC 5321 4.5.1: the domain's first account got postmaster; bare "postmaster" means the same
         postmaster = await store.get_alias("postmaster@example.test")
-        assert postmaster is not None and postmaster.targets == ("demo@example.test",)
+        assert postmaster is not None
+        assert postmaster.targets == ("demo@example.test",)
         assert (await store.resolve_recipient("Postmaster")).account_ids == [demo]
         await store.remove_domain("other.example")
         with pytest.raises(NotFound):
@@ -100,7 +103,8 @@ def test_an_account_gets_default_mailboxes_a_new_password_and_goes_with_its_mail
         assert len({b.uidvalidity for b in boxes}) == len(boxes)
         await store.set_password("Demo@example.test", "new hash")
         account = await store.get_account("demo@example.test")
-        assert account is not None and account.password_hash == "new hash"
+        assert account is not None
+        assert account.password_hash == "new hash"
         with pytest.raises(NotFound):
             await store.set_password("nobody@example.test", "x")
         await deliver(store, message(), [demo])

@@ -9,6 +9,7 @@ import io
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pytest
 
@@ -27,6 +28,8 @@ from postoffice.store.api import AppendItem
 from tests.store.contract.harness import Backend, accounts, covers, deliver, message, parse
 
 S = MailStore
+T = TypeVar("T")
+U = TypeVar("U")
 RAW = message("durable", "caf\u00e9 \x00 bytes\r\n")
 FAR = time.time() + 86_400
 
@@ -112,7 +115,9 @@ CASES: list[tuple[Callable[..., object], Write, Check]] = [
     (
         S.set_password,
         lambda s, w: s.set_password("demo@example.test", "changed"),
-        lambda s, w: _has(s.get_account("demo@example.test"), lambda a: a.password_hash == "changed"),
+        lambda s, w: _has(
+            s.get_account("demo@example.test"), lambda a: a is not None and a.password_hash == "changed"
+        ),
     ),
     (
         S.remove_account,
@@ -221,7 +226,7 @@ CASES: list[tuple[Callable[..., object], Write, Check]] = [
             w.queue_id,
             [RecipientResult(w.recipient_id, "pending", 451, next_attempt=FAR + 1, attempted_at=1.0)],
         ),
-        lambda s, w: _has(s.queue_get(w.queue_id), lambda q: q.recipients[0].attempts == 1),
+        lambda s, w: _has(s.queue_get(w.queue_id), lambda q: q is not None and q.recipients[0].attempts == 1),
     ),
     (
         S.queue_delete,
@@ -249,16 +254,16 @@ CASES: list[tuple[Callable[..., object], Write, Check]] = [
 ]
 
 
-async def _has(read: Awaitable[object], holds: Callable[[object], bool]) -> bool:
+async def _has(read: Awaitable[T], holds: Callable[[T], bool]) -> bool:
     return holds(await read)
 
 
-async def _both(a: Awaitable[object], b: Awaitable[object], holds: Callable[[object, object], bool]) -> bool:
+async def _both(a: Awaitable[T], b: Awaitable[U], holds: Callable[[T, U], bool]) -> bool:
     return holds(await a, await b)
 
 
 @covers(*{method for method, _, _ in CASES})
-@pytest.mark.parametrize("method, write, check", CASES, ids=[m.__name__ for m, _, _ in CASES])
+@pytest.mark.parametrize(("method", "write", "check"), CASES, ids=[m.__name__ for m, _, _ in CASES])
 def test_a_write_is_visible_to_another_store_object_and_after_reopening_once_it_returns(
     backend: Backend, method: Callable[..., object], write: Write, check: Check
 ) -> None:

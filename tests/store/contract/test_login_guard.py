@@ -36,7 +36,7 @@ def test_entries_are_kept_until_they_end_and_replaced_by_key(backend: Backend) -
         assert account not in await store.login_guard_entries(NOW + 61)  # ended by then
         await store.login_guard_save([], NOW + 61)  # every save deletes what has ended
         assert account not in await store.login_guard_entries(NOW)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="not a login guard kind"):
             await store.login_guard_save([entry("nonsense", client="x")], NOW)
 
     backend.run(scenario)
@@ -67,9 +67,9 @@ def test_an_unlock_through_another_store_object_changes_the_generation(backend: 
             generation = server.login_guard_generation()
             assert await cli.login_guard_unlock(account="demo@example.test") == [lock[2]]
             assert server.login_guard_generation() != generation
-            with pytest.raises(ValueError):
+            with pytest.raises(ValueError, match="unlock a client or an account"):
                 await cli.login_guard_unlock()
-            with pytest.raises(ValueError):
+            with pytest.raises(ValueError, match="unlock a client or an account"):
                 await cli.login_guard_unlock(client="192.0.2.1", account="demo@example.test")
         finally:
             await cli.close()

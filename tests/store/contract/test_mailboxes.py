@@ -19,7 +19,9 @@ def test_create_and_delete_mailboxes(backend: Backend) -> None:
     async def scenario(store: MailStore) -> None:
         (account,) = await accounts(store, "demo")
         work = await store.create_mailbox(account, "Work/")
-        assert work.name == "Work" and work.uidnext == 1 and work.subscribed is False
+        assert work.name == "Work"
+        assert work.uidnext == 1
+        assert work.subscribed is False
         assert await store.get_mailbox(account, "Work") == work
         assert (await store.get_mailbox(account, "inbox")) == await store.get_mailbox(account, "INBOX")
         assert await store.get_mailbox(account, "work") is None  # only INBOX is case-insensitive
@@ -54,11 +56,17 @@ def test_rename_moves_the_hierarchy_and_keeps_uidvalidity(backend: Backend) -> N
         await append(store, ab.id, "kept")
         await store.rename_mailbox(account, "A", "Z")
         names = {m.name for m in await store.list_mailboxes(account)}
-        assert {"Z", "Z/B", "AB"} <= names and "A" not in names and "A/B" not in names
+        assert {"Z", "Z/B", "AB"} <= names
+        assert "A" not in names
+        assert "A/B" not in names
         zb = await store.get_mailbox(account, "Z/B")
-        assert zb is not None and zb.uidvalidity == ab.uidvalidity and zb.messages == 1 and zb.id == ab.id
+        assert zb is not None
+        assert zb.uidvalidity == ab.uidvalidity
+        assert zb.messages == 1
+        assert zb.id == ab.id
         z = await store.get_mailbox(account, "Z")
-        assert z is not None and z.uidvalidity == a.uidvalidity
+        assert z is not None
+        assert z.uidvalidity == a.uidvalidity
         with pytest.raises(AlreadyExists):
             await store.rename_mailbox(account, "Z", "AB")
         with pytest.raises(StoreError):
@@ -82,10 +90,15 @@ def test_renaming_inbox_moves_its_messages_and_leaves_it_empty(backend: Backend)
         await store.rename_mailbox(account, "INBOX", "Old Inbox")
         old = await store.get_mailbox(account, "Old Inbox")
         emptied = await store.get_mailbox(account, "INBOX")
-        assert emptied is not None and emptied.messages == 0 and emptied.uidnext == 3
-        assert old is not None and old.messages == 2 and old.uidvalidity != inbox.uidvalidity
+        assert emptied is not None
+        assert emptied.messages == 0
+        assert emptied.uidnext == 3
+        assert old is not None
+        assert old.messages == 2
+        assert old.uidvalidity != inbox.uidvalidity
         first, second = await store.list_messages(old.id)
-        assert first.flags == {"\\Seen"} and first.internaldate == 1_600_000_000.0
+        assert first.flags == {"\\Seen"}
+        assert first.internaldate == 1_600_000_000.0
         assert await store.read_content(second.content_id) == message("two", "body two\r\n")
         assert (await store.changes_since(inbox.id, 0)).expunged == [1, 2]
 
@@ -104,9 +117,12 @@ def test_subscriptions_are_names(backend: Backend) -> None:
         await store.set_subscribed(account, "Junk", False)
         await store.set_subscribed(account, "inbox", True)  # INBOX once, whatever the case
         subs = await store.list_subscriptions(account)
-        assert "Not/There" in subs and "Junk" not in subs and subs.count("INBOX") == 1
+        assert "Not/There" in subs
+        assert "Junk" not in subs
+        assert subs.count("INBOX") == 1
         junk = await store.get_mailbox(account, "Junk")
-        assert junk is not None and junk.subscribed is False
+        assert junk is not None
+        assert junk.subscribed is False
 
     backend.run(scenario)
 

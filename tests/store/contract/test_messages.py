@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import given, settings
@@ -39,17 +40,21 @@ def test_delivery_is_byte_exact_once_per_account_with_increasing_uids_and_modseq
         assert [(c.account_id, c.uid) for c in copies] == [(demo, 1), (other, 1)]
         await deliver(store, raw2, [demo], flags=["\\Seen", "$Label1"], internaldate=1_700_000_000.0)
         inbox = await store.get_mailbox(demo, "INBOX")
-        assert inbox is not None and inbox.messages == 2 and inbox.uidnext == 3
+        assert inbox is not None
+        assert inbox.messages == 2
+        assert inbox.uidnext == 3
         assert inbox.size == len(raw1) + len(raw2)
         msgs = await store.list_messages(inbox.id)
-        assert [m.uid for m in msgs] == [1, 2] and [m.size for m in msgs] == [len(raw1), len(raw2)]
+        assert [m.uid for m in msgs] == [1, 2]
+        assert [m.size for m in msgs] == [len(raw1), len(raw2)]
         assert msgs[0].modseq < msgs[1].modseq
         assert msgs[1].flags == frozenset({"\\Seen", "$Label1"})
         assert msgs[1].internaldate == 1_700_000_000.0
         assert await store.read_content(msgs[0].content_id) == raw1
         assert await store.read_content(msgs[1].content_id) == raw2
         parsed = await store.get_parsed(msgs[1].content_id)
-        assert parsed.size == len(raw2) and parsed.subject == "two"
+        assert parsed.size == len(raw2)
+        assert parsed.subject == "two"
         assert await deliver(store, raw1, []) == []
         with pytest.raises(NotFound):
             await store.get_parsed(999_999)
@@ -67,7 +72,9 @@ def test_a_delivery_that_fails_for_one_account_stores_no_copy(backend: Backend) 
         with pytest.raises(NotFound):
             await deliver(store, message(), [demo, other], mailbox="Work")  # other has no Work
         work = await store.get_mailbox(demo, "Work")
-        assert work is not None and work.messages == 0 and work.uidnext == 1
+        assert work is not None
+        assert work.messages == 0
+        assert work.uidnext == 1
         raw = message("short", "x" * 5000)
         with pytest.raises(StoreError):  # the source ends before parsed.size
             await store.deliver(io.BytesIO(raw[:-100]), parse(raw), [demo])
@@ -126,7 +133,8 @@ def test_expunge_frees_a_content_with_its_last_copy_and_never_reuses_uids(backen
             await store.read_content(msg.content_id)
         assert (await deliver(store, message("next"), [demo]))[0].uid == 2
         refreshed = await store.get_mailbox(demo, "INBOX")
-        assert refreshed is not None and refreshed.messages == 1
+        assert refreshed is not None
+        assert refreshed.messages == 1
         assert (await store.changes_since(inbox, msg.modseq)).expunged == [1]
         with pytest.raises(NotFound):
             await store.expunge(999_999, [1])
@@ -143,17 +151,21 @@ def test_store_flags_add_remove_replace_and_each_change_has_a_new_modseq(backend
         await deliver(store, message(), [demo])
         modseq = await store.store_flags(inbox, [1], ["\\Flagged", "work", "\\Recent"], "add")
         first, second = await store.list_messages(inbox)
-        assert first.flags == {"\\Flagged", "work"} and first.modseq == modseq > second.modseq
+        assert first.flags == {"\\Flagged", "work"}
+        assert first.modseq == modseq > second.modseq
         again = await store.store_flags(inbox, [1], ["\\Flagged"], "add")  # nothing changes
-        assert again == modseq and (await store.list_messages(inbox))[0].modseq == modseq
+        assert again == modseq
+        assert (await store.list_messages(inbox))[0].modseq == modseq
         removed = await store.store_flags(inbox, [1, 2], ["work", "\\SEEN"], "remove")  # only 1 changes
         first, second = await store.list_messages(inbox)
-        assert removed > modseq and first.flags == {"\\Flagged"} and first.modseq == removed
+        assert removed > modseq
+        assert first.flags == {"\\Flagged"}
+        assert first.modseq == removed
         assert second.modseq < modseq
         replaced = await store.store_flags(inbox, [1, 2, 3], ["\\Seen", "$X"], "replace")
         assert replaced > removed
         assert [m.flags for m in await store.list_messages(inbox)] == [frozenset({"\\Seen", "$X"})] * 2
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="bad flag mode"):
             await store.store_flags(inbox, [1], ["\\Seen"], "toggle")
         with pytest.raises(NotFound):
             await store.store_flags(999_999, [1], ["\\Seen"], "add")
@@ -173,7 +185,8 @@ def test_contents_are_read_whole_in_chunks_in_batches_and_in_ranges(backend: Bac
         await deliver(store, small, [demo])
         large, little = await store.list_messages(inbox)
         chunks = [chunk async for chunk in store.open_content(large.content_id, chunk_size=65536)]
-        assert max(len(c) for c in chunks) <= 65536 and b"".join(chunks) == big
+        assert max(len(c) for c in chunks) <= 65536
+        assert b"".join(chunks) == big
         assert [c async for c in store.open_content(little.content_id, chunk_size=7)] == [
             small[i : i + 7] for i in range(0, len(small), 7)
         ]
@@ -212,7 +225,8 @@ def test_the_parse_and_its_imap_forms_are_kept_with_the_content_and_go_with_it(b
         await deliver(store, message("plain"), [demo])
         hard, plain = await store.list_messages(inbox)
         stored = await store.get_parsed(hard.content_id)
-        assert stored.body == parsed.body and stored.envelope == parsed.envelope
+        assert stored.body == parsed.body
+        assert stored.envelope == parsed.envelope
         assert stored.search_text == ""  # the search text lives in the store's index, not in the parse
         many = await store.get_parsed_many([plain.content_id, 999_999, hard.content_id])
         assert sorted(many) == sorted([plain.content_id, hard.content_id])
@@ -245,9 +259,11 @@ def test_copy_and_move_keep_flags_share_content_and_notify(backend: Backend) -> 
         await append(store, inbox, "c")
         assert await store.copy_messages(inbox, [3, 1, 99], archive) == [(1, 1), (3, 2)]
         copied = await store.list_messages(archive)
-        assert copied[0].flags == {"\\Flagged", "$X"} and copied[0].internaldate == 1_500_000_000.0
+        assert copied[0].flags == {"\\Flagged", "$X"}
+        assert copied[0].internaldate == 1_500_000_000.0
         originals = await store.list_messages(inbox)
-        assert len(originals) == 3 and copied[0].content_id == originals[0].content_id
+        assert len(originals) == 3
+        assert copied[0].content_id == originals[0].content_id
         assert await store.copy_messages(inbox, [2], archive, move=True) == [(2, 3)]
         assert [m.uid for m in await store.list_messages(inbox)] == [1, 3]
         await store.expunge(inbox, [1])
@@ -294,7 +310,9 @@ def test_changes_since_reports_new_changed_and_expunged_messages(backend: Backen
         base = everything.highest_modseq
 
         nothing = await store.changes_since(inbox, base)
-        assert nothing.messages == [] and nothing.expunged == [] and nothing.highest_modseq == base
+        assert nothing.messages == []
+        assert nothing.expunged == []
+        assert nothing.highest_modseq == base
 
         await store.store_flags(inbox, [7, 3], ["\\Flagged"], "add")
         await append(store, other, "elsewhere")  # another mailbox: not a change of INBOX
@@ -313,7 +331,8 @@ def test_changes_since_reports_new_changed_and_expunged_messages(backend: Backen
 
         # Only what came after the MODSEQ: the expunge is older than the last append.
         later = await store.changes_since(inbox, changes.highest_modseq - 1)
-        assert [m.uid for m in later.messages] == [21] and later.expunged == []
+        assert [m.uid for m in later.messages] == [21]
+        assert later.expunged == []
 
         # A flag change back to what it was is still a change (a new MODSEQ); a no-op STORE is not.
         await store.store_flags(inbox, [3], ["\\Flagged"], "remove")
@@ -325,7 +344,8 @@ def test_changes_since_reports_new_changed_and_expunged_messages(backend: Backen
         # MOVE out of the mailbox is an expunge of the source; the target sees new messages.
         pairs = await store.copy_messages(inbox, [1, 2], other, move=True)
         moved = await store.changes_since(inbox, again.highest_modseq)
-        assert moved.messages == [] and moved.expunged == [1, 2]
+        assert moved.messages == []
+        assert moved.expunged == [1, 2]
         target = await store.changes_since(other, again.highest_modseq)
         assert [m.uid for m in target.messages] == [new for _, new in pairs]
 
@@ -355,19 +375,50 @@ async def fresh(store: MailStore, mailbox_id: int) -> MailboxSnapshot:
     return build_snapshot(status.mailbox, 0, await store.list_messages(mailbox_id))
 
 
+# The changes the property tests make, in any order.
+@dataclass(frozen=True)
+class AppendOp:
+    flags: list[str]
+
+
+@dataclass(frozen=True)
+class FlagsOp:
+    uids: list[int]
+    flags: list[str]
+    mode: str
+
+
+@dataclass(frozen=True)
+class ExpungeOp:
+    uids: list[int]
+
+
+@dataclass(frozen=True)
+class CopyOp:
+    uids: list[int]
+    move: bool
+
+
+@dataclass(frozen=True)
+class SnapshotOp:
+    pass
+
+
+Operation = AppendOp | FlagsOp | ExpungeOp | CopyOp | SnapshotOp
+
 FLAG_SETS = st.lists(st.sampled_from(["\\Seen", "\\Deleted", "\\Flagged", "$Work", "$Later"]), max_size=3)
 OPERATIONS = st.lists(
     st.one_of(
-        st.tuples(st.just("append"), FLAG_SETS),
-        st.tuples(
-            st.just("flags"),
+        st.builds(AppendOp, FLAG_SETS),
+        st.builds(
+            FlagsOp,
             st.lists(st.integers(1, 40), max_size=5),
             FLAG_SETS,
             st.sampled_from(["add", "remove", "replace"]),
         ),
-        st.tuples(st.just("expunge"), st.lists(st.integers(1, 40), max_size=5)),
-        st.tuples(st.just("move"), st.lists(st.integers(1, 40), max_size=3)),
-        st.tuples(st.just("snapshot")),
+        st.builds(ExpungeOp, st.lists(st.integers(1, 40), max_size=5)),
+        st.builds(CopyOp, st.lists(st.integers(1, 40), max_size=3), st.just(True)),
+        st.just(SnapshotOp()),
     ),
     max_size=25,
 )
@@ -378,7 +429,7 @@ OPERATIONS = st.lists(
 @settings(max_examples=40)
 @given(operations=OPERATIONS)
 def test_a_snapshot_equals_one_read_from_scratch_after_any_changes(
-    make_backend: Callable[[str], Backend], name: str, operations: list[tuple[object, ...]]
+    make_backend: Callable[[str], Backend], name: str, operations: list[Operation]
 ) -> None:
     async def scenario(store: MailStore) -> None:
         (account,) = await accounts(store, "demo")
@@ -388,14 +439,14 @@ def test_a_snapshot_equals_one_read_from_scratch_after_any_changes(
         held = [await store.snapshot(inbox)]
         before = [columns(held[0])]
         for n, op in enumerate(operations):
-            if op[0] == "append":
-                await append(store, inbox, f"m{n}", op[1])  # type: ignore[arg-type]
-            elif op[0] == "flags":
-                await store.store_flags(inbox, op[1], op[2], op[3])  # type: ignore[arg-type]
-            elif op[0] == "expunge":
-                await store.expunge(inbox, op[1])  # type: ignore[arg-type]
-            elif op[0] == "move":
-                await store.copy_messages(inbox, op[1], archive, move=True)  # type: ignore[arg-type]
+            if isinstance(op, AppendOp):
+                await append(store, inbox, f"m{n}", op.flags)
+            elif isinstance(op, FlagsOp):
+                await store.store_flags(inbox, op.uids, op.flags, op.mode)
+            elif isinstance(op, ExpungeOp):
+                await store.expunge(inbox, op.uids)
+            elif isinstance(op, CopyOp):
+                await store.copy_messages(inbox, op.uids, archive, move=op.move)
             else:
                 held.append(await store.snapshot(inbox))
                 before.append(columns(held[-1]))
@@ -420,7 +471,8 @@ def test_a_deleted_and_recreated_mailbox_is_not_served_from_the_old_snapshot(bac
         again = await store.create_mailbox(account, "Work")
         snapshot = await store.snapshot(again.id)
         assert snapshot.mailbox.uidvalidity != old.mailbox.uidvalidity
-        assert list(snapshot.uids) == [] and list(old.uids) == [1]
+        assert list(snapshot.uids) == []
+        assert list(old.uids) == [1]
         with pytest.raises(NotFound):
             await store.snapshot(999_999)
 
@@ -510,7 +562,8 @@ def test_the_keyword_count_holds_for_concurrent_changes_from_two_store_objects(b
         finally:
             await second.close()
         refused = [r for r in results if isinstance(r, BaseException)]
-        assert len(refused) == 15 and all(isinstance(r, LimitExceeded) for r in refused)
+        assert len(refused) == 15
+        assert all(isinstance(r, LimitExceeded) for r in refused)
         (stored,) = await first.list_messages(inbox)
         assert len(stored.flags) == 5
 
@@ -520,14 +573,14 @@ def test_the_keyword_count_holds_for_concurrent_changes_from_two_store_objects(b
 KEYWORD_NAMES = st.sampled_from(["a", "b", "c", "d", "e", "long-keyword", "\\Seen", "\\Flagged"])
 KEYWORD_OPERATIONS = st.lists(
     st.one_of(
-        st.tuples(st.just("append"), st.lists(KEYWORD_NAMES, max_size=3)),
-        st.tuples(
-            st.just("flags"),
+        st.builds(AppendOp, st.lists(KEYWORD_NAMES, max_size=3)),
+        st.builds(
+            FlagsOp,
             st.lists(st.integers(1, 6), min_size=1, max_size=3),
             st.lists(KEYWORD_NAMES, max_size=3),
             st.sampled_from(["add", "remove", "replace"]),
         ),
-        st.tuples(st.just("copy"), st.lists(st.integers(1, 6), min_size=1, max_size=3)),
+        st.builds(CopyOp, st.lists(st.integers(1, 6), min_size=1, max_size=3), st.just(False)),
     ),
     max_size=20,
 )
@@ -538,7 +591,7 @@ KEYWORD_OPERATIONS = st.lists(
 @settings(max_examples=40)
 @given(operations=KEYWORD_OPERATIONS)
 def test_keyword_limits_hold_after_any_changes_and_a_refused_change_changes_nothing(
-    make_backend: Callable[[str], Backend], name: str, operations: list[tuple[object, ...]]
+    make_backend: Callable[[str], Backend], name: str, operations: list[AppendOp | FlagsOp | CopyOp]
 ) -> None:
     """Starting from mailboxes within the limits, no sequence of limited changes takes one over them; each
     change applies whole or is refused (LimitExceeded) and changes nothing; a copy is never refused."""
@@ -556,19 +609,20 @@ def test_keyword_limits_hold_after_any_changes_and_a_refused_change_changes_noth
         for op in operations:
             before = await store.list_messages(inbox)
             try:
-                if op[0] == "append":
+                if isinstance(op, AppendOp):
                     raw = message("m")
-                    item = AppendItem(io.BytesIO(raw), parse(raw), op[1])  # type: ignore[arg-type]
+                    item = AppendItem(io.BytesIO(raw), parse(raw), op.flags)
                     await store.append_many(inbox, [item], keyword_limits=limits)
-                elif op[0] == "flags":
-                    await store.store_flags(inbox, op[1], op[2], op[3], keyword_limits=limits)  # type: ignore[arg-type]
+                elif isinstance(op, FlagsOp):
+                    await store.store_flags(inbox, op.uids, op.flags, op.mode, keyword_limits=limits)
                 else:
-                    await store.copy_messages(inbox, op[1], archive, keyword_limits=limits)  # type: ignore[arg-type]
+                    await store.copy_messages(inbox, op.uids, archive, move=op.move, keyword_limits=limits)
             except LimitExceeded:
-                assert op[0] != "copy"
+                assert not isinstance(op, CopyOp)
                 assert await store.list_messages(inbox) == before
             for mailbox in (inbox, archive):
                 found = await keywords(store, mailbox)
-                assert len(found) <= 3 and all(len(k) <= 8 for k in found), found
+                assert len(found) <= 3, found
+                assert all(len(k) <= 8 for k in found), found
 
     make_backend(name).run(scenario)

@@ -82,7 +82,8 @@ def test_submit_delivers_local_copies_and_queues_remote_recipients_in_one_commit
             eight_bit=True,
         )
         result = await submit(store, raw, [account_id], out)
-        assert len(result.copies) == 1 and result.queue_id is not None
+        assert len(result.copies) == 1
+        assert result.queue_id is not None
         copy = result.copies[0]
         (stored,) = await store.list_messages(copy.mailbox_id)
         assert await store.read_content(stored.content_id) == raw
@@ -112,14 +113,17 @@ def test_submit_with_only_local_or_only_remote_recipients(backend: Backend) -> N
     async def scenario(store: MailStore) -> None:
         account_id = await demo_account(store)
         local = await submit(store, message("local"), [account_id], None)
-        assert len(local.copies) == 1 and local.queue_id is None
+        assert len(local.copies) == 1
+        assert local.queue_id is None
         assert await store.queue_list() == []
         remote = await submit(store, message("remote"), [], outbound())
-        assert remote.copies == [] and remote.queue_id is not None
+        assert remote.copies == []
+        assert remote.queue_id is not None
         assert [m.id for m in await store.queue_list()] == [remote.queue_id]
         nothing = await submit(store, message("nothing"), [], None)
-        assert nothing.copies == [] and nothing.queue_id is None
-        with pytest.raises(ValueError):
+        assert nothing.copies == []
+        assert nothing.queue_id is None
+        with pytest.raises(ValueError, match="at least one recipient"):
             await submit(store, message("no recipients"), [], OutboundMessage("demo@example.test", []))
 
     backend.run(scenario)
@@ -141,7 +145,7 @@ class ShortOnSecondRead(io.BytesIO):
 
 @covers(S.submit, S.queue_stats)
 @pytest.mark.parametrize(
-    "local, source_kind",
+    ("local", "source_kind"),
     [(True, "short"), (True, "short-for-the-queue"), (False, "short")],
     ids=["local-and-remote", "local-written-then-queue-fails", "remote-only"],
 )
@@ -159,7 +163,9 @@ def test_a_submit_that_fails_while_writing_leaves_neither_copies_nor_queued_mess
         if isinstance(source, ShortOnSecondRead):
             assert source.rewinds == 2  # the local copy was written whole before the queued one failed
         inbox = await store.get_mailbox(account_id, "INBOX")
-        assert inbox is not None and inbox.messages == 0 and inbox.uidnext == 1
+        assert inbox is not None
+        assert inbox.messages == 0
+        assert inbox.uidnext == 1
         assert await store.list_messages(inbox.id) == []
         assert await store.queue_list() == []
         assert await store.queue_stats() == QueueStats(0, 0, None)
@@ -178,7 +184,8 @@ def test_deliver_is_submit_without_an_outbound_message(backend: Backend) -> None
             io.BytesIO(raw), parse_message(io.BytesIO(raw)), [account_id, account_id]
         )
         result = await submit(store, raw, [account_id], None)
-        assert [c.uid for c in copies] == [1] and [c.uid for c in result.copies] == [2]
+        assert [c.uid for c in copies] == [1]
+        assert [c.uid for c in result.copies] == [2]
         assert await store.queue_list() == []
 
     backend.run(scenario)
@@ -205,8 +212,10 @@ def test_queue_due_gives_messages_with_a_due_pending_recipient_oldest_first(back
         await store.queue_record(first, [retry])
         assert [m.id for m in await store.queue_due(time.time(), 10)] == [third, fourth]
         third_now = await store.queue_get(third)
-        assert third_now is not None and [r.status for r in third_now.recipients] == ["delivered", "pending"]
-        assert third_now.pending == (third_now.recipients[1],) and r2.id == third_now.recipients[1].id
+        assert third_now is not None
+        assert [r.status for r in third_now.recipients] == ["delivered", "pending"]
+        assert third_now.pending == (third_now.recipients[1],)
+        assert r2.id == third_now.recipients[1].id
 
     backend.run(scenario)
 
@@ -291,7 +300,8 @@ def test_keep_leaves_a_finished_message_in_the_queue(backend: Backend) -> None:
         done = await store.queue_record(
             queue_id, [RecipientResult(queued.recipients[0].id, "delivered", 250)], keep=True
         )
-        assert done.pending == () and done.next_attempt is None
+        assert done.pending == ()
+        assert done.next_attempt is None
         assert await store.queue_read(queue_id) == raw
         assert await store.queue_due(time.time() + 10**6, 10) == []
         assert await store.queue_delete(queue_id) is True
@@ -321,9 +331,11 @@ def test_a_final_recipient_never_changes_and_a_refused_record_changes_nothing(ba
             await store.queue_record(queue_id, [RecipientResult(10**9, "delivered")])
         with pytest.raises(NotFound):
             await store.queue_record(10**9, [])
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="not a queue status"):
             await store.queue_record(queue_id, [RecipientResult(b.id, "bounced")])
-        with pytest.raises(ValueError):  # pending needs its next attempt time
+        with pytest.raises(
+            ValueError, match="needs its next attempt time"
+        ):  # pending needs its next attempt time
             await store.queue_record(queue_id, [RecipientResult(b.id, "pending")])
         after = await store.queue_get(queue_id)
         assert after is not None
@@ -388,7 +400,7 @@ def test_a_dsn_is_queued_in_the_same_transaction_as_the_failure_that_caused_it(b
         assert len(await store.queue_list()) == 1
 
         # a DSN never has a sender, and a message with the null sender (the DSN itself) gets none
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="must have the null sender"):
             await store.queue_record(
                 bounce.id, [], bounces=[GeneratedMessage(b"x", outbound(sender="postmaster@example.test"))]
             )
@@ -415,7 +427,8 @@ def test_retry_delete_and_stats(backend: Backend) -> None:
         m2 = await store.enqueue(message("2"), len(message("2")), two)
         stats = await store.queue_stats()
         assert (stats.messages, stats.recipients_pending) == (2, 3)
-        assert stats.oldest_created is not None and before <= stats.oldest_created <= time.time()
+        assert stats.oldest_created is not None
+        assert before <= stats.oldest_created <= time.time()
         assert await store.queue_due(time.time(), 10) == []
 
         woken: list[bool] = []
@@ -451,7 +464,8 @@ def test_a_large_message_is_queued_and_streamed_byte_exact(backend: Backend) -> 
         assert result.queue_id is not None
         assert await store.queue_read(result.queue_id) == raw
         chunks = [chunk async for chunk in store.queue_open(result.queue_id, chunk_size=256 * 1024)]
-        assert len(chunks) > 1 and max(len(c) for c in chunks) <= 256 * 1024
+        assert len(chunks) > 1
+        assert max(len(c) for c in chunks) <= 256 * 1024
         assert b"".join(chunks) == raw
         (stored,) = await store.list_messages(result.copies[0].mailbox_id)
         assert await store.read_content(stored.content_id) == raw
@@ -486,7 +500,8 @@ def test_queued_bytes_never_change(backend: Backend, raw: bytes) -> None:
         with_bytes = await store.enqueue(io.BytesIO(raw), len(raw), outbound())
         assert await store.queue_read(with_bytes) == raw
         queued = await store.queue_get(queue_id)
-        assert queued is not None and queued.size == len(raw)
+        assert queued is not None
+        assert queued.size == len(raw)
 
     backend.run(scenario)
 
@@ -504,7 +519,8 @@ def test_the_queue_survives_reopening_and_a_removed_account_leaves_its_mail_queu
 
     async def second(store: MailStore) -> None:
         queued = await store.queue_get(ids[0])
-        assert queued is not None and queued.account_id is None
+        assert queued is not None
+        assert queued.account_id is None
         assert await store.queue_read(ids[0]) == message("kept")
 
     backend.run(first)
@@ -522,7 +538,8 @@ def test_queue_ids_are_never_reused_not_even_once_the_queue_is_empty(backend: Ba
             raw = message("one at a time")
             queue_id = await store.enqueue(raw, len(raw), outbound(smtp_id="6B15704DA1E00012C"))
             queued = await store.queue_get(queue_id)
-            assert queued is not None and queued.smtp_id == "6B15704DA1E00012C"
+            assert queued is not None
+            assert queued.smtp_id == "6B15704DA1E00012C"
             assert await store.queue_delete(queue_id)
             assert await store.queue_stats() == QueueStats(0, 0, None)
             ids.append(queue_id)
@@ -531,11 +548,13 @@ def test_queue_ids_are_never_reused_not_even_once_the_queue_is_empty(backend: Ba
         raw = message("after a restart")
         ids.append(await store.enqueue(raw, len(raw), outbound()))
         queued = await store.queue_get(ids[-1])
-        assert queued is not None and queued.smtp_id is None  # e.g. a DSN the server generated
+        assert queued is not None
+        assert queued.smtp_id is None
 
     backend.run(first)
     backend.run(after_restart)
-    assert ids == sorted(set(ids)) and len(ids) == 3
+    assert ids == sorted(set(ids))
+    assert len(ids) == 3
 
 
 @covers(S.queue_record)

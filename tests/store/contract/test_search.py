@@ -81,7 +81,7 @@ def test_system_flags_and_keywords(box: Mailbox) -> None:
     assert check(box, HasFlag("$Label1")) == [box.uid_of("multipart"), box.uid_of("long text")]
     assert check(box, HasFlag("\\Unknown")) == []
     assert len(check(box, HasFlag("\\Unknown", False))) == len(CORPUS)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"\\Recent is session state"):
         box.search(HasFlag("\\Recent"))
 
 
@@ -105,7 +105,7 @@ def test_sent_dates_use_the_header_zone_and_a_message_without_date_matches_only_
     assert box.uid_of("multipart") in check(box, Date("sent", "on", datetime.date(2023, 1, 4)))
     no_date = box.uid_of("no date")
     for op in ("before", "on", "since"):
-        crit = Date("sent", op, datetime.date(2023, 1, 4))  # type: ignore[arg-type]
+        crit = Date("sent", op, datetime.date(2023, 1, 4))
         assert no_date not in check(box, crit)
         assert no_date in check(box, Not(crit))
 
@@ -204,7 +204,7 @@ def test_case_insensitive_including_non_ascii(box: Mailbox) -> None:
 def test_short_needles_scan_and_are_still_exact(box: Mailbox) -> None:
     for needle in ("a", "Ab", "ü", "Σ", "k", "s ", "1"):
         for field in ("body", "text", "headers", ("header", "subject")):
-            check(box, Text(field, needle))  # type: ignore[arg-type]
+            check(box, Text(field, needle))
 
 
 @covers(S.search)
@@ -240,9 +240,9 @@ def test_not_or_and_nesting_is_exact(box: Mailbox) -> None:
     subject = Text(("header", "subject"), "kelvin")
     check(box, Or(seen, Not(flagged)))
     check(box, Not(Or(seen, subject)))
-    check(box, And([Not(seen), Or(subject, Date("sent", "before", datetime.date(2023, 1, 3)))]))
-    check(box, Not(Not(Or(Text("body", "zz"), Not(And([]))))))
-    check(box, And([All()] * 1500))  # balanced SQL: no "expression tree too large"
+    check(box, And((Not(seen), Or(subject, Date("sent", "before", datetime.date(2023, 1, 3))))))
+    check(box, Not(Not(Or(Text("body", "zz"), Not(And(()))))))
+    check(box, And((All(),) * 1500))  # balanced SQL: no "expression tree too large"
 
 
 @covers(S.search)

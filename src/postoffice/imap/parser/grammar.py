@@ -140,6 +140,15 @@ class LiteralPending(Exception):
     """The parse reached a small literal whose octets have not arrived yet."""
 
 
+class _MessageLiteralPending(LiteralPending):
+    """The parse reached an APPEND message literal of `size` octets (literal8 when `binary`), not arrived."""
+
+    def __init__(self, size: int, binary: bool) -> None:
+        super().__init__()
+        self.size = size
+        self.binary = binary
+
+
 class MessagePending(Exception):
     """The parse reached an APPEND message literal whose octets have not arrived yet."""
 
@@ -170,8 +179,7 @@ _MONTHS = {
         ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], 1
     )
 }
-_DATE = re.compile(r"([0-9]{1,2})-([A-Za-z]{3})-([0-9]{4})")
-_DATE_BYTES = re.compile(rb"[0-9]{1,2}-[A-Za-z]{3}-[0-9]{4}")
+_DATE = re.compile(rb"([0-9]{1,2})-([A-Za-z]{3})-([0-9]{4})")
 _DATE_TIME = re.compile(
     r"([ 0-9]?[0-9])-([A-Za-z]{3})-([0-9]{4}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-])([0-9]{4})"
 )
@@ -322,11 +330,12 @@ class Scanner:
         if not self.at_literal():
             raise BadSyntax(f"expected the message literal but found {self._near()}")
         m = self._marker()
+        size, binary = int(m.group(2)), bool(m.group(1))
         if self.i >= len(self.literals):
-            raise LiteralPending
+            raise _MessageLiteralPending(size, binary)
         self.i += 1
         self.pos = 0
-        return int(m.group(2)), bool(m.group(1))
+        return size, binary
 
     def at_literal(self) -> bool:
         """At "{" or "~{" (a "~" alone is an ATOM-CHAR)."""
@@ -483,19 +492,17 @@ def _ext_params(sc: Scanner) -> tuple[ExtParam, ...]:
 
 def _date(sc: Scanner) -> datetime.date:
     quoted = sc.take(b'"')
-    m = _DATE_BYTES.match(sc.seg, sc.pos)
+    m = _DATE.match(sc.seg, sc.pos)
     if m is None:
         raise BadSyntax(f"expected a date (d-Mon-yyyy) but found {sc._near()}")
     sc.pos = m.end()
     if quoted:
         sc.expect(b'"')
-    d = _DATE.fullmatch(m.group().decode("ascii"))
-    assert d is not None
-    month = _MONTHS.get(d.group(2).upper())
+    month = _MONTHS.get(m.group(2).decode("ascii").upper())
     try:
         if month is None:
             raise ValueError
-        return datetime.date(int(d.group(3)), month, int(d.group(1)))
+        return datetime.date(int(m.group(3)), month, int(m.group(1)))
     except ValueError:
         raise BadSyntax(f"invalid date {m.group().decode()}") from None
 
@@ -895,12 +902,10 @@ def _append_message(sc: Scanner, mailbox: MailboxName) -> tuple[AppendMessage, b
             raise BadSyntax("UTF8 APPEND data must be a literal8 ~{n} (RFC 6855 section 4)")
     elif not sc.at_literal():
         raise BadSyntax(f"expected the message literal but found {sc._near()}")
-    m = _LITERAL.match(sc.seg, sc.pos)
     try:
         size, binary = sc.message_literal()
-    except LiteralPending:
-        assert m is not None
-        message = AppendMessage(flags, date, int(m.group(2)), bool(m.group(1)), utf8)
+    except _MessageLiteralPending as pending:
+        message = AppendMessage(flags, date, pending.size, pending.binary, utf8)
         raise MessagePending(mailbox, message, utf8) from None
     if utf8:
         sc.expect(b")")

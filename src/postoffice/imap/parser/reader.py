@@ -158,6 +158,13 @@ class _CommandInProgress:
     is_append: bool = False
     append: AppendProgress | None = None
 
+    def parsed_tag(self) -> str:
+        """The tag of a command whose parse got past it (a charset or a literal comes after the tag)."""
+        tag = self.tag
+        if tag is None:
+            raise RuntimeError("the parse of a command without a tag got past the tag")
+        return tag
+
 
 _HEAD = re.compile(rb'([^\x00-\x20\x7f-\xff(){%*"\\+]+) ([A-Za-z]+)')
 
@@ -186,6 +193,7 @@ class CommandReader:
         self._literal = bytearray()
         self._tail = b""  # end of the line being discarded
         self._command = _CommandInProgress()
+        self._stream_tag = ""  # the APPEND whose message literal is streaming (STREAM)
         self._continuation_pending = False  # the last event returned was NeedContinuation
 
     # ------------------------------------------------------------------------------------------ public API
@@ -290,8 +298,7 @@ class CommandReader:
             if len(self._buf) < n:
                 return False
             if n:
-                assert self._command.tag is not None
-                self._events.append(AppendData(self._command.tag, bytes(self._buf[:n])))
+                self._events.append(AppendData(self._stream_tag, bytes(self._buf[:n])))
                 del self._buf[:n]
                 self._remaining -= n
             if self._remaining == 0:
@@ -399,8 +406,7 @@ class CommandReader:
             self._events.append(ParseError(cmd.tag, str(exc)))
             return
         except BadCharset as exc:
-            assert cmd.tag is not None
-            self._events.append(UnsupportedCharset(cmd.tag, exc.charset, exc.save))
+            self._events.append(UnsupportedCharset(cmd.parsed_tag(), exc.charset, exc.save))
             return
         except (LiteralPending, MessagePending):
             # Only possible when a line ends with a marker, which _step_line handles; defensive.
@@ -434,22 +440,19 @@ class CommandReader:
                 return
             except BadCharset as exc:
                 self._discard_rest(sync, size)
-                assert cmd.tag is not None
-                self._events.append(UnsupportedCharset(cmd.tag, exc.charset, exc.save))
+                self._events.append(UnsupportedCharset(cmd.parsed_tag(), exc.charset, exc.save))
                 return
-        assert cmd.tag is not None  # a valid prefix or a literal marker after the first line needs a tag
+        tag = cmd.parsed_tag()  # a valid prefix, or a literal marker after the first line's parse
         if size > MAX_LITERAL_SIZE:
             self._discard_rest(sync, size)
-            self._events.append(
-                ParseError(cmd.tag, f"literal size {marker.group(2).decode()} is not a number64")
-            )
+            self._events.append(ParseError(tag, f"literal size {marker.group(2).decode()} is not a number64"))
             return
         limit = self.max_literal if message is not None else self.max_line - cmd.size
         if not sync and not self.literal_plus:
             limit = min(limit, LITERAL_MINUS_LIMIT)
         if size > limit:
             self._discard_rest(sync, size)
-            self._events.append(LiteralTooLarge(cmd.tag, size, limit, sync))
+            self._events.append(LiteralTooLarge(tag, size, limit, sync))
             return
         self._remaining = size
         if message is None:
@@ -457,12 +460,13 @@ class CommandReader:
         else:
             progress = cmd.append
             if progress is None:
-                progress = cmd.append = AppendProgress(cmd.tag, message.mailbox, [], 0, False)
+                progress = cmd.append = AppendProgress(tag, message.mailbox, [], 0, False)
             progress.resume_segment = len(cmd.segments)
             progress.close_paren = message.in_utf8_parens
             index = len(progress.messages)
             progress.messages.append(message.message)
-            self._events.append(AppendMessageStart(cmd.tag, progress.mailbox, index, message.message, sync))
+            self._events.append(AppendMessageStart(tag, progress.mailbox, index, message.message, sync))
+            self._stream_tag = tag
             self._state = _State.STREAM
         if sync:
-            self._events.append(NeedContinuation(cmd.tag, size))
+            self._events.append(NeedContinuation(tag, size))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 from postoffice.plural import counted
 from postoffice.store.api import StoreError
@@ -42,7 +42,11 @@ def connect(path: Path, *, readonly: bool = False, check_same_thread: bool = Tru
     return conn
 
 
-def write_blob(conn: sqlite3.Connection, table: str, rowid: int, source: IO[bytes], size: int) -> None:
+#: The tables `write_blob` writes: the table name is the one part of its SQL not a constant in place.
+BlobTable = Literal["content_data", "queue_data"]
+
+
+def write_blob(conn: sqlite3.Connection, table: BlobTable, rowid: int, source: IO[bytes], size: int) -> None:
     """`size` bytes of `source` (from offset 0) into `table`.data at `rowid`; large ones in chunks with
     incremental blob I/O, so memory stays bounded whatever the size. A short source raises (and the request's
     savepoint rolls everything back)."""
@@ -51,9 +55,9 @@ def write_blob(conn: sqlite3.Connection, table: str, rowid: int, source: IO[byte
         data = source.read(size)
         if len(data) != size:
             raise StoreError(f"message source is {counted(len(data), 'byte')}, expected {size}")
-        conn.execute(f"INSERT INTO {table} (id, data) VALUES (?, ?)", (rowid, data))
+        conn.execute(f"INSERT INTO {table} (id, data) VALUES (?, ?)", (rowid, data))  # noqa: S608 - BlobTable
         return
-    conn.execute(f"INSERT INTO {table} (id, data) VALUES (?, zeroblob(?))", (rowid, size))
+    conn.execute(f"INSERT INTO {table} (id, data) VALUES (?, zeroblob(?))", (rowid, size))  # noqa: S608 - BlobTable
     written = 0
     with conn.blobopen(table, "data", rowid) as blob:
         while written < size:

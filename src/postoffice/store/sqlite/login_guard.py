@@ -14,6 +14,14 @@ from postoffice.store.api import LOGIN_GUARD_KINDS, ChangeEvent, LoginGuardEntry
 from postoffice.store.sqlite.base import SqliteBase
 from postoffice.store.sqlite.markers import ChangeMarker
 
+#: Unlocking a client or an account ends its own lockouts and the pairs it is in.
+_UNLOCK = {
+    "client": "DELETE FROM login_guard WHERE kind IN ('client', 'pair') AND client = ? "
+    "RETURNING kind, client, account, until, since",
+    "account": "DELETE FROM login_guard WHERE kind IN ('account', 'pair') AND account = ? "
+    "RETURNING kind, client, account, until, since",
+}
+
 
 class LoginGuardMixin(SqliteBase):
     _lockouts_marker: ChangeMarker
@@ -50,16 +58,10 @@ class LoginGuardMixin(SqliteBase):
     ) -> list[LoginGuardEntry]:
         if (client is None) == (account is None):
             raise ValueError("unlock a client or an account")
-        column, kind, value = (
-            ("client", "client", client) if client is not None else ("account", "account", account)
-        )
+        kind, value = ("client", client) if client is not None else ("account", account)
 
         def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> list[LoginGuardEntry]:
-            rows = conn.execute(
-                f"DELETE FROM login_guard WHERE kind IN (?, 'pair') AND {column} = ? "
-                "RETURNING kind, client, account, until, since",
-                (kind, value),
-            ).fetchall()
+            rows = conn.execute(_UNLOCK[kind], (value,)).fetchall()
             now = time.time()  # rows that had ended are cleaned up too, but were no lockout to report
             entries = [LoginGuardEntry(r[0], r[1], r[2], float(r[3]), float(r[4])) for r in rows]
             return sorted((e for e in entries if e.until > now), key=lambda e: (e.kind, e.client, e.account))

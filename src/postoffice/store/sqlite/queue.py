@@ -19,7 +19,7 @@ import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
-from typing import IO, Any, cast
+from typing import IO, Any
 
 from postoffice.store.api import (
     FINAL_STATUSES,
@@ -277,21 +277,26 @@ class QueueMixin(SqliteBase):
     async def queue_retry(self, queue_id: int | None = None) -> int:
         def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> int:
             now = time.time()
-            scope, params = "", cast(tuple[int, ...], ())
-            if queue_id is not None:
+            if queue_id is None:
+                conn.execute(
+                    "UPDATE queue_recipients SET next_attempt = ? "
+                    "WHERE status = 'pending' AND next_attempt > ?",
+                    (now, now),
+                )
+                count = conn.execute("SELECT count(*) FROM queue_recipients WHERE status = 'pending'")
+            else:
                 if conn.execute("SELECT 1 FROM queue_messages WHERE id = ?", (queue_id,)).fetchone() is None:
                     raise NotFound(f"no queued message {queue_id}")
-                scope, params = " AND message_id = ?", (queue_id,)
-            conn.execute(
-                f"UPDATE queue_recipients SET next_attempt = ? WHERE status = 'pending' AND next_attempt > ?"
-                f"{scope}",
-                (now, now, *params),
-            )
-            due = int(
                 conn.execute(
-                    f"SELECT count(*) FROM queue_recipients WHERE status = 'pending'{scope}", params
-                ).fetchone()[0]
-            )
+                    "UPDATE queue_recipients SET next_attempt = ? "
+                    "WHERE status = 'pending' AND next_attempt > ? AND message_id = ?",
+                    (now, now, queue_id),
+                )
+                count = conn.execute(
+                    "SELECT count(*) FROM queue_recipients WHERE status = 'pending' AND message_id = ?",
+                    (queue_id,),
+                )
+            due = int(count.fetchone()[0])
             if due:
                 events.append(ChangeEvent("queue", 0, 0, () if queue_id is None else (queue_id,)))
             return due
