@@ -283,6 +283,12 @@ def test_zero_free_space_and_zero_reserve_turn_the_disk_space_checks_off(write: 
     assert (store.min_free_space, store.disk_reserve) == (0, 0)
 
 
+def test_paths_that_cannot_be_expanded_or_hold_nul_are_problems_not_tracebacks(write: WriteConfig) -> None:
+    """A fuzz find: "~0" (no such user) made `Path.expanduser` raise RuntimeError out of the loader."""
+    keys = keys_of(write('[store]\nspool_dir = "~no-such-user-here/spool"\npath = "a\\u0000b"\n'))
+    assert sorted(keys) == ["store.path", "store.spool_dir"]
+
+
 def test_choices_are_checked(write: WriteConfig, cert_dir: Path) -> None:
     text = (
         '[server]\nlog_level = "verbose"\n[tls]\nmin_version = "TLSv1.1"\n'

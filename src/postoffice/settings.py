@@ -225,6 +225,17 @@ def check_value(setting: Setting, key: str, value: Any, out: Collector) -> bool:
         if kind == "path" and not value.strip():
             out.problem(key, "must not be empty", f"the default is {json.dumps(str(setting.default))}")
             return False
+        if kind == "path" or (setting.file and value):
+            if "\x00" in value:
+                out.problem(key, "must not contain a NUL character", "write the path of a file or directory")
+                return False
+            try:
+                Path(value).expanduser()
+            except RuntimeError:  # "~name" of no user, or "~" without a home directory
+                home = value.split("/", 1)[0]
+                why = f"cannot expand {home!r}: no such user or home directory"
+                out.problem(key, why, "write a full path")
+                return False
         if kind == "choice" and value not in setting.choices:
             close = did_you_mean(value, setting.choices)
             options = " | ".join(f'"{c}"' for c in setting.choices)
