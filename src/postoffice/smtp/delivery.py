@@ -363,7 +363,8 @@ class _Session:
             # StreamWriter mechanism (docs/decisions/0018). Without it, everything would be buffered.
             drain_helper = getattr(protocol, "_drain_helper", None)
             if drain and drain_helper is not None:
-                await asyncio.wait_for(drain_helper(), self.settings.data_timeout)
+                async with asyncio.timeout(self.settings.data_timeout):  # not wait_for (decision 0045)
+                    await drain_helper()
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise self._lost(doing, exc) from exc
 

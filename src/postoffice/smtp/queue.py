@@ -71,6 +71,8 @@ log = logging.getLogger("postoffice.queue")
 
 #: Seconds between looks at the queue when nothing wakes the runner.
 POLL_INTERVAL = 5.0
+#: How long stop() waits for the runner and its deliveries to end once cancelled.
+STOP_TIMEOUT = 10.0
 #: Seconds between two passes at least (wake-ups in between are folded into the next pass).
 PASS_GAP = 0.05
 #: Seconds between log lines about the queue's length and age.
@@ -160,9 +162,11 @@ class QueueRunner:
         tasks = [t for t in (self._task, *self._jobs) if t is not None]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            # Bounded: a task that does not end when cancelled must not keep the server from stopping.
+            _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+            if pending:
+                log.warning("queue runner: %s did not end when cancelled", counted(len(pending), "task"))
         self._task = None
 
     async def idle(self) -> None:
@@ -180,8 +184,12 @@ class QueueRunner:
                 raise
             except Exception:
                 log.exception("queue runner: a pass failed; trying again shortly")
+            # asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for loses a cancellation that
+            # arrives as the event is set (a delivery ending as the server stops), and stop() then waits
+            # for ever (docs/decisions/0045).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
+                async with asyncio.timeout(POLL_INTERVAL):
+                    await self._wake.wait()
             # Wake-ups come with every submission: one pass per PASS_GAP at most, so a busy submission
             # listener does not make the runner read the queue for each message.
             await asyncio.sleep(PASS_GAP)
