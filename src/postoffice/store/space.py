@@ -42,6 +42,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from postoffice.store.api import StoreError, StoreFull
@@ -69,6 +70,8 @@ RESERVE_RETRY_SECONDS = 1.0
 DEFAULT_MIN_FREE = 100 * 1024 * 1024
 DEFAULT_RESERVE = 16 * 1024 * 1024
 _CHUNK = 1024 * 1024
+#: Seconds a reserve found whole is trusted without looking at the file again.
+HELD_RECHECK = 1.0
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -149,6 +152,9 @@ class DiskSpace:
         self.retrying = False
         #: the reserve was short when last looked at: its coming back whole is logged
         self._short = False
+        #: `reserve_held` found it whole: trusted until this monotonic time without a stat (the writer asks
+        #: for every batch); every change made here clears it
+        self._held_until = 0.0
 
     # -- the file system -------------------------------------------------------------------------------------
     def free(self) -> int:
@@ -186,14 +192,24 @@ class DiskSpace:
             return 0
 
     def reserve_held(self) -> bool:
-        """The reserve file is there, whole, at the configured size."""
-        return self.reserve == 0 or self.reserve_size() == self.reserve
+        """The reserve file is there, whole, at the configured size (a whole reserve is looked at again after
+        HELD_RECHECK seconds, or at once after this object changed it)."""
+        if self.reserve == 0:
+            return True
+        now = time.monotonic()
+        if now < self._held_until:
+            return True
+        held = self.reserve_size() == self.reserve
+        if held:
+            self._held_until = now + HELD_RECHECK
+        return held
 
     def make_reserve(self, conn: sqlite3.Connection | None = None) -> bool:
         """Make the reserve whole, or as large as the filesystem allows above the margin (and above what
         the next checkpoint owes the database, when `conn` tells); True when it is whole. A reserve of
         another size (a changed setting) is cut down to size; at a setting of 0 it is removed."""
         with self._lock:
+            self._held_until = 0.0
             if self.reserve == 0:
                 self.release_reserve_file()
                 return True
@@ -266,6 +282,7 @@ class DiskSpace:
     def release_reserve(self, keep: int = 0) -> int:
         """Give back the reserve but `keep` bytes of it (0: delete the file); the bytes given back."""
         with self._lock:
+            self._held_until = 0.0
             have = self.reserve_size()
             if have <= keep:
                 return 0
@@ -281,6 +298,7 @@ class DiskSpace:
             return have - keep
 
     def release_reserve_file(self) -> bool:
+        self._held_until = 0.0
         try:
             os.unlink(self.reserve_path)
         except FileNotFoundError:
