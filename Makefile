@@ -7,7 +7,7 @@ DOMAIN ?= example.test
 # Standard ports when root; otherwise every port + 10000 (10025, 10587, ...).
 PORT_OFFSET ?= $(shell [ "$$(id -u)" = 0 ] && echo 0 || echo 10000)
 # Debian packages the interop tests drive (installed idempotently when missing; needs root or sudo-less apt).
-DEBIAN_PACKAGES := swaks strace fetchmail getmail6 curl isync neomutt offlineimap3 msmtp s-nail
+DEBIAN_PACKAGES := swaks strace fetchmail getmail6 curl isync neomutt offlineimap3 msmtp s-nail chromium
 
 .PHONY: runtime install deps run test test-unit test-integration lint config-doc bench clean
 
@@ -55,10 +55,10 @@ config-doc: install
 XDIST ?= -n auto --dist loadscope
 
 test-unit: install
-	$(BIN)/pytest -q $(XDIST) tests --ignore=tests/integration --ignore=tests/interop
+	$(BIN)/pytest -q $(XDIST) tests --ignore=tests/integration --ignore=tests/interop --ignore=tests/web
 
 test-integration: install deps
-	$(BIN)/pytest -q $(XDIST) tests/integration tests/interop
+	$(BIN)/pytest -q $(XDIST) tests/integration tests/interop tests/web
 
 test: lint test-unit test-integration
 

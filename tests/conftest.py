@@ -8,6 +8,9 @@ import pytest
 from hypothesis import settings
 
 from tests.integration.harness import DataDir, ServerProcess, make_data_dir
+from tests.support.unbuilt import unbuilt_protocol
+
+__all__ = ["unbuilt_protocol"]  # a fixture for every test module
 
 # Property tests: no per-example deadline (timings are never pass/fail here, and CI machines are shared).
 # On CI (CI=true) the examples are derandomized, so a run is reproducible; locally they stay random.

@@ -62,12 +62,15 @@ def config_only(tmp_path: Path) -> Path:
 
 
 def test_check_config_accepts_a_good_config_and_prints_warnings(config_only: Path, tmp_path: Path) -> None:
-    config_only.write_text(config_only.read_text() + '\n[listeners.web]\nprotocol = "http"\nport = 8080\n')
+    config_only.write_text(
+        config_only.read_text()
+        .replace("relay_networks = []\n", "")
+        .replace("[queue]\n", '[queue]\ntrusted_networks = ["10.0.0.0/8"]\n')
+    )
     proc = run("check-config", "--config", str(config_only), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "configuration OK" in proc.stdout
-    warning = 'listeners.web: protocol "http" is not built yet in this version; the listener will not start'
-    assert f"warning: {warning}" in proc.stdout
+    assert "warning: queue.trusted_networks: renamed to relay_networks in [smtp]" in proc.stdout
 
 
 def test_check_config_prints_every_problem_with_its_key_and_exits_2(
@@ -132,7 +135,7 @@ def test_ports_shows_every_listener_with_status_and_purpose(config_only: Path, t
         r"^smtp\s+0\.0\.0\.0\s+25\s+smtp\s+starttls\s+yes\s+ready\s+other mail servers", rows["smtp"]
     )
     assert re.search(r"465\s+submission\s+implicit\s+yes\s+ready\s+same, TLS", rows["submissions"])
-    assert re.search(r"443\s+http\s+implicit\s+no\s+disabled", rows["https"])
+    assert re.search(r"443\s+http\s+implicit\s+yes\s+ready\s+webmail in a browser", rows["https"])
     assert re.search(r"109\s+pop2\s+none\s+no\s+disabled\s+the legacy protocol; off by default", rows["pop2"])
     assert "redirects to https" in rows["http"]
     assert "pop2: POP2 (RFC 937) has no TLS" in proc.stdout
@@ -150,17 +153,19 @@ imap         0.0.0.0  143   imap        starttls  yes      ready     mail progra
 on the server
 imaps        0.0.0.0  993   imap        implicit  yes      ready     same, TLS from the first byte (RFC 8314)
 pop2         0.0.0.0  109   pop2        none      no       disabled  the legacy protocol; off by default
-http         0.0.0.0  80    http        none      no       disabled  webmail and admin (redirects to https)
-https        0.0.0.0  443   http        implicit  no       disabled  webmail and admin in a browser
+http         0.0.0.0  80    http        none      yes      ready     webmail (redirects to https)
+https        0.0.0.0  443   http        implicit  yes      ready     webmail in a browser
 
 pop2: POP2 (RFC 937) has no TLS and sends passwords in clear, so it is off by default; enabling it on an \
 address other than loopback also needs [auth] allow_plaintext_auth = true.
+
+webmail: https://mail.example.test/
 """
 
 
 def test_ports_output_is_what_it_was_before_the_protocol_registry(config_only: Path, tmp_path: Path) -> None:
-    """Issue 10: the listener table now comes from the registered services (postoffice.protocols); the
-    output, recorded before that change, stays the same to the byte."""
+    """Issue 10: the listener table comes from the registered services (postoffice.protocols); the output,
+    recorded before that change, stays the same to the byte but for the web's rows, built since (issue 11)."""
     proc = run("ports", "--config", str(config_only), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == PORTS_OF_THE_DEFAULT_CONFIG
@@ -252,14 +257,16 @@ def test_init_creates_the_data_directory(tmp_path: Path) -> None:
 
 
 def test_a_fresh_init_checks_without_a_warning(data: Path) -> None:
-    """Issue 9: the default config enabled the http and https listeners, which are not built, so every
-    check-config and run printed two warnings."""
+    """Issue 9: the default config enabled the http and https listeners while they were not built, so every
+    check-config and run printed two warnings. Now they are built and on."""
     proc = po(data, "check-config")
     assert proc.returncode == 0, proc.stderr
     assert "configuration OK" in proc.stdout
     assert "warning" not in proc.stdout + proc.stderr
     text = data.read_text()
-    assert text.count("# http is not built in this version: the listener could not start") == 2
+    assert "is not built in this version" not in text
+    doc = tomllib.loads(text)
+    assert doc["listeners"]["https"]["enabled"] is True
 
 
 def test_init_writes_every_declared_setting_and_listener(data: Path) -> None:
@@ -302,7 +309,8 @@ def test_init_with_port_offset_and_address(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     ports = po(root / "postoffice.toml", "ports").stdout
     found = sorted(int(m) for m in re.findall(r"^\S+\s+127\.0\.0\.1\s+(\d+)\s", ports, re.MULTILINE))
-    assert found == sorted([10025, 10587, 10465, 10110, 10995, 10143, 10993, 10109, 10080, 10443])
+    assert found == sorted([10025, 10587, 10465, 10110, 10995, 10143, 10993, 10109, 8080, 8443])
+    assert "webmail: https://mx.example.test:8443/" in ports
     assert 'hostname = "mx.example.test"' in (root / "postoffice.toml").read_text()
 
 

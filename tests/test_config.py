@@ -121,8 +121,8 @@ def test_standard_listeners_have_their_standard_ports_and_tls_modes(write: Write
         "imap": ("imap", 143, "starttls", True),
         "imaps": ("imap", 993, "implicit", True),
         "pop2": ("pop2", 109, "none", False),
-        "http": ("http", 80, "none", False),  # not built yet: enabled by default once it is
-        "https": ("http", 443, "implicit", False),
+        "http": ("http", 80, "none", True),
+        "https": ("http", 443, "implicit", True),
     }
     assert {
         name: (lst.protocol, lst.port, lst.tls, lst.enabled) for name, lst in listeners.items()
@@ -496,11 +496,12 @@ def test_pop2_cannot_use_tls(write: WriteConfig) -> None:
     assert keys_of(write('[listeners.pop2]\ntls = "starttls"\n')) == ["listeners.pop2.tls"]
 
 
+@pytest.mark.usefixtures("unbuilt_protocol")
 def test_enabled_listener_of_a_protocol_not_built_is_a_warning_not_an_error(write: WriteConfig) -> None:
-    config = load_config(write("[listeners.http]\nenabled = true\n[listeners.https]\nenabled = true\n"))
+    config = load_config(write("[listeners.sieve]\nenabled = true\n"))
     messages = [str(w) for w in config.warnings]
     assert (
-        'listeners.http: protocol "http" is not built yet in this version; the listener will not start'
+        'listeners.sieve: protocol "sieve" is not built yet in this version; the listener will not start'
         in messages
     )
     assert not any(w.key == "listeners.smtp" for w in config.warnings)
@@ -510,26 +511,29 @@ def test_enabled_listener_of_a_protocol_not_built_is_a_warning_not_an_error(writ
     assert config.listeners["imap"].status == "ready"
     assert config.listeners["imaps"].status == "ready"
     assert config.listeners["submission"].status == "ready"
-    assert config.listeners["https"].status == "not built yet"
+    assert config.listeners["sieve"].status == "not built yet"
+    assert config.listeners["https"].status == "ready"
     assert config.listeners["pop2"].status == "disabled"
 
 
+@pytest.mark.usefixtures("unbuilt_protocol")
 def test_listeners_of_a_protocol_not_built_are_off_by_default_without_a_warning(write: WriteConfig) -> None:
     config = load_config(write(""))
     assert config.warnings == ()
-    assert config.listeners["http"].status == "disabled"
-    assert config.listeners["https"].status == "disabled"
+    assert config.listeners["sieve"].status == "disabled"
+    assert config.listeners["https"].status == "ready"  # built: on by default
 
 
+@pytest.mark.usefixtures("unbuilt_protocol")
 def test_a_protocol_that_gets_built_is_ready(write: WriteConfig, monkeypatch: pytest.MonkeyPatch) -> None:
     """Its registration gains a factory (postoffice.protocols): nothing else changes for the config."""
     built = dataclasses.replace(
-        SERVICES["http"], factory=lambda settings, context: pytest.fail("the config never builds handlers")
+        SERVICES["sieve"], factory=lambda settings, context: pytest.fail("the config never builds handlers")
     )
-    monkeypatch.setitem(SERVICES, "http", built)
+    monkeypatch.setitem(SERVICES, "sieve", built)
     config = load_config(write(""))
-    assert not any(w.key == "listeners.http" for w in config.warnings)
-    assert config.listeners["http"].status == "ready"
+    assert not any(w.key == "listeners.sieve" for w in config.warnings)
+    assert config.listeners["sieve"].status == "ready"
 
 
 # -- the default file ----------------------------------------------------------------------------------------
@@ -573,7 +577,7 @@ def test_default_config_with_port_offset_and_address(tmp_path: Path, cert_dir: P
     )
     listeners = load_config(path).listeners
     assert sorted(lst.port for lst in listeners.values()) == sorted(
-        [10025, 10587, 10465, 10110, 10995, 10143, 10993, 10109, 10080, 10443]
+        [10025, 10587, 10465, 10110, 10995, 10143, 10993, 10109, 8080, 8443]  # 10080: browsers refuse it
     )
     assert {lst.address for lst in listeners.values()} == {"127.0.0.1"}
 
@@ -700,11 +704,14 @@ def test_every_registered_service_is_complete_and_its_listener_names_are_unique(
         assert service.name == name
         assert service.purpose
         assert all(port.tls in service.tls_modes for port in service.ports), name
-        if service.built:
+        if service.app is not None:  # served by a server of its own (the web), which keeps its own caps
+            assert service.settings is not None, name
+            assert service.factory is None, name
+        elif service.built:
             assert service.settings is not None, name
             assert service.refuse is not None, name
             assert service.pool, name
             assert service.caps is not None, name
             pool = [other.caps for other in SERVICES.values() if other.pool == service.pool]
             assert set(pool) == {service.caps}, f"pool {service.pool} has one set of caps"
-    assert [name for name, service in SERVICES.items() if not service.built] == ["http"]
+    assert [name for name, service in SERVICES.items() if not service.built] == []

@@ -66,6 +66,8 @@ def _valid(section: str, item: Setting) -> st.SearchStrategy[Any]:
         )
     if item.kind == "list":
         return st.lists(_TEXT, max_size=3)
+    if item.file:  # a file's name in a string ("" = none): refused with NUL or an unexpandable "~user"
+        return _TEXT.filter(lambda text: "\x00" not in text and not text.strip().startswith("~"))
     return _TEXT
 
 

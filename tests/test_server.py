@@ -162,11 +162,12 @@ def test_a_registered_service_is_configured_listed_and_served(
     asyncio.run(_running(config, scenario))
 
 
+@pytest.mark.usefixtures("unbuilt_protocol")
 def test_a_service_without_a_factory_is_listed_but_not_started(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = _only(tmp_path, "http", "")
-    assert config.listeners["http"].status == "not built yet"
+    config = _only(tmp_path, "sieve", "")
+    assert config.listeners["sieve"].status == "not built yet"
 
     async def scenario(server: Server) -> None:
         assert server.listeners is not None
@@ -174,7 +175,7 @@ def test_a_service_without_a_factory_is_listed_but_not_started(
 
     with caplog.at_level(logging.WARNING, logger="postoffice.server"):
         asyncio.run(_running(config, scenario))
-    assert "listener http: protocol http is not built yet in this version; not started" in caplog.text
+    assert "listener sieve: protocol sieve is not built yet in this version; not started" in caplog.text
 
 
 @pytest.mark.parametrize(

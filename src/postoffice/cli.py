@@ -268,6 +268,12 @@ def cmd_ports(args: argparse.Namespace) -> int:
         if service.note and any(lst.protocol == service.name for lst in config.listeners.values()):
             print()
             print(f"{service.name}: {service.note}.")
+    web = [lst for lst in config.listeners.values() if lst.protocol == "http" and lst.tls == "implicit"]
+    for lst in web:
+        if lst.status == "ready" and lst.port:
+            host = config.server.hostname
+            print()
+            print(f"webmail: https://{host}/" if lst.port == 443 else f"webmail: https://{host}:{lst.port}/")
     return EXIT_OK
 
 
@@ -344,8 +350,16 @@ def cmd_user(args: argparse.Namespace) -> int:
             print(f"{address} password: {password}")
     elif args.action == "passwd":
         password, password_hash = _password_and_hash(args)
-        with_store(args, lambda store: store.set_password(address, password_hash))
-        print(f"changed the password of {address}")
+
+        async def change(store: MailStore) -> int:
+            await store.set_password(address, password_hash)
+            account = await store.get_account(address)
+            return 0 if account is None else await store.web_sessions_end(account.id)
+
+        ended = with_store(args, change)
+        print(
+            f"changed the password of {address}" + (f"; {counted(ended, 'web login')} ended" if ended else "")
+        )
         if password:
             print(f"{address} password: {password}")
     else:

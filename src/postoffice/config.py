@@ -220,13 +220,26 @@ class StandardListener:
     tls: str
     enabled: bool
     purpose: str
+    offset_port: int | None = None
+
+    def port_with_offset(self, offset: int) -> int:
+        """Its port in a config written with a port offset (running unprivileged)."""
+        if offset and self.offset_port is not None:
+            return self.offset_port
+        return self.port + offset
 
 
 def standard_listeners() -> dict[str, StandardListener]:
     """The standard listeners of every registered protocol, in the order they are shown and written."""
     return {
         port.name: StandardListener(
-            port.name, service.name, port.port, port.tls, port.enabled, port.purpose or service.purpose
+            port.name,
+            service.name,
+            port.port,
+            port.tls,
+            port.enabled,
+            port.purpose or service.purpose,
+            port.offset_port,
         )
         for service in SERVICES.values()
         for port in service.ports
@@ -757,7 +770,8 @@ def render_default_config(
 ) -> str:
     """A complete, commented config file: every setting with its default and one comment line explaining it.
 
-    `port_offset` is added to every standard port (10000 gives 10025, 10587, ...), for running unprivileged;
+    `port_offset` is added to every standard port (10000 gives 10025, 10587, ...), for running unprivileged,
+    except to those with a port of their own for that case (the web's 8080 and 8443: browsers refuse 10080);
     `address` is the bind address of every listener."""
     standards = standard_listeners()
     if port_offset < 0 or max(s.port for s in standards.values()) + port_offset > 65535:
@@ -792,7 +806,7 @@ def render_default_config(
         lines += [
             f"enabled = {toml_value(default_enabled(standard))}",
             f"address = {toml_value(address)}",
-            f"port = {standard.port + port_offset}",
+            f"port = {standard.port_with_offset(port_offset)}",
             f"tls = {toml_value(standard.tls)}",
         ]
     return "\n".join(lines) + "\n"

@@ -14,22 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from postoffice.imap.service import IMAP
-from postoffice.net.service import Service, StandardPort
+from postoffice.net.service import Service
 from postoffice.pop2.service import POP2
 from postoffice.pop3.service import POP3
 from postoffice.smtp.service import SMTP, SUBMISSION
-
-#: Webmail and admin: registered so that its listeners are known (and off), not built yet.
-HTTP: Service[None] = Service(
-    name="http",
-    purpose="webmail and admin in a browser",
-    ports=(
-        StandardPort("http", 80, "none", purpose="webmail and admin (redirects to https)"),
-        StandardPort("https", 443, "implicit"),
-    ),
-    tls_modes=("none", "implicit"),
-    tls_problem=("HTTP has no STARTTLS", 'use tls = "implicit" (https) or "none"'),
-)
+from postoffice.web.service import HTTP
 
 #: Every registered protocol by name (tests may register more; readers look it up when they run).
 SERVICES: dict[str, Service[Any]] = {

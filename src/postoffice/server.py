@@ -145,7 +145,7 @@ class Server:
         )
         authenticator = self.authenticator = Authenticator(self.store, cfg.auth)
         await authenticator.start()  # lockouts kept across restarts (docs/decisions/0027)
-        context = ServiceContext(cfg, self.store, authenticator)
+        context = ServiceContext(cfg, self.store, authenticator, tls)
         await self._bind_listeners(listeners, context)
         if cfg.server.user and os.geteuid() == 0:
             # The TLS key goes to the service user too: the process holds it in memory anyway, and SIGHUP
@@ -169,6 +169,13 @@ class Server:
         pools: dict[str, ConnectionLimits] = {}
         for listener in cfg.enabled_listeners():
             service = SERVICES[listener.protocol]
+            spec = ListenerSpec(
+                listener.name, listener.protocol, listener.address, listener.port, listener.tls
+            )
+            if service.app is not None:
+                settings = cfg.section(service.settings) if service.settings else None
+                await listeners.bind_app(spec, service.app(settings, context, spec))
+                continue
             if service.factory is None:
                 log.warning(
                     "listener %s: protocol %s is not built yet in this version; not started",
@@ -186,7 +193,7 @@ class Server:
                     service.pool, caps.max_connections, caps.max_connections_per_ip
                 )
             await listeners.bind(
-                ListenerSpec(listener.name, listener.protocol, listener.address, listener.port, listener.tls),
+                spec,
                 service.factory(cfg.section(service.settings) if service.settings else None, context),
                 refuse,
                 limits,

@@ -49,6 +49,7 @@ import ssl
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from postoffice.auth.guard import client_key
 from postoffice.net.tls import describe_tls
@@ -400,6 +401,42 @@ Handler = Callable[[Connection], Awaitable[None]]
 Refuser = Callable[[Connection, str], Awaitable[None]]
 
 
+class AppListener(Protocol):
+    """A listener served by a server of its own (the web's), on sockets the listener layer bound."""
+
+    def stop_accepting(self) -> None: ...
+
+    async def wait_closed(self, grace: float) -> None: ...
+
+
+def bind_sockets(address: str, port: int) -> list[socket.socket]:
+    """Listening sockets for `address` ("" or "*": every address, IPv4 and IPv6) and `port`, bound as
+    asyncio's start_server binds them (SO_REUSEADDR, IPv6 sockets v6-only); not yet listening."""
+    host = None if address in ("", "*") else address
+    infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    seen: set[tuple[int, object]] = set()
+    try:
+        for family, kind, proto, _, sockaddr in infos:
+            if (family, sockaddr) in seen:
+                continue
+            seen.add((family, sockaddr))
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(sockaddr)
+            sock.setblocking(False)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    if not sockets:
+        raise OSError(f"no address to listen on for {address!r}")
+    return sockets
+
+
 class ListenerGroup:
     """All listening sockets of the server, with shared connection accounting."""
 
@@ -416,6 +453,7 @@ class ListenerGroup:
         self._connections: set[Connection] = set()
         self.shutting_down = asyncio.Event()
         self.bound: dict[str, tuple[str, int]] = {}
+        self._apps: list[AppListener] = []
 
     @property
     def active_connections(self) -> int:
@@ -481,7 +519,25 @@ class ListenerGroup:
             on_connect, host=host, port=spec.port, reuse_address=True, family=socket.AF_UNSPEC, backlog=512
         )
         self._servers.append(server)
-        sockname = server.sockets[0].getsockname()
+        self._listening(spec, server.sockets[0])
+
+    async def bind_app(
+        self, spec: ListenerSpec, start: Callable[[list[socket.socket]], Awaitable[AppListener]]
+    ) -> None:
+        """Bind the sockets of a listener served by another server (the web's ASGI server) now, before the
+        privilege drop, and let `start` serve them; its stop and wait join the other listeners'."""
+        sockets = bind_sockets(spec.address, spec.port)
+        try:
+            app = await start(sockets)
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
+        self._apps.append(app)
+        self._listening(spec, sockets[0])
+
+    def _listening(self, spec: ListenerSpec, sock: socket.socket) -> None:
+        sockname = sock.getsockname()
         self.bound[spec.name] = (str(sockname[0]), int(sockname[1]))
         log.info(
             "%s listening on %s port %d (%s, tls=%s)",
@@ -501,11 +557,15 @@ class ListenerGroup:
         self.shutting_down.set()
         for server in self._servers:
             server.close()
+        for app in self._apps:
+            app.stop_accepting()
         for conn in list(self._connections):
             conn.interrupt_idle()
 
     async def wait_closed(self, grace: float) -> None:
         """Wait up to `grace` seconds for sessions to end, then cancel the rest."""
+        if self._apps:
+            await asyncio.gather(*(app.wait_closed(grace) for app in self._apps), return_exceptions=True)
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in pending:

@@ -17,14 +17,17 @@ Implementation notes
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    import socket
+
     from postoffice.auth import Authenticator
     from postoffice.config import Config
-    from postoffice.net.listener import Handler, Refuser
+    from postoffice.net.listener import AppListener, Handler, ListenerSpec, Refuser
+    from postoffice.net.tls import TlsContexts
     from postoffice.store import MailStore
 
 S = TypeVar("S")
@@ -54,6 +57,9 @@ class StandardPort:
     enabled: bool = True
     #: Shown by `postoffice ports` and in the default file; the service's purpose when empty.
     purpose: str = ""
+    #: Its port in a config written with a port offset (`postoffice init --port-offset`), instead of port +
+    #: offset; for ports whose shifted number browsers refuse (10080 is on Chromium's list of unsafe ports).
+    offset_port: int | None = None
 
 
 class ServiceContext:
@@ -61,10 +67,14 @@ class ServiceContext:
     the store, the one authenticator, and objects shared by the listeners of several services (e.g. the
     maildrop locks of POP3 and POP2), made on first use."""
 
-    def __init__(self, config: Config, store: MailStore, authenticator: Authenticator) -> None:
+    def __init__(
+        self, config: Config, store: MailStore, authenticator: Authenticator, tls: TlsContexts | None = None
+    ) -> None:
         self.config = config
         self.store = store
         self.authenticator = authenticator
+        #: the server's TLS contexts (None when no listener uses TLS)
+        self.tls = tls
         self._shared: dict[str, Any] = {}
 
     def shared(self, key: str, make: Callable[[], T]) -> T:
@@ -77,6 +87,12 @@ class ServiceContext:
 
 #: Builds the connection handler of a service from its own settings section and the context.
 Factory = Callable[[S, ServiceContext], "Handler"]
+
+#: For a service served by a server of its own (the web): from its settings, the context and the listener,
+#: what starts serving the sockets the listener layer bound for it.
+AppFactory = Callable[
+    [S, ServiceContext, "ListenerSpec"], Callable[["list[socket.socket]"], Awaitable["AppListener"]]
+]
 
 
 @dataclass(frozen=True)
@@ -93,6 +109,8 @@ class Service(Generic[S]):
     settings: type[S] | None = None
     #: Builds the connection handler; None while the protocol is not built.
     factory: Factory[S] | None = None
+    #: Or: serves its listeners with a server of its own (the web), on sockets the listener layer binds.
+    app: AppFactory[S] | None = None
     #: Answers a connection over the caps (its "too busy" greeting) before it is closed.
     refuse: Refuser | None = None
     #: The pool of connection caps it counts in: services with the same pool share the caps.
@@ -115,4 +133,4 @@ class Service(Generic[S]):
 
     @property
     def built(self) -> bool:
-        return self.factory is not None
+        return self.factory is not None or self.app is not None

@@ -169,6 +169,21 @@ class TlsContexts:
     def server_context(self) -> ssl.SSLContext:
         return self._context
 
+    def dispatching_context(self) -> ssl.SSLContext:
+        """A context for a server that takes one context for good (the web's ASGI server): built from the same
+        files and settings, it hands every handshake over to the current `server_context` as soon as the
+        client's hello has been read (its SNI callback runs for every hello, with or without a name), so a
+        certificate reloaded on SIGHUP applies to the next connection there too."""
+        context = build_server_context(self.certificate, self.private_key, self.min_version)
+
+        def hand_over(
+            ssl_object: ssl.SSLObject | ssl.SSLSocket, _name: str | None, _ctx: ssl.SSLContext
+        ) -> None:
+            ssl_object.context = self._context
+
+        context.sni_callback = hand_over
+        return context
+
     def reload(self) -> str | None:
         """Load the files again and swap the new context in. Returns None on success; on failure returns the
         error (also logged) and keeps serving with the previous context."""

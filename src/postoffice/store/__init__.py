@@ -64,6 +64,7 @@ from postoffice.store.api import (
     StoreError,
     StoreFull,
     SubmitResult,
+    WebSession,
 )
 from postoffice.store.criteria import All, And, Criteria, Date, HasFlag, Not, Or, Size, Text, UidIn
 from postoffice.store.space import DEFAULT_MIN_FREE, DEFAULT_RESERVE
@@ -139,5 +140,6 @@ __all__ = [
     "SubmitResult",
     "Text",
     "UidIn",
+    "WebSession",
     "open_store",
 ]

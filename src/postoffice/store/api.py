@@ -474,6 +474,21 @@ class LoginGuardEntry:
 
 
 @dataclass(frozen=True)
+class WebSession:
+    """A login to the web interface (docs/decisions/0046). The browser holds a random token; the store keeps
+    only its SHA-256 (`id`, hex), so a copy of the store does not let anyone in."""
+
+    id: str
+    account_id: int
+    csrf: str  # the session's token for state-changing requests
+    created: float  # Unix time of the login
+    last_seen: float  # Unix time of the last request (updated at most once a minute)
+    expires: float  # Unix time it ends however active
+    client: str = ""  # the client address at login
+    user_agent: str = ""  # the browser's User-Agent at login (shortened), to tell sessions apart in a list
+
+
+@dataclass(frozen=True)
 class ChangeEvent:
     """Published to subscribers after the commit that made the change (never before)."""
 
@@ -858,6 +873,32 @@ class MailStore(abc.ABC):
     def login_guard_generation(self) -> object:
         """A value that changes after every `login_guard_unlock` by any process (cheap and not a coroutine:
         the SQLite backend stats a marker file)."""
+
+    # -- web sessions (docs/decisions/0046) ------------------------------------------------------------------
+    @abc.abstractmethod
+    async def web_session_create(self, session: WebSession) -> None:
+        """Keep a new web session (its account must exist); sessions that have ended are deleted with it."""
+
+    @abc.abstractmethod
+    async def web_session_get(self, session_id: str, now: float, idle_timeout: float) -> WebSession | None:
+        """The session with this id unless it has expired at `now` or saw no request for `idle_timeout`
+        seconds, or its account is gone."""
+
+    @abc.abstractmethod
+    async def web_session_touch(self, session_id: str, now: float) -> None:
+        """Record a request at `now` (`last_seen`)."""
+
+    @abc.abstractmethod
+    async def web_session_delete(self, session_id: str) -> bool:
+        """End one session (logout); whether it existed."""
+
+    @abc.abstractmethod
+    async def web_sessions_list(self, account_id: int, now: float) -> list[WebSession]:
+        """The account's sessions that have not expired at `now`, newest first."""
+
+    @abc.abstractmethod
+    async def web_sessions_end(self, account_id: int, *, keep: str | None = None) -> int:
+        """End every session of the account but `keep`; how many ended (a password change)."""
 
     def invalidate_caches(self) -> None:  # noqa: B027 - a no-op is right for a backend without caches
         """Drop in-memory caches (SIGHUP); they are rebuilt from the store on the next use."""

@@ -162,3 +162,19 @@ CREATE TABLE login_guard (
     since   REAL NOT NULL,                        -- Unix time it began
     PRIMARY KEY (kind, client, account)
 ) WITHOUT ROWID;
+
+-- Web sessions (docs/decisions/0046): the browser holds a random token, this table its SHA-256 (hex), so a
+-- copy of the store lets nobody in. A session ends at `expires` however active, or when no request came for
+-- [web] session_idle_timeout; ended rows are deleted with every new session. Removing an account, or setting
+-- its password, deletes its sessions.
+CREATE TABLE web_sessions (
+    id         TEXT PRIMARY KEY,                  -- SHA-256 of the cookie's token, hex
+    account_id INTEGER NOT NULL,                  -- accounts.id
+    csrf       TEXT NOT NULL,                     -- the token state-changing requests must carry
+    created    REAL NOT NULL,                     -- Unix time of the login
+    last_seen  REAL NOT NULL,                     -- Unix time of the last request (at most a minute old)
+    expires    REAL NOT NULL,                     -- Unix time it ends however active
+    client     TEXT NOT NULL DEFAULT '',          -- client address at login
+    user_agent TEXT NOT NULL DEFAULT ''           -- the browser's User-Agent at login, shortened
+) WITHOUT ROWID;
+CREATE INDEX web_sessions_account ON web_sessions(account_id);

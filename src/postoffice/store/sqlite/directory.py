@@ -170,6 +170,7 @@ class DirectoryMixin(SqliteBase):
                 delete_messages(conn, mailbox_id, None, tombstones=False)
                 conn.execute("DELETE FROM tombstones WHERE mailbox_id = ?", (mailbox_id,))
             conn.execute("DELETE FROM subscriptions WHERE account_id = ?", (account_id,))
+            conn.execute("DELETE FROM web_sessions WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM mailboxes WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
 

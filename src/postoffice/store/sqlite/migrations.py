@@ -19,7 +19,7 @@ from postoffice.store.sqlite.rows import insert_kept_forms, render_kept_forms
 
 log = logging.getLogger("postoffice.store")
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -84,6 +84,13 @@ _CREATE_LOGIN_GUARD = (
     "PRIMARY KEY (kind, client, account)) WITHOUT ROWID",
 )
 
+_CREATE_WEB_SESSIONS = (
+    "CREATE TABLE IF NOT EXISTS web_sessions (id TEXT PRIMARY KEY, account_id INTEGER NOT NULL, "
+    "csrf TEXT NOT NULL, created REAL NOT NULL, last_seen REAL NOT NULL, expires REAL NOT NULL, "
+    "client TEXT NOT NULL DEFAULT '', user_agent TEXT NOT NULL DEFAULT '') WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS web_sessions_account ON web_sessions(account_id)",
+)
+
 
 #: Steps that bring a store from version N to N + 1 (SQL statements, or functions of the connection),
 #: applied in one transaction at open.
@@ -125,6 +132,8 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
         "INSERT OR IGNORE INTO meta (key, value) "
         "SELECT 'next_queue_id', coalesce(max(id), 0) + 1 FROM queue_messages",
     ),
+    # Web sessions (docs/decisions/0046): a new table only.
+    8: _CREATE_WEB_SESSIONS,
 }
 
 

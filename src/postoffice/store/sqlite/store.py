@@ -21,13 +21,20 @@ from postoffice.store.sqlite.markers import ChangeMarker
 from postoffice.store.sqlite.messages import MessagesMixin
 from postoffice.store.sqlite.migrations import initialise
 from postoffice.store.sqlite.queue import QueueMixin
+from postoffice.store.sqlite.web_sessions import WebSessionsMixin
 from postoffice.store.sqlite.writer import Writer
 
 log = logging.getLogger("postoffice.store")
 
 
 class SqliteMailStore(
-    DirectoryMixin, LoginGuardMixin, MailboxesMixin, MessagesMixin, QueueMixin, DeliveryMixin
+    DirectoryMixin,
+    LoginGuardMixin,
+    MailboxesMixin,
+    MessagesMixin,
+    QueueMixin,
+    DeliveryMixin,
+    WebSessionsMixin,
 ):
     """The SQLite mail store: its parts assembled (see `postoffice.store.sqlite`)."""
 

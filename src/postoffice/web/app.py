@@ -1,0 +1,428 @@
+"""The web application (Starlette): login, the mailbox and message pages, rendered on the server.
+
+Implementation notes
+- Every response carries the security headers (`SecurityHeaders`): a Content-Security-Policy without inline
+  script (`script-src 'self'`), `frame-ancestors 'none'`, HSTS (on HTTPS), `Referrer-Policy: no-referrer`,
+  `X-Content-Type-Options: nosniff`; pages are `Cache-Control: no-store`.
+- Login goes through the server's one `Authenticator` (protocol "web"), so lockouts and the login guard apply
+  to the browser as to IMAP. The form is a plain HTML form that works without script and that password
+  managers fill.
+- Every state-changing request (POST) passes `check_csrf` (`postoffice.web.sessions` notes). GET never
+  changes state, except that opening a message marks it read, as every mail program does.
+- Every id in a URL is looked up under the session's account (`postoffice.web.mailview`); another account's
+  id is a 404 like a missing one.
+- Redirects only ever go to paths of this site (`safe_path`).
+- Errors are pages with their status code (or JSON for `Accept: application/json`), never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from importlib import resources
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from postoffice.net.service import ServiceContext
+from postoffice.store import WebSession
+from postoffice.web import mailview
+from postoffice.web.html import FRAME_CSP, frame_document
+from postoffice.web.i18n import LANG_COOKIE, LANGUAGES, Formatter, choose_language, translations
+from postoffice.web.sessions import LOGIN_COOKIE, SESSION_COOKIE, Sessions, cookie_header, same_token
+from postoffice.web.settings import WebConfig
+
+log = logging.getLogger("postoffice.web")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+HSTS = "max-age=31536000"
+STATIC_MAX_AGE = 3600
+#: Characters of a login name or password accepted from the form.
+MAX_CREDENTIAL = 1024
+
+
+class SecurityHeaders:
+    """Adds the security headers (module notes) to every response of `app`."""
+
+    def __init__(self, app: ASGIApp, *, https: bool) -> None:
+        self.app = app
+        self.https = https
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = str(scope.get("path", "")).startswith("/static/")
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                extra = [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"cross-origin-opener-policy", b"same-origin"),
+                    (b"cross-origin-resource-policy", b"same-origin"),
+                    (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), interest-cohort=()"),
+                ]
+                if b"content-security-policy" not in names:
+                    extra.append((b"content-security-policy", CSP.encode()))
+                if self.https:
+                    extra.append((b"strict-transport-security", HSTS.encode()))
+                if b"cache-control" not in names:
+                    value = f"public, max-age={STATIC_MAX_AGE}" if static else "no-store"
+                    extra.append((b"cache-control", value.encode()))
+                message["headers"] = headers + [h for h in extra if h[0] not in names]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def safe_path(target: str | None, default: str = "/") -> str:
+    """`target` when it is a path of this site ("/x", not "//host" or "/\\host" or a URL), else `default`."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return default
+    if any(ord(c) < 0x20 or c == "\\" for c in target):
+        return default
+    return target
+
+
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+class WebApp:
+    """The routes and their state (one per server)."""
+
+    def __init__(self, ctx: ServiceContext, settings: WebConfig) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+        self.settings = settings
+        self.sessions = Sessions(ctx.store, settings.session_lifetime, settings.session_idle_timeout)
+        self.templates = jinja2.Environment(
+            loader=jinja2.PackageLoader("postoffice.web", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+    def language(self, request: Request) -> str:
+        return choose_language(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
+
+    def render(
+        self,
+        request: Request,
+        template: str,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        **values: Any,
+    ) -> HTMLResponse:
+        language = self.language(request)
+        catalog = translations(language)
+        special = {
+            "\\Drafts": catalog.gettext("Drafts"),
+            "\\Sent": catalog.gettext("Sent"),
+            "\\Archive": catalog.gettext("Archive"),
+            "\\Junk": catalog.gettext("Junk"),
+            "\\Trash": catalog.gettext("Trash"),
+        }
+
+        def folder_label(folder: mailview.Folder) -> str:
+            if folder.name.upper() == "INBOX":
+                return catalog.gettext("Inbox")
+            if folder.special_use in special and "/" not in folder.name:
+                return special[folder.special_use]
+            return folder.label
+
+        page = self.templates.get_template(template).render(
+            _=catalog.gettext,
+            folder_label=folder_label,
+            ngettext=catalog.ngettext,
+            lang=language,
+            html_lang="zh-CN" if language == "zh_CN" else "en",
+            languages=LANGUAGES,
+            fmt=Formatter(language),
+            now=time.time(),
+            path=request.url.path,
+            **values,
+        )
+        return HTMLResponse(page, status_code=status, headers=headers)
+
+    async def session(self, request: Request) -> WebSession | None:
+        return await self.sessions.find(request.cookies.get(SESSION_COOKIE))
+
+    async def require(self, request: Request) -> WebSession:
+        session = await self.session(request)
+        if session is None:
+            raise _LoginRequired(request.url.path)
+        return session
+
+    def check_origin(self, request: Request) -> None:
+        """Refuse a request another site made the browser send: Sec-Fetch-Site when the browser sends it,
+        else the Origin header. Under `Referrer-Policy: no-referrer` browsers send `Origin: null` even for
+        this site's own forms, so "null" proves nothing either way; the CSRF token still must match."""
+        fetch_site = request.headers.get("sec-fetch-site")
+        if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+            raise HTTPException(403, "cross-site request refused")
+        origin = request.headers.get("origin")
+        if origin not in (None, "null") and origin != f"{request.url.scheme}://{request.url.netloc}":
+            raise HTTPException(403, "cross-site request refused")
+
+    async def form(self, request: Request) -> dict[str, str]:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.settings.max_form_size):
+            raise HTTPException(413, "request too large")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self.settings.max_form_size:
+                raise HTTPException(413, "request too large")
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/x-www-form-urlencoded":
+            raise HTTPException(415, "a form is expected")
+        from urllib.parse import parse_qsl
+
+        try:
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise HTTPException(400, "malformed form") from exc
+        return dict(pairs)
+
+    async def check_csrf(self, request: Request, session: WebSession, form: dict[str, str]) -> None:
+        self.check_origin(request)
+        if not same_token(form.get("csrf") or request.headers.get("x-csrf-token"), session.csrf):
+            raise HTTPException(403, "the form has expired; reload the page and try again")
+
+    # -- routes ----------------------------------------------------------------------------------------------
+    async def home(self, request: Request) -> Response:
+        session = await self.session(request)
+        if session is None:
+            return RedirectResponse("/login", 303)
+        folder = mailview.inbox(await mailview.folders(self.store, session.account_id))
+        return RedirectResponse(f"/box/{folder.id}", 303)
+
+    async def login_page(
+        self, request: Request, *, error: str = "", status: int = 200, name: str = ""
+    ) -> Response:
+        if request.method == "GET" and await self.session(request) is not None:
+            return RedirectResponse(safe_path(request.query_params.get("next")), 303)
+        import secrets
+
+        token = secrets.token_urlsafe(24)
+        response = self.render(
+            request,
+            "login.html",
+            status=status,
+            login_token=token,
+            error=error,
+            name=name,
+            next=safe_path(request.query_params.get("next"), ""),
+        )
+        response.headers.append("set-cookie", cookie_header(LOGIN_COOKIE, token))
+        return response
+
+    async def login(self, request: Request) -> Response:
+        self.check_origin(request)
+        form = await self.form(request)
+        catalog = translations(self.language(request))
+        expected = request.cookies.get(LOGIN_COOKIE)
+        if not expected or not same_token(form.get("login_token"), expected):
+            return await self.login_page(
+                request, error=catalog.gettext("The form had expired. Please try again."), status=403
+            )
+        name = form.get("username", "")[:MAX_CREDENTIAL]
+        password = form.get("password", "")[:MAX_CREDENTIAL]
+        result = await self.ctx.authenticator.login(
+            protocol="web",
+            client_ip=_client_ip(request),
+            username=name,
+            password=password,
+            mechanism="form",
+            tls=request.url.scheme == "https",
+        )
+        if not result.ok or result.account is None:
+            if result.status == "locked-out":
+                error = catalog.gettext("Too many failed logins. Please wait a while and try again.")
+            elif result.status == "unavailable":
+                error = catalog.gettext("Login is not possible right now. Please try again shortly.")
+            else:
+                error = catalog.gettext("Wrong email address or password.")
+            return await self.login_page(request, error=error, status=401, name=name)
+        login = await self.sessions.create(
+            result.account.id, _client_ip(request), request.headers.get("user-agent", "")
+        )
+        response = RedirectResponse(safe_path(form.get("next"), "/"), 303)
+        response.headers.append("set-cookie", cookie_header(SESSION_COOKIE, login.token))
+        response.headers.append("set-cookie", cookie_header(LOGIN_COOKIE, "", max_age=0))
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        form = await self.form(request)
+        session = await self.session(request)
+        if session is not None:
+            await self.check_csrf(request, session, form)
+            await self.sessions.end(request.cookies.get(SESSION_COOKIE))
+        response = RedirectResponse("/login", 303)
+        response.headers.append("set-cookie", cookie_header(SESSION_COOKIE, "", max_age=0))
+        return response
+
+    async def set_language(self, request: Request) -> Response:
+        self.check_origin(request)
+        form = await self.form(request)
+        language = form.get("lang", "")
+        response = RedirectResponse(safe_path(form.get("back"), "/"), 303)
+        if language in LANGUAGES:
+            response.headers.append(
+                "set-cookie", f"{LANG_COOKIE}={language}; Path=/; Secure; SameSite=Lax; Max-Age=31536000"
+            )
+        return response
+
+    async def mailbox(self, request: Request) -> Response:
+        session = await self.require(request)
+        all_folders = await mailview.folders(self.store, session.account_id)
+        try:
+            folder = mailview.find_folder(all_folders, int(request.path_params["mailbox_id"]))
+            number = int(request.query_params.get("page", "1"))
+        except (mailview.NotFound, ValueError) as exc:
+            raise HTTPException(404, "no such folder") from exc
+        shown = await mailview.page(self.store, folder, number)
+        return self.render(request, "mailbox.html", session=session, folders=all_folders, page=shown)
+
+    async def message(self, request: Request) -> Response:
+        session = await self.require(request)
+        all_folders = await mailview.folders(self.store, session.account_id)
+        try:
+            folder = mailview.find_folder(all_folders, int(request.path_params["mailbox_id"]))
+            shown = await mailview.read(self.store, folder, int(request.path_params["uid"]))
+        except mailview.NotFound as exc:
+            raise HTTPException(404, "no such message") from exc
+        all_folders = await mailview.folders(self.store, session.account_id)  # the unread count just changed
+        return self.render(
+            request, "message.html", session=session, folders=all_folders, folder=folder, message=shown
+        )
+
+    async def message_body(self, request: Request) -> Response:
+        session = await self.require(request)
+        all_folders = await mailview.folders(self.store, session.account_id)
+        try:
+            folder = mailview.find_folder(all_folders, int(request.path_params["mailbox_id"]))
+            shown = await mailview.read(self.store, folder, int(request.path_params["uid"]), mark_seen=False)
+        except mailview.NotFound as exc:
+            raise HTTPException(404, "no such message") from exc
+        return HTMLResponse(
+            frame_document(shown.html or ""),
+            headers={"content-security-policy": FRAME_CSP, "x-frame-options": "SAMEORIGIN"},
+        )
+
+
+class _LoginRequired(Exception):
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+def build_app(ctx: ServiceContext, settings: WebConfig) -> ASGIApp:
+    web = WebApp(ctx, settings)
+    static = resources.files("postoffice.web").joinpath("static")
+
+    async def login_required(request: Request, exc: Exception) -> Response:
+        path = exc.path if isinstance(exc, _LoginRequired) else "/"
+        return RedirectResponse(f"/login?next={quote(safe_path(path), safe='/')}", 303)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+        if "application/json" in request.headers.get("accept", ""):
+            return JSONResponse({"error": detail}, status_code=status)
+        try:
+            return web.render(request, "error.html", status=status, status_code=status, detail=detail)
+        except Exception:
+            return PlainTextResponse(f"{status} {detail}\n", status_code=status)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.exception("web: %s %s failed", request.method, request.url.path, exc_info=exc)
+        return await http_error(request, HTTPException(500, "internal error"))
+
+    app = Starlette(
+        routes=[
+            Route("/", web.home),
+            Route("/login", web.login_page, methods=["GET"]),
+            Route("/login", web.login, methods=["POST"]),
+            Route("/logout", web.logout, methods=["POST"]),
+            Route("/lang", web.set_language, methods=["POST"]),
+            Route("/box/{mailbox_id:int}", web.mailbox),
+            Route("/box/{mailbox_id:int}/{uid:int}", web.message),
+            Route("/box/{mailbox_id:int}/{uid:int}/body", web.message_body),
+            Mount("/static", StaticFiles(directory=str(static)), name="static"),
+        ],
+        exception_handlers={
+            _LoginRequired: login_required,
+            HTTPException: http_error,
+            Exception: server_error,
+        },
+    )
+    return SecurityHeaders(app, https=True)
+
+
+def build_redirect_app(ctx: ServiceContext) -> ASGIApp:
+    """Port 80: every request is redirected to the same path on HTTPS (module notes of the issue: later
+    ACME challenges and autoconfiguration documents are served here too)."""
+    ports: dict[str, int] = ctx.shared("web.ports", dict)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        host = ""
+        for name, value in scope.get("headers", []):
+            if name == b"host":
+                host = value.decode("latin-1")
+                break
+        hostname = _host_only(host) or ctx.config.server.hostname
+        port = ports.get("https", 443)
+        authority = hostname if port == 443 else f"{hostname}:{port}"
+        path = scope.get("raw_path") or scope.get("path", "/").encode()
+        query = scope.get("query_string", b"")
+        target = f"https://{authority}{safe_path(path.decode('latin-1'), '/')}"
+        if query:
+            target += "?" + query.decode("latin-1")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 308 if scope.get("method") not in ("GET", "HEAD") else 301,
+                "headers": [(b"location", target.encode("latin-1")), (b"content-length", b"0")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+
+    return SecurityHeaders(app, https=False)
+
+
+def _host_only(host: str) -> str:
+    """The host name of a Host header without its port, if it is a plausible name or address."""
+    host = host.strip()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end > 0 else ""
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if not name or len(name) > 253 or any(not (c.isalnum() or c in ".-") for c in name):
+        return ""
+    return name.lower()

@@ -1,0 +1,67 @@
+"""HTML mail, made safe to show (docs/decisions/0046).
+
+Two layers, either of which alone stops a script:
+1. nh3 (the Rust sanitiser ammonia) keeps an allowlist of tags and attributes: no script, no event
+   handler, no form, no frame, no `<base>`, no `<meta>`, no SVG or MathML, no `<style>` element; URLs only
+   http, https, mailto and cid; links get rel="noopener noreferrer nofollow" and open in a new tab.
+2. The sanitised HTML is served as its own document (`/box/<id>/<uid>/body`) in a frame with an empty
+   `sandbox` attribute (no scripts, no forms, no same-origin) and its own Content-Security-Policy:
+   `default-src 'none'`, inline styles only, images only from `data:` URLs. Remote images and every other
+   remote resource (tracking pixels, CSS `url()`) therefore never load.
+"""
+
+from __future__ import annotations
+
+import nh3
+
+TAGS = set(nh3.ALLOWED_TAGS) | {"font", "center", "big", "tfoot"}
+ATTRIBUTES: dict[str, set[str]] = {tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()}
+GLOBAL_ATTRIBUTES = {
+    "style",
+    "title",
+    "lang",
+    "dir",
+    "class",
+    "align",
+    "valign",
+    "bgcolor",
+    "width",
+    "height",
+}
+for _tag in TAGS:
+    ATTRIBUTES.setdefault(_tag, set()).update(GLOBAL_ATTRIBUTES)
+ATTRIBUTES["font"].update({"color", "face", "size"})
+ATTRIBUTES["table"].update({"border", "cellpadding", "cellspacing"})
+ATTRIBUTES["a"].discard("target")
+URL_SCHEMES = {"http", "https", "mailto", "cid"}
+
+#: The frame document's policy (module notes).
+FRAME_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; "
+    "form-action 'none'; frame-ancestors 'self'; base-uri 'none'; sandbox allow-popups "
+    "allow-popups-to-escape-sandbox"
+)
+
+_FRAME_HEAD = (
+    '<!DOCTYPE html><html><head><meta charset="utf-8">'
+    '<meta name="color-scheme" content="light dark">'
+    "<style>body{margin:0;padding:12px;font:15px/1.5 system-ui,sans-serif;word-wrap:break-word}"
+    "img{max-width:100%;height:auto}pre{white-space:pre-wrap}</style></head><body>"
+)
+
+
+def sanitise(html: str) -> str:
+    return nh3.clean(
+        html,
+        tags=TAGS,
+        attributes=ATTRIBUTES,
+        url_schemes=URL_SCHEMES,
+        link_rel="noopener noreferrer nofollow",
+        strip_comments=True,
+        set_tag_attribute_values={"a": {"target": "_blank"}},
+    )
+
+
+def frame_document(sanitised: str) -> str:
+    """The document the sandboxed frame shows."""
+    return f"{_FRAME_HEAD}{sanitised}</body></html>"

@@ -1,0 +1,112 @@
+"""Translations and locale formatting (docs/decisions/0046).
+
+Implementation notes
+- Strings go through gettext: `_("...")` in templates and code. Catalogs are the `.po` files under
+  `locale/<lang>/LC_MESSAGES/messages.po`, read and compiled in memory with Babel when first used, so there is
+  no build step and no compiled file to go stale.
+- The language is the `lang` cookie when it names a supported one, else the best match of the request's
+  Accept-Language (q-values honoured), else English. Supported: English (the source strings) and Simplified
+  Chinese (`zh_CN`; "zh", "zh-CN", "zh-Hans", "zh-SG" select it).
+- Dates and sizes are formatted with Babel's CLDR data for the chosen locale.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from datetime import UTC, datetime
+from importlib import resources
+
+from babel import Locale
+from babel.dates import format_date, format_datetime, format_time
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
+from babel.support import NullTranslations, Translations
+
+#: language code -> its display name in its own language
+LANGUAGES: dict[str, str] = {"en": "English", "zh_CN": "简体中文"}
+DEFAULT_LANGUAGE = "en"
+LANG_COOKIE = "lang"
+
+
+@functools.cache
+def translations(language: str) -> NullTranslations:
+    if language == DEFAULT_LANGUAGE or language not in LANGUAGES:
+        return NullTranslations()
+    source = resources.files("postoffice.web").joinpath("locale", language, "LC_MESSAGES", "messages.po")
+    with source.open("rb") as po:
+        catalog = read_po(po, locale=language)
+    compiled = io.BytesIO()
+    write_mo(compiled, catalog)
+    compiled.seek(0)
+    return Translations(compiled)
+
+
+def _normalise(tag: str) -> str | None:
+    tag = tag.strip().replace("_", "-").lower()
+    if not tag or tag == "*":
+        return None
+    if tag.startswith("zh"):
+        # Traditional script or its regions are not translated yet: they get English, not Simplified Chinese
+        if any(part in tag.split("-")[1:] for part in ("hant", "tw", "hk", "mo")):
+            return None
+        return "zh_CN"
+    if tag.split("-")[0] == "en":
+        return "en"
+    return None
+
+
+def choose_language(cookie: str | None, accept_language: str | None) -> str:
+    """The page language: the cookie's if supported, else the best of Accept-Language, else English."""
+    if cookie in LANGUAGES:
+        return cookie
+    ranked: list[tuple[float, int, str]] = []
+    for index, item in enumerate((accept_language or "")[:1000].split(",")[:50]):
+        tag, _, params = item.partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        language = _normalise(tag)
+        if language is not None and quality > 0:
+            ranked.append((-quality, index, language))
+    return min(ranked)[2] if ranked else DEFAULT_LANGUAGE
+
+
+class Formatter:
+    """Dates and sizes for one locale."""
+
+    def __init__(self, language: str) -> None:
+        self.locale = Locale.parse(language)
+
+    def when(self, timestamp: float | None, now: float) -> str:
+        """A message's date in a list: the time today, else the date (with the year when not this year)."""
+        if timestamp is None:
+            return ""
+        moment = datetime.fromtimestamp(timestamp, UTC).astimezone()
+        today = datetime.fromtimestamp(now, UTC).astimezone()
+        if moment.date() == today.date():
+            return format_time(moment, format="short", locale=self.locale)
+        if moment.year == today.year:
+            skeleton = "MMMd"
+            return format_datetime(
+                moment, format=self.locale.datetime_skeletons[skeleton], locale=self.locale
+            )
+        return format_date(moment, format="medium", locale=self.locale)
+
+    def full(self, timestamp: float | None) -> str:
+        if timestamp is None:
+            return ""
+        moment = datetime.fromtimestamp(timestamp, UTC).astimezone()
+        return format_datetime(moment, format="medium", locale=self.locale)
+
+    def size(self, octets: int) -> str:
+        for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+            if octets >= scale:
+                return f"{format_decimal(octets / scale, format='#,##0.#', locale=self.locale)} {unit}"
+        return f"{format_decimal(octets, locale=self.locale)} B"

@@ -1,0 +1,240 @@
+"""What the webmail pages show, read from the store API (no IMAP in between).
+
+Implementation notes
+- Every function takes the session's account id and checks that the mailbox it is given belongs to it: a
+  mailbox or message id from another account is "not found", exactly like one that does not exist (no way
+  to probe for ids).
+- Folder order: INBOX, then the special-use folders in the order people expect (Drafts, Sent, Archive, Junk,
+  Trash), then the others by name.
+- A message is shown from its stored bytes, parsed with the standard library's `email` package (policy
+  `default`: RFC 2047 words, RFC 2231 parameters, every charset Python has a codec for, GB18030 for GB2312
+  and GBK text, which is what such mail really contains). HTML bodies are sanitised with nh3 and shown in a
+  sandboxed frame (`postoffice.web.html`).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from dataclasses import dataclass, field
+from email.message import EmailMessage, MIMEPart
+from email.utils import getaddresses, parseaddr
+
+from postoffice.store import MailboxInfo, MailStore, MessageInfo
+
+SPECIAL_ORDER = ("\\Drafts", "\\Sent", "\\Archive", "\\Junk", "\\Trash")
+PAGE_SIZE = 50
+#: Bytes of a message body shown as text at most (the rest: "download the message").
+TEXT_SHOWN = 2 * 1024 * 1024
+
+
+class NotFound(Exception):
+    """No such mailbox or message for this account."""
+
+
+@dataclass(frozen=True)
+class Folder:
+    id: int
+    name: str
+    special_use: str | None
+    messages: int
+    unseen: int
+    depth: int
+
+    @property
+    def label(self) -> str:
+        return self.name.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Row:
+    uid: int
+    subject: str
+    sender: str
+    date: float | None
+    size: int
+    seen: bool
+    flagged: bool
+    answered: bool
+    attachment: bool
+
+
+@dataclass(frozen=True)
+class Page:
+    folder: Folder
+    rows: list[Row]
+    number: int  # 1-based
+    pages: int
+    total: int
+
+
+@dataclass
+class Shown:
+    """One message as the reading page shows it."""
+
+    uid: int
+    subject: str
+    sender: str
+    to: str
+    cc: str
+    date: float | None
+    text: str | None = None  # a text/plain body
+    html: str | None = None  # a sanitised text/html body
+    attachments: list[tuple[str, str, int]] = field(default_factory=list)  # (file name, type, size)
+    truncated: bool = False
+
+
+def _order(mailbox: MailboxInfo) -> tuple[int, str]:
+    if mailbox.name.upper() == "INBOX":
+        return (0, "")
+    if mailbox.special_use in SPECIAL_ORDER:
+        return (1 + SPECIAL_ORDER.index(mailbox.special_use), "")
+    return (len(SPECIAL_ORDER) + 1, mailbox.name.casefold())
+
+
+async def folders(store: MailStore, account_id: int) -> list[Folder]:
+    mailboxes = sorted(await store.list_mailboxes(account_id), key=_order)
+    result = []
+    for mailbox in mailboxes:
+        status = await store.mailbox_status(mailbox.id)
+        result.append(
+            Folder(mailbox.id, mailbox.name, mailbox.special_use, mailbox.messages, status.unseen, 0)
+        )
+    return result
+
+
+def find_folder(all_folders: list[Folder], mailbox_id: int) -> Folder:
+    for folder in all_folders:
+        if folder.id == mailbox_id:
+            return folder
+    raise NotFound(f"no mailbox {mailbox_id}")
+
+
+def inbox(all_folders: list[Folder]) -> Folder:
+    for folder in all_folders:
+        if folder.name.upper() == "INBOX":
+            return folder
+    raise NotFound("no INBOX")
+
+
+def _has_attachment(body: object) -> bool:
+    parts = getattr(body, "parts", None) or []
+    disposition = getattr(body, "disposition", None)
+    if (
+        disposition
+        and str(disposition[0] if isinstance(disposition, tuple) else disposition).lower() == "attachment"
+    ):
+        return True
+    return any(_has_attachment(part) for part in parts)
+
+
+async def page(store: MailStore, folder: Folder, number: int) -> Page:
+    messages: list[MessageInfo] = await store.list_messages(folder.id)
+    total = len(messages)
+    pages = max(1, -(-total // PAGE_SIZE))
+    number = min(max(1, number), pages)
+    end = total - (number - 1) * PAGE_SIZE
+    chosen = list(reversed(messages[max(0, end - PAGE_SIZE) : end]))
+    parsed = await store.get_parsed_many([m.content_id for m in chosen])
+    rows = []
+    for info in chosen:
+        structure = parsed.get(info.content_id)
+        rows.append(
+            Row(
+                uid=info.uid,
+                subject=structure.subject if structure else "",
+                sender=_short_sender(structure.from_display) if structure else "",
+                date=(structure.date if structure and structure.date else info.internaldate),
+                size=info.size,
+                seen="\\Seen" in info.flags,
+                flagged="\\Flagged" in info.flags,
+                answered="\\Answered" in info.flags,
+                attachment=_has_attachment(structure.body) if structure else False,
+            )
+        )
+    return Page(folder, rows, number, pages, total)
+
+
+def _short_sender(from_display: str) -> str:
+    """The name of a From field for a list ("Ada Lovelace <ada@...>" -> "Ada Lovelace"), else its address."""
+    name, address = parseaddr(from_display)
+    return name or address or from_display
+
+
+def _addresses(message: EmailMessage, name: str) -> str:
+    values = [str(v) for v in message.get_all(name, [])]
+    pairs = getaddresses(values)
+    return ", ".join(display or address for display, address in pairs if display or address)
+
+
+async def read(store: MailStore, folder: Folder, uid: int, *, mark_seen: bool = True) -> Shown:
+    from postoffice.web.html import sanitise
+
+    infos = [m for m in await store.list_messages(folder.id) if m.uid == uid]
+    if not infos:
+        raise NotFound(f"no message {uid} in mailbox {folder.id}")
+    info = infos[0]
+    raw = await store.read_content(info.content_id)
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    if not isinstance(message, EmailMessage):  # policy.default always makes one
+        raise TypeError("not an EmailMessage")
+    parsed = await store.get_parsed(info.content_id)
+    shown = Shown(
+        uid=uid,
+        subject=parsed.subject,
+        sender=_addresses(message, "from") or parsed.from_display,
+        to=_addresses(message, "to"),
+        cc=_addresses(message, "cc"),
+        date=parsed.date or info.internaldate,
+    )
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        filename = part.get_filename()
+        disposition = part.get_content_disposition()
+        if filename or disposition == "attachment":
+            payload = part.get_payload(decode=True) or b""
+            shown.attachments.append((filename or "", part.get_content_type(), len(payload)))
+    body = message.get_body(preferencelist=("plain", "html"))
+    if body is not None:
+        content = _content(body)
+        if len(content) > TEXT_SHOWN:
+            content, shown.truncated = content[:TEXT_SHOWN], True
+        if body.get_content_type() == "text/html":
+            shown.html = sanitise(content)
+        else:
+            shown.text = content
+    if mark_seen and "\\Seen" not in info.flags:
+        await store.store_flags(folder.id, [uid], ["\\Seen"], "add")
+    return shown
+
+
+#: Declared charsets decoded with a superset, as browsers do (WHATWG Encoding): mail labelled GB2312 is
+#: nearly always GBK or GB18030, Big5 often Big5-HKSCS, ISO-8859-1 really Windows-1252, US-ASCII often UTF-8.
+CHARSET_SUPERSETS = {
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "euc-cn": "gb18030",
+    "cp936": "gb18030",
+    "big5": "big5hkscs",
+    "iso-8859-1": "cp1252",
+    "latin1": "cp1252",
+    "us-ascii": "utf-8",
+    "ascii": "utf-8",
+    "ks_c_5601-1987": "cp949",
+    "euc-kr": "cp949",
+}
+
+
+def _content(part: MIMEPart) -> str:
+    """A text part's content as str, whatever its transfer encoding and charset (bad bytes become U+FFFD)."""
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    charset = (part.get_content_charset() or "utf-8").strip().lower()
+    charset = CHARSET_SUPERSETS.get(charset, charset)
+    try:
+        return payload.decode(charset, errors="replace")
+    except LookupError:
+        return payload.decode("utf-8", errors="replace")

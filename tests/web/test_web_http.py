@@ -1,0 +1,307 @@
+"""The web listeners at the HTTP level, against a real server: the redirect from port 80, login through the
+shared authenticator, sessions and their cookies, CSRF, the security headers, cross-account ids, limits
+(docs/decisions/0046)."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import re
+import socket
+import ssl
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import DataDir, ServerProcess
+from tests.support.mail import send_smtp, text_message
+from tests.web.client import WebClient, set_cookie_values
+from tests.web.conftest import set_settings, start_web_server
+
+pytestmark = pytest.mark.integration
+
+DEMO, OTHER = "demo@example.test", "other@example.test"
+
+HOSTILE_HTML = (
+    b"From: Mallory <mallory@remote.test>\r\nTo: demo@example.test\r\nSubject: hostile html\r\n"
+    b"Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <hostile@remote.test>\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+    b'<p onclick="alert(1)">Hello<script>alert(2)</script></p><img src="http://127.0.0.1:9/pixel.gif">'
+    b'<a href="javascript:alert(3)">x</a><base href="http://evil.example/"><form action="/logout">'
+    b'<svg><animate onbegin="alert(4)"/></svg><meta http-equiv="refresh" content="0;url=http://evil">\r\n'
+)
+
+
+def _gb2312_word(text: str) -> bytes:
+    return b"=?gb2312?B?" + base64.b64encode(text.encode("gb2312")) + b"?="
+
+
+CHINESE_GB2312 = (
+    b"From: " + _gb2312_word("张三") + b" <zhang@remote.test>\r\nTo: demo@example.test\r\n"
+    b"Subject: " + _gb2312_word("你好，世界杯") + b"\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+    b"Message-ID: <gb@remote.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=gb2312\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n\r\n" + "你好，世界！这是一封中文邮件。\r\n".encode("gb18030")
+)
+
+
+@pytest.fixture(scope="module")
+def mail(web_server: tuple[DataDir, ServerProcess]) -> tuple[DataDir, ServerProcess]:
+    data, server = web_server
+    port = server.port("smtp")
+    send_smtp(port, text_message("plain hello", "Plain body line.\r\n"), to=DEMO)
+    send_smtp(port, HOSTILE_HTML, CHINESE_GB2312, to=DEMO)
+    send_smtp(port, text_message("for other only", "secret of other\r\n"), to=OTHER)
+    return data, server
+
+
+def logged_in(data: DataDir, server: ServerProcess, address: str = DEMO) -> WebClient:
+    client = WebClient.of(server, data)
+    reply = client.login(address, data.passwords[address])
+    assert reply.status == 303, reply.text[:500]
+    return client
+
+
+def inbox_path(client: WebClient) -> str:
+    home = client.get("/")
+    assert home.status == 303
+    return home.header("location")
+
+
+def uid_of(client: WebClient, box: str, subject: str) -> str:
+    page = client.get(box).text
+    match = re.search(
+        rf'href="{box}/(\d+)">\s*<span class="sender">[^<]*</span>\s*<span class="subject">{subject}', page
+    )
+    assert match is not None, f"{subject!r} not listed"
+    return match.group(1)
+
+
+def test_port_80_redirects_every_request_to_the_same_path_on_https(
+    web_server: tuple[DataDir, ServerProcess],
+) -> None:
+    _, server = web_server
+    conn = http.client.HTTPConnection("127.0.0.1", server.port("http"), timeout=30)
+    conn.request("GET", "/box/7?page=2", headers={"Host": "mail.example.test"})
+    reply = conn.getresponse()
+    reply.read()
+    assert reply.status == 301
+    assert reply.headers["location"] == f"https://mail.example.test:{server.port('https')}/box/7?page=2"
+    conn.request("POST", "/login", body=b"x=1", headers={"Host": "mail.example.test:80"})
+    reply = conn.getresponse()
+    reply.read()
+    assert reply.status == 308  # the method and body are kept
+    conn.request("GET", "//evil.example/x", headers={"Host": "evil.example/@x y"})
+    reply = conn.getresponse()
+    reply.read()
+    assert reply.headers["location"] == f"https://localhost:{server.port('https')}/"  # never elsewhere
+    conn.close()
+
+
+def test_login_page_headers_and_cookie_flags(web_server: tuple[DataDir, ServerProcess]) -> None:
+    data, server = web_server
+    client = WebClient.of(server, data)
+    page = client.get("/login")
+    assert page.status == 200
+    assert 'autocomplete="current-password"' in page.text
+    assert '<form method="post" action="/login"' in page.text
+    csp = page.header("content-security-policy")
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+    assert "frame-ancestors 'none'" in csp
+    assert "default-src 'none'" in csp
+    assert page.header("strict-transport-security").startswith("max-age=")
+    assert page.header("x-content-type-options") == "nosniff"
+    assert page.header("referrer-policy") == "no-referrer"
+    assert page.header("cache-control") == "no-store"
+    [cookie] = set_cookie_values(page.headers)
+    assert cookie.startswith("__Host-postoffice-login=")
+    for flag in ("Secure", "HttpOnly", "SameSite=Lax", "Path=/"):
+        assert flag in cookie
+    assert "<script>" not in page.text  # no inline script anywhere
+    assert re.search(r"<script[^>]*>[^<]", page.text) is None
+
+
+def test_login_logout_and_the_session_cookie(mail: tuple[DataDir, ServerProcess]) -> None:
+    data, server = mail
+    client = WebClient.of(server, data)
+    assert client.get("/").header("location") == "/login"
+    wrong = client.login(DEMO, "not-the-password")
+    assert wrong.status == 401
+    assert "Wrong email address or password." in wrong.text
+    assert "__Host-postoffice" not in client.cookies
+    ok = client.login(DEMO, data.passwords[DEMO])
+    assert ok.status == 303
+    assert ok.header("location") == "/"
+    session_cookie = next(c for c in set_cookie_values(ok.headers) if c.startswith("__Host-postoffice="))
+    for flag in ("Secure", "HttpOnly", "SameSite=Lax", "Path=/"):
+        assert flag in session_cookie
+    box = inbox_path(client)
+    page = client.get(box)
+    assert page.status == 200
+    for subject in ("plain hello", "hostile html", "你好，世界杯"):
+        assert subject in page.text
+    assert "for other only" not in page.text
+    token = client.csrf(page)
+    refused = client.post("/logout", {"csrf": "wrong"})
+    assert refused.status == 403
+    assert client.get(box).status == 200  # still logged in
+    assert client.post("/logout", {"csrf": token}).status == 303
+    assert client.get(box).status == 303  # to the login page
+    stolen = WebClient.of(server, data)
+    stolen.cookies["__Host-postoffice"] = session_cookie.split("=", 1)[1].split(";")[0]
+    assert stolen.get(box).status == 303  # the old cookie is worth nothing after logout
+
+
+def test_a_cross_site_post_is_refused(mail: tuple[DataDir, ServerProcess]) -> None:
+    data, server = mail
+    client = logged_in(data, server)
+    token = client.csrf(client.get(inbox_path(client)))
+    evil = client.post("/logout", {"csrf": token}, headers={"Origin": "https://evil.example"})
+    assert evil.status == 403
+    fetched = client.post("/logout", {"csrf": token}, headers={"Sec-Fetch-Site": "cross-site"})
+    assert fetched.status == 403
+    no_form = client.request(
+        "POST", "/login", b"{}", {"Content-Type": "application/json", "Origin": client.origin}
+    )
+    assert no_form.status in (403, 415)
+    login_without_token = client.post("/login", {"username": DEMO, "password": data.passwords[DEMO]})
+    assert login_without_token.status == 403
+
+
+def test_no_open_redirect_after_login(mail: tuple[DataDir, ServerProcess]) -> None:
+    data, server = mail
+    for target, expected in (
+        ("//evil.example/", "/"),
+        ("https://evil.example/", "/"),
+        ("/\\evil.example", "/"),
+        ("/box/1?page=2", "/box/1?page=2"),
+    ):
+        client = WebClient.of(server, data)
+        reply = client.login(DEMO, data.passwords[DEMO], next=target)
+        assert reply.header("location") == expected, target
+
+
+def test_another_accounts_mailbox_message_and_body_are_not_found(mail: tuple[DataDir, ServerProcess]) -> None:
+    data, server = mail
+    other = logged_in(data, server, OTHER)
+    other_box = inbox_path(other)
+    other_uid = uid_of(other, other_box, "for other only")
+    demo = logged_in(data, server)
+    demo_box = inbox_path(demo)
+    assert demo_box != other_box
+    for path in (
+        other_box,
+        f"{other_box}/{other_uid}",
+        f"{other_box}/{other_uid}/body",
+        f"{other_box}?page=2",
+    ):
+        reply = demo.get(path)
+        assert reply.status == 404, path
+        assert "secret of other" not in reply.text
+    assert demo.get("/box/999999").status == 404
+    assert demo.get(f"{demo_box}/999999").status == 404
+    assert demo.get("/box/999999/1", headers={"Accept": "application/json"}).text.startswith('{"error"')
+
+
+def test_reading_a_message_marks_it_read_and_shows_chinese_from_gb2312(
+    mail: tuple[DataDir, ServerProcess],
+) -> None:
+    data, server = mail
+    client = logged_in(data, server)
+    box = inbox_path(client)
+    before = client.get(box).text
+    uid = uid_of(client, box, "你好，世界杯")
+    assert re.search(rf'class="message-row unread">\s*<a href="{box}/{uid}"', before)
+    page = client.get(f"{box}/{uid}")
+    assert page.status == 200
+    assert "你好，世界！这是一封中文邮件。" in page.text
+    assert "张三" in page.text
+    after = client.get(box).text
+    assert not re.search(rf'class="message-row unread">\s*<a href="{box}/{uid}"', after)
+
+
+def test_hostile_html_is_sanitised_and_framed_with_its_own_policy(
+    mail: tuple[DataDir, ServerProcess],
+) -> None:
+    data, server = mail
+    client = logged_in(data, server)
+    box = inbox_path(client)
+    uid = uid_of(client, box, "hostile html")
+    page = client.get(f"{box}/{uid}")
+    assert '<iframe class="mail-html" sandbox="allow-popups allow-popups-to-escape-sandbox"' in page.text
+    body = client.get(f"{box}/{uid}/body")
+    assert body.status == 200
+    csp = body.header("content-security-policy")
+    assert "default-src 'none'" in csp
+    assert "img-src data:" in csp
+    assert "sandbox" in csp
+    lowered = body.text.lower()
+    for bad in ("<script", "onclick", "onbegin", "javascript:", "<base", "<form", "<svg", "http-equiv"):
+        assert bad not in lowered, bad
+    assert "Hello" in body.text
+
+
+def test_the_language_follows_accept_language_and_the_switch(mail: tuple[DataDir, ServerProcess]) -> None:
+    data, server = mail
+    client = WebClient.of(server, data)
+    chinese = client.get("/login", headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"})
+    assert '<html lang="zh-CN">' in chinese.text
+    assert "登录你的邮箱" in chinese.text
+    english = client.get("/login", headers={"Accept-Language": "fr, en;q=0.5, zh;q=0.1"})
+    assert "Sign in to your mail" in english.text
+    switched = client.post("/lang", {"lang": "zh_CN", "back": "/login"})
+    assert switched.status == 303
+    assert switched.header("location") == "/login"
+    assert "登录你的邮箱" in client.get("/login", headers={"Accept-Language": "en"}).text
+
+
+def test_an_oversized_form_is_refused(mail: tuple[DataDir, ServerProcess]) -> None:
+    data, server = mail
+    client = WebClient.of(server, data)
+    client.get("/login")
+    reply = client.post("/login", {"username": "x" * (2 * 1024 * 1024)})
+    assert reply.status == 413
+
+
+def test_lockouts_apply_to_the_web_as_to_imap(tmp_path: Path) -> None:
+    data, server = start_web_server(tmp_path, account_max_failures=3, ip_max_failures=100)
+    try:
+        client = WebClient.of(server, data)
+        for _ in range(3):
+            assert client.login(DEMO, "wrong").status == 401
+        locked = client.login(DEMO, data.passwords[DEMO])
+        assert locked.status == 401
+        assert "Too many failed logins" in locked.text
+        import imaplib
+
+        context = ssl.create_default_context(cafile=str(data.root / "tls" / "cert.pem"))
+        imaps = server.port("imaps")
+        with (
+            imaplib.IMAP4_SSL("localhost", imaps, ssl_context=context, timeout=30) as imap,
+            pytest.raises(imaplib.IMAP4.error),
+        ):
+            imap.login(DEMO, data.passwords[DEMO])  # the same lockout, from the same address
+    finally:
+        server.stop()
+
+
+def test_connection_caps_and_the_request_head_deadline(tmp_path: Path) -> None:
+    data, server = start_web_server(tmp_path)
+    server.stop()
+    set_settings(data, "web", max_connections_per_ip=3, request_timeout=1.0)
+    server = ServerProcess(data).start()
+    try:
+        port = server.port("http")
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(3)]
+        fourth = socket.create_connection(("127.0.0.1", port), timeout=30)
+        assert fourth.recv(200).startswith(b"HTTP/1.1 503 ")
+        fourth.close()
+        started = time.monotonic()
+        idle[0].sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # a head that never ends
+        assert idle[0].recv(100) == b""  # closed by the server at the deadline
+        assert time.monotonic() - started < 20
+        for sock in idle:
+            sock.close()
+    finally:
+        server.stop()
