@@ -125,7 +125,7 @@ def test_log_in_and_read_a_plain_message(browser: Any, mail: tuple[DataDir, Serv
     page.wait_for_selector(".reader")
     assert "Shall we have lunch on Friday at noon?" in page.inner_text(".mail-text")
     shot(page, "message-desktop-en")
-    page.click(".back a")
+    page.click(".reader-bar .back")
     row = page.locator(".message-row", has_text="Lunch on Friday?")
     assert "unread" not in (row.get_attribute("class") or "")
     page.context.close()
@@ -204,6 +204,37 @@ def test_a_phone_in_dark_mode(browser: Any, mail: tuple[DataDir, ServerProcess])
     page.locator(".sidebar.open").wait_for()
     page.wait_for_timeout(300)  # the slide-in transition (0.2 s), for the screenshot only
     shot(page, "folders-phone-dark")
+    page.context.close()
+
+
+def test_new_mail_appears_without_a_reload_and_shortcuts_work(
+    browser: Any, mail: tuple[DataDir, ServerProcess]
+) -> None:
+    data, server = mail
+    page = new_page(browser, server, viewport={"width": 1280, "height": 800}, locale="en-US")
+    log_in(page, data)
+    navigations: list[str] = []
+    page.on(
+        "framenavigated", lambda frame: navigations.append(frame.url) if frame == page.main_frame else None
+    )
+    before = page.locator(".message-row").count()
+    title = page.title()
+    send_smtp(server.port("smtp"), text_message("Arrived while you looked", "live\r\n"), to=DEMO)
+    # within two seconds (the bound), without a reload
+    page.locator(".message-row", has_text="Arrived while you looked").wait_for(timeout=2000)
+    assert page.locator(".message-row").count() == before + 1
+    assert page.title() != title  # the unread count in the title follows
+    assert navigations == []
+    page.keyboard.press("?")
+    assert page.is_visible("#help")
+    shot(page, "shortcuts-desktop-en")
+    page.keyboard.press("Escape")
+    assert not page.is_visible("#help")
+    page.keyboard.press("j")
+    assert "cursor" in (page.locator(".message-row").first.get_attribute("class") or "")
+    page.keyboard.press("o")
+    page.wait_for_selector(".reader")
+    assert page.inner_text(".reader-subject") == "Arrived while you looked"
     page.context.close()
 
 

@@ -5,12 +5,14 @@ shared authenticator, sessions and their cookies, CSRF, the security headers, cr
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import re
 import socket
 import ssl
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -305,3 +307,93 @@ def test_connection_caps_and_the_request_head_deadline(tmp_path: Path) -> None:
             sock.close()
     finally:
         server.stop()
+
+
+def listed_subjects(client: WebClient, box: str) -> list[str]:
+    return re.findall(r'<span class="subject">([^<]*)</span>', client.get(box).text)
+
+
+def folder_path(client: WebClient, page_text: str, label: str) -> str:
+    match = re.search(
+        rf'<a href="(/box/\d+)" class="folder[^"]*"[^>]*>\s*<span[^>]*></span>\s*'
+        rf'<span class="folder-name">{label}</span>',
+        page_text,
+    )
+    assert match is not None, label
+    return match.group(1)
+
+
+def test_archive_delete_to_trash_delete_for_good_and_mark_unread(tmp_path: Path) -> None:
+    data, server = start_web_server(tmp_path)
+    try:
+        send_smtp(server.port("smtp"), *(text_message(f"act {n}", "x\r\n") for n in range(4)), to=DEMO)
+        client = logged_in(data, server)
+        box = inbox_path(client)
+        page = client.get(box)
+        token = client.csrf(page)
+        archive, trash = folder_path(client, page.text, "Archive"), folder_path(client, page.text, "Trash")
+        uids = {subject: uid_of(client, box, subject) for subject in ("act 0", "act 1", "act 2", "act 3")}
+        refused = client.post(f"{box}/act", {"uid": uids["act 0"], "action": "archive"})
+        assert refused.status == 403  # no CSRF token
+        moved = client.post(
+            f"{box}/act", {"csrf": token, "uid": uids["act 0"], "action": "archive", "back": box}
+        )
+        assert moved.status == 303
+        assert moved.header("location") == box
+        assert "act 0" not in listed_subjects(client, box)
+        assert listed_subjects(client, archive) == ["act 0"]
+        form = urlencode(
+            [("csrf", token), ("uid", uids["act 1"]), ("uid", uids["act 2"]), ("action", "delete")]
+        )
+        deleted = client.request(
+            "POST",
+            f"{box}/act",
+            form.encode(),
+            {"Content-Type": "application/x-www-form-urlencoded", "Origin": client.origin},
+        )
+        assert deleted.status == 303
+        assert sorted(listed_subjects(client, trash)) == ["act 1", "act 2"]
+        trash_uid = uid_of(client, trash, "act 1")
+        assert (
+            client.post(f"{trash}/act", {"csrf": token, "uid": trash_uid, "action": "delete"}).status == 303
+        )
+        assert listed_subjects(client, trash) == ["act 2"]  # deleted from Trash for good
+        client.get(f"{box}/{uids['act 3']}")  # read it
+        client.post(f"{box}/act", {"csrf": token, "uid": uids["act 3"], "action": "unread"})
+        assert re.search(rf'class="message-row unread" data-uid="{uids["act 3"]}"', client.get(box).text)
+        other = logged_in(data, server, OTHER)
+        other_token = other.csrf(other.get(inbox_path(other)))
+        stolen = other.post(f"{box}/act", {"csrf": other_token, "uid": uids["act 3"], "action": "delete"})
+        assert stolen.status == 404  # another account's folder
+        assert "act 3" in listed_subjects(client, box)
+    finally:
+        server.stop()
+
+
+def test_the_live_update_stream_tells_of_new_mail_and_ends_when_the_server_stops(tmp_path: Path) -> None:
+    data, server = start_web_server(tmp_path)
+    stopped = False
+    try:
+        client = logged_in(data, server)
+        context = ssl.create_default_context(cafile=str(client.cafile))
+        conn = http.client.HTTPSConnection("localhost", client.port, context=context, timeout=30)
+        cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+        conn.request("GET", "/events", headers={"Cookie": cookie, "Accept": "text/event-stream"})
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.readline() == b"retry: 2000\n"
+        assert response.readline() == b"\n"
+        send_smtp(server.port("smtp"), text_message("live one", "x\r\n"), to=DEMO)
+        assert response.readline() == b"event: change\n"
+        assert response.readline() == b"data: {}\n"
+        server.stop(timeout=20)  # an open stream must not hold the shutdown (30 s grace) up
+        stopped = True
+        with contextlib.suppress(http.client.IncompleteRead, ssl.SSLError, ConnectionError):
+            assert response.read() in (b"\n", b"")  # the end of the event, then of the stream
+        conn.close()
+        anonymous = WebClient.of(server, data)
+        assert anonymous.port == client.port
+    finally:
+        if not stopped:
+            server.stop()

@@ -17,9 +17,10 @@ Implementation notes
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from importlib import resources
 from typing import Any
 from urllib.parse import quote
@@ -28,7 +29,14 @@ import jinja2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -56,6 +64,26 @@ HSTS = "max-age=31536000"
 STATIC_MAX_AGE = 3600
 #: Characters of a login name or password accepted from the form.
 MAX_CREDENTIAL = 1024
+#: Fields of a form at most (a selection of messages is one field per message).
+MAX_FORM_FIELDS = 1000
+#: Seconds between keep-alive comments on a live-update stream.
+EVENTS_KEEPALIVE = 25.0
+
+
+class Form:
+    """A submitted form: every value of every field, in order."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self.pairs = pairs
+
+    def get(self, name: str, default: str = "") -> str:
+        for key, value in self.pairs:
+            if key == name:
+                return value
+        return default
+
+    def getlist(self, name: str) -> list[str]:
+        return [value for key, value in self.pairs if key == name]
 
 
 class SecurityHeaders:
@@ -188,7 +216,7 @@ class WebApp:
         if origin not in (None, "null") and origin != f"{request.url.scheme}://{request.url.netloc}":
             raise HTTPException(403, "cross-site request refused")
 
-    async def form(self, request: Request) -> dict[str, str]:
+    async def form(self, request: Request) -> Form:
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.settings.max_form_size):
             raise HTTPException(413, "request too large")
@@ -203,12 +231,12 @@ class WebApp:
         from urllib.parse import parse_qsl
 
         try:
-            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100)
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
         except (UnicodeDecodeError, ValueError) as exc:
             raise HTTPException(400, "malformed form") from exc
-        return dict(pairs)
+        return Form(pairs)
 
-    async def check_csrf(self, request: Request, session: WebSession, form: dict[str, str]) -> None:
+    async def check_csrf(self, request: Request, session: WebSession, form: Form) -> None:
         self.check_origin(request)
         if not same_token(form.get("csrf") or request.headers.get("x-csrf-token"), session.csrf):
             raise HTTPException(403, "the form has expired; reload the page and try again")
@@ -321,6 +349,59 @@ class WebApp:
             request, "message.html", session=session, folders=all_folders, folder=folder, message=shown
         )
 
+    async def act(self, request: Request) -> Response:
+        session = await self.require(request)
+        form = await self.form(request)
+        await self.check_csrf(request, session, form)
+        all_folders = await mailview.folders(self.store, session.account_id)
+        action = form.get("action")
+        try:
+            folder = mailview.find_folder(all_folders, int(request.path_params["mailbox_id"]))
+            uids = [int(uid) for uid in form.getlist("uid") if uid.isdigit()]
+            target = int(form.get("target")) if form.get("target").isdigit() else None
+            if action not in mailview.ACTIONS:
+                raise mailview.NotFound(f"no action {action}")
+            await mailview.act(self.store, all_folders, folder, uids, action, target)
+        except mailview.NotFound as exc:
+            raise HTTPException(404, str(exc)) from exc
+        back = safe_path(form.get("back"), f"/box/{folder.id}")
+        return RedirectResponse(back, 303)
+
+    async def events(self, request: Request) -> Response:
+        """Server-sent events: "change" after every committed change of the account (new mail, flags,
+        expunges, folders) by any client; the page then fetches what it shows again."""
+        session = await self.require(request)
+        changed = asyncio.Event()
+        stopping: asyncio.Event = self.ctx.shared("web.stopping", asyncio.Event)
+        unsubscribe = self.store.subscribe(session.account_id, lambda _event: changed.set())
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                yield b"retry: 2000\n\n"
+                while not stopping.is_set():
+                    waiter = asyncio.ensure_future(changed.wait())
+                    stopper = asyncio.ensure_future(stopping.wait())
+                    try:
+                        await asyncio.wait(
+                            {waiter, stopper}, timeout=EVENTS_KEEPALIVE, return_when="FIRST_COMPLETED"
+                        )
+                    finally:
+                        waiter.cancel()
+                        stopper.cancel()
+                    if stopping.is_set():
+                        break
+                    if changed.is_set():
+                        changed.clear()
+                        yield b"event: change\ndata: {}\n\n"
+                    else:
+                        yield b": keep-alive\n\n"
+            finally:
+                unsubscribe()
+
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"x-accel-buffering": "no"}
+        )
+
     async def message_body(self, request: Request) -> Response:
         session = await self.require(request)
         all_folders = await mailview.folders(self.store, session.account_id)
@@ -372,6 +453,8 @@ def build_app(ctx: ServiceContext, settings: WebConfig) -> ASGIApp:
             Route("/box/{mailbox_id:int}", web.mailbox),
             Route("/box/{mailbox_id:int}/{uid:int}", web.message),
             Route("/box/{mailbox_id:int}/{uid:int}/body", web.message_body),
+            Route("/box/{mailbox_id:int}/act", web.act, methods=["POST"]),
+            Route("/events", web.events),
             Mount("/static", StaticFiles(directory=str(static)), name="static"),
         ],
         exception_handlers={

@@ -238,3 +238,49 @@ def _content(part: MIMEPart) -> str:
         return payload.decode(charset, errors="replace")
     except LookupError:
         return payload.decode("utf-8", errors="replace")
+
+
+# -- actions -----------------------------------------------------------------------------------------------
+
+#: Actions on selected messages; "delete" moves to Trash, or removes for good in Trash and Junk.
+ACTIONS = ("read", "unread", "flag", "unflag", "delete", "archive", "junk", "move")
+
+
+def special_folder(all_folders: list[Folder], use: str) -> Folder:
+    for folder in all_folders:
+        if folder.special_use == use:
+            return folder
+    raise NotFound(f"no {use} folder")
+
+
+async def act(
+    store: MailStore,
+    all_folders: list[Folder],
+    folder: Folder,
+    uids: list[int],
+    action: str,
+    target: int | None,
+) -> int:
+    """Apply `action` to the messages `uids` of `folder` (unknown UIDs are ignored); how many it took."""
+    present = {m.uid for m in await store.list_messages(folder.id)}
+    chosen = sorted(uid for uid in set(uids) if uid in present)
+    if not chosen:
+        return 0
+    if action in ("read", "unread", "flag", "unflag"):
+        flag = "\\Seen" if action in ("read", "unread") else "\\Flagged"
+        await store.store_flags(folder.id, chosen, [flag], "add" if action in ("read", "flag") else "remove")
+        return len(chosen)
+    if action == "delete" and folder.special_use in ("\\Trash", "\\Junk"):
+        return len(await store.expunge(folder.id, chosen))
+    if action == "move":
+        if target is None:
+            raise NotFound("no target folder")
+        destination = find_folder(all_folders, target)
+    else:
+        use = {"delete": "\\Trash", "archive": "\\Archive", "junk": "\\Junk"}.get(action)
+        if use is None:
+            raise NotFound(f"no action {action}")
+        destination = special_folder(all_folders, use)
+    if destination.id == folder.id:
+        return 0
+    return len(await store.copy_messages(folder.id, chosen, destination.id, move=True))

@@ -136,8 +136,10 @@ class WebListener:
         keep_alive_timeout: float,
         request_head_timeout: float,
         max_head_size: int,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         self.name = name
+        self.stopping = stopping
         self.sockets = sockets
         self.ssl_context = ssl_context
         self.config = uvicorn.Config(
@@ -186,20 +188,25 @@ class WebListener:
             self._refresh_headers()
 
     def stop_accepting(self) -> None:
+        if self.stopping is not None:
+            self.stopping.set()  # live-update streams end
         for server in self._servers:
             server.close()
         for protocol in list(self.state.connections):
             protocol.shutdown()  # idle keep-alive connections close; a response in progress ends its cycle
 
     async def wait_closed(self, grace: float) -> None:
+        """Wait up to `grace` seconds for responses in progress to end, then drop every connection left.
+        A connection already closing (its response sent; over TLS, waiting for the client's close_notify,
+        which asyncio waits 30 s for) does not hold the shutdown up."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
-                # polled: uvicorn's connection set signals nothing when it empties
-                while self.state.connections:  # noqa: ASYNC110
+                # polled: uvicorn's connection set signals nothing when it changes
+                while any(not p.transport.is_closing() for p in self.state.connections):  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
         for protocol in list(self.state.connections):
             with contextlib.suppress(Exception):
-                protocol.transport.close()
+                protocol.transport.abort()
         for task in list(self.state.tasks):
             task.cancel()
         if self._date_task is not None:

@@ -6,6 +6,7 @@ Registered in `postoffice.protocols`. Served by uvicorn on sockets the listener 
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -57,6 +58,7 @@ def _app(
             keep_alive_timeout=settings.keep_alive_timeout,
             request_head_timeout=settings.request_timeout,
             max_head_size=settings.max_request_header_size,
+            stopping=ctx.shared("web.stopping", asyncio.Event),
         )
         await listener.start()
         return listener

@@ -1,4 +1,5 @@
-// Small enhancements; every page works without this script.
+// Enhancements on top of pages that work without script: live updates, keyboard shortcuts, the phone menu.
+
 const toggle = document.querySelector(".menu-toggle");
 const sidebar = document.getElementById("sidebar");
 if (toggle && sidebar) {
@@ -7,3 +8,73 @@ if (toggle && sidebar) {
     toggle.setAttribute("aria-expanded", String(open));
   });
 }
+
+// Live updates: the server says "change" after any client changed this account; the page fetches itself
+// again and swaps in what changed (folder counts, the title, the list), keeping the selection.
+const content = document.querySelector("main.content");
+if (content && window.EventSource) {
+  let pending = null;
+  const refresh = async () => {
+    pending = null;
+    const response = await fetch(location.href, { credentials: "same-origin", headers: { "X-Refresh": "1" } });
+    if (!response.ok || response.redirected) return;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    document.title = fresh.title;
+    const folders = fresh.querySelector(".folders");
+    if (folders) document.querySelector(".folders").replaceWith(folders);
+    const list = document.querySelector(".list-form");
+    const freshList = fresh.querySelector(".list-form");
+    if (list && freshList) {
+      const checked = new Set([...list.querySelectorAll("input.select:checked")].map((box) => box.value));
+      freshList.querySelectorAll("input.select").forEach((box) => { box.checked = checked.has(box.value); });
+      list.replaceWith(freshList);
+    }
+  };
+  const events = new EventSource("/events");
+  events.addEventListener("change", () => {
+    if (!pending) pending = setTimeout(refresh, 150); // several changes at once: one fetch
+  });
+}
+
+// Keyboard shortcuts (Gmail's): j/k move, o or Enter opens, x selects, e archives, # deletes, u back to the
+// list, / searches, ? shows this list.
+const help = document.getElementById("help");
+const rows = () => [...document.querySelectorAll(".message-row")];
+let cursor = -1;
+const place = (index) => {
+  const all = rows();
+  if (!all.length) return;
+  cursor = Math.max(0, Math.min(all.length - 1, index));
+  all.forEach((row, i) => row.classList.toggle("cursor", i === cursor));
+  all[cursor].scrollIntoView({ block: "nearest" });
+};
+const submitAction = (action) => {
+  const reader = document.querySelector(".reader-actions");
+  const form = reader || document.getElementById("list-form");
+  if (!form) return;
+  if (!reader) {
+    const all = rows();
+    const anyChecked = form.querySelector("input.select:checked");
+    if (!anyChecked && cursor >= 0 && all[cursor]) all[cursor].querySelector("input.select").checked = true;
+  }
+  const button = form.querySelector(`button[value="${action}"]`);
+  if (button) button.click();
+};
+document.addEventListener("keydown", (event) => {
+  if (event.target.closest("input, textarea, select, [contenteditable]") || event.ctrlKey || event.metaKey || event.altKey) return;
+  const all = rows();
+  switch (event.key) {
+    case "j": place(cursor + 1); break;
+    case "k": place(cursor - 1); break;
+    case "o": case "Enter": if (all[cursor]) all[cursor].querySelector("a").click(); break;
+    case "x": if (all[cursor]) { const box = all[cursor].querySelector("input.select"); box.checked = !box.checked; } break;
+    case "e": submitAction("archive"); break;
+    case "#": submitAction("delete"); break;
+    case "u": { const back = document.querySelector(".reader-bar .back"); if (back) back.click(); break; }
+    case "?": if (help) help.hidden = !help.hidden; break;
+    case "Escape": if (help) help.hidden = true; break;
+    default: return;
+  }
+  event.preventDefault();
+});
+if (help) help.addEventListener("click", (event) => { if (event.target === help) help.hidden = true; });
