@@ -12,7 +12,7 @@ import socket
 import ssl
 import time
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import pytest
 
@@ -397,3 +397,25 @@ def test_the_live_update_stream_tells_of_new_mail_and_ends_when_the_server_stops
     finally:
         if not stopped:
             server.stop()
+
+
+def test_search_words_fields_flags_chinese_and_scope(mail: tuple[DataDir, ServerProcess]) -> None:
+    data, server = mail
+    client = logged_in(data, server)
+    box = inbox_path(client)
+    folder_id = box.rsplit("/", 1)[1]
+
+    def found(query: str, scope: str = folder_id) -> list[str]:
+        page = client.get(f"/search?q={quote(query)}&in={scope}")
+        assert page.status == 200
+        return re.findall(r'<span class="subject">([^<]*)</span>', page.text)
+
+    assert found("Plain body line") == ["plain hello"]
+    assert found("from:mallory") == ["hostile html"]
+    assert found("subject:plain") == ["plain hello"]
+    assert found("中文邮件") == ["你好，世界杯"]  # the body of the GB2312 message, searched as Chinese
+    assert "for other only" not in found("secret of other", "")  # another account's mail is never found
+    assert found("nothing-matches-this") == []
+    assert "Nothing found." in client.get(f"/search?q=zzzz&in={folder_id}").text
+    other = logged_in(data, server, OTHER)
+    assert other.get(f"/search?q=plain&in={folder_id}").status == 404  # not their folder

@@ -349,6 +349,34 @@ class WebApp:
             request, "message.html", session=session, folders=all_folders, folder=folder, message=shown
         )
 
+    async def search(self, request: Request) -> Response:
+        session = await self.require(request)
+        all_folders = await mailview.folders(self.store, session.account_id)
+        text = request.query_params.get("q", "")[:500]
+        scope = request.query_params.get("in", "")
+        current: mailview.Folder | None = None
+        if scope.isdigit():
+            try:
+                current = mailview.find_folder(all_folders, int(scope))
+            except mailview.NotFound as exc:
+                raise HTTPException(404, "no such folder") from exc
+        from postoffice.web.query import parse_query
+
+        everywhere = current is None or parse_query(text).all_folders
+        searched = all_folders if everywhere else [current] if current is not None else all_folders
+        found, more = await mailview.search(self.store, searched, text) if text.strip() else ([], False)
+        return self.render(
+            request,
+            "search.html",
+            session=session,
+            folders=all_folders,
+            query=text,
+            scope=current,
+            everywhere=everywhere,
+            found=found,
+            more=more,
+        )
+
     async def act(self, request: Request) -> Response:
         session = await self.require(request)
         form = await self.form(request)
@@ -455,6 +483,7 @@ def build_app(ctx: ServiceContext, settings: WebConfig) -> ASGIApp:
             Route("/box/{mailbox_id:int}/{uid:int}/body", web.message_body),
             Route("/box/{mailbox_id:int}/act", web.act, methods=["POST"]),
             Route("/events", web.events),
+            Route("/search", web.search),
             Mount("/static", StaticFiles(directory=str(static)), name="static"),
         ],
         exception_handlers={

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage, MIMEPart
 from email.utils import getaddresses, parseaddr
 
+from postoffice.message import ParsedMessage
 from postoffice.store import MailboxInfo, MailStore, MessageInfo
 
 SPECIAL_ORDER = ("\\Drafts", "\\Sent", "\\Archive", "\\Junk", "\\Trash")
@@ -136,23 +137,22 @@ async def page(store: MailStore, folder: Folder, number: int) -> Page:
     end = total - (number - 1) * PAGE_SIZE
     chosen = list(reversed(messages[max(0, end - PAGE_SIZE) : end]))
     parsed = await store.get_parsed_many([m.content_id for m in chosen])
-    rows = []
-    for info in chosen:
-        structure = parsed.get(info.content_id)
-        rows.append(
-            Row(
-                uid=info.uid,
-                subject=structure.subject if structure else "",
-                sender=_short_sender(structure.from_display) if structure else "",
-                date=(structure.date if structure and structure.date else info.internaldate),
-                size=info.size,
-                seen="\\Seen" in info.flags,
-                flagged="\\Flagged" in info.flags,
-                answered="\\Answered" in info.flags,
-                attachment=_has_attachment(structure.body) if structure else False,
-            )
-        )
+    rows = [_row(info, parsed.get(info.content_id)) for info in chosen]
     return Page(folder, rows, number, pages, total)
+
+
+def _row(info: MessageInfo, structure: ParsedMessage | None) -> Row:
+    return Row(
+        uid=info.uid,
+        subject=structure.subject if structure else "",
+        sender=_short_sender(structure.from_display) if structure else "",
+        date=(structure.date if structure and structure.date else info.internaldate),
+        size=info.size,
+        seen="\\Seen" in info.flags,
+        flagged="\\Flagged" in info.flags,
+        answered="\\Answered" in info.flags,
+        attachment=_has_attachment(structure.body) if structure else False,
+    )
 
 
 def _short_sender(from_display: str) -> str:
@@ -238,6 +238,45 @@ def _content(part: MIMEPart) -> str:
         return payload.decode(charset, errors="replace")
     except LookupError:
         return payload.decode("utf-8", errors="replace")
+
+
+# -- search ----------------------------------------------------------------------------------------------------
+
+#: Results shown at most (newest first).
+SEARCH_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class Found:
+    folder: Folder
+    row: Row
+
+
+async def search(store: MailStore, folders_searched: list[Folder], text: str) -> tuple[list[Found], bool]:
+    """Messages matching the search box's `text` in `folders_searched`, newest first; and whether there were
+    more than SEARCH_LIMIT."""
+    from postoffice.web.query import parse_query
+
+    query = parse_query(text)
+    hits: list[tuple[Folder, MessageInfo]] = []
+    for folder in folders_searched:
+        uids = set(await store.search(folder.id, query.criteria))
+        if uids:
+            hits += [(folder, m) for m in await store.list_messages(folder.id) if m.uid in uids]
+    hits.sort(key=lambda hit: hit[1].internaldate, reverse=True)
+    parsed = await store.get_parsed_many([m.content_id for _, m in hits[: SEARCH_LIMIT * 4]])
+    found: list[Found] = []
+    for folder, info in hits:
+        structure = parsed.get(info.content_id)
+        if structure is None:
+            continue
+        row = _row(info, structure)
+        if query.has_attachment is not None and row.attachment != query.has_attachment:
+            continue
+        found.append(Found(folder, row))
+        if len(found) > SEARCH_LIMIT:
+            return found[:SEARCH_LIMIT], True
+    return found, False
 
 
 # -- actions -----------------------------------------------------------------------------------------------

@@ -72,6 +72,7 @@ document.addEventListener("keydown", (event) => {
     case "#": submitAction("delete"); break;
     case "u": { const back = document.querySelector(".reader-bar .back"); if (back) back.click(); break; }
     case "?": if (help) help.hidden = !help.hidden; break;
+    case "/": { const box = document.querySelector(".search input"); if (box) box.focus(); break; }
     case "Escape": if (help) help.hidden = true; break;
     default: return;
   }
