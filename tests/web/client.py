@@ -78,6 +78,31 @@ class WebClient:
         all_headers.update(headers or {})
         return self.request("POST", path, urlencode(form).encode(), all_headers)
 
+    def post_multipart(
+        self,
+        path: str,
+        fields: dict[str, str],
+        files: list[tuple[str, str, str, bytes]] = (),  # type: ignore[assignment]
+    ) -> Reply:
+        """A multipart/form-data POST (RFC 7578): `files` are (field, file name, type, data)."""
+        boundary = "----postoffice-test-boundary-7MA4YWxkTrZu0gW"
+        parts: list[bytes] = []
+        for name, value in fields.items():
+            parts.append(
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+                + value.encode()
+                + b"\r\n"
+            )
+        for name, filename, kind, data in files:
+            head = (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                f"Content-Type: {kind}\r\n\r\n"
+            )
+            parts.append(head.encode() + data + b"\r\n")
+        body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "Origin": self.origin}
+        return self.request("POST", path, body, headers)
+
     def login(self, address: str, password: str, **extra: str) -> Reply:
         page = self.get("/login")
         match = re.search(r'name="login_token" value="([^"]+)"', page.text)

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import email
+import email.policy
+import html
 import http.client
 import re
 import socket
@@ -214,13 +217,13 @@ def test_reading_a_message_marks_it_read_and_shows_chinese_from_gb2312(
     box = inbox_path(client)
     before = client.get(box).text
     uid = uid_of(client, box, "你好，世界杯")
-    assert re.search(rf'class="message-row unread">\s*<a href="{box}/{uid}"', before)
+    assert f'class="message-row unread" data-uid="{uid}"' in before
     page = client.get(f"{box}/{uid}")
     assert page.status == 200
     assert "你好，世界！这是一封中文邮件。" in page.text
     assert "张三" in page.text
     after = client.get(box).text
-    assert not re.search(rf'class="message-row unread">\s*<a href="{box}/{uid}"', after)
+    assert f'class="message-row" data-uid="{uid}"' in after
 
 
 def test_hostile_html_is_sanitised_and_framed_with_its_own_policy(
@@ -419,3 +422,88 @@ def test_search_words_fields_flags_chinese_and_scope(mail: tuple[DataDir, Server
     assert "Nothing found." in client.get(f"/search?q=zzzz&in={folder_id}").text
     other = logged_in(data, server, OTHER)
     assert other.get(f"/search?q=plain&in={folder_id}").status == 404  # not their folder
+
+
+def imap_fetch(data: DataDir, server: ServerProcess, address: str, mailbox: str = "INBOX") -> list[bytes]:
+    """Every message of `mailbox` as an IMAP client sees it."""
+    import imaplib
+
+    context = ssl.create_default_context(cafile=str(data.root / "tls" / "cert.pem"))
+    with imaplib.IMAP4_SSL("localhost", server.port("imaps"), ssl_context=context, timeout=30) as imap:
+        imap.login(address, data.passwords[address])
+        imap.select(mailbox, readonly=True)
+        _, found = imap.uid("SEARCH", "ALL")
+        messages = []
+        for uid in found[0].split():
+            _, parts = imap.uid("FETCH", uid, "(FLAGS BODY.PEEK[])")
+            messages += [part[0] + b"\n" + part[1] for part in parts if isinstance(part, tuple)]
+        return messages
+
+
+def test_compose_send_with_attachment_and_bcc_then_reply(tmp_path: Path) -> None:
+    data, server = start_web_server(tmp_path)
+    try:
+        demo = logged_in(data, server)
+        compose = demo.get("/compose")
+        assert compose.status == 200
+        token = demo.csrf(compose)
+        attachment = b"%PDF-1.4 pretend\n" * 100
+        fields = {
+            "csrf": token,
+            "to": "Other Person <other@example.test>",
+            "cc": "",
+            "bcc": "third@example.test",
+            "subject": "周报 and plans",
+            "body": "Hello Other,\n\nthe report is attached.\n",
+        }
+        refused = demo.post_multipart("/compose", {**fields, "csrf": "wrong"})
+        assert refused.status == 403
+        unknown = demo.post_multipart("/compose", {**fields, "to": "nobody@example.test"})
+        assert unknown.status == 400
+        assert "Not sent" in unknown.text
+        sent = demo.post_multipart(
+            "/compose", fields, [("attachments", "报告 2024.pdf", "application/pdf", attachment)]
+        )
+        assert sent.status == 303, sent.text[:300]
+        assert sent.header("location").endswith("?sent=1")
+        assert "Message sent." in demo.get(sent.header("location")).text
+        [received] = imap_fetch(data, server, OTHER)
+        assert b"From: demo@example.test" in received
+        assert b"Bcc" not in received
+        assert b"third@example.test" not in received
+        parsed = email.message_from_bytes(received.split(b"\n", 1)[1], policy=email.policy.default)
+        assert parsed["subject"] == "周报 and plans"
+        [part] = list(parsed.iter_attachments())
+        assert part.get_filename() == "报告 2024.pdf"
+        assert part.get_content() == attachment
+        assert len(imap_fetch(data, server, "third@example.test")) == 1  # the Bcc recipient got it
+        [kept] = imap_fetch(data, server, DEMO, "Sent")
+        assert b"\\Seen" in kept.split(b"\n", 1)[0]
+        # the reply, from the other side
+        other = logged_in(data, server, OTHER)
+        box = inbox_path(other)
+        uid = uid_of(other, box, "周报 and plans")
+        form = other.get(f"/compose?reply={box.rsplit('/', 1)[1]}/{uid}")
+        assert 'value="demo@example.test"' in form.text
+        assert 'value="Re: 周报 and plans"' in form.text
+        assert "&gt; the report is attached." in form.text
+        reply_to = re.search(r'name="in_reply_to" value="([^"]+)"', form.text)
+        assert reply_to is not None
+        assert html.unescape(reply_to.group(1)) == parsed["message-id"]
+        hidden = re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', form.text)
+        fields = {name: html.unescape(value) for name, value in hidden}
+        body = re.search(r"<textarea[^>]*>(.*)</textarea>", form.text, re.S)
+        assert body is not None
+        fields.update(
+            to="demo@example.test",
+            subject="Re: 周报 and plans",
+            body="Thanks!\n" + html.unescape(body.group(1)),
+        )
+        assert other.post_multipart("/compose", fields).status == 303
+        replies = [m for m in imap_fetch(data, server, DEMO) if b"In-Reply-To" in m]
+        assert len(replies) == 1
+        assert parsed["message-id"].encode() in replies[0]
+        assert re.search(rf'data-uid="{uid}"', other.get(box).text)
+        assert "marker answered" in other.get(box).text  # \Answered on the original
+    finally:
+        server.stop()

@@ -33,13 +33,16 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from postoffice.delivery.originator import Claim, OriginatorRefused, read_claims
 from postoffice.delivery.plan import Refusal
 from postoffice.directory.resolver import normalize_address
 from postoffice.message import PARSE_INLINE_LIMIT, ParsedMessage
 from postoffice.store import Account, MailStore
+
+if TYPE_CHECKING:
+    from postoffice.net.service import ServiceContext
 
 log = logging.getLogger("postoffice.submission")
 
@@ -172,6 +175,22 @@ class SubmissionPolicy:
         """The account's message was stored: it counts against the hourly limit."""
         if self.limiter is not None:
             self.limiter.record(account.id)
+
+
+def shared_policy(context: ServiceContext) -> SubmissionPolicy:
+    """The server's one policy (made on first use): the SMTP submission listeners and the webmail share it,
+    and with it the hourly sending limit of each account."""
+
+    def make() -> SubmissionPolicy:
+        submission = context.config.submission
+        return SubmissionPolicy(
+            context.store,
+            hostname=context.config.server.hostname,
+            limiter=SendingLimiter(submission.max_messages_per_hour),
+            max_recipients=submission.max_recipients_per_message,
+        )
+
+    return context.shared("delivery.submission_policy", make)
 
 
 async def owns(store: MailStore, account_id: int, address: str) -> bool:

@@ -22,7 +22,7 @@ _SAME_WITH_TLS = "same, TLS from the first byte (RFC 8314)"
 
 def _handler(ctx: ServiceContext, mode: str) -> Handler:
     from postoffice.delivery.pipeline import shared_pipeline
-    from postoffice.delivery.submission import SendingLimiter, SubmissionPolicy
+    from postoffice.delivery.submission import shared_policy
     from postoffice.smtp.server import SmtpServerSettings, SmtpSession
 
     cfg = ctx.config
@@ -43,15 +43,7 @@ def _handler(ctx: ServiceContext, mode: str) -> Handler:
     )
     store, authenticator = ctx.store, ctx.authenticator
     pipeline = shared_pipeline(ctx)
-    policy = ctx.shared(
-        "delivery.submission_policy",
-        lambda: SubmissionPolicy(
-            store,
-            hostname=cfg.server.hostname,
-            limiter=SendingLimiter(submission.max_messages_per_hour),
-            max_recipients=submission.max_recipients_per_message,
-        ),
-    )
+    policy = shared_policy(ctx)
 
     async def handle(conn: Connection) -> None:
         await SmtpSession(

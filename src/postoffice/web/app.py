@@ -18,15 +18,20 @@ Implementation notes
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
+import email.utils
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from email.message import EmailMessage
 from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import (
@@ -40,9 +45,11 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from postoffice.delivery.pipeline import shared_pipeline
+from postoffice.delivery.submission import shared_policy
 from postoffice.net.service import ServiceContext
-from postoffice.store import WebSession
-from postoffice.web import mailview
+from postoffice.store import Account, WebSession
+from postoffice.web import compose, mailview
 from postoffice.web.html import FRAME_CSP, frame_document
 from postoffice.web.i18n import LANG_COOKIE, LANGUAGES, Formatter, choose_language, translations
 from postoffice.web.sessions import LOGIN_COOKIE, SESSION_COOKIE, Sessions, cookie_header, same_token
@@ -66,6 +73,8 @@ STATIC_MAX_AGE = 3600
 MAX_CREDENTIAL = 1024
 #: Fields of a form at most (a selection of messages is one field per message).
 MAX_FORM_FIELDS = 1000
+#: Files attached to one message at most.
+MAX_ATTACHMENTS = 50
 #: Seconds between keep-alive comments on a live-update stream.
 EVENTS_KEEPALIVE = 25.0
 
@@ -334,7 +343,14 @@ class WebApp:
         except (mailview.NotFound, ValueError) as exc:
             raise HTTPException(404, "no such folder") from exc
         shown = await mailview.page(self.store, folder, number)
-        return self.render(request, "mailbox.html", session=session, folders=all_folders, page=shown)
+        return self.render(
+            request,
+            "mailbox.html",
+            session=session,
+            folders=all_folders,
+            page=shown,
+            sent=request.query_params.get("sent") == "1",
+        )
 
     async def message(self, request: Request) -> Response:
         session = await self.require(request)
@@ -375,6 +391,162 @@ class WebApp:
             everywhere=everywhere,
             found=found,
             more=more,
+        )
+
+    async def account(self, session: WebSession) -> Account:
+        for account in await self.store.list_accounts():
+            if account.id == session.account_id:
+                return account
+        raise _LoginRequired("/")
+
+    async def original(
+        self, session: WebSession, all_folders: list[mailview.Folder], ref: str
+    ) -> tuple[mailview.Folder, int, EmailMessage] | None:
+        """The message a reply or forward is about ("<folder id>/<uid>"), or None."""
+        box, _, uid = ref.partition("/")
+        if not box.isdigit() or not uid.isdigit():
+            return None
+        try:
+            folder = mailview.find_folder(all_folders, int(box))
+            raw = await mailview.raw_message(self.store, folder, int(uid))
+        except mailview.NotFound:
+            return None
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        return (folder, int(uid), message) if isinstance(message, EmailMessage) else None
+
+    async def compose_page(self, request: Request) -> Response:
+        session = await self.require(request)
+        all_folders = await mailview.folders(self.store, session.account_id)
+        catalog = translations(self.language(request))
+        draft = compose.Draft()
+        mode, ref = "", ""
+        for candidate in ("reply", "forward"):
+            if request.query_params.get(candidate):
+                mode, ref = candidate, request.query_params[candidate]
+        found = await self.original(session, all_folders, ref) if ref else None
+        if found is not None:
+            _folder, _uid, original = found
+            account = await self.account(session)
+            subject = str(original.get("subject", ""))
+            sender = str(original.get("reply-to") or original.get("from") or "")
+            shown = mailview.text_of(original)
+            when = str(original.get("date", ""))
+            if mode == "reply":
+                draft.to = sender
+                if request.query_params.get("all"):
+                    others = [
+                        f"{name} <{address}>" if name else address
+                        for name, address in email.utils.getaddresses(
+                            [str(v) for v in original.get_all("to", []) + original.get_all("cc", [])]
+                        )
+                        if address and address.lower() != account.address.lower()
+                    ]
+                    draft.cc = ", ".join(others)
+                draft.subject = compose.reply_subject(subject, "Re:")
+                wrote = catalog.gettext("On %(date)s, %(sender)s wrote:")
+                attribution = wrote % {"date": when, "sender": sender}
+                draft.body = compose.quote_text(shown, attribution)
+                message_id = str(original.get("message-id", "")).strip()
+                draft.in_reply_to = message_id
+                draft.references = " ".join(
+                    part for part in (str(original.get("references", "")).strip(), message_id) if part
+                )
+            else:
+                draft.subject = compose.reply_subject(subject, "Fwd:")
+                header = catalog.gettext("Forwarded message")
+                lines = [f"---------- {header} ----------"]
+                lines += [
+                    f"{name}: {original.get(name)}"
+                    for name in ("From", "Date", "Subject", "To", "Cc")
+                    if original.get(name)
+                ]
+                draft.body = "\n\n" + "\n".join(lines) + "\n\n" + shown
+        return self.render(
+            request,
+            "compose.html",
+            session=session,
+            folders=all_folders,
+            draft=draft,
+            mode=mode,
+            ref=ref if found is not None else "",
+            error="",
+            max_size=self.ctx.config.smtp.max_message_size,
+        )
+
+    async def send(self, request: Request) -> Response:
+        session = await self.require(request)
+        limit = self.ctx.config.smtp.max_message_size
+        length = request.headers.get("content-length")
+        if length is None or not length.isdigit():
+            raise HTTPException(411, "a length is required")
+        if int(length) > limit * 4 // 3 + 65536:  # base64 makes attachments a third larger in the message
+            raise HTTPException(413, "the message is too large")
+        self.check_origin(request)
+        try:
+            data = await request.form(max_files=MAX_ATTACHMENTS, max_fields=50, max_part_size=limit)
+        except Exception as exc:  # python-multipart's errors: a malformed or oversized form
+            raise HTTPException(400, "malformed form") from exc
+        fields = Form([(k, v) for k, v in data.multi_items() if isinstance(v, str)])
+        await self.check_csrf(request, session, fields)
+        draft = compose.Draft(
+            to=fields.get("to")[:10000],
+            cc=fields.get("cc")[:10000],
+            bcc=fields.get("bcc")[:10000],
+            subject=fields.get("subject")[:1000],
+            body=fields.get("body"),
+            in_reply_to=fields.get("in_reply_to")[:1000],
+            references=fields.get("references")[:10000],
+        )
+        total = 0
+        for _key, value in data.multi_items():
+            if isinstance(value, UploadFile) and value.filename:
+                content = await value.read()
+                total += len(content)
+                draft.attachments.append((value.filename, value.content_type or "", content))
+        all_folders = await mailview.folders(self.store, session.account_id)
+        catalog = translations(self.language(request))
+        error = ""
+        if total > limit:
+            error = catalog.gettext("The attachments are too large.")
+        else:
+            account = await self.account(session)
+            try:
+                sent_folder = mailview.special_folder(all_folders, "\\Sent").id
+            except mailview.NotFound:
+                sent_folder = None
+            try:
+                await compose.send(
+                    self.store,
+                    shared_pipeline(self.ctx),
+                    shared_policy(self.ctx),
+                    account,
+                    draft,
+                    hostname=self.ctx.config.server.hostname,
+                    client_ip=_client_ip(request),
+                    sent_mailbox_id=sent_folder,
+                )
+            except compose.SendError as exc:
+                error = catalog.gettext("Not sent: %(reason)s") % {"reason": str(exc)}
+            else:
+                ref = fields.get("ref")
+                found = await self.original(session, all_folders, ref) if ref else None
+                if found is not None:
+                    flag = "\\Answered" if fields.get("mode") == "reply" else "$Forwarded"
+                    await self.store.store_flags(found[0].id, [found[1]], [flag], "add")
+                inbox_folder = mailview.inbox(all_folders)
+                return RedirectResponse(f"/box/{inbox_folder.id}?sent=1", 303)
+        draft.attachments = []  # uploads are not kept across a failed send: the person picks them again
+        return self.render(
+            request,
+            "compose.html",
+            status=400,
+            session=session,
+            folders=all_folders,
+            draft=draft,
+            mode=fields.get("mode"),
+            ref=fields.get("ref"),
+            error=error,
+            max_size=limit,
         )
 
     async def act(self, request: Request) -> Response:
@@ -484,6 +656,8 @@ def build_app(ctx: ServiceContext, settings: WebConfig) -> ASGIApp:
             Route("/box/{mailbox_id:int}/act", web.act, methods=["POST"]),
             Route("/events", web.events),
             Route("/search", web.search),
+            Route("/compose", web.compose_page, methods=["GET"]),
+            Route("/compose", web.send, methods=["POST"]),
             Mount("/static", StaticFiles(directory=str(static)), name="static"),
         ],
         exception_handlers={

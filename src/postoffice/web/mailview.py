@@ -167,13 +167,34 @@ def _addresses(message: EmailMessage, name: str) -> str:
     return ", ".join(display or address for display, address in pairs if display or address)
 
 
+async def _info(store: MailStore, folder: Folder, uid: int) -> MessageInfo:
+    for info in await store.list_messages(folder.id):
+        if info.uid == uid:
+            return info
+    raise NotFound(f"no message {uid} in mailbox {folder.id}")
+
+
+async def raw_message(store: MailStore, folder: Folder, uid: int) -> bytes:
+    return await store.read_content((await _info(store, folder, uid)).content_id)
+
+
+def text_of(message: EmailMessage) -> str:
+    """The text a reply quotes or a forward repeats: the plain part, else the HTML part without its tags."""
+    body = message.get_body(preferencelist=("plain", "html"))
+    if body is None:
+        return ""
+    content = _content(body)[:TEXT_SHOWN]
+    if body.get_content_type() == "text/html":
+        import nh3
+
+        content = nh3.clean(content, tags=set())
+    return content
+
+
 async def read(store: MailStore, folder: Folder, uid: int, *, mark_seen: bool = True) -> Shown:
     from postoffice.web.html import sanitise
 
-    infos = [m for m in await store.list_messages(folder.id) if m.uid == uid]
-    if not infos:
-        raise NotFound(f"no message {uid} in mailbox {folder.id}")
-    info = infos[0]
+    info = await _info(store, folder, uid)
     raw = await store.read_content(info.content_id)
     message = email.message_from_bytes(raw, policy=email.policy.default)
     if not isinstance(message, EmailMessage):  # policy.default always makes one
@@ -240,7 +261,7 @@ def _content(part: MIMEPart) -> str:
         return payload.decode("utf-8", errors="replace")
 
 
-# -- search ----------------------------------------------------------------------------------------------------
+# -- search ------------------------------------------------------------------------------------------------
 
 #: Results shown at most (newest first).
 SEARCH_LIMIT = 200

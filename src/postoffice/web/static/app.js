@@ -71,6 +71,10 @@ document.addEventListener("keydown", (event) => {
     case "e": submitAction("archive"); break;
     case "#": submitAction("delete"); break;
     case "u": { const back = document.querySelector(".reader-bar .back"); if (back) back.click(); break; }
+    case "c": location.href = "/compose"; break;
+    case "r": { const link = document.querySelector("a.reply"); if (link) link.click(); break; }
+    case "a": { const link = document.querySelector("a.reply-all"); if (link) link.click(); break; }
+    case "f": { const link = document.querySelector("a.forward"); if (link) link.click(); break; }
     case "?": if (help) help.hidden = !help.hidden; break;
     case "/": { const box = document.querySelector(".search input"); if (box) box.focus(); break; }
     case "Escape": if (help) help.hidden = true; break;

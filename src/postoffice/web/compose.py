@@ -1,0 +1,187 @@
+"""Writing mail in the browser: the message built from the form, sent through the same submission policy
+and delivery pipeline as port 587, the copy kept in Sent (docs/decisions/0046, 0041).
+
+Implementation notes
+- The From field is always the account's own address: the form has no From, so there is nothing to spoof;
+  the submission policy still checks the message as it checks port 587's.
+- Recipients: To and Cc go into the header, Bcc only into the envelope. Every address is checked with the
+  standard library's parser; local ones are resolved by the pipeline (an unknown local address is an error
+  shown on the form, nothing is sent), remote ones are queued.
+- The Sent copy is an APPEND (like a mail program's), after the delivery committed: if it fails, the message
+  has gone anyway and the page says so.
+- Replies carry In-Reply-To and References (RFC 5322 section 3.6.4) and set \\Answered on the original;
+  forwards set $Forwarded.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+import io
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from email.headerregistry import Address
+from email.message import EmailMessage
+
+from postoffice.delivery.pipeline import DeliveryError, DeliveryPipeline
+from postoffice.delivery.plan import Envelope, Message, Origin, Recipient, Refusal
+from postoffice.delivery.submission import SubmissionPolicy
+from postoffice.message import parse_message
+from postoffice.store import Account, MailStore, StoreError
+
+log = logging.getLogger("postoffice.web")
+
+#: Recipients of one message at most from the form (the policy has its own limit too).
+MAX_FORM_RECIPIENTS = 500
+
+
+@dataclass
+class Draft:
+    to: str = ""
+    cc: str = ""
+    bcc: str = ""
+    subject: str = ""
+    body: str = ""
+    in_reply_to: str = ""
+    references: str = ""
+    attachments: list[tuple[str, str, bytes]] = field(default_factory=list)  # (file name, type, data)
+
+
+class SendError(Exception):
+    """Why the message was not sent (shown on the form)."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.replace("\r", " ").replace("\n", " ").split())
+
+
+def parse_mailboxes(text: str) -> list[tuple[str, str]]:
+    """The (name, address) pairs of a To/Cc/Bcc field as typed ("a@x, Bob <b@y>; c@z"); SendError naming
+    the first part that is not an address."""
+    found: list[tuple[str, str]] = []
+    for piece in _one_line(text).replace(";", ",").split(","):
+        if not piece.strip():
+            continue
+        pairs = email.utils.getaddresses([piece])
+        if len(pairs) != 1:
+            raise SendError(piece.strip()[:100])
+        name, address = pairs[0]
+        local, at, domain = address.rpartition("@")
+        if not at or not local or "." not in domain or any(c.isspace() or ord(c) < 32 for c in address):
+            raise SendError(piece.strip()[:100])
+        found.append((name, address))
+    return found
+
+
+def parse_addresses(text: str) -> list[str]:
+    return [address for _, address in parse_mailboxes(text)]
+
+
+def _field(pairs: list[tuple[str, str]]) -> str:
+    return ", ".join(email.utils.formataddr(pair, charset="utf-8") for pair in pairs)
+
+
+def build(draft: Draft, sender: str, hostname: str, now: float | None = None) -> bytes:
+    message = EmailMessage(policy=email.policy.SMTP)
+    message["From"] = Address(addr_spec=sender)
+    if to := parse_mailboxes(draft.to):
+        message["To"] = _field(to)
+    if cc := parse_mailboxes(draft.cc):
+        message["Cc"] = _field(cc)
+    message["Subject"] = _one_line(draft.subject)
+    message["Date"] = email.utils.formatdate(now if now is not None else time.time(), localtime=True)
+    message["Message-ID"] = email.utils.make_msgid(domain=hostname)
+    if in_reply_to := _message_ids(draft.in_reply_to)[:1]:
+        message["In-Reply-To"] = in_reply_to[0]
+    if references := _message_ids(draft.references):
+        message["References"] = " ".join(references[-50:])
+    message.set_content(draft.body.replace("\r\n", "\n"))
+    for name, kind, data in draft.attachments:
+        maintype, _, subtype = kind.partition("/")
+        if not subtype or maintype == "multipart":
+            maintype, subtype = "application", "octet-stream"
+        message.add_attachment(data, maintype=maintype, subtype=subtype, filename=name or "attachment")
+    return message.as_bytes()
+
+
+def _message_ids(text: str) -> list[str]:
+    """The <id@host> tokens of a field (anything else is dropped: the form's hidden fields can be edited)."""
+    return re.findall(r"<[^<>\s]{1,250}>", text)
+
+
+@dataclass(frozen=True)
+class Sent:
+    message_id: str
+    queue_id: int | None
+    sent_copy: bool
+
+
+async def send(
+    store: MailStore,
+    pipeline: DeliveryPipeline,
+    policy: SubmissionPolicy,
+    account: Account,
+    draft: Draft,
+    *,
+    hostname: str,
+    client_ip: str,
+    sent_mailbox_id: int | None,
+) -> Sent:
+    """Check, deliver and keep a copy (module notes); SendError with the reason shown to the person."""
+    recipients = parse_addresses(draft.to) + parse_addresses(draft.cc) + parse_addresses(draft.bcc)
+    if not recipients:
+        raise SendError("no recipient")
+    if len(recipients) > MAX_FORM_RECIPIENTS:
+        raise SendError("too many recipients")
+    data = build(draft, account.address, hostname)
+    parsed = parse_message(io.BytesIO(data))
+    decision = await policy.check(
+        account, account.address, len(recipients), io.BytesIO(data), parsed, smtputf8=not data.isascii()
+    )
+    if decision.refusal is not None:
+        raise SendError(decision.refusal.text)
+    targets: list[Recipient] = []
+    for address in dict.fromkeys(recipients):
+        resolved = await pipeline.resolve(address, relay=True)
+        if isinstance(resolved, Refusal):
+            raise SendError(f"{address}: {resolved.text}")
+        targets.append(resolved)
+    envelope = Envelope(account.address, smtputf8=not data.isascii(), eight_bit=not data.isascii())
+    origin = Origin("submission", client_ip, None, True, account, None)
+    try:
+        outcome = await pipeline.deliver(Message(io.BytesIO(data), parsed), envelope, targets, origin)
+    except (DeliveryError, StoreError) as exc:
+        log.error("web: sending for %s failed: %s", account.address, exc)
+        raise SendError("the message could not be stored; try again") from exc
+    if outcome.refusal is not None:
+        raise SendError(outcome.refusal.text)
+    policy.sent(account)
+    log.info(
+        "web: sent account=%s client=%s recipients=%d queue_id=%s",
+        account.address,
+        client_ip,
+        len(targets),
+        outcome.queue_id,
+    )
+    kept = False
+    if sent_mailbox_id is not None:
+        try:
+            await store.append(sent_mailbox_id, io.BytesIO(data), parsed, ["\\Seen"])
+            kept = True
+        except StoreError as exc:
+            log.error("web: the Sent copy for %s failed: %s", account.address, exc)
+    return Sent(str(parsed.message_id or ""), outcome.queue_id, kept)
+
+
+def reply_subject(subject: str, prefix: str) -> str:
+    stripped = subject.strip()
+    if stripped.lower().startswith(prefix.lower()):
+        return stripped
+    return f"{prefix} {stripped}"
+
+
+def quote_text(text: str, attribution: str) -> str:
+    lines = text.replace("\r\n", "\n").rstrip("\n").split("\n")
+    return "\n\n" + attribution + "\n" + "\n".join(("> " + line) if line else ">" for line in lines) + "\n"

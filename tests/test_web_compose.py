@@ -1,0 +1,84 @@
+"""Building a message from the webmail's form (postoffice.web.compose): the From is always the account's, no
+field of the form can add a header field, addresses are read strictly (property tests)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from postoffice.web.compose import Draft, SendError, build, parse_mailboxes, quote_text, reply_subject
+
+
+def test_addresses_as_people_type_them() -> None:
+    assert parse_mailboxes("a@x.test, Bob <b@y.test>; 张三 <zhang@z.test>") == [
+        ("", "a@x.test"),
+        ("Bob", "b@y.test"),
+        ("张三", "zhang@z.test"),
+    ]
+    assert parse_mailboxes("  ") == []
+    for bad in ("bob", "a@b", "<>", "x@y.test, nonsense"):
+        with pytest.raises(SendError):
+            parse_mailboxes(bad)
+
+
+def test_the_message_has_the_accounts_from_and_no_injected_field() -> None:
+    draft = Draft(
+        to="Bob <bob@remote.test>\r\nBcc: victim@remote.test",
+        subject="hi\r\nX-Injected: yes",
+        body="line\r\n.\r\nend",
+        in_reply_to="<a@b> junk\r\nX-Evil: 1",
+        references="<r1@b> <a@b>",
+    )
+    with pytest.raises(SendError):
+        build(draft, "demo@example.test", "mail.example.test")  # "bob@remote.test Bcc: ..." is no address
+    draft.to = "Bob <bob@remote.test>"
+    data = build(draft, "demo@example.test", "mail.example.test", now=1_700_000_000)
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert message["from"] == "demo@example.test"
+    assert message["subject"] == "hi X-Injected: yes"
+    assert message["in-reply-to"] == "<a@b>"
+    assert message["references"] == "<r1@b> <a@b>"
+    assert "X-Injected" not in message
+    assert "X-Evil" not in message
+    assert message["message-id"].endswith("@mail.example.test>")
+    assert b"\r\n" in data
+    assert b"\n" not in data.replace(b"\r\n", b"")
+
+
+def test_replies_and_quotes() -> None:
+    assert reply_subject("Re: lunch", "Re:") == "Re: lunch"
+    assert reply_subject("lunch", "Re:") == "Re: lunch"
+    assert quote_text("a\n\nb\n", "X wrote:") == "\n\nX wrote:\n> a\n>\n> b\n"
+
+
+@given(st.text(max_size=300))
+def test_any_address_text_is_read_or_refused_cleanly(text: str) -> None:
+    try:
+        pairs = parse_mailboxes(text)
+    except SendError:
+        return
+    for _name, address in pairs:
+        assert "@" in address
+        assert not any(c.isspace() or ord(c) < 32 for c in address)
+
+
+@given(st.text(max_size=200), st.text(max_size=200))
+def test_any_subject_and_body_make_a_message_with_just_our_fields(subject: str, body: str) -> None:
+    draft = Draft(to="bob@remote.test", subject=subject.replace("\x00", ""), body=body.replace("\x00", ""))
+    message = email.message_from_bytes(
+        build(draft, "demo@example.test", "h.test"), policy=email.policy.default
+    )
+    assert set(message.keys()) <= {
+        "From",
+        "To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "MIME-Version",
+    }
