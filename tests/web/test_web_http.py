@@ -507,3 +507,59 @@ def test_compose_send_with_attachment_and_bcc_then_reply(tmp_path: Path) -> None
         assert "marker answered" in other.get(box).text  # \Answered on the original
     finally:
         server.stop()
+
+
+def test_attachments_download_with_their_names_and_cid_images_show(tmp_path: Path) -> None:
+    from email.message import EmailMessage
+
+    data, server = start_web_server(tmp_path)
+    try:
+        png = base64.b64decode(
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+        )
+        message = EmailMessage()
+        message["From"] = "ada@remote.test"
+        message["To"] = DEMO
+        message["Subject"] = "pictures"
+        message.set_content("see the picture")
+        message.add_alternative('<p>Look: <img src="cid:pic1@remote.test"></p>', subtype="html")
+        message.get_payload()[1].add_related(png, "image", "png", cid="<pic1@remote.test>")
+        message.add_attachment(png, maintype="image", subtype="png", filename="照片 1.png")
+        message.add_attachment(
+            b"<svg onload='alert(1)'/>", maintype="image", subtype="svg+xml", filename="x.svg"
+        )
+        send_smtp(server.port("smtp"), message.as_bytes(), to=DEMO)
+        client = logged_in(data, server)
+        box = inbox_path(client)
+        uid = uid_of(client, box, "pictures")
+        page = client.get(f"{box}/{uid}").text
+        links = dict(
+            (html.unescape(name), href)
+            for href, name in re.findall(r'<a class="file-name" href="([^"]+)"[^>]*>([^<]+)</a>', page)
+        )
+        assert set(links) == {"照片 1.png", "x.svg"}
+        photo = client.get(links["照片 1.png"])
+        assert photo.status == 200
+        assert photo.body == png
+        assert photo.header("content-type") == "image/png"
+        assert photo.header("content-disposition") == (
+            "inline; filename=\"__ 1.png\"; filename*=UTF-8''%E7%85%A7%E7%89%87%201.png"
+        )
+        assert "default-src 'none'" in photo.header("content-security-policy")
+        saved = client.get(links["照片 1.png"] + "?download=1")
+        assert saved.header("content-disposition").startswith("attachment;")
+        assert saved.header("content-type") == "application/octet-stream"
+        svg = client.get(links["x.svg"])
+        assert svg.header("content-type") == "application/octet-stream"  # never rendered: it could script
+        assert svg.header("content-disposition").startswith("attachment;")
+        frame = client.get(f"{box}/{uid}/body").text
+        match = re.search(r'src="(/box/\d+/\d+/cid/[^"]+)"', frame)
+        assert match is not None
+        inline = client.get(html.unescape(match.group(1)))
+        assert inline.status == 200
+        assert inline.body == png
+        other = logged_in(data, server, OTHER)
+        assert other.get(links["照片 1.png"]).status == 404
+        assert client.get(f"{box}/{uid}/part/999").status == 404
+    finally:
+        server.stop()

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from email.message import EmailMessage
 from importlib import resources
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import jinja2
 from starlette.applications import Starlette
@@ -602,6 +602,39 @@ class WebApp:
             stream(), media_type="text/event-stream", headers={"x-accel-buffering": "no"}
         )
 
+    async def download(self, request: Request) -> Response:
+        """An attachment or other part, decoded; shown in the browser only when that is safe (images but SVG,
+        PDF, plain text), else downloaded, with its file name (RFC 6266, RFC 8187 for non-ASCII names)."""
+        session = await self.require(request)
+        all_folders = await mailview.folders(self.store, session.account_id)
+        try:
+            folder = mailview.find_folder(all_folders, int(request.path_params["mailbox_id"]))
+            uid = int(request.path_params["uid"])
+            if "cid" in request.path_params:
+                part = await mailview.part_by_content_id(self.store, folder, uid, request.path_params["cid"])
+            else:
+                part = await mailview.part(self.store, folder, uid, int(request.path_params["index"]))
+        except mailview.NotFound as exc:
+            raise HTTPException(404, "no such part") from exc
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        kind = part.get_content_type()
+        inline = kind in INLINE_TYPES and request.query_params.get("download") != "1"
+        if kind == "text/plain":
+            media = f"text/plain; charset={part.get_content_charset() or 'utf-8'}"
+        else:
+            media = kind if inline else "application/octet-stream"
+        name = part.get_filename() or ("message-part" + mailview.extension(kind))
+        return Response(
+            data,
+            media_type=media,
+            headers={
+                "content-disposition": content_disposition("inline" if inline else "attachment", name),
+                "content-security-policy": PART_CSP,
+                "x-frame-options": "SAMEORIGIN",
+            },
+        )
+
     async def message_body(self, request: Request) -> Response:
         session = await self.require(request)
         all_folders = await mailview.folders(self.store, session.account_id)
@@ -610,10 +643,40 @@ class WebApp:
             shown = await mailview.read(self.store, folder, int(request.path_params["uid"]), mark_seen=False)
         except mailview.NotFound as exc:
             raise HTTPException(404, "no such message") from exc
+        base = f"/box/{folder.id}/{shown.uid}/cid/"
         return HTMLResponse(
-            frame_document(shown.html or ""),
+            frame_document(cid_urls(shown.html or "", base)),
             headers={"content-security-policy": FRAME_CSP, "x-frame-options": "SAMEORIGIN"},
         )
+
+
+#: Types shown in the browser rather than downloaded (no SVG, no HTML: they can carry script).
+INLINE_TYPES = frozenset(
+    {"image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "application/pdf", "text/plain"}
+)
+#: The policy of a part served on its own: it runs nothing and loads nothing.
+PART_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; object-src 'self'"
+
+
+def content_disposition(kind: str, filename: str) -> str:
+    """RFC 6266: an ASCII fallback `filename` and, for other names, `filename*` in UTF-8 (RFC 8187)."""
+    cleaned = "".join(c for c in filename if c.isprintable() and c not in "\\/\r\n")[:200] or "attachment"
+    fallback = "".join(c if c.isascii() and c not in '"%;' else "_" for c in cleaned)
+    value = f'{kind}; filename="{fallback}"'
+    if fallback != cleaned:
+        value += f"; filename*=UTF-8''{quote(cleaned, safe='')}"
+    return value
+
+
+def cid_urls(html: str, base: str) -> str:
+    """`cid:` URLs (RFC 2392) of a sanitised HTML part as URLs of this message's parts."""
+    import re
+
+    return re.sub(
+        r'(src|href)="cid:([^"]{1,250})"',
+        lambda m: f'{m.group(1)}="{base}{quote(unquote(m.group(2)), safe="")}"',
+        html,
+    )
 
 
 class _LoginRequired(Exception):
@@ -654,6 +717,8 @@ def build_app(ctx: ServiceContext, settings: WebConfig) -> ASGIApp:
             Route("/box/{mailbox_id:int}/{uid:int}", web.message),
             Route("/box/{mailbox_id:int}/{uid:int}/body", web.message_body),
             Route("/box/{mailbox_id:int}/act", web.act, methods=["POST"]),
+            Route("/box/{mailbox_id:int}/{uid:int}/part/{index:int}", web.download),
+            Route("/box/{mailbox_id:int}/{uid:int}/cid/{cid:path}", web.download),
             Route("/events", web.events),
             Route("/search", web.search),
             Route("/compose", web.compose_page, methods=["GET"]),

@@ -6,8 +6,9 @@ Two layers, either of which alone stops a script:
    http, https, mailto and cid; links get rel="noopener noreferrer nofollow" and open in a new tab.
 2. The sanitised HTML is served as its own document (`/box/<id>/<uid>/body`) in a frame with an empty
    `sandbox` attribute (no scripts, no forms, no same-origin) and its own Content-Security-Policy:
-   `default-src 'none'`, inline styles only, images only from `data:` URLs. Remote images and every other
-   remote resource (tracking pixels, CSS `url()`) therefore never load.
+   `default-src 'none'`, inline styles only, images only from `data:` URLs and this site (the message's own
+   `cid:` parts, RFC 2392, rewritten to their URLs). Remote images and every other remote resource (tracking
+   pixels, CSS `url()`) therefore never load.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ URL_SCHEMES = {"http", "https", "mailto", "cid"}
 
 #: The frame document's policy (module notes).
 FRAME_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; "
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data: 'self'; font-src data:; "
     "form-action 'none'; frame-ancestors 'self'; base-uri 'none'; sandbox allow-popups "
     "allow-popups-to-escape-sandbox"
 )

@@ -27,6 +27,8 @@ SPECIAL_ORDER = ("\\Drafts", "\\Sent", "\\Archive", "\\Junk", "\\Trash")
 PAGE_SIZE = 50
 #: Bytes of a message body shown as text at most (the rest: "download the message").
 TEXT_SHOWN = 2 * 1024 * 1024
+#: Parts of a message considered at most (the MIME parser stores the same cap, decision 0023).
+MAX_PARTS = 1000
 
 
 class NotFound(Exception):
@@ -81,7 +83,8 @@ class Shown:
     date: float | None
     text: str | None = None  # a text/plain body
     html: str | None = None  # a sanitised text/html body
-    attachments: list[tuple[str, str, int]] = field(default_factory=list)  # (file name, type, size)
+    #: (part number, file name, type, size)
+    attachments: list[tuple[int, str, str, int]] = field(default_factory=list)
     truncated: bool = False
 
 
@@ -208,15 +211,14 @@ async def read(store: MailStore, folder: Folder, uid: int, *, mark_seen: bool = 
         cc=_addresses(message, "cc"),
         date=parsed.date or info.internaldate,
     )
-    for part in message.walk():
-        if part.is_multipart():
-            continue
+    for index, part in enumerate(leaf_parts(message)):
         filename = part.get_filename()
         disposition = part.get_content_disposition()
         if filename or disposition == "attachment":
-            payload = part.get_payload(decode=True) or b""
-            shown.attachments.append((filename or "", part.get_content_type(), len(payload)))
-    body = message.get_body(preferencelist=("plain", "html"))
+            payload = part.get_payload(decode=True)
+            size = len(payload) if isinstance(payload, bytes) else 0
+            shown.attachments.append((index, filename or "", part.get_content_type(), size))
+    body = message.get_body(preferencelist=("html", "plain"))  # as the sender meant it to look
     if body is not None:
         content = _content(body)
         if len(content) > TEXT_SHOWN:
@@ -246,6 +248,39 @@ CHARSET_SUPERSETS = {
     "ks_c_5601-1987": "cp949",
     "euc-kr": "cp949",
 }
+
+
+def extension(kind: str) -> str:
+    """A file name extension for a part without a name."""
+    import mimetypes
+
+    return mimetypes.guess_extension(kind) or ".bin"
+
+
+def leaf_parts(message: EmailMessage) -> list[MIMEPart]:
+    """The parts that hold content, in order (their index is a part's number in download URLs)."""
+    parts: list[MIMEPart] = [part for part in message.walk() if not part.is_multipart()]
+    return parts[:MAX_PARTS]
+
+
+async def part(store: MailStore, folder: Folder, uid: int, index: int) -> MIMEPart:
+    message = email.message_from_bytes(await raw_message(store, folder, uid), policy=email.policy.default)
+    if not isinstance(message, EmailMessage):
+        raise NotFound("not a message")
+    parts = leaf_parts(message)
+    if not 0 <= index < len(parts):
+        raise NotFound(f"no part {index}")
+    return parts[index]
+
+
+async def part_by_content_id(store: MailStore, folder: Folder, uid: int, content_id: str) -> MIMEPart:
+    message = email.message_from_bytes(await raw_message(store, folder, uid), policy=email.policy.default)
+    if not isinstance(message, EmailMessage):
+        raise NotFound("not a message")
+    for candidate in leaf_parts(message):
+        if str(candidate.get("content-id", "")).strip().strip("<>") == content_id:
+            return candidate
+    raise NotFound(f"no part with Content-ID {content_id}")
 
 
 def _content(part: MIMEPart) -> str:
