@@ -674,6 +674,15 @@ class MailStore(abc.ABC):
     async def list_messages(self, mailbox_id: int) -> list[MessageInfo]:
         """Messages of a mailbox in UID order."""
 
+    @abc.abstractmethod
+    async def list_page(self, mailbox_id: int, offset: int, limit: int) -> list[MessageInfo]:
+        """At most `limit` messages of a mailbox, newest first (UID descending), skipping the `offset` newest:
+        a page of a message list, as cheap for the last page of 100,000 messages as for the first."""
+
+    @abc.abstractmethod
+    async def get_messages(self, mailbox_id: int, uids: Iterable[int]) -> list[MessageInfo]:
+        """The messages of a mailbox with these UIDs (those that exist), in UID order."""
+
     async def snapshot(self, mailbox_id: int) -> MailboxSnapshot:
         """The mailbox's messages now, as one consistent `MailboxSnapshot` (NotFound for an unknown mailbox).
         Backends may cache it and bring it up to date from `changes_since`, so that selecting a large

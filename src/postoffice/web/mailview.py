@@ -133,12 +133,10 @@ def _has_attachment(body: object) -> bool:
 
 
 async def page(store: MailStore, folder: Folder, number: int) -> Page:
-    messages: list[MessageInfo] = await store.list_messages(folder.id)
-    total = len(messages)
+    total = folder.messages
     pages = max(1, -(-total // PAGE_SIZE))
     number = min(max(1, number), pages)
-    end = total - (number - 1) * PAGE_SIZE
-    chosen = list(reversed(messages[max(0, end - PAGE_SIZE) : end]))
+    chosen = await store.list_page(folder.id, (number - 1) * PAGE_SIZE, PAGE_SIZE)
     parsed = await store.get_parsed_many([m.content_id for m in chosen])
     rows = [_row(info, parsed.get(info.content_id)) for info in chosen]
     return Page(folder, rows, number, pages, total)
@@ -171,10 +169,10 @@ def _addresses(message: EmailMessage, name: str) -> str:
 
 
 async def _info(store: MailStore, folder: Folder, uid: int) -> MessageInfo:
-    for info in await store.list_messages(folder.id):
-        if info.uid == uid:
-            return info
-    raise NotFound(f"no message {uid} in mailbox {folder.id}")
+    found = await store.get_messages(folder.id, [uid])
+    if not found:
+        raise NotFound(f"no message {uid} in mailbox {folder.id}")
+    return found[0]
 
 
 async def raw_message(store: MailStore, folder: Folder, uid: int) -> bytes:
@@ -316,9 +314,9 @@ async def search(store: MailStore, folders_searched: list[Folder], text: str) ->
     query = parse_query(text)
     hits: list[tuple[Folder, MessageInfo]] = []
     for folder in folders_searched:
-        uids = set(await store.search(folder.id, query.criteria))
-        if uids:
-            hits += [(folder, m) for m in await store.list_messages(folder.id) if m.uid in uids]
+        uids = await store.search(folder.id, query.criteria)
+        # the newest of each folder are enough: only SEARCH_LIMIT are shown of all folders together
+        hits += [(folder, m) for m in await store.get_messages(folder.id, uids[-SEARCH_LIMIT * 2 :])]
     hits.sort(key=lambda hit: hit[1].internaldate, reverse=True)
     parsed = await store.get_parsed_many([m.content_id for _, m in hits[: SEARCH_LIMIT * 4]])
     found: list[Found] = []
@@ -337,6 +335,8 @@ async def search(store: MailStore, folders_searched: list[Folder], text: str) ->
 
 # -- actions -----------------------------------------------------------------------------------------------
 
+#: Messages one action takes at most (a form with more is cut there).
+MAX_SELECTED = 1000
 #: Actions on selected messages; "delete" moves to Trash, or removes for good in Trash and Junk.
 ACTIONS = ("read", "unread", "flag", "unflag", "delete", "archive", "junk", "move")
 
@@ -357,8 +357,7 @@ async def act(
     target: int | None,
 ) -> int:
     """Apply `action` to the messages `uids` of `folder` (unknown UIDs are ignored); how many it took."""
-    present = {m.uid for m in await store.list_messages(folder.id)}
-    chosen = sorted(uid for uid in set(uids) if uid in present)
+    chosen = [m.uid for m in await store.get_messages(folder.id, uids[:MAX_SELECTED])]
     if not chosen:
         return 0
     if action in ("read", "unread", "flag", "unflag"):

@@ -626,3 +626,29 @@ def test_keyword_limits_hold_after_any_changes_and_a_refused_change_changes_noth
                 assert all(len(k) <= 8 for k in found), found
 
     make_backend(name).run(scenario)
+
+
+@covers(S.list_page, S.get_messages)
+def test_pages_newest_first_and_messages_by_uid(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        demo, other = await accounts(store, "demo", "other")
+        for n in range(7):
+            await deliver(store, message(f"m{n}"), [demo])
+        await deliver(store, message("elsewhere"), [other])
+        inbox = await inbox_of(store, demo)
+        await store.expunge(inbox, [3])
+        everything = await store.list_messages(inbox)
+        page = await store.list_page(inbox, 0, 3)
+        assert [m.uid for m in page] == [7, 6, 5]
+        assert page == list(reversed(everything))[:3]  # the same objects as the full list
+        assert [m.uid for m in await store.list_page(inbox, 3, 3)] == [4, 2, 1]
+        assert [m.uid for m in await store.list_page(inbox, 5, 3)] == [1]
+        assert await store.list_page(inbox, 6, 3) == []
+        assert await store.list_page(inbox, 0, 0) == []
+        got = await store.get_messages(inbox, [7, 3, 1, 1, 99])
+        assert [m.uid for m in got] == [1, 7]  # those that exist, in UID order, once
+        assert got == [everything[0], everything[-1]]
+        assert await store.get_messages(inbox, []) == []
+        assert len(await store.get_messages(inbox, range(1, 2000))) == 6  # many UIDs at once
+
+    backend.run(scenario)

@@ -314,6 +314,41 @@ class MessagesMixin(SqliteBase):
 
         return await self._read(q)
 
+    async def list_page(self, mailbox_id: int, offset: int, limit: int) -> list[MessageInfo]:
+        def q(conn: sqlite3.Connection) -> list[MessageInfo]:
+            rows = conn.execute(
+                "SELECT id, mailbox_id, uid, flags, keywords, internaldate, size, modseq, content_id "
+                "FROM messages WHERE mailbox_id = ? ORDER BY uid DESC LIMIT ? OFFSET ?",
+                (mailbox_id, max(0, limit), max(0, offset)),
+            )
+            return [
+                MessageInfo(r[0], r[1], r[2], columns_to_flags(r[3], r[4]), r[5], r[6], r[7], r[8])
+                for r in rows
+            ]
+
+        return await self._read(q)
+
+    async def get_messages(self, mailbox_id: int, uids: Iterable[int]) -> list[MessageInfo]:
+        wanted = sorted(set(uids))
+
+        def q(conn: sqlite3.Connection) -> list[MessageInfo]:
+            found: list[MessageInfo] = []
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    "SELECT id, mailbox_id, uid, flags, keywords, internaldate, size, modseq, content_id "
+                    f"FROM messages WHERE mailbox_id = ? AND uid IN ({marks}) ORDER BY uid",  # noqa: S608 - only ? marks
+                    (mailbox_id, *chunk),
+                )
+                found += [
+                    MessageInfo(r[0], r[1], r[2], columns_to_flags(r[3], r[4]), r[5], r[6], r[7], r[8])
+                    for r in rows
+                ]
+            return found
+
+        return await self._read(q)
+
     async def search(self, mailbox_id: int, criteria: Criteria) -> list[int]:
         """Answered by one SQL query from the columns and the FTS5 index (`postoffice.store.search`)."""
 
