@@ -523,7 +523,9 @@ def test_attachments_download_with_their_names_and_cid_images_show(tmp_path: Pat
         message["Subject"] = "pictures"
         message.set_content("see the picture")
         message.add_alternative('<p>Look: <img src="cid:pic1@remote.test"></p>', subtype="html")
-        message.get_payload()[1].add_related(png, "image", "png", cid="<pic1@remote.test>")
+        html_part = message.get_body(preferencelist=("html",))
+        assert isinstance(html_part, EmailMessage)
+        html_part.add_related(png, "image", "png", cid="<pic1@remote.test>")
         message.add_attachment(png, maintype="image", subtype="png", filename="照片 1.png")
         message.add_attachment(
             b"<svg onload='alert(1)'/>", maintype="image", subtype="svg+xml", filename="x.svg"
@@ -561,5 +563,59 @@ def test_attachments_download_with_their_names_and_cid_images_show(tmp_path: Pat
         other = logged_in(data, server, OTHER)
         assert other.get(links["照片 1.png"]).status == 404
         assert client.get(f"{box}/{uid}/part/999").status == 404
+    finally:
+        server.stop()
+
+
+def test_folders_are_created_renamed_deleted_and_trash_emptied(tmp_path: Path) -> None:
+    data, server = start_web_server(tmp_path)
+    try:
+        send_smtp(
+            server.port("smtp"),
+            text_message("to trash", "See https://example.org/x.\r\n> quoted\r\n"),
+            to=DEMO,
+        )
+        client = logged_in(data, server)
+        box = inbox_path(client)
+        page = client.get(box)
+        token = client.csrf(page)
+        assert (
+            client.post("/folders", {"csrf": token, "action": "create", "name": "Projects/2026"}).status
+            == 303
+        )
+        page = client.get(box)
+        projects = folder_path(client, page.text, "2026")
+        renamed = client.post(
+            "/folders",
+            {"csrf": token, "action": "rename", "folder": projects.rsplit("/", 1)[1], "name": "Plans"},
+        )
+        assert renamed.status == 303
+        assert folder_path(client, client.get(box).text, "Plans") == projects  # same folder, new name
+        inbox_id = box.rsplit("/", 1)[1]
+        assert client.post("/folders", {"csrf": token, "action": "delete", "folder": inbox_id}).status == 400
+        assert (
+            client.post(
+                "/folders", {"csrf": token, "action": "delete", "folder": projects.rsplit("/", 1)[1]}
+            ).status
+            == 303
+        )
+        assert client.get(projects).status == 404
+        assert client.post("/folders", {"action": "create", "name": "x"}).status == 403  # CSRF
+        uid = uid_of(client, box, "to trash")
+        message = client.get(f"{box}/{uid}").text
+        assert (
+            '<a href="https://example.org/x" target="_blank" rel="noopener noreferrer nofollow">' in message
+        )
+        assert '<details class="quoted">' in message
+        raw = client.get(f"{box}/{uid}/raw")
+        assert raw.header("content-type") == "text/plain; charset=utf-8"
+        assert b"Subject: to trash" in raw.body
+        client.post(f"{box}/act", {"csrf": token, "uid": uid, "action": "delete"})
+        trash = folder_path(client, client.get(box).text, "Trash")
+        assert listed_subjects(client, trash) == ["to trash"]
+        trash_id = trash.rsplit("/", 1)[1]
+        assert client.post("/folders", {"csrf": token, "action": "empty", "folder": inbox_id}).status == 400
+        assert client.post("/folders", {"csrf": token, "action": "empty", "folder": trash_id}).status == 303
+        assert listed_subjects(client, trash) == []
     finally:
         server.stop()

@@ -77,11 +77,16 @@ _tls_read_buffer = _TlsReadBuffer()
 
 
 def _share_tls_read_buffer(writer: asyncio.StreamWriter) -> None:
+    share_tls_read_buffer(writer.transport)
+
+
+def share_tls_read_buffer(transport: asyncio.BaseTransport) -> None:
     """Replace the TLS connection's own read buffer with the thread's shared one, where that is safe: on a
-    selector event loop, which reads into the buffer and hands the bytes to the TLS layer in one call."""
+    selector event loop, which reads into the buffer and hands the bytes to the TLS layer in one call. For
+    any transport after its handshake (the mail listeners' and the web's)."""
     if not isinstance(asyncio.get_running_loop(), asyncio.selector_events.BaseSelectorEventLoop):
         return
-    protocol = getattr(writer.transport, "_ssl_protocol", None)
+    protocol = getattr(transport, "_ssl_protocol", None)
     own = getattr(protocol, "_ssl_buffer", None)
     if not isinstance(own, bytearray) or not hasattr(protocol, "_ssl_buffer_view"):
         return

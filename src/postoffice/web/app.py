@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 import jinja2
+from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -48,9 +49,9 @@ from starlette.staticfiles import StaticFiles
 from postoffice.delivery.pipeline import shared_pipeline
 from postoffice.delivery.submission import shared_policy
 from postoffice.net.service import ServiceContext
-from postoffice.store import Account, WebSession
+from postoffice.store import Account, AlreadyExists, LimitExceeded, NotFound, WebSession
 from postoffice.web import compose, mailview
-from postoffice.web.html import FRAME_CSP, frame_document
+from postoffice.web.html import FRAME_CSP, frame_document, text_to_html
 from postoffice.web.i18n import LANG_COOKIE, LANGUAGES, Formatter, choose_language, translations
 from postoffice.web.sessions import LOGIN_COOKIE, SESSION_COOKIE, Sessions, cookie_header, same_token
 from postoffice.web.settings import WebConfig
@@ -107,10 +108,14 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         static = str(scope.get("path", "")).startswith("/static/")
+        started = time.perf_counter()
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
+                # the time the server took for the response head (W3C Server Timing), for benchmarks
+                took = (time.perf_counter() - started) * 1000
+                headers.append((b"server-timing", f"app;dur={took:.2f}".encode()))
                 names = {name.lower() for name, _ in headers}
                 extra = [
                     (b"x-content-type-options", b"nosniff"),
@@ -191,7 +196,11 @@ class WebApp:
                 return special[folder.special_use]
             return folder.label
 
+        def mailtext(text: str) -> Markup:
+            return text_to_html(text, catalog.gettext("Quoted text"))
+
         page = self.templates.get_template(template).render(
+            mailtext=mailtext,
             _=catalog.gettext,
             folder_label=folder_label,
             ngettext=catalog.ngettext,
@@ -549,6 +558,53 @@ class WebApp:
             max_size=limit,
         )
 
+    async def folder_action(self, request: Request) -> Response:
+        """Create a folder, or rename, delete or empty one (emptying: Trash and Junk only)."""
+        session = await self.require(request)
+        form = await self.form(request)
+        await self.check_csrf(request, session, form)
+        all_folders = await mailview.folders(self.store, session.account_id)
+        action = form.get("action")
+        name = " ".join(form.get("name").split())[:200].strip("/")
+        limit = self.ctx.config.imap.max_mailboxes
+        try:
+            if action == "create":
+                if not name or any(ord(c) < 32 for c in name):
+                    raise HTTPException(400, "a folder needs a name")
+                await self.store.create_mailbox(session.account_id, name, max_mailboxes=limit)
+                return RedirectResponse("/", 303)
+            folder = mailview.find_folder(all_folders, int(form.get("folder") or "0"))
+            if action == "rename" and name and folder.special_use is None and folder.name.upper() != "INBOX":
+                await self.store.rename_mailbox(session.account_id, folder.name, name, max_mailboxes=limit)
+            elif action == "delete" and folder.special_use is None and folder.name.upper() != "INBOX":
+                await self.store.delete_mailbox(session.account_id, folder.name)
+            elif action == "empty" and folder.special_use in ("\\Trash", "\\Junk"):
+                uids = [m.uid for m in await self.store.list_messages(folder.id)]
+                await self.store.expunge(folder.id, uids)
+                return RedirectResponse(f"/box/{folder.id}", 303)
+            else:
+                raise HTTPException(400, "not possible for this folder")
+        except (mailview.NotFound, NotFound) as exc:
+            raise HTTPException(404, "no such folder") from exc
+        except (AlreadyExists, LimitExceeded) as exc:
+            raise HTTPException(409, str(exc)) from exc
+        return RedirectResponse("/", 303)
+
+    async def raw(self, request: Request) -> Response:
+        """A message's source, as text (never rendered)."""
+        session = await self.require(request)
+        all_folders = await mailview.folders(self.store, session.account_id)
+        try:
+            folder = mailview.find_folder(all_folders, int(request.path_params["mailbox_id"]))
+            data = await mailview.raw_message(self.store, folder, int(request.path_params["uid"]))
+        except mailview.NotFound as exc:
+            raise HTTPException(404, "no such message") from exc
+        return Response(
+            data,
+            media_type="text/plain; charset=utf-8",
+            headers={"content-security-policy": PART_CSP, "content-disposition": "inline"},
+        )
+
     async def act(self, request: Request) -> Response:
         session = await self.require(request)
         form = await self.form(request)
@@ -717,6 +773,8 @@ def build_app(ctx: ServiceContext, settings: WebConfig) -> ASGIApp:
             Route("/box/{mailbox_id:int}/{uid:int}", web.message),
             Route("/box/{mailbox_id:int}/{uid:int}/body", web.message_body),
             Route("/box/{mailbox_id:int}/act", web.act, methods=["POST"]),
+            Route("/folders", web.folder_action, methods=["POST"]),
+            Route("/box/{mailbox_id:int}/{uid:int}/raw", web.raw),
             Route("/box/{mailbox_id:int}/{uid:int}/part/{index:int}", web.download),
             Route("/box/{mailbox_id:int}/{uid:int}/cid/{cid:path}", web.download),
             Route("/events", web.events),

@@ -13,7 +13,10 @@ Two layers, either of which alone stops a script:
 
 from __future__ import annotations
 
+import re
+
 import nh3
+from markupsafe import Markup, escape
 
 TAGS = set(nh3.ALLOWED_TAGS) | {"font", "center", "big", "tfoot"}
 ATTRIBUTES: dict[str, set[str]] = {tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()}
@@ -66,3 +69,41 @@ def sanitise(html: str) -> str:
 def frame_document(sanitised: str) -> str:
     """The document the sandboxed frame shows."""
     return f"{_FRAME_HEAD}{sanitised}</body></html>"
+
+
+_URL = re.compile(r"\b(?:https?://|mailto:)[^\s<>\"']+[^\s<>\"'.,;:!?)\]}]", re.IGNORECASE)
+
+
+def text_to_html(text: str, quoted_label: str) -> Markup:
+    """A text/plain body as HTML: escaped, links clickable (http, https, mailto; opened in a new tab without
+    a referrer), and each block of quoted lines ("> ...") folded away under `quoted_label`."""
+    out: list[str] = []
+    block: list[str] = []
+
+    def line_html(line: str) -> str:
+        parts: list[str] = []
+        last = 0
+        for match in _URL.finditer(line):
+            parts.append(str(escape(line[last : match.start()])))
+            url = escape(match.group(0))
+            parts.append(f'<a href="{url}" target="_blank" rel="noopener noreferrer nofollow">{url}</a>')
+            last = match.end()
+        parts.append(str(escape(line[last:])))
+        return "".join(parts)
+
+    def flush() -> None:
+        if block:
+            inner = "\n".join(line_html(line) for line in block)
+            out.append(
+                f'<details class="quoted"><summary>{escape(quoted_label)} …</summary>{inner}</details>'
+            )
+            block.clear()
+
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if line.startswith(">"):
+            block.append(line)
+            continue
+        flush()
+        out.append(line_html(line) + "\n")
+    flush()
+    return Markup("".join(out))  # noqa: S704 - every piece of the text went through escape() above

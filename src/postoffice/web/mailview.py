@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
 from dataclasses import dataclass, field
 from email.message import EmailMessage, MIMEPart
 from email.utils import getaddresses, parseaddr
@@ -156,6 +157,7 @@ def _row(info: MessageInfo, structure: ParsedMessage | None) -> Row:
     )
 
 
+@functools.lru_cache(maxsize=8192)  # the same senders come back row after row
 def _short_sender(from_display: str) -> str:
     """The name of a From field for a list ("Ada Lovelace <ada@...>" -> "Ada Lovelace"), else its address."""
     name, address = parseaddr(from_display)

@@ -60,6 +60,9 @@ SNAPSHOT_CACHE_MESSAGES = 1_000_000
 COPY_ROW_SIZE = 256
 
 
+_MESSAGE_COLUMNS = "id, mailbox_id, uid, flags, keywords, internaldate, size, modseq, content_id"
+
+
 class MessagesMixin(SqliteBase):
     #: mailbox id -> the newest snapshot read (LRU, bounded by SNAPSHOT_CACHE_MESSAGES in all)
     _snapshots: collections.OrderedDict[int, MailboxSnapshot]
@@ -336,11 +339,10 @@ class MessagesMixin(SqliteBase):
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                rows = conn.execute(
-                    "SELECT id, mailbox_id, uid, flags, keywords, internaldate, size, modseq, content_id "
-                    f"FROM messages WHERE mailbox_id = ? AND uid IN ({marks}) ORDER BY uid",  # noqa: S608 - only ? marks
-                    (mailbox_id, *chunk),
-                )
+                # the only text put in is "?" marks
+                where = f"WHERE mailbox_id = ? AND uid IN ({marks}) ORDER BY uid"
+                sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages {where}"  # noqa: S608
+                rows = conn.execute(sql, (mailbox_id, *chunk))
                 found += [
                     MessageInfo(r[0], r[1], r[2], columns_to_flags(r[3], r[4]), r[5], r[6], r[7], r[8])
                     for r in rows
