@@ -599,6 +599,11 @@ class MailStore(abc.ABC):
     async def mailbox_status(self, mailbox_id: int) -> MailboxStatus: ...
 
     @abc.abstractmethod
+    async def unseen_counts(self, account_id: int) -> dict[int, int]:
+        """Messages without \\Seen per mailbox of the account (mailboxes with none are left out), in one
+        read that does not scan the seen ones: the folder list of a mail program."""
+
+    @abc.abstractmethod
     async def claim_recent(self, mailbox_id: int) -> int:
         """RFC 3501 \\Recent: returns the lowest UID that is recent for the calling session (all existing UIDs
         at or above it); no later call gets those UIDs again."""
@@ -699,10 +704,12 @@ class MailStore(abc.ABC):
         unknown mailbox."""
 
     @abc.abstractmethod
-    async def search(self, mailbox_id: int, criteria: Criteria) -> list[int]:
+    async def search(self, mailbox_id: int, criteria: Criteria, *, newest: int | None = None) -> list[int]:
         """IMAP SEARCH (RFC 9051 6.4.4): UIDs of the mailbox's messages matching `criteria`, ascending, from
         one consistent snapshot. Matching rules: `postoffice.store.criteria`. NotFound for an unknown
-        mailbox; ValueError for a criterion the store cannot answer (\\Recent)."""
+        mailbox; ValueError for a criterion the store cannot answer (\\Recent). With `newest`, only that
+        many of the highest matching UIDs (still ascending): a search box's first page, which must not cost
+        what all of a common word's matches cost."""
 
     @abc.abstractmethod
     async def get_parsed(self, content_id: int) -> ParsedMessage: ...

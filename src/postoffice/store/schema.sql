@@ -92,6 +92,9 @@ CREATE TABLE messages (
 CREATE INDEX messages_content ON messages(content_id);
 -- changes_since (version 4): the messages changed after a MODSEQ.
 CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
+-- Unseen counts (version 10): only the messages without \Seen (bit 1 of flags) are in it, so counting
+-- them does not read a mailbox's other messages. A query must say `flags & 1 = 0` literally to use it.
+CREATE INDEX messages_unseen ON messages(mailbox_id, uid) WHERE flags & 1 = 0;
 
 -- Expunged messages (RFC 7162 QRESYNC VANISHED (EARLIER)).
 CREATE TABLE tombstones (

@@ -443,9 +443,12 @@ def _driven_by_index(c: Criteria) -> bool:
     )
 
 
-def run_search(conn: sqlite3.Connection, mailbox_id: int, criteria: Criteria) -> list[int] | None:
-    """UIDs of the mailbox's messages matching `criteria`, ascending; None when the mailbox does not exist.
-    Runs inside the caller's read transaction; the connection needs `register_functions`."""
+def run_search(
+    conn: sqlite3.Connection, mailbox_id: int, criteria: Criteria, *, newest: int | None = None
+) -> list[int] | None:
+    """UIDs of the mailbox's messages matching `criteria`, ascending (with `newest`: only that many of the
+    highest); None when the mailbox does not exist. Runs inside the caller's read transaction; the
+    connection needs `register_functions`."""
     row = conn.execute("SELECT uidnext FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
     if row is None:
         return None
@@ -457,4 +460,8 @@ def run_search(conn: sqlite3.Connection, mailbox_id: int, criteria: Criteria) ->
     mailbox = "+m.mailbox_id" if _driven_by_index(criteria) else "m.mailbox_id"
     # S608: `where` is the compiler's (module notes: constant fragments; every value is a parameter)
     sql = f"SELECT m.uid FROM messages m WHERE {mailbox} = ? AND {where} ORDER BY m.uid"  # noqa: S608
+    if newest is not None:
+        # walks the (mailbox, uid) index from the top and stops after `newest` matches
+        sql = sql + f" DESC LIMIT {max(0, int(newest))}"
+        return sorted(int(r[0]) for r in conn.execute(sql, [mailbox_id, *compiler.params]))
     return [int(r[0]) for r in conn.execute(sql, [mailbox_id, *compiler.params])]

@@ -18,6 +18,7 @@ Implementation notes
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email
 import email.policy
 import email.utils
@@ -369,7 +370,11 @@ class WebApp:
             shown = await mailview.read(self.store, folder, int(request.path_params["uid"]))
         except mailview.NotFound as exc:
             raise HTTPException(404, "no such message") from exc
-        all_folders = await mailview.folders(self.store, session.account_id)  # the unread count just changed
+        if shown.marked_seen:  # the unread count just went down by one
+            all_folders = [
+                dataclasses.replace(f, unseen=max(0, f.unseen - 1)) if f.id == folder.id else f
+                for f in all_folders
+            ]
         return self.render(
             request, "message.html", session=session, folders=all_folders, folder=folder, message=shown
         )

@@ -87,6 +87,7 @@ class Shown:
     #: (part number, file name, type, size)
     attachments: list[tuple[int, str, str, int]] = field(default_factory=list)
     truncated: bool = False
+    marked_seen: bool = False  # opening it marked it read just now
 
 
 def _order(mailbox: MailboxInfo) -> tuple[int, str]:
@@ -99,13 +100,11 @@ def _order(mailbox: MailboxInfo) -> tuple[int, str]:
 
 async def folders(store: MailStore, account_id: int) -> list[Folder]:
     mailboxes = sorted(await store.list_mailboxes(account_id), key=_order)
-    result = []
-    for mailbox in mailboxes:
-        status = await store.mailbox_status(mailbox.id)
-        result.append(
-            Folder(mailbox.id, mailbox.name, mailbox.special_use, mailbox.messages, status.unseen, 0)
-        )
-    return result
+    unseen = await store.unseen_counts(account_id)
+    return [
+        Folder(mailbox.id, mailbox.name, mailbox.special_use, mailbox.messages, unseen.get(mailbox.id, 0), 0)
+        for mailbox in mailboxes
+    ]
 
 
 def find_folder(all_folders: list[Folder], mailbox_id: int) -> Folder:
@@ -229,6 +228,7 @@ async def read(store: MailStore, folder: Folder, uid: int, *, mark_seen: bool = 
             shown.text = content
     if mark_seen and "\\Seen" not in info.flags:
         await store.store_flags(folder.id, [uid], ["\\Seen"], "add")
+        shown.marked_seen = True
     return shown
 
 
@@ -316,9 +316,9 @@ async def search(store: MailStore, folders_searched: list[Folder], text: str) ->
     query = parse_query(text)
     hits: list[tuple[Folder, MessageInfo]] = []
     for folder in folders_searched:
-        uids = await store.search(folder.id, query.criteria)
         # the newest of each folder are enough: only SEARCH_LIMIT are shown of all folders together
-        hits += [(folder, m) for m in await store.get_messages(folder.id, uids[-SEARCH_LIMIT * 2 :])]
+        uids = await store.search(folder.id, query.criteria, newest=SEARCH_LIMIT * 2)
+        hits += [(folder, m) for m in await store.get_messages(folder.id, uids)]
     hits.sort(key=lambda hit: hit[1].internaldate, reverse=True)
     parsed = await store.get_parsed_many([m.content_id for _, m in hits[: SEARCH_LIMIT * 4]])
     found: list[Found] = []

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from postoffice.store import AlreadyExists, LimitExceeded, MailStore, NotFound, StoreError
-from tests.store.contract.harness import Backend, accounts, append, covers, inbox_of, message
+from tests.store.contract.harness import Backend, accounts, append, covers, deliver, inbox_of, message
 
 S = MailStore
 
@@ -184,5 +184,27 @@ def test_status_counts_unseen_recent_and_keywords(backend: Backend) -> None:
             await store.mailbox_status(999_999)
         with pytest.raises(NotFound):
             await store.claim_recent(999_999)
+
+    backend.run(scenario)
+
+
+@covers(S.unseen_counts)
+def test_unseen_counts_per_mailbox_of_one_account(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        demo, other = await accounts(store, "demo", "other")
+        for n in range(5):
+            await deliver(store, message(f"m{n}"), [demo], flags=["\\Seen"] if n < 2 else [])
+        await deliver(store, message("theirs"), [other])
+        inbox = await inbox_of(store, demo)
+        archive = await store.get_mailbox(demo, "Archive")
+        assert archive is not None
+        assert await store.unseen_counts(demo) == {inbox: 3}
+        await store.copy_messages(inbox, [3], archive.id, move=True)
+        await store.store_flags(inbox, [4], ["\\Seen"], "add")
+        await store.store_flags(inbox, [1], ["\\Seen"], "remove")
+        assert await store.unseen_counts(demo) == {inbox: 2, archive.id: 1}
+        assert (await store.mailbox_status(inbox)).unseen == 2
+        assert await store.unseen_counts(other) == {await inbox_of(store, other): 1}
+        assert await store.unseen_counts(999_999) == {}
 
     backend.run(scenario)

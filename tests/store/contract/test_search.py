@@ -276,3 +276,12 @@ def test_many_uid_terms_are_merged_into_one(box: Mailbox) -> None:
         chain = Or(UidIn(((i, i),)), chain)
     assert bounded(CALL_BOUND, box.search, chain) == box.expected(chain)
     assert check(box, And((UidIn(((1, 5),)), UidIn(((7, 9),)), HasFlag("\\Seen")))) == []
+
+
+@covers(S.search)
+def test_newest_gives_the_highest_matching_uids_ascending(box: Mailbox) -> None:
+    for criteria in (All(), HasFlag("\\Seen"), Text("text", "e"), Not(HasFlag("\\Seen"))):
+        everything = check(box, criteria)
+        for n in (0, 1, 3, len(everything), len(everything) + 5):
+            newest = box.run(box.store.search(box.mailbox_id, criteria, newest=n))
+            assert newest == (everything[-n:] if n else []), (criteria, n)

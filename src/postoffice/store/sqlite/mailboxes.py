@@ -29,6 +29,15 @@ from postoffice.store.sqlite.rows import (
     mailbox_info,
 )
 
+#: The partial index messages_unseen answers these (schema.sql: the condition must be written so, literally).
+UNSEEN_OF_MAILBOX = "SELECT count(*), min(uid) FROM messages WHERE mailbox_id = ? AND flags & 1 = 0"
+UNSEEN_OF_ACCOUNT = (
+    "SELECT mailbox_id, count(*) FROM messages WHERE flags & 1 = 0 AND mailbox_id IN "
+    "(SELECT id FROM mailboxes WHERE account_id = ?) GROUP BY mailbox_id"
+)
+if FLAG_BITS["\\seen"] != 1:
+    raise RuntimeError("the unseen index assumes \\Seen is bit 1 of messages.flags")
+
 
 class MailboxesMixin(SqliteBase):
     @staticmethod
@@ -217,11 +226,7 @@ class MailboxesMixin(SqliteBase):
             if row is None:
                 raise NotFound(f"no mailbox {mailbox_id}")
             mailbox = mailbox_info(row)
-            seen = FLAG_BITS["\\seen"]
-            unseen, first_unseen = conn.execute(
-                "SELECT count(*), min(uid) FROM messages WHERE mailbox_id = ? AND flags & ? = 0",
-                (mailbox_id, seen),
-            ).fetchone()
+            unseen, first_unseen = conn.execute(UNSEEN_OF_MAILBOX, (mailbox_id,)).fetchone()
             modseq, recent_uid = conn.execute(
                 "SELECT highest_modseq, recent_uid FROM mailboxes WHERE id = ?", (mailbox_id,)
             ).fetchone()
@@ -237,6 +242,13 @@ class MailboxesMixin(SqliteBase):
             return MailboxStatus(
                 mailbox, int(unseen), first_unseen, int(modseq), int(recent), tuple(sorted(keywords))
             )
+
+        return await self._read(q)
+
+    async def unseen_counts(self, account_id: int) -> dict[int, int]:
+        def q(conn: sqlite3.Connection) -> dict[int, int]:
+            rows = conn.execute(UNSEEN_OF_ACCOUNT, (account_id,))
+            return {int(mailbox_id): int(count) for mailbox_id, count in rows}
 
         return await self._read(q)
 

@@ -351,11 +351,11 @@ class MessagesMixin(SqliteBase):
 
         return await self._read(q)
 
-    async def search(self, mailbox_id: int, criteria: Criteria) -> list[int]:
+    async def search(self, mailbox_id: int, criteria: Criteria, *, newest: int | None = None) -> list[int]:
         """Answered by one SQL query from the columns and the FTS5 index (`postoffice.store.search`)."""
 
         def q(conn: sqlite3.Connection) -> list[int]:
-            uids = run_search(conn, mailbox_id, criteria)
+            uids = run_search(conn, mailbox_id, criteria, newest=newest)
             if uids is None:
                 raise NotFound(f"no mailbox {mailbox_id}")
             return uids

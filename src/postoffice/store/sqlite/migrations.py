@@ -19,7 +19,7 @@ from postoffice.store.sqlite.rows import insert_kept_forms, render_kept_forms
 
 log = logging.getLogger("postoffice.store")
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -134,6 +134,8 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
     ),
     # Web sessions (docs/decisions/0046): a new table only.
     8: _CREATE_WEB_SESSIONS,
+    # Unseen counts from an index of the unseen messages only (the webmail's folder list, IMAP STATUS).
+    9: ("CREATE INDEX IF NOT EXISTS messages_unseen ON messages(mailbox_id, uid) WHERE flags & 1 = 0",),
 }
 
 
