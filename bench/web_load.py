@@ -173,7 +173,9 @@ def smtp_load(port: int, stop: threading.Event, counter: list[int]) -> None:
             n += 1
 
 
-def concurrent(port: int, cafile: Path, sessions: int, seconds: float, box: str, smtp_port: int) -> None:
+def concurrent(
+    port: int, cafile: Path, sessions: int, seconds: float, box: str, smtp_port: int, pid: int
+) -> None:
     browsers = [Browser(port, cafile) for _ in range(sessions)]
     for b in browsers:
         b.login()
@@ -201,10 +203,13 @@ def concurrent(port: int, cafile: Path, sessions: int, seconds: float, box: str,
 
     web_threads = [threading.Thread(target=run, args=(b, k)) for k, b in enumerate(browsers)]
     started = time.perf_counter()
+    generator_cpu = time.process_time()
     for t in smtp_threads + web_threads:
         t.start()
+    server_cpu = cpu_of(pid)
     time.sleep(seconds)
     stop.set()
+    server_share = (cpu_of(pid) - server_cpu) / seconds * 100
     for t in smtp_threads + web_threads:
         t.join(120)
     elapsed = time.perf_counter() - started
@@ -215,6 +220,8 @@ def concurrent(port: int, cafile: Path, sessions: int, seconds: float, box: str,
     )
     at_server, at_client = summary([s for s, _ in results]), summary([c for _, c in results])
     print(f"  web requests: server {at_server}   client {at_client}")
+    generator = (time.process_time() - generator_cpu) / elapsed * 100
+    print(f"  server {server_share:.0f} % of a core; load generator (web and SMTP clients) {generator:.0f} %")
 
 
 def streams(port: int, cafile: Path, count: int, pid: int) -> None:
@@ -299,7 +306,7 @@ def main() -> None:
         )
         generator = time.process_time() - generator_cpu
         print(f"  server CPU {cpu_of(pid) - server_cpu:.1f} s, load generator CPU {generator:.1f} s")
-        concurrent(port, cafile, args.sessions, args.seconds, box, server.port("smtp"))
+        concurrent(port, cafile, args.sessions, args.seconds, box, server.port("smtp"), pid)
         streams(port, cafile, args.streams, pid)
     finally:
         server.stop()
