@@ -158,6 +158,14 @@ def test_a_hostile_html_mail_runs_nothing_and_loads_nothing(
     assert dialogs == []
     assert canary.hits == []
     assert not [url for url in finished if f":{canary.port}" in url]
+    # the person allows this message's images: now (and only now) the pixel loads; still no script
+    page.click(".images-blocked a")
+    frame = page.wait_for_selector("iframe.mail-html").content_frame()
+    frame.wait_for_load_state("load")
+    page.wait_for_timeout(300)  # not a synchronisation: lets a late request show up before asserting
+    assert "/pixel.gif" in canary.hits
+    assert dialogs == []
+    assert not [hit for hit in canary.hits if hit in ("/script.js", "/fetch", "/iframe", "/object", "/form")]
     page.context.close()
 
 

@@ -52,7 +52,13 @@ from postoffice.delivery.submission import shared_policy
 from postoffice.net.service import ServiceContext
 from postoffice.store import Account, AlreadyExists, LimitExceeded, NotFound, WebSession
 from postoffice.web import compose, mailview
-from postoffice.web.html import FRAME_CSP, frame_document, text_to_html
+from postoffice.web.html import (
+    FRAME_CSP,
+    FRAME_CSP_WITH_IMAGES,
+    frame_document,
+    has_remote_images,
+    text_to_html,
+)
 from postoffice.web.i18n import LANG_COOKIE, LANGUAGES, Formatter, choose_language, translations
 from postoffice.web.sessions import LOGIN_COOKIE, SESSION_COOKIE, Sessions, cookie_header, same_token
 from postoffice.web.settings import WebConfig
@@ -376,7 +382,14 @@ class WebApp:
                 for f in all_folders
             ]
         return self.render(
-            request, "message.html", session=session, folders=all_folders, folder=folder, message=shown
+            request,
+            "message.html",
+            session=session,
+            folders=all_folders,
+            folder=folder,
+            message=shown,
+            remote_images=shown.html is not None and has_remote_images(shown.html),
+            images=request.query_params.get("images") == "1",
         )
 
     async def search(self, request: Request) -> Response:
@@ -705,9 +718,13 @@ class WebApp:
         except mailview.NotFound as exc:
             raise HTTPException(404, "no such message") from exc
         base = f"/box/{folder.id}/{shown.uid}/cid/"
+        images = request.query_params.get("images") == "1"
         return HTMLResponse(
             frame_document(cid_urls(shown.html or "", base)),
-            headers={"content-security-policy": FRAME_CSP, "x-frame-options": "SAMEORIGIN"},
+            headers={
+                "content-security-policy": FRAME_CSP_WITH_IMAGES if images else FRAME_CSP,
+                "x-frame-options": "SAMEORIGIN",
+            },
         )
 
 

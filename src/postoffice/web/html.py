@@ -46,6 +46,17 @@ FRAME_CSP = (
     "allow-popups-to-escape-sandbox"
 )
 
+#: The same once the person chose to load this message's remote images (nothing else remote; no script).
+FRAME_CSP_WITH_IMAGES = FRAME_CSP.replace("img-src data: 'self'", "img-src data: 'self' https: http:")
+
+_REMOTE_IMAGE = re.compile(r"""<img\b[^>]*\bsrc="https?://""", re.IGNORECASE)
+
+
+def has_remote_images(sanitised: str) -> bool:
+    """Whether the sanitised HTML refers to images on other servers (which stay blocked unless allowed)."""
+    return _REMOTE_IMAGE.search(sanitised) is not None
+
+
 _FRAME_HEAD = (
     '<!DOCTYPE html><html><head><meta charset="utf-8">'
     '<meta name="color-scheme" content="light dark">'
