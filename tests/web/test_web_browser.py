@@ -246,5 +246,57 @@ def test_new_mail_appears_without_a_reload_and_shortcuts_work(
     page.context.close()
 
 
+def test_write_with_an_attachment_receive_reply_search_move_and_delete(
+    browser: Any, mail: tuple[DataDir, ServerProcess], tmp_path: Path
+) -> None:
+    data, server = mail
+    page = new_page(browser, server, viewport={"width": 1280, "height": 800}, locale="en-US")
+    log_in(page, data)
+    attachment = tmp_path / "plan 计划.txt"
+    attachment.write_text("step one\nstep two\n", encoding="utf-8")
+    page.click(".compose-button")
+    page.fill("#to", DEMO)  # to self: it comes back into the Inbox
+    page.fill("#subject", "Browser round trip")
+    page.fill("#body", "Written in the browser.")
+    page.set_input_files("#attachments", str(attachment))
+    shot(page, "compose-desktop-en")
+    page.click("button.primary")
+    page.wait_for_selector(".notice")
+    assert "Message sent." in page.inner_text(".notice")
+    row = page.locator(".message-row", has_text="Browser round trip")
+    row.wait_for(timeout=5000)
+    row.locator("a").click()
+    page.wait_for_selector(".reader")
+    assert "Written in the browser." in page.inner_text(".mail-text")
+    assert page.inner_text(".attachments .file-name") == "plan 计划.txt"
+    page.click("a.reply")
+    page.wait_for_selector("#body")
+    assert page.input_value("#subject") == "Re: Browser round trip"
+    assert "> Written in the browser." in page.input_value("#body")
+    page.fill("#body", "A reply.\n" + page.input_value("#body"))
+    page.click("button.primary")
+    page.wait_for_selector(".notice")
+    page.locator(".message-row", has_text="Re: Browser round trip").wait_for(timeout=5000)
+    page.fill(".search input", "subject:round trip")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".list-header h1")
+    subjects = page.locator(".message-row .subject").all_inner_texts()
+    assert sorted(subjects) == ["Browser round trip", "Re: Browser round trip"]
+    page.goto(page.base + "/")
+    page.wait_for_selector(".messages")
+    page.locator(".message-row", has_text="Re: Browser round trip").locator("input.select").check()
+    page.select_option(".move select", label="Archive")
+    page.click("button[value=move]")
+    page.wait_for_selector(".messages")
+    assert page.locator(".message-row", has_text="Re: Browser round trip").count() == 0
+    page.click(".folder:has-text('Archive')")
+    page.locator(".message-row", has_text="Re: Browser round trip").wait_for()
+    page.locator(".message-row", has_text="Re: Browser round trip").locator("input.select").check()
+    page.click("button[value=delete]")
+    page.click(".folder:has-text('Trash')")
+    page.locator(".message-row", has_text="Re: Browser round trip").wait_for()
+    page.context.close()
+
+
 def test_screenshots_are_written(mail: tuple[DataDir, ServerProcess]) -> None:
     assert isinstance(SCREENSHOTS, Path)

@@ -484,6 +484,7 @@ def test_compose_send_with_attachment_and_bcc_then_reply(tmp_path: Path) -> None
         box = inbox_path(other)
         uid = uid_of(other, box, "周报 and plans")
         form = other.get(f"/compose?reply={box.rsplit('/', 1)[1]}/{uid}")
+        assert '<option value="demo@example.test">' in form.text  # completion: who wrote to them
         assert 'value="demo@example.test"' in form.text
         assert 'value="Re: 周报 and plans"' in form.text
         assert "&gt; the report is attached." in form.text
@@ -503,6 +504,15 @@ def test_compose_send_with_attachment_and_bcc_then_reply(tmp_path: Path) -> None
         replies = [m for m in imap_fetch(data, server, DEMO) if b"In-Reply-To" in m]
         assert len(replies) == 1
         assert parsed["message-id"].encode() in replies[0]
+        demo_box = inbox_path(demo)
+        reply_uid = uid_of(demo, demo_box, "Re: 周报 and plans")
+        reading = demo.get(f"{demo_box}/{reply_uid}").text
+        thread = re.search(r'<ol class="thread-list">(.*?)</ol>', reading, re.S)
+        assert thread is not None  # the conversation, with demo's own message from Sent
+        assert "周报 and plans" in thread.group(1)
+        assert "Sent" in thread.group(1)
+        assert demo.post("/view", {"view": "flat", "back": f"{demo_box}/{reply_uid}"}).status == 303
+        assert 'class="thread-list"' not in demo.get(f"{demo_box}/{reply_uid}").text
         assert re.search(rf'data-uid="{uid}"', other.get(box).text)
         assert "marker answered" in other.get(box).text  # \Answered on the original
     finally:

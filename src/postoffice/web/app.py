@@ -339,6 +339,15 @@ class WebApp:
         response.headers.append("set-cookie", cookie_header(SESSION_COOKIE, "", max_age=0))
         return response
 
+    async def set_view(self, request: Request) -> Response:
+        """Conversations (the default) or single messages: a cookie, like the language."""
+        self.check_origin(request)
+        form = await self.form(request)
+        response = RedirectResponse(safe_path(form.get("back"), "/"), 303)
+        view = "flat" if form.get("view") == "flat" else "threads"
+        response.headers.append("set-cookie", f"view={view}; Path=/; Secure; SameSite=Lax; Max-Age=31536000")
+        return response
+
     async def set_language(self, request: Request) -> Response:
         self.check_origin(request)
         form = await self.form(request)
@@ -376,6 +385,8 @@ class WebApp:
             shown = await mailview.read(self.store, folder, int(request.path_params["uid"]))
         except mailview.NotFound as exc:
             raise HTTPException(404, "no such message") from exc
+        threads = request.cookies.get("view") != "flat"
+        thread = await mailview.conversation(self.store, all_folders, folder, shown.uid) if threads else []
         if shown.marked_seen:  # the unread count just went down by one
             all_folders = [
                 dataclasses.replace(f, unseen=max(0, f.unseen - 1)) if f.id == folder.id else f
@@ -389,6 +400,8 @@ class WebApp:
             folder=folder,
             message=shown,
             remote_images=shown.html is not None and has_remote_images(shown.html),
+            thread=thread,
+            threads=threads,
             images=request.query_params.get("images") == "1",
         )
 
@@ -488,6 +501,7 @@ class WebApp:
                     if original.get(name)
                 ]
                 draft.body = "\n\n" + "\n".join(lines) + "\n\n" + shown
+        account = await self.account(session)
         return self.render(
             request,
             "compose.html",
@@ -498,6 +512,7 @@ class WebApp:
             ref=ref if found is not None else "",
             error="",
             max_size=self.ctx.config.smtp.max_message_size,
+            addresses=await mailview.known_addresses(self.store, all_folders, account.address),
         )
 
     async def send(self, request: Request) -> Response:
@@ -574,6 +589,7 @@ class WebApp:
             ref=fields.get("ref"),
             error=error,
             max_size=limit,
+            addresses=[],
         )
 
     async def folder_action(self, request: Request) -> Response:
@@ -791,6 +807,7 @@ def build_app(ctx: ServiceContext, settings: WebConfig) -> ASGIApp:
             Route("/login", web.login, methods=["POST"]),
             Route("/logout", web.logout, methods=["POST"]),
             Route("/lang", web.set_language, methods=["POST"]),
+            Route("/view", web.set_view, methods=["POST"]),
             Route("/box/{mailbox_id:int}", web.mailbox),
             Route("/box/{mailbox_id:int}/{uid:int}", web.message),
             Route("/box/{mailbox_id:int}/{uid:int}/body", web.message_body),

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import email
 import email.policy
+import email.utils
 import functools
 from dataclasses import dataclass, field
 from email.message import EmailMessage, MIMEPart
 from email.utils import getaddresses, parseaddr
+from typing import Any
 
 from postoffice.message import ParsedMessage
 from postoffice.store import MailboxInfo, MailStore, MessageInfo
@@ -294,6 +296,111 @@ def _content(part: MIMEPart) -> str:
         return payload.decode(charset, errors="replace")
     except LookupError:
         return payload.decode("utf-8", errors="replace")
+
+
+# -- conversations -----------------------------------------------------------------------------------------
+
+#: Messages of one conversation shown at most; Message-IDs of a References field followed at most.
+THREAD_LIMIT = 50
+THREAD_IDS = 20
+
+
+def _message_ids(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"<[^<>\s]{1,250}>", text)
+
+
+async def conversation(store: MailStore, all_folders: list[Folder], folder: Folder, uid: int) -> list[Found]:
+    """The other messages of the message's conversation (RFC 5322 section 3.6.4: Message-ID, In-Reply-To,
+    References), from the Inbox, Sent (the person's own replies), Archive and the message's folder, oldest
+    first."""
+    from postoffice.store import Criteria, Or, Text
+
+    raw = await raw_message(store, folder, uid)
+    message = email.message_from_bytes(
+        raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n", policy=email.policy.default
+    )
+    own = _message_ids(str(message.get("message-id", "")))
+    related = _message_ids(str(message.get("references", ""))) + _message_ids(
+        str(message.get("in-reply-to", ""))
+    )
+    ids = list(dict.fromkeys(own + related))[-THREAD_IDS:]
+    if not ids:
+        return []
+    terms: list[Criteria] = []
+    for mid in ids:
+        terms += [
+            Text(("header", "message-id"), mid),
+            Text(("header", "in-reply-to"), mid),
+            Text(("header", "references"), mid),
+        ]
+    criteria: Criteria = terms[0]
+    for term in terms[1:]:
+        criteria = Or(criteria, term)
+    wanted = {folder.id} | {
+        f.id for f in all_folders if f.name.upper() == "INBOX" or f.special_use in ("\\Sent", "\\Archive")
+    }
+    found: list[Found] = []
+    for candidate in all_folders:
+        if candidate.id not in wanted:
+            continue
+        uids = await store.search(candidate.id, criteria, newest=THREAD_LIMIT)
+        infos = [
+            m
+            for m in await store.get_messages(candidate.id, uids)
+            if (candidate.id, m.uid) != (folder.id, uid)
+        ]
+        parsed = await store.get_parsed_many([m.content_id for m in infos])
+        found += [Found(candidate, _row(m, parsed.get(m.content_id))) for m in infos]
+    found.sort(key=lambda hit: hit.row.date or 0)
+    return found[-THREAD_LIMIT:]
+
+
+# -- address completion --------------------------------------------------------------------------------------
+
+#: Messages looked at for the addresses a person writes to (Sent) and hears from (Inbox).
+COMPLETION_MESSAGES = 500
+#: Addresses offered at most.
+COMPLETION_ADDRESSES = 300
+
+
+def _envelope_addresses(envelope: list[Any], fields: tuple[int, ...]) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    for index in fields:
+        entries = envelope[index] if index < len(envelope) else None
+        found += [
+            (str(entry[0] or ""), f"{entry[2]}@{entry[3]}")
+            for entry in entries or []
+            if isinstance(entry, list) and len(entry) == 4 and entry[2] and entry[3]
+        ]
+    return found
+
+
+async def known_addresses(store: MailStore, all_folders: list[Folder], own: str) -> list[str]:
+    """Addresses for the To/Cc/Bcc completion: those written to (Sent: To, Cc) before those heard from
+    (Inbox: From), most frequent first, as "Name <address>" when a name is known."""
+    counts: dict[str, int] = {}
+    names: dict[str, str] = {}
+    sources: list[tuple[Folder, tuple[int, ...], int]] = []
+    for folder in all_folders:
+        if folder.special_use == "\\Sent":
+            sources.append((folder, (5, 6), 3))  # To, Cc of what the person sent count more
+        elif folder.name.upper() == "INBOX":
+            sources.append((folder, (2,), 1))
+    for folder, fields, weight in sources:
+        infos = await store.list_page(folder.id, 0, COMPLETION_MESSAGES)
+        parsed = await store.get_parsed_many([m.content_id for m in infos])
+        for structure in parsed.values():
+            for name, address in _envelope_addresses(structure.envelope, fields):
+                key = address.lower()
+                if key == own.lower():
+                    continue
+                counts[key] = counts.get(key, 0) + weight
+                if name and key not in names:
+                    names[key] = name
+    ranked = sorted(counts, key=lambda key: (-counts[key], key))[:COMPLETION_ADDRESSES]
+    return [email.utils.formataddr((names.get(key, ""), key)) if key in names else key for key in ranked]
 
 
 # -- search ------------------------------------------------------------------------------------------------
