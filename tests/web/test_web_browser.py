@@ -298,5 +298,39 @@ def test_write_with_an_attachment_receive_reply_search_move_and_delete(
     page.context.close()
 
 
+def test_a_draft_is_saved_while_typing_resumed_and_gone_once_sent(
+    browser: Any, mail: tuple[DataDir, ServerProcess]
+) -> None:
+    data, server = mail
+    page = new_page(browser, server, viewport={"width": 1280, "height": 800}, locale="en-US")
+    log_in(page, data)
+    page.click(".compose-button")
+    page.fill("#to", "other@example.test")
+    page.fill("#bcc", "third@example.test")
+    page.fill("#subject", "Half-written")
+    page.type("#body", "First thoughts")
+    page.locator(".draft-status", has_text="Draft saved").wait_for(timeout=10000)
+    draft_uid = page.locator("[name=draft_uid]")
+    first = draft_uid.input_value()
+    assert first.isdigit()
+    page.type("#body", ", and more")  # saved again: the first version is replaced, not kept
+    sync_api.expect(draft_uid).not_to_have_value(first, timeout=10000)
+    page.click(".folder:has-text('Drafts')")
+    page.locator(".message-row", has_text="Half-written").wait_for()
+    assert page.locator(".message-row", has_text="Half-written").count() == 1
+    page.locator(".message-row", has_text="Half-written").locator("a").click()
+    page.click("a.edit-draft")
+    page.wait_for_selector("#body")
+    assert page.input_value("#subject") == "Half-written"
+    assert page.input_value("#bcc") == "third@example.test"
+    assert page.input_value("#body").startswith("First thoughts, and more")
+    page.click("button.primary")
+    page.wait_for_selector(".notice")
+    page.click(".folder:has-text('Drafts')")
+    page.wait_for_selector(".list-header h1")
+    assert page.locator(".message-row", has_text="Half-written").count() == 0
+    page.context.close()
+
+
 def test_screenshots_are_written(mail: tuple[DataDir, ServerProcess]) -> None:
     assert isinstance(SCREENSHOTS, Path)

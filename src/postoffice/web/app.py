@@ -463,6 +463,14 @@ class WebApp:
         for candidate in ("reply", "forward"):
             if request.query_params.get(candidate):
                 mode, ref = candidate, request.query_params[candidate]
+        draft_uid = ""
+        draft_ref = request.query_params.get("draft", "")
+        drafts = self.drafts_folder(all_folders)
+        if draft_ref.isdigit() and drafts is not None:
+            saved = await self.original(session, all_folders, f"{drafts.id}/{draft_ref}")
+            if saved is not None:
+                draft = compose.draft_from(saved[2], mailview.text_of(saved[2]))
+                draft_uid = draft_ref
         found = await self.original(session, all_folders, ref) if ref else None
         if found is not None:
             _folder, _uid, original = found
@@ -513,7 +521,44 @@ class WebApp:
             error="",
             max_size=self.ctx.config.smtp.max_message_size,
             addresses=await mailview.known_addresses(self.store, all_folders, account.address),
+            draft_uid=draft_uid,
         )
+
+    @staticmethod
+    def drafts_folder(all_folders: list[mailview.Folder]) -> mailview.Folder | None:
+        try:
+            return mailview.special_folder(all_folders, "\\Drafts")
+        except mailview.NotFound:
+            return None
+
+    async def save_draft(self, request: Request) -> Response:
+        """Autosave of the message being written (JSON: the draft's new UID in Drafts)."""
+        session = await self.require(request)
+        form = await self.form(request)
+        await self.check_csrf(request, session, form)
+        all_folders = await mailview.folders(self.store, session.account_id)
+        drafts = self.drafts_folder(all_folders)
+        if drafts is None:
+            raise HTTPException(409, "no Drafts folder")
+        draft = compose.Draft(
+            to=form.get("to")[:10000],
+            cc=form.get("cc")[:10000],
+            bcc=form.get("bcc")[:10000],
+            subject=form.get("subject")[:1000],
+            body=form.get("body"),
+            in_reply_to=form.get("in_reply_to")[:1000],
+            references=form.get("references")[:10000],
+        )
+        previous = form.get("draft_uid")
+        uid = await compose.save_draft(
+            self.store,
+            await self.account(session),
+            draft,
+            hostname=self.ctx.config.server.hostname,
+            drafts_id=drafts.id,
+            replaces=int(previous) if previous.isdigit() else None,
+        )
+        return JSONResponse({"uid": uid})
 
     async def send(self, request: Request) -> Response:
         session = await self.require(request)
@@ -570,6 +615,9 @@ class WebApp:
             except compose.SendError as exc:
                 error = catalog.gettext("Not sent: %(reason)s") % {"reason": str(exc)}
             else:
+                drafts = self.drafts_folder(all_folders)
+                if fields.get("draft_uid").isdigit() and drafts is not None:
+                    await compose.discard_draft(self.store, drafts.id, int(fields.get("draft_uid")))
                 ref = fields.get("ref")
                 found = await self.original(session, all_folders, ref) if ref else None
                 if found is not None:
@@ -590,6 +638,7 @@ class WebApp:
             error=error,
             max_size=limit,
             addresses=[],
+            draft_uid=fields.get("draft_uid"),
         )
 
     async def folder_action(self, request: Request) -> Response:
@@ -820,6 +869,7 @@ def build_app(ctx: ServiceContext, settings: WebConfig) -> ASGIApp:
             Route("/search", web.search),
             Route("/compose", web.compose_page, methods=["GET"]),
             Route("/compose", web.send, methods=["POST"]),
+            Route("/drafts", web.save_draft, methods=["POST"]),
             Mount("/static", StaticFiles(directory=str(static)), name="static"),
         ],
         exception_handlers={

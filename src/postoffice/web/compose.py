@@ -83,13 +83,18 @@ def _field(pairs: list[tuple[str, str]]) -> str:
     return ", ".join(email.utils.formataddr(pair, charset="utf-8") for pair in pairs)
 
 
-def build(draft: Draft, sender: str, hostname: str, now: float | None = None) -> bytes:
+def build(
+    draft: Draft, sender: str, hostname: str, now: float | None = None, *, keep_bcc: bool = False
+) -> bytes:
+    """The message of the form. `keep_bcc`: a draft keeps its Bcc field (it is never sent as it is)."""
     message = EmailMessage(policy=email.policy.SMTP)
     message["From"] = Address(addr_spec=sender)
     if to := parse_mailboxes(draft.to):
         message["To"] = _field(to)
     if cc := parse_mailboxes(draft.cc):
         message["Cc"] = _field(cc)
+    if keep_bcc and (bcc := parse_mailboxes(draft.bcc)):
+        message["Bcc"] = _field(bcc)
     message["Subject"] = _one_line(draft.subject)
     message["Date"] = email.utils.formatdate(now if now is not None else time.time(), localtime=True)
     message["Message-ID"] = email.utils.make_msgid(domain=hostname)
@@ -173,6 +178,46 @@ async def send(
         except StoreError as exc:
             log.error("web: the Sent copy for %s failed: %s", account.address, exc)
     return Sent(str(parsed.message_id or ""), outcome.queue_id, kept)
+
+
+async def save_draft(
+    store: MailStore, account: Account, draft: Draft, *, hostname: str, drafts_id: int, replaces: int | None
+) -> int:
+    """Keep the form as a message in Drafts (\\Draft, \\Seen; Bcc kept), replacing the draft it was saved as
+    before; the new draft's UID. Addresses that do not parse yet are kept as typed in no field: a draft is
+    saved whatever state it is in, so an unreadable field is left out rather than refused."""
+    for name in ("to", "cc", "bcc"):
+        try:
+            parse_mailboxes(getattr(draft, name))
+        except SendError:
+            setattr(draft, name, "")
+    data = build(draft, account.address, hostname, keep_bcc=True)
+    copy = await store.append(
+        drafts_id, io.BytesIO(data), parse_message(io.BytesIO(data)), ["\\Draft", "\\Seen"]
+    )
+    if replaces is not None:
+        await discard_draft(store, drafts_id, replaces)
+    return copy.uid
+
+
+async def discard_draft(store: MailStore, drafts_id: int, uid: int) -> None:
+    """Remove a saved draft (it was sent, or saved again): only a message of Drafts with \\Draft."""
+    found = await store.get_messages(drafts_id, [uid])
+    if found and "\\Draft" in found[0].flags:
+        await store.expunge(drafts_id, [uid])
+
+
+def draft_from(message: EmailMessage, text: str) -> Draft:
+    """The form again from a saved draft."""
+    return Draft(
+        to=str(message.get("to", "")),
+        cc=str(message.get("cc", "")),
+        bcc=str(message.get("bcc", "")),
+        subject=str(message.get("subject", "")),
+        body=text,
+        in_reply_to=str(message.get("in-reply-to", "")),
+        references=str(message.get("references", "")),
+    )
 
 
 def reply_subject(subject: str, prefix: str) -> str:

@@ -83,3 +83,39 @@ document.addEventListener("keydown", (event) => {
   event.preventDefault();
 });
 if (help) help.addEventListener("click", (event) => { if (event.target === help) help.hidden = true; });
+
+// Drafts: the message being written is saved to Drafts two seconds after the last keystroke (text fields;
+// attachments go with the message when it is sent). The server answers with the draft's new UID, which the
+// next save replaces.
+const composeForm = document.querySelector(".compose-form");
+if (composeForm) {
+  const status = composeForm.querySelector(".draft-status");
+  let timer = null;
+  let saving = false;
+  const save = async () => {
+    if (saving) { timer = setTimeout(save, 1000); return; }
+    saving = true;
+    const body = new URLSearchParams();
+    for (const name of ["csrf", "to", "cc", "bcc", "subject", "body", "in_reply_to", "references", "draft_uid"]) {
+      const field = composeForm.elements.namedItem(name);
+      if (field) body.append(name, field.value);
+    }
+    try {
+      const response = await fetch("/drafts", { method: "POST", body, credentials: "same-origin" });
+      if (!response.ok) throw new Error(String(response.status));
+      const saved = await response.json();
+      composeForm.elements.namedItem("draft_uid").value = String(saved.uid);
+      if (status) status.textContent = status.dataset.saved;
+    } catch (error) {
+      if (status) status.textContent = status.dataset.failed;
+    } finally {
+      saving = false;
+    }
+  };
+  composeForm.addEventListener("input", (event) => {
+    if (event.target.type === "file") return;
+    clearTimeout(timer);
+    timer = setTimeout(save, 2000);
+  });
+  composeForm.addEventListener("submit", () => clearTimeout(timer));
+}
