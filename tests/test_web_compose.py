@@ -82,3 +82,31 @@ def test_any_subject_and_body_make_a_message_with_just_our_fields(subject: str, 
         "Content-Transfer-Encoding",
         "MIME-Version",
     }
+
+
+def test_formatted_text_goes_as_sanitised_html_beside_the_text() -> None:
+    draft = Draft(
+        to="bob@remote.test",
+        subject="formatted",
+        body="Hello bold",
+        html='<div>Hello <b>bold</b> <a href="javascript:x()" onclick="y()">x</a><img src=x>'
+        '<script>alert(1)</script><a href="https://example.org/">ok</a></div>',
+    )
+    message = email.message_from_bytes(
+        build(draft, "demo@example.test", "h.test"), policy=email.policy.default
+    )
+    assert message.get_content_type() == "multipart/alternative"
+    text, html = message.get_payload()
+    assert text.get_content_type() == "text/plain"
+    assert text.get_content().strip() == "Hello bold"
+    assert html.get_content_type() == "text/html"
+    content = html.get_content()
+    assert "<b>bold</b>" in content
+    for bad in ("<script", "onclick", "javascript:", "<img"):
+        assert bad not in content
+    assert '<a href="https://example.org/" rel="noopener noreferrer">ok</a>' in content
+    plain = email.message_from_bytes(
+        build(Draft(to="bob@remote.test", body="just text"), "demo@example.test", "h.test"),
+        policy=email.policy.default,
+    )
+    assert plain.get_content_type() == "text/plain"

@@ -332,5 +332,30 @@ def test_a_draft_is_saved_while_typing_resumed_and_gone_once_sent(
     page.context.close()
 
 
+def test_formatted_text_from_the_editor_arrives_as_html(
+    browser: Any, mail: tuple[DataDir, ServerProcess]
+) -> None:
+    data, server = mail
+    page = new_page(browser, server, viewport={"width": 1280, "height": 800}, locale="en-US")
+    log_in(page, data)
+    page.click(".compose-button")
+    page.fill("#to", DEMO)
+    page.fill("#subject", "Formatted hello")
+    page.check("input[name=format][value=html]")
+    editor = page.locator(".editor")
+    editor.click()
+    page.keyboard.type("plain then ")
+    page.click("button[data-command=bold]")
+    page.keyboard.type("bold words")
+    shot(page, "compose-formatted-desktop-en")
+    page.click("button.primary")
+    page.wait_for_selector(".notice")
+    page.locator(".message-row", has_text="Formatted hello").locator("a").click()
+    frame = page.wait_for_selector("iframe.mail-html").content_frame()
+    frame.wait_for_load_state("load")
+    assert frame.inner_html("body").count("<b>bold words</b>") == 1
+    page.context.close()
+
+
 def test_screenshots_are_written(mail: tuple[DataDir, ServerProcess]) -> None:
     assert isinstance(SCREENSHOTS, Path)

@@ -583,6 +583,7 @@ class WebApp:
             body=fields.get("body"),
             in_reply_to=fields.get("in_reply_to")[:1000],
             references=fields.get("references")[:10000],
+            html=fields.get("html") if fields.get("format") == "html" else "",
         )
         total = 0
         for _key, value in data.multi_items():

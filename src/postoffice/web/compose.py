@@ -46,6 +46,7 @@ class Draft:
     body: str = ""
     in_reply_to: str = ""
     references: str = ""
+    html: str = ""  # formatted text from the editor ("" = plain text only); sanitised before it is used
     attachments: list[tuple[str, str, bytes]] = field(default_factory=list)  # (file name, type, data)
 
 
@@ -103,12 +104,53 @@ def build(
     if references := _message_ids(draft.references):
         message["References"] = " ".join(references[-50:])
     message.set_content(draft.body.replace("\r\n", "\n"))
+    if draft.html.strip():
+        # multipart/alternative: the text part first, the formatted one after it (RFC 2046 section 5.1.4)
+        message.add_alternative(
+            _EDITOR_HEAD + sanitise_written(draft.html) + "</body></html>", subtype="html"
+        )
     for name, kind, data in draft.attachments:
         maintype, _, subtype = kind.partition("/")
         if not subtype or maintype == "multipart":
             maintype, subtype = "application", "octet-stream"
         message.add_attachment(data, maintype=maintype, subtype=subtype, filename=name or "attachment")
     return message.as_bytes()
+
+
+#: What the editor may produce, and so what a written message's HTML keeps (nh3: everything else goes).
+EDITOR_TAGS = {
+    "p",
+    "div",
+    "br",
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "s",
+    "ul",
+    "ol",
+    "li",
+    "blockquote",
+    "a",
+    "pre",
+    "code",
+}
+_EDITOR_HEAD = '<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>'
+
+
+def sanitise_written(html: str) -> str:
+    """The editor's HTML reduced to its own small set of tags (no attributes but a link's href)."""
+    import nh3
+
+    return nh3.clean(
+        html,
+        tags=EDITOR_TAGS,
+        attributes={"a": {"href"}},
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer",
+        strip_comments=True,
+    )
 
 
 def _message_ids(text: str) -> list[str]:

@@ -89,6 +89,44 @@ if (help) help.addEventListener("click", (event) => { if (event.target === help)
 // next save replaces.
 const composeForm = document.querySelector(".compose-form");
 if (composeForm) {
+  // The small editor: formatted text (bold, italic, lists, quotes, links), sent as HTML beside a text part.
+  const bar = composeForm.querySelector(".editor-bar");
+  const tools = composeForm.querySelector(".editor-tools");
+  const editor = composeForm.querySelector(".editor");
+  const textarea = composeForm.querySelector("#body");
+  const htmlField = composeForm.elements.namedItem("html");
+  const formatted = () => composeForm.querySelector("input[name=format]:checked").value === "html";
+  const toEditor = () => {
+    editor.textContent = "";
+    for (const line of textarea.value.split("\n")) {
+      const div = document.createElement("div");
+      if (line) div.textContent = line; else div.appendChild(document.createElement("br"));
+      editor.appendChild(div);
+    }
+  };
+  const fromEditor = () => {
+    textarea.value = editor.innerText.replace(/\n$/, "");
+    htmlField.value = editor.innerHTML;
+  };
+  if (bar && editor) {
+    bar.hidden = false;
+    composeForm.querySelectorAll("input[name=format]").forEach((radio) => radio.addEventListener("change", () => {
+      if (formatted()) { toEditor(); textarea.hidden = true; editor.hidden = false; tools.hidden = false; editor.focus(); }
+      else { fromEditor(); htmlField.value = ""; editor.hidden = true; tools.hidden = true; textarea.hidden = false; }
+    }));
+    tools.querySelectorAll("button[data-command]").forEach((button) => button.addEventListener("click", () => {
+      let value = button.dataset.value || null;
+      if (button.dataset.command === "createLink") {
+        value = window.prompt(button.dataset.prompt, "https://");
+        if (!value) return;
+      }
+      editor.focus();
+      document.execCommand(button.dataset.command, false, value);
+      fromEditor();
+    }));
+    editor.addEventListener("input", () => { fromEditor(); composeForm.dispatchEvent(new Event("input")); });
+    composeForm.addEventListener("submit", () => { if (formatted()) fromEditor(); else htmlField.value = ""; });
+  }
   const status = composeForm.querySelector(".draft-status");
   let timer = null;
   let saving = false;
