@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+from email.message import EmailMessage
 
 import pytest
 from hypothesis import given
@@ -96,7 +97,10 @@ def test_formatted_text_goes_as_sanitised_html_beside_the_text() -> None:
         build(draft, "demo@example.test", "h.test"), policy=email.policy.default
     )
     assert message.get_content_type() == "multipart/alternative"
-    text, html = message.get_payload()
+    assert isinstance(message, EmailMessage)
+    text, html = list(message.iter_parts())
+    assert isinstance(text, EmailMessage)
+    assert isinstance(html, EmailMessage)
     assert text.get_content_type() == "text/plain"
     assert text.get_content().strip() == "Hello bold"
     assert html.get_content_type() == "text/html"
