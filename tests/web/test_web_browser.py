@@ -357,5 +357,30 @@ def test_formatted_text_from_the_editor_arrives_as_html(
     page.context.close()
 
 
+def test_files_dropped_on_the_form_are_sent_as_attachments(
+    browser: Any, mail: tuple[DataDir, ServerProcess]
+) -> None:
+    data, server = mail
+    page = new_page(browser, server, viewport={"width": 1280, "height": 800}, locale="en-US")
+    log_in(page, data)
+    page.click(".compose-button")
+    page.fill("#to", DEMO)
+    page.fill("#subject", "Dropped files")
+    transfer = page.evaluate_handle(
+        """() => { const t = new DataTransfer();
+        t.items.add(new File(["x".repeat(300000)], "dropped one.bin", { type: "application/octet-stream" }));
+        t.items.add(new File(["second"], "dropped two.txt", { type: "text/plain" }));
+        return t; }"""
+    )
+    page.dispatch_event(".compose-form", "drop", {"dataTransfer": transfer})
+    assert page.locator(".chosen-files li").count() == 2
+    page.click("button.primary")
+    page.wait_for_selector(".notice")
+    page.locator(".message-row", has_text="Dropped files").locator("a").click()
+    names = page.locator(".attachments .file-name").all_inner_texts()
+    assert names == ["dropped one.bin", "dropped two.txt"]
+    page.context.close()
+
+
 def test_screenshots_are_written(mail: tuple[DataDir, ServerProcess]) -> None:
     assert isinstance(SCREENSHOTS, Path)

@@ -127,6 +127,49 @@ if (composeForm) {
     editor.addEventListener("input", () => { fromEditor(); composeForm.dispatchEvent(new Event("input")); });
     composeForm.addEventListener("submit", () => { if (formatted()) fromEditor(); else htmlField.value = ""; });
   }
+  // Attachments: dropped on the form or picked; the message goes with XMLHttpRequest so that a progress bar
+  // shows the upload (the form still works as a plain form without script).
+  const fileInput = composeForm.querySelector("#attachments");
+  const zone = composeForm.querySelector(".drop-zone");
+  const chosen = composeForm.querySelector(".chosen-files");
+  const progress = composeForm.querySelector(".upload-progress");
+  const listFiles = () => {
+    chosen.textContent = "";
+    for (const file of fileInput.files) {
+      const item = document.createElement("li");
+      item.textContent = `${file.name} (${Math.max(1, Math.round(file.size / 1024))} KB)`;
+      chosen.appendChild(item);
+    }
+  };
+  if (fileInput && zone) {
+    composeForm.querySelector(".drop-hint").hidden = false;
+    fileInput.addEventListener("change", listFiles);
+    composeForm.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
+    composeForm.addEventListener("dragleave", () => zone.classList.remove("over"));
+    composeForm.addEventListener("drop", (event) => {
+      event.preventDefault();
+      zone.classList.remove("over");
+      const all = new DataTransfer();
+      for (const file of fileInput.files) all.items.add(file);
+      for (const file of event.dataTransfer.files) all.items.add(file);
+      fileInput.files = all.files;
+      listFiles();
+    });
+    composeForm.addEventListener("submit", (event) => {
+      if (!fileInput.files.length || !window.XMLHttpRequest) return; // small messages: the plain form
+      event.preventDefault();
+      if (formatted()) fromEditor();
+      const request = new XMLHttpRequest();
+      request.open("POST", composeForm.action);
+      progress.hidden = false;
+      request.upload.addEventListener("progress", (e) => { if (e.lengthComputable) progress.value = (100 * e.loaded) / e.total; });
+      request.addEventListener("load", () => {
+        if (request.responseURL && !request.responseURL.endsWith("/compose")) { location.href = request.responseURL; return; }
+        document.open(); document.write(request.responseText); document.close();
+      });
+      request.send(new FormData(composeForm));
+    });
+  }
   const status = composeForm.querySelector(".draft-status");
   let timer = null;
   let saving = false;
