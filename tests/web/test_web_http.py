@@ -226,6 +226,29 @@ def test_reading_a_message_marks_it_read_and_shows_chinese_from_gb2312(
     assert f'class="message-row" data-uid="{uid}"' in after
 
 
+def test_remote_images_for_one_message_or_always_for_a_sender(mail: tuple[DataDir, ServerProcess]) -> None:
+    data, server = mail
+    client = logged_in(data, server)
+    box = inbox_path(client)
+    uid = uid_of(client, box, "hostile html")
+    page = client.get(f"{box}/{uid}")
+    assert "Always show images from mallory@remote.test" in page.text
+    blocked = client.get(f"{box}/{uid}/body").header("content-security-policy")
+    assert "img-src data: 'self';" in blocked
+    once = client.get(f"{box}/{uid}/body?images=1").header("content-security-policy")
+    assert "img-src data: 'self' https: http:;" in once
+    assert "script-src" not in once  # default-src 'none' still forbids every script
+    token = client.csrf(page)
+    trusted = client.post("/images", {"csrf": token, "sender": "mallory@remote.test", "back": f"{box}/{uid}"})
+    assert trusted.status == 303
+    assert "https: http:" in client.get(f"{box}/{uid}/body").header("content-security-policy")
+    assert "are always shown" in client.get(f"{box}/{uid}").text
+    other = logged_in(data, server, OTHER)  # another account's choice is its own
+    assert other.get(f"{box}/{uid}/body").status == 404
+    client.post("/images", {"csrf": token, "sender": "mallory@remote.test", "trust": "0", "back": "/"})
+    assert "https: http:" not in client.get(f"{box}/{uid}/body").header("content-security-policy")
+
+
 def test_hostile_html_is_sanitised_and_framed_with_its_own_policy(
     mail: tuple[DataDir, ServerProcess],
 ) -> None:

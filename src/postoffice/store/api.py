@@ -916,6 +916,15 @@ class MailStore(abc.ABC):
     async def web_sessions_end(self, account_id: int, *, keep: str | None = None) -> int:
         """End every session of the account but `keep`; how many ended (a password change)."""
 
+    # -- per-account preferences -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def account_settings(self, account_id: int, prefix: str = "") -> dict[str, str]:
+        """The account's preferences whose key starts with `prefix`."""
+
+    @abc.abstractmethod
+    async def set_account_setting(self, account_id: int, key: str, value: str | None) -> None:
+        """Set one preference (None: remove it); NotFound when the account does not exist."""
+
     def invalidate_caches(self) -> None:  # noqa: B027 - a no-op is right for a backend without caches
         """Drop in-memory caches (SIGHUP); they are rebuilt from the store on the next use."""
 

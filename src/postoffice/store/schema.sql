@@ -181,3 +181,12 @@ CREATE TABLE web_sessions (
     user_agent TEXT NOT NULL DEFAULT ''           -- the browser's User-Agent at login, shortened
 ) WITHOUT ROWID;
 CREATE INDEX web_sessions_account ON web_sessions(account_id);
+
+-- Per-account preferences (version 11), by key: e.g. "images:<address>" = "1" (the webmail shows that
+-- sender's remote images). Removing the account deletes them.
+CREATE TABLE account_settings (
+    account_id INTEGER NOT NULL,                  -- accounts.id
+    key        TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    PRIMARY KEY (account_id, key)
+) WITHOUT ROWID;

@@ -339,6 +339,18 @@ class WebApp:
         response.headers.append("set-cookie", cookie_header(SESSION_COOKIE, "", max_age=0))
         return response
 
+    async def trust_images(self, request: Request) -> Response:
+        """Always show the remote images of mail from one sender (or stop doing so)."""
+        session = await self.require(request)
+        form = await self.form(request)
+        await self.check_csrf(request, session, form)
+        sender = form.get("sender").strip().lower()[:320]
+        if "@" not in sender or any(c.isspace() or ord(c) < 32 for c in sender):
+            raise HTTPException(400, "no sender")
+        value = None if form.get("trust") == "0" else "1"
+        await self.store.set_account_setting(session.account_id, f"images:{sender}", value)
+        return RedirectResponse(safe_path(form.get("back"), "/"), 303)
+
     async def set_view(self, request: Request) -> Response:
         """Conversations (the default) or single messages: a cookie, like the language."""
         self.check_origin(request)
@@ -385,6 +397,9 @@ class WebApp:
             shown = await mailview.read(self.store, folder, int(request.path_params["uid"]))
         except mailview.NotFound as exc:
             raise HTTPException(404, "no such message") from exc
+        trusted = bool(shown.sender_address) and bool(
+            await self.store.account_settings(session.account_id, f"images:{shown.sender_address}")
+        )
         threads = request.cookies.get("view") != "flat"
         thread = await mailview.conversation(self.store, all_folders, folder, shown.uid) if threads else []
         if shown.marked_seen:  # the unread count just went down by one
@@ -402,7 +417,8 @@ class WebApp:
             remote_images=shown.html is not None and has_remote_images(shown.html),
             thread=thread,
             threads=threads,
-            images=request.query_params.get("images") == "1",
+            images=request.query_params.get("images") == "1" or trusted,
+            trusted=trusted,
         )
 
     async def search(self, request: Request) -> Response:
@@ -784,7 +800,10 @@ class WebApp:
         except mailview.NotFound as exc:
             raise HTTPException(404, "no such message") from exc
         base = f"/box/{folder.id}/{shown.uid}/cid/"
-        images = request.query_params.get("images") == "1"
+        images = request.query_params.get("images") == "1" or (
+            bool(shown.sender_address)
+            and bool(await self.store.account_settings(session.account_id, f"images:{shown.sender_address}"))
+        )
         return HTMLResponse(
             frame_document(cid_urls(shown.html or "", base)),
             headers={
@@ -858,6 +877,7 @@ def build_app(ctx: ServiceContext, settings: WebConfig) -> ASGIApp:
             Route("/logout", web.logout, methods=["POST"]),
             Route("/lang", web.set_language, methods=["POST"]),
             Route("/view", web.set_view, methods=["POST"]),
+            Route("/images", web.trust_images, methods=["POST"]),
             Route("/box/{mailbox_id:int}", web.mailbox),
             Route("/box/{mailbox_id:int}/{uid:int}", web.message),
             Route("/box/{mailbox_id:int}/{uid:int}/body", web.message_body),

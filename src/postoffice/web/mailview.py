@@ -90,6 +90,7 @@ class Shown:
     attachments: list[tuple[int, str, str, int]] = field(default_factory=list)
     truncated: bool = False
     marked_seen: bool = False  # opening it marked it read just now
+    sender_address: str = ""  # the From address, lower case (for "always show images from")
 
 
 def _order(mailbox: MailboxInfo) -> tuple[int, str]:
@@ -204,7 +205,9 @@ async def read(store: MailStore, folder: Folder, uid: int, *, mark_seen: bool = 
     if not isinstance(message, EmailMessage):  # policy.default always makes one
         raise TypeError("not an EmailMessage")
     parsed = await store.get_parsed(info.content_id)
+    from_pairs = getaddresses([str(v) for v in message.get_all("from", [])])
     shown = Shown(
+        sender_address=(from_pairs[0][1].lower() if from_pairs else ""),
         uid=uid,
         subject=parsed.subject,
         sender=_addresses(message, "from") or parsed.from_display,

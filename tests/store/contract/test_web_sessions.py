@@ -82,3 +82,31 @@ def test_removing_the_account_ends_its_sessions(backend: Backend) -> None:
         assert await store.web_sessions_list(again.id, NOW + 1) == []
 
     backend.run(scenario)
+
+
+@covers(S.account_settings, S.set_account_setting)
+def test_preferences_per_account_by_prefix(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        await store.add_domain("example.test")
+        demo = await store.add_account("demo@example.test", "x")
+        other = await store.add_account("other@example.test", "x")
+        await store.set_account_setting(demo.id, "images:a@x.test", "1")
+        await store.set_account_setting(demo.id, "images:b@y.test", "1")
+        await store.set_account_setting(demo.id, "language", "zh_CN")
+        await store.set_account_setting(other.id, "images:a@x.test", "1")
+        assert await store.account_settings(demo.id, "images:") == {
+            "images:a@x.test": "1",
+            "images:b@y.test": "1",
+        }
+        assert (await store.account_settings(demo.id))["language"] == "zh_CN"
+        await store.set_account_setting(demo.id, "language", "en")  # replaced
+        await store.set_account_setting(demo.id, "images:b@y.test", None)  # removed
+        assert await store.account_settings(demo.id) == {"images:a@x.test": "1", "language": "en"}
+        assert await store.account_settings(other.id) == {"images:a@x.test": "1"}
+        with pytest.raises(NotFound):
+            await store.set_account_setting(other.id + 1000, "k", "v")
+        await store.remove_account("demo@example.test")
+        again = await store.add_account("demo@example.test", "x")
+        assert await store.account_settings(again.id) == {}
+
+    backend.run(scenario)

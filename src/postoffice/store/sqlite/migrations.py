@@ -19,7 +19,7 @@ from postoffice.store.sqlite.rows import insert_kept_forms, render_kept_forms
 
 log = logging.getLogger("postoffice.store")
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -136,6 +136,11 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
     8: _CREATE_WEB_SESSIONS,
     # Unseen counts from an index of the unseen messages only (the webmail's folder list, IMAP STATUS).
     9: ("CREATE INDEX IF NOT EXISTS messages_unseen ON messages(mailbox_id, uid) WHERE flags & 1 = 0",),
+    # Per-account preferences (the webmail's; account settings next): a new table only.
+    10: (
+        "CREATE TABLE IF NOT EXISTS account_settings (account_id INTEGER NOT NULL, key TEXT NOT NULL, "
+        "value TEXT NOT NULL, PRIMARY KEY (account_id, key)) WITHOUT ROWID",
+    ),
 }
 
 

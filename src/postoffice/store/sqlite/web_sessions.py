@@ -1,4 +1,5 @@
-"""Web sessions (docs/decisions/0046): table web_sessions, keyed by the SHA-256 of the browser's token."""
+"""Web sessions (docs/decisions/0046): table web_sessions, keyed by the SHA-256 of the browser's token; and
+per-account preferences (table account_settings)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,32 @@ def _session(row: Sequence[Any]) -> WebSession:
 
 
 class WebSessionsMixin(SqliteBase):
+    async def account_settings(self, account_id: int, prefix: str = "") -> dict[str, str]:
+        def q(conn: sqlite3.Connection) -> dict[str, str]:
+            rows = conn.execute(
+                "SELECT key, value FROM account_settings WHERE account_id = ? AND substr(key, 1, ?) = ?",
+                (account_id, len(prefix), prefix),
+            )
+            return {str(key): str(value) for key, value in rows}
+
+        return await self._read(q)
+
+    async def set_account_setting(self, account_id: int, key: str, value: str | None) -> None:
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> None:
+            if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+                raise NotFound(f"no account with id {account_id}")
+            if value is None:
+                conn.execute(
+                    "DELETE FROM account_settings WHERE account_id = ? AND key = ?", (account_id, key)
+                )
+            else:
+                conn.execute(
+                    "INSERT OR REPLACE INTO account_settings (account_id, key, value) VALUES (?, ?, ?)",
+                    (account_id, key, value),
+                )
+
+        await self._write(tx)
+
     async def web_session_create(self, session: WebSession) -> None:
         def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> None:
             if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (session.account_id,)).fetchone() is None:
