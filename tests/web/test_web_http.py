@@ -537,6 +537,20 @@ def test_compose_send_with_attachment_and_bcc_then_reply(tmp_path: Path) -> None
         assert demo.post("/view", {"view": "flat", "back": f"{demo_box}/{reply_uid}"}).status == 303
         assert 'class="thread-list"' not in demo.get(f"{demo_box}/{reply_uid}").text
         assert re.search(rf'data-uid="{uid}"', other.get(box).text)
+        # forward as an attachment: the original goes whole, as message/rfc822
+        forward = other.get(f"/compose?forward={box.rsplit('/', 1)[1]}/{uid}&attach=1")
+        assert "goes with it as an attachment" in forward.text
+        hidden = re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', forward.text)
+        fields = {name: html.unescape(value) for name, value in hidden}
+        fields.update(to="third@example.test", subject="Fwd: 周报 and plans", body="FYI")
+        assert other.post_multipart("/compose", fields).status == 303
+        forwarded = [m for m in imap_fetch(data, server, "third@example.test") if b"FYI" in m]
+        assert len(forwarded) == 1
+        outer = email.message_from_bytes(forwarded[0].split(b"\n", 1)[1], policy=email.policy.default)
+        [attached] = [p for p in outer.walk() if p.get_content_type() == "message/rfc822"]
+        inner = attached.get_payload()[0]
+        assert inner["subject"] == "周报 and plans"
+        assert inner["from"] == "demo@example.test"
         assert "marker answered" in other.get(box).text  # \Answered on the original
     finally:
         server.stop()

@@ -515,6 +515,9 @@ class WebApp:
                 draft.references = " ".join(
                     part for part in (str(original.get("references", "")).strip(), message_id) if part
                 )
+            elif request.query_params.get("attach") == "1":  # forward as attachment (message/rfc822)
+                draft.subject = compose.reply_subject(subject, "Fwd:")
+                draft.forward_ref = ref
             else:
                 draft.subject = compose.reply_subject(subject, "Fwd:")
                 header = catalog.gettext("Forwarded message")
@@ -600,7 +603,14 @@ class WebApp:
             in_reply_to=fields.get("in_reply_to")[:1000],
             references=fields.get("references")[:10000],
             html=fields.get("html") if fields.get("format") == "html" else "",
+            forward_ref=fields.get("forward_ref")[:100],
         )
+        if draft.forward_ref:
+            original = await self.original(
+                session, await mailview.folders(self.store, session.account_id), draft.forward_ref
+            )
+            if original is not None:
+                draft.forwarded = bytes(original[2].as_bytes(policy=email.policy.SMTP))
         total = 0
         for _key, value in data.multi_items():
             if isinstance(value, UploadFile) and value.filename:

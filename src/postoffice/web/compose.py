@@ -47,6 +47,8 @@ class Draft:
     in_reply_to: str = ""
     references: str = ""
     html: str = ""  # formatted text from the editor ("" = plain text only); sanitised before it is used
+    forward_ref: str = ""  # "<folder id>/<uid>" of a message forwarded as an attachment
+    forwarded: bytes = b""  # that message, attached as message/rfc822 when the message is built
     attachments: list[tuple[str, str, bytes]] = field(default_factory=list)  # (file name, type, data)
 
 
@@ -109,6 +111,9 @@ def build(
         message.add_alternative(
             _EDITOR_HEAD + sanitise_written(draft.html) + "</body></html>", subtype="html"
         )
+    if draft.forwarded:
+        inner = email.message_from_bytes(draft.forwarded, policy=email.policy.SMTP)
+        message.add_attachment(inner, filename="forwarded.eml")  # message/rfc822 (RFC 2046 section 5.2.1)
     for name, kind, data in draft.attachments:
         maintype, _, subtype = kind.partition("/")
         if not subtype or maintype == "multipart":
