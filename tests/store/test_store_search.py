@@ -154,3 +154,37 @@ def test_address_patterns_never_exclude_a_match(value: str, data: st.DataObject)
     finally:
         conn.close()
     assert like == (1, 1), (value, needle, candidates, full)
+
+
+def test_newest_walks_the_newest_messages_first_and_falls_back_to_the_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`search(newest=N)`: the first N among the newest PROBE_MESSAGES messages when they hold N matches
+    (a common word), else the index's plan over the whole mailbox (a rare word) — the same answer both ways."""
+    import asyncio
+    import io
+
+    import postoffice.store.search as search_mod
+    from postoffice.message import parse_message
+
+    monkeypatch.setattr(search_mod, "PROBE_MESSAGES", 5)
+
+    async def scenario() -> None:
+        store = open_store(tmp_path / "mail.sqlite3")
+        try:
+            await store.add_domain("example.test")
+            demo = await store.add_account("demo@example.test", "x")
+            for n in range(30):
+                words = "common" + (" rarity" if n in (2, 7) else "") + (" older" if n < 20 else "")
+                raw = f"From: a@b.test\r\nSubject: m{n}\r\n\r\n{words} text\r\n".encode()
+                await store.deliver(io.BytesIO(raw), parse_message(io.BytesIO(raw)), [demo.id])
+            inbox = await store.get_mailbox(demo.id, "INBOX")
+            assert inbox is not None
+            for word, newest in (("common", 3), ("rarity", 5), ("older", 4), ("common", 40), ("nothing", 2)):
+                everything = await store.search(inbox.id, Text("body", word))
+                got = await store.search(inbox.id, Text("body", word), newest=newest)
+                assert got == everything[-newest:], (word, newest)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())

@@ -20,6 +20,10 @@ Implementation notes
   uncorrelated `m.content_id IN (SELECT rowid FROM content_search WHERE col LIKE ...)` (evaluated once, over
   the whole store); a shorter one cannot use trigrams, and is checked per message of the mailbox
   (`EXISTS (... WHERE rowid = m.content_id ...)`).
+- A search for the newest N matches (`newest`, the webmail's first page) first walks the newest
+  PROBE_MESSAGES messages down, checking each message's text by its id in FTS5's content table; only when
+  those hold fewer than N matches does it ask the index for every candidate (a word in most messages makes
+  that list most of the mailbox).
 - Truncated search text: when the parser cut a message's text (`contents.search_truncated`, rare: more than
   `postoffice.message.MAX_SEARCH_TEXT` characters), body needles are looked for in the text decoded again from
   the stored bytes with `postoffice.message.text.part_text`, leaf by leaf (memory: one leaf's text), before
@@ -275,10 +279,15 @@ def _simplified(terms: Iterable[Criteria], *, union: bool) -> list[Criteria]:
 
 
 class _Compiler:
-    def __init__(self, conn: sqlite3.Connection, mailbox_id: int, uidnext: int) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, mailbox_id: int, uidnext: int, *, correlated: bool = False
+    ) -> None:
         self.conn = conn
         self.mailbox_id = mailbox_id
         self.uidnext = uidnext
+        #: every text atom as a per-message check (`EXISTS ... rowid = m.content_id`), never the index's
+        #: candidate list: for a walk over a few messages that stops early (`run_search` with `newest`)
+        self.correlated = correlated
         self.params: list[object] = []
         self._fallback: dict[str, set[int]] | None = None
 
@@ -398,9 +407,14 @@ class _Compiler:
                 self.params.append(json.dumps(sorted(ids)))
         return self._join(terms, "OR", "0")
 
-    @staticmethod
-    def _fts(cond: str, indexable: bool) -> str:
+    def _fts(self, cond: str, indexable: bool) -> str:
         # S608: `cond` is made of constant fragments and column names, its values are parameters
+        if self.correlated:
+            # one message's text by its id from FTS5's own copy (table content_search_content, columns c0 =
+            # headers, c1 = body: https://sqlite.org/fts5.html#the_content_option): a lookup by primary key,
+            # where the virtual table would answer `rowid = ? AND col LIKE ?` from the trigram index
+            shadow = re.sub(r"\bbody\b", "c1", re.sub(r"\bheaders\b", "c0", cond))
+            return f"EXISTS (SELECT 1 FROM content_search_content WHERE id = m.content_id AND {shadow})"  # noqa: S608
         if indexable:
             return f"(m.content_id IN (SELECT rowid FROM content_search WHERE {cond}))"  # noqa: S608
         return f"EXISTS (SELECT 1 FROM content_search WHERE rowid = m.content_id AND {cond})"  # noqa: S608
@@ -443,6 +457,35 @@ def _driven_by_index(c: Criteria) -> bool:
     )
 
 
+#: Newest messages a search with `newest` checks one by one before it asks the index for every candidate.
+PROBE_MESSAGES = 1000
+
+
+def _probe_newest(
+    conn: sqlite3.Connection, mailbox_id: int, uidnext: int, criteria: Criteria, newest: int
+) -> list[int] | None:
+    """The `newest` highest matching UIDs if the newest PROBE_MESSAGES messages hold that many, else None.
+    For a common word the index's candidate list is most of the mailbox (98,331 of 100,000 for a frequent
+    word: a second), while walking the newest messages down finds the first page in a few hundred checks."""
+    floor = conn.execute(
+        "SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid DESC LIMIT 1 OFFSET ?",
+        (mailbox_id, PROBE_MESSAGES - 1),
+    ).fetchone()
+    compiler = _Compiler(conn, mailbox_id, uidnext, correlated=True)
+    where = compiler.compile(criteria)
+    # S608: `where` is the compiler's (module notes); the limits are int()s
+    sql = (
+        f"SELECT m.uid FROM messages m WHERE m.mailbox_id = ? AND m.uid >= ? AND {where} "  # noqa: S608
+        f"ORDER BY m.uid DESC LIMIT {int(newest)}"
+    )
+    found = [
+        int(r[0]) for r in conn.execute(sql, [mailbox_id, int(floor[0]) if floor else 0, *compiler.params])
+    ]
+    if len(found) < newest and floor is not None:
+        return None  # not enough among the newest: the index's plan, over the whole mailbox
+    return sorted(found)
+
+
 def run_search(
     conn: sqlite3.Connection, mailbox_id: int, criteria: Criteria, *, newest: int | None = None
 ) -> list[int] | None:
@@ -452,6 +495,10 @@ def run_search(
     row = conn.execute("SELECT uidnext FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
     if row is None:
         return None
+    if newest is not None and newest > 0:
+        probed = _probe_newest(conn, mailbox_id, int(row[0]), criteria, newest)
+        if probed is not None:
+            return probed
     compiler = _Compiler(conn, mailbox_id, int(row[0]))
     where = compiler.compile(criteria)
     # A header search that the trigram index answers selectively is driven by its candidates (looked up by
