@@ -160,7 +160,7 @@ def test_newest_walks_the_newest_messages_first_and_falls_back_to_the_index(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`search(newest=N)`: the first N among the newest PROBE_MESSAGES messages when they hold N matches
-    (a common word), else the index's plan over the whole mailbox (a rare word) — the same answer both ways."""
+    (a common word), else the index's plan over the whole mailbox (a rare word): the same answer."""
     import asyncio
     import io
 

@@ -14,6 +14,7 @@ import re
 import socket
 import ssl
 import time
+from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -548,7 +549,9 @@ def test_compose_send_with_attachment_and_bcc_then_reply(tmp_path: Path) -> None
         assert len(forwarded) == 1
         outer = email.message_from_bytes(forwarded[0].split(b"\n", 1)[1], policy=email.policy.default)
         [attached] = [p for p in outer.walk() if p.get_content_type() == "message/rfc822"]
-        inner = attached.get_payload()[0]
+        assert isinstance(attached, EmailMessage)
+        inner = attached.get_content()
+        assert isinstance(inner, EmailMessage)
         assert inner["subject"] == "周报 and plans"
         assert inner["from"] == "demo@example.test"
         assert "marker answered" in other.get(box).text  # \Answered on the original
@@ -557,8 +560,6 @@ def test_compose_send_with_attachment_and_bcc_then_reply(tmp_path: Path) -> None
 
 
 def test_attachments_download_with_their_names_and_cid_images_show(tmp_path: Path) -> None:
-    from email.message import EmailMessage
-
     data, server = start_web_server(tmp_path)
     try:
         png = base64.b64decode(
