@@ -21,9 +21,9 @@ Implementation notes
   the whole store); a shorter one cannot use trigrams, and is checked per message of the mailbox
   (`EXISTS (... WHERE rowid = m.content_id ...)`).
 - A search for the newest N matches (`newest`, the webmail's first page) first walks the newest
-  PROBE_MESSAGES messages down, checking each message's text by its id in FTS5's content table; only when
-  those hold fewer than N matches does it ask the index for every candidate (a word in most messages makes
-  that list most of the mailbox).
+  PROBE_MESSAGES (500) messages down, checking each message's text by its id in FTS5's content table; only
+  when those hold fewer than N matches does it ask the index for every candidate (a word in most messages
+  makes that list most of the mailbox).
 - Truncated search text: when the parser cut a message's text (`contents.search_truncated`, rare: more than
   `postoffice.message.MAX_SEARCH_TEXT` characters), body needles are looked for in the text decoded again from
   the stored bytes with `postoffice.message.text.part_text`, leaf by leaf (memory: one leaf's text), before
@@ -458,7 +458,7 @@ def _driven_by_index(c: Criteria) -> bool:
 
 
 #: Newest messages a search with `newest` checks one by one before it asks the index for every candidate.
-PROBE_MESSAGES = 1000
+PROBE_MESSAGES = 500
 
 
 def _probe_newest(

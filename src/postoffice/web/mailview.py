@@ -348,7 +348,8 @@ async def conversation(store: MailStore, all_folders: list[Folder], folder: Fold
     for candidate in all_folders:
         if candidate.id not in wanted:
             continue
-        uids = await store.search(candidate.id, criteria, newest=THREAD_LIMIT)
+        # Message-IDs are selective: the index's plan, not the walk over the newest messages (`newest`)
+        uids = (await store.search(candidate.id, criteria))[-THREAD_LIMIT:]
         infos = [
             m
             for m in await store.get_messages(candidate.id, uids)
@@ -427,7 +428,7 @@ async def search(store: MailStore, folders_searched: list[Folder], text: str) ->
     hits: list[tuple[Folder, MessageInfo]] = []
     for folder in folders_searched:
         # the newest of each folder are enough: only SEARCH_LIMIT are shown of all folders together
-        uids = await store.search(folder.id, query.criteria, newest=SEARCH_LIMIT * 2)
+        uids = await store.search(folder.id, query.criteria, newest=SEARCH_LIMIT + 1)
         hits += [(folder, m) for m in await store.get_messages(folder.id, uids)]
     hits.sort(key=lambda hit: hit[1].internaldate, reverse=True)
     parsed = await store.get_parsed_many([m.content_id for _, m in hits[: SEARCH_LIMIT * 4]])
