@@ -249,6 +249,37 @@ def streams(port: int, cafile: Path, count: int, pid: int) -> None:
         conn.close()
 
 
+def in_browser(port: int, runs: int) -> None:
+    """End to end in Debian's Chromium (tests/web/browser.py): from the login form's submit to the first row
+    of the Inbox drawn, and from a click on a message to its text drawn."""
+    from playwright.sync_api import sync_playwright
+    from tests.web.browser import launch
+
+    login_ms, open_ms = [], []
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            for n in range(runs):
+                context = browser.new_context(ignore_https_errors=True)
+                page = context.new_page()
+                page.goto(f"https://localhost:{port}/login")
+                page.fill("#username", USER)
+                page.fill("#password", PASSWORD)
+                started = time.perf_counter()
+                page.click("button[type=submit]")
+                page.locator(".message-row").first.wait_for()
+                login_ms.append((time.perf_counter() - started) * 1000)
+                started = time.perf_counter()
+                page.locator(".message-row a").nth(n % 50).click()
+                page.locator(".reader-subject").wait_for()
+                open_ms.append((time.perf_counter() - started) * 1000)
+                context.close()
+        finally:
+            browser.close()
+    print(f"{'in Chromium: login submitted -> first row drawn':<44} {summary(login_ms)}   ({runs} runs)")
+    print(f"{'in Chromium: click a message -> its text drawn':<44} {summary(open_ms)}   ({runs} runs)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -259,6 +290,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--browser-runs", type=int, default=20, help="0: no Chromium timings")
     args = parser.parse_args()
     resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
     root = Path(tempfile.mkdtemp(prefix="web-load-"))
@@ -306,6 +338,8 @@ def main() -> None:
         )
         generator = time.process_time() - generator_cpu
         print(f"  server CPU {cpu_of(pid) - server_cpu:.1f} s, load generator CPU {generator:.1f} s")
+        if args.browser_runs:
+            in_browser(port, args.browser_runs)
         concurrent(port, cafile, args.sessions, args.seconds, box, server.port("smtp"), pid)
         streams(port, cafile, args.streams, pid)
     finally:

@@ -55,6 +55,36 @@ def test_sighup_reloads_the_certificate_for_new_connections(server: ServerProces
     assert after.serial_number != before.serial_number
 
 
+def served_https_certificate(port: int) -> x509.Certificate:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+        context.wrap_socket(sock, server_hostname="localhost") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
+
+
+def test_sighup_reloads_the_certificate_for_https_too(
+    server: ServerProcess, data_dir: DataDir
+) -> None:
+    before = served_https_certificate(server.port("https"))
+    assert before.serial_number == served_certificate(server.port()).serial_number  # one certificate
+    cert, key = data_dir.root / "tls" / "cert.pem", data_dir.root / "tls" / "key.pem"
+    generate_self_signed("localhost", cert, key)
+    assert server.proc is not None
+    server.proc.send_signal(1)  # SIGHUP
+    deadline = time.monotonic() + 30
+    while True:  # poll the observable effect, bounded; no fixed sleep
+        after = served_https_certificate(server.port("https"))
+        if after.serial_number != before.serial_number or time.monotonic() > deadline:
+            break
+    assert after.serial_number != before.serial_number
+
+
 def test_a_bad_config_never_starts_a_server(data_dir: DataDir) -> None:
     text = data_dir.config.read_text()
     start = text.index("[listeners.")
