@@ -68,9 +68,7 @@ def served_https_certificate(port: int) -> x509.Certificate:
     return x509.load_der_x509_certificate(der)
 
 
-def test_sighup_reloads_the_certificate_for_https_too(
-    server: ServerProcess, data_dir: DataDir
-) -> None:
+def test_sighup_reloads_the_certificate_for_https_too(server: ServerProcess, data_dir: DataDir) -> None:
     before = served_https_certificate(server.port("https"))
     assert before.serial_number == served_certificate(server.port()).serial_number  # one certificate
     cert, key = data_dir.root / "tls" / "cert.pem", data_dir.root / "tls" / "key.pem"
