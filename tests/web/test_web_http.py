@@ -502,6 +502,8 @@ def test_compose_send_with_attachment_and_bcc_then_reply(tmp_path: Path) -> None
         assert part.get_content() == attachment
         assert len(imap_fetch(data, server, "third@example.test")) == 1  # the Bcc recipient got it
         [kept] = imap_fetch(data, server, DEMO, "Sent")
+        sent_folder = folder_path(demo, demo.get(inbox_path(demo)).text, "Sent")
+        assert '<span class="sender">To: Other Person</span>' in demo.get(sent_folder).text
         assert b"\\Seen" in kept.split(b"\n", 1)[0]
         # the reply, from the other side
         other = logged_in(data, server, OTHER)

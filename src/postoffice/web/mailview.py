@@ -141,15 +141,25 @@ async def page(store: MailStore, folder: Folder, number: int) -> Page:
     number = min(max(1, number), pages)
     chosen = await store.list_page(folder.id, (number - 1) * PAGE_SIZE, PAGE_SIZE)
     parsed = await store.get_parsed_many([m.content_id for m in chosen])
-    rows = [_row(info, parsed.get(info.content_id)) for info in chosen]
+    outgoing = folder.special_use in ("\\Sent", "\\Drafts")
+    rows = [_row(info, parsed.get(info.content_id), recipients=outgoing) for info in chosen]
     return Page(folder, rows, number, pages, total)
 
 
-def _row(info: MessageInfo, structure: ParsedMessage | None) -> Row:
+def _recipients(structure: ParsedMessage) -> str:
+    """Who a sent message went to, for the list: the To (then Cc) names, else addresses."""
+    pairs = _envelope_addresses(structure.envelope, (5, 6))
+    return ", ".join(name or address for name, address in pairs[:3]) + ("…" if len(pairs) > 3 else "")
+
+
+def _row(info: MessageInfo, structure: ParsedMessage | None, *, recipients: bool = False) -> Row:
+    who = ""
+    if structure is not None:
+        who = _recipients(structure) if recipients else _short_sender(structure.from_display)
     return Row(
         uid=info.uid,
         subject=structure.subject if structure else "",
-        sender=_short_sender(structure.from_display) if structure else "",
+        sender=who,
         date=(structure.date if structure and structure.date else info.internaldate),
         size=info.size,
         seen="\\Seen" in info.flags,
