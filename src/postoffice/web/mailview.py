@@ -341,13 +341,9 @@ async def conversation(store: MailStore, all_folders: list[Folder], folder: Fold
     ids = list(dict.fromkeys(own + related))[-THREAD_IDS:]
     if not ids:
         return []
-    terms: list[Criteria] = []
-    for mid in ids:
-        terms += [
-            Text(("header", "message-id"), mid),
-            Text(("header", "in-reply-to"), mid),
-            Text(("header", "references"), mid),
-        ]
+    # a Message-ID is unique text: anywhere in a header block it names the message (its own Message-ID,
+    # or In-Reply-To / References of a reply), so one search of the headers per id does
+    terms: list[Criteria] = [Text("headers", mid) for mid in ids]
     criteria: Criteria = terms[0]
     for term in terms[1:]:
         criteria = Or(criteria, term)
