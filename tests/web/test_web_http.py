@@ -77,7 +77,8 @@ def inbox_path(client: WebClient) -> str:
 def uid_of(client: WebClient, box: str, subject: str) -> str:
     page = client.get(box).text
     match = re.search(
-        rf'href="{box}/(\d+)">\s*<span class="sender">[^<]*</span>\s*<span class="subject">{subject}', page
+        rf'href="{box}/(\d+)">\s*<span class="sender">[^<]*</span>\s*(?:<span class="subject-line">)?<span class="subject">{subject}',
+        page,
     )
     assert match is not None, f"{subject!r} not listed"
     return match.group(1)
@@ -148,6 +149,7 @@ def test_login_logout_and_the_session_cookie(mail: tuple[DataDir, ServerProcess]
     for subject in ("plain hello", "hostile html", "你好，世界杯"):
         assert subject in page.text
     assert "for other only" not in page.text
+    assert '<span class="snippet"> – Plain body line.</span>' in page.text  # the text's beginning
     token = client.csrf(page)
     refused = client.post("/logout", {"csrf": "wrong"})
     assert refused.status == 403

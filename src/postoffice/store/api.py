@@ -685,6 +685,11 @@ class MailStore(abc.ABC):
         a page of a message list, as cheap for the last page of 100,000 messages as for the first."""
 
     @abc.abstractmethod
+    async def snippets(self, content_ids: Sequence[int], length: int = 200) -> dict[int, str]:
+        """The beginning of each message's text (its decoded text parts, as search sees them), at most
+        `length` characters with runs of white space made one space: a message list's preview line."""
+
+    @abc.abstractmethod
     async def get_messages(self, mailbox_id: int, uids: Iterable[int]) -> list[MessageInfo]:
         """The messages of a mailbox with these UIDs (those that exist), in UID order."""
 

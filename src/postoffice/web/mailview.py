@@ -14,6 +14,7 @@ Implementation notes
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import email.utils
@@ -28,6 +29,8 @@ from postoffice.store import MailboxInfo, MailStore, MessageInfo
 
 SPECIAL_ORDER = ("\\Drafts", "\\Sent", "\\Archive", "\\Junk", "\\Trash")
 PAGE_SIZE = 50
+#: Characters of a message's text shown after its subject in the list.
+SNIPPET_LENGTH = 140
 #: Bytes of a message body shown as text at most (the rest: "download the message").
 TEXT_SHOWN = 2 * 1024 * 1024
 #: Parts of a message considered at most (the MIME parser stores the same cap, decision 0023).
@@ -63,6 +66,7 @@ class Row:
     flagged: bool
     answered: bool
     attachment: bool
+    snippet: str = ""
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,14 @@ async def page(store: MailStore, folder: Folder, number: int) -> Page:
     chosen = await store.list_page(folder.id, (number - 1) * PAGE_SIZE, PAGE_SIZE)
     parsed = await store.get_parsed_many([m.content_id for m in chosen])
     outgoing = folder.special_use in ("\\Sent", "\\Drafts")
-    rows = [_row(info, parsed.get(info.content_id), recipients=outgoing) for info in chosen]
+    snippets = await store.snippets([m.content_id for m in chosen], SNIPPET_LENGTH)
+    rows = [
+        dataclasses.replace(
+            _row(info, parsed.get(info.content_id), recipients=outgoing),
+            snippet=snippets.get(info.content_id, ""),
+        )
+        for info in chosen
+    ]
     return Page(folder, rows, number, pages, total)
 
 

@@ -652,3 +652,21 @@ def test_pages_newest_first_and_messages_by_uid(backend: Backend) -> None:
         assert len(await store.get_messages(inbox, range(1, 2000))) == 6  # many UIDs at once
 
     backend.run(scenario)
+
+
+@covers(S.snippets)
+def test_snippets_are_the_beginning_of_the_text_on_one_line(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        (demo,) = await accounts(store, "demo")
+        await deliver(store, message("one", body="Hello   there,\r\n\r\nsecond line\r\n"), [demo])
+        await deliver(store, message("two", body="x" * 500 + "\r\n"), [demo])
+        await deliver(store, message("three", body="\u4f60\u597d\uff0c\u4e16\u754c\r\n"), [demo])
+        infos = await store.list_messages(await inbox_of(store, demo))
+        got = await store.snippets([m.content_id for m in infos] + [999_999], length=20)
+        assert got[infos[0].content_id] == "Hello there, second "
+        assert got[infos[1].content_id] == "x" * 20
+        assert got[infos[2].content_id] == "\u4f60\u597d\uff0c\u4e16\u754c"
+        assert 999_999 not in got
+        assert await store.snippets([]) == {}
+
+    backend.run(scenario)

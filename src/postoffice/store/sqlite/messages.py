@@ -331,6 +331,22 @@ class MessagesMixin(SqliteBase):
 
         return await self._read(q)
 
+    async def snippets(self, content_ids: Sequence[int], length: int = 200) -> dict[int, str]:
+        wanted = sorted(set(content_ids))
+
+        def q(conn: sqlite3.Connection) -> dict[int, str]:
+            found: dict[int, str] = {}
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                # FTS5's own copy of the text (content_search_content: c1 = body); only "?" marks put in
+                sql = f"SELECT id, substr(c1, 1, ?) FROM content_search_content WHERE id IN ({marks})"  # noqa: S608
+                for content_id, text in conn.execute(sql, (length * 4, *chunk)):
+                    found[int(content_id)] = " ".join(str(text or "").split())[:length]
+            return found
+
+        return await self._read(q)
+
     async def get_messages(self, mailbox_id: int, uids: Iterable[int]) -> list[MessageInfo]:
         wanted = sorted(set(uids))
 
