@@ -76,10 +76,8 @@ def inbox_path(client: WebClient) -> str:
 
 def uid_of(client: WebClient, box: str, subject: str) -> str:
     page = client.get(box).text
-    match = re.search(
-        rf'href="{box}/(\d+)">\s*<span class="sender">[^<]*</span>\s*(?:<span class="subject-line">)?<span class="subject">{subject}',
-        page,
-    )
+    row = rf'href="{box}/(\d+)">\s*<span class="sender">[^<]*</span>\s*'
+    match = re.search(row + rf'(?:<span class="subject-line">)?<span class="subject">{subject}', page)
     assert match is not None, f"{subject!r} not listed"
     return match.group(1)
 
