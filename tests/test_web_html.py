@@ -38,3 +38,12 @@ def test_sanitised_html_has_no_script_or_handler(text: str) -> None:
     cleaned = sanitise(f"<p>{text}</p><script>x</script><img src=x onerror=y>").lower()
     assert "<script" not in cleaned
     assert "onerror" not in cleaned
+
+
+def test_list_snippets_lose_the_markup_of_html_parts() -> None:
+    from postoffice.web.mailview import _snippet
+
+    assert _snippet("<html><head><style>p{}</style></head><body><p>Hi &amp; bye</p>") == "Hi & bye"
+    assert _snippet("plain: a < b, and b > c") == "plain: a < b, and b > c"
+    assert _snippet("<p>cut off <a href='x") == "cut off"
+    assert len(_snippet("word " * 500)) <= 140

@@ -19,6 +19,8 @@ import email
 import email.policy
 import email.utils
 import functools
+import html as html_module
+import re
 from dataclasses import dataclass, field
 from email.message import EmailMessage, MIMEPart
 from email.utils import getaddresses, parseaddr
@@ -146,15 +148,27 @@ async def page(store: MailStore, folder: Folder, number: int) -> Page:
     chosen = await store.list_page(folder.id, (number - 1) * PAGE_SIZE, PAGE_SIZE)
     parsed = await store.get_parsed_many([m.content_id for m in chosen])
     outgoing = folder.special_use in ("\\Sent", "\\Drafts")
-    snippets = await store.snippets([m.content_id for m in chosen], SNIPPET_LENGTH)
+    snippets = await store.snippets([m.content_id for m in chosen], SNIPPET_LENGTH * 6)
     rows = [
         dataclasses.replace(
             _row(info, parsed.get(info.content_id), recipients=outgoing),
-            snippet=snippets.get(info.content_id, ""),
+            snippet=_snippet(snippets.get(info.content_id, "")),
         )
         for info in chosen
     ]
     return Page(folder, rows, number, pages, total)
+
+
+_LOOKS_HTML = re.compile(r"<(?:!doctype|html|head|body|div|p|span|table|br|style|a|b|font)\b", re.IGNORECASE)
+_HIDDEN = re.compile(r"<(style|script|head|title)\b.*?(?:</\1\s*>|$)", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^<>]{0,2000}>|<[a-z/!][^<>]*$", re.IGNORECASE)
+
+
+def _snippet(text: str) -> str:
+    """A list's preview line: the text without the markup of an HTML part (the index keeps it as written)."""
+    if _LOOKS_HTML.search(text):
+        text = html_module.unescape(_TAG.sub(" ", _HIDDEN.sub(" ", text)))
+    return " ".join(text.split())[:SNIPPET_LENGTH]
 
 
 def _recipients(structure: ParsedMessage) -> str:
@@ -330,8 +344,6 @@ THREAD_IDS = 20
 
 
 def _message_ids(text: str) -> list[str]:
-    import re
-
     return re.findall(r"<[^<>\s]{1,250}>", text)
 
 
