@@ -669,3 +669,42 @@ def test_folders_are_created_renamed_deleted_and_trash_emptied(tmp_path: Path) -
         assert listed_subjects(client, trash) == []
     finally:
         server.stop()
+
+
+def test_pages_never_nest_forms_or_repeat_ids(mail: tuple[DataDir, ServerProcess]) -> None:
+    """A form inside a form is dropped by the HTML parser, and the outer one ends early (which once cut the
+    message list out of its form): every page is checked."""
+    from html.parser import HTMLParser
+
+    class Checker(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.depth = 0
+            self.nested = False
+            self.ids: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "form":
+                self.nested = self.nested or self.depth > 0
+                self.depth += 1
+            self.ids += [value for name, value in attrs if name == "id" and value]
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "form":
+                self.depth -= 1
+
+    data, server = mail
+    client = logged_in(data, server)
+    box = inbox_path(client)
+    uid = uid_of(client, box, "plain hello")
+    for path in (
+        box,
+        f"{box}/{uid}",
+        "/compose",
+        f"/compose?reply={box.rsplit('/', 1)[1]}/{uid}",
+        "/search?q=x",
+    ):
+        checker = Checker()
+        checker.feed(client.get(path).text)
+        assert not checker.nested, path
+        assert len(checker.ids) == len(set(checker.ids)), path

@@ -380,12 +380,16 @@ class WebApp:
         except (mailview.NotFound, ValueError) as exc:
             raise HTTPException(404, "no such folder") from exc
         shown = await mailview.page(self.store, folder, number)
+        threads = request.cookies.get("view") != "flat"
+        if threads:
+            shown = dataclasses.replace(shown, rows=mailview.grouped(shown.rows))
         return self.render(
             request,
             "mailbox.html",
             session=session,
             folders=all_folders,
             page=shown,
+            threads=threads,
             sent=request.query_params.get("sent") == "1",
         )
 

@@ -69,6 +69,7 @@ class Row:
     answered: bool
     attachment: bool
     snippet: str = ""
+    count: int = 1  # messages of the conversation this row stands for on the page (grouped view)
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,39 @@ def _snippet(text: str) -> str:
     if _LOOKS_HTML.search(text):
         text = html_module.unescape(_TAG.sub(" ", _HIDDEN.sub(" ", text)))
     return " ".join(text.split())[:SNIPPET_LENGTH]
+
+
+_PREFIX = re.compile(
+    r"^\s*(?:(?:re|fw|fwd|aw|wg|sv|vs|antw|回复|答复|转发)\s*(?:\[\d+\])?\s*[:：]\s*)+", re.IGNORECASE
+)
+
+
+def thread_key(subject: str) -> str:
+    """The subject without reply and forward prefixes (English, German, Nordic, Chinese), folded."""
+    return " ".join(_PREFIX.sub("", subject).split()).casefold()
+
+
+def grouped(rows: list[Row]) -> list[Row]:
+    """The page's rows with each conversation (same subject but for Re:/Fwd:) shown once, at its newest
+    message, with the number of its messages on the page; unread or flagged if any of them is."""
+    first: dict[str, int] = {}
+    out: list[Row] = []
+    for row in rows:
+        key = thread_key(row.subject)
+        if not key or key not in first:
+            if key:
+                first[key] = len(out)
+            out.append(row)
+            continue
+        head = out[first[key]]
+        out[first[key]] = dataclasses.replace(
+            head,
+            count=head.count + 1,
+            seen=head.seen and row.seen,
+            flagged=head.flagged or row.flagged,
+            attachment=head.attachment or row.attachment,
+        )
+    return out
 
 
 def _recipients(structure: ParsedMessage) -> str:
