@@ -382,5 +382,40 @@ def test_files_dropped_on_the_form_are_sent_as_attachments(
     page.context.close()
 
 
+def test_flags_and_expunges_by_an_imap_client_show_without_a_reload(
+    browser: Any, mail: tuple[DataDir, ServerProcess]
+) -> None:
+    import imaplib
+    import ssl
+
+    data, server = mail
+    send_smtp(
+        server.port("smtp"),
+        text_message("Changed over IMAP", "x\r\n"),
+        text_message("Expunged over IMAP", "y\r\n"),
+        to=DEMO,
+    )
+    page = new_page(browser, server, viewport={"width": 1280, "height": 800}, locale="en-US")
+    log_in(page, data)
+    changed = page.locator(".message-row", has_text="Changed over IMAP")
+    assert "unread" in (changed.get_attribute("class") or "")
+    context = ssl.create_default_context(cafile=str(data.root / "tls" / "cert.pem"))
+    with imaplib.IMAP4_SSL("localhost", server.port("imaps"), ssl_context=context, timeout=30) as imap:
+        imap.login(DEMO, data.passwords[DEMO])
+        imap.select("INBOX")
+        _, found = imap.uid("SEARCH", "SUBJECT", '"Changed over IMAP"')
+        imap.uid("STORE", found[0].split()[0], "+FLAGS", "(\\Seen \\Flagged)")
+        _, found = imap.uid("SEARCH", "SUBJECT", '"Expunged over IMAP"')
+        imap.uid("STORE", found[0].split()[0], "+FLAGS", "(\\Deleted)")
+        imap.expunge()
+    # within two seconds, without a reload
+    page.locator(".message-row:not(.unread)", has_text="Changed over IMAP").wait_for(timeout=2000)
+    page.locator(".message-row", has_text="Changed over IMAP").locator(".marker.flagged").wait_for(
+        timeout=2000
+    )
+    page.locator(".message-row", has_text="Expunged over IMAP").wait_for(state="detached", timeout=2000)
+    page.context.close()
+
+
 def test_screenshots_are_written(mail: tuple[DataDir, ServerProcess]) -> None:
     assert isinstance(SCREENSHOTS, Path)
