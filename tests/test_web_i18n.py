@@ -20,6 +20,8 @@ def used_strings() -> set[str]:
     sources += [WEB.joinpath(name) for name in ("app.py", "mailview.py")]
     for source in sources:
         text = source.read_text(encoding="utf-8")
+        # error details are shown translated (error.html: _(detail))
+        found |= set(re.findall(r'HTTPException\(\d+, "([^"]+)"\)', text))
         found |= set(re.findall(r'(?:\b_|gettext)\(\s*"((?:[^"\\]|\\.)+)"', text))
         found |= set(re.findall(r"(?:\b_|gettext)\(\s*'((?:[^'\\]|\\.)+)'", text))
         found |= set(re.findall(r'ngettext\(\s*"((?:[^"\\]|\\.)+)"', text))

@@ -708,3 +708,19 @@ def test_pages_never_nest_forms_or_repeat_ids(mail: tuple[DataDir, ServerProcess
         checker.feed(client.get(path).text)
         assert not checker.nested, path
         assert len(checker.ids) == len(set(checker.ids)), path
+
+
+def test_error_pages_are_translated_and_never_a_traceback(mail: tuple[DataDir, ServerProcess]) -> None:
+    data, server = mail
+    client = logged_in(data, server)
+    english = client.get("/box/999999")
+    assert english.status == 404
+    assert "no such folder" in english.text
+    chinese = client.get("/box/999999", headers={"Accept-Language": "zh-CN"})
+    assert chinese.status == 404
+    assert "没有这个文件夹" in chinese.text
+    missing = client.get("/nothing/here", headers={"Accept-Language": "zh-CN"})
+    assert missing.status == 404
+    assert "未找到" in missing.text
+    for reply in (english, chinese, missing):
+        assert "Traceback" not in reply.text
