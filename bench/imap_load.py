@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from postoffice.directory.passwords import hash_password
 from postoffice.message import parse_message
 from postoffice.net.tls import generate_self_signed
-from postoffice.store import open_store
+from postoffice.store import MailStore, open_store
 
 USER = "demo@example.test"
 PASSWORD = "bench-secret-pw"
@@ -159,23 +159,42 @@ async def fill(store_path: Path, messages: int, size: int) -> tuple[int, float]:
     try:
         await store.add_domain("example.test")
         account = await store.add_account(USER, hash_password(PASSWORD))
-        for start in range(0, messages, 64):
-            batch = [make_message(rng, words, n, size) for n in range(start, min(start + 64, messages))]
-            total += sum(len(raw) for raw in batch)
-            await asyncio.gather(
-                *(
-                    store.deliver(
-                        io.BytesIO(raw),
-                        parse_message(io.BytesIO(raw)),
-                        [account.id],
-                        flags=("\\Seen",) if (start + i) % 10 < 7 else (),
-                    )
-                    for i, raw in enumerate(batch)
-                )
-            )
+        total = await deliver_mailbox(store, account.id, rng, words, messages, size)
     finally:
         await store.close()
     return total, time.perf_counter() - started
+
+
+async def deliver_mailbox(
+    store: MailStore,
+    account_id: int,
+    rng: random.Random,
+    words: list[str],
+    messages: int,
+    size: int,
+    *,
+    batch_size: int = 64,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Deliver `messages` of this bench's messages to the account's INBOX, 70 % of them \\Seen; the octets."""
+    total = 0
+    for start in range(0, messages, batch_size):
+        batch = [make_message(rng, words, n, size) for n in range(start, min(start + batch_size, messages))]
+        total += sum(len(raw) for raw in batch)
+        await asyncio.gather(
+            *(
+                store.deliver(
+                    io.BytesIO(raw),
+                    parse_message(io.BytesIO(raw)),
+                    [account_id],
+                    flags=("\\Seen",) if (start + i) % 10 < 7 else (),
+                )
+                for i, raw in enumerate(batch)
+            )
+        )
+        if progress is not None:
+            progress(start)
+    return total
 
 
 # ------------------------------------------------------------------------------------------- the server

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
-import io
 import os
 import random
 import re
@@ -42,9 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tests.integration.harness import DataDir, ServerProcess, make_data_dir
 
-from imap_load import RARE_WORD, make_message, sender, vocabulary
+from imap_load import RARE_WORD, deliver_mailbox, make_message, sender, vocabulary
 from postoffice.directory.passwords import hash_password
-from postoffice.message import parse_message
 from postoffice.store import open_store
 
 USER = "bench@example.test"
@@ -58,21 +56,14 @@ async def fill(store_path: Path, messages: int, size: int) -> float:
     started = time.perf_counter()
     try:
         account = await store.add_account(USER, hash_password(PASSWORD))
-        for start in range(0, messages, 128):
-            batch = [make_message(rng, words, n, size) for n in range(start, min(start + 128, messages))]
-            await asyncio.gather(
-                *(
-                    store.deliver(
-                        io.BytesIO(raw),
-                        parse_message(io.BytesIO(raw)),
-                        [account.id],
-                        flags=("\\Seen",) if (start + i) % 10 < 7 else (),
-                    )
-                    for i, raw in enumerate(batch)
-                )
-            )
-            if start % 10_000 == 0:
-                print(f"  filled {start:,}", flush=True)
+
+        def progress(done: int) -> None:
+            if done % 10_240 == 0:
+                print(f"  filled {done:,}", flush=True)
+
+        await deliver_mailbox(
+            store, account.id, rng, words, messages, size, batch_size=128, progress=progress
+        )
     finally:
         await store.close()
     return time.perf_counter() - started

@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -41,18 +42,25 @@ def served_certificate(port: int) -> x509.Certificate:
     return x509.load_der_x509_certificate(der)
 
 
+def reload_changes_the_certificate(
+    server: ServerProcess, before: x509.Certificate, served: Callable[[], x509.Certificate]
+) -> bool:
+    """SIGHUP, then whether new connections get another certificate within 30 s (the observable effect is
+    polled, bounded; no fixed sleep)."""
+    assert server.proc is not None
+    server.proc.send_signal(1)  # SIGHUP
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if served().serial_number != before.serial_number:
+            return True
+    return False
+
+
 def test_sighup_reloads_the_certificate_for_new_connections(server: ServerProcess, data_dir: DataDir) -> None:
     before = served_certificate(server.port())
     cert, key = data_dir.root / "tls" / "cert.pem", data_dir.root / "tls" / "key.pem"
     generate_self_signed("localhost", cert, key)
-    assert server.proc is not None
-    server.proc.send_signal(1)  # SIGHUP
-    deadline = time.monotonic() + 30
-    while True:  # poll the observable effect, bounded; no fixed sleep
-        after = served_certificate(server.port())
-        if after.serial_number != before.serial_number or time.monotonic() > deadline:
-            break
-    assert after.serial_number != before.serial_number
+    assert reload_changes_the_certificate(server, before, lambda: served_certificate(server.port()))
 
 
 def served_https_certificate(port: int) -> x509.Certificate:
@@ -73,14 +81,9 @@ def test_sighup_reloads_the_certificate_for_https_too(server: ServerProcess, dat
     assert before.serial_number == served_certificate(server.port()).serial_number  # one certificate
     cert, key = data_dir.root / "tls" / "cert.pem", data_dir.root / "tls" / "key.pem"
     generate_self_signed("localhost", cert, key)
-    assert server.proc is not None
-    server.proc.send_signal(1)  # SIGHUP
-    deadline = time.monotonic() + 30
-    while True:  # poll the observable effect, bounded; no fixed sleep
-        after = served_https_certificate(server.port("https"))
-        if after.serial_number != before.serial_number or time.monotonic() > deadline:
-            break
-    assert after.serial_number != before.serial_number
+    assert reload_changes_the_certificate(
+        server, before, lambda: served_https_certificate(server.port("https"))
+    )
 
 
 def test_a_bad_config_never_starts_a_server(data_dir: DataDir) -> None:

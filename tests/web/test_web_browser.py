@@ -101,6 +101,26 @@ def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=False)
 
 
+def desktop(browser: Any, data: DataDir, server: ServerProcess) -> Any:
+    """A logged-in page on a desktop-sized screen, in English."""
+    page = new_page(browser, server, viewport={"width": 1280, "height": 800}, locale="en-US")
+    log_in(page, data)
+    return page
+
+
+def start_message(page: Any, to: str, subject: str) -> None:
+    page.click(".compose-button")
+    page.fill("#to", to)
+    page.fill("#subject", subject)
+
+
+def send_and_open(page: Any, subject: str) -> None:
+    """Send the message being written (to the account itself) and open it when it has arrived."""
+    page.click("button.primary")
+    page.wait_for_selector(".notice")
+    page.locator(".message-row", has_text=subject).locator("a").click()
+
+
 def log_in(page: Any, data: DataDir) -> None:
     page.goto(page.base + "/")
     page.fill("#username", DEMO)
@@ -335,12 +355,8 @@ def test_a_draft_is_saved_while_typing_resumed_and_gone_once_sent(
 def test_formatted_text_from_the_editor_arrives_as_html(
     browser: Any, mail: tuple[DataDir, ServerProcess]
 ) -> None:
-    data, server = mail
-    page = new_page(browser, server, viewport={"width": 1280, "height": 800}, locale="en-US")
-    log_in(page, data)
-    page.click(".compose-button")
-    page.fill("#to", DEMO)
-    page.fill("#subject", "Formatted hello")
+    page = desktop(browser, *mail)
+    start_message(page, DEMO, "Formatted hello")
     page.check("input[name=format][value=html]")
     editor = page.locator(".editor")
     editor.click()
@@ -348,9 +364,7 @@ def test_formatted_text_from_the_editor_arrives_as_html(
     page.click("button[data-command=bold]")
     page.keyboard.type("bold words")
     shot(page, "compose-formatted-desktop-en")
-    page.click("button.primary")
-    page.wait_for_selector(".notice")
-    page.locator(".message-row", has_text="Formatted hello").locator("a").click()
+    send_and_open(page, "Formatted hello")
     frame = page.wait_for_selector("iframe.mail-html").content_frame()
     frame.wait_for_load_state("load")
     assert frame.inner_html("body").count("<b>bold words</b>") == 1
@@ -360,12 +374,8 @@ def test_formatted_text_from_the_editor_arrives_as_html(
 def test_files_dropped_on_the_form_are_sent_as_attachments(
     browser: Any, mail: tuple[DataDir, ServerProcess]
 ) -> None:
-    data, server = mail
-    page = new_page(browser, server, viewport={"width": 1280, "height": 800}, locale="en-US")
-    log_in(page, data)
-    page.click(".compose-button")
-    page.fill("#to", DEMO)
-    page.fill("#subject", "Dropped files")
+    page = desktop(browser, *mail)
+    start_message(page, DEMO, "Dropped files")
     transfer = page.evaluate_handle(
         """() => { const t = new DataTransfer();
         t.items.add(new File(["x".repeat(300000)], "dropped one.bin", { type: "application/octet-stream" }));
@@ -374,9 +384,7 @@ def test_files_dropped_on_the_form_are_sent_as_attachments(
     )
     page.dispatch_event(".compose-form", "drop", {"dataTransfer": transfer})
     assert page.locator(".chosen-files li").count() == 2
-    page.click("button.primary")
-    page.wait_for_selector(".notice")
-    page.locator(".message-row", has_text="Dropped files").locator("a").click()
+    send_and_open(page, "Dropped files")
     names = page.locator(".attachments .file-name").all_inner_texts()
     assert names == ["dropped one.bin", "dropped two.txt"]
     page.context.close()
