@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright import sync_api  # a test extra: missing, these tests fail rather than skip
 
 from tests.integration.harness import DataDir, ServerProcess
 from tests.support.mail import send_smtp, text_message
@@ -17,7 +18,6 @@ from tests.web.browser import SCREENSHOTS, Canary, launch
 
 pytestmark = pytest.mark.integration
 
-sync_api = pytest.importorskip("playwright.sync_api")
 
 DEMO = "demo@example.test"
 
