@@ -60,6 +60,7 @@ from postoffice.web.html import (
     text_to_html,
 )
 from postoffice.web.i18n import LANG_COOKIE, LANGUAGES, Formatter, choose_language, translations
+from postoffice.web.query import parse_query
 from postoffice.web.sessions import LOGIN_COOKIE, SESSION_COOKIE, Sessions, cookie_header, same_token
 from postoffice.web.settings import WebConfig
 
@@ -143,6 +144,11 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+def preference_cookie(name: str, value: str) -> str:
+    """A cookie for a display preference (language, conversations): readable by the page, kept for a year."""
+    return f"{name}={value}; Path=/; Secure; SameSite=Lax; Max-Age=31536000"
 
 
 def safe_path(target: str | None, default: str = "/") -> str:
@@ -357,7 +363,7 @@ class WebApp:
         form = await self.form(request)
         response = RedirectResponse(safe_path(form.get("back"), "/"), 303)
         view = "flat" if form.get("view") == "flat" else "threads"
-        response.headers.append("set-cookie", f"view={view}; Path=/; Secure; SameSite=Lax; Max-Age=31536000")
+        response.headers.append("set-cookie", preference_cookie("view", view))
         return response
 
     async def set_language(self, request: Request) -> Response:
@@ -366,16 +372,13 @@ class WebApp:
         language = form.get("lang", "")
         response = RedirectResponse(safe_path(form.get("back"), "/"), 303)
         if language in LANGUAGES:
-            response.headers.append(
-                "set-cookie", f"{LANG_COOKIE}={language}; Path=/; Secure; SameSite=Lax; Max-Age=31536000"
-            )
+            response.headers.append("set-cookie", preference_cookie(LANG_COOKIE, language))
         return response
 
     async def mailbox(self, request: Request) -> Response:
         session = await self.require(request)
-        all_folders = await mailview.folders(self.store, session.account_id)
         try:
-            folder = mailview.find_folder(all_folders, int(request.path_params["mailbox_id"]))
+            all_folders, folder = await self.folder_of(request, session)
             number = int(request.query_params.get("page", "1"))
         except (mailview.NotFound, ValueError) as exc:
             raise HTTPException(404, "no such folder") from exc
@@ -395,15 +398,12 @@ class WebApp:
 
     async def message(self, request: Request) -> Response:
         session = await self.require(request)
-        all_folders = await mailview.folders(self.store, session.account_id)
         try:
-            folder = mailview.find_folder(all_folders, int(request.path_params["mailbox_id"]))
+            all_folders, folder = await self.folder_of(request, session)
             shown = await mailview.read(self.store, folder, int(request.path_params["uid"]))
         except mailview.NotFound as exc:
             raise HTTPException(404, "no such message") from exc
-        trusted = bool(shown.sender_address) and bool(
-            await self.store.account_settings(session.account_id, f"images:{shown.sender_address}")
-        )
+        trusted = await self.images_trusted(session, shown.sender_address)
         threads = request.cookies.get("view") != "flat"
         thread = await mailview.conversation(self.store, all_folders, folder, shown.uid) if threads else []
         if shown.marked_seen:  # the unread count just went down by one
@@ -436,11 +436,10 @@ class WebApp:
                 current = mailview.find_folder(all_folders, int(scope))
             except mailview.NotFound as exc:
                 raise HTTPException(404, "no such folder") from exc
-        from postoffice.web.query import parse_query
-
-        everywhere = current is None or parse_query(text).all_folders
-        searched = all_folders if everywhere else [current] if current is not None else all_folders
-        found, more = await mailview.search(self.store, searched, text) if text.strip() else ([], False)
+        query = parse_query(text)
+        everywhere = current is None or query.all_folders
+        searched = all_folders if everywhere or current is None else [current]
+        found, more = await mailview.search(self.store, searched, query) if text.strip() else ([], False)
         return self.render(
             request,
             "search.html",
@@ -451,6 +450,19 @@ class WebApp:
             everywhere=everywhere,
             found=found,
             more=more,
+        )
+
+    async def folder_of(
+        self, request: Request, session: WebSession
+    ) -> tuple[list[mailview.Folder], mailview.Folder]:
+        """The account's folders and the one the URL names (`mailview.NotFound` when it is not theirs)."""
+        all_folders = await mailview.folders(self.store, session.account_id)
+        return all_folders, mailview.find_folder(all_folders, int(request.path_params["mailbox_id"]))
+
+    async def images_trusted(self, session: WebSession, sender: str) -> bool:
+        """Whether the person chose to see remote images of mail from `sender` always."""
+        return bool(sender) and bool(
+            await self.store.account_settings(session.account_id, f"images:{sender}")
         )
 
     async def account(self, session: WebSession) -> Account:
@@ -477,6 +489,7 @@ class WebApp:
     async def compose_page(self, request: Request) -> Response:
         session = await self.require(request)
         all_folders = await mailview.folders(self.store, session.account_id)
+        account = await self.account(session)
         catalog = translations(self.language(request))
         draft = compose.Draft()
         mode, ref = "", ""
@@ -485,7 +498,7 @@ class WebApp:
                 mode, ref = candidate, request.query_params[candidate]
         draft_uid = ""
         draft_ref = request.query_params.get("draft", "")
-        drafts = self.drafts_folder(all_folders)
+        drafts = mailview.special_folder_or_none(all_folders, "\\Drafts")
         if draft_ref.isdigit() and drafts is not None:
             saved = await self.original(session, all_folders, f"{drafts.id}/{draft_ref}")
             if saved is not None:
@@ -494,7 +507,6 @@ class WebApp:
         found = await self.original(session, all_folders, ref) if ref else None
         if found is not None:
             _folder, _uid, original = found
-            account = await self.account(session)
             subject = str(original.get("subject", ""))
             sender = str(original.get("reply-to") or original.get("from") or "")
             shown = mailview.text_of(original)
@@ -532,7 +544,6 @@ class WebApp:
                     if original.get(name)
                 ]
                 draft.body = "\n\n" + "\n".join(lines) + "\n\n" + shown
-        account = await self.account(session)
         return self.render(
             request,
             "compose.html",
@@ -547,20 +558,13 @@ class WebApp:
             draft_uid=draft_uid,
         )
 
-    @staticmethod
-    def drafts_folder(all_folders: list[mailview.Folder]) -> mailview.Folder | None:
-        try:
-            return mailview.special_folder(all_folders, "\\Drafts")
-        except mailview.NotFound:
-            return None
-
     async def save_draft(self, request: Request) -> Response:
         """Autosave of the message being written (JSON: the draft's new UID in Drafts)."""
         session = await self.require(request)
         form = await self.form(request)
         await self.check_csrf(request, session, form)
         all_folders = await mailview.folders(self.store, session.account_id)
-        drafts = self.drafts_folder(all_folders)
+        drafts = mailview.special_folder_or_none(all_folders, "\\Drafts")
         if drafts is None:
             raise HTTPException(409, "no Drafts folder")
         draft = compose.Draft(
@@ -609,10 +613,9 @@ class WebApp:
             html=fields.get("html") if fields.get("format") == "html" else "",
             forward_ref=fields.get("forward_ref")[:100],
         )
+        all_folders = await mailview.folders(self.store, session.account_id)
         if draft.forward_ref:
-            original = await self.original(
-                session, await mailview.folders(self.store, session.account_id), draft.forward_ref
-            )
+            original = await self.original(session, all_folders, draft.forward_ref)
             if original is not None:
                 draft.forwarded = bytes(original[2].as_bytes(policy=email.policy.SMTP))
         total = 0
@@ -621,17 +624,13 @@ class WebApp:
                 content = await value.read()
                 total += len(content)
                 draft.attachments.append((value.filename, value.content_type or "", content))
-        all_folders = await mailview.folders(self.store, session.account_id)
         catalog = translations(self.language(request))
         error = ""
         if total > limit:
             error = catalog.gettext("The attachments are too large.")
         else:
             account = await self.account(session)
-            try:
-                sent_folder = mailview.special_folder(all_folders, "\\Sent").id
-            except mailview.NotFound:
-                sent_folder = None
+            sent = mailview.special_folder_or_none(all_folders, "\\Sent")
             try:
                 await compose.send(
                     self.store,
@@ -641,12 +640,12 @@ class WebApp:
                     draft,
                     hostname=self.ctx.config.server.hostname,
                     client_ip=_client_ip(request),
-                    sent_mailbox_id=sent_folder,
+                    sent_mailbox_id=None if sent is None else sent.id,
                 )
             except compose.SendError as exc:
                 error = catalog.gettext("Not sent: %(reason)s") % {"reason": str(exc)}
             else:
-                drafts = self.drafts_folder(all_folders)
+                drafts = mailview.special_folder_or_none(all_folders, "\\Drafts")
                 if fields.get("draft_uid").isdigit() and drafts is not None:
                     await compose.discard_draft(self.store, drafts.id, int(fields.get("draft_uid")))
                 ref = fields.get("ref")
@@ -707,9 +706,8 @@ class WebApp:
     async def raw(self, request: Request) -> Response:
         """A message's source, as text (never rendered)."""
         session = await self.require(request)
-        all_folders = await mailview.folders(self.store, session.account_id)
         try:
-            folder = mailview.find_folder(all_folders, int(request.path_params["mailbox_id"]))
+            _, folder = await self.folder_of(request, session)
             data = await mailview.raw_message(self.store, folder, int(request.path_params["uid"]))
         except mailview.NotFound as exc:
             raise HTTPException(404, "no such message") from exc
@@ -776,9 +774,8 @@ class WebApp:
         """An attachment or other part, decoded; shown in the browser only when that is safe (images but SVG,
         PDF, plain text), else downloaded, with its file name (RFC 6266, RFC 8187 for non-ASCII names)."""
         session = await self.require(request)
-        all_folders = await mailview.folders(self.store, session.account_id)
         try:
-            folder = mailview.find_folder(all_folders, int(request.path_params["mailbox_id"]))
+            _, folder = await self.folder_of(request, session)
             uid = int(request.path_params["uid"])
             if "cid" in request.path_params:
                 part = await mailview.part_by_content_id(self.store, folder, uid, request.path_params["cid"])
@@ -807,16 +804,14 @@ class WebApp:
 
     async def message_body(self, request: Request) -> Response:
         session = await self.require(request)
-        all_folders = await mailview.folders(self.store, session.account_id)
         try:
-            folder = mailview.find_folder(all_folders, int(request.path_params["mailbox_id"]))
+            _, folder = await self.folder_of(request, session)
             shown = await mailview.read(self.store, folder, int(request.path_params["uid"]), mark_seen=False)
         except mailview.NotFound as exc:
             raise HTTPException(404, "no such message") from exc
         base = f"/box/{folder.id}/{shown.uid}/cid/"
-        images = request.query_params.get("images") == "1" or (
-            bool(shown.sender_address)
-            and bool(await self.store.account_settings(session.account_id, f"images:{shown.sender_address}"))
+        images = request.query_params.get("images") == "1" or await self.images_trusted(
+            session, shown.sender_address
         )
         return HTMLResponse(
             frame_document(cid_urls(shown.html or "", base)),

@@ -19,7 +19,6 @@ import email.policy
 import email.utils
 import io
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from email.headerregistry import Address
@@ -30,6 +29,7 @@ from postoffice.delivery.plan import Envelope, Message, Origin, Recipient, Refus
 from postoffice.delivery.submission import SubmissionPolicy
 from postoffice.message import parse_message
 from postoffice.store import Account, MailStore, StoreError
+from postoffice.web.mailview import message_ids
 
 log = logging.getLogger("postoffice.web")
 
@@ -101,9 +101,9 @@ def build(
     message["Subject"] = _one_line(draft.subject)
     message["Date"] = email.utils.formatdate(now if now is not None else time.time(), localtime=True)
     message["Message-ID"] = email.utils.make_msgid(domain=hostname)
-    if in_reply_to := _message_ids(draft.in_reply_to)[:1]:
+    if in_reply_to := message_ids(draft.in_reply_to)[:1]:
         message["In-Reply-To"] = in_reply_to[0]
-    if references := _message_ids(draft.references):
+    if references := message_ids(draft.references):
         message["References"] = " ".join(references[-50:])
     message.set_content(draft.body.replace("\r\n", "\n"))
     if draft.html.strip():
@@ -156,11 +156,6 @@ def sanitise_written(html: str) -> str:
         link_rel="noopener noreferrer",
         strip_comments=True,
     )
-
-
-def _message_ids(text: str) -> list[str]:
-    """The <id@host> tokens of a field (anything else is dropped: the form's hidden fields can be edited)."""
-    return re.findall(r"<[^<>\s]{1,250}>", text)
 
 
 @dataclass(frozen=True)

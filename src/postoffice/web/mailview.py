@@ -28,6 +28,7 @@ from typing import Any
 
 from postoffice.message import ParsedMessage
 from postoffice.store import MailboxInfo, MailStore, MessageInfo
+from postoffice.web.query import Query
 
 SPECIAL_ORDER = ("\\Drafts", "\\Sent", "\\Archive", "\\Junk", "\\Trash")
 PAGE_SIZE = 50
@@ -377,7 +378,8 @@ THREAD_LIMIT = 50
 THREAD_IDS = 20
 
 
-def _message_ids(text: str) -> list[str]:
+def message_ids(text: str) -> list[str]:
+    """The <id@host> tokens of a Message-ID, In-Reply-To or References field (RFC 5322 section 3.6.4)."""
     return re.findall(r"<[^<>\s]{1,250}>", text)
 
 
@@ -391,8 +393,8 @@ async def conversation(store: MailStore, all_folders: list[Folder], folder: Fold
     message = email.message_from_bytes(
         raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n", policy=email.policy.default
     )
-    own = _message_ids(str(message.get("message-id", "")))
-    related = _message_ids(str(message.get("references", ""))) + _message_ids(
+    own = message_ids(str(message.get("message-id", "")))
+    related = message_ids(str(message.get("references", ""))) + message_ids(
         str(message.get("in-reply-to", ""))
     )
     ids = list(dict.fromkeys(own + related))[-THREAD_IDS:]
@@ -482,12 +484,9 @@ class Found:
     row: Row
 
 
-async def search(store: MailStore, folders_searched: list[Folder], text: str) -> tuple[list[Found], bool]:
-    """Messages matching the search box's `text` in `folders_searched`, newest first; and whether there were
+async def search(store: MailStore, folders_searched: list[Folder], query: Query) -> tuple[list[Found], bool]:
+    """Messages matching the search box's query in `folders_searched`, newest first; and whether there were
     more than SEARCH_LIMIT."""
-    from postoffice.web.query import parse_query
-
-    query = parse_query(text)
     hits: list[tuple[Folder, MessageInfo]] = []
     for folder in folders_searched:
         # the newest of each folder are enough: only SEARCH_LIMIT are shown of all folders together
@@ -517,11 +516,15 @@ MAX_SELECTED = 1000
 ACTIONS = ("read", "unread", "flag", "unflag", "delete", "archive", "junk", "move")
 
 
+def special_folder_or_none(all_folders: list[Folder], use: str) -> Folder | None:
+    return next((folder for folder in all_folders if folder.special_use == use), None)
+
+
 def special_folder(all_folders: list[Folder], use: str) -> Folder:
-    for folder in all_folders:
-        if folder.special_use == use:
-            return folder
-    raise NotFound(f"no {use} folder")
+    folder = special_folder_or_none(all_folders, use)
+    if folder is None:
+        raise NotFound(f"no {use} folder")
+    return folder
 
 
 async def act(
