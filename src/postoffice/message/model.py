@@ -111,6 +111,7 @@ class ParsedMessage:
     search_headers: str = ""
     search_text: str = ""
     search_truncated: bool = False
+    references: list[str] = field(default_factory=list)  # ancestors' Message-IDs (message.threads)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -126,6 +127,7 @@ class ParsedMessage:
                 "search_headers": self.search_headers,
                 "search_text": self.search_text,
                 "search_truncated": self.search_truncated,
+                "references": self.references,
             },
             separators=(",", ":"),
             ensure_ascii=False,  # every string is valid Unicode (no surrogates), so the JSON is valid UTF-8
@@ -146,4 +148,5 @@ class ParsedMessage:
             search_headers=d["search_headers"],
             search_text=d["search_text"],
             search_truncated=d["search_truncated"],
+            references=d.get("references", []),  # absent in what was stored before schema version 12
         )

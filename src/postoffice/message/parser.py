@@ -65,6 +65,7 @@ from postoffice.message.scanner import (
     header_end_lines,
 )
 from postoffice.message.text import part_text, text_leaves
+from postoffice.message.threads import references_of
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ _WANTED = frozenset(
         "bcc",
         "in-reply-to",
         "message-id",
+        "references",
     }
 )
 _TOKEN = r"[^\s()<>@,;:\\\"/\[\]?=]+"  # noqa: S105 - an RFC 2045 token, not a credential
@@ -541,6 +543,10 @@ def parse_strict(fp: IO[bytes]) -> ParsedMessage:
         search_headers=search_headers,
         search_text="\n".join(texts),
         search_truncated=truncated,
+        references=references_of(
+            fields["in-reply-to"][0] if "in-reply-to" in fields else "",
+            fields["references"][0] if "references" in fields else "",
+        ),
     )
 
 

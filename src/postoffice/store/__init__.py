@@ -64,6 +64,7 @@ from postoffice.store.api import (
     StoreError,
     StoreFull,
     SubmitResult,
+    ThreadSummary,
     WebSession,
 )
 from postoffice.store.criteria import All, And, Criteria, Date, HasFlag, Not, Or, Size, Text, UidIn
@@ -139,6 +140,7 @@ __all__ = [
     "StoreFull",
     "SubmitResult",
     "Text",
+    "ThreadSummary",
     "UidIn",
     "WebSession",
     "open_store",

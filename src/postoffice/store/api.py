@@ -147,6 +147,16 @@ class MessageInfo:
     size: int
     modseq: int
     content_id: int
+    thread_id: int = 0  # its conversation (docs/decisions/0047); 0 where a backend does not say
+
+
+@dataclass(frozen=True)
+class ThreadSummary:
+    """A conversation over some folders (`MailStore.thread_summaries`)."""
+
+    count: int  # its messages in those folders
+    unseen: int  # of which without \Seen
+    flagged: int  # of which \Flagged
 
 
 @dataclass(frozen=True)
@@ -683,6 +693,34 @@ class MailStore(abc.ABC):
     async def list_page(self, mailbox_id: int, offset: int, limit: int) -> list[MessageInfo]:
         """At most `limit` messages of a mailbox, newest first (UID descending), skipping the `offset` newest:
         a page of a message list, as cheap for the last page of 100,000 messages as for the first."""
+
+    @abc.abstractmethod
+    async def conversations(
+        self, mailbox_id: int, *, before: int | None = None, after: int | None = None, limit: int = 50
+    ) -> list[MessageInfo]:
+        """A page of a mailbox's conversations (docs/decisions/0047), each as its newest message in the
+        mailbox (its head), newest head first: the `limit` conversations with the highest heads below the UID
+        `before` (None: all), or with `after`, the `limit` with the lowest heads above the UID `after` (the
+        page before a page whose newest head is `after`). As cheap for the first page of 100,000 messages as
+        for 100."""
+
+    @abc.abstractmethod
+    async def thread_summaries(
+        self, account_id: int, thread_ids: Sequence[int], mailbox_ids: Sequence[int]
+    ) -> dict[int, ThreadSummary]:
+        """For each of the account's conversations `thread_ids` that has messages in `mailbox_ids`: how many,
+        how many unseen and flagged (a message list's conversation row)."""
+
+    @abc.abstractmethod
+    async def thread_messages(
+        self,
+        account_id: int,
+        thread_ids: Sequence[int],
+        mailbox_ids: Sequence[int] | None = None,
+        limit: int = 1000,
+    ) -> list[MessageInfo]:
+        """The messages of the account's conversations `thread_ids` (in `mailbox_ids`, None: in every
+        mailbox), at most `limit`, the newest (highest internal date) kept, in internal-date order."""
 
     @abc.abstractmethod
     async def snippets(self, content_ids: Sequence[int], length: int = 200) -> dict[int, str]:

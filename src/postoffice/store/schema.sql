@@ -87,6 +87,7 @@ CREATE TABLE messages (
     internaldate REAL NOT NULL,
     size         INTEGER NOT NULL,
     modseq       INTEGER NOT NULL,
+    thread_id    INTEGER NOT NULL DEFAULT 0,      -- its conversation (version 12, docs/decisions/0047)
     UNIQUE (mailbox_id, uid)
 );
 CREATE INDEX messages_content ON messages(content_id);
@@ -95,6 +96,17 @@ CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
 -- Unseen counts (version 10): only the messages without \Seen (bit 1 of flags) are in it, so counting
 -- them does not read a mailbox's other messages. A query must say `flags & 1 = 0` literally to use it.
 CREATE INDEX messages_unseen ON messages(mailbox_id, uid) WHERE flags & 1 = 0;
+-- Conversations (version 12): the messages of a conversation, by folder.
+CREATE INDEX messages_thread ON messages(thread_id, mailbox_id, uid);
+
+-- Where a message's conversation is found (postoffice.message.threads): a key per Message-ID it carries
+-- (its own, In-Reply-To, References) hashed with its base subject; thread ids come from meta.next_thread_id.
+CREATE TABLE thread_keys (
+    account_id INTEGER NOT NULL,
+    key        INTEGER NOT NULL,
+    thread_id  INTEGER NOT NULL,
+    PRIMARY KEY (account_id, key)
+) WITHOUT ROWID;
 
 -- Expunged messages (RFC 7162 QRESYNC VANISHED (EARLIER)).
 CREATE TABLE tombstones (

@@ -18,7 +18,7 @@ import time
 from postoffice.store.api import ChangeEvent, DeliveredCopy, Delivery, DeliveryResult, NotFound, QueuedMessage
 from postoffice.store.sqlite.base import SqliteBase
 from postoffice.store.sqlite.columns import flags_to_columns, normalize_mailbox
-from postoffice.store.sqlite.rows import append_row
+from postoffice.store.sqlite.rows import append_row, parsed_thread_keys, thread_for
 
 
 class DeliveryMixin(SqliteBase):
@@ -37,6 +37,7 @@ class DeliveryMixin(SqliteBase):
             for index in uses
         }
         columns = {copy.flags: flags_to_columns(copy.flags) for copy in delivery.copies}
+        keys = {index: parsed_thread_keys(delivery.texts[index].parsed) for index in uses}
         when = time.time() if delivery.internaldate is None else delivery.internaldate
         record = delivery.record
 
@@ -50,14 +51,20 @@ class DeliveryMixin(SqliteBase):
                     conn, text.source, text.parsed, parsed_json, uses[index]
                 )
             copies: list[DeliveredCopy] = []
+            threads: dict[tuple[int, int], int] = {}  # (account, text): one conversation for all its copies
             for copy in delivery.copies:
                 mailbox_id = _target_mailbox(
                     conn, copy.account_id, copy.mailbox, copy.special_use, copy.or_inbox
                 )
                 bits, keywords = columns[copy.flags]
                 size = delivery.texts[copy.text].parsed.size
+                thread = threads.get((copy.account_id, copy.text))
+                if thread is None:
+                    thread = threads[copy.account_id, copy.text] = thread_for(
+                        conn, copy.account_id, keys[copy.text]
+                    )
                 uid, modseq = append_row(
-                    conn, copy.account_id, mailbox_id, contents[copy.text], bits, keywords, when, size
+                    conn, copy.account_id, mailbox_id, contents[copy.text], bits, keywords, when, size, thread
                 )
                 copies.append(DeliveredCopy(copy.account_id, mailbox_id, uid))
                 events.append(ChangeEvent("added", copy.account_id, mailbox_id, (uid,), modseq))

@@ -172,6 +172,7 @@ class DirectoryMixin(SqliteBase):
             conn.execute("DELETE FROM subscriptions WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM web_sessions WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM account_settings WHERE account_id = ?", (account_id,))
+            conn.execute("DELETE FROM thread_keys WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM mailboxes WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
 

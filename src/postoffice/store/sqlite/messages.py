@@ -42,12 +42,16 @@ from postoffice.store.sqlite.connection import STREAM_THRESHOLD, write_blob
 from postoffice.store.sqlite.keywords import check_keyword_room, keywords_of, keywords_that_fit
 from postoffice.store.sqlite.rows import (
     MAILBOX_SQL,
+    MESSAGE_COLUMNS,
     append_row,
     copy_rows,
     delete_messages,
     insert_kept_forms,
     mailbox_info,
+    message_info,
+    parsed_thread_keys,
     render_kept_forms,
+    thread_for,
 )
 
 log = logging.getLogger("postoffice.store")
@@ -58,9 +62,6 @@ SNAPSHOT_CACHE_MESSAGES = 1_000_000
 #: Octets a COPY/MOVE row counts as for admission (decision 0030): the row and its index entries (the content
 #: is shared).
 COPY_ROW_SIZE = 256
-
-
-_MESSAGE_COLUMNS = "id, mailbox_id, uid, flags, keywords, internaldate, size, modseq, content_id"
 
 
 class MessagesMixin(SqliteBase):
@@ -90,7 +91,8 @@ class MessagesMixin(SqliteBase):
             bits, keywords = flags_to_columns(item.flags)
             adding.update(keywords.split(" ") if keywords else ())
             when = time.time() if item.internaldate is None else item.internaldate
-            prepared.append((item.source, item.parsed, parsed_json, bits, keywords, when))
+            keys = parsed_thread_keys(item.parsed)
+            prepared.append((item.source, item.parsed, parsed_json, bits, keywords, when, keys))
 
         def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> list[DeliveredCopy]:
             row = conn.execute("SELECT account_id FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
@@ -99,10 +101,11 @@ class MessagesMixin(SqliteBase):
             account_id = int(row[0])
             check_keyword_room(conn, mailbox_id, adding, keyword_limits)
             copies: list[DeliveredCopy] = []
-            for source, parsed, parsed_json, bits, keywords, when in prepared:
+            for source, parsed, parsed_json, bits, keywords, when, keys in prepared:
                 content_id = self._insert_content(conn, source, parsed, parsed_json, 1)
+                thread = thread_for(conn, account_id, keys)
                 uid, modseq = append_row(
-                    conn, account_id, mailbox_id, content_id, bits, keywords, when, parsed.size
+                    conn, account_id, mailbox_id, content_id, bits, keywords, when, parsed.size, thread
                 )
                 events.append(ChangeEvent("added", account_id, mailbox_id, (uid,), modseq))
                 copies.append(DeliveredCopy(account_id, mailbox_id, uid))
@@ -198,13 +201,10 @@ class MessagesMixin(SqliteBase):
     @staticmethod
     def _changes(conn: sqlite3.Connection, mailbox_id: int, modseq: int, highest: int) -> MailboxChanges:
         rows = conn.execute(
-            "SELECT id, mailbox_id, uid, flags, keywords, internaldate, size, modseq, content_id "
-            "FROM messages WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",  # noqa: S608
             (mailbox_id, modseq),
         )
-        messages = [
-            MessageInfo(r[0], r[1], r[2], columns_to_flags(r[3], r[4]), r[5], r[6], r[7], r[8]) for r in rows
-        ]
+        messages = [message_info(r) for r in rows]
         expunged = [
             int(r[0])
             for r in conn.execute(
@@ -306,28 +306,21 @@ class MessagesMixin(SqliteBase):
     async def list_messages(self, mailbox_id: int) -> list[MessageInfo]:
         def q(conn: sqlite3.Connection) -> list[MessageInfo]:
             rows = conn.execute(
-                "SELECT id, mailbox_id, uid, flags, keywords, internaldate, size, modseq, content_id "
-                "FROM messages WHERE mailbox_id = ? ORDER BY uid",
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? ORDER BY uid",  # noqa: S608
                 (mailbox_id,),
             )
-            return [
-                MessageInfo(r[0], r[1], r[2], columns_to_flags(r[3], r[4]), r[5], r[6], r[7], r[8])
-                for r in rows
-            ]
+            return [message_info(r) for r in rows]
 
         return await self._read(q)
 
     async def list_page(self, mailbox_id: int, offset: int, limit: int) -> list[MessageInfo]:
         def q(conn: sqlite3.Connection) -> list[MessageInfo]:
             rows = conn.execute(
-                "SELECT id, mailbox_id, uid, flags, keywords, internaldate, size, modseq, content_id "
-                "FROM messages WHERE mailbox_id = ? ORDER BY uid DESC LIMIT ? OFFSET ?",
+                f"SELECT {MESSAGE_COLUMNS} FROM messages "  # noqa: S608
+                "WHERE mailbox_id = ? ORDER BY uid DESC LIMIT ? OFFSET ?",
                 (mailbox_id, max(0, limit), max(0, offset)),
             )
-            return [
-                MessageInfo(r[0], r[1], r[2], columns_to_flags(r[3], r[4]), r[5], r[6], r[7], r[8])
-                for r in rows
-            ]
+            return [message_info(r) for r in rows]
 
         return await self._read(q)
 
@@ -357,12 +350,9 @@ class MessagesMixin(SqliteBase):
                 marks = ",".join("?" * len(chunk))
                 # the only text put in is "?" marks
                 where = f"WHERE mailbox_id = ? AND uid IN ({marks}) ORDER BY uid"
-                sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages {where}"  # noqa: S608
+                sql = f"SELECT {MESSAGE_COLUMNS} FROM messages {where}"  # noqa: S608
                 rows = conn.execute(sql, (mailbox_id, *chunk))
-                found += [
-                    MessageInfo(r[0], r[1], r[2], columns_to_flags(r[3], r[4]), r[5], r[6], r[7], r[8])
-                    for r in rows
-                ]
+                found += [message_info(r) for r in rows]
             return found
 
         return await self._read(q)

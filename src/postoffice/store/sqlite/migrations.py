@@ -4,6 +4,8 @@ that bring an older store up to it, applied in one transaction when the store is
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import logging
 import os
 import sqlite3
@@ -13,13 +15,14 @@ from importlib import resources
 from pathlib import Path
 
 from postoffice.message import ParsedMessage
+from postoffice.message.threads import references_of, thread_keys
 from postoffice.store.api import StoreError
 from postoffice.store.sqlite.connection import connect
-from postoffice.store.sqlite.rows import insert_kept_forms, render_kept_forms
+from postoffice.store.sqlite.rows import insert_kept_forms, render_kept_forms, thread_for
 
 log = logging.getLogger("postoffice.store")
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -57,6 +60,39 @@ def _backfill_content_imap(conn: sqlite3.Connection) -> None:
     ).fetchall()
     for content_id, parsed in rows:
         insert_kept_forms(conn, int(content_id), render_kept_forms(ParsedMessage.from_json(str(parsed))))
+
+
+#: Octets of a stored message read for its header when conversations are backfilled.
+_HEADER_READ = 256 * 1024
+
+
+def _backfill_threads(conn: sqlite3.Connection) -> None:
+    """Each message's conversation, as delivery finds it now, from the Message-ID, In-Reply-To, References
+    and Subject of its stored header (the stored structure of these versions has no References)."""
+    parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+    keys_of: dict[int, list[int]] = {}
+    rows = conn.execute(
+        "SELECT m.id, b.account_id, m.content_id FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id "
+        "WHERE m.thread_id = 0 ORDER BY m.id"
+    ).fetchall()
+    for message_id, account_id, content_id in rows:
+        keys = keys_of.get(content_id)
+        if keys is None:
+            head = conn.execute(
+                "SELECT substr(data, 1, ?) FROM content_data WHERE id = ?", (_HEADER_READ, content_id)
+            ).fetchone()
+            header = parser.parsebytes(bytes(head[0]) if head else b"")
+            parsed_row = conn.execute("SELECT parsed FROM contents WHERE id = ?", (content_id,)).fetchone()
+            subject = ParsedMessage.from_json(str(parsed_row[0])).subject if parsed_row else ""
+            keys = keys_of[content_id] = thread_keys(
+                str(header.get("message-id", "")),
+                references_of(str(header.get("in-reply-to", "")), str(header.get("references", ""))),
+                subject,
+            )
+        conn.execute(
+            "UPDATE messages SET thread_id = ? WHERE id = ?",
+            (thread_for(conn, int(account_id), keys), message_id),
+        )
 
 
 _CREATE_QUEUE = (
@@ -141,6 +177,16 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
         "CREATE TABLE IF NOT EXISTS account_settings (account_id INTEGER NOT NULL, key TEXT NOT NULL, "
         "value TEXT NOT NULL, PRIMARY KEY (account_id, key)) WITHOUT ROWID",
     ),
+    # Conversations (docs/decisions/0047): every message's thread, found from the ids of its header as a
+    # new message's is at delivery, in the order the messages came.
+    11: (
+        _add_column("messages", "thread_id", "INTEGER NOT NULL DEFAULT 0"),
+        "CREATE TABLE IF NOT EXISTS thread_keys (account_id INTEGER NOT NULL, key INTEGER NOT NULL, "
+        "thread_id INTEGER NOT NULL, PRIMARY KEY (account_id, key)) WITHOUT ROWID",
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('next_thread_id', 1)",
+        _backfill_threads,
+        "CREATE INDEX IF NOT EXISTS messages_thread ON messages(thread_id, mailbox_id, uid)",
+    ),
 }
 
 
@@ -165,6 +211,7 @@ def initialise(path: Path) -> None:
                         ("schema_version", SCHEMA_VERSION),
                         ("next_uidvalidity", int(time.time())),
                         ("next_queue_id", 1),
+                        ("next_thread_id", 1),
                     ],
                 )
                 conn.execute("COMMIT")

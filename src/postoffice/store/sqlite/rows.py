@@ -13,7 +13,9 @@ from typing import Any
 
 from postoffice.message import ParsedMessage
 from postoffice.message.imap_forms import ImapRendering, render_imap_forms
-from postoffice.store.api import MailboxInfo
+from postoffice.message.threads import thread_keys
+from postoffice.store.api import MailboxInfo, MessageInfo
+from postoffice.store.sqlite.columns import columns_to_flags
 from postoffice.store.sqlite.keywords import keep_keywords
 
 log = logging.getLogger("postoffice.store")
@@ -64,6 +66,14 @@ MAILBOX_SQL = (
 )
 
 
+#: The columns of a `MessageInfo`, in `message_info`'s order.
+MESSAGE_COLUMNS = "id, mailbox_id, uid, flags, keywords, internaldate, size, modseq, content_id, thread_id"
+
+
+def message_info(r: Sequence[Any]) -> MessageInfo:
+    return MessageInfo(r[0], r[1], r[2], columns_to_flags(r[3], r[4]), r[5], r[6], r[7], r[8], r[9])
+
+
 def mailbox_info(row: Sequence[Any]) -> MailboxInfo:
     return MailboxInfo(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], bool(row[8]), row[9])
 
@@ -77,9 +87,10 @@ def append_row(
     keywords: str,
     internaldate: float,
     size: int,
+    thread_id: int,
 ) -> tuple[int, int]:
-    """A message row for `content_id` with the mailbox's next UID and the account's next MODSEQ; returns
-    (uid, modseq)."""
+    """A message row for `content_id` with the mailbox's next UID and the account's next MODSEQ, in the
+    conversation `thread_id` (`thread_for`); returns (uid, modseq)."""
     modseq = conn.execute(
         "UPDATE accounts SET highest_modseq = highest_modseq + 1 WHERE id = ? RETURNING highest_modseq",
         (account_id,),
@@ -90,11 +101,40 @@ def append_row(
         (size, modseq, mailbox_id),
     ).fetchone()[0]
     conn.execute(
-        "INSERT INTO messages (mailbox_id, uid, content_id, flags, keywords, internaldate, size, modseq) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (mailbox_id, uid, content_id, bits, keywords, internaldate, size, modseq),
+        "INSERT INTO messages (mailbox_id, uid, content_id, flags, keywords, internaldate, size, modseq, "
+        "thread_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (mailbox_id, uid, content_id, bits, keywords, internaldate, size, modseq, thread_id),
     )
     return int(uid), int(modseq)
+
+
+def parsed_thread_keys(parsed: ParsedMessage) -> list[int]:
+    return thread_keys(parsed.message_id, parsed.references, parsed.subject)
+
+
+def thread_for(conn: sqlite3.Connection, account_id: int, keys: Sequence[int]) -> int:
+    """The conversation of a new message of the account with these `postoffice.message.threads` keys: the
+    one an earlier message recorded under any of them (the first key first: the message's own id), else a
+    new one from the store-wide counter; the keys are recorded for the messages to come (decision 0047)."""
+    thread_id = None
+    for key in keys:
+        row = conn.execute(
+            "SELECT thread_id FROM thread_keys WHERE account_id = ? AND key = ?", (account_id, key)
+        ).fetchone()
+        if row is not None:
+            thread_id = int(row[0])
+            break
+    if thread_id is None:
+        thread_id = int(
+            conn.execute(
+                "UPDATE meta SET value = value + 1 WHERE key = 'next_thread_id' RETURNING value - 1"
+            ).fetchone()[0]
+        )
+    conn.executemany(
+        "INSERT OR IGNORE INTO thread_keys (account_id, key, thread_id) VALUES (?, ?, ?)",
+        [(account_id, key, thread_id) for key in keys],
+    )
+    return thread_id
 
 
 def copy_rows(
@@ -113,13 +153,13 @@ def copy_rows(
     pairs: list[tuple[int, int]] = []
     for uid in uids:
         row = conn.execute(
-            "SELECT content_id, flags, keywords, internaldate, size FROM messages "
+            "SELECT content_id, flags, keywords, internaldate, size, thread_id FROM messages "
             "WHERE mailbox_id = ? AND uid = ?",
             (source_id, uid),
         ).fetchone()
         if row is None:
             continue
-        content_id, bits, keywords, internaldate, size = row
+        content_id, bits, keywords, internaldate, size, thread_id = row
         conn.execute("UPDATE contents SET refcount = refcount + 1 WHERE id = ?", (content_id,))
         new_uid, _ = append_row(
             conn,
@@ -130,6 +170,7 @@ def copy_rows(
             keep_keywords(str(keywords), allowed_keywords),
             float(internaldate),
             int(size),
+            int(thread_id),  # COPY and MOVE stay within the account: the conversation goes with the message
         )
         pairs.append((uid, new_uid))
     return pairs

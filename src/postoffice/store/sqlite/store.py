@@ -21,6 +21,7 @@ from postoffice.store.sqlite.markers import ChangeMarker
 from postoffice.store.sqlite.messages import MessagesMixin
 from postoffice.store.sqlite.migrations import initialise
 from postoffice.store.sqlite.queue import QueueMixin
+from postoffice.store.sqlite.threads import ThreadsMixin
 from postoffice.store.sqlite.web_sessions import WebSessionsMixin
 from postoffice.store.sqlite.writer import Writer
 
@@ -32,6 +33,7 @@ class SqliteMailStore(
     LoginGuardMixin,
     MailboxesMixin,
     MessagesMixin,
+    ThreadsMixin,
     QueueMixin,
     DeliveryMixin,
     WebSessionsMixin,
