@@ -47,16 +47,3 @@ def test_list_snippets_lose_the_markup_of_html_parts() -> None:
     assert _snippet("plain: a < b, and b > c") == "plain: a < b, and b > c"
     assert _snippet("<p>cut off <a href='x") == "cut off"
     assert len(_snippet("word " * 500)) <= 140
-
-
-def test_conversations_group_by_subject_without_reply_prefixes() -> None:
-    from postoffice.web.mailview import Row, grouped, thread_key
-
-    assert thread_key("Re: Fwd: RE[2]: 回复：Lunch  plans") == "lunch plans"
-    assert thread_key("AW: Termin") == thread_key("termin")
-
-    def row(uid: int, subject: str, seen: bool = True) -> Row:
-        return Row(uid, subject, "x", None, 1, seen, False, False, False)
-
-    rows = grouped([row(5, "Re: lunch", seen=True), row(4, "other"), row(3, "Lunch", seen=False), row(2, "")])
-    assert [(r.uid, r.count, r.seen) for r in rows] == [(5, 2, False), (4, 1, True), (2, 1, True)]

@@ -77,7 +77,8 @@ def inbox_path(client: WebClient) -> str:
 def uid_of(client: WebClient, box: str, subject: str) -> str:
     page = client.get(box).text
     row = rf'href="{box}/(\d+)">\s*<span class="sender">[^<]*</span>\s*'
-    match = re.search(row + rf'(?:<span class="subject-line">)?<span class="subject">{subject}', page)
+    count = r'(?:<span class="thread-count"[^>]*>\d+</span>\s*)?'
+    match = re.search(row + rf'(?:<span class="subject-line">)?{count}<span class="subject">{subject}', page)
     assert match is not None, f"{subject!r} not listed"
     return match.group(1)
 
@@ -724,3 +725,80 @@ def test_error_pages_are_translated_and_never_a_traceback(mail: tuple[DataDir, S
     assert "未找到" in missing.text
     for reply in (english, chinese, missing):
         assert "Traceback" not in reply.text
+
+
+def reply_message(subject: str, mid: str, parents: list[str], sender: str = "peer@remote.test") -> bytes:
+    references = " ".join(f"<{p}@remote.test>" for p in parents)
+    return (
+        f"From: {sender}\r\nTo: {DEMO}\r\nSubject: {subject}\r\nMessage-ID: <{mid}@remote.test>\r\n"
+        f"In-Reply-To: <{parents[-1]}@remote.test>\r\nReferences: {references}\r\n\r\nreply {mid}\r\n"
+    ).encode()
+
+
+def test_conversations_span_pages_and_folders_and_act_as_one(tmp_path: Path) -> None:
+    """A conversation is one row wherever its messages are on the folder's pages, counting the person's own
+    reply in Sent; pages go older and back newer; an action on the row acts on all its messages in the
+    folder; another account's conversation id reaches nothing (docs/decisions/0047)."""
+    import imaplib
+
+    data, server = start_web_server(tmp_path)
+    try:
+        port = server.port("smtp")
+        send_smtp(port, text_message("Budget 2027", "first\r\n"), to=DEMO)  # <Budget.2027@remote.test>
+        send_smtp(port, *(text_message(f"filler {n}", "x\r\n") for n in range(60)), to=DEMO)
+        context = ssl.create_default_context(cafile=str(data.root / "tls" / "cert.pem"))
+        with imaplib.IMAP4_SSL("localhost", server.port("imaps"), ssl_context=context, timeout=30) as imap:
+            imap.login(DEMO, data.passwords[DEMO])
+            own = reply_message("Re: Budget 2027", "own", ["Budget.2027"], sender=DEMO)
+            assert imap.append("Sent", "(\\Seen)", None, own)[0] == "OK"
+        send_smtp(port, reply_message("RE: Budget 2027", "late", ["Budget.2027", "own"]), to=DEMO)
+        client = logged_in(data, server)
+        box = inbox_path(client)
+        first = client.get(box).text
+        rows = re.findall(r'<li class="message-row[^"]*" data-uid="(\d+)">', first)
+        assert len(rows) == 50
+        assert listed_subjects(client, box)[0] == "RE: Budget 2027"  # the conversation, at its newest
+        head = re.search(r'name="thread" value="(\d+)"', first)
+        assert head is not None
+        assert re.search(r'class="thread-count"[^>]*>3</span>', first)  # 2 in the Inbox, 1 in Sent
+        assert "Budget 2027" not in listed_subjects(client, box)[1:]
+        older = re.search(r'href="\?before=(\d+)" rel="next"', first)
+        assert older is not None
+        second = client.get(f"{box}?before={older.group(1)}").text
+        subjects = re.findall(r'<span class="subject">([^<]*)</span>', second)
+        assert len(subjects) == 11  # 61 conversations: the rest, without the Budget one again
+        assert "Budget 2027" not in subjects
+        assert 'rel="next"' not in second
+        newer = re.search(r'href="\?after=(\d+)" rel="prev"', second)
+        assert newer is not None
+        back = client.get(f"{box}?after={newer.group(1)}").text
+        assert re.findall(r'data-uid="(\d+)"', back) == rows
+        # archive the conversation row: both Inbox messages go, the Sent copy stays
+        token = client.csrf(client.get(box))
+        archive = folder_path(client, first, "Archive")
+        assert (
+            client.post(
+                f"{box}/act", {"csrf": token, "thread": head.group(1), "action": "archive", "back": box}
+            ).status
+            == 303
+        )
+        assert not any("Budget" in s for s in listed_subjects(client, box))
+        assert sorted(listed_subjects(client, archive)) == ["RE: Budget 2027"]  # one row: the conversation
+        assert len(re.findall(r'data-uid="\d+"', client.get(archive).text)) == 1
+        assert client.post("/view", {"view": "flat", "back": archive}).status == 303
+        assert sorted(listed_subjects(client, archive)) == ["Budget 2027", "RE: Budget 2027"]
+        sent = folder_path(client, first, "Sent")
+        assert listed_subjects(client, sent) == ["Re: Budget 2027"]
+        # another account names demo's conversation in its own folder: nothing of demo's moves
+        other = logged_in(data, server, OTHER)
+        other_box = inbox_path(other)
+        other_token = other.csrf(other.get(other_box))
+        assert (
+            other.post(
+                f"{other_box}/act", {"csrf": other_token, "thread": head.group(1), "action": "delete"}
+            ).status
+            == 303
+        )
+        assert sorted(listed_subjects(client, archive)) == ["Budget 2027", "RE: Budget 2027"]
+    finally:
+        server.stop()

@@ -377,15 +377,21 @@ class WebApp:
 
     async def mailbox(self, request: Request) -> Response:
         session = await self.require(request)
+        params = request.query_params
         try:
             all_folders, folder = await self.folder_of(request, session)
-            number = int(request.query_params.get("page", "1"))
+            number = int(params.get("page", "1"))
+            before = int(params["before"]) if "before" in params else None
+            after = int(params["after"]) if "after" in params and before is None else None
         except (mailview.NotFound, ValueError) as exc:
             raise HTTPException(404, "no such folder") from exc
-        shown = await mailview.page(self.store, folder, number)
         threads = request.cookies.get("view") != "flat"
         if threads:
-            shown = dataclasses.replace(shown, rows=mailview.grouped(shown.rows))
+            shown = await mailview.conversation_page(
+                self.store, session.account_id, all_folders, folder, before=before, after=after
+            )
+        else:
+            shown = await mailview.page(self.store, folder, number)
         return self.render(
             request,
             "mailbox.html",
@@ -405,7 +411,11 @@ class WebApp:
             raise HTTPException(404, "no such message") from exc
         trusted = await self.images_trusted(session, shown.sender_address)
         threads = request.cookies.get("view") != "flat"
-        thread = await mailview.conversation(self.store, all_folders, folder, shown.uid) if threads else []
+        thread = (
+            await mailview.conversation(self.store, session.account_id, all_folders, folder, shown.uid)
+            if threads
+            else []
+        )
         if shown.marked_seen:  # the unread count just went down by one
             all_folders = [
                 dataclasses.replace(f, unseen=max(0, f.unseen - 1)) if f.id == folder.id else f
@@ -726,6 +736,9 @@ class WebApp:
         try:
             folder = mailview.find_folder(all_folders, int(request.path_params["mailbox_id"]))
             uids = [int(uid) for uid in form.getlist("uid") if uid.isdigit()]
+            if threads := [int(t) for t in form.getlist("thread") if t.isdigit()][: mailview.PAGE_SIZE]:
+                # a conversation row: all its messages in this folder
+                uids += await mailview.conversation_uids(self.store, session.account_id, folder, threads)
             target = int(form.get("target")) if form.get("target").isdigit() else None
             if action not in mailview.ACTIONS:
                 raise mailview.NotFound(f"no action {action}")

@@ -28,8 +28,8 @@ from postoffice.delivery.pipeline import DeliveryError, DeliveryPipeline
 from postoffice.delivery.plan import Envelope, Message, Origin, Recipient, Refusal
 from postoffice.delivery.submission import SubmissionPolicy
 from postoffice.message import parse_message
+from postoffice.message.threads import message_ids
 from postoffice.store import Account, MailStore, StoreError
-from postoffice.web.mailview import message_ids
 
 log = logging.getLogger("postoffice.web")
 

@@ -70,7 +70,8 @@ class Row:
     answered: bool
     attachment: bool
     snippet: str = ""
-    count: int = 1  # messages of the conversation this row stands for on the page (grouped view)
+    count: int = 1  # messages of the conversation this row stands for (conversations view)
+    thread_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,10 @@ class Page:
     number: int  # 1-based
     pages: int
     total: int
+    #: conversations view: the bound of the older page (`?before=`) and of the newer (`?after=`), if any
+    older: int | None = None
+    newer: int | None = None
+    query: str = ""  # what brought this page: "?page=3", "?before=1234", ... ("" for the first)
 
 
 @dataclass
@@ -144,21 +149,85 @@ def _has_attachment(body: object) -> bool:
 
 
 async def page(store: MailStore, folder: Folder, number: int) -> Page:
+    """A page of single messages, newest first."""
     total = folder.messages
     pages = max(1, -(-total // PAGE_SIZE))
     number = min(max(1, number), pages)
     chosen = await store.list_page(folder.id, (number - 1) * PAGE_SIZE, PAGE_SIZE)
+    rows = await _rows(store, folder, chosen)
+    return Page(folder, rows, number, pages, total, query=f"?page={number}" if number > 1 else "")
+
+
+def _counted(folder: Folder, all_folders: list[Folder]) -> list[int]:
+    """The folders whose messages a conversation row counts: all but Trash and Junk (the person's replies in
+    Sent count), and the folder shown."""
+    return [f.id for f in all_folders if f.special_use not in ("\\Trash", "\\Junk") or f.id == folder.id]
+
+
+async def conversation_page(
+    store: MailStore,
+    account_id: int,
+    all_folders: list[Folder],
+    folder: Folder,
+    *,
+    before: int | None = None,
+    after: int | None = None,
+) -> Page:
+    """A page of conversations (docs/decisions/0047), each at its newest message in the folder, newest
+    first: the first page, the one below the UID `before`, or the one above the UID `after`."""
+    heads = await store.conversations(folder.id, before=before, after=after, limit=PAGE_SIZE + 1)
+    if after is None:
+        more_older, more_newer = len(heads) > PAGE_SIZE, before is not None
+        heads = heads[:PAGE_SIZE]
+    else:
+        more_older, more_newer = True, len(heads) > PAGE_SIZE
+        heads = heads[-PAGE_SIZE:]
+    summaries = await store.thread_summaries(
+        account_id, [m.thread_id for m in heads], _counted(folder, all_folders)
+    )
+    rows = []
+    for row in await _rows(store, folder, heads):
+        summary = summaries.get(row.thread_id)
+        if summary is not None:
+            row = dataclasses.replace(
+                row,
+                count=max(1, summary.count),
+                seen=row.seen and summary.unseen == 0,
+                flagged=row.flagged or summary.flagged > 0,
+            )
+        rows.append(row)
+    query = f"?before={before}" if before is not None else f"?after={after}" if after is not None else ""
+    return Page(
+        folder,
+        rows,
+        1,
+        1,
+        folder.messages,
+        older=rows[-1].uid if rows and more_older else None,
+        newer=rows[0].uid if rows and more_newer else None,
+        query=query,
+    )
+
+
+async def _rows(store: MailStore, folder: Folder, chosen: list[MessageInfo]) -> list[Row]:
     parsed = await store.get_parsed_many([m.content_id for m in chosen])
     outgoing = folder.special_use in ("\\Sent", "\\Drafts")
     snippets = await store.snippets([m.content_id for m in chosen], SNIPPET_LENGTH * 6)
-    rows = [
+    return [
         dataclasses.replace(
             _row(info, parsed.get(info.content_id), recipients=outgoing),
             snippet=_snippet(snippets.get(info.content_id, "")),
         )
         for info in chosen
     ]
-    return Page(folder, rows, number, pages, total)
+
+
+async def conversation_uids(
+    store: MailStore, account_id: int, folder: Folder, thread_ids: list[int]
+) -> list[int]:
+    """The messages in `folder` of the conversations `thread_ids` (an action on a conversation row)."""
+    found = await store.thread_messages(account_id, thread_ids, [folder.id], limit=100_000)
+    return [m.uid for m in found]
 
 
 _LOOKS_HTML = re.compile(r"<(?:!doctype|html|head|body|div|p|span|table|br|style|a|b|font)\b", re.IGNORECASE)
@@ -171,39 +240,6 @@ def _snippet(text: str) -> str:
     if _LOOKS_HTML.search(text):
         text = html_module.unescape(_TAG.sub(" ", _HIDDEN.sub(" ", text)))
     return " ".join(text.split())[:SNIPPET_LENGTH]
-
-
-_PREFIX = re.compile(
-    r"^\s*(?:(?:re|fw|fwd|aw|wg|sv|vs|antw|回复|答复|转发)\s*(?:\[\d+\])?\s*[:：]\s*)+", re.IGNORECASE
-)
-
-
-def thread_key(subject: str) -> str:
-    """The subject without reply and forward prefixes (English, German, Nordic, Chinese), folded."""
-    return " ".join(_PREFIX.sub("", subject).split()).casefold()
-
-
-def grouped(rows: list[Row]) -> list[Row]:
-    """The page's rows with each conversation (same subject but for Re:/Fwd:) shown once, at its newest
-    message, with the number of its messages on the page; unread or flagged if any of them is."""
-    first: dict[str, int] = {}
-    out: list[Row] = []
-    for row in rows:
-        key = thread_key(row.subject)
-        if not key or key not in first:
-            if key:
-                first[key] = len(out)
-            out.append(row)
-            continue
-        head = out[first[key]]
-        out[first[key]] = dataclasses.replace(
-            head,
-            count=head.count + 1,
-            seen=head.seen and row.seen,
-            flagged=head.flagged or row.flagged,
-            attachment=head.attachment or row.attachment,
-        )
-    return out
 
 
 def _recipients(structure: ParsedMessage) -> str:
@@ -226,6 +262,7 @@ def _row(info: MessageInfo, structure: ParsedMessage | None, *, recipients: bool
         flagged="\\Flagged" in info.flags,
         answered="\\Answered" in info.flags,
         attachment=_has_attachment(structure.body) if structure else False,
+        thread_id=info.thread_id,
     )
 
 
@@ -373,55 +410,29 @@ def _content(part: MIMEPart) -> str:
 
 # -- conversations -----------------------------------------------------------------------------------------
 
-#: Messages of one conversation shown at most; Message-IDs of a References field followed at most.
+#: Messages of one conversation shown at most.
 THREAD_LIMIT = 50
-THREAD_IDS = 20
 
 
-def message_ids(text: str) -> list[str]:
-    """The <id@host> tokens of a Message-ID, In-Reply-To or References field (RFC 5322 section 3.6.4)."""
-    return re.findall(r"<[^<>\s]{1,250}>", text)
-
-
-async def conversation(store: MailStore, all_folders: list[Folder], folder: Folder, uid: int) -> list[Found]:
-    """The other messages of the message's conversation (RFC 5322 section 3.6.4: Message-ID, In-Reply-To,
-    References), from the Inbox, Sent (the person's own replies), Archive and the message's folder, oldest
-    first."""
-    from postoffice.store import Criteria, Or, Text
-
-    raw = await raw_message(store, folder, uid)
-    message = email.message_from_bytes(
-        raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n", policy=email.policy.default
-    )
-    own = message_ids(str(message.get("message-id", "")))
-    related = message_ids(str(message.get("references", ""))) + message_ids(
-        str(message.get("in-reply-to", ""))
-    )
-    ids = list(dict.fromkeys(own + related))[-THREAD_IDS:]
-    if not ids:
+async def conversation(
+    store: MailStore, account_id: int, all_folders: list[Folder], folder: Folder, uid: int
+) -> list[Found]:
+    """The other messages of the message's conversation (docs/decisions/0047) in every folder but Trash and
+    Junk (so the person's own replies in Sent are there), oldest first, the newest THREAD_LIMIT."""
+    found_info = await store.get_messages(folder.id, [uid])
+    if not found_info or not found_info[0].thread_id:
         return []
-    # a Message-ID is unique text: anywhere in a header block it names the message (its own Message-ID,
-    # or In-Reply-To / References of a reply), so one search of the headers per id does
-    terms: list[Criteria] = [Text("headers", mid) for mid in ids]
-    criteria: Criteria = terms[0]
-    for term in terms[1:]:
-        criteria = Or(criteria, term)
-    wanted = {folder.id} | {
-        f.id for f in all_folders if f.name.upper() == "INBOX" or f.special_use in ("\\Sent", "\\Archive")
-    }
-    found: list[Found] = []
-    for candidate in all_folders:
-        if candidate.id not in wanted:
-            continue
-        # Message-IDs are selective: the index's plan, not the walk over the newest messages (`newest`)
-        uids = (await store.search(candidate.id, criteria))[-THREAD_LIMIT:]
-        infos = [
-            m
-            for m in await store.get_messages(candidate.id, uids)
-            if (candidate.id, m.uid) != (folder.id, uid)
-        ]
-        parsed = await store.get_parsed_many([m.content_id for m in infos])
-        found += [Found(candidate, _row(m, parsed.get(m.content_id))) for m in infos]
+    info = found_info[0]
+    places = {f.id: f for f in all_folders}
+    members = [
+        m
+        for m in await store.thread_messages(
+            account_id, [info.thread_id], _counted(folder, all_folders), limit=THREAD_LIMIT + 1
+        )
+        if (m.mailbox_id, m.uid) != (folder.id, uid) and m.mailbox_id in places
+    ]
+    parsed = await store.get_parsed_many([m.content_id for m in members])
+    found = [Found(places[m.mailbox_id], _row(m, parsed.get(m.content_id))) for m in members]
     found.sort(key=lambda hit: hit.row.date or 0)
     return found[-THREAD_LIMIT:]
 
