@@ -545,6 +545,10 @@ class MailStore(abc.ABC):
         """Case-insensitive lookup by full address."""
 
     @abc.abstractmethod
+    async def get_account_by_id(self, account_id: int) -> Account | None:
+        """The account with this id (a web session's), None if there is none (any more)."""
+
+    @abc.abstractmethod
     async def list_accounts(self, domain: str | None = None) -> list[Account]: ...
 
     @abc.abstractmethod

@@ -476,10 +476,10 @@ class WebApp:
         )
 
     async def account(self, session: WebSession) -> Account:
-        for account in await self.store.list_accounts():
-            if account.id == session.account_id:
-                return account
-        raise _LoginRequired("/")
+        account = await self.store.get_account_by_id(session.account_id)
+        if account is None:
+            raise _LoginRequired("/")
+        return account
 
     async def original(
         self, session: WebSession, all_folders: list[mailview.Folder], ref: str

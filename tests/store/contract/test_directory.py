@@ -17,6 +17,7 @@ S = MailStore
     S.list_domains,
     S.add_account,
     S.get_account,
+    S.get_account_by_id,
     S.list_accounts,
     S.add_alias,
     S.remove_alias,
@@ -54,6 +55,8 @@ def test_domains_accounts_and_aliases_follow_the_directory_rules(backend: Backen
         )
         assert account.password_hash == "hash"
         assert await store.get_account("nobody@example.test") is None
+        assert await store.get_account_by_id(demo) == account
+        assert await store.get_account_by_id(demo + other + 1000) is None
         assert [a.address for a in await store.list_accounts()] == ["demo@example.test", "other@example.test"]
         assert [a.address for a in await store.list_accounts("EXAMPLE.test")] == [
             "demo@example.test",

@@ -196,6 +196,13 @@ class DirectoryMixin(SqliteBase):
 
         return await self._read(q)
 
+    async def get_account_by_id(self, account_id: int) -> Account | None:
+        def q(conn: sqlite3.Connection) -> Account | None:
+            row = conn.execute(self._ACCOUNT_SQL + " WHERE a.id = ?", (account_id,)).fetchone()
+            return None if row is None else self._account(row)
+
+        return await self._read(q)
+
     async def list_accounts(self, domain: str | None = None) -> list[Account]:
         def q(conn: sqlite3.Connection) -> list[Account]:
             if domain is None:
