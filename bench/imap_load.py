@@ -80,10 +80,16 @@ def words_line(rng: random.Random, words: list[str], count: int) -> str:
     return " ".join(rng.choice(words) for _ in range(count))
 
 
-def make_message(rng: random.Random, words: list[str], n: int, size: int) -> bytes:
+def make_message(
+    rng: random.Random, words: list[str], n: int, size: int, *, conversations: bool = False
+) -> bytes:
+    """Message n of the bench. With `conversations`, messages come in conversations of four in a row
+    (4g, 4g+1, 4g+2, 4g+3: an original and three replies, each naming the ones before)."""
     name, address = sender(n % 200)
     date = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=50 * n)
     subject = ("Re: " if n % 4 == 0 else "") + words_line(rng, words, rng.randint(3, 8))
+    if conversations:
+        subject = ("Re: " if n % 4 else "") + words_line(random.Random(n // 4), words, 5)
     lines = [
         f"Return-Path: <{address}>",
         f"Received: from mx.{address.split('@')[1]} (mx.{address.split('@')[1]} [192.0.2.{n % 250 + 1}])",
@@ -98,7 +104,13 @@ def make_message(rng: random.Random, words: list[str], n: int, size: int) -> byt
         f"Date: {email.utils.format_datetime(date)}",
         f"Message-ID: <{n}.{rng.getrandbits(48):012x}@{address.split('@')[1]}>",
     ]
-    if n % 4 == 0 and n > 0:
+    if conversations and n % 4:
+        parents = [f"<{p}.conversation@bench.test>" for p in range(n - n % 4, n)]
+        lines[-1] = f"Message-ID: <{n}.conversation@bench.test>"
+        lines += [f"In-Reply-To: {parents[-1]}", f"References: {' '.join(parents)}"]
+    elif conversations:
+        lines[-1] = f"Message-ID: <{n}.conversation@bench.test>"
+    elif n % 4 == 0 and n > 0:
         lines.append(f"In-Reply-To: <{n - 1}.parent@{address.split('@')[1]}>")
     lines += ["MIME-Version: 1.0", "X-Mailer: Bench Mail 1.0"]
     head_size = sum(len(line) + 2 for line in lines) + 2
@@ -175,11 +187,15 @@ async def deliver_mailbox(
     *,
     batch_size: int = 64,
     progress: Callable[[int], None] | None = None,
+    conversations: bool = False,
 ) -> int:
     """Deliver `messages` of this bench's messages to the account's INBOX, 70 % of them \\Seen; the octets."""
     total = 0
     for start in range(0, messages, batch_size):
-        batch = [make_message(rng, words, n, size) for n in range(start, min(start + batch_size, messages))]
+        batch = [
+            make_message(rng, words, n, size, conversations=conversations)
+            for n in range(start, min(start + batch_size, messages))
+        ]
         total += sum(len(raw) for raw in batch)
         await asyncio.gather(
             *(

@@ -2,7 +2,9 @@
 browser makes, timed at the server (the Server-Timing header: the time until the response head, which for
 these pages is the whole work) and at the client, p50 and p95:
 
-- the first page of the message list (50 newest, rendered on the server), and page 1,000;
+- the first page of the message list (50 newest conversations, rendered on the server: the messages come
+  in conversations of four), a page about 500 pages down and the page above it; single messages, the first
+  page and page 1,000;
 - opening a message (its page; the server marks it read);
 - a search for a word in bodies, and for a sender (`from:`), in the INBOX, through the store's index;
 - the same with 50 concurrent web sessions (keep-alive HTTPS connections, each logged in) while SMTP
@@ -62,7 +64,15 @@ async def fill(store_path: Path, messages: int, size: int) -> float:
                 print(f"  filled {done:,}", flush=True)
 
         await deliver_mailbox(
-            store, account.id, rng, words, messages, size, batch_size=128, progress=progress
+            store,
+            account.id,
+            rng,
+            words,
+            messages,
+            size,
+            batch_size=128,
+            progress=progress,
+            conversations=True,
         )
     finally:
         await store.close()
@@ -307,8 +317,17 @@ def main() -> None:
             browser.request("GET", box)  # warm-up
         generator_cpu = time.process_time()
         server_cpu = cpu_of(pid)
-        measure(browser, f"message list, first page ({args.messages:,})", [box] * args.requests)
-        measure(browser, "message list, page 1,000", [f"{box}?page=1000"] * (args.requests // 4))
+        measure(browser, f"conversations, first page ({args.messages:,})", [box] * args.requests)
+        deep = max(1, args.messages - 4 * 50 * 499)  # about page 500 of conversations of four
+        measure(
+            browser, "conversations, ~page 500 (?before=)", [f"{box}?before={deep}"] * (args.requests // 4)
+        )
+        back = [f"{box}?after={deep}"] * (args.requests // 4)
+        measure(browser, "conversations, the page above (?after=)", back)
+        browser.cookies["view"] = "flat"
+        measure(browser, "single messages, first page", [box] * (args.requests // 4))
+        measure(browser, "single messages, page 1,000", [f"{box}?page=1000"] * (args.requests // 4))
+        del browser.cookies["view"]
         uids = random.Random(3).sample(range(1, args.messages + 1), args.requests)
         measure(browser, "open a message", [f"{box}/{uid}" for uid in uids])
         measure(
