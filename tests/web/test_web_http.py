@@ -138,11 +138,11 @@ def test_login_logout_and_the_session_cookie(mail: tuple[DataDir, ServerProcess]
     assert "__Host-postoffice" not in client.cookies
     ok = client.login(DEMO, data.passwords[DEMO])
     assert ok.status == 303
-    assert ok.header("location") == "/"
+    box = inbox_path(client)
+    assert ok.header("location") == box  # straight to the Inbox, not through "/"
     session_cookie = next(c for c in set_cookie_values(ok.headers) if c.startswith("__Host-postoffice="))
     for flag in ("Secure", "HttpOnly", "SameSite=Lax", "Path=/"):
         assert flag in session_cookie
-    box = inbox_path(client)
     page = client.get(box)
     assert page.status == 200
     for subject in ("plain hello", "hostile html", "你好，世界杯"):
@@ -178,10 +178,11 @@ def test_a_cross_site_post_is_refused(mail: tuple[DataDir, ServerProcess]) -> No
 
 def test_no_open_redirect_after_login(mail: tuple[DataDir, ServerProcess]) -> None:
     data, server = mail
+    box = inbox_path(logged_in(data, server))
     for target, expected in (
-        ("//evil.example/", "/"),
-        ("https://evil.example/", "/"),
-        ("/\\evil.example", "/"),
+        ("//evil.example/", box),
+        ("https://evil.example/", box),
+        ("/\\evil.example", box),
         ("/box/1?page=2", "/box/1?page=2"),
     ):
         client = WebClient.of(server, data)
