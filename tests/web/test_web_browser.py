@@ -296,7 +296,12 @@ def test_write_with_an_attachment_receive_reply_search_move_and_delete(
     page.fill("#body", "A reply.\n" + page.input_value("#body"))
     page.click("button.primary")
     page.wait_for_selector(".notice")
-    page.locator(".message-row", has_text="Re: Browser round trip").wait_for(timeout=5000)
+    conversation = page.locator(".message-row", has_text="Re: Browser round trip")
+    conversation.wait_for(timeout=5000)
+    # one row for the conversation: the original and the reply in the Inbox, both sent copies in Sent
+    sync_api.expect(conversation.locator(".thread-count")).to_have_text("4")
+    assert page.locator(".message-row", has_text="Browser round trip").count() == 1
+    shot(page, "conversation-desktop-en")
     page.fill(".search input", "subject:round trip")
     page.keyboard.press("Enter")
     page.wait_for_selector(".list-header h1")
@@ -308,7 +313,7 @@ def test_write_with_an_attachment_receive_reply_search_move_and_delete(
     page.select_option(".move select", label="Archive")
     page.click("button[value=move]")
     page.wait_for_selector(".messages")
-    assert page.locator(".message-row", has_text="Re: Browser round trip").count() == 0
+    assert page.locator(".message-row", has_text="Browser round trip").count() == 0  # the whole conversation
     page.click(".folder:has-text('Archive')")
     page.locator(".message-row", has_text="Re: Browser round trip").wait_for()
     page.locator(".message-row", has_text="Re: Browser round trip").locator("input.select").check()
