@@ -324,6 +324,16 @@ def cmd_domain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cli_user() -> str:
+    """Who runs the command line, for the log of what it changed."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return f"cli:uid {os.getuid()}"
+
+
 def _password_and_hash(args: argparse.Namespace) -> tuple[str | None, str]:
     """(password to print or None, hash): from stdin with --password-stdin, else generated."""
     from postoffice.directory.passwords import generate_password, hash_password
@@ -349,14 +359,12 @@ def cmd_user(args: argparse.Namespace) -> int:
         if password:
             print(f"{address} password: {password}")
     elif args.action == "passwd":
-        password, password_hash = _password_and_hash(args)
+        from postoffice.directory.operations import change_password
+        from postoffice.directory.passwords import generate_password
 
-        async def change(store: MailStore) -> int:
-            await store.set_password(address, password_hash)
-            account = await store.get_account(address)
-            return 0 if account is None else await store.web_sessions_end(account.id)
-
-        ended = with_store(args, change)
+        password = None if args.password_stdin else generate_password()
+        chosen = read_password_stdin() if password is None else password
+        ended = with_store(args, lambda store: change_password(store, address, chosen, by=_cli_user()))
         print(
             f"changed the password of {address}" + (f"; {counted(ended, 'web login')} ended" if ended else "")
         )

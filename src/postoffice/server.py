@@ -146,6 +146,7 @@ class Server:
         authenticator = self.authenticator = Authenticator(self.store, cfg.auth)
         await authenticator.start()  # lockouts kept across restarts (docs/decisions/0027)
         context = ServiceContext(cfg, self.store, authenticator, tls)
+        context.shared("net.bound", lambda: listeners.bound)  # the ports bound, for the web's autoconfig
         await self._bind_listeners(listeners, context)
         if cfg.server.user and os.geteuid() == 0:
             # The TLS key goes to the service user too: the process holds it in memory anyway, and SIGHUP

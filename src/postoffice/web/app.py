@@ -49,9 +49,15 @@ from starlette.staticfiles import StaticFiles
 
 from postoffice.delivery.pipeline import shared_pipeline
 from postoffice.delivery.submission import shared_policy
+from postoffice.directory.operations import (
+    MIN_PASSWORD_LENGTH,
+    PasswordRejected,
+    change_password,
+    check_chosen_password,
+)
 from postoffice.net.service import ServiceContext
 from postoffice.store import Account, AlreadyExists, LimitExceeded, NotFound, WebSession
-from postoffice.web import compose, mailview
+from postoffice.web import autoconfig, compose, mailview
 from postoffice.web.html import (
     FRAME_CSP,
     FRAME_CSP_WITH_IMAGES,
@@ -363,6 +369,94 @@ class WebApp:
         value = None if form.get("trust") == "0" else "1"
         await self.store.set_account_setting(session.account_id, f"images:{sender}", value)
         return RedirectResponse(safe_path(form.get("back"), "/"), 303)
+
+    # -- account settings (issue 12) ----------------------------------------------------------------------
+
+    async def settings_page(
+        self, request: Request, *, error: str = "", status: int = 200, session: WebSession | None = None
+    ) -> Response:
+        session = session or await self.require(request)
+        account = await self.account(session)
+        bound: dict[str, tuple[str, int]] = self.ctx.shared("net.bound", dict)
+        return self.render(
+            request,
+            "settings.html",
+            status=status,
+            session=session,
+            folders=await mailview.folders(self.store, session.account_id),
+            account=account,
+            endpoints=autoconfig.endpoints(self.ctx.config, bound),
+            web_sessions=await self.store.web_sessions_list(session.account_id, time.time()),
+            error=error,
+            done=request.query_params.get("done", ""),
+            min_password=MIN_PASSWORD_LENGTH,
+        )
+
+    async def change_password(self, request: Request) -> Response:
+        """A new password: the current one first (through the authenticator, so lockouts apply), then the
+        new one twice; the account's other web sessions end."""
+        session = await self.require(request)
+        form = await self.form(request)
+        await self.check_csrf(request, session, form)
+        account = await self.account(session)
+        catalog = translations(self.language(request))
+        result = await self.ctx.authenticator.login(
+            protocol="web",
+            client_ip=_client_ip(request),
+            username=account.address,
+            password=form.get("current", "")[:MAX_CREDENTIAL],
+            mechanism="password-change",
+            tls=request.url.scheme == "https",
+        )
+        new = form.get("new", "")[:MAX_CREDENTIAL]
+        error = ""
+        if not result.ok:
+            error = (
+                catalog.gettext("Too many failed logins. Please wait a while and try again.")
+                if result.status == "locked-out"
+                else catalog.gettext("The current password is not right.")
+            )
+        elif new != form.get("repeat", ""):
+            error = catalog.gettext("The new password and its repetition differ.")
+        else:
+            try:
+                check_chosen_password(new, account.address)
+            except PasswordRejected:
+                error = catalog.gettext(
+                    "Choose a password of at least %(n)d characters that is not your address."
+                ) % {"n": MIN_PASSWORD_LENGTH}
+        if error:
+            return await self.settings_page(request, error=error, status=400, session=session)
+        await change_password(
+            self.store, account.address, new, by=f"web:{account.address}", keep_web_session=session.id
+        )
+        return RedirectResponse("/settings?done=password", 303)
+
+    async def end_sessions(self, request: Request) -> Response:
+        """Sign out everywhere else: every web session of the account but this one."""
+        session = await self.require(request)
+        form = await self.form(request)
+        await self.check_csrf(request, session, form)
+        ended = await self.store.web_sessions_end(session.account_id, keep=session.id)
+        log.info("web sessions ended account_id=%d ended=%d by=web", session.account_id, ended)
+        return RedirectResponse("/settings?done=sessions", 303)
+
+    async def apple_profile(self, request: Request) -> Response:
+        """The account as an Apple configuration profile (`web.autoconfig`)."""
+        session = await self.require(request)
+        account = await self.account(session)
+        bound: dict[str, tuple[str, int]] = self.ctx.shared("net.bound", dict)
+        try:
+            data = autoconfig.mobileconfig(
+                account.address, account.address, autoconfig.endpoints(self.ctx.config, bound)
+            )
+        except LookupError as exc:
+            raise HTTPException(404, "no TLS listener for mail programs") from exc
+        return Response(
+            data,
+            media_type="application/x-apple-aspen-config",
+            headers={"content-disposition": f'attachment; filename="{account.domain}.mobileconfig"'},
+        )
 
     async def set_view(self, request: Request) -> Response:
         """Conversations (the default) or single messages: a cookie, like the language."""
@@ -920,6 +1014,10 @@ def build_app(ctx: ServiceContext, settings: WebConfig) -> ASGIApp:
             Route("/compose", web.compose_page, methods=["GET"]),
             Route("/compose", web.send, methods=["POST"]),
             Route("/drafts", web.save_draft, methods=["POST"]),
+            Route("/settings", web.settings_page, methods=["GET"]),
+            Route("/settings/password", web.change_password, methods=["POST"]),
+            Route("/settings/sessions", web.end_sessions, methods=["POST"]),
+            Route("/settings/profile.mobileconfig", web.apple_profile, methods=["GET"]),
             Mount("/static", StaticFiles(directory=str(static)), name="static"),
         ],
         exception_handlers={
@@ -928,7 +1026,20 @@ def build_app(ctx: ServiceContext, settings: WebConfig) -> ASGIApp:
             Exception: server_error,
         },
     )
-    return SecurityHeaders(app, https=True)
+    return SecurityHeaders(with_setup(ctx, app), https=True)
+
+
+def with_setup(ctx: ServiceContext, app: ASGIApp) -> ASGIApp:
+    """`app`, with the autoconfiguration requests of mail programs answered first (`web.autoconfig`)."""
+    setup = autoconfig.setup_app(ctx)
+
+    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and autoconfig.is_setup_request(scope):
+            await setup(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    return dispatch
 
 
 def build_redirect_app(ctx: ServiceContext) -> ASGIApp:
@@ -961,7 +1072,7 @@ def build_redirect_app(ctx: ServiceContext) -> ASGIApp:
         )
         await send({"type": "http.response.body", "body": b""})
 
-    return SecurityHeaders(app, https=False)
+    return SecurityHeaders(with_setup(ctx, app), https=False)
 
 
 def _host_only(host: str) -> str:

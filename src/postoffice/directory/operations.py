@@ -1,0 +1,55 @@
+"""Operations on accounts that the command line and the web both offer: one implementation of each, with
+`postoffice user ...` and the settings and admin pages as two faces (issue 12). Each logs what it did and who
+asked ("by"): the CLI's user, or the web account.
+
+Invariants
+- A password change stores the new argon2id hash (made off the event loop) and ends the account's web
+  sessions but the one that asked, in that order: a session that outlived its password cannot be used after
+  the change returns. The verified-password cache is keyed by the stored hash, so the old password is not
+  recognised from it after the change either.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from postoffice.directory.address import normalize_address
+from postoffice.directory.passwords import hash_password_async
+from postoffice.store import MailStore, NotFound
+
+log = logging.getLogger("postoffice.directory")
+
+#: A password a person chooses has at least this many characters (generated ones have 20).
+MIN_PASSWORD_LENGTH = 10
+#: And at most this many (argon2 takes any length; a bound keeps a form post from costing much).
+MAX_PASSWORD_LENGTH = 1024
+
+
+class PasswordRejected(ValueError):
+    """A chosen password that is not accepted (the message says why, for the person)."""
+
+
+def check_chosen_password(password: str, address: str) -> None:
+    """Reject a password a person chose that is too short, too long, or the address itself."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise PasswordRejected(f"a password has at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise PasswordRejected(f"a password has at most {MAX_PASSWORD_LENGTH} characters")
+    folded = password.casefold()
+    if folded in (address.casefold(), address.split("@", 1)[0].casefold()):
+        raise PasswordRejected("a password is not the address")
+
+
+async def change_password(
+    store: MailStore, address: str, password: str, *, by: str, keep_web_session: str | None = None
+) -> int:
+    """Set the account's password; end its web sessions except `keep_web_session` (a stored session id);
+    return how many ended. NotFound for an unknown account."""
+    address = normalize_address(address)
+    account = await store.get_account(address)
+    if account is None:
+        raise NotFound(f"no account {address}")
+    await store.set_password(address, await hash_password_async(password))
+    ended = await store.web_sessions_end(account.id, keep=keep_web_session)
+    log.info("password changed account=%s by=%s web_sessions_ended=%d", address, by, ended)
+    return ended
