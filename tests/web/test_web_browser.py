@@ -432,3 +432,38 @@ def test_flags_and_expunges_by_an_imap_client_show_without_a_reload(
 
 def test_screenshots_are_written(mail: tuple[DataDir, ServerProcess]) -> None:
     assert isinstance(SCREENSHOTS, Path)
+
+
+def test_settings_in_english_and_chinese_on_a_desktop_and_a_phone(
+    browser: Any, mail: tuple[DataDir, ServerProcess]
+) -> None:
+    """The settings page: the mail-program settings of the running listeners, the profile download, the
+    password form a password manager understands, the signed-in browsers."""
+    data, server = mail
+    page = desktop(browser, data, server)
+    page.click("a.settings-link")
+    page.wait_for_selector(".settings")
+    assert page.inner_text(".settings h1") == "Settings"
+    rows = page.locator(".server-table tbody tr")
+    assert rows.count() == 6
+    assert str(server.port("imaps")) in rows.first.inner_text()
+    assert page.get_attribute("#current-password", "autocomplete") == "current-password"
+    assert page.get_attribute("#new-password", "autocomplete") == "new-password"
+    assert page.locator(".this-session").count() == 1
+    with page.expect_download() as download:
+        page.click("a[href='/settings/profile.mobileconfig']")
+    assert download.value.suggested_filename == "example.test.mobileconfig"
+    shot(page, "settings-desktop-en")
+    page.context.close()
+    phone = new_page(
+        browser, server, viewport={"width": 390, "height": 844}, locale="zh-CN", color_scheme="dark"
+    )
+    log_in(phone, data)
+    phone.goto(phone.base + "/settings")
+    phone.wait_for_selector(".settings")
+    assert phone.inner_text(".settings h1") == "设置"
+    assert "修改密码" in phone.inner_text("#password")
+    overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0  # nothing wider than the phone
+    shot(phone, "settings-phone-zh-dark")
+    phone.context.close()
