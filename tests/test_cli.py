@@ -401,6 +401,30 @@ def test_user_add_in_a_domain_not_served_fails(data: Path) -> None:
     )  # exists (addresses are case-insensitive)
 
 
+def test_the_admin_role_and_disabled_accounts(data: Path) -> None:
+    """`user add --admin`, `user admin grant|revoke`, `user disable|enable`, `user list --long`; the last
+    admin keeps the role and cannot be disabled or removed."""
+    assert po(data, "user", "add", "boss@example.test", "--admin").returncode == 0
+    assert po(data, "user", "add", "staff@example.test").returncode == 0
+    listed = po(data, "user", "list", "--long").stdout
+    assert re.search(r"boss@example\.test\s+admin", listed)
+    assert not re.search(r"staff@example\.test\s+admin", listed)
+    refused = po(data, "user", "admin", "revoke", "boss@example.test")
+    assert refused.returncode == 1
+    assert "only admin" in refused.stderr
+    assert po(data, "user", "disable", "boss@example.test").returncode == 1
+    assert po(data, "user", "remove", "boss@example.test").returncode == 1
+    assert po(data, "user", "admin", "grant", "staff@example.test").returncode == 0
+    assert po(data, "user", "admin", "revoke", "boss@example.test").returncode == 0
+    assert po(data, "user", "disable", "boss@example.test").returncode == 0
+    listed = po(data, "user", "list", "--long").stdout
+    assert re.search(r"boss@example\.test\s+disabled", listed)
+    assert re.search(r"staff@example\.test\s+admin", listed)
+    assert po(data, "user", "enable", "boss@example.test").returncode == 0
+    assert "disabled" not in po(data, "user", "list", "--long").stdout
+    assert po(data, "user", "admin", "grant", "nobody@example.test").returncode == 1
+
+
 def test_user_list_passwd_remove(data: Path) -> None:
     po(data, "domain", "add", "other.test")
     for address in ("b@example.test", "a@example.test", "c@other.test"):

@@ -214,7 +214,9 @@ def cmd_init(args: argparse.Namespace) -> int:
                 print(f"the store {store_path} serves {domain} already")
             if demo and password_hash:
                 if await store.get_account(demo) is None:
-                    await store.add_account(demo, password_hash)
+                    # the first account of an installation has the admin role (the web's admin pages)
+                    first = not any(a.admin for a in await store.list_accounts())
+                    await store.add_account(demo, password_hash, admin=first)
                 else:
                     await store.set_password(demo, password_hash)
                 # RFC 5321 section 4.5.1: every domain must accept mail for postmaster
@@ -334,46 +336,67 @@ def _cli_user() -> str:
         return f"cli:uid {os.getuid()}"
 
 
-def _password_and_hash(args: argparse.Namespace) -> tuple[str | None, str]:
-    """(password to print or None, hash): from stdin with --password-stdin, else generated."""
-    from postoffice.directory.passwords import generate_password, hash_password
-
-    if args.password_stdin:
-        return None, hash_password(read_password_stdin())
-    password = generate_password()
-    return password, hash_password(password)
-
-
 def cmd_user(args: argparse.Namespace) -> int:
+    from postoffice.directory import operations
+
     if args.action == "list":
         domain = normalize_domain(args.domain) if args.domain else None
         accounts = with_store(args, lambda store: store.list_accounts(domain))
-        for account in accounts:
-            print(account.address)
+        if args.long:
+            rows = [
+                (a.address, "admin" if a.admin else "", "disabled" if a.disabled else "", _when(a.created))
+                for a in accounts
+            ]
+            print_table(("ADDRESS", "ROLE", "STATE", "CREATED"), rows)
+        else:
+            for account in accounts:
+                print(account.address)
         return EXIT_OK
     address = normalize_address(args.address)
-    if args.action == "add":
-        password, password_hash = _password_and_hash(args)
-        with_store(args, lambda store: store.add_account(address, password_hash))
-        print(f"added {address}")
-        if password:
-            print(f"{address} password: {password}")
-    elif args.action == "passwd":
-        from postoffice.directory.operations import change_password
-        from postoffice.directory.passwords import generate_password
+    by = _cli_user()
+    try:
+        if args.action == "add":
+            chosen = read_password_stdin() if args.password_stdin else None
+            _, generated = with_store(
+                args, lambda store: operations.add_account(store, address, chosen, admin=args.admin, by=by)
+            )
+            print(f"added {address}" + (" (admin)" if args.admin else ""))
+            if generated:
+                print(f"{address} password: {generated}")
+        elif args.action == "passwd":
+            from postoffice.directory.passwords import generate_password
 
-        password = None if args.password_stdin else generate_password()
-        chosen = read_password_stdin() if password is None else password
-        ended = with_store(args, lambda store: change_password(store, address, chosen, by=_cli_user()))
-        print(
-            f"changed the password of {address}" + (f"; {counted(ended, 'web login')} ended" if ended else "")
-        )
-        if password:
-            print(f"{address} password: {password}")
-    else:
-        with_store(args, lambda store: store.remove_account(address))
-        print(f"removed {address} with its mailboxes and messages")
+            password = None if args.password_stdin else generate_password()
+            chosen_password = read_password_stdin() if password is None else password
+            ended = with_store(
+                args, lambda store: operations.change_password(store, address, chosen_password, by=by)
+            )
+            print(
+                f"changed the password of {address}"
+                + (f"; {counted(ended, 'web login')} ended" if ended else "")
+            )
+            if password:
+                print(f"{address} password: {password}")
+        elif args.action == "admin":
+            grant = args.change == "grant"
+            with_store(args, lambda store: operations.set_admin(store, address, grant, by=by))
+            print(f"{address} {'has' if grant else 'no longer has'} the admin role")
+        elif args.action in ("disable", "enable"):
+            off = args.action == "disable"
+            with_store(args, lambda store: operations.set_disabled(store, address, off, by=by))
+            print(f"{args.action}d {address}" + ("; its logins and web sessions are refused" if off else ""))
+        else:
+            with_store(args, lambda store: operations.remove_account(store, address, by=by))
+            print(f"removed {address} with its mailboxes and messages")
+    except operations.LastAdmin as exc:
+        raise CliError(
+            f"{exc}: grant the role to another account first (`postoffice user admin grant`)"
+        ) from None
     return EXIT_OK
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
 
 
 def cmd_alias(args: argparse.Namespace) -> int:
@@ -775,8 +798,19 @@ def build_parser() -> argparse.ArgumentParser:
     q = command("add", cmd_user, "create an account (prints a generated password)", sub)
     q.add_argument("address", metavar="ADDRESS")
     q.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    q.add_argument("--admin", action="store_true", help="with the admin role (the web's admin pages)")
     q = command("list", cmd_user, "list accounts", sub)
     q.add_argument("--domain", help="only accounts of this domain")
+    q.add_argument("--long", action="store_true", help="with role, state and creation time")
+    q = command("admin", cmd_user, "grant or revoke the admin role", sub)
+    q.add_argument("change", choices=("grant", "revoke"))
+    q.add_argument("address", metavar="ADDRESS")
+    command(
+        "disable", cmd_user, "refuse every login of an account (its mail is still accepted)", sub
+    ).add_argument("address", metavar="ADDRESS")
+    command("enable", cmd_user, "allow the logins of a disabled account again", sub).add_argument(
+        "address", metavar="ADDRESS"
+    )
     q = command("passwd", cmd_user, "set a new password (prints a generated one)", sub)
     q.add_argument("address", metavar="ADDRESS")
     q.add_argument("--password-stdin", action="store_true", help="read the password from standard input")

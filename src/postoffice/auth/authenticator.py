@@ -77,6 +77,7 @@ ARGON2_THREADS = max(2, os.cpu_count() or 2)
 BUSY_WARNING_INTERVAL = 60.0
 
 BAD_CREDENTIALS_REASON = "authentication failed"
+DISABLED_REASON = "account disabled"
 PROXY_REASON = "authentication failed: authorization as another user is not supported"
 UNAVAILABLE_REASON = "authentication is temporarily unavailable, try again later"
 
@@ -132,7 +133,7 @@ class VerifiedCache:
 @dataclass(frozen=True)
 class AuthResult:
     ok: bool
-    status: str  # "ok" | "bad-credentials" | "locked-out" | "unavailable"
+    status: str  # "ok" | "bad-credentials" | "disabled" | "locked-out" | "unavailable"
     account: Account | None  # the account when ok
     reason: str = ""  # human text for the protocol reply on failure
 
@@ -271,6 +272,8 @@ class Authenticator:
 
         self.guard.record_success(client_ip, name)
         self.verified.remember(name, outcome.account.password_hash, mac)
+        if outcome.account.disabled:  # the right password: not a guess, but no way in (issue 12)
+            return done(AuthResult(False, "disabled", None, DISABLED_REASON))
         return done(AuthResult(True, "ok", outcome.account))
 
     def _verification(

@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 
 from postoffice.directory.address import normalize_address
-from postoffice.directory.passwords import hash_password_async
-from postoffice.store import MailStore, NotFound
+from postoffice.directory.passwords import generate_password, hash_password_async
+from postoffice.store import Account, MailStore, NotFound
 
 log = logging.getLogger("postoffice.directory")
 
@@ -53,3 +53,62 @@ async def change_password(
     ended = await store.web_sessions_end(account.id, keep=keep_web_session)
     log.info("password changed account=%s by=%s web_sessions_ended=%d", address, by, ended)
     return ended
+
+
+class LastAdmin(ValueError):
+    """The change would leave the installation without an account that has the admin role."""
+
+
+async def add_account(
+    store: MailStore, address: str, password: str | None, *, admin: bool = False, by: str
+) -> tuple[Account, str | None]:
+    """A new account with `password`, or a generated one (returned, to be shown once)."""
+    address = normalize_address(address)
+    generated = generate_password() if password is None else None
+    account = await store.add_account(
+        address, await hash_password_async(password if password is not None else str(generated)), admin=admin
+    )
+    log.info("account added account=%s admin=%s by=%s", address, "yes" if admin else "no", by)
+    return account, generated
+
+
+async def reset_password(store: MailStore, address: str, *, by: str) -> str:
+    """A generated password for the account (returned, to be shown once); its web sessions end."""
+    password = generate_password()
+    await change_password(store, address, password, by=by)
+    return password
+
+
+async def set_admin(store: MailStore, address: str, admin: bool, *, by: str) -> Account:
+    """Grant or revoke the admin role; the last admin keeps it (LastAdmin)."""
+    address = normalize_address(address)
+    if not admin:
+        admins = [a for a in await store.list_accounts() if a.admin and not a.disabled]
+        if [a.address for a in admins] == [address]:
+            raise LastAdmin(f"{address} is the only admin")
+    account = await store.update_account(address, admin=admin)
+    log.info("admin role %s account=%s by=%s", "granted" if admin else "revoked", address, by)
+    return account
+
+
+async def set_disabled(store: MailStore, address: str, disabled: bool, *, by: str) -> Account:
+    """Disable (no login of any kind; its web sessions end; mail is still accepted) or enable an account;
+    the last enabled admin cannot be disabled (LastAdmin)."""
+    address = normalize_address(address)
+    if disabled:
+        admins = [a for a in await store.list_accounts() if a.admin and not a.disabled]
+        if [a.address for a in admins] == [address]:
+            raise LastAdmin(f"{address} is the only admin")
+    account = await store.update_account(address, disabled=disabled)
+    log.info("account %s account=%s by=%s", "disabled" if disabled else "enabled", address, by)
+    return account
+
+
+async def remove_account(store: MailStore, address: str, *, by: str) -> None:
+    """Remove the account with all its mail; the last admin stays (LastAdmin)."""
+    address = normalize_address(address)
+    admins = [a for a in await store.list_accounts() if a.admin and not a.disabled]
+    if [a.address for a in admins] == [address]:
+        raise LastAdmin(f"{address} is the only admin")
+    await store.remove_account(address)
+    log.info("account removed account=%s by=%s", address, by)

@@ -45,6 +45,7 @@ log = logging.getLogger("postoffice.pop2")
 
 _AUTH_FAILURE_TEXT = {
     "bad-credentials": "authentication failed",
+    "disabled": "account disabled",
     "locked-out": "too many failed logins, try again later",
     "unavailable": "authentication is temporarily unavailable, try again later",
 }

@@ -202,7 +202,7 @@ class Pop3Session(LineSession[p.Pop3ServerProtocol]):
                 mechanism=event.mechanism,
                 tls=tls,
             )
-        if result.status == "bad-credentials" or (result.ok and result.account is None):
+        if result.status in ("bad-credentials", "disabled") or (result.ok and result.account is None):
             proto.login_rejected("AUTH", "Authentication failed")
             return
         if result.status == "locked-out":

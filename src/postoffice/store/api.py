@@ -102,6 +102,8 @@ class Account:
     domain: str
     password_hash: str
     created: float
+    admin: bool = False  # may use the admin pages (issue 12)
+    disabled: bool = False  # no login of any kind; mail is still accepted and kept
 
 
 @dataclass(frozen=True)
@@ -530,8 +532,15 @@ class MailStore(abc.ABC):
     async def list_domains(self) -> list[Domain]: ...
 
     @abc.abstractmethod
-    async def add_account(self, address: str, password_hash: str) -> Account:
+    async def add_account(self, address: str, password_hash: str, *, admin: bool = False) -> Account:
         """Creates the account and its default mailboxes. The domain must exist."""
+
+    @abc.abstractmethod
+    async def update_account(
+        self, address: str, *, admin: bool | None = None, disabled: bool | None = None
+    ) -> Account:
+        """Change the account's admin role or disabled state (None: unchanged); the account as it is now.
+        NotFound for an unknown account."""
 
     @abc.abstractmethod
     async def set_password(self, address: str, password_hash: str) -> None: ...

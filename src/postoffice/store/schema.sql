@@ -17,7 +17,9 @@ CREATE TABLE accounts (
     domain_id      INTEGER NOT NULL REFERENCES domains(id),
     password_hash  TEXT NOT NULL,                 -- argon2id, never a plaintext password
     created        REAL NOT NULL,
-    highest_modseq INTEGER NOT NULL DEFAULT 1     -- RFC 7162: per-account counter
+    highest_modseq INTEGER NOT NULL DEFAULT 1,    -- RFC 7162: per-account counter
+    admin          INTEGER NOT NULL DEFAULT 0,    -- 1: may use the admin pages (version 13)
+    disabled       INTEGER NOT NULL DEFAULT 0     -- 1: no login of any kind (version 13)
 );
 
 CREATE TABLE aliases (

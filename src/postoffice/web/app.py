@@ -334,6 +334,8 @@ class WebApp:
                 error = catalog.gettext("Too many failed logins. Please wait a while and try again.")
             elif result.status == "unavailable":
                 error = catalog.gettext("Login is not possible right now. Please try again shortly.")
+            elif result.status == "disabled":
+                error = catalog.gettext("This account is disabled.")
             else:
                 error = catalog.gettext("Wrong email address or password.")
             return await self.login_page(request, error=error, status=401, name=name)

@@ -147,3 +147,31 @@ def test_directory_changes_through_another_store_object_apply_to_the_next_lookup
         assert (await server.resolve_recipient("x@elsewhere.example")).status == "foreign"
 
     backend.run(scenario)
+
+
+@covers(S.update_account, S.add_account)
+def test_the_admin_role_and_the_disabled_state_are_kept_and_disabling_ends_web_sessions(
+    backend: Backend,
+) -> None:
+    from postoffice.store import WebSession
+
+    async def scenario(store: MailStore) -> None:
+        await store.add_domain("example.test")
+        first = await store.add_account("first@example.test", "h", admin=True)
+        demo = await store.add_account("demo@example.test", "h")
+        assert (first.admin, first.disabled, demo.admin, demo.disabled) == (True, False, False, False)
+        await store.web_session_create(WebSession("s" * 64, demo.id, "c", 1.0, 1.0, 9e9))
+        changed = await store.update_account("DEMO@example.test", admin=True)
+        assert (changed.admin, changed.disabled) == (True, False)
+        assert await store.web_session_get("s" * 64, 2.0, 9e9) is not None  # a role change keeps sessions
+        changed = await store.update_account("demo@example.test", disabled=True)
+        assert (changed.admin, changed.disabled) == (True, True)
+        assert await store.get_account("demo@example.test") == changed
+        assert await store.web_session_get("s" * 64, 2.0, 9e9) is None  # disabling ended it
+        again = await store.update_account("demo@example.test", admin=False, disabled=False)
+        assert (again.admin, again.disabled) == (False, False)
+        assert await store.update_account("demo@example.test") == again  # nothing asked: nothing changed
+        with pytest.raises(NotFound):
+            await store.update_account("nobody@example.test", admin=True)
+
+    backend.run(scenario)

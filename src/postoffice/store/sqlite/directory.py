@@ -106,7 +106,7 @@ class DirectoryMixin(SqliteBase):
             )
         return int(row[0])
 
-    async def add_account(self, address: str, password_hash: str) -> Account:
+    async def add_account(self, address: str, password_hash: str, *, admin: bool = False) -> Account:
         address = normalize_address(address)
         local, _, domain = address.rpartition("@")
         if not local or not domain:
@@ -118,8 +118,9 @@ class DirectoryMixin(SqliteBase):
                 raise AlreadyExists(f"account {address} exists already")
             created = time.time()
             cur = conn.execute(
-                "INSERT INTO accounts (address, domain_id, password_hash, created) VALUES (?, ?, ?, ?)",
-                (address, domain_id, password_hash, created),
+                "INSERT INTO accounts (address, domain_id, password_hash, created, admin) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (address, domain_id, password_hash, created, int(admin)),
             )
             account_id = int(cur.lastrowid or 0)
             for name, special_use in DEFAULT_MAILBOXES:
@@ -139,7 +140,30 @@ class DirectoryMixin(SqliteBase):
                     "INSERT INTO aliases (source, domain_id, targets) VALUES (?, ?, ?)",
                     (postmaster, domain_id, json.dumps([address])),
                 )
-            return Account(account_id, address, domain, password_hash, created)
+            return Account(account_id, address, domain, password_hash, created, admin=admin)
+
+        return await self._write_directory(tx)
+
+    async def update_account(
+        self, address: str, *, admin: bool | None = None, disabled: bool | None = None
+    ) -> Account:
+        address = normalize_address(address)
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> Account:
+            if admin is not None:
+                conn.execute("UPDATE accounts SET admin = ? WHERE address = ?", (int(admin), address))
+            if disabled is not None:
+                conn.execute("UPDATE accounts SET disabled = ? WHERE address = ?", (int(disabled), address))
+                if disabled:  # its web sessions end with it
+                    conn.execute(
+                        "DELETE FROM web_sessions "
+                        "WHERE account_id = (SELECT id FROM accounts WHERE address = ?)",
+                        (address,),
+                    )
+            row = conn.execute(self._ACCOUNT_SQL + " WHERE a.address = ?", (address,)).fetchone()
+            if row is None:
+                raise NotFound(f"no account {address}")
+            return self._account(row)
 
         return await self._write_directory(tx)
 
@@ -180,10 +204,10 @@ class DirectoryMixin(SqliteBase):
 
     @staticmethod
     def _account(row: Sequence[Any]) -> Account:
-        return Account(row[0], row[1], row[2], row[3], row[4])
+        return Account(row[0], row[1], row[2], row[3], row[4], bool(row[5]), bool(row[6]))
 
     _ACCOUNT_SQL = (
-        "SELECT a.id, a.address, d.name, a.password_hash, a.created "
+        "SELECT a.id, a.address, d.name, a.password_hash, a.created, a.admin, a.disabled "
         "FROM accounts a JOIN domains d ON d.id = a.domain_id"
     )
 

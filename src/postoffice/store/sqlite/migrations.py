@@ -22,7 +22,7 @@ from postoffice.store.sqlite.rows import insert_kept_forms, render_kept_forms, t
 
 log = logging.getLogger("postoffice.store")
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -186,6 +186,14 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('next_thread_id', 1)",
         _backfill_threads,
         "CREATE INDEX IF NOT EXISTS messages_thread ON messages(thread_id, mailbox_id, uid)",
+    ),
+    # The admin role and disabled accounts (issue 12). The oldest account becomes admin: the one
+    # `postoffice init` made, as a new installation's first account is.
+    12: (
+        _add_column("accounts", "admin", "INTEGER NOT NULL DEFAULT 0"),
+        _add_column("accounts", "disabled", "INTEGER NOT NULL DEFAULT 0"),
+        "UPDATE accounts SET admin = 1 WHERE id = (SELECT min(id) FROM accounts) "
+        "AND NOT EXISTS (SELECT 1 FROM accounts WHERE admin = 1)",
     ),
 }
 
