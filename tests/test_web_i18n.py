@@ -17,7 +17,7 @@ WEB = resources.files("postoffice.web")
 def used_strings() -> set[str]:
     found: set[str] = set()
     sources = [p for p in WEB.joinpath("templates").iterdir() if p.name.endswith(".html")]
-    sources += [WEB.joinpath(name) for name in ("app.py", "mailview.py")]
+    sources += [WEB.joinpath(name) for name in ("app.py", "mailview.py", "admin.py")]
     for source in sources:
         text = source.read_text(encoding="utf-8")
         # error details are shown translated (error.html: _(detail))

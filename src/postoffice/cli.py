@@ -82,9 +82,12 @@ def normalize_address(address: str) -> str:
 
 def normalize_alias_source(source: str) -> str:
     """An address, or `@domain` for the domain's catch-all."""
-    if source.strip().startswith("@"):
-        return "@" + normalize_domain(source.strip()[1:])
-    return normalize_address(source)
+    from postoffice.directory.operations import parse_alias_source
+
+    try:
+        return parse_alias_source(source)
+    except AddressError as exc:
+        raise _usage(exc) from None
 
 
 # -- config and store ----------------------------------------------------------------------------------------
@@ -316,12 +319,14 @@ def cmd_domain(args: argparse.Namespace) -> int:
         for domain in domains:
             print(domain.name)
         return EXIT_OK
+    from postoffice.directory import operations
+
     name = normalize_domain(args.name)
     if args.action == "add":
-        with_store(args, lambda store: store.add_domain(name))
+        with_store(args, lambda store: operations.add_domain(store, name, by=_cli_user()))
         print(f"added domain {name}")
     else:
-        with_store(args, lambda store: store.remove_domain(name))
+        with_store(args, lambda store: operations.remove_domain(store, name, by=_cli_user()))
         print(f"removed domain {name}")
     return EXIT_OK
 
@@ -405,13 +410,15 @@ def cmd_alias(args: argparse.Namespace) -> int:
         for alias in aliases:
             print(f"{alias.source} -> {', '.join(alias.targets)}")
         return EXIT_OK
+    from postoffice.directory import operations
+
     source = normalize_alias_source(args.source)
     if args.action == "add":
         targets = [normalize_address(t) for t in args.targets]
-        alias = with_store(args, lambda store: store.add_alias(source, targets))
+        alias = with_store(args, lambda store: operations.add_alias(store, source, targets, by=_cli_user()))
         print(f"added alias {alias.source} -> {', '.join(alias.targets)}")
     else:
-        with_store(args, lambda store: store.remove_alias(source))
+        with_store(args, lambda store: operations.remove_alias(store, source, by=_cli_user()))
         print(f"removed alias {source}")
     return EXIT_OK
 
@@ -478,11 +485,13 @@ def cmd_queue(args: argparse.Namespace) -> int:
             when = "-" if r.status != "pending" else time.strftime("%H:%M:%S", time.localtime(r.next_attempt))
             print(f"  <{r.address}> {r.status} attempts={r.attempts} next={when} last: {last}")
         return EXIT_OK
+    from postoffice.directory import operations
+
     if args.action == "retry":
-        count = with_store(args, lambda store: store.queue_retry(args.id))
+        count = with_store(args, lambda store: operations.retry_queued(store, args.id, by=_cli_user()))
         print(f"{counted(count, 'recipient')} due now")
         return EXIT_OK
-    if not with_store(args, lambda store: store.queue_delete(args.id)):
+    if not with_store(args, lambda store: operations.delete_queued(store, args.id, by=_cli_user())):
         raise CliError(f"no queued message {args.id}")
     print(f"deleted queued message {args.id} (no notice is sent to its sender)")
     return EXIT_OK

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 
-from postoffice.directory.address import normalize_address
+from postoffice.directory.address import normalize_address, parse_address, parse_domain
 from postoffice.directory.passwords import generate_password, hash_password_async
-from postoffice.store import Account, MailStore, NotFound
+from postoffice.store import Account, Alias, Domain, MailStore, NotFound
 
 log = logging.getLogger("postoffice.directory")
 
@@ -112,3 +112,49 @@ async def remove_account(store: MailStore, address: str, *, by: str) -> None:
         raise LastAdmin(f"{address} is the only admin")
     await store.remove_account(address)
     log.info("account removed account=%s by=%s", address, by)
+
+
+def parse_alias_source(source: str) -> str:
+    """An address, or `@domain` for the domain's catch-all (AddressError if neither)."""
+    if source.strip().startswith("@"):
+        return "@" + parse_domain(source.strip()[1:])
+    return parse_address(source)
+
+
+async def add_domain(store: MailStore, name: str, *, by: str) -> Domain:
+    domain = await store.add_domain(parse_domain(name))
+    log.info("domain added domain=%s by=%s", domain.name, by)
+    return domain
+
+
+async def remove_domain(store: MailStore, name: str, *, by: str) -> None:
+    """Stop serving a domain; refused (StoreError) while it has accounts or aliases."""
+    await store.remove_domain(name)
+    log.info("domain removed domain=%s by=%s", name, by)
+
+
+async def add_alias(store: MailStore, source: str, targets: list[str], *, by: str) -> Alias:
+    alias = await store.add_alias(parse_alias_source(source), [parse_address(t) for t in targets])
+    log.info("alias added alias=%s targets=%s by=%s", alias.source, ",".join(alias.targets), by)
+    return alias
+
+
+async def remove_alias(store: MailStore, source: str, *, by: str) -> None:
+    source = parse_alias_source(source)
+    await store.remove_alias(source)
+    log.info("alias removed alias=%s by=%s", source, by)
+
+
+async def retry_queued(store: MailStore, queue_id: int | None, *, by: str) -> int:
+    """Make one queued message (None: all) due now; how many recipients."""
+    count = await store.queue_retry(queue_id)
+    log.info("queue retry id=%s recipients=%d by=%s", "all" if queue_id is None else queue_id, count, by)
+    return count
+
+
+async def delete_queued(store: MailStore, queue_id: int, *, by: str) -> bool:
+    """Remove a queued message without notifying its sender; False if there was none."""
+    deleted = await store.queue_delete(queue_id)
+    if deleted:
+        log.info("queue delete id=%d by=%s", queue_id, by)
+    return deleted

@@ -973,7 +973,10 @@ class _LoginRequired(Exception):
 
 
 def build_app(ctx: ServiceContext, settings: WebConfig) -> ASGIApp:
+    from postoffice.web.admin import AdminPages
+
     web = WebApp(ctx, settings)
+    admin = AdminPages(web)
     static = resources.files("postoffice.web").joinpath("static")
 
     async def login_required(request: Request, exc: Exception) -> Response:
@@ -1020,6 +1023,7 @@ def build_app(ctx: ServiceContext, settings: WebConfig) -> ASGIApp:
             Route("/settings/password", web.change_password, methods=["POST"]),
             Route("/settings/sessions", web.end_sessions, methods=["POST"]),
             Route("/settings/profile.mobileconfig", web.apple_profile, methods=["GET"]),
+            *admin.routes(),
             Mount("/static", StaticFiles(directory=str(static)), name="static"),
         ],
         exception_handlers={

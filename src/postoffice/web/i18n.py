@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import functools
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 
 from babel import Locale
-from babel.dates import format_date, format_datetime, format_time
+from babel.dates import format_date, format_datetime, format_time, format_timedelta
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
@@ -125,6 +125,12 @@ class Formatter:
         day = _day(self.language, moment.year, moment.month, moment.day, "medium")
         clock = _time(self.language, moment.hour, moment.minute, moment.second, "medium")
         return _joiner(self.language).replace("{1}", day).replace("{0}", clock)
+
+    def duration(self, seconds: float) -> str:
+        """A span of time in the locale's words, rounded to its largest unit ("3 days", "62分钟")."""
+        return format_timedelta(
+            timedelta(seconds=max(0.0, seconds)), threshold=2, locale=self.locale, format="long"
+        )
 
     def size(self, octets: int) -> str:
         for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
