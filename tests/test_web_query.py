@@ -8,7 +8,7 @@ import datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from postoffice.store import And, Date, HasFlag, Not, Or, Text
+from postoffice.store import Address, And, Date, HasFlag, Not, Or, Text
 from postoffice.web.query import MAX_TERMS, parse_query
 
 
@@ -38,6 +38,15 @@ def test_each_form() -> None:
     assert parse_query("-has:attachment").has_attachment is False
     assert parse_query("before:yesterday").criteria == And((Text("text", "before:yesterday"),))
     assert parse_query("").criteria == And(())
+
+
+def test_a_whole_address_is_searched_exactly_and_anything_else_as_text() -> None:
+    assert parse_query("from:Ada@Example.org").criteria == And((Address(("from",), "Ada@Example.org"),))
+    assert parse_query("to:<bob@example.org>").criteria == And((Address(("to", "cc"), "bob@example.org"),))
+    assert parse_query("-cc:carol@example.org").criteria == And((Not(Address(("cc",), "carol@example.org")),))
+    assert parse_query("from:ada@localhost").criteria == And((Text(("header", "from"), "ada@localhost"),))
+    assert parse_query("from:@example.org").criteria == And((Text(("header", "from"), "@example.org"),))
+    assert parse_query("from:example.org").criteria == And((Text(("header", "from"), "example.org"),))
     assert parse_query('"unterminated phrase').criteria == And((Text("text", "unterminated phrase"),))
 
 

@@ -188,3 +188,35 @@ def test_newest_walks_the_newest_messages_first_and_falls_back_to_the_index(
             await store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_version_13_store_gets_its_address_index(tmp_path: Path) -> None:
+    from postoffice.store import Address
+
+    path = tmp_path / "v13.sqlite3"
+    mailbox = Mailbox(open_store(path))
+    mailbox.run(mailbox.fill())
+    criterion = Address(("from", "to", "cc", "bcc"), "carol@example.net")
+    before = mailbox.search(criterion)
+    assert before
+    mailbox.run(mailbox.store.close())
+    conn = sqlite3.connect(path)
+    rows = conn.execute("SELECT count(*) FROM content_addresses").fetchone()[0]
+    conn.executescript(
+        """
+        DROP TABLE content_addresses;
+        UPDATE meta SET value = 13 WHERE key = 'schema_version';
+        """
+    )
+    conn.commit()
+    conn.close()
+    again = Mailbox(open_store(path))
+    again.messages, again.mailbox_id = mailbox.messages, mailbox.mailbox_id
+    try:
+        assert again.search(criterion) == before == again.expected(criterion)
+    finally:
+        again.run(again.store.close())
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM content_addresses").fetchone()[0] == rows
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == SCHEMA_VERSION
+    conn.close()

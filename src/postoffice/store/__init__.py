@@ -67,7 +67,7 @@ from postoffice.store.api import (
     ThreadSummary,
     WebSession,
 )
-from postoffice.store.criteria import All, And, Criteria, Date, HasFlag, Not, Or, Size, Text, UidIn
+from postoffice.store.criteria import Address, All, And, Criteria, Date, HasFlag, Not, Or, Size, Text, UidIn
 from postoffice.store.space import DEFAULT_MIN_FREE, DEFAULT_RESERVE
 
 if TYPE_CHECKING:
@@ -102,6 +102,7 @@ __all__ = [
     "QUEUE_STATUSES",
     "SYSTEM_FLAGS",
     "Account",
+    "Address",
     "Alias",
     "All",
     "AlreadyExists",

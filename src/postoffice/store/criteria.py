@@ -30,6 +30,10 @@ Semantics every backend must keep (the oracle test in tests/store/test_store_sea
   "From: <user (comment)@ (comment) example.org>". `header_value_matches` is this rule for one field.
   An empty needle matches every message for the other fields.
   A U+0000 in message text is searched as U+FFFD (no IMAP string can contain NUL).
+- `Address(fields, address)`: one of the address lists `fields` ("from", "to", "cc", "bcc") of the message's
+  ENVELOPE (as the parser made it: group markers left out) holds exactly `address`, both sides compared as
+  `postoffice.directory.address.normalize_address` gives them (case-insensitive, IDNA domain). Not an IMAP
+  key: the webmail's `from:` and `to:` with a whole address, answered from an index of addresses.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ from postoffice.message.addresses import address_text
 __all__ = [
     "ADDRESS_FIELDS",
     "ADDRESS_SEPARATORS",
+    "ENVELOPE_ADDRESS_FIELDS",
+    "Address",
     "All",
     "And",
     "Criteria",
@@ -140,6 +146,26 @@ class Text:
             raise ValueError("a search string cannot contain NUL")
 
 
+#: The address lists an `Address` criterion may name, and their index in an IMAP ENVELOPE (RFC 9051 7.5.2).
+ENVELOPE_ADDRESS_FIELDS = {"from": 2, "to": 5, "cc": 6, "bcc": 7}
+
+
+@dataclass(frozen=True)
+class Address:
+    """An exact address in some of the message's address fields (module notes)."""
+
+    fields: tuple[str, ...]
+    address: str
+
+    def __post_init__(self) -> None:
+        fields = tuple(self.fields)
+        if not fields or any(f not in ENVELOPE_ADDRESS_FIELDS for f in fields):
+            raise ValueError(f"bad address fields {fields!r}")
+        if "@" not in self.address or "\x00" in self.address:
+            raise ValueError("not an address")
+        object.__setattr__(self, "fields", fields)
+
+
 @dataclass(frozen=True)
 class Not:
     criterion: Criteria
@@ -161,7 +187,7 @@ class And:
         object.__setattr__(self, "terms", tuple(self.terms))
 
 
-Criteria: TypeAlias = All | UidIn | HasFlag | Date | Size | Text | Not | Or | And
+Criteria: TypeAlias = All | UidIn | HasFlag | Date | Size | Text | Address | Not | Or | And
 
 #: Header fields (lowercased names) whose values are also searched as addresses (RFC 5322 3.6.2, 3.6.3).
 ADDRESS_FIELDS = frozenset({"from", "sender", "reply-to", "to", "cc", "bcc"})

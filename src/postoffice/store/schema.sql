@@ -98,6 +98,16 @@ CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
 -- Unseen counts (version 10): only the messages without \Seen (bit 1 of flags) are in it, so counting
 -- them does not read a mailbox's other messages. A query must say `flags & 1 = 0` literally to use it.
 CREATE INDEX messages_unseen ON messages(mailbox_id, uid) WHERE flags & 1 = 0;
+-- The addresses of each content's From, To, Cc and Bcc (version 14; field = the ENVELOPE index: 2 from, 5 to,
+-- 6 cc, 7 bcc), normalised: `Address` criteria (the webmail's from:/to: with a whole address).
+CREATE TABLE content_addresses (
+    address    TEXT NOT NULL,
+    content_id INTEGER NOT NULL,
+    field      INTEGER NOT NULL,
+    PRIMARY KEY (address, content_id, field)
+) WITHOUT ROWID;
+CREATE INDEX content_addresses_content ON content_addresses(content_id);
+
 -- Conversations (version 12): the messages of a conversation, by folder.
 CREATE INDEX messages_thread ON messages(thread_id, mailbox_id, uid);
 

@@ -45,12 +45,15 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import IO, cast
 
+from postoffice.directory.address import normalize_address
 from postoffice.message import ParsedMessage
 from postoffice.message.text import part_text, text_leaves
 from postoffice.store.api import SYSTEM_FLAGS
 from postoffice.store.criteria import (
     ADDRESS_FIELDS,
     ADDRESS_SEPARATORS,
+    ENVELOPE_ADDRESS_FIELDS,
+    Address,
     All,
     And,
     Criteria,
@@ -311,6 +314,21 @@ class _Compiler:
             return self._date(c)
         if isinstance(c, Text):
             return self._text(c)
+        if isinstance(c, Address):
+            # table content_addresses (schema version 14): one row per address of a content's envelope lists
+            fields = sorted({ENVELOPE_ADDRESS_FIELDS[f] for f in c.fields})
+            self.params.append(normalize_address(c.address))
+            self.params.extend(fields)
+            marks = ",".join("?" * len(fields))
+            if self.correlated:
+                return (
+                    "EXISTS (SELECT 1 FROM content_addresses a WHERE a.address = ? "  # noqa: S608
+                    f"AND a.content_id = m.content_id AND a.field IN ({marks}))"
+                )
+            return (
+                "(m.content_id IN (SELECT a.content_id FROM content_addresses a "  # noqa: S608
+                f"WHERE a.address = ? AND a.field IN ({marks})))"
+            )
         raise TypeError(f"not a search criterion: {c!r}")
 
     @staticmethod
@@ -446,15 +464,25 @@ def _header_patterns(name: str, needle: str) -> tuple[str, str, bool]:
 
 
 def _driven_by_index(c: Criteria) -> bool:
-    """A header-field search (or a conjunction with one) whose needle the trigram index can look up."""
+    """A header-field search (or a conjunction with one) whose needle the trigram index can look up, or
+    an exact address (the address index)."""
     if isinstance(c, And):
         return any(_driven_by_index(term) for term in c.terms)
+    if isinstance(c, Address):
+        return True
     return (
         isinstance(c, Text)
         and isinstance(c.field, tuple)
         and bool(c.needle)
         and _header_patterns(c.field[1], c.needle)[2]
     )
+
+
+def _has_address(c: Criteria) -> bool:
+    """An `Address` criterion that every match must meet (a term of the top-level conjunction)."""
+    if isinstance(c, And):
+        return any(_has_address(term) for term in c.terms)
+    return isinstance(c, Address)
 
 
 #: Newest messages a search with `newest` checks one by one before it asks the index for every candidate.
@@ -495,7 +523,8 @@ def run_search(
     row = conn.execute("SELECT uidnext FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
     if row is None:
         return None
-    if newest is not None and newest > 0:
+    if newest is not None and newest > 0 and not _has_address(criteria):
+        # (an exact address is cheaper from its index than by walking the newest messages)
         probed = _probe_newest(conn, mailbox_id, int(row[0]), criteria, newest)
         if probed is not None:
             return probed

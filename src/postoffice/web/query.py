@@ -1,6 +1,8 @@
 """The webmail's search box: `words anywhere`, `from:`, `to:`, `subject:`, `has:attachment`, `is:unread`,
 `is:read`, `is:flagged`, `before:` / `after:` dates (YYYY-MM-DD), `in:all`; "quoted phrases"; `-` before a
-term negates it. Parsed into the store's search criteria, answered by the store's full-text index.
+term negates it. `from:` and `to:` with a whole address find exactly that address (Gmail's rule; the store's
+index of addresses), with anything else a part of the field's text (a name, a domain). Parsed into the
+store's search criteria, answered by the store's full-text index.
 
 A query is at most MAX_QUERY characters and MAX_TERMS terms; anything unreadable is taken as words, never an
 error: a search box does not say "syntax error".
@@ -12,7 +14,8 @@ import datetime
 import re
 from dataclasses import dataclass, field
 
-from postoffice.store import And, Criteria, Date, HasFlag, Not, Or, Text
+from postoffice.directory.address import AddressError, parse_address
+from postoffice.store import Address, And, Criteria, Date, HasFlag, Not, Or, Text
 
 MAX_QUERY = 500
 MAX_TERMS = 20
@@ -35,6 +38,15 @@ def _date(text: str) -> datetime.date | None:
         return None
 
 
+def _whole_address(value: str) -> bool:
+    """Whether a from:/to: value is a whole address (local@domain.tld), searched as exactly that address."""
+    try:
+        address = parse_address(value.strip("<>"))
+    except AddressError:
+        return False
+    return "." in address.rsplit("@", 1)[1]
+
+
 def parse_query(text: str) -> Query:
     """The criteria of a search box's text (module notes)."""
     text = text.replace("\x00", " ")[:MAX_QUERY]
@@ -47,7 +59,10 @@ def parse_query(text: str) -> Query:
         quoted, bare = match.group(3), match.group(4)
         value = quoted if quoted is not None else (bare or "")
         criterion: Criteria | None = None
-        if key in ("from", "subject", "to", "cc") and value:
+        if key in ("from", "to", "cc") and _whole_address(value):
+            # exactly this address, from the store's index of addresses (not a substring of the field)
+            criterion = Address(("to", "cc") if key == "to" else (key,), value.strip("<>"))
+        elif key in ("from", "subject", "to", "cc") and value:
             if key == "to":
                 criterion = Or(Text(("header", "to"), value), Text(("header", "cc"), value))
             else:

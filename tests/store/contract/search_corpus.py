@@ -15,10 +15,11 @@ import pytest
 from hypothesis import strategies as st
 
 import postoffice.message.parser as mime_parser
+from postoffice.directory.address import normalize_address
 from postoffice.message import parse_message
 from postoffice.message.headers import decode_words, iter_fields
 from postoffice.store import All, And, Criteria, Date, HasFlag, MailStore, Not, Or, Size, Text, UidIn
-from postoffice.store.criteria import fold, header_value_matches
+from postoffice.store.criteria import ENVELOPE_ADDRESS_FIELDS, Address, fold, header_value_matches
 
 #: The corpus is delivered with this cap on search text, so that every longer text is truncated in the index
 #: and found only through the fallback.
@@ -143,6 +144,7 @@ class OracleMessage:
     fields: list[tuple[str, str]]
     headers: str
     body: str
+    envelope: list[Any]
 
 
 def decode_for_oracle(raw: bytes, uid: int, flags: tuple[str, ...], when: float) -> OracleMessage:
@@ -162,6 +164,7 @@ def decode_for_oracle(raw: bytes, uid: int, flags: tuple[str, ...], when: float)
         fields,
         parsed.search_headers,
         parsed.search_text,
+        parsed.envelope,
     )
 
 
@@ -192,6 +195,13 @@ def oracle(c: Criteria, m: OracleMessage) -> bool:
         else:
             day = datetime.date.fromisoformat(m.sent_date)
         return {"before": day < c.date, "on": day == c.date, "since": day >= c.date}[c.op]
+    if isinstance(c, Address):
+        wanted = normalize_address(c.address)
+        for name in c.fields:
+            entries = m.envelope[ENVELOPE_ADDRESS_FIELDS[name]] or []
+            if any(e[2] and e[3] and normalize_address(f"{e[2]}@{e[3]}") == wanted for e in entries):
+                return True
+        return False
     if isinstance(c, Text):
         needle = fold(c.needle)
         if isinstance(c.field, tuple):

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, example, given, settings
 
 import postoffice.message.parser as mime_parser
 from postoffice.store import (
+    Address,
     All,
     And,
     Criteria,
@@ -173,6 +174,36 @@ def test_address_fields_match_without_comments_and_folding(box: Mailbox) -> None
     assert check(box, Text(("header", "x-addr"), "x@y.example")) == []  # not an address field
     assert check(box, Text("headers", "user-from@domain.org")) == []  # nor the whole header text
     assert check(box, Text(("header", "from"), "user-fromdomain")) == []
+
+
+@covers(S.search)
+def test_whole_addresses_match_exactly_in_the_fields_named(box: Mailbox) -> None:
+    """`Address`: the envelope's From/To/Cc/Bcc hold the address (case-insensitive, IDNA domain); no
+    substring matches, no other field, no other account's copy; the same in a search for the newest."""
+    uid = box.uid_of("obfuscated")
+    for fields, address in [
+        (("from",), "user-from@domain.org"),
+        (("from",), "USER-FROM@Domain.Org"),
+        (("to",), "some.one@example.net"),
+        (("to", "cc"), "folded-user@example.org"),
+        (("bcc",), "a@b.example"),
+    ]:
+        assert check(box, Address(fields, address)) == [uid], (fields, address)
+    assert check(box, Address(("to",), "user-from@domain.org")) == []
+    assert check(box, Address(("from",), "ser-from@domain.org")) == []  # never a substring
+    assert check(box, Address(("from",), "user-from@domain.or")) == []
+    alice = check(box, Address(("from",), "alice@example.org"))
+    assert alice
+    assert check(box, Not(Address(("from",), "alice@example.org"))) == box.expected(
+        Not(Address(("from",), "alice@example.org"))
+    )
+    assert check(box, And((Address(("from",), "alice@example.org"), HasFlag("\\Seen")))) == box.expected(
+        And((Address(("from",), "alice@example.org"), HasFlag("\\Seen")))
+    )
+    newest = box.run(box.store.search(box.mailbox_id, Address(("from",), "alice@example.org"), newest=1))
+    assert newest == alice[-1:]
+    with pytest.raises(ValueError, match="fields"):
+        Address(("subject",), "a@b.example")
 
 
 @covers(S.search)

@@ -46,6 +46,7 @@ from postoffice.store.sqlite.rows import (
     append_row,
     copy_rows,
     delete_messages,
+    insert_addresses,
     insert_kept_forms,
     mailbox_info,
     message_info,
@@ -192,6 +193,7 @@ class MessagesMixin(SqliteBase):
                 parsed.search_text.replace("\x00", "\ufffd"),
             ),
         )
+        insert_addresses(conn, content_id, parsed)
         return content_id
 
     @staticmethod

@@ -18,11 +18,11 @@ from postoffice.message import ParsedMessage
 from postoffice.message.threads import references_of, thread_keys
 from postoffice.store.api import StoreError
 from postoffice.store.sqlite.connection import connect
-from postoffice.store.sqlite.rows import insert_kept_forms, render_kept_forms, thread_for
+from postoffice.store.sqlite.rows import insert_addresses, insert_kept_forms, render_kept_forms, thread_for
 
 log = logging.getLogger("postoffice.store")
 
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -93,6 +93,11 @@ def _backfill_threads(conn: sqlite3.Connection) -> None:
             "UPDATE messages SET thread_id = ? WHERE id = ?",
             (thread_for(conn, int(account_id), keys), message_id),
         )
+
+
+def _backfill_addresses(conn: sqlite3.Connection) -> None:
+    for content_id, parsed in conn.execute("SELECT id, parsed FROM contents").fetchall():
+        insert_addresses(conn, int(content_id), ParsedMessage.from_json(str(parsed)))
 
 
 _CREATE_QUEUE = (
@@ -194,6 +199,14 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
         _add_column("accounts", "disabled", "INTEGER NOT NULL DEFAULT 0"),
         "UPDATE accounts SET admin = 1 WHERE id = (SELECT min(id) FROM accounts) "
         "AND NOT EXISTS (SELECT 1 FROM accounts WHERE admin = 1)",
+    ),
+    # An index of the addresses of each content (the webmail's from:/to: with a whole address), backfilled
+    # from the stored structures.
+    13: (
+        "CREATE TABLE IF NOT EXISTS content_addresses (address TEXT NOT NULL, content_id INTEGER NOT NULL, "
+        "field INTEGER NOT NULL, PRIMARY KEY (address, content_id, field)) WITHOUT ROWID",
+        "CREATE INDEX IF NOT EXISTS content_addresses_content ON content_addresses(content_id)",
+        _backfill_addresses,
     ),
 }
 

@@ -11,10 +11,12 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from postoffice.directory.address import normalize_address
 from postoffice.message import ParsedMessage
 from postoffice.message.imap_forms import ImapRendering, render_imap_forms
 from postoffice.message.threads import thread_keys
 from postoffice.store.api import MailboxInfo, MessageInfo
+from postoffice.store.criteria import ENVELOPE_ADDRESS_FIELDS
 from postoffice.store.sqlite.columns import columns_to_flags
 from postoffice.store.sqlite.keywords import keep_keywords
 
@@ -45,6 +47,27 @@ def insert_kept_forms(conn: sqlite3.Connection, content_id: int, rendering: Imap
                 rendering.bodystructure_utf8,
             ),
         )
+
+
+def envelope_addresses(parsed: ParsedMessage) -> set[tuple[int, str]]:
+    """(envelope field index, normalised address) of the content's From, To, Cc and Bcc lists (the rows of
+    content_addresses, which `Address` criteria search)."""
+    found: set[tuple[int, str]] = set()
+    for index in ENVELOPE_ADDRESS_FIELDS.values():
+        entries = parsed.envelope[index] if index < len(parsed.envelope) else None
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, list) and len(entry) == 4 and entry[2] and entry[3]:
+                address = normalize_address(f"{entry[2]}@{entry[3]}")
+                if len(address) <= 320:
+                    found.add((index, address))
+    return found
+
+
+def insert_addresses(conn: sqlite3.Connection, content_id: int, parsed: ParsedMessage) -> None:
+    conn.executemany(
+        "INSERT OR IGNORE INTO content_addresses (address, content_id, field) VALUES (?, ?, ?)",
+        [(address, content_id, field) for field, address in envelope_addresses(parsed)],
+    )
 
 
 def create_mailbox_row(conn: sqlite3.Connection, account_id: int, name: str, special_use: str | None) -> int:
@@ -219,6 +242,7 @@ def delete_messages(
             conn.execute("DELETE FROM content_data WHERE id = ?", (content_id,))
             conn.execute("DELETE FROM content_imap WHERE id = ?", (content_id,))
             conn.execute("DELETE FROM content_search WHERE rowid = ?", (content_id,))
+            conn.execute("DELETE FROM content_addresses WHERE content_id = ?", (content_id,))
         total += size
     conn.execute(
         "UPDATE mailboxes SET message_count = message_count - ?, total_size = total_size - ?, "
