@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from postoffice.cli import MboxrdWriter, envelope_sender, mailbox_directory, maildir_info
 from postoffice.config import config_sections, render_default_config, standard_listeners
 from postoffice.net.tls import generate_self_signed
+from postoffice.transfer.mbox import MboxrdWriter, envelope_sender, mailbox_directory, maildir_info
 
 POSTOFFICE = str(Path(sys.executable).parent / "postoffice")
 

@@ -24,13 +24,12 @@ import asyncio
 import inspect
 import ipaddress
 import os
-import re
 import sys
 import time
 import tomllib
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from postoffice import __version__
 from postoffice.atomicfile import atomic_output, write_atomically
@@ -40,7 +39,7 @@ from postoffice.plural import counted
 from postoffice.protocols import SERVICES
 
 if TYPE_CHECKING:
-    from postoffice.store import MailboxInfo, MailStore, MessageInfo
+    from postoffice.store import MailboxInfo, MailStore
 
 T = TypeVar("T")
 
@@ -561,140 +560,10 @@ def cmd_mailbox(args: argparse.Namespace) -> int:
 
 # -- export --------------------------------------------------------------------------------------------------
 
-#: IMAP system flag -> Maildir info letter; written in ASCII order of the letters (D F R S T).
-MAILDIR_FLAGS = {"\\draft": "D", "\\flagged": "F", "\\answered": "R", "\\seen": "S", "\\deleted": "T"}
-
-_FROM_LINE = re.compile(rb"^>*From ", re.MULTILINE)
-
-
-def maildir_info(flags: frozenset[str]) -> str:
-    """The Maildir info letters for the system flags; keywords have no letter and are left out."""
-    return "".join(sorted({MAILDIR_FLAGS[f.lower()] for f in flags if f.lower() in MAILDIR_FLAGS}))
-
-
-def maildir_filename(message: MessageInfo, uidvalidity: int) -> str:
-    return (
-        f"{int(message.internaldate)}.{message.uid}_{uidvalidity}.postoffice:2,{maildir_info(message.flags)}"
-    )
-
-
-def mailbox_directory(root: Path, name: str) -> Path:
-    """The export directory of a mailbox: hierarchy levels become directories; none may climb out."""
-    parts = [
-        "_" * max(len(part), 1) if part in ("", ".", "..") else part
-        for part in name.replace("\0", "_").split("/")
-    ]
-    return root.joinpath(*parts)
-
-
-def envelope_sender(head: bytes) -> str:
-    """The sender for an mbox "From " line: Return-Path, else the From address, else MAILER-DAEMON."""
-    import email.parser
-    import email.policy
-    import email.utils
-
-    headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(head)
-    for name in ("Return-Path", "From"):
-        value = headers.get(name)
-        if value is None:
-            continue
-        address = email.utils.parseaddr(str(value))[1]
-        if address and "@" in address and not re.search(r"[\s\x00-\x1f\x7f]", address):
-            return address
-    return "MAILER-DAEMON"
-
-
-class MboxrdWriter:
-    """Writes one message body with mboxrd quoting: every line matching ^>*From gets one more '>' (so a
-    reader removes exactly one and gets the original back). Streams: memory use is bounded by the chunk size,
-    except for a line made only of '>' characters."""
-
-    def __init__(self, out: IO[bytes]) -> None:
-        self.out = out
-        self.tail = b""  # the incomplete last line, from its start
-        self.midline = False  # the current line started in an earlier chunk and was written already
-        self.last_byte = b""
-
-    def _write(self, data: bytes) -> None:
-        if data:
-            self.out.write(data)
-            self.last_byte = data[-1:]
-
-    def feed(self, chunk: bytes) -> None:
-        data = self.tail + chunk
-        self.tail = b""
-        start = 0
-        if self.midline:
-            newline = data.find(b"\n")
-            if newline < 0:
-                self._write(data)
-                return
-            self._write(data[: newline + 1])
-            start = newline + 1
-            self.midline = False
-        last = data.rfind(b"\n", start)
-        if last >= 0:
-            self._write(_FROM_LINE.sub(rb">\g<0>", data[start : last + 1]))
-            start = last + 1
-        rest = data[start:]
-        if len(rest.lstrip(b">")) >= len(b"From "):  # enough of the line to decide whether to quote it
-            self._write((b">" if _FROM_LINE.match(rest) else b"") + rest)
-            self.midline = True
-        else:
-            self.tail = rest
-
-    def finish(self) -> None:
-        self._write(self.tail)
-        self.tail = b""
-        if self.last_byte != b"\n":
-            self._write(b"\n")  # mbox needs a line end before the separating blank line
-
-
-async def _content_chunks(store: MailStore, content_id: int) -> AsyncGenerator[bytes, None]:
-    async for chunk in store.open_content(content_id):
-        yield chunk
-
-
-async def write_mbox_message(store: MailStore, message: MessageInfo, out: IO[bytes]) -> None:
-    chunks = _content_chunks(store, message.content_id)
-    try:
-        # Read just enough for the headers, to find the sender for the "From " line.
-        pending: list[bytes] = []
-        head = b""
-        async for chunk in chunks:
-            pending.append(chunk)
-            head += chunk
-            if b"\n\n" in head or b"\r\n\r\n" in head or len(head) >= 65536:
-                break
-        sender = envelope_sender(head.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0])
-        date = time.asctime(time.gmtime(message.internaldate))
-        out.write(f"From {sender} {date}\n".encode())
-        writer = MboxrdWriter(out)
-        for chunk in pending:
-            writer.feed(chunk)
-        async for chunk in chunks:
-            writer.feed(chunk)
-        writer.finish()
-        out.write(b"\n")
-    finally:
-        await chunks.aclose()
-
-
-async def write_maildir_message(
-    store: MailStore, message: MessageInfo, mailbox: MailboxInfo, folder: Path
-) -> None:
-    name = maildir_filename(message, mailbox.uidvalidity)
-    tmp = folder / "tmp" / name.split(":", 1)[0]
-    # `postoffice export` runs its own loop for this one job: a blocking write holds up no client
-    with open(tmp, "wb") as f:  # noqa: ASYNC230
-        async for chunk in store.open_content(message.content_id):
-            f.write(chunk)
-    final = folder / "cur" / name
-    os.replace(tmp, final)  # Maildir delivery: write in tmp/, then rename into place
-    os.utime(final, (message.internaldate, message.internaldate))
-
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from postoffice.transfer.mbox import mailbox_directory, write_maildir_message, write_mbox_message
+
     address = normalize_address(args.address)
     if args.format == "maildir" and not args.output:
         raise CliError("--format maildir needs --output DIR", EXIT_USAGE)

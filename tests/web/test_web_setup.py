@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import imaplib
 import plistlib
+import re
 import smtplib
 import ssl
 import xml.etree.ElementTree as ET
@@ -264,5 +265,88 @@ def test_changing_the_password_needs_the_current_one_and_signs_out_the_other_bro
         assert here.post("/settings/sessions", {"csrf": token}).status == 303
         assert again.get("/").header("location").startswith("/login")
         assert here.get("/").header("location").startswith("/box/")
+    finally:
+        process.stop()
+
+
+def test_export_all_mail_as_mbox_or_maildir_and_import_an_mbox_with_its_flags(tmp_path: Path) -> None:
+    import io
+    import mailbox
+    import zipfile
+
+    from postoffice.transfer.mbox import read_mbox
+    from tests.support.mail import send_smtp, text_message
+
+    data, process = start_web_server(tmp_path)
+    try:
+        send_smtp(
+            process.port("smtp"),
+            text_message("exported one", "From the start of a line\r\nbody one\r\n"),
+            text_message("exported two", "body two\r\n"),
+            to=DEMO,
+        )
+        web = WebClient.of(process, data)
+        assert web.login(DEMO, data.passwords[DEMO]).status == 303
+        reply = web.get("/settings/export?format=mbox")
+        assert reply.status == 200
+        assert reply.header("content-type") == "application/zip"
+        assert 'filename="mail-demo@example.test-' in reply.header("content-disposition")
+        with zipfile.ZipFile(io.BytesIO(reply.body)) as archive:
+            names = archive.namelist()
+            assert {"INBOX.mbox", "Sent.mbox", "Trash.mbox"} <= set(names)
+            (tmp_path / "INBOX.mbox").write_bytes(archive.read("INBOX.mbox"))
+        exported = mailbox.mbox(tmp_path / "INBOX.mbox")
+        assert sorted(str(m["subject"]) for m in exported) == ["exported one", "exported two"]
+        one = next(m for m in exported if m["subject"] == "exported one")
+        assert b"\n>From the start of a line" in one.as_bytes()  # mboxrd quoting, for mboxo readers too
+        ours = [
+            m for m in read_mbox(io.BytesIO((tmp_path / "INBOX.mbox").read_bytes())) if not isinstance(m, int)
+        ]
+        assert any(b"\r\nFrom the start of a line\r\n" in m.data for m in ours)  # an mboxrd reader unquotes
+        maildir = web.get("/settings/export?format=maildir")
+        with zipfile.ZipFile(io.BytesIO(maildir.body)) as archive:
+            files = [n for n in archive.namelist() if n.startswith("INBOX/cur/") and not n.endswith("/")]
+            assert len(files) == 2
+            assert all(":2," in n for n in files)
+            assert "INBOX/new/" in archive.namelist()
+            assert any(b"Subject: exported two" in archive.read(n) for n in files)
+        # import an mbox into Archive, keeping the flags it carries
+        mbox = (
+            b"From someone@example.org Mon Feb  2 10:00:00 2026\n"
+            b"From: someone@example.org\nSubject: imported read and flagged\nStatus: RO\nX-Status: F\n\n"
+            b">From quoted\nbody\n\n"
+            b"From someone@example.org Mon Feb  2 11:00:00 2026\n"
+            b"From: someone@example.org\nSubject: imported unread\n\nbody\n\n"
+        )
+        page = web.get("/settings")
+        token = web.csrf(page)
+        archive_id = re.search(r'<option value="(\d+)">Archive</option>', page.text)
+        assert archive_id is not None
+        fields = {"csrf": token, "folder": archive_id.group(1)}
+        done = web.post_multipart(
+            "/settings/import", fields, [("mbox", "old.mbox", "application/mbox", mbox)]
+        )
+        assert done.status == 303
+        assert "imported=2" in done.header("location")
+        wrong = {"csrf": "wrong", "folder": archive_id.group(1)}
+        assert (
+            web.post_multipart("/settings/import", wrong, [("mbox", "x.mbox", "text/plain", mbox)]).status
+            == 403
+        )
+        context = ssl.create_default_context(cafile=str(data.root / "tls" / "cert.pem"))
+        with imaplib.IMAP4_SSL("localhost", process.port("imaps"), ssl_context=context, timeout=30) as imap:
+            imap.login(DEMO, data.passwords[DEMO])
+            imap.select("Archive", readonly=True)
+            _, found = imap.fetch("1:*", "(FLAGS INTERNALDATE BODY.PEEK[])")
+            answers = [part for part in found if isinstance(part, tuple)]
+            assert len(answers) == 2
+            first_meta, first_body = answers[0]
+            assert b"\\Seen" in first_meta
+            assert b"\\Flagged" in first_meta
+            assert b" 2-Feb-2026 10:00:00 +0000" in first_meta
+            assert b"Status:" not in first_body
+            assert b"X-Status" not in first_body
+            assert b"\r\nFrom quoted\r\n" in first_body
+            assert b"\\Seen" not in answers[1][0]
     finally:
         process.stop()

@@ -57,6 +57,7 @@ from postoffice.directory.operations import (
 )
 from postoffice.net.service import ServiceContext
 from postoffice.store import Account, AlreadyExists, LimitExceeded, NotFound, WebSession
+from postoffice.transfer.archive import export_archive, import_mbox
 from postoffice.web import autoconfig, compose, mailview
 from postoffice.web.html import (
     FRAME_CSP,
@@ -391,6 +392,8 @@ class WebApp:
             web_sessions=await self.store.web_sessions_list(session.account_id, time.time()),
             error=error,
             done=request.query_params.get("done", ""),
+            imported=request.query_params.get("imported", ""),
+            skipped=request.query_params.get("skipped", ""),
             min_password=MIN_PASSWORD_LENGTH,
         )
 
@@ -442,6 +445,65 @@ class WebApp:
         ended = await self.store.web_sessions_end(session.account_id, keep=session.id)
         log.info("web sessions ended account_id=%d ended=%d by=web", session.account_id, ended)
         return RedirectResponse("/settings?done=sessions", 303)
+
+    async def export_mail(self, request: Request) -> Response:
+        """All the account's mail as a ZIP download, streamed (`transfer.archive`): mbox or Maildir."""
+        session = await self.require(request)
+        account = await self.account(session)
+        form = "maildir" if request.query_params.get("format") == "maildir" else "mbox"
+        day = time.strftime("%Y-%m-%d")
+        log.info("mail export account=%s format=%s by=web", account.address, form)
+        return StreamingResponse(
+            export_archive(self.store, account.id, form),
+            media_type="application/zip",
+            headers={
+                "content-disposition": f'attachment; filename="mail-{account.address}-{day}-{form}.zip"',
+                "cache-control": "no-store",
+            },
+        )
+
+    async def import_mail(self, request: Request) -> Response:
+        """An uploaded mbox appended to one of the account's folders, flags kept (`transfer.archive`)."""
+        session = await self.require(request)
+        limit = self.settings.max_import_size
+        length = request.headers.get("content-length")
+        if length is None or not length.isdigit():
+            raise HTTPException(411, "a length is required")
+        if int(length) > limit + 65536:
+            raise HTTPException(413, "the file is too large")
+        self.check_origin(request)
+        try:
+            data = await request.form(max_files=1, max_fields=10, max_part_size=65536)
+        except Exception as exc:  # python-multipart's errors: a malformed form
+            raise HTTPException(400, "malformed form") from exc
+        try:
+            fields = Form([(k, v) for k, v in data.multi_items() if isinstance(v, str)])
+            await self.check_csrf(request, session, fields)
+            upload = data.get("mbox")
+            if not isinstance(upload, UploadFile):
+                raise HTTPException(400, "no file")
+            chosen = fields.get("folder")
+            try:
+                all_folders = await mailview.folders(self.store, session.account_id)
+                folder = mailview.find_folder(all_folders, int(chosen) if chosen.isdigit() else -1)
+            except mailview.NotFound as exc:
+                raise HTTPException(404, "no such folder") from exc
+            result = await import_mbox(
+                self.store, folder.id, upload.file, self.ctx.config.smtp.max_message_size
+            )
+        finally:
+            await data.close()
+        account = await self.account(session)
+        log.info(
+            "mail import account=%s folder=%s imported=%d skipped=%d by=web",
+            account.address,
+            folder.name,
+            result.imported,
+            result.skipped,
+        )
+        return RedirectResponse(
+            f"/settings?done=import&imported={result.imported}&skipped={result.skipped}#transfer", 303
+        )
 
     async def apple_profile(self, request: Request) -> Response:
         """The account as an Apple configuration profile (`web.autoconfig`)."""
@@ -1023,6 +1085,8 @@ def build_app(ctx: ServiceContext, settings: WebConfig) -> ASGIApp:
             Route("/settings/password", web.change_password, methods=["POST"]),
             Route("/settings/sessions", web.end_sessions, methods=["POST"]),
             Route("/settings/profile.mobileconfig", web.apple_profile, methods=["GET"]),
+            Route("/settings/export", web.export_mail, methods=["GET"]),
+            Route("/settings/import", web.import_mail, methods=["POST"]),
             *admin.routes(),
             Mount("/static", StaticFiles(directory=str(static)), name="static"),
         ],

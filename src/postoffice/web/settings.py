@@ -64,3 +64,12 @@ class WebConfig:
         doc="Bytes of a form body (login, settings, a message being written) at most; more is refused (413).",
         minimum=65536,
     )
+    max_import_size: int = setting(
+        1073741824,
+        "bytes of an mbox uploaded for import at most (1 GiB)",
+        doc=(
+            "Bytes of an mbox file uploaded on the settings page for import at most (it is spooled to a "
+            "temporary file while it is read); more is refused (413)."
+        ),
+        minimum=1048576,
+    )
