@@ -801,5 +801,16 @@ def test_conversations_span_pages_and_folders_and_act_as_one(tmp_path: Path) -> 
             == 303
         )
         assert sorted(listed_subjects(client, archive)) == ["Budget 2027", "RE: Budget 2027"]
+        # search results come 50 a page, newest first, with the way to the older ones and back
+        first_results = client.get("/search?q=subject%3Afiller").text
+        assert len(re.findall(r'class="message-row', first_results)) == 50
+        assert "filler 59" in first_results
+        assert 'href="/search?q=subject%3Afiller&page=2" rel="next"' in first_results
+        second_results = client.get("/search?q=subject%3Afiller&page=2").text
+        assert len(re.findall(r'class="message-row', second_results)) == 10
+        assert "filler 0<" in second_results
+        assert 'rel="next"' not in second_results
+        assert 'href="/search?q=subject%3Afiller&page=1" rel="prev"' in second_results
+        assert client.get("/search?q=subject%3Afiller&page=x").status == 200  # a bad page is the first
     finally:
         server.stop()

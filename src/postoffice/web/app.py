@@ -614,7 +614,11 @@ class WebApp:
         query = parse_query(text)
         everywhere = current is None or query.all_folders
         searched = all_folders if everywhere or current is None else [current]
-        found, more = await mailview.search(self.store, searched, query) if text.strip() else ([], False)
+        raw_page = request.query_params.get("page", "1")
+        page = min(int(raw_page), mailview.SEARCH_PAGES) if raw_page.isdigit() and raw_page != "0" else 1
+        found, more = (
+            await mailview.search(self.store, searched, query, page) if text.strip() else ([], False)
+        )
         return self.render(
             request,
             "search.html",
@@ -625,6 +629,8 @@ class WebApp:
             everywhere=everywhere,
             found=found,
             more=more,
+            page=page,
+            last_page=page >= mailview.SEARCH_PAGES,
         )
 
     async def folder_of(

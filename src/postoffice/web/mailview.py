@@ -485,8 +485,10 @@ async def known_addresses(store: MailStore, all_folders: list[Folder], own: str)
 
 # -- search ------------------------------------------------------------------------------------------------
 
-#: Results shown at most (newest first).
-SEARCH_LIMIT = 200
+#: Results on a page (newest first).
+SEARCH_PAGE = PAGE_SIZE
+#: Pages of search results at most (the newest SEARCH_PAGE * SEARCH_PAGES matches); beyond, narrow the search.
+SEARCH_PAGES = 20
 
 
 @dataclass(frozen=True)
@@ -495,18 +497,26 @@ class Found:
     row: Row
 
 
-async def search(store: MailStore, folders_searched: list[Folder], query: Query) -> tuple[list[Found], bool]:
-    """Messages matching the search box's query in `folders_searched`, newest first; and whether there were
-    more than SEARCH_LIMIT."""
+async def search(
+    store: MailStore, folders_searched: list[Folder], query: Query, page: int = 1
+) -> tuple[list[Found], bool]:
+    """A page (SEARCH_PAGE, newest first) of the messages matching the search box's query in
+    `folders_searched`; and whether there are more after it."""
+    page = min(max(1, page), SEARCH_PAGES)
+    wanted = page * SEARCH_PAGE  # the newest `wanted` + 1 of all folders together decide this page
     hits: list[tuple[Folder, MessageInfo]] = []
     for folder in folders_searched:
-        # the newest of each folder are enough: only SEARCH_LIMIT are shown of all folders together
-        uids = await store.search(folder.id, query.criteria, newest=SEARCH_LIMIT + 1)
+        # the newest of each folder are enough: no page shows more than the newest `wanted` of them all
+        uids = await store.search(folder.id, query.criteria, newest=wanted + 1)
         hits += [(folder, m) for m in await store.get_messages(folder.id, uids)]
     hits.sort(key=lambda hit: hit[1].internaldate, reverse=True)
-    parsed = await store.get_parsed_many([m.content_id for _, m in hits[: SEARCH_LIMIT * 4]])
+    if query.has_attachment is None:
+        chosen = hits[(page - 1) * SEARCH_PAGE : wanted + 1]
+    else:
+        chosen = hits  # the attachment filter reads structures: the page is counted after it
+    parsed = await store.get_parsed_many([m.content_id for _, m in chosen[: wanted * 4 + 1]])
     found: list[Found] = []
-    for folder, info in hits:
+    for folder, info in chosen:
         structure = parsed.get(info.content_id)
         if structure is None:
             continue
@@ -514,9 +524,9 @@ async def search(store: MailStore, folders_searched: list[Folder], query: Query)
         if query.has_attachment is not None and row.attachment != query.has_attachment:
             continue
         found.append(Found(folder, row))
-        if len(found) > SEARCH_LIMIT:
-            return found[:SEARCH_LIMIT], True
-    return found, False
+    if query.has_attachment is not None:
+        found = found[(page - 1) * SEARCH_PAGE :]
+    return found[:SEARCH_PAGE], len(found) > SEARCH_PAGE and page < SEARCH_PAGES
 
 
 # -- actions -----------------------------------------------------------------------------------------------
