@@ -467,3 +467,53 @@ def test_settings_in_english_and_chinese_on_a_desktop_and_a_phone(
     assert overflow <= 0  # nothing wider than the phone
     shot(phone, "settings-phone-zh-dark")
     phone.context.close()
+
+
+def test_admin_pages_for_an_administrator_in_english_and_chinese(
+    browser: Any, mail: tuple[DataDir, ServerProcess]
+) -> None:
+    """The admin pages as an administrator sees them (the role granted on the command line, seen at the next
+    request): status, accounts (a new one with a generated password shown once), domains, aliases, queue; a
+    phone in Chinese."""
+    from tests.integration.harness import cli
+
+    data, server = mail
+    page = desktop(browser, data, server)
+    page.goto(page.base + "/admin")
+    assert "403" in page.inner_text("main")  # not an administrator yet
+    cli("user", "admin", "grant", DEMO, config=data.config)
+    try:
+        page.goto(page.base + "/settings")
+        page.click("a.admin-link")
+        page.wait_for_selector(".admin-nav")
+        assert page.inner_text(".admin h1") == "Administration"
+        assert page.locator(".facts dt", has_text="Version").count() == 1
+        shot(page, "admin-status-desktop-en")
+        page.click(".admin-nav a[href='/admin/accounts']")
+        page.fill("input[name=address][type=email]", "new.person@example.test")
+        page.click("button[value=add]")
+        secret = page.locator(".generated .secret")
+        secret.wait_for()
+        assert len(secret.inner_text()) == 20
+        assert page.locator(".account-row[data-address='new.person@example.test']").count() == 1
+        shot(page, "admin-accounts-desktop-en")
+        page.click(".admin-nav a[href='/admin/aliases']")
+        page.fill("input[name=source][type=text]", "team@example.test")
+        page.fill("input[name=targets]", "demo@example.test, new.person@example.test")
+        page.click("button[value=add]")
+        page.locator(".alias-row", has_text="team@example.test").wait_for()
+        page.click(".admin-nav a[href='/admin/domains']")
+        assert page.locator(".domain-row", has_text="example.test").count() == 1
+        page.click(".admin-nav a[href='/admin/queue']")
+        page.wait_for_selector(".admin .empty")
+        page.context.close()
+        phone = new_page(browser, server, viewport={"width": 390, "height": 844}, locale="zh-CN")
+        log_in(phone, data)
+        phone.goto(phone.base + "/admin/accounts")
+        phone.wait_for_selector(".admin-nav")
+        assert phone.inner_text(".admin h1") == "管理"
+        assert phone.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+        shot(phone, "admin-accounts-phone-zh")
+        phone.context.close()
+    finally:
+        cli("user", "admin", "revoke", DEMO, config=data.config, check=False)
