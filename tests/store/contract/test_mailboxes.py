@@ -206,5 +206,21 @@ def test_unseen_counts_per_mailbox_of_one_account(backend: Backend) -> None:
         assert (await store.mailbox_status(inbox)).unseen == 2
         assert await store.unseen_counts(other) == {await inbox_of(store, other): 1}
         assert await store.unseen_counts(999_999) == {}
+        # every kind of change is seen at the next count (a backend may keep counts between changes)
+        await store.store_flags(archive.id, [1], ["\\Seen"], "add")
+        assert await store.unseen_counts(demo) == {inbox: 2}
+        await store.store_flags(inbox, [2], ["\\Seen"], "remove")
+        assert await store.unseen_counts(demo) == {inbox: 3}
+        await store.store_flags(inbox, [1, 2], ["\\Deleted"], "add")
+        await store.expunge_deleted(inbox)
+        assert await store.unseen_counts(demo) == {inbox: 1}
+        await deliver(store, message("m5"), [demo])
+        assert await store.unseen_counts(demo) == {inbox: 2}
+        cli = backend.open()  # another process's change (the CLI, another node)
+        try:
+            await cli.store_flags(inbox, [5], ["\\Seen"], "add")
+        finally:
+            await cli.close()
+        assert await store.unseen_counts(demo) == {inbox: 1}
 
     backend.run(scenario)

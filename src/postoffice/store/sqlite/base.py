@@ -50,6 +50,8 @@ class SqliteBase(MailStore):
     _reader_connections: list[sqlite3.Connection]
     _reader_lock: threading.Lock
     _closed: bool
+    #: unseen count per mailbox id, with the mailbox state it was counted at (`unseen_counts`)
+    _unseen_cache: dict[int, tuple[tuple[int, ...], int]]
     #: the subscribers; the writer hands it each commit's events (`ChangeBus.publish_threadsafe`)
     _change_bus: ChangeBus
 

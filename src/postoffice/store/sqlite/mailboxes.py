@@ -31,10 +31,8 @@ from postoffice.store.sqlite.rows import (
 
 #: The partial index messages_unseen answers these (schema.sql: the condition must be written so, literally).
 UNSEEN_OF_MAILBOX = "SELECT count(*), min(uid) FROM messages WHERE mailbox_id = ? AND flags & 1 = 0"
-UNSEEN_OF_ACCOUNT = (
-    "SELECT mailbox_id, count(*) FROM messages WHERE flags & 1 = 0 AND mailbox_id IN "
-    "(SELECT id FROM mailboxes WHERE account_id = ?) GROUP BY mailbox_id"
-)
+#: Mailboxes whose unseen count is kept in memory at most (then the cache starts again).
+UNSEEN_CACHE_MAILBOXES = 100_000
 if FLAG_BITS["\\seen"] != 1:
     raise RuntimeError("the unseen index assumes \\Seen is bit 1 of messages.flags")
 
@@ -246,9 +244,31 @@ class MailboxesMixin(SqliteBase):
         return await self._read(q)
 
     async def unseen_counts(self, account_id: int) -> dict[int, int]:
+        """Counted from the partial index of unseen messages, and kept per mailbox with the mailbox's state
+        (UIDVALIDITY, HIGHESTMODSEQ, message count, UIDNEXT: every change of a flag, every message added or
+        removed changes one of them), so that a folder list counts again only what changed (30,000 unseen of
+        100,000 messages: 4.6 ms each time before)."""
+
         def q(conn: sqlite3.Connection) -> dict[int, int]:
-            rows = conn.execute(UNSEEN_OF_ACCOUNT, (account_id,))
-            return {int(mailbox_id): int(count) for mailbox_id, count in rows}
+            found: dict[int, int] = {}
+            cache = self._unseen_cache
+            if len(cache) > UNSEEN_CACHE_MAILBOXES:
+                cache.clear()
+            for mailbox_id, *state in conn.execute(
+                "SELECT id, uidvalidity, highest_modseq, message_count, uidnext FROM mailboxes "
+                "WHERE account_id = ?",
+                (account_id,),
+            ).fetchall():
+                key = tuple(int(v) for v in state)
+                kept = cache.get(mailbox_id)
+                if kept is not None and kept[0] == key:
+                    count = kept[1]
+                else:
+                    count = int(conn.execute(UNSEEN_OF_MAILBOX, (mailbox_id,)).fetchone()[0])
+                    cache[mailbox_id] = (key, count)
+                if count:
+                    found[int(mailbox_id)] = count
+            return found
 
         return await self._read(q)
 

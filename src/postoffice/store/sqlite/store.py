@@ -78,6 +78,7 @@ class SqliteMailStore(
         self._directory_key = None
         self._directory = None
         self._snapshots = collections.OrderedDict()
+        self._unseen_cache = {}
         if not self._directory_marker.path.exists():
             try:
                 self._touch_directory_marker()
@@ -86,5 +87,6 @@ class SqliteMailStore(
 
     def invalidate_caches(self) -> None:
         self._directory = None
+        self._unseen_cache.clear()
         self._directory_key = None
         self._snapshots.clear()
