@@ -425,6 +425,15 @@ def test_the_admin_role_and_disabled_accounts(data: Path) -> None:
     assert po(data, "user", "admin", "grant", "nobody@example.test").returncode == 1
 
 
+def test_plus_addressing_per_domain(data: Path) -> None:
+    assert po(data, "domain", "plus-addressing", "example.test", "off").returncode == 0
+    assert po(data, "domain", "list").stdout.split("\n")[0] == "example.test  (plus-addressing off)"
+    assert po(data, "domain", "plus-addressing", "example.test", "on").returncode == 0
+    assert po(data, "domain", "list").stdout.split() == ["example.test"]
+    assert po(data, "domain", "plus-addressing", "nowhere.test", "off").returncode == 1
+    assert po(data, "domain", "plus-addressing", "example.test", "maybe").returncode == 2
+
+
 def test_user_list_passwd_remove(data: Path) -> None:
     po(data, "domain", "add", "other.test")
     for address in ("b@example.test", "a@example.test", "c@other.test"):

@@ -316,7 +316,7 @@ def cmd_domain(args: argparse.Namespace) -> int:
     if args.action == "list":
         domains = with_store(args, lambda store: store.list_domains())
         for domain in domains:
-            print(domain.name)
+            print(domain.name + ("" if domain.plus_addressing else "  (plus-addressing off)"))
         return EXIT_OK
     from postoffice.directory import operations
 
@@ -324,6 +324,10 @@ def cmd_domain(args: argparse.Namespace) -> int:
     if args.action == "add":
         with_store(args, lambda store: operations.add_domain(store, name, by=_cli_user()))
         print(f"added domain {name}")
+    elif args.action == "plus-addressing":
+        on = args.state == "on"
+        with_store(args, lambda store: operations.set_plus_addressing(store, name, on, by=_cli_user()))
+        print(f"plus-addressing {args.state} for {name}")
     else:
         with_store(args, lambda store: operations.remove_domain(store, name, by=_cli_user()))
         print(f"removed domain {name}")
@@ -667,6 +671,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     command("add", cmd_domain, "serve a domain", sub).add_argument("name", metavar="DOMAIN")
     command("list", cmd_domain, "list the domains served", sub)
+    q = command(
+        "plus-addressing", cmd_domain, "whether user+tag@DOMAIN reaches user@DOMAIN (default on)", sub
+    )
+    q.add_argument("name", metavar="DOMAIN")
+    q.add_argument("state", choices=("on", "off"))
     command(
         "remove", cmd_domain, "stop serving a domain (it must have no accounts or aliases)", sub
     ).add_argument("name", metavar="DOMAIN")

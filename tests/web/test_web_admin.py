@@ -126,6 +126,12 @@ def test_domains_and_accounts_through_the_same_operations_as_the_cli(
     )
     listed = admin.get("/admin/domains").text
     assert re.search(r"<td>team\.example</td><td>0</td><td>0</td>", listed)
+    # plus-addressing off and on again
+    plus = {"csrf": token, "action": "plus-off", "name": "example.test"}
+    assert admin.post("/admin/domains", plus).status == 303
+    assert re.search(r"<td>example\.test</td>.*?plus-state\">off<", admin.get("/admin/domains").text, re.S)
+    assert admin.post("/admin/domains", dict(plus, action="plus-on")).status == 303
+    assert "plus-addressing on domain=example.test by=web:demo@example.test" in process.log()
     assert re.search(r"<td>example\.test</td><td>2</td>", listed)
     # an account with a generated password, shown once, that opens IMAP
     added = admin.post(

@@ -158,3 +158,10 @@ async def delete_queued(store: MailStore, queue_id: int, *, by: str) -> bool:
     if deleted:
         log.info("queue delete id=%d by=%s", queue_id, by)
     return deleted
+
+
+async def set_plus_addressing(store: MailStore, name: str, on: bool, *, by: str) -> Domain:
+    """Whether user+tag@DOMAIN reaches user@DOMAIN (the resolver's step 5)."""
+    domain = await store.update_domain(parse_domain(name), plus_addressing=on)
+    log.info("plus-addressing %s domain=%s by=%s", "on" if on else "off", domain.name, by)
+    return domain

@@ -10,7 +10,8 @@ NFC local part, IDNA domain without a trailing dot):
    levels; an address already expanded is not expanded again (loops end), and a target that names an account
    is delivered to that account.
 4. An account with the exact address.
-5. Plus-addressing: `user+tag@domain` is tried as `user@domain` (steps 3 and 4).
+5. Plus-addressing, unless the domain has it off: `user+tag@domain` is tried as `user@domain` (steps 3
+   and 4).
 6. The domain's catch-all alias (`@domain`).
 7. Otherwise: `unknown` (550 5.1.1).
 
@@ -39,6 +40,7 @@ class AddressLookup:
     domain_served: bool
     account_id: int | None = None
     alias_targets: tuple[str, ...] | None = None
+    plus_addressing: bool = True  # the domain takes user+tag@ for user@ (step 5)
 
 
 @dataclass
@@ -96,7 +98,7 @@ def resolve(
     if not first.domain_served:
         return Resolution("foreign", remote=[full])
     found = deliver_to(full, 0)
-    if not found and "+" in local:
+    if not found and "+" in local and first.plus_addressing:
         base = local.split("+", 1)[0]
         if base:
             found = deliver_to(f"{base}@{domain}", 0)

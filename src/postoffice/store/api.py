@@ -93,6 +93,7 @@ class KeywordLimits:
 class Domain:
     id: int
     name: str
+    plus_addressing: bool = True  # user+tag@ reaches user@ (directory.resolver, step 5)
 
 
 @dataclass(frozen=True)
@@ -534,6 +535,11 @@ class MailStore(abc.ABC):
     @abc.abstractmethod
     async def add_account(self, address: str, password_hash: str, *, admin: bool = False) -> Account:
         """Creates the account and its default mailboxes. The domain must exist."""
+
+    @abc.abstractmethod
+    async def update_domain(self, name: str, *, plus_addressing: bool | None = None) -> Domain:
+        """Turn the domain's plus-addressing on or off (None: unchanged); the domain as it is now. NotFound
+        for a domain not served."""
 
     @abc.abstractmethod
     async def update_account(

@@ -8,7 +8,8 @@ CREATE TABLE meta (
 CREATE TABLE domains (
     id      INTEGER PRIMARY KEY,
     name    TEXT NOT NULL UNIQUE,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    plus_addressing INTEGER NOT NULL DEFAULT 1    -- 0: user+tag@ is not user@ (version 15)
 );
 
 CREATE TABLE accounts (

@@ -163,6 +163,9 @@ class AdminPages:
                     await operations.add_domain(store, name, by=by)
                 elif form.get("action") == "remove":
                     await operations.remove_domain(store, name, by=by)
+                elif form.get("action") in ("plus-on", "plus-off"):
+                    on = form.get("action") == "plus-on"
+                    await operations.set_plus_addressing(store, name, on, by=by)
                 return RedirectResponse("/admin/domains", 303)
             except AddressError:
                 error = _("That is not a domain name.")
@@ -174,7 +177,7 @@ class AdminPages:
                 error = _("A domain with accounts or aliases cannot be removed.")
         accounts = collections.Counter(a.domain for a in await store.list_accounts())
         aliases = collections.Counter(a.source.rsplit("@", 1)[1] for a in await store.list_aliases())
-        rows = [(d.name, accounts[d.name], aliases[d.name]) for d in await store.list_domains()]
+        rows = [(d, accounts[d.name], aliases[d.name]) for d in await store.list_domains()]
         return await self.page(
             request, "admin_domains.html", session, status=400 if error else 200, rows=rows, error=error
         )

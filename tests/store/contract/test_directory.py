@@ -175,3 +175,30 @@ def test_the_admin_role_and_the_disabled_state_are_kept_and_disabling_ends_web_s
             await store.update_account("nobody@example.test", admin=True)
 
     backend.run(scenario)
+
+
+@covers(S.update_domain, S.list_domains)
+def test_plus_addressing_can_be_turned_off_per_domain(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        demo, other = await accounts(store, "demo", "other")
+        await store.add_domain("second.test")
+        await store.add_alias("@example.test", ["demo@example.test"])
+        assert (await store.resolve_recipient("other+tag@example.test")).account_ids == [other]
+        off = await store.update_domain("Example.Test", plus_addressing=False)
+        assert (off.name, off.plus_addressing) == ("example.test", False)
+        assert [(d.name, d.plus_addressing) for d in await store.list_domains()] == [
+            ("example.test", False),
+            ("second.test", True),
+        ]
+        # off: the tagged address is just another address (here the catch-all's)
+        assert (await store.resolve_recipient("other+tag@example.test")).account_ids == [demo]
+        await store.remove_alias("@example.test")
+        assert (await store.resolve_recipient("other+tag@example.test")).status == "unknown"
+        assert (await store.resolve_recipient("other@example.test")).account_ids == [other]
+        assert (await store.update_domain("example.test", plus_addressing=True)).plus_addressing
+        assert (await store.resolve_recipient("other+tag@example.test")).account_ids == [other]
+        assert await store.update_domain("example.test") == off.__class__(off.id, "example.test", True)
+        with pytest.raises(NotFound):
+            await store.update_domain("unknown.test", plus_addressing=False)
+
+    backend.run(scenario)

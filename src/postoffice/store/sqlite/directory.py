@@ -36,8 +36,10 @@ class DirectorySnapshot:
     """Domains, accounts and aliases held in memory, so that resolving a recipient costs no I/O."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
-        self.domains = [str(r[0]) for r in conn.execute("SELECT name FROM domains ORDER BY id")]
+        rows = conn.execute("SELECT name, plus_addressing FROM domains ORDER BY id").fetchall()
+        self.domains = [str(r[0]) for r in rows]
         self.domain_set = set(self.domains)
+        self.without_plus = {str(r[0]) for r in rows if not r[1]}
         self.accounts = {str(r[0]): int(r[1]) for r in conn.execute("SELECT address, id FROM accounts")}
         self.aliases = {
             str(r[0]): tuple(json.loads(r[1])) for r in conn.execute("SELECT source, targets FROM aliases")
@@ -47,7 +49,9 @@ class DirectorySnapshot:
         domain = addr.rpartition("@")[2]
         if domain not in self.domain_set:
             return AddressLookup(domain_served=False)
-        return AddressLookup(True, self.accounts.get(addr), self.aliases.get(addr))
+        return AddressLookup(
+            True, self.accounts.get(addr), self.aliases.get(addr), domain not in self.without_plus
+        )
 
     def first_domain(self) -> str | None:
         return self.domains[0] if self.domains else None
@@ -93,9 +97,27 @@ class DirectoryMixin(SqliteBase):
 
     async def list_domains(self) -> list[Domain]:
         def q(conn: sqlite3.Connection) -> list[Domain]:
-            return [Domain(r[0], r[1]) for r in conn.execute("SELECT id, name FROM domains ORDER BY name")]
+            rows = conn.execute("SELECT id, name, plus_addressing FROM domains ORDER BY name")
+            return [Domain(r[0], r[1], bool(r[2])) for r in rows]
 
         return await self._read(q)
+
+    async def update_domain(self, name: str, *, plus_addressing: bool | None = None) -> Domain:
+        name = normalize_address("@" + name).lstrip("@")
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> Domain:
+            if plus_addressing is not None:
+                conn.execute(
+                    "UPDATE domains SET plus_addressing = ? WHERE name = ?", (int(plus_addressing), name)
+                )
+            row = conn.execute(
+                "SELECT id, name, plus_addressing FROM domains WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no domain {name}")
+            return Domain(int(row[0]), str(row[1]), bool(row[2]))
+
+        return await self._write_directory(tx)
 
     @staticmethod
     def _domain_id(conn: sqlite3.Connection, domain: str) -> int:

@@ -22,7 +22,7 @@ from postoffice.store.sqlite.rows import insert_addresses, insert_kept_forms, re
 
 log = logging.getLogger("postoffice.store")
 
-SCHEMA_VERSION = 14
+SCHEMA_VERSION = 15
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -208,6 +208,8 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
         "CREATE INDEX IF NOT EXISTS content_addresses_content ON content_addresses(content_id)",
         _backfill_addresses,
     ),
+    # Plus-addressing per domain (issue 12): on, as it always was.
+    14: (_add_column("domains", "plus_addressing", "INTEGER NOT NULL DEFAULT 1"),),
 }
 
 
