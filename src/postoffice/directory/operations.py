@@ -59,6 +59,13 @@ class LastAdmin(ValueError):
     """The change would leave the installation without an account that has the admin role."""
 
 
+async def _keep_an_admin(store: MailStore, address: str) -> None:
+    """LastAdmin if `address` is the only enabled admin (about to lose the role, be disabled or removed)."""
+    admins = [a.address for a in await store.list_accounts() if a.admin and not a.disabled]
+    if admins == [address]:
+        raise LastAdmin(f"{address} is the only admin")
+
+
 async def add_account(
     store: MailStore, address: str, password: str | None, *, admin: bool = False, by: str
 ) -> tuple[Account, str | None]:
@@ -83,9 +90,7 @@ async def set_admin(store: MailStore, address: str, admin: bool, *, by: str) -> 
     """Grant or revoke the admin role; the last admin keeps it (LastAdmin)."""
     address = normalize_address(address)
     if not admin:
-        admins = [a for a in await store.list_accounts() if a.admin and not a.disabled]
-        if [a.address for a in admins] == [address]:
-            raise LastAdmin(f"{address} is the only admin")
+        await _keep_an_admin(store, address)
     account = await store.update_account(address, admin=admin)
     log.info("admin role %s account=%s by=%s", "granted" if admin else "revoked", address, by)
     return account
@@ -96,9 +101,7 @@ async def set_disabled(store: MailStore, address: str, disabled: bool, *, by: st
     the last enabled admin cannot be disabled (LastAdmin)."""
     address = normalize_address(address)
     if disabled:
-        admins = [a for a in await store.list_accounts() if a.admin and not a.disabled]
-        if [a.address for a in admins] == [address]:
-            raise LastAdmin(f"{address} is the only admin")
+        await _keep_an_admin(store, address)
     account = await store.update_account(address, disabled=disabled)
     log.info("account %s account=%s by=%s", "disabled" if disabled else "enabled", address, by)
     return account
@@ -107,9 +110,7 @@ async def set_disabled(store: MailStore, address: str, disabled: bool, *, by: st
 async def remove_account(store: MailStore, address: str, *, by: str) -> None:
     """Remove the account with all its mail; the last admin stays (LastAdmin)."""
     address = normalize_address(address)
-    admins = [a for a in await store.list_accounts() if a.admin and not a.disabled]
-    if [a.address for a in admins] == [address]:
-        raise LastAdmin(f"{address} is the only admin")
+    await _keep_an_admin(store, address)
     await store.remove_account(address)
     log.info("account removed account=%s by=%s", address, by)
 

@@ -34,7 +34,7 @@ Invariants every change must keep (tested for every parsed message, including fu
 """
 
 from postoffice.message.headers import unfold
-from postoffice.message.model import BodyPart, ParsedMessage
+from postoffice.message.model import BodyPart, ParsedMessage, envelope_addresses
 from postoffice.message.parser import (
     MAX_ADDRESS_TOKENS,
     MAX_ADDRESSES,
@@ -62,6 +62,7 @@ __all__ = [
     "PARSE_INLINE_LIMIT",
     "BodyPart",
     "ParsedMessage",
+    "envelope_addresses",
     "parse_message",
     "unfold",
 ]

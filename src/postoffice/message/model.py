@@ -150,3 +150,17 @@ class ParsedMessage:
             search_truncated=d["search_truncated"],
             references=d.get("references", []),  # absent in what was stored before schema version 12
         )
+
+
+def envelope_addresses(envelope: list[Any], fields: tuple[int, ...]) -> list[tuple[str, str]]:
+    """(display name, "mailbox@host") of the address lists `fields` of an ENVELOPE (RFC 9051 7.5.2: 2 from,
+    5 to, 6 cc, 7 bcc), in order, as the parser wrote them; group markers and incomplete entries left out."""
+    found: list[tuple[str, str]] = []
+    for index in fields:
+        entries = envelope[index] if index < len(envelope) else None
+        found += [
+            (str(entry[0] or ""), f"{entry[2]}@{entry[3]}")
+            for entry in (entries if isinstance(entries, list) else [])
+            if isinstance(entry, list) and len(entry) == 4 and entry[2] and entry[3]
+        ]
+    return found

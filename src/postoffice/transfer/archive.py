@@ -21,7 +21,6 @@ import time
 import zipfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import IO
 
 from postoffice.message import parse_message
@@ -29,6 +28,7 @@ from postoffice.store import MailStore
 from postoffice.store.api import AppendItem
 from postoffice.transfer.mbox import (
     MboxMessage,
+    mailbox_path_parts,
     maildir_filename,
     read_mbox,
     write_mbox_message,
@@ -57,19 +57,13 @@ class _Sink(io.RawIOBase):
         return out
 
 
-def _folder_path(name: str) -> str:
-    """A folder's path inside the archive: its hierarchy as directories, nothing that climbs out."""
-    parts = ["_" * max(len(p), 1) if p in ("", ".", "..") else p for p in name.replace("\0", "_").split("/")]
-    return str(PurePosixPath(*parts))
-
-
 async def export_archive(store: MailStore, account_id: int, form: str) -> AsyncIterator[bytes]:
     """The account's mail as a ZIP: `form` "mbox" (FOLDER.mbox per folder) or "maildir" (FOLDER/cur/...)."""
     sink = _Sink()
     archive = zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1)
     try:
         for mailbox in await store.list_mailboxes(account_id):
-            folder = _folder_path(mailbox.name)
+            folder = "/".join(mailbox_path_parts(mailbox.name))
             messages = await store.list_messages(mailbox.id)
             if form == "mbox":
                 with archive.open(f"{folder}.mbox", "w", force_zip64=True) as entry:

@@ -45,13 +45,17 @@ def maildir_filename(message: MessageInfo, uidvalidity: int) -> str:
     )
 
 
-def mailbox_directory(root: Path, name: str) -> Path:
-    """The export directory of a mailbox: hierarchy levels become directories; none may climb out."""
-    parts = [
+def mailbox_path_parts(name: str) -> list[str]:
+    """A mailbox's name as path components: hierarchy levels become directories; none may climb out."""
+    return [
         "_" * max(len(part), 1) if part in ("", ".", "..") else part
         for part in name.replace("\0", "_").split("/")
     ]
-    return root.joinpath(*parts)
+
+
+def mailbox_directory(root: Path, name: str) -> Path:
+    """The export directory of a mailbox (`mailbox_path_parts` below `root`)."""
+    return root.joinpath(*mailbox_path_parts(name))
 
 
 def envelope_sender(head: bytes) -> str:

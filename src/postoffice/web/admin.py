@@ -29,7 +29,7 @@ from postoffice import __version__
 from postoffice.directory import operations
 from postoffice.directory.address import AddressError
 from postoffice.store import Account, AlreadyExists, NotFound, StoreError, WebSession
-from postoffice.web import autoconfig
+from postoffice.web import mailview
 
 if TYPE_CHECKING:
     from postoffice.web.app import WebApp
@@ -88,8 +88,6 @@ class AdminPages:
     async def page(
         self, request: Request, template: str, session: WebSession, status: int = 200, **values: Any
     ) -> Response:
-        from postoffice.web import mailview
-
         return self.web.render(
             request,
             template,
@@ -146,7 +144,6 @@ class AdminPages:
             store_size=store_size,
             queue=await ctx.store.queue_stats(),
             problems=list(reversed(self.problems.records)),
-            endpoints=autoconfig.endpoints(ctx.config, bound),
         )
 
     # -- domains ---------------------------------------------------------------------------------------

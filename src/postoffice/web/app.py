@@ -380,7 +380,6 @@ class WebApp:
     ) -> Response:
         session = session or await self.require(request)
         account = await self.account(session)
-        bound: dict[str, tuple[str, int]] = self.ctx.shared("net.bound", dict)
         return self.render(
             request,
             "settings.html",
@@ -388,7 +387,7 @@ class WebApp:
             session=session,
             folders=await mailview.folders(self.store, session.account_id),
             account=account,
-            endpoints=autoconfig.endpoints(self.ctx.config, bound),
+            endpoints=autoconfig.running_endpoints(self.ctx),
             web_sessions=await self.store.web_sessions_list(session.account_id, time.time()),
             error=error,
             done=request.query_params.get("done", ""),
@@ -465,12 +464,7 @@ class WebApp:
     async def import_mail(self, request: Request) -> Response:
         """An uploaded mbox appended to one of the account's folders, flags kept (`transfer.archive`)."""
         session = await self.require(request)
-        limit = self.settings.max_import_size
-        length = request.headers.get("content-length")
-        if length is None or not length.isdigit():
-            raise HTTPException(411, "a length is required")
-        if int(length) > limit + 65536:
-            raise HTTPException(413, "the file is too large")
+        check_length(request, self.settings.max_import_size + 65536, "the file is too large")
         self.check_origin(request)
         try:
             data = await request.form(max_files=1, max_fields=10, max_part_size=65536)
@@ -509,10 +503,9 @@ class WebApp:
         """The account as an Apple configuration profile (`web.autoconfig`)."""
         session = await self.require(request)
         account = await self.account(session)
-        bound: dict[str, tuple[str, int]] = self.ctx.shared("net.bound", dict)
         try:
             data = autoconfig.mobileconfig(
-                account.address, account.address, autoconfig.endpoints(self.ctx.config, bound)
+                account.address, account.address, autoconfig.running_endpoints(self.ctx)
             )
         except LookupError as exc:
             raise HTTPException(404, "no TLS listener for mail programs") from exc
@@ -771,11 +764,8 @@ class WebApp:
     async def send(self, request: Request) -> Response:
         session = await self.require(request)
         limit = self.ctx.config.smtp.max_message_size
-        length = request.headers.get("content-length")
-        if length is None or not length.isdigit():
-            raise HTTPException(411, "a length is required")
-        if int(length) > limit * 4 // 3 + 65536:  # base64 makes attachments a third larger in the message
-            raise HTTPException(413, "the message is too large")
+        # base64 makes attachments a third larger in the message
+        check_length(request, limit * 4 // 3 + 65536, "the message is too large")
         self.check_origin(request)
         try:
             data = await request.form(max_files=MAX_ATTACHMENTS, max_fields=50, max_part_size=limit)
@@ -1033,6 +1023,15 @@ def cid_urls(html: str, base: str) -> str:
         lambda m: f'{m.group(1)}="{base}{quote(unquote(m.group(2)), safe="")}"',
         html,
     )
+
+
+def check_length(request: Request, limit: int, too_large: str) -> None:
+    """An upload's announced length: 411 without one, 413 (`too_large`) above `limit`, before any is read."""
+    length = request.headers.get("content-length")
+    if length is None or not length.isdigit():
+        raise HTTPException(411, "a length is required")
+    if int(length) > limit:
+        raise HTTPException(413, too_large)
 
 
 class _LoginRequired(Exception):

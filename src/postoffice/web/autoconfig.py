@@ -78,6 +78,12 @@ def endpoints(config: Config, bound: Mapping[str, tuple[str, int]]) -> list[Endp
     return found
 
 
+def running_endpoints(ctx: ServiceContext) -> list[Endpoint]:
+    """`endpoints` of the server's configuration at the ports the listener layer bound (`net.bound`)."""
+    bound: dict[str, tuple[str, int]] = ctx.shared("net.bound", dict)
+    return endpoints(ctx.config, bound)
+
+
 def _document(root: ET.Element) -> bytes:
     return bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))
 
@@ -229,10 +235,6 @@ def is_setup_request(scope: Scope) -> bool:
 def setup_app(ctx: ServiceContext) -> ASGIApp:
     """Autoconfig and Autodiscover, for requests `is_setup_request` picked."""
 
-    def points() -> list[Endpoint]:
-        bound: dict[str, tuple[str, int]] = ctx.shared("net.bound", dict)
-        return endpoints(ctx.config, bound)
-
     async def served(domain: str) -> bool:
         name = domain.strip().rstrip(".").lower()
         return bool(name and any(d.name == name for d in await ctx.store.list_domains()))
@@ -246,7 +248,7 @@ def setup_app(ctx: ServiceContext) -> ASGIApp:
         if not await served(domain):
             return PlainTextResponse("no such mail domain here\n", status_code=404)
         return Response(
-            thunderbird(domain.strip().rstrip(".").lower(), points()),
+            thunderbird(domain.strip().rstrip(".").lower(), running_endpoints(ctx)),
             media_type="application/xml",
             headers={"cache-control": "no-cache"},
         )
@@ -263,7 +265,7 @@ def setup_app(ctx: ServiceContext) -> ASGIApp:
                 raise BadRequest("no such mail domain here")
         except BadRequest as exc:
             return Response(autodiscover_error(600, str(exc)), media_type="application/xml")
-        return Response(autodiscover(address, points()), media_type="application/xml")
+        return Response(autodiscover(address, running_endpoints(ctx)), media_type="application/xml")
 
     routes = [Route(path, thunderbird_route, methods=["GET"]) for path in THUNDERBIRD_PATHS]
     routes.append(Route(AUTODISCOVER_PATH, autodiscover_route, methods=["POST"]))

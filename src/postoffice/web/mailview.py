@@ -24,9 +24,8 @@ import re
 from dataclasses import dataclass, field
 from email.message import EmailMessage, MIMEPart
 from email.utils import getaddresses, parseaddr
-from typing import Any
 
-from postoffice.message import ParsedMessage
+from postoffice.message import ParsedMessage, envelope_addresses
 from postoffice.store import MailboxInfo, MailStore, MessageInfo
 from postoffice.web.query import Query
 
@@ -244,7 +243,7 @@ def _snippet(text: str) -> str:
 
 def _recipients(structure: ParsedMessage) -> str:
     """Who a sent message went to, for the list: the To (then Cc) names, else addresses."""
-    pairs = _envelope_addresses(structure.envelope, (5, 6))
+    pairs = envelope_addresses(structure.envelope, (5, 6))
     return ", ".join(name or address for name, address in pairs[:3]) + ("…" if len(pairs) > 3 else "")
 
 
@@ -445,18 +444,6 @@ COMPLETION_MESSAGES = 500
 COMPLETION_ADDRESSES = 300
 
 
-def _envelope_addresses(envelope: list[Any], fields: tuple[int, ...]) -> list[tuple[str, str]]:
-    found: list[tuple[str, str]] = []
-    for index in fields:
-        entries = envelope[index] if index < len(envelope) else None
-        found += [
-            (str(entry[0] or ""), f"{entry[2]}@{entry[3]}")
-            for entry in entries or []
-            if isinstance(entry, list) and len(entry) == 4 and entry[2] and entry[3]
-        ]
-    return found
-
-
 async def known_addresses(store: MailStore, all_folders: list[Folder], own: str) -> list[str]:
     """Addresses for the To/Cc/Bcc completion: those written to (Sent: To, Cc) before those heard from
     (Inbox: From), most frequent first, as "Name <address>" when a name is known."""
@@ -472,7 +459,7 @@ async def known_addresses(store: MailStore, all_folders: list[Folder], own: str)
         infos = await store.list_page(folder.id, 0, COMPLETION_MESSAGES)
         parsed = await store.get_parsed_many([m.content_id for m in infos])
         for structure in parsed.values():
-            for name, address in _envelope_addresses(structure.envelope, fields):
+            for name, address in envelope_addresses(structure.envelope, fields):
                 key = address.lower()
                 if key == own.lower():
                     continue

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from postoffice.directory.address import normalize_address
-from postoffice.message import ParsedMessage
+from postoffice.message import ParsedMessage, envelope_addresses
 from postoffice.message.imap_forms import ImapRendering, render_imap_forms
 from postoffice.message.threads import thread_keys
 from postoffice.store.api import MailboxInfo, MessageInfo
@@ -49,24 +49,22 @@ def insert_kept_forms(conn: sqlite3.Connection, content_id: int, rendering: Imap
         )
 
 
-def envelope_addresses(parsed: ParsedMessage) -> set[tuple[int, str]]:
+def address_rows(parsed: ParsedMessage) -> set[tuple[int, str]]:
     """(envelope field index, normalised address) of the content's From, To, Cc and Bcc lists (the rows of
     content_addresses, which `Address` criteria search)."""
     found: set[tuple[int, str]] = set()
     for index in ENVELOPE_ADDRESS_FIELDS.values():
-        entries = parsed.envelope[index] if index < len(parsed.envelope) else None
-        for entry in entries if isinstance(entries, list) else []:
-            if isinstance(entry, list) and len(entry) == 4 and entry[2] and entry[3]:
-                address = normalize_address(f"{entry[2]}@{entry[3]}")
-                if len(address) <= 320:
-                    found.add((index, address))
+        for _name, written in envelope_addresses(parsed.envelope, (index,)):
+            address = normalize_address(written)
+            if len(address) <= 320:
+                found.add((index, address))
     return found
 
 
 def insert_addresses(conn: sqlite3.Connection, content_id: int, parsed: ParsedMessage) -> None:
     conn.executemany(
         "INSERT OR IGNORE INTO content_addresses (address, content_id, field) VALUES (?, ?, ?)",
-        [(address, content_id, field) for field, address in envelope_addresses(parsed)],
+        [(address, content_id, field) for field, address in address_rows(parsed)],
     )
 
 
@@ -139,14 +137,12 @@ def thread_for(conn: sqlite3.Connection, account_id: int, keys: Sequence[int]) -
     """The conversation of a new message of the account with these `postoffice.message.threads` keys: the
     one an earlier message recorded under any of them (the first key first: the message's own id), else a
     new one from the store-wide counter; the keys are recorded for the messages to come (decision 0047)."""
-    thread_id = None
-    for key in keys:
-        row = conn.execute(
-            "SELECT thread_id FROM thread_keys WHERE account_id = ? AND key = ?", (account_id, key)
-        ).fetchone()
-        if row is not None:
-            thread_id = int(row[0])
-            break
+    known: dict[int, int] = {}
+    if keys:
+        marks = ",".join("?" * len(keys))  # at most 21 keys (message.threads.REFERENCES_KEPT + 1)
+        sql = f"SELECT key, thread_id FROM thread_keys WHERE account_id = ? AND key IN ({marks})"  # noqa: S608
+        known = {int(k): int(t) for k, t in conn.execute(sql, (account_id, *keys))}
+    thread_id = next((known[key] for key in keys if key in known), None)
     if thread_id is None:
         thread_id = int(
             conn.execute(
