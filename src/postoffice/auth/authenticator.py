@@ -60,7 +60,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from postoffice.auth import factors
 from postoffice.auth.guard import LoginGuard, printable_for_log
+from postoffice.auth.history import LoginHistory
 from postoffice.auth.lockouts import LockoutJournal
 from postoffice.auth.sasl import Credentials
 from postoffice.auth.settings import AuthConfig
@@ -77,6 +79,8 @@ ARGON2_THREADS = max(2, os.cpu_count() or 2)
 BUSY_WARNING_INTERVAL = 60.0
 
 BAD_CREDENTIALS_REASON = "authentication failed"
+SECOND_FACTOR = "second-factor"
+SECOND_FACTOR_REASON = "a second factor is required"
 DISABLED_REASON = "account disabled"
 PROXY_REASON = "authentication failed: authorization as another user is not supported"
 UNAVAILABLE_REASON = "authentication is temporarily unavailable, try again later"
@@ -133,8 +137,8 @@ class VerifiedCache:
 @dataclass(frozen=True)
 class AuthResult:
     ok: bool
-    status: str  # "ok" | "bad-credentials" | "disabled" | "locked-out" | "unavailable"
-    account: Account | None  # the account when ok
+    status: str  # "ok" | "bad-credentials" | "disabled" | "locked-out" | "unavailable" | "second-factor"
+    account: Account | None  # the account when ok, or whose second factor is asked for ("second-factor")
     reason: str = ""  # human text for the protocol reply on failure
 
 
@@ -163,6 +167,7 @@ class Authenticator:
         self.lockouts = LockoutJournal(store, self.guard)
         self._sleep = sleep
         self.verified = VerifiedCache(config.verified_cache_ttl)
+        self.history = LoginHistory(store)
         self._argon2: concurrent.futures.ThreadPoolExecutor | None = None
         #: verifications running or waiting for a thread: (name, stored hash, HMAC of the password) -> task
         self._pending: dict[tuple[str, str, bytes], asyncio.Task[_Verified]] = {}
@@ -220,8 +225,9 @@ class Authenticator:
         authzid: str = "",
     ) -> AuthResult:
         name = normalize_address(username)  # the one key for the guard and the account lookup
+        account: Account | None = None
 
-        def done(result: AuthResult) -> AuthResult:
+        async def done(result: AuthResult, method: str = "password") -> AuthResult:
             log.info(
                 "login protocol=%s client=%s account=%s mechanism=%s tls=%s result=%s",
                 printable_for_log(protocol),
@@ -231,6 +237,8 @@ class Authenticator:
                 "yes" if tls else "no",
                 result.status,
             )
+            if account is not None and result.status != SECOND_FACTOR:  # that one is recorded after its code
+                await self.history.record(account.id, protocol, client_ip, result.status, method)
             return result
 
         locked = self.guard.check(client_ip, name)
@@ -238,16 +246,30 @@ class Authenticator:
             locked = self.guard.check(client_ip, name)
         if locked is not None:
             await self._sleep(self._config.failure_delay)
-            return done(AuthResult(False, "locked-out", None, locked))
+            return await done(AuthResult(False, "locked-out", None, locked))
 
         if authzid and normalize_address(authzid) != name:
-            return done(await self._fail(client_ip, name, PROXY_REASON))
+            return await done(await self._fail(client_ip, name, PROXY_REASON))
 
         try:
             account = await self._store.get_account(name)
+            # Mail programs may log in with an app password (and must, once TOTP is on); the web never.
+            app = None
+            if account is not None and protocol != "web" and factors.looks_like_app_password(password):
+                app = await self._store.find_app_password(account.id, factors.secret_hash(password))
         except StoreError as exc:
             log.error("login account lookup failed: %s", exc)
-            return done(AuthResult(False, "unavailable", None, UNAVAILABLE_REASON))
+            return await done(AuthResult(False, "unavailable", None, UNAVAILABLE_REASON))
+        if account is not None and app is not None:
+            self.guard.record_success(client_ip, name)
+            try:
+                await self._store.app_password_used(app.id, time.time(), protocol, client_ip)
+            except StoreError as exc:  # the login has succeeded; a stale "last used" is only a missed note
+                log.warning("recording the use of an app password failed: %s", exc)
+            return await done(self._admitted(account), f"app password {app.name}")
+        if account is not None and account.two_factor and protocol != "web":
+            # The main password alone no longer opens the mail protocols (decision 0052).
+            return await done(await self._fail(client_ip, name, BAD_CREDENTIALS_REASON))
 
         mac = self.verified.mac(password)
         if account is not None and self.verified.matches(name, account.password_hash, mac):
@@ -257,24 +279,73 @@ class Authenticator:
             if shared is None:
                 self._warn_busy()
                 await self._sleep(self._config.failure_delay)
-                return done(AuthResult(False, "unavailable", None, UNAVAILABLE_REASON))
+                return await done(AuthResult(False, "unavailable", None, UNAVAILABLE_REASON))
             self.waiting += 1
             try:
                 # shield: a client that hangs up does not cancel the verification others wait for
                 outcome = await asyncio.shield(shared)
             except Exception as exc:  # the argon2 pool was shut down, or a bug: never a traceback to a peer
                 log.error("password verification failed: %s", exc)
-                return done(AuthResult(False, "unavailable", None, UNAVAILABLE_REASON))
+                return await done(AuthResult(False, "unavailable", None, UNAVAILABLE_REASON))
             finally:
                 self.waiting -= 1
         if not outcome.ok or outcome.account is None:
-            return done(await self._fail(client_ip, name, BAD_CREDENTIALS_REASON))
+            return await done(await self._fail(client_ip, name, BAD_CREDENTIALS_REASON))
 
-        self.guard.record_success(client_ip, name)
         self.verified.remember(name, outcome.account.password_hash, mac)
-        if outcome.account.disabled:  # the right password: not a guess, but no way in (issue 12)
-            return done(AuthResult(False, "disabled", None, DISABLED_REASON))
-        return done(AuthResult(True, "ok", outcome.account))
+        if outcome.account.two_factor and not outcome.account.disabled:
+            # The password was right; the web asks for the code (`second_factor`) before it counts.
+            return await done(AuthResult(False, SECOND_FACTOR, outcome.account, SECOND_FACTOR_REASON))
+        self.guard.record_success(client_ip, name)
+        return await done(self._admitted(outcome.account))
+
+    @staticmethod
+    def _admitted(account: Account) -> AuthResult:
+        if account.disabled:  # the right password: not a guess, but no way in (issue 12)
+            return AuthResult(False, "disabled", None, DISABLED_REASON)
+        return AuthResult(True, "ok", account)
+
+    async def second_factor(self, *, account: Account, client_ip: str, code: str) -> AuthResult:
+        """The web login's second step (decision 0052): a TOTP code (each accepted once) or a recovery code
+        (each works once) for an account whose password was just verified. Lockouts and failed attempts count
+        as for passwords; the attempt is logged and recorded in the account's recent logins."""
+        name = account.address
+        typed = factors.normalise_secret(code)
+        totp = len(typed) == factors.TOTP_DIGITS and typed.isdigit()
+
+        async def done(result: AuthResult) -> AuthResult:
+            log.info(
+                "login protocol=web client=%s account=%s mechanism=%s tls=yes result=%s",
+                printable_for_log(client_ip),
+                printable_for_log(name),
+                "TOTP" if totp else "RECOVERY-CODE",
+                result.status,
+            )
+            method = "password+totp" if totp else "password+recovery code"
+            await self.history.record(account.id, "web", client_ip, result.status, method)
+            return result
+
+        locked = self.guard.check(client_ip, name)
+        if locked is not None:
+            await self._sleep(self._config.failure_delay)
+            return await done(AuthResult(False, "locked-out", None, locked))
+        try:
+            factor = await self._store.second_factor(account.id)
+            accepted = False
+            if factor is not None and totp:
+                step = factors.matching_step(factor.secret, typed, time.time())
+                accepted = step is not None and await self._store.use_totp_step(account.id, step)
+            elif factor is not None and typed:
+                accepted = await self._store.use_recovery_code(account.id, factors.secret_hash(typed))
+        except StoreError as exc:
+            log.error("second factor check failed: %s", exc)
+            return await done(AuthResult(False, "unavailable", None, UNAVAILABLE_REASON))
+        if factor is None:  # turned off meanwhile: the password was verified, that is the whole login now
+            accepted = True
+        if not accepted:
+            return await done(await self._fail(client_ip, name, BAD_CREDENTIALS_REASON))
+        self.guard.record_success(client_ip, name)
+        return await done(self._admitted(account))
 
     def _verification(
         self, name: str, account: Account | None, password: str, mac: bytes

@@ -53,6 +53,9 @@ DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
     ("Archive", "\\Archive"),
 )
 
+#: Recent logins kept per account (`record_login`).
+LOGIN_HISTORY = 200
+
 #: System flags stored by the store (\Recent is session state and never stored).
 SYSTEM_FLAGS: tuple[str, ...] = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
 
@@ -77,6 +80,18 @@ class StoreFull(StoreError):
 class LimitExceeded(StoreError):
     """The change would take an account over a limit the caller set (mailboxes, subscriptions); the message
     says which and may be shown to the account's user."""
+
+
+class OverQuota(StoreError):
+    """Storing the message(s) would take an account over its storage quota (`Account.quota`;
+    docs/decisions/0053); nothing was stored. `permanent`: one message alone is larger than the whole quota,
+    so it will never fit. SMTP answers 452 4.2.2 (552 5.2.2 when permanent), IMAP NO [OVERQUOTA] (RFC 9051
+    section 7.1), the web 507. Deleting mail always works over quota. The message may be shown to the
+    account's user."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @dataclass(frozen=True)
@@ -105,6 +120,40 @@ class Account:
     created: float
     admin: bool = False  # may use the admin pages (issue 12)
     disabled: bool = False  # no login of any kind; mail is still accepted and kept
+    two_factor: bool = False  # TOTP is on: the web asks for a code, other protocols take app passwords only
+    quota: int = 0  # octets of mail the account may keep; 0: no limit
+    send_limit: int = 0  # messages it may submit per hour; 0: the server's [submission] default
+
+
+def quota_refusal(quota: int, used: int, adding: int, largest: int | None = None) -> OverQuota | None:
+    """The one quota rule (docs/decisions/0053), for an account with `quota` octets (0: no limit) that keeps
+    `used` octets now and is to keep `adding` more, the largest message of them `largest` (default: all of
+    `adding` is one message): OverQuota(permanent) when that message alone is larger than the quota, OverQuota
+    when the account would be over its quota after storing them, else None. RFC 9051 section 7.1: OVERQUOTA
+    is "the user would be over quota after the operation"."""
+    if quota <= 0:
+        return None
+    if (adding if largest is None else largest) > quota:
+        return OverQuota(
+            f"the message is larger than the whole storage quota ({quota} octets)", permanent=True
+        )
+    if used + adding > quota:
+        return OverQuota(f"over the storage quota: {used} of {quota} octets used, {adding} more to store")
+    return None
+
+
+@dataclass(frozen=True)
+class QuotaUse:
+    """An account's storage quota (octets, never 0 here) and the octets its mailboxes hold now
+    (`MailStore.quota_usage`)."""
+
+    account_id: int
+    quota: int
+    used: int
+
+    def refusal(self, adding: int, largest: int | None = None) -> OverQuota | None:
+        """`quota_refusal` for this account."""
+        return quota_refusal(self.quota, self.used, adding, largest)
 
 
 @dataclass(frozen=True)
@@ -487,6 +536,52 @@ class LoginGuardEntry:
 
 
 @dataclass(frozen=True)
+class SecondFactor:
+    """An account's TOTP second factor (RFC 6238; docs/decisions/0052)."""
+
+    secret: str  # base32, as the authenticator app was given it
+    last_step: int  # the last time step whose code was accepted: a code is used once (RFC 6238 section 5.2)
+    recovery_codes: int  # unused recovery codes left
+
+
+@dataclass(frozen=True)
+class AppPassword:
+    """A password for one mail program (docs/decisions/0052); the store keeps only its SHA-256."""
+
+    id: int
+    account_id: int
+    name: str
+    created: float
+    last_used: float | None = None
+    last_protocol: str = ""
+    last_client: str = ""
+
+
+@dataclass(frozen=True)
+class LoginEvent:
+    """One login (or refused login with the right name) of an account, for its "recent logins" list."""
+
+    time: float
+    protocol: str  # "imap", "pop3", "smtp", "pop2", "web"
+    client: str  # the client's IP address
+    result: str  # the authenticator's status: "ok", "bad-credentials", ...
+    method: str = ""  # "password", "app password NAME", "password+totp", "recovery code"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """An address an account sends as, with a display name, a signature and a Reply-To; `id` 0 is new."""
+
+    id: int
+    account_id: int
+    address: str
+    name: str = ""
+    signature: str = ""
+    reply_to: str = ""
+    default: bool = False
+
+
+@dataclass(frozen=True)
 class WebSession:
     """A login to the web interface (docs/decisions/0046). The browser holds a random token; the store keeps
     only its SHA-256 (`id`, hex), so a copy of the store does not let anyone in."""
@@ -543,10 +638,17 @@ class MailStore(abc.ABC):
 
     @abc.abstractmethod
     async def update_account(
-        self, address: str, *, admin: bool | None = None, disabled: bool | None = None
+        self,
+        address: str,
+        *,
+        admin: bool | None = None,
+        disabled: bool | None = None,
+        quota: int | None = None,
+        send_limit: int | None = None,
     ) -> Account:
-        """Change the account's admin role or disabled state (None: unchanged); the account as it is now.
-        NotFound for an unknown account."""
+        """Change the account's admin role, disabled state, storage quota (octets, 0: none) or sending limit
+        (messages per hour, 0: the server's default); None leaves it unchanged. Disabling ends its web
+        sessions. The account as it is now; NotFound for an unknown account."""
 
     @abc.abstractmethod
     async def set_password(self, address: str, password_hash: str) -> None: ...
@@ -647,7 +749,8 @@ class MailStore(abc.ABC):
         comes here; `deliver`, `submit` and `queue_record` are forms of it. ValueError for what
         `Delivery.check` refuses; NotFound for a mailbox that does not exist (see `NewCopy`) or an unknown
         queued message; StoreError when a recorded recipient is final already or a DSN would report on a
-        message from the null sender; StoreFull when the disk has no room for what it adds."""
+        message from the null sender; StoreFull when the disk has no room for what it adds. Storage quotas
+        are not checked here: the delivery pipeline decided per recipient before (docs/decisions/0053)."""
 
     async def deliver(
         self,
@@ -678,15 +781,18 @@ class MailStore(abc.ABC):
         flags: Iterable[str] = (),
         internaldate: float | None = None,
     ) -> DeliveredCopy:
-        """IMAP APPEND: one message into one mailbox; durable when it returns."""
+        """IMAP APPEND: one message into one mailbox; durable when it returns. OverQuota (nothing is stored)
+        when it would take the mailbox's account over its storage quota (`quota_refusal`, checked in the
+        write's transaction: docs/decisions/0053)."""
 
     async def append_many(
         self, mailbox_id: int, messages: Sequence[AppendItem], *, keyword_limits: KeywordLimits | None = None
     ) -> list[DeliveredCopy]:
         """IMAP MULTIAPPEND (RFC 3502): several messages into one mailbox, all or none, in order (ascending
         UIDs); durable when it returns. LimitExceeded (nothing is stored) when their keywords break
-        `keyword_limits` (docs/decisions/0043). Backends should do it in one transaction; this fallback is
-        not atomic and does not check `keyword_limits`."""
+        `keyword_limits` (docs/decisions/0043); OverQuota (nothing is stored) when together they would take
+        the account over its storage quota, as `append`. Backends should do it in one transaction; this
+        fallback is not atomic and does not check `keyword_limits`."""
         return [await self.append(mailbox_id, *item) for item in messages]
 
     @abc.abstractmethod
@@ -702,7 +808,10 @@ class MailStore(abc.ABC):
         """COPY / MOVE: (source UID, new UID) pairs in source UID order, flags and internal dates kept; a move
         expunges the sources in the same transaction (RFC 6851). With `keyword_limits`, the copies leave out
         the keywords new to the target that break them (too long, or beyond the count: the first in sorted
-        order are kept); a copy is never refused for its keywords (docs/decisions/0043)."""
+        order are kept); a copy is never refused for its keywords (docs/decisions/0043). OverQuota (nothing
+        changes) when the copies would take the target's account over its storage quota (docs/decisions/
+        0053), except a copy into the account's \\Trash mailbox (that is how some clients delete: deleting
+        always works) and a move within one account (it adds nothing)."""
 
     @abc.abstractmethod
     async def list_messages(self, mailbox_id: int) -> list[MessageInfo]:
@@ -986,6 +1095,87 @@ class MailStore(abc.ABC):
     @abc.abstractmethod
     async def set_account_setting(self, account_id: int, key: str, value: str | None) -> None:
         """Set one preference (None: remove it); NotFound when the account does not exist."""
+
+    # -- account security: second factor, app passwords, recent logins (docs/decisions/0052) --------------
+    @abc.abstractmethod
+    async def second_factor(self, account_id: int) -> SecondFactor | None:
+        """The account's TOTP second factor; None when it is off (or there is no such account)."""
+
+    @abc.abstractmethod
+    async def set_second_factor(
+        self, account_id: int, secret: str | None, recovery_code_hashes: Sequence[str] = ()
+    ) -> None:
+        """Turn TOTP on with `secret` and these recovery codes (their SHA-256, hex), replacing any, or off
+        (None: the secret and the recovery codes are deleted). `Account.two_factor` follows. NotFound for an
+        unknown account."""
+
+    @abc.abstractmethod
+    async def use_totp_step(self, account_id: int, step: int) -> bool:
+        """Accept a code of time step `step` once: True (and `last_step` becomes `step`) only when `step` is
+        later than the last accepted one, atomically, so one code never logs in twice (RFC 6238 5.2)."""
+
+    @abc.abstractmethod
+    async def use_recovery_code(self, account_id: int, code_hash: str) -> bool:
+        """Use up the recovery code with this SHA-256 (hex): whether it was there (each works once)."""
+
+    @abc.abstractmethod
+    async def add_app_password(
+        self, account_id: int, name: str, password_hash: str, now: float
+    ) -> AppPassword:
+        """Keep a new app password by its SHA-256 (hex). NotFound for an unknown account; AlreadyExists when
+        the account has one of that name."""
+
+    @abc.abstractmethod
+    async def list_app_passwords(self, account_id: int) -> list[AppPassword]:
+        """The account's app passwords, by name."""
+
+    @abc.abstractmethod
+    async def find_app_password(self, account_id: int, password_hash: str) -> AppPassword | None:
+        """The account's app password with this SHA-256 (hex), if any."""
+
+    @abc.abstractmethod
+    async def app_password_used(self, password_id: int, now: float, protocol: str, client: str) -> None:
+        """Record a login with the app password (its last use)."""
+
+    @abc.abstractmethod
+    async def remove_app_password(self, account_id: int, password_id: int) -> bool:
+        """Revoke one of the account's app passwords: whether it existed."""
+
+    @abc.abstractmethod
+    async def record_login(self, account_id: int, event: LoginEvent) -> None:
+        """Add to the account's recent logins; only the newest `LOGIN_HISTORY` are kept."""
+
+    @abc.abstractmethod
+    async def recent_logins(self, account_id: int, limit: int = 50) -> list[LoginEvent]:
+        """The account's most recent logins, newest first."""
+
+    # -- identities ------------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def list_identities(self, account_id: int) -> list[Identity]:
+        """The account's identities, the default first, then by address and name."""
+
+    @abc.abstractmethod
+    async def save_identity(self, identity: Identity) -> Identity:
+        """Add (`id` 0) or change an identity of its account; a default one makes the others not default.
+        NotFound for an unknown account or identity. Whether the account may send as the address is the
+        caller's business (the submission policy decides)."""
+
+    @abc.abstractmethod
+    async def remove_identity(self, account_id: int, identity_id: int) -> bool:
+        """Delete one of the account's identities: whether it existed."""
+
+    # -- storage used ----------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def storage_used(self) -> dict[int, int]:
+        """Octets of mail each account keeps now (every mailbox), by account id; accounts without mail
+        may be missing."""
+
+    @abc.abstractmethod
+    async def quota_usage(self, account_ids: Iterable[int]) -> dict[int, QuotaUse]:
+        """The storage quota and the octets kept now (as `storage_used` counts them) of each of these accounts
+        that has a quota; accounts without one (or unknown) are missing. The delivery pipeline asks before
+        every delivery (docs/decisions/0053): it must cost no I/O when none of them has a quota. A quota
+        change is seen by the next call, from any process (as recipient resolution sees directory changes)."""
 
     def invalidate_caches(self) -> None:  # noqa: B027 - a no-op is right for a backend without caches
         """Drop in-memory caches (SIGHUP); they are rebuilt from the store on the next use."""

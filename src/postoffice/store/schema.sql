@@ -20,7 +20,11 @@ CREATE TABLE accounts (
     created        REAL NOT NULL,
     highest_modseq INTEGER NOT NULL DEFAULT 1,    -- RFC 7162: per-account counter
     admin          INTEGER NOT NULL DEFAULT 0,    -- 1: may use the admin pages (version 13)
-    disabled       INTEGER NOT NULL DEFAULT 0     -- 1: no login of any kind (version 13)
+    disabled       INTEGER NOT NULL DEFAULT 0,    -- 1: no login of any kind (version 13)
+    totp_secret    TEXT,                          -- base32 TOTP secret; NULL: no second factor (version 16)
+    totp_step      INTEGER NOT NULL DEFAULT 0,    -- the last time step whose code was accepted (version 16)
+    quota          INTEGER NOT NULL DEFAULT 0,    -- octets of mail it may keep; 0: no limit (version 16)
+    send_limit     INTEGER NOT NULL DEFAULT 0     -- messages per hour; 0: the server default (version 16)
 );
 
 CREATE TABLE aliases (
@@ -215,3 +219,44 @@ CREATE TABLE account_settings (
     value      TEXT NOT NULL,
     PRIMARY KEY (account_id, key)
 ) WITHOUT ROWID;
+
+-- Account security (version 16, docs/decisions/0052): recovery codes and app passwords by their SHA-256 (they
+-- are random, so a fast hash suffices), and each account's recent logins (at most LOGIN_HISTORY).
+CREATE TABLE recovery_codes (
+    account_id INTEGER NOT NULL,                  -- accounts.id
+    code_hash  TEXT NOT NULL,                     -- SHA-256 of the normalised code, hex
+    PRIMARY KEY (account_id, code_hash)
+) WITHOUT ROWID;
+CREATE TABLE app_passwords (
+    id            INTEGER PRIMARY KEY,
+    account_id    INTEGER NOT NULL,               -- accounts.id
+    name          TEXT NOT NULL,
+    password_hash TEXT NOT NULL,                  -- SHA-256 of the normalised password, hex
+    created       REAL NOT NULL,
+    last_used     REAL,
+    last_protocol TEXT NOT NULL DEFAULT '',
+    last_client   TEXT NOT NULL DEFAULT '',
+    UNIQUE (account_id, name),
+    UNIQUE (account_id, password_hash)
+);
+CREATE TABLE login_events (
+    id         INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL,                  -- accounts.id
+    time       REAL NOT NULL,
+    protocol   TEXT NOT NULL,
+    client     TEXT NOT NULL,
+    result     TEXT NOT NULL,
+    method     TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX login_events_account ON login_events(account_id, id);
+-- The addresses an account sends as (version 16).
+CREATE TABLE identities (
+    id         INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL,                  -- accounts.id
+    address    TEXT NOT NULL,
+    name       TEXT NOT NULL DEFAULT '',
+    signature  TEXT NOT NULL DEFAULT '',
+    reply_to   TEXT NOT NULL DEFAULT '',
+    is_default INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX identities_account ON identities(account_id);

@@ -41,6 +41,10 @@ class DirectorySnapshot:
         self.domain_set = set(self.domains)
         self.without_plus = {str(r[0]) for r in rows if not r[1]}
         self.accounts = {str(r[0]): int(r[1]) for r in conn.execute("SELECT address, id FROM accounts")}
+        #: account id -> storage quota in octets, only the accounts that have one (`quota_usage`, 0053)
+        self.quotas = {
+            int(r[0]): int(r[1]) for r in conn.execute("SELECT id, quota FROM accounts WHERE quota > 0")
+        }
         self.aliases = {
             str(r[0]): tuple(json.loads(r[1])) for r in conn.execute("SELECT source, targets FROM aliases")
         }
@@ -167,21 +171,32 @@ class DirectoryMixin(SqliteBase):
         return await self._write_directory(tx)
 
     async def update_account(
-        self, address: str, *, admin: bool | None = None, disabled: bool | None = None
+        self,
+        address: str,
+        *,
+        admin: bool | None = None,
+        disabled: bool | None = None,
+        quota: int | None = None,
+        send_limit: int | None = None,
     ) -> Account:
         address = normalize_address(address)
+        if (quota is not None and quota < 0) or (send_limit is not None and send_limit < 0):
+            raise ValueError("a quota or sending limit is not negative")
 
         def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> Account:
-            if admin is not None:
-                conn.execute("UPDATE accounts SET admin = ? WHERE address = ?", (int(admin), address))
-            if disabled is not None:
-                conn.execute("UPDATE accounts SET disabled = ? WHERE address = ?", (int(disabled), address))
-                if disabled:  # its web sessions end with it
+            for column, value in (("admin", admin), ("disabled", disabled), ("quota", quota)):
+                if value is not None:
                     conn.execute(
-                        "DELETE FROM web_sessions "
-                        "WHERE account_id = (SELECT id FROM accounts WHERE address = ?)",
-                        (address,),
+                        f"UPDATE accounts SET {column} = ? WHERE address = ?",  # noqa: S608 - constant names
+                        (int(value), address),
                     )
+            if send_limit is not None:
+                conn.execute("UPDATE accounts SET send_limit = ? WHERE address = ?", (send_limit, address))
+            if disabled:  # its web sessions end with it
+                conn.execute(
+                    "DELETE FROM web_sessions WHERE account_id = (SELECT id FROM accounts WHERE address = ?)",
+                    (address,),
+                )
             row = conn.execute(self._ACCOUNT_SQL + " WHERE a.address = ?", (address,)).fetchone()
             if row is None:
                 raise NotFound(f"no account {address}")
@@ -219,6 +234,8 @@ class DirectoryMixin(SqliteBase):
             conn.execute("DELETE FROM web_sessions WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM account_settings WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM thread_keys WHERE account_id = ?", (account_id,))
+            for table in ("recovery_codes", "app_passwords", "login_events", "identities"):
+                conn.execute(f"DELETE FROM {table} WHERE account_id = ?", (account_id,))  # noqa: S608
             conn.execute("DELETE FROM mailboxes WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
 
@@ -226,10 +243,22 @@ class DirectoryMixin(SqliteBase):
 
     @staticmethod
     def _account(row: Sequence[Any]) -> Account:
-        return Account(row[0], row[1], row[2], row[3], row[4], bool(row[5]), bool(row[6]))
+        return Account(
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            bool(row[5]),
+            bool(row[6]),
+            two_factor=row[7] is not None,
+            quota=row[8],
+            send_limit=row[9],
+        )
 
     _ACCOUNT_SQL = (
-        "SELECT a.id, a.address, d.name, a.password_hash, a.created, a.admin, a.disabled "
+        "SELECT a.id, a.address, d.name, a.password_hash, a.created, a.admin, a.disabled, a.totp_secret, "
+        "a.quota, a.send_limit "
         "FROM accounts a JOIN domains d ON d.id = a.domain_id"
     )
 

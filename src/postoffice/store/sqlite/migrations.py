@@ -22,7 +22,7 @@ from postoffice.store.sqlite.rows import insert_addresses, insert_kept_forms, re
 
 log = logging.getLogger("postoffice.store")
 
-SCHEMA_VERSION = 15
+SCHEMA_VERSION = 16
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -133,6 +133,21 @@ _CREATE_WEB_SESSIONS = (
 )
 
 
+#: The tables of version 16, as schema.sql creates them (its part from the "Account security" comment on), each
+#: statement made idempotent as every migration step is.
+_ACCOUNT_SECURITY_TABLES = tuple(
+    statement.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ").replace(
+        "CREATE INDEX ", "CREATE INDEX IF NOT EXISTS "
+    )
+    for statement in resources.files("postoffice.store")
+    .joinpath("schema.sql")
+    .read_text()
+    .split("-- Account security (version 16", 1)[1]
+    .split("\n", 1)[1]
+    .split(";\n")
+    if any(line.strip() and not line.strip().startswith("--") for line in statement.splitlines())
+)
+
 #: Steps that bring a store from version N to N + 1 (SQL statements, or functions of the connection),
 #: applied in one transaction at open.
 MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = {
@@ -210,6 +225,15 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
     ),
     # Plus-addressing per domain (issue 12): on, as it always was.
     14: (_add_column("domains", "plus_addressing", "INTEGER NOT NULL DEFAULT 1"),),
+    # Account security, quotas, sending limits and identities (issue 12, docs/decisions/0052): new columns
+    # with the defaults of "off" and new tables only.
+    15: (
+        _add_column("accounts", "totp_secret", "TEXT"),
+        _add_column("accounts", "totp_step", "INTEGER NOT NULL DEFAULT 0"),
+        _add_column("accounts", "quota", "INTEGER NOT NULL DEFAULT 0"),
+        _add_column("accounts", "send_limit", "INTEGER NOT NULL DEFAULT 0"),
+        *_ACCOUNT_SECURITY_TABLES,
+    ),
 }
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from postoffice.store.api import PathLike, StoreError
 from postoffice.store.changes import ChangeBus
 from postoffice.store.space import DEFAULT_MIN_FREE, DEFAULT_RESERVE, DiskSpace
+from postoffice.store.sqlite.account_security import AccountSecurityMixin
 from postoffice.store.sqlite.delivery import DeliveryMixin
 from postoffice.store.sqlite.directory import DirectoryMixin
 from postoffice.store.sqlite.login_guard import LoginGuardMixin
@@ -21,6 +22,7 @@ from postoffice.store.sqlite.markers import ChangeMarker
 from postoffice.store.sqlite.messages import MessagesMixin
 from postoffice.store.sqlite.migrations import initialise
 from postoffice.store.sqlite.queue import QueueMixin
+from postoffice.store.sqlite.quota import QuotaMixin
 from postoffice.store.sqlite.threads import ThreadsMixin
 from postoffice.store.sqlite.web_sessions import WebSessionsMixin
 from postoffice.store.sqlite.writer import Writer
@@ -37,6 +39,8 @@ class SqliteMailStore(
     QueueMixin,
     DeliveryMixin,
     WebSessionsMixin,
+    AccountSecurityMixin,
+    QuotaMixin,
 ):
     """The SQLite mail store: its parts assembled (see `postoffice.store.sqlite`)."""
 
