@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from postoffice.config import config_sections, render_default_config, standard_listeners
 from postoffice.net.tls import generate_self_signed
 from postoffice.transfer.mbox import MboxrdWriter, envelope_sender, mailbox_directory, maildir_info
+from tests.support.dns_server import DnsServer, Zones
 
 POSTOFFICE = str(Path(sys.executable).parent / "postoffice")
 
@@ -434,6 +435,48 @@ def test_plus_addressing_per_domain(data: Path) -> None:
     assert po(data, "domain", "plus-addressing", "example.test", "maybe").returncode == 2
 
 
+def test_dns_records_to_publish_and_the_check_of_what_dns_has(data: Path) -> None:
+    """`dns records DOMAIN` prints zone-file lines; once DNS serves exactly those, `dns check DOMAIN` finds
+    every one right (exit 0), through the configured nameservers; a record gone wrong makes it exit 1 and say
+    what it found. A domain not served here is an error."""
+    printed = po(data, "dns", "records", "example.test")
+    assert printed.returncode == 0, printed.stderr
+    published = [line.split(None, 3) for line in printed.stdout.splitlines() if not line.startswith(";")]
+    assert ["example.test.", "IN", "MX", "10 mail.example.test."] in published
+    assert ["example.test.", "IN", "TXT", '"v=spf1 mx ~all"'] in published
+    assert ["_imaps._tcp.example.test.", "IN", "SRV", "0 1 993 mail.example.test."] in published
+    assert "; DKIM (SELECTOR._domainkey.example.test.): not yet: issue 13." in printed.stdout
+    zones = Zones([(name, kind, value) for name, _class, kind, value in published])
+    zones.add("mail.example.test.", "A", "192.0.2.1")
+    with DnsServer(zones) as server:
+        text = data.read_text()
+        assert "nameservers = []\n" in text
+        assert "dns_port = 53\n" in text
+        data.write_text(
+            text.replace("nameservers = []\n", 'nameservers = ["127.0.0.1"]\n').replace(
+                "dns_port = 53\n", f"dns_port = {server.port}\n"
+            )
+        )
+        right = po(data, "dns", "check", "Example.Test")
+        assert right.returncode == 0, right.stdout + right.stderr
+        assert re.search(r"^ok\s+MX\s+example\.test\.\s+10 mail\.example\.test\.$", right.stdout, re.M)
+        assert "12 ok, 0 missing, 0 wrong, 0 DNS errors" in right.stdout
+        assert "not yet: issue 13: DKIM" in right.stdout
+        zones.add("example.test.", "TXT", '"v=spf1 a -all"')  # a second SPF record
+        zones.clear("_dmarc.example.test.")
+        wrong = po(data, "dns", "check", "example.test")
+    assert wrong.returncode == 1
+    assert re.search(r"^wrong\s+TXT\s+example\.test\.\s+\"v=spf1 mx ~all\"$", wrong.stdout, re.M)
+    assert "found: v=spf1 a -all" in wrong.stdout
+    assert "Several SPF records" in wrong.stdout
+    assert re.search(r"^missing\s+TXT\s+_dmarc\.example\.test\.", wrong.stdout, re.M)
+    assert "10 ok, 1 missing, 1 wrong, 0 DNS errors" in wrong.stdout
+    other = po(data, "dns", "check", "other.test")
+    assert other.returncode == 1
+    assert "other.test is not a domain served here" in other.stderr
+    assert po(data, "dns", "records", "not a domain").returncode == 2
+
+
 def test_user_list_passwd_remove(data: Path) -> None:
     po(data, "domain", "add", "other.test")
     for address in ("b@example.test", "a@example.test", "c@other.test"):
@@ -712,3 +755,50 @@ def test_mailbox_directory_never_leaves_the_export_root(tmp_path: Path) -> None:
     assert mailbox_directory(tmp_path, "Lists/python") == tmp_path / "Lists" / "python"
     for name in ("..", "../etc", "a/../../b", "/abs"):
         assert tmp_path in mailbox_directory(tmp_path, name).resolve().parents
+
+
+# -- storage quota and sending limit (docs/decisions/0053) ---------------------------------------------------
+
+
+def test_user_quota_and_send_limit_are_set_listed_and_checked(data: Path) -> None:
+    """`user quota ADDRESS SIZE` (K/M/G/T are powers of 1024; 0 or none: no limit), `user send-limit ADDRESS
+    N` (0 or default: the server's), and `user list --long` with storage used, quota and sending limit."""
+    from postoffice.config import load_config
+    from postoffice.message import parse_message
+    from postoffice.store import open_store
+
+    assert po(data, "user", "add", "demo@example.test").returncode == 0
+    assert po(data, "user", "add", "other@example.test").returncode == 0
+
+    async def fill() -> None:
+        store = open_store(load_config(data).store.path)
+        try:
+            account = await store.get_account("demo@example.test")
+            assert account is not None
+            raw = b"Subject: big\r\n\r\n" + b"x" * (3 * 1024 * 1024) + b"\r\n"
+            await store.deliver(io.BytesIO(raw), parse_message(io.BytesIO(raw)), [account.id])
+        finally:
+            await store.close()
+
+    asyncio.run(fill())
+    quota = po(data, "user", "quota", "Demo@Example.test", "500M")
+    assert quota.returncode == 0, quota.stderr
+    assert quota.stdout.strip() == "demo@example.test: storage quota 500 MB (524288000 octets)"
+    limit = po(data, "user", "send-limit", "demo@example.test", "20")
+    assert limit.stdout.strip() == "demo@example.test: sending limit 20 messages per hour"
+    listed = po(data, "user", "list", "--long").stdout
+    assert re.search(r"^ADDRESS\s+ROLE\s+STATE\s+CREATED\s+USED\s+QUOTA\s+SEND LIMIT$", listed, re.M)
+    assert re.search(r"^demo@example\.test\s+\S+ \S+\s+3 MB\s+500 MB\s+20/h$", listed, re.M), listed
+    assert re.search(r"^other@example\.test\s+\S+ \S+\s+0 B\s+none\s+default$", listed, re.M), listed
+
+    assert po(data, "user", "quota", "demo@example.test", "none").stdout.strip() == (
+        "demo@example.test: storage quota none"
+    )
+    assert po(data, "user", "send-limit", "demo@example.test", "default").returncode == 0
+    listed = po(data, "user", "list", "--long").stdout
+    assert re.search(r"^demo@example\.test\s+\S+ \S+\s+3 MB\s+none\s+default$", listed, re.M), listed
+    bad = po(data, "user", "quota", "demo@example.test", "lots")
+    assert bad.returncode == 2
+    assert "not a size: 'lots'" in bad.stderr
+    assert po(data, "user", "send-limit", "demo@example.test", "many").returncode == 2
+    assert po(data, "user", "quota", "nobody@example.test", "1G").returncode == 1

@@ -11,7 +11,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from postoffice.web.compose import Draft, SendError, build, parse_mailboxes, quote_text, reply_subject
+from postoffice.store import Account, Identity
+from postoffice.web.compose import (
+    Draft,
+    Sender,
+    SendError,
+    build,
+    parse_mailboxes,
+    quote_text,
+    reply_subject,
+    sender_of,
+    signature_block,
+)
 
 
 def test_addresses_as_people_type_them() -> None:
@@ -35,9 +46,11 @@ def test_the_message_has_the_accounts_from_and_no_injected_field() -> None:
         references="<r1@b> <a@b>",
     )
     with pytest.raises(SendError):
-        build(draft, "demo@example.test", "mail.example.test")  # "bob@remote.test Bcc: ..." is no address
+        build(
+            draft, Sender("demo@example.test"), "mail.example.test"
+        )  # "bob@remote.test Bcc: ..." is no address
     draft.to = "Bob <bob@remote.test>"
-    data = build(draft, "demo@example.test", "mail.example.test", now=1_700_000_000)
+    data = build(draft, Sender("demo@example.test"), "mail.example.test", now=1_700_000_000)
     message = email.message_from_bytes(data, policy=email.policy.default)
     assert message["from"] == "demo@example.test"
     assert message["subject"] == "hi X-Injected: yes"
@@ -71,7 +84,7 @@ def test_any_address_text_is_read_or_refused_cleanly(text: str) -> None:
 def test_any_subject_and_body_make_a_message_with_just_our_fields(subject: str, body: str) -> None:
     draft = Draft(to="bob@remote.test", subject=subject.replace("\x00", ""), body=body.replace("\x00", ""))
     message = email.message_from_bytes(
-        build(draft, "demo@example.test", "h.test"), policy=email.policy.default
+        build(draft, Sender("demo@example.test"), "h.test"), policy=email.policy.default
     )
     assert set(message.keys()) <= {
         "From",
@@ -94,7 +107,7 @@ def test_formatted_text_goes_as_sanitised_html_beside_the_text() -> None:
         '<script>alert(1)</script><a href="https://example.org/">ok</a></div>',
     )
     message = email.message_from_bytes(
-        build(draft, "demo@example.test", "h.test"), policy=email.policy.default
+        build(draft, Sender("demo@example.test"), "h.test"), policy=email.policy.default
     )
     assert message.get_content_type() == "multipart/alternative"
     assert isinstance(message, EmailMessage)
@@ -110,7 +123,38 @@ def test_formatted_text_goes_as_sanitised_html_beside_the_text() -> None:
         assert bad not in content
     assert '<a href="https://example.org/" rel="noopener noreferrer">ok</a>' in content
     plain = email.message_from_bytes(
-        build(Draft(to="bob@remote.test", body="just text"), "demo@example.test", "h.test"),
+        build(Draft(to="bob@remote.test", body="just text"), Sender("demo@example.test"), "h.test"),
         policy=email.policy.default,
     )
     assert plain.get_content_type() == "text/plain"
+
+
+def test_an_identity_gives_the_from_name_and_reply_to_and_the_default_is_used_when_none_is_chosen() -> None:
+    account = Account(1, "demo@example.test", "example.test", "x", 0.0)
+    identities = [
+        Identity(7, 1, "sales@example.test", "Sales Team", "", "team@example.test", default=True),
+        Identity(8, 1, "demo@example.test", "Demo 演示"),
+    ]
+    assert sender_of(account, [], "") == Sender("demo@example.test")
+    assert sender_of(account, identities, "") == Sender(
+        "sales@example.test", "Sales Team", "team@example.test"
+    )
+    assert sender_of(account, identities, "8") == Sender("demo@example.test", "Demo 演示")
+    assert sender_of(account, identities, "999").address == "sales@example.test"  # unknown id: the default
+    message = email.message_from_bytes(
+        build(Draft(to="bob@remote.test", body="hi"), sender_of(account, identities, ""), "h.test"),
+        policy=email.policy.default,
+    )
+    assert str(message["from"]) == "Sales Team <sales@example.test>"
+    assert str(message["reply-to"]) == "team@example.test"
+    message = email.message_from_bytes(
+        build(Draft(to="bob@remote.test", body="hi"), sender_of(account, identities, "8"), "h.test"),
+        policy=email.policy.default,
+    )
+    assert message["from"].addresses[0].display_name == "Demo 演示"
+    assert message["reply-to"] is None
+
+
+def test_a_signature_comes_below_the_separator_line() -> None:
+    assert signature_block("Demo\r\nExample Ltd\n") == "\n\n-- \nDemo\nExample Ltd\n"
+    assert signature_block("  \n") == ""

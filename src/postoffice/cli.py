@@ -39,7 +39,7 @@ from postoffice.plural import counted
 from postoffice.protocols import SERVICES
 
 if TYPE_CHECKING:
-    from postoffice.store import MailboxInfo, MailStore
+    from postoffice.store import Account, MailboxInfo, MailStore
 
 T = TypeVar("T")
 
@@ -349,13 +349,25 @@ def cmd_user(args: argparse.Namespace) -> int:
 
     if args.action == "list":
         domain = normalize_domain(args.domain) if args.domain else None
-        accounts = with_store(args, lambda store: store.list_accounts(domain))
+
+        async def listing(store: MailStore) -> tuple[list[Account], dict[int, int]]:
+            return await store.list_accounts(domain), (await store.storage_used() if args.long else {})
+
+        accounts, used = with_store(args, listing)
         if args.long:
             rows = [
-                (a.address, "admin" if a.admin else "", "disabled" if a.disabled else "", _when(a.created))
+                (
+                    a.address,
+                    "admin" if a.admin else "",
+                    "disabled" if a.disabled else "",
+                    _when(a.created),
+                    operations.format_size(used.get(a.id, 0)),
+                    operations.format_size(a.quota) if a.quota else "none",
+                    f"{a.send_limit}/h" if a.send_limit else "default",
+                )
                 for a in accounts
             ]
-            print_table(("ADDRESS", "ROLE", "STATE", "CREATED"), rows)
+            print_table(("ADDRESS", "ROLE", "STATE", "CREATED", "USED", "QUOTA", "SEND LIMIT"), rows)
         else:
             for account in accounts:
                 print(account.address)
@@ -393,6 +405,25 @@ def cmd_user(args: argparse.Namespace) -> int:
             off = args.action == "disable"
             with_store(args, lambda store: operations.set_disabled(store, address, off, by=by))
             print(f"{args.action}d {address}" + ("; its logins and web sessions are refused" if off else ""))
+        elif args.action == "two-factor-off":
+            was_on = with_store(args, lambda store: operations.turn_off_second_factor(store, address, by=by))
+            print(f"two-step login of {address} " + ("turned off" if was_on else "was not on"))
+        elif args.action == "quota":
+            try:
+                quota = operations.parse_size(args.size)
+            except ValueError as exc:
+                raise CliError(str(exc), EXIT_USAGE) from None
+            with_store(args, lambda store: operations.set_limits(store, address, quota=quota, by=by))
+            shown = operations.format_size(quota) if quota else "none"
+            print(f"{address}: storage quota {shown}" + (f" ({quota} octets)" if quota else ""))
+        elif args.action == "send-limit":
+            try:
+                limit = operations.parse_send_limit(args.limit)
+            except ValueError as exc:
+                raise CliError(str(exc), EXIT_USAGE) from None
+            with_store(args, lambda store: operations.set_limits(store, address, send_limit=limit, by=by))
+            shown = f"{counted(limit, 'message')} per hour" if limit else "the server's default"
+            print(f"{address}: sending limit {shown}")
         else:
             with_store(args, lambda store: operations.remove_account(store, address, by=by))
             print(f"removed {address} with its mailboxes and messages")
@@ -562,6 +593,55 @@ def cmd_mailbox(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- dns -----------------------------------------------------------------------------------------------------
+
+
+def cmd_dns(args: argparse.Namespace) -> int:
+    """A domain's DNS records: what to publish (`records`), and what DNS says now (`check`: exit 0 only when
+    every record is right). The same functions as the admin page /admin/dns (docs/decisions/0051)."""
+    from postoffice.directory import dns_records
+    from postoffice.store import NotFound
+
+    config = load(args)
+    name = normalize_domain(args.domain)
+    try:
+        domain = with_store(args, lambda store: dns_records.served_domain(store, name))
+    except NotFound:
+        raise CliError(f"{name} is not a domain served here (`postoffice domain list`)") from None
+    records = dns_records.expected_records(config, domain)
+    pending = dns_records.not_yet(domain)
+    if args.action == "records":
+        print(f"; DNS records for {domain}; `postoffice dns check {domain}` compares them with DNS")
+        for line in dns_records.zone_lines(records, pending):
+            print(line)
+        return EXIT_OK
+    checks = asyncio.run(dns_records.check_records(records, dns_records.server_resolver(config)))
+    status_width = max(len(c.status) for c in checks)
+    type_width = max(len(c.record.type) for c in checks)
+    name_width = max(len(c.record.name) for c in checks)
+    indent = " " * (status_width + 2)
+    for check in checks:
+        record = check.record
+        print(
+            f"{check.status:<{status_width}}  {record.type:<{type_width}}  {record.name:<{name_width}}  "
+            f"{record.published}"
+        )
+        if check.status != "ok":
+            for found in check.found:
+                print(f"{indent}found: {found}")
+            if check.detail is not None:
+                print(f"{indent}{check.detail}")
+    for item in pending:
+        print(f"not yet: issue {item.issue}: {item.what} ({item.name})")
+    tally = {status: sum(c.status == status for c in checks) for status in ("ok", "missing", "wrong")}
+    errors = len(checks) - sum(tally.values())
+    print(
+        f"{tally['ok']} ok, {tally['missing']} missing, {tally['wrong']} wrong, "
+        f"{counted(errors, 'DNS error')}"
+    )
+    return EXIT_OK if tally["ok"] == len(checks) else EXIT_FAILURE
+
+
 # -- export --------------------------------------------------------------------------------------------------
 
 
@@ -688,7 +768,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--admin", action="store_true", help="with the admin role (the web's admin pages)")
     q = command("list", cmd_user, "list accounts", sub)
     q.add_argument("--domain", help="only accounts of this domain")
-    q.add_argument("--long", action="store_true", help="with role, state and creation time")
+    q.add_argument(
+        "--long",
+        action="store_true",
+        help="with role, state, creation time, storage used, storage quota and sending limit",
+    )
     q = command("admin", cmd_user, "grant or revoke the admin role", sub)
     q.add_argument("change", choices=("grant", "revoke"))
     q.add_argument("address", metavar="ADDRESS")
@@ -703,6 +787,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     command("remove", cmd_user, "remove an account with all its mail", sub).add_argument(
         "address", metavar="ADDRESS"
+    )
+    command(
+        "two-factor-off", cmd_user, "turn off an account's two-step login (a lost phone)", sub
+    ).add_argument("address", metavar="ADDRESS")
+    q = command("quota", cmd_user, "set the storage quota of an account (mail it may keep)", sub)
+    q.add_argument("address", metavar="ADDRESS")
+    q.add_argument(
+        "size", metavar="SIZE", help="octets, or with K, M, G or T (powers of 1024): 500M, 2G; 0 or none"
+    )
+    q = command("send-limit", cmd_user, "set how many messages an account may send per hour", sub)
+    q.add_argument("address", metavar="ADDRESS")
+    q.add_argument(
+        "limit", metavar="N", help="messages per hour; 0 or default: [submission] max_messages_per_hour"
     )
 
     p = command("alias", cmd_alias, "add, list or remove aliases")
@@ -736,6 +833,15 @@ def build_parser() -> argparse.ArgumentParser:
     command(
         "unlock", cmd_auth, "lift the lockout of a login name or a client (IP address, or IPv6 /64)", sub
     ).add_argument("target", metavar="ADDRESS|IP")
+
+    p = command("dns", cmd_dns, "a domain's DNS records: what to publish, and whether DNS has them")
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    command("records", cmd_dns, "print the records to publish, as zone-file lines", sub).add_argument(
+        "domain", metavar="DOMAIN"
+    )
+    command(
+        "check", cmd_dns, "resolve each record: ok, missing, wrong or error (exit 0 when all are ok)", sub
+    ).add_argument("domain", metavar="DOMAIN")
 
     p = command("export", cmd_export, "export an account's mail as mbox (mboxrd) or Maildir")
     p.add_argument("address", metavar="ADDRESS")

@@ -169,3 +169,7 @@ class Harness:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(30)
             self.loop.close()
+
+
+#: A new harness in its own directory, stopped at the end of the test (the `make` fixture, conftest.py).
+MakeHarness = Callable[[], Harness]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import smtplib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email import message_from_bytes
 from pathlib import Path
 
@@ -33,29 +33,12 @@ from tests.delivery.harness import (
     PASSWORD,
     THIRD,
     FunctionStage,
-    Harness,
+    MakeHarness,
     as_message,
     message,
 )
 
 REFUSED = Refusal(550, "5.7.1", "Rejected by the recipient's filter: go away", "sieve")
-
-#: A new harness in its own directory, stopped at the end of the test.
-MakeHarness = Callable[[], Harness]
-
-
-@pytest.fixture
-def make(tmp_path: Path) -> Iterator[MakeHarness]:
-    made: list[Harness] = []
-
-    def new() -> Harness:
-        harness = Harness(tmp_path / f"h{len(made)}")
-        made.append(harness)
-        return harness
-
-    yield new
-    for harness in made:
-        harness.stop()
 
 
 def only(account_id: int, action: Callable[[RecipientPlan], object]) -> FunctionStage:

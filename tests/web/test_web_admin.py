@@ -5,8 +5,6 @@ typed again), aliases (mail reaches the target), the outbound queue (last error,
 
 from __future__ import annotations
 
-import asyncio
-import imaplib
 import re
 import smtplib
 import ssl
@@ -15,11 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from postoffice.store import open_store
 from tests.integration.harness import DataDir, ServerProcess, make_data_dir
 from tests.support.mail import send_smtp, text_message
 from tests.web.client import WebClient
-from tests.web.conftest import set_settings
+from tests.web.conftest import grant_admin, imap_login, set_settings
 
 pytestmark = pytest.mark.integration
 
@@ -30,6 +27,7 @@ ADMIN_GETS = [
     "/admin/accounts",
     "/admin/aliases",
     "/admin/queue",
+    "/admin/dns",
     "/admin/queue/1",
 ]
 ADMIN_POSTS = ["/admin/domains", "/admin/accounts", "/admin/aliases", "/admin/queue"]
@@ -44,14 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DataDir, 
         data, "queue", smarthost="127.0.0.1", smarthost_port=9, smarthost_tls="none", first_retry=3600
     )
 
-    async def grant() -> None:
-        store = open_store(data.root / "store" / "mail.sqlite3")
-        try:
-            await store.update_account(DEMO, admin=True)
-        finally:
-            await store.close()
-
-    asyncio.run(grant())
+    grant_admin(data, DEMO)
     process = ServerProcess(data).start()
     try:
         yield data, process
@@ -63,16 +54,6 @@ def signed_in(data: DataDir, process: ServerProcess, address: str, password: str
     client = WebClient.of(process, data)
     assert client.login(address, password or data.passwords[address]).status == 303
     return client
-
-
-def imap_login(data: DataDir, process: ServerProcess, address: str, password: str) -> bool:
-    context = ssl.create_default_context(cafile=str(data.root / "tls" / "cert.pem"))
-    with imaplib.IMAP4_SSL("localhost", process.port("imaps"), ssl_context=context, timeout=30) as imap:
-        try:
-            imap.login(address, password)
-        except imaplib.IMAP4.error:
-            return False
-        return True
 
 
 def test_every_admin_url_is_403_for_an_account_without_the_role(
@@ -262,3 +243,57 @@ def test_the_queue_shows_the_last_error_and_retries_and_deletes(
     assert admin.post("/admin/queue", {"csrf": token, "action": "delete", "id": found.group(1)}).status == 303
     assert "someone@far.test" not in admin.get("/admin/queue").text
     assert f"queue delete id={found.group(1)} by=web:demo@example.test" in process.log()
+
+
+def test_accounts_show_storage_used_and_set_the_quota_and_sending_limit(
+    server: tuple[DataDir, ServerProcess],
+) -> None:
+    """Storage used of quota and the sending limit per account, a form that sets both (the operation the CLI
+    uses, logged with who asked), in both languages; the running server applies a new quota at once (452
+    4.2.2 at RCPT) and the webmail's drafts are refused over quota (507)."""
+    data, process = server
+    send_smtp(process.port("smtp"), text_message("sized", "x" * 3000 + "\r\n", to=OTHER), to=OTHER)
+    admin = signed_in(data, process, DEMO)
+    token = admin.csrf(admin.get("/admin/accounts"))
+    form = {"csrf": token, "action": "limits", "address": OTHER, "quota": "2M", "send_limit": "20"}
+    assert admin.post("/admin/accounts", form).status == 303
+
+    def row(address: str, page: str) -> str:
+        found = re.search(rf'data-address="{re.escape(address)}">(.*?)</tr>', page, re.S)
+        assert found is not None, address
+        return found.group(1)
+
+    page = admin.get("/admin/accounts").text
+    other_row = row(OTHER, page)
+    assert re.search(r">\d+(\.\d)? KB of 2 MB<", other_row), other_row
+    assert "20 per hour" in other_row
+    assert 'name="quota" value="2M"' in other_row
+    assert 'name="send_limit" value="20"' in other_row
+    assert "default (500 per hour)" in row(DEMO, page)  # [submission] max_messages_per_hour
+    assert "limits set account=other@example.test quota=2097152 send_limit=20 by=web:demo@example.test" in (
+        process.log()
+    )
+    chinese = admin.get("/admin/accounts", headers={"Accept-Language": "zh-CN"}).text
+    assert "每小时 20 封" in row(OTHER, chinese)
+    assert "保存限额" in chinese
+    refused = admin.post("/admin/accounts", dict(form, quota="lots"))
+    assert refused.status == 400
+    assert "Quota: a size such as 500M or 2G (0: none); sending limit: messages per hour." in refused.text
+
+    assert admin.post("/admin/accounts", dict(form, quota="1K")).status == 303
+    assert "full" in row(OTHER, admin.get("/admin/accounts").text)
+    with smtplib.SMTP("127.0.0.1", process.port("smtp"), timeout=30) as smtp:
+        smtp.ehlo()
+        assert smtp.mail("someone@remote.test")[0] == 250
+        code, text = smtp.rcpt(OTHER)
+    assert (code, text[:5]) == (452, b"4.2.2")
+    other = signed_in(data, process, OTHER)
+    draft = {"csrf": other.csrf(other.get("/settings")), "subject": "a draft", "body": "text"}
+    saved = other.post("/drafts", draft, headers={"Accept": "application/json"})
+    assert (saved.status, saved.text) == (507, '{"error":"your mailbox is full: delete some mail first"}')
+
+    assert admin.post("/admin/accounts", dict(form, quota="0", send_limit="0")).status == 303
+    assert other.post("/drafts", draft, headers={"Accept": "application/json"}).status == 200
+    page = admin.get("/admin/accounts").text
+    assert "default (500 per hour)" in row(OTHER, page)
+    assert " of " not in row(OTHER, page)

@@ -121,12 +121,12 @@ def send_and_open(page: Any, subject: str) -> None:
     page.locator(".message-row", has_text=subject).locator("a").click()
 
 
-def log_in(page: Any, data: DataDir) -> None:
+def log_in(page: Any, data: DataDir, address: str = DEMO) -> None:
     page.goto(page.base + "/")
-    page.fill("#username", DEMO)
-    page.fill("#password", data.passwords[DEMO])
+    page.fill("#username", address)
+    page.fill("#password", data.passwords[address])
     page.click("button[type=submit]")
-    page.wait_for_selector(".messages")
+    page.wait_for_selector(".messages, .list-header ~ .empty")
 
 
 def test_log_in_and_read_a_plain_message(browser: Any, mail: tuple[DataDir, ServerProcess]) -> None:
@@ -444,7 +444,7 @@ def test_settings_in_english_and_chinese_on_a_desktop_and_a_phone(
     page.click("a.settings-link")
     page.wait_for_selector(".settings")
     assert page.inner_text(".settings h1") == "Settings"
-    rows = page.locator(".server-table tbody tr")
+    rows = page.locator("#programs .server-table tbody tr")
     assert rows.count() == 6
     assert str(server.port("imaps")) in rows.first.inner_text()
     assert page.get_attribute("#current-password", "autocomplete") == "current-password"
@@ -517,3 +517,88 @@ def test_admin_pages_for_an_administrator_in_english_and_chinese(
         phone.context.close()
     finally:
         cli("user", "admin", "revoke", DEMO, config=data.config, check=False)
+
+
+def test_two_step_login_enrolled_with_a_computed_code_and_an_app_password_used_by_imap(
+    browser: Any, mail: tuple[DataDir, ServerProcess]
+) -> None:
+    """Turn on TOTP the way a person does (the key from the page into an "app": here the code computed from
+    it), keep the recovery codes, make an app password and log in with it from a real IMAP client while the
+    password alone is refused there; then the browser login asks for a code (on a phone, in Chinese)."""
+    import imaplib
+    import re
+    import ssl
+    import time
+
+    from postoffice.auth import factors
+    from tests.integration.harness import cli
+
+    data, server = mail
+    third = "third@example.test"
+    page = new_page(browser, server, viewport={"width": 1280, "height": 900}, locale="en-US")
+    log_in(page, data, third)
+    try:
+        page.goto(page.base + "/settings#security")
+        page.click("#two-factor-on")
+        page.wait_for_selector(".qr svg")
+        secret = page.inner_text("#totp-secret").replace(" ", "")
+        shot(page, "two-factor-enrol-desktop-en")
+        page.fill("#totp-code", factors.totp_code(secret, factors.totp_step(time.time())))
+        page.click("button.primary")
+        page.wait_for_selector("#recovery-codes")
+        assert page.locator("#recovery-codes li").count() == 10
+        shot(page, "two-factor-recovery-codes-desktop-en")
+        page.click("a.primary")
+        page.fill("#app-password-name", "Thunderbird")
+        page.click("#app-passwords ~ form button[type=submit]")
+        app_password = page.inner_text("#new-app-password")
+        assert re.fullmatch(r"[a-z0-9]{4}( [a-z0-9]{4}){3}", app_password)
+        context = ssl.create_default_context(cafile=str(data.root / "tls" / "cert.pem"))
+        with imaplib.IMAP4_SSL("localhost", server.port("imaps"), ssl_context=context, timeout=30) as imap:
+            assert imap.login(third, app_password)[0] == "OK"
+            assert imap.select("INBOX")[0] == "OK"
+        with (
+            imaplib.IMAP4_SSL("localhost", server.port("imaps"), ssl_context=context, timeout=30) as imap,
+            pytest.raises(imaplib.IMAP4.error),
+        ):
+            imap.login(third, data.passwords[third])
+        page.goto(page.base + "/settings#security")
+        assert "Thunderbird" in page.inner_text(".app-passwords")
+        assert "IMAP" in page.inner_text(".app-passwords")  # its last use
+        assert "app password Thunderbird" in page.inner_text(".logins")
+        page.locator("#security").screenshot(path=str(SCREENSHOTS / "settings-security-desktop-en.png"))
+        page.context.close()
+
+        phone = new_page(browser, server, viewport={"width": 390, "height": 844}, locale="zh-CN")
+        phone.goto(phone.base + "/")
+        phone.fill("#username", third)
+        phone.fill("#password", data.passwords[third])
+        phone.click("button[type=submit]")
+        phone.wait_for_selector("#code")
+        assert phone.inner_text("h1") == "输入验证码"
+        shot(phone, "login-code-phone-zh")
+        phone.fill("#code", factors.totp_code(secret, factors.totp_step(time.time()) + 1))
+        phone.click("button[type=submit]")
+        phone.wait_for_selector(".messages, .list-header ~ .empty")
+        phone.context.close()
+    finally:
+        cli("user", "two-factor-off", third, config=data.config)
+
+
+def test_an_identity_with_a_signature_is_offered_when_writing(
+    browser: Any, mail: tuple[DataDir, ServerProcess]
+) -> None:
+    data, server = mail
+    page = new_page(browser, server, viewport={"width": 1280, "height": 900}, locale="en-US")
+    log_in(page, data, "other@example.test")
+    page.goto(page.base + "/settings#identities")
+    form = page.locator("#new-identity")
+    form.locator("input[name=name]").fill("Other Person")
+    form.locator("textarea[name=signature]").fill("Other Person\nPostoffice tester")
+    form.locator("button[type=submit]").click()
+    page.locator(".identity summary", has_text="Other Person").wait_for()
+    page.locator("#identities").screenshot(path=str(SCREENSHOTS / "settings-identities-desktop-en.png"))
+    page.goto(page.base + "/compose")
+    assert page.locator("#identity option:checked").inner_text() == "Other Person <other@example.test>"
+    assert page.input_value("#body").endswith("-- \nOther Person\nPostoffice tester\n")
+    page.context.close()

@@ -4,8 +4,10 @@ Modules (docs/decisions/0040, 0041)
 - `plan`: what a delivery is about (`Message`, `Envelope`, `Origin`, `Recipient`) and what it will do
   (`DeliveryPlan`, one `RecipientPlan` per account: target mailbox or special use, flags and keywords,
   header fields for that copy only, deliver / reject with a `Refusal` / discard; the remote recipients).
-- `stages`: the `Stage` protocol and the registry `STAGES` (authentication results, spam scoring, Sieve,
-  quota: none yet), built per configuration by `build_stages`.
+- `stages`: the `Stage` protocol and the registry `STAGES` (authentication results, spam scoring, Sieve:
+  none yet), built per configuration by `build_stages`.
+- `quota`: the storage quotas, the plan's last step in every pipeline and the early answer at RCPT (452
+  4.2.2 mailbox full, 552 5.2.2 larger than the quota; docs/decisions/0053).
 - `pipeline`: `DeliveryPipeline`: resolve recipients, plan, run the stages, commit the plan with one
   `MailStore.commit_delivery` call (one transaction). Port 25, submission, relaying and the queue's local
   deliveries all go through it; IMAP APPEND (and later the webmail's Sent copy) is a store call, not a

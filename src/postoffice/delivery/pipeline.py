@@ -26,7 +26,12 @@ Implementation notes
   message is accepted and the permanently refused recipients are reported in a DSN to the sender, queued in
   the same transaction (not for the null sender, not when NOTIFY excludes FAILURE), as Postfix does.
   Discarded copies are accepted silently (RFC 5228 section 4.4).
-- With no stages the pipeline adds a few small objects per message to the SMTP hot path and nothing else.
+- Storage quotas (`postoffice.delivery.quota`, docs/decisions/0053) are the plan's last step, after every
+  stage, in every pipeline: a copy its account's quota refuses is rejected like a stage's rejection (452
+  4.2.2, or 552 5.2.2 for a message larger than the whole quota); the server's own DSNs are exempt.
+  `room_for` gives SMTP the same answer at RCPT.
+- With no stages the pipeline adds a few small objects per message to the SMTP hot path, and a lookup of the
+  recipients' quotas in memory (no I/O for accounts without one).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from postoffice.delivery.plan import (
     Refusal,
     initial_plan,
 )
+from postoffice.delivery.quota import apply_quotas, recipient_room
 from postoffice.delivery.stages import Stage, build_stages
 from postoffice.message import PARSE_INLINE_LIMIT, parse_message
 from postoffice.smtp import dsn as dsn_mod
@@ -63,6 +69,7 @@ from postoffice.store import (
     OutboundRecipient,
     QueuedMessage,
     QueueUpdate,
+    StoreError,
 )
 
 if TYPE_CHECKING:
@@ -125,7 +132,8 @@ class DeliveryPipeline:
     async def plan(
         self, message: Message, envelope: Envelope, recipients: Sequence[Recipient], origin: Origin
     ) -> DeliveryPlan:
-        """The initial plan, amended by every stage in order. DeliveryError when a stage fails."""
+        """The initial plan, amended by every stage in order, then by the storage quotas. DeliveryError when
+        a stage fails, or the quotas cannot be read."""
         plan = initial_plan(envelope, origin, recipients)
         for stage in self.stages:
             try:
@@ -133,7 +141,18 @@ class DeliveryPipeline:
             except Exception as exc:
                 log.error("delivery id=%s: stage %s failed", origin.id or "-", stage.name, exc_info=exc)
                 raise DeliveryError(f"delivery stage {stage.name} failed: {exc}") from exc
+        try:
+            await apply_quotas(self.store, message, plan)
+        except StoreError as exc:
+            log.error("delivery id=%s: reading the storage quotas failed: %s", origin.id or "-", exc)
+            raise DeliveryError(f"reading the storage quotas failed: {exc}") from exc
         return plan
+
+    async def room_for(self, recipient: Recipient, size: int = 0) -> Refusal | None:
+        """The storage quota's early answer for a resolved recipient and a message of about `size` octets
+        (SMTP: at RCPT, with the declared SIZE; `delivery.quota.recipient_room`); the end of data decides
+        again. Store errors propagate."""
+        return await recipient_room(self.store, recipient, size)
 
     async def deliver(
         self, message: Message, envelope: Envelope, recipients: Sequence[Recipient], origin: Origin

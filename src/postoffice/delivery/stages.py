@@ -9,9 +9,10 @@ Implementation notes
   the pipeline commits the plan after the last stage, in one store transaction, so a stage that raises
   leaves nothing behind (the delivery fails as a whole, temporarily: SMTP 451).
 - The order is the registry's, fixed by the server and not by the config: authentication results first
-  (every later stage may read them), then spam scoring, then the user's filters (Sieve), then quota (it
-  must see where the copies go). A stage that is switched off by its own settings is left out when the
-  chain is built (`make` returns None), so an unused stage costs nothing per message.
+  (every later stage may read them), then spam scoring, then the user's filters (Sieve). The storage quota
+  is not a stage: the pipeline applies it after the last one, always (it must see where the copies go;
+  `postoffice.delivery.quota`, docs/decisions/0053). A stage that is switched off by its own settings is
+  left out when the chain is built (`make` returns None), so an unused stage costs nothing per message.
 - Adding a stage: its package (its code, its settings section if it has one) and one line in `STAGES`.
 """
 
@@ -43,8 +44,7 @@ class StageRegistration:
     make: Callable[[Any, MailStore], Stage | None]
 
 
-#: Every delivery stage, in the order they run (authentication results, spam scoring, Sieve, quota): none
-#: yet.
+#: Every delivery stage, in the order they run (authentication results, spam scoring, Sieve): none yet.
 STAGES: tuple[StageRegistration, ...] = ()
 
 

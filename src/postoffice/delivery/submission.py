@@ -11,8 +11,11 @@ Implementation notes
   (RFC 6409 section 6.1 lets the MSA refuse a sender it cannot authorise); so is a message without exactly
   one From, or whose originator fields cannot be parsed (554 5.6.0 for a malformed header block).
 - Sending limits per account, in this process's memory: messages per hour (a sliding window of 3,600 s,
-  450 4.7.1) and recipients per message (452 4.5.3). A restart forgets the window; that is accepted (the
-  limit is a brake against a stolen password, not accounting). A message counts once it is stored (`sent`).
+  450 4.7.1; the account's own `send_limit` when it has one, else the server's `[submission]
+  max_messages_per_hour`: docs/decisions/0053; read with the account at login, so an SMTP session keeps
+  the limit it logged in with) and recipients per message (452 4.5.3). A restart forgets the window; that
+  is accepted (the limit is a brake against a stolen password, not accounting). A message counts once it is
+  stored (`sent`).
 - Header fixes (RFC 6409 section 8): a message without Date or Message-ID gets one; the caller puts the
   fields at the top of the message's own header (SMTP: below its trace fields). What identifies the client
   (the Received field) is the front end's business.
@@ -58,7 +61,8 @@ TOO_MANY = Refusal(452, "4.5.3", "Too many recipients for one message", TOO_MANY
 
 
 class SendingLimiter:
-    """Messages per hour per account: a sliding window of the times of accepted messages."""
+    """Messages per hour per account: a sliding window of the times of accepted messages. `per_hour` is the
+    server's limit; an account's own (`Account.send_limit`, nonzero) replaces it for that account."""
 
     WINDOW = 3600.0
 
@@ -74,9 +78,10 @@ class SendingLimiter:
             sent.popleft()
         return sent
 
-    def allowed(self, account_id: int) -> bool:
-        """True when the account may send one more message now."""
-        return len(self._window(account_id)) < self.per_hour
+    def allowed(self, account_id: int, per_hour: int = 0) -> bool:
+        """True when the account may send one more message now; `per_hour`: the account's own limit (0: the
+        server's)."""
+        return len(self._window(account_id)) < (per_hour or self.per_hour)
 
     def record(self, account_id: int) -> None:
         self._window(account_id).append(self._clock())
@@ -134,7 +139,7 @@ class SubmissionPolicy:
 
     async def check_sender(self, account: Account, sender: str) -> Refusal | None:
         """The hourly limit, then the envelope sender (SMTP: at MAIL)."""
-        if self.limiter is not None and not self.limiter.allowed(account.id):
+        if self.limiter is not None and not self.limiter.allowed(account.id, account.send_limit):
             log.warning("submission: account %s is over its hourly sending limit", account.address)
             return OVER_LIMIT
         if not await owns(self.store, account.id, sender):

@@ -12,6 +12,7 @@ Invariants
 from __future__ import annotations
 
 import logging
+import re
 
 from postoffice.directory.address import normalize_address, parse_address, parse_domain
 from postoffice.directory.passwords import generate_password, hash_password_async
@@ -107,6 +108,18 @@ async def set_disabled(store: MailStore, address: str, disabled: bool, *, by: st
     return account
 
 
+async def turn_off_second_factor(store: MailStore, address: str, *, by: str) -> bool:
+    """Turn the account's two-step login off (a lost phone without recovery codes; docs/decisions/0052):
+    its password alone opens the web and the mail protocols again; app passwords stay. Whether it was on."""
+    address = normalize_address(address)
+    account = await store.get_account(address)
+    if account is None:
+        raise NotFound(f"no account {address}")
+    await store.set_second_factor(account.id, None)
+    log.info("two-factor login off account=%s by=%s", address, by)
+    return account.two_factor
+
+
 async def remove_account(store: MailStore, address: str, *, by: str) -> None:
     """Remove the account with all its mail; the last admin stays (LastAdmin)."""
     address = normalize_address(address)
@@ -166,3 +179,79 @@ async def set_plus_addressing(store: MailStore, name: str, on: bool, *, by: str)
     domain = await store.update_domain(parse_domain(name), plus_addressing=on)
     log.info("plus-addressing %s domain=%s by=%s", "on" if on else "off", domain.name, by)
     return domain
+
+
+# -- storage quota and sending limit (docs/decisions/0053) ---------------------------------------------------
+
+#: K, M, G and T in a size are powers of 1024 (as Dovecot reads them, and as the web shows sizes).
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+#: The largest quota or sending limit accepted (the store keeps a signed 64-bit integer).
+MAX_LIMIT = (1 << 63) - 1
+_SIZE = re.compile(r"([0-9]{1,20}(?:\.[0-9]{1,6})?)(?:([KMGT])(?:I?B)?|B)?")
+
+
+def parse_size(text: str) -> int:
+    """A storage quota as a person writes it: octets, or a number with K, M, G or T (powers of 1024; "500M",
+    "2G", "1.5 GB", "10MiB"), 0 or "none" for no limit. ValueError for anything else."""
+    cleaned = text.strip().upper().replace(" ", "")
+    if cleaned in ("NONE", "UNLIMITED"):
+        return 0
+    match = _SIZE.fullmatch(cleaned)
+    if match is None:
+        raise ValueError(f"not a size: {text!r} (octets, or a number with K, M, G or T: 500M, 2G; 0 or none)")
+    number, unit = match.group(1), match.group(2) or ""
+    octets = int(float(number) * _SIZE_UNITS[unit]) if "." in number else int(number) * _SIZE_UNITS[unit]
+    if octets > MAX_LIMIT:
+        raise ValueError(f"not a size: {text!r} (too large)")
+    return octets
+
+
+def format_size(octets: int) -> str:
+    """A size for people: "500 MB", "1.5 GB", "812 B" (units of 1024, one decimal at most)."""
+    for unit in ("T", "G", "M", "K"):
+        scale = _SIZE_UNITS[unit]
+        if octets >= scale:
+            return f"{octets / scale:.1f}".removesuffix(".0") + f" {unit}B"
+    return f"{octets} B"
+
+
+def size_text(octets: int) -> str:
+    """A size exactly as `parse_size` reads it back, in the largest unit that divides it: "500M", "1536K",
+    "1234"; "0" for none (the value of a form field)."""
+    for unit in ("T", "G", "M", "K"):
+        scale = _SIZE_UNITS[unit]
+        if octets and octets % scale == 0:
+            return f"{octets // scale}{unit}"
+    return str(octets)
+
+
+def parse_send_limit(text: str) -> int:
+    """Messages per hour as a person writes it: a whole number, 0 or "default" for the server's limit."""
+    cleaned = text.strip().lower()
+    if cleaned in ("default", "none", ""):
+        return 0
+    if not cleaned.isdigit() or int(cleaned) > MAX_LIMIT:
+        raise ValueError(f"not a number of messages per hour: {text!r} (0 or default: the server's limit)")
+    return int(cleaned)
+
+
+async def set_limits(
+    store: MailStore, address: str, *, quota: int | None = None, send_limit: int | None = None, by: str
+) -> Account:
+    """Set the account's storage quota (octets, 0: none) and/or its sending limit (messages per hour, 0: the
+    server's `[submission] max_messages_per_hour`); None leaves one as it is. ValueError for a negative
+    value; NotFound for an unknown account. Mail kept already is never removed: an account over a lowered
+    quota refuses new mail until it is under again (docs/decisions/0053)."""
+    address = normalize_address(address)
+    for value in (quota, send_limit):
+        if value is not None and not 0 <= value <= MAX_LIMIT:
+            raise ValueError("a quota or sending limit is a number from 0")
+    account = await store.update_account(address, quota=quota, send_limit=send_limit)
+    log.info(
+        "limits set account=%s quota=%s send_limit=%s by=%s",
+        address,
+        "-" if quota is None else quota,
+        "-" if send_limit is None else send_limit,
+        by,
+    )
+    return account

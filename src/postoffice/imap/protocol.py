@@ -35,8 +35,11 @@ How it is driven (bytes in, bytes out)
 
 Implementation notes
 - One place maps failures to replies (`_run_command`): `CommandFailed` gives the tagged NO/BAD it carries, a
-  `StoreFull` "NO [OVERQUOTA]" (as Dovecot answers a full disk), another `StoreError` "NO [UNAVAILABLE]",
-  anything else is logged with its traceback and answered "NO [SERVERBUG]"; the peer never sees a traceback.
+  `StoreFull` "NO [OVERQUOTA]" (as Dovecot answers a full disk), an `OverQuota` (APPEND or COPY beyond the
+  account's storage quota, checked by the store: docs/decisions/0053) "NO [OVERQUOTA]" too (RFC 9051
+  section 7.1; RFC 9208 section 4.3 for APPEND, COPY and MOVE; the QUOTA extension itself is not offered
+  yet), another `StoreError` "NO [UNAVAILABLE]", anything else is logged with its traceback and answered
+  "NO [SERVERBUG]"; the peer never sees a traceback.
   An exception from the transport is not a command's failure: it goes to the glue, which ends the session.
 - Output is queued and written when the core needs more input, and whenever `FLUSH_THRESHOLD` octets are
   queued. Input is only fed when the reader has no complete command left, so a client that pipelines
@@ -82,7 +85,7 @@ from postoffice.imap.state import (
     bad,
     no,
 )
-from postoffice.store import StoreError, StoreFull
+from postoffice.store import OverQuota, StoreError, StoreFull
 
 log = logging.getLogger("postoffice.imap")
 
@@ -346,6 +349,13 @@ class ImapProtocol:
             if session.state is State.SELECTED and session.view is not None:
                 await session.sync(_expunge_allowed(command))
             self._tagged(command.tag, failure.status, failure.text, failure.code)
+            return
+        except OverQuota as exc:
+            log.info("imap client %s: %s refused: %s", self.transport.peer_ip, command.name, exc)
+            if session.state is State.SELECTED and session.view is not None:
+                await session.sync(_expunge_allowed(command))
+            text = "Message larger than the storage quota" if exc.permanent else "Over the storage quota"
+            self._tagged(command.tag, "NO", text, "OVERQUOTA")
             return
         except StoreFull as exc:
             log.error("imap client %s: %s refused: %s", self.transport.peer_ip, command.name, exc)

@@ -7,7 +7,9 @@ Implementation notes
   pipeline (`postoffice.delivery`, docs/decisions/0040), which every path that adds mail shares.
 - Inbound policy (port 25): recipients are resolved at RCPT time by the pipeline (`DeliveryPipeline.resolve`):
   unknown local user 550 5.1.1, a domain we do not serve 554 5.7.1 (never an open relay). Each account gets
-  one copy, however many recipients resolve to it.
+  one copy, however many recipients resolve to it. A local recipient whose account is over its storage
+  quota gets 452 4.2.2 at RCPT already (552 5.2.2 when the declared SIZE is larger than the whole quota;
+  `DeliveryPipeline.room_for`, docs/decisions/0053), in submission too; the end of data checks again.
 - The message streams into a spool file (memory for the first MiB, then an unlinked temporary file in the
   spool directory), with Return-Path and Received prepended (RFC 5321 section 4.4). At the end of data it is
   parsed once and handed to the pipeline, which runs the delivery stages and commits every copy (and the
@@ -358,6 +360,11 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
             resolved = await self.pipeline.resolve(
                 event.address, relay=self.relay, orcpt=params.get("ORCPT"), notify=params.get("NOTIFY")
             )
+            if isinstance(resolved, Recipient) and not resolved.remote:
+                # a full mailbox is refused here, for its recipient alone (452 4.2.2; decision 0053)
+                declared = txn.params.get("SIZE") or ""
+                size = int(declared) if declared.isdigit() else 0
+                resolved = await self.pipeline.room_for(resolved, size) or resolved
         except StoreError as exc:
             log.error("smtp %s: recipient lookup failed: %s", txn.id, exc)
             self.proto.reject(451, "4.3.0", "Temporary local problem, try again later")

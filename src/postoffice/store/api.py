@@ -809,9 +809,9 @@ class MailStore(abc.ABC):
         expunges the sources in the same transaction (RFC 6851). With `keyword_limits`, the copies leave out
         the keywords new to the target that break them (too long, or beyond the count: the first in sorted
         order are kept); a copy is never refused for its keywords (docs/decisions/0043). OverQuota (nothing
-        changes) when the copies would take the target's account over its storage quota (docs/decisions/
-        0053), except a copy into the account's \\Trash mailbox (that is how some clients delete: deleting
-        always works) and a move within one account (it adds nothing)."""
+        changes) when the copies would take the target's account over its storage quota (decision 0053),
+        except a copy into the account's \\Trash mailbox (that is how some clients delete: deleting always
+        works) and a move within one account (it adds nothing)."""
 
     @abc.abstractmethod
     async def list_messages(self, mailbox_id: int) -> list[MessageInfo]:
@@ -1106,8 +1106,9 @@ class MailStore(abc.ABC):
         self, account_id: int, secret: str | None, recovery_code_hashes: Sequence[str] = ()
     ) -> None:
         """Turn TOTP on with `secret` and these recovery codes (their SHA-256, hex), replacing any, or off
-        (None: the secret and the recovery codes are deleted). `Account.two_factor` follows. NotFound for an
-        unknown account."""
+        (None: the secret and the recovery codes are deleted). `Account.two_factor` follows. The same secret
+        again keeps its last accepted step (new recovery codes must not make an old code valid again); a new
+        one starts afresh. NotFound for an unknown account."""
 
     @abc.abstractmethod
     async def use_totp_step(self, account_id: int, step: int) -> bool:

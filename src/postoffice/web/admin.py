@@ -1,4 +1,5 @@
-"""The admin pages (issue 12): server status, domains, accounts, aliases, the outbound queue.
+"""The admin pages (issue 12): server status, domains, accounts, aliases, the outbound queue; DNS records
+in admin_dns.py.
 
 Implementation notes
 - Only accounts with the admin role: every /admin URL answers 403 to any other signed-in account (and sends a
@@ -30,6 +31,7 @@ from postoffice.directory import operations
 from postoffice.directory.address import AddressError
 from postoffice.store import Account, AlreadyExists, NotFound, StoreError, WebSession
 from postoffice.web import mailview
+from postoffice.web.admin_dns import AdminDnsPage
 
 if TYPE_CHECKING:
     from postoffice.web.app import WebApp
@@ -75,6 +77,7 @@ class AdminPages:
             Route("/admin/aliases", self.aliases, methods=["GET", "POST"]),
             Route("/admin/queue", self.queue, methods=["GET", "POST"]),
             Route("/admin/queue/{queue_id:int}", self.queued, methods=["GET"]),
+            *AdminDnsPage(self).routes(),
         ]
 
     async def admin(self, request: Request) -> tuple[WebSession, Account]:
@@ -209,6 +212,16 @@ class AdminPages:
                     await operations.set_disabled(store, address, action == "disable", by=by)
                 elif action in ("grant", "revoke"):
                     await operations.set_admin(store, address, action == "grant", by=by)
+                elif action == "limits":
+                    try:
+                        quota = operations.parse_size(form.get("quota", "") or "0")
+                        send_limit = operations.parse_send_limit(form.get("send_limit", ""))
+                    except ValueError:
+                        error = _(
+                            "Quota: a size such as 500M or 2G (0: none); sending limit: messages per hour."
+                        )
+                    else:
+                        await operations.set_limits(store, address, quota=quota, send_limit=send_limit, by=by)
                 elif action == "delete":
                     if form.get("confirm", "").strip().lower() != address.lower():
                         error = _("Type the address again to delete the account with all its mail.")
@@ -228,10 +241,11 @@ class AdminPages:
                 error = _("There is no such account or domain.")
             except operations.LastAdmin:
                 error = _("That would leave no administrator, or it is your own account.")
-        rows = []
-        for account in await store.list_accounts():
-            used = sum(m.size for m in await store.list_mailboxes(account.id))
-            rows.append((account, used))
+        used = await store.storage_used()
+        rows = [
+            (account, used.get(account.id, 0), operations.size_text(account.quota))
+            for account in await store.list_accounts()
+        ]
         return await self.page(
             request,
             "admin_accounts.html",
@@ -243,6 +257,7 @@ class AdminPages:
             me=admin.address,
             domains=[d.name for d in await store.list_domains()],
             min_password=operations.MIN_PASSWORD_LENGTH,
+            default_send_limit=self.web.ctx.config.submission.max_messages_per_hour,
         )
 
     # -- aliases ---------------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ from postoffice.directory.operations import (
     check_chosen_password,
 )
 from postoffice.net.service import ServiceContext
-from postoffice.store import Account, AlreadyExists, LimitExceeded, NotFound, WebSession
+from postoffice.store import Account, AlreadyExists, LimitExceeded, NotFound, OverQuota, WebSession
 from postoffice.transfer.archive import export_archive, import_mbox
 from postoffice.web import autoconfig, compose, mailview
 from postoffice.web.html import (
@@ -68,7 +68,16 @@ from postoffice.web.html import (
 )
 from postoffice.web.i18n import LANG_COOKIE, LANGUAGES, Formatter, choose_language, translations
 from postoffice.web.query import parse_query
-from postoffice.web.sessions import LOGIN_COOKIE, SESSION_COOKIE, Sessions, cookie_header, same_token
+from postoffice.web.security import SecurityPages
+from postoffice.web.sessions import (
+    LOGIN_COOKIE,
+    PENDING_COOKIE,
+    SESSION_COOKIE,
+    PendingLogins,
+    Sessions,
+    cookie_header,
+    same_token,
+)
 from postoffice.web.settings import WebConfig
 
 log = logging.getLogger("postoffice.web")
@@ -179,6 +188,8 @@ class WebApp:
         self.store = ctx.store
         self.settings = settings
         self.sessions = Sessions(ctx.store, settings.session_lifetime, settings.session_idle_timeout)
+        self.pending_logins = PendingLogins()
+        self.security = SecurityPages(self)
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("postoffice.web", "templates"),
             autoescape=True,
@@ -330,26 +341,71 @@ class WebApp:
             mechanism="form",
             tls=request.url.scheme == "https",
         )
+        if result.status == "second-factor" and result.account is not None:
+            token = self.pending_logins.start(result.account.id, safe_path(form.get("next"), ""))
+            response = await self.code_page(request)
+            response.headers.append("set-cookie", cookie_header(PENDING_COOKIE, token))
+            return response
         if not result.ok or result.account is None:
-            if result.status == "locked-out":
-                error = catalog.gettext("Too many failed logins. Please wait a while and try again.")
-            elif result.status == "unavailable":
-                error = catalog.gettext("Login is not possible right now. Please try again shortly.")
-            elif result.status == "disabled":
-                error = catalog.gettext("This account is disabled.")
-            else:
-                error = catalog.gettext("Wrong email address or password.")
-            return await self.login_page(request, error=error, status=401, name=name)
+            return await self.login_page(
+                request, error=login_error(catalog, result.status), status=401, name=name
+            )
+        return await self.signed_in(request, result.account.id, safe_path(form.get("next"), ""))
+
+    async def signed_in(self, request: Request, account_id: int, next_path: str) -> Response:
+        """A new session after a complete login, and on to where the person was going."""
         login = await self.sessions.create(
-            result.account.id, _client_ip(request), request.headers.get("user-agent", "")
+            account_id, _client_ip(request), request.headers.get("user-agent", "")
         )
         # Straight to the Inbox rather than to "/", whose own redirect would cost the browser another round
         # trip before the first page (bench/web_login_timing.py).
-        target = safe_path(form.get("next"), "") or await self.inbox_path(result.account.id)
+        target = next_path or await self.inbox_path(account_id)
         response = RedirectResponse(target, 303)
         response.headers.append("set-cookie", cookie_header(SESSION_COOKIE, login.token))
         response.headers.append("set-cookie", cookie_header(LOGIN_COOKIE, "", max_age=0))
+        response.headers.append("set-cookie", cookie_header(PENDING_COOKIE, "", max_age=0))
         return response
+
+    async def code_page(self, request: Request, *, error: str = "", status: int = 200) -> Response:
+        """The login's second step: a code from the authenticator app, or a recovery code."""
+        import secrets
+
+        token = secrets.token_urlsafe(24)
+        response = self.render(request, "login_code.html", status=status, login_token=token, error=error)
+        response.headers.append("set-cookie", cookie_header(LOGIN_COOKIE, token))
+        return response
+
+    async def login_code(self, request: Request) -> Response:
+        self.check_origin(request)
+        form = await self.form(request)
+        catalog = translations(self.language(request))
+        expected = request.cookies.get(LOGIN_COOKIE)
+        pending_token = request.cookies.get(PENDING_COOKIE)
+        pending = self.pending_logins.find(pending_token)
+        if pending is None or pending_token is None:
+            return await self.login_page(
+                request, error=catalog.gettext("The form had expired. Please try again."), status=403
+            )
+        if not expected or not same_token(form.get("login_token"), expected):
+            return await self.code_page(
+                request, error=catalog.gettext("The form had expired. Please try again."), status=403
+            )
+        account = await self.store.get_account_by_id(pending.account_id)
+        if account is None:
+            self.pending_logins.end(pending_token)
+            return await self.login_page(request, error=login_error(catalog, "bad-credentials"), status=401)
+        result = await self.ctx.authenticator.second_factor(
+            account=account, client_ip=_client_ip(request), code=form.get("code", "")[:MAX_CREDENTIAL]
+        )
+        if result.ok and result.account is not None:
+            self.pending_logins.end(pending_token)
+            return await self.signed_in(request, result.account.id, pending.next)
+        if result.status == "bad-credentials" and self.pending_logins.failed(pending_token):
+            return await self.code_page(
+                request, error=catalog.gettext("That code is not right. Please try again."), status=401
+            )
+        self.pending_logins.end(pending_token)
+        return await self.login_page(request, error=login_error(catalog, result.status), status=401)
 
     async def logout(self, request: Request) -> Response:
         form = await self.form(request)
@@ -376,7 +432,13 @@ class WebApp:
     # -- account settings (issue 12) ----------------------------------------------------------------------
 
     async def settings_page(
-        self, request: Request, *, error: str = "", status: int = 200, session: WebSession | None = None
+        self,
+        request: Request,
+        *,
+        error: str = "",
+        status: int = 200,
+        session: WebSession | None = None,
+        new_app_password: tuple[str, str] | None = None,
     ) -> Response:
         session = session or await self.require(request)
         account = await self.account(session)
@@ -394,6 +456,9 @@ class WebApp:
             imported=request.query_params.get("imported", ""),
             skipped=request.query_params.get("skipped", ""),
             min_password=MIN_PASSWORD_LENGTH,
+            new_app_password=new_app_password,
+            headers={"cache-control": "no-store"} if new_app_password else None,
+            **await self.security.settings_values(account),
         )
 
     async def change_password(self, request: Request) -> Response:
@@ -666,6 +731,8 @@ class WebApp:
         account = await self.account(session)
         catalog = translations(self.language(request))
         draft = compose.Draft()
+        identities = await self.store.list_identities(account.id)
+        signature = next((i.signature for i in identities if i.default), "")
         mode, ref = "", ""
         for candidate in ("reply", "forward"):
             if request.query_params.get(candidate):
@@ -678,6 +745,8 @@ class WebApp:
             if saved is not None:
                 draft = compose.draft_from(saved[2], mailview.text_of(saved[2]))
                 draft_uid = draft_ref
+                saved_from = email.utils.parseaddr(str(saved[2].get("from", "")))[1].lower()
+                draft.identity = next((str(i.id) for i in identities if i.address == saved_from), "")
         found = await self.original(session, all_folders, ref) if ref else None
         if found is not None:
             _folder, _uid, original = found
@@ -718,9 +787,13 @@ class WebApp:
                     if original.get(name)
                 ]
                 draft.body = "\n\n" + "\n".join(lines) + "\n\n" + shown
+        if not draft_uid and signature.strip():
+            # the signature below the person's own text, above what is quoted or forwarded
+            draft.body = compose.signature_block(signature) + draft.body
         return self.render(
             request,
             "compose.html",
+            identities=identities,
             session=session,
             folders=all_folders,
             draft=draft,
@@ -749,11 +822,13 @@ class WebApp:
             body=form.get("body"),
             in_reply_to=form.get("in_reply_to")[:1000],
             references=form.get("references")[:10000],
+            identity=form.get("identity")[:20],
         )
         previous = form.get("draft_uid")
+        account = await self.account(session)
         uid = await compose.save_draft(
             self.store,
-            await self.account(session),
+            compose.sender_of(account, await self.store.list_identities(account.id), draft.identity),
             draft,
             hostname=self.ctx.config.server.hostname,
             drafts_id=drafts.id,
@@ -783,6 +858,7 @@ class WebApp:
             references=fields.get("references")[:10000],
             html=fields.get("html") if fields.get("format") == "html" else "",
             forward_ref=fields.get("forward_ref")[:100],
+            identity=fields.get("identity")[:20],
         )
         all_folders = await mailview.folders(self.store, session.account_id)
         if draft.forward_ref:
@@ -796,11 +872,12 @@ class WebApp:
                 total += len(content)
                 draft.attachments.append((value.filename, value.content_type or "", content))
         catalog = translations(self.language(request))
+        account = await self.account(session)
+        identities = await self.store.list_identities(account.id)
         error = ""
         if total > limit:
             error = catalog.gettext("The attachments are too large.")
         else:
-            account = await self.account(session)
             sent = mailview.special_folder_or_none(all_folders, "\\Sent")
             try:
                 await compose.send(
@@ -809,6 +886,7 @@ class WebApp:
                     shared_policy(self.ctx),
                     account,
                     draft,
+                    sender=compose.sender_of(account, identities, draft.identity),
                     hostname=self.ctx.config.server.hostname,
                     client_ip=_client_ip(request),
                     sent_mailbox_id=None if sent is None else sent.id,
@@ -839,6 +917,7 @@ class WebApp:
             error=error,
             max_size=limit,
             addresses=[],
+            identities=identities,
             draft_uid=fields.get("draft_uid"),
         )
 
@@ -1004,6 +1083,17 @@ INLINE_TYPES = frozenset(
 PART_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; object-src 'self'"
 
 
+def login_error(catalog: Any, status: str) -> str:
+    """What the login form says for an authenticator status other than "ok"."""
+    if status == "locked-out":
+        return str(catalog.gettext("Too many failed logins. Please wait a while and try again."))
+    if status == "unavailable":
+        return str(catalog.gettext("Login is not possible right now. Please try again shortly."))
+    if status == "disabled":
+        return str(catalog.gettext("This account is disabled."))
+    return str(catalog.gettext("Wrong email address or password."))
+
+
 def content_disposition(kind: str, filename: str) -> str:
     """RFC 6266: an ASCII fallback `filename` and, for other names, `filename*` in UTF-8 (RFC 8187)."""
     cleaned = "".join(c for c in filename if c.isprintable() and c not in "\\/\r\n")[:200] or "attachment"
@@ -1064,11 +1154,18 @@ def build_app(ctx: ServiceContext, settings: WebConfig) -> ASGIApp:
         log.exception("web: %s %s failed", request.method, request.url.path, exc_info=exc)
         return await http_error(request, HTTPException(500, "internal error"))
 
+    async def over_quota(request: Request, exc: Exception) -> Response:
+        # a draft, an import (the batches before it stay) or another APPEND beyond the account's storage
+        # quota (docs/decisions/0053): 507 Insufficient Storage (RFC 4918 section 11.5); nothing more stored
+        log.info("web: %s %s refused: %s", request.method, request.url.path, exc)
+        return await http_error(request, HTTPException(507, "your mailbox is full: delete some mail first"))
+
     app = Starlette(
         routes=[
             Route("/", web.home),
             Route("/login", web.login_page, methods=["GET"]),
             Route("/login", web.login, methods=["POST"]),
+            Route("/login/code", web.login_code, methods=["POST"]),
             Route("/logout", web.logout, methods=["POST"]),
             Route("/lang", web.set_language, methods=["POST"]),
             Route("/view", web.set_view, methods=["POST"]),
@@ -1092,12 +1189,14 @@ def build_app(ctx: ServiceContext, settings: WebConfig) -> ASGIApp:
             Route("/settings/profile.mobileconfig", web.apple_profile, methods=["GET"]),
             Route("/settings/export", web.export_mail, methods=["GET"]),
             Route("/settings/import", web.import_mail, methods=["POST"]),
+            *web.security.routes(),
             *admin.routes(),
             Mount("/static", StaticFiles(directory=str(static)), name="static"),
         ],
         exception_handlers={
             _LoginRequired: login_required,
             HTTPException: http_error,
+            OverQuota: over_quota,
             Exception: server_error,
         },
     )

@@ -7,7 +7,8 @@ Implementation notes
   8314 section 3: clients should prefer it), each at the port it is bound to now (so a port offset or an
   ephemeral port is what clients get), at the server's host name (`[server] hostname`, the name its
   certificate is for). A listener without TLS is never advertised: a careful client must not send a password
-  in clear. The login name is the full address; authentication is the password over TLS (PLAIN/LOGIN).
+  in clear. The login name is the full address; authentication is the password over TLS (PLAIN/LOGIN). That
+  list is `net/endpoints.py`'s, shared with the DNS page's SRV records (docs/decisions/0051).
 - Autoconfig (Thunderbird, also K-9/FairEmail/Evolution): `GET /.well-known/autoconfig/mail/config-v1.1.xml`
   and `GET /mail/config-v1.1.xml` (the `autoconfig.DOMAIN` host), format "clientConfig version 1.1" as
   documented at https://wiki.mozilla.org/Thunderbird:Autoconfiguration:ConfigFileFormat. The domain comes
@@ -26,8 +27,6 @@ from __future__ import annotations
 import plistlib
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -35,11 +34,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from postoffice.config import Config
+from postoffice.net.endpoints import Endpoint
+from postoffice.net.endpoints import running_endpoints as running_endpoints  # app.py's name for it
 from postoffice.net.service import ServiceContext
 
-#: Listener protocols a mail program is told of, in the order documents list them.
-PROTOCOLS = ("imap", "pop3", "submission")
 #: The largest Autodiscover request read.
 MAX_REQUEST = 64 * 1024
 
@@ -48,40 +46,8 @@ OUTLOOK_RESPONSE = "http://schemas.microsoft.com/exchange/autodiscover/outlook/r
 AUTODISCOVER_RESPONSE = "http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006"
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    protocol: str  # "imap" | "pop3" | "submission"
-    host: str
-    port: int
-    tls: str  # "implicit" | "starttls"
-
-
 class BadRequest(ValueError):
     """An Autodiscover request that cannot be answered."""
-
-
-def endpoints(config: Config, bound: Mapping[str, tuple[str, int]]) -> list[Endpoint]:
-    """The TLS listeners of PROTOCOLS that run, implicit TLS first within each protocol; each at its bound
-    port (`bound`: listener name -> (address, port), as the listener layer keeps it), else its configured
-    one."""
-    found: list[Endpoint] = []
-    for protocol in PROTOCOLS:
-        mine = [
-            lst
-            for lst in config.listeners.values()
-            if lst.protocol == protocol and lst.enabled and lst.status == "ready" and lst.tls != "none"
-        ]
-        mine.sort(key=lambda lst: (lst.tls != "implicit", lst.port))
-        for lst in mine:
-            port = bound[lst.name][1] if lst.name in bound else lst.port
-            found.append(Endpoint(protocol, config.server.hostname, int(port), lst.tls))
-    return found
-
-
-def running_endpoints(ctx: ServiceContext) -> list[Endpoint]:
-    """`endpoints` of the server's configuration at the ports the listener layer bound (`net.bound`)."""
-    bound: dict[str, tuple[str, int]] = ctx.shared("net.bound", dict)
-    return endpoints(ctx.config, bound)
 
 
 def _document(root: ET.Element) -> bytes:

@@ -2,8 +2,11 @@
 and delivery pipeline as port 587, the copy kept in Sent (docs/decisions/0046, 0041).
 
 Implementation notes
-- The From field is always the account's own address: the form has no From, so there is nothing to spoof;
-  the submission policy still checks the message as it checks port 587's.
+- The From field is the account's own address, or one of its identities (an address it owns, with a display
+  name and a Reply-To; web.security): the form names an identity by id, never an address, so there is nothing
+  to spoof; the submission policy still checks the message as it checks port 587's.
+- A new message starts with the identity's signature below a "-- " line (RFC 3676 section 4.3), above any
+  quoted or forwarded text.
 - Recipients: To and Cc go into the header, Bcc only into the envelope. Every address is checked with the
   standard library's parser; local ones are resolved by the pipeline (an unknown local address is an error
   shown on the form, nothing is sent), remote ones are queued.
@@ -29,7 +32,7 @@ from postoffice.delivery.plan import Envelope, Message, Origin, Recipient, Refus
 from postoffice.delivery.submission import SubmissionPolicy
 from postoffice.message import parse_message
 from postoffice.message.threads import message_ids
-from postoffice.store import Account, MailStore, StoreError
+from postoffice.store import Account, Identity, MailStore, StoreError
 
 log = logging.getLogger("postoffice.web")
 
@@ -50,6 +53,31 @@ class Draft:
     forward_ref: str = ""  # "<folder id>/<uid>" of a message forwarded as an attachment
     forwarded: bytes = b""  # that message, attached as message/rfc822 when the message is built
     attachments: list[tuple[str, str, bytes]] = field(default_factory=list)  # (file name, type, data)
+    identity: str = ""  # the id of the identity it is sent as ("" = the account's own address)
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who a message is from: the envelope sender and From address, its display name, its Reply-To."""
+
+    address: str
+    name: str = ""
+    reply_to: str = ""
+
+
+def sender_of(account: Account, identities: list[Identity], chosen: str) -> Sender:
+    """The identity named by id `chosen` (a form's), else the default one, else the account's address."""
+    picked = next((i for i in identities if str(i.id) == chosen), None) if chosen else None
+    if picked is None:
+        picked = next((i for i in identities if i.default), None)
+    if picked is None:
+        return Sender(account.address)
+    return Sender(picked.address, picked.name, picked.reply_to)
+
+
+def signature_block(signature: str) -> str:
+    """The signature below its separator line, as a new message's text ends (RFC 3676 section 4.3)."""
+    return "\n\n-- \n" + signature.replace("\r\n", "\n").strip("\n") + "\n" if signature.strip() else ""
 
 
 class SendError(Exception):
@@ -87,11 +115,13 @@ def _field(pairs: list[tuple[str, str]]) -> str:
 
 
 def build(
-    draft: Draft, sender: str, hostname: str, now: float | None = None, *, keep_bcc: bool = False
+    draft: Draft, sender: Sender, hostname: str, now: float | None = None, *, keep_bcc: bool = False
 ) -> bytes:
     """The message of the form. `keep_bcc`: a draft keeps its Bcc field (it is never sent as it is)."""
     message = EmailMessage(policy=email.policy.SMTP)
-    message["From"] = Address(addr_spec=sender)
+    message["From"] = Address(display_name=_one_line(sender.name), addr_spec=sender.address)
+    if sender.reply_to and (reply_to := parse_mailboxes(sender.reply_to)):
+        message["Reply-To"] = _field(reply_to)
     if to := parse_mailboxes(draft.to):
         message["To"] = _field(to)
     if cc := parse_mailboxes(draft.cc):
@@ -172,6 +202,7 @@ async def send(
     account: Account,
     draft: Draft,
     *,
+    sender: Sender,
     hostname: str,
     client_ip: str,
     sent_mailbox_id: int | None,
@@ -182,10 +213,10 @@ async def send(
         raise SendError("no recipient")
     if len(recipients) > MAX_FORM_RECIPIENTS:
         raise SendError("too many recipients")
-    data = build(draft, account.address, hostname)
+    data = build(draft, sender, hostname)
     parsed = parse_message(io.BytesIO(data))
     decision = await policy.check(
-        account, account.address, len(recipients), io.BytesIO(data), parsed, smtputf8=not data.isascii()
+        account, sender.address, len(recipients), io.BytesIO(data), parsed, smtputf8=not data.isascii()
     )
     if decision.refusal is not None:
         raise SendError(decision.refusal.text)
@@ -195,7 +226,7 @@ async def send(
         if isinstance(resolved, Refusal):
             raise SendError(f"{address}: {resolved.text}")
         targets.append(resolved)
-    envelope = Envelope(account.address, smtputf8=not data.isascii(), eight_bit=not data.isascii())
+    envelope = Envelope(sender.address, smtputf8=not data.isascii(), eight_bit=not data.isascii())
     origin = Origin("submission", client_ip, None, True, account, None)
     try:
         outcome = await pipeline.deliver(Message(io.BytesIO(data), parsed), envelope, targets, origin)
@@ -223,7 +254,7 @@ async def send(
 
 
 async def save_draft(
-    store: MailStore, account: Account, draft: Draft, *, hostname: str, drafts_id: int, replaces: int | None
+    store: MailStore, sender: Sender, draft: Draft, *, hostname: str, drafts_id: int, replaces: int | None
 ) -> int:
     """Keep the form as a message in Drafts (\\Draft, \\Seen; Bcc kept), replacing the draft it was saved as
     before; the new draft's UID. Addresses that do not parse yet are kept as typed in no field: a draft is
@@ -233,7 +264,7 @@ async def save_draft(
             parse_mailboxes(getattr(draft, name))
         except SendError:
             setattr(draft, name, "")
-    data = build(draft, account.address, hostname, keep_bcc=True)
+    data = build(draft, sender, hostname, keep_bcc=True)
     copy = await store.append(
         drafts_id, io.BytesIO(data), parse_message(io.BytesIO(data)), ["\\Draft", "\\Seen"]
     )

@@ -88,3 +88,61 @@ class Sessions:
     async def end(self, token: str | None) -> None:
         if token and len(token) <= 200:
             await self.store.web_session_delete(session_id(token))
+
+
+#: The cookie that carries a login between its password and its second factor (decision 0052).
+PENDING_COOKIE = "__Host-postoffice-2fa"
+#: Seconds a person has to type the code after the password.
+PENDING_LIFETIME = 300.0
+#: Wrong codes after which the password must be typed again.
+PENDING_ATTEMPTS = 5
+_PENDING_MAX = 10_000
+
+
+@dataclass
+class PendingLogin:
+    account_id: int
+    next: str
+    expires: float
+    attempts: int = 0
+
+
+class PendingLogins:
+    """Logins whose password was right and whose second factor is asked for: in this process's memory, by
+    the SHA-256 of a random token in the PENDING_COOKIE. A restart forgets them (the person types the password
+    again); at most _PENDING_MAX are kept (the oldest go first), each for PENDING_LIFETIME seconds."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, PendingLogin] = {}
+
+    def start(self, account_id: int, next_path: str) -> str:
+        now = time.time()
+        self._pending = {key: p for key, p in self._pending.items() if p.expires > now}
+        while len(self._pending) >= _PENDING_MAX:
+            del self._pending[next(iter(self._pending))]
+        token = secrets.token_urlsafe(32)
+        self._pending[session_id(token)] = PendingLogin(account_id, next_path, now + PENDING_LIFETIME)
+        return token
+
+    def find(self, token: str | None) -> PendingLogin | None:
+        if not token or len(token) > 200:
+            return None
+        pending = self._pending.get(session_id(token))
+        if pending is None or pending.expires <= time.time():
+            return None
+        return pending
+
+    def failed(self, token: str) -> bool:
+        """Count a wrong code: whether the login may still be completed."""
+        pending = self.find(token)
+        if pending is None:
+            return False
+        pending.attempts += 1
+        if pending.attempts >= PENDING_ATTEMPTS:
+            self.end(token)
+            return False
+        return True
+
+    def end(self, token: str | None) -> None:
+        if token and len(token) <= 200:
+            self._pending.pop(session_id(token), None)

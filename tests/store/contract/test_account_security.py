@@ -35,7 +35,8 @@ def test_second_factor_on_off_each_step_and_recovery_code_used_once(backend: Bac
         await store.set_second_factor(demo.id, "JBSWY3DPEHPK3PXP", ["a" * 64, "b" * 64, "a" * 64])
         assert await store.second_factor(demo.id) == SecondFactor("JBSWY3DPEHPK3PXP", 0, 2)
         account = await store.get_account("demo@example.test")
-        assert account is not None and account.two_factor
+        assert account is not None
+        assert account.two_factor
         assert await store.second_factor(other.id) is None
 
         assert await store.use_totp_step(demo.id, 100)
@@ -43,14 +44,20 @@ def test_second_factor_on_off_each_step_and_recovery_code_used_once(backend: Bac
         assert not await store.use_totp_step(demo.id, 99)  # an older one too
         assert await store.use_totp_step(demo.id, 101)
         factor = await store.second_factor(demo.id)
-        assert factor is not None and factor.last_step == 101
+        assert factor is not None
+        assert factor.last_step == 101
 
         assert await store.use_recovery_code(demo.id, "a" * 64)
         assert not await store.use_recovery_code(demo.id, "a" * 64)
         assert not await store.use_recovery_code(other.id, "b" * 64)  # another account's code
         factor = await store.second_factor(demo.id)
-        assert factor is not None and factor.recovery_codes == 1
+        assert factor is not None
+        assert factor.recovery_codes == 1
 
+        await store.set_second_factor(demo.id, "JBSWY3DPEHPK3PXP", ["e" * 64])  # new codes, same secret
+        assert await store.second_factor(demo.id) == SecondFactor("JBSWY3DPEHPK3PXP", 101, 1)
+        assert not await store.use_totp_step(demo.id, 101)  # still used
+        assert not await store.use_recovery_code(demo.id, "b" * 64)  # the old codes are gone
         await store.set_second_factor(demo.id, "NEWSECRET", ["c" * 64])  # enrolled again: old codes gone
         assert await store.second_factor(demo.id) == SecondFactor("NEWSECRET", 0, 1)
         assert not await store.use_recovery_code(demo.id, "b" * 64)
@@ -60,7 +67,8 @@ def test_second_factor_on_off_each_step_and_recovery_code_used_once(backend: Bac
         assert not await store.use_recovery_code(demo.id, "c" * 64)
         assert not await store.use_recovery_code(demo.id, "d" * 64)
         account = await store.get_account("demo@example.test")
-        assert account is not None and not account.two_factor
+        assert account is not None
+        assert not account.two_factor
         with pytest.raises(NotFound):
             await store.set_second_factor(other.id + 1000, "X")
 
@@ -136,7 +144,8 @@ def test_identities_one_default_per_account(backend: Backend) -> None:
         work = await store.save_identity(
             Identity(0, demo.id, "demo@example.test", "Demo Work", "-- \nDemo", "", default=True)
         )
-        assert work.id > 0 and work.default
+        assert work.id > 0
+        assert work.default
         sales = await store.save_identity(
             Identity(0, demo.id, "sales@example.test", "Sales", "", "team@example.test")
         )

@@ -59,8 +59,10 @@ class AccountSecurityMixin(SqliteBase):
 
         def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> None:
             _require_account(conn, account_id)
-            conn.execute(
-                "UPDATE accounts SET totp_secret = ?, totp_step = 0 WHERE id = ?", (secret, account_id)
+            conn.execute(  # the same secret again (new recovery codes) keeps its last step: no replays
+                "UPDATE accounts SET totp_secret = ?, "
+                "totp_step = CASE WHEN totp_secret IS ? THEN totp_step ELSE 0 END WHERE id = ?",
+                (secret, secret, account_id),
             )
             conn.execute("DELETE FROM recovery_codes WHERE account_id = ?", (account_id,))
             if secret is not None:

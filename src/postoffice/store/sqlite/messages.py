@@ -33,6 +33,7 @@ from postoffice.store.api import (
     StoreFull,
     advance_snapshot,
     build_snapshot,
+    quota_refusal,
 )
 from postoffice.store.criteria import Criteria
 from postoffice.store.search import run_search
@@ -40,6 +41,7 @@ from postoffice.store.sqlite.base import SqliteBase
 from postoffice.store.sqlite.columns import FLAG_BITS, columns_to_flags, flags_to_columns
 from postoffice.store.sqlite.connection import STREAM_THRESHOLD, write_blob
 from postoffice.store.sqlite.keywords import check_keyword_room, keywords_of, keywords_that_fit
+from postoffice.store.sqlite.quota import account_quota, account_used, check_quota_room
 from postoffice.store.sqlite.rows import (
     MAILBOX_SQL,
     MESSAGE_COLUMNS,
@@ -84,7 +86,8 @@ class MessagesMixin(SqliteBase):
     async def append_many(
         self, mailbox_id: int, messages: Sequence[AppendItem], *, keyword_limits: KeywordLimits | None = None
     ) -> list[DeliveredCopy]:
-        """APPEND / MULTIAPPEND: every message in one transaction (RFC 3502: all or none)."""
+        """APPEND / MULTIAPPEND: every message in one transaction (RFC 3502: all or none); the storage quota
+        checked in it (docs/decisions/0053)."""
         prepared = []
         adding: set[str] = set()
         for item in messages:
@@ -94,6 +97,7 @@ class MessagesMixin(SqliteBase):
             when = time.time() if item.internaldate is None else item.internaldate
             keys = parsed_thread_keys(item.parsed)
             prepared.append((item.source, item.parsed, parsed_json, bits, keywords, when, keys))
+        sizes = [item.parsed.size for item in messages]
 
         def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> list[DeliveredCopy]:
             row = conn.execute("SELECT account_id FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
@@ -101,6 +105,7 @@ class MessagesMixin(SqliteBase):
                 raise NotFound(f"no mailbox {mailbox_id}")
             account_id = int(row[0])
             check_keyword_room(conn, mailbox_id, adding, keyword_limits)
+            check_quota_room(conn, account_id, sum(sizes), max(sizes, default=0))
             copies: list[DeliveredCopy] = []
             for source, parsed, parsed_json, bits, keywords, when, keys in prepared:
                 content_id = self._insert_content(conn, source, parsed, parsed_json, 1)
@@ -125,7 +130,9 @@ class MessagesMixin(SqliteBase):
     ) -> list[tuple[int, int]]:
         """COPY / MOVE (RFC 6851): (source uid, new uid) pairs in source UID order; flags, keywords and
         internal dates are kept (keywords only as far as `keyword_limits` allow in the target), the content is
-        shared. A move expunges the sources in the same transaction."""
+        shared. A move expunges the sources in the same transaction. The target account's storage quota is
+        checked in the transaction, but not for a copy into its \\Trash (deleting always works) nor for a
+        move within one account (it adds nothing): docs/decisions/0053."""
         wanted = sorted(set(uids))
 
         def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> list[tuple[int, int]]:
@@ -142,7 +149,22 @@ class MessagesMixin(SqliteBase):
             if keyword_limits is not None:
                 copied = keywords_of(conn, source_mailbox_id, wanted)
                 allowed = keywords_that_fit(conn, target_mailbox_id, copied, keyword_limits)
+            target_account = accounts[target_mailbox_id]
+            quota = 0
+            if not (move and accounts[source_mailbox_id] == target_account):
+                (special_use,) = conn.execute(
+                    "SELECT special_use FROM mailboxes WHERE id = ?", (target_mailbox_id,)
+                ).fetchone()
+                if special_use != "\\Trash":
+                    quota = account_quota(conn, target_account)
+            before = account_used(conn, target_account) if quota > 0 else 0
             pairs = copy_rows(conn, source_mailbox_id, wanted, target_mailbox_id, allowed)
+            if quota > 0:
+                # measured on the rows as copied (source UIDs that are gone add nothing); a copy is refused
+                # as over the quota only, never as "too large" on its own (largest=0): it is stored already
+                refusal = quota_refusal(quota, before, account_used(conn, target_account) - before, 0)
+                if refusal is not None:
+                    raise refusal  # the request's savepoint is rolled back: nothing was copied
             if pairs:
                 new_uids = tuple(new for _, new in pairs)
                 modseq = int(

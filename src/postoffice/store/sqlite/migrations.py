@@ -133,8 +133,8 @@ _CREATE_WEB_SESSIONS = (
 )
 
 
-#: The tables of version 16, as schema.sql creates them (its part from the "Account security" comment on), each
-#: statement made idempotent as every migration step is.
+#: The tables of version 16 as schema.sql creates them (its part from the "Account security" comment on),
+#: each statement made idempotent as every migration step is.
 _ACCOUNT_SECURITY_TABLES = tuple(
     statement.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ").replace(
         "CREATE INDEX ", "CREATE INDEX IF NOT EXISTS "

@@ -177,7 +177,7 @@ if (composeForm) {
     if (saving) { timer = setTimeout(save, 1000); return; }
     saving = true;
     const body = new URLSearchParams();
-    for (const name of ["csrf", "to", "cc", "bcc", "subject", "body", "in_reply_to", "references", "draft_uid"]) {
+    for (const name of ["csrf", "to", "cc", "bcc", "subject", "body", "in_reply_to", "references", "draft_uid", "identity"]) {
       const field = composeForm.elements.namedItem(name);
       if (field) body.append(name, field.value);
     }
