@@ -109,3 +109,46 @@ def test_a_domain_not_served_is_404(server: tuple[DataDir, ServerProcess]) -> No
     admin = admin_client(data, process)
     assert admin.get("/admin/dns?domain=nowhere.test&check=1").status == 404
     assert admin.get("/admin/dns?domain=not%20a%20domain").status == 404
+
+
+def test_the_page_in_a_browser_after_a_check_on_a_desktop_and_a_phone(
+    server: tuple[DataDir, ServerProcess],
+) -> None:
+    """How an administrator sees it (screenshots for docs/): after "Check now", with records right, wrong
+    and missing; nothing wider than a phone."""
+    from playwright import sync_api
+
+    from tests.web.browser import SCREENSHOTS, launch
+
+    data, process = server
+    ZONES.add("example.test.", "MX", "10 localhost.")
+    ZONES.add("_imap._tcp.example.test.", "SRV", f"10 1 {process.port('imap')} localhost.")
+    base = f"https://localhost:{process.port('https')}"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            for name, viewport, locale in (
+                ("admin-dns-desktop-en", {"width": 1280, "height": 900}, "en-US"),
+                ("admin-dns-phone-zh", {"width": 390, "height": 844}, "zh-CN"),
+            ):
+                page = browser.new_context(
+                    ignore_https_errors=True, viewport=viewport, locale=locale
+                ).new_page()
+                page.goto(base + "/login")
+                page.fill("#username", DEMO)
+                page.fill("#password", data.passwords[DEMO])
+                page.click("button[type=submit]")
+                page.wait_for_url(re.compile(r".*/box/\d+"))
+                page.goto(base + "/admin/dns")
+                page.locator(".dns-domain button.primary").click()
+                page.wait_for_selector(".dns-summary")
+                mx = page.locator(".dns-row[data-name='example.test.'][data-type='MX']")
+                assert mx.get_attribute("data-status") == "ok"
+                dmarc = page.locator(".dns-row[data-name='_dmarc.example.test.'][data-type='TXT']")
+                assert dmarc.get_attribute("data-status") == "missing"
+                assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+                page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=False)
+                page.context.close()
+        finally:
+            browser.close()
