@@ -8,7 +8,9 @@ above N). The connections are opened and greeted first; the clock starts when th
 
     .venv/bin/python bench/login_storm.py [--clients 480] [--rounds 1] [--wrong 0]
 
-`--wrong K` makes K of the N clients send a wrong password (each a distinct one).
+`--wrong K` makes K of the N clients send a wrong password (each a distinct one). `--app-password` logs in
+with an app password made in the store before the server starts (docs/decisions/0052) instead of the account
+password: a SHA-256 and an indexed lookup instead of argon2id, plus the write of its last use.
 """
 
 from __future__ import annotations
@@ -25,6 +27,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.integration.harness import ServerProcess, make_data_dir
+
+from postoffice.auth import factors
+from postoffice.store import open_store
+
+
+async def make_app_password(path: Path, address: str) -> str:
+    store = open_store(path)
+    try:
+        account = await store.get_account(address)
+        assert account is not None
+        password = factors.new_app_password()
+        await store.add_app_password(account.id, "bench", factors.secret_hash(password), time.time())
+        return password
+    finally:
+        await store.close()
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -80,19 +97,21 @@ async def run(args: argparse.Namespace) -> None:
             r"(?m)^max_connections_per_ip = \d+$", f"max_connections_per_ip = {args.clients + 10}", text
         )
         data.config.write_text(text)
+        user = "bob@example.test"
+        password = data.passwords[user]
+        if args.app_password:
+            password = await make_app_password(data.root / "store" / "mail.sqlite3", user)
         server = ServerProcess(data).start()
         try:
             assert server.proc is not None
             pid = server.proc.pid
-            user = "bob@example.test"
             for round_ in range(args.rounds):
                 before = memory_kib(pid)
-                elapsed, tally = await storm(
-                    server.port("imap"), user, data.passwords[user], args.clients, args.wrong
-                )
+                elapsed, tally = await storm(server.port("imap"), user, password, args.clients, args.wrong)
                 after = memory_kib(pid)
+                kind = "app password" if args.app_password else "account password"
                 print(
-                    f"round {round_ + 1}: {args.clients} simultaneous LOGINs ({args.wrong} wrong) in "
+                    f"round {round_ + 1}: {args.clients} simultaneous LOGINs ({kind}, {args.wrong} wrong) in "
                     f"{elapsed:.2f} s; answers {tally}; server VmRSS {before['VmRSS'] / 1024:.0f} -> "
                     f"{after['VmRSS'] / 1024:.0f} MiB, VmHWM {after['VmHWM'] / 1024:.0f} MiB",
                     flush=True,
@@ -110,6 +129,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=480, help="simultaneous connections")
     parser.add_argument("--rounds", type=int, default=1, help="storms one after the other")
     parser.add_argument("--wrong", type=int, default=0, help="clients that send a wrong password")
+    parser.add_argument("--app-password", action="store_true", help="log in with an app password")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -75,6 +75,9 @@ log = logging.getLogger("postoffice.auth")
 #: argon2 computations running at once (each holds 64 MiB for about 50 ms of CPU): one per CPU, at least 2.
 ARGON2_THREADS = max(2, os.cpu_count() or 2)
 
+#: Seconds between two writes of an app password's last use by the same protocol and client.
+APP_PASSWORD_NOTE_INTERVAL = 60.0
+
 #: Seconds between two warnings that the verification queue is full.
 BUSY_WARNING_INTERVAL = 60.0
 
@@ -168,6 +171,7 @@ class Authenticator:
         self._sleep = sleep
         self.verified = VerifiedCache(config.verified_cache_ttl)
         self.history = LoginHistory(store)
+        self._app_password_noted: dict[tuple[int, str, str], float] = {}
         self._argon2: concurrent.futures.ThreadPoolExecutor | None = None
         #: verifications running or waiting for a thread: (name, stored hash, HMAC of the password) -> task
         self._pending: dict[tuple[str, str, bytes], asyncio.Task[_Verified]] = {}
@@ -262,10 +266,7 @@ class Authenticator:
             return await done(AuthResult(False, "unavailable", None, UNAVAILABLE_REASON))
         if account is not None and app is not None:
             self.guard.record_success(client_ip, name)
-            try:
-                await self._store.app_password_used(app.id, time.time(), protocol, client_ip)
-            except StoreError as exc:  # the login has succeeded; a stale "last used" is only a missed note
-                log.warning("recording the use of an app password failed: %s", exc)
+            await self._note_app_password_use(app.id, protocol, client_ip)
             return await done(self._admitted(account), f"app password {app.name}")
         if account is not None and account.two_factor and protocol != "web":
             # The main password alone no longer opens the mail protocols (decision 0052).
@@ -298,6 +299,21 @@ class Authenticator:
             return await done(AuthResult(False, SECOND_FACTOR, outcome.account, SECOND_FACTOR_REASON))
         self.guard.record_success(client_ip, name)
         return await done(self._admitted(outcome.account))
+
+    async def _note_app_password_use(self, password_id: int, protocol: str, client_ip: str) -> None:
+        """Its last use, written at most once a minute per password, protocol and client (a mail program
+        logging in every minute, or many connections at once, cost one write)."""
+        now = time.time()
+        key = (password_id, protocol, client_ip)
+        if now - self._app_password_noted.get(key, -APP_PASSWORD_NOTE_INTERVAL) < APP_PASSWORD_NOTE_INTERVAL:
+            return
+        if len(self._app_password_noted) >= VerifiedCache.MAX_ENTRIES:
+            self._app_password_noted.clear()
+        self._app_password_noted[key] = now
+        try:
+            await self._store.app_password_used(password_id, now, protocol, client_ip)
+        except StoreError as exc:  # the login has succeeded; a stale "last used" is only a missed note
+            log.warning("recording the use of an app password failed: %s", exc)
 
     @staticmethod
     def _admitted(account: Account) -> AuthResult:
