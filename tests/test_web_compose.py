@@ -140,7 +140,9 @@ def test_an_identity_gives_the_from_name_and_reply_to_and_the_default_is_used_wh
         "sales@example.test", "Sales Team", "team@example.test"
     )
     assert sender_of(account, identities, "8") == Sender("demo@example.test", "Demo 演示")
-    assert sender_of(account, identities, "999").address == "sales@example.test"  # unknown id: the default
+    assert sender_of(account, identities, "0") == Sender("demo@example.test")  # the account's own address
+    with pytest.raises(SendError):
+        sender_of(account, identities, "999")  # not one of its identities
     message = email.message_from_bytes(
         build(Draft(to="bob@remote.test", body="hi"), sender_of(account, identities, ""), "h.test"),
         policy=email.policy.default,

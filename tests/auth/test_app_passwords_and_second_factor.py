@@ -10,9 +10,18 @@ from pathlib import Path
 from postoffice.auth import factors
 from postoffice.auth.authenticator import Authenticator, AuthResult
 from postoffice.store import MailStore
-from tests.auth.test_authenticator import PASSWORD, FakeSleep, password_hash, pop3_login, run, sleep
+from tests.auth.test_authenticator import (
+    PASSWORD,
+    Counter,
+    FakeSleep,
+    dummy,
+    password_hash,
+    pop3_login,
+    run,
+    sleep,
+)
 
-__all__ = ["password_hash", "sleep"]  # fixtures
+__all__ = ["dummy", "password_hash", "sleep"]  # fixtures
 
 
 async def web_login(auth: Authenticator, password: str) -> AuthResult:
@@ -147,5 +156,21 @@ def test_repeated_equal_logins_are_recorded_once_per_quarter_hour(
         assert account is not None
         events = await store.recent_logins(account.id)
         assert [(e.client, e.result) for e in events] == [("192.0.2.50", "ok"), ("127.0.0.1", "ok")]
+
+    run(tmp_path, password_hash, sleep, scenario)
+
+
+def test_the_refusal_of_the_password_with_totp_on_costs_a_dummy_verification(
+    tmp_path: Path, password_hash: str, sleep: FakeSleep, dummy: Counter
+) -> None:
+    """As for a name without an account: the time of the answer does not tell that TOTP is on."""
+
+    async def scenario(store: MailStore, auth: Authenticator) -> None:
+        await turn_on_totp(store)
+        assert dummy.calls == 0
+        assert (await pop3_login(auth, "demo@example.test", PASSWORD)).status == "bad-credentials"
+        assert dummy.calls == 1
+        assert (await pop3_login(auth, "nobody@example.test", PASSWORD)).status == "bad-credentials"
+        assert dummy.calls == 2
 
     run(tmp_path, password_hash, sleep, scenario)

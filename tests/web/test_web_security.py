@@ -71,7 +71,10 @@ def test_enrolling_totp_then_logging_in_with_a_code_and_mail_programs_with_app_p
     token = web.csrf(settings)
 
     # an app password before TOTP: shown once, works for IMAP next to the main password
-    made = web.post("/settings/app-passwords", {"csrf": token, "name": "Laptop mail"})
+    made = web.post("/settings/app-passwords", {"csrf": token, "name": "Laptop mail", "password": "wrong"})
+    assert made.status == 400  # a signed-in browser alone does not make one
+    assert 'id="new-app-password"' not in made.text
+    made = web.post("/settings/app-passwords", {"csrf": token, "name": "Laptop mail", "password": password})
     assert made.status == 200
     assert made.header("cache-control") == "no-store"
     found = re.search(r'id="new-app-password">([a-z0-9 ]+)<', made.text)
@@ -89,9 +92,13 @@ def test_enrolling_totp_then_logging_in_with_a_code_and_mail_programs_with_app_p
     secret = secret_on(page)
     assert secret_on(web.get("/settings/two-factor")) == secret
     wrong = "000000" if current_code(secret) != "000000" else "111111"
-    assert web.post("/settings/two-factor", {"csrf": token, "code": wrong}).status == 400
+    assert (
+        web.post("/settings/two-factor", {"csrf": token, "code": wrong, "password": password}).status == 400
+    )
+    right = {"csrf": token, "code": current_code(secret)}
+    assert web.post("/settings/two-factor", {**right, "password": "not it"}).status == 400  # password too
     assert 'href="/settings/two-factor"' in web.get("/settings").text  # still off
-    confirmed = web.post("/settings/two-factor", {"csrf": token, "code": current_code(secret)})
+    confirmed = web.post("/settings/two-factor", {**right, "password": password})
     assert confirmed.status == 200
     codes = re.findall(r"<li><code>([a-z0-9]{5}-[a-z0-9]{5})</code></li>", confirmed.text)
     assert len(codes) == 10
@@ -150,7 +157,8 @@ def test_the_second_step_ends_after_five_wrong_codes(server: tuple[DataDir, Serv
     assert web.login(THIRD, password).status == 303
     token = web.csrf(web.get("/settings"))
     secret = secret_on(web.get("/settings/two-factor"))
-    assert web.post("/settings/two-factor", {"csrf": token, "code": current_code(secret)}).status == 200
+    enrol = {"csrf": token, "code": current_code(secret), "password": password}
+    assert web.post("/settings/two-factor", enrol).status == 200
     try:
         client = WebClient.of(process, data)
         first = client.login(THIRD, password)
@@ -174,13 +182,17 @@ def test_identities_must_be_owned_and_messages_go_out_with_their_name_reply_to_a
     token = web.csrf(web.get("/settings"))
     refused = web.post("/settings/identities", {"csrf": token, "address": OTHER, "name": "Not me"})
     assert refused.status == 400  # another account's address
+    for bad_id in ("²", "9" * 30, "x"):
+        assert web.post("/settings/identities", {"csrf": token, "id": bad_id, "address": DEMO}).status == 400
+        assert web.post("/settings/identities/delete", {"csrf": token, "id": bad_id}).status == 404
+        assert web.post("/settings/app-passwords/revoke", {"csrf": token, "id": bad_id}).status == 404
     bad_reply_to = {"csrf": token, "address": DEMO, "reply_to": "not an address"}
     assert web.post("/settings/identities", bad_reply_to).status == 400
     saved = web.post(
         "/settings/identities",
         {
             "csrf": token,
-            "address": "Demo@Example.test",
+            "address": "Demo@Example.test.",  # saved in its canonical form
             "name": "Demo Person",
             "reply_to": "replies@example.test",
             "signature": "Demo Person\r\nExample Ltd",
@@ -230,10 +242,38 @@ def test_smtp_submission_takes_an_app_password(server: tuple[DataDir, ServerProc
     web = WebClient.of(process, data)
     assert web.login(DEMO, data.passwords[DEMO]).status == 303
     token = web.csrf(web.get("/settings"))
-    made = web.post("/settings/app-passwords", {"csrf": token, "name": "Phone"})
+    made = web.post(
+        "/settings/app-passwords", {"csrf": token, "name": "Phone", "password": data.passwords[DEMO]}
+    )
     found = re.search(r'id="new-app-password">([a-z0-9 ]+)<', made.text)
     assert found is not None
     context = ssl.create_default_context(cafile=str(data.root / "tls" / "cert.pem"))
     with smtplib.SMTP_SSL("localhost", process.port("submissions"), context=context, timeout=30) as smtp:
         assert smtp.login(DEMO, found.group(1))[0] == 235
-    assert web.post("/settings/app-passwords", {"csrf": token, "name": "Phone"}).status == 400  # same name
+    again = {"csrf": token, "name": "Phone", "password": data.passwords[DEMO]}
+    assert web.post("/settings/app-passwords", again).status == 400  # same name
+
+
+def test_a_password_change_with_totp_on_works_and_revokes_the_app_passwords(tmp_path: Path) -> None:
+    data, process = start_web_server(tmp_path, ip_max_failures=1000)
+    try:
+        password = data.passwords[OTHER]
+        web = WebClient.of(process, data)
+        assert web.login(OTHER, password).status == 303
+        token = web.csrf(web.get("/settings"))
+        made = web.post("/settings/app-passwords", {"csrf": token, "name": "Phone", "password": password})
+        found = re.search(r'id="new-app-password">([a-z0-9 ]+)<', made.text)
+        assert found is not None
+        secret = secret_on(web.get("/settings/two-factor"))
+        enrol = {"csrf": token, "code": current_code(secret), "password": password}
+        assert web.post("/settings/two-factor", enrol).status == 200
+        assert imap_login(data, process, OTHER, found.group(1))
+        new = "a new and long password"
+        change = {"csrf": token, "current": password, "new": new, "repeat": new}
+        assert web.post("/settings/password", change).status == 303
+        assert not imap_login(data, process, OTHER, found.group(1))  # revoked with the change
+        assert "<td>Phone</td>" not in web.get("/settings").text
+        assert "app_passwords_revoked=1" in process.log()
+        assert code_step_login(WebClient.of(process, data), OTHER, new, current_code(secret, 1)).status == 303
+    finally:
+        process.stop()

@@ -42,7 +42,3 @@ class LoginHistory:
             await self._store.record_login(account_id, LoginEvent(now, protocol, client, result, method))
         except StoreError as exc:
             log.warning("recording a login failed: %s", exc)
-
-    def forget(self, account_id: int) -> None:
-        """Write the next event of the account whatever came before (a password change, a new factor)."""
-        self._recent = {key: t for key, t in self._recent.items() if key[0] != account_id}

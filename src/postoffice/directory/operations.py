@@ -44,15 +44,25 @@ def check_chosen_password(password: str, address: str) -> None:
 async def change_password(
     store: MailStore, address: str, password: str, *, by: str, keep_web_session: str | None = None
 ) -> int:
-    """Set the account's password; end its web sessions except `keep_web_session` (a stored session id);
-    return how many ended. NotFound for an unknown account."""
+    """Set the account's password; end its web sessions except `keep_web_session` (a stored session id) and
+    revoke its app passwords (one made with a stolen password must not outlive the change: decision 0052);
+    return how many web sessions ended. NotFound for an unknown account."""
     address = normalize_address(address)
     account = await store.get_account(address)
     if account is None:
         raise NotFound(f"no account {address}")
     await store.set_password(address, await hash_password_async(password))
     ended = await store.web_sessions_end(account.id, keep=keep_web_session)
-    log.info("password changed account=%s by=%s web_sessions_ended=%d", address, by, ended)
+    revoked = 0
+    for app_password in await store.list_app_passwords(account.id):
+        revoked += await store.remove_app_password(account.id, app_password.id)
+    log.info(
+        "password changed account=%s by=%s web_sessions_ended=%d app_passwords_revoked=%d",
+        address,
+        by,
+        ended,
+        revoked,
+    )
     return ended
 
 

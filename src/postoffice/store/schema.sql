@@ -260,3 +260,4 @@ CREATE TABLE identities (
     is_default INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX identities_account ON identities(account_id);
+-- End of version 16.

@@ -394,13 +394,15 @@ class WebApp:
         if account is None:
             self.pending_logins.end(pending_token)
             return await self.login_page(request, error=login_error(catalog, "bad-credentials"), status=401)
+        if not self.pending_logins.attempt(pending_token):  # counted before the check: no parallel guesses
+            return await self.login_page(request, error=login_error(catalog, "bad-credentials"), status=401)
         result = await self.ctx.authenticator.second_factor(
             account=account, client_ip=_client_ip(request), code=form.get("code", "")[:MAX_CREDENTIAL]
         )
         if result.ok and result.account is not None:
             self.pending_logins.end(pending_token)
             return await self.signed_in(request, result.account.id, pending.next)
-        if result.status == "bad-credentials" and self.pending_logins.failed(pending_token):
+        if result.status == "bad-credentials" and self.pending_logins.find(pending_token) is not None:
             return await self.code_page(
                 request, error=catalog.gettext("That code is not right. Please try again."), status=401
             )
@@ -479,7 +481,7 @@ class WebApp:
         )
         new = form.get("new", "")[:MAX_CREDENTIAL]
         error = ""
-        if not result.ok:
+        if not result.ok and result.status != "second-factor":  # that one says the password was right
             error = (
                 catalog.gettext("Too many failed logins. Please wait a while and try again.")
                 if result.status == "locked-out"
@@ -794,6 +796,7 @@ class WebApp:
             request,
             "compose.html",
             identities=identities,
+            account_address=account.address,
             session=session,
             folders=all_folders,
             draft=draft,
@@ -826,9 +829,13 @@ class WebApp:
         )
         previous = form.get("draft_uid")
         account = await self.account(session)
+        try:
+            sender = compose.sender_of(account, await self.store.list_identities(account.id), draft.identity)
+        except compose.SendError as exc:
+            raise HTTPException(400, "no such identity") from exc
         uid = await compose.save_draft(
             self.store,
-            compose.sender_of(account, await self.store.list_identities(account.id), draft.identity),
+            sender,
             draft,
             hostname=self.ctx.config.server.hostname,
             drafts_id=drafts.id,
@@ -909,6 +916,7 @@ class WebApp:
             request,
             "compose.html",
             status=400,
+            account_address=account.address,
             session=session,
             folders=all_folders,
             draft=draft,

@@ -66,9 +66,15 @@ class Sender:
 
 
 def sender_of(account: Account, identities: list[Identity], chosen: str) -> Sender:
-    """The identity named by id `chosen` (a form's), else the default one, else the account's address."""
-    picked = next((i for i in identities if str(i.id) == chosen), None) if chosen else None
-    if picked is None:
+    """Who the form sends as: identity id `chosen`; "0" the account's own address; "" the default identity
+    (or the account's address when none is the default). SendError for an id not among the identities."""
+    if chosen == "0":
+        return Sender(account.address)
+    if chosen:
+        picked = next((i for i in identities if str(i.id) == chosen), None)
+        if picked is None:
+            raise SendError("no such identity")
+    else:
         picked = next((i for i in identities if i.default), None)
     if picked is None:
         return Sender(account.address)

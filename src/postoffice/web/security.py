@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from postoffice.auth import factors
 from postoffice.delivery.submission import owns
+from postoffice.directory.address import AddressError, parse_address
 from postoffice.store import Account, AlreadyExists, Identity, NotFound, WebSession
 from postoffice.web import compose, mailview
 from postoffice.web.i18n import translations
@@ -36,7 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("postoffice.web")
 
-PENDING_SECRET = "totp:pending"  # noqa: S105 - the name of a preference
+PENDING_SECRET = "totp:pending"  # noqa: S105 - the name of a preference: "SECRET:UNIX TIME"
+#: Seconds a secret shown for enrolment stays valid (then the page shows a new one).
+PENDING_SECRET_LIFETIME = 900
 MAX_APP_PASSWORDS = 50
 MAX_IDENTITIES = 50
 MAX_NAME = 100
@@ -107,10 +110,10 @@ class SecurityPages:
         account = await self.web.account(session)
         if account.two_factor:
             return RedirectResponse("/settings#security", 303)
-        pending = (await self.store.account_settings(account.id, PENDING_SECRET)).get(PENDING_SECRET)
+        pending = await self._pending_secret(account)
         if not pending:
             pending = factors.new_totp_secret()
-            await self.store.set_account_setting(account.id, PENDING_SECRET, pending)
+            await self.store.set_account_setting(account.id, PENDING_SECRET, f"{pending}:{int(time.time())}")
         issuer = self.web.ctx.config.server.hostname
         return self.web.render(
             request,
@@ -125,13 +128,24 @@ class SecurityPages:
             recovery_codes=[],
         )
 
+    async def _pending_secret(self, account: Account) -> str:
+        """The secret being enrolled, while it is younger than PENDING_SECRET_LIFETIME; else ""."""
+        kept = (await self.store.account_settings(account.id, PENDING_SECRET)).get(PENDING_SECRET, "")
+        secret, _, made = kept.partition(":")
+        if form_id(made) is None or not 0 <= time.time() - int(made) < PENDING_SECRET_LIFETIME:
+            return ""
+        return secret
+
     async def enrol(self, request: Request) -> Response:
         session, account, form = await self._posted(request)
         if account.two_factor:
             return RedirectResponse("/settings#security", 303)
-        pending = (await self.store.account_settings(account.id, PENDING_SECRET)).get(PENDING_SECRET)
+        error = await self._password_error(request, account, form.get("password"))
+        if error:
+            return await self.enrol_page(request, error=error, status=400)
+        pending = await self._pending_secret(account)
         step = None if not pending else factors.matching_step(pending, form.get("code"), time.time())
-        if pending is None or step is None:
+        if not pending or step is None:
             error = self._gettext(
                 request, _("That code is not right. Check the time on your phone and try again.")
             )
@@ -185,6 +199,9 @@ class SecurityPages:
     async def add_app_password(self, request: Request) -> Response:
         session, account, form = await self._posted(request)
         name = " ".join(form.get("name").split())[:MAX_NAME]
+        error = await self._password_error(request, account, form.get("password"))
+        if error:  # a signed-in browser alone does not make a password that outlives the session
+            return await self.web.settings_page(request, error=error, status=400, session=session)
         if not name:
             error = self._gettext(request, _("Give the app password a name, such as the program or device."))
             return await self.web.settings_page(request, error=error, status=400, session=session)
@@ -202,8 +219,8 @@ class SecurityPages:
 
     async def revoke_app_password(self, request: Request) -> Response:
         _session, account, form = await self._posted(request)
-        chosen = form.get("id")
-        if not chosen.isdigit() or not await self.store.remove_app_password(account.id, int(chosen)):
+        chosen = form_id(form.get("id"))
+        if chosen is None or not await self.store.remove_app_password(account.id, chosen):
             raise HTTPException(404, "no such app password")
         log.info("app password revoked account=%s id=%s by=web:%s", account.address, chosen, account.address)
         return RedirectResponse("/settings?done=revoked#security", 303)
@@ -211,26 +228,29 @@ class SecurityPages:
     # -- identities ------------------------------------------------------------------------------------------
     async def save_identity(self, request: Request) -> Response:
         session, account, form = await self._posted(request)
-        chosen = form.get("id") or "0"
-        if not chosen.isdigit():
+        chosen = form_id(form.get("id") or "0")
+        if chosen is None:
             raise HTTPException(400, "malformed form")
-        address = form.get("address").strip()
+        try:
+            address = parse_address(form.get("address").strip())  # the canonical form, as the directory's
+        except AddressError:
+            address = ""
         reply_to = form.get("reply_to").strip()
         error = ""
         if not await owns(self.store, account.id, address):
             error = _("You can send only as your own address or an alias that reaches you alone.")
         elif reply_to and not _one_address(reply_to):
             error = _("The reply-to address is not a valid email address.")
-        elif int(chosen) == 0 and len(await self.store.list_identities(account.id)) >= MAX_IDENTITIES:
+        elif chosen == 0 and len(await self.store.list_identities(account.id)) >= MAX_IDENTITIES:
             error = _("You have too many identities. Remove some first.")
         if error:
             return await self.web.settings_page(
                 request, error=self._gettext(request, error), status=400, session=session
             )
         identity = Identity(
-            int(chosen),
+            chosen,
             account.id,
-            address.lower(),
+            address,
             " ".join(form.get("name").split())[:MAX_NAME],
             form.get("signature").replace("\r\n", "\n")[:MAX_SIGNATURE],
             reply_to,
@@ -244,10 +264,17 @@ class SecurityPages:
 
     async def remove_identity(self, request: Request) -> Response:
         _session, account, form = await self._posted(request)
-        chosen = form.get("id")
-        if not chosen.isdigit() or not await self.store.remove_identity(account.id, int(chosen)):
+        chosen = form_id(form.get("id"))
+        if chosen is None or not await self.store.remove_identity(account.id, chosen):
             raise HTTPException(404, "no such identity")
         return RedirectResponse("/settings?done=identity#identities", 303)
+
+
+def form_id(text: str) -> int | None:
+    """A row id from a form field: ASCII digits that fit a 64-bit integer, or None."""
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        return None
+    return int(text)
 
 
 def _one_address(text: str) -> bool:

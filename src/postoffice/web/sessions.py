@@ -132,15 +132,15 @@ class PendingLogins:
             return None
         return pending
 
-    def failed(self, token: str) -> bool:
-        """Count a wrong code: whether the login may still be completed."""
+    def attempt(self, token: str) -> bool:
+        """Count a code about to be checked: whether it may be (at most PENDING_ATTEMPTS per password; the
+        last one ends the pending login whatever its outcome, and a right code ends it anyway)."""
         pending = self.find(token)
         if pending is None:
             return False
         pending.attempts += 1
         if pending.attempts >= PENDING_ATTEMPTS:
             self.end(token)
-            return False
         return True
 
     def end(self, token: str | None) -> None:

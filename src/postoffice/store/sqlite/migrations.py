@@ -133,8 +133,8 @@ _CREATE_WEB_SESSIONS = (
 )
 
 
-#: The tables of version 16 as schema.sql creates them (its part from the "Account security" comment on),
-#: each statement made idempotent as every migration step is.
+#: The tables of version 16 as schema.sql creates them (its part from the "Account security" comment to "End
+#: of version 16"), each statement made idempotent as every migration step is.
 _ACCOUNT_SECURITY_TABLES = tuple(
     statement.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ").replace(
         "CREATE INDEX ", "CREATE INDEX IF NOT EXISTS "
@@ -144,6 +144,7 @@ _ACCOUNT_SECURITY_TABLES = tuple(
     .read_text()
     .split("-- Account security (version 16", 1)[1]
     .split("\n", 1)[1]
+    .split("-- End of version 16.", 1)[0]
     .split(";\n")
     if any(line.strip() and not line.strip().startswith("--") for line in statement.splitlines())
 )
