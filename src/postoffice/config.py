@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 
 from postoffice.auth.settings import AuthConfig
 from postoffice.imap.settings import ImapConfig
+from postoffice.mailauth.settings import MailAuthConfig
 from postoffice.net.service import TLS_MODES
 from postoffice.net.settings import LimitsConfig, TlsConfig
 from postoffice.pop3.settings import Pop3Config
@@ -73,6 +74,7 @@ __all__ = [
     "ImapConfig",
     "LimitsConfig",
     "Listener",
+    "MailAuthConfig",
     "Pop3Config",
     "QueueConfig",
     "ServerConfig",
@@ -194,6 +196,7 @@ CORE_SECTIONS: tuple[type, ...] = (
     SmtpConfig,
     SubmissionConfig,
     QueueConfig,
+    MailAuthConfig,
     AuthConfig,
     Pop3Config,
     ImapConfig,
@@ -380,6 +383,10 @@ class Config:
     @property
     def queue(self) -> QueueConfig:
         return self.section(QueueConfig)
+
+    @property
+    def mailauth(self) -> MailAuthConfig:
+        return self.section(MailAuthConfig)
 
     @property
     def auth(self) -> AuthConfig:

@@ -58,3 +58,23 @@ def test_a_labels() -> None:
     assert a_label("example.org") == "example.org"
     with pytest.raises(BadDomainName):
         a_label("a" * 64 + ".example")
+
+
+def test_the_blocking_form_answers_alike_and_a_cache_is_shared_for_the_ttl() -> None:
+    zones = Zones([("cached.example.", "TXT", '"one"')], ttl=300)
+    with DnsServer(zones) as server:
+        resolver = DnsResolver(["127.0.0.1"], port=server.port, timeout=2, lifetime=4, cache_size=100)
+        first = resolver.query_sync("cached.example", "TXT")
+        assert first is not None
+        assert [r.to_text() for r in first] == ['"one"']
+        with pytest.raises(NoSuchDomain):
+            resolver.query_sync("nothing.cached.example", "A")
+        asked = len(zones.queries)
+        again = run(resolver.query("cached.example", "TXT"))  # from the cache the blocking lookup filled
+        assert again is not None
+        assert [r.to_text() for r in again] == ['"one"']
+        assert len(zones.queries) == asked
+        uncached = DnsResolver(["127.0.0.1"], port=server.port, timeout=2, lifetime=4)
+        run(uncached.query("cached.example", "TXT"))
+        run(uncached.query("cached.example", "TXT"))
+        assert len(zones.queries) == asked + 2  # without a cache, every lookup asks

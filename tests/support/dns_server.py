@@ -3,6 +3,10 @@
 Outbound delivery (MX lookup, A/AAAA fallback, null MX; RFC 5321 section 5, RFC 7505) is tested against
 real DNS traffic over UDP and TCP, answered from in-memory zones. Built on dnspython's message and rdata
 classes; only the socket loop is here. Serves until `stop()`; binds 127.0.0.1 on an ephemeral port.
+
+For the checks that must cope with a broken DNS (SPF temperror, RFC 7208 section 5 and 4.6.4), a name can be
+made to `never_answer` (the client times out), and `follow_cnames` answers through CNAME chains the way a
+recursive resolver does (the chain and the records at its end; a loop is answered with the chain up to it).
 """
 
 from __future__ import annotations
@@ -27,11 +31,19 @@ Record = tuple[str, str, str]  # (name, type, rdata text), e.g. ("example.org.",
 
 class Zones:
     """Records by (owner name, type). Names are absolute; every name under a zone apex we hold that has no
-    records at all answers NXDOMAIN, a name with other types answers NOERROR with no answer (NODATA)."""
+    records at all answers NXDOMAIN, a name with other types answers NOERROR with no answer (NODATA).
 
-    def __init__(self, records: Iterable[Record] = (), ttl: int = 60) -> None:
+    `follow_cnames`: a query for another type at a name that holds a CNAME is answered with the CNAME and,
+    from the target on, what the target answers (RFC 1034 section 3.6.2), as a recursive resolver does. Off by
+    default: then a CNAME is only an answer to a CNAME query."""
+
+    def __init__(self, records: Iterable[Record] = (), ttl: int = 60, *, follow_cnames: bool = False) -> None:
         self.ttl = ttl
+        self.follow_cnames = follow_cnames
         self._rrsets: dict[tuple[dns.name.Name, int], dns.rrset.RRset] = {}
+        # name -> the types it never answers for (None: every type it has no records of)
+        self._silent: dict[dns.name.Name, set[int] | None] = {}
+        self._rcodes: dict[dns.name.Name, dns.rcode.Rcode] = {}
         self.queries: list[tuple[str, str]] = []
         for record in records:
             self.add(*record)
@@ -45,10 +57,42 @@ class Zones:
             self._rrsets[(owner, kind)] = rrset
         rrset.add(dns.rdata.from_text(dns.rdataclass.IN, kind, text), self.ttl)
 
+    def add_rdata(self, name: str | dns.name.Name, rdata: dns.rdata.Rdata) -> None:
+        """A record built by the caller: rdata that has no convenient text form (TXT strings of raw bytes)."""
+        owner = dns.name.from_text(name) if isinstance(name, str) else name
+        rrset = self._rrsets.get((owner, rdata.rdtype))
+        if rrset is None:
+            rrset = dns.rrset.RRset(owner, dns.rdataclass.IN, rdata.rdtype)
+            self._rrsets[(owner, rdata.rdtype)] = rrset
+        rrset.add(rdata, self.ttl)
+
+    def never_answer(self, name: str | dns.name.Name, rdtype: str | None = None) -> None:
+        """Queries for `name` get no reply at all, so the client times out: for type `rdtype`, or without it
+        for every type the name has no records of (a server that answers what it holds, hangs on the rest)."""
+        owner = dns.name.from_text(name) if isinstance(name, str) else name
+        if rdtype is None:
+            self._silent[owner] = None
+            return
+        kinds = self._silent.setdefault(owner, set())
+        if kinds is not None:
+            kinds.add(dns.rdatatype.from_text(rdtype))
+
+    def _is_silent(self, name: dns.name.Name, kind: int) -> bool:
+        if name not in self._silent:
+            return False
+        kinds = self._silent[name]
+        return (name, kind) not in self._rrsets if kinds is None else kind in kinds
+
     def clear(self, name: str) -> None:
         owner = dns.name.from_text(name)
         for key in [k for k in self._rrsets if k[0] == owner]:
             del self._rrsets[key]
+        self._rcodes.pop(owner, None)
+
+    def fail(self, name: str, rcode: str = "SERVFAIL") -> None:
+        """Answer every query for `name` (any type) with `rcode` (SERVFAIL, REFUSED, ...) and no records: a
+        broken zone or server, for the temporary-failure paths of the DNS checks."""
+        self._rcodes[dns.name.from_text(name)] = dns.rcode.from_text(rcode)
 
     def answer(self, wire: bytes) -> bytes:
         try:
@@ -62,11 +106,31 @@ class Zones:
             return response.to_wire()
         question = query.question[0]
         self.queries.append((question.name.to_text(), dns.rdatatype.to_text(question.rdtype)))
-        rrset = self._rrsets.get((question.name, question.rdtype))
-        if rrset is not None:
-            response.answer.append(rrset)
-        elif not any(owner == question.name for owner, _ in self._rrsets):
-            response.set_rcode(dns.rcode.NXDOMAIN)
+        rcode = self._rcodes.get(question.name)
+        if rcode is not None:
+            response.set_rcode(rcode)
+            return response.to_wire()
+        name, kind = question.name, question.rdtype
+        chased: set[dns.name.Name] = set()
+        while True:
+            if self._is_silent(name, kind):
+                return b""  # no reply: the client times out
+            rrset = self._rrsets.get((name, kind))
+            if rrset is not None:
+                response.answer.append(rrset)
+                break
+            cname = None
+            if self.follow_cnames and kind != dns.rdatatype.CNAME:
+                cname = self._rrsets.get((name, dns.rdatatype.CNAME))
+            if cname is None:
+                if not any(owner == name for owner, _ in self._rrsets):
+                    response.set_rcode(dns.rcode.NXDOMAIN)
+                break
+            if name in chased:
+                break  # a CNAME loop: the chain up to it, each CNAME once
+            chased.add(name)
+            response.answer.append(cname)
+            name = next(iter(cname)).target
         return response.to_wire()
 
 

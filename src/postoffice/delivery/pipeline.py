@@ -137,12 +137,12 @@ class DeliveryPipeline:
         plan = initial_plan(envelope, origin, recipients)
         for stage in self.stages:
             try:
-                await stage.run(message, plan)
+                await stage.run(plan.message or message, plan)
             except Exception as exc:
                 log.error("delivery id=%s: stage %s failed", origin.id or "-", stage.name, exc_info=exc)
                 raise DeliveryError(f"delivery stage {stage.name} failed: {exc}") from exc
         try:
-            await apply_quotas(self.store, message, plan)
+            await apply_quotas(self.store, plan.message or message, plan)
         except StoreError as exc:
             log.error("delivery id=%s: reading the storage quotas failed: %s", origin.id or "-", exc)
             raise DeliveryError(f"reading the storage quotas failed: {exc}") from exc
@@ -161,6 +161,7 @@ class DeliveryPipeline:
         do). Durable when it returns without a refusal. DeliveryError, StoreError (StoreFull: no room),
         OSError (reading the message) when it fails: then nothing is stored."""
         plan = await self.plan(message, envelope, recipients, origin)
+        message = plan.message or message  # as the stages left it
         refused = plan.refused()
         generated: tuple[GeneratedMessage, ...] = ()
         reported = 0
@@ -186,6 +187,7 @@ class DeliveryPipeline:
     ) -> DeliveryOutcome:
         """Write the plan (every kept copy, the queue entry for `plan.outbound`), `generated` messages and
         `record` with one `MailStore.commit_delivery` call: one transaction, all or nothing."""
+        message = plan.message or message
         texts = [MessageText(message.source, message.parsed)]
         by_prefix: dict[bytes, int] = {}
         copies: list[NewCopy] = []

@@ -226,6 +226,9 @@ class DeliveryPlan:
     outbound: list[OutboundRecipient]
     #: the envelope recipients, in order (for outcomes)
     envelope_recipients: Sequence[Recipient] = ()
+    #: the message as a stage changed it for every recipient (forged Authentication-Results removed, RFC 8601
+    #: section 5); later stages and the commit use it. None: the message as received.
+    message: Message | None = None
 
     def account(self, account_id: int) -> RecipientPlan | None:
         return next((r for r in self.recipients if r.account_id == account_id), None)

@@ -44,8 +44,14 @@ class StageRegistration:
     make: Callable[[Any, MailStore], Stage | None]
 
 
-#: Every delivery stage, in the order they run (authentication results, spam scoring, Sieve): none yet.
-STAGES: tuple[StageRegistration, ...] = ()
+def _authentication(config: Any, store: MailStore) -> Stage | None:
+    from postoffice.mailauth.stage import make_stage  # SPF and DKIM libraries: loaded only by a server
+
+    return make_stage(config, store)
+
+
+#: Every delivery stage, in the order they run (authentication results, spam scoring, Sieve).
+STAGES: tuple[StageRegistration, ...] = (StageRegistration("authentication", _authentication),)
 
 
 def build_stages(

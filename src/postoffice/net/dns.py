@@ -9,8 +9,11 @@ Implementation notes
   temperror, RFC 5321 section 5.1, RFC 7489/9989 DNS failures): an answer (the RRset); NODATA (None: the name
   exists, without records of that type); `NoSuchDomain` (NXDOMAIN). Everything else (SERVFAIL, REFUSED,
   timeouts, no reachable server, malformed answers) is `DnsTemporaryFailure`, with a text saying which.
-- No cache here: the system's resolver (or a local caching resolver, which every mail host should run) caches
-  with the records' real TTLs. A cache, when one is wanted, goes into this class and every user shares it.
+- A cache only when asked for (`cache_size`): dnspython's LRU cache, which keeps each answer for its TTL and
+  is shared by the asyncio resolver and the blocking one (`query_sync`, for libraries that ask DNS from a
+  worker thread: pyspf, dkimpy). Mail authentication asks the same names for message after message (the
+  sender's SPF, DKIM keys, DMARC records); the MX lookups of the queue and the admin's DNS check do not cache
+  (the check must see what is published now).
 - `a_label` turns a domain into A-labels (RFC 5890) as dnspython does. Without the `idna` package that is IDNA
   2003, which maps the four "deviation" characters (ß, ς, ZWJ, ZWNJ) differently from IDNA 2008 (straße ->
   strasse): such a domain would be looked up as another domain, so it is refused (`BadDomainName`).
@@ -19,6 +22,7 @@ Implementation notes
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 import dns.asyncresolver
 import dns.exception
@@ -27,6 +31,8 @@ import dns.resolver
 import dns.rrset
 
 __all__ = ["BadDomainName", "DnsResolver", "DnsTemporaryFailure", "NoSuchDomain", "a_label"]
+
+ResolverT = TypeVar("ResolverT", dns.resolver.Resolver, dns.asyncresolver.Resolver)
 
 # Characters whose IDNA 2003 mapping differs from IDNA 2008 (RFC 5892 / UTS 46 "deviations").
 _IDNA_DEVIATIONS = frozenset("\u00df\u03c2\u200c\u200d")
@@ -76,35 +82,52 @@ class DnsResolver:
         port: int = 53,
         timeout: float = 3.0,
         lifetime: float = 10.0,
+        cache_size: int = 0,
     ) -> None:
-        if nameservers is not None:
-            self._resolver = dns.asyncresolver.Resolver(configure=False)
-            self._resolver.port = port
-            self._resolver.nameservers = list(nameservers)
-        else:
-            self._resolver = dns.asyncresolver.Resolver()
-            if port != 53:
-                self._resolver.port = port
-        self._resolver.timeout = timeout
-        self._resolver.lifetime = lifetime
-        self._resolver.cache = None
+        cache = dns.resolver.LRUCache(cache_size) if cache_size > 0 else None
+        self._resolver = _configured(dns.asyncresolver.Resolver(configure=nameservers is None), nameservers)
+        self._sync = _configured(dns.resolver.Resolver(configure=nameservers is None), nameservers)
+        for resolver in (self._resolver, self._sync):
+            resolver.port = port
+            resolver.timeout = timeout
+            resolver.lifetime = lifetime
+            resolver.cache = cache
 
     async def query(self, name: dns.name.Name | str, rdtype: str) -> dns.rrset.RRset | None:
         """The records of type `rdtype` at `name`; None for NODATA. NoSuchDomain for NXDOMAIN, and
         DnsTemporaryFailure for every other failure."""
         if isinstance(name, str):
             name = dns.name.from_text(name)
-        what = f"{rdtype} lookup for {name.to_text(omit_final_dot=True)}"
         try:
             answer = await self._resolver.resolve(name, rdtype, raise_on_no_answer=False, search=False)
-        except dns.resolver.NXDOMAIN:
-            raise NoSuchDomain(what) from None
-        except dns.resolver.LifetimeTimeout:
-            raise DnsTemporaryFailure(f"{what} timed out") from None
-        except dns.resolver.NoNameservers:
-            raise DnsTemporaryFailure(
-                f"{what} failed: no nameserver answered (SERVFAIL or refused)"
-            ) from None
         except dns.exception.DNSException as exc:
-            raise DnsTemporaryFailure(f"{what} failed: {exc.__class__.__name__}: {exc}") from None
+            raise _failure(exc, name, rdtype) from None
         return answer.rrset
+
+    def query_sync(self, name: dns.name.Name | str, rdtype: str) -> dns.rrset.RRset | None:
+        """`query` for code that runs in a worker thread (it blocks: never on the event loop)."""
+        if isinstance(name, str):
+            name = dns.name.from_text(name)
+        try:
+            answer = self._sync.resolve(name, rdtype, raise_on_no_answer=False, search=False)
+        except dns.exception.DNSException as exc:
+            raise _failure(exc, name, rdtype) from None
+        return answer.rrset
+
+
+def _configured(resolver: ResolverT, nameservers: Sequence[str] | None) -> ResolverT:
+    if nameservers is not None:
+        resolver.nameservers = list(nameservers)
+    return resolver
+
+
+def _failure(exc: dns.exception.DNSException, name: dns.name.Name, rdtype: str) -> Exception:
+    """The module's outcome (NoSuchDomain or DnsTemporaryFailure) for a failure of dnspython's."""
+    what = f"{rdtype} lookup for {name.to_text(omit_final_dot=True)}"
+    if isinstance(exc, dns.resolver.NXDOMAIN):
+        return NoSuchDomain(what)
+    if isinstance(exc, dns.resolver.LifetimeTimeout):
+        return DnsTemporaryFailure(f"{what} timed out")
+    if isinstance(exc, dns.resolver.NoNameservers):
+        return DnsTemporaryFailure(f"{what} failed: no nameserver answered (SERVFAIL or refused)")
+    return DnsTemporaryFailure(f"{what} failed: {exc.__class__.__name__}: {exc}")

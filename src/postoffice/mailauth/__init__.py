@@ -1,0 +1,5 @@
+"""Sender authentication on port 25 (issue 13): SPF (RFC 7208), DKIM (RFC 6376, RFC 8463), DMARC (RFC 9989),
+iprev (RFC 8601 section 3), the Authentication-Results header (RFC 8601); DKIM signing of outbound mail.
+
+The order of the checks and what each decides: docs/decisions/0054-inbound-authentication.md.
+"""

@@ -1,0 +1,163 @@
+"""DKIM verification (RFC 6376) of every signature of a received message, RSA and Ed25519 (RFC 8463), with
+dkimpy doing the cryptography and the canonicalisation, and our resolver doing the DNS.
+
+Implementation notes
+- Each DKIM-Signature field is verified on its own (RFC 6376 section 6.1: a verifier may check any or all;
+  DMARC needs the result of each signing domain), up to MAX_SIGNATURES; the message is read once and parsed
+  by dkimpy once per message. dkimpy is blocking: it runs in a small thread pool, never on the event loop.
+- The key is fetched with `DnsResolver.query_sync` (the server's resolver settings and its TTL cache): a
+  missing key (NXDOMAIN, no TXT) is `permerror` (RFC 6376 section 6.1.2: PERMFAIL, "no key for
+  signature"); a DNS failure is `temperror` (TEMPFAIL). dkimpy reports both as "not verified": the lookup
+  function records which it was.
+- Results, in RFC 8601 section 2.7.1's terms: `pass`; `fail` when the body hash or the signature does not
+  verify; `policy` when the signature verifies as far as dkimpy goes but is not acceptable here: rsa-sha1
+  (RFC 8301 section 3.1: verifiers MUST NOT consider it valid) or an RSA key shorter than 1024 bits (RFC
+  8301 section 3.2); `permerror` for a malformed signature or key, a missing key; `temperror` for DNS.
+  `neutral` is not used. No signature at all is reported by the caller as `dkim=none`.
+- `header.b` in the Authentication-Results field is the first 12 characters of the signature's b= (RFC 6008),
+  so that several signatures of one domain can be told apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dkim
+
+from postoffice.net.dns import DnsResolver, DnsTemporaryFailure, NoSuchDomain
+
+log = logging.getLogger("postoffice.mailauth")
+#: dkimpy's own log lines (every missing key is an "error" there): kept quiet, our results say it all.
+_DKIMPY_LOG = logging.getLogger("postoffice.mailauth.dkimpy")
+_DKIMPY_LOG.setLevel(logging.CRITICAL)
+
+#: Signatures verified per message at most (each costs a DNS lookup and a hash of the body).
+MAX_SIGNATURES = 10
+#: Shortest RSA key accepted (RFC 8301 section 3.2).
+MIN_RSA_BITS = 1024
+
+
+@dataclass(frozen=True)
+class DkimResult:
+    result: str  # pass | fail | policy | permerror | temperror
+    domain: str  # d=, lowercase ("" when the signature could not be read)
+    selector: str  # s=
+    algorithm: str  # a=
+    signature_start: str  # the first characters of b= (RFC 6008 header.b)
+    reason: str  # why, for the log and the A-R comment ("" for pass)
+
+
+class _KeyLookup:
+    """dkimpy's `dnsfunc`: TXT records through our resolver, remembering a temporary failure."""
+
+    def __init__(self, resolver: DnsResolver) -> None:
+        self.resolver = resolver
+        self.temporary = ""
+        self.key: bytes | None = None  # the key record found (None: none was)
+        self.name = ""
+
+    def __call__(self, name: bytes | str, timeout: float = 5) -> bytes | None:
+        text = name.decode("ascii", "replace") if isinstance(name, bytes) else name
+        self.name = text
+        try:
+            answer = self.resolver.query_sync(text, "TXT")
+        except NoSuchDomain:
+            return None
+        except DnsTemporaryFailure as exc:
+            self.temporary = exc.text
+            raise dkim.DnsTimeoutError(exc.text) from None
+        except ValueError:  # not a name DNS can be asked about
+            return None
+        if answer is None:
+            return None
+        for record in answer:
+            self.key = b"".join(record.strings)
+            return self.key
+        return None
+
+
+def _tag(signature: bytes, name: bytes) -> str:
+    match = re.search(rb"(?:^|;)\s*" + name + rb"\s*=\s*([^;]*)", signature)
+    if match is None:
+        return ""
+    return re.sub(rb"\s+", b"", match.group(1)).decode("ascii", "replace")
+
+
+def verify_signatures(message: bytes, resolver: DnsResolver) -> list[DkimResult]:
+    """Every DKIM signature of `message` (blocking: DNS and hashing); [] when it has none."""
+    try:
+        verifier = dkim.DKIM(message, logger=_DKIMPY_LOG, minkey=MIN_RSA_BITS, timeout=5)
+    except Exception as exc:  # dkimpy could not split the message into header fields and body
+        log.info("DKIM: the message cannot be read for verification: %s", exc)
+        return []
+    fields = [value for name, value in verifier.headers if name.lower() == b"dkim-signature"]
+    results = []
+    for index, value in enumerate(fields[:MAX_SIGNATURES]):
+        results.append(_verify_one(verifier, index, value, resolver))
+    return results
+
+
+def _verify_one(verifier: dkim.DKIM, index: int, value: bytes, resolver: DnsResolver) -> DkimResult:
+    domain = _tag(value, b"d").lower()
+    selector = _tag(value, b"s")
+    algorithm = _tag(value, b"a").lower()
+    start = _tag(value, b"b")[:12]
+
+    def result(outcome: str, reason: str = "") -> DkimResult:
+        return DkimResult(outcome, domain, selector, algorithm, start, reason)
+
+    if algorithm == "rsa-sha1":
+        return result("policy", "rsa-sha1 is not accepted (RFC 8301)")
+    lookup = _KeyLookup(resolver)
+    try:
+        verified = verifier.verify(idx=index, dnsfunc=lookup)
+    except dkim.KeyFormatError as exc:
+        text = str(exc)
+        if "too small" in text:
+            return result("policy", f"the key is shorter than {MIN_RSA_BITS} bits (RFC 8301)")
+        return result("permerror", f"bad key: {text}")
+    except dkim.ValidationError as exc:
+        text = str(exc)
+        if "body hash mismatch" in text:
+            return result("fail", "body hash did not verify")
+        return result("permerror", f"bad signature: {text}")
+    except dkim.DKIMException as exc:
+        return result("permerror", f"bad signature: {exc}")
+    except Exception as exc:  # a dkimpy bug on odd input must not lose the message
+        log.warning("DKIM verification of a %s signature failed unexpectedly: %s", domain or "?", exc)
+        return result("permerror", "the signature could not be verified")
+    if verified:
+        return result("pass")
+    if lookup.temporary:
+        return result("temperror", f"key lookup: {lookup.temporary}")
+    if lookup.key is None:
+        return result("permerror", f"no key for the signature at {lookup.name or '?'}")
+    try:  # dkimpy answers "not verified" for a malformed key too: tell the two apart
+        dkim.evaluate_pk(lookup.name, lookup.key)
+    except Exception as exc:
+        return result("permerror", f"bad key: {exc}")
+    return result("fail", "signature did not verify")
+
+
+class DkimVerifier:
+    """Verifies messages in a bounded thread pool (see the module notes)."""
+
+    def __init__(self, resolver: DnsResolver, *, threads: int = 4) -> None:
+        self.resolver = resolver
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="postoffice-dkim"
+        )
+
+    async def verify(self, message: bytes) -> Sequence[DkimResult]:
+        if b"dkim-signature" not in message[: message.find(b"\r\n\r\n") + 1 or len(message)].lower():
+            return []  # no signature: nothing to do in a thread
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, verify_signatures, message, self.resolver)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,264 @@
+"""The authentication stage of the delivery pipeline (docs/decisions/0054): for mail from other servers
+(port 25), iprev, SPF, DKIM and DMARC, one Authentication-Results field (RFC 8601) for every recipient, and
+the sender domain's DMARC policy applied.
+
+Implementation notes
+- Only deliveries of kind "mx" are checked: submissions are authenticated by their login, the queue's local
+  deliveries were checked when they arrived, relaying clients are trusted by configuration.
+- iprev, SPF and DKIM run at the same time (none needs another's result); DMARC then needs SPF's and DKIM's.
+  A check that fails unexpectedly gives `temperror` and a log line: the message is still delivered (never
+  lost because a check broke), with the result saying so.
+- DMARC `fail` under the policy `reject`: every copy is rejected with 550 5.7.1 (the SMTP reply at the end
+  of DATA; [mailauth] dmarc_reject = "quarantine" files it into Junk instead); under `quarantine`: into
+  Junk. `none`, and every other result (temperror included): delivered as usual, with the results in the
+  field.
+- Forged fields: an arriving Authentication-Results field with our authserv-id is removed before delivery
+  (RFC 8601 section 5); the message without it replaces the received one for every later stage and the
+  commit (`DeliveryPlan.message`). That is rare and costs a copy of the message; the common case costs
+  reading the header section once.
+- The body is read for DKIM only when the message has a DKIM-Signature field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.parser
+import email.policy
+import logging
+import tempfile
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import IO, TYPE_CHECKING, TypeVar
+
+from postoffice.delivery.plan import DeliveryPlan, Message, Refusal
+from postoffice.mailauth.dkim_verify import DkimResult, DkimVerifier
+from postoffice.mailauth.dmarc import DmarcResult, check_dmarc, from_domain_of
+from postoffice.mailauth.iprev import IprevResult, check_iprev
+from postoffice.mailauth.results import claims_our_id, format_results
+from postoffice.mailauth.settings import MailAuthConfig
+from postoffice.mailauth.spf import SpfChecker, SpfOutcome, SpfResult
+from postoffice.message import PARSE_INLINE_LIMIT, parse_message
+from postoffice.net.dns import DnsResolver
+
+if TYPE_CHECKING:
+    from postoffice.config import Config
+    from postoffice.store import MailStore
+
+log = logging.getLogger("postoffice.mailauth")
+
+T = TypeVar("T")
+
+#: Octets of a header section read at most (a longer one is read no further: its fields are not checked).
+MAX_HEADER = 1024 * 1024
+
+DMARC_REJECTED = Refusal(
+    550,
+    "5.7.1",
+    "Rejected by the sender domain's DMARC policy: the message is not authenticated by its From domain",
+    "dmarc",
+)
+
+
+def _read(source: IO[bytes], size: int) -> bytes:
+    source.seek(0)
+    return source.read(size)
+
+
+def _header_section(source: IO[bytes], size: int) -> bytes:
+    source.seek(0)
+    head = bytearray()
+    while len(head) < min(size, MAX_HEADER):
+        chunk = source.read(min(64 * 1024, size - len(head)))
+        if not chunk:
+            break
+        head += chunk
+        end = head.find(b"\r\n\r\n")
+        if end >= 0:
+            return bytes(head[: end + 2])
+    return bytes(head[:MAX_HEADER])
+
+
+def _fields(header: bytes) -> list[tuple[str, str]]:
+    parsed = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(header + b"\r\n")
+    return [(str(name), str(value)) for name, value in parsed.items()]
+
+
+class AuthenticationStage:
+    name = "authentication"
+
+    def __init__(self, settings: MailAuthConfig, hostname: str, resolver: DnsResolver) -> None:
+        self.settings = settings
+        self.hostname = hostname
+        self.resolver = resolver
+        self.spf = SpfChecker(resolver, receiver=hostname, threads=settings.check_threads)
+        self.dkim = DkimVerifier(resolver, threads=settings.check_threads)
+
+    def close(self) -> None:
+        self.spf.close()
+        self.dkim.close()
+
+    async def run(self, message: Message, plan: DeliveryPlan) -> None:
+        origin = plan.origin
+        if origin.kind != "mx" or not plan.recipients:
+            return
+        size = message.parsed.size
+        header = (
+            _header_section(message.source, size)
+            if size <= PARSE_INLINE_LIMIT
+            else await asyncio.to_thread(_header_section, message.source, size)
+        )
+        fields = _fields(header)
+        ip, helo = origin.client_ip or "", origin.helo or ""
+        iprev, spf, dkim = await asyncio.gather(
+            self._safely(
+                "iprev", check_iprev(self.resolver, ip), partial(IprevResult, "temperror", ip, "", "")
+            ),
+            self._safely("SPF", self.spf.check(ip=ip, helo=helo, mail_from=plan.envelope.sender), _spf_broke),
+            self._safely("DKIM", self._verify_dkim(message, header), list),
+        )
+        from_domain = from_domain_of([value for name, value in fields if name.lower() == "from"])
+        dmarc: DmarcResult | None = None
+        if from_domain:
+            passes = [d.domain for d in dkim if d.result == "pass"]
+            dmarc = await self._safely(
+                "DMARC",
+                check_dmarc(
+                    self.resolver,
+                    from_domain=from_domain,
+                    spf_result=spf.mail_from.result,
+                    spf_domain=spf.mail_from.domain,
+                    dkim_passes=passes,
+                ),
+                lambda: None,
+            )
+        identities = [("smtp.mailfrom", spf.mail_from)]
+        if spf.helo is not None:
+            identities.append(("smtp.helo", spf.helo))
+        value = format_results(
+            self.hostname,
+            iprev=iprev,
+            spf=[(r.result, prop, r.domain, r.explanation) for prop, r in identities],
+            dkim=dkim,
+            dmarc=_dmarc_entry(dmarc, from_domain, fields),
+        )
+        forged = [
+            value
+            for name, value in fields
+            if name.lower() == "authentication-results" and claims_our_id(value, self.hostname)
+        ]
+        if forged:
+            plan.message = await self._without_our_results(message, len(header))
+        for recipient in plan.recipients:
+            recipient.prepend_header("Authentication-Results", value)
+        from_values = [value for name, value in fields if name.lower() == "from"]
+        several_authors = from_domain is None and any("@" in value for value in from_values)
+        disposition = self._apply_policy(dmarc, plan, several_authors)
+        log.info(
+            "authentication id=%s client=%s iprev=%s spf=%s dkim=%s dmarc=%s from=%s disposition=%s%s",
+            origin.id or "-",
+            ip,
+            iprev.result,
+            spf.mail_from.result,
+            ",".join(f"{d.result}:{d.domain}" for d in dkim) or "none",
+            dmarc.result if dmarc is not None else "none",
+            from_domain or "-",
+            disposition,
+            f" forged_results_removed={len(forged)}" if forged else "",
+        )
+
+    def _apply_policy(self, dmarc: DmarcResult | None, plan: DeliveryPlan, several_authors: bool) -> str:
+        if several_authors:
+            # DMARC cannot judge a From with several domains (RFC 9989 section 11.5 leaves it to the
+            # receiver): a forger could hide a protected domain beside their own, so it goes into Junk.
+            for recipient in plan.recipients:
+                recipient.file_into("Junk", special_use="\\Junk")
+            return "quarantine"
+        if dmarc is None or dmarc.result != "fail" or dmarc.policy == "none":
+            return "deliver"
+        if dmarc.policy == "reject" and self.settings.dmarc_reject == "reject":
+            for recipient in plan.recipients:
+                recipient.reject(DMARC_REJECTED)
+            return "reject"
+        for recipient in plan.recipients:
+            recipient.file_into("Junk", special_use="\\Junk")
+        return "quarantine"
+
+    async def _verify_dkim(self, message: Message, header: bytes) -> list[DkimResult]:
+        if b"dkim-signature" not in header.lower():
+            return []
+        size = message.parsed.size
+        data = (
+            _read(message.source, size)
+            if size <= PARSE_INLINE_LIMIT
+            else await asyncio.to_thread(_read, message.source, size)
+        )
+        return list(await self.dkim.verify(data))
+
+    async def _safely(self, what: str, check: Awaitable[T], broke: Callable[[], T]) -> T:
+        try:
+            return await check
+        except Exception as exc:  # a bug or a library's surprise: the message is still delivered
+            log.error("authentication: the %s check failed: %s", what, exc, exc_info=exc)
+            return broke()
+
+    async def _without_our_results(self, message: Message, header_length: int) -> Message:
+        """The message without the Authentication-Results fields that claim our authserv-id."""
+
+        def rewrite() -> Message:
+            source = message.source
+            source.seek(0)
+            head = source.read(header_length)
+            kept: list[bytes] = []
+            for field_bytes in _split_fields(head):
+                name, _, value = field_bytes.partition(b":")
+                if name.strip().lower() == b"authentication-results" and claims_our_id(
+                    value.decode("utf-8", "replace"), self.hostname
+                ):
+                    continue
+                kept.append(field_bytes)
+            spool = tempfile.SpooledTemporaryFile(max_size=PARSE_INLINE_LIMIT)  # noqa: SIM115 - kept open
+            spool.write(b"".join(kept))
+            while chunk := source.read(1024 * 1024):
+                spool.write(chunk)
+            spool.seek(0)
+            return Message(spool, parse_message(spool))
+
+        return await asyncio.to_thread(rewrite)
+
+
+def _split_fields(head: bytes) -> list[bytes]:
+    """The header section's fields, each with its continuation lines and CRLFs, in order."""
+    fields: list[bytes] = []
+    for line in head.splitlines(keepends=True):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += line
+        else:
+            fields.append(line)
+    return fields
+
+
+def _spf_broke() -> SpfOutcome:
+    return SpfOutcome(None, SpfResult("temperror", "", "the check failed"))
+
+
+def _dmarc_entry(
+    dmarc: DmarcResult | None, from_domain: str | None, fields: list[tuple[str, str]]
+) -> tuple[str, str, str] | None:
+    if dmarc is not None:
+        return dmarc.result, dmarc.from_domain, dmarc.reason
+    if from_domain is None and any(name.lower() == "from" for name, _ in fields):
+        return "permerror", "", "not exactly one author domain in From"
+    if from_domain:
+        return "temperror", from_domain, "the check failed"
+    return None
+
+
+def make_stage(config: Config, store: MailStore) -> AuthenticationStage | None:
+    """The stage for this configuration (`delivery.stages.STAGES`); None when [mailauth] verify is off."""
+    settings = config.mailauth
+    if not settings.verify:
+        return None
+    resolver = DnsResolver(
+        list(config.queue.nameservers) or None, port=config.queue.dns_port, cache_size=settings.dns_cache_size
+    )
+    return AuthenticationStage(settings, config.server.hostname, resolver)
