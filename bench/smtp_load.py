@@ -3,10 +3,15 @@
 Starts its own server (a fresh data directory in a temporary folder, loopback, ephemeral ports), runs the
 load for a bounded time, and prints: accepted messages/s (every accepted message is durable and visible in
 the mailbox, since Postoffice stores at accept time), p50/p99 transaction latency, server CPU milliseconds
-per message, and fsyncs per message (counted with `strace --seccomp-bpf -c` when strace is installed, else
-from the store's commit counter).
+per message (its worker processes included), and fsyncs per message (counted with `strace --seccomp-bpf -c`
+when strace is installed, else from the store's commit counter).
 
-    .venv/bin/python bench/smtp_load.py [--clients 8] [--seconds 20] [--size 4096]
+    .venv/bin/python bench/smtp_load.py [--clients 8] [--seconds 20] [--size 4096] [--auth]
+
+`--auth` runs the load twice, one run beside the other: with sender authentication off, then on
+([mailauth] verify, docs/decisions/0054) against a DNS server on loopback in this process that publishes the
+sender's SPF (passing for 127.0.0.1), DKIM key and DMARC record; the messages are DKIM-signed (RSA-2048,
+signed before the clock starts). It prints both and the ratio of their rates.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -22,13 +28,22 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.integration.harness import ServerProcess, make_data_dir
 
+SIGNED: list[bytes] = []  # DKIM-signed messages, used in turn when --auth is on
+
 
 def make_message(size: int, n: int) -> bytes:
+    if SIGNED:
+        return SIGNED[n % len(SIGNED)]
+    return plain_message(size, n)
+
+
+def plain_message(size: int, n: int) -> bytes:
     head = (
         f"From: bench@remote.test\r\nTo: demo@example.test\r\nSubject: bench {n}\r\n"
         f"Message-ID: <{n}@bench>\r\n\r\n"
@@ -77,6 +92,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of the process and of every process it started (the server's worker processes) until now."""
+    total = cpu_seconds(pid)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                total += tree_cpu_seconds(int(child))
+            except FileNotFoundError:  # it ended meanwhile
+                pass
+    return total
+
+
 def child_pid(pid: int) -> int:
     """The server process itself when it runs under strace."""
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
@@ -89,6 +116,12 @@ async def measure(args: argparse.Namespace, count_fsyncs: bool) -> dict[str, flo
     root = Path(tempfile.mkdtemp(prefix="postoffice-bench-"))
     try:
         data = make_data_dir(root / "data", users=("demo",))
+        if args.dns_port:
+            text = data.config.read_text()
+            text = text.replace("verify = false", "verify = true")
+            text = text.replace("nameservers = []", 'nameservers = ["127.0.0.1"]')
+            text = re.sub(r"(?m)^dns_port = \d+$", f"dns_port = {args.dns_port}", text)
+            data.config.write_text(text)
         strace_out = root / "strace.txt"
         wrapper = None
         if count_fsyncs:
@@ -110,14 +143,14 @@ async def measure(args: argparse.Namespace, count_fsyncs: bool) -> dict[str, flo
         pid = child_pid(server.proc.pid) if wrapper else server.proc.pid
         await client(server.port(), args.size, time.monotonic() + 0.5, [], 99)  # warm-up, not measured
         latencies: list[float] = []
-        cpu0 = cpu_seconds(pid)
+        cpu0 = tree_cpu_seconds(pid)
         t0 = time.monotonic()
         deadline = t0 + args.seconds
         counts = await asyncio.gather(
             *(client(server.port(), args.size, deadline, latencies, i) for i in range(args.clients))
         )
         elapsed = time.monotonic() - t0
-        cpu = cpu_seconds(pid) - cpu0
+        cpu = tree_cpu_seconds(pid) - cpu0
         if wrapper:
             os.kill(pid, signal.SIGTERM)  # the server itself; strace then writes its summary and exits
         exit_code = server.stop()
@@ -154,7 +187,64 @@ async def measure(args: argparse.Namespace, count_fsyncs: bool) -> dict[str, flo
         shutil.rmtree(root, ignore_errors=True)
 
 
+def authenticated_sender(size: int) -> Any:
+    """A DNS server publishing remote.test's SPF, DKIM key and DMARC record; fills SIGNED."""
+    import base64
+
+    import dkim
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from tests.support.dns_server import DnsServer, Zones
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    record = f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"
+    quoted = " ".join(f'"{record[i : i + 200]}"' for i in range(0, len(record), 200))
+    zones = Zones(
+        [
+            ("remote.test.", "TXT", '"v=spf1 ip4:127.0.0.1 -all"'),
+            ("bench._domainkey.remote.test.", "TXT", quoted),
+            ("_dmarc.remote.test.", "TXT", '"v=DMARC1; p=reject"'),
+        ],
+        ttl=3600,
+    )
+    for n in range(200):
+        raw = plain_message(size, n)
+        SIGNED.append(bytes(dkim.sign(raw, b"bench", b"remote.test", pem)) + raw)
+    return DnsServer(zones).start()
+
+
+def report(r: dict[str, float], label: str) -> None:
+    print(
+        f"{label}accepted: {r['accepted']:.0f} messages, {r['rate']:.0f} msg/s; latency p50 "
+        f"{r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms; server CPU {r['cpu_ms']:.2f} ms/message"
+    )
+
+
 async def run(args: argparse.Namespace) -> None:
+    if args.auth:
+        args.dns_port = 0
+        off = await measure(args, count_fsyncs=False)
+        report(off, "authentication off: ")
+        dns_server = authenticated_sender(args.size)
+        try:
+            args.dns_port = dns_server.port
+            on = await measure(args, count_fsyncs=False)
+        finally:
+            dns_server.stop()
+            SIGNED.clear()
+        report(on, "authentication on:  ")
+        ratio, cpu_ratio = on["rate"] / off["rate"], on["cpu_ms"] / off["cpu_ms"]
+        print(f"with authentication: {ratio:.2f}x the rate, {cpu_ratio:.2f}x the server CPU per message")
+        return
+    args.dns_port = 0
     r = await measure(args, count_fsyncs=False)
     print(f"clients={args.clients} size={args.size} seconds={r['elapsed']:.1f} server-exit={r['exit']:.0f}")
     print(
@@ -181,6 +271,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--no-strace", action="store_true", help="do not count fsyncs with strace")
+    parser.add_argument("--auth", action="store_true", help="compare sender authentication off and on")
     asyncio.run(run(parser.parse_args()))
 
 

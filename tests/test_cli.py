@@ -445,7 +445,12 @@ def test_dns_records_to_publish_and_the_check_of_what_dns_has(data: Path) -> Non
     assert ["example.test.", "IN", "MX", "10 mail.example.test."] in published
     assert ["example.test.", "IN", "TXT", '"v=spf1 mx ~all"'] in published
     assert ["_imaps._tcp.example.test.", "IN", "SRV", "0 1 993 mail.example.test."] in published
-    assert "; DKIM (SELECTOR._domainkey.example.test.): not yet: issue 13." in printed.stdout
+    assert "; MTA-STS (_mta-sts.example.test.): not yet: issue 13." in printed.stdout
+    # the DKIM keys `init` made, in zone-file form (docs/decisions/0056)
+    dkim = [line for line in published if line[0].endswith("._domainkey.example.test.")]
+    assert [(line[1], line[2]) for line in dkim] == [("IN", "TXT")] * 2
+    assert dkim[0][3].startswith('"v=DKIM1; k=rsa; p=MII')
+    assert dkim[1][3].startswith('"v=DKIM1; k=ed25519; p=')
     zones = Zones([(name, kind, value) for name, _class, kind, value in published])
     zones.add("mail.example.test.", "A", "192.0.2.1")
     with DnsServer(zones) as server:
@@ -460,8 +465,11 @@ def test_dns_records_to_publish_and_the_check_of_what_dns_has(data: Path) -> Non
         right = po(data, "dns", "check", "Example.Test")
         assert right.returncode == 0, right.stdout + right.stderr
         assert re.search(r"^ok\s+MX\s+example\.test\.\s+10 mail\.example\.test\.$", right.stdout, re.M)
-        assert "12 ok, 0 missing, 0 wrong, 0 DNS errors" in right.stdout
-        assert "not yet: issue 13: DKIM" in right.stdout
+        assert "14 ok, 0 missing, 0 wrong, 0 DNS errors" in right.stdout
+        assert "not yet: issue 13: MTA-STS" in right.stdout
+        assert re.search(
+            r"^ok\s+TXT\s+po\d{6}e\._domainkey\.example\.test\.\s+\"v=DKIM1; k=ed25519", right.stdout, re.M
+        )
         zones.add("example.test.", "TXT", '"v=spf1 a -all"')  # a second SPF record
         zones.clear("_dmarc.example.test.")
         wrong = po(data, "dns", "check", "example.test")
@@ -470,11 +478,104 @@ def test_dns_records_to_publish_and_the_check_of_what_dns_has(data: Path) -> Non
     assert "found: v=spf1 a -all" in wrong.stdout
     assert "Several SPF records" in wrong.stdout
     assert re.search(r"^missing\s+TXT\s+_dmarc\.example\.test\.", wrong.stdout, re.M)
-    assert "10 ok, 1 missing, 1 wrong, 0 DNS errors" in wrong.stdout
+    assert "12 ok, 1 missing, 1 wrong, 0 DNS errors" in wrong.stdout
     other = po(data, "dns", "check", "other.test")
     assert other.returncode == 1
     assert "other.test is not a domain served here" in other.stderr
     assert po(data, "dns", "records", "not a domain").returncode == 2
+
+
+def _zone_records(text: str) -> list[tuple[str, str, str]]:
+    """The zone-file lines of a command's output as (name, type, rdata) for the test DNS server."""
+    lines = [line.split(None, 3) for line in text.splitlines() if line and not line.startswith(";")]
+    return [(name, kind, value) for name, _class, kind, value in lines]
+
+
+def test_dkim_keys_made_rotated_activated_once_in_dns_and_retired(data: Path) -> None:
+    """`postoffice dkim` (docs/decisions/0056): `init` made a pair; `generate` keeps it; `rotate` makes a
+    pending pair that `activate` refuses to switch to until DNS serves its records (through the configured
+    nameservers), then the old pair retires; `retire` waits for the retiring period unless forced; `domain
+    add` makes keys and `domain remove` takes them away. No private key is ever printed."""
+    outputs: list[str] = []
+
+    def dkim(*args: str, code: int = 0) -> str:
+        proc = po(data, "dkim", *args)
+        assert proc.returncode == code, proc.stdout + proc.stderr
+        outputs.append(proc.stdout + proc.stderr)
+        return proc.stdout + proc.stderr
+
+    def rows(*args: str) -> list[tuple[str, str, str]]:
+        return [(r[1], r[2], r[3]) for r in (line.split() for line in dkim("list", *args).splitlines()[1:])]
+
+    first = rows()
+    assert [(algorithm, state) for _s, algorithm, state in first] == [
+        ("rsa", "active"),
+        ("ed25519", "active"),
+    ]
+    assert all(re.fullmatch(r"po\d{6}[re]", selector) for selector, _a, _s in first)
+    assert "has DKIM keys already" in dkim("generate", "example.test")
+    records = _zone_records(dkim("records", "example.test"))
+    assert [name for name, _t, _v in records] == [f"{s}._domainkey.example.test." for s, _a, _st in first]
+
+    rotated = dkim("rotate", "example.test")
+    assert "postoffice dkim activate example.test" in rotated
+    new = _zone_records(rotated)
+    assert len(new) == 2
+    assert [state for _s, _a, state in rows("example.test")] == ["active", "active", "pending", "pending"]
+    zones = Zones(records)
+    with DnsServer(zones) as server:
+        text = data.read_text()
+        data.write_text(
+            text.replace("nameservers = []\n", 'nameservers = ["127.0.0.1"]\n').replace(
+                "dns_port = 53\n", f"dns_port = {server.port}\n"
+            )
+        )
+        refused = dkim("activate", "example.test", code=1)
+        assert "DNS does not have the new keys' records yet" in refused
+        assert re.search(r"^missing\s+po\d{6}r2\._domainkey\.example\.test\.", refused, re.M)
+        assert [state for _s, _a, state in rows()] == ["active", "active", "pending", "pending"]
+        for record in new:
+            zones.add(*record)
+        activated = dkim("activate", "example.test")
+        checked = po(data, "dns", "check", "example.test").stdout
+    assert "signs with po" in activated
+    assert "remove their records after" in activated
+    assert [state for _s, _a, state in rows()] == ["retiring", "retiring", "active", "active"]
+    assert re.search(r"^ok\s+TXT\s+po\d{6}r2\._domainkey\.example\.test\.", checked, re.M)
+    assert re.search(r"^ok\s+TXT\s+po\d{6}e\._domainkey\.example\.test\.", checked, re.M)  # retiring
+    assert "retires until" in dkim("retire", "example.test", code=1)
+    removed = dkim("retire", "example.test", "--force")
+    assert "delete their DNS records" in removed
+    assert [state for _s, _a, state in rows()] == ["active", "active"]
+    assert [state for _s, _a, state in rows("--all")] == ["removed", "removed", "active", "active"]
+    assert "no retiring DKIM keys" in dkim("retire", "example.test")
+    assert "no new DKIM keys to activate" in dkim("activate", "example.test", "--force", code=1)
+
+    added = po(data, "domain", "add", "other.test")
+    assert "DKIM keys: po" in added.stdout
+    assert [state for _s, _a, state in rows("other.test")] == ["active", "active"]
+    assert po(data, "domain", "remove", "other.test").returncode == 0
+    assert "no DKIM keys for other.test" in dkim("list", "other.test")
+    assert "is not a domain served here" in dkim("records", "other.test", code=1)
+    assert dkim("generate", "not a domain", code=2)
+
+    # a domain of a store from before DKIM signing (added without keys): told how, and `generate` makes them
+    async def add_bare() -> None:
+        from postoffice.config import load_config
+        from postoffice.store import open_store
+
+        store = open_store(load_config(data).store.path)
+        try:
+            await store.add_domain("bare.test")
+        finally:
+            await store.close()
+
+    asyncio.run(add_bare())
+    hint = "no DKIM keys: `postoffice dkim generate bare.test` makes them"
+    assert hint in po(data, "dns", "records", "bare.test").stdout
+    assert "made DKIM keys for bare.test" in dkim("generate", "bare.test")
+    assert hint not in po(data, "dns", "records", "bare.test").stdout
+    assert not any("PRIVATE KEY" in output for output in outputs)
 
 
 def test_user_list_passwd_remove(data: Path) -> None:

@@ -1,5 +1,5 @@
 """The `postoffice` command line: set up a data directory, check the config, run the server,
-administer domains, accounts, aliases and login lockouts, and export mail.
+administer domains, accounts, aliases, login lockouts and DKIM keys, and export mail.
 
 Implementation notes
 - `main(argv) -> int` never lets a traceback reach the terminal: every failure becomes one line on stderr
@@ -39,7 +39,7 @@ from postoffice.plural import counted
 from postoffice.protocols import SERVICES
 
 if TYPE_CHECKING:
-    from postoffice.store import Account, MailboxInfo, MailStore
+    from postoffice.store import Account, DkimKey, MailboxInfo, MailStore
 
 T = TypeVar("T")
 
@@ -204,6 +204,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     password = generate_password() if demo else None
     password_hash = hash_password(password) if password else None
 
+    from postoffice.directory.operations import dkim_generate
     from postoffice.store import AlreadyExists, open_store
 
     async def setup() -> None:
@@ -214,6 +215,9 @@ def cmd_init(args: argparse.Namespace) -> int:
                 print(f"created the store {store_path} serving {domain}")
             except AlreadyExists:
                 print(f"the store {store_path} serves {domain} already")
+            keys, made = await dkim_generate(store, domain, by=_cli_user())
+            if made:  # docs/decisions/0056: every domain signs its mail from the start
+                print(f"made DKIM keys for {domain}: {_key_names(keys)} (`postoffice dns records {domain}`)")
             if demo and password_hash:
                 if await store.get_account(demo) is None:
                     # the first account of an installation has the admin role (the web's admin pages)
@@ -322,8 +326,14 @@ def cmd_domain(args: argparse.Namespace) -> int:
 
     name = normalize_domain(args.name)
     if args.action == "add":
-        with_store(args, lambda store: operations.add_domain(store, name, by=_cli_user()))
+
+        async def add(store: MailStore) -> list[DkimKey]:
+            await operations.add_domain(store, name, by=_cli_user())  # with its DKIM keys
+            return await store.dkim_keys(name)
+
+        keys = with_store(args, add)
         print(f"added domain {name}")
+        print(f"DKIM keys: {_key_names(keys)}; the records to publish: postoffice dns records {name}")
     elif args.action == "plus-addressing":
         on = args.state == "on"
         with_store(args, lambda store: operations.set_plus_addressing(store, name, on, by=_cli_user()))
@@ -604,16 +614,25 @@ def cmd_dns(args: argparse.Namespace) -> int:
 
     config = load(args)
     name = normalize_domain(args.domain)
+
+    async def served(store: MailStore) -> tuple[str, list[DkimKey]]:
+        domain = await dns_records.served_domain(store, name)
+        return domain, await store.dkim_keys(domain)
+
     try:
-        domain = with_store(args, lambda store: dns_records.served_domain(store, name))
+        domain, keys = with_store(args, served)
     except NotFound:
         raise CliError(f"{name} is not a domain served here (`postoffice domain list`)") from None
-    records = dns_records.expected_records(config, domain)
+    records = dns_records.expected_records(config, domain, dkim=keys)
     pending = dns_records.not_yet(domain)
+    no_keys = f"no DKIM keys: `postoffice dkim generate {domain}` makes them (docs/decisions/0056)"
+    signs = any(record.kind == "dkim" for record in records)
     if args.action == "records":
         print(f"; DNS records for {domain}; `postoffice dns check {domain}` compares them with DNS")
         for line in dns_records.zone_lines(records, pending):
             print(line)
+        if not signs:
+            print(f"; {no_keys}")
         return EXIT_OK
     checks = asyncio.run(dns_records.check_records(records, dns_records.server_resolver(config)))
     status_width = max(len(c.status) for c in checks)
@@ -633,6 +652,8 @@ def cmd_dns(args: argparse.Namespace) -> int:
                 print(f"{indent}{check.detail}")
     for item in pending:
         print(f"not yet: issue {item.issue}: {item.what} ({item.name})")
+    if not signs:
+        print(no_keys)
     tally = {status: sum(c.status == status for c in checks) for status in ("ok", "missing", "wrong")}
     errors = len(checks) - sum(tally.values())
     print(
@@ -640,6 +661,137 @@ def cmd_dns(args: argparse.Namespace) -> int:
         f"{counted(errors, 'DNS error')}"
     )
     return EXIT_OK if tally["ok"] == len(checks) else EXIT_FAILURE
+
+
+# -- dkim ----------------------------------------------------------------------------------------------------
+
+
+def _key_names(keys: Sequence[DkimKey]) -> str:
+    return ", ".join(f"{key.selector} ({key.algorithm}, {key.state})" for key in keys) or "none"
+
+
+def _print_dkim_records(config: Config, keys: Sequence[DkimKey]) -> None:
+    from postoffice.directory import dns_records
+
+    for line in dns_records.zone_lines(dns_records.dkim_records(config, keys)):
+        print(line)
+
+
+def cmd_dkim(args: argparse.Namespace) -> int:
+    """A domain's DKIM signing keys (docs/decisions/0056): make them, list them, rotate them (a new pair
+    published first, activated once DNS has it), retire the old ones, print their DNS records."""
+    from postoffice.directory import dns_records, operations
+    from postoffice.mailauth.dkim_keys import published, removable_at, retiring_period
+    from postoffice.store import NotFound
+
+    config = load(args)
+    by = _cli_user()
+    if args.action == "list":
+        domain = normalize_domain(args.domain) if args.domain else None
+        keys = with_store(args, lambda store: store.dkim_keys(domain))
+        rows = []
+        for key in keys:
+            if key.state == "removed" and not args.all:
+                continue
+            note = ""
+            if key.state == "retiring":
+                note = "remove after " + _when(removable_at(key, config.queue.max_age))
+            elif key.state == "pending":
+                note = "publish, then `postoffice dkim activate`"
+            rows.append(
+                (
+                    key.domain,
+                    key.selector,
+                    key.algorithm,
+                    key.state,
+                    _when(key.created),
+                    _when(key.changed),
+                    note,
+                )
+            )
+        if not rows:
+            print("no DKIM keys" + (f" for {domain}" if domain else ""))
+            return EXIT_OK
+        print_table(("DOMAIN", "SELECTOR", "ALGORITHM", "STATE", "CREATED", "SINCE", "NOTE"), rows)
+        return EXIT_OK
+    name = normalize_domain(args.domain)
+    try:
+        domain = with_store(args, lambda store: dns_records.served_domain(store, name))
+    except NotFound:
+        raise CliError(f"{name} is not a domain served here (`postoffice domain list`)") from None
+    try:
+        if args.action == "generate":
+            keys, new = with_store(args, lambda store: operations.dkim_generate(store, domain, by=by))
+            if new:
+                print(f"; made DKIM keys for {domain}: they sign its mail now; publish these records")
+            else:
+                print(f"; {domain} has DKIM keys already ({_key_names(keys)}); its records:")
+            _print_dkim_records(config, keys)
+        elif args.action == "records":
+            keys = with_store(args, lambda store: store.dkim_keys(domain))
+            if not published(keys):
+                raise CliError(f"{domain} has no DKIM keys: `postoffice dkim generate {domain}`")
+            print(f"; the DKIM records of {domain}; `postoffice dns check {domain}` compares them with DNS")
+            _print_dkim_records(config, keys)
+        elif args.action == "rotate":
+            made, retired = with_store(
+                args, lambda store: operations.dkim_rotate(store, domain, by=by, at_once=args.now)
+            )
+            if args.now:
+                print(f"; {domain} signs with {_key_names(made)} now; retiring: {_key_names(retired)}")
+                print("; publish the new records at once (mail signed with them fails DKIM until then):")
+                _print_dkim_records(config, made)
+            else:
+                print(f"; new DKIM keys for {domain}: {_key_names(made)}; the old ones sign until you run")
+                print(f";   postoffice dkim activate {domain}")
+                print("; once DNS has these records:")
+                _print_dkim_records(config, made)
+        elif args.action == "activate":
+            keys = with_store(args, lambda store: store.dkim_keys(domain))
+            pending = [key for key in keys if key.state == "pending"]
+            if pending and not args.force:
+                records = dns_records.dkim_records(config, pending)
+                checks = asyncio.run(dns_records.check_records(records, dns_records.server_resolver(config)))
+                wrong = [check for check in checks if check.status != "ok"]
+                for check in wrong:
+                    detail = f": {check.detail}" if check.detail is not None else ""
+                    print(f"{check.status}  {check.record.name}{detail}", file=sys.stderr)
+                if wrong:
+                    raise CliError(
+                        f"DNS does not have the new keys' records yet (`postoffice dkim records {domain}`); "
+                        "mail signed with them would fail DKIM. --force activates them all the same"
+                    )
+            activated, retired = with_store(
+                args, lambda store: operations.dkim_activate(store, domain, by=by)
+            )
+            print(f"{domain} signs with {_key_names(activated)} now")
+            if retired:
+                keep = retiring_period(config.queue.max_age)
+                until = _when(max(key.changed for key in retired) + keep)
+                print(f"retiring, still published: {_key_names(retired)}; remove their records after {until}")
+                print(f"  (then `postoffice dkim retire {domain}`)")
+        else:
+            keep = retiring_period(config.queue.max_age)
+            removed, waiting = with_store(
+                args,
+                lambda store: operations.dkim_retire(store, domain, by=by, keep_for=keep, force=args.force),
+            )
+            if removed:
+                print(f"removed {_key_names(removed)}: delete their DNS records")
+                for key in removed:
+                    print(f"  {key.selector}._domainkey.{key.domain}. TXT")
+            for key in waiting:
+                until = _when(removable_at(key, config.queue.max_age))
+                print(
+                    f"{key.selector} retires until {until}: mail it signed may be on its way (--force: now)"
+                )
+            if not removed and not waiting:
+                print(f"{domain} has no retiring DKIM keys")
+            if waiting and not removed:
+                return EXIT_FAILURE
+    except operations.DkimKeyError as exc:
+        raise CliError(str(exc)) from None
+    return EXIT_OK
 
 
 # -- export --------------------------------------------------------------------------------------------------
@@ -842,6 +994,32 @@ def build_parser() -> argparse.ArgumentParser:
     command(
         "check", cmd_dns, "resolve each record: ok, missing, wrong or error (exit 0 when all are ok)", sub
     ).add_argument("domain", metavar="DOMAIN")
+
+    p = command("dkim", cmd_dkim, "a domain's DKIM signing keys: make, list, rotate, retire, their records")
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    command(
+        "generate",
+        cmd_dkim,
+        "make a domain's keys (Ed25519 and RSA) if it has none; print their records",
+        sub,
+    ).add_argument("domain", metavar="DOMAIN")
+    q = command("list", cmd_dkim, "list the keys: selector, algorithm, state, when made", sub)
+    q.add_argument("domain", metavar="DOMAIN", nargs="?")
+    q.add_argument("--all", action="store_true", help="with the removed keys")
+    q = command(
+        "rotate", cmd_dkim, "make a new pair, published first; it signs after `dkim activate` (or --now)", sub
+    )
+    q.add_argument("domain", metavar="DOMAIN")
+    q.add_argument("--now", action="store_true", help="sign with the new pair at once (not yet in DNS!)")
+    q = command("activate", cmd_dkim, "sign with the new pair once DNS has it; the old one retires", sub)
+    q.add_argument("domain", metavar="DOMAIN")
+    q.add_argument("--force", action="store_true", help="without checking that DNS has the new records")
+    q = command("retire", cmd_dkim, "remove retiring keys once no mail they signed can be on its way", sub)
+    q.add_argument("domain", metavar="DOMAIN")
+    q.add_argument("--force", action="store_true", help="remove them now, however recently they retired")
+    command("records", cmd_dkim, "print the DKIM records to publish, as zone-file lines", sub).add_argument(
+        "domain", metavar="DOMAIN"
+    )
 
     p = command("export", cmd_export, "export an account's mail as mbox (mboxrd) or Maildir")
     p.add_argument("address", metavar="ADDRESS")

@@ -24,6 +24,7 @@ from postoffice.directory.dns_records import (
 )
 from postoffice.net.dns import DnsResolver
 from postoffice.net.tls import generate_self_signed
+from postoffice.store import DkimKey
 from tests.support.dns_server import DnsServer, Zones
 from tests.support.mail import run_bounded
 
@@ -89,6 +90,16 @@ ZONES = FailingZones(
         ("_dmarc.twodmarc.test.", "TXT", '"v=DMARC1; p=reject"'),
         ("_dmarc.notdmarc.test.", "TXT", '"v=spf1 mx -all"'),
         ("_dmarc.badpolicy.test.", "TXT", '"v=DMARC1; p=maybe"'),
+        # DKIM (docs/decisions/0056): dkim.test's keys as published, right and wrong
+        ("r1._domainkey.dkim.test.", "TXT", '"v=DKIM1; k=rsa; p=' + "A" * 200 + '" "' + "A" * 192 + '"'),
+        ("e1._domainkey.dkim.test.", "TXT", '"v=DKIM1; k=ed25519; p=EEEE"'),
+        ("e2._domainkey.dkim.test.", "TXT", '"v=DKIM1; k=ed25519; p=OTHER"'),
+        ("e3._domainkey.dkim.test.", "TXT", '"v=DKIM1; k=ed25519; p="'),
+        ("e4._domainkey.dkim.test.", "TXT", '"v=DKIM1; k=rsa; p=EEEE"'),
+        ("e5._domainkey.dkim.test.", "TXT", '"v=DKIM1; k=ed25519; p=EEEE"'),
+        ("e5._domainkey.dkim.test.", "TXT", '"k=ed25519; p=OLD"'),
+        ("e6._domainkey.dkim.test.", "TXT", '"v=DKIM2; k=ed25519; p=EEEE"'),  # not a DKIM1 key record
+        ("e7._domainkey.dkim.test.", "TXT", '"k=ed25519; t=s; p= EE EE "'),  # no v=, white space in p=
         # nopop.test, for a server without POP3: one record right, one pointing at a host
         srv("_pop3s", "nopop.test", "0 0 0 ."),
         srv("_pop3", "nopop.test", "0 1 110 mail.example.test."),
@@ -155,7 +166,7 @@ def test_the_standard_listeners_publish_mx_spf_dmarc_every_srv_and_the_setup_nam
         ("_autodiscover._tcp.example.test.", "SRV", "0 1 443 mail.example.test."),
     ]
     assert all(str(r.purpose) for r in records)
-    assert [item.what for item in not_yet("example.test")] == ["DKIM", "MTA-STS"]
+    assert [item.what for item in not_yet("example.test")] == ["MTA-STS"]  # DKIM: the keys' records below
 
 
 def test_services_not_offered_get_the_root_target_and_bound_ports_win(
@@ -192,7 +203,7 @@ def test_zone_lines_quote_txt_values_and_say_what_is_not_built_yet(
     )
     assert any(line.split() == ["example.test.", "IN", "TXT", '"v=spf1', "mx", '~all"'] for line in lines)
     assert any(line.split() == ["example.test.", "IN", "MX", "10", "mail.example.test."] for line in lines)
-    assert "; DKIM (SELECTOR._domainkey.example.test.): not yet: issue 13." in "\n".join(lines)
+    assert "; MTA-STS (_mta-sts.example.test.): not yet: issue 13." in "\n".join(lines)
     assert DnsRecord("a.", "TXT", 'say "hi"', not_yet("x")[0].purpose, "spf").published == '"say \\"hi\\""'
 
 
@@ -338,3 +349,82 @@ def test_a_resolver_that_never_answers_is_an_error_not_a_missing_record(
         silent.close()
     assert {c.status for c in checks} == {"error"}
     assert all("timed out" in str(c.detail) for c in checks)
+
+
+# -- DKIM (docs/decisions/0056) ------------------------------------------------------------------------------
+
+NOW = 1_800_000_000.0
+
+
+def dkim_key(selector: str, public: str, algorithm: str = "ed25519", state: str = "active") -> DkimKey:
+    return DkimKey(0, "dkim.test", selector, algorithm, public, "PRIVATE", state, NOW, NOW)
+
+
+def test_the_keys_that_are_published_come_after_dmarc_with_what_each_is_for(
+    tmp_path: Path, tls_files: tuple[Path, Path]
+) -> None:
+    keys = [
+        dkim_key("old", "OLD", state="retiring"),
+        dkim_key("gone", "GONE", state="removed"),
+        dkim_key("r1", "A" * 392, "rsa"),
+        dkim_key("e1", "EEEE"),
+        dkim_key("next", "NEXT", state="pending"),
+        DkimKey(0, "other.test", "x", "rsa", "X", "P", "active", NOW, NOW),  # another domain's
+    ]
+    records = expected_records(make_config(tmp_path, tls_files), "dkim.test", dkim=keys)
+    dkim = [r for r in records if r.kind == "dkim"]
+    assert records[3:6] == dkim[:3]  # after MX, SPF and DMARC
+    assert [(r.name, r.type, r.value) for r in dkim] == [
+        ("old._domainkey.dkim.test.", "TXT", "v=DKIM1; k=ed25519; p=OLD"),
+        ("r1._domainkey.dkim.test.", "TXT", "v=DKIM1; k=rsa; p=" + "A" * 392),
+        ("e1._domainkey.dkim.test.", "TXT", "v=DKIM1; k=ed25519; p=EEEE"),
+        ("next._domainkey.dkim.test.", "TXT", "v=DKIM1; k=ed25519; p=NEXT"),
+    ]
+    # NOW + the queue's 5 days + 2 days of margin
+    assert str(dkim[0].purpose) == (
+        "DKIM: a retired Ed25519 key; keep it for mail still on its way until 2027-01-22."
+    )
+    assert str(dkim[1].purpose) == "DKIM: the RSA key that signs the domain's mail now (RFC 6376)."
+    assert (
+        str(dkim[3].purpose)
+        == "DKIM: a new Ed25519 key, not signing until postoffice dkim activate dkim.test."
+    )
+    # a value longer than a DNS character-string is written as several (RFC 1035 section 3.3)
+    assert dkim[1].published == '"v=DKIM1; k=rsa; p=' + "A" * 237 + '" "' + "A" * 155 + '"'
+    assert dkim[2].published == '"v=DKIM1; k=ed25519; p=EEEE"'
+
+
+@pytest.mark.parametrize(
+    ("selector", "key", "status", "detail"),
+    [
+        ("r1", ("rsa", "A" * 392), "ok", None),  # two strings, joined
+        ("e1", ("ed25519", "EEEE"), "ok", None),
+        ("e7", ("ed25519", "EEEE"), "ok", None),
+        ("e2", ("ed25519", "EEEE"), "wrong", "Another public key is published at this name."),
+        ("e3", ("ed25519", "EEEE"), "wrong", "The published key is revoked (an empty p=)."),
+        ("e4", ("ed25519", "EEEE"), "wrong", "The record is for a key of type rsa, not ed25519."),
+        ("e5", ("ed25519", "EEEE"), "wrong", "Several DKIM key records at this name: receivers may use any"),
+        ("e6", ("ed25519", "EEEE"), "missing", None),
+        ("e9", ("ed25519", "EEEE"), "missing", None),
+    ],
+)
+def test_what_makes_a_dkim_record_right(
+    tmp_path: Path,
+    tls_files: tuple[Path, Path],
+    dns_port: int,
+    selector: str,
+    key: tuple[str, str],
+    status: str,
+    detail: str | None,
+) -> None:
+    config = make_config(tmp_path, tls_files)
+    records = [r for r in expected_records(config, "dkim.test", dkim=[dkim_key(selector, key[1], key[0])])]
+    (dkim,) = [r for r in records if r.kind == "dkim"]
+    (result,) = run_bounded(check_records([dkim], resolver(dns_port)))
+    assert result.status == status
+    if detail is None:
+        assert result.detail is None
+    else:
+        assert str(result.detail).startswith(detail)
+    if status == "wrong":
+        assert result.found

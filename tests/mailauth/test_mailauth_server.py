@@ -182,3 +182,41 @@ def test_mail_without_a_from_domain_policy_and_several_authors(server: tuple[Dat
     send(process, "x@evil.example", message("security@bank.example, x@evil.example", "two authors"))
     parsed = stored(data, process, "Junk", "two authors")
     assert read_results(our_results(parsed)[0])["dmarc"] == "permerror"
+
+
+def uid_of(data: DataDir, process: ServerProcess, mailbox: str, subject: str) -> int:
+    context = ssl.create_default_context(cafile=str(data.root / "tls" / "cert.pem"))
+    with imaplib.IMAP4_SSL("localhost", process.port("imaps"), ssl_context=context, timeout=30) as imap:
+        imap.login(DEMO, data.passwords[DEMO])
+        imap.select(mailbox, readonly=True)
+        _, found = imap.uid("SEARCH", "SUBJECT", f'"{subject}"')
+        (uid,) = found[0].split()
+        return int(uid)
+
+
+def test_the_webmail_marks_a_verified_sender_and_warns_on_a_failed_one(
+    server: tuple[DataDir, ServerProcess],
+) -> None:
+    import re
+
+    from tests.web.client import WebClient
+
+    data, process = server
+    send(process, "ann@sender.example", signed(message("Ann <ann@sender.example>", "webmail verified")))
+    send(process, "offers@shop.example", message("Shop <offers@shop.example>", "webmail suspicious"))
+    web = WebClient.of(process, data)
+    assert web.login(DEMO, data.passwords[DEMO]).status == 303
+    folders = web.get("/").header("location")
+    page = web.get(folders).text
+    inbox = int(folders.rsplit("/", 1)[1])
+    junk_link = re.search(r'href="/box/(\d+)"[^>]*>\s*<span class="folder-icon junk"', page)
+    assert junk_link is not None
+    verified = web.get(f"/box/{inbox}/{uid_of(data, process, 'INBOX', 'webmail verified')}").text
+    assert 'class="badge verified"' in verified
+    assert "sender.example, authenticated this message" in verified
+    assert "forged-warning" not in verified
+    suspicious = web.get(
+        f"/box/{junk_link.group(1)}/{uid_of(data, process, 'Junk', 'webmail suspicious')}"
+    ).text
+    assert "forged-warning" in suspicious
+    assert 'class="badge verified"' not in suspicious

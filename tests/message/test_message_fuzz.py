@@ -166,3 +166,50 @@ def test_result_does_not_depend_on_read_chunk_size(generated: tuple[bytes, Spec]
     expected = parse_message(io.BytesIO(raw))
     with mock.patch.object(scanner_module, "CHUNK_SIZE", chunk):
         assert parse_message(io.BytesIO(raw)) == expected
+
+
+PREFIX_FIELDS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["Authentication-Results", "X-Spam-Status", "Received", "Subject", "ARC-Seal", "X-É"]
+        ),
+        st.text(alphabet="abc =;.()@\u00e9\u4e2d", min_size=1, max_size=40),
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+@given(message(), PREFIX_FIELDS)
+def test_a_parse_derived_for_prefixed_fields_is_the_parse_of_the_prefixed_text(
+    generated: tuple[bytes, Spec], fields: list[tuple[str, str]]
+) -> None:
+    """`with_prefix` (the delivery pipeline's shortcut for header fields a stage adds): when it gives a
+    parse, it is exactly the parse of the prefixed bytes."""
+    from postoffice.delivery.plan import header_field
+    from postoffice.message.parser import with_prefix
+
+    raw, _spec = generated
+    raw = b"From: a@example.test\r\nSubject: s\r\n" + raw if raw[:1] in (b"\r", b"\n") else raw
+    try:
+        prefix = b"".join(header_field(name, value) for name, value in fields)
+    except ValueError:
+        return  # not a field a stage could add
+    original = parse_message(io.BytesIO(raw))
+    derived = with_prefix(original, prefix)
+    again = parse_message(io.BytesIO(prefix + raw))
+    if derived is not None:
+        assert derived == again
+    if any(name == "Subject" for name, _ in fields):
+        assert derived is None  # a field the parse reads: parsed again
+
+
+def test_the_usual_prefix_is_derived_and_equal() -> None:
+    from postoffice.message.parser import with_prefix
+
+    raw = b"From: a@example.test\r\nTo: b@example.test\r\nSubject: hi\r\n\r\nHello\r\n"
+    prefix = b"Authentication-Results: mx.example.test;\r\n\tspf=pass smtp.mailfrom=example.test\r\n"
+    derived = with_prefix(parse_message(io.BytesIO(raw)), prefix)
+    assert derived is not None
+    assert derived == parse_message(io.BytesIO(prefix + raw))
+    assert derived.search_headers.startswith("Authentication-Results: mx.example.test;")

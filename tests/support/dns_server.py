@@ -184,22 +184,23 @@ class _TcpServer(socketserver.ThreadingTCPServer):
 class DnsServer:
     """UDP and TCP on the same loopback port. `with DnsServer(zones) as dns: dns.port`"""
 
-    def __init__(self, zones: Zones, host: str = "127.0.0.1") -> None:
+    def __init__(self, zones: Zones, host: str = "127.0.0.1", port: int = 0) -> None:
         self.zones = zones
         self.host = host
-        # bind UDP first on an ephemeral port, then TCP on the same number (retry on the rare clash)
-        for _ in range(20):
-            udp = _UdpServer((host, 0), zones)
-            port = udp.server_address[1]
+        # bind UDP first on an ephemeral port (or `port`: 53 in a network namespace of a test's own), then TCP
+        # on the same number (retry on the rare clash)
+        for _ in range(1 if port else 20):
+            udp = _UdpServer((host, port), zones)
+            bound = udp.server_address[1]
             try:
-                tcp = _TcpServer((host, port), zones)
+                tcp = _TcpServer((host, bound), zones)
             except OSError:
                 udp.server_close()
                 continue
             break
         else:
             raise OSError("no free port for the test DNS server")
-        self.port = port
+        self.port = bound
         self._servers = (udp, tcp)
         self._threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in self._servers]
 

@@ -16,7 +16,8 @@ Implementation notes
   and (for the queue) the results of the queued message it completes. A stage that raises fails the whole
   delivery (`DeliveryError`, temporary: nothing is stored); so does a store error.
 - Header fields a stage adds for one recipient make different bytes for that recipient: the pipeline makes
-  one text per distinct prefix (the prefix, then the message; parsed again, in a thread when large) and the
+  one text per distinct prefix (the prefix, then the message; its parse derived from the message's when
+  `message.parser.with_prefix` can, else parsed again, in a thread when large) and the
   store keeps one content per text, shared by the copies that name it. The copies of recipients without
   such fields share the message as received, as before; no text is made when no stage adds a field.
 - Refusals after the message was received (SMTP has one reply after DATA; docs/decisions/0040):
@@ -30,6 +31,8 @@ Implementation notes
   stage, in every pipeline: a copy its account's quota refuses is rejected like a stage's rejection (452
   4.2.2, or 552 5.2.2 for a message larger than the whole quota); the server's own DSNs are exempt.
   `room_for` gives SMTP the same answer at RCPT.
+- The DSNs the pipeline and the queue runner write themselves go through `sign_generated` before they are
+  queued: DKIM-signed like submitted mail (docs/decisions/0056).
 - With no stages the pipeline adds a few small objects per message to the SMTP hot path, and a lookup of the
   recipients' quotas in memory (no I/O for accounts without one).
 """
@@ -55,8 +58,9 @@ from postoffice.delivery.plan import (
     initial_plan,
 )
 from postoffice.delivery.quota import apply_quotas, recipient_room
-from postoffice.delivery.stages import Stage, build_stages
+from postoffice.delivery.stages import SignsGenerated, Stage, build_stages
 from postoffice.message import PARSE_INLINE_LIMIT, parse_message
+from postoffice.message.parser import with_prefix
 from postoffice.smtp import dsn as dsn_mod
 from postoffice.store import (
     DeliveredCopy,
@@ -147,6 +151,23 @@ class DeliveryPipeline:
             log.error("delivery id=%s: reading the storage quotas failed: %s", origin.id or "-", exc)
             raise DeliveryError(f"reading the storage quotas failed: {exc}") from exc
         return plan
+
+    def sender_known(self, kind: str, client_ip: str | None, helo: str | None, sender: str) -> None:
+        """Tell the stages a transaction's sender at MAIL, before its message arrives: a stage with a
+        `sender_known` method may start work that needs only these (the authentication stage's SPF and
+        iprev, RFC 7208 section 2.4), so that it runs while the client sends DATA."""
+        for stage in self.stages:
+            early = getattr(stage, "sender_known", None)
+            if early is not None:
+                early(kind, client_ip, helo, sender)
+
+    async def sign_generated(self, data: bytes) -> bytes:
+        """A message this server wrote itself (a DSN), as it is to be queued: finished by the stages that
+        handle such messages (`stages.SignsGenerated`: DKIM signing), in order. Never raises."""
+        for stage in self.stages:
+            if isinstance(stage, SignsGenerated):
+                data = await stage.sign_generated(data)
+        return data
 
     async def room_for(self, recipient: Recipient, size: int = 0) -> Refusal | None:
         """The storage quota's early answer for a resolved recipient and a message of about `size` octets
@@ -272,6 +293,7 @@ class DeliveryPipeline:
             message_id_domain=self.hostname,
             smtputf8=envelope.smtputf8,
         )
+        data = await self.sign_generated(data)
         outbound = OutboundMessage(
             sender="",  # RFC 3461 6.2 / RFC 5321 4.5.5: a DSN comes from the null sender
             recipients=[OutboundRecipient(envelope.sender, notify="NEVER")],
@@ -318,6 +340,9 @@ async def _prefixed(message: Message, prefix: bytes) -> MessageText:
     """The text of a copy with header fields of its own: `prefix`, then the message, and its parse."""
     prefixed = PrefixedSource(prefix, message.source, message.parsed.size)
     source = cast(IO[bytes], prefixed)  # a binary file object: read and seek are all that is used
+    derived = with_prefix(message.parsed, prefix)  # the common case: no second parse
+    if derived is not None:
+        return MessageText(source, derived)
     if prefixed.size <= PARSE_INLINE_LIMIT:
         parsed = parse_message(source)
     else:

@@ -9,10 +9,14 @@ Implementation notes
   the pipeline commits the plan after the last stage, in one store transaction, so a stage that raises
   leaves nothing behind (the delivery fails as a whole, temporarily: SMTP 451).
 - The order is the registry's, fixed by the server and not by the config: authentication results first
-  (every later stage may read them), then spam scoring, then the user's filters (Sieve). The storage quota
+  (every later stage may read them), then DKIM signing (of submitted mail: a later stage may add header
+  fields for one recipient, which the signature does not cover, but must not replace the message it
+  signed; docs/decisions/0056), then spam scoring, then the user's filters (Sieve). The storage quota
   is not a stage: the pipeline applies it after the last one, always (it must see where the copies go;
   `postoffice.delivery.quota`, docs/decisions/0053). A stage that is switched off by its own settings is
   left out when the chain is built (`make` returns None), so an unused stage costs nothing per message.
+- Messages the server writes itself (DSNs) have no plan: a stage that must handle them too (DKIM signing)
+  implements `SignsGenerated`, and `DeliveryPipeline.sign_generated` runs it on them before they are queued.
 - Adding a stage: its package (its code, its settings section if it has one) and one line in `STAGES`.
 """
 
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from postoffice.delivery.plan import DeliveryPlan, Message
@@ -33,6 +37,15 @@ class Stage(Protocol):
     name: str
 
     async def run(self, message: Message, plan: DeliveryPlan) -> None: ...
+
+
+@runtime_checkable
+class SignsGenerated(Protocol):
+    """A stage that also finishes the messages the server writes itself (DSNs), which are queued without a
+    plan: DKIM signing (docs/decisions/0056). `sign_generated` returns the message to queue; it never
+    raises (a message that cannot be finished goes as it was)."""
+
+    async def sign_generated(self, data: bytes) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -50,8 +63,17 @@ def _authentication(config: Any, store: MailStore) -> Stage | None:
     return make_stage(config, store)
 
 
-#: Every delivery stage, in the order they run (authentication results, spam scoring, Sieve).
-STAGES: tuple[StageRegistration, ...] = (StageRegistration("authentication", _authentication),)
+def _dkim_signing(config: Any, store: MailStore) -> Stage | None:
+    from postoffice.mailauth.dkim_sign import make_stage  # dkimpy and cryptography: loaded only by a server
+
+    return make_stage(config, store)
+
+
+#: Every delivery stage, in the order they run (authentication results, DKIM signing, spam scoring, Sieve).
+STAGES: tuple[StageRegistration, ...] = (
+    StageRegistration("authentication", _authentication),
+    StageRegistration("dkim-signing", _dkim_signing),
+)
 
 
 def build_stages(

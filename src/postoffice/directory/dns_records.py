@@ -7,7 +7,8 @@ What is published (`expected_records`), all pointing at `[server] hostname`:
   address, when `[queue] smarthost` sends the mail). `~all` rather than `-all`: a receiver that rejects on an
   SPF fail before DMARC runs would refuse mail that DKIM could still have saved (RFC 7489 section 10.1).
 - DMARC (RFC 7489/9989): one TXT `v=DMARC1; p=none; rua=mailto:postmaster@DOMAIN` at `_dmarc.DOMAIN`. `p=none`
-  until DKIM signing exists (issue 13): with SPF alone, every forwarded message would fail DMARC.
+  still now that mail is DKIM-signed (docs/decisions/0056): a stricter policy is the owner's to choose once
+  the DKIM records check right and reports show the domain's mail passing (DMARC reports: issue 13).
 - SRV for mail programs (RFC 6186; `_submissions._tcp` from RFC 8314 section 5.1): `_submissions`,
   `_submission`, `_imaps`, `_imap`, `_pop3s`, `_pop3` under `._tcp.DOMAIN`, from `net.endpoints` (the list
   autoconfig advertises: enabled listeners with TLS, at their bound ports when the server runs). Priorities:
@@ -17,8 +18,11 @@ What is published (`expected_records`), all pointing at `[server] hostname`:
 - When a web listener runs (autoconfig and Autodiscover are answered there, docs/decisions/0049):
   `autoconfig.DOMAIN` and `autodiscover.DOMAIN` as CNAMEs of the host name, and, with HTTPS,
   `_autodiscover._tcp.DOMAIN SRV 0 1 PORT HOSTNAME` (what Outlook asks when the names fail).
-- DKIM and MTA-STS (with TLS reporting) are not built yet (issue 13): `not_yet` names them, and both faces
-  say "not yet: issue 13" instead of a record; nothing is checked for them.
+- DKIM (RFC 6376; docs/decisions/0056): one TXT record `SELECTOR._domainkey.DOMAIN` per key the domain
+  publishes (pending, active and retiring: `mailauth.dkim_keys`), `v=DKIM1; k=rsa|ed25519; p=KEY`; a value
+  longer than 255 octets is written as several strings (RFC 1035 section 3.3), which receivers join.
+- MTA-STS (with TLS reporting) is not built yet (issue 13): `not_yet` names it, and both faces say "not yet:
+  issue 13" instead of a record; nothing is checked for it.
 
 What "right" means (`check_records`; each record is "ok", "missing", "wrong" with what was found, or "error"
 when DNS gave no answer now: SERVFAIL, timeout, refused):
@@ -31,6 +35,9 @@ when DNS gave no answer now: SERVFAIL, timeout, refused):
 - DMARC: exactly one TXT record at `_dmarc.DOMAIN` whose first tag is `v=DMARC1` (others are not DMARC
   records, RFC 7489 section 6.6.3; several is wrong: receivers then apply none), with `p=` none, quarantine
   or reject.
+- DKIM: exactly one key record at the name (a TXT record without v= or with v=DKIM1 first, RFC 6376 section
+  3.6.1; several: receivers may use any, section 3.6.2.2), of our key's type (k=, default rsa), whose p= is
+  our public key; an empty p= (a revoked key) or another key is wrong.
 - SRV: a record with our target and port (priority and weight are the domain's choice). For a service not
   offered: only records with target "."; one pointing at a host is wrong.
 - autoconfig/autodiscover names: they resolve (A/AAAA, through a CNAME if there is one). A CNAME to the host
@@ -49,6 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -57,16 +65,17 @@ import dns.name
 import dns.rrset
 
 from postoffice.directory.address import parse_domain
+from postoffice.mailauth.dkim_keys import published, record_value, removable_at, txt_strings
 from postoffice.net.dns import DnsResolver, DnsTemporaryFailure, NoSuchDomain, a_label
 from postoffice.net.endpoints import endpoints
 from postoffice.store import NotFound
 
 if TYPE_CHECKING:
     from postoffice.config import Config
-    from postoffice.store import MailStore
+    from postoffice.store import DkimKey, MailStore
 
 Status = Literal["ok", "missing", "wrong", "error"]
-Kind = Literal["mx", "spf", "dmarc", "srv", "web-name"]
+Kind = Literal["mx", "spf", "dmarc", "dkim", "srv", "web-name"]
 
 #: SRV services (RFC 6186, RFC 8314 section 5.1) by (listener protocol, TLS mode): label, priority, name.
 SRV_SERVICES: dict[tuple[str, str], tuple[str, int, str]] = {
@@ -117,7 +126,9 @@ class DnsRecord:
         """The value as a zone file writes it (TXT quoted)."""
         if self.type != "TXT":
             return self.value
-        return '"' + self.value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return " ".join(
+            '"' + part.replace("\\", "\\\\").replace('"', '\\"') + '"' for part in txt_strings(self.value)
+        )
 
     def zone_line(self, width: int = 0) -> str:
         return f"{self.name:<{width}} IN {self.type:<5} {self.published}"
@@ -168,10 +179,14 @@ def _name(domain: str) -> str:
 
 
 def expected_records(
-    config: Config, domain: str, bound: Mapping[str, tuple[str, int]] | None = None
+    config: Config,
+    domain: str,
+    bound: Mapping[str, tuple[str, int]] | None = None,
+    dkim: Sequence[DkimKey] = (),
 ) -> list[DnsRecord]:
     """The records `domain` publishes for this server (see the module docstring). `bound`: the ports the
-    running listeners have (`net.bound`); without it, the configured ones."""
+    running listeners have (`net.bound`); without it, the configured ones. `dkim`: the domain's DKIM keys
+    (`MailStore.dkim_keys`; those not published are left out)."""
     zone = _name(domain)
     host = _name(config.server.hostname)
     ports = bound or {}
@@ -204,6 +219,7 @@ def expected_records(
             "dmarc",
         )
     )
+    records += dkim_records(config, [key for key in dkim if key.domain == domain])
     offered: dict[str, list[DnsRecord]] = {}
     for point in endpoints(config, ports):
         label, priority, what = SRV_SERVICES[(point.protocol, point.tls)]
@@ -253,6 +269,37 @@ def expected_records(
     return records
 
 
+_ALGORITHM_NAMES = {"rsa": "RSA", "ed25519": "Ed25519"}
+
+
+def dkim_records(config: Config, keys: Sequence[DkimKey]) -> list[DnsRecord]:
+    """The TXT records of the keys that are published (pending, active, retiring), in the order given."""
+    records = []
+    for key in published(keys):
+        algorithm = _ALGORITHM_NAMES.get(key.algorithm, key.algorithm)
+        if key.state == "active":
+            purpose = _(
+                "DKIM: the %(algorithm)s key that signs the domain's mail now (RFC 6376).",
+                algorithm=algorithm,
+            )
+        elif key.state == "pending":
+            purpose = _(
+                "DKIM: a new %(algorithm)s key, not signing until postoffice dkim activate %(domain)s.",
+                algorithm=algorithm,
+                domain=key.domain,
+            )
+        else:
+            until = time.strftime("%Y-%m-%d", time.gmtime(removable_at(key, config.queue.max_age)))
+            purpose = _(
+                "DKIM: a retired %(algorithm)s key; keep it for mail still on its way until %(date)s.",
+                algorithm=algorithm,
+                date=until,
+            )
+        name = a_label(key.selector) + "._domainkey." + _name(key.domain)
+        records.append(DnsRecord(name, "TXT", record_value(key), purpose, "dkim"))
+    return records
+
+
 def _spf_host(host: str) -> str:
     """The SPF mechanism that authorises one host: ip4:/ip6: for an address, a: for a name."""
     try:
@@ -266,9 +313,6 @@ def not_yet(domain: str) -> list[NotYet]:
     """The records of features not built yet (issue 13): shown as such, never checked."""
     zone = _name(domain)
     return [
-        NotYet(
-            "DKIM", f"SELECTOR._domainkey.{zone}", _("The public key that signs outgoing mail (RFC 6376).")
-        ),
         NotYet(
             "MTA-STS",
             f"_mta-sts.{zone}",
@@ -416,6 +460,50 @@ def _check_dmarc(record: DnsRecord, rrset: dns.rrset.RRset | None) -> RecordChec
     return RecordCheck(record, "ok", found)
 
 
+def _dkim_tags(text: str) -> dict[str, str] | None:
+    """A DKIM key record's tags (RFC 6376 section 3.6.1, white space removed from values), None when the
+    text is not one (no tag=value list, or a v= other than DKIM1 first)."""
+    tags: dict[str, str] = {}
+    for n, part in enumerate(p for p in text.split(";") if p.strip()):
+        name, equals, value = part.partition("=")
+        if not equals:
+            return None
+        name = name.strip()
+        if name == "v" and (n or value.strip() != "DKIM1"):
+            return None
+        tags.setdefault(name, "".join(value.split()))
+    return tags
+
+
+def _check_dkim(record: DnsRecord, rrset: dns.rrset.RRset | None) -> RecordCheck:
+    expected = _dkim_tags(record.value) or {}
+    keys = [(text, tags) for text in _txt(rrset) if (tags := _dkim_tags(text)) is not None]
+    found = tuple(text for text, _tags in keys)
+    if not keys:
+        return RecordCheck(record, "missing")
+    if len(keys) > 1:
+        return RecordCheck(
+            record,
+            "wrong",
+            found,
+            _("Several DKIM key records at this name: receivers may use any (RFC 6376 section 3.6.2.2)."),
+        )
+    tags = keys[0][1]
+    if not tags.get("p"):
+        return RecordCheck(record, "wrong", found, _("The published key is revoked (an empty p=)."))
+    kind, ours = tags.get("k", "rsa").lower(), expected.get("k", "rsa")
+    if kind != ours:
+        return RecordCheck(
+            record,
+            "wrong",
+            found,
+            _("The record is for a key of type %(found)s, not %(ours)s.", found=kind, ours=ours),
+        )
+    if tags["p"] != expected.get("p"):
+        return RecordCheck(record, "wrong", found, _("Another public key is published at this name."))
+    return RecordCheck(record, "ok", found)
+
+
 def _check_srv(record: DnsRecord, rrset: dns.rrset.RRset | None) -> RecordCheck:
     _priority, _weight, port, target = record.value.split()
     if not rrset:
@@ -475,6 +563,8 @@ async def _check_one(record: DnsRecord, lookups: _Lookups) -> RecordCheck:
             return _check_spf(record, rrset)
         if record.kind == "dmarc":
             return _check_dmarc(record, rrset)
+        if record.kind == "dkim":
+            return _check_dkim(record, rrset)
         return _check_srv(record, rrset)
     except DnsTemporaryFailure as exc:
         return RecordCheck(record, "error", (), _("DNS gave no answer now: %(error)s", error=exc.text))

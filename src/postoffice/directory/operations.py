@@ -1,6 +1,7 @@
 """Operations on accounts that the command line and the web both offer: one implementation of each, with
 `postoffice user ...` and the settings and admin pages as two faces (issue 12). Each logs what it did and who
-asked ("by"): the CLI's user, or the web account.
+asked ("by"): the CLI's user, or the web account. Also the DKIM key operations behind `postoffice dkim`
+(docs/decisions/0056): a new domain gets its keys as it is added; no log line names a private key.
 
 Invariants
 - A password change stores the new argon2id hash (made off the event loop) and ends the account's web
@@ -11,12 +12,15 @@ Invariants
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import time
+from collections.abc import Sequence
 
 from postoffice.directory.address import normalize_address, parse_address, parse_domain
 from postoffice.directory.passwords import generate_password, hash_password_async
-from postoffice.store import Account, Alias, Domain, MailStore, NotFound
+from postoffice.store import Account, Alias, DkimKey, Domain, MailStore, NotFound
 
 log = logging.getLogger("postoffice.directory")
 
@@ -146,8 +150,10 @@ def parse_alias_source(source: str) -> str:
 
 
 async def add_domain(store: MailStore, name: str, *, by: str) -> Domain:
+    """Serve a new domain, with a pair of DKIM keys that sign its mail (docs/decisions/0056)."""
     domain = await store.add_domain(parse_domain(name))
     log.info("domain added domain=%s by=%s", domain.name, by)
+    await dkim_generate(store, domain.name, by=by)
     return domain
 
 
@@ -265,3 +271,112 @@ async def set_limits(
         by,
     )
     return account
+
+
+# -- DKIM signing keys (docs/decisions/0056) -----------------------------------------------------------------
+
+
+class DkimKeyError(ValueError):
+    """A key operation that does not apply to the domain's keys now (the message says why)."""
+
+
+def _selectors(keys: Sequence[DkimKey]) -> str:
+    return ",".join(key.selector for key in keys) or "-"
+
+
+async def _new_pair(store: MailStore, domain: str, *, state: str, now: float) -> list[DkimKey]:
+    from postoffice.mailauth.dkim_keys import new_pair
+
+    existing = await store.dkim_keys(domain)
+    pair = await asyncio.to_thread(new_pair, domain, existing, state=state, now=now)  # RSA: ~0.1 s of CPU
+    return await store.add_dkim_keys(pair)
+
+
+async def dkim_generate(
+    store: MailStore, name: str, *, by: str, now: float | None = None
+) -> tuple[list[DkimKey], bool]:
+    """A pair of keys that sign the domain's mail at once, unless it has active or pending keys already;
+    (the domain's published keys, whether a pair was made). NotFound for a domain not served."""
+    domain = parse_domain(name)
+    if not any(d.name == domain for d in await store.list_domains()):
+        raise NotFound(f"{domain} is not a domain served here")
+    keys = await store.dkim_keys(domain)
+    if any(key.state in ("pending", "active") for key in keys):
+        return [key for key in keys if key.state != "removed"], False
+    made = await _new_pair(store, domain, state="active", now=time.time() if now is None else now)
+    log.info("dkim keys made domain=%s selectors=%s state=active by=%s", domain, _selectors(made), by)
+    return [key for key in await store.dkim_keys(domain) if key.state != "removed"], True
+
+
+async def dkim_rotate(
+    store: MailStore, name: str, *, by: str, at_once: bool = False, now: float | None = None
+) -> tuple[list[DkimKey], list[DkimKey]]:
+    """Make the domain's next pair of keys: pending (published, not signing, until `dkim_activate` once DNS
+    has it), or with `at_once` active at once, the active pair retiring; (the keys made, the keys retired).
+    A pending pair made before is kept (and activated with `at_once`). DkimKeyError for a domain without
+    keys (`dkim_generate` first)."""
+    domain = parse_domain(name)
+    when = time.time() if now is None else now
+    keys = await store.dkim_keys(domain)
+    if not any(key.state in ("pending", "active") for key in keys):
+        raise DkimKeyError(
+            f"{domain} has no DKIM keys yet: make them with `postoffice dkim generate {domain}`"
+        )
+    pending = [key for key in keys if key.state == "pending"]
+    if not pending:
+        pending = await _new_pair(store, domain, state="pending", now=when)
+        log.info("dkim keys made domain=%s selectors=%s state=pending by=%s", domain, _selectors(pending), by)
+    if not at_once:
+        return pending, []
+    return await dkim_activate(store, domain, by=by, now=when)
+
+
+async def dkim_activate(
+    store: MailStore, name: str, *, by: str, now: float | None = None
+) -> tuple[list[DkimKey], list[DkimKey]]:
+    """The pending pair signs from now on; the active one retires (still published: `dkim_retire` removes
+    it once mail signed with it can no longer be on its way). (activated, retired). DkimKeyError when the
+    domain has no pending keys. Whether DNS has the new records is the caller's question, asked first."""
+    domain = parse_domain(name)
+    keys = await store.dkim_keys(domain)
+    pending = [key for key in keys if key.state == "pending"]
+    if not pending:
+        raise DkimKeyError(
+            f"{domain} has no new DKIM keys to activate: `postoffice dkim rotate {domain}` first"
+        )
+    active = [key for key in keys if key.state == "active"]
+    states = {key.id: "retiring" for key in active} | {key.id: "active" for key in pending}
+    changed = await store.set_dkim_key_states(states, time.time() if now is None else now)
+    activated = [key for key in changed if key.state == "active"]
+    retired = [key for key in changed if key.state == "retiring"]
+    log.info(
+        "dkim keys activated domain=%s selectors=%s retiring=%s by=%s",
+        domain,
+        _selectors(activated),
+        _selectors(retired),
+        by,
+    )
+    return activated, retired
+
+
+async def dkim_retire(
+    store: MailStore, name: str, *, by: str, keep_for: float, force: bool = False, now: float | None = None
+) -> tuple[list[DkimKey], list[DkimKey]]:
+    """Remove the domain's retiring keys that have been retiring for `keep_for` seconds (every one with
+    `force`): no longer published, private keys deleted. (removed, still retiring)."""
+    domain = parse_domain(name)
+    when = time.time() if now is None else now
+    retiring = [key for key in await store.dkim_keys(domain) if key.state == "retiring"]
+    due = [key for key in retiring if force or key.changed + keep_for <= when]
+    waiting = [key for key in retiring if key not in due]
+    if not due:
+        return [], waiting
+    removed = await store.set_dkim_key_states({key.id: "removed" for key in due}, when)
+    log.info(
+        "dkim keys removed domain=%s selectors=%s forced=%s by=%s",
+        domain,
+        _selectors(removed),
+        "yes" if force and any(key.changed + keep_for > when for key in due) else "no",
+        by,
+    )
+    return removed, waiting

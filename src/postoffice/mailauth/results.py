@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from postoffice.mailauth.dkim_verify import DkimResult
-from postoffice.mailauth.iprev import IprevResult
+if TYPE_CHECKING:  # the webmail reads results without loading the checks' libraries
+    from postoffice.mailauth.dkim_verify import DkimResult
+    from postoffice.mailauth.iprev import IprevResult
 
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`{|}~@]+")
 _COMMENT_UNSAFE = re.compile(r"[()\\\r\n\x00-\x1f\x7f]")

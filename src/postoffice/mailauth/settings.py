@@ -1,5 +1,5 @@
 """The `[mailauth]` section: sender authentication of mail arriving on port 25 (SPF, DKIM, DMARC, iprev;
-docs/decisions/0054).
+docs/decisions/0054) and DKIM signing of outbound mail (docs/decisions/0056).
 
 Declarations only (`postoffice.settings`): imported by `postoffice.config`, so nothing heavy is imported here.
 """
@@ -23,6 +23,16 @@ class MailAuthConfig:
             "DMARC policy. Off: no checks, no field (for a server behind another that checks)."
         ),
     )
+    sign: bool = setting(
+        True,
+        "DKIM-sign submitted mail, relayed mail and DSNs whose From domain has keys (postoffice dkim)",
+        doc=(
+            "DKIM-sign (RFC 6376; Ed25519 and RSA, RFC 8463) every message our users submit (587/465, the "
+            "webmail), every message a `relay_networks` client relays, and the server's own DSNs, when its "
+            "From domain (or a parent of it) is one of ours with active keys (`postoffice dkim`). Off: "
+            "nothing is signed (for a server whose mail leaves through a smarthost that signs)."
+        ),
+    )
     dmarc_reject: str = setting(
         "reject",
         "a DMARC failure under p=reject: reject (550 5.7.1 at the end of DATA) or quarantine (into Junk)",
@@ -41,6 +51,16 @@ class MailAuthConfig:
             "records are asked for message after message."
         ),
         positive=True,
+    )
+    dkim_processes: int = setting(
+        1,
+        "worker processes verifying DKIM signatures (0: threads of the server process)",
+        doc=(
+            "Worker processes that verify DKIM signatures (hashing the message, RSA and Ed25519): they use "
+            "other CPU cores instead of the server process's. 0: threads of the server process "
+            "(`check_threads`), for a machine with one core."
+        ),
+        minimum=0,
     )
     check_threads: int = setting(
         8,

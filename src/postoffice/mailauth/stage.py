@@ -17,6 +17,10 @@ Implementation notes
   commit (`DeliveryPlan.message`). That is rare and costs a copy of the message; the common case costs
   reading the header section once.
 - The body is read for DKIM only when the message has a DKIM-Signature field.
+- SPF and iprev need only the client, HELO and MAIL FROM: the SMTP session tells the pipeline at MAIL
+  (`sender_known`), the checks start then and run while the client sends DATA. Their results are kept for
+  RECENT_SECONDS by (address) for iprev and (address, HELO, MAIL FROM) for SPF, so the next message of the
+  same sender on the same connection (or another one) does not ask again; DNS TTLs are longer than that.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ import email.parser
 import email.policy
 import logging
 import tempfile
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Hashable
 from functools import partial
-from typing import IO, TYPE_CHECKING, TypeVar
+from typing import IO, TYPE_CHECKING, Generic, TypeVar
 
 from postoffice.delivery.plan import DeliveryPlan, Message, Refusal
 from postoffice.mailauth.dkim_verify import DkimResult, DkimVerifier
@@ -83,6 +88,33 @@ def _fields(header: bytes) -> list[tuple[str, str]]:
     return [(str(name), str(value)) for name, value in parsed.items()]
 
 
+#: Seconds a check's result (iprev, SPF) is used again for the same client and sender.
+RECENT_SECONDS = 60.0
+#: Results kept at most (the oldest go first).
+RECENT_MAX = 10_000
+
+
+class RecentChecks(Generic[T]):
+    """Checks started or finished less than RECENT_SECONDS ago, by key, as tasks (one check per key)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._tasks: dict[Hashable, tuple[float, asyncio.Task[T]]] = {}
+
+    def get(self, key: Hashable, start: Callable[[], Awaitable[T]]) -> asyncio.Task[T]:
+        now = self._clock()
+        found = self._tasks.get(key)
+        if found is not None and now - found[0] < RECENT_SECONDS:
+            return found[1]
+        if len(self._tasks) >= RECENT_MAX:
+            self._tasks = {k: v for k, v in self._tasks.items() if now - v[0] < RECENT_SECONDS}
+            while len(self._tasks) >= RECENT_MAX:
+                del self._tasks[next(iter(self._tasks))]
+        task = asyncio.ensure_future(start())
+        self._tasks[key] = (now, task)
+        return task
+
+
 class AuthenticationStage:
     name = "authentication"
 
@@ -91,7 +123,29 @@ class AuthenticationStage:
         self.hostname = hostname
         self.resolver = resolver
         self.spf = SpfChecker(resolver, receiver=hostname, threads=settings.check_threads)
-        self.dkim = DkimVerifier(resolver, threads=settings.check_threads)
+        self.dkim = DkimVerifier(resolver, threads=settings.check_threads, processes=settings.dkim_processes)
+        self._iprev: RecentChecks[IprevResult] = RecentChecks()
+        self._spf: RecentChecks[SpfOutcome] = RecentChecks()
+
+    def sender_known(self, kind: str, client_ip: str | None, helo: str | None, sender: str) -> None:
+        """At MAIL (`DeliveryPipeline.sender_known`): start iprev and SPF for mail from other servers."""
+        if kind == "mx":
+            self._iprev_of(client_ip or "")
+            self._spf_of(client_ip or "", helo or "", sender)
+
+    def _iprev_of(self, ip: str) -> asyncio.Task[IprevResult]:
+        return self._iprev.get(
+            ip,
+            lambda: self._safely(
+                "iprev", check_iprev(self.resolver, ip), partial(IprevResult, "temperror", ip, "", "")
+            ),
+        )
+
+    def _spf_of(self, ip: str, helo: str, sender: str) -> asyncio.Task[SpfOutcome]:
+        return self._spf.get(
+            (ip, helo, sender),
+            lambda: self._safely("SPF", self.spf.check(ip=ip, helo=helo, mail_from=sender), _spf_broke),
+        )
 
     def close(self) -> None:
         self.spf.close()
@@ -110,10 +164,8 @@ class AuthenticationStage:
         fields = _fields(header)
         ip, helo = origin.client_ip or "", origin.helo or ""
         iprev, spf, dkim = await asyncio.gather(
-            self._safely(
-                "iprev", check_iprev(self.resolver, ip), partial(IprevResult, "temperror", ip, "", "")
-            ),
-            self._safely("SPF", self.spf.check(ip=ip, helo=helo, mail_from=plan.envelope.sender), _spf_broke),
+            self._iprev_of(ip),
+            self._spf_of(ip, helo, plan.envelope.sender),
             self._safely("DKIM", self._verify_dkim(message, header), list),
         )
         from_domain = from_domain_of([value for name, value in fields if name.lower() == "from"])

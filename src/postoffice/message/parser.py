@@ -40,6 +40,7 @@ C-level searches for the lines that can matter (delimiters, header ends).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from typing import IO, Any
@@ -492,6 +493,49 @@ def _search_headers(fields: list[tuple[str, str, str]], decoded: dict[str, str])
         out.append(line)
         size += len(line)
     return "".join(out)
+
+
+def with_prefix(parsed: ParsedMessage, prefix: bytes) -> ParsedMessage | None:
+    """The parse of `prefix` + the message whose parse is `parsed`, derived without reading the message
+    again, or None when it cannot be (then parse the whole text). `prefix` is header fields a delivery stage
+    puts on top (CRLF lines, `delivery.plan.header_field`).
+
+    Derived only when the result is the same as a new parse (tests/message: property-tested): no prefixed
+    field is one the parse reads (`_WANTED`: those could change the envelope, the structure or the dates),
+    the message starts with a header field, and message and prefix together stay far from the parser's
+    header budgets (MAX_HEADER_BYTES, MAX_HEADER_LINES). Then every offset moves by the prefix's length and
+    the prefix's fields come first in the search headers."""
+    root = parsed.body
+    if not prefix or not parsed.search_headers or root.header_start != 0:
+        return None
+    if parsed.size + len(prefix) >= MAX_HEADER_BYTES:
+        return None
+    if root.body_start + root.lines + prefix.count(b"\n") >= MAX_HEADER_LINES:
+        return None
+    fields = list(iter_fields(prefix))
+    if not fields or any(name.lower() in _WANTED for name, _value, _codec in fields):
+        return None
+    if sum(len(name) + len(value) for name, value, _codec in fields) > len(prefix):
+        return None  # not only header fields
+    searched = (_search_headers(fields, {}) + parsed.search_headers)[:MAX_SEARCH_HEADERS]
+    return dataclasses.replace(
+        parsed,
+        size=parsed.size + len(prefix),
+        body=_shifted(root, len(prefix), root=True),
+        search_headers=searched,
+    )
+
+
+def _shifted(part: BodyPart, by: int, *, root: bool = False) -> BodyPart:
+    moved = dataclasses.replace(
+        part,
+        header_start=part.header_start if root else part.header_start + by,
+        body_start=part.body_start + by,
+        body_end=part.body_end + by,
+        parts=[_shifted(child, by) for child in part.parts],
+        embedded=None if part.embedded is None else _shifted(part.embedded, by),
+    )
+    return moved
 
 
 def parse_strict(fp: IO[bytes]) -> ParsedMessage:

@@ -84,6 +84,11 @@ class DnsResolver:
         lifetime: float = 10.0,
         cache_size: int = 0,
     ) -> None:
+        #: what made it, so that another process can make the same (`DnsResolver(*args, **kwargs)`)
+        self.arguments: tuple[tuple[Sequence[str] | None], dict[str, float | int]] = (
+            (None if nameservers is None else list(nameservers),),
+            {"port": port, "timeout": timeout, "lifetime": lifetime, "cache_size": cache_size},
+        )
         cache = dns.resolver.LRUCache(cache_size) if cache_size > 0 else None
         self._resolver = _configured(dns.asyncresolver.Resolver(configure=nameservers is None), nameservers)
         self._sync = _configured(dns.resolver.Resolver(configure=nameservers is None), nameservers)

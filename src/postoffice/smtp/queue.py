@@ -19,7 +19,8 @@ Implementation notes (docs/decisions/0017 the queue, 0018 delivery, 0019 this ru
   delay_warning_after when NOTIFY allows DELAY (or has no NOTIFY); a success notice for NOTIFY=SUCCESS when
   the remote did not take the DSN request over itself ("relayed" then, RFC 3461 6.2.3.1, else "delivered"
   for local delivery). The DSN is queued in the same transaction as the result that caused it, so a crash
-  neither loses nor duplicates it; it is addressed from the null sender.
+  neither loses nor duplicates it; it is addressed from the null sender, and DKIM-signed by the pipeline's
+  `sign_generated` when the host name is in one of our domains (docs/decisions/0056).
 - Stopping cancels deliveries in flight; their recipients stay pending and are tried again after a restart.
   A remote server that accepted a message whose result was not recorded yet gets it again then (RFC 5321
   section 6.1 accepts such duplicates; nothing acknowledged is lost).
@@ -515,6 +516,7 @@ class QueueRunner:
             message_id_domain=self.hostname,
             smtputf8=message.smtputf8,
         )
+        data = await self.pipeline.sign_generated(data)  # DKIM, as for submitted mail (decision 0056)
         outbound = OutboundMessage(
             sender="",  # RFC 3461 6.2 / RFC 5321 4.5.5: a DSN comes from the null sender
             recipients=[OutboundRecipient(message.sender, notify="NEVER")],

@@ -255,6 +255,7 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
             if await self._sender_refused(event) or await self._no_room(event):
                 return
             self.txn = Transaction(_new_id(), time.monotonic(), event.address, dict(event.params))
+            self.pipeline.sender_known(self.origin_kind, self.conn.peer_ip, self.helo, event.address)
             proto.accept()
         elif isinstance(event, p.RcptTo):
             await self._recipient(event)

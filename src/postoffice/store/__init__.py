@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from postoffice.store.api import (
     DEFAULT_MAILBOXES,
+    DKIM_KEY_STATES,
     FINAL_STATUSES,
     LOGIN_GUARD_KINDS,
     LOGIN_HISTORY,
@@ -42,6 +43,7 @@ from postoffice.store.api import (
     DeliveredCopy,
     Delivery,
     DeliveryResult,
+    DkimKey,
     Domain,
     GeneratedMessage,
     Identity,
@@ -104,6 +106,7 @@ def open_store(
 
 __all__ = [
     "DEFAULT_MAILBOXES",
+    "DKIM_KEY_STATES",
     "FINAL_STATUSES",
     "LOGIN_GUARD_KINDS",
     "LOGIN_HISTORY",
@@ -123,6 +126,7 @@ __all__ = [
     "DeliveredCopy",
     "Delivery",
     "DeliveryResult",
+    "DkimKey",
     "Domain",
     "GeneratedMessage",
     "HasFlag",

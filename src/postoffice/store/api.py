@@ -30,7 +30,7 @@ import dataclasses
 import itertools
 import os
 from array import array
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, NamedTuple
 
@@ -579,6 +579,29 @@ class Identity:
     signature: str = ""
     reply_to: str = ""
     default: bool = False
+
+
+#: The states of a DKIM signing key, in the only order a key goes through them (docs/decisions/0056):
+#: pending (published, not signing yet), active (signs), retiring (published, no longer signs), removed
+#: (not published; its private key is gone).
+DKIM_KEY_STATES: tuple[str, ...] = ("pending", "active", "retiring", "removed")
+
+
+@dataclass(frozen=True)
+class DkimKey:
+    """A domain's DKIM signing key (RFC 6376; Ed25519: RFC 8463); `id` 0 is new. `public_key` is the p= value
+    of its DNS record (base64); `private_key` is PEM (PKCS #8), "" once the key is removed, and is never
+    shown (not in the repr, never logged). `changed`: when it entered its `state`."""
+
+    id: int
+    domain: str
+    selector: str
+    algorithm: str  # "rsa" | "ed25519" (the k= of its record)
+    public_key: str
+    private_key: str = field(repr=False)
+    state: str = "active"
+    created: float = 0.0
+    changed: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -1164,6 +1187,27 @@ class MailStore(abc.ABC):
     @abc.abstractmethod
     async def remove_identity(self, account_id: int, identity_id: int) -> bool:
         """Delete one of the account's identities: whether it existed."""
+
+    # -- DKIM signing keys (docs/decisions/0056) ------------------------------------------------------------
+    @abc.abstractmethod
+    async def add_dkim_keys(self, keys: Sequence[DkimKey]) -> list[DkimKey]:
+        """Add signing keys (each pending or active; `id` ignored) in one transaction; they come back with
+        their ids, in order. NotFound for a domain not served; AlreadyExists for a selector the domain has had
+        (in any state: a selector is never used twice), or a second pending or active key of one algorithm
+        in a domain; StoreError for any other state. Nothing is added then."""
+
+    @abc.abstractmethod
+    async def dkim_keys(self, domain: str | None = None) -> list[DkimKey]:
+        """The signing keys of `domain` (None: of every domain), removed ones included, by domain name, then
+        creation time, then id. Every process sees the keys committed before the call."""
+
+    @abc.abstractmethod
+    async def set_dkim_key_states(self, states: Mapping[int, str], now: float) -> list[DkimKey]:
+        """Move keys forward through DKIM_KEY_STATES, all in one transaction (a key entering "removed" loses
+        its private key; `changed` becomes `now` for each key that moves); the keys, in the order given.
+        NotFound for an unknown id; StoreError for an unknown state or a move backwards; AlreadyExists when a
+        domain would have two pending or two active keys of one algorithm (so an activation names both the
+        key that retires and the one that takes over). Nothing changes then."""
 
     # -- storage used ----------------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -261,3 +261,22 @@ CREATE TABLE identities (
 );
 CREATE INDEX identities_account ON identities(account_id);
 -- End of version 16.
+-- DKIM signing keys (version 17, docs/decisions/0056): per domain, an Ed25519 and an RSA key at a time
+-- signing, each published under its own selector; pending -> active -> retiring -> removed (a removed key keeps
+-- its row, without its private key, so that its selector is never used again).
+CREATE TABLE dkim_keys (
+    id          INTEGER PRIMARY KEY,
+    domain_id   INTEGER NOT NULL,                 -- domains.id (the domain's removal deletes its keys)
+    selector    TEXT NOT NULL,
+    algorithm   TEXT NOT NULL,                    -- "rsa" | "ed25519"
+    public_key  TEXT NOT NULL,                    -- the p= of the DNS record (base64)
+    private_key TEXT NOT NULL,                    -- PEM (PKCS #8); '' once removed
+    state       TEXT NOT NULL,                    -- pending | active | retiring | removed
+    created     REAL NOT NULL,
+    changed     REAL NOT NULL,                    -- when it entered its state
+    UNIQUE (domain_id, selector)
+);
+-- one pending and one active key per domain and algorithm at most
+CREATE UNIQUE INDEX dkim_keys_current ON dkim_keys(domain_id, algorithm, state)
+    WHERE state IN ('pending', 'active');
+-- End of version 17.

@@ -3,7 +3,8 @@
 
 Implementation notes
 - The records and the check are `postoffice.directory.dns_records`, the functions behind `postoffice dns
-  records|check DOMAIN`; this page only shows them. The SRV ports are the ones the listeners are bound to now.
+  records|check DOMAIN`; this page only shows them. The SRV ports are the ones the listeners are bound to now;
+  the DKIM records are those of the domain's keys in the store (docs/decisions/0056).
 - The check only reads DNS, so it is a GET (`/admin/dns?domain=D&check=1`), without CSRF; it checks one
   domain at a time, all of its lookups at once with the server's resolver settings.
 - Only administrators: the admin pages' one role check comes first.
@@ -63,7 +64,8 @@ class AdminDnsPage:
         bound: dict[str, tuple[str, int]] = web.ctx.shared("net.bound", dict)
         sections = []
         for domain in shown:
-            records = dns_records.expected_records(web.ctx.config, domain, bound)
+            keys = await web.store.dkim_keys(domain)
+            records = dns_records.expected_records(web.ctx.config, domain, bound, dkim=keys)
             rows: list[tuple[dns_records.DnsRecord, dns_records.RecordCheck | None]]
             if check:
                 checks = await dns_records.check_records(records, dns_records.server_resolver(web.ctx.config))

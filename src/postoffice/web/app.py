@@ -631,7 +631,12 @@ class WebApp:
         session = await self.require(request)
         try:
             all_folders, folder = await self.folder_of(request, session)
-            shown = await mailview.read(self.store, folder, int(request.path_params["uid"]))
+            shown = await mailview.read(
+                self.store,
+                folder,
+                int(request.path_params["uid"]),
+                authserv_id=self.ctx.config.server.hostname,
+            )
         except mailview.NotFound as exc:
             raise HTTPException(404, "no such message") from exc
         trusted = await self.images_trusted(session, shown.sender_address)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage, MIMEPart
 from email.utils import getaddresses, parseaddr
 
+from postoffice.mailauth.results import claims_our_id, read_results
 from postoffice.message import ParsedMessage, envelope_addresses
 from postoffice.store import MailboxInfo, MailStore, MessageInfo
 from postoffice.web.query import Query
@@ -103,6 +104,15 @@ class Shown:
     truncated: bool = False
     marked_seen: bool = False  # opening it marked it read just now
     sender_address: str = ""  # the From address, lower case (for "always show images from")
+    #: our checks at delivery (the Authentication-Results field with our authserv-id; decision 0054): the
+    #: result of each method, e.g. {"dmarc": "pass", "spf": "fail"}; empty when the message had none
+    authentication: dict[str, str] = field(default_factory=dict)
+    verified_domain: str = ""  # the From domain DMARC verified ("" unless dmarc=pass)
+
+    @property
+    def forged_warning(self) -> bool:
+        """The From domain's own authentication failed: the sender may be forged."""
+        return self.authentication.get("dmarc") == "fail"
 
 
 def _order(mailbox: MailboxInfo) -> tuple[int, str]:
@@ -302,7 +312,10 @@ def text_of(message: EmailMessage) -> str:
     return content
 
 
-async def read(store: MailStore, folder: Folder, uid: int, *, mark_seen: bool = True) -> Shown:
+async def read(
+    store: MailStore, folder: Folder, uid: int, *, mark_seen: bool = True, authserv_id: str = ""
+) -> Shown:
+    """The message for the reading page; `authserv_id` (our hostname) finds our own authentication results."""
     from postoffice.web.html import sanitise
 
     info = await _info(store, folder, uid)
@@ -321,6 +334,15 @@ async def read(store: MailStore, folder: Folder, uid: int, *, mark_seen: bool = 
         cc=_addresses(message, "cc"),
         date=parsed.date or info.internaldate,
     )
+    if authserv_id:
+        for value in message.get_all("authentication-results", []):
+            text = str(value)
+            if claims_our_id(text, authserv_id):  # any other with our id was removed at delivery
+                shown.authentication = read_results(text)
+                if shown.authentication.get("dmarc") == "pass":
+                    found = re.search(r"header\.from=([^\s;()]+)", text)
+                    shown.verified_domain = found.group(1).strip('"').lower() if found else ""
+                break
     for index, part in enumerate(leaf_parts(message)):
         filename = part.get_filename()
         disposition = part.get_content_disposition()

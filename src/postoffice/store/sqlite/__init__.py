@@ -5,7 +5,8 @@ Modules: `store` (SqliteMailStore, assembled from the parts and opened; `open_ba
 `postoffice.store.changes.ChangeBus`), `writer` (the group-commit writer thread), `migrations` (schema
 versions), `connection` (connections, blob I/O), `columns` (flags and mailbox names as stored), `rows`
 (row-level steps several writes share), `markers` (cross-process change detection with marker files), and
-the parts: `directory`, `login_guard`, `mailboxes`, `messages`, `queue`, `delivery` (`commit_delivery`).
+the parts: `directory`, `login_guard`, `mailboxes`, `messages`, `queue`, `delivery` (`commit_delivery`),
+`dkim_keys` (DKIM signing keys).
 
 Implementation notes
 - One database file in WAL mode with `synchronous = FULL`: a COMMIT returns after the WAL is fsynced, so a

@@ -95,6 +95,9 @@ class DirectoryMixin(SqliteBase):
                     f"domain {name} still has {counted(users, 'account')} and "
                     f"{counted(aliases, 'alias', 'aliases')}; remove them first"
                 )
+            conn.execute(
+                "DELETE FROM dkim_keys WHERE domain_id = ?", (row[0],)
+            )  # its signing keys go with it
             conn.execute("DELETE FROM domains WHERE id = ?", (row[0],))
 
         await self._write_directory(tx)

@@ -8,6 +8,7 @@ import email.parser
 import email.policy
 import logging
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from postoffice.store.sqlite.rows import insert_addresses, insert_kept_forms, re
 
 log = logging.getLogger("postoffice.store")
 
-SCHEMA_VERSION = 16
+SCHEMA_VERSION = 17
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -133,21 +134,22 @@ _CREATE_WEB_SESSIONS = (
 )
 
 
-#: The tables of version 16 as schema.sql creates them (its part from the "Account security" comment to "End
-#: of version 16"), each statement made idempotent as every migration step is.
-_ACCOUNT_SECURITY_TABLES = tuple(
-    statement.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ").replace(
-        "CREATE INDEX ", "CREATE INDEX IF NOT EXISTS "
+def _schema_part(start: str, end: str) -> tuple[str, ...]:
+    """The statements of schema.sql between the comment line beginning `start` and the line `end`, each made
+    idempotent (CREATE ... IF NOT EXISTS) as every migration step is: a version's new tables, from the one
+    place that declares them."""
+    text = resources.files("postoffice.store").joinpath("schema.sql").read_text()
+    part = text.split(start, 1)[1].split("\n", 1)[1].split(end, 1)[0]
+    return tuple(
+        re.sub(r"\bCREATE (UNIQUE INDEX|INDEX|TABLE) ", r"CREATE \1 IF NOT EXISTS ", statement)
+        for statement in part.split(";\n")
+        if any(line.strip() and not line.strip().startswith("--") for line in statement.splitlines())
     )
-    for statement in resources.files("postoffice.store")
-    .joinpath("schema.sql")
-    .read_text()
-    .split("-- Account security (version 16", 1)[1]
-    .split("\n", 1)[1]
-    .split("-- End of version 16.", 1)[0]
-    .split(";\n")
-    if any(line.strip() and not line.strip().startswith("--") for line in statement.splitlines())
-)
+
+
+#: The tables of version 16 (account security) and of version 17 (DKIM signing keys).
+_ACCOUNT_SECURITY_TABLES = _schema_part("-- Account security (version 16", "-- End of version 16.")
+_DKIM_KEYS_TABLES = _schema_part("-- DKIM signing keys (version 17", "-- End of version 17.")
 
 #: Steps that bring a store from version N to N + 1 (SQL statements, or functions of the connection),
 #: applied in one transaction at open.
@@ -235,6 +237,8 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
         _add_column("accounts", "send_limit", "INTEGER NOT NULL DEFAULT 0"),
         *_ACCOUNT_SECURITY_TABLES,
     ),
+    # DKIM signing keys (issue 13, docs/decisions/0056): a new table only.
+    16: _DKIM_KEYS_TABLES,
 }
 
 

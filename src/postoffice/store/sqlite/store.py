@@ -16,6 +16,7 @@ from postoffice.store.space import DEFAULT_MIN_FREE, DEFAULT_RESERVE, DiskSpace
 from postoffice.store.sqlite.account_security import AccountSecurityMixin
 from postoffice.store.sqlite.delivery import DeliveryMixin
 from postoffice.store.sqlite.directory import DirectoryMixin
+from postoffice.store.sqlite.dkim_keys import DkimKeysMixin
 from postoffice.store.sqlite.login_guard import LoginGuardMixin
 from postoffice.store.sqlite.mailboxes import MailboxesMixin
 from postoffice.store.sqlite.markers import ChangeMarker
@@ -41,6 +42,7 @@ class SqliteMailStore(
     WebSessionsMixin,
     AccountSecurityMixin,
     QuotaMixin,
+    DkimKeysMixin,
 ):
     """The SQLite mail store: its parts assembled (see `postoffice.store.sqlite`)."""
 
