@@ -144,6 +144,7 @@ async def measure(args: argparse.Namespace, count_fsyncs: bool) -> dict[str, flo
         await client(server.port(), args.size, time.monotonic() + 0.5, [], 99)  # warm-up, not measured
         latencies: list[float] = []
         cpu0 = tree_cpu_seconds(pid)
+        own0 = time.process_time()
         t0 = time.monotonic()
         deadline = t0 + args.seconds
         counts = await asyncio.gather(
@@ -151,6 +152,7 @@ async def measure(args: argparse.Namespace, count_fsyncs: bool) -> dict[str, flo
         )
         elapsed = time.monotonic() - t0
         cpu = tree_cpu_seconds(pid) - cpu0
+        own = time.process_time() - own0
         if wrapper:
             os.kill(pid, signal.SIGTERM)  # the server itself; strace then writes its summary and exits
         exit_code = server.stop()
@@ -167,6 +169,7 @@ async def measure(args: argparse.Namespace, count_fsyncs: bool) -> dict[str, flo
             "p50_ms": statistics.median(lat) * 1000,
             "p99_ms": lat[max(0, int(len(lat) * 0.99) - 1)] * 1000,
             "cpu_ms": cpu * 1000 / max(total, 1),
+            "generator_cpu": own / max(elapsed, 1e-9),
             "exit": exit_code,
         }
         if wrapper:
@@ -224,7 +227,8 @@ def authenticated_sender(size: int) -> Any:
 def report(r: dict[str, float], label: str) -> None:
     print(
         f"{label}accepted: {r['accepted']:.0f} messages, {r['rate']:.0f} msg/s; latency p50 "
-        f"{r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms; server CPU {r['cpu_ms']:.2f} ms/message"
+        f"{r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms; server CPU {r['cpu_ms']:.2f} ms/message; "
+        f"load generator (and its DNS server) CPU {r['generator_cpu']:.0%} of a core"
     )
 
 

@@ -56,6 +56,7 @@ from postoffice.delivery.plan import DeliveryPlan, Message
 from postoffice.mailauth.dkim_keys import SIGNATURE_ALGORITHM, load_private_key, signing_keys
 from postoffice.mailauth.dmarc import from_domain_of
 from postoffice.message import PARSE_INLINE_LIMIT, parse_message
+from postoffice.message.parser import with_prefix
 
 if TYPE_CHECKING:
     from postoffice.config import Config
@@ -340,11 +341,13 @@ class SigningStage:
             return
         source = cast(IO[bytes], PrefixedSource(signed.fields, message.source, size))
         total = len(signed.fields) + size
-        parsed = (
-            parse_message(source)
-            if total <= PARSE_INLINE_LIMIT
-            else await asyncio.to_thread(parse_message, source)
-        )
+        parsed = with_prefix(message.parsed, signed.fields)  # no second parse, as a rule
+        if parsed is None:
+            parsed = (
+                parse_message(source)
+                if total <= PARSE_INLINE_LIMIT
+                else await asyncio.to_thread(parse_message, source)
+            )
         plan.message = Message(source, parsed)
         log.info(
             "dkim: signed id=%s d=%s s=%s", plan.origin.id or "-", signed.domain, ",".join(signed.selectors)
