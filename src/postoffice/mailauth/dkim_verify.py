@@ -63,8 +63,9 @@ class DkimResult:
     reason: str  # why, for the log and the A-R comment ("" for pass)
 
 
-class _KeyLookup:
-    """dkimpy's `dnsfunc`: TXT records through our resolver, remembering a temporary failure."""
+class KeyLookup:
+    """dkimpy's `dnsfunc`: TXT records through our resolver, remembering a temporary failure (DKIM and ARC,
+    mailauth/arc.py)."""
 
     def __init__(self, resolver: DnsResolver) -> None:
         self.resolver = resolver
@@ -124,7 +125,7 @@ def _verify_one(verifier: dkim.DKIM, index: int, value: bytes, resolver: DnsReso
 
     if algorithm == "rsa-sha1":
         return result("policy", "rsa-sha1 is not accepted (RFC 8301)")
-    lookup = _KeyLookup(resolver)
+    lookup = KeyLookup(resolver)
     try:
         verified = verifier.verify(idx=index, dnsfunc=lookup)
     except dkim.KeyFormatError as exc:

@@ -5,7 +5,9 @@ Implementation notes
 - One field per message, `Authentication-Results: <authserv-id>; <method>=<result> <properties>; ...`
   (RFC 8601 section 2.2), with the server's hostname as authserv-id (section 2.5), methods in the order the
   checks ran: iprev, spf (the MAIL FROM identity, then the HELO identity when it was checked), dkim (one
-  result per signature), dmarc. A method with nothing to check says `none`. Reasons go into comments.
+  result per signature), arc (when it was checked: RFC 8617 section 7.2, with the sealers in a comment,
+  `smtp.remote-ip` and `header.oldest-pass`), dmarc. A method with nothing to check says `none`. Reasons go
+  into comments.
 - Property values are written as RFC 8601 `pvalue`s: a domain, an address literal, or a quoted string
   when the value has other characters (section 2.2: `value` is an RFC 2045 token or quoted-string).
 - Folded at the methods (section 2.2 allows CFWS between them), so every line stays under 998 octets and
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the webmail reads results without loading the checks' libraries
+    from postoffice.mailauth.arc import ArcResult
     from postoffice.mailauth.dkim_verify import DkimResult
     from postoffice.mailauth.iprev import IprevResult
 
@@ -47,9 +50,12 @@ def format_results(
     spf: Sequence[tuple[str, str, str, str]],
     dkim: Sequence[DkimResult],
     dmarc: tuple[str, str, str] | None,
+    arc: ArcResult | None = None,
+    remote_ip: str = "",
 ) -> str:
     """The field's value. `spf`: (result, property "smtp.mailfrom"/"smtp.helo", domain, reason) per identity
-    checked; `dmarc`: (result, header.from domain, reason), None when there was no single From domain."""
+    checked; `dmarc`: (result, header.from domain, reason), None when there was no single From domain;
+    `arc`: the chain's result (None: not checked), recorded with the client's address `remote_ip`."""
     methods: list[str] = []
     if iprev is not None:
         methods.append(
@@ -70,6 +76,8 @@ def format_results(
         if signature.signature_start:
             properties += f" header.b={_value(signature.signature_start)}"
         methods.append(f"dkim={signature.result}{_comment(signature.reason)}{properties}")
+    if arc is not None:
+        methods.append(_arc_method(arc, remote_ip))
     if dmarc is None:
         methods.append("dmarc=none")
     else:
@@ -77,6 +85,18 @@ def format_results(
         properties = f" header.from={_value(domain)}" if domain else ""
         methods.append(f"dmarc={result}{_comment(reason)}{properties}")
     return authserv_id + ";\r\n\t" + ";\r\n\t".join(methods)
+
+
+def _arc_method(arc: ArcResult, remote_ip: str) -> str:
+    notes = []
+    if arc.sealers:
+        notes.append("sealed by " + ", ".join(f"i={i} {d or '?'}" for i, d in enumerate(arc.sealers, 1)))
+    if arc.reason:
+        notes.append(arc.reason)
+    properties = f" smtp.remote-ip={_value(remote_ip)}" if remote_ip else ""
+    if arc.result == "pass" and arc.oldest_pass:
+        properties += f" header.oldest-pass={arc.oldest_pass}"
+    return f"arc={arc.result}{_comment('; '.join(notes))}{properties}"
 
 
 def authserv_id_of(value: str) -> str:

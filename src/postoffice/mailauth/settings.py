@@ -1,4 +1,4 @@
-"""The `[mailauth]` section: sender authentication of mail arriving on port 25 (SPF, DKIM, DMARC, iprev;
+"""The `[mailauth]` section: sender authentication of mail arriving on port 25 (SPF, DKIM, DMARC, iprev, ARC;
 docs/decisions/0054) and DKIM signing of outbound mail (docs/decisions/0056).
 
 Declarations only (`postoffice.settings`): imported by `postoffice.config`, so nothing heavy is imported here.
@@ -43,6 +43,20 @@ class MailAuthConfig:
         ),
         choices=("reject", "quarantine"),
     )
+    trusted_arc_sealers: tuple[str, ...] = setting(
+        (),
+        'domains whose valid ARC seal overrides a DMARC failure, e.g. ["lists.example.org"] (default: none)',
+        doc=(
+            "Domains (the d= of an ARC-Seal, RFC 8617) trusted to vouch for the mail they pass on: mailing "
+            "lists and forwarders that change a message and so break its DKIM signature and its DMARC "
+            "result. "
+            "When a message fails DMARC but its ARC chain validates and its newest seal is one of these "
+            "domains, the DMARC policy is not applied (it is delivered as usual; RFC 7960's local policy "
+            "override) and the Authentication-Results field says so. Exact domains, no subdomains. Empty: "
+            "ARC is checked and recorded, but overrides nothing."
+        ),
+        normalize=lambda names: [str(name).rstrip(".").lower() for name in names],
+    )
     dns_cache_size: int = setting(
         10000,
         "DNS answers kept in memory for their TTL (SPF, DKIM keys, DMARC records)",
@@ -65,6 +79,9 @@ class MailAuthConfig:
     check_threads: int = setting(
         8,
         "threads for the blocking parts of the checks (SPF, DKIM)",
-        doc="Threads for the parts of the checks that block (pyspf's SPF evaluation, dkimpy's verification).",
+        doc=(
+            "Threads for the parts of the checks that block (pyspf's SPF evaluation, dkimpy's DKIM and ARC "
+            "checks)."
+        ),
         positive=True,
     )

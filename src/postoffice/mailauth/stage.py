@@ -1,17 +1,26 @@
 """The authentication stage of the delivery pipeline (docs/decisions/0054): for mail from other servers
-(port 25), iprev, SPF, DKIM and DMARC, one Authentication-Results field (RFC 8601) for every recipient, and
-the sender domain's DMARC policy applied.
+(port 25), iprev, SPF, DKIM, ARC and DMARC, one Authentication-Results field (RFC 8601) for every
+recipient, and the sender domain's DMARC policy applied, unless a trusted ARC sealer vouches for the message.
 
 Implementation notes
 - Only deliveries of kind "mx" are checked: submissions are authenticated by their login, the queue's local
   deliveries were checked when they arrived, relaying clients are trusted by configuration.
-- iprev, SPF and DKIM run at the same time (none needs another's result); DMARC then needs SPF's and DKIM's.
+- iprev, SPF, DKIM and ARC run at the same time (none needs another's result); DMARC then needs SPF's and
+  DKIM's.
   A check that fails unexpectedly gives `temperror` and a log line: the message is still delivered (never
   lost because a check broke), with the result saying so.
 - DMARC `fail` under the policy `reject`: every copy is rejected with 550 5.7.1 (the SMTP reply at the end
   of DATA; [mailauth] dmarc_reject = "quarantine" files it into Junk instead); under `quarantine`: into
   Junk. `none`, and every other result (temperror included): delivered as usual, with the results in the
   field.
+- The ARC override (RFC 8617 section 7.2.1, RFC 7960's local policy override): a DMARC `fail` whose policy
+  would apply is delivered as usual when the ARC chain validates (arc=pass) and its newest sealer (the d= of
+  the highest-instance ARC-Seal) is in [mailauth] trusted_arc_sealers: that domain vouches that the message
+  was authenticated when it reached it, and was changed (a list's footer) only by it. The field keeps
+  dmarc=fail with a comment saying the policy was overridden and by whom; DMARC aggregate reports (not sent
+  yet) would record the disposition as "none" with the override reason "local_policy" (RFC 7489 appendix
+  C, PolicyOverrideType).
+  Only the newest sealer counts: an older one vouches for nothing we can check ourselves.
 - Forged fields: an arriving Authentication-Results field with our authserv-id is removed before delivery
   (RFC 8601 section 5); the message without it replaces the received one for every later stage and the
   commit (`DeliveryPlan.message`). That is rare and costs a copy of the message; the common case costs
@@ -36,6 +45,7 @@ from functools import partial
 from typing import IO, TYPE_CHECKING, Generic, TypeVar
 
 from postoffice.delivery.plan import DeliveryPlan, Message, Refusal
+from postoffice.mailauth.arc import ArcResult, ArcVerifier
 from postoffice.mailauth.dkim_verify import DkimResult, DkimVerifier
 from postoffice.mailauth.dmarc import DmarcResult, check_dmarc, from_domain_of
 from postoffice.mailauth.iprev import IprevResult, check_iprev
@@ -124,6 +134,8 @@ class AuthenticationStage:
         self.resolver = resolver
         self.spf = SpfChecker(resolver, receiver=hostname, threads=settings.check_threads)
         self.dkim = DkimVerifier(resolver, threads=settings.check_threads, processes=settings.dkim_processes)
+        self.arc = ArcVerifier(resolver, threads=settings.check_threads)
+        self.trusted_arc_sealers = frozenset(settings.trusted_arc_sealers)
         self._iprev: RecentChecks[IprevResult] = RecentChecks()
         self._spf: RecentChecks[SpfOutcome] = RecentChecks()
 
@@ -150,6 +162,7 @@ class AuthenticationStage:
     def close(self) -> None:
         self.spf.close()
         self.dkim.close()
+        self.arc.close()
 
     async def run(self, message: Message, plan: DeliveryPlan) -> None:
         origin = plan.origin
@@ -163,10 +176,12 @@ class AuthenticationStage:
         )
         fields = _fields(header)
         ip, helo = origin.client_ip or "", origin.helo or ""
-        iprev, spf, dkim = await asyncio.gather(
+        data = await self._message_bytes(message, header)
+        iprev, spf, dkim, arc = await asyncio.gather(
             self._iprev_of(ip),
             self._spf_of(ip, helo, plan.envelope.sender),
-            self._safely("DKIM", self._verify_dkim(message, header), list),
+            self._safely("DKIM", self._verify_dkim(data), list),
+            self._safely("ARC", self._verify_arc(data), _arc_broke),
         )
         from_domain = from_domain_of([value for name, value in fields if name.lower() == "from"])
         dmarc: DmarcResult | None = None
@@ -191,7 +206,9 @@ class AuthenticationStage:
             iprev=iprev,
             spf=[(r.result, prop, r.domain, r.explanation) for prop, r in identities],
             dkim=dkim,
-            dmarc=_dmarc_entry(dmarc, from_domain, fields),
+            dmarc=_dmarc_entry(dmarc, from_domain, fields, self._overriding_sealer(dmarc, arc)),
+            arc=arc,
+            remote_ip=ip,
         )
         forged = [
             value
@@ -204,21 +221,30 @@ class AuthenticationStage:
             recipient.prepend_header("Authentication-Results", value)
         from_values = [value for name, value in fields if name.lower() == "from"]
         several_authors = from_domain is None and any("@" in value for value in from_values)
-        disposition = self._apply_policy(dmarc, plan, several_authors)
+        disposition = self._apply_policy(dmarc, plan, several_authors, self._overriding_sealer(dmarc, arc))
         log.info(
-            "authentication id=%s client=%s iprev=%s spf=%s dkim=%s dmarc=%s from=%s disposition=%s%s",
+            "authentication id=%s client=%s iprev=%s spf=%s dkim=%s arc=%s dmarc=%s from=%s disposition=%s%s",
             origin.id or "-",
             ip,
             iprev.result,
             spf.mail_from.result,
             ",".join(f"{d.result}:{d.domain}" for d in dkim) or "none",
+            f"{arc.result}:{','.join(arc.sealers)}" if arc.sealers else arc.result,
             dmarc.result if dmarc is not None else "none",
             from_domain or "-",
             disposition,
             f" forged_results_removed={len(forged)}" if forged else "",
         )
 
-    def _apply_policy(self, dmarc: DmarcResult | None, plan: DeliveryPlan, several_authors: bool) -> str:
+    def _overriding_sealer(self, dmarc: DmarcResult | None, arc: ArcResult) -> str:
+        """The trusted sealer whose chain overrides `dmarc`'s policy ("" when none does; module notes)."""
+        if dmarc is None or dmarc.result != "fail" or dmarc.policy == "none" or arc.result != "pass":
+            return ""
+        return arc.newest_sealer if arc.newest_sealer in self.trusted_arc_sealers else ""
+
+    def _apply_policy(
+        self, dmarc: DmarcResult | None, plan: DeliveryPlan, several_authors: bool, overriding_sealer: str
+    ) -> str:
         if several_authors:
             # DMARC cannot judge a From with several domains (RFC 9989 section 11.5 leaves it to the
             # receiver): a forger could hide a protected domain beside their own, so it goes into Junk.
@@ -227,6 +253,8 @@ class AuthenticationStage:
             return "quarantine"
         if dmarc is None or dmarc.result != "fail" or dmarc.policy == "none":
             return "deliver"
+        if overriding_sealer:
+            return "deliver-arc-override"
         if dmarc.policy == "reject" and self.settings.dmarc_reject == "reject":
             for recipient in plan.recipients:
                 recipient.reject(DMARC_REJECTED)
@@ -235,16 +263,21 @@ class AuthenticationStage:
             recipient.file_into("Junk", special_use="\\Junk")
         return "quarantine"
 
-    async def _verify_dkim(self, message: Message, header: bytes) -> list[DkimResult]:
-        if b"dkim-signature" not in header.lower():
-            return []
+    async def _message_bytes(self, message: Message, header: bytes) -> bytes | None:
+        """The whole message when DKIM or ARC needs it (a signature or a seal in the header), else None."""
+        lowered = header.lower()
+        if not any(name in lowered for name in (b"dkim-signature", b"arc-seal", b"arc-message-signature")):
+            return None
         size = message.parsed.size
-        data = (
-            _read(message.source, size)
-            if size <= PARSE_INLINE_LIMIT
-            else await asyncio.to_thread(_read, message.source, size)
-        )
-        return list(await self.dkim.verify(data))
+        if size <= PARSE_INLINE_LIMIT:
+            return _read(message.source, size)
+        return await asyncio.to_thread(_read, message.source, size)
+
+    async def _verify_dkim(self, data: bytes | None) -> list[DkimResult]:
+        return [] if data is None else list(await self.dkim.verify(data))
+
+    async def _verify_arc(self, data: bytes | None) -> ArcResult:
+        return ArcResult("none", 0, (), "") if data is None else await self.arc.verify(data)
 
     async def _safely(self, what: str, check: Awaitable[T], broke: Callable[[], T]) -> T:
         try:
@@ -293,9 +326,16 @@ def _spf_broke() -> SpfOutcome:
     return SpfOutcome(None, SpfResult("temperror", "", "the check failed"))
 
 
+def _arc_broke() -> ArcResult:
+    return ArcResult("temperror", 0, (), "the check failed")
+
+
 def _dmarc_entry(
-    dmarc: DmarcResult | None, from_domain: str | None, fields: list[tuple[str, str]]
+    dmarc: DmarcResult | None, from_domain: str | None, fields: list[tuple[str, str]], overriding_sealer: str
 ) -> tuple[str, str, str] | None:
+    if dmarc is not None and overriding_sealer:
+        why = f"policy={dmarc.policy} overridden by local_policy: ARC sealed by trusted {overriding_sealer}"
+        return dmarc.result, dmarc.from_domain, f"{dmarc.reason}; {why}" if dmarc.reason else why
     if dmarc is not None:
         return dmarc.result, dmarc.from_domain, dmarc.reason
     if from_domain is None and any(name.lower() == "from" for name, _ in fields):
