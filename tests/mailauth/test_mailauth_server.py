@@ -226,3 +226,15 @@ def test_the_webmail_marks_a_verified_sender_and_warns_on_a_failed_one(
     ).text
     assert "forged-warning" in suspicious
     assert 'class="badge verified"' not in suspicious
+
+
+def test_a_utf8_from_domain_is_judged_not_taken_for_several_authors(
+    server: tuple[DataDir, ServerProcess],
+) -> None:
+    """RFC 6532 header bytes: the From domain is read as the MIME parser reads it (IDNA), so DMARC looks it up
+    and the message is not filed as one with several author domains."""
+    data, process = server
+    ascii_part = message("ann@example.invalid", "utf8 author").split(b"\r\n", 1)[1]
+    send(process, "x@evil.example", "From: Ann <ann@bücher.example>\r\n".encode() + ascii_part)
+    parsed = stored(data, process, "INBOX", "utf8 author")  # not Junk
+    assert read_results(our_results(parsed)[0])["dmarc"] == "none"  # looked up: no record there

@@ -35,8 +35,6 @@ Implementation notes
 from __future__ import annotations
 
 import asyncio
-import email.parser
-import email.policy
 import logging
 import tempfile
 import time
@@ -53,6 +51,7 @@ from postoffice.mailauth.results import claims_our_id, format_results
 from postoffice.mailauth.settings import MailAuthConfig
 from postoffice.mailauth.spf import SpfChecker, SpfOutcome, SpfResult
 from postoffice.message import PARSE_INLINE_LIMIT, parse_message
+from postoffice.message.headers import iter_fields
 from postoffice.net.dns import DnsResolver
 
 if TYPE_CHECKING:
@@ -94,8 +93,9 @@ def _header_section(source: IO[bytes], size: int) -> bytes:
 
 
 def _fields(header: bytes) -> list[tuple[str, str]]:
-    parsed = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(header + b"\r\n")
-    return [(str(name), str(value)) for name, value in parsed.items()]
+    """(name, unfolded value) of each field, read as the MIME parser reads them (UTF-8 header bytes, RFC
+    6532, stay readable: they must, for the From domain DMARC judges)."""
+    return [(name, value) for name, value, _codec in iter_fields(header)]
 
 
 #: Seconds a check's result (iprev, SPF) is used again for the same client and sender.
