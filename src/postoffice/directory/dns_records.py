@@ -159,9 +159,12 @@ class RecordCheck:
 # -- what to publish ---------------------------------------------------------------------------------------
 
 
-def server_resolver(config: Config) -> DnsResolver:
-    """A resolver with the server's settings (the ones outbound delivery uses)."""
-    return DnsResolver(list(config.queue.nameservers) or None, port=config.queue.dns_port)
+def server_resolver(config: Config, *, cache_size: int = 0) -> DnsResolver:
+    """A resolver with the server's settings (the ones outbound delivery uses), with a TTL cache of
+    `cache_size` answers (0: none)."""
+    return DnsResolver(
+        list(config.queue.nameservers) or None, port=config.queue.dns_port, cache_size=cache_size
+    )
 
 
 async def served_domain(store: MailStore, name: str) -> str:

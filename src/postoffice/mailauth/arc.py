@@ -27,17 +27,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import dkim
 
-from postoffice.mailauth.dkim_verify import MIN_RSA_BITS, KeyLookup
+from postoffice.mailauth.dkim_verify import DKIMPY_LOG, MIN_RSA_BITS, KeyLookup, signature_tag
 from postoffice.net.dns import DnsResolver
 
 log = logging.getLogger("postoffice.mailauth")
-_DKIMPY_LOG = logging.getLogger("postoffice.mailauth.dkimpy")
 
 #: The highest instance number an ARC set may have (RFC 8617 section 4.2.1).
 MAX_INSTANCES = 50
@@ -56,17 +54,10 @@ class ArcResult:
         return self.sealers[-1] if self.sealers else ""
 
 
-def _tag(value: bytes, name: bytes) -> str:
-    match = re.search(rb"(?:^|;)\s*" + name + rb"\s*=\s*([^;]*)", value)
-    if match is None:
-        return ""
-    return re.sub(rb"\s+", b"", match.group(1)).decode("ascii", "replace").lower()
-
-
 def verify_chain(message: bytes, resolver: DnsResolver) -> ArcResult:
     """The ARC result of `message` (blocking: DNS and hashing)."""
     try:
-        arc = dkim.ARC(message, logger=_DKIMPY_LOG, minkey=MIN_RSA_BITS, timeout=5)
+        arc = dkim.ARC(message, logger=DKIMPY_LOG, minkey=MIN_RSA_BITS, timeout=5)
         instances, fields = arc.sorted_arc_headers()
     except Exception as exc:  # dkimpy could not split the message into header fields and body
         return ArcResult("permerror", 0, (), f"the message cannot be read: {exc}")
@@ -75,7 +66,7 @@ def verify_chain(message: bytes, resolver: DnsResolver) -> ArcResult:
     seals: dict[int, str] = {}
     for instance, (name, value) in sorted(fields, key=lambda item: item[0]):
         if name.lower() == b"arc-seal":
-            seals.setdefault(instance, _tag(value, b"d"))
+            seals.setdefault(instance, signature_tag(value, b"d").lower())
     sealers = tuple(seals[i] for i in sorted(seals))
 
     def result(outcome: str, reason: str = "", oldest_pass: int = 0) -> ArcResult:
@@ -84,7 +75,7 @@ def verify_chain(message: bytes, resolver: DnsResolver) -> ArcResult:
     if instances > MAX_INSTANCES:
         return result("fail", f"more than {MAX_INSTANCES} ARC sets (RFC 8617 section 4.2.1)")
     if any(
-        _tag(value, b"a") == "rsa-sha1"
+        signature_tag(value, b"a").lower() == "rsa-sha1"
         for _, (name, value) in fields
         if name.lower() != b"arc-authentication-results"
     ):

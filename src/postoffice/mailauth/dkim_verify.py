@@ -44,8 +44,8 @@ from postoffice.net.dns import DnsResolver, DnsTemporaryFailure, NoSuchDomain
 
 log = logging.getLogger("postoffice.mailauth")
 #: dkimpy's own log lines (every missing key is an "error" there): kept quiet, our results say it all.
-_DKIMPY_LOG = logging.getLogger("postoffice.mailauth.dkimpy")
-_DKIMPY_LOG.setLevel(logging.CRITICAL)
+DKIMPY_LOG = logging.getLogger("postoffice.mailauth.dkimpy")
+DKIMPY_LOG.setLevel(logging.CRITICAL)
 
 #: Signatures verified per message at most (each costs a DNS lookup and a hash of the body).
 MAX_SIGNATURES = 10
@@ -93,7 +93,7 @@ class KeyLookup:
         return None
 
 
-def _tag(signature: bytes, name: bytes) -> str:
+def signature_tag(signature: bytes, name: bytes) -> str:
     match = re.search(rb"(?:^|;)\s*" + name + rb"\s*=\s*([^;]*)", signature)
     if match is None:
         return ""
@@ -103,7 +103,7 @@ def _tag(signature: bytes, name: bytes) -> str:
 def verify_signatures(message: bytes, resolver: DnsResolver) -> list[DkimResult]:
     """Every DKIM signature of `message` (blocking: DNS and hashing); [] when it has none."""
     try:
-        verifier = dkim.DKIM(message, logger=_DKIMPY_LOG, minkey=MIN_RSA_BITS, timeout=5)
+        verifier = dkim.DKIM(message, logger=DKIMPY_LOG, minkey=MIN_RSA_BITS, timeout=5)
     except Exception as exc:  # dkimpy could not split the message into header fields and body
         log.info("DKIM: the message cannot be read for verification: %s", exc)
         return []
@@ -115,10 +115,10 @@ def verify_signatures(message: bytes, resolver: DnsResolver) -> list[DkimResult]
 
 
 def _verify_one(verifier: dkim.DKIM, index: int, value: bytes, resolver: DnsResolver) -> DkimResult:
-    domain = _tag(value, b"d").lower()
-    selector = _tag(value, b"s")
-    algorithm = _tag(value, b"a").lower()
-    start = _tag(value, b"b")[:12]
+    domain = signature_tag(value, b"d").lower()
+    selector = signature_tag(value, b"s")
+    algorithm = signature_tag(value, b"a").lower()
+    start = signature_tag(value, b"b")[:12]
 
     def result(outcome: str, reason: str = "") -> DkimResult:
         return DkimResult(outcome, domain, selector, algorithm, start, reason)

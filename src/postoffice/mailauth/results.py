@@ -119,3 +119,9 @@ def read_results(value: str) -> dict[str, str]:
         if match is not None:
             found.setdefault(match.group(1).lower(), match.group(2).lower())
     return found
+
+
+def from_domain_of_results(value: str) -> str:
+    """The `header.from` domain of a field's value, lowercase ("" when it has none)."""
+    found = re.search(r"header\.from=([^\s;()]+)", value)
+    return found.group(1).strip('"').lower() if found else ""

@@ -43,6 +43,7 @@ from functools import partial
 from typing import IO, TYPE_CHECKING, Generic, TypeVar
 
 from postoffice.delivery.plan import DeliveryPlan, Message, Refusal
+from postoffice.directory.dns_records import server_resolver
 from postoffice.mailauth.arc import ArcResult, ArcVerifier
 from postoffice.mailauth.dkim_verify import DkimResult, DkimVerifier
 from postoffice.mailauth.dmarc import DmarcResult, check_dmarc, from_domain_of
@@ -198,6 +199,7 @@ class AuthenticationStage:
                 ),
                 lambda: None,
             )
+        overriding = self._overriding_sealer(dmarc, arc)
         identities = [("smtp.mailfrom", spf.mail_from)]
         if spf.helo is not None:
             identities.append(("smtp.helo", spf.helo))
@@ -206,7 +208,7 @@ class AuthenticationStage:
             iprev=iprev,
             spf=[(r.result, prop, r.domain, r.explanation) for prop, r in identities],
             dkim=dkim,
-            dmarc=_dmarc_entry(dmarc, from_domain, fields, self._overriding_sealer(dmarc, arc)),
+            dmarc=_dmarc_entry(dmarc, from_domain, fields, overriding),
             arc=arc,
             remote_ip=ip,
         )
@@ -221,7 +223,7 @@ class AuthenticationStage:
             recipient.prepend_header("Authentication-Results", value)
         from_values = [value for name, value in fields if name.lower() == "from"]
         several_authors = from_domain is None and any("@" in value for value in from_values)
-        disposition = self._apply_policy(dmarc, plan, several_authors, self._overriding_sealer(dmarc, arc))
+        disposition = self._apply_policy(dmarc, plan, several_authors, overriding)
         log.info(
             "authentication id=%s client=%s iprev=%s spf=%s dkim=%s arc=%s dmarc=%s from=%s disposition=%s%s",
             origin.id or "-",
@@ -350,7 +352,5 @@ def make_stage(config: Config, store: MailStore) -> AuthenticationStage | None:
     settings = config.mailauth
     if not settings.verify:
         return None
-    resolver = DnsResolver(
-        list(config.queue.nameservers) or None, port=config.queue.dns_port, cache_size=settings.dns_cache_size
-    )
+    resolver = server_resolver(config, cache_size=settings.dns_cache_size)
     return AuthenticationStage(settings, config.server.hostname, resolver)

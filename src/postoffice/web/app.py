@@ -463,6 +463,24 @@ class WebApp:
             **await self.security.settings_values(account),
         )
 
+    async def password_error(self, request: Request, account: Account, password: str, mechanism: str) -> str:
+        """ "" when `password` is the account's, through the authenticator (so lockouts apply; a second factor
+        asked for means it was right), else what the form says."""
+        result = await self.ctx.authenticator.login(
+            protocol="web",
+            client_ip=_client_ip(request),
+            username=account.address,
+            password=password[:MAX_CREDENTIAL],
+            mechanism=mechanism,
+            tls=request.url.scheme == "https",
+        )
+        if result.ok or result.status == "second-factor":
+            return ""
+        catalog = translations(self.language(request))
+        if result.status == "locked-out":
+            return str(catalog.gettext("Too many failed logins. Please wait a while and try again."))
+        return str(catalog.gettext("The current password is not right."))
+
     async def change_password(self, request: Request) -> Response:
         """A new password: the current one first (through the authenticator, so lockouts apply), then the
         new one twice; the account's other web sessions end."""
@@ -471,25 +489,11 @@ class WebApp:
         await self.check_csrf(request, session, form)
         account = await self.account(session)
         catalog = translations(self.language(request))
-        result = await self.ctx.authenticator.login(
-            protocol="web",
-            client_ip=_client_ip(request),
-            username=account.address,
-            password=form.get("current", "")[:MAX_CREDENTIAL],
-            mechanism="password-change",
-            tls=request.url.scheme == "https",
-        )
         new = form.get("new", "")[:MAX_CREDENTIAL]
-        error = ""
-        if not result.ok and result.status != "second-factor":  # that one says the password was right
-            error = (
-                catalog.gettext("Too many failed logins. Please wait a while and try again.")
-                if result.status == "locked-out"
-                else catalog.gettext("The current password is not right.")
-            )
-        elif new != form.get("repeat", ""):
+        error = await self.password_error(request, account, form.get("current", ""), "password-change")
+        if not error and new != form.get("repeat", ""):
             error = catalog.gettext("The new password and its repetition differ.")
-        else:
+        elif not error:
             try:
                 check_chosen_password(new, account.address)
             except PasswordRejected:

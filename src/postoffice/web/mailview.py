@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage, MIMEPart
 from email.utils import getaddresses, parseaddr
 
-from postoffice.mailauth.results import claims_our_id, read_results
+from postoffice.mailauth.results import claims_our_id, from_domain_of_results, read_results
 from postoffice.message import ParsedMessage, envelope_addresses
 from postoffice.store import MailboxInfo, MailStore, MessageInfo
 from postoffice.web.query import Query
@@ -340,8 +340,7 @@ async def read(
             if claims_our_id(text, authserv_id):  # any other with our id was removed at delivery
                 shown.authentication = read_results(text)
                 if shown.authentication.get("dmarc") == "pass":
-                    found = re.search(r"header\.from=([^\s;()]+)", text)
-                    shown.verified_domain = found.group(1).strip('"').lower() if found else ""
+                    shown.verified_domain = from_domain_of_results(text)
                 break
     for index, part in enumerate(leaf_parts(message)):
         filename = part.get_filename()

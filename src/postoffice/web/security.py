@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from postoffice.auth import factors
 from postoffice.delivery.submission import owns
+from postoffice.directory import operations
 from postoffice.directory.address import AddressError, parse_address
 from postoffice.store import Account, AlreadyExists, Identity, NotFound, WebSession
 from postoffice.web import compose, mailview
@@ -88,22 +89,6 @@ class SecurityPages:
     def _gettext(self, request: Request, text: str) -> str:
         return str(translations(self.web.language(request)).gettext(text))
 
-    async def _password_error(self, request: Request, account: Account, password: str) -> str:
-        """Empty when `password` is the account's (a second factor asked for means it is), else why not."""
-        result = await self.web.ctx.authenticator.login(
-            protocol="web",
-            client_ip=request.client.host if request.client else "",
-            username=account.address,
-            password=password[:1024],
-            mechanism="confirm",
-            tls=request.url.scheme == "https",
-        )
-        if result.ok or result.status == "second-factor":
-            return ""
-        if result.status == "locked-out":
-            return self._gettext(request, _("Too many failed logins. Please wait a while and try again."))
-        return self._gettext(request, _("The current password is not right."))
-
     # -- two-step login --------------------------------------------------------------------------------------
     async def enrol_page(self, request: Request, *, error: str = "", status: int = 200) -> Response:
         session = await self.web.require(request)
@@ -140,7 +125,7 @@ class SecurityPages:
         session, account, form = await self._posted(request)
         if account.two_factor:
             return RedirectResponse("/settings#security", 303)
-        error = await self._password_error(request, account, form.get("password"))
+        error = await self.web.password_error(request, account, form.get("password"), "confirm")
         if error:
             return await self.enrol_page(request, error=error, status=400)
         pending = await self._pending_secret(account)
@@ -175,11 +160,10 @@ class SecurityPages:
 
     async def turn_off(self, request: Request) -> Response:
         session, account, form = await self._posted(request)
-        error = await self._password_error(request, account, form.get("password"))
+        error = await self.web.password_error(request, account, form.get("password"), "confirm")
         if error:
             return await self.web.settings_page(request, error=error, status=400, session=session)
-        await self.store.set_second_factor(account.id, None)
-        log.info("two-factor login off account=%s by=web:%s", account.address, account.address)
+        await operations.turn_off_second_factor(self.store, account.address, by=f"web:{account.address}")
         return RedirectResponse("/settings?done=two-factor-off#security", 303)
 
     async def new_codes(self, request: Request) -> Response:
@@ -187,7 +171,7 @@ class SecurityPages:
         factor = await self.store.second_factor(account.id)
         if factor is None:
             return RedirectResponse("/settings#security", 303)
-        error = await self._password_error(request, account, form.get("password"))
+        error = await self.web.password_error(request, account, form.get("password"), "confirm")
         if error:
             return await self.web.settings_page(request, error=error, status=400, session=session)
         codes = factors.new_recovery_codes()
@@ -199,7 +183,7 @@ class SecurityPages:
     async def add_app_password(self, request: Request) -> Response:
         session, account, form = await self._posted(request)
         name = " ".join(form.get("name").split())[:MAX_NAME]
-        error = await self._password_error(request, account, form.get("password"))
+        error = await self.web.password_error(request, account, form.get("password"), "confirm")
         if error:  # a signed-in browser alone does not make a password that outlives the session
             return await self.web.settings_page(request, error=error, status=400, session=session)
         if not name:

@@ -187,14 +187,13 @@ class DirectoryMixin(SqliteBase):
             raise ValueError("a quota or sending limit is not negative")
 
         def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> Account:
-            for column, value in (("admin", admin), ("disabled", disabled), ("quota", quota)):
+            changes = (("admin", admin), ("disabled", disabled), ("quota", quota), ("send_limit", send_limit))
+            for column, value in changes:
                 if value is not None:
                     conn.execute(
                         f"UPDATE accounts SET {column} = ? WHERE address = ?",  # noqa: S608 - constant names
                         (int(value), address),
                     )
-            if send_limit is not None:
-                conn.execute("UPDATE accounts SET send_limit = ? WHERE address = ?", (send_limit, address))
             if disabled:  # its web sessions end with it
                 conn.execute(
                     "DELETE FROM web_sessions WHERE account_id = (SELECT id FROM accounts WHERE address = ?)",
