@@ -605,6 +605,59 @@ class DkimKey:
 
 
 @dataclass(frozen=True)
+class StoredStsPolicy:
+    """An MTA-STS policy (RFC 8461) of a domain we deliver to, as fetched: `policy` is its text, `policy_id`
+    the id of the `_mta-sts` record it was fetched under, `fetched` when (it expires max_age after)."""
+
+    domain: str
+    policy_id: str
+    policy: str
+    fetched: float
+
+
+@dataclass(frozen=True)
+class ReportCount:
+    """`count` more of one line (`key`, JSON) of the `kind` report ("dmarc" or "tlsrpt") about `domain` for
+    the UTC `day` (YYYY-MM-DD). `policy` (JSON), when not empty, replaces the policy recorded for that report
+    (the one last seen that day, with where the report goes)."""
+
+    kind: str
+    day: str
+    domain: str
+    key: str
+    count: int = 1
+    policy: str = ""
+
+
+@dataclass(frozen=True)
+class PendingReport:
+    """Everything counted for one report: its lines (key, count) in key order, and its policy (JSON, "" when
+    none was recorded)."""
+
+    kind: str
+    day: str
+    domain: str
+    policy: str
+    lines: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class ReceivedReport:
+    """A report another server sent about one of our domains; `id` 0 is new. `summary` is JSON (the
+    report's lines, summed); `begin`/`end` the period it covers, `received` when it came."""
+
+    id: int
+    kind: str
+    reporter: str
+    report_id: str
+    domain: str
+    begin: float
+    end: float
+    received: float
+    summary: str
+
+
+@dataclass(frozen=True)
 class WebSession:
     """A login to the web interface (docs/decisions/0046). The browser holds a random token; the store keeps
     only its SHA-256 (`id`, hex), so a copy of the store does not let anyone in."""
@@ -1208,6 +1261,40 @@ class MailStore(abc.ABC):
         NotFound for an unknown id; StoreError for an unknown state or a move backwards; AlreadyExists when a
         domain would have two pending or two active keys of one algorithm (so an activation names both the
         key that retires and the one that takes over). Nothing changes then."""
+
+    # -- MTA-STS policies and reports (docs/decisions/0057, 0058) --------------------------------------------
+    @abc.abstractmethod
+    async def mta_sts_policy(self, domain: str) -> StoredStsPolicy | None:
+        """The MTA-STS policy kept for `domain` (None: none), whether it has expired or not."""
+
+    @abc.abstractmethod
+    async def save_mta_sts_policy(self, policy: StoredStsPolicy) -> None:
+        """Keep `policy` as its domain's, replacing the one kept before."""
+
+    @abc.abstractmethod
+    async def add_report_counts(self, counts: Sequence[ReportCount]) -> None:
+        """Add every count to its report line (a new line starts at 0), and record the policies given, all
+        in one transaction."""
+
+    @abc.abstractmethod
+    async def pending_reports(self, before_day: str) -> list[PendingReport]:
+        """The reports with lines counted for days before `before_day` (YYYY-MM-DD), by kind, day and
+        domain."""
+
+    @abc.abstractmethod
+    async def remove_report(self, kind: str, day: str, domain: str) -> None:
+        """Forget one report's lines and policy (it was sent, or cannot be)."""
+
+    @abc.abstractmethod
+    async def add_received_report(self, report: ReceivedReport) -> ReceivedReport | None:
+        """Keep a report another server sent; it comes back with its id. None when the same reporter's
+        report of that kind and id is kept already (reports are often sent twice)."""
+
+    @abc.abstractmethod
+    async def received_reports(
+        self, *, kind: str | None = None, domain: str | None = None, limit: int = 100
+    ) -> list[ReceivedReport]:
+        """The received reports (of one kind, about one domain, when given), newest first."""
 
     # -- storage used ----------------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -280,3 +280,44 @@ CREATE TABLE dkim_keys (
 CREATE UNIQUE INDEX dkim_keys_current ON dkim_keys(domain_id, algorithm, state)
     WHERE state IN ('pending', 'active');
 -- End of version 17.
+-- Transport security and reports (version 18, docs/decisions/0057 and 0058).
+-- The MTA-STS policies of the domains we deliver to (RFC 8461 section 5: a cached policy is applied until it
+-- expires, whatever DNS says meanwhile, so it must outlive a restart).
+CREATE TABLE mta_sts_policies (
+    domain    TEXT PRIMARY KEY,                   -- the recipient domain (A-labels, lower case)
+    policy_id TEXT NOT NULL,                      -- the id of the _mta-sts TXT record it was fetched under
+    policy    TEXT NOT NULL,                      -- the policy as served
+    fetched   REAL NOT NULL
+) WITHOUT ROWID;
+-- What the daily reports count (DMARC aggregate reports, RFC 9990; SMTP TLS reports, RFC 8460): one row per
+-- report line, counted up until the report for the day is sent.
+CREATE TABLE report_counts (
+    kind   TEXT NOT NULL,                         -- "dmarc" | "tlsrpt"
+    day    TEXT NOT NULL,                         -- YYYY-MM-DD (UTC)
+    domain TEXT NOT NULL,                         -- the policy domain the report is about and goes to
+    key    TEXT NOT NULL,                         -- JSON: the report line counted
+    count  INTEGER NOT NULL,
+    PRIMARY KEY (kind, day, domain, key)
+) WITHOUT ROWID;
+CREATE TABLE report_policies (
+    kind   TEXT NOT NULL,
+    day    TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    policy TEXT NOT NULL,                         -- JSON: the policy last seen that day, where reports go
+    PRIMARY KEY (kind, day, domain)
+) WITHOUT ROWID;
+-- Reports other servers sent about our domains, as read from the mail that carried them.
+CREATE TABLE received_reports (
+    id        INTEGER PRIMARY KEY,
+    kind      TEXT NOT NULL,                      -- "dmarc" | "tlsrpt"
+    reporter  TEXT NOT NULL,                      -- the reporting organisation
+    report_id TEXT NOT NULL,
+    domain    TEXT NOT NULL,                      -- the policy domain (ours)
+    begin     REAL NOT NULL,
+    end       REAL NOT NULL,
+    received  REAL NOT NULL,
+    summary   TEXT NOT NULL,                      -- JSON: the report's lines, summed
+    UNIQUE (kind, reporter, report_id)
+);
+CREATE INDEX received_reports_received ON received_reports(received);
+-- End of version 18.

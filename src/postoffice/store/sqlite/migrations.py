@@ -23,7 +23,7 @@ from postoffice.store.sqlite.rows import insert_addresses, insert_kept_forms, re
 
 log = logging.getLogger("postoffice.store")
 
-SCHEMA_VERSION = 17
+SCHEMA_VERSION = 18
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -150,6 +150,8 @@ def _schema_part(start: str, end: str) -> tuple[str, ...]:
 #: The tables of version 16 (account security) and of version 17 (DKIM signing keys).
 _ACCOUNT_SECURITY_TABLES = _schema_part("-- Account security (version 16", "-- End of version 16.")
 _DKIM_KEYS_TABLES = _schema_part("-- DKIM signing keys (version 17", "-- End of version 17.")
+#: The tables of version 18 (the MTA-STS policy cache, report counts, received reports).
+_REPORT_TABLES = _schema_part("-- Transport security and reports (version 18", "-- End of version 18.")
 
 #: Steps that bring a store from version N to N + 1 (SQL statements, or functions of the connection),
 #: applied in one transaction at open.
@@ -239,6 +241,9 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
     ),
     # DKIM signing keys (issue 13, docs/decisions/0056): a new table only.
     16: _DKIM_KEYS_TABLES,
+    # MTA-STS policies, report counts and received reports (issue 13, docs/decisions/0057, 0058): new
+    # tables only.
+    17: _REPORT_TABLES,
 }
 
 

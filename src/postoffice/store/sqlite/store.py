@@ -24,6 +24,7 @@ from postoffice.store.sqlite.messages import MessagesMixin
 from postoffice.store.sqlite.migrations import initialise
 from postoffice.store.sqlite.queue import QueueMixin
 from postoffice.store.sqlite.quota import QuotaMixin
+from postoffice.store.sqlite.reports import ReportsMixin
 from postoffice.store.sqlite.threads import ThreadsMixin
 from postoffice.store.sqlite.web_sessions import WebSessionsMixin
 from postoffice.store.sqlite.writer import Writer
@@ -43,6 +44,7 @@ class SqliteMailStore(
     AccountSecurityMixin,
     QuotaMixin,
     DkimKeysMixin,
+    ReportsMixin,
 ):
     """The SQLite mail store: its parts assembled (see `postoffice.store.sqlite`)."""
 
