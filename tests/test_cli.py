@@ -445,7 +445,13 @@ def test_dns_records_to_publish_and_the_check_of_what_dns_has(data: Path) -> Non
     assert ["example.test.", "IN", "MX", "10 mail.example.test."] in published
     assert ["example.test.", "IN", "TXT", '"v=spf1 mx ~all"'] in published
     assert ["_imaps._tcp.example.test.", "IN", "SRV", "0 1 993 mail.example.test."] in published
-    assert "; MTA-STS (_mta-sts.example.test.): not yet: issue 13." in printed.stdout
+    # MTA-STS (RFC 8461: the policy the https listener serves) and TLS reports (RFC 8460) to postmaster
+    (sts,) = [line for line in published if line[0] == "_mta-sts.example.test."]
+    assert (sts[2], sts[3][:13]) == ("TXT", '"v=STSv1; id=')
+    assert ["mta-sts.example.test.", "IN", "CNAME", "mail.example.test."] in published
+    tlsrpt = ["_smtp._tls.example.test.", "IN", "TXT", '"v=TLSRPTv1; rua=mailto:postmaster@example.test"']
+    assert tlsrpt in published
+    assert "not yet" not in printed.stdout
     # the DKIM keys `init` made, in zone-file form (docs/decisions/0056)
     dkim = [line for line in published if line[0].endswith("._domainkey.example.test.")]
     assert [(line[1], line[2]) for line in dkim] == [("IN", "TXT")] * 2
@@ -465,8 +471,8 @@ def test_dns_records_to_publish_and_the_check_of_what_dns_has(data: Path) -> Non
         right = po(data, "dns", "check", "Example.Test")
         assert right.returncode == 0, right.stdout + right.stderr
         assert re.search(r"^ok\s+MX\s+example\.test\.\s+10 mail\.example\.test\.$", right.stdout, re.M)
-        assert "14 ok, 0 missing, 0 wrong, 0 DNS errors" in right.stdout
-        assert "not yet: issue 13: MTA-STS" in right.stdout
+        assert "17 ok, 0 missing, 0 wrong, 0 DNS errors" in right.stdout
+        assert re.search(r"^ok\s+TXT\s+_mta-sts\.example\.test\.\s+\"v=STSv1; id=", right.stdout, re.M)
         assert re.search(
             r"^ok\s+TXT\s+po\d{6}e\._domainkey\.example\.test\.\s+\"v=DKIM1; k=ed25519", right.stdout, re.M
         )
@@ -478,7 +484,7 @@ def test_dns_records_to_publish_and_the_check_of_what_dns_has(data: Path) -> Non
     assert "found: v=spf1 a -all" in wrong.stdout
     assert "Several SPF records" in wrong.stdout
     assert re.search(r"^missing\s+TXT\s+_dmarc\.example\.test\.", wrong.stdout, re.M)
-    assert "12 ok, 1 missing, 1 wrong, 0 DNS errors" in wrong.stdout
+    assert "15 ok, 1 missing, 1 wrong, 0 DNS errors" in wrong.stdout
     other = po(data, "dns", "check", "other.test")
     assert other.returncode == 1
     assert "other.test is not a domain served here" in other.stderr

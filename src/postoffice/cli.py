@@ -663,6 +663,95 @@ def cmd_dns(args: argparse.Namespace) -> int:
     return EXIT_OK if tally["ok"] == len(checks) else EXIT_FAILURE
 
 
+# -- reports -------------------------------------------------------------------------------------------------
+
+
+def _report_period(begin: float, end: float) -> str:
+    first = time.strftime("%Y-%m-%d", time.gmtime(begin))
+    last = time.strftime("%Y-%m-%d", time.gmtime(max(begin, end - 1)))
+    return first if first == last else f"{first}..{last}"
+
+
+def cmd_reports(args: argparse.Namespace) -> int:
+    """`postoffice reports list|show|send`: the DMARC and TLS reports received, and sending ours now."""
+    import json
+
+    if args.action == "list":
+        kind = {"dmarc": "dmarc", "tls": "tlsrpt"}.get(args.kind or "")
+        found = with_store(
+            args, lambda store: store.received_reports(kind=kind, domain=args.domain, limit=args.limit)
+        )
+        rows = []
+        for report in found:
+            summary = json.loads(report.summary)
+            if report.kind == "dmarc":
+                outcome = f"{summary.get('pass', 0)} pass, {summary.get('fail', 0)} fail"
+            else:
+                outcome = f"{summary.get('ok', 0)} ok, {summary.get('failed', 0)} failed"
+            rows.append(
+                (
+                    report.id,
+                    "DMARC" if report.kind == "dmarc" else "TLS",
+                    report.domain,
+                    report.reporter,
+                    _report_period(report.begin, report.end),
+                    outcome,
+                )
+            )
+        if not rows:
+            print("no reports received")
+            return 0
+        print_table(("ID", "KIND", "DOMAIN", "FROM", "PERIOD", "MESSAGES"), rows)
+        return 0
+    if args.action == "show":
+        found = with_store(args, lambda store: store.received_reports(limit=100000))
+        chosen = next((r for r in found if r.id == args.id), None)
+        if chosen is None:
+            raise CliError(f"no report with id {args.id}")
+        summary = json.loads(chosen.summary)
+        print(f"{'DMARC aggregate' if chosen.kind == 'dmarc' else 'TLS'} report {chosen.report_id}")
+        print(f"  from {chosen.reporter}, about {chosen.domain}, {_report_period(chosen.begin, chosen.end)}")
+        if chosen.kind == "dmarc":
+            policy = summary.get("policy", {})
+            print(
+                f"  policy p={policy.get('p')}; {summary.get('pass', 0)} pass, {summary.get('fail', 0)} fail"
+            )
+            print_table(
+                ("SOURCE", "COUNT", "DISPOSITION", "DKIM", "SPF", "FROM"),
+                [
+                    (r["ip"], r["count"], r["disposition"], r["dkim"], r["spf"], r["header_from"])
+                    for r in summary.get("rows", [])
+                ],
+            )
+        else:
+            for policy in summary.get("policies", []):
+                counts = f"{policy['ok']} ok, {policy['failed']} failed"
+                print(f"  policy {policy['type']} for {policy['domain']}: {counts}")
+                for failure in policy.get("failures", []):
+                    print(
+                        f"    {failure['count']} x {failure['result']} at {failure['mx']} [{failure['ip']}]"
+                    )
+        return 0
+    # send: what is counted for days before today, now (the server does it every hour by itself)
+    config = load(args)
+    from postoffice.directory.dns_records import server_resolver
+    from postoffice.mailauth.report_sender import ReportSender
+
+    async def send(store: MailStore) -> int:
+        sender = ReportSender(
+            store,
+            None,
+            server_resolver(config),
+            hostname=config.server.hostname,
+            report_from=config.mailauth.report_from,
+        )
+        return await sender.send_due()
+
+    queued = with_store(args, send)
+    print(f"{counted(queued, 'report')} queued")
+    return 0
+
+
 # -- dkim ----------------------------------------------------------------------------------------------------
 
 
@@ -1020,6 +1109,17 @@ def build_parser() -> argparse.ArgumentParser:
     command("records", cmd_dkim, "print the DKIM records to publish, as zone-file lines", sub).add_argument(
         "domain", metavar="DOMAIN"
     )
+
+    p = command("reports", cmd_reports, "DMARC and TLS reports received about our domains; send ours now")
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = command("list", cmd_reports, "the reports received, newest first", sub)
+    q.add_argument("--kind", choices=("dmarc", "tls"))
+    q.add_argument("--domain", metavar="DOMAIN")
+    q.add_argument("--limit", type=int, default=50)
+    command("show", cmd_reports, "one received report's lines", sub).add_argument(
+        "id", type=int, metavar="ID"
+    )
+    command("send", cmd_reports, "queue the reports other domains asked for (finished days) now", sub)
 
     p = command("export", cmd_export, "export an account's mail as mbox (mboxrd) or Maildir")
     p.add_argument("address", metavar="ADDRESS")

@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 
 from postoffice.auth.settings import AuthConfig
 from postoffice.imap.settings import ImapConfig
+from postoffice.mailauth.mtasts_settings import MtaStsConfig
 from postoffice.mailauth.settings import MailAuthConfig
 from postoffice.net.service import TLS_MODES
 from postoffice.net.settings import LimitsConfig, TlsConfig
@@ -75,6 +76,7 @@ __all__ = [
     "LimitsConfig",
     "Listener",
     "MailAuthConfig",
+    "MtaStsConfig",
     "Pop3Config",
     "QueueConfig",
     "ServerConfig",
@@ -197,6 +199,7 @@ CORE_SECTIONS: tuple[type, ...] = (
     SubmissionConfig,
     QueueConfig,
     MailAuthConfig,
+    MtaStsConfig,
     AuthConfig,
     Pop3Config,
     ImapConfig,
@@ -387,6 +390,10 @@ class Config:
     @property
     def mailauth(self) -> MailAuthConfig:
         return self.section(MailAuthConfig)
+
+    @property
+    def mta_sts(self) -> MtaStsConfig:
+        return self.section(MtaStsConfig)
 
     @property
     def auth(self) -> AuthConfig:

@@ -32,12 +32,14 @@ from pathlib import Path
 
 from postoffice.auth.authenticator import Authenticator
 from postoffice.config import Config
-from postoffice.delivery.pipeline import shared_pipeline
+from postoffice.delivery.pipeline import DeliveryPipeline, shared_pipeline
+from postoffice.directory.dns_records import server_resolver
+from postoffice.mailauth.report_sender import ReportSender
 from postoffice.net.listener import ConnectionLimits, ListenerGroup, ListenerSpec
 from postoffice.net.service import ServiceContext
 from postoffice.net.tls import TlsContexts, TlsError
 from postoffice.protocols import SERVICES
-from postoffice.smtp.queue import QueueRunner
+from postoffice.smtp.queue import QueueRunner, queue_runner
 from postoffice.store import MailStore, StoreError, open_store
 
 log = logging.getLogger("postoffice.server")
@@ -129,6 +131,8 @@ class Server:
         self.listeners: ListenerGroup | None = None
         self._stop = asyncio.Event()
         self.queue_runner: QueueRunner | None = None
+        self.pipeline: DeliveryPipeline | None = None
+        self.report_sender: ReportSender | None = None
         self.authenticator: Authenticator | None = None
 
     async def start(self) -> None:
@@ -156,10 +160,18 @@ class Server:
                 cfg.server.group,
                 [cfg.store.path.parent, cfg.store.spool_dir, cfg.tls.certificate.parent, cfg.tls.private_key],
             )
-        self.queue_runner = QueueRunner(
-            self.store, hostname=cfg.server.hostname, config=cfg.queue, pipeline=shared_pipeline(context)
-        )
+        self.pipeline = shared_pipeline(context)
+        self.queue_runner = queue_runner(cfg, self.store, self.pipeline)
         self.queue_runner.start()
+        if cfg.mailauth.send_reports:
+            self.report_sender = ReportSender(
+                self.store,
+                self.pipeline,
+                server_resolver(cfg),
+                hostname=cfg.server.hostname,
+                report_from=cfg.mailauth.report_from,
+            )
+            self.report_sender.start()
         bound = " ".join(f"{name}={addr}:{port}" for name, (addr, port) in self.listeners.bound.items())
         print(f"postoffice ready: {bound}", flush=True)
 
@@ -223,11 +235,15 @@ class Server:
         )
 
     async def shutdown(self) -> None:
+        if self.report_sender is not None:
+            await self.report_sender.stop()
         if self.queue_runner is not None:
             await self.queue_runner.stop()  # deliveries in flight are cut; their recipients stay pending
         if self.listeners is not None:
             self.listeners.stop_accepting()
             await self.listeners.wait_closed(self.config.server.shutdown_grace)
+        if self.pipeline is not None:
+            await self.pipeline.close()  # the stages' report counts reach the store
         if self.authenticator is not None:
             await self.authenticator.close()  # lockouts still being written reach the store
         if self.store is not None:

@@ -47,6 +47,7 @@ class _NoChecks:
     class mailauth:  # the attribute name of Config
         verify = False
         sign = False
+        read_reports = False
 
 
 NO_CHECKS = _NoChecks()
@@ -349,8 +350,12 @@ def test_a_queued_message_refused_temporarily_stays_pending_and_nothing_is_store
 
 def test_the_empty_chain_delivers_the_message_as_received_once_per_account(make: MakeHarness) -> None:
     h = make()
-    assert [registration.name for registration in STAGES] == ["authentication", "dkim-signing"]
-    assert build_stages(NO_CHECKS, h.store) == ()  # [mailauth] verify = sign = false: both are left out
+    assert [registration.name for registration in STAGES] == [
+        "authentication",
+        "report-intake",
+        "dkim-signing",
+    ]
+    assert build_stages(NO_CHECKS, h.store) == ()  # verify = sign = read_reports = false: all left out
     assert h.pipeline.stages == ()
     raw = message("plain")
     outcome = h.call(

@@ -17,11 +17,13 @@ from postoffice.config import Config, load_config
 from postoffice.directory.dns_records import (
     DnsRecord,
     RecordCheck,
+    Text,
     check_records,
     expected_records,
     not_yet,
     zone_lines,
 )
+from postoffice.mailauth.mtasts import parse_policy, policy_id, render_policy
 from postoffice.net.dns import DnsResolver
 from postoffice.net.tls import generate_self_signed
 from postoffice.store import DkimKey
@@ -31,6 +33,8 @@ from tests.support.mail import run_bounded
 pytestmark = pytest.mark.timeout(60)
 
 HOST = "mail.example.test"
+#: The id of the policy the standard configuration publishes (RFC 8461: mode testing, the host, a week).
+STS_ID = policy_id(render_policy("testing", [HOST], 604800))
 
 
 class FailingZones(Zones):
@@ -68,6 +72,10 @@ ZONES = FailingZones(
         ("autoconfig.good.test.", "CNAME", "mail.example.test."),
         ("autodiscover.good.test.", "A", "192.0.2.1"),
         srv("_autodiscover", "good.test", "0 1 443 mail.example.test."),
+        ("_mta-sts.good.test.", "TXT", f'"v=STSv1;" "id={STS_ID}"'),
+        ("_mta-sts.good.test.", "TXT", '"v=spf1 -all"'),  # not an STS record: ignored
+        ("mta-sts.good.test.", "CNAME", "mail.example.test."),
+        ("_smtp._tls.good.test.", "TXT", '"v=TLSRPTv1;rua=mailto:postmaster@good.test"'),
         # bad.test: each record present and wrong
         ("bad.test.", "MX", "10 mx.elsewhere.example."),
         ("bad.test.", "TXT", '"v=spf1 mx -all"'),
@@ -78,6 +86,15 @@ ZONES = FailingZones(
         srv("_imaps", "bad.test", "0 0 0 ."),
         ("autoconfig.bad.test.", "A", "198.51.100.7"),
         ("autodiscover.bad.test.", "CNAME", "gone.bad.test."),
+        ("_mta-sts.bad.test.", "TXT", '"v=STSv1; id=20160831085700Z"'),
+        ("_smtp._tls.bad.test.", "TXT", '"v=TLSRPTv1; rua=mailto:tls@reports.example"'),
+        # the rules of MTA-STS and TLS reporting records
+        ("_mta-sts.twosts.test.", "TXT", f'"v=STSv1; id={STS_ID}"'),
+        ("_mta-sts.twosts.test.", "TXT", '"v=STSv1; id=other"'),
+        ("_mta-sts.badsts.test.", "TXT", f'"v=STSv1 id={STS_ID}"'),
+        ("_mta-sts.notsts.test.", "TXT", f'"v=STSv10; id={STS_ID}"'),
+        ("_smtp._tls.tworpt.test.", "TXT", '"v=TLSRPTv1; rua=mailto:postmaster@tworpt.test"'),
+        ("_smtp._tls.tworpt.test.", "TXT", '"v=TLSRPTv1; rua=mailto:other@tworpt.test"'),
         # one record each, for the rules of SPF, DMARC and MX
         ("nullmx.test.", "MX", "0 ."),
         ("spfnone.test.", "TXT", '"v=spf1 -all"'),
@@ -164,9 +181,15 @@ def test_the_standard_listeners_publish_mx_spf_dmarc_every_srv_and_the_setup_nam
         ("autoconfig.example.test.", "CNAME", "mail.example.test."),
         ("autodiscover.example.test.", "CNAME", "mail.example.test."),
         ("_autodiscover._tcp.example.test.", "SRV", "0 1 443 mail.example.test."),
+        ("_mta-sts.example.test.", "TXT", f"v=STSv1; id={STS_ID}"),
+        ("mta-sts.example.test.", "CNAME", "mail.example.test."),
+        ("_smtp._tls.example.test.", "TXT", "v=TLSRPTv1; rua=mailto:postmaster@example.test"),
     ]
     assert all(str(r.purpose) for r in records)
-    assert [item.what for item in not_yet("example.test")] == ["MTA-STS"]  # DKIM: the keys' records below
+    assert str(records[-3].purpose) == (
+        "MTA-STS (RFC 8461), mode testing; the id changes whenever the policy does."
+    )
+    assert not_yet("example.test") == []  # DKIM: the keys' records below
 
 
 def test_services_not_offered_get_the_root_target_and_bound_ports_win(
@@ -195,16 +218,43 @@ def test_the_spf_record_names_the_smarthost(tmp_path: Path, tls_files: tuple[Pat
     assert expected_records(by_address, "example.test")[1].value == "v=spf1 mx ip6:2001:db8::25 ~all"
 
 
-def test_zone_lines_quote_txt_values_and_say_what_is_not_built_yet(
-    tmp_path: Path, tls_files: tuple[Path, Path]
-) -> None:
+def test_zone_lines_quote_txt_values(tmp_path: Path, tls_files: tuple[Path, Path]) -> None:
     lines = zone_lines(
         expected_records(make_config(tmp_path, tls_files), "example.test"), not_yet("example.test")
     )
     assert any(line.split() == ["example.test.", "IN", "TXT", '"v=spf1', "mx", '~all"'] for line in lines)
     assert any(line.split() == ["example.test.", "IN", "MX", "10", "mail.example.test."] for line in lines)
-    assert "; MTA-STS (_mta-sts.example.test.): not yet: issue 13." in "\n".join(lines)
-    assert DnsRecord("a.", "TXT", 'say "hi"', not_yet("x")[0].purpose, "spf").published == '"say \\"hi\\""'
+    assert any(
+        line.split() == ["_mta-sts.example.test.", "IN", "TXT", '"v=STSv1;', f'id={STS_ID}"']
+        for line in lines
+    )
+    assert "not yet" not in "\n".join(lines)
+    assert DnsRecord("a.", "TXT", 'say "hi"', Text("hi"), "spf").published == '"say \\"hi\\""'
+
+
+def test_the_mta_sts_policy_and_its_records_follow_the_settings(
+    tmp_path: Path, tls_files: tuple[Path, Path]
+) -> None:
+    """The id is the served policy's (RFC 8461 section 3.1: it changes with the policy): another mode or mx
+    gives another id; "off", or no HTTPS listener to serve the policy, publishes no MTA-STS records."""
+
+    def sts(extra: str) -> dict[str, str]:
+        records = expected_records(make_config(tmp_path, tls_files, extra), "example.test")
+        return {r.name: r.value for r in records if "mta-sts" in r.name or "_smtp._tls" in r.name}
+
+    enforce = sts('[mta_sts]\nmode = "enforce"\nmx = ["mail.example.test", "*.backup.example.test"]\n')
+    text = render_policy("enforce", [HOST, "*.backup.example.test"], 604800)
+    assert parse_policy(text).mx == ("mail.example.test", "*.backup.example.test")
+    assert enforce["_mta-sts.example.test."] == f"v=STSv1; id={policy_id(text)}"
+    assert enforce["_mta-sts.example.test."] != f"v=STSv1; id={STS_ID}"
+    assert sts("[mta_sts]\nmax_age = 86400\n")["_mta-sts.example.test."] != f"v=STSv1; id={STS_ID}"
+    assert sts('[mta_sts]\nmode = "off"\n') == {}
+    assert sts("[listeners.https]\nenabled = false\n") == {}
+    assert set(sts("[listeners.http]\nenabled = false\n")) == {
+        "_mta-sts.example.test.",
+        "mta-sts.example.test.",
+        "_smtp._tls.example.test.",
+    }
 
 
 # -- the check -----------------------------------------------------------------------------------------------
@@ -214,7 +264,7 @@ def test_records_that_are_right(tmp_path: Path, tls_files: tuple[Path, Path], dn
     ZONES.queries.clear()
     checks = check(make_config(tmp_path, tls_files), "good.test", dns_port)
     assert statuses(checks) == {key: "ok" for key in checks}
-    assert len(checks) == 12
+    assert len(checks) == 15
     assert checks[("TXT", "")].found == ("v=spf1 mx ~all",)  # the pieces joined; other TXT records ignored
     # each name and type is asked once, however many records need it (the host's addresses: twice)
     assert len(ZONES.queries) == len(set(ZONES.queries))
@@ -243,6 +293,9 @@ def test_records_that_are_wrong_say_what_was_found(
         ("CNAME", "autoconfig."): "wrong",
         ("CNAME", "autodiscover."): "wrong",
         ("SRV", "_autodiscover._tcp."): "missing",
+        ("TXT", "_mta-sts."): "wrong",
+        ("CNAME", "mta-sts."): "missing",
+        ("TXT", "_smtp._tls."): "wrong",
     }
 
     def detail(key: tuple[str, str]) -> str:
@@ -263,6 +316,39 @@ def test_records_that_are_wrong_say_what_was_found(
         detail(("CNAME", "autoconfig.")) == "Not the addresses of mail.example.test (192.0.2.1, 2001:db8::1)."
     )
     assert detail(("CNAME", "autodiscover.")) == "A CNAME to gone.bad.test, which has no address."
+    assert checks[("TXT", "_mta-sts.")].found == ("v=STSv1; id=20160831085700Z",)
+    assert detail(("TXT", "_mta-sts.")) == (
+        f"Not the id of the policy served now ({STS_ID}): senders that have the old one keep it."
+    )
+    assert checks[("TXT", "_smtp._tls.")].found == ("v=TLSRPTv1; rua=mailto:tls@reports.example",)
+    assert detail(("TXT", "_smtp._tls.")) == ("Expected v=TLSRPTv1; rua=mailto:postmaster@bad.test.")
+
+
+@pytest.mark.parametrize(
+    ("domain", "name", "status", "detail"),
+    [
+        ("twosts.test", "_mta-sts.", "wrong", "Several MTA-STS records: senders use none of them"),
+        ("badsts.test", "_mta-sts.", "wrong", "Not a valid MTA-STS record (RFC 8461 section 3.1)."),
+        ("notsts.test", "_mta-sts.", "missing", None),  # "v=STSv10" is not an STS record
+        ("tworpt.test", "_smtp._tls.", "wrong", "Several TLS reporting records: senders use none of them"),
+    ],
+)
+def test_what_makes_mta_sts_and_tls_reporting_records_right(
+    tmp_path: Path,
+    tls_files: tuple[Path, Path],
+    dns_port: int,
+    domain: str,
+    name: str,
+    status: str,
+    detail: str | None,
+) -> None:
+    result = check(make_config(tmp_path, tls_files), domain, dns_port)[("TXT", name)]
+    assert result.status == status
+    if detail is None:
+        assert (result.detail, result.found) == (None, ())
+    else:
+        assert str(result.detail).startswith(detail)
+        assert result.found
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,6 @@ import email
 import email.policy
 import re
 import smtplib
-import socket
 import ssl
 import tempfile
 import time
@@ -24,7 +23,7 @@ import pytest
 from tests.integration.harness import DataDir, ServerProcess, cli, make_data_dir
 from tests.integration.mailcheck import inbox_messages
 from tests.support.dns_server import DnsServer, Zones
-from tests.support.smtp_peer import Script, SmtpPeer
+from tests.support.smtp_peer import Script, SmtpPeer, free_port_on
 
 pytestmark = pytest.mark.integration
 
@@ -44,22 +43,6 @@ def wait_for(what: str, check: Callable[[], T], deadline: float = DEADLINE) -> T
         if time.monotonic() > end:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
-
-
-def free_port_on(*hosts: str) -> int:
-    """A TCP port number free on every one of these loopback addresses."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((hosts[0], 0))
-            port: int = probe.getsockname()[1]
-        try:
-            for host in hosts:
-                with socket.socket() as sock:
-                    sock.bind((host, port))
-            return port
-        except OSError:
-            continue
-    raise AssertionError("no common free port")
 
 
 class Internet:

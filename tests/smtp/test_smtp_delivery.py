@@ -22,12 +22,15 @@ from hypothesis import strategies as st
 
 from postoffice.net.tls import generate_self_signed
 from postoffice.smtp.delivery import (
+    HostTls,
     OutgoingMessage,
     OutgoingRecipient,
     RecipientOutcome,
+    TlsSession,
     _DotStuffer,
     deliver,
     outcomes_for_dns_error,
+    unverified_context,
 )
 from postoffice.smtp.mx import Host, MxResolver, PermanentDnsError
 from tests.support import smtp_peer
@@ -401,6 +404,86 @@ def test_required_tls_verifies_the_certificate_and_never_falls_back(
     assert (wrong_name[0].status, wrong_name[0].enhanced) == ("temporary", "4.7.5")
     assert (no_tls[0].status, no_tls[0].enhanced) == ("temporary", "4.7.4")
     assert plain.received == []
+
+
+def test_a_host_tls_requirement_applies_to_its_host_only_and_every_connection_is_reported(
+    server_tls: ssl.SSLContext, certificate: tuple[Path, Path]
+) -> None:
+    """`host_tls` (the DANE / MTA-STS layer's per-host answer): a host that must verify against a CA we do
+    not trust is skipped (4.7.5, no plaintext fallback) and the next host is used as usual; each
+    connection's TLS goes to `on_tls` with its RFC 8460 result type."""
+    sessions: list[TlsSession] = []
+    verifying = ssl.create_default_context()  # the system's CAs: the peers' self-signed certificate fails
+    with peers(Script(), Script(), Script(starttls=False), tls=server_tls) as (strict, easy, plain):
+        hosts = [host_for(strict, "mx1.peer.test"), host_for(easy, "mx2.peer.test")]
+        requirement = {"mx1.peer.test": HostTls(True, verifying)}
+        (outcomes,) = send(
+            hosts,
+            [message("a@peer.test")],
+            strict.port,
+            host_tls=lambda host: requirement.get(host.name),
+            on_tls=sessions.append,
+        )
+        (plain_outcomes,) = send(
+            [host_for(plain, "mx3.peer.test")], [message("b@peer.test")], plain.port, on_tls=sessions.append
+        )
+    assert outcomes[0].status == "delivered"
+    assert strict.received == []
+    assert strict.connections == 1  # no second, plaintext, try
+    assert easy.received[0].tls
+    assert plain_outcomes[0].status == "delivered"
+    assert [(s.host.name, s.tls, s.failure, s.enforced) for s in sessions] == [
+        ("mx1.peer.test", False, "certificate-not-trusted", True),
+        ("mx2.peer.test", True, None, False),
+        ("mx3.peer.test", False, "starttls-not-supported", False),
+    ]
+
+
+def test_a_chain_check_is_enforced_or_only_reported(
+    server_tls: ssl.SSLContext, certificate: tuple[Path, Path]
+) -> None:
+    """The check after the handshake sees the peer's certificate (DER); a failed enforced check ends the
+    attempt with 4.7.5, a failed reported-only check (MTA-STS "testing") lets the mail go."""
+    leaf = ssl.PEM_cert_to_DER_cert(certificate[0].read_text())
+    seen: list[list[bytes]] = []
+    sessions: list[TlsSession] = []
+
+    def refuse(chain: list[bytes]) -> tuple[str, str] | None:
+        seen.append(chain)
+        return "validation-failure", "no TLSA record matches"
+
+    with peers(Script(), tls=server_tls) as (peer,):
+        (enforced,) = send(
+            [host_for(peer)],
+            [message("a@peer.test")],
+            peer.port,
+            host_tls=lambda host: HostTls(True, unverified_context(), check=refuse),
+            on_tls=sessions.append,
+        )
+        (reported,) = send(
+            [host_for(peer)],
+            [message("b@peer.test")],
+            peer.port,
+            host_tls=lambda host: HostTls(False, None, check=refuse, enforce=False),
+            on_tls=sessions.append,
+        )
+        (passed,) = send(
+            [host_for(peer)],
+            [message("c@peer.test")],
+            peer.port,
+            host_tls=lambda host: HostTls(True, unverified_context(), check=lambda chain: None),
+            on_tls=sessions.append,
+        )
+    assert (enforced[0].status, enforced[0].enhanced) == ("temporary", "4.7.5")
+    assert "no TLSA record matches" in enforced[0].text
+    assert reported[0].status == passed[0].status == "delivered"
+    assert [r.recipients for r in peer.received] == [["b@peer.test"], ["c@peer.test"]]
+    assert seen[0][0] == leaf
+    assert [(s.failure, s.enforced) for s in sessions] == [
+        ("validation-failure", True),
+        ("validation-failure", False),
+        (None, False),
+    ]
 
 
 def test_smarthost_auth_only_over_tls(server_tls: ssl.SSLContext) -> None:

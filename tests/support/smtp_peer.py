@@ -220,3 +220,19 @@ def can_bind(host: str) -> bool:
         return True
     except OSError:
         return False
+
+
+def free_port_on(*hosts: str) -> int:
+    """A TCP port number free on every one of these loopback addresses."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind((hosts[0], 0))
+            port: int = probe.getsockname()[1]
+        try:
+            for host in hosts:
+                with socket.socket() as sock:
+                    sock.bind((host, port))
+            return port
+        except OSError:
+            continue
+    raise AssertionError("no common free port")

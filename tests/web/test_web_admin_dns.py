@@ -70,7 +70,7 @@ def test_the_page_lists_the_records_with_the_bound_ports(server: tuple[DataDir, 
     listed = rows(text)
     assert listed[("example.test.", "MX")] == "unchecked"
     assert listed[("_autodiscover._tcp.example.test.", "SRV")] == "unchecked"
-    # the DKIM keys `init` made (docs/decisions/0056); MTA-STS is not built yet
+    # the DKIM keys `init` made (docs/decisions/0056)
     dkim = sorted(
         name for name, kind in listed if name.endswith("._domainkey.example.test.") and kind == "TXT"
     )
@@ -78,8 +78,12 @@ def test_the_page_lists_the_records_with_the_bound_ports(server: tuple[DataDir, 
     assert all(listed[(name, "TXT")] == "unchecked" for name in dkim)
     assert "&#34;v=DKIM1; k=ed25519; p=" in text
     assert "DKIM: the RSA key that signs the domain&#39;s mail now (RFC 6376)." in text
-    assert listed[("_mta-sts.example.test.", "MTA-STS")] == "not-yet"
-    assert "not yet: issue 13" in text
+    # MTA-STS (RFC 8461) and TLS reporting (RFC 8460): the policy the https listener serves
+    assert listed[("_mta-sts.example.test.", "TXT")] == "unchecked"
+    assert listed[("mta-sts.example.test.", "CNAME")] == "unchecked"
+    assert listed[("_smtp._tls.example.test.", "TXT")] == "unchecked"
+    assert "MTA-STS (RFC 8461), mode testing; the id changes whenever the policy does." in text
+    assert "not yet" not in text
     assert "Mail for the domain is delivered to this server (RFC 5321 section 5.1)." in text
 
 

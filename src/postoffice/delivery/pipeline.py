@@ -161,6 +161,20 @@ class DeliveryPipeline:
             if early is not None:
                 early(kind, client_ip, helo, sender)
 
+    async def close(self) -> None:
+        """At shutdown, after the listeners: each stage that holds something (`aclose`, else `close`)
+        releases it (report counts are written, worker processes end)."""
+        for stage in self.stages:
+            aclose = getattr(stage, "aclose", None)
+            close = getattr(stage, "close", None)
+            try:
+                if aclose is not None:
+                    await aclose()
+                elif close is not None:
+                    close()
+            except Exception:
+                log.exception("delivery: stage %s did not close cleanly", getattr(stage, "name", stage))
+
     async def sign_generated(self, data: bytes) -> bytes:
         """A message this server wrote itself (a DSN), as it is to be queued: finished by the stages that
         handle such messages (`stages.SignsGenerated`: DKIM signing), in order. Never raises."""

@@ -63,6 +63,12 @@ def _authentication(config: Any, store: MailStore) -> Stage | None:
     return make_stage(config, store)
 
 
+def _report_intake(config: Any, store: MailStore) -> Stage | None:
+    from postoffice.mailauth.report_intake import make_stage  # report formats: loaded only by a server
+
+    return make_stage(config, store)
+
+
 def _dkim_signing(config: Any, store: MailStore) -> Stage | None:
     from postoffice.mailauth.dkim_sign import make_stage  # dkimpy and cryptography: loaded only by a server
 
@@ -72,6 +78,7 @@ def _dkim_signing(config: Any, store: MailStore) -> Stage | None:
 #: Every delivery stage, in the order they run (authentication results, DKIM signing, spam scoring, Sieve).
 STAGES: tuple[StageRegistration, ...] = (
     StageRegistration("authentication", _authentication),
+    StageRegistration("report-intake", _report_intake),
     StageRegistration("dkim-signing", _dkim_signing),
 )
 

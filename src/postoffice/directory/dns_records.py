@@ -21,8 +21,12 @@ What is published (`expected_records`), all pointing at `[server] hostname`:
 - DKIM (RFC 6376; docs/decisions/0056): one TXT record `SELECTOR._domainkey.DOMAIN` per key the domain
   publishes (pending, active and retiring: `mailauth.dkim_keys`), `v=DKIM1; k=rsa|ed25519; p=KEY`; a value
   longer than 255 octets is written as several strings (RFC 1035 section 3.3), which receivers join.
-- MTA-STS (with TLS reporting) is not built yet (issue 13): `not_yet` names it, and both faces say "not yet:
-  issue 13" instead of a record; nothing is checked for it.
+- MTA-STS (RFC 8461) and TLS reporting (RFC 8460), when `[mta_sts] mode` is not "off" and an HTTPS
+  listener runs (it serves the policy: `web.mtasts`): `_mta-sts.DOMAIN TXT "v=STSv1; id=ID"`, the id derived
+  from the policy's text (`mailauth.mtasts.policy_id`, so it changes exactly when the policy does);
+  `mta-sts.DOMAIN` as a CNAME of the host name, like autoconfig (the certificate must name it); and
+  `_smtp._tls.DOMAIN TXT "v=TLSRPTv1; rua=mailto:postmaster@DOMAIN"`, the mailbox DMARC reports go to.
+- `not_yet` lists the records of features not built yet, shown as such and never checked: none now.
 
 What "right" means (`check_records`; each record is "ok", "missing", "wrong" with what was found, or "error"
 when DNS gave no answer now: SERVFAIL, timeout, refused):
@@ -40,9 +44,13 @@ when DNS gave no answer now: SERVFAIL, timeout, refused):
   our public key; an empty p= (a revoked key) or another key is wrong.
 - SRV: a record with our target and port (priority and weight are the domain's choice). For a service not
   offered: only records with target "."; one pointing at a host is wrong.
-- autoconfig/autodiscover names: they resolve (A/AAAA, through a CNAME if there is one). A CNAME to the host
-  name is right; otherwise their addresses must be among the host name's when the host name resolves (a
-  client must reach this server there), and any address will do when it does not.
+- MTA-STS: exactly one TXT record at `_mta-sts.DOMAIN` beginning with `v=STSv1` (several: senders use none,
+  RFC 8461 section 3.1), valid (`mailauth.mtasts.parse_record`), with the id of the policy served now (an
+  old id: senders that have the old policy keep it). TLS reporting: exactly one record beginning with
+  `v=TLSRPTv1` (RFC 8460 section 3), equal to ours but for white space around the `;`.
+- autoconfig/autodiscover/mta-sts names: they resolve (A/AAAA, through a CNAME if there is one). A CNAME to
+  the host name is right; otherwise their addresses must be among the host name's when the host name
+  resolves (a client must reach this server there), and any address will do when it does not.
 
 Implementation notes
 - Every lookup goes through `net.dns.DnsResolver` with the server's resolver settings (`[queue] nameservers`
@@ -66,6 +74,7 @@ import dns.rrset
 
 from postoffice.directory.address import parse_domain
 from postoffice.mailauth.dkim_keys import published, record_value, removable_at, txt_strings
+from postoffice.mailauth.mtasts import StsError, parse_record, policy_id, served_policy
 from postoffice.net.dns import DnsResolver, DnsTemporaryFailure, NoSuchDomain, a_label
 from postoffice.net.endpoints import endpoints
 from postoffice.store import NotFound
@@ -75,7 +84,7 @@ if TYPE_CHECKING:
     from postoffice.store import DkimKey, MailStore
 
 Status = Literal["ok", "missing", "wrong", "error"]
-Kind = Literal["mx", "spf", "dmarc", "dkim", "srv", "web-name"]
+Kind = Literal["mx", "spf", "dmarc", "dkim", "srv", "web-name", "mta-sts", "tlsrpt"]
 
 #: SRV services (RFC 6186, RFC 8314 section 5.1) by (listener protocol, TLS mode): label, priority, name.
 SRV_SERVICES: dict[tuple[str, str], tuple[str, int, str]] = {
@@ -269,6 +278,52 @@ def expected_records(
                 )
             )
             break  # one HTTPS listener is enough to be found
+    records += mta_sts_records(config, zone, host)
+    return records
+
+
+def mta_sts_records(config: Config, zone: str, host: str) -> list[DnsRecord]:
+    """MTA-STS and TLS reporting (the module docstring): none when the policy is off or not served."""
+    text = served_policy(config.mta_sts, config.server.hostname)
+    https = [
+        lst
+        for lst in config.listeners.values()
+        if lst.protocol == "http" and lst.tls == "implicit" and lst.status == "ready"
+    ]
+    if text is None or not https:
+        return []
+    domain = zone.rstrip(".")
+    records = [
+        DnsRecord(
+            "_mta-sts." + zone,
+            "TXT",
+            f"v=STSv1; id={policy_id(text)}",
+            _(
+                "MTA-STS (RFC 8461), mode %(mode)s; the id changes whenever the policy does.",
+                mode=config.mta_sts.mode,
+            ),
+            "mta-sts",
+        )
+    ]
+    if "mta-sts." + zone != host:  # a CNAME cannot sit at the host name itself
+        records.append(
+            DnsRecord(
+                "mta-sts." + zone,
+                "CNAME",
+                host,
+                _("Senders fetch the MTA-STS policy over HTTPS here: the certificate must name this host."),
+                "web-name",
+            )
+        )
+    records.append(
+        DnsRecord(
+            "_smtp._tls." + zone,
+            "TXT",
+            f"v=TLSRPTv1; rua=mailto:postmaster@{domain}",
+            _("Where senders report on TLS to the domain (RFC 8460): postmaster@%(domain)s.", domain=domain),
+            "tlsrpt",
+        )
+    )
     return records
 
 
@@ -313,15 +368,9 @@ def _spf_host(host: str) -> str:
 
 
 def not_yet(domain: str) -> list[NotYet]:
-    """The records of features not built yet (issue 13): shown as such, never checked."""
-    zone = _name(domain)
-    return [
-        NotYet(
-            "MTA-STS",
-            f"_mta-sts.{zone}",
-            _("Tells other servers to deliver only over verified TLS (RFC 8461; reports: RFC 8460)."),
-        ),
-    ]
+    """The records of features not built yet: shown as such, never checked. None now (MTA-STS, the last
+    one, is published by `expected_records`)."""
+    return []
 
 
 def zone_lines(records: Sequence[DnsRecord], pending: Sequence[NotYet] = ()) -> list[str]:
@@ -555,6 +604,62 @@ async def _check_web_name(record: DnsRecord, lookups: _Lookups) -> RecordCheck:
     return RecordCheck(record, "ok", found)
 
 
+def _starts_with_tag(text: str, version: str) -> bool:
+    """Whether a TXT record begins with the tag `version` (followed by `;`, white space or nothing)."""
+    return text.startswith(version) and text[len(version) : len(version) + 1] in ("", ";", " ", "\t")
+
+
+def _check_mta_sts(record: DnsRecord, rrset: dns.rrset.RRset | None) -> RecordCheck:
+    ours = parse_record(record.value)
+    sts = [text for text in _txt(rrset) if _starts_with_tag(text, "v=STSv1")]
+    found = tuple(sts)
+    if not sts:
+        return RecordCheck(record, "missing")
+    if len(sts) > 1:
+        return RecordCheck(
+            record,
+            "wrong",
+            found,
+            _("Several MTA-STS records: senders use none of them (RFC 8461 section 3.1)."),
+        )
+    try:
+        theirs = parse_record(sts[0])
+    except StsError:
+        return RecordCheck(record, "wrong", found, _("Not a valid MTA-STS record (RFC 8461 section 3.1)."))
+    if theirs != ours:
+        return RecordCheck(
+            record,
+            "wrong",
+            found,
+            _(
+                "Not the id of the policy served now (%(id)s): senders that have the old one keep it.",
+                id=ours,
+            ),
+        )
+    return RecordCheck(record, "ok", found)
+
+
+def _tags(text: str) -> list[str]:
+    return [part.strip() for part in text.split(";") if part.strip()]
+
+
+def _check_tlsrpt(record: DnsRecord, rrset: dns.rrset.RRset | None) -> RecordCheck:
+    reports = [text for text in _txt(rrset) if _starts_with_tag(text, "v=TLSRPTv1")]
+    found = tuple(reports)
+    if not reports:
+        return RecordCheck(record, "missing")
+    if len(reports) > 1:
+        return RecordCheck(
+            record,
+            "wrong",
+            found,
+            _("Several TLS reporting records: senders use none of them (RFC 8460 section 3)."),
+        )
+    if _tags(reports[0]) != _tags(record.value):
+        return RecordCheck(record, "wrong", found, _("Expected %(value)s.", value=record.value))
+    return RecordCheck(record, "ok", found)
+
+
 async def _check_one(record: DnsRecord, lookups: _Lookups) -> RecordCheck:
     try:
         if record.kind == "web-name":
@@ -568,6 +673,10 @@ async def _check_one(record: DnsRecord, lookups: _Lookups) -> RecordCheck:
             return _check_dmarc(record, rrset)
         if record.kind == "dkim":
             return _check_dkim(record, rrset)
+        if record.kind == "mta-sts":
+            return _check_mta_sts(record, rrset)
+        if record.kind == "tlsrpt":
+            return _check_tlsrpt(record, rrset)
         return _check_srv(record, rrset)
     except DnsTemporaryFailure as exc:
         return RecordCheck(record, "error", (), _("DNS gave no answer now: %(error)s", error=exc.text))

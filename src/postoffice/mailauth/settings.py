@@ -85,3 +85,32 @@ class MailAuthConfig:
         ),
         positive=True,
     )
+    send_reports: bool = setting(
+        True,
+        "send the daily DMARC aggregate reports (RFC 9990) and TLS reports (RFC 8460) domains ask for",
+        doc=(
+            "Send, once a day, the reports other domains ask for in their DNS: DMARC aggregate reports "
+            "(RFC 9990) about the mail received from them (to their DMARC record's `rua`), and SMTP TLS "
+            "reports (RFC 8460) about the TLS of the mail sent to them (to their `_smtp._tls` record's "
+            "`rua`, by mail). Off: results are not counted and nothing is sent."
+        ),
+    )
+    read_reports: bool = setting(
+        True,
+        "read the DMARC and TLS reports other servers send to postmaster@ our domains",
+        doc=(
+            "Read the DMARC aggregate reports and TLS reports that other servers send to postmaster@ each "
+            "of our domains (the address the suggested DNS records name): each is kept as a summary "
+            "(admin page Reports, `postoffice reports`) and its message delivered read, into the "
+            '"Reports" folder when the account has one.'
+        ),
+    )
+    report_from: str = setting(
+        "",
+        'the address reports are sent from ("" = postmaster@ the host name\'s domain, or the first domain)',
+        doc=(
+            "The From address and envelope sender of the reports this server sends, and the contact "
+            "address in them. Empty: `postmaster@` the served domain the host name is in (else the first "
+            "served domain)."
+        ),
+    )

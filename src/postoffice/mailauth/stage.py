@@ -17,9 +17,8 @@ Implementation notes
   would apply is delivered as usual when the ARC chain validates (arc=pass) and its newest sealer (the d= of
   the highest-instance ARC-Seal) is in [mailauth] trusted_arc_sealers: that domain vouches that the message
   was authenticated when it reached it, and was changed (a list's footer) only by it. The field keeps
-  dmarc=fail with a comment saying the policy was overridden and by whom; DMARC aggregate reports (not sent
-  yet) would record the disposition as "none" with the override reason "local_policy" (RFC 7489 appendix
-  C, PolicyOverrideType).
+  dmarc=fail with a comment saying the policy was overridden and by whom; the DMARC aggregate report records
+  the disposition as "none" with the override reason "trusted_forwarder" (RFC 9990's PolicyOverrideType).
   Only the newest sealer counts: an older one vouches for nothing we can check ourselves.
 - Forged fields: an arriving Authentication-Results field with our authserv-id is removed before delivery
   (RFC 8601 section 5); the message without it replaces the received one for every later stage and the
@@ -30,6 +29,9 @@ Implementation notes
   (`sender_known`), the checks start then and run while the client sends DATA. Their results are kept for
   RECENT_SECONDS by (address) for iprev and (address, HELO, MAIL FROM) for SPF, so the next message of the
   same sender on the same connection (or another one) does not ask again; DNS TTLs are longer than that.
+- DMARC aggregate reports (RFC 9990, docs/decisions/0058): each message whose DMARC record asks for them
+  (rua=) is counted as one line of the record domain's report of the day (`mailauth.reporting`): the
+  client's address, the disposition applied, the aligned DKIM and SPF results and the checks' results.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ from postoffice.delivery.plan import DeliveryPlan, Message, Refusal
 from postoffice.directory.dns_records import server_resolver
 from postoffice.mailauth.arc import ArcResult, ArcVerifier
 from postoffice.mailauth.dkim_verify import DkimResult, DkimVerifier
-from postoffice.mailauth.dmarc import DmarcResult, check_dmarc, from_domain_of
+from postoffice.mailauth.dmarc import DmarcRecord, DmarcResult, check_dmarc, from_domain_of
 from postoffice.mailauth.iprev import IprevResult, check_iprev
+from postoffice.mailauth.reporting import ReportCounter
 from postoffice.mailauth.results import claims_our_id, format_results
 from postoffice.mailauth.settings import MailAuthConfig
 from postoffice.mailauth.spf import SpfChecker, SpfOutcome, SpfResult
@@ -129,8 +132,15 @@ class RecentChecks(Generic[T]):
 class AuthenticationStage:
     name = "authentication"
 
-    def __init__(self, settings: MailAuthConfig, hostname: str, resolver: DnsResolver) -> None:
+    def __init__(
+        self,
+        settings: MailAuthConfig,
+        hostname: str,
+        resolver: DnsResolver,
+        counter: ReportCounter | None = None,
+    ) -> None:
         self.settings = settings
+        self.counter = counter
         self.hostname = hostname
         self.resolver = resolver
         self.spf = SpfChecker(resolver, receiver=hostname, threads=settings.check_threads)
@@ -164,6 +174,12 @@ class AuthenticationStage:
         self.spf.close()
         self.dkim.close()
         self.arc.close()
+
+    async def aclose(self) -> None:
+        """At shutdown: the report counts reach the store, then the checkers stop."""
+        if self.counter is not None:
+            await self.counter.stop()
+        self.close()
 
     async def run(self, message: Message, plan: DeliveryPlan) -> None:
         origin = plan.origin
@@ -224,6 +240,13 @@ class AuthenticationStage:
         from_values = [value for name, value in fields if name.lower() == "from"]
         several_authors = from_domain is None and any("@" in value for value in from_values)
         disposition = self._apply_policy(dmarc, plan, several_authors, overriding)
+        if dmarc is not None and dmarc.record is not None and dmarc.record.rua and self.counter is not None:
+            self.counter.add(
+                "dmarc",
+                dmarc.record_domain,
+                dmarc_report_line(dmarc, ip, plan.envelope.sender, spf.mail_from, dkim, disposition),
+                dmarc_report_policy(dmarc, dmarc.record),
+            )
         log.info(
             "authentication id=%s client=%s iprev=%s spf=%s dkim=%s arc=%s dmarc=%s from=%s disposition=%s%s",
             origin.id or "-",
@@ -328,6 +351,62 @@ def _spf_broke() -> SpfOutcome:
     return SpfOutcome(None, SpfResult("temperror", "", "the check failed"))
 
 
+def dmarc_report_line(
+    dmarc: DmarcResult,
+    ip: str,
+    sender: str,
+    spf: SpfResult,
+    dkim: list[DkimResult],
+    disposition: str,
+) -> dict[str, object]:
+    """One line of an aggregate report (RFC 9990 section 3, the `record` element) for one message."""
+    org = dmarc.org_domain or dmarc.from_domain
+
+    def aligned(domain: str, strict: bool) -> bool:
+        domain = domain.lower().rstrip(".")
+        if domain == dmarc.from_domain:
+            return True
+        return not strict and (domain == org or domain.endswith("." + org)) and bool(org)
+
+    record = dmarc.record
+    adkim, aspf = (record.adkim, record.aspf) if record is not None else ("r", "r")
+    dkim_pass = any(d.result == "pass" and aligned(d.domain, adkim == "s") for d in dkim)
+    spf_pass = spf.result == "pass" and aligned(spf.domain, aspf == "s")
+    applied = {"reject": "reject", "quarantine": "quarantine"}.get(disposition, "none")
+    if dmarc.result == "pass":
+        applied = "pass"  # RFC 9990's ActionDispositionType: no policy applied, DMARC passed
+    reasons = []
+    if disposition == "deliver-arc-override":
+        reasons.append("trusted_forwarder")
+    elif dmarc.result == "fail" and record is not None and record.testing:
+        reasons.append("policy_test_mode")
+    return {
+        "ip": ip,
+        "disposition": applied,
+        "dkim": "pass" if dkim_pass else "fail",
+        "spf": "pass" if spf_pass else "fail",
+        "reasons": reasons,
+        "header_from": dmarc.from_domain,
+        "envelope_from": sender.rpartition("@")[2].lower() if sender else "",
+        "auth_dkim": [[d.domain, d.selector, d.result] for d in dkim if d.domain],
+        "auth_spf": [spf.domain, "mfrom", spf.result],
+    }
+
+
+def dmarc_report_policy(dmarc: DmarcResult, record: DmarcRecord) -> dict[str, object]:
+    """The policy published (RFC 9990's `policy_published`) and where reports go."""
+    return {
+        "domain": dmarc.record_domain,
+        "p": record.policy or "none",
+        "sp": record.subdomain_policy or "",
+        "np": record.nonexistent_policy or "",
+        "adkim": record.adkim,
+        "aspf": record.aspf,
+        "testing": "y" if record.testing else "n",
+        "rua": list(record.rua),
+    }
+
+
 def _arc_broke() -> ArcResult:
     return ArcResult("temperror", 0, (), "the check failed")
 
@@ -353,4 +432,5 @@ def make_stage(config: Config, store: MailStore) -> AuthenticationStage | None:
     if not settings.verify:
         return None
     resolver = server_resolver(config, cache_size=settings.dns_cache_size)
-    return AuthenticationStage(settings, config.server.hostname, resolver)
+    counter = ReportCounter(store) if settings.send_reports else None
+    return AuthenticationStage(settings, config.server.hostname, resolver, counter)

@@ -19,8 +19,14 @@ What it implements
   5.6.9 for UTF-8 headers only; the IDN domain of an ASCII local part is sent as A-labels without it).
 - RFC 3461 DSN (RET/ENVID on MAIL, NOTIFY/ORCPT on RCPT, only when the server offers DSN).
 - RFC 4954 AUTH for smarthosts (only over TLS, unless TLS is "none").
+- Per-host TLS requirements (`HostTls`, from the policy layer `postoffice.mailauth.transport`: DANE, RFC
+  7672, and MTA-STS, RFC 8461): TLS mandatory for that host, a context, and a check of the peer's
+  certificate chain after the handshake (the TLSA match, or the WebPKI check of an MTA-STS policy in
+  "testing" mode, which is reported but not enforced). Every connection that got as far as EHLO is
+  reported to `on_tls` (`TlsSession`: TLS or not, and the RFC 8460 result type of a failure), for TLS
+  reporting.
 - Not done: PIPELINING (commands wait for their reply; simpler, and the time goes into DATA anyway),
-  CHUNKING, BINARYMIME, REQUIRETLS, MTA-STS/DANE (a later policy layer can pass tls="required" and a context).
+  CHUNKING, BINARYMIME, REQUIRETLS.
 
 Invariants
 - Every network step is bounded: TCP connect and greeting by `connect_timeout`, each command reply (and the
@@ -58,13 +64,17 @@ from postoffice.smtp.xtext import encode_xtext
 __all__ = [
     "CHUNK_SIZE",
     "ChunkSource",
+    "HostTls",
     "OutcomeStatus",
     "OutgoingMessage",
     "OutgoingRecipient",
     "RecipientOutcome",
     "TlsPolicy",
+    "TlsSession",
     "deliver",
     "outcomes_for_dns_error",
+    "peer_chain",
+    "unverified_context",
 ]
 
 TlsPolicy = Literal["opportunistic", "required", "none"]
@@ -130,6 +140,35 @@ class RecipientOutcome:
     remote_mta: str | None
     remote_reply: bool = False
     remote_dsn: bool = False
+
+
+@dataclass(frozen=True)
+class HostTls:
+    """What one host's TLS must be. `required`: no delivery to it without TLS (and no plaintext fallback).
+    `context`: the TLS context (None: a verifying one against the host name when `required`, else the
+    opportunistic one). `check`: called with the peer's certificate chain (DER, leaf first) after the
+    handshake; None when it passes, else (RFC 8460 result type, text). `enforce`: a failed check ends the
+    attempt (4.7.5); False: it is only reported (MTA-STS "testing")."""
+
+    required: bool
+    context: ssl.SSLContext | None = None
+    check: Callable[[list[bytes]], tuple[str, str] | None] | None = None
+    enforce: bool = True
+
+
+@dataclass(frozen=True)
+class TlsSession:
+    """One connection's TLS, for TLS reporting (RFC 8460): `failure` is None when TLS was used and passed
+    every check, else its result type (section 4.3: "starttls-not-supported", "certificate-host-mismatch",
+    "certificate-expired", "certificate-not-trusted", "validation-failure", ...), with `text`. `enforced`: the
+    failure stopped the delivery to this host."""
+
+    host: Host
+    address: str
+    tls: bool
+    failure: str | None = None
+    text: str = ""
+    enforced: bool = False
 
 
 def outcomes_for_dns_error(message: OutgoingMessage, error: DnsError) -> list[RecipientOutcome]:
@@ -204,7 +243,7 @@ class _Broken(Exception):
 
 
 @functools.cache
-def _opportunistic_context() -> ssl.SSLContext:
+def unverified_context() -> ssl.SSLContext:
     """Encryption without authentication (RFC 7435 opportunistic security): any certificate is accepted, as
     an MX host's certificate is seldom verifiable and plaintext would be the alternative. For the same
     reason the cipher list stays Python's default, CBC suites included (docs/decisions/0029); our own
@@ -315,6 +354,12 @@ class _Settings:
     data_timeout: float
     auth: tuple[str, str] | None
     local_address: str | None
+    host_tls: Callable[[Host], HostTls | None] | None = None
+    on_tls: Callable[[TlsSession], None] | None = None
+
+    def report(self, session: TlsSession) -> None:
+        if self.on_tls is not None:
+            self.on_tls(session)
 
 
 class _Session:
@@ -585,13 +630,16 @@ async def _open(host: Host, address: str, settings: _Settings, *, try_tls: bool)
         try:
             await hello()
             tls = False
-            if settings.tls != "none" and try_tls and smtp.supports_extension("starttls"):
-                context = settings.tls_context
+            policy = settings.host_tls(host) if settings.host_tls is not None else None
+            required = settings.tls == "required" or (policy is not None and policy.required)
+            offered = smtp.supports_extension("starttls")
+            if settings.tls != "none" and try_tls and offered:
+                context = policy.context if policy is not None and policy.context else settings.tls_context
                 if context is None:
-                    if settings.tls == "required":
+                    if required:
                         context = await asyncio.to_thread(_verifying_context)  # reads the CA file
                     else:
-                        context = _opportunistic_context()
+                        context = unverified_context()
                 try:
                     await smtp.starttls(
                         server_hostname=_server_name(host, address),
@@ -599,18 +647,40 @@ async def _open(host: Host, address: str, settings: _Settings, *, try_tls: bool)
                         timeout=settings.command_timeout,
                     )
                 except aiosmtplib.SMTPResponseException as exc:  # STARTTLS refused (454): still plaintext
-                    if settings.tls == "required" or not smtp.is_connected:
+                    if required or not smtp.is_connected:
+                        settings.report(
+                            TlsSession(host, address, False, "starttls-not-supported", str(exc), required)
+                        )
                         raise remote(exc) from exc
                 except (aiosmtplib.SMTPException, ssl.SSLError, OSError, TimeoutError) as exc:
                     _hang_up(smtp)
-                    if settings.tls == "required":
+                    result_type = _handshake_result_type(exc)
+                    settings.report(TlsSession(host, address, False, result_type, str(exc), required))
+                    if required:
                         raise failed(421, "4.7.5", f"TLS handshake with {where} failed: {exc}") from exc
                     raise _TlsHandshakeFailed(str(exc)) from exc
                 else:
                     tls = True
+                    problem = None
+                    if policy is not None and policy.check is not None:
+                        problem = policy.check(peer_chain(smtp.transport))
+                    if problem is not None:
+                        result_type, text = problem
+                        enforced = policy is not None and policy.enforce
+                        settings.report(TlsSession(host, address, True, result_type, text, enforced))
+                        if enforced:
+                            raise failed(421, "4.7.5", f"TLS with {where} is not authenticated: {text}")
+                    else:
+                        settings.report(TlsSession(host, address, True))
                     await hello()  # RFC 3207 4.2: forget what was learned before TLS
-            if settings.tls == "required" and not tls:
+            if required and not tls:
+                if not offered:
+                    text = f"TLS is required, but {where} did not offer STARTTLS"
+                    settings.report(TlsSession(host, address, False, "starttls-not-supported", text, True))
                 raise failed(421, "4.7.4", f"TLS is required, but {where} did not offer STARTTLS")
+            if not tls and settings.tls != "none" and not offered:
+                text = f"{where} did not offer STARTTLS"
+                settings.report(TlsSession(host, address, False, "starttls-not-supported", text))
             if settings.auth is not None:
                 if not tls and settings.tls != "none":
                     raise failed(421, "4.7.4", f"not sending credentials to {where} without TLS")
@@ -630,6 +700,45 @@ async def _open(host: Host, address: str, settings: _Settings, *, try_tls: bool)
         _hang_up(smtp)
         raise
     return _Session(smtp, host, address, settings, tls)
+
+
+def _handshake_result_type(exc: BaseException) -> str:
+    """The RFC 8460 section 4.3 result type of a failed TLS handshake."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_CERT_HAS_EXPIRED
+        return {62: "certificate-host-mismatch", 10: "certificate-expired"}.get(
+            cause.verify_code, "certificate-not-trusted"
+        )
+    return "validation-failure"
+
+
+def _der(certificate: object) -> bytes:
+    if isinstance(certificate, bytes):
+        return certificate
+    encoding = getattr(ssl, "_ssl").ENCODING_DER  # noqa: B009 - the internal module's constant
+    return bytes(certificate.public_bytes(encoding))  # type: ignore[attr-defined]
+
+
+def peer_chain(transport: asyncio.BaseTransport | None) -> list[bytes]:
+    """The certificate chain the peer sent (DER, leaf first); only the leaf where Python cannot tell more."""
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if ssl_object is None:
+        return []
+    for holder in (ssl_object, getattr(ssl_object, "_sslobj", None)):
+        method = getattr(holder, "get_unverified_chain", None)  # public in 3.13, internal in 3.10-3.12
+        if method is None:
+            continue
+        try:
+            chain = method()
+        except (ssl.SSLError, ValueError, AttributeError):
+            continue
+        if chain:
+            return [_der(certificate) for certificate in chain]
+    leaf = ssl_object.getpeercert(binary_form=True)
+    return [leaf] if leaf else []
 
 
 def _family_matches(address: str, local_address: str | None) -> bool:
@@ -678,6 +787,8 @@ async def deliver(
     auth: tuple[str, str] | None = None,
     local_address: str | None = None,
     max_attempts: int = 10,
+    host_tls: Callable[[Host], HostTls | None] | None = None,
+    on_tls: Callable[[TlsSession], None] | None = None,
 ) -> list[list[RecipientOutcome]]:
     """Deliver `messages` (all for the destination `hosts`) over one connection; one outcome list per
     message, one outcome per recipient in order.
@@ -696,7 +807,8 @@ async def deliver(
     for DATA, 3 per data block and 10 after the final dot; these defaults are shorter):
     `connect_timeout` TCP connect plus greeting, `command_timeout` each command reply and the TLS handshake,
     `data_timeout` each flushed data block and the reply to the final dot. `local_address` binds the source
-    address (addresses of the other IP version are skipped)."""
+    address (addresses of the other IP version are skipped). `host_tls` gives each host's own TLS
+    requirement (`HostTls`; None: as `tls` says); `on_tls` is told of each connection's TLS (`TlsSession`)."""
     if tls not in ("opportunistic", "required", "none"):
         raise ValueError(f"tls must be 'opportunistic', 'required' or 'none', not {tls!r}")
     if not helo_name.isascii() or not helo_name or any(c.isspace() for c in helo_name):
@@ -706,7 +818,17 @@ async def deliver(
     if not any(m.recipients for m in messages):
         return [[] for _ in messages]
     settings = _Settings(
-        helo_name, port, tls, tls_context, connect_timeout, command_timeout, data_timeout, auth, local_address
+        helo_name,
+        port,
+        tls,
+        tls_context,
+        connect_timeout,
+        command_timeout,
+        data_timeout,
+        auth,
+        local_address,
+        host_tls,
+        on_tls,
     )
     session, failure = await _connect(hosts, settings, max_attempts)
     if session is None:

@@ -20,6 +20,21 @@ Errors (the status codes a bounce or delay notice should carry, RFC 3463)
   451 4.4.3. When some MX hosts resolve and others fail temporarily, the resolving ones are returned: the
   others are skipped for this attempt (delivery to a less preferred MX is allowed by section 5.1).
 
+DNSSEC (for DANE, RFC 7672 section 2.2; only with a resolver made with `dnssec=True`, see net/dns.py)
+- `Host.secure` says whether DANE may apply to the host: the MX RRset was validated (AD) and so were all of
+  this host's address lookups that answered (A and AAAA, NODATA included) (section 2.2.1). For the implicit
+  MX (no MX records) the denial of the MX records and the domain's own address records must be validated
+  (section 2.2.2, non-MX destinations). A CNAME on the way (the domain itself for the MX lookup, or an MX
+  target, which RFC 5321 forbids but which happens) is covered: the resolver sets AD only when every RRset of
+  the answer, each CNAME included, validated. A chain that is partly insecure is insecure as a whole: DANE
+  then does not apply to that host (telling the links apart would take a lookup per CNAME; implementations
+  that do so may still find TLSA records at a secure original name).
+- `Host.expanded_name` is the CNAME-expanded host name (the owner of the address records) when it differs
+  from `name`: the first candidate TLSA base domain (RFC 7672 section 2.2.2, mailauth/dane.py).
+- Bogus answers come back from a validating resolver as SERVFAIL: a temporary failure, handled as above (a
+  host whose addresses cannot be had now is skipped for this attempt; a bogus MX RRset delays the domain).
+  Address literals are never secure: there is no name to look TLSA records up for.
+
 Invariants and choices
 - At most `max_hosts` MX records are followed (default 10), after ordering: a hostile or broken zone cannot
   make one delivery attempt resolve and try hundreds of hosts.
@@ -40,9 +55,11 @@ import ipaddress
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import dns.name
 import dns.rdatatype
+import dns.rrset
 
 from postoffice.net.dns import BadDomainName, DnsResolver, DnsTemporaryFailure, NoSuchDomain, a_label
 
@@ -60,11 +77,15 @@ __all__ = [
 class Host:
     """One place to deliver to. `name` is the MX target (A-labels, no trailing dot), the domain itself for an
     implicit MX, or the address literal as written ("[192.0.2.1]"); it is the remote MTA's name for DSNs and
-    the TLS server name. `addresses` are IP addresses in the order to try."""
+    the TLS server name. `addresses` are IP addresses in the order to try. `secure`: DNSSEC validated the
+    path to this host (MX RRset and address records), so DANE applies to it (see the module docstring);
+    `expanded_name`: the CNAME-expanded host name, "" when `name` has no CNAME."""
 
     name: str
     preference: int
     addresses: list[str]
+    secure: bool = False
+    expanded_name: str = ""
 
 
 class DnsError(Exception):
@@ -83,6 +104,25 @@ class PermanentDnsError(DnsError):
 
 class TemporaryDnsError(DnsError):
     """DNS did not answer usefully now (SERVFAIL, timeout, no nameserver): try again later."""
+
+
+class _Answer(NamedTuple):
+    """One lookup's records as (preference or 0, text without trailing dot; "" for the root), None for
+    NODATA; whether it was DNSSEC-validated; the owner of the records (after CNAMEs), None for NODATA."""
+
+    records: list[tuple[int, str]] | None
+    secure: bool
+    owner: dns.name.Name | None
+
+
+class _Addresses(NamedTuple):
+    """A host's addresses; the text of a temporary failure of one of its lookups ("" when none failed);
+    whether every lookup that answered was validated; the CNAME-expanded name ("" when none)."""
+
+    addresses: list[str]
+    failed: str
+    secure: bool
+    expanded_name: str
 
 
 def _temporary(text: str) -> TemporaryDnsError:
@@ -154,19 +194,22 @@ class MxResolver:
         ascii_domain = to_a_label(domain)
         name = dns.name.from_text(ascii_domain)
         try:
-            mx_records = await self._query(name, "MX")
+            mx_answer = await self._query(name, "MX")
         except NoSuchDomain:
             raise _nxdomain(ascii_domain) from None
+        mx_records = mx_answer.records
 
         if mx_records is None:  # NODATA: implicit MX, RFC 5321 section 5.1
             try:
-                addresses, failed = await self._addresses(name)
+                found = await self._addresses(name)
             except NoSuchDomain:
                 raise _nxdomain(ascii_domain) from None
-            if addresses:
-                return [Host(ascii_domain, 0, addresses)]
-            if failed:
-                raise _temporary(f"address lookup for {ascii_domain} failed: {failed}")
+            if found.addresses:
+                # RFC 7672 section 2.2.2: the validated denial of MX and the validated address records
+                secure = mx_answer.secure and found.secure
+                return [Host(ascii_domain, 0, found.addresses, secure, found.expanded_name)]
+            if found.failed:
+                raise _temporary(f"address lookup for {ascii_domain} failed: {found.failed}")
             raise PermanentDnsError(550, "5.1.2", f"domain {ascii_domain} has no MX, A or AAAA records")
 
         # RFC 7505 section 3: exactly one MX, target "." -> no mail service at all.
@@ -176,7 +219,9 @@ class MxResolver:
         records = self._order(records)
         records = self._drop_local(ascii_domain, records)[: self.max_hosts]
 
-        results = await asyncio.gather(*(self._host(pref, target) for pref, target in records))
+        results = await asyncio.gather(
+            *(self._host(pref, target, mx_answer.secure) for pref, target in records)
+        )
         hosts = [host for host, _ in results if host.addresses]
         if hosts:
             return hosts
@@ -207,17 +252,20 @@ class MxResolver:
             raise PermanentDnsError(550, "5.4.6", f"mail for {domain} loops back to myself (MX)")
         return kept
 
-    async def _host(self, preference: int, target: str) -> tuple[Host, str]:
+    async def _host(self, preference: int, target: str, mx_secure: bool) -> tuple[Host, str]:
         """An MX host and its addresses; the text of a temporary failure, "" if none."""
         try:
-            addresses, failed = await self._addresses(dns.name.from_text(target))
+            found = await self._addresses(dns.name.from_text(target))
         except NoSuchDomain:
             return Host(target, preference, []), ""
-        return Host(target, preference, addresses), failed
+        # RFC 7672 section 2.2.1: DANE applies only through a validated MX RRset and validated addresses
+        secure = mx_secure and found.secure
+        return Host(target, preference, found.addresses, secure, found.expanded_name), found.failed
 
-    async def _addresses(self, name: dns.name.Name) -> tuple[list[str], str]:
-        """A and AAAA (per ip_versions, in that order). Returns the addresses and the text of a temporary
-        failure of one of the lookups ("" when none failed); NXDOMAIN is raised."""
+    async def _addresses(self, name: dns.name.Name) -> _Addresses:
+        """A and AAAA (per ip_versions, in that order): the addresses, the text of a temporary failure of
+        one of the lookups ("" when none failed), whether every lookup that answered was validated (False
+        when none answered), and the CNAME-expanded name. NXDOMAIN is raised."""
         kinds = {4: "A", 6: "AAAA"}
         results = await asyncio.gather(
             *(self._query(name, kinds[v]) for v in self.ip_versions), return_exceptions=True
@@ -225,6 +273,7 @@ class MxResolver:
         addresses: list[str] = []
         failures: list[str] = []
         nxdomain: BaseException | None = None
+        answered: list[_Answer] = []
         for result in results:
             if isinstance(result, NoSuchDomain):
                 nxdomain = result
@@ -232,28 +281,40 @@ class MxResolver:
                 failures.append(result.text)
             elif isinstance(result, BaseException):
                 raise result
-            elif result is not None:
-                addresses += [text for _, text in result]
+            else:
+                answered.append(result)
+                if result.records is not None:
+                    addresses += [text for _, text in result.records]
         if nxdomain is not None and not addresses and not failures:
             raise nxdomain
-        return addresses, "; ".join(failures)
+        secure = bool(answered) and all(answer.secure for answer in answered)
+        owners = [answer.owner for answer in answered if answer.owner is not None and answer.owner != name]
+        expanded = owners[0].to_text(omit_final_dot=True) if owners else ""
+        return _Addresses(addresses, "; ".join(failures), secure, expanded)
 
-    async def _query(self, name: dns.name.Name, rdtype: str) -> list[tuple[int, str]] | None:
-        """The answer's records as (preference or 0, text without trailing dot; "" for the root); None for
-        NODATA. NXDOMAIN is raised as NoSuchDomain; every other failure as TemporaryDnsError."""
+    async def _query(self, name: dns.name.Name, rdtype: str) -> _Answer:
+        """One lookup (see `_Answer`). NXDOMAIN is raised as NoSuchDomain; every other failure as
+        TemporaryDnsError. The DNSSEC verdict is asked for only when the resolver asks DNSSEC questions."""
         try:
-            rrset = await self._resolver.query(name, rdtype)
+            if self._resolver.dnssec:
+                rrset, secure = await self._resolver.query_checked(name, rdtype)
+            else:
+                rrset, secure = await self._resolver.query(name, rdtype), False
         except DnsTemporaryFailure as exc:
             raise _temporary(exc.text) from None
         if rrset is None:
-            return None
-        records: list[tuple[int, str]] = []
-        kind = dns.rdatatype.from_text(rdtype)
-        for rdata in rrset:
-            if kind == dns.rdatatype.MX:
-                exchange = rdata.exchange
-                target = "" if exchange == dns.name.root else exchange.to_text(omit_final_dot=True)
-                records.append((int(rdata.preference), target))
-            else:
-                records.append((0, str(rdata.address)))
-        return records
+            return _Answer(None, secure, None)
+        return _Answer(_records(rrset), secure, rrset.name)
+
+
+def _records(rrset: dns.rrset.RRset) -> list[tuple[int, str]]:
+    """MX records as (preference, target; "" for the root), address records as (0, address)."""
+    records: list[tuple[int, str]] = []
+    for rdata in rrset:
+        if rrset.rdtype == dns.rdatatype.MX:
+            exchange = rdata.exchange
+            target = "" if exchange == dns.name.root else exchange.to_text(omit_final_dot=True)
+            records.append((int(rdata.preference), target))
+        else:
+            records.append((0, str(rdata.address)))
+    return records

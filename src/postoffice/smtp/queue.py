@@ -40,16 +40,22 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from postoffice.delivery.pipeline import DeliveryError, DeliveryPipeline
 from postoffice.delivery.plan import Envelope, Message, Origin, Recipient, Refusal, initial_plan
+from postoffice.mailauth.reporting import ReportCounter
+from postoffice.mailauth.transport import TransportSecurity, build_transport, dane_enabled
 from postoffice.message import PARSE_INLINE_LIMIT, parse_message
+from postoffice.net.dns import DnsResolver
 from postoffice.plural import counted
 from postoffice.smtp import dsn as dsn_mod
 from postoffice.smtp.delivery import (
+    HostTls,
     OutgoingMessage,
     OutgoingRecipient,
     RecipientOutcome,
+    TlsSession,
     deliver,
     outcomes_for_dns_error,
 )
@@ -67,6 +73,9 @@ from postoffice.store.api import (
     QueueUpdate,
     RecipientResult,
 )
+
+if TYPE_CHECKING:
+    from postoffice.config import Config
 
 log = logging.getLogger("postoffice.queue")
 
@@ -125,8 +134,10 @@ class QueueRunner:
         resolver: MxResolver | None = None,
         clock: Callable[[], float] = time.time,
         pipeline: DeliveryPipeline | None = None,
+        transport: TransportSecurity | None = None,
     ) -> None:
         self.store = store
+        self.transport = transport
         self.hostname = hostname
         self.pipeline = pipeline or DeliveryPipeline(store, hostname=hostname)
         self.config = config
@@ -157,6 +168,13 @@ class QueueRunner:
         self._wake.set()
 
     async def stop(self) -> None:
+        try:
+            await self._stop()
+        finally:
+            if self.transport is not None and self.transport.counter is not None:
+                await self.transport.counter.stop()  # the TLS report counts reach the store
+
+    async def _stop(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -267,6 +285,9 @@ class QueueRunner:
         messages = [self._outgoing(item) for item in items]
         auth = None
         context = None
+        host_tls: Callable[[Host], HostTls | None] | None = None
+        on_tls: Callable[[TlsSession], None] | None = None
+        refusal: tuple[int, str, str] | None = None
         try:
             if cfg.smarthost:
                 hosts = [Host(cfg.smarthost, 0, await self._smarthost_addresses())]
@@ -280,21 +301,38 @@ class QueueRunner:
             else:
                 hosts = await self.resolver.destinations(domain)
                 port, tls = cfg.delivery_port, cfg.tls
+                if self.transport is not None and tls == "opportunistic":
+                    destination = await self.transport.destination(domain, hosts)
+                    hosts, host_tls = destination.hosts, destination.host_tls
+                    on_tls = self.transport.reporter(domain, destination)
+                    refusal = destination.refusal
         except DnsError as error:
             outcomes = [outcomes_for_dns_error(m, error) for m in messages]
         else:
-            outcomes = await deliver(
-                hosts,
-                messages,
-                helo_name=self.hostname,
-                port=port,
-                tls=tls,  # type: ignore[arg-type]
-                tls_context=context,
-                connect_timeout=cfg.connect_timeout,
-                command_timeout=cfg.command_timeout,
-                data_timeout=max(cfg.command_timeout, 600.0),
-                auth=auth,
-            )
+            if refusal is not None:
+                code, enhanced, text = refusal
+                outcomes = [
+                    [
+                        RecipientOutcome(r.address, "temporary", code, enhanced, text, None)
+                        for r in m.recipients
+                    ]
+                    for m in messages
+                ]
+            else:
+                outcomes = await deliver(
+                    hosts,
+                    messages,
+                    helo_name=self.hostname,
+                    port=port,
+                    tls=tls,  # type: ignore[arg-type]
+                    tls_context=context,
+                    connect_timeout=cfg.connect_timeout,
+                    command_timeout=cfg.command_timeout,
+                    data_timeout=max(cfg.command_timeout, 600.0),
+                    auth=auth,
+                    host_tls=host_tls,
+                    on_tls=on_tls,
+                )
         for item, results in zip(items, outcomes, strict=True):
             await self._record(item, results)
 
@@ -536,3 +574,20 @@ class QueueRunner:
             if len(head) > DSN_FULL_LIMIT:
                 break
         return bytes(head)
+
+
+def queue_runner(config: Config, store: MailStore, pipeline: DeliveryPipeline) -> QueueRunner:
+    """The server's queue runner: MX lookups through a DNSSEC-aware resolver when DANE is on, and the
+    transport security of `[queue]` (DANE, MTA-STS, TLS report counts; docs/decisions/0057)."""
+    cfg = config.queue
+    nameservers = list(cfg.nameservers) or None
+    hostname = config.server.hostname
+    dnssec = dane_enabled(cfg.dane, cfg.nameservers)
+    resolver = MxResolver(
+        local_names=[hostname], resolver=DnsResolver(nameservers, port=cfg.dns_port, dnssec=dnssec)
+    )
+    counter = ReportCounter(store) if config.mailauth.send_reports else None
+    transport = build_transport(cfg, store, counter)
+    return QueueRunner(
+        store, hostname=hostname, config=cfg, resolver=resolver, pipeline=pipeline, transport=transport
+    )

@@ -188,6 +188,44 @@ class QueueConfig:
         ),
         choices=("opportunistic", "required", "none"),
     )
+    dane: str = setting(
+        "auto",
+        '"auto" (on when the nameservers are on this machine) | "on" | "off": DANE (RFC 7672)',
+        doc=(
+            "DANE (RFC 7672): authenticate remote servers by their DNSSEC-signed TLSA records, which "
+            "makes TLS mandatory for them. It needs a DNSSEC-validating resolver that can be trusted, "
+            'since its AD bit is believed as Postfix believes it: `"on"` uses the `nameservers` (or the '
+            'system\'s) as such; `"auto"` does so only when they are all loopback addresses (a local '
+            'validating resolver such as unbound); `"off"` never. With a resolver that does not validate, '
+            "DANE simply never applies."
+        ),
+        choices=("auto", "on", "off"),
+    )
+    mta_sts: bool = setting(
+        True,
+        "apply the MTA-STS policies (RFC 8461) of the domains mail is sent to",
+        doc=(
+            "Apply the MTA-STS policy (RFC 8461) a recipient domain publishes: under `enforce`, mail goes "
+            "only to the MX hosts the policy names, over TLS with a certificate valid for the host from a "
+            "trusted CA (`tls_ca_file`); under `testing` failures are only reported (TLS reports, RFC "
+            "8460). Policies are kept in the store until they expire. DANE comes first where it applies."
+        ),
+    )
+    tls_ca_file: str = setting(
+        "",
+        'PEM file of the CAs trusted for verified TLS to remote servers ("" = the system\'s)',
+        doc=(
+            "PEM file of the CAs trusted when a remote server's certificate must be verified (MTA-STS, "
+            '`tls = "required"`) and for fetching MTA-STS policies; empty: the system\'s CAs.'
+        ),
+        file=True,
+    )
+    mta_sts_port: int = setting(
+        443,
+        "HTTPS port MTA-STS policies are fetched from (443; other values for tests)",
+        doc="HTTPS port MTA-STS policies are fetched from; change only for tests.",
+        positive=True,
+    )
     connect_timeout: float = setting(
         30,
         "seconds to wait for a remote server to answer",

@@ -32,6 +32,7 @@ from postoffice.directory.address import AddressError
 from postoffice.store import Account, AlreadyExists, NotFound, StoreError, WebSession
 from postoffice.web import mailview
 from postoffice.web.admin_dns import AdminDnsPage
+from postoffice.web.admin_reports import AdminReportsPage
 
 if TYPE_CHECKING:
     from postoffice.web.app import WebApp
@@ -78,6 +79,7 @@ class AdminPages:
             Route("/admin/queue", self.queue, methods=["GET", "POST"]),
             Route("/admin/queue/{queue_id:int}", self.queued, methods=["GET"]),
             *AdminDnsPage(self).routes(),
+            *AdminReportsPage(self).routes(),
         ]
 
     async def admin(self, request: Request) -> tuple[WebSession, Account]:

@@ -58,7 +58,7 @@ from postoffice.directory.operations import (
 from postoffice.net.service import ServiceContext
 from postoffice.store import Account, AlreadyExists, LimitExceeded, NotFound, OverQuota, WebSession
 from postoffice.transfer.archive import export_archive, import_mbox
-from postoffice.web import autoconfig, compose, mailview
+from postoffice.web import autoconfig, compose, mailview, mtasts
 from postoffice.web.html import (
     FRAME_CSP,
     FRAME_CSP_WITH_IMAGES,
@@ -1217,7 +1217,7 @@ def build_app(ctx: ServiceContext, settings: WebConfig) -> ASGIApp:
             Exception: server_error,
         },
     )
-    return SecurityHeaders(with_setup(ctx, app), https=True)
+    return SecurityHeaders(with_setup(ctx, mtasts.with_policy(ctx, app)), https=True)
 
 
 def with_setup(ctx: ServiceContext, app: ASGIApp) -> ASGIApp:
