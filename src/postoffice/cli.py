@@ -732,20 +732,30 @@ def cmd_reports(args: argparse.Namespace) -> int:
                         f"    {failure['count']} x {failure['result']} at {failure['mx']} [{failure['ip']}]"
                     )
         return 0
-    # send: what is counted for days before today, now (the server does it every hour by itself)
+    # send: what is counted for days before today, now (the server does it every hour by itself), DKIM-signed
+    # as the server signs them: through a pipeline of the one stage that signs generated messages
     config = load(args)
+    from postoffice.delivery.pipeline import DeliveryPipeline
+    from postoffice.delivery.stages import STAGES, build_stages
     from postoffice.directory.dns_records import server_resolver
     from postoffice.mailauth.report_sender import ReportSender
 
     async def send(store: MailStore) -> int:
+        signing = [registration for registration in STAGES if registration.name == "dkim-signing"]
+        pipeline = DeliveryPipeline(
+            store, build_stages(config, store, signing), hostname=config.server.hostname
+        )
         sender = ReportSender(
             store,
-            None,
+            pipeline,
             server_resolver(config),
             hostname=config.server.hostname,
             report_from=config.mailauth.report_from,
         )
-        return await sender.send_due()
+        try:
+            return await sender.send_due()
+        finally:
+            await pipeline.close()
 
     queued = with_store(args, send)
     print(f"{counted(queued, 'report')} queued")

@@ -227,6 +227,21 @@ def test_a_permanent_failure_bounces_to_the_sender(server: ServerProcess, intern
     wait_for("an empty queue", lambda: queue_empty(server))
 
 
+def test_requiretls_on_submission_is_kept_and_not_relaxed(server: ServerProcess, internet: Internet) -> None:
+    """RFC 8689: a mail program asks for REQUIRETLS on 587 (after STARTTLS); remote.test's MX has TLS but
+    nothing vouches for its name (no DNSSEC, no MTA-STS) and it does not offer REQUIRETLS, so the message is
+    returned with 5.7.30 and only its header, never sent in a weaker way."""
+    submit(server, ["bob@remote.test"], subject="secret plans", mail_options=("REQUIRETLS",))
+    [bounce] = wait_for("the bounce", lambda: inbox(server))
+    fields = _status_fields(_report(bounce))
+    assert "Final-Recipient: rfc822; bob@remote.test" in fields
+    assert "Status: 5.7.30" in fields
+    assert "Subject: secret plans" in bounce.decode()  # the header comes back
+    assert "Body of secret plans" not in bounce.decode()  # the content does not (RFC 8689 section 5)
+    assert internet.mx2.received == []
+    wait_for("an empty queue", lambda: queue_empty(server))
+
+
 def test_a_null_mx_bounces_at_once(server: ServerProcess, internet: Internet) -> None:
     submit(server, ["x@nullmx.test"], subject="null mx")
     [bounce] = wait_for("the bounce", lambda: inbox(server))

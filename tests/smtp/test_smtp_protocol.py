@@ -149,9 +149,26 @@ def test_ehlo_capabilities_follow_settings_and_tls_state() -> None:
     replies = s.send(b"EHLO c\r\n")
     assert replies == (
         "250-mx.example.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
-        "250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250 AUTH PLAIN LOGIN\r\n"
+        "250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250-REQUIRETLS\r\n250 AUTH PLAIN LOGIN\r\n"
     )
     assert "STARTTLS" not in session(starttls_available=False).send(b"EHLO c\r\n")
+    assert "REQUIRETLS" not in session().send(b"EHLO c\r\n")  # RFC 8689: only over TLS
+
+
+def test_requiretls_is_taken_only_in_a_tls_session_and_without_a_value() -> None:
+    plain = session()
+    plain.send(b"EHLO c\r\n")
+    assert plain.send(b"MAIL FROM:<a@example.org> REQUIRETLS\r\n") == (
+        "530 5.7.10 REQUIRETLS needs a TLS session: STARTTLS first\r\n"
+    )
+    secure = session(tls=True)
+    secure.send(b"EHLO c\r\n")
+    assert (
+        secure.send(b"MAIL FROM:<a@example.org> REQUIRETLS=yes\r\n")
+        == "501 5.5.4 REQUIRETLS takes no value\r\n"
+    )
+    assert secure.send(b"MAIL FROM:<a@example.org> REQUIRETLS\r\n").startswith("250 ")
+    assert "REQUIRETLS" in secure.events[-1].params  # type: ignore[attr-defined]
 
 
 def test_ehlo_needs_an_argument_but_takes_junk() -> None:

@@ -7,11 +7,11 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-from postoffice.store import ReportCount, StoredStsPolicy, open_store
+from postoffice.store import OutboundMessage, OutboundRecipient, ReportCount, StoredStsPolicy, open_store
 from postoffice.store.sqlite import SCHEMA_VERSION
 
 
-def test_a_version_17_store_gets_the_report_tables_empty(tmp_path: Path) -> None:
+def test_a_version_17_store_gets_the_report_tables_empty_and_the_requiretls_column(tmp_path: Path) -> None:
     path = tmp_path / "v17.sqlite3"
 
     async def fill() -> None:
@@ -27,6 +27,7 @@ def test_a_version_17_store_gets_the_report_tables_empty(tmp_path: Path) -> None
         """
         DROP TABLE mta_sts_policies; DROP TABLE report_counts; DROP TABLE report_policies;
         DROP INDEX received_reports_received; DROP TABLE received_reports;
+        ALTER TABLE queue_messages DROP COLUMN require_tls;
         UPDATE meta SET value = 17 WHERE key = 'schema_version';
         """
     )
@@ -43,6 +44,12 @@ def test_a_version_17_store_gets_the_report_tables_empty(tmp_path: Path) -> None
             await store.add_report_counts([ReportCount("tlsrpt", "2026-12-01", "example.org", "{}")])
             assert len(await store.pending_reports("2999-01-01")) == 1
             assert (await store.list_domains())[0].name == "example.test"
+            outbound = OutboundMessage(
+                "a@example.test", [OutboundRecipient("b@example.org")], require_tls=True
+            )
+            queued = await store.queue_get(await store.enqueue(b"Subject: x\r\n\r\n", 14, outbound))
+            assert queued is not None
+            assert queued.require_tls
         finally:
             await store.close()
 

@@ -23,6 +23,7 @@ class Received:
     data: bytes
     tls: bool
     helo: str
+    mail_params: str = ""  # what followed the address in MAIL FROM (e.g. "SIZE=100 REQUIRETLS")
 
 
 @dataclass
@@ -76,6 +77,7 @@ class _Handler(socketserver.StreamRequestHandler):
             return
         helo = ""
         mail_from: str | None = None
+        mail_params = ""
         recipients: list[str] = []
         while True:
             raw = self.rfile.readline(4096)
@@ -112,6 +114,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 helo, mail_from, recipients = "", None, []
             elif verb == "MAIL":
                 mail_from = arg.split(":", 1)[1].strip().split(" ")[0].strip("<>") if ":" in arg else ""
+                mail_params = arg.split(":", 1)[1].strip().partition(" ")[2].strip() if ":" in arg else ""
                 recipients = []
                 if not self._stage("mail", "250 2.1.0 ok"):
                     return
@@ -149,7 +152,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 if script.replies.get("dot", "250")[0] == "2":
                     with self.peer.lock:
                         self.peer.received.append(
-                            Received(mail_from, list(recipients), bytes(body), self.tls, helo)
+                            Received(mail_from, list(recipients), bytes(body), self.tls, helo, mail_params)
                         )
                     self.peer.delivered.set()
                 mail_from, recipients = None, []

@@ -250,6 +250,7 @@ class DeliveryPipeline:
                 smtputf8=envelope.smtputf8,
                 eight_bit=envelope.eight_bit,
                 smtp_id=origin.id,
+                require_tls=envelope.require_tls,
             )
         result = await self.store.commit_delivery(Delivery(texts, copies, outbound, generated, record))
         return DeliveryOutcome(None, result.copies, result.queue_id, recorded=result.recorded)

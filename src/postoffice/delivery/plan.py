@@ -88,13 +88,15 @@ class Message(NamedTuple):
 
 class Envelope(NamedTuple):
     """The SMTP envelope (RFC 5321 section 2.3.1) with the DSN and transport parameters the queue keeps:
-    `sender` "" is the null sender; `envid` and `ret` as received (RFC 3461 sections 4.3, 4.4)."""
+    `sender` "" is the null sender; `envid` and `ret` as received (RFC 3461 sections 4.3, 4.4);
+    `require_tls`: MAIL had REQUIRETLS (RFC 8689), which the queue honours for the remote recipients."""
 
     sender: str
     envid: str | None = None
     ret: str | None = None
     smtputf8: bool = False
     eight_bit: bool = False
+    require_tls: bool = False
 
 
 class Origin(NamedTuple):

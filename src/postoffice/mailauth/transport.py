@@ -74,9 +74,18 @@ class Destination:
     policy: ReportPolicy
     per_host: dict[str, HostTls] = field(default_factory=dict)
     refusal: tuple[int, str, str] | None = None
+    #: every MX host, before a policy left some out
+    all_hosts: list[Host] = field(default_factory=list)
+    #: the MTA-STS policy that applied (None: none, or DANE)
+    sts: StsPolicy | None = None
 
     def host_tls(self, host: Host) -> HostTls | None:
         return self.per_host.get(host.name)
+
+    @property
+    def enforced(self) -> bool:
+        """A policy may stop a delivery (DANE, MTA-STS enforce): what "TLS-Required: No" relaxes."""
+        return self.refusal is not None or any(t.required for t in self.per_host.values())
 
 
 class TransportSecurity:
@@ -110,8 +119,43 @@ class TransportSecurity:
                 return found
         policy = await self.mta_sts.policy_for(domain) if self.mta_sts is not None else None
         if policy is None:
-            return Destination(list(hosts), ReportPolicy("no-policy-found"))
+            return Destination(list(hosts), ReportPolicy("no-policy-found"), all_hosts=list(hosts))
         return await self._sts(domain, hosts, policy)
+
+    async def strict(self, destination: Destination) -> Destination:
+        """The destination for a REQUIRETLS message (RFC 8689 section 4.2.1): only hosts whose name is
+        vouched for (a DNSSEC-validated MX lookup, or an MTA-STS policy of any mode naming the host) over
+        TLS whose certificate is authenticated (DANE-EE/TA matches, or WebPKI for the host's name).
+        Hosts with DANE but only unusable TLSA records (unauthenticated TLS) are left out; no host left:
+        550 5.7.30."""
+        strict = Destination([], destination.policy, all_hosts=destination.all_hosts, sts=destination.sts)
+        verifying = await self._verifying_context()
+        for host in destination.hosts:
+            current = destination.per_host.get(host.name)
+            if current is not None and current.required and current.enforce and current.check is not None:
+                strict.per_host[host.name] = current  # DANE: the TLSA records authenticate
+            elif (
+                current is not None
+                and current.required
+                and current.context is not None
+                and current.context.verify_mode != ssl.CERT_NONE
+            ):
+                strict.per_host[host.name] = current  # MTA-STS enforce: WebPKI for the host's name
+            elif current is not None and current.required:
+                continue  # DANE with unusable records only: encrypted, not authenticated
+            elif host.secure or (destination.sts is not None and destination.sts.matches(host.name)):
+                strict.per_host[host.name] = HostTls(True, verifying)
+            else:
+                continue
+            strict.hosts.append(host)
+        if not strict.hosts:
+            strict.refusal = destination.refusal or (
+                550,
+                "5.7.30",
+                "REQUIRETLS support required: no MX host can be authenticated (no DNSSEC-validated MX "
+                "records, no MTA-STS policy naming them)",
+            )
+        return strict
 
     def reporter(self, domain: str, destination: Destination) -> Callable[[TlsSession], None] | None:
         """What `deliver` calls with each connection's TLS: counts a TLS report line for `domain`."""
@@ -149,7 +193,7 @@ class TransportSecurity:
             if host.name in applies
             for record in applies[host.name].records
         )
-        destination = Destination(usable, ReportPolicy("tlsa", strings))
+        destination = Destination(usable, ReportPolicy("tlsa", strings), all_hosts=list(hosts))
         context = unverified_context()  # the TLSA records authenticate, not a CA
         for name, found_dane in applies.items():
             if found_dane.status == "encrypt":
@@ -167,7 +211,7 @@ class TransportSecurity:
         report = ReportPolicy("sts", strings)
         if policy.mode == "enforce":
             matching = [host for host in hosts if policy.matches(host.name)]
-            destination = Destination(matching, report)
+            destination = Destination(matching, report, all_hosts=list(hosts), sts=policy)
             context = await self._verifying_context()
             for host in matching:
                 destination.per_host[host.name] = HostTls(True, context)
@@ -176,7 +220,8 @@ class TransportSecurity:
                 text = f"no MX host of {domain} ({names}) is named by its MTA-STS policy (RFC 8461 4.1)"
                 destination.refusal = (451, "4.7.5", text)
             return destination
-        destination = Destination(list(hosts), report)  # "testing": checked and reported, not enforced
+        # "testing": checked and reported, not enforced
+        destination = Destination(list(hosts), report, all_hosts=list(hosts), sts=policy)
         store = await asyncio.to_thread(_trust_store, self.ca_file)
         for host in hosts:
             check = functools.partial(_sts_testing_check, store, policy, host.name)

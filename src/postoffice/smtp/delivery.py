@@ -25,8 +25,11 @@ What it implements
   "testing" mode, which is reported but not enforced). Every connection that got as far as EHLO is
   reported to `on_tls` (`TlsSession`: TLS or not, and the RFC 8460 result type of a failure), for TLS
   reporting.
+- RFC 8689 REQUIRETLS: a message with `require_tls` is sent with the MAIL parameter, only over TLS to a
+  server that offers it (`required_extension` skips the hosts that do not; the caller chooses hosts whose
+  certificate is authenticated).
 - Not done: PIPELINING (commands wait for their reply; simpler, and the time goes into DATA anyway),
-  CHUNKING, BINARYMIME, REQUIRETLS.
+  CHUNKING, BINARYMIME.
 
 Invariants
 - Every network step is bounded: TCP connect and greeting by `connect_timeout`, each command reply (and the
@@ -122,6 +125,9 @@ class OutgoingMessage:
     smtputf8: bool = False
     envid: str | None = None
     ret: str | None = None
+    require_tls: bool = (
+        False  # RFC 8689 REQUIRETLS: sent with the MAIL parameter (the caller chose the hosts)
+    )
 
 
 @dataclass
@@ -356,6 +362,7 @@ class _Settings:
     local_address: str | None
     host_tls: Callable[[Host], HostTls | None] | None = None
     on_tls: Callable[[TlsSession], None] | None = None
+    required_extension: str | None = None
 
     def report(self, session: TlsSession) -> None:
         if self.on_tls is not None:
@@ -509,6 +516,11 @@ class _Session:
             mail_args.append(b"BODY=8BITMIME")
         if utf8:
             mail_args.append(b"SMTPUTF8")
+        if message.require_tls:
+            if not (self.tls and smtp.supports_extension("requiretls")):  # RFC 8689 section 4.2.1
+                text = f"REQUIRETLS support required: {name} does not offer REQUIRETLS over TLS"
+                return fail_all(local(550, "5.7.30", text), "permanent")
+            mail_args.append(b"REQUIRETLS")
         if dsn and message.ret and message.ret.upper() in ("FULL", "HDRS"):
             mail_args.append(b"RET=" + message.ret.upper().encode())
         if dsn and message.envid:
@@ -673,6 +685,10 @@ async def _open(host: Host, address: str, settings: _Settings, *, try_tls: bool)
                     else:
                         settings.report(TlsSession(host, address, True))
                     await hello()  # RFC 3207 4.2: forget what was learned before TLS
+            needed = settings.required_extension
+            if needed and not (tls and smtp.supports_extension(needed.lower())):
+                # the next host may offer it (RFC 8689 section 4.2.1: REQUIRETLS)
+                raise failed(550, "5.7.30", f"{needed} support required: {where} does not offer it over TLS")
             if required and not tls:
                 if not offered:
                     text = f"TLS is required, but {where} did not offer STARTTLS"
@@ -789,6 +805,7 @@ async def deliver(
     max_attempts: int = 10,
     host_tls: Callable[[Host], HostTls | None] | None = None,
     on_tls: Callable[[TlsSession], None] | None = None,
+    required_extension: str | None = None,
 ) -> list[list[RecipientOutcome]]:
     """Deliver `messages` (all for the destination `hosts`) over one connection; one outcome list per
     message, one outcome per recipient in order.
@@ -808,7 +825,9 @@ async def deliver(
     `connect_timeout` TCP connect plus greeting, `command_timeout` each command reply and the TLS handshake,
     `data_timeout` each flushed data block and the reply to the final dot. `local_address` binds the source
     address (addresses of the other IP version are skipped). `host_tls` gives each host's own TLS
-    requirement (`HostTls`; None: as `tls` says); `on_tls` is told of each connection's TLS (`TlsSession`)."""
+    requirement (`HostTls`; None: as `tls` says); `on_tls` is told of each connection's TLS (`TlsSession`).
+    `required_extension` (REQUIRETLS): a host that does not offer it after TLS is skipped; when the last
+    host tried lacked it, the outcome is permanent (5.7.30)."""
     if tls not in ("opportunistic", "required", "none"):
         raise ValueError(f"tls must be 'opportunistic', 'required' or 'none', not {tls!r}")
     if not helo_name.isascii() or not helo_name or any(c.isspace() for c in helo_name):
@@ -829,10 +848,12 @@ async def deliver(
         local_address,
         host_tls,
         on_tls,
+        required_extension,
     )
     session, failure = await _connect(hosts, settings, max_attempts)
     if session is None:
-        return [[failure.outcome(r.address, "temporary") for r in m.recipients] for m in messages]
+        status: OutcomeStatus = "permanent" if failure.enhanced == "5.7.30" else "temporary"
+        return [[failure.outcome(r.address, status) for r in m.recipients] for m in messages]
     results: list[list[RecipientOutcome]] = []
     try:
         for message in messages:

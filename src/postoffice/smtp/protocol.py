@@ -10,6 +10,9 @@ What it implements
 - RFC 3461 DSN, the parameters only: RET and ENVID on MAIL, NOTIFY and ORCPT on RCPT are validated and
   passed on as sent (xtext: `postoffice.smtp.xtext`; decoded values: `parse_notify`, `parse_orcpt`,
   `parse_mail_auth`). Generating DSNs is the queue's.
+- RFC 8689 REQUIRETLS: offered in EHLO only over TLS (the parameter is only meaningful in a TLS session,
+  section 2); a MAIL ... REQUIRETLS without TLS gets 530 5.7.10 "Encryption needed". The parameter is passed
+  on; what it asks of the onward delivery is the queue's (smtp/queue.py).
 - Not here: sockets, asyncio, TLS, timeouts, policy (who may send to whom, whether a submission port requires
   AUTH), storage, credential checks, BINARYMIME, VRFY/EXPN answers beyond "252"/"502".
 
@@ -792,6 +795,11 @@ class SmtpServerProtocol(LineProtocol[Event]):
             elif key == "SMTPUTF8":  # RFC 6531 section 3.4: takes no value
                 if value is not None:
                     raise _ErrorReply(501, "5.5.4", "SMTPUTF8 takes no value")
+            elif key == "REQUIRETLS":  # RFC 8689 section 2: no value, only in a TLS session
+                if value is not None:
+                    raise _ErrorReply(501, "5.5.4", "REQUIRETLS takes no value")
+                if not self._tls_active:
+                    raise _ErrorReply(530, "5.7.10", "REQUIRETLS needs a TLS session: STARTTLS first")
             elif key == "AUTH" and self._settings.auth_mechanisms:  # RFC 4954 section 5
                 if value is None or not _valid(parse_mail_auth, value):
                     raise _ErrorReply(501, "5.5.4", "Syntax: AUTH=<mailbox>")
@@ -1051,6 +1059,8 @@ class SmtpServerProtocol(LineProtocol[Event]):
             lines.append("STARTTLS")  # RFC 3207 section 4.2: not offered again after the handshake
         if settings.chunking:
             lines.append("CHUNKING")
+        if self._tls_active:
+            lines.append("REQUIRETLS")  # RFC 8689 section 2
         if self.auth_available:
             # Not before TLS when TLS is required: a client must not be invited to send a password in clear.
             lines.append("AUTH " + " ".join(settings.auth_mechanisms))

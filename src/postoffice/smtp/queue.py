@@ -34,24 +34,27 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import io
 import logging
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from postoffice.delivery.pipeline import DeliveryError, DeliveryPipeline
 from postoffice.delivery.plan import Envelope, Message, Origin, Recipient, Refusal, initial_plan
 from postoffice.mailauth.reporting import ReportCounter
-from postoffice.mailauth.transport import TransportSecurity, build_transport, dane_enabled
+from postoffice.mailauth.transport import Destination, TransportSecurity, build_transport, dane_enabled
 from postoffice.message import PARSE_INLINE_LIMIT, parse_message
+from postoffice.message.headers import iter_fields
 from postoffice.net.dns import DnsResolver
 from postoffice.plural import counted
 from postoffice.smtp import dsn as dsn_mod
 from postoffice.smtp.delivery import (
     HostTls,
+    OutcomeStatus,
     OutgoingMessage,
     OutgoingRecipient,
     RecipientOutcome,
@@ -101,6 +104,31 @@ STAGE_FAILED = Refusal(451, "4.3.0", "Local delivery failed, will try again", "t
 class _Item:
     message: QueuedMessage
     recipients: list[QueuedRecipient]
+
+
+@dataclass
+class _Route:
+    """How one group of messages goes: the hosts, port and TLS of the attempt, and what refuses it."""
+
+    hosts: list[Host] = field(default_factory=list)
+    port: int = 25
+    tls: str = "opportunistic"
+    context: ssl.SSLContext | None = None
+    auth: tuple[str, str] | None = None
+    host_tls: Callable[[Host], HostTls | None] | None = None
+    on_tls: Callable[[TlsSession], None] | None = None
+    refusal: tuple[int, str, str] | None = None
+
+    def with_destination(self, destination: Destination) -> _Route:
+        return dataclasses.replace(
+            self, hosts=destination.hosts, host_tls=destination.host_tls, refusal=destination.refusal
+        )
+
+    def with_host_tls(self, host_tls: Callable[[Host], HostTls | None]) -> _Route:
+        return dataclasses.replace(self, host_tls=host_tls)
+
+    def refused(self, refusal: tuple[int, str, str]) -> _Route:
+        return dataclasses.replace(self, refusal=refusal)
 
 
 def _domain(address: str) -> str:
@@ -281,60 +309,104 @@ class QueueRunner:
             self.wake()  # more may be due (a pass takes at most DUE_BATCH messages)
 
     async def _deliver_remote(self, domain: str, items: list[_Item]) -> None:
+        """One attempt for `items`, all to `domain`: the route (smarthost, or the MX hosts with the
+        transport security of `self.transport`), then one connection per group of messages that need the
+        same TLS: the usual ones, those whose sender relaxed the recipient's policy (TLS-Required: No,
+        RFC 8689 section 3) and those that require authenticated TLS (REQUIRETLS)."""
         cfg = self.config
-        messages = [self._outgoing(item) for item in items]
-        auth = None
-        context = None
-        host_tls: Callable[[Host], HostTls | None] | None = None
-        on_tls: Callable[[TlsSession], None] | None = None
-        refusal: tuple[int, str, str] | None = None
+        route = _Route(port=cfg.delivery_port, tls=cfg.tls)
+        destination: Destination | None = None
         try:
             if cfg.smarthost:
-                hosts = [Host(cfg.smarthost, 0, await self._smarthost_addresses())]
-                port, tls = cfg.smarthost_port, ("none" if cfg.smarthost_tls == "none" else "required")
+                route.hosts = [Host(cfg.smarthost, 0, await self._smarthost_addresses())]
+                route.port, route.tls = (
+                    cfg.smarthost_port,
+                    ("none" if cfg.smarthost_tls == "none" else "required"),
+                )
                 if cfg.smarthost_username:
-                    auth = (cfg.smarthost_username, cfg.smarthost_password)
+                    route.auth = (cfg.smarthost_username, cfg.smarthost_password)
                 if cfg.smarthost_ca_file:  # verified against these CAs instead of the system's
-                    context = await asyncio.to_thread(
+                    route.context = await asyncio.to_thread(
                         ssl.create_default_context, cafile=cfg.smarthost_ca_file
                     )
             else:
-                hosts = await self.resolver.destinations(domain)
-                port, tls = cfg.delivery_port, cfg.tls
-                if self.transport is not None and tls == "opportunistic":
-                    destination = await self.transport.destination(domain, hosts)
-                    hosts, host_tls = destination.hosts, destination.host_tls
-                    on_tls = self.transport.reporter(domain, destination)
-                    refusal = destination.refusal
+                route.hosts = await self.resolver.destinations(domain)
+                if self.transport is not None and route.tls == "opportunistic":
+                    destination = await self.transport.destination(domain, route.hosts)
+                    route.on_tls = self.transport.reporter(domain, destination)
         except DnsError as error:
-            outcomes = [outcomes_for_dns_error(m, error) for m in messages]
-        else:
-            if refusal is not None:
-                code, enhanced, text = refusal
-                outcomes = [
-                    [
-                        RecipientOutcome(r.address, "temporary", code, enhanced, text, None)
-                        for r in m.recipients
-                    ]
-                    for m in messages
-                ]
+            for item in items:
+                await self._record(item, outcomes_for_dns_error(self._outgoing(item), error))
+            return
+        strict = [item for item in items if item.message.require_tls]
+        usual = [item for item in items if not item.message.require_tls]
+        relaxed: list[_Item] = []
+        if destination is not None and destination.enforced:
+            relaxed = [item for item in usual if await self._tls_optional(item)]
+            usual = [item for item in usual if item not in relaxed]
+        if usual:
+            if destination is None:
+                await self._send(usual, route)
             else:
-                outcomes = await deliver(
-                    hosts,
-                    messages,
-                    helo_name=self.hostname,
-                    port=port,
-                    tls=tls,  # type: ignore[arg-type]
-                    tls_context=context,
-                    connect_timeout=cfg.connect_timeout,
-                    command_timeout=cfg.command_timeout,
-                    data_timeout=max(cfg.command_timeout, 600.0),
-                    auth=auth,
-                    host_tls=host_tls,
-                    on_tls=on_tls,
-                )
+                await self._send(usual, route.with_destination(destination))
+        if relaxed:  # the MX hosts as DNS gave them, opportunistic TLS, still reported
+            await self._send(relaxed, route)
+        if strict:
+            await self._send(
+                strict, await self._strict_route(route, destination), required_extension="REQUIRETLS"
+            )
+
+    async def _strict_route(self, route: _Route, destination: Destination | None) -> _Route:
+        """RFC 8689 section 4.2.1 for REQUIRETLS messages: only hosts whose name is vouched for (DNSSEC or
+        an MTA-STS policy naming them) over TLS with an authenticated certificate (DANE or WebPKI)."""
+        if route.tls == "none":
+            return route.refused((550, "5.7.30", "REQUIRETLS support required, and TLS is switched off here"))
+        if route.tls == "required":  # the smarthost, or every host, verified already
+            return route
+        if self.transport is None or destination is None:
+            return route.with_host_tls(lambda host: HostTls(True))  # verified against the host name
+        return route.with_destination(await self.transport.strict(destination))
+
+    async def _send(self, items: list[_Item], route: _Route, required_extension: str | None = None) -> None:
+        cfg = self.config
+        messages = [self._outgoing(item) for item in items]
+        if route.refusal is not None:
+            code, enhanced, text = route.refusal
+            status: OutcomeStatus = "permanent" if code >= 500 else "temporary"
+            outcomes = [
+                [RecipientOutcome(r.address, status, code, enhanced, text, None) for r in m.recipients]
+                for m in messages
+            ]
+        else:
+            outcomes = await deliver(
+                route.hosts,
+                messages,
+                helo_name=self.hostname,
+                port=route.port,
+                tls=route.tls,  # type: ignore[arg-type]
+                tls_context=route.context,
+                connect_timeout=cfg.connect_timeout,
+                command_timeout=cfg.command_timeout,
+                data_timeout=max(cfg.command_timeout, 600.0),
+                auth=route.auth,
+                host_tls=route.host_tls,
+                on_tls=route.on_tls,
+                required_extension=required_extension,
+            )
         for item, results in zip(items, outcomes, strict=True):
             await self._record(item, results)
+
+    async def _tls_optional(self, item: _Item) -> bool:
+        """The message has "TLS-Required: No" (RFC 8689 section 3): its sender asks that the recipient's
+        MTA-STS or DANE policy not stop it (TLS is still used when offered). Ignored with REQUIRETLS."""
+        try:
+            head = await self._head(item.message.id)
+        except NotFound:
+            return False
+        return any(
+            name.lower() == "tls-required" and value.strip().lower() == "no"
+            for name, value, _codec in iter_fields(head)
+        )
 
     async def _smarthost_addresses(self) -> list[str]:
         loop = asyncio.get_running_loop()
@@ -369,6 +441,7 @@ class QueueRunner:
             smtputf8=message.smtputf8,
             envid=envid,
             ret=message.ret,
+            require_tls=message.require_tls,
         )
 
     async def _deliver_locally(self, item: _Item) -> None:
@@ -393,7 +466,12 @@ class QueueRunner:
             if isinstance(resolved, Recipient) and not resolved.remote:
                 local[recipient.id] = resolved
         envelope = Envelope(
-            queued.sender, queued.envid, queued.ret, smtputf8=queued.smtputf8, eight_bit=queued.eight_bit
+            queued.sender,
+            queued.envid,
+            queued.ret,
+            smtputf8=queued.smtputf8,
+            eight_bit=queued.eight_bit,
+            require_tls=queued.require_tls,
         )
         origin = Origin("queue", id=queued.smtp_id)
         try:
@@ -547,7 +625,9 @@ class QueueRunner:
             original_sender=message.sender,
             original=original,
             envid=message.envid,
-            ret=message.ret,
+            # RFC 8689 section 5: the notice about a REQUIRETLS message goes without TLS guarantees, so it
+            # does not carry the message's content
+            ret="HDRS" if message.require_tls else message.ret,
             arrival_date=message.created,
             recipients=reports,
             now=now,

@@ -530,6 +530,7 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
             ret=params.get("RET"),
             smtputf8=smtputf8,
             eight_bit=(params.get("BODY") or "").upper() == "8BITMIME" or smtputf8,
+            require_tls="REQUIRETLS" in params,
         )
         conn = self.conn
         origin = Origin(self.origin_kind, conn.peer_ip, self.helo, conn.tls_active, account, txn.id)

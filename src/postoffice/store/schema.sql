@@ -151,7 +151,8 @@ CREATE TABLE queue_messages (
     size        INTEGER NOT NULL,
     smtputf8    INTEGER NOT NULL DEFAULT 0,       -- 1: needs SMTPUTF8 (RFC 6531)
     eight_bit   INTEGER NOT NULL DEFAULT 0,       -- 1: 8-bit body (8BITMIME, RFC 6152)
-    smtp_id     TEXT                              -- id of the SMTP transaction that submitted it (version 8)
+    smtp_id     TEXT,                             -- id of the SMTP transaction that submitted it (version 8)
+    require_tls INTEGER NOT NULL DEFAULT 0        -- 1: REQUIRETLS (RFC 8689) was asked for (version 18)
 );
 CREATE INDEX queue_messages_created ON queue_messages(created);
 

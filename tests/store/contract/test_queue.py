@@ -38,6 +38,7 @@ def outbound(
     account_id: int | None = None,
     eight_bit: bool = False,
     smtp_id: str | None = None,
+    require_tls: bool = False,
 ) -> OutboundMessage:
     recipients = [OutboundRecipient(a) for a in addresses or ("x@remote.example",)]
     return OutboundMessage(
@@ -47,6 +48,7 @@ def outbound(
         eight_bit=eight_bit,
         next_attempt=next_attempt,
         smtp_id=smtp_id,
+        require_tls=require_tls,
     )
 
 
@@ -536,10 +538,13 @@ def test_queue_ids_are_never_reused_not_even_once_the_queue_is_empty(backend: Ba
     async def first(store: MailStore) -> None:
         for _ in range(2):
             raw = message("one at a time")
-            queue_id = await store.enqueue(raw, len(raw), outbound(smtp_id="6B15704DA1E00012C"))
+            queue_id = await store.enqueue(
+                raw, len(raw), outbound(smtp_id="6B15704DA1E00012C", require_tls=True)
+            )
             queued = await store.queue_get(queue_id)
             assert queued is not None
             assert queued.smtp_id == "6B15704DA1E00012C"
+            assert queued.require_tls  # RFC 8689 REQUIRETLS, kept with the message
             assert await store.queue_delete(queue_id)
             assert await store.queue_stats() == QueueStats(0, 0, None)
             ids.append(queue_id)
@@ -550,6 +555,7 @@ def test_queue_ids_are_never_reused_not_even_once_the_queue_is_empty(backend: Ba
         queued = await store.queue_get(ids[-1])
         assert queued is not None
         assert queued.smtp_id is None
+        assert not queued.require_tls
 
     backend.run(first)
     backend.run(after_restart)

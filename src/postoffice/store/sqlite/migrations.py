@@ -242,8 +242,8 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
     # DKIM signing keys (issue 13, docs/decisions/0056): a new table only.
     16: _DKIM_KEYS_TABLES,
     # MTA-STS policies, report counts and received reports (issue 13, docs/decisions/0057, 0058): new
-    # tables only.
-    17: _REPORT_TABLES,
+    # tables; REQUIRETLS of queued messages (RFC 8689), off for those queued before.
+    17: (_add_column("queue_messages", "require_tls", "INTEGER NOT NULL DEFAULT 0"), *_REPORT_TABLES),
 }
 
 

@@ -71,6 +71,7 @@ def _queued_message(row: Sequence[Any], recipients: Iterable[QueuedRecipient]) -
         eight_bit=bool(row[8]),
         recipients=tuple(recipients),
         smtp_id=row[9],
+        require_tls=bool(row[10]),
     )
 
 
@@ -104,7 +105,7 @@ class QueueMixin(SqliteBase):
         queue_id = int(
             conn.execute(
                 "INSERT INTO queue_messages (id, sender, envid, ret, account_id, created, size, smtputf8, "
-                "eight_bit, smtp_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "eight_bit, smtp_id, require_tls) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     int(counter[0]),
                     outbound.sender,
@@ -116,6 +117,7 @@ class QueueMixin(SqliteBase):
                     int(outbound.smtputf8),
                     int(outbound.eight_bit),
                     outbound.smtp_id,
+                    int(outbound.require_tls),
                 ),
             ).fetchone()[0]
         )
@@ -129,7 +131,7 @@ class QueueMixin(SqliteBase):
         return queue_id
 
     _QUEUE_MESSAGE_SQL = (
-        "SELECT id, sender, envid, ret, account_id, created, size, smtputf8, eight_bit, smtp_id "
+        "SELECT id, sender, envid, ret, account_id, created, size, smtputf8, eight_bit, smtp_id, require_tls "
         "FROM queue_messages"
     )
 
