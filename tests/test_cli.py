@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import io
+import json
 import os
 import re
 import stat
@@ -11,6 +13,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ from hypothesis import strategies as st
 
 from postoffice.config import config_sections, render_default_config, standard_listeners
 from postoffice.net.tls import generate_self_signed
+from postoffice.store import ReceivedReport, ReportCount
 from postoffice.transfer.mbox import MboxrdWriter, envelope_sender, mailbox_directory, maildir_info
 from tests.support.dns_server import DnsServer, Zones
 
@@ -909,3 +913,248 @@ def test_user_quota_and_send_limit_are_set_listed_and_checked(data: Path) -> Non
     assert "not a size: 'lots'" in bad.stderr
     assert po(data, "user", "send-limit", "demo@example.test", "many").returncode == 2
     assert po(data, "user", "quota", "nobody@example.test", "1G").returncode == 1
+
+
+# -- reports received and sent (docs/decisions/0058) ---------------------------------------------------------
+
+
+def _store_reports(
+    config: Path, received: Sequence[ReceivedReport] = (), counts: Sequence[ReportCount] = ()
+) -> list[int]:
+    """Keep `received` as reports that arrived (their ids, in order) and add `counts` to the reports to send,
+    through the store API as the server does."""
+    from postoffice.config import load_config
+    from postoffice.store import open_store
+
+    async def put() -> list[int]:
+        store = open_store(load_config(config).store.path)
+        try:
+            ids = []
+            for report in received:
+                kept = await store.add_received_report(report)
+                assert kept is not None
+                ids.append(kept.id)
+            await store.add_report_counts(counts)
+            return ids
+        finally:
+            await store.close()
+
+    return asyncio.run(put())
+
+
+def _received_dmarc(received: float) -> ReceivedReport:
+    """A DMARC report about example.test with one source that passes and one that fails, summarised as the
+    delivery stage summarises it."""
+    from postoffice.mailauth.dmarc_reports import (
+        AggregateReport,
+        PolicyEvaluated,
+        PolicyPublished,
+        ReportRecord,
+    )
+    from postoffice.mailauth.report_intake import dmarc_summary
+    from postoffice.mailauth.report_mail import DmarcIncoming
+
+    report = AggregateReport(
+        org_name="google.com",
+        email="noreply-dmarc-support@google.com",
+        report_id="5717107811868587391",
+        begin=1706832000,  # 2024-02-02, a whole UTC day
+        end=1706918399,
+        policy=PolicyPublished(domain="example.test", p="quarantine"),
+        records=(
+            ReportRecord(
+                "192.0.2.10", 7, PolicyEvaluated("pass", "pass", "fail"), header_from="example.test"
+            ),
+            ReportRecord("2001:db8::42", 2, PolicyEvaluated("quarantine", "fail", "fail"), "example.test"),
+        ),
+    )
+    summary = json.dumps(dmarc_summary(DmarcIncoming(report, None)))
+    return ReceivedReport(
+        0, "dmarc", "google.com", report.report_id, "example.test", 1706832000, 1706918400, received, summary
+    )
+
+
+def _received_tls(received: float) -> ReceivedReport:
+    """A TLS report about other.test over two days: one STARTTLS failure among its sessions."""
+    from postoffice.mailauth.report_intake import tlsrpt_summary
+    from postoffice.mailauth.report_mail import TlsRptIncoming
+    from postoffice.mailauth.tlsrpt import FailureDetail, PolicyResult, TlsPolicy, TlsReport
+
+    start = datetime.datetime(2024, 3, 1, tzinfo=datetime.UTC)
+    report = TlsReport(
+        organization_name="Mail Sender Inc.",
+        start=start,
+        end=start + datetime.timedelta(days=2),
+        contact_info="tlsrpt@sender.example",
+        report_id="2024-03-01.other.test@sender.example",
+        policies=(
+            PolicyResult(
+                policy=TlsPolicy(policy_type="no-policy-found", policy_domain="other.test"),
+                total_successful_session_count=20,
+                total_failure_session_count=1,
+                failure_details=(
+                    FailureDetail(
+                        "starttls-not-supported",
+                        1,
+                        receiving_mx_hostname="mx.other.test",
+                        receiving_ip="192.0.2.7",
+                    ),
+                ),
+            ),
+        ),
+    )
+    summary = json.dumps(tlsrpt_summary(TlsRptIncoming(report, None)))
+    return ReceivedReport(
+        0,
+        "tlsrpt",
+        report.organization_name,
+        report.report_id,
+        "other.test",
+        start.timestamp(),
+        report.end.timestamp(),
+        received,
+        summary,
+    )
+
+
+def test_reports_list_and_show_with_no_report_received(data: Path) -> None:
+    listed = po(data, "reports", "list")
+    assert (listed.returncode, listed.stdout) == (0, "no reports received\n")
+    missing = po(data, "reports", "show", "7")
+    assert (missing.returncode, missing.stdout, missing.stderr) == (
+        1,
+        "",
+        "postoffice: no report with id 7\n",
+    )
+    assert po(data, "reports", "list", "--kind", "spam").returncode == 2
+    assert po(data, "reports", "show", "seven").returncode == 2
+
+
+def test_reports_list_and_show_print_the_summaries(data: Path) -> None:
+    """`reports list` prints one line per report, newest first, with its pass and fail counts (--kind,
+    --domain and --limit choose); `reports show ID` prints the sources of a DMARC report and the failures of a
+    TLS report."""
+    dmarc_id, tls_id = _store_reports(data, [_received_dmarc(1_710_000_000), _received_tls(1_710_000_100)])
+    listed = po(data, "reports", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert [re.split(r"\s{2,}", line) for line in listed.stdout.splitlines()] == [
+        ["ID", "KIND", "DOMAIN", "FROM", "PERIOD", "MESSAGES"],
+        [str(tls_id), "TLS", "other.test", "Mail Sender Inc.", "2024-03-01..2024-03-02", "20 ok, 1 failed"],
+        [str(dmarc_id), "DMARC", "example.test", "google.com", "2024-02-02", "7 pass, 2 fail"],
+    ]
+    assert f"\n{dmarc_id} " not in po(data, "reports", "list", "--kind", "tls").stdout
+    dmarc_only = po(data, "reports", "list", "--kind", "dmarc").stdout
+    assert re.search(rf"^{dmarc_id}\s+DMARC\s+example\.test\s", dmarc_only, re.M)
+    assert "TLS" not in dmarc_only
+    assert "google.com" not in po(data, "reports", "list", "--domain", "other.test").stdout
+    assert po(data, "reports", "list", "--domain", "nowhere.test").stdout == "no reports received\n"
+    newest = po(data, "reports", "list", "--limit", "1").stdout.splitlines()
+    assert len(newest) == 2
+    assert newest[1].startswith(f"{tls_id} ")
+
+    dmarc = po(data, "reports", "show", str(dmarc_id))
+    assert dmarc.returncode == 0, dmarc.stderr
+    lines = dmarc.stdout.splitlines()
+    assert lines[:3] == [
+        "DMARC aggregate report 5717107811868587391",
+        "  from google.com, about example.test, 2024-02-02",
+        "  policy p=quarantine; 7 pass, 2 fail",
+    ]
+    assert [line.split() for line in lines[3:]] == [
+        ["SOURCE", "COUNT", "DISPOSITION", "DKIM", "SPF", "FROM"],
+        ["192.0.2.10", "7", "pass", "pass", "fail", "example.test"],
+        ["2001:db8::42", "2", "quarantine", "fail", "fail", "example.test"],
+    ]
+    tls = po(data, "reports", "show", str(tls_id))
+    assert tls.stdout.splitlines() == [
+        "TLS report 2024-03-01.other.test@sender.example",
+        "  from Mail Sender Inc., about other.test, 2024-03-01..2024-03-02",
+        "  policy no-policy-found for other.test: 20 ok, 1 failed",
+        "    1 x starttls-not-supported at mx.other.test [192.0.2.7]",
+    ]
+
+
+def test_reports_send_with_nothing_due_queues_nothing(data: Path) -> None:
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    line = '{"dkim":"pass","disposition":"pass","header_from":"example.com","ip":"192.0.2.1","spf":"pass"}'
+    _store_reports(data, counts=[ReportCount("dmarc", today, "example.com", line)])  # today is not over
+    sent = po(data, "reports", "send")
+    assert (sent.returncode, sent.stdout) == (0, "0 reports queued\n")
+    assert po(data, "queue", "list").stdout.splitlines()[-1].startswith("0 messages")
+
+
+def test_reports_send_queues_the_reports_of_finished_days_dkim_signed(data: Path) -> None:
+    """What was counted for yesterday goes now: the DMARC report to its rua (in the policy domain: no DNS
+    check needed), the TLS report to the rua of the domain's _smtp._tls record, both from postmaster@ our
+    domain and DKIM-signed like the reports the server sends by itself; then they are forgotten."""
+    from postoffice.config import load_config
+    from postoffice.mailauth.report_mail import DmarcIncoming, TlsRptIncoming, extract_reports
+    from postoffice.store import open_store
+
+    yesterday = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 86400))
+    dmarc_line = json.dumps(
+        {
+            "ip": "192.0.2.1",
+            "disposition": "none",
+            "dkim": "fail",
+            "spf": "pass",
+            "reasons": [],
+            "header_from": "example.com",
+            "envelope_from": "example.com",
+            "auth_dkim": [],
+            "auth_spf": ["example.com", "mfrom", "pass"],
+        }
+    )
+    policy = json.dumps({"domain": "example.com", "p": "none", "rua": ["mailto:dmarc@example.com!10m"]})
+    tls_line = json.dumps(
+        {
+            "type": "no-policy-found",
+            "policy": [],
+            "mx": "mx.example.net",
+            "ip": "192.0.2.25",
+            "result": "",
+            "detail": "",
+        }
+    )
+    _store_reports(
+        data,
+        counts=[
+            ReportCount("dmarc", yesterday, "example.com", dmarc_line, 4, policy),
+            ReportCount("tlsrpt", yesterday, "example.net", tls_line, 9),
+        ],
+    )
+    zones = Zones([("_smtp._tls.example.net.", "TXT", '"v=TLSRPTv1; rua=mailto:tls@example.net"')])
+    with DnsServer(zones) as server:
+        data.write_text(
+            data.read_text()
+            .replace("nameservers = []\n", 'nameservers = ["127.0.0.1"]\n')
+            .replace("dns_port = 53\n", f"dns_port = {server.port}\n")
+        )
+        sent = po(data, "reports", "send")
+        assert (sent.returncode, sent.stdout) == (0, "2 reports queued\n"), sent.stderr
+        again = po(data, "reports", "send")
+    assert again.stdout == "0 reports queued\n"  # sent once: forgotten
+
+    async def queued() -> list[tuple[str, list[str], bytes]]:
+        store = open_store(load_config(data).store.path)
+        try:
+            return [
+                (m.sender, [r.address for r in m.recipients], await store.queue_read(m.id))
+                for m in await store.queue_list()
+            ]
+        finally:
+            await store.close()
+
+    messages = sorted(asyncio.run(queued()), key=lambda m: m[1])
+    assert [(sender, to) for sender, to, _ in messages] == [
+        ("postmaster@example.test", ["dmarc@example.com"]),
+        ("postmaster@example.test", ["tls@example.net"]),
+    ]
+    for _sender, _to, raw in messages:
+        assert raw.startswith(b"DKIM-Signature:"), raw[:200]
+        assert b" d=example.test;" in raw.split(b"\r\n\r\n", 1)[0]
+    ((dmarc,), (tls,)) = (extract_reports(raw).reports for _sender, _to, raw in messages)
+    assert isinstance(dmarc, DmarcIncoming)
+    assert (dmarc.report.policy.domain, [r.count for r in dmarc.report.records]) == ("example.com", [4])
+    assert isinstance(tls, TlsRptIncoming)
+    assert [p.total_successful_session_count for p in tls.report.policies] == [9]

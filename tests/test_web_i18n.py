@@ -18,8 +18,9 @@ def used_strings() -> set[str]:
     found: set[str] = set()
     sources = [p for p in WEB.joinpath("templates").iterdir() if p.name.endswith(".html")]
     sources += [WEB.joinpath(name) for name in ("app.py", "mailview.py", "admin.py", "security.py")]
-    # the DNS page: its module, and the record purposes and check details it shows through gettext
-    sources += [WEB.joinpath("admin_dns.py")]
+    # the DNS and reports pages: their modules (error details), and the record purposes and check details the
+    # DNS page shows through gettext
+    sources += [WEB.joinpath("admin_dns.py"), WEB.joinpath("admin_reports.py")]
     sources += [resources.files("postoffice.directory").joinpath("dns_records.py")]
     for source in sources:
         text = source.read_text(encoding="utf-8")

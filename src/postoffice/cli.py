@@ -704,8 +704,7 @@ def cmd_reports(args: argparse.Namespace) -> int:
         print_table(("ID", "KIND", "DOMAIN", "FROM", "PERIOD", "MESSAGES"), rows)
         return 0
     if args.action == "show":
-        found = with_store(args, lambda store: store.received_reports(limit=100000))
-        chosen = next((r for r in found if r.id == args.id), None)
+        chosen = with_store(args, lambda store: store.received_report(args.id))
         if chosen is None:
             raise CliError(f"no report with id {args.id}")
         summary = json.loads(chosen.summary)

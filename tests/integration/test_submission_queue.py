@@ -242,6 +242,33 @@ def test_requiretls_on_submission_is_kept_and_not_relaxed(server: ServerProcess,
     wait_for("an empty queue", lambda: queue_empty(server))
 
 
+def test_an_alias_forwards_to_an_outside_address_with_srs_and_an_arc_seal(
+    server: ServerProcess, internet: Internet
+) -> None:
+    """Decision 0059: mail from another server to an alias of ours that names an outside address is
+    forwarded through the queue: an SRS envelope sender in our domain, our Received field, an ARC set signed
+    with the domain's RSA key (made by `postoffice init`), no Return-Path."""
+    cli("alias", "add", "fwd@example.test", "bob@remote.test", config=server.data.config)
+    with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=30) as smtp:
+        smtp.sendmail(
+            "carol@elsewhere.example",
+            ["fwd@example.test"],
+            b"From: carol@elsewhere.example\r\nTo: fwd@example.test\r\nSubject: passing through\r\n\r\nhi\r\n",
+        )
+    [received] = wait_for("the forward at mx2", lambda: internet.mx2.received)
+    assert received.recipients == ["bob@remote.test"]
+    assert re.fullmatch(
+        r"SRS0=[^=]{4}=[A-Z2-7]{2}=elsewhere\.example=carol@example\.test", received.mail_from
+    )
+    head = received.data.split(b"\r\n\r\n", 1)[0].decode()
+    names = [line.split(":", 1)[0] for line in head.split("\r\n") if line[:1] not in (" ", "\t")]
+    # (the harness's servers do not check senders: no Authentication-Results; the AAR says "none")
+    assert names[:4] == ["ARC-Seal", "ARC-Message-Signature", "ARC-Authentication-Results", "Received"]
+    assert "Return-Path" not in names
+    assert "d=example.test" in head
+    wait_for("an empty queue", lambda: queue_empty(server))
+
+
 def test_a_null_mx_bounces_at_once(server: ServerProcess, internet: Internet) -> None:
     submit(server, ["x@nullmx.test"], subject="null mx")
     [bounce] = wait_for("the bounce", lambda: inbox(server))

@@ -224,6 +224,12 @@ def test_reports_arriving_at_postmaster_are_summarised_once_and_the_message_file
     async def scenario(store: MailStore) -> None:
         account = await store.add_account("postmaster@example.test", "hash")
         stage = ReportIntake(store, clock=lambda: NOW)
+        message, plan = plan_for(_dmarc_mail(), "postmaster@example.test", account.id)
+        await stage.run(message, plan)  # about example.com, not a domain of ours: not kept, not filed
+        assert plan.recipients[0].flags == set()
+        assert await store.received_reports() == []
+        await store.add_domain("example.com")
+        await store.add_domain("example.net")
         for raw in (_dmarc_mail(to_address="postmaster@example.test"), _tls_mail(), _dmarc_mail()):
             message, plan = plan_for(raw, "postmaster@example.test", account.id)
             await stage.run(message, plan)

@@ -33,6 +33,10 @@ Implementation notes
   `room_for` gives SMTP the same answer at RCPT.
 - The DSNs the pipeline and the queue runner write themselves go through `sign_generated` before they are
   queued: DKIM-signed like submitted mail (docs/decisions/0056).
+- Forwarding (docs/decisions/0059): an address whose aliases lead outside resolves to a local recipient with
+  `forwards`; the commit queues the forwarded copies (`delivery.forwarding`: SRS sender, ARC seal) in the
+  same transaction. An SRS address of ours (a bounce of something we forwarded) resolves to a forward to the
+  original sender, for the null sender only (550 5.7.1 otherwise) and only with a valid, recent hash.
 - With no stages the pipeline adds a few small objects per message to the SMTP hot path, and a lookup of the
   recipients' quotas in memory (no I/O for accounts without one).
 """
@@ -46,6 +50,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING, NamedTuple, cast
 
+from postoffice.delivery import srs
+from postoffice.delivery.forwarding import Forwarder
 from postoffice.delivery.plan import (
     REFUSED,
     DeliveryPlan,
@@ -85,6 +91,7 @@ log = logging.getLogger("postoffice.delivery")
 DSN_FULL_LIMIT = 1024 * 1024
 
 UNKNOWN = Refusal(550, "5.1.1", "Recipient address rejected: no such user here", "unknown")
+SRS_BOUNCES_ONLY = Refusal(550, "5.7.1", "This address takes only delivery status notifications", "srs")
 RELAY_DENIED = Refusal(554, "5.7.1", "Relay access denied", "relay")
 
 
@@ -115,23 +122,42 @@ class DeliveryPipeline:
         *,
         hostname: str,
         clock: Callable[[], float] = time.time,
+        forwarder: Forwarder | None = None,
     ) -> None:
         self.store = store
         self.stages = tuple(stages)
         self.hostname = hostname
         self.clock = clock
+        self.forwarder = forwarder or Forwarder(store, hostname, clock=clock)
 
     async def resolve(
-        self, address: str, *, relay: bool, orcpt: str | None = None, notify: str | None = None
+        self,
+        address: str,
+        *,
+        relay: bool,
+        orcpt: str | None = None,
+        notify: str | None = None,
+        sender: str | None = None,
     ) -> Recipient | Refusal:
-        """The recipient `address` as this server delivers it, or why not (the module notes). Store errors
-        propagate (a temporary failure for the caller)."""
+        """The recipient `address` as this server delivers it, or why not (the module notes). `sender`:
+        the envelope sender, when known (an SRS address of ours takes only the null sender's mail). Store
+        errors propagate (a temporary failure for the caller)."""
         resolution = await self.store.resolve_recipient(address)
         if resolution.status == "foreign":
             return Recipient(address, (), orcpt, notify) if relay else RELAY_DENIED
-        if resolution.status != "local" or not resolution.account_ids:
+        local = address.rpartition("@")[0]
+        if srs.is_srs(local):  # a bounce of a message we forwarded: to its original sender (decision 0059)
+            if sender:
+                return SRS_BOUNCES_ONLY
+            try:
+                original = srs.reverse(local, await self.store.server_secret("srs"), now=self.clock())
+            except srs.SrsError:
+                return UNKNOWN
+            return Recipient(address, (), orcpt, notify, forwards=(original,))
+        if resolution.status != "local" or not (resolution.account_ids or resolution.remote):
             return UNKNOWN
-        return Recipient(address, tuple(resolution.account_ids), orcpt, notify)
+        forwards = tuple(resolution.remote)
+        return Recipient(address, tuple(resolution.account_ids), orcpt, notify, forwards)
 
     async def plan(
         self, message: Message, envelope: Envelope, recipients: Sequence[Recipient], origin: Origin
@@ -204,7 +230,7 @@ class DeliveryPipeline:
             temporary = plan.temporary_refusal()
             if temporary is not None:
                 return DeliveryOutcome(temporary)
-            if len(refused) == len(plan.recipients) and not plan.outbound:
+            if len(refused) == len(plan.recipients) and not plan.outbound and not plan.forwards:
                 return DeliveryOutcome(refused[0].refusal or REFUSED)
             report = await self._refusal_report(message, plan, refused)
             if report is not None:
@@ -252,7 +278,10 @@ class DeliveryPipeline:
                 smtp_id=origin.id,
                 require_tls=envelope.require_tls,
             )
-        result = await self.store.commit_delivery(Delivery(texts, copies, outbound, generated, record))
+        forwards = await self.forwarder.messages(message, plan)
+        result = await self.store.commit_delivery(
+            Delivery(texts, copies, outbound, generated, record, forwards=forwards)
+        )
         return DeliveryOutcome(None, result.copies, result.queue_id, recorded=result.recorded)
 
     async def _refusal_report(
@@ -323,8 +352,13 @@ def shared_pipeline(context: ServiceContext) -> DeliveryPipeline:
     listener and the queue runner share it)."""
 
     def make() -> DeliveryPipeline:
-        stages = build_stages(context.config, context.store)
-        return DeliveryPipeline(context.store, stages, hostname=context.config.server.hostname)
+        config = context.config
+        stages = build_stages(config, context.store)
+        hostname = config.server.hostname
+        forwarder = Forwarder(
+            context.store, hostname, srs_on=config.mailauth.srs, seal=config.mailauth.arc_seal
+        )
+        return DeliveryPipeline(context.store, stages, hostname=hostname, forwarder=forwarder)
 
     return context.shared("delivery.pipeline", make)
 

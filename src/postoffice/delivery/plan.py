@@ -16,6 +16,9 @@ Implementation notes
   space (RFC 5322 section 2.2.3 folding), no NUL, bare CR or LF, no line over 998 octets (section 2.1.1).
   Anything else is a bug in the stage: ValueError, before anything is stored. Each field goes on top of
   those added before it, as trace fields do (RFC 5321 section 4.4, RFC 8601 section 5: prepended).
+- Forwarding (docs/decisions/0059): an address of ours whose aliases lead outside (`Recipient.forwards`)
+  adds `Forward`s to the plan, one per outside address (each once); the pipeline queues the message for
+  them as a forward of its own (SRS sender, ARC seal). Stages see them and may drop them (`forwards`).
 - A refused address's outcome (`DeliveryPlan.outcome`): an envelope recipient is refused when every
   account it reaches was rejected (the first rejection is its reply); it is delivered when any of them
   keeps a copy, and discarded when the others were discarded (discarding is silent, RFC 5228 section 4.4).
@@ -113,17 +116,19 @@ class Origin(NamedTuple):
 
 
 class Recipient(NamedTuple):
-    """An envelope recipient, resolved: local (`account_ids`, the accounts it reaches) or remote (none: the
-    queue delivers it). `orcpt` and `notify` are its DSN parameters as received (RFC 3461 section 4)."""
+    """An envelope recipient, resolved: local (`account_ids`, the accounts it reaches, and `forwards`, the
+    outside addresses its aliases lead to) or remote (neither: the queue delivers it to its own address).
+    `orcpt` and `notify` are its DSN parameters as received (RFC 3461 section 4)."""
 
     address: str
     account_ids: tuple[int, ...] = ()
     orcpt: str | None = None
     notify: str | None = None
+    forwards: tuple[str, ...] = ()
 
     @property
     def remote(self) -> bool:
-        return not self.account_ids
+        return not self.account_ids and not self.forwards
 
 
 @dataclass(eq=False, slots=True)
@@ -216,6 +221,14 @@ class RecipientOutcome:
     refusal: Refusal | None = None
 
 
+@dataclass(frozen=True)
+class Forward:
+    """The message forwarded to `target` (outside) because it reached `via` (an address of ours)."""
+
+    via: str
+    target: str
+
+
 @dataclass(eq=False, slots=True)
 class DeliveryPlan:
     """One delivery's plan: the `envelope` and `origin` it was made for, `recipients` (one per local account,
@@ -231,6 +244,12 @@ class DeliveryPlan:
     #: the message as a stage changed it for every recipient (forged Authentication-Results removed, RFC 8601
     #: section 5); later stages and the commit use it. None: the message as received.
     message: Message | None = None
+    #: copies forwarded to outside addresses (aliases; docs/decisions/0059)
+    forwards: list[Forward] = field(default_factory=list)
+    #: our Authentication-Results value and the ARC chain's validity (the authentication stage's), for the
+    #: ARC seal of forwarded copies: "" and "none" when nothing was checked
+    authentication_results: str = ""
+    arc_chain: str = "none"
 
     def account(self, account_id: int) -> RecipientPlan | None:
         return next((r for r in self.recipients if r.account_id == account_id), None)
@@ -251,13 +270,14 @@ class DeliveryPlan:
         by_account = {r.account_id: r for r in self.recipients}
         queued = {r.address for r in self.outbound}
         found: list[RecipientOutcome] = []
+        forwarded = {f.via for f in self.forwards}
         for recipient in self.envelope_recipients:
             if recipient.remote:
                 kept = recipient.address in queued
                 found.append(RecipientOutcome(recipient.address, "queued" if kept else "discarded"))
                 continue
             plans = [by_account[a] for a in recipient.account_ids if a in by_account]
-            if any(p.action == "deliver" for p in plans):
+            if any(p.action == "deliver" for p in plans) or recipient.address in forwarded:
                 found.append(RecipientOutcome(recipient.address, "delivered"))
             elif plans and all(p.action == "reject" for p in plans):
                 found.append(RecipientOutcome(recipient.address, "rejected", plans[0].refusal or REFUSED))
@@ -270,14 +290,18 @@ def initial_plan(envelope: Envelope, origin: Origin, recipients: Sequence[Recipi
     """Every local account's copy to its INBOX, every remote recipient queued (see the module notes)."""
     plans: dict[int, RecipientPlan] = {}
     outbound: list[OutboundRecipient] = []
+    forwards: list[Forward] = []
     for recipient in recipients:
         if recipient.remote:
             outbound.append(OutboundRecipient(recipient.address, recipient.orcpt, recipient.notify))
             continue
+        for target in recipient.forwards:
+            if all(f.target != target for f in forwards):
+                forwards.append(Forward(recipient.address, target))
         for account_id in recipient.account_ids:
             plan = plans.get(account_id)
             if plan is None:
                 plans[account_id] = RecipientPlan(account_id, [recipient.address])
             elif recipient.address not in plan.addresses:
                 plan.addresses.append(recipient.address)
-    return DeliveryPlan(envelope, origin, list(plans.values()), outbound, recipients)
+    return DeliveryPlan(envelope, origin, list(plans.values()), outbound, recipients, forwards=forwards)

@@ -13,8 +13,10 @@ Implementation notes
   summary is written when the stage runs, before the message's own commit: a delivery that fails after
   it leaves the summary, and the retry finds it kept already. That is the one exception to "stages store
   nothing" (decision 0040), and harmless for the same reason.
-- The copy of a message that carried at least one report starts \\Seen, in the account's "Reports" folder
-  when it has one (INBOX otherwise): a summary replaces reading the XML.
+- Only reports about a domain of ours are kept: anyone can mail postmaster, and a report about another
+  domain is nobody's business here (its message is delivered as any other mail).
+- The copy of a message that carried at least one report about our domains starts \\Seen, in the account's
+  "Reports" folder when it has one (INBOX otherwise): a summary replaces reading the XML.
 """
 
 from __future__ import annotations
@@ -129,7 +131,8 @@ class ReportIntake:
         extracted = await asyncio.to_thread(lambda: extract_reports(_read(message.source, size)))
         for error in extracted.errors:
             log.info("reports: id=%s: a report part could not be read: %s", plan.origin.id or "-", error)
-        kept = 0
+        kept = ours_found = 0
+        ours = {d.name for d in await self.store.list_domains()}
         for found in extracted.reports:
             if isinstance(found, DmarcIncoming):
                 domain = found.report.policy.domain
@@ -158,6 +161,16 @@ class ReportIntake:
                     self.clock(),
                     json.dumps(tlsrpt_summary(found), ensure_ascii=False),
                 )
+            about = {d.strip().lower().rstrip(".") for d in stored.domain.split(",")}
+            if not about & ours:  # anyone can mail postmaster: only reports about our domains are kept
+                log.info(
+                    "reports: id=%s: a %s report about %s, not a domain of ours, is not kept",
+                    plan.origin.id or "-",
+                    stored.kind,
+                    stored.domain,
+                )
+                continue
+            ours_found += 1
             added = await self.store.add_received_report(stored)
             kept += added is not None
             log.info(
@@ -169,7 +182,7 @@ class ReportIntake:
                 stored.domain,
                 "" if added is not None else " (had it already)",
             )
-        if extracted.reports:
+        if ours_found:
             for recipient in targets:
                 recipient.add_flags(["\\Seen"])
                 recipient.file_into("Reports")

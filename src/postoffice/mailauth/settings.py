@@ -95,6 +95,25 @@ class MailAuthConfig:
             "`rua`, by mail). Off: results are not counted and nothing is sent."
         ),
     )
+    srs: bool = setting(
+        True,
+        "rewrite the envelope sender of forwarded mail (SRS) so that SPF holds at the next hop",
+        doc=(
+            "Forwarded mail (aliases to outside addresses) leaves with an SRS envelope sender "
+            "(`SRS0=...@` the forwarding domain) so that SPF at the next hop checks this server, and "
+            "bounces come back here to be sent on to the original sender (docs/decisions/0059). Off: the "
+            "original sender is kept, and SPF fails wherever its domain does not list this server."
+        ),
+    )
+    arc_seal: bool = setting(
+        True,
+        "ARC-seal forwarded mail (RFC 8617) with the forwarding domain's DKIM key",
+        doc=(
+            "Forwarded mail gets an ARC set (RFC 8617) signed with the forwarding domain's DKIM key (its "
+            "RSA key; `postoffice dkim generate`): the results this server saw travel with it, for the "
+            "next hop to trust. Domains without keys forward unsealed."
+        ),
+    )
     read_reports: bool = setting(
         True,
         "read the DMARC and TLS reports other servers send to postmaster@ our domains",

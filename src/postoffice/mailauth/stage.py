@@ -29,6 +29,8 @@ Implementation notes
   (`sender_known`), the checks start then and run while the client sends DATA. Their results are kept for
   RECENT_SECONDS by (address) for iprev and (address, HELO, MAIL FROM) for SPF, so the next message of the
   same sender on the same connection (or another one) does not ask again; DNS TTLs are longer than that.
+  DMARC's evaluation is kept the same way by its inputs (From domain, SPF result and domain, the DKIM pass
+  domains): a sender's next message with the same results is not evaluated again.
 - DMARC aggregate reports (RFC 9990, docs/decisions/0058): each message whose DMARC record asks for them
   (rua=) is counted as one line of the record domain's report of the day (`mailauth.reporting`): the
   client's address, the disposition applied, the aligned DKIM and SPF results and the checks' results.
@@ -149,6 +151,7 @@ class AuthenticationStage:
         self.trusted_arc_sealers = frozenset(settings.trusted_arc_sealers)
         self._iprev: RecentChecks[IprevResult] = RecentChecks()
         self._spf: RecentChecks[SpfOutcome] = RecentChecks()
+        self._dmarc: RecentChecks[DmarcResult | None] = RecentChecks()
 
     def sender_known(self, kind: str, client_ip: str | None, helo: str | None, sender: str) -> None:
         """At MAIL (`DeliveryPipeline.sender_known`): start iprev and SPF for mail from other servers."""
@@ -204,16 +207,21 @@ class AuthenticationStage:
         dmarc: DmarcResult | None = None
         if from_domain:
             passes = [d.domain for d in dkim if d.result == "pass"]
-            dmarc = await self._safely(
-                "DMARC",
-                check_dmarc(
-                    self.resolver,
-                    from_domain=from_domain,
-                    spf_result=spf.mail_from.result,
-                    spf_domain=spf.mail_from.domain,
-                    dkim_passes=passes,
+            # the same inputs, the same result while the DNS answers last: one evaluation per RECENT_SECONDS
+            key = (from_domain, spf.mail_from.result, spf.mail_from.domain, tuple(sorted(passes)))
+            dmarc = await self._dmarc.get(
+                key,
+                lambda: self._safely(
+                    "DMARC",
+                    check_dmarc(
+                        self.resolver,
+                        from_domain=from_domain,
+                        spf_result=spf.mail_from.result,
+                        spf_domain=spf.mail_from.domain,
+                        dkim_passes=passes,
+                    ),
+                    lambda: None,
                 ),
-                lambda: None,
             )
         overriding = self._overriding_sealer(dmarc, arc)
         identities = [("smtp.mailfrom", spf.mail_from)]
@@ -237,6 +245,9 @@ class AuthenticationStage:
             plan.message = await self._without_our_results(message, len(header))
         for recipient in plan.recipients:
             recipient.prepend_header("Authentication-Results", value)
+        # for the ARC seal of forwarded copies (delivery/forwarding.py; RFC 8617 section 5.1.1's cv)
+        plan.authentication_results = value
+        plan.arc_chain = {"pass": "pass", "none": "none"}.get(arc.result, "fail")
         from_values = [value for name, value in fields if name.lower() == "from"]
         several_authors = from_domain is None and any("@" in value for value in from_values)
         disposition = self._apply_policy(dmarc, plan, several_authors, overriding)

@@ -461,7 +461,11 @@ class QueueRunner:
         local: dict[int, Recipient] = {}
         for recipient in item.recipients:
             resolved = await self.pipeline.resolve(
-                recipient.address, relay=True, orcpt=recipient.orcpt, notify=recipient.notify
+                recipient.address,
+                relay=True,
+                orcpt=recipient.orcpt,
+                notify=recipient.notify,
+                sender=queued.sender,
             )
             if isinstance(resolved, Recipient) and not resolved.remote:
                 local[recipient.id] = resolved

@@ -359,7 +359,11 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
         try:
             # submission or a trusted network may relay: a foreign recipient is queued for its server
             resolved = await self.pipeline.resolve(
-                event.address, relay=self.relay, orcpt=params.get("ORCPT"), notify=params.get("NOTIFY")
+                event.address,
+                relay=self.relay,
+                orcpt=params.get("ORCPT"),
+                notify=params.get("NOTIFY"),
+                sender=txn.sender,
             )
             if isinstance(resolved, Recipient) and not resolved.remote:
                 # a full mailbox is refused here, for its recipient alone (452 4.2.2; decision 0053)

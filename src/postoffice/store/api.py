@@ -441,6 +441,8 @@ class Delivery(NamedTuple):
     - `copies`: the mailbox copies, in order.
     - `outbound`: queue `texts[0]` for remote recipients (submission, relaying).
     - `generated`: messages the server made (DSNs), queued too; each from the null sender.
+    - `forwards`: the message as forwarded to addresses outside (aliases; its own text, ARC-sealed, its own
+      envelope sender: SRS), queued too.
     - `record`: results of a queued message that this delivery completes (the queue's local deliveries:
       the copies and the results that say so commit together, so a crash cannot deliver twice). A
       delivery with `record` is never refused for disk space (docs/decisions/0030): what it records has
@@ -453,6 +455,7 @@ class Delivery(NamedTuple):
     generated: Sequence[GeneratedMessage] = ()
     record: QueueUpdate | None = None
     internaldate: float | None = None
+    forwards: Sequence[GeneratedMessage] = ()
 
     def check(self) -> None:
         """ValueError for a delivery no backend may write (backends call this before writing)."""
@@ -469,6 +472,8 @@ class Delivery(NamedTuple):
             # DSN is ever sent about it (no loops).
             if message.outbound.sender != "":
                 raise ValueError("a generated DSN must have the null sender")
+        for message in self.forwards:
+            check_outbound(message.outbound)
         if self.record is not None:
             for result in self.record.results:
                 if result.status not in QUEUE_STATUSES:
@@ -479,7 +484,13 @@ class Delivery(NamedTuple):
     @property
     def empty(self) -> bool:
         """Nothing to write (no copy, nothing queued, nothing recorded)."""
-        return not self.copies and self.outbound is None and not self.generated and self.record is None
+        return (
+            not self.copies
+            and self.outbound is None
+            and not self.generated
+            and not self.forwards
+            and self.record is None
+        )
 
     def grows(self) -> int | None:
         """The message octets it adds, for admission against the free space (None: never refused)."""
@@ -493,7 +504,7 @@ class Delivery(NamedTuple):
                 size += self.texts[copy.text].parsed.size
         if self.outbound is not None:
             size += self.texts[0].parsed.size
-        for message in self.generated:
+        for message in (*self.generated, *self.forwards):
             size += len(message.data)
         return size
 
@@ -1266,6 +1277,12 @@ class MailStore(abc.ABC):
         domain would have two pending or two active keys of one algorithm (so an activation names both the
         key that retires and the one that takes over). Nothing changes then."""
 
+    # -- secrets of the installation -------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def server_secret(self, name: str) -> bytes:
+        """A random 32-octet secret of this installation called `name` (e.g. "srs"), made on first use and
+        the same ever after, for every process and node sharing the store."""
+
     # -- MTA-STS policies and reports (docs/decisions/0057, 0058) --------------------------------------------
     @abc.abstractmethod
     async def mta_sts_policy(self, domain: str) -> StoredStsPolicy | None:
@@ -1293,6 +1310,10 @@ class MailStore(abc.ABC):
     async def add_received_report(self, report: ReceivedReport) -> ReceivedReport | None:
         """Keep a report another server sent; it comes back with its id. None when the same reporter's
         report of that kind and id is kept already (reports are often sent twice)."""
+
+    @abc.abstractmethod
+    async def received_report(self, report_id: int) -> ReceivedReport | None:
+        """One received report by its `id` (None: no such report)."""
 
     @abc.abstractmethod
     async def received_reports(

@@ -81,8 +81,7 @@ class AdminReportsPage:
     async def report(self, request: Request) -> Response:
         session, _account = await self.admin.admin(request)
         wanted = int(request.path_params["report_id"])
-        found = await self.admin.web.store.received_reports(limit=100000)
-        chosen = next((r for r in found if r.id == wanted), None)
+        chosen = await self.admin.web.store.received_report(wanted)
         if chosen is None:
             raise HTTPException(404, "no such report")
         return await self.admin.page(

@@ -228,7 +228,7 @@ async def send(
         raise SendError(decision.refusal.text)
     targets: list[Recipient] = []
     for address in dict.fromkeys(recipients):
-        resolved = await pipeline.resolve(address, relay=True)
+        resolved = await pipeline.resolve(address, relay=True, sender=sender.address)
         if isinstance(resolved, Refusal):
             raise SendError(f"{address}: {resolved.text}")
         targets.append(resolved)

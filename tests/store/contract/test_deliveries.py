@@ -135,10 +135,18 @@ def test_copies_the_queue_entry_and_generated_messages_commit_together_or_not_at
         (demo,) = await accounts(store, "demo")
         raw, variant = message("both"), b"X-Extra: 1\r\n" + message("both")
         dsn = GeneratedMessage(b"Subject: report\r\n\r\nreport\r\n", remote("demo@example.test", sender=""))
+        sealed = b"ARC-Seal: i=1\r\n" + raw
+        forward = GeneratedMessage(sealed, remote("fwd@elsewhere.example", sender="SRS0=h=TT=b.example=a@x"))
         woken: list[bool] = []
         store.subscribe_queue(lambda: woken.append(True))
         result = await store.commit_delivery(
-            Delivery([text(raw), text(variant)], [NewCopy(demo, 1)], remote("x@remote.example"), [dsn])
+            Delivery(
+                [text(raw), text(variant)],
+                [NewCopy(demo, 1)],
+                remote("x@remote.example"),
+                [dsn],
+                forwards=[forward],
+            )
         )
         assert result.queue_id is not None
         assert woken
@@ -149,7 +157,9 @@ def test_copies_the_queue_entry_and_generated_messages_commit_together_or_not_at
         assert [(q.sender, [r.address for r in q.recipients]) for q in queued] == [
             ("demo@example.test", ["x@remote.example"]),
             ("", ["demo@example.test"]),
+            ("SRS0=h=TT=b.example=a@x", ["fwd@elsewhere.example"]),  # a forward: its own text and sender
         ]
+        assert await store.queue_read(queued[2].id) == sealed
         before = [q.id for q in queued]
         short = message("short", "x" * 5000)
         with pytest.raises(StoreError):  # the second text's source ends early: nothing of it is stored
@@ -159,6 +169,7 @@ def test_copies_the_queue_entry_and_generated_messages_commit_together_or_not_at
                     [NewCopy(demo, 0), NewCopy(demo, 1)],
                     remote("y@remote.example"),
                     [dsn],
+                    forwards=[forward],
                 )
             )
         assert [q.id for q in await store.queue_list()] == before

@@ -39,9 +39,12 @@ def test_domains_accounts_and_aliases_follow_the_directory_rules(backend: Backen
         with pytest.raises(StoreError):
             await store.add_account("no-domain", "h")
         with pytest.raises(StoreError):
-            await store.add_alias("team@example.test", ["someone@elsewhere.test"])
+            await store.add_alias("team@example.test", ["not-an-address"])
         with pytest.raises(StoreError):
             await store.add_alias("team@example.test", [])
+        await store.add_alias("away@example.test", ["someone@Elsewhere.test"])  # forwarded outside
+        away = await store.resolve_recipient("away@example.test")
+        assert (away.status, away.account_ids, away.remote) == ("local", [], ["someone@elsewhere.test"])
         await store.add_alias("team@example.test", ["demo@example.test", "OTHER@example.test"])
         await store.add_alias("@example.test", ["demo@example.test"])
         with pytest.raises(AlreadyExists):
@@ -74,6 +77,7 @@ def test_domains_accounts_and_aliases_follow_the_directory_rules(backend: Backen
             await store.remove_alias("@example.test")
         assert (await store.resolve_recipient("nobody@example.test")).status == "unknown"
         assert [a.source for a in await store.list_aliases()] == [
+            "away@example.test",
             "postmaster@example.test",
             "team@example.test",
         ]

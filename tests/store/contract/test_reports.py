@@ -16,6 +16,22 @@ from tests.store.contract.harness import Backend, covers
 S = MailStore
 
 
+@covers(S.server_secret)
+def test_a_named_secret_is_made_once_and_the_same_for_every_process(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        first = await store.server_secret("srs")
+        assert len(first) == 32
+        assert await store.server_secret("srs") == first
+        assert await store.server_secret("other") != first
+        second = backend.open()
+        try:
+            assert await second.server_secret("srs") == first
+        finally:
+            await second.close()
+
+    backend.run(scenario)
+
+
 @covers(S.mta_sts_policy, S.save_mta_sts_policy)
 def test_an_mta_sts_policy_is_kept_per_domain_and_replaced(backend: Backend) -> None:
     async def scenario(store: MailStore) -> None:
@@ -82,7 +98,7 @@ def test_report_lines_add_up_and_are_listed_per_report(backend: Backend) -> None
     backend.run(scenario)
 
 
-@covers(S.add_received_report, S.received_reports)
+@covers(S.add_received_report, S.received_reports, S.received_report)
 def test_received_reports_are_kept_once_and_listed_newest_first(backend: Backend) -> None:
     def report(reporter: str, report_id: str, received: float, kind: str = "dmarc") -> ReceivedReport:
         return ReceivedReport(0, kind, reporter, report_id, "example.test", 10.0, 20.0, received, '{"n":1}')
@@ -102,5 +118,7 @@ def test_received_reports_are_kept_once_and_listed_newest_first(backend: Backend
         assert await store.received_reports(kind="dmarc", limit=1) == [other]
         assert await store.received_reports(domain="nowhere.test") == []
         assert await store.received_reports(domain="example.test", kind="tlsrpt") == [tls]
+        assert await store.received_report(other.id) == other
+        assert await store.received_report(tls.id + 1000) is None
 
     backend.run(scenario)

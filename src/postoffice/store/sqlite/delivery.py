@@ -75,7 +75,7 @@ class DeliveryMixin(SqliteBase):
                     conn, events, first.source, first.parsed.size, delivery.outbound
                 )
             now = time.time()
-            for generated in delivery.generated:
+            for generated in (*delivery.generated, *delivery.forwards):
                 self._enqueue_rows(
                     conn, events, io.BytesIO(generated.data), len(generated.data), generated.outbound, now
                 )

@@ -306,11 +306,7 @@ class DirectoryMixin(SqliteBase):
                 t_local, _, t_domain = target.rpartition("@")
                 if not t_local or not t_domain:
                     raise StoreError(f"alias target {target!r} is not a full address")
-                if conn.execute("SELECT 1 FROM domains WHERE name = ?", (t_domain,)).fetchone() is None:
-                    raise StoreError(
-                        f"alias target {target} is in a domain not served here; forwarding to other domains "
-                        "needs the outbound queue, which this version does not have yet"
-                    )
+                # a target in a domain not served here is forwarded (docs/decisions/0059)
             if conn.execute("SELECT 1 FROM aliases WHERE source = ?", (source,)).fetchone():
                 raise AlreadyExists(f"alias {source} exists already")
             conn.execute(

@@ -1,13 +1,17 @@
 """MTA-STS policies and reports (docs/decisions/0057, 0058): the tables mta_sts_policies, report_counts,
-report_policies and received_reports. Report lines are counted with one upsert each, so that concurrent
+report_policies and received_reports; and the installation's named secrets (meta "secret:NAME", base64; the
+SRS key of forwarding, docs/decisions/0059). Report lines are counted with one upsert each, so that concurrent
 writers (the inbound checks and the queue) add up instead of overwriting each other.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import secrets
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 from postoffice.store.api import (
     ChangeEvent,
@@ -21,7 +25,32 @@ from postoffice.store.sqlite.base import SqliteBase
 _RECEIVED = "id, kind, reporter, report_id, domain, begin, end, received, summary FROM received_reports"
 
 
+def _received(r: Sequence[Any]) -> ReceivedReport:
+    return ReceivedReport(int(r[0]), r[1], r[2], r[3], r[4], float(r[5]), float(r[6]), float(r[7]), r[8])
+
+
 class ReportsMixin(SqliteBase):
+    async def server_secret(self, name: str) -> bytes:
+        key = f"secret:{name}"
+
+        def q(conn: sqlite3.Connection) -> bytes | None:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            return None if row is None else base64.b64decode(row[0])
+
+        found = await self._read(q)
+        if found is not None:
+            return found
+        made = base64.b64encode(secrets.token_bytes(32)).decode()
+
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> bytes:
+            # another process may have made it meanwhile: the first one made is kept
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, made))
+            return base64.b64decode(
+                conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+            )
+
+        return await self._write(tx)
+
     async def mta_sts_policy(self, domain: str) -> StoredStsPolicy | None:
         def q(conn: sqlite3.Connection) -> StoredStsPolicy | None:
             row = conn.execute(
@@ -105,6 +134,13 @@ class ReportsMixin(SqliteBase):
             return dataclasses.replace(report, id=int(cursor.lastrowid or 0))
 
         return await self._write(tx)
+
+    async def received_report(self, report_id: int) -> ReceivedReport | None:
+        def q(conn: sqlite3.Connection) -> ReceivedReport | None:
+            row = conn.execute(f"SELECT {_RECEIVED} WHERE id = ?", (report_id,)).fetchone()
+            return None if row is None else _received(row)
+
+        return await self._read(q)
 
     async def received_reports(
         self, *, kind: str | None = None, domain: str | None = None, limit: int = 100

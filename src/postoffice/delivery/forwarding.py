@@ -1,0 +1,137 @@
+"""Forwarding: the copies of a delivery that go to outside addresses its aliases name (docs/decisions/0059).
+
+Implementation notes
+- Each copy forwarded is a message of its own in the outbound queue, written in the same transaction as the
+  delivery's other copies (`Delivery.forwards`), one per domain of ours it was forwarded through (the
+  domain of the alias address), to every outside target reached through that domain.
+- Its bytes: the message as received (our Received field on top), without a Return-Path field (that is
+  for final delivery, RFC 5321 section 4.4), with our Authentication-Results field, and, when the forwarding
+  domain has DKIM keys and [mailauth] arc_seal is on, an ARC set (RFC 8617 section 5.1: the results we saw,
+  a message signature and a seal with cv= from our validation of the chain it came with), so that the
+  next hop can trust what we checked even where forwarding breaks SPF and a list's footer broke DKIM.
+- Its envelope sender: rewritten by SRS ([mailauth] srs, `delivery.srs`) so that SPF at the next hop checks
+  our server, not the original sender's; a bounce to the SRS address comes back to us and is sent on to the
+  original sender (the pipeline's `resolve`). The null sender stays null (a bounce forwarded); a sender of
+  our own domains is not rewritten (our SPF covers it).
+- REQUIRETLS (RFC 8689 section 4.1: "If the message is being locally aliased and redistributed to multiple
+  addresses, all instances of the message MUST be tagged in the same manner") carries over to forwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING
+
+from postoffice.delivery import srs
+from postoffice.delivery.plan import DeliveryPlan, Message, header_field
+from postoffice.message import PARSE_INLINE_LIMIT
+from postoffice.store import GeneratedMessage, OutboundMessage, OutboundRecipient
+
+if TYPE_CHECKING:
+    from postoffice.store import MailStore
+
+log = logging.getLogger("postoffice.delivery")
+
+
+def _read(source: IO[bytes], size: int) -> bytes:
+    source.seek(0)
+    return source.read(size)
+
+
+def without_return_path(data: bytes) -> bytes:
+    """The message without the Return-Path fields at its top (RFC 5321 section 4.4: final delivery's)."""
+    while data[:12].lower() == b"return-path:":
+        end = data.find(b"\r\n")
+        while end >= 0 and data[end + 2 : end + 3] in (b" ", b"\t"):  # folded
+            end = data.find(b"\r\n", end + 2)
+        if end < 0:
+            return data
+        data = data[end + 2 :]
+    return data
+
+
+class Forwarder:
+    """Makes the queued forwards of a delivery (see the module notes)."""
+
+    def __init__(
+        self,
+        store: MailStore,
+        hostname: str,
+        *,
+        srs_on: bool = True,
+        seal: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.hostname = hostname
+        self.srs_on = srs_on
+        self.seal = seal
+        self.clock = clock
+
+    async def messages(self, message: Message, plan: DeliveryPlan) -> list[GeneratedMessage]:
+        """The forwards of `plan` as messages to queue (none when it has none). Store errors propagate."""
+        if not plan.forwards:
+            return []
+        size = message.parsed.size
+        if size <= PARSE_INLINE_LIMIT:
+            data = _read(message.source, size)
+        else:
+            data = await asyncio.to_thread(_read, message.source, size)
+        data = without_return_path(data)
+        if plan.authentication_results:
+            data = header_field("Authentication-Results", plan.authentication_results) + data
+        by_domain: dict[str, list[str]] = {}
+        for forward in plan.forwards:
+            by_domain.setdefault(forward.via.rpartition("@")[2].lower(), []).append(forward.target)
+        ours = {d.name for d in await self.store.list_domains()}
+        envelope = plan.envelope
+        made = []
+        for domain, targets in by_domain.items():
+            sender = envelope.sender
+            sender_domain = sender.rpartition("@")[2].lower()
+            if self.srs_on and sender and sender_domain not in ours:
+                try:
+                    sender = srs.forward(
+                        sender, domain, await self.store.server_secret("srs"), now=self.clock()
+                    )
+                except srs.SrsError:
+                    pass  # not an address SRS can carry: forwarded with the sender as it came
+            sealed = await self._sealed(data, domain, plan) if self.seal else data
+            outbound = OutboundMessage(
+                sender=sender,
+                recipients=[OutboundRecipient(target) for target in targets],
+                smtputf8=envelope.smtputf8,
+                eight_bit=envelope.eight_bit,
+                smtp_id=plan.origin.id,
+                require_tls=envelope.require_tls,
+            )
+            made.append(GeneratedMessage(sealed, outbound))
+            log.info(
+                "delivery id=%s: forwarded through %s to %s, sender <%s>%s",
+                plan.origin.id or "-",
+                domain,
+                ", ".join(f"<{t}>" for t in targets),
+                sender,
+                " ARC-sealed" if sealed is not data else "",
+            )
+        return made
+
+    async def _sealed(self, data: bytes, domain: str, plan: DeliveryPlan) -> bytes:
+        """`data` with our ARC set on top, when the domain (or a parent of it) has DKIM keys."""
+        keys = [k for k in await self.store.dkim_keys(domain) if k.state == "active"]
+        if not keys:
+            return data
+        from postoffice.mailauth.arc_seal import arc_seal_async, sealing_key  # dkimpy: loaded when used
+
+        key = sealing_key(keys)
+        if key is None:
+            return data
+        value = plan.authentication_results
+        results = value.split(";", 1)[1].strip() if ";" in value else "none"
+        seal = await arc_seal_async(
+            data, key=key, authserv_id=self.hostname, results=results, chain=plan.arc_chain
+        )
+        return seal + data if seal else data

@@ -1,0 +1,91 @@
+"""The Sender Rewriting Scheme for forwarded mail (docs/decisions/0059): the envelope sender of a message we
+forward becomes an address of ours, so that SPF at the next hop checks our server (which is authorised) and
+a bounce comes back to us, to be sent on to the original sender.
+
+What it implements: the SRS0 form of Shevek's scheme ("Sender Rewriting Scheme", libsrs2 / Mail::SRS, as
+Postfix's postsrsd and Exim write it): `SRS0=HHHH=TT=domain=local@forwarding-domain`, with
+- TT: the day (days since the epoch, modulo 1024) in two base32 characters (RFC 4648 alphabet);
+- HHHH: the first four characters of the base64 HMAC-SHA1, under the installation's secret
+  (`MailStore.server_secret("srs")`), of TT, the domain and the local part, all lowercased, and compared
+  without regard to case on the way back (some servers lowercase local parts).
+
+Choices
+- An address that is an SRS address already (ours or another forwarder's) is rewritten like any other: the
+  SRS1 form, which shortens chains, is not written, and so not read either. A chain of forwarders therefore
+  makes longer addresses; the local part limit of RFC 5321 (64 octets) is not enforced by the common
+  servers for this reason.
+- The null sender is never rewritten (there is nothing to return to), nor a sender in one of our domains
+  (our SPF covers it already).
+- `reverse` accepts an address for `MAX_AGE_DAYS` days (21, libsrs2's default) and only with a valid hash:
+  nobody can use our domain to send mail to an address of their choice. Only bounces (the null sender) are
+  taken for SRS addresses (the SMTP session checks that).
+
+Not done: SRS1; the "=" separator variants ("+" and "-") of other implementations are read, never written.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import time
+
+__all__ = ["MAX_AGE_DAYS", "SrsError", "forward", "is_srs", "reverse"]
+
+MAX_AGE_DAYS = 21
+_BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_SRS0 = re.compile(r"^SRS0[=+-]([^=]+)=([^=]{2})=([^=]+)=(.+)$", re.IGNORECASE)
+
+
+class SrsError(ValueError):
+    """Not an SRS address of ours that may be used now."""
+
+
+def is_srs(local: str) -> bool:
+    """The local part looks like an SRS0 address (whether it is valid is `reverse`'s question)."""
+    return _SRS0.match(local) is not None
+
+
+def _day(now: float) -> int:
+    return int(now // 86400) % 1024
+
+
+def _stamp(day: int) -> str:
+    return _BASE32[day >> 5] + _BASE32[day & 31]
+
+
+def _hash(secret: bytes, *parts: str) -> str:
+    # over the lowercased parts, as libsrs2 does: a hop that changes the case keeps the address valid
+    digest = hmac.new(secret, "".join(parts).lower().encode("utf-8"), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()[:4]
+
+
+def forward(sender: str, forwarder: str, secret: bytes, *, now: float | None = None) -> str:
+    """The envelope sender for forwarding a message from `sender` through our domain `forwarder`."""
+    local, at, domain = sender.rpartition("@")
+    if not at or not local or not domain:
+        raise SrsError(f"not an address: {sender!r}")
+    stamp = _stamp(_day(time.time() if now is None else now))
+    domain = domain.lower()
+    return f"SRS0={_hash(secret, stamp, domain, local)}={stamp}={domain}={local}@{forwarder}"
+
+
+def reverse(local: str, secret: bytes, *, now: float | None = None) -> str:
+    """The original sender of an SRS0 local part of ours; SrsError when it is not one, its hash is wrong,
+    or it is older than MAX_AGE_DAYS."""
+    match = _SRS0.match(local)
+    if match is None:
+        raise SrsError("not an SRS0 address")
+    given, stamp, domain, original = match.groups()
+    expected = _hash(secret, stamp.upper(), domain.lower(), original)
+    if not hmac.compare_digest(given.lower().encode(), expected.lower().encode()):
+        raise SrsError("the SRS address's hash is wrong")
+    try:
+        day = _BASE32.index(stamp[0].upper()) << 5 | _BASE32.index(stamp[1].upper())
+    except ValueError:
+        raise SrsError("the SRS address's time stamp is not base32") from None
+    age = (_day(time.time() if now is None else now) - day) % 1024
+    if age > MAX_AGE_DAYS:
+        raise SrsError(f"the SRS address is {age} days old")
+    return f"{original}@{domain}"
