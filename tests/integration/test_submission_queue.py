@@ -253,7 +253,8 @@ def test_an_alias_forwards_to_an_outside_address_with_srs_and_an_arc_seal(
         smtp.sendmail(
             "carol@elsewhere.example",
             ["fwd@example.test"],
-            b"From: carol@elsewhere.example\r\nTo: fwd@example.test\r\nSubject: passing through\r\n\r\nhi\r\n",
+            b"From: carol@elsewhere.example\r\nTo: fwd@example.test\r\n"
+            b"Subject: passing through\r\n\r\nhi\r\n",
         )
     [received] = wait_for("the forward at mx2", lambda: internet.mx2.received)
     assert received.recipients == ["bob@remote.test"]
