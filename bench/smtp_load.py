@@ -121,6 +121,10 @@ async def measure(args: argparse.Namespace, count_fsyncs: bool) -> dict[str, flo
             text = text.replace("verify = false", "verify = true")
             text = text.replace("nameservers = []", 'nameservers = ["127.0.0.1"]')
             text = re.sub(r"(?m)^dns_port = \d+$", f"dns_port = {args.dns_port}", text)
+            if args.dkim_processes is not None:
+                text = re.sub(
+                    r"(?m)^dkim_processes = \d+$", f"dkim_processes = {args.dkim_processes}", text
+                )
             data.config.write_text(text)
         strace_out = root / "strace.txt"
         wrapper = None
@@ -276,6 +280,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--no-strace", action="store_true", help="do not count fsyncs with strace")
     parser.add_argument("--auth", action="store_true", help="compare sender authentication off and on")
+    parser.add_argument(
+        "--dkim-processes", type=int, help="[mailauth] dkim_processes with --auth (default: the server's)"
+    )
     asyncio.run(run(parser.parse_args()))
 
 

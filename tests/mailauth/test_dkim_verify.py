@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from postoffice.mailauth import dkim_verify
 from postoffice.mailauth.dkim_verify import DkimVerifier, verify_signatures
 from postoffice.net.dns import DnsResolver
 from tests.support.dns_server import DnsServer, Zones
@@ -170,3 +171,25 @@ def test_any_message_gives_results_never_an_exception(parts: list[bytes], tail: 
     resolver = DnsResolver(["127.0.0.1"], port=9, timeout=0.05, lifetime=0.05)
     results = verify_signatures(b"".join(parts) + tail, resolver)
     assert all(r.result in ("pass", "fail", "policy", "permerror", "temperror") for r in results)
+
+
+@given(
+    st.lists(
+        st.sampled_from([b"From: a@b", b"Subject: x", b" folded", b"\tmore", b"", b"body", b"a\rb"]),
+        max_size=12,
+    ),
+    st.sampled_from([b"\r\n", b"\n"]),
+)
+def test_the_quicker_message_split_gives_what_dkimpys_gives(lines: list[bytes], newline: bytes) -> None:
+    """dkim_verify puts a split of the header section only in place of dkimpy's `rfc822_parse` (module
+    notes): for every message, the same headers and body as dkimpy's own, or the same exception."""
+    message = newline.join(lines) + newline
+    try:
+        expected: object = dkim_verify._dkimpy_rfc822_parse(message)
+    except (dkim.MessageFormatError, IndexError) as exc:  # dkimpy's own, for a leading continuation line
+        expected = type(exc)
+    try:
+        found: object = dkim_verify._rfc822_parse(message)
+    except (dkim.MessageFormatError, IndexError) as exc:
+        found = type(exc)
+    assert found == expected

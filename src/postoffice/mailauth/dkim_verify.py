@@ -20,6 +20,16 @@ Implementation notes
   Linux to kill it when the server process ends however it ends (PR_SET_PDEATHSIG), so none outlives it.
 - `header.b` in the Authentication-Results field is the first 12 characters of the signature's b= (RFC 6008),
   so that several signatures of one domain can be told apart.
+- The RSA check itself is OpenSSL's (`cryptography`), put in place of dkimpy's pure-Python one
+  (`dkim.RSASSA_PKCS1_v1_5_verify`, the name dkimpy's verifier calls) when this module is imported: the
+  same RSASSA-PKCS1-v1_5 check of the digest dkimpy computed, about 0.05 ms instead of 0.5 ms (its
+  integer-to-bytes conversion is pure Python); dkimpy still parses, canonicalises and hashes.
+- Two more of dkimpy's module functions are wrapped for speed, each falling back to dkimpy's own: its
+  message split (`rfc822_parse` splits the whole message into lines with a regular expression to join the
+  body again; for a message whose every LF follows a CR, as SMTP gives, only the header section is split)
+  and its key parse (`load_pk_from_dns` parses the key record's ASN.1 in pure Python for every signature;
+  the parse is kept per (name, record) in a small LRU, the record itself still comes from DNS each time,
+  through the TTL cache).
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import concurrent.futures
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import logging
 import multiprocessing
 import os
@@ -39,8 +50,55 @@ from dataclasses import dataclass
 from typing import Any
 
 import dkim
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
 from postoffice.net.dns import DnsResolver, DnsTemporaryFailure, NoSuchDomain
+
+
+def _openssl_rsa_verify(digest: Any, signature: bytes, public_key: dict[str, int]) -> bool:
+    """dkimpy's `RSASSA_PKCS1_v1_5_verify(hash, signature, public_key)`, by OpenSSL: `digest` is the hashlib
+    object of the signed data, `public_key` dkimpy's {"modulus", "publicExponent"}; True when it verifies."""
+    algorithm = {"sha256": hashes.SHA256(), "sha1": hashes.SHA1()}.get(digest.name)  # noqa: S303 - RFC 8301 refuses it later
+    if algorithm is None:
+        return False
+    try:
+        key = rsa.RSAPublicNumbers(public_key["publicExponent"], public_key["modulus"]).public_key()
+        key.verify(signature, digest.digest(), padding.PKCS1v15(), utils.Prehashed(algorithm))
+    except (InvalidSignature, ValueError, TypeError, KeyError, OverflowError):
+        return False
+    return True
+
+
+_dkimpy_rfc822_parse = dkim.rfc822_parse
+
+
+def _rfc822_parse(message: bytes) -> tuple[list[list[bytes]], bytes]:
+    """dkimpy's `rfc822_parse`, splitting only the header section when every LF follows a CR."""
+    end = message.find(b"\r\n\r\n")
+    if end <= 0 or message.startswith(b"\r\n") or message.count(b"\n") != message.count(b"\r\n"):
+        return _dkimpy_rfc822_parse(message)  # type: ignore[no-any-return]
+    headers, _empty = _dkimpy_rfc822_parse(message[: end + 4])
+    return headers, message[end + 4 :]
+
+
+@functools.lru_cache(maxsize=1024)
+def _evaluate_pk(name: bytes, record: bytes) -> Any:
+    return dkim.evaluate_pk(name, record)
+
+
+def _load_pk_from_dns(name: bytes, dnsfunc: Any = dkim.get_txt, timeout: int = 5) -> Any:
+    """dkimpy's `load_pk_from_dns`, with the parsed key kept per (name, record)."""
+    record = dnsfunc(name, timeout=timeout)
+    if not isinstance(record, bytes):
+        return dkim.evaluate_pk(name, record)  # None or odd: dkimpy says what that means
+    return _evaluate_pk(name, record)
+
+
+dkim.RSASSA_PKCS1_v1_5_verify = _openssl_rsa_verify  # module notes: the names dkimpy's verify calls
+dkim.rfc822_parse = _rfc822_parse
+dkim.load_pk_from_dns = _load_pk_from_dns
 
 log = logging.getLogger("postoffice.mailauth")
 #: dkimpy's own log lines (every missing key is an "error" there): kept quiet, our results say it all.
