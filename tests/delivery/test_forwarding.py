@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from postoffice.delivery import srs
-from postoffice.delivery.forwarding import without_return_path
+from postoffice.delivery.forwarding import received_fields, without_return_path
 from postoffice.directory.operations import dkim_generate
 from tests.delivery.harness import DEMO, OTHER, MakeHarness, message
 
@@ -131,3 +131,17 @@ def test_a_forward_through_a_domain_with_keys_is_arc_sealed_with_its_rsa_key(mak
         k for k in h.call(h.store.dkim_keys("example.test")) if k.algorithm == "rsa" and k.state == "active"
     ]
     assert f"s={rsa[0].selector}".encode() in unfolded
+
+
+def test_a_message_that_went_round_50_hosts_is_not_forwarded_again(make: MakeHarness) -> None:
+    """RFC 5321 section 6.3: a loop (an alias forwarding to an address that forwards back) ends."""
+    h = make()
+    h.call(h.store.add_alias("loop@example.test", [OTHER, "back@outside.example"]))
+    looped = b"".join(
+        b"Received: from hop%d.example by x; Mon, 1 Jan 2024 00:00:00 +0000\r\n" % i for i in range(49)
+    )
+    with smtplib.SMTP("127.0.0.1", h.smtp("mx")) as smtp:  # our own Received field makes 50
+        smtp.sendmail("alice@sender.example", ["loop@example.test"], looped + message("round"))
+    assert h.call(h.store.queue_list()) == []
+    assert len(h.messages(OTHER)) == 1  # the local copy is kept
+    assert received_fields(b"Received: a\r\nX: y\r\nreceived: b\r\n\r\nReceived: body\r\n") == 2

@@ -13,6 +13,9 @@ Implementation notes
   our server, not the original sender's; a bounce to the SRS address comes back to us and is sent on to the
   original sender (the pipeline's `resolve`). The null sender stays null (a bounce forwarded); a sender of
   our own domains is not rewritten (our SPF covers it).
+- Loops (RFC 5321 section 6.3: counting Received fields "has proven to be an effective ... method of
+  detecting loops"): a message that has passed MAX_HOPS hosts already is not forwarded again (the local
+  copies are kept; a warning is logged). Postfix's hopcount_limit is the same 50.
 - REQUIRETLS (RFC 8689 section 4.1: "If the message is being locally aliased and redistributed to multiple
   addresses, all instances of the message MUST be tagged in the same manner") carries over to forwards.
 """
@@ -35,6 +38,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("postoffice.delivery")
 
+#: Received fields a message may have for us to forward it once more (Postfix: hopcount_limit).
+MAX_HOPS = 50
+
 
 def _read(source: IO[bytes], size: int) -> bytes:
     source.seek(0)
@@ -51,6 +57,13 @@ def without_return_path(data: bytes) -> bytes:
             return data
         data = data[end + 2 :]
     return data
+
+
+def received_fields(data: bytes) -> int:
+    """How many Received fields the header section of `data` has."""
+    end = data.find(b"\r\n\r\n")
+    head = b"\r\n" + (data if end < 0 else data[: end + 2]).lower()
+    return head.count(b"\r\nreceived:")
 
 
 class Forwarder:
@@ -81,6 +94,15 @@ class Forwarder:
         else:
             data = await asyncio.to_thread(_read, message.source, size)
         data = without_return_path(data)
+        hops = received_fields(data)
+        if hops >= MAX_HOPS:
+            log.warning(
+                "delivery id=%s: not forwarded to %s: %d Received fields, a mail loop? (RFC 5321 6.3)",
+                plan.origin.id or "-",
+                ", ".join(f"<{f.target}>" for f in plan.forwards),
+                hops,
+            )
+            return []
         if plan.authentication_results:
             data = header_field("Authentication-Results", plan.authentication_results) + data
         by_domain: dict[str, list[str]] = {}
