@@ -198,8 +198,11 @@ class TransportSecurity:
         for name, found_dane in applies.items():
             if found_dane.status == "encrypt":
                 destination.per_host[name] = HostTls(True, context)
-            else:
-                destination.per_host[name] = HostTls(True, context, check=_dane_check(found_dane))
+            else:  # RFC 7672 section 8.1: the SNI is the TLSA base domain
+                sni = found_dane.base_domain or None
+                destination.per_host[name] = HostTls(
+                    True, context, check=_dane_check(found_dane), server_name=sni
+                )
         if not usable:
             texts = "; ".join(by_host[name].text for name in sorted(failed))
             destination.refusal = (451, "4.7.5", f"TLSA lookup for the MX hosts of {domain} failed: {texts}")

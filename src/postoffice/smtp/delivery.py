@@ -160,6 +160,7 @@ class HostTls:
     context: ssl.SSLContext | None = None
     check: Callable[[list[bytes]], tuple[str, str] | None] | None = None
     enforce: bool = True
+    server_name: str | None = None  # the TLS SNI instead of the host name (DANE: the TLSA base domain)
 
 
 @dataclass(frozen=True)
@@ -653,8 +654,9 @@ async def _open(host: Host, address: str, settings: _Settings, *, try_tls: bool)
                     else:
                         context = unverified_context()
                 try:
+                    sni = policy.server_name if policy is not None and policy.server_name else None
                     await smtp.starttls(
-                        server_hostname=_server_name(host, address),
+                        server_hostname=sni or _server_name(host, address),
                         tls_context=context,
                         timeout=settings.command_timeout,
                     )
