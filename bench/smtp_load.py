@@ -122,9 +122,7 @@ async def measure(args: argparse.Namespace, count_fsyncs: bool) -> dict[str, flo
             text = text.replace("nameservers = []", 'nameservers = ["127.0.0.1"]')
             text = re.sub(r"(?m)^dns_port = \d+$", f"dns_port = {args.dns_port}", text)
             if args.dkim_processes is not None:
-                text = re.sub(
-                    r"(?m)^dkim_processes = \d+$", f"dkim_processes = {args.dkim_processes}", text
-                )
+                text = re.sub(r"(?m)^dkim_processes = \d+$", f"dkim_processes = {args.dkim_processes}", text)
             data.config.write_text(text)
         strace_out = root / "strace.txt"
         wrapper = None
