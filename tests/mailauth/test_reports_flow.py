@@ -186,6 +186,14 @@ def test_a_tls_report_goes_to_the_domains_mailto_rua_and_none_without_a_record(
                     line("mx.dest.test", "192.0.2.5", "certificate-expired", "expired on 2026-11-30"),
                     2,
                 ),
+                ReportCount(
+                    "tlsrpt",
+                    YESTERDAY,
+                    "dest.test",
+                    '{"detail":"certificate not accepted","ip":"","mx":"","policy":[],'
+                    '"result":"sts-webpki-invalid","type":"sts"}',
+                    3,
+                ),
                 ReportCount("tlsrpt", YESTERDAY, "quiet.test", line("mx.quiet.test", "192.0.2.6", ""), 5),
                 ReportCount("tlsrpt", YESTERDAY, "https-only.test", line("mx.h.test", "192.0.2.7", ""), 5),
             ]
@@ -196,7 +204,11 @@ def test_a_tls_report_goes_to_the_domains_mailto_rua_and_none_without_a_record(
         assert [r.address for r in queued.recipients] == ["tls@dest.test"]
         (incoming,) = extract_reports(await store.queue_read(queued.id)).reports
         assert isinstance(incoming, TlsRptIncoming)
-        (policy,) = incoming.report.policies
+        policy, unfetched = incoming.report.policies
+        assert (unfetched.policy.policy_type, unfetched.total_failure_session_count) == ("sts", 3)
+        assert [(d.result_type, d.receiving_mx_hostname) for d in unfetched.failure_details] == [
+            ("sts-webpki-invalid", None)
+        ]
         assert (policy.policy.policy_type, policy.policy.policy_domain) == ("sts", "dest.test")
         assert policy.policy.mx_hosts == ("mx.dest.test",)
         assert (policy.total_successful_session_count, policy.total_failure_session_count) == (40, 2)

@@ -152,6 +152,7 @@ class StsWorld:
     port: int
     peers: dict[str, SmtpPeer]
     web: Issued
+    zones: Zones
 
     def received(self, name: str, local: str) -> list[tuple[list[str], bool, str]]:
         """What the MX of `name` received for `local`@: (recipients, over TLS, the MAIL parameters)."""
@@ -226,7 +227,7 @@ def sts_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StsWorld]:
             extensions = (*Script().extensions, "REQUIRETLS") if requiretls else Script().extensions
             peers[name] = SmtpPeer(address, port, Script(extensions=extensions), tls_context=context).start()
             stack.callback(peers[name].stop)
-        yield StsWorld(root, ca, dns, port, peers, web)
+        yield StsWorld(root, ca, dns, port, peers, web, zones)
 
 
 def test_mta_sts_enforce_refuses_a_wrong_certificate_and_testing_only_reports_it(sts_world: StsWorld) -> None:
@@ -239,6 +240,23 @@ def test_mta_sts_enforce_refuses_a_wrong_certificate_and_testing_only_reports_it
         "good.test sts mx.good.test ok": 1,
         "wrong.test sts mx.wrong.test certificate-host-mismatch": 1,
         "trial.test sts mx.trial.test certificate-host-mismatch": 1,
+    }
+
+
+def test_a_policy_that_cannot_be_fetched_is_reported_and_mail_goes_as_without_one(
+    sts_world: StsWorld,
+) -> None:
+    """RFC 8461 section 5 / RFC 8460 section 4.3.2: the policy host's certificate is not for its name (our
+    web certificate does not name mta-sts.badweb.test): no policy, delivery as usual, and a report line."""
+    sts_world.zones.add("badweb.test.", "MX", "10 mx.nopolicy.test.")
+    sts_world.zones.add("_mta-sts.badweb.test.", "TXT", '"v=STSv1; id=1"')
+    sts_world.zones.add("mta-sts.badweb.test.", "A", "127.0.0.1")
+    queue, lines, _notices = sts_world.deliver("gina@badweb.test")
+    assert [r for r, _tls, _params in sts_world.received("nopolicy", "gina")] == [["gina@badweb.test"]]
+    assert queue == []
+    assert lines == {
+        "badweb.test sts  sts-webpki-invalid": 1,
+        "badweb.test no-policy-found mx.nopolicy.test ok": 1,
     }
 
 

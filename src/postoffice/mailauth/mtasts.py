@@ -119,11 +119,14 @@ class StsError(ValueError):
 
 
 class StsFetchError(Exception):
-    """No policy could be fetched; `text` says what failed (DNS, connection, TLS, HTTP, the policy itself)."""
+    """No policy could be fetched; `text` says what failed (DNS, connection, TLS, HTTP, the policy itself),
+    `result_type` the RFC 8460 section 4.3 type for a TLS report: "sts-webpki-invalid" (the policy host's
+    certificate), "sts-policy-invalid" (the policy), else "sts-policy-fetch-error"."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, result_type: str = "sts-policy-fetch-error") -> None:
         super().__init__(text)
         self.text = text
+        self.result_type = result_type
 
 
 # -- the TXT record (section 3.1) ----------------------------------------------------------------------------
@@ -306,15 +309,15 @@ async def fetch_policy(
     except TimeoutError:
         raise StsFetchError(f"{url}: no complete answer within {timeout:g} seconds") from None
     except StsFetchError as exc:
-        raise StsFetchError(f"{url}: {exc.text}") from None
+        raise StsFetchError(f"{url}: {exc.text}", exc.result_type) from None
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise StsFetchError(f"{url}: the policy is not UTF-8") from None
+        raise StsFetchError(f"{url}: the policy is not UTF-8", "sts-policy-invalid") from None
     try:
         return parse_policy(text)
     except StsError as exc:
-        raise StsFetchError(f"{url}: not a valid policy: {exc}") from None
+        raise StsFetchError(f"{url}: not a valid policy: {exc}", "sts-policy-invalid") from None
 
 
 async def _addresses(host: str, resolver: DnsResolver, ip_versions: Sequence[int]) -> list[str]:
@@ -341,6 +344,7 @@ async def _addresses(host: str, resolver: DnsResolver, ip_versions: Sequence[int
 async def _get(host: str, addresses: list[str], port: int, context: ssl.SSLContext, max_size: int) -> bytes:
     """The body of the policy host's answer, from the first address that takes a TLS connection."""
     problems: list[str] = []
+    result_type = "sts-policy-fetch-error"
     for address in addresses:
         try:
             reader, writer = await asyncio.open_connection(
@@ -348,6 +352,8 @@ async def _get(host: str, addresses: list[str], port: int, context: ssl.SSLConte
             )
         except (OSError, ssl.SSLError) as exc:  # refused, unreachable, the TLS handshake or certificate
             problems.append(f"{address} port {port}: {_describe(exc)}")
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                result_type = "sts-webpki-invalid"
             continue
         try:
             return await _exchange(reader, writer, host, max_size)
@@ -357,7 +363,7 @@ async def _get(host: str, addresses: list[str], port: int, context: ssl.SSLConte
             raise StsFetchError(f"{address} port {port}: not an HTTP/1.1 answer: {exc}") from None
         finally:
             writer.transport.abort()  # the answer is read (or will not be): no TLS close to wait for
-    raise StsFetchError("; ".join(problems))
+    raise StsFetchError("; ".join(problems), result_type)
 
 
 def _describe(exc: BaseException) -> str:
@@ -487,6 +493,7 @@ class MtaSts:
         ip_versions: Sequence[int] = (4, 6),
         refresh_after: float = REFRESH_AFTER,
         retry_after: float = RETRY_AFTER,
+        on_failure: Callable[[str, StsFetchError], None] | None = None,
     ) -> None:
         self.resolver = resolver
         self.cache = cache
@@ -498,6 +505,8 @@ class MtaSts:
         self.ip_versions = tuple(ip_versions)
         self.refresh_after = refresh_after
         self.retry_after = retry_after
+        #: told of every failed fetch (domain, error): TLS reporting counts it (RFC 8460 section 4.3.2)
+        self.on_failure = on_failure
         self._fetching: dict[str, asyncio.Task[CachedPolicy | None]] = {}
         self._failed: dict[tuple[str, str], float] = {}
 
@@ -581,6 +590,8 @@ class MtaSts:
             now = self.clock()
             self._failed = {key: when for key, when in self._failed.items() if now - when < self.retry_after}
             self._failed[(name, record)] = now
+            if self.on_failure is not None:
+                self.on_failure(name, exc)
             in_force = _in_force(cached) is not None
             log.log(
                 logging.WARNING if in_force else logging.INFO,

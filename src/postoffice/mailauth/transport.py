@@ -18,8 +18,11 @@ What it implements
 - Every connection's TLS result is counted for the daily TLS report (RFC 8460, `mailauth.reporting`), with
   the policy that applied: "tlsa" (the TLSA records), "sts" (the policy's lines) or "no-policy-found".
 
+- A policy that cannot be fetched is counted too ("sts-policy-fetch-error", "sts-policy-invalid",
+  "sts-webpki-invalid": RFC 8460 section 4.3.2), once per fetch tried.
+
 Not done: MTA-STS policies are not refreshed ahead of use (RFC 8461 section 10.2 allows it; the next
-delivery fetches), and a policy fetch failure is not itself counted as a report line.
+delivery fetches).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from cryptography import x509
 from cryptography.x509 import verification
 
 from postoffice.mailauth import dane
-from postoffice.mailauth.mtasts import CachedPolicy, MtaSts, StsError, StsPolicy, parse_policy
+from postoffice.mailauth.mtasts import CachedPolicy, MtaSts, StsError, StsFetchError, StsPolicy, parse_policy
 from postoffice.mailauth.reporting import ReportCounter
 from postoffice.net.dns import DnsResolver
 from postoffice.smtp.delivery import HostTls, TlsSession, unverified_context
@@ -109,6 +112,21 @@ class TransportSecurity:
         self.counter = counter
         self.port = port
         self._verifying: ssl.SSLContext | None = None
+        if mta_sts is not None and mta_sts.on_failure is None:
+            mta_sts.on_failure = self._policy_fetch_failed
+
+    def _policy_fetch_failed(self, domain: str, error: StsFetchError) -> None:
+        """A TLS report line for a policy that could not be fetched (RFC 8460 section 4.3.2)."""
+        if self.counter is not None:
+            line = {
+                "type": "sts",
+                "policy": [],
+                "mx": "",
+                "ip": "",
+                "result": error.result_type,
+                "detail": error.text[:DETAIL_LIMIT],
+            }
+            self.counter.add("tlsrpt", domain, line)
 
     async def destination(self, domain: str, hosts: Sequence[Host]) -> Destination:
         """The TLS to use for `domain`'s `hosts` (from `MxResolver.destinations`). Never raises for DNS or
