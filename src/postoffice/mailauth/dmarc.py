@@ -64,6 +64,7 @@ we report permerror instead). Local policy (trusted forwarders, ARC) is the call
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -232,10 +233,16 @@ def _failure_options(value: str) -> str | None:
 def from_domain_of(from_header_values: Sequence[str]) -> str | None:
     """The one Author Domain of a message (section 5.3.1) from the values of its From fields, in A-labels and
     lowercase; None when there is not exactly one From field holding exactly one domain (see the module
-    notes: the caller reports permerror and applies no policy). Never raises."""
+    notes: the caller reports permerror and applies no policy). Never raises. The answers for recent From
+    values are kept (a pure function of the text; the same senders write the same From message after
+    message)."""
     if len(from_header_values) != 1:
         return None  # absent or repeated From (section 4.4)
-    value = from_header_values[0]
+    return _from_domain(from_header_values[0])
+
+
+@functools.lru_cache(maxsize=4096)
+def _from_domain(value: str) -> str | None:
     entries = parse_address_list(value, MAX_FROM_ADDRESSES) or []
     if len(entries) >= MAX_FROM_ADDRESSES:
         return None
