@@ -37,6 +37,13 @@ _CHECKED: dict[str, st.SearchStrategy[Any]] = {
         max_size=3,
     ),
     "queue.nameservers": st.lists(st.ip_addresses().map(str), max_size=3),
+    "mta_sts.max_age": st.integers(0, 31557600),
+    "mta_sts.mx": st.lists(
+        st.tuples(st.sampled_from(["", "*."]), st.lists(_LABEL, min_size=1, max_size=3).map(".".join)).map(
+            "".join
+        ),
+        max_size=3,
+    ),
 }
 #: Kept as the fixture sets them: the certificate must load.
 _TLS_FILES = ("certificate", "private_key")
