@@ -734,6 +734,8 @@ def cmd_reports(args: argparse.Namespace) -> int:
     # send: what is counted for days before today, now (the server does it every hour by itself), DKIM-signed
     # as the server signs them: through a pipeline of the one stage that signs generated messages
     config = load(args)
+    import ssl
+
     from postoffice.delivery.pipeline import DeliveryPipeline
     from postoffice.delivery.stages import STAGES, build_stages
     from postoffice.directory.dns_records import server_resolver
@@ -750,6 +752,7 @@ def cmd_reports(args: argparse.Namespace) -> int:
             server_resolver(config),
             hostname=config.server.hostname,
             report_from=config.mailauth.report_from,
+            context=ssl.create_default_context(cafile=config.queue.tls_ca_file or None),
         )
         try:
             return await sender.send_due()

@@ -27,6 +27,7 @@ import os
 import pwd
 import resource
 import signal
+import ssl
 import sys
 from pathlib import Path
 
@@ -170,6 +171,7 @@ class Server:
                 server_resolver(cfg),
                 hostname=cfg.server.hostname,
                 report_from=cfg.mailauth.report_from,
+                context=ssl.create_default_context(cafile=cfg.queue.tls_ca_file or None),
             )
             self.report_sender.start()
         bound = " ".join(f"{name}={addr}:{port}" for name, (addr, port) in self.listeners.bound.items())

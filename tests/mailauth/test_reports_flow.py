@@ -8,7 +8,10 @@ from __future__ import annotations
 import asyncio
 import calendar
 import datetime
+import gzip
 import io
+import re
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,10 +22,12 @@ from postoffice.mailauth.report_intake import ReportIntake
 from postoffice.mailauth.report_mail import DmarcIncoming, TlsRptIncoming, extract_reports
 from postoffice.mailauth.report_sender import ReportSender, day_bounds, mailto_addresses
 from postoffice.mailauth.reporting import ReportCounter, utc_day
+from postoffice.mailauth.tlsrpt import parse_tlsrpt_json
 from postoffice.message import parse_message
 from postoffice.net.dns import DnsResolver
 from postoffice.store import MailStore, ReportCount, open_store
 from tests.mailauth.test_report_mail import _dmarc_mail, _tls_mail
+from tests.support.dane_certs import make_ca, make_server, write_chain
 from tests.support.dns_server import DnsServer, Zones
 
 NOW = calendar.timegm((2026, 12, 2, 9, 0, 0))  # reports of 2026-12-01 are due
@@ -265,5 +270,72 @@ def test_reports_arriving_at_postmaster_are_summarised_once_and_the_message_file
         await stage.run(message, plan)
         assert plan.recipients[0].mailbox == "INBOX"
         assert len(await store.received_reports()) == 2
+
+    run_with_store(tmp_path, scenario)
+
+
+class ReportReceiver:
+    """An HTTPS endpoint on 127.0.0.1 that keeps each request (head, body) and answers `status`."""
+
+    def __init__(self, context: ssl.SSLContext, status: int = 200) -> None:
+        self.context = context
+        self.status = status
+        self.requests: list[tuple[bytes, bytes]] = []
+        self.port = 0
+
+    async def __aenter__(self) -> ReportReceiver:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.context)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+            self.requests.append((head, await reader.readexactly(length)))
+            writer.write(
+                f"HTTP/1.1 {self.status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
+            )
+            await writer.drain()
+        finally:
+            writer.close()
+
+
+def test_a_tls_report_is_posted_to_an_https_rua(tmp_path: Path, dns: DnsServer) -> None:
+    """RFC 8460 section 5.4: the gzip-compressed JSON in a POST, Content-Type application/tlsrpt+gzip, with
+    the server's certificate checked; a refusing endpoint (HTTP 500) is logged and not counted."""
+    ca = make_ca("Report CA")
+    leaf = make_server(["reports.post.test"], ca)
+    cert, key = write_chain(tmp_path, leaf, ca)
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert, key)
+    (tmp_path / "ca.pem").write_bytes(ca.pem())
+    client = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+
+    async def scenario(store: MailStore) -> None:
+        async with ReportReceiver(server_side) as good, ReportReceiver(server_side, 500) as bad:
+            dns.zones.add("reports.post.test.", "A", "127.0.0.1")
+            uris = f"https://reports.post.test:{good.port}/v1/tlsrpt,https://reports.post.test:{bad.port}/"
+            dns.zones.add("_smtp._tls.post.test.", "TXT", f'"v=TLSRPTv1; rua={uris}"')
+            key_json = (
+                '{"detail":"","ip":"192.0.2.8","mx":"mx.post.test","policy":[],"result":"",'
+                '"type":"no-policy-found"}'
+            )
+            await store.add_report_counts([ReportCount("tlsrpt", YESTERDAY, "post.test", key_json, 9)])
+            sender = sender_for(store, dns)
+            sender.context = client
+            assert await sender.send_due() == 1
+        ((head, body),) = good.requests
+        assert head.startswith(b"POST /v1/tlsrpt HTTP/1.1\r\n")
+        assert b"content-type: application/tlsrpt+gzip" in head.lower()
+        report = parse_tlsrpt_json(gzip.decompress(body))
+        assert report.policies[0].total_successful_session_count == 9
+        assert len(bad.requests) == 1  # tried, refused, not counted
+        assert await store.queue_list() == []  # no mailto: destination: nothing queued
+        assert await store.pending_reports("2999-01-01") == []
 
     run_with_store(tmp_path, scenario)

@@ -304,7 +304,7 @@ async def fetch_policy(
     url = f"https://{host}{POLICY_PATH}"
     try:
         async with asyncio.timeout(timeout):
-            addresses = await _addresses(host, resolver, ip_versions)
+            addresses = await host_addresses(host, resolver, ip_versions)
             body = await _get(host, addresses, port, context, max_size)
     except TimeoutError:
         raise StsFetchError(f"{url}: no complete answer within {timeout:g} seconds") from None
@@ -320,7 +320,8 @@ async def fetch_policy(
         raise StsFetchError(f"{url}: not a valid policy: {exc}", "sts-policy-invalid") from None
 
 
-async def _addresses(host: str, resolver: DnsResolver, ip_versions: Sequence[int]) -> list[str]:
+async def host_addresses(host: str, resolver: DnsResolver, ip_versions: Sequence[int]) -> list[str]:
+    """The addresses of `host` through our resolver (StsFetchError when it has none, or DNS failed)."""
     kinds = [{4: "A", 6: "AAAA"}[version] for version in ip_versions]
     answers = await asyncio.gather(*(resolver.query(host, kind) for kind in kinds), return_exceptions=True)
     addresses: list[str] = []

@@ -13,8 +13,8 @@ Implementation notes
   only when that domain agrees, by a TXT record `<policy domain>._report._dmarc.<its domain>` starting
   with `v=DMARC1` (RFC 9990 section 3 / RFC 9989 "external destinations"); at most MAX_RUA destinations.
 - TLS-RPT: the `_smtp._tls` TXT record of the recipient domain is looked up when the report is sent; no
-  record, no report. `mailto:` URIs get the report by mail; `https:` URIs are not posted to (noted in the
-  decision as missing).
+  record, no report. `mailto:` URIs get the report by mail, `https:` URIs by an HTTPS POST
+  (`mailauth/report_post.py`, RFC 8460 section 5.4), each once.
 - The reporter: org_name is the server's host name; the contact address and the envelope sender are
   `[mailauth] report_from`, by default postmaster@ the served domain the host name belongs to (or the
   first served domain).
@@ -27,8 +27,10 @@ import asyncio
 import calendar
 import contextlib
 import datetime
+import gzip
 import json
 import logging
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -36,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import dns.name
 
 from postoffice.mailauth import dmarc_reports, report_mail, tlsrpt
+from postoffice.mailauth.report_post import ReportPostError, post_report
 from postoffice.mailauth.reporting import utc_day
 from postoffice.net.dns import DnsResolver, DnsTemporaryFailure, NoSuchDomain
 from postoffice.store import MailStore, OutboundMessage, OutboundRecipient, PendingReport
@@ -83,8 +86,11 @@ class ReportSender:
         hostname: str,
         report_from: str = "",
         clock: Callable[[], float] = time.time,
+        context: ssl.SSLContext | None = None,
     ) -> None:
         self.store = store
+        #: TLS for the https: destinations of TLS reports (certificates checked; [queue] tls_ca_file)
+        self.context = context
         self.pipeline = pipeline
         self.resolver = resolver
         self.hostname = hostname
@@ -264,9 +270,34 @@ class ReportSender:
         except tlsrpt.TlsRptError:
             uris = []
         destinations = mailto_addresses(uris)
-        if not destinations:
-            return 0  # the domain asks for no reports (or only over HTTPS, not done)
+        posts = [uri for uri in uris if uri.lower().startswith("https:")][:MAX_RUA]
+        if not destinations and not posts:
+            return 0  # the domain asks for no reports
         report = self.tls_report(pending, sender)
+        sent = 0
+        if posts:
+            body = gzip.compress(tlsrpt.build_tlsrpt_json(report), mtime=0)
+            context = self.context or ssl.create_default_context()
+            for uri in posts:
+                try:
+                    status = await post_report(uri, body, resolver=self.resolver, context=context)
+                except ReportPostError as exc:
+                    log.info(
+                        "reports: TLS report for %s of %s not posted to %s: %s",
+                        pending.domain,
+                        pending.day,
+                        uri,
+                        exc,
+                    )
+                    continue
+                sent += 1
+                log.info(
+                    "reports: TLS report for %s of %s posted to %s: HTTP %d",
+                    pending.domain,
+                    pending.day,
+                    uri,
+                    status,
+                )
         for to in destinations:
             data = report_mail.tlsrpt_report_message(
                 report,
@@ -277,13 +308,14 @@ class ReportSender:
                 policy_domain=pending.domain,
             )
             await self._queue(data, sender, to)
-        log.info(
-            "reports: TLS report for %s of %s queued to %s",
-            pending.domain,
-            pending.day,
-            ", ".join(destinations),
-        )
-        return len(destinations)
+        if destinations:
+            log.info(
+                "reports: TLS report for %s of %s queued to %s",
+                pending.domain,
+                pending.day,
+                ", ".join(destinations),
+            )
+        return sent + len(destinations)
 
     def tls_report(self, pending: PendingReport, sender: str) -> tlsrpt.TlsReport:
         begin, end = day_bounds(pending.day)
