@@ -77,6 +77,7 @@ from dkim.canonicalization import CanonicalizationPolicy
 
 from postoffice.mailauth.arc import MAX_INSTANCES
 from postoffice.mailauth.dkim_keys import SIGNATURE_ALGORITHM
+from postoffice.mailauth.dkim_sign import SIGNED_FIELDS
 from postoffice.mailauth.dkim_verify import signature_tag
 
 if TYPE_CHECKING:
@@ -86,22 +87,7 @@ log = logging.getLogger("postoffice.mailauth")
 
 #: Header fields the ARC-Message-Signature covers when present (RFC 6376 section 5.4.1's recommendation, as
 #: `dkim_sign.SIGNED_FIELDS`, plus DKIM-Signature: RFC 8617 section 4.1.2).
-SEALED_FIELDS: tuple[str, ...] = (
-    "from",
-    "to",
-    "cc",
-    "subject",
-    "date",
-    "message-id",
-    "in-reply-to",
-    "references",
-    "mime-version",
-    "content-type",
-    "content-transfer-encoding",
-    "reply-to",
-    "sender",
-    "dkim-signature",
-)
+SEALED_FIELDS: tuple[str, ...] = (*SIGNED_FIELDS, "dkim-signature")
 #: The cv= values (RFC 8617 section 4.1.3).
 CHAIN_VALUES = ("none", "pass", "fail")
 #: Longest line of a field we write where it can be folded (RFC 5322 section 2.1.1 recommends 78).
