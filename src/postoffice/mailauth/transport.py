@@ -380,20 +380,16 @@ def dane_enabled(setting: str, nameservers: Sequence[str]) -> bool:
 
 
 def build_transport(
-    config: QueueConfig, store: MailStore, counter: ReportCounter | None
+    config: QueueConfig, store: MailStore, counter: ReportCounter | None, resolver: DnsResolver
 ) -> TransportSecurity:
-    """The transport security of the queue's configuration."""
-    nameservers = list(config.nameservers) or None
-    dane_resolver = None
-    if dane_enabled(config.dane, config.nameservers):
-        dane_resolver = DnsResolver(nameservers, port=config.dns_port, dnssec=True)
+    """The transport security of the queue's configuration, asking DNS through the queue's `resolver` (made
+    with `dnssec=True` exactly when DANE is on: `dane_enabled`)."""
     mta_sts = None
     if config.mta_sts:
         context = ssl.create_default_context(cafile=config.tls_ca_file or None)
-        resolver = DnsResolver(nameservers, port=config.dns_port)
         mta_sts = MtaSts(resolver, StorePolicyCache(store), context=context, port=config.mta_sts_port)
     return TransportSecurity(
-        dane_resolver=dane_resolver,
+        dane_resolver=resolver if resolver.dnssec else None,
         mta_sts=mta_sts,
         ca_file=config.tls_ca_file or None,
         counter=counter,

@@ -666,12 +666,15 @@ def queue_runner(config: Config, store: MailStore, pipeline: DeliveryPipeline) -
     cfg = config.queue
     nameservers = list(cfg.nameservers) or None
     hostname = config.server.hostname
-    dnssec = dane_enabled(cfg.dane, cfg.nameservers)
-    resolver = MxResolver(
-        local_names=[hostname], resolver=DnsResolver(nameservers, port=cfg.dns_port, dnssec=dnssec)
-    )
+    # one resolver for the MX, TLSA and MTA-STS lookups; DNSSEC-aware when DANE is on
+    dns = DnsResolver(nameservers, port=cfg.dns_port, dnssec=dane_enabled(cfg.dane, cfg.nameservers))
     counter = ReportCounter(store) if config.mailauth.send_reports else None
-    transport = build_transport(cfg, store, counter)
+    transport = build_transport(cfg, store, counter, dns)
     return QueueRunner(
-        store, hostname=hostname, config=cfg, resolver=resolver, pipeline=pipeline, transport=transport
+        store,
+        hostname=hostname,
+        config=cfg,
+        resolver=MxResolver(local_names=[hostname], resolver=dns),
+        pipeline=pipeline,
+        transport=transport,
     )
