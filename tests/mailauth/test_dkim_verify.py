@@ -4,8 +4,11 @@ Ed25519 and RSA; tampering, missing and malformed keys, DNS failures, rsa-sha1 a
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,6 +151,111 @@ def test_the_verifier_runs_in_its_threads_and_skips_unsigned_mail(resolver: DnsR
         assert [r.result for r in results] == ["pass", "pass"]
     finally:
         verifier.close()
+
+
+def test_the_worker_process_verifies_and_a_new_one_replaces_it_when_it_dies(resolver: DnsResolver) -> None:
+    """dkim_processes: the messages go to a worker process through its socket pair and come back with the
+    same results as in this process; a worker killed between messages is replaced at the next one."""
+    verifier = DkimVerifier(resolver, threads=2, processes=1)
+
+    async def scenario() -> tuple[list[list[str]], int, int]:
+        pool = verifier._workers
+        assert pool is not None
+        first = await verifier.verify(SAMPLE)
+        tampered = await verifier.verify(SAMPLE.replace(b"We lost the game.", b"We won the game."))
+        (worker,) = pool._workers
+        killed = worker.process.pid
+        worker.process.kill()
+        while not worker.connection.closed:  # noqa: ASYNC110 - the loop sees the end of the socket pair
+            await asyncio.sleep(0.01)
+        again = await verifier.verify(SAMPLE)
+        (replacement,) = pool._workers
+        assert worker.process.returncode is not None  # the dead one was reaped, not left a zombie
+        return (
+            [[r.result for r in first], [r.result for r in tampered], [r.result for r in again]],
+            killed,
+            (replacement.process.pid),
+        )
+
+    try:
+        results, killed, replacement = run_bounded(scenario(), timeout=30)
+    finally:
+        verifier.close()
+    assert results == [["pass", "pass"], ["fail", "fail"], ["pass", "pass"]]
+    assert replacement != killed
+
+
+def test_a_message_whose_worker_dies_is_verified_once_more_by_a_new_one() -> None:
+    """A worker that ends with a message in hand: the message goes to a new worker (here the key lookup
+    meets a DNS server that never answers, so the kill happens while the first worker waits on it)."""
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    silent.setblocking(False)
+    resolver = DnsResolver(["127.0.0.1"], port=silent.getsockname()[1], timeout=1.5, lifetime=1.5)
+    verifier = DkimVerifier(resolver, threads=2, processes=1)
+
+    async def scenario() -> tuple[list[str], int, int]:
+        pool = verifier._workers
+        assert pool is not None
+        task = asyncio.ensure_future(verifier.verify(sign("good", PEM_2048)))
+        # the worker has the message once its key lookup reaches the DNS server
+        await asyncio.get_running_loop().sock_recv(silent, 4096)
+        first = pool._workers[0]
+        first.process.kill()
+        results = await task
+        return [r.result for r in results], first.process.pid, pool._workers[-1].process.pid
+
+    try:
+        results, first, second = run_bounded(scenario(), timeout=30)
+    finally:
+        verifier.close()
+        silent.close()
+    assert results == ["temperror"]  # the second worker asked the silent server too, and said so
+    assert first != second
+
+
+def test_no_worker_process_outlives_the_server_process(tmp_path: Path) -> None:
+    """PR_SET_PDEATHSIG: a server process killed with SIGKILL takes its DKIM workers with it."""
+    script = tmp_path / "server.py"
+    script.write_text(
+        "import asyncio, sys\n"
+        "from postoffice.mailauth.dkim_verify import DkimVerifier\n"
+        "from postoffice.net.dns import DnsResolver\n"
+        "async def main():\n"
+        "    resolver = DnsResolver(['127.0.0.1'], port=9, timeout=0.1, lifetime=0.1)\n"
+        "    verifier = DkimVerifier(resolver, processes=2)\n"
+        "    await verifier.verify(sys.stdin.buffer.read())\n"
+        "    print(' '.join(str(w.process.pid) for w in verifier._workers._workers), flush=True)\n"
+        "    await asyncio.sleep(3600)\n"
+        "asyncio.run(main())\n"
+    )
+    server = subprocess.Popen(
+        [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=False
+    )
+    try:
+        assert server.stdin is not None
+        assert server.stdout is not None
+        server.stdin.write(sign("good", PEM_2048))
+        server.stdin.close()
+        workers = [int(pid) for pid in server.stdout.readline().split()]
+        assert len(workers) == 2
+        assert all(_running(pid) for pid in workers)
+    finally:
+        server.kill()
+        server.wait()
+    deadline = time.monotonic() + 10
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.02)  # polling for the kernel's SIGKILL to land, bounded
+    assert not any(_running(pid) for pid in workers)
+
+
+def _running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @settings(max_examples=150, deadline=None)

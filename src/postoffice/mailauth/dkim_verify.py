@@ -16,8 +16,13 @@ Implementation notes
   `neutral` is not used. No signature at all is reported by the caller as `dkim=none`.
 - Where: a worker process by default ([mailauth] dkim_processes): the hashing and the RSA arithmetic then run
   on another core instead of under the server's GIL (bench/smtp_load.py --auth measured it). The worker is
-  spawned (never forked from a threaded server), makes its own resolver from the same settings, and asks
-  Linux to kill it when the server process ends however it ends (PR_SET_PDEATHSIG), so none outlives it.
+  a fresh interpreter (never a fork of the threaded server), makes its own resolver from the same settings,
+  and asks Linux to kill it when the server process ends however it ends (PR_SET_PDEATHSIG), so none
+  outlives it.
+- The hand-off is one socket pair per worker, read by the server's event loop (`WorkerPool`): a frame with
+  the message out, a frame of JSON results back. Python's ProcessPoolExecutor did the same job with a
+  manager and a feeder thread and pickling, about 0.3 ms of the server's GIL per message, which was the
+  largest part of what the checks cost the server (docs/decisions/0060).
 - `header.b` in the Authentication-Results field is the first 12 characters of the signature's b= (RFC 6008),
   so that several signatures of one domain can be told apart.
 - The RSA check itself is OpenSSL's (`cryptography`), put in place of dkimpy's pure-Python one
@@ -40,14 +45,19 @@ import contextlib
 import ctypes
 import ctypes.util
 import functools
+import json
 import logging
-import multiprocessing
 import os
 import re
 import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import dkim
 from cryptography.exceptions import InvalidSignature
@@ -222,41 +232,252 @@ class DkimVerifier:
 
     def __init__(self, resolver: DnsResolver, *, threads: int = 4, processes: int = 0) -> None:
         self.resolver = resolver
-        self._pool: concurrent.futures.Executor
+        self._workers: WorkerPool | None = None
+        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         if processes > 0:
-            args, kwargs = resolver.arguments
-            self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=processes,
-                mp_context=multiprocessing.get_context("spawn"),  # never fork a threaded server
-                initializer=_start_worker,
-                initargs=(args, kwargs, os.getpid()),
-            )
-            self._in_process = False
+            self._workers = WorkerPool(processes, resolver.arguments, threads=threads)
         else:
-            self._pool = concurrent.futures.ThreadPoolExecutor(
+            self._threads = concurrent.futures.ThreadPoolExecutor(
                 max_workers=threads, thread_name_prefix="postoffice-dkim"
             )
-            self._in_process = True
 
     async def verify(self, message: bytes) -> Sequence[DkimResult]:
         if b"dkim-signature" not in message[: message.find(b"\r\n\r\n") + 1 or len(message)].lower():
             return []  # no signature: nothing to hand to a worker
+        if self._workers is not None:
+            return await self._workers.verify(message)
         loop = asyncio.get_running_loop()
-        if self._in_process:
-            return await loop.run_in_executor(self._pool, verify_signatures, message, self.resolver)
-        return await loop.run_in_executor(self._pool, _verify_in_worker, message)
+        return await loop.run_in_executor(self._threads, verify_signatures, message, self.resolver)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._workers is not None:
+            self._workers.close()
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
 
 
-_WORKER_RESOLVER: DnsResolver | None = None
+class WorkerGone(Exception):
+    """A worker process ended (or could not be started) before it answered."""
 
 
-def _start_worker(args: tuple[Sequence[str] | None], kwargs: dict[str, Any], parent: int) -> None:
-    global _WORKER_RESOLVER
+#: A frame between the server and a worker: request id and payload length, then the payload.
+_FRAME = struct.Struct("!II")
+#: Seconds a worker is given to end after its connection is closed, before it is killed.
+WORKER_EXIT_SECONDS = 5.0
+
+
+class _WorkerConnection(asyncio.Protocol):
+    """The server's end of one worker's socket pair: requests written, answers matched to them by id."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.WriteTransport | None = None
+        self.pending: dict[int, asyncio.Future[bytes]] = {}
+        self.closed = False
+        self._buffer = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.WriteTransport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        while len(buffer) >= _FRAME.size:
+            ident, length = _FRAME.unpack_from(buffer)
+            end = _FRAME.size + length
+            if len(buffer) < end:
+                return
+            payload = bytes(buffer[_FRAME.size : end])
+            del buffer[:end]
+            future = self.pending.pop(ident, None)
+            if future is not None and not future.done():
+                future.set_result(payload)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        pending, self.pending = self.pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(WorkerGone("the DKIM worker process ended"))
+
+
+class _Worker:
+    def __init__(self, process: subprocess.Popen[bytes], connection: _WorkerConnection) -> None:
+        self.process = process
+        self.connection = connection
+
+
+class WorkerPool:
+    """Worker processes verifying DKIM signatures, each reached through one socket pair read by the event
+    loop (no threads of this process take part): a message goes out as one frame, its results come back as
+    one, matched by a request id.
+
+    - Started at the first message, from the running loop (so from the server's main thread, which
+      PR_SET_PDEATHSIG ties the workers to), by `python -m postoffice.mailauth.dkim_worker`: a fresh
+      interpreter, never a fork of the threaded server.
+    - A message goes to the worker with the fewest in flight. Each worker verifies several at once in its
+      own threads, so that one slow key lookup does not hold up the others.
+    - A worker that ends is replaced at the next message; a message it had not answered is tried once more
+      on another, then reported as a failed check (the caller's temperror)."""
+
+    def __init__(
+        self,
+        processes: int,
+        resolver_arguments: tuple[tuple[Sequence[str] | None], dict[str, float | int | bool]],
+        *,
+        threads: int = 4,
+    ) -> None:
+        self.processes = processes
+        self.threads = max(1, threads)
+        self.resolver_arguments = resolver_arguments
+        self._workers: list[_Worker] = []
+        self._starting: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the workers' connections belong to it
+        self._next_id = 0
+        self._closed = False
+
+    async def verify(self, message: bytes) -> list[DkimResult]:
+        try:
+            return await self._ask(message)
+        except WorkerGone:
+            if self._closed:
+                raise
+            log.warning("DKIM: a worker process ended; the message is verified again by another")
+            return await self._ask(message)
+
+    async def _ask(self, message: bytes) -> list[DkimResult]:
+        worker = await self._worker()
+        self._next_id = (self._next_id + 1) & 0xFFFFFFFF
+        ident = self._next_id
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        connection = worker.connection
+        if connection.transport is None:
+            raise WorkerGone("the DKIM worker process is not connected")
+        connection.pending[ident] = future
+        connection.transport.write(_FRAME.pack(ident, len(message)) + message)
+        try:
+            payload = await future
+        finally:
+            connection.pending.pop(ident, None)
+        answer = json.loads(payload)
+        if not isinstance(answer, list):
+            raise RuntimeError(f"the DKIM worker failed: {answer}")
+        return [DkimResult(*(str(value) for value in row)) for row in answer]
+
+    async def _worker(self) -> _Worker:
+        if self._closed:
+            raise WorkerGone("the DKIM verifier is closed")
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # another event loop (a test's): the old one's connections are useless
+            self._end_all()
+            self._loop, self._starting = loop, None
+        live = [w for w in self._workers if not w.connection.closed]
+        if len(live) < self.processes:
+            if self._starting is None:
+                self._starting = asyncio.Lock()
+            async with self._starting:
+                self._reap()
+                while len([w for w in self._workers if not w.connection.closed]) < self.processes:
+                    self._workers.append(await self._start())
+            live = [w for w in self._workers if not w.connection.closed]
+        return min(live, key=lambda w: len(w.connection.pending))
+
+    async def _start(self) -> _Worker:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        try:
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)  # this process's modules
+            arguments = json.dumps([*self.resolver_arguments, self.threads])
+            # a fork and exec, once per worker: not worth asyncio's child watcher (a thread per child)
+            process = subprocess.Popen(  # noqa: S603, ASYNC220 - our own interpreter and module
+                [
+                    sys.executable,
+                    "-m",
+                    "postoffice.mailauth.dkim_worker",
+                    str(theirs.fileno()),
+                    str(os.getpid()),
+                    arguments,
+                ],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        except OSError as exc:
+            ours.close()
+            raise WorkerGone(f"a DKIM worker process could not be started: {exc}") from exc
+        finally:
+            theirs.close()
+        _transport, connection = await loop.connect_accepted_socket(_WorkerConnection, ours)
+        return _Worker(process, connection)
+
+    def _reap(self) -> None:
+        """Forget the workers whose connection ended, and collect their exit status (no zombies)."""
+        for worker in [w for w in self._workers if w.connection.closed]:
+            self._workers.remove(worker)
+            with contextlib.suppress(OSError):
+                worker.process.kill()  # it has ended or is ending: nothing is lost
+            worker.process.wait()
+
+    def close(self) -> None:
+        self._closed = True
+        self._end_all()
+
+    def _end_all(self) -> None:
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            if worker.connection.transport is not None:
+                with contextlib.suppress(RuntimeError):  # its event loop is closed already
+                    worker.connection.transport.close()
+            with contextlib.suppress(OSError):
+                worker.process.terminate()
+        for worker in workers:
+            _end(worker.process)
+
+
+def _end(process: subprocess.Popen[bytes]) -> None:
+    """Collect a worker's exit status once it has ended, killing it if it has not within
+    WORKER_EXIT_SECONDS."""
+    try:
+        process.wait(timeout=WORKER_EXIT_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def serve_worker(argv: Sequence[str]) -> None:
+    """A worker process's life (`python -m postoffice.mailauth.dkim_worker FD PARENT ARGUMENTS`): frames
+    in, results out, until the server closes the socket pair or ends."""
+    fd, parent = int(argv[0]), int(argv[1])
     _die_with(parent)
-    _WORKER_RESOLVER = DnsResolver(*args, **kwargs)
+    (resolver_args, resolver_kwargs, threads) = json.loads(argv[2])
+    resolver = DnsResolver(*resolver_args, **resolver_kwargs)
+    channel = socket.socket(fileno=fd)
+    reader = channel.makefile("rb")
+    sending = threading.Lock()
+
+    def answer(ident: int, message: bytes) -> None:
+        try:
+            rows: object = [
+                [r.result, r.domain, r.selector, r.algorithm, r.signature_start, r.reason]
+                for r in verify_signatures(message, resolver)
+            ]
+        except Exception as exc:  # verify_signatures keeps its own; this is the last guard
+            rows = f"{type(exc).__name__}: {exc}"
+        payload = json.dumps(rows).encode()
+        with sending:
+            channel.sendall(_FRAME.pack(ident, len(payload)) + payload)
+
+    pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="dkim")
+    while True:
+        head = reader.read(_FRAME.size)
+        if len(head) < _FRAME.size:
+            break
+        ident, length = _FRAME.unpack(head)
+        message = reader.read(length)
+        if len(message) < length:
+            break
+        pool.submit(answer, ident, message)
+    os._exit(0)  # the server closed its end: nothing of this process is wanted any more
 
 
 def _die_with(parent: int) -> None:
@@ -267,9 +488,3 @@ def _die_with(parent: int) -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
     if os.getppid() != parent:
         os._exit(0)
-
-
-def _verify_in_worker(message: bytes) -> list[DkimResult]:
-    if _WORKER_RESOLVER is None:
-        raise RuntimeError("a DKIM worker process without its resolver")
-    return verify_signatures(message, _WORKER_RESOLVER)
