@@ -14,8 +14,11 @@ Implementation notes
   original sender (the pipeline's `resolve`). The null sender stays null (a bounce forwarded); a sender of
   our own domains is not rewritten (our SPF covers it).
 - Loops (RFC 5321 section 6.3: counting Received fields "has proven to be an effective ... method of
-  detecting loops"): a message that has passed MAX_HOPS hosts already is not forwarded again (the local
-  copies are kept; a warning is logged). Postfix's hopcount_limit is the same 50.
+  detecting loops"): a message that has passed MAX_HOPS hosts already is not forwarded again
+  (`looping_forwards`, before the commit). Postfix's hopcount_limit is the same 50. The local copies are
+  kept; the sender is told of the forwarding address that failed as of any recipient refused after DATA
+  (a DSN with 554 5.4.6, naming the address the sender used, not where it leads); when nothing else is left
+  of the delivery the reply to DATA is that refusal. `Forwarder.messages` checks again, as the last guard.
 - REQUIRETLS (RFC 8689 section 4.1: "If the message is being locally aliased and redistributed to multiple
   addresses, all instances of the message MUST be tagged in the same manner") carries over to forwards.
 """
@@ -29,7 +32,7 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING
 
 from postoffice.delivery import srs
-from postoffice.delivery.plan import DeliveryPlan, Message, header_field
+from postoffice.delivery.plan import DeliveryPlan, Forward, Message, header_field
 from postoffice.message import PARSE_INLINE_LIMIT
 from postoffice.store import GeneratedMessage, OutboundMessage, OutboundRecipient
 
@@ -66,6 +69,43 @@ def received_fields(data: bytes) -> int:
     return head.count(b"\r\nreceived:")
 
 
+def _header_section(source: IO[bytes], size: int) -> bytes:
+    source.seek(0)
+    head = source.read(min(size, MAX_LOOP_HEADER))
+    end = head.find(b"\r\n\r\n")
+    return head if end < 0 else head[: end + 4]
+
+
+async def _reading(read: Callable[[IO[bytes], int], bytes], message: Message) -> bytes:
+    """`read(source, size)` of the message: here when it is small, in a thread when it is large."""
+    size = message.parsed.size
+    if size <= PARSE_INLINE_LIMIT:
+        return read(message.source, size)
+    return await asyncio.to_thread(read, message.source, size)
+
+
+#: Octets of the header section read for the loop check at most (50 Received fields fit well within).
+MAX_LOOP_HEADER = 256 * 1024
+
+
+async def looping_forwards(message: Message, plan: DeliveryPlan) -> list[Forward]:
+    """The forwards of `plan` that would continue a mail loop (the module notes: MAX_HOPS Received fields
+    already), taken out of the plan; [] when there are none."""
+    if not plan.forwards:
+        return []
+    hops = received_fields(await _reading(_header_section, message))
+    if hops < MAX_HOPS:
+        return []
+    looped, plan.forwards = plan.forwards, []
+    log.warning(
+        "delivery id=%s: not forwarded to %s: %d Received fields, a mail loop (RFC 5321 6.3)",
+        plan.origin.id or "-",
+        ", ".join(f"<{f.target}>" for f in looped),
+        hops,
+    )
+    return looped
+
+
 class Forwarder:
     """Makes the queued forwards of a delivery (see the module notes)."""
 
@@ -86,23 +126,9 @@ class Forwarder:
 
     async def messages(self, message: Message, plan: DeliveryPlan) -> list[GeneratedMessage]:
         """The forwards of `plan` as messages to queue (none when it has none). Store errors propagate."""
-        if not plan.forwards:
+        if not plan.forwards or await looping_forwards(message, plan):  # the last guard (module notes)
             return []
-        size = message.parsed.size
-        if size <= PARSE_INLINE_LIMIT:
-            data = _read(message.source, size)
-        else:
-            data = await asyncio.to_thread(_read, message.source, size)
-        data = without_return_path(data)
-        hops = received_fields(data)
-        if hops >= MAX_HOPS:
-            log.warning(
-                "delivery id=%s: not forwarded to %s: %d Received fields, a mail loop? (RFC 5321 6.3)",
-                plan.origin.id or "-",
-                ", ".join(f"<{f.target}>" for f in plan.forwards),
-                hops,
-            )
-            return []
+        data = without_return_path(await _reading(_read, message))
         if plan.authentication_results:
             data = header_field("Authentication-Results", plan.authentication_results) + data
         by_domain: dict[str, list[str]] = {}

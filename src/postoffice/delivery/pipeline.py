@@ -35,8 +35,10 @@ Implementation notes
   queued: DKIM-signed like submitted mail (docs/decisions/0056).
 - Forwarding (docs/decisions/0059): an address whose aliases lead outside resolves to a local recipient with
   `forwards`; the commit queues the forwarded copies (`delivery.forwarding`: SRS sender, ARC seal) in the
-  same transaction. An SRS address of ours (a bounce of something we forwarded) resolves to a forward to the
-  original sender, for the null sender only (550 5.7.1 otherwise) and only with a valid, recent hash.
+  same transaction; a forward that would continue a mail loop is not made, and reported like a recipient
+  refused after DATA (554 5.4.6). An SRS address of ours (a bounce of something we forwarded) resolves to
+  a forward to the original sender, for the null sender only (550 5.7.1 otherwise) and only with a valid,
+  recent hash.
 - With no stages the pipeline adds a few small objects per message to the SMTP hot path, and a lookup of the
   recipients' quotas in memory (no I/O for accounts without one).
 """
@@ -51,7 +53,7 @@ from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING, NamedTuple, cast
 
 from postoffice.delivery import srs
-from postoffice.delivery.forwarding import Forwarder
+from postoffice.delivery.forwarding import Forwarder, looping_forwards
 from postoffice.delivery.plan import (
     REFUSED,
     DeliveryPlan,
@@ -93,6 +95,10 @@ DSN_FULL_LIMIT = 1024 * 1024
 UNKNOWN = Refusal(550, "5.1.1", "Recipient address rejected: no such user here", "unknown")
 SRS_BOUNCES_ONLY = Refusal(550, "5.7.1", "This address takes only delivery status notifications", "srs")
 RELAY_DENIED = Refusal(554, "5.7.1", "Relay access denied", "relay")
+#: A forward not made because the message has passed too many hosts (RFC 3463 5.4.6: routing loop detected).
+MAIL_LOOP = Refusal(
+    554, "5.4.6", "Mail loop: the message has passed too many hosts to be forwarded again", "loop"
+)
 
 
 class DeliveryError(Exception):
@@ -149,8 +155,14 @@ class DeliveryPipeline:
         if srs.is_srs(local):  # a bounce of a message we forwarded: to its original sender (decision 0059)
             if sender:
                 return SRS_BOUNCES_ONLY
+            secret = await self.store.server_secret("srs")
             try:
-                original = srs.reverse(local, await self.store.server_secret("srs"), now=self.clock())
+                original = srs.reverse(local, secret, now=self.clock())
+                first = original.rpartition("@")[0]
+                if srs.is_srs(first) and (await self.store.resolve_recipient(original)).status != "foreign":
+                    # an SRS1 address leading to an SRS0 address of ours (we forwarded it first): on to its
+                    # sender at once, not through the queue to ourselves
+                    original = srs.reverse(first, secret, now=self.clock())
             except srs.SrsError:
                 return UNKNOWN
             return Recipient(address, (), orcpt, notify, forwards=(original,))
@@ -223,16 +235,19 @@ class DeliveryPipeline:
         OSError (reading the message) when it fails: then nothing is stored."""
         plan = await self.plan(message, envelope, recipients, origin)
         message = plan.message or message  # as the stages left it
+        looped = await looping_forwards(message, plan)
         refused = plan.refused()
         generated: tuple[GeneratedMessage, ...] = ()
         reported = 0
-        if refused:
+        if refused or looped:
             temporary = plan.temporary_refusal()
             if temporary is not None:
                 return DeliveryOutcome(temporary)
             if len(refused) == len(plan.recipients) and not plan.outbound and not plan.forwards:
-                return DeliveryOutcome(refused[0].refusal or REFUSED)
-            report = await self._refusal_report(message, plan, refused)
+                return DeliveryOutcome((refused[0].refusal or REFUSED) if refused else MAIL_LOOP)
+            failures = [(r.addresses[0], r.refusal or REFUSED) for r in refused]
+            failures.extend((via, MAIL_LOOP) for via in dict.fromkeys(f.via for f in looped))
+            report = await self._refusal_report(message, plan, failures)
             if report is not None:
                 generated, reported = (report[0],), report[1]
         result = await self.commit(message, plan, generated=generated)
@@ -285,19 +300,17 @@ class DeliveryPipeline:
         return DeliveryOutcome(None, result.copies, result.queue_id, recorded=result.recorded)
 
     async def _refusal_report(
-        self, message: Message, plan: DeliveryPlan, refused: list[RecipientPlan]
+        self, message: Message, plan: DeliveryPlan, refused: list[tuple[str, Refusal]]
     ) -> tuple[GeneratedMessage, int] | None:
-        """A DSN to the sender about the copies refused permanently, and how many it reports; None when
-        nobody is to be told (the null sender, NOTIFY without FAILURE)."""
+        """A DSN to the sender about the recipients refused permanently (address, refusal), and how many it
+        reports; None when nobody is to be told (the null sender, NOTIFY without FAILURE)."""
         envelope = plan.envelope
         if not envelope.sender:
             return None
         now = self.clock()
         params = {r.address: r for r in plan.envelope_recipients}
         reports: list[dsn_mod.DsnRecipient] = []
-        for recipient in refused:
-            refusal = recipient.refusal or REFUSED
-            address = recipient.addresses[0]
+        for address, refusal in refused:
             rcpt = params.get(address)
             log.info(
                 "delivery id=%s from=<%s> to=<%s> refused: %d %s %s",

@@ -43,7 +43,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from postoffice.delivery.pipeline import DeliveryError, DeliveryPipeline
+from postoffice.delivery.forwarding import looping_forwards
+from postoffice.delivery.pipeline import MAIL_LOOP, DeliveryError, DeliveryPipeline
 from postoffice.delivery.plan import Envelope, Message, Origin, Recipient, Refusal, initial_plan
 from postoffice.mailauth.reporting import ReportCounter
 from postoffice.mailauth.transport import Destination, TransportSecurity, build_transport, dane_enabled
@@ -485,7 +486,10 @@ class QueueRunner:
             deferred: Refusal | None = STAGE_FAILED
         else:
             deferred = plan.temporary_refusal()
+        looped = await looping_forwards(message, plan) if deferred is None else []
         refused = {o.address: o.refusal for o in plan.outcomes() if o.result == "rejected"}
+        for forward in looped:  # the address whose forward would loop fails (its local copies are kept)
+            refused.setdefault(forward.via, MAIL_LOOP)
         outcomes: list[RecipientOutcome] = []
         for recipient in item.recipients:
             address = recipient.address
