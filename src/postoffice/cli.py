@@ -677,7 +677,7 @@ def cmd_reports(args: argparse.Namespace) -> int:
     import json
 
     if args.action == "list":
-        kind = {"dmarc": "dmarc", "tls": "tlsrpt"}.get(args.kind or "")
+        kind = {"dmarc": "dmarc", "tls": "tlsrpt", "tlsrpt": "tlsrpt"}.get(args.kind or "")
         found = with_store(
             args, lambda store: store.received_reports(kind=kind, domain=args.domain, limit=args.limit)
         )
@@ -722,14 +722,20 @@ def cmd_reports(args: argparse.Namespace) -> int:
                     for r in summary.get("rows", [])
                 ],
             )
+            shown, total = len(summary.get("rows", [])), summary.get("rows_total", 0)
+            if total > shown:
+                print(f"  (the {shown} sources with the most messages; {total} in the report)")
         else:
             for policy in summary.get("policies", []):
                 counts = f"{policy['ok']} ok, {policy['failed']} failed"
                 print(f"  policy {policy['type']} for {policy['domain']}: {counts}")
-                for failure in policy.get("failures", []):
+                failures = policy.get("failures", [])
+                for failure in failures:
                     print(
                         f"    {failure['count']} x {failure['result']} at {failure['mx']} [{failure['ip']}]"
                     )
+                if policy.get("failures_total", 0) > len(failures):
+                    print(f"    (the first {len(failures)} of {policy['failures_total']} kinds of failure)")
         return 0
     # send: what is counted for days before today, now (the server does it every hour by itself), DKIM-signed
     # as the server signs them: through a pipeline of the one stage that signs generated messages
@@ -1125,7 +1131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("reports", cmd_reports, "DMARC and TLS reports received about our domains; send ours now")
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     q = command("list", cmd_reports, "the reports received, newest first", sub)
-    q.add_argument("--kind", choices=("dmarc", "tls"))
+    q.add_argument("--kind", choices=("dmarc", "tlsrpt", "tls"), help="tls: the same as tlsrpt")
     q.add_argument("--domain", metavar="DOMAIN")
     q.add_argument("--limit", type=int, default=50)
     command("show", cmd_reports, "one received report's lines", sub).add_argument(

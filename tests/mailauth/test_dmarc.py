@@ -245,6 +245,20 @@ def test_strict_dkim_does_not_stop_relaxed_spf(dns: Dns) -> None:
     )
 
 
+def test_the_result_says_which_methods_were_aligned_for_the_aggregate_report(dns: Dns) -> None:
+    """RFC 9990's policy_evaluated has a DKIM and an SPF result each: the evaluation reports both, not only
+    the first aligned pass it found."""
+    dns.dmarc("example.org", "v=DMARC1; p=reject; adkim=s")
+    both = dns.check("example.org", spf=("pass", "example.org"), dkim=["example.org"])
+    assert (both.result, both.spf_aligned, both.dkim_aligned) == ("pass", True, True)
+    spf_only = dns.check("example.org", spf=("pass", "bounce.example.org"), dkim=["mail.example.org"])
+    assert (spf_only.result, spf_only.spf_aligned, spf_only.dkim_aligned) == ("pass", True, False)
+    dkim_only = dns.check("example.org", spf=("pass", "other.example"), dkim=["example.org"])
+    assert (dkim_only.result, dkim_only.spf_aligned, dkim_only.dkim_aligned) == ("pass", False, True)
+    neither = dns.check("example.org", spf=("fail", "example.org"), dkim=["other.example"])
+    assert (neither.result, neither.spf_aligned, neither.dkim_aligned) == ("fail", False, False)
+
+
 def test_spf_counts_only_with_pass(dns: Dns) -> None:
     dns.dmarc("example.org", "v=DMARC1; p=reject")
     for spf_result in ("softfail", "neutral", "fail", "temperror", "none"):

@@ -339,3 +339,28 @@ def test_a_tls_report_is_posted_to_an_https_rua(tmp_path: Path, dns: DnsServer) 
         assert await store.pending_reports("2999-01-01") == []
 
     run_with_store(tmp_path, scenario)
+
+
+def test_a_tls_reports_summary_keeps_the_first_failures_and_counts_them_all() -> None:
+    from postoffice.mailauth.report_intake import SUMMARY_ROWS, tlsrpt_summary
+    from postoffice.mailauth.tlsrpt import FailureDetail, PolicyResult, TlsPolicy, TlsReport
+
+    start = datetime.datetime(2024, 3, 1, tzinfo=datetime.UTC)
+    failures = tuple(
+        FailureDetail("certificate-expired", 1, receiving_mx_hostname=f"mx{n}.example.test")
+        for n in range(205)
+    )
+    report = TlsReport(
+        organization_name="Sender",
+        start=start,
+        end=start + datetime.timedelta(days=1),
+        contact_info="tlsrpt@sender.example",
+        report_id="many",
+        policies=(
+            PolicyResult(TlsPolicy("no-policy-found", "example.test"), 0, 205, failure_details=failures),
+        ),
+    )
+    (policy,) = tlsrpt_summary(TlsRptIncoming(report, None))["policies"]
+    assert len(policy["failures"]) == SUMMARY_ROWS
+    assert policy["failures"][0]["mx"] == "mx0.example.test"
+    assert (policy["failed"], policy["failures_total"]) == (205, 205)

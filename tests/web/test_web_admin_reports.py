@@ -8,6 +8,7 @@ build/screenshots)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import imaplib
 import re
@@ -290,6 +291,7 @@ def test_reports_list_prints_both_reports_with_their_counts(
         id_ for id_, row in rows.items() if row[0] == "DMARC"
     ]  # newest first, like the whole list
     assert delivered["tls"] in listed(data, "--kind", "tls")
+    assert listed(data, "--kind", "tlsrpt") == listed(data, "--kind", "tls")  # the web page's name too
     assert delivered["dmarc"] not in listed(data, "--kind", "tls")
     assert delivered["dmarc"] in listed(data, "--domain", "example.test", "--limit", "100")
     assert listed(data, "--domain", "nowhere.test") == {}
@@ -475,6 +477,39 @@ def test_a_report_page_shows_its_rows_and_an_unknown_id_is_404(
     assert '<strong class="report-bad">未通过</strong>' in chinese
     assert '<td data-label="处理方式">无</td>' in chinese  # the disposition "none", and its label on a phone
     assert "没有这份报告" in admin.get("/admin/reports/999999", headers={"Accept-Language": "zh-CN"}).text
+
+
+def test_a_report_larger_than_its_summary_says_how_much_is_shown(
+    server: tuple[DataDir, ServerProcess],
+) -> None:
+    """A summary keeps the 200 rows with the most messages (report_intake.SUMMARY_ROWS): the page and the
+    command line say so, and how many the report had."""
+    data, process = server
+    many = dataclasses.replace(
+        DMARC,
+        org_name="big.receiver.example",
+        report_id="many-rows.example.test@big.receiver.example",
+        records=tuple(
+            ReportRecord(
+                source_ip=f"198.51.{n // 250}.{n % 250 + 1}",
+                count=1000 - n,
+                evaluated=PolicyEvaluated("none", "pass", "pass"),
+                header_from="example.test",
+                envelope_from="example.test",
+                spf=(SpfAuth("example.test", "pass"),),
+            )
+            for n in range(205)
+        ),
+    )
+    send(process, dmarc_mail(many))
+    report = report_id_of(data, many.org_name)
+    page = admin_client(data, process).get(f"/admin/reports/{report}").text
+    assert len(re.findall(r'<tr class="report-row', page)) == 200
+    assert "<code>198.51.0.1</code>" in page  # the most messages
+    assert "<code>198.51.0.205</code>" not in page  # the fewest: left out
+    assert "The 200 rows with the most messages are shown, of 205 in the report." in page
+    shown = cli("reports", "show", report, config=data.config)
+    assert "(the 200 sources with the most messages; 205 in the report)" in shown
 
 
 # -- in a browser ------------------------------------------------------------------------------------------

@@ -144,6 +144,9 @@ class DmarcResult:
     org_domain: str  # the Organizational Domain of from_domain ("" when unknown or not needed)
     reason: str  # short text for logs and the Authentication-Results comment
     record: DmarcRecord | None
+    # which authenticated identifiers were aligned (the aggregate report's policy_evaluated, RFC 9990)
+    spf_aligned: bool = False
+    dkim_aligned: bool = False
 
 
 # -- records --------------------------------------------------------------------------------------------
@@ -422,9 +425,11 @@ class _Evaluation:
     record: DmarcRecord | None = None
     org_domain: str = ""
 
-    def result(self, result: str, reason: str, policy: str = "none") -> DmarcResult:
+    def result(
+        self, result: str, reason: str, policy: str = "none", *, spf: bool = False, dkim: bool = False
+    ) -> DmarcResult:
         return DmarcResult(
-            result, self.author, policy, self.record_domain, self.org_domain, reason, self.record
+            result, self.author, policy, self.record_domain, self.org_domain, reason, self.record, spf, dkim
         )
 
     async def run(self, spf_result: str, spf_domain: str, dkim_passes: Sequence[str]) -> DmarcResult:
@@ -438,11 +443,21 @@ class _Evaluation:
                 "permerror",
                 f"the record at _dmarc.{self.record_domain} has no valid p=, sp= or np= and no rua=",
             )
-        candidates = [("SPF", spf_domain, record.aspf)] if spf_result.strip().lower() == "pass" else []
-        candidates += [("DKIM", d, record.adkim) for d in dkim_passes]
-        aligned = await self._aligned(candidates)
-        if aligned:
-            return self.result("pass", aligned)
+        spf = [("SPF", spf_domain, record.aspf)] if spf_result.strip().lower() == "pass" else []
+        dkim = [("DKIM", d, record.adkim) for d in dkim_passes]
+        # each method on its own, for the aggregate report's two results; one aligned pass is enough
+        failure: DnsTemporaryFailure | None = None
+        found: list[str] = []
+        for candidates in (spf, dkim):
+            try:
+                found.append(await self._aligned(candidates))
+            except DnsTemporaryFailure as exc:
+                failure = failure or exc
+                found.append("")
+        if any(found):
+            return self.result("pass", found[0] or found[1], spf=bool(found[0]), dkim=bool(found[1]))
+        if failure is not None:
+            raise failure  # no pass, and an answer that might have given one is missing
         requested = await self._requested_policy(record)
         applied = _one_level_lower(requested) if record.testing else requested
         reason = "no aligned SPF or DKIM pass"

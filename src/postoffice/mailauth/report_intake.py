@@ -100,6 +100,7 @@ def tlsrpt_summary(report: TlsRptIncoming) -> dict[str, Any]:
                 }
                 for detail in result.failure_details[:SUMMARY_ROWS]
             ],
+            "failures_total": len(result.failure_details),
         }
         for result in report.report.policies
     ]

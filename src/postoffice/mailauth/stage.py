@@ -371,18 +371,7 @@ def dmarc_report_line(
     disposition: str,
 ) -> dict[str, object]:
     """One line of an aggregate report (RFC 9990 section 3, the `record` element) for one message."""
-    org = dmarc.org_domain or dmarc.from_domain
-
-    def aligned(domain: str, strict: bool) -> bool:
-        domain = domain.lower().rstrip(".")
-        if domain == dmarc.from_domain:
-            return True
-        return not strict and (domain == org or domain.endswith("." + org)) and bool(org)
-
     record = dmarc.record
-    adkim, aspf = (record.adkim, record.aspf) if record is not None else ("r", "r")
-    dkim_pass = any(d.result == "pass" and aligned(d.domain, adkim == "s") for d in dkim)
-    spf_pass = spf.result == "pass" and aligned(spf.domain, aspf == "s")
     applied = {"reject": "reject", "quarantine": "quarantine"}.get(disposition, "none")
     if dmarc.result == "pass":
         applied = "pass"  # RFC 9990's ActionDispositionType: no policy applied, DMARC passed
@@ -394,8 +383,8 @@ def dmarc_report_line(
     return {
         "ip": ip,
         "disposition": applied,
-        "dkim": "pass" if dkim_pass else "fail",
-        "spf": "pass" if spf_pass else "fail",
+        "dkim": "pass" if dmarc.dkim_aligned else "fail",
+        "spf": "pass" if dmarc.spf_aligned else "fail",
         "reasons": reasons,
         "header_from": dmarc.from_domain,
         "envelope_from": sender.rpartition("@")[2].lower() if sender else "",
