@@ -535,14 +535,15 @@ def test_the_pages_in_a_browser_on_a_desktop_and_a_phone_in_english_and_chinese(
     with sync_api.sync_playwright() as playwright:
         browser = launch(playwright)
         try:
-            for device, viewport in (
-                ("desktop", {"width": 1280, "height": 900}),
-                ("phone", {"width": 390, "height": 844}),
+            for device, viewport, scheme in (
+                ("desktop", {"width": 1280, "height": 900}, "light"),
+                ("phone", {"width": 390, "height": 844}, "light"),
+                ("phone-dark", {"width": 390, "height": 844}, "dark"),
             ):
                 for language, locale in (("en", "en-US"), ("zh", "zh-CN")):
                     name = f"admin-reports-{device}-{language}"
                     page = browser.new_context(
-                        ignore_https_errors=True, viewport=viewport, locale=locale
+                        ignore_https_errors=True, viewport=viewport, locale=locale, color_scheme=scheme
                     ).new_page()
                     page.goto(base + "/login")
                     page.fill("#username", DEMO)
@@ -556,6 +557,8 @@ def test_the_pages_in_a_browser_on_a_desktop_and_a_phone_in_english_and_chinese(
                     assert "report-fail" in (dmarc_row.get_attribute("class") or "")
                     tls_row = page.locator(f".report-row[data-id='{delivered['tls']}']")
                     assert "Sender Mail Inc." in tls_row.inner_text()
+                    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+                    assert (background == "rgb(246, 247, 249)") == (scheme == "light"), background
                     page.screenshot(path=str(SCREENSHOTS / f"{name}-list.png"), full_page=True)
                     widths.append((f"{name}-list", page.evaluate(overflow)))
 
