@@ -70,6 +70,21 @@ def test_iter_fields_unfolds_skips_garbage_and_keeps_order() -> None:
     ]
 
 
+@given(
+    st.lists(
+        st.sampled_from(
+            [b"From: a@b", b"from :x", b"FROM:", b"Subject: s", b" folded", b"\tmore", b"x", b""]
+        ),
+        max_size=10,
+    ),
+    st.sampled_from([b"\r\n", b"\n", b"\r"]),
+)
+def test_iter_fields_of_some_names_gives_what_the_whole_gives_of_them(lines: list[bytes], end: bytes) -> None:
+    block = end.join(lines) + end
+    whole = [field for field in iter_fields(block) if field[0].lower() == "from"]
+    assert list(iter_fields(block, only=frozenset({b"from"}))) == whole
+
+
 @pytest.mark.parametrize(
     ("value", "main", "params"),
     [

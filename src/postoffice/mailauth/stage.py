@@ -71,6 +71,9 @@ T = TypeVar("T")
 #: Octets of a header section read at most (a longer one is read no further: its fields are not checked).
 MAX_HEADER = 1024 * 1024
 
+#: No ARC set in the message.
+NO_ARC = ArcResult("none", 0, (), "")
+
 DMARC_REJECTED = Refusal(
     550,
     "5.7.1",
@@ -98,10 +101,15 @@ def _header_section(source: IO[bytes], size: int) -> bytes:
     return bytes(head[:MAX_HEADER])
 
 
+#: The fields the stage reads: From (DMARC's author domain) and Authentication-Results (forged ones).
+_READ_FIELDS = frozenset({b"from", b"authentication-results"})
+
+
 def _fields(header: bytes) -> list[tuple[str, str]]:
-    """(name, unfolded value) of each field, read as the MIME parser reads them (UTF-8 header bytes, RFC
-    6532, stay readable: they must, for the From domain DMARC judges)."""
-    return [(name, value) for name, value, _codec in iter_fields(header)]
+    """(name, unfolded value) of each From and Authentication-Results field, read as the MIME parser reads
+    them (UTF-8 header bytes, RFC 6532, stay readable: they must, for the From domain DMARC judges). The
+    others (a DKIM signature is the longest) are not unfolded and decoded for nothing."""
+    return [(name, value) for name, value, _codec in iter_fields(header, only=_READ_FIELDS)]
 
 
 #: Seconds a check's result (iprev, SPF) is used again for the same client and sender.
@@ -196,13 +204,22 @@ class AuthenticationStage:
         )
         fields = _fields(header)
         ip, helo = origin.client_ip or "", origin.helo or ""
-        data = await self._message_bytes(message, header)
-        iprev, spf, dkim, arc = await asyncio.gather(
-            self._iprev_of(ip),
-            self._spf_of(ip, helo, plan.envelope.sender),
-            self._safely("DKIM", self._verify_dkim(data), list),
-            self._safely("ARC", self._verify_arc(data), _arc_broke),
+        lowered = header.lower()
+        signed = b"dkim-signature" in lowered
+        sealed = b"arc-seal" in lowered or b"arc-message-signature" in lowered
+        data = await self._message_bytes(message) if signed or sealed else None
+        # iprev and SPF are tasks started at MAIL (usually done by now); DKIM and ARC run beside them
+        arc_task = (
+            asyncio.ensure_future(self._safely("ARC", self.arc.verify(data), _arc_broke))
+            if sealed and data is not None
+            else None
         )
+        dkim: list[DkimResult] = []
+        if signed and data is not None:
+            dkim = await self._safely("DKIM", self._verify_dkim(data), list)
+        iprev = await self._iprev_of(ip)
+        spf = await self._spf_of(ip, helo, plan.envelope.sender)
+        arc = await arc_task if arc_task is not None else NO_ARC
         from_domain = from_domain_of([value for name, value in fields if name.lower() == "from"])
         dmarc: DmarcResult | None = None
         if from_domain:
@@ -299,21 +316,15 @@ class AuthenticationStage:
             recipient.file_into("Junk", special_use="\\Junk")
         return "quarantine"
 
-    async def _message_bytes(self, message: Message, header: bytes) -> bytes | None:
-        """The whole message when DKIM or ARC needs it (a signature or a seal in the header), else None."""
-        lowered = header.lower()
-        if not any(name in lowered for name in (b"dkim-signature", b"arc-seal", b"arc-message-signature")):
-            return None
+    async def _message_bytes(self, message: Message) -> bytes:
+        """The whole message (for DKIM and ARC)."""
         size = message.parsed.size
         if size <= PARSE_INLINE_LIMIT:
             return _read(message.source, size)
         return await asyncio.to_thread(_read, message.source, size)
 
-    async def _verify_dkim(self, data: bytes | None) -> list[DkimResult]:
-        return [] if data is None else list(await self.dkim.verify(data))
-
-    async def _verify_arc(self, data: bytes | None) -> ArcResult:
-        return ArcResult("none", 0, (), "") if data is None else await self.arc.verify(data)
+    async def _verify_dkim(self, data: bytes) -> list[DkimResult]:
+        return list(await self.dkim.verify(data))
 
     async def _safely(self, what: str, check: Awaitable[T], broke: Callable[[], T]) -> T:
         try:

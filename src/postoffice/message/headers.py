@@ -88,13 +88,16 @@ def decode_header_bytes(raw: bytes) -> tuple[str, str]:
         return raw.decode("latin-1"), "latin-1"
 
 
-def iter_fields(block: bytes) -> Iterator[tuple[str, str, str]]:
-    """Fields of a header block as (name, unfolded value, codec the value was decoded with).
+def iter_fields(block: bytes, *, only: frozenset[bytes] | None = None) -> Iterator[tuple[str, str, str]]:
+    """Fields of a header block as (name, unfolded value, codec the value was decoded with); with `only`,
+    the fields of those names (lowercase) only, the others not unfolded nor decoded.
 
     The value keeps its leading and trailing whitespace; see the module docstring for the rules. One match
     per field, in C: a field line and its continuation lines (lines that are neither, and continuation
     lines after them, are never matched)."""
     for m in _FIELD_WITH_CONTINUATIONS.finditer(block):
+        if only is not None and m.group(1).lower() not in only:
+            continue
         value = m.group(2)
         if b"\r" in value or b"\n" in value:
             value = _LINE_END.sub(b"", value)  # RFC 5322 2.2.3: each of them is followed by WSP
