@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from postoffice.message import ParsedMessage
-    from postoffice.store import ChangeEvent, Criteria, DeliveredCopy, MailboxInfo, MailboxStatus
+    from postoffice.store import ChangeEvent, Criteria, DeliveredCopy, FlagUpdate, MailboxInfo, MailboxStatus
     from postoffice.store.api import AppendItem, ImapRendering, KeywordLimits, MailboxChanges, MailboxSnapshot
 
 
@@ -72,6 +72,17 @@ class MailAccess(Protocol):
         *,
         keyword_limits: KeywordLimits | None = None,
     ) -> int: ...
+
+    async def store_flags_unchanged_since(
+        self,
+        mailbox_id: int,
+        uids: Iterable[int],
+        flags: Iterable[str],
+        mode: str,
+        unchanged_since: int,
+        *,
+        keyword_limits: KeywordLimits | None = None,
+    ) -> FlagUpdate: ...
 
     async def copy_messages(
         self,

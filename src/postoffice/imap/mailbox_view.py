@@ -73,6 +73,9 @@ class MailboxView:
         self._base = snapshot
         self.uids: array[int] = snapshot.uids  # the snapshot's until `_own` copies it
         self._flags: Sequence[frozenset[str]] = snapshot.flags
+        self._modseqs: array[int] = snapshot.modseqs  # each message's MODSEQ (RFC 7162), as `uids`
+        if len(self._modseqs) != len(self.uids):  # a snapshot made without them (unknown: 0)
+            self._modseqs = array("q", bytes(8 * len(self.uids)))
         self._owned = False
         self._added: dict[int, MessageInfo] = {}  # messages that are not in the snapshot
         self.gone: set[int] = set()
@@ -86,6 +89,8 @@ class MailboxView:
         self.modseq = snapshot.modseq
         # Keywords the client was told about in FLAGS / PERMANENTFLAGS (RFC 9051 section 7.3.5)
         self.keywords: set[str] = set(snapshot.keywords)
+        #: CONDSTORE is on (RFC 7162 3.1): a new MODSEQ is news even when the flags ended as they were
+        self.report_modseq = False
 
     def _own(self) -> list[frozenset[str]]:
         """The columns, copied from the snapshot (which other sessions share) before the first change."""
@@ -93,6 +98,7 @@ class MailboxView:
         if self._owned and isinstance(flags, list):
             return flags
         self.uids = self.uids[:]
+        self._modseqs = self._modseqs[:]
         owned = self._flags = list(flags)
         self._owned = True
         return owned
@@ -116,6 +122,11 @@ class MailboxView:
     def flags(self, uid: int) -> frozenset[str]:
         i = self._index(uid)
         return self._flags[i] if i is not None else frozenset()
+
+    def modseq_of(self, uid: int) -> int:
+        """The message's MODSEQ as this session last read it (RFC 7162); 0 for a UID not in the view."""
+        i = self._index(uid)
+        return self._modseqs[i] if i is not None and i < len(self._modseqs) else 0
 
     def unannounced_keywords(self, uids: Iterable[int]) -> set[str]:
         """Keywords on these messages that the client has not been told about in a FLAGS response yet."""
@@ -194,12 +205,21 @@ class MailboxView:
             uid = message.uid
             i = self._index(uid) if uid <= last else None
             if i is not None:
-                if uid in self.gone or self._flags[i] == message.flags:
+                if uid in self.gone:
+                    continue
+                if self._flags[i] == message.flags:
+                    if self._modseqs[i] != message.modseq:  # changed and changed back: a new MODSEQ
+                        self._own()
+                        self._modseqs[i] = message.modseq
+                        if self.report_modseq:
+                            self.flag_updates.add(uid)
                     continue
                 self._own()[i] = message.flags
+                self._modseqs[i] = message.modseq
                 self.flag_updates.add(uid)
             elif uid > last:
                 self._own().append(message.flags)
+                self._modseqs.append(message.modseq)
                 self.uids.append(uid)
                 self._added[uid] = message
                 new.append(uid)
@@ -221,6 +241,7 @@ class MailboxView:
         keep = [uid not in gone for uid in self.uids]
         seqs = [i + 1 for i, kept in enumerate(keep) if not kept]
         self.uids = array(self.uids.typecode, itertools.compress(self.uids, keep))
+        self._modseqs = array(self._modseqs.typecode, itertools.compress(self._modseqs, keep))
         self._flags = list(itertools.compress(self._flags, keep))
         self._owned = True
         for uid in gone:

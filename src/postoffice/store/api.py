@@ -95,6 +95,14 @@ class OverQuota(StoreError):
 
 
 @dataclass(frozen=True)
+class FlagUpdate:
+    """What a conditional flag change did (`MailStore.store_flags_unchanged_since`)."""
+
+    modseq: int  # the MODSEQ of the change; the account's highest when nothing changed
+    modified: tuple[int, ...]  # UIDs left as they were: changed after the given MODSEQ (RFC 7162 3.1.3)
+
+
+@dataclass(frozen=True)
 class KeywordLimits:
     """What keywords a change may bring to a mailbox (docs/decisions/0043): none longer than `max_length`
     characters, and no more than `max_keywords` distinct keywords on the mailbox's messages together. Only
@@ -239,6 +247,7 @@ class MailboxSnapshot:
     unseen: int
     first_unseen_uid: int | None
     keywords: frozenset[str]  # keywords in use
+    modseqs: array[int] = dataclasses.field(default_factory=lambda: array("q"))  # each message's MODSEQ
 
     def index(self, uid: int) -> int | None:
         i = bisect.bisect_left(self.uids, uid)
@@ -1034,6 +1043,22 @@ class MailStore(abc.ABC):
         (too long, or one more than the mailbox may have); keywords the mailbox has already are never
         refused (docs/decisions/0043)."""
 
+    @abc.abstractmethod
+    async def store_flags_unchanged_since(
+        self,
+        mailbox_id: int,
+        uids: Iterable[int],
+        flags: Iterable[str],
+        mode: str,
+        unchanged_since: int,
+        *,
+        keyword_limits: KeywordLimits | None = None,
+    ) -> FlagUpdate:
+        """`store_flags` for the messages whose MODSEQ is at most `unchanged_since` (RFC 7162 section 3.1.3:
+        STORE UNCHANGEDSINCE), checked and changed in one transaction; the others are left as they are and
+        named in `modified` (every message when `unchanged_since` is 0: a MODSEQ is never 0). UIDs that do
+        not exist are neither changed nor modified."""
+
     async def submit(
         self,
         source: IO[bytes],
@@ -1355,6 +1380,7 @@ def build_snapshot(info: MailboxInfo, modseq: int, messages: Iterable[MessageInf
     content_ids: array[int] = array("q")
     sizes: array[int] = array("q")
     dates: array[float] = array("d")
+    modseqs: array[int] = array("q")
     flags: list[frozenset[str]] = []
     unseen = 0
     first_unseen: int | None = None
@@ -1365,6 +1391,7 @@ def build_snapshot(info: MailboxInfo, modseq: int, messages: Iterable[MessageInf
         content_ids.append(m.content_id)
         sizes.append(m.size)
         dates.append(m.internaldate)
+        modseqs.append(m.modseq)
         flags.append(interned.setdefault(m.flags, m.flags))
         if "\\Seen" not in m.flags:
             unseen += 1
@@ -1373,7 +1400,17 @@ def build_snapshot(info: MailboxInfo, modseq: int, messages: Iterable[MessageInf
     for combination in interned:
         keywords.update(f for f in combination if not f.startswith("\\"))
     return MailboxSnapshot(
-        info, modseq, uids, tuple(flags), content_ids, sizes, dates, unseen, first_unseen, frozenset(keywords)
+        info,
+        modseq,
+        uids,
+        tuple(flags),
+        content_ids,
+        sizes,
+        dates,
+        unseen,
+        first_unseen,
+        frozenset(keywords),
+        modseqs,
     )
 
 
@@ -1384,6 +1421,7 @@ def advance_snapshot(base: MailboxSnapshot, info: MailboxInfo, changes: MailboxC
     if not changes.messages and not changes.expunged:
         return dataclasses.replace(base, mailbox=info, modseq=max(base.modseq, changes.highest_modseq))
     uids, content_ids, sizes, dates = base.uids, base.content_ids, base.sizes, base.internaldates
+    modseqs = base.modseqs[:]  # changed in place below
     flags = list(base.flags)
     unseen, first_unseen = base.unseen, base.first_unseen_uid
     rescan = False
@@ -1398,6 +1436,7 @@ def advance_snapshot(base: MailboxSnapshot, info: MailboxInfo, changes: MailboxC
             continue  # added and expunged again after the base's MODSEQ
         before, after = flags[i], m.flags
         flags[i] = after
+        modseqs[i] = m.modseq
         keywords.update(f for f in after if not f.startswith("\\"))
         was_unseen, is_unseen = "\\Seen" not in before, "\\Seen" not in after
         unseen += is_unseen - was_unseen
@@ -1417,6 +1456,7 @@ def advance_snapshot(base: MailboxSnapshot, info: MailboxInfo, changes: MailboxC
         content_ids = array(content_ids.typecode, itertools.compress(content_ids, keep))
         sizes = array(sizes.typecode, itertools.compress(sizes, keep))
         dates = array(dates.typecode, itertools.compress(dates, keep))
+        modseqs = array(modseqs.typecode, itertools.compress(modseqs, keep))
         flags = list(itertools.compress(flags, keep))
     elif new:
         uids, content_ids, sizes, dates = uids[:], content_ids[:], sizes[:], dates[:]
@@ -1425,6 +1465,7 @@ def advance_snapshot(base: MailboxSnapshot, info: MailboxInfo, changes: MailboxC
         content_ids.append(m.content_id)
         sizes.append(m.size)
         dates.append(m.internaldate)
+        modseqs.append(m.modseq)
         flags.append(m.flags)
         keywords.update(f for f in m.flags if not f.startswith("\\"))
         if "\\Seen" not in m.flags:
@@ -1444,6 +1485,7 @@ def advance_snapshot(base: MailboxSnapshot, info: MailboxInfo, changes: MailboxC
         unseen,
         first_unseen,
         frozenset(keywords),
+        modseqs,
     )
 
 

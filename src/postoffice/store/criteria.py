@@ -57,6 +57,7 @@ __all__ = [
     "Criteria",
     "Date",
     "HasFlag",
+    "ModSeq",
     "Not",
     "Or",
     "Size",
@@ -132,6 +133,13 @@ class Size:
 
 
 @dataclass(frozen=True)
+class ModSeq:
+    """The message's MODSEQ is at least `n` (RFC 7162 section 3.1.5: SEARCH MODSEQ)."""
+
+    n: int
+
+
+@dataclass(frozen=True)
 class Text:
     field: TextField
     needle: str
@@ -187,7 +195,7 @@ class And:
         object.__setattr__(self, "terms", tuple(self.terms))
 
 
-Criteria: TypeAlias = All | UidIn | HasFlag | Date | Size | Text | Address | Not | Or | And
+Criteria: TypeAlias = All | UidIn | HasFlag | Date | Size | ModSeq | Text | Address | Not | Or | And
 
 #: Header fields (lowercased names) whose values are also searched as addresses (RFC 5322 3.6.2, 3.6.3).
 ADDRESS_FIELDS = frozenset({"from", "sender", "reply-to", "to", "cc", "bcc"})

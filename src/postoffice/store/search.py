@@ -59,6 +59,7 @@ from postoffice.store.criteria import (
     Criteria,
     Date,
     HasFlag,
+    ModSeq,
     Not,
     Or,
     Size,
@@ -310,6 +311,9 @@ class _Compiler:
         if isinstance(c, Size):
             self.params.append(c.n)
             return "(m.size > ?)" if c.op == "larger" else "(m.size < ?)"
+        if isinstance(c, ModSeq):
+            self.params.append(c.n)
+            return "(m.modseq >= ?)"
         if isinstance(c, Date):
             return self._date(c)
         if isinstance(c, Text):

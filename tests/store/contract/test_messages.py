@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from postoffice.message import imap_forms
 from postoffice.store import LimitExceeded, MailStore, NotFound, StoreError
 from postoffice.store.api import AppendItem, KeywordLimits, MailboxSnapshot, build_snapshot
+from postoffice.store.criteria import ModSeq
 from tests.store.contract.harness import (
     BACKEND_NAMES,
     Backend,
@@ -169,6 +170,41 @@ def test_store_flags_add_remove_replace_and_each_change_has_a_new_modseq(backend
             await store.store_flags(inbox, [1], ["\\Seen"], "toggle")
         with pytest.raises(NotFound):
             await store.store_flags(999_999, [1], ["\\Seen"], "add")
+
+    backend.run(scenario)
+
+
+@covers(S.store_flags_unchanged_since)
+def test_a_conditional_flag_change_leaves_messages_changed_since_alone(
+    backend: Backend,
+) -> None:
+    """RFC 7162 3.1.3: each message whose MODSEQ is above the given one is left as it is and named; the
+    others change (or, already so, keep their MODSEQ); 0 fails every message."""
+
+    async def scenario(store: MailStore) -> None:
+        (demo,) = await accounts(store, "demo")
+        inbox = await inbox_of(store, demo)
+        for _ in range(3):
+            await deliver(store, message(), [demo])
+        before = max(m.modseq for m in await store.list_messages(inbox))
+        touched = await store.store_flags(inbox, [2], ["\\Seen"], "add")  # 2 changes after `before`
+        update = await store.store_flags_unchanged_since(inbox, [1, 2, 3, 99], ["\\Flagged"], "add", before)
+        assert update.modified == (2,)  # 99 does not exist: neither changed nor modified
+        assert update.modseq > touched
+        first, second, third = await store.list_messages(inbox)
+        assert (first.flags, second.flags, third.flags) == ({"\\Flagged"}, {"\\Seen"}, {"\\Flagged"})
+        assert first.modseq == third.modseq == update.modseq
+        assert second.modseq == touched
+        same = await store.store_flags_unchanged_since(inbox, [1], ["\\Flagged"], "add", update.modseq)
+        assert same.modified == ()
+        assert (await store.list_messages(inbox))[0].modseq == update.modseq  # nothing changed: no new MODSEQ
+        never = await store.store_flags_unchanged_since(inbox, [1, 2], ["$X"], "add", 0)
+        assert never.modified == (1, 2)
+        assert all("$X" not in m.flags for m in await store.list_messages(inbox))
+        hit = await store.search(inbox, ModSeq(update.modseq))
+        assert hit == [1, 3]  # SEARCH MODSEQ: at least the given MODSEQ
+        with pytest.raises(NotFound):
+            await store.store_flags_unchanged_since(999_999, [1], ["\\Seen"], "add", 5)
 
     backend.run(scenario)
 

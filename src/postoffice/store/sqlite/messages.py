@@ -25,6 +25,7 @@ from postoffice.store.api import (
     AppendItem,
     ChangeEvent,
     DeliveredCopy,
+    FlagUpdate,
     KeywordLimits,
     MailboxChanges,
     MailboxSnapshot,
@@ -537,24 +538,53 @@ class MessagesMixin(SqliteBase):
         *,
         keyword_limits: KeywordLimits | None = None,
     ) -> int:
+        update = await self._store_flags(mailbox_id, uids, flags, mode, None, keyword_limits)
+        return update.modseq
+
+    async def store_flags_unchanged_since(
+        self,
+        mailbox_id: int,
+        uids: Iterable[int],
+        flags: Iterable[str],
+        mode: str,
+        unchanged_since: int,
+        *,
+        keyword_limits: KeywordLimits | None = None,
+    ) -> FlagUpdate:
+        return await self._store_flags(mailbox_id, uids, flags, mode, unchanged_since, keyword_limits)
+
+    async def _store_flags(
+        self,
+        mailbox_id: int,
+        uids: Iterable[int],
+        flags: Iterable[str],
+        mode: str,
+        unchanged_since: int | None,
+        keyword_limits: KeywordLimits | None,
+    ) -> FlagUpdate:
         if mode not in ("add", "remove", "replace"):
             raise ValueError(f"bad flag mode {mode!r}")
         wanted = sorted(set(uids))
         bits, keywords = flags_to_columns(flags)
         new_keywords = set(keywords.split(" ")) if keywords else set()
 
-        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> int:
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> FlagUpdate:
             row = conn.execute("SELECT account_id FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no mailbox {mailbox_id}")
             account_id = int(row[0])
             changes: list[tuple[int, int, str]] = []
+            modified: list[int] = []
             added: set[str] = set()
             for uid in wanted:
                 r = conn.execute(
-                    "SELECT flags, keywords FROM messages WHERE mailbox_id = ? AND uid = ?", (mailbox_id, uid)
+                    "SELECT flags, keywords, modseq FROM messages WHERE mailbox_id = ? AND uid = ?",
+                    (mailbox_id, uid),
                 ).fetchone()
                 if r is None:
+                    continue
+                if unchanged_since is not None and int(r[2]) > unchanged_since:
+                    modified.append(uid)
                     continue
                 old_bits, old_kw = int(r[0]), set(r[1].split(" ")) if r[1] else set()
                 if mode == "add":
@@ -568,11 +598,10 @@ class MessagesMixin(SqliteBase):
                     added |= nk - old_kw
             check_keyword_room(conn, mailbox_id, added, keyword_limits)
             if not changes:
-                return int(
-                    conn.execute(
-                        "SELECT highest_modseq FROM accounts WHERE id = ?", (account_id,)
-                    ).fetchone()[0]
-                )
+                highest = conn.execute(
+                    "SELECT highest_modseq FROM accounts WHERE id = ?", (account_id,)
+                ).fetchone()[0]
+                return FlagUpdate(int(highest), tuple(modified))
             modseq = conn.execute(
                 "UPDATE accounts SET highest_modseq = highest_modseq + 1 WHERE id = ? "
                 "RETURNING highest_modseq",
@@ -586,6 +615,6 @@ class MessagesMixin(SqliteBase):
             events.append(
                 ChangeEvent("flags", account_id, mailbox_id, tuple(u for u, _, _ in changes), modseq)
             )
-            return int(modseq)
+            return FlagUpdate(int(modseq), tuple(modified))
 
         return await self._write(tx)
