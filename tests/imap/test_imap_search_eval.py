@@ -22,6 +22,7 @@ from postoffice.imap.search import (
 )
 from postoffice.imap.sequence import SequenceSet
 from postoffice.store import All, And, Criteria, Date, HasFlag, Not, Or, Size, Text, UidIn
+from postoffice.store.criteria import ModSeq
 from tests.support.bounds import CALL_BOUND, bounded
 
 # the session's view: sequence number i has UID UIDS[i - 1]
@@ -152,9 +153,9 @@ def test_not_or_and_nesting() -> None:
     )
 
 
-def test_modseq_is_refused_without_condstore() -> None:
-    with pytest.raises(SearchBad, match="CONDSTORE"):
-        criteria(b"a SEARCH MODSEQ 620162338")
+def test_modseq_is_a_store_criterion_whatever_its_entry() -> None:
+    assert criteria(b"a SEARCH MODSEQ 620162338") == ModSeq(620162338)
+    assert criteria(b'a SEARCH MODSEQ "/flags/\\\\draft" all 5') == ModSeq(5)  # one MODSEQ per message here
 
 
 def test_result_numbers_restrict_to_the_view_and_map_to_sequence_numbers() -> None:

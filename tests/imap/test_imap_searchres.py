@@ -46,7 +46,7 @@ def test_saved_result_is_reset_by_select_unselect_and_failed_search(imap: ImapHa
     raw.command("b", "SEARCH RETURN (SAVE) ALL")
     assert len(raw.command("c", "FETCH $ (UID)")) == 5
     # RFC 9051 6.4.4.1: a SEARCH answered BAD leaves the saved result as it was ...
-    assert raw.command("d", "SEARCH RETURN (SAVE) MODSEQ 5")[-1].startswith("d BAD")
+    assert raw.command("d", "SEARCH RETURN (SAVE) NOSUCHKEY 5")[-1].startswith("d BAD")
     assert len(raw.command("e", "FETCH $ (UID)")) == 5
     # ... one answered NO (an unknown charset) empties it
     assert raw.command("d2", "SEARCH RETURN (SAVE) CHARSET KOI8-R ALL")[-1].startswith("d2 NO [BADCHARSET")

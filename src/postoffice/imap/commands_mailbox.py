@@ -45,7 +45,7 @@ from typing import Any
 from postoffice.imap import parser as p
 from postoffice.imap.mailbox_view import MailboxView
 from postoffice.imap.mutf7 import MUtf7Error, decode_mutf7, encode_mutf7
-from postoffice.imap.state import CommandFailed, Done, SessionState, State, bad, no
+from postoffice.imap.state import CommandFailed, Done, SessionState, State, bad, highest_modseq, no
 from postoffice.store import AlreadyExists, LimitExceeded, MailboxInfo, NotFound
 
 SEPARATOR = "/"
@@ -121,13 +121,14 @@ def _too_many(session: SessionState, what: str = "mailboxes") -> CommandFailed:
 
 async def select(session: SessionState, command: p.Select | p.Examine) -> Done:
     read_only = isinstance(command, p.Examine)
-    if command.params:
-        raise bad("SELECT parameters (CONDSTORE, QRESYNC) are not supported")
+    condstore = _select_parameters(session, command.params)
     if session.view is not None:
-        # RFC 9051 section 6.3.2: the current mailbox is closed first, also when the new one fails.
+        # RFC 9051 section 6.3.2: the current mailbox is closed first, also when the new one fails; RFC 7162
+        # 3.2.11: a server offering CONDSTORE says so with CLOSED, for every client
         session.close_view()
-        if session.rev2:
-            session.untagged("OK [CLOSED] Previous mailbox closed")
+        session.untagged("OK [CLOSED] Previous mailbox closed")
+    if condstore:
+        session.enable_condstore()  # after the close: no HIGHESTMODSEQ of the mailbox just closed
     name = _existing(command.mailbox)
     store = session.store
     info = await store.get_mailbox(_account_id(session), name)
@@ -147,6 +148,7 @@ async def select(session: SessionState, command: p.Select | p.Examine) -> Done:
         recent = list(uids[bisect.bisect_left(uids, first_recent) :])
     view = MailboxView(snapshot, read_only=read_only, recent=recent)
     view.dirty = session.changes_seen != changes_seen
+    view.report_modseq = session.condstore
     flags, permanent = session.flag_lists(snapshot.keywords)
     session.untagged(f"FLAGS ({flags})")
     if read_only:
@@ -162,6 +164,8 @@ async def select(session: SessionState, command: p.Select | p.Examine) -> Done:
             session.untagged(f"OK [UNSEEN {first_unseen}] First unseen message")
     session.untagged(f"OK [UIDVALIDITY {snapshot.mailbox.uidvalidity}] UIDs valid")
     session.untagged(f"OK [UIDNEXT {snapshot.mailbox.uidnext}] Predicted next UID")
+    if session.condstore:  # RFC 7162 3.1.2.1
+        session.untagged(f"OK [HIGHESTMODSEQ {highest_modseq(view)}] Highest")
     if session.rev2:
         # RFC 9051 6.3.2: a LIST response with the name, and its attributes accurate
         existing, parents, _ = _mailbox_tree(await store.list_mailboxes(_account_id(session)))
@@ -170,6 +174,20 @@ async def select(session: SessionState, command: p.Select | p.Examine) -> Done:
     session.view = view
     session.state = State.SELECTED
     return Done(f"{command.NAME} completed", "READ-ONLY" if read_only else "READ-WRITE")
+
+
+def _select_parameters(session: SessionState, params: tuple[p.ExtParam, ...]) -> bool:
+    """Whether SELECT / EXAMINE asks for CONDSTORE (RFC 7162 3.1.8); BAD for any other parameter, before
+    anything is closed or opened."""
+    condstore = False
+    for param in params:
+        if param.name == "CONDSTORE" and param.value is None:
+            condstore = True
+        elif param.name == "QRESYNC":
+            raise bad("QRESYNC is not enabled (RFC 7162 3.2.5: ENABLE QRESYNC first)")
+        else:
+            raise bad(f"Unknown SELECT parameter {param.name}")
+    return condstore
 
 
 # ------------------------------------------------------------------------------- CREATE DELETE RENAME
@@ -504,6 +522,8 @@ async def list_mailboxes(session: SessionState, command: p.List) -> Done:
     status_items = command.return_status
     if status_items is not None:
         _check_status_items(status_items)
+        if "HIGHESTMODSEQ" in status_items:
+            session.enable_condstore()  # as STATUS (RFC 7162 3.1)
     reference = command.reference.name
     if [pt.name for pt in command.patterns] == [""] and not command.extended:
         # RFC 9051 6.3.9: the hierarchy delimiter and the root of the reference.
@@ -587,13 +607,15 @@ async def lsub(session: SessionState, command: p.Lsub) -> Done:
 
 
 def _check_status_items(items: tuple[str, ...]) -> None:
-    unsupported = {"HIGHESTMODSEQ", "MAILBOXID"} & set(items)
+    unsupported = {"MAILBOXID"} & set(items)
     if unsupported:
         raise bad(f"STATUS {' '.join(sorted(unsupported))} is not supported")
 
 
 async def status(session: SessionState, command: p.Status) -> Done:
     _check_status_items(command.items)
+    if "HIGHESTMODSEQ" in command.items:
+        session.enable_condstore()  # RFC 7162 3.1: a CONDSTORE enabling command
     name = _existing(command.mailbox)
     info = await session.store.get_mailbox(_account_id(session), name)
     if info is None:
@@ -617,6 +639,7 @@ async def _send_status(session: SessionState, info: MailboxInfo, items: tuple[st
         "DELETED": deleted,
         "SIZE": state.mailbox.size,
         "APPENDLIMIT": session.settings.append_limit,
+        "HIGHESTMODSEQ": max(state.highest_modseq, 1),  # RFC 7162 3.1.7: 0 only without persistent MODSEQs
     }
     if session.rev2:
         values.pop("RECENT")

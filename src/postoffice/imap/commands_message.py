@@ -14,7 +14,12 @@ Implementation notes
   RFC822.TEXT) sets \\Seen in a read-write mailbox before the data is sent, and FLAGS is then included in the
   response (RFC 9051 6.4.5). Messages expunged by another session but not reported yet are left out of FETCH
   responses (RFC 2180 4.1.3 allows it). Message bytes are read whole per message: streaming of large sections
-  is future work. MODSEQ and CHANGEDSINCE are refused with BAD (not advertised).
+  is future work.
+- CONDSTORE (RFC 7162 section 3.1; docs/decisions/0061): FETCH MODSEQ and (CHANGEDSINCE n) (only messages
+  with a MODSEQ above n, MODSEQ added), STORE (UNCHANGEDSINCE n) (`MailStore.store_flags_unchanged_since`:
+  checked and changed in one transaction; the others named in MODIFIED), SEARCH MODSEQ (with the highest
+  MODSEQ of the answer). Each is a CONDSTORE enabling command (`SessionState.enable_condstore`). The MODSEQs
+  reported are the view's: what the session last read back, the same numbers its FETCH FLAGS come from.
 - BINARY[part]<partial>, BINARY.PEEK and BINARY.SIZE (RFC 3516, RFC 9051 6.4.5) decode the part's transfer
   encoding (`fetch.binary_section`); the data goes as a literal8 `~{n}` only when it contains NUL. An encoding
   we cannot decode answers the command "NO [UNKNOWN-CTE]" (responses for earlier messages may have gone).
@@ -203,15 +208,20 @@ class _FetchPlan:
 
 
 async def fetch(session: SessionState, command: p.Fetch) -> Done:
-    if command.changed_since is not None:
-        raise bad("CHANGEDSINCE needs CONDSTORE, which is not supported")
-    for item in command.items:
-        if isinstance(item, p.FetchAttribute) and item.name == "MODSEQ":
-            raise bad("MODSEQ needs CONDSTORE, which is not supported")
+    if command.vanished:
+        raise bad("VANISHED needs QRESYNC, which is not enabled")
+    changed_since = command.changed_since
+    items = list(command.items)
+    if changed_since is not None or _has_modseq(items):
+        session.enable_condstore()  # RFC 7162 3.1
     view = _view(session)
     uids = [u for u in session.resolve(command.sequence, uid=command.uid) if u not in view.gone]
+    if changed_since is not None:
+        # RFC 7162 3.1.4.1: only messages changed after it (strictly), and MODSEQ with them
+        uids = [u for u in uids if view.modseq_of(u) > changed_since]
+        if not _has_modseq(items):
+            items.append(p.FetchAttribute("MODSEQ"))
     store = session.store
-    items = list(command.items)
     if not view.read_only and any(_sets_seen(item) for item in items):
         unseen = [u for u in uids if "\\Seen" not in view.flags(u)]
         if unseen:
@@ -220,6 +230,8 @@ async def fetch(session: SessionState, command: p.Fetch) -> Done:
             uids = [u for u in uids if u not in view.gone]
             if not _has_flags(items):
                 items.append(p.FetchAttribute("FLAGS"))
+            if session.condstore and not _has_modseq(items):
+                items.append(p.FetchAttribute("MODSEQ"))  # RFC 7162 3.1.4.2: the \Seen changed it
     if command.uid and not any(isinstance(i, p.FetchAttribute) and i.name == "UID" for i in items):
         items.insert(0, p.FetchAttribute("UID"))  # RFC 9051 6.4.9: UID FETCH always includes UID
     plan = _FetchPlan.of(items)
@@ -260,6 +272,10 @@ def _batches(entries: Iterator[Entry], content: bool) -> Iterator[list[Entry]]:
 
 def _has_flags(items: list[p.FetchItem]) -> bool:
     return any(isinstance(i, p.FetchAttribute) and i.name == "FLAGS" for i in items)
+
+
+def _has_modseq(items: list[p.FetchItem]) -> bool:
+    return any(isinstance(i, p.FetchAttribute) and i.name == "MODSEQ" for i in items)
 
 
 def _fetch_metadata(
@@ -445,6 +461,8 @@ def _render(
             name = item.name
             if name == "UID":
                 yield (b"UID %d" % uid)
+            elif name == "MODSEQ":
+                yield (b"MODSEQ (%d)" % view.modseq_of(uid))  # RFC 7162 3.1.4: parenthesized
             elif name == "FLAGS":
                 recent = not session.rev2 and uid in view.recent
                 yield (b"FLAGS (%s)" % flags_text(flags, recent).encode())
@@ -535,30 +553,50 @@ def _unknown_cte(part: tuple[int, ...]) -> Exception:
 
 
 async def store(session: SessionState, command: p.Store) -> Done:
-    if command.unchanged_since is not None:
-        raise bad("UNCHANGEDSINCE needs CONDSTORE, which is not supported")
+    """STORE / UID STORE (RFC 9051 6.4.6), and with UNCHANGEDSINCE (RFC 7162 3.1.3): each message whose
+    MODSEQ is above it is left alone and named in MODIFIED (sequence numbers, or UIDs for UID STORE); so is
+    a message expunged meanwhile. Once CONDSTORE is on, every message stored gets a FETCH with its MODSEQ,
+    .SILENT or not (FLAGS only without .SILENT), and so does every message left alone."""
+    unchanged_since = command.unchanged_since
+    if unchanged_since is not None:
+        session.enable_condstore()
     view = _writable(session)
-    uids = [u for u in session.resolve(command.sequence, uid=command.uid) if u not in view.gone]
+    named = dict.fromkeys(session.resolve(command.sequence, uid=command.uid))
+    uids = [u for u in named if u not in view.gone]
+    modified: set[int] = set() if unchanged_since is None else {u for u in named if u in view.gone}
     mode = _STORE_MODES[command.mode]
     if uids:
         limits = session.keyword_limits
+        flags = _storable(command.flags)
         try:
-            await session.store.store_flags(
-                view.mailbox_id, uids, _storable(command.flags), mode, keyword_limits=limits
-            )
+            if unchanged_since is None:
+                await session.store.store_flags(view.mailbox_id, uids, flags, mode, keyword_limits=limits)
+            else:
+                update = await session.store.store_flags_unchanged_since(
+                    view.mailbox_id, uids, flags, mode, unchanged_since, keyword_limits=limits
+                )
+                modified.update(update.modified)
         except LimitExceeded as exc:
             raise _limit(exc) from None
         await session.read_back(view)
     session.announce_keywords(view, uids)
+    condstore = session.condstore
     for uid in uids:
         if uid in view.gone:
             continue
         view.flag_updates.discard(uid)
-        if command.silent:
+        stored = uid not in modified
+        if command.silent and stored and not condstore:
             continue
-        flags = view.flags_of(uid, with_recent=not session.rev2)
-        uid_part = f" UID {uid}" if command.uid else ""
-        session.untagged(f"{view.seq_of(uid)} FETCH (FLAGS ({flags}){uid_part})")
+        parts = [f"UID {uid}"] if command.uid else []
+        if not command.silent or not stored:  # RFC 7162 3.1.3: the flags of one left alone, unasked
+            parts.append(f"FLAGS ({view.flags_of(uid, with_recent=not session.rev2)})")
+        if condstore:
+            parts.append(f"MODSEQ ({view.modseq_of(uid)})")
+        session.untagged(f"{view.seq_of(uid)} FETCH ({' '.join(parts)})")
+    if modified:
+        numbers = sorted(modified) if command.uid else sorted(n for u in modified if (n := view.seq_of(u)))
+        return Done("Conditional STORE failed for some messages", f"MODIFIED {format_sequence_set(numbers)}")
     return Done(f"{command.name} completed")
 
 
@@ -615,6 +653,9 @@ async def search(session: SessionState, command: p.Search) -> Done:
     previous = session.saved_result
     if save:
         session.saved_result = []  # RFC 5182 2.1: a SEARCH ... SAVE answered NO leaves the empty result
+    by_modseq = search_mod.uses_modseq(command.keys)
+    if by_modseq:
+        session.enable_condstore()  # RFC 7162 3.1
     try:
         criteria = search_mod.to_criteria(
             command.keys,
@@ -634,14 +675,32 @@ async def search(session: SessionState, command: p.Search) -> Done:
     return_options = command.return_options
     if return_options is None and session.rev2:
         return_options = ("ALL",)  # RFC 9051 6.4.4: IMAP4rev2 answers SEARCH with ESEARCH, never SEARCH
+    # RFC 7162 3.1.5 / 3.1.10: with a MODSEQ key, the highest MODSEQ of the messages the answer names
+    modseqs = {u: view.modseq_of(u) for u in live} if by_modseq else None
     if return_options is None:
-        session.send(search_mod.search_response(numbers))
+        highest = max(modseqs.values(), default=0) if modseqs is not None and numbers else None
+        session.send(search_mod.search_response(numbers, modseq=highest))
     else:
-        session.send(search_mod.esearch_response(command.tag, numbers, return_options, command.uid))
+        session.send(
+            search_mod.esearch_response(
+                command.tag,
+                numbers,
+                return_options,
+                command.uid,
+                modseqs=_by_number(modseqs, view, command.uid),
+            )
+        )
     if save:
         in_view = search_mod.result_numbers(live, view.uids, uid=True)
         session.saved_result = search_mod.saved_result(in_view, return_options or ())
     return Done(f"{command.name} completed")
+
+
+def _by_number(modseqs: dict[int, int] | None, view: MailboxView, uid: bool) -> dict[int, int] | None:
+    """MODSEQ by what the answer names: UIDs, or sequence numbers."""
+    if modseqs is None or uid:
+        return modseqs
+    return {n: m for u, m in modseqs.items() if (n := view.seq_of(u)) is not None}
 
 
 Handler = Callable[[SessionState, Any], Awaitable[Done]]

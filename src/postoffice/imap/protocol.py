@@ -299,6 +299,7 @@ class ImapProtocol:
             "LIST-EXTENDED",
             "LIST-STATUS",
             "STATUS=SIZE",
+            "CONDSTORE",
             f"APPENDLIMIT={self.settings.append_limit}",
             "UTF8=ACCEPT",
         ]
@@ -506,6 +507,11 @@ class ImapProtocol:
             elif name == "UTF8=ACCEPT" and not self._utf8_enabled:
                 self._utf8_enabled = True
                 enabled.append("UTF8=ACCEPT")
+            elif name == "CONDSTORE":
+                if not session.condstore:
+                    session.enable_condstore()
+                    enabled.append("CONDSTORE")
+                continue
             else:
                 continue
             session.utf8 = True

@@ -27,7 +27,7 @@ How the session uses it (a [UID] SEARCH command `cmd` in the selected mailbox)
 from __future__ import annotations
 
 import bisect
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from postoffice.imap.parser import (
     SearchAnd,
@@ -53,6 +53,7 @@ from postoffice.store.criteria import (
     DateField,
     DateOp,
     HasFlag,
+    ModSeq,
     Not,
     Or,
     Size,
@@ -157,7 +158,8 @@ class _Translator:
         if isinstance(k, SearchAnd):
             return And(tuple(self.key(sub) for sub in k.keys))
         if isinstance(k, SearchModSeq):
-            raise SearchBad("MODSEQ needs CONDSTORE, which this server does not offer")
+            # RFC 7162 3.1.5: one MODSEQ per message here, so the entry name and type change nothing
+            return ModSeq(k.modseq)
         raise SearchBad(f"unsupported search key {k!r}")
 
     def flag(self, name: str) -> Criteria:
@@ -210,9 +212,25 @@ def result_numbers(uids: Sequence[int], uids_by_seq: Sequence[int], *, uid: bool
     return out
 
 
-def search_response(numbers: Sequence[int]) -> bytes:
-    """`* SEARCH 2 3 5` (RFC 9051 7.3.4); `* SEARCH` when nothing matched."""
-    return b"".join([b"* SEARCH", *(b" %d" % n for n in numbers), b"\r\n"])
+def search_response(numbers: Sequence[int], *, modseq: int | None = None) -> bytes:
+    """`* SEARCH 2 3 5` (RFC 9051 7.3.4); `* SEARCH` when nothing matched; with `modseq` (a search with a
+    MODSEQ key that matched, RFC 7162 3.1.5) `* SEARCH 2 3 5 (MODSEQ 917)`."""
+    tail = b" (MODSEQ %d)\r\n" % modseq if modseq is not None and numbers else b"\r\n"
+    return b"".join([b"* SEARCH", *(b" %d" % n for n in numbers), tail])
+
+
+def uses_modseq(keys: Sequence[SearchKey]) -> bool:
+    """Whether a MODSEQ key is among `keys`, at any depth (RFC 7162 3.1.5)."""
+    for k in keys:
+        if isinstance(k, SearchModSeq):
+            return True
+        if isinstance(k, SearchNot) and uses_modseq([k.key]):
+            return True
+        if isinstance(k, SearchOr) and uses_modseq([k.left, k.right]):
+            return True
+        if isinstance(k, SearchAnd) and uses_modseq(k.keys):
+            return True
+    return False
 
 
 def _effective_options(return_options: Sequence[str]) -> set[str]:
@@ -223,7 +241,12 @@ def _effective_options(return_options: Sequence[str]) -> set[str]:
 
 
 def esearch_response(
-    tag: str, uids_or_seqs: Sequence[int], return_options: Sequence[str], uid: bool
+    tag: str,
+    uids_or_seqs: Sequence[int],
+    return_options: Sequence[str],
+    uid: bool,
+    *,
+    modseqs: Mapping[int, int] | None = None,
 ) -> bytes:
     """The ESEARCH response (RFC 4731 3.1 and 3.2) for SEARCH RETURN (...), with the `(TAG "x")`
     correlator and `UID` for UID SEARCH. `uids_or_seqs`: what `result_numbers` gave (ascending).
@@ -247,6 +270,14 @@ def esearch_response(
             out.append(f"ALL {format_sequence_set(numbers)}")
     if "COUNT" in options:
         out.append(f"COUNT {len(numbers)}")
+    if modseqs is not None and numbers:
+        # RFC 7162 3.1.10 (RFC 4731 3.2): of the message MIN or MAX names when only they are asked for,
+        # else of every match
+        if options & {"ALL", "COUNT"} or not options & {"MIN", "MAX"}:
+            named = numbers
+        else:
+            named = [n for n, o in ((numbers[0], "MIN"), (numbers[-1], "MAX")) if o in options]
+        out.append(f"MODSEQ {max(modseqs.get(n, 0) for n in named)}")
     return (" ".join(out) + "\r\n").encode("ascii")
 
 

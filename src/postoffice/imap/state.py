@@ -151,6 +151,9 @@ class SessionState:
         self.view: MailboxView | None = None
         self.rev2 = False
         self.utf8 = False  # UTF8=ACCEPT or IMAP4rev2 enabled: mailbox names and strings in UTF-8
+        #: RFC 7162 3.1: a CONDSTORE enabling command was used; from then on every untagged FETCH carries
+        #: MODSEQ and every SELECT / EXAMINE reports HIGHESTMODSEQ, until the connection ends
+        self.condstore = False
         #: RFC 5182: the UIDs saved by the last SEARCH RETURN (SAVE); None when there is none (`$` is empty).
         self.saved_result: list[int] | None = None
         #: Change notifications received; SELECT compares it before and after reading, so that a change
@@ -235,6 +238,17 @@ class SessionState:
 
     # ---------------------------------------------------------------------------------------- updates
 
+    def enable_condstore(self) -> None:
+        """A CONDSTORE enabling command (RFC 7162 3.1). The first one with a mailbox selected reports its
+        HIGHESTMODSEQ at once, before the command's own responses."""
+        if self.condstore:
+            return
+        self.condstore = True
+        view = self.view
+        if view is not None:
+            view.report_modseq = True
+            self.untagged(f"OK [HIGHESTMODSEQ {highest_modseq(view)}] Highest")
+
     def on_change(self, event: ChangeEvent) -> None:
         self.changes_seen += 1
         view = self.view
@@ -278,7 +292,11 @@ class SessionState:
             if number is not None and uid not in view.gone:
                 # RFC 9051 7.5.2: an unsolicited FETCH MUST include UID (harmless for IMAP4rev1 clients)
                 flags = view.flags_of(uid, with_recent=not self.rev2)
-                self.untagged(f"{number} FETCH (UID {uid} FLAGS ({flags}))")
+                if self.condstore:  # RFC 7162 3.1: MODSEQ in every untagged FETCH once enabled
+                    modseq = view.modseq_of(uid)
+                    self.untagged(f"{number} FETCH (UID {uid} FLAGS ({flags}) MODSEQ ({modseq}))")
+                else:
+                    self.untagged(f"{number} FETCH (UID {uid} FLAGS ({flags}))")
         view.flag_updates.clear()
         if view.exists != view.reported_exists:
             view.reported_exists = view.exists
@@ -372,3 +390,9 @@ class SessionState:
         if self.pending_append is not None:
             self.pending_append.close()
             self.pending_append = None
+
+
+def highest_modseq(view: MailboxView) -> int:
+    """The HIGHESTMODSEQ to report for the view (RFC 7162 3.1.2.1): every change up to it has been read;
+    at least 1 (a mod-sequence-value is never 0, also for a mailbox that never changed)."""
+    return max(view.modseq, 1)

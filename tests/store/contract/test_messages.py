@@ -192,7 +192,7 @@ def test_a_conditional_flag_change_leaves_messages_changed_since_alone(
         assert update.modified == (2,)  # 99 does not exist: neither changed nor modified
         assert update.modseq > touched
         first, second, third = await store.list_messages(inbox)
-        assert (first.flags, second.flags, third.flags) == ({"\\Flagged"}, {"\\Seen"}, {"\\Flagged"})
+        assert [first.flags, second.flags, third.flags] == [{"\\Flagged"}, {"\\Seen"}, {"\\Flagged"}]
         assert first.modseq == third.modseq == update.modseq
         assert second.modseq == touched
         same = await store.store_flags_unchanged_since(inbox, [1], ["\\Flagged"], "add", update.modseq)
