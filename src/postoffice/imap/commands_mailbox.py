@@ -40,11 +40,13 @@ from __future__ import annotations
 import asyncio
 import bisect
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from postoffice.imap import parser as p
 from postoffice.imap.mailbox_view import MailboxView
 from postoffice.imap.mutf7 import MUtf7Error, decode_mutf7, encode_mutf7
+from postoffice.imap.sequence import MAX_NUMBER, SequenceSet
 from postoffice.imap.state import CommandFailed, Done, SessionState, State, bad, highest_modseq, no
 from postoffice.store import AlreadyExists, LimitExceeded, MailboxInfo, NotFound
 
@@ -121,7 +123,7 @@ def _too_many(session: SessionState, what: str = "mailboxes") -> CommandFailed:
 
 async def select(session: SessionState, command: p.Select | p.Examine) -> Done:
     read_only = isinstance(command, p.Examine)
-    condstore = _select_parameters(session, command.params)
+    condstore, qresync = _select_parameters(session, command.params)
     if session.view is not None:
         # RFC 9051 section 6.3.2: the current mailbox is closed first, also when the new one fails; RFC 7162
         # 3.2.11: a server offering CONDSTORE says so with CLOSED, for every client
@@ -171,23 +173,104 @@ async def select(session: SessionState, command: p.Select | p.Examine) -> Done:
         existing, parents, _ = _mailbox_tree(await store.list_mailboxes(_account_id(session)))
         attributes = " ".join(_attributes(info.name, existing, parents, set()))
         session.untagged(f"LIST ({attributes}) ".encode() + b'"/" ' + session.mailbox_name(info.name))
+    if qresync is not None:
+        await _resynchronise(session, view, qresync)
     session.view = view
     session.state = State.SELECTED
     return Done(f"{command.NAME} completed", "READ-ONLY" if read_only else "READ-WRITE")
 
 
-def _select_parameters(session: SessionState, params: tuple[p.ExtParam, ...]) -> bool:
-    """Whether SELECT / EXAMINE asks for CONDSTORE (RFC 7162 3.1.8); BAD for any other parameter, before
-    anything is closed or opened."""
+@dataclass(frozen=True)
+class _Qresync:
+    """SELECT / EXAMINE (QRESYNC (uidvalidity modseq [known-uids [seq-match-data]])) (RFC 7162 3.2.5)."""
+
+    uidvalidity: int
+    modseq: int
+    known: SequenceSet | None
+
+
+#: MODSEQs are 63-bit (RFC 7162 section 7: mod-sequence-value).
+MAX_MODSEQ = 2**63 - 1
+
+
+def _select_parameters(session: SessionState, params: tuple[p.ExtParam, ...]) -> tuple[bool, _Qresync | None]:
+    """What SELECT / EXAMINE asks for: CONDSTORE (RFC 7162 3.1.8), QRESYNC (3.2.5); BAD for anything else
+    or malformed, before anything is closed or opened ("the mailbox remains unselected")."""
     condstore = False
+    qresync: _Qresync | None = None
+    names = [param.name for param in params]
+    if len(set(names)) != len(names):
+        raise bad("A SELECT parameter is given twice")
     for param in params:
         if param.name == "CONDSTORE" and param.value is None:
             condstore = True
         elif param.name == "QRESYNC":
-            raise bad("QRESYNC is not enabled (RFC 7162 3.2.5: ENABLE QRESYNC first)")
+            if not session.qresync:
+                raise bad("QRESYNC is not enabled (RFC 7162 3.2.5: ENABLE QRESYNC first)")
+            qresync = _qresync_parameter(param.value)
         else:
             raise bad(f"Unknown SELECT parameter {param.name}")
-    return condstore
+    return condstore, qresync
+
+
+def _qresync_parameter(value: p.ExtValue | None) -> _Qresync:
+    if not isinstance(value, tuple) or not 2 <= len(value) <= 4:
+        raise bad("QRESYNC takes (uidvalidity modseq [known-uids [(sequence-set uid-set)]])")
+    uidvalidity, modseq = value[0], value[1]
+    if not (isinstance(uidvalidity, str) and uidvalidity.isdigit() and 0 < int(uidvalidity) <= MAX_NUMBER):
+        raise bad("QRESYNC: the UIDVALIDITY must be a number from 1 to 4294967295")
+    if not (isinstance(modseq, str) and modseq.isdigit() and int(modseq) <= MAX_MODSEQ):
+        raise bad("QRESYNC: the MODSEQ must be a number below 2^63")
+    rest = list(value[2:])
+    known = None
+    first = rest[0] if rest else None
+    if isinstance(first, str):
+        known = _set_without_star(first, "known UIDs")
+        rest.pop(0)
+    if rest:
+        match = rest.pop(0)
+        # seq-match-data: checked, and not needed (every expunge is remembered: VANISHED is exact anyway)
+        if not (isinstance(match, tuple) and len(match) == 2 and all(isinstance(x, str) for x in match)):
+            raise bad("QRESYNC: seq-match-data is (sequence-set uid-set)")
+        numbers, uids = (_set_without_star(str(x), "seq-match-data") for x in match)
+        if _count(numbers) != _count(uids):
+            raise bad("QRESYNC: the two sets of seq-match-data differ in size")
+    if rest:
+        raise bad("QRESYNC takes (uidvalidity modseq [known-uids [(sequence-set uid-set)]])")
+    return _Qresync(int(uidvalidity), int(modseq), known)
+
+
+def _set_without_star(text: str, what: str) -> SequenceSet:
+    try:
+        parsed = SequenceSet.parse(text)
+    except ValueError:
+        raise bad(f"QRESYNC: the {what} are not a sequence set") from None
+    if parsed.saved or parsed.uses_star:
+        raise bad(f"QRESYNC: the {what} may not use * or $")
+    return parsed
+
+
+def _count(numbers: SequenceSet) -> int:
+    return sum(high - low + 1 for low, high in numbers.resolve(MAX_NUMBER))
+
+
+async def _resynchronise(session: SessionState, view: MailboxView, qresync: _Qresync) -> None:
+    """RFC 7162 3.2.5.1: for the known UIDs, what vanished and what changed since the client's MODSEQ:
+    VANISHED (EARLIER) first, then a FETCH with UID, FLAGS and MODSEQ per changed message. Nothing when the
+    UIDVALIDITY is not the mailbox's (the client starts afresh)."""
+    if qresync.uidvalidity != view.info.uidvalidity or view.info.uidnext <= 1:
+        return
+    known = qresync.known or SequenceSet.parse(f"1:{view.info.uidnext - 1}")
+    await session.send_vanished_earlier(view, known, qresync.modseq)
+    ranges = known.resolve(max(view.uids[-1] if view.uids else 0, view.info.uidnext - 1))
+    changed = [
+        uid
+        for uid in view.uids
+        if view.modseq_of(uid) > qresync.modseq and any(lo <= uid <= hi for lo, hi in ranges)
+    ]
+    for seq, uid, _flags in view.positions(changed) if changed else ():
+        flags = view.flags_of(uid, with_recent=not session.rev2)
+        session.untagged(f"{seq} FETCH (UID {uid} FLAGS ({flags}) MODSEQ ({view.modseq_of(uid)}))")
 
 
 # ------------------------------------------------------------------------------- CREATE DELETE RENAME

@@ -20,6 +20,9 @@ Implementation notes
   checked and changed in one transaction; the others named in MODIFIED), SEARCH MODSEQ (with the highest
   MODSEQ of the answer). Each is a CONDSTORE enabling command (`SessionState.enable_condstore`). The MODSEQs
   reported are the view's: what the session last read back, the same numbers its FETCH FLAGS come from.
+  QRESYNC (RFC 7162 3.2): UID FETCH (CHANGEDSINCE n VANISHED), VANISHED in place of EXPUNGE (MOVE, and
+  `SessionState.send_expunges`), UID in every FETCH that gives MODSEQ, `Done.expunged` for the tagged
+  HIGHESTMODSEQ of EXPUNGE, UID EXPUNGE and MOVE.
 - BINARY[part]<partial>, BINARY.PEEK and BINARY.SIZE (RFC 3516, RFC 9051 6.4.5) decode the part's transfer
   encoding (`fetch.binary_section`); the data goes as a literal8 `~{n}` only when it contains NUL. An encoding
   we cannot decode answers the command "NO [UNKNOWN-CTE]" (responses for earlier messages may have gone).
@@ -48,7 +51,7 @@ from postoffice.imap import fetch as f
 from postoffice.imap import parser as p
 from postoffice.imap import search as search_mod
 from postoffice.imap import wire
-from postoffice.imap.mailbox_view import Entry, flags_text
+from postoffice.imap.mailbox_view import Entry, MailboxView, flags_text
 from postoffice.imap.sequence import format_sequence_set
 from postoffice.imap.state import FLUSH_THRESHOLD, Done, SessionState, bad, no
 from postoffice.message import PARSE_INLINE_LIMIT, ParsedMessage, parse_message
@@ -147,7 +150,7 @@ async def expunge(session: SessionState, command: p.Expunge | p.UidExpunge) -> D
     view = _view(session)
     view.mark_gone(removed)
     view.dirty = True
-    return Done(f"{command.name} completed")
+    return Done(f"{command.name} completed", expunged=bool(removed))
 
 
 # -------------------------------------------------------------------------------------------- FETCH
@@ -208,14 +211,19 @@ class _FetchPlan:
 
 
 async def fetch(session: SessionState, command: p.Fetch) -> Done:
-    if command.vanished:
-        raise bad("VANISHED needs QRESYNC, which is not enabled")
     changed_since = command.changed_since
+    if command.vanished:  # RFC 7162 3.2.6
+        if not session.qresync:
+            raise bad("VANISHED needs QRESYNC, which is not enabled")
+        if not command.uid or changed_since is None:
+            raise bad("VANISHED is for UID FETCH with CHANGEDSINCE")
     items = list(command.items)
     if changed_since is not None or _has_modseq(items):
         session.enable_condstore()  # RFC 7162 3.1
     view = _view(session)
     uids = [u for u in session.resolve(command.sequence, uid=command.uid) if u not in view.gone]
+    if command.vanished and changed_since is not None:
+        await session.send_vanished_earlier(view, command.sequence, changed_since)
     if changed_since is not None:
         # RFC 7162 3.1.4.1: only messages changed after it (strictly), and MODSEQ with them
         uids = [u for u in uids if view.modseq_of(u) > changed_since]
@@ -232,8 +240,11 @@ async def fetch(session: SessionState, command: p.Fetch) -> Done:
                 items.append(p.FetchAttribute("FLAGS"))
             if session.condstore and not _has_modseq(items):
                 items.append(p.FetchAttribute("MODSEQ"))  # RFC 7162 3.1.4.2: the \Seen changed it
-    if command.uid and not any(isinstance(i, p.FetchAttribute) and i.name == "UID" for i in items):
-        items.insert(0, p.FetchAttribute("UID"))  # RFC 9051 6.4.9: UID FETCH always includes UID
+    has_uid = any(isinstance(i, p.FetchAttribute) and i.name == "UID" for i in items)
+    if not has_uid and (command.uid or (session.qresync and _has_modseq(items))):
+        # RFC 9051 6.4.9: UID FETCH always includes UID; RFC 7162 3.2.4: so does a QRESYNC session's FETCH
+        # that gives MODSEQ
+        items.insert(0, p.FetchAttribute("UID"))
     plan = _FetchPlan.of(items)
     with_flags = _has_flags(items)
     if not plan.renderings and not plan.parse and not plan.content:
@@ -588,7 +599,7 @@ async def store(session: SessionState, command: p.Store) -> Done:
         stored = uid not in modified
         if command.silent and stored and not condstore:
             continue
-        parts = [f"UID {uid}"] if command.uid else []
+        parts = [f"UID {uid}"] if command.uid or session.qresync else []  # RFC 7162 3.2.4
         if not command.silent or not stored:  # RFC 7162 3.1.3: the flags of one left alone, unasked
             parts.append(f"FLAGS ({view.flags_of(uid, with_recent=not session.rev2)})")
         if condstore:
@@ -633,9 +644,9 @@ async def copy(session: SessionState, command: p.Copy | p.Move) -> Done:
     if code is not None:
         session.untagged(f"OK [{code}] Moved")
     view.mark_gone(s for s, _ in pairs)
-    for seq in view.take_expunges():
-        session.untagged(f"{seq} EXPUNGE")
-    return Done(f"{command.name} completed")
+    view.dirty = True  # the MOVE's own MODSEQ: read back before the tagged reply gives HIGHESTMODSEQ
+    session.send_expunges(view)
+    return Done(f"{command.name} completed", expunged=bool(pairs))
 
 
 # ------------------------------------------------------------------------------------------- SEARCH

@@ -91,6 +91,9 @@ class MailboxView:
         self.keywords: set[str] = set(snapshot.keywords)
         #: CONDSTORE is on (RFC 7162 3.1): a new MODSEQ is news even when the flags ended as they were
         self.report_modseq = False
+        #: The highest MODSEQ up to which every change, expunges included, has been told to the client: below
+        #: any expunge still held back (`gone`); the HIGHESTMODSEQ a QRESYNC client may resume from (3.2)
+        self.full_modseq = snapshot.modseq
 
     def _own(self) -> list[frozenset[str]]:
         """The columns, copied from the snapshot (which other sessions share) before the first change."""
@@ -195,6 +198,8 @@ class MailboxView:
         """Take what changed in the store after `modseq` (`MailStore.changes_since`), at a cost in proportion
         to the changes. Returns the new UIDs."""
         self.dirty = False
+        if not self.gone:
+            self.full_modseq = self.modseq  # what was read before this: all told, or about to be
         for uid in changes.expunged:
             if uid in self:
                 self.gone.add(uid)
@@ -235,11 +240,20 @@ class MailboxView:
     def take_expunges(self) -> list[int]:
         """Remove the gone messages; their sequence numbers in the order to send EXPUNGE responses (each one
         valid at the moment it is sent: highest first, so no number shifts under a later one)."""
+        return self._remove_gone()[0]
+
+    def take_vanished(self) -> list[int]:
+        """Remove the gone messages; their UIDs, ascending (for one VANISHED response, RFC 7162 3.2.10)."""
+        return self._remove_gone()[1]
+
+    def _remove_gone(self) -> tuple[list[int], list[int]]:
         if not self.gone:
-            return []
+            self.full_modseq = self.modseq
+            return [], []
         gone = self.gone
         keep = [uid not in gone for uid in self.uids]
         seqs = [i + 1 for i, kept in enumerate(keep) if not kept]
+        removed = [uid for uid, kept in zip(self.uids, keep, strict=True) if not kept]
         self.uids = array(self.uids.typecode, itertools.compress(self.uids, keep))
         self._modseqs = array(self._modseqs.typecode, itertools.compress(self._modseqs, keep))
         self._flags = list(itertools.compress(self._flags, keep))
@@ -249,4 +263,5 @@ class MailboxView:
             self.recent.discard(uid)
         self.gone = set()
         self.reported_exists -= len(seqs)
-        return seqs[::-1]
+        self.full_modseq = self.modseq
+        return seqs[::-1], removed

@@ -300,6 +300,7 @@ class ImapProtocol:
             "LIST-STATUS",
             "STATUS=SIZE",
             "CONDSTORE",
+            "QRESYNC",
             f"APPENDLIMIT={self.settings.append_limit}",
             "UTF8=ACCEPT",
         ]
@@ -349,6 +350,9 @@ class ImapProtocol:
         except CommandFailed as failure:
             if session.state is State.SELECTED and session.view is not None:
                 await session.sync(_expunge_allowed(command))
+                highest = session.closing_highest_modseq(False)
+                if highest is not None:
+                    session.untagged(f"OK [HIGHESTMODSEQ {highest}] Highest")
             self._tagged(command.tag, failure.status, failure.text, failure.code)
             return
         except OverQuota as exc:
@@ -379,9 +383,16 @@ class ImapProtocol:
             session.discard_append()
         if done is None:
             return  # the command wrote its own tagged reply (LOGOUT, STARTTLS, IDLE), or is not over yet
+        code = done.code
         if session.state is State.SELECTED and session.view is not None:
             await session.sync(_expunge_allowed(command))
-        self._tagged(command.tag, "OK", done.text, done.code)
+            highest = session.closing_highest_modseq(done.expunged)
+            if highest is not None:
+                if code is None:
+                    code = f"HIGHESTMODSEQ {highest}"
+                else:  # one response code per response: this one goes untagged, just before (RFC 7162 6)
+                    session.untagged(f"OK [HIGHESTMODSEQ {highest}] Highest")
+        self._tagged(command.tag, "OK", done.text, code)
 
     async def _dispatch(self, command: p.Command) -> Done | None:
         session = self.session
@@ -511,6 +522,13 @@ class ImapProtocol:
                 if not session.condstore:
                     session.enable_condstore()
                     enabled.append("CONDSTORE")
+                continue
+            elif name == "QRESYNC":
+                # RFC 7162 3.2.3: QRESYNC implies CONDSTORE; ENABLED names what was asked for
+                if not session.qresync:
+                    session.enable_condstore()
+                    session.qresync = True
+                    enabled.append("QRESYNC")
                 continue
             else:
                 continue

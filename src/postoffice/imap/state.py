@@ -38,7 +38,7 @@ from postoffice.imap import wire
 from postoffice.imap.access import MailAccess
 from postoffice.imap.mailbox_view import InvalidSequence, MailboxView
 from postoffice.imap.mutf7 import encode_mutf7
-from postoffice.imap.sequence import SequenceSet
+from postoffice.imap.sequence import SequenceSet, format_sequence_set
 from postoffice.imap.settings import ImapSettings
 from postoffice.store import SYSTEM_FLAGS, Account, ChangeEvent, MailboxInfo, NotFound, StoreError
 from postoffice.store.api import KeywordLimits
@@ -79,10 +79,11 @@ def bad(text: str, code: str | None = None) -> CommandFailed:
 
 @dataclass(frozen=True)
 class Done:
-    """A command's tagged OK."""
+    """A command's tagged OK; `expunged`: the command removed messages (for HIGHESTMODSEQ, RFC 7162 3.2.7)."""
 
     text: str
     code: str | None = None
+    expunged: bool = False
 
 
 class Transport(Protocol):
@@ -154,6 +155,8 @@ class SessionState:
         #: RFC 7162 3.1: a CONDSTORE enabling command was used; from then on every untagged FETCH carries
         #: MODSEQ and every SELECT / EXAMINE reports HIGHESTMODSEQ, until the connection ends
         self.condstore = False
+        #: RFC 7162 3.2: ENABLE QRESYNC was answered; VANISHED replaces EXPUNGE, SELECT takes QRESYNC
+        self.qresync = False
         #: RFC 5182: the UIDs saved by the last SEARCH RETURN (SAVE); None when there is none (`$` is empty).
         self.saved_result: list[int] | None = None
         #: Change notifications received; SELECT compares it before and after reading, so that a change
@@ -284,15 +287,14 @@ class SessionState:
                 first_recent = await self.claim_recent(view.mailbox_id)
                 view.recent.update(uid for uid in new if uid >= first_recent)
         if allow_expunge:
-            for seq in view.take_expunges():
-                self.untagged(f"{seq} EXPUNGE")
+            self.send_expunges(view)
         self.announce_keywords(view, [*view.flag_updates, *view.uids[view.reported_exists :]])
         for uid in sorted(view.flag_updates):
             number = view.seq_of(uid)
             if number is not None and uid not in view.gone:
                 # RFC 9051 7.5.2: an unsolicited FETCH MUST include UID (harmless for IMAP4rev1 clients)
                 flags = view.flags_of(uid, with_recent=not self.rev2)
-                if self.condstore:  # RFC 7162 3.1: MODSEQ in every untagged FETCH once enabled
+                if self.condstore:  # RFC 7162 3.1: MODSEQ in every untagged FETCH once enabled (UID: 3.2.4)
                     modseq = view.modseq_of(uid)
                     self.untagged(f"{number} FETCH (UID {uid} FLAGS ({flags}) MODSEQ ({modseq}))")
                 else:
@@ -304,6 +306,40 @@ class SessionState:
             if not self.rev2:
                 view.reported_recent = len(view.recent)
                 self.untagged(f"{view.reported_recent} RECENT")
+
+    def send_expunges(self, view: MailboxView) -> None:
+        """Report the view's gone messages: one VANISHED with their UIDs after ENABLE QRESYNC (RFC 7162
+        3.2.10), else an EXPUNGE per message (RFC 9051 7.5.1)."""
+        if self.qresync:
+            uids = view.take_vanished()
+            if uids:
+                self.untagged(f"VANISHED {format_sequence_set(uids)}")
+            return
+        for seq in view.take_expunges():
+            self.untagged(f"{seq} EXPUNGE")
+
+    async def send_vanished_earlier(self, view: MailboxView, known: SequenceSet, modseq: int) -> None:
+        """`* VANISHED (EARLIER) uids` (RFC 7162 3.2.6, 3.2.5.1): the UIDs of `known` expunged after
+        `modseq` that this session no longer shows (one it still shows, expunged meanwhile, is told live).
+        The store keeps every expunge's tombstone, so the answer is exact (decision 0061)."""
+        changes = await self.store.changes_since(view.mailbox_id, modseq)
+        largest = max(view.uids[-1] if view.uids else 0, view.info.uidnext - 1)
+        ranges = known.resolve(largest)
+        gone = [u for u in changes.expunged if u not in view and any(lo <= u <= hi for lo, hi in ranges)]
+        if gone:
+            self.untagged(f"VANISHED (EARLIER) {format_sequence_set(gone)}")
+
+    def closing_highest_modseq(self, expunged: bool) -> int | None:
+        """The HIGHESTMODSEQ to give at the end of a command of a QRESYNC session, or None (RFC 7162 3.2):
+        while expunges are held back (during FETCH, STORE, SEARCH), one below them, so that a client that
+        resumes from it later is told of them; after an EXPUNGE, UID EXPUNGE or MOVE that removed messages,
+        the mailbox's (3.2.7, 3.2.9; RFC 6851 4.4)."""
+        view = self.view
+        if not self.qresync or view is None:
+            return None
+        if view.gone:
+            return max(view.full_modseq, 1)
+        return highest_modseq(view) if expunged else None
 
     def announce_keywords(self, view: MailboxView, uids: list[int]) -> None:
         """A keyword new to the mailbox is announced with FLAGS (and PERMANENTFLAGS when writable) before any
