@@ -54,6 +54,7 @@ __all__ = [
     "Address",
     "All",
     "And",
+    "ContentIs",
     "Criteria",
     "Date",
     "HasFlag",
@@ -62,6 +63,7 @@ __all__ = [
     "Or",
     "Size",
     "Text",
+    "ThreadIs",
     "UidIn",
     "fold",
     "header_value_matches",
@@ -140,6 +142,20 @@ class ModSeq:
 
 
 @dataclass(frozen=True)
+class ContentIs:
+    """The message's content is `content_id` (IMAP's SEARCH EMAILID, RFC 8474: copies share it)."""
+
+    content_id: int
+
+
+@dataclass(frozen=True)
+class ThreadIs:
+    """The message is in the conversation `thread_id` (SEARCH THREADID, RFC 8474)."""
+
+    thread_id: int
+
+
+@dataclass(frozen=True)
 class Text:
     field: TextField
     needle: str
@@ -195,7 +211,9 @@ class And:
         object.__setattr__(self, "terms", tuple(self.terms))
 
 
-Criteria: TypeAlias = All | UidIn | HasFlag | Date | Size | ModSeq | Text | Address | Not | Or | And
+Criteria: TypeAlias = (
+    All | UidIn | HasFlag | Date | Size | ModSeq | ContentIs | ThreadIs | Text | Address | Not | Or | And
+)
 
 #: Header fields (lowercased names) whose values are also searched as addresses (RFC 5322 3.6.2, 3.6.3).
 ADDRESS_FIELDS = frozenset({"from", "sender", "reply-to", "to", "cc", "bcc"})

@@ -56,6 +56,7 @@ from postoffice.store.criteria import (
     Address,
     All,
     And,
+    ContentIs,
     Criteria,
     Date,
     HasFlag,
@@ -64,6 +65,7 @@ from postoffice.store.criteria import (
     Or,
     Size,
     Text,
+    ThreadIs,
     UidIn,
     ascii_with_non_ascii_variants,
     fold,
@@ -314,6 +316,12 @@ class _Compiler:
         if isinstance(c, ModSeq):
             self.params.append(c.n)
             return "(m.modseq >= ?)"
+        if isinstance(c, ContentIs):
+            self.params.append(c.content_id)
+            return "(m.content_id = ?)"
+        if isinstance(c, ThreadIs):
+            self.params.append(c.thread_id)
+            return "(m.thread_id = ?)"
         if isinstance(c, Date):
             return self._date(c)
         if isinstance(c, Text):

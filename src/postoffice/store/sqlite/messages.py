@@ -199,12 +199,26 @@ class MessagesMixin(SqliteBase):
     ) -> int:
         """The message bytes, its parsed structure (`parsed_json`: without the search text, which lives in the
         FTS table only) and its search text, shared by `refcount` message rows."""
-        cur = conn.execute(
-            "INSERT INTO contents (size, refcount, parsed, created, sent_date, search_truncated) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (parsed.size, refcount, parsed_json, time.time(), parsed.sent_date, int(parsed.search_truncated)),
+        # the id from a counter, never SQLite's max(id) + 1: a content id is never given twice (IMAP's
+        # EMAILID, RFC 8474, is made of it, and must never name another message later)
+        content_id = int(
+            conn.execute(
+                "UPDATE meta SET value = value + 1 WHERE key = 'next_content_id' RETURNING value - 1"
+            ).fetchone()[0]
         )
-        content_id = int(cur.lastrowid or 0)
+        conn.execute(
+            "INSERT INTO contents (id, size, refcount, parsed, created, sent_date, search_truncated) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                content_id,
+                parsed.size,
+                refcount,
+                parsed_json,
+                time.time(),
+                parsed.sent_date,
+                int(parsed.search_truncated),
+            ),
+        )
         self._write_content(conn, content_id, source, parsed.size)
         insert_kept_forms(conn, content_id, render_kept_forms(parsed))
         # SQLite's LIKE stops at a NUL; no search string can contain one (postoffice.store.criteria)

@@ -23,7 +23,7 @@ from postoffice.store.sqlite.rows import insert_addresses, insert_kept_forms, re
 
 log = logging.getLogger("postoffice.store")
 
-SCHEMA_VERSION = 18
+SCHEMA_VERSION = 19
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -244,6 +244,11 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
     # MTA-STS policies, report counts and received reports (issue 13, docs/decisions/0057, 0058): new
     # tables; REQUIRETLS of queued messages (RFC 8689), off for those queued before.
     17: (_add_column("queue_messages", "require_tls", "INTEGER NOT NULL DEFAULT 0"), *_REPORT_TABLES),
+    # Content ids from a counter, never reused (IMAP OBJECTID's EMAILID, RFC 8474; docs/decisions/0062).
+    18: (
+        "INSERT OR IGNORE INTO meta (key, value) "
+        "SELECT 'next_content_id', coalesce(max(id), 0) + 1 FROM contents",
+    ),
 }
 
 
@@ -269,6 +274,7 @@ def initialise(path: Path) -> None:
                         ("next_uidvalidity", int(time.time())),
                         ("next_queue_id", 1),
                         ("next_thread_id", 1),
+                        ("next_content_id", 1),
                     ],
                 )
                 conn.execute("COMMIT")

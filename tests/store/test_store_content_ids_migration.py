@@ -1,0 +1,55 @@
+"""Content ids are never given twice (IMAP OBJECTID's EMAILID, RFC 8474; docs/decisions/0062): new ids come
+from a counter, also after the newest content was deleted (SQLite's own rowids would give its id again), and
+a version 18 store gets the counter from its contents."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from postoffice.store import open_store
+from postoffice.store.sqlite import SCHEMA_VERSION
+from tests.store.contract.harness import accounts, deliver, inbox_of, message
+
+
+async def _deliver_and_expunge_the_newest(path: Path) -> tuple[int, int]:
+    """(the content id of the newest message, expunged; the content id of the next one delivered)."""
+    store = open_store(path)
+    try:
+        (demo,) = await accounts(store, "demo") if not await store.list_domains() else [1]
+        inbox = await inbox_of(store, demo)
+        await deliver(store, message("one"), [demo])
+        await deliver(store, message("two"), [demo])
+        newest = (await store.list_messages(inbox))[-1]
+        await store.store_flags(inbox, [newest.uid], ["\\Deleted"], "add")
+        await store.expunge_deleted(inbox)
+        await deliver(store, message("three"), [demo])
+        latest = (await store.list_messages(inbox))[-1]
+        return newest.content_id, latest.content_id
+    finally:
+        await store.close()
+
+
+def test_a_deleted_contents_id_is_never_given_again(tmp_path: Path) -> None:
+    expunged, next_one = asyncio.run(_deliver_and_expunge_the_newest(tmp_path / "store.sqlite3"))
+    assert next_one > expunged
+
+
+def test_a_version_18_store_counts_on_from_its_contents(tmp_path: Path) -> None:
+    path = tmp_path / "v18.sqlite3"
+    first_expunged, _ = asyncio.run(_deliver_and_expunge_the_newest(path))
+    conn = sqlite3.connect(path)
+    highest = conn.execute("SELECT max(id) FROM contents").fetchone()[0]
+    conn.executescript(
+        "DELETE FROM meta WHERE key = 'next_content_id';"
+        "UPDATE meta SET value = 18 WHERE key = 'schema_version';"
+    )
+    conn.commit()
+    conn.close()
+    expunged, next_one = asyncio.run(_deliver_and_expunge_the_newest(path))
+    assert expunged > highest  # the counter started above every content there was
+    assert next_one > expunged > first_expunged
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
