@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from postoffice.message import ParsedMessage
-    from postoffice.store import ChangeEvent, Criteria, DeliveredCopy, FlagUpdate, MailboxInfo, MailboxStatus
+    from postoffice.store import (
+        ChangeEvent,
+        Criteria,
+        DeliveredCopy,
+        FlagUpdate,
+        MailboxInfo,
+        MailboxStatus,
+        MessageInfo,
+    )
     from postoffice.store.api import AppendItem, ImapRendering, KeywordLimits, MailboxChanges, MailboxSnapshot
 
 
@@ -97,6 +105,8 @@ class MailAccess(Protocol):
     async def expunge_deleted(self, mailbox_id: int, only: Iterable[int] | None = None) -> list[int]: ...
 
     async def search(self, mailbox_id: int, criteria: Criteria) -> list[int]: ...
+
+    async def get_messages(self, mailbox_id: int, uids: Iterable[int]) -> list[MessageInfo]: ...
 
     # -- what FETCH reads
     async def imap_renderings(self, content_ids: Sequence[int]) -> dict[int, ImapRendering]: ...

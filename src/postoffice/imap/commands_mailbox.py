@@ -46,6 +46,7 @@ from typing import Any
 from postoffice.imap import parser as p
 from postoffice.imap.mailbox_view import MailboxView
 from postoffice.imap.mutf7 import MUtf7Error, decode_mutf7, encode_mutf7
+from postoffice.imap.objectid import mailbox_objectid
 from postoffice.imap.sequence import MAX_NUMBER, SequenceSet
 from postoffice.imap.state import CommandFailed, Done, SessionState, State, bad, highest_modseq, no
 from postoffice.store import AlreadyExists, LimitExceeded, MailboxInfo, NotFound
@@ -166,6 +167,7 @@ async def select(session: SessionState, command: p.Select | p.Examine) -> Done:
             session.untagged(f"OK [UNSEEN {first_unseen}] First unseen message")
     session.untagged(f"OK [UIDVALIDITY {snapshot.mailbox.uidvalidity}] UIDs valid")
     session.untagged(f"OK [UIDNEXT {snapshot.mailbox.uidnext}] Predicted next UID")
+    session.untagged(f"OK [MAILBOXID ({mailbox_objectid(snapshot.mailbox)})] Ok")  # RFC 8474 4.1
     if session.condstore:  # RFC 7162 3.1.2.1
         session.untagged(f"OK [HIGHESTMODSEQ {highest_modseq(view)}] Highest")
     if session.rev2:
@@ -291,7 +293,7 @@ async def create(session: SessionState, command: p.Create) -> Done:
     _check_count(session, len(existing), len(superiors) + 1)
     await _create_superiors(session, account, superiors)
     try:
-        await session.store.create_mailbox(
+        created = await session.store.create_mailbox(
             account, name, special, max_mailboxes=session.settings.max_mailboxes
         )
     except AlreadyExists:
@@ -300,7 +302,7 @@ async def create(session: SessionState, command: p.Create) -> Done:
         raise no("Mailbox already exists", "ALREADYEXISTS") from None
     except LimitExceeded:  # another session created some meanwhile
         raise _too_many(session) from None
-    return Done("CREATE completed")
+    return Done("CREATE completed", f"MAILBOXID ({mailbox_objectid(created)})")  # RFC 8474 4.1
 
 
 async def _create_superiors(session: SessionState, account: int, superiors: list[str]) -> None:
@@ -690,9 +692,7 @@ async def lsub(session: SessionState, command: p.Lsub) -> Done:
 
 
 def _check_status_items(items: tuple[str, ...]) -> None:
-    unsupported = {"MAILBOXID"} & set(items)
-    if unsupported:
-        raise bad(f"STATUS {' '.join(sorted(unsupported))} is not supported")
+    """Every STATUS item the parser knows is supported (the parser refuses the others)."""
 
 
 async def status(session: SessionState, command: p.Status) -> Done:
@@ -726,7 +726,9 @@ async def _send_status(session: SessionState, info: MailboxInfo, items: tuple[st
     }
     if session.rev2:
         values.pop("RECENT")
-    text = " ".join(f"{item} {values[item]}" for item in items if item in values)
+    texts = {item: str(value) for item, value in values.items()}
+    texts["MAILBOXID"] = f"({mailbox_objectid(info)})"  # RFC 8474 4.2
+    text = " ".join(f"{item} {texts[item]}" for item in items if item in texts)
     session.untagged(b"STATUS " + session.mailbox_name(info.name) + f" ({text})".encode())
 
 

@@ -52,6 +52,7 @@ from postoffice.imap import parser as p
 from postoffice.imap import search as search_mod
 from postoffice.imap import wire
 from postoffice.imap.mailbox_view import Entry, MailboxView, flags_text
+from postoffice.imap.objectid import email_objectid, thread_objectid
 from postoffice.imap.sequence import format_sequence_set
 from postoffice.imap.state import FLUSH_THRESHOLD, Done, SessionState, bad, no
 from postoffice.message import PARSE_INLINE_LIMIT, ParsedMessage, parse_message
@@ -230,6 +231,10 @@ async def fetch(session: SessionState, command: p.Fetch) -> Done:
         if not _has_modseq(items):
             items.append(p.FetchAttribute("MODSEQ"))
     store = session.store
+    if any(isinstance(i, p.FetchAttribute) and i.name == "THREADID" for i in items):
+        missing = [u for u in uids if u not in view.threads]
+        for info in await store.get_messages(view.mailbox_id, missing) if missing else ():
+            view.threads[info.uid] = info.thread_id
     if not view.read_only and any(_sets_seen(item) for item in items):
         unseen = [u for u in uids if "\\Seen" not in view.flags(u)]
         if unseen:
@@ -474,6 +479,11 @@ def _render(
                 yield (b"UID %d" % uid)
             elif name == "MODSEQ":
                 yield (b"MODSEQ (%d)" % view.modseq_of(uid))  # RFC 7162 3.1.4: parenthesized
+            elif name == "EMAILID":  # RFC 8474 5.1
+                yield (b"EMAILID (%s)" % email_objectid(entry[3]).encode())
+            elif name == "THREADID":  # RFC 8474 5.2: NIL for a message in no conversation
+                thread = view.threads.get(uid, 0)
+                yield (b"THREADID (%s)" % thread_objectid(thread).encode()) if thread else b"THREADID NIL"
             elif name == "FLAGS":
                 recent = not session.rev2 and uid in view.recent
                 yield (b"FLAGS (%s)" % flags_text(flags, recent).encode())

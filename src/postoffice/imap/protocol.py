@@ -301,6 +301,7 @@ class ImapProtocol:
             "STATUS=SIZE",
             "CONDSTORE",
             "QRESYNC",
+            "OBJECTID",
             f"APPENDLIMIT={self.settings.append_limit}",
             "UTF8=ACCEPT",
         ]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Collection, Mapping, Sequence
 
+from postoffice.imap.objectid import objectid_number
 from postoffice.imap.parser import (
     SearchAnd,
     SearchDate,
@@ -38,6 +39,7 @@ from postoffice.imap.parser import (
     SearchKeyword,
     SearchModSeq,
     SearchNot,
+    SearchObjectId,
     SearchOr,
     SearchSequence,
     SearchSize,
@@ -48,6 +50,7 @@ from postoffice.imap.sequence import SequenceSet, format_sequence_set
 from postoffice.store.criteria import (
     All,
     And,
+    ContentIs,
     Criteria,
     Date,
     DateField,
@@ -58,6 +61,7 @@ from postoffice.store.criteria import (
     Or,
     Size,
     Text,
+    ThreadIs,
     UidIn,
 )
 
@@ -157,6 +161,13 @@ class _Translator:
             return Or(self.key(k.left), self.key(k.right))
         if isinstance(k, SearchAnd):
             return And(tuple(self.key(sub) for sub in k.keys))
+        if isinstance(k, SearchObjectId):
+            # RFC 8474 6: an id this server never gave matches nothing
+            if k.field == "EMAILID":
+                number = objectid_number(k.objectid, "E")
+                return Not(All()) if number is None else ContentIs(number)
+            number = objectid_number(k.objectid, "T")
+            return Not(All()) if number is None else ThreadIs(number)
         if isinstance(k, SearchModSeq):
             # RFC 7162 3.1.5: one MODSEQ per message here, so the entry name and type change nothing
             return ModSeq(k.modseq)

@@ -95,7 +95,7 @@ class Partial:
 @dataclass(frozen=True)
 class FetchAttribute:
     """A fetch item without section: ENVELOPE FLAGS INTERNALDATE RFC822 RFC822.HEADER RFC822.SIZE RFC822.TEXT
-    BODY BODYSTRUCTURE UID MODSEQ."""
+    BODY BODYSTRUCTURE UID MODSEQ EMAILID THREADID."""
 
     name: str
 
@@ -112,6 +112,8 @@ class FetchAttribute:
             "BODYSTRUCTURE",
             "UID",
             "MODSEQ",
+            "EMAILID",
+            "THREADID",
         ]
     )
 
@@ -274,6 +276,14 @@ class SearchModSeq:
 
 
 @dataclass(frozen=True)
+class SearchObjectId:
+    """EMAILID objectid or THREADID objectid (RFC 8474 section 6); `field` is "EMAILID" or "THREADID"."""
+
+    field: str
+    objectid: str
+
+
+@dataclass(frozen=True)
 class SearchNot:
     key: SearchKey
 
@@ -301,6 +311,7 @@ SearchKey: TypeAlias = (
     | SearchSequence
     | SearchUid
     | SearchModSeq
+    | SearchObjectId
     | SearchNot
     | SearchOr
     | SearchAnd

@@ -83,6 +83,7 @@ from postoffice.imap.parser.commands import (
     SearchKeyword,
     SearchModSeq,
     SearchNot,
+    SearchObjectId,
     SearchOr,
     SearchSequence,
     SearchSize,
@@ -616,8 +617,22 @@ def _modseq(sc: Scanner, what: str) -> int:
 _SEARCH_KEYS_WITH_ARGUMENTS = (
     SearchText.NAMES
     | SearchDate.NAMES
-    | {"LARGER", "SMALLER", "HEADER", "KEYWORD", "UNKEYWORD", "UID", "NOT", "OR", "MODSEQ"}
+    | {
+        "LARGER",
+        "SMALLER",
+        "HEADER",
+        "KEYWORD",
+        "UNKEYWORD",
+        "UID",
+        "NOT",
+        "OR",
+        "MODSEQ",
+        "EMAILID",
+        "THREADID",
+    }
 )
+#: RFC 8474 section 7: objectid = 1*255(ALPHA / DIGIT / "_" / "-")
+_OBJECTID = re.compile(r"[A-Za-z0-9_-]{1,255}")
 
 
 def _search_key(sc: Scanner, depth: int) -> SearchKey:
@@ -664,6 +679,11 @@ def _search_key(sc: Scanner, depth: int) -> SearchKey:
         left = _search_key(sc, depth + 1)
         sc.sp()
         return SearchOr(left, _search_key(sc, depth + 1))
+    if word in ("EMAILID", "THREADID"):
+        objectid = sc.atom("an object id")
+        if not _OBJECTID.fullmatch(objectid):
+            raise BadSyntax(f"invalid object id {objectid!r}")
+        return SearchObjectId(word, objectid)
     if word == "MODSEQ":
         entry: tuple[str, str] | None = None
         if sc.peek() == 0x22:
