@@ -43,7 +43,7 @@ Implementation notes
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -171,6 +171,8 @@ def _sets_seen(item: p.FetchItem) -> bool:
     return isinstance(item, p.FetchAttribute) and item.name in _SEEN_ITEMS
 
 
+#: PREVIEW gives at most this many characters (RFC 8970 3.1: the limit).
+PREVIEW_LENGTH = 256
 #: FETCH reads the store in batches of this many messages (one read for all their renderings or parses) ...
 FETCH_BATCH = 500
 #: ... and, when message bytes are needed, of at most this many octets (a larger message is read alone).
@@ -190,13 +192,16 @@ class _FetchPlan:
     renderings: bool  # ENVELOPE / BODYSTRUCTURE: the renderings made at delivery
     parse: bool  # BODY, RFC822.HEADER/TEXT, sections with a part or a kind, BINARY: the stored parse
     content: bool  # message bytes
+    previews: bool = False  # PREVIEW: the start of the text kept for search (RFC 8970)
 
     @classmethod
     def of(cls, items: list[p.FetchItem]) -> _FetchPlan:
-        renderings = parse = content = False
+        renderings = parse = content = previews = False
         for item in items:
             if isinstance(item, p.FetchAttribute):
-                if item.name in ("ENVELOPE", "BODYSTRUCTURE"):
+                if item.name == "PREVIEW":
+                    previews = True
+                elif item.name in ("ENVELOPE", "BODYSTRUCTURE"):
                     renderings = True
                 elif item.name == "BODY":
                     parse = True
@@ -208,7 +213,7 @@ class _FetchPlan:
                 parse = parse or bool(item.section.part) or item.section.text is not None
             else:  # BINARY[...] and BINARY.SIZE[...]
                 content = parse = True
-        return cls(renderings, parse, content)
+        return cls(renderings, parse, content, previews)
 
 
 async def fetch(session: SessionState, command: p.Fetch) -> Done:
@@ -252,7 +257,7 @@ async def fetch(session: SessionState, command: p.Fetch) -> Done:
         items.insert(0, p.FetchAttribute("UID"))
     plan = _FetchPlan.of(items)
     with_flags = _has_flags(items)
-    if not plan.renderings and not plan.parse and not plan.content:
+    if not plan.renderings and not plan.parse and not plan.content and not plan.previews:
         # In slices, each written at once: the client reads one while the next is formatted (two cores
         # work on a `UID FETCH 1:* (FLAGS)` instead of one after the other).
         for start in range(0, len(uids), METADATA_SLICE):
@@ -344,6 +349,7 @@ async def _fetch_batch(
     need_parse = content_ids if plan.parse else [cid for cid in content_ids if cid not in renderings]
     parses = await store.get_parsed_many(need_parse) if need_parse and (plan.parse or plan.renderings) else {}
     contents = await store.read_contents(content_ids) if plan.content else {}
+    previews = await store.snippets(content_ids, PREVIEW_LENGTH) if plan.previews else {}
     binary_parts = [item.part for item in items if isinstance(item, (p.FetchBinary, p.FetchBinarySize))]
     for entry in entries:
         cid = entry[3]
@@ -362,7 +368,7 @@ async def _fetch_batch(
         # (the command line allows it) must not build thousands of copies of a message in memory.
         session.send(b"* %d FETCH (" % entry[0])
         for index, part_bytes in enumerate(
-            _render(session, view, entry, items, rendering, parsed, contents.get(cid, b""))
+            _render(session, view, entry, items, rendering, parsed, contents.get(cid, b""), previews)
         ):
             session.send(b" " + part_bytes if index else part_bytes)
             if session.pending_output() >= FLUSH_THRESHOLD:
@@ -382,6 +388,7 @@ async def _fetch_large(
     if parsed is None:
         return  # expunged since the view was read
     rendering = (await store.imap_renderings([content_id])).get(content_id)
+    previews = await store.snippets([content_id], PREVIEW_LENGTH) if _FetchPlan.of(items).previews else {}
     for item in items:
         if isinstance(item, (p.FetchBinary, p.FetchBinarySize)) and not f.binary_decodable(parsed, item.part):
             raise _unknown_cte(item.part)  # before any of the response is queued
@@ -407,7 +414,7 @@ async def _fetch_large(
         def read(offset: int, length: int, data: bytes = data, start: int = start) -> bytes:
             return data[offset - start : offset - start + length]
 
-        (part,) = _render(session, view, entry, [item], rendering, parsed, read)
+        (part,) = _render(session, view, entry, [item], rendering, parsed, read, previews)
         session.send(part)
     session.send(b")\r\n")
 
@@ -468,8 +475,10 @@ def _render(
     rendering: ImapRendering | None,
     parsed: ParsedMessage | None,
     content: f.Source,
+    previews: Mapping[int, str] | None = None,
 ) -> Iterator[bytes]:
-    """Each item's response, one at a time (so that a caller can write them as they come)."""
+    """Each item's response, one at a time (so that a caller can write them as they come). `previews`: the
+    PREVIEW texts by content id, when PREVIEW is asked for."""
     utf8 = session.utf8
     _, uid, flags, _, size, internaldate = entry
     for item in items:
@@ -479,6 +488,11 @@ def _render(
                 yield (b"UID %d" % uid)
             elif name == "MODSEQ":
                 yield (b"MODSEQ (%d)" % view.modseq_of(uid))  # RFC 7162 3.1.4: parenthesized
+            elif name == "PREVIEW":  # RFC 8970 3: at most 256 characters, UTF-8, "" for no text
+                yield (
+                    b"PREVIEW "
+                    + wire.string(previews.get(entry[3], "") if previews else "", utf8=session.utf8)
+                )
             elif name == "EMAILID":  # RFC 8474 5.1
                 yield (b"EMAILID (%s)" % email_objectid(entry[3]).encode())
             elif name == "THREADID":  # RFC 8474 5.2: NIL for a message in no conversation

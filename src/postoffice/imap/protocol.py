@@ -302,6 +302,7 @@ class ImapProtocol:
             "CONDSTORE",
             "QRESYNC",
             "OBJECTID",
+            "PREVIEW",
             f"APPENDLIMIT={self.settings.append_limit}",
             "UTF8=ACCEPT",
         ]

@@ -95,7 +95,8 @@ class Partial:
 @dataclass(frozen=True)
 class FetchAttribute:
     """A fetch item without section: ENVELOPE FLAGS INTERNALDATE RFC822 RFC822.HEADER RFC822.SIZE RFC822.TEXT
-    BODY BODYSTRUCTURE UID MODSEQ EMAILID THREADID."""
+    BODY BODYSTRUCTURE UID MODSEQ EMAILID THREADID PREVIEW (its "(LAZY)" modifier read and dropped: the
+    preview is kept with the message, never costly, RFC 8970 3.2)."""
 
     name: str
 
@@ -114,6 +115,7 @@ class FetchAttribute:
             "MODSEQ",
             "EMAILID",
             "THREADID",
+            "PREVIEW",
         ]
     )
 

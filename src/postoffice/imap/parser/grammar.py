@@ -588,6 +588,9 @@ def _partial(sc: Scanner) -> Partial | None:
     return Partial(origin, length)
 
 
+_PREVIEW_LAZY = re.compile(rb" \((?i:lazy)\)")
+
+
 def _fetch_item(sc: Scanner) -> FetchItem:
     token = sc.match(_FETCH_NAME)
     if token is None:
@@ -602,6 +605,9 @@ def _fetch_item(sc: Scanner) -> FetchItem:
         return FetchBinary(part, _partial(sc), peek=name == "BINARY.PEEK")
     if name == "BINARY.SIZE" and bracket:
         return FetchBinarySize(_binary_part(sc))
+    if name == "PREVIEW" and not bracket:
+        sc.match(_PREVIEW_LAZY)  # RFC 8970 3.2: PREVIEW (LAZY) may answer NIL; ours is always at hand
+        return FetchAttribute(name)
     if name in FetchAttribute.NAMES and not bracket:
         return FetchAttribute(name)
     raise BadSyntax(f"unknown fetch item {token.decode('ascii', 'replace')}")
