@@ -1,7 +1,7 @@
 """The account's storage quota in IMAP (docs/decisions/0053): APPEND and COPY beyond it get NO [OVERQUOTA]
 (RFC 9051 section 7.1) and store nothing; deleting always works over quota (MOVE to Trash, and COPY to
 Trash, \\Deleted, EXPUNGE as clients without MOVE do), and then APPEND works again. The QUOTA extension
-(RFC 9208) is not offered yet."""
+(RFC 9208): GETQUOTAROOT, GETQUOTA, STATUS DELETED-STORAGE; SETQUOTA is the administrator's."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def test_append_over_the_quota_gets_overquota_and_deleting_makes_room(imap: Imap
     client = imap.imaps()
     typ, data = client.capability()
     assert typ == "OK"
-    assert b"QUOTA" not in data[0].split()
+    assert b"QUOTA" in data[0].split()
     client.select("INBOX")
     typ, resp = client.append("INBOX", "", None, sized("four", 600))
     assert (typ, resp) == ("NO", [b"[OVERQUOTA] Over the storage quota"])
@@ -57,4 +57,31 @@ def test_copy_over_the_quota_copies_nothing_and_the_session_goes_on(imap: ImapHa
     assert imap.call(imap.store.list_messages(imap.mailbox_id(DEMO, "Archive"))) == []
     assert raw.command("m", "MOVE 1:2 Archive")[-1] == "m OK MOVE completed"
     assert raw.command("n", "NOOP")[-1] == "n OK NOOP completed"
+    raw.close()
+
+
+def test_getquotaroot_and_getquota_report_storage_in_kib(imap: ImapHarness) -> None:
+    imap.deliver(DEMO, sized("one", 4096))
+    raw = imap.connect()
+    raw.login()
+    caps = raw.command("c", "CAPABILITY")[0].split()
+    assert "QUOTA" in caps
+    assert "QUOTA=RES-STORAGE" in caps
+    assert "QUOTASET" not in caps
+    assert raw.command("r0", "GETQUOTAROOT INBOX")[0] == '* QUOTAROOT "INBOX"'  # no quota: no root
+    assert raw.command("q0", 'GETQUOTA ""')[-1].startswith("q0 NO [NONEXISTENT]")
+    imap.call(imap.store.update_account(DEMO, quota=10 * 1024 * 1024))
+    assert raw.command("r1", "GETQUOTAROOT INBOX")[:2] == [
+        '* QUOTAROOT "INBOX" ""',
+        '* QUOTA "" (STORAGE 4 10240)',
+    ]
+    assert raw.command("q1", 'GETQUOTA ""')[0] == '* QUOTA "" (STORAGE 4 10240)'
+    assert raw.command("q2", 'GETQUOTA "other"')[-1].startswith("q2 NO [NONEXISTENT]")
+    assert raw.command("r2", "GETQUOTAROOT Nowhere")[-1].startswith("r2 NO [NONEXISTENT]")
+    assert raw.command("s", 'SETQUOTA "" (STORAGE 1)')[-1].startswith("s NO [NOPERM]")
+    assert raw.command("s2", 'SETQUOTA "" (STORAGE')[-1].startswith("s2 BAD")
+    raw.command("sel", "SELECT INBOX")
+    raw.command("d", "STORE 1 +FLAGS.SILENT (\\Deleted)")
+    status = raw.command("st", "STATUS INBOX (DELETED DELETED-STORAGE MESSAGES)")
+    assert status[0] == '* STATUS "INBOX" (DELETED 1 DELETED-STORAGE 4 MESSAGES 1)'
     raw.close()

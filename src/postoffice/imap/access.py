@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         MailboxInfo,
         MailboxStatus,
         MessageInfo,
+        QuotaUse,
     )
     from postoffice.store.api import AppendItem, ImapRendering, KeywordLimits, MailboxChanges, MailboxSnapshot
 
@@ -109,6 +110,9 @@ class MailAccess(Protocol):
     async def get_messages(self, mailbox_id: int, uids: Iterable[int]) -> list[MessageInfo]: ...
 
     async def snippets(self, content_ids: Sequence[int], length: int = 200) -> dict[int, str]: ...
+
+    # -- QUOTA (RFC 9208)
+    async def quota_usage(self, account_ids: Iterable[int]) -> dict[int, QuotaUse]: ...
 
     # -- what FETCH reads
     async def imap_renderings(self, content_ids: Sequence[int]) -> dict[int, ImapRendering]: ...

@@ -709,10 +709,13 @@ async def status(session: SessionState, command: p.Status) -> Done:
 
 async def _send_status(session: SessionState, info: MailboxInfo, items: tuple[str, ...]) -> None:
     state = await session.store.mailbox_status(info.id)
-    deleted = 0
-    if "DELETED" in items:
+    deleted = deleted_octets = 0
+    if "DELETED" in items or "DELETED-STORAGE" in items:
         snapshot = await session.store.snapshot(info.id)
-        deleted = sum(1 for flags in snapshot.flags if "\\Deleted" in flags)
+        for index, flags in enumerate(snapshot.flags):
+            if "\\Deleted" in flags:
+                deleted += 1
+                deleted_octets += snapshot.sizes[index]
     values: dict[str, int] = {
         "MESSAGES": state.mailbox.messages,
         "RECENT": state.recent,
@@ -720,6 +723,7 @@ async def _send_status(session: SessionState, info: MailboxInfo, items: tuple[st
         "UIDVALIDITY": state.mailbox.uidvalidity,
         "UNSEEN": state.unseen,
         "DELETED": deleted,
+        "DELETED-STORAGE": deleted_octets // 1024,  # RFC 9208 4.2: what an EXPUNGE would free, in KiB
         "SIZE": state.mailbox.size,
         "APPENDLIMIT": session.settings.append_limit,
         "HIGHESTMODSEQ": max(state.highest_modseq, 1),  # RFC 7162 3.1.7: 0 only without persistent MODSEQs
@@ -730,6 +734,47 @@ async def _send_status(session: SessionState, info: MailboxInfo, items: tuple[st
     texts["MAILBOXID"] = f"({mailbox_objectid(info)})"  # RFC 8474 4.2
     text = " ".join(f"{item} {texts[item]}" for item in items if item in texts)
     session.untagged(b"STATUS " + session.mailbox_name(info.name) + f" ({text})".encode())
+
+
+# ------------------------------------------------------------------------------------------- QUOTA
+
+#: The one quota root of an account (RFC 9208 3.2): every mailbox of the account is under it.
+QUOTA_ROOT = ""
+
+
+async def _quota_line(session: SessionState) -> bytes | None:
+    """`QUOTA "" (STORAGE used limit)` in KiB (RFC 9208 5.1), None for an account without a quota."""
+    account = _account_id(session)
+    use = (await session.store.quota_usage([account])).get(account)
+    if use is None:
+        return None
+    return b'QUOTA "" (STORAGE %d %d)' % (use.used // 1024, use.quota // 1024)
+
+
+async def getquotaroot(session: SessionState, command: p.GetQuotaRoot) -> Done:
+    """RFC 9208 4.1.2: the roots of the mailbox (the account's, when it has a quota) and their QUOTA."""
+    name = _existing(command.mailbox)
+    if await session.store.get_mailbox(_account_id(session), name) is None:
+        raise no("Mailbox does not exist", "NONEXISTENT")
+    line = await _quota_line(session)
+    session.untagged(b"QUOTAROOT " + session.mailbox_name(name) + (b' ""' if line is not None else b""))
+    if line is not None:
+        session.untagged(line)
+    return Done("GETQUOTAROOT completed")
+
+
+async def getquota(session: SessionState, command: p.GetQuota) -> Done:
+    line = await _quota_line(session) if command.root == QUOTA_ROOT else None
+    if line is None:
+        raise no("No such quota root", "NONEXISTENT")
+    session.untagged(line)
+    return Done("GETQUOTA completed")
+
+
+async def setquota(session: SessionState, command: p.SetQuota) -> Done:
+    # QUOTASET is not offered (RFC 9208 4.1.3): an administrator sets quotas (postoffice account quota, the
+    # admin pages), never the user
+    raise no("Quotas are set by the administrator", "NOPERM")
 
 
 Handler = Callable[[SessionState, Any], Awaitable[Done]]
@@ -745,4 +790,7 @@ HANDLERS: dict[type[p.Command], Handler] = {
     p.List: list_mailboxes,
     p.Lsub: lsub,
     p.Status: status,
+    p.GetQuota: getquota,
+    p.GetQuotaRoot: getquotaroot,
+    p.SetQuota: setquota,
 }

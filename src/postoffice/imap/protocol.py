@@ -37,9 +37,9 @@ Implementation notes
 - One place maps failures to replies (`_run_command`): `CommandFailed` gives the tagged NO/BAD it carries, a
   `StoreFull` "NO [OVERQUOTA]" (as Dovecot answers a full disk), an `OverQuota` (APPEND or COPY beyond the
   account's storage quota, checked by the store: docs/decisions/0053) "NO [OVERQUOTA]" too (RFC 9051
-  section 7.1; RFC 9208 section 4.3 for APPEND, COPY and MOVE; the QUOTA extension itself is not offered
-  yet), another `StoreError` "NO [UNAVAILABLE]", anything else is logged with its traceback and answered
-  "NO [SERVERBUG]"; the peer never sees a traceback.
+  section 7.1; RFC 9208 section 4.3 for APPEND, COPY and MOVE; GETQUOTA and GETQUOTAROOT report it,
+  SETQUOTA is refused: QUOTASET is not offered), another `StoreError` "NO [UNAVAILABLE]", anything else
+  is logged with its traceback and answered "NO [SERVERBUG]"; the peer never sees a traceback.
   An exception from the transport is not a command's failure: it goes to the glue, which ends the session.
 - Output is queued and written when the core needs more input, and whenever `FLUSH_THRESHOLD` octets are
   queued. Input is only fed when the reader has no complete command left, so a client that pipelines
@@ -137,6 +137,9 @@ _ALLOWED: dict[type[p.Command], tuple[State, ...]] = {
     p.List: _AUTHENTICATED,
     p.Lsub: _AUTHENTICATED,
     p.Status: _AUTHENTICATED,
+    p.GetQuota: _AUTHENTICATED,
+    p.GetQuotaRoot: _AUTHENTICATED,
+    p.SetQuota: _AUTHENTICATED,
     p.Append: _AUTHENTICATED,
     p.Check: (State.SELECTED,),
     p.Close: (State.SELECTED,),
@@ -303,6 +306,8 @@ class ImapProtocol:
             "QRESYNC",
             "OBJECTID",
             "PREVIEW",
+            "QUOTA",
+            "QUOTA=RES-STORAGE",
             f"APPENDLIMIT={self.settings.append_limit}",
             "UTF8=ACCEPT",
         ]

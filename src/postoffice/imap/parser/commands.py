@@ -555,7 +555,7 @@ class Namespace(Command):
 @dataclass(frozen=True)
 class Status(Command):
     """STATUS mailbox (items): MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN DELETED SIZE HIGHESTMODSEQ
-    APPENDLIMIT MAILBOXID, upper-case, in the client's order."""
+    APPENDLIMIT MAILBOXID DELETED-STORAGE, upper-case, in the client's order."""
 
     mailbox: MailboxName
     items: tuple[str, ...]
@@ -573,6 +573,7 @@ class Status(Command):
             "HIGHESTMODSEQ",
             "APPENDLIMIT",
             "MAILBOXID",
+            "DELETED-STORAGE",
         ]
     )
 
@@ -679,6 +680,31 @@ class Move(Command):
     mailbox: MailboxName
     uid: bool = False
     NAME = "MOVE"
+
+
+@dataclass(frozen=True)
+class GetQuota(Command):
+    """GETQUOTA quota-root (RFC 9208 4.1.1)."""
+
+    root: str
+    NAME = "GETQUOTA"
+
+
+@dataclass(frozen=True)
+class GetQuotaRoot(Command):
+    """GETQUOTAROOT mailbox (RFC 9208 4.1.2)."""
+
+    mailbox: MailboxName
+    NAME = "GETQUOTAROOT"
+
+
+@dataclass(frozen=True)
+class SetQuota(Command):
+    """SETQUOTA quota-root (resource limit ...) (RFC 9208 4.1.3); the list kept as (name, limit) pairs."""
+
+    root: str
+    limits: tuple[tuple[str, int], ...]
+    NAME = "SETQUOTA"
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,8 @@ from postoffice.imap.parser.commands import (
     FetchBinarySize,
     FetchBody,
     FetchItem,
+    GetQuota,
+    GetQuotaRoot,
     Id,
     Idle,
     List,
@@ -92,6 +94,7 @@ from postoffice.imap.parser.commands import (
     Section,
     SectionText,
     Select,
+    SetQuota,
     StartTls,
     Status,
     Store,
@@ -824,6 +827,32 @@ def _one_mailbox(
     return parse
 
 
+def _getquota(sc: Scanner, tag: str) -> Command:
+    sc.sp()
+    return GetQuota(tag, sc.text(sc.astring("a quota root")))
+
+
+def _getquotaroot(sc: Scanner, tag: str) -> Command:
+    sc.sp()
+    return GetQuotaRoot(tag, _mailbox(sc))
+
+
+def _setquota(sc: Scanner, tag: str) -> Command:
+    """SETQUOTA quota-root "(" [setquota-resource *(SP setquota-resource)] ")" (RFC 9208 section 7)."""
+    sc.sp()
+    root = sc.text(sc.astring("a quota root"))
+    sc.sp()
+    sc.expect(b"(")
+    limits: list[tuple[str, int]] = []
+    while not sc.take(b")"):
+        if limits:
+            sc.sp()
+        name = sc.atom("a resource name").upper()
+        sc.sp()
+        limits.append((name, sc.number(_MAX_NUMBER64, "a resource limit")))
+    return SetQuota(tag, root, tuple(limits))
+
+
 def _rename(sc: Scanner, tag: str) -> Command:
     sc.sp()
     old = _mailbox(sc)
@@ -1078,6 +1107,9 @@ _COMMANDS: dict[str, Callable[[Scanner, str], Command]] = {
     "UNSELECT": _no_args(Unselect),
     "EXPUNGE": _no_args(Expunge),
     "ID": _id,
+    "GETQUOTA": _getquota,
+    "GETQUOTAROOT": _getquotaroot,
+    "SETQUOTA": _setquota,
 }
 _NO_ARGS = frozenset(
     ["CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "NAMESPACE", "IDLE", "CHECK", "CLOSE", "UNSELECT", "EXPUNGE"]
