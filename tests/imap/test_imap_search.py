@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from tests.imap.conftest import DEMO
+import imaplib
+import time
+
+from tests.imap.conftest import DEMO, message
 from tests.imap.transcript import ImapHarness
 from tests.support.bounds import CALL_BOUND, bounded
 
@@ -100,3 +103,17 @@ def test_a_search_with_too_many_keys_is_bad_and_many_equal_keys_are_cheap(imap: 
     keys = " ".join(["1:*", "2:3", "NOT 3", "OR 2 1", "UID 1:*"] * 50)
     assert bounded(CALL_BOUND, raw.command, "b", "SEARCH " + keys)[0] == "* SEARCH 2"
     raw.close()
+
+
+def test_within_finds_messages_by_their_age_in_seconds(imap: ImapHarness) -> None:
+    """RFC 5032: YOUNGER and OLDER against the internal date APPEND gave."""
+    client = imap.imaps()
+    assert b"WITHIN" in client.capability()[1][0].split()
+    old = time.time() - 3 * 86400
+    assert client.append("INBOX", "", imaplib.Time2Internaldate(old), message("old"))[0] == "OK"
+    assert client.append("INBOX", "", None, message("new"))[0] == "OK"
+    client.select("INBOX")
+    assert client.search(None, "YOUNGER", "3600") == ("OK", [b"2"])
+    assert client.search(None, "OLDER", "86400") == ("OK", [b"1"])
+    assert client.search(None, "OLDER", "604800") == ("OK", [b""])
+    client.logout()

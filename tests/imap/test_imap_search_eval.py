@@ -22,7 +22,7 @@ from postoffice.imap.search import (
 )
 from postoffice.imap.sequence import SequenceSet
 from postoffice.store import All, And, Criteria, Date, HasFlag, Not, Or, Size, Text, UidIn
-from postoffice.store.criteria import ModSeq
+from postoffice.store.criteria import Arrived, ModSeq
 from tests.support.bounds import CALL_BOUND, bounded
 
 # the session's view: sequence number i has UID UIDS[i - 1]
@@ -235,3 +235,13 @@ def test_many_sequence_set_keys_on_a_large_mailbox_are_cheap() -> None:
     )
     assert isinstance(c, And)
     assert c.terms[0] == UidIn(((1, 100_000),))
+
+
+def test_older_and_younger_count_seconds_back_from_the_search() -> None:
+    """RFC 5032 (WITHIN): seconds, not days, from the moment of the search."""
+    keys = command(b"a SEARCH YOUNGER 3600 OLDER 60").keys
+    found = to_criteria(keys, uids_by_seq=UIDS, saved=None, recent=None, charset=None, now=10_000.0)
+    assert found == And((Arrived("since", 6400.0), Arrived("before", 9940.0)))
+    reader = CommandReader()
+    reader.feed(b"a SEARCH YOUNGER 0\r\n")
+    assert not isinstance(reader.next(), Search)  # an interval is a positive number

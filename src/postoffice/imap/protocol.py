@@ -308,6 +308,7 @@ class ImapProtocol:
             "PREVIEW",
             "QUOTA",
             "QUOTA=RES-STORAGE",
+            "WITHIN",
             f"APPENDLIMIT={self.settings.append_limit}",
             "UTF8=ACCEPT",
         ]

@@ -27,6 +27,7 @@ How the session uses it (a [UID] SEARCH command `cmd` in the selected mailbox)
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Collection, Mapping, Sequence
 
 from postoffice.imap.objectid import objectid_number
@@ -45,11 +46,13 @@ from postoffice.imap.parser import (
     SearchSize,
     SearchText,
     SearchUid,
+    SearchWithin,
 )
 from postoffice.imap.sequence import SequenceSet, format_sequence_set
 from postoffice.store.criteria import (
     All,
     And,
+    Arrived,
     ContentIs,
     Criteria,
     Date,
@@ -115,20 +118,27 @@ def to_criteria(
     saved: Sequence[int] | None,
     recent: Collection[int] | None,
     charset: str | None,
+    now: float | None = None,
 ) -> Criteria:
     """The store criteria for the search keys of one command (ANDed, RFC 9051 6.4.4); see the module
-    docstring for the arguments."""
+    docstring for the arguments; `now`: the moment OLDER and YOUNGER count back from (the clock's when
+    None)."""
     if charset is not None and charset.upper() not in CHARSETS:
         raise SearchBadCharset(f"charset {charset} is not supported")
-    translator = _Translator(uids_by_seq, saved, recent)
+    translator = _Translator(uids_by_seq, saved, recent, time.time() if now is None else now)
     terms = [translator.key(k) for k in keys]
     return terms[0] if len(terms) == 1 else And(tuple(terms))
 
 
 class _Translator:
     def __init__(
-        self, uids_by_seq: Sequence[int], saved: Sequence[int] | None, recent: Collection[int] | None
+        self,
+        uids_by_seq: Sequence[int],
+        saved: Sequence[int] | None,
+        recent: Collection[int] | None,
+        now: float,
     ) -> None:
+        self.now = now
         self.uids_by_seq = uids_by_seq
         self.saved = saved
         self.recent: Criteria = UidIn.of(sorted(recent)) if recent else Not(All())
@@ -161,6 +171,10 @@ class _Translator:
             return Or(self.key(k.left), self.key(k.right))
         if isinstance(k, SearchAnd):
             return And(tuple(self.key(sub) for sub in k.keys))
+        if isinstance(k, SearchWithin):
+            # RFC 5032: from the moment of the search; the session passes it in (`now`)
+            cutoff = self.now - k.seconds
+            return Arrived("before" if k.field == "OLDER" else "since", cutoff)
         if isinstance(k, SearchObjectId):
             # RFC 8474 6: an id this server never gave matches nothing
             if k.field == "EMAILID":

@@ -54,6 +54,7 @@ __all__ = [
     "Address",
     "All",
     "And",
+    "Arrived",
     "ContentIs",
     "Criteria",
     "Date",
@@ -142,6 +143,19 @@ class ModSeq:
 
 
 @dataclass(frozen=True)
+class Arrived:
+    """The internal date is before (`op` "before") or at or after ("since") the instant `when` (a POSIX
+    time): IMAP's OLDER and YOUNGER (RFC 5032), which count seconds, not days."""
+
+    op: str
+    when: float
+
+    def __post_init__(self) -> None:
+        if self.op not in ("before", "since"):
+            raise ValueError(f"bad arrival criterion {self.op!r}")
+
+
+@dataclass(frozen=True)
 class ContentIs:
     """The message's content is `content_id` (IMAP's SEARCH EMAILID, RFC 8474: copies share it)."""
 
@@ -212,7 +226,20 @@ class And:
 
 
 Criteria: TypeAlias = (
-    All | UidIn | HasFlag | Date | Size | ModSeq | ContentIs | ThreadIs | Text | Address | Not | Or | And
+    All
+    | UidIn
+    | HasFlag
+    | Date
+    | Arrived
+    | Size
+    | ModSeq
+    | ContentIs
+    | ThreadIs
+    | Text
+    | Address
+    | Not
+    | Or
+    | And
 )
 
 #: Header fields (lowercased names) whose values are also searched as addresses (RFC 5322 3.6.2, 3.6.3).

@@ -56,6 +56,7 @@ from postoffice.store.criteria import (
     Address,
     All,
     And,
+    Arrived,
     ContentIs,
     Criteria,
     Date,
@@ -316,6 +317,9 @@ class _Compiler:
         if isinstance(c, ModSeq):
             self.params.append(c.n)
             return "(m.modseq >= ?)"
+        if isinstance(c, Arrived):
+            self.params.append(c.when)
+            return "(m.internaldate < ?)" if c.op == "before" else "(m.internaldate >= ?)"
         if isinstance(c, ContentIs):
             self.params.append(c.content_id)
             return "(m.content_id = ?)"

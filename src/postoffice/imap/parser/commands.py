@@ -278,6 +278,14 @@ class SearchModSeq:
 
 
 @dataclass(frozen=True)
+class SearchWithin:
+    """OLDER n or YOUNGER n: seconds (RFC 5032 section 3)."""
+
+    field: str
+    seconds: int
+
+
+@dataclass(frozen=True)
 class SearchObjectId:
     """EMAILID objectid or THREADID objectid (RFC 8474 section 6); `field` is "EMAILID" or "THREADID"."""
 
@@ -314,6 +322,7 @@ SearchKey: TypeAlias = (
     | SearchUid
     | SearchModSeq
     | SearchObjectId
+    | SearchWithin
     | SearchNot
     | SearchOr
     | SearchAnd

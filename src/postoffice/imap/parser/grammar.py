@@ -91,6 +91,7 @@ from postoffice.imap.parser.commands import (
     SearchSize,
     SearchText,
     SearchUid,
+    SearchWithin,
     Section,
     SectionText,
     Select,
@@ -638,6 +639,8 @@ _SEARCH_KEYS_WITH_ARGUMENTS = (
         "MODSEQ",
         "EMAILID",
         "THREADID",
+        "OLDER",
+        "YOUNGER",
     }
 )
 #: RFC 8474 section 7: objectid = 1*255(ALPHA / DIGIT / "_" / "-")
@@ -688,6 +691,8 @@ def _search_key(sc: Scanner, depth: int) -> SearchKey:
         left = _search_key(sc, depth + 1)
         sc.sp()
         return SearchOr(left, _search_key(sc, depth + 1))
+    if word in ("OLDER", "YOUNGER"):
+        return SearchWithin(word, sc.nz_number(_MAX_NUMBER, "an interval in seconds"))
     if word in ("EMAILID", "THREADID"):
         objectid = sc.atom("an object id")
         if not _OBJECTID.fullmatch(objectid):
