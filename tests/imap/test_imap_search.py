@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import imaplib
+import re
 import time
 
 from tests.imap.conftest import DEMO, message
@@ -116,4 +118,33 @@ def test_within_finds_messages_by_their_age_in_seconds(imap: ImapHarness) -> Non
     assert client.search(None, "YOUNGER", "3600") == ("OK", [b"2"])
     assert client.search(None, "OLDER", "86400") == ("OK", [b"1"])
     assert client.search(None, "OLDER", "604800") == ("OK", [b""])
+    client.logout()
+
+
+def test_savedate_is_when_the_message_was_put_in_the_mailbox(imap: ImapHarness) -> None:
+    """RFC 8514: SAVEDATE is the APPEND's (or COPY's) moment, not the internal date APPEND was given;
+    SAVEDBEFORE / SAVEDON / SAVEDSINCE search it; SAVEDATESUPPORTED finds every message."""
+    client = imap.imaps()
+    assert b"SAVEDATE" in client.capability()[1][0].split()
+    old = time.time() - 30 * 86400
+    before = time.time()
+    assert client.append("INBOX", "", imaplib.Time2Internaldate(old), message("old"))[0] == "OK"
+    client.select("INBOX")
+    typ, data = client.fetch("1", "(INTERNALDATE SAVEDATE)")
+    assert typ == "OK"
+    found = re.search(
+        rb'INTERNALDATE "([^"]+)" SAVEDATE "([^"]+)"', data[0] if isinstance(data[0], bytes) else b""
+    )
+    assert found is not None, data
+    internal, saved = (
+        datetime.datetime.strptime(found.group(n).decode().strip(), "%d-%b-%Y %H:%M:%S %z").timestamp()
+        for n in (1, 2)
+    )
+    assert abs(internal - old) < 2
+    assert saved >= before - 2
+    today = time.strftime("%d-%b-%Y", time.gmtime())
+    assert client.search(None, "SAVEDSINCE", today) == ("OK", [b"1"])
+    assert client.search(None, "SAVEDBEFORE", today) == ("OK", [b""])
+    assert client.search(None, "BEFORE", today) == ("OK", [b"1"])  # by its internal date it is old
+    assert client.search(None, "SAVEDATESUPPORTED") == ("OK", [b"1"])
     client.logout()

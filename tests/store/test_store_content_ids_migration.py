@@ -53,3 +53,27 @@ def test_a_version_18_store_counts_on_from_its_contents(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == SCHEMA_VERSION
     conn.close()
+
+
+def test_a_version_19_store_gets_save_dates_from_the_internal_dates(tmp_path: Path) -> None:
+    """Schema 20 (IMAP SAVEDATE, RFC 8514): the messages already there get their internal date."""
+    path = tmp_path / "v19.sqlite3"
+    asyncio.run(_deliver_and_expunge_the_newest(path))
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "ALTER TABLE messages DROP COLUMN savedate; UPDATE meta SET value = 19 WHERE key = 'schema_version';"
+    )
+    conn.commit()
+    conn.close()
+
+    async def dates() -> list[tuple[float, float]]:
+        store = open_store(path)
+        try:
+            inbox = await inbox_of(store, 1)
+            return [(m.internaldate, m.savedate) for m in await store.list_messages(inbox)]
+        finally:
+            await store.close()
+
+    found = asyncio.run(dates())
+    assert len(found) == 2
+    assert all(internal == saved for internal, saved in found)

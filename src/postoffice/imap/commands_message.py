@@ -236,10 +236,10 @@ async def fetch(session: SessionState, command: p.Fetch) -> Done:
         if not _has_modseq(items):
             items.append(p.FetchAttribute("MODSEQ"))
     store = session.store
-    if any(isinstance(i, p.FetchAttribute) and i.name == "THREADID" for i in items):
-        missing = [u for u in uids if u not in view.threads]
+    if any(isinstance(i, p.FetchAttribute) and i.name in ("THREADID", "SAVEDATE") for i in items):
+        missing = [u for u in uids if u not in view.infos]
         for info in await store.get_messages(view.mailbox_id, missing) if missing else ():
-            view.threads[info.uid] = info.thread_id
+            view.infos[info.uid] = info
     if not view.read_only and any(_sets_seen(item) for item in items):
         unseen = [u for u in uids if "\\Seen" not in view.flags(u)]
         if unseen:
@@ -495,8 +495,11 @@ def _render(
                 )
             elif name == "EMAILID":  # RFC 8474 5.1
                 yield (b"EMAILID (%s)" % email_objectid(entry[3]).encode())
+            elif name == "SAVEDATE":  # RFC 8514 4.1
+                saved = view.infos.get(uid)
+                yield b"SAVEDATE " + (wire.date_time(saved.savedate) if saved is not None else wire.NIL)
             elif name == "THREADID":  # RFC 8474 5.2: NIL for a message in no conversation
-                thread = view.threads.get(uid, 0)
+                thread = info.thread_id if (info := view.infos.get(uid)) is not None else 0
                 yield (b"THREADID (%s)" % thread_objectid(thread).encode()) if thread else b"THREADID NIL"
             elif name == "FLAGS":
                 recent = not session.rev2 and uid in view.recent

@@ -94,8 +94,8 @@ class MailboxView:
         #: The highest MODSEQ up to which every change, expunges included, has been told to the client: below
         #: any expunge still held back (`gone`); the HIGHESTMODSEQ a QRESYNC client may resume from (3.2)
         self.full_modseq = snapshot.modseq
-        #: THREADIDs (RFC 8474) read so far, by UID: a message's conversation never changes
-        self.threads: dict[int, int] = {}
+        #: What FETCH THREADID and SAVEDATE read (RFC 8474, RFC 8514), by UID: neither ever changes
+        self.infos: dict[int, MessageInfo] = {}
 
     def _own(self) -> list[frozenset[str]]:
         """The columns, copied from the snapshot (which other sessions share) before the first change."""

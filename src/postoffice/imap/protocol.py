@@ -309,6 +309,7 @@ class ImapProtocol:
             "QUOTA",
             "QUOTA=RES-STORAGE",
             "WITHIN",
+            "SAVEDATE",
             f"APPENDLIMIT={self.settings.append_limit}",
             "UTF8=ACCEPT",
         ]

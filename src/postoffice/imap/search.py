@@ -100,6 +100,9 @@ _DATE_KEYS: dict[str, tuple[DateField, DateOp]] = {
     "SENTBEFORE": ("sent", "before"),
     "SENTON": ("sent", "on"),
     "SENTSINCE": ("sent", "since"),
+    "SAVEDBEFORE": ("saved", "before"),  # RFC 8514
+    "SAVEDON": ("saved", "on"),
+    "SAVEDSINCE": ("saved", "since"),
 }
 
 
@@ -188,7 +191,7 @@ class _Translator:
         raise SearchBad(f"unsupported search key {k!r}")
 
     def flag(self, name: str) -> Criteria:
-        if name == "ALL":
+        if name in ("ALL", "SAVEDATESUPPORTED"):  # RFC 8514 4.2: every mailbox here keeps save dates
             return All()
         if name in _FLAG_KEYS:
             flag, present = _FLAG_KEYS[name]

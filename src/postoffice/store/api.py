@@ -208,6 +208,7 @@ class MessageInfo:
     modseq: int
     content_id: int
     thread_id: int = 0  # its conversation (docs/decisions/0047); 0 where a backend does not say
+    savedate: float = 0.0  # when it was put in its mailbox (RFC 8514: APPEND, COPY, MOVE, delivery)
 
 
 @dataclass(frozen=True)

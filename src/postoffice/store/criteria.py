@@ -71,7 +71,7 @@ __all__ = [
     "needle_pieces",
 ]
 
-DateField = Literal["internal", "sent"]
+DateField = Literal["internal", "sent", "saved"]
 DateOp = Literal["before", "on", "since"]
 SizeOp = Literal["larger", "smaller"]
 TextField: TypeAlias = Literal["headers", "body", "text"] | tuple[str, str]
@@ -121,7 +121,7 @@ class Date:
     date: datetime.date
 
     def __post_init__(self) -> None:
-        if self.field not in ("internal", "sent") or self.op not in ("before", "on", "since"):
+        if self.field not in ("internal", "sent", "saved") or self.op not in ("before", "on", "since"):
             raise ValueError(f"bad date criterion {self.field!r} {self.op!r}")
 
 

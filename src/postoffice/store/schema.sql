@@ -95,6 +95,7 @@ CREATE TABLE messages (
     size         INTEGER NOT NULL,
     modseq       INTEGER NOT NULL,
     thread_id    INTEGER NOT NULL DEFAULT 0,      -- its conversation (version 12, docs/decisions/0047)
+    savedate     REAL,                            -- when it was put in this mailbox (version 20, RFC 8514)
     UNIQUE (mailbox_id, uid)
 );
 CREATE INDEX messages_content ON messages(content_id);

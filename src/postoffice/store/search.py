@@ -386,16 +386,17 @@ class _Compiler:
         return f"(instr(' ' || m.keywords || ' ', ?) {'>' if c.present else '='} 0)"
 
     def _date(self, c: Date) -> str:
-        if c.field == "internal":
+        if c.field in ("internal", "saved"):
+            column = "m.internaldate" if c.field == "internal" else "m.savedate"
             start = datetime.datetime.combine(c.date, datetime.time(), datetime.UTC).timestamp()
             if c.op == "before":
                 self.params.append(start)
-                return "(m.internaldate < ?)"
+                return f"({column} < ?)"
             if c.op == "since":
                 self.params.append(start)
-                return "(m.internaldate >= ?)"
+                return f"({column} >= ?)"
             self.params.extend([start, start + 86400.0])
-            return "(m.internaldate >= ? AND m.internaldate < ?)"
+            return f"({column} >= ? AND {column} < ?)"
         op = {"before": "<", "on": "=", "since": ">="}[c.op]
         self.params.append(c.date.isoformat())
         # S608: an operator of the table above; the date is a parameter

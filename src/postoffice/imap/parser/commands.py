@@ -116,6 +116,7 @@ class FetchAttribute:
             "EMAILID",
             "THREADID",
             "PREVIEW",
+            "SAVEDATE",
         ]
     )
 
@@ -185,7 +186,7 @@ class AppendMessage:
 @dataclass(frozen=True)
 class SearchFlag:
     """A search key without argument: ALL ANSWERED DELETED DRAFT FLAGGED NEW OLD RECENT SEEN UNANSWERED
-    UNDELETED UNDRAFT UNFLAGGED UNSEEN."""
+    UNDELETED UNDRAFT UNFLAGGED UNSEEN SAVEDATESUPPORTED (RFC 8514)."""
 
     name: str
 
@@ -205,6 +206,7 @@ class SearchFlag:
             "UNDRAFT",
             "UNFLAGGED",
             "UNSEEN",
+            "SAVEDATESUPPORTED",
         ]
     )
 
@@ -237,13 +239,14 @@ class SearchKeyword:
 
 @dataclass(frozen=True)
 class SearchDate:
-    """BEFORE ON SINCE (internal date) or SENTBEFORE SENTON SENTSINCE (Date: header) with a date."""
+    """BEFORE ON SINCE (internal date), SENTBEFORE SENTON SENTSINCE (Date: header) or SAVEDBEFORE SAVEDON
+    SAVEDSINCE (save date, RFC 8514) with a date."""
 
     field: str
     date: datetime.date
 
     NAMES: ClassVar[frozenset[str]] = frozenset(
-        ["BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"]
+        ["BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE", "SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"]
     )
 
 

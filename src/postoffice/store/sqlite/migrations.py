@@ -23,7 +23,7 @@ from postoffice.store.sqlite.rows import insert_addresses, insert_kept_forms, re
 
 log = logging.getLogger("postoffice.store")
 
-SCHEMA_VERSION = 19
+SCHEMA_VERSION = 20
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -248,6 +248,12 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
     18: (
         "INSERT OR IGNORE INTO meta (key, value) "
         "SELECT 'next_content_id', coalesce(max(id), 0) + 1 FROM contents",
+    ),
+    # The save date of each message (IMAP SAVEDATE, RFC 8514); the messages there are get their internal
+    # date, the best guess there is (APPEND and delivery set both to the same moment).
+    19: (
+        _add_column("messages", "savedate", "REAL"),
+        "UPDATE messages SET savedate = internaldate WHERE savedate IS NULL",
     ),
 }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -88,11 +89,15 @@ MAILBOX_SQL = (
 
 
 #: The columns of a `MessageInfo`, in `message_info`'s order.
-MESSAGE_COLUMNS = "id, mailbox_id, uid, flags, keywords, internaldate, size, modseq, content_id, thread_id"
+MESSAGE_COLUMNS = (
+    "id, mailbox_id, uid, flags, keywords, internaldate, size, modseq, content_id, thread_id, savedate"
+)
 
 
 def message_info(r: Sequence[Any]) -> MessageInfo:
-    return MessageInfo(r[0], r[1], r[2], columns_to_flags(r[3], r[4]), r[5], r[6], r[7], r[8], r[9])
+    return MessageInfo(
+        r[0], r[1], r[2], columns_to_flags(r[3], r[4]), r[5], r[6], r[7], r[8], r[9], r[10] or r[5]
+    )
 
 
 def mailbox_info(row: Sequence[Any]) -> MailboxInfo:
@@ -123,8 +128,8 @@ def append_row(
     ).fetchone()[0]
     conn.execute(
         "INSERT INTO messages (mailbox_id, uid, content_id, flags, keywords, internaldate, size, modseq, "
-        "thread_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (mailbox_id, uid, content_id, bits, keywords, internaldate, size, modseq, thread_id),
+        "thread_id, savedate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (mailbox_id, uid, content_id, bits, keywords, internaldate, size, modseq, thread_id, time.time()),
     )
     return int(uid), int(modseq)
 
