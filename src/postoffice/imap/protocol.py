@@ -24,6 +24,7 @@ How it is driven (bytes in, bytes out)
         Need.INPUT: flush, read from the client (`in_command` says whether a command is under way),
                     core.receive_data(data)
         Need.TLS:   flush, start TLS on the connection (the reader dropped what it had buffered)
+        Need.COMPRESS: flush, then compress and decompress everything from now on (RFC 4978, DEFLATE)
         Need.IDLE:  flush, wait for input or for `wake` (a change to the selected mailbox), feed any input
         Need.CLOSE: flush and close: LOGOUT, BYE, or the selected mailbox was deleted
   `process` awaits the store (`MailAccess`) and the authenticator, and writes through the transport only
@@ -47,6 +48,8 @@ Implementation notes
   `max_line` octets of commands plus `FLUSH_THRESHOLD` of responses.
 - STARTTLS: the reader drops everything buffered after the STARTTLS line, and `Connection.start_tls` drops
   what its own buffer holds (CVE-2011-0411).
+- COMPRESS DEFLATE (RFC 4978, docs/decisions/0063): after login, once; the tagged OK goes out as it is, then
+  the glue has the connection compress and decompress (`Need.COMPRESS`).
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ class Need(Enum):
 
     INPUT = "input"
     TLS = "tls"
+    COMPRESS = "compress"
     IDLE = "idle"
     CLOSE = "close"
 
@@ -122,6 +126,7 @@ _ALLOWED: dict[type[p.Command], tuple[State, ...]] = {
     p.Logout: _ANY_STATE,
     p.Id: _ANY_STATE,
     p.StartTls: (State.NOT_AUTHENTICATED,),
+    p.Compress: _AUTHENTICATED,  # RFC 4978 3: after login (compressed secrets invite CRIME-like attacks)
     p.Login: (State.NOT_AUTHENTICATED,),
     p.Authenticate: (State.NOT_AUTHENTICATED,),
     p.Enable: (State.AUTHENTICATED,),  # RFC 5161 section 3.1
@@ -191,6 +196,9 @@ class ImapProtocol:
         self._sasl: _SaslExchange | None = None
         self._idling: p.Idle | None = None
         self._tls_requested = False
+        self._compress_requested = False
+        #: COMPRESS DEFLATE is on (RFC 4978): the glue compresses and decompresses from the next octet
+        self.compressing = False
 
     # ------------------------------------------------------------------------------------ the interface
 
@@ -242,6 +250,10 @@ class ImapProtocol:
             if self._tls_requested:
                 self._tls_requested = False
                 return Need.TLS
+            if self._compress_requested:
+                self._compress_requested = False
+                self.compressing = True
+                return Need.COMPRESS
             if session.pending_output() >= FLUSH_THRESHOLD:
                 await session.flush()
         return Need.CLOSE
@@ -310,6 +322,7 @@ class ImapProtocol:
             "QUOTA=RES-STORAGE",
             "WITHIN",
             "SAVEDATE",
+            "COMPRESS=DEFLATE",
             f"APPENDLIMIT={self.settings.append_limit}",
             "UTF8=ACCEPT",
         ]
@@ -420,6 +433,8 @@ class ImapProtocol:
         if isinstance(command, p.Id):
             session.untagged('ID ("name" "Postoffice")')
             return Done("ID completed")
+        if isinstance(command, p.Compress):
+            return self._compress(command)
         if isinstance(command, p.StartTls):
             return self._starttls(command)
         if isinstance(command, p.Login):
@@ -440,6 +455,17 @@ class ImapProtocol:
         return await handler(session, command)
 
     # ------------------------------------------------------------------------------- not authenticated
+
+    def _compress(self, command: p.Compress) -> Done | None:
+        """RFC 4978: DEFLATE only, once per connection; the tagged OK goes out uncompressed, everything after
+        it (both ways) is compressed (`Need.COMPRESS`)."""
+        if self.compressing:
+            raise no("Compression is already active", "COMPRESSIONACTIVE")
+        if command.mechanism != "DEFLATE":
+            raise no(f"Unknown compression mechanism {command.mechanism}", "CANNOT")
+        self._tagged(command.tag, "OK", "DEFLATE active")
+        self._compress_requested = True  # the reader has dropped what it had buffered after this line
+        return None
 
     def _starttls(self, command: p.StartTls) -> Done | None:
         transport = self.transport

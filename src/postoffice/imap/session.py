@@ -124,6 +124,9 @@ class ImapSession:
             elif need is Need.TLS:
                 await core.flush()
                 await conn.start_tls()  # drops plaintext its buffer holds; the reader dropped its own
+            elif need is Need.COMPRESS:
+                await core.flush()  # the tagged OK, uncompressed
+                conn.start_compression()
             elif need is Need.IDLE:
                 need = await self._idle()
                 continue

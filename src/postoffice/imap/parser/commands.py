@@ -695,6 +695,14 @@ class Move(Command):
 
 
 @dataclass(frozen=True)
+class Compress(Command):
+    """COMPRESS mechanism (RFC 4978 section 3); the mechanism upper-case."""
+
+    mechanism: str
+    NAME = "COMPRESS"
+
+
+@dataclass(frozen=True)
 class GetQuota(Command):
     """GETQUOTA quota-root (RFC 9208 4.1.1)."""
 

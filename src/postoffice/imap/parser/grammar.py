@@ -48,6 +48,7 @@ from postoffice.imap.parser.commands import (
     Check,
     Close,
     Command,
+    Compress,
     Copy,
     Create,
     Delete,
@@ -832,6 +833,11 @@ def _one_mailbox(
     return parse
 
 
+def _compress(sc: Scanner, tag: str) -> Command:
+    sc.sp()
+    return Compress(tag, sc.atom("a compression mechanism").upper())
+
+
 def _getquota(sc: Scanner, tag: str) -> Command:
     sc.sp()
     return GetQuota(tag, sc.text(sc.astring("a quota root")))
@@ -1113,6 +1119,7 @@ _COMMANDS: dict[str, Callable[[Scanner, str], Command]] = {
     "EXPUNGE": _no_args(Expunge),
     "ID": _id,
     "GETQUOTA": _getquota,
+    "COMPRESS": _compress,
     "GETQUOTAROOT": _getquotaroot,
     "SETQUOTA": _setquota,
 }

@@ -96,6 +96,7 @@ from postoffice.imap.parser.commands import (
     AppendData,
     AppendMessageStart,
     AuthenticateResponse,
+    Compress,
     IdleDone,
     ImapUsageError,
     LiteralTooLarge,
@@ -412,8 +413,10 @@ class CommandReader:
             # Only possible when a line ends with a marker, which _step_line handles; defensive.
             self._events.append(ParseError(cmd.tag, "unexpected literal"))  # pragma: no cover
             return  # pragma: no cover
-        if isinstance(command, StartTls):
-            self._buf.clear()  # RFC 9051 section 6.2.1: no pipelining past STARTTLS (CVE-2011-0411)
+        if isinstance(command, StartTls | Compress):
+            # RFC 9051 section 6.2.1: no pipelining past STARTTLS (CVE-2011-0411); past COMPRESS (RFC 4978
+            # section 3) what follows is compressed, or a client's mistake
+            self._buf.clear()
             self._scanned = 0
         self._events.append(command)
 
