@@ -64,9 +64,13 @@ class Line:
         self.buf = b""
 
     def line(self) -> bytes:
-        """The next line (CRLF included); b"" when the server closed the connection first."""
+        """The next line (CRLF included); b"" when the server closed the connection first (a reset counts:
+        a socket the server closed with bytes of ours still unread, a trickled one, answers with RST)."""
         while b"\n" not in self.buf:
-            chunk = self.sock.recv(65536)
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
             if not chunk:
                 rest, self.buf = self.buf, b""
                 return rest
