@@ -4,9 +4,12 @@ under an IDLE session: test_imap_connection.py."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from postoffice.store import MessageInfo
+from postoffice.store.api import MailboxChanges
 from tests.imap.conftest import DEMO, message
 from tests.imap.transcript import ImapHarness
 
@@ -181,3 +184,38 @@ def test_renames_under_a_selected_session(imap: ImapHarness) -> None:
     reply = inbox_watcher.command("n", "NOOP")
     assert reply[:2] == ["* 2 EXPUNGE", "* 1 EXPUNGE"]
     assert "* 0 EXISTS" not in reply  # EXPUNGE responses already say it
+
+
+def test_a_change_committed_while_the_session_reads_back_is_reported_at_the_next_noop(
+    imap: ImapHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by bench/imap_sync_stress.py: the view was marked clean after its read-back, so a change whose
+    notification came while the read was under way stayed unreported until some other change came."""
+    for n in range(3):
+        imap.deliver(DEMO, message(f"m{n}"))
+    raw = imap.connect()
+    raw.login()
+    raw.command("s", "SELECT INBOX")
+    store = imap.store
+    inbox = imap.mailbox_id(DEMO, "INBOX")
+    real_changes_since = store.changes_since
+    armed = [True]
+
+    async def changes_since(mailbox_id: int, modseq: int) -> MailboxChanges:
+        result = await real_changes_since(mailbox_id, modseq)  # its read is over: the result is fixed
+        if armed[0]:
+            armed[0] = False
+            seen = raw.core.session.changes_seen
+            await store.store_flags(mailbox_id, [2], ["\\Deleted"], "add")  # another session's expunge
+            await store.expunge_deleted(mailbox_id, {2})
+            while raw.core.session.changes_seen < seen + 2:  # noqa: ASYNC110 - its notifications arrive
+                await asyncio.sleep(0)
+        return result
+
+    monkeypatch.setattr(store, "changes_since", changes_since)
+    imap.call(store.store_flags(inbox, [1], ["\\Flagged"], "add"))  # something to read back
+    first = raw.command("a", "NOOP")
+    assert first[0] == "* 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent))"
+    assert raw.command("b", "NOOP")[0] == "* 2 EXPUNGE"  # not lost: told at the next NOOP
+    assert raw.command("c", "UID SEARCH ALL")[0] == "* SEARCH 1 3"
+    raw.close()

@@ -251,9 +251,9 @@ async def fetch(session: SessionState, command: p.Fetch) -> Done:
             if session.condstore and not _has_modseq(items):
                 items.append(p.FetchAttribute("MODSEQ"))  # RFC 7162 3.1.4.2: the \Seen changed it
     has_uid = any(isinstance(i, p.FetchAttribute) and i.name == "UID" for i in items)
-    if not has_uid and (command.uid or (session.qresync and _has_modseq(items))):
-        # RFC 9051 6.4.9: UID FETCH always includes UID; RFC 7162 3.2.4: so does a QRESYNC session's FETCH
-        # that gives MODSEQ
+    if not has_uid and (command.uid or (session.condstore and _has_modseq(items))):
+        # RFC 9051 6.4.9: UID FETCH always includes UID; RFC 7162 3.2.4: so does a FETCH that gives MODSEQ
+        # once CONDSTORE is on
         items.insert(0, p.FetchAttribute("UID"))
     plan = _FetchPlan.of(items)
     with_flags = _has_flags(items)
@@ -626,7 +626,7 @@ async def store(session: SessionState, command: p.Store) -> Done:
         stored = uid not in modified
         if command.silent and stored and not condstore:
             continue
-        parts = [f"UID {uid}"] if command.uid or session.qresync else []  # RFC 7162 3.2.4
+        parts = [f"UID {uid}"] if command.uid or condstore else []  # RFC 7162 3.2.4
         if not command.silent or not stored:  # RFC 7162 3.1.3: the flags of one left alone, unasked
             parts.append(f"FLAGS ({view.flags_of(uid, with_recent=not session.rev2)})")
         if condstore:

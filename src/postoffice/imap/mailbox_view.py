@@ -198,8 +198,8 @@ class MailboxView:
 
     def apply(self, changes: MailboxChanges) -> list[int]:
         """Take what changed in the store after `modseq` (`MailStore.changes_since`), at a cost in proportion
-        to the changes. Returns the new UIDs."""
-        self.dirty = False
+        to the changes. Returns the new UIDs. (`dirty` is the caller's to clear, before it reads: see
+        `SessionState.read_back`.)"""
         if not self.gone:
             self.full_modseq = self.modseq  # what was read before this: all told, or about to be
         for uid in changes.expunged:

@@ -382,6 +382,10 @@ class SessionState:
     async def read_back(self, view: MailboxView) -> list[int]:
         """Bring `view` up to date with the store: only what changed after the MODSEQ it has seen (every
         message is gone when the mailbox no longer exists). Returns the new UIDs."""
+        # Cleared before the read, not after: a change committed while the read is under way marks the view
+        # dirty again, and the next sync reads once more (cleared after, that change went unreported until
+        # some other change came; bench/imap_sync_stress.py found it)
+        view.dirty = False
         try:
             changes = await self.store.changes_since(view.mailbox_id, view.modseq)
         except NotFound:
