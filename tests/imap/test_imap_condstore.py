@@ -78,7 +78,7 @@ def test_changedsince_returns_only_later_changes_with_their_modseq(imap: ImapHar
     highest = _highest(raw.command("s", "SELECT INBOX (CONDSTORE)"))
     assert raw.command("f0", f"FETCH 1:* (FLAGS) (CHANGEDSINCE {highest})") == ["f0 OK FETCH completed"]
     stored = raw.command("t", "STORE 2 +FLAGS (\\Flagged)")
-    assert re.fullmatch(r"\* 2 FETCH \(FLAGS \(\\Flagged \\Recent\) MODSEQ \(\d+\)\)", stored[0])
+    assert re.fullmatch(r"\* 2 FETCH \(UID 2 FLAGS \(\\Flagged \\Recent\) MODSEQ \(\d+\)\)", stored[0])
     after = _modseq(stored[0])
     assert after > highest
     changed = raw.command("f1", f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {highest})")

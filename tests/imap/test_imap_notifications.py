@@ -219,3 +219,71 @@ def test_a_change_committed_while_the_session_reads_back_is_reported_at_the_next
     assert raw.command("b", "NOOP")[0] == "* 2 EXPUNGE"  # not lost: told at the next NOOP
     assert raw.command("c", "UID SEARCH ALL")[0] == "* SEARCH 1 3"
     raw.close()
+
+
+def test_exists_comes_before_a_flag_update_of_a_message_read_back_in_the_same_command(
+    imap: ImapHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by bench/imap_sync_stress.py: a STORE read back a new message, another change flagged it before
+    the command ended, and its FETCH went out before the EXISTS that made its number valid."""
+    for n in range(2):
+        imap.deliver(DEMO, message(f"m{n}"))
+    raw = imap.connect()
+    raw.login()
+    raw.command("s", "SELECT INBOX")
+    store = imap.store
+    real_changes_since = store.changes_since
+    armed = [True]
+
+    async def changes_since(mailbox_id: int, modseq: int) -> MailboxChanges:
+        result = await real_changes_since(mailbox_id, modseq)
+        if armed[0] and any(m.uid == 3 for m in result.messages):
+            armed[0] = False
+            seen = raw.core.session.changes_seen
+            await store.store_flags(mailbox_id, [3], ["\\Flagged"], "add")  # another session, meanwhile
+            while raw.core.session.changes_seen < seen + 1:  # noqa: ASYNC110 - its notification arrives
+                await asyncio.sleep(0)
+        return result
+
+    monkeypatch.setattr(store, "changes_since", changes_since)
+    imap.deliver(DEMO, message("m2"))  # UID 3, not yet told
+    reply = raw.command("t", "STORE 1 +FLAGS (\\Seen)")
+    exists = reply.index("* 3 EXISTS")
+    (update,) = [i for i, line in enumerate(reply) if line.startswith("* 3 FETCH")]
+    assert exists < update, reply
+    raw.close()
+
+
+def test_a_change_committed_during_a_qresync_select_is_reported(
+    imap: ImapHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by bench/imap_sync_stress.py: until SELECT set the new view, a notification found no view to
+    mark (the QRESYNC read is an await in that window), and the change waited for another."""
+    for n in range(2):
+        imap.deliver(DEMO, message(f"m{n}"))
+    raw = imap.connect()
+    raw.login()
+    raw.command("e", "ENABLE QRESYNC")
+    selected = raw.command("s", "SELECT INBOX")
+    (uidvalidity,) = [line.split()[3].rstrip("]") for line in selected if "[UIDVALIDITY" in line]
+    (highest,) = [line.split()[3].rstrip("]") for line in selected if "[HIGHESTMODSEQ" in line]
+    store = imap.store
+    real_changes_since = store.changes_since
+    armed = [True]
+
+    async def changes_since(mailbox_id: int, modseq: int) -> MailboxChanges:
+        result = await real_changes_since(mailbox_id, modseq)
+        if armed[0]:
+            armed[0] = False
+            seen = raw.core.session.changes_seen
+            await store.store_flags(mailbox_id, [2], ["\\Answered"], "add")  # another session, meanwhile
+            while raw.core.session.changes_seen < seen + 1:  # noqa: ASYNC110 - its notification arrives
+                await asyncio.sleep(0)
+        return result
+
+    monkeypatch.setattr(store, "changes_since", changes_since)
+    again = raw.command("q", f"SELECT INBOX (QRESYNC ({uidvalidity} {highest}))")
+    assert again[-1].startswith("q OK")
+    told = again + raw.command("n", "NOOP")  # at the end of the SELECT, or at the NOOP at the latest
+    assert any(line.startswith("* 2 FETCH (UID 2 FLAGS (\\Answered") for line in told), told
+    raw.close()

@@ -150,7 +150,6 @@ async def select(session: SessionState, command: p.Select | p.Examine) -> Done:
         first_recent = await session.claim_recent(info.id)  # no write, no claim: decision 0030
         recent = list(uids[bisect.bisect_left(uids, first_recent) :])
     view = MailboxView(snapshot, read_only=read_only, recent=recent)
-    view.dirty = session.changes_seen != changes_seen
     view.report_modseq = session.condstore
     flags, permanent = session.flag_lists(snapshot.keywords)
     session.untagged(f"FLAGS ({flags})")
@@ -177,6 +176,9 @@ async def select(session: SessionState, command: p.Select | p.Examine) -> Done:
         session.untagged(f"LIST ({attributes}) ".encode() + b'"/" ' + session.mailbox_name(info.name))
     if qresync is not None:
         await _resynchronise(session, view, qresync)
+    # Until `session.view` is set, a change notification finds no view to mark: any that came since the
+    # snapshot was asked for (during every await above) makes the view read back at once.
+    view.dirty = session.changes_seen != changes_seen
     session.view = view
     session.state = State.SELECTED
     return Done(f"{command.NAME} completed", "READ-ONLY" if read_only else "READ-WRITE")

@@ -289,6 +289,14 @@ class SessionState:
         if allow_expunge:
             self.send_expunges(view)
         self.announce_keywords(view, [*view.flag_updates, *view.uids[view.reported_exists :]])
+        if view.exists != view.reported_exists:
+            # before the flag updates: one may be for a message read back earlier in this command, which
+            # the client knows of only from this EXISTS
+            view.reported_exists = view.exists
+            self.untagged(f"{view.exists} EXISTS")
+            if not self.rev2:
+                view.reported_recent = len(view.recent)
+                self.untagged(f"{view.reported_recent} RECENT")
         for uid in sorted(view.flag_updates):
             number = view.seq_of(uid)
             if number is not None and uid not in view.gone:
@@ -300,12 +308,6 @@ class SessionState:
                 else:
                     self.untagged(f"{number} FETCH (UID {uid} FLAGS ({flags}))")
         view.flag_updates.clear()
-        if view.exists != view.reported_exists:
-            view.reported_exists = view.exists
-            self.untagged(f"{view.exists} EXISTS")
-            if not self.rev2:
-                view.reported_recent = len(view.recent)
-                self.untagged(f"{view.reported_recent} RECENT")
 
     def send_expunges(self, view: MailboxView) -> None:
         """Report the view's gone messages: one VANISHED with their UIDs after ENABLE QRESYNC (RFC 7162
