@@ -287,3 +287,23 @@ def test_a_change_committed_during_a_qresync_select_is_reported(
     told = again + raw.command("n", "NOOP")  # at the end of the SELECT, or at the NOOP at the latest
     assert any(line.startswith("* 2 FETCH (UID 2 FLAGS (\\Answered") for line in told), told
     raw.close()
+
+
+def test_noop_reads_the_store_even_without_a_notification(imap: ImapHarness) -> None:
+    """Found by bench/imap_sync_stress.py: a SEARCH read an expunge the session had not been notified of yet
+    (the writer publishes right after its commit, but a reader can be quicker), and the NOOP that followed,
+    relying on notifications only, reported nothing. NOOP and CHECK now always read back."""
+    for n in range(3):
+        imap.deliver(DEMO, message(f"m{n}"))
+    raw = imap.connect()
+    raw.login()
+    raw.command("s", "SELECT INBOX")
+    session = raw.core.session
+    assert session._unsubscribe is not None
+    session._unsubscribe()  # no notification comes (it is late: the store knows before the session)
+    inbox = imap.mailbox_id(DEMO, "INBOX")
+    imap.call(imap.store.store_flags(inbox, [2], ["\\Deleted"], "add"))
+    imap.call(imap.store.expunge_deleted(inbox, {2}))
+    assert raw.command("q", "SEARCH ALL")[0] == "* SEARCH 1 3"  # the store knows already
+    assert raw.command("n", "NOOP")[0] == "* 2 EXPUNGE"
+    raw.close()

@@ -421,10 +421,13 @@ class ImapProtocol:
         if isinstance(command, p.Capability):
             session.untagged(f"CAPABILITY {self.capabilities()}")
             return Done("CAPABILITY completed")
-        if isinstance(command, p.Noop):
-            return Done("NOOP completed")
-        if isinstance(command, p.Check):
-            return Done("CHECK completed")
+        if isinstance(command, (p.Noop, p.Check)):
+            # RFC 9051 6.1.2: the poll for updates reads the store whether or not a notification came: a
+            # change committed a moment ago may have been seen by this session's last SEARCH or FETCH
+            # already (the store read it) while its notification is still on its way from the writer
+            if session.view is not None:
+                session.view.dirty = True
+            return Done(f"{command.name} completed")
         if isinstance(command, p.Logout):
             session.untagged("BYE Logging out")
             self._tagged(command.tag, "OK", "LOGOUT completed")
