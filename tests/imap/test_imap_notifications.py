@@ -307,3 +307,39 @@ def test_noop_reads_the_store_even_without_a_notification(imap: ImapHarness) -> 
     assert raw.command("q", "SEARCH ALL")[0] == "* SEARCH 1 3"  # the store knows already
     assert raw.command("n", "NOOP")[0] == "* 2 EXPUNGE"
     raw.close()
+
+
+def test_a_new_message_expunged_before_it_was_announced_is_never_mentioned(
+    imap: ImapHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by bench/imap_sync_stress.py: a UID STORE read back a new message, another session expunged it
+    before the command ended, and the session sent an EXPUNGE with a number the client had never been given
+    (one above its message count) instead of forgetting the message it had never announced."""
+    for n in range(2):
+        imap.deliver(DEMO, message(f"m{n}"))
+    raw = imap.connect()
+    raw.login()
+    raw.command("s", "SELECT INBOX")
+    store = imap.store
+    real_changes_since = store.changes_since
+    armed = [True]
+
+    async def changes_since(mailbox_id: int, modseq: int) -> MailboxChanges:
+        result = await real_changes_since(mailbox_id, modseq)
+        if armed[0] and any(m.uid == 3 for m in result.messages):
+            armed[0] = False
+            seen = raw.core.session.changes_seen
+            await store.store_flags(mailbox_id, [3], ["\\Deleted"], "add")  # another session, meanwhile
+            await store.expunge_deleted(mailbox_id, {3})
+            while raw.core.session.changes_seen < seen + 2:  # noqa: ASYNC110 - its notifications arrive
+                await asyncio.sleep(0)
+        return result
+
+    monkeypatch.setattr(store, "changes_since", changes_since)
+    imap.deliver(DEMO, message("m2"))  # UID 3, not yet told
+    reply = raw.command("t", "UID STORE 1 +FLAGS (\\Seen)")
+    assert armed == [False]
+    assert not [line for line in reply if "EXPUNGE" in line or "EXISTS" in line], reply
+    assert raw.command("n", "NOOP") == ["n OK NOOP completed"]
+    assert raw.command("q", "SEARCH ALL")[0] == "* SEARCH 1 2"
+    raw.close()

@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from postoffice.imap.parser import (
     Append,
@@ -63,11 +65,13 @@ from postoffice.imap.parser import (
     Section,
     SectionText,
     Select,
+    Sort,
     StartTls,
     Status,
     Store,
     StoreMode,
     Subscribe,
+    Thread,
     UidExpunge,
     Unselect,
     Unsubscribe,
@@ -725,3 +729,62 @@ def test_a_literal_size_beyond_number64_is_bad_not_toobig() -> None:
     reader = CommandReader()
     reader.feed(b"A1 APPEND INBOX {%d}\r\n" % N64)
     assert isinstance(reader.next(), LiteralTooLarge)
+
+
+def test_sort_and_thread_commands() -> None:
+    """RFC 5256 SORT and THREAD (a charset is required), RFC 5267 ESORT's RETURN, RFC 5957's DISPLAY keys."""
+    sort = parse_one(b'a UID SORT RETURN (MIN COUNT) (REVERSE date displayFROM) "utf-8" UNSEEN FROM x')
+    assert sort == Sort(
+        "a",
+        (("DATE", True), ("DISPLAYFROM", False)),
+        "UTF-8",
+        (SearchFlag("UNSEEN"), SearchText("FROM", "x")),
+        ("MIN", "COUNT"),
+        True,
+    )
+    assert sort.name == "UID SORT"
+    assert parse_one(b"b THREAD references US-ASCII ALL") == Thread(
+        "b", "REFERENCES", "US-ASCII", (SearchFlag("ALL"),), False
+    )
+    assert parse_one(b"c SORT (SUBJECT) KOI8-R ALL") == UnsupportedCharset("c", "KOI8-R")
+    for bad_line in (
+        b"d SORT (SUBJECT) UTF-8",  # no search key
+        b"d SORT (SUBJECT) KOI8-R",  # no search key: BAD before the charset is judged
+        b"d SORT SUBJECT UTF-8 ALL",  # the criteria must be a list
+        b"d SORT () UTF-8 ALL",
+        b"d SORT (REVERSE) UTF-8 ALL",
+        b"d SORT (REVERSE REVERSE DATE) UTF-8 ALL",
+        b"d SORT (SUBJECT) ALL",  # the charset is required: ALL is read as one, then no key
+        b"d SORT RETURN (PARTIAL 1:10) (DATE) UTF-8 ALL",  # CONTEXT=SORT is not offered
+        b"d THREAD (REFERENCES) UTF-8 ALL",
+        b"d THREAD ORDEREDSUBJECT UTF-8",
+        b"d THREAD JWZ UTF-8 ALL",
+        b"d SORT (" + b"DATE " * 40 + b"SIZE) UTF-8 ALL",
+    ):
+        event = parse_one(bad_line)
+        assert isinstance(event, ParseError), (bad_line, event)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    keys=st.lists(
+        st.sampled_from(
+            ["ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"]
+        ),
+        min_size=1,
+        max_size=9,
+    ),
+    reverse=st.lists(st.booleans(), min_size=9, max_size=9),
+    tail=st.binary(max_size=40),
+)
+def test_sort_parses_what_it_is_given_or_answers_bad(
+    keys: list[str], reverse: list[bool], tail: bytes
+) -> None:
+    criteria = " ".join(("REVERSE " if r else "") + k for k, r in zip(keys, reverse, strict=False))
+    command = parse_one(f"t SORT ({criteria}) UTF-8 ALL".encode())
+    assert isinstance(command, Sort)
+    assert command.criteria == tuple(zip(keys, reverse[: len(keys)], strict=True))
+    line = tail.translate(None, b"\r\n{")  # no line ends, no literals: one line, one event
+    events = parse(f"t SORT ({criteria}) UTF-8 ".encode() + line + b"\r\n")
+    assert len(events) == 1
+    assert isinstance(events[0], Sort | ParseError)

@@ -77,3 +77,27 @@ def test_a_version_19_store_gets_save_dates_from_the_internal_dates(tmp_path: Pa
     found = asyncio.run(dates())
     assert len(found) == 2
     assert all(internal == saved for internal, saved in found)
+
+
+def test_a_version_20_store_gets_the_sort_fields_of_its_contents(tmp_path: Path) -> None:
+    """Schema 21 (IMAP SORT and THREAD, RFC 5256): content_sort is filled from the stored structures."""
+    path = tmp_path / "v20.sqlite3"
+    asyncio.run(_deliver_and_expunge_the_newest(path))
+    conn = sqlite3.connect(path)
+    conn.executescript("DROP TABLE content_sort; UPDATE meta SET value = 20 WHERE key = 'schema_version';")
+    conn.commit()
+    conn.close()
+
+    async def fields() -> list[tuple[str, str]]:
+        store = open_store(path)
+        try:
+            inbox = await inbox_of(store, 1)
+            ids = [m.content_id for m in await store.list_messages(inbox)]
+            found = await store.sort_fields(ids)
+            return [(found[i].subject, found[i].from_mailbox) for i in ids]
+        finally:
+            await store.close()
+
+    found = asyncio.run(fields())
+    assert len(found) == 2
+    assert all(subject and sender for subject, sender in found)

@@ -29,7 +29,14 @@ if TYPE_CHECKING:
         MessageInfo,
         QuotaUse,
     )
-    from postoffice.store.api import AppendItem, ImapRendering, KeywordLimits, MailboxChanges, MailboxSnapshot
+    from postoffice.store.api import (
+        AppendItem,
+        ImapRendering,
+        KeywordLimits,
+        MailboxChanges,
+        MailboxSnapshot,
+        SortFields,
+    )
 
 
 class MailAccess(Protocol):
@@ -116,6 +123,8 @@ class MailAccess(Protocol):
 
     # -- what FETCH reads
     async def imap_renderings(self, content_ids: Sequence[int]) -> dict[int, ImapRendering]: ...
+
+    async def sort_fields(self, content_ids: Sequence[int]) -> dict[int, SortFields]: ...
 
     async def get_parsed_many(self, content_ids: Sequence[int]) -> dict[int, ParsedMessage]: ...
 

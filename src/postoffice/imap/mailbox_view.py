@@ -254,8 +254,13 @@ class MailboxView:
             return [], []
         gone = self.gone
         keep = [uid not in gone for uid in self.uids]
-        seqs = [i + 1 for i, kept in enumerate(keep) if not kept]
-        removed = [uid for uid, kept in zip(self.uids, keep, strict=True) if not kept]
+        # Only the first `reported_exists` messages were announced (new ones are appended, and told by the
+        # next EXISTS): one that came and went before that is forgotten without a word, as if never seen.
+        told = self.reported_exists
+        seqs = [i + 1 for i, kept in enumerate(keep) if not kept and i < told]
+        removed = [
+            uid for i, (uid, kept) in enumerate(zip(self.uids, keep, strict=True)) if not kept and i < told
+        ]
         self.uids = array(self.uids.typecode, itertools.compress(self.uids, keep))
         self._modseqs = array(self._modseqs.typecode, itertools.compress(self._modseqs, keep))
         self._flags = list(itertools.compress(self._flags, keep))

@@ -72,7 +72,7 @@ from postoffice.auth.sasl import (
     decode_response,
     encode_challenge,
 )
-from postoffice.imap import commands_mailbox, commands_message
+from postoffice.imap import commands_mailbox, commands_message, commands_sort
 from postoffice.imap import parser as p
 from postoffice.imap.access import MailAccess
 from postoffice.imap.settings import ImapSettings
@@ -152,18 +152,21 @@ _ALLOWED: dict[type[p.Command], tuple[State, ...]] = {
     p.Expunge: (State.SELECTED,),
     p.UidExpunge: (State.SELECTED,),
     p.Search: (State.SELECTED,),
+    p.Sort: (State.SELECTED,),
+    p.Thread: (State.SELECTED,),
     p.Fetch: (State.SELECTED,),
     p.Store: (State.SELECTED,),
     p.Copy: (State.SELECTED,),
     p.Move: (State.SELECTED,),
 }
 
-_HANDLERS = {**commands_mailbox.HANDLERS, **commands_message.HANDLERS}
+_HANDLERS = {**commands_mailbox.HANDLERS, **commands_message.HANDLERS, **commands_sort.HANDLERS}
 
 
 def _expunge_allowed(command: p.Command) -> bool:
-    """RFC 9051 section 7.5.1: no EXPUNGE while responding to FETCH, STORE or SEARCH; their UID forms may."""
-    if isinstance(command, p.Fetch | p.Store | p.Search):
+    """RFC 9051 section 7.5.1: no EXPUNGE while responding to FETCH, STORE or SEARCH (nor SORT and THREAD,
+    RFC 5256, which name messages as SEARCH does); their UID forms may."""
+    if isinstance(command, p.Fetch | p.Store | p.Search | p.Sort | p.Thread):
         return command.uid
     return True
 
@@ -309,6 +312,11 @@ class ImapProtocol:
             "MOVE",
             "ESEARCH",
             "SEARCHRES",
+            "SORT",
+            "SORT=DISPLAY",
+            "ESORT",
+            "THREAD=ORDEREDSUBJECT",
+            "THREAD=REFERENCES",
             "BINARY",
             "MULTIAPPEND",
             "LIST-EXTENDED",

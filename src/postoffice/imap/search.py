@@ -144,7 +144,17 @@ class _Translator:
         self.now = now
         self.uids_by_seq = uids_by_seq
         self.saved = saved
-        self.recent: Criteria = UidIn.of(sorted(recent)) if recent else Not(All())
+        self._recent = recent
+        self._recent_criteria: Criteria | None = None
+
+    @property
+    def recent(self) -> Criteria:
+        """The \\Recent messages as criteria, made when a key needs them (a first session's set can hold
+        every message of a large mailbox)."""
+        if self._recent_criteria is None:
+            recent = self._recent
+            self._recent_criteria = UidIn.of(sorted(recent)) if recent else Not(All())
+        return self._recent_criteria
 
     def key(self, k: SearchKey) -> Criteria:
         if isinstance(k, SearchFlag):
@@ -275,9 +285,12 @@ def esearch_response(
     uid: bool,
     *,
     modseqs: Mapping[int, int] | None = None,
+    sort_order: bool = False,
 ) -> bytes:
     """The ESEARCH response (RFC 4731 3.1 and 3.2) for SEARCH RETURN (...), with the `(TAG "x")`
-    correlator and `UID` for UID SEARCH. `uids_or_seqs`: what `result_numbers` gave (ascending).
+    correlator and `UID` for UID SEARCH. `uids_or_seqs`: what `result_numbers` gave (ascending), or with
+    `sort_order` the numbers in the order a SORT gave them (ESORT, RFC 5267 section 3: MIN and MAX are then
+    the first and the last, and ALL keeps the order).
 
     MIN, MAX and ALL are left out when nothing matched; COUNT is always sent when asked for. RETURN (SAVE)
     alone gives no ESEARCH response (RFC 5182 2.1): b""."""
@@ -288,14 +301,14 @@ def esearch_response(
     out = [f'* ESEARCH (TAG "{quoted}")']
     if uid:
         out.append("UID")
-    numbers = sorted(set(uids_or_seqs))
+    numbers = list(uids_or_seqs) if sort_order else sorted(set(uids_or_seqs))
     if numbers:
         if "MIN" in options:
             out.append(f"MIN {numbers[0]}")
         if "MAX" in options:
             out.append(f"MAX {numbers[-1]}")
         if "ALL" in options:
-            out.append(f"ALL {format_sequence_set(numbers)}")
+            out.append(f"ALL {in_sort_order(numbers) if sort_order else format_sequence_set(numbers)}")
     if "COUNT" in options:
         out.append(f"COUNT {len(numbers)}")
     if modseqs is not None and numbers:
@@ -307,6 +320,20 @@ def esearch_response(
             named = [n for n, o in ((numbers[0], "MIN"), (numbers[-1], "MAX")) if o in options]
         out.append(f"MODSEQ {max(modseqs.get(n, 0) for n in named)}")
     return (" ".join(out) + "\r\n").encode("ascii")
+
+
+def in_sort_order(numbers: Sequence[int]) -> str:
+    """ESORT's ALL (RFC 5267 section 3): the numbers in the order given, only ascending runs as ranges (a
+    range says nothing about order)."""
+    out: list[str] = []
+    i, n = 0, len(numbers)
+    while i < n:
+        j = i
+        while j + 1 < n and numbers[j + 1] == numbers[j] + 1:
+            j += 1
+        out.append(str(numbers[i]) if j == i else f"{numbers[i]}:{numbers[j]}")
+        i = j + 1
+    return ",".join(out)
 
 
 def saved_result(uids: Sequence[int], return_options: Sequence[str]) -> list[int]:

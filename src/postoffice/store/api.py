@@ -37,6 +37,7 @@ from typing import IO, TYPE_CHECKING, NamedTuple
 # The ENVELOPE / BODYSTRUCTURE forms kept with each content are a function of the parse, defined with it
 # (docs/decisions/0036); named here too because callers of `imap_renderings` import it from the store API.
 from postoffice.message.imap_forms import ImapRendering as ImapRendering
+from postoffice.message.sort_fields import SortFields as SortFields
 
 if TYPE_CHECKING:
     from postoffice.directory.resolver import Resolution
@@ -995,6 +996,11 @@ class MailStore(abc.ABC):
             except NotFound:
                 pass
         return found
+
+    @abc.abstractmethod
+    async def sort_fields(self, content_ids: Sequence[int]) -> dict[int, SortFields]:
+        """What IMAP SORT and THREAD compare of several stored messages (`postoffice.message.sort_fields`),
+        by content id, in one read; ids that no longer exist are left out."""
 
     @abc.abstractmethod
     async def imap_renderings(self, content_ids: Sequence[int]) -> dict[int, ImapRendering]:

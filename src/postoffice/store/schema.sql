@@ -126,6 +126,21 @@ CREATE TABLE thread_keys (
     PRIMARY KEY (account_id, key)
 ) WITHOUT ROWID;
 
+-- What IMAP SORT and THREAD compare (version 21, RFC 5256, RFC 5957; postoffice.message.sort_fields), per
+-- content, written with it: sorting a large mailbox reads these narrow rows, not the parsed structures.
+CREATE TABLE content_sort (
+    id           INTEGER PRIMARY KEY,             -- = contents.id
+    sent         REAL,                            -- the Date field, UTC epoch seconds; NULL: missing or invalid
+    subject      TEXT NOT NULL,                   -- decoded
+    from_mailbox TEXT NOT NULL,
+    from_display TEXT NOT NULL,
+    to_mailbox   TEXT NOT NULL,
+    to_display   TEXT NOT NULL,
+    cc_mailbox   TEXT NOT NULL,
+    message_id   TEXT,
+    refs         TEXT NOT NULL                    -- ids separated by spaces
+);
+
 -- Expunged messages (RFC 7162 QRESYNC VANISHED (EARLIER)).
 CREATE TABLE tombstones (
     mailbox_id INTEGER NOT NULL,

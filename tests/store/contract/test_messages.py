@@ -706,3 +706,50 @@ def test_snippets_are_the_beginning_of_the_text_on_one_line(backend: Backend) ->
         assert await store.snippets([]) == {}
 
     backend.run(scenario)
+
+
+SORTABLE = (
+    b"From: =?utf-8?q?Zo=C3=AB?= <zoe@example.org>, bob@example.org\r\n"
+    b"To: undisclosed:;, Carol <carol@example.net>\r\n"
+    b"Cc: dave@example.com\r\n"
+    b"Subject: Re: =?utf-8?q?caf=C3=A9?=\r\n"
+    b"Date: Tue, 01 Dec 2026 10:00:00 +0100\r\n"
+    b"Message-ID: <child@example.org>\r\n"
+    b"In-Reply-To: <parent@example.org>\r\n"
+    b"References: <root@example.org> <parent@example.org>\r\n\r\nbody\r\n"
+)
+
+
+@covers(S.sort_fields)
+def test_what_sort_and_thread_compare_is_kept_with_the_content_and_goes_with_it(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        (demo,) = await accounts(store, "demo")
+        inbox = await inbox_of(store, demo)
+        await store.append(inbox, io.BytesIO(SORTABLE), parse(SORTABLE))
+        await store.append(inbox, io.BytesIO(b"\r\nno header at all\r\n"), parse(b"\r\nno header at all\r\n"))
+        full, bare = await store.list_messages(inbox)
+        fields = await store.sort_fields([bare.content_id, 999_999, full.content_id])
+        assert sorted(fields) == sorted([full.content_id, bare.content_id])
+        f = fields[full.content_id]
+        assert f.sent == 1_796_115_600.0  # 2026-12-01 09:00 UTC
+        assert f.subject == "Re: café"
+        assert (f.from_mailbox, f.from_display) == ("zoe", "Zoë")  # the first address, its name decoded
+        assert (f.to_mailbox, f.to_display) == ("carol", "Carol")  # the group marker left out
+        assert f.cc_mailbox == "dave"
+        assert f.message_id == "<child@example.org>"
+        assert f.references == ("<root@example.org>", "<parent@example.org>")
+        b = fields[bare.content_id]
+        assert (b.sent, b.subject, b.from_mailbox, b.from_display, b.message_id, b.references) == (
+            None,
+            "",
+            "",
+            "",
+            None,
+            (),
+        )
+        assert await store.sort_fields([]) == {}
+        await store.store_flags(inbox, [full.uid], ["\\Deleted"], "add")
+        await store.expunge_deleted(inbox)
+        assert await store.sort_fields([full.content_id]) == {}  # went with the content
+
+    backend.run(scenario)

@@ -653,6 +653,38 @@ class Search(Command):
 
 
 @dataclass(frozen=True)
+class Sort(Command):
+    """[UID] SORT [RETURN (opts)] (criteria) charset keys (RFC 5256 section 3, RFC 5957 DISPLAYFROM and
+    DISPLAYTO, RFC 5267 section 3 ESORT's RETURN). `criteria`: (key, reverse) pairs in order, keys
+    upper-case; `charset` upper-case; `return_options` as Search's."""
+
+    criteria: tuple[tuple[str, bool], ...]
+    charset: str
+    keys: tuple[SearchKey, ...]
+    return_options: tuple[str, ...] | None = None
+    uid: bool = False
+    NAME = "SORT"
+
+    SORT_KEYS: ClassVar[frozenset[str]] = frozenset(
+        {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
+    )
+    RETURN_OPTIONS: ClassVar[frozenset[str]] = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+
+
+@dataclass(frozen=True)
+class Thread(Command):
+    """[UID] THREAD algorithm charset keys (RFC 5256 section 3); `algorithm` and `charset` upper-case."""
+
+    algorithm: str
+    charset: str
+    keys: tuple[SearchKey, ...]
+    uid: bool = False
+    NAME = "THREAD"
+
+    ALGORITHMS: ClassVar[tuple[str, ...]] = ("ORDEREDSUBJECT", "REFERENCES")
+
+
+@dataclass(frozen=True)
 class Fetch(Command):
     """[UID] FETCH sequence items [(CHANGEDSINCE n [VANISHED])]; macros are expanded (`macro` names it)."""
 

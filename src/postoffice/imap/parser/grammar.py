@@ -97,11 +97,13 @@ from postoffice.imap.parser.commands import (
     SectionText,
     Select,
     SetQuota,
+    Sort,
     StartTls,
     Status,
     Store,
     StoreMode,
     Subscribe,
+    Thread,
     UidExpunge,
     Unselect,
     Unsubscribe,
@@ -715,36 +717,98 @@ def _search_key(sc: Scanner, depth: int) -> SearchKey:
     raise BadSyntax(f"unknown search key {word}")
 
 
-def _search(sc: Scanner, tag: str, uid: bool) -> Search:
+def _return_options(sc: Scanner, command: str, allowed: frozenset[str]) -> tuple[str, ...] | None:
+    """[RETURN (opts) SP] of SEARCH and SORT (RFC 4731, RFC 5267): None without RETURN."""
+    if not sc.keyword("RETURN"):
+        return None
     sc.sp()
-    return_options: tuple[str, ...] | None = None
-    if sc.keyword("RETURN"):
-        sc.sp()
-        sc.expect(b"(")
-        options: list[str] = []
-        if not sc.take(b")"):
-            while True:
-                option = sc.atom("a RETURN option").upper()
-                if option not in Search.RETURN_OPTIONS:
-                    raise BadSyntax(f"unknown SEARCH RETURN option {option}")
-                options.append(option)
-                if sc.take(b")"):
-                    break
-                sc.sp()
-        return_options = tuple(options)
-        sc.sp()
-    charset: str | None = None
-    if sc.keyword("CHARSET"):
-        sc.sp()
-        charset = (sc.text(sc.quoted()) if sc.peek() == 0x22 else sc.atom("a charset")).upper()
-        if charset not in SEARCH_CHARSETS:
-            raise BadCharset(charset, save="SAVE" in (return_options or ()))
-        sc.sp()
+    sc.expect(b"(")
+    options: list[str] = []
+    if not sc.take(b")"):
+        while True:
+            option = sc.atom("a RETURN option").upper()
+            if option not in allowed:
+                raise BadSyntax(f"unknown {command} RETURN option {option}")
+            options.append(option)
+            if sc.take(b")"):
+                break
+            sc.sp()
+    sc.sp()
+    return tuple(options)
+
+
+def _charset_name(sc: Scanner) -> str:
+    return (sc.text(sc.quoted()) if sc.peek() == 0x22 else sc.atom("a charset")).upper()
+
+
+def _charset(sc: Scanner, return_options: tuple[str, ...] | None, charset: str | None = None) -> str:
+    """A charset name (astring, or `charset` read already), upper-case; BadCharset for one we cannot search
+    in."""
+    if charset is None:
+        charset = _charset_name(sc)
+    if charset not in SEARCH_CHARSETS:
+        raise BadCharset(charset, save="SAVE" in (return_options or ()))
+    return charset
+
+
+def _search_keys(sc: Scanner) -> tuple[SearchKey, ...]:
     keys = [_search_key(sc, 1)]
     while not sc.at_end():
         sc.sp()
         keys.append(_search_key(sc, 1))
-    return Search(tag, tuple(keys), charset, return_options, uid)
+    return tuple(keys)
+
+
+def _search(sc: Scanner, tag: str, uid: bool) -> Search:
+    sc.sp()
+    return_options = _return_options(sc, "SEARCH", Search.RETURN_OPTIONS)
+    charset: str | None = None
+    if sc.keyword("CHARSET"):
+        sc.sp()
+        charset = _charset(sc, return_options)
+        sc.sp()
+    return Search(tag, _search_keys(sc), charset, return_options, uid)
+
+
+def _sort(sc: Scanner, tag: str, uid: bool) -> Sort:
+    """RFC 5256: SORT SP sort-criteria SP search-criteria (the charset is not optional), with ESORT's RETURN
+    (RFC 5267 section 3) before the criteria."""
+    sc.sp()
+    return_options = _return_options(sc, "SORT", Sort.RETURN_OPTIONS)
+    sc.expect(b"(")
+    criteria: list[tuple[str, bool]] = []
+    while True:
+        key = sc.atom("a sort key").upper()
+        reverse = key == "REVERSE"
+        if reverse:
+            sc.sp()
+            key = sc.atom("a sort key").upper()
+        if key not in Sort.SORT_KEYS:
+            raise BadSyntax(f"unknown sort key {key}")
+        criteria.append((key, reverse))
+        if len(criteria) > len(Sort.SORT_KEYS) * 2:
+            raise BadSyntax("too many sort keys")
+        if sc.take(b")"):
+            break
+        sc.sp()
+    sc.sp()
+    name = _charset_name(sc)
+    sc.sp()
+    keys = _search_keys(sc)  # a missing search key is a BAD, also after an unknown charset
+    return Sort(tag, tuple(criteria), _charset(sc, return_options, name), keys, return_options, uid)
+
+
+def _thread(sc: Scanner, tag: str, uid: bool) -> Thread:
+    """RFC 5256: THREAD SP thread-alg SP search-criteria."""
+    sc.sp()
+    algorithm = sc.atom("a threading algorithm").upper()
+    if algorithm not in Thread.ALGORITHMS:
+        raise BadSyntax(f"unknown threading algorithm {algorithm}")
+    sc.sp()
+    name = _charset_name(sc)
+    sc.sp()
+    keys = _search_keys(sc)
+    return Thread(tag, algorithm, _charset(sc, None, name), keys, uid)
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -1132,6 +1196,8 @@ _UID_COMMANDS: dict[str, Callable[[Scanner, str, bool], Command]] = {
     "COPY": _copy_like(Copy),
     "MOVE": _copy_like(Move),
     "SEARCH": _search,
+    "SORT": _sort,
+    "THREAD": _thread,
 }
 
 

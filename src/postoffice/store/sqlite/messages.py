@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import logging
 import sqlite3
 import time
@@ -20,6 +21,7 @@ from typing import IO
 
 from postoffice.message import ParsedMessage
 from postoffice.message.imap_forms import ImapRendering
+from postoffice.message.sort_fields import SortFields
 from postoffice.plural import counted
 from postoffice.store.api import (
     AppendItem,
@@ -46,15 +48,18 @@ from postoffice.store.sqlite.quota import account_quota, account_used, check_quo
 from postoffice.store.sqlite.rows import (
     MAILBOX_SQL,
     MESSAGE_COLUMNS,
+    SORT_FIELDS_SQL,
     append_row,
     copy_rows,
     delete_messages,
     insert_addresses,
     insert_kept_forms,
+    insert_sort_fields,
     mailbox_info,
     message_info,
     parsed_thread_keys,
     render_kept_forms,
+    sort_fields_row,
     thread_for,
 )
 
@@ -231,6 +236,7 @@ class MessagesMixin(SqliteBase):
             ),
         )
         insert_addresses(conn, content_id, parsed)
+        insert_sort_fields(conn, content_id, parsed)
         return content_id
 
     @staticmethod
@@ -317,6 +323,19 @@ class MessagesMixin(SqliteBase):
                 ):
                     found[int(cid)] = ImapRendering(env, body, env8, body8)
             return found
+
+        return await self._read(q) if wanted else {}
+
+    async def sort_fields(self, content_ids: Sequence[int]) -> dict[int, SortFields]:
+        wanted = list(dict.fromkeys(content_ids))
+
+        def q(conn: sqlite3.Connection) -> dict[int, SortFields]:
+            # one statement for any number of ids: a JSON array parameter (no bound-parameter limit)
+            rows = conn.execute(
+                f"{SORT_FIELDS_SQL} WHERE id IN (SELECT value FROM json_each(?))",  # noqa: S608
+                (json.dumps(wanted),),
+            )
+            return dict(sort_fields_row(r) for r in rows)
 
         return await self._read(q) if wanted else {}
 

@@ -19,11 +19,17 @@ from postoffice.message import ParsedMessage
 from postoffice.message.threads import references_of, thread_keys
 from postoffice.store.api import StoreError
 from postoffice.store.sqlite.connection import connect
-from postoffice.store.sqlite.rows import insert_addresses, insert_kept_forms, render_kept_forms, thread_for
+from postoffice.store.sqlite.rows import (
+    insert_addresses,
+    insert_kept_forms,
+    insert_sort_fields,
+    render_kept_forms,
+    thread_for,
+)
 
 log = logging.getLogger("postoffice.store")
 
-SCHEMA_VERSION = 20
+SCHEMA_VERSION = 21
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -101,6 +107,11 @@ def _backfill_addresses(conn: sqlite3.Connection) -> None:
         insert_addresses(conn, int(content_id), ParsedMessage.from_json(str(parsed)))
 
 
+def _backfill_sort_fields(conn: sqlite3.Connection) -> None:
+    for content_id, parsed in conn.execute("SELECT id, parsed FROM contents").fetchall():
+        insert_sort_fields(conn, int(content_id), ParsedMessage.from_json(str(parsed)))
+
+
 _CREATE_QUEUE = (
     "CREATE TABLE IF NOT EXISTS queue_messages (id INTEGER PRIMARY KEY, sender TEXT NOT NULL, envid TEXT, "
     "ret TEXT, account_id INTEGER REFERENCES accounts(id) ON DELETE SET NULL, created REAL NOT NULL, "
@@ -153,6 +164,8 @@ _DKIM_KEYS_TABLES = _schema_part("-- DKIM signing keys (version 17", "-- End of 
 #: The tables of version 18 (the MTA-STS policy cache, report counts, received reports).
 _REPORT_TABLES = _schema_part("-- Transport security and reports (version 18", "-- End of version 18.")
 
+#: The table of version 21 (what IMAP SORT and THREAD compare).
+_SORT_TABLE = _schema_part("-- What IMAP SORT and THREAD compare (version 21", "-- Expunged messages")
 #: Steps that bring a store from version N to N + 1 (SQL statements, or functions of the connection),
 #: applied in one transaction at open.
 MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = {
@@ -255,6 +268,8 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
         _add_column("messages", "savedate", "REAL"),
         "UPDATE messages SET savedate = internaldate WHERE savedate IS NULL",
     ),
+    # What IMAP SORT and THREAD compare, per content (RFC 5256), backfilled from the stored structures.
+    20: (*_SORT_TABLE, _backfill_sort_fields),
 }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from postoffice.directory.address import normalize_address
 from postoffice.message import ParsedMessage, envelope_addresses
 from postoffice.message.imap_forms import ImapRendering, render_imap_forms
+from postoffice.message.sort_fields import SortFields, sort_fields
 from postoffice.message.threads import thread_keys
 from postoffice.store.api import MailboxInfo, MessageInfo
 from postoffice.store.criteria import ENVELOPE_ADDRESS_FIELDS
@@ -66,6 +67,49 @@ def insert_addresses(conn: sqlite3.Connection, content_id: int, parsed: ParsedMe
     conn.executemany(
         "INSERT OR IGNORE INTO content_addresses (address, content_id, field) VALUES (?, ?, ?)",
         [(address, content_id, field) for field, address in address_rows(parsed)],
+    )
+
+
+def insert_sort_fields(conn: sqlite3.Connection, content_id: int, parsed: ParsedMessage) -> None:
+    """The content's row of content_sort (what IMAP SORT and THREAD compare)."""
+    f = sort_fields(parsed)
+    conn.execute(
+        "INSERT OR REPLACE INTO content_sort (id, sent, subject, from_mailbox, from_display, to_mailbox, "
+        "to_display, cc_mailbox, message_id, refs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            content_id,
+            f.sent,
+            f.subject,
+            f.from_mailbox,
+            f.from_display,
+            f.to_mailbox,
+            f.to_display,
+            f.cc_mailbox,
+            f.message_id,
+            " ".join(f.references),
+        ),
+    )
+
+
+SORT_FIELDS_SQL = (
+    "SELECT id, sent, subject, from_mailbox, from_display, to_mailbox, to_display, cc_mailbox, message_id, "
+    "refs FROM content_sort"
+)
+
+
+def sort_fields_row(row: sqlite3.Row | tuple[Any, ...]) -> tuple[int, SortFields]:
+    """(content id, fields) of a row of SORT_FIELDS_SQL."""
+    cid, sent, subject, from_mailbox, from_display, to_mailbox, to_display, cc_mailbox, message_id, refs = row
+    return int(cid), SortFields(
+        None if sent is None else float(sent),
+        subject,
+        from_mailbox,
+        from_display,
+        to_mailbox,
+        to_display,
+        cc_mailbox,
+        message_id,
+        tuple(refs.split()),
     )
 
 
@@ -244,6 +288,7 @@ def delete_messages(
             conn.execute("DELETE FROM content_imap WHERE id = ?", (content_id,))
             conn.execute("DELETE FROM content_search WHERE rowid = ?", (content_id,))
             conn.execute("DELETE FROM content_addresses WHERE content_id = ?", (content_id,))
+            conn.execute("DELETE FROM content_sort WHERE id = ?", (content_id,))
         total += size
     conn.execute(
         "UPDATE mailboxes SET message_count = message_count - ?, total_size = total_size - ?, "

@@ -1,0 +1,310 @@
+"""IMAP SORT (RFC 5256 section 3, with RFC 5957's DISPLAYFROM and DISPLAYTO and RFC 5267 section 3's ESORT)
+and THREAD (RFC 5256: ORDEREDSUBJECT and REFERENCES).
+
+Both search first, exactly as SEARCH does (the same keys, evaluated in the store's index), then order what
+matched by what the store kept of each message at delivery (`MailStore.sort_fields`):
+- The comparison forms are made once per stored content and kept in a per-store cache of at most
+  KEY_CACHE_SIZE contents (a content never changes, and content ids are never reused, docs/decisions/0062):
+  the RFC 5256 base subject and whether it came from a reply or forward, and every string key in the
+  i;unicode-casemap form of RFC 5051 (each character titlecased, then decomposed: `unicode_casemap`), compared
+  code point by code point, which orders as UTF-8 octets do. RFC 5256 asks SORT and THREAD to collate as
+  I18NLEVEL=1 does, whose comparator that is (RFC 5255); for ASCII it is i;ascii-casemap. I18NLEVEL=1 itself
+  is not advertised: SEARCH does not use that comparator (docs/decisions/0064).
+- SORT: a stable sort per key, from the last to the first (REVERSE per key), over the mailbox order, so that
+  messages equal under every key stay in mailbox order (RFC 5256 section 3). DATE is the sent date, or the
+  internal date where the Date field is missing or invalid (section 2.2); a missing address or subject is the
+  empty string, which sorts first.
+- SORT RETURN (...) answers with ESEARCH (RFC 5267 section 3): MIN and MAX are the first and last in sort
+  order, ALL lists the matches in sort order (ascending runs written as ranges), COUNT; SAVE keeps the
+  matches for `$` (RFC 5182) as SEARCH's SAVE does. With a MODSEQ key the answer carries the highest MODSEQ of
+  the messages it names (RFC 7162 section 3.1.5).
+- THREAD: `postoffice.imap.sort_thread`.
+- Sorting and threading depend only on which messages take part (their contents, sizes and internal dates
+  never change): the sorted UIDs of the last ANSWER_CACHE_SIZE (mailbox, UIDVALIDITY, criteria, matches),
+  and the formatted THREAD answers likewise, are kept per store, so that a repeated SORT or THREAD of an
+  unchanged mailbox (a webmail's every page, a client's every reconnect) costs the search and a lookup.
+  SEARCH ALL, the usual search of both, is the session's own view, with no store read.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import string
+import unicodedata
+import weakref
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NamedTuple
+
+from postoffice.imap import parser as p
+from postoffice.imap import search as search_mod
+from postoffice.imap.access import MailAccess
+from postoffice.imap.mailbox_view import Entry, MailboxView
+from postoffice.imap.sort_thread import (
+    ThreadInput,
+    base_subject,
+    collector_paused,
+    format_threads,
+    ordered_subject,
+    references,
+)
+from postoffice.imap.state import Done, SessionState, bad, no
+from postoffice.message.sort_fields import SortFields
+from postoffice.store.criteria import All
+
+#: Contents whose comparison forms a store's cache keeps (about 300 octets each).
+KEY_CACHE_SIZE = 250_000
+#: SORT orders and THREAD answers a store's cache keeps.
+ANSWER_CACHE_SIZE = 8
+
+_ASCII = frozenset(string.printable)
+
+
+@functools.lru_cache(maxsize=4096)
+def _casemap_char(ch: str) -> str:
+    title = ch.title()
+    return unicodedata.normalize("NFKD", title if len(title) == 1 else ch)
+
+
+def unicode_casemap(text: str) -> str:
+    """RFC 5051's titlecased canonicalised form: each character's (simple) titlecase mapping, fully
+    decomposed (NFKD); plain ASCII is only upper-cased."""
+    if _ASCII.issuperset(text):
+        return text.upper()
+    return "".join(map(_casemap_char, text))
+
+
+class SortKeys(NamedTuple):
+    """The comparison forms of one stored message (see the module docstring)."""
+
+    sent: float | None
+    subject: str
+    reply: bool
+    from_: str
+    to: str
+    cc: str
+    display_from: str
+    display_to: str
+    message_id: str | None
+    references: tuple[str, ...]
+
+
+_EMPTY = SortKeys(None, "", False, "", "", "", "", "", None, ())
+
+
+def sort_keys(fields: SortFields) -> SortKeys:
+    subject, reply = base_subject(fields.subject)
+    return SortKeys(
+        fields.sent,
+        unicode_casemap(subject),
+        reply,
+        unicode_casemap(fields.from_mailbox),
+        unicode_casemap(fields.to_mailbox),
+        unicode_casemap(fields.cc_mailbox),
+        unicode_casemap(fields.from_display),
+        unicode_casemap(fields.to_display),
+        fields.message_id,
+        fields.references,
+    )
+
+
+class _StoreCache:
+    """What SORT and THREAD keep of one store (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.keys: dict[int, SortKeys] = {}  # oldest first
+        self.answers: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+
+    def answer(self, key: tuple[Any, ...]) -> Any:
+        found = self.answers.get(key)
+        if found is not None:
+            self.answers.move_to_end(key)
+        return found
+
+    def keep(self, key: tuple[Any, ...], answer: Any) -> None:
+        self.answers[key] = answer
+        while len(self.answers) > ANSWER_CACHE_SIZE:
+            self.answers.popitem(last=False)
+
+
+_caches: weakref.WeakKeyDictionary[Any, _StoreCache] = weakref.WeakKeyDictionary()
+
+
+def _cache_of(store: MailAccess) -> _StoreCache:
+    try:
+        return _caches.setdefault(store, _StoreCache())
+    except TypeError:  # a store that cannot be weakly referenced: nothing kept
+        return _StoreCache()
+
+
+async def _keys_of(store: MailAccess, content_ids: Sequence[int]) -> list[SortKeys]:
+    """The comparison forms of `content_ids`, in order (from the cache, the rest in one store read)."""
+    cache = _cache_of(store).keys
+    missing = [cid for cid in content_ids if cid not in cache]
+    if missing:
+        found = await store.sort_fields(missing)
+        with collector_paused():
+            for cid, fields in found.items():
+                cache[cid] = sort_keys(fields)
+        if len(cache) > KEY_CACHE_SIZE:
+            for cid in list(itertools.islice(cache, len(cache) - KEY_CACHE_SIZE)):
+                del cache[cid]
+    get = cache.get
+    return [get(cid, _EMPTY) for cid in content_ids]
+
+
+async def _matches(session: SessionState, view: MailboxView, command: p.Sort | p.Thread) -> list[int]:
+    """The UIDs (ascending, in the view) the search keys of `command` match, as SEARCH finds them."""
+    try:
+        criteria = search_mod.to_criteria(
+            command.keys,
+            uids_by_seq=view.uids,
+            saved=session.saved_uids(),
+            recent=view.recent if not session.rev2 else None,
+            charset=command.charset,
+        )
+    except search_mod.SearchBadCharset as exc:
+        raise no(str(exc), "BADCHARSET (UTF-8 US-ASCII)") from None
+    except search_mod.SearchBad as exc:
+        raise bad(str(exc)) from None
+    gone = view.gone
+    if isinstance(criteria, All):  # the common case: every message the session shows
+        return [u for u in view.uids if u not in gone] if gone else list(view.uids)
+    shown = set(view.uids)  # the store's answer is ascending: filtering keeps it so
+    return [u for u in await session.store.search(view.mailbox_id, criteria) if u in shown and u not in gone]
+
+
+# ------------------------------------------------------------------------------------------------ SORT
+
+
+def _column(key: str, entries: list[Entry], keys: list[SortKeys]) -> Sequence[Any]:
+    """The sort key `key` of every match, in the order of `entries`."""
+    if key == "ARRIVAL":
+        return [e[5] for e in entries]
+    if key == "SIZE":
+        return [e[4] for e in entries]
+    if key == "DATE":
+        return [k.sent if k.sent is not None else e[5] for k, e in zip(keys, entries, strict=True)]
+    field: Callable[[SortKeys], str] = {
+        "SUBJECT": lambda k: k.subject,
+        "FROM": lambda k: k.from_,
+        "TO": lambda k: k.to,
+        "CC": lambda k: k.cc,
+        "DISPLAYFROM": lambda k: k.display_from,
+        "DISPLAYTO": lambda k: k.display_to,
+    }[key]
+    return [field(k) for k in keys]
+
+
+def sorted_order(
+    criteria: Sequence[tuple[str, bool]], entries: list[Entry], keys: list[SortKeys]
+) -> list[int]:
+    """Indexes into `entries` (mailbox order) in the order `criteria` give (RFC 5256 section 3)."""
+    order = list(range(len(entries)))
+    for key, reverse in reversed(criteria):
+        column = _column(key, entries, keys)
+        order.sort(key=column.__getitem__, reverse=reverse)  # stable, also when reversed
+    return order
+
+
+async def sort(session: SessionState, command: p.Sort) -> Done:
+    """SORT / UID SORT (RFC 5256 section 3; see the module docstring)."""
+    view = session.selected_view
+    options = {o.upper() for o in command.return_options} if command.return_options is not None else None
+    if options is not None and not options:
+        options = {"ALL"}  # RFC 4731 3.1 (RFC 5267 section 3): RETURN () is RETURN (ALL)
+    save = options is not None and "SAVE" in options
+    previous = session.saved_result
+    if save:
+        session.saved_result = []  # RFC 5182 2.1: a SORT ... SAVE answered NO leaves the empty result
+    by_modseq = search_mod.uses_modseq(command.keys)
+    if by_modseq:
+        session.enable_condstore()  # RFC 7162 3.1
+    try:
+        matched = await _matches(session, view, command)
+    except Exception:
+        session.saved_result = previous
+        raise
+    cache = _cache_of(session.store)
+    matched_key = tuple(matched)
+    order_key = ("SORT", view.mailbox_id, view.info.uidvalidity, command.criteria, matched_key)
+    # the plain answer's octets, also kept: sequence numbers depend on the whole view
+    everything = len(matched) == view.exists  # then sequence number = index in `matched` + 1
+    numbering = None if command.uid else matched_key if everything else tuple(view.uids)
+    answer_key = (order_key, numbering)
+    highest = max((view.modseq_of(u) for u in matched), default=0) if by_modseq else None
+    payload: bytes | None = cache.answer(answer_key) if options is None else None
+    if payload is None:
+        order: list[int] | None = cache.answer(order_key)  # indexes into `matched`
+        if order is None:
+            entries = list(view.entries(matched))
+            keys = await _keys_of(session.store, [e[3] for e in entries])
+            order = sorted_order(command.criteria, entries, keys)
+            cache.keep(order_key, order)
+        if command.uid:
+            numbers = list(map(matched.__getitem__, order))
+        elif everything:
+            numbers = list(map((1).__add__, order))
+        else:
+            seqs = [seq for seq, _uid, _flags in view.positions(matched)]
+            numbers = list(map(seqs.__getitem__, order))
+        if options is not None:
+            modseqs = (  # RFC 7162 3.1.10: of what the answer names
+                {n: view.modseq_of(matched[i]) for n, i in zip(numbers, order, strict=True)}
+                if by_modseq
+                else None
+            )
+            session.send(
+                search_mod.esearch_response(
+                    command.tag, numbers, tuple(options), command.uid, modseqs=modseqs, sort_order=True
+                )
+            )
+        else:
+            payload = " ".join(map(str, numbers)).encode()
+            cache.keep(answer_key, payload)
+    if payload is not None:
+        tail = b" (MODSEQ %d)\r\n" % highest if highest is not None and payload else b"\r\n"
+        session.send(b"* SORT" + (b" " if payload else b"") + payload + tail)
+    if save:
+        session.saved_result = search_mod.saved_result(matched, tuple(options or ()))
+    return Done(f"{command.name} completed")
+
+
+# ---------------------------------------------------------------------------------------------- THREAD
+
+
+async def thread(session: SessionState, command: p.Thread) -> Done:
+    """THREAD / UID THREAD (RFC 5256 section 3; see the module docstring)."""
+    view = session.selected_view
+    matched = await _matches(session, view, command)
+    numbering = tuple(view.uids) if not command.uid else ()  # sequence numbers depend on the whole view
+    key = ("THREAD", view.mailbox_id, view.info.uidvalidity, command.algorithm, numbering, tuple(matched))
+    cache = _cache_of(session.store)
+    payload: bytes | None = cache.answer(key)
+    if payload is None:
+        entries = list(view.entries(matched))
+        keys = await _keys_of(session.store, [e[3] for e in entries])
+        with collector_paused():  # 100,000 new objects, all kept: no collection passes over them meanwhile
+            messages = [
+                ThreadInput(
+                    e[1] if command.uid else e[0],
+                    k.sent if k.sent is not None else e[5],
+                    k.subject,
+                    k.reply,
+                    k.message_id,
+                    k.references,
+                )
+                for e, k in zip(entries, keys, strict=True)
+            ]
+        algorithm = ordered_subject if command.algorithm == "ORDEREDSUBJECT" else references
+        payload = format_threads(algorithm(messages))
+        cache.keep(key, payload)
+    session.send(b"* THREAD" + payload + b"\r\n")
+    return Done(f"{command.name} completed")
+
+
+HANDLERS: dict[type[p.Command], Callable[[SessionState, Any], Awaitable[Done]]] = {
+    p.Sort: sort,
+    p.Thread: thread,
+}
