@@ -49,6 +49,7 @@ from postoffice.imap.parser import (
     Partial,
     ReaderEvent,
     Rename,
+    Replace,
     Search,
     SearchAnd,
     SearchDate,
@@ -788,3 +789,22 @@ def test_sort_parses_what_it_is_given_or_answers_bad(
     events = parse(f"t SORT ({criteria}) UTF-8 ".encode() + line + b"\r\n")
     assert len(events) == 1
     assert isinstance(events[0], Sort | ParseError)
+
+
+def test_replace_streams_its_message_as_append_does() -> None:
+    """RFC 8508: [UID] REPLACE n mailbox message, one message, through the APPEND streaming events."""
+    events = parse(b"a UID REPLACE 4 {6}\r\nDrafts (\\Seen) {5}\r\nhello\r\n")
+    message = AppendMessage(("\\Seen",), None, 5)
+    drafts = MailboxName("Drafts", "Drafts")
+    assert events == [
+        AppendMessageStart("a", drafts, 0, message, True, (4, True)),
+        AppendData("a", b"hello"),
+        Replace("a", drafts, message, 4, True),
+    ]
+    assert Replace("a", drafts, message, 4, True).name == "UID REPLACE"
+    zero = parse_one(b"b REPLACE 0 INBOX {5}")
+    assert isinstance(zero, ParseError)
+    assert "non-zero" in zero.message
+    second = parse(b"c REPLACE 1 INBOX {5+}\r\nhello {5+}\r\nworld\r\n")
+    assert isinstance(second[-1], ParseError)
+    assert "one message" in second[-1].message

@@ -87,16 +87,20 @@ def _limit(exc: LimitExceeded) -> Exception:
 # ------------------------------------------------------------------------------------------- APPEND
 
 
-async def append(session: SessionState, command: p.Append) -> Done:
-    pending = session.take_append(command.tag)
-    if pending is None or len(pending.messages) != len(command.messages):
+async def _store_spooled(
+    session: SessionState, tag: str, messages: tuple[p.AppendMessage, ...], name: str
+) -> tuple[int, list[int]]:
+    """The spooled messages of an APPEND or REPLACE stored, all or none (one store transaction: MULTIAPPEND,
+    RFC 3502 section 6.3.11); (the mailbox's UIDVALIDITY, their UIDs)."""
+    pending = session.take_append(tag)
+    if pending is None or len(pending.messages) != len(messages):
         if pending is not None:
             pending.close()
-        raise bad("APPEND message data missing")
+        raise bad(f"{name} message data missing")
     mailbox_id = pending.mailbox.id
     try:
         items: list[AppendItem] = []
-        for item, message in zip(pending.messages, command.messages, strict=True):
+        for item, message in zip(pending.messages, messages, strict=True):
             spool = item.spool
             spool.flush()
             spool.seek(0)
@@ -106,18 +110,52 @@ async def append(session: SessionState, command: p.Append) -> Done:
                 parsed = await asyncio.to_thread(parse_message, spool)
             when = message.internal_date.timestamp() if message.internal_date is not None else None
             items.append(AppendItem(spool, parsed, _storable(message.flags), when))
-        # MULTIAPPEND is all or nothing (RFC 3502 section 6.3.11): one store transaction for every message
         try:
             copies = await session.store.append_many(mailbox_id, items, keyword_limits=session.keyword_limits)
         except LimitExceeded as exc:
             raise _limit(exc) from None
     finally:
         pending.close()
-    uids = [copy.uid for copy in copies]
     view = session.view
     if view is not None and view.mailbox_id == mailbox_id:
         view.dirty = True
-    return Done("APPEND completed", f"APPENDUID {pending.mailbox.uidvalidity} {format_sequence_set(uids)}")
+    return pending.mailbox.uidvalidity, [copy.uid for copy in copies]
+
+
+async def append(session: SessionState, command: p.Append) -> Done:
+    uidvalidity, uids = await _store_spooled(session, command.tag, command.messages, "APPEND")
+    return Done("APPEND completed", f"APPENDUID {uidvalidity} {format_sequence_set(uids)}")
+
+
+async def replace(session: SessionState, command: p.Replace) -> Done:
+    """REPLACE / UID REPLACE (RFC 8508): the new message is appended first, then the one it replaces is
+    expunged, so a failure never loses both (a failed append leaves the original; a crash between the two
+    leaves both). The APPENDUID goes in an untagged OK before the EXPUNGE (or VANISHED) of the original."""
+    view = _view(session)
+    if view.read_only:  # refused before the literal too; the state may have changed since
+        session.discard_append()
+        raise no("The mailbox is read-only", "READ-ONLY")
+    if command.uid:
+        original: int | None = command.target if command.target in view else None
+    else:
+        original = view.uids[command.target - 1] if 1 <= command.target <= view.reported_exists else None
+    # the store's word, not the view's: another session may have expunged it since the view last read
+    if (
+        original
+        and original not in view.gone
+        and not await session.store.get_messages(view.mailbox_id, [original])
+    ):
+        view.dirty = True  # the expunge, told before the tagged reply
+        original = 0
+    if not original or original in view.gone:
+        session.discard_append()
+        raise no("The message to replace no longer exists", "EXPUNGEISSUED" if original is not None else None)
+    uidvalidity, (uid,) = await _store_spooled(session, command.tag, (command.message,), "REPLACE")
+    session.untagged(f"OK [APPENDUID {uidvalidity} {uid}] Replacement message ready")
+    removed = await session.store.expunge(view.mailbox_id, [original])
+    view.mark_gone(removed)
+    view.dirty = True  # the expunge's own MODSEQ: read back before the tagged reply gives HIGHESTMODSEQ
+    return Done(f"{command.name} completed", expunged=bool(removed))
 
 
 # -------------------------------------------------------------------------- CLOSE UNSELECT EXPUNGE
@@ -746,6 +784,7 @@ Handler = Callable[[SessionState, Any], Awaitable[Done]]
 
 HANDLERS: dict[type[p.Command], Handler] = {
     p.Append: append,
+    p.Replace: replace,
     p.Close: close,
     p.Unselect: unselect,
     p.Expunge: expunge,

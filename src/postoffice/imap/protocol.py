@@ -146,6 +146,7 @@ _ALLOWED: dict[type[p.Command], tuple[State, ...]] = {
     p.GetQuotaRoot: _AUTHENTICATED,
     p.SetQuota: _AUTHENTICATED,
     p.Append: _AUTHENTICATED,
+    p.Replace: (State.SELECTED,),
     p.Check: (State.SELECTED,),
     p.Close: (State.SELECTED,),
     p.Unselect: (State.SELECTED,),
@@ -310,6 +311,7 @@ class ImapProtocol:
             "CREATE-SPECIAL-USE",
             "UIDPLUS",
             "MOVE",
+            "REPLACE",
             "ESEARCH",
             "SEARCHRES",
             "SORT",
@@ -621,7 +623,23 @@ class ImapProtocol:
             session.discard_append()
             self._tagged(event.tag, status, text, code)
 
-        if session.state not in _AUTHENTICATED or session.account is None:
+        if event.replace is not None:
+            # REPLACE (RFC 8508): in the selected state, of a message of a mailbox the session may change
+            if session.state is not State.SELECTED or session.view is None or session.account is None:
+                refuse("BAD", "REPLACE is only valid in the selected state")
+                return
+            if session.view.read_only:
+                refuse("NO", "The mailbox is read-only", "READ-ONLY")
+                return
+            target, by_uid = event.replace
+            view = session.view
+            if not by_uid and not 1 <= target <= view.reported_exists:
+                refuse("BAD", f"Invalid message sequence number: {target}")
+                return
+            if by_uid and (target not in view or target in view.gone):
+                refuse("NO", f"There is no message with UID {target}")
+                return
+        elif session.state not in _AUTHENTICATED or session.account is None:
             refuse("BAD", "APPEND is only valid in the authenticated or selected state")
             return
         if event.message.utf8 and not session.utf8:

@@ -379,13 +379,15 @@ class UnsupportedCharset(ReaderEvent):
 
 @dataclass(frozen=True)
 class AppendMessageStart(ReaderEvent):
-    """A message literal of APPEND begins (message number `index`, from 0); AppendData events follow."""
+    """A message literal of APPEND (or REPLACE) begins (message number `index`, from 0); AppendData events
+    follow."""
 
     tag: str
     mailbox: MailboxName
     index: int
     message: AppendMessage
     synchronizing: bool
+    replace: tuple[int, bool] | None = None  # REPLACE (RFC 8508): the message it replaces, and whether by UID
 
 
 @dataclass(frozen=True)
@@ -597,6 +599,18 @@ class Append(Command):
     mailbox: MailboxName
     messages: tuple[AppendMessage, ...]
     NAME = "APPEND"
+
+
+@dataclass(frozen=True)
+class Replace(Command):
+    """[UID] REPLACE n mailbox message (RFC 8508): the message octets came in AppendData events, as APPEND's;
+    `target` is the sequence number (or with `uid` the UID) of the message it replaces."""
+
+    mailbox: MailboxName
+    message: AppendMessage
+    target: int
+    uid: bool = False
+    NAME = "REPLACE"
 
 
 @dataclass(frozen=True)

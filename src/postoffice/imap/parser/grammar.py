@@ -77,6 +77,7 @@ from postoffice.imap.parser.commands import (
     Noop,
     Partial,
     Rename,
+    Replace,
     Search,
     SearchAnd,
     SearchDate,
@@ -160,11 +161,18 @@ class _MessageLiteralPending(LiteralPending):
 class MessagePending(Exception):
     """The parse reached an APPEND message literal whose octets have not arrived yet."""
 
-    def __init__(self, mailbox: MailboxName, message: AppendMessage, in_utf8_parens: bool) -> None:
+    def __init__(
+        self,
+        mailbox: MailboxName,
+        message: AppendMessage,
+        in_utf8_parens: bool,
+        replace: tuple[int, bool] | None = None,
+    ) -> None:
         super().__init__()
         self.mailbox = mailbox
         self.message = message
         self.in_utf8_parens = in_utf8_parens
+        self.replace = replace  # a REPLACE's (target, by UID)
 
 
 # Character classes of RFC 9051 section 9. atom-specials: ( ) { SP CTL % * " \ ] ; 8-bit is not CHAR.
@@ -1051,6 +1059,21 @@ def _append(sc: Scanner, tag: str) -> Command:
     raise BadSyntax("APPEND: unexpected message literal")  # pragma: no cover - always pending here
 
 
+def _replace(sc: Scanner, tag: str, uid: bool) -> Command:
+    """RFC 8508: REPLACE SP seq-number SP mailbox append-message (one message; UID REPLACE: a UID)."""
+    sc.sp()
+    target = sc.nz_number(what="a UID" if uid else "a message sequence number")
+    sc.sp()
+    mailbox = _mailbox(sc)
+    sc.sp()
+    try:
+        _append_message(sc, mailbox)
+    except MessagePending as pending:
+        pending.replace = (target, uid)
+        raise
+    raise BadSyntax("REPLACE: unexpected message literal")  # pragma: no cover - always pending here
+
+
 def _uid_expunge(sc: Scanner, tag: str) -> Command:
     sc.sp()
     return UidExpunge(tag, _sequence_set(sc))
@@ -1198,6 +1221,7 @@ _UID_COMMANDS: dict[str, Callable[[Scanner, str, bool], Command]] = {
     "SEARCH": _search,
     "SORT": _sort,
     "THREAD": _thread,
+    "REPLACE": _replace,
 }
 
 
@@ -1248,6 +1272,7 @@ class AppendProgress:
     messages: list[AppendMessage]
     resume_segment: int  # the segment right after the last message literal
     close_paren: bool  # that literal was inside "UTF8 (" and the ")" is still to come
+    replace: tuple[int, bool] | None = None  # a REPLACE (RFC 8508): (target, by UID); one message only
 
 
 def parse_append_rest(sc: Scanner, progress: AppendProgress) -> Command:
@@ -1255,6 +1280,11 @@ def parse_append_rest(sc: Scanner, progress: AppendProgress) -> Command:
     if progress.close_paren:
         sc.expect(b")")
         progress.close_paren = False
+    if progress.replace is not None:
+        if not sc.at_end():
+            raise BadSyntax("REPLACE takes one message")
+        target, uid = progress.replace
+        return Replace(progress.tag, progress.mailbox, progress.messages[0], target, uid)
     if sc.at_end():
         return Append(progress.tag, progress.mailbox, tuple(progress.messages))
     sc.sp()

@@ -167,7 +167,8 @@ class _CommandInProgress:
         return tag
 
 
-_HEAD = re.compile(rb'([^\x00-\x20\x7f-\xff(){%*"\\+]+) ([A-Za-z]+)')
+#: The commands whose literals include a message literal, streamed (APPEND, and REPLACE of RFC 8508).
+_APPEND_HEAD = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\+]+ (?:APPEND|REPLACE|UID REPLACE) ', re.IGNORECASE)
 
 
 class CommandReader:
@@ -383,8 +384,7 @@ class CommandReader:
             if not line:
                 return True  # empty lines between commands are ignored
             cmd.tag = self._first_line_tag(line)
-            head = _HEAD.match(line)
-            cmd.is_append = head is not None and head.group(2).upper() == b"APPEND"
+            cmd.is_append = _APPEND_HEAD.match(line) is not None
         cmd.segments.append(line)
         cmd.size += len(line)
         marker = _MARKER_AT_END.search(line)
@@ -463,12 +463,14 @@ class CommandReader:
         else:
             progress = cmd.append
             if progress is None:
-                progress = cmd.append = AppendProgress(tag, message.mailbox, [], 0, False)
+                progress = cmd.append = AppendProgress(tag, message.mailbox, [], 0, False, message.replace)
             progress.resume_segment = len(cmd.segments)
             progress.close_paren = message.in_utf8_parens
             index = len(progress.messages)
             progress.messages.append(message.message)
-            self._events.append(AppendMessageStart(tag, progress.mailbox, index, message.message, sync))
+            self._events.append(
+                AppendMessageStart(tag, progress.mailbox, index, message.message, sync, progress.replace)
+            )
             self._stream_tag = tag
             self._state = _State.STREAM
         if sync:
