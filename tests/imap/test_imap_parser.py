@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from postoffice.imap.parser import (
+    MAX_METADATA_ENTRY_LENGTH,
     Append,
     AppendData,
     AppendMessage,
@@ -33,6 +34,7 @@ from postoffice.imap.parser import (
     FetchBinary,
     FetchBinarySize,
     FetchBody,
+    GetMetadata,
     Id,
     Idle,
     List,
@@ -66,6 +68,7 @@ from postoffice.imap.parser import (
     Section,
     SectionText,
     Select,
+    SetMetadata,
     Sort,
     StartTls,
     Status,
@@ -808,3 +811,164 @@ def test_replace_streams_its_message_as_append_does() -> None:
     second = parse(b"c REPLACE 1 INBOX {5+}\r\nhello {5+}\r\nworld\r\n")
     assert isinstance(second[-1], ParseError)
     assert "one message" in second[-1].message
+
+
+def test_getmetadata_options_entries_and_the_rfc_examples() -> None:
+    """RFC 5464 4.2: the options before the mailbox (its grammar) or after it (its examples), entries as a
+    list or one or more names; names lower-case, each once; DEPTH 0 when not given."""
+    inbox, server = mb("INBOX"), mb("")
+    cases = [
+        (b'a GETMETADATA "" /shared/comment', GetMetadata("a", server, ("/shared/comment",))),
+        (
+            b"a GETMETADATA inbox /Private/Comment",
+            GetMetadata("a", mb("INBOX", "inbox"), ("/private/comment",)),
+        ),
+        (
+            b'a GETMETADATA "INBOX" (/shared/comment /private/comment /SHARED/COMMENT)',
+            GetMetadata("a", inbox, ("/shared/comment", "/private/comment")),
+        ),
+        (
+            b"a GETMETADATA INBOX /private/comment /shared/comment",
+            GetMetadata("a", inbox, ("/private/comment", "/shared/comment")),
+        ),
+        (
+            b'a GETMETADATA "INBOX" (MAXSIZE 1024) (/shared/comment /private/comment)',
+            GetMetadata("a", inbox, ("/shared/comment", "/private/comment"), 1024),
+        ),
+        (
+            b'a GETMETADATA "INBOX" (DEPTH 1) (/private/filters/values)',
+            GetMetadata("a", inbox, ("/private/filters/values",), None, 1),
+        ),
+        (
+            b"a GETMETADATA (depth Infinity maxsize 0) INBOX /private",
+            GetMetadata("a", inbox, ("/private",), 0, None),
+        ),
+        (b"a GETMETADATA INBOX (DEPTH 0) (/shared)", GetMetadata("a", inbox, ("/shared",), None, 0)),
+        (b'a GETMETADATA INBOX "/private/with space"', GetMetadata("a", inbox, ("/private/with space",))),
+    ]
+    for line, expected in cases:
+        assert parse_one(line) == expected, line
+    long_name = "/private/" + "x" * (MAX_METADATA_ENTRY_LENGTH - len("/private/"))
+    assert parse_one(f"a GETMETADATA INBOX {long_name}".encode()) == GetMetadata("a", inbox, (long_name,))
+
+
+def test_setmetadata_values_nil_strings_literals_and_literal8() -> None:
+    """RFC 5464 4.3 and section 5: value = nstring / literal8; the RFC's multi-line literal example."""
+    inbox = mb("INBOX")
+    two_lines = b"My new comment across\r\ntwo lines."
+    assert parse(b"a SETMETADATA INBOX (/private/comment {33}\r\n" + two_lines + b")\r\n") == [
+        SetMetadata("a", inbox, (("/private/comment", two_lines),))
+    ]
+    line = b'a SETMETADATA INBOX (/private/comment NIL /Shared/Comment "This one is for you!")'
+    assert parse_one(line) == SetMetadata(
+        "a", inbox, (("/private/comment", None), ("/shared/comment", b"This one is for you!"))
+    )
+    data = b'a SETMETADATA "" (/shared/vendor/example/blob ~{3+}\r\n\x00\xff\x00 /private/x "")\r\n'
+    assert parse(data) == [
+        SetMetadata("a", mb(""), (("/shared/vendor/example/blob", b"\x00\xff\x00"), ("/private/x", b"")))
+    ]
+    # NUL only in a literal8; a literal8 elsewhere stays refused
+    assert isinstance(parse(b"a SETMETADATA INBOX (/private/x {1+}\r\n\x00)\r\n")[-1], ParseError)
+    assert isinstance(parse(b"a SETMETADATA INBOX ~{5+}\r\nINBOX (/private/x NIL)\r\n")[-1], ParseError)
+    # 8-bit in a quoted value only after UTF8=ACCEPT
+    assert isinstance(parse_one('a SETMETADATA INBOX (/private/x "été")'.encode()), ParseError)
+    assert parse_one('a SETMETADATA INBOX (/private/x "été")'.encode(), utf8=True) == SetMetadata(
+        "a", inbox, (("/private/x", "été".encode()),)
+    )
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"a GETMETADATA INBOX /private/c*mment",
+        b'a GETMETADATA INBOX "/private/c%mment"',
+        b'a GETMETADATA INBOX "/private/\x01"',
+        b"a GETMETADATA INBOX {12}\r\n/private/\xc3\xa9t",
+        b"a GETMETADATA INBOX /private//comment",
+        b"a GETMETADATA INBOX /private/",
+        b"a GETMETADATA INBOX /",
+        b"a GETMETADATA INBOX /comment",
+        b"a GETMETADATA INBOX /privates/comment",
+        b"a GETMETADATA INBOX private/comment",
+        b"a GETMETADATA INBOX /private/" + b"x" * MAX_METADATA_ENTRY_LENGTH,
+        b"a GETMETADATA INBOX ()",
+        b"a GETMETADATA INBOX",
+        b"a GETMETADATA INBOX (DEPTH 2) /private",
+        b"a GETMETADATA INBOX (DEPTH 01) /private",
+        b"a GETMETADATA INBOX (MAXSIZE) /private",
+        b"a GETMETADATA INBOX (MAXSIZE 4294967296) /private",
+        b"a GETMETADATA INBOX (MAXSIZE 1 MAXSIZE 2) /private",
+        b"a GETMETADATA INBOX (NOTANOPTION 1) /private",
+        b"a GETMETADATA (DEPTH 1) INBOX (DEPTH 1) /private",
+        b"a GETMETADATA INBOX (/private/a /private/b",
+        b'a SETMETADATA INBOX (/private "x")',
+        b'a SETMETADATA INBOX (/shared/vendor/example "x")',
+        b'a SETMETADATA INBOX (/private/vendor "x")',
+        b"a SETMETADATA INBOX (/private/x atom)",
+        b"a SETMETADATA INBOX (/private/x)",
+        b"a SETMETADATA INBOX ()",
+        b'a SETMETADATA INBOX /private/x "v"',
+        b'a SETMETADATA INBOX (/private/x "v") extra',
+    ],
+)
+def test_metadata_syntax_and_entry_name_errors_are_bad(line: bytes) -> None:
+    """RFC 5464 3.2: invalid entry names are BAD in every command; section 5 for the rest."""
+    events = parse(line + b"\r\n")
+    assert isinstance(events[-1], ParseError), (line, events)
+
+
+def test_a_setmetadata_literal_over_the_line_limit_names_its_command() -> None:
+    """The reader refuses a literal beyond the command's room; the server answers SETMETADATA's with NO
+    [METADATA MAXSIZE n] (RFC 5464 4.3), so the event says which command it was."""
+    reader = CommandReader(max_line=2048)
+    reader.feed(b"a SETMETADATA INBOX (/private/x {5000}\r\nb NOOP\r\n")
+    event = reader.next()
+    assert isinstance(event, LiteralTooLarge)
+    assert (event.tag, event.size, event.command) == ("a", 5000, "SETMETADATA")
+    assert reader.next() == Noop("b")
+    reader.feed(b"c login {5000}\r\n")
+    event = reader.next()
+    assert isinstance(event, LiteralTooLarge)
+    assert event.command == "LOGIN"
+
+
+_METADATA_ARGUMENT_BYTES = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [b" ", b"(", b")", b'"', b"\\", b"NIL", b"/", b"private", b"shared", b"vendor", b"comment", b"*"]
+        ),
+        st.sampled_from([b"%", b"MAXSIZE", b"DEPTH", b"infinity", b"0", b"1", b"INBOX", b'""', b"~{1+}"]),
+        st.sampled_from([b"{2+}", b"{0}", b"\x00", b"\xc3\xa9", b"\r\n", b"\n", b"\t", b"~", b"{"]),
+        st.binary(max_size=6),
+    ),
+    max_size=24,
+).map(b"".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(command=st.sampled_from([b"GETMETADATA", b"SETMETADATA"]), arguments=_METADATA_ARGUMENT_BYTES)
+def test_random_metadata_arguments_give_a_command_or_a_parse_error(command: bytes, arguments: bytes) -> None:
+    """Whatever follows GETMETADATA or SETMETADATA, the reader gives commands or ParseErrors (or the literal
+    events around them), never an exception; a typed result holds only names that follow the rules."""
+    reader = CommandReader(max_line=4096)
+    reader.feed(b"t " + command + b" " + arguments + b"\r\nz NOOP\r\n")
+    events = []
+    while (event := reader.next()) is not None:
+        events.append(event)
+        assert len(events) < 100
+    expected = GetMetadata | SetMetadata | Noop | ParseError | NeedContinuation | LiteralTooLarge
+    for event in events:
+        assert isinstance(event, expected)
+        names = (
+            event.entries
+            if isinstance(event, GetMetadata)
+            else [name for name, _ in event.entries]
+            if isinstance(event, SetMetadata)
+            else []
+        )
+        for name in names:
+            assert name == name.lower()
+            assert name.split("/")[1] in ("private", "shared")
+            assert not any(char in name for char in "*%\t")
+            assert "//" not in name
+            assert not name.endswith("/")

@@ -491,3 +491,25 @@ def test_mail_for_a_remote_recipient_is_accepted_into_the_queue(
     assert f"sender:    <{SENDER}>" in shown, shown
     assert "<someone@remote.test> pending" in shown, shown
     assert message.nowhere(data)
+
+
+# -- SCRAM (decision 0068) ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tls", TLS_MODES)
+def test_msmtp_submits_with_scram_sha_256(
+    server: ServerProcess, data: DataDir, tmp_path: Path, tls: str
+) -> None:
+    """msmtp authenticates through GNU SASL's SCRAM (an implementation that is not ours): the account's secret
+    was made when `postoffice user add` set its password. The server proves itself too: GNU SASL checks the
+    server's final message, and msmtp fails when it is wrong."""
+    message = Message(f"msmtp-scram-{tls}")
+    proc = send_msmtp(server, data, tmp_path, message, tls, "SCRAM-SHA-256")
+    assert proc.returncode == 0, output(proc)
+    assert "AUTH SCRAM-SHA-256" in proc.stdout + proc.stderr, output(proc)
+    assert len(message.stored(data)) == 1
+    wrong = Message(f"msmtp-scram-bad-{tls}")
+    proc = send_msmtp(server, data, tmp_path, wrong, tls, "SCRAM-SHA-256", password="not-the-password")
+    assert proc.returncode != 0, output(proc)
+    assert "535 5.7.8" in proc.stdout + proc.stderr, output(proc)
+    assert wrong.nowhere(data)

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scramp import ScramClient
 
+from postoffice.auth.sasl import ScramOutcome
+from postoffice.auth.scram import derive_secret
 from postoffice.pop3.protocol import (
     PLAINTEXT_DISALLOWED,
     ConnectionClosed,
@@ -25,6 +28,7 @@ from postoffice.pop3.protocol import (
     Pop3UsageError,
     Quit,
     Retrieve,
+    ScramSecretNeeded,
     StartTls,
     TopLimiter,
     Update,
@@ -91,6 +95,8 @@ class Session:
                     proto.update_done()
             elif isinstance(event, StartTls):
                 proto.tls_started()
+            elif isinstance(event, ScramSecretNeeded):
+                proto.scram_secret(derive_secret("pw", b"sixteen octets!!", 4096))
 
 
 def new_session(
@@ -189,7 +195,7 @@ def test_plaintext_auth_allowed_by_configuration() -> None:
     session = new_session(plaintext=True)
     capa = session.send(b"CAPA\r\n")
     assert "USER\r\n" in capa
-    assert "SASL PLAIN LOGIN\r\n" in capa
+    assert "SASL SCRAM-SHA-256 PLAIN LOGIN\r\n" in capa
     assert "STLS\r\n" in capa
     assert session.send(b"USER demo\r\n") == "+OK Send PASS\r\n"
 
@@ -198,7 +204,7 @@ def test_capa_lists_the_capabilities_and_ends_with_a_dot() -> None:
     session = new_session(tls=True)
     assert session.send(b"capa\r\n") == (
         "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n"
-        "EXPIRE NEVER\r\nUSER\r\nSASL PLAIN LOGIN\r\nIMPLEMENTATION Postoffice\r\n.\r\n"
+        "EXPIRE NEVER\r\nUSER\r\nSASL SCRAM-SHA-256 PLAIN LOGIN\r\nIMPLEMENTATION Postoffice\r\n.\r\n"
     )
 
 
@@ -266,7 +272,7 @@ def test_auth_cancel_and_bad_base64() -> None:
 def test_auth_without_argument_lists_mechanisms() -> None:
     assert (
         new_session(tls=True).send(b"AUTH\r\n")
-        == "+OK Supported SASL mechanisms follow\r\nPLAIN\r\nLOGIN\r\n.\r\n"
+        == "+OK Supported SASL mechanisms follow\r\nSCRAM-SHA-256\r\nPLAIN\r\nLOGIN\r\n.\r\n"
     )
 
 
@@ -644,3 +650,29 @@ def test_top_does_not_depend_on_chunking(data: bytes, header: int, lines: int, s
     body = whole[header:]
     assert whole[:header] == data[:header]
     assert body.count(b"\n") == min(lines, data[header:].count(b"\n"))
+
+
+def test_auth_scram_sha_256_with_an_independent_client() -> None:
+    """SCRAM (decision 0068): the secret comes from the glue (ScramSecretNeeded), the server proves itself
+    with its final message, and the Login event carries the outcome for `Authenticator.scram_finish`."""
+    for password, ok in (("pw", True), ("wrong", False)):
+        session = new_session(tls=True)
+        client = ScramClient(["SCRAM-SHA-256"], "demo@example.test", password)
+        reply = session.send(f"AUTH SCRAM-SHA-256 {b64(client.get_client_first().encode())}\r\n".encode())
+        assert reply.startswith("+ ")
+        client.set_server_first(base64.b64decode(reply[2:]).decode())
+        reply = session.send(f"{b64(client.get_client_final().encode())}\r\n".encode())
+        if ok:
+            client.set_server_final(base64.b64decode(reply[2:]).decode())  # raises on a wrong server proof
+            reply = session.send(b"\r\n")
+        assert reply.startswith("+OK Logged in")  # this Session accepts every Login; the glue would not
+        login = session.events[-1]
+        assert isinstance(login, Login)
+        assert login.scram == ScramOutcome("demo@example.test", "", ok)
+        assert (login.password, login.credentials) == ("", None)
+    # -PLUS only where the connection can bind
+    assert "SCRAM-SHA-256-PLUS" not in new_session(tls=True).send(b"CAPA\r\n")
+    proto = Pop3ServerProtocol(Pop3Settings(HOST), tls_active=True, channel_binding=lambda: bytes(32))
+    proto.greeting()
+    proto.data_to_send()
+    assert "SASL SCRAM-SHA-256-PLUS SCRAM-SHA-256 PLAIN LOGIN\r\n" in Session(proto).send(b"CAPA\r\n")

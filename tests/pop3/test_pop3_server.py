@@ -14,10 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from scramp import ScramClient
 
+from postoffice.net.tls_exporter import tls_exporter
 from tests.integration.harness import DataDir, ServerProcess
 from tests.integration.mailcheck import body_after_trace, inbox_messages
 from tests.support.mail import send_smtp, text_message
+from tests.support.scram import PLUS_HEADER, b64, plus_client_final
 
 pytestmark = pytest.mark.integration
 
@@ -371,3 +374,37 @@ def test_malformed_input_gets_errors_not_tracebacks(raw_tls: Raw) -> None:
     assert raw_tls.line() == "-ERR RETR is not valid before login"
     assert raw_tls.line() == "-ERR Invalid character in command line"
     assert raw_tls.command("QUIT").startswith("+OK")
+
+
+def test_auth_scram_and_scram_plus_through_the_server(server: ServerProcess, data_dir: DataDir) -> None:
+    """SCRAM-SHA-256 with scramp once a password login made the secret (decision 0068); -PLUS bound to the
+    tls-exporter both ends read on this TLS 1.3 connection; a wrong password refused."""
+    raw = Raw(server.port("pop3s"), context=tls_context(data_dir))
+    raw.line()
+    assert raw.login().startswith("+OK")  # makes the account's SCRAM secret
+    raw.command("QUIT")
+    raw.close()
+    for password, expected in ((DEMO_PW, "+OK Logged in"), ("wrong password", "-ERR [AUTH]")):
+        raw = Raw(server.port("pop3s"), context=tls_context(data_dir))
+        raw.line()
+        client = ScramClient(["SCRAM-SHA-256"], DEMO, password)
+        first = raw.command(
+            f"AUTH SCRAM-SHA-256 {base64.b64encode(client.get_client_first().encode()).decode()}"
+        )
+        client.set_server_first(base64.b64decode(first[2:]).decode())
+        reply = raw.command(base64.b64encode(client.get_client_final().encode()).decode())
+        if reply.startswith("+ "):
+            client.set_server_final(base64.b64decode(reply[2:]).decode())
+            reply = raw.command("")
+        assert reply.startswith(expected), reply
+        raw.close()
+    raw = Raw(server.port("pop3s"), context=tls_context(data_dir))
+    raw.line()
+    binding = tls_exporter(raw.sock)  # type: ignore[arg-type]
+    assert binding is not None
+    bare = f"n={DEMO},r=popnonce"
+    challenge = raw.command(f"AUTH SCRAM-SHA-256-PLUS {b64(PLUS_HEADER + bare.encode())}")
+    final, expected = plus_client_final(DEMO_PW, binding, bare, base64.b64decode(challenge[2:]).decode())
+    assert base64.b64decode(raw.command(b64(final.encode()))[2:]).decode() == expected
+    assert raw.command("").startswith("+OK Logged in")
+    raw.close()

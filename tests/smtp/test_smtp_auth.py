@@ -92,7 +92,9 @@ def lines(replies: str) -> list[str]:
 
 
 def reject_wrong_password(event: Event) -> Decision:
-    if isinstance(event, Authenticate) and event.credentials.password != PASSWORD:
+    if isinstance(event, Authenticate) and (
+        event.credentials is None or event.credentials.password != PASSWORD
+    ):
         return (535, "5.7.8", "Authentication credentials invalid")
     return None
 
@@ -103,7 +105,7 @@ def reject_wrong_password(event: Event) -> Decision:
 def test_ehlo_offers_auth_over_tls() -> None:
     s = session(ehlo=False)
     replies = lines(s.send(b"EHLO c\r\n"))
-    assert replies[-1] == "250 AUTH PLAIN LOGIN"
+    assert replies[-1] == "250 AUTH SCRAM-SHA-256 PLAIN LOGIN"
     assert "250-STARTTLS" not in replies
 
 
@@ -113,12 +115,12 @@ def test_ehlo_does_not_offer_auth_before_starttls_when_tls_is_required() -> None
     assert not any("AUTH" in line for line in replies)
     assert "250-STARTTLS" in replies or "250 STARTTLS" in replies
     s.send(b"STARTTLS\r\n")
-    assert lines(s.send(b"EHLO c\r\n"))[-1] == "250 AUTH PLAIN LOGIN"
+    assert lines(s.send(b"EHLO c\r\n"))[-1] == "250 AUTH SCRAM-SHA-256 PLAIN LOGIN"
 
 
 def test_ehlo_offers_auth_in_plaintext_when_tls_is_not_required() -> None:
     s = session(tls=False, ehlo=False, auth_requires_tls=False)
-    assert "250 AUTH PLAIN LOGIN" in lines(s.send(b"EHLO c\r\n"))
+    assert "250 AUTH SCRAM-SHA-256 PLAIN LOGIN" in lines(s.send(b"EHLO c\r\n"))
     assert s.proto.auth_available
 
 
@@ -130,7 +132,7 @@ def test_ehlo_without_mechanisms_offers_no_auth() -> None:
 
 def test_ehlo_offers_the_configured_mechanisms_in_their_order() -> None:
     s = session(ehlo=False, auth_mechanisms=("LOGIN",))
-    assert lines(s.send(b"EHLO c\r\n"))[-1] == "250 AUTH LOGIN"
+    assert lines(s.send(b"EHLO c\r\n"))[-1] == "250 AUTH SCRAM-SHA-256 LOGIN"
 
 
 # ------------------------------------------------------------------------------------------ exchanges
@@ -610,7 +612,9 @@ class Driver:
             self.proto.receive_data(piece)
             while (event := self.proto.next_event()) is not None:
                 self.events.append(event)
-                if isinstance(event, Authenticate) and event.credentials.password != PASSWORD:
+                if isinstance(event, Authenticate) and (
+                    event.credentials is None or event.credentials.password != PASSWORD
+                ):
                     self.proto.reject(535, "5.7.8", "Authentication credentials invalid")
                 elif isinstance(event, DECISIONS):
                     self.proto.accept()

@@ -149,7 +149,7 @@ def test_ehlo_capabilities_follow_settings_and_tls_state() -> None:
     replies = s.send(b"EHLO c\r\n")
     assert replies == (
         "250-mx.example.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
-        "250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250-REQUIRETLS\r\n250 AUTH PLAIN LOGIN\r\n"
+        "250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250-REQUIRETLS\r\n250 AUTH SCRAM-SHA-256 PLAIN LOGIN\r\n"
     )
     assert "STARTTLS" not in session(starttls_available=False).send(b"EHLO c\r\n")
     assert "REQUIRETLS" not in session().send(b"EHLO c\r\n")  # RFC 8689: only over TLS

@@ -8,7 +8,7 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-from postoffice.store import open_store
+from postoffice.store import MetadataLimits, open_store
 from postoffice.store.sqlite import SCHEMA_VERSION
 from tests.store.contract.harness import accounts, deliver, inbox_of, message
 
@@ -101,3 +101,28 @@ def test_a_version_20_store_gets_the_sort_fields_of_its_contents(tmp_path: Path)
     found = asyncio.run(fields())
     assert len(found) == 2
     assert all(subject and sender for subject, sender in found)
+
+
+def test_a_version_21_store_gets_the_metadata_table(tmp_path: Path) -> None:
+    """Schema 22 (IMAP METADATA, RFC 5464): a store without the table gets it, empty, and annotations work."""
+    path = tmp_path / "v21.sqlite3"
+    asyncio.run(_deliver_and_expunge_the_newest(path))
+    conn = sqlite3.connect(path)
+    conn.executescript("DROP TABLE metadata; UPDATE meta SET value = 21 WHERE key = 'schema_version';")
+    conn.commit()
+    conn.close()
+
+    async def annotate() -> dict[str, bytes]:
+        store = open_store(path)
+        try:
+            inbox = await inbox_of(store, 1)
+            limits = MetadataLimits(max_value_size=100, max_entries=10, max_account_octets=1000)
+            await store.set_metadata(1, inbox, {"/private/comment": b"kept"}, limits)
+            return await store.get_metadata(1, inbox, ["/private/comment"])
+        finally:
+            await store.close()
+
+    assert asyncio.run(annotate()) == {"/private/comment": b"kept"}
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == SCHEMA_VERSION
+    conn.close()

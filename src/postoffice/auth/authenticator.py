@@ -61,11 +61,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from postoffice.auth import factors
+from postoffice.auth import factors, scram
 from postoffice.auth.guard import LoginGuard, printable_for_log
 from postoffice.auth.history import LoginHistory
 from postoffice.auth.lockouts import LockoutJournal
-from postoffice.auth.sasl import Credentials
+from postoffice.auth.sasl import Credentials, ScramOutcome
+from postoffice.auth.scram import ScramSecret
 from postoffice.auth.settings import AuthConfig
 from postoffice.directory import passwords
 from postoffice.directory.address import normalize_address
@@ -177,6 +178,7 @@ class Authenticator:
         #: verifications running or waiting for a thread: (name, stored hash, HMAC of the password) -> task
         self._pending: dict[tuple[str, str, bytes], asyncio.Task[_Verified]] = {}
         self._busy_warned = -BUSY_WARNING_INTERVAL
+        self._scram_key: bytes | None = None  # the store's "scram" secret: stand-in salts come from it
         #: logins waiting for a verification now (for tests and diagnostics)
         self.waiting = 0
 
@@ -233,18 +235,9 @@ class Authenticator:
         account: Account | None = None
 
         async def done(result: AuthResult, method: str = "password") -> AuthResult:
-            log.info(
-                "login protocol=%s client=%s account=%s mechanism=%s tls=%s result=%s",
-                printable_for_log(protocol),
-                printable_for_log(client_ip),
-                printable_for_log(name),
-                printable_for_log(mechanism),
-                "yes" if tls else "no",
-                result.status,
-            )
-            if account is not None and result.status != SECOND_FACTOR:  # that one is recorded after its code
-                await self.history.record(account.id, protocol, client_ip, result.status, method)
-            return result
+            # a second factor asked for is recorded after its code
+            recorded = account if result.status != SECOND_FACTOR else None
+            return await self._done(result, protocol, client_ip, name, mechanism, tls, recorded, method)
 
         locked = self.guard.check(client_ip, name)
         if locked is not None and await self.lockouts.refresh():
@@ -300,11 +293,100 @@ class Authenticator:
             return await done(await self._fail(client_ip, name, BAD_CREDENTIALS_REASON))
 
         self.verified.remember(name, outcome.account.password_hash, mac)
+        await self._keep_scram_secret(outcome.account, password)
         if outcome.account.two_factor and not outcome.account.disabled:
             # The password was right; the web asks for the code (`second_factor`) before it counts.
             return await done(AuthResult(False, SECOND_FACTOR, outcome.account, SECOND_FACTOR_REASON))
         self.guard.record_success(client_ip, name)
         return await done(self._admitted(outcome.account))
+
+    # -------------------------------------------------------------------------------------------- SCRAM
+
+    async def scram_secret(self, username: str) -> ScramSecret:
+        """The SCRAM-SHA-256 secret to answer `username`'s client-first message with (decision 0068): the
+        account's, or a stand-in that no proof matches (no account, no secret yet, a second factor on, or the
+        store failing), with the same salt at every attempt, so the answer does not tell which."""
+        name = normalize_address(username)
+        try:
+            if self._scram_key is None:
+                self._scram_key = await self._store.server_secret("scram")
+            account = await self._store.get_account(name)
+            if account is not None and not account.two_factor:
+                kept = (await self._store.account_settings(account.id, scram.SETTING)).get(scram.SETTING)
+                secret = scram.ScramSecret.decode(kept) if kept else None
+                if secret is not None:
+                    return secret
+        except StoreError as exc:
+            log.error("SCRAM secret lookup failed: %s", exc)
+        return scram.stand_in_secret(self._scram_key or secrets.token_bytes(32), name)
+
+    async def scram_finish(
+        self, *, protocol: str, client_ip: str, outcome: ScramOutcome, mechanism: str, tls: bool
+    ) -> AuthResult:
+        """The end of a SCRAM exchange: a wrong proof counts as a failed login; a right one logs in as a
+        password would (lockouts, a disabled account, the login history), and only with the main password's
+        secret: a second factor on refuses SCRAM (app passwords have none)."""
+        name = normalize_address(outcome.authcid)
+        account: Account | None = None
+
+        async def done(result: AuthResult) -> AuthResult:
+            return await self._done(result, protocol, client_ip, name, mechanism, tls, account, "password")
+
+        locked = self.guard.check(client_ip, name)
+        if locked is not None and await self.lockouts.refresh():
+            locked = self.guard.check(client_ip, name)
+        if locked is not None:
+            await self._sleep(self._config.failure_delay)
+            return await done(AuthResult(False, "locked-out", None, locked))
+        if outcome.authzid and normalize_address(outcome.authzid) != name:
+            return await done(await self._fail(client_ip, name, PROXY_REASON))
+        try:
+            account = await self._store.get_account(name)
+        except StoreError as exc:
+            log.error("login account lookup failed: %s", exc)
+            return await done(AuthResult(False, "unavailable", None, UNAVAILABLE_REASON))
+        if not outcome.ok or account is None or account.two_factor:
+            return await done(await self._fail(client_ip, name, BAD_CREDENTIALS_REASON))
+        self.guard.record_success(client_ip, name)
+        return await done(self._admitted(account))
+
+    async def _keep_scram_secret(self, account: Account, password: str) -> None:
+        """After a login with the main password: make the account's SCRAM secret when it has none (accounts
+        from before SCRAM, or whose password was set without it). The login has succeeded whatever happens."""
+        try:
+            kept = (await self._store.account_settings(account.id, scram.SETTING)).get(scram.SETTING)
+            if kept and scram.ScramSecret.decode(kept) is not None:
+                return
+            loop = asyncio.get_running_loop()
+            secret = await loop.run_in_executor(self._pool(), scram.derive_secret, password)
+            await self._store.set_account_setting(account.id, scram.SETTING, secret.encode())
+        except Exception as exc:
+            log.warning("storing the SCRAM secret of %s failed: %s", printable_for_log(account.address), exc)
+
+    async def _done(
+        self,
+        result: AuthResult,
+        protocol: str,
+        client_ip: str,
+        name: str,
+        mechanism: str,
+        tls: bool,
+        account: Account | None,
+        method: str,
+    ) -> AuthResult:
+        """Log a login's outcome and record it in the account's history (when there is an account)."""
+        log.info(
+            "login protocol=%s client=%s account=%s mechanism=%s tls=%s result=%s",
+            printable_for_log(protocol),
+            printable_for_log(client_ip),
+            printable_for_log(name),
+            printable_for_log(mechanism),
+            "yes" if tls else "no",
+            result.status,
+        )
+        if account is not None:
+            await self.history.record(account.id, protocol, client_ip, result.status, method)
+        return result
 
     async def _note_app_password_use(self, password_id: int, protocol: str, client_ip: str) -> None:
         """Its last use, written at most once a minute per password, protocol and client (a mail program

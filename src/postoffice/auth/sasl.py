@@ -65,7 +65,26 @@ class SaslFailure:
     reason: str
 
 
-SaslStep = Challenge | Credentials | SaslFailure
+@dataclass(frozen=True)
+class NeedScramSecret:
+    """SCRAM (`postoffice.auth.scram`): look up the secret of `authcid` and give it to the mechanism's
+    `with_secret`."""
+
+    authcid: str
+    authzid: str
+
+
+@dataclass(frozen=True)
+class ScramOutcome:
+    """SCRAM: the exchange is over, the proof was right (`ok`) or not; the caller completes or fails the
+    login (`Authenticator.scram_finish`)."""
+
+    authcid: str
+    authzid: str
+    ok: bool
+
+
+SaslStep = Challenge | Credentials | SaslFailure | NeedScramSecret | ScramOutcome
 
 
 class SaslMechanism(abc.ABC):

@@ -18,9 +18,11 @@ import re
 import time
 from collections.abc import Sequence
 
+from postoffice.auth.scram import derive_secret
 from postoffice.directory.address import normalize_address, parse_address, parse_domain
 from postoffice.directory.passwords import generate_password, hash_password_async
 from postoffice.store import Account, Alias, DkimKey, Domain, MailStore, NotFound
+from postoffice.store.api import PASSWORD_DERIVED_SETTING
 
 log = logging.getLogger("postoffice.directory")
 
@@ -45,6 +47,12 @@ def check_chosen_password(password: str, address: str) -> None:
         raise PasswordRejected("a password is not the address")
 
 
+async def _keep_scram_secret(store: MailStore, account_id: int, password: str) -> None:
+    """The SCRAM-SHA-256 secret of a password just set (decision 0068), made off the event loop."""
+    secret = await asyncio.to_thread(derive_secret, password)
+    await store.set_account_setting(account_id, PASSWORD_DERIVED_SETTING, secret.encode())
+
+
 async def change_password(
     store: MailStore, address: str, password: str, *, by: str, keep_web_session: str | None = None
 ) -> int:
@@ -56,6 +64,7 @@ async def change_password(
     if account is None:
         raise NotFound(f"no account {address}")
     await store.set_password(address, await hash_password_async(password))
+    await _keep_scram_secret(store, account.id, password)
     ended = await store.web_sessions_end(account.id, keep=keep_web_session)
     revoked = 0
     for app_password in await store.list_app_passwords(account.id):
@@ -87,9 +96,9 @@ async def add_account(
     """A new account with `password`, or a generated one (returned, to be shown once)."""
     address = normalize_address(address)
     generated = generate_password() if password is None else None
-    account = await store.add_account(
-        address, await hash_password_async(password if password is not None else str(generated)), admin=admin
-    )
+    chosen = password if password is not None else str(generated)
+    account = await store.add_account(address, await hash_password_async(chosen), admin=admin)
+    await _keep_scram_secret(store, account.id, chosen)
     log.info("account added account=%s admin=%s by=%s", address, "yes" if admin else "no", by)
     return account, generated
 

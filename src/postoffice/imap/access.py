@@ -6,7 +6,8 @@ every store backend is a `MailAccess` as it is, and mypy checks that where the s
 IMAP session. The methods and their meaning are `MailStore`'s (see `postoffice.store.api`): the mailbox
 tree, the selected mailbox as a snapshot advanced by `changes_since` (docs/decisions/0016), flags, copies,
 expunges, search in the store's index, the renderings and parses made at delivery, message bytes by range,
-and the change notifications that drive untagged updates and IDLE.
+the annotations of METADATA (docs/decisions/0067), and the change notifications that drive untagged updates
+and IDLE.
 
 Invariants the core relies on (the store's, restated): a write returns after its commit; notifications are
 published on the event loop after the commit that made the change; UIDs in a mailbox only increase.
@@ -14,7 +15,7 @@ published on the event loop after the commit that made the change; UIDs in a mai
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
         MailboxInfo,
         MailboxStatus,
         MessageInfo,
+        MetadataLimits,
         QuotaUse,
     )
     from postoffice.store.api import (
@@ -122,6 +124,19 @@ class MailAccess(Protocol):
 
     # -- QUOTA (RFC 9208)
     async def quota_usage(self, account_ids: Iterable[int]) -> dict[int, QuotaUse]: ...
+
+    # -- METADATA (RFC 5464): GETMETADATA, SETMETADATA
+    async def get_metadata(
+        self, account_id: int, mailbox_id: int | None, names: Sequence[str], depth: int | None = 0
+    ) -> dict[str, bytes]: ...
+
+    async def set_metadata(
+        self,
+        account_id: int,
+        mailbox_id: int | None,
+        entries: Mapping[str, bytes | None],
+        limits: MetadataLimits,
+    ) -> None: ...
 
     # -- what FETCH reads
     async def imap_renderings(self, content_ids: Sequence[int]) -> dict[int, ImapRendering]: ...

@@ -162,7 +162,7 @@ async def select(session: SessionState, command: p.Select | p.Examine) -> Done:
         session.untagged(f"{len(recent)} RECENT")
         first = snapshot.first_unseen_uid
         first_unseen = None if first is None else view.seq_of(first)
-        if first_unseen is not None:
+        if first_unseen is not None and not session.uidonly:  # a message number (RFC 9586: none sent)
             session.untagged(f"OK [UNSEEN {first_unseen}] First unseen message")
     session.untagged(f"OK [UIDVALIDITY {snapshot.mailbox.uidvalidity}] UIDs valid")
     session.untagged(f"OK [UIDNEXT {snapshot.mailbox.uidnext}] Predicted next UID")
@@ -211,13 +211,13 @@ def _select_parameters(session: SessionState, params: tuple[p.ExtParam, ...]) ->
         elif param.name == "QRESYNC":
             if not session.qresync:
                 raise bad("QRESYNC is not enabled (RFC 7162 3.2.5: ENABLE QRESYNC first)")
-            qresync = _qresync_parameter(param.value)
+            qresync = _qresync_parameter(param.value, uidonly=session.uidonly)
         else:
             raise bad(f"Unknown SELECT parameter {param.name}")
     return condstore, qresync
 
 
-def _qresync_parameter(value: p.ExtValue | None) -> _Qresync:
+def _qresync_parameter(value: p.ExtValue | None, *, uidonly: bool = False) -> _Qresync:
     if not isinstance(value, tuple) or not 2 <= len(value) <= 4:
         raise bad("QRESYNC takes (uidvalidity modseq [known-uids [(sequence-set uid-set)]])")
     uidvalidity, modseq = value[0], value[1]
@@ -233,6 +233,8 @@ def _qresync_parameter(value: p.ExtValue | None) -> _Qresync:
         rest.pop(0)
     if rest:
         match = rest.pop(0)
+        if uidonly:  # RFC 9586: seq-match-data pairs message numbers with UIDs
+            raise bad("QRESYNC: no seq-match-data once UIDONLY is enabled", "UIDREQUIRED")
         # seq-match-data: checked, and not needed (every expunge is remembered: VANISHED is exact anyway)
         if not (isinstance(match, tuple) and len(match) == 2 and all(isinstance(x, str) for x in match)):
             raise bad("QRESYNC: seq-match-data is (sequence-set uid-set)")
@@ -274,7 +276,7 @@ async def _resynchronise(session: SessionState, view: MailboxView, qresync: _Qre
     ]
     for seq, uid, _flags in view.positions(changed) if changed else ():
         flags = view.flags_of(uid, with_recent=not session.rev2)
-        session.untagged(f"{seq} FETCH (UID {uid} FLAGS ({flags}) MODSEQ ({view.modseq_of(uid)}))")
+        session.fetch_response(seq, uid, f"FLAGS ({flags}) MODSEQ ({view.modseq_of(uid)})")  # or UIDFETCH
 
 
 # ------------------------------------------------------------------------------- CREATE DELETE RENAME

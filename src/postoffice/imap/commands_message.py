@@ -23,6 +23,9 @@ Implementation notes
   QRESYNC (RFC 7162 3.2): UID FETCH (CHANGEDSINCE n VANISHED), VANISHED in place of EXPUNGE (MOVE, and
   `SessionState.send_expunges`), UID in every FETCH that gives MODSEQ, `Done.expunged` for the tagged
   HIGHESTMODSEQ of EXPUNGE, UID EXPUNGE and MOVE.
+- UIDONLY (RFC 9586, docs/decisions/0066): every FETCH response of FETCH and STORE is a UIDFETCH response
+  (`SessionState.fetch_head`, `fetch_response`) with the UID data item only when the client asked for it;
+  the forms without UID never get here (the protocol core answers BAD [UIDREQUIRED]).
 - BINARY[part]<partial>, BINARY.PEEK and BINARY.SIZE (RFC 3516, RFC 9051 6.4.5) decode the part's transfer
   encoding (`fetch.binary_section`); the data goes as a literal8 `~{n}` only when it contains NUL. An encoding
   we cannot decode answers the command "NO [UNKNOWN-CTE]" (responses for earlier messages may have gone).
@@ -289,9 +292,9 @@ async def fetch(session: SessionState, command: p.Fetch) -> Done:
             if session.condstore and not _has_modseq(items):
                 items.append(p.FetchAttribute("MODSEQ"))  # RFC 7162 3.1.4.2: the \Seen changed it
     has_uid = any(isinstance(i, p.FetchAttribute) and i.name == "UID" for i in items)
-    if not has_uid and (command.uid or (session.condstore and _has_modseq(items))):
+    if not has_uid and not session.uidonly and (command.uid or (session.condstore and _has_modseq(items))):
         # RFC 9051 6.4.9: UID FETCH always includes UID; RFC 7162 3.2.4: so does a FETCH that gives MODSEQ
-        # once CONDSTORE is on
+        # once CONDSTORE is on. A UIDFETCH response names the UID already: UID only when asked (RFC 9586 3.3)
         items.insert(0, p.FetchAttribute("UID"))
     plan = _FetchPlan.of(items)
     with_flags = _has_flags(items)
@@ -344,14 +347,16 @@ def _fetch_metadata(
     line per message (the common sync request `UID FETCH 1:* (UID FLAGS)`)."""
     names = [item.name for item in items if isinstance(item, p.FetchAttribute)]
     recent = not session.rev2
+    uidonly = session.uidonly  # then UIDFETCH, numbered by UID (RFC 9586 3.3)
+    response = "UIDFETCH" if uidonly else "FETCH"
     out = bytearray()
     if names in (["UID", "FLAGS"], ["FLAGS", "UID"], ["FLAGS"]):
         if names == ["FLAGS"]:
-            template = "* %d FETCH (FLAGS (%s))\r\n"
+            template = "* %d " + response + " (FLAGS (%s))\r\n"
         elif names[0] == "UID":
-            template = "* %d FETCH (UID %d FLAGS (%s))\r\n"
+            template = "* %d " + response + " (UID %d FLAGS (%s))\r\n"
         else:
-            template = "* %d FETCH (FLAGS (%s) UID %d)\r\n"
+            template = "* %d " + response + " (FLAGS (%s) UID %d)\r\n"
         uid_first = names[0] == "UID"
         texts: dict[frozenset[str], str] = {}  # flag list per combination, this command's cache
         lines: list[str] = []
@@ -362,19 +367,18 @@ def _fetch_metadata(
                 text = texts.get(flags)  # type: ignore[assignment]
                 if text is None:
                     text = texts[flags] = flags_text(flags)
+            number = uid if uidonly else seq
             if uid_first:
-                lines.append(template % (seq, uid, text))
+                lines.append(template % (number, uid, text))
             elif len(names) == 2:
-                lines.append(template % (seq, text, uid))
+                lines.append(template % (number, text, uid))
             else:
-                lines.append(template % (seq, text))
+                lines.append(template % (number, text))
         session.send("".join(lines).encode())
         return
     for entry in view.entries(uids):
-        out += b"* %d FETCH (%s)\r\n" % (
-            entry[0],
-            b" ".join(_render(session, view, entry, items, None, None, b"")),
-        )
+        out += session.fetch_head(entry[0], entry[1])
+        out += b" ".join(_render(session, view, entry, items, None, None, b"")) + b")\r\n"
     session.send(bytes(out))
 
 
@@ -404,7 +408,7 @@ async def _fetch_batch(
                     raise _unknown_cte(part)  # before any of this message's response is queued
         # Item by item, written whenever enough is queued: a FETCH naming the same section thousands of times
         # (the command line allows it) must not build thousands of copies of a message in memory.
-        session.send(b"* %d FETCH (" % entry[0])
+        session.send(session.fetch_head(entry[0], entry[1]))
         for index, part_bytes in enumerate(
             _render(session, view, entry, items, rendering, parsed, contents.get(cid, b""), previews)
         ):
@@ -430,7 +434,7 @@ async def _fetch_large(
     for item in items:
         if isinstance(item, (p.FetchBinary, p.FetchBinarySize)) and not f.binary_decodable(parsed, item.part):
             raise _unknown_cte(item.part)  # before any of the response is queued
-    session.send(b"* %d FETCH (" % entry[0])
+    session.send(session.fetch_head(entry[0], entry[1]))
     for n, item in enumerate(items):
         if n:
             session.send(b" ")
@@ -664,12 +668,13 @@ async def store(session: SessionState, command: p.Store) -> Done:
         stored = uid not in modified
         if command.silent and stored and not condstore:
             continue
-        parts = [f"UID {uid}"] if command.uid or condstore else []  # RFC 7162 3.2.4
+        parts = []
         if not command.silent or not stored:  # RFC 7162 3.1.3: the flags of one left alone, unasked
             parts.append(f"FLAGS ({view.flags_of(uid, with_recent=not session.rev2)})")
         if condstore:
             parts.append(f"MODSEQ ({view.modseq_of(uid)})")
-        session.untagged(f"{view.seq_of(uid)} FETCH ({' '.join(parts)})")
+        # UID for UID STORE and once CONDSTORE is on (RFC 7162 3.2.4); UIDFETCH after UIDONLY (RFC 9586 3.3)
+        session.fetch_response(view.seq_of(uid), uid, " ".join(parts), with_uid=command.uid or condstore)
     if modified:
         numbers = sorted(modified) if command.uid else sorted(n for u in modified if (n := view.seq_of(u)))
         return Done("Conditional STORE failed for some messages", f"MODIFIED {format_sequence_set(numbers)}")

@@ -8,8 +8,11 @@ What it implements
   (OK or NO) between them, do, announced with BYE (docs/decisions/0020).
 - Any state: CAPABILITY, NOOP, LOGOUT, ID (RFC 2971). Not authenticated: STARTTLS (section 6.2.1), LOGIN
   (6.2.3), AUTHENTICATE PLAIN/LOGIN with SASL-IR (6.2.2, RFC 4959), all through `auth.Authenticator`.
-  Authenticated: ENABLE (RFC 5161: UTF8=ACCEPT, RFC 6855; IMAP4rev2 only when advertised), NAMESPACE, IDLE
-  (RFC 2177) and the mailbox commands of `postoffice.imap.commands_mailbox`. Selected: the message commands of
+  Authenticated: ENABLE (RFC 5161: UTF8=ACCEPT, RFC 6855; IMAP4rev2 only when advertised; CONDSTORE,
+  QRESYNC; UIDONLY, RFC 9586: then every command that names messages by number is refused with BAD
+  [UIDREQUIRED] before it runs, `_names_messages_by_number`, docs/decisions/0066), NAMESPACE, IDLE
+  (RFC 2177), the mailbox commands of `postoffice.imap.commands_mailbox` and GETMETADATA / SETMETADATA of
+  `postoffice.imap.commands_metadata` (RFC 5464). Selected: the message commands of
   `postoffice.imap.commands_message`.
 - Untagged updates (RFC 9051 section 5.2, 7.5.1): at the end of every command in the selected state the
   view is brought up to date (`SessionState.sync`) and EXISTS / RECENT / FETCH (FLAGS) are sent before the
@@ -66,14 +69,18 @@ from postoffice.auth import Authenticator, AuthResult
 from postoffice.auth.sasl import (
     Challenge,
     Credentials,
+    NeedScramSecret,
     SaslMechanism,
     SaslStep,
+    ScramOutcome,
     create_mechanism,
     decode_response,
     encode_challenge,
 )
-from postoffice.imap import commands_mailbox, commands_message, commands_sort
+from postoffice.auth.scram import ScramMechanism, ScramPlusMechanism
+from postoffice.imap import commands_mailbox, commands_message, commands_metadata, commands_sort
 from postoffice.imap import parser as p
+from postoffice.imap import search as search_mod
 from postoffice.imap.access import MailAccess
 from postoffice.imap.settings import ImapSettings
 from postoffice.imap.state import (
@@ -98,6 +105,8 @@ log = logging.getLogger("postoffice.imap")
 MAX_ERRORS = 50
 #: APPEND messages are spooled in memory up to this size, then in a temporary file.
 SPOOL_MEMORY = 1024 * 1024
+#: The text of BAD [UIDREQUIRED] (RFC 9586 3).
+UIDREQUIRED_TEXT = "Message numbers are not allowed once UIDONLY is enabled"
 
 
 class Need(Enum):
@@ -145,6 +154,8 @@ _ALLOWED: dict[type[p.Command], tuple[State, ...]] = {
     p.GetQuota: _AUTHENTICATED,
     p.GetQuotaRoot: _AUTHENTICATED,
     p.SetQuota: _AUTHENTICATED,
+    p.GetMetadata: _AUTHENTICATED,  # RFC 5464 4.2, 4.3: authenticated or selected
+    p.SetMetadata: _AUTHENTICATED,
     p.Append: _AUTHENTICATED,
     p.Replace: (State.SELECTED,),
     p.Check: (State.SELECTED,),
@@ -161,7 +172,12 @@ _ALLOWED: dict[type[p.Command], tuple[State, ...]] = {
     p.Move: (State.SELECTED,),
 }
 
-_HANDLERS = {**commands_mailbox.HANDLERS, **commands_message.HANDLERS, **commands_sort.HANDLERS}
+_HANDLERS = {
+    **commands_mailbox.HANDLERS,
+    **commands_message.HANDLERS,
+    **commands_sort.HANDLERS,
+    **commands_metadata.HANDLERS,
+}
 
 
 def _expunge_allowed(command: p.Command) -> bool:
@@ -170,6 +186,18 @@ def _expunge_allowed(command: p.Command) -> bool:
     if isinstance(command, p.Fetch | p.Store | p.Search | p.Sort | p.Thread):
         return command.uid
     return True
+
+
+def _names_messages_by_number(command: p.Command) -> bool:
+    """RFC 9586 3: what a session that enabled UIDONLY may not send (BAD [UIDREQUIRED]): the forms of FETCH,
+    STORE, SEARCH, SORT, THREAD, COPY, MOVE and REPLACE without UID, and a search key that is a sequence set
+    of message numbers in their UID forms. `$` (RFC 5182) names saved messages, not numbers: it stays."""
+    numbered = p.Fetch | p.Store | p.Copy | p.Move | p.Replace | p.Search | p.Sort | p.Thread
+    if isinstance(command, numbered) and not command.uid:
+        return True
+    if isinstance(command, p.Search | p.Sort | p.Thread):
+        return search_mod.uses_sequence_numbers(command.keys)
+    return False
 
 
 @dataclass
@@ -294,8 +322,10 @@ class ImapProtocol:
         if self.session.state is State.NOT_AUTHENTICATED:
             if self.transport.starttls_available:
                 caps.append("STARTTLS")
-            if self.plaintext_allowed():
-                caps += ["AUTH=PLAIN", "AUTH=LOGIN"]
+            if self.plaintext_allowed():  # SCRAM too: a session without TLS is not safe after it (0068)
+                if self.transport.channel_binding() is not None:
+                    caps.append("AUTH=SCRAM-SHA-256-PLUS")
+                caps += ["AUTH=SCRAM-SHA-256", "AUTH=PLAIN", "AUTH=LOGIN"]
             else:
                 caps.append("LOGINDISABLED")
         caps += [
@@ -326,10 +356,13 @@ class ImapProtocol:
             "STATUS=SIZE",
             "CONDSTORE",
             "QRESYNC",
+            "UIDONLY",
             "OBJECTID",
             "PREVIEW",
             "QUOTA",
             "QUOTA=RES-STORAGE",
+            "METADATA",
+            "METADATA-SERVER",
             "WITHIN",
             "SAVEDATE",
             "COMPRESS=DEFLATE",
@@ -361,6 +394,12 @@ class ImapProtocol:
                 current.received += len(event.data)
         elif isinstance(event, p.LiteralTooLarge):
             session.discard_append()
+            if event.command == "SETMETADATA" and session.state in _AUTHENTICATED:
+                # RFC 5464 4.3: a value too large "MUST" be NO [METADATA MAXSIZE n], n what would be taken
+                limit = min(commands_metadata.MAX_VALUE_SIZE, event.limit)
+                text = f"Literal of {event.size} octets is over the limit of {limit}"
+                self._reply(event.tag, "NO", text, f"METADATA MAXSIZE {limit}")
+                return
             status = "NO" if event.limit == self.reader.max_literal else "BAD"
             text = f"Literal of {event.size} octets is over the limit of {event.limit}"
             self._reply(event.tag, status, text, "TOOBIG")
@@ -465,6 +504,8 @@ class ImapProtocol:
         handler = _HANDLERS.get(type(command))
         if handler is None:
             raise bad(f"{command.name} is not implemented")
+        if session.uidonly and _names_messages_by_number(command):
+            raise bad(UIDREQUIRED_TEXT, "UIDREQUIRED")  # RFC 9586 3, before anything is done
         return await handler(session, command)
 
     # ------------------------------------------------------------------------------- not authenticated
@@ -502,11 +543,20 @@ class ImapProtocol:
         return self._logged_in(result)
 
     async def _authenticate(self, command: p.Authenticate) -> Done | None:
-        mechanism = create_mechanism(command.mechanism)
-        if mechanism is None:
-            raise no(f"Unsupported authentication mechanism {command.mechanism}", "CANNOT")
         if not self.plaintext_allowed():
-            raise no("Plaintext authentication is disabled; use STARTTLS first", "PRIVACYREQUIRED")
+            raise no("Authentication is disabled without TLS; use STARTTLS first", "PRIVACYREQUIRED")
+        name = command.mechanism.upper()
+        mechanism: SaslMechanism | None
+        if name in (ScramMechanism.name, ScramPlusMechanism.name):
+            # -PLUS only where the connection can bind (TLS 1.3, decision 0068)
+            binding = self.transport.channel_binding()
+            if name == ScramPlusMechanism.name and binding is None:
+                raise no("SCRAM-SHA-256-PLUS needs a TLS 1.3 connection", "CANNOT")
+            mechanism = ScramMechanism(plus=name == ScramPlusMechanism.name, channel_binding=binding)
+        else:
+            mechanism = create_mechanism(command.mechanism)
+            if mechanism is None:
+                raise no(f"Unsupported authentication mechanism {command.mechanism}", "CANNOT")
         exchange = _SaslExchange(command, mechanism)
         return await self._authenticate_next(exchange, mechanism.start(command.initial_response))
 
@@ -530,6 +580,18 @@ class ImapProtocol:
             self.reader.expect_authenticate_response()
             self._sasl = exchange
             return None  # continued by `_authenticate_step` with the client's next line
+        if isinstance(step, NeedScramSecret) and isinstance(exchange.mechanism, ScramMechanism):
+            secret = await self.authenticator.scram_secret(step.authcid)
+            return await self._authenticate_next(exchange, exchange.mechanism.with_secret(secret))
+        if isinstance(step, ScramOutcome):
+            result = await self.authenticator.scram_finish(
+                protocol="imap",
+                client_ip=self.transport.peer_ip,
+                outcome=step,
+                mechanism=exchange.command.mechanism.upper(),
+                tls=self.transport.tls_active,
+            )
+            return self._logged_in(result)
         if not isinstance(step, Credentials):
             raise no("Authentication failed", "AUTHENTICATIONFAILED")
         result = await self.authenticator.login_sasl(
@@ -577,6 +639,12 @@ class ImapProtocol:
                     session.enable_condstore()
                     session.qresync = True
                     enabled.append("QRESYNC")
+                continue
+            elif name == "UIDONLY":
+                # RFC 9586 3: for the rest of the connection; it implies neither CONDSTORE nor QRESYNC
+                if not session.uidonly:
+                    session.uidonly = True
+                    enabled.append("UIDONLY")
                 continue
             else:
                 continue
@@ -633,6 +701,9 @@ class ImapProtocol:
                 return
             target, by_uid = event.replace
             view = session.view
+            if not by_uid and session.uidonly:
+                refuse("BAD", UIDREQUIRED_TEXT, "UIDREQUIRED")  # RFC 9586 3
+                return
             if not by_uid and not 1 <= target <= view.reported_exists:
                 refuse("BAD", f"Invalid message sequence number: {target}")
                 return

@@ -271,6 +271,21 @@ def uses_modseq(keys: Sequence[SearchKey]) -> bool:
     return False
 
 
+def uses_sequence_numbers(keys: Sequence[SearchKey]) -> bool:
+    """Whether a sequence set of message numbers is among `keys`, at any depth (RFC 9586 3: refused once
+    UIDONLY is enabled). `$` (RFC 5182) is not one: it names the saved messages."""
+    for k in keys:
+        if isinstance(k, SearchSequence) and not k.sequence.saved:
+            return True
+        if isinstance(k, SearchNot) and uses_sequence_numbers([k.key]):
+            return True
+        if isinstance(k, SearchOr) and uses_sequence_numbers([k.left, k.right]):
+            return True
+        if isinstance(k, SearchAnd) and uses_sequence_numbers(k.keys):
+            return True
+    return False
+
+
 def _effective_options(return_options: Sequence[str]) -> set[str]:
     options = {o.upper() for o in return_options}
     if not options:

@@ -19,6 +19,8 @@ Untagged updates (RFC 9051 sections 5.2, 7.5.1; docs/decisions/0013)
   PERMANENTFLAGS offers \\* only while the mailbox may have more keywords (`flag_lists`, decision 0043).
 - \\Recent (RFC 3501 2.3.2) is claimed through the store, one session per message; IMAP4rev2 sessions
   neither claim nor show it.
+- After ENABLE UIDONLY (RFC 9586; docs/decisions/0066) FETCH responses are UIDFETCH responses
+  (`fetch_head`, `fetch_response`) and expunges are told with VANISHED, at the end of every command.
 
 Output: `send` and `untagged` queue complete response lines; `flush` hands them to the transport. An
 exception raised by the transport's write is kept in `transport_error`: it ends the session and is never
@@ -102,6 +104,8 @@ class Transport(Protocol):
 
     def mark_logged_in(self) -> None: ...
 
+    def channel_binding(self) -> bytes | None: ...
+
 
 @dataclass
 class AppendSpool:
@@ -157,6 +161,10 @@ class SessionState:
         self.condstore = False
         #: RFC 7162 3.2: ENABLE QRESYNC was answered; VANISHED replaces EXPUNGE, SELECT takes QRESYNC
         self.qresync = False
+        #: RFC 9586: ENABLE UIDONLY was answered; no message number goes either way from then on: UIDFETCH
+        #: replaces FETCH (`fetch_head`, `fetch_response`), VANISHED replaces EXPUNGE, and a command that
+        #: names messages by number is BAD [UIDREQUIRED] (the protocol core refuses it)
+        self.uidonly = False
         #: RFC 5182: the UIDs saved by the last SEARCH RETURN (SAVE); None when there is none (`$` is empty).
         self.saved_result: list[int] | None = None
         #: Change notifications received; SELECT compares it before and after reading, so that a change
@@ -286,7 +294,7 @@ class SessionState:
             elif new and not self.rev2:
                 first_recent = await self.claim_recent(view.mailbox_id)
                 view.recent.update(uid for uid in new if uid >= first_recent)
-        if allow_expunge:
+        if allow_expunge or self.uidonly:  # RFC 9586: no sequence numbers that an expunge could shift
             self.send_expunges(view)
         self.announce_keywords(view, [*view.flag_updates, *view.uids[view.reported_exists :]])
         if view.exists != view.reported_exists:
@@ -303,16 +311,34 @@ class SessionState:
                 # RFC 9051 7.5.2: an unsolicited FETCH MUST include UID (harmless for IMAP4rev1 clients)
                 flags = view.flags_of(uid, with_recent=not self.rev2)
                 if self.condstore:  # RFC 7162 3.1: MODSEQ in every untagged FETCH once enabled (UID: 3.2.4)
-                    modseq = view.modseq_of(uid)
-                    self.untagged(f"{number} FETCH (UID {uid} FLAGS ({flags}) MODSEQ ({modseq}))")
+                    self.fetch_response(number, uid, f"FLAGS ({flags}) MODSEQ ({view.modseq_of(uid)})")
                 else:
-                    self.untagged(f"{number} FETCH (UID {uid} FLAGS ({flags}))")
+                    self.fetch_response(number, uid, f"FLAGS ({flags})")
         view.flag_updates.clear()
+
+    def fetch_head(self, seq: int, uid: int) -> bytes:
+        """How a FETCH response begins: `* seq FETCH (`, or after ENABLE UIDONLY `* uid UIDFETCH (` (RFC 9586
+        section 3.3: every FETCH response, solicited or not, is a UIDFETCH response then)."""
+        if self.uidonly:
+            return b"* %d UIDFETCH (" % uid
+        return b"* %d FETCH (" % seq
+
+    def fetch_response(self, seq: int | None, uid: int, items: str, *, with_uid: bool = True) -> None:
+        """Queue `* seq FETCH (UID uid items)` (without `UID uid` when not `with_uid`), or after ENABLE
+        UIDONLY `* uid UIDFETCH (items)`: the UID is the response's own number then, and the UID data item
+        is sent only when the client asks for it (RFC 9586 3.3). `items` is never empty."""
+        if self.uidonly:
+            self.untagged(f"{uid} UIDFETCH ({items})")
+        elif with_uid:
+            self.untagged(f"{seq} FETCH (UID {uid} {items})")
+        else:
+            self.untagged(f"{seq} FETCH ({items})")
 
     def send_expunges(self, view: MailboxView) -> None:
         """Report the view's gone messages: one VANISHED with their UIDs after ENABLE QRESYNC (RFC 7162
-        3.2.10), else an EXPUNGE per message (RFC 9051 7.5.1)."""
-        if self.qresync:
+        3.2.10) or ENABLE UIDONLY (RFC 9586: with or without QRESYNC), else an EXPUNGE per message (RFC 9051
+        7.5.1)."""
+        if self.qresync or self.uidonly:
             uids = view.take_vanished()
             if uids:
                 self.untagged(f"VANISHED {format_sequence_set(uids)}")

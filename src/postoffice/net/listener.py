@@ -54,6 +54,7 @@ from typing import Protocol
 
 from postoffice.auth.guard import client_key
 from postoffice.net.tls import describe_tls
+from postoffice.net.tls_exporter import tls_exporter
 from postoffice.plural import counted
 
 log = logging.getLogger("postoffice.net")
@@ -181,6 +182,13 @@ class Connection:
     @property
     def starttls_available(self) -> bool:
         return not self.tls_active and self._context() is not None
+
+    def channel_binding(self) -> bytes | None:
+        """The connection's tls-exporter channel binding (RFC 9266) when it can be had: TLS 1.3 only
+        (`postoffice.net.tls_exporter`); None otherwise."""
+        if not self.tls_active:
+            return None
+        return tls_exporter(self.writer.get_extra_info("ssl_object"))
 
     def mark_logged_in(self) -> None:
         """The client logged in: no login deadline any more, and the connection is never evicted."""

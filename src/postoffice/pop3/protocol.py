@@ -72,18 +72,21 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
 
+from postoffice.auth import scram
 from postoffice.auth.sasl import (
     CANCEL,
     Challenge,
     Credentials,
-    SaslFailure,
+    NeedScramSecret,
     SaslMechanism,
     SaslStep,
+    ScramOutcome,
     create_mechanism,
     decode_response,
     encode_challenge,
     mechanism_names,
 )
+from postoffice.auth.scram import ScramMechanism, ScramPlusMechanism, ScramSecret
 from postoffice.net.lineproto import LINE_TOO_LONG, LineProtocol, LineUsageError, TlsUpgrade, split_command
 from postoffice.plural import counted
 
@@ -101,6 +104,7 @@ __all__ = [
     "Pop3UsageError",
     "Quit",
     "Retrieve",
+    "ScramSecretNeeded",
     "StartTls",
     "TopLimiter",
     "Update",
@@ -165,16 +169,24 @@ class Event:
 
 @dataclass(frozen=True)
 class Login(Event):
-    """USER/PASS (`mechanism` "USER", `credentials` None) or a completed SASL exchange. Needs
-    login_accepted() or login_rejected()."""
+    """USER/PASS (`mechanism` "USER", `credentials` None) or a completed SASL exchange (a SCRAM one: `scram`,
+    for `Authenticator.scram_finish`). Needs login_accepted() or login_rejected()."""
 
     username: str
     password: str
     mechanism: str
     credentials: Credentials | None = None
+    scram: ScramOutcome | None = None
 
     def __repr__(self) -> str:  # never put a password into a log or a test failure message
         return f"Login(username={self.username!r}, mechanism={self.mechanism!r})"
+
+
+@dataclass(frozen=True)
+class ScramSecretNeeded(Event):
+    """A SCRAM exchange needs the secret of `username` (`Authenticator.scram_secret`): scram_secret()."""
+
+    username: str
 
 
 @dataclass(frozen=True)
@@ -305,7 +317,7 @@ class _Retrieval:
     limiter: TopLimiter | None
 
 
-_D = TypeVar("_D", Login, Retrieve, Update)
+_D = TypeVar("_D", Login, Retrieve, Update, ScramSecretNeeded)
 
 _AUTHORIZATION_COMMANDS = frozenset({"USER", "PASS", "AUTH", "APOP", "CAPA", "STLS", "QUIT"})
 _TRANSACTION_COMMANDS = frozenset(
@@ -319,12 +331,21 @@ class Pop3ServerProtocol(LineProtocol[Event]):
 
     _usage_error = Pop3UsageError
 
-    def __init__(self, settings: Pop3Settings, *, tls_active: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Pop3Settings,
+        *,
+        tls_active: bool = False,
+        channel_binding: Callable[[], bytes | None] = lambda: None,
+    ) -> None:
         super().__init__(max_errors=settings.max_errors, tls_active=tls_active)
         self._settings = settings
+        #: the connection's tls-exporter octets now (SCRAM-SHA-256-PLUS, decision 0068), or None
+        self._channel_binding = channel_binding
         self._state = _State.AUTHORIZATION
         self._user: str | None = None  # name from USER, waiting for PASS
         self._sasl: SaslMechanism | None = None  # an AUTH exchange waiting for the client's next line
+        self._scram: SaslMechanism | None = None  # a SCRAM exchange waiting for its secret (the glue's)
         self._messages: list[MaildropMessage] = []
         self._deleted: set[int] = set()  # 0-based indexes marked by DELE
         self._retrieval: _Retrieval | None = None
@@ -585,12 +606,15 @@ class Pop3ServerProtocol(LineProtocol[Event]):
         self._user = None
         words = [w for w in arg.split(" ") if w]
         if not words:
-            self._multiline("Supported SASL mechanisms follow", list(self._settings.sasl_mechanisms))
+            mechanisms = [*self._scram_mechanisms(), *self._settings.sasl_mechanisms]
+            self._multiline("Supported SASL mechanisms follow", mechanisms)
             return
         if len(words) > 2:
             raise _ErrorReply("Syntax: AUTH mechanism [initial-response]")
         name = words[0].upper()
-        mechanism = create_mechanism(name) if name in self._settings.sasl_mechanisms else None
+        mechanism: SaslMechanism | None = scram.create(name, self._channel_binding())
+        if mechanism is None and name in self._settings.sasl_mechanisms:
+            mechanism = create_mechanism(name)
         if mechanism is None:
             raise _ErrorReply("Unsupported authentication mechanism")
         initial: bytes | None = None
@@ -620,16 +644,44 @@ class Pop3ServerProtocol(LineProtocol[Event]):
             # RFC 5034 section 4: continue-req = "+" SP [base64] CRLF
             self._out += b"+ " + encode_challenge(result.data).encode("ascii") + _CRLF
             return
-        if isinstance(result, SaslFailure):
+        if isinstance(result, NeedScramSecret):
+            self._scram = mechanism
+            self._decide(ScramSecretNeeded(result.authcid))
+            return
+        if isinstance(result, ScramOutcome):
+            name = ScramPlusMechanism.name if getattr(mechanism, "plus", False) else mechanism.name
+            self._decide(Login(result.authcid, "", name, scram=result))
+            return
+        if not isinstance(result, Credentials):
             raise _ErrorReply(f"Authentication failed: {_printable(result.reason)}", "AUTH")
         self._decide(Login(result.authcid, result.password, mechanism.name, result))
+
+    def _scram_mechanisms(self) -> tuple[str, ...]:
+        """SCRAM-SHA-256, and -PLUS where the connection can bind (decision 0068)."""
+        return scram.offered(self._channel_binding())
+
+    # -- decisions: ScramSecretNeeded
+
+    def scram_secret(self, secret: ScramSecret) -> None:
+        """The secret asked for: the exchange goes on with the server-first message."""
+        if self._closed:
+            return
+        self._take_pending(ScramSecretNeeded)
+        mechanism, self._scram = self._scram, None
+        if not isinstance(mechanism, ScramMechanism):
+            raise Pop3UsageError("no SCRAM exchange is waiting for a secret")
+        try:
+            self._sasl_result(mechanism, mechanism.with_secret(secret))
+        except _ErrorReply as reply:
+            self._send_error(reply)
 
     def _cmd_capa(self, arg: str) -> None:
         # RFC 2449 section 5; USER and SASL only where they can be used (RFC 2595 section 4 for STLS).
         lines = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIRE NEVER"]
         if self._state is _State.AUTHORIZATION:
             if self._auth_permitted():
-                lines += ["USER", "SASL " + " ".join(self._settings.sasl_mechanisms)]
+                mechanisms = (*self._scram_mechanisms(), *self._settings.sasl_mechanisms)
+                lines += ["USER", "SASL " + " ".join(mechanisms)]
             if self._settings.starttls_available and not self._tls_active:
                 lines.append("STLS")
         lines.append("IMPLEMENTATION Postoffice")

@@ -115,6 +115,7 @@ class Pop3Session(LineSession[p.Pop3ServerProtocol]):
                 plaintext_auth_allowed=plaintext,
             ),
             tls_active=conn.tls_active,
+            channel_binding=conn.channel_binding,
         )
 
     async def run(self) -> None:
@@ -171,6 +172,8 @@ class Pop3Session(LineSession[p.Pop3ServerProtocol]):
     async def handle(self, event: p.Event) -> None:
         if isinstance(event, p.Login):
             await self._login(event)
+        elif isinstance(event, p.ScramSecretNeeded):
+            self.proto.scram_secret(await self.authenticator.scram_secret(event.username))
         elif isinstance(event, p.Retrieve):
             await self._retrieve(event)
         elif isinstance(event, p.Update):
@@ -185,7 +188,15 @@ class Pop3Session(LineSession[p.Pop3ServerProtocol]):
     async def _login(self, event: p.Login) -> None:
         proto = self.proto
         tls = self.conn.tls_active
-        if event.credentials is not None:
+        if event.scram is not None:
+            result = await self.authenticator.scram_finish(
+                protocol="pop3",
+                client_ip=self.conn.peer_ip,
+                outcome=event.scram,
+                mechanism=event.mechanism,
+                tls=tls,
+            )
+        elif event.credentials is not None:
             result = await self.authenticator.login_sasl(
                 protocol="pop3",
                 client_ip=self.conn.peer_ip,

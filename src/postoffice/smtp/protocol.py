@@ -134,18 +134,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
+from postoffice.auth import scram
 from postoffice.auth.sasl import (
     CANCEL,
     Challenge,
     Credentials,
+    NeedScramSecret,
     SaslFailure,
     SaslMechanism,
     SaslStep,
+    ScramOutcome,
     create_mechanism,
     decode_response,
     encode_challenge,
     mechanism_names,
 )
+from postoffice.auth.scram import ScramMechanism, ScramPlusMechanism, ScramSecret
 from postoffice.net.lineproto import LINE_TOO_LONG, LineProtocol, LineUsageError, TlsUpgrade, split_command
 from postoffice.plural import counted
 from postoffice.smtp.address import (
@@ -174,6 +178,7 @@ __all__ = [
     "Quit",
     "RcptTo",
     "Reset",
+    "ScramSecretNeeded",
     "SmtpServerProtocol",
     "SmtpSettings",
     "SmtpUsageError",
@@ -304,7 +309,16 @@ class Authenticate(Event):
     """
 
     mechanism: str
-    credentials: Credentials = field(repr=False)
+    credentials: Credentials | None = field(repr=False)
+    scram: ScramOutcome | None = None  # a SCRAM exchange's outcome instead (`Authenticator.scram_finish`)
+
+
+@dataclass(frozen=True)
+class ScramSecretNeeded(Event):
+    """AUTH SCRAM-SHA-256(-PLUS): the exchange needs the secret of `username` (`Authenticator.scram_secret`);
+    answer with scram_secret()."""
+
+    username: str
 
 
 @dataclass(frozen=True)
@@ -407,9 +421,18 @@ class SmtpServerProtocol(LineProtocol[Event]):
 
     _usage_error = SmtpUsageError
 
-    def __init__(self, settings: SmtpSettings, *, tls_active: bool = False) -> None:
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        *,
+        tls_active: bool = False,
+        channel_binding: Callable[[], bytes | None] = lambda: None,
+    ) -> None:
         super().__init__(max_errors=settings.max_errors, tls_active=tls_active)
         self._settings = settings
+        #: the connection's tls-exporter octets now (SCRAM-SHA-256-PLUS, decision 0068), or None
+        self._channel_binding = channel_binding
+        self._scram: ScramMechanism | None = None  # a SCRAM exchange waiting for its secret (the glue's)
         self._mode = _Mode.COMMAND
         # session
         self._helo: str | None = None
@@ -990,7 +1013,9 @@ class SmtpServerProtocol(LineProtocol[Event]):
         if not 1 <= len(words) <= 2:
             raise _ErrorReply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]")
         name = words[0].upper()
-        mechanism = create_mechanism(name) if name in settings.auth_mechanisms else None
+        mechanism: SaslMechanism | None = scram.create(name, self._channel_binding())
+        if mechanism is None and name in settings.auth_mechanisms:
+            mechanism = create_mechanism(name)
         if mechanism is None:
             raise _ErrorReply(504, "5.5.4", "Unrecognized authentication type")  # RFC 4954 section 4
         initial: bytes | None = None
@@ -1021,11 +1046,37 @@ class SmtpServerProtocol(LineProtocol[Event]):
             self._sasl = mechanism
             # RFC 4954 section 4: "334" SP base64; no enhanced status code (3xx has none, RFC 3463).
             self._reply(334, None, encode_challenge(result.data))
-        elif isinstance(result, SaslFailure):
-            # RFC 4422 section 3.6: a malformed exchange fails like bad credentials.
-            raise _ErrorReply(535, "5.7.8", f"Authentication failed: {result.reason}")
-        else:
+        elif isinstance(result, Credentials):
             self._decide(Authenticate(mechanism.name, result))
+        elif isinstance(result, NeedScramSecret) and isinstance(mechanism, ScramMechanism):
+            self._scram = mechanism
+            self._decide(ScramSecretNeeded(result.authcid))
+        elif isinstance(result, ScramOutcome):
+            name = ScramPlusMechanism.name if getattr(mechanism, "plus", False) else mechanism.name
+            self._decide(Authenticate(name, None, result))
+        else:
+            # RFC 4422 section 3.6: a malformed exchange fails like bad credentials.
+            reason = result.reason if isinstance(result, SaslFailure) else "unexpected exchange"
+            raise _ErrorReply(535, "5.7.8", f"Authentication failed: {reason}")
+
+    def _scram_mechanisms(self) -> tuple[str, ...]:
+        """SCRAM-SHA-256, and -PLUS where the connection can bind (decision 0068), where AUTH is offered."""
+        if not self._settings.auth_mechanisms:
+            return ()
+        return scram.offered(self._channel_binding())
+
+    def scram_secret(self, secret: ScramSecret) -> None:
+        """The secret a ScramSecretNeeded asked for: the exchange goes on with the server-first message."""
+        if self._closed:
+            return
+        if not isinstance(self._pending, ScramSecretNeeded) or self._scram is None:
+            raise SmtpUsageError("no SCRAM exchange is waiting for a secret")
+        self._pending = None
+        mechanism, self._scram = self._scram, None
+        try:
+            self._sasl_result(mechanism, mechanism.with_secret(secret))
+        except _ErrorReply as reply:
+            self._send_error(reply)
 
     # ---------------------------------------------------------------------------------------- decisions
 
@@ -1063,7 +1114,7 @@ class SmtpServerProtocol(LineProtocol[Event]):
             lines.append("REQUIRETLS")  # RFC 8689 section 2
         if self.auth_available:
             # Not before TLS when TLS is required: a client must not be invited to send a password in clear.
-            lines.append("AUTH " + " ".join(settings.auth_mechanisms))
+            lines.append("AUTH " + " ".join((*self._scram_mechanisms(), *settings.auth_mechanisms)))
         self._reply(250, None, "\n".join(lines))
 
     # ------------------------------------------------------------------------------------------ messages

@@ -187,6 +187,7 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
                 dsn=self.relay,
             ),
             tls_active=conn.tls_active,
+            channel_binding=conn.channel_binding,
         )
 
     async def run(self) -> None:
@@ -250,6 +251,10 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
             proto.accept()
         elif isinstance(event, p.Authenticate):
             await self._authenticate(event)
+        elif isinstance(event, p.ScramSecretNeeded):
+            if self.authenticator is None:
+                raise RuntimeError("AUTH in a session without an authenticator, which offers no AUTH")
+            proto.scram_secret(await self.authenticator.scram_secret(event.username))
         elif isinstance(event, p.MailFrom):
             self._end_transaction("new MAIL")
             if await self._sender_refused(event) or await self._no_room(event):
@@ -298,13 +303,24 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
         authenticator = self.authenticator
         if authenticator is None:
             raise RuntimeError("AUTH in a session without an authenticator, which offers no AUTH")
-        result = await authenticator.login_sasl(
-            protocol="smtp",
-            client_ip=self.conn.peer_ip,
-            credentials=event.credentials,
-            mechanism=event.mechanism,
-            tls=self.conn.tls_active,
-        )
+        if event.scram is not None:
+            result = await authenticator.scram_finish(
+                protocol="smtp",
+                client_ip=self.conn.peer_ip,
+                outcome=event.scram,
+                mechanism=event.mechanism,
+                tls=self.conn.tls_active,
+            )
+        elif event.credentials is not None:
+            result = await authenticator.login_sasl(
+                protocol="smtp",
+                client_ip=self.conn.peer_ip,
+                credentials=event.credentials,
+                mechanism=event.mechanism,
+                tls=self.conn.tls_active,
+            )
+        else:
+            raise RuntimeError("an Authenticate event without credentials or a SCRAM outcome")
         if result.ok and result.account is not None:
             self.account = result.account
             self.conn.mark_logged_in()

@@ -83,6 +83,21 @@ class LimitExceeded(StoreError):
     says which and may be shown to the account's user."""
 
 
+class MetadataTooLarge(StoreError):
+    """An annotation value is larger than `limit` octets (`MetadataLimits.max_value_size`); nothing was
+    changed. IMAP answers NO [METADATA MAXSIZE limit] (RFC 5464 section 4.3)."""
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class MetadataTooMany(StoreError):
+    """The annotations would be more than a mailbox (or the account's server entries) may have, or more
+    octets than the account may keep (`MetadataLimits`); nothing was changed. IMAP answers NO [METADATA
+    TOOMANY] (RFC 5464 section 4.3)."""
+
+
 class OverQuota(StoreError):
     """Storing the message(s) would take an account over its storage quota (`Account.quota`;
     docs/decisions/0053); nothing was stored. `permanent`: one message alone is larger than the whole quota,
@@ -111,6 +126,19 @@ class KeywordLimits:
 
     max_keywords: int
     max_length: int
+
+
+@dataclass(frozen=True)
+class MetadataLimits:
+    """What a `set_metadata` may leave (IMAP METADATA, RFC 5464; docs/decisions/0067): values of at most
+    `max_value_size` octets (MetadataTooLarge), at most `max_entries` annotations on the mailbox (or among the
+    account's server entries), and at most `max_account_octets` octets of names and values on all of the
+    account's annotations together (MetadataTooMany). A change that does not add to a count is never refused
+    by it: an account over a lowered limit can still remove and shrink."""
+
+    max_value_size: int
+    max_entries: int
+    max_account_octets: int
 
 
 @dataclass(frozen=True)
@@ -254,6 +282,11 @@ class MailboxSnapshot:
     def index(self, uid: int) -> int | None:
         i = bisect.bisect_left(self.uids, uid)
         return i if i < len(self.uids) and self.uids[i] == uid else None
+
+
+#: The account setting that holds a secret derived from the password (the SCRAM secret, decision 0068):
+#: `set_password` removes it, so that no secret of an old password outlives it.
+PASSWORD_DERIVED_SETTING = "auth.scram-sha-256"  # noqa: S105 - a setting name, not a password
 
 
 class AppendItem(NamedTuple):
@@ -753,11 +786,13 @@ class MailStore(abc.ABC):
         sessions. The account as it is now; NotFound for an unknown account."""
 
     @abc.abstractmethod
-    async def set_password(self, address: str, password_hash: str) -> None: ...
+    async def set_password(self, address: str, password_hash: str) -> None:
+        """Store a new password hash; the account setting PASSWORD_DERIVED_SETTING (a secret made from the
+        old password) goes in the same transaction. NotFound for an unknown account."""
 
     @abc.abstractmethod
     async def remove_account(self, address: str) -> None:
-        """Removes the account, its mailboxes and messages."""
+        """Removes the account, its mailboxes, messages and annotations."""
 
     @abc.abstractmethod
     async def get_account(self, address: str) -> Account | None:
@@ -808,7 +843,8 @@ class MailStore(abc.ABC):
 
     @abc.abstractmethod
     async def delete_mailbox(self, account_id: int, name: str) -> None:
-        """Remove the mailbox and its messages (not its children: "a/b" survives deleting "a"). Not INBOX."""
+        """Remove the mailbox, its messages and its annotations (not its children: "a/b" survives deleting
+        "a"). Not INBOX."""
 
     @abc.abstractmethod
     async def rename_mailbox(
@@ -840,6 +876,32 @@ class MailStore(abc.ABC):
     async def claim_recent(self, mailbox_id: int) -> int:
         """RFC 3501 \\Recent: returns the lowest UID that is recent for the calling session (all existing UIDs
         at or above it); no later call gets those UIDs again."""
+
+    # -- annotations (IMAP METADATA, RFC 5464; docs/decisions/0067) ----------------------------------------
+    @abc.abstractmethod
+    async def get_metadata(
+        self, account_id: int, mailbox_id: int | None, names: Sequence[str], depth: int | None = 0
+    ) -> dict[str, bytes]:
+        """The annotations of a mailbox of the account (`mailbox_id`), or the account's server annotations
+        (None), that are one of `names` or below one of them: with `depth` 0 the names only, 1 their children
+        too ("/a/b" of "/a"), None every descendant (RFC 5464 4.2.2 "infinity"). Names are case-insensitive
+        (given and returned lower-case); annotations that do not exist are missing. An empty dict for a
+        mailbox that is not the account's."""
+
+    @abc.abstractmethod
+    async def set_metadata(
+        self,
+        account_id: int,
+        mailbox_id: int | None,
+        entries: Mapping[str, bytes | None],
+        limits: MetadataLimits,
+    ) -> None:
+        """Set annotations of a mailbox of the account (or its server annotations: None), all or none: a value
+        replaces the entry's (or adds it), None removes it. MetadataTooLarge, MetadataTooMany over `limits`
+        (checked in the same transaction); NotFound when the mailbox is not the account's (any more).
+        Names are case-insensitive (kept lower-case). DELETE of the mailbox, and removing the account, remove
+        its annotations; RENAME keeps them (INBOX's are copied to the new mailbox and stay on INBOX, RFC 5464
+        section 4.1)."""
 
     # -- messages -----------------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -338,3 +338,16 @@ CREATE TABLE received_reports (
 );
 CREATE INDEX received_reports_received ON received_reports(received);
 -- End of version 18.
+-- IMAP METADATA (version 22, RFC 5464, docs/decisions/0067): the annotations of an account's mailboxes and
+-- of the server as that account sees it (mailbox_id 0), /private and /shared entries alike (every mailbox
+-- has one owner, so /shared is visible to that account only). Names are kept lower-case (they are
+-- case-insensitive); a value is any octets. A mailbox's go with DELETE (not with RENAME: they are keyed by
+-- its id), the account's with the account.
+CREATE TABLE metadata (
+    account_id INTEGER NOT NULL,                  -- accounts.id
+    mailbox_id INTEGER NOT NULL,                  -- mailboxes.id; 0: a server entry of the account
+    name       TEXT NOT NULL,                     -- the entry name, "/private/comment"
+    value      BLOB NOT NULL,
+    PRIMARY KEY (account_id, mailbox_id, name)
+);
+-- End of version 22.

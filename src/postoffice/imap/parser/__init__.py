@@ -10,15 +10,15 @@ What it implements
   (RFC 7162: SELECT parameters, CHANGEDSINCE, VANISHED, UNCHANGEDSINCE, SEARCH MODSEQ, FETCH MODSEQ, STATUS
   HIGHESTMODSEQ), LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819), SPECIAL-USE and CREATE-SPECIAL-USE
   (RFC 6154), STATUS=SIZE (RFC 8438), APPENDLIMIT (RFC 7889, STATUS APPENDLIMIT), OBJECTID (RFC 8474,
-  STATUS MAILBOXID).
+  STATUS MAILBOXID), METADATA (RFC 5464: GETMETADATA, SETMETADATA with literal8 values).
 - Not here: responses (see `postoffice.imap.wire`), session state (which command is allowed when), CATENATE,
-  QUOTA, ACL, METADATA, NOTIFY, SORT/THREAD, COMPRESS. They are unknown commands (ParseError) until added.
+  ACL, NOTIFY. They are unknown commands (ParseError) until added.
 
 Modules
 - `commands`: the typed results: value types (`MailboxName`, `Section`, fetch items), search keys, reader
   events (`ParseError`, `NeedContinuation`, ...) and one dataclass per command (`Login`, `Fetch`, ...).
 - `grammar`: the command grammar over one framed command (`parse_command`); its limits MAX_NESTING,
-  MAX_SEARCH_KEYS.
+  MAX_SEARCH_KEYS, MAX_METADATA_ENTRY_LENGTH.
 - `reader`: `CommandReader`: framing, literals, APPEND streaming, limits, resynchronisation; the event model
   and the invariants every change must keep are in its docstring.
 
@@ -54,6 +54,7 @@ from postoffice.imap.parser.commands import (
     FetchBinarySize,
     FetchBody,
     FetchItem,
+    GetMetadata,
     GetQuota,
     GetQuotaRoot,
     Id,
@@ -94,6 +95,7 @@ from postoffice.imap.parser.commands import (
     Section,
     SectionText,
     Select,
+    SetMetadata,
     SetQuota,
     Sort,
     StartTls,
@@ -107,12 +109,18 @@ from postoffice.imap.parser.commands import (
     Unsubscribe,
     UnsupportedCharset,
 )
-from postoffice.imap.parser.grammar import MAX_NESTING, MAX_SEARCH_KEYS, SEARCH_CHARSETS
+from postoffice.imap.parser.grammar import (
+    MAX_METADATA_ENTRY_LENGTH,
+    MAX_NESTING,
+    MAX_SEARCH_KEYS,
+    SEARCH_CHARSETS,
+)
 from postoffice.imap.parser.reader import APPEND_CHUNK_SIZE, LITERAL_MINUS_LIMIT, CommandReader
 
 __all__ = [
     "APPEND_CHUNK_SIZE",
     "LITERAL_MINUS_LIMIT",
+    "MAX_METADATA_ENTRY_LENGTH",
     "MAX_NESTING",
     "MAX_SEARCH_KEYS",
     "SEARCH_CHARSETS",
@@ -142,6 +150,7 @@ __all__ = [
     "FetchBinarySize",
     "FetchBody",
     "FetchItem",
+    "GetMetadata",
     "GetQuota",
     "GetQuotaRoot",
     "Id",
@@ -182,6 +191,7 @@ __all__ = [
     "Section",
     "SectionText",
     "Select",
+    "SetMetadata",
     "SetQuota",
     "Sort",
     "StartTls",

@@ -9,7 +9,7 @@ dispatches on their type. Nothing here parses or does I/O.
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import ClassVar, TypeAlias
 
@@ -351,12 +351,15 @@ class NeedContinuation(ReaderEvent):
 
 @dataclass(frozen=True)
 class LiteralTooLarge(ReaderEvent):
-    """A literal over the limit was refused before reading it; the rest of the command is discarded."""
+    """A literal over the limit was refused before reading it; the rest of the command is discarded.
+    `command`: the command's name, upper-case, as its first line gives it ("" when it gives none): the reply
+    depends on it (SETMETADATA: NO [METADATA MAXSIZE n], RFC 5464 section 4.3)."""
 
     tag: str | None
     size: int
     limit: int
     synchronizing: bool
+    command: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -771,6 +774,30 @@ class SetQuota(Command):
     root: str
     limits: tuple[tuple[str, int], ...]
     NAME = "SETQUOTA"
+
+
+@dataclass(frozen=True)
+class GetMetadata(Command):
+    """GETMETADATA [(options)] mailbox entries (RFC 5464 section 4.2): `mailbox` "" names the server. The
+    entry names are lower-case (they are case-insensitive), each once, in the client's order; `max_size` is
+    MAXSIZE's (None: none), `depth` DEPTH's: 0, 1, or None for "infinity"."""
+
+    mailbox: MailboxName
+    entries: tuple[str, ...]
+    max_size: int | None = None
+    depth: int | None = 0
+    NAME = "GETMETADATA"
+
+
+@dataclass(frozen=True)
+class SetMetadata(Command):
+    """SETMETADATA mailbox (entry value ...) (RFC 5464 section 4.3): `mailbox` "" names the server. The
+    entries in the client's order, names lower-case, each with its value: None for NIL (remove), else the
+    octets of a quoted string, a literal or a literal8 (which may carry NUL)."""
+
+    mailbox: MailboxName
+    entries: tuple[tuple[str, bytes | None], ...]
+    NAME = "SETMETADATA"
 
 
 @dataclass(frozen=True)

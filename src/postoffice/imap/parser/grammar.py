@@ -12,7 +12,7 @@ Implementation notes
 - Strings: quoted strings take `\\\\` and `\\"` escapes only; 8-bit octets in a quoted string are an error
   unless `utf8` is set (the server sets it after ENABLE UTF8=ACCEPT or IMAP4rev2, RFC 6855 / RFC 9051), and
   then they must be UTF-8. Literals may carry any octet but NUL (CHAR8); a string argument must decode as
-  UTF-8, else it is a syntax error. `~{n}` (literal8) is accepted only for APPEND data.
+  UTF-8, else it is a syntax error. `~{n}` (literal8) is accepted only for APPEND data and METADATA values.
 - Mailbox names (`MailboxName`): `raw` is the string as sent, `name` the Unicode name: decoded from modified
   UTF-7 (strictly, see `postoffice.imap.mutf7`) unless `utf8` is set, when the name is the UTF-8 string itself
   (RFC 6855 section 3, RFC 9051 section 5.1). "INBOX" in any case is normalised to "INBOX" (RFC 9051 section
@@ -63,6 +63,7 @@ from postoffice.imap.parser.commands import (
     FetchBinarySize,
     FetchBody,
     FetchItem,
+    GetMetadata,
     GetQuota,
     GetQuotaRoot,
     Id,
@@ -97,6 +98,7 @@ from postoffice.imap.parser.commands import (
     Section,
     SectionText,
     Select,
+    SetMetadata,
     SetQuota,
     Sort,
     StartTls,
@@ -120,6 +122,10 @@ every message searched; a 64 KiB line holds 30,000 of them, which took seconds t
 
 SEARCH_CHARSETS = ("UTF-8", "US-ASCII")
 """The charsets SEARCH accepts; others give UnsupportedCharset (NO [BADCHARSET (UTF-8 US-ASCII)])."""
+
+MAX_METADATA_ENTRY_LENGTH = 1024
+"""Longest METADATA entry name, in octets (RFC 5464 sets no limit): a longer one is refused (BAD) as a name
+against the rules of section 3.2 is."""
 
 _MAX_MODSEQ = 2**63 - 1  # mod-sequence-value: positive unsigned 63-bit integer (RFC 7162 section 7)
 _MAX_NUMBER = 2**32 - 1  # number: unsigned 32-bit (RFC 9051 section 9)
@@ -323,16 +329,17 @@ class Scanner:
             raise BadSyntax("a literal's {n} must be followed by CRLF")
         return m
 
-    def literal(self) -> bytes:
+    def literal(self, *, binary: bool = False) -> bytes:
+        """A literal's octets; with `binary` a literal8 (`~{n}`, which may carry NUL) is taken too."""
         m = self._marker()
-        if m.group(1):
-            raise BadSyntax("literal8 (~{n}) is only allowed for APPEND message data")
+        if m.group(1) and not binary:
+            raise BadSyntax("literal8 (~{n}) is only allowed for APPEND message data and METADATA values")
         if self.i >= len(self.literals):
             raise LiteralPending
         value = self.literals[self.i]
         if value is None:  # pragma: no cover - framing and parsing agree on message literals
             raise BadSyntax("unexpected message literal")
-        if b"\x00" in value:
+        if b"\x00" in value and not m.group(1):
             raise BadSyntax("NUL in a literal")
         self.i += 1
         self.pos = 0
@@ -1161,6 +1168,125 @@ def _store(sc: Scanner, tag: str, uid: bool) -> Command:
     return Store(tag, sequence, mode, flags, silent, unchanged_since, uid)
 
 
+_METADATA_NAME_FORBIDDEN = re.compile(rb"[^\x20-\x7e]|[*%]")
+
+
+def _metadata_entry(sc: Scanner, *, settable: bool) -> str:
+    """entry = astring (RFC 5464 section 5), under the rules of section 3.2, lower-case (names are
+    case-insensitive): ASCII without "*", "%" or control characters (the RFC forbids 0x00-0x19; 0x1a-0x1f and
+    0x7f go too), "/" then components separated by single "/", the first "private" or "shared" (section 6:
+    every entry has one of the two prefixes), no "/" at the end, at most MAX_METADATA_ENTRY_LENGTH octets.
+    An entry to set (`settable`) has at least 2 components, and at least 4 under "vendor" (section 3.2:
+    /shared/vendor/<vendor-token>/...); one to get may be "/private" or "/shared" alone, read with DEPTH."""
+    value = sc.astring("an entry name")
+    if len(value) > MAX_METADATA_ENTRY_LENGTH:
+        raise BadSyntax(f"entry names are limited to {MAX_METADATA_ENTRY_LENGTH} octets")
+    if _METADATA_NAME_FORBIDDEN.search(value):
+        raise BadSyntax('an entry name may not contain "*", "%", control or non-ASCII characters')
+    name = value.decode("ascii").lower()
+    if not name.startswith("/") or "//" in name or name.endswith("/"):
+        raise BadSyntax(
+            'an entry name begins with "/" and has no empty component (no "//", no "/" at the end)'
+        )
+    parts = name[1:].split("/")
+    if parts[0] not in ("private", "shared"):
+        raise BadSyntax("an entry name begins with /private or /shared (RFC 5464 section 3.2)")
+    if settable and (len(parts) < 2 or (parts[1] == "vendor" and len(parts) < 4)):
+        raise BadSyntax(
+            "an entry has at least 2 components, and 4 below /private/vendor or /shared/vendor "
+            "(RFC 5464 section 3.2)"
+        )
+    return name
+
+
+def _metadata_options(sc: Scanner) -> tuple[int | None, int | None]:
+    """getmetadata-options (RFC 5464 section 5): "(" option *(SP option) ")" with MAXSIZE number and DEPTH
+    0 / 1 / infinity, each at most once; (max size or None, depth: 0, 1, None for infinity)."""
+    sc.expect(b"(")
+    max_size: int | None = None
+    depth: int | None = 0
+    seen: set[str] = set()
+    while True:
+        option = sc.atom("a GETMETADATA option").upper()
+        if option in seen:
+            raise BadSyntax(f"the GETMETADATA option {option} is given twice")
+        seen.add(option)
+        if option == "MAXSIZE":
+            sc.sp()
+            max_size = sc.number(what="a MAXSIZE")
+        elif option == "DEPTH":
+            sc.sp()
+            if sc.keyword("INFINITY"):
+                depth = None
+            else:
+                token = sc.match(_DIGITS)
+                if token not in (b"0", b"1"):
+                    raise BadSyntax('DEPTH is 0, 1 or "infinity"')
+                depth = int(token)
+        else:
+            raise BadSyntax(f"unknown GETMETADATA option {option}")
+        if sc.take(b")"):
+            return max_size, depth
+        sc.sp()
+
+
+def _getmetadata(sc: Scanner, tag: str) -> Command:
+    """RFC 5464 section 5: GETMETADATA [SP getmetadata-options] SP mailbox SP entries. Also accepted, as the
+    RFC's own examples write them: the options after the mailbox name (4.2.1, 4.2.2), and several entries
+    without parentheses (4.4.1). Options are told from an entry list by their first character: an entry
+    begins with "/" (or is a string), an option with a letter."""
+    sc.sp()
+    options: tuple[int | None, int | None] | None = None
+    if sc.peek() == 0x28:  # (
+        options = _metadata_options(sc)
+        sc.sp()
+    mailbox = _mailbox(sc)
+    sc.sp()
+    if options is None and sc.peek() == 0x28 and sc.seg[sc.pos + 1 : sc.pos + 2].isalpha():
+        options = _metadata_options(sc)
+        sc.sp()
+    entries = []
+    if sc.take(b"("):
+        entries.append(_metadata_entry(sc, settable=False))
+        while not sc.take(b")"):
+            sc.sp()
+            entries.append(_metadata_entry(sc, settable=False))
+    else:
+        entries.append(_metadata_entry(sc, settable=False))
+        while not sc.at_end():
+            sc.sp()
+            entries.append(_metadata_entry(sc, settable=False))
+    max_size, depth = options if options is not None else (None, 0)
+    return GetMetadata(tag, mailbox, tuple(dict.fromkeys(entries)), max_size, depth)
+
+
+def _metadata_value(sc: Scanner) -> bytes | None:
+    """value = nstring / literal8 (RFC 5464 section 5): None for NIL."""
+    if sc.nil():
+        return None
+    if sc.peek() == 0x22:  # "
+        return sc.quoted()
+    if sc.at_literal():
+        return sc.literal(binary=True)
+    raise BadSyntax(f"expected a value (a string, a literal or NIL) but found {sc._near()}")
+
+
+def _setmetadata(sc: Scanner, tag: str) -> Command:
+    """RFC 5464 section 5: SETMETADATA SP mailbox SP "(" entry SP value *(SP entry SP value) ")"."""
+    sc.sp()
+    mailbox = _mailbox(sc)
+    sc.sp()
+    sc.expect(b"(")
+    entries: list[tuple[str, bytes | None]] = []
+    while True:
+        name = _metadata_entry(sc, settable=True)
+        sc.sp()
+        entries.append((name, _metadata_value(sc)))
+        if sc.take(b")"):
+            return SetMetadata(tag, mailbox, tuple(entries))
+        sc.sp()
+
+
 def _id(sc: Scanner, tag: str) -> Command:
     sc.sp()
     if sc.nil():
@@ -1209,6 +1335,8 @@ _COMMANDS: dict[str, Callable[[Scanner, str], Command]] = {
     "COMPRESS": _compress,
     "GETQUOTAROOT": _getquotaroot,
     "SETQUOTA": _setquota,
+    "GETMETADATA": _getmetadata,
+    "SETMETADATA": _setmetadata,
 }
 _NO_ARGS = frozenset(
     ["CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "NAMESPACE", "IDLE", "CHECK", "CLOSE", "UNSELECT", "EXPUNGE"]

@@ -20,8 +20,9 @@ Events
   "+ Ready for literal data" and the reader expects the n octets. To refuse instead (answer the tag with NO or
   BAD and send no "+"), call `refuse_literal()` before the next `next()`: the client abandons the command
   (RFC 9051 section 7.5) and the reader starts reading a new command.
-- `LiteralTooLarge(tag, size, limit, synchronizing)`: refused before reading it. Reply "NO [TOOBIG]" (APPEND,
-  RFC 7889/9051) or "BAD [TOOBIG]". A synchronizing literal is simply not expected any more; the octets of a
+- `LiteralTooLarge(tag, size, limit, synchronizing, command)`: refused before reading it. Reply "NO [TOOBIG]"
+  (APPEND, RFC 7889/9051), "NO [METADATA MAXSIZE n]" (SETMETADATA, RFC 5464) or "BAD [TOOBIG]"; `command`
+  names the command. A synchronizing literal is simply not expected any more; the octets of a
   non-synchronizing one are already on their way, so the reader skips exactly `size` octets and then discards
   the rest of the command (see "Resynchronisation").
 - `ParseError(tag, message)`: answer "tag BAD message" (untagged "* BAD" when tag is None).
@@ -167,6 +168,8 @@ class _CommandInProgress:
         return tag
 
 
+#: The name of the command a first line begins (LiteralTooLarge.command): tag SP atom.
+_COMMAND_NAME = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\+]+ ([A-Za-z0-9]+)')
 #: The commands whose literals include a message literal, streamed (APPEND, and REPLACE of RFC 8508).
 _APPEND_HEAD = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\+]+ (?:APPEND|REPLACE|UID REPLACE) ', re.IGNORECASE)
 
@@ -454,8 +457,10 @@ class CommandReader:
         if not sync and not self.literal_plus:
             limit = min(limit, LITERAL_MINUS_LIMIT)
         if size > limit:
+            name = _COMMAND_NAME.match(cmd.segments[0])
             self._discard_rest(sync, size)
-            self._events.append(LiteralTooLarge(tag, size, limit, sync))
+            command = name.group(1).decode("ascii").upper() if name else ""
+            self._events.append(LiteralTooLarge(tag, size, limit, sync, command))
             return
         self._remaining = size
         if message is None:

@@ -19,6 +19,7 @@ from postoffice.directory.resolver import AddressLookup, Resolution, normalize_a
 from postoffice.plural import counted
 from postoffice.store.api import (
     DEFAULT_MAILBOXES,
+    PASSWORD_DERIVED_SETTING,
     Account,
     Alias,
     AlreadyExists,
@@ -215,6 +216,12 @@ class DirectoryMixin(SqliteBase):
             )
             if cur.rowcount == 0:
                 raise NotFound(f"no account {address}")
+            # secrets derived from the old password go with it (the SCRAM secret, decision 0068)
+            conn.execute(
+                "DELETE FROM account_settings WHERE key = ? AND account_id = "
+                "(SELECT id FROM accounts WHERE address = ?)",
+                (PASSWORD_DERIVED_SETTING, address),
+            )
 
         await self._write_directory(tx)
 
@@ -236,6 +243,7 @@ class DirectoryMixin(SqliteBase):
             conn.execute("DELETE FROM web_sessions WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM account_settings WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM thread_keys WHERE account_id = ?", (account_id,))
+            conn.execute("DELETE FROM metadata WHERE account_id = ?", (account_id,))
             for table in ("recovery_codes", "app_passwords", "login_events", "identities"):
                 conn.execute(f"DELETE FROM {table} WHERE account_id = ?", (account_id,))  # noqa: S608
             conn.execute("DELETE FROM mailboxes WHERE account_id = ?", (account_id,))

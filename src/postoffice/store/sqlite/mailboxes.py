@@ -111,6 +111,10 @@ class MailboxesMixin(SqliteBase):
             mailbox_id = int(row[0])
             delete_messages(conn, mailbox_id, None, tombstones=False)
             conn.execute("DELETE FROM tombstones WHERE mailbox_id = ?", (mailbox_id,))
+            # RFC 5464 4.1: a mailbox made later with this name does not inherit the annotations
+            conn.execute(
+                "DELETE FROM metadata WHERE account_id = ? AND mailbox_id = ?", (account_id, mailbox_id)
+            )
             conn.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
             events.append(ChangeEvent("mailbox", account_id, mailbox_id, extra={"deleted": name}))
 
@@ -145,6 +149,12 @@ class MailboxesMixin(SqliteBase):
                 self._check_mailbox_count(conn, account_id, max_mailboxes)
                 target = create_mailbox_row(conn, account_id, new_name, None)
                 events.extend(self._move_all(conn, account_id, int(source[0]), target))
+                # RFC 5464 4.1: INBOX's annotations are copied to the new mailbox and stay on INBOX
+                conn.execute(
+                    "INSERT INTO metadata (account_id, mailbox_id, name, value) "
+                    "SELECT account_id, ?, name, value FROM metadata WHERE account_id = ? AND mailbox_id = ?",
+                    (target, account_id, int(source[0])),
+                )
                 events.append(ChangeEvent("mailbox", account_id, target, extra={"created": new_name}))
                 return
             prefix = old_name + HIERARCHY_SEPARATOR

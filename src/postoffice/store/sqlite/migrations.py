@@ -29,7 +29,7 @@ from postoffice.store.sqlite.rows import (
 
 log = logging.getLogger("postoffice.store")
 
-SCHEMA_VERSION = 21
+SCHEMA_VERSION = 22
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -166,6 +166,8 @@ _REPORT_TABLES = _schema_part("-- Transport security and reports (version 18", "
 
 #: The table of version 21 (what IMAP SORT and THREAD compare).
 _SORT_TABLE = _schema_part("-- What IMAP SORT and THREAD compare (version 21", "-- Expunged messages")
+#: The table of version 22 (IMAP METADATA, RFC 5464).
+_METADATA_TABLE = _schema_part("-- IMAP METADATA (version 22", "-- End of version 22.")
 #: Steps that bring a store from version N to N + 1 (SQL statements, or functions of the connection),
 #: applied in one transaction at open.
 MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = {
@@ -270,6 +272,8 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
     ),
     # What IMAP SORT and THREAD compare, per content (RFC 5256), backfilled from the stored structures.
     20: (*_SORT_TABLE, _backfill_sort_fields),
+    # The annotations of IMAP METADATA (RFC 5464, docs/decisions/0067): a new table only.
+    21: _METADATA_TABLE,
 }
 
 

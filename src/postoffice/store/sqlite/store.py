@@ -21,6 +21,7 @@ from postoffice.store.sqlite.login_guard import LoginGuardMixin
 from postoffice.store.sqlite.mailboxes import MailboxesMixin
 from postoffice.store.sqlite.markers import ChangeMarker
 from postoffice.store.sqlite.messages import MessagesMixin
+from postoffice.store.sqlite.metadata import MetadataMixin
 from postoffice.store.sqlite.migrations import initialise
 from postoffice.store.sqlite.queue import QueueMixin
 from postoffice.store.sqlite.quota import QuotaMixin
@@ -45,6 +46,7 @@ class SqliteMailStore(
     QuotaMixin,
     DkimKeysMixin,
     ReportsMixin,
+    MetadataMixin,
 ):
     """The SQLite mail store: its parts assembled (see `postoffice.store.sqlite`)."""
 
