@@ -4,8 +4,10 @@ registry (`postoffice.protocols`, docs/decisions/0032) on real sockets on 127.0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import resource
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +19,9 @@ from postoffice.config import Config, load_config, render_default_config, standa
 from postoffice.net.listener import Connection, Handler
 from postoffice.net.service import Service, ServiceContext, StandardPort
 from postoffice.protocols import SERVICES
-from postoffice.server import Server
+from postoffice.server import Server, prune_tombstones_forever
 from postoffice.settings import section, setting
+from postoffice.store import StoreError
 
 
 @pytest.fixture
@@ -204,3 +207,35 @@ def test_port_25_relays_for_relay_networks_only(tmp_path: Path, text: str, relay
         assert replies[-1].startswith(b"250 " if relays else b"554 5.7.1 "), replies
 
     asyncio.run(_running(config, scenario))
+
+
+def test_the_pruner_removes_old_expunge_records_now_and_again() -> None:
+    """`[store] tombstone_days` (decision 0069): pruned at once and then every interval; a failure is logged
+    and the next round comes all the same."""
+
+    class Store:
+        def __init__(self) -> None:
+            self.cutoffs: list[float] = []
+            self.rounds = asyncio.Event()
+
+        async def prune_tombstones(self, before: float) -> int:
+            self.cutoffs.append(before)
+            if len(self.cutoffs) == 1:
+                raise StoreError("disk on fire")
+            if len(self.cutoffs) == 3:
+                self.rounds.set()
+            return 1
+
+    async def scenario() -> list[float]:
+        store = Store()
+        task = asyncio.create_task(prune_tombstones_forever(store, 30, interval=0))  # type: ignore[arg-type]
+        await asyncio.wait_for(store.rounds.wait(), 10)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return store.cutoffs
+
+    started = time.time()
+    cutoffs = asyncio.run(scenario())
+    assert len(cutoffs) >= 3
+    assert all(started - 30 * 86400 - 1 <= c <= time.time() - 30 * 86400 for c in cutoffs)

@@ -29,6 +29,7 @@ import resource
 import signal
 import ssl
 import sys
+import time
 from pathlib import Path
 
 from postoffice.auth.authenticator import Authenticator
@@ -124,6 +125,22 @@ def drop_privileges(user: str, group: str, writable: list[Path]) -> None:
     log.info("dropped privileges to user %s (uid %d, gid %d)", user, entry.pw_uid, gid)
 
 
+#: How often old expunge records are pruned (`[store] tombstone_days`, docs/decisions/0069).
+PRUNE_INTERVAL = 6 * 3600.0
+
+
+async def prune_tombstones_forever(store: MailStore, days: int, interval: float = PRUNE_INTERVAL) -> None:
+    """Remove expunge records older than `days`, now and every `interval` seconds; failures are logged."""
+    while True:
+        try:
+            pruned = await store.prune_tombstones(time.time() - days * 86400.0)
+            if pruned:
+                log.info("pruned %d expunge records older than %d days", pruned, days)
+        except Exception:
+            log.exception("pruning expunge records failed; trying again later")
+        await asyncio.sleep(interval)
+
+
 class Server:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -134,6 +151,7 @@ class Server:
         self.queue_runner: QueueRunner | None = None
         self.pipeline: DeliveryPipeline | None = None
         self.report_sender: ReportSender | None = None
+        self._pruner: asyncio.Task[None] | None = None
         self.authenticator: Authenticator | None = None
 
     async def start(self) -> None:
@@ -174,6 +192,10 @@ class Server:
                 context=ssl.create_default_context(cafile=cfg.queue.tls_ca_file or None),
             )
             self.report_sender.start()
+        if cfg.store.tombstone_days:
+            self._pruner = asyncio.get_running_loop().create_task(
+                prune_tombstones_forever(self.store, cfg.store.tombstone_days), name="tombstone-pruner"
+            )
         bound = " ".join(f"{name}={addr}:{port}" for name, (addr, port) in self.listeners.bound.items())
         print(f"postoffice ready: {bound}", flush=True)
 
@@ -239,6 +261,10 @@ class Server:
     async def shutdown(self) -> None:
         if self.report_sender is not None:
             await self.report_sender.stop()
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruner
         if self.queue_runner is not None:
             await self.queue_runner.stop()  # deliveries in flight are cut; their recipients stay pending
         if self.listeners is not None:

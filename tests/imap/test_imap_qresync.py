@@ -5,6 +5,7 @@ HIGHESTMODSEQ after expunges and below expunges still held back, and BAD for mis
 from __future__ import annotations
 
 import re
+import time
 
 from tests.imap.conftest import DEMO, message
 from tests.imap.transcript import ImapHarness, Transcript
@@ -173,3 +174,36 @@ def test_a_qresync_sessions_fetch_that_sets_seen_names_uid_and_modseq(imap: Imap
     stored = [line for line in raw.command("t", "STORE 1 +FLAGS ($X)") if " FETCH " in line]
     assert re.fullmatch(r"\* 1 FETCH \(UID 1 FLAGS \(.*\) MODSEQ \(\d+\)\)", stored[0])
     raw.close()
+
+
+def test_after_pruned_tombstones_every_known_uid_not_there_is_vanished(imap: ImapHarness) -> None:
+    """Decision 0069 (`[store] tombstone_days`): once the expunge records after the client's MODSEQ are gone,
+    VANISHED (EARLIER) names every UID of the known set that is not in the mailbox (RFC 7162 3.2.5.1), also
+    those expunged before the client's MODSEQ; while the records are there, only what went after it."""
+    _fill(imap, 5)
+    _expunge_elsewhere(imap, "2")  # before the client's state
+    first = _session(imap)
+    selected = first.command("s", "SELECT INBOX")
+    highest, uidvalidity = _highest(selected), _uidvalidity(selected)
+    first.close()
+    _expunge_elsewhere(imap, "3")  # UID 4, after it
+    exact = _session(imap).command("q", f"SELECT INBOX (QRESYNC ({uidvalidity} {highest} 1:5))")
+    assert "* VANISHED (EARLIER) 4" in exact
+    assert imap.call(imap.store.prune_tombstones(time.time() + 1)) == 2
+    after = _session(imap).command("q", f"SELECT INBOX (QRESYNC ({uidvalidity} {highest} 1:9))")
+    assert "* VANISHED (EARLIER) 2,4" in after  # and nothing above the highest UID there is
+    fetched = _session(imap)
+    fetched.command("s", "SELECT INBOX")
+    reply = fetched.command("f", f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {highest} VANISHED)")
+    assert reply[0] == "* VANISHED (EARLIER) 2,4"
+
+
+def test_a_selected_session_older_than_the_horizon_is_told_what_went(imap: ImapHarness) -> None:
+    _fill(imap, 5)
+    watcher = _session(imap, qresync=False)
+    watcher.command("s", "SELECT INBOX")
+    _expunge_elsewhere(imap, "3")
+    assert imap.call(imap.store.prune_tombstones(time.time() + 1)) == 1
+    assert watcher.command("n", "NOOP")[0] == "* 3 EXPUNGE"
+    assert watcher.command("u", "UID SEARCH ALL")[0] == "* SEARCH 1 2 4 5"
+    watcher.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 from postoffice.store import MetadataLimits, open_store
@@ -126,3 +127,33 @@ def test_a_version_21_store_gets_the_metadata_table(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == SCHEMA_VERSION
     conn.close()
+
+
+def test_a_version_22_store_dates_its_tombstones_from_the_upgrade(tmp_path: Path) -> None:
+    """Schema 23 (decision 0069): the expunge records there are count from the upgrade (none is pruned at
+    once), and mailboxes start without a horizon."""
+    path = tmp_path / "v22.sqlite3"
+    asyncio.run(_deliver_and_expunge_the_newest(path))
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "ALTER TABLE tombstones DROP COLUMN expunged_at; ALTER TABLE mailboxes DROP COLUMN vanished_horizon; "
+        "UPDATE meta SET value = 22 WHERE key = 'schema_version';"
+    )
+    conn.commit()
+    conn.close()
+    before = time.time()
+
+    async def prune() -> tuple[int, int, list[int] | None]:
+        store = open_store(path)
+        try:
+            inbox = await inbox_of(store, 1)
+            kept = await store.prune_tombstones(before - 86400)
+            gone = await store.prune_tombstones(time.time() + 1)
+            return kept, gone, (await store.changes_since(inbox, 0)).present
+        finally:
+            await store.close()
+
+    kept, gone, present = asyncio.run(prune())
+    assert (kept, gone) == (0, 1)
+    assert present is not None
+    assert len(present) == 2

@@ -202,7 +202,11 @@ class MailboxView:
         `SessionState.read_back`.)"""
         if not self.gone:
             self.full_modseq = self.modseq  # what was read before this: all told, or about to be
-        for uid in changes.expunged:
+        expunged: Iterable[int] = changes.expunged
+        if changes.present is not None:  # tombstones were pruned after `modseq`: absent means expunged (0069)
+            present = set(changes.present)
+            expunged = [uid for uid in self.uids if uid not in present]
+        for uid in expunged:
             if uid in self:
                 self.gone.add(uid)
                 self.flag_updates.discard(uid)

@@ -29,8 +29,9 @@ taken for a command's failure.
 
 from __future__ import annotations
 
+import bisect
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import IO, Protocol
@@ -349,10 +350,18 @@ class SessionState:
     async def send_vanished_earlier(self, view: MailboxView, known: SequenceSet, modseq: int) -> None:
         """`* VANISHED (EARLIER) uids` (RFC 7162 3.2.6, 3.2.5.1): the UIDs of `known` expunged after
         `modseq` that this session no longer shows (one it still shows, expunged meanwhile, is told live).
-        The store keeps every expunge's tombstone, so the answer is exact (decision 0061)."""
+        Exact while the store keeps the expunges' records (decision 0061); older than `[store]
+        tombstone_days`, every UID of `known` not in the mailbox (decision 0069)."""
         changes = await self.store.changes_since(view.mailbox_id, modseq)
         largest = max(view.uids[-1] if view.uids else 0, view.info.uidnext - 1)
-        ranges = known.resolve(largest)
+        ranges = [(low, min(high, largest)) for low, high in known.resolve(largest)]
+        if changes.present is not None:
+            # tombstones after `modseq` were pruned (decision 0069): every UID of `known` that is not here
+            # (RFC 7162 3.2.5.1 allows naming UIDs the client never saw)
+            absent = _absent(ranges, sorted(set(changes.present).union(view.uids)))
+            if absent:
+                self.untagged(f"VANISHED (EARLIER) {absent}")
+            return
         gone = [u for u in changes.expunged if u not in view and any(lo <= u <= hi for lo, hi in ranges)]
         if gone:
             self.untagged(f"VANISHED (EARLIER) {format_sequence_set(gone)}")
@@ -458,6 +467,22 @@ class SessionState:
         if self.pending_append is not None:
             self.pending_append.close()
             self.pending_append = None
+
+
+def _absent(ranges: Iterable[tuple[int, int]], kept: list[int]) -> str:
+    """The UIDs of `ranges` (inclusive, from 1) that are not in `kept` (ascending), as a sequence set."""
+    parts: list[str] = []
+    for low, high in ranges:
+        low = max(low, 1)
+        i = bisect.bisect_left(kept, low)
+        while low <= high:
+            nxt = kept[i] if i < len(kept) else high + 1
+            end = min(nxt - 1, high)
+            if end >= low:
+                parts.append(str(low) if end == low else f"{low}:{end}")
+            low = nxt + 1
+            i += 1
+    return ",".join(parts)
 
 
 def highest_modseq(view: MailboxView) -> int:

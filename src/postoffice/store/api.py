@@ -256,6 +256,10 @@ class MailboxChanges:
     messages: list[MessageInfo]  # messages added or changed (flags) after the MODSEQ, in UID order
     expunged: list[int]  # UIDs expunged after the MODSEQ, ascending
     highest_modseq: int  # the mailbox's highest MODSEQ at the time of the read
+    # Every UID in the mailbox, ascending, when the MODSEQ is older than a pruned tombstone
+    # (`prune_tombstones`): then `expunged` may miss some, and whatever the reader knows that is not here was
+    # expunged. None otherwise.
+    present: list[int] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -1091,6 +1095,11 @@ class MailStore(abc.ABC):
     @abc.abstractmethod
     async def read_contents(self, content_ids: Sequence[int]) -> dict[int, bytes]:
         """Several whole messages in one read (read-ahead for small messages); missing ids are left out."""
+
+    @abc.abstractmethod
+    async def prune_tombstones(self, before: float) -> int:
+        """Remove the tombstones of expunges made before `before` (epoch seconds); returns how many. A mailbox
+        keeps the highest MODSEQ it pruned, and `changes_since` an older MODSEQ answers with `present`."""
 
     @abc.abstractmethod
     async def expunge(self, mailbox_id: int, uids: Iterable[int]) -> list[int]:

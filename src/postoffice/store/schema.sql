@@ -46,6 +46,7 @@ CREATE TABLE mailboxes (
     total_size     INTEGER NOT NULL DEFAULT 0,
     highest_modseq INTEGER NOT NULL DEFAULT 0,
     recent_uid     INTEGER NOT NULL DEFAULT 0,    -- RFC 3501 \Recent: UIDs above it are new to the next session
+    vanished_horizon INTEGER NOT NULL DEFAULT 0,  -- the highest MODSEQ of a pruned tombstone (version 23)
     UNIQUE (account_id, name)
 );
 
@@ -143,9 +144,10 @@ CREATE TABLE content_sort (
 
 -- Expunged messages (RFC 7162 QRESYNC VANISHED (EARLIER)).
 CREATE TABLE tombstones (
-    mailbox_id INTEGER NOT NULL,
-    uid        INTEGER NOT NULL,
-    modseq     INTEGER NOT NULL,
+    mailbox_id  INTEGER NOT NULL,
+    uid         INTEGER NOT NULL,
+    modseq      INTEGER NOT NULL,
+    expunged_at REAL NOT NULL DEFAULT 0,          -- when (version 23): `prune_tombstones` removes old ones
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 CREATE INDEX tombstones_modseq ON tombstones(mailbox_id, modseq);

@@ -48,6 +48,18 @@ class StoreConfig:
         ),
         minimum=0,
     )
+    tombstone_days: int = setting(
+        90,
+        "days an expunge is remembered for IMAP clients that resynchronise (QRESYNC, CONDSTORE)",
+        doc=(
+            "Days a record of each expunged message is kept, so that a mail program that was offline "
+            "learns exactly which messages went (IMAP QRESYNC's `VANISHED (EARLIER)`, RFC 7162). Older "
+            "records are removed a few times a day; a program offline for longer still resynchronises "
+            "correctly, but is told every UID it knew that is gone, which costs it more. `0` = keep them "
+            "for ever (docs/decisions/0069)."
+        ),
+        minimum=0,
+    )
     disk_reserve: int = setting(
         16777216,
         "bytes kept in <store>.reserve, given back when the disk fills so that deleting mail works",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -751,5 +752,39 @@ def test_what_sort_and_thread_compare_is_kept_with_the_content_and_goes_with_it(
         await store.store_flags(inbox, [full.uid], ["\\Deleted"], "add")
         await store.expunge_deleted(inbox)
         assert await store.sort_fields([full.content_id]) == {}  # went with the content
+
+    backend.run(scenario)
+
+
+@covers(S.prune_tombstones)
+def test_pruned_tombstones_leave_a_horizon_and_the_uids_that_are_left(backend: Backend) -> None:
+    """Decision 0069: old expunge records go; a reader from before them is given every UID still there
+    (`present`), so it can tell what it missed; one from after them reads changes as before."""
+
+    async def scenario(store: MailStore) -> None:
+        (account,) = await accounts(store, "demo")
+        inbox = await inbox_of(store, account)
+        for i in range(6):
+            await append(store, inbox, f"m{i}")
+        start = (await store.changes_since(inbox, 0)).highest_modseq
+        old_snapshot = await store.snapshot(inbox)  # cached: must not be advanced past a horizon later
+        await store.expunge(inbox, [2, 4])
+        assert await store.prune_tombstones(time.time() - 3600) == 0  # nothing that old
+        middle = (await store.changes_since(inbox, 0)).highest_modseq
+        assert (await store.changes_since(inbox, start)).present is None
+        assert await store.prune_tombstones(time.time() + 1) == 2
+        after_prune = await store.changes_since(inbox, start)
+        assert after_prune.expunged == []  # the records are gone
+        assert after_prune.present == [1, 3, 5, 6]
+        assert (
+            await store.changes_since(inbox, middle)
+        ).present is None  # after the horizon: exact as before
+        await store.expunge(inbox, [5])
+        later = await store.changes_since(inbox, middle)
+        assert (later.expunged, later.present) == ([5], None)
+        snapshot = await store.snapshot(inbox)
+        assert list(snapshot.uids) == [1, 3, 6]
+        assert list(old_snapshot.uids) == [1, 2, 3, 4, 5, 6]  # snapshots are immutable
+        assert await store.prune_tombstones(time.time() + 1) == 1
 
     backend.run(scenario)

@@ -245,6 +245,13 @@ class MessagesMixin(SqliteBase):
 
     @staticmethod
     def _changes(conn: sqlite3.Connection, mailbox_id: int, modseq: int, highest: int) -> MailboxChanges:
+        horizon = conn.execute(
+            "SELECT vanished_horizon FROM mailboxes WHERE id = ?", (mailbox_id,)
+        ).fetchone()
+        present: list[int] | None = None
+        if horizon is not None and modseq < int(horizon[0]):  # some expunges after `modseq` were forgotten
+            uids = conn.execute("SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", (mailbox_id,))
+            present = [int(r[0]) for r in uids]
         rows = conn.execute(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",  # noqa: S608
             (mailbox_id, modseq),
@@ -257,7 +264,22 @@ class MessagesMixin(SqliteBase):
                 (mailbox_id, modseq),
             )
         ]
-        return MailboxChanges(messages, expunged, max([highest, *(m.modseq for m in messages)]))
+        return MailboxChanges(messages, expunged, max([highest, *(m.modseq for m in messages)]), present)
+
+    async def prune_tombstones(self, before: float) -> int:
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> int:
+            conn.execute(
+                "UPDATE mailboxes SET vanished_horizon = max(vanished_horizon, (SELECT max(modseq) FROM "
+                "tombstones t WHERE t.mailbox_id = mailboxes.id AND t.expunged_at < ?)) "
+                "WHERE id IN (SELECT mailbox_id FROM tombstones WHERE expunged_at < ?)",
+                (before, before),
+            )
+            return int(conn.execute("DELETE FROM tombstones WHERE expunged_at < ?", (before,)).rowcount)
+
+        pruned = await self._write(tx)
+        if pruned:
+            self._snapshots.clear()  # a cached snapshot may be older than a horizon: read afresh
+        return pruned
 
     async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges:
         def q(conn: sqlite3.Connection) -> MailboxChanges:
@@ -289,7 +311,9 @@ class MessagesMixin(SqliteBase):
             if base is not None and base.mailbox.uidvalidity == info.uidvalidity:  # ids can be reused
                 if base.modseq == highest:
                     return base if base.mailbox == info else dataclasses.replace(base, mailbox=info)
-                return advance_snapshot(base, info, self._changes(conn, mailbox_id, base.modseq, highest))
+                changes = self._changes(conn, mailbox_id, base.modseq, highest)
+                if changes.present is None:  # else some expunges were forgotten: read it whole
+                    return advance_snapshot(base, info, changes)
             messages = [
                 MessageInfo(0, mailbox_id, r[0], columns_to_flags(r[1], r[2]), r[5], r[4], r[6], r[3])
                 for r in conn.execute(self._SNAPSHOT_SQL, (mailbox_id,))

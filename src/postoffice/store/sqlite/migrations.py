@@ -29,7 +29,7 @@ from postoffice.store.sqlite.rows import (
 
 log = logging.getLogger("postoffice.store")
 
-SCHEMA_VERSION = 22
+SCHEMA_VERSION = 23
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -274,6 +274,13 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
     20: (*_SORT_TABLE, _backfill_sort_fields),
     # The annotations of IMAP METADATA (RFC 5464, docs/decisions/0067): a new table only.
     21: _METADATA_TABLE,
+    # Tombstones are pruned after a while (docs/decisions/0069): when each was made (those there are count
+    # from the upgrade), and per mailbox the highest MODSEQ pruned.
+    22: (
+        _add_column("tombstones", "expunged_at", "REAL NOT NULL DEFAULT 0"),
+        "UPDATE tombstones SET expunged_at = CAST(strftime('%s', 'now') AS REAL)",
+        _add_column("mailboxes", "vanished_horizon", "INTEGER NOT NULL DEFAULT 0"),
+    ),
 }
 
 

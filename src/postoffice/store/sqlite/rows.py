@@ -272,12 +272,14 @@ def delete_messages(
             (mailbox_id,),
         ).fetchone()[0]
     total = 0
+    now = time.time()
     for uid, content_id, size in rows:
         conn.execute("DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", (mailbox_id, uid))
         if tombstones:
             conn.execute(
-                "INSERT OR REPLACE INTO tombstones (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
-                (mailbox_id, uid, modseq),
+                "INSERT OR REPLACE INTO tombstones (mailbox_id, uid, modseq, expunged_at) "
+                "VALUES (?, ?, ?, ?)",
+                (mailbox_id, uid, modseq, now),
             )
         left = conn.execute(
             "UPDATE contents SET refcount = refcount - 1 WHERE id = ? RETURNING refcount", (content_id,)
