@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 from postoffice.imap import parser as p
 from postoffice.imap import search as search_mod
 from postoffice.imap.access import MailAccess
-from postoffice.imap.mailbox_view import Entry, MailboxView
+from postoffice.imap.mailbox_view import Columns, MailboxView
 from postoffice.imap.sort_thread import (
     ThreadInput,
     base_subject,
@@ -178,14 +178,14 @@ async def _matches(session: SessionState, view: MailboxView, command: p.Sort | p
 # ------------------------------------------------------------------------------------------------ SORT
 
 
-def _column(key: str, entries: list[Entry], keys: list[SortKeys]) -> Sequence[Any]:
-    """The sort key `key` of every match, in the order of `entries`."""
+def _column(key: str, columns: Columns, keys: list[SortKeys]) -> Sequence[Any]:
+    """The sort key `key` of every match, in the order of `columns`."""
     if key == "ARRIVAL":
-        return [e[5] for e in entries]
+        return columns.internaldates
     if key == "SIZE":
-        return [e[4] for e in entries]
+        return columns.sizes
     if key == "DATE":
-        return [k.sent if k.sent is not None else e[5] for k, e in zip(keys, entries, strict=True)]
+        return [k.sent if k.sent is not None else d for k, d in zip(keys, columns.internaldates, strict=True)]
     field: Callable[[SortKeys], str] = {
         "SUBJECT": lambda k: k.subject,
         "FROM": lambda k: k.from_,
@@ -197,13 +197,11 @@ def _column(key: str, entries: list[Entry], keys: list[SortKeys]) -> Sequence[An
     return [field(k) for k in keys]
 
 
-def sorted_order(
-    criteria: Sequence[tuple[str, bool]], entries: list[Entry], keys: list[SortKeys]
-) -> list[int]:
-    """Indexes into `entries` (mailbox order) in the order `criteria` give (RFC 5256 section 3)."""
-    order = list(range(len(entries)))
+def sorted_order(criteria: Sequence[tuple[str, bool]], columns: Columns, keys: list[SortKeys]) -> list[int]:
+    """Indexes into `columns` (mailbox order) in the order `criteria` give (RFC 5256 section 3)."""
+    order = list(range(len(keys)))
     for key, reverse in reversed(criteria):
-        column = _column(key, entries, keys)
+        column = _column(key, columns, keys)
         order.sort(key=column.__getitem__, reverse=reverse)  # stable, also when reversed
     return order
 
@@ -238,9 +236,9 @@ async def sort(session: SessionState, command: p.Sort) -> Done:
     if payload is None:
         order: list[int] | None = cache.answer(order_key)  # indexes into `matched`
         if order is None:
-            entries = list(view.entries(matched))
-            keys = await _keys_of(session.store, [e[3] for e in entries])
-            order = sorted_order(command.criteria, entries, keys)
+            columns = view.columns(matched)
+            keys = await _keys_of(session.store, columns.content_ids)
+            order = sorted_order(command.criteria, columns, keys)
             cache.keep(order_key, order)
         if command.uid:
             numbers = list(map(matched.__getitem__, order))
@@ -283,22 +281,21 @@ async def thread(session: SessionState, command: p.Thread) -> Done:
     cache = _cache_of(session.store)
     payload: bytes | None = cache.answer(key)
     if payload is None:
-        entries = list(view.entries(matched))
-        keys = await _keys_of(session.store, [e[3] for e in entries])
-        with collector_paused():  # 100,000 new objects, all kept: no collection passes over them meanwhile
+        columns = view.columns(matched)
+        keys = await _keys_of(session.store, columns.content_ids)
+        numbers = matched if command.uid else columns.seqs
+        algorithm = ordered_subject if command.algorithm == "ORDEREDSUBJECT" else references
+        # Hundreds of thousands of new objects (inputs, the tree), all kept until the answer is written: no
+        # collection passes over them meanwhile, and they are freed (no cycles) before collections resume.
+        with collector_paused():
             messages = [
                 ThreadInput(
-                    e[1] if command.uid else e[0],
-                    k.sent if k.sent is not None else e[5],
-                    k.subject,
-                    k.reply,
-                    k.message_id,
-                    k.references,
+                    n, k.sent if k.sent is not None else d, k.subject, k.reply, k.message_id, k.references
                 )
-                for e, k in zip(entries, keys, strict=True)
+                for n, d, k in zip(numbers, columns.internaldates, keys, strict=True)
             ]
-        algorithm = ordered_subject if command.algorithm == "ORDEREDSUBJECT" else references
-        payload = format_threads(algorithm(messages))
+            payload = format_threads(algorithm(messages))
+            del messages
         cache.keep(key, payload)
     session.send(b"* THREAD" + payload + b"\r\n")
     return Done(f"{command.name} completed")

@@ -21,9 +21,11 @@ Invariants
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
+from typing import NamedTuple
 
 from postoffice.imap.sequence import SequenceSet
 from postoffice.store import MailboxInfo, MessageInfo
@@ -63,6 +65,15 @@ def flags_text(flags: frozenset[str], recent: bool = False) -> str:
         _flags_texts[key] = text
         _flags_text_chars[0] += len(text)
     return text
+
+
+class Columns(NamedTuple):
+    """`MailboxView.columns`: one list per field, index i for the i-th UID asked about."""
+
+    seqs: list[int]
+    content_ids: list[int]
+    sizes: list[int]
+    internaldates: list[float]
 
 
 class MailboxView:
@@ -184,6 +195,30 @@ class MailboxView:
                 j = bisect.bisect_left(base_uids, uid, j)
             yield seq, uid, flags, content_ids[j], sizes[j], dates[j]
             j += 1
+
+    def columns(self, uids: list[int]) -> Columns:
+        """Sequence numbers, content ids, sizes and internal dates of `uids` (ascending, all in the view), as
+        columns: what `entries` gives, without a tuple per message (SORT and THREAD of 100,000 messages)."""
+        if self._added and any(uid in self._added for uid in uids):
+            entries = list(self.entries(uids))
+            return Columns(
+                [e[0] for e in entries],
+                [e[3] for e in entries],
+                [e[4] for e in entries],
+                [e[5] for e in entries],
+            )
+        base = self._base
+        where = list(map(functools.partial(bisect.bisect_left, base.uids), uids))  # C loops, no tuples
+        if len(uids) == len(self.uids):  # every message: sequence number = position + 1
+            seqs = list(range(1, len(uids) + 1))
+        else:
+            seqs = [i + 1 for i in map(functools.partial(bisect.bisect_left, self.uids), uids)]
+        return Columns(
+            seqs,
+            list(map(base.content_ids.__getitem__, where)),
+            list(map(base.sizes.__getitem__, where)),
+            list(map(base.internaldates.__getitem__, where)),
+        )
 
     def flags_of(self, uid: int, *, with_recent: bool) -> str:
         """The contents of the FLAGS list to send for `uid`."""
