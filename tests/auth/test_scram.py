@@ -141,6 +141,8 @@ def test_names_are_unescaped_and_authzid_kept() -> None:
     step = ScramMechanism().start(b"n,a=admin=40x,n=a=2Cb=3Dc,r=abc")
     assert isinstance(step, SaslFailure)  # "=40" is not an escape
     assert ScramMechanism().start(b"n,a=boss,n=a=2Cb=3Dc,r=abc") == NeedScramSecret("a,b=c", "boss")
+    assert isinstance(ScramMechanism().start(b"n,,n=x=3=2CD,r=abc"), SaslFailure)  # "=3=" is no escape
+    assert ScramMechanism().start(b"n,,n=x=3D=2CD,r=abc") == NeedScramSecret("x=,D", "")
     assert ScramMechanism().start(b"y,,n=u,r=abc") == NeedScramSecret("u", "")  # "y" without binding: fine
 
 
@@ -182,6 +184,12 @@ def test_random_input_never_raises(messages: list[bytes], plus: bool) -> None:
 # -- the secret's life and the login around the exchange (Authenticator, decision 0068) --------------------
 
 
+async def turn_off_totp(store: MailStore) -> None:
+    account = await store.get_account("demo@example.test")
+    assert account is not None
+    await store.set_second_factor(account.id, None, [])
+
+
 async def scram_login(
     auth: Authenticator, username: str, password: str, client_ip: str = "127.0.0.1"
 ) -> AuthResult:
@@ -190,7 +198,7 @@ async def scram_login(
     server = ScramMechanism()
     step = server.start(client.get_client_first().encode())
     assert isinstance(step, NeedScramSecret)
-    step = server.with_secret(await auth.scram_secret(step.authcid))
+    step = server.with_secret(await auth.scram_secret(step.authcid, client_ip=client_ip))
     assert isinstance(step, Challenge)
     client.set_server_first(step.data.decode())
     step = server.step(client.get_client_final().encode())
@@ -232,8 +240,9 @@ def test_unknown_names_second_factors_and_lockouts(
     tmp_path: Path, password_hash: str, sleep: FakeSleep
 ) -> None:
     async def scenario(store: MailStore, auth: Authenticator) -> None:
-        unknown = await auth.scram_secret("nobody@example.test")
-        assert (await auth.scram_secret("nobody@example.test")).salt == unknown.salt  # nothing told
+        unknown = await auth.scram_secret("nobody@example.test", client_ip="127.0.0.1")
+        again = await auth.scram_secret("nobody@example.test", client_ip="127.0.0.1")
+        assert again.salt == unknown.salt  # nothing told
         assert (await scram_login(auth, "nobody@example.test", "x")).status == "bad-credentials"
         assert (await pop3_login(auth, "demo@example.test", PASSWORD)).ok
         assert (await scram_login(auth, "demo@example.test", PASSWORD, "192.0.2.9")).ok
@@ -244,5 +253,17 @@ def test_unknown_names_second_factors_and_lockouts(
         for n in range(CONFIG.ip_max_failures):  # other names each time: no account lockout comes first
             await scram_login(auth, f"nobody{n}@example.test", "guess", "198.51.100.7")
         assert (await scram_login(auth, "demo@example.test", PASSWORD, "198.51.100.7")).status == "locked-out"
+        # and the server's final message never confirms the right password to a locked-out client (found by
+        # review: it did, and a client could cancel before the lockout answer): the proof fails at once
+        await turn_off_totp(store)
+        server = ScramMechanism()
+        client = ScramClient(["SCRAM-SHA-256"], "demo@example.test", PASSWORD)
+        assert isinstance(server.start(client.get_client_first().encode()), NeedScramSecret)
+        first = server.with_secret(await auth.scram_secret("demo@example.test", client_ip="198.51.100.7"))
+        assert isinstance(first, Challenge)
+        client.set_server_first(first.data.decode())
+        assert server.step(client.get_client_final().encode()) == ScramOutcome("demo@example.test", "", False)
+        # from elsewhere, with the lockout of that client only, the same password works
+        assert (await scram_login(auth, "demo@example.test", PASSWORD, "203.0.113.5")).ok
 
     run(tmp_path, password_hash, sleep, scenario)

@@ -302,20 +302,28 @@ class Authenticator:
 
     # -------------------------------------------------------------------------------------------- SCRAM
 
-    async def scram_secret(self, username: str) -> ScramSecret:
+    async def scram_secret(self, username: str, *, client_ip: str) -> ScramSecret:
         """The SCRAM-SHA-256 secret to answer `username`'s client-first message with (decision 0068): the
-        account's, or a stand-in that no proof matches (no account, no secret yet, a second factor on, or the
-        store failing), with the same salt at every attempt, so the answer does not tell which."""
+        account's, or a stand-in that no proof matches (no account, no secret yet, a second factor on, a
+        disabled account, a lockout of this client or account, or the store failing), with the same salt at
+        every attempt, so the answer does not tell which. A locked-out client gets the stand-in: a right
+        password must not be confirmed by the server's final message while guesses are refused."""
         name = normalize_address(username)
+        locked = self.guard.check(client_ip, name)
+        if locked is not None and await self.lockouts.refresh():
+            locked = self.guard.check(client_ip, name)
         try:
             if self._scram_key is None:
                 self._scram_key = await self._store.server_secret("scram")
             account = await self._store.get_account(name)
-            if account is not None and not account.two_factor:
-                kept = (await self._store.account_settings(account.id, scram.SETTING)).get(scram.SETTING)
-                secret = scram.ScramSecret.decode(kept) if kept else None
-                if secret is not None:
-                    return secret
+            # the same reads for every name (a missing account's id is 0), so their time tells nothing either
+            kept = (await self._store.account_settings(account.id if account else 0, scram.SETTING)).get(
+                scram.SETTING
+            )
+            usable = account is not None and not account.two_factor and not account.disabled
+            secret = scram.ScramSecret.decode(kept) if kept and usable and locked is None else None
+            if secret is not None:
+                return secret
         except StoreError as exc:
             log.error("SCRAM secret lookup failed: %s", exc)
         return scram.stand_in_secret(self._scram_key or secrets.token_bytes(32), name)
@@ -352,14 +360,16 @@ class Authenticator:
 
     async def _keep_scram_secret(self, account: Account, password: str) -> None:
         """After a login with the main password: make the account's SCRAM secret when it has none (accounts
-        from before SCRAM, or whose password was set without it). The login has succeeded whatever happens."""
+        from before SCRAM, or whose password was set without it), stored only if the password hash is still
+        the one just verified (a change meanwhile must not be undone by the old password's secret). The login
+        has succeeded whatever happens."""
         try:
             kept = (await self._store.account_settings(account.id, scram.SETTING)).get(scram.SETTING)
             if kept and scram.ScramSecret.decode(kept) is not None:
                 return
             loop = asyncio.get_running_loop()
             secret = await loop.run_in_executor(self._pool(), scram.derive_secret, password)
-            await self._store.set_account_setting(account.id, scram.SETTING, secret.encode())
+            await self._store.set_password_derived(account.id, account.password_hash, secret.encode())
         except Exception as exc:
             log.warning("storing the SCRAM secret of %s failed: %s", printable_for_log(account.address), exc)
 

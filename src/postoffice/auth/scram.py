@@ -107,11 +107,20 @@ def stand_in_secret(key: bytes, name: str) -> ScramSecret:
 
 
 def _saslname(value: str) -> str | None:
-    """RFC 5802 section 5.1: "=2C" is ",", "=3D" is "="; any other "=" is invalid."""
-    out = value.replace("=2C", ",").replace("=3D", "=")
-    if "=" in value.replace("=2C", "").replace("=3D", ""):
-        return None
-    return out
+    """RFC 5802 section 5.1: "=2C" is ",", "=3D" is "="; any other "=" makes the name invalid (None)."""
+    out: list[str] = []
+    i = 0
+    while i < len(value):
+        if value[i] == "=":
+            escape = value[i : i + 3]
+            if escape not in ("=2C", "=3D"):
+                return None
+            out.append("," if escape == "=2C" else "=")
+            i += 3
+        else:
+            out.append(value[i])
+            i += 1
+    return "".join(out)
 
 
 class ScramMechanism(SaslMechanism):

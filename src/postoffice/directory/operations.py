@@ -22,7 +22,6 @@ from postoffice.auth.scram import derive_secret
 from postoffice.directory.address import normalize_address, parse_address, parse_domain
 from postoffice.directory.passwords import generate_password, hash_password_async
 from postoffice.store import Account, Alias, DkimKey, Domain, MailStore, NotFound
-from postoffice.store.api import PASSWORD_DERIVED_SETTING
 
 log = logging.getLogger("postoffice.directory")
 
@@ -47,10 +46,11 @@ def check_chosen_password(password: str, address: str) -> None:
         raise PasswordRejected("a password is not the address")
 
 
-async def _keep_scram_secret(store: MailStore, account_id: int, password: str) -> None:
-    """The SCRAM-SHA-256 secret of a password just set (decision 0068), made off the event loop."""
+async def _keep_scram_secret(store: MailStore, account_id: int, password_hash: str, password: str) -> None:
+    """The SCRAM-SHA-256 secret of a password just set (decision 0068), made off the event loop; stored only
+    while `password_hash` is still the account's (another change meanwhile wins, with its own secret)."""
     secret = await asyncio.to_thread(derive_secret, password)
-    await store.set_account_setting(account_id, PASSWORD_DERIVED_SETTING, secret.encode())
+    await store.set_password_derived(account_id, password_hash, secret.encode())
 
 
 async def change_password(
@@ -63,8 +63,9 @@ async def change_password(
     account = await store.get_account(address)
     if account is None:
         raise NotFound(f"no account {address}")
-    await store.set_password(address, await hash_password_async(password))
-    await _keep_scram_secret(store, account.id, password)
+    password_hash = await hash_password_async(password)
+    await store.set_password(address, password_hash)
+    await _keep_scram_secret(store, account.id, password_hash, password)
     ended = await store.web_sessions_end(account.id, keep=keep_web_session)
     revoked = 0
     for app_password in await store.list_app_passwords(account.id):
@@ -98,7 +99,7 @@ async def add_account(
     generated = generate_password() if password is None else None
     chosen = password if password is not None else str(generated)
     account = await store.add_account(address, await hash_password_async(chosen), admin=admin)
-    await _keep_scram_secret(store, account.id, chosen)
+    await _keep_scram_secret(store, account.id, account.password_hash, chosen)
     log.info("account added account=%s admin=%s by=%s", address, "yes" if admin else "no", by)
     return account, generated
 

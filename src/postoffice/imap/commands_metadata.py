@@ -40,6 +40,7 @@ from postoffice.imap import parser as p
 from postoffice.imap import wire
 from postoffice.imap.state import Done, SessionState, no
 from postoffice.store import MetadataLimits, MetadataTooLarge, MetadataTooMany, NotFound
+from postoffice.store.api import METADATA_ACCOUNT_OCTETS
 
 #: Largest annotation value, in octets (RFC 5464 4.1: at least 1024). A command, its literals included, has
 #: at most `ImapSettings.max_line` (64 KiB) octets: one value this large fits with a mailbox name and an
@@ -49,7 +50,7 @@ MAX_VALUE_SIZE = 60 * 1024
 MAX_ENTRIES = 100
 #: Octets of names and values of all of an account's annotations together (RFC 5464 section 7: a user must
 #: not use up the server's space).
-MAX_ACCOUNT_OCTETS = 4 * 1024 * 1024
+MAX_ACCOUNT_OCTETS = METADATA_ACCOUNT_OCTETS
 LIMITS = MetadataLimits(
     max_value_size=MAX_VALUE_SIZE, max_entries=MAX_ENTRIES, max_account_octets=MAX_ACCOUNT_OCTETS
 )

@@ -581,7 +581,7 @@ class ImapProtocol:
             self._sasl = exchange
             return None  # continued by `_authenticate_step` with the client's next line
         if isinstance(step, NeedScramSecret) and isinstance(exchange.mechanism, ScramMechanism):
-            secret = await self.authenticator.scram_secret(step.authcid)
+            secret = await self.authenticator.scram_secret(step.authcid, client_ip=self.transport.peer_ip)
             return await self._authenticate_next(exchange, exchange.mechanism.with_secret(secret))
         if isinstance(step, ScramOutcome):
             result = await self.authenticator.scram_finish(

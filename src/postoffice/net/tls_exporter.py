@@ -7,7 +7,7 @@ the same library), on the `SSL *` of an `ssl.SSLObject` or `ssl.SSLSocket`: the 
 after the object header of CPython's `_ssl._SSLSocket` (Modules/_ssl.c, the same from 3.8 to 3.13).
 
 Because that is a layout assumption, it is checked on every use before anything is read through it:
-- a CPython release build (no debug header) between 3.8 and 3.13;
+- a CPython release build (no debug header, not free-threaded) between 3.8 and 3.13;
 - `SSL_version` of the pointer must give TLS 1.3 (0x0304) while Python's `version()` says "TLSv1.3", and
   `SSL_get_fd`-free checks only: nothing is written through the pointer;
 - any failure (another layout, another library, TLS 1.2) gives None: SCRAM-SHA-256-PLUS is then simply not
@@ -23,6 +23,7 @@ import functools
 import logging
 import ssl
 import sys
+import sysconfig
 from typing import Any
 
 log = logging.getLogger("postoffice.net")
@@ -37,7 +38,8 @@ def _library() -> Any:
     """libssl's functions, through the `_ssl` extension's own handle; None when they cannot be had."""
     if (
         sys.implementation.name != "cpython"
-        or hasattr(sys, "gettotalrefcount")
+        or hasattr(sys, "gettotalrefcount")  # a debug build: a larger object header
+        or sysconfig.get_config_var("Py_GIL_DISABLED")  # free-threaded: a larger object header too
         or not ((3, 8) <= sys.version_info[:2] <= (3, 13))
     ):
         return None

@@ -173,7 +173,9 @@ class Pop3Session(LineSession[p.Pop3ServerProtocol]):
         if isinstance(event, p.Login):
             await self._login(event)
         elif isinstance(event, p.ScramSecretNeeded):
-            self.proto.scram_secret(await self.authenticator.scram_secret(event.username))
+            self.proto.scram_secret(
+                await self.authenticator.scram_secret(event.username, client_ip=self.conn.peer_ip)
+            )
         elif isinstance(event, p.Retrieve):
             await self._retrieve(event)
         elif isinstance(event, p.Update):

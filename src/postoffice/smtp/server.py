@@ -254,7 +254,9 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
         elif isinstance(event, p.ScramSecretNeeded):
             if self.authenticator is None:
                 raise RuntimeError("AUTH in a session without an authenticator, which offers no AUTH")
-            proto.scram_secret(await self.authenticator.scram_secret(event.username))
+            proto.scram_secret(
+                await self.authenticator.scram_secret(event.username, client_ip=self.conn.peer_ip)
+            )
         elif isinstance(event, p.MailFrom):
             self._end_transaction("new MAIL")
             if await self._sender_refused(event) or await self._no_room(event):

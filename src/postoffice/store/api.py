@@ -128,6 +128,11 @@ class KeywordLimits:
     max_length: int
 
 
+#: The most octets (names and values) of all of an account's IMAP annotations (RFC 5464 section 7: a limit
+#: that stops one user filling the server); the IMAP layer's limit, and the bound of RENAME INBOX's copy.
+METADATA_ACCOUNT_OCTETS = 4 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class MetadataLimits:
     """What a `set_metadata` may leave (IMAP METADATA, RFC 5464; docs/decisions/0067): values of at most
@@ -1289,6 +1294,12 @@ class MailStore(abc.ABC):
     @abc.abstractmethod
     async def set_account_setting(self, account_id: int, key: str, value: str | None) -> None:
         """Set one preference (None: remove it); NotFound when the account does not exist."""
+
+    @abc.abstractmethod
+    async def set_password_derived(self, account_id: int, password_hash: str, value: str) -> bool:
+        """Set PASSWORD_DERIVED_SETTING to `value` only while the account's password hash is still
+        `password_hash` (one transaction): a secret made from a password that was replaced meanwhile is never
+        stored (decision 0068). False when it was not stored (another hash, or no such account)."""
 
     # -- account security: second factor, app passwords, recent logins (docs/decisions/0052) --------------
     @abc.abstractmethod

@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 from postoffice.store import MailStore, MetadataLimits, MetadataTooLarge, MetadataTooMany, NotFound
+from postoffice.store.api import METADATA_ACCOUNT_OCTETS
 from tests.store.contract.harness import Backend, accounts, covers, inbox_of
 
 S = MailStore
@@ -178,5 +179,29 @@ def test_concurrent_writers_cannot_pass_the_count_together(backend: Backend) -> 
         assert sum(r is None for r in results) == 5
         assert all(r is None or isinstance(r, MetadataTooMany) for r in results)
         assert len(await store.get_metadata(demo, inbox, ["/private"], None)) == 5
+
+    backend.run(scenario)
+
+
+@covers(S.rename_mailbox)
+def test_renaming_inbox_copies_annotations_only_within_the_account_cap(backend: Backend) -> None:
+    """Found by review: each RENAME INBOX copied INBOX's annotations again, past the account's cap."""
+
+    async def scenario(store: MailStore) -> None:
+        (demo,) = await accounts(store, "demo")
+        inbox = await inbox_of(store, demo)
+        big = MetadataLimits(
+            max_value_size=65536, max_entries=100, max_account_octets=METADATA_ACCOUNT_OCTETS
+        )
+        value = b"x" * 60000
+        entries = {f"/private/v{n}": value for n in range(30)}  # about 1.8 MB: one copy fits, two do not
+        await store.set_metadata(demo, inbox, entries, big)
+        await store.rename_mailbox(demo, "INBOX", "First")
+        first = await inbox_of(store, demo, "First")
+        assert len(await store.get_metadata(demo, first, ["/private"], None)) == 30
+        await store.rename_mailbox(demo, "INBOX", "Second")
+        second = await inbox_of(store, demo, "Second")
+        assert await store.get_metadata(demo, second, ["/private"], None) == {}  # over the cap: not copied
+        assert len(await store.get_metadata(demo, inbox, ["/private"], None)) == 30  # INBOX keeps its own
 
     backend.run(scenario)

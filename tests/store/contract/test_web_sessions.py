@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from postoffice.store import MailStore, NotFound, WebSession
-from tests.store.contract.harness import Backend, covers
+from postoffice.store.api import PASSWORD_DERIVED_SETTING
+from tests.store.contract.harness import Backend, accounts, covers
 
 S = MailStore
 NOW = 1_800_000_000.0
@@ -108,5 +109,29 @@ def test_preferences_per_account_by_prefix(backend: Backend) -> None:
         await store.remove_account("demo@example.test")
         again = await store.add_account("demo@example.test", "x")
         assert await store.account_settings(again.id) == {}
+
+    backend.run(scenario)
+
+
+@covers(S.set_password_derived, S.set_password)
+def test_a_password_derived_secret_is_kept_only_for_the_hash_it_came_from(backend: Backend) -> None:
+    """Decision 0068: the SCRAM secret is stored only while the password hash is the one it was made for,
+    and a new password hash takes it away."""
+
+    async def scenario(store: MailStore) -> None:
+        (account_id,) = await accounts(store, "demo")
+        account = await store.get_account_by_id(account_id)
+        assert account is not None
+        old_hash = account.password_hash
+        assert await store.set_password_derived(account_id, old_hash, "secret-of-old")
+        kept = await store.account_settings(account_id, PASSWORD_DERIVED_SETTING)
+        assert kept == {PASSWORD_DERIVED_SETTING: "secret-of-old"}
+        await store.set_password("demo@example.test", "new-hash")
+        assert await store.account_settings(account_id, PASSWORD_DERIVED_SETTING) == {}  # went with the hash
+        # a login with the old password, finishing late, must not bring its secret back
+        assert not await store.set_password_derived(account_id, old_hash, "secret-of-old")
+        assert await store.account_settings(account_id, PASSWORD_DERIVED_SETTING) == {}
+        assert await store.set_password_derived(account_id, "new-hash", "secret-of-new")
+        assert not await store.set_password_derived(999_999, "new-hash", "x")  # no such account
 
     backend.run(scenario)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 
 from postoffice.store.api import (
+    METADATA_ACCOUNT_OCTETS,
     AlreadyExists,
     ChangeEvent,
     LimitExceeded,
@@ -149,12 +150,7 @@ class MailboxesMixin(SqliteBase):
                 self._check_mailbox_count(conn, account_id, max_mailboxes)
                 target = create_mailbox_row(conn, account_id, new_name, None)
                 events.extend(self._move_all(conn, account_id, int(source[0]), target))
-                # RFC 5464 4.1: INBOX's annotations are copied to the new mailbox and stay on INBOX
-                conn.execute(
-                    "INSERT INTO metadata (account_id, mailbox_id, name, value) "
-                    "SELECT account_id, ?, name, value FROM metadata WHERE account_id = ? AND mailbox_id = ?",
-                    (target, account_id, int(source[0])),
-                )
+                _copy_inbox_metadata(conn, account_id, int(source[0]), target)
                 events.append(ChangeEvent("mailbox", account_id, target, extra={"created": new_name}))
                 return
             prefix = old_name + HIERARCHY_SEPARATOR
@@ -298,3 +294,21 @@ class MailboxesMixin(SqliteBase):
             return recent_uid + 1
 
         return await self._write(tx)
+
+
+def _copy_inbox_metadata(conn: sqlite3.Connection, account_id: int, inbox: int, target: int) -> None:
+    """RENAME INBOX: RFC 5464 4.1 says INBOX's annotations SHOULD be copied to the new mailbox (and stay on
+    INBOX); not when the copy would take the account past METADATA_ACCOUNT_OCTETS, or each RENAME INBOX would
+    add another copy (decision 0067)."""
+    octets = "coalesce(sum(length(CAST(name AS BLOB)) + length(value)), 0)"
+    total, inbox_octets = conn.execute(
+        f"SELECT {octets}, (SELECT {octets} FROM metadata WHERE account_id = ? AND mailbox_id = ?) "  # noqa: S608
+        "FROM metadata WHERE account_id = ?",
+        (account_id, inbox, account_id),
+    ).fetchone()
+    if int(total) + int(inbox_octets) <= METADATA_ACCOUNT_OCTETS:
+        conn.execute(
+            "INSERT INTO metadata (account_id, mailbox_id, name, value) "
+            "SELECT account_id, ?, name, value FROM metadata WHERE account_id = ? AND mailbox_id = ?",
+            (target, account_id, inbox),
+        )

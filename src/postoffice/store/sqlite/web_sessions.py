@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from postoffice.store.api import ChangeEvent, NotFound, WebSession
+from postoffice.store.api import PASSWORD_DERIVED_SETTING, ChangeEvent, NotFound, WebSession
 from postoffice.store.sqlite.base import SqliteBase
 
 _COLUMNS = "id, account_id, csrf, created, last_seen, expires, client, user_agent"
@@ -45,6 +45,17 @@ class WebSessionsMixin(SqliteBase):
                 )
 
         await self._write(tx)
+
+    async def set_password_derived(self, account_id: int, password_hash: str, value: str) -> bool:
+        def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> bool:
+            cur = conn.execute(
+                "INSERT OR REPLACE INTO account_settings (account_id, key, value) "
+                "SELECT id, ?, ? FROM accounts WHERE id = ? AND password_hash = ?",
+                (PASSWORD_DERIVED_SETTING, value, account_id, password_hash),
+            )
+            return cur.rowcount > 0
+
+        return await self._write(tx)
 
     async def web_session_create(self, session: WebSession) -> None:
         def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> None:
