@@ -247,7 +247,13 @@ def _shown_authors(message: bytes) -> set[str]:
                 shown.add(_normal(f"{entry[2]}@{entry[3]}"))
     parsed = email.message_from_bytes(message, policy=email.policy.default)
     for name in ("From", "Sender", "Resent-From", "Resent-Sender"):
-        for field in parsed.get_all(name) or []:
+        try:
+            fields = parsed.get_all(name) or []
+        except (AttributeError, IndexError, TypeError, ValueError):
+            # the stdlib's own parser fails on some display names (e.g. `" a@b ".`: a CPython bug in
+            # _header_value_parser): a reader that fails shows no author from the field
+            continue
+        for field in fields:
             for address in getattr(field, "addresses", ()):
                 if address.username and address.domain:
                     # the stdlib keeps 8-bit octets as surrogate escapes

@@ -392,8 +392,9 @@ def _anchors(
     for der, cert in parsed:
         if any(_matches(record, der) for record in records):
             spki = _spki_or_none(der)
-            if spki is not None:
-                add(cert.subject, spki)
+            subject = _name_or_none(cert, "subject")
+            if spki is not None and subject is not None:
+                add(subject, spki)
     for record in records:
         if record.matching != FULL:
             continue
@@ -403,12 +404,24 @@ def _anchors(
             except _ParseErrors:
                 continue
             spki = _spki_or_none(record.data)
-            if spki is not None:
-                add(cert.subject, spki)
+            subject = _name_or_none(cert, "subject")
+            if spki is not None and subject is not None:
+                add(subject, spki)
         else:
-            for issuer in _unique_names([leaf.issuer, *(cert.issuer for _, cert in parsed)]):
+            issuers = [_name_or_none(c, "issuer") for c in (leaf, *(cert for _, cert in parsed))]
+            for issuer in _unique_names([i for i in issuers if i is not None]):
                 add(issuer, record.data)
     return anchors
+
+
+def _name_or_none(cert: x509.Certificate, which: str) -> x509.Name | None:
+    """A certificate's subject or issuer; None when it cannot be parsed (cryptography parses fields lazily,
+    so a malformed name of a certificate that loaded raises only here)."""
+    try:
+        name: x509.Name = getattr(cert, which)
+    except _ParseErrors:
+        return None
+    return name
 
 
 def _anchor_certificate(subject: x509.Name, spki: bytes, now: datetime.datetime) -> x509.Certificate:
