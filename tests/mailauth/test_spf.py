@@ -499,7 +499,9 @@ def test_a_caching_resolver_spares_dns_the_second_check(own_dns: DnsServer) -> N
                 spf_checker, ip="198.51.100.7", helo="mx.sender.example", mail_from="a@sender.example"
             )
             assert first == second
-            return middle - before, len(own_dns.zones.queries) - middle
+            # distinct questions: on a loaded machine the resolver may send one again after its UDP timeout
+            asked = own_dns.zones.queries
+            return len(set(asked[before:middle])), len(set(asked[middle:]))
         finally:
             spf_checker.close()
 
