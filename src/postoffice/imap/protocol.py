@@ -65,7 +65,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import IO
 
-from postoffice.auth import Authenticator, AuthResult
+from postoffice.auth import Authenticator, AuthResult, scram
 from postoffice.auth.sasl import (
     Challenge,
     Credentials,
@@ -323,9 +323,8 @@ class ImapProtocol:
             if self.transport.starttls_available:
                 caps.append("STARTTLS")
             if self.plaintext_allowed():  # SCRAM too: a session without TLS is not safe after it (0068)
-                if self.transport.channel_binding() is not None:
-                    caps.append("AUTH=SCRAM-SHA-256-PLUS")
-                caps += ["AUTH=SCRAM-SHA-256", "AUTH=PLAIN", "AUTH=LOGIN"]
+                caps += [f"AUTH={name}" for name in scram.offered(self.transport.channel_binding())]
+                caps += ["AUTH=PLAIN", "AUTH=LOGIN"]
             else:
                 caps.append("LOGINDISABLED")
         caps += [
@@ -549,10 +548,9 @@ class ImapProtocol:
         mechanism: SaslMechanism | None
         if name in (ScramMechanism.name, ScramPlusMechanism.name):
             # -PLUS only where the connection can bind (TLS 1.3, decision 0068)
-            binding = self.transport.channel_binding()
-            if name == ScramPlusMechanism.name and binding is None:
+            mechanism = scram.create(name, self.transport.channel_binding())
+            if mechanism is None:
                 raise no("SCRAM-SHA-256-PLUS needs a TLS 1.3 connection", "CANNOT")
-            mechanism = ScramMechanism(plus=name == ScramPlusMechanism.name, channel_binding=binding)
         else:
             mechanism = create_mechanism(command.mechanism)
             if mechanism is None:
