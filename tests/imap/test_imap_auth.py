@@ -82,7 +82,8 @@ def test_id_namespace_enable_logout(imap: ImapHarness) -> None:
     assert reply[0] == '* ID ("name" "Postoffice")'
     assert reply[-1].startswith("a1 OK")
     raw.login()
-    assert raw.command("a2", "NAMESPACE")[0] == '* NAMESPACE (("" "/")) NIL NIL'
+    # the other users' namespace is the shared mailboxes of ACL (decision 0073)
+    assert raw.command("a2", "NAMESPACE")[0] == '* NAMESPACE (("" "/")) (("Shared/" "/")) NIL'
     reply = raw.command("a3", "ENABLE UTF8=ACCEPT IMAP4rev2 CONDSTORE")
     assert reply[0] == "* ENABLED UTF8=ACCEPT IMAP4rev2 CONDSTORE"
     reply = raw.command("a4", "LOGOUT")

@@ -50,6 +50,7 @@ def test_a_session_from_a_transcript_byte_for_byte(imap: ImapHarness) -> None:
         f"* OK [UIDVALIDITY {info.uidvalidity}] UIDs valid\r\n"
         "* OK [UIDNEXT 3] Predicted next UID\r\n"
         f"* OK [MAILBOXID (M{info.uidvalidity})] Ok\r\n"
+        "* OK [URLMECH INTERNAL] URLAUTH mechanisms\r\n"
         "b OK [READ-WRITE] SELECT completed\r\n"
         "* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent))\r\n"
         "* 2 FETCH (UID 2 FLAGS (\\Recent))\r\n"

@@ -759,7 +759,7 @@ def test_sort_and_thread_commands() -> None:
         b"d SORT (REVERSE) UTF-8 ALL",
         b"d SORT (REVERSE REVERSE DATE) UTF-8 ALL",
         b"d SORT (SUBJECT) ALL",  # the charset is required: ALL is read as one, then no key
-        b"d SORT RETURN (PARTIAL 1:10) (DATE) UTF-8 ALL",  # CONTEXT=SORT is not offered
+        b"d SORT RETURN (PARTIAL 1:10 ALL) (DATE) UTF-8 ALL",  # RFC 5267 4.4: PARTIAL or ALL, not both
         b"d THREAD (REFERENCES) UTF-8 ALL",
         b"d THREAD ORDEREDSUBJECT UTF-8",
         b"d THREAD JWZ UTF-8 ALL",

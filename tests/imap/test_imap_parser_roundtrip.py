@@ -245,7 +245,8 @@ def commands(draw: st.DrawFn) -> tuple[Command, bytes]:
     if kind == "search":
         keys = draw(st.lists(search_keys(), min_size=1, max_size=3))
         ret = draw(
-            st.none() | st.lists(st.sampled_from(sorted(Search.RETURN_OPTIONS)), max_size=3).map(tuple)
+            st.none()  # each option once (RFC 5267 4.4: one ALL at most)
+            | st.lists(st.sampled_from(sorted(Search.RETURN_OPTIONS)), max_size=3, unique=True).map(tuple)
         )
         charset = draw(st.sampled_from([None, "UTF-8", "US-ASCII"]))
         text = t + b" " + u + b"SEARCH"

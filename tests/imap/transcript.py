@@ -229,12 +229,13 @@ class Transcript:
         self._pump(data)
 
     def wait(self) -> None:
-        """What an IDLE session sends when woken (the glue's wake-up): the changes committed since."""
-        assert self.need is Need.IDLE, self.need
+        """What an IDLE session (or one between commands after a NOTIFY, RFC 5465) sends when woken (the
+        glue's wake-up): the changes committed since."""
+        assert self.need in (Need.IDLE, Need.NOTIFY), self.need
         self._pump(b"")
 
     def _more(self) -> None:
-        if self.need is Need.IDLE:
+        if self.need in (Need.IDLE, Need.NOTIFY):
             before = len(self.buf)
             self.wait()
             if len(self.buf) > before:

@@ -5,6 +5,7 @@ No sleeps: readiness is the server's own "postoffice ready:" line on stdout.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -12,8 +13,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BIN = Path(sys.executable).parent
 POSTOFFICE = str(BIN / "postoffice")
@@ -142,3 +145,17 @@ class ServerProcess:
             self.proc.stdout.close()
         if getattr(self, "_log", None) is not None:
             self._log.close()
+
+
+@contextlib.contextmanager
+def serving(data: DataDir, **kwargs: Any) -> Iterator[ServerProcess]:
+    """`postoffice run` on `data` for the `with` block (ServerProcess's keyword arguments pass through); at
+    the end it must stop cleanly (exit status 0, else the log is shown), or is killed if it died."""
+    proc = ServerProcess(data, **kwargs).start()
+    try:
+        yield proc
+    finally:
+        if proc.proc is not None and proc.proc.poll() is None:
+            assert proc.stop() == 0, proc.log()
+        else:
+            proc.kill()

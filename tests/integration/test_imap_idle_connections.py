@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import DataDir, ServerProcess, make_data_dir
+from tests.integration.harness import DataDir, ServerProcess, make_data_dir, serving
 from tests.support.mail import send_smtp
 
 pytestmark = pytest.mark.integration
@@ -49,14 +49,8 @@ def idle_server(tmp_path: Path) -> Iterator[ServerProcess]:
         text = set_option(text, "imap", key, str(CONNECTIONS + 50))
     text = set_option(text, "auth", "allow_plaintext_auth", "true")  # LOGIN on the plaintext port
     data.config.write_text(text)
-    proc = ServerProcess(data).start()
-    try:
+    with serving(data) as proc:
         yield proc
-    finally:
-        if proc.proc is not None and proc.proc.poll() is None:
-            assert proc.stop() == 0, proc.log()
-        else:
-            proc.kill()
 
 
 def server_rss_kib(server: ServerProcess) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import DataDir, ServerProcess, make_data_dir
+from tests.integration.harness import DataDir, ServerProcess, make_data_dir, serving
 from tests.integration.test_imap_idle_connections import set_option
 
 pytestmark = pytest.mark.integration
@@ -31,14 +31,8 @@ def limited_server(tmp_path: Path) -> Iterator[ServerProcess]:
     text = set_option(text, "imap", "max_mailbox_name_length", "100")
     text = set_option(text, "imap", "max_mailbox_depth", "3")
     data.config.write_text(text)
-    proc = ServerProcess(data).start()
-    try:
+    with serving(data) as proc:
         yield proc
-    finally:
-        if proc.proc is not None and proc.proc.poll() is None:
-            assert proc.stop() == 0, proc.log()
-        else:
-            proc.kill()
 
 
 def _client(server: ServerProcess) -> imaplib.IMAP4_SSL:

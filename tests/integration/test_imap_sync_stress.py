@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import ServerProcess, make_data_dir
+from tests.integration.harness import ServerProcess, make_data_dir, serving
 from tests.integration.test_imap_idle_connections import set_option
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -36,14 +36,8 @@ def stress_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
     data = make_data_dir(tmp_path_factory.mktemp("sync-stress") / "data", users=("demo",))
     text = set_option(data.config.read_text(), "auth", "allow_plaintext_auth", "true")  # LOGIN on port imap
     data.config.write_text(text)
-    proc = ServerProcess(data).start()
-    try:
+    with serving(data) as proc:
         yield proc
-    finally:
-        if proc.proc is not None and proc.proc.poll() is None:
-            assert proc.stop() == 0, proc.log()
-        else:
-            proc.kill()
 
 
 @pytest.mark.parametrize(("mode", "seed"), [("plain", 1), ("condstore", 2), ("qresync", 3)])

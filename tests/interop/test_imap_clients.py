@@ -232,18 +232,26 @@ def test_curl_sends_no_password_before_starttls(server: ServerProcess, data_dir:
 # -------------------------------------------------------------------------------------------------- mbsync
 
 
-def mbsync(server: ServerProcess, data: DataDir, home: Path) -> str:
+def mbsync(
+    server: ServerProcess,
+    data: DataDir,
+    home: Path,
+    *,
+    user: str = DEMO,
+    password: str = DEMO_PW,
+    patterns: str = "*",
+) -> str:
     binary = need("mbsync")
     local = home / "mail"
     local.mkdir(parents=True, exist_ok=True)
     rc = home / "mbsyncrc"
     rc.write_text(
         "IMAPAccount demo\n"
-        f"Host localhost\nPort {server.port('imaps')}\nUser {DEMO}\nPass {DEMO_PW}\n"
+        f"Host localhost\nPort {server.port('imaps')}\nUser {user}\nPass {password}\n"
         f"SSLType IMAPS\nCertificateFile {cacert(data)}\n\n"
         "IMAPStore remote\nAccount demo\n\n"
         f"MaildirStore local\nPath {local}/\nInbox {local}/INBOX\nSubFolders Verbatim\n\n"
-        "Channel demo\nFar :remote:\nNear :local:\nPatterns *\n"
+        f"Channel demo\nFar :remote:\nNear :local:\nPatterns {patterns}\n"
         "Create Both\nRemove None\nExpunge Both\nSyncState *\n"
     )
     proc = run_client([binary, "-V", "-c", str(rc), "-a"], home)
@@ -312,6 +320,45 @@ def test_mbsync_two_way_sync_of_folders_flags_and_deletions(
     # A third run has nothing left to do and changes nothing.
     mbsync(server, data_dir, home)
     assert store_state(data_dir) == state
+
+
+def test_mbsync_syncs_a_folder_another_account_shares(
+    server: ServerProcess, data_dir: DataDir, admin: imaplib.IMAP4_SSL, tmp_path: Path
+) -> None:
+    """IMAP ACL (RFC 4314, decision 0073): demo shares a folder with other through SETACL; other's mbsync,
+    with a pattern for the shared namespace only, gets it as Shared/demo/Team, and its flag change and its
+    new message go back into demo's folder."""
+    ok(admin.create("Team"))
+    ok(admin.append("Team", "", None, b"From: a@b.test\r\nSubject: team one\r\n\r\none\r\n"))
+    ok(admin.append("Team", "(\\Seen)", None, b"From: a@b.test\r\nSubject: team two\r\n\r\ntwo\r\n"))
+    ok(admin.setacl("Team", "other@example.test", "lrswi"))
+    assert ok(admin.getacl("Team")) == [b'"Team" demo@example.test lrswipkxtecda other@example.test lrswi']
+
+    home = tmp_path / "mbsync-other"
+    output = mbsync(
+        server, data_dir, home, user="other@example.test", password="other-secret-pw", patterns="Shared/*"
+    )
+    local = home / "mail"
+    team = maildir_messages(local / "Shared" / "demo" / "Team")
+    assert set(team) == {"team one", "team two"}, output
+    assert team["team two"].flags == "S"
+    assert not (local / "Shared" / "demo" / "INBOX").exists()  # not shared: not listed, not synced
+
+    set_maildir_flags(team["team one"], "S")
+    write_maildir_message(
+        local / "Shared" / "demo" / "Team",
+        "1.other",
+        "",
+        "From: other@example.test\nSubject: from other\n\nhi\n",
+    )
+    mbsync(server, data_dir, home, user="other@example.test", password="other-secret-pw", patterns="Shared/*")
+    shared = by_subject(store_state(data_dir)["Team"])
+    assert set(shared) == {"team one", "team two", "from other"}
+    assert shared["team one"].flags == {"\\Seen"}
+    assert without_tuid(shared["from other"].data) == (
+        b"From: other@example.test\r\nSubject: from other\r\n\r\nhi\r\n"
+    )
+    assert "Team" not in store_state(data_dir, "other@example.test")  # nothing was made in other's account
 
 
 # ------------------------------------------------------------------------------------------------- neomutt

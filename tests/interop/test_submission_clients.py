@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import DataDir, ServerProcess, cli, make_data_dir
+from tests.integration.harness import DataDir, ServerProcess, cli, make_data_dir, serving
 from tests.integration.mailcheck import body_after_trace, inbox_messages
 
 pytestmark = pytest.mark.interop
@@ -72,14 +72,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> DataDir:
 
 @pytest.fixture(scope="module")
 def server(data: DataDir) -> Iterator[ServerProcess]:
-    proc = ServerProcess(data).start()
-    try:
+    with serving(data) as proc:
         yield proc
-    finally:
-        if proc.proc is not None and proc.proc.poll() is None:
-            assert proc.stop() == 0, proc.log()
-        else:
-            proc.kill()
 
 
 def cert(data: DataDir) -> str:

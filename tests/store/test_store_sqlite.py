@@ -63,6 +63,53 @@ def test_concurrent_deliveries_share_commits_and_a_failing_request_fails_alone(s
     asyncio.run(main())
 
 
+def test_flag_changes_and_recent_claims_alone_commit_without_fsync_and_others_with_it(
+    store_path: Path,
+) -> None:
+    """Decision 0074: a batch of nothing but flag changes and \\Recent claims is committed with
+    `synchronous = NORMAL`; an APPEND, EXPUNGE or delivery always with FULL (the PRAGMA is read back from
+    the writer's connection through the request itself)."""
+
+    async def main() -> None:
+        store = open_store(store_path)
+        try:
+            (demo,) = await setup_accounts(store, "demo")
+            await deliver(store, message("m1"), [demo])
+            inbox = await store.get_mailbox(demo, "INBOX")
+            assert inbox is not None
+            writer = store._writer  # type: ignore[attr-defined]
+
+            def synchronous(conn: sqlite3.Connection, events: list[object]) -> int:
+                return int(conn.execute("PRAGMA synchronous").fetchone()[0])
+
+            before = store.stats()["unsynced_commits"]
+            await store.store_flags(inbox.id, [1], ["\\Seen"], "add")
+            await store.claim_recent(inbox.id)
+            assert store.stats()["unsynced_commits"] - before == 2
+            # the next durable request finds FULL (2) again; alone, a non-durable one finds NORMAL (1)
+            durable = await asyncio.wrap_future(writer.submit(synchronous))
+            lax = await asyncio.wrap_future(writer.submit(synchronous, durable=False))
+            assert (durable, lax) == (2, 1)
+            before = store.stats()["unsynced_commits"]
+            await deliver(store, message("m2"), [demo])
+            await store.expunge(inbox.id, [1])
+            assert store.stats()["unsynced_commits"] == before
+            # mixed in one batch with a delivery, a flag change is committed with the fsync
+            stats = store.stats()
+            await asyncio.gather(
+                *(deliver(store, message(f"x{i}"), [demo]) for i in range(8)),
+                *(store.store_flags(inbox.id, [2], ["$K"], "add" if i % 2 else "remove") for i in range(8)),
+            )
+            after = store.stats()
+            commits = after["commits"] - stats["commits"]
+            assert commits < 16  # they shared commits
+            assert after["unsynced_commits"] - stats["unsynced_commits"] < commits
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
 def test_submit_and_a_recorded_failure_with_its_dsn_are_one_commit_each(store_path: Path) -> None:
     async def main() -> None:
         store = open_store(store_path)

@@ -6,8 +6,10 @@ every store backend is a `MailAccess` as it is, and mypy checks that where the s
 IMAP session. The methods and their meaning are `MailStore`'s (see `postoffice.store.api`): the mailbox
 tree, the selected mailbox as a snapshot advanced by `changes_since` (docs/decisions/0016), flags, copies,
 expunges, search in the store's index, the renderings and parses made at delivery, message bytes by range,
-the annotations of METADATA (docs/decisions/0067), and the change notifications that drive untagged updates
-and IDLE.
+the annotations of METADATA (docs/decisions/0067), URLAUTH's keys in the account's settings (0071), the
+access control lists of ACL and the mailboxes other accounts share (docs/decisions/0073:
+`postoffice.imap.acl` is the one place that asks them), and the change notifications that drive untagged
+updates and IDLE.
 
 Invariants the core relies on (the store's, restated): a write returns after its commit; notifications are
 published on the event loop after the commit that made the change; UIDs in a mailbox only increase.
@@ -15,12 +17,14 @@ published on the event loop after the commit that made the change; UIDs in a mai
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from postoffice.message import ParsedMessage
     from postoffice.store import (
+        Account,
+        AclEntry,
         ChangeEvent,
         Criteria,
         DeliveredCopy,
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
         MessageInfo,
         MetadataLimits,
         QuotaUse,
+        SharedMailbox,
     )
     from postoffice.store.api import (
         AppendItem,
@@ -72,7 +77,7 @@ class MailAccess(Protocol):
 
     async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges: ...
 
-    async def claim_recent(self, mailbox_id: int) -> int: ...
+    async def claim_recent(self, mailbox_id: int, up_to: int | None = None) -> int: ...
 
     def subscribe(self, account_id: int, callback: Callable[[ChangeEvent], None]) -> Callable[[], None]: ...
 
@@ -89,6 +94,7 @@ class MailAccess(Protocol):
         mode: str,
         *,
         keyword_limits: KeywordLimits | None = None,
+        settable: Collection[str] | None = None,
     ) -> int: ...
 
     async def store_flags_unchanged_since(
@@ -100,6 +106,7 @@ class MailAccess(Protocol):
         unchanged_since: int,
         *,
         keyword_limits: KeywordLimits | None = None,
+        settable: Collection[str] | None = None,
     ) -> FlagUpdate: ...
 
     async def copy_messages(
@@ -110,6 +117,7 @@ class MailAccess(Protocol):
         *,
         move: bool = False,
         keyword_limits: KeywordLimits | None = None,
+        settable: Collection[str] | None = None,
     ) -> list[tuple[int, int]]: ...
 
     async def expunge_deleted(self, mailbox_id: int, only: Iterable[int] | None = None) -> list[int]: ...
@@ -121,6 +129,13 @@ class MailAccess(Protocol):
     async def get_messages(self, mailbox_id: int, uids: Iterable[int]) -> list[MessageInfo]: ...
 
     async def snippets(self, content_ids: Sequence[int], length: int = 200) -> dict[int, str]: ...
+
+    # -- URLAUTH (RFC 4467): the accounts URLs name, the keys in the account's settings (decision 0071)
+    async def get_account(self, address: str) -> Account | None: ...
+
+    async def account_settings(self, account_id: int, prefix: str = "") -> dict[str, str]: ...
+
+    async def set_account_setting(self, account_id: int, key: str, value: str | None) -> None: ...
 
     # -- QUOTA (RFC 9208)
     async def quota_usage(self, account_ids: Iterable[int]) -> dict[int, QuotaUse]: ...
@@ -137,6 +152,19 @@ class MailAccess(Protocol):
         entries: Mapping[str, bytes | None],
         limits: MetadataLimits,
     ) -> None: ...
+
+    # -- ACL (RFC 4314) and the shared namespace: the ACL commands, and every lookup of a mailbox by name
+    async def set_acl(self, mailbox_id: int, identifier: str, rights: str, mode: str = "replace") -> str: ...
+
+    async def delete_acl(self, mailbox_id: int, identifier: str) -> bool: ...
+
+    async def get_acl(self, mailbox_id: int) -> list[AclEntry]: ...
+
+    async def my_rights(self, account_id: int, mailbox_ids: Sequence[int]) -> dict[int, str]: ...
+
+    async def shared_mailboxes(
+        self, account_id: int, owner: str | None = None, name: str | None = None
+    ) -> list[SharedMailbox]: ...
 
     # -- what FETCH reads
     async def imap_renderings(self, content_ids: Sequence[int]) -> dict[int, ImapRendering]: ...

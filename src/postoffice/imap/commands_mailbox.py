@@ -3,8 +3,10 @@ STATUS (RFC 9051 sections 6.3.2-6.3.11, RFC 3501 6.3.1-6.3.10), with CHILDREN (R
 CREATE-SPECIAL-USE (RFC 6154), STATUS=SIZE (RFC 8438) and APPENDLIMIT (RFC 7889).
 
 Implementation notes
-- The namespace is personal only, hierarchy separator "/" (NAMESPACE answers (("" "/")) NIL NIL). INBOX is
-  case-insensitive (the parser normalises it); every other name is compared exactly.
+- Hierarchy separator "/". The personal namespace is "", the other users' one "Shared/": another account's
+  mailbox shared with this one (RFC 4314) is `Shared/<local part>/<name>`; every name is found, and the rights
+  each command needs are checked, by `postoffice.imap.acl` (docs/decisions/0073). INBOX is case-insensitive
+  (the parser normalises it); every other name is compared exactly.
 - Names are sent in modified UTF-7 (RFC 3501 5.1.3) unless the client enabled UTF8=ACCEPT (RFC 6855) or
   IMAP4rev2, then as UTF-8.
 - LIST: "*" matches any characters, "%" any but "/" (RFC 9051 6.3.9); a pattern names INBOX in any case only
@@ -43,6 +45,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from postoffice.imap import acl, commands_urlauth
 from postoffice.imap import parser as p
 from postoffice.imap.mailbox_view import MailboxView
 from postoffice.imap.mutf7 import MUtf7Error, decode_mutf7, encode_mutf7
@@ -134,9 +137,11 @@ async def select(session: SessionState, command: p.Select | p.Examine) -> Done:
         session.enable_condstore()  # after the close: no HIGHESTMODSEQ of the mailbox just closed
     name = _existing(command.mailbox)
     store = session.store
-    info = await store.get_mailbox(_account_id(session), name)
-    if info is None:
-        raise no("Mailbox does not exist", "NONEXISTENT")
+    target = await acl.mailbox(session, name, "r")  # RFC 4314 section 4: SELECT and EXAMINE need "r"
+    info = target.info
+    read_only = read_only or not acl.writable(target.rights)  # RFC 4314 5.2
+    if not target.own:
+        session.follow(info.account_id, info.id)  # its changes go to its owner's subscribers (decision 0073)
     changes_seen = session.changes_seen
     snapshot = await store.snapshot(info.id)  # shared and cached: no read of every message (decision 0016)
     recent: list[int] = []
@@ -152,6 +157,8 @@ async def select(session: SessionState, command: p.Select | p.Examine) -> Done:
     view = MailboxView(snapshot, read_only=read_only, recent=recent)
     view.report_modseq = session.condstore
     flags, permanent = session.flag_lists(snapshot.keywords)
+    if not target.own:
+        permanent = acl.permanent_flags(permanent, target.rights)  # only what the user may set
     session.untagged(f"FLAGS ({flags})")
     if read_only:
         session.untagged("OK [PERMANENTFLAGS ()] No permanent flags in a read-only mailbox")
@@ -167,13 +174,14 @@ async def select(session: SessionState, command: p.Select | p.Examine) -> Done:
     session.untagged(f"OK [UIDVALIDITY {snapshot.mailbox.uidvalidity}] UIDs valid")
     session.untagged(f"OK [UIDNEXT {snapshot.mailbox.uidnext}] Predicted next UID")
     session.untagged(f"OK [MAILBOXID ({mailbox_objectid(snapshot.mailbox)})] Ok")  # RFC 8474 4.1
+    commands_urlauth.selected(session)  # RFC 4467 section 8: OK [URLMECH INTERNAL]
     if session.condstore:  # RFC 7162 3.1.2.1
         session.untagged(f"OK [HIGHESTMODSEQ {highest_modseq(view)}] Highest")
     if session.rev2:
         # RFC 9051 6.3.2: a LIST response with the name, and its attributes accurate
-        existing, parents, _ = _mailbox_tree(await store.list_mailboxes(_account_id(session)))
-        attributes = " ".join(_attributes(info.name, existing, parents, set()))
-        session.untagged(f"LIST ({attributes}) ".encode() + b'"/" ' + session.mailbox_name(info.name))
+        existing, parents, _ = _mailbox_tree((await acl.listing(session)).mailboxes)
+        attributes = " ".join(_attributes(target.name, existing, parents, set()))
+        session.untagged(f"LIST ({attributes}) ".encode() + b'"/" ' + session.mailbox_name(target.name))
     if qresync is not None:
         await _resynchronise(session, view, qresync)
     # Until `session.view` is set, a change notification finds no view to mark: any that came since the
@@ -288,7 +296,9 @@ async def create(session: SessionState, command: p.Create) -> Done:
     name = _new(session, command.mailbox)
     if len(command.special_use) > 1:
         raise no("Only one special-use attribute per mailbox", "USEATTR")
-    account = _account_id(session)
+    # the account it goes in, and its name there: the session's own, or another account's with "k" on the
+    # parent (RFC 4314 section 4, decision 0073)
+    account, name = await acl.creatable(session, name, special_use=bool(command.special_use))
     existing = {m.name for m in await session.store.list_mailboxes(account)}
     if _is_inbox(name) or name in existing:
         raise no("Mailbox already exists", "ALREADYEXISTS")
@@ -325,14 +335,17 @@ async def delete(session: SessionState, command: p.Delete) -> Done:
     name = _existing(command.mailbox)
     if _is_inbox(name):
         raise no("INBOX cannot be deleted", "CANNOT")
-    account = _account_id(session)
-    info = await session.store.get_mailbox(account, name)
-    if info is None:
-        _, parents, _ = _mailbox_tree(await session.store.list_mailboxes(account))
+    target = await acl.find(session, name)
+    if target is None:
+        _, parents, _ = _mailbox_tree((await acl.listing(session)).mailboxes)
         if name in parents:
             # RFC 9051 6.3.5: a \Noselect name with inferiors cannot be deleted
             raise no("The name has child mailboxes and is not a mailbox itself", "HASCHILDREN")
         raise no("Mailbox does not exist", "NONEXISTENT")
+    info = acl.require(target, "x").info  # RFC 4314 section 4: DELETE needs "x"
+    if info.name == "INBOX":  # another account's
+        raise no("INBOX cannot be deleted", "CANNOT")
+    account, name = info.account_id, info.name
     if session.view is not None and session.view.mailbox_id == info.id:
         # Deleting the selected mailbox: this session leaves the selected state first (other sessions that
         # have it selected get BYE, `SessionState.sync`).
@@ -349,7 +362,8 @@ async def delete(session: SessionState, command: p.Delete) -> Done:
 async def rename(session: SessionState, command: p.Rename) -> Done:
     old = _existing(command.mailbox)
     new = _new(session, command.new_name)
-    account = _account_id(session)
+    # "x" on the mailbox, "k" on the new parent, one account (RFC 4314 section 4); the names in that account
+    account, old, new = await acl.renamable(session, old, new)
     store = session.store
     existing = {m.name for m in await store.list_mailboxes(account)}
     if old not in existing:
@@ -596,7 +610,7 @@ def _attributes(
 
 
 _SELECT_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
-_RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"})
+_RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS", "MYRIGHTS"})
 
 
 async def list_mailboxes(session: SessionState, command: p.List) -> Done:
@@ -622,7 +636,8 @@ async def list_mailboxes(session: SessionState, command: p.List) -> Done:
     given = [pt for pt in command.patterns if pt.name]
     pattern = NamePatterns(command.reference, given, utf8=session.utf8, max_chars=_pattern_chars(session))
     account = _account_id(session)
-    existing, parents, implied = _mailbox_tree(await session.store.list_mailboxes(account))
+    listing = await acl.listing(session)  # its own mailboxes and those shared with it (decision 0073)
+    existing, parents, implied = _mailbox_tree(listing.mailboxes)
     subscribed: set[str] = set()
     by_subscription = "SUBSCRIBED" in select
     if by_subscription or "SUBSCRIBED" in returns:
@@ -662,10 +677,13 @@ async def list_mailboxes(session: SessionState, command: p.List) -> Done:
         if listed[name]:
             line += b' ("CHILDINFO" ("SUBSCRIBED"))'
         session.untagged(line)
-        if status_items is not None and info is not None and selected(name):
+        rights = listing.rights.get(name, "")
+        if status_items is not None and info is not None and selected(name) and "r" in rights:
             # RFC 5819 / RFC 9051 6.3.9.2: right after its LIST response, only for a name that was selected
-            # (not for a parent listed only for CHILDINFO)
+            # (not for a parent listed only for CHILDINFO), and only with "r" (RFC 4314 section 4: STATUS)
             await _send_status(session, info, status_items)
+        if "MYRIGHTS" in returns and info is not None and selected(name):
+            session.untagged(acl.myrights_response(session, name, rights))  # RFC 8440 3: each mailbox listed
     return Done("LIST completed")
 
 
@@ -675,7 +693,7 @@ async def lsub(session: SessionState, command: p.Lsub) -> Done:
     )
     account = _account_id(session)
     subscribed = await session.store.list_subscriptions(account)
-    existing = {m.name for m in await session.store.list_mailboxes(account)}
+    existing = {m.name for m in (await acl.listing(session)).mailboxes}
     listed: dict[str, str] = {}
     for count, name in enumerate(subscribed, 1):
         if count % LIST_BATCH == 0:
@@ -704,10 +722,8 @@ async def status(session: SessionState, command: p.Status) -> Done:
     if "HIGHESTMODSEQ" in command.items:
         session.enable_condstore()  # RFC 7162 3.1: a CONDSTORE enabling command
     name = _existing(command.mailbox)
-    info = await session.store.get_mailbox(_account_id(session), name)
-    if info is None:
-        raise no("Mailbox does not exist", "NONEXISTENT")
-    await _send_status(session, info, command.items)
+    target = await acl.mailbox(session, name, "r")  # RFC 4314 section 4: STATUS needs "r"
+    await _send_status(session, target.shown, command.items)
     return Done("STATUS completed")
 
 
@@ -758,9 +774,9 @@ async def _quota_line(session: SessionState) -> bytes | None:
 async def getquotaroot(session: SessionState, command: p.GetQuotaRoot) -> Done:
     """RFC 9208 4.1.2: the roots of the mailbox (the account's, when it has a quota) and their QUOTA."""
     name = _existing(command.mailbox)
-    if await session.store.get_mailbox(_account_id(session), name) is None:
-        raise no("Mailbox does not exist", "NONEXISTENT")
-    line = await _quota_line(session)
+    target = await acl.mailbox(session, name, "")
+    # another account's mailbox is under its owner's quota, which is not shown to others (decision 0073)
+    line = await _quota_line(session) if target.own else None
     session.untagged(b"QUOTAROOT " + session.mailbox_name(name) + (b' ""' if line is not None else b""))
     if line is not None:
         session.untagged(line)

@@ -9,7 +9,8 @@ Implementation notes
   any literal octet is read: "NO [TRYCREATE]". MULTIAPPEND (RFC 3502): the messages are spooled one by one
   and stored in order, in one store transaction (`MailStore.append_many`), when the command line ends: all
   or nothing, and no other session sees a part of them. APPENDUID then has a UID set. A zero-length
-  message is NO and cancels the command (RFC 3502 6.3.11).
+  message is NO and cancels the command (RFC 3502 6.3.11). CATENATE (RFC 4469, decision 0071): each
+  catenated message is put together first (`postoffice.imap.commands_catenate`), then stored the same way.
 - FETCH renders from the stored parse (`postoffice.imap.fetch`); a body section without .PEEK (and RFC822,
   RFC822.TEXT) sets \\Seen in a read-write mailbox before the data is sent, and FLAGS is then included in the
   response (RFC 9051 6.4.5). Messages expunged by another session but not reported yet are left out of FETCH
@@ -41,6 +42,8 @@ Implementation notes
   gives ESEARCH (RFC 4731, MIN MAX COUNT ALL), as does every SEARCH of an IMAP4rev2 client (RFC 9051 6.4.4).
   SEARCHRES (RFC 5182): RETURN (SAVE) keeps the result as UIDs in the session (`saved_result`); `$` in any
   sequence set is that result minus the messages expunged since (`SessionState.saved_uids`).
+  CONTEXT=SEARCH (RFC 5267 section 4): RETURN (PARTIAL m:n) gives the matches at those positions, CONTEXT
+  is a hint, UPDATE keeps the result up to date (`postoffice.imap.commands_context`).
 """
 
 from __future__ import annotations
@@ -50,10 +53,10 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from postoffice.imap import acl, commands_catenate, commands_context, wire
 from postoffice.imap import fetch as f
 from postoffice.imap import parser as p
 from postoffice.imap import search as search_mod
-from postoffice.imap import wire
 from postoffice.imap.mailbox_view import Entry, MailboxView, flags_text
 from postoffice.imap.objectid import email_objectid, thread_objectid
 from postoffice.imap.sequence import format_sequence_set
@@ -91,17 +94,31 @@ def _limit(exc: LimitExceeded) -> Exception:
 
 
 async def _store_spooled(
-    session: SessionState, tag: str, messages: tuple[p.AppendMessage, ...], name: str
+    session: SessionState,
+    tag: str,
+    messages: tuple[p.AppendMessage, ...],
+    name: str,
+    mailbox: p.MailboxName | None = None,
 ) -> tuple[int, list[int]]:
     """The spooled messages of an APPEND or REPLACE stored, all or none (one store transaction: MULTIAPPEND,
-    RFC 3502 section 6.3.11); (the mailbox's UIDVALIDITY, their UIDs)."""
+    RFC 3502 section 6.3.11); (the mailbox's UIDVALIDITY, their UIDs). CATENATE messages (RFC 4469) are put
+    together first (`commands_catenate.assemble`)."""
     pending = session.take_append(tag)
+    if any(message.catenate is not None for message in messages):
+        replacing = name == "REPLACE"
+        pending = await commands_catenate.assemble(
+            session, pending, tag, mailbox, messages, replacing=replacing
+        )
     if pending is None or len(pending.messages) != len(messages):
         if pending is not None:
             pending.close()
         raise bad(f"{name} message data missing")
     mailbox_id = pending.mailbox.id
     try:
+        # the rights again, now that the message is in (RFC 4314 section 4: "i"; flags it may not set go)
+        rights = await acl.rights_on(session, pending.mailbox)
+        if "i" not in rights:
+            raise no("Permission denied: the i right is needed", "NOPERM")
         items: list[AppendItem] = []
         for item, message in zip(pending.messages, messages, strict=True):
             spool = item.spool
@@ -112,7 +129,8 @@ async def _store_spooled(
             else:
                 parsed = await asyncio.to_thread(parse_message, spool)
             when = message.internal_date.timestamp() if message.internal_date is not None else None
-            items.append(AppendItem(spool, parsed, _storable(message.flags), when))
+            flags = acl.allowed_flags(_storable(message.flags), rights)
+            items.append(AppendItem(spool, parsed, flags, when))
         try:
             copies = await session.store.append_many(mailbox_id, items, keyword_limits=session.keyword_limits)
         except LimitExceeded as exc:
@@ -126,7 +144,9 @@ async def _store_spooled(
 
 
 async def append(session: SessionState, command: p.Append) -> Done:
-    uidvalidity, uids = await _store_spooled(session, command.tag, command.messages, "APPEND")
+    uidvalidity, uids = await _store_spooled(
+        session, command.tag, command.messages, "APPEND", command.mailbox
+    )
     return Done("APPEND completed", f"APPENDUID {uidvalidity} {format_sequence_set(uids)}")
 
 
@@ -138,6 +158,7 @@ async def replace(session: SessionState, command: p.Replace) -> Done:
     if view.read_only:  # refused before the literal too; the state may have changed since
         session.discard_append()
         raise no("The mailbox is read-only", "READ-ONLY")
+    await acl.require_selected(session, "te")  # it expunges the original (RFC 4314 section 4)
     if command.uid:
         original: int | None = command.target if command.target in view else None
     else:
@@ -153,7 +174,9 @@ async def replace(session: SessionState, command: p.Replace) -> Done:
     if not original or original in view.gone:
         session.discard_append()
         raise no("The message to replace no longer exists", "EXPUNGEISSUED" if original is not None else None)
-    uidvalidity, (uid,) = await _store_spooled(session, command.tag, (command.message,), "REPLACE")
+    uidvalidity, (uid,) = await _store_spooled(
+        session, command.tag, (command.message,), "REPLACE", command.mailbox
+    )
     session.untagged(f"OK [APPENDUID {uidvalidity} {uid}] Replacement message ready")
     removed = await session.store.expunge(view.mailbox_id, [original])
     view.mark_gone(removed)
@@ -173,7 +196,8 @@ async def _expunge_deleted(session: SessionState, only: set[int] | None) -> list
 
 async def close(session: SessionState, command: p.Close) -> Done:
     view = _view(session)
-    if not view.read_only:
+    # RFC 4314 section 4: without "e" CLOSE expunges nothing, and does not fail for it
+    if not view.read_only and "e" in await acl.selected_rights(session):
         await _expunge_deleted(session, None)  # silently: no EXPUNGE responses (RFC 9051 6.4.1)
     session.close_view()
     return Done("CLOSE completed")
@@ -188,6 +212,8 @@ async def expunge(session: SessionState, command: p.Expunge | p.UidExpunge) -> D
     only = None
     if isinstance(command, p.UidExpunge):
         only = set(session.resolve(command.sequence, uid=True))
+    _writable(session)
+    await acl.require_selected(session, "e")  # RFC 4314 section 4: EXPUNGE needs "e"
     removed = await _expunge_deleted(session, only)
     view = _view(session)
     view.mark_gone(removed)
@@ -281,7 +307,9 @@ async def fetch(session: SessionState, command: p.Fetch) -> Done:
         missing = [u for u in uids if u not in view.infos]
         for info in await store.get_messages(view.mailbox_id, missing) if missing else ():
             view.infos[info.uid] = info
-    if not view.read_only and any(_sets_seen(item) for item in items):
+    # a body section sets \Seen, with the "s" right (RFC 4314 section 4: FETCH)
+    sets_seen = not view.read_only and any(_sets_seen(item) for item in items)
+    if sets_seen and "s" in await acl.selected_rights(session):
         unseen = [u for u in uids if "\\Seen" not in view.flags(u)]
         if unseen:
             await store.store_flags(view.mailbox_id, unseen, ["\\Seen"], "add")
@@ -641,6 +669,9 @@ async def store(session: SessionState, command: p.Store) -> Done:
     if unchanged_since is not None:
         session.enable_condstore()
     view = _writable(session)
+    # RFC 4314 section 4: only the flags the rights let the user change ("s", "t", "w"); NO only when none
+    rights = await acl.selected_rights(session)
+    settable = acl.store_settable(_storable(command.flags), command.mode is p.StoreMode.REPLACE, rights)
     named = dict.fromkeys(session.resolve(command.sequence, uid=command.uid))
     uids = [u for u in named if u not in view.gone]
     modified: set[int] = set() if unchanged_since is None else {u for u in named if u in view.gone}
@@ -650,10 +681,18 @@ async def store(session: SessionState, command: p.Store) -> Done:
         flags = _storable(command.flags)
         try:
             if unchanged_since is None:
-                await session.store.store_flags(view.mailbox_id, uids, flags, mode, keyword_limits=limits)
+                await session.store.store_flags(
+                    view.mailbox_id, uids, flags, mode, keyword_limits=limits, settable=settable
+                )
             else:
                 update = await session.store.store_flags_unchanged_since(
-                    view.mailbox_id, uids, flags, mode, unchanged_since, keyword_limits=limits
+                    view.mailbox_id,
+                    uids,
+                    flags,
+                    mode,
+                    unchanged_since,
+                    keyword_limits=limits,
+                    settable=settable,
                 )
                 modified.update(update.modified)
         except LimitExceeded as exc:
@@ -690,17 +729,24 @@ _STORE_MODES = {p.StoreMode.ADD: "add", p.StoreMode.REMOVE: "remove", p.StoreMod
 async def copy(session: SessionState, command: p.Copy | p.Move) -> Done:
     move = isinstance(command, p.Move)
     view = _writable(session) if move else _view(session)
-    account = session.logged_in_account
     uids = [u for u in session.resolve(command.sequence, uid=command.uid) if u not in view.gone]
     if not command.mailbox.valid:  # not modified UTF-7: no mailbox has that name (decision 0020)
         raise no("Mailbox does not exist (the name is not valid modified UTF-7)", "NONEXISTENT")
-    target = await session.store.get_mailbox(account.id, command.mailbox.name)
-    if target is None:
-        raise no("Mailbox does not exist", "TRYCREATE")
+    # RFC 4314 section 4: "i" on the target (its copies keep only the flags the user may set there), and for
+    # MOVE "t" and "e" on the source, whose messages it expunges (RFC 6851)
+    destination = await acl.mailbox(session, command.mailbox.name, "i", "TRYCREATE")
+    target = destination.info
+    if move:
+        await acl.require_selected(session, "te")
     if not uids:
         return Done(f"{command.name} completed, nothing to do")
     pairs = await session.store.copy_messages(
-        view.mailbox_id, uids, target.id, move=move, keyword_limits=session.keyword_limits
+        view.mailbox_id,
+        uids,
+        target.id,
+        move=move,
+        keyword_limits=session.keyword_limits,
+        settable=acl.settable(destination.rights),
     )
     code = None
     if pairs:
@@ -729,6 +775,7 @@ async def search(session: SessionState, command: p.Search) -> Done:
     if command.charset is not None and session.utf8 and not session.rev2:
         # RFC 6855 3 (erratum 4029): after ENABLE UTF8=ACCEPT a client must not name a charset
         raise bad("SEARCH CHARSET is not allowed after ENABLE UTF8=ACCEPT")
+    commands_context.check_tag(session, command)  # RFC 5267 4.3: UPDATE with a tag still updated is BAD
     save = command.return_options is not None and "SAVE" in {o.upper() for o in command.return_options}
     saved = session.saved_uids()  # `$` in this command is the result saved before it (RFC 5182 2.1)
     previous = session.saved_result
@@ -769,11 +816,13 @@ async def search(session: SessionState, command: p.Search) -> Done:
                 return_options,
                 command.uid,
                 modseqs=_by_number(modseqs, view, command.uid),
+                partial=command.partial,  # RFC 5267 4.4
             )
         )
-    if save:
-        in_view = search_mod.result_numbers(live, view.uids, uid=True)
-        session.saved_result = search_mod.saved_result(in_view, return_options or ())
+    in_view = search_mod.result_numbers(live, view.uids, uid=True)
+    if save:  # RFC 5182 2.4, RFC 9394 3.2 (PARTIAL)
+        session.saved_result = search_mod.saved_result(in_view, return_options or (), partial=command.partial)
+    commands_context.start(session, command, criteria, saved, in_view)  # RFC 5267 4.3: with UPDATE
     return Done(f"{command.name} completed")
 
 

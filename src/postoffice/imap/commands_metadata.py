@@ -4,10 +4,11 @@ and on mailboxes (METADATA); docs/decisions/0067.
 What it implements
 - Entries (section 3.2) are /private and /shared names; the parser checks their syntax (BAD otherwise) and
   gives them lower-case: names are case-insensitive, kept and answered lower-case.
-- Who sees what (section 3.3): every mailbox belongs to one account and there are no shared mailboxes, so
-  an account's /shared entries are kept with its /private ones and seen by that account only; the server
-  entries are the account's too (what one user writes on "the server" no other user reads). Private
-  annotations are supported everywhere, so [METADATA NOPRIVATE] is never the answer.
+- Who sees what (section 3.3): annotations are only on the account's own mailboxes (another account's, in
+  the shared namespace, is NO [CANNOT]: decision 0073), so an account's /shared entries are kept with its
+  /private ones and seen by that account only; the server entries are the account's too (what one user
+  writes on "the server" no other user reads). Private annotations are supported on every mailbox of the
+  account, so [METADATA NOPRIVATE] is never the answer.
 - Computed entries, read-only (SETMETADATA of one, or below one, is NO [NOPERM]): the server's /shared/admin
   (3.2.1.1), `mailto:postmaster@<the account's domain>` (RFC 5321 4.5.1: every domain takes mail for
   postmaster); a mailbox's /private/specialuse (RFC 6154 section 4), its special-use attribute as LIST
@@ -26,8 +27,9 @@ What it implements
   No METADATA response follows (4.3: SHOULD NOT).
 - A mailbox that does not exist (or whose name is not modified UTF-7) is NO [NONEXISTENT] (3.3: MUST be NO);
   \\Noselect names are parents without a mailbox row and have no annotations (decision 0067).
-- Unsolicited METADATA responses (4.4) are not sent: servers MUST only send them after ENABLE METADATA
-  (4.1), and ENABLE enables nothing for METADATA here.
+- Unsolicited METADATA responses (4.4) are not sent after ENABLE METADATA (4.1; ENABLE enables nothing for
+  METADATA here), only to a session whose NOTIFY asks for MailboxMetadataChange or ServerMetadataChange
+  (RFC 5465 5.6, 5.7: no ENABLE needed; `imap.commands_notify`, decision 0072).
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from postoffice.imap import acl, wire
 from postoffice.imap import parser as p
-from postoffice.imap import wire
 from postoffice.imap.state import Done, SessionState, no
 from postoffice.store import MetadataLimits, MetadataTooLarge, MetadataTooMany, NotFound
 from postoffice.store.api import METADATA_ACCOUNT_OCTETS
@@ -81,6 +83,8 @@ async def _target(session: SessionState, mailbox: p.MailboxName) -> _Target:
         return _Target(None, "", {ADMIN: f"mailto:postmaster@{account.domain}".encode()})
     if not mailbox.valid:
         raise no("Mailbox does not exist (the name is not valid modified UTF-7)", "NONEXISTENT")
+    if acl.in_namespace(mailbox.name):  # another account's mailbox: not supported (decision 0073)
+        raise no("Annotations of another account's mailboxes are not supported", "CANNOT")
     info = await session.store.get_mailbox(account.id, mailbox.name)
     if info is None:
         raise no("Mailbox does not exist", "NONEXISTENT")

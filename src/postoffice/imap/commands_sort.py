@@ -16,8 +16,10 @@ matched by what the store kept of each message at delivery (`MailStore.sort_fiel
   empty string, which sorts first.
 - SORT RETURN (...) answers with ESEARCH (RFC 5267 section 3): MIN and MAX are the first and last in sort
   order, ALL lists the matches in sort order (ascending runs written as ranges), COUNT; SAVE keeps the
-  matches for `$` (RFC 5182) as SEARCH's SAVE does. With a MODSEQ key the answer carries the highest MODSEQ of
-  the messages it names (RFC 7162 section 3.1.5).
+  matches for `$` (RFC 5182) as SEARCH's SAVE does (with MIN or MAX: the first or last in sort order). With a
+  MODSEQ key the answer carries the highest MODSEQ of the messages it names (RFC 7162 section 3.1.5).
+  CONTEXT=SORT (RFC 5267 section 4): PARTIAL m:n gives the matches at those positions of the sort order;
+  UPDATE keeps the result up to date (`commands_context`, placing new matches with `SortOrder`).
 - THREAD: `postoffice.imap.sort_thread`.
 - Sorting and threading depend only on which messages take part (their contents, sizes and internal dates
   never change): the sorted UIDs of the last ANSWER_CACHE_SIZE (mailbox, UIDVALIDITY, criteria, matches),
@@ -37,6 +39,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
+from postoffice.imap import commands_context
 from postoffice.imap import parser as p
 from postoffice.imap import search as search_mod
 from postoffice.imap.access import MailAccess
@@ -51,7 +54,7 @@ from postoffice.imap.sort_thread import (
 )
 from postoffice.imap.state import Done, SessionState, bad, no
 from postoffice.message.sort_fields import SortFields
-from postoffice.store.criteria import All
+from postoffice.store.criteria import All, Criteria
 
 #: Contents whose comparison forms a store's cache keeps (about 300 octets each).
 KEY_CACHE_SIZE = 250_000
@@ -154,13 +157,16 @@ async def _keys_of(store: MailAccess, content_ids: Sequence[int]) -> list[SortKe
     return [get(cid, _EMPTY) for cid in content_ids]
 
 
-async def _matches(session: SessionState, view: MailboxView, command: p.Sort | p.Thread) -> list[int]:
-    """The UIDs (ascending, in the view) the search keys of `command` match, as SEARCH finds them."""
+def _criteria(
+    session: SessionState, view: MailboxView, command: p.Sort | p.Thread, saved: list[int]
+) -> Criteria:
+    """The store criteria of the search keys of `command`, `$` being `saved` (RFC 5182: the result saved
+    before the command)."""
     try:
-        criteria = search_mod.to_criteria(
+        return search_mod.to_criteria(
             command.keys,
             uids_by_seq=view.uids,
-            saved=session.saved_uids(),
+            saved=saved,
             recent=view.recent if not session.rev2 else None,
             charset=command.charset,
         )
@@ -168,6 +174,15 @@ async def _matches(session: SessionState, view: MailboxView, command: p.Sort | p
         raise no(str(exc), "BADCHARSET (UTF-8 US-ASCII)") from None
     except search_mod.SearchBad as exc:
         raise bad(str(exc)) from None
+
+
+async def _matches(
+    session: SessionState, view: MailboxView, command: p.Sort | p.Thread, criteria: Criteria | None = None
+) -> list[int]:
+    """The UIDs (ascending, in the view) the search keys of `command` (or their `criteria`) match, as SEARCH
+    finds them."""
+    if criteria is None:
+        criteria = _criteria(session, view, command, session.saved_uids())
     gone = view.gone
     if isinstance(criteria, All):  # the common case: every message the session shows
         return [u for u in view.uids if u not in gone] if gone else list(view.uids)
@@ -206,13 +221,35 @@ def sorted_order(criteria: Sequence[tuple[str, bool]], columns: Columns, keys: l
     return order
 
 
+class SortOrder:
+    """The order of a SORT's criteria over the messages of a view, for CONTEXT=SORT (`commands_context`
+    places new matches in a result kept in it): the same values `sorted_order` compares."""
+
+    def __init__(self, store: MailAccess, criteria: Sequence[tuple[str, bool]]) -> None:
+        self.store = store
+        self.criteria = tuple(criteria)
+        self.reverse = tuple(reverse for _key, reverse in self.criteria)
+
+    async def values(self, view: MailboxView, uids: list[int]) -> list[tuple[Any, ...]]:
+        columns = view.columns(uids)
+        keys = await _keys_of(self.store, columns.content_ids)
+        return list(zip(*(_column(key, columns, keys) for key, _reverse in self.criteria), strict=True))
+
+    async def sorted(self, view: MailboxView, uids: list[int]) -> list[int]:
+        columns = view.columns(uids)
+        keys = await _keys_of(self.store, columns.content_ids)
+        return list(map(uids.__getitem__, sorted_order(self.criteria, columns, keys)))
+
+
 async def sort(session: SessionState, command: p.Sort) -> Done:
     """SORT / UID SORT (RFC 5256 section 3; see the module docstring)."""
     view = session.selected_view
-    options = {o.upper() for o in command.return_options} if command.return_options is not None else None
-    if options is not None and not options:
-        options = {"ALL"}  # RFC 4731 3.1 (RFC 5267 section 3): RETURN () is RETURN (ALL)
+    commands_context.check_tag(session, command)  # RFC 5267 4.3: before anything is done
+    # RFC 4731 3.1 (RFC 5267 section 3): RETURN () is RETURN (ALL); CONTEXT and UPDATE are no result data
+    return_options = command.return_options
+    options = search_mod.effective_options(return_options) if return_options is not None else None
     save = options is not None and "SAVE" in options
+    saved = session.saved_uids()  # `$` in this command is the result saved before it (RFC 5182 2.1)
     previous = session.saved_result
     if save:
         session.saved_result = []  # RFC 5182 2.1: a SORT ... SAVE answered NO leaves the empty result
@@ -220,7 +257,8 @@ async def sort(session: SessionState, command: p.Sort) -> Done:
     if by_modseq:
         session.enable_condstore()  # RFC 7162 3.1
     try:
-        matched = await _matches(session, view, command)
+        criteria = _criteria(session, view, command, saved)
+        matched = await _matches(session, view, command, criteria)
     except Exception:
         session.saved_result = previous
         raise
@@ -255,17 +293,29 @@ async def sort(session: SessionState, command: p.Sort) -> Done:
             )
             session.send(
                 search_mod.esearch_response(
-                    command.tag, numbers, tuple(options), command.uid, modseqs=modseqs, sort_order=True
+                    command.tag,
+                    numbers,
+                    tuple(options),
+                    command.uid,
+                    modseqs=modseqs,
+                    sort_order=True,
+                    partial=command.partial,
                 )
             )
+            in_order = list(map(matched.__getitem__, order))  # UIDs in the sort order
+            if save:  # RFC 5182 2.4, RFC 9394 3.2: MIN and MAX are the first and the last in the sort order
+                session.saved_result = search_mod.saved_result(
+                    in_order, tuple(options), partial=command.partial, in_order=True
+                )
+            # RFC 5267 4.3: every match, whatever the other options (the answer is sent: NOUPDATE comes after)
+            ordering = SortOrder(session.store, command.criteria)
+            commands_context.start(session, command, criteria, saved, in_order, ordering)
         else:
             payload = " ".join(map(str, numbers)).encode()
             cache.keep(answer_key, payload)
     if payload is not None:
         tail = b" (MODSEQ %d)\r\n" % highest if highest is not None and payload else b"\r\n"
         session.send(b"* SORT" + (b" " if payload else b"") + payload + tail)
-    if save:
-        session.saved_result = search_mod.saved_result(matched, tuple(options or ()))
     return Done(f"{command.name} completed")
 
 

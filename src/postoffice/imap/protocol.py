@@ -11,13 +11,18 @@ What it implements
   Authenticated: ENABLE (RFC 5161: UTF8=ACCEPT, RFC 6855; IMAP4rev2 only when advertised; CONDSTORE,
   QRESYNC; UIDONLY, RFC 9586: then every command that names messages by number is refused with BAD
   [UIDREQUIRED] before it runs, `_names_messages_by_number`, docs/decisions/0066), NAMESPACE, IDLE
-  (RFC 2177), the mailbox commands of `postoffice.imap.commands_mailbox` and GETMETADATA / SETMETADATA of
-  `postoffice.imap.commands_metadata` (RFC 5464). Selected: the message commands of
-  `postoffice.imap.commands_message`.
+  (RFC 2177), the mailbox commands of `postoffice.imap.commands_mailbox`, GETMETADATA / SETMETADATA of
+  `postoffice.imap.commands_metadata` (RFC 5464), SETACL / DELETEACL / GETACL / LISTRIGHTS / MYRIGHTS of
+  `postoffice.imap.commands_acl` (RFC 4314; `imap.acl` checks every command's rights), GENURLAUTH /
+  RESETKEY / URLFETCH of `postoffice.imap.commands_urlauth` (RFC 4467, RFC 5524) and APPEND's CATENATE
+  (RFC 4469: each TEXT literal spooled by `commands_catenate.text_start`, refused like a message literal).
+  Selected: the message commands of `postoffice.imap.commands_message`.
 - Untagged updates (RFC 9051 section 5.2, 7.5.1): at the end of every command in the selected state the
   view is brought up to date (`SessionState.sync`) and EXISTS / RECENT / FETCH (FLAGS) are sent before the
   tagged reply. EXPUNGE responses are held back during FETCH, STORE and SEARCH (not their UID forms) and sent
-  at the end of the next command that allows them; IDLE sends them at once.
+  at the end of the next command that allows them; IDLE sends them at once. After a NOTIFY (RFC 5465,
+  `postoffice.imap.commands_notify`): only what it asks for, and also with no command in progress
+  (`Need.NOTIFY`).
 
 How it is driven (bytes in, bytes out)
     core = ImapProtocol(store, authenticator, settings, transport, wake=...)
@@ -29,6 +34,8 @@ How it is driven (bytes in, bytes out)
         Need.TLS:   flush, start TLS on the connection (the reader dropped what it had buffered)
         Need.COMPRESS: flush, then compress and decompress everything from now on (RFC 4978, DEFLATE)
         Need.IDLE:  flush, wait for input or for `wake` (a change to the selected mailbox), feed any input
+        Need.NOTIFY: as IDLE, between commands after a NOTIFY (RFC 5465): no command is in progress, and a
+                    change the client asked to hear of (`wake`) is told by the next `process` at once
         Need.CLOSE: flush and close: LOGOUT, BYE, or the selected mailbox was deleted
   `process` awaits the store (`MailAccess`) and the authenticator, and writes through the transport only
   when `FLUSH_THRESHOLD` octets are queued in the middle of a command. It never reads and never waits for
@@ -78,7 +85,18 @@ from postoffice.auth.sasl import (
     encode_challenge,
 )
 from postoffice.auth.scram import ScramMechanism, ScramPlusMechanism
-from postoffice.imap import commands_mailbox, commands_message, commands_metadata, commands_sort
+from postoffice.imap import (
+    acl,
+    commands_acl,
+    commands_catenate,
+    commands_context,
+    commands_mailbox,
+    commands_message,
+    commands_metadata,
+    commands_notify,
+    commands_sort,
+    commands_urlauth,
+)
 from postoffice.imap import parser as p
 from postoffice.imap import search as search_mod
 from postoffice.imap.access import MailAccess
@@ -116,6 +134,7 @@ class Need(Enum):
     TLS = "tls"
     COMPRESS = "compress"
     IDLE = "idle"
+    NOTIFY = "notify"
     CLOSE = "close"
 
 
@@ -156,6 +175,15 @@ _ALLOWED: dict[type[p.Command], tuple[State, ...]] = {
     p.SetQuota: _AUTHENTICATED,
     p.GetMetadata: _AUTHENTICATED,  # RFC 5464 4.2, 4.3: authenticated or selected
     p.SetMetadata: _AUTHENTICATED,
+    p.SetAcl: _AUTHENTICATED,  # RFC 4314 section 7: command-auth
+    p.DeleteAcl: _AUTHENTICATED,
+    p.GetAcl: _AUTHENTICATED,
+    p.ListRights: _AUTHENTICATED,
+    p.MyRights: _AUTHENTICATED,
+    p.Notify: _AUTHENTICATED,  # RFC 5465 section 8: command-auth
+    p.GenUrlAuth: _AUTHENTICATED,  # RFC 4467 section 9: command-auth
+    p.ResetKey: _AUTHENTICATED,
+    p.UrlFetch: _AUTHENTICATED,
     p.Append: _AUTHENTICATED,
     p.Replace: (State.SELECTED,),
     p.Check: (State.SELECTED,),
@@ -166,6 +194,7 @@ _ALLOWED: dict[type[p.Command], tuple[State, ...]] = {
     p.Search: (State.SELECTED,),
     p.Sort: (State.SELECTED,),
     p.Thread: (State.SELECTED,),
+    p.CancelUpdate: (State.SELECTED,),  # RFC 5267 section 5: command-select
     p.Fetch: (State.SELECTED,),
     p.Store: (State.SELECTED,),
     p.Copy: (State.SELECTED,),
@@ -177,6 +206,10 @@ _HANDLERS = {
     **commands_message.HANDLERS,
     **commands_sort.HANDLERS,
     **commands_metadata.HANDLERS,
+    **commands_acl.HANDLERS,
+    **commands_notify.HANDLERS,
+    **commands_context.HANDLERS,
+    **commands_urlauth.HANDLERS,
 }
 
 
@@ -269,7 +302,14 @@ class ImapProtocol:
             else:
                 event = self.reader.next()
                 if event is None:
-                    return Need.INPUT
+                    if session.notifications is None or self.reader.in_command:
+                        return Need.INPUT
+                    # RFC 5465 section 3: no command is in progress; what NOTIFY asks for goes now, and the
+                    # glue waits for input or for the next change to tell (`wake`)
+                    await commands_notify.push(session)
+                    if session.ended:  # the selected mailbox was deleted: BYE
+                        continue
+                    return Need.NOTIFY if session.notifications is not None else Need.INPUT
                 if self._sasl is not None:
                     step = functools.partial(self._authenticate_step, self._sasl, event)
                     await self._run_command(self._sasl.command, step)
@@ -346,10 +386,15 @@ class ImapProtocol:
             "SORT",
             "SORT=DISPLAY",
             "ESORT",
+            "CONTEXT=SEARCH",
+            "CONTEXT=SORT",
             "THREAD=ORDEREDSUBJECT",
             "THREAD=REFERENCES",
             "BINARY",
             "MULTIAPPEND",
+            "CATENATE",
+            "URLAUTH",
+            "URLAUTH=BINARY",
             "LIST-EXTENDED",
             "LIST-STATUS",
             "STATUS=SIZE",
@@ -362,6 +407,10 @@ class ImapProtocol:
             "QUOTA=RES-STORAGE",
             "METADATA",
             "METADATA-SERVER",
+            "ACL",  # RFC 4314, with the shared namespace (decision 0073)
+            acl.RIGHTS_CAPABILITY,
+            "LIST-MYRIGHTS",  # RFC 8440
+            "NOTIFY",
             "WITHIN",
             "SAVEDATE",
             "COMPRESS=DEFLATE",
@@ -386,6 +435,15 @@ class ImapProtocol:
             session.send(b"+ Ready for literal data\r\n")
         elif isinstance(event, p.AppendMessageStart):
             await self._append_start(event)
+        elif isinstance(event, p.CatenateTextStart):
+            refusal = await commands_catenate.text_start(session, event, self._new_spool)
+            if refusal is not None:  # as a refused message literal: the tag answered, the literal not read
+                if event.synchronizing:
+                    self.reader.refuse_literal()
+                else:
+                    self.reader.discard_command()
+                session.discard_append()
+                self._tagged(event.tag, *refusal)
         elif isinstance(event, p.AppendData):
             if session.pending_append is not None:
                 current = session.pending_append.current
@@ -415,6 +473,7 @@ class ImapProtocol:
     async def _run_command(self, command: p.Command, run: Callable[[], Awaitable[Done | None]]) -> None:
         """Run (a step of) one command and send its tagged reply: the one place failures become replies."""
         session = self.session
+        session.command = command  # (NOTIFY leaves out what this command changes, RFC 5465 section 5)
         try:
             done = await run()
         except CommandFailed as failure:
@@ -450,12 +509,13 @@ class ImapProtocol:
             self._tagged(command.tag, "NO", "Internal server error", "SERVERBUG")
             return
         finally:
+            session.command = None
             session.discard_append()
         if done is None:
             return  # the command wrote its own tagged reply (LOGOUT, STARTTLS, IDLE), or is not over yet
         code = done.code
         if session.state is State.SELECTED and session.view is not None:
-            await session.sync(_expunge_allowed(command))
+            await session.sync(_expunge_allowed(command), expunged=done.expunged)
             highest = session.closing_highest_modseq(done.expunged)
             if highest is not None:
                 if code is None:
@@ -495,7 +555,8 @@ class ImapProtocol:
         if isinstance(command, p.Enable):
             return self._enable(command)
         if isinstance(command, p.Namespace):
-            session.untagged('NAMESPACE (("" "/")) NIL NIL')
+            # RFC 2342: the personal namespace, and the other users' one of ACL (decision 0073); no shared one
+            session.untagged(f'NAMESPACE (("" "/")) (("{acl.SHARED_PREFIX}" "/")) NIL')
             return Done("NAMESPACE completed")
         if isinstance(command, p.Idle):
             self._idle(command)
@@ -673,6 +734,8 @@ class ImapProtocol:
             return
         if session.view is not None:
             await session.sync(True)
+        if session.notifications is not None and session.state is not State.LOGOUT:
+            await commands_notify.push(session, selected=False)  # RFC 5465 4: the events NOTIFY asks for
         if session.state is not State.LOGOUT:  # the selected mailbox was deleted: BYE, no more IDLE
             self._idling = command
 
@@ -727,13 +790,15 @@ class ImapProtocol:
             refuse("NO", "Mailbox does not exist (the name is not valid modified UTF-7)", "NONEXISTENT")
             return
         try:
-            mailbox = await session.store.get_mailbox(session.account.id, event.mailbox.name)
+            # the target and the rights on it (RFC 4314 section 4: "i"), NO [TRYCREATE] when it is missing
+            replacing = event.replace is not None
+            mailbox = await acl.append_target(session, event.mailbox.name, replacing=replacing)
+        except CommandFailed as failure:
+            refuse(failure.status, failure.text, failure.code)
+            return
         except StoreError as exc:
             log.error("imap client %s: APPEND lookup failed: %s", self.transport.peer_ip, exc)
             refuse("NO", "Temporary failure, try again", "UNAVAILABLE")
-            return
-        if mailbox is None:
-            refuse("NO", "Mailbox does not exist", "TRYCREATE")
             return
         session.discard_append()
         first = AppendSpool(event.message, self._new_spool(None))

@@ -1,9 +1,10 @@
 """IMAP SEARCH: parsed search keys -> store criteria, and the SEARCH / ESEARCH responses. Sans-IO.
 
 Implements RFC 9051 6.4.4 and RFC 3501 6.4.4 (search keys), RFC 4731 (ESEARCH: RETURN MIN MAX ALL COUNT),
-RFC 5182 (SEARCHRES: SAVE and `$`) and RFC 9051 7.3.4 / RFC 3501 7.2.5 (the SEARCH response). Matching
-itself is the store's business (`MailStore.search`, rules in `postoffice.store.criteria`); nothing here reads
-mail.
+RFC 5182 (SEARCHRES: SAVE and `$`), RFC 5267 section 4.4 (PARTIAL; CONTEXT and UPDATE are `HINTS` here,
+the updates are `postoffice.imap.commands_context`'s) and RFC 9051 7.3.4 / RFC 3501 7.2.5 (the SEARCH
+response). Matching itself is the store's business (`MailStore.search`, rules in `postoffice.store.criteria`);
+nothing here reads mail.
 
 How the session uses it (a [UID] SEARCH command `cmd` in the selected mailbox)
 1. `criteria = to_criteria(cmd.keys, uids_by_seq=..., saved=..., recent=..., charset=cmd.charset)`
@@ -19,9 +20,10 @@ How the session uses it (a [UID] SEARCH command `cmd` in the selected mailbox)
 3. `numbers = result_numbers(uids, uids_by_seq, uid=cmd.uid)`: restricted to the session's view (messages
    not yet announced with EXISTS are left out) and, for SEARCH without UID, turned into sequence numbers.
 4. Reply: `cmd.return_options is None` -> `search_response(numbers)` ("* SEARCH 2 5"); else
-   `esearch_response(cmd.tag, numbers, cmd.return_options, cmd.uid)` (may be b"" for RETURN (SAVE)). With
-   SAVE among the options, store `saved_result(uids_in_view, cmd.return_options)` (UIDs, not sequence
-   numbers: they survive expunges) as the new saved result, or the empty list when the search failed.
+   `esearch_response(cmd.tag, numbers, cmd.return_options, cmd.uid, partial=cmd.partial)` (may be b"" for
+   RETURN (SAVE)). With SAVE among the options, store `saved_result(uids_in_view, cmd.return_options,
+   partial=cmd.partial)` (UIDs, not sequence numbers: they survive expunges) as the new saved result, or the
+   empty list when the search failed.
 """
 
 from __future__ import annotations
@@ -286,11 +288,25 @@ def uses_sequence_numbers(keys: Sequence[SearchKey]) -> bool:
     return False
 
 
-def _effective_options(return_options: Sequence[str]) -> set[str]:
-    options = {o.upper() for o in return_options}
+#: RETURN options that ask for no result data: CONTEXT is a hint (RFC 5267 section 4.2) and UPDATE asks for
+#: later notifications (4.3); "there is no interaction" between them and the others
+HINTS = frozenset({"CONTEXT", "UPDATE"})
+
+
+def effective_options(return_options: Sequence[str]) -> set[str]:
+    """The RETURN options that shape the answer (upper-case, without HINTS); none left is ALL, as RETURN ()
+    is (RFC 4731 3.1): RETURN (UPDATE) answers with ALL too, the result the updates then change."""
+    options = {o.upper() for o in return_options} - HINTS
     if not options:
         return {"ALL"}  # RFC 4731 3.1: RETURN () is RETURN (ALL)
     return options
+
+
+def partial_results(numbers: Sequence[int], partial: tuple[int, int]) -> Sequence[int]:
+    """RFC 5267 section 4.4: the results at the 1-based positions of the range (either order) within
+    `numbers` (in the requested order); positions beyond the results give fewer, or none."""
+    low, high = sorted(partial)
+    return numbers[low - 1 : high]
 
 
 def esearch_response(
@@ -301,15 +317,17 @@ def esearch_response(
     *,
     modseqs: Mapping[int, int] | None = None,
     sort_order: bool = False,
+    partial: tuple[int, int] | None = None,
 ) -> bytes:
     """The ESEARCH response (RFC 4731 3.1 and 3.2) for SEARCH RETURN (...), with the `(TAG "x")`
     correlator and `UID` for UID SEARCH. `uids_or_seqs`: what `result_numbers` gave (ascending), or with
     `sort_order` the numbers in the order a SORT gave them (ESORT, RFC 5267 section 3: MIN and MAX are then
-    the first and the last, and ALL keeps the order).
+    the first and the last, and ALL keeps the order). With PARTIAL among the options, `partial` is its range
+    (RFC 5267 section 4.4): `PARTIAL (range results)`, the range as sent, NIL when no result is in it.
 
-    MIN, MAX and ALL are left out when nothing matched; COUNT is always sent when asked for. RETURN (SAVE)
-    alone gives no ESEARCH response (RFC 5182 2.1): b""."""
-    options = _effective_options(return_options)
+    MIN, MAX and ALL are left out when nothing matched; COUNT and PARTIAL are always sent when asked for.
+    RETURN (SAVE) alone gives no ESEARCH response (RFC 5182 2.1): b""."""
+    options = effective_options(return_options)
     if options == {"SAVE"}:
         return b""
     quoted = tag.replace("\\", "\\\\").replace('"', '\\"')
@@ -326,14 +344,21 @@ def esearch_response(
             out.append(f"ALL {in_sort_order(numbers) if sort_order else format_sequence_set(numbers)}")
     if "COUNT" in options:
         out.append(f"COUNT {len(numbers)}")
+    picked: Sequence[int] = ()
+    if "PARTIAL" in options and partial is not None:
+        picked = partial_results(numbers, partial)
+        listed = (in_sort_order(picked) if sort_order else format_sequence_set(picked)) if picked else "NIL"
+        out.append(f"PARTIAL ({partial[0]}:{partial[1]} {listed})")
     if modseqs is not None and numbers:
-        # RFC 7162 3.1.10 (RFC 4731 3.2): of the message MIN or MAX names when only they are asked for,
-        # else of every match
-        if options & {"ALL", "COUNT"} or not options & {"MIN", "MAX"}:
+        # RFC 7162 3.1.10 (RFC 4731 3.2): of the messages MIN, MAX and PARTIAL name when only they are asked
+        # for, else of every match
+        if options & {"ALL", "COUNT"} or not options & {"MIN", "MAX", "PARTIAL"}:
             named = numbers
         else:
             named = [n for n, o in ((numbers[0], "MIN"), (numbers[-1], "MAX")) if o in options]
-        out.append(f"MODSEQ {max(modseqs.get(n, 0) for n in named)}")
+            named += picked
+        if named:
+            out.append(f"MODSEQ {max(modseqs.get(n, 0) for n in named)}")
     return (" ".join(out) + "\r\n").encode("ascii")
 
 
@@ -351,16 +376,25 @@ def in_sort_order(numbers: Sequence[int]) -> str:
     return ",".join(out)
 
 
-def saved_result(uids: Sequence[int], return_options: Sequence[str]) -> list[int]:
-    """What RETURN (... SAVE ...) saves (RFC 5182 2.4): every match, or only the minimum and/or maximum when
-    SAVE comes with MIN and/or MAX but without ALL or COUNT. Pass UIDs."""
-    options = _effective_options(return_options)
-    ordered = sorted(set(uids))
-    if not ordered or options & {"ALL", "COUNT"} or not options & {"MIN", "MAX"}:
-        return ordered
+def saved_result(
+    uids: Sequence[int],
+    return_options: Sequence[str],
+    *,
+    partial: tuple[int, int] | None = None,
+    in_order: bool = False,
+) -> list[int]:
+    """What RETURN (... SAVE ...) saves (RFC 5182 2.4, RFC 9394 3.2 for PARTIAL): every match, or only the
+    messages MIN, MAX and PARTIAL return when SAVE comes with some of them but without ALL or COUNT. Pass
+    UIDs: ascending, or with `in_order` in the requested order (a SORT's: MIN is its first). Ascending."""
+    options = effective_options(return_options)
+    ordered = list(uids) if in_order else sorted(set(uids))
+    if not ordered or options & {"ALL", "COUNT"} or not options & {"MIN", "MAX", "PARTIAL"}:
+        return sorted(set(ordered))
     picked = set()
     if "MIN" in options:
         picked.add(ordered[0])
     if "MAX" in options:
         picked.add(ordered[-1])
+    if "PARTIAL" in options and partial is not None:
+        picked.update(partial_results(ordered, partial))
     return sorted(picked)

@@ -9,7 +9,9 @@ Implementation notes
 - Timeouts: each command (and the wait for it) has `autologout` (RFC 9051 section 5.4: at least 30
   minutes), a deadline per command rather than per read (`Connection.read`, docs/decisions/0028), then
   "* BYE"; IDLE waits `idle_timeout` instead, and a change to the selected mailbox (the core's `wake`) ends
-  the wait early so that it is reported at once. Before login the client has `[limits] login_timeout` in
+  the wait early so that it is reported at once. After a NOTIFY (RFC 5465) the wait between commands is
+  the same (`Need.NOTIFY`), with `autologout`: what the client asked to hear of is told at once, with no
+  command in progress. Before login the client has `[limits] login_timeout` in
   all ("* BYE Autologout; login took too long"); a pre-login session closed to make room for a new
   connection gets "* BYE [UNAVAILABLE]". At shutdown an idle session gets "* BYE" at once.
 - STARTTLS: the core answers OK and asks for TLS (`Need.TLS`); `Connection.start_tls` drops what its own
@@ -127,8 +129,12 @@ class ImapSession:
             elif need is Need.COMPRESS:
                 await core.flush()  # the tagged OK, uncompressed
                 conn.start_compression()
-            elif need is Need.IDLE:
-                need = await self._idle()
+            elif need in (Need.IDLE, Need.NOTIFY):
+                after = await self._idle(need)
+                if after is None:  # the client left between commands (NOTIFY)
+                    self.result = "closed by client"
+                    return
+                need = after
                 continue
             else:
                 self.result = core.session.end_reason or "LOGOUT"
@@ -136,18 +142,20 @@ class ImapSession:
                 return
             need = await core.process()
 
-    async def _idle(self) -> Need:
+    async def _idle(self, waiting: Need) -> Need | None:
         """RFC 2177: while the core idles, wait for the client (DONE) or for a change to report, whichever
-        comes first; one read stays pending across wake-ups, so its deadline is the whole IDLE's."""
+        comes first; one read stays pending across wake-ups, so its deadline is the whole IDLE's. The same
+        between commands after a NOTIFY (RFC 5465 section 3, `Need.NOTIFY`), with the deadline of a command;
+        None when the client closes the connection there."""
         core, conn = self.core, self.conn
+        timeout = self.settings.idle_timeout if waiting is Need.IDLE else self.settings.autologout
         read: asyncio.Task[bytes] | None = None
         wake: asyncio.Task[Literal[True]] | None = None
         try:
             while True:
                 await core.flush()
                 if read is None:
-                    read = asyncio.create_task(conn.read(self.settings.idle_timeout, idle=True))
-                self._wakeup.clear()
+                    read = asyncio.create_task(conn.read(timeout, idle=True))
                 waker = asyncio.ensure_future(self._wakeup.wait())
                 wake = waker
                 await asyncio.wait((read, waker), return_when=asyncio.FIRST_COMPLETED)
@@ -156,10 +164,15 @@ class ImapSession:
                     data = read.result()
                     read = None
                     if not data:
-                        raise ConnectionClosedError("closed during IDLE")
+                        if waiting is Need.IDLE:
+                            raise ConnectionClosedError("closed during IDLE")
+                        return None
                     core.receive_data(data)
+                # cleared before the core looks, not before the wait: a change that comes while the core
+                # writes (the flush above) is not lost, it ends the next wait at once
+                self._wakeup.clear()
                 need = await core.process()
-                if need is not Need.IDLE:
+                if need is not waiting:
                     return need
         finally:
             if wake is not None:

@@ -21,6 +21,12 @@ Untagged updates (RFC 9051 sections 5.2, 7.5.1; docs/decisions/0013)
   neither claim nor show it.
 - After ENABLE UIDONLY (RFC 9586; docs/decisions/0066) FETCH responses are UIDFETCH responses
   (`fetch_head`, `fetch_response`) and expunges are told with VANISHED, at the end of every command.
+- After a NOTIFY (RFC 5465; docs/decisions/0072) `sync` tells only what `selected_events` asks for, also
+  with no command in progress (`unsolicited`); `notifications` (`imap.commands_notify`) hears of every change
+  of the account and keeps what is to be told of the other mailboxes; `command` is the command being run.
+- Searches kept up to date (RFC 5267 UPDATE; docs/decisions/0070): `search_updates` (`imap.commands_context`)
+  hears what `read_back` took, sends REMOVEFROM before any EXPUNGE or VANISHED (and at once while they are
+  held back), and ADDTO after the EXISTS and FETCH of the same `sync`.
 
 Output: `send` and `untagged` queue complete response lines; `flush` hands them to the transport. An
 exception raised by the transport's write is kept in `transport_error`: it ends the session and is never
@@ -44,7 +50,7 @@ from postoffice.imap.mutf7 import encode_mutf7
 from postoffice.imap.sequence import SequenceSet, format_sequence_set
 from postoffice.imap.settings import ImapSettings
 from postoffice.store import SYSTEM_FLAGS, Account, ChangeEvent, MailboxInfo, NotFound, StoreError
-from postoffice.store.api import KeywordLimits
+from postoffice.store.api import KeywordLimits, MailboxChanges
 
 log = logging.getLogger("postoffice.imap")
 
@@ -134,6 +140,47 @@ class AppendInProgress:
             item.spool.close()
 
 
+class SearchUpdates(Protocol):
+    """The searches kept up to date for the client (RFC 5267 section 4.3, UPDATE; kept by
+    `postoffice.imap.commands_context`): told what the view read back, and when it may speak."""
+
+    def note(self, changes: MailboxChanges) -> None:
+        """The view took `changes` (`read_back`): these messages may have joined or left a result."""
+
+    def remove_gone(self) -> None:
+        """REMOVEFROM for the view's gone messages, before any EXPUNGE or VANISHED tells of them (4.3.4)."""
+
+    async def update(self) -> None:
+        """ADDTO and REMOVEFROM for what changed, after the EXISTS and FETCH of the same sync (4.3.3)."""
+
+
+@dataclass(frozen=True)
+class SelectedEvents:
+    """Which changes of the selected mailbox the client hears of (RFC 5465 NOTIFY, section 6.1). Until the
+    first NOTIFY, every change, at the end of each command (`ALL_EVENTS`); after it, only those its
+    SELECTED or SELECTED-DELAYED event group names, also between commands (`imap.commands_notify`)."""
+
+    new: bool = True  # MessageNew: EXISTS (and RECENT)
+    expunge: bool = True  # MessageExpunge: EXPUNGE or VANISHED
+    flags: bool = True  # FlagChange: FETCH (UID FLAGS)
+    delayed: bool = False  # SELECTED-DELAYED: expunges only where a command allows them (6.1.2)
+
+
+ALL_EVENTS = SelectedEvents()
+NO_EVENTS = SelectedEvents(new=False, expunge=False, flags=False)
+
+
+class Notifications(Protocol):
+    """The session's NOTIFY (RFC 5465; kept by `postoffice.imap.commands_notify`): told of every change of the
+    account, it keeps what is to be told of other mailboxes until no command is in progress."""
+
+    def on_change(self, event: ChangeEvent) -> bool:
+        """A change of the account; True when the client is to hear of it (the glue's wait then ends)."""
+
+    async def new_messages(self, uids: list[int]) -> None:
+        """`uids` were just announced by EXISTS: the FETCH the client asked for with MessageNew (5.2)."""
+
+
 def _nothing() -> None:
     pass
 
@@ -168,6 +215,14 @@ class SessionState:
         self.uidonly = False
         #: RFC 5182: the UIDs saved by the last SEARCH RETURN (SAVE); None when there is none (`$` is empty).
         self.saved_result: list[int] | None = None
+        #: RFC 5267 4.3: the searches of the selected mailbox kept up to date (UPDATE); None without one
+        self.search_updates: SearchUpdates | None = None
+        #: RFC 5465: the changes of the selected mailbox the client hears of (all of them until a NOTIFY)
+        self.selected_events = ALL_EVENTS
+        #: RFC 5465: the session's NOTIFY (the other mailboxes, told between commands); None without one
+        self.notifications: Notifications | None = None
+        #: The command being run (set by the protocol core): NOTIFY leaves out what it changed (RFC 5465 5)
+        self.command: p.Command | None = None
         #: Change notifications received; SELECT compares it before and after reading, so that a change
         #: committed while the view was being built is read back at once.
         self.changes_seen = 0
@@ -176,10 +231,18 @@ class SessionState:
         #: Why the session is ending, when the core ends it (for the log line).
         self.end_reason: str | None = None
         self.pending_append: AppendInProgress | None = None
+        #: Untagged responses another session left for this one (RFC 4467 section 7: RESETKEY's URLMECH, told
+        #: to every session with the mailbox selected), sent with the next untagged updates (`sync`)
+        self.notices: list[str] = []
         #: The exception the transport's write raised: it ends the session (see the module docstring).
         self.transport_error: BaseException | None = None
         self._out = bytearray()
         self._unsubscribe: Callable[[], None] | None = None
+        #: The owner of the selected mailbox when it is another account's, shared with this one (RFC 4314,
+        #: docs/decisions/0073): its changes are published to its owner's subscribers, so the session follows
+        #: that account too while it is selected (`follow`); `postoffice.imap.acl` reads the rights on it.
+        self.selected_owner: int | None = None
+        self._unfollow: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------------------------------ output
 
@@ -244,9 +307,29 @@ class SessionState:
     def close(self) -> None:
         """The session is over: spooled APPEND data and the change subscription go."""
         self.discard_append()
+        self.unfollow()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+
+    def follow(self, owner_id: int, mailbox_id: int) -> None:
+        """Receive the change notifications of the mailbox being selected when it is another account's (a
+        shared one: the store tells its owner's subscribers), until the session leaves it (`close_view`).
+        The owner's other mailboxes are none of this session's business (nor of its NOTIFY)."""
+        self.unfollow()
+
+        def changed(event: ChangeEvent) -> None:
+            if event.mailbox_id == mailbox_id:
+                self.on_change(event)
+
+        self.selected_owner = owner_id
+        self._unfollow = self.store.subscribe(owner_id, changed)
+
+    def unfollow(self) -> None:
+        self.selected_owner = None
+        if self._unfollow is not None:
+            self._unfollow()
+            self._unfollow = None
 
     # ---------------------------------------------------------------------------------------- updates
 
@@ -263,19 +346,27 @@ class SessionState:
 
     def on_change(self, event: ChangeEvent) -> None:
         self.changes_seen += 1
+        notifications = self.notifications
+        if notifications is not None and notifications.on_change(event):
+            self.wake()
         view = self.view
         if view is None or event.mailbox_id != view.mailbox_id:
             return
-        if event.kind != "mailbox":
+        if event.kind == "mailbox":
+            if "deleted" in event.extra:
+                self.selected_deleted = True
+                self.wake()
+        elif event.kind not in ("subscription", "metadata"):  # a message of the mailbox changed
             view.dirty = True
             self.wake()
-        elif "deleted" in event.extra:
-            self.selected_deleted = True
-            self.wake()
 
-    async def sync(self, allow_expunge: bool) -> None:
+    async def sync(self, allow_expunge: bool, *, expunged: bool = False, unsolicited: bool = False) -> None:
         """Send the untagged updates of the selected mailbox (RFC 9051 section 5.2); EXPUNGE only when
-        `allow_expunge` (section 7.5.1)."""
+        `allow_expunge` (section 7.5.1). After a NOTIFY, only the changes its SELECTED group asks for
+        (`selected_events`, RFC 5465 6.1), and every expunge when the command removed messages itself
+        (`expunged`: then its EXPUNGE responses are the command's answer, RFC 9051 6.4.3). `unsolicited`: no
+        command is in progress (RFC 5465 section 3): expunges go then with SELECTED (6.1.1), never with
+        SELECTED-DELAYED (6.1.2)."""
         view = self.view
         if view is None:
             return
@@ -287,35 +378,55 @@ class SessionState:
             self.close_view()
             self.state = State.LOGOUT
             return
+        for notice in self.notices:
+            self.untagged(notice)
+        self.notices.clear()
         if view.dirty:
             new = await self.read_back(view)
             if new and not self.rev2 and view.read_only:
                 # RFC 3501 2.3.2: a read-only session sees \Recent without claiming it (for a later SELECT)
                 view.recent.update(new)
             elif new and not self.rev2:
-                first_recent = await self.claim_recent(view.mailbox_id)
+                # most often another session claimed them already: the store answers without a write
+                first_recent = await self.claim_recent(view.mailbox_id, max(new))
                 view.recent.update(uid for uid in new if uid >= first_recent)
-        if allow_expunge or self.uidonly:  # RFC 9586: no sequence numbers that an expunge could shift
+        if self.search_updates is not None:
+            # RFC 5267 4.3.4 and appendix A.3: at once, also while EXPUNGE is held back (numbers stay valid)
+            self.search_updates.remove_gone()
+        events = self.selected_events
+        if unsolicited:
+            tell_expunges = events.expunge and not events.delayed
+        else:  # RFC 9586: no sequence numbers that an expunge could shift
+            tell_expunges = (allow_expunge or self.uidonly) and (events.expunge or expunged)
+        if tell_expunges:
             self.send_expunges(view)
-        self.announce_keywords(view, [*view.flag_updates, *view.uids[view.reported_exists :]])
-        if view.exists != view.reported_exists:
+        told = view.exists if events.new else view.reported_exists  # the messages the client may hear of
+        updates = view.flag_updates if events.flags else set()
+        self.announce_keywords(view, [*updates, *view.uids[view.reported_exists : told]])
+        new_uids: list[int] = []
+        if told != view.reported_exists:
             # before the flag updates: one may be for a message read back earlier in this command, which
             # the client knows of only from this EXISTS
+            new_uids = list(view.uids[view.reported_exists :])
             view.reported_exists = view.exists
             self.untagged(f"{view.exists} EXISTS")
             if not self.rev2:
                 view.reported_recent = len(view.recent)
                 self.untagged(f"{view.reported_recent} RECENT")
-        for uid in sorted(view.flag_updates):
+        for uid in sorted(updates):
             number = view.seq_of(uid)
-            if number is not None and uid not in view.gone:
+            if number is not None and number <= told and uid not in view.gone:
                 # RFC 9051 7.5.2: an unsolicited FETCH MUST include UID (harmless for IMAP4rev1 clients)
                 flags = view.flags_of(uid, with_recent=not self.rev2)
                 if self.condstore:  # RFC 7162 3.1: MODSEQ in every untagged FETCH once enabled (UID: 3.2.4)
                     self.fetch_response(number, uid, f"FLAGS ({flags}) MODSEQ ({view.modseq_of(uid)})")
                 else:
                     self.fetch_response(number, uid, f"FLAGS ({flags})")
-        view.flag_updates.clear()
+        updates.clear()  # (without FlagChange they wait: a later NOTIFY may ask for them)
+        if new_uids and self.notifications is not None:
+            await self.notifications.new_messages(new_uids)  # RFC 5465 5.2: EXISTS, then the FETCH asked for
+        if self.search_updates is not None:
+            await self.search_updates.update()  # RFC 5267 4.3.3: ADDTO after the EXISTS of new messages
 
     def fetch_head(self, seq: int, uid: int) -> bytes:
         """How a FETCH response begins: `* seq FETCH (`, or after ENABLE UIDONLY `* uid UIDFETCH (` (RFC 9586
@@ -339,6 +450,8 @@ class SessionState:
         """Report the view's gone messages: one VANISHED with their UIDs after ENABLE QRESYNC (RFC 7162
         3.2.10) or ENABLE UIDONLY (RFC 9586: with or without QRESYNC), else an EXPUNGE per message (RFC 9051
         7.5.1)."""
+        if self.search_updates is not None:
+            self.search_updates.remove_gone()  # RFC 5267 4.3.4: REMOVEFROM before the expunge is told
         if self.qresync or self.uidonly:
             uids = view.take_vanished()
             if uids:
@@ -404,12 +517,12 @@ class SessionState:
         """The store checks these when a command gives a mailbox new keywords (docs/decisions/0043)."""
         return KeywordLimits(self.settings.max_mailbox_keywords, self.settings.max_keyword_length)
 
-    async def claim_recent(self, mailbox_id: int) -> int:
+    async def claim_recent(self, mailbox_id: int, up_to: int | None = None) -> int:
         """`MailStore.claim_recent`, except that a claim the store cannot write (a full disk) claims nothing:
         the mailbox opens all the same, and the messages stay \\Recent for the next session
         (docs/decisions/0030). Returns the first UID that is \\Recent here."""
         try:
-            return await self.store.claim_recent(mailbox_id)
+            return await self.store.claim_recent(mailbox_id, up_to)
         except NotFound:
             raise
         except StoreError as exc:
@@ -428,7 +541,10 @@ class SessionState:
         except NotFound:
             view.vanish()
             return []
-        return view.apply(changes)
+        new = view.apply(changes)
+        if self.search_updates is not None:
+            self.search_updates.note(changes)
+        return new
 
     def resolve(self, sequence: SequenceSet, *, uid: bool) -> list[int]:
         view = self.selected_view
@@ -451,6 +567,8 @@ class SessionState:
         self.view = None
         self.selected_deleted = False
         self.saved_result = None  # RFC 5182 2.1: SELECT, EXAMINE, CLOSE and UNSELECT reset it
+        self.search_updates = None  # RFC 5267 4.3: updates cease when the mailbox is no longer selected
+        self.unfollow()
         if self.state is State.SELECTED:
             self.state = State.AUTHENTICATED
 

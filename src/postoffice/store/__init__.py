@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from postoffice.store.api import (
+    ACL_ANYONE,
+    ACL_RIGHTS,
     DEFAULT_MAILBOXES,
     DKIM_KEY_STATES,
     FINAL_STATUSES,
@@ -36,6 +38,7 @@ from postoffice.store.api import (
     QUEUE_STATUSES,
     SYSTEM_FLAGS,
     Account,
+    AclEntry,
     Alias,
     AlreadyExists,
     AppPassword,
@@ -77,12 +80,14 @@ from postoffice.store.api import (
     RecipientResult,
     ReportCount,
     SecondFactor,
+    SharedMailbox,
     StoredStsPolicy,
     StoreError,
     StoreFull,
     SubmitResult,
     ThreadSummary,
     WebSession,
+    acl_rights,
     quota_refusal,
 )
 from postoffice.store.criteria import Address, All, And, Criteria, Date, HasFlag, Not, Or, Size, Text, UidIn
@@ -113,6 +118,8 @@ def open_store(
 
 
 __all__ = [
+    "ACL_ANYONE",
+    "ACL_RIGHTS",
     "DEFAULT_MAILBOXES",
     "DKIM_KEY_STATES",
     "FINAL_STATUSES",
@@ -122,6 +129,7 @@ __all__ = [
     "QUEUE_STATUSES",
     "SYSTEM_FLAGS",
     "Account",
+    "AclEntry",
     "Address",
     "Alias",
     "All",
@@ -170,6 +178,7 @@ __all__ = [
     "RecipientResult",
     "ReportCount",
     "SecondFactor",
+    "SharedMailbox",
     "Size",
     "StoreError",
     "StoreFull",
@@ -179,6 +188,7 @@ __all__ = [
     "ThreadSummary",
     "UidIn",
     "WebSession",
+    "acl_rights",
     "open_store",
     "quota_refusal",
 ]

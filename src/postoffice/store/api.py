@@ -742,14 +742,52 @@ class WebSession:
 
 @dataclass(frozen=True)
 class ChangeEvent:
-    """Published to subscribers after the commit that made the change (never before)."""
+    """Published to subscribers after the commit that made the change (never before). "subscription": the
+    account's subscription to `extra["name"]` changed (`extra["subscribed"]`, mailbox_id 0); "metadata":
+    annotations `extra["entries"]` of the mailbox (mailbox_id 0: the server's) changed (decision 0072)."""
 
-    kind: str  # "added" | "flags" | "expunged" | "mailbox"
+    kind: str  # "added" | "flags" | "expunged" | "mailbox" | "subscription" | "metadata"
     account_id: int
     mailbox_id: int
     uids: tuple[int, ...] = ()
     modseq: int = 0
     extra: dict[str, object] = field(default_factory=dict)
+
+
+#: The rights of an access control list (IMAP ACL, RFC 4314 section 2.1; docs/decisions/0073), in the order
+#: they are kept and given: lookup, read, seen, write, insert, post, create, delete mailbox, delete messages,
+#: expunge, administer. An owner has all of them on its own mailboxes.
+ACL_RIGHTS = "lrswipkxtea"
+#: The ACL identifier of every account of the mailbox owner's domain (RFC 4314 section 2: "anyone").
+ACL_ANYONE = "anyone"
+
+
+def acl_rights(letters: str) -> str:
+    """`letters` as an ACL keeps them: each right once, in ACL_RIGHTS order. ValueError for a letter that is
+    not one of ACL_RIGHTS."""
+    unknown = set(letters) - set(ACL_RIGHTS)
+    if unknown:
+        raise ValueError(f"not an ACL right: {''.join(sorted(unknown))!r}")
+    return "".join(right for right in ACL_RIGHTS if right in letters)
+
+
+@dataclass(frozen=True)
+class AclEntry:
+    """One entry of a mailbox's access control list (`MailStore.get_acl`): `identifier` is "anyone" or an
+    account's address, with "-" in front for negative rights (taken away, RFC 4314 section 2)."""
+
+    identifier: str
+    rights: str
+
+
+@dataclass(frozen=True)
+class SharedMailbox:
+    """A mailbox of another account that an account has rights on (`MailStore.shared_mailboxes`): its owner's
+    address, the mailbox (its name is the owner's), and the account's rights there (never empty)."""
+
+    owner: str
+    mailbox: MailboxInfo
+    rights: str
 
 
 class MailStore(abc.ABC):
@@ -882,9 +920,11 @@ class MailStore(abc.ABC):
         read that does not scan the seen ones: the folder list of a mail program."""
 
     @abc.abstractmethod
-    async def claim_recent(self, mailbox_id: int) -> int:
+    async def claim_recent(self, mailbox_id: int, up_to: int | None = None) -> int:
         """RFC 3501 \\Recent: returns the lowest UID that is recent for the calling session (all existing UIDs
-        at or above it); no later call gets those UIDs again."""
+        at or above it); no later call gets those UIDs again. `up_to`: the caller asks only about UIDs up to
+        this one (the new ones it has seen); when another session claimed them all already, the store may
+        answer without a write (the answer is then above `up_to`)."""
 
     # -- annotations (IMAP METADATA, RFC 5464; docs/decisions/0067) ----------------------------------------
     @abc.abstractmethod
@@ -911,6 +951,41 @@ class MailStore(abc.ABC):
         Names are case-insensitive (kept lower-case). DELETE of the mailbox, and removing the account, remove
         its annotations; RENAME keeps them (INBOX's are copied to the new mailbox and stay on INBOX, RFC 5464
         section 4.1)."""
+
+    # -- access control lists (IMAP ACL, RFC 4314; docs/decisions/0073) -------------------------------------
+    @abc.abstractmethod
+    async def set_acl(self, mailbox_id: int, identifier: str, rights: str, mode: str = "replace") -> str:
+        """Change the entry of `identifier` ("anyone" or the address of an account of the mailbox owner's
+        domain, "-" in front for negative rights) on the mailbox: mode "replace" | "add" | "remove" `rights`
+        (letters of ACL_RIGHTS, in any order), in one transaction; returns the entry's rights now (an entry
+        left without rights is removed). NotFound for an unknown mailbox, or an identifier that is no account
+        of that domain; ValueError for another letter, or for the owner (who has every right, always). A new
+        mailbox starts with its parent's entries (`create_mailbox`), RENAME keeps them, DELETE and removing
+        the account (owner or grantee) remove them."""
+
+    @abc.abstractmethod
+    async def delete_acl(self, mailbox_id: int, identifier: str) -> bool:
+        """Remove the entry of `identifier` (as `set_acl` names it) from the mailbox: whether there was one.
+        NotFound for an unknown mailbox or account; ValueError for the owner."""
+
+    @abc.abstractmethod
+    async def get_acl(self, mailbox_id: int) -> list[AclEntry]:
+        """The mailbox's entries (the owner's implicit one is not among them): "anyone" first, then by
+        address, each positive entry before its negative one. NotFound for an unknown mailbox."""
+
+    @abc.abstractmethod
+    async def my_rights(self, account_id: int, mailbox_ids: Sequence[int]) -> dict[int, str]:
+        """The account's rights on each mailbox (ACL_RIGHTS order): all of them on its own; on another
+        account's of its domain, those of its entry and of "anyone" without those of the negative entries; ""
+        on any other. Mailboxes that do not exist are left out."""
+
+    @abc.abstractmethod
+    async def shared_mailboxes(
+        self, account_id: int, owner: str | None = None, name: str | None = None
+    ) -> list[SharedMailbox]:
+        """The mailboxes of other accounts of the account's domain on which it has any right, with those
+        rights (as `my_rights`), by owner address then mailbox name (INBOX first); only the owner's `owner`
+        (an address), and only the mailbox named `name` (INBOX in any case), when given."""
 
     # -- messages -----------------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -977,14 +1052,17 @@ class MailStore(abc.ABC):
         *,
         move: bool = False,
         keyword_limits: KeywordLimits | None = None,
+        settable: Collection[str] | None = None,
     ) -> list[tuple[int, int]]:
         """COPY / MOVE: (source UID, new UID) pairs in source UID order, flags and internal dates kept; a move
         expunges the sources in the same transaction (RFC 6851). With `keyword_limits`, the copies leave out
         the keywords new to the target that break them (too long, or beyond the count: the first in sorted
-        order are kept); a copy is never refused for its keywords (docs/decisions/0043). OverQuota (nothing
-        changes) when the copies would take the target's account over its storage quota (decision 0053),
-        except a copy into the account's \\Trash mailbox (that is how some clients delete: deleting always
-        works) and a move within one account (it adds nothing)."""
+        order are kept); a copy is never refused for its keywords (docs/decisions/0043). With `settable`, the
+        copies keep only those of their flags (`\\*` stands for every keyword: the flags a user may set on
+        the target, IMAP ACL, decision 0073). OverQuota (nothing changes) when the copies would take the
+        target's account over its storage quota (decision 0053), except a copy into the account's \\Trash
+        mailbox (that is how some clients delete: deleting always works) and a move within one account (it
+        adds nothing). A copy into another account's mailbox joins that account's conversations."""
 
     @abc.abstractmethod
     async def list_messages(self, mailbox_id: int) -> list[MessageInfo]:
@@ -1120,11 +1198,17 @@ class MailStore(abc.ABC):
         mode: str,
         *,
         keyword_limits: KeywordLimits | None = None,
+        settable: Collection[str] | None = None,
     ) -> int:
         """mode: "add" | "remove" | "replace". Returns the new MODSEQ. LimitExceeded (nothing changes) when
         the change gives a message a keyword no message of the mailbox has that breaks `keyword_limits`
         (too long, or one more than the mailbox may have); keywords the mailbox has already are never
-        refused (docs/decisions/0043)."""
+        refused (docs/decisions/0043). With `settable`, only those flags change (`\\*` stands for every
+        keyword), whatever the mode: the others stay as they are on each message (IMAP ACL, decision 0073:
+        a "replace" by a user who may not change \\Deleted keeps it where it is).
+        Committed (other sessions see it, a killed process keeps it) when it returns, but a backend may give
+        the answer before the change is fsynced: a power loss may lose the last flag changes, never a message
+        (docs/decisions/0074)."""
 
     @abc.abstractmethod
     async def store_flags_unchanged_since(
@@ -1136,6 +1220,7 @@ class MailStore(abc.ABC):
         unchanged_since: int,
         *,
         keyword_limits: KeywordLimits | None = None,
+        settable: Collection[str] | None = None,
     ) -> FlagUpdate:
         """`store_flags` for the messages whose MODSEQ is at most `unchanged_since` (RFC 7162 section 3.1.3:
         STORE UNCHANGEDSINCE), checked and changed in one transaction; the others are left as they are and

@@ -353,3 +353,16 @@ CREATE TABLE metadata (
     PRIMARY KEY (account_id, mailbox_id, name)
 );
 -- End of version 22.
+-- IMAP ACL (version 24, RFC 4314, docs/decisions/0073): the rights of other accounts of the owner's domain on
+-- a mailbox. grantee_id 0 is "anyone" (every account of the domain); negative 1 is a "-identifier" entry,
+-- rights taken away. The owner has every right and no row. Rows go with the mailbox (DELETE) and with the
+-- account, owner or grantee; a new mailbox copies its parent's.
+CREATE TABLE acl (
+    mailbox_id INTEGER NOT NULL,                  -- mailboxes.id
+    grantee_id INTEGER NOT NULL,                  -- accounts.id; 0: anyone
+    negative   INTEGER NOT NULL DEFAULT 0,        -- 1: the rights are taken away
+    rights     TEXT NOT NULL,                     -- letters of "lrswipkxtea", in that order, never empty
+    PRIMARY KEY (mailbox_id, grantee_id, negative)
+) WITHOUT ROWID;
+CREATE INDEX acl_grantee ON acl(grantee_id);
+-- End of version 24.

@@ -10,7 +10,14 @@ import time
 
 import pytest
 
-from postoffice.store import ChangeEvent, MailStore, NotFound, OutboundMessage, OutboundRecipient
+from postoffice.store import (
+    ChangeEvent,
+    MailStore,
+    MetadataLimits,
+    NotFound,
+    OutboundMessage,
+    OutboundRecipient,
+)
 from tests.store.contract.harness import Backend, accounts, append, covers, deliver, inbox_of, message
 
 S = MailStore
@@ -147,5 +154,35 @@ def test_the_queue_runner_is_woken_by_what_queues_or_makes_due_and_only_by_that(
         await store.queue_delete(queue_id)
         assert await store.queue_retry() == 0  # nothing became due: no wake-up
         assert len(woken) == 2
+
+    backend.run(scenario)
+
+
+@covers(S.subscribe, S.set_subscribed, S.set_metadata)
+def test_subscriptions_and_annotations_that_change_are_published(backend: Backend) -> None:
+    """IMAP NOTIFY's SubscriptionChange and Mailbox/ServerMetadataChange (decision 0072): one event per
+    change, none for a write that changes nothing."""
+
+    async def scenario(store: MailStore) -> None:
+        (demo,) = await accounts(store, "demo")
+        inbox = await inbox_of(store, demo)
+        limits = MetadataLimits(max_value_size=1024, max_entries=10, max_account_octets=100_000)
+        events: list[ChangeEvent] = []
+        store.subscribe(demo, events.append)
+        await store.set_subscribed(demo, "Work", True)
+        await store.set_subscribed(demo, "Work", True)  # already: nothing
+        await store.set_subscribed(demo, "Work", False)
+        await store.set_subscribed(demo, "Work", False)  # not any more: nothing
+        await store.set_metadata(demo, inbox, {"/private/comment": b"a", "/shared/x": None}, limits)
+        await store.set_metadata(demo, inbox, {"/private/comment": b"a"}, limits)  # the same value
+        await store.set_metadata(demo, None, {"/shared/comment": b"b"}, limits)
+        await store.set_metadata(demo, None, {"/shared/comment": None}, limits)
+        assert [(e.kind, e.mailbox_id, e.extra) for e in events] == [
+            ("subscription", 0, {"name": "Work", "subscribed": True}),
+            ("subscription", 0, {"name": "Work", "subscribed": False}),
+            ("metadata", inbox, {"entries": ("/private/comment",)}),
+            ("metadata", 0, {"entries": ("/shared/comment",)}),
+            ("metadata", 0, {"entries": ("/shared/comment",)}),
+        ]
 
     backend.run(scenario)

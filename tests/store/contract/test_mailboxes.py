@@ -188,6 +188,41 @@ def test_status_counts_unseen_recent_and_keywords(backend: Backend) -> None:
     backend.run(scenario)
 
 
+@covers(S.claim_recent)
+def test_claim_recent_up_to_answers_for_the_uids_asked_about(backend: Backend) -> None:
+    """`up_to`: each session asks about the new UIDs it saw; only the first one gets them as \\Recent, also
+    when the store answers a later one without a write; a deleted mailbox's claims do not pass to a new
+    mailbox that is given the same id."""
+
+    async def scenario(store: MailStore) -> None:
+        (account,) = await accounts(store, "demo")
+        inbox = await inbox_of(store, account)
+        for n in range(3):
+            await append(store, inbox, f"m{n}")
+        assert await store.claim_recent(inbox, up_to=3) == 1  # the first session: all three
+        assert await store.claim_recent(inbox, up_to=3) > 3  # every later one: none of them
+        assert await store.claim_recent(inbox, up_to=2) > 2
+        await append(store, inbox, "m3")
+        assert await store.claim_recent(inbox, up_to=4) == 4  # the new one goes to the first who asks
+        assert await store.claim_recent(inbox, up_to=4) > 4
+        assert await store.claim_recent(inbox) == 5
+        assert (await store.mailbox_status(inbox)).recent == 0
+
+        # the last-created mailbox deleted: a new one may get its id; its messages are \Recent again
+        box = await store.create_mailbox(account, "Short-lived")
+        for n in range(2):
+            await append(store, box.id, f"s{n}")
+        assert await store.claim_recent(box.id, up_to=2) == 1
+        await store.delete_mailbox(account, "Short-lived")
+        again = await store.create_mailbox(account, "Again")
+        for n in range(2):
+            await append(store, again.id, f"a{n}")
+        assert await store.claim_recent(again.id, up_to=2) == 1
+        assert await store.claim_recent(again.id, up_to=2) == 3
+
+    backend.run(scenario)
+
+
 @covers(S.unseen_counts)
 def test_unseen_counts_per_mailbox_of_one_account(backend: Backend) -> None:
     async def scenario(store: MailStore) -> None:

@@ -333,6 +333,33 @@ def test_expunge_deleted_removes_only_deleted_messages_of_the_given_uids(backend
 
 
 @covers(S.changes_since)
+def test_changes_since_many_changes_same_answer_as_a_full_read(backend: Backend) -> None:
+    """More changed and expunged messages than a backend reads in its fast path (SQLite: SMALL_CHANGES, on
+    the event loop), and fewer: the changes are those of the message list, whichever path read them."""
+
+    async def scenario(store: MailStore) -> None:
+        (account,) = await accounts(store, "demo")
+        inbox = await inbox_of(store, account)
+        raws = [message(f"m{i}") for i in range(480)]
+        await store.append_many(inbox, [AppendItem(io.BytesIO(raw), parse(raw)) for raw in raws])
+        base = (await store.changes_since(inbox, 0)).highest_modseq
+        await store.store_flags(inbox, list(range(1, 241)), ["$Many"], "add")  # 240 changed
+        await store.expunge(inbox, list(range(241, 461)))  # 220 expunged
+        await store.store_flags(inbox, [470], ["\\Seen"], "add")
+        many = await store.changes_since(inbox, base)
+        listed = await store.list_messages(inbox)
+        assert many.messages == [m for m in listed if m.modseq > base]
+        assert [m.uid for m in many.messages] == [*range(1, 241), 470]
+        assert many.expunged == list(range(241, 461))
+        assert many.highest_modseq == max(m.modseq for m in listed)
+        few = await store.changes_since(inbox, many.highest_modseq - 1)  # the last change only
+        assert [(m.uid, m.flags) for m in few.messages] == [(470, frozenset({"\\Seen"}))]
+        assert few.expunged == []
+
+    backend.run(scenario)
+
+
+@covers(S.changes_since)
 def test_changes_since_reports_new_changed_and_expunged_messages(backend: Backend) -> None:
     async def scenario(store: MailStore) -> None:
         (account,) = await accounts(store, "demo")

@@ -6,19 +6,23 @@ What it implements
   (RFC 7888, `{n+}`), BINARY (RFC 3516, `~{n}`, BINARY[...] fetch items), MULTIAPPEND (RFC 3502),
   UTF8=ACCEPT (RFC 6855, `APPEND ... UTF8 (~{n})` and UTF-8 in quoted strings), SASL-IR (RFC 4959),
   ENABLE (RFC 5161), ID (RFC 2971), UNSELECT (RFC 3691), IDLE (RFC 2177), UIDPLUS (RFC 4315, UID EXPUNGE),
-  MOVE (RFC 6851), ESEARCH (RFC 4731, SEARCH RETURN), SEARCHRES (RFC 5182, `$`), CONDSTORE/QRESYNC
+  MOVE (RFC 6851), ESEARCH (RFC 4731, SEARCH RETURN), SEARCHRES (RFC 5182, `$`), CONTEXT=SEARCH and
+  CONTEXT=SORT (RFC 5267: RETURN CONTEXT, UPDATE and PARTIAL, CANCELUPDATE), CONDSTORE/QRESYNC
   (RFC 7162: SELECT parameters, CHANGEDSINCE, VANISHED, UNCHANGEDSINCE, SEARCH MODSEQ, FETCH MODSEQ, STATUS
   HIGHESTMODSEQ), LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819), SPECIAL-USE and CREATE-SPECIAL-USE
   (RFC 6154), STATUS=SIZE (RFC 8438), APPENDLIMIT (RFC 7889, STATUS APPENDLIMIT), OBJECTID (RFC 8474,
-  STATUS MAILBOXID), METADATA (RFC 5464: GETMETADATA, SETMETADATA with literal8 values).
-- Not here: responses (see `postoffice.imap.wire`), session state (which command is allowed when), CATENATE,
-  ACL, NOTIFY. They are unknown commands (ParseError) until added.
+  STATUS MAILBOXID), METADATA (RFC 5464: GETMETADATA, SETMETADATA with literal8 values), NOTIFY (RFC 5465,
+  with RFC 7377's subtree-one), ACL (RFC 4314: SETACL, DELETEACL, GETACL, LISTRIGHTS, MYRIGHTS), CATENATE
+  (RFC 4469: `APPEND ... CATENATE (TEXT {n} URL url ...)`, TEXT literals streamed as message literals are),
+  URLAUTH (RFC 4467: GENURLAUTH, RESETKEY, URLFETCH) and URLAUTH=BINARY (RFC 5524: `URLFETCH (url BINARY)`).
+  An IMAP URL itself is read by `postoffice.imap.imapurl`; `parse_section` reads its ;SECTION=.
+- Not here: responses (see `postoffice.imap.wire`), session state (which command is allowed when).
 
 Modules
 - `commands`: the typed results: value types (`MailboxName`, `Section`, fetch items), search keys, reader
   events (`ParseError`, `NeedContinuation`, ...) and one dataclass per command (`Login`, `Fetch`, ...).
 - `grammar`: the command grammar over one framed command (`parse_command`); its limits MAX_NESTING,
-  MAX_SEARCH_KEYS, MAX_METADATA_ENTRY_LENGTH.
+  MAX_SEARCH_KEYS, MAX_METADATA_ENTRY_LENGTH, MAX_ACL_IDENTIFIER_LENGTH, MAX_CATENATE_PARTS.
 - `reader`: `CommandReader`: framing, literals, APPEND streaming, limits, resynchronisation; the event model
   and the invariants every change must keep are in its docstring.
 
@@ -35,7 +39,12 @@ from postoffice.imap.parser.commands import (
     AppendMessageStart,
     Authenticate,
     AuthenticateResponse,
+    CancelUpdate,
     Capability,
+    CatenatePart,
+    CatenateText,
+    CatenateTextStart,
+    CatenateUrl,
     Check,
     Close,
     Command,
@@ -43,6 +52,7 @@ from postoffice.imap.parser.commands import (
     Copy,
     Create,
     Delete,
+    DeleteAcl,
     Enable,
     Examine,
     Expunge,
@@ -54,6 +64,8 @@ from postoffice.imap.parser.commands import (
     FetchBinarySize,
     FetchBody,
     FetchItem,
+    GenUrlAuth,
+    GetAcl,
     GetMetadata,
     GetQuota,
     GetQuotaRoot,
@@ -62,20 +74,26 @@ from postoffice.imap.parser.commands import (
     IdleDone,
     ImapUsageError,
     List,
+    ListRights,
     LiteralTooLarge,
     Login,
     Logout,
     Lsub,
     MailboxName,
     Move,
+    MyRights,
     Namespace,
     NeedContinuation,
     Noop,
+    Notify,
+    NotifyEvent,
+    NotifyGroup,
     ParseError,
     Partial,
     ReaderEvent,
     Rename,
     Replace,
+    ResetKey,
     Search,
     SearchAnd,
     SearchDate,
@@ -95,6 +113,7 @@ from postoffice.imap.parser.commands import (
     Section,
     SectionText,
     Select,
+    SetAcl,
     SetMetadata,
     SetQuota,
     Sort,
@@ -108,18 +127,25 @@ from postoffice.imap.parser.commands import (
     Unselect,
     Unsubscribe,
     UnsupportedCharset,
+    UrlFetch,
+    UrlFetchItem,
 )
 from postoffice.imap.parser.grammar import (
+    MAX_ACL_IDENTIFIER_LENGTH,
+    MAX_CATENATE_PARTS,
     MAX_METADATA_ENTRY_LENGTH,
     MAX_NESTING,
     MAX_SEARCH_KEYS,
     SEARCH_CHARSETS,
+    parse_section,
 )
 from postoffice.imap.parser.reader import APPEND_CHUNK_SIZE, LITERAL_MINUS_LIMIT, CommandReader
 
 __all__ = [
     "APPEND_CHUNK_SIZE",
     "LITERAL_MINUS_LIMIT",
+    "MAX_ACL_IDENTIFIER_LENGTH",
+    "MAX_CATENATE_PARTS",
     "MAX_METADATA_ENTRY_LENGTH",
     "MAX_NESTING",
     "MAX_SEARCH_KEYS",
@@ -130,7 +156,12 @@ __all__ = [
     "AppendMessageStart",
     "Authenticate",
     "AuthenticateResponse",
+    "CancelUpdate",
     "Capability",
+    "CatenatePart",
+    "CatenateText",
+    "CatenateTextStart",
+    "CatenateUrl",
     "Check",
     "Close",
     "Command",
@@ -139,6 +170,7 @@ __all__ = [
     "Copy",
     "Create",
     "Delete",
+    "DeleteAcl",
     "Enable",
     "Examine",
     "Expunge",
@@ -150,6 +182,8 @@ __all__ = [
     "FetchBinarySize",
     "FetchBody",
     "FetchItem",
+    "GenUrlAuth",
+    "GetAcl",
     "GetMetadata",
     "GetQuota",
     "GetQuotaRoot",
@@ -158,20 +192,26 @@ __all__ = [
     "IdleDone",
     "ImapUsageError",
     "List",
+    "ListRights",
     "LiteralTooLarge",
     "Login",
     "Logout",
     "Lsub",
     "MailboxName",
     "Move",
+    "MyRights",
     "Namespace",
     "NeedContinuation",
     "Noop",
+    "Notify",
+    "NotifyEvent",
+    "NotifyGroup",
     "ParseError",
     "Partial",
     "ReaderEvent",
     "Rename",
     "Replace",
+    "ResetKey",
     "Search",
     "SearchAnd",
     "SearchDate",
@@ -191,6 +231,7 @@ __all__ = [
     "Section",
     "SectionText",
     "Select",
+    "SetAcl",
     "SetMetadata",
     "SetQuota",
     "Sort",
@@ -204,4 +245,7 @@ __all__ = [
     "Unselect",
     "Unsubscribe",
     "UnsupportedCharset",
+    "UrlFetch",
+    "UrlFetchItem",
+    "parse_section",
 ]

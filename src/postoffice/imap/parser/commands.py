@@ -169,15 +169,38 @@ class StoreMode(Enum):
 
 
 @dataclass(frozen=True)
+class CatenateText:
+    """A TEXT literal of a CATENATE list (RFC 4469 section 5), or RFC 6855's `UTF8 (~{n})` (`utf8`): its
+    octets came in AppendData events, after a CatenateTextStart."""
+
+    size: int
+    binary: bool = False
+    utf8: bool = False
+
+
+@dataclass(frozen=True)
+class CatenateUrl:
+    """A URL of a CATENATE list (RFC 4469 section 5), as the client wrote it."""
+
+    url: str
+
+
+CatenatePart: TypeAlias = CatenateText | CatenateUrl
+
+
+@dataclass(frozen=True)
 class AppendMessage:
     """One message of an APPEND: its flags, INTERNALDATE (None: the server's time), literal size, whether it
-    was a literal8 (`~{n}`, RFC 3516) and whether it came as `UTF8 (~{n})` (RFC 6855)."""
+    was a literal8 (`~{n}`, RFC 3516) and whether it came as `UTF8 (~{n})` (RFC 6855). A CATENATE message
+    (RFC 4469) has its parts in `catenate` (None for a literal): then `size`, `binary` and `utf8` are its
+    TEXT parts' (their octets together; any of them literal8; any of them UTF8)."""
 
     flags: tuple[str, ...]
     internal_date: datetime.datetime | None
     size: int
     binary: bool = False
     utf8: bool = False
+    catenate: tuple[CatenatePart, ...] | None = None
 
 
 # ------------------------------------------------------------------------------------------ search keys
@@ -391,6 +414,24 @@ class AppendMessageStart(ReaderEvent):
     message: AppendMessage
     synchronizing: bool
     replace: tuple[int, bool] | None = None  # REPLACE (RFC 8508): the message it replaces, and whether by UID
+
+
+@dataclass(frozen=True)
+class CatenateTextStart(ReaderEvent):
+    """A TEXT literal of a CATENATE list begins (RFC 4469): part `part` (from 0) of message `index` (from 0)
+    of an APPEND or REPLACE; AppendData events follow, as for a message literal. `message` has the
+    message's flags and date and this literal's size (the message's parts are the command's, at its end);
+    `urls`: the URL parts of the list right before this one (since its previous TEXT), in order."""
+
+    tag: str
+    mailbox: MailboxName
+    index: int
+    part: int
+    text: CatenateText
+    message: AppendMessage
+    synchronizing: bool
+    replace: tuple[int, bool] | None = None
+    urls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -658,34 +699,41 @@ class UidExpunge(Command):
 @dataclass(frozen=True)
 class Search(Command):
     """[UID] SEARCH [RETURN (opts)] [CHARSET c] keys. `keys` are ANDed. `return_options` is None without
-    RETURN, () for "RETURN ()" (which means ALL, RFC 4731 section 3.1). `charset` is upper-case or None."""
+    RETURN, () for "RETURN ()" (which means ALL, RFC 4731 section 3.1), each option once, upper-case;
+    `charset` is upper-case or None. With "PARTIAL" among the options (RFC 5267 section 4.4), `partial` is
+    its range as sent (first, last): 1-based positions in the result, either order."""
 
     keys: tuple[SearchKey, ...]
     charset: str | None = None
     return_options: tuple[str, ...] | None = None
     uid: bool = False
+    partial: tuple[int, int] | None = None
     NAME = "SEARCH"
 
-    RETURN_OPTIONS: ClassVar[frozenset[str]] = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+    #: the options without an argument (RFC 4731, RFC 5182 SAVE, RFC 5267 CONTEXT and UPDATE); PARTIAL has one
+    RETURN_OPTIONS: ClassVar[frozenset[str]] = frozenset(
+        {"MIN", "MAX", "ALL", "COUNT", "SAVE", "CONTEXT", "UPDATE"}
+    )
 
 
 @dataclass(frozen=True)
 class Sort(Command):
     """[UID] SORT [RETURN (opts)] (criteria) charset keys (RFC 5256 section 3, RFC 5957 DISPLAYFROM and
-    DISPLAYTO, RFC 5267 section 3 ESORT's RETURN). `criteria`: (key, reverse) pairs in order, keys
-    upper-case; `charset` upper-case; `return_options` as Search's."""
+    DISPLAYTO, RFC 5267 section 3 ESORT's RETURN and section 4 CONTEXT=SORT's). `criteria`: (key, reverse)
+    pairs in order, keys upper-case; `charset` upper-case; `return_options` and `partial` as Search's."""
 
     criteria: tuple[tuple[str, bool], ...]
     charset: str
     keys: tuple[SearchKey, ...]
     return_options: tuple[str, ...] | None = None
     uid: bool = False
+    partial: tuple[int, int] | None = None
     NAME = "SORT"
 
     SORT_KEYS: ClassVar[frozenset[str]] = frozenset(
         {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
     )
-    RETURN_OPTIONS: ClassVar[frozenset[str]] = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+    RETURN_OPTIONS: ClassVar[frozenset[str]] = Search.RETURN_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -741,6 +789,53 @@ class Move(Command):
     mailbox: MailboxName
     uid: bool = False
     NAME = "MOVE"
+
+
+@dataclass(frozen=True)
+class SetAcl(Command):
+    """SETACL mailbox identifier mod-rights (RFC 4314 section 3.1): `mode` "+" (add), "-" (remove) or ""
+    (replace) the `rights`, lower-case letters and digits as sent (the server refuses those it does not
+    know)."""
+
+    mailbox: MailboxName
+    identifier: str
+    mode: str
+    rights: str
+    NAME = "SETACL"
+
+
+@dataclass(frozen=True)
+class DeleteAcl(Command):
+    """DELETEACL mailbox identifier (RFC 4314 section 3.2)."""
+
+    mailbox: MailboxName
+    identifier: str
+    NAME = "DELETEACL"
+
+
+@dataclass(frozen=True)
+class GetAcl(Command):
+    """GETACL mailbox (RFC 4314 section 3.3)."""
+
+    mailbox: MailboxName
+    NAME = "GETACL"
+
+
+@dataclass(frozen=True)
+class ListRights(Command):
+    """LISTRIGHTS mailbox identifier (RFC 4314 section 3.4)."""
+
+    mailbox: MailboxName
+    identifier: str
+    NAME = "LISTRIGHTS"
+
+
+@dataclass(frozen=True)
+class MyRights(Command):
+    """MYRIGHTS mailbox (RFC 4314 section 3.5)."""
+
+    mailbox: MailboxName
+    NAME = "MYRIGHTS"
 
 
 @dataclass(frozen=True)
@@ -801,8 +896,114 @@ class SetMetadata(Command):
 
 
 @dataclass(frozen=True)
+class CancelUpdate(Command):
+    """CANCELUPDATE "tag" ... (RFC 5267 section 4.3.5): the tags of the searching commands whose updates stop,
+    in the client's order."""
+
+    tags: tuple[str, ...]
+    NAME = "CANCELUPDATE"
+
+
+@dataclass(frozen=True)
 class Id(Command):
     """ID (RFC 2971): None for NIL, else the field/value pairs in order (values may be None for NIL)."""
 
     params: tuple[tuple[str, str | None], ...] | None
     NAME = "ID"
+
+
+@dataclass(frozen=True)
+class NotifyEvent:
+    """One event of a NOTIFY event group (RFC 5465 section 5): `name` in the RFC's spelling when it is one of
+    the RFC's events (`NAMES`, matched in any case), else as the client wrote it (an `event-ext` atom: the
+    server answers NO [BADEVENT]). `fetch`: MessageNew's fetch attributes, () when it has none."""
+
+    name: str
+    fetch: tuple[FetchItem, ...] = ()
+
+    #: RFC 5465 section 8: message-event, mailbox-event and user-event
+    NAMES: ClassVar[tuple[str, ...]] = (
+        "MessageNew",
+        "MessageExpunge",
+        "FlagChange",
+        "AnnotationChange",
+        "MailboxName",
+        "SubscriptionChange",
+        "MailboxMetadataChange",
+        "ServerMetadataChange",
+    )
+    #: message-event: MessageNew MessageExpunge FlagChange AnnotationChange
+    MESSAGE_EVENTS: ClassVar[tuple[str, ...]] = NAMES[:4]
+
+
+@dataclass(frozen=True)
+class NotifyGroup:
+    """One event group of NOTIFY SET (RFC 5465 section 8: `"(" filter-mailboxes SP events ")"`): `filter`
+    upper-case, one of `FILTERS`; `mailboxes` the names given to SUBTREE, SUBTREE-ONE (RFC 7377) and
+    MAILBOXES, in order (INBOX normalised as everywhere); `events` () for NONE."""
+
+    filter: str
+    events: tuple[NotifyEvent, ...] = ()
+    mailboxes: tuple[MailboxName, ...] = ()
+
+    FILTERS: ClassVar[tuple[str, ...]] = (
+        "SELECTED",
+        "SELECTED-DELAYED",
+        "INBOXES",
+        "PERSONAL",
+        "SUBSCRIBED",
+        "SUBTREE",
+        "SUBTREE-ONE",
+        "MAILBOXES",
+    )
+    #: the filters followed by `one-or-more-mailbox`
+    WITH_MAILBOXES: ClassVar[tuple[str, ...]] = ("SUBTREE", "SUBTREE-ONE", "MAILBOXES")
+
+
+@dataclass(frozen=True)
+class Notify(Command):
+    """NOTIFY SET [STATUS] event-group ... or NOTIFY NONE (RFC 5465 section 3.1): `groups` in the client's
+    order, None for NONE; `status` for the STATUS indicator. Only the syntax is checked here: the rules of
+    sections 5 and 6.1 (events that go together, one SELECTED) are the command's (`imap.commands_notify`)."""
+
+    groups: tuple[NotifyGroup, ...] | None
+    status: bool = False
+    NAME = "NOTIFY"
+
+
+@dataclass(frozen=True)
+class GenUrlAuth(Command):
+    """GENURLAUTH url-rump mechanism ... (RFC 4467 section 7): each rump URL as the client wrote it, with its
+    mechanism name upper-case."""
+
+    urls: tuple[tuple[str, str], ...]
+    NAME = "GENURLAUTH"
+
+
+@dataclass(frozen=True)
+class ResetKey(Command):
+    """RESETKEY [mailbox [mechanism ...]] (RFC 4467 section 7): `mailbox` None resets every key; mechanism
+    names upper-case."""
+
+    mailbox: MailboxName | None = None
+    mechanisms: tuple[str, ...] = ()
+    NAME = "RESETKEY"
+
+
+@dataclass(frozen=True)
+class UrlFetchItem:
+    """One URL of URLFETCH: as the client wrote it, and RFC 5524's parameters (upper-case, each once, not
+    both BINARY and BODY); `params` None when the URL was not in parentheses (RFC 4467's form)."""
+
+    url: str
+    params: tuple[str, ...] | None = None
+
+    PARAMS: ClassVar[tuple[str, ...]] = ("BODYPARTSTRUCTURE", "BINARY", "BODY")
+
+
+@dataclass(frozen=True)
+class UrlFetch(Command):
+    """URLFETCH url ... (RFC 4467 section 7; RFC 5524 3.1: `(url param ...)`), in the client's order."""
+
+    urls: tuple[UrlFetchItem, ...]
+    NAME = "URLFETCH"

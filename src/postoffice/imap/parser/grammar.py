@@ -12,7 +12,8 @@ Implementation notes
 - Strings: quoted strings take `\\\\` and `\\"` escapes only; 8-bit octets in a quoted string are an error
   unless `utf8` is set (the server sets it after ENABLE UTF8=ACCEPT or IMAP4rev2, RFC 6855 / RFC 9051), and
   then they must be UTF-8. Literals may carry any octet but NUL (CHAR8); a string argument must decode as
-  UTF-8, else it is a syntax error. `~{n}` (literal8) is accepted only for APPEND data and METADATA values.
+  UTF-8, else it is a syntax error. `~{n}` (literal8) is accepted only for APPEND data (also a CATENATE TEXT
+  part: RFC 4469 leaves it to BINARY's literal8, which may carry NUL) and METADATA values.
 - Mailbox names (`MailboxName`): `raw` is the string as sent, `name` the Unicode name: decoded from modified
   UTF-7 (strictly, see `postoffice.imap.mutf7`) unless `utf8` is set, when the name is the UTF-8 string itself
   (RFC 6855 section 3, RFC 9051 section 5.1). "INBOX" in any case is normalised to "INBOX" (RFC 9051 section
@@ -44,7 +45,11 @@ from postoffice.imap.parser.commands import (
     Append,
     AppendMessage,
     Authenticate,
+    CancelUpdate,
     Capability,
+    CatenatePart,
+    CatenateText,
+    CatenateUrl,
     Check,
     Close,
     Command,
@@ -52,6 +57,7 @@ from postoffice.imap.parser.commands import (
     Copy,
     Create,
     Delete,
+    DeleteAcl,
     Enable,
     Examine,
     Expunge,
@@ -63,22 +69,30 @@ from postoffice.imap.parser.commands import (
     FetchBinarySize,
     FetchBody,
     FetchItem,
+    GenUrlAuth,
+    GetAcl,
     GetMetadata,
     GetQuota,
     GetQuotaRoot,
     Id,
     Idle,
     List,
+    ListRights,
     Login,
     Logout,
     Lsub,
     MailboxName,
     Move,
+    MyRights,
     Namespace,
     Noop,
+    Notify,
+    NotifyEvent,
+    NotifyGroup,
     Partial,
     Rename,
     Replace,
+    ResetKey,
     Search,
     SearchAnd,
     SearchDate,
@@ -98,6 +112,7 @@ from postoffice.imap.parser.commands import (
     Section,
     SectionText,
     Select,
+    SetAcl,
     SetMetadata,
     SetQuota,
     Sort,
@@ -110,6 +125,8 @@ from postoffice.imap.parser.commands import (
     UidExpunge,
     Unselect,
     Unsubscribe,
+    UrlFetch,
+    UrlFetchItem,
 )
 from postoffice.imap.sequence import SequenceSet
 
@@ -126,6 +143,12 @@ SEARCH_CHARSETS = ("UTF-8", "US-ASCII")
 MAX_METADATA_ENTRY_LENGTH = 1024
 """Longest METADATA entry name, in octets (RFC 5464 sets no limit): a longer one is refused (BAD) as a name
 against the rules of section 3.2 is."""
+
+MAX_CATENATE_PARTS = 1000
+"""Most parts in one CATENATE list (RFC 4469 sets no limit; each URL is read from the store): BAD beyond."""
+
+MAX_ACL_IDENTIFIER_LENGTH = 512
+"""Longest ACL identifier, in octets (RFC 4314 sets no limit; an address has at most 254): BAD beyond."""
 
 _MAX_MODSEQ = 2**63 - 1  # mod-sequence-value: positive unsigned 63-bit integer (RFC 7162 section 7)
 _MAX_NUMBER = 2**32 - 1  # number: unsigned 32-bit (RFC 9051 section 9)
@@ -165,20 +188,29 @@ class _MessageLiteralPending(LiteralPending):
 
 
 class MessagePending(Exception):
-    """The parse reached an APPEND message literal whose octets have not arrived yet."""
+    """The parse reached an APPEND message literal, or a CATENATE TEXT literal (`text`), whose octets have not
+    arrived yet; `progress` is the command parsed up to it (the reader's checkpoint from then on)."""
 
     def __init__(
         self,
-        mailbox: MailboxName,
+        progress: AppendProgress,
         message: AppendMessage,
         in_utf8_parens: bool,
-        replace: tuple[int, bool] | None = None,
+        text: CatenateText | None = None,
     ) -> None:
         super().__init__()
-        self.mailbox = mailbox
+        self.progress = progress
         self.message = message
         self.in_utf8_parens = in_utf8_parens
-        self.replace = replace  # a REPLACE's (target, by UID)
+        self.text = text
+
+    @property
+    def mailbox(self) -> MailboxName:
+        return self.progress.mailbox
+
+    @property
+    def replace(self) -> tuple[int, bool] | None:
+        return self.progress.replace  # a REPLACE's (target, by UID)
 
 
 # Character classes of RFC 9051 section 9. atom-specials: ( ) { SP CTL % * " \ ] ; 8-bit is not CHAR.
@@ -190,6 +222,7 @@ _EXT_ATOM = re.compile(rb'[^\x00-\x20\x7f-\xff(){"\\%]+')  # tagged-ext-simple: 
 _LITERAL = re.compile(rb"(~?)\{([0-9]{1,30})(\+?)\}")
 _QUOTED = re.compile(rb'"((?:[^"\\\r\n\x00]|\\["\\])*)"')
 _DIGITS = re.compile(rb"[0-9]+")
+_PARTIAL_RANGE = re.compile(rb"(-?)([0-9]+):(-?)([0-9]+)")
 _FETCH_NAME = re.compile(rb"[A-Za-z0-9.]+")
 _SECTION_SPEC = re.compile(rb"[A-Za-z0-9.]*")
 _BASE64 = re.compile(rb"=|(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
@@ -732,24 +765,52 @@ def _search_key(sc: Scanner, depth: int) -> SearchKey:
     raise BadSyntax(f"unknown search key {word}")
 
 
-def _return_options(sc: Scanner, command: str, allowed: frozenset[str]) -> tuple[str, ...] | None:
-    """[RETURN (opts) SP] of SEARCH and SORT (RFC 4731, RFC 5267): None without RETURN."""
+def _partial_range(sc: Scanner) -> tuple[int, int]:
+    """RFC 5267 section 5: partial-range = nz-number ":" nz-number (no "*"; 500:400 is 400:500), kept as sent.
+    RFC 9394's negative ranges (PARTIAL -1:-100) are refused: that extension is not offered."""
+    m = _PARTIAL_RANGE.match(sc.seg, sc.pos)
+    if m is None or sc.seg[m.end() : m.end() + 1] not in (b" ", b")"):
+        raise BadSyntax(f"expected a PARTIAL range (like 1:100) but found {sc._near()}")
+    if m.group(1) or m.group(3):
+        raise BadSyntax("negative PARTIAL ranges (RFC 9394) are not supported")
+    ends: list[int] = []
+    for digits in (m.group(2), m.group(4)):
+        if digits.startswith(b"0") or len(digits) > 10 or int(digits) > _MAX_NUMBER:
+            raise BadSyntax("a PARTIAL range is two numbers from 1 to 4294967295")
+        ends.append(int(digits))
+    sc.pos = m.end()
+    return ends[0], ends[1]
+
+
+def _return_options(
+    sc: Scanner, command: str, allowed: frozenset[str]
+) -> tuple[tuple[str, ...] | None, tuple[int, int] | None]:
+    """[RETURN (opts) SP] of SEARCH and SORT (RFC 4731, RFC 5267): (None, None) without RETURN, else the
+    options (each once) and PARTIAL's range. RFC 5267 section 4.4: one PARTIAL or one ALL, not both."""
     if not sc.keyword("RETURN"):
-        return None
+        return None, None
     sc.sp()
     sc.expect(b"(")
     options: list[str] = []
+    partial: tuple[int, int] | None = None
     if not sc.take(b")"):
         while True:
             option = sc.atom("a RETURN option").upper()
-            if option not in allowed:
+            if option not in allowed and option != "PARTIAL":
                 raise BadSyntax(f"unknown {command} RETURN option {option}")
+            if option in options:
+                raise BadSyntax(f"the RETURN option {option} is given twice")
+            if option == "PARTIAL":
+                sc.sp()
+                partial = _partial_range(sc)
             options.append(option)
             if sc.take(b")"):
                 break
             sc.sp()
+    if "PARTIAL" in options and "ALL" in options:
+        raise BadSyntax("RETURN PARTIAL and ALL cannot be combined (RFC 5267 section 4.4)")
     sc.sp()
-    return tuple(options)
+    return tuple(options), partial
 
 
 def _charset_name(sc: Scanner) -> str:
@@ -776,20 +837,20 @@ def _search_keys(sc: Scanner) -> tuple[SearchKey, ...]:
 
 def _search(sc: Scanner, tag: str, uid: bool) -> Search:
     sc.sp()
-    return_options = _return_options(sc, "SEARCH", Search.RETURN_OPTIONS)
+    return_options, partial = _return_options(sc, "SEARCH", Search.RETURN_OPTIONS)
     charset: str | None = None
     if sc.keyword("CHARSET"):
         sc.sp()
         charset = _charset(sc, return_options)
         sc.sp()
-    return Search(tag, _search_keys(sc), charset, return_options, uid)
+    return Search(tag, _search_keys(sc), charset, return_options, uid, partial)
 
 
 def _sort(sc: Scanner, tag: str, uid: bool) -> Sort:
     """RFC 5256: SORT SP sort-criteria SP search-criteria (the charset is not optional), with ESORT's RETURN
     (RFC 5267 section 3) before the criteria."""
     sc.sp()
-    return_options = _return_options(sc, "SORT", Sort.RETURN_OPTIONS)
+    return_options, partial = _return_options(sc, "SORT", Sort.RETURN_OPTIONS)
     sc.expect(b"(")
     criteria: list[tuple[str, bool]] = []
     while True:
@@ -810,7 +871,8 @@ def _sort(sc: Scanner, tag: str, uid: bool) -> Sort:
     name = _charset_name(sc)
     sc.sp()
     keys = _search_keys(sc)  # a missing search key is a BAD, also after an unknown charset
-    return Sort(tag, tuple(criteria), _charset(sc, return_options, name), keys, return_options, uid)
+    charset = _charset(sc, return_options, name)
+    return Sort(tag, tuple(criteria), charset, keys, return_options, uid, partial)
 
 
 def _thread(sc: Scanner, tag: str, uid: bool) -> Thread:
@@ -1028,8 +1090,8 @@ def _status(sc: Scanner, tag: str) -> Command:
     return Status(tag, mailbox, _status_items(_ext_value(sc, 1)))
 
 
-def _append_message(sc: Scanner, mailbox: MailboxName) -> tuple[AppendMessage, bool]:
-    """append-opts SP append-data; returns the message and whether it was inside "UTF8 (...)"."""
+def _append_opts(sc: Scanner) -> tuple[tuple[str, ...], datetime.datetime | None]:
+    """append-opts: [flag-list SP] [date-time SP] (RFC 9051 section 9)."""
     flags: tuple[str, ...] = ()
     date: datetime.datetime | None = None
     if sc.peek() == 0x28:
@@ -1038,6 +1100,21 @@ def _append_message(sc: Scanner, mailbox: MailboxName) -> tuple[AppendMessage, b
     if sc.peek() == 0x22:
         date = _date_time(sc)
         sc.sp()
+    return flags, date
+
+
+def _append_message(sc: Scanner, progress: AppendProgress) -> None:
+    """append-opts SP append-data: a literal, `UTF8 (~{n})` (RFC 6855) or `CATENATE (...)` (RFC 4469). A
+    literal raises MessagePending; a CATENATE list is parsed up to its next TEXT literal (MessagePending),
+    or to its end, when its message goes into `progress.messages`."""
+    flags, date = _append_opts(sc)
+    if sc.keyword("CATENATE"):
+        sc.sp()
+        sc.expect(b"(")
+        progress.catenate = []
+        progress.catenate_head = (flags, date)
+        _catenate_list(sc, progress, resume=False)
+        return
     utf8 = False
     if sc.keyword("UTF8"):
         utf8 = True
@@ -1048,22 +1125,87 @@ def _append_message(sc: Scanner, mailbox: MailboxName) -> tuple[AppendMessage, b
     elif not sc.at_literal():
         raise BadSyntax(f"expected the message literal but found {sc._near()}")
     try:
-        size, binary = sc.message_literal()
+        sc.message_literal()
     except _MessageLiteralPending as pending:
         message = AppendMessage(flags, date, pending.size, pending.binary, utf8)
-        raise MessagePending(mailbox, message, utf8) from None
+        raise MessagePending(progress, message, utf8) from None
+    raise BadSyntax("unexpected message literal")  # pragma: no cover - framing leaves every one pending
+
+
+def _catenate_list(sc: Scanner, progress: AppendProgress, *, resume: bool) -> None:
+    """`cat-part *(SP cat-part) ")"` (RFC 4469 section 5), from its first part or (`resume`) after a TEXT
+    literal; at the ")" the catenated message goes into `progress.messages`."""
+    parts = progress.catenate
+    if parts is None:  # pragma: no cover - callers open the list first
+        raise BadSyntax("CATENATE list expected")
+    if not resume:
+        _cat_part(sc, progress, parts)
+    while not sc.take(b")"):
+        sc.sp()
+        _cat_part(sc, progress, parts)
+    flags, date = progress.catenate_head
+    texts = [part for part in parts if isinstance(part, CatenateText)]
+    size = sum(text.size for text in texts)
+    binary, utf8 = any(text.binary for text in texts), any(text.utf8 for text in texts)
+    progress.messages.append(AppendMessage(flags, date, size, binary, utf8, tuple(parts)))
+    progress.catenate = None
+
+
+def _cat_part(sc: Scanner, progress: AppendProgress, parts: list[CatenatePart]) -> None:
+    """cat-part = text-literal / url (RFC 4469 section 5), or RFC 6855's utf8-literal `UTF8 (~{n})`; a
+    literal raises MessagePending (its part is in `parts` already)."""
+    if len(parts) >= MAX_CATENATE_PARTS:
+        raise BadSyntax(f"a CATENATE list has at most {MAX_CATENATE_PARTS} parts")
+    if sc.keyword("URL"):
+        sc.sp()
+        parts.append(CatenateUrl(sc.text(sc.astring("a URL"), "URL")))
+        return
+    utf8 = sc.keyword("UTF8")
     if utf8:
-        sc.expect(b")")
-    return AppendMessage(flags, date, size, binary, utf8), utf8
+        sc.sp()
+        sc.expect(b"(")
+        if sc.peek() != 0x7E:
+            raise BadSyntax("UTF8 CATENATE data must be a literal8 ~{n} (RFC 6855 section 4)")
+    elif sc.keyword("TEXT"):
+        sc.sp()
+        if not sc.at_literal():
+            raise BadSyntax(f"expected a literal after TEXT but found {sc._near()}")
+    else:
+        raise BadSyntax(f"expected TEXT, URL or UTF8 in the CATENATE list but found {sc._near()}")
+    try:
+        sc.message_literal()
+    except _MessageLiteralPending as pending:
+        text = CatenateText(pending.size, pending.binary, utf8)
+        parts.append(text)
+        flags, date = progress.catenate_head
+        message = AppendMessage(flags, date, pending.size, pending.binary, utf8)
+        raise MessagePending(progress, message, utf8, text) from None
+    raise BadSyntax("unexpected message literal")  # pragma: no cover - framing leaves every one pending
+
+
+def _append_messages(sc: Scanner, progress: AppendProgress) -> Command:
+    """1*append-message of APPEND (MULTIAPPEND, RFC 3502), or REPLACE's one (RFC 8508), from where `progress`
+    stands; MessagePending at each message or TEXT literal, the command when it ends."""
+    while True:
+        if progress.messages:
+            if progress.replace is not None:
+                if not sc.at_end():
+                    raise BadSyntax("REPLACE takes one message")
+                target, uid = progress.replace
+                return Replace(progress.tag, progress.mailbox, progress.messages[0], target, uid)
+            if sc.at_end():
+                return Append(progress.tag, progress.mailbox, tuple(progress.messages))
+            sc.sp()
+        _append_message(sc, progress)
 
 
 def _append(sc: Scanner, tag: str) -> Command:
-    """APPEND parsed in one pass (only used to find the first message literal; see AppendProgress)."""
+    """APPEND mailbox 1*append-message: parsed up to its first literal (then see AppendProgress), or whole
+    when it has none (CATENATE of URLs only)."""
     sc.sp()
     mailbox = _mailbox(sc)
     sc.sp()
-    _append_message(sc, mailbox)
-    raise BadSyntax("APPEND: unexpected message literal")  # pragma: no cover - always pending here
+    return _append_messages(sc, AppendProgress(tag, mailbox, [], 0, False))
 
 
 def _replace(sc: Scanner, tag: str, uid: bool) -> Command:
@@ -1073,12 +1215,7 @@ def _replace(sc: Scanner, tag: str, uid: bool) -> Command:
     sc.sp()
     mailbox = _mailbox(sc)
     sc.sp()
-    try:
-        _append_message(sc, mailbox)
-    except MessagePending as pending:
-        pending.replace = (target, uid)
-        raise
-    raise BadSyntax("REPLACE: unexpected message literal")  # pragma: no cover - always pending here
+    return _append_messages(sc, AppendProgress(tag, mailbox, [], 0, False, (target, uid)))
 
 
 def _uid_expunge(sc: Scanner, tag: str) -> Command:
@@ -1287,6 +1424,154 @@ def _setmetadata(sc: Scanner, tag: str) -> Command:
         sc.sp()
 
 
+def _cancelupdate(sc: Scanner, tag: str) -> Command:
+    """RFC 5267 section 5: "CANCELUPDATE" 1*(SP quoted): the tags are quoted strings, never atoms."""
+    tags: list[str] = []
+    while not sc.at_end() or not tags:
+        sc.sp()
+        if sc.peek() != 0x22:
+            raise BadSyntax(f"expected a quoted tag but found {sc._near()}")
+        tags.append(sc.text(sc.quoted(), "tag"))
+    return CancelUpdate(tag, tuple(tags))
+
+
+_NOTIFY_EVENTS = {name.upper(): name for name in NotifyEvent.NAMES}
+
+
+def _notify_mailboxes(sc: Scanner) -> tuple[MailboxName, ...]:
+    """one-or-more-mailbox = mailbox / "(" mailbox *(SP mailbox) ")" (RFC 5465 section 8): names, never
+    patterns (section 6.6: no wildcard expansion; "*" and "%" need a quoted string, as in any mailbox)."""
+    if not sc.take(b"("):
+        return (_mailbox(sc),)
+    names = [_mailbox(sc)]
+    while not sc.take(b")"):
+        sc.sp()
+        names.append(_mailbox(sc))
+    return tuple(names)
+
+
+def _notify_event(sc: Scanner) -> NotifyEvent:
+    """event = message-event / mailbox-event / user-event / event-ext (RFC 5465 section 8); MessageNew may
+    carry "(" fetch-att *(SP fetch-att) ")". An unknown name is an event-ext atom, not a syntax error (the
+    server refuses it with NO [BADEVENT], section 3.1)."""
+    word = sc.atom("an event name")
+    name = _NOTIFY_EVENTS.get(word.upper(), word)
+    fetch: tuple[FetchItem, ...] = ()
+    if name == "MessageNew" and sc.seg[sc.pos : sc.pos + 2] == b" (":
+        sc.sp()
+        sc.expect(b"(")
+        items = [_fetch_item(sc)]
+        while not sc.take(b")"):
+            sc.sp()
+            items.append(_fetch_item(sc))
+        fetch = tuple(items)
+    return NotifyEvent(name, fetch)
+
+
+def _notify_group(sc: Scanner) -> NotifyGroup:
+    """event-group = "(" filter-mailboxes SP events ")"; events = "(" event *(SP event) ")" / "NONE". The
+    examples of RFC 5465 (3.1) write the events without their parentheses, which the grammar does not allow;
+    that form is taken too (the events then end at the group's ")"), as decision 0067 takes both forms of
+    GETMETADATA where RFC 5464 contradicts itself."""
+    sc.expect(b"(", "an event group")
+    kind = sc.atom("a mailbox filter").upper()
+    if kind not in NotifyGroup.FILTERS:
+        raise BadSyntax(f"unknown NOTIFY mailbox filter {kind}")
+    mailboxes: tuple[MailboxName, ...] = ()
+    if kind in NotifyGroup.WITH_MAILBOXES:
+        sc.sp()
+        mailboxes = _notify_mailboxes(sc)
+    sc.sp()
+    if sc.keyword("NONE"):
+        sc.expect(b")")
+        return NotifyGroup(kind, (), mailboxes)
+    listed = sc.take(b"(")
+    found = [_notify_event(sc)]
+    while not sc.take(b")"):
+        sc.sp()
+        found.append(_notify_event(sc))
+    if listed:
+        sc.expect(b")")
+    return NotifyGroup(kind, tuple(found), mailboxes)
+
+
+def _notify(sc: Scanner, tag: str) -> Command:
+    """RFC 5465 section 8: NOTIFY SP ("SET" [SP "STATUS"] SP event-groups / "NONE"), with RFC 7377's
+    subtree-one among the filters."""
+    sc.sp()
+    if sc.keyword("NONE"):
+        return Notify(tag, None)
+    if not sc.keyword("SET"):
+        raise BadSyntax(f"expected SET or NONE but found {sc._near()}")
+    sc.sp()
+    status = sc.keyword("STATUS")
+    if status:
+        sc.sp()
+    groups = [_notify_group(sc)]
+    while not sc.at_end():
+        sc.sp()
+        groups.append(_notify_group(sc))
+    return Notify(tag, tuple(groups), status)
+
+
+_ACL_RIGHTS = re.compile(rb"[+-]?[a-z0-9]*")
+
+
+def _acl_identifier(sc: Scanner) -> str:
+    """identifier = astring (RFC 4314 section 7), UTF-8 without control characters, at most
+    MAX_ACL_IDENTIFIER_LENGTH octets. The server prepares it (SASLprep, section 3), BAD when it cannot."""
+    value = sc.astring("an identifier")
+    if len(value) > MAX_ACL_IDENTIFIER_LENGTH:
+        raise BadSyntax(f"identifiers are limited to {MAX_ACL_IDENTIFIER_LENGTH} octets")
+    identifier = sc.text(value, "identifier")
+    if _CONTROL.search(identifier):
+        raise BadSyntax("control character in an identifier")
+    return identifier
+
+
+def _setacl(sc: Scanner, tag: str) -> Command:
+    """SETACL SP mailbox SP identifier SP mod-rights (RFC 4314 section 7): mod-rights = astring, an optional
+    "+" or "-" then rights, which are "only lowercase ASCII letters and digits" (3.1: "Uppercase rights are
+    not allowed"); whether the server knows each right is its business."""
+    sc.sp()
+    mailbox = _mailbox(sc)
+    sc.sp()
+    identifier = _acl_identifier(sc)
+    sc.sp()
+    value = sc.astring("rights")
+    if not _ACL_RIGHTS.fullmatch(value):
+        raise BadSyntax("rights are lower-case letters and digits, after an optional + or -")
+    text = value.decode("ascii")
+    mode = text[:1] if text[:1] in ("+", "-") else ""
+    return SetAcl(tag, mailbox, identifier, mode, text[len(mode) :])
+
+
+def _deleteacl(sc: Scanner, tag: str) -> Command:
+    """DELETEACL SP mailbox SP identifier (RFC 4314 section 7)."""
+    sc.sp()
+    mailbox = _mailbox(sc)
+    sc.sp()
+    return DeleteAcl(tag, mailbox, _acl_identifier(sc))
+
+
+def _getacl(sc: Scanner, tag: str) -> Command:
+    sc.sp()
+    return GetAcl(tag, _mailbox(sc))
+
+
+def _listrights(sc: Scanner, tag: str) -> Command:
+    """LISTRIGHTS SP mailbox SP identifier (RFC 4314 section 7)."""
+    sc.sp()
+    mailbox = _mailbox(sc)
+    sc.sp()
+    return ListRights(tag, mailbox, _acl_identifier(sc))
+
+
+def _myrights(sc: Scanner, tag: str) -> Command:
+    sc.sp()
+    return MyRights(tag, _mailbox(sc))
+
+
 def _id(sc: Scanner, tag: str) -> Command:
     sc.sp()
     if sc.nil():
@@ -1303,6 +1588,85 @@ def _id(sc: Scanner, tag: str) -> Command:
                 break
             sc.sp()
     return Id(tag, tuple(pairs))
+
+
+_MECHANISM_NAME = re.compile(rb"[A-Za-z0-9.-]+")
+
+
+def _mechanism(sc: Scanner) -> str:
+    """mechanism = "INTERNAL" / 1*(ALPHA / DIGIT / "-" / ".") (RFC 4467 section 9), upper-case."""
+    token = sc.match(_MECHANISM_NAME)
+    if token is None:
+        raise BadSyntax(f"expected a URLAUTH mechanism name but found {sc._near()}")
+    return token.decode("ascii").upper()
+
+
+def _url(sc: Scanner) -> str:
+    return sc.text(sc.astring("a URL"), "URL")
+
+
+def _genurlauth(sc: Scanner, tag: str) -> Command:
+    """GENURLAUTH 1*(SP url-rump SP mechanism) (RFC 4467 section 9)."""
+    urls: list[tuple[str, str]] = []
+    while True:
+        sc.sp()
+        url = _url(sc)
+        sc.sp()
+        urls.append((url, _mechanism(sc)))
+        if sc.at_end():
+            return GenUrlAuth(tag, tuple(urls))
+
+
+def _resetkey(sc: Scanner, tag: str) -> Command:
+    """RESETKEY [SP mailbox *(SP mechanism)] (RFC 4467 section 9)."""
+    if sc.at_end():
+        return ResetKey(tag)
+    sc.sp()
+    mailbox = _mailbox(sc)
+    mechanisms: list[str] = []
+    while not sc.at_end():
+        sc.sp()
+        mechanisms.append(_mechanism(sc))
+    return ResetKey(tag, mailbox, tuple(mechanisms))
+
+
+def _urlfetch(sc: Scanner, tag: str) -> Command:
+    """URLFETCH 1*(SP url-fetch-arg) (RFC 4467 section 9, RFC 5524 section 5: url-fetch-simple = url-full,
+    url-fetch-ext = "(" url-full *(SP url-fetch-param) ")"). RFC 5524 3.1's MUST NOTs (a parameter twice,
+    BINARY with BODY) are BAD, as is a parameter it does not define."""
+    items: list[UrlFetchItem] = []
+    while True:
+        sc.sp()
+        if sc.take(b"("):
+            url = _url(sc)
+            params: list[str] = []
+            while not sc.take(b")"):
+                sc.sp()
+                param = sc.atom("a URLFETCH parameter").upper()
+                if param not in UrlFetchItem.PARAMS:
+                    raise BadSyntax(f"unknown URLFETCH parameter {param}")
+                if param in params:
+                    raise BadSyntax(f"the URLFETCH parameter {param} is given twice (RFC 5524 section 3.1)")
+                params.append(param)
+            if "BINARY" in params and "BODY" in params:
+                raise BadSyntax("URLFETCH takes BINARY or BODY, not both (RFC 5524 section 3.1)")
+            items.append(UrlFetchItem(url, tuple(params)))
+        else:
+            items.append(UrlFetchItem(_url(sc)))
+        if sc.at_end():
+            return UrlFetch(tag, tuple(items))
+
+
+def parse_section(text: str) -> Section | None:
+    """A section-spec on its own, as an IMAP URL's ;SECTION= carries it (RFC 5092 section 6: what BODY[...]
+    has between its brackets); None when it is not one."""
+    sc = Scanner([b"[" + text.encode("utf-8") + b"]"], [], True)
+    try:
+        section = _section(sc)
+        sc.end()
+    except (BadSyntax, LiteralPending, ValueError):
+        return None
+    return section
 
 
 _COMMANDS: dict[str, Callable[[Scanner, str], Command]] = {
@@ -1337,6 +1701,16 @@ _COMMANDS: dict[str, Callable[[Scanner, str], Command]] = {
     "SETQUOTA": _setquota,
     "GETMETADATA": _getmetadata,
     "SETMETADATA": _setmetadata,
+    "GENURLAUTH": _genurlauth,
+    "RESETKEY": _resetkey,
+    "URLFETCH": _urlfetch,
+    "SETACL": _setacl,
+    "DELETEACL": _deleteacl,
+    "GETACL": _getacl,
+    "LISTRIGHTS": _listrights,
+    "MYRIGHTS": _myrights,
+    "NOTIFY": _notify,
+    "CANCELUPDATE": _cancelupdate,
 }
 _NO_ARGS = frozenset(
     ["CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "NAMESPACE", "IDLE", "CHECK", "CLOSE", "UNSELECT", "EXPUNGE"]
@@ -1391,9 +1765,13 @@ def parse_command(sc: Scanner) -> Command:
     return command
 
 
+#: What `AppendProgress.mark` keeps: messages, the open CATENATE list and its length, its head, close_paren.
+_Mark = tuple[int, "list[CatenatePart] | None", int, "tuple[tuple[str, ...], datetime.datetime | None]", bool]
+
+
 @dataclass
 class AppendProgress:
-    """APPEND checkpoint: everything up to and including the last message literal has been parsed."""
+    """APPEND checkpoint: everything up to and including the last message or TEXT literal has been parsed."""
 
     tag: str
     mailbox: MailboxName
@@ -1401,20 +1779,30 @@ class AppendProgress:
     resume_segment: int  # the segment right after the last message literal
     close_paren: bool  # that literal was inside "UTF8 (" and the ")" is still to come
     replace: tuple[int, bool] | None = None  # a REPLACE (RFC 8508): (target, by UID); one message only
+    #: CATENATE (RFC 4469): the parts so far of the message whose list that literal is in (None: it is in
+    #: none), and that message's flags and date
+    catenate: list[CatenatePart] | None = None
+    catenate_head: tuple[tuple[str, ...], datetime.datetime | None] = ((), None)
+
+    def mark(self) -> _Mark:
+        """The state to go back to when a parse from here stops at a small literal (a URL written as one):
+        the next parse starts from here again."""
+        catenate = self.catenate
+        return (len(self.messages), catenate, len(catenate or ()), self.catenate_head, self.close_paren)
+
+    def restore(self, mark: _Mark) -> None:
+        count, catenate, parts, self.catenate_head, self.close_paren = mark
+        del self.messages[count:]
+        if catenate is not None:
+            del catenate[parts:]
+        self.catenate = catenate
 
 
 def parse_append_rest(sc: Scanner, progress: AppendProgress) -> Command:
-    """Continue an APPEND after its last message literal; raises MessagePending at the next one."""
+    """Continue an APPEND (or REPLACE) after its last literal; raises MessagePending at the next one."""
     if progress.close_paren:
         sc.expect(b")")
         progress.close_paren = False
-    if progress.replace is not None:
-        if not sc.at_end():
-            raise BadSyntax("REPLACE takes one message")
-        target, uid = progress.replace
-        return Replace(progress.tag, progress.mailbox, progress.messages[0], target, uid)
-    if sc.at_end():
-        return Append(progress.tag, progress.mailbox, tuple(progress.messages))
-    sc.sp()
-    _append_message(sc, progress.mailbox)
-    raise BadSyntax("expected the end of the APPEND command after a message")  # pragma: no cover
+    if progress.catenate is not None:
+        _catenate_list(sc, progress, resume=True)
+    return _append_messages(sc, progress)

@@ -28,7 +28,8 @@ Events
 - `ParseError(tag, message)`: answer "tag BAD message" (untagged "* BAD" when tag is None).
 - `UnsupportedCharset(tag, charset)`: SEARCH CHARSET other than UTF-8 / US-ASCII; answer
   "NO [BADCHARSET (UTF-8 US-ASCII)]" (RFC 9051 section 6.4.4).
-- `AppendMessageStart`, `AppendData`, and finally the `Append` command: see "APPEND streaming".
+- `AppendMessageStart`, `CatenateTextStart`, `AppendData`, and finally the `Append` command: see "APPEND
+  streaming".
 - `IdleDone()` / ParseError after `expect_idle_done()`; `AuthenticateResponse(line)` after
   `expect_authenticate_response()`.
 
@@ -39,11 +40,15 @@ APPEND streaming (docs/decisions/0011-imap-parser.md)
     NeedContinuation(tag, size)                        only for a synchronizing literal
     AppendData(tag, data) ...                          exactly `size` octets in total, each chunk
                                                        APPEND_CHUNK_SIZE octets except the last
-  and, when the command line ends correctly, `Append(tag, mailbox, messages)`; a syntax error after a message
+  A CATENATE message (RFC 4469) has no literal of its own: each of its TEXT literals is announced by
+  CatenateTextStart(tag, mailbox, index, part, text, message) instead, followed the same way by
+  NeedContinuation and AppendData; its URL parts are only in the command (a CATENATE of URLs alone streams
+  nothing). And, when the command line ends correctly, `Append(tag, mailbox, messages)` (or `Replace`),
+  every message with its CATENATE parts; a syntax error after a message
   literal gives ParseError instead (the server throws its spooled messages away: MULTIAPPEND is atomic,
   RFC 3502 section 6.3.11). The server may give up on an APPEND at any time: `refuse_literal()` right after
-  AppendMessageStart of a synchronizing literal or after its NeedContinuation; `discard_command()` after
-  AppendMessageStart of a non-synchronizing literal or in the middle of the data.
+  AppendMessageStart (or CatenateTextStart) of a synchronizing literal or after its NeedContinuation;
+  `discard_command()` after one of a non-synchronizing literal or in the middle of the data.
   Chunks are cut at fixed offsets (not where reads happened to end), so the events do not depend on how the
   input was split.
 
@@ -97,6 +102,8 @@ from postoffice.imap.parser.commands import (
     AppendData,
     AppendMessageStart,
     AuthenticateResponse,
+    CatenateTextStart,
+    CatenateUrl,
     Compress,
     IdleDone,
     ImapUsageError,
@@ -172,6 +179,24 @@ class _CommandInProgress:
 _COMMAND_NAME = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\+]+ ([A-Za-z0-9]+)')
 #: The commands whose literals include a message literal, streamed (APPEND, and REPLACE of RFC 8508).
 _APPEND_HEAD = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\+]+ (?:APPEND|REPLACE|UID REPLACE) ', re.IGNORECASE)
+
+
+def _catenate_text_start(
+    tag: str, progress: AppendProgress, pending: MessagePending, index: int, sync: bool
+) -> CatenateTextStart:
+    """The event of a CATENATE TEXT literal (the last part of `progress.catenate`), with the URL parts right
+    before it."""
+    parts = progress.catenate or []
+    text = len(parts) - 1
+    first = text
+    while first > 0 and isinstance(parts[first - 1], CatenateUrl):
+        first -= 1
+    urls = tuple(part.url for part in parts[first:text] if isinstance(part, CatenateUrl))
+    if pending.text is None:  # pragma: no cover - only called for a TEXT literal
+        raise ImapUsageError("not a CATENATE TEXT literal")
+    return CatenateTextStart(
+        tag, progress.mailbox, index, text, pending.text, pending.message, sync, progress.replace, urls
+    )
 
 
 class CommandReader:
@@ -429,6 +454,7 @@ class CommandReader:
         sync = not marker.group(3)
         message: MessagePending | None = None
         if cmd.is_append or len(cmd.literals) == 0:
+            mark = cmd.append.mark() if cmd.append is not None else None
             try:
                 if cmd.append is not None:
                     sc = Scanner(cmd.segments, cmd.literals, self.utf8, cmd.append.resume_segment)
@@ -437,7 +463,8 @@ class CommandReader:
                     parse_command(Scanner(cmd.segments, cmd.literals, self.utf8))
                 raise BadSyntax("unexpected literal")  # pragma: no cover - the marker ends the last segment
             except LiteralPending:
-                pass
+                if cmd.append is not None and mark is not None:
+                    cmd.append.restore(mark)  # a CATENATE URL as a literal: parsed again from here with it
             except MessagePending as pending:
                 message = pending
             except BadSyntax as exc:
@@ -466,16 +493,17 @@ class CommandReader:
         if message is None:
             self._state = _State.LITERAL
         else:
-            progress = cmd.append
-            if progress is None:
-                progress = cmd.append = AppendProgress(tag, message.mailbox, [], 0, False, message.replace)
+            progress = cmd.append = message.progress
             progress.resume_segment = len(cmd.segments)
             progress.close_paren = message.in_utf8_parens
-            index = len(progress.messages)
-            progress.messages.append(message.message)
-            self._events.append(
-                AppendMessageStart(tag, progress.mailbox, index, message.message, sync, progress.replace)
-            )
+            index = len(progress.messages)  # a CATENATE TEXT's message is not in it yet
+            if message.text is None:
+                progress.messages.append(message.message)
+                self._events.append(
+                    AppendMessageStart(tag, progress.mailbox, index, message.message, sync, progress.replace)
+                )
+            else:
+                self._events.append(_catenate_text_start(tag, progress, message, index, sync))
             self._stream_tag = tag
             self._state = _State.STREAM
         if sync:

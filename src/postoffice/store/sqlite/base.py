@@ -35,6 +35,19 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+#: How long a read on the event loop's thread (`_read_small`) waits for a busy database before it hands the
+#: read to a reader thread instead (SQLite's readers in WAL mode wait only in rare cases, such as a recovery).
+LOOP_READ_BUSY_MS = 20
+
+
+#: Reads of at most this many rows by their keys (the kept renderings of a page of messages) are small enough
+#: for `_read_few` to run them on the event loop.
+SMALL_READ_ROWS = 64
+
+
+class ReadTooLarge(Exception):
+    """Raised by a read given to `_read_small` that finds more rows than should be read on the event loop."""
+
 
 class SqliteBase(MailStore):
     """What every part of the SQLite store shares: the writer thread, the reader threads with their read-only
@@ -52,6 +65,8 @@ class SqliteBase(MailStore):
     _closed: bool
     #: unseen count per mailbox id, with the mailbox state it was counted at (`unseen_counts`)
     _unseen_cache: dict[int, tuple[tuple[int, ...], int]]
+    #: mailbox id -> the highest UID a `claim_recent` transaction claimed (written by the writer thread)
+    _recent_claimed: dict[int, int]
     #: the subscribers; the writer hands it each commit's events (`ChangeBus.publish_threadsafe`)
     _change_bus: ChangeBus
 
@@ -126,16 +141,67 @@ class SqliteBase(MailStore):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, run)
 
+    def _loop_reader(self) -> sqlite3.Connection:
+        """The read connection of the thread that runs the event loop (a thread's own, as the readers')."""
+        conn: sqlite3.Connection | None = getattr(self._local, "loop_conn", None)
+        if conn is None:
+            conn = connect(self._path, readonly=True, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {LOOP_READ_BUSY_MS}")
+            register_functions(conn)
+            self._local.loop_conn = conn
+            with self._reader_lock:
+                self._reader_connections.append(conn)
+        return conn
+
+    async def _read_small(
+        self, fn: Callable[[sqlite3.Connection], T], whole: Callable[[sqlite3.Connection], T] | None = None
+    ) -> T:
+        """A read of a few indexed rows, run at once on the event loop's thread: for such a read the hop to a
+        reader thread and back (a queue, a future, a wake-up of the loop) costs more CPU than the read, and
+        adds its latency to every command (bench/imap_sync_stress.py: most commands end with one such read).
+        `fn` raises ReadTooLarge when it finds more than it should read here; then `whole` (or `fn`) runs on a
+        reader thread, as it does when the database is busy (never longer than LOOP_READ_BUSY_MS here)."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        conn = self._loop_reader()
+        try:
+            conn.execute("BEGIN")
+        except sqlite3.OperationalError:
+            return await self._read(whole or fn)
+        try:
+            return fn(conn)
+        except ReadTooLarge:
+            pass
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        finally:
+            conn.execute("COMMIT")
+        return await self._read(whole or fn)
+
+    async def _read_few(self, fn: Callable[[sqlite3.Connection], T], rows: int) -> T:
+        """`fn` on the event loop (`_read_small`) when it reads at most SMALL_READ_ROWS rows by key, else on a
+        reader thread."""
+        if rows <= SMALL_READ_ROWS:
+            return await self._read_small(fn)
+        return await self._read(fn)
+
     async def _write(
-        self, fn: Callable[[sqlite3.Connection, list[ChangeEvent]], T], *, grows: int | None = None
+        self,
+        fn: Callable[[sqlite3.Connection, list[ChangeEvent]], T],
+        *,
+        grows: int | None = None,
+        durable: bool = True,
     ) -> T:
         """Run `fn` in the writer's next transaction. `grows`: the message octets it adds, admitted against
-        the free disk space first (docs/decisions/0030); None for writes that add no message."""
+        the free disk space first (docs/decisions/0030); None for writes that add no message. `durable=False`:
+        the answer may come before the commit is fsynced (flag changes and \\Recent claims only: decision
+        0074; a killed process loses nothing of it, a power loss may)."""
         if self._closed:
             raise StoreError("the store is closed")
         loop = asyncio.get_running_loop()
         self._change_bus.loop = loop
-        future = self._writer.submit(fn, grows)
+        future = self._writer.submit(fn, grows, durable=durable)
         try:
             result: T = await asyncio.wrap_future(future, loop=loop)
         except sqlite3.IntegrityError as exc:
@@ -163,6 +229,7 @@ class SqliteBase(MailStore):
     def stats(self) -> dict[str, int]:
         return {
             "commits": self._writer.commits,
+            "unsynced_commits": self._writer.unsynced_commits,
             "write_requests": self._writer.requests,
             "failed_commits": self._writer.failed_commits,
             "reserve_releases": self._writer.reserve_releases,

@@ -244,9 +244,15 @@ class DirectoryMixin(SqliteBase):
             conn.execute("DELETE FROM account_settings WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM thread_keys WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM metadata WHERE account_id = ?", (account_id,))
+            conn.execute(  # its mailboxes' access control lists, and its rights on others' (decision 0073)
+                "DELETE FROM acl WHERE grantee_id = ? OR mailbox_id IN "
+                "(SELECT id FROM mailboxes WHERE account_id = ?)",
+                (account_id, account_id),
+            )
             for table in ("recovery_codes", "app_passwords", "login_events", "identities"):
                 conn.execute(f"DELETE FROM {table} WHERE account_id = ?", (account_id,))  # noqa: S608
             conn.execute("DELETE FROM mailboxes WHERE account_id = ?", (account_id,))
+            self._recent_claimed.clear()  # their ids may be given to new mailboxes
             conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
 
         await self._write_directory(tx)

@@ -15,8 +15,10 @@ Implementation notes
   (`DirectoryMixin.remove_account`); RENAME keeps mailbox ids, so the annotations of a renamed mailbox and of
   its inferiors follow with no write; renaming INBOX copies INBOX's rows to the new mailbox and keeps them on
   INBOX (RFC 5464 section 4.1).
-- No change notification is published: METADATA's unsolicited responses exist only after ENABLE METADATA,
-  which the server does not offer (decision 0067).
+- A change publishes a "metadata" event (`ChangeEvent.extra["entries"]`: the names whose value changed;
+  mailbox_id SERVER for the server's entries), for IMAP NOTIFY's MailboxMetadataChange and
+  ServerMetadataChange (RFC 5465 5.6, 5.7; decision 0072). Setting a value an entry has already, or removing
+  one that is not there, changes nothing and publishes nothing.
 """
 
 from __future__ import annotations
@@ -106,13 +108,14 @@ class MetadataMixin(SqliteBase):
                 is None
             ):
                 raise NotFound(f"no mailbox {mailbox_id} of account {account_id}")
-            before = {
-                str(name): _octets(str(name), bytes(value))
+            values = {
+                str(name): bytes(value)
                 for name, value in conn.execute(
                     "SELECT name, value FROM metadata WHERE account_id = ? AND mailbox_id = ?",
                     (account_id, target),
                 )
             }
+            before = {name: _octets(name, value) for name, value in values.items()}
             after = dict(before)
             for name, value in changes.items():
                 if value is None:
@@ -144,5 +147,8 @@ class MetadataMixin(SqliteBase):
                         "ON CONFLICT (account_id, mailbox_id, name) DO UPDATE SET value = excluded.value",
                         (account_id, target, name, value),
                     )
+            changed = tuple(name for name, value in changes.items() if values.get(name) != value)
+            if changed:  # IMAP NOTIFY's MailboxMetadataChange / ServerMetadataChange (RFC 5465 5.6, 5.7)
+                events.append(ChangeEvent("metadata", account_id, target, extra={"entries": changed}))
 
         await self._write(tx)

@@ -29,7 +29,7 @@ from postoffice.store.sqlite.rows import (
 
 log = logging.getLogger("postoffice.store")
 
-SCHEMA_VERSION = 23
+SCHEMA_VERSION = 24
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -168,6 +168,8 @@ _REPORT_TABLES = _schema_part("-- Transport security and reports (version 18", "
 _SORT_TABLE = _schema_part("-- What IMAP SORT and THREAD compare (version 21", "-- Expunged messages")
 #: The table of version 22 (IMAP METADATA, RFC 5464).
 _METADATA_TABLE = _schema_part("-- IMAP METADATA (version 22", "-- End of version 22.")
+#: The table of version 24 (IMAP ACL, RFC 4314).
+_ACL_TABLE = _schema_part("-- IMAP ACL (version 24", "-- End of version 24.")
 #: Steps that bring a store from version N to N + 1 (SQL statements, or functions of the connection),
 #: applied in one transaction at open.
 MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = {
@@ -281,6 +283,8 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
         "UPDATE tombstones SET expunged_at = CAST(strftime('%s', 'now') AS REAL)",
         _add_column("mailboxes", "vanished_horizon", "INTEGER NOT NULL DEFAULT 0"),
     ),
+    # The access control lists of IMAP ACL (RFC 4314, docs/decisions/0073): a new table only.
+    23: _ACL_TABLE,
 }
 
 

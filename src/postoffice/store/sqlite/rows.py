@@ -211,12 +211,17 @@ def copy_rows(
     uids: list[int],
     target_id: int,
     allowed_keywords: set[str] | None = None,
+    *,
+    bits: int = -1,
 ) -> list[tuple[int, int]]:
     """COPY: the messages `uids` of the source into the target with new UIDs, flags and internal dates kept,
     the content shared; returns (source uid, new uid) pairs, leaving out UIDs that do not exist. With
-    `allowed_keywords`, the copies keep only those keywords (the target's keyword limit, keywords.py)."""
-    account_id = int(
-        conn.execute("SELECT account_id FROM mailboxes WHERE id = ?", (target_id,)).fetchone()[0]
+    `allowed_keywords`, the copies keep only those keywords (the target's keyword limit, keywords.py), and
+    only the system flags in the mask `bits` (IMAP ACL, decision 0073). A copy into another account's
+    mailbox (a shared one) goes into that account's conversation for it (`thread_for`)."""
+    account_id, source_account = (
+        int(conn.execute("SELECT account_id FROM mailboxes WHERE id = ?", (mailbox,)).fetchone()[0])
+        for mailbox in (target_id, source_id)
     )
     pairs: list[tuple[int, int]] = []
     for uid in uids:
@@ -227,18 +232,21 @@ def copy_rows(
         ).fetchone()
         if row is None:
             continue
-        content_id, bits, keywords, internaldate, size, thread_id = row
+        content_id, flag_bits, keywords, internaldate, size, thread_id = row
         conn.execute("UPDATE contents SET refcount = refcount + 1 WHERE id = ?", (content_id,))
+        if source_account != account_id:
+            (parsed,) = conn.execute("SELECT parsed FROM contents WHERE id = ?", (content_id,)).fetchone()
+            thread_id = thread_for(conn, account_id, parsed_thread_keys(ParsedMessage.from_json(str(parsed))))
         new_uid, _ = append_row(
             conn,
             account_id,
             target_id,
             int(content_id),
-            int(bits),
+            int(flag_bits) & bits,
             keep_keywords(str(keywords), allowed_keywords),
             float(internaldate),
             int(size),
-            int(thread_id),  # COPY and MOVE stay within the account: the conversation goes with the message
+            int(thread_id),  # within the account the conversation goes with the message
         )
         pairs.append((uid, new_uid))
     return pairs

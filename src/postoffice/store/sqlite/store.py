@@ -14,6 +14,7 @@ from postoffice.store.api import PathLike, StoreError
 from postoffice.store.changes import ChangeBus
 from postoffice.store.space import DEFAULT_MIN_FREE, DEFAULT_RESERVE, DiskSpace
 from postoffice.store.sqlite.account_security import AccountSecurityMixin
+from postoffice.store.sqlite.acl import AclMixin
 from postoffice.store.sqlite.delivery import DeliveryMixin
 from postoffice.store.sqlite.directory import DirectoryMixin
 from postoffice.store.sqlite.dkim_keys import DkimKeysMixin
@@ -47,6 +48,7 @@ class SqliteMailStore(
     DkimKeysMixin,
     ReportsMixin,
     MetadataMixin,
+    AclMixin,
 ):
     """The SQLite mail store: its parts assembled (see `postoffice.store.sqlite`)."""
 
@@ -88,6 +90,7 @@ class SqliteMailStore(
         self._directory_key = None
         self._directory = None
         self._snapshots = collections.OrderedDict()
+        self._recent_claimed = {}
         self._unseen_cache = {}
         if not self._directory_marker.path.exists():
             try:
@@ -100,3 +103,4 @@ class SqliteMailStore(
         self._unseen_cache.clear()
         self._directory_key = None
         self._snapshots.clear()
+        self._recent_claimed.clear()

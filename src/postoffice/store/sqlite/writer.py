@@ -3,7 +3,11 @@
 Every write is a function queued to this thread. It takes everything that has queued up (at most
 MAX_BATCH), runs each request inside its own SAVEPOINT (a failing request is rolled back alone), and COMMITs
 once for the batch. While one batch is being fsynced the next one queues, so under concurrent load there are
-fewer commits (fsyncs) than messages. A request's future resolves only after its batch committed, and the
+fewer commits (fsyncs) than messages. A batch of nothing but requests submitted with `durable=False` (flag
+changes, \\Recent claims: docs/decisions/0074) commits without the fsync (`PRAGMA synchronous = NORMAL`: in
+WAL mode the commit is in the WAL, written but not synced; a killed process loses nothing, a power loss may
+lose such a batch, never a later durable one, whose fsync covers every frame before it); any other batch
+commits with `synchronous = FULL`. A request's future resolves only after its batch committed, and the
 change events of a batch are published after its COMMIT and before its futures resolve. A full disk
 (docs/decisions/0030): the WAL is checkpointed and truncated, most of the reserve is given back, and the
 requests that failed for space run again, alone (those that add mail stay refused); after every batch (and
@@ -38,13 +42,17 @@ CHECKPOINT_SHARE = 4
 
 
 class _WriteRequest:
-    __slots__ = ("fn", "future", "grows")
+    __slots__ = ("durable", "fn", "future", "grows")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection, list[ChangeEvent]], Any], grows: int | None) -> None:
+    def __init__(
+        self, fn: Callable[[sqlite3.Connection, list[ChangeEvent]], Any], grows: int | None, durable: bool
+    ) -> None:
         self.fn = fn
         self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         #: message octets the request adds (admitted against the free space first), None: it adds none
         self.grows = grows
+        #: False: the request's future may resolve before its commit reached the disk (decision 0074)
+        self.durable = durable
 
 
 @dataclasses.dataclass
@@ -75,13 +83,21 @@ class Writer(threading.Thread):
         self.checkpoint_retries = 0
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
+        #: the connection's `PRAGMA synchronous` (`connect` sets FULL)
+        self._synchronous = "FULL"
+        #: commits made without an fsync (batches of requests that are not durable)
+        self.unsynced_commits = 0
 
     def submit(
-        self, fn: Callable[[sqlite3.Connection, list[ChangeEvent]], Any], grows: int | None = None
+        self,
+        fn: Callable[[sqlite3.Connection, list[ChangeEvent]], Any],
+        grows: int | None = None,
+        *,
+        durable: bool = True,
     ) -> concurrent.futures.Future[Any]:
         if not self.is_alive():
             raise StoreError("the store is closed")
-        request = _WriteRequest(fn, grows)
+        request = _WriteRequest(fn, grows, durable)
         self._queue.put(request)
         return request.future
 
@@ -188,7 +204,11 @@ class Writer(threading.Thread):
             error.__cause__ = exc
             return _Attempt([(r, None, error) for r in requests], list(requests) if full else [])
 
+        synchronous = "FULL" if any(request.durable for request in requests) else "NORMAL"
         try:
+            if synchronous != self._synchronous:
+                conn.execute(f"PRAGMA synchronous = {synchronous}")
+                self._synchronous = synchronous
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             return void(exc, "cannot begin a transaction")
@@ -228,6 +248,8 @@ class Writer(threading.Thread):
         except sqlite3.Error as exc:
             return void(exc, "commit failed")
         self.commits += 1
+        if synchronous != "FULL":
+            self.unsynced_commits += 1
         if events:
             self._publish(events)
         return _Attempt(outcomes, out_of_space)
