@@ -27,6 +27,7 @@ from postoffice.imap.parser import (
     ReaderEvent,
     SetAcl,
 )
+from postoffice.store import NotFound
 from tests.imap.conftest import ImapServer, Raw, message
 from tests.imap.test_imap_parser_roundtrip import case, mailboxes, wire_string
 from tests.imap.transcript import DEMO, OTHER, ImapHarness, Transcript
@@ -300,11 +301,19 @@ def test_rights_changed_by_the_owner_apply_to_the_next_command(imap: ImapHarness
     ok(raw.command("b", "STORE 1 +FLAGS.SILENT (\\Seen)"))
     owner = session(imap)
     ok(owner.command("c", f"SETACL INBOX {OTHER} -s"))
-    assert raw.command("d", "STORE 1 -FLAGS.SILENT (\\Seen)")[-1].startswith("d NO [NOPERM]")
-    ok(owner.command("e", f"DELETEACL INBOX {OTHER}"))
-    # the selection stays (the RFC does not ask for "r" again), but nothing can be changed
+    lines = raw.command("d", "STORE 1 -FLAGS.SILENT (\\Seen)")
+    assert lines[-1].startswith("d NO [NOPERM]")
+    # RFC 4314 5.1.1: the rights changed, PERMANENTFLAGS says so (SHOULD); told once
+    assert lines[0] == "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Draft \\*)] Flags permitted"
+    assert raw.command("d2", "NOOP") == ["d2 OK NOOP completed"]
+    ok(owner.command("e", f"SETACL INBOX {OTHER} lr"))
+    # no right to change anything: the selection stays (READ-WRITE as it was), but nothing can be changed
     assert raw.command("f", "STORE 1 +FLAGS (work)")[-1].startswith("f NO [NOPERM]")
-    assert raw.command("g", f"MYRIGHTS {SHARED_INBOX}")[-1].startswith("g NO [NONEXISTENT]")
+    # without "r" the session ends (the server MAY say BYE, 5.1.1) before the next command runs
+    ok(owner.command("g", f"DELETEACL INBOX {OTHER}"))
+    raw.send(b"h FETCH 1 (FLAGS)\r\n")
+    assert raw.line() == "* BYE Access to the selected mailbox was withdrawn by its owner"
+    assert raw.closed
     raw.close()
     owner.close()
 
@@ -486,6 +495,174 @@ def test_rev2_select_of_a_shared_mailbox_gives_its_list_response(imap: ImapHarne
     ok(raw.command("a", "ENABLE IMAP4rev2"))
     lines = raw.command("b", f"SELECT {SHARED_INBOX}")
     assert '* LIST (\\HasNoChildren) "/" "Shared/demo/INBOX"' in lines
+    raw.close()
+
+
+# ------------------------------------------------------------------ review: leaks and rights taken away
+
+
+def test_copy_into_the_owners_shared_trash_counts_against_the_owners_quota(imap: ImapHarness) -> None:
+    """The \\Trash exemption of the quota is for the account's own deletes: another account copying into
+    a Trash shared with it adds to the owner's mail like any copy (else it could fill the account)."""
+    share(imap, "lri", "Trash")
+    imap.deliver(DEMO, ("Subject: own\r\n\r\n" + "y" * 600 + "\r\n").encode())
+    imap.call(imap.store.update_account(DEMO, quota=1000))
+    imap.deliver(OTHER, ("Subject: big\r\n\r\n" + "x" * 600 + "\r\n").encode())
+    raw = session(imap, OTHER)
+    ok(raw.command("a", "SELECT INBOX"))
+    assert raw.command("b", 'COPY 1 "Shared/demo/Trash"')[-1].startswith("b NO [OVERQUOTA]")
+    assert imap.call(imap.store.get_messages(imap.mailbox_id(DEMO, "Trash"), [1])) == []
+    # the owner's own copy into its Trash is still exempt (deleting always works)
+    owner = session(imap)
+    ok(owner.command("c", "SELECT INBOX"))
+    ok(owner.command("d", "COPY 1 Trash"))
+    raw.close()
+    owner.close()
+
+
+def test_getquotaroot_needs_one_of_the_rights_myrights_needs(imap: ImapHarness) -> None:
+    """RFC 4314 section 6: with none of "l r i k x a" a mailbox is answered as missing, by every command."""
+    share(imap, "sw")
+    raw = session(imap, OTHER)
+    assert raw.command("a", f"MYRIGHTS {SHARED_INBOX}")[-1].startswith("a NO [NONEXISTENT]")
+    assert raw.command("b", f"GETQUOTAROOT {SHARED_INBOX}")[-1].startswith("b NO [NONEXISTENT]")
+    share(imap, "i")
+    assert raw.command("c", f"GETQUOTAROOT {SHARED_INBOX}")[-1] == "c OK GETQUOTAROOT completed"
+    raw.close()
+
+
+def test_appenduid_and_copyuid_are_left_out_without_read_on_the_target(imap: ImapHarness) -> None:
+    """RFC 4315 sections 3 and 5: a client that may APPEND or COPY to a mailbox but not SELECT it gets no
+    APPENDUID or COPYUID (they tell how much mail the mailbox got)."""
+    share(imap, "li")  # a drop box
+    imap.deliver(OTHER, message("mine"))
+    raw = session(imap, OTHER)
+    data = "Subject: dropped\r\n\r\nhi\r\n"
+    assert raw.command("a", f"APPEND {SHARED_INBOX} {{{len(data)}+}}\r\n{data}") == ["a OK APPEND completed"]
+    ok(raw.command("b", "SELECT INBOX"))
+    assert raw.command("c", f"COPY 1 {SHARED_INBOX}") == ["c OK COPY completed"]
+    lines = raw.command("d", f"MOVE 1 {SHARED_INBOX}")
+    assert not any("COPYUID" in line for line in lines), lines
+    assert lines[-1] == "d OK MOVE completed"
+    share(imap, "lri")
+    assert "APPENDUID" in raw.command("e", f"APPEND {SHARED_INBOX} {{{len(data)}+}}\r\n{data}")[-1]
+    raw.close()
+
+
+def test_permanentflags_follow_the_rights_when_sent_again(imap: ImapHarness) -> None:
+    """RFC 4314 5.1.1: FLAGS and PERMANENTFLAGS MUST reflect the user's rights; also when a new keyword has
+    them sent again (RFC 9051 7.1), and when the rights change while the mailbox is selected (SHOULD)."""
+    imap.deliver(DEMO, message("one"))
+    share(imap, "lrs")
+    raw = session(imap, OTHER)
+    assert "* OK [PERMANENTFLAGS (\\Seen)] Flags permitted" in raw.command("a", f"SELECT {SHARED_INBOX}")
+    imap.call(imap.store.store_flags(imap.mailbox_id(DEMO, "INBOX"), [1], ["$new"], "add"))
+    lines = raw.command("b", "NOOP")
+    assert "* OK [PERMANENTFLAGS (\\Seen)] Flags permitted" in lines, lines
+    share(imap, "lrst")
+    lines = raw.command("c", "NOOP")
+    assert "* OK [PERMANENTFLAGS (\\Seen \\Deleted)] Flags permitted" in lines, lines
+    assert raw.command("d", "NOOP") == ["d OK NOOP completed"]  # told once
+    raw.close()
+
+
+def test_taking_read_away_ends_the_selection_before_another_message_is_read(imap: ImapHarness) -> None:
+    """RFC 4314 5.1.1: a server that checks rights on every command MAY say BYE when "r" is gone; this one
+    does, before the next command runs (no message data, no new EXISTS after the owner took it away)."""
+    imap.deliver(DEMO, message("secret one"))
+    share(imap, "lr")
+    raw = session(imap, OTHER)
+    ok(raw.command("a", f"SELECT {SHARED_INBOX}"))
+    share(imap, "l")  # the owner takes "r" away
+    raw.send(b"b FETCH 1 (BODY[])\r\n")
+    assert raw.line().startswith("* BYE")
+    assert raw.closed
+    assert b"secret" not in raw.buf
+    # IDLE: the next change is not told, the session ends
+    share(imap, "lr")
+    idle = session(imap, OTHER)
+    ok(idle.command("c", f"SELECT {SHARED_INBOX}"))
+    idle.send(b"d IDLE\r\n")
+    assert idle.line() == "+ idling"
+    imap.call(imap.store.delete_acl(imap.mailbox_id(DEMO, "INBOX"), OTHER))
+    imap.deliver(DEMO, message("secret two"))
+    idle.wait()
+    assert idle.line().startswith("* BYE")
+    assert idle.closed
+    idle.close()
+    raw.close()
+
+
+@pytest.mark.parametrize(
+    "command", ["UID COPY 1:2 INBOX", "UID STORE 1:2 -FLAGS (\\Deleted)", "CLOSE", "UID SEARCH BODY private"]
+)
+def test_a_deleted_selected_mailbox_whose_id_another_account_got_is_never_touched(
+    imap: ImapHarness, command: str
+) -> None:
+    """SQLite alone gives a deleted mailbox's id (the highest) to the next mailbox made, maybe another
+    account's; the store no longer does (`create_mailbox_row`), and a session that still has the deleted
+    mailbox selected runs no command on its id all the same (COPY would copy the other account's messages
+    out, STORE and CLOSE change and expunge them): BYE before it runs."""
+    raw, other_session = session(imap), session(imap)
+    ok(raw.command("a", "CREATE Bait"))
+    for n in (1, 2):
+        imap.deliver(DEMO, message(f"bait {n}"), "Bait")
+    bait = imap.mailbox_id(DEMO, "Bait")
+    ok(raw.command("b", "SELECT Bait"))
+    ok(other_session.command("c", "DELETE Bait"))
+    victim = session(imap, OTHER)
+    ok(victim.command("d", "CREATE Private"))
+    private_id = imap.mailbox_id(OTHER, "Private")
+    assert private_id != bait  # never given again
+    for n in (1, 2):
+        imap.deliver(OTHER, message(f"private {n}"), "Private", flags=("\\Deleted",))
+    raw.send(f"e {command}\r\n".encode())
+    assert raw.line() == "* BYE The selected mailbox was deleted by another session"
+    assert raw.closed
+    private = imap.call(imap.store.get_messages(private_id, [1, 2]))
+    assert [m.flags for m in private] == [frozenset({"\\Deleted"})] * 2  # still there, as they were
+    assert imap.call(imap.store.mailbox_status(imap.mailbox_id(DEMO, "INBOX"))).mailbox.messages == 0
+    other_session.close()
+    victim.close()
+
+
+def test_an_append_whose_mailbox_id_went_to_another_account_stores_nothing(imap: ImapHarness) -> None:
+    """The client takes its time sending the message: its own target mailbox is deleted meanwhile, and another
+    account makes a mailbox (SQLite alone would give it the deleted one's id; the store does not). The rights
+    are read again by id when the message is in: nothing is stored, in either mailbox."""
+    raw, other_session = session(imap), session(imap)
+    ok(raw.command("a", "CREATE Drop"))
+    drop = imap.mailbox_id(DEMO, "Drop")
+    data = "Subject: injected\r\n\r\nhi\r\n"
+    raw.send(f"b APPEND Drop {{{len(data)}}}\r\n".encode())
+    assert raw.line().startswith("+")
+    ok(other_session.command("c", "DELETE Drop"))
+    victim = session(imap, OTHER)
+    ok(victim.command("d", "CREATE Private"))
+    private_id = imap.mailbox_id(OTHER, "Private")
+    assert private_id != drop
+    raw.send(f"{data}\r\n".encode())
+    assert raw.until_tagged("b")[-1].startswith("b NO")
+    assert imap.call(imap.store.mailbox_status(private_id)).mailbox.messages == 0
+    raw.close()
+    other_session.close()
+    victim.close()
+
+
+def test_a_failed_select_of_a_shared_mailbox_follows_no_owner(
+    imap: ImapHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SELECT that fails after it started to follow the owner's changes stops following them."""
+    share(imap, "lr")
+    raw = session(imap, OTHER)
+
+    async def gone(mailbox_id: int) -> None:
+        raise NotFound(f"no mailbox {mailbox_id}")
+
+    monkeypatch.setattr(imap.store, "snapshot", gone)
+    assert raw.command("a", f"SELECT {SHARED_INBOX}")[-1].startswith("a NO")
+    assert raw.core.session.selected_owner is None
+    assert raw.core.session._unfollow is None
     raw.close()
 
 

@@ -410,6 +410,28 @@ def test_another_accounts_changes_are_never_told(imap: ImapHarness) -> None:
     raw.close()
 
 
+def test_the_owners_changes_to_a_shared_selected_mailbox_are_no_names_of_this_account(
+    imap: ImapHarness,
+) -> None:
+    """A session follows the owner's changes of the shared mailbox it selected (decision 0073) for its view
+    only: the owner's rename, annotations and so on are none of its NOTIFY's (which watches the session's own
+    mailboxes), so no LIST or METADATA with the owner's names reaches it; its messages' events still do."""
+    owner = session(imap)
+    ok = owner.command("c", "CREATE Work")[-1]
+    assert ok.startswith("c OK"), ok
+    assert owner.command("a", f"SETACL Work {OTHER} lr")[-1] == "a OK SETACL completed"
+    raw = session(imap, OTHER)
+    assert raw.command("s", 'SELECT "Shared/demo/Work"')[-1].startswith("s OK")
+    notify(raw, EVERYTHING)
+    assert owner.command("m", "SETMETADATA Work (/private/comment {2+}\r\nhi)")[-1].startswith("m OK")
+    assert owner.command("r", "RENAME Work Team")[-1] == "r OK RENAME completed"
+    assert quiet(raw)
+    imap.deliver(DEMO, message("to the team"), "Team")
+    assert raw.line() == "* 1 EXISTS"
+    owner.close()
+    raw.close()
+
+
 OPERATIONS = st.lists(
     st.sampled_from(["deliver", "deliver-archive", "expunge", "flag", "create", "delete", "wake", "noop"]),
     max_size=12,

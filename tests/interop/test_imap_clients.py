@@ -174,12 +174,28 @@ def ok(result: tuple[str, list[T]]) -> list[T]:
     return data
 
 
+OTHER = "other@example.test"
+OTHER_PW = "other-secret-pw"
+#: demo's folder "Team" as other names it (decision 0073: `Shared/<owner's local part>/<mailbox>`).
+SHARED_TEAM = "Shared/demo/Team"
+
+
+def share_team(admin: imaplib.IMAP4_SSL, rights: str = "lrswi") -> None:
+    """demo (the owner, over imaplib) makes "Team" with "team one" and "team two" (\\Seen) and gives other
+    these rights on it with SETACL (RFC 4314), as test_mbsync_syncs_a_folder_another_account_shares does."""
+    ok(admin.create("Team"))
+    ok(admin.append("Team", "", None, b"From: a@b.test\r\nSubject: team one\r\n\r\none\r\n"))
+    ok(admin.append("Team", "(\\Seen)", None, b"From: a@b.test\r\nSubject: team two\r\n\r\ntwo\r\n"))
+    ok(admin.setacl("Team", OTHER, rights))
+    assert ok(admin.getacl("Team")) == [f'"Team" {DEMO} lrswipkxtecda {OTHER} {rights}'.encode()]
+
+
 # ---------------------------------------------------------------------------------------------------- curl
 
 
-def curl(*args: str) -> subprocess.CompletedProcess[bytes]:
+def curl(*args: str, user: str = DEMO, password: str = DEMO_PW) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [need("curl"), "-sS", "-u", f"{DEMO}:{DEMO_PW}", "--connect-to", "localhost::127.0.0.1:", *args],
+        [need("curl"), "-sS", "-u", f"{user}:{password}", "--connect-to", "localhost::127.0.0.1:", *args],
         capture_output=True,
         timeout=CLIENT_TIMEOUT,
     )
@@ -227,6 +243,44 @@ def test_curl_sends_no_password_before_starttls(server: ServerProcess, data_dir:
     assert b"LOGIN" not in got.stderr.split(b"LOGINDISABLED")[-1]
     assert b"AUTHENTICATE" not in got.stderr
     assert store_state(data_dir)["INBOX"][0].flags == frozenset()
+
+
+def test_curl_lists_and_fetches_from_a_shared_folder(
+    server: ServerProcess, data_dir: DataDir, admin: imaplib.IMAP4_SSL
+) -> None:
+    """other's curl sees demo's shared folder in its LIST and fetches from it by its shared name."""
+    deliver(server, "private")  # in demo's INBOX, which is not shared
+    share_team(admin)
+    base = f"imaps://localhost:{server.port('imaps')}/"
+    tls = ["--cacert", cacert(data_dir)]
+
+    listing = curl(*tls, base, user=OTHER, password=OTHER_PW)
+    assert listing.returncode == 0, listing.stderr
+    lines = listing.stdout.decode().splitlines()
+    assert '* LIST (\\HasNoChildren) "/" "Shared/demo/Team"' in lines, lines
+    assert '* LIST (\\Noselect \\HasChildren) "/" "Shared/demo"' in lines, lines
+    assert not [line for line in lines if "Shared/demo/INBOX" in line]  # not shared: not listed
+    # a URL naming the namespace prefix is a LIST with it as the reference: LIST "Shared" *
+    below = curl(*tls, f"{base}Shared/", user=OTHER, password=OTHER_PW)
+    assert below.returncode == 0, below.stderr
+    assert below.stdout.decode().splitlines() == [
+        '* LIST (\\Noselect \\HasChildren) "/" "Shared"',
+        '* LIST (\\Noselect \\HasChildren) "/" "Shared/demo"',
+        '* LIST (\\HasNoChildren) "/" "Shared/demo/Team"',
+    ]
+    found = curl(*tls, "-X", "SEARCH UNSEEN", f"{base}{SHARED_TEAM}", user=OTHER, password=OTHER_PW)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.decode().splitlines() == ["* SEARCH 1"]
+
+    stored = by_subject(store_state(data_dir)["Team"])
+    got = curl(*tls, f"{base}{SHARED_TEAM};UID={stored['team one'].uid}", user=OTHER, password=OTHER_PW)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == stored["team one"].data
+    # curl's BODY[] in the read-write selection (other has "s") set \Seen, in demo's own folder.
+    assert by_subject(store_state(data_dir)["Team"])["team one"].flags == {"\\Seen"}
+    denied = curl(*tls, f"{base}Shared/demo/INBOX;UID=1", user=OTHER, password=OTHER_PW)
+    assert denied.returncode != 0
+    assert denied.stdout == b""
 
 
 # -------------------------------------------------------------------------------------------------- mbsync
@@ -364,31 +418,30 @@ def test_mbsync_syncs_a_folder_another_account_shares(
 # ------------------------------------------------------------------------------------------------- neomutt
 
 
-def test_neomutt_reads_flags_and_deletes_in_batch(
-    server: ServerProcess, data_dir: DataDir, tmp_path: Path
-) -> None:
+def neomutt(
+    server: ServerProcess,
+    data: DataDir,
+    home: Path,
+    keys: str,
+    *,
+    user: str = DEMO,
+    password: str = DEMO_PW,
+    spoolfile: str = "INBOX",
+) -> subprocess.CompletedProcess[bytes]:
+    """neomutt in batch: it opens `spoolfile` (a name under the account's imaps:// folder), runs `keys`."""
     binary = need("neomutt")
     script = need("script")  # neomutt needs a terminal; script(1) gives it a pseudo-terminal
-    deliver(server, "mutt zero", "mutt one", "mutt two", "mutt three")
-    home = tmp_path / "mutt"
     home.mkdir()
     muttrc = home / "muttrc"
     muttrc.write_text(
-        f'set folder = "imaps://demo%40example.test@localhost:{server.port("imaps")}/"\n'
-        'set spoolfile = "+INBOX"\n'
-        f'set imap_user = "{DEMO}"\nset imap_pass = "{DEMO_PW}"\n'
-        f'set ssl_ca_certificates_file = "{cacert(data_dir)}"\nset ssl_force_tls = yes\n'
+        f'set folder = "imaps://{user.replace("@", "%40")}@localhost:{server.port("imaps")}/"\n'
+        f'set spoolfile = "+{spoolfile}"\n'
+        f'set imap_user = "{user}"\nset imap_pass = "{password}"\n'
+        f'set ssl_ca_certificates_file = "{cacert(data)}"\nset ssl_force_tls = yes\n'
         f'set certificate_file = "{home}/certs"\n'
         'set header_cache = ""\nset message_cachedir = ""\n'
         "set mail_check = 0\nset timeout = 1\nset wait_key = no\nset mark_old = no\n"
         "set delete = yes\nset quit = yes\nset move = no\nset sort = date\nset confirmappend = no\n"
-    )
-    keys = (
-        "<search>mutt one<enter><display-message><exit>"
-        "<search>mutt two<enter><flag-message>"
-        "<search>mutt zero<enter><delete-message>"
-        "<search>mutt three<enter><save-message>=Archive<enter>"
-        "<sync-mailbox><quit>"
     )
     command = f"{binary} -n -F {muttrc} -e 'push \"{keys}\"'"
     proc = subprocess.run(
@@ -399,6 +452,21 @@ def test_neomutt_reads_flags_and_deletes_in_batch(
         stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 0, proc.stdout[-2000:]
+    return proc
+
+
+def test_neomutt_reads_flags_and_deletes_in_batch(
+    server: ServerProcess, data_dir: DataDir, tmp_path: Path
+) -> None:
+    deliver(server, "mutt zero", "mutt one", "mutt two", "mutt three")
+    keys = (
+        "<search>mutt one<enter><display-message><exit>"
+        "<search>mutt two<enter><flag-message>"
+        "<search>mutt zero<enter><delete-message>"
+        "<search>mutt three<enter><save-message>=Archive<enter>"
+        "<sync-mailbox><quit>"
+    )
+    neomutt(server, data_dir, tmp_path / "mutt", keys)
     state = store_state(data_dir)
     inbox = by_subject(state["INBOX"])
     assert set(inbox) == {"mutt one", "mutt two"}
@@ -406,6 +474,30 @@ def test_neomutt_reads_flags_and_deletes_in_batch(
     assert inbox["mutt two"].flags == {"\\Flagged"}
     [saved] = state["Archive"]  # save-message: UID COPY, then \Deleted and EXPUNGE in INBOX
     assert saved.subject == "mutt three"
+
+
+def test_neomutt_opens_a_shared_folder_reads_and_flags(
+    server: ServerProcess, data_dir: DataDir, admin: imaplib.IMAP4_SSL, tmp_path: Path
+) -> None:
+    """other's neomutt opens demo's shared folder by its name (it asks MYRIGHTS, then SELECTs it), reads a
+    message and flags it; demo sees both flags."""
+    share_team(admin)
+    keys = (
+        "<search>team one<enter><display-message><exit>"
+        "<search>team one<enter><flag-message>"
+        "<sync-mailbox><quit>"
+    )
+    home = tmp_path / "mutt-other"
+    neomutt(server, data_dir, home, keys, user=OTHER, password=OTHER_PW, spoolfile=SHARED_TEAM)
+    team = by_subject(store_state(data_dir)["Team"])
+    assert team["team one"].flags == {"\\Seen", "\\Flagged"}
+    assert team["team two"].flags == {"\\Seen"}
+    # demo, the owner, sees the flags through its own connection too
+    ok(admin.select("Team", readonly=True))
+    flags = ok(admin.uid("FETCH", str(team["team one"].uid), "(FLAGS)"))
+    assert isinstance(flags[0], bytes)
+    assert set(imaplib.ParseFlags(flags[0])) == {b"\\Seen", b"\\Flagged"}
+    assert "Team" not in store_state(data_dir, OTHER)
 
 
 # ------------------------------------------------------------------------------------------------ getmail6
@@ -422,7 +514,16 @@ def world_writable_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def getmail(server: ServerProcess, data: DataDir, home: Path, *, delete: bool) -> list[bytes]:
+def getmail(
+    server: ServerProcess,
+    data: DataDir,
+    home: Path,
+    *,
+    delete: bool,
+    login: str = DEMO,
+    password: str = DEMO_PW,
+    mailbox: str = "INBOX",
+) -> list[bytes]:
     binary = need("getmail")
     maildir = home / "Maildir"
     for sub in ("cur", "new", "tmp"):
@@ -434,7 +535,7 @@ def getmail(server: ServerProcess, data: DataDir, home: Path, *, delete: bool) -
     rc.write_text(
         "[retriever]\n"
         f"type = SimpleIMAPSSLRetriever\nserver = localhost\nport = {server.port('imaps')}\n"
-        f'username = {DEMO}\npassword = {DEMO_PW}\nca_certs = {cacert(data)}\nmailboxes = ("INBOX",)\n'
+        f'username = {login}\npassword = {password}\nca_certs = {cacert(data)}\nmailboxes = ("{mailbox}",)\n'
         "record_mailbox = false\n"
         f"\n[destination]\ntype = Maildir\npath = {maildir}/\n{user}"
         f"\n[options]\ndelete = {'true' if delete else 'false'}\nread_all = true\n"
@@ -459,10 +560,41 @@ def test_getmail_over_imaps(
         assert [m.data for m in after] == stored
 
 
+@pytest.mark.parametrize(("delete", "rights"), [(False, "lr"), (True, "lrswited")])
+def test_getmail_retrieves_from_a_shared_folder(
+    delete: bool,
+    rights: str,
+    server: ServerProcess,
+    data_dir: DataDir,
+    admin: imaplib.IMAP4_SSL,
+    world_writable_dir: Path,
+) -> None:
+    """other's getmail, with demo's shared folder as its one mailbox, retrieves both messages: with only "lr"
+    (it EXAMINEs when it keeps the mail), or, with delete, through SELECT, UID STORE (\\Deleted \\Seen) and
+    EXPUNGE, which "t", "e" and "s" allow, removing them from demo's folder."""
+    share_team(admin, rights)
+    stored = store_state(data_dir)["Team"]
+    home = world_writable_dir
+    got = getmail(server, data_dir, home, delete=delete, login=OTHER, password=OTHER_PW, mailbox=SHARED_TEAM)
+    # getmail writes the envelope sender as Return-Path; an APPENDed message has none, so it is "<unknown>".
+    assert [m.removeprefix(b"Return-Path: <unknown>\r\n") for m in got] == sorted(m.data for m in stored)
+    assert store_state(data_dir)["Team"] == ([] if delete else stored)
+    assert "Team" not in store_state(data_dir, OTHER)
+
+
 # -------------------------------------------------------------------------------------------- offlineimap
 
 
-def offlineimap(server: ServerProcess, data: DataDir, home: Path) -> None:
+def offlineimap(
+    server: ServerProcess,
+    data: DataDir,
+    home: Path,
+    *,
+    user: str = DEMO,
+    password: str = DEMO_PW,
+    remote_options: str = "",
+) -> str:
+    """One offlineimap run (`remote_options`: more lines for the IMAP repository); its output."""
     binary = need("offlineimap")
     rc = home / "offlineimaprc"
     rc.write_text(
@@ -471,13 +603,14 @@ def offlineimap(server: ServerProcess, data: DataDir, home: Path) -> None:
         "[Account demo]\nlocalrepository = local\nremoterepository = remote\n\n"
         f"[Repository local]\ntype = Maildir\nlocalfolders = {home}/mail\n\n"
         "[Repository remote]\ntype = IMAP\nremotehost = localhost\n"
-        f"remoteport = {server.port('imaps')}\nremoteuser = {DEMO}\nremotepass = {DEMO_PW}\n"
-        f"ssl = yes\nsslcacertfile = {cacert(data)}\n"
+        f"remoteport = {server.port('imaps')}\nremoteuser = {user}\nremotepass = {password}\n"
+        f"ssl = yes\nsslcacertfile = {cacert(data)}\n{remote_options}"
     )
     proc = run_client([binary, "-c", str(rc), "-o", "-u", "basic"], home)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
     assert "ERROR" not in output, output
+    return output
 
 
 def test_offlineimap_syncs_to_a_maildir_and_back(
@@ -512,6 +645,37 @@ def test_offlineimap_syncs_to_a_maildir_and_back(
     assert after["oi local"].flags == {"\\Seen"}
     assert b"written offline\r\n" in after["oi local"].data
     assert set(maildir_messages(local / "INBOX")) == {"oi zero", "oi one", "oi local"}
+
+
+def test_offlineimap_syncs_a_shared_folder_both_ways(
+    server: ServerProcess, data_dir: DataDir, admin: imaplib.IMAP4_SSL, tmp_path: Path
+) -> None:
+    """other's offlineimap, with a folderfilter for the shared namespace, syncs demo's shared folder into a
+    Maildir (offlineimap's local separator is "."), and its flag change and new message go back to demo."""
+    share_team(admin)
+    home = tmp_path / "oi-other"
+    home.mkdir()
+    options = "folderfilter = lambda folder: folder.startswith('Shared/')\n"
+    output = offlineimap(server, data_dir, home, user=OTHER, password=OTHER_PW, remote_options=options)
+    local = home / "mail"
+    assert sorted(path.name for path in local.iterdir()) == ["Shared.demo.Team"], output
+    team = maildir_messages(local / "Shared.demo.Team")
+    stored = by_subject(store_state(data_dir)["Team"])
+    assert set(team) == {"team one", "team two"}, output
+    for subject, message in team.items():
+        assert as_crlf(message.data) == stored[subject].data
+    assert team["team two"].flags == "S"
+
+    set_maildir_flags(team["team one"], "FS")
+    write_maildir_message(
+        local / "Shared.demo.Team", "1.other", "", "From: other@example.test\nSubject: from other\n\nhi\n"
+    )
+    offlineimap(server, data_dir, home, user=OTHER, password=OTHER_PW, remote_options=options)
+    shared = by_subject(store_state(data_dir)["Team"])
+    assert set(shared) == {"team one", "team two", "from other"}
+    assert shared["team one"].flags == {"\\Seen", "\\Flagged"}
+    assert b"Subject: from other\r\n\r\nhi\r\n" in shared["from other"].data
+    assert "Team" not in store_state(data_dir, OTHER)
 
 
 # -------------------------------------------------------------------------------------- imapclient, imaplib
@@ -549,6 +713,42 @@ def test_imapclient_fetch_store_copy_move_expunge(server: ServerProcess, data_di
     [trashed] = state["Trash"]
     assert trashed.subject == "ic two"
     assert trashed.flags == {"\\Answered"}
+
+
+def test_imapclient_finds_a_shared_folder_through_namespace_and_reads_it(
+    server: ServerProcess, data_dir: DataDir, admin: imaplib.IMAP4_SSL
+) -> None:
+    """other's imapclient takes the "other users" prefix from NAMESPACE (RFC 2342), lists demo's shared folder
+    under it, selects it and fetches from it; a STORE it makes is in demo's folder."""
+    deliver(server, "private")  # in demo's INBOX, which is not shared
+    share_team(admin)
+    stored = store_state(data_dir)["Team"]
+    with IMAPClient("localhost", server.port("imaps"), ssl_context=tls_context(data_dir), timeout=60) as c:
+        c.login(OTHER, OTHER_PW)
+        namespace = c.namespace()
+        assert namespace.personal == (("", "/"),)
+        assert namespace.other == (("Shared/", "/"),)
+        assert namespace.shared is None
+        [(prefix, delimiter)] = namespace.other
+        listed = c.list_folders(prefix)
+        assert listed == [
+            ((b"\\Noselect", b"\\HasChildren"), delimiter.encode(), "Shared/demo"),
+            ((b"\\HasNoChildren",), delimiter.encode(), SHARED_TEAM),
+        ], listed
+        assert c.list_folders(prefix, "%") == [((b"\\Noselect", b"\\HasChildren"), b"/", "Shared/demo")]
+        selected = c.select_folder(SHARED_TEAM)
+        assert selected[b"EXISTS"] == 2
+        assert b"READ-WRITE" in selected
+        uids = [m.uid for m in stored]
+        assert c.search(["ALL"]) == uids
+        fetched = c.fetch(uids, ["BODY.PEEK[]", "FLAGS"])
+        for message in stored:
+            assert fetched[message.uid][b"BODY[]"] == message.data
+        assert set(fetched[uids[1]][b"FLAGS"]) >= {b"\\Seen"}
+        c.add_flags(uids[0], [b"\\Flagged"])
+        assert c.search(["FLAGGED"]) == [uids[0]]
+        assert c.folder_exists("Shared/demo/INBOX") is False
+    assert by_subject(store_state(data_dir)["Team"])["team one"].flags == {"\\Flagged"}
 
 
 def test_imapclient_idle_reports_a_delivery_within_a_second(server: ServerProcess, data_dir: DataDir) -> None:

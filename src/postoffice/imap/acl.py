@@ -25,7 +25,10 @@ What it implements
   \\Seen, `t` for \\Deleted, `w` for every other flag and keyword (`settable`, `allowed_flags`,
   `permanent_flags`).
 - The selected mailbox's rights are read again by every command that needs one (`selected_rights`: no I/O for
-  the session's own mailbox), so an ACL change applies to the next command of every session.
+  the session's own mailbox), so an ACL change applies to the next command of every session; and before
+  every command and every update of another account's mailbox (`SessionState.shared_access`, 5.1.1): BYE
+  once "r" is gone, PERMANENTFLAGS again when the rights changed.
+- APPENDUID and COPYUID are not given without "r" on the target (RFC 4315 sections 3 and 5).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from dataclasses import dataclass
 
 from postoffice.directory.address import normalize_address
 from postoffice.imap import wire
-from postoffice.imap.state import SessionState, bad, no
+from postoffice.imap.state import FLAG_RIGHTS, SessionState, bad, no, permitted_flags
 from postoffice.store import ACL_ANYONE, ACL_RIGHTS, MailboxInfo
 
 #: Where other accounts' mailboxes are: `Shared/<local part>/<mailbox>` (NAMESPACE's "other users" prefix).
@@ -53,8 +56,6 @@ OBSOLETE = {"c": "kx", "d": "te"}
 WRITE_RIGHTS = "iewst"
 #: RFC 4314 section 4 "Any": MYRIGHTS needs one of these.
 ANY_RIGHTS = "lrikxa"
-#: The right each system flag needs (section 4, STORE); every other flag and keyword needs "w".
-FLAG_RIGHTS = {"\\Seen": "s", "\\Deleted": "t"}
 #: The RIGHTS= capability (2.1): the rights beyond RFC 2086's.
 RIGHTS_CAPABILITY = "RIGHTS=texk"
 
@@ -120,7 +121,7 @@ def allowed_flags(flags: list[str], rights: str) -> list[str]:
 
 def permanent_flags(flags: str, rights: str) -> str:
     """PERMANENTFLAGS' list without the flags the user may not set (`\\*` needs "w" as keywords do)."""
-    return " ".join(flag for flag in flags.split() if may_set(flag, rights))
+    return permitted_flags(flags, rights)
 
 
 # ------------------------------------------------------------------------------------------ identifiers
@@ -256,6 +257,14 @@ def require(target: Target | None, need: str, missing: str = "NONEXISTENT") -> T
     raise no("Mailbox does not exist", missing)
 
 
+def require_any(target: Target | None) -> Target:
+    """`target` when the session has one of "l r i k x a" on it (section 4 "Any": MYRIGHTS, and GETQUOTAROOT
+    here), else the answer for a mailbox that does not exist (section 6: no existence leaks)."""
+    if target is None or not set(target.rights) & set(ANY_RIGHTS):
+        raise no("Mailbox does not exist", "NONEXISTENT")
+    return target
+
+
 async def mailbox(session: SessionState, name: str, need: str, missing: str = "NONEXISTENT") -> Target:
     """`find` and `require` in one: the mailbox a command acts on, with the rights it needs."""
     return require(await find(session, name), need, missing)
@@ -351,9 +360,9 @@ async def require_selected(session: SessionState, need: str) -> str:
 
 
 async def rights_on(session: SessionState, info: MailboxInfo) -> str:
-    """The session's rights on a mailbox it found before (APPEND reads them again when the message is in)."""
-    if info.account_id == session.logged_in_account.id:
-        return ALL_RIGHTS
+    """The session's rights on a mailbox it found before (APPEND reads them again when the message is in), by
+    its id: also for one of the session's own, whose id may have gone to another account's new mailbox while
+    the message came in (SQLite gives a deleted mailbox's id again). "" when there is no such mailbox."""
     return (await session.store.my_rights(session.logged_in_account.id, [info.id])).get(info.id, "")
 
 

@@ -97,9 +97,7 @@ async def listrights(session: SessionState, command: p.ListRights) -> Done:
 
 
 async def myrights(session: SessionState, command: p.MyRights) -> Done:
-    target = await _target(session, command.mailbox, "")
-    if not set(target.rights) & set(acl.ANY_RIGHTS):  # section 4: "Any" of l r i k x a
-        acl.require(None, "l")
+    target = acl.require_any(await _target(session, command.mailbox, ""))  # section 4: "Any" of l r i k x a
     session.untagged(acl.myrights_response(session, target.name, target.rights))
     return Done("MYRIGHTS completed")
 

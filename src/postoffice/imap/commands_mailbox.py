@@ -140,8 +140,6 @@ async def select(session: SessionState, command: p.Select | p.Examine) -> Done:
     target = await acl.mailbox(session, name, "r")  # RFC 4314 section 4: SELECT and EXAMINE need "r"
     info = target.info
     read_only = read_only or not acl.writable(target.rights)  # RFC 4314 5.2
-    if not target.own:
-        session.follow(info.account_id, info.id)  # its changes go to its owner's subscribers (decision 0073)
     changes_seen = session.changes_seen
     snapshot = await store.snapshot(info.id)  # shared and cached: no read of every message (decision 0016)
     recent: list[int] = []
@@ -187,6 +185,12 @@ async def select(session: SessionState, command: p.Select | p.Examine) -> Done:
     # Until `session.view` is set, a change notification finds no view to mark: any that came since the
     # snapshot was asked for (during every await above) makes the view read back at once.
     view.dirty = session.changes_seen != changes_seen
+    if not target.own:
+        # its changes go to its owner's subscribers (decision 0073): followed from here (not before: a SELECT
+        # that fails follows nothing), and the view read back at once, so none made meanwhile is missed
+        session.follow(info.account_id, info.id)
+        session.shared_rights = target.rights  # what PERMANENTFLAGS told (`SessionState.shared_access`)
+        view.dirty = True
     session.view = view
     session.state = State.SELECTED
     return Done(f"{command.NAME} completed", "READ-ONLY" if read_only else "READ-WRITE")
@@ -774,7 +778,7 @@ async def _quota_line(session: SessionState) -> bytes | None:
 async def getquotaroot(session: SessionState, command: p.GetQuotaRoot) -> Done:
     """RFC 9208 4.1.2: the roots of the mailbox (the account's, when it has a quota) and their QUOTA."""
     name = _existing(command.mailbox)
-    target = await acl.mailbox(session, name, "")
+    target = acl.require_any(await acl.find(session, name))  # as MYRIGHTS: one of "l r i k x a" (RFC 4314 6)
     # another account's mailbox is under its owner's quota, which is not shown to others (decision 0073)
     line = await _quota_line(session) if target.own else None
     session.untagged(b"QUOTAROOT " + session.mailbox_name(name) + (b' ""' if line is not None else b""))

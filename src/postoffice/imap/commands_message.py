@@ -99,10 +99,11 @@ async def _store_spooled(
     messages: tuple[p.AppendMessage, ...],
     name: str,
     mailbox: p.MailboxName | None = None,
-) -> tuple[int, list[int]]:
+) -> tuple[int, list[int], bool]:
     """The spooled messages of an APPEND or REPLACE stored, all or none (one store transaction: MULTIAPPEND,
-    RFC 3502 section 6.3.11); (the mailbox's UIDVALIDITY, their UIDs). CATENATE messages (RFC 4469) are put
-    together first (`commands_catenate.assemble`)."""
+    RFC 3502 section 6.3.11); (the mailbox's UIDVALIDITY, their UIDs, whether the client may be told them:
+    not without "r", RFC 4315 sections 3 and 5). CATENATE messages (RFC 4469) are put together first
+    (`commands_catenate.assemble`)."""
     pending = session.take_append(tag)
     if any(message.catenate is not None for message in messages):
         replacing = name == "REPLACE"
@@ -117,7 +118,9 @@ async def _store_spooled(
     try:
         # the rights again, now that the message is in (RFC 4314 section 4: "i"; flags it may not set go)
         rights = await acl.rights_on(session, pending.mailbox)
-        if "i" not in rights:
+        if "i" not in rights:  # (gone, or its id is another account's mailbox now: as missing, section 6)
+            if "l" not in rights:
+                raise no("Mailbox does not exist", "TRYCREATE")
             raise no("Permission denied: the i right is needed", "NOPERM")
         items: list[AppendItem] = []
         for item, message in zip(pending.messages, messages, strict=True):
@@ -140,14 +143,14 @@ async def _store_spooled(
     view = session.view
     if view is not None and view.mailbox_id == mailbox_id:
         view.dirty = True
-    return pending.mailbox.uidvalidity, [copy.uid for copy in copies]
+    return pending.mailbox.uidvalidity, [copy.uid for copy in copies], "r" in rights
 
 
 async def append(session: SessionState, command: p.Append) -> Done:
-    uidvalidity, uids = await _store_spooled(
+    uidvalidity, uids, told = await _store_spooled(
         session, command.tag, command.messages, "APPEND", command.mailbox
     )
-    return Done("APPEND completed", f"APPENDUID {uidvalidity} {format_sequence_set(uids)}")
+    return Done("APPEND completed", f"APPENDUID {uidvalidity} {format_sequence_set(uids)}" if told else None)
 
 
 async def replace(session: SessionState, command: p.Replace) -> Done:
@@ -174,10 +177,11 @@ async def replace(session: SessionState, command: p.Replace) -> Done:
     if not original or original in view.gone:
         session.discard_append()
         raise no("The message to replace no longer exists", "EXPUNGEISSUED" if original is not None else None)
-    uidvalidity, (uid,) = await _store_spooled(
+    uidvalidity, (uid,), told = await _store_spooled(
         session, command.tag, (command.message,), "REPLACE", command.mailbox
     )
-    session.untagged(f"OK [APPENDUID {uidvalidity} {uid}] Replacement message ready")
+    if told:  # not without "r" on the target (RFC 4315 sections 3 and 5)
+        session.untagged(f"OK [APPENDUID {uidvalidity} {uid}] Replacement message ready")
     removed = await session.store.expunge(view.mailbox_id, [original])
     view.mark_gone(removed)
     view.dirty = True  # the expunge's own MODSEQ: read back before the tagged reply gives HIGHESTMODSEQ
@@ -749,7 +753,7 @@ async def copy(session: SessionState, command: p.Copy | p.Move) -> Done:
         settable=acl.settable(destination.rights),
     )
     code = None
-    if pairs:
+    if pairs and "r" in destination.rights:  # RFC 4315 sections 3 and 5: not without "r" on the target
         sources = format_sequence_set([s for s, _ in pairs], sort=False)
         targets = format_sequence_set([t for _, t in pairs], sort=False)
         code = f"COPYUID {target.uidvalidity} {sources} {targets}"

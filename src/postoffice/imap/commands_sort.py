@@ -117,6 +117,7 @@ class _StoreCache:
 
     def __init__(self) -> None:
         self.keys: dict[int, SortKeys] = {}  # oldest first
+        self.sent: dict[int, float | None] = {}  # for sorts by DATE, ARRIVAL and SIZE alone; oldest first
         self.answers: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 
     def answer(self, key: tuple[Any, ...]) -> Any:
@@ -176,6 +177,36 @@ def _criteria(
         raise bad(str(exc)) from None
 
 
+#: Sort keys the session's view has (no store read for them).
+_FROM_VIEW = frozenset({"ARRIVAL", "SIZE"})
+
+
+async def _keys_for(
+    store: MailAccess, content_ids: Sequence[int], criteria: Sequence[tuple[str, bool]]
+) -> list[SortKeys]:
+    """What `sorted_order` needs of `content_ids` for `criteria`: nothing for ARRIVAL and SIZE; for DATE the
+    sent date alone (`MailStore.sent_dates`: a first SORT (DATE) of a large mailbox reads one column and
+    makes no string forms); else every comparison form (`_keys_of`)."""
+    names = {key for key, _reverse in criteria}
+    if names <= _FROM_VIEW:
+        return [_EMPTY] * len(content_ids)
+    if not names <= _FROM_VIEW | {"DATE"}:
+        return await _keys_of(store, content_ids)
+    cache = _cache_of(store)
+    sent, full = cache.sent, cache.keys
+    missing = [cid for cid in content_ids if cid not in sent and cid not in full]
+    if missing:
+        sent.update(await store.sent_dates(missing))
+        if len(sent) > KEY_CACHE_SIZE:
+            for cid in list(itertools.islice(sent, len(sent) - KEY_CACHE_SIZE)):
+                del sent[cid]
+    with collector_paused():
+        return [
+            k if (k := full.get(cid)) is not None else _EMPTY._replace(sent=sent.get(cid))
+            for cid in content_ids
+        ]
+
+
 async def _matches(
     session: SessionState, view: MailboxView, command: p.Sort | p.Thread, criteria: Criteria | None = None
 ) -> list[int]:
@@ -232,12 +263,12 @@ class SortOrder:
 
     async def values(self, view: MailboxView, uids: list[int]) -> list[tuple[Any, ...]]:
         columns = view.columns(uids)
-        keys = await _keys_of(self.store, columns.content_ids)
+        keys = await _keys_for(self.store, columns.content_ids, self.criteria)
         return list(zip(*(_column(key, columns, keys) for key, _reverse in self.criteria), strict=True))
 
     async def sorted(self, view: MailboxView, uids: list[int]) -> list[int]:
         columns = view.columns(uids)
-        keys = await _keys_of(self.store, columns.content_ids)
+        keys = await _keys_for(self.store, columns.content_ids, self.criteria)
         return list(map(uids.__getitem__, sorted_order(self.criteria, columns, keys)))
 
 
@@ -275,7 +306,7 @@ async def sort(session: SessionState, command: p.Sort) -> Done:
         order: list[int] | None = cache.answer(order_key)  # indexes into `matched`
         if order is None:
             columns = view.columns(matched)
-            keys = await _keys_of(session.store, columns.content_ids)
+            keys = await _keys_for(session.store, columns.content_ids, command.criteria)
             order = sorted_order(command.criteria, columns, keys)
             cache.keep(order_key, order)
         if command.uid:

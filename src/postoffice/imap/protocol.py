@@ -201,6 +201,9 @@ _ALLOWED: dict[type[p.Command], tuple[State, ...]] = {
     p.Move: (State.SELECTED,),
 }
 
+#: Commands that leave the selected mailbox: no rights on it are needed to run them (`_dispatch`).
+_LEAVES_MAILBOX = (p.Select, p.Examine, p.Close, p.Unselect)
+
 _HANDLERS = {
     **commands_mailbox.HANDLERS,
     **commands_message.HANDLERS,
@@ -560,6 +563,16 @@ class ImapProtocol:
             return Done("NAMESPACE completed")
         if isinstance(command, p.Idle):
             self._idle(command)
+            return None
+        if session.selected_deleted and not isinstance(command, (p.Select, p.Examine, p.Unselect)):
+            # the selected mailbox was deleted: its id may be another mailbox's already (SQLite gives the
+            # highest id again), maybe another account's: no command acts on it, BYE first (`sync`)
+            await session.sync(False)
+            return None
+        # another account's mailbox is selected: "r" is read again before the command runs (RFC 4314 5.1.1);
+        # without it the session ends with BYE, and nothing more of the mailbox is read
+        leaves = isinstance(command, _LEAVES_MAILBOX)
+        if session.selected_owner is not None and not leaves and not await session.shared_access():
             return None
         handler = _HANDLERS.get(type(command))
         if handler is None:

@@ -181,6 +181,17 @@ class Notifications(Protocol):
         """`uids` were just announced by EXISTS: the FETCH the client asked for with MessageNew (5.2)."""
 
 
+#: The right each system flag needs (RFC 4314 section 4, STORE); every other flag and keyword needs "w"
+#: (`postoffice.imap.acl` checks them; here for the PERMANENTFLAGS of another account's mailbox).
+FLAG_RIGHTS = {"\\Seen": "s", "\\Deleted": "t"}
+
+
+def permitted_flags(flags: str, rights: str) -> str:
+    """A PERMANENTFLAGS list without the flags `rights` do not let the user set (`\\*` needs "w" as keywords
+    do): RFC 4314 5.1.1, PERMANENTFLAGS "MUST accurately reflect the current user's rights"."""
+    return " ".join(flag for flag in flags.split() if FLAG_RIGHTS.get(flag, "w") in rights)
+
+
 def _nothing() -> None:
     pass
 
@@ -242,6 +253,8 @@ class SessionState:
         #: docs/decisions/0073): its changes are published to its owner's subscribers, so the session follows
         #: that account too while it is selected (`follow`); `postoffice.imap.acl` reads the rights on it.
         self.selected_owner: int | None = None
+        #: The rights on it as last told to the client (its PERMANENTFLAGS); read again by `shared_access`
+        self.shared_rights = ""
         self._unfollow: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------------------------------ output
@@ -319,8 +332,11 @@ class SessionState:
         self.unfollow()
 
         def changed(event: ChangeEvent) -> None:
+            # for the view only: the owner's names, annotations and other mailboxes never reach the session's
+            # NOTIFY, which watches the session's own mailboxes (it would take them for its own)
             if event.mailbox_id == mailbox_id:
-                self.on_change(event)
+                self.changes_seen += 1
+                self._selected_changed(event)
 
         self.selected_owner = owner_id
         self._unfollow = self.store.subscribe(owner_id, changed)
@@ -330,6 +346,31 @@ class SessionState:
         if self._unfollow is not None:
             self._unfollow()
             self._unfollow = None
+
+    async def shared_access(self) -> bool:
+        """Whether the session may go on with the selected mailbox of another account (RFC 4314 5.1.1; the
+        rights are read again, before each command and each time changes are told; `postoffice.imap.acl`
+        checks those a command needs). Without "r" the session ends: "it MAY send an untagged BYE response
+        and close connection", as when the mailbox is deleted: what it would tell next, the user may no
+        longer read. With other rights than before, PERMANENTFLAGS again ("SHOULD send ... if they have
+        changed")."""
+        view = self.view
+        if view is None or self.selected_owner is None:
+            return True
+        found = await self.store.my_rights(self.logged_in_account.id, [view.mailbox_id])
+        rights = found.get(view.mailbox_id, "")
+        if "r" not in rights:
+            self.untagged("BYE Access to the selected mailbox was withdrawn by its owner")
+            self.end_reason = "selected mailbox no longer readable"
+            self.close_view()
+            self.state = State.LOGOUT
+            return False
+        if rights != self.shared_rights:
+            self.shared_rights = rights
+            if not view.read_only:
+                _, permanent = self.flag_lists(view.keywords)
+                self.untagged(f"OK [PERMANENTFLAGS ({permitted_flags(permanent, rights)})] Flags permitted")
+        return True
 
     # ---------------------------------------------------------------------------------------- updates
 
@@ -349,6 +390,9 @@ class SessionState:
         notifications = self.notifications
         if notifications is not None and notifications.on_change(event):
             self.wake()
+        self._selected_changed(event)
+
+    def _selected_changed(self, event: ChangeEvent) -> None:
         view = self.view
         if view is None or event.mailbox_id != view.mailbox_id:
             return
@@ -378,6 +422,8 @@ class SessionState:
             self.close_view()
             self.state = State.LOGOUT
             return
+        if self.selected_owner is not None and not await self.shared_access():
+            return  # "r" was taken away: BYE, nothing more of the mailbox is told
         for notice in self.notices:
             self.untagged(notice)
         self.notices.clear()
@@ -501,6 +547,8 @@ class SessionState:
         flags, permanent = self.flag_lists(view.keywords)
         self.untagged(f"FLAGS ({flags})")
         if not view.read_only:
+            if self.selected_owner is not None:  # another account's: what the rights allow (RFC 4314 5.1.1)
+                permanent = permitted_flags(permanent, self.shared_rights)
             self.untagged(f"OK [PERMANENTFLAGS ({permanent})] Flags permitted")
 
     def flag_lists(self, keywords: Collection[str]) -> tuple[str, str]:

@@ -1061,8 +1061,9 @@ class MailStore(abc.ABC):
         copies keep only those of their flags (`\\*` stands for every keyword: the flags a user may set on
         the target, IMAP ACL, decision 0073). OverQuota (nothing changes) when the copies would take the
         target's account over its storage quota (decision 0053), except a copy into the account's \\Trash
-        mailbox (that is how some clients delete: deleting always works) and a move within one account (it
-        adds nothing). A copy into another account's mailbox joins that account's conversations."""
+        mailbox from one of its own (that is how some clients delete: deleting always works; a copy from
+        another account, into a Trash shared with it, counts) and a move within one account (it adds
+        nothing). A copy into another account's mailbox joins that account's conversations."""
 
     @abc.abstractmethod
     async def list_messages(self, mailbox_id: int) -> list[MessageInfo]:
@@ -1150,6 +1151,11 @@ class MailStore(abc.ABC):
     async def sort_fields(self, content_ids: Sequence[int]) -> dict[int, SortFields]:
         """What IMAP SORT and THREAD compare of several stored messages (`postoffice.message.sort_fields`),
         by content id, in one read; ids that no longer exist are left out."""
+
+    @abc.abstractmethod
+    async def sent_dates(self, content_ids: Sequence[int]) -> dict[int, float | None]:
+        """`sort_fields(...)[id].sent` alone, by content id (None: no valid Date field), in one read: SORT
+        by DATE of a whole large mailbox needs nothing else; ids that no longer exist are left out."""
 
     @abc.abstractmethod
     async def imap_renderings(self, content_ids: Sequence[int]) -> dict[int, ImapRendering]:

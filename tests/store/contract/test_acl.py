@@ -232,3 +232,27 @@ def test_concurrent_additions_to_one_entry_are_all_kept(backend: Backend) -> Non
         assert await store.get_acl(inbox) == [AclEntry("fred@example.test", ACL_RIGHTS)]
 
     backend.run(scenario)
+
+
+@covers(S.delete_mailbox, S.create_mailbox, S.my_rights, S.shared_mailboxes)
+def test_a_deleted_mailboxs_id_is_never_given_again_nor_its_entries(backend: Backend) -> None:
+    """A deleted mailbox's id is never given to a later mailbox, of any account (SQLite alone gives the highest
+    id again: `create_mailbox_row` keeps a counter), and the new mailbox starts with its parent's entries only,
+    never the deleted one's."""
+
+    async def scenario(store: MailStore) -> None:
+        owner, fred, ann = await accounts(store, "owner", "fred", "ann")
+        doomed = (await store.create_mailbox(owner, "Doomed")).id
+        await store.set_acl(doomed, "anyone", "lrswi")
+        await store.set_acl(doomed, "fred@example.test", "a")
+        await store.delete_mailbox(owner, "Doomed")
+        made = await store.create_mailbox(ann, "Mine")
+        assert await store.get_acl(made.id) == []
+        assert await store.my_rights(fred, [made.id]) == {made.id: ""}
+        assert await store.shared_mailboxes(fred) == []
+        assert made.id != doomed
+        again = await store.create_mailbox(owner, "Doomed")  # the same name, the same account
+        assert again.id not in (doomed, made.id)
+        assert await store.get_acl(again.id) == []
+
+    backend.run(scenario)

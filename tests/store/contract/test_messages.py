@@ -748,7 +748,7 @@ SORTABLE = (
 )
 
 
-@covers(S.sort_fields)
+@covers(S.sort_fields, S.sent_dates)
 def test_what_sort_and_thread_compare_is_kept_with_the_content_and_goes_with_it(backend: Backend) -> None:
     async def scenario(store: MailStore) -> None:
         (demo,) = await accounts(store, "demo")
@@ -776,9 +776,15 @@ def test_what_sort_and_thread_compare_is_kept_with_the_content_and_goes_with_it(
             (),
         )
         assert await store.sort_fields([]) == {}
+        assert await store.sent_dates([full.content_id, 999_999, bare.content_id]) == {
+            full.content_id: 1_796_115_600.0,
+            bare.content_id: None,
+        }
+        assert await store.sent_dates([]) == {}
         await store.store_flags(inbox, [full.uid], ["\\Deleted"], "add")
         await store.expunge_deleted(inbox)
         assert await store.sort_fields([full.content_id]) == {}  # went with the content
+        assert await store.sent_dates([full.content_id]) == {}
 
     backend.run(scenario)
 

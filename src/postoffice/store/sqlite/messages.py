@@ -179,8 +179,8 @@ class MessagesMixin(SqliteBase):
         """COPY / MOVE (RFC 6851): (source uid, new uid) pairs in source UID order; flags, keywords and
         internal dates are kept (keywords only as far as `keyword_limits` allow in the target), the content is
         shared. A move expunges the sources in the same transaction. The target account's storage quota is
-        checked in the transaction, but not for a copy into its \\Trash (deleting always works) nor for a
-        move within one account (it adds nothing): docs/decisions/0053."""
+        checked in the transaction, but not for a copy into its \\Trash from its own mailboxes (deleting
+        always works) nor for a move within one account (it adds nothing): docs/decisions/0053."""
         wanted = sorted(set(uids))
 
         def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> list[tuple[int, int]]:
@@ -208,7 +208,9 @@ class MessagesMixin(SqliteBase):
                 (special_use,) = conn.execute(
                     "SELECT special_use FROM mailboxes WHERE id = ?", (target_mailbox_id,)
                 ).fetchone()
-                if special_use != "\\Trash":
+                # the \Trash exemption is for the account's own deletes: a copy from another account (into a
+                # Trash shared with it, IMAP ACL, decision 0073) adds to the owner's mail like any other
+                if special_use != "\\Trash" or accounts[source_mailbox_id] != target_account:
                     quota = account_quota(conn, target_account)
             before = account_used(conn, target_account) if quota > 0 else 0
             pairs = copy_rows(conn, source_mailbox_id, wanted, target_mailbox_id, allowed, bits=bits)
@@ -424,6 +426,18 @@ class MessagesMixin(SqliteBase):
                 (json.dumps(wanted),),
             )
             return dict(sort_fields_row(r) for r in rows)
+
+        return await self._read_few(q, len(wanted)) if wanted else {}
+
+    async def sent_dates(self, content_ids: Sequence[int]) -> dict[int, float | None]:
+        wanted = list(dict.fromkeys(content_ids))
+
+        def q(conn: sqlite3.Connection) -> dict[int, float | None]:
+            rows = conn.execute(
+                "SELECT id, sent FROM content_sort WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(wanted),),
+            )
+            return {int(cid): None if sent is None else float(sent) for cid, sent in rows}
 
         return await self._read_few(q, len(wanted)) if wanted else {}
 

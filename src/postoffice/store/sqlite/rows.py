@@ -114,15 +114,25 @@ def sort_fields_row(row: sqlite3.Row | tuple[Any, ...]) -> tuple[int, SortFields
 
 
 def create_mailbox_row(conn: sqlite3.Connection, account_id: int, name: str, special_use: str | None) -> int:
-    """A new mailbox with the next UIDVALIDITY of the store-wide counter (never reused); returns its id."""
+    """A new mailbox with the next UIDVALIDITY of the store-wide counter (never reused); returns its id.
+
+    Its id is never one a deleted mailbox had either (`meta.next_mailbox_id`, above every id in use when it
+    was first needed): SQLite alone gives the highest id again once its mailbox is deleted, and a session,
+    a cache or a form that still holds the old id would then reach a new mailbox, maybe another account's
+    (the review of decision 0073 found COPY, STORE and APPEND doing so)."""
     uidvalidity = conn.execute(
         "UPDATE meta SET value = value + 1 WHERE key = 'next_uidvalidity' RETURNING value - 1"
     ).fetchone()[0]
-    cur = conn.execute(
-        "INSERT INTO mailboxes (account_id, name, special_use, uidvalidity) VALUES (?, ?, ?, ?)",
-        (account_id, name, special_use, uidvalidity),
+    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('next_mailbox_id', 1)")
+    mailbox_id = conn.execute(
+        "UPDATE meta SET value = max(value, (SELECT coalesce(max(id), 0) + 1 FROM mailboxes)) + 1 "
+        "WHERE key = 'next_mailbox_id' RETURNING value - 1"
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO mailboxes (id, account_id, name, special_use, uidvalidity) VALUES (?, ?, ?, ?, ?)",
+        (mailbox_id, account_id, name, special_use, uidvalidity),
     )
-    return int(cur.lastrowid or 0)
+    return int(mailbox_id)
 
 
 MAILBOX_SQL = (
