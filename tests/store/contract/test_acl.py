@@ -236,9 +236,9 @@ def test_concurrent_additions_to_one_entry_are_all_kept(backend: Backend) -> Non
 
 @covers(S.delete_mailbox, S.create_mailbox, S.my_rights, S.shared_mailboxes)
 def test_a_deleted_mailboxs_id_is_never_given_again_nor_its_entries(backend: Backend) -> None:
-    """A deleted mailbox's id is never given to a later mailbox, of any account (SQLite alone gives the highest
-    id again: `create_mailbox_row` keeps a counter), and the new mailbox starts with its parent's entries only,
-    never the deleted one's."""
+    """A deleted mailbox's id is never given to a later mailbox, of any account (SQLite alone gives the
+    highest id again: `create_mailbox_row` keeps a counter), and the new mailbox starts with its parent's
+    entries only, never the deleted one's."""
 
     async def scenario(store: MailStore) -> None:
         owner, fred, ann = await accounts(store, "owner", "fred", "ann")
