@@ -312,14 +312,17 @@ class MessagesMixin(SqliteBase):
             present = [int(r[0]) for r in uids]
         bound = -1 if limit is None else limit + 1
         rows = conn.execute(
-            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? AND modseq > ? "  # noqa: S608
-            "ORDER BY uid LIMIT ?",
+            f"SELECT {MESSAGE_COLUMNS} FROM messages INDEXED BY messages_modseq "  # noqa: S608
+            "WHERE mailbox_id = ? AND modseq > ? ORDER BY uid LIMIT ?",
             (mailbox_id, modseq, bound),
         ).fetchall()
         expunged = [
             int(r[0])
             for r in conn.execute(
-                "SELECT uid FROM tombstones WHERE mailbox_id = ? AND modseq > ? ORDER BY uid LIMIT ?",
+                # by the MODSEQ index: for ORDER BY uid SQLite would rather walk the primary key, that is
+                # every expunge of the mailbox in the last `tombstone_days`, at every command's read-back
+                "SELECT uid FROM tombstones INDEXED BY tombstones_modseq WHERE mailbox_id = ? AND modseq > ? "
+                "ORDER BY uid LIMIT ?",
                 (mailbox_id, modseq, bound),
             )
         ]
