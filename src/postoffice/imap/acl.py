@@ -23,7 +23,7 @@ What it implements
 - What each command needs (section 4, `require`): the command modules name the right where they run.
   SELECT is READ-ONLY without any of `i e s w t` (5.2, `writable`). Flags (section 4, STORE): `s` for
   \\Seen, `t` for \\Deleted, `w` for every other flag and keyword (`settable`, `allowed_flags`,
-  `permanent_flags`).
+  `state.permitted_flags`).
 - The selected mailbox's rights are read again by every command that needs one (`selected_rights`: no I/O for
   the session's own mailbox), so an ACL change applies to the next command of every session; and before
   every command and every update of another account's mailbox (`SessionState.shared_access`, 5.1.1): BYE
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from postoffice.directory.address import normalize_address
 from postoffice.imap import wire
-from postoffice.imap.state import FLAG_RIGHTS, SessionState, bad, no, permitted_flags
+from postoffice.imap.state import FLAG_RIGHTS, SessionState, bad, may_set, no
 from postoffice.store import ACL_ANYONE, ACL_RIGHTS, MailboxInfo
 
 #: Where other accounts' mailboxes are: `Shared/<local part>/<mailbox>` (NAMESPACE's "other users" prefix).
@@ -110,18 +110,9 @@ def store_settable(flags: list[str], replace: bool, rights: str) -> list[str] | 
     return changeable
 
 
-def may_set(flag: str, rights: str) -> bool:
-    return FLAG_RIGHTS.get(flag, "w") in rights
-
-
 def allowed_flags(flags: list[str], rights: str) -> list[str]:
     """The flags of `flags` the rights let a user set (APPEND and COPY drop the others, section 4)."""
     return [flag for flag in flags if may_set(flag, rights)]
-
-
-def permanent_flags(flags: str, rights: str) -> str:
-    """PERMANENTFLAGS' list without the flags the user may not set (`\\*` needs "w" as keywords do)."""
-    return permitted_flags(flags, rights)
 
 
 # ------------------------------------------------------------------------------------------ identifiers
@@ -173,7 +164,7 @@ def prepare_identifier(identifier: str, domain: str) -> str:
 
 
 def normalise(name: str) -> str:
-    """INBOX in any case as the first level, no trailing separator (as `commands_mailbox` reads names)."""
+    """INBOX in any case as the first level, no trailing separator: how every IMAP command reads a name."""
     name = name.rstrip(SEPARATOR) if name.endswith(SEPARATOR) else name
     head, sep, rest = name.partition(SEPARATOR)
     return "INBOX" + sep + rest if head.upper() == "INBOX" else name

@@ -45,7 +45,7 @@ from __future__ import annotations
 import bisect
 import logging
 from array import array
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from postoffice.imap import parser as p
@@ -99,18 +99,6 @@ class _Place:
         return self.uid < other.uid
 
 
-def _keys(keys: Sequence[p.SearchKey]) -> Iterator[p.SearchKey]:
-    """Every search key of a program, at any depth."""
-    for key in keys:
-        yield key
-        if isinstance(key, p.SearchNot):
-            yield from _keys([key.key])
-        elif isinstance(key, p.SearchOr):
-            yield from _keys([key.left, key.right])
-        elif isinstance(key, p.SearchAnd):
-            yield from _keys(key.keys)
-
-
 def _tests_flags(criteria: Criteria) -> bool:
     """Whether a message's flags or MODSEQ can change whether it matches (else only new messages can)."""
     if isinstance(criteria, HasFlag | ModSeq):
@@ -132,7 +120,8 @@ class _Program:
     ) -> None:
         view = session.selected_view
         recent = not session.rev2 and any(
-            isinstance(k, p.SearchFlag) and k.name in ("RECENT", "NEW", "OLD") for k in _keys(command.keys)
+            isinstance(k, p.SearchFlag) and k.name in ("RECENT", "NEW", "OLD")
+            for k in search_mod.all_keys(command.keys)
         )
         self.fixed: Criteria | None = None if recent else criteria
         self.keys = command.keys
@@ -455,7 +444,7 @@ def start(
     if not isinstance(live, LiveSearches):
         live = LiveSearches(session)
     reason = None
-    if any(isinstance(k, p.SearchWithin) for k in _keys(command.keys)):
+    if any(isinstance(k, p.SearchWithin) for k in search_mod.all_keys(command.keys)):
         reason = "OLDER and YOUNGER change with the clock: this search is not updated"
     elif len(live.contexts) >= MAX_UPDATE_CONTEXTS:
         reason = f"Too many searches are updated already (at most {MAX_UPDATE_CONTEXTS})"

@@ -51,7 +51,16 @@ from postoffice.imap.mailbox_view import MailboxView
 from postoffice.imap.mutf7 import MUtf7Error, decode_mutf7, encode_mutf7
 from postoffice.imap.objectid import mailbox_objectid
 from postoffice.imap.sequence import MAX_NUMBER, SequenceSet
-from postoffice.imap.state import CommandFailed, Done, SessionState, State, bad, highest_modseq, no
+from postoffice.imap.state import (
+    CommandFailed,
+    Done,
+    SessionState,
+    State,
+    bad,
+    highest_modseq,
+    no,
+    permitted_flags,
+)
 from postoffice.store import AlreadyExists, LimitExceeded, MailboxInfo, NotFound
 
 SEPARATOR = "/"
@@ -65,16 +74,6 @@ def _is_inbox(name: str) -> bool:
     return name.upper() == "INBOX"
 
 
-def _normalise(name: str) -> str:
-    """INBOX in any case is INBOX, also as the first level of a path; a trailing separator is dropped."""
-    if name.endswith(SEPARATOR):
-        name = name.rstrip(SEPARATOR)
-    head, sep, rest = name.partition(SEPARATOR)
-    if _is_inbox(head):
-        return "INBOX" + sep + rest
-    return name
-
-
 def _check_name(name: str) -> None:
     if not name or name.startswith(SEPARATOR) or (SEPARATOR * 2) in name:
         raise bad("Invalid mailbox name")
@@ -84,14 +83,14 @@ def _existing(mailbox: p.MailboxName) -> str:
     """The name of a mailbox that must exist; a name that is not modified UTF-7 cannot (NO, not BAD)."""
     if not mailbox.valid:
         raise no("Mailbox does not exist (the name is not valid modified UTF-7)", "NONEXISTENT")
-    return _normalise(mailbox.name)
+    return acl.normalise(mailbox.name)
 
 
 def _new(session: SessionState, mailbox: p.MailboxName) -> str:
     """The name of a mailbox to be created (or subscribed), checked against the name limits."""
     if not mailbox.valid:
         raise no("The name is not valid modified UTF-7 (RFC 3501 section 5.1.3)", "CANNOT")
-    name = _normalise(mailbox.name)
+    name = acl.normalise(mailbox.name)
     _check_name(name)
     _check_limits(session, name)
     return name
@@ -156,7 +155,7 @@ async def select(session: SessionState, command: p.Select | p.Examine) -> Done:
     view.report_modseq = session.condstore
     flags, permanent = session.flag_lists(snapshot.keywords)
     if not target.own:
-        permanent = acl.permanent_flags(permanent, target.rights)  # only what the user may set
+        permanent = permitted_flags(permanent, target.rights)  # only what the user may set
     session.untagged(f"FLAGS ({flags})")
     if read_only:
         session.untagged("OK [PERMANENTFLAGS ()] No permanent flags in a read-only mailbox")
@@ -177,7 +176,13 @@ async def select(session: SessionState, command: p.Select | p.Examine) -> Done:
         session.untagged(f"OK [HIGHESTMODSEQ {highest_modseq(view)}] Highest")
     if session.rev2:
         # RFC 9051 6.3.2: a LIST response with the name, and its attributes accurate
-        existing, parents, _ = _mailbox_tree((await acl.listing(session)).mailboxes)
+        # (the shared namespace cannot change an own mailbox's attributes: listed only for a shared one)
+        mailboxes = (
+            await session.store.list_mailboxes(_account_id(session))
+            if target.own
+            else (await acl.listing(session)).mailboxes
+        )
+        existing, parents, _ = _mailbox_tree(mailboxes)
         attributes = " ".join(_attributes(target.name, existing, parents, set()))
         session.untagged(f"LIST ({attributes}) ".encode() + b'"/" ' + session.mailbox_name(target.name))
     if qresync is not None:
@@ -645,7 +650,7 @@ async def list_mailboxes(session: SessionState, command: p.List) -> Done:
     subscribed: set[str] = set()
     by_subscription = "SUBSCRIBED" in select
     if by_subscription or "SUBSCRIBED" in returns:
-        subscribed = {_normalise(name) for name in await session.store.list_subscriptions(account)}
+        subscribed = {acl.normalise(name) for name in await session.store.list_subscriptions(account)}
     by_special_use = "SPECIAL-USE" in select
 
     def selected(name: str) -> bool:

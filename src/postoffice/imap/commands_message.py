@@ -823,10 +823,13 @@ async def search(session: SessionState, command: p.Search) -> Done:
                 partial=command.partial,  # RFC 5267 4.4
             )
         )
-    in_view = search_mod.result_numbers(live, view.uids, uid=True)
-    if save:  # RFC 5182 2.4, RFC 9394 3.2 (PARTIAL)
-        session.saved_result = search_mod.saved_result(in_view, return_options or (), partial=command.partial)
-    commands_context.start(session, command, criteria, saved, in_view)  # RFC 5267 4.3: with UPDATE
+    if save or commands_context.wants_updates(command):  # the UIDs in the view, for `$` and for UPDATE
+        in_view = numbers if command.uid else search_mod.result_numbers(live, view.uids, uid=True)
+        if save:  # RFC 5182 2.4, RFC 9394 3.2 (PARTIAL)
+            session.saved_result = search_mod.saved_result(
+                in_view, return_options or (), partial=command.partial
+            )
+        commands_context.start(session, command, criteria, saved, in_view)  # RFC 5267 4.3: with UPDATE
     return Done(f"{command.name} completed")
 
 

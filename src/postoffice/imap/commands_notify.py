@@ -58,7 +58,8 @@ from typing import Any
 
 from postoffice.imap import commands_message, wire
 from postoffice.imap import parser as p
-from postoffice.imap.commands_mailbox import SEPARATOR, _attributes, _mailbox_tree, _normalise
+from postoffice.imap.acl import normalise
+from postoffice.imap.commands_mailbox import SEPARATOR, _attributes, _mailbox_tree
 from postoffice.imap.sequence import SequenceSet, format_sequence_set
 from postoffice.imap.state import (
     NO_EVENTS,
@@ -112,7 +113,7 @@ class _Group:
 
     def __init__(self, group: p.NotifyGroup) -> None:
         self.kind = "PERSONAL" if group.filter == "INBOXES" else group.filter  # 6.3: inboxes is personal
-        self.names = frozenset(_normalise(m.name) for m in group.mailboxes if m.valid)
+        self.names = frozenset(normalise(m.name) for m in group.mailboxes if m.valid)
         self.events = frozenset(e.name for e in group.events)
 
     def matches(self, name: str, subscribed: Collection[str]) -> bool:
@@ -344,7 +345,7 @@ class NotifyState:
             name = self.names.get(event.mailbox_id)
             if name is None or "MailboxMetadataChange" not in self.events_for(name):
                 return False
-            if isinstance(command, p.SetMetadata) and _normalise(command.mailbox.name) == name:
+            if isinstance(command, p.SetMetadata) and normalise(command.mailbox.name) == name:
                 return False
         changed = self.metadata.setdefault(event.mailbox_id, set())
         before = len(changed)
@@ -369,7 +370,7 @@ class NotifyState:
         lists, self.lists = self.lists, {}
         account = session.logged_in_account.id
         existing, parents, _ = _mailbox_tree(await session.store.list_mailboxes(account))
-        subscribed = {_normalise(name) for name in await session.store.list_subscriptions(account)}
+        subscribed = {normalise(name) for name in await session.store.list_subscriptions(account)}
         for name in sorted(lists, key=lambda n: (n != "INBOX", n)):
             attributes = " ".join(_attributes(name, existing, parents, subscribed))
             line = f"LIST ({attributes}) ".encode() + b'"/" ' + session.mailbox_name(name)
@@ -444,7 +445,7 @@ def _own(command: p.Command | None, name: str, kinds: tuple[type[p.Command], ...
     if not isinstance(command, kinds):
         return False
     target: Any = command.new_name if isinstance(command, p.Rename) else getattr(command, "mailbox", None)
-    return isinstance(target, p.MailboxName) and target.valid and _normalise(target.name) == name
+    return isinstance(target, p.MailboxName) and target.valid and normalise(target.name) == name
 
 
 def _creates(command: p.Command | None, name: str) -> bool:
@@ -455,7 +456,7 @@ def _creates(command: p.Command | None, name: str) -> bool:
         target = command.new_name
     else:
         return False
-    made = _normalise(target.name)
+    made = normalise(target.name)
     return made == name or made.startswith(name + SEPARATOR)
 
 
@@ -524,7 +525,7 @@ async def _names(session: SessionState) -> tuple[dict[int, str], set[str]]:
     for _ in range(3):
         seen = session.changes_seen
         mailboxes = await store.list_mailboxes(account)
-        subscribed = {_normalise(name) for name in await store.list_subscriptions(account)}
+        subscribed = {normalise(name) for name in await store.list_subscriptions(account)}
         if session.changes_seen == seen:
             break
     return {m.id: m.name for m in mailboxes}, subscribed

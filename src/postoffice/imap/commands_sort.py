@@ -333,14 +333,16 @@ async def sort(session: SessionState, command: p.Sort) -> Done:
                     partial=command.partial,
                 )
             )
-            in_order = list(map(matched.__getitem__, order))  # UIDs in the sort order
-            if save:  # RFC 5182 2.4, RFC 9394 3.2: MIN and MAX are the first and the last in the sort order
-                session.saved_result = search_mod.saved_result(
-                    in_order, tuple(options), partial=command.partial, in_order=True
-                )
-            # RFC 5267 4.3: every match, whatever the other options (the answer is sent: NOUPDATE comes after)
-            ordering = SortOrder(session.store, command.criteria)
-            commands_context.start(session, command, criteria, saved, in_order, ordering)
+            if save or commands_context.wants_updates(command):
+                # the UIDs in the sort order
+                in_order = numbers if command.uid else list(map(matched.__getitem__, order))
+                if save:  # RFC 5182 2.4, RFC 9394 3.2: MIN and MAX are the first and the last in sort order
+                    session.saved_result = search_mod.saved_result(
+                        in_order, tuple(options), partial=command.partial, in_order=True
+                    )
+                # RFC 5267 4.3: every match, whatever the other options (answer sent: NOUPDATE comes after)
+                ordering = SortOrder(session.store, command.criteria)
+                commands_context.start(session, command, criteria, saved, in_order, ordering)
         else:
             payload = " ".join(map(str, numbers)).encode()
             cache.keep(answer_key, payload)

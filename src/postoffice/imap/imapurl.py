@@ -74,11 +74,6 @@ class ImapUrl:
         """The URL carries ;URLAUTH= (a rump, or a full URLAUTH-authorized URL when `token` is set)."""
         return self.access is not None
 
-    @property
-    def names_message(self) -> bool:
-        """A message or a part of one: the only thing CATENATE and URLFETCH can use (RFC 4467 section 3)."""
-        return self.uid is not None
-
 
 # RFC 5092 section 6 / RFC 3986: unreserved, sub-delims-sh, then achar and bchar
 _UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"

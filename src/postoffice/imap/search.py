@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 
 from postoffice.imap.objectid import objectid_number
 from postoffice.imap.parser import (
@@ -259,33 +259,27 @@ def search_response(numbers: Sequence[int], *, modseq: int | None = None) -> byt
     return b"".join([b"* SEARCH", *(b" %d" % n for n in numbers), tail])
 
 
+def all_keys(keys: Sequence[SearchKey]) -> Iterator[SearchKey]:
+    """Every search key of `keys`, at any depth (inside NOT, OR and parenthesised lists)."""
+    for key in keys:
+        yield key
+        if isinstance(key, SearchNot):
+            yield from all_keys([key.key])
+        elif isinstance(key, SearchOr):
+            yield from all_keys([key.left, key.right])
+        elif isinstance(key, SearchAnd):
+            yield from all_keys(key.keys)
+
+
 def uses_modseq(keys: Sequence[SearchKey]) -> bool:
     """Whether a MODSEQ key is among `keys`, at any depth (RFC 7162 3.1.5)."""
-    for k in keys:
-        if isinstance(k, SearchModSeq):
-            return True
-        if isinstance(k, SearchNot) and uses_modseq([k.key]):
-            return True
-        if isinstance(k, SearchOr) and uses_modseq([k.left, k.right]):
-            return True
-        if isinstance(k, SearchAnd) and uses_modseq(k.keys):
-            return True
-    return False
+    return any(isinstance(k, SearchModSeq) for k in all_keys(keys))
 
 
 def uses_sequence_numbers(keys: Sequence[SearchKey]) -> bool:
     """Whether a sequence set of message numbers is among `keys`, at any depth (RFC 9586 3: refused once
     UIDONLY is enabled). `$` (RFC 5182) is not one: it names the saved messages."""
-    for k in keys:
-        if isinstance(k, SearchSequence) and not k.sequence.saved:
-            return True
-        if isinstance(k, SearchNot) and uses_sequence_numbers([k.key]):
-            return True
-        if isinstance(k, SearchOr) and uses_sequence_numbers([k.left, k.right]):
-            return True
-        if isinstance(k, SearchAnd) and uses_sequence_numbers(k.keys):
-            return True
-    return False
+    return any(isinstance(k, SearchSequence) and not k.sequence.saved for k in all_keys(keys))
 
 
 #: RETURN options that ask for no result data: CONTEXT is a hint (RFC 5267 section 4.2) and UPDATE asks for

@@ -186,10 +186,16 @@ class Notifications(Protocol):
 FLAG_RIGHTS = {"\\Seen": "s", "\\Deleted": "t"}
 
 
+def may_set(flag: str, rights: str) -> bool:
+    """Whether `rights` let the user set `flag` (RFC 4314 section 4: \\Seen needs s, \\Deleted t, any other
+    flag or keyword w)."""
+    return FLAG_RIGHTS.get(flag, "w") in rights
+
+
 def permitted_flags(flags: str, rights: str) -> str:
     """A PERMANENTFLAGS list without the flags `rights` do not let the user set (`\\*` needs "w" as keywords
     do): RFC 4314 5.1.1, PERMANENTFLAGS "MUST accurately reflect the current user's rights"."""
-    return " ".join(flag for flag in flags.split() if FLAG_RIGHTS.get(flag, "w") in rights)
+    return " ".join(flag for flag in flags.split() if may_set(flag, rights))
 
 
 def _nothing() -> None:

@@ -252,7 +252,7 @@ class DirectoryMixin(SqliteBase):
             for table in ("recovery_codes", "app_passwords", "login_events", "identities"):
                 conn.execute(f"DELETE FROM {table} WHERE account_id = ?", (account_id,))  # noqa: S608
             conn.execute("DELETE FROM mailboxes WHERE account_id = ?", (account_id,))
-            self._recent_claimed.clear()  # their ids may be given to new mailboxes
+            self._recent_claimed.clear()  # the removed mailboxes' claims (their ids are never given again)
             conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
 
         await self._write_directory(tx)

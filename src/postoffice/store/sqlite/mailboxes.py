@@ -120,7 +120,7 @@ class MailboxesMixin(SqliteBase):
             )
             conn.execute("DELETE FROM acl WHERE mailbox_id = ?", (mailbox_id,))  # RFC 4314 4: MUST
             conn.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
-            self._recent_claimed.pop(mailbox_id, None)  # its id may be given to a new mailbox
+            self._recent_claimed.pop(mailbox_id, None)  # (its id is never given again: decision 0075)
             events.append(ChangeEvent("mailbox", account_id, mailbox_id, extra={"deleted": name}))
 
         await self._write(tx)
@@ -293,8 +293,8 @@ class MailboxesMixin(SqliteBase):
         With `up_to`, a claim that `_recent_claimed` shows was made already for every UID up to it is
         answered from there, with no write: when a message arrives, each session of the mailbox asks, and
         only the first one needs the writer (bench/imap_sync_stress.py: 4 claims in 5 were such). The
-        cache holds what a claim transaction wrote, set in that transaction (the writer thread, in order with
-        the deletions that drop it), and it only grows: a claim is never taken back."""
+        cache holds what a claim transaction wrote, set in that transaction (the writer thread), and it only
+        grows: a claim is never taken back, and a mailbox id is never given again (decision 0075)."""
         claimed = self._recent_claimed.get(mailbox_id)
         if up_to is not None and claimed is not None and claimed >= up_to:
             return claimed + 1

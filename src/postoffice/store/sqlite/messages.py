@@ -88,7 +88,8 @@ SMALL_READ_OCTETS = 256 * 1024
 def snapshot_of_rows(info: MailboxInfo, highest: int, rows: list[tuple[Any, ...]]) -> MailboxSnapshot:
     """What `build_snapshot` makes of these rows (`MessagesMixin._SNAPSHOT_SQL`, in UID order), column by
     column: the first SELECT of a 100,000-message mailbox reads them all, and a MessageInfo per row cost
-    most of its time (bench: 0.5 s of CPU, against about a fifth of that here)."""
+    most of its time (100,000 messages: 0.50-0.58 s of CPU, against 0.29-0.32 s here, fetching the rows
+    included)."""
     if not rows:
         return build_snapshot(info, highest, [])
     uids, bits, keyword_lists, content_ids, sizes, dates, modseqs = zip(*rows, strict=True)
