@@ -9,9 +9,12 @@ three years (seeded, so runs compare). It is filled through the store API before
 
 Every command runs `--repeat` times on one connection: the first run (the server has never sorted this
 mailbox: its key cache is cold) and the median and best of the rest are printed, with the size of the answer
-and the server's CPU over all runs. The load generator's own CPU is printed too.
+and the server's CPU over all runs. The load generator's own CPU is printed too. With `--append-between` one
+new message is appended (not timed) before every run but the first, as on a busy INBOX: no answer kept from
+the run before can be given again.
 
     .venv/bin/python bench/imap_sort_bench.py [--messages 100000] [--repeat 7] [--cache /tmp/sortbench]
+                                             [--append-between] [--command "SORT (DATE) UTF-8 ALL" ...]
 """
 
 from __future__ import annotations
@@ -85,6 +88,15 @@ def make_messages(n: int, seed: int = 42) -> list[bytes]:
     return out
 
 
+def fresh_message(k: int) -> bytes:
+    """A reply in one of the first threads, dated now: a new arrival in a busy INBOX."""
+    return (
+        f"From: Person 1 <p1@remote1.test>\r\nTo: demo@example.test\r\nSubject: Re: new {k}\r\n"
+        f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S +0000', time.gmtime())}\r\n"
+        f"Message-ID: <new{k}.{time.time_ns()}@bench.test>\r\nReferences: <t{k}.0@bench.test>\r\n\r\nNew.\r\n"
+    ).encode()
+
+
 async def fill(data: DataDir, n: int) -> None:
     store = open_store(data.root / "store" / "mail.sqlite3")
     try:
@@ -112,12 +124,16 @@ class Client:
         self.file.readline()
         self.n = 0
 
-    def command(self, text: str) -> tuple[float, int]:
-        """(seconds to the tagged reply, octets of the untagged answer)."""
+    def command(self, text: str, literal: bytes | None = None) -> tuple[float, int]:
+        """(seconds to the tagged reply, octets of the untagged answer); `literal` is sent after `text` as a
+        non-synchronising literal (LITERAL+)."""
         self.n += 1
         tag = f"b{self.n}"
         started = time.perf_counter()
-        self.sock.sendall(f"{tag} {text}\r\n".encode())
+        if literal is None:
+            self.sock.sendall(f"{tag} {text}\r\n".encode())
+        else:
+            self.sock.sendall(f"{tag} {text} {{{len(literal)}+}}\r\n".encode() + literal + b"\r\n")
         octets = 0
         while True:
             line = self.file.readline()
@@ -143,6 +159,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--cache", type=Path, help="keep the filled data directory here for the next run")
     parser.add_argument("--command", action="append", help="run this command instead of the usual set")
+    parser.add_argument(
+        "--append-between",
+        action="store_true",
+        help="APPEND one new message (not timed) before every run but the first: the mailbox has changed, "
+        "as a busy INBOX has, so no answer is reused",
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="postoffice-sort-bench-"))
     server: ServerProcess | None = None
@@ -174,7 +196,9 @@ def main() -> None:
             cpu = server_cpu(server.proc.pid)
             times: list[float] = []
             octets = 0
-            for _ in range(args.repeat):
+            for run in range(args.repeat):
+                if run and args.append_between:
+                    client.command("APPEND INBOX", fresh_message(run))
                 took, octets = client.command(command)
                 times.append(took * 1000)
             cpu = (server_cpu(server.proc.pid) - cpu) * 1000 / args.repeat

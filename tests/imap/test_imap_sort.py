@@ -5,6 +5,12 @@ follow the mailbox as it changes."""
 
 from __future__ import annotations
 
+import random
+from typing import Any
+
+import pytest
+
+from postoffice.imap import commands_sort
 from tests.imap.conftest import DEMO
 from tests.imap.transcript import ImapHarness, Transcript
 
@@ -203,4 +209,58 @@ def test_a_repeated_sort_follows_the_sequence_numbers_of_the_moment(imap: ImapHa
     assert answer(raw, "f", "SORT (SUBJECT) UTF-8 ALL") == "* SORT 2 1"
     esort = answer(raw, "g", "SORT RETURN (ALL) (SUBJECT) UTF-8 ALL", "ESEARCH")
     assert esort == '* ESEARCH (TAG "g") ALL 2,1'
+    raw.close()
+
+
+def test_new_mail_is_placed_into_the_last_order_as_a_whole_sort_would(
+    imap: ImapHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New messages are placed into the order kept from the last SORT of the same criteria (commands_sort
+    `_order`): equal values, REVERSE, several keys and a mailbox that also lost messages give what a whole
+    sort gives (RFC 5256 section 3: ties in mailbox order), and only keys of one direction take that way."""
+    whole_sorts: list[int] = []
+    real = commands_sort.sorted_order
+
+    def counted(*args: Any) -> list[int]:
+        whole_sorts.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(commands_sort, "sorted_order", counted)
+    rng = random.Random(5)
+    kept: list[tuple[int, str]] = []  # (day, subject) of each message, in mailbox order
+
+    def deliver(count: int) -> None:
+        for _ in range(count):
+            day, subject = rng.choice((1, 2, 3)), rng.choice(("a", "b"))
+            imap.deliver(DEMO, mail(subject, Date=date(day)))
+            kept.append((day, subject))
+
+    def expected(criteria: list[tuple[str, bool]]) -> str:
+        numbers = list(range(1, len(kept) + 1))
+        for key, reverse in reversed(criteria):
+            field = 0 if key == "DATE" else 1
+            numbers.sort(key=lambda n: kept[n - 1][field], reverse=reverse)
+        return "* SORT " + " ".join(map(str, numbers))
+
+    commands = {
+        "(DATE)": [("DATE", False)],
+        "(REVERSE DATE)": [("DATE", True)],
+        "(SUBJECT DATE)": [("SUBJECT", False), ("DATE", False)],
+        "(REVERSE SUBJECT REVERSE DATE)": [("SUBJECT", True), ("DATE", True)],
+        "(SUBJECT REVERSE DATE)": [("SUBJECT", False), ("DATE", True)],  # mixed: always a whole sort
+    }
+    deliver(12)
+    raw = selected(imap)
+    for step in range(4):
+        for text, criteria in commands.items():
+            whole_sorts.clear()
+            assert answer(raw, f"s{step}", f"SORT {text} UTF-8 ALL") == expected(criteria), (step, text)
+            if 0 < step < 3:  # only new mail since the last SORT: placed, unless the directions differ
+                assert len(whole_sorts) == (1 if text == "(SUBJECT REVERSE DATE)" else 0), (step, text)
+        deliver(rng.randint(1, 5))
+        if step == 2:  # and one message fewer: a whole sort again
+            raw.command("x", "STORE 2 +FLAGS (\\Deleted)")
+            raw.command("y", "EXPUNGE")
+            del kept[1]
+        raw.command("n", "NOOP")
     raw.close()

@@ -24,12 +24,15 @@ matched by what the store kept of each message at delivery (`MailStore.sort_fiel
 - Sorting and threading depend only on which messages take part (their contents, sizes and internal dates
   never change): the sorted UIDs of the last ANSWER_CACHE_SIZE (mailbox, UIDVALIDITY, criteria, matches),
   and the formatted THREAD answers likewise, are kept per store, so that a repeated SORT or THREAD of an
-  unchanged mailbox (a webmail's every page, a client's every reconnect) costs the search and a lookup.
+  unchanged mailbox (a webmail's every page, a client's every reconnect) costs the search and a lookup. The
+  last order of each (mailbox, criteria) is kept too: when the mailbox has only gained messages since (new
+  mail), they are placed into it by bisection rather than sorting the whole mailbox again (`_order`).
   SEARCH ALL, the usual search of both, is the session's own view, with no store read.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 import string
@@ -117,8 +120,11 @@ class _StoreCache:
 
     def __init__(self) -> None:
         self.keys: dict[int, SortKeys] = {}  # oldest first
-        self.sent: dict[int, float | None] = {}  # for sorts by DATE, ARRIVAL and SIZE alone; oldest first
+        #: for sorts by DATE, ARRIVAL and SIZE alone: keys with the sent date only; oldest first
+        self.sent: dict[int, SortKeys] = {}
         self.answers: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        #: the last order of each (mailbox, UIDVALIDITY, criteria), oldest first (`_order`)
+        self.sorted: OrderedDict[tuple[Any, ...], _Sorted] = OrderedDict()
 
     def answer(self, key: tuple[Any, ...]) -> Any:
         found = self.answers.get(key)
@@ -195,16 +201,14 @@ async def _keys_for(
     cache = _cache_of(store)
     sent, full = cache.sent, cache.keys
     missing = [cid for cid in content_ids if cid not in sent and cid not in full]
-    if missing:
-        sent.update(await store.sent_dates(missing))
+    found = await store.sent_dates(missing) if missing else {}
+    with collector_paused():  # one key per message, made once: later sorts only look them up
+        sent.update((cid, _EMPTY._replace(sent=date)) for cid, date in found.items())
         if len(sent) > KEY_CACHE_SIZE:
             for cid in list(itertools.islice(sent, len(sent) - KEY_CACHE_SIZE)):
                 del sent[cid]
-    with collector_paused():
-        return [
-            k if (k := full.get(cid)) is not None else _EMPTY._replace(sent=sent.get(cid))
-            for cid in content_ids
-        ]
+        full_get, sent_get = full.get, sent.get
+        return [full_get(cid) or sent_get(cid) or _EMPTY for cid in content_ids]
 
 
 async def _matches(
@@ -250,6 +254,78 @@ def sorted_order(criteria: Sequence[tuple[str, bool]], columns: Columns, keys: l
         column = _column(key, columns, keys)
         order.sort(key=column.__getitem__, reverse=reverse)  # stable, also when reversed
     return order
+
+
+#: At most this many new messages are placed one by one into the last order (`_order`); more: a whole sort.
+MERGE_LIMIT = 2000
+
+
+class _Sorted(NamedTuple):
+    """The last whole order of some criteria over a mailbox's matches, kept to place new messages into."""
+
+    matched: list[int]
+    order: list[int]  # indexes into `matched`, in sort order
+    #: the sort values in ascending order (the order's, or reversed when REVERSE); None when the keys'
+    #: directions differ (then no message is placed into this order: `_order` sorts again)
+    ascending: list[Any] | None
+
+
+async def _order(
+    store: MailAccess, view: MailboxView, criteria: Sequence[tuple[str, bool]], matched: list[int]
+) -> list[int]:
+    """`sorted_order` of `matched`. When the last order of these criteria over this mailbox was of a prefix
+    of `matched` (the mailbox only gained messages since: new mail arriving), and every key has the same
+    direction, the new messages are placed into it by bisection: a few dozen comparisons each instead of a
+    sort of the whole mailbox. A new message has the highest sequence number, so among equal values it goes
+    last either way (RFC 5256 section 3: ties in mailbox order)."""
+    cache = _cache_of(store)
+    criteria = tuple(criteria)
+    last_key = (view.mailbox_id, view.info.uidvalidity, criteria)
+    last: _Sorted | None = cache.sorted.get(last_key)
+    reverse = {reverse for _key, reverse in criteria}
+    if last is not None:
+        cache.sorted.move_to_end(last_key)
+        if last.matched == matched:
+            return last.order
+    if (
+        last is not None
+        and last.ascending is not None
+        and 0 < len(matched) - len(last.matched) <= MERGE_LIMIT
+        and matched[: len(last.matched)] == last.matched
+    ):
+        new = matched[len(last.matched) :]
+        columns = view.columns(new)
+        values = _values(criteria, columns, await _keys_for(store, columns.content_ids, criteria))
+        order, ascending = last.order[:], last.ascending[:]
+        descending = reverse == {True}
+        for index, value in enumerate(values, len(last.matched)):
+            if descending:  # `ascending` is the order reversed: equal values by falling index
+                at = bisect.bisect_left(ascending, value)
+                ascending.insert(at, value)
+                order.insert(len(order) - at, index)
+            else:
+                at = bisect.bisect_right(ascending, value)
+                ascending.insert(at, value)
+                order.insert(at, index)
+    else:
+        columns = view.columns(matched)
+        keys = await _keys_for(store, columns.content_ids, criteria)
+        order = sorted_order(criteria, columns, keys)
+        ascending = None
+        if len(reverse) == 1:
+            in_order = _values(criteria, columns, keys)
+            ascending = list(map(in_order.__getitem__, reversed(order) if reverse == {True} else order))
+    cache.sorted[last_key] = _Sorted(matched, order, ascending)
+    while len(cache.sorted) > ANSWER_CACHE_SIZE:
+        cache.sorted.popitem(last=False)
+    return order
+
+
+def _values(criteria: Sequence[tuple[str, bool]], columns: Columns, keys: list[SortKeys]) -> list[Any]:
+    """The sort value of each message of `columns`: the key's value for one criterion, else a tuple."""
+    if len(criteria) == 1:
+        return list(_column(criteria[0][0], columns, keys))
+    return list(zip(*(_column(key, columns, keys) for key, _reverse in criteria), strict=True))
 
 
 class SortOrder:
@@ -303,12 +379,7 @@ async def sort(session: SessionState, command: p.Sort) -> Done:
     highest = max((view.modseq_of(u) for u in matched), default=0) if by_modseq else None
     payload: bytes | None = cache.answer(answer_key) if options is None else None
     if payload is None:
-        order: list[int] | None = cache.answer(order_key)  # indexes into `matched`
-        if order is None:
-            columns = view.columns(matched)
-            keys = await _keys_for(session.store, columns.content_ids, command.criteria)
-            order = sorted_order(command.criteria, columns, keys)
-            cache.keep(order_key, order)
+        order = await _order(session.store, view, command.criteria, matched)  # indexes into `matched`
         if command.uid:
             numbers = list(map(matched.__getitem__, order))
         elif everything:

@@ -305,6 +305,8 @@ class MessagesMixin(SqliteBase):
         """The changes after `modseq`; with `limit`, ReadTooLarge when there are more changed messages or
         expunges than that, or when the whole list of UIDs would be needed (`horizon`: the mailbox's
         vanished_horizon, read by the caller with its highest_modseq)."""
+        if highest <= modseq:  # nothing changed (the common case of a poll): no need to look
+            return MailboxChanges([], [], highest, None)
         present: list[int] | None = None
         if modseq < horizon:  # some expunges after `modseq` were forgotten
             if limit is not None:
