@@ -307,11 +307,14 @@ class Connection:
         if deflate is not None:  # each write flushed whole, so the client can read every response now
             data = deflate.compress(data) + deflate.flush(zlib.Z_SYNC_FLUSH)
         self._command_deadline = None
-        when, login_first = self._until(
-            self._loop.time() + (min(timeout, GOODBYE_TIMEOUT) if self.evicted else timeout)
-        )
         try:
             self.writer.write(data)
+            transport = self.writer.transport
+            if not transport.get_write_buffer_size() and not transport.is_closing():
+                return  # the socket took all of it (the usual answer): nothing to wait for, no timer to set
+            when, login_first = self._until(
+                self._loop.time() + (min(timeout, GOODBYE_TIMEOUT) if self.evicted else timeout)
+            )
             async with asyncio.timeout_at(when) as deadline:
                 self._other_wait = deadline
                 try:
