@@ -41,7 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -243,9 +243,14 @@ class Server:
         return self.proc.returncode
 
 
-async def start_server(root: Path, profile: Path | None = None) -> Server:
+async def start_server(
+    root: Path, profile: Path | None = None, wrapper: Sequence[str] = (), startup: float = 60.0
+) -> Server:
+    """The server process on `root`'s store; `wrapper`: a command it runs under (bench/imap_instructions.py:
+    valgrind), `startup` seconds to wait for its ports."""
     log = root / ("server-profiled.log" if profile else "server.log")
     command = [
+        *wrapper,
         sys.executable,
         str(SERVER_SCRIPT),
         "--store",
@@ -261,7 +266,7 @@ async def start_server(root: Path, profile: Path | None = None) -> Server:
         proc = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE, stderr=stderr)
     assert proc.stdout is not None
     try:
-        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        line = await asyncio.wait_for(proc.stdout.readline(), startup)
     except TimeoutError:
         line = b""
     match = re.match(rb"ports imap=(\d+) imaps=(\d+)", line)
