@@ -7,6 +7,7 @@ property tests); and the shared mailbox over a real socket with imaplib, with th
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -30,16 +31,10 @@ from postoffice.imap.parser import (
 from postoffice.store import NotFound
 from tests.imap.conftest import ImapServer, Raw, message
 from tests.imap.test_imap_parser_roundtrip import case, mailboxes, wire_string
-from tests.imap.transcript import DEMO, OTHER, ImapHarness, Transcript
+from tests.imap.transcript import DEMO, OTHER, ImapHarness, password_hash, session
 
 ALL = "lrswipkxtecda"
 SHARED_INBOX = '"Shared/demo/INBOX"'
-
-
-def session(imap: ImapHarness, user: str = DEMO) -> Transcript:
-    raw = imap.connect()
-    raw.login(user)
-    return raw
 
 
 def share(imap: ImapHarness, rights: str, mailbox: str = "INBOX", who: str = OTHER) -> None:
@@ -129,9 +124,9 @@ def test_setacl_replaces_adds_removes_and_takes_the_obsolete_rights(imap: ImapHa
         # the owner's rights are not an entry; accounts elsewhere or nowhere cannot have any
         (f"SETACL INBOX {DEMO} lr", "NO [CANNOT]"),
         (f"DELETEACL INBOX -{DEMO}", "NO [CANNOT]"),
-        ("SETACL INBOX fred@elsewhere.test lr", "NO No account"),
-        ("SETACL INBOX nobody lr", "NO No account"),
-        ("SETACL INBOX authenticated lr", "NO No account"),
+        ("SETACL INBOX fred@elsewhere.test lr", "NO [CANNOT]"),
+        ("SETACL INBOX authenticated lr", "NO [CANNOT]"),
+        ("SETACL INBOX -Anonymous lr", "NO [CANNOT]"),
         (f"SETACL Nothing {OTHER} lr", "NO [NONEXISTENT]"),
         (f"SETACL Shared {OTHER} lr", "NO [NONEXISTENT]"),
     ],
@@ -546,6 +541,116 @@ def test_appenduid_and_copyuid_are_left_out_without_read_on_the_target(imap: Ima
     assert lines[-1] == "d OK MOVE completed"
     share(imap, "lri")
     assert "APPENDUID" in raw.command("e", f"APPEND {SHARED_INBOX} {{{len(data)}+}}\r\n{data}")[-1]
+    raw.close()
+
+
+def test_a_command_on_a_shared_mailbox_reads_the_rights_at_most_once(
+    imap: ImapHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decision 0076: the rights read at SELECT are used until the store publishes a change of the mailbox's
+    access control list; then the next command reads them, once, whatever it checks."""
+    for n in range(3):
+        imap.deliver(DEMO, message(f"shared {n}"))
+    share(imap, "lrswite")
+    raw = session(imap, OTHER)
+    ok(raw.command("s", f"SELECT {SHARED_INBOX}"))
+    reads: list[list[int]] = []
+    my_rights = imap.store.my_rights
+
+    async def counting(account_id: int, mailbox_ids: Sequence[int]) -> dict[int, str]:
+        reads.append(list(mailbox_ids))
+        return await my_rights(account_id, mailbox_ids)
+
+    monkeypatch.setattr(imap.store, "my_rights", counting)
+    commands = [
+        "FETCH 1 (BODY[TEXT])",  # sets \Seen: "s"
+        "STORE 1 +FLAGS (\\Flagged \\Deleted)",  # "w" and "t"
+        "COPY 1 INBOX",
+        "MOVE 2 INBOX",  # "t" and "e" on the source
+        "EXPUNGE",  # "e"
+        "UID EXPUNGE 1:*",
+        "NOOP",
+    ]
+    owner = session(imap)
+    for n, command in enumerate(commands):
+        ok(raw.command(f"a{n}", command))
+        assert reads == [], command
+        ok(owner.command(f"o{n}", f"SETACL INBOX {OTHER} +p"))  # a change: read again by the next command
+        ok(owner.command(f"p{n}", f"SETACL INBOX {OTHER} -p"))
+        ok(raw.command(f"b{n}", command))
+        assert len(reads) == 1, command
+        reads.clear()
+    owner.close()
+    raw.close()
+
+
+def test_a_setacl_that_takes_w_away_is_honoured_by_the_sharers_next_store(imap: ImapHarness) -> None:
+    imap.deliver(DEMO, message("one"))
+    share(imap, "lrsw")
+    raw = session(imap, OTHER)
+    ok(raw.command("a", f"SELECT {SHARED_INBOX}"))
+    ok(raw.command("b", "STORE 1 +FLAGS.SILENT (\\Flagged)"))
+    owner = session(imap)
+    ok(owner.command("c", f"SETACL INBOX {OTHER} -w"))
+    lines = raw.command("d", "STORE 1 -FLAGS (\\Flagged)")
+    assert lines[0] == "* OK [PERMANENTFLAGS (\\Seen)] Flags permitted"  # RFC 4314 5.1.1
+    assert lines[-1].startswith("d NO [NOPERM]")
+    assert flags_of(imap, DEMO, 1) == {"\\Flagged"}
+    # and a session in IDLE is told at once (the change wakes it: no message needs to change)
+    ok(owner.command("e", f"SETACL INBOX {OTHER} +w"))
+    raw.send(b"f IDLE\r\n")
+    assert raw.line() == "+ idling"
+    assert raw.line() == "* OK [PERMANENTFLAGS (\\Seen \\Answered \\Flagged \\Draft \\*)] Flags permitted"
+    woken: list[bool] = []
+    raw.core.session.wake = lambda: woken.append(True)  # what the glue's IDLE wait listens to
+    ok(owner.command("g", f"SETACL INBOX {OTHER} -w"))
+    assert woken  # before the owner's OK
+    raw.wait()
+    assert raw.line() == "* OK [PERMANENTFLAGS (\\Seen)] Flags permitted"
+    raw.send(b"DONE\r\n")
+    assert raw.until_tagged("f") == ["f OK IDLE terminated"]
+    owner.close()
+    raw.close()
+
+
+def test_acl_commands_answer_alike_whether_or_not_an_address_is_an_account(imap: ImapHarness) -> None:
+    """Decision 0076: SETACL, DELETEACL, LISTRIGHTS and GETACL give the same answers for an address of the
+    domain that is an account and for one that is not, and for another domain's, whether or not it has such
+    an account; the entry of an address that is no account applies once an account gets it."""
+    imap.call(imap.store.add_domain("elsewhere.test"))
+    imap.call(imap.store.add_account("fred@elsewhere.test", password_hash()))
+    raw = session(imap)
+
+    def answers(address: str) -> list[str]:
+        local = address.partition("@")[0]
+        commands = [
+            f"SETACL INBOX {address} lr",
+            f'SETACL INBOX "{local.upper()}" +w',
+            f"SETACL INBOX -{address} s",
+            f"LISTRIGHTS INBOX {address}",
+            "GETACL INBOX",
+            f"DELETEACL INBOX -{address}",
+            f"DELETEACL INBOX {local}",
+            f"DELETEACL INBOX {address}",
+            "GETACL INBOX",
+        ]
+        lines = [line for n, command in enumerate(commands) for line in raw.command(f"t{n}", command)]
+        return [line.replace(address, "A").replace(local.upper(), "L").replace(local, "L") for line in lines]
+
+    assert answers(OTHER) == answers("ghost@example.test")
+    assert answers(OTHER)[:2] == ["t0 OK SETACL completed", "t1 OK SETACL completed"]
+    assert answers("fred@elsewhere.test") == answers("ghost@elsewhere.test")
+    assert answers("fred@elsewhere.test")[0] == (
+        "t0 NO [CANNOT] Rights are given only to anyone and to addresses of the mailbox owner's domain"
+    )
+    # an entry for an address that is no account grants nothing, until an account has the address
+    imap.deliver(DEMO, message("for ghost"))
+    ok(raw.command("g", "SETACL INBOX ghost lr"))
+    imap.call(imap.store.add_account("ghost@example.test", password_hash()))
+    ghost = session(imap, "ghost@example.test")
+    ok(ghost.command("s", f"EXAMINE {SHARED_INBOX}"))
+    assert "for ghost" in " ".join(ghost.command("f", "FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])"))
+    ghost.close()
     raw.close()
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from postoffice.store import StoreError
 from tests.imap.conftest import DEMO, OTHER, message
-from tests.imap.transcript import ImapHarness, Transcript
+from tests.imap.transcript import ImapHarness, Transcript, session
 
 BODY = "First line.\r\nSecond line.\r\n"
 MULTIPART = (
@@ -30,12 +32,6 @@ def uidvalidity(imap: ImapHarness, mailbox: str, address: str = DEMO) -> int:
     info = imap.call(imap.store.get_mailbox(imap.account_ids[address], mailbox))
     assert info is not None
     return info.uidvalidity
-
-
-def session(imap: ImapHarness, user: str = DEMO) -> Transcript:
-    raw = imap.connect()
-    raw.login(user)
-    return raw
 
 
 def send(raw: Transcript, tag: bytes, text: bytes) -> list[str]:
@@ -289,6 +285,59 @@ def test_a_mime_part_of_a_multipart_message(imap: ImapHarness) -> None:
     assert contents(imap, "Drafts") == [
         b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nAAECAw=="
     ]
+
+
+def test_catenate_replace_gets_replaces_answers_before_a_literal_is_read(imap: ImapHarness) -> None:
+    """One set of checks before any literal of APPEND or REPLACE (`ImapProtocol._open_append`): a CATENATE
+    TEXT literal of REPLACE is refused as REPLACE's message literal is, with no "+" for it (decision 0076)."""
+    imap.deliver(DEMO, message("one", BODY))
+    raw = session(imap)
+    raw.command("s", "SELECT INBOX")
+    raw.send(b"a REPLACE 7 INBOX {5}\r\n")
+    plain = raw.until_tagged("a")
+    raw.send(b"b REPLACE 7 INBOX CATENATE (TEXT {5}\r\n")
+    catenated = raw.until_tagged("b")
+    assert plain == ["a BAD Invalid message sequence number: 7"]
+    assert catenated == ["b BAD Invalid message sequence number: 7"]
+    # with URLs alone there is no literal: the same answer when the command is complete
+    reply = send(raw, b"c", b"REPLACE 7 INBOX CATENATE (URL ;UID=1)")
+    assert reply == ["c BAD Invalid message sequence number: 7"]
+    raw.command("u", "UNSELECT")
+    raw.command("e", "ENABLE UIDONLY")
+    raw.command("s2", "SELECT INBOX")
+    raw.send(b"d REPLACE 1 INBOX {5}\r\n")
+    plain = raw.until_tagged("d")
+    raw.send(b"f REPLACE 1 INBOX CATENATE (TEXT {5}\r\n")
+    catenated = raw.until_tagged("f")
+    assert plain == ["d BAD [UIDREQUIRED] Message numbers are not allowed once UIDONLY is enabled"]
+    assert catenated == ["f BAD [UIDREQUIRED] Message numbers are not allowed once UIDONLY is enabled"]
+    raw.send(b"g UID REPLACE 9 INBOX CATENATE (TEXT {5}\r\n")
+    assert raw.until_tagged("g") == ["g NO There is no message with UID 9"]
+    reply = send(raw, b"h", b"REPLACE 1 INBOX CATENATE (URL /INBOX/;UID=1)")
+    assert reply == ["h BAD [UIDREQUIRED] Message numbers are not allowed once UIDONLY is enabled"]
+    reply = send(raw, b"i", b"UID REPLACE 9 INBOX CATENATE (URL /INBOX/;UID=1)")
+    assert reply == ["i NO There is no message with UID 9"]
+    assert raw.command("n", "NOOP")[-1] == "n OK NOOP completed"  # the client gave the commands up
+    assert contents(imap, "INBOX") == [message("one", BODY)]
+    assert imap.failures() == []
+
+
+def test_a_store_failure_before_a_literal_is_logged_alike_for_append_and_catenate(
+    imap: ImapHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = session(imap)
+
+    async def unavailable(account_id: int, name: str) -> None:
+        raise StoreError("database is locked")
+
+    monkeypatch.setattr(imap.store, "get_mailbox", unavailable)
+    raw.send(b"a APPEND Drafts {5}\r\n")
+    assert raw.until_tagged("a") == ["a NO [UNAVAILABLE] Temporary failure, try again"]
+    raw.send(b"b APPEND Drafts CATENATE (TEXT {5}\r\n")
+    assert raw.until_tagged("b") == ["b NO [UNAVAILABLE] Temporary failure, try again"]
+    logged = [r.getMessage() for r in imap.failures()]
+    assert logged == ["imap client 127.0.0.1: APPEND lookup failed: database is locked"] * 2
+    assert all(r.exc_info is None for r in imap.failures())  # a refusal, not a traceback
 
 
 FRAGMENTS = st.sampled_from(

@@ -18,7 +18,7 @@ from postoffice.imap import commands_context
 from postoffice.imap.parser import CancelUpdate, CommandReader, ParseError, Search, Sort
 from postoffice.store import StoreError
 from tests.imap.conftest import DEMO, OTHER
-from tests.imap.transcript import ImapHarness, Transcript
+from tests.imap.transcript import ImapHarness, Transcript, ok
 
 
 def mail(subject: str, day: int = 1, body: str = "body") -> bytes:
@@ -43,12 +43,6 @@ def esearch(reply: list[str], tag: str) -> list[str]:
     """The ESEARCH responses correlated to `tag` in a reply, without their `* ESEARCH (TAG "tag")` head."""
     head = f'* ESEARCH (TAG "{tag}")'
     return [line[len(head) :].strip() for line in reply if line.startswith(head)]
-
-
-def ok(raw: Transcript, tag: str, command: str) -> list[str]:
-    reply = raw.command(tag, command)
-    assert reply[-1].startswith(f"{tag} OK"), reply
-    return reply
 
 
 def test_context_search_and_sort_are_advertised_but_not_partial(imap: ImapHarness) -> None:

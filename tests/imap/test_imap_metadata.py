@@ -10,13 +10,7 @@ import pytest
 from postoffice.imap import commands_metadata
 from postoffice.imap.commands_metadata import MAX_ENTRIES, MAX_VALUE_SIZE
 from postoffice.store import MetadataLimits
-from tests.imap.transcript import DEMO, OTHER, ImapHarness, Transcript
-
-
-def session(imap: ImapHarness, user: str = DEMO) -> Transcript:
-    raw = imap.connect()
-    raw.login(user)
-    return raw
+from tests.imap.transcript import OTHER, ImapHarness, Transcript, session
 
 
 def with_literal(raw: Transcript, tag: str, head: bytes, value: bytes, tail: bytes = b")") -> list[str]:

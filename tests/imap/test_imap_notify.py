@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from postoffice.imap import commands_notify
 from postoffice.imap.protocol import Need
 from tests.imap.conftest import message
-from tests.imap.transcript import DEMO, OTHER, ImapHarness, Transcript
+from tests.imap.transcript import DEMO, OTHER, ImapHarness, Transcript, session
 
 PERSONAL = "(personal (MessageNew MessageExpunge))"
 EVERYTHING = (
@@ -24,12 +24,6 @@ EVERYTHING = (
     "(personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange MailboxMetadataChange "
     "ServerMetadataChange))"
 )
-
-
-def session(imap: ImapHarness, user: str = DEMO) -> Transcript:
-    raw = imap.connect()
-    raw.login(user)
-    return raw
 
 
 def quiet(raw: Transcript) -> bool:

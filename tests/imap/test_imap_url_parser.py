@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import urllib.parse
 
 import pytest
 from hypothesis import given, settings
@@ -122,6 +123,29 @@ def test_a_formatted_url_parses_back_to_the_same_url(url: ImapUrl) -> None:
         assert parsed.rump is not None
         assert text.startswith(parsed.rump)
         assert text[len(parsed.rump) :] in ("", f":{url.mechanism}:{url.token}")
+
+
+#: Mailbox names with characters beyond ASCII (RFC 5092 section 3.2: UTF-8, percent-encoded in the URL).
+wide_texts = st.text(st.characters(min_codepoint=0x80, exclude_categories=["Cs"]), min_size=1)
+non_ascii_names = st.builds(
+    lambda before, wide, after: before + wide + after, names | st.just(""), wide_texts, names | st.just("")
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(non_ascii_names, st.booleans(), numbers)
+def test_a_non_ascii_mailbox_name_is_utf8_percent_encoded_and_read_back(
+    name: str, absolute: bool, uid: int
+) -> None:
+    url = ImapUrl(absolute=absolute, mailbox=name, uid=uid)
+    text = format_url(url)
+    assert text.isascii()
+    for c in name:  # each octet of the UTF-8 of a non-ASCII character as %XX, upper-case hex (RFC 3986 2.1)
+        if not c.isascii():
+            assert "".join(f"%{octet:02X}" for octet in c.encode("utf-8")) in text
+    assert parse_url(text) == url
+    path = text.removeprefix("/").rpartition("/;UID=")[0]
+    assert urllib.parse.unquote(path, errors="strict") == name
 
 
 @settings(max_examples=2000, deadline=None)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import base64
 import datetime
+from typing import Any
 
 import pytest
 
+from postoffice.imap import fetch as fetch_module
 from postoffice.imap import urlauth
 from tests.imap.conftest import DEMO, OTHER, message
-from tests.imap.transcript import ImapHarness, Transcript
+from tests.imap.transcript import ImapHarness, Transcript, session
 
 BODY = "Si vis pacem, para bellum.\r\n"
 BINARY_PART = bytes(range(256)) * 4
@@ -26,12 +28,6 @@ MULTIPART = (
     b"xyz\r\n--b1--\r\n"
 )
 USER = "demo%40example.test"
-
-
-def session(imap: ImapHarness, user: str = DEMO) -> Transcript:
-    raw = imap.connect()
-    raw.login(user)
-    return raw
 
 
 def uidvalidity(imap: ImapHarness, mailbox: str = "INBOX", address: str = DEMO) -> int:
@@ -297,3 +293,28 @@ def test_urlfetch_does_not_set_seen_nor_touch_the_selected_mailbox(imap: ImapHar
     (url,) = generate(demo, f"imap://{USER}@localhost/INBOX/;UID=1;URLAUTH=user+demo%40example.test")
     assert fetch(demo, url).endswith(b"f OK URLFETCH completed\r\n")
     assert demo.command("t", "FETCH 1 (FLAGS)")[0] == "* 1 FETCH (FLAGS (\\Recent))"
+
+
+def test_urlfetch_locates_each_urls_section_once(imap: ImapHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The section a URL names is found once, when the URL is resolved, and every read of it (its size, its
+    chunks, BINARY, BODYPARTSTRUCTURE) goes from there (decision 0076)."""
+    imap.deliver(DEMO, MULTIPART)
+    demo = session(imap)
+    base = f"imap://{USER}@localhost/INBOX/;UID=1/;SECTION="
+    text, fields = generate(
+        demo, base + "1;URLAUTH=authuser", base + "HEADER.FIELDS%20(Subject);URLAUTH=authuser"
+    )
+    located: list[object] = []
+    locate = fetch_module.locate_section
+
+    def counting(*args: Any) -> Any:
+        located.append(args[1])
+        return locate(*args)
+
+    monkeypatch.setattr(fetch_module, "locate_section", counting)
+    other = session(imap, OTHER)
+    response = fetch(other, text, f'("{text}" BODYPARTSTRUCTURE BINARY)', f'("{text}" BODY)', fields)
+    assert response.endswith(b"Subject: parts\r\n\r\n\r\nf OK URLFETCH completed\r\n")
+    assert b"(BINARY {14}\r\nCaf\xc3\xa9 au lait.)" in response
+    assert b"(BODY {18}\r\nCaf=C3=A9 au lait.)" in response
+    assert len(located) == 4  # one per URL

@@ -290,6 +290,27 @@ class Transcript:
         self.core.close()
 
 
+def session(imap: ImapHarness, user: str = DEMO) -> Transcript:
+    """A session of the protocol core, logged in as `user`."""
+    raw = imap.connect()
+    raw.login(user)
+    return raw
+
+
+def ok(raw: Transcript, tag: str, command: str) -> list[str]:
+    """The reply to `command`, which must end in OK."""
+    reply = raw.command(tag, command)
+    assert reply[-1].startswith(f"{tag} OK"), reply
+    return reply
+
+
+def told(raw: Transcript) -> list[str]:
+    """What the session says when woken between commands (in IDLE, or after a NOTIFY), as lines."""
+    raw.wait()
+    lines, raw.buf = raw.buf.decode().split("\r\n")[:-1], b""
+    return lines
+
+
 class CoreIMAP4(imaplib.IMAP4):
     """imaplib's client over a core instead of a socket: `send` runs the core, `read`/`readline` take what it
     sent. imaplib parses every response, so a test through it also checks that they are well formed."""

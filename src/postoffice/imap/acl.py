@@ -24,10 +24,12 @@ What it implements
   SELECT is READ-ONLY without any of `i e s w t` (5.2, `writable`). Flags (section 4, STORE): `s` for
   \\Seen, `t` for \\Deleted, `w` for every other flag and keyword (`settable`, `allowed_flags`,
   `state.permitted_flags`).
-- The selected mailbox's rights are read again by every command that needs one (`selected_rights`: no I/O for
-  the session's own mailbox), so an ACL change applies to the next command of every session; and before
-  every command and every update of another account's mailbox (`SessionState.shared_access`, 5.1.1): BYE
-  once "r" is gone, PERMANENTFLAGS again when the rights changed.
+- The rights on another account's selected mailbox are read at SELECT and again only after the store
+  published a change of its access control list (an "acl" event, before the writer's SETACL is answered), so
+  an ACL change applies to the next command of every session and a command reads the rights at most once
+  (`selected_rights`, docs/decisions/0076; no I/O for the session's own mailbox). They are checked before
+  every command and every update of the mailbox (`SessionState.shared_access`, 5.1.1): BYE once "r" is gone,
+  PERMANENTFLAGS again when the rights changed.
 - APPENDUID and COPYUID are not given without "r" on the target (RFC 4315 sections 3 and 5).
 """
 
@@ -333,12 +335,11 @@ def myrights_response(session: SessionState, name: str, rights: str) -> bytes:
 
 
 async def selected_rights(session: SessionState) -> str:
-    """The session's rights on the selected mailbox now: all of them on its own (no I/O), else read."""
-    view = session.selected_view
+    """The session's rights on the selected mailbox now: all of them on its own, else those the session read,
+    read again after a change of the mailbox's access control list (`SessionState.selected_rights`)."""
     if session.selected_owner is None:
         return ALL_RIGHTS
-    found = await session.store.my_rights(session.logged_in_account.id, [view.mailbox_id])
-    return found.get(view.mailbox_id, "")
+    return await session.selected_rights()
 
 
 async def require_selected(session: SessionState, need: str) -> str:

@@ -4,12 +4,14 @@ the octets of messages, or parts of messages, that URLs name; docs/decisions/007
 What it implements
 - The extended append-data `CATENATE (TEXT {n} URL "url" ...)` (sections 3 and 5), with RFC 6855's
   `UTF8 (~{n})` parts, in any message of a MULTIAPPEND (RFC 3502) and as REPLACE's message (RFC 8508's
-  append-message is APPEND's). The parser streams each TEXT literal (`CatenateTextStart`, then `AppendData`),
-  and `text_start` spools it on its own; when the command line ends, `assemble` puts each catenated message
-  together in order in a new spool: the TEXT spools copied, each URL's octets read from the store in chunks
-  (`urlauth.chunks`). The messages are then stored as any APPEND's: all or none, in one transaction. The
-  URLs right before a TEXT literal are checked before it is read (`CatenateTextStart.urls`), so a client
-  that waits for "+" is told BADURL without sending it; the others when the command is complete.
+  append-message is APPEND's). The parser streams each TEXT literal (`CatenateTextStart`, then `AppendData`);
+  the protocol core checks it as any APPEND or REPLACE literal (`ImapProtocol._open_append`), and
+  `text_start` makes CATENATE's own checks and spools it on its own; when the command line ends, `assemble`
+  puts each catenated message together in order in a new spool: the TEXT spools copied, each URL's octets
+  read from the store in chunks (`urlauth.chunks`). The messages are then stored as any APPEND's: all or
+  none, in one transaction. The URLs right before a TEXT literal are checked before it is read
+  (`CatenateTextStart.urls`), so a client that waits for "+" is told BADURL without sending it; the others
+  when the command is complete.
 - URLs: what `urlauth.resolve` finds: the session's own messages (relative URLs against the base of section
   3: "imap://user@host/" or, selected, "imap://user@host/<mailbox>"; absolute-path; this server's
   absolute URLs), read with the "r" right (RFC 4314), and URLAUTH-authorized URLs of any account, valid for
@@ -46,18 +48,13 @@ from postoffice.imap.state import (
     AppendSpool,
     CommandFailed,
     SessionState,
-    State,
     bad,
     no,
 )
 from postoffice.message import PARSE_INLINE_LIMIT
-from postoffice.store import StoreError
 
 #: The catenated messages of one command share this much memory; past it they are put together in files.
 ASSEMBLY_MEMORY = 1024 * 1024
-
-#: (status, text, response code) of a refused TEXT literal: the core answers the tag with it.
-Refusal = tuple[str, str, str | None]
 
 _BADURL_TEXT = "The URL names no message this session may read"
 
@@ -72,36 +69,17 @@ class TextSpool(AppendSpool):
 async def text_start(
     session: SessionState,
     event: p.CatenateTextStart,
+    pending: AppendInProgress,
     new_spool: Callable[[AppendInProgress | None], IO[bytes]],
-) -> Refusal | None:
-    """A TEXT literal begins: a spool for it, or the refusal to answer instead (the literal is not read).
-    The first literal of a command checks what APPEND's first literal does (state, the target mailbox and
-    the "i" right, RFC 4314)."""
-    if event.text.utf8 and not session.utf8:
-        return "BAD", "UTF8 data needs ENABLE UTF8=ACCEPT first (RFC 6855 section 4)", None
-    pending = session.pending_append
-    if pending is None or pending.tag != event.tag:
-        replacing = event.replace is not None
-        if replacing and (session.state is not State.SELECTED or session.view is None):
-            return "BAD", "REPLACE is only valid in the selected state", None
-        if session.state not in (State.AUTHENTICATED, State.SELECTED):
-            return "BAD", "APPEND is only valid in the authenticated or selected state", None
-        if replacing and session.view is not None and session.view.read_only:
-            return "NO", "The mailbox is read-only", "READ-ONLY"
-        if not event.mailbox.valid:
-            return "NO", "Mailbox does not exist (the name is not valid modified UTF-7)", "NONEXISTENT"
-        try:
-            mailbox = await acl.append_target(session, event.mailbox.name, replacing=replacing)
-        except CommandFailed as failure:
-            return failure.status, failure.text, failure.code
-        except StoreError:
-            return "NO", "Temporary failure, try again", "UNAVAILABLE"
-        session.discard_append()
-        pending = session.pending_append = AppendInProgress(event.tag, mailbox, [])
+) -> TextSpool:
+    """A TEXT literal begins, in the command's `pending` append: the protocol core has made the checks of
+    every APPEND and REPLACE literal (`ImapProtocol._open_append`: state, the target mailbox and its "i"
+    right, REPLACE's message); here CATENATE's own, before the literal is read, and its spool.
+    CommandFailed when it is refused (the literal is not read then)."""
     # RFC 4469 4.1: a URL before this literal that names nothing is BADURL now, before the literal is read
     for url in event.urls:
         if await urlauth.resolve(session, url) is None:
-            return "NO", _BADURL_TEXT, f"BADURL {resp_text(url)}"
+            raise no(_BADURL_TEXT, f"BADURL {resp_text(url)}")
     # APPENDLIMIT (RFC 7889; RFC 4469 4.2): the TEXT literals of one message together, before this one is read
     octets = event.text.size
     for item in reversed(pending.messages):
@@ -110,9 +88,8 @@ async def text_start(
         octets += item.message.size
     limit = session.settings.append_limit
     if octets > limit:
-        return "NO", f"The message would be larger than the APPENDLIMIT of {limit} octets", "TOOBIG"
-    pending.messages.append(TextSpool(event.message, new_spool(pending), index=event.index))
-    return None
+        raise no(f"The message would be larger than the APPENDLIMIT of {limit} octets", "TOOBIG")
+    return TextSpool(event.message, new_spool(pending), index=event.index)
 
 
 def _too_big(limit: int) -> CommandFailed:

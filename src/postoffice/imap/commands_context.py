@@ -23,6 +23,18 @@ When updates are sent (invariants: 4.3.3, 4.3.4; RFC 9051 7.5.1)
   SEARCH (appendix A.3): their sequence numbers stay valid until the EXPUNGE, which always comes after.
 - ADDTO (and REMOVEFROM for a message whose flags took it out) comes after the EXISTS and the FETCH FLAGS of
   the same sync, so every sequence number in it is one the client knows.
+- After a NOTIFY (RFC 5465; decision 0077) the updates go with the events of the selected mailbox it asks
+  for (5.1-5.3: ADDTO and REMOVEFROM "will also be generated" with FlagChange, MessageNew, MessageExpunge):
+  without FlagChange a message whose flag change the client was not told of is not looked at again (it
+  waits, as the FETCH FLAGS does: a later NOTIFY SET with FlagChange tells both); without MessageNew no new
+  message is announced, so none is named; without MessageExpunge (a snapshot, NOTIFY NONE) REMOVEFROM waits
+  for the EXPUNGE the session's own command sends, and with SELECTED-DELAYED for a command (6.1.2).
+- `UPDATE (fetch-att ...)` (RFC 5465 section 7): a new message (never looked at before) that joins a result
+  is fetched with those attributes, between its EXISTS and the ESEARCH (section 7's order; 5.2 says the
+  other, erratum 4833 allows either), in one FETCH response with NOTIFY's MessageNew attributes and those of
+  the other searches it joined (5.2 SHOULD; rendered by `commands_notify.fetch_new`, never setting \\Seen).
+  None for a message that joins by a flag change ("No untagged FETCH response SHOULD be returned"), nor for
+  what the session added itself (section 1: "appended in another session"; `SessionState.own_added`).
 
 How a context follows the mailbox (appendix B; bounded work and memory)
 - The search program is kept as it was translated when the command ran: sequence numbers, `*` and `$` are
@@ -154,11 +166,13 @@ class _Context:
         members: Sequence[int],
         ordering: Ordering | None,
         high: int,
+        fetch: tuple[p.FetchItem, ...] = (),
     ) -> None:
         self.tag = tag
         self.uid = uid
         self.program = program
         self.ordering = ordering  # None: a SEARCH, in mailbox order
+        self.fetch = fetch  # RFC 5465 section 7: what to FETCH of a new message that joins the result
         self.members = array(_UIDS, members)
         # the members ascending, for lookups (a SEARCH's members are that already)
         self.by_uid = self.members if ordering is None else array(_UIDS, sorted(members))
@@ -288,35 +302,62 @@ class LiveSearches:
             if gone:
                 self.session.send(context.response(self._remove(context, view, gone)))
 
-    async def update(self) -> None:
-        view = self.session.view
+    async def update(self, new_uids: list[int]) -> None:
+        session = self.session
+        view = session.view
         if view is None:
             return
+        answers: list[tuple[_Context, str]] = []
+        #: RFC 5465 section 7: the fetch attributes of the searches each new message joined
+        joined: dict[int, list[p.FetchItem]] = {}
         for context in list(self.contexts.values()):
             if not context.pending and not context.rerun:
                 context.high = max(context.high, _told(view))
                 continue
+            high = context.high
             try:
-                data = await self._refresh(context, view)
+                data, added = await self._refresh(context, view)
             except StoreError as exc:  # the changes stay pending: the next sync tries again
                 log.warning(
                     "imap client %s: search %s not updated: %s",
-                    self.session.transport.peer_ip,
+                    session.transport.peer_ip,
                     context.tag,
                     exc,
                 )
                 continue
             if data:
-                self.session.send(context.response(data))
+                answers.append((context, data))
+            if context.fetch:
+                # a new message (never looked at before), not one a flag change brought in: "No untagged
+                # FETCH response SHOULD be returned if a message becomes a member ... due to flag ...
+                # changes"; nor what this session added itself (section 1: "in another session")
+                for uid in added:
+                    if uid > high and uid not in session.own_added:
+                        joined.setdefault(uid, []).extend(context.fetch)
+        # section 7: "the EXISTS response MUST precede any FETCH responses, and together they MUST precede the
+        # ESEARCH response" (5.2 says the FETCH follows ADDTO; erratum 4833: either; this is section 7's
+        # order); MessageNew's and these attributes in one FETCH response per message (5.2 SHOULD)
+        notifications = session.notifications
+        if notifications is not None:
+            await notifications.new_messages(new_uids, joined)
+        elif joined:
+            await _fetch_joined(session, joined)
+        for context, data in answers:
+            session.send(context.response(data))
 
     # -- keeping a context -----------------------------------------------------------------------------------
-    async def _refresh(self, context: _Context, view: MailboxView) -> str:
-        """Look at the pending messages again (or the whole mailbox); the REMOVEFROM and ADDTO data to send.
-        Only messages the client was told of (EXISTS) are looked at: the others stay pending. Nothing of the
-        context changes before the last store read is over."""
+    async def _refresh(self, context: _Context, view: MailboxView) -> tuple[str, list[int]]:
+        """Look at the pending messages again (or the whole mailbox); the REMOVEFROM and ADDTO data to send,
+        and the UIDs added. Only messages the client was told of (EXISTS) are looked at: the others stay
+        pending. Without FlagChange for the selected mailbox (RFC 5465 5.1: ADDTO and REMOVEFROM go with that
+        event), a message whose flag change the client has not been told of stays pending too, and the gone
+        ones are `remove_gone`'s (5.3). Nothing of the context changes before the last store read is over."""
         gone = view.gone
         told = _told(view)
         criteria = context.program.criteria(view)
+        # flag changes not told (`SessionState.sync` keeps them without FlagChange): not yet for this context
+        held = view.flag_updates if not self.session.selected_events.flags else set()
+        high = context.high
         if context.rerun:
             if isinstance(criteria, All):
                 matches = [u for u in view.uids[: view.reported_exists] if u not in gone]
@@ -324,12 +365,17 @@ class LiveSearches:
                 found = await self.session.store.search(view.mailbox_id, criteria)
                 matches = [u for u in found if u <= told and u in view and u not in gone]
             matched = set(matches)
-            removed = [u for u in context.by_uid if u <= told and u not in matched]
-            added = [u for u in matches if not context.has(u)]
-            later = {u for u in view.uids[view.reported_exists :] if u not in gone}
+            waiting = {u for u in held if u <= high}
+            staying = matched | gone | waiting  # (the gone ones are `remove_gone`'s)
+            removed = [u for u in context.by_uid if u <= told and u not in staying]
+            added = [u for u in matches if not context.has(u) and u not in waiting]
+            later = {u for u in view.uids[view.reported_exists :] if u not in gone} | waiting
         else:
-            later = {u for u in context.pending if u > told}
-            candidates = sorted(u for u in context.pending if u <= told and u in view and u not in gone)
+            waiting = {u for u in context.pending if u in held and u <= high}
+            later = {u for u in context.pending if u > told} | waiting
+            candidates = sorted(
+                u for u in context.pending if u <= told and u in view and u not in gone and u not in waiting
+            )
             if not candidates or isinstance(criteria, All):
                 matched = set(candidates)
             else:
@@ -350,7 +396,7 @@ class LiveSearches:
             parts.append(self._remove(context, view, removed))
         if added:
             parts.append(self._add(context, view, added, placed))
-        return " ".join(parts)
+        return " ".join(parts), added
 
     def _number(self, context: _Context, view: MailboxView) -> Callable[[int], int]:
         if context.uid:
@@ -419,12 +465,16 @@ def wants_updates(command: p.Search | p.Sort) -> bool:
 
 
 def check_tag(session: SessionState, command: p.Search | p.Sort) -> None:
-    """RFC 5267 4.3: UPDATE with the tag of a search still being updated "SHALL" be BAD (before anything)."""
+    """Before a searching command runs: RFC 5267 4.3, UPDATE with the tag of a search still being updated
+    "SHALL" be BAD (before anything); and UPDATE's fetch attributes with MODSEQ make it a CONDSTORE enabling
+    command (RFC 7162 3.1: HIGHESTMODSEQ before its own responses)."""
     live = session.search_updates
     if wants_updates(command) and isinstance(live, LiveSearches) and command.tag in live.contexts:
         raise bad(
             f"Tag reuse: the search tagged {command.tag} is still being updated (CANCELUPDATE it first)"
         )
+    if any(isinstance(item, p.FetchAttribute) and item.name == "MODSEQ" for item in command.update_fetch):
+        session.enable_condstore()
 
 
 def start(
@@ -454,7 +504,8 @@ def start(
     view = session.selected_view
     program = _Program(session, command, criteria, saved)
     high = view.uids[-1] if view.uids else 0
-    live.contexts[command.tag] = _Context(command.tag, command.uid, program, members, ordering, high)
+    fetch = command.update_fetch  # RFC 5465 section 7 (MODSEQ among them enabled CONDSTORE: `check_tag`)
+    live.contexts[command.tag] = _Context(command.tag, command.uid, program, members, ordering, high, fetch)
     session.search_updates = live
 
 
@@ -476,3 +527,10 @@ async def cancel_update(session: SessionState, command: p.CancelUpdate) -> Done:
 HANDLERS: dict[type[p.Command], Callable[[SessionState, Any], Awaitable[Done]]] = {
     p.CancelUpdate: cancel_update,
 }
+
+
+async def _fetch_joined(session: SessionState, joined: dict[int, list[p.FetchItem]]) -> None:
+    """Without a NOTIFY, the FETCH of RFC 5465 section 7 alone, rendered as NOTIFY's MessageNew FETCH is."""
+    from postoffice.imap import commands_notify  # here: commands_notify -> commands_message -> this module
+
+    await commands_notify.fetch_new(session, joined)

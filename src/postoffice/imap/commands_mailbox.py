@@ -193,8 +193,7 @@ async def select(session: SessionState, command: p.Select | p.Examine) -> Done:
     if not target.own:
         # its changes go to its owner's subscribers (decision 0073): followed from here (not before: a SELECT
         # that fails follows nothing), and the view read back at once, so none made meanwhile is missed
-        session.follow(info.account_id, info.id)
-        session.shared_rights = target.rights  # what PERMANENTFLAGS told (`SessionState.shared_access`)
+        session.follow(info.account_id, info.id, target.rights)  # what PERMANENTFLAGS told
         view.dirty = True
     session.view = view
     session.state = State.SELECTED
@@ -690,7 +689,7 @@ async def list_mailboxes(session: SessionState, command: p.List) -> Done:
         if status_items is not None and info is not None and selected(name) and "r" in rights:
             # RFC 5819 / RFC 9051 6.3.9.2: right after its LIST response, only for a name that was selected
             # (not for a parent listed only for CHILDINFO), and only with "r" (RFC 4314 section 4: STATUS)
-            await _send_status(session, info, status_items)
+            await send_status(session, info.id, name, status_items)
         if "MYRIGHTS" in returns and info is not None and selected(name):
             session.untagged(acl.myrights_response(session, name, rights))  # RFC 8440 3: each mailbox listed
     return Done("LIST completed")
@@ -732,15 +731,19 @@ async def status(session: SessionState, command: p.Status) -> Done:
         session.enable_condstore()  # RFC 7162 3.1: a CONDSTORE enabling command
     name = _existing(command.mailbox)
     target = await acl.mailbox(session, name, "r")  # RFC 4314 section 4: STATUS needs "r"
-    await _send_status(session, target.shown, command.items)
+    await send_status(session, target.info.id, target.name, command.items)
     return Done("STATUS completed")
 
 
-async def _send_status(session: SessionState, info: MailboxInfo, items: tuple[str, ...]) -> None:
-    state = await session.store.mailbox_status(info.id)
+async def send_status(session: SessionState, mailbox_id: int, name: str, items: tuple[str, ...]) -> None:
+    """`* STATUS name (item value ...)` of a mailbox from the store's counts now, the items in the order given
+    (RFC 9051 6.3.11, 7.3.1): the one place the STATUS response is made, for STATUS, LIST's RETURN (STATUS)
+    (RFC 5819) and NOTIFY's STATUS (RFC 5465 5.1-5.3). `name` is the client's name for the mailbox. NotFound
+    when the mailbox is gone."""
+    state = await session.store.mailbox_status(mailbox_id)
     deleted = deleted_octets = 0
     if "DELETED" in items or "DELETED-STORAGE" in items:
-        snapshot = await session.store.snapshot(info.id)
+        snapshot = await session.store.snapshot(mailbox_id)
         for index, flags in enumerate(snapshot.flags):
             if "\\Deleted" in flags:
                 deleted += 1
@@ -760,9 +763,9 @@ async def _send_status(session: SessionState, info: MailboxInfo, items: tuple[st
     if session.rev2:
         values.pop("RECENT")
     texts = {item: str(value) for item, value in values.items()}
-    texts["MAILBOXID"] = f"({mailbox_objectid(info)})"  # RFC 8474 4.2
+    texts["MAILBOXID"] = f"({mailbox_objectid(state.mailbox)})"  # RFC 8474 4.2
     text = " ".join(f"{item} {texts[item]}" for item in items if item in texts)
-    session.untagged(b"STATUS " + session.mailbox_name(info.name) + f" ({text})".encode())
+    session.untagged(b"STATUS " + session.mailbox_name(name) + f" ({text})".encode())
 
 
 # ------------------------------------------------------------------------------------------- QUOTA

@@ -162,10 +162,15 @@ async def replace(session: SessionState, command: p.Replace) -> Done:
         session.discard_append()
         raise no("The mailbox is read-only", "READ-ONLY")
     await acl.require_selected(session, "te")  # it expunges the original (RFC 4314 section 4)
+    # as before a literal (`ImapProtocol._open_append`): a REPLACE with CATENATE of URLs alone has none
     if command.uid:
-        original: int | None = command.target if command.target in view else None
+        if command.target not in view:
+            raise no(f"There is no message with UID {command.target}")
+        original = command.target
+    elif 1 <= command.target <= view.reported_exists:
+        original = view.uids[command.target - 1]
     else:
-        original = view.uids[command.target - 1] if 1 <= command.target <= view.reported_exists else None
+        raise bad(f"Invalid message sequence number: {command.target}")
     # the store's word, not the view's: another session may have expunged it since the view last read
     if (
         original
@@ -176,7 +181,7 @@ async def replace(session: SessionState, command: p.Replace) -> Done:
         original = 0
     if not original or original in view.gone:
         session.discard_append()
-        raise no("The message to replace no longer exists", "EXPUNGEISSUED" if original is not None else None)
+        raise no("The message to replace no longer exists", "EXPUNGEISSUED")
     uidvalidity, (uid,), told = await _store_spooled(
         session, command.tag, (command.message,), "REPLACE", command.mailbox
     )

@@ -14,9 +14,10 @@ What it implements
 
 Implementation notes
 - Keywords (`;UID=`, `;urlauth=`, the access identifiers) are matched in any case (RFC 5092 section 6 shows
-  them in upper case, RFC 4467's examples in lower case). Percent-escapes are decoded strictly: `%` must be
-  followed by two hex digits and the octets of a user name, mailbox, section, search or access user must be
-  UTF-8. Mailbox names are UTF-8 (RFC 5092 section 3.2; not the modified UTF-7 of RFC 2192).
+  them in upper case, RFC 4467's examples in lower case). Percent-escapes are decoded strictly
+  (`urllib.parse.unquote`, after the checks it does not make): `%` must be followed by two hex digits and the
+  octets of a user name, mailbox, section, search or access user must be UTF-8; they are written with
+  `urllib.parse.quote`. Mailbox names are UTF-8 (RFC 5092 section 3.2; not the modified UTF-7 of RFC 2192).
 - Character sets are RFC 5092's: `achar` for user names and AUTH types, `bchar` for mailboxes, sections and
   searches; anything else (space, non-ASCII, `"`, `<`, ...) must be percent-encoded, or the URL is refused.
   Since `bchar` has "/" but not ";", the "/" before `;UID=`, `;SECTION=` and `;PARTIAL=` is the separator.
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 
 MAX_NUMBER = 2**32 - 1
@@ -75,13 +77,18 @@ class ImapUrl:
         return self.access is not None
 
 
-# RFC 5092 section 6 / RFC 3986: unreserved, sub-delims-sh, then achar and bchar
+# RFC 5092 section 6 / RFC 3986: unreserved, sub-delims-sh, then achar and bchar (what is not in them is
+# percent-encoded); the sets beyond unreserved are `quote`'s `safe` characters
 _UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 _SUB_DELIMS_SH = "!$'()*+,"
-ACHAR = frozenset(_UNRESERVED + _SUB_DELIMS_SH + "&=~")
-BCHAR = ACHAR | frozenset(":@/")
-_HOST_CHARS = frozenset(_UNRESERVED + "!$&'()*+,;=")  # reg-name (RFC 3986 3.2.2), before decoding
-_HEX = frozenset("0123456789abcdefABCDEF")
+_ACHAR_SAFE = _SUB_DELIMS_SH + "&="
+_BCHAR_SAFE = _ACHAR_SAFE + ":@/"
+_HOST_SAFE = "!$&'()*+,;="  # reg-name (RFC 3986 3.2.2)
+_SEARCH_SAFE = _BCHAR_SAFE + "?"
+ACHAR = frozenset(_UNRESERVED + _ACHAR_SAFE)
+BCHAR = frozenset(_UNRESERVED + _BCHAR_SAFE)
+_HOST_CHARS = frozenset(_UNRESERVED + _HOST_SAFE)  # before decoding
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _NZ = re.compile(r"[1-9][0-9]*")
 _DIGITS = re.compile(r"[0-9]+")
 _MECHANISM = re.compile(r"[A-Za-z0-9.-]+")
@@ -90,43 +97,31 @@ _DATE_TIME = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
     r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
 )
-_SEARCH_CHARS = BCHAR | frozenset("?")
+_SEARCH_CHARS = frozenset(_UNRESERVED + _SEARCH_SAFE)
 _KEYWORD = re.compile(r";(UIDVALIDITY|UID|SECTION|PARTIAL|EXPIRE|URLAUTH)=", re.IGNORECASE)
 
 
 def _decode(text: str, allowed: frozenset[str], what: str) -> str:
-    """Percent-decode `text` whose other characters must be in `allowed`; the octets must be UTF-8."""
+    """Percent-decode `text` whose other characters must be in `allowed`; the octets must be UTF-8. Strict
+    where `unquote` is lenient: a "%" not followed by two hex digits is an error, not a literal "%"."""
     if not text:
         raise UrlError(f"empty {what}")
-    out = bytearray()
-    i = 0
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if c == "%":
-            pair = text[i + 1 : i + 3]
-            if len(pair) != 2 or not set(pair) <= _HEX:
-                raise UrlError(f"invalid percent-escape in the {what}")
-            out.append(int(pair, 16))
-            i += 3
-            continue
-        if c not in allowed:
-            raise UrlError(f"character {c!r} is not allowed in the {what} (percent-encode it)")
-        out.append(ord(c))
-        i += 1
+    stray = set(text).difference(allowed, "%")
+    if stray:
+        c = next(c for c in text if c in stray)
+        raise UrlError(f"character {c!r} is not allowed in the {what} (percent-encode it)")
+    if _BAD_ESCAPE.search(text):
+        raise UrlError(f"invalid percent-escape in the {what}")
     try:
-        return out.decode("utf-8")
+        return urllib.parse.unquote(text, errors="strict")
     except UnicodeDecodeError:
         raise UrlError(f"the {what} is not UTF-8") from None
 
 
-def _encode(text: str, allowed: frozenset[str]) -> str:
-    """Percent-encode every octet of the UTF-8 of `text` that is not in `allowed`."""
-    out = []
-    for octet in text.encode("utf-8"):
-        c = chr(octet)
-        out.append(c if octet < 0x80 and c in allowed else f"%{octet:02X}")
-    return "".join(out)
+def _encode(text: str, allowed: str) -> str:
+    """Percent-encode every octet of the UTF-8 of `text` that is not in `allowed` (`quote` keeps the
+    unreserved characters of RFC 3986 too, which every set here has)."""
+    return urllib.parse.quote(text, safe=allowed)
 
 
 def _number(text: str, what: str, *, nonzero: bool = True) -> int:
@@ -346,7 +341,7 @@ def _urlauth(value: str, before: str, values: dict[str, object]) -> None:
 def _encode_mailbox(name: str, *, relative: bool) -> str:
     """A mailbox name for a path. A leading "/" is encoded (else "//" would start a server), and so is a ":"
     in the first segment of a relative path (else "imap:" would read as the scheme, RFC 3986 section 4.2)."""
-    text = _encode(name, BCHAR)
+    text = _encode(name, _BCHAR_SAFE)
     if text.startswith("/"):
         text = "%2F" + text[1:]
     if relative:
@@ -363,12 +358,12 @@ def format_url(url: ImapUrl) -> str:
         out.append("imap://")
         if url.user is not None or url.auth is not None:
             if url.user is not None:
-                out.append(_encode(url.user, ACHAR))
+                out.append(_encode(url.user, _ACHAR_SAFE))
             if url.auth is not None:
-                out.append(";AUTH=" + ("*" if url.auth == "*" else _encode(url.auth, ACHAR)))
+                out.append(";AUTH=" + ("*" if url.auth == "*" else _encode(url.auth, _ACHAR_SAFE)))
             out.append("@")
         host = url.host or ""
-        out.append(host if host.startswith("[") else _encode(host, _HOST_CHARS))
+        out.append(host if host.startswith("[") else _encode(host, _HOST_SAFE))
         if url.port is not None:
             out.append(f":{url.port}")
         if url.mailbox is None and url.uid is None and url.section is None and url.partial is None:
@@ -381,13 +376,13 @@ def format_url(url: ImapUrl) -> str:
         if url.uidvalidity is not None:
             out.append(f";UIDVALIDITY={url.uidvalidity}")
         if url.search is not None:
-            out.append("?" + _encode(url.search, _SEARCH_CHARS))
+            out.append("?" + _encode(url.search, _SEARCH_SAFE))
             return "".join(out)
     pieces: list[str] = []
     if url.uid is not None:
         pieces.append(f";UID={url.uid}")
     if url.section is not None:
-        pieces.append(";SECTION=" + _encode(url.section, BCHAR))
+        pieces.append(";SECTION=" + _encode(url.section, _BCHAR_SAFE))
     if url.partial is not None:
         origin, length = url.partial
         pieces.append(f";PARTIAL={origin}" + (f".{length}" if length is not None else ""))
@@ -399,7 +394,7 @@ def format_url(url: ImapUrl) -> str:
     if url.access is not None:
         out.append(";URLAUTH=" + url.access)
         if url.access_user is not None:
-            out.append("+" + _encode(url.access_user, ACHAR))
+            out.append("+" + _encode(url.access_user, _ACHAR_SAFE))
         if url.mechanism is not None and url.token is not None:
             out.append(f":{url.mechanism}:{url.token}")
     return "".join(out)

@@ -15,7 +15,8 @@ What it implements
   `postoffice.imap.commands_metadata` (RFC 5464), SETACL / DELETEACL / GETACL / LISTRIGHTS / MYRIGHTS of
   `postoffice.imap.commands_acl` (RFC 4314; `imap.acl` checks every command's rights), GENURLAUTH /
   RESETKEY / URLFETCH of `postoffice.imap.commands_urlauth` (RFC 4467, RFC 5524) and APPEND's CATENATE
-  (RFC 4469: each TEXT literal spooled by `commands_catenate.text_start`, refused like a message literal).
+  (RFC 4469: each TEXT literal spooled by `commands_catenate.text_start`). Every literal of APPEND,
+  MULTIAPPEND, REPLACE and CATENATE passes the same checks before it is read (`_open_append`).
   Selected: the message commands of `postoffice.imap.commands_message`.
 - Untagged updates (RFC 9051 section 5.2, 7.5.1): at the end of every command in the selected state the
   view is brought up to date (`SessionState.sync`) and EXISTS / RECENT / FETCH (FLAGS) are sent before the
@@ -236,6 +237,11 @@ def _names_messages_by_number(command: p.Command) -> bool:
     return False
 
 
+def _append_name(event: p.AppendMessageStart | p.CatenateTextStart) -> str:
+    """The command a literal belongs to, for its refusals and the log."""
+    return "APPEND" if event.replace is None else "REPLACE"
+
+
 @dataclass
 class _SaslExchange:
     """An AUTHENTICATE waiting for the client's response to a challenge (RFC 9051 section 6.2.2)."""
@@ -436,17 +442,8 @@ class ImapProtocol:
             await self._run_command(event, lambda: self._dispatch(event))
         elif isinstance(event, p.NeedContinuation):
             session.send(b"+ Ready for literal data\r\n")
-        elif isinstance(event, p.AppendMessageStart):
-            await self._append_start(event)
-        elif isinstance(event, p.CatenateTextStart):
-            refusal = await commands_catenate.text_start(session, event, self._new_spool)
-            if refusal is not None:  # as a refused message literal: the tag answered, the literal not read
-                if event.synchronizing:
-                    self.reader.refuse_literal()
-                else:
-                    self.reader.discard_command()
-                session.discard_append()
-                self._tagged(event.tag, *refusal)
+        elif isinstance(event, (p.AppendMessageStart, p.CatenateTextStart)):
+            await self._literal_start(event)
         elif isinstance(event, p.AppendData):
             if session.pending_append is not None:
                 current = session.pending_append.current
@@ -754,68 +751,83 @@ class ImapProtocol:
 
     # ------------------------------------------------------------------------------------------ APPEND
 
-    async def _append_start(self, event: p.AppendMessageStart) -> None:
+    async def _literal_start(self, event: p.AppendMessageStart | p.CatenateTextStart) -> None:
+        """A literal of APPEND, MULTIAPPEND, REPLACE or UID REPLACE begins: a message, or a TEXT part of a
+        CATENATE one (RFC 4469). It is checked before its first octet is read (`_open_append`), and then
+        spooled; a refusal answers the tag instead, and the literal is never read (a synchronizing one gets
+        no "+": RFC 9051 section 7.5, RFC 7888 section 4)."""
         session = self.session
-
-        def refuse(status: str, text: str, code: str | None = None) -> None:
-            if event.synchronizing:
-                self.reader.refuse_literal()
-            else:
-                self.reader.discard_command()
-            session.discard_append()
-            self._tagged(event.tag, status, text, code)
-
-        if event.replace is not None:
-            # REPLACE (RFC 8508): in the selected state, of a message of a mailbox the session may change
-            if session.state is not State.SELECTED or session.view is None or session.account is None:
-                refuse("BAD", "REPLACE is only valid in the selected state")
-                return
-            if session.view.read_only:
-                refuse("NO", "The mailbox is read-only", "READ-ONLY")
-                return
-            target, by_uid = event.replace
-            view = session.view
-            if not by_uid and session.uidonly:
-                refuse("BAD", UIDREQUIRED_TEXT, "UIDREQUIRED")  # RFC 9586 3
-                return
-            if not by_uid and not 1 <= target <= view.reported_exists:
-                refuse("BAD", f"Invalid message sequence number: {target}")
-                return
-            if by_uid and (target not in view or target in view.gone):
-                refuse("NO", f"There is no message with UID {target}")
-                return
-        elif session.state not in _AUTHENTICATED or session.account is None:
-            refuse("BAD", "APPEND is only valid in the authenticated or selected state")
-            return
-        if event.message.utf8 and not session.utf8:
-            refuse("BAD", "APPEND UTF8 needs ENABLE UTF8=ACCEPT first (RFC 6855 section 4)")
-            return
-        if event.message.size == 0:
-            # RFC 3502 6.3.11: a zero-length message literal is an error (NO) and cancels the whole command
-            refuse("NO", "An empty message cannot be appended; the APPEND is cancelled")
-            return
-        pending = session.pending_append
-        if event.index > 0 and pending is not None and pending.tag == event.tag:
-            # MULTIAPPEND (RFC 3502): the next message of the same command, same mailbox.
-            pending.messages.append(AppendSpool(event.message, self._new_spool(pending)))
-            return
-        if not event.mailbox.valid:
-            refuse("NO", "Mailbox does not exist (the name is not valid modified UTF-7)", "NONEXISTENT")
-            return
+        spool: AppendSpool
         try:
-            # the target and the rights on it (RFC 4314 section 4: "i"), NO [TRYCREATE] when it is missing
-            replacing = event.replace is not None
-            mailbox = await acl.append_target(session, event.mailbox.name, replacing=replacing)
+            pending = await self._open_append(event)
+            if isinstance(event, p.CatenateTextStart):
+                spool = await commands_catenate.text_start(session, event, pending, self._new_spool)
+            else:
+                spool = AppendSpool(event.message, self._new_spool(pending))
         except CommandFailed as failure:
-            refuse(failure.status, failure.text, failure.code)
+            self._refuse_literal(event, failure.status, failure.text, failure.code)
             return
         except StoreError as exc:
-            log.error("imap client %s: APPEND lookup failed: %s", self.transport.peer_ip, exc)
-            refuse("NO", "Temporary failure, try again", "UNAVAILABLE")
+            peer = self.transport.peer_ip
+            log.error("imap client %s: %s lookup failed: %s", peer, _append_name(event), exc)
+            self._refuse_literal(event, "NO", "Temporary failure, try again", "UNAVAILABLE")
             return
+        pending.messages.append(spool)
+
+    def _refuse_literal(
+        self, event: p.AppendMessageStart | p.CatenateTextStart, status: str, text: str, code: str | None
+    ) -> None:
+        if event.synchronizing:
+            self.reader.refuse_literal()
+        else:
+            self.reader.discard_command()
+        self.session.discard_append()
+        self._tagged(event.tag, status, text, code)
+
+    async def _open_append(self, event: p.AppendMessageStart | p.CatenateTextStart) -> AppendInProgress:
+        """The checks before any literal of an APPEND or REPLACE is read, the same for a message literal and
+        a CATENATE TEXT one, and the command's `AppendInProgress` (opened by its first literal; MULTIAPPEND's
+        and CATENATE's later literals go on in it, RFC 3502, RFC 4469). CommandFailed for a refusal:
+        - the state: REPLACE only with a mailbox selected, and not READ-ONLY (RFC 8508 3.3), APPEND after
+          login; REPLACE's message: by UID after ENABLE UIDONLY (BAD [UIDREQUIRED], RFC 9586 3), a message
+          number the session was told of (BAD), a UID of the mailbox (NO);
+        - UTF8 data only after ENABLE UTF8=ACCEPT (RFC 6855 section 4), no empty message literal (RFC 3502
+          6.3.11: NO, and the whole command is cancelled);
+        - for the first literal: the target mailbox and the "i" right on it (and "t e" on the selected one
+          for REPLACE), NO [TRYCREATE] when it is missing (RFC 9051 6.3.12, RFC 4314 section 4: `acl`).
+        APPENDLIMIT is the reader's for a message literal (`max_literal`: NO [TOOBIG] before it is read, RFC
+        7889) and `commands_catenate.text_start`'s for a catenated message; the storage quota is the store's,
+        when the messages are stored (NO [OVERQUOTA], RFC 9208 4.3). A StoreError goes to `_literal_start`."""
+        session = self.session
+        if event.replace is not None:
+            if session.state is not State.SELECTED or session.view is None or session.account is None:
+                raise bad("REPLACE is only valid in the selected state")
+            view = session.view
+            if view.read_only:
+                raise no("The mailbox is read-only", "READ-ONLY")
+            target, by_uid = event.replace
+            if not by_uid and session.uidonly:
+                raise bad(UIDREQUIRED_TEXT, "UIDREQUIRED")  # RFC 9586 3
+            if not by_uid and not 1 <= target <= view.reported_exists:
+                raise bad(f"Invalid message sequence number: {target}")
+            if by_uid and (target not in view or target in view.gone):
+                raise no(f"There is no message with UID {target}")
+        elif session.state not in _AUTHENTICATED or session.account is None:
+            raise bad("APPEND is only valid in the authenticated or selected state")
+        utf8 = event.text.utf8 if isinstance(event, p.CatenateTextStart) else event.message.utf8
+        if utf8 and not session.utf8:
+            raise bad(f"{_append_name(event)} UTF8 needs ENABLE UTF8=ACCEPT first (RFC 6855 section 4)")
+        if isinstance(event, p.AppendMessageStart) and event.message.size == 0:
+            raise no(f"An empty message cannot be appended; the {_append_name(event)} is cancelled")
+        pending = session.pending_append
+        if pending is not None and pending.tag == event.tag:
+            return pending  # a later literal of the same command: same mailbox, checked by the first
+        if not event.mailbox.valid:
+            raise no("Mailbox does not exist (the name is not valid modified UTF-7)", "NONEXISTENT")
+        mailbox = await acl.append_target(session, event.mailbox.name, replacing=event.replace is not None)
         session.discard_append()
-        first = AppendSpool(event.message, self._new_spool(None))
-        session.pending_append = AppendInProgress(event.tag, mailbox, [first])
+        session.pending_append = AppendInProgress(event.tag, mailbox, [])
+        return session.pending_append
 
     def _new_spool(self, pending: AppendInProgress | None) -> IO[bytes]:
         # The messages of one command share SPOOL_MEMORY in memory; past that they go to files at once

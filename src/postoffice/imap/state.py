@@ -26,7 +26,9 @@ Untagged updates (RFC 9051 sections 5.2, 7.5.1; docs/decisions/0013)
   of the account and keeps what is to be told of the other mailboxes; `command` is the command being run.
 - Searches kept up to date (RFC 5267 UPDATE; docs/decisions/0070): `search_updates` (`imap.commands_context`)
   hears what `read_back` took, sends REMOVEFROM before any EXPUNGE or VANISHED (and at once while they are
-  held back), and ADDTO after the EXISTS and FETCH of the same `sync`.
+  held back, when the NOTIFY asks for MessageExpunge), and ADDTO after the EXISTS and FETCH of the same
+  `sync`, with the FETCH of new messages (NOTIFY's MessageNew and UPDATE's attributes, RFC 5465 section 7)
+  between them; `own_added` keeps what the session's own command added, which gets no such FETCH (0077).
 
 Output: `send` and `untagged` queue complete response lines; `flush` hands them to the transport. An
 exception raised by the transport's write is kept in `transport_error`: it ends the session and is never
@@ -37,7 +39,7 @@ from __future__ import annotations
 
 import bisect
 import logging
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import IO, Protocol
@@ -150,8 +152,10 @@ class SearchUpdates(Protocol):
     def remove_gone(self) -> None:
         """REMOVEFROM for the view's gone messages, before any EXPUNGE or VANISHED tells of them (4.3.4)."""
 
-    async def update(self) -> None:
-        """ADDTO and REMOVEFROM for what changed, after the EXISTS and FETCH of the same sync (4.3.3)."""
+    async def update(self, new_uids: list[int]) -> None:
+        """ADDTO and REMOVEFROM for what changed, after the EXISTS and FETCH of the same sync (4.3.3); before
+        them, the FETCH of the messages `new_uids` (just announced by EXISTS) that NOTIFY's MessageNew and the
+        UPDATE searches they joined ask for, one per message (RFC 5465 section 7, 5.2; `Notifications`)."""
 
 
 @dataclass(frozen=True)
@@ -177,8 +181,14 @@ class Notifications(Protocol):
     def on_change(self, event: ChangeEvent) -> bool:
         """A change of the account; True when the client is to hear of it (the glue's wait then ends)."""
 
-    async def new_messages(self, uids: list[int]) -> None:
-        """`uids` were just announced by EXISTS: the FETCH the client asked for with MessageNew (5.2)."""
+    async def new_messages(
+        self, uids: list[int], extra: Mapping[int, Sequence[p.FetchItem]] | None = None
+    ) -> None:
+        """`uids` were just announced by EXISTS: the FETCH the client asked for with MessageNew (5.2), in one
+        response per message with the attributes `extra` adds for some (section 7: UPDATE searches)."""
+
+    def close(self) -> None:
+        """This NOTIFY is over (replaced, NONE, overflow, the session's end): its change subscriptions go."""
 
 
 #: The right each system flag needs (RFC 4314 section 4, STORE); every other flag and keyword needs "w"
@@ -200,6 +210,12 @@ def permitted_flags(flags: str, rights: str) -> str:
 
 def _nothing() -> None:
     pass
+
+
+#: The commands that add messages to a mailbox (`SessionState.own_added`).
+_ADDING: tuple[type[p.Append | p.Copy | p.Move | p.Replace], ...] = (p.Append, p.Copy, p.Move, p.Replace)
+#: `SessionState.own_added` holds at most this many UIDs (then starts again).
+OWN_ADDED_LIMIT = 4096
 
 
 class SessionState:
@@ -240,6 +256,10 @@ class SessionState:
         self.notifications: Notifications | None = None
         #: The command being run (set by the protocol core): NOTIFY leaves out what it changed (RFC 5465 5)
         self.command: p.Command | None = None
+        #: UIDs this session's own APPEND, COPY, MOVE or REPLACE added to the selected mailbox, until their
+        #: EXISTS: no FETCH of NOTIFY's MessageNew (RFC 5465 5.2: SHOULD NOT) or of an UPDATE search (section
+        #: 1: "appended in another session") for them
+        self.own_added: set[int] = set()
         #: Change notifications received; SELECT compares it before and after reading, so that a change
         #: committed while the view was being built is read back at once.
         self.changes_seen = 0
@@ -259,8 +279,12 @@ class SessionState:
         #: docs/decisions/0073): its changes are published to its owner's subscribers, so the session follows
         #: that account too while it is selected (`follow`); `postoffice.imap.acl` reads the rights on it.
         self.selected_owner: int | None = None
-        #: The rights on it as last told to the client (its PERMANENTFLAGS); read again by `shared_access`
+        #: The rights on it: read at SELECT, and again only after the store published a change of its
+        #: access control list ("acl" events set `rights_stale`): at most once per command (decision 0076)
         self.shared_rights = ""
+        self.rights_stale = False
+        #: The rights its PERMANENTFLAGS last reflected (`shared_access` tells them again when they change)
+        self._told_rights = ""
         self._unfollow: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------------------------------ output
@@ -324,18 +348,25 @@ class SessionState:
         self._unsubscribe = self.store.subscribe(account.id, self.on_change)
 
     def close(self) -> None:
-        """The session is over: spooled APPEND data and the change subscription go."""
+        """The session is over: spooled APPEND data and the change subscriptions go."""
         self.discard_append()
         self.unfollow()
+        if self.notifications is not None:
+            self.notifications.close()
+            self.notifications = None
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
 
-    def follow(self, owner_id: int, mailbox_id: int) -> None:
+    def follow(self, owner_id: int, mailbox_id: int, rights: str) -> None:
         """Receive the change notifications of the mailbox being selected when it is another account's (a
         shared one: the store tells its owner's subscribers), until the session leaves it (`close_view`).
-        The owner's other mailboxes are none of this session's business (nor of its NOTIFY)."""
+        The owner's other mailboxes are none of this session's business (nor of its NOTIFY). `rights`: those
+        SELECT found and told (PERMANENTFLAGS); read once more at the end of SELECT (`rights_stale`), since a
+        change made before this subscription is never told."""
         self.unfollow()
+        self.shared_rights = self._told_rights = rights
+        self.rights_stale = True
 
         def changed(event: ChangeEvent) -> None:
             # for the view only: the owner's names, annotations and other mailboxes never reach the session's
@@ -355,28 +386,39 @@ class SessionState:
 
     async def shared_access(self) -> bool:
         """Whether the session may go on with the selected mailbox of another account (RFC 4314 5.1.1; the
-        rights are read again, before each command and each time changes are told; `postoffice.imap.acl`
-        checks those a command needs). Without "r" the session ends: "it MAY send an untagged BYE response
-        and close connection", as when the mailbox is deleted: what it would tell next, the user may no
-        longer read. With other rights than before, PERMANENTFLAGS again ("SHOULD send ... if they have
-        changed")."""
+        rights are checked before each command and each time changes are told, read again when they have
+        changed: `selected_rights`; `postoffice.imap.acl` checks those a command needs). Without "r" the
+        session ends: "it MAY send an untagged BYE response and close connection", as when the mailbox is
+        deleted: what it would tell next, the user may no longer read. With other rights than before,
+        PERMANENTFLAGS again ("SHOULD send ... if they have changed")."""
         view = self.view
         if view is None or self.selected_owner is None:
             return True
-        found = await self.store.my_rights(self.logged_in_account.id, [view.mailbox_id])
-        rights = found.get(view.mailbox_id, "")
+        rights = await self.selected_rights()
         if "r" not in rights:
             self.untagged("BYE Access to the selected mailbox was withdrawn by its owner")
             self.end_reason = "selected mailbox no longer readable"
             self.close_view()
             self.state = State.LOGOUT
             return False
-        if rights != self.shared_rights:
-            self.shared_rights = rights
+        if rights != self._told_rights:
+            self._told_rights = rights
             if not view.read_only:
                 _, permanent = self.flag_lists(view.keywords)
                 self.untagged(f"OK [PERMANENTFLAGS ({permitted_flags(permanent, rights)})] Flags permitted")
         return True
+
+    async def selected_rights(self) -> str:
+        """The rights on the selected mailbox of another account: those read last, read again only when the
+        store published a change of its access control list since (an "acl" event: `rights_stale`; the event
+        reaches the session before the change's writer is answered, so the next command of any session
+        honours it), never more than once per command (decision 0076)."""
+        view = self.selected_view
+        if self.rights_stale:
+            self.rights_stale = False  # before the read: a change published during it is read next time
+            found = await self.store.my_rights(self.logged_in_account.id, [view.mailbox_id])
+            self.shared_rights = found.get(view.mailbox_id, "")
+        return self.shared_rights
 
     # ---------------------------------------------------------------------------------------- updates
 
@@ -406,9 +448,33 @@ class SessionState:
             if "deleted" in event.extra:
                 self.selected_deleted = True
                 self.wake()
+        elif event.kind == "acl":
+            if self.selected_owner is not None:  # another account's: the rights are read again (0076)
+                self.rights_stale = True
+                self.wake()  # RFC 4314 5.1.1: PERMANENTFLAGS again, or BYE, also in IDLE
         elif event.kind not in ("subscription", "metadata"):  # a message of the mailbox changed
+            if event.kind == "added" and self._adds_to_selected(view):
+                if len(self.own_added) >= OWN_ADDED_LIMIT:
+                    self.own_added.clear()  # (at worst a FETCH of what it added: bounded memory first)
+                self.own_added.update(event.uids)
             view.dirty = True
             self.wake()
+
+    def _adds_to_selected(self, view: MailboxView) -> bool:
+        """The running command is this session's APPEND, COPY, MOVE or REPLACE into the selected mailbox (its
+        own, or another account's as `Shared/<local part>/<name>`, decision 0073)."""
+        command = self.command
+        if not isinstance(command, _ADDING) or not command.mailbox.valid:
+            return False
+        name = command.mailbox.name.rstrip("/")
+        if self.selected_owner is not None:  # Shared/<local part>/<the name its owner has>
+            if not name.startswith("Shared/"):
+                return False
+            local, sep, name = name[len("Shared/") :].partition("/")
+            if not local or not sep:
+                return False
+        head, sep, rest = name.partition("/")
+        return ("INBOX" + sep + rest if head.upper() == "INBOX" else name) == view.info.name
 
     async def sync(self, allow_expunge: bool, *, expunged: bool = False, unsolicited: bool = False) -> None:
         """Send the untagged updates of the selected mailbox (RFC 9051 section 5.2); EXPUNGE only when
@@ -442,10 +508,12 @@ class SessionState:
                 # most often another session claimed them already: the store answers without a write
                 first_recent = await self.claim_recent(view.mailbox_id, max(new))
                 view.recent.update(uid for uid in new if uid >= first_recent)
-        if self.search_updates is not None:
-            # RFC 5267 4.3.4 and appendix A.3: at once, also while EXPUNGE is held back (numbers stay valid)
-            self.search_updates.remove_gone()
         events = self.selected_events
+        if self.search_updates is not None and events.expunge and not (unsolicited and events.delayed):
+            # RFC 5267 4.3.4 and appendix A.3: at once, also while EXPUNGE is held back (numbers stay valid);
+            # RFC 5465 5.3: REMOVEFROM goes with the MessageExpunge event, so not without it (a snapshot:
+            # with the expunges, `send_expunges`) nor between commands while SELECTED-DELAYED holds it (6.1.2)
+            self.search_updates.remove_gone()
         if unsolicited:
             tell_expunges = events.expunge and not events.delayed
         else:  # RFC 9586: no sequence numbers that an expunge could shift
@@ -475,10 +543,14 @@ class SessionState:
                 else:
                     self.fetch_response(number, uid, f"FLAGS ({flags})")
         updates.clear()  # (without FlagChange they wait: a later NOTIFY may ask for them)
-        if new_uids and self.notifications is not None:
-            await self.notifications.new_messages(new_uids)  # RFC 5465 5.2: EXISTS, then the FETCH asked for
         if self.search_updates is not None:
-            await self.search_updates.update()  # RFC 5267 4.3.3: ADDTO after the EXISTS of new messages
+            # RFC 5267 4.3.3: ADDTO after the EXISTS of new messages; RFC 5465 section 7: between them, the
+            # FETCH of new messages (MessageNew's attributes and the searches', one response per message)
+            await self.search_updates.update(new_uids)
+        elif new_uids and self.notifications is not None:
+            await self.notifications.new_messages(new_uids)  # RFC 5465 5.2: EXISTS, then the FETCH asked for
+        if new_uids and self.own_added:
+            self.own_added.difference_update(new_uids)
 
     def fetch_head(self, seq: int, uid: int) -> bytes:
         """How a FETCH response begins: `* seq FETCH (`, or after ENABLE UIDONLY `* uid UIDFETCH (` (RFC 9586
@@ -622,6 +694,7 @@ class SessionState:
         self.selected_deleted = False
         self.saved_result = None  # RFC 5182 2.1: SELECT, EXAMINE, CLOSE and UNSELECT reset it
         self.search_updates = None  # RFC 5267 4.3: updates cease when the mailbox is no longer selected
+        self.own_added.clear()
         self.unfollow()
         if self.state is State.SELECTED:
             self.state = State.AUTHENTICATED

@@ -131,17 +131,16 @@ async def reset_all(store: MailAccess, account_id: int) -> None:
 @dataclass(frozen=True)
 class Found:
     """The message, or part of one, that a URL names: its content, the section (RFC 5092 ;SECTION=, a
-    section-spec) and the partial range (;PARTIAL=)."""
+    section-spec), the partial range (;PARTIAL=), and where the section is in the stored message, found once
+    when the URL is resolved (`_message`) and used by every read of it."""
 
     content_id: int
     parsed: ParsedMessage
     section: p.Section
     partial: tuple[int, int | None] | None
-
-    @property
-    def spec(self) -> f.SectionSpec:
-        kind = self.section.text.value if self.section.text is not None else None
-        return f.SectionSpec(self.section.part, kind, self.section.fields)  # type: ignore[arg-type]
+    location: f.SectionLocation
+    #: The MIME part (the message's top entity for a URL without a section); None for HEADER, TEXT, ...
+    part: BodyPart | None
 
     @property
     def is_part(self) -> bool:
@@ -149,12 +148,7 @@ class Found:
         return self.section.text is None
 
     def body_part(self) -> BodyPart | None:
-        """The MIME part (the message's top entity for a URL without a section); None for HEADER, TEXT, ..."""
-        if not self.is_part:
-            return None
-        if not self.section.part:
-            return self.parsed.body
-        return f.find_part(self.parsed.body, self.section.part)
+        return self.part
 
 
 def same_server(url: ImapUrl, hostname: str) -> bool:
@@ -175,10 +169,15 @@ async def _message(store: MailAccess, mailbox: MailboxInfo, url: ImapUrl) -> Fou
     section = p.parse_section(url.section) if url.section is not None else p.Section()
     if parsed is None or section is None:
         return None
-    found = Found(content_id, parsed, section, url.partial)
-    if f.locate_section(parsed, found.spec) is None:
+    kind = section.text.value if section.text is not None else None
+    spec = f.SectionSpec(section.part, kind, section.fields)  # type: ignore[arg-type]
+    location = f.locate_section(parsed, spec)
+    if location is None:
         return None  # a part the message does not have (RFC 4469 4.1: "invalid body part")
-    return found
+    part = None
+    if section.text is None:  # located above: the part is there
+        part = parsed.body if not section.part else f.find_part(parsed.body, section.part)
+    return Found(content_id, parsed, section, url.partial, location, part)
 
 
 async def authorized(
@@ -290,9 +289,7 @@ async def resolve(session: SessionState, text: str) -> Found | None:
 
 def span(found: Found) -> tuple[int, int]:
     """The byte range of the stored message that `found` is (a HEADER.FIELDS section: its header block)."""
-    location = f.locate_section(found.parsed, found.spec)
-    if location is None:
-        return 0, 0
+    location = found.location
     start, end = location.start, location.end
     if location.fields is None and found.partial is not None:
         origin, length = found.partial
@@ -305,9 +302,7 @@ def span(found: Found) -> tuple[int, int]:
 async def chunks(store: MailAccess, found: Found) -> AsyncIterator[bytes]:
     """The section's octets as stored (RFC 4469 section 3: no conversion), in chunks of at most CHUNK octets
     read from the store one at a time; a HEADER.FIELDS section is cut from its header block."""
-    location = f.locate_section(found.parsed, found.spec)
-    if location is None:
-        return
+    location = found.location
     start, end = span(found)
     if location.fields is not None:
         block = await store.read_range(found.content_id, start, end - start)
@@ -319,9 +314,7 @@ async def chunks(store: MailAccess, found: Found) -> AsyncIterator[bytes]:
 
 async def size(store: MailAccess, found: Found) -> int:
     """How many octets `chunks` gives (a HEADER.FIELDS section is read to know)."""
-    location = f.locate_section(found.parsed, found.spec)
-    if location is None:
-        return 0
+    location = found.location
     start, end = span(found)
     if location.fields is None:
         return end - start

@@ -744,9 +744,13 @@ class WebSession:
 class ChangeEvent:
     """Published to subscribers after the commit that made the change (never before). "subscription": the
     account's subscription to `extra["name"]` changed (`extra["subscribed"]`, mailbox_id 0); "metadata":
-    annotations `extra["entries"]` of the mailbox (mailbox_id 0: the server's) changed (decision 0072)."""
+    annotations `extra["entries"]` of the mailbox (mailbox_id 0: the server's) changed (decision 0072); "acl":
+    the access control list of the mailbox changed, so the rights of other accounts on it may have (published
+    to its owner's subscribers, decision 0076, and with `account_id` the grantee's to those of each account
+    whose rights `set_acl` or `delete_acl` changed: for "anyone", every account of the domain, decision
+    0077)."""
 
-    kind: str  # "added" | "flags" | "expunged" | "mailbox" | "subscription" | "metadata"
+    kind: str  # "added" | "flags" | "expunged" | "mailbox" | "subscription" | "metadata" | "acl"
     account_id: int
     mailbox_id: int
     uids: tuple[int, ...] = ()
@@ -760,6 +764,9 @@ class ChangeEvent:
 ACL_RIGHTS = "lrswipkxtea"
 #: The ACL identifier of every account of the mailbox owner's domain (RFC 4314 section 2: "anyone").
 ACL_ANYONE = "anyone"
+#: Entries one mailbox's access control list may have (positive and negative, of accounts or of addresses
+#: that are no account): `set_acl` of a new one beyond it is LimitExceeded (docs/decisions/0076).
+ACL_MAX_ENTRIES = 1000
 
 
 def acl_rights(letters: str) -> str:
@@ -955,18 +962,22 @@ class MailStore(abc.ABC):
     # -- access control lists (IMAP ACL, RFC 4314; docs/decisions/0073) -------------------------------------
     @abc.abstractmethod
     async def set_acl(self, mailbox_id: int, identifier: str, rights: str, mode: str = "replace") -> str:
-        """Change the entry of `identifier` ("anyone" or the address of an account of the mailbox owner's
-        domain, "-" in front for negative rights) on the mailbox: mode "replace" | "add" | "remove" `rights`
-        (letters of ACL_RIGHTS, in any order), in one transaction; returns the entry's rights now (an entry
-        left without rights is removed). NotFound for an unknown mailbox, or an identifier that is no account
-        of that domain; ValueError for another letter, or for the owner (who has every right, always). A new
-        mailbox starts with its parent's entries (`create_mailbox`), RENAME keeps them, DELETE and removing
-        the account (owner or grantee) remove them."""
+        """Change the entry of `identifier` ("anyone" or an address of the mailbox owner's domain, "-" in
+        front for negative rights) on the mailbox: mode "replace" | "add" | "remove" `rights` (letters of
+        ACL_RIGHTS, in any order), in one transaction; returns the entry's rights now (an entry left without
+        rights is removed). An address that is no account is taken as any other: its entry grants nothing
+        until an account gets the address (`add_account`), and then is that account's (decision 0076).
+        NotFound for an unknown mailbox, or an identifier that is not of that domain; ValueError for another
+        letter, or for the owner (who has every right, always); LimitExceeded for a new entry of a mailbox
+        that has ACL_MAX_ENTRIES. A change publishes "acl" ChangeEvents (see there). A new mailbox starts
+        with its parent's entries (`create_mailbox`), RENAME keeps them, DELETE and removing the account
+        (owner or grantee) remove them."""
 
     @abc.abstractmethod
     async def delete_acl(self, mailbox_id: int, identifier: str) -> bool:
         """Remove the entry of `identifier` (as `set_acl` names it) from the mailbox: whether there was one.
-        NotFound for an unknown mailbox or account; ValueError for the owner."""
+        NotFound for an unknown mailbox or an identifier that is not of the owner's domain; ValueError for the
+        owner."""
 
     @abc.abstractmethod
     async def get_acl(self, mailbox_id: int) -> list[AclEntry]:

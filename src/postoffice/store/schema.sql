@@ -366,3 +366,16 @@ CREATE TABLE acl (
 ) WITHOUT ROWID;
 CREATE INDEX acl_grantee ON acl(grantee_id);
 -- End of version 24.
+-- IMAP ACL entries of addresses that are no account (version 25, docs/decisions/0076): SETACL takes any
+-- address of the mailbox owner's domain, so that its answer does not tell which accounts exist. Such an entry
+-- grants nothing; it is kept by address, shown by GETACL, and becomes an `acl` row when an account gets the
+-- address. Rows go with the mailbox (DELETE) and its owner, and a new mailbox copies its parent's, as `acl`.
+CREATE TABLE acl_names (
+    mailbox_id INTEGER NOT NULL,                  -- mailboxes.id
+    address    TEXT NOT NULL,                     -- canonical address, of the owner's domain
+    negative   INTEGER NOT NULL DEFAULT 0,        -- 1: the rights are taken away
+    rights     TEXT NOT NULL,                     -- letters of "lrswipkxtea", in that order, never empty
+    PRIMARY KEY (mailbox_id, address, negative)
+) WITHOUT ROWID;
+CREATE INDEX acl_names_address ON acl_names(address);
+-- End of version 25.

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import Callable
 
 import pytest
 
-from postoffice.store import ACL_RIGHTS, AclEntry, MailStore, NotFound, acl_rights
+from postoffice.store import ACL_RIGHTS, AclEntry, ChangeEvent, LimitExceeded, MailStore, NotFound, acl_rights
+from postoffice.store.api import ACL_MAX_ENTRIES
 from tests.store.contract.harness import Backend, accounts, append, covers, inbox_of, parse
 
 S = MailStore
@@ -61,11 +63,12 @@ def test_identifiers_outside_the_owners_domain_the_owner_and_bad_rights_are_refu
         (owner,) = await accounts(store, "owner")
         (stranger,) = await accounts(store, "fred", domain="elsewhere.test")
         inbox = await inbox_of(store, owner)
-        for identifier in ("fred@elsewhere.test", "nobody@example.test", "fred", "authenticated", ""):
+        # another domain's address, whether or not it is an account there, and what is no address at all
+        for identifier in ("fred@elsewhere.test", "ghost@elsewhere.test", "fred", "authenticated", ""):
             with pytest.raises(NotFound):
                 await store.set_acl(inbox, identifier, "lr")
-        with pytest.raises(NotFound):
-            await store.delete_acl(inbox, "nobody@example.test")
+            with pytest.raises(NotFound):
+                await store.delete_acl(inbox, identifier)
         for identifier in ("owner@example.test", "-owner@example.test"):
             with pytest.raises(ValueError, match="owner"):
                 await store.set_acl(inbox, identifier, "lr")
@@ -79,6 +82,103 @@ def test_identifiers_outside_the_owners_domain_the_owner_and_bad_rights_are_refu
             await store.get_acl(999_999)
         assert await store.get_acl(inbox) == []
         assert await store.my_rights(stranger, [inbox]) == {inbox: ""}
+
+    backend.run(scenario)
+
+
+@covers(S.set_acl, S.delete_acl, S.get_acl, S.add_account, S.my_rights)
+def test_an_address_of_the_domain_that_is_no_account_is_kept_and_becomes_the_accounts(
+    backend: Backend,
+) -> None:
+    """Decision 0076: the answers do not tell which addresses are accounts; such an entry grants nothing
+    until an account gets the address, and then it is that account's."""
+
+    async def scenario(store: MailStore) -> None:
+        owner, fred = await accounts(store, "owner", "fred")
+        inbox, work = await inbox_of(store, owner), (await store.create_mailbox(owner, "Work")).id
+        for address in ("fred@example.test", "nobody@example.test"):  # the same answers for both
+            assert await store.set_acl(inbox, address.title(), "lr") == "lr"
+            assert await store.set_acl(inbox, address, "wx", "add") == "lrwx"
+            assert await store.set_acl(inbox, address, "x", "remove") == "lrw"
+            assert await store.set_acl(inbox, "-" + address, "w") == "w"
+            assert await store.set_acl(work, address, "l") == "l"
+            assert await store.delete_acl(work, address) is True
+            assert await store.delete_acl(work, address) is False
+        entries = [
+            AclEntry("fred@example.test", "lrw"),
+            AclEntry("-fred@example.test", "w"),
+            AclEntry("nobody@example.test", "lrw"),
+            AclEntry("-nobody@example.test", "w"),
+        ]
+        assert await store.get_acl(inbox) == entries
+        await store.set_acl(work, "nobody@example.test", "lrs")
+        team = (await store.create_mailbox(owner, "Work/Team")).id  # inherited as any entry
+        assert await store.get_acl(team) == [AclEntry("nobody@example.test", "lrs")]
+        assert await store.my_rights(fred, [inbox]) == {inbox: "lr"}
+        nobody = (await store.add_account("nobody@example.test", "hash")).id
+        assert await store.get_acl(inbox) == entries
+        assert await store.my_rights(nobody, [inbox, work, team]) == {inbox: "lr", work: "lrs", team: "lrs"}
+        assert [s.mailbox.id for s in await store.shared_mailboxes(nobody)] == [inbox, work, team]
+        # removed with the account, as an account's entries are: a later account of the address gets nothing
+        await store.remove_account("nobody@example.test")
+        assert await store.get_acl(inbox) == entries[:2]
+        again = (await store.add_account("nobody@example.test", "hash")).id
+        assert await store.my_rights(again, [inbox, work]) == {inbox: "", work: ""}
+        # and with the mailbox
+        await store.set_acl(team, "ghost@example.test", "l")
+        await store.delete_mailbox(owner, "Work/Team")
+        remade = (await store.create_mailbox(owner, "Work/Team")).id
+        assert await store.get_acl(remade) == []
+        ghost = (await store.add_account("ghost@example.test", "hash")).id
+        assert await store.my_rights(ghost, [remade]) == {remade: ""}
+
+    backend.run(scenario)
+
+
+@covers(S.set_acl)
+def test_a_mailbox_has_at_most_acl_max_entries(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        owner, _ = await accounts(store, "owner", "fred")
+        inbox = await inbox_of(store, owner)
+        names = [f"n{n}@example.test" for n in range(ACL_MAX_ENTRIES - 1)]
+        await asyncio.gather(*(store.set_acl(inbox, name, "l") for name in names))  # few transactions
+        assert await store.set_acl(inbox, "fred@example.test", "l") == "l"  # the last one there is room for
+        for identifier in ("anyone", "-fred@example.test", "nobody@example.test"):
+            with pytest.raises(LimitExceeded):
+                await store.set_acl(inbox, identifier, "l")
+        assert await store.set_acl(inbox, "fred@example.test", "r", "add") == "lr"  # an entry that is there
+        assert await store.delete_acl(inbox, names[0]) is True
+        assert await store.set_acl(inbox, "anyone", "l") == "l"
+        assert len(await store.get_acl(inbox)) == ACL_MAX_ENTRIES
+
+    backend.run(scenario)
+
+
+@covers(S.set_acl, S.remove_account, S.subscribe)
+def test_removing_an_account_publishes_the_acl_changes_of_its_entries_to_their_owners(
+    backend: Backend,
+) -> None:
+    """Decision 0076: a session that has a mailbox selected whose entries go with a removed account (its own
+    mailboxes', and its entries on others') reads its rights again on this event."""
+
+    async def scenario(store: MailStore) -> None:
+        owner, fred, ann = await accounts(store, "owner", "fred", "ann")
+        inbox, theirs = await inbox_of(store, owner), await inbox_of(store, ann)
+        freds = await inbox_of(store, fred)
+        await store.set_acl(inbox, "fred@example.test", "lr")
+        await store.set_acl(theirs, "fred@example.test", "l")
+        await store.set_acl(freds, "anyone", "l")
+        await store.set_acl(theirs, "nobody@example.test", "l")
+        heard: list[tuple[int, str, int]] = []
+
+        def listener(to: int) -> Callable[[ChangeEvent], None]:
+            return lambda event: heard.append((to, event.kind, event.mailbox_id))
+
+        for account in (owner, fred, ann):
+            store.subscribe(account, listener(account))
+        await store.remove_account("fred@example.test")
+        owners = {(to, mailbox) for to, kind, mailbox in heard if kind == "acl" and to in (owner, ann, fred)}
+        assert {(owner, inbox), (ann, theirs), (fred, freds)} <= owners  # before the write returned
 
     backend.run(scenario)
 

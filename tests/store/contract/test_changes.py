@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -184,5 +185,42 @@ def test_subscriptions_and_annotations_that_change_are_published(backend: Backen
             ("metadata", 0, {"entries": ("/shared/comment",)}),
             ("metadata", 0, {"entries": ("/shared/comment",)}),
         ]
+
+    backend.run(scenario)
+
+
+@covers(S.subscribe, S.set_acl, S.delete_acl)
+def test_acl_changes_reach_the_owner_and_the_accounts_whose_rights_they_change(backend: Backend) -> None:
+    """IMAP NOTIFY follows the rights on shared mailboxes (RFC 5465 5.9, decision 0077): an entry that changes
+    is published to the owner's subscribers and to the grantee's, or for "anyone" to every account of the
+    domain; no event for a write that changes nothing, nor for another domain's accounts."""
+
+    async def scenario(store: MailStore) -> None:
+        owner, fred, ann = await accounts(store, "owner", "fred", "ann")
+        (stranger,) = await accounts(store, "stranger", domain="elsewhere.test")
+        inbox = await inbox_of(store, owner)
+        events: list[tuple[int, int]] = []
+
+        def listener(account: int) -> Callable[[ChangeEvent], None]:
+            return lambda event: events.append((account, event.mailbox_id))
+
+        for account in (owner, fred, ann, stranger):
+            store.subscribe(account, listener(account))
+
+        def heard() -> set[int]:
+            found = {account for account, mailbox_id in events if mailbox_id == inbox}
+            events.clear()
+            return found
+
+        await store.set_acl(inbox, "fred@example.test", "lr")
+        assert heard() == {owner, fred}
+        await store.set_acl(inbox, "fred@example.test", "lr", "add")  # no change
+        assert heard() == set()
+        await store.set_acl(inbox, "anyone", "l")
+        assert heard() == {owner, fred, ann}
+        assert await store.delete_acl(inbox, "fred@example.test") is True
+        assert heard() == {owner, fred}
+        assert await store.delete_acl(inbox, "fred@example.test") is False
+        assert heard() == set()
 
     backend.run(scenario)

@@ -701,13 +701,15 @@ class Search(Command):
     """[UID] SEARCH [RETURN (opts)] [CHARSET c] keys. `keys` are ANDed. `return_options` is None without
     RETURN, () for "RETURN ()" (which means ALL, RFC 4731 section 3.1), each option once, upper-case;
     `charset` is upper-case or None. With "PARTIAL" among the options (RFC 5267 section 4.4), `partial` is
-    its range as sent (first, last): 1-based positions in the result, either order."""
+    its range as sent (first, last): 1-based positions in the result, either order. `update_fetch`: the
+    fetch attributes given with UPDATE (RFC 5465 section 7, `UPDATE (fetch-att ...)`), () without."""
 
     keys: tuple[SearchKey, ...]
     charset: str | None = None
     return_options: tuple[str, ...] | None = None
     uid: bool = False
     partial: tuple[int, int] | None = None
+    update_fetch: tuple[FetchItem, ...] = ()
     NAME = "SEARCH"
 
     #: the options without an argument (RFC 4731, RFC 5182 SAVE, RFC 5267 CONTEXT and UPDATE); PARTIAL has one
@@ -720,7 +722,8 @@ class Search(Command):
 class Sort(Command):
     """[UID] SORT [RETURN (opts)] (criteria) charset keys (RFC 5256 section 3, RFC 5957 DISPLAYFROM and
     DISPLAYTO, RFC 5267 section 3 ESORT's RETURN and section 4 CONTEXT=SORT's). `criteria`: (key, reverse)
-    pairs in order, keys upper-case; `charset` upper-case; `return_options` and `partial` as Search's."""
+    pairs in order, keys upper-case; `charset` upper-case; `return_options`, `partial` and `update_fetch` as
+    Search's."""
 
     criteria: tuple[tuple[str, bool], ...]
     charset: str
@@ -728,6 +731,7 @@ class Sort(Command):
     return_options: tuple[str, ...] | None = None
     uid: bool = False
     partial: tuple[int, int] | None = None
+    update_fetch: tuple[FetchItem, ...] = ()
     NAME = "SORT"
 
     SORT_KEYS: ClassVar[frozenset[str]] = frozenset(

@@ -668,6 +668,17 @@ def _fetch_item(sc: Scanner) -> FetchItem:
     raise BadSyntax(f"unknown fetch item {token.decode('ascii', 'replace')}")
 
 
+def _fetch_att_list(sc: Scanner) -> tuple[FetchItem, ...]:
+    """The list `"(" fetch-att *(SP fetch-att) ")"` (RFC 3501 9) NOTIFY's MessageNew and UPDATE (RFC 5465
+    section 8) may carry: at least one, no macro (ALL, FAST, FULL are no fetch-att)."""
+    sc.expect(b"(")
+    items = [_fetch_item(sc)]
+    while not sc.take(b")"):
+        sc.sp()
+        items.append(_fetch_item(sc))
+    return tuple(items)
+
+
 def _modseq(sc: Scanner, what: str) -> int:
     return sc.number(_MAX_MODSEQ, what)
 
@@ -784,15 +795,18 @@ def _partial_range(sc: Scanner) -> tuple[int, int]:
 
 def _return_options(
     sc: Scanner, command: str, allowed: frozenset[str]
-) -> tuple[tuple[str, ...] | None, tuple[int, int] | None]:
-    """[RETURN (opts) SP] of SEARCH and SORT (RFC 4731, RFC 5267): (None, None) without RETURN, else the
-    options (each once) and PARTIAL's range. RFC 5267 section 4.4: one PARTIAL or one ALL, not both."""
+) -> tuple[tuple[str, ...] | None, tuple[int, int] | None, tuple[FetchItem, ...]]:
+    """[RETURN (opts) SP] of SEARCH and SORT (RFC 4731, RFC 5267): (None, None, ()) without RETURN, else the
+    options (each once), PARTIAL's range and UPDATE's fetch attributes. RFC 5267 section 4.4: one PARTIAL or
+    one ALL, not both. RFC 5465 section 8: modifier-update = "UPDATE" ["(" fetch-att *(SP fetch-att) ")"];
+    its own example writes a space before the "(", RFC 4466's search-ret-opt-ext too: both are taken."""
     if not sc.keyword("RETURN"):
-        return None, None
+        return None, None, ()
     sc.sp()
     sc.expect(b"(")
     options: list[str] = []
     partial: tuple[int, int] | None = None
+    update_fetch: tuple[FetchItem, ...] = ()
     if not sc.take(b")"):
         while True:
             option = sc.atom("a RETURN option").upper()
@@ -803,6 +817,9 @@ def _return_options(
             if option == "PARTIAL":
                 sc.sp()
                 partial = _partial_range(sc)
+            elif option == "UPDATE" and (sc.peek() == 0x28 or sc.seg[sc.pos : sc.pos + 2] == b" ("):
+                sc.take(b" ")
+                update_fetch = _fetch_att_list(sc)
             options.append(option)
             if sc.take(b")"):
                 break
@@ -810,7 +827,7 @@ def _return_options(
     if "PARTIAL" in options and "ALL" in options:
         raise BadSyntax("RETURN PARTIAL and ALL cannot be combined (RFC 5267 section 4.4)")
     sc.sp()
-    return tuple(options), partial
+    return tuple(options), partial, update_fetch
 
 
 def _charset_name(sc: Scanner) -> str:
@@ -837,20 +854,20 @@ def _search_keys(sc: Scanner) -> tuple[SearchKey, ...]:
 
 def _search(sc: Scanner, tag: str, uid: bool) -> Search:
     sc.sp()
-    return_options, partial = _return_options(sc, "SEARCH", Search.RETURN_OPTIONS)
+    return_options, partial, update_fetch = _return_options(sc, "SEARCH", Search.RETURN_OPTIONS)
     charset: str | None = None
     if sc.keyword("CHARSET"):
         sc.sp()
         charset = _charset(sc, return_options)
         sc.sp()
-    return Search(tag, _search_keys(sc), charset, return_options, uid, partial)
+    return Search(tag, _search_keys(sc), charset, return_options, uid, partial, update_fetch)
 
 
 def _sort(sc: Scanner, tag: str, uid: bool) -> Sort:
     """RFC 5256: SORT SP sort-criteria SP search-criteria (the charset is not optional), with ESORT's RETURN
     (RFC 5267 section 3) before the criteria."""
     sc.sp()
-    return_options, partial = _return_options(sc, "SORT", Sort.RETURN_OPTIONS)
+    return_options, partial, update_fetch = _return_options(sc, "SORT", Sort.RETURN_OPTIONS)
     sc.expect(b"(")
     criteria: list[tuple[str, bool]] = []
     while True:
@@ -872,7 +889,7 @@ def _sort(sc: Scanner, tag: str, uid: bool) -> Sort:
     sc.sp()
     keys = _search_keys(sc)  # a missing search key is a BAD, also after an unknown charset
     charset = _charset(sc, return_options, name)
-    return Sort(tag, tuple(criteria), charset, keys, return_options, uid, partial)
+    return Sort(tag, tuple(criteria), charset, keys, return_options, uid, partial, update_fetch)
 
 
 def _thread(sc: Scanner, tag: str, uid: bool) -> Thread:
@@ -1459,12 +1476,7 @@ def _notify_event(sc: Scanner) -> NotifyEvent:
     fetch: tuple[FetchItem, ...] = ()
     if name == "MessageNew" and sc.seg[sc.pos : sc.pos + 2] == b" (":
         sc.sp()
-        sc.expect(b"(")
-        items = [_fetch_item(sc)]
-        while not sc.take(b")"):
-            sc.sp()
-            items.append(_fetch_item(sc))
-        fetch = tuple(items)
+        fetch = _fetch_att_list(sc)
     return NotifyEvent(name, fetch)
 
 

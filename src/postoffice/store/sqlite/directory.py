@@ -28,6 +28,7 @@ from postoffice.store.api import (
     NotFound,
     StoreError,
 )
+from postoffice.store.sqlite.acl import claim_named_entries, mailbox_acl_changed
 from postoffice.store.sqlite.base import SqliteBase, T
 from postoffice.store.sqlite.markers import ChangeMarker
 from postoffice.store.sqlite.rows import create_mailbox_row, delete_messages
@@ -153,6 +154,7 @@ class DirectoryMixin(SqliteBase):
                 (address, domain_id, password_hash, created, int(admin)),
             )
             account_id = int(cur.lastrowid or 0)
+            claim_named_entries(conn, account_id, address)  # the rights given to its address (decision 0076)
             for name, special_use in DEFAULT_MAILBOXES:
                 create_mailbox_row(conn, account_id, name, special_use)
                 conn.execute("INSERT INTO subscriptions (account_id, name) VALUES (?, ?)", (account_id, name))
@@ -244,10 +246,18 @@ class DirectoryMixin(SqliteBase):
             conn.execute("DELETE FROM account_settings WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM thread_keys WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM metadata WHERE account_id = ?", (account_id,))
-            conn.execute(  # its mailboxes' access control lists, and its rights on others' (decision 0073)
+            # its mailboxes' access control lists, and its rights on others' (decision 0073); the sessions
+            # that have one of those mailboxes selected read their rights again (decision 0076)
+            changed = mailbox_acl_changed(conn, "l.grantee_id = ? OR m.account_id = ?", (account_id,) * 2)
+            events.extend(changed)
+            conn.execute(
                 "DELETE FROM acl WHERE grantee_id = ? OR mailbox_id IN "
                 "(SELECT id FROM mailboxes WHERE account_id = ?)",
                 (account_id, account_id),
+            )
+            conn.execute(
+                "DELETE FROM acl_names WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = ?)",
+                (account_id,),
             )
             for table in ("recovery_codes", "app_passwords", "login_events", "identities"):
                 conn.execute(f"DELETE FROM {table} WHERE account_id = ?", (account_id,))  # noqa: S608

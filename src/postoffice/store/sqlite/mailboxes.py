@@ -119,6 +119,7 @@ class MailboxesMixin(SqliteBase):
                 "DELETE FROM metadata WHERE account_id = ? AND mailbox_id = ?", (account_id, mailbox_id)
             )
             conn.execute("DELETE FROM acl WHERE mailbox_id = ?", (mailbox_id,))  # RFC 4314 4: MUST
+            conn.execute("DELETE FROM acl_names WHERE mailbox_id = ?", (mailbox_id,))
             conn.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
             self._recent_claimed.pop(mailbox_id, None)  # (its id is never given again: decision 0075)
             events.append(ChangeEvent("mailbox", account_id, mailbox_id, extra={"deleted": name}))

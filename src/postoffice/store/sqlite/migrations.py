@@ -29,7 +29,7 @@ from postoffice.store.sqlite.rows import (
 
 log = logging.getLogger("postoffice.store")
 
-SCHEMA_VERSION = 24
+SCHEMA_VERSION = 25
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -170,6 +170,8 @@ _SORT_TABLE = _schema_part("-- What IMAP SORT and THREAD compare (version 21", "
 _METADATA_TABLE = _schema_part("-- IMAP METADATA (version 22", "-- End of version 22.")
 #: The table of version 24 (IMAP ACL, RFC 4314).
 _ACL_TABLE = _schema_part("-- IMAP ACL (version 24", "-- End of version 24.")
+#: The table of version 25 (ACL entries of addresses that are no account, docs/decisions/0076).
+_ACL_NAMES_TABLE = _schema_part("-- IMAP ACL entries of addresses", "-- End of version 25.")
 #: Steps that bring a store from version N to N + 1 (SQL statements, or functions of the connection),
 #: applied in one transaction at open.
 MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = {
@@ -285,6 +287,8 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
     ),
     # The access control lists of IMAP ACL (RFC 4314, docs/decisions/0073): a new table only.
     23: _ACL_TABLE,
+    # ACL entries of addresses that are no account (docs/decisions/0076): a new table only.
+    24: _ACL_NAMES_TABLE,
 }
 
 
