@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from postoffice.imap import commands_sort
+from postoffice.imap import commands_sort, sort_thread
 from tests.imap.conftest import DEMO
 from tests.imap.transcript import ImapHarness, Transcript
 
@@ -263,4 +263,43 @@ def test_new_mail_is_placed_into_the_last_order_as_a_whole_sort_would(
             raw.command("y", "EXPUNGE")
             del kept[1]
         raw.command("n", "NOOP")
+    raw.close()
+
+
+def test_new_mail_is_added_to_the_last_references_threads(
+    imap: ImapHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """THREAD=REFERENCES after new mail adds it to the threads kept from the last THREAD (commands_sort
+    `_references_answer`) when it can, and the answer is the one the whole algorithm gives, by sequence
+    number and by UID; an expunge renumbers: the algorithm runs again."""
+    whole_runs: list[int] = []
+    real = sort_thread.references_state
+
+    def counted(messages: Any) -> Any:
+        whole_runs.append(len(messages))
+        return real(messages)
+
+    monkeypatch.setattr(commands_sort, "references_state", counted)
+    imap.deliver(DEMO, mail("Lunch", Message_ID="<a@x>", Date=date(1, 9)))
+    imap.deliver(DEMO, mail("Other", Message_ID="<c@x>", Date=date(1, 11)))
+    raw = selected(imap)
+    assert answer(raw, "a", "THREAD REFERENCES UTF-8 ALL", "THREAD") == "* THREAD (1)(2)"
+    assert answer(raw, "b", "UID THREAD REFERENCES UTF-8 ALL", "THREAD") == "* THREAD (1)(2)"
+    assert whole_runs == [2, 2]
+    imap.deliver(DEMO, mail("Re: Lunch", Message_ID="<b@x>", References="<a@x>", Date=date(1, 10)))
+    imap.deliver(DEMO, mail("Early", Message_ID="<e@x>", Date=date(1, 8)))  # a new thread, dated first
+    raw.command("n", "NOOP")
+    assert answer(raw, "c", "THREAD REFERENCES UTF-8 ALL", "THREAD") == "* THREAD (4)(1 3)(2)"
+    assert answer(raw, "d", "UID THREAD REFERENCES UTF-8 ALL", "THREAD") == "* THREAD (4)(1 3)(2)"
+    assert whole_runs == [2, 2]  # both added to what was kept
+    imap.deliver(DEMO, mail("Re: Lunch", Message_ID="<f@x>", References="<gone@x>", Date=date(1, 12)))
+    raw.command("n2", "NOOP")  # a reply to a message that is not here: a dummy, so threaded again
+    assert answer(raw, "e", "THREAD REFERENCES UTF-8 ALL", "THREAD") == "* THREAD (4)(1 (3)(5))(2)"
+    assert whole_runs == [2, 2, 5]
+    raw.command("x", "STORE 2 +FLAGS (\\Deleted)")
+    raw.command("y", "EXPUNGE")
+    imap.deliver(DEMO, mail("Re: Other", Message_ID="<g@x>", References="<c@x>", Date=date(1, 13)))
+    raw.command("n3", "NOOP")  # numbers moved: threaded again
+    assert answer(raw, "f", "THREAD REFERENCES UTF-8 ALL", "THREAD") == "* THREAD (3)(1 (2)(4))(5)"
+    assert whole_runs == [2, 2, 5, 5]
     raw.close()

@@ -25,6 +25,7 @@ from postoffice.imap.sort_thread import (
     format_threads,
     ordered_subject,
     references,
+    references_state,
 )
 
 # A parsed or expected tree: (number, children); number None is a dummy.
@@ -772,3 +773,98 @@ def test_references_without_references_and_distinct_subjects_is_flat(messages: l
     flat = [ThreadInput(m.number, m.sent, f"S{m.number}", m.reply, m.message_id, ()) for m in messages]
     expected = "".join(f"({m.number})" for m in sorted(flat, key=lambda m: (m.sent, m.number)))
     assert format_threads(references(flat)) == (f" {expected}".encode() if expected else b"")
+
+
+# --- REFERENCES with messages added later (ReferencesState) -----------------------------------------------
+
+
+@st.composite
+def conversations(draw: st.DrawFn, max_size: int = 24) -> list[ThreadInput]:
+    """Mail as it arrives: each message has its own Message-ID (now and then a duplicate or none) and
+    replies to an earlier one with its References chain, or to a message that is not there, or starts a
+    thread; few subjects and dates, so that ties and subject merges happen."""
+    out: list[ThreadInput] = []
+    chains: list[tuple[str, ...]] = []
+    for number in range(1, draw(st.integers(0, max_size)) + 1):
+        kind = draw(st.sampled_from(["new", "reply", "reply", "reply", "missing", "odd"]))
+        refs: tuple[str, ...] = ()
+        if kind == "reply" and chains:
+            refs = draw(st.sampled_from(chains))
+        elif kind == "missing":
+            refs = (f"<gone{draw(st.integers(0, 3))}>",)
+        elif kind == "odd":
+            refs = tuple(draw(st.lists(_ids, max_size=3)))
+        mid = draw(st.sampled_from([f"<m{number}>"] * 6 + ["<m1>", "<a>"]) | st.none())
+        out.append(
+            ThreadInput(
+                number,
+                float(draw(st.integers(0, 8))),
+                draw(st.sampled_from(["", "A", "B", "C", "D", "E"])),
+                draw(st.booleans()),
+                mid,
+                refs,
+            )
+        )
+        if mid is not None:
+            chains.append((*refs, mid)[-5:])
+    return out
+
+
+def _added_stepwise(messages: list[ThreadInput], cuts: list[int]) -> tuple[int, int]:
+    """Thread `messages[:cuts[0]]`, then add the rest in the steps `cuts` give; after every step that `add`
+    takes, its answer is what REFERENCES over all the messages so far gives. (steps taken, steps declined)"""
+    ends = sorted({min(c, len(messages)) for c in cuts} | {len(messages)})
+    state = references_state(messages[: ends[0]])
+    assert state.answer() == format_threads(references(messages[: ends[0]]))
+    taken = declined = 0
+    for start, end in itertools.pairwise(ends):
+        if state.add(messages[start:end]):
+            taken += 1
+            assert state.answer() == format_threads(references(messages[:end])), (start, end)
+        else:
+            declined += 1
+            state = references_state(messages[:end])
+    return taken, declined
+
+
+@settings(max_examples=400, deadline=None)
+@given(conversations(), st.lists(st.integers(0, 24), max_size=6))
+def test_messages_added_to_kept_references_give_what_the_whole_algorithm_gives(
+    messages: list[ThreadInput], cuts: list[int]
+) -> None:
+    _added_stepwise(messages, cuts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(mailboxes(max_size=16), st.lists(st.integers(0, 16), max_size=4))
+def test_adding_to_any_mailbox_is_exact_or_declined(messages: list[ThreadInput], cuts: list[int]) -> None:
+    _added_stepwise(sorted(messages, key=lambda m: m.number), cuts)
+
+
+def test_new_mail_is_added_without_threading_again() -> None:
+    """Replies to messages that are there and new threads with a new subject: every step taken."""
+    first = [
+        msg(1, 10, "lunch", "<1>"),
+        msg(2, 20, "Re: lunch", "<2>", ["<1>"]),
+        msg(3, 5, "budget", "<3>"),
+        msg(4, 30, "Re: budget", "<4>", ["<3>"]),
+    ]
+    later = [
+        msg(5, 25, "Re: lunch", "<5>", ["<1>", "<2>"]),  # the second reply to 2 (by date: between)
+        msg(6, 15, "Re: lunch", "<6>", ["<1>"]),  # a reply to 1, dated before 2
+        msg(7, 1, "trip", "<7>"),  # a new thread, the earliest of all
+        msg(8, 40, "Re: trip", "<8>", ["<7>"]),
+    ]
+    assert _added_stepwise(first + later, [4, 5, 6, 7]) == (4, 0)
+    assert _added_stepwise(first + later, [4]) == (1, 0)
+
+
+def test_what_changes_earlier_threads_is_declined() -> None:
+    first = [msg(1, 10, "lunch", "<1>", ["<0>"]), msg(2, 20, "other", "<2>", ["<0>"])]  # a dummy for <0>
+    assert not references_state(first).add([msg(3, 5, "zero", "<0>")])  # the missing message arrives
+    assert not references_state(first).add([msg(3, 5, "x", "<3>", ["<9>"])])  # a new dummy
+    assert not references_state(first).add([msg(3, 5, "x", "<3>", ["<0>"])])  # its parent is a dummy
+    lone = [msg(1, 10, "lunch", "<1>"), msg(2, 20, "Re: other", "<2>")]
+    assert not references_state(lone).add([msg(3, 5, "Re: lunch", "<3>")])  # merged by subject (5)
+    assert not references_state(lone).add([msg(3, 5, "x", "<3>", ["<2>", "<1>"])])  # links 1 under 2
+    assert not references_state(lone).add([msg(2, 5, "x", "<3>")])  # not after the last number

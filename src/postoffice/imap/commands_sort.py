@@ -26,7 +26,9 @@ matched by what the store kept of each message at delivery (`MailStore.sort_fiel
   and the formatted THREAD answers likewise, are kept per store, so that a repeated SORT or THREAD of an
   unchanged mailbox (a webmail's every page, a client's every reconnect) costs the search and a lookup. The
   last order of each (mailbox, criteria) is kept too: when the mailbox has only gained messages since (new
-  mail), they are placed into it by bisection rather than sorting the whole mailbox again (`_order`).
+  mail), they are placed into it by bisection rather than sorting the whole mailbox again (`_order`). The
+  last REFERENCES threads of a mailbox are kept likewise and new mail is added to them when the algorithm
+  would place it the same way (`_references_answer`, `sort_thread.ReferencesState`; decision 0078).
   SEARCH ALL, the usual search of both, is the session's own view, with no store read.
 """
 
@@ -48,12 +50,13 @@ from postoffice.imap import search as search_mod
 from postoffice.imap.access import MailAccess
 from postoffice.imap.mailbox_view import Columns, MailboxView
 from postoffice.imap.sort_thread import (
+    ReferencesState,
     ThreadInput,
     base_subject,
     collector_paused,
     format_threads,
     ordered_subject,
-    references,
+    references_state,
 )
 from postoffice.imap.state import Done, SessionState, bad, no
 from postoffice.message.sort_fields import SortFields
@@ -125,6 +128,8 @@ class _StoreCache:
         self.answers: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         #: the last order of each (mailbox, UIDVALIDITY, criteria), oldest first (`_order`)
         self.sorted: OrderedDict[tuple[Any, ...], _Sorted] = OrderedDict()
+        #: the last REFERENCES of each (mailbox, UIDVALIDITY, by UID), oldest first (`_references_answer`)
+        self.threads: OrderedDict[tuple[Any, ...], _Threaded] = OrderedDict()
 
     def answer(self, key: tuple[Any, ...]) -> Any:
         found = self.answers.get(key)
@@ -256,6 +261,18 @@ def sorted_order(criteria: Sequence[tuple[str, bool]], columns: Columns, keys: l
     return order
 
 
+#: Sequence numbers up to this one are written from texts kept (`_number_texts`): a few MB at most.
+NUMBER_TEXTS = 1_000_000
+_texts: list[str] = []  # str(i + 1) at index i
+
+
+def _number_texts(count: int) -> list[str]:
+    """The texts of the numbers 1 to at least `count`, the one of n at index n - 1."""
+    if len(_texts) < count:
+        _texts.extend(map(str, range(len(_texts) + 1, count + 1)))
+    return _texts
+
+
 #: At most this many new messages are placed one by one into the last order (`_order`); more: a whole sort.
 MERGE_LIMIT = 2000
 
@@ -382,6 +399,11 @@ async def sort(session: SessionState, command: p.Sort) -> Done:
         order = await _order(session.store, view, command.criteria, matched)  # indexes into `matched`
         if command.uid:
             numbers = list(map(matched.__getitem__, order))
+        elif everything and options is None and len(order) <= NUMBER_TEXTS:
+            # the usual answer, every message by number: written from texts made once per number
+            numbers = []
+            payload = " ".join(map(_number_texts(len(order)).__getitem__, order)).encode()
+            cache.keep(answer_key, payload)
         elif everything:
             numbers = list(map((1).__add__, order))
         else:
@@ -414,7 +436,7 @@ async def sort(session: SessionState, command: p.Sort) -> Done:
                 # RFC 5267 4.3: every match, whatever the other options (answer sent: NOUPDATE comes after)
                 ordering = SortOrder(session.store, command.criteria)
                 commands_context.start(session, command, criteria, saved, in_order, ordering)
-        else:
+        elif payload is None:
             payload = " ".join(map(str, numbers)).encode()
             cache.keep(answer_key, payload)
     if payload is not None:
@@ -434,25 +456,83 @@ async def thread(session: SessionState, command: p.Thread) -> Done:
     key = ("THREAD", view.mailbox_id, view.info.uidvalidity, command.algorithm, numbering, tuple(matched))
     cache = _cache_of(session.store)
     payload: bytes | None = cache.answer(key)
-    if payload is None:
-        columns = view.columns(matched)
-        keys = await _keys_of(session.store, columns.content_ids)
-        numbers = matched if command.uid else columns.seqs
-        algorithm = ordered_subject if command.algorithm == "ORDEREDSUBJECT" else references
+    if payload is None and command.algorithm == "REFERENCES":
+        payload = await _references_answer(session.store, view, matched, command.uid, numbering)
+        cache.keep(key, payload)
+    elif payload is None:
         # Hundreds of thousands of new objects (inputs, the tree), all kept until the answer is written: no
         # collection passes over them meanwhile, and they are freed (no cycles) before collections resume.
+        messages = await _thread_inputs(session.store, view, matched, command.uid)
         with collector_paused():
-            messages = [
-                ThreadInput(
-                    n, k.sent if k.sent is not None else d, k.subject, k.reply, k.message_id, k.references
-                )
-                for n, d, k in zip(numbers, columns.internaldates, keys, strict=True)
-            ]
-            payload = format_threads(algorithm(messages))
+            payload = format_threads(ordered_subject(messages))
             del messages
         cache.keep(key, payload)
     session.send(b"* THREAD" + payload + b"\r\n")
     return Done(f"{command.name} completed")
+
+
+async def _thread_inputs(
+    store: MailAccess, view: MailboxView, uids: list[int], by_uid: bool
+) -> list[ThreadInput]:
+    """What the threading algorithms need of `uids` (ascending, in the view), numbered by UID or by sequence
+    number."""
+    columns = view.columns(uids)
+    keys = await _keys_of(store, columns.content_ids)
+    numbers = uids if by_uid else columns.seqs
+    with collector_paused():
+        return [
+            ThreadInput(
+                n, k.sent if k.sent is not None else d, k.subject, k.reply, k.message_id, k.references
+            )
+            for n, d, k in zip(numbers, columns.internaldates, keys, strict=True)
+        ]
+
+
+class _Threaded(NamedTuple):
+    """THREAD=REFERENCES over some matches, kept to add new mail to (`_references_answer`)."""
+
+    matched: list[int]
+    numbering: tuple[int, ...]  # the view's UIDs then, for answers by sequence number; () by UID
+    state: ReferencesState
+
+
+#: REFERENCES states a store keeps (each holds its messages' inputs and tree: tens of MB for 100,000).
+THREAD_STATES = 2
+
+
+async def _references_answer(
+    store: MailAccess, view: MailboxView, matched: list[int], by_uid: bool, numbering: tuple[int, ...]
+) -> bytes:
+    """THREAD=REFERENCES of `matched`. When the last one over this mailbox (answered by UID, or by sequence
+    numbers that are still the same) was of a prefix of `matched`, the new messages are added to it
+    (`ReferencesState.add`: new mail, in the common cases); otherwise, or when it declines, the algorithm
+    runs over every message."""
+    cache = _cache_of(store)
+    slot = (view.mailbox_id, view.info.uidvalidity, by_uid)
+    kept = cache.threads.get(slot)
+    if (
+        kept is not None
+        and 0 < len(matched) - len(kept.matched) <= MERGE_LIMIT
+        and matched[: len(kept.matched)] == kept.matched
+        and numbering[: len(kept.numbering)] == kept.numbering
+    ):
+        messages = await _thread_inputs(store, view, matched[len(kept.matched) :], by_uid)
+        # (another command may have used or replaced the state during the read: then it is not added to)
+        if cache.threads.get(slot) is kept:
+            with collector_paused():
+                added = kept.state.add(messages)
+            del cache.threads[slot]  # updated, or spoilt by a declined message
+            if added:
+                cache.threads[slot] = _Threaded(matched, numbering, kept.state)
+                return kept.state.answer()
+    messages = await _thread_inputs(store, view, matched, by_uid)
+    state = references_state(messages)
+    del messages
+    cache.threads.pop(slot, None)
+    cache.threads[slot] = _Threaded(matched, numbering, state)
+    while len(cache.threads) > THREAD_STATES:
+        cache.threads.popitem(last=False)
+    return state.answer()
 
 
 HANDLERS: dict[type[p.Command], Callable[[SessionState, Any], Awaitable[Done]]] = {

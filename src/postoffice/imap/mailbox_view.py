@@ -66,6 +66,10 @@ def flags_text(flags: frozenset[str], recent: bool = False) -> str:
     return text
 
 
+#: `MailboxView.columns` finds UIDs one by one when it is asked for fewer than 1 / FEW_FACTOR of the view.
+FEW_FACTOR = 32
+
+
 class Columns(NamedTuple):
     """`MailboxView.columns`: one list per field, index i for the i-th UID asked about."""
 
@@ -213,16 +217,26 @@ class MailboxView:
                 [e[4] for e in entries],
                 [e[5] for e in entries],
             )
+        # A few UIDs are found by bisection; many by one pass over the view with a set (bisection on an array
+        # makes an int object per step: for most of a large mailbox slower than the pass)
+        few = len(uids) * FEW_FACTOR < len(self.uids)
         if len(uids) == len(self.uids):  # every message: sequence number = position + 1
             seqs = list(range(1, len(uids) + 1))
+        elif few:
+            seqs = [bisect.bisect_left(self.uids, uid) + 1 for uid in uids]
         else:
-            asked = set(uids)  # (bisect on an array makes an int object per step: slower than a set)
+            asked = set(uids)
             seqs = list(itertools.compress(range(1, len(self.uids) + 1), map(asked.__contains__, self.uids)))
         news = [added[uid] for uid in tail]
         content_ids: Sequence[int] = base.content_ids
         sizes: Sequence[int] = base.sizes
         dates: Sequence[float] = base.internaldates
-        if len(head) != len(base.uids):  # a subset of the snapshot's messages (C loops, no tuples)
+        if few:
+            where = [bisect.bisect_left(base.uids, uid) for uid in head]
+            content_ids = [content_ids[i] for i in where]
+            sizes = [sizes[i] for i in where]
+            dates = [dates[i] for i in where]
+        elif len(head) != len(base.uids):  # a subset of the snapshot's messages (C loops, no tuples)
             wanted = set(head)
             mask = list(map(wanted.__contains__, base.uids))
             content_ids = list(itertools.compress(content_ids, mask))

@@ -3,8 +3,10 @@
 - `base_subject`: the base subject of RFC 5256 section 2.1 (SORT SUBJECT, both THREAD algorithms) and whether
   the extraction removed a reply or forward marker (section 3, REFERENCES step 5).
 - `ordered_subject`: THREAD=ORDEREDSUBJECT (section 3).
-- `references`: THREAD=REFERENCES (section 3).
-- `format_threads`: the thread-list part of the THREAD response (section 4, `thread-data`).
+- `references`: THREAD=REFERENCES (section 3); `references_state` keeps what it built, so that new mail can
+  be added without running it again (`ReferencesState.add`, for the cases where that gives the same tree).
+- `format_threads`: the thread-list part of the THREAD response (section 4, `thread-data`); `format_pieces`
+  the same per top-level thread.
 
 The caller supplies what comes from the messages (`ThreadInput`): the number to answer with (a sequence number
 or a UID), the sent date of section 2.2 (the Date header, else the internal date), the base subject, and the
@@ -48,6 +50,7 @@ Implementation notes
 
 from __future__ import annotations
 
+import bisect
 import gc
 import re
 from collections.abc import Iterator, Sequence
@@ -56,7 +59,17 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import NamedTuple
 
-__all__ = ["ThreadInput", "ThreadNode", "base_subject", "format_threads", "ordered_subject", "references"]
+__all__ = [
+    "ReferencesState",
+    "ThreadInput",
+    "ThreadNode",
+    "base_subject",
+    "format_pieces",
+    "format_threads",
+    "ordered_subject",
+    "references",
+    "references_state",
+]
 
 _WSP_RUN = re.compile(r"[ \t\r\n]+")
 _WSP_OTHER = re.compile(r"[\t\r\n]|  ")  # is there anything for step (1) to do?
@@ -231,7 +244,16 @@ def references(messages: Sequence[ThreadInput]) -> list[ThreadNode]:
         return _references(_in_mailbox_order(messages))
 
 
-def _references(msgs: Sequence[ThreadInput]) -> list[ThreadNode]:
+def references_state(messages: Sequence[ThreadInput]) -> ReferencesState:
+    """THREAD=REFERENCES of `messages`, kept so that later messages can be added (`ReferencesState.add`)."""
+    with collector_paused():
+        msgs = _in_mailbox_order(messages)
+        keep: list[ReferencesState] = []
+        _references(msgs, keep)
+        return keep[0]
+
+
+def _references(msgs: Sequence[ThreadInput], keep: list[ReferencesState] | None = None) -> list[ThreadNode]:
     n = len(msgs)
     # The id table. Containers 0..n-1 are the messages in mailbox order; dummies are appended. A message
     # without a Message-ID, or with one an earlier (lower-numbered) message already has, gets a unique id:
@@ -349,10 +371,12 @@ def _references(msgs: Sequence[ThreadInput]) -> list[ThreadNode]:
     nodes = [ThreadNode(msg.number, []) for msg in msgs]
     dummies: dict[int, ThreadNode] = {}
     threads: list[ThreadNode] = []
+    firsts: list[int] = []  # the message whose place in `order` put each thread there
     for index in order:
         up = place[index]
         if up < 0:
             threads.append(nodes[index])
+            firsts.append(index)
         elif up < n:
             nodes[up].children.append(nodes[index])
         else:
@@ -360,8 +384,119 @@ def _references(msgs: Sequence[ThreadInput]) -> list[ThreadNode]:
             if group is None:
                 group = dummies[up] = ThreadNode(None, [])
                 threads.append(group)
+                firsts.append(index)
             group.children.append(nodes[index])
+    if keep is not None:
+        keep.append(ReferencesState(msgs, ids, parent, child_count, nodes, threads, firsts, set(table)))
     return threads
+
+
+class ReferencesState:
+    """THREAD=REFERENCES of some messages, with what the algorithm built on the way, so that messages added
+    to the mailbox after them (higher numbers: new mail) are placed without running it again (`add`), and the
+    answer's text per top-level thread, so that only the threads that changed are written again.
+
+    `add` handles the common cases and declines the others (then the caller runs the algorithm over every
+    message): a new message whose Message-ID no earlier message referred to, whose references are all
+    known and already linked as they say (step 1.A would link nothing) and whose last reference is a message
+    (it becomes that message's child, among its siblings by date: step 6), or one without references whose
+    base subject no top-level thread has (a new thread, in date order: steps 4, 5). In every such case the
+    algorithm over all messages gives the same tree: what it builds for the earlier messages does not depend
+    on a later message unless one of them referred to it (a dummy) or shares its subject at the top.
+    """
+
+    def __init__(
+        self,
+        msgs: Sequence[ThreadInput],
+        ids: dict[str | None, int],
+        parent: list[int],
+        child_count: list[int],
+        nodes: list[ThreadNode],
+        threads: list[ThreadNode],
+        firsts: list[int],
+        subjects: set[str],
+    ) -> None:
+        n = len(msgs)
+        self._ids = ids
+        self._parent = parent
+        self._child_count = child_count
+        self._first_dummy = n  # containers n .. first_new - 1 are the dummies of step 1
+        self._first_new = len(parent)  # containers from here on are messages given to `add`
+        self._nodes: dict[int, ThreadNode] = dict(enumerate(nodes))  # container -> node (messages only)
+        self._sent = {msg.number: msg.sent for msg in msgs}  # number -> sent date
+        self.last_number = msgs[-1].number if msgs else 0
+        self._subjects = subjects  # the base subjects of the top-level threads (step 5's table)
+        self._top = threads
+        self._top_keys = [(msgs[i].sent, msgs[i].number) for i in firsts]  # ascending: step 4's order
+        self._top_key = dict(zip(threads, self._top_keys, strict=True))
+        self._top_of: dict[int, ThreadNode] = {}  # number -> the top-level thread holding it
+        for thread in threads:
+            pending = [thread]
+            while pending:
+                node = pending.pop()
+                if node.number is not None:
+                    self._top_of[node.number] = thread
+                pending.extend(node.children)
+        self._pieces = format_pieces(threads)
+
+    def answer(self) -> bytes:
+        """`format_threads` of the threads."""
+        text = "".join(self._pieces)
+        return (" " + text).encode("ascii") if text else b""
+
+    def add(self, messages: Sequence[ThreadInput]) -> bool:
+        """Place `messages` (ascending numbers above `last_number`), one by one; False as soon as one is not a
+        case handled here (see the class): the state is then unusable and the algorithm must run again."""
+        ids, parent, child_count = self._ids, self._parent, self._child_count
+        for msg in messages:
+            if msg.number <= self.last_number:
+                return False
+            container = len(parent)
+            if msg.message_id is not None:
+                known = ids.get(msg.message_id)
+                if known is None:
+                    ids[msg.message_id] = container
+                elif self._first_dummy <= known < self._first_new:
+                    return False  # an earlier message referred to it: its dummy would be this message
+            previous = -1
+            for ref in msg.references:  # (1.A) nothing to link
+                found = ids.get(ref)
+                if found is None or found == container:
+                    return False  # a new dummy, or a reference to itself
+                if previous >= 0 and parent[found] < 0 and previous != found:
+                    return False
+                previous = found
+            parent.append(previous)  # (1.B) the last reference is the parent
+            child_count.append(0)
+            node = ThreadNode(msg.number, [])
+            self._nodes[container] = node
+            self._sent[msg.number] = msg.sent
+            key = (msg.sent, msg.number)
+            if previous >= 0:
+                up = self._nodes.get(previous)
+                if up is None or up.number is None:
+                    return False  # the parent is a dummy
+                child_count[previous] += 1
+                siblings = up.children  # messages only (dummies are top-level), in date order (step 6)
+                at = bisect.bisect_right([(self._sent[c.number or 0], c.number or 0) for c in siblings], key)
+                siblings.insert(at, node)
+                top = self._top_of[up.number]
+                self._top_of[msg.number] = top
+                where = bisect.bisect_left(self._top_keys, self._top_key[top])
+                self._pieces[where] = format_pieces([top])[0]
+            else:
+                if msg.subject:
+                    if msg.subject in self._subjects:
+                        return False  # (5) it would be merged with a thread of that subject
+                    self._subjects.add(msg.subject)
+                where = bisect.bisect_right(self._top_keys, key)
+                self._top.insert(where, node)
+                self._top_keys.insert(where, key)
+                self._top_key[node] = key
+                self._top_of[msg.number] = node
+                self._pieces.insert(where, f"({msg.number})")
+            self.last_number = msg.number
+        return True
 
 
 @contextmanager
@@ -418,9 +553,19 @@ def format_threads(threads: Sequence[ThreadNode]) -> bytes:
         thread-members = nz-number *(SP nz-number) [SP thread-nested]
         thread-nested  = 2*thread-list
     """
+    text = "".join(format_pieces(threads))
+    return (" " + text).encode("ascii") if text else b""
+
+
+def format_pieces(threads: Sequence[ThreadNode]) -> list[str]:
+    """The thread-list of each thread (`format_threads`), "" for a thread that holds no message."""
     out: list[str] = []
+    pieces: list[str] = []
     stack: list[ThreadNode | str] = []
-    for thread in threads:
+    for position, thread in enumerate(threads):
+        if position:  # the one before is written
+            pieces.append("".join(out))
+            out.clear()
         top = thread
         if top.number is None:
             members = _messages(top.children)
@@ -440,9 +585,9 @@ def format_threads(threads: Sequence[ThreadNode]) -> bytes:
         stack.append(")")
         stack.append(top)
         _write(out, stack)
-    if not out:
-        return b""
-    return (" " + "".join(out)).encode("ascii")
+    if threads:
+        pieces.append("".join(out))
+    return pieces
 
 
 def _write(out: list[str], stack: list[ThreadNode | str]) -> None:
