@@ -8,14 +8,18 @@ follow yet and for "anyone"; the owner's CREATE, RENAME and DELETE; what the ses
 
 from __future__ import annotations
 
+import io
 import re
+from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from postoffice.imap.protocol import Need
+from postoffice.message import parse_message
 from tests.imap.conftest import message
-from tests.imap.transcript import DEMO, OTHER, ImapHarness, ok, session, told
+from tests.imap.transcript import DEMO, OTHER, ImapHarness, ok, password_hash, session, told
 
 WORK = '"Shared/demo/Work"'
 MESSAGES = "(MessageNew MessageExpunge)"
@@ -288,3 +292,40 @@ def test_the_client_always_knows_whether_it_may_watch(
             assert ("\\NoAccess" in last_list) == (not watching)
     raw.close()
     assert imap.failures() == []
+
+
+@pytest.mark.parametrize("target", ["Drafts", '"Shared/third/INBOX"'])
+def test_a_delivery_while_appending_to_another_owners_mailbox_of_that_name_is_fetched(
+    imap: ImapHarness, monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
+    """With Shared/demo/INBOX selected, an APPEND to Shared/third/INBOX (or to the session's own Drafts) is
+    not an APPEND to the selected mailbox: a message delivered there meanwhile is another session's, and
+    MessageNew's FETCH is sent for it (RFC 5465 5.2)."""
+    third = imap.call(imap.store.add_account("third@example.test", password_hash())).id
+    imap.call(imap.store.set_acl(imap.mailbox_id(DEMO, "INBOX"), OTHER, "lrs"))
+    third_inbox = imap.call(imap.store.get_mailbox(third, "INBOX"))
+    assert third_inbox is not None
+    imap.call(imap.store.set_acl(third_inbox.id, OTHER, "lri"))
+    imap.deliver(DEMO, message("one"))
+    raw = session(imap, OTHER)
+    ok(raw, "s", 'SELECT "Shared/demo/INBOX"')
+    ok(raw, "n", "NOTIFY SET (SELECTED (MessageNew (UID) MessageExpunge))")
+    store, real = imap.store, imap.store.append_many
+    demo_inbox = imap.mailbox_id(DEMO, "INBOX")
+    delivered: list[int] = []
+
+    async def append_many(*args: Any, **kwargs: Any) -> Any:
+        if not delivered:  # while the session's APPEND is stored, a delivery to demo's INBOX commits
+            delivered.append(1)
+            data = message("concurrent")
+            await store.append(demo_inbox, io.BytesIO(data), parse_message(io.BytesIO(data)), ())
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "append_many", append_many)
+    body = message("mine")
+    raw.send(f"a APPEND {target} {{{len(body)}+}}\r\n".encode() + body + b"\r\n")
+    reply = raw.until_tagged("a")
+    assert reply[-1].startswith("a OK"), reply
+    assert "* 2 EXISTS" in reply, reply
+    assert "* 2 FETCH (UID 2)" in reply, reply
+    raw.close()

@@ -303,3 +303,18 @@ def test_new_mail_is_added_to_the_last_references_threads(
     assert answer(raw, "f", "THREAD REFERENCES UTF-8 ALL", "THREAD") == "* THREAD (3)(1 (2)(4))(5)"
     assert whole_runs == [2, 2, 5, 5]
     raw.close()
+
+
+@pytest.mark.parametrize("criteria", ["DATE", "SUBJECT"])
+def test_a_mailbox_larger_than_the_key_cache_sorts_by_its_keys(
+    imap: ImapHarness, monkeypatch: pytest.MonkeyPatch, criteria: str
+) -> None:
+    """The keys a command reads are used before the cache forgets the oldest (KEY_CACHE_SIZE, lowered here
+    to 3): a mailbox larger than the cache sorts by every message's own keys."""
+    monkeypatch.setattr(commands_sort, "KEY_CACHE_SIZE", 3)
+    for day in (6, 5, 4, 3, 2, 1):  # sent dates and subjects fall as the messages arrive
+        imap.deliver(DEMO, mail(f"s{day}", Date=date(day)))
+    raw = selected(imap)
+    assert answer(raw, "o", f"SORT ({criteria}) UTF-8 ALL") == "* SORT 6 5 4 3 2 1"
+    assert answer(raw, "t", "THREAD ORDEREDSUBJECT UTF-8 ALL", "THREAD") == "* THREAD (6)(5)(4)(3)(2)(1)"
+    raw.close()

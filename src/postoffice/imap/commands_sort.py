@@ -157,16 +157,21 @@ async def _keys_of(store: MailAccess, content_ids: Sequence[int]) -> list[SortKe
     """The comparison forms of `content_ids`, in order (from the cache, the rest in one store read)."""
     cache = _cache_of(store).keys
     missing = [cid for cid in content_ids if cid not in cache]
-    if missing:
-        found = await store.sort_fields(missing)
-        with collector_paused():
-            for cid, fields in found.items():
-                cache[cid] = sort_keys(fields)
-        if len(cache) > KEY_CACHE_SIZE:
-            for cid in list(itertools.islice(cache, len(cache) - KEY_CACHE_SIZE)):
-                del cache[cid]
-    get = cache.get
-    return [get(cid, _EMPTY) for cid in content_ids]
+    found = await store.sort_fields(missing) if missing else {}
+    with collector_paused():
+        for cid, fields in found.items():
+            cache[cid] = sort_keys(fields)
+        get = cache.get
+        keys = [get(cid, _EMPTY) for cid in content_ids]  # before the trim: a mailbox larger than the cache
+        _trim(cache)
+    return keys
+
+
+def _trim(cache: dict[int, SortKeys]) -> None:
+    """Forget the oldest keys beyond KEY_CACHE_SIZE."""
+    if len(cache) > KEY_CACHE_SIZE:
+        for cid in list(itertools.islice(cache, len(cache) - KEY_CACHE_SIZE)):
+            del cache[cid]
 
 
 def _criteria(
@@ -209,11 +214,10 @@ async def _keys_for(
     found = await store.sent_dates(missing) if missing else {}
     with collector_paused():  # one key per message, made once: later sorts only look them up
         sent.update((cid, _EMPTY._replace(sent=date)) for cid, date in found.items())
-        if len(sent) > KEY_CACHE_SIZE:
-            for cid in list(itertools.islice(sent, len(sent) - KEY_CACHE_SIZE)):
-                del sent[cid]
         full_get, sent_get = full.get, sent.get
-        return [full_get(cid) or sent_get(cid) or _EMPTY for cid in content_ids]
+        keys = [full_get(cid) or sent_get(cid) or _EMPTY for cid in content_ids]  # before the trim
+        _trim(sent)
+    return keys
 
 
 async def _matches(

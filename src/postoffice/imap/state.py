@@ -279,6 +279,7 @@ class SessionState:
         #: docs/decisions/0073): its changes are published to its owner's subscribers, so the session follows
         #: that account too while it is selected (`follow`); `postoffice.imap.acl` reads the rights on it.
         self.selected_owner: int | None = None
+        self.selected_owner_local = ""  # its local part (the client's `Shared/<local part>/...`)
         #: The rights on it: read at SELECT, and again only after the store published a change of its
         #: access control list ("acl" events set `rights_stale`): at most once per command (decision 0076)
         self.shared_rights = ""
@@ -358,13 +359,15 @@ class SessionState:
             self._unsubscribe()
             self._unsubscribe = None
 
-    def follow(self, owner_id: int, mailbox_id: int, rights: str) -> None:
+    def follow(self, owner_id: int, mailbox_id: int, rights: str, owner_local: str) -> None:
         """Receive the change notifications of the mailbox being selected when it is another account's (a
         shared one: the store tells its owner's subscribers), until the session leaves it (`close_view`).
         The owner's other mailboxes are none of this session's business (nor of its NOTIFY). `rights`: those
         SELECT found and told (PERMANENTFLAGS); read once more at the end of SELECT (`rights_stale`), since a
-        change made before this subscription is never told."""
+        change made before this subscription is never told. `owner_local`: the owner's local part, as the
+        client names the mailbox (`Shared/<local part>/...`)."""
         self.unfollow()
+        self.selected_owner_local = owner_local
         self.shared_rights = self._told_rights = rights
         self.rights_stale = True
 
@@ -471,8 +474,8 @@ class SessionState:
             if not name.startswith("Shared/"):
                 return False
             local, sep, name = name[len("Shared/") :].partition("/")
-            if not local or not sep:
-                return False
+            if local != self.selected_owner_local or not sep:
+                return False  # (another owner's mailbox of the same name is not the selected one)
         head, sep, rest = name.partition("/")
         return ("INBOX" + sep + rest if head.upper() == "INBOX" else name) == view.info.name
 
