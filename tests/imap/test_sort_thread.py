@@ -842,7 +842,8 @@ def test_adding_to_any_mailbox_is_exact_or_declined(messages: list[ThreadInput],
 
 
 def test_new_mail_is_added_without_threading_again() -> None:
-    """Replies to messages that are there and new threads with a new subject: every step taken."""
+    """Replies to messages that are there (also past references to missing ones) and new threads with a new
+    subject (also replies to mail that is not there): every step taken."""
     first = [
         msg(1, 10, "lunch", "<1>"),
         msg(2, 20, "Re: lunch", "<2>", ["<1>"]),
@@ -854,16 +855,19 @@ def test_new_mail_is_added_without_threading_again() -> None:
         msg(6, 15, "Re: lunch", "<6>", ["<1>"]),  # a reply to 1, dated before 2
         msg(7, 1, "trip", "<7>"),  # a new thread, the earliest of all
         msg(8, 40, "Re: trip", "<8>", ["<7>"]),
+        msg(9, 12, "Re: my question", "<9>", ["<sent@me>"]),  # a reply to mail one sent: a new thread
+        msg(10, 13, "Re: lunch", "<10>", ["<1>", "<sent2@me>"]),  # below 1, past a missing message
     ]
-    assert _added_stepwise(first + later, [4, 5, 6, 7]) == (4, 0)
+    assert _added_stepwise(first + later, [4, 5, 6, 7, 8, 9]) == (6, 0)
     assert _added_stepwise(first + later, [4]) == (1, 0)
 
 
 def test_what_changes_earlier_threads_is_declined() -> None:
     first = [msg(1, 10, "lunch", "<1>", ["<0>"]), msg(2, 20, "other", "<2>", ["<0>"])]  # a dummy for <0>
     assert not references_state(first).add([msg(3, 5, "zero", "<0>")])  # the missing message arrives
-    assert not references_state(first).add([msg(3, 5, "x", "<3>", ["<9>"])])  # a new dummy
     assert not references_state(first).add([msg(3, 5, "x", "<3>", ["<0>"])])  # its parent is a dummy
+    assert not references_state(first).add([msg(3, 5, "x", "<3>", ["<9>", "<1>"])])  # 1 below a new dummy
+    assert not references_state(first).add([msg(3, 5, "x", "<3>", ["<8>", "<9>", "<8>"])])  # a loop
     lone = [msg(1, 10, "lunch", "<1>"), msg(2, 20, "Re: other", "<2>")]
     assert not references_state(lone).add([msg(3, 5, "Re: lunch", "<3>")])  # merged by subject (5)
     assert not references_state(lone).add([msg(3, 5, "x", "<3>", ["<2>", "<1>"])])  # links 1 under 2

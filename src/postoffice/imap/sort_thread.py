@@ -397,12 +397,15 @@ class ReferencesState:
     answer's text per top-level thread, so that only the threads that changed are written again.
 
     `add` handles the common cases and declines the others (then the caller runs the algorithm over every
-    message): a new message whose Message-ID no earlier message referred to, whose references are all
-    known and already linked as they say (step 1.A would link nothing) and whose last reference is a message
-    (it becomes that message's child, among its siblings by date: step 6), or one without references whose
-    base subject no top-level thread has (a new thread, in date order: steps 4, 5). In every such case the
-    algorithm over all messages gives the same tree: what it builds for the earlier messages does not depend
-    on a later message unless one of them referred to it (a dummy) or shares its subject at the top.
+    message): a new message whose Message-ID no earlier message referred to, whose known references are
+    already linked as they say and come before any unknown one (step 1.A links nothing that exists; the
+    unknown ones become new dummies below), and whose last known reference is a message (it becomes that
+    message's child, among its siblings by date: step 6); or one whose references are all unknown or none (a
+    reply to mail that is not in the mailbox, as in an INBOX to the mail one sent: a new dummy holding one
+    message is that message) whose base subject no top-level thread has (a new thread, in date order: steps
+    4, 5). In every such case the algorithm over all messages gives the same tree: what it builds for the
+    earlier messages does not depend on a later message unless one of them referred to it (a dummy) or
+    shares its subject at the top.
     """
 
     def __init__(
@@ -447,36 +450,55 @@ class ReferencesState:
     def add(self, messages: Sequence[ThreadInput]) -> bool:
         """Place `messages` (ascending numbers above `last_number`), one by one; False as soon as one is not a
         case handled here (see the class): the state is then unusable and the algorithm must run again."""
-        ids, parent, child_count = self._ids, self._parent, self._child_count
+        ids, parent, child_count, nodes = self._ids, self._parent, self._child_count, self._nodes
         for msg in messages:
             if msg.number <= self.last_number:
                 return False
-            container = len(parent)
-            if msg.message_id is not None:
-                known = ids.get(msg.message_id)
-                if known is None:
-                    ids[msg.message_id] = container
-                elif self._first_dummy <= known < self._first_new:
-                    return False  # an earlier message referred to it: its dummy would be this message
+            mid = msg.message_id
+            known = ids.get(mid) if mid is not None else None
+            if known is not None and known not in nodes:
+                return False  # an earlier message referred to it: its dummy would be this message
+            if mid is not None and mid in msg.references:
+                return False  # a reference to itself
+            # (1.A) the known references must be linked as they say already, and come first: the unknown
+            # ones after them become a chain of new dummies below the last known one (nothing else moves)
             previous = -1
-            for ref in msg.references:  # (1.A) nothing to link
+            unknown: list[str] = []
+            for ref in msg.references:
                 found = ids.get(ref)
-                if found is None or found == container:
-                    return False  # a new dummy, or a reference to itself
-                if previous >= 0 and parent[found] < 0 and previous != found:
+                if found is None:
+                    unknown.append(ref)
+                    continue
+                if unknown or (previous >= 0 and parent[found] < 0 and previous != found):
                     return False
                 previous = found
+            if len(set(unknown)) != len(unknown):
+                return False
+            anchor = previous  # the nearest message above it (steps 2-3 splice the new dummies away)
+            if anchor >= 0 and anchor not in nodes:
+                return False  # below a dummy
+            for ref in unknown:
+                ids[ref] = len(parent)
+                parent.append(previous)
+                child_count.append(0)
+                if previous >= 0:
+                    child_count[previous] += 1
+                previous = len(parent) - 1
+            container = len(parent)
+            if mid is not None and known is None:
+                ids[mid] = container
             parent.append(previous)  # (1.B) the last reference is the parent
             child_count.append(0)
+            if previous >= 0:
+                child_count[previous] += 1
             node = ThreadNode(msg.number, [])
-            self._nodes[container] = node
+            nodes[container] = node
             self._sent[msg.number] = msg.sent
             key = (msg.sent, msg.number)
-            if previous >= 0:
-                up = self._nodes.get(previous)
-                if up is None or up.number is None:
-                    return False  # the parent is a dummy
-                child_count[previous] += 1
+            if anchor >= 0:
+                up = nodes[anchor]
+                if up.number is None:
+                    return False
                 siblings = up.children  # messages only (dummies are top-level), in date order (step 6)
                 at = bisect.bisect_right([(self._sent[c.number or 0], c.number or 0) for c in siblings], key)
                 siblings.insert(at, node)
@@ -484,7 +506,7 @@ class ReferencesState:
                 self._top_of[msg.number] = top
                 where = bisect.bisect_left(self._top_keys, self._top_key[top])
                 self._pieces[where] = format_pieces([top])[0]
-            else:
+            else:  # a new thread: no references, or only unknown ones (a dummy holding one message is it)
                 if msg.subject:
                     if msg.subject in self._subjects:
                         return False  # (5) it would be merged with a thread of that subject
