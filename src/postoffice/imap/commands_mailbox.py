@@ -193,8 +193,7 @@ async def select(session: SessionState, command: p.Select | p.Examine) -> Done:
     if not target.own:
         # its changes go to its owner's subscribers (decision 0073): followed from here (not before: a SELECT
         # that fails follows nothing), and the view read back at once, so none made meanwhile is missed
-        # the rights PERMANENTFLAGS told
-        session.follow(info.account_id, info.id, target.rights, target.owner.rpartition("@")[0])
+        session.follow(info.account_id, info.id, target.rights)  # what PERMANENTFLAGS told
         view.dirty = True
     session.view = view
     session.state = State.SELECTED

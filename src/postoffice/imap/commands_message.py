@@ -140,10 +140,12 @@ async def _store_spooled(
             raise _limit(exc) from None
     finally:
         pending.close()
+    uids = [copy.uid for copy in copies]
     view = session.view
     if view is not None and view.mailbox_id == mailbox_id:
         view.dirty = True
-    return pending.mailbox.uidvalidity, [copy.uid for copy in copies], "r" in rights
+        session.added_to_selected(uids)
+    return pending.mailbox.uidvalidity, uids, "r" in rights
 
 
 async def append(session: SessionState, command: p.Append) -> Done:
@@ -764,6 +766,7 @@ async def copy(session: SessionState, command: p.Copy | p.Move) -> Done:
         code = f"COPYUID {target.uidvalidity} {sources} {targets}"
     if target.id == view.mailbox_id:
         view.dirty = True
+        session.added_to_selected([t for _, t in pairs])
     if not move:
         return Done(f"{command.name} completed", code)
     if code is not None:

@@ -212,8 +212,6 @@ def _nothing() -> None:
     pass
 
 
-#: The commands that add messages to a mailbox (`SessionState.own_added`).
-_ADDING: tuple[type[p.Append | p.Copy | p.Move | p.Replace], ...] = (p.Append, p.Copy, p.Move, p.Replace)
 #: `SessionState.own_added` holds at most this many UIDs (then starts again).
 OWN_ADDED_LIMIT = 4096
 
@@ -279,7 +277,6 @@ class SessionState:
         #: docs/decisions/0073): its changes are published to its owner's subscribers, so the session follows
         #: that account too while it is selected (`follow`); `postoffice.imap.acl` reads the rights on it.
         self.selected_owner: int | None = None
-        self.selected_owner_local = ""  # its local part (the client's `Shared/<local part>/...`)
         #: The rights on it: read at SELECT, and again only after the store published a change of its
         #: access control list ("acl" events set `rights_stale`): at most once per command (decision 0076)
         self.shared_rights = ""
@@ -359,15 +356,13 @@ class SessionState:
             self._unsubscribe()
             self._unsubscribe = None
 
-    def follow(self, owner_id: int, mailbox_id: int, rights: str, owner_local: str) -> None:
+    def follow(self, owner_id: int, mailbox_id: int, rights: str) -> None:
         """Receive the change notifications of the mailbox being selected when it is another account's (a
         shared one: the store tells its owner's subscribers), until the session leaves it (`close_view`).
         The owner's other mailboxes are none of this session's business (nor of its NOTIFY). `rights`: those
         SELECT found and told (PERMANENTFLAGS); read once more at the end of SELECT (`rights_stale`), since a
-        change made before this subscription is never told. `owner_local`: the owner's local part, as the
-        client names the mailbox (`Shared/<local part>/...`)."""
+        change made before this subscription is never told."""
         self.unfollow()
-        self.selected_owner_local = owner_local
         self.shared_rights = self._told_rights = rights
         self.rights_stale = True
 
@@ -456,28 +451,19 @@ class SessionState:
                 self.rights_stale = True
                 self.wake()  # RFC 4314 5.1.1: PERMANENTFLAGS again, or BYE, also in IDLE
         elif event.kind not in ("subscription", "metadata"):  # a message of the mailbox changed
-            if event.kind == "added" and self._adds_to_selected(view):
-                if len(self.own_added) >= OWN_ADDED_LIMIT:
-                    self.own_added.clear()  # (at worst a FETCH of what it added: bounded memory first)
-                self.own_added.update(event.uids)
             view.dirty = True
             self.wake()
 
-    def _adds_to_selected(self, view: MailboxView) -> bool:
-        """The running command is this session's APPEND, COPY, MOVE or REPLACE into the selected mailbox (its
-        own, or another account's as `Shared/<local part>/<name>`, decision 0073)."""
-        command = self.command
-        if not isinstance(command, _ADDING) or not command.mailbox.valid:
-            return False
-        name = command.mailbox.name.rstrip("/")
-        if self.selected_owner is not None:  # Shared/<local part>/<the name its owner has>
-            if not name.startswith("Shared/"):
-                return False
-            local, sep, name = name[len("Shared/") :].partition("/")
-            if local != self.selected_owner_local or not sep:
-                return False  # (another owner's mailbox of the same name is not the selected one)
-        head, sep, rest = name.partition("/")
-        return ("INBOX" + sep + rest if head.upper() == "INBOX" else name) == view.info.name
+    def added_to_selected(self, uids: Collection[int]) -> None:
+        """The running command (APPEND, COPY, MOVE, REPLACE) stored these UIDs in the selected mailbox: they
+        are the session's own additions, which NOTIFY and CONTEXT's UPDATE fetch no attributes of (RFC 5465
+        5.2, section 7). By the UIDs the store gave the command, so that a delivery to the same mailbox
+        meanwhile is not taken for one (the store's change event for them comes before the command resumes,
+        but the read-back that tells them only at the command's end)."""
+        if len(self.own_added) + len(uids) > OWN_ADDED_LIMIT:
+            self.own_added.clear()  # (at worst a FETCH of what it added: bounded memory first)
+        if len(uids) <= OWN_ADDED_LIMIT:
+            self.own_added.update(uids)
 
     async def sync(self, allow_expunge: bool, *, expunged: bool = False, unsolicited: bool = False) -> None:
         """Send the untagged updates of the selected mailbox (RFC 9051 section 5.2); EXPUNGE only when
