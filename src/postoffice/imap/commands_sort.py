@@ -138,9 +138,15 @@ class _StoreCache:
         return found
 
     def keep(self, key: tuple[Any, ...], answer: Any) -> None:
-        self.answers[key] = answer
-        while len(self.answers) > ANSWER_CACHE_SIZE:
-            self.answers.popitem(last=False)
+        _put(self.answers, key, answer, ANSWER_CACHE_SIZE)
+
+
+def _put(table: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any, size: int) -> None:
+    """`table[key] = value` as the newest entry, forgetting the oldest beyond `size`."""
+    table.pop(key, None)
+    table[key] = value
+    while len(table) > size:
+        table.popitem(last=False)
 
 
 _caches: weakref.WeakKeyDictionary[Any, _StoreCache] = weakref.WeakKeyDictionary()
@@ -336,9 +342,7 @@ async def _order(
         if len(reverse) == 1:
             in_order = _values(criteria, columns, keys)
             ascending = list(map(in_order.__getitem__, reversed(order) if reverse == {True} else order))
-    cache.sorted[last_key] = _Sorted(matched, order, ascending)
-    while len(cache.sorted) > ANSWER_CACHE_SIZE:
-        cache.sorted.popitem(last=False)
+    _put(cache.sorted, last_key, _Sorted(matched, order, ascending), ANSWER_CACHE_SIZE)
     return order
 
 
@@ -401,19 +405,11 @@ async def sort(session: SessionState, command: p.Sort) -> Done:
     payload: bytes | None = cache.answer(answer_key) if options is None else None
     if payload is None:
         order = await _order(session.store, view, command.criteria, matched)  # indexes into `matched`
-        if command.uid:
-            numbers = list(map(matched.__getitem__, order))
-        elif everything and options is None and len(order) <= NUMBER_TEXTS:
-            # the usual answer, every message by number: written from texts made once per number
-            numbers = []
-            payload = " ".join(map(_number_texts(len(order)).__getitem__, order)).encode()
+        if options is None:
+            payload = _plain_answer(view, matched, order, command.uid, everything)
             cache.keep(answer_key, payload)
-        elif everything:
-            numbers = list(map((1).__add__, order))
         else:
-            seqs = [seq for seq, _uid, _flags in view.positions(matched)]
-            numbers = list(map(seqs.__getitem__, order))
-        if options is not None:
+            numbers = _numbers(view, matched, order, command.uid, everything)
             modseqs = (  # RFC 7162 3.1.10: of what the answer names
                 {n: view.modseq_of(matched[i]) for n, i in zip(numbers, order, strict=True)}
                 if by_modseq
@@ -440,13 +436,32 @@ async def sort(session: SessionState, command: p.Sort) -> Done:
                 # RFC 5267 4.3: every match, whatever the other options (answer sent: NOUPDATE comes after)
                 ordering = SortOrder(session.store, command.criteria)
                 commands_context.start(session, command, criteria, saved, in_order, ordering)
-        elif payload is None:
-            payload = " ".join(map(str, numbers)).encode()
-            cache.keep(answer_key, payload)
     if payload is not None:
         tail = b" (MODSEQ %d)\r\n" % highest if highest is not None and payload else b"\r\n"
         session.send(b"* SORT" + (b" " if payload else b"") + payload + tail)
     return Done(f"{command.name} completed")
+
+
+def _numbers(
+    view: MailboxView, matched: list[int], order: list[int], by_uid: bool, everything: bool
+) -> list[int]:
+    """What a SORT answer names, in `order` (indexes into `matched`): UIDs, or sequence numbers."""
+    if by_uid:
+        return list(map(matched.__getitem__, order))
+    if everything:  # sequence number = index in `matched` + 1
+        return list(map((1).__add__, order))
+    seqs = [seq for seq, _uid, _flags in view.positions(matched)]
+    return list(map(seqs.__getitem__, order))
+
+
+def _plain_answer(
+    view: MailboxView, matched: list[int], order: list[int], by_uid: bool, everything: bool
+) -> bytes:
+    """The numbers of a `* SORT` response. The usual one, every message by sequence number, is written from
+    texts made once per number."""
+    if everything and not by_uid and len(order) <= NUMBER_TEXTS:
+        return " ".join(map(_number_texts(len(order)).__getitem__, order)).encode()
+    return " ".join(map(str, _numbers(view, matched, order, by_uid, everything))).encode()
 
 
 # ---------------------------------------------------------------------------------------------- THREAD
@@ -532,10 +547,7 @@ async def _references_answer(
     messages = await _thread_inputs(store, view, matched, by_uid)
     state = references_state(messages)
     del messages
-    cache.threads.pop(slot, None)
-    cache.threads[slot] = _Threaded(matched, numbering, state)
-    while len(cache.threads) > THREAD_STATES:
-        cache.threads.popitem(last=False)
+    _put(cache.threads, slot, _Threaded(matched, numbering, state), THREAD_STATES)
     return state.answer()
 
 

@@ -419,13 +419,11 @@ class ReferencesState:
         firsts: list[int],
         subjects: set[str],
     ) -> None:
-        n = len(msgs)
         self._ids = ids
         self._parent = parent
         self._child_count = child_count
-        self._first_dummy = n  # containers n .. first_new - 1 are the dummies of step 1
-        self._first_new = len(parent)  # containers from here on are messages given to `add`
-        self._nodes: dict[int, ThreadNode] = dict(enumerate(nodes))  # container -> node (messages only)
+        #: container -> node, of the messages only: a container not in it is a dummy
+        self._nodes: dict[int, ThreadNode] = dict(enumerate(nodes))
         self._sent = {msg.number: msg.sent for msg in msgs}  # number -> sent date
         self.last_number = msgs[-1].number if msgs else 0
         self._subjects = subjects  # the base subjects of the top-level threads (step 5's table)
@@ -497,7 +495,7 @@ class ReferencesState:
             key = (msg.sent, msg.number)
             if anchor >= 0:
                 up = nodes[anchor]
-                if up.number is None:
+                if up.number is None:  # (never: `nodes` holds messages)
                     return False
                 siblings = up.children  # messages only (dummies are top-level), in date order (step 6)
                 at = bisect.bisect_right([(self._sent[c.number or 0], c.number or 0) for c in siblings], key)
