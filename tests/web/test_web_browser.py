@@ -119,6 +119,7 @@ def send_and_open(page: Any, subject: str) -> None:
     page.click("button.primary")
     page.wait_for_selector(".notice")
     page.locator(".message-row", has_text=subject).locator("a").click()
+    page.wait_for_selector("article.reader")
 
 
 def log_in(page: Any, data: DataDir, address: str = DEMO) -> None:
@@ -304,16 +305,17 @@ def test_write_with_an_attachment_receive_reply_search_move_and_delete(
     shot(page, "conversation-desktop-en")
     page.fill(".search input", "subject:round trip")
     page.keyboard.press("Enter")
-    page.wait_for_selector(".list-header h1")
-    subjects = page.locator(".message-row .subject").all_inner_texts()
+    found = page.locator(".message-row .subject")
+    sync_api.expect(found).to_have_count(2)
+    subjects = found.all_inner_texts()
     assert sorted(subjects) == ["Browser round trip", "Re: Browser round trip"]
     page.goto(page.base + "/")
     page.wait_for_selector(".messages")
     page.locator(".message-row", has_text="Re: Browser round trip").locator("input.select").check()
     page.select_option(".move select", label="Archive")
     page.click("button[value=move]")
-    page.wait_for_selector(".messages")
-    assert page.locator(".message-row", has_text="Browser round trip").count() == 0  # the whole conversation
+    # the whole conversation
+    sync_api.expect(page.locator(".message-row", has_text="Browser round trip")).to_have_count(0)
     page.click(".folder:has-text('Archive')")
     page.locator(".message-row", has_text="Re: Browser round trip").wait_for()
     page.locator(".message-row", has_text="Re: Browser round trip").locator("input.select").check()
@@ -352,8 +354,7 @@ def test_a_draft_is_saved_while_typing_resumed_and_gone_once_sent(
     page.click("button.primary")
     page.wait_for_selector(".notice")
     page.click(".folder:has-text('Drafts')")
-    page.wait_for_selector(".list-header h1")
-    assert page.locator(".message-row", has_text="Half-written").count() == 0
+    sync_api.expect(page.locator(".message-row", has_text="Half-written")).to_have_count(0)
     page.context.close()
 
 
@@ -388,10 +389,10 @@ def test_files_dropped_on_the_form_are_sent_as_attachments(
         return t; }"""
     )
     page.dispatch_event(".compose-form", "drop", {"dataTransfer": transfer})
-    assert page.locator(".chosen-files li").count() == 2
+    sync_api.expect(page.locator(".chosen-files li")).to_have_count(2)
     send_and_open(page, "Dropped files")
-    names = page.locator(".attachments .file-name").all_inner_texts()
-    assert names == ["dropped one.bin", "dropped two.txt"]
+    names = page.locator(".attachments .file-name")
+    sync_api.expect(names).to_have_text(["dropped one.bin", "dropped two.txt"])
     page.context.close()
 
 
