@@ -142,9 +142,9 @@ def test_fetch_of_a_large_message_streams_ranges_and_sends_the_same_octets(
     whole_reads: list[object] = []
     real_contents = store.read_contents
 
-    async def spying(content_ids: Sequence[int]) -> dict[int, bytes]:
+    async def spying(content_ids: Sequence[int], *, octets: int | None = None) -> dict[int, bytes]:
         whole_reads.append(list(content_ids))
-        return await real_contents(content_ids)
+        return await real_contents(content_ids, octets=octets)
 
     monkeypatch.setattr(store, "read_contents", spying)
 

@@ -429,7 +429,8 @@ async def _fetch_batch(
     renderings = await store.imap_renderings(content_ids) if plan.renderings else {}
     need_parse = content_ids if plan.parse else [cid for cid in content_ids if cid not in renderings]
     parses = await store.get_parsed_many(need_parse) if need_parse and (plan.parse or plan.renderings) else {}
-    contents = await store.read_contents(content_ids) if plan.content else {}
+    octets = sum(entry[4] for entry in entries)
+    contents = await store.read_contents(content_ids, octets=octets) if plan.content else {}
     previews = await store.snippets(content_ids, PREVIEW_LENGTH) if plan.previews else {}
     binary_parts = [item.part for item in items if isinstance(item, (p.FetchBinary, p.FetchBinarySize))]
     for entry in entries:

@@ -315,7 +315,7 @@ class Pop3Session(LineSession[p.Pop3ServerProtocol]):
                 break
             wanted.append(following.content_id)
             total += following.size
-        found = await self.store.read_contents(wanted)
+        found = await self.store.read_contents(wanted, octets=total)
         if message.content_id not in found:
             raise NotFound(f"content {message.content_id}")
         first = found.pop(message.content_id)

@@ -1193,8 +1193,12 @@ class MailStore(abc.ABC):
         return (await self.read_content(content_id))[max(offset, 0) : max(offset, 0) + max(length, 0)]
 
     @abc.abstractmethod
-    async def read_contents(self, content_ids: Sequence[int]) -> dict[int, bytes]:
-        """Several whole messages in one read (read-ahead for small messages); missing ids are left out."""
+    async def read_contents(
+        self, content_ids: Sequence[int], *, octets: int | None = None
+    ) -> dict[int, bytes]:
+        """Several whole messages in one read (read-ahead for small messages); missing ids are left out.
+        `octets`: their total size, when the caller knows it (the store then does not look it up to decide
+        how to read them)."""
 
     @abc.abstractmethod
     async def prune_tombstones(self, before: float) -> int:

@@ -233,6 +233,16 @@ def test_contents_are_read_whole_in_chunks_in_batches_and_in_ranges(backend: Bac
         both = await store.read_contents([little.content_id, 999_999, large.content_id, little.content_id])
         assert both == {little.content_id: small, large.content_id: big}
         assert await store.read_contents([]) == {}
+        # with their total size given (the caller knows it): the same, small or large
+        for ids, octets in (
+            ([little.content_id], len(small)),
+            ([little.content_id, large.content_id], len(small) + len(big)),
+        ):
+            assert await store.read_contents([*ids, 999_999], octets=octets) == {
+                cid: whole
+                for cid, whole in ((little.content_id, small), (large.content_id, big))
+                if cid in ids
+            }
         for cid, whole in ((little.content_id, small), (large.content_id, big)):
             assert await store.read_range(cid, 6, 10) == whole[6:16]
             assert await store.read_range(cid, len(whole) - 3, 100) == whole[-3:]

@@ -154,20 +154,27 @@ class SqliteBase(MailStore):
         return conn
 
     async def _read_small(
-        self, fn: Callable[[sqlite3.Connection], T], whole: Callable[[sqlite3.Connection], T] | None = None
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        whole: Callable[[sqlite3.Connection], T] | None = None,
+        *,
+        single: bool = False,
     ) -> T:
         """A read of a few indexed rows, run at once on the event loop's thread: for such a read the hop to a
         reader thread and back (a queue, a future, a wake-up of the loop) costs more CPU than the read, and
         adds its latency to every command (bench/imap_sync_stress.py: most commands end with one such read).
         `fn` raises ReadTooLarge when it finds more than it should read here; then `whole` (or `fn`) runs on a
-        reader thread, as it does when the database is busy (never longer than LOOP_READ_BUSY_MS here)."""
+        reader thread, as it does when the database is busy (never longer than LOOP_READ_BUSY_MS here).
+        `single`: `fn` runs one statement, which SQLite reads from one snapshot by itself, so no transaction
+        is opened around it (BEGIN and COMMIT cost as much as the read of one message)."""
         if self._closed:
             raise StoreError("the store is closed")
         conn = self._loop_reader()
-        try:
-            conn.execute("BEGIN")
-        except sqlite3.OperationalError:
-            return await self._read(whole or fn)
+        if not single:
+            try:
+                conn.execute("BEGIN")
+            except sqlite3.OperationalError:
+                return await self._read(whole or fn)
         try:
             return fn(conn)
         except ReadTooLarge:
@@ -176,14 +183,16 @@ class SqliteBase(MailStore):
             if "locked" not in str(exc) and "busy" not in str(exc):
                 raise
         finally:
-            conn.execute("COMMIT")
+            if not single:
+                conn.execute("COMMIT")
         return await self._read(whole or fn)
 
     async def _read_few(self, fn: Callable[[sqlite3.Connection], T], rows: int) -> T:
         """`fn` on the event loop (`_read_small`) when it reads at most SMALL_READ_ROWS rows by key, else on a
-        reader thread."""
+        reader thread. `fn` reads its rows in one statement per 500 keys or more, so on the event loop it runs
+        one statement (`_read_small`'s `single`)."""
         if rows <= SMALL_READ_ROWS:
-            return await self._read_small(fn)
+            return await self._read_small(fn, single=True)
         return await self._read(fn)
 
     async def _write(

@@ -68,7 +68,7 @@ class MailboxesMixin(SqliteBase):
             ).fetchone()
             return None if row is None else mailbox_info(row)
 
-        return await self._read_small(q)  # one row by a unique index
+        return await self._read_small(q, single=True)  # one row by a unique index
 
     async def create_mailbox(
         self, account_id: int, name: str, special_use: str | None = None, *, max_mailboxes: int | None = None

@@ -552,7 +552,9 @@ class MessagesMixin(SqliteBase):
 
         return await self._read(q)
 
-    async def read_contents(self, content_ids: Sequence[int]) -> dict[int, bytes]:
+    async def read_contents(
+        self, content_ids: Sequence[int], *, octets: int | None = None
+    ) -> dict[int, bytes]:
         wanted = list(dict.fromkeys(content_ids))
         if not wanted:
             return {}
@@ -569,15 +571,20 @@ class MessagesMixin(SqliteBase):
                     found[int(cid)] = bytes(data)
             return found
 
+        if octets is not None:  # the caller knows the sizes: one statement, on the event loop when small
+            if len(wanted) <= SMALL_READ_ROWS and octets <= SMALL_READ_OCTETS:
+                return await self._read_small(q, single=True)
+            return await self._read(q)
+
         def small(conn: sqlite3.Connection) -> dict[int, bytes]:
             if len(wanted) > SMALL_READ_ROWS:
                 raise ReadTooLarge
             marks = ",".join("?" * len(wanted))
-            octets = conn.execute(
+            total = conn.execute(
                 f"SELECT coalesce(sum(size), 0) FROM contents WHERE id IN ({marks})",  # noqa: S608 - "?,?,...": parameters
                 wanted,
             ).fetchone()[0]
-            if int(octets) > SMALL_READ_OCTETS:
+            if int(total) > SMALL_READ_OCTETS:
                 raise ReadTooLarge
             return q(conn)
 
