@@ -13,8 +13,16 @@ and the server's CPU over all runs. The load generator's own CPU is printed too.
 new message is appended (not timed) before every run but the first, as on a busy INBOX: no answer kept from
 the run before can be given again.
 
+With `--dovecot`, Dovecot from Debian answers instead (bench/dovecot_compare.py's configuration: Maildir, one
+imap process per connection): the same messages in the same order with the same \\Seen flags are written as a
+Maildir, the first SELECT builds Dovecot's index (not timed), and the commands run twice: on the fresh
+mailbox (Dovecot has cached no header field yet) and again after Dovecot was restarted, when its cache file
+holds what the first pass asked for (Postoffice keeps its sort keys in memory only, so its "first" column is
+what it does after every start).
+
     .venv/bin/python bench/imap_sort_bench.py [--messages 100000] [--repeat 7] [--cache /tmp/sortbench]
                                              [--append-between] [--command "SORT (DATE) UTF-8 ALL" ...]
+                                             [--dovecot]
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import os
+import pwd
 import random
 import re
 import shutil
@@ -30,9 +40,11 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tests.integration.harness import DataDir, ServerProcess, make_data_dir
 
@@ -117,6 +129,81 @@ async def fill(data: DataDir, n: int) -> None:
         await store.close()
 
 
+def write_maildir(maildir: Path, n: int) -> None:
+    """`make_messages(n)` as a Maildir in arrival order (Dovecot gives UIDs in the order of the files' times),
+    \\Seen as `fill` sets it, LF line ends as Dovecot keeps them."""
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True, exist_ok=True)
+    base = int(time.time()) - 3600 - n
+    for j, raw in enumerate(make_messages(n)):
+        data = raw.replace(b"\r\n", b"\n")
+        stamp = base + j
+        flags = "S" if j % 3 else ""
+        path = maildir / "cur" / f"{stamp}.M{j:06d}P1.bench,S={len(data)},W={len(raw)}:2,{flags}"
+        path.write_bytes(data)
+        os.utime(path, (stamp, stamp))
+    for sub in ("cur", "new", "tmp"):  # a directory changed in the last seconds is rescanned at every sync
+        os.utime(maildir / sub, (base + n - 1, base + n - 1))
+
+
+def run_commands(
+    client: Client, commands: Sequence[str], args: argparse.Namespace, cpu: Callable[[], float]
+) -> None:
+    """Each command `--repeat` times: the table of the module docstring."""
+    print("| command | first ms | median ms | best ms | answer octets | server CPU ms per run |")
+    print("|---|---|---|---|---|---|")
+    own = time.process_time()
+    for command in commands:
+        before = cpu()
+        times: list[float] = []
+        octets = 0
+        for run in range(args.repeat):
+            if run and args.append_between:
+                client.command("APPEND INBOX", fresh_message(run))
+            took, octets = client.command(command)
+            times.append(took * 1000)
+        used = (cpu() - before) * 1000 / args.repeat
+        rest = times[1:] or times
+        print(
+            f"| `{command}` | {times[0]:.0f} | {statistics.median(rest):.0f} | {min(rest):.0f} "
+            f"| {octets} | {used:.0f} |",
+            flush=True,
+        )
+    print(f"\nload generator CPU: {(time.process_time() - own) * 1000:.0f} ms in all")
+
+
+def dovecot_passes(args: argparse.Namespace, root: Path) -> None:
+    """`--dovecot`: the commands on a fresh Maildir, then again after a restart of Dovecot."""
+    import dovecot_compare as dc
+    import imap_load
+
+    root.chmod(0o755)  # Dovecot's mail processes (nobody) reach their home through it
+    home = root / "home"
+    started = time.perf_counter()
+    write_maildir(home / "Maildir", args.messages)
+    account = pwd.getpwnam(dc.MAIL_USER)
+    dc.chown_tree(home, account.pw_uid, account.pw_gid)
+    print(f"wrote {args.messages} messages as a Maildir in {time.perf_counter() - started:.0f} s", flush=True)
+    (port,) = dc.free_ports(1)
+    ports = {"imap": port, "imaps": 0}
+    binary = dc.dovecot_binary()
+    conf = dc.write_config(root, home, "maildir", ports, False)
+    print(f"Dovecot {dc.dovecot_version(binary)}, Maildir", flush=True)
+    runner = asyncio.Runner()  # one loop: the Dovecot process is watched by the loop that started it
+    for label in ("fresh mailbox", "after a restart of Dovecot"):
+        server = runner.run(dc.start_dovecot(binary, conf, root, ports, None))
+        try:
+            client = Client(port)
+            client.command(f'LOGIN "{imap_load.USER}" "{imap_load.PASSWORD}"')
+            took, _ = client.command("SELECT INBOX")
+            print(f"\n{label}: SELECT INBOX {took * 1000:.0f} ms\n")
+            run_commands(client, args.command or COMMANDS, args, server.cpu_seconds)
+            client.command("LOGOUT")
+        finally:
+            runner.run(server.stop())
+    runner.close()
+
+
 class Client:
     def __init__(self, port: int) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=120)
@@ -165,10 +252,14 @@ def main() -> None:
         help="APPEND one new message (not timed) before every run but the first: the mailbox has changed, "
         "as a busy INBOX has, so no answer is reused",
     )
+    parser.add_argument("--dovecot", action="store_true", help="run the commands against Dovecot instead")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="postoffice-sort-bench-"))
     server: ServerProcess | None = None
     try:
+        if args.dovecot:
+            dovecot_passes(args, root)
+            return
         cached = args.cache / f"data-{args.messages}" if args.cache else None
         if cached is not None and cached.exists():
             shutil.copytree(cached, root / "data")
@@ -189,26 +280,8 @@ def main() -> None:
         client.command('LOGIN demo@example.test "demo-secret-pw"')
         took, _ = client.command("SELECT INBOX")
         print(f"SELECT INBOX: {took * 1000:.0f} ms\n")
-        print("| command | first ms | median ms | best ms | answer octets | server CPU ms per run |")
-        print("|---|---|---|---|---|---|")
-        own = time.process_time()
-        for command in args.command or COMMANDS:
-            cpu = server_cpu(server.proc.pid)
-            times: list[float] = []
-            octets = 0
-            for run in range(args.repeat):
-                if run and args.append_between:
-                    client.command("APPEND INBOX", fresh_message(run))
-                took, octets = client.command(command)
-                times.append(took * 1000)
-            cpu = (server_cpu(server.proc.pid) - cpu) * 1000 / args.repeat
-            rest = times[1:] or times
-            print(
-                f"| `{command}` | {times[0]:.0f} | {statistics.median(rest):.0f} | {min(rest):.0f} "
-                f"| {octets} | {cpu:.0f} |",
-                flush=True,
-            )
-        print(f"\nload generator CPU: {(time.process_time() - own) * 1000:.0f} ms in all")
+        pid = server.proc.pid
+        run_commands(client, args.command or COMMANDS, args, lambda: server_cpu(pid))
         client.command("LOGOUT")
     finally:
         if server is not None:

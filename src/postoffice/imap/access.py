@@ -18,7 +18,7 @@ published on the event loop after the commit that made the change; UIDs in a mai
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from postoffice.message import ParsedMessage
@@ -171,7 +171,9 @@ class MailAccess(Protocol):
 
     async def sort_fields(self, content_ids: Sequence[int]) -> dict[int, SortFields]: ...
 
-    async def sent_dates(self, content_ids: Sequence[int]) -> dict[int, float | None]: ...
+    async def sort_columns(
+        self, content_ids: Sequence[int], names: Sequence[str]
+    ) -> dict[str, dict[int, Any]]: ...
 
     async def get_parsed_many(self, content_ids: Sequence[int]) -> dict[int, ParsedMessage]: ...
 

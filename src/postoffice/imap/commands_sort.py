@@ -2,9 +2,11 @@
 and THREAD (RFC 5256: ORDEREDSUBJECT and REFERENCES).
 
 Both search first, exactly as SEARCH does (the same keys, evaluated in the store's index), then order what
-matched by what the store kept of each message at delivery (`MailStore.sort_fields`):
-- The comparison forms are made once per stored content and kept in a per-store cache of at most
-  KEY_CACHE_SIZE contents (a content never changes, and content ids are never reused, docs/decisions/0062):
+matched by what the store kept of each message at delivery (`MailStore.sort_fields`; `sort_columns` reads
+only the fields a command compares):
+- The comparison forms are made once per stored content and field, and kept in a per-store cache of at most
+  KEY_CACHE_SIZE contents per field (a content never changes, and content ids are never reused,
+  docs/decisions/0062):
   the RFC 5256 base subject and whether it came from a reply or forward, and every string key in the
   i;unicode-casemap form of RFC 5051 (each character titlecased, then decomposed: `unicode_casemap`), compared
   code point by code point, which orders as UTF-8 octets do. RFC 5256 asks SORT and THREAD to collate as
@@ -59,7 +61,6 @@ from postoffice.imap.sort_thread import (
     references_state,
 )
 from postoffice.imap.state import Done, SessionState, bad, no
-from postoffice.message.sort_fields import SortFields
 from postoffice.store.criteria import All, Criteria
 
 #: Contents whose comparison forms a store's cache keeps (about 300 octets each).
@@ -84,47 +85,52 @@ def unicode_casemap(text: str) -> str:
     return "".join(map(_casemap_char, text))
 
 
-class SortKeys(NamedTuple):
-    """The comparison forms of one stored message (see the module docstring)."""
-
-    sent: float | None
-    subject: str
-    reply: bool
-    from_: str
-    to: str
-    cc: str
-    display_from: str
-    display_to: str
-    message_id: str | None
-    references: tuple[str, ...]
-
-
-_EMPTY = SortKeys(None, "", False, "", "", "", "", "", None, ())
+#: The field of `SortFields` each SORT key compares (ARRIVAL and SIZE: the session's view has them).
+_FIELD_OF = {
+    "DATE": "sent",
+    "SUBJECT": "subject",
+    "FROM": "from_mailbox",
+    "TO": "to_mailbox",
+    "CC": "cc_mailbox",
+    "DISPLAYFROM": "from_display",
+    "DISPLAYTO": "to_display",
+}
+#: The fields THREAD compares.
+_THREAD_FIELDS = ("sent", "subject", "message_id", "references")
 
 
-def sort_keys(fields: SortFields) -> SortKeys:
-    subject, reply = base_subject(fields.subject)
-    return SortKeys(
-        fields.sent,
-        unicode_casemap(subject),
-        reply,
-        unicode_casemap(fields.from_mailbox),
-        unicode_casemap(fields.to_mailbox),
-        unicode_casemap(fields.cc_mailbox),
-        unicode_casemap(fields.from_display),
-        unicode_casemap(fields.to_display),
-        fields.message_id,
-        fields.references,
-    )
+def _subject_form(subject: str) -> tuple[str, bool]:
+    """A subject's comparison form: its base subject, casemapped, and whether it is a reply or forward."""
+    base, reply = base_subject(subject)
+    return unicode_casemap(base), reply
+
+
+def _as_kept(value: Any) -> Any:
+    return value
+
+
+#: How each field's comparison form is made of what the store kept (see the module docstring).
+_FORMS: dict[str, Callable[[Any], Any]] = {
+    "sent": _as_kept,
+    "subject": _subject_form,
+    "from_mailbox": unicode_casemap,
+    "to_mailbox": unicode_casemap,
+    "cc_mailbox": unicode_casemap,
+    "from_display": unicode_casemap,
+    "to_display": unicode_casemap,
+    "message_id": _as_kept,
+    "references": _as_kept,
+}
+#: The form of a message that is gone from the store meanwhile (an empty string for the others).
+_GONE: dict[str, Any] = {"sent": None, "subject": ("", False), "message_id": None, "references": ()}
 
 
 class _StoreCache:
     """What SORT and THREAD keep of one store (see the module docstring)."""
 
     def __init__(self) -> None:
-        self.keys: dict[int, SortKeys] = {}  # oldest first
-        #: for sorts by DATE, ARRIVAL and SIZE alone: keys with the sent date only; oldest first
-        self.sent: dict[int, SortKeys] = {}
+        #: the comparison forms of each field (`_FORMS`) by content id, oldest first
+        self.forms: dict[str, dict[int, Any]] = {}
         self.answers: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         #: the last order of each (mailbox, UIDVALIDITY, criteria), oldest first (`_order`)
         self.sorted: OrderedDict[tuple[Any, ...], _Sorted] = OrderedDict()
@@ -159,21 +165,41 @@ def _cache_of(store: MailAccess) -> _StoreCache:
         return _StoreCache()
 
 
-async def _keys_of(store: MailAccess, content_ids: Sequence[int]) -> list[SortKeys]:
-    """The comparison forms of `content_ids`, in order (from the cache, the rest in one store read)."""
-    cache = _cache_of(store).keys
-    missing = [cid for cid in content_ids if cid not in cache]
-    found = await store.sort_fields(missing) if missing else {}
-    with collector_paused():
-        for cid, fields in found.items():
-            cache[cid] = sort_keys(fields)
-        get = cache.get
-        keys = [get(cid, _EMPTY) for cid in content_ids]  # before the trim: a mailbox larger than the cache
-        _trim(cache)
-    return keys
+async def _forms(
+    store: MailAccess, content_ids: Sequence[int], fields: Sequence[str]
+) -> dict[str, list[Any]]:
+    """The comparison forms of `fields` of `content_ids`: for each field a list in the order of `content_ids`,
+    from the cache, and what it lacks in one store read of only the fields it lacks (`MailStore.sort_columns`:
+    a first SORT by DATE of a large mailbox reads the sent dates alone, makes no string forms)."""
+    cache = _cache_of(store).forms
+    tables = {field: cache.setdefault(field, {}) for field in fields}
+    reading: list[str] = []
+    missing: dict[int, None] = {}
+    for field, table in tables.items():
+        absent = [cid for cid in content_ids if cid not in table]
+        if absent:
+            reading.append(field)
+            missing.update(dict.fromkeys(absent))
+    found = await store.sort_columns(list(missing), reading) if reading else {}
+    with collector_paused():  # one form per message and field, made once: later sorts only look them up
+        for field, values in found.items():
+            table, form = cache.setdefault(field, {}), _FORMS[field]
+            if form is _as_kept:
+                table.update(values)
+            else:  # each distinct text made once: a thread's messages share a subject, a sender's a name
+                table.update(zip(values, map(functools.cache(form), values.values()), strict=True))
+        forms: dict[str, list[Any]] = {}
+        for field in fields:
+            table = cache[field]
+            get, gone = table.get, _GONE.get(field, "")
+            forms[field] = [
+                get(cid, gone) for cid in content_ids
+            ]  # before the trim: a mailbox larger than it
+            _trim(table)
+    return forms
 
 
-def _trim(cache: dict[int, SortKeys]) -> None:
+def _trim(cache: dict[int, Any]) -> None:
     """Forget the oldest keys beyond KEY_CACHE_SIZE."""
     if len(cache) > KEY_CACHE_SIZE:
         for cid in list(itertools.islice(cache, len(cache) - KEY_CACHE_SIZE)):
@@ -199,31 +225,12 @@ def _criteria(
         raise bad(str(exc)) from None
 
 
-#: Sort keys the session's view has (no store read for them).
-_FROM_VIEW = frozenset({"ARRIVAL", "SIZE"})
-
-
-async def _keys_for(
+async def _forms_for(
     store: MailAccess, content_ids: Sequence[int], criteria: Sequence[tuple[str, bool]]
-) -> list[SortKeys]:
-    """What `sorted_order` needs of `content_ids` for `criteria`: nothing for ARRIVAL and SIZE; for DATE the
-    sent date alone (`MailStore.sent_dates`: a first SORT (DATE) of a large mailbox reads one column and
-    makes no string forms); else every comparison form (`_keys_of`)."""
-    names = {key for key, _reverse in criteria}
-    if names <= _FROM_VIEW:
-        return [_EMPTY] * len(content_ids)
-    if not names <= _FROM_VIEW | {"DATE"}:
-        return await _keys_of(store, content_ids)
-    cache = _cache_of(store)
-    sent, full = cache.sent, cache.keys
-    missing = [cid for cid in content_ids if cid not in sent and cid not in full]
-    found = await store.sent_dates(missing) if missing else {}
-    with collector_paused():  # one key per message, made once: later sorts only look them up
-        sent.update((cid, _EMPTY._replace(sent=date)) for cid, date in found.items())
-        full_get, sent_get = full.get, sent.get
-        keys = [full_get(cid) or sent_get(cid) or _EMPTY for cid in content_ids]  # before the trim
-        _trim(sent)
-    return keys
+) -> dict[str, list[Any]]:
+    """What `sorted_order` needs of `content_ids` for `criteria` (`_forms`): nothing for ARRIVAL and SIZE."""
+    fields = list(dict.fromkeys(_FIELD_OF[key] for key, _reverse in criteria if key in _FIELD_OF))
+    return await _forms(store, content_ids, fields) if fields else {}
 
 
 async def _matches(
@@ -243,30 +250,27 @@ async def _matches(
 # ------------------------------------------------------------------------------------------------ SORT
 
 
-def _column(key: str, columns: Columns, keys: list[SortKeys]) -> Sequence[Any]:
-    """The sort key `key` of every match, in the order of `columns`."""
+def _column(key: str, columns: Columns, forms: dict[str, list[Any]]) -> Sequence[Any]:
+    """The sort key `key` of every match, in the order of `columns` (`forms`: `_forms_for`'s)."""
     if key == "ARRIVAL":
         return columns.internaldates
     if key == "SIZE":
         return columns.sizes
+    values = forms[_FIELD_OF[key]]
     if key == "DATE":
-        return [k.sent if k.sent is not None else d for k, d in zip(keys, columns.internaldates, strict=True)]
-    field: Callable[[SortKeys], str] = {
-        "SUBJECT": lambda k: k.subject,
-        "FROM": lambda k: k.from_,
-        "TO": lambda k: k.to,
-        "CC": lambda k: k.cc,
-        "DISPLAYFROM": lambda k: k.display_from,
-        "DISPLAYTO": lambda k: k.display_to,
-    }[key]
-    return [field(k) for k in keys]
+        return [s if s is not None else d for s, d in zip(values, columns.internaldates, strict=True)]
+    if key == "SUBJECT":
+        return [subject for subject, _reply in values]
+    return values
 
 
-def sorted_order(criteria: Sequence[tuple[str, bool]], columns: Columns, keys: list[SortKeys]) -> list[int]:
+def sorted_order(
+    criteria: Sequence[tuple[str, bool]], columns: Columns, forms: dict[str, list[Any]]
+) -> list[int]:
     """Indexes into `columns` (mailbox order) in the order `criteria` give (RFC 5256 section 3)."""
-    order = list(range(len(keys)))
+    order = list(range(len(columns.content_ids)))
     for key, reverse in reversed(criteria):
-        column = _column(key, columns, keys)
+        column = _column(key, columns, forms)
         order.sort(key=column.__getitem__, reverse=reverse)  # stable, also when reversed
     return order
 
@@ -322,7 +326,7 @@ async def _order(
     ):
         new = matched[len(last.matched) :]
         columns = view.columns(new)
-        values = _values(criteria, columns, await _keys_for(store, columns.content_ids, criteria))
+        values = _values(criteria, columns, await _forms_for(store, columns.content_ids, criteria))
         order, ascending = last.order[:], last.ascending[:]
         descending = reverse == {True}
         for index, value in enumerate(values, len(last.matched)):
@@ -336,21 +340,21 @@ async def _order(
                 order.insert(at, index)
     else:
         columns = view.columns(matched)
-        keys = await _keys_for(store, columns.content_ids, criteria)
-        order = sorted_order(criteria, columns, keys)
+        forms = await _forms_for(store, columns.content_ids, criteria)
+        order = sorted_order(criteria, columns, forms)
         ascending = None
         if len(reverse) == 1:
-            in_order = _values(criteria, columns, keys)
+            in_order = _values(criteria, columns, forms)
             ascending = list(map(in_order.__getitem__, reversed(order) if reverse == {True} else order))
     _put(cache.sorted, last_key, _Sorted(matched, order, ascending), ANSWER_CACHE_SIZE)
     return order
 
 
-def _values(criteria: Sequence[tuple[str, bool]], columns: Columns, keys: list[SortKeys]) -> list[Any]:
+def _values(criteria: Sequence[tuple[str, bool]], columns: Columns, forms: dict[str, list[Any]]) -> list[Any]:
     """The sort value of each message of `columns`: the key's value for one criterion, else a tuple."""
     if len(criteria) == 1:
-        return list(_column(criteria[0][0], columns, keys))
-    return list(zip(*(_column(key, columns, keys) for key, _reverse in criteria), strict=True))
+        return list(_column(criteria[0][0], columns, forms))
+    return list(zip(*(_column(key, columns, forms) for key, _reverse in criteria), strict=True))
 
 
 class SortOrder:
@@ -364,13 +368,13 @@ class SortOrder:
 
     async def values(self, view: MailboxView, uids: list[int]) -> list[tuple[Any, ...]]:
         columns = view.columns(uids)
-        keys = await _keys_for(self.store, columns.content_ids, self.criteria)
-        return list(zip(*(_column(key, columns, keys) for key, _reverse in self.criteria), strict=True))
+        forms = await _forms_for(self.store, columns.content_ids, self.criteria)
+        return list(zip(*(_column(key, columns, forms) for key, _reverse in self.criteria), strict=True))
 
     async def sorted(self, view: MailboxView, uids: list[int]) -> list[int]:
         columns = view.columns(uids)
-        keys = await _keys_for(self.store, columns.content_ids, self.criteria)
-        return list(map(uids.__getitem__, sorted_order(self.criteria, columns, keys)))
+        forms = await _forms_for(self.store, columns.content_ids, self.criteria)
+        return list(map(uids.__getitem__, sorted_order(self.criteria, columns, forms)))
 
 
 async def sort(session: SessionState, command: p.Sort) -> Done:
@@ -496,14 +500,20 @@ async def _thread_inputs(
     """What the threading algorithms need of `uids` (ascending, in the view), numbered by UID or by sequence
     number."""
     columns = view.columns(uids)
-    keys = await _keys_of(store, columns.content_ids)
+    forms = await _forms(store, columns.content_ids, _THREAD_FIELDS)
     numbers = uids if by_uid else columns.seqs
     with collector_paused():
         return [
-            ThreadInput(
-                n, k.sent if k.sent is not None else d, k.subject, k.reply, k.message_id, k.references
+            ThreadInput(n, sent if sent is not None else d, subject, reply, message_id, references)
+            for n, d, sent, (subject, reply), message_id, references in zip(
+                numbers,
+                columns.internaldates,
+                forms["sent"],
+                forms["subject"],
+                forms["message_id"],
+                forms["references"],
+                strict=True,
             )
-            for n, d, k in zip(numbers, columns.internaldates, keys, strict=True)
         ]
 
 

@@ -32,7 +32,7 @@ import os
 from array import array
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 # The ENVELOPE / BODYSTRUCTURE forms kept with each content are a function of the parse, defined with it
 # (docs/decisions/0036); named here too because callers of `imap_renderings` import it from the store API.
@@ -1164,9 +1164,13 @@ class MailStore(abc.ABC):
         by content id, in one read; ids that no longer exist are left out."""
 
     @abc.abstractmethod
-    async def sent_dates(self, content_ids: Sequence[int]) -> dict[int, float | None]:
-        """`sort_fields(...)[id].sent` alone, by content id (None: no valid Date field), in one read: SORT
-        by DATE of a whole large mailbox needs nothing else; ids that no longer exist are left out."""
+    async def sort_columns(
+        self, content_ids: Sequence[int], names: Sequence[str]
+    ) -> dict[str, dict[int, Any]]:
+        """Some of the `sort_fields` of several stored messages, in one read: for each of `names` (names of
+        SortFields' fields), {content id: the value `sort_fields` has}. A first SORT or THREAD of a large
+        mailbox reads only what it compares (SORT by DATE: the sent dates alone). Ids that no longer exist
+        are left out; ValueError for a name that is not a field."""
 
     @abc.abstractmethod
     async def imap_renderings(self, content_ids: Sequence[int]) -> dict[int, ImapRendering]:

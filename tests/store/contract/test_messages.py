@@ -758,7 +758,7 @@ SORTABLE = (
 )
 
 
-@covers(S.sort_fields, S.sent_dates)
+@covers(S.sort_fields, S.sort_columns)
 def test_what_sort_and_thread_compare_is_kept_with_the_content_and_goes_with_it(backend: Backend) -> None:
     async def scenario(store: MailStore) -> None:
         (demo,) = await accounts(store, "demo")
@@ -786,15 +786,22 @@ def test_what_sort_and_thread_compare_is_kept_with_the_content_and_goes_with_it(
             (),
         )
         assert await store.sort_fields([]) == {}
-        assert await store.sent_dates([full.content_id, 999_999, bare.content_id]) == {
-            full.content_id: 1_796_115_600.0,
-            bare.content_id: None,
+        assert await store.sort_columns([full.content_id, 999_999, bare.content_id], ["sent"]) == {
+            "sent": {full.content_id: 1_796_115_600.0, bare.content_id: None}
         }
-        assert await store.sent_dates([]) == {}
+        # any fields, as sort_fields has them
+        names = ["references", "subject", "sent", "message_id", "from_display"]
+        assert await store.sort_columns([full.content_id, bare.content_id], names) == {
+            name: {cid: getattr(fields[cid], name) for cid in (full.content_id, bare.content_id)}
+            for name in names
+        }
+        assert await store.sort_columns([], ["sent", "subject"]) == {"sent": {}, "subject": {}}
+        with pytest.raises(ValueError, match="no such field"):
+            await store.sort_columns([full.content_id], ["sent", "no such field"])
         await store.store_flags(inbox, [full.uid], ["\\Deleted"], "add")
         await store.expunge_deleted(inbox)
         assert await store.sort_fields([full.content_id]) == {}  # went with the content
-        assert await store.sent_dates([full.content_id]) == {}
+        assert await store.sort_columns([full.content_id], ["sent", "subject"]) == {"sent": {}, "subject": {}}
 
     backend.run(scenario)
 

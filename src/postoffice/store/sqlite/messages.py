@@ -62,6 +62,7 @@ from postoffice.store.sqlite.rows import (
     message_info,
     parsed_thread_keys,
     render_kept_forms,
+    sort_columns_reader,
     sort_fields_row,
     thread_for,
 )
@@ -435,17 +436,20 @@ class MessagesMixin(SqliteBase):
 
         return await self._read_few(q, len(wanted)) if wanted else {}
 
-    async def sent_dates(self, content_ids: Sequence[int]) -> dict[int, float | None]:
+    async def sort_columns(
+        self, content_ids: Sequence[int], names: Sequence[str]
+    ) -> dict[str, dict[int, Any]]:
         wanted = list(dict.fromkeys(content_ids))
+        read = sort_columns_reader(names)  # ValueError before any read
 
-        def q(conn: sqlite3.Connection) -> dict[int, float | None]:
+        def q(conn: sqlite3.Connection) -> dict[str, dict[int, Any]]:
             rows = conn.execute(
-                "SELECT id, sent FROM content_sort WHERE id IN (SELECT value FROM json_each(?))",
+                f"SELECT id, {read.sql} FROM content_sort WHERE id IN (SELECT value FROM json_each(?))",  # noqa: S608 - column names of a fixed list
                 (json.dumps(wanted),),
             )
-            return {int(cid): None if sent is None else float(sent) for cid, sent in rows}
+            return read.tables(rows)
 
-        return await self._read_few(q, len(wanted)) if wanted else {}
+        return await self._read_few(q, len(wanted)) if wanted else {name: {} for name in read.names}
 
     async def get_parsed_many(self, content_ids: Sequence[int]) -> dict[int, ParsedMessage]:
         wanted = list(dict.fromkeys(content_ids))

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
 
 from postoffice.directory.address import normalize_address
 from postoffice.message import ParsedMessage, envelope_addresses
@@ -95,6 +95,43 @@ SORT_FIELDS_SQL = (
     "SELECT id, sent, subject, from_mailbox, from_display, to_mailbox, to_display, cc_mailbox, message_id, "
     "refs FROM content_sort"
 )
+
+
+#: the column of content_sort that holds each field of SortFields (SORT_FIELDS_SQL's, in its order)
+_SORT_COLUMNS = dict(
+    zip(
+        SortFields._fields,
+        SORT_FIELDS_SQL[len("SELECT id, ") : -len(" FROM content_sort")].split(", "),
+        strict=True,
+    )
+)
+
+
+class SortColumnsReader(NamedTuple):
+    """How `MailStore.sort_columns` reads some fields: the SQL column list, and the rows made into tables."""
+
+    sql: str
+    names: tuple[str, ...]
+
+    def tables(self, rows: Iterable[tuple[Any, ...]]) -> dict[str, dict[int, Any]]:
+        """{field: {content id: value}} of rows `SELECT id, <sql> ...`, each value as `sort_fields_row` makes
+        it (a REAL column gives floats, and an INTEGER PRIMARY KEY ints, as they are)."""
+        table = list(rows)
+        found: dict[str, dict[int, Any]] = {}
+        for index, name in enumerate(self.names, 1):
+            if name == "references":
+                found[name] = {row[0]: tuple(row[index].split()) for row in table}
+            else:
+                found[name] = {row[0]: row[index] for row in table}
+        return found
+
+
+def sort_columns_reader(names: Sequence[str]) -> SortColumnsReader:
+    """The reader of the SortFields fields `names`; ValueError for a name that is not one."""
+    unknown = [name for name in names if name not in _SORT_COLUMNS]
+    if unknown or not names:
+        raise ValueError(f"no sort fields {unknown}")
+    return SortColumnsReader(", ".join(_SORT_COLUMNS[name] for name in names), tuple(names))
 
 
 def sort_fields_row(row: sqlite3.Row | tuple[Any, ...]) -> tuple[int, SortFields]:
