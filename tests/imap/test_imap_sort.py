@@ -266,6 +266,22 @@ def test_new_mail_is_placed_into_the_last_order_as_a_whole_sort_would(
     raw.close()
 
 
+def test_thread_references_links_references_as_written(imap: ImapHarness) -> None:
+    """RFC 5256 section 4, step 1.A: the parent is the last id of References, also when In-Reply-To names
+    another message, and also when that id was named earlier in the field too (decision 0079)."""
+    imap.deliver(DEMO, mail("Plan", Message_ID="<a@x>", Date=date(1, 9)))
+    imap.deliver(DEMO, mail("Re: Plan", Message_ID="<b@x>", References="<a@x>", Date=date(1, 10)))
+    imap.deliver(
+        DEMO, mail("Re: Plan", Message_ID="<c@x>", References="<a@x>", In_Reply_To="<b@x>", Date=date(1, 11))
+    )
+    imap.deliver(DEMO, mail("Re: Plan", Message_ID="<d@x>", References="<a@x> <b@x> <a@x>", Date=date(1, 12)))
+    # no References: the first id of In-Reply-To alone
+    imap.deliver(DEMO, mail("Re: Plan", Message_ID="<e@x>", In_Reply_To="<b@x> <a@x>", Date=date(1, 13)))
+    raw = selected(imap)
+    assert answer(raw, "a", "THREAD REFERENCES UTF-8 ALL", "THREAD") == "* THREAD (1 (2 5)(3)(4))"
+    raw.close()
+
+
 def test_new_mail_is_added_to_the_last_references_threads(
     imap: ImapHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -157,3 +157,46 @@ def test_a_version_22_store_dates_its_tombstones_from_the_upgrade(tmp_path: Path
     assert (kept, gone) == (0, 1)
     assert present is not None
     assert len(present) == 2
+
+
+def test_a_version_25_store_gets_what_thread_references_links_from_each_stored_header(tmp_path: Path) -> None:
+    """Schema 26 (decision 0079): content_sort.refs held the ids of References and In-Reply-To merged, each
+    once; the migration rewrites them from the stored header as RFC 5256's REFERENCES step 1.A reads them."""
+    path = tmp_path / "v25.sqlite3"
+    reply = (
+        b"From: a@example.org\r\nSubject: Re: x\r\nMessage-ID: <c@x>\r\n"
+        b"In-Reply-To: <other@x>\r\nReferences: <a@x> <b@x>\r\n <a@x>\r\n\r\nbody\r\n"
+    )
+    only_in_reply_to = b"From: a@example.org\r\nSubject: x\r\nIn-Reply-To: <p@x> <q@x>\r\n\r\nbody\r\n"
+
+    async def fill() -> None:
+        store = open_store(path)
+        try:
+            (demo,) = await accounts(store, "demo")
+            await deliver(store, reply, [demo])
+            await deliver(store, only_in_reply_to, [demo])
+        finally:
+            await store.close()
+
+    asyncio.run(fill())
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "UPDATE content_sort SET refs = 'old'; UPDATE meta SET value = 25 WHERE key = 'schema_version';"
+    )
+    conn.commit()
+    conn.close()
+
+    async def references() -> list[tuple[str, ...]]:
+        store = open_store(path)
+        try:
+            inbox = await inbox_of(store, 1)
+            ids = [m.content_id for m in await store.list_messages(inbox)]
+            found = await store.sort_fields(ids)
+            return [found[i].references for i in ids]
+        finally:
+            await store.close()
+
+    assert asyncio.run(references()) == [("<a@x>", "<b@x>", "<a@x>"), ("<p@x>",)]
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == SCHEMA_VERSION
+    conn.close()

@@ -13,7 +13,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from postoffice.message import parse_message
-from postoffice.message.threads import REFERENCES_KEPT, base_subject, references_of, thread_keys
+from postoffice.message.threads import (
+    REFERENCES_KEPT,
+    THREAD_REFERENCES_KEPT,
+    base_subject,
+    references_of,
+    thread_keys,
+    thread_references,
+)
 from postoffice.store import MailStore, open_store
 from postoffice.store.sqlite import SCHEMA_VERSION
 
@@ -118,6 +125,23 @@ def test_long_references_keep_the_root_and_the_nearest_ancestors() -> None:
     assert parsed.references == kept
 
 
+def test_thread_references_are_references_as_written_else_the_first_in_reply_to() -> None:
+    """RFC 5256 section 4, REFERENCES step 1.A: References' ids in order (repeats too); In-Reply-To only when
+    References has no valid id, and then only its first; at most THREAD_REFERENCES_KEPT (first and last)."""
+    assert thread_references("<other@x>", "<a@x> <b@x>\r\n <a@x>") == ["<a@x>", "<b@x>", "<a@x>"]
+    assert thread_references("<p@x> <q@x>", "") == ["<p@x>"]
+    assert thread_references("<p@x>", "no valid id here") == ["<p@x>"]
+    assert thread_references("", "") == []
+    long = " ".join(f"<m{n}@x>" for n in range(300))
+    kept = thread_references("", long)
+    assert len(kept) == THREAD_REFERENCES_KEPT
+    assert kept[0] == "<m0@x>"
+    assert kept[1:] == [f"<m{n}@x>" for n in range(300 - THREAD_REFERENCES_KEPT + 1, 300)]
+    parsed = parse_message(io.BytesIO(mail("new", "Re: x", "a b a")))
+    assert parsed.thread_references == ["<a@x>", "<b@x>", "<a@x>"]
+    assert parsed.references == ["<a@x>", "<b@x>"]
+
+
 @given(st.text(max_size=200), st.text(max_size=200))
 def test_keys_and_base_subjects_take_any_text(subject: str, field: str) -> None:
     base = base_subject(subject)
@@ -125,3 +149,4 @@ def test_keys_and_base_subjects_take_any_text(subject: str, field: str) -> None:
     keys = thread_keys(field, references_of(field, field), subject)
     assert all(-(2**63) <= key < 2**63 for key in keys)
     assert len(keys) <= REFERENCES_KEPT + 1
+    assert len(thread_references(field, field)) <= THREAD_REFERENCES_KEPT

@@ -112,6 +112,9 @@ class ParsedMessage:
     search_text: str = ""
     search_truncated: bool = False
     references: list[str] = field(default_factory=list)  # ancestors' Message-IDs (message.threads)
+    #: what IMAP THREAD=REFERENCES links (message.threads.thread_references); None in what was stored before
+    #: schema version 26 (whose content_sort rows that version's migration rewrote from the stored header)
+    thread_references: list[str] | None = None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -128,6 +131,7 @@ class ParsedMessage:
                 "search_text": self.search_text,
                 "search_truncated": self.search_truncated,
                 "references": self.references,
+                "thread_references": self.thread_references,
             },
             separators=(",", ":"),
             ensure_ascii=False,  # every string is valid Unicode (no surrogates), so the JSON is valid UTF-8
@@ -149,6 +153,7 @@ class ParsedMessage:
             search_text=d["search_text"],
             search_truncated=d["search_truncated"],
             references=d.get("references", []),  # absent in what was stored before schema version 12
+            thread_references=d.get("thread_references"),
         )
 
 

@@ -66,7 +66,7 @@ from postoffice.message.scanner import (
     header_end_lines,
 )
 from postoffice.message.text import part_text, text_leaves
-from postoffice.message.threads import references_of
+from postoffice.message.threads import references_of, thread_references
 
 log = logging.getLogger(__name__)
 
@@ -588,6 +588,10 @@ def parse_strict(fp: IO[bytes]) -> ParsedMessage:
         search_text="\n".join(texts),
         search_truncated=truncated,
         references=references_of(
+            fields["in-reply-to"][0] if "in-reply-to" in fields else "",
+            fields["references"][0] if "references" in fields else "",
+        ),
+        thread_references=thread_references(
             fields["in-reply-to"][0] if "in-reply-to" in fields else "",
             fields["references"][0] if "references" in fields else "",
         ),

@@ -11,8 +11,9 @@ The fields are kept as the message has them; the comparison forms (base subject,
   From, To and Cc, group markers left out (RFC 5256 section 3, SORT FROM / TO / CC), "" when there is none;
 - `from_display`, `to_display`: RFC 5957's key of the first address: its display name, decoded (RFC 2047),
   or its addr-spec when it has none;
-- `message_id` and `references`: the Message-ID's id and the ids of References followed by those of
-  In-Reply-To not already named (`ParsedMessage.references`, at most REFERENCES_KEPT of them), for THREAD.
+- `message_id` and `references`: the Message-ID's id, and what RFC 5256's REFERENCES algorithm links: the
+  ids of References in order, or the first of In-Reply-To when References has none
+  (`ParsedMessage.thread_references`, `postoffice.message.threads.thread_references`), for THREAD.
 """
 
 from __future__ import annotations
@@ -67,5 +68,5 @@ def sort_fields(parsed: ParsedMessage) -> SortFields:
         to_display=to_display,
         cc_mailbox=cc_mailbox,
         message_id=ids[0] if ids else None,
-        references=tuple(parsed.references),
+        references=tuple(parsed.references if parsed.thread_references is None else parsed.thread_references),
     )

@@ -49,6 +49,25 @@ def references_of(in_reply_to: str, references: str) -> list[str]:
     return ids
 
 
+#: Ids of References that IMAP THREAD=REFERENCES links per message (`thread_references`): the first and the
+#: last ones. Far above any real conversation's depth; a bound all the same (a field may list thousands).
+THREAD_REFERENCES_KEPT = 100
+
+
+def thread_references(in_reply_to: str, references: str) -> list[str]:
+    """What RFC 5256's REFERENCES algorithm links for a message (section 4, step 1.A): the valid ids of its
+    References field in their order, an id named twice named twice; when References has none, the first
+    valid id of In-Reply-To alone. At most THREAD_REFERENCES_KEPT of them: the first and the last.
+
+    Not `references_of`, which merges In-Reply-To in and names each id once (conversations need the set):
+    the algorithm's parent is the last id of References even when In-Reply-To names another, or when that
+    last id was named earlier in the field too."""
+    ids = message_ids(references) or message_ids(in_reply_to)[:1]
+    if len(ids) > THREAD_REFERENCES_KEPT:
+        ids = ids[:1] + ids[-(THREAD_REFERENCES_KEPT - 1) :]
+    return ids
+
+
 def base_subject(subject: str) -> str:
     """RFC 5256 section 2.1's base subject, with the reply prefixes of other languages, folded."""
     text = " ".join(subject.split())

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from postoffice.message import ParsedMessage
-from postoffice.message.threads import references_of, thread_keys
+from postoffice.message.threads import references_of, thread_keys, thread_references
 from postoffice.store.api import StoreError
 from postoffice.store.sqlite.connection import connect
 from postoffice.store.sqlite.rows import (
@@ -29,7 +29,7 @@ from postoffice.store.sqlite.rows import (
 
 log = logging.getLogger("postoffice.store")
 
-SCHEMA_VERSION = 25
+SCHEMA_VERSION = 26
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -100,6 +100,19 @@ def _backfill_threads(conn: sqlite3.Connection) -> None:
             "UPDATE messages SET thread_id = ? WHERE id = ?",
             (thread_for(conn, int(account_id), keys), message_id),
         )
+
+
+def _thread_references_from_headers(conn: sqlite3.Connection) -> None:
+    """What THREAD=REFERENCES links, as delivery keeps it now (`thread_references`), from each stored
+    header: before, content_sort kept the ids of References and In-Reply-To merged, each once."""
+    parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+    for (content_id,) in conn.execute("SELECT id FROM content_sort").fetchall():
+        head = conn.execute(
+            "SELECT substr(data, 1, ?) FROM content_data WHERE id = ?", (_HEADER_READ, content_id)
+        ).fetchone()
+        header = parser.parsebytes(bytes(head[0]) if head else b"")
+        refs = thread_references(str(header.get("in-reply-to", "")), str(header.get("references", "")))
+        conn.execute("UPDATE content_sort SET refs = ? WHERE id = ?", (" ".join(refs), content_id))
 
 
 def _backfill_addresses(conn: sqlite3.Connection) -> None:
@@ -289,6 +302,9 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
     23: _ACL_TABLE,
     # ACL entries of addresses that are no account (docs/decisions/0076): a new table only.
     24: _ACL_NAMES_TABLE,
+    # THREAD=REFERENCES links the ids of References as the field has them (RFC 5256 section 4, 1.A; decision
+    # 0079): rewritten from each stored header.
+    25: (_thread_references_from_headers,),
 }
 
 
