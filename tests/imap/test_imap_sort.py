@@ -5,6 +5,7 @@ follow the mailbox as it changes."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
@@ -334,3 +335,40 @@ def test_a_mailbox_larger_than_the_key_cache_sorts_by_its_keys(
     assert answer(raw, "o", f"SORT ({criteria}) UTF-8 ALL") == "* SORT 6 5 4 3 2 1"
     assert answer(raw, "t", "THREAD ORDEREDSUBJECT UTF-8 ALL", "THREAD") == "* THREAD (6)(5)(4)(3)(2)(1)"
     raw.close()
+
+
+class _GatedStore:
+    """A MailAccess stand-in for `_forms`: sort_columns answers {field: {cid: "v<cid>"}}, and the read of
+    a content id in `hold` waits for `gate`."""
+
+    def __init__(self, hold: set[int]) -> None:
+        self.hold = hold
+        self.gate = asyncio.Event()
+
+    async def sort_columns(self, content_ids: list[int], names: list[str]) -> dict[str, dict[int, Any]]:
+        if self.hold & set(content_ids):
+            await self.gate.wait()
+        else:
+            await asyncio.sleep(0)
+        return {name: {cid: f"v{cid}" for cid in content_ids} for name in names}
+
+
+def test_forms_are_not_lost_to_a_trim_by_a_concurrent_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the forms cache had is taken before the store read: another command that trims the cache while
+    this one waits does not turn those messages into "gone" ones (found by a review)."""
+    monkeypatch.setattr(commands_sort, "KEY_CACHE_SIZE", 4)
+
+    async def scenario() -> list[Any]:
+        gated = _GatedStore(hold={3})
+        store: Any = gated
+        # a first SORT (FROM) of mailbox A: contents 1 and 2 are cached
+        await commands_sort._forms(store, [1, 2], ["from_mailbox"])
+        # new mail 3 in mailbox A: SORT (FROM) again, its read of 3 is in flight...
+        first = asyncio.ensure_future(commands_sort._forms(store, [1, 2, 3], ["from_mailbox"]))
+        await asyncio.sleep(0)
+        # ...while another session sorts mailbox B (contents 10-13) by FROM, trimming 1 and 2
+        await commands_sort._forms(store, [10, 11, 12, 13], ["from_mailbox"])
+        gated.gate.set()
+        return (await first)["from_mailbox"]
+
+    assert asyncio.run(scenario()) == ["V1", "V2", "V3"]

@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
+
+import pytest
 
 from postoffice.store import MetadataLimits, open_store
 from postoffice.store.sqlite import SCHEMA_VERSION
@@ -200,3 +205,119 @@ def test_a_version_25_store_gets_what_thread_references_links_from_each_stored_h
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == SCHEMA_VERSION
     conn.close()
+
+
+# The schema 26 migration reads each stored header as delivery does (decision 0079; found by a review).
+
+
+def _refs_fresh_then_migrated(
+    path: Path, raws: list[bytes]
+) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+    async def fill() -> list[tuple[str, ...]]:
+        store = open_store(path)
+        try:
+            (demo,) = await accounts(store, "demo")
+            for raw in raws:
+                await deliver(store, raw, [demo])
+            inbox = await inbox_of(store, demo)
+            ids = [m.content_id for m in await store.list_messages(inbox)]
+            found = await store.sort_fields(ids)
+            return [found[i].references for i in ids]
+        finally:
+            await store.close()
+
+    fresh = asyncio.run(fill())
+    conn = sqlite3.connect(path)
+    conn.executescript("UPDATE meta SET value = 25 WHERE key = 'schema_version';")
+    conn.commit()
+    conn.close()
+
+    async def read() -> list[tuple[str, ...]]:
+        store = open_store(path)
+        try:
+            inbox = await inbox_of(store, 1)
+            ids = [m.content_id for m in await store.list_messages(inbox)]
+            found = await store.sort_fields(ids)
+            return [found[i].references for i in ids]
+        finally:
+            await store.close()
+
+    return fresh, asyncio.run(read())
+
+
+def test_migration_keeps_utf8_message_ids_as_delivery_does(tmp_path: Path) -> None:
+    parent = "From: a@example.org\r\nSubject: plan\r\nMessage-ID: <ü@x>\r\n\r\nbody\r\n".encode()
+    reply = (
+        "From: b@example.org\r\nSubject: other\r\nMessage-ID: <r@x>\r\n"
+        "In-Reply-To: <ü@x>\r\nReferences: <root@x> <ü@x>\r\n\r\nbody\r\n"
+    ).encode()
+    fresh, migrated = _refs_fresh_then_migrated(tmp_path / "v25.sqlite3", [parent, reply])
+    assert fresh == [(), ("<root@x>", "<ü@x>")]
+    assert migrated == fresh
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"X-Broken line without a colon\r\nReferences: <a@x> <b@x>\r\n",
+        b"In-Reply-To: <q@x>\r\nReferences : <a@x> <b@x>\r\n",
+    ],
+    ids=["line-without-colon", "obs-space-before-colon"],
+)
+def test_migration_reads_references_as_delivery_does(tmp_path: Path, header: bytes) -> None:
+    raw = b"From: a@example.org\r\nSubject: x\r\nMessage-ID: <c@x>\r\n" + header + b"\r\nbody\r\n"
+    fresh, migrated = _refs_fresh_then_migrated(tmp_path / "v25.sqlite3", [raw])
+    assert fresh == [("<a@x>", "<b@x>")]
+    assert migrated == fresh
+
+
+def test_migration_reads_only_the_header_of_a_large_message(tmp_path: Path) -> None:
+    path = tmp_path / "v25.sqlite3"
+    big = 64 * 1024 * 1024
+
+    async def fill() -> None:
+        store = open_store(path)
+        try:
+            (demo,) = await accounts(store, "demo")
+            await deliver(
+                store,
+                b"From: a@example.org\r\nSubject: x\r\nReferences: <a@x>\r\n\r\nbody\r\n",
+                [demo],
+            )
+        finally:
+            await store.close()
+
+    asyncio.run(fill())
+    conn = sqlite3.connect(path)
+    (head,) = conn.execute("SELECT data FROM content_data").fetchone()
+    conn.execute("UPDATE content_data SET data = CAST(? || zeroblob(?) AS BLOB)", (bytes(head), big))
+    assert conn.execute("SELECT typeof(data), length(data) FROM content_data").fetchone()[0] == "blob"
+    conn.execute("UPDATE meta SET value = 25 WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    script = textwrap.dedent(
+        f"""
+        import asyncio
+        from postoffice.store import open_store
+        def hwm_kb():  # this process's peak RSS (VmHWM: per address space, not inherited like ru_maxrss)
+            for line in open("/proc/self/status"):
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        before = hwm_kb()
+        async def main():
+            store = open_store({str(path)!r})
+            await store.close()
+        asyncio.run(main())
+        print((hwm_kb() - before) // 1024)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert out.returncode == 0, out.stderr
+    grown_mb = int(out.stdout.strip().splitlines()[-1])
+    assert grown_mb < 40, f"opening (migrating) the store grew the process by {grown_mb} MB"

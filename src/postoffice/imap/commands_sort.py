@@ -165,36 +165,45 @@ def _cache_of(store: MailAccess) -> _StoreCache:
         return _StoreCache()
 
 
+_ABSENT = object()  # not in the cache
+
+
 async def _forms(
     store: MailAccess, content_ids: Sequence[int], fields: Sequence[str]
 ) -> dict[str, list[Any]]:
     """The comparison forms of `fields` of `content_ids`: for each field a list in the order of `content_ids`,
     from the cache, and what it lacks in one store read of only the fields it lacks (`MailStore.sort_columns`:
-    a first SORT by DATE of a large mailbox reads the sent dates alone, makes no string forms)."""
+    a first SORT by DATE of a large mailbox reads the sent dates alone, makes no string forms). What the
+    cache has is taken before the read: another command may trim the cache while this one waits for it."""
     cache = _cache_of(store).forms
-    tables = {field: cache.setdefault(field, {}) for field in fields}
+    forms: dict[str, list[Any]] = {}
     reading: list[str] = []
     missing: dict[int, None] = {}
-    for field, table in tables.items():
-        absent = [cid for cid in content_ids if cid not in table]
-        if absent:
+    for field in fields:
+        get = cache.setdefault(field, {}).get
+        values = forms[field] = [get(cid, _ABSENT) for cid in content_ids]
+        if _ABSENT in values:
             reading.append(field)
-            missing.update(dict.fromkeys(absent))
+            missing.update(
+                (cid, None) for cid, value in zip(content_ids, values, strict=True) if value is _ABSENT
+            )
     found = await store.sort_columns(list(missing), reading) if reading else {}
     with collector_paused():  # one form per message and field, made once: later sorts only look them up
-        for field, values in found.items():
-            table, form = cache.setdefault(field, {}), _FORMS[field]
-            if form is _as_kept:
-                table.update(values)
-            else:  # each distinct text made once: a thread's messages share a subject, a sender's a name
-                table.update(zip(values, map(functools.cache(form), values.values()), strict=True))
-        forms: dict[str, list[Any]] = {}
-        for field in fields:
-            table = cache[field]
-            get, gone = table.get, _GONE.get(field, "")
+        for field in reading:
+            kept, form = found.get(field, {}), _FORMS[field]
+            # each distinct text made once: a thread's messages share a subject, a sender's a name
+            made = (
+                kept
+                if form is _as_kept
+                else dict(zip(kept, map(functools.cache(form), kept.values()), strict=True))
+            )
+            table = cache.setdefault(field, {})
+            table.update(made)
+            get, gone = made.get, _GONE.get(field, "")
             forms[field] = [
-                get(cid, gone) for cid in content_ids
-            ]  # before the trim: a mailbox larger than it
+                get(cid, gone) if value is _ABSENT else value
+                for cid, value in zip(content_ids, forms[field], strict=True)
+            ]
             _trim(table)
     return forms
 

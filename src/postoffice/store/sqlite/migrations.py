@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import io
 import logging
 import os
 import re
@@ -15,8 +16,8 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from postoffice.message import ParsedMessage
-from postoffice.message.threads import references_of, thread_keys, thread_references
+from postoffice.message import ParsedMessage, parse_message
+from postoffice.message.threads import references_of, thread_keys
 from postoffice.store.api import StoreError
 from postoffice.store.sqlite.connection import connect
 from postoffice.store.sqlite.rows import (
@@ -73,6 +74,16 @@ def _backfill_content_imap(conn: sqlite3.Connection) -> None:
 _HEADER_READ = 256 * 1024
 
 
+def _stored_head(conn: sqlite3.Connection, content_id: int) -> bytes:
+    """The first _HEADER_READ octets of a stored message (b"" when its data is missing), read through a blob
+    handle: substr() of a BLOB loads the whole of it first, attachments and all."""
+    try:
+        with conn.blobopen("content_data", "data", content_id, readonly=True) as blob:
+            return blob.read(_HEADER_READ)
+    except sqlite3.OperationalError:  # no such row
+        return b""
+
+
 def _backfill_threads(conn: sqlite3.Connection) -> None:
     """Each message's conversation, as delivery finds it now, from the Message-ID, In-Reply-To, References
     and Subject of its stored header (the stored structure of these versions has no References)."""
@@ -85,10 +96,7 @@ def _backfill_threads(conn: sqlite3.Connection) -> None:
     for message_id, account_id, content_id in rows:
         keys = keys_of.get(content_id)
         if keys is None:
-            head = conn.execute(
-                "SELECT substr(data, 1, ?) FROM content_data WHERE id = ?", (_HEADER_READ, content_id)
-            ).fetchone()
-            header = parser.parsebytes(bytes(head[0]) if head else b"")
+            header = parser.parsebytes(_stored_head(conn, int(content_id)))
             parsed_row = conn.execute("SELECT parsed FROM contents WHERE id = ?", (content_id,)).fetchone()
             subject = ParsedMessage.from_json(str(parsed_row[0])).subject if parsed_row else ""
             keys = keys_of[content_id] = thread_keys(
@@ -103,15 +111,14 @@ def _backfill_threads(conn: sqlite3.Connection) -> None:
 
 
 def _thread_references_from_headers(conn: sqlite3.Connection) -> None:
-    """What THREAD=REFERENCES links, as delivery keeps it now (`thread_references`), from each stored
-    header: before, content_sort kept the ids of References and In-Reply-To merged, each once."""
-    parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+    """What THREAD=REFERENCES links, as delivery keeps it now (`ParsedMessage.thread_references`), from each
+    stored header read by delivery's own parser (the same header rules and the same decoding of 8-bit ids):
+    before, content_sort kept the ids of References and In-Reply-To merged, each once."""
     for (content_id,) in conn.execute("SELECT id FROM content_sort").fetchall():
-        head = conn.execute(
-            "SELECT substr(data, 1, ?) FROM content_data WHERE id = ?", (_HEADER_READ, content_id)
-        ).fetchone()
-        header = parser.parsebytes(bytes(head[0]) if head else b"")
-        refs = thread_references(str(header.get("in-reply-to", "")), str(header.get("references", "")))
+        head = _stored_head(conn, int(content_id))
+        ends = [at for at in (head.find(b"\r\n\r\n"), head.find(b"\n\n")) if at >= 0]
+        header = head[: min(ends)] + b"\r\n\r\n" if ends else head  # the body is not needed
+        refs = parse_message(io.BytesIO(header)).thread_references or []
         conn.execute("UPDATE content_sort SET refs = ? WHERE id = ?", (" ".join(refs), content_id))
 
 
