@@ -504,7 +504,7 @@ def test_admin_pages_for_an_administrator_in_english_and_chinese(
         page.click("button[value=add]")
         page.locator(".alias-row", has_text="team@example.test").wait_for()
         page.click(".admin-nav a[href='/admin/domains']")
-        assert page.locator(".domain-row", has_text="example.test").count() == 1
+        sync_api.expect(page.locator(".domain-row", has_text="example.test")).to_have_count(1)
         page.click(".admin-nav a[href='/admin/queue']")
         page.wait_for_selector(".admin .empty")
         page.context.close()
