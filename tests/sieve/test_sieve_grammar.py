@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from postoffice.sieve import grammar
 from postoffice.sieve.grammar import Command, Number, SieveSyntaxError, StringList, Tag, parse, to_text
 from postoffice.sieve.grammar import Test as SieveTest
+from tests.sieve.helpers import assert_refused
 
 
 def s(*values: str) -> StringList:
@@ -154,11 +155,7 @@ def test_multi_line_strings() -> None:
     ],
 )
 def test_errors_say_what_and_where(script: str, line: int, column: int, words: str) -> None:
-    with pytest.raises(SieveSyntaxError) as caught:
-        parse(script)
-    assert words in caught.value.message
-    assert (caught.value.line, caught.value.column) == (line, column), caught.value
-    assert str(caught.value).startswith(f"line {line}, column {column}: ")
+    assert_refused(parse, SieveSyntaxError, script, (line, column), words)
 
 
 def test_scripts_as_octets_must_be_utf8() -> None:

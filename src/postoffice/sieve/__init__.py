@@ -1,6 +1,7 @@
 """Sieve (RFC 5228), the language in which people say what happens to their mail at delivery (issue 15).
 
 Built so far: the syntax (`postoffice.sieve.grammar`): a script's text to a tree of commands and tests, errors
-with line and column, limits on what a script may ask of the parser, and the way back from a tree to text.
-The checker of commands and extensions, the interpreter, ManageSieve and the delivery hook come next.
+with line and column, limits on what a script may ask of the parser, and the way back from a tree to text;
+and the check (`postoffice.sieve.checker`) of the base language and its first extensions. The interpreter,
+ManageSieve and the delivery hook come next.
 """
