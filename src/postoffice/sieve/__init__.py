@@ -2,6 +2,7 @@
 
 Built so far: the syntax (`postoffice.sieve.grammar`): a script's text to a tree of commands and tests, errors
 with line and column, limits on what a script may ask of the parser, and the way back from a tree to text;
-and the check (`postoffice.sieve.checker`) of the base language and its first extensions. The interpreter,
-ManageSieve and the delivery hook come next.
+the check (`postoffice.sieve.checker`) of the base language and its first extensions; and the run
+(`postoffice.sieve.interpreter`), which decides the actions without doing them. The delivery hook,
+ManageSieve and the other extensions come next.
 """
