@@ -74,6 +74,16 @@ def test_a_usual_script_is_checked_with_its_tags_by_name() -> None:
         ("if header :comparator { }", 1, 11, "needs a string after it"),
         ('redirect :copy "a@x";', 1, 10, 'needs require "copy"'),
         ('if envelope "to" "a@x" { }', 1, 4, 'needs require "envelope"'),
+        ('vacation "x";', 1, 1, 'needs require "vacation"'),
+        ('require "vacation"; vacation :seconds 5 "x";', 1, 30, 'needs require "vacation-seconds"'),
+        (
+            'require ["vacation", "vacation-seconds"]; vacation :days 1 :seconds 5 "x";',
+            1,
+            60,
+            'go with ":days"',
+        ),
+        ('require "vacation"; vacation :days "1" "x";', 1, 36, "needs a number"),
+        ('require "vacation"; vacation :addresses 5 "x";', 1, 41, "needs a string list"),
     ],
 )
 def test_invalid_scripts_say_what_and_where(script: str, line: int, column: int, words: str) -> None:

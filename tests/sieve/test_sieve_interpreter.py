@@ -22,7 +22,9 @@ from postoffice.sieve.interpreter import (
     Reject,
     SieveMessage,
     SieveRuntimeError,
+    Vacation,
     run,
+    vacation_refusal,
 )
 
 REQUIRE = 'require ["fileinto", "copy", "envelope", "reject", "ereject", "comparator-i;ascii-numeric"];\r\n'
@@ -155,3 +157,77 @@ def test_matches_takes_bounded_steps_on_keys_that_would_make_a_regular_expressio
     assert not interpreter._glob(interpreter._wildcard(key), value)
     raw = b"Subject: " + value.encode() + b"\r\n\r\nx\r\n"
     assert outcome(f'if header :matches "Subject" "{key}" {{ discard; }}', raw).delivered_to() == ["INBOX"]
+
+
+# ------------------------------------------------------------------------------------- vacation (RFC 5230)
+
+PERSONAL = b"From: Zoe <zoe@example.org>\r\nTo: Me <me@example.test>\r\nSubject: Lunch?\r\n\r\nHi\r\n"
+
+
+def vacation_of(
+    script: str, raw: bytes = PERSONAL, sender: str = "zoe@example.org"
+) -> tuple[Outcome, str | None]:
+    """The outcome of `script` (after require "vacation") and why its Vacation may not be sent."""
+    message = SieveMessage.from_bytes(raw, sender, "me@example.test")
+    result = run(check(parse('require ["vacation", "vacation-seconds", "reject"];\r\n' + script)), message)
+    (vacation,) = [a for a in result.actions if isinstance(a, Vacation)]
+    return result, vacation_refusal(message, vacation, ["me@example.test"])
+
+
+def test_vacation_keeps_the_message_and_holds_its_arguments() -> None:
+    result, refusal = vacation_of(
+        'vacation :days 3 :subject "Away" :from "me@example.test" :addresses ["alias@example.test"] :mime '
+        ':handle "h1" "Back soon.";'
+    )
+    assert result.delivered_to() == ["INBOX"]
+    assert result.actions == [
+        Vacation("Back soon.", "Away", "me@example.test", ("alias@example.test",), True, "h1", 3 * 86400)
+    ]
+    assert refusal is None
+
+
+def first_vacation(script: str) -> Vacation:
+    (vacation,) = [a for a in vacation_of(script)[0].actions if isinstance(a, Vacation)]
+    return vacation
+
+
+def test_vacation_periods_and_handles() -> None:
+    periods = {
+        args: first_vacation(f'vacation {args} "x";').seconds
+        for args in ("", ":days 0", ":seconds 0", ":days 1000")
+    }
+    assert periods == {"": 7 * 86400, ":days 0": 86400, ":seconds 0": 0, ":days 1000": 90 * 86400}
+    handles = {first_vacation(f'vacation {args} "x";').handle for args in ("", ':subject "s"', ":mime")}
+    assert len(handles) == 3  # each reply that differs is another reply (RFC 5230 4.2)
+    assert first_vacation('vacation "x";').handle == first_vacation('vacation "x";').handle
+
+
+@pytest.mark.parametrize(
+    ("raw", "sender", "why"),
+    [
+        (PERSONAL, "", "null"),
+        (PERSONAL, "me@example.test", "the recipient"),
+        (PERSONAL, "MAILER-DAEMON@example.org", "program"),
+        (PERSONAL, "owner-dev@lists.example.org", "program"),
+        (PERSONAL, "dev-request@lists.example.org", "program"),
+        (b"Auto-Submitted: auto-replied\r\n" + PERSONAL, "zoe@example.org", "Auto-Submitted"),
+        (b"Precedence: bulk\r\n" + PERSONAL, "zoe@example.org", "Precedence"),
+        (b"List-Id: <dev.lists.example.org>\r\n" + PERSONAL, "zoe@example.org", "mailing list"),
+        (PERSONAL.replace(b"me@example.test", b"someone@example.test"), "zoe@example.org", "none of"),
+    ],
+)
+def test_no_vacation_reply_where_rfc_3834_forbids_it(raw: bytes, sender: str, why: str) -> None:
+    _result, refusal = vacation_of('vacation "x";', raw, sender)
+    assert refusal is not None
+    assert why in refusal
+
+
+def test_a_vacation_reply_to_an_alias_and_auto_submitted_no() -> None:
+    raw = b"Auto-Submitted: no\r\n" + PERSONAL.replace(b"me@example.test", b"alias@example.test")
+    assert vacation_of('vacation :addresses "alias@example.test" "x";', raw)[1] is None
+
+
+def test_vacation_conflicts() -> None:
+    for script in ('vacation "a"; vacation "b";', 'vacation "a"; reject "no";'):
+        with pytest.raises(SieveRuntimeError):
+            vacation_of(script)

@@ -13,7 +13,8 @@ the node or argument at fault. What a command or test takes is written once as a
 - `test`: whether it takes one test, a test list, or none; `block`: whether a block follows.
 
 Built so far: the base language of RFC 5228 and the extensions fileinto, envelope, reject and ereject (RFC
-5429), copy (RFC 3894), and the comparator i;ascii-numeric (RFC 4790). `SUPPORTED` lists them; the other
+5429), copy (RFC 3894), vacation and vacation-seconds (RFC 5230, 6131), and the comparator i;ascii-numeric
+(RFC 4790). `SUPPORTED` lists them; the other
 extensions of issue 15 add their specs here as they are built.
 """
 
@@ -80,6 +81,8 @@ SUPPORTED = frozenset(
         "comparator-i;octet",
         "comparator-i;ascii-casemap",
         "comparator-i;ascii-numeric",
+        "vacation",
+        "vacation-seconds",
     }
 )
 #: Comparators every script may name without `require` (RFC 5228 section 2.7.3).
@@ -104,6 +107,22 @@ COMMANDS: dict[str, Spec] = {
     ),
     "reject": Spec(positional=(Kind.STRING,), needs="reject"),
     "ereject": Spec(positional=(Kind.STRING,), needs="ereject"),
+    # RFC 5230 section 4, with :seconds of RFC 6131 (which needs "vacation-seconds", section 2)
+    "vacation": Spec(
+        positional=(Kind.STRING,),
+        tags={
+            "days": Kind.NUMBER,
+            "seconds": Kind.NUMBER,
+            "subject": Kind.STRING,
+            "from": Kind.STRING,
+            "addresses": Kind.STRINGS,
+            "mime": None,
+            "handle": Kind.STRING,
+        },
+        groups=(frozenset({"days", "seconds"}),),
+        needs="vacation",
+        tag_needs={"seconds": "vacation-seconds"},
+    ),
 }
 
 TESTS: dict[str, Spec] = {

@@ -5,8 +5,10 @@ the tests, and the list of actions the delivery carries out.
 left out (section 2.10.3), and whether the implicit keep still holds (section 2.10.2). Nothing is done
 here; delivery carries the outcome out in one transaction (issue 15).
 - Actions: `Keep` (the explicit keep, into the Inbox), `FileInto`, `Redirect`, `Discard`, `Reject` (reject
-  and ereject, RFC 5429). `fileinto`, `redirect`, `discard` and `reject` cancel the implicit keep, except
-  with `:copy` (RFC 3894). An explicit `keep` stands for the implicit one: the message is kept once.
+  and ereject, RFC 5429), `Vacation` (RFC 5230 and 6131; `vacation_refusal` says when RFC 3834 forbids the
+  reply; the caller keeps the per-sender record of replies sent). `fileinto`, `redirect`, `discard` and
+  `reject` cancel the implicit keep, except with `:copy` (RFC 3894); `vacation` does not. An explicit
+  `keep` stands for the implicit one: the message is kept once.
 - Tests read a `SieveMessage`: the header fields of the message as delivery stored it (RFC 2047 words
   decoded for `header`, section 5.7; addresses parsed for `address`, section 5.1), its size, and the
   envelope of this delivery (section 5.4: "from" is the reverse path, "" for the null one; "to" the
@@ -22,6 +24,7 @@ here; delivery carries the outcome out in one transaction (issue 15).
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -69,7 +72,28 @@ class Reject:
     extended: bool = False  # ereject: refuse in the SMTP dialogue when possible (RFC 5429 2.1)
 
 
-Action = Keep | FileInto | Redirect | Discard | Reject
+#: RFC 5230 section 4.1: the days between two replies to one sender when the script does not say, and the
+#: bounds a script's :days or :seconds (RFC 6131) is held to ("sites may impose a minimum and a maximum").
+VACATION_DAYS = 7
+VACATION_MIN_SECONDS = 0  # RFC 6131 section 2: ":seconds 0" replies every time
+VACATION_MAX_SECONDS = 90 * 86400
+
+
+@dataclass(frozen=True)
+class Vacation:
+    """An auto-reply (RFC 5230), to be sent when `vacation_refusal` finds no reason not to and none was sent
+    to the same sender with the same `handle` in the last `seconds`."""
+
+    reason: str
+    subject: str | None = None
+    from_address: str | None = None
+    addresses: tuple[str, ...] = ()
+    mime: bool = False
+    handle: str = ""
+    seconds: int = VACATION_DAYS * 86400
+
+
+Action = Keep | FileInto | Redirect | Discard | Reject | Vacation
 
 
 @dataclass
@@ -308,12 +332,71 @@ class _Run:
             self.act(Redirect(_strings(args[0])[0], copy), cancels_keep=not copy)
         elif name in ("reject", "ereject"):
             self.act(Reject(_strings(args[0])[0], name == "ereject"), cancels_keep=True)
+        elif name == "vacation":
+            self.act(_vacation(tags, _strings(args[0])[0]), cancels_keep=False)
         else:
             raise SieveRuntimeError(f'the command "{name}" cannot be run')
 
 
 def _strings(value: tuple[str, ...] | int | None) -> tuple[str, ...]:
     return value if isinstance(value, tuple) else ()
+
+
+def _vacation(tags: dict[str, tuple[str, ...] | int | None], reason: str) -> Vacation:
+    """The Vacation of a `vacation` command: its period held to the bounds, and its handle (RFC 5230 4.2:
+    without :handle, one made of the reason and the other arguments that change the reply)."""
+    subject, from_address = _strings(tags.get("subject")), _strings(tags.get("from"))
+    days, seconds = tags.get("days"), tags.get("seconds")
+    if isinstance(seconds, int):
+        period = seconds
+    else:
+        period = max(days, 1) * 86400 if isinstance(days, int) else VACATION_DAYS * 86400
+    handle = _strings(tags.get("handle"))
+    made = hashlib.sha256(
+        "\0".join((reason, *subject, "\1", *from_address, "\1", "mime" if "mime" in tags else "")).encode()
+    ).hexdigest()[:32]
+    return Vacation(
+        reason,
+        subject[0] if subject else None,
+        from_address[0] if from_address else None,
+        _strings(tags.get("addresses")),
+        "mime" in tags,
+        handle[0] if handle else made,
+        min(max(period, VACATION_MIN_SECONDS), VACATION_MAX_SECONDS),
+    )
+
+
+#: Senders that are programs, not people (RFC 5230 section 4.6, RFC 3834 section 2): no replies to them.
+_PROGRAM_SENDERS = re.compile(r"(?i)^(?:mailer-daemon|listserv|majordomo|owner-.*|.*-request|.*-bounces?)$")
+
+
+def vacation_refusal(message: SieveMessage, vacation: Vacation, own: Sequence[str]) -> str | None:
+    """Why no auto-reply goes to this message (None: one may, if none went to this sender with this handle
+    within `vacation.seconds`). `own`: the recipient account's addresses, to which `vacation.addresses` add
+    (RFC 5230 section 4.5). RFC 3834 section 2 and RFC 5230 sections 4.5-4.6."""
+    sender = message.envelope_from
+    if not sender:
+        return "the reverse path is null"
+    mine = {a.lower() for a in (*own, *vacation.addresses)}
+    if sender.lower() in mine:
+        return "the sender is the recipient"
+    if _PROGRAM_SENDERS.match(sender.rpartition("@")[0] or sender):
+        return "the sender is a program"
+    auto = [v.strip().lower() for v in message.values("Auto-Submitted")]
+    if any(v.split(";")[0].strip() != "no" for v in auto):
+        return "the message was sent automatically (Auto-Submitted)"
+    if any(v.strip().lower() in ("bulk", "list", "junk") for v in message.values("Precedence")):
+        return "the message is bulk or list mail (Precedence)"
+    if any(message.values(h) for h in ("List-Id", "List-Unsubscribe", "List-Post")):
+        return "the message came through a mailing list"
+    named = {
+        address.lower()
+        for h in ("To", "Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc")
+        for _display, address in email.utils.getaddresses(message.values(h))
+    }
+    if not named & mine:
+        return "none of the recipient's addresses is in To, Cc or Bcc"
+    return None
 
 
 def run(script: tuple[Checked, ...], message: SieveMessage) -> Outcome:
@@ -324,10 +407,13 @@ def run(script: tuple[Checked, ...], message: SieveMessage) -> Outcome:
     outcome = running.outcome
     rejects = [a for a in outcome.actions if isinstance(a, Reject)]
     if rejects and (
-        len(rejects) > 1 or any(isinstance(a, (Keep, FileInto, Redirect)) for a in outcome.actions)
+        len(rejects) > 1 or any(isinstance(a, (Keep, FileInto, Redirect, Vacation)) for a in outcome.actions)
     ):
-        # RFC 5429 2.1: reject cannot go with an action that delivers the message, nor with another reject
-        raise SieveRuntimeError("reject cannot go with keep, fileinto, redirect or another reject")
+        # RFC 5429 2.1: reject cannot go with an action that delivers the message or with vacation, nor with
+        # another reject
+        raise SieveRuntimeError("reject cannot go with keep, fileinto, redirect, vacation or another reject")
+    if sum(isinstance(a, Vacation) for a in outcome.actions) > 1:
+        raise SieveRuntimeError("more than one vacation")
     if any(isinstance(a, Keep) for a in outcome.actions):
         outcome.implicit_keep = False  # the explicit keep stands for it: the message is kept once
     return outcome
