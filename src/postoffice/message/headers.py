@@ -88,6 +88,16 @@ def decode_header_bytes(raw: bytes) -> tuple[str, str]:
         return raw.decode("latin-1"), "latin-1"
 
 
+def header_block(message: bytes) -> bytes:
+    """The header block of a message: up to and including the line end before its first empty line (CRLF, or
+    a bare LF as in files written on Unix); the whole of it when it has no empty line."""
+    ends = [at for at in (message.find(b"\r\n\r\n"), message.find(b"\n\n")) if at >= 0]
+    if not ends:
+        return message
+    end = min(ends)
+    return message[: end + (2 if message.startswith(b"\r\n", end) else 1)]
+
+
 def iter_fields(block: bytes, *, only: frozenset[bytes] | None = None) -> Iterator[tuple[str, str, str]]:
     """Fields of a header block as (name, unfolded value, codec the value was decoded with); with `only`,
     the fields of those names (lowercase) only, the others not unfolded nor decoded.

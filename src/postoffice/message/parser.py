@@ -558,6 +558,8 @@ def parse_strict(fp: IO[bytes]) -> ParsedMessage:
         return decode_words(value).strip() if text is None else text
 
     subject = decode(fields["subject"][0]) if "subject" in fields else ""
+    in_reply_to = fields["in-reply-to"][0] if "in-reply-to" in fields else ""
+    references = fields["references"][0] if "references" in fields else ""
     from_display = decode(fields["from"][0]) if "from" in fields else ""
 
     texts: list[str] = []
@@ -587,14 +589,8 @@ def parse_strict(fp: IO[bytes]) -> ParsedMessage:
         search_headers=search_headers,
         search_text="\n".join(texts),
         search_truncated=truncated,
-        references=references_of(
-            fields["in-reply-to"][0] if "in-reply-to" in fields else "",
-            fields["references"][0] if "references" in fields else "",
-        ),
-        thread_references=thread_references(
-            fields["in-reply-to"][0] if "in-reply-to" in fields else "",
-            fields["references"][0] if "references" in fields else "",
-        ),
+        references=references_of(in_reply_to, references),
+        thread_references=thread_references(in_reply_to, references),
     )
 
 

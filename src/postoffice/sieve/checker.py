@@ -150,7 +150,7 @@ TESTS: dict[str, Spec] = {
 }
 
 
-def _strings(value: tuple[str, ...] | int | None) -> tuple[str, ...]:
+def strings(value: tuple[str, ...] | int | None) -> tuple[str, ...]:
     """A value `_Checker.value` made of a string or string list (the specs say which values are)."""
     return value if isinstance(value, tuple) else ()
 
@@ -165,7 +165,7 @@ class _Checker:
         self.required: set[str] = set()
 
     def require(self, node: Command, checked: Checked) -> None:
-        for name in _strings(checked.positional[0]):
+        for name in strings(checked.positional[0]):
             if name.lower() not in self.supported:
                 raise _error(f'the extension "{name}" is not supported', node.arguments[0])
             self.required.add(name.lower())
@@ -222,7 +222,7 @@ class _Checker:
         return Checked(node.name, tags, tuple(positional), tests, None, node.line, node.column)
 
     def comparator(self, value: tuple[str, ...] | int | None, argument: Argument) -> None:
-        (name,) = _strings(value)
+        (name,) = strings(value)
         if name.lower() not in BUILT_IN_COMPARATORS:
             self.needs(f"comparator-{name.lower()}", f'the comparator "{name}"', argument)
 

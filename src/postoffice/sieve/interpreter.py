@@ -30,8 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from postoffice.message.headers import decode_words, iter_fields
-from postoffice.sieve.checker import Checked
+from postoffice.message.headers import decode_words, header_block, iter_fields
+from postoffice.sieve.checker import Checked, strings
 
 #: Actions one run may take (a script that loops over nothing cannot take many, but a large one could).
 MAX_ACTIONS = 64
@@ -134,8 +134,7 @@ class SieveMessage:
 
     @classmethod
     def from_bytes(cls, raw: bytes, envelope_from: str = "", envelope_to: str = "") -> SieveMessage:
-        end = min((at for at in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if at >= 0), default=len(raw))
-        fields = tuple((name, value.strip()) for name, value, _codec in iter_fields(raw[: end + 2]))
+        fields = tuple((name, value.strip()) for name, value, _codec in iter_fields(header_block(raw)))
         return cls(fields, len(raw), envelope_from, envelope_to)
 
     def values(self, name: str) -> list[str]:
@@ -275,24 +274,24 @@ class _Run:
             limit = args[0] if isinstance(args[0], int) else 0
             return self.message.size > limit if "over" in tags else self.message.size < limit
         if name == "exists":
-            return all(self.message.values(header) for header in _strings(args[0]))
+            return all(self.message.values(header) for header in strings(args[0]))
         if name == "header":
-            values = [decode_words(v) for h in _strings(args[0]) for v in self.message.values(h)]
-            return _any_match(tags, values, _strings(args[1]))
+            values = [decode_words(v) for h in strings(args[0]) for v in self.message.values(h)]
+            return _any_match(tags, values, strings(args[1]))
         if name == "address":
             addresses = [
                 _address_part(tags, address)
-                for h in _strings(args[0])
+                for h in strings(args[0])
                 for _display, address in email.utils.getaddresses(self.message.values(h))
                 if address
             ]
-            return _any_match(tags, addresses, _strings(args[1]))
+            return _any_match(tags, addresses, strings(args[1]))
         if name == "envelope":
-            parts = [p.lower() for p in _strings(args[0])]
+            parts = [p.lower() for p in strings(args[0])]
             found = [self.message.envelope_from] if "from" in parts else []
             found += [self.message.envelope_to] if "to" in parts else []
             # the null reverse path matches as "" (section 5.4); address parts of it are "" too
-            return _any_match(tags, [_address_part(tags, a) for a in found], _strings(args[1]))
+            return _any_match(tags, [_address_part(tags, a) for a in found], strings(args[1]))
         raise SieveRuntimeError(f'the test "{name}" cannot be run')
 
     def commands(self, nodes: tuple[Checked, ...]) -> bool:
@@ -327,31 +326,27 @@ class _Run:
         elif name == "discard":
             self.act(Discard(), cancels_keep=True)
         elif name == "fileinto":
-            self.act(FileInto(_strings(args[0])[0], copy), cancels_keep=not copy)
+            self.act(FileInto(strings(args[0])[0], copy), cancels_keep=not copy)
         elif name == "redirect":
-            self.act(Redirect(_strings(args[0])[0], copy), cancels_keep=not copy)
+            self.act(Redirect(strings(args[0])[0], copy), cancels_keep=not copy)
         elif name in ("reject", "ereject"):
-            self.act(Reject(_strings(args[0])[0], name == "ereject"), cancels_keep=True)
+            self.act(Reject(strings(args[0])[0], name == "ereject"), cancels_keep=True)
         elif name == "vacation":
-            self.act(_vacation(tags, _strings(args[0])[0]), cancels_keep=False)
+            self.act(_vacation(tags, strings(args[0])[0]), cancels_keep=False)
         else:
             raise SieveRuntimeError(f'the command "{name}" cannot be run')
-
-
-def _strings(value: tuple[str, ...] | int | None) -> tuple[str, ...]:
-    return value if isinstance(value, tuple) else ()
 
 
 def _vacation(tags: dict[str, tuple[str, ...] | int | None], reason: str) -> Vacation:
     """The Vacation of a `vacation` command: its period held to the bounds, and its handle (RFC 5230 4.2:
     without :handle, one made of the reason and the other arguments that change the reply)."""
-    subject, from_address = _strings(tags.get("subject")), _strings(tags.get("from"))
+    subject, from_address = strings(tags.get("subject")), strings(tags.get("from"))
     days, seconds = tags.get("days"), tags.get("seconds")
     if isinstance(seconds, int):
         period = seconds
     else:
         period = max(days, 1) * 86400 if isinstance(days, int) else VACATION_DAYS * 86400
-    handle = _strings(tags.get("handle"))
+    handle = strings(tags.get("handle"))
     made = hashlib.sha256(
         "\0".join((reason, *subject, "\1", *from_address, "\1", "mime" if "mime" in tags else "")).encode()
     ).hexdigest()[:32]
@@ -359,7 +354,7 @@ def _vacation(tags: dict[str, tuple[str, ...] | int | None], reason: str) -> Vac
         reason,
         subject[0] if subject else None,
         from_address[0] if from_address else None,
-        _strings(tags.get("addresses")),
+        strings(tags.get("addresses")),
         "mime" in tags,
         handle[0] if handle else made,
         min(max(period, VACATION_MIN_SECONDS), VACATION_MAX_SECONDS),

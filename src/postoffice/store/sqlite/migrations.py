@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from postoffice.message import ParsedMessage, parse_message
+from postoffice.message.headers import header_block
 from postoffice.message.threads import references_of, thread_keys
 from postoffice.store.api import StoreError
 from postoffice.store.sqlite.connection import connect
@@ -116,8 +117,7 @@ def _thread_references_from_headers(conn: sqlite3.Connection) -> None:
     before, content_sort kept the ids of References and In-Reply-To merged, each once."""
     for (content_id,) in conn.execute("SELECT id FROM content_sort").fetchall():
         head = _stored_head(conn, int(content_id))
-        ends = [at for at in (head.find(b"\r\n\r\n"), head.find(b"\n\n")) if at >= 0]
-        header = head[: min(ends)] + b"\r\n\r\n" if ends else head  # the body is not needed
+        header = header_block(head) + b"\r\n"  # the body is not needed
         refs = parse_message(io.BytesIO(header)).thread_references or []
         conn.execute("UPDATE content_sort SET refs = ? WHERE id = ?", (" ".join(refs), content_id))
 
