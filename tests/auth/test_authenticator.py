@@ -583,18 +583,27 @@ def test_simultaneous_logins_with_the_right_password_run_argon2_once(
 
 
 def test_wrong_passwords_never_share_the_right_passwords_verification(
-    tmp_path: Path, password_hash: str, verify: Counter
+    tmp_path: Path, password_hash: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    gate = Gate()  # no verification ends before every attempt waits: the count below does not race argon2
+    monkeypatch.setattr(passwords, "verify_password", gate)
+
     async def scenario(store: MailStore, auth: Authenticator) -> None:
         attempts = [("demo@example.test", PASSWORD if i % 2 else "guess") for i in range(100)]
         attempts += [("other@example.test", "guess")] * 20  # the same guess for another account
-        results = await asyncio.gather(*(pop3_login(auth, user, pw) for user, pw in attempts))
+        logins = asyncio.gather(*(pop3_login(auth, user, pw) for user, pw in attempts))
+        await gate.wait_entered()
+        while auth.waiting < len(attempts):  # each attempt looks its account up in the store's threads
+            await asyncio.sleep(0.001)
+            assert not logins.done()
+        gate.released.set()
+        results = await logins
         for (user, pw), result in zip(attempts, results, strict=True):
             assert result.ok == (pw == PASSWORD), (user, pw, result)
             if result.ok:
                 assert result.account is not None
                 assert result.account.address == user
-        assert verify.calls == 3  # demo right, demo "guess", other "guess"
+        assert gate.calls == 3  # demo right, demo "guess", other "guess"
         assert auth.guard.table_sizes()["account_failures"] == 2  # every wrong attempt still counted
 
     run_with(tmp_path, password_hash, LENIENT, scenario)
