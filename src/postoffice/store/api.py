@@ -98,6 +98,20 @@ class MetadataTooMany(StoreError):
     TOOMANY] (RFC 5464 section 4.3)."""
 
 
+class SieveQuotaExceeded(StoreError):
+    """Storing the Sieve script would take the account over `SieveLimits`; nothing was changed. `kind` says
+    which limit: "maxscripts", "maxsize" (one script's octets) or "quota" (the account's octets). ManageSieve
+    answers NO (QUOTA/MAXSCRIPTS), (QUOTA/MAXSIZE) or (QUOTA) (RFC 5804 section 1.3)."""
+
+    def __init__(self, message: str, *, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class SieveScriptActive(StoreError):
+    """The active Sieve script cannot be deleted (RFC 5804 section 2.10: NO (ACTIVE)); deactivate it first."""
+
+
 class OverQuota(StoreError):
     """Storing the message(s) would take an account over its storage quota (`Account.quota`;
     docs/decisions/0053); nothing was stored. `permanent`: one message alone is larger than the whole quota,
@@ -144,6 +158,39 @@ class MetadataLimits:
     max_value_size: int
     max_entries: int
     max_account_octets: int
+
+
+@dataclass(frozen=True)
+class SieveLimits:
+    """What a `put_sieve_script` may leave (docs/decisions/0082): at most `max_scripts` scripts, each of at
+    most `max_script_octets` octets (UTF-8), `max_account_octets` for all of the account's together. Replacing
+    a script counts its new size instead of its old."""
+
+    max_scripts: int
+    max_script_octets: int
+    max_account_octets: int
+
+
+@dataclass(frozen=True)
+class SieveScript:
+    """A Sieve script of an account (RFC 5228; stored through ManageSieve, RFC 5804, or the webmail).
+    `version` is new with every new text (never reused, also across scripts), so that a cache of checked
+    scripts and the report of a script's error (once per text: `error_reported`) can tell. `address`: the
+    account's address (what a vacation reply comes from by default)."""
+
+    id: int
+    account_id: int
+    name: str
+    text: str
+    active: bool
+    version: int
+    changed: float
+    error_reported: bool = False
+    address: str = ""
+
+    @property
+    def octets(self) -> int:
+        return len(self.text.encode("utf-8", "surrogatepass"))
 
 
 @dataclass(frozen=True)
@@ -485,6 +532,29 @@ class QueueUpdate(NamedTuple):
     keep: bool = False
 
 
+class VacationReply(NamedTuple):
+    """A Sieve vacation reply (RFC 5230) a `Delivery` queues only when none went from `account_id` to `sender`
+    with `handle` in the last `period` seconds; it records the time it went (section 4.2's "previous
+    response" memory), in the same transaction, so two deliveries at once do not both reply."""
+
+    account_id: int
+    handle: str
+    sender: str
+    period: float
+    message: GeneratedMessage
+
+
+class ScriptErrorNotice(NamedTuple):
+    """A message telling an account that its Sieve script failed (RFC 5228 section 2.10.6), put into its
+    INBOX by a `Delivery` only when no error of this version of the script was reported yet (and marking it
+    reported): once per script text, however many messages meet the error."""
+
+    account_id: int
+    script_id: int
+    version: int
+    text: MessageText
+
+
 class Delivery(NamedTuple):
     """Everything one delivery adds, written by `MailStore.commit_delivery` in one transaction.
 
@@ -500,7 +570,9 @@ class Delivery(NamedTuple):
       the copies and the results that say so commit together, so a crash cannot deliver twice). A
       delivery with `record` is never refused for disk space (docs/decisions/0030): what it records has
       happened. Without `record`, the octets it adds are admitted against the free space first.
-    - `internaldate`: of every copy (None: now)."""
+    - `internaldate`: of every copy (None: now).
+    - `vacations`: Sieve vacation replies, each queued unless one went to its sender recently.
+    - `notices`: reports of Sieve script errors, each put into its account's INBOX once per script text."""
 
     texts: Sequence[MessageText]
     copies: Sequence[NewCopy] = ()
@@ -509,6 +581,8 @@ class Delivery(NamedTuple):
     record: QueueUpdate | None = None
     internaldate: float | None = None
     forwards: Sequence[GeneratedMessage] = ()
+    vacations: Sequence[VacationReply] = ()
+    notices: Sequence[ScriptErrorNotice] = ()
 
     def check(self) -> None:
         """ValueError for a delivery no backend may write (backends call this before writing)."""
@@ -527,6 +601,12 @@ class Delivery(NamedTuple):
                 raise ValueError("a generated DSN must have the null sender")
         for message in self.forwards:
             check_outbound(message.outbound)
+        for reply in self.vacations:
+            check_outbound(reply.message.outbound)
+            if reply.message.outbound.sender != "":  # RFC 3834 section 3.3: no reply to a reply
+                raise ValueError("a vacation reply must have the null sender")
+            if reply.period < 0:
+                raise ValueError("a vacation period cannot be negative")
         if self.record is not None:
             for result in self.record.results:
                 if result.status not in QUEUE_STATUSES:
@@ -543,6 +623,8 @@ class Delivery(NamedTuple):
             and not self.generated
             and not self.forwards
             and self.record is None
+            and not self.vacations
+            and not self.notices
         )
 
     def grows(self) -> int | None:
@@ -557,8 +639,10 @@ class Delivery(NamedTuple):
                 size += self.texts[copy.text].parsed.size
         if self.outbound is not None:
             size += self.texts[0].parsed.size
-        for message in (*self.generated, *self.forwards):
+        for message in (*self.generated, *self.forwards, *(reply.message for reply in self.vacations)):
             size += len(message.data)
+        for notice in self.notices:
+            size += notice.text.parsed.size
         return size
 
 
@@ -932,6 +1016,42 @@ class MailStore(abc.ABC):
         at or above it); no later call gets those UIDs again. `up_to`: the caller asks only about UIDs up to
         this one (the new ones it has seen); when another session claimed them all already, the store may
         answer without a write (the answer is then above `up_to`)."""
+
+    # -- Sieve scripts (RFC 5228, ManageSieve RFC 5804; docs/decisions/0082) --------------------------------
+    @abc.abstractmethod
+    async def list_sieve_scripts(self, account_id: int) -> list[SieveScript]:
+        """The account's scripts, by name (an empty list for an account that does not exist)."""
+
+    @abc.abstractmethod
+    async def get_sieve_script(self, account_id: int, name: str) -> SieveScript | None:
+        """The account's script of this name (names are case-sensitive), None when there is none."""
+
+    @abc.abstractmethod
+    async def put_sieve_script(
+        self, account_id: int, name: str, text: str, limits: SieveLimits
+    ) -> SieveScript:
+        """Store the script `name` (a new one, or a new text for one the account has: it stays active if it
+        was, gets a new version and no error reported yet). SieveQuotaExceeded over `limits` (checked in the
+        same transaction), NotFound for an account that does not exist. The caller checks the text."""
+
+    @abc.abstractmethod
+    async def rename_sieve_script(self, account_id: int, old: str, new: str) -> None:
+        """Give the script `old` the name `new` (active or not, it stays so; its version is kept). NotFound
+        when there is no `old`, AlreadyExists when `new` is taken (by another script)."""
+
+    @abc.abstractmethod
+    async def delete_sieve_script(self, account_id: int, name: str) -> None:
+        """Remove the script. NotFound when there is none, SieveScriptActive when it is the active one."""
+
+    @abc.abstractmethod
+    async def activate_sieve_script(self, account_id: int, name: str | None) -> None:
+        """Make `name` the account's active script (the one before it is active no more); None: none is.
+        NotFound when there is no such script (nothing changed)."""
+
+    @abc.abstractmethod
+    async def active_sieve_scripts(self, account_ids: Sequence[int]) -> dict[int, SieveScript]:
+        """The active script of each of these accounts that has one, with the account's address (delivery
+        reads them for all its recipients at once)."""
 
     # -- annotations (IMAP METADATA, RFC 5464; docs/decisions/0067) ----------------------------------------
     @abc.abstractmethod

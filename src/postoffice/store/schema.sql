@@ -379,3 +379,28 @@ CREATE TABLE acl_names (
 ) WITHOUT ROWID;
 CREATE INDEX acl_names_address ON acl_names(address);
 -- End of version 25.
+-- Sieve (version 27, RFC 5228 and ManageSieve RFC 5804, docs/decisions/0082): an account's scripts, at most
+-- one of them active (the one run at delivery), and the vacation replies sent (RFC 5230 section 4.2: one
+-- reply per sender and handle within the period). `version` changes with every new text, so a delivery's
+-- cache of checked scripts and the report of a script's error (once per text) can tell.
+CREATE TABLE sieve_scripts (
+    id             INTEGER PRIMARY KEY,
+    account_id     INTEGER NOT NULL,              -- accounts.id
+    name           TEXT NOT NULL,                 -- as given (ManageSieve names are case-sensitive)
+    script         TEXT NOT NULL,
+    active         INTEGER NOT NULL DEFAULT 0,
+    version        INTEGER NOT NULL,              -- from meta.next_sieve_version
+    changed        REAL NOT NULL,
+    error_reported INTEGER NOT NULL DEFAULT 0,    -- 1: an error of this version was reported to the account
+    UNIQUE (account_id, name)
+);
+CREATE UNIQUE INDEX sieve_scripts_active ON sieve_scripts(account_id) WHERE active = 1;
+CREATE TABLE sieve_vacation (
+    account_id INTEGER NOT NULL,                  -- accounts.id
+    handle     TEXT NOT NULL,
+    sender     TEXT NOT NULL,                     -- lower-case
+    sent       REAL NOT NULL,                     -- when the last reply went
+    PRIMARY KEY (account_id, handle, sender)
+) WITHOUT ROWID;
+CREATE INDEX sieve_vacation_sent ON sieve_vacation(sent);
+-- End of version 27.

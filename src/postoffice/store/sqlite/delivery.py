@@ -1,7 +1,9 @@
 """Deliveries in the SQLite store: `commit_delivery` writes a whole `Delivery` in one write request, so in one
 savepoint of the writer's transaction (all or nothing): the distinct texts (one content each, shared by the
 copies that name it), the message rows with their own mailbox, flags and keywords, the queue entry for
-remote recipients, generated DSNs, and the delivery results of a queued message that the delivery completes.
+remote recipients, generated DSNs, Sieve vacation replies that are due (`sieve_vacation` records when the
+last went), reports of Sieve script errors (once per script version), and the delivery results of a queued
+message that the delivery completes.
 
 The order inside the request is that of the queue's own bookkeeping before this part existed: results
 first (a recipient that is final already fails the request before anything is written), then the copies,
@@ -15,7 +17,15 @@ import io
 import sqlite3
 import time
 
-from postoffice.store.api import ChangeEvent, DeliveredCopy, Delivery, DeliveryResult, NotFound, QueuedMessage
+from postoffice.store.api import (
+    ChangeEvent,
+    DeliveredCopy,
+    Delivery,
+    DeliveryResult,
+    NotFound,
+    QueuedMessage,
+    VacationReply,
+)
 from postoffice.store.sqlite.base import SqliteBase
 from postoffice.store.sqlite.columns import flags_to_columns, normalize_mailbox
 from postoffice.store.sqlite.rows import append_row, parsed_thread_keys, thread_for
@@ -39,6 +49,12 @@ class DeliveryMixin(SqliteBase):
         columns = {copy.flags: flags_to_columns(copy.flags) for copy in delivery.copies}
         keys = {index: parsed_thread_keys(delivery.texts[index].parsed) for index in uses}
         when = time.time() if delivery.internaldate is None else delivery.internaldate
+        notice_json = {
+            notice.script_id: dataclasses.replace(
+                notice.text.parsed, search_headers="", search_text=""
+            ).to_json()
+            for notice in delivery.notices
+        }
         record = delivery.record
 
         def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> DeliveryResult:
@@ -75,10 +91,36 @@ class DeliveryMixin(SqliteBase):
                     conn, events, first.source, first.parsed.size, delivery.outbound
                 )
             now = time.time()
-            for generated in (*delivery.generated, *delivery.forwards):
+            replies = [reply.message for reply in delivery.vacations if _vacation_due(conn, reply, now)]
+            for generated in (*delivery.generated, *delivery.forwards, *replies):
                 self._enqueue_rows(
                     conn, events, io.BytesIO(generated.data), len(generated.data), generated.outbound, now
                 )
+            for notice in delivery.notices:
+                reported = conn.execute(
+                    "UPDATE sieve_scripts SET error_reported = 1 WHERE id = ? AND version = ? "
+                    "AND error_reported = 0",
+                    (notice.script_id, notice.version),
+                ).rowcount
+                if reported:  # the first delivery to meet this version's error tells the account
+                    content = self._insert_content(
+                        conn, notice.text.source, notice.text.parsed, notice_json[notice.script_id], 1
+                    )
+                    inbox = _target_mailbox(conn, notice.account_id, "INBOX", None, False)
+                    thread = thread_for(conn, notice.account_id, parsed_thread_keys(notice.text.parsed))
+                    bits, keywords = flags_to_columns(())
+                    uid, modseq = append_row(
+                        conn,
+                        notice.account_id,
+                        inbox,
+                        content,
+                        bits,
+                        keywords,
+                        when,
+                        notice.text.parsed.size,
+                        thread,
+                    )
+                    events.append(ChangeEvent("added", notice.account_id, inbox, (uid,), modseq))
             recorded: QueuedMessage | None = None
             if record is not None:
                 (recorded,) = self._queued_messages(conn, [record.queue_id])
@@ -87,6 +129,24 @@ class DeliveryMixin(SqliteBase):
             return DeliveryResult(copies, queue_id, recorded)
 
         return await self._write(tx, grows=delivery.grows())
+
+
+def _vacation_due(conn: sqlite3.Connection, reply: VacationReply, now: float) -> bool:
+    """Whether `reply` goes (no reply went to its sender with its handle within its period); if so, its time
+    is recorded. A period of 0 replies every time (RFC 6131 section 2)."""
+    sender = reply.sender.lower()
+    row = conn.execute(
+        "SELECT sent FROM sieve_vacation WHERE account_id = ? AND handle = ? AND sender = ?",
+        (reply.account_id, reply.handle, sender),
+    ).fetchone()
+    if row is not None and reply.period > 0 and now - float(row[0]) < reply.period:
+        return False
+    conn.execute(
+        "INSERT INTO sieve_vacation (account_id, handle, sender, sent) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (account_id, handle, sender) DO UPDATE SET sent = excluded.sent",
+        (reply.account_id, reply.handle, sender, now),
+    )
+    return True
 
 
 def _target_mailbox(

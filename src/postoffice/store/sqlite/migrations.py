@@ -31,7 +31,7 @@ from postoffice.store.sqlite.rows import (
 
 log = logging.getLogger("postoffice.store")
 
-SCHEMA_VERSION = 26
+SCHEMA_VERSION = 27
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -192,6 +192,8 @@ _METADATA_TABLE = _schema_part("-- IMAP METADATA (version 22", "-- End of versio
 _ACL_TABLE = _schema_part("-- IMAP ACL (version 24", "-- End of version 24.")
 #: The table of version 25 (ACL entries of addresses that are no account, docs/decisions/0076).
 _ACL_NAMES_TABLE = _schema_part("-- IMAP ACL entries of addresses", "-- End of version 25.")
+#: The tables of version 27 (Sieve scripts and vacation replies, docs/decisions/0082).
+_SIEVE_TABLES = _schema_part("-- Sieve (version 27", "-- End of version 27.")
 #: Steps that bring a store from version N to N + 1 (SQL statements, or functions of the connection),
 #: applied in one transaction at open.
 MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = {
@@ -312,6 +314,8 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
     # THREAD=REFERENCES links the ids of References as the field has them (RFC 5256 section 4, 1.A; decision
     # 0079): rewritten from each stored header.
     25: (_thread_references_from_headers,),
+    # Sieve scripts and the vacation replies sent (issue 15, docs/decisions/0082): new tables only.
+    26: (*_SIEVE_TABLES, "INSERT OR IGNORE INTO meta (key, value) VALUES ('next_sieve_version', 1)"),
 }
 
 
@@ -338,6 +342,7 @@ def initialise(path: Path) -> None:
                         ("next_queue_id", 1),
                         ("next_thread_id", 1),
                         ("next_content_id", 1),
+                        ("next_sieve_version", 1),
                     ],
                 )
                 conn.execute("COMMIT")

@@ -27,6 +27,7 @@ from postoffice.store.sqlite.migrations import initialise
 from postoffice.store.sqlite.queue import QueueMixin
 from postoffice.store.sqlite.quota import QuotaMixin
 from postoffice.store.sqlite.reports import ReportsMixin
+from postoffice.store.sqlite.sieve import SieveMixin
 from postoffice.store.sqlite.threads import ThreadsMixin
 from postoffice.store.sqlite.web_sessions import WebSessionsMixin
 from postoffice.store.sqlite.writer import Writer
@@ -49,6 +50,7 @@ class SqliteMailStore(
     ReportsMixin,
     MetadataMixin,
     AclMixin,
+    SieveMixin,
 ):
     """The SQLite mail store: its parts assembled (see `postoffice.store.sqlite`)."""
 
