@@ -62,6 +62,7 @@ from postoffice.settings import (
     toml_value,
     type_name,
 )
+from postoffice.sieve.settings import SieveConfig
 from postoffice.smtp.settings import QueueConfig, SmtpConfig, SubmissionConfig
 from postoffice.store.settings import StoreConfig
 
@@ -200,6 +201,7 @@ CORE_SECTIONS: tuple[type, ...] = (
     QueueConfig,
     MailAuthConfig,
     MtaStsConfig,
+    SieveConfig,
     AuthConfig,
     Pop3Config,
     ImapConfig,
@@ -390,6 +392,10 @@ class Config:
     @property
     def mailauth(self) -> MailAuthConfig:
         return self.section(MailAuthConfig)
+
+    @property
+    def sieve(self) -> SieveConfig:
+        return self.section(SieveConfig)
 
     @property
     def mta_sts(self) -> MtaStsConfig:

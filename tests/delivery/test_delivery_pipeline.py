@@ -49,6 +49,9 @@ class _NoChecks:
         sign = False
         read_reports = False
 
+    class sieve:
+        enabled = False
+
 
 NO_CHECKS = _NoChecks()
 
@@ -354,8 +357,9 @@ def test_the_empty_chain_delivers_the_message_as_received_once_per_account(make:
         "authentication",
         "report-intake",
         "dkim-signing",
+        "sieve",
     ]
-    assert build_stages(NO_CHECKS, h.store) == ()  # verify = sign = read_reports = false: all left out
+    assert build_stages(NO_CHECKS, h.store) == ()  # verify = sign = read_reports = sieve = false: all left out
     assert h.pipeline.stages == ()
     raw = message("plain")
     outcome = h.call(

@@ -279,6 +279,17 @@ class DeliveryPipeline:
                     texts.append(await _prefixed(message, prefix))
                 text = found
             copies.append(_copy(recipient, text))
+            copies.extend(
+                NewCopy(
+                    recipient.account_id,
+                    text,
+                    t.mailbox,
+                    t.special_use,
+                    tuple(sorted(t.flags)),
+                    or_inbox=True,
+                )
+                for t in recipient.also
+            )
         outbound = None
         if plan.outbound:
             envelope, origin = plan.envelope, plan.origin
@@ -294,8 +305,25 @@ class DeliveryPipeline:
                 require_tls=envelope.require_tls,
             )
         forwards = await self.forwarder.messages(message, plan)
+        vacations = [  # signed as the server's other messages are (docs/decisions/0056)
+            reply._replace(
+                message=GeneratedMessage(
+                    await self.sign_generated(reply.message.data), reply.message.outbound
+                )
+            )
+            for reply in plan.vacations
+        ]
         result = await self.store.commit_delivery(
-            Delivery(texts, copies, outbound, generated, record, forwards=forwards)
+            Delivery(
+                texts,
+                copies,
+                outbound,
+                generated,
+                record,
+                forwards=forwards,
+                vacations=vacations,
+                notices=plan.notices,
+            )
         )
         return DeliveryOutcome(None, result.copies, result.queue_id, recorded=result.recorded)
 

@@ -35,7 +35,7 @@ from postoffice.store import SYSTEM_FLAGS, OutboundRecipient
 
 if TYPE_CHECKING:
     from postoffice.message import ParsedMessage
-    from postoffice.store import Account
+    from postoffice.store import Account, ScriptErrorNotice, VacationReply
 
 #: Where a message comes from: port 25 ("mx"), a user's submission, a relaying client of `relay_networks`,
 #: the queue's local deliveries (bounces and queued mail for our users).
@@ -131,6 +131,14 @@ class Recipient(NamedTuple):
         return not self.account_ids and not self.forwards
 
 
+class Target(NamedTuple):
+    """A further copy of an account's message (`RecipientPlan.also`): mailbox or special use, and flags."""
+
+    mailbox: str
+    special_use: str | None = None
+    flags: frozenset[str] = frozenset()
+
+
 @dataclass(eq=False, slots=True)
 class RecipientPlan:
     """What happens to the copy of one local account (see the module notes)."""
@@ -144,6 +152,8 @@ class RecipientPlan:
     header_fields: list[bytes] = field(default_factory=list)
     action: Action = "deliver"
     refusal: Refusal | None = None
+    #: further copies of the same text into other mailboxes, when delivered (Sieve's fileinto with a keep)
+    also: list[Target] = field(default_factory=list)
 
     def file_into(self, mailbox: str, *, special_use: str | None = None) -> None:
         """Store the copy in `mailbox` (or the account's mailbox with the `special_use` attribute); INBOX when
@@ -164,10 +174,17 @@ class RecipientPlan:
     def reject(self, refusal: Refusal = REFUSED) -> None:
         self.action = "reject"
         self.refusal = refusal
+        self.also.clear()
 
     def discard(self) -> None:
         self.action = "discard"
         self.refusal = None
+        self.also.clear()
+
+    @property
+    def copies(self) -> int:
+        """How many copies are stored for this account (0 unless delivered)."""
+        return 1 + len(self.also) if self.action == "deliver" else 0
 
     def keep(self) -> None:
         """Deliver after all (a later stage overrides an earlier rejection or discard)."""
@@ -250,6 +267,10 @@ class DeliveryPlan:
     #: ARC seal of forwarded copies: "" and "none" when nothing was checked
     authentication_results: str = ""
     arc_chain: str = "none"
+    #: Sieve vacation replies, each sent unless one went to its sender recently (the store decides)
+    vacations: list[VacationReply] = field(default_factory=list)
+    #: reports of Sieve script errors to their accounts (once per script version: the store decides)
+    notices: list[ScriptErrorNotice] = field(default_factory=list)
 
     def account(self, account_id: int) -> RecipientPlan | None:
         return next((r for r in self.recipients if r.account_id == account_id), None)

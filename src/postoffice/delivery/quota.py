@@ -69,7 +69,7 @@ async def apply_quotas(store: MailStore, message: Message, plan: DeliveryPlan) -
         use = usage.get(recipient.account_id)
         if use is None:
             continue
-        refusal = use.refusal(message.parsed.size + len(recipient.prefix))
+        refusal = use.refusal((message.parsed.size + len(recipient.prefix)) * recipient.copies)
         if refusal is not None:
             log.info(
                 "delivery id=%s to=<%s> account_id=%d over quota: %s",

@@ -75,11 +75,18 @@ def _dkim_signing(config: Any, store: MailStore) -> Stage | None:
     return make_stage(config, store)
 
 
+def _sieve(config: Any, store: MailStore) -> Stage | None:
+    from postoffice.sieve.stage import make_stage  # the Sieve compiler: loaded only by a server
+
+    return make_stage(config, store)
+
+
 #: Every delivery stage, in the order they run (authentication results, DKIM signing, spam scoring, Sieve).
 STAGES: tuple[StageRegistration, ...] = (
     StageRegistration("authentication", _authentication),
     StageRegistration("report-intake", _report_intake),
     StageRegistration("dkim-signing", _dkim_signing),
+    StageRegistration("sieve", _sieve),
 )
 
 

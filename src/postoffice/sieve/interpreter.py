@@ -134,8 +134,15 @@ class SieveMessage:
 
     @classmethod
     def from_bytes(cls, raw: bytes, envelope_from: str = "", envelope_to: str = "") -> SieveMessage:
-        fields = tuple((name, value.strip()) for name, value, _codec in iter_fields(header_block(raw)))
-        return cls(fields, len(raw), envelope_from, envelope_to)
+        return cls.from_header(raw, len(raw), envelope_from, envelope_to)
+
+    @classmethod
+    def from_header(
+        cls, head: bytes, size: int, envelope_from: str = "", envelope_to: str = ""
+    ) -> SieveMessage:
+        """Of a message's header block (or the message: what follows the header is not read) and its size."""
+        fields = tuple((name, value.strip()) for name, value, _codec in iter_fields(header_block(head)))
+        return cls(fields, size, envelope_from, envelope_to)
 
     def values(self, name: str) -> list[str]:
         wanted = name.lower()

@@ -1,0 +1,362 @@
+"""Sieve at delivery: the stage that runs each recipient's active script and carries its outcome into the
+delivery plan (RFC 5228 section 2.10; docs/decisions/0082).
+
+Implementation notes
+- The stage runs last among the stages (`delivery.stages.STAGES`): a script sees the header fields the
+  earlier stages added for its account (Authentication-Results, spam headers), and its keep goes where they
+  left the copy (a spam stage's Junk: section 2.10.2's "default action"); `fileinto "INBOX"` is the Inbox.
+- One read for all recipients (`MailStore.active_sieve_scripts`), and nothing else for accounts without a
+  script. Checked scripts are cached by (script id, version): a version is never reused, so the cache never
+  serves an old text.
+- The outcome becomes the plan: the first target is the copy's mailbox, the others `RecipientPlan.also`
+  (stored in the one delivery transaction with the rest, section 2.10.1's all-or-nothing); no target is a
+  discard; `redirect` is a forward (`delivery.forwarding`: SRS envelope sender, ARC seal, loop check, all in
+  the same transaction); `reject`/`ereject` (RFC 5429) refuse the copy (550 5.7.1 with the reason, the
+  pipeline answers in the SMTP dialogue when every recipient refused, else by a DSN), and a message from the
+  null reverse path is discarded instead (there is nobody to tell, RFC 5429 section 2.1.2); `vacation` makes
+  a reply (RFC 5230 section 5, RFC 3834) that the store queues only when none went to that sender with that
+  handle within the period (`VacationReply`), so two deliveries at once do not both reply.
+- A script that does not compile (one stored before the checker knew better) or fails at run time keeps the
+  message where the plan had it (section 2.10.6: the implicit keep), logs the error and tells the account
+  with a message in its Inbox once per version of the script (`ScriptErrorNotice`).
+- What the tests read: the header block (read once from the spool, at most MAX_HEADER_OCTETS) after the
+  account's own added fields; the size of the account's copy; the envelope (from: the reverse path; to: the
+  first address of ours that reached the account).
+"""
+
+from __future__ import annotations
+
+import email.message
+import email.policy
+import email.utils
+import io
+import logging
+import re
+from collections import OrderedDict
+from typing import IO, TYPE_CHECKING
+
+from postoffice.delivery.plan import Forward, Refusal, Target
+from postoffice.message import parse_message
+from postoffice.message.headers import decode_words
+from postoffice.sieve import checker, grammar
+from postoffice.sieve.interpreter import (
+    Discard,
+    FileInto,
+    Keep,
+    Outcome,
+    Redirect,
+    Reject,
+    SieveMessage,
+    SieveRuntimeError,
+    Vacation,
+    run,
+    vacation_refusal,
+)
+from postoffice.store import (
+    GeneratedMessage,
+    MessageText,
+    OutboundMessage,
+    OutboundRecipient,
+    ScriptErrorNotice,
+    SieveScript,
+    VacationReply,
+)
+
+if TYPE_CHECKING:
+    from postoffice.config import Config
+    from postoffice.delivery.plan import DeliveryPlan, Message, RecipientPlan
+    from postoffice.store import MailStore
+
+log = logging.getLogger("postoffice.sieve")
+
+#: Octets of the header block a script's tests read (a larger header is read this far).
+MAX_HEADER_OCTETS = 1024 * 1024
+#: Checked scripts kept in memory, by (script id, version).
+COMPILED_CACHE_SIZE = 1000
+#: Longest reject reason put into an SMTP reply line (RFC 5321 section 4.5.3.1.5: 512 octets in all).
+MAX_REASON = 300
+
+_ADDRESS = re.compile(r"[^\s<>()@,;:\\\"\[\]]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+")
+
+
+class ScriptError(Exception):
+    """The script cannot be compiled or carried out; the message is kept (module notes)."""
+
+
+def compile_script(text: str) -> tuple[checker.Checked, ...]:
+    """The checked program of a script's text; grammar.SieveSyntaxError (or its SieveCheckError) with the line
+    and column of the first error."""
+    return checker.check(grammar.parse(text))
+
+
+def _header_of(source: IO[bytes], limit: int = MAX_HEADER_OCTETS) -> bytes:
+    """The header block of the message in `source` (up to and with its empty line), at most `limit` octets."""
+    source.seek(0)
+    head = bytearray()
+    while len(head) < limit:
+        chunk = source.read(64 * 1024)
+        if not chunk:
+            break
+        start = max(len(head) - 3, 0)
+        head += chunk
+        end = head.find(b"\r\n\r\n", start)
+        if end < 0:
+            end_lf = head.find(b"\n\n", start)
+            if end_lf >= 0:
+                return bytes(head[: end_lf + 2])
+            continue
+        return bytes(head[: end + 4])
+    return bytes(head[:limit])
+
+
+def reject_refusal(reason: str) -> Refusal:
+    """The SMTP refusal of a reject or ereject (RFC 5429 section 2.1: 550 5.7.1): the reason on one line of
+    printable ASCII (other characters as "?"), at most MAX_REASON characters."""
+    flat = " ".join(reason.split())
+    flat = (
+        "".join(c if " " <= c <= "~" else "?" for c in flat)[:MAX_REASON]
+        or "Rejected by the recipient's filter"
+    )
+    return Refusal(550, "5.7.1", flat, "sieve")
+
+
+class SieveStage:
+    """The delivery stage of the users' Sieve scripts (see the module notes)."""
+
+    name = "sieve"
+
+    def __init__(self, store: MailStore, hostname: str) -> None:
+        self.store = store
+        self.hostname = hostname
+        self._compiled: OrderedDict[tuple[int, int], tuple[checker.Checked, ...] | ScriptError] = (
+            OrderedDict()
+        )
+
+    def compiled(self, script: SieveScript) -> tuple[checker.Checked, ...]:
+        """The checked program of `script`, from the cache; ScriptError when it does not compile."""
+        key = (script.id, script.version)
+        found = self._compiled.get(key)
+        if found is None:
+            try:
+                found = compile_script(script.text)
+            except grammar.SieveSyntaxError as exc:
+                found = ScriptError(str(exc))
+            self._compiled[key] = found
+            while len(self._compiled) > COMPILED_CACHE_SIZE:
+                self._compiled.popitem(last=False)
+        else:
+            self._compiled.move_to_end(key)
+        if isinstance(found, ScriptError):
+            raise found
+        return found
+
+    async def run(self, message: Message, plan: DeliveryPlan) -> None:
+        kept = [r for r in plan.recipients if r.action == "deliver"]
+        if not kept:
+            return
+        scripts = await self.store.active_sieve_scripts([r.account_id for r in kept])
+        if not scripts:
+            return
+        head = _header_of(message.source)
+        for recipient in kept:
+            script = scripts.get(recipient.account_id)
+            if script is not None:
+                self._filter(script, head, message, plan, recipient)
+
+    def _filter(
+        self, script: SieveScript, head: bytes, message: Message, plan: DeliveryPlan, recipient: RecipientPlan
+    ) -> None:
+        prefix = recipient.prefix
+        sieve_message = SieveMessage.from_header(
+            prefix + head,
+            message.parsed.size + len(prefix),
+            envelope_from=plan.envelope.sender,
+            envelope_to=recipient.addresses[0],
+        )
+        try:
+            outcome = run(self.compiled(script), sieve_message)
+            self._carry_out(outcome, script, sieve_message, plan, recipient)
+        except (ScriptError, SieveRuntimeError) as exc:
+            log.warning(
+                "delivery id=%s account_id=%d sieve script %r failed, message kept: %s",
+                plan.origin.id or "-",
+                recipient.account_id,
+                script.name,
+                exc,
+            )
+            if not script.error_reported:
+                plan.notices.append(self._notice(script, str(exc), sieve_message))
+
+    def _carry_out(
+        self,
+        outcome: Outcome,
+        script: SieveScript,
+        message: SieveMessage,
+        plan: DeliveryPlan,
+        recipient: RecipientPlan,
+    ) -> None:
+        """The outcome into the plan (module notes); SieveRuntimeError before anything is changed when it
+        cannot be carried out."""
+        targets: list[Target | None] = []  # None: where the plan had the copy (the keep)
+        forwards: list[str] = []
+        vacation: Vacation | None = None
+        rejected: Reject | None = None
+        for action in outcome.actions:
+            if isinstance(action, Keep):
+                targets.append(None)
+            elif isinstance(action, FileInto):
+                targets.append(Target("INBOX" if action.mailbox.upper() == "INBOX" else action.mailbox))
+            elif isinstance(action, Redirect):
+                address = action.address.strip()
+                if address.startswith("<") and address.endswith(">"):
+                    address = address[1:-1]
+                if not _ADDRESS.fullmatch(address):
+                    raise SieveRuntimeError(f"redirect to an address that is not one: {action.address!r}")
+                forwards.append(address)
+            elif isinstance(action, Reject):
+                rejected = action
+            elif isinstance(action, Vacation):
+                vacation = action
+            elif isinstance(action, Discard):
+                pass
+        if outcome.implicit_keep:
+            targets.append(None)
+        # the plan changes only now: nothing above may fail halfway
+        via = recipient.addresses[0]
+        for address in forwards:
+            if all(f.target.lower() != address.lower() for f in plan.forwards):
+                plan.forwards.append(Forward(via, address))
+        if vacation is not None:
+            reply = self._vacation(script, vacation, message, recipient)
+            if reply is not None:
+                plan.vacations.append(reply)
+        if rejected is not None:
+            if plan.envelope.sender:
+                recipient.reject(reject_refusal(rejected.reason))
+            else:  # RFC 5429 2.1.2: nobody to tell of a message from the null reverse path
+                recipient.discard()
+            return
+        default = Target(recipient.mailbox, recipient.special_use)
+        # each mailbox once (section 2.10.3), INBOX in any case being INBOX
+        chosen = list(
+            {_place(t): t for t in (default if t is None else t for t in reversed(targets))}.values()
+        )
+        chosen.reverse()
+        if not chosen:
+            recipient.discard()
+            return
+        first, *others = chosen
+        recipient.file_into(first.mailbox, special_use=first.special_use)
+        recipient.also.extend(others)
+
+    def _vacation(
+        self, script: SieveScript, vacation: Vacation, message: SieveMessage, recipient: RecipientPlan
+    ) -> VacationReply | None:
+        own = [script.address, *recipient.addresses]
+        refusal = vacation_refusal(message, vacation, own)
+        if refusal is not None:
+            log.info("sieve vacation of account_id=%d not sent: %s", recipient.account_id, refusal)
+            return None
+        sender = message.envelope_from
+        data = vacation_reply(
+            vacation,
+            message,
+            from_address=vacation.from_address or recipient.addresses[0],
+            to=sender,
+            hostname=self.hostname,
+        )
+        outbound = OutboundMessage(
+            sender="",  # RFC 3834 section 3.3 / RFC 5230 section 5.1: from the null reverse path
+            recipients=[OutboundRecipient(sender, notify="NEVER")],
+            smtputf8=not sender.isascii(),
+            eight_bit=not data.isascii(),
+        )
+        return VacationReply(
+            recipient.account_id,
+            vacation.handle,
+            sender,
+            float(vacation.seconds),
+            GeneratedMessage(data, outbound),
+        )
+
+    def _notice(self, script: SieveScript, error: str, message: SieveMessage) -> ScriptErrorNotice:
+        data = error_notice(script, error, message, hostname=self.hostname)
+        return ScriptErrorNotice(
+            script.account_id,
+            script.id,
+            script.version,
+            MessageText(io.BytesIO(data), parse_message(io.BytesIO(data))),
+        )
+
+
+def _place(target: Target) -> tuple[str, str | None]:
+    """Where a target puts a copy, for telling two targets apart."""
+    return (
+        target.mailbox.upper() if target.mailbox.upper() == "INBOX" else target.mailbox,
+        target.special_use,
+    )
+
+
+def _first(message: SieveMessage, name: str) -> str:
+    values = message.values(name)
+    return " ".join(values[0].split()) if values else ""
+
+
+def vacation_reply(
+    vacation: Vacation, message: SieveMessage, *, from_address: str, to: str, hostname: str
+) -> bytes:
+    """The reply of RFC 5230 section 5: Subject (the script's, else "Auto: " and the original's, 5.6),
+    In-Reply-To and References (5.8), Auto-Submitted: auto-replied (5.x, RFC 3834 5), From the recipient or
+    the script's :from, To the reverse path; the reason as text/plain UTF-8, or as the MIME entity it is with
+    :mime (section 4.8)."""
+    subject = vacation.subject
+    if subject is None:
+        original = decode_words(_first(message, "Subject"))
+        subject = f"Auto: {original}" if original else "Auto: (no subject)"
+    reply = email.message.EmailMessage(policy=email.policy.SMTP)
+    reply["From"] = from_address
+    reply["To"] = to
+    reply["Subject"] = subject
+    reply["Date"] = email.utils.formatdate(localtime=False)
+    reply["Message-ID"] = email.utils.make_msgid(domain=hostname)
+    message_id = _first(message, "Message-ID")
+    if message_id:
+        reply["In-Reply-To"] = message_id
+        references = " ".join([*_first(message, "References").split(), message_id][-20:])
+        reply["References"] = references
+    reply["Auto-Submitted"] = "auto-replied (vacation)"
+    if vacation.mime:
+        head = reply.as_bytes(policy=email.policy.SMTP)  # the header section and its empty line
+        entity = vacation.reason.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+        return head.rstrip(b"\r\n") + b"\r\nMIME-Version: 1.0\r\n" + entity
+    reply.set_content(vacation.reason.replace("\r\n", "\n"), charset="utf-8")  # lines end in CRLF on output
+    return reply.as_bytes(policy=email.policy.SMTP)
+
+
+def error_notice(script: SieveScript, error: str, message: SieveMessage, *, hostname: str) -> bytes:
+    """The message that tells an account its script failed, with what failed and where the mail went."""
+    notice = email.message.EmailMessage(policy=email.policy.SMTP)
+    notice["From"] = f"Mail Delivery System <MAILER-DAEMON@{hostname}>"
+    notice["To"] = script.address
+    notice["Subject"] = f'Your mail filter "{script.name}" failed'
+    notice["Date"] = email.utils.formatdate(localtime=False)
+    notice["Message-ID"] = email.utils.make_msgid(domain=hostname)
+    notice["Auto-Submitted"] = "auto-generated"
+    subject = decode_words(_first(message, "Subject")) or "(no subject)"
+    sender = message.envelope_from or "(no sender)"
+    notice.set_content(
+        f'Your Sieve filter "{script.name}" could not be carried out:\n\n'
+        f"    {error}\n\n"
+        f'The message "{subject}" from {sender} was kept in your Inbox, and so will be every message while\n'
+        "the filter fails. Correct the filter in the webmail's settings or in your mail program's filter\n"
+        "editor; this is the only notice about this version of the filter.\n",
+        charset="utf-8",
+    )
+    return notice.as_bytes(policy=email.policy.SMTP)
+
+
+def make_stage(config: Config, store: MailStore) -> SieveStage | None:
+    """The stage for this configuration (`delivery.stages.STAGES`); None when [sieve] enabled is off."""
+    if not config.sieve.enabled:
+        return None
+    return SieveStage(store, config.server.hostname)
