@@ -81,6 +81,26 @@ def test_fileinto_and_keep_store_one_copy_in_each_mailbox(h: Harness) -> None:
     assert subjects(h, OTHER) == []
 
 
+def test_fileinto_addflag_and_keep_commit_together_each_copy_with_its_flags(h: Harness) -> None:
+    h.call(h.store.create_mailbox(h.ids[DEMO], "Work"))
+    activate(
+        h,
+        DEMO,
+        'require ["fileinto", "imap4flags"];\r\n'
+        'addflag "$Work";\r\n'
+        'fileinto :flags "\\\\Flagged $Urgent" "Work";\r\n'
+        'fileinto "work";\r\n'  # mailbox names are case-sensitive: "work" does not exist, so INBOX
+        'addflag ["\\\\Seen", "\\\\Recent", "bad(flag"];\r\n'  # \Recent and what is no atom: left out
+        "keep;\r\n",
+    )
+    send(h, message("flagged"))
+    (work,) = h.messages(DEMO, "Work")
+    assert work.flags == frozenset({"\\Flagged", "$Urgent"})
+    inbox = h.messages(DEMO)
+    assert [m.flags for m in inbox] == [frozenset({"$Work", "\\Seen"})]  # "work" and the keep: INBOX, once
+    assert work.content_id == inbox[0].content_id  # one stored text for both copies
+
+
 def test_fileinto_a_mailbox_that_does_not_exist_keeps_the_message_in_the_inbox(h: Harness) -> None:
     activate(h, DEMO, 'require "fileinto"; fileinto "Nowhere";')
     send(h, message("lost?"))

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from postoffice.sieve import interpreter
 from postoffice.sieve.checker import check
-from postoffice.sieve.grammar import parse
+from postoffice.sieve.grammar import SieveSyntaxError, parse
 from postoffice.sieve.interpreter import (
     MAX_REDIRECTS,
     Discard,
@@ -231,3 +231,55 @@ def test_vacation_conflicts() -> None:
     for script in ('vacation "a"; vacation "b";', 'vacation "a"; reject "no";'):
         with pytest.raises(SieveRuntimeError):
             vacation_of(script)
+
+
+# -- imap4flags (RFC 5232) --------------------------------------------------------------------------------
+
+
+def test_flag_commands_change_the_internal_variable_that_keep_and_fileinto_use() -> None:
+    script = (
+        'require "imap4flags";\r\n'
+        'setflag ["\\\\Seen", "$Work  later"];\r\n'  # a string may hold several flags
+        'addflag "\\\\seen $Important";\r\n'  # flag names are case-insensitive: once
+        'fileinto "A";\r\n'
+        'removeflag "LATER";\r\n'
+        'fileinto :flags "\\\\Flagged" "B";\r\n'
+        "keep;\r\n"
+        'addflag "$Last";\r\n'
+    )
+    found = outcome(script)
+    assert found.actions == [
+        FileInto("A", flags=("\\Seen", "$Work", "later", "$Important")),
+        FileInto("B", flags=("\\Flagged",)),
+        Keep(("\\Seen", "$Work", "$Important")),
+    ]
+    assert found.flags == ("\\Seen", "$Work", "$Important", "$Last")  # what the implicit keep would use
+    assert outcome('require "imap4flags"; setflag "a"; setflag "";').flags == ()
+
+
+@pytest.mark.parametrize(
+    ("test", "holds"),
+    [
+        ('hasflag "$work"', True),
+        ('hasflag ["x", "\\\\SEEN"]', True),
+        ('hasflag :contains "ork"', True),
+        ('hasflag :matches "$*k"', True),
+        ('hasflag :comparator "i;octet" "$work"', False),
+        ('hasflag "later"', False),
+        ('hasflag ""', False),
+    ],
+)
+def test_hasflag_matches_each_flag_of_the_internal_variable(test: str, holds: bool) -> None:
+    script = f'require "imap4flags"; setflag "\\\\Seen $Work"; if {test} {{ discard; }}'
+    assert (outcome(script).delivered_to() == []) == holds
+
+
+def test_imap4flags_needs_its_require() -> None:
+    for script in (
+        'setflag "a";',
+        'keep :flags "a";',
+        'if hasflag "a" { stop; }',
+        'fileinto :flags "a" "B";',
+    ):
+        with pytest.raises(SieveSyntaxError, match="imap4flags"):
+            check(parse(REQUIRE + script))

@@ -13,9 +13,9 @@ the node or argument at fault. What a command or test takes is written once as a
 - `test`: whether it takes one test, a test list, or none; `block`: whether a block follows.
 
 Built so far: the base language of RFC 5228 and the extensions fileinto, envelope, reject and ereject (RFC
-5429), copy (RFC 3894), vacation and vacation-seconds (RFC 5230, 6131), and the comparator i;ascii-numeric
-(RFC 4790). `SUPPORTED` lists them; the other
-extensions of issue 15 add their specs here as they are built.
+5429), copy (RFC 3894), vacation and vacation-seconds (RFC 5230, 6131), imap4flags (RFC 5232, without the
+variable-name forms, which need "variables"), and the comparator i;ascii-numeric (RFC 4790). `SUPPORTED`
+lists them; the other extensions of issue 15 add their specs here as they are built.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ SUPPORTED = frozenset(
         "comparator-i;ascii-numeric",
         "vacation",
         "vacation-seconds",
+        "imap4flags",
     }
 )
 #: Comparators every script may name without `require` (RFC 5228 section 2.7.3).
@@ -99,12 +100,19 @@ COMMANDS: dict[str, Spec] = {
     "elsif": Spec(test=Takes.TEST, block=True),
     "else": Spec(block=True),
     "stop": Spec(),
-    "keep": Spec(),
+    "keep": Spec(tags={"flags": Kind.STRINGS}, tag_needs={"flags": "imap4flags"}),
     "discard": Spec(),
     "redirect": Spec(positional=(Kind.STRING,), tags={"copy": None}, tag_needs={"copy": "copy"}),
     "fileinto": Spec(
-        positional=(Kind.STRING,), tags={"copy": None}, needs="fileinto", tag_needs={"copy": "copy"}
+        positional=(Kind.STRING,),
+        tags={"copy": None, "flags": Kind.STRINGS},
+        needs="fileinto",
+        tag_needs={"copy": "copy", "flags": "imap4flags"},
     ),
+    # RFC 5232 section 3 (the form with a variable name needs "variables", which is not supported yet)
+    "setflag": Spec(positional=(Kind.STRINGS,), needs="imap4flags"),
+    "addflag": Spec(positional=(Kind.STRINGS,), needs="imap4flags"),
+    "removeflag": Spec(positional=(Kind.STRINGS,), needs="imap4flags"),
     "reject": Spec(positional=(Kind.STRING,), needs="reject"),
     "ereject": Spec(positional=(Kind.STRING,), needs="ereject"),
     # RFC 5230 section 4, with :seconds of RFC 6131 (which needs "vacation-seconds", section 2)
@@ -141,6 +149,12 @@ TESTS: dict[str, Spec] = {
         positional=(Kind.STRINGS, Kind.STRINGS), tags={**_MATCH_TYPES, **_COMPARATOR}, groups=_MATCH_GROUPS
     ),
     "exists": Spec(positional=(Kind.STRINGS,)),
+    "hasflag": Spec(  # RFC 5232 section 4
+        positional=(Kind.STRINGS,),
+        tags={**_MATCH_TYPES, **_COMPARATOR},
+        groups=_MATCH_GROUPS,
+        needs="imap4flags",
+    ),
     "size": Spec(positional=(Kind.NUMBER,), tags={"over": None, "under": None}),
     "allof": Spec(test=Takes.TEST_LIST),
     "anyof": Spec(test=Takes.TEST_LIST),

@@ -9,6 +9,9 @@ here; delivery carries the outcome out in one transaction (issue 15).
   reply; the caller keeps the per-sender record of replies sent). `fileinto`, `redirect`, `discard` and
   `reject` cancel the implicit keep, except with `:copy` (RFC 3894); `vacation` does not. An explicit
   `keep` stands for the implicit one: the message is kept once.
+- imap4flags (RFC 5232): setflag, addflag and removeflag change the run's internal variable (flag names
+  case-insensitive, each once); keep and fileinto take `:flags` or the variable's value when they run, the
+  implicit keep its value at the end (`Outcome.flags`); hasflag matches each flag of the variable.
 - Tests read a `SieveMessage`: the header fields of the message as delivery stored it (RFC 2047 words
   decoded for `header`, section 5.7; addresses parsed for `address`, section 5.1), its size, and the
   envelope of this delivery (section 5.4: "from" is the reverse path, "" for the null one; "to" the
@@ -46,13 +49,14 @@ class SieveRuntimeError(Exception):
 
 @dataclass(frozen=True)
 class Keep:
-    pass
+    flags: tuple[str, ...] = ()  # RFC 5232: the flags the kept copy gets
 
 
 @dataclass(frozen=True)
 class FileInto:
     mailbox: str
     copy: bool = False
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,8 @@ class Outcome:
 
     actions: list[Action] = field(default_factory=list)
     implicit_keep: bool = True
+    #: RFC 5232 section 3: the internal flags variable at the end, which the implicit keep uses
+    flags: tuple[str, ...] = ()
 
     def delivered_to(self) -> list[str]:
         """The mailboxes the message goes into ("INBOX" for a keep), each once, in order."""
@@ -247,11 +253,22 @@ def _address_part(tags: dict[str, tuple[str, ...] | int | None], address: str) -
 # -------------------------------------------------------------------------------------------------- run
 
 
+def flag_list(values: Sequence[str]) -> list[str]:
+    """RFC 5232 section 3: a list of flags from strings, each a space-separated list; each flag once (flag
+    names are case-insensitive: the first spelling is kept)."""
+    flags: dict[str, str] = {}
+    for value in values:
+        for name in value.split():
+            flags.setdefault(name.lower(), name)
+    return list(flags.values())
+
+
 class _Run:
     def __init__(self, message: SieveMessage) -> None:
         self.message = message
         self.outcome = Outcome()
         self.redirects = 0
+        self.flags: list[str] = []  # RFC 5232's internal variable
 
     def act(self, action: Action, cancels_keep: bool) -> None:
         if action not in self.outcome.actions:  # section 2.10.3: the same action twice is one
@@ -282,6 +299,8 @@ class _Run:
             return self.message.size > limit if "over" in tags else self.message.size < limit
         if name == "exists":
             return all(self.message.values(header) for header in strings(args[0]))
+        if name == "hasflag":  # RFC 5232 section 4: any flag of the variable matches any of the keys
+            return _any_match(tags, self.flags, strings(args[0]))
         if name == "header":
             values = [decode_words(v) for h in strings(args[0]) for v in self.message.values(h)]
             return _any_match(tags, values, strings(args[1]))
@@ -328,12 +347,23 @@ class _Run:
         copy = "copy" in tags
         if name == "require":
             return
+        if name in ("setflag", "addflag", "removeflag"):
+            given = flag_list(strings(args[0]))
+            if name == "setflag":
+                self.flags = given
+            elif name == "addflag":
+                self.flags = flag_list([*self.flags, *given])
+            else:
+                gone = {flag.lower() for flag in given}
+                self.flags = [flag for flag in self.flags if flag.lower() not in gone]
+            return
+        flags = tuple(flag_list(strings(tags["flags"]))) if "flags" in tags else tuple(self.flags)
         if name == "keep":
-            self.act(Keep(), cancels_keep=True)  # the explicit keep is the keep: not twice
+            self.act(Keep(flags), cancels_keep=True)  # the explicit keep is the keep: not twice
         elif name == "discard":
             self.act(Discard(), cancels_keep=True)
         elif name == "fileinto":
-            self.act(FileInto(strings(args[0])[0], copy), cancels_keep=not copy)
+            self.act(FileInto(strings(args[0])[0], copy, flags), cancels_keep=not copy)
         elif name == "redirect":
             self.act(Redirect(strings(args[0])[0], copy), cancels_keep=not copy)
         elif name in ("reject", "ereject"):
@@ -407,6 +437,7 @@ def run(script: tuple[Checked, ...], message: SieveMessage) -> Outcome:
     running = _Run(message)
     running.commands(script)
     outcome = running.outcome
+    outcome.flags = tuple(running.flags)
     rejects = [a for a in outcome.actions if isinstance(a, Reject)]
     if rejects and (
         len(rejects) > 1 or any(isinstance(a, (Keep, FileInto, Redirect, Vacation)) for a in outcome.actions)

@@ -35,7 +35,7 @@ import re
 from collections import OrderedDict
 from typing import IO, TYPE_CHECKING
 
-from postoffice.delivery.plan import Forward, Refusal, Target
+from postoffice.delivery.plan import Forward, Refusal, Target, flag
 from postoffice.message import parse_message
 from postoffice.message.headers import decode_words
 from postoffice.sieve import checker, grammar
@@ -161,9 +161,9 @@ class SieveStage:
         for recipient in kept:
             script = scripts.get(recipient.account_id)
             if script is not None:
-                self._filter(script, head, message, plan, recipient)
+                await self._filter(script, head, message, plan, recipient)
 
-    def _filter(
+    async def _filter(
         self, script: SieveScript, head: bytes, message: Message, plan: DeliveryPlan, recipient: RecipientPlan
     ) -> None:
         prefix = recipient.prefix
@@ -175,7 +175,14 @@ class SieveStage:
         )
         try:
             outcome = run(self.compiled(script), sieve_message)
-            self._carry_out(outcome, script, sieve_message, plan, recipient)
+            named = {
+                a.mailbox for a in outcome.actions if isinstance(a, FileInto) and a.mailbox.upper() != "INBOX"
+            }
+            missing = set()
+            for name in named:  # a mailbox that does not exist is INBOX (section 4.1), and is INBOX once
+                if await self.store.get_mailbox(recipient.account_id, name) is None:
+                    missing.add(name)
+            self._carry_out(outcome, script, sieve_message, plan, recipient, missing)
         except (ScriptError, SieveRuntimeError) as exc:
             log.warning(
                 "delivery id=%s account_id=%d sieve script %r failed, message kept: %s",
@@ -194,18 +201,21 @@ class SieveStage:
         message: SieveMessage,
         plan: DeliveryPlan,
         recipient: RecipientPlan,
+        missing: set[str],
     ) -> None:
         """The outcome into the plan (module notes); SieveRuntimeError before anything is changed when it
-        cannot be carried out."""
-        targets: list[Target | None] = []  # None: where the plan had the copy (the keep)
+        cannot be carried out. `missing`: mailboxes named by fileinto that the account does not have."""
+        targets: list[Target] = []  # mailbox "": where the plan had the copy (the keep)
         forwards: list[str] = []
         vacation: Vacation | None = None
         rejected: Reject | None = None
         for action in outcome.actions:
             if isinstance(action, Keep):
-                targets.append(None)
+                targets.append(Target("", None, _flags(action.flags)))
             elif isinstance(action, FileInto):
-                targets.append(Target("INBOX" if action.mailbox.upper() == "INBOX" else action.mailbox))
+                inbox = action.mailbox.upper() == "INBOX" or action.mailbox in missing
+                mailbox = "INBOX" if inbox else action.mailbox
+                targets.append(Target(mailbox, None, _flags(action.flags)))
             elif isinstance(action, Redirect):
                 address = action.address.strip()
                 if address.startswith("<") and address.endswith(">"):
@@ -219,8 +229,8 @@ class SieveStage:
                 vacation = action
             elif isinstance(action, Discard):
                 pass
-        if outcome.implicit_keep:
-            targets.append(None)
+        if outcome.implicit_keep:  # with the flags the script left (RFC 5232 section 3)
+            targets.append(Target("", None, _flags(outcome.flags)))
         # the plan changes only now: nothing above may fail halfway
         via = recipient.addresses[0]
         for address in forwards:
@@ -236,17 +246,22 @@ class SieveStage:
             else:  # RFC 5429 2.1.2: nobody to tell of a message from the null reverse path
                 recipient.discard()
             return
-        default = Target(recipient.mailbox, recipient.special_use)
-        # each mailbox once (section 2.10.3), INBOX in any case being INBOX
-        chosen = list(
-            {_place(t): t for t in (default if t is None else t for t in reversed(targets))}.values()
-        )
-        chosen.reverse()
+        # each mailbox once (section 2.10.3; INBOX in any case is INBOX), with the flags of all its targets
+        # and those earlier stages gave the copy
+        chosen: dict[tuple[str, str | None], Target] = {}
+        for target in targets:
+            if not target.mailbox:
+                target = Target(recipient.mailbox, recipient.special_use, target.flags)
+            place = _place(target)
+            before = chosen.get(place)
+            flags = target.flags | (before.flags if before is not None else recipient.flags)
+            chosen[place] = target._replace(flags=frozenset(flags))
         if not chosen:
             recipient.discard()
             return
-        first, *others = chosen
+        first, *others = chosen.values()
         recipient.file_into(first.mailbox, special_use=first.special_use)
+        recipient.add_flags(first.flags)
         recipient.also.extend(others)
 
     def _vacation(
@@ -287,6 +302,18 @@ class SieveStage:
             script.version,
             MessageText(io.BytesIO(data), parse_message(io.BytesIO(data))),
         )
+
+
+def _flags(names: tuple[str, ...]) -> frozenset[str]:
+    """The flags of `names` a copy can start with (system flags canonical, keywords as IMAP atoms); others
+    (\\Recent, text that is no atom) are left out, as RFC 5232 section 3 allows."""
+    valid = []
+    for name in names:
+        try:
+            valid.append(flag(name))
+        except ValueError:
+            log.info("sieve: the flag %r is left out: not one a message can have", name)
+    return frozenset(valid)
 
 
 def _place(target: Target) -> tuple[str, str | None]:
