@@ -135,7 +135,7 @@ def test_ports_shows_every_listener_with_status_and_purpose(config_only: Path, t
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["NAME", "ADDRESS", "PORT", "PROTOCOL", "TLS", "ENABLED", "STATUS", "PURPOSE"]
-    rows = {line.split()[0]: line for line in lines[1:11]}
+    rows = {line.split()[0]: line for line in lines[1:12]}
     assert re.search(
         r"^smtp\s+0\.0\.0\.0\s+25\s+smtp\s+starttls\s+yes\s+ready\s+other mail servers", rows["smtp"]
     )
@@ -148,18 +148,20 @@ def test_ports_shows_every_listener_with_status_and_purpose(config_only: Path, t
 
 
 PORTS_OF_THE_DEFAULT_CONFIG = """\
-NAME         ADDRESS  PORT  PROTOCOL    TLS       ENABLED  STATUS    PURPOSE
-smtp         0.0.0.0  25    smtp        starttls  yes      ready     other mail servers deliver mail to us
-submission   0.0.0.0  587   submission  starttls  yes      ready     users' mail programs send mail
-submissions  0.0.0.0  465   submission  implicit  yes      ready     same, TLS from the first byte (RFC 8314)
-pop3         0.0.0.0  110   pop3        starttls  yes      ready     mail programs download mail
-pop3s        0.0.0.0  995   pop3        implicit  yes      ready     same, TLS from the first byte (RFC 8314)
-imap         0.0.0.0  143   imap        starttls  yes      ready     mail programs read and organise mail \
+NAME         ADDRESS  PORT  PROTOCOL     TLS       ENABLED  STATUS    PURPOSE
+smtp         0.0.0.0  25    smtp         starttls  yes      ready     other mail servers deliver mail to us
+submission   0.0.0.0  587   submission   starttls  yes      ready     users' mail programs send mail
+submissions  0.0.0.0  465   submission   implicit  yes      ready     same, TLS from the first byte (RFC 8314)
+pop3         0.0.0.0  110   pop3         starttls  yes      ready     mail programs download mail
+pop3s        0.0.0.0  995   pop3         implicit  yes      ready     same, TLS from the first byte (RFC 8314)
+imap         0.0.0.0  143   imap         starttls  yes      ready     mail programs read and organise mail \
 on the server
-imaps        0.0.0.0  993   imap        implicit  yes      ready     same, TLS from the first byte (RFC 8314)
-pop2         0.0.0.0  109   pop2        none      no       disabled  the legacy protocol; off by default
-http         0.0.0.0  80    http        none      yes      ready     webmail (redirects to https)
-https        0.0.0.0  443   http        implicit  yes      ready     webmail in a browser
+imaps        0.0.0.0  993   imap         implicit  yes      ready     same, TLS from the first byte (RFC 8314)
+pop2         0.0.0.0  109   pop2         none      no       disabled  the legacy protocol; off by default
+managesieve  0.0.0.0  4190  managesieve  starttls  yes      ready     mail programs manage their filters \
+(Sieve scripts)
+http         0.0.0.0  80    http         none      yes      ready     webmail (redirects to https)
+https        0.0.0.0  443   http         implicit  yes      ready     webmail in a browser
 
 pop2: POP2 (RFC 937) has no TLS and sends passwords in clear, so it is off by default; enabling it on an \
 address other than loopback also needs [auth] allow_plaintext_auth = true.
@@ -314,7 +316,7 @@ def test_init_with_port_offset_and_address(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     ports = po(root / "postoffice.toml", "ports").stdout
     found = sorted(int(m) for m in re.findall(r"^\S+\s+127\.0\.0\.1\s+(\d+)\s", ports, re.MULTILINE))
-    assert found == sorted([10025, 10587, 10465, 10110, 10995, 10143, 10993, 10109, 8080, 8443])
+    assert found == sorted([10025, 10587, 10465, 10110, 10995, 10143, 10993, 10109, 14190, 8080, 8443])
     assert "webmail: https://mx.example.test:8443/" in ports
     assert 'hostname = "mx.example.test"' in (root / "postoffice.toml").read_text()
 

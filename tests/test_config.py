@@ -121,6 +121,7 @@ def test_standard_listeners_have_their_standard_ports_and_tls_modes(write: Write
         "imap": ("imap", 143, "starttls", True),
         "imaps": ("imap", 993, "implicit", True),
         "pop2": ("pop2", 109, "none", False),
+        "managesieve": ("managesieve", 4190, "starttls", True),
         "http": ("http", 80, "none", True),
         "https": ("http", 443, "implicit", True),
     }
@@ -577,7 +578,8 @@ def test_default_config_with_port_offset_and_address(tmp_path: Path, cert_dir: P
     )
     listeners = load_config(path).listeners
     assert sorted(lst.port for lst in listeners.values()) == sorted(
-        [10025, 10587, 10465, 10110, 10995, 10143, 10993, 10109, 8080, 8443]  # 10080: browsers refuse it
+        # 8080, not 10080: browsers refuse that one
+        [10025, 10587, 10465, 10110, 10995, 10143, 10993, 10109, 14190, 8080, 8443]
     )
     assert {lst.address for lst in listeners.values()} == {"127.0.0.1"}
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from postoffice.imap.service import IMAP
+from postoffice.managesieve.service import MANAGESIEVE
 from postoffice.net.service import Service
 from postoffice.pop2.service import POP2
 from postoffice.pop3.service import POP3
@@ -22,5 +23,5 @@ from postoffice.web.service import HTTP
 
 #: Every registered protocol by name (tests may register more; readers look it up when they run).
 SERVICES: dict[str, Service[Any]] = {
-    service.name: service for service in (SMTP, SUBMISSION, POP3, IMAP, POP2, HTTP)
+    service.name: service for service in (SMTP, SUBMISSION, POP3, IMAP, POP2, MANAGESIEVE, HTTP)
 }

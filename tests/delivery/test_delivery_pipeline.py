@@ -359,7 +359,7 @@ def test_the_empty_chain_delivers_the_message_as_received_once_per_account(make:
         "dkim-signing",
         "sieve",
     ]
-    assert build_stages(NO_CHECKS, h.store) == ()  # verify = sign = read_reports = sieve = false: all left out
+    assert build_stages(NO_CHECKS, h.store) == ()  # every stage switched off: all left out
     assert h.pipeline.stages == ()
     raw = message("plain")
     outcome = h.call(

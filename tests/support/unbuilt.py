@@ -1,5 +1,5 @@
-"""A protocol registered but not built (as ManageSieve will be until it is), for the tests of what the config
-and the server do with such a protocol: since the web is built, no real protocol is in that state."""
+"""A protocol registered but not built, for the tests of what the config and the server do with such a
+protocol: every real protocol is built now (ManageSieve was the last), so this one is made up."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from postoffice.protocols import SERVICES
 
 SIEVE: Service[None] = Service(
     name="sieve",
-    purpose="Sieve scripts managed by mail programs",
-    ports=(StandardPort("sieve", 4190, "starttls", enabled=True),),
+    purpose="a made-up protocol that is not built",
+    ports=(StandardPort("sieve", 4191, "starttls", enabled=True),),
 )
 
 
