@@ -21,7 +21,7 @@ def test_a_usual_script_is_checked_with_its_tags_by_name() -> None:
     nodes = checked(
         'require ["fileinto", "copy", "comparator-i;ascii-numeric"];\r\n'
         'if address :domain :is ["From", "Sender"] "example.org" { fileinto :copy "Friends"; }\r\n'
-        'elsif header :comparator "i;ascii-numeric" :contains "X-Level" "5" { discard; }\r\n'
+        'elsif header :comparator "i;ascii-numeric" :is "X-Level" "5" { discard; }\r\n'
         'elsif allof (size :over 1M, not exists "List-Id", true) { redirect "x@example.org"; stop; }\r\n'
         "else { keep; }\r\n"
     )
@@ -30,7 +30,7 @@ def test_a_usual_script_is_checked_with_its_tags_by_name() -> None:
     assert address == Checked("address", {"domain": None, "is": None}, (("From", "Sender"), ("example.org",)))
     assert nodes[1].block == (Checked("fileinto", {"copy": None}, (("Friends",),)),)
     header = nodes[2].tests[0]
-    assert header.tags == {"comparator": ("i;ascii-numeric",), "contains": None}
+    assert header.tags == {"comparator": ("i;ascii-numeric",), "is": None}
     allof = nodes[3].tests[0]
     assert [t.name for t in allof.tests] == ["size", "not", "true"]
     assert allof.tests[0] == Checked("size", {"over": None}, (1024 * 1024,))
@@ -84,6 +84,39 @@ def test_a_usual_script_is_checked_with_its_tags_by_name() -> None:
         ),
         ('require "vacation"; vacation :days "1" "x";', 1, 36, "needs a number"),
         ('require "vacation"; vacation :addresses 5 "x";', 1, 41, "needs a string list"),
+        ('require "relational"; if header :value "xx" "a" "b" { }', 1, 40, "not a relational operator"),
+        ('if header :value "gt" "a" "b" { }', 1, 11, 'needs require "relational"'),
+        ('require "date"; if date "date" "fortnight" "x" { }', 1, 20, "not a date part"),
+        ('require "variables"; set "1x" "v";', 1, 22, "not a variable name"),
+        ('require "variables"; set "a.b" "v";', 1, 22, "not a variable name"),
+        ('require "variables"; set :lower :upper "a" "v";', 1, 33, 'cannot go with ":lower"'),
+        ('require "index"; if header :last "a" "b" { }', 1, 21, '":last" needs ":index"'),
+        ('require "index"; if header :index 0 "a" "b" { }', 1, 21, "counts from 1"),
+        (
+            'require "comparator-i;ascii-numeric";\r\n'
+            'if header :contains :comparator "i;ascii-numeric" "a" "b" { }',
+            2,
+            4,
+            "no substring match",
+        ),
+        ('require "imap4flags"; setflag "var" "\\\\Seen";', 1, 31, 'needs require "variables"'),
+        ('if address :user "to" "a" { }', 1, 12, 'needs require "subaddress"'),
+        ('require "fileinto"; fileinto :create "x";', 1, 30, 'needs require "mailbox"'),
+        (
+            'require ["fileinto", "special-use", "mailboxid"]; fileinto :specialuse "J" :mailboxid "M1" "x";',
+            1,
+            76,
+            "cannot go with",
+        ),
+        ('require "body"; if body :raw :text "x" { }', 1, 30, 'cannot go with ":raw"'),
+        ('if string "a" "b" { }', 1, 4, 'needs require "variables"'),
+        ('error "x";', 1, 1, 'needs require "ihave"'),
+        (
+            'require "ihave"; if ihave "fileinto" { fileinto "x"; } frobnicate;',
+            1,
+            56,
+            'unknown command "frobnicate"',
+        ),
     ],
 )
 def test_invalid_scripts_say_what_and_where(script: str, line: int, column: int, words: str) -> None:

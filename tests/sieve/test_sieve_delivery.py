@@ -291,3 +291,40 @@ def test_accounts_without_an_active_script_are_not_filtered(h: Harness) -> None:
     h.call(h.store.put_sieve_script(h.ids[DEMO], "inactive", "discard;", LIMITS))
     send(h, message("through"))
     assert subjects(h, DEMO) == ["through"]
+
+
+def test_fileinto_create_specialuse_and_mailboxid_at_delivery(h: Harness) -> None:
+    work = h.call(h.store.create_mailbox(h.ids[DEMO], "Work"))
+    activate(
+        h,
+        DEMO,
+        'require ["fileinto", "mailbox", "special-use", "mailboxid", "variables", "envelope"];\r\n'
+        'if header :matches "subject" "new *" { fileinto :create "Projects/${1}"; }\r\n'
+        'elsif header :is "subject" "junk" { fileinto :specialuse "\\\\Junk" "Nowhere"; }\r\n'
+        f'elsif header :is "subject" "work" {{ fileinto :mailboxid "M{work.uidvalidity}" "Elsewhere"; }}\r\n',
+    )
+    send(h, message("new alpha"))
+    send(h, message("new alpha"))  # the second time the mailbox exists
+    send(h, message("junk"))
+    send(h, message("work"))
+    assert subjects(h, DEMO, "Projects/alpha") == ["new alpha", "new alpha"]
+    junk = h.call(h.store.list_mailboxes(h.ids[DEMO]))
+    (junk_name,) = [m.name for m in junk if m.special_use and "\\Junk" in m.special_use]
+    assert subjects(h, DEMO, junk_name) == ["junk"]
+    assert subjects(h, DEMO, "Work") == ["work"]
+    assert subjects(h, DEMO) == []
+
+
+def test_body_and_environment_tests_at_delivery(h: Harness) -> None:
+    h.call(h.store.create_mailbox(h.ids[DEMO], "Local"))
+    activate(
+        h,
+        DEMO,
+        'require ["fileinto", "body", "environment"];\r\n'
+        'if allof (body :contains "secret word", environment :is "remote-ip" "127.0.0.1")\r\n'
+        '{ fileinto "Local"; }\r\n',
+    )
+    send(h, message("has it").replace(b"body of", b"the secret word in the body of"))
+    send(h, message("has not"))
+    assert subjects(h, DEMO, "Local") == ["has it"]
+    assert subjects(h, DEMO) == ["has not"]

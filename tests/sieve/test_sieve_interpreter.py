@@ -3,13 +3,15 @@ tests against a message and its envelope, and the actions and implicit keep that
 
 from __future__ import annotations
 
+import base64
+import datetime
 import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from postoffice.sieve import interpreter
+from postoffice.sieve import matching
 from postoffice.sieve.checker import check
 from postoffice.sieve.grammar import SieveSyntaxError, parse
 from postoffice.sieve.interpreter import (
@@ -20,6 +22,7 @@ from postoffice.sieve.interpreter import (
     Outcome,
     Redirect,
     Reject,
+    SieveContext,
     SieveMessage,
     SieveRuntimeError,
     Vacation,
@@ -148,13 +151,13 @@ def _reference(pattern: str, text: str) -> bool:
 @settings(max_examples=500)
 @given(st.text("ab*?\\", max_size=8), st.text("ab*?\\", max_size=10))
 def test_matches_agrees_with_a_regular_expression(pattern: str, text: str) -> None:
-    assert interpreter._glob(interpreter._wildcard(pattern), text) == _reference(pattern, text)
+    assert matching.glob(matching.wildcard(pattern), text) == _reference(pattern, text)
 
 
 def test_matches_takes_bounded_steps_on_keys_that_would_make_a_regular_expression_backtrack() -> None:
     key = "*a" * 30 + "b"
     value = "a" * 5000
-    assert not interpreter._glob(interpreter._wildcard(key), value)
+    assert not matching.glob(matching.wildcard(key), value)
     raw = b"Subject: " + value.encode() + b"\r\n\r\nx\r\n"
     assert outcome(f'if header :matches "Subject" "{key}" {{ discard; }}', raw).delivered_to() == ["INBOX"]
 
@@ -283,3 +286,195 @@ def test_imap4flags_needs_its_require() -> None:
     ):
         with pytest.raises(SieveSyntaxError, match="imap4flags"):
             check(parse(REQUIRE + script))
+
+
+# -- the extensions of issue 15 beyond the base ----------------------------------------------------------
+
+
+def run_with(
+    script: str, raw: bytes = MESSAGE, context: SieveContext | None = None, **envelope: str
+) -> Outcome:
+    message = SieveMessage.from_bytes(
+        raw, envelope.get("sender", "zoe@example.org"), envelope.get("to", "me@x")
+    )
+    return run(check(parse(script)), message, context)
+
+
+def filed(outcome: Outcome) -> list[str]:
+    return [a.mailbox for a in outcome.actions if isinstance(a, FileInto)]
+
+
+def test_variables_set_expand_and_take_modifiers_by_precedence() -> None:
+    script = (
+        'require ["variables", "fileinto"];\r\n'
+        'set "name" "Weekly News";\r\n'
+        'set :lower :upperfirst "a" "${name}";\r\n'  # lower first, then upperfirst: "Weekly news"
+        'set :length "n" "${name}";\r\n'
+        'set :quotewildcard "q" "a*b?c\\\\";\r\n'
+        'set "Empty" "${unset}${name";\r\n'  # an unset variable is ""; an unclosed reference stays
+        'fileinto "${a}/${n}/${q}/${EMPTY}";\r\n'
+    )
+    assert filed(run_with(script)) == ["Weekly news/11/a\\*b\\?c\\\\/${name"]
+
+
+def test_match_variables_come_from_the_last_matches_that_held() -> None:
+    script = (
+        'require ["variables", "fileinto"];\r\n'
+        'if header :matches "List-Id" "*<*.*>" { fileinto "lists/${2}"; }\r\n'
+        'if header :matches "Subject" "[*] *" { fileinto "${1}:${2}:${0}"; }\r\n'
+        'if header :matches "Subject" "no*match" { fileinto "never"; }\r\n'
+        'fileinto "again-${1}";\r\n'  # the failed test left the variables as they were
+    )
+    found = filed(run_with(script))
+    assert found == ["lists/dev", "dev:Weekly 开会:[dev] Weekly 开会", "again-dev"]
+
+
+def test_string_test_and_count_of_non_empty_strings() -> None:
+    script = (
+        'require ["variables", "relational", "comparator-i;ascii-numeric"];\r\n'
+        'set "a" "x"; set "b" "";\r\n'
+        'if string :count "eq" :comparator "i;ascii-numeric" ["${a}", "${b}", "y"] "2" { discard; }\r\n'
+    )
+    assert run_with(script).delivered_to() == []
+
+
+@pytest.mark.parametrize(
+    ("test", "holds"),
+    [
+        ('header :value "gt" :comparator "i;ascii-numeric" "X-Spam-Level" "9"', True),
+        ('header :value "lt" :comparator "i;ascii-numeric" "X-Spam-Level" "9"', False),
+        ('header :value "ge" "Subject" "[dev]"', True),  # i;ascii-casemap order
+        ('header :count "eq" :comparator "i;ascii-numeric" "To" "1"', True),
+        ('address :count "eq" :comparator "i;ascii-numeric" "To" "2"', True),
+        ('address :count "gt" :comparator "i;ascii-numeric" ["To", "From"] "2"', True),
+        ('header :count "eq" :comparator "i;ascii-numeric" "X-None" "0"', True),
+        ('header :value "ne" "X-None" "a"', False),  # no values: nothing to compare
+    ],
+)
+def test_relational_value_and_count(test: str, holds: bool) -> None:
+    script = f'require ["relational", "comparator-i;ascii-numeric"]; if {test} {{ discard; }}'
+    assert (run_with(script).delivered_to() == []) == holds
+
+
+@pytest.mark.parametrize(
+    ("test", "holds"),
+    [
+        ('envelope :user "to" "me"', True),
+        ('envelope :detail "to" "lists"', True),
+        ('address :user "To" "bob"', True),
+        ('address :detail "To" ""', False),  # no "+": no detail, not even ""
+        ('envelope :detail "to" ""', False),
+    ],
+)
+def test_subaddress_user_and_detail(test: str, holds: bool) -> None:
+    script = f'require ["subaddress", "envelope"]; if {test} {{ discard; }}'
+    assert (run_with(script, to="me+lists@x").delivered_to() == []) == holds
+
+
+def test_index_picks_one_occurrence_from_the_start_or_the_end() -> None:
+    raw = b"Received: first\r\nReceived: second\r\nReceived: third\r\nSubject: s\r\n\r\nbody\r\n"
+    script = (
+        'require ["index", "fileinto", "variables"];\r\n'
+        'if header :index 2 :matches "Received" "*" { fileinto "${0}"; }\r\n'
+        'if header :index 1 :last :matches "Received" "*" { fileinto "${0}"; }\r\n'
+        'if header :index 9 :matches "Received" "*" { fileinto "never"; }\r\n'
+    )
+    assert filed(run_with(script, raw)) == ["second", "third"]
+
+
+def test_date_and_currentdate_parts_in_a_zone() -> None:
+    raw = b"Date: Sun, 31 Dec 2023 23:30:00 -0100\r\nSubject: s\r\n\r\nbody\r\n"
+    script = (
+        'require ["date", "fileinto", "variables", "relational"];\r\n'
+        'if date :zone "+0000" :matches "Date" "iso8601" "*" { fileinto "${0}"; }\r\n'
+        'if date :originalzone :matches "Date" "date" "*" { fileinto "${0}"; }\r\n'
+        'if date :zone "+0000" :is "date" "weekday" "1" { fileinto "monday"; }\r\n'
+        'if date :zone "+0000" :is "date" "julian" "60310" { fileinto "mjd"; }\r\n'
+        'if currentdate :zone "+0200" :matches "std11" "*" { fileinto "${0}"; }\r\n'
+        'if date :zone "bogus" :matches "Date" "year" "*" { fileinto "never"; }\r\n'
+    )
+    now = datetime.datetime(2024, 6, 1, 12, 0, tzinfo=datetime.UTC)
+    found = filed(run_with(script, raw, SieveContext(now=now)))
+    assert found == [
+        "2024-01-01T00:30:00+00:00",
+        "2023-12-31",
+        "monday",
+        "mjd",
+        "Sat, 01 Jun 2024 14:00:00 +0200",
+    ]
+
+
+def test_body_raw_content_and_text() -> None:
+    raw = (
+        b"Subject: parts\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.b64encode("café offer".encode())
+        + b"\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>Big <b>SALE</b> &amp; more</p>\r\n--b--\r\n"
+    )
+
+    def holds(test: str) -> bool:
+        return run_with(f'require "body"; if {test} {{ discard; }}', raw).delivered_to() == []
+
+    assert holds('body :contains "café"')  # :text (the default): decoded text parts
+    assert holds('body :contains "SALE & more"')  # html as text
+    assert not holds('body :contains "<b>"')
+    assert holds('body :raw :contains "<b>SALE</b>"')
+    assert not holds('body :raw :contains "café"')  # raw: still base64
+    assert holds('body :content "text/html" :contains "<b>"')
+    assert not holds('body :content "image" :contains "a"')
+    assert holds('body :content "text" :contains "offer"')
+
+
+def test_environment_ihave_and_error() -> None:
+    context = SieveContext(environment={"name": "Postoffice", "phase": "during", "remote-ip": "192.0.2.1"})
+    script = (
+        'require ["environment", "ihave", "fileinto"];\r\n'
+        'if environment :is "name" "Postoffice" { fileinto "a"; }\r\n'
+        'if environment :matches "remote-ip" "192.0.2.*" { fileinto "b"; }\r\n'
+        'if environment :is "nonexistent" "" { fileinto "never"; }\r\n'
+        'if ihave "frobnicate" { frobnicate :everything; }\r\n'  # not checked: never run (RFC 5463)
+        'elsif ihave ["fileinto", "body"] { fileinto "c"; }\r\n'
+    )
+    assert filed(run_with(script, context=context)) == ["a", "b", "c"]
+    with pytest.raises(SieveRuntimeError, match="my reason"):
+        run_with('require "ihave"; error "my reason";')
+
+
+def test_mailbox_special_use_and_mailboxid_tests_and_fileinto_tags() -> None:
+    context = SieveContext(
+        mailboxes=frozenset({"INBOX", "Junk", "Work"}),
+        special_uses={"Junk": frozenset({"\\junk"})},
+        mailbox_ids={"M17": "Work"},
+    )
+    script = (
+        'require ["mailbox", "special-use", "mailboxid", "fileinto"];\r\n'
+        'if mailboxexists ["Work", "inbox"] { fileinto :create "New"; }\r\n'
+        'if mailboxexists "Nope" { fileinto "never1"; }\r\n'
+        'if specialuse_exists "\\\\Junk" { fileinto :specialuse "\\\\Junk" "Spam"; }\r\n'
+        'if specialuse_exists "Work" "\\\\Junk" { fileinto "never2"; }\r\n'
+        'if mailboxidexists "M17" { fileinto :mailboxid "M17" "Fallback"; }\r\n'
+    )
+    found = run_with(script, context=context).actions
+    assert found == [
+        FileInto("New", create=True),
+        FileInto("Spam", special_use="\\Junk"),
+        FileInto("Fallback", mailbox_id="M17"),
+    ]
+
+
+def test_encoded_character_is_decoded_in_strings_when_required() -> None:
+    script = 'require ["encoded-character", "fileinto"]; fileinto "${hex:41 42}${unicode:263a}${hex:zz}";'
+    assert filed(run_with(script)) == ["AB☺${hex:zz}"]
+    assert filed(run_with('require "fileinto"; fileinto "${hex:41}";')) == ["${hex:41}"]  # not required
+
+
+def test_match_variable_parts_agree_with_shortest_first_wildcards() -> None:
+    for pattern, text, parts in [
+        ("*.*", "a.b.c", ["a.b.c", "a", "b.c"]),
+        ("?*?", "abcd", ["abcd", "a", "bc", "d"]),
+        ("*", "", ["", ""]),
+        ("a\\*b*", "a*bzz", ["a*bzz", "zz"]),
+    ]:
+        tokens = matching.wildcard(pattern)
+        assert matching.glob_parts(tokens, text, text) == parts, pattern
+    assert matching.glob_parts(matching.wildcard("a*b"), "acc", "acc") is None

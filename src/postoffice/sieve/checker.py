@@ -20,6 +20,7 @@ lists them; the other extensions of issue 15 add their specs here as they are bu
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -54,6 +55,8 @@ class Spec:
     block: bool = False
     needs: str | None = None  # the capability the command or test itself needs
     tag_needs: dict[str, str] = field(default_factory=dict)  # tag -> capability
+    optional: int = 0  # how many of the first positional arguments may be left out
+    optional_needs: str | None = None  # the capability that giving them needs
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ SUPPORTED = frozenset(
     {
         "fileinto",
         "envelope",
+        "encoded-character",
         "reject",
         "ereject",
         "copy",
@@ -84,15 +88,63 @@ SUPPORTED = frozenset(
         "vacation",
         "vacation-seconds",
         "imap4flags",
+        "variables",
+        "relational",
+        "subaddress",
+        "body",
+        "date",
+        "index",
+        "ihave",
+        "environment",
+        "mailbox",
+        "special-use",
+        "mailboxid",
     }
 )
 #: Comparators every script may name without `require` (RFC 5228 section 2.7.3).
 BUILT_IN_COMPARATORS = frozenset({"i;octet", "i;ascii-casemap"})
+#: RFC 5231 section 5: the relational operators of :value and :count.
+RELATIONS = frozenset({"gt", "ge", "lt", "le", "eq", "ne"})
+#: RFC 5260 section 4.2: the date parts of date and currentdate.
+DATE_PARTS = frozenset(
+    {
+        "year",
+        "month",
+        "day",
+        "date",
+        "julian",
+        "hour",
+        "minute",
+        "second",
+        "time",
+        "iso8601",
+        "std11",
+        "zone",
+        "weekday",
+    }
+)
 
-_MATCH_TYPES = {"is": None, "contains": None, "matches": None}
-_ADDRESS_PARTS = {"localpart": None, "domain": None, "all": None}
-_COMPARATOR = {"comparator": Kind.STRING}
+_MATCH_TYPES: dict[str, Kind | None] = {
+    "is": None,
+    "contains": None,
+    "matches": None,
+    "value": Kind.STRING,  # RFC 5231
+    "count": Kind.STRING,
+}
+_MATCH_NEEDS = {"value": "relational", "count": "relational"}
+_ADDRESS_PARTS: dict[str, Kind | None] = {
+    "localpart": None,
+    "domain": None,
+    "all": None,
+    "user": None,
+    "detail": None,
+}
+_ADDRESS_NEEDS = {"user": "subaddress", "detail": "subaddress"}
+_COMPARATOR: dict[str, Kind | None] = {"comparator": Kind.STRING}
 _MATCH_GROUPS = (frozenset(_MATCH_TYPES), frozenset({"comparator"}))
+_INDEX: dict[str, Kind | None] = {"index": Kind.NUMBER, "last": None}  # RFC 5260 section 6
+_INDEX_NEEDS = {"index": "index", "last": "index"}
+_MATCHING = {**_MATCH_TYPES, **_COMPARATOR}
 
 COMMANDS: dict[str, Spec] = {
     "require": Spec(positional=(Kind.STRINGS,)),
@@ -105,14 +157,33 @@ COMMANDS: dict[str, Spec] = {
     "redirect": Spec(positional=(Kind.STRING,), tags={"copy": None}, tag_needs={"copy": "copy"}),
     "fileinto": Spec(
         positional=(Kind.STRING,),
-        tags={"copy": None, "flags": Kind.STRINGS},
+        tags={
+            "copy": None,
+            "flags": Kind.STRINGS,
+            "create": None,  # RFC 5490 section 3.2
+            "specialuse": Kind.STRING,  # RFC 8579 section 4
+            "mailboxid": Kind.STRING,  # RFC 9042 section 4.1
+        },
         needs="fileinto",
-        tag_needs={"copy": "copy", "flags": "imap4flags"},
+        tag_needs={
+            "copy": "copy",
+            "flags": "imap4flags",
+            "create": "mailbox",
+            "specialuse": "special-use",
+            "mailboxid": "mailboxid",
+        },
+        groups=(frozenset({"specialuse", "mailboxid"}),),
     ),
-    # RFC 5232 section 3 (the form with a variable name needs "variables", which is not supported yet)
-    "setflag": Spec(positional=(Kind.STRINGS,), needs="imap4flags"),
-    "addflag": Spec(positional=(Kind.STRINGS,), needs="imap4flags"),
-    "removeflag": Spec(positional=(Kind.STRINGS,), needs="imap4flags"),
+    # RFC 5232 section 3; the variable name in front needs "variables" (section 3 of RFC 5232 with RFC 5229)
+    "setflag": Spec(
+        positional=(Kind.STRING, Kind.STRINGS), optional=1, optional_needs="variables", needs="imap4flags"
+    ),
+    "addflag": Spec(
+        positional=(Kind.STRING, Kind.STRINGS), optional=1, optional_needs="variables", needs="imap4flags"
+    ),
+    "removeflag": Spec(
+        positional=(Kind.STRING, Kind.STRINGS), optional=1, optional_needs="variables", needs="imap4flags"
+    ),
     "reject": Spec(positional=(Kind.STRING,), needs="reject"),
     "ereject": Spec(positional=(Kind.STRING,), needs="ereject"),
     # RFC 5230 section 4, with :seconds of RFC 6131 (which needs "vacation-seconds", section 2)
@@ -131,29 +202,47 @@ COMMANDS: dict[str, Spec] = {
         needs="vacation",
         tag_needs={"seconds": "vacation-seconds"},
     ),
+    # RFC 5229 section 4
+    "set": Spec(
+        positional=(Kind.STRING, Kind.STRING),
+        tags={
+            name: None for name in ("lower", "upper", "lowerfirst", "upperfirst", "quotewildcard", "length")
+        },
+        groups=(frozenset({"lower", "upper"}), frozenset({"lowerfirst", "upperfirst"})),
+        needs="variables",
+    ),
+    "error": Spec(positional=(Kind.STRING,), needs="ihave"),  # RFC 5463 section 5
 }
 
 TESTS: dict[str, Spec] = {
     "address": Spec(
         positional=(Kind.STRINGS, Kind.STRINGS),
-        tags={**_MATCH_TYPES, **_ADDRESS_PARTS, **_COMPARATOR},
+        tags={**_MATCHING, **_ADDRESS_PARTS, **_INDEX},
         groups=(*_MATCH_GROUPS, frozenset(_ADDRESS_PARTS)),
+        tag_needs={**_MATCH_NEEDS, **_ADDRESS_NEEDS, **_INDEX_NEEDS},
     ),
     "envelope": Spec(
         positional=(Kind.STRINGS, Kind.STRINGS),
-        tags={**_MATCH_TYPES, **_ADDRESS_PARTS, **_COMPARATOR},
+        tags={**_MATCHING, **_ADDRESS_PARTS},
         groups=(*_MATCH_GROUPS, frozenset(_ADDRESS_PARTS)),
         needs="envelope",
+        tag_needs={**_MATCH_NEEDS, **_ADDRESS_NEEDS},
     ),
     "header": Spec(
-        positional=(Kind.STRINGS, Kind.STRINGS), tags={**_MATCH_TYPES, **_COMPARATOR}, groups=_MATCH_GROUPS
+        positional=(Kind.STRINGS, Kind.STRINGS),
+        tags={**_MATCHING, **_INDEX},
+        groups=_MATCH_GROUPS,
+        tag_needs={**_MATCH_NEEDS, **_INDEX_NEEDS},
     ),
     "exists": Spec(positional=(Kind.STRINGS,)),
     "hasflag": Spec(  # RFC 5232 section 4
-        positional=(Kind.STRINGS,),
-        tags={**_MATCH_TYPES, **_COMPARATOR},
+        positional=(Kind.STRINGS, Kind.STRINGS),
+        optional=1,
+        optional_needs="variables",
+        tags=_MATCHING,
         groups=_MATCH_GROUPS,
         needs="imap4flags",
+        tag_needs=_MATCH_NEEDS,
     ),
     "size": Spec(positional=(Kind.NUMBER,), tags={"over": None, "under": None}),
     "allof": Spec(test=Takes.TEST_LIST),
@@ -161,12 +250,85 @@ TESTS: dict[str, Spec] = {
     "not": Spec(test=Takes.TEST),
     "true": Spec(),
     "false": Spec(),
+    "string": Spec(  # RFC 5229 section 5
+        positional=(Kind.STRINGS, Kind.STRINGS),
+        tags=_MATCHING,
+        groups=_MATCH_GROUPS,
+        needs="variables",
+        tag_needs=_MATCH_NEEDS,
+    ),
+    "body": Spec(  # RFC 5173 section 4
+        positional=(Kind.STRINGS,),
+        tags={**_MATCHING, "raw": None, "content": Kind.STRINGS, "text": None},
+        groups=(*_MATCH_GROUPS, frozenset({"raw", "content", "text"})),
+        needs="body",
+        tag_needs=_MATCH_NEEDS,
+    ),
+    "date": Spec(  # RFC 5260 section 4
+        positional=(Kind.STRING, Kind.STRING, Kind.STRINGS),
+        tags={**_MATCHING, **_INDEX, "zone": Kind.STRING, "originalzone": None},
+        groups=(*_MATCH_GROUPS, frozenset({"zone", "originalzone"})),
+        needs="date",
+        tag_needs={**_MATCH_NEEDS, **_INDEX_NEEDS},
+    ),
+    "currentdate": Spec(
+        positional=(Kind.STRING, Kind.STRINGS),
+        tags={**_MATCHING, "zone": Kind.STRING},
+        groups=_MATCH_GROUPS,
+        needs="date",
+        tag_needs=_MATCH_NEEDS,
+    ),
+    "ihave": Spec(positional=(Kind.STRINGS,), needs="ihave"),  # RFC 5463 section 4
+    "environment": Spec(  # RFC 5183 section 4
+        positional=(Kind.STRING, Kind.STRINGS),
+        tags=_MATCHING,
+        groups=_MATCH_GROUPS,
+        needs="environment",
+        tag_needs=_MATCH_NEEDS,
+    ),
+    "mailboxexists": Spec(positional=(Kind.STRINGS,), needs="mailbox"),  # RFC 5490 section 3.1
+    "specialuse_exists": Spec(  # RFC 8579 section 3
+        positional=(Kind.STRING, Kind.STRINGS), optional=1, needs="special-use"
+    ),
+    "mailboxidexists": Spec(positional=(Kind.STRINGS,), needs="mailboxid"),  # RFC 9042 section 5
 }
 
 
 def strings(value: tuple[str, ...] | int | None) -> tuple[str, ...]:
     """A value `_Checker.value` made of a string or string list (the specs say which values are)."""
     return value if isinstance(value, tuple) else ()
+
+
+#: RFC 5229 section 3: the name `set` may give (match variables and namespaces are not set by name)
+VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: RFC 5228 section 2.4.2.4: "${hex: 41 42}" and "${unicode: 263a}" (white space around the numbers)
+_ENCODED = re.compile(r"\$\{(hex|unicode):([0-9A-Fa-f \t\r\n]*)\}", re.IGNORECASE)
+
+
+def decode_characters(text: str) -> str:
+    """RFC 5228 section 2.4.2.4: the encoded characters of `text` decoded; a sequence that is not a valid
+    encoding (a code point out of range, a surrogate) is left as it is."""
+    if "${" not in text:
+        return text
+
+    def one(match: re.Match[str]) -> str:
+        numbers = match.group(2).split()
+        if not numbers or "\r" in match.group(2).replace("\r\n", ""):
+            return match.group(0)
+        if match.group(1).lower() == "hex":
+            if any(len(n) > 2 for n in numbers):
+                return match.group(0)
+            raw = bytes(int(n, 16) for n in numbers)
+            try:
+                return raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return match.group(0)
+        points = [int(n, 16) for n in numbers if len(n) <= 6]
+        if len(points) != len(numbers) or any(p > 0x10FFFF or 0xD800 <= p <= 0xDFFF for p in points):
+            return match.group(0)
+        return "".join(map(chr, points))
+
+    return _ENCODED.sub(one, text)
 
 
 def _error(message: str, node: Command | Test | Argument) -> SieveCheckError:
@@ -191,14 +353,14 @@ class _Checker:
     def node(self, node: Command | Test, spec: Spec, what: str) -> Checked:
         self.needs(spec.needs, f'the {what} "{node.name}"', node)
         tags: dict[str, tuple[str, ...] | int | None] = {}
-        positional: list[tuple[str, ...] | int] = []
+        given: list[Argument] = []
         arguments = list(node.arguments)
         i = 0
         while i < len(arguments):
             argument = arguments[i]
             i += 1
             if isinstance(argument, Tag):
-                if positional:  # section 2.6.2: tagged arguments appear before positional arguments
+                if given:  # section 2.6.2: tagged arguments appear before positional arguments
                     raise _error(
                         f'the tag ":{argument.name}" must come before the positional arguments', argument
                     )
@@ -223,17 +385,71 @@ class _Checker:
                 i += 1
                 if argument.name == "comparator":
                     self.comparator(tags["comparator"], arguments[i - 1])
+                elif argument.name in ("value", "count"):
+                    (relation,) = strings(tags[argument.name])
+                    if relation.lower() not in RELATIONS:
+                        raise _error(f'"{relation}" is not a relational operator', arguments[i - 1])
+                    tags[argument.name] = (relation.lower(),)
             else:
-                if len(positional) >= len(spec.positional):
-                    raise _error(f"{node.name} takes {len(spec.positional)} positional arguments", argument)
-                positional.append(self.value(argument, spec.positional[len(positional)], node.name))
-        if len(positional) < len(spec.positional):
-            missing = spec.positional[len(positional)]
-            raise _error(f"{node.name} needs {missing.value} as its argument {len(positional) + 1}", node)
-        if node.name == "size" and len(tags.keys() & {"over", "under"}) != 1:
-            raise _error('size needs exactly one of ":over" and ":under"', node)
+                given.append(argument)
+        kinds = spec.positional
+        if spec.optional and len(given) == len(kinds) - spec.optional:
+            kinds = kinds[spec.optional :]
+        elif spec.optional and len(given) == len(kinds) and spec.optional_needs is not None:
+            self.needs(spec.optional_needs, f"{node.name} with {len(kinds)} arguments", given[0])
+        if len(given) > len(spec.positional):
+            raise _error(f"{node.name} takes {len(spec.positional)} positional arguments", given[len(kinds)])
+        if len(given) < len(kinds):
+            missing = kinds[len(given)]
+            raise _error(f"{node.name} needs {missing.value} as its argument {len(given) + 1}", node)
+        values = [self.value(argument, kind, node.name) for argument, kind in zip(given, kinds, strict=True)]
+        positional: list[tuple[str, ...] | int] = [
+            () for _ in range(len(spec.positional) - len(kinds))
+        ] + values
+        self.constraints(node, tags, positional)
         tests = self.tests(node, spec)
         return Checked(node.name, tags, tuple(positional), tests, None, node.line, node.column)
+
+    def constraints(
+        self,
+        node: Command | Test,
+        tags: dict[str, tuple[str, ...] | int | None],
+        positional: list[tuple[str, ...] | int],
+    ) -> None:
+        """What the specs cannot say: which combinations and values a command or test may have."""
+        name = node.name
+        if name == "size" and len(tags.keys() & {"over", "under"}) != 1:
+            raise _error('size needs exactly one of ":over" and ":under"', node)
+        comparator = strings(tags.get("comparator"))
+        if (
+            comparator
+            and comparator[0].lower() == "i;ascii-numeric"
+            and tags.keys() & {"contains", "matches"}
+        ):
+            raise _error("the comparator i;ascii-numeric has no substring match (RFC 4790 section 9.1)", node)
+        if "last" in tags and "index" not in tags:
+            raise _error('":last" needs ":index"', node)
+        if isinstance(tags.get("index"), int) and tags["index"] == 0:
+            raise _error('":index" counts from 1', node)
+        if name in ("date", "currentdate"):
+            (part,) = strings(positional[1 if name == "date" else 0])
+            if "${" not in part and part.lower() not in DATE_PARTS:
+                raise _error(f'"{part}" is not a date part', node)
+        if name == "set":
+            (variable,) = strings(positional[0])
+            if not VARIABLE_NAME.fullmatch(variable):
+                raise _error(f'"{variable}" is not a variable name', node)
+
+    def unsupported_ihave(self, checked: Checked) -> bool:
+        """Whether `checked` (an if or elsif) tests `ihave` with a capability we do not have; those we have
+        count as required from here on."""
+        if len(checked.tests) != 1 or checked.tests[0].name != "ihave":
+            return False
+        names = [name.lower() for name in strings(checked.tests[0].positional[0])]
+        if any(name not in self.supported for name in names):
+            return True
+        self.required.update(names)
+        return False
 
     def comparator(self, value: tuple[str, ...] | int | None, argument: Argument) -> None:
         (name,) = strings(value)
@@ -249,6 +465,8 @@ class _Checker:
             raise _error(f"{what} needs {kind.value} here", argument)
         if kind is Kind.STRING and len(argument.values) != 1:
             raise _error(f"{what} needs a single string here", argument)
+        if "encoded-character" in self.required:
+            return tuple(map(decode_characters, argument.values))
         return argument.values
 
     def tests(self, node: Command | Test, spec: Spec) -> tuple[Checked, ...]:
@@ -287,7 +505,12 @@ class _Checker:
                 raise _error(
                     f"{node.name} needs a block" if spec.block else f"{node.name} takes no block", node
                 )
-            block = self.commands(node.block, False) if node.block is not None else None
+            block = None
+            if node.block is not None:
+                missing = self.unsupported_ihave(one)
+                # RFC 5463 section 4: a block behind an ihave of what we do not have is never run, so it is
+                # not checked against extensions we do not know; one we have acts as required in it
+                block = () if missing else self.commands(node.block, False)
             if node.name == "require":
                 self.require(node, one)
             checked.append(

@@ -16,25 +16,38 @@ here; delivery carries the outcome out in one transaction (issue 15).
   decoded for `header`, section 5.7; addresses parsed for `address`, section 5.1), its size, and the
   envelope of this delivery (section 5.4: "from" is the reverse path, "" for the null one; "to" the
   recipient).
-- Match types (section 2.7.1): `:is`, `:contains`, `:matches` ("*" any run, "?" one character, "\\\\" quotes
-  the next character). Comparators (section 2.7.3, RFC 4790): i;octet (code points), i;ascii-casemap (ASCII
-  letters folded; the default), i;ascii-numeric (the leading digits as a number; a value without them is
-  positive infinity; equality only, here).
+- Match types and comparators: `postoffice.sieve.matching` (with RFC 5231's :value and :count).
+- Variables (RFC 5229): with "variables" required, every string argument but require's, comparator names,
+  relational operators and `set`'s name is expanded when it is used: "${name}" is the variable (names are
+  case-insensitive; one never set is ""), "${0}" to "${9}" and beyond the match variables of the last
+  `:matches` that held; a reference that is not one ("${a-b}", a namespace we do not have) stays as
+  written. Values are cut at MAX_VARIABLE_SIZE characters; at most MAX_VARIABLES variables.
+- The other tests and their context (`SieveContext`: the account's mailboxes, the environment, the time):
+  subaddress (RFC 5233: :user and :detail with "+"), index (RFC 5260 section 6: :index n [:last] picks one
+  occurrence of the header field), date and currentdate (RFC 5260), body (RFC 5173: :raw, :content, :text
+  over the message the delivery hands over, at most what `SieveMessage.source` gives), environment (RFC
+  5183), ihave and error (RFC 5463), mailboxexists and fileinto :create (RFC 5490), specialuse_exists and
+  fileinto :specialuse (RFC 8579), mailboxidexists and fileinto :mailboxid (RFC 9042).
 - Limits: at most MAX_ACTIONS actions and MAX_REDIRECTS redirects per run (more is a runtime error: the
   caller keeps the message, section 2.10.6).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import email
+import email.policy
 import email.utils
 import hashlib
+import html
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from postoffice.message.headers import decode_words, header_block, iter_fields
-from postoffice.sieve.checker import Checked, strings
+from postoffice.sieve.checker import SUPPORTED, Checked, strings
+from postoffice.sieve.matching import Matcher, Tags
 
 #: Actions one run may take (a script that loops over nothing cannot take many, but a large one could).
 MAX_ACTIONS = 64
@@ -57,6 +70,9 @@ class FileInto:
     mailbox: str
     copy: bool = False
     flags: tuple[str, ...] = ()
+    create: bool = False  # RFC 5490 :create: make the mailbox when it does not exist
+    special_use: str | None = None  # RFC 8579 :specialuse: the mailbox with this attribute, if any
+    mailbox_id: str | None = None  # RFC 9042 :mailboxid: the mailbox with this id, if any
 
 
 @dataclass(frozen=True)
@@ -137,109 +153,58 @@ class SieveMessage:
     size: int
     envelope_from: str = ""
     envelope_to: str = ""
+    #: the message's octets for the body test (at most what the caller reads of it); None: the header only
+    source: Callable[[], bytes] | None = field(default=None, compare=False)
 
     @classmethod
     def from_bytes(cls, raw: bytes, envelope_from: str = "", envelope_to: str = "") -> SieveMessage:
-        return cls.from_header(raw, len(raw), envelope_from, envelope_to)
+        message = cls.from_header(raw, len(raw), envelope_from, envelope_to)
+        return dataclasses.replace(message, source=lambda: raw)
 
     @classmethod
     def from_header(
-        cls, head: bytes, size: int, envelope_from: str = "", envelope_to: str = ""
+        cls,
+        head: bytes,
+        size: int,
+        envelope_from: str = "",
+        envelope_to: str = "",
+        source: Callable[[], bytes] | None = None,
     ) -> SieveMessage:
         """Of a message's header block (or the message: what follows the header is not read) and its size."""
         fields = tuple((name, value.strip()) for name, value, _codec in iter_fields(header_block(head)))
-        return cls(fields, size, envelope_from, envelope_to)
+        return cls(fields, size, envelope_from, envelope_to, source)
 
     def values(self, name: str) -> list[str]:
         wanted = name.lower()
         return [value for field_name, value in self.fields if field_name.lower() == wanted]
 
 
-# --------------------------------------------------------------------------------------- match and compare
+@dataclass(frozen=True)
+class SieveContext:
+    """What a run may know beyond the message (the module notes): the account's mailboxes (None: unknown,
+    so mailboxexists is false), the special-use attributes of each (lower-case), the MAILBOXID of each
+    (RFC 8474's, by id), the environment items (RFC 5183), and the time (currentdate; timezone-aware)."""
+
+    mailboxes: frozenset[str] | None = None
+    special_uses: dict[str, frozenset[str]] = field(default_factory=dict)
+    mailbox_ids: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
+    now: datetime.datetime | None = None
 
 
-_STAR, _ONE = object(), object()
+#: RFC 5229 section 6: "at least 4000 characters" per value; more is cut.
+MAX_VARIABLE_SIZE = 4000
+#: Variables one run may set (a script is bounded, but loops are not the only way to many names).
+MAX_VARIABLES = 256
+#: Octets of the message the body test reads at most.
+MAX_BODY_OCTETS = 1024 * 1024
+
+_REFERENCE = re.compile(r"\$\{([^{}]*)\}")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-@lru_cache(maxsize=1024)
-def _wildcard(pattern: str) -> tuple[object, ...]:
-    """A `:matches` key as tokens: _STAR ("*"), _ONE ("?") or a character (a backslash quotes the next)."""
-    tokens: list[object] = []
-    escaped = False
-    for ch in pattern:
-        if escaped:
-            tokens.append(ch)
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == "*":
-            if not tokens or tokens[-1] is not _STAR:  # "**" is "*"
-                tokens.append(_STAR)
-        elif ch == "?":
-            tokens.append(_ONE)
-        else:
-            tokens.append(ch)
-    return tuple(tokens)
-
-
-def _glob(tokens: tuple[object, ...], text: str) -> bool:
-    """Whether `text` matches the tokens whole. Greedy, going back only to the last "*": at most
-    len(tokens) * len(text) steps, whatever the key (a regular expression of many "*" could take
-    exponential time on a long header)."""
-    p = t = 0
-    star, mark = -1, 0
-    while t < len(text):
-        token = tokens[p] if p < len(tokens) else None
-        if token is _ONE or (token is not None and token is not _STAR and token == text[t]):
-            p += 1
-            t += 1
-        elif token is _STAR:
-            star, mark = p, t
-            p += 1
-        elif star >= 0:
-            p, mark = star + 1, mark + 1
-            t = mark
-        else:
-            return False
-    while p < len(tokens) and tokens[p] is _STAR:
-        p += 1
-    return p == len(tokens)
-
-
-def _fold(text: str) -> str:
-    """i;ascii-casemap: ASCII letters upper-cased, every other character as it is."""
-    return text.upper() if text.isascii() else "".join(c.upper() if c.isascii() else c for c in text)
-
-
-def _numeric(text: str) -> float:
-    """i;ascii-numeric: the leading digits as a number; none: positive infinity (RFC 4790 9.1)."""
-    digits = re.match(r"[0-9]+", text)
-    return float("inf") if digits is None else int(digits.group())
-
-
-def _matcher(tags: dict[str, tuple[str, ...] | int | None]) -> Callable[[str, str], bool]:
-    comparator = tags.get("comparator")
-    name = comparator[0].lower() if isinstance(comparator, tuple) else "i;ascii-casemap"
-    if "matches" in tags:
-        if name == "i;ascii-casemap":
-            return lambda value, key: _glob(_wildcard(_fold(key)), _fold(value))
-        return lambda value, key: _glob(_wildcard(key), value)
-    if name == "i;ascii-numeric":
-        return lambda value, key: _numeric(value) == _numeric(key)  # :is (:contains is not defined for it)
-    prepare: Callable[[str], str] = _fold if name == "i;ascii-casemap" else str
-    if "contains" in tags:
-        return lambda value, key: prepare(key) in prepare(value)
-    return lambda value, key: prepare(value) == prepare(key)
-
-
-def _any_match(
-    tags: dict[str, tuple[str, ...] | int | None], values: Sequence[str], keys: Sequence[str]
-) -> bool:
-    match = _matcher(tags)
-    return any(match(value, key) for value in values for key in keys)
-
-
-def _address_part(tags: dict[str, tuple[str, ...] | int | None], address: str) -> str:
+def _address_part(tags: Tags, address: str) -> str | None:
+    """The part of `address` the test compares; None when it has none (":detail" without a "+")."""
     local, at, domain = address.rpartition("@")
     if not at:
         local, domain = address, ""
@@ -247,7 +212,76 @@ def _address_part(tags: dict[str, tuple[str, ...] | int | None], address: str) -
         return local
     if "domain" in tags:
         return domain
+    if "user" in tags or "detail" in tags:  # RFC 5233 section 4: the separator is "+"
+        user, plus, detail = local.partition("+")
+        if "user" in tags:
+            return user
+        return detail if plus else None
     return address
+
+
+def _date_part(when: datetime.datetime, part: str) -> str | None:
+    """RFC 5260 section 4.2: one part of a date, as text; None for an unknown part."""
+    part = part.lower()
+    offset = when.utcoffset() or datetime.timedelta()
+    minutes = int(offset.total_seconds()) // 60
+    zone = f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
+    if part == "year":
+        return f"{when.year:04d}"
+    if part == "month":
+        return f"{when.month:02d}"
+    if part == "day":
+        return f"{when.day:02d}"
+    if part == "date":
+        return f"{when.year:04d}-{when.month:02d}-{when.day:02d}"
+    if part == "julian":  # the Modified Julian Day of the date
+        return str((when.date() - datetime.date(1858, 11, 17)).days)
+    if part == "hour":
+        return f"{when.hour:02d}"
+    if part == "minute":
+        return f"{when.minute:02d}"
+    if part == "second":
+        return f"{when.second:02d}"
+    if part == "time":
+        return f"{when.hour:02d}:{when.minute:02d}:{when.second:02d}"
+    if part == "iso8601":
+        return when.isoformat(timespec="seconds")
+    if part == "std11":
+        return email.utils.format_datetime(when)
+    if part == "zone":
+        return zone
+    if part == "weekday":
+        return str((when.weekday() + 1) % 7)  # 0 is Sunday
+    return None
+
+
+def _zone(text: str) -> datetime.timezone | None:
+    """A :zone argument ("+0100", "-0500"); None when it is not one (RFC 5260 section 4.1.1)."""
+    match = re.fullmatch(r"([+-])([0-9]{2})([0-9]{2})", text.strip())
+    if match is None or int(match.group(2)) > 23 or int(match.group(3)) > 59:
+        return None
+    delta = datetime.timedelta(hours=int(match.group(2)), minutes=int(match.group(3)))
+    return datetime.timezone(-delta if match.group(1) == "-" else delta)
+
+
+def _content_matches(content_type: str, keys: Sequence[str]) -> bool:
+    """RFC 5173 section 5.2: "" matches every part, "text" every text/*, "text/plain" only that type."""
+    main = content_type.partition("/")[0]
+    for key in keys:
+        key = key.strip().lower()
+        if not key or key == content_type or ("/" not in key and key == main):
+            return True
+    return False
+
+
+def _part_text(part: email.message.Message) -> str:
+    payload = part.get_payload(decode=True)
+    data = payload if isinstance(payload, bytes) else b""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return data.decode(charset, "replace")
+    except LookupError:
+        return data.decode("utf-8", "replace")
 
 
 # -------------------------------------------------------------------------------------------------- run
@@ -264,11 +298,53 @@ def flag_list(values: Sequence[str]) -> list[str]:
 
 
 class _Run:
-    def __init__(self, message: SieveMessage) -> None:
+    def __init__(self, message: SieveMessage, context: SieveContext, required: frozenset[str]) -> None:
         self.message = message
+        self.context = context
         self.outcome = Outcome()
         self.redirects = 0
         self.flags: list[str] = []  # RFC 5232's internal variable
+        self.expanding = "variables" in required
+        self.variables: dict[str, str] = {}
+        self.matched: list[str] = []  # the match variables (RFC 5229 section 3.2)
+
+    # -- strings ----------------------------------------------------------------------------------------
+
+    def expand(self, text: str) -> str:
+        """`text` with its variable references replaced, once: values are not read again (RFC 5229 3)."""
+        if not self.expanding or "${" not in text:
+            return text
+
+        def one(match: re.Match[str]) -> str:
+            name = match.group(1).strip()
+            if name.isdigit():
+                index = int(name)
+                return self.matched[index] if index < len(self.matched) else ""
+            if _IDENTIFIER.fullmatch(name):
+                return self.variables.get(name.lower(), "")
+            return match.group(0)
+
+        return _REFERENCE.sub(one, text)
+
+    def strs(self, value: tuple[str, ...] | int | None) -> tuple[str, ...]:
+        found = strings(value)
+        return tuple(map(self.expand, found)) if self.expanding else found
+
+    def str1(self, value: tuple[str, ...] | int | None) -> str:
+        found = self.strs(value)
+        return found[0] if found else ""
+
+    def matcher(self, tags: Tags) -> Matcher:
+        return Matcher(tags, capture=self.expanding)
+
+    def matches(self, tags: Tags, values: Sequence[str], keys: Sequence[str]) -> bool:
+        matcher = self.matcher(tags)
+        held = matcher.any(values, keys)
+        if held and matcher.captures is not None:
+            self.matched = matcher.captures
+        return held
+
+    # -- actions ----------------------------------------------------------------------------------------
 
     def act(self, action: Action, cancels_keep: bool) -> None:
         if action not in self.outcome.actions:  # section 2.10.3: the same action twice is one
@@ -281,6 +357,21 @@ class _Run:
             self.outcome.actions.append(action)
         if cancels_keep:
             self.outcome.implicit_keep = False
+
+    # -- tests ------------------------------------------------------------------------------------------
+
+    def header_values(self, tags: Tags, names: Sequence[str]) -> list[str]:
+        """The raw values of the fields named, in the order of `names` then of the message; with :index
+        (RFC 5260 section 6) only the n-th (from the end with :last) of each name."""
+        found: list[str] = []
+        index = tags.get("index")
+        for name in names:
+            values = self.message.values(name)
+            if isinstance(index, int):
+                position = len(values) - index if "last" in tags else index - 1
+                values = [values[position]] if 0 <= position < len(values) else []
+            found += values
+        return found
 
     def test(self, node: Checked) -> bool:
         name, tags, args = node.name, node.tags, node.positional
@@ -298,27 +389,121 @@ class _Run:
             limit = args[0] if isinstance(args[0], int) else 0
             return self.message.size > limit if "over" in tags else self.message.size < limit
         if name == "exists":
-            return all(self.message.values(header) for header in strings(args[0]))
-        if name == "hasflag":  # RFC 5232 section 4: any flag of the variable matches any of the keys
-            return _any_match(tags, self.flags, strings(args[0]))
+            return all(self.message.values(header) for header in self.strs(args[0]))
         if name == "header":
-            values = [decode_words(v) for h in strings(args[0]) for v in self.message.values(h)]
-            return _any_match(tags, values, strings(args[1]))
+            values = [decode_words(v) for v in self.header_values(tags, self.strs(args[0]))]
+            return self.matches(tags, values, self.strs(args[1]))
         if name == "address":
             addresses = [
-                _address_part(tags, address)
-                for h in strings(args[0])
-                for _display, address in email.utils.getaddresses(self.message.values(h))
+                address
+                for value in self.header_values(tags, self.strs(args[0]))
+                for _display, address in email.utils.getaddresses([value])
                 if address
             ]
-            return _any_match(tags, addresses, strings(args[1]))
+            parts = [p for p in (_address_part(tags, a) for a in addresses) if p is not None]
+            return self.matches(tags, parts, self.strs(args[1]))
         if name == "envelope":
-            parts = [p.lower() for p in strings(args[0])]
-            found = [self.message.envelope_from] if "from" in parts else []
-            found += [self.message.envelope_to] if "to" in parts else []
-            # the null reverse path matches as "" (section 5.4); address parts of it are "" too
-            return _any_match(tags, [_address_part(tags, a) for a in found], strings(args[1]))
+            wanted = [p.lower() for p in self.strs(args[0])]
+            found = [self.message.envelope_from] if "from" in wanted else []
+            found += [self.message.envelope_to] if "to" in wanted else []
+            # the null reverse path matches as "" (section 5.4); its address parts are "" too
+            parts = [p for p in (_address_part(tags, a) if a else "" for a in found) if p is not None]
+            return self.matches(tags, parts, self.strs(args[1]))
+        if name == "hasflag":  # RFC 5232 section 4: any flag of the variable matches any of the keys
+            variables = self.strs(args[0])
+            if variables:
+                current = [f for v in variables for f in self.variables.get(v.lower(), "").split()]
+            else:
+                current = self.flags
+            return self.matches(tags, current, self.strs(args[1]))
+        if name == "string":  # RFC 5229 section 5; :count counts the strings that are not empty
+            sources = self.strs(args[0])
+            if "count" in tags:
+                sources = tuple(s for s in sources if s)
+            return self.matches(tags, sources, self.strs(args[1]))
+        if name == "body":
+            return self.matches(tags, self.body(tags), self.strs(args[0]))
+        if name in ("date", "currentdate"):
+            return self.date(name, tags, args)
+        if name == "environment":
+            value = self.context.environment.get(self.str1(args[0]).lower())
+            return value is not None and self.matches(tags, [value], self.strs(args[1]))
+        if name == "ihave":
+            return all(c.lower() in SUPPORTED for c in self.strs(args[0]))
+        if name == "mailboxexists":
+            return all(self.mailbox_exists(m) for m in self.strs(args[0]))
+        if name == "specialuse_exists":
+            attributes = {a.lower() for a in self.strs(args[1])}
+            mailbox = self.strs(args[0])
+            uses = self.context.special_uses
+            if mailbox:
+                return self.mailbox_exists(mailbox[0]) and attributes <= uses.get(
+                    self.mailbox(mailbox[0]), frozenset()
+                )
+            return all(any(a in found for found in uses.values()) for a in attributes)
+        if name == "mailboxidexists":
+            return all(i in self.context.mailbox_ids for i in self.strs(args[0]))
         raise SieveRuntimeError(f'the test "{name}" cannot be run')
+
+    @staticmethod
+    def mailbox(name: str) -> str:
+        return "INBOX" if name.upper() == "INBOX" else name
+
+    def mailbox_exists(self, name: str) -> bool:
+        mailboxes = self.context.mailboxes
+        return mailboxes is not None and self.mailbox(name) in mailboxes
+
+    def date(self, name: str, tags: Tags, args: tuple[tuple[str, ...] | int, ...]) -> bool:
+        zone_arg = tags.get("zone")
+        zone = _zone(self.str1(zone_arg)) if zone_arg is not None else None
+        if zone_arg is not None and zone is None:
+            return False  # RFC 5260 4.1.1: an invalid zone makes the test false
+        if name == "currentdate":
+            now = self.context.now or datetime.datetime.now(datetime.UTC)
+            dates = [now.astimezone(zone) if zone is not None else now.astimezone()]
+            part, keys = self.str1(args[0]), self.strs(args[1])
+        else:
+            dates = []
+            for value in self.header_values(tags, self.strs(args[0])):
+                try:
+                    when = email.utils.parsedate_to_datetime(value)
+                except (TypeError, ValueError, IndexError):
+                    continue  # RFC 5260 4.1: a field that is no valid date is left out
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=datetime.UTC)
+                if "originalzone" not in tags:
+                    when = when.astimezone(zone) if zone is not None else when.astimezone()
+                dates.append(when)
+            part, keys = self.str1(args[1]), self.strs(args[2])
+        values = [v for v in (_date_part(d, part) for d in dates) if v is not None]
+        return self.matches(tags, values, keys)
+
+    def body(self, tags: Tags) -> list[str]:
+        """RFC 5173 section 5: the texts the body test compares."""
+        source = self.message.source
+        raw = source()[:MAX_BODY_OCTETS] if source is not None else b""
+        head_end = raw.find(b"\r\n\r\n")
+        body = raw[head_end + 4 :] if head_end >= 0 else b""
+        if "raw" in tags:
+            return [body.decode("utf-8", "replace")]
+        parsed = email.message_from_bytes(raw, policy=email.policy.compat32)
+        content = self.strs(tags["content"]) if "content" in tags else None
+        found: list[str] = []
+        for part in parsed.walk():
+            if part.is_multipart():
+                continue
+            kind = part.get_content_type().lower()
+            if content is not None:
+                if _content_matches(kind, content):
+                    found.append(_part_text(part))
+            elif kind.startswith("text/"):
+                text = _part_text(part)
+                if kind == "text/html":  # section 5.1: text made of other text types as the server sees fit
+                    text = " ".join(html.unescape(re.sub(r"<[^>]*>", " ", text)).split())
+                found.append(text)
+        return found
+
+    # -- commands ---------------------------------------------------------------------------------------
 
     def commands(self, nodes: tuple[Checked, ...]) -> bool:
         """Run `nodes`; False when a `stop` ended the script."""
@@ -342,39 +527,87 @@ class _Run:
             self.action(node)
         return True
 
+    def set_variable(self, name: str, value: str) -> None:
+        key = name.lower()
+        if key not in self.variables and len(self.variables) >= MAX_VARIABLES:
+            raise SieveRuntimeError(f"more than {MAX_VARIABLES} variables")
+        self.variables[key] = value[:MAX_VARIABLE_SIZE]
+
     def action(self, node: Checked) -> None:
         name, tags, args = node.name, node.tags, node.positional
         copy = "copy" in tags
         if name == "require":
             return
+        if name == "set":  # RFC 5229 section 4: the modifiers by precedence, highest first
+            value = self.str1(args[1])
+            if "lower" in tags:
+                value = value.lower()
+            elif "upper" in tags:
+                value = value.upper()
+            if "lowerfirst" in tags:
+                value = value[:1].lower() + value[1:]
+            elif "upperfirst" in tags:
+                value = value[:1].upper() + value[1:]
+            if "quotewildcard" in tags:
+                value = re.sub(r"([*?\\])", r"\\\1", value)
+            if "length" in tags:
+                value = str(len(value))
+            self.set_variable(strings(args[0])[0], value)
+            return
         if name in ("setflag", "addflag", "removeflag"):
-            given = flag_list(strings(args[0]))
+            variable = self.strs(args[0])
+            current = (
+                flag_list([self.variables.get(variable[0].lower(), "")]) if variable else list(self.flags)
+            )
+            given = flag_list(self.strs(args[1]))
             if name == "setflag":
-                self.flags = given
+                current = given
             elif name == "addflag":
-                self.flags = flag_list([*self.flags, *given])
+                current = flag_list([*current, *given])
             else:
                 gone = {flag.lower() for flag in given}
-                self.flags = [flag for flag in self.flags if flag.lower() not in gone]
+                current = [flag for flag in current if flag.lower() not in gone]
+            if variable:
+                self.set_variable(variable[0], " ".join(current))
+            else:
+                self.flags = current
             return
-        flags = tuple(flag_list(strings(tags["flags"]))) if "flags" in tags else tuple(self.flags)
+        if name == "error":  # RFC 5463 section 5
+            raise SieveRuntimeError(f"the script ended with an error: {self.str1(args[0])}")
+        flags = tuple(flag_list(self.strs(tags["flags"]))) if "flags" in tags else tuple(self.flags)
         if name == "keep":
             self.act(Keep(flags), cancels_keep=True)  # the explicit keep is the keep: not twice
         elif name == "discard":
             self.act(Discard(), cancels_keep=True)
         elif name == "fileinto":
-            self.act(FileInto(strings(args[0])[0], copy, flags), cancels_keep=not copy)
+            special = self.strs(tags["specialuse"]) if "specialuse" in tags else ()
+            mailbox_id = self.strs(tags["mailboxid"]) if "mailboxid" in tags else ()
+            target = FileInto(
+                self.mailbox(self.str1(args[0])),
+                copy,
+                flags,
+                create="create" in tags,
+                special_use=special[0] if special else None,
+                mailbox_id=mailbox_id[0] if mailbox_id else None,
+            )
+            self.act(target, cancels_keep=not copy)
         elif name == "redirect":
-            self.act(Redirect(strings(args[0])[0], copy), cancels_keep=not copy)
+            self.act(Redirect(self.str1(args[0]), copy), cancels_keep=not copy)
         elif name in ("reject", "ereject"):
-            self.act(Reject(strings(args[0])[0], name == "ereject"), cancels_keep=True)
+            self.act(Reject(self.str1(args[0]), name == "ereject"), cancels_keep=True)
         elif name == "vacation":
-            self.act(_vacation(tags, strings(args[0])[0]), cancels_keep=False)
+            self.act(self.vacation(tags, self.str1(args[0])), cancels_keep=False)
         else:
             raise SieveRuntimeError(f'the command "{name}" cannot be run')
 
+    def vacation(self, tags: Tags, reason: str) -> Vacation:
+        expanded: Tags = {
+            key: (self.strs(value) if isinstance(value, tuple) else value) for key, value in tags.items()
+        }
+        return _vacation(expanded, reason)
 
-def _vacation(tags: dict[str, tuple[str, ...] | int | None], reason: str) -> Vacation:
+
+def _vacation(tags: Tags, reason: str) -> Vacation:
     """The Vacation of a `vacation` command: its period held to the bounds, and its handle (RFC 5230 4.2:
     without :handle, one made of the reason and the other arguments that change the reply)."""
     subject, from_address = strings(tags.get("subject")), strings(tags.get("from"))
@@ -431,10 +664,17 @@ def vacation_refusal(message: SieveMessage, vacation: Vacation, own: Sequence[st
     return None
 
 
-def run(script: tuple[Checked, ...], message: SieveMessage) -> Outcome:
+def required(script: tuple[Checked, ...]) -> frozenset[str]:
+    """The capabilities the script's require commands name (lower-case)."""
+    return frozenset(
+        name.lower() for node in script if node.name == "require" for name in strings(node.positional[0])
+    )
+
+
+def run(script: tuple[Checked, ...], message: SieveMessage, context: SieveContext | None = None) -> Outcome:
     """The outcome of `script` (checked) for `message` (see the module docstring). SieveRuntimeError when
     it cannot be carried out: the caller keeps the message."""
-    running = _Run(message)
+    running = _Run(message, context or SieveContext(), required(script))
     running.commands(script)
     outcome = running.outcome
     outcome.flags = tuple(running.flags)

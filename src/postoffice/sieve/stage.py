@@ -35,17 +35,21 @@ import re
 from collections import OrderedDict
 from typing import IO, TYPE_CHECKING
 
+from postoffice import __version__
 from postoffice.delivery.plan import Forward, Refusal, Target, flag
+from postoffice.imap.objectid import mailbox_objectid
 from postoffice.message import parse_message
 from postoffice.message.headers import decode_words
 from postoffice.sieve import checker, grammar
 from postoffice.sieve.interpreter import (
+    MAX_BODY_OCTETS,
     Discard,
     FileInto,
     Keep,
     Outcome,
     Redirect,
     Reject,
+    SieveContext,
     SieveMessage,
     SieveRuntimeError,
     Vacation,
@@ -59,6 +63,7 @@ from postoffice.store import (
     OutboundRecipient,
     ScriptErrorNotice,
     SieveScript,
+    StoreError,
     VacationReply,
 )
 
@@ -125,9 +130,10 @@ class SieveStage:
 
     name = "sieve"
 
-    def __init__(self, store: MailStore, hostname: str) -> None:
+    def __init__(self, store: MailStore, hostname: str, *, max_mailboxes: int = 1000) -> None:
         self.store = store
         self.hostname = hostname
+        self.max_mailboxes = max_mailboxes  # what fileinto :create may bring an account to ([imap])
         self._compiled: OrderedDict[tuple[int, int], tuple[checker.Checked, ...] | ScriptError] = (
             OrderedDict()
         )
@@ -167,22 +173,24 @@ class SieveStage:
         self, script: SieveScript, head: bytes, message: Message, plan: DeliveryPlan, recipient: RecipientPlan
     ) -> None:
         prefix = recipient.prefix
+        source = message.source
+
+        def whole() -> bytes:  # for the body test only: read when a script asks
+            source.seek(0)
+            return prefix + source.read(MAX_BODY_OCTETS)
+
         sieve_message = SieveMessage.from_header(
             prefix + head,
             message.parsed.size + len(prefix),
             envelope_from=plan.envelope.sender,
             envelope_to=recipient.addresses[0],
+            source=whole,
         )
         try:
-            outcome = run(self.compiled(script), sieve_message)
-            named = {
-                a.mailbox for a in outcome.actions if isinstance(a, FileInto) and a.mailbox.upper() != "INBOX"
-            }
-            missing = set()
-            for name in named:  # a mailbox that does not exist is INBOX (section 4.1), and is INBOX once
-                if await self.store.get_mailbox(recipient.account_id, name) is None:
-                    missing.add(name)
-            self._carry_out(outcome, script, sieve_message, plan, recipient, missing)
+            program = self.compiled(script)
+            context = await self._context(recipient.account_id, plan)
+            outcome = run(program, sieve_message, context)
+            created = self._carry_out(outcome, script, sieve_message, plan, recipient, context)
         except (ScriptError, SieveRuntimeError) as exc:
             log.warning(
                 "delivery id=%s account_id=%d sieve script %r failed, message kept: %s",
@@ -193,6 +201,39 @@ class SieveStage:
             )
             if not script.error_reported:
                 plan.notices.append(self._notice(script, str(exc), sieve_message))
+            return
+        for name in created:  # fileinto :create (RFC 5490 3.2); a failure leaves the copy to go to INBOX
+            try:
+                await self.store.create_mailbox(recipient.account_id, name, max_mailboxes=self.max_mailboxes)
+            except StoreError as exc:
+                log.info("sieve: fileinto :create %r for account_id=%d: %s", name, recipient.account_id, exc)
+
+    async def _context(self, account_id: int, plan: DeliveryPlan) -> SieveContext:
+        """The account's mailboxes and the environment (RFC 5183) of this delivery."""
+        mailboxes = await self.store.list_mailboxes(account_id)
+        uses: dict[str, frozenset[str]] = {}
+        for info in mailboxes:
+            if info.special_use:
+                uses[info.name] = frozenset(u.lower() for u in info.special_use.split())
+        origin = plan.origin
+        environment = {
+            "domain": self.hostname.partition(".")[2] or self.hostname,
+            "host": self.hostname,
+            "location": "MDA",
+            "name": "Postoffice",
+            "phase": "during",
+            "version": __version__,
+        }
+        if origin.client_ip:
+            environment["remote-ip"] = origin.client_ip
+        if origin.helo:
+            environment["remote-host"] = origin.helo
+        return SieveContext(
+            mailboxes=frozenset(info.name for info in mailboxes),
+            special_uses=uses,
+            mailbox_ids={mailbox_objectid(info): info.name for info in mailboxes},
+            environment=environment,
+        )
 
     def _carry_out(
         self,
@@ -201,10 +242,12 @@ class SieveStage:
         message: SieveMessage,
         plan: DeliveryPlan,
         recipient: RecipientPlan,
-        missing: set[str],
-    ) -> None:
+        context: SieveContext,
+    ) -> list[str]:
         """The outcome into the plan (module notes); SieveRuntimeError before anything is changed when it
-        cannot be carried out. `missing`: mailboxes named by fileinto that the account does not have."""
+        cannot be carried out. Returns the mailboxes to create (fileinto :create of one that is missing)."""
+        known = context.mailboxes or frozenset()
+        created: list[str] = []
         targets: list[Target] = []  # mailbox "": where the plan had the copy (the keep)
         forwards: list[str] = []
         vacation: Vacation | None = None
@@ -213,8 +256,21 @@ class SieveStage:
             if isinstance(action, Keep):
                 targets.append(Target("", None, _flags(action.flags)))
             elif isinstance(action, FileInto):
-                inbox = action.mailbox.upper() == "INBOX" or action.mailbox in missing
-                mailbox = "INBOX" if inbox else action.mailbox
+                mailbox = action.mailbox
+                if action.mailbox_id is not None and action.mailbox_id in context.mailbox_ids:
+                    mailbox = context.mailbox_ids[action.mailbox_id]  # RFC 9042 4.1: the id first
+                elif action.special_use is not None:  # RFC 8579 4: the mailbox with the attribute first
+                    named = [
+                        n for n, uses in context.special_uses.items() if action.special_use.lower() in uses
+                    ]
+                    mailbox = named[0] if named else mailbox
+                if mailbox.upper() == "INBOX":
+                    mailbox = "INBOX"
+                elif mailbox not in known:
+                    if action.create and mailbox not in created:
+                        created.append(mailbox)
+                    elif not action.create:
+                        mailbox = "INBOX"  # section 4.1: what does not exist is INBOX
                 targets.append(Target(mailbox, None, _flags(action.flags)))
             elif isinstance(action, Redirect):
                 address = action.address.strip()
@@ -245,7 +301,7 @@ class SieveStage:
                 recipient.reject(reject_refusal(rejected.reason))
             else:  # RFC 5429 2.1.2: nobody to tell of a message from the null reverse path
                 recipient.discard()
-            return
+            return []
         # each mailbox once (section 2.10.3; INBOX in any case is INBOX), with the flags of all its targets
         # and those earlier stages gave the copy
         chosen: dict[tuple[str, str | None], Target] = {}
@@ -258,11 +314,12 @@ class SieveStage:
             chosen[place] = target._replace(flags=frozenset(flags))
         if not chosen:
             recipient.discard()
-            return
+            return []
         first, *others = chosen.values()
         recipient.file_into(first.mailbox, special_use=first.special_use)
         recipient.add_flags(first.flags)
         recipient.also.extend(others)
+        return created
 
     def _vacation(
         self, script: SieveScript, vacation: Vacation, message: SieveMessage, recipient: RecipientPlan
@@ -386,4 +443,4 @@ def make_stage(config: Config, store: MailStore) -> SieveStage | None:
     """The stage for this configuration (`delivery.stages.STAGES`); None when [sieve] enabled is off."""
     if not config.sieve.enabled:
         return None
-    return SieveStage(store, config.server.hostname)
+    return SieveStage(store, config.server.hostname, max_mailboxes=config.imap.max_mailboxes)
