@@ -336,6 +336,10 @@ def _error(message: str, node: Command | Test | Argument) -> SieveCheckError:
 
 
 class _Checker:
+    commands_spec: dict[str, Spec] = COMMANDS
+    tests_spec: dict[str, Spec] = TESTS
+    top_level: frozenset[str] = frozenset()
+
     def __init__(self, supported: frozenset[str]) -> None:
         self.supported = supported
         self.required: set[str] = set()
@@ -481,7 +485,7 @@ class _Checker:
         return tuple(self.test(test) for test in node.tests)
 
     def test(self, node: Test) -> Checked:
-        spec = TESTS.get(node.name)
+        spec = self.tests_spec.get(node.name)
         if spec is None:
             raise _error(f'unknown test "{node.name}"', node)
         return self.node(node, spec, "test")
@@ -491,9 +495,11 @@ class _Checker:
         previous: str | None = None
         requires_allowed = top
         for node in nodes:
-            spec = COMMANDS.get(node.name)
+            spec = self.commands_spec.get(node.name)
             if spec is None:
                 raise _error(f'unknown command "{node.name}"', node)
+            if node.name in self.top_level and not top:
+                raise _error(f'"{node.name}" must be at the top level', node)
             if node.name == "require" and not requires_allowed:
                 raise _error('"require" must come before any other command', node)
             if node.name != "require":
@@ -520,7 +526,28 @@ class _Checker:
         return tuple(checked)
 
 
-def check(commands: tuple[Command, ...], *, supported: frozenset[str] = SUPPORTED) -> tuple[Checked, ...]:
+@dataclass(frozen=True)
+class Extension:
+    """Commands and tests beyond these specs, with the capability that names them (the test suite's
+    vnd.dovecot.testsuite: tests/sieve/testsuite.py); `top_level` commands may not be nested."""
+
+    capability: str
+    commands: dict[str, Spec] = field(default_factory=dict)
+    tests: dict[str, Spec] = field(default_factory=dict)
+    top_level: frozenset[str] = frozenset()
+
+
+def check(
+    commands: tuple[Command, ...],
+    *,
+    supported: frozenset[str] = SUPPORTED,
+    extension: Extension | None = None,
+) -> tuple[Checked, ...]:
     """The checked commands of a parsed script (see the module docstring); SieveCheckError when it is not
     valid Sieve."""
-    return _Checker(supported).commands(commands, True)
+    checker = _Checker(supported | {extension.capability} if extension is not None else supported)
+    if extension is not None:
+        checker.commands_spec = {**COMMANDS, **extension.commands}
+        checker.tests_spec = {**TESTS, **extension.tests}
+        checker.top_level = extension.top_level
+    return checker.commands(commands, True)

@@ -44,6 +44,7 @@ import html
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from postoffice.message.headers import decode_words, header_block, iter_fields
 from postoffice.sieve.checker import SUPPORTED, Checked, strings
@@ -297,8 +298,24 @@ def flag_list(values: Sequence[str]) -> list[str]:
     return list(flags.values())
 
 
+class Hooks(Protocol):
+    """Commands and tests beyond the interpreter's own (the test suite's extension): each answers None for a
+    name it does not have; `command` answers False when the script must stop."""
+
+    def command(self, run: _Run, node: Checked) -> bool | None: ...
+
+    def test(self, run: _Run, node: Checked) -> bool | None: ...
+
+
 class _Run:
-    def __init__(self, message: SieveMessage, context: SieveContext, required: frozenset[str]) -> None:
+    def __init__(
+        self,
+        message: SieveMessage,
+        context: SieveContext,
+        required: frozenset[str],
+        hooks: Hooks | None = None,
+    ) -> None:
+        self.hooks = hooks
         self.message = message
         self.context = context
         self.outcome = Outcome()
@@ -375,6 +392,10 @@ class _Run:
 
     def test(self, node: Checked) -> bool:
         name, tags, args = node.name, node.tags, node.positional
+        if self.hooks is not None:
+            answer = self.hooks.test(self, node)
+            if answer is not None:
+                return answer
         if name == "true":
             return True
         if name == "false":
@@ -524,6 +545,12 @@ class _Run:
                 continue
             if name == "stop":
                 return False
+            if self.hooks is not None:
+                going = self.hooks.command(self, node)
+                if going is False:
+                    return False
+                if going is True:
+                    continue
             self.action(node)
         return True
 
@@ -671,10 +698,15 @@ def required(script: tuple[Checked, ...]) -> frozenset[str]:
     )
 
 
-def run(script: tuple[Checked, ...], message: SieveMessage, context: SieveContext | None = None) -> Outcome:
+def run(
+    script: tuple[Checked, ...],
+    message: SieveMessage,
+    context: SieveContext | None = None,
+    hooks: Hooks | None = None,
+) -> Outcome:
     """The outcome of `script` (checked) for `message` (see the module docstring). SieveRuntimeError when
     it cannot be carried out: the caller keeps the message."""
-    running = _Run(message, context or SieveContext(), required(script))
+    running = _Run(message, context or SieveContext(), required(script), hooks)
     running.commands(script)
     outcome = running.outcome
     outcome.flags = tuple(running.flags)

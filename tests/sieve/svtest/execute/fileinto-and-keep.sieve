@@ -1,0 +1,4 @@
+require ["fileinto", "imap4flags"];
+addflag "$Seen-By-Filter";
+fileinto "Lists";
+keep;
