@@ -328,3 +328,25 @@ def test_body_and_environment_tests_at_delivery(h: Harness) -> None:
     send(h, message("has not"))
     assert subjects(h, DEMO, "Local") == ["has it"]
     assert subjects(h, DEMO) == ["has not"]
+
+
+def test_duplicate_discards_the_second_copy_of_a_message_id(h: Harness) -> None:
+    activate(
+        h,
+        DEMO,
+        'require ["duplicate", "variables"];\r\n'
+        "if duplicate { discard; stop; }\r\n"
+        'if header :matches "subject" "ticket *" {\r\n'
+        '  if duplicate :uniqueid "${1}" :handle "t" { discard; }\r\n'
+        "}\r\n",
+    )
+    send(h, message("first"))
+    send(h, message("first"))  # the same Message-ID (the harness makes it of the subject)
+    raw = message("ticket 42")
+    send(h, raw)
+    send(h, raw.replace(b"<ticket.42@", b"<other@"))  # another message id, the same ticket
+    send(h, message("ticket 43"))
+    assert subjects(h, DEMO) == ["first", "ticket 42", "ticket 43"]
+    send(h, message("no id").replace(b"Message-ID: <no.id@remote.example>\r\n", b""))
+    send(h, message("no id").replace(b"Message-ID: <no.id@remote.example>\r\n", b""))
+    assert subjects(h, DEMO)[-2:] == ["no id", "no id"]  # no id: never a duplicate

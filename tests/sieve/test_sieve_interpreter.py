@@ -478,3 +478,27 @@ def test_match_variable_parts_agree_with_shortest_first_wildcards() -> None:
         tokens = matching.wildcard(pattern)
         assert matching.glob_parts(tokens, text, text) == parts, pattern
     assert matching.glob_parts(matching.wildcard("a*b"), "acc", "acc") is None
+
+
+def test_duplicate_records_a_key_per_handle_and_value_and_asks_the_context() -> None:
+    seen: list[str] = []
+
+    def ask(key: str) -> bool:  # the first key asked is new, the second one was seen
+        seen.append(key)
+        return len(seen) > 1
+
+    context = SieveContext(seen=ask)
+    raw = b"Message-ID: <a@b>\r\nX-Id: 7\r\n\r\nx\r\n"
+    script = (
+        'require ["duplicate", "fileinto"];\r\n'
+        'if duplicate { fileinto "one"; }\r\n'
+        'if duplicate :header "x-id" :handle "h" :seconds 999999999 :last { fileinto "two"; }\r\n'
+        'if duplicate :header "x-none" { fileinto "never"; }\r\n'
+    )
+    outcome = run_with(script, raw, context)
+    assert filed(outcome) == ["two"]
+    assert [(seconds, last) for _key, seconds, last in outcome.duplicates] == [
+        (12 * 3600, False),
+        (7 * 86400, True),
+    ]
+    assert len({key for key, _s, _l in outcome.duplicates}) == 2

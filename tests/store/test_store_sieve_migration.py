@@ -25,7 +25,7 @@ def test_a_version_26_store_gets_the_sieve_tables(tmp_path: Path) -> None:
     asyncio.run(make())
     conn = sqlite3.connect(path)
     conn.executescript(
-        "DROP TABLE sieve_scripts; DROP TABLE sieve_vacation; "
+        "DROP TABLE sieve_scripts; DROP TABLE sieve_vacation; DROP TABLE sieve_duplicates; "
         "DELETE FROM meta WHERE key = 'next_sieve_version';"
         "UPDATE meta SET value = 26 WHERE key = 'schema_version';"
     )

@@ -323,6 +323,7 @@ class DeliveryPipeline:
                 forwards=forwards,
                 vacations=vacations,
                 notices=plan.notices,
+                duplicates=plan.duplicates,
             )
         )
         return DeliveryOutcome(None, result.copies, result.queue_id, recorded=result.recorded)

@@ -35,7 +35,7 @@ from postoffice.store import SYSTEM_FLAGS, OutboundRecipient
 
 if TYPE_CHECKING:
     from postoffice.message import ParsedMessage
-    from postoffice.store import Account, ScriptErrorNotice, VacationReply
+    from postoffice.store import Account, DuplicateMark, ScriptErrorNotice, VacationReply
 
 #: Where a message comes from: port 25 ("mx"), a user's submission, a relaying client of `relay_networks`,
 #: the queue's local deliveries (bounces and queued mail for our users).
@@ -271,6 +271,8 @@ class DeliveryPlan:
     vacations: list[VacationReply] = field(default_factory=list)
     #: reports of Sieve script errors to their accounts (once per script version: the store decides)
     notices: list[ScriptErrorNotice] = field(default_factory=list)
+    #: what Sieve duplicate tests saw, recorded with the delivery (RFC 7352)
+    duplicates: list[DuplicateMark] = field(default_factory=list)
 
     def account(self, account_id: int) -> RecipientPlan | None:
         return next((r for r in self.recipients if r.account_id == account_id), None)

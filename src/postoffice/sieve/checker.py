@@ -99,6 +99,7 @@ SUPPORTED = frozenset(
         "mailbox",
         "special-use",
         "mailboxid",
+        "duplicate",
     }
 )
 #: Comparators every script may name without `require` (RFC 5228 section 2.7.3).
@@ -291,6 +292,17 @@ TESTS: dict[str, Spec] = {
         positional=(Kind.STRING, Kind.STRINGS), optional=1, needs="special-use"
     ),
     "mailboxidexists": Spec(positional=(Kind.STRINGS,), needs="mailboxid"),  # RFC 9042 section 5
+    "duplicate": Spec(  # RFC 7352 section 3
+        tags={
+            "handle": Kind.STRING,
+            "header": Kind.STRING,
+            "uniqueid": Kind.STRING,
+            "seconds": Kind.NUMBER,
+            "last": None,
+        },
+        groups=(frozenset({"header", "uniqueid"}),),
+        needs="duplicate",
+    ),
 }
 
 
@@ -431,7 +443,7 @@ class _Checker:
             and tags.keys() & {"contains", "matches"}
         ):
             raise _error("the comparator i;ascii-numeric has no substring match (RFC 4790 section 9.1)", node)
-        if "last" in tags and "index" not in tags:
+        if "last" in tags and "index" not in tags and name in ("header", "address", "date"):
             raise _error('":last" needs ":index"', node)
         if isinstance(tags.get("index"), int) and tags["index"] == 0:
             raise _error('":index" counts from 1', node)

@@ -126,6 +126,8 @@ class Outcome:
     implicit_keep: bool = True
     #: RFC 5232 section 3: the internal flags variable at the end, which the implicit keep uses
     flags: tuple[str, ...] = ()
+    #: RFC 7352: what duplicate tests saw, (key, seconds, last), to record when the delivery succeeds
+    duplicates: list[tuple[str, int, bool]] = field(default_factory=list)
 
     def delivered_to(self) -> list[str]:
         """The mailboxes the message goes into ("INBOX" for a keep), each once, in order."""
@@ -191,12 +193,17 @@ class SieveContext:
     mailbox_ids: dict[str, str] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
     now: datetime.datetime | None = None
+    #: RFC 7352: whether a duplicate key was seen before (None: nothing was, as for a first delivery)
+    seen: Callable[[str], bool] | None = None
 
 
 #: RFC 5229 section 6: "at least 4000 characters" per value; more is cut.
 MAX_VARIABLE_SIZE = 4000
 #: Variables one run may set (a script is bounded, but loops are not the only way to many names).
 MAX_VARIABLES = 256
+#: RFC 7352 section 3.4: how long a duplicate test remembers by default, and at most.
+DUPLICATE_SECONDS = 12 * 3600
+DUPLICATE_MAX_SECONDS = 7 * 86400
 #: Octets of the message the body test reads at most.
 MAX_BODY_OCTETS = 1024 * 1024
 
@@ -464,7 +471,27 @@ class _Run:
             return all(any(a in found for found in uses.values()) for a in attributes)
         if name == "mailboxidexists":
             return all(i in self.context.mailbox_ids for i in self.strs(args[0]))
+        if name == "duplicate":
+            return self.duplicate(tags)
         raise SieveRuntimeError(f'the test "{name}" cannot be run')
+
+    def duplicate(self, tags: Tags) -> bool:
+        """RFC 7352: whether this message's id (or :header's first value, or :uniqueid) was seen with the
+        handle before; recorded for the next deliveries (a message without one is never a duplicate)."""
+        if "uniqueid" in tags:
+            value = self.str1(tags["uniqueid"])
+        else:
+            values = self.message.values(self.str1(tags["header"]) if "header" in tags else "Message-ID")
+            value = " ".join(values[0].split()) if values else ""
+        if not value:
+            return False
+        key = hashlib.sha256(f"{self.str1(tags.get('handle'))}\0{value}".encode()).hexdigest()
+        seconds = tags.get("seconds")
+        period = min(seconds, DUPLICATE_MAX_SECONDS) if isinstance(seconds, int) else DUPLICATE_SECONDS
+        if all(key != k for k, _s, _l in self.outcome.duplicates):
+            self.outcome.duplicates.append((key, period, "last" in tags))
+        seen = self.context.seen
+        return seen is not None and seen(key)
 
     @staticmethod
     def mailbox(name: str) -> str:

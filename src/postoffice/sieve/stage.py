@@ -26,12 +26,14 @@ Implementation notes
 
 from __future__ import annotations
 
+import dataclasses
 import email.message
 import email.policy
 import email.utils
 import io
 import logging
 import re
+import time
 from collections import OrderedDict
 from typing import IO, TYPE_CHECKING
 
@@ -53,10 +55,12 @@ from postoffice.sieve.interpreter import (
     SieveMessage,
     SieveRuntimeError,
     Vacation,
+    required,
     run,
     vacation_refusal,
 )
 from postoffice.store import (
+    DuplicateMark,
     GeneratedMessage,
     MessageText,
     OutboundMessage,
@@ -78,6 +82,8 @@ log = logging.getLogger("postoffice.sieve")
 MAX_HEADER_OCTETS = 1024 * 1024
 #: Checked scripts kept in memory, by (script id, version).
 COMPILED_CACHE_SIZE = 1000
+#: Runs of a script with duplicate tests at most (each after reading the keys the run before asked).
+DUPLICATE_RUNS = 4
 #: Longest reject reason put into an SMTP reply line (RFC 5321 section 4.5.3.1.5: 512 octets in all).
 MAX_REASON = 300
 
@@ -189,7 +195,7 @@ class SieveStage:
         try:
             program = self.compiled(script)
             context = await self._context(recipient.account_id, plan)
-            outcome = run(program, sieve_message, context)
+            outcome = await self._run(program, sieve_message, context, recipient.account_id)
             created = self._carry_out(outcome, script, sieve_message, plan, recipient, context)
         except (ScriptError, SieveRuntimeError) as exc:
             log.warning(
@@ -202,11 +208,41 @@ class SieveStage:
             if not script.error_reported:
                 plan.notices.append(self._notice(script, str(exc), sieve_message))
             return
+        plan.duplicates.extend(
+            DuplicateMark(recipient.account_id, key, seconds, last)
+            for key, seconds, last in outcome.duplicates
+        )
         for name in created:  # fileinto :create (RFC 5490 3.2); a failure leaves the copy to go to INBOX
             try:
                 await self.store.create_mailbox(recipient.account_id, name, max_mailboxes=self.max_mailboxes)
             except StoreError as exc:
                 log.info("sieve: fileinto :create %r for account_id=%d: %s", name, recipient.account_id, exc)
+
+    async def _run(
+        self,
+        program: tuple[checker.Checked, ...],
+        message: SieveMessage,
+        context: SieveContext,
+        account_id: int,
+    ) -> Outcome:
+        """The run; a script with duplicate tests (RFC 7352) runs again with the answers for the keys the last
+        run asked (the store is read between runs), until it asks nothing new (at most DUPLICATE_RUNS)."""
+        if "duplicate" not in required(program):
+            return run(program, message, context)
+        known: dict[str, bool] = {}
+        asked: set[str] = set()
+        for _attempt in range(DUPLICATE_RUNS):
+            outcome = run(
+                program, message, dataclasses.replace(context, seen=lambda key: known.get(key, False))
+            )
+            keys = {key for key, _seconds, _last in outcome.duplicates}
+            new = keys - asked
+            if not new:
+                return outcome
+            asked |= new
+            seen = await self.store.sieve_duplicates_seen(account_id, sorted(new), time.time())
+            known.update((key, key in seen) for key in new)
+        return run(program, message, dataclasses.replace(context, seen=lambda key: known.get(key, False)))
 
     async def _context(self, account_id: int, plan: DeliveryPlan) -> SieveContext:
         """The account's mailboxes and the environment (RFC 5183) of this delivery."""

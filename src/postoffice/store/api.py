@@ -544,6 +544,17 @@ class VacationReply(NamedTuple):
     message: GeneratedMessage
 
 
+class DuplicateMark(NamedTuple):
+    """What a Sieve duplicate test (RFC 7352) saw, recorded by a `Delivery` for `account_id`: `key` counts as
+    seen for `seconds` from now; with `last` the period starts again at every message, without it a key
+    that is still seen keeps its first expiry (section 3.3)."""
+
+    account_id: int
+    key: str
+    seconds: float
+    last: bool = False
+
+
 class ScriptErrorNotice(NamedTuple):
     """A message telling an account that its Sieve script failed (RFC 5228 section 2.10.6), put into its
     INBOX by a `Delivery` only when no error of this version of the script was reported yet (and marking it
@@ -572,7 +583,8 @@ class Delivery(NamedTuple):
       happened. Without `record`, the octets it adds are admitted against the free space first.
     - `internaldate`: of every copy (None: now).
     - `vacations`: Sieve vacation replies, each queued unless one went to its sender recently.
-    - `notices`: reports of Sieve script errors, each put into its account's INBOX once per script text."""
+    - `notices`: reports of Sieve script errors, each put into its account's INBOX once per script text.
+    - `duplicates`: what Sieve duplicate tests saw, recorded for the next deliveries."""
 
     texts: Sequence[MessageText]
     copies: Sequence[NewCopy] = ()
@@ -583,6 +595,7 @@ class Delivery(NamedTuple):
     forwards: Sequence[GeneratedMessage] = ()
     vacations: Sequence[VacationReply] = ()
     notices: Sequence[ScriptErrorNotice] = ()
+    duplicates: Sequence[DuplicateMark] = ()
 
     def check(self) -> None:
         """ValueError for a delivery no backend may write (backends call this before writing)."""
@@ -625,6 +638,7 @@ class Delivery(NamedTuple):
             and self.record is None
             and not self.vacations
             and not self.notices
+            and not self.duplicates
         )
 
     def grows(self) -> int | None:
@@ -1047,6 +1061,11 @@ class MailStore(abc.ABC):
     async def activate_sieve_script(self, account_id: int, name: str | None) -> None:
         """Make `name` the account's active script (the one before it is active no more); None: none is.
         NotFound when there is no such script (nothing changed)."""
+
+    @abc.abstractmethod
+    async def sieve_duplicates_seen(self, account_id: int, keys: Sequence[str], now: float) -> set[str]:
+        """Which of `keys` a Sieve duplicate test of the account recorded (`Delivery.duplicates`) and still
+        count as seen at `now`."""
 
     @abc.abstractmethod
     async def active_sieve_scripts(self, account_ids: Sequence[int]) -> dict[int, SieveScript]:

@@ -403,4 +403,13 @@ CREATE TABLE sieve_vacation (
     PRIMARY KEY (account_id, handle, sender)
 ) WITHOUT ROWID;
 CREATE INDEX sieve_vacation_sent ON sieve_vacation(sent);
+-- The message ids (or other values) the Sieve duplicate test (RFC 7352) has seen, per account and handle:
+-- a hash of handle and value, until when it counts as seen.
+CREATE TABLE sieve_duplicates (
+    account_id INTEGER NOT NULL,                  -- accounts.id
+    key        TEXT NOT NULL,                     -- sha256 hex of handle NUL value
+    expires    REAL NOT NULL,
+    PRIMARY KEY (account_id, key)
+) WITHOUT ROWID;
+CREATE INDEX sieve_duplicates_expires ON sieve_duplicates(expires);
 -- End of version 27.

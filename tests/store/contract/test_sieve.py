@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 
 import pytest
 
 from postoffice.store import (
     AlreadyExists,
     Delivery,
+    DuplicateMark,
     GeneratedMessage,
     MailStore,
     MessageText,
@@ -220,5 +222,24 @@ def test_a_script_error_is_reported_into_the_inbox_once_per_version(backend: Bac
         await store.commit_delivery(Delivery([], notices=[notice(newer.version)]))
         assert len(await store.list_messages(inbox)) == 2
         assert await store.read_content((await store.list_messages(inbox))[-1].content_id) == raw
+
+    backend.run(scenario)
+
+
+@covers(S.commit_delivery, S.sieve_duplicates_seen)
+def test_duplicate_marks_count_as_seen_for_their_period_and_last_starts_it_again(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        demo, other = await accounts(store, "demo", "other")
+        now = time.time()
+        await store.commit_delivery(Delivery([], duplicates=[DuplicateMark(demo, "k1", 3600)]))
+        assert await store.sieve_duplicates_seen(demo, ["k1", "k2"], now) == {"k1"}
+        assert await store.sieve_duplicates_seen(other, ["k1"], now) == set()  # per account
+        assert await store.sieve_duplicates_seen(demo, ["k1"], now + 7200) == set()  # expired
+        # without :last a key still seen keeps its first expiry; with :last the period starts again
+        await store.commit_delivery(Delivery([], duplicates=[DuplicateMark(demo, "k1", 100_000)]))
+        assert await store.sieve_duplicates_seen(demo, ["k1"], now + 7200) == set()
+        await store.commit_delivery(Delivery([], duplicates=[DuplicateMark(demo, "k1", 100_000, last=True)]))
+        assert await store.sieve_duplicates_seen(demo, ["k1"], now + 7200) == {"k1"}
+        assert await store.sieve_duplicates_seen(demo, [], now) == set()
 
     backend.run(scenario)

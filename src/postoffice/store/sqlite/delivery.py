@@ -96,6 +96,15 @@ class DeliveryMixin(SqliteBase):
                 self._enqueue_rows(
                     conn, events, io.BytesIO(generated.data), len(generated.data), generated.outbound, now
                 )
+            for (
+                mark
+            ) in delivery.duplicates:  # RFC 7352 3.3: :last starts the period again, else the first stays
+                conn.execute(
+                    "INSERT INTO sieve_duplicates (account_id, key, expires) VALUES (?, ?, ?) "
+                    "ON CONFLICT (account_id, key) DO UPDATE SET expires = excluded.expires "
+                    "WHERE ? OR sieve_duplicates.expires <= ?",
+                    (mark.account_id, mark.key, now + mark.seconds, mark.last, now),
+                )
             for notice in delivery.notices:
                 reported = conn.execute(
                     "UPDATE sieve_scripts SET error_reported = 1 WHERE id = ? AND version = ? "

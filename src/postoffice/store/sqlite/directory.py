@@ -248,6 +248,7 @@ class DirectoryMixin(SqliteBase):
             conn.execute("DELETE FROM metadata WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM sieve_scripts WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM sieve_vacation WHERE account_id = ?", (account_id,))
+            conn.execute("DELETE FROM sieve_duplicates WHERE account_id = ?", (account_id,))
             # its mailboxes' access control lists, and its rights on others' (decision 0073); the sessions
             # that have one of those mailboxes selected read their rights again (decision 0076)
             changed = mailbox_acl_changed(conn, "l.grantee_id = ? OR m.account_id = ?", (account_id,) * 2)

@@ -11,6 +11,8 @@ Implementation notes
   scripts and after a deletion): a delivery caches checked scripts by (id, version), and an error is reported
   to the account once per version (`error_reported`, set by `commit_delivery` with the report).
 - Activation moves the active mark in one transaction (the old script's first, for the unique index).
+- `sieve_duplicates` holds what duplicate tests (RFC 7352) saw, written by `commit_delivery` with the
+  delivery (`DuplicateMark`); expired rows are replaced when seen again.
 - The rows of an account go with it (`DirectoryMixin.remove_account`).
 """
 
@@ -178,6 +180,19 @@ class SieveMixin(SqliteBase):
                 conn.execute("UPDATE sieve_scripts SET active = 1 WHERE id = ?", (chosen,))
 
         await self._write(tx)
+
+    async def sieve_duplicates_seen(self, account_id: int, keys: Sequence[str], now: float) -> set[str]:
+        wanted = list(dict.fromkeys(keys))[:500]
+
+        def q(conn: sqlite3.Connection) -> set[str]:
+            marks = ", ".join("?" * len(wanted))
+            rows = conn.execute(
+                f"SELECT key FROM sieve_duplicates WHERE account_id = ? AND expires > ? AND key IN ({marks})",  # noqa: S608 - placeholders only
+                (account_id, now, *wanted),
+            )
+            return {row[0] for row in rows}
+
+        return await self._read_small(q, single=True) if wanted else set()
 
     async def active_sieve_scripts(self, account_ids: Sequence[int]) -> dict[int, SieveScript]:
         wanted = list(dict.fromkeys(account_ids))
