@@ -350,3 +350,18 @@ def test_duplicate_discards_the_second_copy_of_a_message_id(h: Harness) -> None:
     send(h, message("no id").replace(b"Message-ID: <no.id@remote.example>\r\n", b""))
     send(h, message("no id").replace(b"Message-ID: <no.id@remote.example>\r\n", b""))
     assert subjects(h, DEMO)[-2:] == ["no id", "no id"]  # no id: never a duplicate
+
+
+def test_include_takes_the_accounts_other_scripts(h: Harness) -> None:
+    h.call(h.store.create_mailbox(h.ids[DEMO], "Lists"))
+    h.call(h.store.put_sieve_script(h.ids[DEMO], "lists", 'require "fileinto"; fileinto "Lists";', LIMITS))
+    activate(
+        h,
+        DEMO,
+        'require "include";\r\nif exists "List-Id" { include "lists"; }\r\n'
+        'include :optional "not-there";\r\n',
+    )
+    send(h, b"List-Id: <x.example>\r\n" + message("from a list"))
+    send(h, message("personal"))
+    assert subjects(h, DEMO, "Lists") == ["from a list"]
+    assert subjects(h, DEMO) == ["personal"]

@@ -502,3 +502,48 @@ def test_duplicate_records_a_key_per_handle_and_value_and_asks_the_context() -> 
         (7 * 86400, True),
     ]
     assert len({key for key, _s, _l in outcome.duplicates}) == 2
+
+
+def includes(scripts: dict[str, str]) -> SieveContext:
+    compiled = {name: check(parse(text)) for name, text in scripts.items()}
+    return SieveContext(include=lambda name, is_global: compiled.get(("g:" if is_global else "") + name))
+
+
+def test_include_runs_the_script_in_the_same_result_and_return_ends_only_it() -> None:
+    context = includes(
+        {
+            "a": 'require ["fileinto", "include"]; fileinto "A"; return; fileinto "never";',
+            "g:b": 'require "fileinto"; fileinto "B";',
+            "stopper": "stop;",
+        }
+    )
+    script = 'require ["include", "fileinto"]; include "a"; include :global "b"; fileinto "C";'
+    assert filed(run_with(script, context=context)) == ["A", "B", "C"]
+    stopped = 'require ["include", "fileinto"]; include "stopper"; fileinto "never";'
+    assert filed(run_with(stopped, context=context)) == []  # stop in an included script ends everything
+    assert run_with('require "include"; include :optional "missing";', context=context).implicit_keep
+    with pytest.raises(SieveRuntimeError, match="does not exist"):
+        run_with('require "include"; include "missing";', context=context)
+
+
+def test_an_include_loop_is_a_runtime_error_not_a_recursion_error() -> None:
+    context = includes({"self": 'require "include"; include "self";'})
+    with pytest.raises(SieveRuntimeError, match="too many included scripts"):
+        run_with('require "include"; include "self";', context=context)
+    context = includes({"once": 'require "include"; include :once "once";'})
+    assert run_with('require "include"; include "once";', context=context).implicit_keep
+
+
+def test_global_variables_are_shared_and_others_are_not() -> None:
+    context = includes(
+        {
+            "set": 'require ["include", "variables"]; global "g"; set "g" "from-include"; set "l" "local";',
+        }
+    )
+    script = (
+        'require ["include", "variables", "fileinto"];\r\n'
+        'global "g"; set "l" "mine";\r\n'
+        'include "set";\r\n'
+        'fileinto "${g}/${l}/${global.g}";\r\n'
+    )
+    assert filed(run_with(script, context=context)) == ["from-include/mine/from-include"]

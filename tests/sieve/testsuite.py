@@ -170,7 +170,17 @@ class Runner:
         return SieveContext(
             mailboxes=frozenset(self.store),
             environment={"name": "Postoffice", "phase": "during", "location": "MDA", "domain": "example.com"},
+            include=self._include,
         )
+
+    def _include(self, name: str, is_global: bool) -> tuple[Checked, ...] | None:
+        """RFC 6609 in the test suite: D/included/NAME.sieve, or D/included-global/NAME.sieve."""
+        folder = self.path.parent / ("included-global" if is_global else "included")
+        try:
+            text = (folder / f"{name}.sieve").read_bytes()
+        except OSError:
+            return None
+        return check(grammar.parse(text), extension=TESTSUITE)
 
     # -- hooks ------------------------------------------------------------------------------------------
 

@@ -100,6 +100,7 @@ SUPPORTED = frozenset(
         "special-use",
         "mailboxid",
         "duplicate",
+        "include",
     }
 )
 #: Comparators every script may name without `require` (RFC 5228 section 2.7.3).
@@ -213,6 +214,15 @@ COMMANDS: dict[str, Spec] = {
         needs="variables",
     ),
     "error": Spec(positional=(Kind.STRING,), needs="ihave"),  # RFC 5463 section 5
+    # RFC 6609 section 3
+    "include": Spec(
+        positional=(Kind.STRING,),
+        tags={"personal": None, "global": None, "once": None, "optional": None},
+        groups=(frozenset({"personal", "global"}),),
+        needs="include",
+    ),
+    "return": Spec(needs="include"),
+    "global": Spec(positional=(Kind.STRINGS,), needs="include"),
 }
 
 TESTS: dict[str, Spec] = {
@@ -313,6 +323,10 @@ def strings(value: tuple[str, ...] | int | None) -> tuple[str, ...]:
 
 #: RFC 5229 section 3: the name `set` may give (match variables and namespaces are not set by name)
 VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: RFC 6609 section 3.5: a variable of the "global" namespace
+GLOBAL_NAME = re.compile(r"global\.[A-Za-z_][A-Za-z0-9_]*", re.IGNORECASE)
+#: RFC 5804 section 1.6 (script names): no control characters
+_NAME_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 #: RFC 5228 section 2.4.2.4: "${hex: 41 42}" and "${unicode: 263a}" (white space around the numbers)
 _ENCODED = re.compile(r"\$\{(hex|unicode):([0-9A-Fa-f \t\r\n]*)\}", re.IGNORECASE)
 
@@ -453,8 +467,17 @@ class _Checker:
                 raise _error(f'"{part}" is not a date part', node)
         if name == "set":
             (variable,) = strings(positional[0])
-            if not VARIABLE_NAME.fullmatch(variable):
+            if not VARIABLE_NAME.fullmatch(variable) and not GLOBAL_NAME.fullmatch(variable):
                 raise _error(f'"{variable}" is not a variable name', node)
+        if name == "global":
+            self.needs("variables", 'the command "global"', node)
+            for variable in strings(positional[0]):
+                if not VARIABLE_NAME.fullmatch(variable):
+                    raise _error(f'"{variable}" is not a variable name', node)
+        if name == "include":
+            (script,) = strings(positional[0])
+            if not script or "/" in script or _NAME_FORBIDDEN.search(script):
+                raise _error(f'"{script}" is not a script name', node)
 
     def unsupported_ihave(self, checked: Checked) -> bool:
         """Whether `checked` (an if or elsif) tests `ihave` with a capability we do not have; those we have

@@ -195,6 +195,8 @@ class SieveContext:
     now: datetime.datetime | None = None
     #: RFC 7352: whether a duplicate key was seen before (None: nothing was, as for a first delivery)
     seen: Callable[[str], bool] | None = None
+    #: RFC 6609: the checked script of a name, personal (False) or global (True); None: there is none
+    include: Callable[[str, bool], tuple[Checked, ...] | None] | None = None
 
 
 #: RFC 5229 section 6: "at least 4000 characters" per value; more is cut.
@@ -204,6 +206,9 @@ MAX_VARIABLES = 256
 #: RFC 7352 section 3.4: how long a duplicate test remembers by default, and at most.
 DUPLICATE_SECONDS = 12 * 3600
 DUPLICATE_MAX_SECONDS = 7 * 86400
+#: RFC 6609 section 3.2: scripts included within one another at most, and included in one run at most.
+MAX_INCLUDE_DEPTH = 10
+MAX_INCLUDES = 32
 #: Octets of the message the body test reads at most.
 MAX_BODY_OCTETS = 1024 * 1024
 
@@ -314,6 +319,10 @@ class Hooks(Protocol):
     def test(self, run: _Run, node: Checked) -> bool | None: ...
 
 
+class _Return(Exception):
+    """RFC 6609 section 3.3: `return` ends the script it is in."""
+
+
 class _Run:
     def __init__(
         self,
@@ -323,6 +332,11 @@ class _Run:
         hooks: Hooks | None = None,
     ) -> None:
         self.hooks = hooks
+        self.depth = 0
+        self.included: set[tuple[str, bool]] = set()  # for :once (RFC 6609 section 3.2)
+        self.includes = 0
+        self.shared: dict[str, str] = {}  # the global variables of the whole run (RFC 6609 section 3.5)
+        self.declared: set[str] = set()  # the names this script declared global
         self.message = message
         self.context = context
         self.outcome = Outcome()
@@ -345,7 +359,9 @@ class _Run:
                 index = int(name)
                 return self.matched[index] if index < len(self.matched) else ""
             if _IDENTIFIER.fullmatch(name):
-                return self.variables.get(name.lower(), "")
+                return self.get_variable(name)
+            if name.lower().startswith("global.") and _IDENTIFIER.fullmatch(name[7:]):
+                return self.shared.get(name[7:].lower(), "")
             return match.group(0)
 
         return _REFERENCE.sub(one, text)
@@ -440,7 +456,7 @@ class _Run:
         if name == "hasflag":  # RFC 5232 section 4: any flag of the variable matches any of the keys
             variables = self.strs(args[0])
             if variables:
-                current = [f for v in variables for f in self.variables.get(v.lower(), "").split()]
+                current = [f for v in variables for f in self.get_variable(v).split()]
             else:
                 current = self.flags
             return self.matches(tags, current, self.strs(args[1]))
@@ -572,6 +588,15 @@ class _Run:
                 continue
             if name == "stop":
                 return False
+            if name == "return":
+                raise _Return
+            if name == "include":
+                if not self.include(node):
+                    return False
+                continue
+            if name == "global":
+                self.declared.update(n.lower() for n in self.strs(node.positional[0]))
+                continue
             if self.hooks is not None:
                 going = self.hooks.command(self, node)
                 if going is False:
@@ -581,11 +606,50 @@ class _Run:
             self.action(node)
         return True
 
+    def get_variable(self, name: str) -> str:
+        key = name.lower()
+        if key.startswith("global."):
+            return self.shared.get(key[7:], "")
+        return (self.shared if key in self.declared else self.variables).get(key, "")
+
     def set_variable(self, name: str, value: str) -> None:
         key = name.lower()
-        if key not in self.variables and len(self.variables) >= MAX_VARIABLES:
+        table = self.variables
+        if key.startswith("global."):
+            key, table = key[7:], self.shared
+        elif key in self.declared:
+            table = self.shared
+        if key not in table and len(self.variables) + len(self.shared) >= MAX_VARIABLES:
             raise SieveRuntimeError(f"more than {MAX_VARIABLES} variables")
-        self.variables[key] = value[:MAX_VARIABLE_SIZE]
+        table[key] = value[:MAX_VARIABLE_SIZE]
+
+    def include(self, node: Checked) -> bool:
+        """RFC 6609 section 3.2: run the included script in this run (its actions join the result, its
+        variables are its own but for the global ones); False when it ended the whole run (stop)."""
+        tags = node.tags
+        name, is_global = self.str1(node.positional[0]), "global" in tags
+        if "once" in tags and (name, is_global) in self.included:
+            return True
+        resolve = self.context.include
+        program = resolve(name, is_global) if resolve is not None else None
+        if program is None:
+            if "optional" in tags:
+                return True
+            raise SieveRuntimeError(f'the included script "{name}" does not exist')
+        self.includes += 1
+        if self.depth + 1 > MAX_INCLUDE_DEPTH or self.includes > MAX_INCLUDES:
+            raise SieveRuntimeError("too many included scripts, or included too deeply (a loop?)")
+        self.included.add((name, is_global))
+        child = _Run(self.message, self.context, required(program), self.hooks)
+        child.depth, child.included, child.includes = self.depth + 1, self.included, self.includes
+        child.shared, child.outcome, child.redirects = self.shared, self.outcome, self.redirects
+        child.flags = self.flags
+        try:
+            going = child.commands(program)
+        except _Return:
+            going = True
+        self.includes, self.redirects, self.flags = child.includes, child.redirects, child.flags
+        return going
 
     def action(self, node: Checked) -> None:
         name, tags, args = node.name, node.tags, node.positional
@@ -610,9 +674,7 @@ class _Run:
             return
         if name in ("setflag", "addflag", "removeflag"):
             variable = self.strs(args[0])
-            current = (
-                flag_list([self.variables.get(variable[0].lower(), "")]) if variable else list(self.flags)
-            )
+            current = flag_list([self.get_variable(variable[0])]) if variable else list(self.flags)
             given = flag_list(self.strs(args[1]))
             if name == "setflag":
                 current = given
@@ -734,7 +796,10 @@ def run(
     """The outcome of `script` (checked) for `message` (see the module docstring). SieveRuntimeError when
     it cannot be carried out: the caller keeps the message."""
     running = _Run(message, context or SieveContext(), required(script), hooks)
-    running.commands(script)
+    try:
+        running.commands(script)
+    except _Return:  # return in the main script ends it, as stop does
+        pass
     outcome = running.outcome
     outcome.flags = tuple(running.flags)
     rejects = [a for a in outcome.actions if isinstance(a, Reject)]

@@ -36,6 +36,15 @@ class SieveConfig:
         doc="Octets (256 KiB) of one script (ManageSieve answers `NO (QUOTA/MAXSIZE)` beyond).",
         positive=True,
     )
+    global_scripts: str = setting(
+        "",
+        "directory of the scripts every account may include with include :global (RFC 6609); empty: none",
+        doc=(
+            "A directory of Sieve scripts (`NAME.sieve`) that every account's scripts may include with "
+            '`include :global "NAME"` (RFC 6609), for rules the administrator keeps for everyone. '
+            "Empty (the default): there are none, and such an include fails unless it is `:optional`."
+        ),
+    )
     max_storage: int = setting(
         1048576,
         "octets of all of an account's scripts together",

@@ -35,6 +35,8 @@ import logging
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from postoffice import __version__
@@ -136,9 +138,17 @@ class SieveStage:
 
     name = "sieve"
 
-    def __init__(self, store: MailStore, hostname: str, *, max_mailboxes: int = 1000) -> None:
+    def __init__(
+        self,
+        store: MailStore,
+        hostname: str,
+        *,
+        max_mailboxes: int = 1000,
+        global_scripts: Path | None = None,
+    ) -> None:
         self.store = store
         self.hostname = hostname
+        self.global_scripts = global_scripts  # include :global (RFC 6609): NAME.sieve files here
         self.max_mailboxes = max_mailboxes  # what fileinto :create may bring an account to ([imap])
         self._compiled: OrderedDict[tuple[int, int], tuple[checker.Checked, ...] | ScriptError] = (
             OrderedDict()
@@ -195,6 +205,8 @@ class SieveStage:
         try:
             program = self.compiled(script)
             context = await self._context(recipient.account_id, plan)
+            if "include" in required(program):
+                context = dataclasses.replace(context, include=await self._includes(recipient.account_id))
             outcome = await self._run(program, sieve_message, context, recipient.account_id)
             created = self._carry_out(outcome, script, sieve_message, plan, recipient, context)
         except (ScriptError, SieveRuntimeError) as exc:
@@ -243,6 +255,38 @@ class SieveStage:
             seen = await self.store.sieve_duplicates_seen(account_id, sorted(new), time.time())
             known.update((key, key in seen) for key in new)
         return run(program, message, dataclasses.replace(context, seen=lambda key: known.get(key, False)))
+
+    async def _includes(self, account_id: int) -> Callable[[str, bool], tuple[checker.Checked, ...] | None]:
+        """RFC 6609: the account's scripts by name (read once), and the administrator's global ones."""
+        personal = {s.name: s for s in await self.store.list_sieve_scripts(account_id)}
+
+        def resolve(name: str, is_global: bool) -> tuple[checker.Checked, ...] | None:
+            if not is_global:
+                script = personal.get(name)
+                return None if script is None else self.compiled(script)
+            return self.global_script(name)
+
+        return resolve
+
+    def global_script(self, name: str) -> tuple[checker.Checked, ...] | None:
+        """The checked global script `name` (cached by its file's modification time and size)."""
+        if self.global_scripts is None or "/" in name or name.startswith("."):
+            return None
+        path = self.global_scripts / f"{name}.sieve"
+        try:
+            stat = path.stat()
+            key = (-stat.st_ino or -1, int(stat.st_mtime_ns % (2**62)) ^ stat.st_size)
+            found = self._compiled.get(key)
+            if found is None:
+                found = compile_script(path.read_text("utf-8"))
+                self._compiled[key] = found
+        except (OSError, UnicodeDecodeError):
+            return None
+        except grammar.SieveSyntaxError as exc:
+            raise ScriptError(f'the global script "{name}": {exc}') from None
+        if isinstance(found, ScriptError):
+            raise found
+        return found
 
     async def _context(self, account_id: int, plan: DeliveryPlan) -> SieveContext:
         """The account's mailboxes and the environment (RFC 5183) of this delivery."""
@@ -479,4 +523,10 @@ def make_stage(config: Config, store: MailStore) -> SieveStage | None:
     """The stage for this configuration (`delivery.stages.STAGES`); None when [sieve] enabled is off."""
     if not config.sieve.enabled:
         return None
-    return SieveStage(store, config.server.hostname, max_mailboxes=config.imap.max_mailboxes)
+    folder = config.sieve.global_scripts
+    return SieveStage(
+        store,
+        config.server.hostname,
+        max_mailboxes=config.imap.max_mailboxes,
+        global_scripts=Path(folder) if folder else None,
+    )

@@ -1,0 +1,3 @@
+require ["fileinto", "include", "variables"];
+global "seen";
+set "seen" "${seen}spam ";
