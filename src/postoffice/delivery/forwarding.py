@@ -43,6 +43,8 @@ log = logging.getLogger("postoffice.delivery")
 
 #: Received fields a message may have for us to forward it once more (Postfix: hopcount_limit).
 MAX_HOPS = 50
+#: The field a Sieve redirect puts on the copy it sends: the address whose script redirected it.
+REDIRECTED_FROM = "X-Sieve-Redirected-From"
 
 
 def _read(source: IO[bytes], size: int) -> bytes:
@@ -131,13 +133,16 @@ class Forwarder:
         data = without_return_path(await _reading(_read, message))
         if plan.authentication_results:
             data = header_field("Authentication-Results", plan.authentication_results) + data
-        by_domain: dict[str, list[str]] = {}
+        by_domain: dict[tuple[str, str], list[str]] = {}
         for forward in plan.forwards:
-            by_domain.setdefault(forward.via.rpartition("@")[2].lower(), []).append(forward.target)
+            redirected = forward.via if forward.redirect else ""
+            by_domain.setdefault((forward.via.rpartition("@")[2].lower(), redirected), []).append(
+                forward.target
+            )
         ours = {d.name for d in await self.store.list_domains()}
         envelope = plan.envelope
         made = []
-        for domain, targets in by_domain.items():
+        for (domain, redirected), targets in by_domain.items():
             sender = envelope.sender
             sender_domain = sender.rpartition("@")[2].lower()
             if self.srs_on and sender and sender_domain not in ours:
@@ -147,7 +152,10 @@ class Forwarder:
                     )
                 except srs.SrsError:
                     pass  # not an address SRS can carry: forwarded with the sender as it came
-            sealed = await self._sealed(data, domain, plan) if self.seal else data
+            text = data
+            if redirected:  # RFC 5228 section 4.2's loop control, Pigeonhole's field: who redirected it
+                text = header_field(REDIRECTED_FROM, redirected) + data
+            sealed = await self._sealed(text, domain, plan) if self.seal else text
             outbound = OutboundMessage(
                 sender=sender,
                 recipients=[OutboundRecipient(target) for target in targets],
@@ -163,7 +171,7 @@ class Forwarder:
                 domain,
                 ", ".join(f"<{t}>" for t in targets),
                 sender,
-                " ARC-sealed" if sealed is not data else "",
+                " ARC-sealed" if sealed is not text else "",
             )
         return made
 

@@ -240,10 +240,12 @@ class RecipientOutcome:
 
 @dataclass(frozen=True)
 class Forward:
-    """The message forwarded to `target` (outside) because it reached `via` (an address of ours)."""
+    """The message forwarded to `target` (outside) because it reached `via` (an address of ours);
+    `redirect`: a Sieve redirect (the forwarded copy says so: X-Sieve-Redirected-From, for loop control)."""
 
     via: str
     target: str
+    redirect: bool = False
 
 
 @dataclass(eq=False, slots=True)

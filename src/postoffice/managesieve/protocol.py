@@ -48,7 +48,7 @@ from postoffice.auth.sasl import (
     encode_challenge,
 )
 from postoffice.auth.scram import ScramMechanism, ScramPlusMechanism, ScramSecret
-from postoffice.net.lineproto import LINE_TOO_LONG, LineProtocol, LineUsageError, TlsUpgrade
+from postoffice.net.lineproto import LineProtocol, LineUsageError, TlsUpgrade
 from postoffice.sieve.grammar import SieveSyntaxError
 
 #: Longest command line fragment (the octets between literals), line end included.
@@ -61,6 +61,7 @@ MAX_NAME_OCTETS = 512
 MAX_ARGUMENTS = 8
 
 _LITERAL = re.compile(rb"\{([0-9]{1,10})(\+?)\}$")
+_TAIL = 32  # octets kept of a line too long to read: a literal announced at its end fits
 _ATOM = re.compile(rb"[A-Za-z0-9_.-]+")
 _NAME_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _CRLF = b"\r\n"
@@ -206,6 +207,8 @@ class ManageSieveProtocol(LineProtocol[Event]):
         self._literal_data = bytearray()
         self._literal_too_long = False
         self._failed: _Refusal | None = None  # the command being read is refused: its rest is skipped
+        self._discarding = False  # in a line longer than MAX_LINE
+        self._tail = b""  # the last octets of that line
         self._sasl: SaslMechanism | None = None  # waiting for the client's response to a challenge
         self._scram: ScramMechanism | None = None  # waiting for the glue's secret
         self._scram_final: bytes | None = None  # SCRAM's server-final message, for the OK
@@ -290,35 +293,57 @@ class ManageSieveProtocol(LineProtocol[Event]):
     def _step(self) -> bool:
         if self._literal is not None:
             return self._read_literal()
-        line = self._next_line()
+        line, too_long = self._line()
         if line is None:
             return False
-        if line is LINE_TOO_LONG:
-            self._args.clear()
-            self._refuse(_Refusal("Line too long."))
-            return True
+        if too_long and self._failed is None:  # only its end is kept: whether a literal follows
+            self._failed = _Refusal("Line too long.")
         complete = False
-        if self._failed is None and isinstance(line, bytes):
+        if self._failed is None:
             try:
                 complete = self._tokens(line)
             except _Refusal as refused:
                 self._failed = refused
-        if self._failed is not None and isinstance(line, bytes):
+        if self._failed is not None:
             # the rest of a refused command is skipped, its literals too (read and thrown away), so that
-            # its octets are not taken for commands
+            # its octets are not taken for commands; then the one answer
             tail = _LITERAL.search(line)
             if tail is not None:
                 self._literal, self._literal_too_long = int(tail.group(1)), True
                 return True
             refusal, self._failed = self._failed, None
             self._args.clear()
-            self._sasl = None
+            self._sasl = None  # a refused response ends an AUTHENTICATE (RFC 5804 section 2.1)
             self._refuse(refusal)
             return True
         if complete:
             args, self._args = self._args, []
             self._dispatch(args)
         return True
+
+    def _line(self) -> tuple[bytes | None, bool]:
+        """The next line fragment without its line end, and whether it was longer than MAX_LINE (then only
+        its last octets are given: enough to see a literal announced at its end); None: not complete yet."""
+        buf = self._buffer
+        if self._discarding:
+            end = buf.find(b"\n")
+            if end < 0:
+                self._tail = (self._tail + bytes(buf[-_TAIL:]))[-_TAIL:]
+                buf.clear()
+                return None, False
+            self._tail = (self._tail + bytes(buf[max(0, end - _TAIL) : end]))[-_TAIL:]
+            del buf[: end + 1]
+            self._discarding = False
+            return self._tail.removesuffix(b"\r"), True
+        end = buf.find(b"\n", 0, MAX_LINE)
+        if end < 0:
+            if len(buf) < MAX_LINE:
+                return None, False
+            self._discarding, self._tail = True, b""
+            return self._line()
+        line = bytes(buf[:end])
+        del buf[: end + 1]
+        return line.removesuffix(b"\r"), False
 
     def _read_literal(self) -> bool:
         buf = self._buffer
@@ -460,8 +485,8 @@ class ManageSieveProtocol(LineProtocol[Event]):
         self._ok("Unauthenticate completed.")
 
     def _cmd_havespace(self, args: list[str | bytes]) -> None:
-        if len(args) != 2 or not isinstance(args[1], _Atom) or not args[1].isdigit():
-            raise _Refusal("Syntax: HAVESPACE name size")
+        if len(args) != 2 or not isinstance(args[1], _Atom) or not args[1].isdigit() or len(args[1]) > 10:
+            raise _Refusal("Syntax: HAVESPACE name size")  # section 4: a number is 32 bits at most
         name, size = self._name(args[0]), int(args[1])
         if size > self._settings.max_script_size:
             self._no("The script is larger than a script may be.", "QUOTA/MAXSIZE")

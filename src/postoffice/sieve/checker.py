@@ -375,6 +375,8 @@ class _Checker:
             if name.lower() not in self.supported:
                 raise _error(f'the extension "{name}" is not supported', node.arguments[0])
             self.required.add(name.lower())
+            if name.lower() == "vacation-seconds":  # RFC 6131 section 2: it implies "vacation"
+                self.required.add("vacation")
 
     def needs(self, capability: str | None, what: str, node: Command | Test | Argument) -> None:
         if capability is not None and capability not in self.required:

@@ -11,7 +11,7 @@ differs from its letter:
 - Quoted strings: `\\\\` is a backslash and `\\"` a quote; any other backslash is dropped ("\\a" is "a",
   section 2.4.2). A line end inside a quoted string is kept as CRLF.
 - Multi-line strings ("text:"): the lines up to a line that holds a single ".", each with its line end as
-  CRLF; a line that starts with "." loses that first dot (dot-stuffing, section 2.4.2).
+  CRLF; a line that starts with ".." loses its first dot (dot-stuffing, sections 2.4.2 and 8.1); ".x" stays.
 - Numbers: 1*DIGIT with an optional K, M or G (2^10, 2^20, 2^30); a value above 2^63 - 1 is an error.
 - The script must be UTF-8 (section 2.2); a NUL character anywhere is an error.
 - Bracket comments do not nest; one left open at the end is an error.
@@ -243,7 +243,8 @@ class _Parser:
             i = line.end()
             if body == ".":
                 break
-            lines.append((body[1:] if body.startswith(".") else body) + "\r\n")
+            # section 8.1 (multiline-dotstart): a leading "." is removed only when another one follows
+            lines.append((body[1:] if body.startswith("..") else body) + "\r\n")
         self.advance(i)
         return "".join(lines)
 

@@ -9,7 +9,8 @@ section 3.2 match variables).
   comparator's order) and `:count "op"` (the number of values against each key, compared as a number
   string by the comparator: with i;ascii-numeric, the usual case, numerically).
 - `:matches` is a linear-time glob (`glob`), never a backtracking regular expression: a key of many "*" on a
-  long header costs at most len(key) * len(value) steps. When the caller wants match variables
+  long header costs at most len(key) * len(value) steps, and a value is compared by its first MAX_MATCHED
+  characters. When the caller wants match variables
   (`matches(..., capture=True)`), the parts each wildcard matched come from a second pass that takes, for
   each "*" from the left, the shortest run after which the rest can still match (RFC 5229 section 3.2:
   "[*] *" on "[a] [b] c" gives "a" and "[b] c"), using bit masks of the positions from which the rest of
@@ -23,6 +24,10 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 Tags = dict[str, tuple[str, ...] | int | None]
+
+#: Characters of a value `:matches` compares at most (its first ones): the steps of one match are at most
+#: this times the key's length.
+MAX_MATCHED = 65536
 
 _STAR, _ONE = object(), object()
 
@@ -179,6 +184,7 @@ class Matcher:
     def one(self, value: str, key: str) -> bool:
         name, tags = self.name, self.tags
         if "matches" in tags:
+            value = value[:MAX_MATCHED]  # a bound on the steps a hostile header can cost (module notes)
             folded = name == "i;ascii-casemap"
             tokens = wildcard(fold(key) if folded else key)
             text = fold(value) if folded else value

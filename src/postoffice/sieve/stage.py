@@ -27,6 +27,7 @@ Implementation notes
 from __future__ import annotations
 
 import dataclasses
+import email.errors
 import email.message
 import email.policy
 import email.utils
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from postoffice import __version__
+from postoffice.delivery.forwarding import REDIRECTED_FROM
 from postoffice.delivery.plan import Forward, Refusal, Target, flag
 from postoffice.imap.objectid import mailbox_objectid
 from postoffice.message import parse_message
@@ -84,6 +86,8 @@ log = logging.getLogger("postoffice.sieve")
 MAX_HEADER_OCTETS = 1024 * 1024
 #: Checked scripts kept in memory, by (script id, version).
 COMPILED_CACHE_SIZE = 1000
+#: Sieve redirects a message may have been through (X-Sieve-Redirected-From fields) to be redirected again.
+MAX_REDIRECT_HOPS = 8
 #: Runs of a script with duplicate tests at most (each after reading the keys the run before asked).
 DUPLICATE_RUNS = 4
 #: Longest reject reason put into an SMTP reply line (RFC 5321 section 4.5.3.1.5: 512 octets in all).
@@ -358,6 +362,15 @@ class SieveStage:
                     address = address[1:-1]
                 if not _ADDRESS.fullmatch(address):
                     raise SieveRuntimeError(f"redirect to an address that is not one: {action.address!r}")
+                if _redirect_loop(message, recipient):
+                    # section 4.2's loop control: it came round; kept instead, so that nothing is lost
+                    log.info(
+                        "sieve: redirect of account_id=%d to <%s> would loop; kept",
+                        recipient.account_id,
+                        address,
+                    )
+                    targets.append(Target("", None, _flags(outcome.flags)))
+                    continue
                 forwards.append(address)
             elif isinstance(action, Reject):
                 rejected = action
@@ -367,15 +380,14 @@ class SieveStage:
                 pass
         if outcome.implicit_keep:  # with the flags the script left (RFC 5232 section 3)
             targets.append(Target("", None, _flags(outcome.flags)))
+        reply = self._vacation(script, vacation, message, recipient) if vacation is not None else None
         # the plan changes only now: nothing above may fail halfway
         via = recipient.addresses[0]
         for address in forwards:
             if all(f.target.lower() != address.lower() for f in plan.forwards):
-                plan.forwards.append(Forward(via, address))
-        if vacation is not None:
-            reply = self._vacation(script, vacation, message, recipient)
-            if reply is not None:
-                plan.vacations.append(reply)
+                plan.forwards.append(Forward(via, address, redirect=True))
+        if reply is not None:
+            plan.vacations.append(reply)
         if rejected is not None:
             if plan.envelope.sender:
                 recipient.reject(reject_refusal(rejected.reason))
@@ -388,7 +400,7 @@ class SieveStage:
         for target in targets:
             if not target.mailbox:
                 target = Target(recipient.mailbox, recipient.special_use, target.flags)
-            place = _place(target)
+            place = _place(target, context)
             before = chosen.get(place)
             flags = target.flags | (before.flags if before is not None else recipient.flags)
             chosen[place] = target._replace(flags=frozenset(flags))
@@ -410,17 +422,18 @@ class SieveStage:
             log.info("sieve vacation of account_id=%d not sent: %s", recipient.account_id, refusal)
             return None
         sender = message.envelope_from
-        data = vacation_reply(
-            vacation,
-            message,
-            from_address=vacation.from_address or recipient.addresses[0],
-            to=sender,
-            hostname=self.hostname,
-        )
+        from_address = " ".join((vacation.from_address or recipient.addresses[0]).split())
+        try:
+            data = vacation_reply(
+                vacation, message, from_address=from_address, to=sender, hostname=self.hostname
+            )
+        except (ValueError, TypeError, IndexError, email.errors.MessageError) as exc:
+            # a :from that is no address, or a field the library cannot write: the script's error
+            raise SieveRuntimeError(f"the vacation reply cannot be made: {exc}") from None
         outbound = OutboundMessage(
             sender="",  # RFC 3834 section 3.3 / RFC 5230 section 5.1: from the null reverse path
             recipients=[OutboundRecipient(sender, notify="NEVER")],
-            smtputf8=not sender.isascii(),
+            smtputf8=not sender.isascii() or not data.partition(b"\r\n\r\n")[0].isascii(),  # RFC 6531
             eight_bit=not data.isascii(),
         )
         return VacationReply(
@@ -453,12 +466,26 @@ def _flags(names: tuple[str, ...]) -> frozenset[str]:
     return frozenset(valid)
 
 
-def _place(target: Target) -> tuple[str, str | None]:
-    """Where a target puts a copy, for telling two targets apart."""
+def _place(target: Target, context: SieveContext) -> tuple[str, str | None]:
+    """Where a target puts a copy, for telling two targets apart: a special use is the mailbox that has it
+    (the store's rule, `NewCopy`), when there is one."""
+    if target.special_use is not None:
+        wanted = target.special_use.lower()
+        for name, uses in context.special_uses.items():
+            if wanted in uses:
+                return ("INBOX" if name.upper() == "INBOX" else name, None)
     return (
         target.mailbox.upper() if target.mailbox.upper() == "INBOX" else target.mailbox,
         target.special_use,
     )
+
+
+def _redirect_loop(message: SieveMessage, recipient: RecipientPlan) -> bool:
+    """Whether the message has been redirected by this account's script before (it came round), or too often
+    by any (section 4.2's loop control; the field `delivery.forwarding` puts on redirected copies)."""
+    seen = [" ".join(v.split()).strip("<>").lower() for v in message.values(REDIRECTED_FROM)]
+    mine = {a.lower() for a in recipient.addresses}
+    return len(seen) >= MAX_REDIRECT_HOPS or any(address in mine for address in seen)
 
 
 def _first(message: SieveMessage, name: str) -> str:
@@ -466,35 +493,44 @@ def _first(message: SieveMessage, name: str) -> str:
     return " ".join(values[0].split()) if values else ""
 
 
+def _one_line(text: str) -> str:
+    """A header field's text on one line (line breaks and runs of white space as one space)."""
+    return " ".join(text.split())
+
+
 def vacation_reply(
     vacation: Vacation, message: SieveMessage, *, from_address: str, to: str, hostname: str
 ) -> bytes:
     """The reply of RFC 5230 section 5: Subject (the script's, else "Auto: " and the original's, 5.6),
-    In-Reply-To and References (5.8), Auto-Submitted: auto-replied (5.x, RFC 3834 5), From the recipient or
+    In-Reply-To and References (5.8), Auto-Submitted: auto-replied (RFC 3834 5), From the recipient or
     the script's :from, To the reverse path; the reason as text/plain UTF-8, or as the MIME entity it is with
-    :mime (section 4.8)."""
+    :mime (section 4.8). Message ids are written as they are (never as encoded words), and a reply to a UTF-8
+    address is written with UTF-8 header fields (RFC 6532), not encoded words. ValueError when a field
+    cannot be written."""
     subject = vacation.subject
     if subject is None:
-        original = decode_words(_first(message, "Subject"))
+        original = _one_line(decode_words(_first(message, "Subject")))
         subject = f"Auto: {original}" if original else "Auto: (no subject)"
-    reply = email.message.EmailMessage(policy=email.policy.SMTP)
-    reply["From"] = from_address
+    utf8 = not to.isascii() or not from_address.isascii()
+    policy = (email.policy.SMTPUTF8 if utf8 else email.policy.SMTP).clone(max_line_length=998)
+    reply = email.message.EmailMessage(policy=policy)
+    reply["From"] = _one_line(from_address)
     reply["To"] = to
-    reply["Subject"] = subject
+    reply["Subject"] = _one_line(subject)
     reply["Date"] = email.utils.formatdate(localtime=False)
     reply["Message-ID"] = email.utils.make_msgid(domain=hostname)
     message_id = _first(message, "Message-ID")
-    if message_id:
+    if message_id and message_id.isascii() and len(message_id) <= 900:
         reply["In-Reply-To"] = message_id
-        references = " ".join([*_first(message, "References").split(), message_id][-20:])
-        reply["References"] = references
+        ids = [i for i in _first(message, "References").split() if i.isascii() and len(i) <= 900]
+        reply["References"] = " ".join([*ids, message_id][-20:])
     reply["Auto-Submitted"] = "auto-replied (vacation)"
     if vacation.mime:
-        head = reply.as_bytes(policy=email.policy.SMTP)  # the header section and its empty line
+        head = reply.as_bytes(policy=policy)  # the header section and its empty line
         entity = vacation.reason.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
         return head.rstrip(b"\r\n") + b"\r\nMIME-Version: 1.0\r\n" + entity
     reply.set_content(vacation.reason.replace("\r\n", "\n"), charset="utf-8")  # lines end in CRLF on output
-    return reply.as_bytes(policy=email.policy.SMTP)
+    return reply.as_bytes(policy=policy)
 
 
 def error_notice(script: SieveScript, error: str, message: SieveMessage, *, hostname: str) -> bytes:

@@ -155,6 +155,10 @@ def _vacation_due(conn: sqlite3.Connection, reply: VacationReply, now: float) ->
         "ON CONFLICT (account_id, handle, sender) DO UPDATE SET sent = excluded.sent",
         (reply.account_id, reply.handle, sender, now),
     )
+    # what no period can still need goes (the longest is 90 days: sieve.interpreter.VACATION_MAX_SECONDS)
+    conn.execute(
+        "DELETE FROM sieve_vacation WHERE account_id = ? AND sent < ?", (reply.account_id, now - 91 * 86400)
+    )
     return True
 
 
