@@ -64,6 +64,7 @@ from postoffice.settings import (
 )
 from postoffice.sieve.settings import SieveConfig
 from postoffice.smtp.settings import QueueConfig, SmtpConfig, SubmissionConfig
+from postoffice.spam.settings import SpamConfig
 from postoffice.store.settings import StoreConfig
 
 __all__ = [
@@ -201,6 +202,7 @@ CORE_SECTIONS: tuple[type, ...] = (
     QueueConfig,
     MailAuthConfig,
     MtaStsConfig,
+    SpamConfig,
     SieveConfig,
     AuthConfig,
     Pop3Config,
@@ -396,6 +398,10 @@ class Config:
     @property
     def sieve(self) -> SieveConfig:
         return self.section(SieveConfig)
+
+    @property
+    def spam(self) -> SpamConfig:
+        return self.section(SpamConfig)
 
     @property
     def mta_sts(self) -> MtaStsConfig:

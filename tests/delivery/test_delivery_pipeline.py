@@ -52,6 +52,9 @@ class _NoChecks:
     class sieve:
         enabled = False
 
+    class spam:
+        rspamd_url = ""
+
 
 NO_CHECKS = _NoChecks()
 
@@ -357,6 +360,7 @@ def test_the_empty_chain_delivers_the_message_as_received_once_per_account(make:
         "authentication",
         "report-intake",
         "dkim-signing",
+        "spam",
         "sieve",
     ]
     assert build_stages(NO_CHECKS, h.store) == ()  # every stage switched off: all left out

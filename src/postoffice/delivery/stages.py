@@ -75,6 +75,12 @@ def _dkim_signing(config: Any, store: MailStore) -> Stage | None:
     return make_stage(config, store)
 
 
+def _spam(config: Any, store: MailStore) -> Stage | None:
+    from postoffice.spam.stage import make_stage  # the rspamd client: loaded only by a server
+
+    return make_stage(config, store)
+
+
 def _sieve(config: Any, store: MailStore) -> Stage | None:
     from postoffice.sieve.stage import make_stage  # the Sieve compiler: loaded only by a server
 
@@ -86,6 +92,7 @@ STAGES: tuple[StageRegistration, ...] = (
     StageRegistration("authentication", _authentication),
     StageRegistration("report-intake", _report_intake),
     StageRegistration("dkim-signing", _dkim_signing),
+    StageRegistration("spam", _spam),
     StageRegistration("sieve", _sieve),
 )
 
