@@ -8,7 +8,7 @@ DOMAIN ?= example.test
 PORT_OFFSET ?= $(shell [ "$$(id -u)" = 0 ] && echo 0 || echo 10000)
 # Debian packages the interop tests drive (installed idempotently when missing; needs root or sudo-less apt).
 DEBIAN_PACKAGES := swaks strace fetchmail getmail6 curl isync neomutt offlineimap3 msmtp s-nail chromium fonts-noto-cjk \
-	libmail-dkim-perl opendkim-tools unbound nsd ldnsutils openssl gsasl sieve-connect rspamd
+	libmail-dkim-perl opendkim-tools unbound nsd ldnsutils openssl gsasl sieve-connect rspamd redis-server
 
 .PHONY: runtime install deps run test test-unit test-integration lint config-doc bench clean
 

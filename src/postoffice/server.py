@@ -31,6 +31,7 @@ import ssl
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from postoffice.auth.authenticator import Authenticator
 from postoffice.config import Config
@@ -42,6 +43,10 @@ from postoffice.net.service import ServiceContext
 from postoffice.net.tls import TlsContexts, TlsError
 from postoffice.protocols import SERVICES
 from postoffice.smtp.queue import QueueRunner, queue_runner
+from postoffice.spam.settings import controller_of
+
+if TYPE_CHECKING:
+    from postoffice.spam.learning import SpamLearner
 from postoffice.store import MailStore, StoreError, open_store
 
 log = logging.getLogger("postoffice.server")
@@ -153,6 +158,7 @@ class Server:
         self.report_sender: ReportSender | None = None
         self._pruner: asyncio.Task[None] | None = None
         self.authenticator: Authenticator | None = None
+        self.learner: SpamLearner | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -192,6 +198,14 @@ class Server:
                 context=ssl.create_default_context(cafile=cfg.queue.tls_ca_file or None),
             )
             self.report_sender.start()
+        if cfg.spam.rspamd_url and cfg.spam.learn:
+            from postoffice.spam.learning import RspamdController, SpamLearner
+
+            controller = RspamdController(
+                controller_of(cfg.spam), timeout=cfg.spam.timeout, password=cfg.spam.controller_password
+            )
+            self.learner = SpamLearner(self.store, controller)
+            self.learner.start()
         if cfg.store.tombstone_days:
             self._pruner = asyncio.get_running_loop().create_task(
                 prune_tombstones_forever(self.store, cfg.store.tombstone_days), name="tombstone-pruner"
@@ -261,6 +275,8 @@ class Server:
     async def shutdown(self) -> None:
         if self.report_sender is not None:
             await self.report_sender.stop()
+        if self.learner is not None:
+            await self.learner.stop()
         if self._pruner is not None:
             self._pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):

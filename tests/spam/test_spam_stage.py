@@ -151,9 +151,14 @@ class BrokenFilter:
 
     def stop(self) -> None:
         self.release.set()
-        self.loop.call_soon_threadsafe(self.server.close)
+        asyncio.run_coroutine_threadsafe(self._close(), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+
+    async def _close(self) -> None:
+        self.server.close()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        await asyncio.gather(*others, return_exceptions=True)
 
 
 def closed_port() -> int:

@@ -32,6 +32,20 @@ GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 class Rspamd:
     url: str  # the scanner (normal worker)
     controller: str  # the controller (learning)
+    redis_port: int | None = None  # its Bayes store, with `learning`
+
+    def learns(self) -> dict[str, int]:
+        """What rspamd's Bayes filter has learned: {"spam": n, "ham": m} (its "RS" hash in Redis)."""
+        assert self.redis_port is not None
+        with socket.create_connection(("127.0.0.1", self.redis_port), timeout=5) as sock:
+            sock.sendall(b"HGETALL RS\r\nQUIT\r\n")  # Redis closes after QUIT: read to the end
+            reply = b""
+            while chunk := sock.recv(4096):
+                reply += chunk
+        lines = reply.split(b"\r\n")
+        values = [line.decode() for line in lines[1:] if line and not line.startswith(b"$")]
+        found = dict(zip(values[::2], values[1::2], strict=False))
+        return {"spam": int(found.get("learns_spam", 0)), "ham": int(found.get("learns_ham", 0))}
 
 
 def _free_port() -> int:
@@ -48,30 +62,88 @@ def _ping(url: str) -> bool:
         return False
 
 
+def _redis_ready(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
-def running_rspamd() -> Iterator[Rspamd]:
+def running_redis(folder: Path) -> Iterator[int]:
+    """Debian's redis-server on a free loopback port, keeping nothing on disk (rspamd's Bayes store)."""
+    binary = shutil.which("redis-server")
+    assert binary is not None, "redis-server is installed by the Makefile (Debian package redis-server)"
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not _redis_ready(port):
+            assert process.poll() is None, "redis-server ended"
+            assert time.monotonic() < deadline, "redis-server not ready in time"
+            time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+@contextlib.contextmanager
+def running_rspamd(*, learning: bool = False) -> Iterator[Rspamd]:
+    """rspamd on free loopback ports; with `learning`, a Redis of its own for the Bayes filter."""
+    with contextlib.ExitStack() as stack:
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="postoffice-rspamd-")))
+        redis_port = stack.enter_context(running_redis(root)) if learning else None
+        started = stack.enter_context(_rspamd(root, redis_port))
+        yield Rspamd(started.url, started.controller, redis_port)
+
+
+def _configure(local: Path, scanner: int, controller: int, proxy: int, redis_port: int | None) -> None:
+    """The overlay (`LOCAL_CONFDIR`): the workers on these ports, console logging, DNS that never answers."""
+    settings = local / "local.d"
+    settings.mkdir()
+    (local / "run").mkdir()
+    files = {
+        "worker-normal.inc": f'bind_socket = "127.0.0.1:{scanner}";\ncount = 1;\n',
+        "worker-controller.inc": (
+            f'bind_socket = "127.0.0.1:{controller}";\ncount = 1;\nsecure_ip = "127.0.0.1";\n'
+        ),
+        "worker-proxy.inc": f'bind_socket = "127.0.0.1:{proxy}";\ncount = 1;\n',
+        "logging.inc": 'type = "console";\nlevel = "error";\n',
+        "options.inc": 'dns { nameserver = ["127.0.0.1:1"]; timeout = 0.1s; retransmits = 1; }\n',
+    }
+    if redis_port is not None:
+        files["redis.conf"] = f'servers = "127.0.0.1:{redis_port}";\n'
+    for name, text in files.items():
+        (settings / name).write_text(text)
+
+
+@contextlib.contextmanager
+def _rspamd(local: Path, redis_port: int | None) -> Iterator[Rspamd]:
     binary = shutil.which("rspamd")
     assert binary is not None, "rspamd is installed by the Makefile (Debian package rspamd)"
     scanner, controller, proxy = _free_port(), _free_port(), _free_port()
     CACHE.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="postoffice-rspamd-") as root:
-        local = Path(root)
-        (local / "local.d").mkdir()
-        (local / "run").mkdir()
-        (local / "local.d" / "worker-normal.inc").write_text(
-            f'bind_socket = "127.0.0.1:{scanner}";\ncount = 1;\n'
-        )
-        (local / "local.d" / "worker-controller.inc").write_text(
-            f'bind_socket = "127.0.0.1:{controller}";\ncount = 1;\nsecure_ip = "127.0.0.1";\n'
-        )
-        (local / "local.d" / "worker-proxy.inc").write_text(
-            f'bind_socket = "127.0.0.1:{proxy}";\ncount = 1;\n'
-        )
-        (local / "local.d" / "logging.inc").write_text('type = "console";\nlevel = "error";\n')
-        (local / "local.d" / "options.inc").write_text(
-            'dns { nameserver = ["127.0.0.1:1"]; timeout = 0.1s; retransmits = 1; }\n'
-        )
-        log = open(local / "rspamd.log", "wb")  # noqa: SIM115 - closed below
+    _configure(local, scanner, controller, proxy, redis_port)
+    with open(local / "rspamd.log", "wb") as log:
         process = subprocess.Popen(
             [
                 binary,
@@ -100,4 +172,3 @@ def running_rspamd() -> Iterator[Rspamd]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(30)
-            log.close()

@@ -24,6 +24,14 @@ def _rspamd_url(value: str) -> tuple[str, str] | None:
     return None
 
 
+def controller_of(settings: SpamConfig) -> str:
+    """The controller's address: `controller_url`, else rspamd_url's host on port 11334."""
+    if settings.controller_url:
+        return settings.controller_url
+    host = urlsplit(settings.rspamd_url).hostname or "127.0.0.1"
+    return f"http://{'[' + host + ']' if ':' in host else host}:11334"
+
+
 @section("spam")
 @dataclass(frozen=True)
 class SpamConfig:
@@ -74,6 +82,27 @@ class SpamConfig:
             "mail; `tempfail` answers `451 4.7.1` so that the sending server tries again later."
         ),
         choices=("accept", "tempfail"),
+    )
+    learn: bool = setting(
+        True,
+        "teach rspamd: a message moved into Junk is spam, one moved out of Junk is ham",
+        doc=(
+            "Teach rspamd from what people do: a message moved or copied into a Junk mailbox (IMAP, the "
+            "webmail, any client) is learned as spam, one moved out of Junk (not into Trash) as ham, in the "
+            "background, through rspamd's controller. rspamd's Bayes filter needs Redis "
+            "(`redis-server`, and `servers` in rspamd's `local.d/redis.conf`)."
+        ),
+    )
+    controller_url: str = setting(
+        "",
+        "rspamd's controller for learning; empty: rspamd_url's host on port 11334",
+        doc="rspamd's controller (learning). Empty: the host of `rspamd_url`, port 11334 (Debian's).",
+        check=_rspamd_url,
+    )
+    controller_password: str = setting(
+        "",
+        "the controller's password, when rspamd asks for one",
+        doc="The controller's password, when it is not reached from an address rspamd trusts (`secure_ip`).",
     )
     max_scan_size: int = setting(
         20971520,

@@ -849,6 +849,8 @@ class ChangeEvent:
     0077)."""
 
     kind: str  # "added" | "flags" | "expunged" | "mailbox" | "subscription" | "metadata" | "acl"
+    #: for "added" by `copy_messages`: extra["copied_from"] is the source mailbox id (and "moved" whether
+    #: the sources were expunged), so that a subscriber can tell a user's move from new mail
     account_id: int
     mailbox_id: int
     uids: tuple[int, ...] = ()
@@ -1485,6 +1487,10 @@ class MailStore(abc.ABC):
         """Call `callback` on the event loop after each committed change of the account made through this
         store object, in commit order (a read from the callback sees the change); returns unsubscribe.
         `postoffice.store.changes.ChangeBus` implements the delivery for any backend."""
+
+    @abc.abstractmethod
+    def subscribe_all(self, callback: Callable[[ChangeEvent], None]) -> Callable[[], None]:
+        """`subscribe` for the changes of every account (the spam learner's); returns unsubscribe."""
 
     # -- login guard (docs/decisions/0027) ---------------------------------------------------------------
     @abc.abstractmethod

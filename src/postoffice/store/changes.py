@@ -29,6 +29,7 @@ class ChangeBus:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._subscribers: dict[int, list[Callable[[ChangeEvent], None]]] = {}
         self._queue_subscribers: list[Callable[[], None]] = []
+        self._everyone: list[Callable[[ChangeEvent], None]] = []  # `subscribe_all`
 
     def publish_threadsafe(self, events: list[ChangeEvent]) -> None:
         """Hand over the events of one commit, from any thread; they are dispatched on the loop."""
@@ -47,7 +48,7 @@ class ChangeBus:
             if event.kind == "queue":  # not an account's change: for `subscribe_queue` only
                 queue_changed = True
                 continue
-            for callback in list(self._subscribers.get(event.account_id, ())):
+            for callback in [*self._subscribers.get(event.account_id, ()), *self._everyone]:
                 try:
                     callback(event)
                 except Exception:
@@ -68,6 +69,15 @@ class ChangeBus:
                 callbacks.remove(callback)
             if not callbacks:
                 self._subscribers.pop(account_id, None)
+
+        return unsubscribe
+
+    def subscribe_all(self, callback: Callable[[ChangeEvent], None]) -> Callable[[], None]:
+        self._everyone.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._everyone:
+                self._everyone.remove(callback)
 
         return unsubscribe
 

@@ -224,3 +224,27 @@ def test_acl_changes_reach_the_owner_and_the_accounts_whose_rights_they_change(b
         assert heard() == set()
 
     backend.run(scenario)
+
+
+@covers(S.subscribe_all, S.copy_messages)
+def test_subscribe_all_hears_every_account_and_copies_say_where_they_came_from(backend: Backend) -> None:
+    async def scenario(store: MailStore) -> None:
+        demo, other = await accounts(store, "demo", "other")
+        heard: list[ChangeEvent] = []
+        unsubscribe = store.subscribe_all(heard.append)
+        inbox, junk = await inbox_of(store, demo), await inbox_of(store, demo, "Junk")
+        await deliver(store, message("1"), [demo, other])
+        assert sorted(e.account_id for e in heard) == sorted([demo, other])
+        assert all("copied_from" not in e.extra for e in heard)  # new mail, not a move
+        heard.clear()
+        await store.copy_messages(inbox, [1], junk, move=True)
+        added = [e for e in heard if e.kind == "added"]
+        assert [(e.mailbox_id, e.extra) for e in added] == [(junk, {"copied_from": inbox, "moved": True})]
+        await store.copy_messages(junk, [1], inbox)
+        assert heard[-1].extra == {"copied_from": junk, "moved": False}
+        unsubscribe()
+        count = len(heard)
+        await deliver(store, message("2"), [other])
+        assert len(heard) == count
+
+    backend.run(scenario)

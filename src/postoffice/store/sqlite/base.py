@@ -232,6 +232,9 @@ class SqliteBase(MailStore):
     def subscribe(self, account_id: int, callback: Callable[[ChangeEvent], None]) -> Callable[[], None]:
         return self._change_bus.subscribe(account_id, callback)
 
+    def subscribe_all(self, callback: Callable[[ChangeEvent], None]) -> Callable[[], None]:
+        return self._change_bus.subscribe_all(callback)
+
     def subscribe_queue(self, callback: Callable[[], None]) -> Callable[[], None]:
         return self._change_bus.subscribe_queue(callback)
 

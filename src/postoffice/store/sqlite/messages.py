@@ -230,7 +230,14 @@ class MessagesMixin(SqliteBase):
                     ).fetchone()[0]
                 )
                 events.append(
-                    ChangeEvent("added", accounts[target_mailbox_id], target_mailbox_id, new_uids, modseq)
+                    ChangeEvent(
+                        "added",
+                        accounts[target_mailbox_id],
+                        target_mailbox_id,
+                        new_uids,
+                        modseq,
+                        {"copied_from": source_mailbox_id, "moved": move},
+                    )
                 )
             if move and pairs:
                 removed, modseq = delete_messages(
