@@ -370,3 +370,20 @@ def test_include_takes_the_accounts_other_scripts(h: Harness) -> None:
     send(h, message("personal"))
     assert subjects(h, DEMO, "Lists") == ["from a list"]
     assert subjects(h, DEMO) == ["personal"]
+
+
+def test_notify_sends_a_mailto_notification_from_the_null_sender(h: Harness) -> None:
+    activate(
+        h,
+        DEMO,
+        'require "enotify";\r\nnotify :message "New mail" "mailto:phone@sms.example?subject=Mail";\r\n',
+    )
+    send(h, message("hello"))
+    send(h, b"Auto-Submitted: auto-generated\r\n" + message("a robot"))  # never notified (RFC 5436 2.7)
+    ((entry, note),) = queued(h)
+    assert entry.sender == ""
+    assert [r.address for r in entry.recipients] == ["phone@sms.example"]
+    assert note["Auto-Submitted"] == "auto-notified"
+    assert note["Subject"] == "Mail"
+    assert note["From"] == DEMO
+    assert subjects(h, DEMO) == ["hello", "a robot"]  # notify keeps the message

@@ -19,6 +19,7 @@ from postoffice.sieve.interpreter import (
     Discard,
     FileInto,
     Keep,
+    Notify,
     Outcome,
     Redirect,
     Reject,
@@ -547,3 +548,20 @@ def test_global_variables_are_shared_and_others_are_not() -> None:
         'fileinto "${g}/${l}/${global.g}";\r\n'
     )
     assert filed(run_with(script, context=context)) == ["from-include/mine/from-include"]
+
+
+def test_enotify_tests_actions_and_encodeurl() -> None:
+    script = (
+        'require ["enotify", "variables", "fileinto"];\r\n'
+        'if valid_notify_method "mailto:a@example.org" { fileinto "valid"; }\r\n'
+        'if valid_notify_method ["mailto:a@example.org", "xmpp:b@example.org"] { fileinto "never"; }\r\n'
+        'if notify_method_capability "mailto:a@example.org" "Online" "maybe" { fileinto "maybe"; }\r\n'
+        'set :encodeurl "s" "a b&c";\r\n'
+        'notify :importance "1" :message "hi" "mailto:a@example.org?subject=${s}";\r\n'
+    )
+    found = run_with(script)
+    assert filed(found) == ["valid", "maybe"]
+    notes = [a for a in found.actions if isinstance(a, Notify)]
+    assert notes == [Notify("mailto:a@example.org?subject=a%20b%26c", None, "1", (), "hi")]
+    with pytest.raises(SieveRuntimeError, match="cannot be used"):
+        run_with('require "enotify"; notify "xmpp:a@example.org";')

@@ -36,6 +36,7 @@ from postoffice.sieve.interpreter import (
     Discard,
     FileInto,
     Keep,
+    Notify,
     Outcome,
     Redirect,
     Reject,
@@ -48,6 +49,7 @@ from postoffice.sieve.interpreter import (
     run,
     vacation_refusal,
 )
+from postoffice.sieve.mailto import notification, parse_mailto
 from postoffice.sieve.matching import Matcher
 from postoffice.sieve.stage import vacation_reply
 
@@ -99,7 +101,15 @@ TESTSUITE = Extension(
 )
 assert all(spec.test is Takes.NOTHING for spec in TESTSUITE.tests.values())
 
-_ACTION_NAMES = {Keep: "keep", FileInto: "store", Redirect: "redirect", Discard: "discard", Reject: "reject"}
+_ACTION_NAMES = {
+    Keep: "keep",
+    FileInto: "store",
+    Redirect: "redirect",
+    Discard: "discard",
+    Reject: "reject",
+    Vacation: "vacation",
+    Notify: "notify",
+}
 
 
 class _TestFailed(Exception):
@@ -245,7 +255,7 @@ class Runner:
             return done
         if name in ("test_result_action", "test_error"):
             values = (
-                [_ACTION_NAMES.get(type(a), "vacation") for a in running.outcome.actions]
+                [_ACTION_NAMES[type(a)] for a in running.outcome.actions]
                 if name == "test_result_action"
                 else list(self.log)
             )
@@ -356,6 +366,18 @@ class Runner:
                 if sender:
                     text = f"Subject: Rejected: your message\r\n\r\n{action.reason}\r\n".encode()
                     self.outbox.append(("", sender, text))
+            elif isinstance(action, Notify):
+                mailto = parse_mailto(action.method)
+                note = notification(
+                    mailto,
+                    from_address=action.from_address or recipient,
+                    message=action.message,
+                    original_subject=" ".join(message.values("Subject")[:1]),
+                    original_from=sender,
+                    hostname="example.com",
+                    importance=action.importance,
+                )
+                self.outbox.extend(("", address, note) for address in mailto.recipients)
             elif isinstance(action, Vacation) and vacation_refusal(message, action, [recipient]) is None:
                 reply = vacation_reply(
                     action,

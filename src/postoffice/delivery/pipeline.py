@@ -305,6 +305,10 @@ class DeliveryPipeline:
                 require_tls=envelope.require_tls,
             )
         forwards = await self.forwarder.messages(message, plan)
+        generated = [
+            *generated,
+            *[GeneratedMessage(await self.sign_generated(n.data), n.outbound) for n in plan.notifications],
+        ]
         vacations = [  # signed as the server's other messages are (docs/decisions/0056)
             reply._replace(
                 message=GeneratedMessage(

@@ -35,7 +35,7 @@ from postoffice.store import SYSTEM_FLAGS, OutboundRecipient
 
 if TYPE_CHECKING:
     from postoffice.message import ParsedMessage
-    from postoffice.store import Account, DuplicateMark, ScriptErrorNotice, VacationReply
+    from postoffice.store import Account, DuplicateMark, GeneratedMessage, ScriptErrorNotice, VacationReply
 
 #: Where a message comes from: port 25 ("mx"), a user's submission, a relaying client of `relay_networks`,
 #: the queue's local deliveries (bounces and queued mail for our users).
@@ -275,6 +275,8 @@ class DeliveryPlan:
     notices: list[ScriptErrorNotice] = field(default_factory=list)
     #: what Sieve duplicate tests saw, recorded with the delivery (RFC 7352)
     duplicates: list[DuplicateMark] = field(default_factory=list)
+    #: messages Sieve scripts send (enotify's mailto notifications, RFC 5436), from the null sender
+    notifications: list[GeneratedMessage] = field(default_factory=list)
 
     def account(self, account_id: int) -> RecipientPlan | None:
         return next((r for r in self.recipients if r.account_id == account_id), None)

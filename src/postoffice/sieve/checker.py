@@ -101,6 +101,7 @@ SUPPORTED = frozenset(
         "mailboxid",
         "duplicate",
         "include",
+        "enotify",
     }
 )
 #: Comparators every script may name without `require` (RFC 5228 section 2.7.3).
@@ -208,10 +209,12 @@ COMMANDS: dict[str, Spec] = {
     "set": Spec(
         positional=(Kind.STRING, Kind.STRING),
         tags={
-            name: None for name in ("lower", "upper", "lowerfirst", "upperfirst", "quotewildcard", "length")
+            name: None
+            for name in ("lower", "upper", "lowerfirst", "upperfirst", "quotewildcard", "length", "encodeurl")
         },
         groups=(frozenset({"lower", "upper"}), frozenset({"lowerfirst", "upperfirst"})),
         needs="variables",
+        tag_needs={"encodeurl": "enotify"},  # RFC 5435 section 7
     ),
     "error": Spec(positional=(Kind.STRING,), needs="ihave"),  # RFC 5463 section 5
     # RFC 6609 section 3
@@ -222,6 +225,17 @@ COMMANDS: dict[str, Spec] = {
         needs="include",
     ),
     "return": Spec(needs="include"),
+    # RFC 5435 section 3
+    "notify": Spec(
+        positional=(Kind.STRING,),
+        tags={
+            "from": Kind.STRING,
+            "importance": Kind.STRING,
+            "options": Kind.STRINGS,
+            "message": Kind.STRING,
+        },
+        needs="enotify",
+    ),
     "global": Spec(positional=(Kind.STRINGS,), needs="include"),
 }
 
@@ -302,6 +316,14 @@ TESTS: dict[str, Spec] = {
         positional=(Kind.STRING, Kind.STRINGS), optional=1, needs="special-use"
     ),
     "mailboxidexists": Spec(positional=(Kind.STRINGS,), needs="mailboxid"),  # RFC 9042 section 5
+    "valid_notify_method": Spec(positional=(Kind.STRINGS,), needs="enotify"),  # RFC 5435 section 5
+    "notify_method_capability": Spec(  # RFC 5435 section 6
+        positional=(Kind.STRING, Kind.STRING, Kind.STRINGS),
+        tags=_MATCHING,
+        groups=_MATCH_GROUPS,
+        needs="enotify",
+        tag_needs=_MATCH_NEEDS,
+    ),
     "duplicate": Spec(  # RFC 7352 section 3
         tags={
             "handle": Kind.STRING,
@@ -476,6 +498,10 @@ class _Checker:
             for variable in strings(positional[0]):
                 if not VARIABLE_NAME.fullmatch(variable):
                     raise _error(f'"{variable}" is not a variable name', node)
+        if name == "notify" and "importance" in tags:
+            (importance,) = strings(tags["importance"])
+            if importance not in ("1", "2", "3"):
+                raise _error(':importance is "1", "2" or "3"', node)
         if name == "include":
             (script,) = strings(positional[0])
             if not script or "/" in script or _NAME_FORBIDDEN.search(script):

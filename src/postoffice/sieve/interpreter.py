@@ -42,12 +42,14 @@ import email.utils
 import hashlib
 import html
 import re
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from postoffice.message.headers import decode_words, header_block, iter_fields
 from postoffice.sieve.checker import SUPPORTED, Checked, strings
+from postoffice.sieve.mailto import parse_mailto
 from postoffice.sieve.matching import Matcher, Tags
 
 #: Actions one run may take (a script that loops over nothing cannot take many, but a large one could).
@@ -114,7 +116,18 @@ class Vacation:
     seconds: int = VACATION_DAYS * 86400
 
 
-Action = Keep | FileInto | Redirect | Discard | Reject | Vacation
+@dataclass(frozen=True)
+class Notify:
+    """A notification (RFC 5435) by `method` (a URI; "mailto:" is the one supported, RFC 5436)."""
+
+    method: str
+    from_address: str | None = None
+    importance: str | None = None
+    options: tuple[str, ...] = ()
+    message: str | None = None
+
+
+Action = Keep | FileInto | Redirect | Discard | Reject | Vacation | Notify
 
 
 @dataclass
@@ -275,6 +288,14 @@ def _zone(text: str) -> datetime.timezone | None:
         return None
     delta = datetime.timedelta(hours=int(match.group(2)), minutes=int(match.group(3)))
     return datetime.timezone(-delta if match.group(1) == "-" else delta)
+
+
+def _notify_method_valid(uri: str) -> bool:
+    try:
+        parse_mailto(uri)
+    except ValueError:
+        return False
+    return True
 
 
 def _content_matches(content_type: str, keys: Sequence[str]) -> bool:
@@ -489,6 +510,13 @@ class _Run:
             return all(i in self.context.mailbox_ids for i in self.strs(args[0]))
         if name == "duplicate":
             return self.duplicate(tags)
+        if name == "valid_notify_method":  # RFC 5435 section 5: every URI one we can notify by
+            return all(_notify_method_valid(uri) for uri in self.strs(args[0]))
+        if name == "notify_method_capability":  # RFC 5435 section 6: only "online", "maybe" for mailto
+            uri, capability = self.str1(args[0]), self.str1(args[1]).lower()
+            if not _notify_method_valid(uri) or capability != "online":
+                return False
+            return self.matches(tags, ["maybe"], self.strs(args[2]))
         raise SieveRuntimeError(f'the test "{name}" cannot be run')
 
     def duplicate(self, tags: Tags) -> bool:
@@ -668,6 +696,8 @@ class _Run:
                 value = value[:1].upper() + value[1:]
             if "quotewildcard" in tags:
                 value = re.sub(r"([*?\\])", r"\\\1", value)
+            if "encodeurl" in tags:  # RFC 5435 section 7: percent-encoded, unreserved characters as they are
+                value = urllib.parse.quote(value, safe="-._~")
             if "length" in tags:
                 value = str(len(value))
             self.set_variable(strings(args[0])[0], value)
@@ -713,6 +743,21 @@ class _Run:
             self.act(Reject(self.str1(args[0]), name == "ereject"), cancels_keep=True)
         elif name == "vacation":
             self.act(self.vacation(tags, self.str1(args[0])), cancels_keep=False)
+        elif name == "notify":
+            method = self.str1(args[0])
+            if not _notify_method_valid(method):  # RFC 5435 section 3.1: a runtime error
+                raise SieveRuntimeError(f"the notification method {method!r} cannot be used")
+            sender = self.strs(tags["from"]) if "from" in tags else ()
+            importance = self.strs(tags["importance"]) if "importance" in tags else ()
+            text = self.strs(tags["message"]) if "message" in tags else ()
+            notify = Notify(
+                method,
+                sender[0] if sender else None,
+                importance[0] if importance else None,
+                self.strs(tags.get("options")),
+                text[0] if text else None,
+            )
+            self.act(notify, cancels_keep=False)
         else:
             raise SieveRuntimeError(f'the command "{name}" cannot be run')
 

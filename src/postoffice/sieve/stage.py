@@ -52,6 +52,7 @@ from postoffice.sieve.interpreter import (
     Discard,
     FileInto,
     Keep,
+    Notify,
     Outcome,
     Redirect,
     Reject,
@@ -63,6 +64,8 @@ from postoffice.sieve.interpreter import (
     run,
     vacation_refusal,
 )
+from postoffice.sieve.mailto import notification as mailto_notification
+from postoffice.sieve.mailto import parse_mailto
 from postoffice.store import (
     DuplicateMark,
     GeneratedMessage,
@@ -381,6 +384,7 @@ class SieveStage:
         if outcome.implicit_keep:  # with the flags the script left (RFC 5232 section 3)
             targets.append(Target("", None, _flags(outcome.flags)))
         reply = self._vacation(script, vacation, message, recipient) if vacation is not None else None
+        notes = [self._notification(n, message, recipient) for n in outcome.actions if isinstance(n, Notify)]
         # the plan changes only now: nothing above may fail halfway
         via = recipient.addresses[0]
         for address in forwards:
@@ -388,6 +392,7 @@ class SieveStage:
                 plan.forwards.append(Forward(via, address, redirect=True))
         if reply is not None:
             plan.vacations.append(reply)
+        plan.notifications.extend(n for n in notes if n is not None)
         if rejected is not None:
             if plan.envelope.sender:
                 recipient.reject(reject_refusal(rejected.reason))
@@ -443,6 +448,38 @@ class SieveStage:
             float(vacation.seconds),
             GeneratedMessage(data, outbound),
         )
+
+    def _notification(
+        self, notify: Notify, message: SieveMessage, recipient: RecipientPlan
+    ) -> GeneratedMessage | None:
+        """The mailto notification (RFC 5436); None for a message that was sent automatically (section 2.7:
+        no notifications of automatic mail, so that two systems cannot notify each other for ever)."""
+        auto = [v.split(";")[0].strip().lower() for v in message.values("Auto-Submitted")]
+        if any(value != "no" for value in auto):
+            log.info(
+                "sieve notify of account_id=%d not sent: the message was sent automatically",
+                recipient.account_id,
+            )
+            return None
+        try:
+            mailto = parse_mailto(notify.method)
+            data = mailto_notification(
+                mailto,
+                from_address=notify.from_address or recipient.addresses[0],
+                message=notify.message,
+                original_subject=" ".join(decode_words(_first(message, "Subject")).split()),
+                original_from=message.envelope_from,
+                hostname=self.hostname,
+                importance=notify.importance,
+            )
+        except (ValueError, TypeError, email.errors.MessageError) as exc:
+            raise SieveRuntimeError(f"the notification cannot be made: {exc}") from None
+        outbound = OutboundMessage(
+            sender="",  # no bounce of a notification can start a loop
+            recipients=[OutboundRecipient(address, notify="NEVER") for address in mailto.recipients],
+            eight_bit=not data.isascii(),
+        )
+        return GeneratedMessage(data, outbound)
 
     def _notice(self, script: SieveScript, error: str, message: SieveMessage) -> ScriptErrorNotice:
         data = error_notice(script, error, message, hostname=self.hostname)
