@@ -14,6 +14,10 @@ sender's SPF (passing for 127.0.0.1), DKIM key and DMARC record; the messages, t
 DKIM-signed (RSA-2048, signed before the clock starts). It prints both and the ratio of their rates;
 `--rounds N` does that N times, alternating, and prints the median ratio (this machine's speed drifts by
 10-20% within minutes: a ratio from one pair of runs is that noisy).
+
+`--rspamd` does the same with the spam filter off, then on ([spam] rspamd_url, docs/decisions/0086): Debian's
+rspamd started on loopback (tests/support/rspamd.py) scans every message; rspamd's own CPU per message is
+printed too (it runs beside the server, on the same cores).
 """
 
 from __future__ import annotations
@@ -118,6 +122,9 @@ async def measure(args: argparse.Namespace, count_fsyncs: bool) -> dict[str, flo
     root = Path(tempfile.mkdtemp(prefix="postoffice-bench-"))
     try:
         data = make_data_dir(root / "data", users=("demo",))
+        if getattr(args, "rspamd_url", ""):
+            text = data.config.read_text().replace('rspamd_url = ""', f'rspamd_url = "{args.rspamd_url}"')
+            data.config.write_text(text)
         if args.dns_port:
             text = data.config.read_text()
             text = text.replace("verify = false", "verify = true")
@@ -148,6 +155,8 @@ async def measure(args: argparse.Namespace, count_fsyncs: bool) -> dict[str, flo
         await client(server.port(), args.size, time.monotonic() + 0.5, [], 99)  # warm-up, not measured
         latencies: list[float] = []
         cpu0 = tree_cpu_seconds(pid)
+        rspamd_pid = getattr(args, "rspamd_pid", 0)
+        rspamd0 = tree_cpu_seconds(rspamd_pid) if rspamd_pid else 0.0
         own0 = time.process_time()
         t0 = time.monotonic()
         deadline = t0 + args.seconds
@@ -156,6 +165,7 @@ async def measure(args: argparse.Namespace, count_fsyncs: bool) -> dict[str, flo
         )
         elapsed = time.monotonic() - t0
         cpu = tree_cpu_seconds(pid) - cpu0
+        rspamd_cpu = tree_cpu_seconds(rspamd_pid) - rspamd0 if rspamd_pid else 0.0
         own = time.process_time() - own0
         if wrapper:
             os.kill(pid, signal.SIGTERM)  # the server itself; strace then writes its summary and exits
@@ -174,6 +184,7 @@ async def measure(args: argparse.Namespace, count_fsyncs: bool) -> dict[str, flo
             "p99_ms": lat[max(0, int(len(lat) * 0.99) - 1)] * 1000,
             "cpu_ms": cpu * 1000 / max(total, 1),
             "generator_cpu": own / max(elapsed, 1e-9),
+            "rspamd_cpu_ms": rspamd_cpu * 1000 / max(total, 1),
             "exit": exit_code,
         }
         if wrapper:
@@ -236,7 +247,36 @@ def report(r: dict[str, float], label: str) -> None:
     )
 
 
+async def with_rspamd(args: argparse.Namespace) -> None:
+    """--rspamd: the filter off, then on, --rounds times (module docstring)."""
+    from tests.support.rspamd import running_rspamd
+
+    args.dns_port = 0
+    ratios: list[float] = []
+    with running_rspamd() as rspamd:
+        for round_ in range(args.rounds):
+            label = f"round {round_ + 1}, " if args.rounds > 1 else ""
+            args.rspamd_url, args.rspamd_pid = "", 0
+            off = await measure(args, count_fsyncs=False)
+            report(off, f"{label}spam filter off: ")
+            args.rspamd_url, args.rspamd_pid = rspamd.url, rspamd.pid
+            on = await measure(args, count_fsyncs=False)
+            report(on, f"{label}spam filter on:  ")
+            ratio = on["rate"] / off["rate"]
+            ratios.append(ratio)
+            print(
+                f"with rspamd: {ratio:.2f}x the rate, {on['cpu_ms'] / off['cpu_ms']:.2f}x the server CPU per "
+                f"message, and rspamd's own CPU {on['rspamd_cpu_ms']:.2f} ms per message"
+            )
+    if len(ratios) > 1:
+        listed = ", ".join(f"{r:.2f}" for r in ratios)
+        print(f"rate ratios: {listed}; median {statistics.median(ratios):.2f}x")
+
+
 async def run(args: argparse.Namespace) -> None:
+    if args.rspamd:
+        await with_rspamd(args)
+        return
     if args.auth:
         dns_server = authenticated_sender(args.size)
         ratios: list[float] = []
@@ -289,11 +329,15 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--no-strace", action="store_true", help="do not count fsyncs with strace")
     parser.add_argument("--auth", action="store_true", help="compare sender authentication off and on")
+    parser.add_argument("--rspamd", action="store_true", help="compare the spam filter (rspamd) off and on")
     parser.add_argument(
         "--dkim-processes", type=int, help="[mailauth] dkim_processes with --auth (default: the server's)"
     )
     parser.add_argument(
-        "--rounds", type=int, default=1, help="with --auth: off then on, this many times (the median ratio)"
+        "--rounds",
+        type=int,
+        default=1,
+        help="with --auth or --rspamd: off then on, this many times (the median ratio)",
     )
     asyncio.run(run(parser.parse_args()))
 

@@ -33,6 +33,7 @@ class Rspamd:
     url: str  # the scanner (normal worker)
     controller: str  # the controller (learning)
     redis_port: int | None = None  # its Bayes store, with `learning`
+    pid: int = 0  # its main process (the workers are its children)
 
     def learns(self) -> dict[str, int]:
         """What rspamd's Bayes filter has learned: {"spam": n, "ham": m} (its "RS" hash in Redis)."""
@@ -113,7 +114,7 @@ def running_rspamd(*, learning: bool = False) -> Iterator[Rspamd]:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="postoffice-rspamd-")))
         redis_port = stack.enter_context(running_redis(root)) if learning else None
         started = stack.enter_context(_rspamd(root, redis_port))
-        yield Rspamd(started.url, started.controller, redis_port)
+        yield Rspamd(started.url, started.controller, redis_port, started.pid)
 
 
 def _configure(local: Path, scanner: int, controller: int, proxy: int, redis_port: int | None) -> None:
@@ -164,7 +165,7 @@ def _rspamd(local: Path, redis_port: int | None) -> Iterator[Rspamd]:
                 assert process.poll() is None, (local / "rspamd.log").read_text(errors="replace")[-3000:]
                 assert time.monotonic() < deadline, "rspamd not ready in time"
                 time.sleep(0.2)
-            yield Rspamd(url, f"http://127.0.0.1:{controller}")
+            yield Rspamd(url, f"http://127.0.0.1:{controller}", pid=process.pid)
         finally:
             process.terminate()
             try:
