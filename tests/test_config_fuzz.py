@@ -38,6 +38,10 @@ _CHECKED: dict[str, st.SearchStrategy[Any]] = {
     ),
     "queue.nameservers": st.lists(st.ip_addresses().map(str), max_size=3),
     "mta_sts.max_age": st.integers(0, 31557600),
+    "spam.rspamd_url": st.one_of(
+        st.just(""), st.integers(1, 65535).map(lambda port: f"http://127.0.0.1:{port}")
+    ),
+    "spam.controller_url": st.one_of(st.just(""), _LABEL.map(lambda host: f"http://{host}:11334")),
     "mta_sts.mx": st.lists(
         st.tuples(st.sampled_from(["", "*."]), st.lists(_LABEL, min_size=1, max_size=3).map(".".join)).map(
             "".join
