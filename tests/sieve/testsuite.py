@@ -24,7 +24,6 @@ test_imap_metadata_set (the extensions they serve are not built).
 
 from __future__ import annotations
 
-import email.utils
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ from postoffice.sieve.interpreter import (
     SieveRuntimeError,
     Vacation,
     _Run,
+    addresses,
     required,
     run,
     vacation_refusal,
@@ -128,7 +128,7 @@ def _crlf(data: bytes) -> bytes:
 
 def _first_address(message: SieveMessage, names: tuple[str, ...]) -> str | None:
     for name in names:
-        for _display, address in email.utils.getaddresses(message.values(name)):
+        for _display, address in addresses(message.values(name)):
             if address:
                 return address
     return None
@@ -188,9 +188,12 @@ class Runner:
         folder = self.path.parent / ("included-global" if is_global else "included")
         try:
             text = (folder / f"{name}.sieve").read_bytes()
-        except OSError:
+        except (OSError, ValueError):
             return None
-        return check(grammar.parse(text), extension=TESTSUITE)
+        try:
+            return check(grammar.parse(text), extension=TESTSUITE)
+        except SieveSyntaxError as exc:
+            raise SieveRuntimeError(f'the included script "{name}" does not compile: {exc}') from None
 
     # -- hooks ------------------------------------------------------------------------------------------
 

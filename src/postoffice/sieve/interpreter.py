@@ -290,6 +290,15 @@ def _zone(text: str) -> datetime.timezone | None:
     return datetime.timezone(-delta if match.group(1) == "-" else delta)
 
 
+def addresses(values: Sequence[str]) -> list[tuple[str, str]]:
+    """(display name, address) of header field values, as the email library parses them; none for a value
+    it cannot parse (it recurses once per nested comment: a hostile field must not fail the delivery)."""
+    try:
+        return email.utils.getaddresses(list(values))
+    except (RecursionError, ValueError, IndexError, TypeError):
+        return []
+
+
 def _notify_method_valid(uri: str) -> bool:
     try:
         parse_mailto(uri)
@@ -314,7 +323,7 @@ def _part_text(part: email.message.Message) -> str:
     charset = part.get_content_charset() or "utf-8"
     try:
         return data.decode(charset, "replace")
-    except LookupError:
+    except (LookupError, UnicodeError):  # a charset Python does not know, or a codec that refuses anyway
         return data.decode("utf-8", "replace")
 
 
@@ -375,9 +384,9 @@ class _Run:
             return text
 
         def one(match: re.Match[str]) -> str:
-            name = match.group(1).strip()
-            if name.isdigit():
-                index = int(name)
+            name = match.group(1)  # RFC 5229 section 3: no white space inside a reference
+            if name.isascii() and name.isdigit():
+                index = int(name) if len(name) <= 9 else len(self.matched)
                 return self.matched[index] if index < len(self.matched) else ""
             if _IDENTIFIER.fullmatch(name):
                 return self.get_variable(name)
@@ -459,13 +468,13 @@ class _Run:
             values = [decode_words(v) for v in self.header_values(tags, self.strs(args[0]))]
             return self.matches(tags, values, self.strs(args[1]))
         if name == "address":
-            addresses = [
+            found = [
                 address
                 for value in self.header_values(tags, self.strs(args[0]))
-                for _display, address in email.utils.getaddresses([value])
+                for _display, address in addresses([value])
                 if address
             ]
-            parts = [p for p in (_address_part(tags, a) for a in addresses) if p is not None]
+            parts = [p for p in (_address_part(tags, a) for a in found) if p is not None]
             return self.matches(tags, parts, self.strs(args[1]))
         if name == "envelope":
             wanted = [p.lower() for p in self.strs(args[0])]
@@ -494,7 +503,12 @@ class _Run:
             value = self.context.environment.get(self.str1(args[0]).lower())
             return value is not None and self.matches(tags, [value], self.strs(args[1]))
         if name == "ihave":
-            return all(c.lower() in SUPPORTED for c in self.strs(args[0]))
+            capabilities = {c.lower() for c in self.strs(args[0])}
+            if not capabilities <= SUPPORTED:
+                return False
+            if "variables" in capabilities:  # RFC 5463 section 4: as if required from here on
+                self.expanding = True
+            return True
         if name == "mailboxexists":
             return all(self.mailbox_exists(m) for m in self.strs(args[0]))
         if name == "specialuse_exists":
@@ -559,12 +573,12 @@ class _Run:
             for value in self.header_values(tags, self.strs(args[0])):
                 try:
                     when = email.utils.parsedate_to_datetime(value)
-                except (TypeError, ValueError, IndexError):
-                    continue  # RFC 5260 4.1: a field that is no valid date is left out
-                if when.tzinfo is None:
-                    when = when.replace(tzinfo=datetime.UTC)
-                if "originalzone" not in tags:
-                    when = when.astimezone(zone) if zone is not None else when.astimezone()
+                    if when.tzinfo is None:
+                        when = when.replace(tzinfo=datetime.UTC)
+                    if "originalzone" not in tags:
+                        when = when.astimezone(zone) if zone is not None else when.astimezone()
+                except (TypeError, ValueError, IndexError, OverflowError):
+                    continue  # RFC 5260 4.1: a field that is no valid date (or none we can place) is left out
                 dates.append(when)
             part, keys = self.str1(args[1]), self.strs(args[2])
         values = [v for v in (_date_part(d, part) for d in dates) if v is not None]
@@ -656,6 +670,8 @@ class _Run:
         variables are its own but for the global ones); False when it ended the whole run (stop)."""
         tags = node.tags
         name, is_global = self.str1(node.positional[0]), "global" in tags
+        if not name or len(name) > 512 or "/" in name or not name.isprintable():
+            raise SieveRuntimeError(f"{name[:80]!r} is not a script name")
         if "once" in tags and (name, is_global) in self.included:
             return True
         resolve = self.context.include
@@ -818,7 +834,7 @@ def vacation_refusal(message: SieveMessage, vacation: Vacation, own: Sequence[st
     named = {
         address.lower()
         for h in ("To", "Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc")
-        for _display, address in email.utils.getaddresses(message.values(h))
+        for _display, address in addresses(message.values(h))
     }
     if not named & mine:
         return "none of the recipient's addresses is in To, Cc or Bcc"

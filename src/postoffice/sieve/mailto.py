@@ -120,8 +120,10 @@ def notification(
     hostname: str,
     importance: str | None = None,
 ) -> bytes:
-    """The notification message (the module notes). ValueError when a field cannot be written."""
-    policy = email.policy.SMTP.clone(max_line_length=998)
+    """The notification message (the module notes). ValueError when a field cannot be written. UTF-8
+    addresses are written as UTF-8 (RFC 6532), never as encoded words (RFC 2047 section 5)."""
+    utf8 = not all(a.isascii() for a in (*mailto.recipients, from_address))
+    policy = (email.policy.SMTPUTF8 if utf8 else email.policy.SMTP).clone(max_line_length=998)
     made = email.message.EmailMessage(policy=policy)
     made["From"] = " ".join(from_address.split())
     if mailto.to:

@@ -8,9 +8,9 @@ section 3.2 match variables).
   character), and RFC 5231's `:value "op"` (each value against each key, "gt" meaning value > key under the
   comparator's order) and `:count "op"` (the number of values against each key, compared as a number
   string by the comparator: with i;ascii-numeric, the usual case, numerically).
-- `:matches` is a linear-time glob (`glob`), never a backtracking regular expression: a key of many "*" on a
-  long header costs at most len(key) * len(value) steps, and a value is compared by its first MAX_MATCHED
-  characters. When the caller wants match variables
+- `:matches` (`glob`) never backtracks across "*": the runs between the stars are found one after the other,
+  each at its leftmost place, by the regular expression engine as fixed-length patterns (C speed); a value is
+  compared by its first MAX_MATCHED characters. When the caller wants match variables
   (`matches(..., capture=True)`), the parts each wildcard matched come from a second pass that takes, for
   each "*" from the left, the shortest run after which the rest can still match (RFC 5229 section 3.2:
   "[*] *" on "[a] [b] c" gives "a" and "[b] c"), using bit masks of the positions from which the rest of
@@ -53,27 +53,49 @@ def wildcard(pattern: str) -> tuple[object, ...]:
     return tuple(tokens)
 
 
-def glob(tokens: tuple[object, ...], text: str) -> bool:
-    """Whether `text` matches the tokens whole. Greedy, going back only to the last "*": at most
-    len(tokens) * len(text) steps, whatever the key."""
-    p = t = 0
-    star, mark = -1, 0
-    while t < len(text):
-        token = tokens[p] if p < len(tokens) else None
-        if token is _ONE or (token is not None and token is not _STAR and token == text[t]):
-            p += 1
-            t += 1
-        elif token is _STAR:
-            star, mark = p, t
-            p += 1
-        elif star >= 0:
-            p, mark = star + 1, mark + 1
-            t = mark
+@lru_cache(maxsize=1024)
+def _segments(tokens: tuple[object, ...]) -> tuple[tuple[re.Pattern[str], int], ...]:
+    """The runs between the "*" of a key, each as a fixed-length pattern ("?" any one character) and its
+    length."""
+    runs: list[list[object]] = [[]]
+    for token in tokens:
+        if token is _STAR:
+            runs.append([])
         else:
+            runs[-1].append(token)
+    return tuple(
+        (re.compile("".join("." if t is _ONE else re.escape(str(t)) for t in run), re.DOTALL), len(run))
+        for run in runs
+    )
+
+
+def glob(tokens: tuple[object, ...], text: str) -> bool:
+    """Whether `text` matches the tokens whole: the first run at the start, the last at the end, each run
+    between at its leftmost place after the one before (a "*" takes whatever lies between, so the leftmost
+    place is never worse). Each run is searched by the regular expression engine as a fixed-length pattern,
+    which cannot backtrack beyond its own length: at most len(run) * len(text) steps in C per run."""
+    runs = _segments(tokens)
+    if len(runs) == 1:
+        return runs[0][1] == len(text) and runs[0][0].fullmatch(text) is not None
+    (first, first_width), *middle, (last, last_width) = runs
+    start, end = first_width, len(text) - last_width
+    if end < start or first.match(text) is None or last.match(text, end) is None:
+        return False
+    for run, _width in middle:
+        found = run.search(text, start, end)
+        if found is None:
             return False
-    while p < len(tokens) and tokens[p] is _STAR:
-        p += 1
-    return p == len(tokens)
+        start = found.end()
+    return True
+
+
+def _mask(text: str, ch: str) -> int:
+    """The positions of `ch` in `text` as the bits of an integer."""
+    bits = bytearray(len(text) // 8 + 1)
+    for found in re.finditer(re.escape(ch), text):
+        position = found.start()
+        bits[position >> 3] |= 1 << (position & 7)
+    return int.from_bytes(bits, "little")
 
 
 def glob_parts(tokens: tuple[object, ...], text: str, original: str) -> list[str] | None:
@@ -95,11 +117,7 @@ def glob_parts(tokens: tuple[object, ...], text: str, original: str) -> list[str
             token = str(token)
             mask = char_masks.get(token)
             if mask is None:
-                mask = 0
-                for index, ch in enumerate(text):
-                    if ch == token:
-                        mask |= 1 << index
-                char_masks[token] = mask
+                mask = char_masks[token] = _mask(text, token)
             can[p] = (after >> 1) & mask
     if not can[0] & 1:
         return None
@@ -124,10 +142,14 @@ def fold(text: str) -> str:
     return text.upper() if text.isascii() else "".join(c.upper() if c.isascii() else c for c in text)
 
 
-def numeric(text: str) -> float:
-    """i;ascii-numeric: the leading digits as a number; none: positive infinity (RFC 4790 9.1)."""
+def numeric(text: str) -> tuple[int, int, str]:
+    """i;ascii-numeric's order key: the leading digits as a number (compared by their count without leading
+    zeros, then as text: no conversion, so any length is fine); none: positive infinity (RFC 4790 9.1)."""
     digits = re.match(r"[0-9]+", text)
-    return float("inf") if digits is None else int(digits.group())
+    if digits is None:
+        return (1, 0, "")
+    value = digits.group().lstrip("0")
+    return (0, len(value), value)
 
 
 _RELATIONS: dict[str, Callable[[int], bool]] = {

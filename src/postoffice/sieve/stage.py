@@ -227,6 +227,19 @@ class SieveStage:
             if not script.error_reported:
                 plan.notices.append(self._notice(script, str(exc), sieve_message))
             return
+        except (StoreError, OSError):
+            raise  # the store or the spool failing is the delivery's failure: temporary, nothing stored
+        except Exception as exc:  # a bug, or input nobody foresaw: this recipient's copy is kept, never lost
+            log.exception(
+                "delivery id=%s account_id=%d sieve script %r: unexpected error, message kept",
+                plan.origin.id or "-",
+                recipient.account_id,
+                script.name,
+            )
+            error = f"internal error while running the script ({type(exc).__name__})"
+            if not script.error_reported:
+                plan.notices.append(self._notice(script, error, sieve_message))
+            return
         plan.duplicates.extend(
             DuplicateMark(recipient.account_id, key, seconds, last)
             for key, seconds, last in outcome.duplicates
@@ -477,6 +490,7 @@ class SieveStage:
         outbound = OutboundMessage(
             sender="",  # no bounce of a notification can start a loop
             recipients=[OutboundRecipient(address, notify="NEVER") for address in mailto.recipients],
+            smtputf8=not data.partition(b"\r\n\r\n")[0].isascii(),  # RFC 6531: UTF-8 addresses or fields
             eight_bit=not data.isascii(),
         )
         return GeneratedMessage(data, outbound)

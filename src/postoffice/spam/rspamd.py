@@ -111,17 +111,25 @@ class RspamdClient:
             status = await reader.readline()
             if not status.startswith(b"HTTP/1.") or status.split(b" ", 2)[1:2] != [b"200"]:
                 raise RspamdError(f"rspamd answered {status[:80]!r}")
-            length = None
+            length, chunked = None, False
             while True:
                 line = await reader.readline()
                 if line in (b"\r\n", b"\n", b""):
                     break
                 name, _, value = line.decode("latin-1").partition(":")
-                if name.strip().lower() == "content-length" and value.strip().isdigit():
-                    length = int(value.strip())
-            if length is not None and length > MAX_ANSWER:
-                raise RspamdError("rspamd's answer is too large")
-            body = await (reader.readexactly(length) if length is not None else reader.read(MAX_ANSWER))
+                key, value = name.strip().lower(), value.strip()
+                if key == "content-length" and value.isdigit():
+                    length = int(value)
+                elif key == "transfer-encoding" and "chunked" in value.lower():
+                    chunked = True
+            if chunked:
+                body = await _chunked(reader)
+            elif length is not None:
+                if length > MAX_ANSWER:
+                    raise RspamdError("rspamd's answer is too large")
+                body = await reader.readexactly(length)
+            else:  # RFC 9112 section 6.3: without a length, the answer ends where the connection does
+                body = await _to_the_end(reader)
         except asyncio.IncompleteReadError:
             raise RspamdError("rspamd closed the connection mid-answer") from None
         finally:
@@ -129,6 +137,35 @@ class RspamdClient:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
         return _verdict(body)
+
+
+async def _to_the_end(reader: asyncio.StreamReader) -> bytes:
+    body = bytearray()
+    while chunk := await reader.read(65536):
+        body += chunk
+        if len(body) > MAX_ANSWER:
+            raise RspamdError("rspamd's answer is too large")
+    return bytes(body)
+
+
+async def _chunked(reader: asyncio.StreamReader) -> bytes:
+    """An answer in the chunked transfer coding (RFC 9112 section 7.1), its trailer fields skipped."""
+    body = bytearray()
+    while True:
+        size_line = await reader.readline()
+        size_text = size_line.split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            raise RspamdError("a malformed chunk in rspamd's answer") from None
+        if size == 0:
+            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                pass
+            return bytes(body)
+        if len(body) + size > MAX_ANSWER:
+            raise RspamdError("rspamd's answer is too large")
+        body += await reader.readexactly(size)
+        await reader.readline()  # the chunk's CRLF
 
 
 def _verdict(body: bytes) -> Verdict:

@@ -96,9 +96,12 @@ class DeliveryMixin(SqliteBase):
                 self._enqueue_rows(
                     conn, events, io.BytesIO(generated.data), len(generated.data), generated.outbound, now
                 )
-            for (
-                mark
-            ) in delivery.duplicates:  # RFC 7352 3.3: :last starts the period again, else the first stays
+            for account_id in {mark.account_id for mark in delivery.duplicates}:  # what expired goes
+                conn.execute(
+                    "DELETE FROM sieve_duplicates WHERE account_id = ? AND expires <= ?", (account_id, now)
+                )
+            # RFC 7352 3.3: :last starts the period again, else the first expiry stays
+            for mark in delivery.duplicates:
                 conn.execute(
                     "INSERT INTO sieve_duplicates (account_id, key, expires) VALUES (?, ?, ?) "
                     "ON CONFLICT (account_id, key) DO UPDATE SET expires = excluded.expires "
