@@ -72,3 +72,22 @@ def test_the_bench_runner_ends_with_the_counts(tmp_path: Path) -> None:
     )
     assert done.returncode == 1, done.stderr
     assert done.stdout.splitlines()[-2:] == ["blocks: 1 succeeded, 1 failed", "1 passed, 1 failed"]
+
+
+def test_the_names_of_older_pigeonhole_revisions_are_understood(tmp_path: Path) -> None:
+    (tmp_path / "script.sieve").write_text('require "fileinto"; fileinto "A"; keep;\n')
+    report = run_file(
+        write(
+            tmp_path,
+            'test_mailbox :create "A";\n'
+            'test "old names" {\n'
+            '  if not test_compile "script.sieve" { test_fail "no compile"; }\n'
+            '  test_binary :save "b"; test_binary :load "b";\n'
+            '  if not test_execute { test_fail "no run"; }\n'
+            '  if not test_result :index 1 "store" { test_fail "no store"; }\n'
+            '  if not test_result_execute { test_fail "not carried out"; }\n'
+            '  if not test_message :folder "A" 0 { test_fail "nothing in A"; }\n'
+            "}\n",
+        )
+    )
+    assert report.lines == (" 1: Test 'old names' SUCCEEDED",), report.text()

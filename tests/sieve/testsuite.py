@@ -18,7 +18,8 @@ Supported: test, test_fail, test_set ("message", "envelope.from", "envelope.to",
 "envelope.auth"), test_message (:smtp / :folder; command and test), test_result_reset,
 test_result_execute, test_result_action, test_script_compile, test_script_run (:append_result),
 test_error, test_mailbox_create, test_config_set / _unset / _reload (kept, ignored), test_binary_save /
-_load, test_message_print and test_result_print (no output). Not supported: test_multiscript,
+_load, test_message_print and test_result_print (no output); the names of older revisions (test_compile,
+test_execute, test_result, test_mailbox :create, test_binary :save / :load). Not supported: test_multiscript,
 test_imap_metadata_set (the extensions they serve are not built).
 """
 
@@ -88,6 +89,13 @@ TESTSUITE = Extension(
         "test_config_reload": Spec(tags={"extension": Kind.STRING}),
         "test_binary_save": Spec(positional=(Kind.STRING,)),
         "test_binary_load": Spec(positional=(Kind.STRING,)),
+        # the names of older Pigeonhole revisions
+        "test_mailbox": Spec(positional=(Kind.STRING,), tags={"create": None}),
+        "test_binary": Spec(
+            positional=(Kind.STRING,),
+            tags={"save": None, "load": None},
+            groups=(frozenset({"save", "load"}),),
+        ),
     },
     tests={
         "test_message": _MESSAGE,
@@ -96,6 +104,10 @@ TESTSUITE = Extension(
         "test_result_execute": Spec(),
         "test_result_action": Spec(positional=(Kind.STRINGS,), tags=_MATCH, groups=_MATCH_GROUPS),
         "test_error": Spec(positional=(Kind.STRINGS,), tags=_MATCH, groups=_MATCH_GROUPS),
+        # the names of older Pigeonhole revisions (test_script_compile, test_script_run, test_result_action)
+        "test_compile": Spec(positional=(Kind.STRING,)),
+        "test_execute": Spec(),
+        "test_result": Spec(positional=(Kind.STRINGS,), tags=_MATCH, groups=_MATCH_GROUPS),
     },
     top_level=frozenset({"test"}),
 )
@@ -109,6 +121,14 @@ _ACTION_NAMES = {
     Reject: "reject",
     Vacation: "vacation",
     Notify: "notify",
+}
+
+
+#: The names older Pigeonhole revisions gave the tests.
+_OLD_TESTS = {
+    "test_compile": "test_script_compile",
+    "test_execute": "test_script_run",
+    "test_result": "test_result_action",
 }
 
 
@@ -201,6 +221,10 @@ class Runner:
         name, tags, args = node.name, node.tags, node.positional
         if not name.startswith("test"):
             return None
+        if name == "test_mailbox":  # older: test_mailbox :create
+            name = "test_mailbox_create"
+        elif name == "test_binary":  # older: test_binary :save / :load
+            name = "test_binary_load" if "load" in tags else "test_binary_save"
         if name == "test":
             self.index += 1
             self.name = running.str1(args[0])
@@ -246,6 +270,7 @@ class Runner:
         name, tags, args = node.name, node.tags, node.positional
         if not name.startswith("test_"):
             return None
+        name = _OLD_TESTS.get(name, name)
         if name == "test_message":
             return self._message(running, tags, args)
         if name == "test_script_compile":
