@@ -49,6 +49,7 @@ from postoffice.auth.sasl import (
 )
 from postoffice.auth.scram import ScramMechanism, ScramPlusMechanism, ScramSecret
 from postoffice.net.lineproto import LineProtocol, LineUsageError, TlsUpgrade
+from postoffice.sieve.checker import SCRIPT_NAME_FORBIDDEN
 from postoffice.sieve.grammar import SieveSyntaxError
 
 #: Longest command line fragment (the octets between literals), line end included.
@@ -63,7 +64,6 @@ MAX_ARGUMENTS = 8
 _LITERAL = re.compile(rb"\{([0-9]{1,10})(\+?)\}$")
 _TAIL = 32  # octets kept of a line too long to read: a literal announced at its end fits
 _ATOM = re.compile(rb"[A-Za-z0-9_.-]+")
-_NAME_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _CRLF = b"\r\n"
 
 
@@ -157,7 +157,7 @@ def name_problem(name: str) -> str | None:
         return "a script name cannot be empty"
     if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_OCTETS:
         return f"a script name has at most {MAX_NAME_OCTETS} octets"
-    if _NAME_FORBIDDEN.search(name):
+    if SCRIPT_NAME_FORBIDDEN.search(name):
         return "a script name cannot hold control characters"
     return None
 

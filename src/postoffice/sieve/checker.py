@@ -348,7 +348,7 @@ VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: RFC 6609 section 3.5: a variable of the "global" namespace
 GLOBAL_NAME = re.compile(r"global\.[A-Za-z_][A-Za-z0-9_]*", re.IGNORECASE)
 #: RFC 5804 section 1.6 (script names): no control characters
-_NAME_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+SCRIPT_NAME_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 #: RFC 5228 section 2.4.2.4: "${hex: 41 42}" and "${unicode: 263a}" (white space around the numbers)
 _ENCODED = re.compile(r"\$\{(hex|unicode):([0-9A-Fa-f \t\r\n]*)\}", re.IGNORECASE)
 
@@ -504,7 +504,7 @@ class _Checker:
                 raise _error(':importance is "1", "2" or "3"', node)
         if name == "include":
             (script,) = strings(positional[0])
-            if not script or "/" in script or _NAME_FORBIDDEN.search(script):
+            if not script or "/" in script or SCRIPT_NAME_FORBIDDEN.search(script):
                 raise _error(f'"{script}" is not a script name', node)
 
     def unsupported_ihave(self, checked: Checked) -> bool:

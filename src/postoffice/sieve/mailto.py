@@ -23,7 +23,8 @@ from urllib.parse import unquote
 
 #: Recipients one notification may have at most.
 MAX_RECIPIENTS = 10
-_ADDRESS = re.compile(r"[^\s<>()@,;:\\\"\[\]]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+")
+#: An address a notification or a redirect may go to (an addr-spec without comments or quoting).
+ADDRESS = re.compile(r"[^\s<>()@,;:\\\"\[\]]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+")
 #: RFC 5436 section 2.3: the URI's header fields that are not taken.
 _IGNORED = frozenset(
     {
@@ -69,7 +70,7 @@ def _addresses(text: str) -> list[str]:
         if not part:
             continue
         _display, address = email.utils.parseaddr(part)
-        if not _ADDRESS.fullmatch(address):
+        if not ADDRESS.fullmatch(address):
             raise ValueError(f"not an address: {part!r}")
         found.append(address)
     return found

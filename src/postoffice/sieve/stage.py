@@ -33,7 +33,6 @@ import email.policy
 import email.utils
 import io
 import logging
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -64,8 +63,8 @@ from postoffice.sieve.interpreter import (
     run,
     vacation_refusal,
 )
+from postoffice.sieve.mailto import ADDRESS, parse_mailto
 from postoffice.sieve.mailto import notification as mailto_notification
-from postoffice.sieve.mailto import parse_mailto
 from postoffice.store import (
     DuplicateMark,
     GeneratedMessage,
@@ -95,8 +94,6 @@ MAX_REDIRECT_HOPS = 8
 DUPLICATE_RUNS = 4
 #: Longest reject reason put into an SMTP reply line (RFC 5321 section 4.5.3.1.5: 512 octets in all).
 MAX_REASON = 300
-
-_ADDRESS = re.compile(r"[^\s<>()@,;:\\\"\[\]]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+")
 
 
 class ScriptError(Exception):
@@ -376,7 +373,7 @@ class SieveStage:
                 address = action.address.strip()
                 if address.startswith("<") and address.endswith(">"):
                     address = address[1:-1]
-                if not _ADDRESS.fullmatch(address):
+                if not ADDRESS.fullmatch(address):
                     raise SieveRuntimeError(f"redirect to an address that is not one: {action.address!r}")
                 if _redirect_loop(message, recipient):
                     # section 4.2's loop control: it came round; kept instead, so that nothing is lost
