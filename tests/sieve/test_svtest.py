@@ -53,9 +53,9 @@ def test_a_runtime_error_of_the_file_itself_ends_the_case(tmp_path: Path) -> Non
 
 
 def test_a_file_that_does_not_compile_fails_as_a_case(tmp_path: Path) -> None:
-    report = run_file(write(tmp_path, 'test "a" { test "nested" { } }\n'))
+    report = run_file(write(tmp_path, 'test "a" { frop; }\n'))
     assert report.lines[-1] == "XX: Test CASE FAILED: failed to compile testcase script"
-    assert "must be at the top level" in report.lines[0]
+    assert 'unknown command "frop"' in report.lines[0]
     assert not report.passed
 
 

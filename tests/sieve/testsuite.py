@@ -17,10 +17,14 @@ messages "stored" by executing a result; INBOX exists).
 Supported: test, test_fail, test_set ("message", "envelope.from", "envelope.to", "envelope.orig_to",
 "envelope.auth"), test_message (:smtp / :folder; command and test), test_result_reset,
 test_result_execute, test_result_action, test_script_compile, test_script_run (:append_result),
-test_error, test_mailbox_create, test_config_set / _unset / _reload (kept, ignored), test_binary_save /
-_load, test_message_print and test_result_print (no output); the names of older revisions (test_compile,
-test_execute, test_result, test_mailbox :create, test_binary :save / :load). Not supported: test_multiscript,
-test_imap_metadata_set (the extensions they serve are not built).
+test_error, test_mailbox_create, test_config_set / _unset / _reload (and the older `test_config :set /
+:unset / :reload`; the settings of Pigeonhole's spamtest and virustest are honoured: the score read from a
+header field, see `_spam_context`; others are kept and ignored), test_binary_save / _load,
+test_message_print and test_result_print (no output); the names of older revisions (test_compile,
+test_execute, test_result, test_mailbox :create, test_binary :save / :load). Executing a result stores and
+sends each message with the header the script had edited when it took the action (editheader);
+test_imap_metadata_set (the entries mboxmetadata and servermetadata read). Not supported:
+test_multiscript.
 """
 
 from __future__ import annotations
@@ -87,7 +91,14 @@ TESTSUITE = Extension(
         "test_config_set": Spec(positional=(Kind.STRING, Kind.STRING)),
         "test_config_unset": Spec(positional=(Kind.STRING,)),
         "test_config_reload": Spec(tags={"extension": Kind.STRING}),
+        "test_config": Spec(
+            positional=(Kind.STRING, Kind.STRING),
+            trailing=1,
+            tags={"set": None, "unset": None, "reload": None},
+            groups=(frozenset({"set", "unset", "reload"}),),
+        ),
         "test_binary_save": Spec(positional=(Kind.STRING,)),
+        "test_imap_metadata_set": Spec(positional=(Kind.STRING, Kind.STRING), tags={"mailbox": Kind.STRING}),
         "test_binary_load": Spec(positional=(Kind.STRING,)),
         # the names of older Pigeonhole revisions
         "test_mailbox": Spec(positional=(Kind.STRING,), tags={"create": None}),
@@ -109,7 +120,7 @@ TESTSUITE = Extension(
         "test_execute": Spec(),
         "test_result": Spec(positional=(Kind.STRINGS,), tags=_MATCH, groups=_MATCH_GROUPS),
     },
-    top_level=frozenset({"test"}),
+    top_level=frozenset(),
 )
 assert all(spec.test is Takes.NOTHING for spec in TESTSUITE.tests.values())
 
@@ -146,6 +157,77 @@ def _crlf(data: bytes) -> bytes:
     return re.sub(rb"\r?\n", b"\r\n", data)
 
 
+def with_header(raw: bytes, header: tuple[bytes, ...] | None) -> bytes:
+    """The message `raw` with its header replaced by the fields editheader left (None: as it is)."""
+    if header is None:
+        return raw
+    end = raw.find(b"\r\n\r\n")
+    body = raw[end + 4 :] if end >= 0 else b""
+    return b"".join(header) + b"\r\n" + body
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _status(message: SieveMessage, setting: str | None) -> str | None:
+    """Pigeonhole's "Name" or "Name:regex" setting: the field's value, or the regex's first group in it."""
+    if not setting:
+        return None
+    name, colon, pattern = setting.partition(":")
+    values = message.values(name.strip())
+    if not values:
+        return None
+    if not colon:
+        return values[0]
+    found = re.search(pattern, values[0])
+    if found is None:
+        return None
+    return found.group(1) if found.groups() else found.group(0)
+
+
+def _spam_context(
+    message: SieveMessage, config: dict[str, str]
+) -> tuple[tuple[float, float] | None, int | None]:
+    """The spam score and threshold, and the virus verdict, Pigeonhole's settings read from the message:
+    sieve_{spamtest,virustest}_status_header, _status_type (value, score, strlen, text), _max_header,
+    _max_value, _text_value/N."""
+    spam: tuple[float, float] | None = None
+    virus: int | None = None
+    for kind in ("spamtest", "virustest"):
+        status = _status(message, config.get(f"sieve_{kind}_status_header"))
+        if status is None:
+            continue
+        form = config.get(f"sieve_{kind}_status_type", "score")
+        if form == "text":
+            top = 10 if kind == "spamtest" else 5
+            level = next(
+                (n for n in range(top + 1) if config.get(f"sieve_{kind}_text_value/{n}") == status.strip()),
+                None,
+            )
+            if level is None:
+                continue
+            if kind == "virustest":
+                virus = level if level > 0 else None
+            else:
+                spam = (level - 1.0, 9.0)
+            continue
+        score = float(len(status)) if form == "strlen" else _number(status.strip())
+        maximum = _number(_status(message, config.get(f"sieve_{kind}_max_header")) or "")
+        if maximum is None:
+            maximum = _number(config.get(f"sieve_{kind}_max_value", ""))
+        if score is None or maximum is None:
+            continue
+        if kind == "spamtest":
+            spam = (score, maximum)
+        else:
+            virus = 1 + round(4 * min(max(score / maximum, 0.0), 1.0)) if maximum > 0 else None
+    return spam, virus
+
+
 def _first_address(message: SieveMessage, names: tuple[str, ...]) -> str | None:
     for name in names:
         for _display, address in addresses(message.values(name)):
@@ -167,6 +249,7 @@ class Runner:
     outbox: list[tuple[str, str, bytes]] = field(default_factory=list)
     store: dict[str, list[tuple[bytes, frozenset[str]]]] = field(default_factory=lambda: {"INBOX": []})
     config: dict[str, str] = field(default_factory=dict)
+    metadata: dict[tuple[str, str], str] = field(default_factory=dict)  # (mailbox or "", entry): value
     executed: int = 0  # actions of the shared result already carried out
     kept: bool = False  # its implicit keep carried out
     index: int = 0
@@ -197,10 +280,25 @@ class Runner:
             self.main.message = self.message()
 
     def context(self) -> SieveContext:
+        spam, virus = _spam_context(self.message(), self.config)
+        forbid: dict[str, set[str]] = {"forbid_add": set(), "forbid_delete": set()}
+        for key in self.config.get("sieve_editheader_header", "").split():
+            field_name = self.config.get(f"sieve_editheader_header/{key}/name", key).lower()
+            for what in forbid:
+                if self.config.get(f"sieve_editheader_header/{key}/{what}") == "yes":
+                    forbid[what].add(field_name)
+        for what in forbid:
+            forbid[what].update(self.config.get(f"sieve_editheader_{what}", "").lower().split())
+            forbid[what].update(self.config.get("sieve_editheader_protected", "").lower().split())
         return SieveContext(
             mailboxes=frozenset(self.store),
             environment={"name": "Postoffice", "phase": "during", "location": "MDA", "domain": "example.com"},
             include=self._include,
+            spam=spam,
+            virus=virus,
+            metadata=lambda mailbox, entry: self.metadata.get((mailbox, entry.lower())),
+            forbid_add=frozenset(forbid["forbid_add"]),
+            forbid_delete=frozenset(forbid["forbid_delete"]),
         )
 
     def _include(self, name: str, is_global: bool) -> tuple[Checked, ...] | None:
@@ -246,15 +344,22 @@ class Runner:
                 raise _TestFailed(f"no {where} message with index {args[0]}")
         elif name == "test_result_reset":
             running.outcome = Outcome()
+            running.redirects = 0
             self.executed, self.kept = 0, False
             self.outbox.clear()
         elif name == "test_mailbox_create":
             self.store.setdefault(running.str1(args[0]), [])
             running.context = self.context()
-        elif name == "test_config_set":
+        elif name == "test_config_set" or (name == "test_config" and "set" in tags):
             self.config[running.str1(args[0])] = running.str1(args[1])
-        elif name == "test_config_unset":
+        elif name == "test_config_unset" or (name == "test_config" and "unset" in tags):
             self.config.pop(running.str1(args[0]), None)
+        elif name == "test_config_reload" or name == "test_config":
+            running.context = self.context()
+        elif name == "test_imap_metadata_set":
+            mailbox = running.str1(tags["mailbox"]) if "mailbox" in tags else ""
+            self.metadata[mailbox, running.str1(args[0]).lower()] = running.str1(args[1])
+            running.context = self.context()
         elif name == "test_binary_save":
             if self.compiled is None:
                 raise _CaseFailed(f"no compiled binary to save as {running.str1(args[0])}")
@@ -278,7 +383,7 @@ class Runner:
         if name == "test_script_run":
             return self._run_script(running, "append_result" in tags)
         if name == "test_result_execute":
-            done = self._execute(running.outcome)
+            done = self._execute(running.outcome, running.header())
             running.context = self.context()  # fileinto :create may have made mailboxes
             return done
         if name in ("test_result_action", "test_error"):
@@ -345,7 +450,8 @@ class Runner:
         try:
             self.compiled = check(grammar.parse(text), extension=TESTSUITE)
         except SieveSyntaxError as exc:
-            self.log.append(exc.message)
+            found = getattr(exc, "errors", ()) or (exc,)
+            self.log.extend(error.message for error in found)
             self.log.append(
                 "validation failed" if type(exc).__name__ == "SieveCheckError" else "parse failed"
             )
@@ -372,7 +478,7 @@ class Runner:
             self.executed, self.kept = 0, False
         return True
 
-    def _execute(self, outcome: Outcome) -> bool:
+    def _execute(self, outcome: Outcome, header: tuple[bytes, ...] | None = None) -> bool:
         """Carry the result out into the mail store and the outbox (the actions not carried out yet)."""
         if self.log:
             self.log.clear()
@@ -381,15 +487,17 @@ class Runner:
         sender, recipient = self.envelope.get("from", ""), self.envelope.get("to", "")
         for action in outcome.actions[self.executed :]:
             if isinstance(action, Keep):
-                self.store["INBOX"].append((self.raw, frozenset(action.flags)))
+                self.store["INBOX"].append((with_header(self.raw, action.header), frozenset(action.flags)))
             elif isinstance(action, FileInto):
                 if action.mailbox not in self.store and not action.create:
                     self.log.append(f"failed to store into mailbox '{action.mailbox}': Mailbox doesn't exist")
                     ok = False
                     continue
-                self.store.setdefault(action.mailbox, []).append((self.raw, frozenset(action.flags)))
+                self.store.setdefault(action.mailbox, []).append(
+                    (with_header(self.raw, action.header), frozenset(action.flags))
+                )
             elif isinstance(action, Redirect):
-                self.outbox.append((sender, action.address, self.raw))
+                self.outbox.append((sender, action.address, with_header(self.raw, action.header)))
             elif isinstance(action, Reject):
                 if sender:
                     text = f"Subject: Rejected: your message\r\n\r\n{action.reason}\r\n".encode()
@@ -416,8 +524,11 @@ class Runner:
                 )
                 self.outbox.append(("", sender, reply))
         self.executed = len(outcome.actions)
+        if not ok and not self.kept:  # as Pigeonhole: a result that failed falls back to keeping the original
+            self.store["INBOX"].append((self.raw, frozenset()))
+            self.kept = True
         if outcome.implicit_keep and not self.kept:
-            self.store["INBOX"].append((self.raw, frozenset(outcome.flags)))
+            self.store["INBOX"].append((with_header(self.raw, header), frozenset(outcome.flags)))
             self.kept = True
         return ok
 

@@ -25,11 +25,15 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from postoffice.sieve.grammar import Argument, Command, Number, SieveSyntaxError, StringList, Tag, Test
+from postoffice.sieve.matching import compile_regex
 
 
 class SieveCheckError(SieveSyntaxError):
     """A script that parses but is not valid Sieve (an unknown command, a wrong argument, a missing
-    `require`), and where."""
+    `require`), and where; `errors` holds every error found, this one first (the check goes on after an
+    error to the next command and test, as an editor showing a script's errors wants)."""
+
+    errors: tuple[SieveCheckError, ...] = ()
 
 
 class Kind(Enum):
@@ -57,6 +61,7 @@ class Spec:
     tag_needs: dict[str, str] = field(default_factory=dict)  # tag -> capability
     optional: int = 0  # how many of the first positional arguments may be left out
     optional_needs: str | None = None  # the capability that giving them needs
+    trailing: int = 0  # how many of the last positional arguments may be left out
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,14 @@ SUPPORTED = frozenset(
         "duplicate",
         "include",
         "enotify",
+        "editheader",
+        "spamtest",
+        "spamtestplus",
+        "virustest",
+        "fcc",
+        "regex",
+        "mboxmetadata",
+        "servermetadata",
     }
 )
 #: Comparators every script may name without `require` (RFC 5228 section 2.7.3).
@@ -133,8 +146,9 @@ _MATCH_TYPES: dict[str, Kind | None] = {
     "matches": None,
     "value": Kind.STRING,  # RFC 5231
     "count": Kind.STRING,
+    "regex": None,  # draft-ietf-sieve-regex-01
 }
-_MATCH_NEEDS = {"value": "relational", "count": "relational"}
+_MATCH_NEEDS = {"value": "relational", "count": "relational", "regex": "regex"}
 _ADDRESS_PARTS: dict[str, Kind | None] = {
     "localpart": None,
     "domain": None,
@@ -148,6 +162,22 @@ _MATCH_GROUPS = (frozenset(_MATCH_TYPES), frozenset({"comparator"}))
 _INDEX: dict[str, Kind | None] = {"index": Kind.NUMBER, "last": None}  # RFC 5260 section 6
 _INDEX_NEEDS = {"index": "index", "last": "index"}
 _MATCHING = {**_MATCH_TYPES, **_COMPARATOR}
+#: RFC 8580 section 3: ":fcc" and the tags that may go with it (which need their own extensions).
+_FCC: dict[str, Kind | None] = {
+    "fcc": Kind.STRING,
+    "flags": Kind.STRINGS,
+    "create": None,
+    "specialuse": Kind.STRING,
+    "mailboxid": Kind.STRING,
+}
+_FCC_NEEDS = {
+    "fcc": "fcc",
+    "flags": "imap4flags",
+    "create": "mailbox",
+    "specialuse": "special-use",
+    "mailboxid": "mailboxid",
+}
+_FCC_COMPANIONS = frozenset({"flags", "create", "specialuse", "mailboxid"})
 
 COMMANDS: dict[str, Spec] = {
     "require": Spec(positional=(Kind.STRINGS,)),
@@ -200,10 +230,11 @@ COMMANDS: dict[str, Spec] = {
             "addresses": Kind.STRINGS,
             "mime": None,
             "handle": Kind.STRING,
+            **_FCC,
         },
-        groups=(frozenset({"days", "seconds"}),),
+        groups=(frozenset({"days", "seconds"}), frozenset({"specialuse", "mailboxid"})),
         needs="vacation",
-        tag_needs={"seconds": "vacation-seconds"},
+        tag_needs={"seconds": "vacation-seconds", **_FCC_NEEDS},
     ),
     # RFC 5229 section 4
     "set": Spec(
@@ -233,10 +264,23 @@ COMMANDS: dict[str, Spec] = {
             "importance": Kind.STRING,
             "options": Kind.STRINGS,
             "message": Kind.STRING,
+            **_FCC,
         },
+        groups=(frozenset({"specialuse", "mailboxid"}),),
         needs="enotify",
+        tag_needs=_FCC_NEEDS,
     ),
     "global": Spec(positional=(Kind.STRINGS,), needs="include"),
+    # RFC 5293 sections 4 and 5 (deleteheader's :index and :last are its own: no "index" needed)
+    "addheader": Spec(positional=(Kind.STRING, Kind.STRING), tags={"last": None}, needs="editheader"),
+    "deleteheader": Spec(
+        positional=(Kind.STRING, Kind.STRINGS),
+        trailing=1,
+        tags={**_MATCHING, **_INDEX},
+        groups=_MATCH_GROUPS,
+        needs="editheader",
+        tag_needs=_MATCH_NEEDS,
+    ),
 }
 
 TESTS: dict[str, Spec] = {
@@ -324,6 +368,38 @@ TESTS: dict[str, Spec] = {
         needs="enotify",
         tag_needs=_MATCH_NEEDS,
     ),
+    # RFC 5235 sections 3.1-3.3 (":percent" is spamtestplus's)
+    "spamtest": Spec(
+        positional=(Kind.STRING,),
+        tags={**_MATCHING, "percent": None},
+        groups=_MATCH_GROUPS,
+        needs="spamtest",
+        tag_needs={**_MATCH_NEEDS, "percent": "spamtestplus"},
+    ),
+    "virustest": Spec(
+        positional=(Kind.STRING,),
+        tags=_MATCHING,
+        groups=_MATCH_GROUPS,
+        needs="virustest",
+        tag_needs=_MATCH_NEEDS,
+    ),
+    # RFC 5490 sections 4.1-4.4
+    "metadata": Spec(
+        positional=(Kind.STRING, Kind.STRING, Kind.STRINGS),
+        tags=_MATCHING,
+        groups=_MATCH_GROUPS,
+        needs="mboxmetadata",
+        tag_needs=_MATCH_NEEDS,
+    ),
+    "metadataexists": Spec(positional=(Kind.STRING, Kind.STRINGS), needs="mboxmetadata"),
+    "servermetadata": Spec(
+        positional=(Kind.STRING, Kind.STRINGS),
+        tags=_MATCHING,
+        groups=_MATCH_GROUPS,
+        needs="servermetadata",
+        tag_needs=_MATCH_NEEDS,
+    ),
+    "servermetadataexists": Spec(positional=(Kind.STRINGS,), needs="servermetadata"),
     "duplicate": Spec(  # RFC 7352 section 3
         tags={
             "handle": Kind.STRING,
@@ -347,6 +423,8 @@ def strings(value: tuple[str, ...] | int | None) -> tuple[str, ...]:
 VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: RFC 6609 section 3.5: a variable of the "global" namespace
 GLOBAL_NAME = re.compile(r"global\.[A-Za-z_][A-Za-z0-9_]*", re.IGNORECASE)
+#: RFC 5322 section 3.6.8: a header field name (printable ASCII but the colon)
+FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
 #: RFC 5804 section 1.6 (script names): no control characters
 SCRIPT_NAME_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 #: RFC 5228 section 2.4.2.4: "${hex: 41 42}" and "${unicode: 263a}" (white space around the numbers)
@@ -391,14 +469,20 @@ class _Checker:
     def __init__(self, supported: frozenset[str]) -> None:
         self.supported = supported
         self.required: set[str] = set()
+        self.errors: list[SieveCheckError] = []
 
     def require(self, node: Command, checked: Checked) -> None:
+        unknown = [name for name in strings(checked.positional[0]) if name.lower() not in self.supported]
         for name in strings(checked.positional[0]):
             if name.lower() not in self.supported:
-                raise _error(f'the extension "{name}" is not supported', node.arguments[0])
+                continue
             self.required.add(name.lower())
             if name.lower() == "vacation-seconds":  # RFC 6131 section 2: it implies "vacation"
                 self.required.add("vacation")
+            if name.lower() == "spamtestplus":  # RFC 5235 section 3.2: it implies "spamtest"
+                self.required.add("spamtest")
+        if unknown:  # the others count as required: what uses them is not an error too
+            raise _error(f'the extension "{unknown[0]}" is not supported', node.arguments[0])
 
     def needs(self, capability: str | None, what: str, node: Command | Test | Argument) -> None:
         if capability is not None and capability not in self.required:
@@ -447,7 +531,9 @@ class _Checker:
             else:
                 given.append(argument)
         kinds = spec.positional
-        if spec.optional and len(given) == len(kinds) - spec.optional:
+        if spec.trailing and len(given) == len(kinds) - spec.trailing:
+            kinds = kinds[: len(given)]
+        elif spec.optional and len(given) == len(kinds) - spec.optional:
             kinds = kinds[spec.optional :]
         elif spec.optional and len(given) == len(kinds) and spec.optional_needs is not None:
             self.needs(spec.optional_needs, f"{node.name} with {len(kinds)} arguments", given[0])
@@ -457,9 +543,8 @@ class _Checker:
             missing = kinds[len(given)]
             raise _error(f"{node.name} needs {missing.value} as its argument {len(given) + 1}", node)
         values = [self.value(argument, kind, node.name) for argument, kind in zip(given, kinds, strict=True)]
-        positional: list[tuple[str, ...] | int] = [
-            () for _ in range(len(spec.positional) - len(kinds))
-        ] + values
+        missing_args: list[tuple[str, ...] | int] = [() for _ in range(len(spec.positional) - len(kinds))]
+        positional = values + missing_args if spec.trailing else missing_args + values
         self.constraints(node, tags, positional)
         tests = self.tests(node, spec)
         return Checked(node.name, tags, tuple(positional), tests, None, node.line, node.column)
@@ -481,7 +566,7 @@ class _Checker:
             and tags.keys() & {"contains", "matches"}
         ):
             raise _error("the comparator i;ascii-numeric has no substring match (RFC 4790 section 9.1)", node)
-        if "last" in tags and "index" not in tags and name in ("header", "address", "date"):
+        if "last" in tags and "index" not in tags and name in ("header", "address", "date", "deleteheader"):
             raise _error('":last" needs ":index"', node)
         if isinstance(tags.get("index"), int) and tags["index"] == 0:
             raise _error('":index" counts from 1', node)
@@ -502,10 +587,41 @@ class _Checker:
             (importance,) = strings(tags["importance"])
             if importance not in ("1", "2", "3"):
                 raise _error(':importance is "1", "2" or "3"', node)
+        if "regex" in tags:
+            self.regex(node, tags, positional)
+        if name in ("addheader", "deleteheader"):
+            (field_name,) = strings(positional[0])
+            if "${" not in field_name and not FIELD_NAME.fullmatch(field_name):
+                raise _error(f'the field name "{field_name}" is invalid', node)
+            if name == "addheader" and "\0" in strings(positional[1])[0]:
+                raise _error("the header field value is invalid (a NUL character)", node)
+        if name in ("vacation", "notify") and "fcc" not in tags and tags.keys() & _FCC_COMPANIONS:
+            raise _error(f'":{min(tags.keys() & _FCC_COMPANIONS)}" needs ":fcc" here (RFC 8580)', node)
         if name == "include":
             (script,) = strings(positional[0])
             if not script or "/" in script or SCRIPT_NAME_FORBIDDEN.search(script):
                 raise _error(f'"{script}" is not a script name', node)
+
+    def regex(
+        self,
+        node: Command | Test,
+        tags: dict[str, tuple[str, ...] | int | None],
+        positional: list[tuple[str, ...] | int],
+    ) -> None:
+        """draft-ietf-sieve-regex-01 section 3: only i;octet and i;ascii-casemap, and keys that are regular
+        expressions (those with variables are checked when they are used)."""
+        comparator = strings(tags.get("comparator"))
+        name = comparator[0].lower() if comparator else "i;ascii-casemap"
+        if name not in BUILT_IN_COMPARATORS:
+            raise _error(f'the comparator "{name}" cannot go with ":regex"', node)
+        keys = positional[-1] if node.name != "deleteheader" else positional[1]
+        for key in strings(keys):
+            if "${" in key and "variables" in self.required:
+                continue
+            try:
+                compile_regex(key, name == "i;ascii-casemap")
+            except ValueError as exc:
+                raise _error(f'"{key[:80]}" is not a valid regular expression: {exc}', node) from None
 
     def unsupported_ihave(self, checked: Checked) -> bool:
         """Whether `checked` (an if or elsif) tests `ihave` with a capability we do not have; those we have
@@ -545,7 +661,13 @@ class _Checker:
             raise _error(f"{node.name} needs one test", node)
         if spec.test is Takes.TEST_LIST and not node.test_list:
             raise _error(f"{node.name} needs a list of tests in parentheses", node)
-        return tuple(self.test(test) for test in node.tests)
+        checked: list[Checked] = []
+        for test in node.tests:
+            try:
+                checked.append(self.test(test))
+            except SieveCheckError as exc:  # noted; the check goes on with the next test
+                self.errors.append(exc)
+        return tuple(checked)
 
     def test(self, node: Test) -> Checked:
         spec = self.tests_spec.get(node.name)
@@ -558,35 +680,44 @@ class _Checker:
         previous: str | None = None
         requires_allowed = top
         for node in nodes:
-            spec = self.commands_spec.get(node.name)
-            if spec is None:
-                raise _error(f'unknown command "{node.name}"', node)
-            if node.name in self.top_level and not top:
-                raise _error(f'"{node.name}" must be at the top level', node)
-            if node.name == "require" and not requires_allowed:
-                raise _error('"require" must come before any other command', node)
+            try:
+                one = self.command(node, top, previous, requires_allowed)
+            except SieveCheckError as exc:  # noted; the check goes on with the block and the next command
+                self.errors.append(exc)
+                if node.block is not None:
+                    self.commands(node.block, False)
+                previous = node.name
+                requires_allowed = requires_allowed and node.name == "require"
+                continue
             if node.name != "require":
                 requires_allowed = False
-            if node.name in ("elsif", "else") and previous not in ("if", "elsif"):
-                raise _error(f'"{node.name}" must follow "if" or "elsif"', node)
-            one = self.node(node, spec, "command")
-            if spec.block != (node.block is not None):
-                raise _error(
-                    f"{node.name} needs a block" if spec.block else f"{node.name} takes no block", node
-                )
-            block = None
-            if node.block is not None:
-                missing = self.unsupported_ihave(one)
-                # RFC 5463 section 4: a block behind an ihave of what we do not have is never run, so it is
-                # not checked against extensions we do not know; one we have acts as required in it
-                block = () if missing else self.commands(node.block, False)
-            if node.name == "require":
-                self.require(node, one)
-            checked.append(
-                Checked(one.name, one.tags, one.positional, one.tests, block, node.line, node.column)
-            )
+            checked.append(one)
             previous = node.name
         return tuple(checked)
+
+    def command(self, node: Command, top: bool, previous: str | None, requires_allowed: bool) -> Checked:
+        """One command of `commands`, with its block."""
+        spec = self.commands_spec.get(node.name)
+        if spec is None:
+            raise _error(f'unknown command "{node.name}"', node)
+        if node.name in self.top_level and not top:
+            raise _error(f'"{node.name}" must be at the top level', node)
+        if node.name == "require" and not requires_allowed:
+            raise _error('"require" must come before any other command', node)
+        if node.name in ("elsif", "else") and previous not in ("if", "elsif"):
+            raise _error(f'"{node.name}" must follow "if" or "elsif"', node)
+        one = self.node(node, spec, "command")
+        if spec.block != (node.block is not None):
+            raise _error(f"{node.name} needs a block" if spec.block else f"{node.name} takes no block", node)
+        block = None
+        if node.block is not None:
+            missing = self.unsupported_ihave(one)
+            # RFC 5463 section 4: a block behind an ihave of what we do not have is never run, so it is
+            # not checked against extensions we do not know; one we have acts as required in it
+            block = () if missing else self.commands(node.block, False)
+        if node.name == "require":
+            self.require(node, one)
+        return Checked(one.name, one.tags, one.positional, one.tests, block, node.line, node.column)
 
 
 @dataclass(frozen=True)
@@ -613,4 +744,9 @@ def check(
         checker.commands_spec = {**COMMANDS, **extension.commands}
         checker.tests_spec = {**TESTS, **extension.tests}
         checker.top_level = extension.top_level
-    return checker.commands(commands, True)
+    checked = checker.commands(commands, True)
+    if checker.errors:
+        first = checker.errors[0]
+        first.errors = tuple(checker.errors)
+        raise first
+    return checked

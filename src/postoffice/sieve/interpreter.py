@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import email
+import email.header
 import email.policy
 import email.utils
 import hashlib
@@ -47,10 +48,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from postoffice.message.headers import decode_words, header_block, iter_fields
+from postoffice.message.headers import decode_words, header_block, iter_fields, iter_raw_fields
 from postoffice.sieve.checker import SUPPORTED, Checked, strings
 from postoffice.sieve.mailto import parse_mailto
-from postoffice.sieve.matching import Matcher, Tags
+from postoffice.sieve.matching import Matcher, RegexTimeout, Tags
 
 #: Actions one run may take (a script that loops over nothing cannot take many, but a large one could).
 MAX_ACTIONS = 64
@@ -63,9 +64,15 @@ class SieveRuntimeError(Exception):
     message in the Inbox and tells the account (section 2.10.6)."""
 
 
+#: A message's header as editheader left it when an action was taken (RFC 5293): its fields' octets, each
+#: ending in CRLF; None where the script changed nothing.
+Header = tuple[bytes, ...] | None
+
+
 @dataclass(frozen=True)
 class Keep:
     flags: tuple[str, ...] = ()  # RFC 5232: the flags the kept copy gets
+    header: Header = None
 
 
 @dataclass(frozen=True)
@@ -76,12 +83,14 @@ class FileInto:
     create: bool = False  # RFC 5490 :create: make the mailbox when it does not exist
     special_use: str | None = None  # RFC 8579 :specialuse: the mailbox with this attribute, if any
     mailbox_id: str | None = None  # RFC 9042 :mailboxid: the mailbox with this id, if any
+    header: Header = None
 
 
 @dataclass(frozen=True)
 class Redirect:
     address: str
     copy: bool = False
+    header: Header = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,7 @@ class Vacation:
     mime: bool = False
     handle: str = ""
     seconds: int = VACATION_DAYS * 86400
+    fcc: FileInto | None = None  # RFC 8580: where a copy of the reply is stored
 
 
 @dataclass(frozen=True)
@@ -125,6 +135,7 @@ class Notify:
     importance: str | None = None
     options: tuple[str, ...] = ()
     message: str | None = None
+    fcc: FileInto | None = None  # RFC 8580: where a copy of the notification is stored
 
 
 Action = Keep | FileInto | Redirect | Discard | Reject | Vacation | Notify
@@ -141,6 +152,8 @@ class Outcome:
     flags: tuple[str, ...] = ()
     #: RFC 7352: what duplicate tests saw, (key, seconds, last), to record when the delivery succeeds
     duplicates: list[tuple[str, int, bool]] = field(default_factory=list)
+    #: RFC 5293: the header as edited at the end, which the implicit keep stores (None: unchanged)
+    header: Header = None
 
     def delivered_to(self) -> list[str]:
         """The mailboxes the message goes into ("INBOX" for a keep), each once, in order."""
@@ -171,6 +184,8 @@ class SieveMessage:
     envelope_to: str = ""
     #: the message's octets for the body test (at most what the caller reads of it); None: the header only
     source: Callable[[], bytes] | None = field(default=None, compare=False)
+    #: the header block `fields` were read from (editheader rewrites it field by field)
+    head: bytes = field(default=b"", compare=False, repr=False)
 
     @classmethod
     def from_bytes(cls, raw: bytes, envelope_from: str = "", envelope_to: str = "") -> SieveMessage:
@@ -187,8 +202,9 @@ class SieveMessage:
         source: Callable[[], bytes] | None = None,
     ) -> SieveMessage:
         """Of a message's header block (or the message: what follows the header is not read) and its size."""
-        fields = tuple((name, value.strip()) for name, value, _codec in iter_fields(header_block(head)))
-        return cls(fields, size, envelope_from, envelope_to, source)
+        block = header_block(head)
+        fields = tuple((name, value.strip()) for name, value, _codec in iter_fields(block))
+        return cls(fields, size, envelope_from, envelope_to, source, block)
 
     def values(self, name: str) -> list[str]:
         wanted = name.lower()
@@ -210,6 +226,16 @@ class SieveContext:
     seen: Callable[[str], bool] | None = None
     #: RFC 6609: the checked script of a name, personal (False) or global (True); None: there is none
     include: Callable[[str, bool], tuple[Checked, ...] | None] | None = None
+    #: RFC 5235: the spam filter's score and the score from which a message counts as spam (None: the
+    #: message was not scanned); the virus scanner's verdict, 1 (clean) to 5 (infected), None: not scanned
+    spam: tuple[float, float] | None = None
+    virus: int | None = None
+    #: RFC 5490: a mailbox's metadata entry (mailbox "" for the server's); None when it has none
+    metadata: Callable[[str, str], str | None] | None = None
+    #: RFC 5293 section 6: fields (lower-case) addheader may not add and deleteheader may not delete, beyond
+    #: PROTECTED_FIELDS; Subject is never held back (the RFC's MUST)
+    forbid_add: frozenset[str] = frozenset()
+    forbid_delete: frozenset[str] = frozenset()
 
 
 #: RFC 5229 section 6: "at least 4000 characters" per value; more is cut.
@@ -224,6 +250,13 @@ MAX_INCLUDE_DEPTH = 10
 MAX_INCLUDES = 32
 #: Octets of the message the body test reads at most.
 MAX_BODY_OCTETS = 1024 * 1024
+#: RFC 5293 section 4: octets of a value addheader adds at most (more is a runtime error).
+MAX_ADDED_VALUE = 2048
+#: RFC 5293 section 6: fields a script may not delete: trace fields (Received, MUST), Auto-Submitted (what
+#: stops auto-reply loops) and the field that stops redirect loops (`delivery.forwarding.REDIRECTED_FROM`).
+PROTECTED_FIELDS = frozenset({"received", "auto-submitted", "x-sieve-redirected-from"})
+#: RFC 5293 section 4: a header field name
+_FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
 
 _REFERENCE = re.compile(r"\$\{([^{}]*)\}")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -299,6 +332,26 @@ def addresses(values: Sequence[str]) -> list[tuple[str, str]]:
         return []
 
 
+def added_field(name: str, value: str) -> tuple[str, bytes]:
+    """RFC 5293 section 4: the field addheader adds, as (its value unfolded, its octets): line breaks in the
+    value unfolded, a value with other than ASCII as RFC 2047 encoded words, lines folded at white space.
+    SieveRuntimeError for a name or value that cannot be written."""
+    if not _FIELD_NAME.fullmatch(name):
+        raise SieveRuntimeError(f'the field name "{name[:80]}" is invalid')
+    if "\0" in value or len(value.encode("utf-8", "surrogatepass")) > MAX_ADDED_VALUE:
+        raise SieveRuntimeError(f'the value of the added field "{name}" is invalid (a NUL, or too long)')
+    text = re.sub(r"\r\n|\r|\n", "\n", value)
+    text = re.sub(r"\n(?=[ \t])", "", text).replace("\n", " ")  # RFC 5322 2.2.3: unfolded
+    text = "".join(c if c >= " " or c == "\t" else "?" for c in text if c != "\x7f")
+    charset = "us-ascii" if text.isascii() else "utf-8"
+    try:
+        encoded = email.header.Header(text, charset, header_name=name).encode(linesep="\r\n", maxlinelen=78)
+    except (UnicodeError, ValueError) as exc:
+        raise SieveRuntimeError(f'the value of the added field "{name}" cannot be written: {exc}') from None
+    raw = f"{name}: {encoded}\r\n".encode("ascii", "surrogateescape")
+    return re.sub(r"\r\n(?=[ \t])", "", encoded).strip(), raw
+
+
 def _notify_method_valid(uri: str) -> bool:
     try:
         parse_mailto(uri)
@@ -367,7 +420,7 @@ class _Run:
         self.includes = 0
         self.shared: dict[str, str] = {}  # the global variables of the whole run (RFC 6609 section 3.5)
         self.declared: set[str] = set()  # the names this script declared global
-        self.message = message
+        self.message = message  # (the property: the fields a script edits start from it)
         self.context = context
         self.outcome = Outcome()
         self.redirects = 0
@@ -375,6 +428,63 @@ class _Run:
         self.expanding = "variables" in required
         self.variables: dict[str, str] = {}
         self.matched: list[str] = []  # the match variables (RFC 5229 section 3.2)
+
+    # -- the message and its header (RFC 5293) -------------------------------------------------------
+
+    @property
+    def message(self) -> SieveMessage:
+        return self._message
+
+    @message.setter
+    def message(self, message: SieveMessage) -> None:
+        self._message = message
+        self.fields: tuple[tuple[str, str], ...] = message.fields
+        self.edited: list[tuple[str, str, bytes]] | None = None  # the fields once a script edits them
+
+    def values(self, name: str) -> list[str]:
+        wanted = name.lower()
+        return [value for field_name, value in self.fields if field_name.lower() == wanted]
+
+    def editable(self) -> list[tuple[str, str, bytes]]:
+        if self.edited is None:
+            self.edited = [(n, v.strip(), raw) for n, v, raw in iter_raw_fields(self.message.head)]
+        return self.edited
+
+    def header(self) -> Header:
+        """The header as edited so far (None: unchanged), for the action taken now."""
+        return None if self.edited is None else tuple(raw for _n, _v, raw in self.edited)
+
+    def add_header(self, tags: Tags, name: str, value: str) -> None:
+        shown, raw = added_field(name, value)
+        if name.lower() in self.context.forbid_add and name.lower() != "subject":
+            return  # section 6: an attempt that is not permitted is ignored
+        fields = self.editable()
+        if "last" in tags:
+            fields.append((name, shown, raw))
+        else:
+            fields.insert(0, (name, shown, raw))
+        self.fields = tuple((n, v) for n, v, _raw in fields)
+
+    def delete_header(self, tags: Tags, name: str, patterns: Sequence[str]) -> None:
+        """RFC 5293 section 5: the occurrences of `name` (the :index-th only, counted before the patterns)
+        whose value matches a pattern (all of them without patterns); protected fields stay (section 6)."""
+        if not _FIELD_NAME.fullmatch(name):
+            raise SieveRuntimeError(f'the field name "{name[:80]}" is invalid')
+        wanted = name.lower()
+        if wanted in PROTECTED_FIELDS or (wanted in self.context.forbid_delete and wanted != "subject"):
+            return  # section 6: an attempt that is not permitted is ignored
+        fields = self.editable()
+        positions = [i for i, (n, _v, _raw) in enumerate(fields) if n.lower() == wanted]
+        index = tags.get("index")
+        if isinstance(index, int):
+            pick = len(positions) - index if "last" in tags else index - 1
+            positions = [positions[pick]] if 0 <= pick < len(positions) else []
+        if patterns:
+            matcher = Matcher(tags)
+            positions = [i for i in positions if matcher.any([decode_words(fields[i][1])], patterns)]
+        for i in reversed(positions):
+            del fields[i]
+        self.fields = tuple((n, v) for n, v, _raw in fields)
 
     # -- strings ----------------------------------------------------------------------------------------
 
@@ -409,7 +519,10 @@ class _Run:
 
     def matches(self, tags: Tags, values: Sequence[str], keys: Sequence[str]) -> bool:
         matcher = self.matcher(tags)
-        held = matcher.any(values, keys)
+        try:
+            held = matcher.any(values, keys)
+        except RegexTimeout as exc:
+            raise SieveRuntimeError(str(exc)) from None
         if held and matcher.captures is not None:
             self.matched = matcher.captures
         return held
@@ -436,7 +549,7 @@ class _Run:
         found: list[str] = []
         index = tags.get("index")
         for name in names:
-            values = self.message.values(name)
+            values = self.values(name)
             if isinstance(index, int):
                 position = len(values) - index if "last" in tags else index - 1
                 values = [values[position]] if 0 <= position < len(values) else []
@@ -461,9 +574,12 @@ class _Run:
             return any(self.test(t) for t in node.tests)
         if name == "size":
             limit = args[0] if isinstance(args[0], int) else 0
-            return self.message.size > limit if "over" in tags else self.message.size < limit
+            size = self.message.size
+            if self.edited is not None:  # RFC 5293 section 7: the tests see the message as edited
+                size += sum(len(raw) for _n, _v, raw in self.edited) - len(self.message.head)
+            return size > limit if "over" in tags else size < limit
         if name == "exists":
-            return all(self.message.values(header) for header in self.strs(args[0]))
+            return all(self.values(header) for header in self.strs(args[0]))
         if name == "header":
             values = [decode_words(v) for v in self.header_values(tags, self.strs(args[0]))]
             return self.matches(tags, values, self.strs(args[1]))
@@ -524,6 +640,15 @@ class _Run:
             return all(i in self.context.mailbox_ids for i in self.strs(args[0]))
         if name == "duplicate":
             return self.duplicate(tags)
+        if name in ("spamtest", "virustest"):  # RFC 5235
+            return self.matches(tags, [self.spam_value(name, "percent" in tags)], self.strs(args[0]))
+        if name in ("metadata", "servermetadata"):  # RFC 5490 sections 4.1 and 4.3
+            box = self.str1(args[0]) if name == "metadata" else ""
+            entry = self.metadata(box, self.str1(args[-2]))
+            return entry is not None and self.matches(tags, [entry], self.strs(args[-1]))
+        if name in ("metadataexists", "servermetadataexists"):  # RFC 5490 sections 4.2 and 4.4
+            box = self.str1(args[0]) if name == "metadataexists" else ""
+            return all(self.metadata(box, entry) is not None for entry in self.strs(args[-1]))
         if name == "valid_notify_method":  # RFC 5435 section 5: every URI one we can notify by
             return all(_notify_method_valid(uri) for uri in self.strs(args[0]))
         if name == "notify_method_capability":  # RFC 5435 section 6: only "online", "maybe" for mailto
@@ -533,13 +658,42 @@ class _Run:
             return self.matches(tags, ["maybe"], self.strs(args[2]))
         raise SieveRuntimeError(f'the test "{name}" cannot be run')
 
+    def spam_value(self, name: str, percent: bool) -> str:
+        """RFC 5235 sections 3.1-3.3: "0" for a message not scanned; else spamtest's 1 (not spam) to 10
+        (spam), its :percent 0 to 100, virustest's 1 (clean) to 5 (infected). The spam score is taken in
+        proportion to the score from which a message counts as spam (at or above it: 10, or 100)."""
+        if name == "virustest":
+            virus = self.context.virus
+            return "0" if virus is None else str(min(max(virus, 1), 5))
+        spam = self.context.spam
+        if spam is None:
+            return "0"
+        score, threshold = spam
+        if threshold > 0:
+            ratio = min(max(score / threshold, 0.0), 1.0)
+        else:  # a threshold of 0: every positive score is spam
+            ratio = 1.0 if score > 0 else 0.0
+        if percent:
+            return str(int(ratio * 100 + 0.5))
+        return str(1 + int(ratio * 9 + 1e-9))
+
+    def metadata(self, mailbox: str, entry: str) -> str | None:
+        """RFC 5490: an entry of the account's metadata (RFC 5464), mailbox "" for the server's; None for a
+        mailbox or entry that does not exist or is not one."""
+        lookup = self.context.metadata
+        if lookup is None or not entry.lower().startswith(("/private/", "/shared/")):
+            return None
+        if mailbox and not self.mailbox_exists(mailbox):
+            return None
+        return lookup(self.mailbox(mailbox) if mailbox else "", entry)
+
     def duplicate(self, tags: Tags) -> bool:
         """RFC 7352: whether this message's id (or :header's first value, or :uniqueid) was seen with the
         handle before; recorded for the next deliveries (a message without one is never a duplicate)."""
         if "uniqueid" in tags:
             value = self.str1(tags["uniqueid"])
         else:
-            values = self.message.values(self.str1(tags["header"]) if "header" in tags else "Message-ID")
+            values = self.values(self.str1(tags["header"]) if "header" in tags else "Message-ID")
             value = " ".join(values[0].split()) if values else ""
         if not value:
             return False
@@ -736,9 +890,15 @@ class _Run:
             return
         if name == "error":  # RFC 5463 section 5
             raise SieveRuntimeError(f"the script ended with an error: {self.str1(args[0])}")
+        if name == "addheader":
+            self.add_header(tags, self.str1(args[0]), self.str1(args[1]))
+            return
+        if name == "deleteheader":
+            self.delete_header(tags, self.str1(args[0]), self.strs(args[1]))
+            return
         flags = tuple(flag_list(self.strs(tags["flags"]))) if "flags" in tags else tuple(self.flags)
         if name == "keep":
-            self.act(Keep(flags), cancels_keep=True)  # the explicit keep is the keep: not twice
+            self.act(Keep(flags, self.header()), cancels_keep=True)  # the explicit keep: not twice
         elif name == "discard":
             self.act(Discard(), cancels_keep=True)
         elif name == "fileinto":
@@ -751,10 +911,11 @@ class _Run:
                 create="create" in tags,
                 special_use=special[0] if special else None,
                 mailbox_id=mailbox_id[0] if mailbox_id else None,
+                header=self.header(),
             )
             self.act(target, cancels_keep=not copy)
         elif name == "redirect":
-            self.act(Redirect(self.str1(args[0]), copy), cancels_keep=not copy)
+            self.act(Redirect(self.str1(args[0]), copy, self.header()), cancels_keep=not copy)
         elif name in ("reject", "ereject"):
             self.act(Reject(self.str1(args[0]), name == "ereject"), cancels_keep=True)
         elif name == "vacation":
@@ -772,6 +933,7 @@ class _Run:
                 importance[0] if importance else None,
                 self.strs(tags.get("options")),
                 text[0] if text else None,
+                self.fcc(tags),
             )
             self.act(notify, cancels_keep=False)
         else:
@@ -781,7 +943,23 @@ class _Run:
         expanded: Tags = {
             key: (self.strs(value) if isinstance(value, tuple) else value) for key, value in tags.items()
         }
-        return _vacation(expanded, reason)
+        return dataclasses.replace(_vacation(expanded, reason), fcc=self.fcc(tags))
+
+    def fcc(self, tags: Tags) -> FileInto | None:
+        """RFC 8580 section 3: where :fcc stores a copy of the message an action sends (with :flags, :create,
+        :specialuse, :mailboxid as fileinto takes them; no flags without :flags)."""
+        if "fcc" not in tags:
+            return None
+        special = self.strs(tags["specialuse"]) if "specialuse" in tags else ()
+        mailbox_id = self.strs(tags["mailboxid"]) if "mailboxid" in tags else ()
+        flags = tuple(flag_list(self.strs(tags["flags"]))) if "flags" in tags else ()
+        return FileInto(
+            self.mailbox(self.str1(tags["fcc"])),
+            flags=flags,
+            create="create" in tags,
+            special_use=special[0] if special else None,
+            mailbox_id=mailbox_id[0] if mailbox_id else None,
+        )
 
 
 def _vacation(tags: Tags, reason: str) -> Vacation:
@@ -863,6 +1041,7 @@ def run(
         pass
     outcome = running.outcome
     outcome.flags = tuple(running.flags)
+    outcome.header = running.header()
     rejects = [a for a in outcome.actions if isinstance(a, Reject)]
     if rejects and (
         len(rejects) > 1 or any(isinstance(a, (Keep, FileInto, Redirect, Vacation)) for a in outcome.actions)

@@ -15,6 +15,14 @@ section 3.2 match variables).
   each "*" from the left, the shortest run after which the rest can still match (RFC 5229 section 3.2:
   "[*] *" on "[a] [b] c" gives "a" and "[b] c"), using bit masks of the positions from which the rest of
   the key matches (one big integer per token), so it stays linear in the value's length per token.
+- `:regex` (draft-ietf-sieve-regex-01): the key is a POSIX extended regular expression (IEEE Std 1003.1
+  section 9.4), translated into the `regex` module's syntax by `ere` (bracket expressions with their POSIX
+  classes, a backslash quoting the character after it, "(?" refused) and searched with POSIX
+  leftmost-longest semantics; i;ascii-casemap matches ASCII letters in either case, i;octet as written (the
+  two comparators the draft allows). Each search has REGEX_TIMEOUT seconds (the engine backtracks: a
+  pattern such as "(a|a)*b" could otherwise take exponential time); a search that runs out is
+  `RegexTimeout`, which the interpreter reports as a run-time error (the message is kept). The match
+  variables are the whole match, then each group ("" for one that took no part).
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
+import regex
+
 Tags = dict[str, tuple[str, ...] | int | None]
 
 #: Characters of a value `:matches` compares at most (its first ones): the steps of one match are at most
@@ -30,6 +40,119 @@ Tags = dict[str, tuple[str, ...] | int | None]
 MAX_MATCHED = 65536
 
 _STAR, _ONE = object(), object()
+
+#: Seconds one `:regex` search may take (module notes).
+REGEX_TIMEOUT = 0.25
+#: Characters of a `:regex` key at most.
+MAX_REGEX = 4096
+#: The character classes of POSIX bracket expressions (IEEE Std 1003.1 section 9.3.5).
+_CLASSES = frozenset(
+    {
+        "alpha",
+        "digit",
+        "alnum",
+        "upper",
+        "lower",
+        "space",
+        "blank",
+        "punct",
+        "print",
+        "graph",
+        "cntrl",
+        "xdigit",
+    }
+)
+
+
+class RegexTimeout(Exception):
+    """A `:regex` search took longer than REGEX_TIMEOUT (module notes)."""
+
+
+def _bracket(pattern: str, start: int) -> tuple[str, int]:
+    """The bracket expression that opens at `start` (just after "[") in the `regex` module's syntax, and
+    where it ends (after its "]"); ValueError when it does not end or names an unknown class."""
+    i, n = start, len(pattern)
+    out = ["["]
+    if i < n and pattern[i] == "^":
+        out.append("^")
+        i += 1
+    first = True
+    while True:
+        if i >= n:
+            raise ValueError("a bracket expression does not end")
+        ch = pattern[i]
+        if ch == "]" and not first:
+            return "".join(out) + "]", i + 1
+        first = False
+        if ch == "[" and i + 1 < n and pattern[i + 1] in ":=.":
+            kind = pattern[i + 1]
+            end = pattern.find(kind + "]", i + 2)
+            if end < 0:
+                raise ValueError(f"[{kind} does not end")
+            name = pattern[i + 2 : end]
+            if kind == ":":
+                if name not in _CLASSES:
+                    raise ValueError(f'"{name}" is not a character class')
+                out.append(f"[:{name}:]")
+            elif len(name) == 1:  # [=a=] and [.a.] of one character: that character
+                out.append(regex.escape(name))
+            else:
+                raise ValueError(f"[{kind}{name}{kind}] is not supported")
+            i = end + 2
+            continue
+        if ch == "-" and len(out) > 1 and out[-1] not in ("[", "^") and i + 1 < n and pattern[i + 1] != "]":
+            out.append("-")  # a range between the characters on either side
+        else:
+            out.append(regex.escape(ch, special_only=False) if not ch.isalnum() else ch)
+        i += 1
+
+
+def ere(pattern: str) -> str:
+    """A POSIX extended regular expression in the `regex` module's syntax (module notes); ValueError for one
+    that is not valid (or uses what POSIX leaves undefined and the module would read differently)."""
+    if len(pattern) > MAX_REGEX:
+        raise ValueError(f"longer than {MAX_REGEX} characters")
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\":
+            if i + 1 >= n:
+                raise ValueError("it ends in a backslash")
+            quoted = pattern[i + 1]
+            out.append(quoted if quoted.isalnum() else regex.escape(quoted, special_only=False))
+            i += 2
+            continue
+        if ch == "[":
+            text, i = _bracket(pattern, i + 1)
+            out.append(text)
+            continue
+        if ch == "(" and pattern.startswith("(?", i):
+            raise ValueError('"(?" is not a POSIX regular expression')
+        if ch == "{":
+            interval = re.match(r"\{([0-9]+)(,([0-9]*))?\}", pattern[i:])
+            if interval is None:
+                out.append("\\{")
+                i += 1
+                continue
+            out.append(interval.group(0))
+            i += len(interval.group(0))
+            continue
+        out.append(ch if ch in "().|^$*+?" or ch.isalnum() else regex.escape(ch, special_only=False))
+        i += 1
+    return "".join(out)
+
+
+@lru_cache(maxsize=256)
+def compile_regex(pattern: str, casefold: bool) -> regex.Pattern[str]:
+    """The compiled `:regex` key (module notes); ValueError with the reason for one that is not valid."""
+    flags = regex.POSIX | regex.DOTALL | regex.V0
+    if casefold:
+        flags |= regex.IGNORECASE | regex.ASCII
+    try:
+        return regex.compile(ere(pattern), flags)
+    except regex.error as exc:
+        raise ValueError(str(exc)) from None
 
 
 @lru_cache(maxsize=1024)
@@ -184,7 +307,7 @@ class Matcher:
     def __init__(self, tags: Tags, *, capture: bool = False) -> None:
         self.tags = tags
         self.name = comparator_name(tags)
-        self.capture = capture and "matches" in tags
+        self.capture = capture and ("matches" in tags or "regex" in tags)
         self.captures: list[str] | None = None
 
     def any(self, values: Sequence[str], keys: Sequence[str]) -> bool:
@@ -205,6 +328,20 @@ class Matcher:
 
     def one(self, value: str, key: str) -> bool:
         name, tags = self.name, self.tags
+        if "regex" in tags:
+            try:
+                found = compile_regex(key, name == "i;ascii-casemap").search(
+                    value[:MAX_MATCHED], timeout=REGEX_TIMEOUT
+                )
+            except TimeoutError:
+                raise RegexTimeout(f"the regular expression {key[:80]!r} took too long") from None
+            except ValueError:
+                return False  # a key made by variables that is no regular expression matches nothing
+            if found is None:
+                return False
+            if self.capture:
+                self.captures = [found.group(0), *(g or "" for g in found.groups())]
+            return True
         if "matches" in tags:
             value = value[:MAX_MATCHED]  # a bound on the steps a hostile header can cost (module notes)
             folded = name == "i;ascii-casemap"
