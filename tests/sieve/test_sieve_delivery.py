@@ -18,7 +18,7 @@ from postoffice.delivery import srs
 from postoffice.delivery.pipeline import DeliveryPipeline
 from postoffice.delivery.plan import DeliveryPlan, Message
 from postoffice.sieve.stage import SieveStage
-from postoffice.store import QueuedMessage, SieveLimits
+from postoffice.store import MetadataLimits, QueuedMessage, SieveLimits
 from tests.delivery.harness import DEMO, HOSTNAME, OTHER, FunctionStage, Harness, message
 
 LIMITS = SieveLimits(max_scripts=8, max_script_octets=65536, max_account_octets=262144)
@@ -387,3 +387,141 @@ def test_notify_sends_a_mailto_notification_from_the_null_sender(h: Harness) -> 
     assert note["Subject"] == "Mail"
     assert note["From"] == DEMO
     assert subjects(h, DEMO) == ["hello", "a robot"]  # notify keeps the message
+
+
+def test_editheader_changes_each_copy_as_it_was_when_the_action_was_taken(h: Harness) -> None:
+    h.call(h.store.create_mailbox(h.ids[DEMO], "Before"))
+    h.call(h.store.create_mailbox(h.ids[DEMO], "After"))
+    activate(
+        h,
+        DEMO,
+        'require ["editheader", "fileinto", "copy"];\r\n'
+        'addheader "X-Filed" "first";\r\n'
+        'fileinto :copy "Before";\r\n'
+        'deleteheader "Subject";\r\n'
+        'addheader :last "Subject" "Grüße, renamed";\r\n'
+        'deleteheader "Received";\r\n'  # RFC 5293 section 6: trace fields cannot be deleted
+        'fileinto "After";\r\n'
+        "keep;\r\n",
+    )
+    trace = b"Received: from far.example by near.example; Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+    send(h, trace + message("orig"))
+    (before,) = h.messages(DEMO, "Before")
+    (after,) = h.messages(DEMO, "After")
+    (kept,) = h.messages(DEMO)
+    first = h.content(before)
+    assert first.startswith(b"X-Filed: first\r\n")
+    assert b"Subject: orig\r\n" in first
+    assert first.endswith(b"\r\n\r\nbody of orig\r\n")
+    last = email.message_from_bytes(h.content(after), policy=email.policy.default)
+    assert str(last["Subject"]) == "Grüße, renamed"  # non-ASCII as RFC 2047 encoded words
+    assert last["Received"] is not None
+    assert b"=?utf-8?" in h.content(after)
+    assert h.content(after).isascii()
+    assert h.content(after).endswith(b"\r\n\r\nbody of orig\r\n")
+    assert after.content_id == kept.content_id  # the keep after the same edits shares the text
+    assert before.content_id != after.content_id
+    assert before.size == len(first)
+
+
+def test_a_redirect_carries_the_header_the_script_edited(h: Harness) -> None:
+    activate(
+        h,
+        DEMO,
+        'require ["editheader"];\r\n'
+        'addheader "X-Forwarded-By" "demo";\r\n'
+        'deleteheader :contains "subject" "secret";\r\n'
+        'deleteheader "X-Sieve-Redirected-From";\r\n'  # loop control is protected
+        'redirect "far@outside.example";\r\n',
+    )
+    send(h, b"X-Sieve-Redirected-From: someone@else.example\r\n" + message("secret plans"))
+    ((entry, forwarded),) = queued(h)
+    assert [r.address for r in entry.recipients] == ["far@outside.example"]
+    assert forwarded["X-Forwarded-By"] == "demo"
+    assert forwarded["Subject"] is None
+    assert forwarded.get_all("X-Sieve-Redirected-From") == [DEMO, "someone@else.example"]
+    assert forwarded.get_content().strip() == "body of secret plans"
+
+
+def test_vacation_fcc_stores_a_copy_of_the_reply_only_when_it_is_sent(h: Harness) -> None:
+    activate(
+        h,
+        DEMO,
+        'require ["vacation", "fcc", "imap4flags"];\r\n'
+        'vacation :days 3 :fcc "Sent" :flags "\\\\Seen" :subject "Away" "I am away.";\r\n',
+    )
+    send(h, message("are you there"))
+    send(h, message("again"))  # no second reply within 3 days, so no second copy
+    (sent,) = h.messages(DEMO, "Sent")
+    assert sent.flags == frozenset({"\\Seen"})
+    copy = email.message_from_bytes(h.content(sent), policy=email.policy.default)
+    assert copy["Subject"] == "Away"
+    assert copy["To"] == SENDER
+    ((_entry, reply),) = vacation_reply(h)
+    assert reply["Message-ID"] == copy["Message-ID"]  # the copy is the reply that went
+    assert subjects(h, DEMO) == ["are you there", "again"]
+
+
+def test_notify_fcc_stores_the_notification(h: Harness) -> None:
+    activate(
+        h,
+        DEMO,
+        'require ["enotify", "fcc", "mailbox"];\r\n'
+        'notify :fcc "Notes" :create :message "New mail" "mailto:phone@sms.example";\r\n',
+    )
+    send(h, message("hello"))
+    ((_entry, note),) = queued(h)
+    (stored,) = h.messages(DEMO, "Notes")
+    assert email.message_from_bytes(h.content(stored))["Message-ID"] == note["Message-ID"]
+
+
+def test_regex_and_metadata_tests_at_delivery(h: Harness) -> None:
+    account = h.ids[DEMO]
+    h.call(h.store.create_mailbox(account, "Tickets"))
+    inbox = h.call(h.store.get_mailbox(account, "INBOX"))
+    assert inbox is not None
+    limits = MetadataLimits(max_value_size=1024, max_entries=10, max_account_octets=65536)
+    h.call(h.store.set_metadata(account, inbox.id, {"/private/filing": b"tickets"}, limits))
+    activate(
+        h,
+        DEMO,
+        'require ["regex", "variables", "fileinto", "mboxmetadata"];\r\n'
+        'if allof(header :regex "subject" "^\\\\[ticket #([0-9]+)\\\\]", '
+        'metadata :is "INBOX" "/private/filing" "tickets") {\r\n'
+        '  fileinto "Tickets";\r\n'
+        "}\r\n",
+    )
+    send(h, message("[ticket #42] printer"))
+    send(h, message("[ticket #x] not a number"))
+    assert subjects(h, DEMO, "Tickets") == ["[ticket #42] printer"]
+    assert subjects(h, DEMO) == ["[ticket #x] not a number"]
+
+
+def test_spamtest_reads_the_spam_stages_score(tmp_path: Path) -> None:
+    def score(message: Message, plan: DeliveryPlan) -> None:
+        message.source.seek(0)
+        subject = email.message_from_bytes(message.source.read())["Subject"]
+        plan.spam_score = (float(subject.split()[-1]), 6.0)
+
+    harness = Harness(tmp_path)
+    try:
+        harness.pipeline = DeliveryPipeline(
+            harness.store,
+            [FunctionStage("spam", score), SieveStage(harness.store, HOSTNAME)],
+            hostname=HOSTNAME,
+        )
+        harness.call(harness.store.create_mailbox(harness.ids[DEMO], "Spam"))
+        activate(
+            harness,
+            DEMO,
+            'require ["spamtestplus", "fileinto", "relational", "comparator-i;ascii-numeric"];\r\n'
+            'if spamtest :value "ge" :comparator "i;ascii-numeric" "6" { fileinto "Spam"; }\r\n'
+            'elsif spamtest :percent :value "ge" :comparator "i;ascii-numeric" "40" { fileinto "Spam"; }\r\n',
+        )
+        send(harness, message("score 1.5"))  # 1 + 9 * 0.25 -> 3, 25 %
+        send(harness, message("score 2.5"))  # 42 %
+        send(harness, message("score 9"))  # past the threshold: 10
+        assert subjects(harness, DEMO, "Spam") == ["score 2.5", "score 9"]
+        assert subjects(harness, DEMO) == ["score 1.5"]
+    finally:
+        harness.stop()

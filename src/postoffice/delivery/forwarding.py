@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING
 
 from postoffice.delivery import srs
-from postoffice.delivery.plan import DeliveryPlan, Forward, Message, header_field
+from postoffice.delivery.plan import DeliveryPlan, Forward, Message, Rewrite, header_field
 from postoffice.message import PARSE_INLINE_LIMIT
 from postoffice.store import GeneratedMessage, OutboundMessage, OutboundRecipient
 
@@ -130,19 +130,19 @@ class Forwarder:
         """The forwards of `plan` as messages to queue (none when it has none). Store errors propagate."""
         if not plan.forwards or await looping_forwards(message, plan):  # the last guard (module notes)
             return []
-        data = without_return_path(await _reading(_read, message))
+        raw = await _reading(_read, message)
+        data = without_return_path(raw)
         if plan.authentication_results:
             data = header_field("Authentication-Results", plan.authentication_results) + data
-        by_domain: dict[tuple[str, str], list[str]] = {}
+        by_domain: dict[tuple[str, str, Rewrite | None], list[str]] = {}
         for forward in plan.forwards:
             redirected = forward.via if forward.redirect else ""
-            by_domain.setdefault((forward.via.rpartition("@")[2].lower(), redirected), []).append(
-                forward.target
-            )
+            key = (forward.via.rpartition("@")[2].lower(), redirected, forward.rewrite)
+            by_domain.setdefault(key, []).append(forward.target)
         ours = {d.name for d in await self.store.list_domains()}
         envelope = plan.envelope
         made = []
-        for (domain, redirected), targets in by_domain.items():
+        for (domain, redirected, rewrite), targets in by_domain.items():
             sender = envelope.sender
             sender_domain = sender.rpartition("@")[2].lower()
             if self.srs_on and sender and sender_domain not in ours:
@@ -153,8 +153,10 @@ class Forwarder:
                 except srs.SrsError:
                     pass  # not an address SRS can carry: forwarded with the sender as it came
             text = data
+            if rewrite is not None:  # a header a Sieve script edited (it holds our trace fields already)
+                text = without_return_path(rewrite.head + raw[rewrite.replaces :])
             if redirected:  # RFC 5228 section 4.2's loop control, Pigeonhole's field: who redirected it
-                text = header_field(REDIRECTED_FROM, redirected) + data
+                text = header_field(REDIRECTED_FROM, redirected) + text
             sealed = await self._sealed(text, domain, plan) if self.seal else text
             outbound = OutboundMessage(
                 sender=sender,

@@ -63,6 +63,7 @@ from postoffice.delivery.plan import (
     Recipient,
     RecipientPlan,
     Refusal,
+    Rewrite,
     initial_plan,
 )
 from postoffice.delivery.quota import apply_quotas, recipient_room
@@ -265,30 +266,42 @@ class DeliveryPipeline:
         `record` with one `MailStore.commit_delivery` call: one transaction, all or nothing."""
         message = plan.message or message
         texts = [MessageText(message.source, message.parsed)]
-        by_prefix: dict[bytes, int] = {}
+        by_prefix: dict[Rewrite, int] = {}
+
+        async def text_of(rewrite: Rewrite) -> int:
+            found = by_prefix.get(rewrite)
+            if found is None:
+                found = by_prefix[rewrite] = len(texts)
+                texts.append(await _prefixed(message, rewrite.head, rewrite.replaces))
+            return found
+
         copies: list[NewCopy] = []
         for recipient in plan.recipients:
             if recipient.action != "deliver":
                 continue
             text = 0
-            if recipient.header_fields:
-                prefix = recipient.prefix
-                found = by_prefix.get(prefix)
-                if found is None:
-                    found = by_prefix[prefix] = len(texts)
-                    texts.append(await _prefixed(message, prefix))
-                text = found
+            if recipient.rewrite is not None:
+                text = await text_of(recipient.rewrite)
+            elif recipient.header_fields:
+                text = await text_of(Rewrite(recipient.prefix, 0))
             copies.append(_copy(recipient, text))
-            copies.extend(
+            for t in recipient.also:
+                own = text if t.rewrite is None else await text_of(t.rewrite)
+                flags = tuple(sorted(t.flags))
+                copies.append(
+                    NewCopy(recipient.account_id, own, t.mailbox, t.special_use, flags, or_inbox=True)
+                )
+        for sent in plan.sent_copies:  # RFC 8580: what Sieve sent, into the account's mailbox
+            texts.append(MessageText(io.BytesIO(sent.data), parse_message(io.BytesIO(sent.data))))
+            copies.append(
                 NewCopy(
-                    recipient.account_id,
-                    text,
-                    t.mailbox,
-                    t.special_use,
-                    tuple(sorted(t.flags)),
+                    sent.account_id,
+                    len(texts) - 1,
+                    sent.target.mailbox,
+                    sent.target.special_use,
+                    tuple(sorted(sent.target.flags)),
                     or_inbox=True,
                 )
-                for t in recipient.also
             )
         outbound = None
         if plan.outbound:
@@ -431,11 +444,13 @@ def _wants_failure(notify: str | None) -> bool:
     return "FAILURE" in {word.strip().upper() for word in notify.split(",")}
 
 
-async def _prefixed(message: Message, prefix: bytes) -> MessageText:
-    """The text of a copy with header fields of its own: `prefix`, then the message, and its parse."""
-    prefixed = PrefixedSource(prefix, message.source, message.parsed.size)
+async def _prefixed(message: Message, prefix: bytes, replaces: int = 0) -> MessageText:
+    """The text of a copy with header fields of its own: `prefix`, then the message (without its first
+    `replaces` octets: a header a Sieve script rewrote), and its parse."""
+    prefixed = PrefixedSource(prefix, message.source, message.parsed.size - replaces, replaces)
     source = cast(IO[bytes], prefixed)  # a binary file object: read and seek are all that is used
-    derived = with_prefix(message.parsed, prefix)  # the common case: no second parse
+    # the common case (fields on top, nothing replaced): the parse derived, no second parse
+    derived = with_prefix(message.parsed, prefix) if not replaces else None
     if derived is not None:
         return MessageText(source, derived)
     if prefixed.size <= PARSE_INLINE_LIMIT:
@@ -470,14 +485,15 @@ async def _original(message: Message, *, full: bool) -> bytes:
 
 
 class PrefixedSource(io.RawIOBase):
-    """`prefix` followed by the first `size` octets of `base`, read-only and seekable, without copying
-    `base` (the spool may be large). Each read seeks `base` first: other readers may move it between
+    """`prefix` followed by `size` octets of `base` from its octet `skip` on, read-only and seekable, without
+    copying `base` (the spool may be large). Each read seeks `base` first: other readers may move it between
     reads. Reads return as much as asked unless the end is reached (the store reads sizes exactly)."""
 
-    def __init__(self, prefix: bytes, base: IO[bytes], size: int) -> None:
+    def __init__(self, prefix: bytes, base: IO[bytes], size: int, skip: int = 0) -> None:
         super().__init__()
         self._prefix = prefix
         self._base = base
+        self._skip = skip
         self.size = len(prefix) + size
         self._pos = 0
 
@@ -515,7 +531,7 @@ class PrefixedSource(io.RawIOBase):
             done = len(part)
         if done < wanted:
             base = self._base
-            base.seek(self._pos + done - head)
+            base.seek(self._pos + done - head + self._skip)
             while done < wanted:
                 chunk = base.read(wanted - done)
                 if not chunk:

@@ -16,6 +16,8 @@ Implementation notes
   space (RFC 5322 section 2.2.3 folding), no NUL, bare CR or LF, no line over 998 octets (section 2.1.1).
   Anything else is a bug in the stage: ValueError, before anything is stored. Each field goes on top of
   those added before it, as trace fields do (RFC 5321 section 4.4, RFC 8601 section 5: prepended).
+- A copy whose header a Sieve script edited (RFC 5293) carries a `Rewrite`: the header it has instead of
+  the message's (and of the fields prepended for it, which the script saw and which the new header holds).
 - Forwarding (docs/decisions/0059): an address of ours whose aliases lead outside (`Recipient.forwards`)
   adds `Forward`s to the plan, one per outside address (each once); the pipeline queues the message for
   them as a forward of its own (SRS sender, ARC seal). Stages see them and may drop them (`forwards`).
@@ -131,12 +133,30 @@ class Recipient(NamedTuple):
         return not self.account_ids and not self.forwards
 
 
+class Rewrite(NamedTuple):
+    """A copy's own header (Sieve's editheader): `head` (its fields, each ending in CRLF, and the empty line)
+    takes the place of the first `replaces` octets of the message (its header and empty line)."""
+
+    head: bytes
+    replaces: int
+
+
 class Target(NamedTuple):
-    """A further copy of an account's message (`RecipientPlan.also`): mailbox or special use, and flags."""
+    """A further copy of an account's message (`RecipientPlan.also`): mailbox or special use, flags, and its
+    own header when a Sieve script edited it (None: the account's copy's text)."""
 
     mailbox: str
     special_use: str | None = None
     flags: frozenset[str] = frozenset()
+    rewrite: Rewrite | None = None
+
+
+class SentCopy(NamedTuple):
+    """A copy of a message a Sieve script sent (a notification's :fcc, RFC 8580) for an account's mailbox."""
+
+    account_id: int
+    target: Target
+    data: bytes
 
 
 @dataclass(eq=False, slots=True)
@@ -154,6 +174,8 @@ class RecipientPlan:
     refusal: Refusal | None = None
     #: further copies of the same text into other mailboxes, when delivered (Sieve's fileinto with a keep)
     also: list[Target] = field(default_factory=list)
+    #: the header of this copy when a Sieve script edited it (it holds `header_fields` too)
+    rewrite: Rewrite | None = None
 
     def file_into(self, mailbox: str, *, special_use: str | None = None) -> None:
         """Store the copy in `mailbox` (or the account's mailbox with the `special_use` attribute); INBOX when
@@ -246,6 +268,8 @@ class Forward:
     via: str
     target: str
     redirect: bool = False
+    #: the header the forwarded copy has when a Sieve script edited it before redirecting (RFC 5293)
+    rewrite: Rewrite | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -277,6 +301,11 @@ class DeliveryPlan:
     duplicates: list[DuplicateMark] = field(default_factory=list)
     #: messages Sieve scripts send (enotify's mailto notifications, RFC 5436), from the null sender
     notifications: list[GeneratedMessage] = field(default_factory=list)
+    #: copies of what Sieve scripts sent, for their accounts' mailboxes (RFC 8580 :fcc)
+    sent_copies: list[SentCopy] = field(default_factory=list)
+    #: the spam filter's score and the score from which a message is spam (None: not scanned), for Sieve's
+    #: spamtest (RFC 5235)
+    spam_score: tuple[float, float] | None = None
 
     def account(self, account_id: int) -> RecipientPlan | None:
         return next((r for r in self.recipients if r.account_id == account_id), None)

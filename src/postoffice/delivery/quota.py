@@ -69,7 +69,13 @@ async def apply_quotas(store: MailStore, message: Message, plan: DeliveryPlan) -
         use = usage.get(recipient.account_id)
         if use is None:
             continue
-        refusal = use.refusal((message.parsed.size + len(recipient.prefix)) * recipient.copies)
+        rewrite = recipient.rewrite  # a header a Sieve script edited takes the place of the message's
+        size = (
+            message.parsed.size + len(recipient.prefix)
+            if rewrite is None
+            else message.parsed.size - rewrite.replaces + len(rewrite.head)
+        )
+        refusal = use.refusal(size * recipient.copies)
         if refusal is not None:
             log.info(
                 "delivery id=%s to=<%s> account_id=%d over quota: %s",

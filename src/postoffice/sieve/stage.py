@@ -21,7 +21,17 @@ Implementation notes
   with a message in its Inbox once per version of the script (`ScriptErrorNotice`).
 - What the tests read: the header block (read once from the spool, at most MAX_HEADER_OCTETS) after the
   account's own added fields; the size of the account's copy; the envelope (from: the reverse path; to: the
-  first address of ours that reached the account).
+  first address of ours that reached the account); the spam stage's score (`DeliveryPlan.spam_score`, for
+  spamtest; virustest answers "not scanned": no virus scanner is built in); the account's metadata (RFC
+  5490, read from the store for the entries a run asks, and the script run again with them, as for
+  duplicate).
+- editheader (RFC 5293): each copy and redirect carries the header as the script had edited it when it
+  took the action (`plan.Rewrite`: the new header replaces the message's header and the fields added for
+  the account), the implicit keep the header at the end. A message whose header is larger than
+  MAX_HEADER_OCTETS cannot be edited (a runtime error: kept unedited).
+- :fcc (RFC 8580): a copy of a vacation reply goes into the mailbox only when the reply goes (the store
+  decides, `VacationReply.fcc`); of a notification always (`DeliveryPlan.sent_copies`). A mailbox that does
+  not exist without :create is INBOX, as for fileinto.
 """
 
 from __future__ import annotations
@@ -41,7 +51,7 @@ from typing import IO, TYPE_CHECKING
 
 from postoffice import __version__
 from postoffice.delivery.forwarding import REDIRECTED_FROM
-from postoffice.delivery.plan import Forward, Refusal, Target, flag
+from postoffice.delivery.plan import Forward, Refusal, Rewrite, SentCopy, Target, flag
 from postoffice.imap.objectid import mailbox_objectid
 from postoffice.message import parse_message
 from postoffice.message.headers import decode_words
@@ -67,6 +77,7 @@ from postoffice.sieve.mailto import ADDRESS, parse_mailto
 from postoffice.sieve.mailto import notification as mailto_notification
 from postoffice.store import (
     DuplicateMark,
+    FccCopy,
     GeneratedMessage,
     MessageText,
     OutboundMessage,
@@ -90,7 +101,7 @@ MAX_HEADER_OCTETS = 1024 * 1024
 COMPILED_CACHE_SIZE = 1000
 #: Sieve redirects a message may have been through (X-Sieve-Redirected-From fields) to be redirected again.
 MAX_REDIRECT_HOPS = 8
-#: Runs of a script with duplicate tests at most (each after reading the keys the run before asked).
+#: Runs of a script with duplicate or metadata tests at most (each after reading what the run before asked).
 DUPLICATE_RUNS = 4
 #: Longest reject reason put into an SMTP reply line (RFC 5321 section 4.5.3.1.5: 512 octets in all).
 MAX_REASON = 300
@@ -208,11 +219,13 @@ class SieveStage:
         )
         try:
             program = self.compiled(script)
-            context = await self._context(recipient.account_id, plan)
+            context = dataclasses.replace(
+                await self._context(recipient.account_id, plan), spam=plan.spam_score
+            )
             if "include" in required(program):
                 context = dataclasses.replace(context, include=await self._includes(recipient.account_id))
             outcome = await self._run(program, sieve_message, context, recipient.account_id)
-            created = self._carry_out(outcome, script, sieve_message, plan, recipient, context)
+            created = self._carry_out(outcome, script, sieve_message, plan, recipient, context, len(head))
         except (ScriptError, SieveRuntimeError) as exc:
             log.warning(
                 "delivery id=%s account_id=%d sieve script %r failed, message kept: %s",
@@ -254,24 +267,55 @@ class SieveStage:
         context: SieveContext,
         account_id: int,
     ) -> Outcome:
-        """The run; a script with duplicate tests (RFC 7352) runs again with the answers for the keys the last
-        run asked (the store is read between runs), until it asks nothing new (at most DUPLICATE_RUNS)."""
-        if "duplicate" not in required(program):
+        """The run; a script with duplicate tests (RFC 7352) or metadata tests (RFC 5490) runs again with the
+        answers for what the last run asked (the store is read between runs), until it asks nothing new (at
+        most DUPLICATE_RUNS)."""
+        needs = required(program)
+        if not needs & {"duplicate", "mboxmetadata", "servermetadata"}:
             return run(program, message, context)
         known: dict[str, bool] = {}
         asked: set[str] = set()
+        entries: dict[tuple[str, str], str | None] = {}
+        wanted: set[tuple[str, str]] = set()
+
+        def entry(mailbox: str, name: str) -> str | None:
+            key = (mailbox, name.lower())
+            if key not in entries:
+                wanted.add(key)
+            return entries.get(key)
+
+        context = dataclasses.replace(context, seen=lambda key: known.get(key, False), metadata=entry)
         for _attempt in range(DUPLICATE_RUNS):
-            outcome = run(
-                program, message, dataclasses.replace(context, seen=lambda key: known.get(key, False))
-            )
-            keys = {key for key, _seconds, _last in outcome.duplicates}
-            new = keys - asked
-            if not new:
+            wanted.clear()
+            outcome = run(program, message, context)
+            new = {key for key, _seconds, _last in outcome.duplicates} - asked
+            if not new and not wanted:
                 return outcome
             asked |= new
-            seen = await self.store.sieve_duplicates_seen(account_id, sorted(new), time.time())
-            known.update((key, key in seen) for key in new)
-        return run(program, message, dataclasses.replace(context, seen=lambda key: known.get(key, False)))
+            if new:
+                seen = await self.store.sieve_duplicates_seen(account_id, sorted(new), time.time())
+                known.update((key, key in seen) for key in new)
+            if wanted:
+                entries.update(await self._metadata(account_id, wanted))
+        return run(program, message, context)
+
+    async def _metadata(
+        self, account_id: int, wanted: set[tuple[str, str]]
+    ) -> dict[tuple[str, str], str | None]:
+        """The metadata entries (mailbox name, "" for the server's; entry name) of the account (RFC 5464)."""
+        ids = {info.name: info.id for info in await self.store.list_mailboxes(account_id)}
+        found: dict[tuple[str, str], str | None] = dict.fromkeys(wanted)
+        by_mailbox: dict[str, list[str]] = {}
+        for mailbox, name in wanted:
+            by_mailbox.setdefault(mailbox, []).append(name)
+        for mailbox, names in by_mailbox.items():
+            mailbox_id = ids.get(mailbox) if mailbox else None
+            if mailbox and mailbox_id is None:
+                continue
+            values = await self.store.get_metadata(account_id, mailbox_id, sorted(names))
+            for name, value in values.items():
+                found[mailbox, name.lower()] = value.decode("utf-8", "replace")
+        return found
 
     async def _includes(self, account_id: int) -> Callable[[str, bool], tuple[checker.Checked, ...] | None]:
         """RFC 6609: the account's scripts by name (read once), and the administrator's global ones."""
@@ -340,35 +384,47 @@ class SieveStage:
         plan: DeliveryPlan,
         recipient: RecipientPlan,
         context: SieveContext,
+        head_size: int,
     ) -> list[str]:
         """The outcome into the plan (module notes); SieveRuntimeError before anything is changed when it
-        cannot be carried out. Returns the mailboxes to create (fileinto :create of one that is missing)."""
+        cannot be carried out. Returns the mailboxes to create (fileinto :create of one that is missing).
+        `head_size`: the octets of the message's header block (and its empty line) an edited header
+        replaces."""
         known = context.mailboxes or frozenset()
         created: list[str] = []
+
+        def rewrite(header: tuple[bytes, ...] | None) -> Rewrite | None:
+            if header is None:
+                return None
+            if head_size >= MAX_HEADER_OCTETS:
+                raise SieveRuntimeError("the message's header is too large to be edited")
+            return Rewrite(b"".join(header) + b"\r\n", head_size)
+
+        def place(action: FileInto) -> str:
+            mailbox = action.mailbox
+            if action.mailbox_id is not None and action.mailbox_id in context.mailbox_ids:
+                mailbox = context.mailbox_ids[action.mailbox_id]  # RFC 9042 4.1: the id first
+            elif action.special_use is not None:  # RFC 8579 4: the mailbox with the attribute first
+                named = [n for n, uses in context.special_uses.items() if action.special_use.lower() in uses]
+                mailbox = named[0] if named else mailbox
+            if mailbox.upper() == "INBOX":
+                return "INBOX"
+            if mailbox not in known:
+                if action.create and mailbox not in created:
+                    created.append(mailbox)
+                elif not action.create:
+                    return "INBOX"  # section 4.1: what does not exist is INBOX
+            return mailbox
+
         targets: list[Target] = []  # mailbox "": where the plan had the copy (the keep)
-        forwards: list[str] = []
+        forwards: list[tuple[str, Rewrite | None]] = []
         vacation: Vacation | None = None
         rejected: Reject | None = None
         for action in outcome.actions:
             if isinstance(action, Keep):
-                targets.append(Target("", None, _flags(action.flags)))
+                targets.append(Target("", None, _flags(action.flags), rewrite(action.header)))
             elif isinstance(action, FileInto):
-                mailbox = action.mailbox
-                if action.mailbox_id is not None and action.mailbox_id in context.mailbox_ids:
-                    mailbox = context.mailbox_ids[action.mailbox_id]  # RFC 9042 4.1: the id first
-                elif action.special_use is not None:  # RFC 8579 4: the mailbox with the attribute first
-                    named = [
-                        n for n, uses in context.special_uses.items() if action.special_use.lower() in uses
-                    ]
-                    mailbox = named[0] if named else mailbox
-                if mailbox.upper() == "INBOX":
-                    mailbox = "INBOX"
-                elif mailbox not in known:
-                    if action.create and mailbox not in created:
-                        created.append(mailbox)
-                    elif not action.create:
-                        mailbox = "INBOX"  # section 4.1: what does not exist is INBOX
-                targets.append(Target(mailbox, None, _flags(action.flags)))
+                targets.append(Target(place(action), None, _flags(action.flags), rewrite(action.header)))
             elif isinstance(action, Redirect):
                 address = action.address.strip()
                 if address.startswith("<") and address.endswith(">"):
@@ -382,9 +438,9 @@ class SieveStage:
                         recipient.account_id,
                         address,
                     )
-                    targets.append(Target("", None, _flags(outcome.flags)))
+                    targets.append(Target("", None, _flags(outcome.flags), rewrite(action.header)))
                     continue
-                forwards.append(address)
+                forwards.append((address, rewrite(action.header)))
             elif isinstance(action, Reject):
                 rejected = action
             elif isinstance(action, Vacation):
@@ -392,17 +448,33 @@ class SieveStage:
             elif isinstance(action, Discard):
                 pass
         if outcome.implicit_keep:  # with the flags the script left (RFC 5232 section 3)
-            targets.append(Target("", None, _flags(outcome.flags)))
+            targets.append(Target("", None, _flags(outcome.flags), rewrite(outcome.header)))
         reply = self._vacation(script, vacation, message, recipient) if vacation is not None else None
-        notes = [self._notification(n, message, recipient) for n in outcome.actions if isinstance(n, Notify)]
+        if reply is not None and vacation is not None and vacation.fcc is not None:
+            fcc = vacation.fcc
+            reply = reply._replace(
+                fcc=FccCopy(place(fcc), None, tuple(sorted(_flags(fcc.flags))), _text(reply.message.data))
+            )
+        notes: list[tuple[GeneratedMessage, FileInto | None]] = []
+        for action in outcome.actions:
+            if isinstance(action, Notify):
+                note = self._notification(action, message, recipient)
+                if note is not None:
+                    notes.append((note, action.fcc))
+        copies = [
+            SentCopy(recipient.account_id, Target(place(fcc), None, _flags(fcc.flags)), note.data)
+            for note, fcc in notes
+            if fcc is not None
+        ]
         # the plan changes only now: nothing above may fail halfway
         via = recipient.addresses[0]
-        for address in forwards:
+        for address, edited in forwards:
             if all(f.target.lower() != address.lower() for f in plan.forwards):
-                plan.forwards.append(Forward(via, address, redirect=True))
+                plan.forwards.append(Forward(via, address, redirect=True, rewrite=edited))
         if reply is not None:
             plan.vacations.append(reply)
-        plan.notifications.extend(n for n in notes if n is not None)
+        plan.notifications.extend(note for note, _fcc in notes)
+        plan.sent_copies.extend(copies)
         if rejected is not None:
             if plan.envelope.sender:
                 recipient.reject(reject_refusal(rejected.reason))
@@ -414,17 +486,19 @@ class SieveStage:
         chosen: dict[tuple[str, str | None], Target] = {}
         for target in targets:
             if not target.mailbox:
-                target = Target(recipient.mailbox, recipient.special_use, target.flags)
-            place = _place(target, context)
-            before = chosen.get(place)
+                target = Target(recipient.mailbox, recipient.special_use, target.flags, target.rewrite)
+            where = _place(target, context)
+            before = chosen.get(where)
             flags = target.flags | (before.flags if before is not None else recipient.flags)
-            chosen[place] = target._replace(flags=frozenset(flags))
+            edited = before.rewrite if before is not None else target.rewrite  # the first copy's text
+            chosen[where] = target._replace(flags=frozenset(flags), rewrite=edited)
         if not chosen:
             recipient.discard()
             return []
         first, *others = chosen.values()
         recipient.file_into(first.mailbox, special_use=first.special_use)
         recipient.add_flags(first.flags)
+        recipient.rewrite = first.rewrite
         recipient.also.extend(others)
         return created
 
@@ -498,8 +572,12 @@ class SieveStage:
             script.account_id,
             script.id,
             script.version,
-            MessageText(io.BytesIO(data), parse_message(io.BytesIO(data))),
+            _text(data),
         )
+
+
+def _text(data: bytes) -> MessageText:
+    return MessageText(io.BytesIO(data), parse_message(io.BytesIO(data)))
 
 
 def _flags(names: tuple[str, ...]) -> frozenset[str]:

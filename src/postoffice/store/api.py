@@ -542,6 +542,18 @@ class VacationReply(NamedTuple):
     sender: str
     period: float
     message: GeneratedMessage
+    #: a copy of the reply for the account's mailbox, stored only when the reply goes (RFC 8580 :fcc)
+    fcc: FccCopy | None = None
+
+
+class FccCopy(NamedTuple):
+    """A copy of a message a Sieve script sends, for its account's mailbox (RFC 8580): the mailbox by name
+    or special use (INBOX when neither exists), its flags, its text."""
+
+    mailbox: str
+    special_use: str | None
+    flags: tuple[str, ...]
+    text: MessageText
 
 
 class DuplicateMark(NamedTuple):
@@ -657,6 +669,8 @@ class Delivery(NamedTuple):
             size += len(message.data)
         for notice in self.notices:
             size += notice.text.parsed.size
+        for reply in self.vacations:
+            size += reply.fcc.text.parsed.size if reply.fcc is not None else 0
         return size
 
 

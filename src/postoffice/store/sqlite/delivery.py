@@ -55,6 +55,11 @@ class DeliveryMixin(SqliteBase):
             ).to_json()
             for notice in delivery.notices
         }
+        fcc_json = {
+            n: dataclasses.replace(reply.fcc.text.parsed, search_headers="", search_text="").to_json()
+            for n, reply in enumerate(delivery.vacations)
+            if reply.fcc is not None
+        }
         record = delivery.record
 
         def tx(conn: sqlite3.Connection, events: list[ChangeEvent]) -> DeliveryResult:
@@ -91,7 +96,22 @@ class DeliveryMixin(SqliteBase):
                     conn, events, first.source, first.parsed.size, delivery.outbound
                 )
             now = time.time()
-            replies = [reply.message for reply in delivery.vacations if _vacation_due(conn, reply, now)]
+            replies = []
+            for n, reply in enumerate(delivery.vacations):
+                if not _vacation_due(conn, reply, now):
+                    continue
+                replies.append(reply.message)
+                if reply.fcc is not None:  # RFC 8580: the copy only of a reply that goes
+                    fcc = reply.fcc
+                    content = self._insert_content(conn, fcc.text.source, fcc.text.parsed, fcc_json[n], 1)
+                    box = _target_mailbox(conn, reply.account_id, fcc.mailbox, fcc.special_use, True)
+                    thread = thread_for(conn, reply.account_id, parsed_thread_keys(fcc.text.parsed))
+                    bits, keywords = flags_to_columns(fcc.flags)
+                    size = fcc.text.parsed.size
+                    uid, modseq = append_row(
+                        conn, reply.account_id, box, content, bits, keywords, now, size, thread
+                    )
+                    events.append(ChangeEvent("added", reply.account_id, box, (uid,), modseq))
             for generated in (*delivery.generated, *delivery.forwards, *replies):
                 self._enqueue_rows(
                     conn, events, io.BytesIO(generated.data), len(generated.data), generated.outbound, now

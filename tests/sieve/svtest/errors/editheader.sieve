@@ -1,0 +1,3 @@
+require "editheader";
+addheader "X Field" "value";
+deleteheader "X-Field:";

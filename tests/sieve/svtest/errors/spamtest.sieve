@@ -1,0 +1,2 @@
+require "spamtest";
+if spamtest :percent "50" { discard; }
