@@ -12,10 +12,9 @@ the node or argument at fault. What a command or test takes is written once as a
   brackets or as a list of one; STRINGS: a string list; NUMBER);
 - `test`: whether it takes one test, a test list, or none; `block`: whether a block follows.
 
-Built so far: the base language of RFC 5228 and the extensions fileinto, envelope, reject and ereject (RFC
-5429), copy (RFC 3894), vacation and vacation-seconds (RFC 5230, 6131), imap4flags (RFC 5232, without the
-variable-name forms, which need "variables"), and the comparator i;ascii-numeric (RFC 4790). `SUPPORTED`
-lists them; the other extensions of issue 15 add their specs here as they are built.
+The base language of RFC 5228 and every extension `SUPPORTED` lists (decisions 0084 and 0090) have their
+specs here; what a spec cannot say is in `constraints` (and `regex` for :regex keys). The check goes on after
+an error, to the next test and command: SieveCheckError is the first error, with every error in `errors`.
 """
 
 from __future__ import annotations
