@@ -20,7 +20,7 @@ What it implements
 - STARTTLS: the "go ahead" OK, then the upgrade (`lineproto` drops what came after the command:
   CVE-2011-0411); afterwards the capabilities again.
 - Scripts: PUTSCRIPT and CHECKSCRIPT check the script here (`sieve.stage.compile_script`: the same
-  compiler that runs it at delivery) and answer NO with the line and column of the first error; the glue
+  compiler that runs it at delivery) and answer NO with the line and column of each error; the glue
   stores and reads (`ScriptRequest`). Script names (section 1.6): UTF-8 without control characters
   (U+0000-001F, U+007F-009F, U+2028, U+2029), at most MAX_NAME_OCTETS octets, not empty.
 - Errors: an unknown command or bad arguments answer NO; after `max_errors` of them the session ends with
@@ -52,6 +52,8 @@ from postoffice.net.lineproto import LineProtocol, LineUsageError, TlsUpgrade
 from postoffice.sieve.checker import SCRIPT_NAME_FORBIDDEN
 from postoffice.sieve.grammar import SieveSyntaxError
 
+#: Compile errors a PUTSCRIPT or CHECKSCRIPT answer lists at most.
+MAX_REPORTED_ERRORS = 20
 #: Longest command line fragment (the octets between literals), line end included.
 MAX_LINE = 8192
 #: Longest quoted string from the client (RFC 5804 section 4: a quoted string holds at most 1024 octets).
@@ -616,8 +618,11 @@ class ManageSieveProtocol(LineProtocol[Event]):
             raise _Refusal("The script is larger than a script may be.", "QUOTA/MAXSIZE", counts=False)
         try:
             compile_script(text)
-        except SieveSyntaxError as exc:
-            raise _Refusal(str(exc), counts=False) from None
+        except SieveSyntaxError as exc:  # every error the check found, one per line (a literal then)
+            found = getattr(exc, "errors", ()) or (exc,)
+            raise _Refusal(
+                "\r\n".join(str(error) for error in found[:MAX_REPORTED_ERRORS]), counts=False
+            ) from None
         return text
 
     def _name(self, arg: str | bytes) -> str:
