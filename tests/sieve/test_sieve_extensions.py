@@ -12,6 +12,7 @@ from postoffice.sieve import matching
 from postoffice.sieve.checker import SieveCheckError, check
 from postoffice.sieve.grammar import parse
 from postoffice.sieve.interpreter import (
+    MAX_RUN_SECONDS,
     FileInto,
     Keep,
     Notify,
@@ -173,3 +174,13 @@ def test_a_quoted_literal_matches_itself_and_only_where_it_occurs(text: str) -> 
     compiled = matching.compile_regex(quoted, False)
     assert compiled.search("<" + text + ">") is not None
     assert compiled.fullmatch(text) is not None
+
+
+def test_a_run_has_a_time_limit() -> None:
+    script = 'require "regex"; if header :regex "subject" "ticket" { keep; }'
+    program = check(parse(script))
+    message = SieveMessage.from_bytes(MESSAGE)
+    assert run(program, message).actions == [Keep()]
+    with pytest.raises(SieveRuntimeError, match="ran longer than 0 s"):
+        run(program, message, SieveContext(time_limit=0.0))
+    assert MAX_RUN_SECONDS <= 2.0

@@ -562,6 +562,7 @@ def run_file(path: Path) -> FileReport:
         line = f"{path}: error: {exc}"
         return FileReport(path, 0, 1, (line, "XX: Test CASE FAILED: failed to compile testcase script"))
     main = _Run(runner.message(), runner.context(), required(program), runner)
+    main.deadline = float("inf")  # a test file is one long run: the limit is for delivery
     runner.main = main
     try:
         main.commands(program)

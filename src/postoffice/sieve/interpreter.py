@@ -28,8 +28,9 @@ here; delivery carries the outcome out in one transaction (issue 15).
   over the message the delivery hands over, at most what `SieveMessage.source` gives), environment (RFC
   5183), ihave and error (RFC 5463), mailboxexists and fileinto :create (RFC 5490), specialuse_exists and
   fileinto :specialuse (RFC 8579), mailboxidexists and fileinto :mailboxid (RFC 9042).
-- Limits: at most MAX_ACTIONS actions and MAX_REDIRECTS redirects per run (more is a runtime error: the
-  caller keeps the message, section 2.10.6).
+- Limits: at most MAX_ACTIONS actions and MAX_REDIRECTS redirects per run, and MAX_RUN_SECONDS of time
+  (checked at every test and command, and the bound of each `:regex` search): more is a runtime error, the
+  caller keeps the message (section 2.10.6).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import email.utils
 import hashlib
 import html
 import re
+import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +59,9 @@ from postoffice.sieve.matching import Matcher, RegexTimeout, Tags
 MAX_ACTIONS = 64
 #: Redirects one run may take (each one is a message sent on).
 MAX_REDIRECTS = 4
+#: Seconds one run may take (with the scripts it includes): a script cannot loop, but many tests of large
+#: header fields, or slow regular expressions, add up; the run blocks its delivery.
+MAX_RUN_SECONDS = 1.0
 
 
 class SieveRuntimeError(Exception):
@@ -236,6 +241,8 @@ class SieveContext:
     #: PROTECTED_FIELDS; Subject is never held back (the RFC's MUST)
     forbid_add: frozenset[str] = frozenset()
     forbid_delete: frozenset[str] = frozenset()
+    #: seconds a run may take (the module notes)
+    time_limit: float = MAX_RUN_SECONDS
 
 
 #: RFC 5229 section 6: "at least 4000 characters" per value; more is cut.
@@ -415,6 +422,7 @@ class _Run:
         hooks: Hooks | None = None,
     ) -> None:
         self.hooks = hooks
+        self.deadline = time.monotonic() + context.time_limit
         self.depth = 0
         self.included: set[tuple[str, bool]] = set()  # for :once (RFC 6609 section 3.2)
         self.includes = 0
@@ -515,7 +523,11 @@ class _Run:
         return found[0] if found else ""
 
     def matcher(self, tags: Tags) -> Matcher:
-        return Matcher(tags, capture=self.expanding)
+        return Matcher(tags, capture=self.expanding, timeout=self.deadline - time.monotonic())
+
+    def in_time(self) -> None:
+        if time.monotonic() >= self.deadline:
+            raise SieveRuntimeError(f"the script ran longer than {self.context.time_limit:g} s")
 
     def matches(self, tags: Tags, values: Sequence[str], keys: Sequence[str]) -> bool:
         matcher = self.matcher(tags)
@@ -557,6 +569,7 @@ class _Run:
         return found
 
     def test(self, node: Checked) -> bool:
+        self.in_time()
         name, tags, args = node.name, node.tags, node.positional
         if self.hooks is not None:
             answer = self.hooks.test(self, node)
@@ -769,6 +782,7 @@ class _Run:
         """Run `nodes`; False when a `stop` ended the script."""
         branch_taken = False
         for node in nodes:
+            self.in_time()
             name = node.name
             if name == "if":
                 branch_taken = self.test(node.tests[0])
@@ -840,6 +854,7 @@ class _Run:
         self.included.add((name, is_global))
         child = _Run(self.message, self.context, required(program), self.hooks)
         child.depth, child.included, child.includes = self.depth + 1, self.included, self.includes
+        child.deadline = self.deadline
         child.shared, child.outcome, child.redirects = self.shared, self.outcome, self.redirects
         child.flags = self.flags
         try:

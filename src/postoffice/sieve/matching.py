@@ -304,8 +304,9 @@ class Matcher:
     """A test's match type and comparator, applied to its values and keys (module notes). `captures` holds
     the match variables of the last `:matches` that held, when the caller asked for them."""
 
-    def __init__(self, tags: Tags, *, capture: bool = False) -> None:
+    def __init__(self, tags: Tags, *, capture: bool = False, timeout: float = REGEX_TIMEOUT) -> None:
         self.tags = tags
+        self.timeout = min(timeout, REGEX_TIMEOUT)  # what a `:regex` search may take (the run's time left)
         self.name = comparator_name(tags)
         self.capture = capture and ("matches" in tags or "regex" in tags)
         self.captures: list[str] | None = None
@@ -331,7 +332,7 @@ class Matcher:
         if "regex" in tags:
             try:
                 found = compile_regex(key, name == "i;ascii-casemap").search(
-                    value[:MAX_MATCHED], timeout=REGEX_TIMEOUT
+                    value[:MAX_MATCHED], timeout=max(self.timeout, 0.001)
                 )
             except TimeoutError:
                 raise RegexTimeout(f"the regular expression {key[:80]!r} took too long") from None
