@@ -54,6 +54,8 @@ class _NoChecks:
 
     class spam:
         rspamd_url = ""
+        builtin_filter = False
+        dnsbl_zones = ()
 
 
 NO_CHECKS = _NoChecks()

@@ -115,6 +115,8 @@ class Origin(NamedTuple):
     account: Account | None = None
     #: the id of the SMTP transaction (kept with a queued message, shown in its log lines)
     id: str | None = None
+    #: the DNS blocklists that list the client (port 25; `postoffice.spam.dnsbl`), for the spam stage
+    dnsbl: tuple[str, ...] = ()
 
 
 class Recipient(NamedTuple):

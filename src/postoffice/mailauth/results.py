@@ -112,12 +112,18 @@ def claims_our_id(value: str, authserv_id: str) -> bool:
 
 def read_results(value: str) -> dict[str, str]:
     """The result of each method in a field's value (the first one of a method): {"spf": "pass", ...}."""
-    found: dict[str, str] = {}
+    return {method: results[0] for method, results in results_by_method(value).items()}
+
+
+def results_by_method(value: str) -> dict[str, list[str]]:
+    """Every result of each method in a field's value, in the field's order: {"dkim": ["fail", "pass"],
+    "spf": ["pass", "none"], ...} (our SPF results: the MAIL FROM identity's first, then HELO's)."""
+    found: dict[str, list[str]] = {}
     text = re.sub(r"\([^()]*\)", " ", value)
     for part in text.split(";")[1:]:
         match = re.match(r"\s*([A-Za-z0-9-]+)\s*=\s*([A-Za-z0-9-]+)", part)
         if match is not None:
-            found.setdefault(match.group(1).lower(), match.group(2).lower())
+            found.setdefault(match.group(1).lower(), []).append(match.group(2).lower())
     return found
 
 

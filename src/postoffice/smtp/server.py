@@ -43,6 +43,11 @@ Implementation notes
   `[limits] login_timeout` (421 4.4.2); a pre-login session closed to make room gets 421 4.7.0.
 - Port 25 relays for `[smtp] relay_networks` only (`trusted_networks` here; empty by default): their
   remote recipients are queued as in submission, without the ownership checks.
+- DNS blocklists and greylisting (docs/decisions/0089) on port 25, for clients that do not relay: the
+  `InboundScreen` (`postoffice.spam.screen`) starts the client's DNSBL lookups when it connects; at RCPT a
+  listing refuses the recipient (554 5.7.1; not postmaster@ nor abuse@) before it is resolved, and a
+  greylisted triplet gets 451 4.7.1 after it was; the zones that list the client travel with the message
+  (`Origin.dnsbl`) to the spam stage.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from postoffice.auth import Authenticator
 from postoffice.auth.sasl import mechanism_names
@@ -71,6 +76,9 @@ from postoffice.net.tls import received_tls_comment
 from postoffice.smtp import protocol as p
 from postoffice.smtp.address import trace_helo
 from postoffice.store import Account, MailStore, StoreError, StoreFull
+
+if TYPE_CHECKING:
+    from postoffice.spam.screen import ClientChecks, InboundScreen
 
 log = logging.getLogger("postoffice.smtp")
 
@@ -148,6 +156,7 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
         limiter: SendingLimiter | None = None,
         pipeline: DeliveryPipeline | None = None,
         policy: SubmissionPolicy | None = None,
+        screen: InboundScreen | None = None,
     ) -> None:
         self.conn = conn
         self.settings = settings
@@ -166,6 +175,9 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
             )
         self.relay = self.submission or settings.trusts(conn.peer_ip)
         self.origin_kind: Kind = "submission" if self.submission else "relay" if self.relay else "mx"
+        # DNSBL and greylisting: port 25 clients that do not relay (decision 0089); lookups start in run()
+        self.screen = screen if self.origin_kind == "mx" else None
+        self.client_checks: ClientChecks | None = None
         self.account: Account | None = None
         self.helo = ""
         self.extended = False
@@ -191,6 +203,8 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
         )
 
     async def run(self) -> None:
+        if self.screen is not None:
+            self.client_checks = self.screen.connected(self.conn.peer_ip)
         self.proto.greeting()
         try:
             await self.drive()
@@ -198,6 +212,8 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
             pass
         finally:
             self._end_transaction("connection closed")
+            if self.client_checks is not None:
+                self.client_checks.close()
 
     # ------------------------------------------------------------------------------- net.driver hooks
 
@@ -374,6 +390,12 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
         if txn is None:
             raise RuntimeError("RCPT outside a transaction: the protocol core asks only inside one")
         params = event.params
+        screen, checks = self.screen, self.client_checks
+        if screen is not None and checks is not None:
+            listed = await screen.recipient_refused(checks, event.address)
+            if listed is not None:
+                self.proto.reject(listed.code, listed.enhanced, f"<{event.address}>: {listed.text}")
+                return
         try:
             # submission or a trusted network may relay: a foreign recipient is queued for its server
             resolved = await self.pipeline.resolve(
@@ -396,6 +418,12 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
             self.proto.reject(*refusal.reply)
         elif isinstance(resolved, Refusal):
             self.proto.reject(resolved.code, resolved.enhanced, f"<{event.address}>: {resolved.text}")
+        elif (
+            screen is not None
+            and checks is not None
+            and (grey := await screen.greylisted(checks, txn.sender, event.address)) is not None
+        ):
+            self.proto.reject(grey.code, grey.enhanced, f"<{event.address}>: {grey.text}")
         else:
             txn.recipients.append(event.address)
             txn.targets.append(resolved)
@@ -555,7 +583,8 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
             require_tls="REQUIRETLS" in params,
         )
         conn = self.conn
-        origin = Origin(self.origin_kind, conn.peer_ip, self.helo, conn.tls_active, account, txn.id)
+        listed = await self.client_checks.listed() if self.client_checks is not None else ()
+        origin = Origin(self.origin_kind, conn.peer_ip, self.helo, conn.tls_active, account, txn.id, listed)
         try:
             outcome = await self.pipeline.deliver(Message(spool, parsed), envelope, txn.targets, origin)
         finally:

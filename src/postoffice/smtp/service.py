@@ -24,6 +24,7 @@ def _handler(ctx: ServiceContext, mode: str) -> Handler:
     from postoffice.delivery.pipeline import shared_pipeline
     from postoffice.delivery.submission import shared_policy
     from postoffice.smtp.server import SmtpServerSettings, SmtpSession
+    from postoffice.spam.screen import shared_screen
 
     cfg = ctx.config
     smtp, submission = cfg.smtp, cfg.submission
@@ -44,10 +45,17 @@ def _handler(ctx: ServiceContext, mode: str) -> Handler:
     store, authenticator = ctx.store, ctx.authenticator
     pipeline = shared_pipeline(ctx)
     policy = shared_policy(ctx)
+    screen = shared_screen(ctx) if mode == "mx" else None  # DNSBL and greylisting (decision 0089)
 
     async def handle(conn: Connection) -> None:
         await SmtpSession(
-            conn, settings, store, authenticator=authenticator, pipeline=pipeline, policy=policy
+            conn,
+            settings,
+            store,
+            authenticator=authenticator,
+            pipeline=pipeline,
+            policy=policy,
+            screen=screen,
         ).run()
 
     return handle

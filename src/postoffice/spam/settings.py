@@ -1,14 +1,69 @@
-"""The `[spam]` section: rspamd as the spam filter of mail from other servers (docs/decisions/0086).
+"""The `[spam]` section: rspamd as the spam filter of mail from other servers (docs/decisions/0086); the
+built-in checks for servers without it: DNS blocklists, greylisting and the built-in verdict
+(docs/decisions/0089).
 
 Declarations only (`postoffice.settings`): imported by `postoffice.config`, so nothing heavy is imported here.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from postoffice.settings import section, setting
+
+#: Loopback, private (RFC 1918, RFC 6598, RFC 4193) and link-local networks: never looked up in a DNS
+#: blocklist (they list public addresses only) nor greylisted, unless an administrator says otherwise.
+LOCAL_NETWORKS = (
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+    "fc00::/7",
+    "fe80::/10",
+)
+
+#: Longest DNSBL zone: room is left for the 32 nibbles of an IPv6 address in front of it (RFC 5782 section
+#: 2.4: 64 octets with their dots) within the 253 of a domain name.
+MAX_ZONE_LENGTH = 253 - 64
+_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
+
+
+def zone_problem(zone: str) -> str | None:
+    """Why `zone` (lower-case, without a trailing dot) cannot be a DNS blocklist's zone; None when it can: at
+    least two labels of letters, digits, "-" and "_" (not at a label's ends), ASCII only, short enough for
+    an IPv6 query name (MAX_ZONE_LENGTH)."""
+    if not zone:
+        return "an empty zone"
+    if len(zone) > MAX_ZONE_LENGTH:
+        return f"longer than {MAX_ZONE_LENGTH} characters"
+    labels = zone.split(".")
+    if len(labels) < 2:
+        return "a single label"
+    for label in labels:
+        if not label.isascii() or not _LABEL.fullmatch(label):
+            return f"the label {label!r} is not a DNS label"
+    return None
+
+
+def _zone(value: str) -> tuple[str, str] | None:
+    problem = zone_problem(value.rstrip(".").lower())
+    if problem is not None:
+        return f'"{value}" is not a DNS blocklist zone: {problem}', 'write "zen.spamhaus.org"'
+    return None
+
+
+def _network(value: str) -> tuple[str, str] | None:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return f'"{value}" is not a network', 'write "192.0.2.0/24"'
+    return None
 
 
 def _rspamd_url(value: str) -> tuple[str, str] | None:
@@ -109,4 +164,115 @@ class SpamConfig:
         "octets; larger messages are not scanned",
         doc="Octets (20 MiB); larger messages are delivered without a scan (spam is small).",
         positive=True,
+    )
+    dnsbl_zones: tuple[str, ...] = setting(
+        (),
+        'DNS blocklists asked about each client of port 25, e.g. ["zen.spamhaus.org"] (default: none)',
+        doc=(
+            "DNS blocklists (RFC 5782) asked about the address of each client that connects to port 25 "
+            '(e.g. `["zen.spamhaus.org"]`), all at once, while the client says hello. An answer in '
+            "127.0.0.0/8 lists it; 127.0.0.1 and 127.255.255.0/24 (Spamhaus's codes for refused queries, "
+            "e.g. from a public resolver) are logged as warnings and list nothing. Answers are kept for "
+            "their TTL (1 minute to 1 hour), answers of none for 5 minutes. Submission (587, 465) and "
+            "`relay_networks` are never looked up. Empty (the default): no lookups."
+        ),
+        check=_zone,
+        normalize=lambda zones: [str(zone).rstrip(".").lower() for zone in zones],
+    )
+    dnsbl_action: str = setting(
+        "reject",
+        "a listed client: reject (554 5.7.1 at RCPT, postmaster@ and abuse@ still reached) or junk",
+        doc=(
+            "What a listing does. `reject`: every recipient is refused at RCPT with `554 5.7.1` and the "
+            "blocklist named, except postmaster@ and abuse@ (RFC 5321 section 4.5.1, RFC 2142), so that "
+            "the client's operator can still reach us; `junk`: its mail is accepted into each recipient's "
+            "Junk mailbox."
+        ),
+        choices=("reject", "junk"),
+    )
+    dnsbl_timeout: float = setting(
+        5,
+        "seconds the blocklists may take to answer, from the connection; slower: not listed",
+        doc=(
+            "Seconds, counted from the connection, that the blocklists' answers may take. A blocklist "
+            "slower than that, or failing, lists nothing for that client (logged): a broken blocklist "
+            "never stops mail."
+        ),
+        positive=True,
+    )
+    dnsbl_exempt: tuple[str, ...] = setting(
+        LOCAL_NETWORKS,
+        "networks never looked up in the blocklists (default: loopback, private and link-local)",
+        doc=(
+            "Networks whose clients are never looked up in the blocklists. The default holds loopback, "
+            "the private ranges (RFC 1918, RFC 6598, RFC 4193) and link-local: keep them when adding "
+            "others."
+        ),
+        check=_network,
+    )
+    greylisting: bool = setting(
+        False,
+        "greylisting (RFC 6647): 451 4.7.1 at RCPT for a new client, sender and recipient, until it retries",
+        doc=(
+            "Greylisting (RFC 6647) of mail from other servers (port 25): the first message of a triplet "
+            "(the client's /24 for IPv4 or /64 for IPv6, the envelope sender, the recipient) is answered "
+            "`451 4.7.1` at RCPT; the sender's server retries, and after `greylist_delay` it passes. "
+            "Bounces (the null sender) are greylisted by the same triplet. The records are kept in the "
+            "store (they survive a restart). Costs every new correspondent a delay of minutes to an hour."
+        ),
+    )
+    greylist_delay: float = setting(
+        300,
+        "seconds from a triplet's first try before a retry passes",
+        doc="Seconds from a triplet's first try before a retry passes (5 minutes).",
+        minimum=0,
+    )
+    greylist_retry_window: float = setting(
+        86400,
+        "seconds after the delay during which a retry passes; later, the triplet starts again",
+        doc=(
+            "Seconds after `greylist_delay` during which a retry passes (a day); a triplet not retried "
+            "within it is forgotten and starts again."
+        ),
+        positive=True,
+    )
+    greylist_expiry: float = setting(
+        3024000,
+        "seconds a triplet that passed stays known after its last message (35 days)",
+        doc=(
+            "Seconds a triplet that passed (and a client network counted for `greylist_auto_allowlist`) "
+            "stays known after its last message: 35 days, so that monthly mail is not delayed again."
+        ),
+        positive=True,
+    )
+    greylist_auto_allowlist: int = setting(
+        5,
+        "triplets a client network must pass before it is no longer greylisted (0: never)",
+        doc=(
+            "After this many triplets of a client network (/24, /64) passed, its mail is no longer "
+            "greylisted until `greylist_expiry` after its last message: a server that retries properly "
+            "has shown it. 0: every triplet is greylisted."
+        ),
+        minimum=0,
+    )
+    greylist_exempt: tuple[str, ...] = setting(
+        LOCAL_NETWORKS,
+        "networks never greylisted (default: loopback, private and link-local)",
+        doc=(
+            "Networks whose clients are never greylisted: large senders that retry from other addresses "
+            "than they first tried from, and the ones in the default (loopback, private, link-local: keep "
+            "them when adding others)."
+        ),
+        check=_network,
+    )
+    builtin_filter: bool = setting(
+        True,
+        "without rspamd: Junk by the authentication results and DNSBL listings (X-Spam-* fields)",
+        doc=(
+            "Without `rspamd_url`: a built-in verdict on each message from another server, a score from "
+            "our authentication results (SPF fail 4, softfail 1.5, DKIM fail without a pass 2, DMARC fail "
+            "2, iprev fail 1) and DNSBL listings (3 each): from `junk_score` on, into Junk; a listing under "
+            '`dnsbl_action = "junk"` always. `X-Spam-*` fields as with rspamd (`add_headers`). It never '
+            "refuses (the DMARC policy is `[mailauth]`'s). Off: no verdict without rspamd."
+        ),
     )

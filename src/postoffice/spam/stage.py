@@ -15,6 +15,14 @@ Implementation notes
   `on_failure = "accept"` delivers the message unfiltered and logs a warning (never refused or lost because
   the filter broke); `"tempfail"` refuses it with 451 4.7.1 so that the sender tries again. A message larger
   than `max_scan_size` is delivered without a scan.
+- Without rspamd (docs/decisions/0089), with `[spam] builtin_filter`: the built-in verdict
+  (`postoffice.spam.builtin`: the authentication results and the DNSBL listings the SMTP session found)
+  gives the score instead, judged by `junk_score` only (it never refuses), with the same X-Spam-* fields.
+  The stage is then built only when it has something to judge by ([mailauth] verify, or DNSBL zones).
+- A client listed by a DNS blocklist under `dnsbl_action = "junk"` (`Origin.dnsbl`): every copy goes into
+  Junk, with rspamd too (whatever its score, unless it refuses the message) and when it is not scanned.
+- The score and `junk_score` go into the plan (`DeliveryPlan.spam_score`) for Sieve's spamtest (RFC 5235,
+  docs/decisions/0090), rspamd's or the built-in one; a message not scanned has none.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from postoffice.delivery.plan import DeliveryPlan, Message, Refusal
+from postoffice.delivery.plan import DeliveryPlan, Message, RecipientPlan, Refusal
+from postoffice.spam.builtin import builtin_verdict
 from postoffice.spam.rspamd import RspamdClient, RspamdError, ScanRequest, Verdict
 
 if TYPE_CHECKING:
@@ -38,9 +47,11 @@ FILTER_UNAVAILABLE = Refusal(451, "4.7.1", "The spam filter is unavailable, try 
 MAX_RESULT = 900
 
 
-def result_fields(verdict: Verdict, junk_score: float) -> list[tuple[str, str]]:
-    """The header fields that say what rspamd found (name, value), top first."""
-    spam = verdict.score >= junk_score
+def result_fields(verdict: Verdict, junk_score: float, *, spam: bool | None = None) -> list[tuple[str, str]]:
+    """The header fields that say what the filter found (name, value), top first. `spam`: whether it is
+    spam when not by the score alone (a DNSBL listing under `dnsbl_action = "junk"`)."""
+    if spam is None:
+        spam = verdict.score >= junk_score
     symbols = sorted(verdict.symbols.items(), key=lambda item: (-abs(item[1]), item[0]))
     parts: list[str] = []
     size = 0
@@ -59,11 +70,11 @@ def result_fields(verdict: Verdict, junk_score: float) -> list[tuple[str, str]]:
 
 
 class SpamStage:
-    """The delivery stage (see the module notes)."""
+    """The delivery stage (see the module notes); `client` None: the built-in verdict instead of rspamd."""
 
     name = "spam"
 
-    def __init__(self, settings: SpamConfig, client: RspamdClient, hostname: str) -> None:
+    def __init__(self, settings: SpamConfig, client: RspamdClient | None, hostname: str) -> None:
         self.settings = settings
         self.client = client
         self.hostname = hostname
@@ -74,9 +85,15 @@ class SpamStage:
         if origin.kind != "mx" or not kept:
             return
         settings = self.settings
+        listed_junk = bool(origin.dnsbl) and settings.dnsbl_action == "junk"
+        if self.client is None:
+            self._builtin(plan, kept, listed_junk)
+            return
         size = message.parsed.size
         if size > settings.max_scan_size:
             log.info("delivery id=%s: %d octets, not scanned for spam", origin.id or "-", size)
+            if listed_junk:
+                _into_junk(kept)
             return
         request = ScanRequest(
             client_ip=origin.client_ip,
@@ -97,6 +114,8 @@ class SpamStage:
                 log.warning(
                     "delivery id=%s: spam filter failed (%s): delivered unfiltered", origin.id or "-", exc
                 )
+                if listed_junk:
+                    _into_junk(kept)
             return
         log.info(
             "delivery id=%s: spam score %.2f (rspamd: %s)",
@@ -108,20 +127,51 @@ class SpamStage:
             for recipient in kept:
                 recipient.reject(SPAM_REJECTED)
             return
-        if verdict.score >= settings.junk_score:
-            for recipient in kept:
-                recipient.file_into("Junk", special_use="\\Junk")
+        plan.spam_score = (verdict.score, settings.junk_score)  # for Sieve's spamtest (RFC 5235)
+        junk = verdict.score >= settings.junk_score or listed_junk
+        if junk:
+            _into_junk(kept)
         if settings.add_headers:
-            fields = result_fields(verdict, settings.junk_score)
-            for recipient in kept:
-                for name, value in reversed(fields):  # each goes on top: the first ends up first
-                    recipient.prepend_header(name, value)
+            _add_fields(kept, result_fields(verdict, settings.junk_score, spam=junk))
+
+    def _builtin(self, plan: DeliveryPlan, kept: list[RecipientPlan], listed_junk: bool) -> None:
+        settings = self.settings
+        origin = plan.origin
+        verdict = builtin_verdict(plan.authentication_results, origin.dnsbl)
+        plan.spam_score = (verdict.score, settings.junk_score)  # for Sieve's spamtest (RFC 5235)
+        junk = verdict.score >= settings.junk_score or listed_junk
+        log.info(
+            "delivery id=%s: built-in spam score %.2f (%s)%s",
+            origin.id or "-",
+            verdict.score,
+            ",".join(verdict.symbols) or "-",
+            ": into Junk" if junk else "",
+        )
+        if junk:
+            _into_junk(kept)
+        if settings.add_headers:
+            _add_fields(kept, result_fields(verdict, settings.junk_score, spam=junk))
+
+
+def _into_junk(kept: list[RecipientPlan]) -> None:
+    for recipient in kept:
+        recipient.file_into("Junk", special_use="\\Junk")
+
+
+def _add_fields(kept: list[RecipientPlan], fields: list[tuple[str, str]]) -> None:
+    for recipient in kept:
+        for name, value in reversed(fields):  # each goes on top: the first ends up first
+            recipient.prepend_header(name, value)
 
 
 def make_stage(config: Config, store: MailStore) -> SpamStage | None:
-    """The stage for this configuration (`delivery.stages.STAGES`); None without `[spam] rspamd_url`."""
+    """The stage for this configuration (`delivery.stages.STAGES`): with rspamd when `[spam] rspamd_url` is
+    set; else the built-in verdict when `builtin_filter` is on and it has something to judge by (the
+    authentication results of [mailauth] verify, or DNSBL zones); else None."""
     settings = config.spam
-    if not settings.rspamd_url:
-        return None
-    client = RspamdClient(settings.rspamd_url, timeout=settings.timeout)
-    return SpamStage(settings, client, config.server.hostname)
+    if settings.rspamd_url:
+        client = RspamdClient(settings.rspamd_url, timeout=settings.timeout)
+        return SpamStage(settings, client, config.server.hostname)
+    if settings.builtin_filter and (config.mailauth.verify or settings.dnsbl_zones):
+        return SpamStage(settings, None, config.server.hostname)
+    return None

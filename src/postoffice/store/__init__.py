@@ -10,7 +10,8 @@ Implementation notes
   every unlock. Change notifications (`subscribe`, `subscribe_queue`) reach subscribers on the event loop
   after the commit, in commit order (`postoffice.store.changes.ChangeBus` does it for any backend).
 - Every method is a coroutine; blocking work runs off the event loop.
-- Writes are durable when the coroutine returns (group commit, fsync of the WAL).
+- Writes are durable when the coroutine returns (group commit, fsync of the WAL); greylisting records
+  may be committed without the fsync (decision 0089).
 - Errors: `StoreError` (and subclasses) for anything a caller should map to a protocol reply.
 - Deliveries (docs/decisions/0040): `commit_delivery` writes a whole delivery in one transaction: mailbox
   copies, each with its own text, mailbox, flags and keywords; the queue entry for remote recipients;
@@ -52,6 +53,7 @@ from postoffice.store.api import (
     FccCopy,
     FlagUpdate,
     GeneratedMessage,
+    GreylistEntry,
     Identity,
     LimitExceeded,
     LocalCopy,
@@ -156,6 +158,7 @@ __all__ = [
     "FccCopy",
     "FlagUpdate",
     "GeneratedMessage",
+    "GreylistEntry",
     "HasFlag",
     "Identity",
     "LimitExceeded",

@@ -716,6 +716,20 @@ class LoginGuardEntry:
 
 
 @dataclass(frozen=True)
+class GreylistEntry:
+    """A greylisting record (RFC 6647; docs/decisions/0089) as the store keeps it across restarts: a triplet
+    of client network, envelope sender and recipient, or a client network counted for the automatic
+    allowlist. `key` says which (`postoffice.spam.greylist` makes the keys and decides; the store keeps the
+    records and forgets them when they expire)."""
+
+    key: str
+    first_seen: float  # Unix time it was first seen (a triplet's delay counts from here)
+    passes: int  # a triplet: 0 while it waits, 1 once it passed; a client network: its triplets that passed
+    last_seen: float  # Unix time it was last written
+    expires: float  # Unix time from which it is forgotten
+
+
+@dataclass(frozen=True)
 class SecondFactor:
     """An account's TOTP second factor (RFC 6238; docs/decisions/0052)."""
 
@@ -1528,6 +1542,18 @@ class MailStore(abc.ABC):
     def login_guard_generation(self) -> object:
         """A value that changes after every `login_guard_unlock` by any process (cheap and not a coroutine:
         the SQLite backend stats a marker file)."""
+
+    # -- greylisting (docs/decisions/0089) -------------------------------------------------------------------
+    @abc.abstractmethod
+    async def greylist_entries(self, keys: Sequence[str], now: float) -> dict[str, GreylistEntry]:
+        """The entries of `keys` that have not expired at Unix time `now`, by key (a key without one is
+        left out)."""
+
+    @abc.abstractmethod
+    async def greylist_save(self, entries: Sequence[GreylistEntry], now: float) -> None:
+        """Insert or replace `entries` (by key), and forget entries that have expired at `now` (a bounded
+        number per call, oldest first), in one transaction. The write may be committed without waiting for
+        the disk (a record lost to a power cut costs one more delay, never a message)."""
 
     # -- web sessions (docs/decisions/0046) ------------------------------------------------------------------
     @abc.abstractmethod

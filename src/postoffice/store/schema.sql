@@ -413,3 +413,15 @@ CREATE TABLE sieve_duplicates (
 ) WITHOUT ROWID;
 CREATE INDEX sieve_duplicates_expires ON sieve_duplicates(expires);
 -- End of version 27.
+-- Greylisting (version 28, RFC 6647, docs/decisions/0089): the triplets of client network, envelope sender and
+-- recipient seen on port 25, and the client networks counted for the automatic allowlist, each until it
+-- expires (old ones are forgotten by the writes that add new ones).
+CREATE TABLE greylist (
+    key        TEXT PRIMARY KEY,                  -- "t NETWORK SENDER RECIPIENT" or "c NETWORK" (spam/greylist.py)
+    first_seen REAL NOT NULL,
+    passes     INTEGER NOT NULL DEFAULT 0,
+    last_seen  REAL NOT NULL,
+    expires    REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX greylist_expires ON greylist(expires);
+-- End of version 28.

@@ -6,7 +6,8 @@ Modules: `store` (SqliteMailStore, assembled from the parts and opened; `open_ba
 versions), `connection` (connections, blob I/O), `columns` (flags and mailbox names as stored), `rows`
 (row-level steps several writes share), `markers` (cross-process change detection with marker files), and
 the parts: `directory`, `login_guard`, `mailboxes`, `messages`, `queue`, `delivery` (`commit_delivery`),
-`dkim_keys` (DKIM signing keys), `metadata` (IMAP METADATA annotations, RFC 5464).
+`dkim_keys` (DKIM signing keys), `metadata` (IMAP METADATA annotations, RFC 5464), `greylist`
+(greylisting records, RFC 6647).
 
 Implementation notes
 - One database file in WAL mode with `synchronous = FULL`: a COMMIT returns after the WAL is fsynced, so a

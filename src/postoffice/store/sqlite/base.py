@@ -204,8 +204,8 @@ class SqliteBase(MailStore):
     ) -> T:
         """Run `fn` in the writer's next transaction. `grows`: the message octets it adds, admitted against
         the free disk space first (docs/decisions/0030); None for writes that add no message. `durable=False`:
-        the answer may come before the commit is fsynced (flag changes and \\Recent claims only: decision
-        0074; a killed process loses nothing of it, a power loss may)."""
+        the answer may come before the commit is fsynced (flag changes and \\Recent claims: decision 0074;
+        greylisting records: decision 0089; a killed process loses nothing of it, a power loss may)."""
         if self._closed:
             raise StoreError("the store is closed")
         loop = asyncio.get_running_loop()

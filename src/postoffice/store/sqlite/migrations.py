@@ -31,7 +31,7 @@ from postoffice.store.sqlite.rows import (
 
 log = logging.getLogger("postoffice.store")
 
-SCHEMA_VERSION = 27
+SCHEMA_VERSION = 28
 
 
 def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
@@ -194,6 +194,8 @@ _ACL_TABLE = _schema_part("-- IMAP ACL (version 24", "-- End of version 24.")
 _ACL_NAMES_TABLE = _schema_part("-- IMAP ACL entries of addresses", "-- End of version 25.")
 #: The tables of version 27 (Sieve scripts and vacation replies, docs/decisions/0082).
 _SIEVE_TABLES = _schema_part("-- Sieve (version 27", "-- End of version 27.")
+#: The table of version 28 (greylisting, RFC 6647, docs/decisions/0089).
+_GREYLIST_TABLE = _schema_part("-- Greylisting (version 28", "-- End of version 28.")
 #: Steps that bring a store from version N to N + 1 (SQL statements, or functions of the connection),
 #: applied in one transaction at open.
 MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = {
@@ -316,6 +318,8 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
     25: (_thread_references_from_headers,),
     # Sieve scripts and the vacation replies sent (issue 15, docs/decisions/0082): new tables only.
     26: (*_SIEVE_TABLES, "INSERT OR IGNORE INTO meta (key, value) VALUES ('next_sieve_version', 1)"),
+    # Greylisting (RFC 6647, docs/decisions/0089): a new table only.
+    27: _GREYLIST_TABLE,
 }
 
 

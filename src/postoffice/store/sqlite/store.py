@@ -18,6 +18,7 @@ from postoffice.store.sqlite.acl import AclMixin
 from postoffice.store.sqlite.delivery import DeliveryMixin
 from postoffice.store.sqlite.directory import DirectoryMixin
 from postoffice.store.sqlite.dkim_keys import DkimKeysMixin
+from postoffice.store.sqlite.greylist import GreylistMixin
 from postoffice.store.sqlite.login_guard import LoginGuardMixin
 from postoffice.store.sqlite.mailboxes import MailboxesMixin
 from postoffice.store.sqlite.markers import ChangeMarker
@@ -51,6 +52,7 @@ class SqliteMailStore(
     MetadataMixin,
     AclMixin,
     SieveMixin,
+    GreylistMixin,
 ):
     """The SQLite mail store: its parts assembled (see `postoffice.store.sqlite`)."""
 
