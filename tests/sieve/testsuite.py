@@ -135,6 +135,9 @@ _ACTION_NAMES = {
 }
 
 
+#: Mailboxes of these names have the special use of the same name (RFC 6154), as the store's defaults do.
+_SPECIAL_USES = frozenset({"Archive", "Drafts", "Junk", "Sent", "Trash"})
+
 #: The names older Pigeonhole revisions gave the tests.
 _OLD_TESTS = {
     "test_compile": "test_script_compile",
@@ -250,6 +253,7 @@ class Runner:
     store: dict[str, list[tuple[bytes, frozenset[str]]]] = field(default_factory=lambda: {"INBOX": []})
     config: dict[str, str] = field(default_factory=dict)
     metadata: dict[tuple[str, str], str] = field(default_factory=dict)  # (mailbox or "", entry): value
+    seen: set[str] = field(default_factory=set)  # duplicate keys of results executed (RFC 7352)
     executed: int = 0  # actions of the shared result already carried out
     kept: bool = False  # its implicit keep carried out
     index: int = 0
@@ -290,8 +294,12 @@ class Runner:
         for what in forbid:
             forbid[what].update(self.config.get(f"sieve_editheader_{what}", "").lower().split())
             forbid[what].update(self.config.get("sieve_editheader_protected", "").lower().split())
+        uses = {name: frozenset({f"\\{name.lower()}"}) for name in self.store if name in _SPECIAL_USES}
         return SieveContext(
             mailboxes=frozenset(self.store),
+            special_uses=uses,
+            mailbox_ids={f"MB-{name}": name for name in self.store},
+            seen=self.seen.__contains__,
             environment={"name": "Postoffice", "phase": "during", "location": "MDA", "domain": "example.com"},
             include=self._include,
             spam=spam,
@@ -524,6 +532,7 @@ class Runner:
                 )
                 self.outbox.append(("", sender, reply))
         self.executed = len(outcome.actions)
+        self.seen.update(key for key, _seconds, _last in outcome.duplicates)
         if not ok and not self.kept:  # as Pigeonhole: a result that failed falls back to keeping the original
             self.store["INBOX"].append((self.raw, frozenset()))
             self.kept = True
