@@ -147,7 +147,7 @@ def test_putscript_with_a_literal_is_checked_and_handed_to_the_glue() -> None:
     assert feed(proto, b'CHECKSCRIPT "keep;"\r\n') == []
     assert proto.data_to_send() == b'OK "The script is valid."\r\n'
     two = b'fileinto "a";\r\nfrob;\r\n'
-    assert feed(proto, b'CHECKSCRIPT {%d+}\r\n%s\r\n' % (len(two), two)) == []
+    assert feed(proto, b"CHECKSCRIPT {%d+}\r\n%s\r\n" % (len(two), two)) == []
     answer = proto.data_to_send()  # every error, one per line: a literal
     assert answer.startswith(b"NO {")
     assert b'line 1, column 1: the command "fileinto"' in answer
