@@ -18,6 +18,8 @@ def used_strings() -> set[str]:
     found: set[str] = set()
     sources = [p for p in WEB.joinpath("templates").iterdir() if p.name.endswith(".html")]
     sources += [WEB.joinpath(name) for name in ("app.py", "mailview.py", "admin.py", "security.py")]
+    # the filter pages: their messages, and the form's problems the rules module names (docs/decisions/0088)
+    sources += [WEB.joinpath("filter_pages.py"), WEB.joinpath("filters.py")]
     # the DNS and reports pages: their modules (error details), and the record purposes and check details the
     # DNS page shows through gettext
     sources += [WEB.joinpath("admin_dns.py"), WEB.joinpath("admin_reports.py")]

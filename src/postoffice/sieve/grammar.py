@@ -18,6 +18,9 @@ differs from its letter:
 - Limits, so that a script from a client costs bounded work: MAX_SCRIPT_OCTETS of text, MAX_BLOCK_DEPTH
   nested blocks, MAX_TEST_DEPTH nested tests.
 
+`parse_spans(text)` is `parse` with the offsets of each top-level command in the text, for an editor that
+keeps the text of what it does not change (the webmail's filters, docs/decisions/0088).
+
 `to_text(commands)` writes a tree back as a script that `parse` reads to the same tree (strings quoted, or
 as multi-line strings when they hold line ends), for scripts made from forms (the webmail's filters).
 """
@@ -121,6 +124,7 @@ class _Parser:
         self.pos = 0
         self.line = 1
         self.line_start = 0  # the offset of the current line's first character
+        self.spans: list[tuple[int, int]] = []  # (start, end) offsets of the top-level commands
 
     # -- positions and errors
 
@@ -332,6 +336,7 @@ class _Parser:
             if self.pos >= len(self.text) or self.text.startswith("}", self.pos):
                 return tuple(found)
             line, column = self.where()
+            start = self.pos
             name = self.identifier()
             if name is None:
                 raise self.error(f"expected a command but found {self.near()}")
@@ -345,10 +350,33 @@ class _Parser:
             elif not self.take(";"):
                 raise self.error(f'expected ";" or a block after {name} but found {self.near()}')
             found.append(Command(name, arguments, tests, test_list, block, line, column))
+            if depth == 0:
+                self.spans.append((start, self.pos))
 
 
 def parse(script: str | bytes) -> tuple[Command, ...]:
     """The commands of a Sieve script (see the module docstring); SieveSyntaxError when it is not one."""
+    return _parse(script).commands
+
+
+@dataclass(frozen=True)
+class Spans:
+    """A parsed script with where its top-level commands are in the text: `spans[i]` is the (start, end)
+    offsets in `text` of `commands[i]`, from its name to just after its ";" or "}" (comments and white space
+    between commands belong to none)."""
+
+    text: str
+    commands: tuple[Command, ...]
+    spans: tuple[tuple[int, int], ...]
+
+
+def parse_spans(script: str) -> Spans:
+    """`parse`, with the source offsets of the top-level commands (for editors that keep the text of the
+    commands they do not change: the webmail's filters)."""
+    return _parse(script)
+
+
+def _parse(script: str | bytes) -> Spans:
     if isinstance(script, bytes):
         raw = script
         if len(raw) > MAX_SCRIPT_OCTETS:
@@ -375,7 +403,7 @@ def parse(script: str | bytes) -> tuple[Command, ...]:
     commands = parser.commands(0)
     if parser.pos < len(script):
         raise parser.error('a "}" without its "{"')
-    return commands
+    return Spans(script, commands, tuple(parser.spans))
 
 
 # ------------------------------------------------------------------------------------------ back to text

@@ -59,6 +59,7 @@ from postoffice.net.service import ServiceContext
 from postoffice.store import Account, AlreadyExists, LimitExceeded, NotFound, OverQuota, WebSession
 from postoffice.transfer.archive import export_archive, import_mbox
 from postoffice.web import autoconfig, compose, mailview, mtasts
+from postoffice.web.filter_pages import FilterPages
 from postoffice.web.html import (
     FRAME_CSP,
     FRAME_CSP_WITH_IMAGES,
@@ -190,6 +191,7 @@ class WebApp:
         self.sessions = Sessions(ctx.store, settings.session_lifetime, settings.session_idle_timeout)
         self.pending_logins = PendingLogins()
         self.security = SecurityPages(self)
+        self.filters = FilterPages(self)
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("postoffice.web", "templates"),
             autoescape=True,
@@ -461,6 +463,7 @@ class WebApp:
             new_app_password=new_app_password,
             headers={"cache-control": "no-store"} if new_app_password else None,
             **await self.security.settings_values(account),
+            **await self.filters.settings_values(account),
         )
 
     async def password_error(self, request: Request, account: Account, password: str, mechanism: str) -> str:
@@ -1207,6 +1210,7 @@ def build_app(ctx: ServiceContext, settings: WebConfig) -> ASGIApp:
             Route("/settings/export", web.export_mail, methods=["GET"]),
             Route("/settings/import", web.import_mail, methods=["POST"]),
             *web.security.routes(),
+            *web.filters.routes(),
             *admin.routes(),
             Mount("/static", StaticFiles(directory=str(static)), name="static"),
         ],

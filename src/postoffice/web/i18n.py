@@ -126,6 +126,15 @@ class Formatter:
         clock = _time(self.language, moment.hour, moment.minute, moment.second, "medium")
         return _joiner(self.language).replace("{1}", day).replace("{0}", clock)
 
+    def day(self, iso_day: str) -> str:
+        """A calendar day written "YYYY-MM-DD" in the locale's medium form ("Jul 14, 2025", "2025年7月14日");
+        the text itself when it is not one."""
+        try:
+            moment = datetime.strptime(iso_day, "%Y-%m-%d")
+        except ValueError:
+            return iso_day
+        return _day(self.language, moment.year, moment.month, moment.day, "medium")
+
     def duration(self, seconds: float) -> str:
         """A span of time in the locale's words, rounded to its largest unit ("3 days", "62分钟")."""
         return format_timedelta(

@@ -200,3 +200,99 @@ if (composeForm) {
   });
   composeForm.addEventListener("submit", () => clearTimeout(timer));
 }
+
+// The filter form: conditions added and removed, the inputs a condition does not use hidden, the operators
+// its field has offered, an action ticked when its field is filled in.
+const filterForm = document.getElementById("filter-form");
+if (filterForm) {
+  const list = filterForm.querySelector("#conditions");
+  const template = filterForm.querySelector("#condition-template");
+  const addButton = filterForm.querySelector("#add-condition");
+  const isEmpty = (row) => !row.querySelector(".cond-value").value.trim() && !row.querySelector(".cond-header").value.trim();
+  const kindOf = (field) => (field === "size" ? "size" : field === "header" ? "header" : "text");
+  const update = (row) => {
+    const field = row.querySelector(".cond-field").value;
+    const kind = kindOf(field);
+    const op = row.querySelector(".cond-op");
+    [...op.options].forEach((option) => {
+      const fits = option.dataset.kind === kind || (option.dataset.kind === "text" && kind === "header");
+      option.hidden = !fits;
+      option.disabled = !fits;
+    });
+    if (op.selectedOptions[0] && op.selectedOptions[0].disabled) op.value = [...op.options].find((o) => !o.disabled).value;
+    const header = row.querySelector(".cond-header");
+    header.hidden = field !== "header";
+    row.classList.toggle("with-header", field === "header");
+    const value = row.querySelector(".cond-value");
+    value.classList.toggle("unused", op.value.endsWith("exists"));
+    value.placeholder = kind === "size" ? "5 MB" : "";
+  };
+  const wire = (row) => {
+    row.querySelector(".cond-field").addEventListener("change", () => update(row));
+    row.querySelector(".cond-op").addEventListener("change", () => update(row));
+    const remove = row.querySelector(".remove-condition");
+    remove.hidden = false;
+    remove.addEventListener("click", () => {
+      if (list.querySelectorAll(".condition-row").length > 1) row.remove();
+      else row.querySelectorAll(".cond-value, .cond-header").forEach((input) => { input.value = ""; });
+    });
+    update(row);
+  };
+  const rows = [...list.querySelectorAll(".condition-row")];
+  // the page ends the list with an empty row for a new condition; with script, the button adds one instead
+  if (rows.length > 1 && isEmpty(rows[rows.length - 1])) rows.pop().remove();
+  rows.forEach(wire);
+  addButton.hidden = false;
+  addButton.addEventListener("click", () => {
+    const row = template.content.firstElementChild.cloneNode(true);
+    list.append(row);
+    wire(row);
+    row.querySelector(".cond-field").focus();
+  });
+  filterForm.querySelectorAll(".action-row").forEach((row) => {
+    const box = row.querySelector("input[type=checkbox]");
+    row.querySelectorAll("select, input:not([type=checkbox]), textarea").forEach((input) => {
+      const tick = () => { if (input.value.trim()) box.checked = true; };
+      input.addEventListener("input", tick);
+      input.addEventListener("change", tick);
+    });
+  });
+}
+
+// The script editor: line numbers that follow the text, and the line of an error (or the one asked for
+// with ?line=) selected.
+const scriptArea = document.getElementById("script");
+if (scriptArea) {
+  const gutter = document.querySelector(".script-gutter");
+  const errorLine = Number(scriptArea.dataset.errorLine || 0);
+  const renumber = () => {
+    const count = scriptArea.value.split("\n").length;
+    scriptArea.rows = Math.max(count + 1, 14);
+    if (gutter.children.length === count) return;
+    gutter.replaceChildren(...Array.from({ length: count }, (_, i) => {
+      const number = document.createElement("span");
+      number.textContent = String(i + 1);
+      if (i + 1 === errorLine) number.className = "at-fault";
+      return [number, document.createTextNode("\n")];
+    }).flat());
+  };
+  scriptArea.addEventListener("input", renumber);
+  renumber();
+  const line = errorLine || Number(scriptArea.dataset.focusLine || 0);
+  if (line) {
+    const lines = scriptArea.value.split("\n");
+    const start = lines.slice(0, line - 1).reduce((sum, text) => sum + text.length + 1, 0);
+    const length = (lines[line - 1] || "").length;
+    const at = errorLine ? start + Math.min(Number(scriptArea.dataset.errorColumn || 1) - 1, length) : start;
+    scriptArea.focus({ preventScroll: true });
+    scriptArea.setSelectionRange(at, errorLine ? at : start + length);
+    const editor = scriptArea.closest(".script-editor");
+    editor.scrollTop = Math.max(0, (line - 4) * parseFloat(getComputedStyle(scriptArea).lineHeight));
+  }
+}
+
+// Buttons that ask first (deleting a filter): the question is the button's data-confirm.
+document.addEventListener("submit", (event) => {
+  const button = event.submitter;
+  if (button && button.dataset.confirm && !window.confirm(button.dataset.confirm)) event.preventDefault();
+});
