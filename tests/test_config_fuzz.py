@@ -24,18 +24,22 @@ SETTINGS = settings(max_examples=300, deadline=None)
 
 #: Values that pass a setting's own check, for the settings that have one (the rest: by kind).
 _LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
+_NETWORKS = st.lists(
+    st.builds(
+        lambda ip, bits: str(ipaddress.ip_network(f"{ip}/{bits % (ip.max_prefixlen + 1)}", strict=False)),
+        st.ip_addresses(),
+        st.integers(0, 128),
+    ),
+    max_size=3,
+)
 _CHECKED: dict[str, st.SearchStrategy[Any]] = {
     "server.hostname": st.lists(_LABEL, min_size=1, max_size=4).map(".".join),
     "server.user": st.sampled_from(["", "root"]),
     "server.group": st.just(""),
-    "smtp.relay_networks": st.lists(
-        st.builds(
-            lambda ip, bits: str(ipaddress.ip_network(f"{ip}/{bits % (ip.max_prefixlen + 1)}", strict=False)),
-            st.ip_addresses(),
-            st.integers(0, 128),
-        ),
-        max_size=3,
-    ),
+    "smtp.relay_networks": _NETWORKS,
+    "spam.dnsbl_exempt": _NETWORKS,
+    "spam.greylist_exempt": _NETWORKS,
+    "spam.dnsbl_zones": st.lists(st.lists(_LABEL, min_size=2, max_size=4).map(".".join), max_size=3),
     "queue.nameservers": st.lists(st.ip_addresses().map(str), max_size=3),
     "mta_sts.max_age": st.integers(0, 31557600),
     "spam.rspamd_url": st.one_of(

@@ -92,6 +92,7 @@ def test_added_fields_are_unfolded_encoded_and_folded() -> None:
         ((3.0, 6.0), "5", "50"),
         ((6.0, 6.0), "10", "100"),
         ((50.0, 6.0), "10", "100"),
+        ((float("nan"), 6.0), "0", "0"),
     ],
 )
 def test_spamtest_values(spam: tuple[float, float] | None, value: str, percent: str) -> None:

@@ -31,7 +31,7 @@ from postoffice.delivery.plan import Refusal
 from postoffice.store import OverQuota
 
 if TYPE_CHECKING:
-    from postoffice.delivery.plan import DeliveryPlan, Message, Recipient
+    from postoffice.delivery.plan import DeliveryPlan, Message, Recipient, RecipientPlan, Rewrite
     from postoffice.store import MailStore
 
 log = logging.getLogger("postoffice.delivery")
@@ -69,13 +69,7 @@ async def apply_quotas(store: MailStore, message: Message, plan: DeliveryPlan) -
         use = usage.get(recipient.account_id)
         if use is None:
             continue
-        rewrite = recipient.rewrite  # a header a Sieve script edited takes the place of the message's
-        size = (
-            message.parsed.size + len(recipient.prefix)
-            if rewrite is None
-            else message.parsed.size - rewrite.replaces + len(rewrite.head)
-        )
-        refusal = use.refusal(size * recipient.copies)
+        refusal = use.refusal(_octets(message.parsed.size, recipient, plan))
         if refusal is not None:
             log.info(
                 "delivery id=%s to=<%s> account_id=%d over quota: %s",
@@ -85,6 +79,19 @@ async def apply_quotas(store: MailStore, message: Message, plan: DeliveryPlan) -
                 refusal,
             )
             recipient.reject(quota_reply(refusal))
+
+
+def _octets(size: int, recipient: RecipientPlan, plan: DeliveryPlan) -> int:
+    """What the recipient's copies add: each copy with its own header when a Sieve script edited it (a
+    `Rewrite` takes the place of the message's header and the fields added for it), and the copies of what
+    its script sent (:fcc)."""
+
+    def one(rewrite: Rewrite | None, default: int) -> int:
+        return default if rewrite is None else size - rewrite.replaces + len(rewrite.head)
+
+    first = one(recipient.rewrite, size + len(recipient.prefix))
+    total = first + sum(one(t.rewrite, first) for t in recipient.also)
+    return total + sum(len(c.data) for c in plan.sent_copies if c.account_id == recipient.account_id)
 
 
 async def recipient_room(store: MailStore, recipient: Recipient, size: int) -> Refusal | None:

@@ -115,15 +115,27 @@ def iter_fields(block: bytes, *, only: frozenset[bytes] | None = None) -> Iterat
         yield m.group(1).decode("ascii"), text, codec
 
 
-def iter_raw_fields(block: bytes) -> Iterator[tuple[str, str, bytes]]:
-    """`iter_fields`'s fields with the octets of each as written (its line ends as CRLF, one at the end), in
-    the same order: for rewriting a header block field by field (Sieve's editheader)."""
+def split_fields(block: bytes) -> list[tuple[str | None, str, bytes]]:
+    """A header block cut into its fields as `iter_fields` reads them, (name, unfolded value, octets with the
+    line end that follows), and the octets between them that are no field (name None: a line that is neither
+    field nor continuation, line ends); joined, the pieces are `block` octet for octet. For rewriting a header
+    field by field (Sieve's editheader) without changing what is not edited."""
+    pieces: list[tuple[str | None, str, bytes]] = []
+    at = 0
     for m in _FIELD_WITH_CONTINUATIONS.finditer(block):
+        if m.start() > at:
+            pieces.append((None, "", block[at : m.start()]))
+        end = m.end()
+        end += 2 if block.startswith(b"\r\n", end) else 1 if block[end : end + 1] in (b"\r", b"\n") else 0
         value = m.group(2)
         if b"\r" in value or b"\n" in value:
             value = _LINE_END.sub(b"", value)
         text, _codec = decode_header_bytes(value)
-        yield m.group(1).decode("ascii"), text, _LINE_END.sub(b"\r\n", m.group(0)) + b"\r\n"
+        pieces.append((m.group(1).decode("ascii"), text, block[m.start() : end]))
+        at = end
+    if at < len(block):
+        pieces.append((None, "", block[at:]))
+    return pieces
 
 
 # -- charsets ------------------------------------------------------------------------------------------------

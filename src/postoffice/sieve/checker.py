@@ -422,6 +422,10 @@ def strings(value: tuple[str, ...] | int | None) -> tuple[str, ...]:
 VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: RFC 6609 section 3.5: a variable of the "global" namespace
 GLOBAL_NAME = re.compile(r"global\.[A-Za-z_][A-Za-z0-9_]*", re.IGNORECASE)
+#: RFC 5293 section 4: the longest value addheader may add and field name it may name (the interpreter
+#: holds values made by variables to the same)
+MAX_ADDED_VALUE = 2048
+MAX_FIELD_NAME = 200
 #: RFC 5322 section 3.6.8: a header field name (printable ASCII but the colon)
 FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
 #: RFC 5804 section 1.6 (script names): no control characters
@@ -592,8 +596,13 @@ class _Checker:
             (field_name,) = strings(positional[0])
             if "${" not in field_name and not FIELD_NAME.fullmatch(field_name):
                 raise _error(f'the field name "{field_name}" is invalid', node)
-            if name == "addheader" and "\0" in strings(positional[1])[0]:
+            value = strings(positional[1])[0] if name == "addheader" else ""
+            if "\0" in value:
                 raise _error("the header field value is invalid (a NUL character)", node)
+            if len(value.encode("utf-8", "surrogatepass")) > MAX_ADDED_VALUE:
+                raise _error(f"the header field value is longer than {MAX_ADDED_VALUE} octets", node)
+            if len(field_name) > MAX_FIELD_NAME:
+                raise _error(f"the field name is longer than {MAX_FIELD_NAME} characters", node)
         if name in ("vacation", "notify") and "fcc" not in tags and tags.keys() & _FCC_COMPANIONS:
             raise _error(f'":{min(tags.keys() & _FCC_COMPANIONS)}" needs ":fcc" here (RFC 8580)', node)
         if name == "include":

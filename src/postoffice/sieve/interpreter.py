@@ -43,6 +43,7 @@ import email.policy
 import email.utils
 import hashlib
 import html
+import math
 import re
 import time
 import urllib.parse
@@ -50,8 +51,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from postoffice.message.headers import decode_words, header_block, iter_fields, iter_raw_fields
-from postoffice.sieve.checker import SUPPORTED, Checked, strings
+from postoffice.message.headers import decode_words, header_block, iter_fields, split_fields
+from postoffice.sieve.checker import MAX_ADDED_VALUE, MAX_FIELD_NAME, SUPPORTED, Checked, strings
 from postoffice.sieve.mailto import parse_mailto
 from postoffice.sieve.matching import Matcher, RegexTimeout, Tags
 
@@ -189,7 +190,8 @@ class SieveMessage:
     envelope_to: str = ""
     #: the message's octets for the body test (at most what the caller reads of it); None: the header only
     source: Callable[[], bytes] | None = field(default=None, compare=False)
-    #: the header block `fields` were read from (editheader rewrites it field by field)
+    #: the header block `fields` were read from, with the empty line after it (editheader rewrites it field
+    #: by field)
     head: bytes = field(default=b"", compare=False, repr=False)
 
     @classmethod
@@ -209,7 +211,9 @@ class SieveMessage:
         """Of a message's header block (or the message: what follows the header is not read) and its size."""
         block = header_block(head)
         fields = tuple((name, value.strip()) for name, value, _codec in iter_fields(block))
-        return cls(fields, size, envelope_from, envelope_to, source, block)
+        rest = head[len(block) :]
+        blank = b"\r\n" if rest.startswith(b"\r\n") else rest[:1] if rest[:1] in (b"\n", b"\r") else b""
+        return cls(fields, size, envelope_from, envelope_to, source, block + blank)
 
     def values(self, name: str) -> list[str]:
         wanted = name.lower()
@@ -257,8 +261,9 @@ MAX_INCLUDE_DEPTH = 10
 MAX_INCLUDES = 32
 #: Octets of the message the body test reads at most.
 MAX_BODY_OCTETS = 1024 * 1024
-#: RFC 5293 section 4: octets of a value addheader adds at most (more is a runtime error).
-MAX_ADDED_VALUE = 2048
+#: RFC 5293 section 4: octets of a value addheader adds at most, and of all it adds in one run (more is a
+#: runtime error), and of a field name.
+MAX_ADDED_OCTETS = 64 * 1024
 #: RFC 5293 section 6: fields a script may not delete: trace fields (Received, MUST), Auto-Submitted (what
 #: stops auto-reply loops) and the field that stops redirect loops (`delivery.forwarding.REDIRECTED_FROM`).
 PROTECTED_FIELDS = frozenset({"received", "auto-submitted", "x-sieve-redirected-from"})
@@ -343,7 +348,7 @@ def added_field(name: str, value: str) -> tuple[str, bytes]:
     """RFC 5293 section 4: the field addheader adds, as (its value unfolded, its octets): line breaks in the
     value unfolded, a value with other than ASCII as RFC 2047 encoded words, lines folded at white space.
     SieveRuntimeError for a name or value that cannot be written."""
-    if not _FIELD_NAME.fullmatch(name):
+    if not _FIELD_NAME.fullmatch(name) or len(name) > MAX_FIELD_NAME:
         raise SieveRuntimeError(f'the field name "{name[:80]}" is invalid')
     if "\0" in value or len(value.encode("utf-8", "surrogatepass")) > MAX_ADDED_VALUE:
         raise SieveRuntimeError(f'the value of the added field "{name}" is invalid (a NUL, or too long)')
@@ -353,6 +358,10 @@ def added_field(name: str, value: str) -> tuple[str, bytes]:
     charset = "us-ascii" if text.isascii() else "utf-8"
     try:
         encoded = email.header.Header(text, charset, header_name=name).encode(linesep="\r\n", maxlinelen=78)
+        if any(len(line) > 900 for line in encoded.split("\r\n")):  # a word too long to fold: encoded words
+            encoded = email.header.Header(text, "utf-8", header_name=name).encode(
+                linesep="\r\n", maxlinelen=78
+            )
     except (UnicodeError, ValueError) as exc:
         raise SieveRuntimeError(f'the value of the added field "{name}" cannot be written: {exc}') from None
     raw = f"{name}: {encoded}\r\n".encode("ascii", "surrogateescape")
@@ -429,6 +438,7 @@ class _Run:
         self.shared: dict[str, str] = {}  # the global variables of the whole run (RFC 6609 section 3.5)
         self.declared: set[str] = set()  # the names this script declared global
         self.message = message  # (the property: the fields a script edits start from it)
+        self.added = 0  # octets addheader added
         self.context = context
         self.outcome = Outcome()
         self.redirects = 0
@@ -447,31 +457,45 @@ class _Run:
     def message(self, message: SieveMessage) -> None:
         self._message = message
         self.fields: tuple[tuple[str, str], ...] = message.fields
-        self.edited: list[tuple[str, str, bytes]] | None = None  # the fields once a script edits them
+        self.edited: list[tuple[str | None, str, bytes]] | None = None  # the fields once a script edits them
 
     def values(self, name: str) -> list[str]:
         wanted = name.lower()
         return [value for field_name, value in self.fields if field_name.lower() == wanted]
 
-    def editable(self) -> list[tuple[str, str, bytes]]:
+    def editable(self) -> list[tuple[str | None, str, bytes]]:
+        """The header as pieces (`split_fields`: its fields, and what lies between them and after them, such
+        as the empty line, with name None), made when the script first edits it."""
         if self.edited is None:
-            self.edited = [(n, v.strip(), raw) for n, v, raw in iter_raw_fields(self.message.head)]
+            head = self.message.head
+            block = header_block(head)
+            self.edited = [(n, v.strip(), raw) for n, v, raw in split_fields(block)]
+            if len(head) > len(block):
+                self.edited.append((None, "", head[len(block) :]))
         return self.edited
 
+    def refields(self) -> None:
+        fields = self.editable()
+        self.fields = tuple((n, v) for n, v, _raw in fields if n is not None)
+
     def header(self) -> Header:
-        """The header as edited so far (None: unchanged), for the action taken now."""
+        """The header as edited so far, with its empty line (None: unchanged), for the action taken now."""
         return None if self.edited is None else tuple(raw for _n, _v, raw in self.edited)
 
     def add_header(self, tags: Tags, name: str, value: str) -> None:
         shown, raw = added_field(name, value)
         if name.lower() in self.context.forbid_add and name.lower() != "subject":
             return  # section 6: an attempt that is not permitted is ignored
+        self.added += len(raw)
+        if self.added > MAX_ADDED_OCTETS:
+            raise SieveRuntimeError(f"addheader added more than {MAX_ADDED_OCTETS} octets")
         fields = self.editable()
-        if "last" in tags:
-            fields.append((name, shown, raw))
+        if "last" in tags:  # after the last field: before the empty line and what is no field after it
+            at = max((i + 1 for i, (n, _v, _raw) in enumerate(fields) if n is not None), default=0)
+            fields.insert(at, (name, shown, raw))
         else:
             fields.insert(0, (name, shown, raw))
-        self.fields = tuple((n, v) for n, v, _raw in fields)
+        self.refields()
 
     def delete_header(self, tags: Tags, name: str, patterns: Sequence[str]) -> None:
         """RFC 5293 section 5: the occurrences of `name` (the :index-th only, counted before the patterns)
@@ -482,17 +506,20 @@ class _Run:
         if wanted in PROTECTED_FIELDS or (wanted in self.context.forbid_delete and wanted != "subject"):
             return  # section 6: an attempt that is not permitted is ignored
         fields = self.editable()
-        positions = [i for i, (n, _v, _raw) in enumerate(fields) if n.lower() == wanted]
+        positions = [i for i, (n, _v, _raw) in enumerate(fields) if n is not None and n.lower() == wanted]
         index = tags.get("index")
         if isinstance(index, int):
             pick = len(positions) - index if "last" in tags else index - 1
             positions = [positions[pick]] if 0 <= pick < len(positions) else []
         if patterns:
-            matcher = Matcher(tags)
-            positions = [i for i in positions if matcher.any([decode_words(fields[i][1])], patterns)]
+            matcher = Matcher(tags, deadline=self.deadline)
+            try:
+                positions = [i for i in positions if matcher.any([decode_words(fields[i][1])], patterns)]
+            except RegexTimeout as exc:
+                raise SieveRuntimeError(str(exc)) from None
         for i in reversed(positions):
             del fields[i]
-        self.fields = tuple((n, v) for n, v, _raw in fields)
+        self.refields()
 
     # -- strings ----------------------------------------------------------------------------------------
 
@@ -523,7 +550,7 @@ class _Run:
         return found[0] if found else ""
 
     def matcher(self, tags: Tags) -> Matcher:
-        return Matcher(tags, capture=self.expanding, timeout=self.deadline - time.monotonic())
+        return Matcher(tags, capture=self.expanding, deadline=self.deadline)
 
     def in_time(self) -> None:
         if time.monotonic() >= self.deadline:
@@ -682,6 +709,8 @@ class _Run:
         if spam is None:
             return "0"
         score, threshold = spam
+        if not math.isfinite(threshold) or math.isnan(score):
+            return "0"  # no usable score: as not tested
         if threshold > 0:
             ratio = min(max(score / threshold, 0.0), 1.0)
         else:  # a threshold of 0: every positive score is spam
@@ -857,11 +886,13 @@ class _Run:
         child.deadline = self.deadline
         child.shared, child.outcome, child.redirects = self.shared, self.outcome, self.redirects
         child.flags = self.flags
+        child.fields, child.edited, child.added = self.fields, self.edited, self.added  # RFC 5293 section 7
         try:
             going = child.commands(program)
         except _Return:
             going = True
         self.includes, self.redirects, self.flags = child.includes, child.redirects, child.flags
+        self.fields, self.edited, self.added = child.fields, child.edited, child.added
         return going
 
     def action(self, node: Checked) -> None:

@@ -21,13 +21,15 @@ section 3.2 match variables).
   leftmost-longest semantics; i;ascii-casemap matches ASCII letters in either case, i;octet as written (the
   two comparators the draft allows). Each search has REGEX_TIMEOUT seconds (the engine backtracks: a
   pattern such as "(a|a)*b" could otherwise take exponential time); a search that runs out is
-  `RegexTimeout`, which the interpreter reports as a run-time error (the message is kept). The match
+  `RegexTimeout`, which the interpreter reports as a run-time error (the message is kept); all the searches
+  of one run share the run's time (`Matcher(deadline=...)`). The match
   variables are the whole match, then each group ("" for one that took no part).
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
@@ -45,6 +47,10 @@ _STAR, _ONE = object(), object()
 REGEX_TIMEOUT = 0.25
 #: Characters of a `:regex` key at most.
 MAX_REGEX = 4096
+#: POSIX's RE_DUP_MAX (the largest count of an interval, as glibc's), and the atoms a key may expand to
+#: (`ere`: the module expands intervals when it compiles, in time and memory).
+RE_DUP_MAX = 255
+MAX_EXPANSION = 20000
 #: The character classes of POSIX bracket expressions (IEEE Std 1003.1 section 9.3.5).
 _CLASSES = frozenset(
     {
@@ -109,37 +115,93 @@ def _bracket(pattern: str, start: int) -> tuple[str, int]:
 
 def ere(pattern: str) -> str:
     """A POSIX extended regular expression in the `regex` module's syntax (module notes); ValueError for one
-    that is not valid (or uses what POSIX leaves undefined and the module would read differently)."""
+    that is not valid, or uses what POSIX leaves undefined and the module reads differently: a duplication
+    symbol after another one (the module's possessive and lazy forms), at the start, or after "(", "|" or
+    "^" (its verbs such as "(*FAIL)"). "$" is the end of the value (`\\Z`: the module's "$" also matches
+    before a final newline). Intervals are at most RE_DUP_MAX (255) and the pattern's size once the module
+    has expanded its intervals at most MAX_EXPANSION atoms (it expands them when compiling, without bound)."""
     if len(pattern) > MAX_REGEX:
         raise ValueError(f"longer than {MAX_REGEX} characters")
     out: list[str] = []
+    # the expansion estimate: atoms of the current group so far, and of the last atom (a group counts whole)
+    size, last = 0, 0
+    stack: list[tuple[int, int]] = []
+    quantifiable = False  # whether a duplication symbol may follow (an atom or a group just ended)
     i, n = 0, len(pattern)
+
+    def atom(text: str) -> None:
+        nonlocal size, last, quantifiable
+        out.append(text)
+        size, last, quantifiable = size + 1, 1, True
+
     while i < n:
         ch = pattern[i]
         if ch == "\\":
             if i + 1 >= n:
                 raise ValueError("it ends in a backslash")
             quoted = pattern[i + 1]
-            out.append(quoted if quoted.isalnum() else regex.escape(quoted, special_only=False))
+            atom(quoted if quoted.isalnum() else regex.escape(quoted, special_only=False))
             i += 2
             continue
         if ch == "[":
             text, i = _bracket(pattern, i + 1)
-            out.append(text)
+            atom(text)
             continue
-        if ch == "(" and pattern.startswith("(?", i):
-            raise ValueError('"(?" is not a POSIX regular expression')
-        if ch == "{":
-            interval = re.match(r"\{([0-9]+)(,([0-9]*))?\}", pattern[i:])
-            if interval is None:
-                out.append("\\{")
+        if ch == "(":
+            if pattern.startswith("(?", i):
+                raise ValueError('"(?" is not a POSIX regular expression')
+            stack.append((size, last))
+            size, last, quantifiable = 0, 0, False
+            out.append("(")
+            i += 1
+            continue
+        if ch == ")":
+            if not stack:
+                raise ValueError('a ")" without its "("')
+            inner = max(size, 1)
+            size, last = stack.pop()
+            size, last, quantifiable = size + inner, inner, True
+            out.append(")")
+            i += 1
+            continue
+        if ch in "*+?{":
+            interval = re.match(r"\{([0-9]{1,4})(,([0-9]{0,4}))?\}", pattern[i:]) if ch == "{" else None
+            if ch == "{" and interval is None:
+                atom("\\{")  # a "{" that opens no interval is itself
                 i += 1
                 continue
-            out.append(interval.group(0))
-            i += len(interval.group(0))
+            if not quantifiable:
+                raise ValueError(f'"{ch}" must follow something it repeats')
+            if interval is not None:
+                low = int(interval.group(1))
+                high = int(interval.group(3)) if interval.group(3) else low
+                if low > RE_DUP_MAX or high > RE_DUP_MAX or (interval.group(3) and high < low):
+                    raise ValueError(f"the interval {interval.group(0)} is not one (at most {RE_DUP_MAX})")
+                size += last * (max(low, high) - 1)
+                last *= max(low, high, 1)
+                if size > MAX_EXPANSION:
+                    raise ValueError("its repetitions are too large")
+                out.append(interval.group(0))
+                i += len(interval.group(0))
+            else:
+                out.append(ch)
+                i += 1
+            quantifiable = False
             continue
-        out.append(ch if ch in "().|^$*+?" or ch.isalnum() else regex.escape(ch, special_only=False))
+        if ch in "|^":
+            out.append(ch)
+            quantifiable = False
+            i += 1
+            continue
+        if ch == "$":
+            out.append("\\Z")
+            quantifiable = False
+            i += 1
+            continue
+        atom(ch if ch == "." or ch.isalnum() else regex.escape(ch, special_only=False))
         i += 1
+    if stack:
+        raise ValueError('a "(" without its ")"')
     return "".join(out)
 
 
@@ -151,8 +213,8 @@ def compile_regex(pattern: str, casefold: bool) -> regex.Pattern[str]:
         flags |= regex.IGNORECASE | regex.ASCII
     try:
         return regex.compile(ere(pattern), flags)
-    except regex.error as exc:
-        raise ValueError(str(exc)) from None
+    except (regex.error, OverflowError, RecursionError, MemoryError) as exc:
+        raise ValueError(str(exc) or type(exc).__name__) from None
 
 
 @lru_cache(maxsize=1024)
@@ -304,9 +366,9 @@ class Matcher:
     """A test's match type and comparator, applied to its values and keys (module notes). `captures` holds
     the match variables of the last `:matches` that held, when the caller asked for them."""
 
-    def __init__(self, tags: Tags, *, capture: bool = False, timeout: float = REGEX_TIMEOUT) -> None:
+    def __init__(self, tags: Tags, *, capture: bool = False, deadline: float | None = None) -> None:
         self.tags = tags
-        self.timeout = min(timeout, REGEX_TIMEOUT)  # what a `:regex` search may take (the run's time left)
+        self.deadline = deadline  # time.monotonic() by which every `:regex` search of the run must end
         self.name = comparator_name(tags)
         self.capture = capture and ("matches" in tags or "regex" in tags)
         self.captures: list[str] | None = None
@@ -330,10 +392,13 @@ class Matcher:
     def one(self, value: str, key: str) -> bool:
         name, tags = self.name, self.tags
         if "regex" in tags:
-            try:
-                found = compile_regex(key, name == "i;ascii-casemap").search(
-                    value[:MAX_MATCHED], timeout=max(self.timeout, 0.001)
-                )
+            timeout = REGEX_TIMEOUT
+            if self.deadline is not None:
+                timeout = min(timeout, self.deadline - time.monotonic())
+                if timeout <= 0:
+                    raise RegexTimeout("the script ran out of time in a regular expression")
+            try:  # the whole value: a cut would move where "$" matches (the time is bounded instead)
+                found = compile_regex(key, name == "i;ascii-casemap").search(value, timeout=timeout)
             except TimeoutError:
                 raise RegexTimeout(f"the regular expression {key[:80]!r} took too long") from None
             except ValueError:

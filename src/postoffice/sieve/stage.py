@@ -36,6 +36,7 @@ Implementation notes
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import email.errors
 import email.message
@@ -117,24 +118,11 @@ def compile_script(text: str) -> tuple[checker.Checked, ...]:
     return checker.check(grammar.parse(text))
 
 
-def _header_of(source: IO[bytes], limit: int = MAX_HEADER_OCTETS) -> bytes:
-    """The header block of the message in `source` (up to and with its empty line), at most `limit` octets."""
+def _header_of(source: IO[bytes], end: int, limit: int = MAX_HEADER_OCTETS) -> bytes:
+    """The header of the message in `source`: its first `end` octets (where the parse found the body to
+    start: the header block and its empty line), at most `limit`."""
     source.seek(0)
-    head = bytearray()
-    while len(head) < limit:
-        chunk = source.read(64 * 1024)
-        if not chunk:
-            break
-        start = max(len(head) - 3, 0)
-        head += chunk
-        end = head.find(b"\r\n\r\n", start)
-        if end < 0:
-            end_lf = head.find(b"\n\n", start)
-            if end_lf >= 0:
-                return bytes(head[: end_lf + 2])
-            continue
-        return bytes(head[: end + 4])
-    return bytes(head[:limit])
+    return source.read(min(end, limit))
 
 
 def reject_refusal(reason: str) -> Refusal:
@@ -194,7 +182,7 @@ class SieveStage:
         scripts = await self.store.active_sieve_scripts([r.account_id for r in kept])
         if not scripts:
             return
-        head = _header_of(message.source)
+        head = _header_of(message.source, message.parsed.body.body_start)
         for recipient in kept:
             script = scripts.get(recipient.account_id)
             if script is not None:
@@ -225,7 +213,7 @@ class SieveStage:
             if "include" in required(program):
                 context = dataclasses.replace(context, include=await self._includes(recipient.account_id))
             outcome = await self._run(program, sieve_message, context, recipient.account_id)
-            created = self._carry_out(outcome, script, sieve_message, plan, recipient, context, len(head))
+            created = self._carry_out(outcome, script, sieve_message, plan, recipient, context, head)
         except (ScriptError, SieveRuntimeError) as exc:
             log.warning(
                 "delivery id=%s account_id=%d sieve script %r failed, message kept: %s",
@@ -271,8 +259,15 @@ class SieveStage:
         answers for what the last run asked (the store is read between runs), until it asks nothing new (at
         most DUPLICATE_RUNS)."""
         needs = required(program)
-        if not needs & {"duplicate", "mboxmetadata", "servermetadata"}:
+        threaded = "regex" in needs  # its searches may take up to the run's time limit: off the event loop
+
+        async def once(context: SieveContext) -> Outcome:
+            if threaded:
+                return await asyncio.to_thread(run, program, message, context)
             return run(program, message, context)
+
+        if not needs & {"duplicate", "mboxmetadata", "servermetadata", "include"}:
+            return await once(context)
         known: dict[str, bool] = {}
         asked: set[str] = set()
         entries: dict[tuple[str, str], str | None] = {}
@@ -287,7 +282,7 @@ class SieveStage:
         context = dataclasses.replace(context, seen=lambda key: known.get(key, False), metadata=entry)
         for _attempt in range(DUPLICATE_RUNS):
             wanted.clear()
-            outcome = run(program, message, context)
+            outcome = await once(context)
             new = {key for key, _seconds, _last in outcome.duplicates} - asked
             if not new and not wanted:
                 return outcome
@@ -297,7 +292,7 @@ class SieveStage:
                 known.update((key, key in seen) for key in new)
             if wanted:
                 entries.update(await self._metadata(account_id, wanted))
-        return run(program, message, context)
+        return await once(context)
 
     async def _metadata(
         self, account_id: int, wanted: set[tuple[str, str]]
@@ -384,21 +379,25 @@ class SieveStage:
         plan: DeliveryPlan,
         recipient: RecipientPlan,
         context: SieveContext,
-        head_size: int,
+        head: bytes,
     ) -> list[str]:
         """The outcome into the plan (module notes); SieveRuntimeError before anything is changed when it
         cannot be carried out. Returns the mailboxes to create (fileinto :create of one that is missing).
-        `head_size`: the octets of the message's header block (and its empty line) an edited header
-        replaces."""
+        `head`: the message's header block and its empty line, which an edited header replaces."""
         known = context.mailboxes or frozenset()
         created: list[str] = []
 
-        def rewrite(header: tuple[bytes, ...] | None) -> Rewrite | None:
+        def rewrite(header: tuple[bytes, ...] | None, *, sent: bool = False) -> Rewrite | None:
             if header is None:
                 return None
-            if head_size >= MAX_HEADER_OCTETS:
+            if len(head) >= MAX_HEADER_OCTETS:
                 raise SieveRuntimeError("the message's header is too large to be edited")
-            return Rewrite(b"".join(header) + b"\r\n", head_size)
+            if sent:  # RFC 5321 section 4.4: Return-Path is for the final delivery, not a redirect
+                header = tuple(f for f in header if not f[:12].lower().startswith(b"return-path:"))
+            text = b"".join(header)
+            if not text.endswith((b"\r\n\r\n", b"\n\n")) and message.size > len(message.head):
+                text += b"\r\n"  # a message that had no empty line before its body gets one
+            return Rewrite(text, len(head))
 
         def place(action: FileInto) -> str:
             mailbox = action.mailbox
@@ -440,7 +439,7 @@ class SieveStage:
                     )
                     targets.append(Target("", None, _flags(outcome.flags), rewrite(action.header)))
                     continue
-                forwards.append((address, rewrite(action.header)))
+                forwards.append((address, rewrite(action.header, sent=True)))
             elif isinstance(action, Reject):
                 rejected = action
             elif isinstance(action, Vacation):
@@ -449,6 +448,10 @@ class SieveStage:
                 pass
         if outcome.implicit_keep:  # with the flags the script left (RFC 5232 section 3)
             targets.append(Target("", None, _flags(outcome.flags), rewrite(outcome.header)))
+        if outcome.header is not None:  # RFC 5293 section 7: vacation and notify read the header as edited
+            message = dataclasses.replace(
+                message, fields=SieveMessage.from_header(b"".join(outcome.header), message.size).fields
+            )
         reply = self._vacation(script, vacation, message, recipient) if vacation is not None else None
         if reply is not None and vacation is not None and vacation.fcc is not None:
             fcc = vacation.fcc
