@@ -193,13 +193,19 @@ def test_a_trusted_lists_sealed_message_overrides_the_senders_reject_policy(
 ) -> None:
     data, process = server
     send(process, "talk-bounces@lists.example", through_list("trusted list", "lists.example"))
-    (field,) = our_results(stored(data, process, "INBOX", "trusted list"))
+    parsed = stored(data, process, "INBOX", "trusted list")
+    (field,) = our_results(parsed)
     results = read_results(field)
     assert (results["dkim"], results["arc"], results["dmarc"]) == ("fail", "pass", "fail")
     assert "sealed by i=1 lists.example" in field
     assert "smtp.remote-ip=127.0.0.1" in field
     assert "policy=reject overridden by local_policy: ARC sealed by trusted lists.example" in field
     assert "disposition=deliver-arc-override" in process.log()
+    # the built-in spam verdict scores neither the overridden DMARC failure nor the broken signature
+    symbols = str(parsed["X-Spamd-Result"])
+    assert "IPREV_FAIL" in symbols
+    assert "DMARC_FAIL" not in symbols
+    assert "R_DKIM_REJECT" not in symbols
 
 
 @pytest.mark.integration

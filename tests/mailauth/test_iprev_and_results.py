@@ -1,5 +1,6 @@
 """iprev (RFC 8601 section 3) against a DNS server on loopback, and the Authentication-Results field as we
-write and read it (RFC 8601 section 2.2)."""
+write and read it (RFC 8601 section 2.2: ";" separates results only outside quoted-strings and comments, so
+no text a client chose, such as its HELO name, is read as a result)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,17 @@ from hypothesis import strategies as st
 from postoffice.delivery.plan import header_field
 from postoffice.mailauth.dkim_verify import DkimResult
 from postoffice.mailauth.iprev import IprevResult, check_iprev
-from postoffice.mailauth.results import authserv_id_of, claims_our_id, format_results, read_results
+from postoffice.mailauth.results import (
+    ResultInfo,
+    authserv_id_of,
+    claims_our_id,
+    format_results,
+    from_domain_of_results,
+    parse_results,
+    read_results,
+    results_by_method,
+    results_summary,
+)
 from postoffice.net.dns import DnsResolver
 from tests.support.dns_server import DnsServer, Zones
 from tests.support.mail import run_bounded
@@ -106,5 +117,46 @@ def test_any_values_make_a_well_formed_field(domain: str, reason: str, selector:
     except ValueError:
         # only values no SMTP message can carry (NUL, bare CR/LF in what we quote) may fail here
         assert any(ch in domain + selector for ch in "\x00\r\n")
-    assert read_results(value)["spf"] == "fail"
+    assert read_results(value) == {"iprev": "fail", "spf": "fail", "dkim": "permerror", "dmarc": "fail"}
     assert authserv_id_of(value) == "mx.example.test"
+    assert from_domain_of_results(value) == domain.lower()
+    summary = results_summary(
+        iprev=IprevResult("fail", domain, "", reason),
+        spf=[("fail", "smtp.mailfrom", domain, reason)],
+        dkim=[DkimResult("permerror", domain, selector, "x", "", reason)],
+        dmarc=("fail", domain, reason),
+    )
+    assert {method: tuple(found) for method, found in results_by_method(value).items()} == summary
+
+
+def test_semicolons_in_quoted_strings_and_comments_separate_nothing() -> None:
+    value = (
+        '"mx.example.test" 1; spf=none (null sender; dkim=pass) smtp.mailfrom="x;dkim=pass;dmarc=pass";\r\n'
+        '\tdkim=fail (a (nested; dkim=pass) comment) reason="b\\";dkim=pass" header.d=bank.example;\r\n'
+        "\tdmarc/1=fail (x\\) still; a comment) header.from=bank.example"
+    )
+    assert parse_results(value) == (
+        "mx.example.test",
+        [
+            ResultInfo("spf", "none", (("smtp.mailfrom", "x;dkim=pass;dmarc=pass"),)),
+            ResultInfo("dkim", "fail", (("header.d", "bank.example"),)),
+            ResultInfo("dmarc", "fail", (("header.from", "bank.example"),)),
+        ],
+    )
+    assert read_results(value) == {"spf": "none", "dkim": "fail", "dmarc": "fail"}
+    assert claims_our_id(value, "MX.example.test")
+    # an unterminated quoted-string or comment runs to the end
+    assert read_results('mx; spf=pass smtp.mailfrom="a;dkim=pass') == {"spf": "pass"}
+    assert read_results("mx; spf=pass (a;dkim=pass") == {"spf": "pass"}
+
+
+def test_the_verified_domain_is_the_dmarc_results_header_from() -> None:
+    value = format_results(
+        "mx.example.test",
+        iprev=None,
+        spf=[("none", "smtp.mailfrom", "x header.from=paypal.example", "")],
+        dkim=[],
+        dmarc=("pass", "Sender.Example", ""),
+    )
+    assert from_domain_of_results(value) == "sender.example"
+    assert from_domain_of_results("mx; spf=pass header.from=a.example") == ""  # no DMARC result

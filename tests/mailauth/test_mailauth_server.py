@@ -174,6 +174,28 @@ def test_results_claiming_our_name_are_removed_and_other_servers_are_kept(
     assert "forged_results_removed=1" in process.log()
 
 
+def test_a_helo_name_cannot_add_results(server: tuple[DataDir, ServerProcess]) -> None:
+    """A bounce (MAIL FROM:<>) whose EHLO argument is `x;dkim=pass;dmarc=pass`, with a signature that fails:
+    the HELO text is no smtp.mailfrom of ours, neither the webmail's reading of our field nor the built-in
+    spam verdict sees a DKIM or DMARC pass, and both score the message as the same bounce from a proper
+    HELO name."""
+    data, process = server
+    for helo, subject in (("client.test", "bounce control"), ("x;dkim=pass;dmarc=pass", "bounce injected")):
+        raw = message("mailer-daemon@evil.example", subject)
+        raw = bytes(dkim.sign(raw, b"rsa", b"evil.example", RSA_PEM)) + raw  # no key published: fails
+        with smtplib.SMTP("127.0.0.1", process.port("smtp"), local_hostname=helo, timeout=30) as smtp:
+            smtp.sendmail("", [DEMO], raw)
+    control = stored(data, process, "INBOX", "bounce control")
+    injected = stored(data, process, "INBOX", "bounce injected")
+    (field,) = our_results(injected)
+    assert "dkim=pass" not in field  # the null sender's identity would be the HELO's: none, not written
+    assert "smtp.mailfrom" not in field
+    assert (read_results(field)["dkim"], read_results(field)["dmarc"]) == ("permerror", "none")
+    for parsed in (control, injected):
+        assert "R_DKIM_REJECT" in str(parsed["X-Spamd-Result"])
+    assert str(control["X-Spam-Score"]) == str(injected["X-Spam-Score"])
+
+
 def test_mail_without_a_from_domain_policy_and_several_authors(server: tuple[DataDir, ServerProcess]) -> None:
     data, process = server
     send(process, "x@evil.example", message("x@evil.example", "no dmarc record"))

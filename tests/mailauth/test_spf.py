@@ -293,6 +293,7 @@ def test_a_helo_name_that_is_not_a_domain_is_not_checked(checker: SpfChecker, he
     outcome = check(checker, ip="192.0.2.9", helo=helo, mail_from="")
     assert outcome.helo is None
     assert outcome.mail_from.result == "none"
+    assert outcome.mail_from.domain == ""  # the client's text is no identity: not written as smtp.mailfrom
     assert "HELO name is not a domain" in outcome.mail_from.explanation
     # a sender is still checked
     outcome = check(checker, ip="192.0.2.9", helo=helo, mail_from="alice@sender.example")

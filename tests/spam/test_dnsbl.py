@@ -6,6 +6,7 @@ deadline, the cache of listings, clear answers and failures."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import time
@@ -24,11 +25,13 @@ from postoffice.spam.dnsbl import (
     DnsblChecker,
     ZoneResult,
     address_of,
+    client_address,
     interpret,
     listed_zones,
     query_name,
     reason_text,
 )
+from postoffice.spam.screen import InboundScreen
 from postoffice.spam.settings import MAX_ZONE_LENGTH, zone_problem
 from tests.support.dns_server import DnsServer, Zones
 
@@ -298,17 +301,112 @@ def test_concurrent_connections_from_one_address_share_one_lookup(dns_server: Dn
     ]
 
 
-def test_a_cancelled_check_leaves_the_shared_lookup_to_fill_the_cache(dns_server: DnsServer) -> None:
+def test_a_cancelled_check_leaves_a_lookup_another_check_waits_for(dns_server: DnsServer) -> None:
     lookups = checker(dns_server, ("slow.test",), timeout=0.3)
 
     async def scenario() -> list[ZoneResult]:
-        task = asyncio.ensure_future(lookups.check("127.0.0.2"))
-        await asyncio.sleep(0)  # one step: the check has started its lookup (the loop runs tasks in order)
-        task.cancel()
+        left = asyncio.ensure_future(lookups.check("127.0.0.2"))
+        stays = asyncio.ensure_future(lookups.check("127.0.0.2"))
+        await asyncio.sleep(0)  # one step: both checks have joined the lookup (the loop runs tasks in order)
+        left.cancel()
         with pytest.raises(asyncio.CancelledError):
-            await task
-        return await lookups.check("127.0.0.2")  # the same lookup, finished by its deadline
+            await left
+        return await stays  # the same lookup, finished by its deadline
 
     before = len(dns_server.zones.queries)
     assert asyncio.run(scenario())[0].reason == "no answer within 0.3 s"
     assert dns_server.zones.queries[before:] == [("2.0.0.127.slow.test.", "A")]  # asked once, not cancelled
+
+
+class Hanging:
+    """A resolver that never answers; each query a task of its own, ended only by cancelling it."""
+
+    def __init__(self, expected: int) -> None:
+        self.asked: list[str] = []
+        self.queries: set[asyncio.Task[object]] = set()
+        self.expected = expected
+        self.all_asked = asyncio.Event()
+
+    async def query(self, name: str, rdtype: str) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.queries.add(task)
+        self.asked.append(name)
+        if len(self.asked) == self.expected:
+            self.all_asked.set()
+        await asyncio.Event().wait()
+
+
+def test_lookups_end_with_the_last_session_waiting_for_them() -> None:
+    """Sessions that hang up leave no lookups behind: a blocklist that never answers and clients that
+    connect from ever new addresses (one IPv6 /64) cannot make lookups pile up to their timeout."""
+
+    async def scenario() -> tuple[int, int, list[bool]]:
+        resolver = Hanging(expected=2 * 100)
+        lookups = DnsblChecker(("a.test", "b.test"), resolver, timeout=60.0)
+        screen = InboundScreen(dnsbl=lookups, dnsbl_exempt=())
+        sessions = [screen.connected(f"2001:db8::{n:x}") for n in range(1, 101)]
+        await resolver.all_asked.wait()
+        in_flight = lookups.in_flight
+        for session in sessions:
+            session.close()  # every client hangs up
+        done, _ = await asyncio.wait(resolver.queries)
+        return in_flight, lookups.in_flight, [query.cancelled() for query in done]
+
+    in_flight, after, cancelled = asyncio.run(scenario())
+    assert (in_flight, after) == (200, 0)
+    assert all(cancelled)
+
+
+def test_a_shared_lookup_ends_when_its_last_session_leaves() -> None:
+    async def scenario() -> tuple[int, int, bool]:
+        resolver = Hanging(expected=1)
+        lookups = DnsblChecker(("a.test",), resolver, timeout=60.0)
+        first, second = (asyncio.ensure_future(lookups.check("192.0.2.7")) for _ in range(2))
+        await resolver.all_asked.wait()
+        (query,) = resolver.queries
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        still = lookups.in_flight
+        second.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await second
+        await asyncio.wait([query])
+        return still, lookups.in_flight, query.cancelled()
+
+    assert asyncio.run(scenario()) == (1, 0, True)
+
+
+def test_beyond_max_in_flight_a_client_is_not_listed_and_a_warning_says_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, "postoffice.spam")
+
+    async def scenario() -> tuple[list[list[ZoneResult]], int]:
+        resolver = Hanging(expected=3)
+        lookups = DnsblChecker((ZONE,), resolver, timeout=60.0, max_in_flight=3)
+        waiting = [asyncio.ensure_future(lookups.check(f"192.0.2.{n}")) for n in range(1, 4)]
+        await resolver.all_asked.wait()
+        refused = [await lookups.check(f"192.0.2.{n}") for n in range(4, 7)]  # at once, not looked up
+        asked = len(resolver.asked)
+        for check in waiting:
+            check.cancel()
+        await asyncio.wait(resolver.queries)
+        assert lookups.in_flight == 0
+        return refused, asked
+
+    refused, asked = asyncio.run(scenario())
+    assert asked == 3
+    assert refused == [[ZoneResult(ZONE, "failed", reason="3 lookups in flight")]] * 3
+    assert all(listed_zones(result) == () for result in refused)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "3 lookups in flight" in warnings[0]
+    assert "treated as not listed" in warnings[0]
+
+
+def test_a_scoped_address_is_asked_without_its_scope() -> None:
+    assert query_name("fe80::1%eth0", ZONE) == query_name("fe80::1", ZONE)
+    assert str(client_address("fe80::1%eth0")) == "fe80::1"
+    assert str(client_address("::ffff:192.0.2.7")) == "192.0.2.7"

@@ -11,6 +11,8 @@ import contextlib
 import email
 import email.policy
 import smtplib
+import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +23,8 @@ from postoffice.net.dns import DnsResolver
 from postoffice.net.listener import Connection, ListenerSpec
 from postoffice.smtp.server import SmtpServerSettings, SmtpSession
 from postoffice.spam.dnsbl import DnsblChecker
-from postoffice.spam.greylist import Greylist, GreylistPolicy
-from postoffice.spam.screen import InboundScreen, always_reachable
+from postoffice.spam.greylist import Greylist, GreylistPolicy, triplet_key
+from postoffice.spam.screen import MAX_GREYLISTED, InboundScreen, always_reachable
 from postoffice.spam.settings import SpamConfig
 from postoffice.spam.stage import SpamStage
 from tests.delivery.harness import DEMO, HOSTNAME, OTHER, PASSWORD, THIRD, Harness, message
@@ -280,8 +282,11 @@ def test_a_network_whose_triplets_passed_often_enough_is_no_longer_greylisted(
 
     assert [rcpt(DEMO), rcpt(OTHER)] == [451, 451]
     h.clock.now += 60
-    assert [rcpt(DEMO), rcpt(OTHER)] == [250, 250]  # two triplets of 127.0.0.0/24 passed
-    assert rcpt(THIRD) == 250  # a new triplet, but its network has shown it retries
+    assert [rcpt(DEMO), rcpt(OTHER)] == [250, 250]  # two triplets passed: one delivery counted
+    assert rcpt(THIRD) == 451
+    h.clock.now += 60
+    assert rcpt(THIRD) == 250  # a second delivery, a delay after the first
+    assert rcpt(POSTMASTER) == 250  # a new triplet, but its network has shown it retries
 
 
 def test_listed_clients_are_refused_before_greylisting_and_unknown_users_leave_no_record(
@@ -296,7 +301,33 @@ def test_listed_clients_are_refused_before_greylisting_and_unknown_users_leave_n
     with client(port, CLEAN) as smtp:
         smtp.mail(SENDER)
         assert smtp.rcpt("nobody@example.test")[0] == 550
-    keys = h.call(
-        h.store.greylist_entries(['t "127.0.0.0/24" "ann@remote.example" "nobody@example.test"'], 0.0)
-    )
+    keys = h.call(h.store.greylist_entries([triplet_key("127.0.0.0/24", SENDER, "nobody@example.test")], 0.0))
     assert keys == {}
+
+
+def test_a_session_that_tries_pair_after_pair_is_ended_and_its_records_are_bounded(
+    tmp_path: Path, make: list[ScreenedHarness], dns_server: DnsServer
+) -> None:
+    """One session (pipelining RSET, MAIL with a new sender, RCPT) gets 451 for MAX_GREYLISTED recipients,
+    then 421 4.7.0 and the end of the connection: it cannot add records at its command rate."""
+    h = harness(make, tmp_path)
+    port = h.listen(h.screen(dns_server, zones=(), delay=300))
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        replies = sock.makefile("rb")
+        replies.readline()
+        sock.sendall(b"EHLO flood.example\r\n")
+        while not replies.readline().startswith(b"250 "):
+            pass
+        sock.sendall(
+            b"".join(
+                f"RSET\r\nMAIL FROM:<r{n}@spam.example>\r\nRCPT TO:<{DEMO}>\r\n".encode() for n in range(100)
+            )
+        )
+        lines = replies.read().split(b"\r\n")  # until the server closes
+    codes = [line[:3] for line in lines if line]
+    assert codes.count(b"451") == MAX_GREYLISTED
+    assert codes[-1] == b"421"
+    assert lines[-2].startswith(b"421 4.7.0 ")
+    with contextlib.closing(sqlite3.connect(tmp_path / "mail.sqlite3")) as db:
+        rows = db.execute("SELECT count(*) FROM greylist WHERE key LIKE 't %'").fetchone()[0]
+    assert rows == MAX_GREYLISTED

@@ -1,5 +1,6 @@
 """The `[spam]` settings of the built-in checks (docs/decisions/0089) as a config file gives them: defaults,
-zones normalised, and every bad zone, network or duration reported with its key."""
+zones normalised, and every bad zone, network or duration reported with its key; the fixed bounds the docs
+name."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import pytest
 
 from postoffice.config import ConfigError, load_config
 from postoffice.net.tls import generate_self_signed
-from postoffice.spam.settings import LOCAL_NETWORKS
+from postoffice.settings import declared
+from postoffice.spam.greylist import MAX_PENDING
+from postoffice.spam.screen import MAX_GREYLISTED
+from postoffice.spam.settings import LOCAL_NETWORKS, SpamConfig
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +68,9 @@ def test_every_bad_value_is_reported_with_its_key(tmp_path: Path, tls: str) -> N
     ]
     zone = next(p for p in refused.value.problems if p.key == "spam.dnsbl_zones[0]")
     assert "a single label" in zone.message
+
+
+def test_the_greylisting_bounds_the_docs_name_are_the_codes() -> None:
+    doc = declared(SpamConfig).setting("greylisting").doc
+    assert f"up to {MAX_PENDING} per" in doc
+    assert f"with {MAX_GREYLISTED} greylisted recipients" in doc

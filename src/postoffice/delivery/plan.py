@@ -29,7 +29,7 @@ Implementation notes
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Literal, NamedTuple
 
@@ -117,6 +117,17 @@ class Origin(NamedTuple):
     id: str | None = None
     #: the DNS blocklists that list the client (port 25; `postoffice.spam.dnsbl`), for the spam stage
     dnsbl: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuthenticationSummary:
+    """What the authentication stage found (docs/decisions/0054), as data for later stages: every result of
+    each method in the order of our Authentication-Results field (`results`: {"spf": ("fail", "none"),
+    ...}; SPF's MAIL FROM identity first), and whether the stage delivered a DMARC failure as usual because a
+    trusted ARC sealer vouched for the message (`arc_override`: disposition "deliver-arc-override")."""
+
+    results: Mapping[str, tuple[str, ...]]
+    arc_override: bool = False
 
 
 class Recipient(NamedTuple):
@@ -295,6 +306,8 @@ class DeliveryPlan:
     #: ARC seal of forwarded copies: "" and "none" when nothing was checked
     authentication_results: str = ""
     arc_chain: str = "none"
+    #: the same results as data (None: nothing was checked), for the spam stage's built-in verdict
+    authentication: AuthenticationSummary | None = None
     #: Sieve vacation replies, each sent unless one went to its sender recently (the store decides)
     vacations: list[VacationReply] = field(default_factory=list)
     #: reports of Sieve script errors to their accounts (once per script version: the store decides)

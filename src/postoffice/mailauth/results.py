@@ -10,6 +10,10 @@ Implementation notes
   into comments.
 - Property values are written as RFC 8601 `pvalue`s: a domain, an address literal, or a quoted string
   when the value has other characters (section 2.2: `value` is an RFC 2045 token or quoted-string).
+- Read back (`parse_results`) by RFC 8601's grammar: a ";" inside a quoted-string (a HELO name, a MAIL
+  FROM domain) or a comment separates nothing, so no text a client chose becomes a result. The spam
+  stage does not read the field: the authentication stage gives it the results as data
+  (`DeliveryPlan.authentication`, `results_summary`).
 - Folded at the methods (section 2.2 allows CFWS between them), so every line stays under 998 octets and
   the field passes `delivery.plan.header_field`'s check.
 - `claims_our_id`: a field whose authserv-id is ours, found in an arriving message, was not written by us
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the webmail reads results without loading the checks' libraries
@@ -64,7 +69,8 @@ def format_results(
     if not spf:
         methods.append("spf=none")
     for result, prop, domain, reason in spf:
-        methods.append(f"spf={result}{_comment(reason)} {prop}={_value(domain)}")
+        # no domain (the null sender with a HELO name that is no domain, RFC 7208 section 2.4): no property
+        methods.append(f"spf={result}{_comment(reason)}" + (f" {prop}={_value(domain)}" if domain else ""))
     if not dkim:
         methods.append("dkim=none")
     for signature in dkim:
@@ -87,6 +93,27 @@ def format_results(
     return authserv_id + ";\r\n\t" + ";\r\n\t".join(methods)
 
 
+def results_summary(
+    *,
+    iprev: IprevResult | None,
+    spf: Sequence[tuple[str, str, str, str]],
+    dkim: Sequence[DkimResult],
+    dmarc: tuple[str, str, str] | None,
+    arc: ArcResult | None = None,
+) -> dict[str, tuple[str, ...]]:
+    """The results `format_results` writes for the same arguments, by method, each method's in the field's
+    order ({"spf": ("fail", "none"), ...}): what a later stage reads instead of parsing the field."""
+    found: dict[str, tuple[str, ...]] = {}
+    if iprev is not None:
+        found["iprev"] = (iprev.result,)
+    found["spf"] = tuple(result for result, _, _, _ in spf) or ("none",)
+    found["dkim"] = tuple(signature.result for signature in dkim) or ("none",)
+    if arc is not None:
+        found["arc"] = (arc.result,)
+    found["dmarc"] = (dmarc[0] if dmarc is not None else "none",)
+    return found
+
+
 def _arc_method(arc: ArcResult, remote_ip: str) -> str:
     notes = []
     if arc.sealers:
@@ -99,11 +126,104 @@ def _arc_method(arc: ArcResult, remote_ip: str) -> str:
     return f"arc={arc.result}{_comment('; '.join(notes))}{properties}"
 
 
+@dataclass(frozen=True)
+class ResultInfo:
+    """One `resinfo` of a field (RFC 8601 section 2.2): a method's result and its properties, each
+    (`ptype.property`, value) with quoted-string values unquoted, names in lower case."""
+
+    method: str
+    result: str
+    properties: tuple[tuple[str, str], ...] = ()
+
+    def value_of(self, name: str) -> str | None:
+        """The first value of property `name` ("header.from"), None when there is none."""
+        return next((value for key, value in self.properties if key == name), None)
+
+
+def parse_results(value: str) -> tuple[str, list[ResultInfo]]:
+    """A field's value as (its authserv-id in lower case, its resinfos in order). The grammar of RFC 8601
+    section 2.2: ";" separates the authserv-id and each resinfo only outside quoted-strings and comments
+    (nested, with quoted-pairs), so nothing a value or a comment says becomes a result. A part that is no
+    `method=result` (the "none" of no results, or garbage) is left out; an unterminated quoted-string or
+    comment runs to the end of the value."""
+    parts = _split_resinfo(value)
+    first = _WORD.match(parts[0])
+    authserv_id = _unquoted(first.group(1)).strip().lower() if first is not None else ""
+    found: list[ResultInfo] = []
+    for part in parts[1:]:
+        spec = _METHODSPEC.match(part)
+        if spec is None:
+            continue
+        properties: list[tuple[str, str]] = []
+        position = spec.end()
+        while (item := _ITEM.match(part, position)) is not None:  # a propspec, or a word skipped whole
+            if item.group("ptype") is not None:
+                name = f"{item.group('ptype')}.{item.group('property')}".lower()
+                properties.append((name, _unquoted(item.group("pvalue"))))
+            position = item.end()
+        found.append(ResultInfo(spec.group(1).lower(), spec.group(2).lower(), tuple(properties)))
+    return authserv_id, found
+
+
+_QUOTED_STRING = r'"(?:[^"\\]|\\.)*"?'  # unterminated: to the end
+#: a word: a quoted-string or a run of other characters up to white space or a quote
+_WORD = re.compile(rf'\s*({_QUOTED_STRING}|[^\s"]+)', re.DOTALL)
+#: methodspec (with an optional method-version) and result
+_METHODSPEC = re.compile(r"\s*([A-Za-z0-9_-]+)\s*(?:/\s*[0-9]+\s*)?=\s*([A-Za-z0-9_-]+)")
+#: a propspec, or any other word (a reasonspec's: "reason" has no ptype)
+_ITEM = re.compile(
+    rf"\s*(?:(?P<ptype>[A-Za-z0-9_-]+)\s*\.\s*(?P<property>[A-Za-z0-9_.-]+)\s*=\s*"
+    rf'(?P<pvalue>{_QUOTED_STRING}|[^\s"]+)|{_QUOTED_STRING}|[^\s"]+)',
+    re.DOTALL,
+)
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)', re.DOTALL)
+
+
+def _split_resinfo(value: str) -> list[str]:
+    """`value` cut at the ";" outside quoted-strings and comments, comments replaced by a space."""
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0  # comments nest (RFC 5322 section 3.2.2)
+    quoted = escaped = False
+    for ch in value:
+        if escaped:  # the character after a backslash in a quoted-string or a comment: itself
+            escaped = False
+            if not depth:
+                current.append(ch)
+        elif ch == "\\" and (quoted or depth):
+            escaped = True
+            if not depth:
+                current.append(ch)
+        elif depth:
+            depth += {"(": 1, ")": -1}.get(ch, 0)
+            if not depth:
+                current.append(" ")
+        elif quoted:
+            current.append(ch)
+            quoted = ch != '"'
+        elif ch == "(":
+            depth = 1
+        elif ch == ";":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+            quoted = ch == '"'
+    parts.append("".join(current))
+    return parts
+
+
+def _unquoted(word: str) -> str:
+    """A value as it means: a quoted-string without its quotes and quoted-pairs, a token as it is."""
+    quoted = _QUOTED.match(word)
+    if quoted is None:
+        return word
+    return re.sub(r"\\(.)", r"\1", quoted.group(1), flags=re.DOTALL)
+
+
 def authserv_id_of(value: str) -> str:
     """The authserv-id of an Authentication-Results field's value ("" when it has none)."""
-    text = re.sub(r"\([^()]*\)", " ", value)  # comments (not nested: enough to find the first token)
-    first = text.strip().split(";", 1)[0].split()
-    return first[0].lower() if first else ""
+    return parse_results(value)[0]
 
 
 def claims_our_id(value: str, authserv_id: str) -> bool:
@@ -119,15 +239,14 @@ def results_by_method(value: str) -> dict[str, list[str]]:
     """Every result of each method in a field's value, in the field's order: {"dkim": ["fail", "pass"],
     "spf": ["pass", "none"], ...} (our SPF results: the MAIL FROM identity's first, then HELO's)."""
     found: dict[str, list[str]] = {}
-    text = re.sub(r"\([^()]*\)", " ", value)
-    for part in text.split(";")[1:]:
-        match = re.match(r"\s*([A-Za-z0-9-]+)\s*=\s*([A-Za-z0-9-]+)", part)
-        if match is not None:
-            found.setdefault(match.group(1).lower(), []).append(match.group(2).lower())
+    for info in parse_results(value)[1]:
+        found.setdefault(info.method, []).append(info.result)
     return found
 
 
 def from_domain_of_results(value: str) -> str:
-    """The `header.from` domain of a field's value, lowercase ("" when it has none)."""
-    found = re.search(r"header\.from=([^\s;()]+)", value)
-    return found.group(1).strip('"').lower() if found else ""
+    """The `header.from` domain of a field's DMARC result, lowercase ("" when it has none)."""
+    for info in parse_results(value)[1]:
+        if info.method == "dmarc":
+            return (info.value_of("header.from") or "").lower()
+    return ""

@@ -23,7 +23,8 @@ Implementation notes
   - the sender is split at its last "@" (a quoted local part may hold one) and the parts are given to pyspf
     as they are: pyspf would split at the first. An empty local part is "postmaster" (section 4.3);
   - the null reverse-path (mail_from == "") is postmaster@HELO (section 2.4): the MAIL FROM result is then
-    the HELO result itself, and `none` when the HELO name is not a domain. (Any MAIL FROM that makes the
+    the HELO result itself, and `none` with no domain when the HELO name is not a domain (the client's
+    text is no identity: Authentication-Results then names none). (Any MAIL FROM that makes the
     same check_host() call as the HELO check is evaluated once.);
   - the client address is parsed here (an IPv4-mapped IPv6 address is IPv4, section 5 and 5.6); one that is
     not an address gives permerror for every identity (pyspf raises then, and it would also take the words
@@ -136,8 +137,9 @@ class SpfChecker:
         helo_identity = None if helo_domain is None else _Identity(helo_domain, "postmaster")
         mail_identity: _Identity | SpfResult
         if mail_from == "":  # RFC 7208 section 2.4: the null reverse-path is checked as postmaster@HELO
+            # a HELO name that is no domain is no identity: not written as one (it is the client's text)
             mail_identity = helo_identity or _result(
-                "none", helo, f"null sender, and the HELO name is not a domain ({helo_reason})"
+                "none", "", f"null sender, and the HELO name is not a domain ({helo_reason})"
             )
         else:
             local, _, domain_text = mail_from.rpartition("@")

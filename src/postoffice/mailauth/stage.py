@@ -46,14 +46,14 @@ from collections.abc import Awaitable, Callable, Hashable
 from functools import partial
 from typing import IO, TYPE_CHECKING, Generic, TypeVar
 
-from postoffice.delivery.plan import DeliveryPlan, Message, Refusal
+from postoffice.delivery.plan import AuthenticationSummary, DeliveryPlan, Message, Refusal
 from postoffice.directory.dns_records import server_resolver
 from postoffice.mailauth.arc import ArcResult, ArcVerifier
 from postoffice.mailauth.dkim_verify import DkimResult, DkimVerifier
 from postoffice.mailauth.dmarc import DmarcRecord, DmarcResult, check_dmarc, from_domain_of
 from postoffice.mailauth.iprev import IprevResult, check_iprev
 from postoffice.mailauth.reporting import ReportCounter
-from postoffice.mailauth.results import claims_our_id, format_results
+from postoffice.mailauth.results import claims_our_id, format_results, results_summary
 from postoffice.mailauth.settings import MailAuthConfig
 from postoffice.mailauth.spf import SpfChecker, SpfOutcome, SpfResult
 from postoffice.message import PARSE_INLINE_LIMIT, parse_message
@@ -244,12 +244,14 @@ class AuthenticationStage:
         identities = [("smtp.mailfrom", spf.mail_from)]
         if spf.helo is not None:
             identities.append(("smtp.helo", spf.helo))
+        spf_entries = [(r.result, prop, r.domain, r.explanation) for prop, r in identities]
+        dmarc_entry = _dmarc_entry(dmarc, from_domain, fields, overriding)
         value = format_results(
             self.hostname,
             iprev=iprev,
-            spf=[(r.result, prop, r.domain, r.explanation) for prop, r in identities],
+            spf=spf_entries,
             dkim=dkim,
-            dmarc=_dmarc_entry(dmarc, from_domain, fields, overriding),
+            dmarc=dmarc_entry,
             arc=arc,
             remote_ip=ip,
         )
@@ -268,6 +270,11 @@ class AuthenticationStage:
         from_values = [value for name, value in fields if name.lower() == "from"]
         several_authors = from_domain is None and any("@" in value for value in from_values)
         disposition = self._apply_policy(dmarc, plan, several_authors, overriding)
+        # the results as data for the spam stage (decision 0089), which must not score what was overridden
+        plan.authentication = AuthenticationSummary(
+            results_summary(iprev=iprev, spf=spf_entries, dkim=dkim, dmarc=dmarc_entry, arc=arc),
+            arc_override=disposition == "deliver-arc-override",
+        )
         if dmarc is not None and dmarc.record is not None and dmarc.record.rua and self.counter is not None:
             self.counter.add(
                 "dmarc",

@@ -46,8 +46,9 @@ Implementation notes
 - DNS blocklists and greylisting (docs/decisions/0089) on port 25, for clients that do not relay: the
   `InboundScreen` (`postoffice.spam.screen`) starts the client's DNSBL lookups when it connects; at RCPT a
   listing refuses the recipient (554 5.7.1; not postmaster@ nor abuse@) before it is resolved, and a
-  greylisted triplet gets 451 4.7.1 after it was; the zones that list the client travel with the message
-  (`Origin.dnsbl`) to the spam stage.
+  greylisted triplet gets 451 4.7.1 after it was (after `spam.screen.MAX_GREYLISTED` of them the session
+  ends with 421 4.7.0); the zones that list the client travel with the message (`Origin.dnsbl`) to the spam
+  stage.
 """
 
 from __future__ import annotations
@@ -424,6 +425,9 @@ class SmtpSession(LineSession[p.SmtpServerProtocol]):
             and (grey := await screen.greylisted(checks, txn.sender, event.address)) is not None
         ):
             self.proto.reject(grey.code, grey.enhanced, f"<{event.address}>: {grey.text}")
+            if checks.too_many_greylisted:  # each new pair is a record: no session tries them on and on
+                log.info("smtp client %s: too many greylisted recipients, closing", self.conn.peer_ip)
+                self.proto.close(421, "4.7.0", "Too many greylisted recipients, try again later")
         else:
             txn.recipients.append(event.address)
             txn.targets.append(resolved)

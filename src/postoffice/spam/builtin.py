@@ -2,9 +2,15 @@
 from what the authentication stage found and from the DNS blocklists that list the client.
 
 Implementation notes
-- Inputs: our own Authentication-Results value (`DeliveryPlan.authentication_results`, RFC 8601; written by
-  the authentication stage, which runs first) and the zones that list the client (`Origin.dnsbl`, from the
-  SMTP session's lookups: `postoffice.spam.dnsbl`). Nothing is asked of DNS again here.
+- Inputs: the results of the authentication stage, which runs first, as data (`DeliveryPlan.authentication`:
+  the results our Authentication-Results field says, by method; the field itself is not parsed again, so
+  nothing a client wrote into it, such as its HELO name, can pass for a result) and the zones that list the
+  client (`Origin.dnsbl`, from the SMTP session's lookups: `postoffice.spam.dnsbl`). Nothing is asked of
+  DNS again here.
+- A DMARC failure that the authentication stage delivered as usual because a trusted ARC sealer vouched for
+  the message (`AuthenticationSummary.arc_override`, decision 0054) is not scored, and neither are the SPF
+  and DKIM failures that forwarding explains (the forwarder's address is not the sender's, and a list's
+  footer breaks the signature): the administrator trusts that forwarder's own checks.
 - Symbols and their weights (WEIGHTS), named as rspamd names its own so that a reader of X-Spamd-Result
   recognises them: the MAIL FROM identity's SPF `fail` (the domain says this client may not send its mail:
   RFC 7208 section 8.4) 4, `softfail` 1.5; DKIM `fail` (or `permerror`) with no signature passing 2;
@@ -24,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from postoffice.mailauth.results import results_by_method
+from postoffice.delivery.plan import AuthenticationSummary
 from postoffice.spam.rspamd import Verdict
 
 #: The weight of each symbol (module notes).
@@ -46,22 +52,23 @@ def dnsbl_symbol(zone: str) -> str:
     return "RBL_" + zone.upper().replace(".", "_").replace("-", "_")
 
 
-def builtin_verdict(authentication_results: str, listings: Sequence[str]) -> Verdict:
-    """The score and symbols for a message with these authentication results ("" when none were checked)
+def builtin_verdict(authentication: AuthenticationSummary | None, listings: Sequence[str]) -> Verdict:
+    """The score and symbols for a message with these authentication results (None when none were checked)
     and DNSBL listings (module notes)."""
     symbols: dict[str, float] = {}
-    found = results_by_method(authentication_results) if authentication_results else {}
-    spf = found.get("spf", [])
-    if spf[:1] == ["fail"]:
-        symbols["R_SPF_FAIL"] = WEIGHTS["R_SPF_FAIL"]
-    elif spf[:1] == ["softfail"]:
-        symbols["R_SPF_SOFTFAIL"] = WEIGHTS["R_SPF_SOFTFAIL"]
-    dkim = found.get("dkim", [])
-    if "pass" not in dkim and any(result in ("fail", "permerror") for result in dkim):
-        symbols["R_DKIM_REJECT"] = WEIGHTS["R_DKIM_REJECT"]
-    if "fail" in found.get("dmarc", []):
-        symbols["DMARC_FAIL"] = WEIGHTS["DMARC_FAIL"]
-    if found.get("iprev", [])[:1] == ["fail"]:
+    found = authentication.results if authentication is not None else {}
+    if authentication is None or not authentication.arc_override:
+        spf = found.get("spf", ())
+        if spf[:1] == ("fail",):
+            symbols["R_SPF_FAIL"] = WEIGHTS["R_SPF_FAIL"]
+        elif spf[:1] == ("softfail",):
+            symbols["R_SPF_SOFTFAIL"] = WEIGHTS["R_SPF_SOFTFAIL"]
+        dkim = found.get("dkim", ())
+        if "pass" not in dkim and any(result in ("fail", "permerror") for result in dkim):
+            symbols["R_DKIM_REJECT"] = WEIGHTS["R_DKIM_REJECT"]
+        if "fail" in found.get("dmarc", ()):
+            symbols["DMARC_FAIL"] = WEIGHTS["DMARC_FAIL"]
+    if found.get("iprev", ())[:1] == ("fail",):
         symbols["IPREV_FAIL"] = WEIGHTS["IPREV_FAIL"]
     for zone in listings:
         symbols[dnsbl_symbol(zone)] = DNSBL_WEIGHT

@@ -22,6 +22,13 @@ Implementation notes
   connection), at most MAX_ENTRIES (the least recently added go first). The resolver's own cache (dnspython's)
   cannot bound TTLs, keeps no NXDOMAIN without an SOA and no failures, so these verdicts are kept here and
   the resolver asks without a cache. Concurrent connections from one address share one lookup per zone.
+- A lookup lives only as long as a session waits for it: when the last session sharing it leaves (the client
+  hung up), it is cancelled (its socket closed) and fills no cache. At most `max_in_flight` lookups
+  (MAX_IN_FLIGHT by default) are in flight at once: beyond that an address is "not listed" by that zone
+  (not cached, a warning at most once per WARN_INTERVAL), so that clients connecting and hanging up from
+  ever new addresses (an IPv6 /64 has plenty) cannot make the server hold an unbounded number of queries.
+- A scoped address (fe80::1%eth0) is asked without its scope, an IPv4-mapped one as its IPv4 address
+  (`client_address`).
 - Nothing here decides what a listing does: `postoffice.spam.screen` (the SMTP side) and the spam stage do.
 """
 
@@ -55,6 +62,8 @@ MAX_ENTRIES = 10_000
 MAX_REASON = 200
 #: Seconds between two warnings about the same zone.
 WARN_INTERVAL = 600.0
+#: Lookups (one zone, one address) in flight at most (module notes).
+MAX_IN_FLIGHT = 500
 
 _LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 #: Answers that say the query was refused, not that the address is listed (module notes).
@@ -80,12 +89,22 @@ class Resolver(Protocol):
     async def query(self, name: str, rdtype: str) -> dns.rrset.RRset | None: ...
 
 
+def client_address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The address a client at `ip` is judged by: an IPv4-mapped IPv6 address as its IPv4 address, an IPv6
+    address without its scope (fe80::1%eth0 as fe80::1). ValueError when `ip` is no IP address."""
+    address = ipaddress.ip_address(ip)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address.scope_id is not None:
+            return ipaddress.IPv6Address(int(address))
+    return address
+
+
 def query_name(ip: str, zone: str) -> str:
     """The name asked about `ip` in `zone` (module notes; RFC 5782 sections 2.1 and 2.4), without the final
     dot. ValueError when `ip` is no IP address."""
-    address = ipaddress.ip_address(ip)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    address = client_address(ip)
     if isinstance(address, ipaddress.IPv4Address):
         labels = str(address).split(".")
     else:
@@ -143,8 +162,19 @@ def listed_zones(results: Sequence[ZoneResult]) -> tuple[str, ...]:
     return tuple(r.zone for r in results if r.status == "listed")
 
 
+class _Shared:
+    """A lookup in flight and the number of checks waiting for it."""
+
+    __slots__ = ("task", "waiting")
+
+    def __init__(self, task: asyncio.Task[ZoneResult]) -> None:
+        self.task = task
+        self.waiting = 0
+
+
 class DnsblChecker:
-    """Asks every zone about an address at once, with the cache and the deadline of the module notes."""
+    """Asks every zone about an address at once, with the cache, the deadline and the bounds of the module
+    notes."""
 
     def __init__(
         self,
@@ -153,39 +183,69 @@ class DnsblChecker:
         *,
         timeout: float,
         clock: Callable[[], float] = time.monotonic,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self.zones = tuple(zones)
         self.resolver = resolver
         self.timeout = timeout
+        self.max_in_flight = max_in_flight
         self._clock = clock
         self._cache: collections.OrderedDict[tuple[str, str], tuple[float, ZoneResult]] = (
             collections.OrderedDict()
         )
-        self._pending: dict[tuple[str, str], asyncio.Future[ZoneResult]] = {}
+        self._pending: dict[tuple[str, str], _Shared] = {}
         self._warned: dict[str, float] = {}
+
+    @property
+    def in_flight(self) -> int:
+        """The lookups in flight now."""
+        return len(self._pending)
 
     async def check(self, ip: str) -> list[ZoneResult]:
         """Every zone's result for `ip`, in the order of `zones`; never raises for DNS (failures are results).
-        Cancelling it leaves the shared lookups running (they fill the cache for the next connection)."""
+        Cancelling it leaves the lookups it shares with other checks running; the ones only it waited for
+        are cancelled."""
         if not self.zones:
             return []
-        tasks = [self._result(zone, ip) for zone in self.zones]
-        return list(await asyncio.gather(*(asyncio.shield(task) for task in tasks)))
+        joined = [self._join(zone, ip) for zone in self.zones]
+        try:
+            return list(await asyncio.gather(*(asyncio.shield(future) for future in joined)))
+        finally:
+            for zone, future in zip(self.zones, joined, strict=True):
+                self._leave((zone, ip), future)
 
-    def _result(self, zone: str, ip: str) -> asyncio.Future[ZoneResult]:
+    def _join(self, zone: str, ip: str) -> asyncio.Future[ZoneResult]:
+        """The result of `zone` for `ip`: cached, a lookup in flight (shared), a new one, or "failed" when
+        too many are in flight."""
         key = (zone, ip)
         cached = self._cache.get(key)
         if cached is not None and cached[0] > self._clock():
-            done: asyncio.Future[ZoneResult] = asyncio.get_running_loop().create_future()
-            done.set_result(cached[1])
-            return done
-        pending = self._pending.get(key)
-        if pending is not None:
-            return pending
-        task = asyncio.ensure_future(self._lookup(zone, ip))
-        self._pending[key] = task
-        task.add_done_callback(lambda _: self._pending.pop(key, None))
-        return task
+            return _done(cached[1])
+        shared = self._pending.get(key)
+        if shared is None:
+            if len(self._pending) >= self.max_in_flight:
+                self._warn_busy(zone, ip)
+                return _done(ZoneResult(zone, "failed", reason=f"{self.max_in_flight} lookups in flight"))
+            shared = _Shared(asyncio.ensure_future(self._lookup(zone, ip)))
+            self._pending[key] = shared
+            shared.task.add_done_callback(lambda task: self._forget(key, task))
+        shared.waiting += 1
+        return shared.task
+
+    def _leave(self, key: tuple[str, str], future: asyncio.Future[ZoneResult]) -> None:
+        """A check no longer waits for `future`: the lookup is cancelled when no other check does."""
+        shared = self._pending.get(key)
+        if shared is None or shared.task is not future:
+            return  # a cached or refused result, or a lookup that ended
+        shared.waiting -= 1
+        if shared.waiting <= 0:
+            del self._pending[key]
+            shared.task.cancel()
+
+    def _forget(self, key: tuple[str, str], task: asyncio.Task[ZoneResult]) -> None:
+        shared = self._pending.get(key)
+        if shared is not None and shared.task is task:
+            del self._pending[key]
 
     def _keep(self, zone: str, ip: str, result: ZoneResult, ttl: float) -> None:
         self._cache[(zone, ip)] = (self._clock() + ttl, result)
@@ -239,12 +299,30 @@ class DnsblChecker:
             pass  # the listing stands without its reason
         return ZoneResult(zone, "listed", codes, reason), ttl
 
-    def _warn(self, zone: str, ip: str, result: ZoneResult) -> None:
+    def _warn_busy(self, zone: str, ip: str) -> None:
+        """Too many lookups in flight: a warning at most once per WARN_INTERVAL (for all zones)."""
+        if self._may_warn(""):
+            log.warning(
+                "dnsbl: %d lookups in flight, %s not looked up in %s: treated as not listed",
+                self.max_in_flight,
+                ip,
+                zone,
+            )
+        else:
+            log.debug("dnsbl %s: %s not looked up (too many lookups in flight)", zone, ip)
+
+    def _may_warn(self, key: str) -> bool:
         now = self._clock()
-        if now - self._warned.get(zone, -WARN_INTERVAL) < WARN_INTERVAL:
+        if now - self._warned.get(key, -WARN_INTERVAL) < WARN_INTERVAL:
+            return False
+        self._warned[key] = now
+        return True
+
+    def _warn(self, zone: str, ip: str, result: ZoneResult) -> None:
+        """A warning about `zone`, at most one per WARN_INTERVAL (else a debug line)."""
+        if not self._may_warn(zone):
             log.debug("dnsbl %s: %s for %s", zone, result.status, ip)
             return
-        self._warned[zone] = now
         if result.status == "untrusted":
             log.warning(
                 "dnsbl %s answered %s for %s: a refused query or no blocklist answer, treated as not listed "
@@ -255,3 +333,9 @@ class DnsblChecker:
             )
         else:
             log.warning("dnsbl %s: lookup for %s failed (%s), treated as not listed", zone, ip, result.reason)
+
+
+def _done(result: ZoneResult) -> asyncio.Future[ZoneResult]:
+    done: asyncio.Future[ZoneResult] = asyncio.get_running_loop().create_future()
+    done.set_result(result)
+    return done

@@ -17,7 +17,12 @@ Implementation notes
   (`Origin.dnsbl`), which files it into Junk.
 - Greylisting runs for a recipient the pipeline accepted (after the DNSBL check and the resolution: unknown
   users and relaying attempts get their own permanent answers, and leave no records). Its answer is
-  451 4.7.1 with the seconds to wait.
+  451 4.7.1 with the seconds to wait. A session counts its greylisted recipients (`ClientChecks.greylisted`):
+  from MAX_GREYLISTED on, the SMTP session ends with 421 4.7.0 (`too_many_greylisted`), so that one session
+  cannot go on trying new sender and recipient pairs (each a record) at its command rate; a real server
+  retries the rest later. The store's records are bounded per client network too (`Greylist`).
+- A session that ends (the client hung up) cancels its DNSBL lookups; those that other sessions from the
+  same address wait for go on (`DnsblChecker.check`).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import TYPE_CHECKING
 from postoffice.delivery.plan import Refusal
 from postoffice.net.dns import DnsResolver
 from postoffice.plural import counted
-from postoffice.spam.dnsbl import DnsblChecker, ZoneResult, listed_zones
+from postoffice.spam.dnsbl import DnsblChecker, ZoneResult, client_address, listed_zones
 from postoffice.spam.greylist import Greylist, GreylistPolicy
 
 if TYPE_CHECKING:
@@ -41,6 +46,9 @@ if TYPE_CHECKING:
     from postoffice.store import MailStore
 
 log = logging.getLogger("postoffice.spam")
+
+#: Greylisted recipients after which a session is ended (module notes).
+MAX_GREYLISTED = 20
 
 #: Local parts still reached from a listed client: RFC 5321 section 4.5.1 (postmaster), RFC 2142 (abuse).
 ALWAYS_REACHABLE = frozenset({"postmaster", "abuse"})
@@ -62,11 +70,13 @@ def listing_refusal(client_ip: str, listing: ZoneResult) -> Refusal:
 
 
 class ClientChecks:
-    """One connection's checks: its DNSBL lookups (a task of the session's own; None when not looked up)."""
+    """One connection's checks: its DNSBL lookups (a task of the session's own; None when not looked up) and
+    the number of its recipients that were greylisted."""
 
     def __init__(self, ip: str, lookups: asyncio.Task[list[ZoneResult]] | None) -> None:
         self.ip = ip
         self._lookups = lookups
+        self.greylisted = 0
 
     async def dnsbl_results(self) -> list[ZoneResult]:
         """Every zone's result (empty when the client is not looked up, or the lookups broke)."""
@@ -83,8 +93,13 @@ class ClientChecks:
         """The zones that list the client."""
         return listed_zones(await self.dnsbl_results())
 
+    @property
+    def too_many_greylisted(self) -> bool:
+        """Whether the session has had MAX_GREYLISTED recipients greylisted: it is to be ended (421)."""
+        return self.greylisted >= MAX_GREYLISTED
+
     def close(self) -> None:
-        """At the end of the session: its own task ends (the shared lookups go on filling the cache)."""
+        """At the end of the session: its own task ends, and the lookups no other session waits for."""
         if self._lookups is not None and not self._lookups.done():
             self._lookups.cancel()
         elif self._lookups is not None:
@@ -116,11 +131,9 @@ class InboundScreen:
 
     def _dnsbl_exempt(self, ip: str) -> bool:
         try:
-            address = ipaddress.ip_address(ip)
+            address = client_address(ip)
         except ValueError:
             return True
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
         return any(address in network for network in self.dnsbl_exempt)
 
     async def recipient_refused(self, client: ClientChecks, address: str) -> Refusal | None:
@@ -134,7 +147,8 @@ class InboundScreen:
         return None
 
     async def greylisted(self, client: ClientChecks, sender: str, address: str) -> Refusal | None:
-        """For a recipient the pipeline accepted: 451 4.7.1 while its triplet is greylisted."""
+        """For a recipient the pipeline accepted: 451 4.7.1 while its triplet is greylisted (counted in
+        `client.greylisted`)."""
         if self.greylist is None:
             return None
         decision = await self.greylist.check(client.ip, sender, address)
@@ -143,6 +157,7 @@ class InboundScreen:
                 outcome = decision.outcome
                 log.info("greylist client=%s from=<%s> to=<%s>: %s", client.ip, sender, address, outcome)
             return None
+        client.greylisted += 1
         wait = max(1, round(decision.retry_after))
         log.info(
             "greylist client=%s from=<%s> to=<%s>: %s, 451 for %d s more",

@@ -218,7 +218,10 @@ class SpamConfig:
             "(the client's /24 for IPv4 or /64 for IPv6, the envelope sender, the recipient) is answered "
             "`451 4.7.1` at RCPT; the sender's server retries, and after `greylist_delay` it passes. "
             "Bounces (the null sender) are greylisted by the same triplet. The records are kept in the "
-            "store (they survive a restart). Costs every new correspondent a delay of minutes to an hour."
+            "store (they survive a restart). Costs every new correspondent a delay of minutes to an hour. "
+            "Bounded: a client network's new triplets are recorded up to 100 per `greylist_delay` + "
+            "`greylist_retry_window` (more are answered `451` unrecorded), and a session with 20 "
+            "greylisted recipients is closed with `421 4.7.0`."
         ),
     )
     greylist_delay: float = setting(
@@ -247,11 +250,12 @@ class SpamConfig:
     )
     greylist_auto_allowlist: int = setting(
         5,
-        "triplets a client network must pass before it is no longer greylisted (0: never)",
+        "deliveries (one per delay) a client network must pass before it is not greylisted (0: never)",
         doc=(
-            "After this many triplets of a client network (/24, /64) passed, its mail is no longer "
-            "greylisted until `greylist_expiry` after its last message: a server that retries properly "
-            "has shown it. 0: every triplet is greylisted."
+            "After this many deliveries of a client network (/24, /64) passed greylisting (triplets "
+            "that pass count at most once per `greylist_delay`: one message retried to many recipients is "
+            "one), its mail is no longer greylisted until `greylist_expiry` after its last message: a "
+            "server that retries properly has shown it. 0: every triplet is greylisted."
         ),
         minimum=0,
     )
@@ -273,6 +277,8 @@ class SpamConfig:
             "our authentication results (SPF fail 4, softfail 1.5, DKIM fail without a pass 2, DMARC fail "
             "2, iprev fail 1) and DNSBL listings (3 each): from `junk_score` on, into Junk; a listing under "
             '`dnsbl_action = "junk"` always. `X-Spam-*` fields as with rspamd (`add_headers`). It never '
-            "refuses (the DMARC policy is `[mailauth]`'s). Off: no verdict without rspamd."
+            "refuses (the DMARC policy is `[mailauth]`'s). A DMARC failure delivered because a "
+            "`[mailauth] trusted_arc_sealers` forwarder vouched for the message scores nothing, nor do its "
+            "SPF and DKIM failures. Off: no verdict without rspamd."
         ),
     )

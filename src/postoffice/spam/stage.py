@@ -16,7 +16,8 @@ Implementation notes
   the filter broke); `"tempfail"` refuses it with 451 4.7.1 so that the sender tries again. A message larger
   than `max_scan_size` is delivered without a scan.
 - Without rspamd (docs/decisions/0089), with `[spam] builtin_filter`: the built-in verdict
-  (`postoffice.spam.builtin`: the authentication results and the DNSBL listings the SMTP session found)
+  (`postoffice.spam.builtin`: the authentication results as data, `DeliveryPlan.authentication`, and the
+  DNSBL listings the SMTP session found)
   gives the score instead, judged by `junk_score` only (it never refuses), with the same X-Spam-* fields.
   The stage is then built only when it has something to judge by ([mailauth] verify, or DNSBL zones).
 - A client listed by a DNS blocklist under `dnsbl_action = "junk"` (`Origin.dnsbl`): every copy goes into
@@ -137,7 +138,7 @@ class SpamStage:
     def _builtin(self, plan: DeliveryPlan, kept: list[RecipientPlan], listed_junk: bool) -> None:
         settings = self.settings
         origin = plan.origin
-        verdict = builtin_verdict(plan.authentication_results, origin.dnsbl)
+        verdict = builtin_verdict(plan.authentication, origin.dnsbl)
         plan.spam_score = (verdict.score, settings.junk_score)  # for Sieve's spamtest (RFC 5235)
         junk = verdict.score >= settings.junk_score or listed_junk
         log.info(

@@ -718,13 +718,13 @@ class LoginGuardEntry:
 @dataclass(frozen=True)
 class GreylistEntry:
     """A greylisting record (RFC 6647; docs/decisions/0089) as the store keeps it across restarts: a triplet
-    of client network, envelope sender and recipient, or a client network counted for the automatic
-    allowlist. `key` says which (`postoffice.spam.greylist` makes the keys and decides; the store keeps the
-    records and forgets them when they expire)."""
+    of client network, envelope sender and recipient, or a client network's counts (for the automatic
+    allowlist, and of its new triplets). `key` says which (`postoffice.spam.greylist` makes the keys and
+    decides; the store keeps the records and forgets them when they expire)."""
 
     key: str
     first_seen: float  # Unix time it was first seen (a triplet's delay counts from here)
-    passes: int  # a triplet: 0 while it waits, 1 once it passed; a client network: its triplets that passed
+    passes: int  # a triplet: 0 while it waits, 1 once it passed; a client network: what it counts
     last_seen: float  # Unix time it was last written
     expires: float  # Unix time from which it is forgotten
 

@@ -2,8 +2,9 @@
 
 Implementation notes
 - The store only keeps and forgets: which keys exist, what they mean and when a record passes is
-  `postoffice.spam.greylist`'s. A read is of two keys (the triplet and its client network), so it runs on the
-  event loop (`_read_few`), as the other reads of a few rows by key.
+  `postoffice.spam.greylist`'s. A read is of three keys (the triplet and its client network's two counts),
+  so it runs on the event loop (`_read_few`), as the other reads of a few rows by key. Its SQLite errors
+  are raised as StoreError, as the writes' are.
 - Every save forgets at most PRUNE_BATCH expired rows, oldest first (the index on `expires`): the table stays
   as large as the records still in force, and no one write pays for a long downtime's backlog at once.
 - Saves are committed without waiting for the fsync (`durable=False`, as flag changes are: decision 0074):
@@ -15,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from postoffice.store.api import ChangeEvent, GreylistEntry
+from postoffice.store.api import ChangeEvent, GreylistEntry, StoreError
 from postoffice.store.sqlite.base import SqliteBase
 
 #: Expired rows forgotten per save at most.
@@ -40,7 +41,10 @@ class GreylistMixin(SqliteBase):
                 for r in rows
             }
 
-        return await self._read_few(q, len(wanted))
+        try:
+            return await self._read_few(q, len(wanted))
+        except sqlite3.Error as exc:  # the caller lets the recipient pass on a StoreError (decision 0089)
+            raise StoreError(str(exc)) from exc
 
     async def greylist_save(self, entries: Sequence[GreylistEntry], now: float) -> None:
         rows = [(e.key, e.first_seen, e.passes, e.last_seen, e.expires) for e in entries]
