@@ -161,12 +161,10 @@ def _crlf(data: bytes) -> bytes:
 
 
 def with_header(raw: bytes, header: tuple[bytes, ...] | None) -> bytes:
-    """The message `raw` with its header replaced by the fields editheader left (None: as it is)."""
+    """The message `raw` with its header and empty line replaced by what editheader left (None: as it is)."""
     if header is None:
         return raw
-    end = raw.find(b"\r\n\r\n")
-    body = raw[end + 4 :] if end >= 0 else b""
-    return b"".join(header) + b"\r\n" + body
+    return b"".join(header) + raw[len(SieveMessage.from_bytes(raw).head) :]
 
 
 def _number(text: str) -> float | None:
