@@ -5,19 +5,33 @@ it; what the forms cannot show exactly stays an advanced block."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from postoffice.sieve.interpreter import FileInto, SieveContext, SieveMessage, Vacation, run
+from postoffice.sieve.interpreter import (
+    Discard,
+    FileInto,
+    Keep,
+    Outcome,
+    SieveContext,
+    SieveMessage,
+    Vacation,
+    run,
+)
 from postoffice.sieve.mailto import ADDRESS
 from postoffice.sieve.stage import compile_script
 from postoffice.web import filters
 from postoffice.web.filters import Condition, Rule
 
 EMPTY = filters.read("")
+NOW = datetime.datetime(2024, 5, 1, 12, tzinfo=datetime.UTC)
+SUPPORT = Rule(
+    "Support", (Condition("subject", "contains", "help"),), move_to="Support", reply="We got it.\r\n"
+)
 
 
 def script_of(*rules: Rule, vacation: filters.Vacation | None = None) -> str:
@@ -29,6 +43,23 @@ def script_of(*rules: Rule, vacation: filters.Vacation | None = None) -> str:
 
 def kinds(script: filters.FilterScript) -> list[str]:
     return [block.kind for block in script.blocks]
+
+
+def message(subject: str = "help please") -> SieveMessage:
+    return SieveMessage.from_bytes(
+        f"From: zoe@example.org\r\nTo: me@example.test\r\nSubject: {subject}\r\n\r\nHi\r\n".encode(),
+        "zoe@example.org",
+        "me@example.test",
+    )
+
+
+def outcome(text: str, received: SieveMessage | None = None) -> Outcome:
+    """What delivery does with `received` (default: "help please") under the script `text`, at NOW."""
+    return run(compile_script(text), received or message(), SieveContext(now=NOW))
+
+
+def replies(result: Outcome) -> list[str]:
+    return [a.reason for a in result.actions if isinstance(a, Vacation)]
 
 
 # ------------------------------------------------------------------------------------------ generated rules
@@ -130,6 +161,8 @@ def rules(draw: st.DrawFn) -> Rule:
         discard=discard,
         stop=draw(st.booleans()),
     )
+    if rule.forward_to and rule.keep:
+        rule = dataclasses.replace(rule, copy=draw(st.booleans()))  # written `redirect :copy`
     problem = filters.rule_problem(rule)
     return rule if problem is None else Rule(stop=True, name=rule.name)
 
@@ -230,8 +263,9 @@ def test_a_script_read_and_written_back_unchanged_is_the_same_text(
     rule = Rule("New", (Condition("from", "is", "n@example.org"),), flag=True)
     added = filters.render(filters.add_rule(script, rule))
     compile_script(added)
-    # every block as it was (the require line may name other capabilities), the new rule after them
-    body = text[len(requires) : len(text) - len(tail)].replace("\r\n", "\n").strip()
+    # every block as it was (the require line may name other capabilities), the new rule after them (and
+    # after the comments on the last command's line, which belong to it)
+    body = text[len(requires) : len(text) - len(script.tail)].replace("\r\n", "\n").strip()
     added_body = added.split(";", 1)[1].replace("\r\n", "\n").lstrip()
     assert added_body.startswith(body)
     assert added_body[len(body) :].lstrip().startswith("# rule:[New]")
@@ -366,14 +400,39 @@ def test_what_the_form_cannot_show_exactly_stays_advanced_and_unchanged(text: st
     assert filters.render(filters.add_rule(script, Rule(stop=True))).startswith(text + "\r\n\r\nif true {")
 
 
-def test_redirect_with_copy_reads_as_forward_and_keep_and_keeps_its_text_until_changed() -> None:
-    text = 'require "copy";\nif header :contains "subject" "x" { redirect :copy "a@b.example"; }\n'
+def test_redirect_with_copy_reads_as_forward_and_keep_and_is_written_back_as_redirect_copy() -> None:
+    """Review of 4d8d2a1, 5: `redirect :copy` was rewritten as `redirect; keep;` on any save, and an explicit
+    keep is not cancelled by a later fileinto as the implicit keep is: the message landed in the Inbox too."""
+    text = (
+        'require ["copy", "fileinto"];\n'
+        'if header :contains "subject" "x" { redirect :copy "a@b.example"; }\n'
+        'if header :contains "subject" "x" { fileinto "X"; }\n'
+    )
     script = filters.read(text)
-    rule = Rule(conditions=(Condition("subject", "contains", "x"),), forward_to="a@b.example", keep=True)
-    assert script.blocks[1].rule == rule
+    read = script.blocks[1].rule
+    assert read is not None
+    renamed = filters.render(filters.replace_rule(script, 1, dataclasses.replace(read, name="Boss")))
+    message = SieveMessage.from_bytes(b"Subject: x\r\n\r\nHi\r\n", "zoe@example.org", "me@example.test")
+    for written in (text, renamed):  # delivered the same: forwarded, and filed (not kept in the Inbox too)
+        outcome = run(compile_script(written), message, SieveContext(now=NOW))
+        assert not outcome.implicit_keep
+        assert not any(isinstance(a, Keep) for a in outcome.actions)
+        assert [a.mailbox for a in outcome.actions if isinstance(a, FileInto)] == ["X"]
+    assert (
+        '# rule:[Boss]\nif header :contains "subject" "x" {\n  redirect :copy "a@b.example";\n}\n' in renamed
+    )
+    rule = Rule(
+        conditions=(Condition("subject", "contains", "x"),), forward_to="a@b.example", keep=True, copy=True
+    )
+    assert read == rule
     assert filters.render(filters.add_rule(script, Rule(stop=True))).startswith(text.rstrip("\n"))
-    rewritten = filters.render(filters.replace_rule(script, 1, rule))
-    assert rewritten == 'if header :contains "subject" "x" {\n  redirect "a@b.example";\n  keep;\n}\n'
+    # without "keep a copy" it is a plain redirect
+    plain = filters.render(filters.replace_rule(script, 1, dataclasses.replace(rule, keep=False, copy=False)))
+    assert 'redirect "a@b.example";\n}' in plain
+    assert filters.rule_problem(dataclasses.replace(rule, keep=False)) is not None  # copy needs both
+    # `redirect :copy` and an explicit keep is not what the form writes: advanced
+    both = filters.read('require "copy";\nif true { redirect :copy "a@b.example"; keep; }\n')
+    assert kinds(both) == ["require", "advanced"]
 
 
 def test_a_script_that_does_not_parse_is_refused_with_its_place() -> None:
@@ -410,6 +469,219 @@ def test_a_rule_that_replies_and_the_vacation_reply_send_one_reply_not_a_failed_
         compile_script(text), message, SieveContext(now=datetime.datetime(1999, 5, 1, tzinfo=datetime.UTC))
     )
     assert [a.reason for a in before.actions if isinstance(a, Vacation)] == ["We got it.\r\n"]
+
+
+def test_one_reply_needs_no_guard_and_two_are_guarded() -> None:
+    """With one reply no second can collide: it is written without the variable (so "variables" is not
+    required); a second one makes both guarded (decision 0088)."""
+    one = script_of(SUPPORT)
+    assert "variables" not in one
+    assert "vacation :days 1" in one
+    assert "auto_reply_sent" not in one
+    away = filters.Vacation("Away.\r\n")
+    assert (
+        script_of(vacation=away)
+        == 'require ["vacation"];\r\n\r\nvacation :days 7 text:\r\nAway.\r\n.\r\n;\r\n'
+    )
+    both = filters.render(filters.set_vacation(filters.read(one), away))
+    assert 'require ["fileinto", "vacation", "variables"];' in both
+    assert both.count('set "auto_reply_sent" "yes";') == 2
+    assert replies(outcome(both)) == ["Away.\r\n"]
+    assert filters.read(both).vacation == away
+
+
+def test_a_vacation_another_program_wrote_is_guarded_when_a_rule_that_replies_is_added() -> None:
+    """Review of 4d8d2a1, 1: a bare vacation read as the vacation reply was kept as it was next to a rule's
+    reply: two vacations in one run, the run failed and the message was kept unfiltered."""
+    text = 'require ["vacation"];\r\nvacation :days 7 "I am away";\r\n'
+    script = filters.read(text)
+    assert script.vacation == filters.Vacation("I am away")
+    out = filters.render(filters.add_rule(script, SUPPORT))
+    result = outcome(out)
+    assert replies(result) == ["I am away"]
+    assert [a.mailbox for a in result.actions if isinstance(a, FileInto)] == ["Support"]
+    back = filters.read(out)
+    assert back.vacation == script.vacation
+    assert [b.rule for _, b in back.shown()] == [SUPPORT]
+
+
+def test_a_rule_reply_another_program_wrote_is_guarded_when_the_vacation_reply_is_turned_on() -> None:
+    """Review of 4d8d2a1, 1b: the same with a bare `vacation :days 1` read as a rule's reply."""
+    text = (
+        'require ["vacation", "fileinto"];\r\n'
+        'if header :contains "subject" "help" { fileinto "Support"; vacation :days 1 "We got it."; }\r\n'
+    )
+    script = filters.read(text)
+    assert script.blocks[1].rule == dataclasses.replace(SUPPORT, name="", reply="We got it.")
+    always = filters.render(filters.set_vacation(script, filters.Vacation("Away.\r\n")))
+    assert replies(outcome(always)) == ["Away.\r\n"]
+    later = filters.render(
+        filters.set_vacation(script, filters.Vacation("Away.\r\n", first_day="2099-01-01"))
+    )
+    assert replies(outcome(later)) == ["We got it."]
+    assert [a.mailbox for a in outcome(later).actions if isinstance(a, FileInto)] == ["Support"]
+
+
+def test_a_vacation_reply_read_after_another_reply_is_put_first_when_they_are_guarded() -> None:
+    """The vacation reply sets the variable without testing it, so it must run before every other reply."""
+    text = (
+        'require ["vacation", "fileinto"];\r\n'
+        'if header :contains "subject" "help" { fileinto "Support"; vacation :days 1 "We got it."; }\r\n'
+        'vacation "Away.";\r\n'
+    )
+    script = filters.read(text)
+    assert script.vacation == filters.Vacation("Away.")
+    out = filters.render(filters.add_rule(script, Rule(flag=True)))  # any edit makes the script safe
+    assert out.index("Away.") < out.index("We got it.")
+    assert replies(outcome(out)) == ["Away."]
+
+
+def test_a_reply_is_refused_while_a_hand_written_block_holds_an_unguarded_vacation() -> None:
+    """Review of 4d8d2a1, 1c: a vacation in an advanced block cannot be rewritten; the page said "the first
+    one wins", but the run failed. The forms refuse a second reply instead."""
+    text = (
+        'require ["vacation"];\r\n'
+        'if header :contains "subject" "help" { vacation :days 1 :from "me@example.test" "We got it."; }\r\n'
+    )
+    script = filters.read(text)
+    assert script.other_vacations()
+    with pytest.raises(filters.FilterProblem) as refused:
+        filters.set_vacation(script, filters.Vacation("Away.\r\n"))
+    assert "another automatic reply" in refused.value.message
+    with pytest.raises(filters.FilterProblem) as refused:
+        filters.add_rule(script, SUPPORT)
+    assert "another automatic reply" in refused.value.message
+    # rules without a reply are still added, and the hand-written reply is kept as it was
+    out = filters.render(filters.add_rule(script, Rule(flag=True)))
+    assert text.split("\r\n")[1] in out
+    assert replies(outcome(out)) == ["We got it."]
+    # a reply the webmail guarded, inside a hand-written block, is no obstacle
+    guarded = script_of(SUPPORT, dataclasses.replace(SUPPORT, name="Again", reply="Again.\r\n"))
+    hand = filters.read(guarded.rstrip("\r\n") + " elsif true { keep; }\r\n")
+    assert kinds(hand) == ["require", "rule", "advanced"]
+    assert not hand.other_vacations()
+    both = filters.render(filters.set_vacation(hand, filters.Vacation("Away.\r\n")))
+    assert replies(outcome(both)) == ["Away.\r\n"]
+
+
+def test_a_second_reply_is_refused_when_variables_would_change_a_hand_written_block() -> None:
+    """Review of 4d8d2a1, 2: requiring "variables" for the guard turned a hand-written `"${SPAM}"` into ""
+    (so `:contains ""`: every message discarded)."""
+    text = 'if header :contains "subject" "${SPAM}" {\r\n  discard;\r\n}\r\n'
+    hello = message("hello")
+    assert not any(isinstance(a, Discard) for a in outcome(text, hello).actions)
+    one = filters.render(filters.add_rule(filters.read(text), SUPPORT))  # one reply: no variables needed
+    assert "variables" not in one
+    assert not any(isinstance(a, Discard) for a in outcome(one, hello).actions)
+    with pytest.raises(filters.FilterProblem) as refused:
+        filters.set_vacation(filters.read(one), filters.Vacation("Away.\r\n"))
+    assert '"variables"' in refused.value.message
+    # with "variables" required already, "${" means a variable already: two replies change nothing more
+    two = filters.set_vacation(
+        filters.add_rule(filters.read('require "variables";\r\n' + text), SUPPORT),
+        filters.Vacation("Away.\r\n"),
+    )
+    assert replies(outcome(filters.render(two))) == ["Away.\r\n"]
+
+
+def test_a_second_reply_is_refused_while_a_hand_written_block_uses_the_guard_variable() -> None:
+    """Review of 4d8d2a1, 10: a hand-written `set "auto_reply_sent"` silenced every reply of the forms."""
+    text = 'require ["variables"];\r\nset "auto_reply_sent" "no";\r\n'
+    later = filters.Vacation("Away.\r\n", first_day="2099-01-01")
+    one = filters.render(filters.set_vacation(filters.read(text), later))  # one reply: no guard
+    assert replies(outcome(one)) == []
+    with pytest.raises(filters.FilterProblem) as refused:
+        filters.add_rule(filters.read(one), SUPPORT)
+    assert refused.value.values == {"name": "auto_reply_sent"}
+    assert "uses the variable" in refused.value.message
+
+
+def test_names_are_read_only_from_the_hash_comment_directly_before_a_rule() -> None:
+    """Review of 4d8d2a1, 3: `# rule:` lines inside bracket comments were read as names and deleted on
+    save, with the comment's `*/`: the renamed rule became a comment, an unchanged one a syntax error."""
+    text = (
+        'require "fileinto";\n'
+        "/* old rule, turned off:\n# rule:[Old] */\n"
+        'if header :contains "subject" "a" { fileinto "A"; }\n'
+        '/*\n# rule:[Old newsletter]\nif header :contains "list-id" "old" { discard; }\n*/\n'
+        "# rule:[News]\n"
+        'if header :contains "subject" "b" { fileinto "B"; }\n'
+        "# rule:[Not mine]\n# a note between\n"
+        'if header :contains "subject" "c" { fileinto "C"; }\n'
+    )
+    script = filters.read(text)
+    (a_index, a), (b_index, b), (_c_index, c) = script.shown()
+    assert (a.name, b.name, c.name) == ("", "News", "")
+    assert a.rule is not None
+    assert b.rule is not None
+    renamed = filters.render(
+        filters.replace_rule(script, a_index, dataclasses.replace(a.rule, name="Renamed"))
+    )
+    assert "/* old rule, turned off:\n# rule:[Old] */\n# rule:[Renamed]\nif " in renamed
+    assert [a.mailbox for a in outcome(renamed, message("a")).actions if isinstance(a, FileInto)] == ["A"]
+    unchanged = filters.render(filters.replace_rule(script, b_index, b.rule))
+    compile_script(unchanged)
+    assert "/*\n# rule:[Old newsletter]\nif" in unchanged
+    assert "*/\n# rule:[News]\nif" in unchanged
+    renamed_b = filters.render(filters.replace_rule(script, b_index, dataclasses.replace(b.rule, name="B")))
+    assert "*/\n# rule:[B]\nif" in renamed_b
+    assert "# rule:[Not mine]\n# a note between\n" in renamed_b
+
+
+def test_a_script_that_starts_with_a_byte_order_mark_can_be_changed_with_the_forms() -> None:
+    """Review of 4d8d2a1, 6: the BOM (which the parser skips at the start only) landed mid-script."""
+    text = (
+        '\ufeffif header :contains "subject" "a" { keep; }\r\nif header :contains "subject" "b" { stop; }\r\n'
+    )
+    script = filters.read(text)
+    assert filters.render(script) == text
+    second = script.shown()[1][0]
+    for edited in (
+        filters.add_rule(script, Rule(flag=True)),
+        filters.move_block(script, second, -1),
+        filters.delete_block(script, 0),
+        filters.set_vacation(script, filters.Vacation("Away.\r\n")),
+    ):
+        out = filters.render(edited)
+        compile_script(out)
+        assert out.startswith("\ufeff")
+        assert "\ufeff" not in out[1:]
+
+
+def test_a_comment_on_a_command_s_line_stays_with_that_command() -> None:
+    """Review of 4d8d2a1, 11: `} # why` belonged to the next block: deleting or moving that one took it."""
+    text = (
+        'require "fileinto";\n'
+        'if header :contains "subject" "a" { fileinto "A"; } # keep A: the auditors want it\n'
+        'if header :contains "subject" "b" { fileinto "B"; }\n'
+    )
+    script = filters.read(text)
+    (a_index, a), (b_index, _b) = script.shown()
+    assert filters.render(filters.delete_block(script, b_index)) == text.rsplit("\n", 2)[0] + "\n"
+    moved = filters.render(filters.move_block(script, b_index, -1))
+    assert moved.splitlines() == [text.splitlines()[0], text.splitlines()[2], text.splitlines()[1]]
+    assert a.trail == " # keep A: the auditors want it"
+    assert a.rule is not None
+    changed = filters.render(filters.replace_rule(script, a_index, dataclasses.replace(a.rule, flag=True)))
+    assert '  fileinto "A";\n} # keep A: the auditors want it\nif header :contains "subject" "b"' in changed
+    # a hash comment that ends the script, moved before another block: that block starts a new line
+    last = filters.read("if true { keep; }\nif false { stop; } # the end")
+    up = filters.render(filters.move_block(last, 1, -1))
+    assert up.startswith("if false { stop; } # the end\nif true { keep; }")
+    compile_script(up)
+    assert len(filters.read(up).shown()) == 2
+
+
+def test_deleting_the_first_command_keeps_the_script_s_header_comment() -> None:
+    """Review of 4d8d2a1, 11: the comments before the script's first command went with it."""
+    text = "# My filters, by Thunderbird\n# rule:[First]\nif true { keep; }\nif false { stop; }\n"
+    script = filters.read(text)
+    assert (
+        filters.render(filters.delete_block(script, 0))
+        == "# My filters, by Thunderbird\nif false { stop; }\n"
+    )
+    only = filters.read("# My filters\nif true { keep; }\n")
+    assert filters.render(filters.delete_block(only, 0)) == "# My filters\n"
 
 
 # ------------------------------------------------------------------------------------------------ the forms

@@ -3,6 +3,7 @@ a Simplified Chinese translation, the catalog compiles, and the language choice 
 
 from __future__ import annotations
 
+import ast
 import re
 from importlib import resources
 
@@ -28,9 +29,31 @@ def used_strings() -> set[str]:
         text = source.read_text(encoding="utf-8")
         # error details are shown translated (error.html: _(detail))
         found |= set(re.findall(r'HTTPException\(\d+, "([^"]+)"\)', text))
+        if source.name.endswith(".py"):
+            found |= python_strings(text)
+            continue
         found |= set(re.findall(r'(?:\b_|gettext)\(\s*"((?:[^"\\]|\\.)+)"', text))
         found |= set(re.findall(r"(?:\b_|gettext)\(\s*'((?:[^'\\]|\\.)+)'", text))
         found |= set(re.findall(r'ngettext\(\s*"((?:[^"\\]|\\.)+)"', text))
+    return found
+
+
+def python_strings(text: str) -> set[str]:
+    """The messages of `_(...)`, `gettext(...)` and `ngettext(...)` calls in Python source, read as Python
+    reads them: a message written as adjacent literals over several lines is one string (the regular
+    expressions above see only its first piece)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(text)):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+        first = node.args[0]
+        if (
+            name in ("_", "gettext", "ngettext")
+            and isinstance(first, ast.Constant)
+            and isinstance(first.value, str)
+        ):
+            found.add(first.value)
     return found
 
 

@@ -28,7 +28,7 @@ MAX_SCRIPT = 8192
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DataDir, ServerProcess]]:
-    users = ("demo", "other", "third", "fourth", "fifth", "sixth")
+    users = ("demo", "other", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
     data = make_data_dir(tmp_path_factory.mktemp("filters") / "data", users=users)
     set_settings(data, "auth", failure_delay=0.0)
     set_settings(data, "sieve", max_script_size=MAX_SCRIPT)
@@ -86,6 +86,11 @@ def post_rule(client: WebClient, fields: dict[str, str], index: str = "new") -> 
     assert page.status == 200, page.text[:500]
     base = {"index": index, "name": "", "match": "all", "field": "from", "header": "", "op": "contains"}
     return client.post("/settings/filters", {**form_values(page), **base, "value": "", **fields})
+
+
+def hidden(page: Reply) -> dict[str, str]:
+    """The index and block fields of a rule's form (which rule it edits)."""
+    return {n: html.unescape(v) for n, v in re.findall(r'name="(index|block)" value="([^"]*)"', page.text)}
 
 
 def imap(server: tuple[DataDir, ServerProcess], address: str) -> imaplib.IMAP4_SSL:
@@ -256,11 +261,10 @@ def test_the_vacation_form_stores_a_vacation_reply_and_turning_it_off_keeps_the_
     saved = web.post("/settings/vacation", {**form_values(page), **fields})
     assert (saved.status, saved.header("location")) == (303, "/settings/vacation?done=on")
     script = active_script(server, address, monkeypatch)
-    assert script == (
-        'require ["date", "relational", "vacation", "variables"];\n\n'
+    assert script == (  # the one reply: no guard needed (decision 0088)
+        'require ["date", "relational", "vacation"];\n\n'
         'if allof (currentdate :value "ge" "date" "2099-07-01", '
         'currentdate :value "le" "date" "2099-07-14") {\n'
-        '  set "auto_reply_sent" "yes";\n'
         '  vacation :days 3 :subject "Away" :addresses ["ada@example.test", "ada.l@example.test"] text:\n'
         "I am away until 14 July.\nAda\n.\n;\n}"
     )
@@ -347,3 +351,123 @@ def test_the_settings_page_links_the_filters_and_the_vacation_reply(
     assert 'href="/settings/filters"' in page.text
     assert 'href="/settings/vacation"' in page.text
     assert "过滤器和自动回复" in page.text
+
+
+# ---------------------------------------------------------------------------- review of 4d8d2a1 (regressions)
+
+
+def test_odd_digits_in_the_vacation_days_and_the_script_line_are_refused_not_a_server_error(
+    server: tuple[DataDir, ServerProcess],
+) -> None:
+    """Review of 4d8d2a1, 7 and 8: "²" passed str.isdigit and failed int(): a 500."""
+    web = logged_in(server, "seventh@example.test")
+    page = web.get("/settings/vacation")
+    fields = {"on": "1", "text": "away", "subject": "", "addresses": "", "first_day": "", "last_day": ""}
+    reply = web.post("/settings/vacation", {**form_values(page), **fields, "days": "\u00b2"})
+    assert reply.status == 400
+    assert "Reply to a sender again after 1 to 90 days." in reply.text
+    assert web.get("/settings/filters/script?line=%C2%B2").status == 200
+    assert 'data-focus-line="2"' in web.get("/settings/filters/script?line=2").text
+
+
+def test_saving_a_rule_form_again_after_a_409_edits_the_same_rule_not_the_one_now_in_its_place(
+    server: tuple[DataDir, ServerProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review of 4d8d2a1, 4: the 409 form had the new version and the old block number: saving it again
+    overwrote the rule now at that number. The 409 form is made for the same rule at its new number."""
+    address = "seventh@example.test"
+    web = logged_in(server, address)
+    assert post_rule(web, {"name": "Alpha", "field": "subject", "value": "alpha", "flag": "1"}).status == 303
+    assert post_rule(web, {"name": "Beta", "field": "subject", "value": "beta", "read": "1"}).status == 303
+    listing = web.get("/settings/filters")
+    _alpha, beta = re.findall(r'name="index" value="(\d+)"', listing.text)
+    tab = web.get(f"/settings/filters/{beta}")  # one tab edits Beta
+    moved = web.post("/settings/filters/arrange", {**form_values(listing), "index": beta, "action": "up"})
+    assert moved.status == 303  # another moves Beta up, so that Alpha has Beta's number now
+    edit = {"name": "Beta renamed", "match": "all", "field": "subject", "header": "", "op": "contains"}
+    edit |= {"value": "beta", "read": "1"}
+    first = web.post("/settings/filters", {**form_values(tab), **hidden(tab), **edit})
+    assert first.status == 409
+    assert "changed elsewhere meanwhile" in first.text
+    assert 'value="Beta renamed"' in first.text  # what was typed is kept
+    second = web.post("/settings/filters", {**form_values(first), **hidden(first), **edit})
+    assert second.status == 303
+    script = active_script(server, address, monkeypatch)
+    assert script.index("# rule:[Beta renamed]") < script.index("# rule:[Alpha]")
+    assert 'if header :contains "subject" "alpha"' in script
+    assert "rule:[Beta]" not in script
+
+
+def test_a_stale_edit_of_a_rule_that_was_deleted_meanwhile_is_a_409_with_the_list(
+    server: tuple[DataDir, ServerProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review of 4d8d2a1, 4: the number was looked at before the version: a 404, or another rule edited."""
+    address = "eighth@example.test"
+    web = logged_in(server, address)
+    assert post_rule(web, {"name": "A", "field": "subject", "value": "a", "flag": "1"}).status == 303
+    assert post_rule(web, {"name": "B", "field": "subject", "value": "b", "flag": "1"}).status == 303
+    listing = web.get("/settings/filters")
+    first, second = re.findall(r'name="index" value="(\d+)"', listing.text)
+    tab_b = web.get(f"/settings/filters/{second}")
+    tab_a = web.get(f"/settings/filters/{first}")
+    deleted = web.post(
+        "/settings/filters/arrange", {**form_values(listing), "index": second, "action": "delete"}
+    )
+    assert deleted.status == 303
+    before = active_script(server, address, monkeypatch)
+    fields = {"name": "Changed", "match": "all", "field": "subject", "header": "", "op": "contains"}
+    fields |= {"value": "b", "flag": "1"}
+    for tab in (tab_b, tab_a):
+        reply = web.post("/settings/filters", {**form_values(tab), **hidden(tab), **fields})
+        assert reply.status == 409
+        assert active_script(server, address, monkeypatch) == before
+    gone = web.post("/settings/filters", {**form_values(tab_b), "index": second, **fields})
+    assert gone.status == 409
+    assert "the filter you edited was changed or deleted" in html.unescape(gone.text)
+    assert 'class="rule-list"' in gone.text  # the list, as it is now: nothing to save again by mistake
+    assert active_script(server, address, monkeypatch) == before
+
+
+def test_a_folder_name_with_an_ampersand_is_escaped_once_in_the_rule_list(
+    server: tuple[DataDir, ServerProcess],
+) -> None:
+    """Review of 4d8d2a1, 9: the folder's label (markup already) was escaped again: "R&amp;amp;D"."""
+    web = logged_in(server, "ninth@example.test")
+    page = web.get("/settings")
+    assert web.post("/folders", {"csrf": web.csrf(page), "action": "create", "name": "R&D"}).status == 303
+    assert post_rule(web, {"field": "subject", "value": "x", "move": "1", "folder": "R&D"}).status == 303
+    chip = re.search(r'<li class="chip chip-move">(.*?)</li>', web.get("/settings/filters").text)
+    assert chip is not None
+    assert chip.group(1) == "Move to R&amp;D"
+
+
+def test_a_second_automatic_reply_is_refused_while_a_hand_written_one_is_unguarded(
+    server: tuple[DataDir, ServerProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review of 4d8d2a1, 1: with a vacation another program wrote, a reply from the forms made a script
+    that failed at delivery (two vacations in one run); the vacation page said "the first one wins"."""
+    address = "tenth@example.test"
+    mine = (
+        'require ["vacation", "fileinto"];\n'
+        'if header :contains "subject" "help" { vacation :days 1 :from "tenth@example.test" "We got it."; }\n'
+    )
+    client = sieve(server, address, monkeypatch)
+    try:
+        assert client.putscript("mine", mine), client.errmsg
+        assert client.setactive("mine")
+    finally:
+        client.logout()
+    web = logged_in(server, address)
+    page = web.get("/settings/vacation")
+    assert "the vacation reply cannot be turned on" in page.text
+    assert "first one wins" not in page.text
+    fields = {"on": "1", "text": "away", "subject": "", "addresses": "", "first_day": "", "last_day": ""}
+    refused = web.post("/settings/vacation", {**form_values(page), **fields, "days": "7"})
+    assert refused.status == 400
+    assert "A message may get only one automatic reply" in refused.text
+    rule = {"field": "subject", "value": "x", "reply": "1", "reply_text": "Thanks."}
+    assert post_rule(web, rule).status == 400
+    assert post_rule(web, {**rule, "reply": ""} | {"flag": "1"}).status == 303  # no reply: no problem
+    script = active_script(server, address, monkeypatch)
+    assert script.count("vacation :days") == 1
+    assert mine.splitlines()[1] in script

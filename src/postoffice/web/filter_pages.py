@@ -7,7 +7,10 @@ Implementation notes
   overwritten), made active when it is first saved.
 - Every form carries the version of the script it was made from (`SieveScript.version`, never reused). A
   POST that finds another version (a ManageSieve client or another browser saved meanwhile) changes nothing
-  and answers 409 with the script as it is now, so a block number never points at a block that moved.
+  and answers 409 with the script as it is now, before it looks at anything else, so a block number never
+  points at a block that moved. A rule's form also carries its block's key (`Block.key`, its name and
+  text): the 409 form is made for the block with that key in the new version (at its new number), or, when
+  no single block has it any more (changed or deleted meanwhile), the 409 is the list.
 - Every text is checked by the delivery compiler before it is stored (`sieve.stage.compile_script`, the path
   ManageSieve's PUTSCRIPT takes) and stored within the `[sieve]` limits (SieveQuotaExceeded: a message). A
   text with an error is not stored: the editor shows it again with the error's line and column marked.
@@ -286,6 +289,7 @@ class FilterPages:
         error: str = "",
         status: int = 200,
     ) -> Response:
+        script = loaded.script
         return self._render(
             request,
             "filter_form.html",
@@ -296,6 +300,7 @@ class FilterPages:
             folders=await mailview.folders(self.store, account.id),
             loaded=loaded,
             index=index,
+            block_key=script.blocks[index].key if script is not None and index is not None else "",
             rule=rule,
             rows=rows,
             fields=filters.FIELDS,
@@ -308,31 +313,44 @@ class FilterPages:
         if loaded.script is None:
             return RedirectResponse("/settings/filters/script", 303)
         index = None if form.get("index") == "new" else _index(form.get("index"))
+        rule, rows, problem = _rule_from_form(form)
+        if self._stale(form, loaded):
+            # the form again, made from the script as it is now: for the same block at its new number, so
+            # that saving again cannot hit another one; none when that block was changed or deleted meanwhile
+            if index is not None:
+                index = loaded.script.find_rule(form.get("block"))
+                if index is None:
+                    error = self._gettext(request, _CHANGED_RULE)
+                    return await self.list_page(request, error=error, status=409, session=session)
+            error = self._gettext(request, _CHANGED)
+            return await self._form(
+                request, session, account, loaded, index, rule, rows, error=error, status=409
+            )
         existing = None
         if index is not None:
             blocks = loaded.script.blocks
             if not 0 <= index < len(blocks) or blocks[index].rule is None:
                 raise HTTPException(404, "no such filter")
             existing = blocks[index].rule
-        rule, rows, problem = _rule_from_form(form)
         folders = {f.name for f in await mailview.folders(self.store, account.id)}
         kept_folder = existing is not None and existing.move_to == rule.move_to
         if problem is None and rule.move_to and rule.move_to not in folders and not kept_folder:
             problem = FilterProblem(_("Choose a folder."))
         error = self._problem(request, problem) if problem is not None else ""
-        status = 400
-        if not error and self._stale(form, loaded):
-            error, status = self._gettext(request, _CHANGED), 409
         if not error:
-            script = (
-                filters.add_rule(loaded.script, rule)
-                if index is None
-                else filters.replace_rule(loaded.script, index, rule)
-            )
-            error = await self._store(request, account, loaded, filters.render(script))
+            try:
+                script = (
+                    filters.add_rule(loaded.script, rule)
+                    if index is None
+                    else filters.replace_rule(loaded.script, index, rule)
+                )
+            except FilterProblem as refused:
+                error = self._problem(request, refused)
+            else:
+                error = await self._store(request, account, loaded, filters.render(script))
         if error:
             return await self._form(
-                request, session, account, loaded, index, rule, rows, error=error, status=status
+                request, session, account, loaded, index, rule, rows, error=error, status=400
             )
         return RedirectResponse("/settings/filters?done=saved", 303)
 
@@ -368,7 +386,7 @@ class FilterPages:
             script_error=script_error(shown, error) if error is not None else None,
             error_text=self._error_text(request, error) if error is not None else "",
             message=message,
-            focus_line=int(line) if line.isdigit() and len(line) < 7 else 0,
+            focus_line=int(line) if line.isascii() and line.isdigit() and len(line) < 7 else 0,
             done=request.query_params.get("done", ""),
         )
 
@@ -451,7 +469,7 @@ class FilterPages:
             filters.clean_text(form.get("text")),
             filters.clean_line(form.get("subject"), filters.MAX_VALUE),
             tuple(a for a in _ADDRESS_SPLIT.split(filters.clean_line(form.get("addresses"), 5000)) if a),
-            int(days) if days.isdigit() and len(days) < 4 else 0,
+            int(days) if days.isascii() and days.isdigit() and len(days) < 4 else 0,
             form.get("first_day").strip()[:10],
             form.get("last_day").strip()[:10],
         )
@@ -475,8 +493,12 @@ class FilterPages:
             account.id, VACATION_DRAFT, json.dumps({**draft, "days": vacation.days or filters.DEFAULT_DAYS})
         )
         if loaded.script is not None and (on or loaded.script.vacation is not None):
-            script = filters.set_vacation(loaded.script, vacation if on else None)
-            error = await self._store(request, account, loaded, filters.render(script))
+            try:
+                script = filters.set_vacation(loaded.script, vacation if on else None)
+            except FilterProblem as refused:
+                error = self._problem(request, refused)
+            else:
+                error = await self._store(request, account, loaded, filters.render(script))
             if error:
                 return await self.vacation_page(
                     request, values=vacation, on=on, error=error, status=400, session=session
@@ -485,6 +507,10 @@ class FilterPages:
 
 
 _CHANGED = _("Your filters were changed elsewhere meanwhile. They are shown as they are now: try again.")
+_CHANGED_RULE = _(
+    "Your filters were changed elsewhere meanwhile, and the filter you edited was changed or deleted. "
+    "Nothing was saved: here they are as they are now."
+)
 _CHANGED_TEXT = _(
     "Your filters were changed elsewhere meanwhile. This is the script as it is now: try again."
 )
@@ -559,6 +585,8 @@ def _rule_from_form(form: Form) -> tuple[Rule, list[tuple[str, str, str, str]], 
         reply=filters.clean_text(form.get("reply_text")) if checked("reply") == "1" else "",
         discard=checked("discard") == "1",
         stop=checked("stop") == "1",
+        # `redirect :copy` read from the script (module notes of web.filters): kept while forward and keep are
+        copy=checked("copy") == "1" and checked("forward") == "1" and checked("keep") == "1",
     )
     if problem is None and checked("move") == "1" and not rule.move_to:
         problem = FilterProblem(_("Choose a folder."))

@@ -3,28 +3,42 @@ rules, one vacation reply (RFC 5230) and text kept as it was, and written back. 
 
 Implementation notes
 - `read(text)` cuts the script at its top-level commands (`grammar.parse_spans`). A block is the comments
-  and white space before a command and the command itself; an `if` with the `elsif`s and `else` after it is
-  one block. A block the forms can show exactly becomes a `Rule`, or THE `Vacation` (the first one found);
-  every other block is "advanced" and kept as its text. `render` writes each block it was not asked to change
-  as it was, byte for byte, so a script from a ManageSieve client (sieve-connect, Thunderbird, Roundcube)
-  loses nothing when a rule is added, changed, moved or deleted with the forms.
+  and white space before a command (its gap), the command itself, and the comments after it on the same
+  line (its trail: `} # why` belongs to the `}`); an `if` with the `elsif`s and `else` after it is one block.
+  A block the forms can show exactly becomes a `Rule`, or THE `Vacation` (the first one found); every other
+  block is "advanced" and kept as its text. `render` writes each block it was not asked to change as it was,
+  byte for byte, so a script from a ManageSieve client (sieve-connect, Thunderbird, Roundcube) loses nothing
+  when a rule is added, changed, moved or deleted with the forms. A byte order mark at the start (which the
+  parser skips) is set aside by `read` and written first again by `render`.
 - A rule is an `if` whose test is one condition, allof/anyof of conditions, or `true` (every message), and
   whose block holds its actions in this order: addflag of \\Seen and \\Flagged (RFC 5232), fileinto,
   redirect, keep, the reply, discard, stop. Conditions: `address` :is/:contains/:matches on From, or on To
   and Cc together; `header` on Subject or a named field; `exists` of a named field; `size` :over/:under;
   each but size may be negated with `not`. Nothing else is read as a rule (no comparators, no other tags,
   one key per test), so a rule saved back does what the person saw: `parse(generate(rule)) == rule`
-  (property-tested). The one leniency: `redirect :copy` reads as a forward plus "keep a copy".
-- A rule's name is the comment line before it, `# rule:[NAME]`: Roundcube's form, which other tools read.
+  (property-tested). `redirect :copy` (RFC 3894) reads as a forward plus "keep a copy" with `copy` set, and
+  is written back as `redirect :copy` while both stay chosen (an explicit `keep` is not the same: a later
+  fileinto or discard does not cancel it).
+- A rule's name is the comment line directly before it, `# rule:[NAME]` (Roundcube's form, which other tools
+  read): the gap's last comment, a hash comment on a line of its own. Text inside bracket comments, and
+  comments further up, are never read or changed as names.
 - Replies: RFC 5230 section 4.7 allows one vacation action per run (the interpreter fails the run on a
-  second one, and the message is kept unfiltered). So every reply the webmail writes, a rule's and the
-  vacation reply's, is guarded by the variable REPLIED (RFC 5229): the first to run sets it, the others see
-  it set and stay quiet. A rule's reply is `vacation :days 1` (at most one a day to each sender).
-- The vacation reply: `if <dates> { set REPLIED; vacation ...; }`, the dates `currentdate :value "ge"/"le"
-  "date"` (RFC 5260, RFC 5231) on the server's clock, `true` for no dates. It goes first, after `require`,
-  so that a rule's `stop` never skips it (a vacation action does not cancel the implicit keep: the rules
-  after it still file the message). One written by another program (a bare `vacation`, or one inside a
-  date test) is read too, if it has no other tags than :days, :subject and :addresses.
+  second one, and the message is kept unfiltered). A script with one reply (a rule's `vacation :days 1`, or
+  the vacation reply) needs nothing more. With two or more, every reply the forms know is written guarded
+  by the variable REPLIED (RFC 5229): the vacation reply, first, sets it; a rule's reply is
+  `if string :is "${REPLIED}" "" { set REPLIED; vacation ...; }`. `render` rewrites the replies it reads
+  unguarded (written by another program) when the script has two, and puts the vacation reply first. A
+  reply that would make such a script unsafe is refused (`reply_problem`, FilterProblem from `add_rule`,
+  `replace_rule`, `set_vacation`): another vacation in an advanced block that is not guarded so (it cannot
+  be rewritten); a "${" in an advanced block of a script that does not require "variables" yet (it would
+  start to mean a variable); REPLIED used by an advanced block other than as such a guard.
+- The vacation reply: `if <dates> { [set REPLIED;] vacation ...; }`, the dates `currentdate :value "ge"/"le"
+  "date"` (RFC 5260, RFC 5231) on the server's clock, `true` for no dates; with neither dates nor guard it is
+  the `vacation` command alone (`if true { vacation :days 1 "..."; }` would read as a rule's reply). It goes
+  first, after `require`, so that a rule's `stop` never skips it (a vacation action does not cancel the
+  implicit keep: the rules after it still file the message). One written by another program (a bare
+  `vacation`, or one inside a date test) is read too, if it has no other tags than :days, :subject and
+  :addresses.
 - `require` is recomputed: what the rules and the vacation reply need (walked with the checker's specs);
   while advanced blocks remain, every capability the script required before stays required as well (what
   they need is not worked out), and a require that names the same capabilities as before is kept as text.
@@ -36,6 +50,7 @@ Implementation notes
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -66,8 +81,8 @@ _FLAGS = ("\\Seen", "\\Flagged")
 _MATCH_TAGS = frozenset({"is", "contains", "matches"})
 _FIELD_NAME = re.compile(r"[!-9;-~]{1,100}")  # RFC 5322 section 3.6.8: ftext
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029\ufeff]")  # and the BOM, refused by parse
-_RULE_NAME = re.compile(r"^[ \t]*#[ \t]*rule:[ \t]*(?:\[(.*)\]|(.*?))[ \t]*\r?$", re.MULTILINE)
-_RULE_NAME_LINE = re.compile(r"^[ \t]*#[ \t]*rule:.*(?:\r?\n|\Z)", re.MULTILINE)
+_RULE_NAME = re.compile(r"#[ \t]*rule:[ \t]*(?:\[(.*)\]|(.*?))[ \t]*")  # a hash comment, without its line end
+_BOM = "\ufeff"
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _SIZE = re.compile(r"([0-9]{1,12})(?:[.,]([0-9]{1,3}))?\s*([kmg]?)(?:i?b|bytes?)?", re.IGNORECASE)
 
@@ -100,6 +115,7 @@ class Rule:
     reply: str = ""
     discard: bool = False
     stop: bool = False
+    copy: bool = False  # forward and keep written as `redirect :copy` (module notes)
 
 
 @dataclass(frozen=True)
@@ -118,9 +134,10 @@ class Vacation:
 
 @dataclass(frozen=True)
 class Block:
-    """A piece of the script: `gap` (the white space and comments before it) and `text` (its commands).
-    `kind`: "require", "rule", "vacation" or "advanced". `changed`: written from `rule` or `vacation` on
-    render instead of kept as `text`; `moved`: put in another place (so it starts on a line of its own)."""
+    """A piece of the script: `gap` (the white space and comments before it), `text` (its commands) and
+    `trail` (the comments after them on the same line, without its line end). `kind`: "require", "rule",
+    "vacation" or "advanced". `changed`: written from `rule` or `vacation` on render instead of kept as
+    `text`; `moved`: put in another place (so it starts on a line of its own)."""
 
     kind: str
     gap: str
@@ -130,11 +147,18 @@ class Block:
     changed: bool = False
     moved: bool = False
     commands: tuple[Command, ...] = field(default=(), compare=False, repr=False)
+    trail: str = ""
 
     @property
     def name(self) -> str:
         """The block's name from its `# rule:[NAME]` comment ("" when it has none)."""
         return rule_name(self.gap)
+
+    @property
+    def key(self) -> str:
+        """What identifies the block in a form across versions of the script (its name and text), so that a
+        form made from an older version finds its block again, or none."""
+        return hashlib.sha256(f"{self.name}\0{self.text}".encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
     @property
     def line(self) -> int:
@@ -152,6 +176,7 @@ class FilterScript:
     requires: tuple[str, ...] = ()
     newline: str = "\r\n"
     edited: bool = False  # whether a block was added, changed, moved or deleted since `read`
+    bom: bool = False  # whether the text started with a byte order mark (written first again)
 
     @property
     def vacation(self) -> Vacation | None:
@@ -165,8 +190,14 @@ class FilterScript:
         return [(i, b) for i, b in enumerate(self.blocks) if b.kind in ("rule", "advanced")]
 
     def other_vacations(self) -> bool:
-        """Whether an advanced block holds a vacation action (another reply the form does not show)."""
-        return any(b.kind == "advanced" and _uses(b.commands, "vacation") for b in self.blocks)
+        """Whether an advanced block holds a vacation action not guarded by REPLIED (another reply the forms
+        do not show, and cannot go with one of theirs: module notes)."""
+        return any(b.kind == "advanced" and _unguarded(b.commands) for b in self.blocks)
+
+    def find_rule(self, key: str) -> int | None:
+        """The index among `blocks` of the one rule whose `key` is `key`, or None (none, or several)."""
+        found = [i for i, b in enumerate(self.blocks) if b.kind == "rule" and b.key == key]
+        return found[0] if len(found) == 1 else None
 
 
 class FilterProblem(ValueError):
@@ -187,49 +218,111 @@ def _(text: str) -> str:
 # ------------------------------------------------------------------------------------------------ reading
 
 
-def rule_name(gap: str) -> str:
-    """The name in the last `# rule:[NAME]` (or `# rule: NAME`) comment line of `gap`."""
-    found = _RULE_NAME.findall(gap)
+def comments(gap: str) -> list[tuple[int, int, bool]]:
+    """The comments of `gap`, text the parser skipped between commands (white space and comments only):
+    (start, end, whether it is a hash comment) of each; a hash comment's end is after its line end, if it
+    has one. A "#" inside a bracket comment, or a "/*" after a "#", starts nothing (RFC 5228 section 2.3)."""
+    found: list[tuple[int, int, bool]] = []
+    i = 0
+    while i < len(gap):
+        if gap.startswith("#", i):
+            end = gap.find("\n", i)
+            end = len(gap) if end < 0 else end + 1
+            found.append((i, end, True))
+        elif gap.startswith("/*", i):
+            end = gap.find("*/", i + 2)
+            end = len(gap) if end < 0 else end + 2
+            found.append((i, end, False))
+        else:
+            i += 1
+            continue
+        i = end
+    return found
+
+
+def _name_span(gap: str) -> tuple[int, int] | None:
+    """Where the `# rule:[NAME]` line of `gap` is (from its line's start to after its line end): the gap's
+    last comment, a hash comment on a line of its own, so directly before the command."""
+    found = comments(gap)
     if not found:
+        return None
+    start, end, hashed = found[-1]
+    line_start = gap.rfind("\n", 0, start) + 1
+    if not hashed or gap[line_start:start].strip(" \t"):
+        return None
+    if not _RULE_NAME.fullmatch(gap[start:end].rstrip("\r\n")):
+        return None
+    return line_start, end
+
+
+def rule_name(gap: str) -> str:
+    """The name in the `# rule:[NAME]` (or `# rule: NAME`) comment line directly before a command, the last
+    comment of its gap `gap` ("" when there is none)."""
+    span = _name_span(gap)
+    if span is None:
         return ""
-    bracketed, plain = found[-1]
-    return str(bracketed or plain).strip()
+    match = _RULE_NAME.fullmatch(gap[span[0] : span[1]].strip(" \t\r\n"))
+    if match is None:
+        return ""
+    bracketed, plain = match.groups()
+    return str(bracketed or plain or "").strip()
+
+
+def _trail_end(text: str, at: int, stop: int) -> int:
+    """Where the comments after a command that ends at `at` end on its line (`at` when there are none; a
+    hash comment without its line end), not beyond `stop` (where the next command starts)."""
+    i = end = at
+    while i < stop:
+        if text[i] in " \t":
+            i += 1
+        elif text.startswith("#", i):
+            newline = text.find("\n", i, stop)
+            newline = stop if newline < 0 else newline
+            return newline - 1 if text[newline - 1] == "\r" else newline
+        elif text.startswith("/*", i):
+            i = end = text.index("*/", i + 2) + 2
+        else:
+            break
+    return end
 
 
 def read(text: str) -> FilterScript:
     """The script `text` cut into blocks (module notes); grammar.SieveSyntaxError when it does not parse."""
+    bom = text.startswith(_BOM)
+    text = text.removeprefix(_BOM)
     parsed = parse_spans(text)
     blocks: list[Block] = []
     requires: list[str] = []
     end = 0
-    for command, (start, stop) in zip(parsed.commands, parsed.spans, strict=True):
+    starts = [start for start, _stop in parsed.spans[1:]] + [len(text)] * bool(parsed.spans)
+    for command, (start, stop), following in zip(parsed.commands, parsed.spans, starts, strict=True):
         gap, own = text[end:start], text[start:stop]
-        end = stop
+        end = _trail_end(text, stop, following)
+        trail = text[stop:end]
         if command.name in ("elsif", "else") and blocks and blocks[-1].kind != "require":
             # an elsif or else makes its if advanced, even when the if alone would have been a rule
             last = blocks[-1]
-            blocks[-1] = Block(
-                "advanced", last.gap, last.text + gap + own, commands=(*last.commands, command)
-            )
+            text_of = last.text + last.trail + gap + own
+            blocks[-1] = Block("advanced", last.gap, text_of, commands=(*last.commands, command), trail=trail)
             continue
         if command.name == "require":
             for argument in command.arguments:
                 if isinstance(argument, StringList):
                     requires.extend(v.lower() for v in argument.values if v.lower() not in requires)
-            blocks.append(Block("require", gap, own, commands=(command,)))
+            blocks.append(Block("require", gap, own, commands=(command,), trail=trail))
             continue
         rule = read_rule(command)
         if rule is not None:
             rule = dataclasses.replace(rule, name=rule_name(gap))
-            blocks.append(Block("rule", gap, own, rule=rule, commands=(command,)))
+            blocks.append(Block("rule", gap, own, rule=rule, commands=(command,), trail=trail))
             continue
         vacation = None if any(b.kind == "vacation" for b in blocks) else read_vacation(command)
         if vacation is not None:
-            blocks.append(Block("vacation", gap, own, vacation=vacation, commands=(command,)))
+            blocks.append(Block("vacation", gap, own, vacation=vacation, commands=(command,), trail=trail))
             continue
-        blocks.append(Block("advanced", gap, own, commands=(command,)))
+        blocks.append(Block("advanced", gap, own, commands=(command,), trail=trail))
     newline = "\n" if "\n" in text and "\r\n" not in text else "\r\n"
-    return FilterScript(tuple(blocks), text[end:], tuple(requires), newline)
+    return FilterScript(tuple(blocks), text[end:], tuple(requires), newline, bom=bom)
 
 
 def _tags_and_positional(arguments: tuple[Argument, ...]) -> tuple[list[Tag], list[Argument]] | None:
@@ -407,9 +500,9 @@ def read_rule(command: Command) -> Rule | None:
                 return None
             values["forward_to"], copy = address
             if copy:
-                values["keep"] = True
+                values["keep"] = values["copy"] = True
         elif kind == "keep":
-            if action.arguments:
+            if action.arguments or "copy" in values:  # `redirect :copy; keep;` is not what the form writes
                 return None
             values["keep"] = True
         elif kind == "reply":
@@ -602,7 +695,7 @@ def condition_problem(condition: Condition) -> FilterProblem | None:
     if condition.field == "size":
         if condition.op not in SIZE_OPS:
             return FilterProblem(_("A size is larger or smaller than a number."))
-        if not condition.value.isdigit() or len(condition.value) > 15:
+        if not (condition.value.isascii() and condition.value.isdigit()) or len(condition.value) > 15:
             return FilterProblem(_("Write a size such as 500 KB or 5 MB."))
         return None
     if condition.op not in (HEADER_OPS if condition.field == "header" else TEXT_OPS):
@@ -652,6 +745,8 @@ def rule_problem(rule: Rule) -> FilterProblem | None:
         return FilterProblem(_("Choose a folder."))
     if rule.forward_to and not _address(rule.forward_to):
         return FilterProblem(_("The address to forward to is not a valid email address."))
+    if rule.copy and not (rule.forward_to and rule.keep):  # `redirect :copy` is a forward that keeps
+        return FilterProblem(_("This filter cannot be written as it is."))
     if rule.reply and (not _lines(rule.reply) or _value_problem(rule.reply)):
         return _value_problem(rule.reply) or FilterProblem(_("The reply cannot be written as it is."))
     return None
@@ -725,8 +820,8 @@ def condition_test(condition: Condition) -> Test:
     return Test("not", tests=(test,)) if negated else test
 
 
-def rule_command(rule: Rule) -> Command:
-    """The `if` of a rule (module notes)."""
+def rule_command(rule: Rule, guarded: bool = False) -> Command:
+    """The `if` of a rule (module notes); `guarded`: its reply written inside the REPLIED guard."""
     if not rule.conditions:
         test = Test("true")
     elif len(rule.conditions) == 1:
@@ -740,12 +835,14 @@ def rule_command(rule: Rule) -> Command:
         actions.append(Command("addflag", (StringList(tuple(flags), len(flags) > 1),)))
     if rule.move_to:
         actions.append(Command("fileinto", (_string(rule.move_to),)))
+    copy = rule.copy and bool(rule.forward_to) and rule.keep
     if rule.forward_to:
-        actions.append(Command("redirect", (_string(rule.forward_to),)))
-    if rule.keep:
+        actions.append(Command("redirect", (*((Tag("copy"),) if copy else ()), _string(rule.forward_to))))
+    if rule.keep and not copy:
         actions.append(Command("keep"))
     if rule.reply:
-        actions.append(_guarded((Command("vacation", (Tag("days"), Number(1), _string(rule.reply))),)))
+        reply = Command("vacation", (Tag("days"), Number(1), _string(rule.reply)))
+        actions.append(_guarded((reply,)) if guarded else reply)
     if rule.discard:
         actions.append(Command("discard"))
     if rule.stop:
@@ -757,13 +854,18 @@ def _set_replied() -> Command:
     return Command("set", (_string(REPLIED), _string("yes")))
 
 
+def _guard() -> Test:
+    return Test("string", (Tag("is"), _string("${" + REPLIED + "}"), _string("")))
+
+
 def _guarded(commands: tuple[Command, ...]) -> Command:
-    guard = Test("string", (Tag("is"), _string("${" + REPLIED + "}"), _string("")))
-    return Command("if", tests=(guard,), block=(_set_replied(), *commands))
+    return Command("if", tests=(_guard(),), block=(_set_replied(), *commands))
 
 
-def vacation_command(vacation: Vacation) -> Command:
-    """The vacation reply's `if` (module notes)."""
+def vacation_command(vacation: Vacation, guarded: bool = False) -> Command:
+    """The vacation reply's command (module notes): its `if`, or without dates and unguarded the `vacation`
+    alone (`if true { vacation :days 1 ...; }` is a rule's reply); `guarded`: it sets REPLIED before it
+    answers."""
     days = [
         Test("currentdate", (Tag("value"), _string(relation), _string("date"), _string(day)))
         for relation, day in (("ge", vacation.first_day), ("le", vacation.last_day))
@@ -781,7 +883,10 @@ def vacation_command(vacation: Vacation) -> Command:
     if vacation.addresses:
         arguments += [Tag("addresses"), StringList(vacation.addresses)]
     arguments.append(_string(vacation.text))
-    return Command("if", tests=(test,), block=(_set_replied(), Command("vacation", tuple(arguments))))
+    reply = Command("vacation", tuple(arguments))
+    if not days and not guarded:
+        return reply
+    return Command("if", tests=(test,), block=(_set_replied(), reply) if guarded else (reply,))
 
 
 def needs(nodes: tuple[Command, ...] | tuple[Test, ...]) -> set[str]:
@@ -802,8 +907,136 @@ def needs(nodes: tuple[Command, ...] | tuple[Test, ...]) -> set[str]:
     return found
 
 
-def _uses(nodes: tuple[Command, ...], name: str) -> bool:
-    return any(n.name == name or (n.block is not None and _uses(n.block, name)) for n in nodes)
+# ------------------------------------------------------------------------------------------------ replies
+
+
+def _is_guard_if(command: Command) -> bool:
+    """`if string :is "${REPLIED}" "" { set REPLIED "..."; ... }`: what guards a reply (module notes)."""
+    return (
+        command.name == "if"
+        and len(command.tests) == 1
+        and _is_guard(command.tests[0])
+        and bool(command.block)
+        and _is_set((command.block or ())[0])
+    )
+
+
+def _unguarded(commands: tuple[Command, ...]) -> int:
+    """How many vacation actions `commands` hold outside the REPLIED guard."""
+    count = 0
+    for command in commands:
+        if _is_guard_if(command):
+            continue
+        count += command.name == "vacation"
+        count += _unguarded(command.block or ())
+    return count
+
+
+def _values(nodes: tuple[Command, ...] | tuple[Test, ...], blocks: bool = True) -> list[str]:
+    """Every string `nodes` hold (their arguments, tests and, with `blocks`, blocks)."""
+    found: list[str] = []
+    for node in nodes:
+        for argument in node.arguments:
+            if isinstance(argument, StringList):
+                found += argument.values
+        found += _values(node.tests)
+        if blocks and isinstance(node, Command) and node.block:
+            found += _values(node.block)
+    return found
+
+
+def _uses_replied(commands: tuple[Command, ...]) -> bool:
+    """Whether `commands` name the variable REPLIED other than in the guards of replies."""
+    for command in commands:
+        inner = command.block or ()
+        if _is_guard_if(command):
+            inner = inner[1:]
+        elif any(REPLIED in value.lower() for value in _values((command,), blocks=False)):
+            return True
+        if _uses_replied(inner):
+            return True
+    return False
+
+
+def _replies(block: Block) -> int:
+    """How many vacation actions `block` holds (as it will be written)."""
+    if block.kind == "rule":
+        return 1 if block.rule is not None and block.rule.reply else 0
+    if block.kind == "vacation":
+        return 1
+    if block.kind == "advanced":
+        return _count(block.commands, "vacation")
+    return 0
+
+
+def _count(commands: tuple[Command, ...], name: str) -> int:
+    return sum((c.name == name) + _count(c.block or (), name) for c in commands)
+
+
+def reply_problem(script: FilterScript) -> FilterProblem | None:
+    """Why `script`, with two replies or more, cannot be written so that one message gets one reply at most
+    (module notes), or None."""
+    if sum(map(_replies, script.blocks)) < 2:
+        return None
+    advanced = [b for b in script.blocks if b.kind == "advanced"]
+    if any(_unguarded(b.commands) for b in advanced):
+        return FilterProblem(_OTHER_REPLY)
+    if "variables" not in script.requires and any(
+        "${" in value for b in advanced for value in _values(b.commands)
+    ):
+        return FilterProblem(
+            _(
+                'Two automatic replies need the Sieve extension "variables", which would change what "${" '
+                'means in the part of your filters written as text. Remove that "${" (under Edit as text) '
+                "or keep to one automatic reply."
+            )
+        )
+    if any(_uses_replied(b.commands) for b in advanced):
+        return FilterProblem(
+            _(
+                'The part of your filters written as text uses the variable "%(name)s", which the automatic '
+                "replies need for themselves. Rename it (under Edit as text) or keep to one automatic reply."
+            ),
+            name=REPLIED,
+        )
+    return None
+
+
+_OTHER_REPLY = _(
+    "Your filters have another automatic reply, written as text (see Edit as text). A message may get only "
+    "one automatic reply: remove that one first, or do without this one."
+)
+
+
+def _guarding(script: FilterScript) -> bool:
+    """Whether the replies the forms write in `script` are guarded (module notes)."""
+    return sum(map(_replies, script.blocks)) >= 2 and reply_problem(script) is None
+
+
+def _settled(script: FilterScript) -> FilterScript:
+    """`script` with the replies the forms know guarded, and the vacation reply first, when it has two
+    replies or more (module notes): the ones written by other programs are rewritten."""
+    if not _guarding(script):
+        return script
+    blocks = list(script.blocks)
+    at = sum(1 for b in blocks if b.kind == "require")
+    for i, block in enumerate(blocks):
+        if block.kind == "vacation":
+            inner = (block.commands[0].block or ()) if block.commands else ()
+            guarded = block.changed or (bool(inner) and _is_set(inner[0]))
+            if i != at or not guarded:
+                del blocks[i]
+                gap = block.gap if block.gap.strip() else script.newline * 2
+                blocks.insert(at, dataclasses.replace(block, gap=gap, changed=True, moved=i != at))
+            break
+    for i, block in enumerate(blocks):
+        replies = block.kind == "rule" and block.rule is not None and bool(block.rule.reply)
+        if replies and not block.changed and not any(map(_is_guard_if, block.commands[0].block or ())):
+            blocks[i] = dataclasses.replace(block, changed=True)
+    return dataclasses.replace(script, blocks=tuple(blocks))
+
+
+# ------------------------------------------------------------------------------------------------ writing
 
 
 def _commands_text(commands: tuple[Command, ...], newline: str) -> str:
@@ -813,19 +1046,20 @@ def _commands_text(commands: tuple[Command, ...], newline: str) -> str:
 
 def _name_gap(gap: str, name: str, newline: str) -> str:
     """`gap` with its `# rule:[...]` line for `name` (replaced, added, or removed when `name` is "")."""
-    kept = _RULE_NAME_LINE.sub("", gap)
+    span = _name_span(gap)
+    kept = gap[: span[0]] + gap[span[1] :] if span is not None else gap
     if not kept.endswith("\n"):
         kept += newline
     return kept + (f"# rule:[{name}]{newline}" if name else "")
 
 
-def generated(block: Block, newline: str) -> Block:
-    """`block` with its text written from its rule or vacation reply."""
+def generated(block: Block, newline: str, guarded: bool = False) -> Block:
+    """`block` with its text written from its rule or vacation reply (`guarded`: module notes)."""
     if block.rule is not None:
-        command = rule_command(block.rule)
+        command = rule_command(block.rule, guarded)
         gap = _name_gap(block.gap, block.rule.name, newline)
     elif block.vacation is not None:
-        command = vacation_command(block.vacation)
+        command = vacation_command(block.vacation, guarded)
         gap = block.gap
     else:
         return block
@@ -836,75 +1070,116 @@ def capabilities(script: FilterScript) -> list[str]:
     """What the script's require names after `render` (module notes): as before while nothing was edited."""
     if not script.edited:
         return list(script.requires)
+    script = _settled(script)
+    guarded = _guarding(script)
     wanted: set[str] = set()
     advanced = False
     for block in script.blocks:
         if block.kind in ("rule", "vacation"):
-            wanted |= needs(generated(block, "\r\n").commands if block.changed else block.commands)
+            wanted |= needs(generated(block, "\r\n", guarded).commands if block.changed else block.commands)
         advanced = advanced or block.kind == "advanced"
     if advanced:
         return [*script.requires, *sorted(wanted - set(script.requires))]
     return sorted(wanted)
 
 
+def _open_comment(piece: str) -> bool:
+    """Whether `piece` (a trail) ends in a hash comment without its line end: what follows it must start a
+    new line."""
+    found = comments(piece)
+    return bool(found) and found[-1][2] and not piece.endswith("\n")
+
+
 def render(script: FilterScript) -> str:
     """The script's text (module notes): unchanged blocks as they were, changed ones written anew."""
     newline = script.newline
     wanted = capabilities(script)
+    if script.edited:
+        script = _settled(script)
+    guarded = _guarding(script)
     requires = [b for b in script.blocks if b.kind == "require"]
     out: list[str] = []
     fresh = False  # whether the last piece written is new text (so the next one starts on a line of its own)
+    hashed = False  # whether the last piece written ends in a hash comment without its line end
     if requires and set(wanted) == set(script.requires):
-        out += [b.gap + b.text for b in requires]
+        out += [b.gap + b.text + b.trail for b in requires]
+        hashed = _open_comment(requires[-1].trail)
     else:
         if wanted:
             require = Command("require", (StringList(tuple(wanted)),))
-            out.append((requires[0].gap if requires else "") + _commands_text((require,), newline))
-            fresh = True
-        out += [b.gap for b in requires[1 if wanted else 0 :] if b.gap.strip()]  # their comments stay
+            first = requires[0] if requires else Block("require", "", "")
+            out.append(first.gap + _commands_text((require,), newline) + first.trail)
+            # the blocks after it start on a new line, but after comments it had on its line, as before
+            fresh, hashed = not first.trail, _open_comment(first.trail)
+        for block in requires[1 if wanted else 0 :]:  # their comments stay
+            if (block.gap + block.trail).strip():
+                gap = newline + block.gap if hashed and not block.gap.startswith("\n") else block.gap
+                out.append(gap + block.trail)
+                hashed = _open_comment(block.trail)
     for block in script.blocks:
         if block.kind == "require":
             continue
         new = block.changed or block.moved
         if block.changed:
-            block = generated(block, newline)
+            block = generated(block, newline, guarded)
         gap = block.gap
         if not "".join(out).strip():
             gap = gap.lstrip("\r\n") if new or fresh or requires else gap
-        elif (new or fresh) and not gap.startswith(("\n", "\r\n")):
+        elif (new or fresh or hashed) and not gap.startswith(("\n", "\r\n")):
             gap = newline + gap
-        out.append(gap + block.text)
-        fresh = new
+        out.append(gap + block.text + block.trail)
+        fresh, hashed = new, _open_comment(block.trail)
     tail = script.tail
-    if fresh and not tail.startswith(("\n", "\r\n")):
+    if (fresh or (hashed and tail)) and not tail.startswith(("\n", "\r\n")):
         tail = newline + tail
-    return "".join(out) + tail
+    return (_BOM if script.bom else "") + "".join(out) + tail
 
 
 # ------------------------------------------------------------------------------------------------ editing
 
 
+def _checked(script: FilterScript, replies: bool) -> FilterScript:
+    """`script`, or FilterProblem when the edit gave it a reply (`replies`) it cannot have (module notes)."""
+    problem = reply_problem(script) if replies else None
+    if problem is not None:
+        raise problem
+    return script
+
+
 def add_rule(script: FilterScript, rule: Rule) -> FilterScript:
-    """`script` with `rule` added after the last block."""
+    """`script` with `rule` added after the last block (FilterProblem: `reply_problem`)."""
     gap = script.newline * 2
     block = Block("rule", gap, "", rule=rule, changed=True)
-    return dataclasses.replace(script, blocks=(*script.blocks, block), edited=True)
+    added = dataclasses.replace(script, blocks=(*script.blocks, block), edited=True)
+    return _checked(added, bool(rule.reply))
 
 
 def replace_rule(script: FilterScript, index: int, rule: Rule) -> FilterScript:
-    """`script` with the rule at `index` of `blocks` replaced (IndexError when that is no rule)."""
+    """`script` with the rule at `index` of `blocks` replaced (IndexError when that is no rule;
+    FilterProblem: `reply_problem`)."""
     block = _block(script, index, ("rule",))
     blocks = list(script.blocks)
     blocks[index] = dataclasses.replace(block, rule=rule, changed=True)
-    return dataclasses.replace(script, blocks=tuple(blocks), edited=True)
+    return _checked(dataclasses.replace(script, blocks=tuple(blocks), edited=True), bool(rule.reply))
 
 
 def delete_block(script: FilterScript, index: int) -> FilterScript:
-    """`script` without the rule or advanced block at `index` (IndexError when there is none)."""
-    _block(script, index, ("rule", "advanced"))
+    """`script` without the rule or advanced block at `index` (IndexError when there is none). The comments
+    before the script's first command stay (its header), but for the deleted block's name."""
+    block = _block(script, index, ("rule", "advanced"))
     blocks = list(script.blocks)
     del blocks[index]
-    return dataclasses.replace(script, blocks=tuple(blocks), edited=True)
+    tail = script.tail
+    span = _name_span(block.gap)
+    header = (block.gap[: span[0]] + block.gap[span[1] :] if span is not None else block.gap).rstrip()
+    if index == 0 and header:
+        if blocks:
+            blocks[0] = dataclasses.replace(
+                blocks[0], gap=header + script.newline + blocks[0].gap.lstrip("\r\n")
+            )
+        else:
+            tail = header + script.newline + tail.lstrip("\r\n")
+    return dataclasses.replace(script, blocks=tuple(blocks), tail=tail, edited=True)
 
 
 def move_block(script: FilterScript, index: int, step: int) -> FilterScript:
@@ -924,14 +1199,15 @@ def move_block(script: FilterScript, index: int, step: int) -> FilterScript:
 
 
 def set_vacation(script: FilterScript, vacation: Vacation | None) -> FilterScript:
-    """`script` with its vacation reply replaced by `vacation` and put first (after require), or removed."""
+    """`script` with its vacation reply replaced by `vacation` and put first (after require), or removed
+    (FilterProblem: `reply_problem`)."""
     blocks = [b for b in script.blocks if b.kind != "vacation"]
     if vacation is not None:
         at = sum(1 for b in blocks if b.kind == "require")
         old = next((b for b in script.blocks if b.kind == "vacation"), None)
         gap = old.gap if old is not None and old.gap.strip() else script.newline * 2
         blocks.insert(at, Block("vacation", gap, "", vacation=vacation, changed=True))
-    return dataclasses.replace(script, blocks=tuple(blocks), edited=True)
+    return _checked(dataclasses.replace(script, blocks=tuple(blocks), edited=True), vacation is not None)
 
 
 def _block(script: FilterScript, index: int, kinds: tuple[str, ...]) -> Block:
