@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import json
 import typing
 from collections.abc import Callable
@@ -188,6 +189,15 @@ def _kind(annotation: Any, has_choices: bool, where: str) -> str:
 
 
 # -- checking values -----------------------------------------------------------------------------------------
+
+
+def network_problem(value: str) -> tuple[str, str] | None:
+    """The check of a setting that lists networks (an address or address/prefix): the problem and a hint."""
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return f'"{value}" is not a network', 'write "192.0.2.0/24"'
+    return None
 
 
 def did_you_mean(word: str, candidates: list[str] | tuple[str, ...]) -> str:

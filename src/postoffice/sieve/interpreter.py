@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from postoffice.message.headers import decode_words, header_block, iter_fields, split_fields
-from postoffice.sieve.checker import MAX_ADDED_VALUE, MAX_FIELD_NAME, SUPPORTED, Checked, strings
+from postoffice.sieve.checker import FIELD_NAME, MAX_ADDED_VALUE, MAX_FIELD_NAME, SUPPORTED, Checked, strings
 from postoffice.sieve.mailto import parse_mailto
 from postoffice.sieve.matching import Matcher, RegexTimeout, Tags
 
@@ -267,8 +267,6 @@ MAX_ADDED_OCTETS = 64 * 1024
 #: RFC 5293 section 6: fields a script may not delete: trace fields (Received, MUST), Auto-Submitted (what
 #: stops auto-reply loops) and the field that stops redirect loops (`delivery.forwarding.REDIRECTED_FROM`).
 PROTECTED_FIELDS = frozenset({"received", "auto-submitted", "x-sieve-redirected-from"})
-#: RFC 5293 section 4: a header field name
-_FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
 
 _REFERENCE = re.compile(r"\$\{([^{}]*)\}")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -348,7 +346,7 @@ def added_field(name: str, value: str) -> tuple[str, bytes]:
     """RFC 5293 section 4: the field addheader adds, as (its value unfolded, its octets): line breaks in the
     value unfolded, a value with other than ASCII as RFC 2047 encoded words, lines folded at white space.
     SieveRuntimeError for a name or value that cannot be written."""
-    if not _FIELD_NAME.fullmatch(name) or len(name) > MAX_FIELD_NAME:
+    if not FIELD_NAME.fullmatch(name) or len(name) > MAX_FIELD_NAME:
         raise SieveRuntimeError(f'the field name "{name[:80]}" is invalid')
     if "\0" in value or len(value.encode("utf-8", "surrogatepass")) > MAX_ADDED_VALUE:
         raise SieveRuntimeError(f'the value of the added field "{name}" is invalid (a NUL, or too long)')
@@ -500,7 +498,7 @@ class _Run:
     def delete_header(self, tags: Tags, name: str, patterns: Sequence[str]) -> None:
         """RFC 5293 section 5: the occurrences of `name` (the :index-th only, counted before the patterns)
         whose value matches a pattern (all of them without patterns); protected fields stay (section 6)."""
-        if not _FIELD_NAME.fullmatch(name):
+        if not FIELD_NAME.fullmatch(name):
             raise SieveRuntimeError(f'the field name "{name[:80]}" is invalid')
         wanted = name.lower()
         if wanted in PROTECTED_FIELDS or (wanted in self.context.forbid_delete and wanted != "subject"):

@@ -10,15 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from postoffice.settings import section, setting
-
-
-def _network(value: str) -> tuple[str, str] | None:
-    try:
-        ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        return f'"{value}" is not a network', 'write "192.0.2.0/24"'
-    return None
+from postoffice.settings import network_problem, section, setting
 
 
 def _ip_address(value: str) -> tuple[str, str] | None:
@@ -94,7 +86,7 @@ class SmtpConfig:
             "domains only. Formerly `[queue] trusted_networks`, a name still read, with a warning "
             "(docs/decisions/0033)."
         ),
-        check=_network,
+        check=network_problem,
         renamed_from=("queue.trusted_networks",),
     )
 

@@ -7,12 +7,11 @@ Declarations only (`postoffice.settings`): imported by `postoffice.config`, so n
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from postoffice.settings import section, setting
+from postoffice.settings import network_problem, section, setting
 
 #: Loopback, private (RFC 1918, RFC 6598, RFC 4193) and link-local networks: never looked up in a DNS
 #: blocklist (they list public addresses only) nor greylisted, unless an administrator says otherwise.
@@ -55,14 +54,6 @@ def _zone(value: str) -> tuple[str, str] | None:
     problem = zone_problem(value.rstrip(".").lower())
     if problem is not None:
         return f'"{value}" is not a DNS blocklist zone: {problem}', 'write "zen.spamhaus.org"'
-    return None
-
-
-def _network(value: str) -> tuple[str, str] | None:
-    try:
-        ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        return f'"{value}" is not a network', 'write "192.0.2.0/24"'
     return None
 
 
@@ -208,7 +199,7 @@ class SpamConfig:
             "the private ranges (RFC 1918, RFC 6598, RFC 4193) and link-local: keep them when adding "
             "others."
         ),
-        check=_network,
+        check=network_problem,
     )
     greylisting: bool = setting(
         False,
@@ -267,7 +258,7 @@ class SpamConfig:
             "than they first tried from, and the ones in the default (loopback, private, link-local: keep "
             "them when adding others)."
         ),
-        check=_network,
+        check=network_problem,
     )
     builtin_filter: bool = setting(
         True,
